@@ -1,0 +1,277 @@
+//! A throwaway PostgreSQL cluster for local runs, tests and benchmarks.
+//!
+//! It runs the server binaries of the machine (`initdb`, `pg_ctl`) on a folder of the caller's
+//! choosing and a free loopback port. PostgreSQL refuses to run as root and CI runs as root, so
+//! when we are root the binaries run as the `postgres` system user (which Debian's package
+//! creates) and the folder is handed to that user.
+
+use std::fs;
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Why a cluster could not be made, started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH or under \
+         /usr/lib/postgresql/*/bin; install them (Debian: apt-get install postgresql) or set \
+         DATABASE_URL to use a running server"
+    )]
+    NotInstalled,
+    #[error("running as root, but there is no `postgres` system user to run PostgreSQL as")]
+    NoPostgresUser,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} failed ({status}):\n{output}")]
+    Command {
+        what: String,
+        status: String,
+        output: String,
+    },
+}
+
+/// How the server trades durability for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Crash-safe defaults, for data kept between runs (`cargo xtask dev`).
+    Safe,
+    /// fsync and full-page writes off: for tests and benchmarks whose data is thrown away.
+    Throwaway,
+}
+
+/// A running cluster; dropping it stops the server (the data folder stays).
+#[derive(Debug)]
+pub struct Cluster {
+    /// Folder holding `data/` (the cluster), the server log and the Unix socket.
+    dir: PathBuf,
+    bin_dir: PathBuf,
+    port: u16,
+    /// The user and group the server runs as when we are root.
+    run_as: Option<(u32, u32)>,
+}
+
+impl Cluster {
+    /// Starts a cluster in `dir`, creating it first if `dir` holds none yet.
+    pub fn start(dir: &Path, durability: Durability) -> Result<Self, Error> {
+        let bin_dir = find_bin_dir().ok_or(Error::NotInstalled)?;
+        let run_as = if running_as_root()? {
+            Some(postgres_user()?)
+        } else {
+            None
+        };
+        fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(io_err(format!("resolving {}", dir.display())))?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(io_err(format!("handing {} to postgres", dir.display())))?;
+        }
+        let port = free_port()?;
+        let cluster = Self {
+            dir,
+            bin_dir,
+            port,
+            run_as,
+        };
+        if !cluster.data_dir().join("PG_VERSION").exists() {
+            cluster.initdb()?;
+        }
+        cluster.pg_ctl_start(durability)?;
+        Ok(cluster)
+    }
+
+    /// The connection URL of database `database`, as the superuser `postgres` (trust auth on
+    /// loopback only).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server now (fast shutdown: open connections are closed).
+    pub fn stop(&self) -> Result<(), Error> {
+        let data = self.data_dir();
+        self.run(
+            "stopping PostgreSQL",
+            self.command("pg_ctl")
+                .args(["stop", "-w", "-m", "fast", "-D"])
+                .arg(&data),
+        )
+        .map(drop)
+    }
+
+    /// Starts the server again after [`Cluster::stop`], on the same port.
+    pub fn restart(&self, durability: Durability) -> Result<(), Error> {
+        self.pg_ctl_start(durability)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn initdb(&self) -> Result<(), Error> {
+        let data = self.data_dir();
+        self.run(
+            "initdb",
+            self.command("initdb")
+                .args([
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(&data),
+        )
+        .map(drop)
+    }
+
+    fn pg_ctl_start(&self, durability: Durability) -> Result<(), Error> {
+        let mut options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300",
+            self.port,
+            self.dir.display()
+        );
+        if durability == Durability::Throwaway {
+            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        let data = self.data_dir();
+        let log = self.dir.join("server.log");
+        let result = self.run(
+            "starting PostgreSQL",
+            self.command("pg_ctl")
+                .args(["start", "-w", "-t", "60", "-D"])
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-o", &options]),
+        );
+        result.map(drop).map_err(|err| match err {
+            Error::Command {
+                what,
+                status,
+                output,
+            } => Error::Command {
+                what,
+                status,
+                output: format!("{output}\n--- {} ---\n{}", log.display(), tail(&log)),
+            },
+            other => other,
+        })
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin_dir.join(program));
+        command.current_dir(&self.dir);
+        if let Some((uid, gid)) = self.run_as {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    fn run(&self, what: &str, command: &mut Command) -> Result<Output, Error> {
+        let output = command.output().map_err(io_err(what.to_owned()))?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(Error::Command {
+                what: what.to_owned(),
+                status: output.status.to_string(),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            })
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.data_dir().join("postmaster.pid").exists() {
+            // Nothing useful can be done with a failure while dropping; the next start of the
+            // same folder recovers from a server that did not stop.
+            let _ = self.stop();
+        }
+    }
+}
+
+/// Where `initdb` and `pg_ctl` live: `PATH` first, then Debian's versioned folders (newest).
+pub fn find_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+    });
+    on_path.or_else(|| {
+        let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("initdb").is_file())
+            .collect();
+        versions.sort_by_key(|bin| {
+            bin.parent()
+                .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        versions.pop()
+    })
+}
+
+fn running_as_root() -> Result<bool, Error> {
+    // `/proc/self` belongs to the effective user of the process reading it.
+    let meta = fs::metadata("/proc/self").map_err(io_err("reading /proc/self".to_owned()))?;
+    Ok(meta.uid() == 0)
+}
+
+fn postgres_user() -> Result<(u32, u32), Error> {
+    let passwd =
+        fs::read_to_string("/etc/passwd").map_err(io_err("reading /etc/passwd".to_owned()))?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            if fields.next()? != "postgres" {
+                return None;
+            }
+            let uid = fields.nth(1)?.parse().ok()?;
+            let gid = fields.next()?.parse().ok()?;
+            Some((uid, gid))
+        })
+        .ok_or(Error::NoPostgresUser)
+}
+
+fn free_port() -> Result<u16, Error> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port".to_owned()))?;
+    let port = listener
+        .local_addr()
+        .map_err(io_err("finding a free port".to_owned()))?
+        .port();
+    Ok(port)
+}
+
+fn tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn io_err(what: String) -> impl FnOnce(io::Error) -> Error {
+    move |source| Error::Io { what, source }
+}

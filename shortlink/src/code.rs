@@ -1,0 +1,194 @@
+//! Short codes: the path segment a visitor follows, whether generated or chosen (a custom slug).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Longest custom slug. Long enough for readable slugs, short enough to stay a short link.
+const MAX_LEN: usize = 64;
+
+/// Path segments kurz uses for its own routes, refused as codes (compared case-insensitively,
+/// so `Admin` cannot pose as the dashboard either). A new top-level route must be added here.
+pub const RESERVED_CODES: &[&str] = &[
+    "_edge",
+    "admin",
+    "api",
+    "assets",
+    "favicon.ico",
+    "health",
+    "metrics",
+    "ready",
+    "robots.txt",
+    "static",
+];
+
+/// A short code: 1–64 characters from `[A-Za-z0-9_-]`, case-sensitive, not reserved.
+///
+/// Generated codes (see [`crate::CodeScrambler`]) and custom slugs share this one type and one
+/// namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ShortCode(String);
+
+impl ShortCode {
+    /// Parses a custom slug or a generated code.
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        Self::check(input)?;
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The rules, without allocating: the redirect path runs this on every request.
+    fn check(input: &str) -> Result<(), Error> {
+        if input.is_empty() {
+            return Err(Error::CodeEmpty);
+        }
+        if let Some(found) = input
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(Error::CodeInvalidChar { found });
+        }
+        // Every accepted character is one byte, so the byte length is the character count.
+        if input.len() > MAX_LEN {
+            return Err(Error::CodeTooLong {
+                max: MAX_LEN,
+                len: input.len(),
+            });
+        }
+        if RESERVED_CODES
+            .iter()
+            .any(|reserved| reserved.eq_ignore_ascii_case(input))
+        {
+            return Err(Error::CodeReserved {
+                code: input.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Wraps a string already known to satisfy the rules (made by the scrambler).
+    pub(crate) fn from_generated(code: String) -> Self {
+        debug_assert!(
+            Self::check(&code).is_ok(),
+            "generated code {code:?} is invalid"
+        );
+        Self(code)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ShortCode {
+    type Error = Error;
+
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::check(&value)?;
+        Ok(Self(value))
+    }
+}
+
+impl std::str::FromStr for ShortCode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<ShortCode> for String {
+    fn from(code: ShortCode) -> Self {
+        code.0
+    }
+}
+
+impl AsRef<str> for ShortCode {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ShortCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_table() {
+        let long_ok = "a".repeat(64);
+        let too_long = "a".repeat(65);
+        let cases: &[(&str, Result<(), Error>)] = &[
+            ("a", Ok(())),
+            ("abc123", Ok(())),
+            ("Launch-2026_final", Ok(())),
+            ("A", Ok(())),
+            ("-", Ok(())),
+            ("_", Ok(())),
+            ("0000000", Ok(())),
+            (&long_ok, Ok(())),
+            ("", Err(Error::CodeEmpty)),
+            (&too_long, Err(Error::CodeTooLong { max: 64, len: 65 })),
+            ("a b", Err(Error::CodeInvalidChar { found: ' ' })),
+            ("a/b", Err(Error::CodeInvalidChar { found: '/' })),
+            ("a.b", Err(Error::CodeInvalidChar { found: '.' })),
+            ("caf\u{e9}", Err(Error::CodeInvalidChar { found: '\u{e9}' })),
+            ("%41", Err(Error::CodeInvalidChar { found: '%' })),
+            ("a?b", Err(Error::CodeInvalidChar { found: '?' })),
+            ("api", Err(Error::CodeReserved { code: "api".into() })),
+            ("API", Err(Error::CodeReserved { code: "API".into() })),
+            (
+                "Admin",
+                Err(Error::CodeReserved {
+                    code: "Admin".into(),
+                }),
+            ),
+            (
+                "_edge",
+                Err(Error::CodeReserved {
+                    code: "_edge".into(),
+                }),
+            ),
+            (
+                "health",
+                Err(Error::CodeReserved {
+                    code: "health".into(),
+                }),
+            ),
+            (
+                "ready",
+                Err(Error::CodeReserved {
+                    code: "ready".into(),
+                }),
+            ),
+            ("favicon.ico", Err(Error::CodeInvalidChar { found: '.' })),
+            ("robots.txt", Err(Error::CodeInvalidChar { found: '.' })),
+            ("apis", Ok(())),
+            ("readyz", Ok(())),
+        ];
+        for (input, expected) in cases {
+            let got = ShortCode::parse(input).map(|code| assert_eq!(code.as_str(), *input));
+            assert_eq!(&got, expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn case_sensitive() {
+        assert_ne!(ShortCode::parse("Abc"), ShortCode::parse("abc"));
+    }
+
+    #[test]
+    fn deserialize_runs_the_rules() {
+        let ok: ShortCode = serde_json::from_str("\"launch\"").expect("valid code");
+        assert_eq!(ok.as_str(), "launch");
+        let err = serde_json::from_str::<ShortCode>("\"api\"").expect_err("reserved");
+        assert!(err.to_string().contains("reserved"), "{err}");
+    }
+}

@@ -1,0 +1,228 @@
+//! Destinations: the absolute http(s) URL a short link sends its visitors to.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::Error;
+
+/// Longest destination accepted, in bytes after normalisation. Longer URLs break in browsers,
+/// proxies and KV keys alike, and are almost always a tracking blob pasted by mistake.
+const MAX_LEN: usize = 4096;
+
+/// An absolute `http`/`https` URL with a host and no user-info part, normalised (lower-case
+/// scheme and host, punycode host, default port dropped, path percent-encoded) and at most
+/// 4096 bytes long.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Destination(String);
+
+impl Destination {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        // Checking the raw length first keeps a multi-megabyte string away from the URL parser.
+        let input = input.trim();
+        if input.len() > 2 * MAX_LEN {
+            return Err(Error::DestinationTooLong {
+                max: MAX_LEN,
+                len: input.len(),
+            });
+        }
+        let url = Url::parse(input).map_err(|e| Error::DestinationUnparsable {
+            reason: e.to_string(),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::DestinationScheme {
+                scheme: url.scheme().to_owned(),
+            });
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(Error::DestinationNoHost);
+        }
+        // `https://paypal.com@evil.example/` shows a trusted name but goes elsewhere.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::DestinationUserInfo);
+        }
+        let normalised = String::from(url);
+        if normalised.len() > MAX_LEN {
+            return Err(Error::DestinationTooLong {
+                max: MAX_LEN,
+                len: normalised.len(),
+            });
+        }
+        Ok(Self(normalised))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The host, lower-case (and punycode for international names).
+    pub fn host(&self) -> &str {
+        // The parse above guarantees an authority: "scheme://host[:port]/...".
+        let after_scheme = self.0.split_once("://").map_or("", |(_, rest)| rest);
+        let authority = after_scheme
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        if authority.starts_with('[') {
+            // IPv6 literal: keep the brackets, drop the port.
+            return authority
+                .split_once(']')
+                .map_or(authority, |(host, _)| &authority[..=host.len()]);
+        }
+        authority.split(':').next().unwrap_or_default()
+    }
+
+    /// Whether this destination points at `host` (compared without case, port ignored); used
+    /// to refuse links that would redirect to the shortener itself.
+    pub fn points_to_host(&self, host: &str) -> bool {
+        self.host().eq_ignore_ascii_case(host)
+    }
+}
+
+impl TryFrom<String> for Destination {
+    type Error = Error;
+
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl std::str::FromStr for Destination {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<Destination> for String {
+    fn from(destination: Destination) -> Self {
+        destination.0
+    }
+}
+
+impl AsRef<str> for Destination {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_and_normalises() {
+        let cases = [
+            ("https://example.com", "https://example.com/"),
+            ("HTTPS://EXAMPLE.com/Path", "https://example.com/Path"),
+            ("http://example.com:80/a", "http://example.com/a"),
+            ("https://example.com:443/a", "https://example.com/a"),
+            ("https://example.com:8443/a", "https://example.com:8443/a"),
+            ("  https://example.com/a  ", "https://example.com/a"),
+            ("https://example.com/a/../b", "https://example.com/b"),
+            ("https://example.com/a b", "https://example.com/a%20b"),
+            (
+                "https://example.com/?q=1#frag",
+                "https://example.com/?q=1#frag",
+            ),
+            ("https://bücher.example/", "https://xn--bcher-kva.example/"),
+            ("http://127.0.0.1:3000/x", "http://127.0.0.1:3000/x"),
+            ("http://[::1]:8080/", "http://[::1]:8080/"),
+            (
+                "https://example.com/%E2%9C%93",
+                "https://example.com/%E2%9C%93",
+            ),
+        ];
+        for (input, expected) in cases {
+            let got = Destination::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(got.as_str(), expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn refuses() {
+        let long = format!("https://example.com/{}", "a".repeat(4096));
+        let huge = format!("https://example.com/{}", "a".repeat(100_000));
+        let cases: &[(&str, fn(&Error) -> bool)] = &[
+            ("", |e| matches!(e, Error::DestinationUnparsable { .. })),
+            ("example.com", |e| {
+                matches!(e, Error::DestinationUnparsable { .. })
+            }),
+            ("/relative/path", |e| {
+                matches!(e, Error::DestinationUnparsable { .. })
+            }),
+            ("not a url", |e| {
+                matches!(e, Error::DestinationUnparsable { .. })
+            }),
+            ("http://", |e| {
+                matches!(e, Error::DestinationUnparsable { .. })
+            }),
+            ("https://exa mple.com/", |e| {
+                matches!(e, Error::DestinationUnparsable { .. })
+            }),
+            ("ftp://example.com/", |e| {
+                matches!(e, Error::DestinationScheme { .. })
+            }),
+            ("javascript:alert(1)", |e| {
+                matches!(e, Error::DestinationScheme { .. })
+            }),
+            ("data:text/html,hi", |e| {
+                matches!(e, Error::DestinationScheme { .. })
+            }),
+            ("mailto:a@example.com", |e| {
+                matches!(e, Error::DestinationScheme { .. })
+            }),
+            ("file:///etc/passwd", |e| {
+                matches!(e, Error::DestinationScheme { .. })
+            }),
+            ("https://paypal.com@evil.example/", |e| {
+                *e == Error::DestinationUserInfo
+            }),
+            ("https://user:pw@example.com/", |e| {
+                *e == Error::DestinationUserInfo
+            }),
+            ("https://:pw@example.com/", |e| {
+                *e == Error::DestinationUserInfo
+            }),
+            (&long, |e| matches!(e, Error::DestinationTooLong { .. })),
+            (&huge, |e| matches!(e, Error::DestinationTooLong { .. })),
+        ];
+        for (input, is_expected) in cases {
+            let err = Destination::parse(input).expect_err(input);
+            assert!(is_expected(&err), "input {input:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn host_and_loop_check() {
+        let cases = [
+            ("https://Kurz.example/abc", "kurz.example"),
+            ("http://kurz.example:8080/abc", "kurz.example"),
+            ("http://[::1]:8080/", "[::1]"),
+            ("https://example.com?x=1", "example.com"),
+            ("https://example.com#top", "example.com"),
+        ];
+        for (input, host) in cases {
+            let destination = Destination::parse(input).expect("valid");
+            assert_eq!(destination.host(), host, "input {input:?}");
+            assert!(destination.points_to_host(&host.to_uppercase()));
+        }
+        let other = Destination::parse("https://kurz.example.evil/").expect("valid");
+        assert!(!other.points_to_host("kurz.example"));
+    }
+
+    #[test]
+    fn deserialize_runs_the_rules() {
+        let err = serde_json::from_str::<Destination>("\"ftp://x.example\"").expect_err("ftp");
+        assert!(err.to_string().contains("http or https"), "{err}");
+    }
+}

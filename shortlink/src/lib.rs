@@ -1,0 +1,21 @@
+//! Domain and wire types shared by every kurz process.
+//!
+//! A value of a type from this crate is valid by construction: a [`ShortCode`] or a
+//! [`Destination`] that exists has passed every rule, and deserialising one runs the same rules,
+//! so no process can accept an invalid value from another. The crate does no I/O and has no
+//! clock and no randomness: callers pass the time and the keys in, which keeps it usable on the
+//! edge (wasm32), in the origin and in the admin UI alike.
+
+pub mod api;
+mod code;
+mod destination;
+mod error;
+pub mod redirect;
+mod scramble;
+mod status;
+
+pub use code::{RESERVED_CODES, ShortCode};
+pub use destination::Destination;
+pub use error::Error;
+pub use scramble::{CodeScrambler, GENERATED_CODE_LEN};
+pub use status::RedirectStatus;

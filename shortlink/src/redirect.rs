@@ -1,0 +1,118 @@
+//! Where a redirect is decided: given a link and the current time, what a visitor gets.
+//!
+//! The origin and the edge both call [`decide`], so a link behaves the same wherever it is
+//! served.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{Destination, RedirectStatus};
+
+/// What a server needs to answer a visit to a code without any other lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkTarget {
+    /// Identifies the link in click events, whatever its code is later changed to.
+    pub link_id: i64,
+    pub destination: Destination,
+    pub status: RedirectStatus,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// The answer to a visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
+    Redirect {
+        status: RedirectStatus,
+        location: &'a str,
+        cache_control: &'static str,
+    },
+    /// The link existed but its expiry has passed: 410 Gone.
+    Expired,
+}
+
+/// Permanent redirects may be cached, but for a day rather than the browsers' default of
+/// forever, so that even a 301 link can still be corrected.
+const PERMANENT_CACHE: &str = "public, max-age=86400";
+/// Temporary redirects are never stored, so edits take effect at once and visits are counted.
+const TEMPORARY_CACHE: &str = "private, no-store";
+
+pub fn decide(link: &LinkTarget, now: OffsetDateTime) -> Decision<'_> {
+    if link.expires_at.is_some_and(|expires_at| expires_at <= now) {
+        return Decision::Expired;
+    }
+    Decision::Redirect {
+        status: link.status,
+        location: link.destination.as_str(),
+        cache_control: if link.status.is_permanent() {
+            PERMANENT_CACHE
+        } else {
+            TEMPORARY_CACHE
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn target(status: RedirectStatus, expires_at: Option<OffsetDateTime>) -> LinkTarget {
+        LinkTarget {
+            link_id: 1,
+            destination: Destination::parse("https://example.com/x").expect("valid"),
+            status,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let now = datetime!(2026-06-01 12:00 UTC);
+        let cases = [
+            (RedirectStatus::Found, None, Some((302, TEMPORARY_CACHE))),
+            (
+                RedirectStatus::TemporaryRedirect,
+                None,
+                Some((307, TEMPORARY_CACHE)),
+            ),
+            (
+                RedirectStatus::MovedPermanently,
+                None,
+                Some((301, PERMANENT_CACHE)),
+            ),
+            (
+                RedirectStatus::PermanentRedirect,
+                None,
+                Some((308, PERMANENT_CACHE)),
+            ),
+            (
+                RedirectStatus::Found,
+                Some(datetime!(2026-06-01 12:00:01 UTC)),
+                Some((302, TEMPORARY_CACHE)),
+            ),
+            (RedirectStatus::Found, Some(now), None),
+            (
+                RedirectStatus::MovedPermanently,
+                Some(datetime!(2025-01-01 0:00 UTC)),
+                None,
+            ),
+        ];
+        for (status, expires_at, expected) in cases {
+            let link = target(status, expires_at);
+            let got = match decide(&link, now) {
+                Decision::Redirect {
+                    status,
+                    location,
+                    cache_control,
+                } => {
+                    assert_eq!(location, "https://example.com/x");
+                    Some((status.code(), cache_control))
+                }
+                Decision::Expired => None,
+            };
+            assert_eq!(got, expected, "{status:?} expiring {expires_at:?}");
+        }
+    }
+}
