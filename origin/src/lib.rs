@@ -1,1 +1,175 @@
-//! stub
+//! The kurz origin: the links API, redirects for deployments without the edge, and the only
+//! writer of PostgreSQL.
+//!
+//! [`app`] builds the router from a [`State`], so tests drive it without a socket; [`serve`]
+//! runs it on a listener the caller bound until the caller's shutdown future completes.
+
+pub mod auth;
+mod cache;
+pub mod config;
+pub mod db;
+mod error;
+mod extract;
+mod health;
+mod links;
+mod redirect;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::cache::LinkCache;
+use crate::config::{Cli, Command, Config, LogFormat, PublicUrl};
+use crate::db::Migrated;
+pub use crate::error::Error;
+
+/// What every request handler shares. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct State {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: PgPool,
+    /// Set once migrations are applied; `/ready` reports 503 until then.
+    migrated: Migrated,
+    cache: LinkCache,
+    scrambler: shortlink::CodeScrambler,
+    public_url: PublicUrl,
+}
+
+impl State {
+    /// Builds the state; nothing connects yet (the pool is lazy).
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db: db::pool(&config.database)?,
+                migrated: Migrated::default(),
+                cache: LinkCache::new(
+                    config.cache_capacity,
+                    config.cache_ttl(),
+                    config.negative_cache_ttl(),
+                ),
+                scrambler: config.code_key.scrambler(),
+                public_url: config.public_url.clone(),
+            }),
+        })
+    }
+
+    pub fn db(&self) -> &PgPool {
+        &self.inner.db
+    }
+
+    /// Applies migrations now (tests), instead of in the background as [`serve`] does.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        db::MIGRATOR.run(&self.inner.db).await?;
+        self.inner.migrated.set();
+        Ok(())
+    }
+}
+
+/// The whole HTTP surface of the origin.
+pub fn app(state: State) -> Router {
+    let api = Router::new()
+        .merge(links::routes())
+        .fallback(|| async { Error::NotFound })
+        // After the fallback, so that unknown API paths also need a key: no probing for routes.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+        .layer(DefaultBodyLimit::max(error::BODY_LIMIT));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/{code}", get(redirect::redirect))
+        .fallback(redirect::not_found)
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = State::new(config)?;
+    let migration = tokio::spawn(db::migrate_until_done(
+        state.inner.db.clone(),
+        state.inner.migrated.clone(),
+    ));
+    let first_key = tokio::spawn(auth::print_first_key_when_migrated(state.clone()));
+    tracing::info!(address = %listener.local_addr()?, public_url = ?config.public_url, "origin listening");
+    axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    migration.abort();
+    first_key.abort();
+    state.inner.db.close().await;
+    tracing::info!("origin stopped");
+    Ok(())
+}
+
+/// Entry point of the binary.
+pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(config) => {
+            init_logging(config.log_format);
+            let listener = TcpListener::bind(config.bind)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+            serve(&config, listener, shutdown_signal()).await
+        }
+        Command::CreateApiKey { database, name } => {
+            init_logging(LogFormat::Text);
+            let pool = db::pool(&database)?;
+            db::MIGRATOR.run(&pool).await?;
+            let created = auth::create_key(&pool, &name).await?;
+            println!(
+                "Created API key {:?} (id {}). It is shown only now:\n\n  {}\n",
+                created.name, created.id, created.key
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what orchestrators send).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received, finishing requests in flight");
+}

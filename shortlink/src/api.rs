@@ -129,10 +129,22 @@ mod tests {
         // Each body is refused; the error names the rule that failed.
         let cases = [
             (r#"{"destination":"ftp://x.example"}"#, "http or https"),
-            (r#"{"destination":"https://x.example","code":"a b"}"#, "only contain"),
-            (r#"{"destination":"https://x.example","status":303}"#, "301, 302, 307 or 308"),
-            (r#"{"destination":"https://x.example","expires_at":"tomorrow"}"#, "could not be parsed"),
-            (r#"{"destination":"https://x.example","colour":"red"}"#, "colour"),
+            (
+                r#"{"destination":"https://x.example","code":"a b"}"#,
+                "only contain",
+            ),
+            (
+                r#"{"destination":"https://x.example","status":303}"#,
+                "301, 302, 307 or 308",
+            ),
+            (
+                r#"{"destination":"https://x.example","expires_at":"tomorrow"}"#,
+                "could not be parsed",
+            ),
+            (
+                r#"{"destination":"https://x.example","colour":"red"}"#,
+                "colour",
+            ),
             (r#"{}"#, "destination"),
         ];
         for (input, mentions) in cases {

@@ -152,7 +152,8 @@ mod tests {
     fn refuses() {
         let long = format!("https://example.com/{}", "a".repeat(4096));
         let huge = format!("https://example.com/{}", "a".repeat(100_000));
-        let cases: &[(&str, fn(&Error) -> bool)] = &[
+        type IsExpected = fn(&Error) -> bool;
+        let cases: &[(&str, IsExpected)] = &[
             ("", |e| matches!(e, Error::DestinationUnparsable { .. })),
             ("example.com", |e| {
                 matches!(e, Error::DestinationUnparsable { .. })

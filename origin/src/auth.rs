@@ -1,0 +1,121 @@
+//! API keys: how scripts authenticate to `/api/v1`.
+//!
+//! A key is `kurz_` followed by 48 hex characters (192 random bits). Only its SHA-256 is stored.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+use shortlink::api::CreatedApiKey;
+use sqlx::PgPool;
+
+use crate::error::Error;
+
+const KEY_PREFIX: &str = "kurz_";
+
+/// Refuses the request with 401 unless it carries a known API key.
+pub(crate) async fn require_api_key(
+    State(state): State<crate::State>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Error> {
+    let key = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+        .ok_or(Error::Unauthorized)?;
+    let known: Option<i64> = sqlx::query_scalar("SELECT id FROM api_keys WHERE key_hash = $1")
+        .bind(hash(key).as_slice())
+        .fetch_optional(state.db())
+        .await?;
+    if known.is_none() {
+        return Err(Error::Unauthorized);
+    }
+    Ok(next.run(request).await)
+}
+
+/// Creates a key named `name` and returns it: the only time it exists outside the caller.
+pub async fn create_key(db: &PgPool, name: &str) -> Result<CreatedApiKey, sqlx::Error> {
+    let key = generate();
+    let id = sqlx::query_scalar(
+        "INSERT INTO api_keys (name, key_hash, prefix) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(hash(&key).as_slice())
+    .bind(&key[..KEY_PREFIX.len() + 6])
+    .fetch_one(db)
+    .await?;
+    Ok(CreatedApiKey {
+        id,
+        name: name.to_owned(),
+        key,
+    })
+}
+
+/// Creates the first key if there is none, and returns it (to be shown once).
+pub async fn create_first_key(db: &PgPool) -> Result<Option<String>, sqlx::Error> {
+    let key = generate();
+    // One statement, so two instances starting together cannot both see an empty table
+    // and each think the key they did not insert is valid.
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO api_keys (name, key_hash, prefix)
+         SELECT 'initial', $1, $2 WHERE NOT EXISTS (SELECT 1 FROM api_keys)
+         RETURNING id",
+    )
+    .bind(hash(&key).as_slice())
+    .bind(&key[..KEY_PREFIX.len() + 6])
+    .fetch_optional(db)
+    .await?;
+    Ok(inserted.map(|_| key))
+}
+
+/// On the first start of a deployment, prints its first API key once migrations are applied.
+pub(crate) async fn print_first_key_when_migrated(state: crate::State) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        if state.inner.migrated.get() {
+            match create_first_key(state.db()).await {
+                Ok(Some(key)) => {
+                    println!(
+                        "\n  First start: created the API key 'initial'. It is shown only now; keep it:\n\n    {key}\n\n  More keys: origin create-api-key --name <what it is for>\n"
+                    );
+                    return;
+                }
+                Ok(None) => return,
+                Err(err) => tracing::warn!(error = %err, "cannot create the first API key yet"),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn generate() -> String {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    format!("{KEY_PREFIX}{}", hex::encode(bytes))
+}
+
+fn hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_well_formed() {
+        let (a, b) = (generate(), generate());
+        assert_ne!(a, b);
+        assert!(a.starts_with(KEY_PREFIX));
+        assert_eq!(a.len(), KEY_PREFIX.len() + 48);
+        assert_ne!(hash(&a), hash(&b));
+    }
+}

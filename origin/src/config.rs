@@ -1,0 +1,186 @@
+//! Configuration: one struct, read from flags or the environment (documented in README.md).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shortlink::CodeScrambler;
+
+#[derive(Debug, Parser)]
+#[command(name = "origin", version, about = "The kurz origin server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: migrations, links API, redirects.
+    Serve(Config),
+    /// Create an API key and print it (it is shown only this once).
+    CreateApiKey {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// What the key is for, e.g. "deploy script".
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Most connections this instance opens; several instances share the server's limit.
+    #[arg(long, env = "KURZ_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Address to listen on.
+    #[arg(long, env = "KURZ_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// The public base URL of short links, e.g. https://kurz.example (no trailing path).
+    #[arg(long, env = "KURZ_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: PublicUrl,
+    /// Secret of the short-code scramble: 32 hex characters. Keep it stable for a deployment.
+    #[arg(long, env = "KURZ_CODE_KEY", hide_env_values = true)]
+    pub code_key: CodeKey,
+    /// Most codes the in-process redirect cache holds (hits and misses).
+    #[arg(long, env = "KURZ_CACHE_CAPACITY", default_value_t = 1_000_000)]
+    pub cache_capacity: u64,
+    /// Seconds a cached link is served before it is read again. Bounds how long another
+    /// instance's edit takes to show here; this instance's own edits show at once.
+    #[arg(long, env = "KURZ_CACHE_TTL_SECS", default_value_t = 60)]
+    pub cache_ttl_secs: u64,
+    /// Seconds an unknown code is remembered as unknown, so floods of random codes do not
+    /// reach PostgreSQL.
+    #[arg(long, env = "KURZ_NEGATIVE_CACHE_TTL_SECS", default_value_t = 5)]
+    pub negative_cache_ttl_secs: u64,
+    /// Log format.
+    #[arg(long, env = "KURZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    pub fn negative_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.negative_cache_ttl_secs)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The public base URL, without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    base: String,
+    host: String,
+}
+
+impl PublicUrl {
+    /// The full short URL of `code`.
+    pub fn short_url(&self, code: &str) -> String {
+        format!("{}/{code}", self.base)
+    }
+
+    /// The host, so links back to the shortener itself (redirect loops) can be refused.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+impl FromStr for PublicUrl {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        let destination = shortlink::Destination::parse(input).map_err(|e| e.to_string())?;
+        let base = destination.as_str().trim_end_matches('/').to_owned();
+        if base.contains(['?', '#']) {
+            return Err("the public URL must not have a query or fragment".to_owned());
+        }
+        Ok(Self {
+            host: destination.host().to_owned(),
+            base,
+        })
+    }
+}
+
+/// The 128-bit scramble key, given as 32 hex characters.
+#[derive(Clone)]
+pub struct CodeKey([u8; 16]);
+
+impl CodeKey {
+    pub fn scrambler(&self) -> CodeScrambler {
+        CodeScrambler::new(self.0)
+    }
+}
+
+impl std::fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeKey(..)")
+    }
+}
+
+impl FromStr for CodeKey {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        let mut key = [0; 16];
+        hex::decode_to_slice(input.trim(), &mut key)
+            .map_err(|_| "the code key must be exactly 32 hex characters (128 bits)".to_owned())?;
+        Ok(Self(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url() {
+        let url: PublicUrl = "https://Kurz.Example/".parse().expect("valid");
+        assert_eq!(url.short_url("abc"), "https://kurz.example/abc");
+        assert_eq!(url.host(), "kurz.example");
+        let with_path: PublicUrl = "https://kurz.example/go".parse().expect("valid");
+        assert_eq!(with_path.short_url("abc"), "https://kurz.example/go/abc");
+        assert!("kurz.example".parse::<PublicUrl>().is_err());
+        assert!("https://kurz.example/?a=1".parse::<PublicUrl>().is_err());
+    }
+
+    #[test]
+    fn code_key() {
+        assert!(
+            "00112233445566778899aabbccddeeff"
+                .parse::<CodeKey>()
+                .is_ok()
+        );
+        assert!("0011".parse::<CodeKey>().is_err());
+        assert!(
+            "zz112233445566778899aabbccddeeff"
+                .parse::<CodeKey>()
+                .is_err()
+        );
+        assert_eq!(
+            format!(
+                "{:?}",
+                "00112233445566778899aabbccddeeff"
+                    .parse::<CodeKey>()
+                    .expect("valid")
+            ),
+            "CodeKey(..)"
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! The PostgreSQL pool, migrations and the readiness check.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::DatabaseConfig;
+
+/// The migrations in `origin/migrations`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// How long a request waits for a connection before answering 503. Short, so that a dead
+/// database costs callers seconds at most, and the cache keeps serving what it holds.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A pool that connects on first use, so the origin starts (and answers `/health`, and
+/// serves `/ready` as 503) while PostgreSQL is still down.
+pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A ping before every checkout costs a round trip per query; a dead connection is
+        // instead noticed by the query that uses it, which answers 503 and drops it.
+        .test_before_acquire(false)
+        .connect_lazy(&config.database_url)
+}
+
+/// Whether this process has applied (or found applied) every migration it embeds.
+#[derive(Debug, Clone, Default)]
+pub struct Migrated(Arc<AtomicBool>);
+
+impl Migrated {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Runs the migrations, retrying with backoff until the database is reachable. Several
+/// instances may run this at once: sqlx serialises them with an advisory lock.
+pub async fn migrate_until_done(pool: PgPool, migrated: Migrated) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match MIGRATOR.run(&pool).await {
+            Ok(()) => {
+                migrated.set();
+                tracing::info!("database migrations applied");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?delay, "database migrations failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Ready means: migrated, and PostgreSQL answers within a second.
+pub async fn check_ready(pool: &PgPool, migrated: &Migrated) -> Result<(), String> {
+    if !migrated.get() {
+        return Err("database migrations have not been applied yet".to_owned());
+    }
+    let ping = sqlx::query("SELECT 1").execute(pool);
+    match tokio::time::timeout(Duration::from_secs(1), ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(format!("database unreachable: {err}")),
+        Err(_) => Err("database did not answer within 1 s".to_owned()),
+    }
+}

@@ -1,0 +1,159 @@
+//! The origin's one error type: every failure of a request, and how it is answered.
+//!
+//! API routes answer `{"error": {"code", "message", "field"}}`. Details of 5xx errors are logged,
+//! never sent: a visitor learns that something failed, not how.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use shortlink::api::{ErrorBody, ErrorDetail};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A value broke a rule (422).
+    #[error("{message}")]
+    InvalidInput {
+        message: String,
+        field: Option<String>,
+    },
+    /// The body is not JSON at all (400).
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than the {limit} bytes allowed")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    #[error("no link has the code {0:?}")]
+    LinkNotFound(String),
+    #[error("not found")]
+    NotFound,
+    #[error("the code {code:?} is already taken; choose another")]
+    CodeTaken { code: String },
+    /// PostgreSQL cannot be reached; the request may be retried (503).
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else: a bug or an unexpected state (500).
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// Largest JSON body the API reads. The biggest valid body (a 4 KiB destination and a 64-byte
+/// slug) fits many times over.
+pub(crate) const BODY_LIMIT: usize = 16 * 1024;
+
+impl Error {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::LinkNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::CodeTaken { .. } => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidInput { .. } => "invalid_input",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::LinkNotFound(_) | Self::NotFound => "not_found",
+            Self::CodeTaken { .. } => "code_taken",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<String> {
+        match self {
+            Self::InvalidInput { field, .. } => field.clone(),
+            Self::CodeTaken { .. } => Some("code".to_owned()),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            // The server is shutting down or restarting (admin_shutdown, cannot_connect_now).
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("57P")) => {
+                Self::Unavailable(err)
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(err) => tracing::error!(error = ?err, "request failed"),
+            Self::Unavailable(err) => tracing::warn!(error = %err, "database unavailable"),
+            _ => {}
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                field: self.field(),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<shortlink::Error> for Error {
+    fn from(err: shortlink::Error) -> Self {
+        use shortlink::Error as E;
+        let field = match err {
+            E::CodeEmpty
+            | E::CodeTooLong { .. }
+            | E::CodeInvalidChar { .. }
+            | E::CodeReserved { .. } => "code",
+            E::DestinationUnparsable { .. }
+            | E::DestinationScheme { .. }
+            | E::DestinationNoHost
+            | E::DestinationUserInfo
+            | E::DestinationTooLong { .. } => "destination",
+            E::RedirectStatus { .. } => "status",
+            E::IdOutOfRange { .. } => return Self::Internal(err.into()),
+        };
+        Self::invalid(field, err.to_string())
+    }
+}

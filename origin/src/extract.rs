@@ -1,0 +1,150 @@
+//! Request extractors whose every rejection is the API's own error: `ApiJson<T>` for bodies
+//! (naming the field at fault) and `CodePath` for the `{code}` in a path.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use shortlink::ShortCode;
+
+use crate::error::{BODY_LIMIT, Error};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime.eq_ignore_ascii_case("application/json")
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(Error::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge { limit: BODY_LIMIT }
+            } else {
+                Error::BadRequest(rejection.body_text())
+            }
+        })?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// The `{code}` of a path. A code that is not even well-formed (or not UTF-8) cannot name a
+/// link, so it is a 404 decided without a query.
+#[derive(Debug, Clone)]
+pub(crate) struct CodePath(pub(crate) ShortCode);
+
+impl<S: Send + Sync> FromRequestParts<S> for CodePath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path(code) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Error::NotFound)?;
+        ShortCode::try_from(code.clone())
+            .map(CodePath)
+            .map_err(|_| Error::LinkNotFound(code))
+    }
+}
+
+/// Parses a JSON body; syntax errors are 400, values that break a rule are 422 with the field.
+pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = without_position(&inner.to_string());
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." {
+                    // Missing and unknown fields are reported at the parent: take the name from
+                    // the message ("missing field `destination`").
+                    message.split('`').nth(1).map(str::to_owned)
+                } else {
+                    Some(path)
+                };
+                Error::InvalidInput { message, field }
+            }
+            _ => Error::MalformedJson(format!("the request body is not valid JSON: {message}")),
+        }
+    })
+}
+
+/// serde_json appends " at line 1 column 42" to its messages; the field name says more.
+fn without_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shortlink::api::CreateLink;
+
+    use super::*;
+
+    #[test]
+    fn classifies_errors() {
+        let cases: &[(&str, u16, Option<&str>)] = &[
+            ("{", 400, None),
+            ("not json", 400, None),
+            ("", 400, None),
+            ("{}", 422, Some("destination")),
+            (
+                r#"{"destination":"ftp://x.example"}"#,
+                422,
+                Some("destination"),
+            ),
+            (r#"{"destination":42}"#, 422, Some("destination")),
+            (
+                r#"{"destination":"https://x.example","code":"a/b"}"#,
+                422,
+                Some("code"),
+            ),
+            (
+                r#"{"destination":"https://x.example","status":200}"#,
+                422,
+                Some("status"),
+            ),
+            (
+                r#"{"destination":"https://x.example","expires_at":"soon"}"#,
+                422,
+                Some("expires_at"),
+            ),
+            (
+                r#"{"destination":"https://x.example","nope":1}"#,
+                422,
+                Some("nope"),
+            ),
+        ];
+        for (body, status, field) in cases {
+            let err = parse::<CreateLink>(body.as_bytes()).expect_err(body);
+            assert_eq!(err.status().as_u16(), *status, "{body}: {err}");
+            if let Error::InvalidInput {
+                field: got,
+                message,
+            } = &err
+            {
+                assert_eq!(got.as_deref(), *field, "{body}: {message}");
+                assert!(!message.contains(" at line "), "{message}");
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! `/health` (the process answers) and `/ready` (it can serve: database reachable, migrated).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::db;
+
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub(crate) async fn ready(State(state): State<crate::State>) -> (StatusCode, Json<Value>) {
+    match db::check_ready(&state.inner.db, &state.inner.migrated).await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "reason": reason })),
+        ),
+    }
+}

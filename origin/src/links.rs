@@ -1,0 +1,339 @@
+//! The links API (`/api/v1/links`): where links are created, read, listed, changed and deleted.
+//!
+//! Validation happens when the body is parsed into `shortlink` types; what is checked here is
+//! what depends on this deployment (loops to our own host) or on the clock (expiry).
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
+use shortlink::redirect::LinkTarget;
+use shortlink::{Destination, RedirectStatus, ShortCode};
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::extract::{ApiJson, CodePath};
+
+/// Generated codes that are already taken (by a custom slug) make us draw the next id; this
+/// many in a row means something is wrong rather than unlucky.
+const MAX_CODE_ATTEMPTS: usize = 16;
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+
+pub(crate) fn routes() -> Router<crate::State> {
+    Router::new()
+        .route("/links", get(list).post(create))
+        .route("/links/{code}", get(fetch).patch(update).delete(delete))
+}
+
+/// The columns every query returns, in `links` order.
+const COLUMNS: &str = "id, code, destination, status, expires_at, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct LinkRow {
+    id: i64,
+    code: String,
+    destination: String,
+    status: i16,
+    expires_at: Option<OffsetDateTime>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl LinkRow {
+    fn into_link(self, state: &crate::State) -> Result<Link, Error> {
+        Ok(Link {
+            short_url: state.inner.public_url.short_url(&self.code),
+            id: self.id,
+            code: stored(ShortCode::parse(&self.code))?,
+            destination: stored(Destination::parse(&self.destination))?,
+            status: stored(RedirectStatus::try_from(self.status as u16))?,
+            expires_at: self.expires_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// A stored value that breaks a rule was written around the API: a bug or manual edit, 500.
+fn stored<T>(value: Result<T, shortlink::Error>) -> Result<T, Error> {
+    value.map_err(|err| Error::Internal(anyhow::anyhow!("invalid value stored in links: {err}")))
+}
+
+async fn create(
+    State(state): State<crate::State>,
+    ApiJson(body): ApiJson<CreateLink>,
+) -> Result<impl IntoResponse, Error> {
+    check_destination(&state, &body.destination)?;
+    check_expiry(body.expires_at)?;
+    let row = insert(&state, &body).await?;
+    // A visit before this link existed may have cached "no such code".
+    state.inner.cache.invalidate(&row.code).await;
+    let link = row.into_link(&state)?;
+    let location = format!("/api/v1/links/{}", link.code);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(link),
+    ))
+}
+
+/// Inserts the link, drawing ids until a generated code is free. A custom slug that is taken
+/// is a 409: the unique index decides, so two concurrent requests cannot both get it.
+async fn insert(state: &crate::State, body: &CreateLink) -> Result<LinkRow, Error> {
+    let sql = format!(
+        "INSERT INTO links (id, code, destination, status, expires_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (code) WHERE deleted_at IS NULL DO NOTHING
+         RETURNING {COLUMNS}"
+    );
+    for _ in 0..MAX_CODE_ATTEMPTS {
+        let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('links', 'id'))")
+            .fetch_one(state.db())
+            .await?;
+        let code = match &body.code {
+            Some(custom) => custom.clone(),
+            None => {
+                let id = u64::try_from(id).map_err(|e| Error::Internal(e.into()))?;
+                state.inner.scrambler.encode(id)?
+            }
+        };
+        let inserted: Option<LinkRow> = sqlx::query_as(&sql)
+            .bind(id)
+            .bind(code.as_str())
+            .bind(body.destination.as_str())
+            .bind(body.status.code() as i16)
+            .bind(body.expires_at)
+            .fetch_optional(state.db())
+            .await?;
+        match inserted {
+            Some(row) => return Ok(row),
+            None if body.code.is_some() => {
+                return Err(Error::CodeTaken {
+                    code: code.to_string(),
+                });
+            }
+            None => {
+                tracing::info!(%code, "generated code already taken by a custom slug; drawing another");
+            }
+        }
+    }
+    Err(Error::Internal(anyhow::anyhow!(
+        "{MAX_CODE_ATTEMPTS} generated codes in a row were taken"
+    )))
+}
+
+async fn fetch(
+    State(state): State<crate::State>,
+    CodePath(code): CodePath,
+) -> Result<Json<Link>, Error> {
+    let row: Option<LinkRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM links WHERE code = $1 AND deleted_at IS NULL"
+    ))
+    .bind(code.as_str())
+    .fetch_optional(state.db())
+    .await?;
+    let row = row.ok_or_else(|| Error::LinkNotFound(code.to_string()))?;
+    Ok(Json(row.into_link(&state)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// From a previous page's `next_cursor`.
+    cursor: Option<String>,
+    limit: Option<i64>,
+    /// Matches codes that start with it, or destinations that contain it (case-insensitive).
+    q: Option<String>,
+}
+
+async fn list(
+    State(state): State<crate::State>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LinkPage>, Error> {
+    let Query(query) = query.map_err(|rejection| Error::BadRequest(rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    // The cursor is the id of the last link shown: ids only grow, so "older than the cursor"
+    // is stable however many links are created meanwhile.
+    let before = match query.cursor.as_deref() {
+        None | Some("") => i64::MAX,
+        Some(cursor) => cursor.parse::<i64>().map_err(|_| {
+            Error::invalid(
+                "cursor",
+                "cursor must be a next_cursor from a previous page",
+            )
+        })?,
+    };
+    let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let rows: Vec<LinkRow> = match search {
+        None => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM links WHERE deleted_at IS NULL AND id < $1
+                 ORDER BY id DESC LIMIT $2"
+            ))
+            .bind(before)
+            .bind(limit + 1)
+            .fetch_all(state.db())
+            .await?
+        }
+        Some(q) => {
+            let escaped = escape_like(q);
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM links WHERE deleted_at IS NULL AND id < $1
+                   AND (code LIKE $3 OR destination ILIKE $4)
+                 ORDER BY id DESC LIMIT $2"
+            ))
+            .bind(before)
+            .bind(limit + 1)
+            .bind(format!("{escaped}%"))
+            .bind(format!("%{escaped}%"))
+            .fetch_all(state.db())
+            .await?
+        }
+    };
+    let has_more = rows.len() as i64 > limit;
+    let links = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|row| row.into_link(&state))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = has_more
+        .then(|| links.last().map(|link| link.id.to_string()))
+        .flatten();
+    Ok(Json(LinkPage { links, next_cursor }))
+}
+
+/// `%` and `_` in a search are literal characters, not wildcards.
+fn escape_like(input: &str) -> String {
+    input
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+async fn update(
+    State(state): State<crate::State>,
+    CodePath(code): CodePath,
+    ApiJson(body): ApiJson<UpdateLink>,
+) -> Result<Json<Link>, Error> {
+    if body.is_empty() {
+        return Err(Error::InvalidInput {
+            message: "nothing to update: send destination, status or expires_at".to_owned(),
+            field: None,
+        });
+    }
+    if let Some(destination) = &body.destination {
+        check_destination(&state, destination)?;
+    }
+    if let Some(expires_at) = body.expires_at {
+        check_expiry(expires_at)?;
+    }
+    let row: Option<LinkRow> = sqlx::query_as(&format!(
+        "UPDATE links SET
+            destination = COALESCE($2, destination),
+            status = COALESCE($3, status),
+            expires_at = CASE WHEN $4 THEN $5 ELSE expires_at END,
+            updated_at = now()
+         WHERE code = $1 AND deleted_at IS NULL
+         RETURNING {COLUMNS}"
+    ))
+    .bind(code.as_str())
+    .bind(body.destination.as_ref().map(Destination::as_str))
+    .bind(body.status.map(|status| status.code() as i16))
+    .bind(body.expires_at.is_some())
+    .bind(body.expires_at.flatten())
+    .fetch_optional(state.db())
+    .await?;
+    state.inner.cache.invalidate(code.as_str()).await;
+    let row = row.ok_or_else(|| Error::LinkNotFound(code.to_string()))?;
+    Ok(Json(row.into_link(&state)?))
+}
+
+async fn delete(
+    State(state): State<crate::State>,
+    CodePath(code): CodePath,
+) -> Result<StatusCode, Error> {
+    let deleted = sqlx::query(
+        "UPDATE links SET deleted_at = now(), updated_at = now()
+         WHERE code = $1 AND deleted_at IS NULL",
+    )
+    .bind(code.as_str())
+    .execute(state.db())
+    .await?;
+    state.inner.cache.invalidate(code.as_str()).await;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::LinkNotFound(code.to_string()));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the redirect route needs, for the live link with this code.
+pub(crate) async fn find_target(
+    db: impl PgExecutor<'_>,
+    code: &ShortCode,
+) -> Result<Option<LinkTarget>, Error> {
+    let row: Option<(i64, String, i16, Option<OffsetDateTime>)> = sqlx::query_as(
+        "SELECT id, destination, status, expires_at FROM links
+         WHERE code = $1 AND deleted_at IS NULL",
+    )
+    .bind(code.as_str())
+    .fetch_optional(db)
+    .await?;
+    row.map(|(link_id, destination, status, expires_at)| {
+        Ok(LinkTarget {
+            link_id,
+            destination: stored(Destination::parse(&destination))?,
+            status: stored(RedirectStatus::try_from(status as u16))?,
+            expires_at,
+        })
+    })
+    .transpose()
+}
+
+fn check_destination(state: &crate::State, destination: &Destination) -> Result<(), Error> {
+    if destination.points_to_host(state.inner.public_url.host()) {
+        return Err(Error::invalid(
+            "destination",
+            "destination points to this shortener, which would make a redirect loop",
+        ));
+    }
+    Ok(())
+}
+
+fn check_expiry(expires_at: Option<OffsetDateTime>) -> Result<(), Error> {
+    if expires_at.is_some_and(|at| at <= OffsetDateTime::now_utc()) {
+        return Err(Error::invalid(
+            "expires_at",
+            "expires_at must be in the future",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_escaping() {
+        let cases = [
+            ("abc", "abc"),
+            ("50%", "50\\%"),
+            ("a_b", "a\\_b"),
+            ("c:\\x", "c:\\\\x"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(escape_like(input), expected);
+        }
+    }
+}

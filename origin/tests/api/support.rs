@@ -1,0 +1,190 @@
+//! The test harness: an app on its own database, and requests without a socket.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use origin::config::{Config, DatabaseConfig, LogFormat};
+use serde_json::Value;
+use shortlink::CodeScrambler;
+use sqlx::{Connection, PgConnection, PgPool};
+use tower::ServiceExt;
+
+pub const CODE_KEY: &str = "000102030405060708090a0b0c0d0e0f";
+pub const PUBLIC_URL: &str = "https://kurz.test";
+
+pub struct TestApp {
+    pub router: Router,
+    pub db: PgPool,
+    pub api_key: String,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &header::HeaderName) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .expect("ASCII header")
+    }
+
+    /// Asserts the API's error shape and returns (code, field).
+    pub fn error(&self, status: StatusCode) -> (String, Option<String>) {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let body = self.json();
+        let error = &body["error"];
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "no message in {body}"
+        );
+        (
+            error["code"].as_str().expect("error code").to_owned(),
+            error["field"].as_str().map(str::to_owned),
+        )
+    }
+}
+
+/// The admin URL of the test cluster that `cargo xtask test` starts.
+fn admin_url() -> String {
+    std::env::var("KURZ_TEST_DATABASE_URL").expect(
+        "KURZ_TEST_DATABASE_URL is not set: run the tests with `cargo xtask test`, \
+         or point it at a PostgreSQL server where databases may be created",
+    )
+}
+
+/// An app on a new, migrated database of the shared test cluster.
+pub async fn spawn_app() -> TestApp {
+    let admin = admin_url();
+    let name = format!("test_{}", random_hex());
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create the test database");
+    conn.close().await.ok();
+    let (base, _) = admin.rsplit_once('/').expect("URL with a database");
+    app_on(&format!("{base}/{name}")).await
+}
+
+pub fn config(database_url: &str) -> Config {
+    Config {
+        database: DatabaseConfig {
+            database_url: database_url.to_owned(),
+            db_max_connections: 4,
+        },
+        bind: "127.0.0.1:0".parse().expect("address"),
+        public_url: PUBLIC_URL.parse().expect("public URL"),
+        code_key: CODE_KEY.parse().expect("code key"),
+        cache_capacity: 10_000,
+        cache_ttl_secs: 300,
+        negative_cache_ttl_secs: 300,
+        log_format: LogFormat::Text,
+    }
+}
+
+/// An app on `database_url`, migrated, with an API key.
+pub async fn app_on(database_url: &str) -> TestApp {
+    let state = origin::State::new(&config(database_url)).expect("state");
+    state.migrate().await.expect("migrations");
+    let api_key = origin::auth::create_key(state.db(), "tests")
+        .await
+        .expect("API key")
+        .key;
+    TestApp {
+        db: state.db().clone(),
+        router: origin::app(state),
+        api_key,
+    }
+}
+
+pub fn scrambler() -> CodeScrambler {
+    let key: origin::config::CodeKey = CODE_KEY.parse().expect("code key");
+    key.scrambler()
+}
+
+impl TestApp {
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// An authenticated API call with an optional JSON body.
+    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> TestResponse {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.api_key));
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send(request.body(body).expect("request")).await
+    }
+
+    /// A visitor's request: no credentials.
+    pub async fn visit(&self, method: Method, path: &str) -> TestResponse {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        self.send(request).await
+    }
+
+    /// Creates a link through the API and returns its JSON.
+    pub async fn create(&self, body: Value) -> Value {
+        let response = self.api(Method::POST, "/api/v1/links", Some(body)).await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        response.json()
+    }
+}
+
+pub fn random_hex() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("randomness");
+    hex::encode(bytes)
+}
