@@ -26,15 +26,18 @@ type Entry = Option<Arc<CachedLink>>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct LinkCache {
-    cache: Cache<String, Entry>,
+    /// `None` when configured with capacity 0: every visit reads PostgreSQL.
+    cache: Option<Cache<String, Entry>>,
 }
 
 impl LinkCache {
     pub(crate) fn new(capacity: u64, ttl: Duration, negative_ttl: Duration) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(capacity)
-            .expire_after(Ttl { ttl, negative_ttl })
-            .build();
+        let cache = (capacity > 0).then(|| {
+            Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(Ttl { ttl, negative_ttl })
+                .build()
+        });
         Self { cache }
     }
 
@@ -43,18 +46,22 @@ impl LinkCache {
     where
         F: Future<Output = Result<Option<LinkTarget>, Error>>,
     {
-        if let Some(entry) = self.cache.get(code).await {
+        let load = async {
+            let target = load.await?;
+            Ok(target.and_then(|target| {
+                // A stored destination is a valid URL, hence a valid header value.
+                let location = HeaderValue::from_str(target.destination.as_str()).ok()?;
+                Some(Arc::new(CachedLink { target, location }))
+            }))
+        };
+        let Some(cache) = &self.cache else {
+            return load.await;
+        };
+        if let Some(entry) = cache.get(code).await {
             return Ok(entry);
         }
-        self.cache
-            .try_get_with(code.to_owned(), async {
-                let target = load.await?;
-                Ok(target.and_then(|target| {
-                    // A stored destination is a valid URL, hence a valid header value.
-                    let location = HeaderValue::from_str(target.destination.as_str()).ok()?;
-                    Some(Arc::new(CachedLink { target, location }))
-                }))
-            })
+        cache
+            .try_get_with(code.to_owned(), load)
             .await
             .map_err(|err: Arc<Error>| {
                 Arc::try_unwrap(err).unwrap_or_else(|err| shared_error(&err))
@@ -62,7 +69,9 @@ impl LinkCache {
     }
 
     pub(crate) async fn invalidate(&self, code: &str) {
-        self.cache.invalidate(code).await;
+        if let Some(cache) = &self.cache {
+            cache.invalidate(code).await;
+        }
     }
 }
 

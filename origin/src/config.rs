@@ -51,7 +51,7 @@ pub struct Config {
     /// Secret of the short-code scramble: 32 hex characters. Keep it stable for a deployment.
     #[arg(long, env = "KURZ_CODE_KEY", hide_env_values = true)]
     pub code_key: CodeKey,
-    /// Most codes the in-process redirect cache holds (hits and misses).
+    /// Most codes the in-process redirect cache holds (hits and misses); 0 turns it off.
     #[arg(long, env = "KURZ_CACHE_CAPACITY", default_value_t = 1_000_000)]
     pub cache_capacity: u64,
     /// Seconds a cached link is served before it is read again. Bounds how long another

@@ -1,1 +1,36 @@
-fn main() {}
+//! `cargo xtask dev|test|bench`: the one place that installs, builds, starts and tests kurz.
+
+// A command-line tool talks to its user on stderr.
+#![allow(clippy::print_stderr)]
+
+mod bench;
+mod dev;
+mod test;
+mod tools;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark kurz")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole system locally (PostgreSQL, origin); Ctrl-C stops everything.
+    Dev(dev::Args),
+    /// Format and lint checks, the wasm32 build, and every test against real services.
+    Test,
+    /// Load the redirect routes and print figures as ratios against a baseline of the same run.
+    Bench(bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Dev(args) => dev::run(&args),
+        Command::Test => test::run(),
+        Command::Bench(args) => bench::run(&args),
+    }
+}

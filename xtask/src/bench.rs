@@ -1,0 +1,310 @@
+//! `cargo xtask bench`: the redirect route under load, as ratios against a bare axum server
+//! answering a constant 302, all measured in the same run (absolute figures swing 2.5× on
+//! shared machines; ratios do not).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+use devpg::{Cluster, Durability};
+use shortlink::CodeScrambler;
+
+use crate::tools::{self, cargo, create_database, ensure_postgres, exec, root};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Links seeded into PostgreSQL.
+    #[arg(long, default_value_t = 1_000_000)]
+    links: u64,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+}
+
+/// Distinct codes in the cache-hit run: a hot set, as real traffic has.
+const HOT_CODES: usize = 10_000;
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    ensure_postgres()?;
+    if !tools::on_path("wrk") {
+        tools::apt_install(&["wrk"])?;
+    }
+    exec(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "origin",
+        "--bin",
+        "origin",
+        "--example",
+        "bare_redirect",
+    ]))?;
+
+    let work = tempfile::Builder::new().prefix("kurz-bench-").tempdir()?;
+    let cluster = Cluster::start(&work.path().join("pg"), Durability::Throwaway)?;
+    create_database(&cluster.url("postgres"), "bench")?;
+    let database_url = cluster.url("bench");
+    let code_key = tools::random_hex(16);
+
+    // Migrations are the origin's: start one, wait until ready, then seed behind its back.
+    let cached = Origin::start(&database_url, &code_key, 2_000_000)?;
+    eprintln!("seeding {} links...", args.links);
+    let seeded = std::time::Instant::now();
+    let codes = seed(&database_url, &code_key, args.links)?;
+    eprintln!("seeded in {:.1?}", seeded.elapsed());
+    let uncached = Origin::start(&database_url, &code_key, 0)?;
+
+    let hot: Vec<&str> = codes
+        .iter()
+        .step_by((codes.len() / HOT_CODES).max(1))
+        .map(String::as_str)
+        .collect();
+    let hot_script = lua_script(work.path(), "hot", &hot)?;
+    let all: Vec<&str> = codes.iter().map(String::as_str).collect();
+    let all_script = lua_script(work.path(), "all", &all)?;
+
+    let baseline_port = tools::free_port()?;
+    let mut baseline = BackgroundProcess(
+        Command::new(root().join("target/release/examples/bare_redirect"))
+            .arg(format!("127.0.0.1:{baseline_port}"))
+            .spawn()?,
+    );
+    let baseline_address = SocketAddr::from(([127, 0, 0, 1], baseline_port));
+    wait_until_listening(baseline_address)?;
+
+    // Warm the cache: every hot code is visited many times over before measuring.
+    wrk(cached.address, &hot_script, 3, args.connections)?;
+    let results = [
+        (
+            "bare axum, constant 302 (baseline)",
+            wrk(
+                baseline_address,
+                &hot_script,
+                args.seconds,
+                args.connections,
+            )?,
+        ),
+        (
+            "origin, cache hit",
+            wrk(cached.address, &hot_script, args.seconds, args.connections)?,
+        ),
+        (
+            "origin, cache off (PostgreSQL)",
+            wrk(
+                uncached.address,
+                &all_script,
+                args.seconds,
+                args.connections,
+            )?,
+        ),
+    ];
+    drop(baseline.0.kill());
+    drop(cached);
+    drop(uncached);
+    drop(cluster);
+
+    let baseline_rps = results[0].1.requests_per_second;
+    let targets = [None, Some(0.80), Some(0.18)];
+    let mut report = format!(
+        "\nredirect route, {} links, {} connections, {} s each, 127.0.0.1\n\n{:<38} {:>10} {:>9} {:>9} {:>7} {:>8}\n",
+        args.links, args.connections, args.seconds, "", "req/s", "p50", "p99", "ratio", "target"
+    );
+    for ((name, result), target) in results.iter().zip(targets) {
+        let ratio = result.requests_per_second / baseline_rps;
+        let verdict = match target {
+            None => String::new(),
+            Some(t) if ratio >= t => format!("≥{t:.2} ok"),
+            Some(t) => format!("≥{t:.2} LOW"),
+        };
+        writeln!(
+            report,
+            "{name:<38} {:>10.0} {:>9} {:>9} {ratio:>7.2} {verdict:>8}",
+            result.requests_per_second, result.p50, result.p99
+        )?;
+        if result.non_2xx_3xx > 0 {
+            writeln!(
+                report,
+                "  ! {} responses were not redirects",
+                result.non_2xx_3xx
+            )?;
+        }
+    }
+    println!("{report}");
+    Ok(())
+}
+
+/// Inserts `count` links with generated codes straight into PostgreSQL (the API would measure
+/// itself, not the redirect route) and returns their codes.
+fn seed(database_url: &str, code_key: &str, count: u64) -> anyhow::Result<Vec<String>> {
+    let mut key = [0u8; 16];
+    hex::decode_to_slice(code_key, &mut key)?;
+    let scrambler = CodeScrambler::new(key);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(database_url).await?;
+        let mut codes = Vec::with_capacity(count as usize);
+        let mut id = 1u64;
+        while id <= count {
+            let end = (id + 50_000).min(count + 1);
+            let ids: Vec<i64> = (id..end).map(|i| i as i64).collect();
+            let batch: Vec<String> = (id..end)
+                .map(|i| scrambler.encode(i).map(String::from))
+                .collect::<Result<_, _>>()?;
+            let destinations: Vec<String> = (id..end)
+                .map(|i| format!("https://example.com/page/{i}"))
+                .collect();
+            sqlx::query(
+                "INSERT INTO links (id, code, destination)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[])",
+            )
+            .bind(&ids)
+            .bind(&batch)
+            .bind(&destinations)
+            .execute(&pool)
+            .await?;
+            codes.extend(batch);
+            id = end;
+        }
+        sqlx::query("SELECT setval(pg_get_serial_sequence('links', 'id'), $1)")
+            .bind(count as i64)
+            .execute(&pool)
+            .await?;
+        sqlx::query("ANALYZE links").execute(&pool).await?;
+        pool.close().await;
+        anyhow::Ok(codes)
+    })
+}
+
+/// A release origin on a free port, stopped when dropped.
+struct Origin {
+    address: SocketAddr,
+    _process: BackgroundProcess,
+}
+
+impl Origin {
+    fn start(database_url: &str, code_key: &str, cache_capacity: u64) -> anyhow::Result<Self> {
+        let port = tools::free_port()?;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let process = Command::new(root().join("target/release/origin"))
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("KURZ_BIND", address.to_string())
+            .env("KURZ_PUBLIC_URL", format!("http://{address}"))
+            .env("KURZ_CODE_KEY", code_key)
+            .env("KURZ_CACHE_CAPACITY", cache_capacity.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start the origin")?;
+        let process = BackgroundProcess(process);
+        tools::wait_for_http(address, "/ready", 60)?;
+        Ok(Self {
+            address,
+            _process: process,
+        })
+    }
+}
+
+struct BackgroundProcess(Child);
+
+impl Drop for BackgroundProcess {
+    fn drop(&mut self) {
+        crate::dev::stop(&mut self.0);
+    }
+}
+
+fn wait_until_listening(address: SocketAddr) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(address).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    bail!("nothing listens on {address}")
+}
+
+/// A wrk script that requests a random code of `codes` each time.
+fn lua_script(dir: &Path, name: &str, codes: &[&str]) -> anyhow::Result<std::path::PathBuf> {
+    let codes_path = dir.join(format!("{name}.codes"));
+    fs::write(&codes_path, codes.join("\n"))?;
+    let script_path = dir.join(format!("{name}.lua"));
+    fs::write(
+        &script_path,
+        format!(
+            r#"local codes = {{}}
+for line in io.lines("{}") do codes[#codes + 1] = "/" .. line end
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("seed", counter)
+end
+function init(args)
+  math.randomseed(os.time() + (seed or 0) * 7919)
+end
+function request()
+  return wrk.format("GET", codes[math.random(#codes)])
+end
+"#,
+            codes_path.display()
+        ),
+    )?;
+    Ok(script_path)
+}
+
+struct WrkResult {
+    requests_per_second: f64,
+    p50: String,
+    p99: String,
+    non_2xx_3xx: u64,
+}
+
+fn wrk(
+    address: SocketAddr,
+    script: &Path,
+    seconds: u32,
+    connections: u32,
+) -> anyhow::Result<WrkResult> {
+    let output = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(format!("http://{address}"))
+        .output()
+        .context("cannot run wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix).map(|rest| rest.trim().to_owned()))
+    };
+    Ok(WrkResult {
+        requests_per_second: field("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?,
+        p50: field("50%").unwrap_or_default(),
+        p99: field("99%").unwrap_or_default(),
+        non_2xx_3xx: field("Non-2xx or 3xx responses:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    })
+}

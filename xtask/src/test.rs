@@ -1,0 +1,56 @@
+//! `cargo xtask test`: everything CI checks, in the order that fails fastest.
+
+use anyhow::Context;
+use devpg::{Cluster, Durability};
+
+use crate::tools::{cargo, ensure_postgres, ensure_wasm_target, exec};
+
+pub(crate) fn run_all() -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    ensure_postgres()?;
+
+    exec(cargo().args(["fmt", "--all", "--check"]))?;
+    exec(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // shortlink is shared with the edge and the admin UI: it must keep building for wasm32.
+    exec(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "shortlink",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))?;
+
+    // One cluster for the whole run; each integration test makes its own database in it.
+    let dir = tempfile::Builder::new()
+        .prefix("kurz-test-pg-")
+        .tempdir()
+        .context("cannot make a folder for the test database")?;
+    let cluster = Cluster::start(dir.path(), Durability::Throwaway)?;
+    eprintln!("test PostgreSQL on port {}", cluster.port());
+    exec(
+        cargo()
+            .args(["test", "--workspace", "--locked"])
+            .env("KURZ_TEST_DATABASE_URL", cluster.url("postgres")),
+    )?;
+    drop(cluster);
+    Ok(())
+}
+
+pub(crate) fn run() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let result = run_all();
+    match &result {
+        Ok(()) => eprintln!("\nall checks passed in {:.0?}", started.elapsed()),
+        Err(err) => eprintln!("\nchecks FAILED after {:.0?}: {err:#}", started.elapsed()),
+    }
+    result
+}

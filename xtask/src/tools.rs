@@ -1,0 +1,168 @@
+//! Finding and installing what the tasks need, and running commands loudly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, bail};
+
+/// The repository root (the workspace of this xtask).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one folder below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs `command`, echoing it first; fails unless it exits 0.
+pub(crate) fn exec(command: &mut Command) -> anyhow::Result<()> {
+    eprintln!("$ {}", describe(command));
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {}", describe(command)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", describe(command));
+    }
+    Ok(())
+}
+
+/// `cargo` with the toolchain that runs this xtask, at the repository root.
+pub(crate) fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    command.current_dir(root());
+    command
+}
+
+fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Installs Debian packages (as root, as on CI and these machines).
+pub(crate) fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    static UPDATED: OnceLock<()> = OnceLock::new();
+    let as_root = std::fs::metadata("/proc/self")
+        .map(|meta| std::os::unix::fs::MetadataExt::uid(&meta) == 0)
+        .unwrap_or(false);
+    if !as_root {
+        bail!(
+            "{} missing; install with: sudo apt-get install -y {}",
+            packages.join(", "),
+            packages.join(" ")
+        );
+    }
+    if UPDATED.get().is_none() {
+        exec(Command::new("apt-get").args(["update", "-qq"]))?;
+        let _ = UPDATED.set(());
+    }
+    exec(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(packages),
+    )
+}
+
+/// PostgreSQL's server binaries (initdb, pg_ctl), installed from Debian if missing.
+pub(crate) fn ensure_postgres() -> anyhow::Result<()> {
+    if devpg::find_bin_dir().is_none() {
+        eprintln!("PostgreSQL server binaries not found: installing them");
+        apt_install(&["postgresql", "postgresql-contrib"])?;
+        if devpg::find_bin_dir().is_none() {
+            bail!("PostgreSQL was installed but initdb is still not found");
+        }
+    }
+    Ok(())
+}
+
+/// The wasm32 target, which `shortlink` must build for.
+pub(crate) fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output()
+        .context("cannot run rustup")?;
+    if !String::from_utf8_lossy(&installed.stdout).contains("wasm32-unknown-unknown") {
+        exec(
+            Command::new("rustup")
+                .args(["target", "add", "wasm32-unknown-unknown"])
+                .current_dir(root()),
+        )?;
+    }
+    Ok(())
+}
+
+/// Random bytes as hex, for generated secrets and names.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer).expect("the operating system provides randomness");
+    hex::encode(buffer)
+}
+
+/// Creates `database` on the server at `admin_url` unless it exists.
+pub(crate) fn create_database(admin_url: &str, database: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(database)
+                .fetch_one(&mut conn)
+                .await?;
+        if !exists {
+            // An identifier cannot be a bind parameter; callers pass fixed names.
+            sqlx::query(&format!("CREATE DATABASE \"{database}\""))
+                .execute(&mut conn)
+                .await?;
+        }
+        conn.close().await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Waits until `url` answers 200, or fails after `seconds`.
+pub(crate) fn wait_for_http(
+    address: std::net::SocketAddr,
+    path: &str,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let answer = std::net::TcpStream::connect(address).and_then(|mut stream| {
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        });
+        if answer.is_ok_and(|response| response.starts_with("HTTP/1.1 200")) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("http://{address}{path} did not answer 200 within {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A free loopback port (bound and released: good enough for local tools).
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
