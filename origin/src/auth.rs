@@ -2,8 +2,6 @@
 //!
 //! A key is `kurz_` followed by 48 hex characters (192 random bits). Only its SHA-256 is stored.
 
-use std::time::Duration;
-
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -73,27 +71,6 @@ pub async fn create_first_key(db: &PgPool) -> Result<Option<String>, sqlx::Error
     .fetch_optional(db)
     .await?;
     Ok(inserted.map(|_| key))
-}
-
-/// On the first start of a deployment, prints its first API key once migrations are applied.
-pub(crate) async fn print_first_key_when_migrated(state: crate::State) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        if state.inner.migrated.get() {
-            match create_first_key(state.db()).await {
-                Ok(Some(key)) => {
-                    println!(
-                        "\n  First start: created the API key 'initial'. It is shown only now; keep it:\n\n    {key}\n\n  More keys: origin create-api-key --name <what it is for>\n"
-                    );
-                    return;
-                }
-                Ok(None) => return,
-                Err(err) => tracing::warn!(error = %err, "cannot create the first API key yet"),
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
 }
 
 fn generate() -> String {

@@ -102,6 +102,12 @@ impl PublicUrl {
     }
 }
 
+impl std::fmt::Display for PublicUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
 impl FromStr for PublicUrl {
     type Err = String;
 

@@ -43,24 +43,36 @@ impl Migrated {
     }
 }
 
-/// Runs the migrations, retrying with backoff until the database is reachable. Several
-/// instances may run this at once: sqlx serialises them with an advisory lock.
-pub async fn migrate_until_done(pool: PgPool, migrated: Migrated) {
+/// Prepares the database, retrying with backoff until it is reachable: runs the migrations
+/// (several instances may do so at once: sqlx serialises them with an advisory lock), and on
+/// a deployment's first start creates and prints its first API key. Only then is the
+/// instance ready, so whoever waits for `/ready` has seen the key.
+pub async fn prepare_until_done(pool: PgPool, migrated: Migrated) {
     let mut delay = Duration::from_millis(200);
     loop {
-        match MIGRATOR.run(&pool).await {
+        match prepare(&pool).await {
             Ok(()) => {
                 migrated.set();
                 tracing::info!("database migrations applied");
                 return;
             }
             Err(err) => {
-                tracing::warn!(error = %err, retry_in = ?delay, "database migrations failed");
+                tracing::warn!(error = %err, retry_in = ?delay, "preparing the database failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
     }
+}
+
+async fn prepare(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await?;
+    if let Some(key) = crate::auth::create_first_key(pool).await? {
+        println!(
+            "\n  First start: created the API key 'initial'. It is shown only now; keep it:\n\n    {key}\n\n  More keys: origin create-api-key --name <what it is for>\n"
+        );
+    }
+    Ok(())
 }
 
 /// Ready means: migrated, and PostgreSQL answers within a second.

@@ -100,17 +100,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = State::new(config)?;
-    let migration = tokio::spawn(db::migrate_until_done(
+    let preparation = tokio::spawn(db::prepare_until_done(
         state.inner.db.clone(),
         state.inner.migrated.clone(),
     ));
-    let first_key = tokio::spawn(auth::print_first_key_when_migrated(state.clone()));
-    tracing::info!(address = %listener.local_addr()?, public_url = ?config.public_url, "origin listening");
+    tracing::info!(address = %listener.local_addr()?, public_url = %config.public_url, "origin listening");
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;
-    migration.abort();
-    first_key.abort();
+    preparation.abort();
     state.inner.db.close().await;
     tracing::info!("origin stopped");
     Ok(())
