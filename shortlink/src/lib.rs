@@ -9,9 +9,11 @@
 pub mod api;
 mod code;
 mod destination;
+pub mod edge;
 mod error;
 pub mod redirect;
 mod scramble;
+pub mod signature;
 mod status;
 
 pub use code::{RESERVED_CODES, ShortCode};

@@ -8,9 +8,12 @@ use time::OffsetDateTime;
 
 use crate::{Destination, RedirectStatus};
 
-/// What a server needs to answer a visit to a code without any other lookup.
+/// What a server needs to answer a visit to a code without any other lookup. It is also the
+/// edge's KV record for a code (JSON, versioned by `v`) and the origin's cache entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkTarget {
+pub struct LinkRecord {
+    /// The format version: readers refuse versions they do not know.
+    pub v: RecordVersion,
     /// Identifies the link in click events, whatever its code is later changed to.
     pub link_id: i64,
     pub destination: Destination,
@@ -37,7 +40,45 @@ const PERMANENT_CACHE: &str = "public, max-age=86400";
 /// Temporary redirects are never stored, so edits take effect at once and visits are counted.
 const TEMPORARY_CACHE: &str = "private, no-store";
 
-pub fn decide(link: &LinkTarget, now: OffsetDateTime) -> Decision<'_> {
+impl LinkRecord {
+    pub fn new(
+        link_id: i64,
+        destination: Destination,
+        status: RedirectStatus,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Self {
+        Self {
+            v: RecordVersion,
+            link_id,
+            destination,
+            status,
+            expires_at,
+        }
+    }
+}
+
+/// Version 1 of the record format, written as `"v": 1`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordVersion;
+
+impl Serialize for RecordVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match u64::deserialize(deserializer)? {
+            1 => Ok(Self),
+            other => Err(serde::de::Error::custom(format!(
+                "link record version {other} is not supported (this build reads version 1)"
+            ))),
+        }
+    }
+}
+
+pub fn decide(link: &LinkRecord, now: OffsetDateTime) -> Decision<'_> {
     if link.expires_at.is_some_and(|expires_at| expires_at <= now) {
         return Decision::Expired;
     }
@@ -58,13 +99,35 @@ mod tests {
 
     use super::*;
 
-    fn target(status: RedirectStatus, expires_at: Option<OffsetDateTime>) -> LinkTarget {
-        LinkTarget {
-            link_id: 1,
-            destination: Destination::parse("https://example.com/x").expect("valid"),
+    fn target(status: RedirectStatus, expires_at: Option<OffsetDateTime>) -> LinkRecord {
+        LinkRecord::new(
+            1,
+            Destination::parse("https://example.com/x").expect("valid"),
             status,
             expires_at,
-        }
+        )
+    }
+
+    #[test]
+    fn record_format_is_versioned_json() {
+        let record = target(
+            RedirectStatus::MovedPermanently,
+            Some(datetime!(2030-01-01 0:00 UTC)),
+        );
+        let json = serde_json::to_string(&record).expect("serialises");
+        assert_eq!(
+            json,
+            r#"{"v":1,"link_id":1,"destination":"https://example.com/x","status":301,"expires_at":"2030-01-01T00:00:00Z"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<LinkRecord>(&json).expect("parses"),
+            record
+        );
+        let future = json.replace(r#""v":1"#, r#""v":2"#);
+        let err = serde_json::from_str::<LinkRecord>(&future).expect_err("unknown version");
+        assert!(err.to_string().contains("version 2"), "{err}");
+        let bad = json.replace("https://example.com/x", "ftp://example.com/x");
+        assert!(serde_json::from_str::<LinkRecord>(&bad).is_err());
     }
 
     #[test]
