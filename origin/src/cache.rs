@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
-use shortlink::redirect::LinkTarget;
+use shortlink::redirect::LinkRecord;
 
 use crate::error::Error;
 
 /// A cached link, with its `Location` header already built.
 #[derive(Debug)]
 pub(crate) struct CachedLink {
-    pub(crate) target: LinkTarget,
+    pub(crate) record: LinkRecord,
     pub(crate) location: HeaderValue,
 }
 
@@ -44,14 +44,14 @@ impl LinkCache {
     /// The cached entry for `code`, or what `load` finds (then cached). Errors are not cached.
     pub(crate) async fn get_or_load<F>(&self, code: &str, load: F) -> Result<Entry, Error>
     where
-        F: Future<Output = Result<Option<LinkTarget>, Error>>,
+        F: Future<Output = Result<Option<LinkRecord>, Error>>,
     {
         let load = async {
-            let target = load.await?;
-            Ok(target.and_then(|target| {
+            let record = load.await?;
+            Ok(record.and_then(|record| {
                 // A stored destination is a valid URL, hence a valid header value.
-                let location = HeaderValue::from_str(target.destination.as_str()).ok()?;
-                Some(Arc::new(CachedLink { target, location }))
+                let location = HeaderValue::from_str(record.destination.as_str()).ok()?;
+                Some(Arc::new(CachedLink { record, location }))
             }))
         };
         let Some(cache) = &self.cache else {

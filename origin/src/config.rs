@@ -62,6 +62,14 @@ pub struct Config {
     /// reach PostgreSQL.
     #[arg(long, env = "KURZ_NEGATIVE_CACHE_TTL_SECS", default_value_t = 5)]
     pub negative_cache_ttl_secs: u64,
+    /// Base URL of the edge worker, e.g. https://go.example. Link changes are delivered to
+    /// its `/_edge/sync` route. Unset: no edge (the origin serves redirects alone).
+    #[arg(long, env = "KURZ_EDGE_URL", requires = "edge_secret")]
+    pub edge_url: Option<String>,
+    /// Shared secret that signs requests between the edge and the origin (at least 32
+    /// characters). Also enables the origin's `/_edge/*` routes.
+    #[arg(long, env = "KURZ_EDGE_SECRET", hide_env_values = true, value_parser = parse_edge_secret)]
+    pub edge_secret: Option<String>,
     /// Log format.
     #[arg(long, env = "KURZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -75,6 +83,13 @@ impl Config {
     pub fn negative_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.negative_cache_ttl_secs)
     }
+}
+
+fn parse_edge_secret(input: &str) -> Result<String, String> {
+    if input.len() < 32 {
+        return Err("the edge secret must be at least 32 characters".to_owned());
+    }
+    Ok(input.to_owned())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -27,6 +27,9 @@ pub enum Error {
     BadRequest(String),
     #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// A `/_edge/*` request without a valid signature, or a replay.
+    #[error("{0}")]
+    EdgeUnauthorized(String),
     #[error("no link has the code {0:?}")]
     LinkNotFound(String),
     #[error("not found")]
@@ -59,7 +62,7 @@ impl Error {
             Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::EdgeUnauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::LinkNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
             Self::CodeTaken { .. } => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -74,7 +77,7 @@ impl Error {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BadRequest(_) => "bad_request",
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::EdgeUnauthorized(_) => "unauthorized",
             Self::LinkNotFound(_) | Self::NotFound => "not_found",
             Self::CodeTaken { .. } => "code_taken",
             Self::Unavailable(_) => "unavailable",

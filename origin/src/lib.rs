@@ -6,12 +6,15 @@
 
 pub mod auth;
 mod cache;
+mod clicks;
 pub mod config;
 pub mod db;
+mod edge_api;
 mod error;
 mod extract;
 mod health;
 mod links;
+mod outbox;
 mod redirect;
 
 use std::sync::Arc;
@@ -41,6 +44,10 @@ struct Inner {
     cache: LinkCache,
     scrambler: shortlink::CodeScrambler,
     public_url: PublicUrl,
+    /// Set when an edge is configured: link changes are then written to the outbox.
+    edge_sync: Option<Arc<outbox::EdgeSync>>,
+    /// Signs the `/_edge/*` routes; without it they answer 404.
+    edge_secret: Option<String>,
 }
 
 impl State {
@@ -57,6 +64,15 @@ impl State {
                 ),
                 scrambler: config.code_key.scrambler(),
                 public_url: config.public_url.clone(),
+                edge_sync: match (&config.edge_url, &config.edge_secret) {
+                    (Some(url), Some(secret)) => Some(Arc::new(outbox::EdgeSync {
+                        url: url.trim_end_matches('/').to_owned(),
+                        secret: secret.clone(),
+                        wake: tokio::sync::Notify::new(),
+                    })),
+                    _ => None,
+                },
+                edge_secret: config.edge_secret.clone(),
             }),
         })
     }
@@ -84,8 +100,10 @@ pub fn app(state: State) -> Router {
             auth::require_api_key,
         ))
         .layer(DefaultBodyLimit::max(error::BODY_LIMIT));
+    let edge = edge_api::routes(state.clone()).layer(DefaultBodyLimit::max(edge_api::BODY_LIMIT));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/_edge", edge)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/{code}", get(redirect::redirect))
@@ -104,11 +122,21 @@ pub async fn serve(
         state.inner.db.clone(),
         state.inner.migrated.clone(),
     ));
+    let mut background = vec![preparation];
+    if let Some(edge) = &state.inner.edge_sync {
+        background.push(tokio::spawn(outbox::deliver_forever(
+            state.clone(),
+            edge.clone(),
+        )));
+    }
+    if state.inner.edge_secret.is_some() {
+        background.push(tokio::spawn(edge_api::forget_old_nonces(state.clone())));
+    }
     tracing::info!(address = %listener.local_addr()?, public_url = %config.public_url, "origin listening");
     axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;
-    preparation.abort();
+    background.iter().for_each(tokio::task::JoinHandle::abort);
     state.inner.db.close().await;
     tracing::info!("origin stopped");
     Ok(())

@@ -10,13 +10,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
-use shortlink::redirect::LinkTarget;
+use shortlink::redirect::LinkRecord;
 use shortlink::{Destination, RedirectStatus, ShortCode};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use crate::error::Error;
 use crate::extract::{ApiJson, CodePath};
+use crate::outbox;
 
 /// Generated codes that are already taken (by a custom slug) make us draw the next id; this
 /// many in a row means something is wrong rather than unlucky.
@@ -71,8 +72,6 @@ async fn create(
     check_destination(&state, &body.destination)?;
     check_expiry(body.expires_at)?;
     let row = insert(&state, &body).await?;
-    // A visit before this link existed may have cached "no such code".
-    state.inner.cache.invalidate(&row.code).await;
     let link = row.into_link(&state)?;
     let location = format!("/api/v1/links/{}", link.code);
     Ok((
@@ -102,16 +101,21 @@ async fn insert(state: &crate::State, body: &CreateLink) -> Result<LinkRow, Erro
                 state.inner.scrambler.encode(id)?
             }
         };
+        let mut tx = state.db().begin().await?;
         let inserted: Option<LinkRow> = sqlx::query_as(&sql)
             .bind(id)
             .bind(code.as_str())
             .bind(body.destination.as_str())
             .bind(body.status.code() as i16)
             .bind(body.expires_at)
-            .fetch_optional(state.db())
+            .fetch_optional(&mut *tx)
             .await?;
         match inserted {
-            Some(row) => return Ok(row),
+            Some(row) => {
+                // A visit before this link existed may have cached "no such code".
+                finish_change(state, tx, &row.code).await?;
+                return Ok(row);
+            }
             None if body.code.is_some() => {
                 return Err(Error::CodeTaken {
                     code: code.to_string(),
@@ -238,6 +242,7 @@ async fn update(
     if let Some(expires_at) = body.expires_at {
         check_expiry(expires_at)?;
     }
+    let mut tx = state.db().begin().await?;
     let row: Option<LinkRow> = sqlx::query_as(&format!(
         "UPDATE links SET
             destination = COALESCE($2, destination),
@@ -252,10 +257,10 @@ async fn update(
     .bind(body.status.map(|status| status.code() as i16))
     .bind(body.expires_at.is_some())
     .bind(body.expires_at.flatten())
-    .fetch_optional(state.db())
+    .fetch_optional(&mut *tx)
     .await?;
-    state.inner.cache.invalidate(code.as_str()).await;
     let row = row.ok_or_else(|| Error::LinkNotFound(code.to_string()))?;
+    finish_change(&state, tx, code.as_str()).await?;
     Ok(Json(row.into_link(&state)?))
 }
 
@@ -263,25 +268,44 @@ async fn delete(
     State(state): State<crate::State>,
     CodePath(code): CodePath,
 ) -> Result<StatusCode, Error> {
+    let mut tx = state.db().begin().await?;
     let deleted = sqlx::query(
         "UPDATE links SET deleted_at = now(), updated_at = now()
          WHERE code = $1 AND deleted_at IS NULL",
     )
     .bind(code.as_str())
-    .execute(state.db())
+    .execute(&mut *tx)
     .await?;
-    state.inner.cache.invalidate(code.as_str()).await;
     if deleted.rows_affected() == 0 {
         return Err(Error::LinkNotFound(code.to_string()));
     }
+    finish_change(&state, tx, code.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Completes a link change: the outbox row for the edge (when there is one) commits with the
+/// change itself, then this instance's cache entry is dropped and delivery is woken.
+async fn finish_change(
+    state: &crate::State,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    code: &str,
+) -> Result<(), Error> {
+    if state.inner.edge_sync.is_some() {
+        outbox::record_change(&mut tx, code).await?;
+    }
+    tx.commit().await?;
+    state.inner.cache.invalidate(code).await;
+    if let Some(edge) = &state.inner.edge_sync {
+        edge.wake.notify_one();
+    }
+    Ok(())
+}
+
 /// What the redirect route needs, for the live link with this code.
-pub(crate) async fn find_target(
+pub(crate) async fn find_record(
     db: impl PgExecutor<'_>,
     code: &ShortCode,
-) -> Result<Option<LinkTarget>, Error> {
+) -> Result<Option<LinkRecord>, Error> {
     let row: Option<(i64, String, i16, Option<OffsetDateTime>)> = sqlx::query_as(
         "SELECT id, destination, status, expires_at FROM links
          WHERE code = $1 AND deleted_at IS NULL",
@@ -290,12 +314,12 @@ pub(crate) async fn find_target(
     .fetch_optional(db)
     .await?;
     row.map(|(link_id, destination, status, expires_at)| {
-        Ok(LinkTarget {
+        Ok(LinkRecord::new(
             link_id,
-            destination: stored(Destination::parse(&destination))?,
-            status: stored(RedirectStatus::try_from(status as u16))?,
+            stored(Destination::parse(&destination))?,
+            stored(RedirectStatus::try_from(status as u16))?,
             expires_at,
-        })
+        ))
     })
     .transpose()
 }

@@ -23,7 +23,7 @@ pub(crate) async fn redirect(
     let cached = state
         .inner
         .cache
-        .get_or_load(code.as_str(), links::find_target(state.db(), &code))
+        .get_or_load(code.as_str(), links::find_record(state.db(), &code))
         .await;
     let link = match cached {
         Ok(Some(link)) => link,
@@ -37,7 +37,7 @@ pub(crate) async fn redirect(
             return page(StatusCode::INTERNAL_SERVER_ERROR, UNAVAILABLE_PAGE);
         }
     };
-    match decide(&link.target, OffsetDateTime::now_utc()) {
+    match decide(&link.record, OffsetDateTime::now_utc()) {
         Decision::Redirect {
             status,
             cache_control,

@@ -12,6 +12,8 @@ use tower::ServiceExt;
 
 pub const CODE_KEY: &str = "000102030405060708090a0b0c0d0e0f";
 pub const PUBLIC_URL: &str = "https://kurz.test";
+/// The edge secret of apps made by [`spawn_app_with_edge`].
+pub const EDGE_SECRET: &str = "edge-secret-of-the-integration-tests-0123456789";
 
 pub struct TestApp {
     pub router: Router,
@@ -74,6 +76,19 @@ fn admin_url() -> String {
 
 /// An app on a new, migrated database of the shared test cluster.
 pub async fn spawn_app() -> TestApp {
+    let database_url = new_database().await;
+    app_on(&database_url).await
+}
+
+/// An app whose `/_edge/*` routes are on, signed with [`EDGE_SECRET`] (no edge to sync to).
+pub async fn spawn_app_with_edge() -> TestApp {
+    let database_url = new_database().await;
+    let mut config = config(&database_url);
+    config.edge_secret = Some(EDGE_SECRET.to_owned());
+    app_with(&config).await
+}
+
+async fn new_database() -> String {
     let admin = admin_url();
     let name = format!("test_{}", random_hex());
     let mut conn = PgConnection::connect(&admin)
@@ -85,7 +100,7 @@ pub async fn spawn_app() -> TestApp {
         .expect("create the test database");
     conn.close().await.ok();
     let (base, _) = admin.rsplit_once('/').expect("URL with a database");
-    app_on(&format!("{base}/{name}")).await
+    format!("{base}/{name}")
 }
 
 pub fn config(database_url: &str) -> Config {
@@ -100,13 +115,19 @@ pub fn config(database_url: &str) -> Config {
         cache_capacity: 10_000,
         cache_ttl_secs: 300,
         negative_cache_ttl_secs: 300,
+        edge_url: None,
+        edge_secret: None,
         log_format: LogFormat::Text,
     }
 }
 
 /// An app on `database_url`, migrated, with an API key.
 pub async fn app_on(database_url: &str) -> TestApp {
-    let state = origin::State::new(&config(database_url)).expect("state");
+    app_with(&config(database_url)).await
+}
+
+pub async fn app_with(config: &Config) -> TestApp {
+    let state = origin::State::new(config).expect("state");
     state.migrate().await.expect("migrations");
     let api_key = origin::auth::create_key(state.db(), "tests")
         .await

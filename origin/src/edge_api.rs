@@ -1,0 +1,126 @@
+//! The origin's routes for the edge (`/_edge/*`): resolving a code on a KV miss, and click
+//! ingest. Every request must be signed with the shared secret (see `shortlink::signature`);
+//! POSTs are also refused when replayed.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use shortlink::edge::{IngestBatch, IngestResult};
+use shortlink::redirect::LinkRecord;
+use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::extract::{ApiJson, CodePath};
+use crate::{clicks, links};
+
+/// Largest body of an edge request: an ingest batch of a few hundred bounded events.
+pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+pub(crate) fn routes(state: crate::State) -> axum::Router<crate::State> {
+    axum::Router::new()
+        .route("/resolve/{code}", get(resolve))
+        .route("/ingest", post(ingest))
+        .fallback(|| async { Error::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            require_signature,
+        ))
+}
+
+/// The link record for a code, for the edge to store in KV; 404 when there is none.
+async fn resolve(
+    State(state): State<crate::State>,
+    CodePath(code): CodePath,
+) -> Result<Json<LinkRecord>, Error> {
+    let link = state
+        .inner
+        .cache
+        .get_or_load(code.as_str(), links::find_record(state.db(), &code))
+        .await?;
+    match link {
+        Some(link) => Ok(Json(link.record.clone())),
+        None => Err(Error::LinkNotFound(code.to_string())),
+    }
+}
+
+async fn ingest(
+    State(state): State<crate::State>,
+    ApiJson(batch): ApiJson<IngestBatch>,
+) -> Result<Json<IngestResult>, Error> {
+    let received = batch.events.len();
+    let events: Vec<_> = batch.events.into_iter().map(|e| e.bounded()).collect();
+    let inserted = clicks::store(state.db(), &events).await?;
+    Ok(Json(IngestResult { received, inserted }))
+}
+
+/// Refuses unsigned, forged, stale and (for POST) replayed requests with 401.
+async fn require_signature(
+    State(state): State<crate::State>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Error> {
+    let Some(secret) = state.inner.edge_secret.as_deref() else {
+        // Without a secret the edge routes do not exist.
+        return Err(Error::NotFound);
+    };
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| Error::PayloadTooLarge { limit: BODY_LIMIT })?;
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let given = header(SIGNATURE_HEADER);
+    // The signed path is the full one (`/_edge/...`); inside this nested router the URI has
+    // lost its prefix, so take the original.
+    let path = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or_else(|| parts.uri.path(), |original| original.path());
+    signature::verify(
+        secret.as_bytes(),
+        parts.method.as_str(),
+        path,
+        header(TIMESTAMP_HEADER),
+        given,
+        &body,
+        OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .map_err(|err| Error::EdgeUnauthorized(err.to_string()))?;
+    if parts.method == Method::POST {
+        let fresh = sqlx::query(
+            "INSERT INTO edge_request_nonces (signature) VALUES ($1) ON CONFLICT DO NOTHING",
+        )
+        .bind(given)
+        .execute(state.db())
+        .await?;
+        if fresh.rows_affected() == 0 {
+            return Err(Error::EdgeUnauthorized(
+                "this request was already received".to_owned(),
+            ));
+        }
+    }
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+}
+
+/// Forgets request signatures once they are too old to be accepted anyway.
+pub(crate) async fn forget_old_nonces(state: crate::State) {
+    let keep = 2 * signature::MAX_SKEW_SECS + 60;
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let deleted = sqlx::query(
+            "DELETE FROM edge_request_nonces WHERE seen_at < now() - make_interval(secs => $1)",
+        )
+        .bind(keep as f64)
+        .execute(state.db())
+        .await;
+        if let Err(err) = deleted {
+            tracing::warn!(error = %err, "cannot delete old edge request signatures");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The origin's routes for the edge: signatures, replays, resolve and idempotent ingest.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use shortlink::signature;
+use time::OffsetDateTime;
+
+use crate::support::{EDGE_SECRET, TestApp, TestResponse, spawn_app, spawn_app_with_edge};
+
+async fn signed(app: &TestApp, method: Method, path: &str, body: &[u8]) -> TestResponse {
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+    signed_at(app, method, path, body, timestamp).await
+}
+
+async fn signed_at(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: &[u8],
+    timestamp: i64,
+) -> TestResponse {
+    let signature = signature::sign(
+        EDGE_SECRET.as_bytes(),
+        method.as_str(),
+        path,
+        timestamp,
+        body,
+    );
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
+        .header(signature::SIGNATURE_HEADER, signature)
+        .body(Body::from(body.to_vec()))
+        .expect("request");
+    app.send(request).await
+}
+
+fn click(id: &str, link_id: i64, code: &str) -> Value {
+    json!({
+        "id": id, "link_id": link_id, "code": code, "at": "2026-11-27T10:00:00Z",
+        "country": "DE", "referrer": "https://news.example/item", "user_agent": "test-agent",
+        "qr": false, "head": false, "source": "edge"
+    })
+}
+
+#[tokio::test]
+async fn resolve_answers_signed_requests_with_the_link_record() {
+    let app = spawn_app_with_edge().await;
+    let link = app
+        .create(json!({"destination": "https://example.com/r", "code": "resolved", "status": 307}))
+        .await;
+    let response = signed(&app, Method::GET, "/_edge/resolve/resolved", b"").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(
+        response.json(),
+        json!({"v": 1, "link_id": link["id"], "destination": "https://example.com/r", "status": 307, "expires_at": null})
+    );
+    let unknown = signed(&app, Method::GET, "/_edge/resolve/nothing-here", b"").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let unsigned = app.visit(Method::GET, "/_edge/resolve/resolved").await;
+    assert_eq!(unsigned.error(StatusCode::UNAUTHORIZED).0, "unauthorized");
+    // Signed for another path: refused.
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+    let other = signature::sign(
+        EDGE_SECRET.as_bytes(),
+        "GET",
+        "/_edge/resolve/other",
+        timestamp,
+        b"",
+    );
+    let request = Request::builder()
+        .uri("/_edge/resolve/resolved")
+        .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
+        .header(signature::SIGNATURE_HEADER, other)
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(app.send(request).await.status, StatusCode::UNAUTHORIZED);
+    // Stale: outside the allowed clock skew.
+    let stale = signed_at(
+        &app,
+        Method::GET,
+        "/_edge/resolve/resolved",
+        b"",
+        timestamp - 600,
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn ingest_stores_each_event_once_however_often_it_is_delivered() {
+    let app = spawn_app_with_edge().await;
+    let link = app
+        .create(json!({"destination": "https://example.com/i", "code": "ingested"}))
+        .await;
+    let id = link["id"].as_i64().expect("id");
+    let batch = json!({"events": [click("e1", id, "ingested"), click("e2", id, "ingested"), click("e1", id, "ingested")]});
+    let body = batch.to_string();
+
+    let first = signed(&app, Method::POST, "/_edge/ingest", body.as_bytes()).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(first.json(), json!({"received": 3, "inserted": 2}));
+    // The same request again is a replay; a new delivery of the same events adds nothing.
+    let replay = signed_at(&app, Method::POST, "/_edge/ingest", body.as_bytes(), 0).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let again = signed(&app, Method::POST, "/_edge/ingest", body.as_bytes()).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json(), json!({"received": 3, "inserted": 0}));
+
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks WHERE link_id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 2);
+}
+
+#[tokio::test]
+async fn ingest_refuses_unsigned_and_malformed_batches() {
+    let app = spawn_app_with_edge().await;
+    let body = json!({"events": []}).to_string();
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/_edge/ingest")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("request");
+    assert_eq!(app.send(request).await.status, StatusCode::UNAUTHORIZED);
+    let bad = signed(
+        &app,
+        Method::POST,
+        "/_edge/ingest",
+        b"{\"events\": [{\"id\": 1}]}",
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn edge_routes_do_not_exist_without_a_secret() {
+    let app = spawn_app().await;
+    let response = signed(&app, Method::GET, "/_edge/resolve/anything", b"").await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+}
