@@ -1,0 +1,62 @@
+// Serves two workers from one workerd (miniflare) for `cargo xtask bench`: kurz's edge worker
+// with KV holding the links, and a minimal worker answering a constant 302 (the baseline).
+// Each worker gets its own loopback socket, so neither pays for a router the other skips.
+// Prints one line of JSON with both URLs and the seeded codes' file, then runs until stdin
+// closes (the xtask holds it open).
+//
+// Usage: node bench/workerd.mjs <codes-file> (one code per line; each becomes a KV record).
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Miniflare } from 'miniflare';
+
+const EDGE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const codes = readFileSync(process.argv[2], 'utf8').split('\n').filter(Boolean);
+const compatibilityDate = '2026-04-20';
+
+const mf = new Miniflare({
+  workers: [
+    {
+      name: 'kurz',
+      modules: true,
+      scriptPath: path.join(EDGE, 'build/index.js'),
+      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+      compatibilityDate,
+      kvNamespaces: ['LINKS'],
+      // Clicks are queued as in production; nothing consumes them during the run.
+      queueProducers: { CLICKS: { queueName: 'bench-clicks' } },
+      bindings: { ORIGIN_URL: 'http://127.0.0.1:9', EDGE_SECRET: 'bench', CLICK_RETRY_DELAY_SECS: '10' },
+      unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+    },
+    {
+      name: 'baseline',
+      modules: true,
+      script: `export default {
+        fetch() {
+          return new Response(null, { status: 302, headers: { location: 'https://example.com/', 'cache-control': 'private, no-store' } });
+        },
+      };`,
+      compatibilityDate,
+      unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+    },
+  ],
+});
+await mf.ready;
+
+const kv = await mf.getKVNamespace('LINKS', 'kurz');
+for (let i = 0; i < codes.length; i += 100) {
+  await Promise.all(codes.slice(i, i + 100).map((code, j) => kv.put(`link:${code}`, JSON.stringify({
+    v: 1, link_id: i + j + 1, destination: `https://example.com/page/${i + j + 1}`, status: 302, expires_at: null,
+  }))));
+}
+
+const kurz = await mf.unsafeGetDirectURL('kurz');
+const baseline = await mf.unsafeGetDirectURL('baseline');
+console.log(JSON.stringify({ kurz: kurz.href, baseline: baseline.href }));
+
+process.stdin.resume();
+process.stdin.on('end', async () => {
+  await mf.dispose();
+  process.exit(0);
+});

@@ -1,0 +1,113 @@
+//! A circuit breaker for the origin: after a run of failures the edge stops asking the origin
+//! for a while and answers 503 at once, so a dead origin costs visitors milliseconds rather
+//! than a timeout each. One probe is let through when the pause ends.
+//!
+//! It holds no clock: callers pass the time in milliseconds.
+
+/// Failures in a row that open the circuit.
+const FAILURES_TO_OPEN: u32 = 3;
+/// How long the circuit stays open before one probe request is let through.
+const OPEN_FOR_MS: u64 = 5_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Breaker {
+    #[default]
+    Closed,
+    /// Counting failures in a row, not yet enough to open.
+    Failing { failures: u32 },
+    /// Refusing until `until_ms`.
+    Open { until_ms: u64 },
+    /// One probe is out; the others are refused until it answers.
+    Probing,
+}
+
+impl Breaker {
+    /// Whether a request may go to the origin now.
+    pub fn allow(&mut self, now_ms: u64) -> bool {
+        match *self {
+            Self::Closed | Self::Failing { .. } => true,
+            Self::Open { until_ms } if now_ms >= until_ms => {
+                *self = Self::Probing;
+                true
+            }
+            Self::Open { .. } | Self::Probing => false,
+        }
+    }
+
+    pub fn succeeded(&mut self) {
+        *self = Self::Closed;
+    }
+
+    pub fn failed(&mut self, now_ms: u64) {
+        let failures = match *self {
+            Self::Failing { failures } => failures + 1,
+            Self::Closed => 1,
+            // A failed probe, or failures of requests let through before opening.
+            Self::Probing | Self::Open { .. } => FAILURES_TO_OPEN,
+        };
+        *self = if failures >= FAILURES_TO_OPEN {
+            Self::Open {
+                until_ms: now_ms + OPEN_FOR_MS,
+            }
+        } else {
+            Self::Failing { failures }
+        };
+    }
+
+    /// Seconds a refused caller should wait (for `Retry-After`).
+    pub fn retry_after_secs(&self, now_ms: u64) -> u64 {
+        match *self {
+            Self::Open { until_ms } => until_ms.saturating_sub(now_ms).div_ceil(1000).max(1),
+            _ => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_failures_and_probes_after_the_pause() {
+        let mut breaker = Breaker::default();
+        for _ in 0..FAILURES_TO_OPEN - 1 {
+            assert!(breaker.allow(0));
+            breaker.failed(0);
+        }
+        assert!(breaker.allow(0), "not open before the threshold");
+        breaker.failed(1_000);
+        assert!(!breaker.allow(1_000));
+        assert!(!breaker.allow(1_000 + OPEN_FOR_MS - 1));
+        assert_eq!(breaker.retry_after_secs(1_000), OPEN_FOR_MS / 1000);
+
+        assert!(
+            breaker.allow(1_000 + OPEN_FOR_MS),
+            "one probe after the pause"
+        );
+        assert!(
+            !breaker.allow(1_000 + OPEN_FOR_MS),
+            "only one probe at a time"
+        );
+        breaker.failed(1_000 + OPEN_FOR_MS);
+        assert!(
+            !breaker.allow(1_000 + OPEN_FOR_MS + 1),
+            "a failed probe reopens"
+        );
+
+        assert!(breaker.allow(1_000 + 2 * OPEN_FOR_MS));
+        breaker.succeeded();
+        assert!(breaker.allow(1_000 + 2 * OPEN_FOR_MS));
+        assert_eq!(breaker, Breaker::Closed);
+    }
+
+    #[test]
+    fn a_success_resets_the_count() {
+        let mut breaker = Breaker::default();
+        breaker.failed(0);
+        breaker.failed(0);
+        breaker.succeeded();
+        breaker.failed(0);
+        breaker.failed(0);
+        assert!(breaker.allow(0));
+    }
+}

@@ -1,0 +1,245 @@
+//! The kurz edge: a Cloudflare Worker that serves redirects from Workers KV.
+//!
+//! On a KV miss it asks the origin (signed, with a timeout and a circuit breaker) and stores
+//! the answer in KV. Every redirect sends a click event to a Cloudflare Queue without
+//! delaying the response; the queue consumer here posts batches to the origin. The origin
+//! keeps KV current through `POST /_edge/sync`.
+//!
+//! The decisions live in plain modules without `worker` types ([`route`], [`breaker`],
+//! [`entry`], and `shortlink::redirect::decide`), unit-tested on the host; this file and
+//! [`origin`] are the glue to the Workers runtime.
+
+pub mod breaker;
+pub mod entry;
+mod origin;
+pub mod pages;
+pub mod route;
+mod sync;
+
+use std::cell::RefCell;
+
+use shortlink::edge::{ClickEvent, ClickSource, KV_MISSING, kv_key};
+use shortlink::redirect::{Decision, LinkRecord, decide};
+use shortlink::{ShortCode, signature};
+use time::OffsetDateTime;
+use worker::{Context, Date, Env, Headers, MessageBatch, Request, Response, Result, event};
+
+use crate::breaker::Breaker;
+use crate::entry::Entry;
+use crate::route::Route;
+
+/// The KV namespace of link entries.
+const LINKS: &str = "LINKS";
+/// The queue of click events.
+const CLICKS: &str = "CLICKS";
+/// Seconds a KV read may be served from the data centre's cache (30 is KV's minimum).
+const KV_CACHE_TTL: u64 = 30;
+/// Seconds a record fetched from the origin stays in KV. Sync keeps records current, so this
+/// only bounds the damage of a lost sync or of a record fetched just before an edit.
+const FETCHED_RECORD_TTL: u64 = 3600;
+/// Seconds an unknown code is remembered as unknown (60 is KV's minimum expiry).
+const MISSING_TTL: u64 = 60;
+
+thread_local! {
+    /// Per isolate: each isolate learns about a dead origin on its own, within a few requests.
+    static BREAKER: RefCell<Breaker> = RefCell::new(Breaker::default());
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let route = route::classify(req.method().as_ref(), &req.path());
+    let answer = match route {
+        Route::Redirect { code, head } => redirect(&req, &env, &ctx, code, head).await,
+        Route::Sync => sync::handle(req, &env).await,
+        Route::MethodNotAllowed { allow } => {
+            let mut response = Response::error("method not allowed", 405)?;
+            response.headers_mut().set("allow", allow)?;
+            Ok(response)
+        }
+        Route::NotFound => page(404, pages::NOT_FOUND),
+    };
+    // A thrown error would be a bare 500 from the runtime; say what happened instead.
+    answer.or_else(|err| {
+        worker::console_error!("request failed: {err}");
+        unavailable(1)
+    })
+}
+
+async fn redirect(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    code: ShortCode,
+    head: bool,
+) -> Result<Response> {
+    let kv = env.kv(LINKS)?;
+    let key = kv_key(&code);
+    let stored = kv.get(&key).cache_ttl(KV_CACHE_TTL).text().await?;
+    let record = match stored.as_deref().map(entry::parse) {
+        Some(Entry::Link(record)) => record,
+        Some(Entry::Missing) => return page(404, pages::NOT_FOUND),
+        Some(Entry::Unreadable(_)) | None => {
+            let now = now_ms();
+            if !BREAKER.with_borrow_mut(|breaker| breaker.allow(now)) {
+                return unavailable(BREAKER.with_borrow(|breaker| breaker.retry_after_secs(now)));
+            }
+            match origin::resolve(env, &code).await {
+                Ok(Some((record, json))) => {
+                    BREAKER.with_borrow_mut(Breaker::succeeded);
+                    ctx.wait_until(async move {
+                        let put = kv
+                            .put(&key, json)
+                            .map(|p| p.expiration_ttl(FETCHED_RECORD_TTL));
+                        if let Err(err) = async { put?.execute().await }.await {
+                            worker::console_error!("caching {key} in KV failed: {err}");
+                        }
+                    });
+                    record
+                }
+                Ok(None) => {
+                    BREAKER.with_borrow_mut(Breaker::succeeded);
+                    ctx.wait_until(async move {
+                        let put = kv
+                            .put(&key, KV_MISSING)
+                            .map(|p| p.expiration_ttl(MISSING_TTL));
+                        if let Err(err) = async { put?.execute().await }.await {
+                            worker::console_error!("caching a miss for {key} failed: {err}");
+                        }
+                    });
+                    return page(404, pages::NOT_FOUND);
+                }
+                Err(err) => {
+                    worker::console_warn!("origin unavailable for {code}: {err}");
+                    let now = now_ms();
+                    BREAKER.with_borrow_mut(|breaker| breaker.failed(now));
+                    return unavailable(
+                        BREAKER.with_borrow(|breaker| breaker.retry_after_secs(now)),
+                    );
+                }
+            }
+        }
+    };
+    let now = now();
+    match decide(&record, now) {
+        Decision::Redirect {
+            status,
+            location,
+            cache_control,
+        } => {
+            send_click(req, env, ctx, &record, code, head, now);
+            let headers = Headers::new();
+            headers.set("location", location)?;
+            headers.set("cache-control", cache_control)?;
+            Ok(Response::empty()?
+                .with_status(status.code())
+                .with_headers(headers))
+        }
+        Decision::Expired => page(410, pages::EXPIRED),
+    }
+}
+
+/// Queues the click after the response is sent: a slow or failing queue never delays a visitor.
+fn send_click(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    record: &LinkRecord,
+    code: ShortCode,
+    head: bool,
+    at: OffsetDateTime,
+) {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let query = req
+        .url()
+        .ok()
+        .and_then(|url| url.query().map(str::to_owned));
+    let event = ClickEvent {
+        id: random_uuid(),
+        link_id: record.link_id,
+        code,
+        at,
+        country: req.cf().and_then(|cf| cf.country()),
+        referrer: header("referer"),
+        user_agent: header("user-agent"),
+        qr: route::is_qr_scan(query.as_deref()),
+        head,
+        source: ClickSource::Edge,
+    }
+    .bounded();
+    match env.queue(CLICKS) {
+        Ok(queue) => ctx.wait_until(async move {
+            if let Err(err) = queue.send(event).await {
+                worker::console_error!("queueing a click failed: {err}");
+            }
+        }),
+        Err(err) => worker::console_error!("no click queue bound: {err}"),
+    }
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
+    origin::deliver_clicks(&batch, &env).await
+}
+
+fn page(status: u16, html: &str) -> Result<Response> {
+    let mut response = Response::from_html(html)?.with_status(status);
+    response.headers_mut().set("cache-control", "no-store")?;
+    Ok(response)
+}
+
+fn unavailable(retry_after_secs: u64) -> Result<Response> {
+    let mut response = page(503, pages::UNAVAILABLE)?;
+    response
+        .headers_mut()
+        .set("retry-after", &retry_after_secs.to_string())?;
+    Ok(response)
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms()) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn now_secs() -> i64 {
+    (now_ms() / 1000) as i64
+}
+
+/// `crypto.randomUUID()`: 122 random bits, so event ids never collide in practice.
+fn random_uuid() -> String {
+    use worker::js_sys::{Function, Reflect, global};
+    use worker::wasm_bindgen::{JsCast, JsValue};
+    let uuid = || -> Option<String> {
+        let crypto = Reflect::get(&global(), &JsValue::from_str("crypto")).ok()?;
+        let random_uuid: Function = Reflect::get(&crypto, &JsValue::from_str("randomUUID"))
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        random_uuid.call0(&crypto).ok()?.as_string()
+    };
+    uuid().unwrap_or_else(|| {
+        // Not reached on Workers, which always have crypto.randomUUID.
+        let random = (worker::js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+        format!("{:x}-{random:x}", now_ms())
+    })
+}
+
+/// The shared secret of signed requests to and from the origin.
+fn edge_secret(env: &Env) -> Result<String> {
+    Ok(env.secret("EDGE_SECRET")?.to_string())
+}
+
+/// Signs a request to the origin.
+fn signed_headers(secret: &str, method: &str, path: &str, body: &[u8]) -> Result<Headers> {
+    let timestamp = now_secs();
+    let headers = Headers::new();
+    headers.set(signature::TIMESTAMP_HEADER, &timestamp.to_string())?;
+    headers.set(
+        signature::SIGNATURE_HEADER,
+        &signature::sign(secret.as_bytes(), method, path, timestamp, body),
+    )?;
+    Ok(headers)
+}

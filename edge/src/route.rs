@@ -1,0 +1,127 @@
+//! Which of the edge's routes a request is for: decided from the method and path alone,
+//! before any I/O, so that malformed requests never touch KV or the origin.
+
+use shortlink::ShortCode;
+
+/// The edge's own route for link sync from the origin.
+pub const SYNC_PATH: &str = "/_edge/sync";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET|HEAD /{code}` with a well-formed code.
+    Redirect { code: ShortCode, head: bool },
+    /// `POST /_edge/sync`.
+    Sync,
+    /// Right path, wrong method.
+    MethodNotAllowed { allow: &'static str },
+    /// Anything else, including paths that cannot be a code.
+    NotFound,
+}
+
+pub fn classify(method: &str, path: &str) -> Route {
+    if path == SYNC_PATH {
+        return if method == "POST" {
+            Route::Sync
+        } else {
+            Route::MethodNotAllowed { allow: "POST" }
+        };
+    }
+    let Some(segment) = path.strip_prefix('/') else {
+        return Route::NotFound;
+    };
+    let Ok(code) = ShortCode::parse(segment) else {
+        return Route::NotFound;
+    };
+    match method {
+        "GET" => Route::Redirect { code, head: false },
+        "HEAD" => Route::Redirect { code, head: true },
+        _ => Route::MethodNotAllowed { allow: "GET, HEAD" },
+    }
+}
+
+/// Whether the visit came from a QR code: the printed URL carries `?qr=1`.
+pub fn is_qr_scan(query: Option<&str>) -> bool {
+    query.is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| matches!(pair, "qr" | "qr=1" | "qr=true"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_table() {
+        let code = |c: &str| ShortCode::parse(c).expect("valid");
+        let long = format!("/{}", "a".repeat(10_000));
+        let cases = [
+            (
+                "GET",
+                "/abc1234",
+                Route::Redirect {
+                    code: code("abc1234"),
+                    head: false,
+                },
+            ),
+            (
+                "HEAD",
+                "/launch",
+                Route::Redirect {
+                    code: code("launch"),
+                    head: true,
+                },
+            ),
+            (
+                "POST",
+                "/launch",
+                Route::MethodNotAllowed { allow: "GET, HEAD" },
+            ),
+            (
+                "DELETE",
+                "/launch",
+                Route::MethodNotAllowed { allow: "GET, HEAD" },
+            ),
+            (
+                "PROPFIND",
+                "/launch",
+                Route::MethodNotAllowed { allow: "GET, HEAD" },
+            ),
+            ("POST", "/_edge/sync", Route::Sync),
+            (
+                "GET",
+                "/_edge/sync",
+                Route::MethodNotAllowed { allow: "POST" },
+            ),
+            ("GET", "/", Route::NotFound),
+            ("GET", "", Route::NotFound),
+            ("GET", "/a/b", Route::NotFound),
+            ("GET", "/a.b", Route::NotFound),
+            ("GET", "/%FF", Route::NotFound),
+            ("GET", "/api", Route::NotFound),
+            ("GET", "/_edge", Route::NotFound),
+            ("GET", "/_edge/resolve/abc", Route::NotFound),
+            ("GET", &long, Route::NotFound),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(classify(method, path), expected, "{method} {path:.40}");
+        }
+    }
+
+    #[test]
+    fn qr_flag() {
+        let cases = [
+            (None, false),
+            (Some(""), false),
+            (Some("qr=1"), true),
+            (Some("utm_source=x&qr=1"), true),
+            (Some("qr"), true),
+            (Some("qr=0"), false),
+            (Some("qrx=1"), false),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(is_qr_scan(query), expected, "{query:?}");
+        }
+    }
+}

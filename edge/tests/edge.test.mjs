@@ -1,0 +1,321 @@
+// The edge worker in the real workerd runtime (miniflare), against a real origin on a real
+// PostgreSQL. `cargo xtask test` builds the worker and the origin and runs this file with
+// KURZ_ORIGIN_BIN and KURZ_TEST_DATABASE_URL set.
+//
+// Between the worker and the origin sits a counting proxy, so the tests can say how many
+// requests reached the origin. Stopping the origin is real: its process is killed.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import crypto from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Miniflare } from 'miniflare';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ADMIN_URL = required('KURZ_TEST_DATABASE_URL');
+const ORIGIN_BIN = required('KURZ_ORIGIN_BIN');
+const SECRET = crypto.randomBytes(32).toString('hex');
+const CODE_KEY = crypto.randomBytes(16).toString('hex');
+
+let origin; // the origin process and how to reach it
+let edgeUrl; // miniflare's URL
+let mf;
+let proxy;
+let databaseUrl;
+let apiKey;
+const originRequests = new Map(); // path -> count, as seen by the proxy
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run these tests with \`cargo xtask test\``);
+  return value;
+}
+
+function psql(url, sql) {
+  return execFileSync('psql', [url, '-Atq', '-v', 'ON_ERROR_STOP=1', '-c', sql], { encoding: 'utf8' }).trim();
+}
+
+async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+async function eventually(what, check, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last === true) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail(`${what}: not within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
+}
+
+/** The origin binary, started and stopped for real. */
+class Origin {
+  constructor(port, env) {
+    this.port = port;
+    this.url = `http://127.0.0.1:${port}`;
+    this.env = env;
+    this.stdout = '';
+  }
+
+  async start() {
+    this.process = spawn(ORIGIN_BIN, ['serve'], {
+      env: { ...process.env, ...this.env, RUST_LOG: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    this.process.stdout.on('data', (chunk) => {
+      this.stdout += chunk;
+    });
+    await eventually('origin ready', async () => {
+      try {
+        return (await fetch(`${this.url}/ready`)).status === 200;
+      } catch {
+        return false;
+      }
+    }, 30_000);
+  }
+
+  async stop() {
+    const exited = once(this.process, 'exit');
+    this.process.kill('SIGTERM');
+    await exited;
+  }
+}
+
+function sign(method, pathname, body, timestamp = Math.floor(Date.now() / 1000)) {
+  const mac = crypto.createHmac('sha256', SECRET);
+  mac.update(`${method}\n${pathname}\n${timestamp}\n`);
+  mac.update(body);
+  return { 'x-kurz-timestamp': String(timestamp), 'x-kurz-signature': mac.digest('hex') };
+}
+
+async function api(method, pathname, body) {
+  const response = await fetch(`${origin.url}/api/v1${pathname}`, {
+    method,
+    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+function visit(code, init = {}) {
+  return fetch(`${edgeUrl}/${code}`, { redirect: 'manual', ...init });
+}
+
+before(async () => {
+  const database = `edge_${crypto.randomBytes(6).toString('hex')}`;
+  psql(ADMIN_URL, `CREATE DATABASE ${database}`);
+  databaseUrl = ADMIN_URL.replace(/\/[^/]*$/, `/${database}`);
+
+  const [originPort, proxyPort, edgePort] = [await freePort(), await freePort(), await freePort()];
+  proxy = http.createServer((req, res) => {
+    originRequests.set(req.url, (originRequests.get(req.url) ?? 0) + 1);
+    const upstream = http.request(
+      { host: '127.0.0.1', port: originPort, path: req.url, method: req.method, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    // The origin is down: the worker sees a dropped connection, as it would in production.
+    upstream.on('error', () => req.socket.destroy());
+    req.pipe(upstream);
+  });
+  proxy.listen(proxyPort, '127.0.0.1');
+  await once(proxy, 'listening');
+
+  mf = new Miniflare({
+    host: '127.0.0.1',
+    port: edgePort,
+    modules: true,
+    scriptPath: path.join(ROOT, 'edge/build/index.js'),
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+    compatibilityDate: '2026-04-20',
+    kvNamespaces: ['LINKS'],
+    queueProducers: { CLICKS: { queueName: 'kurz-clicks' } },
+    queueConsumers: { 'kurz-clicks': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100 } },
+    bindings: {
+      ORIGIN_URL: `http://127.0.0.1:${proxyPort}`,
+      EDGE_SECRET: SECRET,
+      CLICK_RETRY_DELAY_SECS: '1',
+    },
+  });
+  edgeUrl = (await mf.ready).toString().replace(/\/$/, '');
+
+  origin = new Origin(originPort, {
+    DATABASE_URL: databaseUrl,
+    KURZ_BIND: `127.0.0.1:${originPort}`,
+    KURZ_PUBLIC_URL: edgeUrl,
+    KURZ_CODE_KEY: CODE_KEY,
+    KURZ_EDGE_URL: edgeUrl,
+    KURZ_EDGE_SECRET: SECRET,
+  });
+  await origin.start();
+  apiKey = origin.stdout.match(/kurz_[0-9a-f]{48}/)?.[0];
+  assert.ok(apiKey, `the origin printed no first API key: ${origin.stdout}`);
+});
+
+after(async () => {
+  await origin?.stop().catch(() => {});
+  await mf?.dispose();
+  proxy?.close();
+});
+
+test('a link created, edited and deleted through the API is followed at the edge', async () => {
+  const created = await api('POST', '/links', { destination: 'https://example.com/one', code: 'edge-life' });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await eventually('the edge redirects to the new link', async () => {
+    const response = await visit('edge-life');
+    return response.status === 302 && response.headers.get('location') === 'https://example.com/one' || response.status;
+  }, 2_000);
+  const response = await visit('edge-life');
+  assert.equal(response.headers.get('cache-control'), 'private, no-store');
+
+  const edited = await api('PATCH', '/links/edge-life', { destination: 'https://example.com/two', status: 301 });
+  assert.equal(edited.status, 200);
+  const editedAt = Date.now();
+  await eventually('the edge serves the edit', async () => {
+    const answer = await visit('edge-life');
+    return answer.status === 301 && answer.headers.get('location') === 'https://example.com/two'
+      || `${answer.status} ${answer.headers.get('location')}`;
+  }, 2_000);
+  console.log(`edit visible at the edge after ${Date.now() - editedAt} ms`);
+
+  assert.equal((await api('DELETE', '/links/edge-life')).status, 204);
+  await eventually('the edge forgets the deleted link', async () => (await visit('edge-life')).status === 404, 2_000);
+  const page = await visit('edge-life');
+  assert.match(page.headers.get('content-type'), /text\/html/);
+  assert.match(await page.text(), /Link not found/);
+});
+
+test('a KV miss asks the origin once, then KV answers', async () => {
+  // Written behind the outbox's back, so the link is in PostgreSQL but not in KV.
+  psql(databaseUrl, "INSERT INTO links (code, destination) VALUES ('only-in-db', 'https://example.com/db')");
+  const resolve = '/_edge/resolve/only-in-db';
+  assert.equal(originRequests.get(resolve) ?? 0, 0);
+  const first = await visit('only-in-db');
+  assert.equal(first.status, 302);
+  assert.equal(first.headers.get('location'), 'https://example.com/db');
+  assert.equal(originRequests.get(resolve), 1);
+  await eventually('the record is cached in KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:only-in-db'))) !== null, 2_000);
+  for (let i = 0; i < 3; i += 1) {
+    const again = await visit('only-in-db');
+    assert.equal(again.status, 302);
+  }
+  assert.equal(originRequests.get(resolve), 1, 'later visits were served from KV');
+
+  // Unknown codes are remembered as unknown.
+  const unknown = '/_edge/resolve/never-made';
+  assert.equal((await visit('never-made')).status, 404);
+  await eventually('the miss is cached in KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:never-made'))) !== null, 2_000);
+  assert.equal((await visit('never-made')).status, 404);
+  assert.equal(originRequests.get(unknown), 1);
+
+  // Malformed codes never reach KV or the origin.
+  const before = [...originRequests.values()].reduce((a, b) => a + b, 0);
+  for (const bad of ['a.b', '%FF%FE', 'x'.repeat(10_000), 'a/b']) {
+    const answer = await visit(bad);
+    assert.equal(answer.status, 404, bad.slice(0, 20));
+  }
+  assert.equal([...originRequests.values()].reduce((a, b) => a + b, 0), before);
+});
+
+test('odd methods and oversized paths get clean 4xx answers', async () => {
+  for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
+    const answer = await visit('anything', { method });
+    assert.equal(answer.status, 405, method);
+    assert.equal(answer.headers.get('allow'), 'GET, HEAD');
+  }
+  const sync = await fetch(`${edgeUrl}/_edge/sync`);
+  assert.equal(sync.status, 405);
+  const head = await visit('only-in-db', { method: 'HEAD' });
+  assert.equal(head.status, 302);
+});
+
+test('forged, stale and replayed sync and ingest requests are refused', async () => {
+  const body = JSON.stringify({ changes: [{ code: 'forged', record: { v: 1, link_id: 1, destination: 'https://evil.example/', status: 302, expires_at: null } }] });
+  const post = (url, headers, payload = body) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: payload });
+  const syncUrl = `${edgeUrl}/_edge/sync`;
+  const stale = sign('POST', '/_edge/sync', body, Math.floor(Date.now() / 1000) - 1000);
+  const forged = { ...sign('POST', '/_edge/sync', body), 'x-kurz-signature': '00'.repeat(32) };
+  const otherBody = sign('POST', '/_edge/sync', '{"changes":[]}');
+  for (const [name, headers] of [['unsigned', {}], ['forged', forged], ['stale', stale], ['signed for another body', otherBody]]) {
+    const answer = await post(syncUrl, headers);
+    assert.equal(answer.status, 401, name);
+  }
+  assert.equal((await visit('forged')).status, 404, 'nothing was written');
+
+  // A genuine request works once; the same request again is a replay.
+  const genuine = sign('POST', '/_edge/sync', '{"changes":[]}');
+  assert.equal((await post(syncUrl, genuine, '{"changes":[]}')).status, 200);
+  assert.equal((await post(syncUrl, genuine, '{"changes":[]}')).status, 401);
+
+  const ingestUrl = `${origin.url}/_edge/ingest`;
+  const events = JSON.stringify({ events: [] });
+  assert.equal((await post(ingestUrl, {}, events)).status, 401);
+  assert.equal((await post(ingestUrl, { ...sign('POST', '/_edge/ingest', events), 'x-kurz-signature': 'ab'.repeat(32) }, events)).status, 401);
+  const signedIngest = sign('POST', '/_edge/ingest', events);
+  assert.equal((await post(ingestUrl, signedIngest, events)).status, 200);
+  assert.equal((await post(ingestUrl, signedIngest, events)).status, 401, 'replayed ingest');
+  const resolve = await fetch(`${origin.url}/_edge/resolve/only-in-db`);
+  assert.equal(resolve.status, 401, 'resolve needs a signature too');
+});
+
+test('with the origin down, KV links keep redirecting, others fail fast, and no click is lost', async () => {
+  const created = await api('POST', '/links', { destination: 'https://example.com/always', code: 'outage' });
+  assert.equal(created.status, 201);
+  await eventually('synced to KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:outage'))) !== null, 2_000);
+  const linkId = created.body.id;
+
+  await origin.stop();
+  try {
+    for (let i = 0; i < 5; i += 1) {
+      const started = Date.now();
+      const answer = await visit(`not-in-kv-${i}`);
+      const took = Date.now() - started;
+      assert.equal(answer.status, 503);
+      assert.ok(answer.headers.get('retry-after'), 'Retry-After is set');
+      assert.ok(took < 1_000, `a 503 took ${took} ms`);
+    }
+    const visits = 1_000;
+    for (let sent = 0; sent < visits; sent += 50) {
+      const batch = Array.from({ length: 50 }, (_, i) => visit(`outage${(sent + i) % 7 === 0 ? '?qr=1' : ''}`, {
+        headers: { 'user-agent': `edge-test/${sent + i}`, referer: 'https://news.example/item' },
+      }));
+      for (const answer of await Promise.all(batch)) {
+        assert.equal(answer.status, 302);
+        assert.equal(answer.headers.get('location'), 'https://example.com/always');
+      }
+    }
+  } finally {
+    await origin.start();
+  }
+  await eventually('every click reaches PostgreSQL', async () => {
+    const count = Number(psql(databaseUrl, `SELECT count(*) FROM clicks WHERE link_id = ${linkId}`));
+    return count >= 1_000 || count;
+  }, 60_000);
+  // Give late retries a moment to double-count, if they were going to.
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const [total, distinct, qr, withAgent] = psql(databaseUrl,
+    `SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE qr), count(*) FILTER (WHERE user_agent LIKE 'edge-test/%')
+       FROM clicks WHERE link_id = ${linkId}`).split('|').map(Number);
+  assert.equal(total, 1_000);
+  assert.equal(distinct, 1_000);
+  assert.equal(qr, 143);
+  assert.equal(withAgent, 1_000);
+  const [source, code, referrer] = psql(databaseUrl, `SELECT DISTINCT source, code, referrer FROM clicks WHERE link_id = ${linkId}`).split('|');
+  assert.deepEqual([source, code, referrer], ['edge', 'outage', 'https://news.example/item']);
+});
