@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use devpg::{Cluster, Durability};
 use shortlink::CodeScrambler;
 
+use crate::edge;
 use crate::tools::{self, cargo, create_database, ensure_postgres, exec, root};
 
 #[derive(Debug, clap::Args)]
@@ -25,16 +26,40 @@ pub(crate) struct Args {
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 64)]
     connections: u32,
+    /// Only this part (all parts by default).
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// The origin's redirect route: cache hits and PostgreSQL against a bare axum 302.
+    Origin,
+    /// The edge worker in workerd: KV hits against a constant-302 worker, and its size.
+    Edge,
 }
 
 /// Distinct codes in the cache-hit run: a hot set, as real traffic has.
 const HOT_CODES: usize = 10_000;
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
-    ensure_postgres()?;
     if !tools::on_path("wrk") {
         tools::apt_install(&["wrk"])?;
     }
+    let work = tempfile::Builder::new().prefix("kurz-bench-").tempdir()?;
+    let mut report = String::new();
+    if args.only != Some(Part::Edge) {
+        report.push_str(&origin(args, work.path())?);
+    }
+    if args.only != Some(Part::Origin) {
+        report.push_str(&edge(args, work.path())?);
+    }
+    println!("{report}");
+    Ok(())
+}
+
+fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
+    ensure_postgres()?;
     exec(cargo().args([
         "build",
         "--release",
@@ -47,11 +72,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         "bare_redirect",
     ]))?;
 
-    let work = tempfile::Builder::new().prefix("kurz-bench-").tempdir()?;
-    let cluster = Cluster::start(&work.path().join("pg"), Durability::Throwaway)?;
+    let cluster = Cluster::start(&work.join("pg"), Durability::Throwaway)?;
     create_database(&cluster.url("postgres"), "bench")?;
     let database_url = cluster.url("bench");
-    let code_key = tools::random_hex(16);
+    let code_key = hex::encode(tools::random_key());
 
     // Migrations are the origin's: start one, wait until ready, then seed behind its back.
     let cached = Origin::start(&database_url, &code_key, 2_000_000)?;
@@ -66,9 +90,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         .step_by((codes.len() / HOT_CODES).max(1))
         .map(String::as_str)
         .collect();
-    let hot_script = lua_script(work.path(), "hot", &hot)?;
+    let hot_script = lua_script(work, "hot", &hot)?;
     let all: Vec<&str> = codes.iter().map(String::as_str).collect();
-    let all_script = lua_script(work.path(), "all", &all)?;
+    let all_script = lua_script(work, "all", &all)?;
 
     let baseline_port = tools::free_port()?;
     let mut baseline = BackgroundProcess(
@@ -77,7 +101,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             .spawn()?,
     );
     let baseline_address = SocketAddr::from(([127, 0, 0, 1], baseline_port));
-    wait_until_listening(baseline_address)?;
+    tools::wait_until_listening(baseline_address, 5)?;
 
     // Warm the cache: every hot code is visited many times over before measuring.
     wrk(cached.address, &hot_script, 3, args.connections)?;
@@ -110,13 +134,28 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     drop(uncached);
     drop(cluster);
 
+    table(
+        &format!(
+            "origin redirect route, {} links, {} connections, {} s each, 127.0.0.1",
+            args.links, args.connections, args.seconds
+        ),
+        &results,
+        &[None, Some(0.80), Some(0.18)],
+    )
+}
+
+/// The results as a table of ratios to the first row (the baseline).
+fn table(
+    title: &str,
+    results: &[(&str, WrkResult)],
+    targets: &[Option<f64>],
+) -> anyhow::Result<String> {
     let baseline_rps = results[0].1.requests_per_second;
-    let targets = [None, Some(0.80), Some(0.18)];
     let mut report = format!(
-        "\nredirect route, {} links, {} connections, {} s each, 127.0.0.1\n\n{:<38} {:>10} {:>9} {:>9} {:>7} {:>8}\n",
-        args.links, args.connections, args.seconds, "", "req/s", "p50", "p99", "ratio", "target"
+        "\n{title}\n\n{:<38} {:>10} {:>9} {:>9} {:>7} {:>8}\n",
+        "", "req/s", "p50", "p99", "ratio", "target"
     );
-    for ((name, result), target) in results.iter().zip(targets) {
+    for ((name, result), target) in results.iter().zip(targets.iter().copied()) {
         let ratio = result.requests_per_second / baseline_rps;
         let verdict = match target {
             None => String::new(),
@@ -136,8 +175,78 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             )?;
         }
     }
-    println!("{report}");
-    Ok(())
+    Ok(report)
+}
+
+/// Codes seeded into KV for the edge run.
+const EDGE_CODES: u64 = 10_000;
+
+/// Our worker answering from KV against a worker answering a constant 302, both served by one
+/// workerd (miniflare) so that they share the runtime and the machine's load.
+fn edge(args: &Args, work: &Path) -> anyhow::Result<String> {
+    let worker = edge::build_worker()?;
+    let scrambler = CodeScrambler::new(tools::random_key());
+    let codes: Vec<String> = (1..=EDGE_CODES)
+        .map(|id| scrambler.encode(id).map(String::from))
+        .collect::<Result<_, _>>()?;
+    let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
+    let script = lua_script(work, "edge", &codes)?;
+
+    let mut server = Command::new("node")
+        .current_dir(edge::edge_dir())
+        .arg("bench/workerd.mjs")
+        .arg(work.join("edge.codes"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start workerd through miniflare")?;
+    let mut line = String::new();
+    if let Some(stdout) = server.stdout.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+    }
+    let server = BackgroundProcess(server);
+    let urls: serde_json::Value = serde_json::from_str(&line)
+        .with_context(|| format!("the workerd script printed {line:?}, not its URLs"))?;
+    let address = |name: &str| -> anyhow::Result<SocketAddr> {
+        let url = urls[name].as_str().context("no URL")?;
+        Ok(url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()?)
+    };
+    let (kurz, baseline) = (address("kurz")?, address("baseline")?);
+    // Warm both: the worker's first requests compile and instantiate the module.
+    wrk(kurz, &script, 2, args.connections)?;
+    wrk(baseline, &script, 2, args.connections)?;
+    let results = [
+        (
+            "constant-302 worker (baseline)",
+            wrk(baseline, &script, args.seconds, args.connections)?,
+        ),
+        (
+            "kurz worker, KV hit",
+            wrk(kurz, &script, args.seconds, args.connections)?,
+        ),
+    ];
+    drop(server);
+
+    let mut report = table(
+        &format!(
+            "edge redirect in workerd (miniflare), {EDGE_CODES} links in KV, {} connections, {} s each",
+            args.connections, args.seconds
+        ),
+        &results,
+        &[None, Some(0.80)],
+    )?;
+    let (raw, gzip) = edge::sizes(&worker.wasm)?;
+    let verdict = if gzip <= 200 * 1024 { "ok" } else { "OVER" };
+    writeln!(
+        report,
+        "\nedge worker .wasm: {:.1} KiB raw, {:.1} KiB gzip (target ≤ 200 KiB gzip: {verdict})",
+        raw as f64 / 1024.0,
+        gzip as f64 / 1024.0
+    )?;
+    Ok(report)
 }
 
 /// Inserts `count` links with generated codes straight into PostgreSQL (the API would measure
@@ -220,16 +329,6 @@ impl Drop for BackgroundProcess {
     fn drop(&mut self) {
         crate::dev::stop(&mut self.0);
     }
-}
-
-fn wait_until_listening(address: SocketAddr) -> anyhow::Result<()> {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(address).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    bail!("nothing listens on {address}")
 }
 
 /// A wrk script that requests a random code of `codes` each time.

@@ -1,4 +1,5 @@
-//! `cargo xtask dev`: PostgreSQL (kept under `.data/`), the origin, and the URLs to use them.
+//! `cargo xtask dev`: PostgreSQL (kept under `.data/`), the origin, the edge worker under
+//! `wrangler dev`, and the URLs to use them.
 
 use std::fs;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use devpg::{Cluster, Durability};
 
+use crate::edge;
 use crate::tools::{self, cargo, create_database, ensure_postgres, exec, root};
 
 #[derive(Debug, clap::Args)]
@@ -16,6 +18,12 @@ pub(crate) struct Args {
     /// Port of the origin (another free port is used if it is taken).
     #[arg(long, env = "KURZ_DEV_PORT", default_value_t = 8080)]
     port: u16,
+    /// Port of the edge worker (another free port is used if it is taken).
+    #[arg(long, env = "KURZ_DEV_EDGE_PORT", default_value_t = 8787)]
+    edge_port: u16,
+    /// Run the origin alone, without building and starting the edge worker.
+    #[arg(long)]
+    no_edge: bool,
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
@@ -35,63 +43,148 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     exec(cargo().args(["build", "-p", "origin", "--bin", "origin"]))?;
-    let port = if std::net::TcpListener::bind(("127.0.0.1", args.port)).is_ok() {
-        args.port
+    let port = port_or_free(args.port)?;
+    let origin_url = format!("http://127.0.0.1:{port}");
+    let edge = if args.no_edge {
+        None
     } else {
-        let port = tools::free_port()?;
-        eprintln!("port {} is taken; using {port}", args.port);
-        port
+        edge::ensure_tools()?;
+        Some(EdgePorts {
+            port: port_or_free(args.edge_port)?,
+            inspector: tools::free_port()?,
+        })
     };
-    let public_url = format!("http://127.0.0.1:{port}");
-    let mut origin = Command::new(root().join("target/debug/origin"))
+    // Short links are handed out on the edge's host when there is one.
+    let public_url = edge.as_ref().map_or_else(
+        || origin_url.clone(),
+        |edge| format!("http://127.0.0.1:{}", edge.port),
+    );
+
+    let mut origin = Command::new(root().join("target/debug/origin"));
+    origin
         .arg("serve")
         .env("DATABASE_URL", &database_url)
         .env("KURZ_BIND", format!("127.0.0.1:{port}"))
         .env("KURZ_PUBLIC_URL", &public_url)
-        .env("KURZ_CODE_KEY", &secrets.code_key)
-        .spawn()
-        .context("cannot start the origin")?;
-    let address = ([127, 0, 0, 1], port).into();
-    if let Err(err) = tools::wait_for_http(address, "/ready", 60) {
-        stop(&mut origin);
+        .env("KURZ_CODE_KEY", &secrets.code_key);
+    if edge.is_some() {
+        origin
+            .env("KURZ_EDGE_URL", &public_url)
+            .env("KURZ_EDGE_SECRET", &secrets.edge_secret);
+    }
+    let mut children = vec![origin.spawn().context("cannot start the origin")?];
+    let started = (|| {
+        tools::wait_for_http(([127, 0, 0, 1], port).into(), "/ready", 60)?;
+        if let Some(edge) = &edge {
+            children.push(start_wrangler(edge, &origin_url, &secrets)?);
+            // The first start compiles the worker: allow it minutes.
+            tools::wait_until_listening(([127, 0, 0, 1], edge.port).into(), 600)?;
+        }
+        anyhow::Ok(())
+    })();
+    if let Err(err) = started {
+        children.iter_mut().for_each(stop);
         return Err(err);
     }
+    let edge_line = if edge.is_some() {
+        format!(
+            "  edge        {public_url}   (wrangler dev: KV and the click queue in .wrangler/)\n"
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "\n  kurz is running.\n\n  origin      {public_url}\n  API         {public_url}/api/v1/links  (Authorization: Bearer <key>)\n  health      {public_url}/health, {public_url}/ready\n  database    {database_url}\n\n  The first start printed an API key above; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n"
+        "\n  kurz is running.\n\n{edge_line}  origin      {origin_url}\n  API         {origin_url}/api/v1/links  (Authorization: Bearer <key>)\n  health      {origin_url}/health, {origin_url}/ready\n  database    {database_url}\n\n  Short links are served at {public_url}/<code>.\n  The first start printed an API key above; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n"
     );
-    wait_for_ctrl_c_or_exit(&mut origin)
+    wait_for_ctrl_c_or_exit(&mut children)
+}
+
+struct EdgePorts {
+    port: u16,
+    inspector: u16,
+}
+
+fn port_or_free(wanted: u16) -> anyhow::Result<u16> {
+    if std::net::TcpListener::bind(("127.0.0.1", wanted)).is_ok() {
+        return Ok(wanted);
+    }
+    let port = tools::free_port()?;
+    eprintln!("port {wanted} is taken; using {port}");
+    Ok(port)
+}
+
+/// `wrangler dev` runs the build command of wrangler.toml (worker-build), then serves the
+/// worker in workerd, rebuilding when `edge/src` or `shortlink/src` change.
+fn start_wrangler(edge: &EdgePorts, origin_url: &str, secrets: &Secrets) -> anyhow::Result<Child> {
+    // wrangler reads local secrets from .dev.vars beside wrangler.toml (ignored by git).
+    fs::write(
+        root().join(".dev.vars"),
+        format!(
+            "# Written by `cargo xtask dev` from .data/secrets.env.\nEDGE_SECRET={}\n",
+            secrets.edge_secret
+        ),
+    )?;
+    let path = std::env::join_paths(
+        std::iter::once(edge::cargo_bin_dir()).chain(
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths),
+        ),
+    )?;
+    edge::offline_env(&mut Command::new(edge::npm_bin("wrangler")))
+        .current_dir(root())
+        .env("PATH", path)
+        .args([
+            "dev",
+            "--local",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &edge.port.to_string(),
+            "--inspector-port",
+            &edge.inspector.to_string(),
+            "--show-interactive-dev-session=false",
+            "--var",
+            &format!("ORIGIN_URL:{origin_url}"),
+        ])
+        .spawn()
+        .context("cannot start wrangler dev")
 }
 
 struct Secrets {
     code_key: String,
+    edge_secret: String,
 }
 
 /// Local secrets live in `.data/secrets.env` (ignored by git), made on first run and shown once.
 fn load_or_create_secrets(data: &Path) -> anyhow::Result<Secrets> {
     let path = data.join("secrets.env");
     if !path.exists() {
-        let code_key = tools::random_hex(16);
         fs::write(
             &path,
-            format!(
-                "# Generated by `cargo xtask dev` on first run. Keep it private.\nKURZ_CODE_KEY={code_key}\n"
-            ),
+            "# Generated by `cargo xtask dev` on first run. Keep it private.\n",
         )?;
-        eprintln!(
-            "generated local secrets into {} (code scramble key {code_key})",
-            path.display()
-        );
     }
-    let text = fs::read_to_string(&path)?;
-    let code_key = text
-        .lines()
-        .find_map(|line| line.strip_prefix("KURZ_CODE_KEY="))
-        .map(str::to_owned)
-        .with_context(|| format!("{} has no KURZ_CODE_KEY", path.display()))?;
-    Ok(Secrets { code_key })
+    let mut text = fs::read_to_string(&path)?;
+    // Each secret is made the first time it is needed, so older folders gain new ones.
+    let mut secret = |name: &str, bytes: usize| -> anyhow::Result<String> {
+        let prefix = format!("{name}=");
+        if let Some(value) = text.lines().find_map(|line| line.strip_prefix(&prefix)) {
+            return Ok(value.to_owned());
+        }
+        let value = tools::random_hex(bytes);
+        text.push_str(&format!("{prefix}{value}\n"));
+        fs::write(&path, &text)?;
+        eprintln!("generated {name} into {}: {value}", path.display());
+        Ok(value)
+    };
+    Ok(Secrets {
+        code_key: secret("KURZ_CODE_KEY", 16)?,
+        edge_secret: secret("KURZ_EDGE_SECRET", 32)?,
+    })
 }
 
-fn wait_for_ctrl_c_or_exit(origin: &mut Child) -> anyhow::Result<()> {
+fn wait_for_ctrl_c_or_exit(children: &mut [Child]) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
@@ -100,11 +193,15 @@ fn wait_for_ctrl_c_or_exit(origin: &mut Child) -> anyhow::Result<()> {
     loop {
         if rx.recv_timeout(Duration::from_millis(250)).is_ok() {
             eprintln!("\nstopping...");
-            stop(origin);
+            children.iter_mut().rev().for_each(stop);
             return Ok(());
         }
-        if let Some(status) = origin.try_wait()? {
-            bail!("the origin exited ({status})");
+        for child in children.iter_mut() {
+            if let Some(status) = child.try_wait()? {
+                let id = child.id();
+                children.iter_mut().rev().for_each(stop);
+                bail!("process {id} exited ({status}); stopped the rest");
+            }
         }
     }
 }

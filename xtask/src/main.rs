@@ -5,6 +5,7 @@
 
 mod bench;
 mod dev;
+mod edge;
 mod test;
 mod tools;
 
@@ -19,7 +20,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole system locally (PostgreSQL, origin); Ctrl-C stops everything.
+    /// Run the whole system locally (PostgreSQL, origin, edge worker); Ctrl-C stops everything.
     Dev(dev::Args),
     /// Format and lint checks, the wasm32 build, and every test against real services.
     Test,

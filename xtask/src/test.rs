@@ -1,13 +1,17 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 
+use std::process::Command;
+
 use anyhow::Context;
 use devpg::{Cluster, Durability};
 
-use crate::tools::{cargo, ensure_postgres, ensure_wasm_target, exec};
+use crate::edge;
+use crate::tools::{cargo, ensure_postgres, ensure_wasm_target, exec, root};
 
 pub(crate) fn run_all() -> anyhow::Result<()> {
     ensure_wasm_target()?;
     ensure_postgres()?;
+    edge::ensure_tools()?;
 
     exec(cargo().args(["fmt", "--all", "--check"]))?;
     exec(cargo().args([
@@ -28,6 +32,18 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
         "--target",
         "wasm32-unknown-unknown",
     ]))?;
+    // The edge is only ever compiled for wasm32 in production: lint it as such too.
+    exec(cargo().args([
+        "clippy",
+        "--locked",
+        "-p",
+        "edge",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
 
     // One cluster for the whole run; each integration test makes its own database in it.
     let dir = tempfile::Builder::new()
@@ -39,6 +55,15 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     exec(
         cargo()
             .args(["test", "--workspace", "--locked"])
+            .env("KURZ_TEST_DATABASE_URL", cluster.url("postgres")),
+    )?;
+    // The worker in the real workerd runtime, against the origin binary `cargo test` built.
+    edge::build_worker()?;
+    exec(
+        Command::new("node")
+            .current_dir(edge::edge_dir())
+            .args(["--test", "--test-concurrency=1", "tests/"])
+            .env("KURZ_ORIGIN_BIN", root().join("target/debug/origin"))
             .env("KURZ_TEST_DATABASE_URL", cluster.url("postgres")),
     )?;
     drop(cluster);

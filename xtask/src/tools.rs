@@ -107,6 +107,13 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     hex::encode(buffer)
 }
 
+/// A random code scramble key.
+pub(crate) fn random_key() -> [u8; 16] {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).expect("the operating system provides randomness");
+    key
+}
+
 /// Creates `database` on the server at `admin_url` unless it exists.
 pub(crate) fn create_database(admin_url: &str, database: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
@@ -158,6 +165,21 @@ pub(crate) fn wait_for_http(
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Waits until something accepts connections on `address`, or fails after `seconds`.
+pub(crate) fn wait_until_listening(
+    address: std::net::SocketAddr,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::net::TcpStream::connect(address).is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("nothing listens on {address} after {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// A free loopback port (bound and released: good enough for local tools).
