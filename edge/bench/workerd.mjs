@@ -23,10 +23,30 @@ const mf = new Miniflare({
       scriptPath: path.join(EDGE, 'build/index.js'),
       modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
       compatibilityDate,
-      kvNamespaces: ['LINKS'],
+      kvNamespaces: { LINKS: 'LINKS' },
       // Clicks are queued as in production; nothing consumes them during the run.
       queueProducers: { CLICKS: { queueName: 'bench-clicks' } },
       bindings: { ORIGIN_URL: 'http://127.0.0.1:9', EDGE_SECRET: 'bench', CLICK_RETRY_DELAY_SECS: '10' },
+      unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+    },
+    {
+      // What the runtime's KV and queue simulators cost on their own: the same reads and
+      // sends as kurz, in a few lines of JavaScript.
+      name: 'js-kv',
+      modules: true,
+      script: `export default {
+        async fetch(request, env, ctx) {
+          const code = new URL(request.url).pathname.slice(1);
+          const text = await env.LINKS.get('link:' + code, { cacheTtl: 30 });
+          if (text === null) return new Response('not found', { status: 404 });
+          const record = JSON.parse(text);
+          ctx.waitUntil(env.CLICKS.send({ id: crypto.randomUUID(), link_id: record.link_id, code, at: new Date().toISOString() }));
+          return new Response(null, { status: record.status, headers: { location: record.destination, 'cache-control': 'private, no-store' } });
+        },
+      };`,
+      compatibilityDate,
+      kvNamespaces: { LINKS: 'LINKS' },
+      queueProducers: { CLICKS: { queueName: 'bench-clicks' } },
       unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
     },
     {
@@ -53,7 +73,8 @@ for (let i = 0; i < codes.length; i += 100) {
 
 const kurz = await mf.unsafeGetDirectURL('kurz');
 const baseline = await mf.unsafeGetDirectURL('baseline');
-console.log(JSON.stringify({ kurz: kurz.href, baseline: baseline.href }));
+const jsKv = await mf.unsafeGetDirectURL('js-kv');
+console.log(JSON.stringify({ kurz: kurz.href, baseline: baseline.href, js_kv: jsKv.href }));
 
 process.stdin.resume();
 process.stdin.on('end', async () => {

@@ -214,14 +214,19 @@ fn edge(args: &Args, work: &Path) -> anyhow::Result<String> {
             .trim_end_matches('/')
             .parse()?)
     };
-    let (kurz, baseline) = (address("kurz")?, address("baseline")?);
-    // Warm both: the worker's first requests compile and instantiate the module.
-    wrk(kurz, &script, 2, args.connections)?;
-    wrk(baseline, &script, 2, args.connections)?;
+    let (kurz, baseline, js_kv) = (address("kurz")?, address("baseline")?, address("js_kv")?);
+    // Warm all: the first requests compile and instantiate the modules.
+    for worker in [kurz, baseline, js_kv] {
+        wrk(worker, &script, 2, args.connections)?;
+    }
     let results = [
         (
             "constant-302 worker (baseline)",
             wrk(baseline, &script, args.seconds, args.connections)?,
+        ),
+        (
+            "JS worker, same KV read + queue send",
+            wrk(js_kv, &script, args.seconds, args.connections)?,
         ),
         (
             "kurz worker, KV hit",
@@ -236,7 +241,12 @@ fn edge(args: &Args, work: &Path) -> anyhow::Result<String> {
             args.connections, args.seconds
         ),
         &results,
-        &[None, Some(0.80)],
+        &[None, None, Some(0.80)],
+    )?;
+    writeln!(
+        report,
+        "kurz worker / JS worker doing the same KV read and queue send: {:.2}",
+        results[2].1.requests_per_second / results[1].1.requests_per_second
     )?;
     let (raw, gzip) = edge::sizes(&worker.wasm)?;
     let verdict = if gzip <= 200 * 1024 { "ok" } else { "OVER" };
