@@ -80,6 +80,9 @@ pub struct ClickEvent {
     #[serde(default)]
     pub head: bool,
     pub source: ClickSource,
+    /// The visitor key of [`crate::visitor`], made where the IP address was seen.
+    #[serde(default)]
+    pub visitor: Option<String>,
 }
 
 /// Longest id, user agent and referrer kept: enough to classify, bounded so a hostile client
@@ -100,6 +103,9 @@ impl ClickEvent {
         if let Some(referrer) = &mut self.referrer {
             truncate(referrer, MAX_REFERRER);
         }
+        self.visitor = self
+            .visitor
+            .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
         self.country = self
             .country
             .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
@@ -116,6 +122,15 @@ fn truncate(text: &mut String, max: usize) {
         }
         text.truncate(end);
     }
+}
+
+/// Whether the visit came from a QR code: the printed URL carries `?qr=1`.
+pub fn is_qr_scan(query: Option<&str>) -> bool {
+    query.is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| matches!(pair, "qr" | "qr=1" | "qr=true"))
+    })
 }
 
 #[cfg(test)]
@@ -137,8 +152,10 @@ mod tests {
             qr: false,
             head: false,
             source: ClickSource::Edge,
+            visitor: Some("not hex".into()),
         }
         .bounded();
+        assert_eq!(event.visitor, None);
         assert_eq!(event.id.len(), 64);
         assert_eq!(event.user_agent.as_deref().map(str::len), Some(512));
         assert_eq!(event.referrer.as_deref().map(str::len), Some(1024));
@@ -153,5 +170,21 @@ mod tests {
     #[test]
     fn missing_marker_is_not_a_link_record() {
         assert!(serde_json::from_str::<LinkRecord>(KV_MISSING).is_err());
+    }
+
+    #[test]
+    fn qr_flag() {
+        let cases = [
+            (None, false),
+            (Some(""), false),
+            (Some("qr=1"), true),
+            (Some("utm_source=x&qr=1"), true),
+            (Some("qr"), true),
+            (Some("qr=0"), false),
+            (Some("qrx=1"), false),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(is_qr_scan(query), expected, "{query:?}");
+        }
     }
 }

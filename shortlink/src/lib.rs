@@ -14,7 +14,9 @@ mod error;
 pub mod redirect;
 mod scramble;
 pub mod signature;
+pub mod stats;
 mod status;
+pub mod visitor;
 
 pub use code::{RESERVED_CODES, ShortCode};
 pub use destination::Destination;

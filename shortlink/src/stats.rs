@@ -1,0 +1,107 @@
+//! Bodies of the stats API (`/api/v1/stats`, `/api/v1/links/{code}/stats`), shared by the
+//! origin and the admin UI.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// The width of one point of a time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    Hour,
+    #[default]
+    Day,
+    Week,
+}
+
+impl Interval {
+    /// The unit as PostgreSQL's `date_trunc` and intervals name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Week => "week",
+        }
+    }
+
+    /// Its length in hours (a week or day across a clock change is an hour off; this is
+    /// for limits, not arithmetic).
+    pub fn hours(self) -> i64 {
+        match self {
+            Self::Hour => 1,
+            Self::Day => 24,
+            Self::Week => 24 * 7,
+        }
+    }
+}
+
+/// Counts of one bucket or of a whole range.
+///
+/// `clicks` are visits by people not from a QR code, `qr_scans` visits by people from a QR
+/// code, `bots` visits by crawlers, link previews, scripts and HEAD requests. `uniques` are
+/// unique visitors per UTC day, summed over the days of the bucket or range. `total` is
+/// `clicks + qr_scans`, plus `bots` when bots were asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub total: i64,
+    pub clicks: i64,
+    pub qr_scans: i64,
+    pub bots: i64,
+    pub uniques: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Point {
+    /// Start of the bucket (local midnight for days, Monday for weeks, in the asked zone).
+    #[serde(with = "time::serde::rfc3339")]
+    pub t: OffsetDateTime,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// One value of a breakdown (a referrer host, a country, …) with its visits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ranked {
+    pub value: String,
+    pub count: i64,
+}
+
+/// The top values of each breakdown. Referrers are hosts (`direct` without a referrer),
+/// countries ISO 3166 codes (`unknown` when not known), devices `desktop`, `mobile`,
+/// `tablet`, `bot` or `other`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breakdowns {
+    pub referrer: Vec<Ranked>,
+    pub country: Vec<Ranked>,
+    pub device: Vec<Ranked>,
+    pub browser: Vec<Ranked>,
+    pub os: Vec<Ranked>,
+}
+
+/// A link among the account's most visited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopLink {
+    pub code: String,
+    pub link_id: i64,
+    pub count: i64,
+}
+
+/// The answer of the stats routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// The range, `[from, to)`, in whole hours.
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub to: OffsetDateTime,
+    pub interval: Interval,
+    /// IANA time zone of the buckets.
+    pub tz: String,
+    pub bots: bool,
+    pub totals: Counts,
+    pub series: Vec<Point>,
+    pub top: Breakdowns,
+    /// Only for the whole account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_links: Option<Vec<TopLink>>,
+}
