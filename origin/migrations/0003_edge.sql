@@ -1,5 +1,5 @@
--- The edge contract: the outbox that keeps the edge's KV current, replay protection for
--- signed edge requests, and the click events the edge delivers.
+-- The edge contract: the outbox that keeps the edge's KV current, and replay protection for
+-- signed edge requests. (Click events are in 0004_analytics.sql.)
 
 -- The transactional outbox: every link change writes a row here in the same transaction,
 -- and a background task delivers the code's current state to the edge (POST /_edge/sync),
@@ -18,20 +18,3 @@ CREATE TABLE edge_request_nonces (
     signature TEXT PRIMARY KEY,
     seen_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-
--- Raw click events. The event id is made where the visit was served, so a retried delivery
--- inserts nothing twice (ON CONFLICT (id) DO NOTHING).
-CREATE TABLE clicks (
-    id          TEXT PRIMARY KEY,
-    link_id     BIGINT NOT NULL,
-    code        TEXT COLLATE "C" NOT NULL,
-    at          TIMESTAMPTZ NOT NULL,
-    country     TEXT,
-    referrer    TEXT,
-    user_agent  TEXT,
-    qr          BOOLEAN NOT NULL,
-    head        BOOLEAN NOT NULL,
-    source      TEXT NOT NULL,
-    received_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX clicks_link_at ON clicks (link_id, at);

@@ -70,6 +70,15 @@ pub struct Config {
     /// characters). Also enables the origin's `/_edge/*` routes.
     #[arg(long, env = "KURZ_EDGE_SECRET", hide_env_values = true, value_parser = parse_edge_secret)]
     pub edge_secret: Option<String>,
+    /// Days raw clicks are kept (for CSV export). Older months are dropped whole; the
+    /// rollups that dashboards read are kept.
+    #[arg(long, env = "KURZ_CLICK_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
+    pub click_retention_days: u32,
+    /// Request header holding the visitor's IP address when the origin is behind a proxy
+    /// (e.g. `cf-connecting-ip`, `x-real-ip`); unset: the connection's address. Only used to
+    /// make the day's visitor key; never stored.
+    #[arg(long, env = "KURZ_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
     /// Log format.
     #[arg(long, env = "KURZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -82,6 +91,10 @@ impl Config {
 
     pub fn negative_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.negative_cache_ttl_secs)
+    }
+
+    pub fn click_retention(&self) -> time::Duration {
+        time::Duration::days(i64::from(self.click_retention_days))
     }
 }
 
@@ -146,6 +159,11 @@ pub struct CodeKey([u8; 16]);
 impl CodeKey {
     pub fn scrambler(&self) -> CodeScrambler {
         CodeScrambler::new(self.0)
+    }
+
+    /// The key's bytes, for deriving other secrets from it (HMAC with a distinct label).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::error::Error;
 use crate::extract::{ApiJson, CodePath};
-use crate::{clicks, links};
+use crate::links;
 
 /// Largest body of an edge request: an ingest batch of a few hundred bounded events.
 pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -56,7 +56,7 @@ async fn ingest(
 ) -> Result<Json<IngestResult>, Error> {
     let received = batch.events.len();
     let events: Vec<_> = batch.events.into_iter().map(|e| e.bounded()).collect();
-    let inserted = clicks::store(state.db(), &events).await?;
+    let inserted = state.store_clicks(&events).await?;
     Ok(Json(IngestResult { received, inserted }))
 }
 

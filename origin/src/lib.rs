@@ -4,9 +4,9 @@
 //! [`app`] builds the router from a [`State`], so tests drive it without a socket; [`serve`]
 //! runs it on a listener the caller bound until the caller's shutdown future completes.
 
+mod analytics;
 pub mod auth;
 mod cache;
-mod clicks;
 pub mod config;
 pub mod db;
 mod edge_api;
@@ -48,11 +48,27 @@ struct Inner {
     edge_sync: Option<Arc<outbox::EdgeSync>>,
     /// Signs the `/_edge/*` routes; without it they answer 404.
     edge_secret: Option<String>,
+    /// Derives the daily visitor salts: the edge secret when there is one (so the edge and
+    /// the origin make the same keys), else the code key.
+    visitor_secret: Vec<u8>,
+    client_ip_header: Option<axum::http::HeaderName>,
+    click_retention: time::Duration,
+    partitions: analytics::store::Partitions,
+    recorder: Arc<analytics::recorder::Recorder>,
+    /// Taken by the background task that stores what the recorder receives.
+    recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
 }
 
 impl State {
     /// Builds the state; nothing connects yet (the pool is lazy).
     pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let (recorder, recorded) = analytics::recorder::Recorder::new();
+        let client_ip_header = config
+            .client_ip_header
+            .as_deref()
+            .map(axum::http::HeaderName::try_from)
+            .transpose()
+            .map_err(|err| anyhow::anyhow!("KURZ_CLIENT_IP_HEADER is not a header name: {err}"))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db: db::pool(&config.database)?,
@@ -73,8 +89,91 @@ impl State {
                     _ => None,
                 },
                 edge_secret: config.edge_secret.clone(),
+                visitor_secret: config.edge_secret.as_ref().map_or_else(
+                    || config.code_key.bytes().to_vec(),
+                    |s| s.as_bytes().to_vec(),
+                ),
+                client_ip_header,
+                click_retention: config.click_retention(),
+                partitions: analytics::store::Partitions::default(),
+                recorder,
+                recorded: std::sync::Mutex::new(Some(recorded)),
             }),
         })
+    }
+
+    /// Stores click events (enriched, idempotent, with their rollups); returns how many
+    /// were new.
+    pub async fn store_clicks(
+        &self,
+        events: &[shortlink::edge::ClickEvent],
+    ) -> Result<u64, sqlx::Error> {
+        let stored = analytics::store::store(
+            &self.inner.db,
+            &self.inner.partitions,
+            events,
+            self.inner.click_retention,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
+        if stored.refused > 0 {
+            tracing::warn!(
+                refused = stored.refused,
+                "clicks dated in the future or past the retention were refused"
+            );
+        }
+        Ok(stored.inserted)
+    }
+
+    /// Drops raw clicks whose month is past the retention, as of `now`; returns the dropped
+    /// partitions.
+    pub async fn drop_expired_clicks(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        analytics::retention::drop_expired(
+            &self.inner.db,
+            &self.inner.partitions,
+            self.inner.click_retention,
+            now,
+        )
+        .await
+    }
+
+    /// Clicks the origin's redirect route shed under overload since start.
+    pub fn clicks_shed(&self) -> u64 {
+        self.inner.recorder.shed()
+    }
+
+    /// Starts the background work of a serving origin: storing recorded clicks, delivering
+    /// link changes to the edge, forgetting old request signatures, and the click retention.
+    pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        let recorded = self
+            .inner
+            .recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(recorded) = recorded {
+            tasks.push(tokio::spawn(analytics::recorder::store_forever(
+                self.clone(),
+                recorded,
+            )));
+        }
+        if let Some(edge) = &self.inner.edge_sync {
+            tasks.push(tokio::spawn(outbox::deliver_forever(
+                self.clone(),
+                edge.clone(),
+            )));
+        }
+        if self.inner.edge_secret.is_some() {
+            tasks.push(tokio::spawn(edge_api::forget_old_nonces(self.clone())));
+        }
+        tasks.push(tokio::spawn(analytics::retention::run_forever(
+            self.clone(),
+        )));
+        tasks
     }
 
     pub fn db(&self) -> &PgPool {
@@ -93,6 +192,7 @@ impl State {
 pub fn app(state: State) -> Router {
     let api = Router::new()
         .merge(links::routes())
+        .merge(analytics::stats::routes())
         .fallback(|| async { Error::NotFound })
         // After the fallback, so that unknown API paths also need a key: no probing for routes.
         .layer(axum::middleware::from_fn_with_state(
@@ -123,17 +223,10 @@ pub async fn serve(
         state.inner.migrated.clone(),
     ));
     let mut background = vec![preparation];
-    if let Some(edge) = &state.inner.edge_sync {
-        background.push(tokio::spawn(outbox::deliver_forever(
-            state.clone(),
-            edge.clone(),
-        )));
-    }
-    if state.inner.edge_secret.is_some() {
-        background.push(tokio::spawn(edge_api::forget_old_nonces(state.clone())));
-    }
+    background.extend(state.spawn_background());
     tracing::info!(address = %listener.local_addr()?, public_url = %config.public_url, "origin listening");
-    axum::serve(listener, app(state.clone()))
+    let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await?;
     background.iter().for_each(tokio::task::JoinHandle::abort);

@@ -3,10 +3,16 @@
 //! The decision itself (status, expiry, caching) is `shortlink::redirect::decide`, shared with
 //! the edge; this module finds the link (cache first) and writes the HTTP answer.
 
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use shortlink::redirect::{Decision, decide};
+use shortlink::ShortCode;
+use shortlink::edge::{ClickEvent, ClickSource, is_qr_scan};
+use shortlink::redirect::{Decision, LinkRecord, decide};
+use shortlink::visitor::visitor_key;
 use time::OffsetDateTime;
 
 use crate::error::Error;
@@ -15,6 +21,7 @@ use crate::links;
 
 pub(crate) async fn redirect(
     State(state): State<crate::State>,
+    request: Parts,
     code: Result<CodePath, Error>,
 ) -> Response {
     let Ok(CodePath(code)) = code else {
@@ -42,19 +49,72 @@ pub(crate) async fn redirect(
             status,
             cache_control,
             ..
-        } => (
-            StatusCode::from_u16(status.code()).unwrap_or(StatusCode::FOUND),
-            [
-                (header::LOCATION, link.location.clone()),
-                (
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static(cache_control),
-                ),
-            ],
-        )
-            .into_response(),
+        } => {
+            record_click(&state, &request, &link.record, code);
+            (
+                StatusCode::from_u16(status.code()).unwrap_or(StatusCode::FOUND),
+                [
+                    (header::LOCATION, link.location.clone()),
+                    (
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static(cache_control),
+                    ),
+                ],
+            )
+                .into_response()
+        }
         Decision::Expired => page(StatusCode::GONE, EXPIRED_PAGE),
     }
+}
+
+/// Hands the click to the recorder (never waits). The IP address only goes into the day's
+/// visitor key.
+fn record_click(state: &crate::State, request: &Parts, record: &LinkRecord, code: ShortCode) {
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let user_agent = header("user-agent");
+    let ip = match &state.inner.client_ip_header {
+        Some(name) => header(name.as_str())
+            .and_then(|value| value.split(',').next().map(|ip| ip.trim().to_owned())),
+        None => request
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string()),
+    };
+    let at = OffsetDateTime::now_utc();
+    let visitor = ip.map(|ip| {
+        visitor_key(
+            &state.inner.visitor_secret,
+            at.date(),
+            &ip,
+            user_agent.as_deref().unwrap_or_default(),
+        )
+    });
+    let mut id = [0u8; 16];
+    if getrandom::fill(&mut id).is_err() {
+        // Without randomness an id could repeat and a click be lost as a duplicate: skip it.
+        return;
+    }
+    let event = ClickEvent {
+        id: hex::encode(id),
+        link_id: record.link_id,
+        code,
+        at,
+        country: header("cf-ipcountry"),
+        referrer: header("referer"),
+        user_agent,
+        qr: is_qr_scan(request.uri.query()),
+        head: request.method == Method::HEAD,
+        source: ClickSource::Origin,
+        visitor,
+    }
+    .bounded();
+    state.inner.recorder.record(event);
 }
 
 pub(crate) async fn not_found() -> Response {

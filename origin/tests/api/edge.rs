@@ -39,8 +39,16 @@ async fn signed_at(
 }
 
 fn click(id: &str, link_id: i64, code: &str) -> Value {
+    // The same instant for every call within a test (events are identified by id and time).
+    let at = (OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .expect("whole hour")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
     json!({
-        "id": id, "link_id": link_id, "code": code, "at": "2026-11-27T10:00:00Z",
+        "id": id, "link_id": link_id, "code": code, "at": at,
         "country": "DE", "referrer": "https://news.example/item", "user_agent": "test-agent",
         "qr": false, "head": false, "source": "edge"
     })

@@ -1,6 +1,7 @@
 //! Integration tests of the origin against a real PostgreSQL: one test binary, a fresh
 //! database per test (see `support::spawn_app`).
 
+mod analytics;
 mod edge;
 mod links;
 mod ready;

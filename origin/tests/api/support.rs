@@ -16,6 +16,7 @@ pub const PUBLIC_URL: &str = "https://kurz.test";
 pub const EDGE_SECRET: &str = "edge-secret-of-the-integration-tests-0123456789";
 
 pub struct TestApp {
+    pub state: origin::State,
     pub router: Router,
     pub db: PgPool,
     pub api_key: String,
@@ -117,6 +118,8 @@ pub fn config(database_url: &str) -> Config {
         negative_cache_ttl_secs: 300,
         edge_url: None,
         edge_secret: None,
+        click_retention_days: 400,
+        client_ip_header: None,
         log_format: LogFormat::Text,
     }
 }
@@ -135,7 +138,8 @@ pub async fn app_with(config: &Config) -> TestApp {
         .key;
     TestApp {
         db: state.db().clone(),
-        router: origin::app(state),
+        router: origin::app(state.clone()),
+        state,
         api_key,
     }
 }

@@ -1,0 +1,93 @@
+//! Dropping raw clicks older than the retention: whole monthly partitions, so it costs no
+//! row-by-row delete, and never the rollups. Also forgets old visitor keys.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::store::{Partitions, next_month, partition_name};
+
+/// Visitor keys are kept this many days after their day, for late (retried) clicks.
+const VISITOR_DAYS: i32 = 7;
+
+/// Drops the partitions whose whole month is older than `now - retention`; returns their
+/// names.
+pub(crate) async fn drop_expired(
+    db: &PgPool,
+    partitions: &Partitions,
+    retention: time::Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<String>, sqlx::Error> {
+    let cutoff = (now - retention).date();
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'clicks'::regclass ORDER BY 1",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut dropped = Vec::new();
+    for name in names {
+        let Some(month) = parse_partition(&name) else {
+            continue;
+        };
+        let (end_year, end_month) = next_month(month);
+        let Ok(end) = time::Date::from_calendar_date(
+            end_year,
+            time::Month::try_from(end_month).unwrap_or(time::Month::January),
+            1,
+        ) else {
+            continue;
+        };
+        if end <= cutoff {
+            partitions.forget(month);
+            // The name was made by partition_name and checked by parse_partition.
+            sqlx::query(&format!("DROP TABLE IF EXISTS {}", partition_name(month)))
+                .execute(db)
+                .await?;
+            dropped.push(name);
+        }
+    }
+    sqlx::query("DELETE FROM visitors_daily WHERE day < $1")
+        .bind(now.date() - time::Duration::days(i64::from(VISITOR_DAYS)))
+        .execute(db)
+        .await?;
+    Ok(dropped)
+}
+
+fn parse_partition(name: &str) -> Option<(i32, u8)> {
+    let rest = name.strip_prefix("clicks_")?;
+    let (year, month) = rest.split_once('_')?;
+    let month: u8 = month.parse().ok()?;
+    (year.len() == 4 && (1..=12).contains(&month)).then_some((year.parse().ok()?, month))
+}
+
+/// Runs [`drop_expired`] at start and every hour.
+pub(crate) async fn run_forever(state: crate::State) {
+    loop {
+        match state.drop_expired_clicks(OffsetDateTime::now_utc()).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(?dropped, "dropped raw clicks past the retention");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot apply the click retention"),
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names() {
+        assert_eq!(
+            parse_partition(&partition_name((2026, 11))),
+            Some((2026, 11))
+        );
+        assert_eq!(parse_partition("clicks_2026_13"), None);
+        assert_eq!(parse_partition("clicks_default"), None);
+        assert_eq!(parse_partition("links"), None);
+    }
+}

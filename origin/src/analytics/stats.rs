@@ -1,0 +1,450 @@
+//! The stats API: time series, totals, unique visitors and top-N breakdowns, per link and for
+//! the whole account, read from the rollups only; and CSV export of a link's raw clicks.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use shortlink::ShortCode;
+use shortlink::stats::{Breakdowns, Counts, Interval, Point, Ranked, Stats, TopLink};
+use sqlx::PgPool;
+use time::{Duration, OffsetDateTime, Time};
+
+use super::store::ACCOUNT;
+use crate::error::Error;
+use crate::extract::CodePath;
+
+pub(crate) fn routes() -> axum::Router<crate::State> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/stats", get(account_stats))
+        .route("/links/{code}/stats", get(link_stats))
+        .route("/links/{code}/clicks.csv", get(export_csv))
+}
+
+/// The longest range a query may ask for.
+const MAX_RANGE: Duration = Duration::days(400);
+/// The most points a series may have.
+const MAX_POINTS: i64 = 2_000;
+const DEFAULT_TOP: i64 = 10;
+const MAX_TOP: i64 = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatsQuery {
+    /// Start of the range (RFC 3339); default: 7 days before `to`.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    from: Option<OffsetDateTime>,
+    /// End of the range (RFC 3339, exclusive); default: now.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    to: Option<OffsetDateTime>,
+    #[serde(default)]
+    interval: Interval,
+    /// IANA time zone of the buckets, e.g. `Europe/Berlin`; default UTC.
+    tz: Option<String>,
+    /// Count bots in totals and breakdowns.
+    #[serde(default)]
+    bots: bool,
+    /// How many values of each breakdown; default 10.
+    top: Option<i64>,
+}
+
+/// A checked query: the range in whole hours, and a time zone PostgreSQL knows.
+struct Range {
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    interval: Interval,
+    tz: String,
+    bots: bool,
+    top: i64,
+}
+
+fn floor_hour(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.replace_time(Time::from_hms(t.hour(), 0, 0).unwrap_or(Time::MIDNIGHT))
+}
+
+async fn check(db: &PgPool, query: StatsQuery) -> Result<Range, Error> {
+    let now = OffsetDateTime::now_utc();
+    // Whole hours: the rollups' grain. `to` rounds up, so the current hour is included.
+    let to = query.to.unwrap_or(now);
+    let to = if floor_hour(to) == to {
+        to
+    } else {
+        floor_hour(to) + Duration::HOUR
+    };
+    let from = floor_hour(query.from.unwrap_or(to - Duration::days(7)));
+    if from >= to {
+        return Err(Error::invalid("from", "from must be before to"));
+    }
+    if to - from > MAX_RANGE {
+        return Err(Error::invalid(
+            "from",
+            "the range may span at most 400 days",
+        ));
+    }
+    let points = (to - from).whole_hours() / query.interval.hours();
+    if points > MAX_POINTS {
+        return Err(Error::invalid(
+            "interval",
+            format!(
+                "{points} points are too many (at most {MAX_POINTS}): choose a longer interval or a shorter range"
+            ),
+        ));
+    }
+    let top = query.top.unwrap_or(DEFAULT_TOP);
+    if !(1..=MAX_TOP).contains(&top) {
+        return Err(Error::invalid(
+            "top",
+            format!("top must be between 1 and {MAX_TOP}"),
+        ));
+    }
+    let tz = query.tz.unwrap_or_else(|| "UTC".to_owned());
+    let known: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
+            .bind(&tz)
+            .fetch_one(db)
+            .await?;
+    if !known {
+        return Err(Error::invalid(
+            "tz",
+            format!("{tz:?} is not an IANA time zone such as Europe/Berlin"),
+        ));
+    }
+    Ok(Range {
+        from,
+        to,
+        interval: query.interval,
+        tz,
+        bots: query.bots,
+        top,
+    })
+}
+
+fn query_params(
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StatsQuery, Error> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|rejection| Error::BadRequest(rejection.body_text()))
+}
+
+/// `GET /api/v1/links/{code}/stats`.
+pub(crate) async fn link_stats(
+    State(state): State<crate::State>,
+    CodePath(code): CodePath,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Stats>, Error> {
+    let range = check(state.db(), query_params(query)?).await?;
+    let link_id = link_id(state.db(), &code).await?;
+    Ok(Json(stats(state.db(), link_id, &range, false).await?))
+}
+
+/// `GET /api/v1/stats`: the whole account.
+pub(crate) async fn account_stats(
+    State(state): State<crate::State>,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Stats>, Error> {
+    let range = check(state.db(), query_params(query)?).await?;
+    Ok(Json(stats(state.db(), ACCOUNT, &range, true).await?))
+}
+
+/// The live link with this code (statistics of deleted links are not reachable by code).
+async fn link_id(db: &PgPool, code: &ShortCode) -> Result<i64, Error> {
+    sqlx::query_scalar("SELECT id FROM links WHERE code = $1 AND deleted_at IS NULL")
+        .bind(code.as_str())
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| Error::LinkNotFound(code.to_string()))
+}
+
+async fn stats(db: &PgPool, link_id: i64, range: &Range, account: bool) -> Result<Stats, Error> {
+    let interval = range.interval.as_str();
+    // Buckets are made in local time and turned back into instants, so days and weeks
+    // follow the zone's midnight, clock changes included.
+    let rows: Vec<(OffsetDateTime, i64, i64, i64, i64)> = sqlx::query_as(
+        "WITH buckets AS (
+             SELECT b AT TIME ZONE $5 AS t
+             FROM generate_series(date_trunc($4, $2 AT TIME ZONE $5),
+                                  ($3 AT TIME ZONE $5) - interval '1 microsecond',
+                                  ('1 ' || $4)::interval) AS b
+         ), data AS (
+             SELECT date_trunc($4, hour AT TIME ZONE $5) AT TIME ZONE $5 AS t,
+                    sum(clicks)::int8 AS clicks, sum(qr_scans)::int8 AS qr_scans,
+                    sum(bots)::int8 AS bots, sum(uniques)::int8 AS uniques
+             FROM link_stats_hourly
+             WHERE link_id = $1 AND hour >= $2 AND hour < $3
+             GROUP BY 1
+         )
+         SELECT buckets.t, coalesce(clicks, 0), coalesce(qr_scans, 0), coalesce(bots, 0),
+                coalesce(uniques, 0)
+         FROM buckets LEFT JOIN data USING (t)
+         ORDER BY buckets.t",
+    )
+    .bind(link_id)
+    .bind(range.from)
+    .bind(range.to)
+    .bind(interval)
+    .bind(&range.tz)
+    .fetch_all(db)
+    .await?;
+    let counts = |clicks: i64, qr_scans: i64, bots: i64, uniques: i64| Counts {
+        total: clicks + qr_scans + if range.bots { bots } else { 0 },
+        clicks,
+        qr_scans,
+        bots,
+        uniques,
+    };
+    let series: Vec<Point> = rows
+        .into_iter()
+        .map(|(t, c, q, b, u)| Point {
+            t,
+            counts: counts(c, q, b, u),
+        })
+        .collect();
+    let sum = |f: fn(&Counts) -> i64| series.iter().map(|p| f(&p.counts)).sum::<i64>();
+    let totals = counts(
+        sum(|c| c.clicks),
+        sum(|c| c.qr_scans),
+        sum(|c| c.bots),
+        sum(|c| c.uniques),
+    );
+    let top = breakdowns(db, link_id, range).await?;
+    let top_links = if account {
+        Some(top_links(db, range).await?)
+    } else {
+        None
+    };
+    Ok(Stats {
+        from: range.from,
+        to: range.to,
+        interval: range.interval,
+        tz: range.tz.clone(),
+        bots: range.bots,
+        totals,
+        series,
+        top,
+        top_links,
+    })
+}
+
+/// Top values of each dimension: whole UTC days inside the range from the daily table, the
+/// hours before the first and after the last whole day from the hourly one.
+async fn breakdowns(db: &PgPool, link_id: i64, range: &Range) -> Result<Breakdowns, Error> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "WITH bounds AS (
+             SELECT ceil_day, greatest(ceil_day, floor_day) AS floor_day
+             FROM (SELECT date_trunc('day', $2 AT TIME ZONE 'UTC' + interval '1 day' - interval '1 microsecond') AT TIME ZONE 'UTC' AS ceil_day,
+                          date_trunc('day', $3 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS floor_day) AS d
+         ), parts AS (
+             SELECT dimension, value, hits, bots FROM link_breakdown_daily, bounds
+             WHERE link_id = $1 AND day >= (ceil_day AT TIME ZONE 'UTC')::date
+               AND day < (floor_day AT TIME ZONE 'UTC')::date
+             UNION ALL
+             SELECT dimension, value, hits, bots FROM link_breakdown_hourly, bounds
+             WHERE link_id = $1 AND hour >= $2 AND hour < least($3, ceil_day)
+             UNION ALL
+             SELECT dimension, value, hits, bots FROM link_breakdown_hourly, bounds
+             WHERE link_id = $1 AND hour >= greatest($2, floor_day) AND hour < $3
+               AND floor_day > ceil_day
+         ), ranked AS (
+             SELECT dimension, value, sum(hits + CASE WHEN $4 THEN bots ELSE 0 END)::int8 AS count,
+                    row_number() OVER (PARTITION BY dimension
+                                       ORDER BY sum(hits + CASE WHEN $4 THEN bots ELSE 0 END) DESC, value) AS rank
+             FROM parts GROUP BY dimension, value
+         )
+         SELECT dimension, value, count FROM ranked
+         WHERE rank <= $5 AND count > 0
+         ORDER BY dimension, rank",
+    )
+    .bind(link_id)
+    .bind(range.from)
+    .bind(range.to)
+    .bind(range.bots)
+    .bind(range.top)
+    .fetch_all(db)
+    .await?;
+    let mut top = Breakdowns::default();
+    for (dimension, value, count) in rows {
+        let list = match dimension.as_str() {
+            "referrer" => &mut top.referrer,
+            "country" => &mut top.country,
+            "device" => &mut top.device,
+            "browser" => &mut top.browser,
+            "os" => &mut top.os,
+            _ => continue,
+        };
+        list.push(Ranked { value, count });
+    }
+    Ok(top)
+}
+
+async fn top_links(db: &PgPool, range: &Range) -> Result<Vec<TopLink>, Error> {
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT s.link_id, l.code, s.count FROM (
+             SELECT link_id, sum(clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END)::int8 AS count
+             FROM link_stats_hourly
+             WHERE hour >= $1 AND hour < $2 AND link_id <> 0
+             GROUP BY link_id
+         ) AS s JOIN links l ON l.id = s.link_id
+         WHERE s.count > 0
+         ORDER BY s.count DESC, l.code
+         LIMIT $4",
+    )
+    .bind(range.from)
+    .bind(range.to)
+    .bind(range.bots)
+    .bind(range.top)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(link_id, code, count)| TopLink {
+            code,
+            link_id,
+            count,
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    from: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    to: Option<OffsetDateTime>,
+}
+
+/// Rows per page of the CSV export: each page is one query, so a long export holds no
+/// connection between pages.
+const EXPORT_PAGE: i64 = 5_000;
+
+type ClickRow = (
+    String,
+    OffsetDateTime,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    bool,
+    bool,
+    String,
+);
+
+/// `GET /api/v1/links/{code}/clicks.csv`: the raw clicks still kept, oldest first, streamed
+/// page by page.
+pub(crate) async fn export_csv(
+    State(state): State<crate::State>,
+    CodePath(code): CodePath,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(query) = query.map_err(|rejection| Error::BadRequest(rejection.body_text()))?;
+    let link_id = link_id(state.db(), &code).await?;
+    let from = query.from.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let to = query
+        .to
+        .unwrap_or_else(|| OffsetDateTime::now_utc() + Duration::DAY);
+    let db = state.db().clone();
+
+    // State of the stream: where the next page starts; None once the last page was sent.
+    let start = Some((from, String::new(), true));
+    let pages = futures_util::stream::try_unfold(start, move |cursor| {
+        let db = db.clone();
+        async move {
+            let Some((after_at, after_id, first)) = cursor else {
+                return Ok::<_, Error>(None);
+            };
+            let rows: Vec<ClickRow> = sqlx::query_as(
+                "SELECT id, at, country, referrer, referrer_host, user_agent, device, browser, os,
+                        bot, qr, source
+                 FROM clicks
+                 WHERE link_id = $1 AND (at, id) > ($2, $3) AND at < $4
+                 ORDER BY at, id
+                 LIMIT $5",
+            )
+            .bind(link_id)
+            .bind(after_at)
+            .bind(&after_id)
+            .bind(to)
+            .bind(EXPORT_PAGE)
+            .fetch_all(&db)
+            .await?;
+            let next = rows
+                .last()
+                .filter(|_| rows.len() as i64 == EXPORT_PAGE)
+                .map(|row| (row.1, row.0.clone(), false));
+            let chunk = csv_chunk(&rows, first).map_err(|err| Error::Internal(err.into()))?;
+            Ok(Some((chunk, next)))
+        }
+    });
+    let filename = format!("attachment; filename=\"{code}-clicks.csv\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        Body::from_stream(pages.map_err(|err| std::io::Error::other(err.to_string()))),
+    )
+        .into_response())
+}
+
+fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if with_header {
+        writer.write_record([
+            "id",
+            "at",
+            "country",
+            "referrer",
+            "referrer_host",
+            "user_agent",
+            "device",
+            "browser",
+            "os",
+            "bot",
+            "qr",
+            "source",
+        ])?;
+    }
+    for (
+        id,
+        at,
+        country,
+        referrer,
+        referrer_host,
+        user_agent,
+        device,
+        browser,
+        os,
+        bot,
+        qr,
+        source,
+    ) in rows
+    {
+        let at = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        writer.write_record([
+            id.as_str(),
+            &at,
+            country.as_deref().unwrap_or_default(),
+            referrer.as_deref().unwrap_or_default(),
+            referrer_host,
+            user_agent.as_deref().unwrap_or_default(),
+            device,
+            browser,
+            os,
+            if *bot { "true" } else { "false" },
+            if *qr { "true" } else { "false" },
+            source,
+        ])?;
+    }
+    writer.into_inner().map_err(|err| err.into_error().into())
+}

@@ -1,0 +1,517 @@
+//! Click analytics against a real PostgreSQL: rollups against the raw rows, unique visitors,
+//! idempotent re-ingest, retention, time zones, the stats API and CSV export.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use shortlink::ShortCode;
+use shortlink::edge::{ClickEvent, ClickSource};
+use time::{Duration, OffsetDateTime};
+
+use crate::support::{TestApp, spawn_app};
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
+const FIREFOX_MAC: &str =
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.7; rv:132.0) Gecko/20100101 Firefox/132.0";
+const SLACKBOT: &str = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+fn event(id: &str, link_id: i64, code: &str, at: OffsetDateTime) -> ClickEvent {
+    ClickEvent {
+        id: id.to_owned(),
+        link_id,
+        code: ShortCode::parse(code).expect("code"),
+        at,
+        country: Some("DE".to_owned()),
+        referrer: Some("https://news.example/item".to_owned()),
+        user_agent: Some(CHROME.to_owned()),
+        qr: false,
+        head: false,
+        source: ClickSource::Edge,
+        visitor: Some(format!("{:032x}", 1)),
+    }
+}
+
+async fn link(app: &TestApp, code: &str) -> i64 {
+    app.create(json!({"destination": format!("https://example.com/{code}"), "code": code}))
+        .await["id"]
+        .as_i64()
+        .expect("id")
+}
+
+async fn stats(app: &TestApp, path: &str) -> Value {
+    let response = app.api(Method::GET, path, None).await;
+    assert_eq!(
+        response.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    response.json()
+}
+
+/// A small deterministic generator, seeded randomly and printed, so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).expect("randomness");
+        let seed = u64::from_le_bytes(seed) | 1;
+        println!("workload seed {seed}");
+        Self(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+#[tokio::test]
+async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() {
+    let app = spawn_app().await;
+    let links = [
+        link(&app, "one").await,
+        link(&app, "two").await,
+        link(&app, "three").await,
+    ];
+    let mut rng = Rng::new();
+    let start = OffsetDateTime::now_utc() - Duration::days(3);
+    let mut events = Vec::new();
+    for i in 0..1_500 {
+        let index = rng.below(3) as usize;
+        let mut e = event(
+            &format!("ev{i}"),
+            links[index],
+            ["one", "two", "three"][index],
+            start + Duration::minutes(rng.below(3 * 24 * 60) as i64),
+        );
+        e.user_agent = match rng.below(7) {
+            0 => None,
+            _ => Some(
+                rng.pick(&[CHROME, IPHONE, FIREFOX_MAC, SLACKBOT, GOOGLEBOT, CHROME])
+                    .to_owned(),
+            ),
+        };
+        e.referrer = match rng.below(4) {
+            0 => None,
+            _ => Some(
+                rng.pick(&[
+                    "https://www.google.com/",
+                    "https://t.co/x",
+                    "https://news.example/a",
+                ])
+                .to_owned(),
+            ),
+        };
+        e.country = match rng.below(5) {
+            0 => None,
+            _ => Some(rng.pick(&["DE", "US", "FR"]).to_owned()),
+        };
+        e.qr = rng.below(5) == 0;
+        e.head = rng.below(20) == 0;
+        e.visitor = (rng.below(10) != 0).then(|| format!("{:032x}", rng.below(40)));
+        events.push(e);
+    }
+    // Delivered in random batches, a third of them twice (retries), out of order.
+    let mut delivered = 0;
+    while delivered < events.len() {
+        let size = 1 + rng.below(300) as usize;
+        let batch = &events[delivered..(delivered + size).min(events.len())];
+        app.state.store_clicks(batch).await.expect("store");
+        if rng.below(3) == 0 {
+            assert_eq!(app.state.store_clicks(batch).await.expect("store again"), 0);
+        }
+        delivered += size;
+    }
+
+    let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(raw, 1_500);
+
+    // Hourly counters per link and for the account (link 0), and uniques per UTC day.
+    let mismatches: Vec<(i64, OffsetDateTime, String)> = sqlx::query_as(
+        "WITH raw AS (
+             SELECT l AS link_id, date_trunc('hour', at) AS hour,
+                    count(*) FILTER (WHERE NOT bot AND NOT qr) AS clicks,
+                    count(*) FILTER (WHERE NOT bot AND qr) AS qr_scans,
+                    count(*) FILTER (WHERE bot) AS bots
+             FROM clicks, LATERAL (VALUES (link_id), (0)) AS v(l)
+             GROUP BY 1, 2
+         )
+         SELECT coalesce(r.link_id, s.link_id), coalesce(r.hour, s.hour), 'counters'
+         FROM raw r FULL JOIN link_stats_hourly s USING (link_id, hour)
+         WHERE (r.clicks, r.qr_scans, r.bots) IS DISTINCT FROM (s.clicks, s.qr_scans, s.bots)",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("compare counters");
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+
+    let unique_mismatches: Vec<(i64, time::Date)> = sqlx::query_as(
+        "WITH raw AS (
+             SELECT l AS link_id, (at AT TIME ZONE 'UTC')::date AS day, count(DISTINCT visitor) AS uniques
+             FROM clicks, LATERAL (VALUES (link_id), (0)) AS v(l)
+             WHERE NOT bot AND visitor IS NOT NULL
+             GROUP BY 1, 2
+         ), rolled AS (
+             SELECT link_id, (hour AT TIME ZONE 'UTC')::date AS day, sum(uniques) AS uniques
+             FROM link_stats_hourly GROUP BY 1, 2 HAVING sum(uniques) > 0
+         )
+         SELECT coalesce(r.link_id, s.link_id), coalesce(r.day, s.day)
+         FROM raw r FULL JOIN rolled s USING (link_id, day)
+         WHERE r.uniques IS DISTINCT FROM s.uniques",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("compare uniques");
+    assert!(unique_mismatches.is_empty(), "{unique_mismatches:?}");
+
+    for (table, grain) in [
+        ("link_breakdown_hourly", "date_trunc('hour', at)"),
+        ("link_breakdown_daily", "(at AT TIME ZONE 'UTC')::date"),
+    ] {
+        let time_column = if table.ends_with("daily") {
+            "day"
+        } else {
+            "hour"
+        };
+        let sql = format!(
+            "WITH raw AS (
+                 SELECT l AS link_id, d.dimension, {grain} AS t, d.value,
+                        count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
+                 FROM clicks,
+                      LATERAL (VALUES (link_id), (0)) AS v(l),
+                      LATERAL (VALUES ('referrer', referrer_host), ('country', coalesce(country, 'unknown')),
+                                      ('device', device), ('browser', browser), ('os', os)) AS d(dimension, value)
+                 GROUP BY 1, 2, 3, 4
+             )
+             SELECT count(*) FROM raw r FULL JOIN (SELECT link_id, dimension, {time_column} AS t, value, hits, bots FROM {table}) s
+                 USING (link_id, dimension, t, value)
+             WHERE (r.hits, r.bots) IS DISTINCT FROM (s.hits, s.bots)"
+        );
+        let wrong: i64 = sqlx::query_scalar(&sql)
+            .fetch_one(&app.db)
+            .await
+            .expect("compare breakdowns");
+        assert_eq!(wrong, 0, "{table} differs from the raw clicks");
+    }
+}
+
+#[tokio::test]
+async fn unique_visitors_are_counted_once_per_day_across_a_day_boundary() {
+    let app = spawn_app().await;
+    let id = link(&app, "uniq").await;
+    let day = (OffsetDateTime::now_utc() - Duration::days(2)).date();
+    let at = |h: u8, m: u8| day.with_hms(h, m, 0).expect("time").assume_utc();
+    let next = |h: u8, m: u8| {
+        (day + Duration::DAY)
+            .with_hms(h, m, 0)
+            .expect("time")
+            .assume_utc()
+    };
+    let mut events = vec![
+        event("a", id, "uniq", at(23, 40)),
+        event("b", id, "uniq", at(23, 50)), // same visitor, same day
+        event("c", id, "uniq", next(0, 10)), // same visitor, next day: counted again
+    ];
+    let mut other = event("d", id, "uniq", next(0, 20));
+    other.visitor = Some(format!("{:032x}", 2));
+    events.push(other);
+    let mut bot = event("e", id, "uniq", next(0, 30));
+    bot.user_agent = Some(SLACKBOT.to_owned());
+    bot.visitor = Some(format!("{:032x}", 3)); // bots are no visitors
+    events.push(bot);
+    app.state.store_clicks(&events).await.expect("store");
+
+    let from = day.with_hms(0, 0, 0).expect("time").assume_utc();
+    let body = stats(
+        &app,
+        &format!(
+            "/api/v1/links/uniq/stats?from={}&to={}&interval=day",
+            rfc(from),
+            rfc(from + Duration::days(2))
+        ),
+    )
+    .await;
+    let series = body["series"].as_array().expect("series");
+    assert_eq!(series.len(), 2);
+    assert_eq!(series[0]["uniques"], 1);
+    assert_eq!(series[0]["clicks"], 2);
+    assert_eq!(series[1]["uniques"], 2);
+    assert_eq!(series[1]["clicks"], 2);
+    assert_eq!(series[1]["bots"], 1);
+    assert_eq!(body["totals"]["uniques"], 3);
+    assert_eq!(body["totals"]["total"], 4, "bots are left out by default");
+    let with_bots = stats(
+        &app,
+        &format!(
+            "/api/v1/links/uniq/stats?from={}&to={}&interval=day&bots=true",
+            rfc(from),
+            rfc(from + Duration::days(2))
+        ),
+    )
+    .await;
+    assert_eq!(with_bots["totals"]["total"], 5);
+}
+
+fn rfc(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("format")
+        .replace('+', "%2B")
+}
+
+#[tokio::test]
+async fn a_click_lands_on_the_local_day_of_the_asked_time_zone() {
+    let app = spawn_app().await;
+    let id = link(&app, "tz").await;
+    let base = (OffsetDateTime::now_utc() - Duration::days(10)).date();
+    // 23:30 UTC: the same day in New York, the next day in Berlin and Tokyo.
+    let at = base.with_hms(23, 30, 0).expect("time").assume_utc();
+    app.state
+        .store_clicks(&[event("tz1", id, "tz", at)])
+        .await
+        .expect("store");
+    let from = base.with_hms(0, 0, 0).expect("time").assume_utc() - Duration::days(1);
+    let to = from + Duration::days(4);
+    for (tz, local_day) in [
+        ("UTC", base),
+        ("America/New_York", base),
+        ("Europe/Berlin", base + Duration::DAY),
+        ("Asia/Tokyo", base + Duration::DAY),
+    ] {
+        let body = stats(
+            &app,
+            &format!(
+                "/api/v1/links/tz/stats?from={}&to={}&interval=day&tz={tz}",
+                rfc(from),
+                rfc(to)
+            ),
+        )
+        .await;
+        let days: Vec<(String, i64)> = body["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .filter(|p| p["clicks"].as_i64() != Some(0))
+            .map(|p| {
+                (
+                    p["t"].as_str().expect("t").to_owned(),
+                    p["clicks"].as_i64().expect("n"),
+                )
+            })
+            .collect();
+        assert_eq!(days.len(), 1, "{tz}: {days:?}");
+        let t = OffsetDateTime::parse(&days[0].0, &time::format_description::well_known::Rfc3339)
+            .expect("t");
+        // The bucket starts at local midnight of the expected day.
+        let offset_hours = match tz {
+            "America/New_York" => -5,
+            "Europe/Berlin" => 1,
+            "Asia/Tokyo" => 9,
+            _ => 0,
+        };
+        let local = t.to_offset(time::UtcOffset::from_hms(offset_hours, 0, 0).expect("offset"));
+        assert_eq!((local.date(), local.hour()), (local_day, 0), "{tz}: {t}");
+    }
+    let bad = app
+        .api(Method::GET, "/api/v1/links/tz/stats?tz=Mars/Olympus", None)
+        .await;
+    assert_eq!(
+        bad.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(),
+        Some("tz")
+    );
+}
+
+#[tokio::test]
+async fn retention_drops_raw_clicks_and_keeps_the_rollups() {
+    let app = spawn_app().await;
+    let id = link(&app, "old").await;
+    let old = OffsetDateTime::now_utc() - Duration::days(70);
+    let recent = OffsetDateTime::now_utc() - Duration::hours(1);
+    app.state
+        .store_clicks(&[
+            event("o1", id, "old", old),
+            event("o2", id, "old", old + Duration::minutes(1)),
+            event("r1", id, "old", recent),
+        ])
+        .await
+        .expect("store");
+    let before = stats(
+        &app,
+        &format!(
+            "/api/v1/links/old/stats?interval=week&from={}",
+            rfc(old - Duration::days(1))
+        ),
+    )
+    .await;
+    // Later: the old month has passed the retention (400 days), the recent one not yet.
+    let dropped = app
+        .state
+        .drop_expired_clicks(old + Duration::days(400 + 40))
+        .await
+        .expect("retention");
+    assert!(!dropped.is_empty());
+    let raw: Vec<String> = sqlx::query_scalar("SELECT id FROM clicks ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .expect("raw");
+    assert_eq!(raw, ["r1"], "only the recent click is kept raw");
+    let after = stats(
+        &app,
+        &format!(
+            "/api/v1/links/old/stats?interval=week&from={}",
+            rfc(old - Duration::days(1))
+        ),
+    )
+    .await;
+    assert_eq!(before["totals"], after["totals"]);
+    assert_eq!(after["totals"]["clicks"], 3);
+    // Clicks older than the retention are refused at ingest (their month is gone).
+    let ancient = event(
+        "x",
+        id,
+        "old",
+        OffsetDateTime::now_utc() - Duration::days(500),
+    );
+    assert_eq!(app.state.store_clicks(&[ancient]).await.expect("store"), 0);
+}
+
+#[tokio::test]
+async fn account_stats_top_links_breakdowns_and_csv_export() {
+    let app = spawn_app().await;
+    let a = link(&app, "alpha").await;
+    let b = link(&app, "beta").await;
+    let now = OffsetDateTime::now_utc() - Duration::minutes(5);
+    let mut events = Vec::new();
+    for i in 0..3 {
+        let mut e = event(&format!("a{i}"), a, "alpha", now);
+        e.referrer = Some("https://www.google.com/search".to_owned());
+        e.user_agent = Some(IPHONE.to_owned());
+        events.push(e);
+    }
+    let mut e = event("b0", b, "beta", now);
+    e.referrer = Some("with, \"quotes\"".to_owned());
+    e.qr = true;
+    events.push(e);
+    app.state.store_clicks(&events).await.expect("store");
+
+    let body = stats(&app, "/api/v1/stats?interval=hour&tz=Europe/Berlin").await;
+    assert_eq!(body["totals"]["clicks"], 3);
+    assert_eq!(body["totals"]["qr_scans"], 1);
+    assert_eq!(
+        body["top_links"],
+        json!([{"code": "alpha", "link_id": a, "count": 3}, {"code": "beta", "link_id": b, "count": 1}])
+    );
+    assert_eq!(
+        body["top"]["referrer"],
+        json!([{"value": "google.com", "count": 3}, {"value": "direct", "count": 1}])
+    );
+    assert_eq!(
+        body["top"]["device"][0],
+        json!({"value": "mobile", "count": 3})
+    );
+    assert_eq!(body["top"]["os"][0], json!({"value": "iOS", "count": 3}));
+    assert_eq!(body["series"].as_array().expect("series").len(), 7 * 24);
+
+    let response = app
+        .api(Method::GET, "/api/v1/links/beta/clicks.csv", None)
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(
+        response
+            .header(&axum::http::header::CONTENT_TYPE)
+            .starts_with("text/csv")
+    );
+    let csv = String::from_utf8(response.body.to_vec()).expect("utf-8");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,at,country,referrer,referrer_host,user_agent,device,browser,os,bot,qr,source"
+    );
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].starts_with("b0,") && lines[1].contains("\"with, \"\"quotes\"\"\""),
+        "{}",
+        lines[1]
+    );
+
+    for (path, field) in [
+        (
+            "/api/v1/stats?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "from",
+        ),
+        (
+            "/api/v1/stats?interval=hour&from=2020-01-01T00:00:00Z&to=2021-01-01T00:00:00Z",
+            "interval",
+        ),
+        ("/api/v1/stats?top=0", "top"),
+    ] {
+        let response = app.api(Method::GET, path, None).await;
+        assert_eq!(
+            response
+                .error(StatusCode::UNPROCESSABLE_ENTITY)
+                .1
+                .as_deref(),
+            Some(field),
+            "{path}"
+        );
+    }
+    let response = app
+        .api(Method::GET, "/api/v1/stats?interval=month", None)
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    let response = app.api(Method::GET, "/api/v1/links/nope/stats", None).await;
+    assert_eq!(response.error(StatusCode::NOT_FOUND).0, "not_found");
+    let response = app.visit(Method::GET, "/api/v1/stats").await;
+    assert_eq!(response.error(StatusCode::UNAUTHORIZED).0, "unauthorized");
+}
+
+#[tokio::test]
+async fn the_origins_own_redirects_are_counted() {
+    let app = spawn_app().await;
+    let background = app.state.spawn_background();
+    link(&app, "counted").await;
+    let request = axum::http::Request::builder()
+        .uri("/counted?qr=1")
+        .header("user-agent", IPHONE)
+        .header("referer", "https://t.co/abc")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    assert_eq!(app.send(request).await.status, StatusCode::FOUND);
+    assert_eq!(
+        app.visit(Method::HEAD, "/counted").await.status,
+        StatusCode::FOUND
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body = stats(&app, "/api/v1/links/counted/stats").await;
+        if body["totals"]["qr_scans"] == 1 && body["totals"]["bots"] == 1 {
+            assert_eq!(
+                body["top"]["referrer"],
+                json!([{"value": "t.co", "count": 1}])
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clicks were not stored: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let source: String = sqlx::query_scalar("SELECT DISTINCT source FROM clicks")
+        .fetch_one(&app.db)
+        .await
+        .expect("source");
+    assert_eq!(source, "origin");
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
