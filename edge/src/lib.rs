@@ -20,6 +20,7 @@ use std::cell::RefCell;
 
 use shortlink::edge::{ClickEvent, ClickSource, KV_MISSING, kv_key};
 use shortlink::redirect::{Decision, LinkRecord, decide};
+use shortlink::visitor::visitor_key;
 use shortlink::{ShortCode, signature};
 use time::OffsetDateTime;
 use worker::{Context, Date, Env, Headers, MessageBatch, Request, Response, Result, event};
@@ -153,6 +154,16 @@ fn send_click(
         .url()
         .ok()
         .and_then(|url| url.query().map(str::to_owned));
+    // The IP address is only hashed into the day's visitor key, never sent or stored.
+    let visitor = match (header("cf-connecting-ip"), edge_secret(env)) {
+        (Some(ip), Ok(secret)) => Some(visitor_key(
+            secret.as_bytes(),
+            at.date(),
+            &ip,
+            header("user-agent").as_deref().unwrap_or_default(),
+        )),
+        _ => None,
+    };
     let event = ClickEvent {
         id: random_uuid(),
         link_id: record.link_id,
@@ -161,9 +172,10 @@ fn send_click(
         country: req.cf().and_then(|cf| cf.country()),
         referrer: header("referer"),
         user_agent: header("user-agent"),
-        qr: route::is_qr_scan(query.as_deref()),
+        qr: shortlink::edge::is_qr_scan(query.as_deref()),
         head,
         source: ClickSource::Edge,
+        visitor,
     }
     .bounded();
     match env.queue(CLICKS) {

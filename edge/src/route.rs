@@ -39,15 +39,6 @@ pub fn classify(method: &str, path: &str) -> Route {
     }
 }
 
-/// Whether the visit came from a QR code: the printed URL carries `?qr=1`.
-pub fn is_qr_scan(query: Option<&str>) -> bool {
-    query.is_some_and(|query| {
-        query
-            .split('&')
-            .any(|pair| matches!(pair, "qr" | "qr=1" | "qr=true"))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,22 +97,6 @@ mod tests {
         ];
         for (method, path, expected) in cases {
             assert_eq!(classify(method, path), expected, "{method} {path:.40}");
-        }
-    }
-
-    #[test]
-    fn qr_flag() {
-        let cases = [
-            (None, false),
-            (Some(""), false),
-            (Some("qr=1"), true),
-            (Some("utm_source=x&qr=1"), true),
-            (Some("qr"), true),
-            (Some("qr=0"), false),
-            (Some("qrx=1"), false),
-        ];
-        for (query, expected) in cases {
-            assert_eq!(is_qr_scan(query), expected, "{query:?}");
         }
     }
 }
