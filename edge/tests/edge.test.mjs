@@ -164,8 +164,9 @@ before(async () => {
     KURZ_EDGE_SECRET: SECRET,
   });
   await origin.start();
-  apiKey = origin.stdout.match(/kurz_[0-9a-f]{48}/)?.[0];
-  assert.ok(apiKey, `the origin printed no first API key: ${origin.stdout}`);
+  // Printed before the origin reports ready, but the pipe may deliver it a moment later.
+  await eventually('the origin prints its first API key', async () => /kurz_[0-9a-f]{48}/.test(origin.stdout) || origin.stdout, 5_000);
+  apiKey = origin.stdout.match(/kurz_[0-9a-f]{48}/)[0];
 });
 
 after(async () => {
@@ -318,4 +319,11 @@ test('with the origin down, KV links keep redirecting, others fail fast, and no 
   assert.equal(withAgent, 1_000);
   const [source, code, referrer] = psql(databaseUrl, `SELECT DISTINCT source, code, referrer FROM clicks WHERE link_id = ${linkId}`).split('|');
   assert.deepEqual([source, code, referrer], ['edge', 'outage', 'https://news.example/item']);
+
+  // And they are in the analytics: 143 QR scans, the rest clicks, all from news.example.
+  const stats = await api('GET', '/links/outage/stats?interval=hour');
+  assert.equal(stats.status, 200, JSON.stringify(stats.body));
+  assert.equal(stats.body.totals.clicks, 857);
+  assert.equal(stats.body.totals.qr_scans, 143);
+  assert.deepEqual(stats.body.top.referrer, [{ value: 'news.example', count: 1_000 }]);
 });

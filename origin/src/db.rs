@@ -31,15 +31,34 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 
 /// Whether this process has applied (or found applied) every migration it embeds.
 #[derive(Debug, Clone, Default)]
-pub struct Migrated(Arc<AtomicBool>);
+pub struct Migrated(Arc<MigratedInner>);
+
+#[derive(Debug, Default)]
+pub struct MigratedInner {
+    done: AtomicBool,
+    changed: tokio::sync::Notify,
+}
 
 impl Migrated {
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.done.load(Ordering::Acquire)
     }
 
     pub fn set(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.done.store(true, Ordering::Release);
+        self.0.changed.notify_waiters();
+    }
+
+    /// Completes once the migrations are applied.
+    pub async fn wait(&self) {
+        loop {
+            // Registered before the check, so a `set` in between is not missed.
+            let changed = self.0.changed.notified();
+            if self.get() {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 

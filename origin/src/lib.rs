@@ -148,7 +148,7 @@ impl State {
     /// Starts the background work of a serving origin: storing recorded clicks, delivering
     /// link changes to the edge, forgetting old request signatures, and the click retention.
     pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = Vec::new();
+        let mut tasks: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
         let recorded = self
             .inner
             .recorded
@@ -156,24 +156,32 @@ impl State {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(recorded) = recorded {
-            tasks.push(tokio::spawn(analytics::recorder::store_forever(
+            tasks.push(Box::pin(analytics::recorder::store_forever(
                 self.clone(),
                 recorded,
             )));
         }
         if let Some(edge) = &self.inner.edge_sync {
-            tasks.push(tokio::spawn(outbox::deliver_forever(
+            tasks.push(Box::pin(outbox::deliver_forever(
                 self.clone(),
                 edge.clone(),
             )));
         }
         if self.inner.edge_secret.is_some() {
-            tasks.push(tokio::spawn(edge_api::forget_old_nonces(self.clone())));
+            tasks.push(Box::pin(edge_api::forget_old_nonces(self.clone())));
         }
-        tasks.push(tokio::spawn(analytics::retention::run_forever(
-            self.clone(),
-        )));
+        tasks.push(Box::pin(analytics::retention::run_forever(self.clone())));
+        // Each waits for the tables it works on.
         tasks
+            .into_iter()
+            .map(|task| {
+                let migrated = self.inner.migrated.clone();
+                tokio::spawn(async move {
+                    migrated.wait().await;
+                    task.await;
+                })
+            })
+            .collect()
     }
 
     pub fn db(&self) -> &PgPool {
