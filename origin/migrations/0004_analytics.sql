@@ -54,7 +54,8 @@ CREATE TABLE link_breakdown_hourly (
     value     TEXT NOT NULL,
     hits      BIGINT NOT NULL,
     bots      BIGINT NOT NULL,
-    PRIMARY KEY (link_id, dimension, hour, value)
+    -- Time before dimension: every query reads a time range of one link.
+    PRIMARY KEY (link_id, hour, dimension, value)
 );
 
 -- The same per UTC day, so that long ranges read a few rows per value: a range is read as
@@ -67,7 +68,7 @@ CREATE TABLE link_breakdown_daily (
     value     TEXT NOT NULL,
     hits      BIGINT NOT NULL,
     bots      BIGINT NOT NULL,
-    PRIMARY KEY (link_id, dimension, day, value)
+    PRIMARY KEY (link_id, day, dimension, value)
 );
 
 -- Visitor keys seen per link per UTC day, to count each visitor once a day. Only recent days

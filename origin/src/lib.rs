@@ -234,6 +234,13 @@ pub async fn serve(
     background.extend(state.spawn_background());
     tracing::info!(address = %listener.local_addr()?, public_url = %config.public_url, "origin listening");
     let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Without TCP_NODELAY a response written in pieces (headers, then a larger body) waits
+    // for the client's delayed ACK: tens of milliseconds per API call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -37,6 +37,8 @@ enum Part {
     Origin,
     /// The edge worker in workerd: KV hits against a constant-302 worker, and its size.
     Edge,
+    /// Click ingest throughput and stats query latency.
+    Analytics,
 }
 
 /// Distinct codes in the cache-hit run: a hot set, as real traffic has.
@@ -48,11 +50,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     }
     let work = tempfile::Builder::new().prefix("kurz-bench-").tempdir()?;
     let mut report = String::new();
-    if args.only != Some(Part::Edge) {
+    let part = |p: Part| args.only.is_none_or(|only| only == p);
+    if part(Part::Origin) {
         report.push_str(&origin(args, work.path())?);
     }
-    if args.only != Some(Part::Origin) {
+    if part(Part::Edge) {
         report.push_str(&edge(args, work.path())?);
+    }
+    if part(Part::Analytics) {
+        report.push_str(&crate::bench_analytics::run(work.path())?);
     }
     println!("{report}");
     Ok(())
@@ -304,13 +310,22 @@ fn seed(database_url: &str, code_key: &str, count: u64) -> anyhow::Result<Vec<St
 }
 
 /// A release origin on a free port, stopped when dropped.
-struct Origin {
-    address: SocketAddr,
+pub(crate) struct Origin {
+    pub(crate) address: SocketAddr,
     _process: BackgroundProcess,
 }
 
 impl Origin {
     fn start(database_url: &str, code_key: &str, cache_capacity: u64) -> anyhow::Result<Self> {
+        Self::start_with(database_url, code_key, cache_capacity, &[])
+    }
+
+    pub(crate) fn start_with(
+        database_url: &str,
+        code_key: &str,
+        cache_capacity: u64,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let port = tools::free_port()?;
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let process = Command::new(root().join("target/release/origin"))
@@ -321,6 +336,7 @@ impl Origin {
             .env("KURZ_CODE_KEY", code_key)
             .env("KURZ_CACHE_CAPACITY", cache_capacity.to_string())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .context("cannot start the origin")?;

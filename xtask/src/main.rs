@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr)]
 
 mod bench;
+mod bench_analytics;
 mod dev;
 mod edge;
 mod test;
