@@ -150,10 +150,12 @@ fn send_click(
     at: OffsetDateTime,
 ) {
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let query = req
-        .url()
-        .ok()
-        .and_then(|url| url.query().map(str::to_owned));
+    // The serialised URL as the runtime has it: no reparse (which would link the URL parser
+    // and its Unicode tables into the worker).
+    let url = req.inner().url();
+    let query = url
+        .split_once('?')
+        .map(|(_, rest)| rest.split('#').next().unwrap_or_default().to_owned());
     // The IP address is only hashed into the day's visitor key, never sent or stored.
     let visitor = match (header("cf-connecting-ip"), edge_secret(env)) {
         (Some(ip), Ok(secret)) => Some(visitor_key(
