@@ -56,6 +56,8 @@ impl Destination {
                 len: normalised.len(),
             });
         }
+        // What the origin writes, the edge (built without `url`) must accept.
+        debug_assert_eq!(check_normalised(&normalised), Ok(()), "{normalised}");
         Ok(Self(normalised))
     }
 
