@@ -87,26 +87,12 @@ async fn redirect(
             match origin::resolve(env, &code).await {
                 Ok(Some((record, json))) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
-                    ctx.wait_until(async move {
-                        let put = kv
-                            .put(&key, json)
-                            .map(|p| p.expiration_ttl(FETCHED_RECORD_TTL));
-                        if let Err(err) = async { put?.execute().await }.await {
-                            worker::console_error!("caching {key} in KV failed: {err}");
-                        }
-                    });
+                    cache_in_kv(ctx, kv, key, json, FETCHED_RECORD_TTL);
                     record
                 }
                 Ok(None) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
-                    ctx.wait_until(async move {
-                        let put = kv
-                            .put(&key, KV_MISSING)
-                            .map(|p| p.expiration_ttl(MISSING_TTL));
-                        if let Err(err) = async { put?.execute().await }.await {
-                            worker::console_error!("caching a miss for {key} failed: {err}");
-                        }
-                    });
+                    cache_in_kv(ctx, kv, key, KV_MISSING.to_owned(), MISSING_TTL);
                     return page(404, pages::NOT_FOUND);
                 }
                 Err(err) => {
@@ -137,6 +123,16 @@ async fn redirect(
         }
         Decision::Expired => page(410, pages::EXPIRED),
     }
+}
+
+/// Stores what the origin said in KV after the response is sent, expiring after `ttl` seconds.
+fn cache_in_kv(ctx: &Context, kv: worker::kv::KvStore, key: String, value: String, ttl: u64) {
+    ctx.wait_until(async move {
+        let put = kv.put(&key, value).map(|p| p.expiration_ttl(ttl));
+        if let Err(err) = async { put?.execute().await }.await {
+            worker::console_error!("caching {key} in KV failed: {err}");
+        }
+    });
 }
 
 /// Queues the click after the response is sent: a slow or failing queue never delays a visitor.

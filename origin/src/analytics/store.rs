@@ -341,28 +341,22 @@ async fn update_rollups(tx: &mut PgConnection, rows: &[&Row<'_>]) -> Result<(), 
         hits.push(h);
         bots.push(b);
     }
+    // Both breakdown tables from one set of rows: the daily rows sum the hours of each day.
     sqlx::query(
-        "INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[],
-                              $5::bigint[], $6::bigint[])
-         ON CONFLICT (link_id, dimension, hour, value) DO UPDATE SET
-             hits = link_breakdown_hourly.hits + EXCLUDED.hits,
-             bots = link_breakdown_hourly.bots + EXCLUDED.bots",
-    )
-    .bind(&links)
-    .bind(&dimensions)
-    .bind(&hours)
-    .bind(&values)
-    .bind(&hits)
-    .bind(&bots)
-    .execute(&mut *tx)
-    .await?;
-    // The daily table from the same rows: INSERT ... SELECT sums the hours of each day.
-    sqlx::query(
-        "INSERT INTO link_breakdown_daily (link_id, dimension, day, value, hits, bots)
+        "WITH input AS (
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[],
+                                  $5::bigint[], $6::bigint[])
+                 AS t(link_id, dimension, hour, value, hits, bots)
+         ), hourly AS (
+             INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
+             SELECT * FROM input
+             ON CONFLICT (link_id, dimension, hour, value) DO UPDATE SET
+                 hits = link_breakdown_hourly.hits + EXCLUDED.hits,
+                 bots = link_breakdown_hourly.bots + EXCLUDED.bots
+         )
+         INSERT INTO link_breakdown_daily (link_id, dimension, day, value, hits, bots)
          SELECT link_id, dimension, (hour AT TIME ZONE 'UTC')::date, value, sum(hits), sum(bots)
-         FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[],
-                     $5::bigint[], $6::bigint[]) AS t(link_id, dimension, hour, value, hits, bots)
+         FROM input
          GROUP BY 1, 2, 3, 4
          ORDER BY 1, 2, 3, 4
          ON CONFLICT (link_id, dimension, day, value) DO UPDATE SET
