@@ -74,6 +74,10 @@ pub struct Config {
     /// rollups that dashboards read are kept.
     #[arg(long, env = "KURZ_CLICK_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
     pub click_retention_days: u32,
+    /// Record clicks of the origin's own redirects (`false`: redirects only, e.g. when the
+    /// edge serves the traffic and the origin's redirects are a fallback).
+    #[arg(long, env = "KURZ_RECORD_CLICKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub record_clicks: bool,
     /// Request header holding the visitor's IP address when the origin is behind a proxy
     /// (e.g. `cf-connecting-ip`, `x-real-ip`); unset: the connection's address. Only used to
     /// make the day's visitor key; never stored.

@@ -53,6 +53,7 @@ struct Inner {
     visitor_secret: Vec<u8>,
     client_ip_header: Option<axum::http::HeaderName>,
     click_retention: time::Duration,
+    record_clicks: bool,
     partitions: analytics::store::Partitions,
     recorder: Arc<analytics::recorder::Recorder>,
     /// Taken by the background task that stores what the recorder receives.
@@ -95,6 +96,7 @@ impl State {
                 ),
                 client_ip_header,
                 click_retention: config.click_retention(),
+                record_clicks: config.record_clicks,
                 partitions: analytics::store::Partitions::default(),
                 recorder,
                 recorded: std::sync::Mutex::new(Some(recorded)),

@@ -70,6 +70,9 @@ pub(crate) async fn redirect(
 /// Hands the click to the recorder (never waits). The IP address only goes into the day's
 /// visitor key.
 fn record_click(state: &crate::State, request: &Parts, record: &LinkRecord, code: ShortCode) {
+    if !state.inner.record_clicks {
+        return;
+    }
     let header = |name: &str| {
         request
             .headers
