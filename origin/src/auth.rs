@@ -1,8 +1,10 @@
-//! API keys: how scripts authenticate to `/api/v1`.
+//! Who may call `/api/v1`: scripts with API keys, people with a dashboard session
+//! (see [`crate::accounts`]).
 //!
 //! A key is `kurz_` followed by 48 hex characters (192 random bits). Only its SHA-256 is stored.
 
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -10,31 +12,53 @@ use sha2::{Digest, Sha256};
 use shortlink::api::CreatedApiKey;
 use sqlx::PgPool;
 
+use crate::accounts::{self, Caller};
 use crate::error::Error;
 
 const KEY_PREFIX: &str = "kurz_";
 
-/// Refuses the request with 401 unless it carries a known API key.
-pub(crate) async fn require_api_key(
+/// Refuses the request with 401 unless it carries a known API key (`Authorization: Bearer`)
+/// or a dashboard session cookie. A session must also send its CSRF token with any request
+/// that may change something (403 otherwise). Puts the [`Caller`] in the request's extensions.
+pub(crate) async fn require_caller(
     State(state): State<crate::State>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, Error> {
-    let key = request
+    let bearer = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim())
-        .ok_or(Error::Unauthorized)?;
-    let known: Option<i64> = sqlx::query_scalar("SELECT id FROM api_keys WHERE key_hash = $1")
-        .bind(hash(key).as_slice())
-        .fetch_optional(state.db())
-        .await?;
-    if known.is_none() {
-        return Err(Error::Unauthorized);
+        .map(|(_, key)| key.trim());
+    let caller = match (bearer, accounts::session_cookie(request.headers())) {
+        (Some(key), _) => {
+            let known: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM api_keys WHERE key_hash = $1")
+                    .bind(hash(key).as_slice())
+                    .fetch_optional(state.db())
+                    .await?;
+            known.map(|_| Caller::ApiKey)
+        }
+        (None, Some(token)) => accounts::find_session(state.db(), token).await?,
+        (None, None) => None,
+    };
+    let caller = caller.ok_or(Error::Unauthorized)?;
+    if let Caller::Session { info, .. } = &caller {
+        let safe = matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        );
+        let sent = request
+            .headers()
+            .get(accounts::CSRF_HEADER)
+            .and_then(|value| value.to_str().ok());
+        if !safe && !sent.is_some_and(|sent| accounts::same_secret(sent, &info.csrf_token)) {
+            return Err(Error::CsrfMismatch);
+        }
     }
+    request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }
 

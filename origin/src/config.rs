@@ -26,6 +26,19 @@ pub enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Create a dashboard user (or with --reset, set a new password and sign it out
+    /// everywhere). The password is read from KURZ_ADMIN_PASSWORD, else generated and printed.
+    CreateAdmin {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[arg(long, default_value = crate::accounts::FIRST_ADMIN)]
+        username: String,
+        /// Set a new password for an existing user.
+        #[arg(long)]
+        reset: bool,
+        #[arg(long, env = "KURZ_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -83,6 +96,14 @@ pub struct Config {
     /// make the day's visitor key; never stored.
     #[arg(long, env = "KURZ_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// Password of the first dashboard user, `admin`, made on a deployment's first start.
+    /// Unset: one is generated and printed once. Ignored once a user exists.
+    #[arg(long, env = "KURZ_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Folder of the built dashboard (`cargo xtask dev` builds it into target/admin-ui),
+    /// served at /admin. Unset: /admin explains how to build it.
+    #[arg(long, env = "KURZ_ADMIN_DIR")]
+    pub admin_dir: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "KURZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -126,6 +147,10 @@ impl PublicUrl {
     /// The full short URL of `code`.
     pub fn short_url(&self, code: &str) -> String {
         format!("{}/{code}", self.base)
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.base.starts_with("https://")
     }
 
     /// The host, so links back to the shortener itself (redirect loops) can be refused.

@@ -25,8 +25,15 @@ pub enum Error {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     BadRequest(String),
-    #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
+    #[error("sign in, or send an API key: `Authorization: Bearer <key>`")]
     Unauthorized,
+    #[error("wrong username or password")]
+    SignInFailed,
+    #[error("too many failed sign-ins for this user; try again in {seconds} s")]
+    TooManySignIns { seconds: i64 },
+    /// A signed-in browser's request that changes something without the session's CSRF token.
+    #[error("missing or wrong X-CSRF-Token header; reload the page")]
+    CsrfMismatch,
     /// A `/_edge/*` request without a valid signature, or a replay.
     #[error("{0}")]
     EdgeUnauthorized(String),
@@ -62,7 +69,11 @@ impl Error {
             Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unauthorized | Self::EdgeUnauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::EdgeUnauthorized(_) | Self::SignInFailed => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::TooManySignIns { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::CsrfMismatch => StatusCode::FORBIDDEN,
             Self::LinkNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
             Self::CodeTaken { .. } => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +89,9 @@ impl Error {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BadRequest(_) => "bad_request",
             Self::Unauthorized | Self::EdgeUnauthorized(_) => "unauthorized",
+            Self::SignInFailed => "sign_in_failed",
+            Self::TooManySignIns { .. } => "too_many_sign_ins",
+            Self::CsrfMismatch => "csrf",
             Self::LinkNotFound(_) | Self::NotFound => "not_found",
             Self::CodeTaken { .. } => "code_taken",
             Self::Unavailable(_) => "unavailable",
@@ -134,6 +148,9 @@ impl IntoResponse for Error {
             }
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::TooManySignIns { seconds } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             _ => {}
         }

@@ -4,10 +4,12 @@
 //! [`app`] builds the router from a [`State`], so tests drive it without a socket; [`serve`]
 //! runs it on a listener the caller bound until the caller's shutdown future completes.
 
+pub mod accounts;
 mod analytics;
 pub mod auth;
 mod cache;
 pub mod config;
+mod dashboard;
 pub mod db;
 mod edge_api;
 mod error;
@@ -15,6 +17,7 @@ mod extract;
 mod health;
 mod links;
 mod outbox;
+mod qr;
 mod redirect;
 
 use std::sync::Arc;
@@ -54,6 +57,8 @@ struct Inner {
     client_ip_header: Option<axum::http::HeaderName>,
     click_retention: time::Duration,
     record_clicks: bool,
+    /// The built dashboard, served at `/admin`.
+    admin_dir: Option<std::path::PathBuf>,
     partitions: analytics::store::Partitions,
     recorder: Arc<analytics::recorder::Recorder>,
     /// Taken by the background task that stores what the recorder receives.
@@ -97,6 +102,7 @@ impl State {
                 client_ip_header,
                 click_retention: config.click_retention(),
                 record_clicks: config.record_clicks,
+                admin_dir: config.admin_dir.clone(),
                 partitions: analytics::store::Partitions::default(),
                 recorder,
                 recorded: std::sync::Mutex::new(Some(recorded)),
@@ -200,15 +206,23 @@ impl State {
 
 /// The whole HTTP surface of the origin.
 pub fn app(state: State) -> Router {
+    let admin_dir = state.inner.admin_dir.clone();
     let api = Router::new()
         .merge(links::routes())
+        .merge(qr::routes())
         .merge(analytics::stats::routes())
+        .route(
+            "/session",
+            get(accounts::current).delete(accounts::sign_out),
+        )
         .fallback(|| async { Error::NotFound })
         // After the fallback, so that unknown API paths also need a key: no probing for routes.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_api_key,
+            auth::require_caller,
         ))
+        // Signing in is the one API call without credentials.
+        .route("/session", axum::routing::post(accounts::sign_in))
         .layer(DefaultBodyLimit::max(error::BODY_LIMIT));
     let edge = edge_api::routes(state.clone()).layer(DefaultBodyLimit::max(edge_api::BODY_LIMIT));
     Router::new()
@@ -216,6 +230,7 @@ pub fn app(state: State) -> Router {
         .nest("/_edge", edge)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .merge(dashboard::routes(admin_dir))
         .route("/{code}", get(redirect::redirect))
         .fallback(redirect::not_found)
         .with_state(state)
@@ -231,6 +246,7 @@ pub async fn serve(
     let preparation = tokio::spawn(db::prepare_until_done(
         state.inner.db.clone(),
         state.inner.migrated.clone(),
+        config.admin_password.clone(),
     ));
     let mut background = vec![preparation];
     background.extend(state.spawn_background());
@@ -271,6 +287,34 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 "Created API key {:?} (id {}). It is shown only now:\n\n  {}\n",
                 created.name, created.id, created.key
             );
+            Ok(())
+        }
+        Command::CreateAdmin {
+            database,
+            username,
+            reset,
+            password,
+        } => {
+            init_logging(LogFormat::Text);
+            let pool = db::pool(&database)?;
+            db::MIGRATOR.run(&pool).await?;
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(accounts::random_password);
+            let existed = accounts::set_admin(&pool, &username, &password, reset).await?;
+            let what = if existed {
+                "Set a new password for"
+            } else {
+                "Created"
+            };
+            if generated {
+                println!(
+                    "{what} the dashboard user {username:?}. Its password is shown only now:\n\n  {password}\n"
+                );
+            } else {
+                println!(
+                    "{what} the dashboard user {username:?} with the password in KURZ_ADMIN_PASSWORD."
+                );
+            }
             Ok(())
         }
     }

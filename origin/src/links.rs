@@ -148,11 +148,41 @@ async fn fetch(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
-    /// From a previous page's `next_cursor`.
+    /// From a previous page's `next_cursor` (with the same `sort`).
     cursor: Option<String>,
     limit: Option<i64>,
-    /// Matches codes that start with it, or destinations that contain it (case-insensitive).
+    /// Matches codes or destinations that contain it (case-insensitive).
     q: Option<String>,
+    #[serde(default)]
+    sort: Sort,
+}
+
+/// The orders a list can come in. Each is a keyset over a unique index, so any page of
+/// millions of links costs the same as the first.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Sort {
+    #[default]
+    Newest,
+    Oldest,
+    CodeAsc,
+    CodeDesc,
+}
+
+impl Sort {
+    /// The column, the comparison that continues after the cursor, and the direction.
+    fn sql(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Newest => ("id", "<", "DESC"),
+            Self::Oldest => ("id", ">", "ASC"),
+            Self::CodeAsc => ("code", ">", "ASC"),
+            Self::CodeDesc => ("code", "<", "DESC"),
+        }
+    }
+
+    fn by_id(self) -> bool {
+        matches!(self, Self::Newest | Self::Oldest)
+    }
 }
 
 async fn list(
@@ -167,44 +197,37 @@ async fn list(
             format!("limit must be between 1 and {MAX_PAGE}"),
         ));
     }
-    // The cursor is the id of the last link shown: ids only grow, so "older than the cursor"
-    // is stable however many links are created meanwhile.
-    let before = match query.cursor.as_deref() {
-        None | Some("") => i64::MAX,
-        Some(cursor) => cursor.parse::<i64>().map_err(|_| {
-            Error::invalid(
-                "cursor",
-                "cursor must be a next_cursor from a previous page",
-            )
-        })?,
-    };
+    let (column, after, direction) = query.sort.sql();
+    // The cursor is the sort key of the last link shown (its id, or its code): "after the
+    // cursor" is stable however many links are created meanwhile.
+    let cursor = query.cursor.as_deref().filter(|cursor| !cursor.is_empty());
+    if query.sort.by_id() && cursor.is_some_and(|cursor| cursor.parse::<i64>().is_err()) {
+        return Err(Error::invalid(
+            "cursor",
+            "cursor must be a next_cursor from a previous page",
+        ));
+    }
     let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    let rows: Vec<LinkRow> = match search {
-        None => {
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM links WHERE deleted_at IS NULL AND id < $1
-                 ORDER BY id DESC LIMIT $2"
-            ))
-            .bind(before)
-            .bind(limit + 1)
-            .fetch_all(state.db())
-            .await?
-        }
-        Some(q) => {
-            let escaped = escape_like(q);
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM links WHERE deleted_at IS NULL AND id < $1
-                   AND (code LIKE $3 OR destination ILIKE $4)
-                 ORDER BY id DESC LIMIT $2"
-            ))
-            .bind(before)
-            .bind(limit + 1)
-            .bind(format!("{escaped}%"))
-            .bind(format!("%{escaped}%"))
-            .fetch_all(state.db())
-            .await?
-        }
+    let cursor_clause = match (cursor, query.sort.by_id()) {
+        (None, _) => "TRUE".to_owned(),
+        (Some(_), true) => format!("{column} {after} $1::text::bigint"),
+        (Some(_), false) => format!("{column} {after} $1"),
     };
+    let search_clause = if search.is_some() {
+        "(code ILIKE $3 OR destination ILIKE $3)"
+    } else {
+        "($3::text IS NULL)"
+    };
+    let rows: Vec<LinkRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM links
+         WHERE deleted_at IS NULL AND {cursor_clause} AND {search_clause}
+         ORDER BY {column} {direction} LIMIT $2"
+    ))
+    .bind(cursor)
+    .bind(limit + 1)
+    .bind(search.map(|q| format!("%{}%", escape_like(q))))
+    .fetch_all(state.db())
+    .await?;
     let has_more = rows.len() as i64 > limit;
     let links = rows
         .into_iter()
@@ -212,7 +235,12 @@ async fn list(
         .map(|row| row.into_link(&state))
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = has_more
-        .then(|| links.last().map(|link| link.id.to_string()))
+        .then(|| {
+            links.last().map(|link| match query.sort.by_id() {
+                true => link.id.to_string(),
+                false => link.code.to_string(),
+            })
+        })
         .flatten();
     Ok(Json(LinkPage { links, next_cursor }))
 }

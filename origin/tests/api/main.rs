@@ -2,6 +2,7 @@
 //! database per test (see `support::spawn_app`).
 
 mod analytics;
+mod dashboard;
 mod edge;
 mod links;
 mod ready;

@@ -89,7 +89,8 @@ pub async fn spawn_app_with_edge() -> TestApp {
     app_with(&config).await
 }
 
-async fn new_database() -> String {
+/// A new, empty database on the test cluster; its URL.
+pub async fn new_database() -> String {
     let admin = admin_url();
     let name = format!("test_{}", random_hex());
     let mut conn = PgConnection::connect(&admin)
@@ -121,6 +122,8 @@ pub fn config(database_url: &str) -> Config {
         click_retention_days: 400,
         record_clicks: true,
         client_ip_header: None,
+        admin_password: None,
+        admin_dir: None,
         log_format: LogFormat::Text,
     }
 }

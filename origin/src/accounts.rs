@@ -1,0 +1,419 @@
+//! Dashboard sign-in: admin users (Argon2id passwords), browser sessions (an HttpOnly cookie
+//! and a CSRF token), and the slow-down after failed sign-ins.
+//!
+//! Routes: `POST /api/v1/session` signs in (the one API route without auth), `GET` says who
+//! is signed in (and hands the dashboard its CSRF token again after a reload), `DELETE` signs out.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, password_hash::rand_core::OsRng};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::extract::ApiJson;
+
+pub(crate) const COOKIE: &str = "kurz_session";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a sign-in lasts; signing in again starts a new session.
+const SESSION_LIFETIME: time::Duration = time::Duration::days(7);
+/// Failed sign-ins in a row that are free; after that each one doubles the wait (1 s, 2 s,
+/// 4 s, ... up to [`MAX_WAIT_SECS`]) before the next attempt is even checked.
+const FREE_FAILURES: i32 = 5;
+const MAX_WAIT_SECS: i64 = 15 * 60;
+/// The name of the user made on a deployment's first start.
+pub const FIRST_ADMIN: &str = "admin";
+const MIN_PASSWORD_CHARS: usize = 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SignIn {
+    username: String,
+    password: String,
+}
+
+/// The signed-in user, as the dashboard sees it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SessionInfo {
+    pub(crate) username: String,
+    /// To send in `X-CSRF-Token` with every request that changes something.
+    pub(crate) csrf_token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+/// Who made an API request: a script with a key, or a person signed in to the dashboard.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    ApiKey,
+    Session {
+        token_hash: [u8; 32],
+        info: SessionInfo,
+    },
+}
+
+pub(crate) async fn sign_in(
+    State(state): State<crate::State>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SignIn>,
+) -> Result<Response, Error> {
+    let db = state.db();
+    let user: Option<(i64, String, i32, Option<OffsetDateTime>)> = sqlx::query_as(
+        "SELECT id, password_hash, failed_signins, last_failed_at FROM admin_users
+         WHERE username = $1",
+    )
+    .bind(&body.username)
+    .fetch_optional(db)
+    .await?;
+    let now = OffsetDateTime::now_utc();
+    if let Some((_, _, failures, Some(last_failed))) = &user {
+        let wait = wait_after(*failures);
+        let retry_at = *last_failed + wait;
+        if retry_at > now {
+            let seconds = (retry_at - now).whole_seconds().max(1);
+            return Err(Error::TooManySignIns { seconds });
+        }
+    }
+    // An unknown user is checked against a throwaway hash, so both answers take as long and
+    // the timing does not tell which usernames exist.
+    let stored = user
+        .as_ref()
+        .map_or_else(|| DUMMY_HASH.clone(), |(_, hash, _, _)| hash.clone());
+    let password = body.password;
+    let matches = tokio::task::spawn_blocking(move || verify(&password, &stored))
+        .await
+        .map_err(|err| Error::Internal(err.into()))?;
+    let Some((user_id, ..)) = user.filter(|_| matches) else {
+        sqlx::query(
+            "UPDATE admin_users SET failed_signins = failed_signins + 1, last_failed_at = now()
+             WHERE username = $1",
+        )
+        .bind(&body.username)
+        .execute(db)
+        .await?;
+        tracing::info!(username = %body.username, "failed sign-in");
+        return Err(Error::SignInFailed);
+    };
+    sqlx::query("UPDATE admin_users SET failed_signins = 0, last_failed_at = NULL WHERE id = $1")
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    sqlx::query("DELETE FROM admin_sessions WHERE expires_at < now()")
+        .execute(db)
+        .await?;
+    let token = random_token();
+    let info = SessionInfo {
+        username: body.username,
+        csrf_token: random_token(),
+        expires_at: now + SESSION_LIFETIME,
+    };
+    sqlx::query(
+        "INSERT INTO admin_sessions (token_hash, user_id, csrf_token, expires_at)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(hash(&token).as_slice())
+    .bind(user_id)
+    .bind(&info.csrf_token)
+    .bind(info.expires_at)
+    .execute(db)
+    .await?;
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_LIFETIME.whole_seconds(),
+        secure_suffix(&state, &headers)
+    );
+    Ok((set_cookie(&cookie)?, Json(info)).into_response())
+}
+
+pub(crate) async fn current(Extension(caller): Extension<Caller>) -> Result<Response, Error> {
+    match caller {
+        Caller::Session { info, .. } => Ok(Json(info).into_response()),
+        // A script asking who it is: keys have no session.
+        Caller::ApiKey => Err(Error::NotFound),
+    }
+}
+
+pub(crate) async fn sign_out(
+    State(state): State<crate::State>,
+    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, Error> {
+    if let Caller::Session { token_hash, .. } = caller {
+        sqlx::query("DELETE FROM admin_sessions WHERE token_hash = $1")
+            .bind(token_hash.as_slice())
+            .execute(state.db())
+            .await?;
+    }
+    let cookie = format!(
+        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        secure_suffix(&state, &headers)
+    );
+    Ok((StatusCode::NO_CONTENT, set_cookie(&cookie)?).into_response())
+}
+
+/// The session of a cookie's token, if it is live.
+pub(crate) async fn find_session(db: &PgPool, token: &str) -> Result<Option<Caller>, Error> {
+    let token_hash = hash(token);
+    let row: Option<(String, String, OffsetDateTime)> = sqlx::query_as(
+        "SELECT u.username, s.csrf_token, s.expires_at
+         FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id
+         WHERE s.token_hash = $1 AND s.expires_at > now()",
+    )
+    .bind(token_hash.as_slice())
+    .fetch_optional(db)
+    .await?;
+    Ok(
+        row.map(|(username, csrf_token, expires_at)| Caller::Session {
+            token_hash,
+            info: SessionInfo {
+                username,
+                csrf_token,
+                expires_at,
+            },
+        }),
+    )
+}
+
+/// The value of our cookie in a request, if it has one.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    hash(a) == hash(b)
+}
+
+/// Creates the first admin user if there is none. Returns the password when it was generated
+/// here (to be shown once); `password` comes from `KURZ_ADMIN_PASSWORD`.
+pub async fn create_first_admin(
+    db: &PgPool,
+    password: Option<&str>,
+) -> anyhow::Result<Option<FirstAdmin>> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_users)")
+        .fetch_one(db)
+        .await?;
+    if exists {
+        return Ok(None);
+    }
+    let (password, generated) = match password {
+        Some(given) => (given.to_owned(), false),
+        None => (random_password(), true),
+    };
+    let hashed = hash_password(&password)?;
+    // One statement, so two instances starting together make one user, not two passwords.
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO admin_users (username, password_hash)
+         SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM admin_users)
+         RETURNING id",
+    )
+    .bind(FIRST_ADMIN)
+    .bind(hashed)
+    .fetch_optional(db)
+    .await?;
+    Ok(inserted.map(|_| FirstAdmin {
+        password: generated.then_some(password),
+    }))
+}
+
+#[derive(Debug)]
+pub struct FirstAdmin {
+    /// Set when the password was generated (not given in the environment).
+    pub password: Option<String>,
+}
+
+/// Creates `username` with `password` (or resets its password when `reset`); signs out its
+/// existing sessions on a reset. Returns whether the user already existed.
+pub async fn set_admin(
+    db: &PgPool,
+    username: &str,
+    password: &str,
+    reset: bool,
+) -> anyhow::Result<bool> {
+    let username = username.trim();
+    anyhow::ensure!(
+        !username.is_empty() && username.len() <= 64,
+        "the username must be 1 to 64 characters"
+    );
+    anyhow::ensure!(
+        password.chars().count() >= MIN_PASSWORD_CHARS,
+        "the password must be at least {MIN_PASSWORD_CHARS} characters"
+    );
+    let hashed = hash_password(password)?;
+    let mut tx = db.begin().await?;
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM admin_users WHERE username = $1 FOR UPDATE")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match existing {
+        Some(_) if !reset => {
+            anyhow::bail!("the user {username:?} exists; pass --reset to set a new password")
+        }
+        Some(id) => {
+            sqlx::query(
+                "UPDATE admin_users SET password_hash = $2, failed_signins = 0,
+                 last_failed_at = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .bind(hashed)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM admin_sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => {
+            sqlx::query("INSERT INTO admin_users (username, password_hash) VALUES ($1, $2)")
+                .bind(username)
+                .bind(hashed)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(existing.is_some())
+}
+
+/// A password for a person to type: 20 characters from an alphabet without look-alikes.
+pub fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes
+        .iter()
+        .map(|byte| char::from(ALPHABET[usize::from(*byte) % ALPHABET.len()]))
+        .collect()
+}
+
+/// How long after the last failure the next attempt must wait.
+fn wait_after(failures: i32) -> time::Duration {
+    if failures < FREE_FAILURES {
+        return time::Duration::ZERO;
+    }
+    let doublings = u32::try_from(failures - FREE_FAILURES).unwrap_or(0).min(20);
+    time::Duration::seconds((1_i64 << doublings).min(MAX_WAIT_SECS))
+}
+
+fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|err| anyhow::anyhow!("cannot hash the password: {err}"))
+}
+
+fn verify(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password(&random_password()).unwrap_or_default());
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    hex::encode(bytes)
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// `; Secure` when the dashboard is reached over HTTPS (directly or through a proxy that says
+/// so), so the cookie never travels in clear text there, while plain-HTTP local use still works.
+fn secure_suffix(state: &crate::State, headers: &HeaderMap) -> &'static str {
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    if forwarded_https || state.inner.public_url.is_https() {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+fn set_cookie(cookie: &str) -> Result<[(header::HeaderName, HeaderValue); 2], Error> {
+    let value = HeaderValue::from_str(cookie).map_err(|err| Error::Internal(err.into()))?;
+    Ok([
+        (header::SET_COOKIE, value),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_grow_after_the_free_failures() {
+        let cases = [
+            (0, 0),
+            (4, 0),
+            (5, 1),
+            (6, 2),
+            (10, 32),
+            (15, 900),
+            (1000, 900),
+        ];
+        for (failures, seconds) in cases {
+            assert_eq!(
+                wait_after(failures),
+                time::Duration::seconds(seconds),
+                "{failures}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let hashed = hash_password("correct horse battery").expect("hashes");
+        assert!(hashed.starts_with("$argon2id$"));
+        assert!(verify("correct horse battery", &hashed));
+        assert!(!verify("correct horse batterx", &hashed));
+        assert!(!verify("anything", "not a hash"));
+    }
+
+    #[test]
+    fn cookie_parsing() {
+        let cases = [
+            ("kurz_session=abc", Some("abc")),
+            ("a=1; kurz_session=abc; b=2", Some("abc")),
+            ("kurz_session_x=abc", None),
+            ("kurz_session=", None),
+            ("other=1", None),
+        ];
+        for (cookie, expected) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, HeaderValue::from_static(cookie));
+            assert_eq!(session_cookie(&headers), expected, "{cookie}");
+        }
+    }
+
+    #[test]
+    fn generated_passwords() {
+        let (a, b) = (random_password(), random_password());
+        assert_ne!(a, b);
+        assert_eq!(a.chars().count(), 20);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

@@ -1,0 +1,102 @@
+//! QR codes of short links: `GET /api/v1/links/{code}/qr.svg` and `qr.png?size=`.
+//!
+//! The code holds the short URL with `?qr=1`, so scans are counted apart from clicks.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use qrcode::QrCode;
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::extract::CodePath;
+
+const DEFAULT_PNG_SIZE: u32 = 512;
+const MAX_PNG_SIZE: u32 = 2048;
+
+pub(crate) fn routes() -> Router<crate::State> {
+    Router::new()
+        .route("/links/{code}/qr.svg", get(svg))
+        .route("/links/{code}/qr.png", get(png))
+}
+
+async fn svg(state: State<crate::State>, code: CodePath) -> Result<Response, Error> {
+    let qr = encode(&state, &code).await?;
+    let image = qr
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build();
+    Ok(download(&code, "svg", "image/svg+xml", image.into_bytes()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PngQuery {
+    size: Option<u32>,
+}
+
+async fn png(
+    state: State<crate::State>,
+    code: CodePath,
+    query: Result<Query<PngQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(query) = query.map_err(|rejection| Error::BadRequest(rejection.body_text()))?;
+    let size = query.size.unwrap_or(DEFAULT_PNG_SIZE);
+    if !(64..=MAX_PNG_SIZE).contains(&size) {
+        return Err(Error::invalid(
+            "size",
+            format!("size must be between 64 and {MAX_PNG_SIZE} pixels"),
+        ));
+    }
+    let qr = encode(&state, &code).await?;
+    let image = qr
+        .render::<image::Luma<u8>>()
+        .min_dimensions(size, size)
+        .quiet_zone(true)
+        .build();
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|err| Error::Internal(err.into()))?;
+    Ok(download(&code, "png", "image/png", bytes.into_inner()))
+}
+
+/// The QR code of a live link's short URL.
+async fn encode(
+    State(state): &State<crate::State>,
+    CodePath(code): &CodePath,
+) -> Result<QrCode, Error> {
+    let live: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM links WHERE code = $1 AND deleted_at IS NULL")
+            .bind(code.as_str())
+            .fetch_optional(state.db())
+            .await?;
+    if live.is_none() {
+        return Err(Error::LinkNotFound(code.to_string()));
+    }
+    let url = format!("{}?qr=1", state.inner.public_url.short_url(code.as_str()));
+    QrCode::new(url.as_bytes()).map_err(|err| Error::Internal(err.into()))
+}
+
+fn download(
+    CodePath(code): &CodePath,
+    extension: &str,
+    mime: &'static str,
+    body: Vec<u8>,
+) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{code}-qr.{extension}\""),
+            ),
+            (header::CACHE_CONTROL, "private, max-age=300".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
+}
