@@ -255,7 +255,6 @@ async fn breakdowns(db: &PgPool, link_id: i64, range: &Range) -> Result<Breakdow
              UNION ALL
              SELECT dimension, value, hits, bots FROM link_breakdown_hourly, bounds
              WHERE link_id = $1 AND hour >= greatest($2, floor_day) AND hour < $3
-               AND floor_day > ceil_day
          ), ranked AS (
              SELECT dimension, value, sum(hits + CASE WHEN $4 THEN bots ELSE 0 END)::int8 AS count,
                     row_number() OVER (PARTITION BY dimension

@@ -515,3 +515,55 @@ async fn the_origins_own_redirects_are_counted() {
     assert_eq!(source, "origin");
     background.iter().for_each(tokio::task::JoinHandle::abort);
 }
+
+#[tokio::test]
+async fn breakdowns_count_every_click_of_any_range() {
+    let app = spawn_app().await;
+    let id = link(&app, "ranges").await;
+    let day = (OffsetDateTime::now_utc() - Duration::days(5)).date();
+    let at = |d: i64, h: u8| day.with_hms(h, 30, 0).expect("time").assume_utc() + Duration::days(d);
+    // Clicks on three UTC days, early and late in each.
+    let clicks: Vec<OffsetDateTime> = [(0, 2), (0, 20), (1, 1), (1, 23), (2, 5), (2, 9)]
+        .into_iter()
+        .map(|(d, h)| at(d, h))
+        .collect();
+    let events: Vec<ClickEvent> = clicks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| event(&format!("r{i}"), id, "ranges", *t))
+        .collect();
+    app.state.store_clicks(&events).await.expect("store");
+    let hour =
+        |d: i64, h: u8| day.with_hms(h, 0, 0).expect("time").assume_utc() + Duration::days(d);
+    // (from, to): less than a day across midnight, inside one day, whole days with ragged
+    // ends, exactly whole days, and a range ending at a midnight.
+    let cases = [
+        (hour(0, 8), hour(1, 9)),
+        (hour(1, 0), hour(1, 5)),
+        (hour(0, 10), hour(2, 8)),
+        (hour(0, 0), hour(3, 0)),
+        (hour(0, 21), hour(2, 0)),
+    ];
+    for (from, to) in cases {
+        let expected = clicks.iter().filter(|t| **t >= from && **t < to).count() as i64;
+        let body = stats(
+            &app,
+            &format!(
+                "/api/v1/links/ranges/stats?from={}&to={}&interval=hour",
+                rfc(from),
+                rfc(to)
+            ),
+        )
+        .await;
+        assert_eq!(body["totals"]["clicks"], expected, "{from}..{to}");
+        for dimension in ["referrer", "country", "device", "browser", "os"] {
+            let sum: i64 = body["top"][dimension]
+                .as_array()
+                .expect("dimension")
+                .iter()
+                .map(|r| r["count"].as_i64().expect("count"))
+                .sum();
+            assert_eq!(sum, expected, "{dimension} of {from}..{to}");
+        }
+    }
+}
