@@ -39,6 +39,8 @@ enum Part {
     Edge,
     /// Click ingest throughput and stats query latency.
     Analytics,
+    /// The dashboard's .wasm size.
+    Ui,
 }
 
 /// Distinct codes in the cache-hit run: a hot set, as real traffic has.
@@ -59,6 +61,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     }
     if part(Part::Analytics) {
         report.push_str(&crate::bench_analytics::run(work.path())?);
+    }
+    if part(Part::Ui) {
+        report.push_str(&ui_size()?);
     }
     println!("{report}");
     Ok(())
@@ -275,6 +280,18 @@ fn edge(args: &Args, work: &Path) -> anyhow::Result<String> {
         gzip as f64 / 1024.0
     )?;
     Ok(report)
+}
+
+/// The dashboard's download: its .wasm, raw and gzip (the other assets are a few KB).
+fn ui_size() -> anyhow::Result<String> {
+    let built = crate::ui::build()?;
+    let (raw, gzip) = edge::sizes(&built.wasm)?;
+    let verdict = if gzip <= 250 * 1024 { "ok" } else { "OVER" };
+    Ok(format!(
+        "\ndashboard .wasm (charts included): {:.1} KiB raw, {:.1} KiB gzip (target ≤ 250 KiB gzip: {verdict})\n",
+        raw as f64 / 1024.0,
+        gzip as f64 / 1024.0
+    ))
 }
 
 /// Inserts `count` links with generated codes straight into PostgreSQL (the API would measure

@@ -1,5 +1,5 @@
-//! `cargo xtask dev`: PostgreSQL (kept under `.data/`), the origin, the edge worker under
-//! `wrangler dev`, and the URLs to use them.
+//! `cargo xtask dev`: PostgreSQL (kept under `.data/`), the origin with the dashboard, the edge
+//! worker under `wrangler dev`, and the URLs to use them.
 
 use std::fs;
 use std::path::Path;
@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use devpg::{Cluster, Durability};
 
-use crate::edge;
 use crate::tools::{self, cargo, create_database, ensure_postgres, exec, root};
+use crate::{edge, ui};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -43,6 +43,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     exec(cargo().args(["build", "-p", "origin", "--bin", "origin"]))?;
+    ui::build()?;
     let port = port_or_free(args.port)?;
     let origin_url = format!("http://127.0.0.1:{port}");
     let edge = if args.no_edge {
@@ -66,7 +67,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         .env("DATABASE_URL", &database_url)
         .env("KURZ_BIND", format!("127.0.0.1:{port}"))
         .env("KURZ_PUBLIC_URL", &public_url)
-        .env("KURZ_CODE_KEY", &secrets.code_key);
+        .env("KURZ_CODE_KEY", &secrets.code_key)
+        .env("KURZ_ADMIN_DIR", ui::dist_dir())
+        .env("KURZ_ADMIN_PASSWORD", &secrets.admin_password);
     if edge.is_some() {
         origin
             .env("KURZ_EDGE_URL", &public_url)
@@ -94,7 +97,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         String::new()
     };
     eprintln!(
-        "\n  kurz is running.\n\n{edge_line}  origin      {origin_url}\n  API         {origin_url}/api/v1/links  (Authorization: Bearer <key>)\n  health      {origin_url}/health, {origin_url}/ready\n  database    {database_url}\n\n  Short links are served at {public_url}/<code>.\n  The first start printed an API key above; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n"
+        "\n  kurz is running.\n\n  dashboard   {origin_url}/admin   (user admin; password: KURZ_ADMIN_PASSWORD in .data/secrets.env)\n{edge_line}  origin      {origin_url}\n  API         {origin_url}/api/v1/links  (Authorization: Bearer <key>)\n  health      {origin_url}/health, {origin_url}/ready\n  database    {database_url}\n\n  Short links are served at {public_url}/<code>.\n  The first start printed an API key above; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n"
     );
     wait_for_ctrl_c_or_exit(&mut children)
 }
@@ -154,6 +157,7 @@ fn start_wrangler(edge: &EdgePorts, origin_url: &str, secrets: &Secrets) -> anyh
 struct Secrets {
     code_key: String,
     edge_secret: String,
+    admin_password: String,
 }
 
 /// Local secrets live in `.data/secrets.env` (ignored by git), made on first run and shown once.
@@ -181,6 +185,8 @@ fn load_or_create_secrets(data: &Path) -> anyhow::Result<Secrets> {
     Ok(Secrets {
         code_key: secret("KURZ_CODE_KEY", 16)?,
         edge_secret: secret("KURZ_EDGE_SECRET", 32)?,
+        // The first dashboard user's; later changes: `origin create-admin --reset`.
+        admin_password: secret("KURZ_ADMIN_PASSWORD", 12)?,
     })
 }
 

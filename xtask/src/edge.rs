@@ -44,7 +44,7 @@ pub(crate) fn ensure_tools() -> anyhow::Result<()> {
     )?;
     // worker-build's lock file resolves on this registry; wasm-bindgen-cli's does not.
     ensure_cargo_tool("worker-build", "worker-build", WORKER_BUILD_VERSION, true)?;
-    ensure_npm_packages()
+    ensure_npm_packages(&edge_dir(), "wrangler")
 }
 
 pub(crate) fn cargo_bin_dir() -> PathBuf {
@@ -88,22 +88,25 @@ fn ensure_cargo_tool(
     exec(&mut install)
 }
 
-/// `npm ci` unless `node_modules` already matches `package-lock.json`.
-fn ensure_npm_packages() -> anyhow::Result<()> {
-    let lock = std::fs::read(edge_dir().join("package-lock.json"))
-        .context("edge/package-lock.json is missing")?;
+/// `npm ci` in `dir` unless its `node_modules` already matches its `package-lock.json`
+/// (`bin` is a program the packages install, to tell a complete install).
+pub(crate) fn ensure_npm_packages(dir: &Path, bin: &str) -> anyhow::Result<()> {
+    let lock = std::fs::read(dir.join("package-lock.json"))
+        .with_context(|| format!("{}/package-lock.json is missing", dir.display()))?;
     // npm keeps a copy of the lock it installed from; equal content means nothing to do.
-    let installed = std::fs::read(edge_dir().join("node_modules/.kurz-installed-lock")).ok();
-    if installed.as_deref() == Some(lock.as_slice()) && npm_bin("wrangler").exists() {
+    let installed = std::fs::read(dir.join("node_modules/.kurz-installed-lock")).ok();
+    if installed.as_deref() == Some(lock.as_slice())
+        && dir.join("node_modules/.bin").join(bin).exists()
+    {
         return Ok(());
     }
-    exec(Command::new("npm").current_dir(edge_dir()).args([
+    exec(Command::new("npm").current_dir(dir).args([
         "ci",
         "--no-audit",
         "--no-fund",
         "--loglevel=error",
     ]))?;
-    std::fs::write(edge_dir().join("node_modules/.kurz-installed-lock"), lock)?;
+    std::fs::write(dir.join("node_modules/.kurz-installed-lock"), lock)?;
     Ok(())
 }
 

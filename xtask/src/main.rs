@@ -9,6 +9,7 @@ mod dev;
 mod edge;
 mod test;
 mod tools;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
     Dev(dev::Args),
     /// Format and lint checks, the wasm32 build, and every test against real services.
     Test,
+    /// Build the dashboard into target/admin-ui (what KURZ_ADMIN_DIR points at).
+    BuildUi,
     /// Load the redirect routes and print figures as ratios against a baseline of the same run.
     Bench(bench::Args),
 }
@@ -34,5 +37,14 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(&args),
         Command::Test => test::run(),
         Command::Bench(args) => bench::run(&args),
+        Command::BuildUi => {
+            let built = ui::build()?;
+            let (raw, gzip) = edge::sizes(&built.wasm)?;
+            eprintln!(
+                "dashboard built into {} (.wasm {raw} bytes, {gzip} gzip)",
+                ui::dist_dir().display()
+            );
+            Ok(())
+        }
     }
 }

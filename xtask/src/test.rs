@@ -5,8 +5,8 @@ use std::process::Command;
 use anyhow::Context;
 use devpg::{Cluster, Durability};
 
-use crate::edge;
 use crate::tools::{cargo, ensure_postgres, ensure_wasm_target, exec, root};
+use crate::{edge, ui};
 
 pub(crate) fn run_all() -> anyhow::Result<()> {
     ensure_wasm_target()?;
@@ -17,6 +17,8 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     exec(cargo().args([
         "clippy",
         "--workspace",
+        "--exclude",
+        "admin-ui",
         "--all-targets",
         "--locked",
         "--",
@@ -45,6 +47,23 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
         "warnings",
     ]))?;
 
+    // The dashboard only ever runs in a browser: lint it for wasm32, with the build's cfg.
+    exec(
+        cargo()
+            .args([
+                "clippy",
+                "--locked",
+                "-p",
+                "admin-ui",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .env("RUSTFLAGS", "--cfg erase_components"),
+    )?;
+
     // One cluster for the whole run; each integration test makes its own database in it.
     let dir = tempfile::Builder::new()
         .prefix("kurz-test-pg-")
@@ -54,7 +73,7 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     eprintln!("test PostgreSQL on port {}", cluster.port());
     exec(
         cargo()
-            .args(["test", "--workspace", "--locked"])
+            .args(["test", "--workspace", "--exclude", "admin-ui", "--locked"])
             .env("KURZ_TEST_DATABASE_URL", cluster.url("postgres")),
     )?;
     // The worker in the real workerd runtime, against the origin binary `cargo test` built.
@@ -65,6 +84,12 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
             .args(["--test", "--test-concurrency=1", "tests/"])
             .env("KURZ_ORIGIN_BIN", root().join("target/debug/origin"))
             .env("KURZ_TEST_DATABASE_URL", cluster.url("postgres")),
+    )?;
+    // The dashboard in headless Chromium against the same origin binary.
+    ui::build()?;
+    ui::run_browser_tests(
+        &root().join("target/debug/origin"),
+        &cluster.url("postgres"),
     )?;
     drop(cluster);
     Ok(())

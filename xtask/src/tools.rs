@@ -188,3 +188,9 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// SHA-256 of `bytes`, in hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -1,0 +1,103 @@
+//! Which page the address names, and moving between pages without reloading.
+//!
+//! The dashboard has three pages, so this is a parse of the path and the History API rather
+//! than `leptos_router`: the router cost ~20 KB of the gzipped .wasm, which the size budget
+//! (250 KB with charts) could not spare.
+
+use leptos::ev;
+use leptos::prelude::*;
+use wasm_bindgen::JsValue;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Page {
+    Overview,
+    Links,
+    /// The analytics of the link with this code.
+    Link(String),
+    NotFound,
+}
+
+impl Page {
+    /// The page of a path under `/admin`.
+    pub fn parse(path: &str) -> Self {
+        let rest = path.strip_prefix("/admin").unwrap_or("~");
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        match segments.as_slice() {
+            [] if rest.is_empty() || rest == "/" => Self::Overview,
+            ["links"] => Self::Links,
+            ["links", code] => Self::Link(decode(code)),
+            _ => Self::NotFound,
+        }
+    }
+
+    pub fn href(&self) -> String {
+        match self {
+            Self::Overview | Self::NotFound => "/admin".to_owned(),
+            Self::Links => "/admin/links".to_owned(),
+            Self::Link(code) => format!("/admin/links/{}", crate::api::encode(code)),
+        }
+    }
+}
+
+fn decode(segment: &str) -> String {
+    js_sys::decode_uri_component(segment)
+        .ok()
+        .and_then(|decoded| decoded.as_string())
+        .unwrap_or_else(|| segment.to_owned())
+}
+
+/// The current page, as a signal every component can read.
+#[derive(Debug, Clone, Copy)]
+pub struct Location(pub ReadSignal<Page>, WriteSignal<Page>);
+
+/// Reads the address once, and follows the browser's back and forward buttons.
+pub fn provide_location() -> Location {
+    let (page, set_page) = signal(current());
+    let handle = window_event_listener(ev::popstate, move |_| set_page.set(current()));
+    // The app lives as long as the page.
+    std::mem::forget(handle);
+    let location = Location(page, set_page);
+    provide_context(location);
+    location
+}
+
+fn current() -> Page {
+    Page::parse(&window().location().pathname().unwrap_or_default())
+}
+
+/// Shows `page` and puts it in the address bar and the history.
+pub fn go(page: &Page) {
+    let Location(_, set_page) = expect_context::<Location>();
+    if let Ok(history) = window().history() {
+        let _ = history.push_state_with_url(&JsValue::NULL, "", Some(&page.href()));
+    }
+    set_page.set(page.clone());
+    window().scroll_to_with_x_and_y(0.0, 0.0);
+}
+
+/// A link to a page of the dashboard: a real `<a href>` (open in a new tab works), followed
+/// in place on a plain click.
+#[component]
+pub fn Link(
+    to: Page,
+    #[prop(optional, into)] class: String,
+    #[prop(optional, into)] label: Option<String>,
+    children: Children,
+) -> impl IntoView {
+    let Location(current, _) = expect_context::<Location>();
+    let href = to.href();
+    let target = to.clone();
+    let on_click = move |event: ev::MouseEvent| {
+        let modified = event.ctrl_key() || event.meta_key() || event.shift_key() || event.alt_key();
+        if event.button() == 0 && !modified {
+            event.prevent_default();
+            go(&target);
+        }
+    };
+    view! {
+        <a href=href class=class on:click=on_click aria-label=label
+            aria-current=move || (current.get() == to).then_some("page")>
+            {children()}
+        </a>
+    }
+}

@@ -1,0 +1,90 @@
+//! One link's analytics: time series, unique visitors, breakdowns, CSV export.
+
+use leptos::prelude::*;
+
+use crate::chart::SeriesChart;
+use crate::nav::{Link, Page};
+use crate::pages::stats_view::{BreakdownTables, RangePicker, Totals, remembered_range};
+use crate::{Auth, api};
+
+#[component]
+pub fn LinkStats(code: String) -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let code = Signal::stored(code);
+    let range = remembered_range();
+    let link = LocalResource::new(move || {
+        let code = code.get();
+        async move { api::get_link(&code).await }
+    });
+    let stats = LocalResource::new(move || {
+        let code = code.get();
+        let query = range.with(crate::range::StatsRange::query);
+        async move {
+            match query {
+                Ok(query) => api::stats(Some(&code), &query).await.map_err(|e| {
+                    auth.check(&e);
+                    e.message
+                }),
+                Err(message) => Err(message),
+            }
+        }
+    });
+    let csv_url = move || {
+        let code = api::encode(&code.get());
+        let bounds = range.with(crate::range::StatsRange::query).ok().map(|q| {
+            // The export takes only the range.
+            q.split('&')
+                .filter(|part| part.starts_with("from=") || part.starts_with("to="))
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+        format!(
+            "/api/v1/links/{code}/clicks.csv?{}",
+            bounds.unwrap_or_default()
+        )
+    };
+    view! {
+        <section class="page" aria-labelledby="link-title">
+            <p class="crumbs"><Link to=Page::Links>"← Links"</Link></p>
+            <div class="page-head">
+                <h1 id="link-title">{move || format!("Analytics of {}", code.get())}</h1>
+                <a class="button secondary" href=csv_url download="">"Export CSV"</a>
+            </div>
+            {move || match link.get() {
+                None => view! { <p class="loading">"Loading the link…"</p> }.into_any(),
+                Some(Err(err)) => {
+                    auth.check(&err);
+                    view! { <p class="error-box" role="alert">{err.message}</p> }.into_any()
+                }
+                Some(Ok(link)) => view! {
+                    <p class="link-summary">
+                        <a href=link.short_url.clone() target="_blank" rel="noopener noreferrer">{link.short_url.clone()}</a>
+                        " → "
+                        <span class="destination">{link.destination.as_str().to_owned()}</span>
+                    </p>
+                }.into_any(),
+            }}
+            <RangePicker range=range/>
+            {move || match stats.get() {
+                None => view! { <p class="loading">"Loading analytics…"</p> }.into_any(),
+                Some(Err(message)) => view! { <p class="error-box" role="alert">{message}</p> }.into_any(),
+                Some(Ok(stats)) => {
+                    let interval = stats.interval;
+                    let series = stats.series.clone();
+                    let nothing = stats.totals.total == 0 && stats.totals.bots == 0;
+                    view! {
+                        <Totals items=vec![
+                            ("Clicks", stats.totals.total),
+                            ("Unique visitors", stats.totals.uniques),
+                            ("QR scans", stats.totals.qr_scans),
+                            ("Bots", stats.totals.bots),
+                        ]/>
+                        {nothing.then(|| view! { <p class="empty">"No visits in this range yet. Share the short link, or choose a longer range."</p> })}
+                        <SeriesChart points=Signal::derive(move || series.clone()) interval=Signal::derive(move || interval)/>
+                        <BreakdownTables top=stats.top/>
+                    }.into_any()
+                }
+            }}
+        </section>
+    }
+}

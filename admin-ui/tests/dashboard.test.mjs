@@ -1,0 +1,362 @@
+// The dashboard in headless Chromium (Debian's, driven by playwright-core) against the real
+// origin binary on a real PostgreSQL, serving the real build of admin-ui. `cargo xtask test`
+// builds everything and runs this file with the variables below set.
+//
+// The steps run in order in one browser, as a person would use the dashboard. Screenshots of
+// the main pages (light and dark, desktop and phone) go to KURZ_ARTIFACTS.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const ADMIN_URL = required('KURZ_TEST_DATABASE_URL');
+const ORIGIN_BIN = required('KURZ_ORIGIN_BIN');
+const ADMIN_DIR = required('KURZ_ADMIN_DIR');
+const CHROMIUM = process.env.KURZ_CHROMIUM ?? '/usr/bin/chromium';
+const ARTIFACTS = process.env.KURZ_ARTIFACTS ?? path.resolve('artifacts');
+const PASSWORD = crypto.randomBytes(12).toString('hex');
+const EDGE_SECRET = crypto.randomBytes(32).toString('hex');
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
+const CHROME_UA =
+  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+
+let originProcess;
+let originUrl;
+let browser;
+let context;
+let page;
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run these tests with \`cargo xtask test\``);
+  return value;
+}
+
+async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+async function eventually(what, check, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last === true) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`${what}: not within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
+}
+
+function sign(method, pathname, body) {
+  const timestamp = Math.floor(Date.now() / 1000);
+  const mac = crypto.createHmac('sha256', EDGE_SECRET);
+  mac.update(`${method}\n${pathname}\n${timestamp}\n`);
+  mac.update(body);
+  return { 'x-kurz-timestamp': String(timestamp), 'x-kurz-signature': mac.digest('hex') };
+}
+
+/** A week of varied visits to `code`, delivered as the edge would deliver them. */
+async function seedClicks(linkId, code) {
+  const agents = [
+    CHROME_UA,
+    'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1',
+    'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15',
+    'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36',
+    'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0',
+    'Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)',
+  ];
+  const referrers = ['https://news.ycombinator.com/', 'https://twitter.com/', null, 'https://www.google.com/', null];
+  const countries = ['DE', 'US', 'FR', 'JP', 'BR', 'DE', 'US', 'GB'];
+  const events = [];
+  const now = Date.now();
+  for (let i = 0; i < 600; i++) {
+    // More visits in recent days, a daily rhythm, a little noise.
+    const ageHours = Math.floor((Math.random() ** 1.6) * 24 * 7);
+    events.push({
+      id: crypto.randomUUID(),
+      link_id: linkId,
+      code,
+      at: new Date(now - ageHours * 3_600_000 - Math.random() * 3_000_000).toISOString(),
+      country: countries[i % countries.length],
+      referrer: referrers[i % referrers.length],
+      user_agent: agents[i % agents.length],
+      qr: i % 9 === 0,
+      head: false,
+      source: 'edge',
+      visitor: crypto.createHash('sha256').update(`v${i % 230}-${ageHours / 24 | 0}`).digest('hex').slice(0, 32),
+    });
+  }
+  const body = JSON.stringify({ events });
+  const response = await fetch(`${originUrl}/_edge/ingest`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...sign('POST', '/_edge/ingest', body) },
+    body,
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+
+async function screenshot(name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  for (const scheme of ['light', 'dark']) {
+    for (const [device, size] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+      await page.emulateMedia({ colorScheme: scheme });
+      await page.setViewportSize(size);
+      // Let the chart redraw for the new width and colours.
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: path.join(ARTIFACTS, `${name}-${scheme}-${device}.png`), fullPage: true });
+    }
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.setViewportSize(DESKTOP);
+}
+
+function row(code) {
+  return page.locator(`tr[data-code="${code}"]`);
+}
+
+before(async () => {
+  const database = `ui_${crypto.randomBytes(6).toString('hex')}`;
+  execFileSync('psql', [ADMIN_URL, '-Atq', '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${database}`]);
+  const port = await freePort();
+  originUrl = `http://127.0.0.1:${port}`;
+  originProcess = spawn(ORIGIN_BIN, ['serve'], {
+    env: {
+      ...process.env,
+      RUST_LOG: 'warn',
+      DATABASE_URL: ADMIN_URL.replace(/\/[^/]*$/, `/${database}`),
+      KURZ_BIND: `127.0.0.1:${port}`,
+      KURZ_PUBLIC_URL: originUrl,
+      KURZ_CODE_KEY: crypto.randomBytes(16).toString('hex'),
+      KURZ_ADMIN_DIR: ADMIN_DIR,
+      KURZ_ADMIN_PASSWORD: PASSWORD,
+      KURZ_EDGE_SECRET: EDGE_SECRET,
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await eventually('origin ready', async () => {
+    try {
+      return (await fetch(`${originUrl}/ready`)).status === 200;
+    } catch {
+      return false;
+    }
+  }, 30_000);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  context = await browser.newContext({ viewport: DESKTOP, colorScheme: 'light', locale: 'en-GB', timezoneId: 'Europe/Berlin' });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: originUrl });
+  page = await context.newPage();
+  page.on('pageerror', (err) => console.error('page error:', err));
+});
+
+after(async () => {
+  await browser?.close();
+  if (originProcess) {
+    const exited = once(originProcess, 'exit');
+    originProcess.kill('SIGTERM');
+    await exited;
+  }
+});
+
+test('the API refuses calls without a session or key', async () => {
+  for (const [method, url] of [['GET', '/api/v1/links'], ['GET', '/api/v1/stats'], ['POST', '/api/v1/links']]) {
+    const response = await fetch(`${originUrl}${url}`, { method, headers: { cookie: 'kurz_session=forged' } });
+    assert.equal(response.status, 401, `${method} ${url}`);
+    assert.equal((await response.json()).error.code, 'unauthorized');
+  }
+});
+
+test('a wrong password is refused, the right one signs in', async () => {
+  await page.goto(`${originUrl}/admin/links`);
+  await page.getByLabel('Username').fill('admin');
+  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'wrong username or password' }).waitFor();
+
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Links' }).waitFor();
+  const cookie = (await context.cookies()).find((c) => c.name === 'kurz_session');
+  assert.ok(cookie, 'a session cookie');
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, 'Strict');
+  // The page's own script cannot read it, and cannot change anything without the CSRF token.
+  assert.equal(await page.evaluate(() => document.cookie.includes('kurz_session')), false);
+  const forged = await page.evaluate(async () => {
+    const response = await fetch('/api/v1/links', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ destination: 'https://evil.example/' }),
+    });
+    return response.status;
+  });
+  assert.equal(forged, 403);
+});
+
+test('creating a link shows the validation error next to the field, then creates it', async () => {
+  await page.getByRole('button', { name: 'New link' }).click();
+  await page.getByLabel('Destination URL').fill('not a url');
+  await page.getByLabel('Custom slug (optional)').fill('launch');
+  await page.getByRole('button', { name: 'Create link' }).click();
+  const error = page.locator('#destination-error');
+  await error.filter({ hasText: /\S/ }).waitFor();
+  assert.match(await error.textContent(), /destination|URL|url/);
+  assert.equal(await page.getByLabel('Destination URL').getAttribute('aria-invalid'), 'true');
+
+  await page.getByLabel('Destination URL').fill('https://example.com/launch');
+  await page.getByRole('button', { name: 'Create link' }).click();
+  await row('launch').waitFor();
+  await page.getByRole('status').filter({ hasText: 'Created' }).waitFor();
+
+  // A slug that is taken is an error on the slug field.
+  await page.getByRole('button', { name: 'New link' }).click();
+  await page.getByLabel('Destination URL').fill('https://example.com/other');
+  await page.getByLabel('Custom slug (optional)').fill('launch');
+  await page.getByRole('button', { name: 'Create link' }).click();
+  await page.locator('#code-error').filter({ hasText: 'already taken' }).waitFor();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+});
+
+test('editing a link, copying it and its QR code', async () => {
+  await row('launch').getByRole('button', { name: 'Edit launch' }).click();
+  await page.getByLabel('Destination URL').fill('https://example.com/launch-v2');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await row('launch').getByText('https://example.com/launch-v2').waitFor();
+
+  await row('launch').getByRole('button', { name: /Copy the short link/ }).click();
+  await page.getByRole('status').filter({ hasText: `Copied ${originUrl}/launch` }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `${originUrl}/launch`);
+
+  await row('launch').getByRole('button', { name: 'QR code of launch' }).click();
+  const image = page.getByRole('dialog').getByRole('img');
+  await eventually('QR image loaded', () => image.evaluate((img) => img.complete && img.naturalWidth > 0));
+  const png = await page.evaluate(async (code) => (await fetch(`/api/v1/links/${code}/qr.png`)).headers.get('content-type'), 'launch');
+  assert.equal(png, 'image/png');
+  await page.keyboard.press('Escape');
+  await page.getByRole('dialog').waitFor({ state: 'detached' });
+});
+
+test('following the short link shows the click in its analytics', async () => {
+  const visit = await fetch(`${originUrl}/launch`, {
+    redirect: 'manual',
+    headers: { 'user-agent': CHROME_UA, referer: 'https://news.ycombinator.com/item?id=1' },
+  });
+  assert.equal(visit.status, 302);
+  assert.equal(visit.headers.get('location'), 'https://example.com/launch-v2');
+
+  await row('launch').getByRole('link', { name: 'Analytics of launch' }).click();
+  await page.getByRole('heading', { name: 'Analytics of launch' }).waitFor();
+  await page.getByRole('button', { name: '24 hours' }).click();
+  const clicks = page.locator('.total').filter({ hasText: 'Clicks' }).locator('dd');
+  // The origin stores clicks in batches off the request path: allow it a moment.
+  await eventually('the click in the analytics', async () => {
+    const text = (await clicks.textContent().catch(() => '')) ?? '';
+    if (text.trim() === '1') return true;
+    await page.getByRole('button', { name: '7 days' }).click();
+    await page.getByRole('button', { name: '24 hours' }).click();
+    return text;
+  });
+  await page.locator('.breakdown').filter({ hasText: 'Referrers' }).getByText('news.ycombinator.com').waitFor();
+  await page.locator('.breakdown').filter({ hasText: 'Browsers' }).getByText('Chrome').waitFor();
+});
+
+test('screenshots of the links page, a link with data, and the overview', async () => {
+  const link = await page.evaluate(async () => (await fetch('/api/v1/links/launch')).json());
+  await seedClicks(link.id, 'launch');
+  await page.getByRole('button', { name: '7 days' }).click();
+  await eventually('the seeded week in the totals', async () => {
+    await page.reload();
+    await page.getByRole('heading', { name: 'Analytics of launch' }).waitFor();
+    const text = await page.locator('.total').filter({ hasText: 'Clicks' }).locator('dd').textContent();
+    return Number(text.replace(/\D/g, '')) > 100 || text;
+  });
+  await page.locator('.chart svg').waitFor();
+  // The tooltip names the bucket under the pointer.
+  const chart = await page.locator('.chart-canvas').boundingBox();
+  await page.mouse.move(chart.x + chart.width * 0.8, chart.y + chart.height / 2);
+  await page.locator('.tooltip').filter({ hasText: 'clicks' }).waitFor();
+  await page.mouse.move(0, 0);
+  await screenshot('link-analytics');
+
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Links' }).click();
+  for (const [code, destination] of [
+    ['docs', 'https://docs.example.com/getting-started/installation'],
+    ['summer-sale', 'https://shop.example.com/collections/summer?utm_source=newsletter&utm_medium=email'],
+    ['careers', 'https://example.com/jobs'],
+  ]) {
+    const created = await page.evaluate(async ([code, destination]) => {
+      const session = await (await fetch('/api/v1/session')).json();
+      const response = await fetch('/api/v1/links', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+        body: JSON.stringify({ code, destination }),
+      });
+      return response.status;
+    }, [code, destination]);
+    assert.equal(created, 201);
+  }
+  await page.reload();
+  await row('careers').waitFor();
+  await screenshot('links');
+
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Overview' }).click();
+  await page.getByRole('heading', { name: 'Top links' }).waitFor();
+  await page.locator('.top-links').getByRole('link', { name: 'launch' }).waitFor();
+  await screenshot('overview');
+});
+
+test('search, sort and pages of links', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Links' }).click();
+  await page.getByRole('searchbox').fill('shop.example');
+  await eventually('search narrows the table', async () => (await page.locator('tbody tr').count()) === 1 || (await page.locator('tbody tr').count()));
+  await row('summer-sale').waitFor();
+  await page.getByRole('searchbox').fill('');
+  await page.getByLabel('Sort').selectOption('code_asc');
+  await page.getByLabel('Per page').selectOption('25');
+  await eventually('sorted by code', async () => {
+    const codes = await page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.code));
+    return JSON.stringify(codes) === JSON.stringify(['careers', 'docs', 'launch', 'summer-sale']) || codes;
+  });
+});
+
+test('deleting a link asks first, then the short link is gone', async () => {
+  await row('launch').getByRole('button', { name: 'Delete launch' }).click();
+  const dialog = page.getByRole('alertdialog');
+  await dialog.getByText('will answer 404').waitFor();
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await row('launch').waitFor();
+
+  await row('launch').getByRole('button', { name: 'Delete launch' }).click();
+  await page.getByRole('alertdialog').getByRole('button', { name: 'Delete link' }).click();
+  await row('launch').waitFor({ state: 'detached' });
+  const visit = await fetch(`${originUrl}/launch`, { redirect: 'manual' });
+  assert.equal(visit.status, 404);
+});
+
+test('signing out ends the session', async () => {
+  const cookie = (await context.cookies()).find((c) => c.name === 'kurz_session');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+  const response = await fetch(`${originUrl}/api/v1/links`, { headers: { cookie: `kurz_session=${cookie.value}` } });
+  assert.equal(response.status, 401, 'the old cookie no longer works');
+  // A reload still shows the sign-in.
+  await page.reload();
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+});
