@@ -151,20 +151,83 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
             )?
         }),
     ];
+    let listing = list_latencies(&database_url, cached.address, &codes)?;
     drop(baseline.0.kill());
     drop(cached);
     drop(uncached);
     drop(recording);
     drop(cluster);
 
-    table(
+    let mut report = table(
         &format!(
             "origin redirect route, {} links, {} connections, {} s each, 127.0.0.1",
             args.links, args.connections, args.seconds
         ),
         &results,
         &[None, Some(0.80), Some(0.18), None],
-    )
+    )?;
+    report.push_str(&listing);
+    Ok(report)
+}
+
+/// The dashboard's links table on the seeded links: pages deep into the list cost what the
+/// first costs (keyset pages), and searches use the trigram indexes.
+fn list_latencies(
+    database_url: &str,
+    origin: SocketAddr,
+    codes: &[String],
+) -> anyhow::Result<String> {
+    const ROUNDS: usize = 100;
+    let api_key = crate::bench_analytics::create_api_key(database_url)?;
+    let middle_id = codes.len() / 2;
+    let mut sorted: Vec<&String> = codes.iter().collect();
+    sorted.sort_unstable();
+    let middle_code = sorted
+        .get(sorted.len() / 2)
+        .map_or("", |code| code.as_str());
+    let cases = [
+        ("newest first, first page", "limit=50".to_owned()),
+        (
+            "newest first, page at the middle",
+            format!("limit=50&cursor={middle_id}"),
+        ),
+        (
+            "by code, page at the middle",
+            format!("limit=50&sort=code_asc&cursor={middle_code}"),
+        ),
+        (
+            "search a destination part",
+            format!("limit=50&q=page/{}", middle_id / 10),
+        ),
+        (
+            "search with no match",
+            "limit=50&q=nothing-like-this".to_owned(),
+        ),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::new();
+    let mut report = format!(
+        "\nlinks table (GET /api/v1/links, 50 per page) over {} links, {ROUNDS} runs each\n\n{:<36} {:>9} {:>9}\n",
+        codes.len(),
+        "",
+        "p50",
+        "p99"
+    );
+    for (name, query) in cases {
+        let url = format!("http://{origin}/api/v1/links?{query}");
+        let (p50, p99) = runtime.block_on(crate::bench_analytics::latencies(
+            &client, &url, &api_key, ROUNDS,
+        ))?;
+        writeln!(
+            report,
+            "{name:<36} {:>9} {:>9}",
+            format!("{p50:.1?}"),
+            format!("{p99:.1?}")
+        )?;
+    }
+    Ok(report)
 }
 
 /// The results as a table of ratios to the first row (the baseline).

@@ -93,7 +93,7 @@ pub(crate) fn run(work: &Path) -> anyhow::Result<String> {
     })
 }
 
-fn create_api_key(database_url: &str) -> anyhow::Result<String> {
+pub(crate) fn create_api_key(database_url: &str) -> anyhow::Result<String> {
     let output = Command::new(root().join("target/release/origin"))
         .args(["create-api-key", "--name", "bench"])
         .env("DATABASE_URL", database_url)
@@ -308,35 +308,42 @@ async fn queries(base: &str, api_key: &str) -> anyhow::Result<Vec<QueryTimes>> {
             }
             None => path,
         };
-        let mut times = Vec::with_capacity(QUERY_ROUNDS);
-        for round in 0..=QUERY_ROUNDS {
-            let started = Instant::now();
-            let response = client
-                .get(format!("{base}{path}"))
-                .bearer_auth(api_key)
-                .send()
-                .await?;
-            let status = response.status();
-            let body = response.bytes().await?;
-            if !status.is_success() {
-                bail!(
-                    "{path} answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
-            // The first round warms caches; it is not counted.
-            if round > 0 {
-                times.push(started.elapsed());
-            }
-        }
-        times.sort_unstable();
-        results.push(QueryTimes {
-            name,
-            p50: times[times.len() / 2],
-            p99: times[(times.len() * 99 / 100).min(times.len() - 1)],
-        });
+        let (p50, p99) =
+            latencies(&client, &format!("{base}{path}"), api_key, QUERY_ROUNDS).await?;
+        results.push(QueryTimes { name, p50, p99 });
     }
     Ok(results)
+}
+
+/// p50 and p99 of `rounds` GETs of `url` with an API key, one at a time (HTTP included); a
+/// first, uncounted round warms caches.
+pub(crate) async fn latencies(
+    client: &reqwest::Client,
+    url: &str,
+    api_key: &str,
+    rounds: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..=rounds {
+        let started = Instant::now();
+        let response = client.get(url).bearer_auth(api_key).send().await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            bail!(
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        if round > 0 {
+            times.push(started.elapsed());
+        }
+    }
+    times.sort_unstable();
+    Ok((
+        times[times.len() / 2],
+        times[(times.len() * 99 / 100).min(times.len() - 1)],
+    ))
 }
 
 fn report(live: f64, spread: f64, queries: &[QueryTimes]) -> anyhow::Result<String> {
