@@ -203,6 +203,10 @@ fn list_latencies(
             "search with no match",
             "limit=50&q=nothing-like-this".to_owned(),
         ),
+        (
+            "search matching every link",
+            "limit=50&q=example.com".to_owned(),
+        ),
     ];
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
