@@ -25,44 +25,22 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // shortlink is shared with the edge and the admin UI: it must keep building for wasm32.
-    exec(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "shortlink",
-        "--target",
-        "wasm32-unknown-unknown",
-    ]))?;
-    // The edge is only ever compiled for wasm32 in production: lint it as such too.
+    // The edge and the dashboard only ever run as wasm32: lint them as such, in one go so
+    // their shared dependencies are checked once. This also keeps `shortlink` (which both
+    // use) building for wasm32.
     exec(cargo().args([
         "clippy",
         "--locked",
         "-p",
         "edge",
+        "-p",
+        "admin-ui",
         "--target",
         "wasm32-unknown-unknown",
         "--",
         "-D",
         "warnings",
     ]))?;
-
-    // The dashboard only ever runs in a browser: lint it for wasm32, with the build's cfg.
-    exec(
-        cargo()
-            .args([
-                "clippy",
-                "--locked",
-                "-p",
-                "admin-ui",
-                "--target",
-                "wasm32-unknown-unknown",
-                "--",
-                "-D",
-                "warnings",
-            ])
-            .env("RUSTFLAGS", "--cfg erase_components"),
-    )?;
 
     // One cluster for the whole run; each integration test makes its own database in it.
     let dir = tempfile::Builder::new()

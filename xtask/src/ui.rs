@@ -26,22 +26,17 @@ pub(crate) struct Built {
 pub(crate) fn build() -> anyhow::Result<Built> {
     ensure_wasm_target()?;
     edge::ensure_tools()?;
-    // `erase_components` makes Leptos type-erase each component's view: a smaller .wasm
-    // (and a faster build) at the cost of a little dynamic dispatch.
-    exec(
-        cargo()
-            .args([
-                "build",
-                "--locked",
-                "-p",
-                "admin-ui",
-                "--target",
-                "wasm32-unknown-unknown",
-                "--profile",
-                "ui-release",
-            ])
-            .env("RUSTFLAGS", "--cfg erase_components"),
-    )?;
+    // `.cargo/config.toml` sets `--cfg erase_components` for wasm32 (see there).
+    exec(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "admin-ui",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "ui-release",
+    ]))?;
     let stage = root().join("target/admin-ui-stage");
     let _ = fs::remove_dir_all(&stage);
     exec(
