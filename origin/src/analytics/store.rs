@@ -240,11 +240,11 @@ struct Counts {
 }
 
 /// Adds the new rows to the hourly rollups and breakdowns, for their link and the account.
-/// Keys are written in sorted order, so concurrent ingests lock rows in the same order and
-/// cannot deadlock.
+/// Every ingest writes its rows in one global order (table by table, links before the
+/// account, keys sorted), so concurrent ingests cannot deadlock.
 async fn update_rollups(tx: &mut PgConnection, rows: &[&Row<'_>]) -> Result<(), sqlx::Error> {
     let mut stats: BTreeMap<(i64, OffsetDateTime), Counts> = BTreeMap::new();
-    let mut breakdown: BTreeMap<(i64, &str, OffsetDateTime, String), (i64, i64)> = BTreeMap::new();
+    let mut breakdown: BTreeMap<BreakdownKey<'_>, (i64, i64)> = BTreeMap::new();
     // Each (link, day, visitor) with the hour of its first visit in this batch.
     let mut visitors: HashMap<(i64, Date, &str), OffsetDateTime> = HashMap::new();
     for row in rows {
@@ -302,11 +302,38 @@ async fn update_rollups(tx: &mut PgConnection, rows: &[&Row<'_>]) -> Result<(), 
         }
     }
 
+    // The account's rows are in every batch: written last, so concurrent ingests wait for
+    // each other only for the few rows of this tail, not for the whole transaction. The
+    // order (links, then the account; sorted within each) is the same for every ingest, so
+    // they cannot deadlock.
+    let (account_breakdown, link_breakdown): (Vec<_>, Vec<_>) = breakdown
+        .into_iter()
+        .partition(|((link, ..), _)| *link == ACCOUNT);
+    let (account_stats, link_stats): (Vec<_>, Vec<_>) = stats
+        .into_iter()
+        .partition(|((link, _), _)| *link == ACCOUNT);
+    upsert_breakdowns(&mut *tx, link_breakdown).await?;
+    upsert_stats(&mut *tx, link_stats).await?;
+    upsert_breakdowns(&mut *tx, account_breakdown).await?;
+    upsert_stats(&mut *tx, account_stats).await?;
+    Ok(())
+}
+
+type BreakdownKey<'a> = (i64, &'a str, OffsetDateTime, String);
+
+/// Adds counts to the hourly stats rollup; `rows` sorted by key.
+async fn upsert_stats(
+    tx: &mut PgConnection,
+    rows: Vec<((i64, OffsetDateTime), Counts)>,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let (mut links, mut hours, mut clicks, mut qr_scans, mut bots, mut uniques) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for ((link, hour), counts) in &stats {
-        links.push(*link);
-        hours.push(*hour);
+    for ((link, hour), counts) in rows {
+        links.push(link);
+        hours.push(hour);
         clicks.push(counts.clicks);
         qr_scans.push(counts.qr_scans);
         bots.push(counts.bots);
@@ -330,10 +357,21 @@ async fn update_rollups(tx: &mut PgConnection, rows: &[&Row<'_>]) -> Result<(), 
     .bind(&uniques)
     .execute(&mut *tx)
     .await?;
+    Ok(())
+}
 
+/// Adds counts to both breakdown rollups (hourly, and daily summing the hours of each day);
+/// `rows` sorted by key.
+async fn upsert_breakdowns(
+    tx: &mut PgConnection,
+    rows: Vec<(BreakdownKey<'_>, (i64, i64))>,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let (mut links, mut dimensions, mut hours, mut values, mut hits, mut bots) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for ((link, dimension, hour, value), (h, b)) in breakdown {
+    for ((link, dimension, hour, value), (h, b)) in rows {
         links.push(link);
         dimensions.push(dimension);
         hours.push(hour);
@@ -341,7 +379,6 @@ async fn update_rollups(tx: &mut PgConnection, rows: &[&Row<'_>]) -> Result<(), 
         hits.push(h);
         bots.push(b);
     }
-    // Both breakdown tables from one set of rows: the daily rows sum the hours of each day.
     sqlx::query(
         "WITH input AS (
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[],
