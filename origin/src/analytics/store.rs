@@ -9,7 +9,7 @@ use shortlink::edge::{ClickEvent, ClickSource};
 use sqlx::{PgConnection, PgPool};
 use time::{Date, Duration, Month, OffsetDateTime, Time, UtcOffset};
 
-use super::enrich::{Enriched, enrich};
+use super::enrich::{Enriched, enrich, referrer_host};
 
 /// The `link_id` of the rollup rows that count the whole account.
 pub(crate) const ACCOUNT: i64 = 0;
@@ -77,6 +77,8 @@ pub(crate) async fn store(
 ) -> Result<Stored, sqlx::Error> {
     let oldest = now - retention;
     let mut seen = HashSet::new();
+    // User agents repeat: a batch parses each distinct one once.
+    let mut agents: HashMap<(Option<&str>, bool), Enriched> = HashMap::new();
     let mut refused = 0;
     let rows: Vec<Row<'_>> = events
         .iter()
@@ -89,13 +91,15 @@ pub(crate) async fn store(
         .filter(|event| seen.insert((event.id.as_str(), event.at)))
         .map(|event| {
             let at = event.at.to_offset(UtcOffset::UTC);
+            let agent = (event.user_agent.as_deref(), event.head);
+            let mut enriched = agents
+                .entry(agent)
+                .or_insert_with(|| enrich(agent.0, None, agent.1))
+                .clone();
+            enriched.referrer_host = referrer_host(event.referrer.as_deref());
             Row {
                 event,
-                enriched: enrich(
-                    event.user_agent.as_deref(),
-                    event.referrer.as_deref(),
-                    event.head,
-                ),
+                enriched,
                 hour: at.replace_time(Time::from_hms(at.hour(), 0, 0).unwrap_or(Time::MIDNIGHT)),
                 day: at.date(),
             }
