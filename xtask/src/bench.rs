@@ -70,22 +70,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
-    ensure_postgres()?;
-    exec(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "origin",
-        "--bin",
-        "origin",
-        "--example",
-        "bare_redirect",
-    ]))?;
-
-    let cluster = Cluster::start(&work.join("pg"), Durability::Throwaway)?;
-    create_database(&cluster.url("postgres"), "bench")?;
-    let database_url = cluster.url("bench");
+    build_release_origin(&["--example", "bare_redirect"])?;
+    let (cluster, database_url) = throwaway_database(work, "bench")?;
     let code_key = hex::encode(tools::random_key());
 
     // Migrations are the origin's: start one, wait until ready, then seed behind its back.
@@ -232,6 +218,32 @@ fn list_latencies(
         )?;
     }
     Ok(report)
+}
+
+/// Builds the release origin (and `extra` cargo targets) that the bench parts start.
+pub(crate) fn build_release_origin(extra: &[&str]) -> anyhow::Result<()> {
+    exec(
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "origin",
+                "--bin",
+                "origin",
+            ])
+            .args(extra),
+    )
+}
+
+/// A PostgreSQL cluster of its own under `work` (gone with it), with a database `name`; its URL.
+pub(crate) fn throwaway_database(work: &Path, name: &str) -> anyhow::Result<(Cluster, String)> {
+    ensure_postgres()?;
+    let cluster = Cluster::start(&work.join(format!("pg-{name}")), Durability::Throwaway)?;
+    create_database(&cluster.url("postgres"), name)?;
+    let url = cluster.url(name);
+    Ok((cluster, url))
 }
 
 /// The results as a table of ratios to the first row (the baseline).

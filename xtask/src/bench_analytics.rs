@@ -8,12 +8,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use devpg::{Cluster, Durability};
 use shortlink::signature;
 use time::OffsetDateTime;
 
-use crate::bench::Origin;
-use crate::tools::{self, cargo, create_database, ensure_postgres, exec, root};
+use crate::bench::{Origin, build_release_origin, throwaway_database};
+use crate::tools::{self, root};
 
 const LINKS: i64 = 1_000;
 const BATCH: usize = 1_000;
@@ -45,19 +44,8 @@ const REFERRERS: &[&str] = &[
 const COUNTRIES: &[&str] = &["DE", "US", "FR", "GB", "JP", "BR", "IN", "NL"];
 
 pub(crate) fn run(work: &Path) -> anyhow::Result<String> {
-    ensure_postgres()?;
-    exec(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "origin",
-        "--bin",
-        "origin",
-    ]))?;
-    let cluster = Cluster::start(&work.join("pg-analytics"), Durability::Throwaway)?;
-    create_database(&cluster.url("postgres"), "analytics")?;
-    let database_url = cluster.url("analytics");
+    build_release_origin(&[])?;
+    let (_cluster, database_url) = throwaway_database(work, "analytics")?;
     let code_key = tools::random_hex(16);
     let secret = tools::random_hex(32);
     let origin = Origin::start_with(
