@@ -60,6 +60,8 @@ struct Inner {
     /// The built dashboard, served at `/admin`.
     admin_dir: Option<std::path::PathBuf>,
     partitions: analytics::store::Partitions,
+    /// Wakes the counter of pending clicks when this origin stored some.
+    rollup_wake: Arc<tokio::sync::Notify>,
     recorder: Arc<analytics::recorder::Recorder>,
     /// Taken by the background task that stores what the recorder receives.
     recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
@@ -104,13 +106,15 @@ impl State {
                 record_clicks: config.record_clicks,
                 admin_dir: config.admin_dir.clone(),
                 partitions: analytics::store::Partitions::default(),
+                rollup_wake: Arc::new(tokio::sync::Notify::new()),
                 recorder,
                 recorded: std::sync::Mutex::new(Some(recorded)),
             }),
         })
     }
 
-    /// Stores click events (enriched, idempotent, with their rollups); returns how many
+    /// Stores click events (enriched, idempotent) and queues the new ones for counting into
+    /// the rollups (by the background counter, or [`State::count_clicks`]); returns how many
     /// were new.
     pub async fn store_clicks(
         &self,
@@ -130,7 +134,16 @@ impl State {
                 "clicks dated in the future or past the retention were refused"
             );
         }
+        if stored.inserted > 0 {
+            self.inner.rollup_wake.notify_one();
+        }
         Ok(stored.inserted)
+    }
+
+    /// Counts every stored click not yet counted into the rollups, now; returns how many.
+    /// A serving origin does this in the background within moments of each ingest.
+    pub async fn count_clicks(&self) -> Result<u64, sqlx::Error> {
+        analytics::rollup::count_all_pending(&self.inner.db).await
     }
 
     /// Drops raw clicks whose month is past the retention, as of `now`; returns the dropped
@@ -153,8 +166,9 @@ impl State {
         self.inner.recorder.shed()
     }
 
-    /// Starts the background work of a serving origin: storing recorded clicks, delivering
-    /// link changes to the edge, forgetting old request signatures, and the click retention.
+    /// Starts the background work of a serving origin: storing recorded clicks, counting
+    /// stored clicks into the rollups, delivering link changes to the edge, forgetting old
+    /// request signatures, and the click retention.
     pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
         let recorded = self
@@ -169,6 +183,10 @@ impl State {
                 recorded,
             )));
         }
+        tasks.push(Box::pin(analytics::rollup::count_forever(
+            self.inner.db.clone(),
+            self.inner.rollup_wake.clone(),
+        )));
         if let Some(edge) = &self.inner.edge_sync {
             tasks.push(Box::pin(outbox::deliver_forever(
                 self.clone(),

@@ -69,9 +69,9 @@ pub(crate) fn run(work: &Path) -> anyhow::Result<String> {
         .bind(LINKS)
         .execute(&pool)
         .await?;
-        let live = ingest(&base, &secret, Workload::Live).await?;
+        let live = ingest(&pool, &base, &secret, Workload::Live).await?;
         eprintln!("ingest, live workload: {live:.0} events/s");
-        let spread = ingest(&base, &secret, Workload::Spread).await?;
+        let spread = ingest(&pool, &base, &secret, Workload::Spread).await?;
         eprintln!("ingest, spread workload: {spread:.0} events/s");
         eprintln!("seeding the rollups of a link with {BIG_CLICKS} clicks over {BIG_DAYS} days...");
         seed_big_link(&pool).await?;
@@ -106,8 +106,14 @@ enum Workload {
     Spread,
 }
 
-/// Events per second through `POST /_edge/ingest`.
-async fn ingest(base: &str, secret: &str, workload: Workload) -> anyhow::Result<f64> {
+/// Events per second through `POST /_edge/ingest`, until every event is counted into the
+/// rollups (the origin counts stored clicks in the background).
+async fn ingest(
+    pool: &sqlx::PgPool,
+    base: &str,
+    secret: &str,
+    workload: Workload,
+) -> anyhow::Result<f64> {
     let client = reqwest::Client::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ workload as u64);
     let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -172,7 +178,33 @@ async fn ingest(base: &str, secret: &str, workload: Workload) -> anyhow::Result<
     while let Some(result) = workers.join_next().await {
         result??;
     }
-    Ok((BATCH * BATCHES) as f64 / started.elapsed().as_secs_f64())
+    let stored = started.elapsed();
+    loop {
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks_pending")
+            .fetch_one(pool)
+            .await?;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counted = started.elapsed();
+    eprintln!(
+        "  {workload:?}: all stored after {:.2} s, all counted after {:.2} s",
+        stored.as_secs_f64(),
+        counted.as_secs_f64()
+    );
+    // The account's rollup counts every event of every workload so far, once.
+    let total: i64 = sqlx::query_scalar(
+        "SELECT sum(clicks + qr_scans + bots)::bigint FROM link_stats_hourly WHERE link_id = 0",
+    )
+    .fetch_one(pool)
+    .await?;
+    let expected = (BATCH * BATCHES) as i64 * (workload as i64 + 1);
+    if total != expected {
+        bail!("the rollups count {total} events, not {expected}");
+    }
+    Ok((BATCH * BATCHES) as f64 / counted.as_secs_f64())
 }
 
 async fn post_signed(

@@ -13,7 +13,7 @@ use shortlink::stats::{Breakdowns, Counts, Interval, Point, Ranked, Stats, TopLi
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime, Time};
 
-use super::store::ACCOUNT;
+use super::rollup::ACCOUNT;
 use crate::error::Error;
 use crate::extract::CodePath;
 

@@ -129,8 +129,18 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
         if rng.below(3) == 0 {
             assert_eq!(app.state.store_clicks(batch).await.expect("store again"), 0);
         }
+        // Counted into the rollups now and then, as the background counter does.
+        if rng.below(4) == 0 {
+            app.state.count_clicks().await.expect("count");
+        }
         delivered += size;
     }
+    app.state.count_clicks().await.expect("count");
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks_pending")
+        .fetch_one(&app.db)
+        .await
+        .expect("pending");
+    assert_eq!(pending, 0);
 
     let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks")
         .fetch_one(&app.db)
@@ -232,6 +242,7 @@ async fn unique_visitors_are_counted_once_per_day_across_a_day_boundary() {
     bot.visitor = Some(format!("{:032x}", 3)); // bots are no visitors
     events.push(bot);
     app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
 
     let from = day.with_hms(0, 0, 0).expect("time").assume_utc();
     let body = stats(
@@ -281,6 +292,7 @@ async fn a_click_lands_on_the_local_day_of_the_asked_time_zone() {
         .store_clicks(&[event("tz1", id, "tz", at)])
         .await
         .expect("store");
+    app.state.count_clicks().await.expect("count");
     let from = base.with_hms(0, 0, 0).expect("time").assume_utc() - Duration::days(1);
     let to = from + Duration::days(4);
     for (tz, local_day) in [
@@ -346,6 +358,7 @@ async fn retention_drops_raw_clicks_and_keeps_the_rollups() {
         ])
         .await
         .expect("store");
+    app.state.count_clicks().await.expect("count");
     let before = stats(
         &app,
         &format!(
@@ -404,6 +417,7 @@ async fn account_stats_top_links_breakdowns_and_csv_export() {
     e.qr = true;
     events.push(e);
     app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
 
     let body = stats(&app, "/api/v1/stats?interval=hour&tz=Europe/Berlin").await;
     assert_eq!(body["totals"]["clicks"], 3);
@@ -533,6 +547,7 @@ async fn breakdowns_count_every_click_of_any_range() {
         .map(|(i, t)| event(&format!("r{i}"), id, "ranges", *t))
         .collect();
     app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
     let hour =
         |d: i64, h: u8| day.with_hms(h, 0, 0).expect("time").assume_utc() + Duration::days(d);
     // (from, to): less than a day across midnight, inside one day, whole days with ragged
