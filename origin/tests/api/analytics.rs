@@ -218,6 +218,52 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
 }
 
 #[tokio::test]
+async fn parallel_ingests_and_counters_count_each_click_once() {
+    let app = spawn_app().await;
+    let id = link(&app, "busy").await;
+    let at = OffsetDateTime::now_utc() - Duration::minutes(5);
+    // Four ingests at once, each delivering every batch twice, while two counters (as two
+    // origins would run) count what is pending.
+    let ingests = (0..4).map(|t| {
+        let state = app.state.clone();
+        tokio::spawn(async move {
+            for b in 0..10 {
+                let mut events: Vec<ClickEvent> = (0..100)
+                    .map(|i| event(&format!("p{t}-{b}-{i}"), id, "busy", at))
+                    .collect();
+                events[0].visitor = Some(format!("{:032x}", 1_000 + t * 100 + b));
+                assert_eq!(state.store_clicks(&events).await.expect("store"), 100);
+                assert_eq!(state.store_clicks(&events).await.expect("again"), 0);
+            }
+        })
+    });
+    let counters = (0..2).map(|_| {
+        let state = app.state.clone();
+        tokio::spawn(async move {
+            for _ in 0..30 {
+                state.count_clicks().await.expect("count");
+                tokio::task::yield_now().await;
+            }
+        })
+    });
+    for task in ingests.chain(counters).collect::<Vec<_>>() {
+        task.await.expect("task");
+    }
+    app.state.count_clicks().await.expect("count");
+
+    let body = stats(&app, "/api/v1/links/busy/stats?interval=day").await;
+    assert_eq!(body["totals"]["clicks"], 4_000);
+    // Visitor 1 everywhere, plus one more in the first event of each of the 40 batches.
+    assert_eq!(body["totals"]["uniques"], 41);
+    assert_eq!(
+        body["top"]["referrer"],
+        json!([{"value": "news.example", "count": 4_000}])
+    );
+    let account = stats(&app, "/api/v1/stats?interval=day").await;
+    assert_eq!(account["totals"]["clicks"], 4_000);
+}
+
+#[tokio::test]
 async fn unique_visitors_are_counted_once_per_day_across_a_day_boundary() {
     let app = spawn_app().await;
     let id = link(&app, "uniq").await;
