@@ -8,11 +8,9 @@
 //! other; under load each batch holds everything that arrived during the last one, so the
 //! many clicks of a busy link and hour cost one rollup row write, not one per ingest.
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
-use time::{Date, OffsetDateTime, Time, UtcOffset};
+use sqlx::PgPool;
 
 /// The `link_id` of the rollup rows that count the whole account.
 pub(crate) const ACCOUNT: i64 = 0;
@@ -22,20 +20,80 @@ pub(crate) const BATCH: i64 = 50_000;
 const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// A stored click waiting to be counted: what the rollups need of it.
-#[derive(Debug, sqlx::FromRow)]
-struct Pending {
-    link_id: i64,
-    at: OffsetDateTime,
-    country: Option<String>,
-    referrer_host: String,
-    device: String,
-    browser: String,
-    os: String,
-    bot: bool,
-    qr: bool,
-    visitor: Option<String>,
-}
+/// Takes up to `$1` pending clicks and adds them to the rollups, all in the database (the
+/// clicks never travel to the origin and back). Every click counts for its link and for the
+/// account (link 0), in its UTC hour:
+/// - `link_stats_hourly`: clicks, QR scans and bots; and the uniques of the visitors new
+///   that UTC day for that link (those `visitors_daily` did not hold yet), in the hour of
+///   their first visit in this batch;
+/// - `link_breakdown_hourly` and `link_breakdown_daily`: hits and bots per value of each
+///   dimension.
+///
+/// The pending table has no key: rows are taken by physical position, which is stable
+/// because they are never updated, and only the holder of the advisory lock deletes.
+/// Returns how many clicks were counted.
+const COUNT_PENDING: &str = "
+WITH batch AS (
+    DELETE FROM clicks_pending
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM clicks_pending LIMIT $1))
+    RETURNING *
+), clicks AS (
+    SELECT l AS link_id, date_trunc('hour', at, 'UTC') AS hour,
+           (at AT TIME ZONE 'UTC')::date AS day, coalesce(country, 'unknown') AS country,
+           referrer_host, device, browser, os, bot, qr, visitor
+    FROM batch, LATERAL (VALUES (batch.link_id), (0)) AS counted(l)
+), first_visits AS (
+    SELECT link_id, day, visitor, min(hour) AS hour
+    FROM clicks
+    WHERE NOT bot AND visitor IS NOT NULL
+    GROUP BY 1, 2, 3
+), new_visitors AS (
+    INSERT INTO visitors_daily (link_id, day, visitor)
+    SELECT link_id, day, visitor FROM first_visits ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING
+    RETURNING link_id, day, visitor
+), uniques AS (
+    SELECT f.link_id, f.hour, count(*) AS uniques
+    FROM new_visitors JOIN first_visits f USING (link_id, day, visitor)
+    GROUP BY 1, 2
+), stats AS (
+    INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
+    SELECT c.link_id, c.hour, c.clicks, c.qr_scans, c.bots, coalesce(u.uniques, 0)
+    FROM (
+        SELECT link_id, hour,
+               count(*) FILTER (WHERE NOT bot AND NOT qr) AS clicks,
+               count(*) FILTER (WHERE NOT bot AND qr) AS qr_scans,
+               count(*) FILTER (WHERE bot) AS bots
+        FROM clicks GROUP BY 1, 2
+    ) AS c LEFT JOIN uniques u USING (link_id, hour)
+    ORDER BY 1, 2
+    ON CONFLICT (link_id, hour) DO UPDATE SET
+        clicks = link_stats_hourly.clicks + EXCLUDED.clicks,
+        qr_scans = link_stats_hourly.qr_scans + EXCLUDED.qr_scans,
+        bots = link_stats_hourly.bots + EXCLUDED.bots,
+        uniques = link_stats_hourly.uniques + EXCLUDED.uniques
+), breakdown AS (
+    SELECT link_id, dimension, hour, value,
+           count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
+    FROM clicks,
+         LATERAL (VALUES ('referrer', referrer_host), ('country', country), ('device', device),
+                         ('browser', browser), ('os', os)) AS d(dimension, value)
+    GROUP BY 1, 2, 3, 4
+), breakdown_hourly AS (
+    INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
+    SELECT * FROM breakdown ORDER BY 1, 2, 3, 4
+    ON CONFLICT (link_id, hour, dimension, value) DO UPDATE SET
+        hits = link_breakdown_hourly.hits + EXCLUDED.hits,
+        bots = link_breakdown_hourly.bots + EXCLUDED.bots
+), breakdown_daily AS (
+    INSERT INTO link_breakdown_daily (link_id, dimension, day, value, hits, bots)
+    SELECT link_id, dimension, (hour AT TIME ZONE 'UTC')::date, value, sum(hits), sum(bots)
+    FROM breakdown GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (link_id, day, dimension, value) DO UPDATE SET
+        hits = link_breakdown_daily.hits + EXCLUDED.hits,
+        bots = link_breakdown_daily.bots + EXCLUDED.bots
+)
+SELECT count(*) FROM batch";
 
 /// Counts up to `limit` pending clicks into the rollups; returns how many, or `None` when
 /// another counter is at work.
@@ -48,21 +106,12 @@ pub(crate) async fn count_pending(db: &PgPool, limit: i64) -> Result<Option<u64>
     if !ours {
         return Ok(None);
     }
-    // The table has no key: rows are taken by physical position, which is stable because
-    // they are never updated, and only the lock holder deletes.
-    let pending: Vec<Pending> = sqlx::query_as(
-        "DELETE FROM clicks_pending
-         WHERE ctid = ANY(ARRAY(SELECT ctid FROM clicks_pending LIMIT $1))
-         RETURNING link_id, at, country, referrer_host, device, browser, os, bot, qr, visitor",
-    )
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
-    if !pending.is_empty() {
-        update_rollups(&mut tx, &pending).await?;
-    }
+    let counted: i64 = sqlx::query_scalar(COUNT_PENDING)
+        .bind(limit)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(Some(pending.len() as u64))
+    Ok(Some(counted.unsigned_abs()))
 }
 
 /// Counts pending clicks until none are left (or another counter is at work).
@@ -95,178 +144,4 @@ pub(crate) async fn count_forever(db: PgPool, wake: std::sync::Arc<tokio::sync::
             }
         }
     }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    clicks: i64,
-    qr_scans: i64,
-    bots: i64,
-    uniques: i64,
-}
-
-type BreakdownKey<'a> = (i64, &'static str, OffsetDateTime, &'a str);
-
-/// Adds `clicks` to the hourly rollups and breakdowns, for their link and the account. Rows
-/// are written table by table, links before the account, keys sorted.
-async fn update_rollups(tx: &mut PgConnection, clicks: &[Pending]) -> Result<(), sqlx::Error> {
-    let mut stats: BTreeMap<(i64, OffsetDateTime), Counts> = BTreeMap::new();
-    let mut breakdown: BTreeMap<BreakdownKey<'_>, (i64, i64)> = BTreeMap::new();
-    // Each (link, day, visitor) with the hour of its first visit in this batch.
-    let mut visitors: HashMap<(i64, Date, &str), OffsetDateTime> = HashMap::new();
-    for click in clicks {
-        let at = click.at.to_offset(UtcOffset::UTC);
-        let hour = at.replace_time(Time::from_hms(at.hour(), 0, 0).unwrap_or(Time::MIDNIGHT));
-        let country = click.country.as_deref().unwrap_or("unknown");
-        for link in [click.link_id, ACCOUNT] {
-            let counts = stats.entry((link, hour)).or_default();
-            match (click.bot, click.qr) {
-                (true, _) => counts.bots += 1,
-                (false, true) => counts.qr_scans += 1,
-                (false, false) => counts.clicks += 1,
-            }
-            for (dimension, value) in [
-                ("referrer", click.referrer_host.as_str()),
-                ("country", country),
-                ("device", click.device.as_str()),
-                ("browser", click.browser.as_str()),
-                ("os", click.os.as_str()),
-            ] {
-                let entry = breakdown.entry((link, dimension, hour, value)).or_default();
-                if click.bot {
-                    entry.1 += 1;
-                } else {
-                    entry.0 += 1;
-                }
-            }
-            if let (false, Some(visitor)) = (click.bot, click.visitor.as_deref()) {
-                let first = visitors.entry((link, at.date(), visitor)).or_insert(hour);
-                *first = (*first).min(hour);
-            }
-        }
-    }
-    count_new_visitors(&mut *tx, &visitors, &mut stats).await?;
-    upsert_breakdowns(&mut *tx, breakdown).await?;
-    upsert_stats(&mut *tx, stats).await?;
-    Ok(())
-}
-
-/// Records the visitors of `visitors` (each with the hour of its first visit in this batch)
-/// as seen on their day; those new that day count as uniques of that hour in `stats`.
-async fn count_new_visitors(
-    tx: &mut PgConnection,
-    visitors: &HashMap<(i64, Date, &str), OffsetDateTime>,
-    stats: &mut BTreeMap<(i64, OffsetDateTime), Counts>,
-) -> Result<(), sqlx::Error> {
-    if visitors.is_empty() {
-        return Ok(());
-    }
-    let mut keys: Vec<_> = visitors.keys().copied().collect();
-    keys.sort_unstable();
-    let new: Vec<(i64, Date, String)> = sqlx::query_as(
-        "INSERT INTO visitors_daily (link_id, day, visitor)
-         SELECT * FROM UNNEST($1::bigint[], $2::date[], $3::text[])
-         ON CONFLICT DO NOTHING
-         RETURNING link_id, day, visitor",
-    )
-    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
-    .await?;
-    for (link, day, visitor) in &new {
-        if let Some(hour) = visitors.get(&(*link, *day, visitor.as_str())) {
-            stats.entry((*link, *hour)).or_default().uniques += 1;
-        }
-    }
-    Ok(())
-}
-
-/// Adds counts to the hourly stats rollup.
-async fn upsert_stats(
-    tx: &mut PgConnection,
-    rows: BTreeMap<(i64, OffsetDateTime), Counts>,
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let (mut links, mut hours, mut clicks, mut qr_scans, mut bots, mut uniques) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for ((link, hour), counts) in rows {
-        links.push(link);
-        hours.push(hour);
-        clicks.push(counts.clicks);
-        qr_scans.push(counts.qr_scans);
-        bots.push(counts.bots);
-        uniques.push(counts.uniques);
-    }
-    sqlx::query(
-        "INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
-         SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::bigint[],
-                              $5::bigint[], $6::bigint[])
-         ON CONFLICT (link_id, hour) DO UPDATE SET
-             clicks = link_stats_hourly.clicks + EXCLUDED.clicks,
-             qr_scans = link_stats_hourly.qr_scans + EXCLUDED.qr_scans,
-             bots = link_stats_hourly.bots + EXCLUDED.bots,
-             uniques = link_stats_hourly.uniques + EXCLUDED.uniques",
-    )
-    .bind(&links)
-    .bind(&hours)
-    .bind(&clicks)
-    .bind(&qr_scans)
-    .bind(&bots)
-    .bind(&uniques)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Adds counts to both breakdown rollups (hourly, and daily summing the hours of each day).
-async fn upsert_breakdowns(
-    tx: &mut PgConnection,
-    rows: BTreeMap<BreakdownKey<'_>, (i64, i64)>,
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let (mut links, mut dimensions, mut hours, mut values, mut hits, mut bots) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for ((link, dimension, hour, value), (h, b)) in rows {
-        links.push(link);
-        dimensions.push(dimension);
-        hours.push(hour);
-        values.push(value);
-        hits.push(h);
-        bots.push(b);
-    }
-    sqlx::query(
-        "WITH input AS (
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[],
-                                  $5::bigint[], $6::bigint[])
-                 AS t(link_id, dimension, hour, value, hits, bots)
-         ), hourly AS (
-             INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
-             SELECT * FROM input
-             ON CONFLICT (link_id, dimension, hour, value) DO UPDATE SET
-                 hits = link_breakdown_hourly.hits + EXCLUDED.hits,
-                 bots = link_breakdown_hourly.bots + EXCLUDED.bots
-         )
-         INSERT INTO link_breakdown_daily (link_id, dimension, day, value, hits, bots)
-         SELECT link_id, dimension, (hour AT TIME ZONE 'UTC')::date, value, sum(hits), sum(bots)
-         FROM input
-         GROUP BY 1, 2, 3, 4
-         ORDER BY 1, 2, 3, 4
-         ON CONFLICT (link_id, dimension, day, value) DO UPDATE SET
-             hits = link_breakdown_daily.hits + EXCLUDED.hits,
-             bots = link_breakdown_daily.bots + EXCLUDED.bots",
-    )
-    .bind(&links)
-    .bind(&dimensions)
-    .bind(&hours)
-    .bind(&values)
-    .bind(&hits)
-    .bind(&bots)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
