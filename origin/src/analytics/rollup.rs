@@ -27,58 +27,74 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 ///   that UTC day for that link (those `visitors_daily` did not hold yet), in the hour of
 ///   their first visit in this batch;
 /// - `link_breakdown_hourly` and `link_breakdown_daily`: hits and bots per value of each
-///   dimension.
+///   dimension (one pass over the batch for all five, with grouping sets).
 ///
-/// The pending table has no key: rows are taken by physical position, which is stable
-/// because they are never updated, and only the holder of the advisory lock deletes.
-/// Returns how many clicks were counted.
+/// The account's counts are sums of the links' (only its uniques need the clicks again).
+/// Only the holder of the advisory lock writes `visitors_daily`, so new visitors are found
+/// by an anti-join and inserted plainly, which is cheaper than `ON CONFLICT`. The pending
+/// table has no key: rows are taken by physical position, which is stable because they are
+/// never updated, and only the lock holder deletes. Returns how many clicks were counted.
 const COUNT_PENDING: &str = "
 WITH batch AS (
     DELETE FROM clicks_pending
     WHERE ctid = ANY(ARRAY(SELECT ctid FROM clicks_pending LIMIT $1))
     RETURNING *
 ), clicks AS (
-    SELECT l AS link_id, date_trunc('hour', at, 'UTC') AS hour,
+    SELECT link_id, date_trunc('hour', at, 'UTC') AS hour,
            (at AT TIME ZONE 'UTC')::date AS day, coalesce(country, 'unknown') AS country,
            referrer_host, device, browser, os, bot, qr, visitor
-    FROM batch, LATERAL (VALUES (batch.link_id), (0)) AS counted(l)
+    FROM batch
 ), first_visits AS (
-    SELECT link_id, day, visitor, min(hour) AS hour
-    FROM clicks
+    SELECT l AS link_id, day, visitor, min(hour) AS hour
+    FROM clicks, LATERAL (VALUES (clicks.link_id), (0)) AS counted(l)
     WHERE NOT bot AND visitor IS NOT NULL
     GROUP BY 1, 2, 3
 ), new_visitors AS (
     INSERT INTO visitors_daily (link_id, day, visitor)
-    SELECT link_id, day, visitor FROM first_visits ORDER BY 1, 2, 3
-    ON CONFLICT DO NOTHING
+    SELECT link_id, day, visitor FROM first_visits f
+    WHERE NOT EXISTS (SELECT FROM visitors_daily v
+                      WHERE (v.link_id, v.day, v.visitor) = (f.link_id, f.day, f.visitor))
+    ORDER BY 1, 2, 3
     RETURNING link_id, day, visitor
 ), uniques AS (
     SELECT f.link_id, f.hour, count(*) AS uniques
     FROM new_visitors JOIN first_visits f USING (link_id, day, visitor)
     GROUP BY 1, 2
+), link_counts AS (
+    SELECT link_id, hour,
+           count(*) FILTER (WHERE NOT bot AND NOT qr) AS clicks,
+           count(*) FILTER (WHERE NOT bot AND qr) AS qr_scans,
+           count(*) FILTER (WHERE bot) AS bots
+    FROM clicks GROUP BY 1, 2
+), counts AS (
+    SELECT * FROM link_counts
+    UNION ALL
+    SELECT 0, hour, sum(clicks), sum(qr_scans), sum(bots) FROM link_counts GROUP BY 2
 ), stats AS (
     INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
     SELECT c.link_id, c.hour, c.clicks, c.qr_scans, c.bots, coalesce(u.uniques, 0)
-    FROM (
-        SELECT link_id, hour,
-               count(*) FILTER (WHERE NOT bot AND NOT qr) AS clicks,
-               count(*) FILTER (WHERE NOT bot AND qr) AS qr_scans,
-               count(*) FILTER (WHERE bot) AS bots
-        FROM clicks GROUP BY 1, 2
-    ) AS c LEFT JOIN uniques u USING (link_id, hour)
+    FROM counts c LEFT JOIN uniques u USING (link_id, hour)
     ORDER BY 1, 2
     ON CONFLICT (link_id, hour) DO UPDATE SET
         clicks = link_stats_hourly.clicks + EXCLUDED.clicks,
         qr_scans = link_stats_hourly.qr_scans + EXCLUDED.qr_scans,
         bots = link_stats_hourly.bots + EXCLUDED.bots,
         uniques = link_stats_hourly.uniques + EXCLUDED.uniques
-), breakdown AS (
-    SELECT link_id, dimension, hour, value,
+), link_breakdown AS (
+    SELECT link_id, hour,
+           CASE WHEN grouping(referrer_host) = 0 THEN 'referrer'
+                WHEN grouping(country) = 0 THEN 'country'
+                WHEN grouping(device) = 0 THEN 'device'
+                WHEN grouping(browser) = 0 THEN 'browser'
+                ELSE 'os' END AS dimension,
+           coalesce(referrer_host, country, device, browser, os) AS value,
            count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
-    FROM clicks,
-         LATERAL (VALUES ('referrer', referrer_host), ('country', country), ('device', device),
-                         ('browser', browser), ('os', os)) AS d(dimension, value)
-    GROUP BY 1, 2, 3, 4
+    FROM clicks
+    GROUP BY link_id, hour, GROUPING SETS ((referrer_host), (country), (device), (browser), (os))
+), breakdown AS (
+    SELECT link_id, dimension, hour, value, hits, bots FROM link_breakdown
+    UNION ALL
+    SELECT 0, dimension, hour, value, sum(hits), sum(bots) FROM link_breakdown GROUP BY 2, 3, 4
 ), breakdown_hourly AS (
     INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
     SELECT * FROM breakdown ORDER BY 1, 2, 3, 4
