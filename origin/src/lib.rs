@@ -140,8 +140,9 @@ impl State {
         Ok(stored.inserted)
     }
 
-    /// Counts every stored click not yet counted into the rollups, now; returns how many.
-    /// A serving origin does this in the background within moments of each ingest.
+    /// Counts every stored click not yet counted into the rollups, now (after waiting for
+    /// any counter at work); returns how many. A serving origin does this in the background
+    /// within moments of each ingest.
     pub async fn count_clicks(&self) -> Result<u64, sqlx::Error> {
         analytics::rollup::count_all_pending(&self.inner.db).await
     }

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 /// The `link_id` of the rollup rows that count the whole account.
 pub(crate) const ACCOUNT: i64 = 0;
 /// Most pending clicks counted in one transaction.
-pub(crate) const BATCH: i64 = 50_000;
+const BATCH: i64 = 50_000;
 /// How often a counter looks for clicks stored by other origins (its own wake it at once).
 const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -111,14 +111,24 @@ WITH batch AS (
 )
 SELECT count(*) FROM batch";
 
+/// What a counter does when another one is at work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// Leave it the work (the background counters of several origins).
+    GiveWay,
+    /// Wait for it to finish, then count what is left.
+    Wait,
+}
+
 /// Counts up to `limit` pending clicks into the rollups; returns how many, or `None` when
-/// another counter is at work.
-pub(crate) async fn count_pending(db: &PgPool, limit: i64) -> Result<Option<u64>, sqlx::Error> {
+/// another counter is at work and `busy` says to give way.
+async fn count_pending(db: &PgPool, limit: i64, busy: Busy) -> Result<Option<u64>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let ours: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('kurz rollups'))")
-            .fetch_one(&mut *tx)
-            .await?;
+    let lock = match busy {
+        Busy::GiveWay => "SELECT pg_try_advisory_xact_lock(hashtext('kurz rollups'))",
+        Busy::Wait => "SELECT pg_advisory_xact_lock(hashtext('kurz rollups')) IS NOT NULL",
+    };
+    let ours: bool = sqlx::query_scalar(lock).fetch_one(&mut *tx).await?;
     if !ours {
         return Ok(None);
     }
@@ -130,10 +140,10 @@ pub(crate) async fn count_pending(db: &PgPool, limit: i64) -> Result<Option<u64>
     Ok(Some(counted.unsigned_abs()))
 }
 
-/// Counts pending clicks until none are left (or another counter is at work).
+/// Counts pending clicks until none are left, waiting for any other counter to finish.
 pub(crate) async fn count_all_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
-    while let Some(counted) = count_pending(db, BATCH).await? {
+    while let Some(counted) = count_pending(db, BATCH, Busy::Wait).await? {
         total += counted;
         if counted < BATCH as u64 {
             break;
@@ -147,7 +157,7 @@ pub(crate) async fn count_all_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
 pub(crate) async fn count_forever(db: PgPool, wake: std::sync::Arc<tokio::sync::Notify>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match count_pending(&db, BATCH).await {
+        match count_pending(&db, BATCH, Busy::GiveWay).await {
             Ok(Some(counted)) if counted == BATCH as u64 => continue,
             Ok(_) => {
                 backoff = Duration::from_millis(100);
