@@ -1,6 +1,8 @@
--- Clicks stored but not yet counted into the rollups. Ingest writes a row here in the same
--- transaction as the raw click; one counter at a time (across origins) moves a batch of them
--- into the rollups and deletes them, in one transaction. So at every moment the rollups plus
+-- Clicks stored but not yet counted into the rollups. Ingest writes two rows here in the
+-- same transaction as the raw click: one with its link_id and one with link_id 0, which
+-- counts for the whole account. Two counters (one for link_id 0, one for the rest; one of
+-- each at a time across origins) move batches of them into the rollups and delete them, in
+-- one transaction. So at every moment the rollups plus
 -- this table equal a GROUP BY over every raw click ever stored, and no click is counted
 -- twice or lost. Concurrent ingests share no rows this way, so they never wait on each other.
 --

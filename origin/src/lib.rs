@@ -60,8 +60,8 @@ struct Inner {
     /// The built dashboard, served at `/admin`.
     admin_dir: Option<std::path::PathBuf>,
     partitions: analytics::store::Partitions,
-    /// Wakes the counter of pending clicks when this origin stored some.
-    rollup_wake: Arc<tokio::sync::Notify>,
+    /// Wake the counters of pending clicks (one per part) when this origin stored some.
+    rollup_wakes: [Arc<tokio::sync::Notify>; 2],
     recorder: Arc<analytics::recorder::Recorder>,
     /// Taken by the background task that stores what the recorder receives.
     recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
@@ -106,7 +106,10 @@ impl State {
                 record_clicks: config.record_clicks,
                 admin_dir: config.admin_dir.clone(),
                 partitions: analytics::store::Partitions::default(),
-                rollup_wake: Arc::new(tokio::sync::Notify::new()),
+                rollup_wakes: [
+                    Arc::new(tokio::sync::Notify::new()),
+                    Arc::new(tokio::sync::Notify::new()),
+                ],
                 recorder,
                 recorded: std::sync::Mutex::new(Some(recorded)),
             }),
@@ -135,7 +138,10 @@ impl State {
             );
         }
         if stored.inserted > 0 {
-            self.inner.rollup_wake.notify_one();
+            self.inner
+                .rollup_wakes
+                .iter()
+                .for_each(|wake| wake.notify_one());
         }
         Ok(stored.inserted)
     }
@@ -184,10 +190,16 @@ impl State {
                 recorded,
             )));
         }
-        tasks.push(Box::pin(analytics::rollup::count_forever(
-            self.inner.db.clone(),
-            self.inner.rollup_wake.clone(),
-        )));
+        for (part, wake) in analytics::rollup::Part::ALL
+            .into_iter()
+            .zip(&self.inner.rollup_wakes)
+        {
+            tasks.push(Box::pin(analytics::rollup::count_forever(
+                self.inner.db.clone(),
+                part,
+                wake.clone(),
+            )));
+        }
         if let Some(edge) = &self.inner.edge_sync {
             tasks.push(Box::pin(outbox::deliver_forever(
                 self.clone(),

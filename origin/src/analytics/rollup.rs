@@ -1,8 +1,9 @@
 //! Where clicks are counted: the hourly rollups and breakdowns the stats API reads.
 //!
-//! Ingest (`store.rs`) leaves each new click in `clicks_pending`, in the transaction that
-//! stores it. Here one counter at a time (an advisory lock, across origins) takes a batch of
-//! pending clicks, adds them to the rollups and deletes them, in one transaction. The rollups
+//! Ingest (`store.rs`) leaves each new click in `clicks_pending` twice (for its link and for
+//! the account), in the transaction that stores it. Here one counter at a time for each of
+//! the two halves ([`Part`]; an advisory lock, across origins) takes a batch of pending
+//! clicks, adds them to the rollups and deletes them, in one transaction. The rollups
 //! plus the pending clicks therefore always equal a `GROUP BY` over the raw clicks, and no
 //! click is counted twice or lost. Concurrent ingests share no rows and never wait on each
 //! other; under load each batch holds everything that arrived during the last one, so the
@@ -20,24 +21,48 @@ const BATCH: i64 = 50_000;
 const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Takes up to `$1` pending clicks and adds them to the rollups, all in the database (the
-/// clicks never travel to the origin and back). Every click counts for its link and for the
-/// account (link 0), in its UTC hour:
+/// The two halves of the pending clicks, counted by two counters in parallel. Ingest queues
+/// every click twice, once for its link and once for the account (link 0); the halves touch
+/// different rollup rows (every rollup key starts with the link), so their counters never
+/// wait on each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Account,
+    Links,
+}
+
+impl Part {
+    pub(crate) const ALL: [Self; 2] = [Self::Account, Self::Links];
+
+    /// The advisory lock that lets one counter of this part run at a time, across origins.
+    fn lock_key(self) -> &'static str {
+        match self {
+            Self::Account => "kurz rollups: account",
+            Self::Links => "kurz rollups: links",
+        }
+    }
+}
+
+/// Takes up to `$1` pending clicks of the account (`$2` true) or of the links (false), and
+/// adds them to the rollups, all in the database (the clicks never travel to the origin and
+/// back). Every click counts in its UTC hour:
 /// - `link_stats_hourly`: clicks, QR scans and bots; and the uniques of the visitors new
 ///   that UTC day for that link (those `visitors_daily` did not hold yet), in the hour of
 ///   their first visit in this batch;
 /// - `link_breakdown_hourly` and `link_breakdown_daily`: hits and bots per value of each
 ///   dimension (one pass over the batch for all five, with grouping sets).
 ///
-/// The account's counts are sums of the links' (only its uniques need the clicks again).
-/// Only the holder of the advisory lock writes `visitors_daily`, so new visitors are found
-/// by an anti-join and inserted plainly, which is cheaper than `ON CONFLICT`. The pending
-/// table has no key: rows are taken by physical position, which is stable because they are
-/// never updated, and only the lock holder deletes. Returns how many clicks were counted.
+/// Only the holder of the part's advisory lock writes its `visitors_daily` rows, so new
+/// visitors are found by an anti-join and inserted plainly, which is cheaper than
+/// `ON CONFLICT`. The pending table has no key: rows are taken by physical position, which
+/// is stable because they are never updated, and only the lock holder deletes them.
+/// Returns how many clicks were counted.
 const COUNT_PENDING: &str = "
 WITH batch AS (
     DELETE FROM clicks_pending
-    WHERE ctid = ANY(ARRAY(SELECT ctid FROM clicks_pending LIMIT $1))
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM clicks_pending WHERE (link_id = 0) = $2 LIMIT $1
+    ))
     RETURNING *
 ), clicks AS (
     SELECT link_id, date_trunc('hour', at, 'UTC') AS hour,
@@ -45,8 +70,8 @@ WITH batch AS (
            referrer_host, device, browser, os, bot, qr, visitor
     FROM batch
 ), first_visits AS (
-    SELECT l AS link_id, day, visitor, min(hour) AS hour
-    FROM clicks, LATERAL (VALUES (clicks.link_id), (0)) AS counted(l)
+    SELECT link_id, day, visitor, min(hour) AS hour
+    FROM clicks
     WHERE NOT bot AND visitor IS NOT NULL
     GROUP BY 1, 2, 3
 ), new_visitors AS (
@@ -60,27 +85,23 @@ WITH batch AS (
     SELECT f.link_id, f.hour, count(*) AS uniques
     FROM new_visitors JOIN first_visits f USING (link_id, day, visitor)
     GROUP BY 1, 2
-), link_counts AS (
-    SELECT link_id, hour,
-           count(*) FILTER (WHERE NOT bot AND NOT qr) AS clicks,
-           count(*) FILTER (WHERE NOT bot AND qr) AS qr_scans,
-           count(*) FILTER (WHERE bot) AS bots
-    FROM clicks GROUP BY 1, 2
-), counts AS (
-    SELECT * FROM link_counts
-    UNION ALL
-    SELECT 0, hour, sum(clicks), sum(qr_scans), sum(bots) FROM link_counts GROUP BY 2
 ), stats AS (
     INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
     SELECT c.link_id, c.hour, c.clicks, c.qr_scans, c.bots, coalesce(u.uniques, 0)
-    FROM counts c LEFT JOIN uniques u USING (link_id, hour)
+    FROM (
+        SELECT link_id, hour,
+               count(*) FILTER (WHERE NOT bot AND NOT qr) AS clicks,
+               count(*) FILTER (WHERE NOT bot AND qr) AS qr_scans,
+               count(*) FILTER (WHERE bot) AS bots
+        FROM clicks GROUP BY 1, 2
+    ) AS c LEFT JOIN uniques u USING (link_id, hour)
     ORDER BY 1, 2
     ON CONFLICT (link_id, hour) DO UPDATE SET
         clicks = link_stats_hourly.clicks + EXCLUDED.clicks,
         qr_scans = link_stats_hourly.qr_scans + EXCLUDED.qr_scans,
         bots = link_stats_hourly.bots + EXCLUDED.bots,
         uniques = link_stats_hourly.uniques + EXCLUDED.uniques
-), link_breakdown AS (
+), breakdown AS (
     SELECT link_id, hour,
            CASE WHEN grouping(referrer_host) = 0 THEN 'referrer'
                 WHEN grouping(country) = 0 THEN 'country'
@@ -91,13 +112,9 @@ WITH batch AS (
            count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
     FROM clicks
     GROUP BY link_id, hour, GROUPING SETS ((referrer_host), (country), (device), (browser), (os))
-), breakdown AS (
-    SELECT link_id, dimension, hour, value, hits, bots FROM link_breakdown
-    UNION ALL
-    SELECT 0, dimension, hour, value, sum(hits), sum(bots) FROM link_breakdown GROUP BY 2, 3, 4
 ), breakdown_hourly AS (
     INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
-    SELECT * FROM breakdown ORDER BY 1, 2, 3, 4
+    SELECT link_id, dimension, hour, value, hits, bots FROM breakdown ORDER BY 1, 2, 3, 4
     ON CONFLICT (link_id, hour, dimension, value) DO UPDATE SET
         hits = link_breakdown_hourly.hits + EXCLUDED.hits,
         bots = link_breakdown_hourly.bots + EXCLUDED.bots
@@ -111,7 +128,7 @@ WITH batch AS (
 )
 SELECT count(*) FROM batch";
 
-/// What a counter does when another one is at work.
+/// What a counter does when another one of its part is at work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Busy {
     /// Leave it the work (the background counters of several origins).
@@ -120,20 +137,29 @@ enum Busy {
     Wait,
 }
 
-/// Counts up to `limit` pending clicks into the rollups; returns how many, or `None` when
-/// another counter is at work and `busy` says to give way.
-async fn count_pending(db: &PgPool, limit: i64, busy: Busy) -> Result<Option<u64>, sqlx::Error> {
+/// Counts up to `limit` pending clicks of `part` into the rollups; returns how many, or
+/// `None` when another counter of the part is at work and `busy` says to give way.
+async fn count_pending(
+    db: &PgPool,
+    part: Part,
+    limit: i64,
+    busy: Busy,
+) -> Result<Option<u64>, sqlx::Error> {
     let mut tx = db.begin().await?;
     let lock = match busy {
-        Busy::GiveWay => "SELECT pg_try_advisory_xact_lock(hashtext('kurz rollups'))",
-        Busy::Wait => "SELECT pg_advisory_xact_lock(hashtext('kurz rollups')) IS NOT NULL",
+        Busy::GiveWay => "SELECT pg_try_advisory_xact_lock(hashtext($1))",
+        Busy::Wait => "SELECT pg_advisory_xact_lock(hashtext($1)) IS NOT NULL",
     };
-    let ours: bool = sqlx::query_scalar(lock).fetch_one(&mut *tx).await?;
+    let ours: bool = sqlx::query_scalar(lock)
+        .bind(part.lock_key())
+        .fetch_one(&mut *tx)
+        .await?;
     if !ours {
         return Ok(None);
     }
     let counted: i64 = sqlx::query_scalar(COUNT_PENDING)
         .bind(limit)
+        .bind(part == Part::Account)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -143,21 +169,31 @@ async fn count_pending(db: &PgPool, limit: i64, busy: Busy) -> Result<Option<u64
 /// Counts pending clicks until none are left, waiting for any other counter to finish.
 pub(crate) async fn count_all_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
-    while let Some(counted) = count_pending(db, BATCH, Busy::Wait).await? {
-        total += counted;
-        if counted < BATCH as u64 {
-            break;
+    for part in Part::ALL {
+        while let Some(counted) = count_pending(db, part, BATCH, Busy::Wait).await? {
+            // The account's copies are not clicks of their own.
+            if part == Part::Links {
+                total += counted;
+            }
+            if counted < BATCH as u64 {
+                break;
+            }
         }
     }
     Ok(total)
 }
 
-/// Counts pending clicks as they come: at once when `wake` is notified (this origin stored
-/// some), at least every second (other origins did), back to back while a backlog lasts.
-pub(crate) async fn count_forever(db: PgPool, wake: std::sync::Arc<tokio::sync::Notify>) {
+/// Counts the pending clicks of `part` as they come: at once when `wake` is notified (this
+/// origin stored some), at least every second (other origins did), back to back while a
+/// backlog lasts.
+pub(crate) async fn count_forever(
+    db: PgPool,
+    part: Part,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match count_pending(&db, BATCH, Busy::GiveWay).await {
+        match count_pending(&db, part, BATCH, Busy::GiveWay).await {
             Ok(Some(counted)) if counted == BATCH as u64 => continue,
             Ok(_) => {
                 backoff = Duration::from_millis(100);

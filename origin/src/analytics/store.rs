@@ -192,12 +192,14 @@ async fn insert_clicks(tx: &mut PgConnection, rows: &[Row<'_>]) -> Result<u64, s
              ON CONFLICT (id, at) DO NOTHING
              RETURNING link_id, at, country, referrer_host, device, browser, os, bot, qr, visitor
          ), queued AS (
+             -- Once for the link and once for the account (link 0): see rollup.rs.
              INSERT INTO clicks_pending (link_id, at, country, referrer_host, device, browser,
                                          os, bot, qr, visitor)
-             SELECT * FROM new
-             RETURNING 1
+             SELECT counted.link_id, at, country, referrer_host, device, browser, os, bot, qr,
+                    visitor
+             FROM new, LATERAL (VALUES (new.link_id), (0)) AS counted(link_id)
          )
-         SELECT count(*) FROM queued",
+         SELECT count(*) FROM new",
     )
     .bind(&ids)
     .bind(&ats)
