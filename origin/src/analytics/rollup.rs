@@ -43,7 +43,8 @@ impl Part {
     }
 }
 
-/// Takes up to `$1` pending clicks of the account (`$2` true) or of the links (false), and
+/// Takes up to `$1` pending clicks of the account (`$2` true; `$3` is [`ACCOUNT`]) or of the
+/// links (false), and
 /// adds them to the rollups, all in the database (the clicks never travel to the origin and
 /// back). Every click counts in its UTC hour:
 /// - `link_stats_hourly`: clicks, QR scans and bots; and the uniques of the visitors new
@@ -61,7 +62,7 @@ const COUNT_PENDING: &str = "
 WITH batch AS (
     DELETE FROM clicks_pending
     WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM clicks_pending WHERE (link_id = 0) = $2 LIMIT $1
+        SELECT ctid FROM clicks_pending WHERE (link_id = $3) = $2 LIMIT $1
     ))
     RETURNING *
 ), clicks AS (
@@ -137,14 +138,9 @@ enum Busy {
     Wait,
 }
 
-/// Counts up to `limit` pending clicks of `part` into the rollups; returns how many, or
+/// Counts up to [`BATCH`] pending clicks of `part` into the rollups; returns how many, or
 /// `None` when another counter of the part is at work and `busy` says to give way.
-async fn count_pending(
-    db: &PgPool,
-    part: Part,
-    limit: i64,
-    busy: Busy,
-) -> Result<Option<u64>, sqlx::Error> {
+async fn count_pending(db: &PgPool, part: Part, busy: Busy) -> Result<Option<u64>, sqlx::Error> {
     let mut tx = db.begin().await?;
     let lock = match busy {
         Busy::GiveWay => "SELECT pg_try_advisory_xact_lock(hashtext($1))",
@@ -158,8 +154,9 @@ async fn count_pending(
         return Ok(None);
     }
     let counted: i64 = sqlx::query_scalar(COUNT_PENDING)
-        .bind(limit)
+        .bind(BATCH)
         .bind(part == Part::Account)
+        .bind(ACCOUNT)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -170,7 +167,7 @@ async fn count_pending(
 pub(crate) async fn count_all_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     for part in Part::ALL {
-        while let Some(counted) = count_pending(db, part, BATCH, Busy::Wait).await? {
+        while let Some(counted) = count_pending(db, part, Busy::Wait).await? {
             // The account's copies are not clicks of their own.
             if part == Part::Links {
                 total += counted;
@@ -193,7 +190,7 @@ pub(crate) async fn count_forever(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match count_pending(&db, part, BATCH, Busy::GiveWay).await {
+        match count_pending(&db, part, Busy::GiveWay).await {
             Ok(Some(counted)) if counted == BATCH as u64 => continue,
             Ok(_) => {
                 backoff = Duration::from_millis(100);

@@ -10,6 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 
 use super::enrich::{Enriched, enrich, referrer_host};
+use super::rollup::ACCOUNT;
 /// Events dated further ahead than this are refused (a wrong clock, or a forgery).
 const MAX_FUTURE: Duration = Duration::hours(1);
 
@@ -192,12 +193,12 @@ async fn insert_clicks(tx: &mut PgConnection, rows: &[Row<'_>]) -> Result<u64, s
              ON CONFLICT (id, at) DO NOTHING
              RETURNING link_id, at, country, referrer_host, device, browser, os, bot, qr, visitor
          ), queued AS (
-             -- Once for the link and once for the account (link 0): see rollup.rs.
+             -- Once for the link and once for the account ($17): see rollup.rs.
              INSERT INTO clicks_pending (link_id, at, country, referrer_host, device, browser,
                                          os, bot, qr, visitor)
              SELECT counted.link_id, at, country, referrer_host, device, browser, os, bot, qr,
                     visitor
-             FROM new, LATERAL (VALUES (new.link_id), (0)) AS counted(link_id)
+             FROM new, LATERAL (VALUES (new.link_id), ($17)) AS counted(link_id)
          )
          SELECT count(*) FROM new",
     )
@@ -217,6 +218,7 @@ async fn insert_clicks(tx: &mut PgConnection, rows: &[Row<'_>]) -> Result<u64, s
     .bind(&qrs)
     .bind(&heads)
     .bind(&visitors)
+    .bind(ACCOUNT)
     .fetch_one(&mut *tx)
     .await?;
     Ok(inserted.unsigned_abs())
