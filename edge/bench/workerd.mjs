@@ -1,5 +1,6 @@
-// Serves two workers from one workerd (miniflare) for `cargo xtask bench`: kurz's edge worker
-// with KV holding the links, and a minimal worker answering a constant 302 (the baseline).
+// Serves workers from one workerd (miniflare) for `cargo xtask bench`: kurz's edge worker with
+// KV holding the links, a minimal worker answering a constant 302 (the baseline), and small JS
+// workers that show what the runtime's KV and queue simulators cost on their own.
 // Each worker gets its own loopback socket, so neither pays for a router the other skips.
 // Prints one line of JSON with both URLs and the seeded codes' file, then runs until stdin
 // closes (the xtask holds it open).
@@ -50,6 +51,35 @@ const mf = new Miniflare({
       unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
     },
     {
+      // The simulated KV alone: one read per visit, nothing else.
+      name: 'js-kv-only',
+      modules: true,
+      script: `export default {
+        async fetch(request, env) {
+          const text = await env.LINKS.get('link:' + new URL(request.url).pathname.slice(1), { cacheTtl: 30 });
+          if (text === null) return new Response('not found', { status: 404 });
+          return new Response(null, { status: 302, headers: { location: 'https://example.com/', 'cache-control': 'private, no-store' } });
+        },
+      };`,
+      compatibilityDate,
+      kvNamespaces: { LINKS: 'LINKS' },
+      unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+    },
+    {
+      // The simulated queue alone: one send per visit, nothing else.
+      name: 'js-queue-only',
+      modules: true,
+      script: `export default {
+        fetch(request, env, ctx) {
+          ctx.waitUntil(env.CLICKS.send({ id: crypto.randomUUID(), at: new Date().toISOString() }));
+          return new Response(null, { status: 302, headers: { location: 'https://example.com/', 'cache-control': 'private, no-store' } });
+        },
+      };`,
+      compatibilityDate,
+      queueProducers: { CLICKS: { queueName: 'bench-clicks' } },
+      unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+    },
+    {
       name: 'baseline',
       modules: true,
       script: `export default {
@@ -74,7 +104,11 @@ for (let i = 0; i < codes.length; i += 100) {
 const kurz = await mf.unsafeGetDirectURL('kurz');
 const baseline = await mf.unsafeGetDirectURL('baseline');
 const jsKv = await mf.unsafeGetDirectURL('js-kv');
-console.log(JSON.stringify({ kurz: kurz.href, baseline: baseline.href, js_kv: jsKv.href }));
+const jsKvOnly = await mf.unsafeGetDirectURL('js-kv-only');
+const jsQueueOnly = await mf.unsafeGetDirectURL('js-queue-only');
+console.log(JSON.stringify({
+  kurz: kurz.href, baseline: baseline.href, js_kv: jsKv.href, js_kv_only: jsKvOnly.href, js_queue_only: jsQueueOnly.href,
+}));
 
 process.stdin.resume();
 process.stdin.on('end', async () => {

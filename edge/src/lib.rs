@@ -5,28 +5,38 @@
 //! delaying the response; the queue consumer here posts batches to the origin. The origin
 //! keeps KV current through `POST /_edge/sync`.
 //!
+//! Each isolate keeps what it read from KV for a second ([`memo`]), so a hot link costs one
+//! KV read per second, and sends its clicks to the queue in batches ([`outbox`]).
+//!
 //! The decisions live in plain modules without `worker` types ([`route`], [`breaker`],
-//! [`entry`], and `shortlink::redirect::decide`), unit-tested on the host; this file and
-//! [`origin`] are the glue to the Workers runtime.
+//! [`entry`], [`memo`], [`outbox`] and `shortlink::redirect::decide`), unit-tested on the
+//! host; this file and [`origin`] are the glue to the Workers runtime.
 
 pub mod breaker;
 pub mod entry;
+pub mod memo;
 mod origin;
+pub mod outbox;
 pub mod pages;
 pub mod route;
 mod sync;
 
 use std::cell::RefCell;
+use std::time::Duration;
 
 use shortlink::edge::{ClickEvent, ClickSource, KV_MISSING, kv_key};
 use shortlink::redirect::{Decision, LinkRecord, decide};
 use shortlink::visitor::visitor_key;
 use shortlink::{ShortCode, signature};
 use time::OffsetDateTime;
-use worker::{Context, Date, Env, Headers, MessageBatch, Request, Response, Result, event};
+use worker::{
+    Context, Date, Delay, Env, Headers, MessageBatch, Queue, Request, Response, Result, event,
+};
 
 use crate::breaker::Breaker;
 use crate::entry::Entry;
+use crate::memo::Memo;
+use crate::outbox::{Added, Outbox};
 use crate::route::Route;
 
 /// The KV namespace of link entries.
@@ -44,6 +54,10 @@ const MISSING_TTL: u64 = 60;
 thread_local! {
     /// Per isolate: each isolate learns about a dead origin on its own, within a few requests.
     static BREAKER: RefCell<Breaker> = RefCell::new(Breaker::default());
+    /// What this isolate read from KV in the last second.
+    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    /// Clicks waiting for this isolate's next queue batch.
+    static CLICKS_OUT: RefCell<Outbox<ClickEvent>> = RefCell::new(Outbox::default());
 }
 
 #[event(fetch)]
@@ -75,8 +89,18 @@ async fn redirect(
 ) -> Result<Response> {
     let kv = env.kv(LINKS)?;
     let key = kv_key(&code);
-    let stored = kv.get(&key).cache_ttl(KV_CACHE_TTL).text().await?;
-    let record = match stored.as_deref().map(entry::parse) {
+    let known = match MEMO.with_borrow(|memo| memo.get(&code, now_ms()).cloned()) {
+        Some(entry) => Some(entry),
+        None => {
+            let stored = kv.get(&key).cache_ttl(KV_CACHE_TTL).text().await?;
+            let entry = stored.as_deref().map(entry::parse);
+            if let Some(entry) = &entry {
+                MEMO.with_borrow_mut(|memo| memo.remember(code.clone(), entry.clone(), now_ms()));
+            }
+            entry
+        }
+    };
+    let record = match known {
         Some(Entry::Link(record)) => record,
         Some(Entry::Missing) => return page(404, pages::NOT_FOUND),
         Some(Entry::Unreadable(_)) | None => {
@@ -88,11 +112,14 @@ async fn redirect(
                 Ok(Some((record, json))) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
                     cache_in_kv(ctx, kv, key, json, FETCHED_RECORD_TTL);
+                    let entry = Entry::Link(record.clone());
+                    MEMO.with_borrow_mut(|memo| memo.remember(code.clone(), entry, now_ms()));
                     record
                 }
                 Ok(None) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
                     cache_in_kv(ctx, kv, key, KV_MISSING.to_owned(), MISSING_TTL);
+                    MEMO.with_borrow_mut(|memo| memo.remember(code, Entry::Missing, now_ms()));
                     return page(404, pages::NOT_FOUND);
                 }
                 Err(err) => {
@@ -177,12 +204,35 @@ fn send_click(
     }
     .bounded();
     match env.queue(CLICKS) {
-        Ok(queue) => ctx.wait_until(async move {
-            if let Err(err) = queue.send(event).await {
-                worker::console_error!("queueing a click failed: {err}");
-            }
-        }),
+        Ok(queue) => match CLICKS_OUT.with_borrow_mut(|out| out.add(event)) {
+            Added::Queued => {}
+            Added::Send(batch) => ctx.wait_until(send_clicks(queue, batch)),
+            Added::ScheduleFlush => ctx.wait_until(async move {
+                Delay::from(Duration::from_millis(outbox::FLUSH_AFTER_MS)).await;
+                let batch = CLICKS_OUT.with_borrow_mut(Outbox::take);
+                send_clicks(queue, batch).await;
+            }),
+        },
         Err(err) => worker::console_error!("no click queue bound: {err}"),
+    }
+}
+
+/// Sends a batch of clicks to the queue, trying three times before giving up on it.
+async fn send_clicks(queue: Queue, batch: Vec<ClickEvent>) {
+    if batch.is_empty() {
+        return;
+    }
+    for attempt in 1..=3 {
+        match queue.send_batch(batch.iter()).await {
+            Ok(()) => return,
+            Err(err) if attempt < 3 => {
+                worker::console_warn!("queueing {} clicks failed, retrying: {err}", batch.len());
+                Delay::from(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(err) => {
+                worker::console_error!("queueing {} clicks failed: {err}", batch.len());
+            }
+        }
     }
 }
 

@@ -62,6 +62,11 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         deleted: 0,
     };
     let mut writes = Vec::new();
+    let codes: Vec<_> = batch
+        .changes
+        .iter()
+        .map(|change| change.code.clone())
+        .collect();
     for change in batch.changes {
         let key = kv_key(&change.code);
         let kv = kv.clone();
@@ -82,6 +87,8 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         }
     }
     try_join_all(writes).await?;
+    // This isolate serves the new records at once; others within the memo's second.
+    crate::MEMO.with_borrow_mut(|memo| codes.iter().for_each(|code| memo.forget(code)));
     Response::from_json(&result)
 }
 

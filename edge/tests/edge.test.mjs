@@ -218,6 +218,17 @@ test('a KV miss asks the origin once, then KV answers', async () => {
   }
   assert.equal(originRequests.get(resolve), 1, 'later visits were served from KV');
 
+  // Each isolate keeps what it read for a second: a record written to KV by another isolate's
+  // sync (here: behind the worker's back) is served within that second, still without the origin.
+  const kv = await mf.getKVNamespace('LINKS');
+  const record = JSON.parse(await kv.get('link:only-in-db'));
+  await kv.put('link:only-in-db', JSON.stringify({ ...record, destination: 'https://example.com/db-2' }));
+  const writtenAt = Date.now();
+  await eventually('the edge serves the record written to KV', async () =>
+    (await visit('only-in-db')).headers.get('location') === 'https://example.com/db-2', 2_000);
+  console.log(`KV write served after ${Date.now() - writtenAt} ms`);
+  assert.equal(originRequests.get(resolve), 1, 'visits after the memo expired were served from KV');
+
   // Unknown codes are remembered as unknown.
   const unknown = '/_edge/resolve/never-made';
   assert.equal((await visit('never-made')).status, 404);

@@ -1,0 +1,136 @@
+//! What this isolate read from KV in the last second. A hot link then costs one KV read per
+//! second per isolate instead of one per visit, and a flood of one unknown code one read.
+//!
+//! Freshness is bounded by [`FRESH_MS`], well inside the two seconds an edit may take to reach
+//! the edge; the isolate that receives a sync also forgets the codes it wrote. The memo holds
+//! no clock: callers pass the time in milliseconds.
+
+use std::collections::HashMap;
+
+use shortlink::ShortCode;
+
+use crate::entry::Entry;
+
+/// How long an entry read from KV (or fetched from the origin) is served from memory.
+pub const FRESH_MS: u64 = 1_000;
+/// Most entries kept. Past this, stale entries are dropped; if too few are stale (over this
+/// many distinct codes in a second), all are, so a scan of random codes costs O(1) per visit.
+pub const CAPACITY: usize = 10_000;
+
+#[derive(Debug, Default)]
+pub struct Memo {
+    entries: HashMap<ShortCode, (u64, Entry)>,
+}
+
+impl Memo {
+    /// The entry for `code` if it was remembered less than [`FRESH_MS`] ago.
+    pub fn get(&self, code: &ShortCode, now_ms: u64) -> Option<&Entry> {
+        self.entries
+            .get(code)
+            .filter(|(at, _)| fresh(*at, now_ms))
+            .map(|(_, entry)| entry)
+    }
+
+    /// Remembers a link or the "no such link" marker; unreadable entries are not worth keeping.
+    pub fn remember(&mut self, code: ShortCode, entry: Entry, now_ms: u64) {
+        if matches!(entry, Entry::Unreadable(_)) {
+            return;
+        }
+        if self.entries.len() >= CAPACITY && !self.entries.contains_key(&code) {
+            self.entries.retain(|_, (at, _)| fresh(*at, now_ms));
+            if self.entries.len() >= CAPACITY / 2 {
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(code, (now_ms, entry));
+    }
+
+    pub fn forget(&mut self, code: &ShortCode) {
+        self.entries.remove(code);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn fresh(at_ms: u64, now_ms: u64) -> bool {
+    now_ms.saturating_sub(at_ms) < FRESH_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use shortlink::redirect::LinkRecord;
+    use shortlink::{Destination, RedirectStatus};
+
+    use super::*;
+
+    fn code(text: &str) -> ShortCode {
+        ShortCode::parse(text).expect("valid")
+    }
+
+    fn link(id: i64) -> Entry {
+        Entry::Link(LinkRecord::new(
+            id,
+            Destination::parse("https://example.com/").expect("valid"),
+            RedirectStatus::Found,
+            None,
+        ))
+    }
+
+    #[test]
+    fn serves_an_entry_for_one_second() {
+        let mut memo = Memo::default();
+        memo.remember(code("abc"), link(1), 10_000);
+        assert_eq!(memo.get(&code("abc"), 10_000), Some(&link(1)));
+        assert_eq!(memo.get(&code("abc"), 10_999), Some(&link(1)));
+        assert_eq!(memo.get(&code("abc"), 11_000), None);
+        assert_eq!(memo.get(&code("abd"), 10_000), None);
+        // A clock that steps back does not make an entry live forever.
+        assert_eq!(memo.get(&code("abc"), 9_000), Some(&link(1)));
+    }
+
+    #[test]
+    fn remembers_unknown_codes_but_not_unreadable_entries() {
+        let mut memo = Memo::default();
+        memo.remember(code("abc"), Entry::Missing, 0);
+        memo.remember(code("abd"), Entry::Unreadable("bad".into()), 0);
+        assert_eq!(memo.get(&code("abc"), 1), Some(&Entry::Missing));
+        assert_eq!(memo.get(&code("abd"), 1), None);
+    }
+
+    #[test]
+    fn a_newer_entry_and_forget_replace_the_old() {
+        let mut memo = Memo::default();
+        memo.remember(code("abc"), link(1), 0);
+        memo.remember(code("abc"), link(2), 500);
+        assert_eq!(memo.get(&code("abc"), 1_400), Some(&link(2)));
+        memo.forget(&code("abc"));
+        assert_eq!(memo.get(&code("abc"), 1_400), None);
+    }
+
+    #[test]
+    fn stays_bounded() {
+        let mut memo = Memo::default();
+        // Twice the capacity of distinct codes within one second: everything is fresh.
+        for i in 0..2 * CAPACITY {
+            memo.remember(code(&format!("c{i}")), link(1), 0);
+            assert!(memo.len() <= CAPACITY);
+        }
+        // Stale entries make room first; the fresh ones are kept.
+        let mut memo = Memo::default();
+        for i in 0..CAPACITY - 10 {
+            memo.remember(code(&format!("old{i}")), link(1), 0);
+        }
+        for i in 0..10 {
+            memo.remember(code(&format!("new{i}")), link(2), 5_000);
+        }
+        memo.remember(code("newest"), link(3), 5_000);
+        assert_eq!(memo.len(), 11);
+        assert_eq!(memo.get(&code("new3"), 5_001), Some(&link(2)));
+    }
+}
