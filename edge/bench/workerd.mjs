@@ -80,6 +80,15 @@ const mf = new Miniflare({
       unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
     },
     {
+      // The least a Rust worker does: the workers-rs glue around a constant 302.
+      name: 'rust-floor',
+      modules: true,
+      scriptPath: path.join(EDGE, 'bench/floor/build/index.js'),
+      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+      compatibilityDate,
+      unsafeDirectSockets: [{ host: '127.0.0.1', port: 0 }],
+    },
+    {
       name: 'baseline',
       modules: true,
       script: `export default {
@@ -106,8 +115,10 @@ const baseline = await mf.unsafeGetDirectURL('baseline');
 const jsKv = await mf.unsafeGetDirectURL('js-kv');
 const jsKvOnly = await mf.unsafeGetDirectURL('js-kv-only');
 const jsQueueOnly = await mf.unsafeGetDirectURL('js-queue-only');
+const rustFloor = await mf.unsafeGetDirectURL('rust-floor');
 console.log(JSON.stringify({
   kurz: kurz.href, baseline: baseline.href, js_kv: jsKv.href, js_kv_only: jsKvOnly.href, js_queue_only: jsQueueOnly.href,
+  rust_floor: rustFloor.href,
 }));
 
 process.stdin.resume();

@@ -125,13 +125,22 @@ pub(crate) fn offline_env(command: &mut Command) -> &mut Command {
 
 /// Builds `edge/build/` (index.js and index_bg.wasm) with the size-optimised profile.
 pub(crate) fn build_worker() -> anyhow::Result<Worker> {
+    build_worker_in(&edge_dir())
+}
+
+/// Builds the bench's constant-302 Rust worker into `edge/bench/floor/build/`, as the edge is.
+pub(crate) fn build_floor_worker() -> anyhow::Result<Worker> {
+    build_worker_in(&edge_dir().join("bench/floor"))
+}
+
+fn build_worker_in(crate_dir: &Path) -> anyhow::Result<Worker> {
     ensure_tools()?;
     exec(
         offline_env(&mut Command::new(cargo_tool("worker-build")))
-            .current_dir(edge_dir())
+            .current_dir(crate_dir)
             .args(["--profile", "wasm-release"]),
     )?;
-    let wasm = edge_dir().join("build/index_bg.wasm");
+    let wasm = crate_dir.join("build/index_bg.wasm");
     if !wasm.exists() {
         bail!("worker-build finished but {} is missing", wasm.display());
     }
