@@ -6,7 +6,7 @@
 //! keeps KV current through `POST /_edge/sync`.
 //!
 //! Each isolate keeps what it read from KV for a second ([`memo`]), so a hot link costs one
-//! KV read per second, and sends its clicks to the queue in batches ([`outbox`]).
+//! KV read per second, and gathers its clicks into queue messages ([`outbox`]).
 //!
 //! The decisions live in plain modules without `worker` types ([`route`], [`breaker`],
 //! [`entry`], [`memo`], [`outbox`] and `shortlink::redirect::decide`), unit-tested on the
@@ -26,11 +26,13 @@ use std::time::Duration;
 
 use shortlink::edge::{ClickEvent, ClickSource, KV_MISSING, kv_key};
 use shortlink::redirect::{Decision, LinkRecord, decide};
-use shortlink::visitor::visitor_key;
+use shortlink::visitor::DailySalt;
 use shortlink::{ShortCode, signature};
 use time::OffsetDateTime;
+use worker::wasm_bindgen::JsValue;
 use worker::{
-    Context, Date, Delay, Env, Headers, MessageBatch, Queue, Request, Response, Result, event,
+    Context, Date, Delay, Env, Headers, MessageBatch, Queue, QueueContentType, RawMessageBuilder,
+    Request, Response, Result, event,
 };
 
 use crate::breaker::Breaker;
@@ -56,8 +58,12 @@ thread_local! {
     static BREAKER: RefCell<Breaker> = RefCell::new(Breaker::default());
     /// What this isolate read from KV in the last second.
     static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
-    /// Clicks waiting for this isolate's next queue batch.
-    static CLICKS_OUT: RefCell<Outbox<ClickEvent>> = RefCell::new(Outbox::default());
+    /// Clicks waiting for this isolate's next queue message.
+    static CLICKS_OUT: RefCell<Outbox> = RefCell::new(Outbox::default());
+    /// Today's visitor salt, made once a day per isolate rather than once per click.
+    static SALT: RefCell<Option<DailySalt>> = const { RefCell::new(None) };
+    /// This isolate's random prefix of click ids and the number of the next click.
+    static CLICK_IDS: RefCell<Option<(String, u64)>> = const { RefCell::new(None) };
 }
 
 #[event(fetch)]
@@ -87,12 +93,15 @@ async fn redirect(
     code: ShortCode,
     head: bool,
 ) -> Result<Response> {
-    let kv = env.kv(LINKS)?;
-    let key = kv_key(&code);
     let known = match MEMO.with_borrow(|memo| memo.get(&code, now_ms()).cloned()) {
         Some(entry) => Some(entry),
         None => {
-            let stored = kv.get(&key).cache_ttl(KV_CACHE_TTL).text().await?;
+            let stored = env
+                .kv(LINKS)?
+                .get(&kv_key(&code))
+                .cache_ttl(KV_CACHE_TTL)
+                .text()
+                .await?;
             let entry = stored.as_deref().map(entry::parse);
             if let Some(entry) = &entry {
                 MEMO.with_borrow_mut(|memo| memo.remember(code.clone(), entry.clone(), now_ms()));
@@ -111,14 +120,14 @@ async fn redirect(
             match origin::resolve(env, &code).await {
                 Ok(Some((record, json))) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
-                    cache_in_kv(ctx, kv, key, json, FETCHED_RECORD_TTL);
+                    cache_in_kv(ctx, env, &code, json, FETCHED_RECORD_TTL);
                     let entry = Entry::Link(record.clone());
                     MEMO.with_borrow_mut(|memo| memo.remember(code.clone(), entry, now_ms()));
                     record
                 }
                 Ok(None) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
-                    cache_in_kv(ctx, kv, key, KV_MISSING.to_owned(), MISSING_TTL);
+                    cache_in_kv(ctx, env, &code, KV_MISSING.to_owned(), MISSING_TTL);
                     MEMO.with_borrow_mut(|memo| memo.remember(code, Entry::Missing, now_ms()));
                     return page(404, pages::NOT_FOUND);
                 }
@@ -153,10 +162,15 @@ async fn redirect(
 }
 
 /// Stores what the origin said in KV after the response is sent, expiring after `ttl` seconds.
-fn cache_in_kv(ctx: &Context, kv: worker::kv::KvStore, key: String, value: String, ttl: u64) {
+fn cache_in_kv(ctx: &Context, env: &Env, code: &ShortCode, value: String, ttl: u64) {
+    let key = kv_key(code);
+    let kv = env.kv(LINKS);
     ctx.wait_until(async move {
-        let put = kv.put(&key, value).map(|p| p.expiration_ttl(ttl));
-        if let Err(err) = async { put?.execute().await }.await {
+        let put = async {
+            kv?.put(&key, value)?.expiration_ttl(ttl).execute().await?;
+            Ok::<_, worker::Error>(())
+        };
+        if let Err(err) = put.await {
             worker::console_error!("caching {key} in KV failed: {err}");
         }
     });
@@ -180,17 +194,10 @@ fn send_click(
         .split_once('?')
         .map(|(_, rest)| rest.split('#').next().unwrap_or_default().to_owned());
     // The IP address is only hashed into the day's visitor key, never sent or stored.
-    let visitor = match (header("cf-connecting-ip"), edge_secret(env)) {
-        (Some(ip), Ok(secret)) => Some(visitor_key(
-            secret.as_bytes(),
-            at.date(),
-            &ip,
-            header("user-agent").as_deref().unwrap_or_default(),
-        )),
-        _ => None,
-    };
+    let visitor = header("cf-connecting-ip")
+        .and_then(|ip| visitor_key(env, at.date(), &ip, header("user-agent").as_deref()));
     let event = ClickEvent {
-        id: random_uuid(),
+        id: next_click_id(),
         link_id: record.link_id,
         code,
         at,
@@ -203,35 +210,37 @@ fn send_click(
         visitor,
     }
     .bounded();
+    let json = match serde_json::to_string(&event) {
+        Ok(json) => json,
+        Err(err) => return worker::console_error!("a click event did not serialise: {err}"),
+    };
     match env.queue(CLICKS) {
-        Ok(queue) => match CLICKS_OUT.with_borrow_mut(|out| out.add(event)) {
+        Ok(queue) => match CLICKS_OUT.with_borrow_mut(|out| out.add(&json)) {
             Added::Queued => {}
-            Added::Send(batch) => ctx.wait_until(send_clicks(queue, batch)),
+            Added::Send(message) => ctx.wait_until(send_clicks(queue, message)),
             Added::ScheduleFlush => ctx.wait_until(async move {
                 Delay::from(Duration::from_millis(outbox::FLUSH_AFTER_MS)).await;
-                let batch = CLICKS_OUT.with_borrow_mut(Outbox::take);
-                send_clicks(queue, batch).await;
+                if let Some(message) = CLICKS_OUT.with_borrow_mut(Outbox::take) {
+                    send_clicks(queue, message).await;
+                }
             }),
         },
         Err(err) => worker::console_error!("no click queue bound: {err}"),
     }
 }
 
-/// Sends a batch of clicks to the queue, trying three times before giving up on it.
-async fn send_clicks(queue: Queue, batch: Vec<ClickEvent>) {
-    if batch.is_empty() {
-        return;
-    }
+/// Sends one message of clicks to the queue, trying three times before giving up on it.
+async fn send_clicks(queue: Queue, message: String) {
     for attempt in 1..=3 {
-        match queue.send_batch(batch.iter()).await {
+        let body = RawMessageBuilder::new(JsValue::from_str(&message))
+            .build_with_content_type(QueueContentType::Text);
+        match queue.send_raw(body).await {
             Ok(()) => return,
             Err(err) if attempt < 3 => {
-                worker::console_warn!("queueing {} clicks failed, retrying: {err}", batch.len());
+                worker::console_warn!("queueing clicks failed, retrying: {err}");
                 Delay::from(Duration::from_millis(100 * attempt)).await;
             }
-            Err(err) => {
-                worker::console_error!("queueing {} clicks failed: {err}", batch.len());
-            }
+            Err(err) => worker::console_error!("queueing clicks failed, {message:.200}…: {err}"),
         }
     }
 }
@@ -268,7 +277,32 @@ fn now_secs() -> i64 {
     (now_ms() / 1000) as i64
 }
 
-/// `crypto.randomUUID()`: 122 random bits, so event ids never collide in practice.
+/// The day's visitor key, with the day's salt made once per isolate.
+fn visitor_key(env: &Env, day: time::Date, ip: &str, user_agent: Option<&str>) -> Option<String> {
+    SALT.with_borrow_mut(|salt| {
+        if salt.as_ref().is_none_or(|salt| salt.day() != day) {
+            // Without the secret the worker cannot sync or reach the origin either; clicks
+            // then go without a visitor key rather than fail.
+            let secret = edge_secret(env).ok()?;
+            *salt = Some(DailySalt::new(secret.as_bytes(), day));
+        }
+        salt.as_ref()
+            .map(|salt| salt.key(ip, user_agent.unwrap_or_default()))
+    })
+}
+
+/// A click's event id: this isolate's random prefix (122 random bits, from
+/// `crypto.randomUUID()` once) and a sequence number, so ids never collide in practice and
+/// making one costs no call into JavaScript.
+fn next_click_id() -> String {
+    CLICK_IDS.with_borrow_mut(|ids| {
+        let (prefix, next) = ids.get_or_insert_with(|| (random_uuid(), 0));
+        *next += 1;
+        format!("{prefix}-{next:x}")
+    })
+}
+
+/// `crypto.randomUUID()`.
 fn random_uuid() -> String {
     use worker::js_sys::{Function, Reflect, global};
     use worker::wasm_bindgen::{JsCast, JsValue};

@@ -12,6 +12,7 @@ use worker::{
     QueueRetryOptionsBuilder, Request, RequestInit, Response, Result,
 };
 
+use crate::outbox::events_of;
 use crate::{edge_secret, signed_headers};
 
 /// How long a visitor waits for the origin on a KV miss before getting a 503.
@@ -48,7 +49,8 @@ pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Option<(LinkR
     }
 }
 
-/// The queue consumer: posts the batch's click events to the origin's ingest route. On
+/// The queue consumer: posts the click events of the batch's messages (see [`crate::outbox`])
+/// to the origin's ingest route, in one request. On
 /// success they are acknowledged; otherwise retried later (the queue keeps them), so a
 /// click is never lost to an origin outage. Messages that are not click events at all are
 /// acknowledged and logged: retrying them could never succeed.
@@ -59,13 +61,13 @@ pub(crate) async fn deliver_clicks(
     let mut events = Vec::new();
     let mut deliverable: Vec<Message<serde_json::Value>> = Vec::new();
     for message in batch.messages()? {
-        match serde_json::from_value::<ClickEvent>(message.body().clone()) {
-            Ok(event) => {
-                events.push(event.bounded());
+        match events_of(message.body()) {
+            Ok(more) => {
+                events.extend(more.into_iter().map(ClickEvent::bounded));
                 deliverable.push(message);
             }
             Err(err) => {
-                worker::console_error!("dropping a message that is not a click event: {err}");
+                worker::console_error!("dropping a message that is not click events: {err}");
                 message.ack();
             }
         }

@@ -14,19 +14,49 @@ use time::Date;
 
 /// The visitor key of `ip` + `user_agent` on `day` (UTC): 32 hex characters.
 pub fn visitor_key(secret: &[u8], day: Date, ip: &str, user_agent: &str) -> String {
-    let salt = daily_salt(secret, day);
-    let mut mac = hmac(&salt);
-    mac.update(ip.as_bytes());
-    mac.update(b"\n");
-    mac.update(user_agent.as_bytes());
-    hex::encode(&mac.finalize().into_bytes()[..16])
+    DailySalt::new(secret, day).key(ip, user_agent)
 }
 
-fn daily_salt(secret: &[u8], day: Date) -> [u8; 32] {
-    let mut mac = hmac(secret);
-    mac.update(b"kurz visitor salt\n");
-    mac.update(day.to_string().as_bytes());
-    mac.finalize().into_bytes().into()
+/// One UTC day's salt. A process that makes many keys keeps it for the day, saving an HMAC
+/// per key.
+#[derive(Clone)]
+pub struct DailySalt {
+    day: Date,
+    salt: [u8; 32],
+}
+
+/// Shows the day only: the salt is as secret as the secret it comes from.
+impl std::fmt::Debug for DailySalt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DailySalt")
+            .field("day", &self.day)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DailySalt {
+    pub fn new(secret: &[u8], day: Date) -> Self {
+        let mut mac = hmac(secret);
+        mac.update(b"kurz visitor salt\n");
+        mac.update(day.to_string().as_bytes());
+        Self {
+            day,
+            salt: mac.finalize().into_bytes().into(),
+        }
+    }
+
+    pub fn day(&self) -> Date {
+        self.day
+    }
+
+    /// The visitor key of `ip` + `user_agent` on this salt's day.
+    pub fn key(&self, ip: &str, user_agent: &str) -> String {
+        let mut mac = hmac(&self.salt);
+        mac.update(ip.as_bytes());
+        mac.update(b"\n");
+        mac.update(user_agent.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
 }
 
 fn hmac(key: &[u8]) -> Hmac<Sha256> {
@@ -45,6 +75,17 @@ mod tests {
         let a = visitor_key(b"secret", day, "203.0.113.7", "Firefox");
         assert_eq!(a, visitor_key(b"secret", day, "203.0.113.7", "Firefox"));
         assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn a_kept_salt_makes_the_same_keys() {
+        let day = date!(2026 - 11 - 27);
+        let salt = DailySalt::new(b"secret", day);
+        assert_eq!(salt.day(), day);
+        assert_eq!(
+            salt.key("203.0.113.7", "Firefox"),
+            visitor_key(b"secret", day, "203.0.113.7", "Firefox")
+        );
     }
 
     #[test]
