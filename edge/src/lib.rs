@@ -93,7 +93,9 @@ async fn redirect(
     code: ShortCode,
     head: bool,
 ) -> Result<Response> {
-    let known = match MEMO.with_borrow(|memo| memo.get(&code, now_ms()).cloned()) {
+    let (memo_hit, generation) =
+        MEMO.with_borrow(|memo| (memo.get(&code, now_ms()).cloned(), memo.generation()));
+    let known = match memo_hit {
         Some(entry) => Some(entry),
         None => {
             let stored = env
@@ -104,7 +106,10 @@ async fn redirect(
                 .await?;
             let entry = stored.as_deref().map(entry::parse);
             if let Some(entry) = &entry {
-                MEMO.with_borrow_mut(|memo| memo.remember(code.clone(), entry.clone(), now_ms()));
+                let entry = entry.clone();
+                MEMO.with_borrow_mut(|memo| {
+                    memo.remember(code.clone(), entry, generation, now_ms());
+                });
             }
             entry
         }
@@ -122,13 +127,17 @@ async fn redirect(
                     BREAKER.with_borrow_mut(Breaker::succeeded);
                     cache_in_kv(ctx, env, &code, json, FETCHED_RECORD_TTL);
                     let entry = Entry::Link(record.clone());
-                    MEMO.with_borrow_mut(|memo| memo.remember(code.clone(), entry, now_ms()));
+                    MEMO.with_borrow_mut(|memo| {
+                        memo.remember(code.clone(), entry, generation, now_ms());
+                    });
                     record
                 }
                 Ok(None) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
                     cache_in_kv(ctx, env, &code, KV_MISSING.to_owned(), MISSING_TTL);
-                    MEMO.with_borrow_mut(|memo| memo.remember(code, Entry::Missing, now_ms()));
+                    MEMO.with_borrow_mut(|memo| {
+                        memo.remember(code, Entry::Missing, generation, now_ms());
+                    });
                     return page(404, pages::NOT_FOUND);
                 }
                 Err(err) => {
@@ -212,7 +221,10 @@ fn send_click(
     .bounded();
     let json = match serde_json::to_string(&event) {
         Ok(json) => json,
-        Err(err) => return worker::console_error!("a click event did not serialise: {err}"),
+        Err(err) => {
+            worker::console_error!("a click event did not serialise: {err}");
+            return;
+        }
     };
     match env.queue(CLICKS) {
         Ok(queue) => match CLICKS_OUT.with_borrow_mut(|out| out.add(&json)) {
@@ -240,7 +252,11 @@ async fn send_clicks(queue: Queue, message: String) {
                 worker::console_warn!("queueing clicks failed, retrying: {err}");
                 Delay::from(Duration::from_millis(100 * attempt)).await;
             }
-            Err(err) => worker::console_error!("queueing clicks failed, {message:.200}…: {err}"),
+            Err(err) => {
+                let lost = outbox::events_of(&serde_json::Value::String(message.clone()))
+                    .map_or(0, |events| events.len());
+                worker::console_error!("queueing clicks failed, {lost} clicks lost: {err}");
+            }
         }
     }
 }

@@ -1,9 +1,11 @@
 //! What this isolate read from KV in the last second. A hot link then costs one KV read per
 //! second per isolate instead of one per visit, and a flood of one unknown code one read.
 //!
-//! Freshness is bounded by [`FRESH_MS`], well inside the two seconds an edit may take to reach
-//! the edge; the isolate that receives a sync also forgets the codes it wrote. The memo holds
-//! no clock: callers pass the time in milliseconds.
+//! An entry is served for at most [`FRESH_MS`] after it was read, so a write to KV reaches a
+//! visitor at most that long after KV itself has it. The isolate that receives a sync forgets
+//! the codes it wrote; a read that was under way during the forget is not remembered (see
+//! [`Memo::generation`]), so it cannot bring back what the sync replaced. The memo holds no
+//! clock: callers pass the time in milliseconds.
 
 use std::collections::HashMap;
 
@@ -13,13 +15,16 @@ use crate::entry::Entry;
 
 /// How long an entry read from KV (or fetched from the origin) is served from memory.
 pub const FRESH_MS: u64 = 1_000;
-/// Most entries kept. Past this, stale entries are dropped; if too few are stale (over this
-/// many distinct codes in a second), all are, so a scan of random codes costs O(1) per visit.
-pub const CAPACITY: usize = 10_000;
+/// Most entries kept: a few MB even with destinations at their 4 KiB maximum. When full,
+/// stale entries are dropped; if over half are still fresh, all are, so a scan of random codes
+/// costs O(1) per visit.
+pub const CAPACITY: usize = 4_096;
 
 #[derive(Debug, Default)]
 pub struct Memo {
     entries: HashMap<ShortCode, (u64, Entry)>,
+    /// Counts forgets: a read that began before one must not be remembered after it.
+    generation: u64,
 }
 
 impl Memo {
@@ -31,9 +36,15 @@ impl Memo {
             .map(|(_, entry)| entry)
     }
 
-    /// Remembers a link or the "no such link" marker; unreadable entries are not worth keeping.
-    pub fn remember(&mut self, code: ShortCode, entry: Entry, now_ms: u64) {
-        if matches!(entry, Entry::Unreadable(_)) {
+    /// Take this before reading KV and pass it to [`Memo::remember`].
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Remembers a link or the "no such link" marker read when the memo was at `generation`,
+    /// unless a forget came since. Unreadable entries are not worth keeping.
+    pub fn remember(&mut self, code: ShortCode, entry: Entry, generation: u64, now_ms: u64) {
+        if matches!(entry, Entry::Unreadable(_)) || generation != self.generation {
             return;
         }
         if self.entries.len() >= CAPACITY && !self.entries.contains_key(&code) {
@@ -47,6 +58,7 @@ impl Memo {
 
     pub fn forget(&mut self, code: &ShortCode) {
         self.entries.remove(code);
+        self.generation += 1;
     }
 
     pub fn len(&self) -> usize {
@@ -85,7 +97,7 @@ mod tests {
     #[test]
     fn serves_an_entry_for_one_second() {
         let mut memo = Memo::default();
-        memo.remember(code("abc"), link(1), 10_000);
+        memo.remember(code("abc"), link(1), 0, 10_000);
         assert_eq!(memo.get(&code("abc"), 10_000), Some(&link(1)));
         assert_eq!(memo.get(&code("abc"), 10_999), Some(&link(1)));
         assert_eq!(memo.get(&code("abc"), 11_000), None);
@@ -97,8 +109,8 @@ mod tests {
     #[test]
     fn remembers_unknown_codes_but_not_unreadable_entries() {
         let mut memo = Memo::default();
-        memo.remember(code("abc"), Entry::Missing, 0);
-        memo.remember(code("abd"), Entry::Unreadable("bad".into()), 0);
+        memo.remember(code("abc"), Entry::Missing, 0, 0);
+        memo.remember(code("abd"), Entry::Unreadable("bad".into()), 0, 0);
         assert_eq!(memo.get(&code("abc"), 1), Some(&Entry::Missing));
         assert_eq!(memo.get(&code("abd"), 1), None);
     }
@@ -106,11 +118,24 @@ mod tests {
     #[test]
     fn a_newer_entry_and_forget_replace_the_old() {
         let mut memo = Memo::default();
-        memo.remember(code("abc"), link(1), 0);
-        memo.remember(code("abc"), link(2), 500);
+        memo.remember(code("abc"), link(1), 0, 0);
+        memo.remember(code("abc"), link(2), 0, 500);
         assert_eq!(memo.get(&code("abc"), 1_400), Some(&link(2)));
         memo.forget(&code("abc"));
         assert_eq!(memo.get(&code("abc"), 1_400), None);
+    }
+
+    #[test]
+    fn a_read_under_way_during_a_forget_is_not_remembered() {
+        let mut memo = Memo::default();
+        let before_read = memo.generation();
+        // A sync writes the code and forgets it while the read is still waiting for KV.
+        memo.forget(&code("abc"));
+        memo.remember(code("abc"), link(1), before_read, 0);
+        assert_eq!(memo.get(&code("abc"), 1), None);
+        // A read begun after the forget is remembered.
+        memo.remember(code("abc"), link(2), memo.generation(), 0);
+        assert_eq!(memo.get(&code("abc"), 1), Some(&link(2)));
     }
 
     #[test]
@@ -118,18 +143,18 @@ mod tests {
         let mut memo = Memo::default();
         // Twice the capacity of distinct codes within one second: everything is fresh.
         for i in 0..2 * CAPACITY {
-            memo.remember(code(&format!("c{i}")), link(1), 0);
+            memo.remember(code(&format!("c{i}")), link(1), 0, 0);
             assert!(memo.len() <= CAPACITY);
         }
         // Stale entries make room first; the fresh ones are kept.
         let mut memo = Memo::default();
         for i in 0..CAPACITY - 10 {
-            memo.remember(code(&format!("old{i}")), link(1), 0);
+            memo.remember(code(&format!("old{i}")), link(1), 0, 0);
         }
         for i in 0..10 {
-            memo.remember(code(&format!("new{i}")), link(2), 5_000);
+            memo.remember(code(&format!("new{i}")), link(2), 0, 5_000);
         }
-        memo.remember(code("newest"), link(3), 5_000);
+        memo.remember(code("newest"), link(3), 0, 5_000);
         assert_eq!(memo.len(), 11);
         assert_eq!(memo.get(&code("new3"), 5_001), Some(&link(2)));
     }

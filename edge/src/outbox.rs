@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn messages_stay_small_and_every_event_leaves_once_in_order() {
-        // Events of many sizes, up to the largest a bounded event can be.
+        // Events of many sizes (the escaped worst case is the next test's).
         let sent: Vec<ClickEvent> = (0..2_000).map(|n| event(n, (n * 37) % 1024)).collect();
         let mut outbox = Outbox::default();
         let mut messages = Vec::new();
@@ -153,6 +153,34 @@ mod tests {
             received.extend(events_of(&Value::String(message)).expect("valid message"));
         }
         assert_eq!(received, sent);
+    }
+
+    #[test]
+    fn the_largest_bounded_event_fits_a_message_with_room_to_spare() {
+        let mut worst = event(1, 0);
+        worst.id = "\"".repeat(200);
+        worst.user_agent = Some("\"".repeat(2_000));
+        worst.referrer = Some("\u{1}".repeat(4_000));
+        let worst = json(&worst.bounded());
+        assert!(worst.len() < 10 * 1024, "{} bytes", worst.len());
+        let mut outbox = Outbox::default();
+        let mut messages = Vec::new();
+        for _ in 0..10 {
+            if let Added::Send(message) = outbox.add(&worst) {
+                messages.push(message);
+            }
+        }
+        messages.extend(outbox.take());
+        let mut received = 0;
+        for message in messages {
+            assert!(
+                message.len() <= MAX_MESSAGE_BYTES,
+                "{} bytes",
+                message.len()
+            );
+            received += events_of(&Value::String(message)).expect("valid").len();
+        }
+        assert_eq!(received, 10);
     }
 
     #[test]

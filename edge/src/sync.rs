@@ -86,9 +86,11 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
             }
         }
     }
-    try_join_all(writes).await?;
-    // This isolate serves the new records at once; others within the memo's second.
+    let written = try_join_all(writes).await;
+    // This isolate reads the new records from KV from now on (also when only some writes
+    // landed); other isolates within the memo's second.
     crate::MEMO.with_borrow_mut(|memo| codes.iter().for_each(|code| memo.forget(code)));
+    written?;
     Response::from_json(&result)
 }
 

@@ -20,7 +20,8 @@ use crate::error::Error;
 use crate::extract::{ApiJson, CodePath};
 use crate::links;
 
-/// Largest body of an edge request: an ingest batch of a few hundred bounded events.
+/// Largest body of an edge request. An ingest batch is one queue batch: at most 100 messages
+/// of at most 16 KiB of events each (a few thousand events), so about 1.6 MiB.
 pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 pub(crate) fn routes(state: crate::State) -> axum::Router<crate::State> {
