@@ -93,8 +93,13 @@ async fn redirect(
     code: ShortCode,
     head: bool,
 ) -> Result<Response> {
+    let started_ms = now_ms();
     let (memo_hit, generation) =
-        MEMO.with_borrow(|memo| (memo.get(&code, now_ms()).cloned(), memo.generation()));
+        MEMO.with_borrow(|memo| (memo.get(&code, started_ms).cloned(), memo.generation()));
+    // What this request learns is remembered as of its start, which errs towards fresher.
+    let remember = |entry: Entry| {
+        MEMO.with_borrow_mut(|memo| memo.remember(code.clone(), entry, generation, started_ms));
+    };
     let known = match memo_hit {
         Some(entry) => Some(entry),
         None => {
@@ -106,10 +111,7 @@ async fn redirect(
                 .await?;
             let entry = stored.as_deref().map(entry::parse);
             if let Some(entry) = &entry {
-                let entry = entry.clone();
-                MEMO.with_borrow_mut(|memo| {
-                    memo.remember(code.clone(), entry, generation, now_ms());
-                });
+                remember(entry.clone());
             }
             entry
         }
@@ -126,18 +128,13 @@ async fn redirect(
                 Ok(Some((record, json))) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
                     cache_in_kv(ctx, env, &code, json, FETCHED_RECORD_TTL);
-                    let entry = Entry::Link(record.clone());
-                    MEMO.with_borrow_mut(|memo| {
-                        memo.remember(code.clone(), entry, generation, now_ms());
-                    });
+                    remember(Entry::Link(record.clone()));
                     record
                 }
                 Ok(None) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
                     cache_in_kv(ctx, env, &code, KV_MISSING.to_owned(), MISSING_TTL);
-                    MEMO.with_borrow_mut(|memo| {
-                        memo.remember(code, Entry::Missing, generation, now_ms());
-                    });
+                    remember(Entry::Missing);
                     return page(404, pages::NOT_FOUND);
                 }
                 Err(err) => {
@@ -151,7 +148,7 @@ async fn redirect(
             }
         }
     };
-    let now = now();
+    let now = timestamp(started_ms);
     match decide(&record, now) {
         Decision::Redirect {
             status,
@@ -226,23 +223,36 @@ fn send_click(
             return;
         }
     };
-    match env.queue(CLICKS) {
-        Ok(queue) => match CLICKS_OUT.with_borrow_mut(|out| out.add(&json)) {
-            Added::Queued => {}
-            Added::Send(message) => ctx.wait_until(send_clicks(queue, message)),
-            Added::ScheduleFlush => ctx.wait_until(async move {
+    // The queue binding is looked up only for a send, not for every click that joins a message.
+    match CLICKS_OUT.with_borrow_mut(|out| out.add(&json)) {
+        Added::Queued => {}
+        Added::Send(message) => ctx.wait_until(send_clicks(env.queue(CLICKS), message)),
+        Added::ScheduleFlush => {
+            let queue = env.queue(CLICKS);
+            ctx.wait_until(async move {
                 Delay::from(Duration::from_millis(outbox::FLUSH_AFTER_MS)).await;
                 if let Some(message) = CLICKS_OUT.with_borrow_mut(Outbox::take) {
                     send_clicks(queue, message).await;
                 }
-            }),
-        },
-        Err(err) => worker::console_error!("no click queue bound: {err}"),
+            });
+        }
     }
 }
 
 /// Sends one message of clicks to the queue, trying three times before giving up on it.
-async fn send_clicks(queue: Queue, message: String) {
+async fn send_clicks(queue: Result<Queue>, message: String) {
+    let lost = |message: &str| {
+        outbox::events_of(&serde_json::Value::String(message.to_owned()))
+            .map_or(0, |events| events.len())
+    };
+    let queue = match queue {
+        Ok(queue) => queue,
+        Err(err) => {
+            let lost = lost(&message);
+            worker::console_error!("no click queue bound, {lost} clicks lost: {err}");
+            return;
+        }
+    };
     for attempt in 1..=3 {
         let body = RawMessageBuilder::new(JsValue::from_str(&message))
             .build_with_content_type(QueueContentType::Text);
@@ -253,8 +263,7 @@ async fn send_clicks(queue: Queue, message: String) {
                 Delay::from(Duration::from_millis(100 * attempt)).await;
             }
             Err(err) => {
-                let lost = outbox::events_of(&serde_json::Value::String(message.clone()))
-                    .map_or(0, |events| events.len());
+                let lost = lost(&message);
                 worker::console_error!("queueing clicks failed, {lost} clicks lost: {err}");
             }
         }
@@ -284,8 +293,8 @@ fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
-fn now() -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms()) * 1_000_000)
+fn timestamp(ms: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 

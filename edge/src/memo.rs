@@ -60,14 +60,6 @@ impl Memo {
         self.entries.remove(code);
         self.generation += 1;
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 fn fresh(at_ms: u64, now_ms: u64) -> bool {
@@ -144,7 +136,7 @@ mod tests {
         // Twice the capacity of distinct codes within one second: everything is fresh.
         for i in 0..2 * CAPACITY {
             memo.remember(code(&format!("c{i}")), link(1), 0, 0);
-            assert!(memo.len() <= CAPACITY);
+            assert!(memo.entries.len() <= CAPACITY);
         }
         // Stale entries make room first; the fresh ones are kept.
         let mut memo = Memo::default();
@@ -155,7 +147,7 @@ mod tests {
             memo.remember(code(&format!("new{i}")), link(2), 0, 5_000);
         }
         memo.remember(code("newest"), link(3), 0, 5_000);
-        assert_eq!(memo.len(), 11);
+        assert_eq!(memo.entries.len(), 11);
         assert_eq!(memo.get(&code("new3"), 5_001), Some(&link(2)));
     }
 }

@@ -61,7 +61,7 @@ struct Inner {
     admin_dir: Option<std::path::PathBuf>,
     partitions: analytics::store::Partitions,
     /// Wake the counters of pending clicks (one per part) when this origin stored some.
-    rollup_wakes: [Arc<tokio::sync::Notify>; 2],
+    rollup_wakes: [Arc<tokio::sync::Notify>; analytics::rollup::Part::ALL.len()],
     recorder: Arc<analytics::recorder::Recorder>,
     /// Taken by the background task that stores what the recorder receives.
     recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
@@ -106,10 +106,7 @@ impl State {
                 record_clicks: config.record_clicks,
                 admin_dir: config.admin_dir.clone(),
                 partitions: analytics::store::Partitions::default(),
-                rollup_wakes: [
-                    Arc::new(tokio::sync::Notify::new()),
-                    Arc::new(tokio::sync::Notify::new()),
-                ],
+                rollup_wakes: std::array::from_fn(|_| Arc::default()),
                 recorder,
                 recorded: std::sync::Mutex::new(Some(recorded)),
             }),
