@@ -26,6 +26,12 @@ enum Command {
     Dev(dev::Args),
     /// Format and lint checks, the wasm32 build, and every test against real services.
     Test,
+    /// Only the edge's tests in workerd (the origin and the worker built first); a pattern
+    /// runs the tests whose names match it. Uses KURZ_TEST_DATABASE_URL when set.
+    TestEdge {
+        /// A regular expression over test names (node's `--test-name-pattern`).
+        pattern: Option<String>,
+    },
     /// Build the dashboard into target/admin-ui (what KURZ_ADMIN_DIR points at).
     BuildUi,
     /// Load the redirect routes and print figures as ratios against a baseline of the same run.
@@ -36,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dev(args) => dev::run(&args),
         Command::Test => test::run(),
+        Command::TestEdge { pattern } => test::run_edge_only(pattern.as_deref()),
         Command::Bench(args) => bench::run(&args),
         Command::BuildUi => {
             let built = ui::build()?;

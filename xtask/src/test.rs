@@ -55,14 +55,7 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
             .env("KURZ_TEST_DATABASE_URL", cluster.url("postgres")),
     )?;
     // The worker in the real workerd runtime, against the origin binary `cargo test` built.
-    edge::build_worker()?;
-    exec(
-        Command::new("node")
-            .current_dir(edge::edge_dir())
-            .args(["--test", "--test-concurrency=1", "tests/"])
-            .env("KURZ_ORIGIN_BIN", root().join("target/debug/origin"))
-            .env("KURZ_TEST_DATABASE_URL", cluster.url("postgres")),
-    )?;
+    edge_tests(&cluster.url("postgres"), None)?;
     // The dashboard in headless Chromium against the same origin binary.
     ui::build()?;
     ui::run_browser_tests(
@@ -71,6 +64,39 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     )?;
     drop(cluster);
     Ok(())
+}
+
+/// Builds the worker and runs its node tests in workerd against `target/debug/origin`.
+fn edge_tests(database_url: &str, pattern: Option<&str>) -> anyhow::Result<()> {
+    edge::build_worker()?;
+    let mut node = Command::new("node");
+    node.current_dir(edge::edge_dir())
+        .args(["--test", "--test-concurrency=1"]);
+    if let Some(pattern) = pattern {
+        node.arg(format!("--test-name-pattern={pattern}"));
+    }
+    exec(
+        node.arg("tests/")
+            .env("KURZ_ORIGIN_BIN", root().join("target/debug/origin"))
+            .env("KURZ_TEST_DATABASE_URL", database_url),
+    )
+}
+
+/// `cargo xtask test-edge [pattern]`: the origin and the worker built, then only the edge's
+/// tests, on `KURZ_TEST_DATABASE_URL` or a throwaway cluster.
+pub(crate) fn run_edge_only(pattern: Option<&str>) -> anyhow::Result<()> {
+    ensure_postgres()?;
+    edge::ensure_tools()?;
+    exec(cargo().args(["build", "--locked", "-p", "origin"]))?;
+    if let Ok(url) = std::env::var("KURZ_TEST_DATABASE_URL") {
+        return edge_tests(&url, pattern);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kurz-test-pg-")
+        .tempdir()
+        .context("cannot make a folder for the test database")?;
+    let cluster = Cluster::start(dir.path(), Durability::Throwaway)?;
+    edge_tests(&cluster.url("postgres"), pattern)
 }
 
 pub(crate) fn run() -> anyhow::Result<()> {
