@@ -32,6 +32,13 @@ enum Command {
         /// A regular expression over test names (node's `--test-name-pattern`).
         pattern: Option<String>,
     },
+    /// The fault suite: real PostgreSQL, origins and workerd, with faults injected (also part
+    /// of `test`); names choose scenarios (pg-restart, origin-kill, change-storm, long-outage,
+    /// sigterm).
+    Chaos {
+        /// Scenarios to run; all when none is named.
+        scenarios: Vec<String>,
+    },
     /// Build the dashboard into target/admin-ui (what KURZ_ADMIN_DIR points at).
     BuildUi,
     /// Load the redirect routes and print figures as ratios against a baseline of the same run.
@@ -43,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(&args),
         Command::Test => test::run(),
         Command::TestEdge { pattern } => test::run_edge_only(pattern.as_deref()),
+        Command::Chaos { scenarios } => test::run_chaos_only(&scenarios),
         Command::Bench(args) => bench::run(&args),
         Command::BuildUi => {
             let built = ui::build()?;

@@ -56,6 +56,8 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     )?;
     // The worker in the real workerd runtime, against the origin binary `cargo test` built.
     edge_tests(&cluster.url("postgres"), None)?;
+    // The fault suite: its own PostgreSQL (it kills it), the same origin binary and worker.
+    chaos(&[])?;
     // The dashboard in headless Chromium against the same origin binary.
     ui::build()?;
     ui::run_browser_tests(
@@ -97,6 +99,26 @@ pub(crate) fn run_edge_only(pattern: Option<&str>) -> anyhow::Result<()> {
         .context("cannot make a folder for the test database")?;
     let cluster = Cluster::start(dir.path(), Durability::Throwaway)?;
     edge_tests(&cluster.url("postgres"), pattern)
+}
+
+/// Runs the fault suite (`edge/chaos/`) against `target/debug/origin` and the built worker.
+fn chaos(scenarios: &[String]) -> anyhow::Result<()> {
+    exec(
+        Command::new("node")
+            .current_dir(edge::edge_dir())
+            .arg("chaos/chaos.mjs")
+            .args(scenarios)
+            .env("KURZ_ORIGIN_BIN", root().join("target/debug/origin")),
+    )
+}
+
+/// `cargo xtask chaos [scenario ...]`: the origin and the worker built, then the fault suite.
+pub(crate) fn run_chaos_only(scenarios: &[String]) -> anyhow::Result<()> {
+    ensure_postgres()?;
+    edge::ensure_tools()?;
+    exec(cargo().args(["build", "--locked", "-p", "origin"]))?;
+    edge::build_worker()?;
+    chaos(scenarios)
 }
 
 pub(crate) fn run() -> anyhow::Result<()> {
