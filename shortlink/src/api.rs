@@ -18,8 +18,8 @@ pub struct CreateLink {
     pub code: Option<ShortCode>,
     #[serde(default)]
     pub status: RedirectStatus,
-    /// After this instant the link answers 410 Gone.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    /// After this instant the link answers 410 Gone (see [`crate::timestamp`] for the range).
+    #[serde(default, with = "crate::timestamp::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
 }
 
@@ -101,7 +101,7 @@ fn present_or_null<'de, D>(deserializer: D) -> Result<Option<Option<OffsetDateTi
 where
     D: Deserializer<'de>,
 {
-    time::serde::rfc3339::option::deserialize(deserializer).map(Some)
+    crate::timestamp::rfc3339::option::deserialize(deserializer).map(Some)
 }
 
 fn serialize_present<S>(
@@ -139,7 +139,11 @@ mod tests {
             ),
             (
                 r#"{"destination":"https://x.example","expires_at":"tomorrow"}"#,
-                "could not be parsed",
+                "RFC 3339",
+            ),
+            (
+                r#"{"destination":"https://x.example","expires_at":"9999-12-31T23:30:00-05:00"}"#,
+                "between 1970",
             ),
             (
                 r#"{"destination":"https://x.example","colour":"red"}"#,
@@ -163,6 +167,10 @@ mod tests {
         let set: UpdateLink =
             serde_json::from_str(r#"{"expires_at":"2030-01-01T00:00:00Z"}"#).expect("valid");
         assert!(matches!(set.expires_at, Some(Some(_))));
+        let err =
+            serde_json::from_str::<UpdateLink>(r#"{"expires_at":"9999-12-31T23:30:00-05:00"}"#)
+                .expect_err("past the year 9000");
+        assert!(err.to_string().contains("between 1970"), "{err}");
         let round_trip: UpdateLink =
             serde_json::from_str(&serde_json::to_string(&null).expect("serialises"))
                 .expect("valid");

@@ -16,6 +16,7 @@ mod scramble;
 pub mod signature;
 pub mod stats;
 mod status;
+pub mod timestamp;
 pub mod visitor;
 
 pub use code::{RESERVED_CODES, ShortCode};

@@ -51,7 +51,8 @@ pub fn verify(
     };
     let timestamp: i64 = timestamp.parse().map_err(|_| SignatureError::Malformed)?;
     let signature = hex::decode(signature).map_err(|_| SignatureError::Malformed)?;
-    if (now - timestamp).abs() > MAX_SKEW_SECS {
+    // `abs_diff` cannot overflow: a timestamp of i64::MIN must be stale, not a panic.
+    if now.abs_diff(timestamp) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     // verify_slice compares in constant time.
@@ -141,6 +142,27 @@ mod tests {
             },
             Case {
                 signature: Some("zz"),
+                expected: Err(SignatureError::Malformed),
+                ..base
+            },
+            Case {
+                timestamp: Some("-9223372036854775808"),
+                expected: Err(SignatureError::Stale),
+                ..base
+            },
+            Case {
+                timestamp: Some("9223372036854775807"),
+                expected: Err(SignatureError::Stale),
+                ..base
+            },
+            Case {
+                timestamp: Some(&ts),
+                now: i64::MIN,
+                expected: Err(SignatureError::Stale),
+                ..base
+            },
+            Case {
+                timestamp: Some("9223372036854775808"),
                 expected: Err(SignatureError::Malformed),
                 ..base
             },
