@@ -436,7 +436,9 @@ fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error
         let at = at
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        writer.write_record([
+        // Every text cell, not only the ones visitors send today: a cell that cannot start
+        // with a formula character costs nothing, and a new field cannot forget it.
+        let cells = [
             id.as_str(),
             &at,
             country.as_deref().unwrap_or_default(),
@@ -449,7 +451,76 @@ fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error
             if *bot { "true" } else { "false" },
             if *qr { "true" } else { "false" },
             source,
-        ])?;
+        ]
+        .map(inert_cell);
+        writer.write_record(cells.iter().map(|cell| cell.as_bytes()))?;
     }
     writer.into_inner().map_err(|err| err.into_error().into())
+}
+
+/// A cell a spreadsheet shows as text instead of running it as a formula (CSV injection):
+/// a visitor chooses their `Referer` and `User-Agent`, and `=HYPERLINK(...)` in one would run
+/// when the export is opened. OWASP's recommendation: a leading `'` before a cell that starts
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return (spreadsheets hide the `'`), the cell
+/// then quoted by the CSV writer as usual.
+fn inert_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_that_would_run_as_formulas_are_made_text() {
+        for (cell, written) in [
+            (
+                "=HYPERLINK(\"https://evil.example\",\"x\")",
+                "'=HYPERLINK(\"https://evil.example\",\"x\")",
+            ),
+            ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1:A2)", "'@SUM(A1:A2)"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "'\r=1+1"),
+            // Harmless cells are left as they are, formula characters inside them too.
+            ("https://news.example/a=b", "https://news.example/a=b"),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64)",
+                "Mozilla/5.0 (X11; Linux x86_64)",
+            ),
+            ("a-b@c", "a-b@c"),
+            (" =1", " =1"),
+            ("", ""),
+        ] {
+            assert_eq!(inert_cell(cell), written, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn an_export_row_holds_no_formula() {
+        let row: ClickRow = (
+            "ev1".to_owned(),
+            OffsetDateTime::UNIX_EPOCH,
+            Some("DE".to_owned()),
+            Some("=cmd|' /C calc'!A0".to_owned()),
+            "direct".to_owned(),
+            Some("@SUM(1+1)".to_owned()),
+            "bot".to_owned(),
+            "Other".to_owned(),
+            "Other".to_owned(),
+            true,
+            false,
+            "edge".to_owned(),
+        );
+        let csv = String::from_utf8(csv_chunk(&[row], false).expect("csv")).expect("utf-8");
+        assert_eq!(
+            csv,
+            "ev1,1970-01-01T00:00:00Z,DE,'=cmd|' /C calc'!A0,direct,'@SUM(1+1),bot,Other,Other,true,false,edge\n"
+        );
+    }
 }
