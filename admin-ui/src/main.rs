@@ -117,7 +117,7 @@ fn Shell() -> impl IntoView {
             {move || match page.get() {
                 Page::Overview => view! { <pages::overview::Overview/> }.into_any(),
                 Page::Links => view! { <pages::links::Links/> }.into_any(),
-                Page::Link(code) => view! { <pages::link_stats::LinkStats code=code/> }.into_any(),
+                Page::Link { code, id } => view! { <pages::link_stats::LinkStats code=code id=id/> }.into_any(),
                 Page::NotFound => view! {
                     <p class="empty">"There is no such page. "<Link to=Page::Overview>"Go to the overview"</Link></p>
                 }.into_any(),

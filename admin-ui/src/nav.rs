@@ -12,20 +12,37 @@ use wasm_bindgen::JsValue;
 pub enum Page {
     Overview,
     Links,
-    /// The analytics of the link with this code.
-    Link(String),
+    /// The analytics of the link with this code. `id` pins the page to one link: a code is
+    /// free again once its link is deleted, so an address kept from before (a tab, a
+    /// bookmark, the overview's top links) must not show the link that took the code since.
+    /// Without it (an address typed by hand) the page shows whichever link has the code now.
+    Link {
+        code: String,
+        id: Option<i64>,
+    },
     NotFound,
 }
 
 impl Page {
-    /// The page of a path under `/admin`.
-    pub fn parse(path: &str) -> Self {
+    /// The analytics page of this link.
+    pub fn link(code: impl Into<String>, id: i64) -> Self {
+        Self::Link {
+            code: code.into(),
+            id: Some(id),
+        }
+    }
+
+    /// The page of a path under `/admin` and its query string (`?id=42`, or empty).
+    pub fn parse(path: &str, search: &str) -> Self {
         let rest = path.strip_prefix("/admin").unwrap_or("~");
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         match segments.as_slice() {
             [] if rest.is_empty() || rest == "/" => Self::Overview,
             ["links"] => Self::Links,
-            ["links", code] => Self::Link(decode(code)),
+            ["links", code] => Self::Link {
+                code: decode(code),
+                id: query_value(search, "id").and_then(|id| id.parse().ok()),
+            },
             _ => Self::NotFound,
         }
     }
@@ -34,9 +51,23 @@ impl Page {
         match self {
             Self::Overview | Self::NotFound => "/admin".to_owned(),
             Self::Links => "/admin/links".to_owned(),
-            Self::Link(code) => format!("/admin/links/{}", crate::api::encode(code)),
+            Self::Link { code, id } => {
+                let path = format!("/admin/links/{}", crate::api::encode(code));
+                match id {
+                    Some(id) => format!("{path}?id={id}"),
+                    None => path,
+                }
+            }
         }
     }
+}
+
+/// The value of `name` in a query string such as `?id=42&x=1`.
+fn query_value<'a>(search: &'a str, name: &str) -> Option<&'a str> {
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
 fn decode(segment: &str) -> String {
@@ -62,7 +93,11 @@ pub fn provide_location() -> Location {
 }
 
 fn current() -> Page {
-    Page::parse(&window().location().pathname().unwrap_or_default())
+    let location = window().location();
+    Page::parse(
+        &location.pathname().unwrap_or_default(),
+        &location.search().unwrap_or_default(),
+    )
 }
 
 /// Shows `page` and puts it in the address bar and the history.

@@ -334,22 +334,46 @@ pub(crate) async fn find_record(
     db: impl PgExecutor<'_>,
     code: &ShortCode,
 ) -> Result<Option<LinkRecord>, Error> {
-    let row: Option<(i64, String, i16, Option<OffsetDateTime>)> = sqlx::query_as(
-        "SELECT id, destination, status, expires_at FROM links
-         WHERE code = $1 AND deleted_at IS NULL",
-    )
+    let row: Option<RecordRow> = sqlx::query_as(&format!(
+        "SELECT {RECORD_COLUMNS} FROM links WHERE code = $1 AND deleted_at IS NULL"
+    ))
     .bind(code.as_str())
     .fetch_optional(db)
     .await?;
-    row.map(|(link_id, destination, status, expires_at)| {
+    row.map(RecordRow::into_record).transpose()
+}
+
+/// The columns of a [`RecordRow`].
+pub(crate) const RECORD_COLUMNS: &str = "id, version, destination, status, expires_at";
+
+/// A link as a [`LinkRecord`] is made from, for every query that makes one (the redirect
+/// route, `/_edge/resolve`, delivery to the edge), so all of them treat a bad row alike.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RecordRow {
+    pub(crate) id: i64,
+    /// Set by the `links_version` trigger on every write (`0007_link_versions.sql`).
+    pub(crate) version: i64,
+    destination: String,
+    status: i16,
+    expires_at: Option<OffsetDateTime>,
+}
+
+impl RecordRow {
+    pub(crate) fn into_record(self) -> Result<LinkRecord, Error> {
+        let version = u64::try_from(self.version).map_err(|_| {
+            Error::Internal(anyhow::anyhow!(
+                "negative version {} stored in links",
+                self.version
+            ))
+        })?;
         Ok(LinkRecord::new(
-            link_id,
-            stored(Destination::parse(&destination))?,
-            stored(RedirectStatus::try_from(status as u16))?,
-            expires_at,
+            self.id,
+            version,
+            stored(Destination::parse(&self.destination))?,
+            stored(RedirectStatus::try_from(self.status as u16))?,
+            self.expires_at,
         ))
-    })
-    .transpose()
+    }
 }
 
 fn check_destination(state: &crate::State, destination: &Destination) -> Result<(), Error> {

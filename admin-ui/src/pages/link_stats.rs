@@ -1,4 +1,10 @@
 //! One link's analytics: time series, unique visitors, breakdowns, CSV export.
+//!
+//! The page is addressed by code and, from every link the dashboard makes, pinned to the
+//! link's id ([`Page::Link`]): the API reads a link's data by code, so the page first checks
+//! that the link with the code now is the one it was opened for, and asks for its analytics
+//! only then. A code freed by a delete and taken by another link in the moment between that
+//! check and the next request is the window that remains.
 
 use leptos::prelude::*;
 
@@ -8,25 +14,37 @@ use crate::pages::stats_view::{BreakdownTables, RangePicker, Totals, remembered_
 use crate::{Auth, api};
 
 #[component]
-pub fn LinkStats(code: String) -> impl IntoView {
+pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
     let auth = expect_context::<Auth>();
     let code = Signal::stored(code);
     let range = remembered_range();
     let link = LocalResource::new(move || {
         let code = code.get();
-        async move { api::get_link(&code).await }
+        async move {
+            match (api::get_link(&code).await, id) {
+                (Ok(link), Some(id)) if link.id != id => Err(gone(&code)),
+                (Err(err), Some(_)) if err.status == 404 => Err(gone(&code)),
+                (answer, _) => answer,
+            }
+        }
     });
+    let found = move || matches!(link.get(), Some(Ok(_)));
+    // None until the link is known to be the one the address names.
     let stats = LocalResource::new(move || {
         let code = code.get();
         let query = range.with(crate::range::StatsRange::query);
+        let found = found();
         async move {
-            match query {
+            if !found {
+                return None;
+            }
+            Some(match query {
                 Ok(query) => api::stats(Some(&code), &query).await.map_err(|e| {
                     auth.check(&e);
                     e.message
                 }),
                 Err(message) => Err(message),
-            }
+            })
         }
     });
     let csv_url = move || {
@@ -48,7 +66,9 @@ pub fn LinkStats(code: String) -> impl IntoView {
             <p class="crumbs"><Link to=Page::Links>"← Links"</Link></p>
             <div class="page-head">
                 <h1 id="link-title">{move || format!("Analytics of {}", code.get())}</h1>
-                <a class="button secondary" href=csv_url download="">"Export CSV"</a>
+                {move || found().then(|| view! {
+                    <a class="button secondary" href=csv_url download="">"Export CSV"</a>
+                })}
             </div>
             {move || match link.get() {
                 None => view! { <p class="loading">"Loading the link…"</p> }.into_any(),
@@ -67,8 +87,10 @@ pub fn LinkStats(code: String) -> impl IntoView {
             <RangePicker range=range/>
             {move || match stats.get() {
                 None => view! { <p class="loading">"Loading analytics…"</p> }.into_any(),
-                Some(Err(message)) => view! { <p class="error-box" role="alert">{message}</p> }.into_any(),
-                Some(Ok(stats)) => {
+                // The link's own line above says it is loading, or gone.
+                Some(None) => ().into_any(),
+                Some(Some(Err(message))) => view! { <p class="error-box" role="alert">{message}</p> }.into_any(),
+                Some(Some(Ok(stats))) => {
                     let interval = stats.interval;
                     let series = stats.series.clone();
                     let nothing = stats.totals.total == 0 && stats.totals.bots == 0;
@@ -86,5 +108,17 @@ pub fn LinkStats(code: String) -> impl IntoView {
                 }
             }}
         </section>
+    }
+}
+
+/// The answer for a page pinned to a link that no longer has its code.
+fn gone(code: &str) -> api::ApiError {
+    api::ApiError {
+        status: 404,
+        code: "not_found".to_owned(),
+        message: format!(
+            "This link was deleted. The code {code} is free again, or belongs to another link now: find that one under Links."
+        ),
+        field: None,
     }
 }

@@ -216,7 +216,7 @@ fn LinkRow(
     view! {
         <tr data-code=code>
             <td class="code">
-                <PageLink to=Page::Link(code.clone())>{code_text}</PageLink>
+                <PageLink to=Page::link(code.clone(), link.id)>{code_text}</PageLink>
                 <button class="icon" on:click=copy aria-label=format!("Copy the short link {}", link.short_url)>"Copy"</button>
             </td>
             <td class="destination">
@@ -228,7 +228,7 @@ fn LinkRow(
             <td>{date_time(link.created_at)}</td>
             <td>{expires}</td>
             <td class="actions">
-                <PageLink to=Page::Link(code.clone()) class="button secondary" label=format!("Analytics of {code}")>"Stats"</PageLink>
+                <PageLink to=Page::link(code.clone(), link.id) class="button secondary" label=format!("Analytics of {code}")>"Stats"</PageLink>
                 <button class="secondary" on:click=move |_| qr.set(Some(for_qr.clone()))
                     aria-label=format!("QR code of {code}")>"QR"</button>
                 <button class="secondary" on:click=move |_| form.set(Some(FormMode::Edit(for_edit.clone())))

@@ -71,7 +71,7 @@ pub fn Overview() -> impl IntoView {
                                         <tbody>
                                             {top_links.into_iter().map(|link| view! {
                                                 <tr>
-                                                    <td><Link to=Page::Link(link.code.clone())>{link.code.clone()}</Link></td>
+                                                    <td><Link to=Page::link(link.code.clone(), link.link_id)>{link.code.clone()}</Link></td>
                                                     <td class="num">{count(link.count)}</td>
                                                 </tr>
                                             }).collect_view()}
