@@ -1,12 +1,20 @@
-//! Reading a code's KV entry: a link record, the "no such link" marker, or something this
-//! build cannot read (then the origin is asked, as on a miss).
+//! Reading a code's KV entry (a link record, a tombstone, the "no such link" marker, or
+//! something this build cannot read, which is then asked of the origin as on a miss), and
+//! which of two entries a writer of KV keeps.
+//!
+//! Every writer of KV (sync, the miss fill) and the memo keep the newer of two entries by
+//! [`replaces`]: link records and tombstones carry the version of the link state they hold,
+//! so a late write of an older state leaves a newer one in place.
 
-use shortlink::edge::KV_MISSING;
+use shortlink::edge::{KV_MISSING, Tombstone};
 use shortlink::redirect::LinkRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     Link(LinkRecord),
+    /// The code's links were deleted; the version of that delete.
+    Deleted(u64),
+    /// The origin had no link with this code when asked (a short-lived negative entry).
     Missing,
     Unreadable(String),
 }
@@ -15,9 +23,47 @@ pub fn parse(text: &str) -> Entry {
     if text == KV_MISSING {
         return Entry::Missing;
     }
-    match serde_json::from_str(text) {
+    match serde_json::from_str::<LinkRecord>(text) {
         Ok(record) => Entry::Link(record),
-        Err(err) => Entry::Unreadable(err.to_string()),
+        Err(err) => match serde_json::from_str::<Tombstone>(text) {
+            Ok(tombstone) => Entry::Deleted(tombstone.version),
+            Err(_) => Entry::Unreadable(err.to_string()),
+        },
+    }
+}
+
+impl Entry {
+    /// The version of the link state this entry holds; `None` for the "no such link" marker,
+    /// which holds no state of any link, and for what cannot be read.
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            Self::Link(record) => Some(record.version),
+            Self::Deleted(version) => Some(*version),
+            Self::Missing | Self::Unreadable(_) => None,
+        }
+    }
+
+    /// Whether this entry holds a newer state than `other`. A link record or tombstone is
+    /// newer than the "no such link" marker, which is as old as anything.
+    pub fn is_newer_than(&self, other: &Self) -> bool {
+        match (self.version(), other.version()) {
+            (Some(version), Some(other)) => version > other,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+/// Whether a writer of KV that holds `incoming` may overwrite `current`, what KV holds for the
+/// code (read just before). Only a newer state does: an equal one is already there.
+///
+/// An entry of version 0 comes from an origin that predates versions (or was written by one);
+/// such a writer always overwrote, and keeps doing so until its origin is upgraded.
+pub fn replaces(incoming: &Entry, current: Option<&Entry>) -> bool {
+    match current {
+        None | Some(Entry::Unreadable(_)) => !matches!(incoming, Entry::Unreadable(_)),
+        Some(_) if incoming.version() == Some(0) => true,
+        Some(current) => incoming.is_newer_than(current),
     }
 }
 
@@ -27,19 +73,84 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn entries() {
-        let record = LinkRecord::new(
+    fn link(version: u64) -> Entry {
+        Entry::Link(LinkRecord::new(
             7,
+            version,
             Destination::parse("https://example.com/").expect("valid"),
             RedirectStatus::Found,
             None,
-        );
+        ))
+    }
+
+    #[test]
+    fn entries() {
+        let Entry::Link(record) = link(3) else {
+            unreachable!("a link")
+        };
         let json = serde_json::to_string(&record).expect("serialises");
         assert_eq!(parse(&json), Entry::Link(record));
         assert_eq!(parse(KV_MISSING), Entry::Missing);
-        for bad in ["", "{}", "null", r#"{"v":2,"link_id":1}"#, "<html>"] {
+        let tombstone = serde_json::to_string(&Tombstone { version: 9 }).expect("serialises");
+        assert_eq!(parse(&tombstone), Entry::Deleted(9));
+        // Written before versions: version 0.
+        assert_eq!(
+            parse(
+                r#"{"v":1,"link_id":7,"destination":"https://example.com/","status":302,"expires_at":null}"#
+            ),
+            link(0)
+        );
+        for bad in [
+            "",
+            "{}",
+            "null",
+            r#"{"v":2,"link_id":1}"#,
+            r#"{"v":1,"version":9,"deleted":false}"#,
+            r#"{"v":2,"version":9,"deleted":true}"#,
+            "<html>",
+        ] {
             assert!(matches!(parse(bad), Entry::Unreadable(_)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_writer_keeps_the_newer_entry() {
+        let unreadable = Entry::Unreadable("bad".into());
+        let cases = [
+            // Nothing (or nothing readable) there: any entry goes in.
+            (link(5), None, true),
+            (Entry::Deleted(5), None, true),
+            (Entry::Missing, None, true),
+            (link(5), Some(&unreadable), true),
+            (Entry::Missing, Some(&unreadable), true),
+            (unreadable.clone(), None, false),
+            // Versions decide; an equal version is already there.
+            (link(6), Some(&link(5)), true),
+            (link(5), Some(&link(5)), false),
+            (link(4), Some(&link(5)), false),
+            (Entry::Deleted(6), Some(&link(5)), true),
+            (Entry::Deleted(5), Some(&Entry::Deleted(5)), false),
+            // A late fill or sync of the state before a delete does not bring the link back.
+            (link(5), Some(&Entry::Deleted(6)), false),
+            // A new link on a deleted code: its version is above the delete's.
+            (link(7), Some(&Entry::Deleted(6)), true),
+            // The "no such link" marker gives way to any state, and never replaces one.
+            (link(1), Some(&Entry::Missing), true),
+            (Entry::Deleted(1), Some(&Entry::Missing), true),
+            (Entry::Missing, Some(&link(5)), false),
+            (Entry::Missing, Some(&Entry::Deleted(5)), false),
+            (Entry::Missing, Some(&Entry::Missing), false),
+            // Writers from before versions overwrite, as they did.
+            (link(0), Some(&link(5)), true),
+            (Entry::Deleted(0), Some(&link(5)), true),
+            (link(1), Some(&link(0)), true),
+        ];
+        for (incoming, current, expected) in cases {
+            assert_eq!(
+                replaces(&incoming, current),
+                expected,
+                "{incoming:?} over {current:?}"
+            );
         }
     }
 }

@@ -48,7 +48,7 @@ const CLICKS: &str = "CLICKS";
 /// Seconds a KV read may be served from the data centre's cache (30 is KV's minimum).
 const KV_CACHE_TTL: u64 = 30;
 /// Seconds a record fetched from the origin stays in KV. Sync keeps records current, so this
-/// only bounds the damage of a lost sync or of a record fetched just before an edit.
+/// only bounds the damage of a lost sync or of a fill that lost its race with one (`fill_kv`).
 const FETCHED_RECORD_TTL: u64 = 3600;
 /// Seconds an unknown code is remembered as unknown (60 is KV's minimum expiry).
 const MISSING_TTL: u64 = 60;
@@ -118,7 +118,7 @@ async fn redirect(
     };
     let record = match known {
         Some(Entry::Link(record)) => record,
-        Some(Entry::Missing) => return page(404, pages::NOT_FOUND),
+        Some(Entry::Missing | Entry::Deleted(_)) => return page(404, pages::NOT_FOUND),
         Some(Entry::Unreadable(_)) | None => {
             let now = now_ms();
             if !BREAKER.with_borrow_mut(|breaker| breaker.allow(now)) {
@@ -127,13 +127,15 @@ async fn redirect(
             match origin::resolve(env, &code).await {
                 Ok(Some((record, json))) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
-                    cache_in_kv(ctx, env, &code, json, FETCHED_RECORD_TTL);
-                    remember(Entry::Link(record.clone()));
+                    let entry = Entry::Link(record.clone());
+                    remember(entry.clone());
+                    fill_kv(ctx, env, &code, entry, json, FETCHED_RECORD_TTL);
                     record
                 }
                 Ok(None) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
-                    cache_in_kv(ctx, env, &code, KV_MISSING.to_owned(), MISSING_TTL);
+                    let missing = KV_MISSING.to_owned();
+                    fill_kv(ctx, env, &code, Entry::Missing, missing, MISSING_TTL);
                     remember(Entry::Missing);
                     return page(404, pages::NOT_FOUND);
                 }
@@ -167,16 +169,28 @@ async fn redirect(
     }
 }
 
-/// Stores what the origin said in KV after the response is sent, expiring after `ttl` seconds.
-fn cache_in_kv(ctx: &Context, env: &Env, code: &ShortCode, value: String, ttl: u64) {
+/// Stores what the origin said (`entry`, as `value`) in KV after the response is sent,
+/// expiring after `ttl` seconds, unless KV holds the same state or a newer one by then
+/// ([`entry::replaces`]): a sync that deleted or changed the code while the origin was
+/// answering is kept.
+///
+/// KV has no compare-and-swap, so KV is read again right before the write. What remains is a
+/// sync whose write lands between that read and this write (or, across data centres, within
+/// KV's propagation delay of it): this older entry then overwrites it, until `ttl` expires or
+/// the code changes again. ARCHITECTURE.md states this window among the invariants.
+fn fill_kv(ctx: &Context, env: &Env, code: &ShortCode, entry: Entry, value: String, ttl: u64) {
     let key = kv_key(code);
     let kv = env.kv(LINKS);
     ctx.wait_until(async move {
-        let put = async {
-            kv?.put(&key, value)?.expiration_ttl(ttl).execute().await?;
+        let fill = async {
+            let kv = kv?;
+            let current = kv.get(&key).text().await?.map(|text| entry::parse(&text));
+            if entry::replaces(&entry, current.as_ref()) {
+                kv.put(&key, value)?.expiration_ttl(ttl).execute().await?;
+            }
             Ok::<_, worker::Error>(())
         };
-        if let Err(err) = put.await {
+        if let Err(err) = fill.await {
             worker::console_error!("caching {key} in KV failed: {err}");
         }
     });

@@ -4,8 +4,9 @@
 //! An entry is served for at most [`FRESH_MS`] after it was read, so a write to KV reaches a
 //! visitor at most that long after KV itself has it. The isolate that receives a sync forgets
 //! the codes it wrote; a read that was under way during the forget is not remembered (see
-//! [`Memo::generation`]), so it cannot bring back what the sync replaced. The memo holds no
-//! clock: callers pass the time in milliseconds.
+//! [`Memo::generation`]), so it cannot bring back what the sync replaced; nor does a read that
+//! returns an older version than the one remembered (a KV cache lagging behind). The memo
+//! holds no clock: callers pass the time in milliseconds.
 
 use std::collections::HashMap;
 
@@ -41,10 +42,16 @@ impl Memo {
         self.generation
     }
 
-    /// Remembers a link or the "no such link" marker read when the memo was at `generation`,
-    /// unless a forget came since. Unreadable entries are not worth keeping.
+    /// Remembers an entry read when the memo was at `generation`, unless a forget came since
+    /// or a newer entry for the code is still fresh. Unreadable entries are not worth keeping.
     pub fn remember(&mut self, code: ShortCode, entry: Entry, generation: u64, now_ms: u64) {
         if matches!(entry, Entry::Unreadable(_)) || generation != self.generation {
+            return;
+        }
+        if let Some((at, held)) = self.entries.get(&code)
+            && fresh(*at, now_ms)
+            && held.is_newer_than(&entry)
+        {
             return;
         }
         if self.entries.len() >= CAPACITY && !self.entries.contains_key(&code) {
@@ -78,8 +85,13 @@ mod tests {
     }
 
     fn link(id: i64) -> Entry {
+        versioned(id, 1)
+    }
+
+    fn versioned(id: i64, version: u64) -> Entry {
         Entry::Link(LinkRecord::new(
             id,
+            version,
             Destination::parse("https://example.com/").expect("valid"),
             RedirectStatus::Found,
             None,
@@ -128,6 +140,27 @@ mod tests {
         // A read begun after the forget is remembered.
         memo.remember(code("abc"), link(2), memo.generation(), 0);
         assert_eq!(memo.get(&code("abc"), 1), Some(&link(2)));
+    }
+
+    #[test]
+    fn an_older_version_read_later_does_not_replace_a_newer_one() {
+        let mut memo = Memo::default();
+        memo.remember(code("abc"), versioned(1, 5), 0, 0);
+        // A read that was served from a KV cache still holding the link before its edit, or
+        // the marker of a miss from before the link existed.
+        memo.remember(code("abc"), versioned(1, 4), 0, 100);
+        memo.remember(code("abc"), Entry::Missing, 0, 200);
+        assert_eq!(memo.get(&code("abc"), 300), Some(&versioned(1, 5)));
+        // A tombstone newer than the link replaces it, and the link does not come back.
+        memo.remember(code("abc"), Entry::Deleted(6), 0, 400);
+        memo.remember(code("abc"), versioned(1, 5), 0, 500);
+        assert_eq!(memo.get(&code("abc"), 600), Some(&Entry::Deleted(6)));
+        // The same version read again keeps the entry fresh.
+        memo.remember(code("abc"), Entry::Deleted(6), 0, 1_300);
+        assert_eq!(memo.get(&code("abc"), 2_000), Some(&Entry::Deleted(6)));
+        // Once stale, the newer entry no longer holds: what KV says now is remembered.
+        memo.remember(code("abc"), versioned(1, 5), 0, 2_400);
+        assert_eq!(memo.get(&code("abc"), 2_401), Some(&versioned(1, 5)));
     }
 
     #[test]

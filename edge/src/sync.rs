@@ -1,14 +1,18 @@
-//! `POST /_edge/sync`: the origin writes and deletes link records in KV.
+//! `POST /_edge/sync`: the origin writes link records and tombstones to KV, each only when
+//! it is newer than what KV holds.
 
 use futures_util::future::try_join_all;
-use shortlink::edge::{SyncBatch, SyncResult, kv_key};
+use shortlink::edge::{SyncBatch, SyncChange, SyncResult, TOMBSTONE_TTL_SECS, Tombstone, kv_key};
 use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use worker::kv::KvStore;
 use worker::{Env, Request, Response, Result};
 
+use crate::entry::{self, Entry};
 use crate::route::SYNC_PATH;
 use crate::{LINKS, edge_secret, now_secs};
 
-/// Largest sync body read: batches are at most a few hundred records.
+/// Largest sync body read. The origin's batches stay under a quarter of it
+/// (`MAX_BATCH_BYTES` in `origin/src/outbox.rs`); one refused with 413 is sent again in halves.
 const MAX_BODY: usize = 1024 * 1024;
 /// Signatures are remembered this long (well past the allowed clock skew) to refuse replays.
 const NONCE_TTL: u64 = 2 * signature::MAX_SKEW_SECS as u64 + 60;
@@ -57,41 +61,76 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         Ok(batch) => batch,
         Err(err) => return json_error(400, "bad_request", &format!("not a sync batch: {err}")),
     };
-    let mut result = SyncResult {
-        written: 0,
-        deleted: 0,
-    };
-    let mut writes = Vec::new();
     let codes: Vec<_> = batch
         .changes
         .iter()
         .map(|change| change.code.clone())
         .collect();
-    for change in batch.changes {
-        let key = kv_key(&change.code);
-        let kv = kv.clone();
-        match change.record {
-            Some(record) => {
-                result.written += 1;
-                let json = serde_json::to_string(&record)
-                    .map_err(|err| worker::Error::RustError(err.to_string()))?;
-                writes.push(Box::pin(async move { kv.put(&key, json)?.execute().await })
-                    as std::pin::Pin<
-                        Box<dyn Future<Output = std::result::Result<(), worker::kv::KvError>>>,
-                    >);
-            }
-            None => {
-                result.deleted += 1;
-                writes.push(Box::pin(async move { kv.delete(&key).await }));
-            }
-        }
-    }
-    let written = try_join_all(writes).await;
-    // This isolate reads the new records from KV from now on (also when only some writes
+    let applied = try_join_all(batch.changes.into_iter().map(|change| apply(&kv, change))).await;
+    // This isolate reads the new entries from KV from now on (also when only some writes
     // landed); other isolates within the memo's second.
     crate::MEMO.with_borrow_mut(|memo| codes.iter().for_each(|code| memo.forget(code)));
-    written?;
+    let mut result = SyncResult {
+        written: 0,
+        deleted: 0,
+        stale: 0,
+    };
+    for outcome in applied? {
+        match outcome {
+            Applied::Written => result.written += 1,
+            Applied::Deleted => result.deleted += 1,
+            Applied::Stale => result.stale += 1,
+        }
+    }
     Response::from_json(&result)
+}
+
+enum Applied {
+    Written,
+    Deleted,
+    /// KV already held this version of the code or a newer one.
+    Stale,
+}
+
+/// Writes one change to KV unless KV holds the same or a newer state of the code
+/// ([`entry::replaces`]): a sync request that was overtaken (sent before a timeout, then
+/// again with a newer state) or a miss fill that read the origin later leave it alone. A
+/// deleted code gets a tombstone rather than no entry, so that an older record written
+/// late finds it. KV has no compare-and-swap; the origin sends one sync request at a time,
+/// and `fill_kv` in lib.rs states what still can race.
+async fn apply(kv: &KvStore, change: SyncChange) -> Result<Applied> {
+    let key = kv_key(&change.code);
+    let (incoming, value, ttl) = match change.record {
+        Some(record) => {
+            let json = serde_json::to_string(&record).map_err(to_worker)?;
+            (Entry::Link(record), json, None)
+        }
+        None => {
+            let tombstone = Tombstone {
+                version: change.version,
+            };
+            let json = serde_json::to_string(&tombstone).map_err(to_worker)?;
+            let entry = Entry::Deleted(change.version);
+            (entry, json, Some(TOMBSTONE_TTL_SECS))
+        }
+    };
+    let current = kv.get(&key).text().await?.map(|text| entry::parse(&text));
+    if !entry::replaces(&incoming, current.as_ref()) {
+        return Ok(Applied::Stale);
+    }
+    let put = kv.put(&key, value)?;
+    match ttl {
+        Some(ttl) => put.expiration_ttl(ttl).execute().await?,
+        None => put.execute().await?,
+    }
+    Ok(match incoming {
+        Entry::Deleted(_) => Applied::Deleted,
+        _ => Applied::Written,
+    })
+}
+
+fn to_worker(err: serde_json::Error) -> worker::Error {
+    worker::Error::RustError(err.to_string())
 }
 
 fn json_error(status: u16, code: &str, message: &str) -> Result<Response> {

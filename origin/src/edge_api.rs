@@ -35,18 +35,18 @@ pub(crate) fn routes(state: crate::State) -> axum::Router<crate::State> {
         ))
 }
 
-/// The link record for a code, for the edge to store in KV; 404 when there is none.
+/// The link record for a code, with its version, for the edge to store in KV; 404 when there
+/// is none.
+///
+/// Read from PostgreSQL, not through the redirect cache: the edge keeps whatever it stores
+/// until a newer version replaces it, so it should start from the newest. This costs one
+/// indexed query per KV miss, and the edge remembers misses and unknown codes in KV.
 async fn resolve(
     State(state): State<crate::State>,
     CodePath(code): CodePath,
 ) -> Result<Json<LinkRecord>, Error> {
-    let link = state
-        .inner
-        .cache
-        .get_or_load(code.as_str(), links::find_record(state.db(), &code))
-        .await?;
-    match link {
-        Some(link) => Ok(Json(link.record.clone())),
+    match links::find_record(state.db(), &code).await? {
+        Some(record) => Ok(Json(record)),
         None => Err(Error::LinkNotFound(code.to_string())),
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ShortCode;
-use crate::redirect::LinkRecord;
+use crate::redirect::{LinkRecord, RecordVersion};
 
 /// The KV key of a code's entry.
 pub fn kv_key(code: &ShortCode) -> String {
@@ -15,6 +15,52 @@ pub fn kv_key(code: &ShortCode) -> String {
 /// entry, so floods of unknown codes do not reach the origin). A link record for the code,
 /// written by sync when the link is created, replaces it.
 pub const KV_MISSING: &str = r#"{"v":1,"missing":true}"#;
+
+/// The KV entry of a code whose links were all deleted: `{"v":1,"version":N,"deleted":true}`.
+/// It outlives any write that was under way when the delete happened (see
+/// [`TOMBSTONE_TTL_SECS`]), so a late write of an older record finds it and leaves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TombstoneJson", into = "TombstoneJson")]
+pub struct Tombstone {
+    /// The highest version among the code's links (the delete's own).
+    pub version: u64,
+}
+
+/// How long a tombstone stays in KV: far longer than a sync request or a miss fill can be
+/// under way (seconds), short enough that deleted codes do not pile up in KV.
+pub const TOMBSTONE_TTL_SECS: u64 = 7 * 24 * 3600;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TombstoneJson {
+    v: RecordVersion,
+    version: u64,
+    deleted: bool,
+}
+
+impl TryFrom<TombstoneJson> for Tombstone {
+    type Error = &'static str;
+
+    fn try_from(json: TombstoneJson) -> Result<Self, Self::Error> {
+        if json.deleted {
+            Ok(Self {
+                version: json.version,
+            })
+        } else {
+            Err("a tombstone says \"deleted\": true")
+        }
+    }
+}
+
+impl From<Tombstone> for TombstoneJson {
+    fn from(tombstone: Tombstone) -> Self {
+        Self {
+            v: RecordVersion,
+            version: tombstone.version,
+            deleted: true,
+        }
+    }
+}
 
 /// `POST /_edge/sync` (origin → edge): the current state of some codes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +73,11 @@ pub struct SyncBatch {
 #[serde(deny_unknown_fields)]
 pub struct SyncChange {
     pub code: ShortCode,
+    /// The version of this state: the record's own, or for a code without a live link the
+    /// highest version among its deleted links (the tombstone's). 0 from an origin that
+    /// predates versions, whose changes the edge applies unconditionally, as it did then.
+    #[serde(default)]
+    pub version: u64,
     /// The record to store, or `None` when the code has no live link any more.
     pub record: Option<LinkRecord>,
 }
@@ -36,6 +87,9 @@ pub struct SyncChange {
 pub struct SyncResult {
     pub written: usize,
     pub deleted: usize,
+    /// Changes not applied because KV already held this version or a newer one.
+    #[serde(default)]
+    pub stale: usize,
 }
 
 /// `POST /_edge/ingest` (edge queue consumer → origin).
@@ -50,6 +104,18 @@ pub struct IngestBatch {
 pub struct IngestResult {
     pub received: usize,
     pub inserted: u64,
+}
+
+/// What the edge answers to `POST /_edge/replay` (origin → edge, signed, empty body): parked
+/// click messages moved back onto the click queue by this request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayResult {
+    /// Parked messages moved.
+    pub replayed: usize,
+    /// The click events in them.
+    pub clicks: usize,
+    /// Parked messages left (at least this many; 0 when none are left).
+    pub remaining: usize,
 }
 
 /// Where a click was served.
@@ -135,9 +201,11 @@ pub fn is_qr_scan(query: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use time::macros::datetime;
 
     use super::*;
+    use crate::{Destination, RedirectStatus};
 
     #[test]
     fn bounded_clamps_free_text() {
@@ -170,6 +238,79 @@ mod tests {
     #[test]
     fn missing_marker_is_not_a_link_record() {
         assert!(serde_json::from_str::<LinkRecord>(KV_MISSING).is_err());
+        assert!(serde_json::from_str::<Tombstone>(KV_MISSING).is_err());
+    }
+
+    #[test]
+    fn tombstones() {
+        let json = serde_json::to_string(&Tombstone { version: 42 }).expect("serialises");
+        assert_eq!(json, r#"{"v":1,"version":42,"deleted":true}"#);
+        let cases: [(&str, Option<u64>); 8] = [
+            (r#"{"v":1,"version":42,"deleted":true}"#, Some(42)),
+            (r#"{"deleted":true,"version":0,"v":1}"#, Some(0)),
+            (r#"{"v":1,"version":42,"deleted":false}"#, None),
+            (r#"{"v":2,"version":42,"deleted":true}"#, None),
+            (r#"{"v":1,"deleted":true}"#, None),
+            (r#"{"v":1,"version":-1,"deleted":true}"#, None),
+            // A link record is not a tombstone, nor the other way round.
+            (
+                r#"{"v":1,"version":3,"link_id":1,"destination":"https://example.com/","status":302,"expires_at":null}"#,
+                None,
+            ),
+            (KV_MISSING, None),
+        ];
+        for (json, expected) in cases {
+            let parsed = serde_json::from_str::<Tombstone>(json).ok();
+            assert_eq!(parsed.map(|t| t.version), expected, "{json}");
+        }
+        assert!(
+            serde_json::from_str::<LinkRecord>(r#"{"v":1,"version":42,"deleted":true}"#).is_err()
+        );
+    }
+
+    proptest! {
+        /// Every record and tombstone reads back as itself, and never as the other kind.
+        #[test]
+        fn kv_entries_round_trip(
+            link_id in any::<i64>(),
+            version in any::<u64>(),
+            path in "[a-zA-Z0-9/\\\\%\"é ]{0,40}",
+            status in prop::sample::select(vec![301u16, 302, 307, 308]),
+            expires_at in prop::option::of(0i64..253_402_300_799),
+        ) {
+            let Ok(destination) = Destination::parse(&format!("https://example.com/{path}")) else {
+                return Ok(());
+            };
+            let record = LinkRecord::new(
+                link_id,
+                version,
+                destination,
+                RedirectStatus::try_from(status).expect("valid status"),
+                expires_at.map(|secs| OffsetDateTime::from_unix_timestamp(secs).expect("in range")),
+            );
+            let json = serde_json::to_string(&record).expect("serialises");
+            prop_assert_eq!(serde_json::from_str::<LinkRecord>(&json).expect("parses"), record);
+            prop_assert!(serde_json::from_str::<Tombstone>(&json).is_err());
+
+            let tombstone = Tombstone { version };
+            let json = serde_json::to_string(&tombstone).expect("serialises");
+            prop_assert_eq!(serde_json::from_str::<Tombstone>(&json).expect("parses"), tombstone);
+            prop_assert!(serde_json::from_str::<LinkRecord>(&json).is_err());
+        }
+    }
+
+    #[test]
+    fn sync_changes_from_an_origin_without_versions_read_as_version_0() {
+        let change: SyncChange =
+            serde_json::from_str(r#"{"code":"abc","record":null}"#).expect("parses");
+        assert_eq!(change.version, 0);
+        let json = serde_json::to_string(&SyncChange {
+            code: ShortCode::parse("abc").expect("valid"),
+            version: 9,
+            record: None,
+        })
+        .expect("serialises");
+        assert_eq!(json, r#"{"code":"abc","version":9,"record":null}"#);
     }
 
     #[test]

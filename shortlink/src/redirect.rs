@@ -14,6 +14,11 @@ use crate::{Destination, RedirectStatus};
 pub struct LinkRecord {
     /// The format version: readers refuse versions they do not know.
     pub v: RecordVersion,
+    /// Grows with every change of any link (PostgreSQL's `link_version_seq`), deletes included,
+    /// so a writer of KV can tell the newer of two states of a code and keep it. Records
+    /// written before versions existed read as 0.
+    #[serde(default)]
+    pub version: u64,
     /// Identifies the link in click events, whatever its code is later changed to.
     pub link_id: i64,
     pub destination: Destination,
@@ -43,12 +48,14 @@ const TEMPORARY_CACHE: &str = "private, no-store";
 impl LinkRecord {
     pub fn new(
         link_id: i64,
+        version: u64,
         destination: Destination,
         status: RedirectStatus,
         expires_at: Option<OffsetDateTime>,
     ) -> Self {
         Self {
             v: RecordVersion,
+            version,
             link_id,
             destination,
             status,
@@ -102,6 +109,7 @@ mod tests {
     fn target(status: RedirectStatus, expires_at: Option<OffsetDateTime>) -> LinkRecord {
         LinkRecord::new(
             1,
+            7,
             Destination::parse("https://example.com/x").expect("valid"),
             status,
             expires_at,
@@ -117,11 +125,21 @@ mod tests {
         let json = serde_json::to_string(&record).expect("serialises");
         assert_eq!(
             json,
-            r#"{"v":1,"link_id":1,"destination":"https://example.com/x","status":301,"expires_at":"2030-01-01T00:00:00Z"}"#
+            r#"{"v":1,"version":7,"link_id":1,"destination":"https://example.com/x","status":301,"expires_at":"2030-01-01T00:00:00Z"}"#
         );
         assert_eq!(
             serde_json::from_str::<LinkRecord>(&json).expect("parses"),
             record
+        );
+        // Records written before versions existed read as version 0.
+        let unversioned = json.replace(r#""version":7,"#, "");
+        let parsed = serde_json::from_str::<LinkRecord>(&unversioned).expect("parses");
+        assert_eq!(
+            parsed,
+            LinkRecord {
+                version: 0,
+                ..record
+            }
         );
         let future = json.replace(r#""v":1"#, r#""v":2"#);
         let err = serde_json::from_str::<LinkRecord>(&future).expect_err("unknown version");

@@ -62,9 +62,10 @@ async fn resolve_answers_signed_requests_with_the_link_record() {
         .await;
     let response = signed(&app, Method::GET, "/_edge/resolve/resolved", b"").await;
     assert_eq!(response.status, StatusCode::OK);
+    let version = version_of(&app, "resolved").await;
     assert_eq!(
         response.json(),
-        json!({"v": 1, "link_id": link["id"], "destination": "https://example.com/r", "status": 307, "expires_at": null})
+        json!({"v": 1, "version": version, "link_id": link["id"], "destination": "https://example.com/r", "status": 307, "expires_at": null})
     );
     let unknown = signed(&app, Method::GET, "/_edge/resolve/nothing-here", b"").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
@@ -97,6 +98,43 @@ async fn resolve_answers_signed_requests_with_the_link_record() {
     )
     .await;
     assert_eq!(stale.status, StatusCode::UNAUTHORIZED);
+}
+
+/// The version of the code's live link.
+async fn version_of(app: &TestApp, code: &str) -> i64 {
+    sqlx::query_scalar("SELECT version FROM links WHERE code = $1 AND deleted_at IS NULL")
+        .bind(code)
+        .fetch_one(&app.db)
+        .await
+        .expect("a live link")
+}
+
+#[tokio::test]
+async fn resolve_reads_postgresql_not_the_redirect_cache() {
+    let app = spawn_app_with_edge().await;
+    app.create(json!({"destination": "https://example.com/old", "code": "fresh"}))
+        .await;
+    // The redirect route caches the link...
+    assert_eq!(
+        app.visit(Method::GET, "/fresh").await.status,
+        StatusCode::FOUND
+    );
+    let before = version_of(&app, "fresh").await;
+    // ...and a change this instance does not see (another origin's, or a script's) leaves
+    // its cache stale: the edge must not be handed that.
+    sqlx::query("UPDATE links SET destination = 'https://example.com/new' WHERE code = 'fresh'")
+        .execute(&app.db)
+        .await
+        .expect("update");
+    let response = signed(&app, Method::GET, "/_edge/resolve/fresh", b"").await;
+    assert_eq!(response.status, StatusCode::OK);
+    let record = response.json();
+    assert_eq!(record["destination"], "https://example.com/new");
+    assert!(
+        record["version"].as_i64().expect("version") > before,
+        "{record}"
+    );
+    assert_eq!(record["version"], version_of(&app, "fresh").await);
 }
 
 #[tokio::test]
