@@ -66,9 +66,18 @@ pub struct Ranked {
     pub count: i64,
 }
 
+/// The value that stands for every value a breakdown kept no row of its own for: each
+/// breakdown keeps at most 100 values per link and UTC hour (and per UTC day; 1,000 for the
+/// whole account), the first ones seen, and sums the clicks of any further ones here. The
+/// space keeps it apart from every real value (no host, country, device, browser or OS name
+/// is written so).
+pub const OTHER_VALUES: &str = "(other values)";
+
 /// The top values of each breakdown. Referrers are hosts (`direct` without a referrer),
 /// countries ISO 3166 codes (`unknown` when not known), devices `desktop`, `mobile`,
-/// `tablet`, `bot` or `other`.
+/// `tablet`, `bot` or `other`. Any breakdown may hold [`OTHER_VALUES`]. Bots' referrers are
+/// not kept (a bot can claim any referrer), so with bots asked for the referrers add up to
+/// the people's visits only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Breakdowns {
     pub referrer: Vec<Ranked>,

@@ -1,15 +1,19 @@
 //! Dropping raw clicks older than the retention: whole monthly partitions, so it costs no
-//! row-by-row delete, and never the rollups. Also forgets old visitor keys.
+//! row-by-row delete, and never the rollups. Also forgets the visitor keys of days whose
+//! clicks no longer count as new visitors (see `rollup::VISITOR_DAYS`).
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+use super::rollup::VISITOR_DAYS;
 use super::store::{Partitions, next_month, partition_name};
 
-/// Visitor keys are kept this many days after their day, for late (retried) clicks.
-const VISITOR_DAYS: i32 = 7;
+/// Visitor keys are kept a day longer than the counter still counts uniques for their day
+/// ([`VISITOR_DAYS`]), so that this origin's clock being ahead of PostgreSQL's around
+/// midnight cannot drop keys the counter still looks up.
+const VISITOR_KEY_DAYS: i64 = VISITOR_DAYS as i64 + 1;
 
 /// Drops the partitions whose whole month is older than `now - retention`; returns their
 /// names.
@@ -49,7 +53,7 @@ pub(crate) async fn drop_expired(
         }
     }
     sqlx::query("DELETE FROM visitors_daily WHERE day < $1")
-        .bind(now.date() - time::Duration::days(i64::from(VISITOR_DAYS)))
+        .bind(now.to_offset(time::UtcOffset::UTC).date() - time::Duration::days(VISITOR_KEY_DAYS))
         .execute(db)
         .await?;
     Ok(dropped)

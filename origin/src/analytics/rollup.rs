@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use shortlink::stats::OTHER_VALUES;
 use sqlx::PgPool;
 
 /// The `link_id` of the rollup rows that count the whole account.
@@ -34,6 +35,14 @@ pub(crate) enum Part {
 impl Part {
     pub(crate) const ALL: [Self; 2] = [Self::Account, Self::Links];
 
+    /// The most values per breakdown, bucket and link ([`LINK_VALUES`]).
+    fn max_values(self) -> i64 {
+        match self {
+            Self::Account => ACCOUNT_VALUES,
+            Self::Links => LINK_VALUES,
+        }
+    }
+
     /// The advisory lock that lets one counter of this part run at a time, across origins.
     fn lock_key(self) -> &'static str {
         match self {
@@ -43,22 +52,83 @@ impl Part {
     }
 }
 
+/// The most values one breakdown (referrer, country, device, browser, OS) keeps rows for,
+/// per link and bucket (UTC hour, UTC day); clicks of any further value are summed into
+/// [`OTHER_VALUES`]. Referrers are free text a visitor chooses, so without a bound a flood of
+/// made-up ones would add rows forever and slow every top-N read. The stats API shows at most
+/// 100 values, so a link loses nothing it could show in a bucket with up to 100 values.
+const LINK_VALUES: i64 = 100;
+/// The same for the account, which sees the values of every link at once; one account is
+/// one row set, so a wider bound costs little.
+const ACCOUNT_VALUES: i64 = 1_000;
+
+/// A click counts as a unique visitor only in its UTC day's first `VISITOR_DAYS` days back
+/// from today: `visitors_daily` keeps the visitor keys of those days (and retention drops
+/// older ones, a day later, see `retention.rs`). A click dated further back is counted as a
+/// click, never as a new visitor, so a late replay cannot count a visitor twice once the key
+/// that recorded it is gone. Uniques undercount then, instead of overcounting.
+pub(crate) const VISITOR_DAYS: i32 = 7;
+
+/// The rows of one breakdown table after a batch: the batch's values per (link, bucket,
+/// dimension), capped so that a bucket holds at most `$4` values of its own plus `$5`.
+/// `{source}` has the columns (link_id, dimension, t, value, hits, bots), `t` being the
+/// table's `{time}` column. A value that already has its row keeps adding to it; new values
+/// take the free places, the most visited of the batch first; the rest go to `$5`. So the
+/// values a bucket keeps are those that came first, not the top ones of the whole bucket: an
+/// exact top-N would have to move counts out of rows already written. The totals stay exact.
+/// Only the holder of the part's lock writes these rows, so counting them here is safe.
+fn capped_insert(source: &str, table: &str, time: &str) -> String {
+    format!(
+        "{table}_used AS (
+    SELECT k.link_id, k.dimension, k.t,
+           (SELECT count(*) FROM {table} r
+            WHERE (r.link_id, r.{time}, r.dimension) = (k.link_id, k.t, k.dimension)
+              AND r.value <> $5) AS used
+    FROM (SELECT DISTINCT link_id, dimension, t FROM {source}) AS k
+), {table}_known AS (
+    SELECT s.*, EXISTS (SELECT FROM {table} r
+                        WHERE (r.link_id, r.{time}, r.dimension, r.value)
+                            = (s.link_id, s.t, s.dimension, s.value)) AS known
+    FROM {source} s
+), {table}_capped AS (
+    SELECT link_id, dimension, t,
+           CASE WHEN known OR used + row_number() OVER (
+                    PARTITION BY link_id, dimension, t, known ORDER BY hits + bots DESC, value
+                ) <= $4
+                THEN value ELSE $5 END AS value,
+           hits, bots
+    FROM {table}_known JOIN {table}_used USING (link_id, dimension, t)
+), {table}_written AS (
+    INSERT INTO {table} (link_id, dimension, {time}, value, hits, bots)
+    SELECT link_id, dimension, t, value, sum(hits), sum(bots)
+    FROM {table}_capped GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (link_id, {time}, dimension, value) DO UPDATE SET
+        hits = {table}.hits + EXCLUDED.hits,
+        bots = {table}.bots + EXCLUDED.bots
+)"
+    )
+}
+
 /// Takes up to `$1` pending clicks of the account (`$2` true; `$3` is [`ACCOUNT`]) or of the
-/// links (false), and
-/// adds them to the rollups, all in the database (the clicks never travel to the origin and
-/// back). Every click counts in its UTC hour:
+/// links (false), and adds them to the rollups, all in the database (the clicks never travel
+/// to the origin and back). Every click counts in its UTC hour:
 /// - `link_stats_hourly`: clicks, QR scans and bots; and the uniques of the visitors new
 ///   that UTC day for that link (those `visitors_daily` did not hold yet), in the hour of
-///   their first visit in this batch;
+///   their first visit in this batch, for days no older than `$6` days ([`VISITOR_DAYS`]);
 /// - `link_breakdown_hourly` and `link_breakdown_daily`: hits and bots per value of each
-///   dimension (one pass over the batch for all five, with grouping sets).
+///   dimension (one pass over the batch for all five, with grouping sets), at most `$4`
+///   values per link, bucket and dimension plus `$5` ([`capped_insert`]). Bots' referrers
+///   are left out: a bot can claim any referrer, and bots are what would flood them. Bots
+///   still count in the other dimensions and as bots.
 ///
 /// Only the holder of the part's advisory lock writes its `visitors_daily` rows, so new
 /// visitors are found by an anti-join and inserted plainly, which is cheaper than
 /// `ON CONFLICT`. The pending table has no key: rows are taken by physical position, which
 /// is stable because they are never updated, and only the lock holder deletes them.
 /// Returns how many clicks were counted.
-const COUNT_PENDING: &str = "
+static COUNT_PENDING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "
 WITH batch AS (
     DELETE FROM clicks_pending
     WHERE ctid = ANY(ARRAY(
@@ -68,12 +138,14 @@ WITH batch AS (
 ), clicks AS (
     SELECT link_id, date_trunc('hour', at, 'UTC') AS hour,
            (at AT TIME ZONE 'UTC')::date AS day, coalesce(country, 'unknown') AS country,
-           referrer_host, device, browser, os, bot, qr, visitor
+           CASE WHEN bot THEN NULL ELSE referrer_host END AS referrer_host,
+           device, browser, os, bot, qr, visitor
     FROM batch
 ), first_visits AS (
     SELECT link_id, day, visitor, min(hour) AS hour
     FROM clicks
     WHERE NOT bot AND visitor IS NOT NULL
+      AND day >= (now() AT TIME ZONE 'UTC')::date - $6::int
     GROUP BY 1, 2, 3
 ), new_visitors AS (
     INSERT INTO visitors_daily (link_id, day, visitor)
@@ -103,31 +175,32 @@ WITH batch AS (
         bots = link_stats_hourly.bots + EXCLUDED.bots,
         uniques = link_stats_hourly.uniques + EXCLUDED.uniques
 ), breakdown AS (
-    SELECT link_id, hour,
-           CASE WHEN grouping(referrer_host) = 0 THEN 'referrer'
-                WHEN grouping(country) = 0 THEN 'country'
-                WHEN grouping(device) = 0 THEN 'device'
-                WHEN grouping(browser) = 0 THEN 'browser'
-                ELSE 'os' END AS dimension,
-           coalesce(referrer_host, country, device, browser, os) AS value,
-           count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
-    FROM clicks
-    GROUP BY link_id, hour, GROUPING SETS ((referrer_host), (country), (device), (browser), (os))
-), breakdown_hourly AS (
-    INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
-    SELECT link_id, dimension, hour, value, hits, bots FROM breakdown ORDER BY 1, 2, 3, 4
-    ON CONFLICT (link_id, hour, dimension, value) DO UPDATE SET
-        hits = link_breakdown_hourly.hits + EXCLUDED.hits,
-        bots = link_breakdown_hourly.bots + EXCLUDED.bots
-), breakdown_daily AS (
-    INSERT INTO link_breakdown_daily (link_id, dimension, day, value, hits, bots)
-    SELECT link_id, dimension, (hour AT TIME ZONE 'UTC')::date, value, sum(hits), sum(bots)
-    FROM breakdown GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (link_id, day, dimension, value) DO UPDATE SET
-        hits = link_breakdown_daily.hits + EXCLUDED.hits,
-        bots = link_breakdown_daily.bots + EXCLUDED.bots
-)
-SELECT count(*) FROM batch";
+    -- A bot's referrer is NULL (above), and so is the value of its group here: left out.
+    SELECT * FROM (
+        SELECT link_id,
+               CASE WHEN grouping(referrer_host) = 0 THEN 'referrer'
+                    WHEN grouping(country) = 0 THEN 'country'
+                    WHEN grouping(device) = 0 THEN 'device'
+                    WHEN grouping(browser) = 0 THEN 'browser'
+                    ELSE 'os' END AS dimension,
+               hour AS t,
+               coalesce(referrer_host, country, device, browser, os) AS value,
+               count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
+        FROM clicks
+        GROUP BY link_id, hour,
+                 GROUPING SETS ((referrer_host), (country), (device), (browser), (os))
+    ) AS groups
+    WHERE value IS NOT NULL
+), breakdown_days AS (
+    SELECT link_id, dimension, (t AT TIME ZONE 'UTC')::date AS t, value,
+           sum(hits) AS hits, sum(bots) AS bots
+    FROM breakdown GROUP BY 1, 2, 3, 4
+), {hourly}, {daily}
+SELECT count(*) FROM batch",
+        hourly = capped_insert("breakdown", "link_breakdown_hourly", "hour"),
+        daily = capped_insert("breakdown_days", "link_breakdown_daily", "day"),
+    )
+});
 
 /// What a counter does when another one of its part is at work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,10 +226,13 @@ async fn count_pending(db: &PgPool, part: Part, busy: Busy) -> Result<Option<u64
     if !ours {
         return Ok(None);
     }
-    let counted: i64 = sqlx::query_scalar(COUNT_PENDING)
+    let counted: i64 = sqlx::query_scalar(COUNT_PENDING.as_str())
         .bind(BATCH)
         .bind(part == Part::Account)
         .bind(ACCOUNT)
+        .bind(part.max_values())
+        .bind(OTHER_VALUES)
+        .bind(VISITOR_DAYS)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -287,6 +287,8 @@ async fn breakdowns(db: &PgPool, link_id: i64, range: &Range) -> Result<Breakdow
     Ok(top)
 }
 
+/// The most visited live links. Deleted ones are left out (their clicks still count in the
+/// account's totals): they can no longer be opened, and their code may name another link now.
 async fn top_links(db: &PgPool, range: &Range) -> Result<Vec<TopLink>, Error> {
     let rows: Vec<(i64, String, i64)> = sqlx::query_as(
         "SELECT s.link_id, l.code, s.count FROM (
@@ -295,7 +297,7 @@ async fn top_links(db: &PgPool, range: &Range) -> Result<Vec<TopLink>, Error> {
              WHERE hour >= $1 AND hour < $2 AND link_id <> 0
              GROUP BY link_id
          ) AS s JOIN links l ON l.id = s.link_id
-         WHERE s.count > 0
+         WHERE s.count > 0 AND l.deleted_at IS NULL
          ORDER BY s.count DESC, l.code
          LIMIT $4",
     )

@@ -201,8 +201,11 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
                         count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
                  FROM clicks,
                       LATERAL (VALUES (link_id), (0)) AS v(l),
-                      LATERAL (VALUES ('referrer', referrer_host), ('country', coalesce(country, 'unknown')),
+                      LATERAL (VALUES ('referrer', CASE WHEN NOT bot THEN referrer_host END),
+                                      ('country', coalesce(country, 'unknown')),
                                       ('device', device), ('browser', browser), ('os', os)) AS d(dimension, value)
+                 -- Bots' referrers are not kept.
+                 WHERE d.value IS NOT NULL
                  GROUP BY 1, 2, 3, 4
              )
              SELECT count(*) FROM raw r FULL JOIN (SELECT link_id, dimension, {time_column} AS t, value, hits, bots FROM {table}) s
@@ -627,4 +630,241 @@ async fn breakdowns_count_every_click_of_any_range() {
             assert_eq!(sum, expected, "{dimension} of {from}..{to}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_flood_of_referrers_keeps_a_bounded_breakdown_and_exact_totals() {
+    let app = spawn_app().await;
+    let id = link(&app, "flood").await;
+    let hour = (OffsetDateTime::now_utc() - Duration::DAY)
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .expect("hour");
+    let at = |i: usize| hour + Duration::milliseconds(i as i64);
+    let visit = |name: String, i: usize, referrer: String| {
+        let mut e = event(&name, id, "flood", at(i));
+        e.referrer = Some(referrer);
+        e
+    };
+    // A referrer seen before the flood keeps its row and adds to it after.
+    let known: Vec<ClickEvent> = (0..50)
+        .map(|i| visit(format!("k{i}"), i, "https://news.example/a".to_owned()))
+        .collect();
+    app.state.store_clicks(&known).await.expect("store");
+    app.state.count_clicks().await.expect("count");
+    // 3,000 made-up referrers in one hour, counted in several batches, and bots with
+    // referrers of their own.
+    let flood: Vec<ClickEvent> = (0..3_000)
+        .map(|i| visit(format!("f{i}"), i, format!("https://r{i}.flood.example/")))
+        .collect();
+    for batch in flood.chunks(700) {
+        app.state.store_clicks(batch).await.expect("store");
+        app.state.count_clicks().await.expect("count");
+    }
+    let bots: Vec<ClickEvent> = (0..30)
+        .map(|i| {
+            let mut e = visit(format!("b{i}"), i, format!("https://b{i}.crawl.example/"));
+            e.user_agent = Some(GOOGLEBOT.to_owned());
+            e
+        })
+        .collect();
+    let late: Vec<ClickEvent> = (0..10)
+        .map(|i| visit(format!("l{i}"), i, "https://news.example/b".to_owned()))
+        .collect();
+    app.state
+        .store_clicks(&[bots, late].concat())
+        .await
+        .expect("store");
+    app.state.count_clicks().await.expect("count");
+
+    let people = 3_060_i64;
+    for (table, time) in [
+        ("link_breakdown_hourly", "hour"),
+        ("link_breakdown_daily", "day"),
+    ] {
+        // At most 100 values per link and bucket plus the other values; 1,000 for the
+        // account. Every dimension adds up to every click.
+        for (link_id, bound, other) in [(id, 100, 3_000 - 99), (0, 1_000, 3_000 - 999)] {
+            let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(&format!(
+                "SELECT dimension, count(*), count(DISTINCT {time}), sum(hits)::int8,
+                        sum(bots)::int8
+                 FROM {table} WHERE link_id = $1 GROUP BY 1 ORDER BY 1"
+            ))
+            .bind(link_id)
+            .fetch_all(&app.db)
+            .await
+            .expect("rows");
+            for (dimension, values, buckets, hits, bots) in rows {
+                assert_eq!(buckets, 1, "{table} {dimension}");
+                assert_eq!(hits, people, "{table} {dimension} of link {link_id}");
+                if dimension == "referrer" {
+                    assert_eq!(values, bound + 1, "{table} of link {link_id}");
+                    assert_eq!(bots, 0, "bots' referrers are left out");
+                } else {
+                    assert!(values <= 3, "{table} {dimension}: {values}");
+                    assert_eq!(bots, 30, "{table} {dimension} of link {link_id}");
+                }
+            }
+            let counts: Vec<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT value, hits FROM {table}
+                 WHERE link_id = $1 AND dimension = 'referrer'
+                   AND value IN ('news.example', '(other values)') ORDER BY 1"
+            ))
+            .bind(link_id)
+            .fetch_all(&app.db)
+            .await
+            .expect("counts");
+            assert_eq!(
+                counts,
+                [
+                    ("(other values)".to_owned(), other),
+                    ("news.example".to_owned(), 60)
+                ],
+                "{table} of link {link_id}"
+            );
+        }
+    }
+    let crawled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM link_breakdown_hourly WHERE value LIKE '%crawl.example'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("crawled");
+    assert_eq!(crawled, 0, "a bot's referrer has no row");
+
+    let body = stats(
+        &app,
+        &format!(
+            "/api/v1/links/flood/stats?top=3&bots=true&from={}&to={}",
+            rfc(hour - Duration::HOUR),
+            rfc(hour + Duration::HOUR)
+        ),
+    )
+    .await;
+    assert_eq!(body["totals"]["clicks"], people);
+    assert_eq!(body["totals"]["bots"], 30);
+    assert_eq!(
+        body["top"]["referrer"],
+        json!([
+            {"value": "(other values)", "count": 3_000 - 99},
+            {"value": "news.example", "count": 60},
+            {"value": "r0.flood.example", "count": 1},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_late_click_never_counts_a_visitor_twice() {
+    let app = spawn_app().await;
+    let id = link(&app, "late").await;
+    let today = OffsetDateTime::now_utc().date();
+    let noon = |days_ago: i64| {
+        (today - Duration::days(days_ago))
+            .with_hms(12, 0, 0)
+            .expect("time")
+            .assume_utc()
+    };
+    let day_stats = |days_ago: i64| {
+        let app = &app;
+        async move {
+            let body = stats(
+                app,
+                &format!(
+                    "/api/v1/links/late/stats?interval=day&from={}&to={}",
+                    rfc(noon(days_ago) - Duration::hours(12)),
+                    rfc(noon(days_ago) + Duration::hours(12))
+                ),
+            )
+            .await;
+            (
+                body["totals"]["clicks"].clone(),
+                body["totals"]["uniques"].clone(),
+            )
+        }
+    };
+    // Three days back the visitor keys are kept: a visitor counts once however often
+    // their clicks are delivered.
+    for (i, id_) in ["in1", "in2"].into_iter().enumerate() {
+        app.state
+            .store_clicks(&[event(
+                id_,
+                id,
+                "late",
+                noon(3) + Duration::minutes(i as i64),
+            )])
+            .await
+            .expect("store");
+        app.state.count_clicks().await.expect("count");
+    }
+    assert_eq!(day_stats(3).await, (json!(2), json!(1)));
+
+    // Ten days back the day's keys are gone (retention dropped them; here, as when its
+    // first click was counted while it was recent, one is left to be dropped): its clicks
+    // count as clicks, never as new visitors.
+    sqlx::query("INSERT INTO visitors_daily (link_id, day, visitor) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(noon(10).date())
+        .bind(format!("{:032x}", 1))
+        .execute(&app.db)
+        .await
+        .expect("an old key");
+    app.state
+        .drop_expired_clicks(OffsetDateTime::now_utc())
+        .await
+        .expect("retention");
+    let kept: Vec<time::Date> =
+        sqlx::query_scalar("SELECT DISTINCT day FROM visitors_daily ORDER BY 1")
+            .fetch_all(&app.db)
+            .await
+            .expect("kept");
+    assert_eq!(kept, [noon(3).date()], "the old day's keys are dropped");
+    for (i, id_) in ["out1", "out2"].into_iter().enumerate() {
+        let mut replayed = event(id_, id, "late", noon(10) + Duration::minutes(i as i64));
+        replayed.visitor = Some(format!("{:032x}", 1 + i));
+        app.state.store_clicks(&[replayed]).await.expect("store");
+        app.state.count_clicks().await.expect("count");
+    }
+    assert_eq!(day_stats(10).await, (json!(2), json!(0)));
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM visitors_daily WHERE day = $1")
+        .bind(noon(10).date())
+        .fetch_one(&app.db)
+        .await
+        .expect("keys");
+    assert_eq!(keys, 0, "no key is stored for a day past the window");
+}
+
+#[tokio::test]
+async fn top_links_leave_deleted_links_out() {
+    let app = spawn_app().await;
+    let old = link(&app, "reused").await;
+    let kept = link(&app, "kept").await;
+    let at = OffsetDateTime::now_utc() - Duration::hours(2);
+    let mut events: Vec<ClickEvent> = (0..5)
+        .map(|i| event(&format!("old{i}"), old, "reused", at))
+        .collect();
+    events.push(event("kept0", kept, "kept", at));
+    app.state.store_clicks(&events).await.expect("store");
+    let deleted = app.api(Method::DELETE, "/api/v1/links/reused", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    // The code is free again, and another link takes it.
+    let new = link(&app, "reused").await;
+    app.state
+        .store_clicks(&[
+            event("new0", new, "reused", at),
+            event("new1", new, "reused", at),
+        ])
+        .await
+        .expect("store");
+    app.state.count_clicks().await.expect("count");
+
+    let body = stats(&app, "/api/v1/stats").await;
+    assert_eq!(
+        body["top_links"],
+        json!([
+            {"code": "reused", "link_id": new, "count": 2},
+            {"code": "kept", "link_id": kept, "count": 1},
+        ])
+    );
+    // The deleted link's clicks still count for the account.
+    assert_eq!(body["totals"]["clicks"], 8);
 }
