@@ -1,11 +1,12 @@
 //! Configuration: one struct, read from flags or the environment (documented in README.md).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use shortlink::CodeScrambler;
+use shortlink::{CodeScrambler, HostKey};
 
 #[derive(Debug, Parser)]
 #[command(name = "origin", version, about = "The kurz origin server")]
@@ -17,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: migrations, links API, redirects.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Create an API key and print it (it is shown only this once).
     CreateApiKey {
         #[command(flatten)]
@@ -92,14 +93,33 @@ pub struct Config {
     #[arg(long, env = "KURZ_RECORD_CLICKS", default_value_t = true, action = clap::ArgAction::Set)]
     pub record_clicks: bool,
     /// Request header holding the visitor's IP address when the origin is behind a proxy
-    /// (e.g. `cf-connecting-ip`, `x-real-ip`); unset: the connection's address. Only used to
-    /// make the day's visitor key; never stored.
+    /// (e.g. `cf-connecting-ip`, `x-real-ip`, `x-forwarded-for`); unset: the connection's
+    /// address. Only used to make the day's visitor key; never stored.
     #[arg(long, env = "KURZ_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// How many proxies in front of the origin append to a list in `KURZ_CLIENT_IP_HEADER`
+    /// (`X-Forwarded-For`): the visitor's address is this many entries from the right. The
+    /// entries left of it are whatever the client sent, so never trusted.
+    #[arg(long, env = "KURZ_TRUSTED_PROXIES", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    pub trusted_proxies: u8,
+    /// Other hosts this deployment answers on, comma-separated (names, IP addresses or URLs):
+    /// the origin's own when `KURZ_PUBLIC_URL` is the edge, aliases. Destinations on them are
+    /// refused, like those on the public URL's and the edge's host (redirect loops).
+    #[arg(long, env = "KURZ_OWN_HOSTS", value_delimiter = ',', value_parser = parse_host)]
+    pub own_hosts: Vec<HostKey>,
     /// Password of the first dashboard user, `admin`, made on a deployment's first start.
-    /// Unset: one is generated and printed once. Ignored once a user exists.
+    /// Unset: one is generated and written to `KURZ_FIRST_START_FILE`. Ignored once a user
+    /// exists.
     #[arg(long, env = "KURZ_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// Where a deployment's first start writes the first API key (and the generated admin
+    /// password): a file only its owner may read (mode 0600), never the log.
+    #[arg(
+        long,
+        env = "KURZ_FIRST_START_FILE",
+        default_value = "kurz-first-start.txt"
+    )]
+    pub first_start_file: PathBuf,
     /// Folder of the built dashboard (`cargo xtask dev` builds it into target/admin-ui),
     /// served at /admin. Unset: /admin explains how to build it.
     #[arg(long, env = "KURZ_ADMIN_DIR")]
@@ -121,6 +141,30 @@ impl Config {
     pub fn click_retention(&self) -> time::Duration {
         time::Duration::days(i64::from(self.click_retention_days))
     }
+
+    /// Every host this deployment answers on, as far as its configuration tells: the public
+    /// URL's, the edge's, `KURZ_OWN_HOSTS`, and the address it listens on unless that is
+    /// every address. A link to any of them would redirect to itself.
+    pub fn own_hosts(&self) -> anyhow::Result<Vec<HostKey>> {
+        let mut hosts = vec![self.public_url.host().clone()];
+        if let Some(edge_url) = &self.edge_url {
+            hosts.push(
+                HostKey::parse(edge_url)
+                    .map_err(|err| anyhow::anyhow!("KURZ_EDGE_URL is not a URL: {err}"))?,
+            );
+        }
+        hosts.extend(self.own_hosts.iter().cloned());
+        if !self.bind.ip().is_unspecified() {
+            hosts.push(HostKey::parse(&self.bind.to_string())?);
+        }
+        hosts.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        hosts.dedup();
+        Ok(hosts)
+    }
+}
+
+fn parse_host(input: &str) -> Result<HostKey, String> {
+    HostKey::parse(input).map_err(|err| format!("{input:?} is not a host: {err}"))
 }
 
 fn parse_edge_secret(input: &str) -> Result<String, String> {
@@ -140,7 +184,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicUrl {
     base: String,
-    host: String,
+    host: HostKey,
 }
 
 impl PublicUrl {
@@ -154,7 +198,7 @@ impl PublicUrl {
     }
 
     /// The host, so links back to the shortener itself (redirect loops) can be refused.
-    pub fn host(&self) -> &str {
+    pub fn host(&self) -> &HostKey {
         &self.host
     }
 }
@@ -175,7 +219,7 @@ impl FromStr for PublicUrl {
             return Err("the public URL must not have a query or fragment".to_owned());
         }
         Ok(Self {
-            host: destination.host().to_owned(),
+            host: destination.host_key(),
             base,
         })
     }
@@ -221,11 +265,69 @@ mod tests {
     fn public_url() {
         let url: PublicUrl = "https://Kurz.Example/".parse().expect("valid");
         assert_eq!(url.short_url("abc"), "https://kurz.example/abc");
-        assert_eq!(url.host(), "kurz.example");
+        assert_eq!(url.host().as_str(), "kurz.example");
         let with_path: PublicUrl = "https://kurz.example/go".parse().expect("valid");
         assert_eq!(with_path.short_url("abc"), "https://kurz.example/go/abc");
         assert!("kurz.example".parse::<PublicUrl>().is_err());
         assert!("https://kurz.example/?a=1".parse::<PublicUrl>().is_err());
+    }
+
+    #[test]
+    fn own_hosts_are_every_configured_host() {
+        let serve = |extra: &[&str]| {
+            let args = [
+                "origin",
+                "serve",
+                "--database-url",
+                "postgres://db.example/kurz",
+                "--code-key",
+                "00112233445566778899aabbccddeeff",
+                "--public-url",
+                "https://Go.Example./",
+            ];
+            match Cli::try_parse_from(args.iter().chain(extra)) {
+                Ok(Cli {
+                    command: Command::Serve(config),
+                }) => *config,
+                other => panic!("{extra:?}: {other:?}"),
+            }
+        };
+        let hosts = |config: &Config| -> Vec<String> {
+            let hosts = config.own_hosts().expect("valid hosts");
+            hosts.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(hosts(&serve(&[])), ["127.0.0.1", "go.example"]);
+        let config = serve(&[
+            "--bind",
+            "0.0.0.0:8080",
+            "--edge-url",
+            "https://Edge.example:8443",
+            "--edge-secret",
+            "an edge secret of at least 32 characters",
+            "--own-hosts",
+            "origin.example., 0x0a.0.0.5,[::ffff:192.0.2.1],go.example",
+        ]);
+        assert_eq!(
+            hosts(&config),
+            [
+                "10.0.0.5",
+                "192.0.2.1",
+                "edge.example",
+                "go.example",
+                "origin.example"
+            ]
+        );
+        let refused = Cli::try_parse_from([
+            "origin",
+            "serve",
+            "--database-url",
+            "postgres://db.example/kurz",
+            "--code-key",
+            "00112233445566778899aabbccddeeff",
+            "--own-hosts",
+            "a b",
+        ]);
+        assert!(refused.is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Request extractors whose every rejection is the API's own error: `ApiJson<T>` for bodies
-//! (naming the field at fault) and `CodePath` for the `{code}` in a path.
+//! and `ApiQuery<T>` for query strings (both naming the field at fault), and `CodePath` for the
+//! `{code}` in a path.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
@@ -43,6 +44,41 @@ where
         })?;
         parse(&bytes).map(ApiJson)
     }
+}
+
+/// The query string, parsed like a JSON body: a value that breaks a rule is a 422 naming the
+/// parameter (`?to=9999-12-31T23:30:00Z` names `to`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
+    }
+}
+
+/// Parses a query string; every failure is a value breaking a rule (there is no syntax to get
+/// wrong: any string is a list of pairs).
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
+    let deserializer =
+        serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let message = err.into_inner().to_string();
+        let field = if path == "." {
+            // Unknown parameters are reported at the top: the name is in the message.
+            message.split('`').nth(1).map(str::to_owned)
+        } else {
+            Some(path)
+        };
+        Error::InvalidInput { message, field }
+    })
 }
 
 /// The `{code}` of a path. A code that is not even well-formed (or not UTF-8) cannot name a

@@ -54,7 +54,9 @@ struct Inner {
     /// Derives the daily visitor salts: the edge secret when there is one (so the edge and
     /// the origin make the same keys), else the code key.
     visitor_secret: Vec<u8>,
-    client_ip_header: Option<axum::http::HeaderName>,
+    client_ip: redirect::ClientIp,
+    /// Hosts whose links would redirect to this deployment (see `Config::own_hosts`).
+    own_hosts: Vec<shortlink::HostKey>,
     click_retention: time::Duration,
     record_clicks: bool,
     /// The built dashboard, served at `/admin`.
@@ -101,7 +103,11 @@ impl State {
                     || config.code_key.bytes().to_vec(),
                     |s| s.as_bytes().to_vec(),
                 ),
-                client_ip_header,
+                client_ip: redirect::ClientIp {
+                    header: client_ip_header,
+                    trusted_proxies: usize::from(config.trusted_proxies),
+                },
+                own_hosts: config.own_hosts()?,
                 click_retention: config.click_retention(),
                 record_clicks: config.record_clicks,
                 admin_dir: config.admin_dir.clone(),

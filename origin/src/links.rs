@@ -3,7 +3,7 @@
 //! Validation happens when the body is parsed into `shortlink` types; what is checked here is
 //! what depends on this deployment (loops to our own host) or on the clock (expiry).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -16,7 +16,7 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::extract::{ApiJson, CodePath};
+use crate::extract::{ApiJson, ApiQuery, CodePath};
 use crate::outbox;
 
 /// Generated codes that are already taken (by a custom slug) make us draw the next id; this
@@ -24,6 +24,10 @@ use crate::outbox;
 const MAX_CODE_ATTEMPTS: usize = 16;
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
+/// Longest search: longer than any code (64) and most URLs a person would search by.
+const MAX_SEARCH_CHARS: usize = 200;
+/// Longest cursor: a code (64 characters) or an id.
+const MAX_CURSOR_CHARS: usize = 64;
 
 pub(crate) fn routes() -> Router<crate::State> {
     Router::new()
@@ -187,9 +191,8 @@ impl Sort {
 
 async fn list(
     State(state): State<crate::State>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<LinkPage>, Error> {
-    let Query(query) = query.map_err(|rejection| Error::BadRequest(rejection.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Error::invalid(
@@ -207,7 +210,21 @@ async fn list(
             "cursor must be a next_cursor from a previous page",
         ));
     }
+    // A cursor is an id or a code (at most 64 characters); a search longer than a person
+    // types would only make PostgreSQL scan with a bigger pattern.
+    if cursor.is_some_and(|cursor| cursor.chars().count() > MAX_CURSOR_CHARS) {
+        return Err(Error::invalid(
+            "cursor",
+            "cursor must be a next_cursor from a previous page",
+        ));
+    }
     let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    if search.is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
+        return Err(Error::invalid(
+            "q",
+            format!("q must be at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
     let cursor_clause = match (cursor, query.sort.by_id()) {
         (None, _) => "TRUE".to_owned(),
         (Some(_), true) => format!("{column} {after} $1::text::bigint"),
@@ -377,10 +394,13 @@ impl RecordRow {
 }
 
 fn check_destination(state: &crate::State, destination: &Destination) -> Result<(), Error> {
-    if destination.points_to_host(state.inner.public_url.host()) {
+    if destination.points_to_any(&state.inner.own_hosts) {
         return Err(Error::invalid(
             "destination",
-            "destination points to this shortener, which would make a redirect loop",
+            format!(
+                "destination points to this shortener ({}), which would make a redirect loop",
+                destination.host()
+            ),
         ));
     }
     Ok(())

@@ -3,11 +3,11 @@
 //! The decision itself (status, expiry, caching) is `shortlink::redirect::decide`, shared with
 //! the edge; this module finds the link (cache first) and writes the HTTP answer.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use shortlink::ShortCode;
 use shortlink::edge::{ClickEvent, ClickSource, is_qr_scan};
@@ -81,14 +81,15 @@ fn record_click(state: &crate::State, request: &Parts, record: &LinkRecord, code
             .map(str::to_owned)
     };
     let user_agent = header("user-agent");
-    let ip = match &state.inner.client_ip_header {
-        Some(name) => header(name.as_str())
-            .and_then(|value| value.split(',').next().map(|ip| ip.trim().to_owned())),
-        None => request
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip().to_string()),
-    };
+    let connection = request
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    let ip = state
+        .inner
+        .client_ip
+        .visitor(&request.headers, connection)
+        .map(|ip| ip.to_string());
     let at = OffsetDateTime::now_utc();
     let visitor = ip.map(|ip| {
         visitor_key(
@@ -118,6 +119,53 @@ fn record_click(state: &crate::State, request: &Parts, record: &LinkRecord, code
     }
     .bounded();
     state.inner.recorder.record(event);
+}
+
+/// Where the visitor's IP address is read from (for the day's visitor key only).
+#[derive(Debug, Clone)]
+pub(crate) struct ClientIp {
+    /// The header a proxy in front of us sets; `None`: the connection's address.
+    pub(crate) header: Option<HeaderName>,
+    /// How many proxies append to the header's list (`X-Forwarded-For: client, proxy1`).
+    pub(crate) trusted_proxies: usize,
+}
+
+impl ClientIp {
+    /// The visitor's address: in a list, the entry `trusted_proxies` from the right, written
+    /// by the outermost proxy we trust. Everything left of it came from the client and may be
+    /// forged. A list too short to hold it did not pass through our proxies, and a value that
+    /// is not an address is not one: both fall back to the connection's address.
+    pub(crate) fn visitor(
+        &self,
+        headers: &HeaderMap,
+        connection: Option<IpAddr>,
+    ) -> Option<IpAddr> {
+        let Some(name) = &self.header else {
+            return connection;
+        };
+        // A header sent several times is one list, in order (RFC 9110, 5.3).
+        let entries: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        entries
+            .len()
+            .checked_sub(self.trusted_proxies)
+            .and_then(|index| parse_ip(entries[index]))
+            .or(connection)
+    }
+}
+
+/// An address as proxies write it: `192.0.2.1`, `2001:db8::1`, or with a port
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
+fn parse_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|address| address.ip()))
 }
 
 pub(crate) async fn not_found() -> Response {
@@ -158,3 +206,72 @@ const UNAVAILABLE_PAGE: &str = concat!(
     "<h1>Try again shortly</h1><p>This link cannot be looked up right now. Please retry in a few seconds.</p>",
     "</body></html>"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visitor_address() {
+        let connection: IpAddr = "10.0.0.1".parse().expect("address");
+        let xff = |trusted_proxies| ClientIp {
+            header: Some(HeaderName::from_static("x-forwarded-for")),
+            trusted_proxies,
+        };
+        let cases: &[(ClientIp, &[&str], Option<&str>)] = &[
+            // No header configured: the connection, whatever the client sends.
+            (
+                ClientIp {
+                    header: None,
+                    trusted_proxies: 1,
+                },
+                &["203.0.113.9"],
+                Some("10.0.0.1"),
+            ),
+            (xff(1), &["198.51.100.7"], Some("198.51.100.7")),
+            // The client's own entries, left of what our proxy appended, are not believed.
+            (xff(1), &["203.0.113.9, 198.51.100.7"], Some("198.51.100.7")),
+            (
+                xff(1),
+                &["203.0.113.9", "198.51.100.7"],
+                Some("198.51.100.7"),
+            ),
+            (
+                xff(2),
+                &["203.0.113.9, 198.51.100.7, 10.0.0.2"],
+                Some("198.51.100.7"),
+            ),
+            (
+                xff(2),
+                &["203.0.113.9,198.51.100.7", "10.0.0.2"],
+                Some("198.51.100.7"),
+            ),
+            // Shorter than the trusted chain, missing, or not an address: the connection.
+            (xff(2), &["198.51.100.7"], Some("10.0.0.1")),
+            (xff(1), &[], Some("10.0.0.1")),
+            (xff(1), &["203.0.113.9, unknown"], Some("10.0.0.1")),
+            (xff(1), &["203.0.113.9, "], Some("10.0.0.1")),
+            // Ports and IPv6, as some proxies write them.
+            (xff(1), &["198.51.100.7:4711"], Some("198.51.100.7")),
+            (xff(1), &["[2001:db8::7]:4711"], Some("2001:db8::7")),
+            (xff(1), &["2001:db8::7"], Some("2001:db8::7")),
+        ];
+        for (source, values, expected) in cases {
+            let mut headers = HeaderMap::new();
+            for value in *values {
+                headers.append(
+                    "x-forwarded-for",
+                    HeaderValue::from_str(value).expect("header value"),
+                );
+            }
+            let got = source.visitor(&headers, Some(connection));
+            assert_eq!(
+                got.map(|ip| ip.to_string()).as_deref(),
+                *expected,
+                "{values:?} with {} trusted",
+                source.trusted_proxies
+            );
+        }
+        assert_eq!(xff(1).visitor(&HeaderMap::new(), None), None);
+    }
+}

@@ -89,10 +89,65 @@ impl Destination {
         authority.split(':').next().unwrap_or_default()
     }
 
-    /// Whether this destination points at `host` (compared without case, port ignored); used
-    /// to refuse links that would redirect to the shortener itself.
-    pub fn points_to_host(&self, host: &str) -> bool {
-        self.host().eq_ignore_ascii_case(host)
+    /// The host as a loop check compares it (see [`HostKey`]).
+    pub fn host_key(&self) -> HostKey {
+        HostKey::new(self.host())
+    }
+
+    /// Whether this destination points at one of `hosts`, ports ignored; used to refuse links
+    /// that would redirect to the shortener itself.
+    pub fn points_to_any<'a>(&self, hosts: impl IntoIterator<Item = &'a HostKey>) -> bool {
+        let own = self.host_key();
+        hosts.into_iter().any(|host| *host == own)
+    }
+}
+
+/// A host in the one form that a loop check compares: lower-case, without the trailing dots of
+/// a fully qualified name (`kurz.example.` is `kurz.example`), an IPv4-mapped IPv6 address as
+/// the IPv4 address it reaches (`[::ffff:7f00:1]` is `127.0.0.1`).
+///
+/// The other spellings of an address (`2130706433`, `0x7f.1`, `0177.0.0.1`, `[0::1]`,
+/// `%2E` in a name) are already one form in a [`Destination`]: the URL parser normalises them.
+/// Ports are not part of a host: the same host on another port is refused too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostKey(String);
+
+impl HostKey {
+    /// From a host as [`Destination::host`] gives it (brackets around IPv6 kept).
+    pub fn new(host: &str) -> Self {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let mapped = host
+            .strip_prefix('[')
+            .and_then(|inner| inner.strip_suffix(']'))
+            .and_then(|inner| inner.parse::<std::net::Ipv6Addr>().ok())
+            .and_then(|ip| ip.to_ipv4_mapped());
+        match mapped {
+            Some(v4) => Self(v4.to_string()),
+            None => Self(host),
+        }
+    }
+
+    /// The host of a URL (`https://kurz.example:8443/x`) or a bare host (`kurz.example`,
+    /// `10.0.0.5`, `[::1]`, with or without a port), normalised as a destination's is.
+    #[cfg(feature = "url")]
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let input = input.trim();
+        let url = if input.contains("://") {
+            input.to_owned()
+        } else {
+            format!("http://{input}/")
+        };
+        Destination::parse(&url).map(|destination| destination.host_key())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for HostKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -287,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn host_and_loop_check() {
+    fn host() {
         let cases = [
             ("https://Kurz.example/abc", "kurz.example"),
             ("http://kurz.example:8080/abc", "kurz.example"),
@@ -298,10 +353,100 @@ mod tests {
         for (input, host) in cases {
             let destination = Destination::parse(input).expect("valid");
             assert_eq!(destination.host(), host, "input {input:?}");
-            assert!(destination.points_to_host(&host.to_uppercase()));
         }
-        let other = Destination::parse("https://kurz.example.evil/").expect("valid");
-        assert!(!other.points_to_host("kurz.example"));
+    }
+
+    /// Every spelling of a host this deployment answers on is caught, and nothing else.
+    #[test]
+    fn loop_check() {
+        // Hosts as an operator configures them: the public URL, the edge's, extra ones.
+        let own: Vec<HostKey> = [
+            "https://Kurz.Example",
+            "https://go.example.:8443/",
+            "http://127.0.0.1:8080",
+            "[::1]",
+            "203.0.113.7",
+            "[2001:DB8::1]",
+        ]
+        .iter()
+        .map(|host| HostKey::parse(host).unwrap_or_else(|e| panic!("{host}: {e}")))
+        .collect();
+        let cases = [
+            // Trailing dots: the fully qualified name is the same host.
+            ("https://kurz.example./x", true),
+            ("https://kurz.example../x", true),
+            ("https://kurz.example%2E/x", true),
+            ("https://go.example/x", true),
+            // Case, ports (default or not), user-visible variations of the name.
+            ("HTTPS://KURZ.EXAMPLE/x", true),
+            ("https://KURZ.example:443/x", true),
+            ("http://kurz.example:8080/x", true),
+            ("https://ＫＵＲＺ.example/x", true),
+            // IPv4 in decimal, hex, octal and short forms, and mapped into IPv6.
+            ("http://127.0.0.1/x", true),
+            ("http://2130706433/x", true),
+            ("http://0x7f000001/x", true),
+            ("http://0x7f.1/x", true),
+            ("http://0177.0.0.1/x", true),
+            ("http://127.1/x", true),
+            ("http://[::ffff:127.0.0.1]/x", true),
+            ("http://[::ffff:7f00:1]/x", true),
+            ("http://3405803783/x", true),
+            ("http://[::ffff:cb00:7107]:8080/x", true),
+            // IPv6 in any notation.
+            ("http://[0:0:0:0:0:0:0:1]/x", true),
+            ("http://[::0001]/x", true),
+            ("http://[2001:db8:0::1]/x", true),
+            ("http://[2001:0DB8::0:1]/x", true),
+            // Not ours.
+            ("https://kurz.example.evil/x", false),
+            ("https://evil.kurz.example/x", false),
+            ("https://kurzexample/x", false),
+            ("https://example.com/kurz.example", false),
+            ("https://example.com/?u=https://kurz.example/", false),
+            ("http://127.0.0.2/x", false),
+            ("http://[::2]/x", false),
+            ("http://[::127.0.0.1]/x", false),
+            ("http://203.0.113.8/x", false),
+            ("http://[2001:db8::2]/x", false),
+        ];
+        for (input, expected) in cases {
+            let destination =
+                Destination::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(
+                destination.points_to_any(&own),
+                expected,
+                "{input:?} (host {})",
+                destination.host_key()
+            );
+        }
+    }
+
+    #[test]
+    fn host_keys_of_configured_hosts() {
+        let cases = [
+            ("kurz.example", "kurz.example"),
+            ("KURZ.example.", "kurz.example"),
+            ("kurz.example:8443", "kurz.example"),
+            ("https://kurz.example/go", "kurz.example"),
+            ("0x7f.1", "127.0.0.1"),
+            ("[::FFFF:127.0.0.1]:80", "127.0.0.1"),
+            ("[0::1]", "[::1]"),
+            ("bücher.example", "xn--bcher-kva.example"),
+        ];
+        for (input, expected) in cases {
+            let key = HostKey::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(key.as_str(), expected, "{input:?}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "https://",
+            "ftp://kurz.example",
+            "user@kurz.example",
+        ] {
+            assert!(HostKey::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,19 +3,20 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use shortlink::ShortCode;
-use shortlink::stats::{Breakdowns, Counts, Interval, Point, Ranked, Stats, TopLink};
+use shortlink::stats::{Breakdowns, Counts, Point, Ranked, Stats, TopLink};
 use sqlx::PgPool;
-use time::{Duration, OffsetDateTime, Time};
+use time::{Duration, OffsetDateTime};
 
+use super::range::{Range, StatsQuery};
 use super::rollup::ACCOUNT;
 use crate::error::Error;
-use crate::extract::CodePath;
+use crate::extract::{ApiQuery, CodePath};
 
 pub(crate) fn routes() -> axum::Router<crate::State> {
     use axum::routing::get;
@@ -25,88 +26,13 @@ pub(crate) fn routes() -> axum::Router<crate::State> {
         .route("/links/{code}/clicks.csv", get(export_csv))
 }
 
-/// The longest range a query may ask for.
-const MAX_RANGE: Duration = Duration::days(400);
-/// The most points a series may have.
-const MAX_POINTS: i64 = 2_000;
-const DEFAULT_TOP: i64 = 10;
-const MAX_TOP: i64 = 100;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StatsQuery {
-    /// Start of the range (RFC 3339); default: 7 days before `to`.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    from: Option<OffsetDateTime>,
-    /// End of the range (RFC 3339, exclusive); default: now.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    to: Option<OffsetDateTime>,
-    #[serde(default)]
-    interval: Interval,
-    /// IANA time zone of the buckets, e.g. `Europe/Berlin`; default UTC.
-    tz: Option<String>,
-    /// Count bots in totals and breakdowns.
-    #[serde(default)]
-    bots: bool,
-    /// How many values of each breakdown; default 10.
-    top: Option<i64>,
-}
-
-/// A checked query: the range in whole hours, and a time zone PostgreSQL knows.
-struct Range {
-    from: OffsetDateTime,
-    to: OffsetDateTime,
-    interval: Interval,
-    tz: String,
-    bots: bool,
-    top: i64,
-}
-
-fn floor_hour(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t.replace_time(Time::from_hms(t.hour(), 0, 0).unwrap_or(Time::MIDNIGHT))
-}
-
+/// Checks a query ([`Range::new`]) and its time zone, which PostgreSQL knows.
 async fn check(db: &PgPool, query: StatsQuery) -> Result<Range, Error> {
-    let now = OffsetDateTime::now_utc();
-    // Whole hours: the rollups' grain. `to` rounds up, so the current hour is included.
-    let to = query.to.unwrap_or(now);
-    let to = if floor_hour(to) == to {
-        to
-    } else {
-        floor_hour(to) + Duration::HOUR
-    };
-    let from = floor_hour(query.from.unwrap_or(to - Duration::days(7)));
-    if from >= to {
-        return Err(Error::invalid("from", "from must be before to"));
-    }
-    if to - from > MAX_RANGE {
-        return Err(Error::invalid(
-            "from",
-            "the range may span at most 400 days",
-        ));
-    }
-    let points = (to - from).whole_hours() / query.interval.hours();
-    if points > MAX_POINTS {
-        return Err(Error::invalid(
-            "interval",
-            format!(
-                "{points} points are too many (at most {MAX_POINTS}): choose a longer interval or a shorter range"
-            ),
-        ));
-    }
-    let top = query.top.unwrap_or(DEFAULT_TOP);
-    if !(1..=MAX_TOP).contains(&top) {
-        return Err(Error::invalid(
-            "top",
-            format!("top must be between 1 and {MAX_TOP}"),
-        ));
-    }
-    let tz = query.tz.unwrap_or_else(|| "UTC".to_owned());
-    // PostgreSQL knows the zones. Asking it to convert a time costs one round trip; the
-    // pg_timezone_names view would read every zone file (tens of milliseconds).
+    let range = Range::new(query, OffsetDateTime::now_utc())?;
+    // Asking PostgreSQL to convert a time costs one round trip; the pg_timezone_names view
+    // would read every zone file (tens of milliseconds).
     if let Err(err) = sqlx::query("SELECT now() AT TIME ZONE $1")
-        .bind(&tz)
+        .bind(&range.tz)
         .execute(db)
         .await
     {
@@ -114,37 +40,25 @@ async fn check(db: &PgPool, query: StatsQuery) -> Result<Range, Error> {
             sqlx::Error::Database(db_err) if db_err.code().as_deref() == Some("22023") => {
                 Error::invalid(
                     "tz",
-                    format!("{tz:?} is not an IANA time zone such as Europe/Berlin"),
+                    format!(
+                        "{:?} is not an IANA time zone such as Europe/Berlin",
+                        range.tz
+                    ),
                 )
             }
             _ => err.into(),
         });
     }
-    Ok(Range {
-        from,
-        to,
-        interval: query.interval,
-        tz,
-        bots: query.bots,
-        top,
-    })
-}
-
-fn query_params(
-    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<StatsQuery, Error> {
-    query
-        .map(|Query(q)| q)
-        .map_err(|rejection| Error::BadRequest(rejection.body_text()))
+    Ok(range)
 }
 
 /// `GET /api/v1/links/{code}/stats`.
 pub(crate) async fn link_stats(
     State(state): State<crate::State>,
     CodePath(code): CodePath,
-    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<StatsQuery>,
 ) -> Result<Json<Stats>, Error> {
-    let range = check(state.db(), query_params(query)?).await?;
+    let range = check(state.db(), query).await?;
     let link_id = link_id(state.db(), &code).await?;
     Ok(Json(stats(state.db(), link_id, &range, false).await?))
 }
@@ -152,9 +66,9 @@ pub(crate) async fn link_stats(
 /// `GET /api/v1/stats`: the whole account.
 pub(crate) async fn account_stats(
     State(state): State<crate::State>,
-    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<StatsQuery>,
 ) -> Result<Json<Stats>, Error> {
-    let range = check(state.db(), query_params(query)?).await?;
+    let range = check(state.db(), query).await?;
     Ok(Json(stats(state.db(), ACCOUNT, &range, true).await?))
 }
 
@@ -320,9 +234,9 @@ async fn top_links(db: &PgPool, range: &Range) -> Result<Vec<TopLink>, Error> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportQuery {
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "shortlink::timestamp::rfc3339::option")]
     from: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "shortlink::timestamp::rfc3339::option")]
     to: Option<OffsetDateTime>,
 }
 
@@ -350,9 +264,8 @@ type ClickRow = (
 pub(crate) async fn export_csv(
     State(state): State<crate::State>,
     CodePath(code): CodePath,
-    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, Error> {
-    let Query(query) = query.map_err(|rejection| Error::BadRequest(rejection.body_text()))?;
     let link_id = link_id(state.db(), &code).await?;
     let from = query.from.unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let to = query

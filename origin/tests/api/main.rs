@@ -4,6 +4,7 @@
 mod analytics;
 mod dashboard;
 mod edge;
+mod input;
 mod links;
 mod ready;
 mod redirect;

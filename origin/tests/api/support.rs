@@ -122,7 +122,10 @@ pub fn config(database_url: &str) -> Config {
         click_retention_days: 400,
         record_clicks: true,
         client_ip_header: None,
+        trusted_proxies: 1,
+        own_hosts: Vec::new(),
         admin_password: None,
+        first_start_file: std::env::temp_dir().join(format!("kurz-first-start-{}.txt", random_hex())),
         admin_dir: None,
         log_format: LogFormat::Text,
     }

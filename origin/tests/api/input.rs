@@ -1,0 +1,167 @@
+//! Inputs at the edge of what the types can hold, and other spellings of what the API refuses:
+//! each is answered with a 4xx in the API's error shape, never a panic (which drops the
+//! connection without an answer) and never a way around a rule.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::json;
+use shortlink::signature;
+
+use crate::support::{EDGE_SECRET, app_with, config, new_database, spawn_app, spawn_app_with_edge};
+
+/// Valid RFC 3339 as typed, but the year 10000 in UTC.
+const PAST_9999_IN_UTC: &str = "9999-12-31T23:30:00-05:00";
+
+#[tokio::test]
+async fn an_expiry_past_the_accepted_years_is_refused() {
+    let app = spawn_app().await;
+    for expires_at in [
+        PAST_9999_IN_UTC,
+        "9999-12-31T23:30:00Z",
+        "1969-07-20T20:17:00Z",
+    ] {
+        let response = app
+            .api(
+                Method::POST,
+                "/api/v1/links",
+                Some(json!({"destination": "https://example.com/", "expires_at": expires_at})),
+            )
+            .await;
+        assert_eq!(
+            response.error(StatusCode::UNPROCESSABLE_ENTITY),
+            ("invalid_input".to_owned(), Some("expires_at".to_owned())),
+            "{expires_at}"
+        );
+    }
+    app.create(json!({"destination": "https://example.com/", "code": "later"}))
+        .await;
+    let response = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/later",
+            Some(json!({"expires_at": PAST_9999_IN_UTC})),
+        )
+        .await;
+    assert_eq!(
+        response
+            .error(StatusCode::UNPROCESSABLE_ENTITY)
+            .1
+            .as_deref(),
+        Some("expires_at")
+    );
+    // The last accepted years still work, and come back in UTC.
+    let created = app
+        .create(json!({"destination": "https://example.com/", "expires_at": "8999-12-31T20:00:00-03:00"}))
+        .await;
+    assert_eq!(created["expires_at"], "8999-12-31T23:00:00Z");
+}
+
+#[tokio::test]
+async fn stats_ranges_past_the_accepted_years_are_refused() {
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/", "code": "counted"}))
+        .await;
+    let cases = [
+        // An hour added to the end of the range went past the year 9999.
+        ("/api/v1/stats?to=9999-12-31T23:30:00Z", "to"),
+        ("/api/v1/stats?to=9999-12-31T23:30:00-05:00", "to"),
+        ("/api/v1/stats?from=0000-01-01T00:00:00%2B23:59", "from"),
+        ("/api/v1/links/counted/stats?to=9999-12-31T23:30:00Z", "to"),
+        (
+            "/api/v1/links/counted/stats?tz=Europe%2FBerlin%2FBerlin%2FBerlin%2FBerlin%2FBerlin%2FBerlin%2FBerlin%2FBerlin%2FBerlin",
+            "tz",
+        ),
+        // Bound to the export's query as it was: the year 10000 in UTC.
+        (
+            "/api/v1/links/counted/clicks.csv?to=9999-12-31T23:30:00-05:00",
+            "to",
+        ),
+        ("/api/v1/links/counted/clicks.csv?from=later", "from"),
+    ];
+    for (path, field) in cases {
+        let response = app.api(Method::GET, path, None).await;
+        assert_eq!(
+            response.error(StatusCode::UNPROCESSABLE_ENTITY),
+            ("invalid_input".to_owned(), Some(field.to_owned())),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn signature_timestamps_at_the_ends_of_i64_are_stale() {
+    let app = spawn_app_with_edge().await;
+    for timestamp in [i64::MIN, i64::MAX] {
+        let body = br#"{"events":[]}"#;
+        let signed = signature::sign(
+            EDGE_SECRET.as_bytes(),
+            "POST",
+            "/_edge/ingest",
+            timestamp,
+            body,
+        );
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/_edge/ingest")
+            .header("content-type", "application/json")
+            .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
+            .header(signature::SIGNATURE_HEADER, signed)
+            .body(Body::from(body.to_vec()))
+            .expect("request");
+        let response = app.send(request).await;
+        assert_eq!(
+            response.error(StatusCode::UNAUTHORIZED).0,
+            "unauthorized",
+            "{timestamp}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_spelling_of_every_own_host_is_a_redirect_loop() {
+    // The public URL is the edge; the origin has a name and an address of its own.
+    let mut config = config(&new_database().await);
+    config.public_url = "https://go.example".parse().expect("public URL");
+    config.edge_url = Some("https://go.example".to_owned());
+    config.edge_secret = Some(EDGE_SECRET.to_owned());
+    config.own_hosts = ["origin.example", "192.0.2.10"]
+        .iter()
+        .map(|host| shortlink::HostKey::parse(host).expect("host"))
+        .collect();
+    let app = app_with(&config).await;
+    app.create(json!({"destination": "https://example.com/", "code": "kept"}))
+        .await;
+    for destination in [
+        "https://go.example/abc",
+        "https://go.example./abc",
+        "https://GO.EXAMPLE/abc",
+        "https://go.example:8443/abc",
+        "https://origin.example./abc",
+        "http://192.0.2.10/abc",
+        "http://3221225994/abc",
+        "http://0xc0.0x00.0x02.0x0a/abc",
+        "http://[::ffff:192.0.2.10]/abc",
+        // The address the origin listens on (127.0.0.1 in the tests).
+        "http://0x7f.1:8080/abc",
+    ] {
+        for (method, path) in [
+            (Method::POST, "/api/v1/links"),
+            (Method::PATCH, "/api/v1/links/kept"),
+        ] {
+            let response = app
+                .api(method, path, Some(json!({"destination": destination})))
+                .await;
+            assert_eq!(
+                response
+                    .error(StatusCode::UNPROCESSABLE_ENTITY)
+                    .1
+                    .as_deref(),
+                Some("destination"),
+                "{destination}"
+            );
+        }
+    }
+    // A host that only looks alike is fine.
+    app.create(json!({"destination": "https://go.example.com/abc"}))
+        .await;
+}
