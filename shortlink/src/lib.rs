@@ -20,7 +20,7 @@ pub mod timestamp;
 pub mod visitor;
 
 pub use code::{RESERVED_CODES, ShortCode};
-pub use destination::Destination;
+pub use destination::{Destination, HostKey};
 pub use error::Error;
 pub use scramble::{CodeScrambler, GENERATED_CODE_LEN};
 pub use status::RedirectStatus;
