@@ -43,7 +43,7 @@ const MAX_CODES: usize = 200;
 /// (`edge/src/sync.rs`). The largest record is about 8 KiB of JSON (a 4 KiB destination whose
 /// every byte is escaped), so a batch holds at least 30 of those, or 200 ordinary records.
 /// One change is sent even when it alone is larger.
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Held by the delivering transaction: one deliverer at a time across origins.
 const DELIVERER_LOCK: &str = "kurz edge sync";
 /// How often outbox rows written by other instances are looked for.

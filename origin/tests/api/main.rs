@@ -4,6 +4,7 @@
 mod analytics;
 mod dashboard;
 mod edge;
+mod edge_sync;
 mod input;
 mod links;
 mod ready;

@@ -1,0 +1,338 @@
+//! Delivery of link changes to the edge (`outbox.rs`), against a fake edge that keeps KV the
+//! way the worker does (the newer version wins): one deliverer at a time across origins,
+//! versions that order every change of a code, batches bounded by bytes, and a change the
+//! edge refuses that does not hold up the ones behind it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use shortlink::edge::SyncBatch;
+
+use crate::support::{EDGE_SECRET, TestApp, app_with, config, new_database};
+
+/// What the fake edge holds for a code: the version, and the record (`None`: a tombstone).
+type Kv = HashMap<String, (u64, Option<Value>)>;
+
+/// A sync endpoint that verifies nothing but keeps KV as the worker does.
+#[derive(Default)]
+struct FakeEdge {
+    kv: Mutex<Kv>,
+    /// Every request's body size and status answered.
+    requests: Mutex<Vec<(usize, u16)>>,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    /// How long each request takes.
+    delay: Duration,
+    /// Larger bodies get 413.
+    body_limit: Option<usize>,
+    /// A batch holding this code gets 400, as a worker that cannot read its change would answer.
+    poison: Option<&'static str>,
+}
+
+impl FakeEdge {
+    async fn start(self) -> (Arc<Self>, String) {
+        let edge = Arc::new(self);
+        let handler_edge = edge.clone();
+        let router = axum::Router::new().route(
+            "/_edge/sync",
+            axum::routing::post(move |body: Bytes| {
+                let edge = handler_edge.clone();
+                async move { edge.sync(&body).await }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (edge, url)
+    }
+
+    async fn sync(&self, body: &[u8]) -> StatusCode {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        let status = self.answer(body);
+        self.requests
+            .lock()
+            .expect("lock")
+            .push((body.len(), status.as_u16()));
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        status
+    }
+
+    fn answer(&self, body: &[u8]) -> StatusCode {
+        if self.body_limit.is_some_and(|limit| body.len() > limit) {
+            return StatusCode::PAYLOAD_TOO_LARGE;
+        }
+        let Ok(batch) = serde_json::from_slice::<SyncBatch>(body) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        if let Some(poison) = self.poison
+            && batch
+                .changes
+                .iter()
+                .any(|change| change.code.as_str() == poison)
+        {
+            return StatusCode::BAD_REQUEST;
+        }
+        let mut kv = self.kv.lock().expect("lock");
+        for change in batch.changes {
+            let newer = kv
+                .get(change.code.as_str())
+                .is_none_or(|(held, _)| change.version > *held);
+            if newer {
+                let record = change
+                    .record
+                    .map(|record| serde_json::to_value(record).expect("JSON"));
+                kv.insert(change.code.to_string(), (change.version, record));
+            }
+        }
+        StatusCode::OK
+    }
+
+    fn get(&self, code: &str) -> Option<(u64, Option<Value>)> {
+        self.kv.lock().expect("lock").get(code).cloned()
+    }
+}
+
+/// An origin on `database_url` that delivers to `edge_url`, with its background tasks running.
+async fn origin_with_edge(database_url: &str, edge_url: &str) -> TestApp {
+    let mut config = config(database_url);
+    config.edge_url = Some(edge_url.to_owned());
+    config.edge_secret = Some(EDGE_SECRET.to_owned());
+    let app = app_with(&config).await;
+    app.state.spawn_background();
+    app
+}
+
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(value) = check() {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within 15 s");
+}
+
+async fn versions(app: &TestApp, code: &str) -> Vec<(i64, bool)> {
+    sqlx::query_as("SELECT version, deleted_at IS NULL FROM links WHERE code = $1 ORDER BY id")
+        .bind(code)
+        .fetch_all(&app.db)
+        .await
+        .expect("versions")
+}
+
+#[tokio::test]
+async fn one_origin_delivers_at_a_time() {
+    let (edge, url) = FakeEdge {
+        delay: Duration::from_millis(800),
+        ..FakeEdge::default()
+    }
+    .start()
+    .await;
+    let database_url = new_database().await;
+    let a = origin_with_edge(&database_url, &url).await;
+    let b = origin_with_edge(&database_url, &url).await;
+
+    a.create(json!({"destination": "https://example.com/a", "code": "from-a"}))
+        .await;
+    eventually("a's delivery is under way", || {
+        (edge.in_flight.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    // B has a change of its own to deliver while A's request is still at the edge: before
+    // the deliverer's lock, B sent it at once, and two requests raced each other to KV.
+    b.create(json!({"destination": "https://example.com/b", "code": "from-b"}))
+        .await;
+    eventually("both links reach the edge", || {
+        (edge.get("from-a").is_some() && edge.get("from-b").is_some()).then_some(())
+    })
+    .await;
+    assert_eq!(edge.most_in_flight.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn every_change_of_a_code_reaches_the_edge_with_a_higher_version() {
+    let (edge, url) = FakeEdge::default().start().await;
+    let app = origin_with_edge(&new_database().await, &url).await;
+
+    app.create(json!({"destination": "https://example.com/1", "code": "life"}))
+        .await;
+    let created = eventually("the link at the edge", || edge.get("life")).await;
+    let edited = app
+        .api(
+            axum::http::Method::PATCH,
+            "/api/v1/links/life",
+            Some(json!({"destination": "https://example.com/2"})),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK);
+    let edited = eventually("the edit at the edge", || {
+        edge.get("life").filter(|(version, _)| *version > created.0)
+    })
+    .await;
+    assert_eq!(
+        edited.1.as_ref().map(|record| &record["destination"]),
+        Some(&json!("https://example.com/2"))
+    );
+    assert_eq!(
+        edited.1.as_ref().map(|r| &r["version"]),
+        Some(&json!(edited.0))
+    );
+
+    // The delete leaves a tombstone above the edit, so an edit delivered late loses to it.
+    let deleted = app
+        .api(axum::http::Method::DELETE, "/api/v1/links/life", None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let tombstone = eventually("the tombstone at the edge", || {
+        edge.get("life").filter(|(_, record)| record.is_none())
+    })
+    .await;
+    assert!(tombstone.0 > edited.0, "{tombstone:?} after {edited:?}");
+    let rows = versions(&app, "life").await;
+    assert_eq!(rows, [(tombstone.0 as i64, false)]);
+
+    // A new link on the freed code is above the tombstone.
+    app.create(json!({"destination": "https://example.com/3", "code": "life"}))
+        .await;
+    let reused = eventually("the new link at the edge", || {
+        edge.get("life").filter(|(_, record)| record.is_some())
+    })
+    .await;
+    assert!(reused.0 > tombstone.0);
+    assert_eq!(
+        reused.1.map(|record| record["destination"].clone()),
+        Some(json!("https://example.com/3"))
+    );
+}
+
+#[tokio::test]
+async fn a_new_link_below_its_codes_tombstone_is_given_a_new_version() {
+    let (edge, url) = FakeEdge::default().start().await;
+    let database_url = new_database().await;
+    let app = app_with(&config(&database_url)).await;
+    // What a create that took its version just before a concurrent delete of the code's old
+    // link (and then waited for it) leaves behind, made by hand with the trigger off.
+    sqlx::raw_sql(
+        "SELECT setval('link_version_seq', 100);
+         INSERT INTO links (code, destination, deleted_at)
+             VALUES ('raced', 'https://example.com/old', now());
+         ALTER TABLE links DISABLE TRIGGER links_version;
+         INSERT INTO links (code, destination, version)
+             VALUES ('raced', 'https://example.com/new', 100);
+         ALTER TABLE links ENABLE TRIGGER links_version;
+         INSERT INTO edge_outbox (code) VALUES ('raced');",
+    )
+    .execute(&app.db)
+    .await
+    .expect("setup");
+    let deleted_version = versions(&app, "raced").await[0].0;
+    edge.kv
+        .lock()
+        .expect("lock")
+        .insert("raced".into(), (deleted_version as u64, None));
+
+    let _delivering = origin_with_edge(&database_url, &url).await;
+    let (version, record) = eventually("the new link at the edge", || {
+        edge.get("raced").filter(|(_, record)| record.is_some())
+    })
+    .await;
+    assert!(version > deleted_version as u64);
+    assert_eq!(
+        record.map(|record| record["destination"].clone()),
+        Some(json!("https://example.com/new"))
+    );
+    assert_eq!(versions(&app, "raced").await[1], (version as i64, true));
+}
+
+#[tokio::test]
+async fn large_batches_are_split_and_a_refused_code_does_not_hold_up_the_rest() {
+    // An edge whose limit is below the origin's own, so 413 and halving happen too, and that
+    // cannot take one code's change at all.
+    let (edge, url) = FakeEdge {
+        body_limit: Some(100 * 1024),
+        poison: Some("poison"),
+        ..FakeEdge::default()
+    }
+    .start()
+    .await;
+    let database_url = new_database().await;
+    let app = app_with(&config(&database_url)).await;
+    // Backslashes double in JSON: 200 of these were one 1.6 MiB batch.
+    let heavy = app
+        .create(json!({"destination": format!("https://example.com/?q={}", "\\".repeat(4000)), "code": "big0"}))
+        .await;
+    let destination = heavy["destination"].as_str().expect("destination");
+    assert!(destination.matches('\\').count() >= 4000, "{destination}");
+    sqlx::query(
+        "INSERT INTO links (code, destination)
+             SELECT 'big' || i, $1 FROM generate_series(1, 199) AS i",
+    )
+    .bind(destination)
+    .execute(&app.db)
+    .await
+    .expect("links");
+    sqlx::raw_sql(
+        "INSERT INTO links (code, destination) VALUES ('poison', 'https://example.com/p');
+         INSERT INTO edge_outbox (code) SELECT 'big' || i FROM generate_series(0, 99) AS i;
+         INSERT INTO edge_outbox (code) VALUES ('poison');
+         INSERT INTO edge_outbox (code) SELECT 'big' || i FROM generate_series(100, 199) AS i;",
+    )
+    .execute(&app.db)
+    .await
+    .expect("outbox");
+    // A takedown behind all of them.
+    app.create(json!({"destination": "https://example.com/bad", "code": "takedown"}))
+        .await;
+    let deleted = app
+        .api(axum::http::Method::DELETE, "/api/v1/links/takedown", None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    sqlx::query("INSERT INTO edge_outbox (code) VALUES ('takedown'), ('takedown')")
+        .execute(&app.db)
+        .await
+        .expect("outbox");
+
+    let _delivering = origin_with_edge(&database_url, &url).await;
+    eventually("the takedown at the edge", || {
+        edge.get("takedown").filter(|(_, record)| record.is_none())
+    })
+    .await;
+    eventually("every large link at the edge", || {
+        (0..200)
+            .all(|i| edge.get(&format!("big{i}")).is_some())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(edge.get("poison"), None);
+    let parked: Vec<(String, String)> = sqlx::query_as("SELECT code, error FROM edge_outbox_dead")
+        .fetch_all(&app.db)
+        .await
+        .expect("parked");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].0, "poison");
+    assert!(parked[0].1.contains("400"), "{parked:?}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM edge_outbox")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(left, 0);
+    let requests = edge.requests.lock().expect("lock").clone();
+    assert!(
+        // The origin's own limit (`MAX_BATCH_BYTES`), a quarter of the worker's.
+        requests.iter().all(|(size, _)| *size <= 256 * 1024),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().any(|(_, status)| *status == 413),
+        "{requests:?}"
+    );
+}
