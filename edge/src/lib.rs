@@ -2,23 +2,31 @@
 //!
 //! On a KV miss it asks the origin (signed, with a timeout and a circuit breaker) and stores
 //! the answer in KV. Every redirect sends a click event to a Cloudflare Queue without
-//! delaying the response; the queue consumer here posts batches to the origin. The origin
-//! keeps KV current through `POST /_edge/sync`.
+//! delaying the response; the queue consumers here ([`consumer`]) post batches to the
+//! origin, retry them for over a day ([`retry`]), and park what the dead-letter queue still
+//! cannot deliver in KV ([`parked`]) until `POST /_edge/replay` puts it back on the queue.
+//! The origin keeps KV current through `POST /_edge/sync`.
 //!
 //! Each isolate keeps what it read from KV for a second ([`memo`]), so a hot link costs one
 //! KV read per second, and gathers its clicks into queue messages ([`outbox`]).
 //!
 //! The decisions live in plain modules without `worker` types ([`route`], [`breaker`],
-//! [`entry`], [`memo`], [`outbox`] and `shortlink::redirect::decide`), unit-tested on the
-//! host; this file and [`origin`] are the glue to the Workers runtime.
+//! [`entry`], [`memo`], [`outbox`], [`retry`], [`parked`] and `shortlink::redirect::decide`),
+//! unit-tested on the host; this file, [`origin`], [`consumer`] and [`replay`] are the glue
+//! to the Workers runtime.
 
 pub mod breaker;
+mod consumer;
 pub mod entry;
 pub mod memo;
 mod origin;
 pub mod outbox;
 pub mod pages;
+pub mod parked;
+mod replay;
+pub mod retry;
 pub mod route;
+mod signed;
 mod sync;
 
 use std::cell::RefCell;
@@ -31,8 +39,8 @@ use shortlink::{ShortCode, signature};
 use time::OffsetDateTime;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    Context, Date, Delay, Env, Headers, MessageBatch, Queue, QueueContentType, RawMessageBuilder,
-    Request, Response, Result, event,
+    Context, Date, Delay, Env, Headers, Queue, QueueContentType, RawMessageBuilder, Request,
+    Response, Result, event,
 };
 
 use crate::breaker::Breaker;
@@ -72,6 +80,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let answer = match route {
         Route::Redirect { code, head } => redirect(&req, &env, &ctx, code, head).await,
         Route::Sync => sync::handle(req, &env).await,
+        Route::Replay => replay::handle(req, &env).await,
         Route::MethodNotAllowed { allow } => {
             let mut response = Response::error("method not allowed", 405)?;
             response.headers_mut().set("allow", allow)?;
@@ -160,7 +169,7 @@ async fn redirect(
             send_click(req, env, ctx, &record, code, head, now);
             let headers = Headers::new();
             headers.set("location", location)?;
-            headers.set("cache-control", cache_control)?;
+            headers.set("cache-control", &cache_control.to_string())?;
             Ok(Response::empty()?
                 .with_status(status.code())
                 .with_headers(headers))
@@ -284,9 +293,26 @@ async fn send_clicks(queue: Result<Queue>, message: String) {
     }
 }
 
-#[event(queue)]
-async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
-    origin::deliver_clicks(&batch, &env).await
+/// The queue entry point, for the click queue and its dead-letter queue. Exported by hand, as
+/// `#[event(queue)]` would: workers-rs 0.8.7 wraps the runtime's messages without their
+/// `attempts`, which the retry schedule needs. An error makes the runtime retry the batch.
+#[worker::wasm_bindgen::prelude::wasm_bindgen(
+    wasm_bindgen = ::worker::wasm_bindgen,
+    wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+    js_sys = ::worker::js_sys
+)]
+pub async fn queue(
+    batch: worker::worker_sys::MessageBatch,
+    env: Env,
+    _ctx: worker::worker_sys::Context,
+) -> std::result::Result<JsValue, JsValue> {
+    consumer::consume(&batch, &env)
+        .await
+        .map(|()| JsValue::UNDEFINED)
+        .map_err(|err| {
+            worker::console_error!("queue batch failed: {err}");
+            JsValue::from_str(&err.to_string())
+        })
 }
 
 fn page(status: u16, html: &str) -> Result<Response> {

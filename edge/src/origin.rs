@@ -1,18 +1,18 @@
-//! Talking to the origin: resolving a code on a KV miss, and delivering click batches.
+//! Talking to the origin: resolving a code on a KV miss, and posting click events to ingest
+//! (for the queue consumers in [`crate::consumer`]).
 
 use std::pin::pin;
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
+use serde::Serialize;
 use shortlink::ShortCode;
-use shortlink::edge::{ClickEvent, IngestBatch};
+use shortlink::edge::ClickEvent;
 use shortlink::redirect::LinkRecord;
 use worker::{
-    AbortController, Delay, Env, Fetch, Headers, Message, MessageBatch, MessageExt, Method,
-    QueueRetryOptionsBuilder, Request, RequestInit, Response, Result,
+    AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result,
 };
 
-use crate::outbox::events_of;
 use crate::{edge_secret, signed_headers};
 
 /// How long a visitor waits for the origin on a KV miss before getting a 503.
@@ -49,73 +49,28 @@ pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Option<(LinkR
     }
 }
 
-/// The queue consumer: posts the click events of the batch's messages (see [`crate::outbox`])
-/// to the origin's ingest route, in one request. On
-/// success they are acknowledged; otherwise retried later (the queue keeps them), so a
-/// click is never lost to an origin outage. Messages that are not click events at all are
-/// acknowledged and logged: retrying them could never succeed.
-pub(crate) async fn deliver_clicks(
-    batch: &MessageBatch<serde_json::Value>,
-    env: &Env,
-) -> Result<()> {
-    let mut events = Vec::new();
-    let mut deliverable: Vec<Message<serde_json::Value>> = Vec::new();
-    for message in batch.messages()? {
-        match events_of(message.body()) {
-            Ok(more) => {
-                events.extend(more.into_iter().map(ClickEvent::bounded));
-                deliverable.push(message);
-            }
-            Err(err) => {
-                worker::console_error!("dropping a message that is not click events: {err}");
-                message.ack();
-            }
-        }
-    }
-    if events.is_empty() {
-        return Ok(());
-    }
-    let body = serde_json::to_vec(&IngestBatch { events })
+/// Posts click events to the origin's ingest route in one signed request: `Ok` once the
+/// origin stored them (a 2xx), an error otherwise. Ingest is idempotent on the event id, so
+/// a batch may be posted again after any failure.
+pub(crate) async fn ingest(env: &Env, events: &[&ClickEvent]) -> Result<()> {
+    let body = serde_json::to_vec(&IngestBody { events })
         .map_err(|err| worker::Error::RustError(err.to_string()))?;
     let path = "/_edge/ingest";
-    let result = async {
-        let headers = signed_headers(&edge_secret(env)?, "POST", path, &body)?;
-        headers.set("content-type", "application/json")?;
-        let response = send(
-            env,
-            Method::Post,
-            path,
-            headers,
-            Some(body.clone()),
-            INGEST_TIMEOUT,
-        )
-        .await?;
-        match response.status_code() {
-            200..=299 => Ok(()),
-            status => Err(worker::Error::RustError(format!(
-                "ingest answered {status}"
-            ))),
-        }
+    let headers = signed_headers(&edge_secret(env)?, "POST", path, &body)?;
+    headers.set("content-type", "application/json")?;
+    let response = send(env, Method::Post, path, headers, Some(body), INGEST_TIMEOUT).await?;
+    match response.status_code() {
+        200..=299 => Ok(()),
+        status => Err(worker::Error::RustError(format!(
+            "ingest answered {status}"
+        ))),
     }
-    .await;
-    match result {
-        Ok(()) => deliverable.iter().for_each(MessageExt::ack),
-        Err(err) => {
-            worker::console_warn!("click delivery failed, will retry: {err}");
-            let retry_delay = env
-                .var("CLICK_RETRY_DELAY_SECS")
-                .ok()
-                .and_then(|v| v.to_string().parse().ok())
-                .unwrap_or(10);
-            let options = QueueRetryOptionsBuilder::new()
-                .with_delay_seconds(retry_delay)
-                .build();
-            for message in &deliverable {
-                message.retry_with_options(&options);
-            }
-        }
-    }
-    Ok(())
+}
+
+/// `shortlink::edge::IngestBatch` as it is sent: borrowed, so the events are not cloned.
+#[derive(Serialize)]
+struct IngestBody<'a> {
+    events: &'a [&'a ClickEvent],
 }
 
 /// One request to the origin, abandoned after `timeout`.

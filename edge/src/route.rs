@@ -5,6 +5,8 @@ use shortlink::ShortCode;
 
 /// The edge's own route for link sync from the origin.
 pub const SYNC_PATH: &str = "/_edge/sync";
+/// The edge's own route that moves parked clicks back onto the click queue.
+pub const REPLAY_PATH: &str = "/_edge/replay";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -12,6 +14,8 @@ pub enum Route {
     Redirect { code: ShortCode, head: bool },
     /// `POST /_edge/sync`.
     Sync,
+    /// `POST /_edge/replay`.
+    Replay,
     /// Right path, wrong method.
     MethodNotAllowed { allow: &'static str },
     /// Anything else, including paths that cannot be a code.
@@ -19,9 +23,14 @@ pub enum Route {
 }
 
 pub fn classify(method: &str, path: &str) -> Route {
-    if path == SYNC_PATH {
+    let own = match path {
+        SYNC_PATH => Some(Route::Sync),
+        REPLAY_PATH => Some(Route::Replay),
+        _ => None,
+    };
+    if let Some(route) = own {
         return if method == "POST" {
-            Route::Sync
+            route
         } else {
             Route::MethodNotAllowed { allow: "POST" }
         };
@@ -85,6 +94,13 @@ mod tests {
                 "/_edge/sync",
                 Route::MethodNotAllowed { allow: "POST" },
             ),
+            ("POST", "/_edge/replay", Route::Replay),
+            (
+                "GET",
+                "/_edge/replay",
+                Route::MethodNotAllowed { allow: "POST" },
+            ),
+            ("POST", "/_edge/replay/", Route::NotFound),
             ("GET", "/", Route::NotFound),
             ("GET", "", Route::NotFound),
             ("GET", "/a/b", Route::NotFound),

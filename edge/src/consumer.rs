@@ -1,0 +1,164 @@
+//! The queue consumers: one worker consumes the click queue and its dead-letter queue, and a
+//! batch's queue name says which ([`parked::consumer_for`]).
+//!
+//! - **Click queue**: the events of the batch's messages (see [`crate::outbox`]) go to the
+//!   origin's ingest in one request. On success the messages are acknowledged; otherwise
+//!   each is retried after its delay in the [`retry`] schedule, by its own attempts, for 32
+//!   hours; then the queue moves it to the dead-letter queue.
+//! - **Dead-letter queue**: the same delivery once more; what the origin still does not take
+//!   is parked in KV ([`parked`]) for an operator to replay (`origin replay-parked-clicks`).
+//!
+//! A message is acknowledged only once the origin or KV holds its clicks. Messages that are
+//! not click events at all are acknowledged and logged: no retry could ever deliver them.
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use shortlink::edge::ClickEvent;
+use worker::js_sys::Reflect;
+use worker::wasm_bindgen::JsValue;
+use worker::worker_sys;
+use worker::{Env, Message, MessageExt, QueueRetryOptionsBuilder, RawMessage, Result};
+
+use crate::outbox::events_of;
+use crate::parked::{self, Consumer};
+use crate::retry::{self, Backoff};
+use crate::{LINKS, origin};
+
+/// One message of a batch with what the consumers need of it.
+struct Delivery {
+    message: Message<Value>,
+    /// Deliveries of this message so far, this one included (1 the first time).
+    attempts: u32,
+    events: Vec<ClickEvent>,
+}
+
+impl Delivery {
+    fn retry(&self, backoff: Backoff) {
+        let options = QueueRetryOptionsBuilder::new()
+            .with_delay_seconds(backoff.delay_secs(self.attempts))
+            .build();
+        self.message.retry_with_options(&options);
+    }
+}
+
+/// Handles a batch of either queue. An error leaves the messages neither acknowledged nor
+/// retried: the runtime retries the whole batch after the consumer's `retry_delay`.
+pub(crate) async fn consume(batch: &worker_sys::MessageBatch, env: &Env) -> Result<()> {
+    let queue = String::from(batch.queue()?);
+    let deliveries = deliveries(batch)?;
+    let events: Vec<&ClickEvent> = deliveries.iter().flat_map(|d| &d.events).collect();
+    if events.is_empty() {
+        deliveries.iter().for_each(|d| d.message.ack());
+        return Ok(());
+    }
+    let backoff = backoff(env);
+    let delivered = origin::ingest(env, &events).await;
+    match (delivered, parked::consumer_for(&queue)) {
+        (Ok(()), _) => deliveries.iter().for_each(|d| d.message.ack()),
+        (Err(err), Consumer::Clicks) => {
+            let attempts = deliveries.iter().map(|d| d.attempts).max().unwrap_or(1);
+            worker::console_warn!(
+                "click delivery failed (attempt {attempts}), retrying in {} s: {err}",
+                backoff.delay_secs(attempts)
+            );
+            deliveries.iter().for_each(|d| d.retry(backoff));
+        }
+        (Err(err), Consumer::DeadLetter) => {
+            worker::console_warn!(
+                "the origin did not take {} dead-lettered clicks, parking them in KV: {err}",
+                events.len()
+            );
+            park(&deliveries, env, backoff).await;
+        }
+    }
+    Ok(())
+}
+
+/// Writes each message's events to KV and acknowledges it once written; a message KV did not
+/// take is retried on the same schedule.
+async fn park(deliveries: &[Delivery], env: &Env, backoff: Backoff) {
+    let kv = match env.kv(LINKS) {
+        Ok(kv) => kv,
+        Err(err) => {
+            worker::console_error!("cannot park dead-lettered clicks, no KV: {err}");
+            deliveries.iter().for_each(|d| d.retry(backoff));
+            return;
+        }
+    };
+    let writes = deliveries.iter().map(|delivery| {
+        let kv = kv.clone();
+        async move {
+            let key = parked::key(
+                delivery.message.timestamp().as_millis(),
+                &delivery.message.id(),
+            );
+            let put = async {
+                let value = serde_json::to_string(&delivery.events)
+                    .map_err(|err| worker::Error::RustError(err.to_string()))?;
+                // The count shows in a key listing (`wrangler kv key list`) without reading values.
+                kv.put(&key, value)?
+                    .metadata(serde_json::json!({ "clicks": delivery.events.len() }))?
+                    .execute()
+                    .await?;
+                Ok::<_, worker::Error>(())
+            };
+            match put.await {
+                Ok(()) => delivery.message.ack(),
+                Err(err) => {
+                    worker::console_error!("parking {key} failed, will retry: {err}");
+                    delivery.retry(backoff);
+                }
+            }
+        }
+    });
+    join_all(writes).await;
+}
+
+/// The batch's messages with their attempts, which workers-rs 0.8.7 does not expose: read
+/// from the runtime's message objects before they are wrapped.
+fn deliveries(batch: &worker_sys::MessageBatch) -> Result<Vec<Delivery>> {
+    let mut deliveries = Vec::new();
+    for raw in batch.messages()?.iter() {
+        let attempts = Reflect::get(&raw, &JsValue::from_str("attempts"))
+            .ok()
+            .and_then(|attempts| attempts.as_f64())
+            // A float to integer `as` saturates: a missing or odd count reads as a first try.
+            .map_or(1, |attempts| attempts.max(1.0) as u32);
+        let handle = worker_sys::Message::from(raw);
+        let message: Message<Value> = match RawMessage::from(handle.clone()).try_into() {
+            Ok(message) => message,
+            Err(err) => {
+                worker::console_error!("dropping a message whose body is not JSON: {err}");
+                if let Err(err) = handle.ack() {
+                    worker::console_error!("acknowledging it failed: {err:?}");
+                }
+                continue;
+            }
+        };
+        match events_of(message.body()) {
+            Ok(events) => deliveries.push(Delivery {
+                events: events.into_iter().map(ClickEvent::bounded).collect(),
+                message,
+                attempts,
+            }),
+            Err(err) => {
+                worker::console_error!("dropping a message that is not click events: {err}");
+                message.ack();
+            }
+        }
+    }
+    Ok(deliveries)
+}
+
+/// The schedule from the worker's variables; the production one if they are unusable.
+fn backoff(env: &Env) -> Backoff {
+    let var = |name: &str| env.var(name).ok().map(|value| value.to_string());
+    let (first, max) = (
+        var("CLICK_RETRY_DELAY_SECS"),
+        var("CLICK_RETRY_MAX_DELAY_SECS"),
+    );
+    Backoff::from_vars(first.as_deref(), max.as_deref()).unwrap_or_else(|err| {
+        worker::console_error!("{err}; retrying on the default schedule");
+        retry::Backoff::DEFAULT
+    })
+}
