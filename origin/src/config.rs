@@ -40,6 +40,16 @@ pub enum Command {
         #[arg(long, env = "KURZ_ADMIN_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Move the clicks the edge parked in KV (its dead-letter queue could not deliver them to
+    /// the origin) back onto its click queue, until none remain. Run it once the origin is up.
+    ReplayParkedClicks {
+        /// Base URL of the edge worker, e.g. https://go.example.
+        #[arg(long, env = "KURZ_EDGE_URL")]
+        edge_url: String,
+        /// The secret shared with the edge, as for `serve`.
+        #[arg(long, env = "KURZ_EDGE_SECRET", hide_env_values = true, value_parser = parse_edge_secret)]
+        edge_secret: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -19,6 +19,7 @@ mod links;
 mod outbox;
 mod qr;
 mod redirect;
+pub mod replay_clicks;
 
 use std::sync::Arc;
 
@@ -349,6 +350,29 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
                     "{what} the dashboard user {username:?} with the password in KURZ_ADMIN_PASSWORD."
                 );
             }
+            Ok(())
+        }
+        Command::ReplayParkedClicks {
+            edge_url,
+            edge_secret,
+        } => {
+            init_logging(LogFormat::Text);
+            let done = replay_clicks::replay_parked_clicks(
+                &edge_url,
+                &edge_secret,
+                replay_clicks::Pacing::PRODUCTION,
+                |answer| {
+                    println!(
+                        "replayed {} parked messages ({} clicks), {} remain",
+                        answer.replayed, answer.clicks, answer.remaining
+                    );
+                },
+            )
+            .await?;
+            println!(
+                "done: {} parked messages ({} clicks) back on the click queue in {} requests; none remain",
+                done.messages, done.clicks, done.requests
+            );
             Ok(())
         }
     }

@@ -1,0 +1,239 @@
+//! `origin replay-parked-clicks`: asks the edge to move the clicks its dead-letter consumer
+//! parked in KV (the origin did not take them for over a day) back onto the click queue, a
+//! chunk per signed `POST /_edge/replay`, until none remain. Run it once the origin takes
+//! clicks again. Replaying twice is harmless: ingest is idempotent on the event id.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use shortlink::edge::ReplayResult;
+use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+/// The edge's replay route (`edge/src/route.rs`).
+const REPLAY_PATH: &str = "/_edge/replay";
+/// Tries of one replay request before giving up (a moment's network trouble).
+const TRIES: u32 = 3;
+/// Requests in a row that may find parked entries listed but none to move before giving up:
+/// with [`Pacing::stalled`] between them, longer than KV's listing takes to show deletes (a
+/// minute).
+const STALLED_TRIES: u32 = 8;
+
+/// How long to wait between requests that make no progress, and between tries of one.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub stalled: Duration,
+    pub retry: Duration,
+}
+
+impl Pacing {
+    pub const PRODUCTION: Self = Self {
+        stalled: Duration::from_secs(10),
+        retry: Duration::from_secs(2),
+    };
+}
+
+/// What a whole replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub requests: usize,
+    pub messages: usize,
+    pub clicks: usize,
+}
+
+/// Calls the edge's replay route until nothing remains; `progress` sees every answer.
+pub async fn replay_parked_clicks(
+    edge_url: &str,
+    secret: &str,
+    pacing: Pacing,
+    mut progress: impl FnMut(&ReplayResult),
+) -> anyhow::Result<Replayed> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let url = format!("{}{REPLAY_PATH}", edge_url.trim_end_matches('/'));
+    let mut total = Replayed::default();
+    let mut stalled = 0;
+    loop {
+        let answer = replay_once(&client, &url, secret, pacing).await?;
+        total.requests += 1;
+        total.messages += answer.replayed;
+        total.clicks += answer.clicks;
+        progress(&answer);
+        if answer.remaining == 0 {
+            return Ok(total);
+        }
+        if answer.replayed > 0 {
+            stalled = 0;
+            continue;
+        }
+        // Entries listed that none of the request's reads found: deleted by this replay, and
+        // KV's listing has not caught up yet.
+        stalled += 1;
+        if stalled == STALLED_TRIES {
+            bail!(
+                "the edge still lists {} parked entries it cannot read; run this again later",
+                answer.remaining
+            );
+        }
+        tokio::time::sleep(pacing.stalled).await;
+    }
+}
+
+/// One signed replay request, tried up to [`TRIES`] times.
+async fn replay_once(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    pacing: Pacing,
+) -> anyhow::Result<ReplayResult> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match post(client, url, secret).await {
+            Ok(answer) => return Ok(answer),
+            Err(err) if tries < TRIES => {
+                tracing::warn!(error = %format!("{err:#}"), "replay request failed, retrying");
+                tokio::time::sleep(pacing.retry).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, secret: &str) -> anyhow::Result<ReplayResult> {
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signed = signature::sign(secret.as_bytes(), "POST", REPLAY_PATH, timestamp, b"");
+    let response = client
+        .post(url)
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(SIGNATURE_HEADER, signed)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("POST {url} answered {status}: {body:.300}");
+    }
+    serde_json::from_str(&body).with_context(|| format!("POST {url} answered {body:.300}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const FAST: Pacing = Pacing {
+        stalled: Duration::from_millis(1),
+        retry: Duration::from_millis(1),
+    };
+
+    /// A fake edge that checks each request's signature and answers the next of `answers`
+    /// (a status and a result), recording what it answered.
+    async fn edge(answers: Vec<(StatusCode, ReplayResult)>) -> (String, Arc<Mutex<usize>>) {
+        let answers = Arc::new(Mutex::new(answers.into_iter()));
+        let calls = Arc::new(Mutex::new(0));
+        let counted = calls.clone();
+        let app = Router::new().route(
+            REPLAY_PATH,
+            post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let answers = answers.clone();
+                let calls = counted.clone();
+                async move {
+                    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    let verified = signature::verify(
+                        SECRET.as_bytes(),
+                        "POST",
+                        REPLAY_PATH,
+                        header(TIMESTAMP_HEADER),
+                        header(SIGNATURE_HEADER),
+                        &body,
+                        now,
+                    );
+                    if verified.is_err() {
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    *calls.lock().expect("not poisoned") += 1;
+                    let (status, result) = answers
+                        .lock()
+                        .expect("not poisoned")
+                        .next()
+                        .expect("no more requests than answers");
+                    (status, serde_json::to_string(&result).expect("serialises"))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let url = format!("http://{}/", listener.local_addr().expect("has an address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, calls)
+    }
+
+    fn result(replayed: usize, clicks: usize, remaining: usize) -> ReplayResult {
+        ReplayResult {
+            replayed,
+            clicks,
+            remaining,
+        }
+    }
+
+    #[tokio::test]
+    async fn replays_chunk_by_chunk_until_none_remain() {
+        let ok = StatusCode::OK;
+        let (url, calls) = edge(vec![
+            (ok, result(25, 400, 30)),
+            (StatusCode::SERVICE_UNAVAILABLE, result(0, 0, 0)),
+            (ok, result(25, 380, 5)),
+            // Listed but already deleted: no progress, then the listing catches up.
+            (ok, result(0, 0, 5)),
+            (ok, result(5, 60, 0)),
+        ])
+        .await;
+        let mut seen = Vec::new();
+        let replayed =
+            replay_parked_clicks(&url, SECRET, FAST, |answer| seen.push(answer.remaining))
+                .await
+                .expect("replays");
+        assert_eq!(
+            replayed,
+            Replayed {
+                requests: 4,
+                messages: 55,
+                clicks: 840,
+            }
+        );
+        assert_eq!(seen, [30, 5, 5, 0]);
+        assert_eq!(*calls.lock().expect("not poisoned"), 5);
+    }
+
+    #[tokio::test]
+    async fn gives_up_when_entries_stay_listed_but_unreadable() {
+        let answers = vec![(StatusCode::OK, result(0, 0, 3)); STALLED_TRIES as usize];
+        let (url, calls) = edge(answers).await;
+        let err = replay_parked_clicks(&url, SECRET, FAST, |_| {})
+            .await
+            .expect_err("gives up");
+        assert!(err.to_string().contains("3 parked entries"), "{err}");
+        assert_eq!(*calls.lock().expect("not poisoned"), STALLED_TRIES as usize);
+    }
+
+    #[tokio::test]
+    async fn a_refused_signature_is_an_error_after_its_tries() {
+        let (url, calls) = edge(Vec::new()).await;
+        let err = replay_parked_clicks(&url, "another secret of thirty-two chars", FAST, |_| {})
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("401"), "{err}");
+        assert_eq!(*calls.lock().expect("not poisoned"), 0);
+    }
+}
