@@ -1,0 +1,198 @@
+// Shared by the edge's node tests: the worker in workerd (miniflare) against the real origin
+// binary on its own database in the test PostgreSQL, with a proxy between them that counts
+// and can refuse the worker's requests. `cargo xtask test` (or `test-edge`) sets
+// KURZ_ORIGIN_BIN and KURZ_TEST_DATABASE_URL.
+
+import assert from 'node:assert/strict';
+import { spawn, execFile, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import crypto from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Miniflare } from 'miniflare';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run these tests with \`cargo xtask test-edge\``);
+  return value;
+}
+
+export function psql(url, sql) {
+  return execFileSync('psql', [url, '-Atq', '-v', 'ON_ERROR_STOP=1', '-c', sql], { encoding: 'utf8' }).trim();
+}
+
+export async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it returns true; fails with its last answer after `timeoutMs`. */
+export async function eventually(what, check, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last === true) return;
+    await sleep(50);
+  }
+  assert.fail(`${what}: not within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
+}
+
+/** The origin binary, started and stopped for real. */
+export class Origin {
+  constructor(bin, port, env) {
+    this.bin = bin;
+    this.port = port;
+    this.url = `http://127.0.0.1:${port}`;
+    this.env = env;
+    this.stdout = '';
+  }
+
+  async start() {
+    this.process = spawn(this.bin, ['serve'], {
+      env: { ...process.env, ...this.env, RUST_LOG: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    this.process.stdout.on('data', (chunk) => {
+      this.stdout += chunk;
+    });
+    await eventually('origin ready', async () => {
+      try {
+        return (await fetch(`${this.url}/ready`)).status === 200;
+      } catch {
+        return false;
+      }
+    }, 30_000);
+  }
+
+  async stop() {
+    const exited = once(this.process, 'exit');
+    this.process.kill('SIGTERM');
+    await exited;
+  }
+
+  /** Runs a subcommand of the origin binary with the same environment; its stdout. */
+  async cli(args, env = {}) {
+    const { stdout } = await promisify(execFile)(this.bin, args, {
+      env: { ...process.env, ...this.env, RUST_LOG: 'warn', ...env },
+      encoding: 'utf8',
+    });
+    return stdout;
+  }
+}
+
+/** Headers of a request signed with `secret`, as the origin and the edge sign them. */
+export function sign(secret, method, pathname, body, timestamp = Math.floor(Date.now() / 1000)) {
+  const mac = crypto.createHmac('sha256', secret);
+  mac.update(`${method}\n${pathname}\n${timestamp}\n`);
+  mac.update(body);
+  return { 'x-kurz-timestamp': String(timestamp), 'x-kurz-signature': mac.digest('hex') };
+}
+
+/**
+ * A proxy from the worker to the origin. It counts requests by path and remembers when each
+ * arrived; while `refuse(req)` says so, it drops the connection as a dead origin would.
+ */
+export async function originProxy(originPort) {
+  const requests = new Map(); // path -> arrival times (ms)
+  const control = { refuse: () => false, requests };
+  const server = http.createServer((req, res) => {
+    requests.set(req.url, [...(requests.get(req.url) ?? []), Date.now()]);
+    if (control.refuse(req)) {
+      req.socket.destroy();
+      return;
+    }
+    const upstream = http.request(
+      { host: '127.0.0.1', port: originPort, path: req.url, method: req.method, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => req.socket.destroy());
+    req.pipe(upstream);
+  });
+  server.listen(await freePort(), '127.0.0.1');
+  await once(server, 'listening');
+  control.url = `http://127.0.0.1:${server.address().port}`;
+  control.close = () => server.close();
+  return control;
+}
+
+/**
+ * A whole system on a fresh database: the origin (through `originProxy`) and the worker in
+ * miniflare with the given queue consumers and extra bindings.
+ */
+export async function startSystem({ queueConsumers, queueProducers = {}, bindings = {} }) {
+  const adminUrl = required('KURZ_TEST_DATABASE_URL');
+  const secret = crypto.randomBytes(32).toString('hex');
+  const database = `edge_${crypto.randomBytes(6).toString('hex')}`;
+  psql(adminUrl, `CREATE DATABASE ${database}`);
+  const databaseUrl = adminUrl.replace(/\/[^/]*$/, `/${database}`);
+
+  const [originPort, edgePort] = [await freePort(), await freePort()];
+  const proxy = await originProxy(originPort);
+  const mf = new Miniflare({
+    host: '127.0.0.1',
+    port: edgePort,
+    modules: true,
+    scriptPath: path.join(ROOT, 'edge/build/index.js'),
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
+    compatibilityDate: '2026-04-20',
+    kvNamespaces: ['LINKS'],
+    queueProducers: { CLICKS: { queueName: 'kurz-clicks' }, ...queueProducers },
+    queueConsumers,
+    bindings: { ORIGIN_URL: proxy.url, EDGE_SECRET: secret, ...bindings },
+  });
+  const edgeUrl = (await mf.ready).toString().replace(/\/$/, '');
+
+  const origin = new Origin(required('KURZ_ORIGIN_BIN'), originPort, {
+    DATABASE_URL: databaseUrl,
+    KURZ_BIND: `127.0.0.1:${originPort}`,
+    KURZ_PUBLIC_URL: edgeUrl,
+    KURZ_CODE_KEY: crypto.randomBytes(16).toString('hex'),
+    KURZ_EDGE_URL: edgeUrl,
+    KURZ_EDGE_SECRET: secret,
+  });
+  await origin.start();
+  const printed = await origin.cli(['create-api-key', '--name', 'edge tests']);
+  const apiKey = printed.match(/kurz_[0-9a-f]{48}/)?.[0];
+  assert.ok(apiKey, `create-api-key printed no key: ${printed}`);
+
+  return {
+    mf,
+    edgeUrl,
+    origin,
+    proxy,
+    secret,
+    databaseUrl,
+    sql: (query) => psql(databaseUrl, query),
+    async api(method, pathname, body) {
+      const response = await fetch(`${origin.url}/api/v1${pathname}`, {
+        method,
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await response.text();
+      return { status: response.status, body: text ? JSON.parse(text) : null };
+    },
+    visit: (code, init = {}) => fetch(`${edgeUrl}/${code}`, { redirect: 'manual', ...init }),
+    async stop() {
+      await origin.stop().catch(() => {});
+      await mf.dispose();
+      proxy.close();
+    },
+  };
+}
