@@ -2,10 +2,13 @@
 //!
 //! Unknown codes are cached too (for a shorter time), so a flood of random codes costs one
 //! query per code per few seconds rather than one per request. Concurrent misses for the same
-//! code share one query. This instance drops an entry whenever it changes the link; other
-//! instances' changes show here after at most the TTL.
+//! code share one query. The cache is bounded by the bytes it holds, not by its entries: a
+//! destination may be a few KiB long. Every change of a link, by any instance, drops its
+//! entry here within moments (`invalidation.rs`); the TTL is only the safety net for a
+//! notification that never arrived.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
@@ -14,6 +17,12 @@ use moka::future::Cache;
 use shortlink::redirect::LinkRecord;
 
 use crate::error::Error;
+
+/// What an entry costs beyond the bytes of its code and destination: moka's bookkeeping (the
+/// hash table slot, the access and expiry queues, the entry's metadata), the key's `String`,
+/// the `Arc` and the record's fixed fields. An estimate on the generous side, so the real
+/// memory stays under the configured bound.
+const ENTRY_OVERHEAD: usize = 256;
 
 /// A cached link, with its `Location` header already built.
 #[derive(Debug)]
@@ -26,19 +35,34 @@ type Entry = Option<Arc<CachedLink>>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct LinkCache {
-    /// `None` when configured with capacity 0: every visit reads PostgreSQL.
+    /// `None` when configured with 0 bytes: every visit reads PostgreSQL.
     cache: Option<Cache<String, Entry>>,
+    /// Grows with every invalidation. A load that saw it change while it read PostgreSQL may
+    /// have read the link before the change: its entry is dropped after it is stored.
+    generation: Arc<AtomicU64>,
+}
+
+/// How much the cache holds (after pending evictions ran).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheUsage {
+    pub entries: u64,
+    /// The estimated bytes of the entries, which the configured bound applies to.
+    pub bytes: u64,
 }
 
 impl LinkCache {
-    pub(crate) fn new(capacity: u64, ttl: Duration, negative_ttl: Duration) -> Self {
-        let cache = (capacity > 0).then(|| {
+    pub(crate) fn new(max_bytes: u64, ttl: Duration, negative_ttl: Duration) -> Self {
+        let cache = (max_bytes > 0).then(|| {
             Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(max_bytes)
+                .weigher(|code: &String, entry: &Entry| weight(code, entry))
                 .expire_after(Ttl { ttl, negative_ttl })
                 .build()
         });
-        Self { cache }
+        Self {
+            cache,
+            generation: Arc::default(),
+        }
     }
 
     /// The cached entry for `code`, or what `load` finds (then cached). Errors are not cached.
@@ -60,19 +84,62 @@ impl LinkCache {
         if let Some(entry) = cache.get(code).await {
             return Ok(entry);
         }
-        cache
-            .try_get_with(code.to_owned(), load)
-            .await
-            .map_err(|err: Arc<Error>| {
-                Arc::try_unwrap(err).unwrap_or_else(|err| shared_error(&err))
-            })
+        let generation = self.generation.load(Ordering::Acquire);
+        let entry =
+            cache
+                .try_get_with(code.to_owned(), load)
+                .await
+                .map_err(|err: Arc<Error>| {
+                    Arc::try_unwrap(err).unwrap_or_else(|err| shared_error(&err))
+                })?;
+        // An invalidation while the query ran may be of a change it did not see: that entry
+        // would be served stale until the TTL. It was right a moment ago, so this answer may
+        // use it; the next visit reads again.
+        if self.generation.load(Ordering::Acquire) != generation {
+            cache.invalidate(code).await;
+        }
+        Ok(entry)
     }
 
+    /// Drops the entry of `code` (a link with this code changed, here or elsewhere).
     pub(crate) async fn invalidate(&self, code: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(cache) = &self.cache {
             cache.invalidate(code).await;
         }
     }
+
+    /// Drops every entry: changes may have been missed (the notifications' connection was
+    /// lost, or a whole-table change).
+    pub(crate) fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(cache) = &self.cache {
+            cache.invalidate_all();
+        }
+    }
+
+    pub(crate) async fn usage(&self) -> CacheUsage {
+        let Some(cache) = &self.cache else {
+            return CacheUsage {
+                entries: 0,
+                bytes: 0,
+            };
+        };
+        cache.run_pending_tasks().await;
+        CacheUsage {
+            entries: cache.entry_count(),
+            bytes: cache.weighted_size(),
+        }
+    }
+}
+
+/// The bytes an entry holds: its code, and its destination twice (the record's and the
+/// prepared `Location` header's copy), plus the fixed [`ENTRY_OVERHEAD`].
+fn weight(code: &str, entry: &Entry) -> u32 {
+    let link = entry.as_ref().map_or(0, |link| {
+        link.record.destination.as_str().len() + link.location.len()
+    });
+    u32::try_from(ENTRY_OVERHEAD + code.len() + link).unwrap_or(u32::MAX)
 }
 
 /// Several waiters got the same failed load; each answers with its kind of failure.

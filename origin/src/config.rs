@@ -75,11 +75,12 @@ pub struct Config {
     /// Secret of the short-code scramble: 32 hex characters. Keep it stable for a deployment.
     #[arg(long, env = "KURZ_CODE_KEY", hide_env_values = true)]
     pub code_key: CodeKey,
-    /// Most codes the in-process redirect cache holds (hits and misses); 0 turns it off.
-    #[arg(long, env = "KURZ_CACHE_CAPACITY", default_value_t = 1_000_000)]
-    pub cache_capacity: u64,
-    /// Seconds a cached link is served before it is read again. Bounds how long another
-    /// instance's edit takes to show here; this instance's own edits show at once.
+    /// Memory of the in-process redirect cache, in MiB (its entries' estimated bytes: a
+    /// destination may be 4 KiB); 0 turns it off.
+    #[arg(long, env = "KURZ_CACHE_MIB", default_value_t = 256)]
+    pub cache_mib: u64,
+    /// Seconds a cached link is served before it is read again. Only a safety net: every
+    /// instance drops a changed link from its cache within moments (LISTEN/NOTIFY).
     #[arg(long, env = "KURZ_CACHE_TTL_SECS", default_value_t = 60)]
     pub cache_ttl_secs: u64,
     /// Seconds an unknown code is remembered as unknown, so floods of random codes do not
@@ -140,6 +141,10 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn cache_max_bytes(&self) -> u64 {
+        self.cache_mib.saturating_mul(1024 * 1024)
+    }
+
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_secs(self.cache_ttl_secs)
     }

@@ -107,15 +107,23 @@ async fn prepare(pool: &PgPool, admin_password: Option<&str>) -> anyhow::Result<
     Ok(())
 }
 
-/// Ready means: migrated, and PostgreSQL answers within a second.
-pub async fn check_ready(pool: &PgPool, migrated: &Migrated) -> Result<(), String> {
+/// Ready means: migrated, and PostgreSQL answers within a second. The reason given when not
+/// is one of a few fixed phrases: `/ready` answers anyone, so the database's own error (its
+/// host, user or database names) goes only to the log.
+pub async fn check_ready(pool: &PgPool, migrated: &Migrated) -> Result<(), &'static str> {
     if !migrated.get() {
-        return Err("database migrations have not been applied yet".to_owned());
+        return Err("database migrations have not been applied yet");
     }
     let ping = sqlx::query("SELECT 1").execute(pool);
     match tokio::time::timeout(Duration::from_secs(1), ping).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(err)) => Err(format!("database unreachable: {err}")),
-        Err(_) => Err("database did not answer within 1 s".to_owned()),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "not ready: the database did not answer");
+            Err("database unreachable")
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the database did not answer within 1 s");
+            Err("database did not answer within 1 s")
+        }
     }
 }

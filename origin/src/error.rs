@@ -43,6 +43,10 @@ pub enum Error {
     NotFound,
     #[error("the code {code:?} is already taken; choose another")]
     CodeTaken { code: String },
+    /// Work that needs a CPU of its own (encoding an image) while every one is taken: retry
+    /// in a moment (503).
+    #[error("the server is busy; try again in a moment")]
+    Busy,
     /// PostgreSQL cannot be reached; the request may be retried (503).
     #[error("the database is unavailable; try again shortly")]
     Unavailable(#[source] sqlx::Error),
@@ -76,7 +80,7 @@ impl Error {
             Self::CsrfMismatch => StatusCode::FORBIDDEN,
             Self::LinkNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
             Self::CodeTaken { .. } => StatusCode::CONFLICT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +98,7 @@ impl Error {
             Self::CsrfMismatch => "csrf",
             Self::LinkNotFound(_) | Self::NotFound => "not_found",
             Self::CodeTaken { .. } => "code_taken",
+            Self::Busy => "busy",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -148,6 +153,9 @@ impl IntoResponse for Error {
             }
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::Busy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::TooManySignIns { seconds } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

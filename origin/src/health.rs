@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 use crate::db;
 
 pub(crate) async fn health(State(state): State<crate::State>) -> Json<Value> {
-    Json(json!({ "status": "ok", "clicks_shed": state.clicks_shed() }))
+    Json(json!({
+        "status": "ok",
+        "clicks_shed": state.clicks_shed(),
+        "clicks_parked": state.clicks_parked(),
+    }))
 }
 
 pub(crate) async fn ready(State(state): State<crate::State>) -> (StatusCode, Json<Value>) {

@@ -15,6 +15,7 @@ mod edge_api;
 mod error;
 mod extract;
 mod health;
+mod invalidation;
 mod links;
 mod outbox;
 mod qr;
@@ -22,6 +23,7 @@ mod redirect;
 pub mod replay_clicks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -29,10 +31,16 @@ use axum::routing::get;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
+pub use crate::cache::CacheUsage;
 use crate::cache::LinkCache;
 use crate::config::{Cli, Command, Config, LogFormat, PublicUrl};
 use crate::db::Migrated;
 pub use crate::error::Error;
+
+/// How long a shutdown waits for the clicks queued by the redirect route to be stored, after
+/// the requests in flight are answered. Well inside the grace period orchestrators give
+/// before SIGKILL (10 s for Docker, 30 s for Kubernetes).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// What every request handler shares. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -66,6 +74,8 @@ struct Inner {
     /// Wake the counters of pending clicks (one per part) when this origin stored some.
     rollup_wakes: [Arc<tokio::sync::Notify>; analytics::rollup::Part::ALL.len()],
     recorder: Arc<analytics::recorder::Recorder>,
+    /// One permit per CPU: QR images being encoded on the blocking pool (see `qr.rs`).
+    qr_encoders: Arc<tokio::sync::Semaphore>,
     /// Taken by the background task that stores what the recorder receives.
     recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
 }
@@ -85,7 +95,7 @@ impl State {
                 db: db::pool(&config.database)?,
                 migrated: Migrated::default(),
                 cache: LinkCache::new(
-                    config.cache_capacity,
+                    config.cache_max_bytes(),
                     config.cache_ttl(),
                     config.negative_cache_ttl(),
                 ),
@@ -116,6 +126,9 @@ impl State {
                 rollup_wakes: std::array::from_fn(|_| Arc::default()),
                 recorder,
                 recorded: std::sync::Mutex::new(Some(recorded)),
+                qr_encoders: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                )),
             }),
         })
     }
@@ -172,12 +185,55 @@ impl State {
         .await
     }
 
-    /// Clicks the origin's redirect route shed under overload since start.
+    /// Clicks of the origin's redirect route never stored since start: shed under overload,
+    /// during shutdown, or left unstored at the shutdown's deadline.
     pub fn clicks_shed(&self) -> u64 {
         self.inner.recorder.shed()
     }
 
-    /// Starts the background work of a serving origin: storing recorded clicks, counting
+    /// Clicks of the origin's redirect route that PostgreSQL refused, parked in
+    /// `clicks_parked` since start.
+    pub fn clicks_parked(&self) -> u64 {
+        self.inner.recorder.parked()
+    }
+
+    /// Hands a click to the recorder, as the redirect route does: never waits, and sheds it
+    /// when the queue is full or the origin is shutting down.
+    pub fn record_click(&self, event: shortlink::edge::ClickEvent) {
+        self.inner.recorder.record(event);
+    }
+
+    /// Stops taking clicks and stores those queued, for at most `within`; what is still
+    /// unstored then is counted as shed. Returns the clicks shed since start.
+    pub async fn drain_clicks(&self, within: Duration) -> u64 {
+        let unclaimed = self
+            .inner
+            .recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match unclaimed {
+            // No task was ever started to store them.
+            Some(mut receiver) => {
+                receiver.close();
+                let mut unstored = 0;
+                while receiver.try_recv().is_ok() {
+                    unstored += 1;
+                }
+                self.inner.recorder.add_shed(unstored);
+            }
+            None => self.inner.recorder.drain(within).await,
+        }
+        self.clicks_shed()
+    }
+
+    /// What the redirect cache holds now.
+    pub async fn cache_usage(&self) -> CacheUsage {
+        self.inner.cache.usage().await
+    }
+
+    /// Starts the background work of a serving origin: storing recorded clicks (until
+    /// [`State::drain_clicks`]), dropping cached links that any instance changed, counting
     /// stored clicks into the rollups, delivering link changes to the edge, forgetting old
     /// request signatures, and the click retention.
     pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
@@ -188,12 +244,22 @@ impl State {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(recorded) = recorded {
-            tasks.push(Box::pin(analytics::recorder::store_forever(
-                self.clone(),
-                recorded,
-            )));
-        }
+        // Not behind the wait for migrations below: a shutdown before them must still find
+        // it, to count the clicks it holds.
+        let mut handles: Vec<_> = recorded
+            .map(|recorded| {
+                tokio::spawn(analytics::recorder::store_until_drained(
+                    self.clone(),
+                    recorded,
+                    self.inner.migrated.clone(),
+                ))
+            })
+            .into_iter()
+            .collect();
+        tasks.push(Box::pin(invalidation::listen_forever(
+            self.inner.db.clone(),
+            self.inner.cache.clone(),
+        )));
         for (part, wake) in analytics::rollup::Part::ALL
             .into_iter()
             .zip(&self.inner.rollup_wakes)
@@ -215,16 +281,14 @@ impl State {
         }
         tasks.push(Box::pin(analytics::retention::run_forever(self.clone())));
         // Each waits for the tables it works on.
-        tasks
-            .into_iter()
-            .map(|task| {
-                let migrated = self.inner.migrated.clone();
-                tokio::spawn(async move {
-                    migrated.wait().await;
-                    task.await;
-                })
+        handles.extend(tasks.into_iter().map(|task| {
+            let migrated = self.inner.migrated.clone();
+            tokio::spawn(async move {
+                migrated.wait().await;
+                task.await;
             })
-            .collect()
+        }));
+        handles
     }
 
     pub fn db(&self) -> &PgPool {
@@ -271,13 +335,23 @@ pub fn app(state: State) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight.
+/// Serves until `shutdown` completes, then finishes the requests in flight and stores the
+/// clicks they queued (for at most [`SHUTDOWN_DRAIN`]).
 pub async fn serve(
     config: &Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = State::new(config)?;
+    serve_with(State::new(config)?, config, listener, shutdown).await
+}
+
+/// [`serve`] with a state the caller made, and can read after the shutdown.
+pub async fn serve_with(
+    state: State,
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let preparation = tokio::spawn(db::prepare_until_done(
         state.inner.db.clone(),
         state.inner.migrated.clone(),
@@ -297,9 +371,15 @@ pub async fn serve(
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await?;
+    // The requests are answered: no click comes after this but is shed (and counted).
+    let clicks_shed = state.drain_clicks(SHUTDOWN_DRAIN).await;
     background.iter().for_each(tokio::task::JoinHandle::abort);
     state.inner.db.close().await;
-    tracing::info!("origin stopped");
+    tracing::info!(
+        clicks_shed,
+        clicks_parked = state.clicks_parked(),
+        "origin stopped"
+    );
     Ok(())
 }
 

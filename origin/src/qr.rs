@@ -1,6 +1,11 @@
 //! QR codes of short links: `GET /api/v1/links/{code}/qr.svg` and `qr.png?size=`.
 //!
 //! The code holds the short URL with `?qr=1`, so scans are counted apart from clicks.
+//!
+//! A PNG of up to 2048 px takes tens of milliseconds of CPU to encode: that runs on the
+//! blocking pool, never on the threads that answer requests, and at most one per CPU at a
+//! time; a request finding every CPU taken gets a 503 at once rather than a place in a queue
+//! that a burst could grow without bound.
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -52,6 +57,22 @@ async fn png(
         ));
     }
     let qr = encode(&state, &code).await?;
+    let permit = state
+        .inner
+        .qr_encoders
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::Busy)?;
+    let bytes = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        render_png(&qr, size)
+    })
+    .await
+    .map_err(|err| Error::Internal(err.into()))??;
+    Ok(download(&code, "png", "image/png", bytes))
+}
+
+fn render_png(qr: &QrCode, size: u32) -> Result<Vec<u8>, Error> {
     let image = qr
         .render::<image::Luma<u8>>()
         .min_dimensions(size, size)
@@ -61,7 +82,7 @@ async fn png(
     image
         .write_to(&mut bytes, image::ImageFormat::Png)
         .map_err(|err| Error::Internal(err.into()))?;
-    Ok(download(&code, "png", "image/png", bytes.into_inner()))
+    Ok(bytes.into_inner())
 }
 
 /// The QR code of a live link's short URL.

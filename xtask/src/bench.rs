@@ -75,14 +75,14 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
     let code_key = hex::encode(tools::random_key());
 
     // Migrations are the origin's: start one, wait until ready, then seed behind its back.
-    let recording = Origin::start(&database_url, &code_key, 2_000_000)?;
+    let recording = Origin::start(&database_url, &code_key, 1024)?;
     eprintln!("seeding {} links...", args.links);
     let seeded = std::time::Instant::now();
     let codes = seed(&database_url, &code_key, args.links)?;
     eprintln!("seeded in {:.1?}", seeded.elapsed());
     // Click recording costs CPU (the origin's and PostgreSQL's): measured apart.
     let no_clicks = [("KURZ_RECORD_CLICKS", "false")];
-    let cached = Origin::start_with(&database_url, &code_key, 2_000_000, &no_clicks)?;
+    let cached = Origin::start_with(&database_url, &code_key, 1024, &no_clicks)?;
     let uncached = Origin::start_with(&database_url, &code_key, 0, &no_clicks)?;
 
     let hot: Vec<&str> = codes
@@ -446,14 +446,15 @@ pub(crate) struct Origin {
 }
 
 impl Origin {
-    fn start(database_url: &str, code_key: &str, cache_capacity: u64) -> anyhow::Result<Self> {
-        Self::start_with(database_url, code_key, cache_capacity, &[])
+    /// `cache_mib`: the redirect cache's memory (1 GiB holds a million links); 0 turns it off.
+    fn start(database_url: &str, code_key: &str, cache_mib: u64) -> anyhow::Result<Self> {
+        Self::start_with(database_url, code_key, cache_mib, &[])
     }
 
     pub(crate) fn start_with(
         database_url: &str,
         code_key: &str,
-        cache_capacity: u64,
+        cache_mib: u64,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let port = tools::free_port()?;
@@ -464,7 +465,7 @@ impl Origin {
             .env("KURZ_BIND", address.to_string())
             .env("KURZ_PUBLIC_URL", format!("http://{address}"))
             .env("KURZ_CODE_KEY", code_key)
-            .env("KURZ_CACHE_CAPACITY", cache_capacity.to_string())
+            .env("KURZ_CACHE_MIB", cache_mib.to_string())
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::null())

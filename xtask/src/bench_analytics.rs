@@ -51,7 +51,7 @@ pub(crate) fn run(work: &Path) -> anyhow::Result<String> {
     let origin = Origin::start_with(
         &database_url,
         &code_key,
-        10_000,
+        64,
         &[("KURZ_EDGE_SECRET", secret.as_str())],
     )?;
     let api_key = create_api_key(&database_url)?;

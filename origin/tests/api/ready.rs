@@ -84,3 +84,34 @@ async fn ready_reports_a_stopped_database_and_recovers() {
         StatusCode::FOUND
     );
 }
+
+#[tokio::test]
+async fn ready_names_no_database_error() {
+    let database_url = crate::support::new_database().await;
+    let app = app_on(&database_url).await;
+    assert_eq!(
+        app.visit(Method::GET, "/ready").await.status,
+        StatusCode::OK
+    );
+    let database = database_url.rsplit('/').next().expect("database name");
+    let admin = std::env::var("KURZ_TEST_DATABASE_URL").expect("test cluster");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("connect");
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .expect("drop the app's database");
+
+    // The first answer uses a connection the drop cut, the next ones connect anew.
+    for _ in 0..3 {
+        let response = app.visit(Method::GET, "/ready").await;
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+        let body = response.json();
+        assert_eq!(
+            body,
+            json!({"status": "unavailable", "reason": "database unreachable"}),
+            "/ready told a visitor the database's own error"
+        );
+    }
+}

@@ -114,7 +114,7 @@ pub fn config(database_url: &str) -> Config {
         bind: "127.0.0.1:0".parse().expect("address"),
         public_url: PUBLIC_URL.parse().expect("public URL"),
         code_key: CODE_KEY.parse().expect("code key"),
-        cache_capacity: 10_000,
+        cache_mib: 64,
         cache_ttl_secs: 300,
         negative_cache_ttl_secs: 300,
         edge_url: None,

@@ -1,0 +1,178 @@
+//! Every origin's redirect cache follows the changes made through any other origin on the
+//! same database within a second (LISTEN/NOTIFY), and drops everything when the listening
+//! connection was lost. The test apps cache for 300 s, so only a notification makes these
+//! pass in time.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode, header};
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+
+use crate::support::{TestApp, app_on, new_database, random_hex};
+
+/// How the listening connection names itself in `pg_stat_activity`.
+const LISTENER: &str = "kurz-origin cache invalidation";
+
+/// Waits until `app` acts on notifications: a link inserted behind its back (in SQL) after it
+/// cached "no such code" becomes visible. From then on its listener is past the cache clear
+/// that follows each (re)connection.
+async fn wait_for_listener(app: &TestApp) {
+    let probe = format!("probe-{}", random_hex());
+    assert_eq!(
+        app.visit(Method::GET, &format!("/{probe}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    sqlx::query("INSERT INTO links (code, destination) VALUES ($1, 'https://example.com/probe')")
+        .bind(&probe)
+        .execute(&app.db)
+        .await
+        .expect("insert a probe link");
+    poll_until(app, &probe, Duration::from_secs(10), |status, _| {
+        status == StatusCode::FOUND
+    })
+    .await;
+}
+
+/// Polls `app` for `/code` until `expected` says yes, failing after `within`.
+async fn poll_until(
+    app: &TestApp,
+    code: &str,
+    within: Duration,
+    expected: impl Fn(StatusCode, Option<&str>) -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        let response = app.visit(Method::GET, &format!("/{code}")).await;
+        let location = response
+            .headers
+            .get(header::LOCATION)
+            .and_then(|value| value.to_str().ok());
+        if expected(response.status, location) {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "/{code} still {} {location:?} after {within:?}",
+            response.status
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn changes_through_one_origin_reach_another_within_a_second() {
+    let database_url = new_database().await;
+    let a = app_on(&database_url).await;
+    let b = app_on(&database_url).await;
+    let background: Vec<_> = [&a, &b]
+        .iter()
+        .flat_map(|app| app.state.spawn_background())
+        .collect();
+    wait_for_listener(&a).await;
+    wait_for_listener(&b).await;
+
+    a.create(json!({"destination": "https://example.com/before", "code": "moving"}))
+        .await;
+    // B caches the link, and "no such code" for a code A creates next.
+    let response = b.visit(Method::GET, "/moving").await;
+    assert_eq!(
+        response.header(&header::LOCATION),
+        "https://example.com/before"
+    );
+    assert_eq!(
+        b.visit(Method::GET, "/arriving").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let response = a
+        .api(
+            Method::PATCH,
+            "/api/v1/links/moving",
+            Some(json!({"destination": "https://example.com/after"})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    poll_until(&b, "moving", Duration::from_secs(1), |_, location| {
+        location == Some("https://example.com/after")
+    })
+    .await;
+
+    a.create(json!({"destination": "https://example.com/new", "code": "arriving"}))
+        .await;
+    poll_until(&b, "arriving", Duration::from_secs(1), |status, _| {
+        status == StatusCode::FOUND
+    })
+    .await;
+
+    let response = a.api(Method::DELETE, "/api/v1/links/moving", None).await;
+    assert_eq!(response.status, StatusCode::NO_CONTENT);
+    poll_until(&b, "moving", Duration::from_secs(1), |status, _| {
+        status == StatusCode::NOT_FOUND
+    })
+    .await;
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+#[tokio::test]
+async fn a_lost_listening_connection_drops_the_whole_cache() {
+    let database_url = new_database().await;
+    let app = app_on(&database_url).await;
+    let background = app.state.spawn_background();
+    app.create(json!({"destination": "https://example.com/before", "code": "quiet"}))
+        .await;
+    // Past the notification of that insert too (they arrive in commit order).
+    wait_for_listener(&app).await;
+    let response = app.visit(Method::GET, "/quiet").await;
+    assert_eq!(
+        response.header(&header::LOCATION),
+        "https://example.com/before"
+    );
+
+    // A change whose notification never arrives, as one sent while the connection was down:
+    // made with triggers off (`session_replication_role = replica`).
+    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut conn)
+        .await
+        .expect("triggers off");
+    sqlx::query("UPDATE links SET destination = 'https://example.com/after' WHERE code = 'quiet'")
+        .execute(&mut conn)
+        .await
+        .expect("update");
+    let response = app.visit(Method::GET, "/quiet").await;
+    assert_eq!(
+        response.header(&header::LOCATION),
+        "https://example.com/before",
+        "without a notification the cache keeps its entry"
+    );
+
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = $1",
+    )
+    .bind(LISTENER)
+    .fetch_all(&mut conn)
+    .await
+    .expect("terminate the listener");
+    assert_eq!(terminated, [true]);
+    poll_until(&app, "quiet", Duration::from_secs(5), |_, location| {
+        location == Some("https://example.com/after")
+    })
+    .await;
+    // And it listens again: a change made elsewhere (triggers on) arrives as before.
+    wait_for_listener(&app).await;
+    sqlx::query("SET session_replication_role = origin")
+        .execute(&mut conn)
+        .await
+        .expect("triggers on");
+    sqlx::query("UPDATE links SET destination = 'https://example.com/later' WHERE code = 'quiet'")
+        .execute(&mut conn)
+        .await
+        .expect("update");
+    poll_until(&app, "quiet", Duration::from_secs(1), |_, location| {
+        location == Some("https://example.com/later")
+    })
+    .await;
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
