@@ -57,7 +57,8 @@ pub(crate) async fn redirect(
                     (header::LOCATION, link.location.clone()),
                     (
                         header::CACHE_CONTROL,
-                        HeaderValue::from_static(cache_control),
+                        HeaderValue::try_from(cache_control.to_string())
+                            .unwrap_or(HeaderValue::from_static("no-store")),
                     ),
                 ],
             )

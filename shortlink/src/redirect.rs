@@ -3,6 +3,8 @@
 //! The origin and the edge both call [`decide`], so a link behaves the same wherever it is
 //! served.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -33,17 +35,35 @@ pub enum Decision<'a> {
     Redirect {
         status: RedirectStatus,
         location: &'a str,
-        cache_control: &'static str,
+        cache_control: CacheControl,
     },
     /// The link existed but its expiry has passed: 410 Gone.
     Expired,
 }
 
-/// Permanent redirects may be cached, but for a day rather than the browsers' default of
-/// forever, so that even a 301 link can still be corrected.
-const PERMANENT_CACHE: &str = "public, max-age=86400";
-/// Temporary redirects are never stored, so edits take effect at once and visits are counted.
-const TEMPORARY_CACHE: &str = "private, no-store";
+/// How long browsers and proxies may keep a redirect: the `Cache-Control` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheControl {
+    /// `private, no-store`: temporary redirects are never stored, so edits take effect at once
+    /// and every visit is counted.
+    NoStore,
+    /// `public, max-age=N`: permanent redirects, for at most a day rather than the browsers'
+    /// default of forever (so even a 301 link can still be corrected), and never past the
+    /// link's expiry.
+    Public { max_age: u32 },
+}
+
+/// The longest a permanent redirect may be kept: a day.
+const PERMANENT_MAX_AGE: u32 = 86_400;
+
+impl fmt::Display for CacheControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoStore => f.write_str("private, no-store"),
+            Self::Public { max_age } => write!(f, "public, max-age={max_age}"),
+        }
+    }
+}
 
 impl LinkRecord {
     pub fn new(
@@ -89,14 +109,23 @@ pub fn decide(link: &LinkRecord, now: OffsetDateTime) -> Decision<'_> {
     if link.expires_at.is_some_and(|expires_at| expires_at <= now) {
         return Decision::Expired;
     }
+    let cache_control = if link.status.is_permanent() {
+        // A browser that kept the redirect past the expiry would go on following it instead
+        // of getting the 410: the whole seconds left, rounded down, bound the day.
+        let left = link
+            .expires_at
+            .map_or(i64::MAX, |expires_at| (expires_at - now).whole_seconds());
+        CacheControl::Public {
+            max_age: u32::try_from(left.clamp(0, i64::from(PERMANENT_MAX_AGE)))
+                .unwrap_or(PERMANENT_MAX_AGE),
+        }
+    } else {
+        CacheControl::NoStore
+    };
     Decision::Redirect {
         status: link.status,
         location: link.destination.as_str(),
-        cache_control: if link.status.is_permanent() {
-            PERMANENT_CACHE
-        } else {
-            TEMPORARY_CACHE
-        },
+        cache_control,
     }
 }
 
@@ -150,34 +179,54 @@ mod tests {
 
     #[test]
     fn decisions() {
+        const TEMPORARY: &str = "private, no-store";
+        const DAY: &str = "public, max-age=86400";
         let now = datetime!(2026-06-01 12:00 UTC);
         let cases = [
-            (RedirectStatus::Found, None, Some((302, TEMPORARY_CACHE))),
+            (RedirectStatus::Found, None, Some((302, TEMPORARY))),
             (
                 RedirectStatus::TemporaryRedirect,
                 None,
-                Some((307, TEMPORARY_CACHE)),
+                Some((307, TEMPORARY)),
             ),
-            (
-                RedirectStatus::MovedPermanently,
-                None,
-                Some((301, PERMANENT_CACHE)),
-            ),
-            (
-                RedirectStatus::PermanentRedirect,
-                None,
-                Some((308, PERMANENT_CACHE)),
-            ),
+            (RedirectStatus::MovedPermanently, None, Some((301, DAY))),
+            (RedirectStatus::PermanentRedirect, None, Some((308, DAY))),
             (
                 RedirectStatus::Found,
                 Some(datetime!(2026-06-01 12:00:01 UTC)),
-                Some((302, TEMPORARY_CACHE)),
+                Some((302, TEMPORARY)),
             ),
             (RedirectStatus::Found, Some(now), None),
             (
                 RedirectStatus::MovedPermanently,
                 Some(datetime!(2025-01-01 0:00 UTC)),
                 None,
+            ),
+            // A permanent redirect is kept no longer than the link lives.
+            (
+                RedirectStatus::MovedPermanently,
+                Some(datetime!(2026-06-01 13:00 UTC)),
+                Some((301, "public, max-age=3600")),
+            ),
+            (
+                RedirectStatus::PermanentRedirect,
+                Some(datetime!(2026-06-01 12:00:59.9 UTC)),
+                Some((308, "public, max-age=59")),
+            ),
+            (
+                RedirectStatus::PermanentRedirect,
+                Some(datetime!(2026-06-01 12:00:00.5 UTC)),
+                Some((308, "public, max-age=0")),
+            ),
+            (
+                RedirectStatus::MovedPermanently,
+                Some(datetime!(2026-06-02 12:00 UTC)),
+                Some((301, DAY)),
+            ),
+            (
+                RedirectStatus::MovedPermanently,
+                Some(datetime!(9999-12-31 23:59 UTC)),
+                Some((301, DAY)),
             ),
         ];
         for (status, expires_at, expected) in cases {
@@ -189,10 +238,11 @@ mod tests {
                     cache_control,
                 } => {
                     assert_eq!(location, "https://example.com/x");
-                    Some((status.code(), cache_control))
+                    Some((status.code(), cache_control.to_string()))
                 }
                 Decision::Expired => None,
             };
+            let expected = expected.map(|(code, header)| (code, header.to_owned()));
             assert_eq!(got, expected, "{status:?} expiring {expires_at:?}");
         }
     }

@@ -33,6 +33,24 @@ async fn redirects_with_the_link_status() {
 }
 
 #[tokio::test]
+async fn a_permanent_redirect_is_not_kept_past_the_links_expiry() {
+    let app = spawn_app().await;
+    let expires_at = (time::OffsetDateTime::now_utc() + time::Duration::minutes(10))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    app.create(json!({"destination": "https://example.com/", "code": "soon-gone", "status": 301, "expires_at": expires_at}))
+        .await;
+    let response = app.visit(Method::GET, "/soon-gone").await;
+    assert_eq!(response.status, StatusCode::MOVED_PERMANENTLY);
+    let max_age: u32 = response
+        .header(&header::CACHE_CONTROL)
+        .strip_prefix("public, max-age=")
+        .and_then(|age| age.parse().ok())
+        .expect("public, max-age=N");
+    assert!((540..=600).contains(&max_age), "max-age={max_age}");
+}
+
+#[tokio::test]
 async fn unknown_malformed_and_reserved_codes_get_a_404_page() {
     let app = spawn_app().await;
     let long = format!("/{}", "a".repeat(65));
