@@ -79,25 +79,27 @@ pub(crate) const VISITOR_DAYS: i32 = 7;
 /// Only the holder of the part's lock writes these rows, so counting them here is safe.
 fn capped_insert(source: &str, table: &str, time: &str) -> String {
     format!(
-        "{table}_used AS (
-    SELECT k.link_id, k.dimension, k.t,
-           (SELECT count(*) FROM {table} r
-            WHERE (r.link_id, r.{time}, r.dimension) = (k.link_id, k.t, k.dimension)
-              AND r.value <> $5) AS used
-    FROM (SELECT DISTINCT link_id, dimension, t FROM {source}) AS k
-), {table}_known AS (
+        "{table}_seen AS MATERIALIZED (
+    -- A probe of the primary key per value, whatever the size of the table (a join could
+    -- be planned as a scan of all of it).
     SELECT s.*, EXISTS (SELECT FROM {table} r
                         WHERE (r.link_id, r.{time}, r.dimension, r.value)
                             = (s.link_id, s.t, s.dimension, s.value)) AS known
     FROM {source} s
 ), {table}_capped AS (
+    SELECT link_id, dimension, t, value, hits, bots FROM {table}_seen WHERE known
+    UNION ALL
+    -- Only new values are ranked, and their bucket's rows counted: most values of a busy
+    -- bucket have their row after its first batch.
     SELECT link_id, dimension, t,
-           CASE WHEN known OR used + row_number() OVER (
-                    PARTITION BY link_id, dimension, t, known ORDER BY hits + bots DESC, value
-                ) <= $4
-                THEN value ELSE $5 END AS value,
+           CASE WHEN row_number() OVER (
+                         PARTITION BY link_id, dimension, t ORDER BY hits + bots DESC, value
+                     ) + (SELECT count(*) FROM {table} r
+                          WHERE (r.link_id, r.{time}, r.dimension) = (n.link_id, n.t, n.dimension)
+                            AND r.value <> $5) <= $4
+                THEN value ELSE $5 END,
            hits, bots
-    FROM {table}_known JOIN {table}_used USING (link_id, dimension, t)
+    FROM {table}_seen n WHERE NOT known
 ), {table}_written AS (
     INSERT INTO {table} (link_id, dimension, {time}, value, hits, bots)
     SELECT link_id, dimension, t, value, sum(hits), sum(bots)
