@@ -87,7 +87,8 @@ pub struct Breakdowns {
     pub os: Vec<Ranked>,
 }
 
-/// A link among the account's most visited.
+/// A link among the account's most visited. Only live links are listed: a deleted link's code
+/// may name another link now, so open a link by `link_id`, not by `code` alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopLink {
     pub code: String,
