@@ -322,6 +322,41 @@ test('screenshots of the links page, a link with data, and the overview', async 
   await screenshot('overview');
 });
 
+test('a link opens by its id: an address kept past its delete says so instead of showing the link that took the code', async () => {
+  const api = (method, pathname, body) => page.evaluate(async ([method, pathname, body]) => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const response = await fetch(pathname, {
+      method,
+      headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+      body: body === null ? undefined : JSON.stringify(body),
+    });
+    return { status: response.status, body: response.status === 204 ? null : await response.json() };
+  }, [method, pathname, body]);
+
+  // The overview's top links name the link's id, not only its code.
+  const launch = await api('GET', '/api/v1/links/launch', null);
+  const href = await page.locator('.top-links').getByRole('link', { name: 'launch' }).getAttribute('href');
+  assert.equal(href, `/admin/links/launch?id=${launch.body.id}`);
+
+  const old = await api('POST', '/api/v1/links', { code: 'reused', destination: 'https://example.com/old' });
+  assert.equal(old.status, 201);
+  await page.goto(`${originUrl}/admin/links/reused?id=${old.body.id}`);
+  await page.locator('.link-summary').filter({ hasText: 'https://example.com/old' }).waitFor();
+  assert.equal((await api('DELETE', '/api/v1/links/reused', null)).status, 204);
+  const taken = await api('POST', '/api/v1/links', { code: 'reused', destination: 'https://example.com/new' });
+  assert.equal(taken.status, 201);
+  await page.reload();
+  await page.getByRole('alert').filter({ hasText: 'This link was deleted' }).waitFor();
+  assert.equal(await page.getByText('https://example.com/new').count(), 0);
+  assert.equal(await page.getByRole('link', { name: 'Export CSV' }).count(), 0);
+  // Without an id (typed by hand) the page shows whichever link has the code now.
+  await page.goto(`${originUrl}/admin/links/reused`);
+  await page.locator('.link-summary').filter({ hasText: 'https://example.com/new' }).waitFor();
+  assert.equal((await api('DELETE', '/api/v1/links/reused', null)).status, 204);
+  await page.goto(`${originUrl}/admin`);
+  await page.getByRole('heading', { name: 'Top links' }).waitFor();
+});
+
 test('search, sort and pages of links', async () => {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Links' }).click();
   await page.getByRole('searchbox').fill('shop.example');
