@@ -101,6 +101,11 @@ impl LinkCache {
         Ok(entry)
     }
 
+    /// Whether anything is cached at all (else there is nothing to invalidate).
+    pub(crate) fn is_on(&self) -> bool {
+        self.cache.is_some()
+    }
+
     /// Drops the entry of `code` (a link with this code changed, here or elsewhere).
     pub(crate) async fn invalidate(&self, code: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -162,5 +167,77 @@ impl Expiry<String, Entry> for Ttl {
         } else {
             self.negative_ttl
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shortlink::{Destination, RedirectStatus};
+
+    use super::*;
+
+    fn record(destination: &str) -> LinkRecord {
+        let destination = Destination::parse(destination).expect("destination");
+        LinkRecord::new(1, 1, destination, RedirectStatus::Found, None)
+    }
+
+    fn destination(entry: &Entry) -> Option<&str> {
+        entry.as_ref().map(|link| link.record.destination.as_str())
+    }
+
+    #[tokio::test]
+    async fn a_load_that_overlapped_an_invalidation_is_not_kept() {
+        let cache = LinkCache::new(1 << 20, Duration::from_secs(300), Duration::from_secs(300));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        // The load read the link before a change; the change's invalidation lands while it
+        // is still under way, before it stores what it read.
+        let loading = cache.get_or_load("code", async {
+            released.await.ok();
+            Ok(Some(record("https://example.com/old")))
+        });
+        let invalidating = async {
+            cache.invalidate("code").await;
+            release.send(()).ok();
+        };
+        let (loaded, ()) = tokio::join!(loading, invalidating);
+        let loaded = loaded.expect("loaded");
+        assert_eq!(destination(&loaded), Some("https://example.com/old"));
+
+        let reloaded = cache
+            .get_or_load("code", async {
+                Ok(Some(record("https://example.com/new")))
+            })
+            .await
+            .expect("loaded");
+        assert_eq!(destination(&reloaded), Some("https://example.com/new"));
+        // Without an invalidation meanwhile, a load is kept.
+        let kept = cache
+            .get_or_load("code", async {
+                Ok(Some(record("https://example.com/newer")))
+            })
+            .await
+            .expect("cached");
+        assert_eq!(destination(&kept), Some("https://example.com/new"));
+    }
+
+    #[tokio::test]
+    async fn the_bound_is_in_bytes() {
+        let cache = LinkCache::new(
+            64 * 1024,
+            Duration::from_secs(300),
+            Duration::from_secs(300),
+        );
+        let long = format!("https://example.com/{}", "a".repeat(4_000));
+        for n in 0..100 {
+            let code = format!("code{n}");
+            cache
+                .get_or_load(&code, async { Ok(Some(record(&long))) })
+                .await
+                .expect("loaded");
+        }
+        let usage = cache.usage().await;
+        assert!(usage.bytes <= 64 * 1024, "{usage:?}");
+        // Each entry holds the destination twice: at most 8 fit in 64 KiB.
+        assert!((1..=8).contains(&usage.entries), "{usage:?}");
     }
 }

@@ -256,10 +256,12 @@ impl State {
             })
             .into_iter()
             .collect();
-        tasks.push(Box::pin(invalidation::listen_forever(
-            self.inner.db.clone(),
-            self.inner.cache.clone(),
-        )));
+        if self.inner.cache.is_on() {
+            tasks.push(Box::pin(invalidation::listen_forever(
+                self.inner.db.clone(),
+                self.inner.cache.clone(),
+            )));
+        }
         for (part, wake) in analytics::rollup::Part::ALL
             .into_iter()
             .zip(&self.inner.rollup_wakes)
