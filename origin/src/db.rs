@@ -64,19 +64,24 @@ impl Migrated {
 
 /// Prepares the database, retrying with backoff until it is reachable: runs the migrations
 /// (several instances may do so at once: sqlx serialises them with an advisory lock), and on
-/// a deployment's first start creates and prints its first API key and dashboard user. Only
-/// then is the instance ready, so whoever waits for `/ready` has seen them.
-pub async fn prepare_until_done(pool: PgPool, migrated: Migrated, admin_password: Option<String>) {
+/// a deployment's first start creates its first API key and dashboard user, their secrets
+/// written to the first-start file. Only then is the instance ready, so whoever waits for
+/// `/ready` finds them there.
+pub(crate) async fn prepare_until_done(
+    pool: PgPool,
+    migrated: Migrated,
+    first_start: crate::first_start::FirstStart,
+) {
     let mut delay = Duration::from_millis(200);
     loop {
-        match prepare(&pool, admin_password.as_deref()).await {
+        match prepare(&pool, &first_start).await {
             Ok(()) => {
                 migrated.set();
                 tracing::info!("database migrations applied");
                 return;
             }
             Err(err) => {
-                tracing::warn!(error = %err, retry_in = ?delay, "preparing the database failed");
+                tracing::warn!(error = format!("{err:#}"), retry_in = ?delay, "preparing the database failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
@@ -84,27 +89,12 @@ pub async fn prepare_until_done(pool: PgPool, migrated: Migrated, admin_password
     }
 }
 
-async fn prepare(pool: &PgPool, admin_password: Option<&str>) -> anyhow::Result<()> {
+async fn prepare(
+    pool: &PgPool,
+    first_start: &crate::first_start::FirstStart,
+) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await?;
-    if let Some(key) = crate::auth::create_first_key(pool).await? {
-        println!(
-            "\n  First start: created the API key 'initial'. It is shown only now; keep it:\n\n    {key}\n\n  More keys: origin create-api-key --name <what it is for>\n"
-        );
-    }
-    match crate::accounts::create_first_admin(pool, admin_password).await? {
-        Some(crate::accounts::FirstAdmin {
-            password: Some(password),
-        }) => println!(
-            "\n  First start: created the dashboard user '{user}' with the password below. It is shown only now:\n\n    {password}\n\n  New password: origin create-admin --reset\n",
-            user = crate::accounts::FIRST_ADMIN
-        ),
-        Some(_) => println!(
-            "\n  First start: created the dashboard user '{}' with the password in KURZ_ADMIN_PASSWORD.\n",
-            crate::accounts::FIRST_ADMIN
-        ),
-        None => {}
-    }
-    Ok(())
+    first_start.run(pool).await
 }
 
 /// Ready means: migrated, and PostgreSQL answers within a second. The reason given when not

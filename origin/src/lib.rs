@@ -14,6 +14,7 @@ pub mod db;
 mod edge_api;
 mod error;
 mod extract;
+mod first_start;
 mod health;
 mod invalidation;
 mod links;
@@ -357,7 +358,10 @@ pub async fn serve_with(
     let preparation = tokio::spawn(db::prepare_until_done(
         state.inner.db.clone(),
         state.inner.migrated.clone(),
-        config.admin_password.clone(),
+        first_start::FirstStart {
+            admin_password: config.admin_password.clone(),
+            file: config.first_start_file.clone(),
+        },
     ));
     let mut background = vec![preparation];
     background.extend(state.spawn_background());

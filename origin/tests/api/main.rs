@@ -5,6 +5,7 @@ mod analytics;
 mod dashboard;
 mod edge;
 mod edge_sync;
+mod first_start;
 mod input;
 mod invalidation;
 mod limits;

@@ -1,0 +1,172 @@
+//! A deployment's first start, run as the real binary with its log captured: the first API key
+//! and the generated dashboard password are in the first-start file (mode 0600), and nowhere
+//! in the log.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::support::{CODE_KEY, new_database};
+
+/// The origin binary serving on `port`, its stdout and stderr (the log) going to `log`.
+fn start(database_url: &str, port: u16, first_start_file: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_origin"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("KURZ_BIND", format!("127.0.0.1:{port}"))
+        .env("KURZ_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("KURZ_CODE_KEY", CODE_KEY)
+        .env("KURZ_FIRST_START_FILE", first_start_file)
+        // Everything any crate logs, in both formats' worth of detail.
+        .env("RUST_LOG", "trace")
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .expect("start the origin binary")
+}
+
+fn stop(mut origin: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &origin.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if matches!(origin.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = origin.kill();
+    let _ = origin.wait();
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = client.get(format!("{base}/ready")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the origin did not get ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn value<'a>(file: &'a str, name: &str) -> &'a str {
+    file.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name} in the first-start file:\n{file}"))
+}
+
+#[tokio::test]
+async fn the_first_starts_secrets_are_in_a_private_file_and_not_in_the_log() {
+    let database_url = new_database().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secrets_path = dir.path().join("first-start.txt");
+    let log_path = dir.path().join("origin.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+
+    let origin = start(&database_url, port, &secrets_path, &log_path);
+    wait_ready(&client, &base).await;
+    let secrets = std::fs::read_to_string(&secrets_path).expect("the first-start file");
+    let api_key = value(&secrets, "KURZ_API_KEY").to_owned();
+    let password = value(&secrets, "KURZ_ADMIN_PASSWORD").to_owned();
+    assert_eq!(value(&secrets, "KURZ_ADMIN_USER"), "admin");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secrets_path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+
+    // Both secrets work.
+    let links = client
+        .get(format!("{base}/api/v1/links"))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(links.status(), 200);
+    let session = client
+        .post(format!("{base}/api/v1/session"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"username": "admin", "password": password}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(session.status(), 200);
+
+    // A second start makes no new secrets and leaves the file as it was.
+    stop(origin);
+    let origin = start(&database_url, port, &secrets_path, &log_path);
+    wait_ready(&client, &base).await;
+    stop(origin);
+    assert_eq!(
+        std::fs::read_to_string(&secrets_path).expect("the first-start file"),
+        secrets
+    );
+
+    let log = std::fs::read_to_string(&log_path).expect("the log");
+    assert!(
+        log.contains("first-start file"),
+        "the log says where the secrets are:\n{log}"
+    );
+    assert!(
+        log.contains(&secrets_path.display().to_string()),
+        "the log names the file:\n{log}"
+    );
+    for (name, secret) in [("API key", &api_key), ("admin password", &password)] {
+        assert!(!log.contains(secret.as_str()), "the {name} is in the log");
+    }
+}
+
+#[tokio::test]
+async fn a_first_start_file_that_cannot_be_written_keeps_the_origin_unready() {
+    let database_url = new_database().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("origin.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+
+    let unwritable = dir.path().join("no such folder/first-start.txt");
+    let origin = start(&database_url, port, &unwritable, &log_path);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ready = client
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("the origin answers");
+    stop(origin);
+    assert_eq!(ready.status(), 503);
+    let log = std::fs::read_to_string(&log_path).expect("the log");
+    assert!(
+        log.contains("cannot write KURZ_FIRST_START_FILE"),
+        "the log says why:\n{log}"
+    );
+    // Nothing was made that nobody could read: the next start with a good file makes both.
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
+        .fetch_one(&sqlx::PgPool::connect(&database_url).await.expect("connect"))
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+}
