@@ -103,11 +103,13 @@ export function sign(secret, method, pathname, body, timestamp = Math.floor(Date
 
 /**
  * A proxy from the worker to the origin. It counts requests by path and remembers when each
- * arrived; while `refuse(req)` says so, it drops the connection as a dead origin would.
+ * arrived; while `refuse(req)` says so, it drops the connection as a dead origin would. When
+ * `holdAnswer(req)` returns a promise, the origin's answer reaches the worker only once it
+ * settles (a slow network after the origin has answered).
  */
 export async function originProxy(originPort) {
   const requests = new Map(); // path -> arrival times (ms)
-  const control = { refuse: () => false, requests };
+  const control = { refuse: () => false, holdAnswer: () => null, requests };
   const server = http.createServer((req, res) => {
     requests.set(req.url, [...(requests.get(req.url) ?? []), Date.now()]);
     if (control.refuse(req)) {
@@ -116,7 +118,8 @@ export async function originProxy(originPort) {
     }
     const upstream = http.request(
       { host: '127.0.0.1', port: originPort, path: req.url, method: req.method, headers: req.headers },
-      (answer) => {
+      async (answer) => {
+        await control.holdAnswer(req);
         res.writeHead(answer.statusCode, answer.headers);
         answer.pipe(res);
       },
