@@ -102,14 +102,14 @@ async fn apply(kv: &KvStore, change: SyncChange) -> Result<Applied> {
     let key = kv_key(&change.code);
     let (incoming, value, ttl) = match change.record {
         Some(record) => {
-            let json = serde_json::to_string(&record).map_err(to_worker)?;
+            let json = serde_json::to_string(&record)?;
             (Entry::Link(record), json, None)
         }
         None => {
             let tombstone = Tombstone {
                 version: change.version,
             };
-            let json = serde_json::to_string(&tombstone).map_err(to_worker)?;
+            let json = serde_json::to_string(&tombstone)?;
             let entry = Entry::Deleted(change.version);
             (entry, json, Some(TOMBSTONE_TTL_SECS))
         }
@@ -127,10 +127,6 @@ async fn apply(kv: &KvStore, change: SyncChange) -> Result<Applied> {
         Entry::Deleted(_) => Applied::Deleted,
         _ => Applied::Written,
     })
-}
-
-fn to_worker(err: serde_json::Error) -> worker::Error {
-    worker::Error::RustError(err.to_string())
 }
 
 fn json_error(status: u16, code: &str, message: &str) -> Result<Response> {
