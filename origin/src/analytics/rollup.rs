@@ -62,11 +62,11 @@ const LINK_VALUES: i64 = 100;
 /// one row set, so a wider bound costs little.
 const ACCOUNT_VALUES: i64 = 1_000;
 
-/// A click counts as a unique visitor only in its UTC day's first `VISITOR_DAYS` days back
-/// from today: `visitors_daily` keeps the visitor keys of those days (and retention drops
-/// older ones, a day later, see `retention.rs`). A click dated further back is counted as a
-/// click, never as a new visitor, so a late replay cannot count a visitor twice once the key
-/// that recorded it is gone. Uniques undercount then, instead of overcounting.
+/// A click can add a unique visitor only while its UTC day is at most `VISITOR_DAYS` days
+/// before today (UTC): `visitors_daily` keeps the visitor keys of those days, and retention
+/// drops older ones a day later (`retention.rs`). A click dated further back counts as a
+/// click, never as a new visitor, so a late retry or replay cannot count a visitor again once
+/// the key that recorded them is gone. Such days' uniques undercount instead of overcounting.
 pub(crate) const VISITOR_DAYS: i32 = 7;
 
 /// The rows of one breakdown table after a batch: the batch's values per (link, bucket,
