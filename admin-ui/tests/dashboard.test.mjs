@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -143,6 +144,8 @@ before(async () => {
       KURZ_ADMIN_DIR: ADMIN_DIR,
       KURZ_ADMIN_PASSWORD: PASSWORD,
       KURZ_EDGE_SECRET: EDGE_SECRET,
+      // The first API key goes there (the password is the one above); not in this folder.
+      KURZ_FIRST_START_FILE: path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kurz-ui-')), 'first-start.txt'),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

@@ -10,8 +10,10 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
@@ -162,11 +164,14 @@ before(async () => {
     KURZ_CODE_KEY: CODE_KEY,
     KURZ_EDGE_URL: edgeUrl,
     KURZ_EDGE_SECRET: SECRET,
+    KURZ_FIRST_START_FILE: path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kurz-edge-')), 'first-start.txt'),
   });
   await origin.start();
-  // Printed before the origin reports ready, but the pipe may deliver it a moment later.
-  await eventually('the origin prints its first API key', async () => /kurz_[0-9a-f]{48}/.test(origin.stdout) || origin.stdout, 5_000);
-  apiKey = origin.stdout.match(/kurz_[0-9a-f]{48}/)[0];
+  // Written before the origin reports ready; never printed with the log.
+  const firstStart = fs.readFileSync(origin.env.KURZ_FIRST_START_FILE, 'utf8');
+  apiKey = firstStart.match(/^KURZ_API_KEY=(kurz_[0-9a-f]{48})$/m)?.[1];
+  assert.ok(apiKey, `no API key in the first-start file: ${firstStart}`);
+  assert.doesNotMatch(origin.stdout, /kurz_[0-9a-f]{48}/, 'the API key is in the log');
 });
 
 after(async () => {

@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -168,6 +169,8 @@ export async function startSystem({ queueConsumers, queueProducers = {}, binding
     KURZ_CODE_KEY: crypto.randomBytes(16).toString('hex'),
     KURZ_EDGE_URL: edgeUrl,
     KURZ_EDGE_SECRET: secret,
+    // The first start's secrets (unused here: the key below is made by the CLI).
+    KURZ_FIRST_START_FILE: path.join(os.tmpdir(), `kurz-first-start-${database}.txt`),
   });
   await origin.start();
   const printed = await origin.cli(['create-api-key', '--name', 'edge tests']);

@@ -61,6 +61,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         |edge| format!("http://127.0.0.1:{}", edge.port),
     );
 
+    // The origin writes the first API key there on a new database's first start (never to
+    // its log, which is this terminal).
+    let first_start_file = data.join("first-start.txt");
     let mut origin = Command::new(root().join("target/debug/origin"));
     origin
         .arg("serve")
@@ -69,7 +72,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         .env("KURZ_PUBLIC_URL", &public_url)
         .env("KURZ_CODE_KEY", &secrets.code_key)
         .env("KURZ_ADMIN_DIR", ui::dist_dir())
-        .env("KURZ_ADMIN_PASSWORD", &secrets.admin_password);
+        .env("KURZ_ADMIN_PASSWORD", &secrets.admin_password)
+        .env("KURZ_FIRST_START_FILE", &first_start_file);
     if edge.is_some() {
         origin
             .env("KURZ_EDGE_URL", &public_url)
@@ -97,7 +101,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         String::new()
     };
     eprintln!(
-        "\n  kurz is running.\n\n  dashboard   {origin_url}/admin   (user admin; password: KURZ_ADMIN_PASSWORD in .data/secrets.env)\n{edge_line}  origin      {origin_url}\n  API         {origin_url}/api/v1/links  (Authorization: Bearer <key>)\n  health      {origin_url}/health, {origin_url}/ready\n  database    {database_url}\n\n  Short links are served at {public_url}/<code>.\n  The first start printed an API key above; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n"
+        "\n  kurz is running.\n\n  dashboard   {origin_url}/admin   (user admin; password: KURZ_ADMIN_PASSWORD in .data/secrets.env)\n{edge_line}  origin      {origin_url}\n  API         {origin_url}/api/v1/links  (Authorization: Bearer <key>)\n  health      {origin_url}/health, {origin_url}/ready\n  database    {database_url}\n\n  Short links are served at {public_url}/<code>.\n  The first start wrote an API key to {first_start}; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n",
+        first_start = first_start_file.display()
     );
     wait_for_ctrl_c_or_exit(&mut children)
 }
