@@ -30,7 +30,9 @@ async function entry(code) {
 
 /** Posts a sync batch to the worker as the origin would; its answer. */
 async function sync(changes) {
-  const body = JSON.stringify({ changes });
+  // Indented, so that it never has the bytes (and, within the same second, the signature)
+  // of the origin's own request for the same change, which the edge refuses as a replay.
+  const body = JSON.stringify({ changes }, null, 1);
   const response = await fetch(`${system.edgeUrl}/_edge/sync`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...sign(system.secret, 'POST', '/_edge/sync', body) },
