@@ -29,6 +29,8 @@ const MAX_WAIT_SECS: i64 = 15 * 60;
 /// The name of the user made on a deployment's first start.
 pub const FIRST_ADMIN: &str = "admin";
 const MIN_PASSWORD_CHARS: usize = 10;
+/// Longest username, in bytes.
+const MAX_USERNAME_BYTES: usize = 64;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +64,10 @@ pub(crate) async fn sign_in(
     headers: HeaderMap,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, Error> {
+    // No user has a longer name: refused before a query, and never logged at length.
+    if body.username.len() > MAX_USERNAME_BYTES {
+        return Err(Error::SignInFailed);
+    }
     let db = state.db();
     let user: Option<(i64, String, i32, Option<OffsetDateTime>)> = sqlx::query_as(
         "SELECT id, password_hash, failed_signins, last_failed_at FROM admin_users
@@ -96,7 +102,8 @@ pub(crate) async fn sign_in(
         .bind(&body.username)
         .execute(db)
         .await?;
-        tracing::info!(username = %body.username, "failed sign-in");
+        // Debug-quoted: a name with a line break cannot forge a log line.
+        tracing::info!(username = ?body.username, "failed sign-in");
         return Err(Error::SignInFailed);
     };
     sqlx::query("UPDATE admin_users SET failed_signins = 0, last_failed_at = NULL WHERE id = $1")
@@ -245,8 +252,8 @@ pub async fn set_admin(
 ) -> anyhow::Result<bool> {
     let username = username.trim();
     anyhow::ensure!(
-        !username.is_empty() && username.len() <= 64,
-        "the username must be 1 to 64 characters"
+        !username.is_empty() && username.len() <= MAX_USERNAME_BYTES,
+        "the username must be 1 to {MAX_USERNAME_BYTES} bytes"
     );
     anyhow::ensure!(
         password.chars().count() >= MIN_PASSWORD_CHARS,

@@ -281,7 +281,10 @@ async fn pages_of_links_in_every_order() {
     let bad = app
         .api(Method::GET, "/api/v1/links?sort=clicks", None)
         .await;
-    assert_eq!(bad.error(StatusCode::BAD_REQUEST).0, "bad_request");
+    assert_eq!(
+        bad.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(),
+        Some("sort")
+    );
     let bad_cursor = app.api(Method::GET, "/api/v1/links?cursor=abc", None).await;
     assert_eq!(
         bad_cursor

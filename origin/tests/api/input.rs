@@ -165,3 +165,28 @@ async fn every_spelling_of_every_own_host_is_a_redirect_loop() {
     app.create(json!({"destination": "https://go.example.com/abc"}))
         .await;
 }
+
+#[tokio::test]
+async fn a_sign_in_with_a_name_no_user_can_have_is_refused_without_a_lookup() {
+    let app = spawn_app().await;
+    for username in [
+        "a".repeat(65),
+        "x\nfailed sign-in username=admin".repeat(400),
+    ] {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/session")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"username": username, "password": "whatever-it-is"}).to_string(),
+            ))
+            .expect("request");
+        let response = app.send(request).await;
+        assert_eq!(
+            response.error(StatusCode::UNAUTHORIZED).0,
+            "sign_in_failed",
+            "{} bytes",
+            username.len()
+        );
+    }
+}
