@@ -80,33 +80,26 @@ impl FirstStart {
                 None => {}
             }
         }
-        file.finish();
         Ok(())
     }
 }
 
-/// The first-start file, open for appending, readable by its owner only.
+/// The first-start file, open for appending, readable by its owner only. It is never removed
+/// (an instance that found the key and the user already made leaves it empty): on a shared
+/// volume, another instance may be appending to it.
 struct SecretFile {
     file: File,
     path: PathBuf,
-    /// Whether this start made the file (so it can remove it again if it wrote nothing).
-    created: bool,
-    written: bool,
 }
 
 impl SecretFile {
     fn open(path: &Path) -> std::io::Result<Self> {
         let mut options = std::fs::OpenOptions::new();
-        options.append(true).create_new(true);
+        options.append(true).create(true);
+        // The mode of a file this makes; one that exists keeps its own, checked below.
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let (file, created) = match options.open(path) {
-            Ok(file) => (file, true),
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                (std::fs::OpenOptions::new().append(true).open(path)?, false)
-            }
-            Err(err) => return Err(err),
-        };
+        let file = options.open(path)?;
         // A file that was there before may be readable by others: make it ours alone, or
         // refuse it (fchmod fails when it belongs to someone else).
         #[cfg(unix)]
@@ -119,8 +112,6 @@ impl SecretFile {
         Ok(Self {
             file,
             path: path.to_owned(),
-            created,
-            written: false,
         })
     }
 
@@ -131,23 +122,13 @@ impl SecretFile {
             .file
             .write_all(text.as_bytes())
             .and_then(|()| self.file.sync_all());
-        match written {
-            Ok(()) => self.written = true,
-            Err(err) => tracing::error!(
+        if let Err(err) = written {
+            tracing::error!(
                 error = %err,
                 file = %self.path.display(),
                 "first start: cannot write {what} to the first-start file; make a new API key with \
                  `origin create-api-key`, and a new dashboard password with `origin create-admin --reset`"
-            ),
-        }
-    }
-
-    /// Removes the file again if this start made it and had nothing to put in it (another
-    /// instance made the key and the user first).
-    fn finish(self) {
-        if self.created && !self.written {
-            drop(self.file);
-            let _ = std::fs::remove_file(&self.path);
+            );
         }
     }
 }
@@ -171,9 +152,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("first-start.txt");
 
-        let mut file = SecretFile::open(&path).expect("opens");
-        file.append("KURZ_API_KEY=one\n", "the key");
-        file.finish();
+        SecretFile::open(&path)
+            .expect("opens")
+            .append("KURZ_API_KEY=one\n", "the key");
         assert_eq!(mode(&path), 0o600);
 
         // An existing file that others may read is made private before anything is added.
@@ -181,18 +162,10 @@ mod tests {
         let mut file = SecretFile::open(&path).expect("opens");
         assert_eq!(mode(&path), 0o600);
         file.append("KURZ_API_KEY=two\n", "the key");
-        file.finish();
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             "KURZ_API_KEY=one\nKURZ_API_KEY=two\n"
         );
-
-        // Nothing written: a file this start made is removed, one that was there is kept.
-        let unused = dir.path().join("unused.txt");
-        SecretFile::open(&unused).expect("opens").finish();
-        assert!(!unused.exists());
-        SecretFile::open(&path).expect("opens").finish();
-        assert!(path.exists());
 
         assert!(SecretFile::open(&dir.path().join("missing/first-start.txt")).is_err());
     }
