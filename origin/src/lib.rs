@@ -400,7 +400,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
             serve(&config, listener, shutdown_signal()).await
         }
         Command::CreateApiKey { database, name } => {
-            init_logging(LogFormat::Text);
+            init_command_logging();
             let pool = db::pool(&database)?;
             db::MIGRATOR.run(&pool).await?;
             let created = auth::create_key(&pool, &name).await?;
@@ -416,7 +416,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
             reset,
             password,
         } => {
-            init_logging(LogFormat::Text);
+            init_command_logging();
             let pool = db::pool(&database)?;
             db::MIGRATOR.run(&pool).await?;
             let generated = password.is_none();
@@ -442,7 +442,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
             edge_url,
             edge_secret,
         } => {
-            init_logging(LogFormat::Text);
+            init_command_logging();
             let done = replay_clicks::replay_parked_clicks(
                 &edge_url,
                 &edge_secret,
@@ -464,14 +464,28 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `serve` logs to stdout, the log stream.
 fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// The one-off commands log to stderr: their stdout holds only what they tell the operator (a
+/// new key or password), so `origin create-api-key > key.txt` keeps the log out of it and the
+/// secret out of the log.
+fn init_command_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(log_filter())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what orchestrators send).

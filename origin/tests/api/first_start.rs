@@ -170,3 +170,31 @@ async fn a_first_start_file_that_cannot_be_written_keeps_the_origin_unready() {
         .expect("count");
     assert_eq!(count, 0);
 }
+
+#[tokio::test]
+async fn create_api_key_prints_the_key_on_stdout_and_logs_on_stderr() {
+    let database_url = new_database().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_origin"))
+        .args(["create-api-key", "--name", "deploy script"])
+        .env_clear()
+        .env("DATABASE_URL", &database_url)
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("run origin create-api-key");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8");
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+    let key = stdout
+        .split_whitespace()
+        .find(|word| word.starts_with("kurz_"))
+        .unwrap_or_else(|| panic!("no key on stdout:\n{stdout}"));
+    assert!(!stderr.contains(key), "the key is in the log:\n{stderr}");
+    assert!(
+        stderr.contains("DEBUG") || stderr.contains("INFO"),
+        "the log went elsewhere:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("DEBUG") && !stdout.contains("INFO"),
+        "log lines on stdout:\n{stdout}"
+    );
+}
