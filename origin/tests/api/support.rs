@@ -125,7 +125,8 @@ pub fn config(database_url: &str) -> Config {
         trusted_proxies: 1,
         own_hosts: Vec::new(),
         admin_password: None,
-        first_start_file: std::env::temp_dir().join(format!("kurz-first-start-{}.txt", random_hex())),
+        first_start_file: std::env::temp_dir()
+            .join(format!("kurz-first-start-{}.txt", random_hex())),
         admin_dir: None,
         log_format: LogFormat::Text,
     }
