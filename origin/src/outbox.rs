@@ -84,18 +84,21 @@ pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
         }
     };
     let mut backoff = Duration::from_millis(200);
-    // Halved on every batch the edge refuses, doubled back on every one it takes.
+    // Halved on every batch the edge refuses and grown by a quarter on every one it takes
+    // (doubling would send again the size just refused, every other time), until the outbox
+    // is empty.
     let mut max_codes = MAX_CODES;
     loop {
         match deliver_batch(&state, &edge, &client, max_codes).await {
             Ok(Outcome::Idle) => {
                 backoff = Duration::from_millis(200);
+                max_codes = MAX_CODES;
                 let _ = tokio::time::timeout(POLL, edge.wake.notified()).await;
             }
             Ok(Outcome::Delivered(rows)) => {
                 tracing::debug!(rows, "link changes delivered to the edge");
                 backoff = Duration::from_millis(200);
-                max_codes = (max_codes * 2).min(MAX_CODES);
+                max_codes = (max_codes + max_codes.div_ceil(4)).min(MAX_CODES);
             }
             Ok(Outcome::Refused { codes }) => max_codes = (codes / 2).max(1),
             Ok(Outcome::Parked) => {}
@@ -116,6 +119,9 @@ async fn deliver_batch(
     max_codes: usize,
 ) -> anyhow::Result<Outcome> {
     let mut tx: Transaction<'_, Postgres> = state.db().begin().await?;
+    // Once the lock is held, the transaction is ended explicitly on every path but a database
+    // error: a dropped one is rolled back only later, on its connection, and would keep the
+    // lock from the next attempt.
     let deliverer: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
         .bind(DELIVERER_LOCK)
         .fetch_one(&mut *tx)
@@ -141,6 +147,7 @@ async fn deliver_batch(
         }
     }
     if codes.is_empty() {
+        tx.rollback().await?;
         return Ok(Outcome::Idle);
     }
     let rows_of = |code: &str| -> Vec<i64> {
@@ -174,14 +181,21 @@ async fn deliver_batch(
     let path = "/_edge/sync";
     let timestamp = OffsetDateTime::now_utc().unix_timestamp();
     let signature = signature::sign(edge.secret.as_bytes(), "POST", path, timestamp, &body);
-    let response = client
+    let answer = client
         .post(format!("{}{path}", edge.url))
         .header("content-type", "application/json")
         .header(TIMESTAMP_HEADER, timestamp.to_string())
         .header(SIGNATURE_HEADER, signature)
         .body(body)
         .send()
-        .await?;
+        .await;
+    let response = match answer {
+        Ok(response) => response,
+        Err(err) => {
+            tx.rollback().await?;
+            return Err(err.into());
+        }
+    };
     let status = response.status();
     if status.is_success() {
         let ids: Vec<i64> = sent.iter().flat_map(|code| rows_of(code)).collect();
@@ -197,6 +211,7 @@ async fn deliver_batch(
     if !refused_for_good(status) {
         // Unreachable, overloaded, or a secret or clock that an operator has to fix: the same
         // batch again later. Codes parked above are parked again then.
+        tx.rollback().await?;
         anyhow::bail!(refusal);
     }
     match sent.as_slice() {
@@ -209,6 +224,8 @@ async fn deliver_batch(
             tracing::warn!(codes = codes.len(), %refusal, "edge sync batch refused: sending it in halves");
             if parked {
                 tx.commit().await?;
+            } else {
+                tx.rollback().await?;
             }
             Ok(Outcome::Refused { codes: codes.len() })
         }
