@@ -2,9 +2,10 @@
 //! something this build cannot read, which is then asked of the origin as on a miss), and
 //! which of two entries a writer of KV keeps.
 //!
-//! Every writer of KV (sync, the miss fill) and the memo keep the newer of two entries by
-//! [`replaces`]: link records and tombstones carry the version of the link state they hold,
-//! so a late write of an older state leaves a newer one in place.
+//! Every writer of KV (sync, the miss fill, by [`replaces`]) and the memo (by
+//! [`Entry::is_newer_than`]) keep the newer of two entries: link records and tombstones carry
+//! the version of the link state they hold, so a late write of an older state leaves a newer
+//! one in place.
 
 use shortlink::edge::{KV_MISSING, Tombstone};
 use shortlink::redirect::LinkRecord;
@@ -54,16 +55,29 @@ impl Entry {
     }
 }
 
-/// Whether a writer of KV that holds `incoming` may overwrite `current`, what KV holds for the
-/// code (read just before). Only a newer state does: an equal one is already there.
+/// Who writes a KV entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// `POST /_edge/sync`: the origin's committed state, kept without expiry.
+    Sync,
+    /// The miss fill: what the origin answered a visit, cached with an expiry.
+    Fill,
+}
+
+/// Whether `writer`, holding `incoming`, may overwrite `current`: what KV holds for the code,
+/// read just before. Only a newer state may, except that a sync also writes the state KV
+/// already has, so that a record a fill cached (with an expiry) becomes a lasting one.
 ///
 /// An entry of version 0 comes from an origin that predates versions (or was written by one);
 /// such a writer always overwrote, and keeps doing so until its origin is upgraded.
-pub fn replaces(incoming: &Entry, current: Option<&Entry>) -> bool {
+pub fn replaces(writer: Writer, incoming: &Entry, current: Option<&Entry>) -> bool {
     match current {
         None | Some(Entry::Unreadable(_)) => !matches!(incoming, Entry::Unreadable(_)),
         Some(_) if incoming.version() == Some(0) => true,
-        Some(current) => incoming.is_newer_than(current),
+        Some(current) => match writer {
+            Writer::Sync => incoming.version().is_some() && !current.is_newer_than(incoming),
+            Writer::Fill => incoming.is_newer_than(current),
+        },
     }
 }
 
@@ -115,41 +129,49 @@ mod tests {
 
     #[test]
     fn a_writer_keeps_the_newer_entry() {
+        use Writer::{Fill, Sync};
         let unreadable = Entry::Unreadable("bad".into());
         let cases = [
             // Nothing (or nothing readable) there: any entry goes in.
-            (link(5), None, true),
-            (Entry::Deleted(5), None, true),
-            (Entry::Missing, None, true),
-            (link(5), Some(&unreadable), true),
-            (Entry::Missing, Some(&unreadable), true),
-            (unreadable.clone(), None, false),
-            // Versions decide; an equal version is already there.
-            (link(6), Some(&link(5)), true),
-            (link(5), Some(&link(5)), false),
-            (link(4), Some(&link(5)), false),
-            (Entry::Deleted(6), Some(&link(5)), true),
-            (Entry::Deleted(5), Some(&Entry::Deleted(5)), false),
+            (Fill, link(5), None, true),
+            (Sync, Entry::Deleted(5), None, true),
+            (Fill, Entry::Missing, None, true),
+            (Sync, link(5), Some(&unreadable), true),
+            (Fill, Entry::Missing, Some(&unreadable), true),
+            (Fill, unreadable.clone(), None, false),
+            // Versions decide.
+            (Sync, link(6), Some(&link(5)), true),
+            (Fill, link(6), Some(&link(5)), true),
+            (Sync, link(4), Some(&link(5)), false),
+            (Fill, link(4), Some(&link(5)), false),
+            (Sync, Entry::Deleted(6), Some(&link(5)), true),
+            // The same state again: a sync rewrites it (dropping a fill's expiry), a fill not.
+            (Sync, link(5), Some(&link(5)), true),
+            (Fill, link(5), Some(&link(5)), false),
+            (Sync, Entry::Deleted(5), Some(&Entry::Deleted(5)), true),
             // A late fill or sync of the state before a delete does not bring the link back.
-            (link(5), Some(&Entry::Deleted(6)), false),
+            (Fill, link(5), Some(&Entry::Deleted(6)), false),
+            (Sync, link(5), Some(&Entry::Deleted(6)), false),
             // A new link on a deleted code: its version is above the delete's.
-            (link(7), Some(&Entry::Deleted(6)), true),
+            (Sync, link(7), Some(&Entry::Deleted(6)), true),
+            (Fill, link(7), Some(&Entry::Deleted(6)), true),
             // The "no such link" marker gives way to any state, and never replaces one.
-            (link(1), Some(&Entry::Missing), true),
-            (Entry::Deleted(1), Some(&Entry::Missing), true),
-            (Entry::Missing, Some(&link(5)), false),
-            (Entry::Missing, Some(&Entry::Deleted(5)), false),
-            (Entry::Missing, Some(&Entry::Missing), false),
+            (Fill, link(1), Some(&Entry::Missing), true),
+            (Sync, Entry::Deleted(1), Some(&Entry::Missing), true),
+            (Fill, Entry::Missing, Some(&link(5)), false),
+            (Fill, Entry::Missing, Some(&Entry::Deleted(5)), false),
+            (Fill, Entry::Missing, Some(&Entry::Missing), false),
             // Writers from before versions overwrite, as they did.
-            (link(0), Some(&link(5)), true),
-            (Entry::Deleted(0), Some(&link(5)), true),
-            (link(1), Some(&link(0)), true),
+            (Sync, link(0), Some(&link(5)), true),
+            (Sync, Entry::Deleted(0), Some(&link(5)), true),
+            (Fill, link(0), Some(&link(5)), true),
+            (Sync, link(1), Some(&link(0)), true),
         ];
-        for (incoming, current, expected) in cases {
+        for (writer, incoming, current, expected) in cases {
             assert_eq!(
-                replaces(&incoming, current),
+                replaces(writer, &incoming, current),
                 expected,
-                "{incoming:?} over {current:?}"
+                "{writer:?}: {incoming:?} over {current:?}"
             );
         }
     }

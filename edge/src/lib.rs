@@ -44,7 +44,7 @@ use worker::{
 };
 
 use crate::breaker::Breaker;
-use crate::entry::Entry;
+use crate::entry::{Entry, Writer};
 use crate::memo::Memo;
 use crate::outbox::{Added, Outbox};
 use crate::route::Route;
@@ -194,7 +194,7 @@ fn fill_kv(ctx: &Context, env: &Env, code: &ShortCode, entry: Entry, value: Stri
         let fill = async {
             let kv = kv?;
             let current = kv.get(&key).text().await?.map(|text| entry::parse(&text));
-            if entry::replaces(&entry, current.as_ref()) {
+            if entry::replaces(Writer::Fill, &entry, current.as_ref()) {
                 kv.put(&key, value)?.expiration_ttl(ttl).execute().await?;
             }
             Ok::<_, worker::Error>(())

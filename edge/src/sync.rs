@@ -7,7 +7,7 @@ use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use worker::kv::KvStore;
 use worker::{Env, Request, Response, Result};
 
-use crate::entry::{self, Entry};
+use crate::entry::{self, Entry, Writer};
 use crate::route::SYNC_PATH;
 use crate::{LINKS, edge_secret, now_secs};
 
@@ -88,13 +88,13 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
 enum Applied {
     Written,
     Deleted,
-    /// KV already held this version of the code or a newer one.
+    /// KV already held a newer version of the code.
     Stale,
 }
 
-/// Writes one change to KV unless KV holds the same or a newer state of the code
-/// ([`entry::replaces`]): a sync request that was overtaken (sent before a timeout, then
-/// again with a newer state) or a miss fill that read the origin later leave it alone. A
+/// Writes one change to KV unless KV holds a newer state of the code ([`entry::replaces`]):
+/// a sync request that was overtaken (sent before a timeout, then again with a newer state)
+/// or a miss fill that read the origin later leave it alone. A
 /// deleted code gets a tombstone rather than no entry, so that an older record written
 /// late finds it. KV has no compare-and-swap; the origin sends one sync request at a time,
 /// and `fill_kv` in lib.rs states what still can race.
@@ -115,7 +115,7 @@ async fn apply(kv: &KvStore, change: SyncChange) -> Result<Applied> {
         }
     };
     let current = kv.get(&key).text().await?.map(|text| entry::parse(&text));
-    if !entry::replaces(&incoming, current.as_ref()) {
+    if !entry::replaces(Writer::Sync, &incoming, current.as_ref()) {
         return Ok(Applied::Stale);
     }
     let put = kv.put(&key, value)?;

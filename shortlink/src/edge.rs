@@ -87,7 +87,7 @@ pub struct SyncChange {
 pub struct SyncResult {
     pub written: usize,
     pub deleted: usize,
-    /// Changes not applied because KV already held this version or a newer one.
+    /// Changes not applied because KV already held a newer version of the code.
     #[serde(default)]
     pub stale: usize,
 }
