@@ -129,37 +129,14 @@ async fn deliver_batch(
     if !deliverer {
         return Ok(Outcome::Idle);
     }
-    // SKIP LOCKED only matters while origins from before the lock still run beside this one.
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, code FROM edge_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(MAX_CODES as i64)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut codes = Vec::new();
-    let mut seen = HashSet::new();
-    for (_, code) in &rows {
-        if codes.len() == max_codes {
-            break;
-        }
-        if seen.insert(code.as_str()) {
-            codes.push(code.clone());
-        }
-    }
-    if codes.is_empty() {
+    let claimed = Claimed::take(&mut tx, max_codes).await?;
+    if claimed.codes.is_empty() {
         tx.rollback().await?;
         return Ok(Outcome::Idle);
     }
-    let rows_of = |code: &str| -> Vec<i64> {
-        rows.iter()
-            .filter(|(_, row_code)| row_code == code)
-            .map(|(id, _)| *id)
-            .collect()
-    };
-
     let mut parked = false;
     let mut batch = Batch::new(MAX_BATCH_BYTES);
-    for (code, change) in current_changes(&mut tx, &codes).await? {
+    for (code, change) in current_changes(&mut tx, &claimed.codes).await? {
         match change {
             Ok(change) => {
                 if !batch.add(&code, &change)? {
@@ -167,7 +144,7 @@ async fn deliver_batch(
                 }
             }
             Err(err) => {
-                park(&mut tx, &code, &rows_of(&code), &err).await?;
+                park(&mut tx, &code, &claimed.ids_of(&code), &err).await?;
                 parked = true;
             }
         }
@@ -176,20 +153,8 @@ async fn deliver_batch(
         tx.commit().await?;
         return Ok(Outcome::Parked);
     }
-
     let (body, sent) = batch.finish();
-    let path = "/_edge/sync";
-    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
-    let signature = signature::sign(edge.secret.as_bytes(), "POST", path, timestamp, &body);
-    let answer = client
-        .post(format!("{}{path}", edge.url))
-        .header("content-type", "application/json")
-        .header(TIMESTAMP_HEADER, timestamp.to_string())
-        .header(SIGNATURE_HEADER, signature)
-        .body(body)
-        .send()
-        .await;
-    let response = match answer {
+    let response = match post(edge, client, body).await {
         Ok(response) => response,
         Err(err) => {
             tx.rollback().await?;
@@ -198,7 +163,7 @@ async fn deliver_batch(
     };
     let status = response.status();
     if status.is_success() {
-        let ids: Vec<i64> = sent.iter().flat_map(|code| rows_of(code)).collect();
+        let ids: Vec<i64> = sent.iter().flat_map(|code| claimed.ids_of(code)).collect();
         sqlx::query("DELETE FROM edge_outbox WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
@@ -214,22 +179,79 @@ async fn deliver_batch(
         tx.rollback().await?;
         anyhow::bail!(refusal);
     }
-    match sent.as_slice() {
-        [code] => {
-            park(&mut tx, code, &rows_of(code), &refusal).await?;
-            tx.commit().await?;
-            Ok(Outcome::Parked)
-        }
-        codes => {
-            tracing::warn!(codes = codes.len(), %refusal, "edge sync batch refused: sending it in halves");
-            if parked {
-                tx.commit().await?;
-            } else {
-                tx.rollback().await?;
-            }
-            Ok(Outcome::Refused { codes: codes.len() })
-        }
+    if let [code] = sent.as_slice() {
+        park(&mut tx, code, &claimed.ids_of(code), &refusal).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Parked);
     }
+    tracing::warn!(codes = sent.len(), %refusal, "edge sync batch refused: sending it in halves");
+    if parked {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(Outcome::Refused { codes: sent.len() })
+}
+
+/// The outbox rows one delivery works on, locked by its transaction, and their codes.
+#[derive(Debug)]
+struct Claimed {
+    /// (id, code), oldest first.
+    rows: Vec<(i64, String)>,
+    /// The first `max_codes` distinct codes of the rows, in the order of their oldest row.
+    codes: Vec<String>,
+}
+
+impl Claimed {
+    async fn take(tx: &mut PgConnection, max_codes: usize) -> Result<Self, sqlx::Error> {
+        // SKIP LOCKED only matters while origins from before the lock run beside this one.
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, code FROM edge_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(MAX_CODES as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut codes = Vec::new();
+        let mut seen = HashSet::new();
+        for (_, code) in &rows {
+            if codes.len() == max_codes {
+                break;
+            }
+            if seen.insert(code.as_str()) {
+                codes.push(code.clone());
+            }
+        }
+        Ok(Self { rows, codes })
+    }
+
+    /// The ids of the claimed rows of `code`: delivering the code's current state settles
+    /// all of them.
+    fn ids_of(&self, code: &str) -> Vec<i64> {
+        self.rows
+            .iter()
+            .filter(|(_, row_code)| row_code == code)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// One signed `POST /_edge/sync`.
+async fn post(
+    edge: &EdgeSync,
+    client: &reqwest::Client,
+    body: Vec<u8>,
+) -> reqwest::Result<reqwest::Response> {
+    let path = "/_edge/sync";
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+    let signature = signature::sign(edge.secret.as_bytes(), "POST", path, timestamp, &body);
+    client
+        .post(format!("{}{path}", edge.url))
+        .header("content-type", "application/json")
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(SIGNATURE_HEADER, signature)
+        .body(body)
+        .send()
+        .await
 }
 
 /// Answers to a sync request that sending the same changes again cannot change: the body
