@@ -308,7 +308,7 @@ const scenarios = {
     await sleep(Math.max(0, 15_000 - (Date.now() - downAt)));
     await origin.start();
     const downMs = Date.now() - downAt;
-    const replay = origin.cli(['replay-parked-clicks', '--edge-url', edgeUrl]);
+    const replay = await origin.cli(['replay-parked-clicks', '--edge-url', edgeUrl]);
     await eventually('every click reaches PostgreSQL', async () => {
       const count = Number(psql(databaseUrl, `SELECT count(*) FROM clicks WHERE link_id = ${created.body.id}`)) - before;
       return count >= served || count;

@@ -3,26 +3,16 @@
 // Nothing here is simulated: a killed process is killed with a signal.
 
 import assert from 'node:assert/strict';
+import { freePort, psql, sign, sleep, Origin as TestOrigin } from '../tests/harness.mjs';
+
+export { freePort, psql, sleep };
 import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export async function freePort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 /** Polls `check` until it returns true; fails with its last answer after `timeoutMs`. */
 export async function eventually(what, check, timeoutMs, everyMs = 50) {
@@ -38,10 +28,6 @@ export async function eventually(what, check, timeoutMs, everyMs = 50) {
     await sleep(everyMs);
   }
   assert.fail(`${what}: not within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
-}
-
-export function psql(url, sql) {
-  return execFileSync('psql', [url, '-Atq', '-v', 'ON_ERROR_STOP=1', '-c', sql], { encoding: 'utf8' }).trim();
 }
 
 /** Runs `command` as the `postgres` user when we are root (initdb refuses root). */
@@ -106,19 +92,19 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-/** One origin binary, started and stopped for real; its output is kept for the checks. */
-export class Origin {
+/**
+ * The tests' origin process, with both output streams kept (a scenario reads its last log
+ * line) and stopped by any signal, SIGKILL included.
+ */
+export class Origin extends TestOrigin {
   constructor(bin, port, env) {
-    this.bin = bin;
-    this.port = port;
-    this.url = `http://127.0.0.1:${port}`;
-    this.env = env;
+    super(bin, port, { ...env, KURZ_BIND: `127.0.0.1:${port}` });
     this.output = '';
   }
 
   async start() {
     this.process = spawn(this.bin, ['serve'], {
-      env: { ...process.env, RUST_LOG: 'info', ...this.env, KURZ_BIND: `127.0.0.1:${this.port}` },
+      env: { ...process.env, RUST_LOG: 'info', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     running.add(this.process);
@@ -141,13 +127,8 @@ export class Origin {
     return code;
   }
 
-  /** Runs `origin <args>` against this origin's database and returns what it printed. */
-  cli(args) {
-    return execFileSync(this.bin, args, { env: { ...process.env, ...this.env, RUST_LOG: 'warn' }, encoding: 'utf8' });
-  }
-
   async createApiKey() {
-    const printed = this.cli(['create-api-key', '--name', 'chaos']);
+    const printed = await this.cli(['create-api-key', '--name', 'chaos']);
     const key = printed.match(/kurz_[0-9a-f]{48}/);
     assert.ok(key, `create-api-key printed no key: ${printed}`);
     return key[0];
@@ -184,12 +165,7 @@ export async function proxy({ target, delayMs = () => 0 }) {
 }
 
 export function signer(secret) {
-  return (method, pathname, body, timestamp = Math.floor(Date.now() / 1000)) => {
-    const mac = crypto.createHmac('sha256', secret);
-    mac.update(`${method}\n${pathname}\n${timestamp}\n`);
-    mac.update(body);
-    return { 'x-kurz-timestamp': String(timestamp), 'x-kurz-signature': mac.digest('hex') };
-  };
+  return (...request) => sign(secret, ...request);
 }
 
 /** Calls `/api/v1` with a key; network failures come back as `{ status: 0 }`. */

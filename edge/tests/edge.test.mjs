@@ -7,177 +7,34 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { once } from 'node:events';
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Miniflare } from 'miniflare';
+import { eventually, psql, sign as signWith, startSystem } from './harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const ADMIN_URL = required('KURZ_TEST_DATABASE_URL');
-const ORIGIN_BIN = required('KURZ_ORIGIN_BIN');
-const SECRET = crypto.randomBytes(32).toString('hex');
-const CODE_KEY = crypto.randomBytes(16).toString('hex');
-
+let system; // the origin, the worker and the proxy between them (harness.mjs)
 let origin; // the origin process and how to reach it
 let edgeUrl; // miniflare's URL
 let mf;
-let proxy;
 let databaseUrl;
-let apiKey;
-const originRequests = new Map(); // path -> count, as seen by the proxy
+let api;
+let visit;
 
-function required(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run these tests with \`cargo xtask test\``);
-  return value;
+/** How many requests for `path` (all paths when none is given) reached the origin. */
+function originRequests(path) {
+  const counts = [...system.proxy.requests].filter(([url]) => path === undefined || url === path);
+  return counts.reduce((sum, [, times]) => sum + times.length, 0);
 }
 
-function psql(url, sql) {
-  return execFileSync('psql', [url, '-Atq', '-v', 'ON_ERROR_STOP=1', '-c', sql], { encoding: 'utf8' }).trim();
-}
-
-async function freePort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-async function eventually(what, check, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await check();
-    if (last === true) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.fail(`${what}: not within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
-}
-
-/** The origin binary, started and stopped for real. */
-class Origin {
-  constructor(port, env) {
-    this.port = port;
-    this.url = `http://127.0.0.1:${port}`;
-    this.env = env;
-    this.stdout = '';
-  }
-
-  async start() {
-    this.process = spawn(ORIGIN_BIN, ['serve'], {
-      env: { ...process.env, ...this.env, RUST_LOG: 'warn' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    this.process.stdout.on('data', (chunk) => {
-      this.stdout += chunk;
-    });
-    await eventually('origin ready', async () => {
-      try {
-        return (await fetch(`${this.url}/ready`)).status === 200;
-      } catch {
-        return false;
-      }
-    }, 30_000);
-  }
-
-  async stop() {
-    const exited = once(this.process, 'exit');
-    this.process.kill('SIGTERM');
-    await exited;
-  }
-}
-
-function sign(method, pathname, body, timestamp = Math.floor(Date.now() / 1000)) {
-  const mac = crypto.createHmac('sha256', SECRET);
-  mac.update(`${method}\n${pathname}\n${timestamp}\n`);
-  mac.update(body);
-  return { 'x-kurz-timestamp': String(timestamp), 'x-kurz-signature': mac.digest('hex') };
-}
-
-async function api(method, pathname, body) {
-  const response = await fetch(`${origin.url}/api/v1${pathname}`, {
-    method,
-    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
-
-function visit(code, init = {}) {
-  return fetch(`${edgeUrl}/${code}`, { redirect: 'manual', ...init });
-}
+const sign = (...request) => signWith(system.secret, ...request);
 
 before(async () => {
-  const database = `edge_${crypto.randomBytes(6).toString('hex')}`;
-  psql(ADMIN_URL, `CREATE DATABASE ${database}`);
-  databaseUrl = ADMIN_URL.replace(/\/[^/]*$/, `/${database}`);
-
-  const [originPort, proxyPort, edgePort] = [await freePort(), await freePort(), await freePort()];
-  proxy = http.createServer((req, res) => {
-    originRequests.set(req.url, (originRequests.get(req.url) ?? 0) + 1);
-    const upstream = http.request(
-      { host: '127.0.0.1', port: originPort, path: req.url, method: req.method, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    // The origin is down: the worker sees a dropped connection, as it would in production.
-    upstream.on('error', () => req.socket.destroy());
-    req.pipe(upstream);
-  });
-  proxy.listen(proxyPort, '127.0.0.1');
-  await once(proxy, 'listening');
-
-  mf = new Miniflare({
-    host: '127.0.0.1',
-    port: edgePort,
-    modules: true,
-    scriptPath: path.join(ROOT, 'edge/build/index.js'),
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
-    compatibilityDate: '2026-04-20',
-    kvNamespaces: ['LINKS'],
-    queueProducers: { CLICKS: { queueName: 'kurz-clicks' } },
+  system = await startSystem({
     queueConsumers: { 'kurz-clicks': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100 } },
-    bindings: {
-      ORIGIN_URL: `http://127.0.0.1:${proxyPort}`,
-      EDGE_SECRET: SECRET,
-      CLICK_RETRY_DELAY_SECS: '1',
-    },
+    bindings: { CLICK_RETRY_DELAY_SECS: '1' },
   });
-  edgeUrl = (await mf.ready).toString().replace(/\/$/, '');
-
-  origin = new Origin(originPort, {
-    DATABASE_URL: databaseUrl,
-    KURZ_BIND: `127.0.0.1:${originPort}`,
-    KURZ_PUBLIC_URL: edgeUrl,
-    KURZ_CODE_KEY: CODE_KEY,
-    KURZ_EDGE_URL: edgeUrl,
-    KURZ_EDGE_SECRET: SECRET,
-    KURZ_FIRST_START_FILE: path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kurz-edge-')), 'first-start.txt'),
-  });
-  await origin.start();
-  // Written before the origin reports ready; never printed with the log.
-  const firstStart = fs.readFileSync(origin.env.KURZ_FIRST_START_FILE, 'utf8');
-  apiKey = firstStart.match(/^KURZ_API_KEY=(kurz_[0-9a-f]{48})$/m)?.[1];
-  assert.ok(apiKey, `no API key in the first-start file: ${firstStart}`);
-  assert.doesNotMatch(origin.stdout, /kurz_[0-9a-f]{48}/, 'the API key is in the log');
+  ({ origin, edgeUrl, mf, databaseUrl, api, visit } = system);
 });
 
 after(async () => {
-  await origin?.stop().catch(() => {});
-  await mf?.dispose();
-  proxy?.close();
+  await system?.stop();
 });
 
 test('a link created, edited and deleted through the API is followed at the edge', async () => {
@@ -211,17 +68,17 @@ test('a KV miss asks the origin once, then KV answers', async () => {
   // Written behind the outbox's back, so the link is in PostgreSQL but not in KV.
   psql(databaseUrl, "INSERT INTO links (code, destination) VALUES ('only-in-db', 'https://example.com/db')");
   const resolve = '/_edge/resolve/only-in-db';
-  assert.equal(originRequests.get(resolve) ?? 0, 0);
+  assert.equal(originRequests(resolve), 0);
   const first = await visit('only-in-db');
   assert.equal(first.status, 302);
   assert.equal(first.headers.get('location'), 'https://example.com/db');
-  assert.equal(originRequests.get(resolve), 1);
+  assert.equal(originRequests(resolve), 1);
   await eventually('the record is cached in KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:only-in-db'))) !== null, 2_000);
   for (let i = 0; i < 3; i += 1) {
     const again = await visit('only-in-db');
     assert.equal(again.status, 302);
   }
-  assert.equal(originRequests.get(resolve), 1, 'later visits were served from KV');
+  assert.equal(originRequests(resolve), 1, 'later visits were served from KV');
 
   // Each isolate keeps what it read for a second: a record written to KV by another isolate's
   // sync (here: behind the worker's back) is served within that second, still without the origin.
@@ -232,22 +89,22 @@ test('a KV miss asks the origin once, then KV answers', async () => {
   await eventually('the edge serves the record written to KV', async () =>
     (await visit('only-in-db')).headers.get('location') === 'https://example.com/db-2', 2_000);
   console.log(`KV write served after ${Date.now() - writtenAt} ms`);
-  assert.equal(originRequests.get(resolve), 1, 'visits after the memo expired were served from KV');
+  assert.equal(originRequests(resolve), 1, 'visits after the memo expired were served from KV');
 
   // Unknown codes are remembered as unknown.
   const unknown = '/_edge/resolve/never-made';
   assert.equal((await visit('never-made')).status, 404);
   await eventually('the miss is cached in KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:never-made'))) !== null, 2_000);
   assert.equal((await visit('never-made')).status, 404);
-  assert.equal(originRequests.get(unknown), 1);
+  assert.equal(originRequests(unknown), 1);
 
   // Malformed codes never reach KV or the origin.
-  const before = [...originRequests.values()].reduce((a, b) => a + b, 0);
+  const before = originRequests();
   for (const bad of ['a.b', '%FF%FE', 'x'.repeat(10_000), 'a/b']) {
     const answer = await visit(bad);
     assert.equal(answer.status, 404, bad.slice(0, 20));
   }
-  assert.equal([...originRequests.values()].reduce((a, b) => a + b, 0), before);
+  assert.equal(originRequests(), before);
 });
 
 test('odd methods and oversized paths get clean 4xx answers', async () => {
