@@ -1,12 +1,13 @@
 //! Dashboard sign-in: admin users (Argon2id passwords), browser sessions (an HttpOnly cookie
-//! and a CSRF token), and the slow-down after failed sign-ins.
+//! and a CSRF token). The limits on sign-in attempts are in `sign_in_limit.rs`.
 //!
 //! Routes: `POST /api/v1/session` signs in (the one API route without auth), `GET` says who
 //! is signed in (and hands the dashboard its CSRF token again after a reload), `DELETE` signs out.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, password_hash::rand_core::OsRng};
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version, password_hash::rand_core::OsRng};
 use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -17,15 +18,12 @@ use time::OffsetDateTime;
 
 use crate::error::Error;
 use crate::extract::ApiJson;
+use crate::sign_in_limit::{Attempt, user_key};
 
 pub(crate) const COOKIE: &str = "kurz_session";
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a sign-in lasts; signing in again starts a new session.
 const SESSION_LIFETIME: time::Duration = time::Duration::days(7);
-/// Failed sign-ins in a row that are free; after that each one doubles the wait (1 s, 2 s,
-/// 4 s, ... up to [`MAX_WAIT_SECS`]) before the next attempt is even checked.
-const FREE_FAILURES: i32 = 5;
-const MAX_WAIT_SECS: i64 = 15 * 60;
 /// The name of the user made on a deployment's first start.
 pub const FIRST_ADMIN: &str = "admin";
 const MIN_PASSWORD_CHARS: usize = 10;
@@ -61,7 +59,7 @@ pub(crate) enum Caller {
 
 pub(crate) async fn sign_in(
     State(state): State<crate::State>,
-    headers: HeaderMap,
+    request: Parts,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, Error> {
     // No user has a longer name: refused before a query, and never logged at length.
@@ -69,47 +67,52 @@ pub(crate) async fn sign_in(
         return Err(Error::SignInFailed);
     }
     let db = state.db();
-    let user: Option<(i64, String, i32, Option<OffsetDateTime>)> = sqlx::query_as(
-        "SELECT id, password_hash, failed_signins, last_failed_at FROM admin_users
-         WHERE username = $1",
+    let limiter = &state.inner.sign_in;
+    let attempt = Attempt::new(state.inner.client_ip.of_request(&request), &body.username);
+    let user: Option<(i64, String, bool)> = sqlx::query_as(
+        "SELECT u.id, u.password_hash, EXISTS (
+             SELECT 1 FROM sign_in_known_addresses k
+             WHERE k.user_id = u.id AND k.address = $2
+               AND k.last_success_at > now() - make_interval(days => $3))
+         FROM admin_users u WHERE u.username = $1",
     )
     .bind(&body.username)
+    .bind(attempt.address.as_slice())
+    .bind(i32::try_from(limiter.limits().known_address_days).unwrap_or(i32::MAX))
     .fetch_optional(db)
     .await?;
-    let now = OffsetDateTime::now_utc();
-    if let Some((_, _, failures, Some(last_failed))) = &user {
-        let wait = wait_after(*failures);
-        let retry_at = *last_failed + wait;
-        if retry_at > now {
-            let seconds = (retry_at - now).whole_seconds().max(1);
-            return Err(Error::TooManySignIns { seconds });
-        }
-    }
+    let known_address = user.as_ref().is_some_and(|(_, _, known)| *known);
+    // Counted before the hash, whether the name exists or not: parallel guesses all count,
+    // and a 429 says nothing about which names exist.
+    let reservation = limiter.reserve(db, &attempt, !known_address).await?;
+    let Some(permit) = limiter.hash_permit().await else {
+        limiter.cancel(db, &attempt, reservation).await;
+        return Err(Error::Busy);
+    };
     // An unknown user is checked against a throwaway hash, so both answers take as long and
     // the timing does not tell which usernames exist.
-    let stored = user
-        .as_ref()
-        .map_or_else(|| DUMMY_HASH.clone(), |(_, hash, _, _)| hash.clone());
+    let stored = user.as_ref().map(|(_, hash, _)| hash.clone());
     let password = body.password;
-    let matches = tokio::task::spawn_blocking(move || verify(&password, &stored))
-        .await
-        .map_err(|err| Error::Internal(err.into()))?;
-    let Some((user_id, ..)) = user.filter(|_| matches) else {
-        sqlx::query(
-            "UPDATE admin_users SET failed_signins = failed_signins + 1, last_failed_at = now()
-             WHERE username = $1",
-        )
-        .bind(&body.username)
-        .execute(db)
+    let matches = limiter
+        .hash(permit, move |memory| {
+            verify(&password, stored.as_deref().unwrap_or(&DUMMY_HASH), memory)
+        })
         .await?;
+    let Some((user_id, ..)) = user.filter(|_| matches) else {
         // Debug-quoted: a name with a line break cannot forge a log line.
         tracing::info!(username = ?body.username, "failed sign-in");
         return Err(Error::SignInFailed);
     };
-    sqlx::query("UPDATE admin_users SET failed_signins = 0, last_failed_at = NULL WHERE id = $1")
-        .bind(user_id)
-        .execute(db)
-        .await?;
+    limiter.succeeded(db, &attempt, reservation).await?;
+    sqlx::query(
+        "INSERT INTO sign_in_known_addresses (user_id, address, last_success_at)
+         VALUES ($1, $2, now())
+         ON CONFLICT (user_id, address) DO UPDATE SET last_success_at = now()",
+    )
+    .bind(user_id)
+    .bind(attempt.address.as_slice())
+    .execute(db)
+    .await?;
     sqlx::query("DELETE FROM admin_sessions WHERE expires_at < now()")
         .execute(db)
         .await?;
@@ -117,7 +120,7 @@ pub(crate) async fn sign_in(
     let info = SessionInfo {
         username: body.username,
         csrf_token: random_token(),
-        expires_at: now + SESSION_LIFETIME,
+        expires_at: OffsetDateTime::now_utc() + SESSION_LIFETIME,
     };
     sqlx::query(
         "INSERT INTO admin_sessions (token_hash, user_id, csrf_token, expires_at)
@@ -132,7 +135,7 @@ pub(crate) async fn sign_in(
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_LIFETIME.whole_seconds(),
-        secure_suffix(&state, &headers)
+        secure_suffix(&state, &request.headers)
     );
     Ok((set_cookie(&cookie)?, Json(info)).into_response())
 }
@@ -271,14 +274,17 @@ pub async fn set_admin(
             anyhow::bail!("the user {username:?} exists; pass --reset to set a new password")
         }
         Some(id) => {
-            sqlx::query(
-                "UPDATE admin_users SET password_hash = $2, failed_signins = 0,
-                 last_failed_at = NULL WHERE id = $1",
-            )
-            .bind(id)
-            .bind(hashed)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE admin_users SET password_hash = $2 WHERE id = $1")
+                .bind(id)
+                .bind(hashed)
+                .execute(&mut *tx)
+                .await?;
+            // The operator vouches for the user again: strangers' guesses no longer count
+            // against it.
+            sqlx::query("DELETE FROM sign_in_attempts WHERE scope = 'user' AND key = $1")
+                .bind(user_key(username).as_slice())
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("DELETE FROM admin_sessions WHERE user_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -307,15 +313,6 @@ pub fn random_password() -> String {
         .collect()
 }
 
-/// How long after the last failure the next attempt must wait.
-fn wait_after(failures: i32) -> time::Duration {
-    if failures < FREE_FAILURES {
-        return time::Duration::ZERO;
-    }
-    let doublings = u32::try_from(failures - FREE_FAILURES).unwrap_or(0).min(20);
-    time::Duration::seconds((1_i64 << doublings).min(MAX_WAIT_SECS))
-}
-
 fn hash_password(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
@@ -324,12 +321,44 @@ fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|err| anyhow::anyhow!("cannot hash the password: {err}"))
 }
 
-fn verify(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+/// Most working memory a stored hash may ask for (256 MiB; ours take 19 MiB).
+const MAX_HASH_BLOCKS: usize = 256 * 1024;
+
+/// Whether `password` matches the PHC string `stored`, computed in `memory` (grown to the
+/// hash's size, and kept by the caller for the next hash) rather than in a fresh allocation.
+fn verify(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(version), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        parsed
+            .version
+            .map_or(Ok(Version::default()), Version::try_from),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if blocks > MAX_HASH_BLOCKS {
+        return false;
+    }
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params);
+    // `Output`'s equality takes the same time wherever the outputs differ.
+    Output::init_with(expected.len(), |out| {
+        Ok(argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, &mut **memory)?)
     })
+    .is_ok_and(|computed| computed == expected)
 }
 
 static DUMMY_HASH: std::sync::LazyLock<String> =
@@ -372,32 +401,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waits_grow_after_the_free_failures() {
-        let cases = [
-            (0, 0),
-            (4, 0),
-            (5, 1),
-            (6, 2),
-            (10, 32),
-            (15, 900),
-            (1000, 900),
-        ];
-        for (failures, seconds) in cases {
-            assert_eq!(
-                wait_after(failures),
-                time::Duration::seconds(seconds),
-                "{failures}"
-            );
-        }
-    }
-
-    #[test]
     fn passwords_hash_and_verify() {
         let hashed = hash_password("correct horse battery").expect("hashes");
         assert!(hashed.starts_with("$argon2id$"));
-        assert!(verify("correct horse battery", &hashed));
-        assert!(!verify("correct horse batterx", &hashed));
-        assert!(!verify("anything", "not a hash"));
+        let mut memory = Vec::new();
+        assert!(verify("correct horse battery", &hashed, &mut memory));
+        assert!(!verify("correct horse batterx", &hashed, &mut memory));
+        assert!(!verify("anything", "not a hash", &mut memory));
+        assert_eq!(memory.len(), Params::default().block_count());
+        // Hashes made with other parameters (an older release's, argon2i) verify in the same
+        // reused memory, as argon2's own verifier says.
+        let salt = SaltString::generate(&mut OsRng);
+        let params = Params::new(4096, 3, 2, Some(24)).expect("params");
+        for algorithm in [Algorithm::Argon2id, Algorithm::Argon2i] {
+            let other = Argon2::new(algorithm, Version::V0x13, params.clone())
+                .hash_password(b"another password", &salt)
+                .expect("hashes")
+                .to_string();
+            assert!(verify("another password", &other, &mut memory), "{other}");
+            assert!(!verify("another passwort", &other, &mut memory), "{other}");
+        }
+        assert_eq!(memory.len(), Params::default().block_count());
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub struct Config {
     pub record_clicks: bool,
     /// Request header holding the visitor's IP address when the origin is behind a proxy
     /// (e.g. `cf-connecting-ip`, `x-real-ip`, `x-forwarded-for`); unset: the connection's
-    /// address. Only used to make the day's visitor key; never stored.
+    /// address. Used for the day's visitor key and the sign-in limits; never stored in clear.
     #[arg(long, env = "KURZ_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
     /// How many proxies in front of the origin append to a list in `KURZ_CLIENT_IP_HEADER`
@@ -138,6 +138,64 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "KURZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub sign_in: SignInLimits,
+}
+
+/// Limits of dashboard sign-ins (README, "Sign-in limits"). The counts are kept in PostgreSQL,
+/// so they hold across instances; the hash cap is per instance.
+#[derive(Debug, Clone, Args)]
+pub struct SignInLimits {
+    /// Length of the windows sign-in attempts are counted in, in seconds.
+    #[arg(long = "sign-in-window-secs", env = "KURZ_SIGN_IN_WINDOW_SECS", default_value_t = SignInLimits::DEFAULT.window_secs, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub window_secs: u32,
+    /// Attempts per window for one username from one IP address (an IPv6 /64). A success
+    /// clears it.
+    #[arg(long = "sign-in-per-pair", env = "KURZ_SIGN_IN_PER_PAIR", default_value_t = SignInLimits::DEFAULT.per_pair, value_parser = clap::value_parser!(u32).range(1..))]
+    pub per_pair: u32,
+    /// Attempts per window from one IP address, any usernames.
+    #[arg(long = "sign-in-per-ip", env = "KURZ_SIGN_IN_PER_IP", default_value_t = SignInLimits::DEFAULT.per_ip, value_parser = clap::value_parser!(u32).range(1..))]
+    pub per_ip: u32,
+    /// Attempts per window for one username, from addresses where it has not signed in
+    /// within `KURZ_SIGN_IN_KNOWN_ADDRESS_DAYS`.
+    #[arg(long = "sign-in-per-user", env = "KURZ_SIGN_IN_PER_USER", default_value_t = SignInLimits::DEFAULT.per_user, value_parser = clap::value_parser!(u32).range(1..))]
+    pub per_user: u32,
+    /// Days an address where a user signed in stays exempt from the per-user limit.
+    #[arg(long = "sign-in-known-address-days", env = "KURZ_SIGN_IN_KNOWN_ADDRESS_DAYS", default_value_t = SignInLimits::DEFAULT.known_address_days, value_parser = clap::value_parser!(u32).range(0..=3650))]
+    pub known_address_days: u32,
+    /// Passwords this instance hashes at once (each takes 19 MiB and a CPU for tens of ms).
+    /// Unset: two per CPU.
+    #[arg(long = "sign-in-hashes", env = "KURZ_SIGN_IN_HASHES", value_parser = clap::value_parser!(u16).range(1..))]
+    pub hashes: Option<u16>,
+    /// Milliseconds a sign-in waits for a free hash before it is answered 503.
+    #[arg(long = "sign-in-hash-wait-ms", env = "KURZ_SIGN_IN_HASH_WAIT_MS", default_value_t = SignInLimits::DEFAULT.hash_wait_ms)]
+    pub hash_wait_ms: u64,
+}
+
+impl SignInLimits {
+    pub const DEFAULT: Self = Self {
+        window_secs: 15 * 60,
+        per_pair: 5,
+        per_ip: 30,
+        per_user: 100,
+        known_address_days: 30,
+        hashes: None,
+        hash_wait_ms: 2_000,
+    };
+
+    /// The hash cap: as configured, else two per CPU.
+    pub fn concurrent_hashes(&self) -> usize {
+        self.hashes.map_or_else(
+            || 2 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            usize::from,
+        )
+    }
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl Config {

@@ -29,7 +29,8 @@ pub enum Error {
     Unauthorized,
     #[error("wrong username or password")]
     SignInFailed,
-    #[error("too many failed sign-ins for this user; try again in {seconds} s")]
+    /// The same answer whichever limit was reached, and for known and unknown usernames alike.
+    #[error("too many sign-in attempts; try again in {seconds} s")]
     TooManySignIns { seconds: i64 },
     /// A signed-in browser's request that changes something without the session's CSRF token.
     #[error("missing or wrong X-CSRF-Token header; reload the page")]

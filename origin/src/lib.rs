@@ -22,6 +22,7 @@ mod outbox;
 mod qr;
 mod redirect;
 pub mod replay_clicks;
+mod sign_in_limit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +78,8 @@ struct Inner {
     recorder: Arc<analytics::recorder::Recorder>,
     /// One permit per CPU: QR images being encoded on the blocking pool (see `qr.rs`).
     qr_encoders: Arc<tokio::sync::Semaphore>,
+    /// Sign-in attempt limits (counted in PostgreSQL) and this instance's password-hash cap.
+    sign_in: sign_in_limit::SignInLimiter,
     /// Taken by the background task that stores what the recorder receives.
     recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
 }
@@ -130,6 +133,7 @@ impl State {
                 qr_encoders: Arc::new(tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 )),
+                sign_in: sign_in_limit::SignInLimiter::new(&config.sign_in),
             }),
         })
     }
@@ -228,6 +232,11 @@ impl State {
         self.clicks_shed()
     }
 
+    /// The most password hashes of sign-ins that ever ran at once in this instance.
+    pub fn peak_sign_in_hashes(&self) -> usize {
+        self.inner.sign_in.peak_hashes()
+    }
+
     /// What the redirect cache holds now.
     pub async fn cache_usage(&self) -> CacheUsage {
         self.inner.cache.usage().await
@@ -283,6 +292,10 @@ impl State {
             tasks.push(Box::pin(edge_api::forget_old_nonces(self.clone())));
         }
         tasks.push(Box::pin(analytics::retention::run_forever(self.clone())));
+        tasks.push(Box::pin(sign_in_limit::forget_old_forever(
+            self.inner.db.clone(),
+            self.inner.sign_in.limits().clone(),
+        )));
         // Each waits for the tables it works on.
         handles.extend(tasks.into_iter().map(|task| {
             let migrated = self.inner.migrated.clone();

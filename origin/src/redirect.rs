@@ -82,14 +82,10 @@ fn record_click(state: &crate::State, request: &Parts, record: &LinkRecord, code
             .map(str::to_owned)
     };
     let user_agent = header("user-agent");
-    let connection = request
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
     let ip = state
         .inner
         .client_ip
-        .visitor(&request.headers, connection)
+        .of_request(request)
         .map(|ip| ip.to_string());
     let at = OffsetDateTime::now_utc();
     let visitor = ip.map(|ip| {
@@ -122,7 +118,8 @@ fn record_click(state: &crate::State, request: &Parts, record: &LinkRecord, code
     state.inner.recorder.record(event);
 }
 
-/// Where the visitor's IP address is read from (for the day's visitor key only).
+/// Where the client's IP address is read from: for the day's visitor key, and for the sign-in
+/// limits.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientIp {
     /// The header a proxy in front of us sets; `None`: the connection's address.
@@ -132,6 +129,15 @@ pub(crate) struct ClientIp {
 }
 
 impl ClientIp {
+    /// The client's address of a request: [`ClientIp::visitor`] with the connection's address.
+    pub(crate) fn of_request(&self, request: &Parts) -> Option<IpAddr> {
+        let connection = request
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        self.visitor(&request.headers, connection)
+    }
+
     /// The visitor's address: in a list, the entry `trusted_proxies` from the right, written
     /// by the outermost proxy we trust. Everything left of it came from the client and may be
     /// forged. A list too short to hold it did not pass through our proxies, and a value that

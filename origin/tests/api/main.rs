@@ -13,4 +13,5 @@ mod links;
 mod ready;
 mod recorder;
 mod redirect;
+mod sign_in;
 mod support;

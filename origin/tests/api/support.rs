@@ -4,7 +4,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use origin::config::{Config, DatabaseConfig, LogFormat};
+use origin::config::{Config, DatabaseConfig, LogFormat, SignInLimits};
 use serde_json::Value;
 use shortlink::CodeScrambler;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -129,6 +129,7 @@ pub fn config(database_url: &str) -> Config {
             .join(format!("kurz-first-start-{}.txt", random_hex())),
         admin_dir: None,
         log_format: LogFormat::Text,
+        sign_in: SignInLimits::default(),
     }
 }
 

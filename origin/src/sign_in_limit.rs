@@ -1,0 +1,378 @@
+//! Limits of dashboard sign-ins: every attempt is counted in PostgreSQL per (IP, username), per
+//! IP and per username BEFORE its password is hashed, and this instance hashes only a few
+//! passwords at once.
+//!
+//! Counting in the database makes the limits hold across every origin instance behind a load
+//! balancer; counting before hashing, with a conditional upsert per scope in one transaction,
+//! makes parallel guesses count (the row lock serialises them) instead of all being checked
+//! against the same old count. The hash cap is per instance: it bounds that process's memory
+//! (Argon2id takes 19 MiB per hash) whatever arrives.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use argon2::Block;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::SignInLimits;
+use crate::error::Error;
+
+/// What attempts are counted by. The order is the order rows are locked in, the same for
+/// every transaction, so two sign-ins never wait for each other's rows in a cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// One address and one username: strict. Only the one guessing from there is slowed.
+    Pair,
+    /// One address, any username: stops one address from trying many names.
+    Ip,
+    /// One username, any address: loose, and not applied where the user signed in lately, so
+    /// strangers elsewhere cannot lock the real user out.
+    User,
+}
+
+impl Scope {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Pair => "pair",
+            Self::Ip => "ip",
+            Self::User => "user",
+        }
+    }
+}
+
+/// The keys one sign-in attempt is counted under: SHA-256 of the address and of the name, so
+/// what strangers type as a username (sometimes a password) is not stored in clear.
+#[derive(Debug, Clone)]
+pub(crate) struct Attempt {
+    pair: [u8; 32],
+    /// Also the key of the user's known addresses.
+    pub(crate) address: [u8; 32],
+    user: [u8; 32],
+}
+
+impl Attempt {
+    pub(crate) fn new(ip: Option<IpAddr>, username: &str) -> Self {
+        let address = address_text(ip);
+        Self {
+            pair: key(&[b"pair", address.as_bytes(), username.as_bytes()]),
+            address: key(&[b"ip", address.as_bytes()]),
+            user: user_key(username),
+        }
+    }
+
+    fn key(&self, scope: Scope) -> &[u8; 32] {
+        match scope {
+            Scope::Pair => &self.pair,
+            Scope::Ip => &self.address,
+            Scope::User => &self.user,
+        }
+    }
+}
+
+/// The per-user key of `username` (an operator's password reset lifts its limit).
+pub(crate) fn user_key(username: &str) -> [u8; 32] {
+    key(&[b"user", username.as_bytes()])
+}
+
+/// Parts joined with a zero byte. Only the last part (a username) can hold one, so the split
+/// is never ambiguous.
+fn key(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update([0]);
+    }
+    hasher.finalize().into()
+}
+
+/// An address as counted: IPv4 alone, IPv6 by its /64 (one customer's network: a single
+/// host can pick any address in it), IPv4 mapped into IPv6 as IPv4. Without an address (no
+/// connection information) every such request shares one count.
+fn address_text(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let network = u128::from(v6) & !(u128::from(u64::MAX));
+            format!("{}/64", Ipv6Addr::from(network))
+        }
+        None => "unknown".to_owned(),
+    }
+}
+
+/// This instance's sign-in limits, and its password hashes at work.
+#[derive(Debug)]
+pub(crate) struct SignInLimiter {
+    limits: SignInLimits,
+    hashes: Arc<Semaphore>,
+    /// Argon2's working memory (19 MiB each), kept and reused: at most one per permit is ever
+    /// made. Allocating it afresh for every hash, on whichever blocking thread ran it, let the
+    /// allocator keep freed copies in per-thread arenas: 800 MiB of resident memory after one
+    /// burst with only two hashes at a time.
+    memory: Arc<std::sync::Mutex<Vec<Vec<Block>>>>,
+    gauge: Arc<HashGauge>,
+}
+
+/// How many hashes run now, and the most that ever ran at once (what the burst tests check).
+#[derive(Debug, Default)]
+struct HashGauge {
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Attempts counted for a sign-in, to give back when it ends well (or never got to hashing).
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct Reservation {
+    scopes: Vec<Scope>,
+}
+
+impl SignInLimiter {
+    pub(crate) fn new(limits: &SignInLimits) -> Self {
+        Self {
+            hashes: Arc::new(Semaphore::new(limits.concurrent_hashes())),
+            limits: limits.clone(),
+            memory: Arc::default(),
+            gauge: Arc::default(),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> &SignInLimits {
+        &self.limits
+    }
+
+    fn limit(&self, scope: Scope) -> u32 {
+        match scope {
+            Scope::Pair => self.limits.per_pair,
+            Scope::Ip => self.limits.per_ip,
+            Scope::User => self.limits.per_user,
+        }
+    }
+
+    /// Counts an attempt in every scope, or in none: `TooManySignIns` when any scope's window is
+    /// full. `per_user` is false from an address where the user signed in lately.
+    pub(crate) async fn reserve(
+        &self,
+        db: &PgPool,
+        attempt: &Attempt,
+        per_user: bool,
+    ) -> Result<Reservation, Error> {
+        let scopes: Vec<Scope> = [Scope::Pair, Scope::Ip, Scope::User]
+            .into_iter()
+            .filter(|scope| per_user || *scope != Scope::User)
+            .collect();
+        let mut tx = db.begin().await?;
+        for &scope in &scopes {
+            // The update's row lock holds a parallel attempt until this transaction ends, and
+            // the condition is checked on the row as locked: no two attempts see the same count.
+            let counted: Option<i32> = sqlx::query_scalar(
+                "INSERT INTO sign_in_attempts AS a (scope, key, window_start, attempts)
+                 VALUES ($1, $2, date_bin(make_interval(secs => $3), now(), TIMESTAMPTZ 'epoch'), 1)
+                 ON CONFLICT (scope, key, window_start)
+                 DO UPDATE SET attempts = a.attempts + 1 WHERE a.attempts < $4
+                 RETURNING attempts",
+            )
+            .bind(scope.name())
+            .bind(attempt.key(scope).as_slice())
+            .bind(self.window_secs())
+            .bind(i64::from(self.limit(scope)))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if counted.is_none() {
+                // A refused attempt is not counted anywhere: retrying at a 429 does not push
+                // the wait further out.
+                tx.rollback().await?;
+                return Err(Error::TooManySignIns {
+                    seconds: self.seconds_left_in_window(db).await?,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(Reservation { scopes })
+    }
+
+    /// Gives the attempt back in every scope it was counted in: it never reached a hash.
+    pub(crate) async fn cancel(&self, db: &PgPool, attempt: &Attempt, reservation: Reservation) {
+        for scope in reservation.scopes {
+            self.give_back(db, scope, attempt).await;
+        }
+    }
+
+    /// After a right password: the pair's failures are forgotten, and the attempt is given back
+    /// in the other scopes (successes do not use up an office's or a user's budget).
+    pub(crate) async fn succeeded(
+        &self,
+        db: &PgPool,
+        attempt: &Attempt,
+        reservation: Reservation,
+    ) -> Result<(), Error> {
+        sqlx::query("DELETE FROM sign_in_attempts WHERE scope = $1 AND key = $2")
+            .bind(Scope::Pair.name())
+            .bind(attempt.pair.as_slice())
+            .execute(db)
+            .await?;
+        for scope in reservation.scopes {
+            if scope != Scope::Pair {
+                self.give_back(db, scope, attempt).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Best effort: if it fails, the attempt stays counted, which errs on the safe side.
+    async fn give_back(&self, db: &PgPool, scope: Scope, attempt: &Attempt) {
+        // A row back at zero is deleted, so attempts that never hashed leave no rows behind.
+        let given_back = sqlx::query(
+            "WITH emptied AS (
+                 DELETE FROM sign_in_attempts
+                 WHERE scope = $1 AND key = $2 AND attempts <= 1
+                   AND window_start = date_bin(make_interval(secs => $3), now(), TIMESTAMPTZ 'epoch')
+             )
+             UPDATE sign_in_attempts SET attempts = attempts - 1
+             WHERE scope = $1 AND key = $2 AND attempts > 1
+               AND window_start = date_bin(make_interval(secs => $3), now(), TIMESTAMPTZ 'epoch')",
+        )
+        .bind(scope.name())
+        .bind(attempt.key(scope).as_slice())
+        .bind(self.window_secs())
+        .execute(db)
+        .await;
+        if let Err(err) = given_back {
+            tracing::warn!(error = %err, "cannot give a sign-in attempt back");
+        }
+    }
+
+    /// Seconds until the current window ends (at least 1), by the database's clock like the
+    /// windows themselves: the same answer for every scope, known and unknown names alike.
+    async fn seconds_left_in_window(&self, db: &PgPool) -> Result<i64, Error> {
+        let seconds: f64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM date_bin(make_interval(secs => $1), now(), TIMESTAMPTZ 'epoch')
+                 + make_interval(secs => $1) - now())::float8",
+        )
+        .bind(self.window_secs())
+        .fetch_one(db)
+        .await?;
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "at most one window, a u32 of seconds"
+        )]
+        Ok((seconds.ceil() as i64).max(1))
+    }
+
+    fn window_secs(&self) -> f64 {
+        f64::from(self.limits.window_secs)
+    }
+
+    /// A permit to hash one password, if one comes free within the configured wait; `None`:
+    /// the instance is busy (the caller answers 503 without hashing).
+    pub(crate) async fn hash_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let wait = Duration::from_millis(self.limits.hash_wait_ms);
+        tokio::time::timeout(wait, self.hashes.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// Runs `work` (a password hash, given working memory to reuse) on the blocking pool under
+    /// `permit`. The permit moves into the task: a sign-in whose client goes away still holds it
+    /// until the hash is done, so dropped requests cannot pile up hashes beyond the cap.
+    pub(crate) async fn hash<T: Send + 'static>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let gauge = self.gauge.clone();
+        let pool = self.memory.clone();
+        tokio::task::spawn_blocking(move || {
+            let running = gauge.running.fetch_add(1, Ordering::SeqCst) + 1;
+            gauge.peak.fetch_max(running, Ordering::SeqCst);
+            let lock = || {
+                pool.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            };
+            // The permit bounds how many are taken at once, so the pool never holds more
+            // than there are permits.
+            let mut memory = lock().pop().unwrap_or_default();
+            let result = work(&mut memory);
+            lock().push(memory);
+            gauge.running.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|err| Error::Internal(err.into()))
+    }
+
+    /// The most password hashes that ever ran at once in this instance.
+    pub(crate) fn peak_hashes(&self) -> usize {
+        self.gauge.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// Deletes the counts of windows that have ended and known addresses past their time, every
+/// minute: the tables hold one window's attempts (and only attempts that were let through).
+pub(crate) async fn forget_old_forever(db: PgPool, limits: SignInLimits) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(err) = forget_old(&db, &limits).await {
+            tracing::warn!(error = %err, "cannot delete old sign-in attempts");
+        }
+    }
+}
+
+async fn forget_old(db: &PgPool, limits: &SignInLimits) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM sign_in_attempts
+         WHERE window_start <= now() - make_interval(secs => $1)",
+    )
+    .bind(f64::from(limits.window_secs))
+    .execute(db)
+    .await?;
+    sqlx::query(
+        "DELETE FROM sign_in_known_addresses
+         WHERE last_success_at <= now() - make_interval(days => $1)",
+    )
+    .bind(i32::try_from(limits.known_address_days).unwrap_or(i32::MAX))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_as_counted() {
+        let cases = [
+            (Some("192.0.2.1"), "192.0.2.1"),
+            (Some("::ffff:192.0.2.1"), "192.0.2.1"),
+            (Some("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64"),
+            (Some("2001:db8:1:2:ffff::1"), "2001:db8:1:2::/64"),
+            (Some("::1"), "::/64"),
+            (None, "unknown"),
+        ];
+        for (ip, expected) in cases {
+            let ip = ip.map(|ip| ip.parse().expect("address"));
+            assert_eq!(address_text(ip), expected, "{ip:?}");
+        }
+    }
+
+    #[test]
+    fn keys_keep_scopes_and_parts_apart() {
+        let a = Attempt::new(Some("192.0.2.1".parse().expect("ip")), "admin");
+        let b = Attempt::new(Some("192.0.2.2".parse().expect("ip")), "admin");
+        assert_ne!(a.pair, b.pair);
+        assert_ne!(a.address, b.address);
+        assert_eq!(a.user, b.user);
+        assert_eq!(a.user, user_key("admin"));
+        // The same bytes in another scope, or split differently, are another key.
+        assert_ne!(key(&[b"ip", b"admin"]), key(&[b"user", b"admin"]));
+        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+    }
+}
