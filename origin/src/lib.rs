@@ -237,6 +237,12 @@ impl State {
         self.inner.sign_in.peak_hashes()
     }
 
+    /// Deletes the sign-in counts of windows that have ended and known addresses past their
+    /// time, now (a serving origin does it every minute).
+    pub async fn forget_old_sign_in_attempts(&self) -> Result<(), sqlx::Error> {
+        sign_in_limit::forget_old(&self.inner.db, self.inner.sign_in.limits()).await
+    }
+
     /// What the redirect cache holds now.
     pub async fn cache_usage(&self) -> CacheUsage {
         self.inner.cache.usage().await

@@ -325,7 +325,7 @@ pub(crate) async fn forget_old_forever(db: PgPool, limits: SignInLimits) {
     }
 }
 
-async fn forget_old(db: &PgPool, limits: &SignInLimits) -> Result<(), sqlx::Error> {
+pub(crate) async fn forget_old(db: &PgPool, limits: &SignInLimits) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM sign_in_attempts
          WHERE window_start <= now() - make_interval(secs => $1)",

@@ -232,6 +232,57 @@ async fn the_limits_hold_across_two_instances_on_one_database() {
 }
 
 #[tokio::test]
+async fn counts_of_ended_windows_and_old_known_addresses_are_deleted() {
+    let app = app_with_admin(&limits_config(&new_database().await)).await;
+    for ip in ["192.0.2.1", "192.0.2.2"] {
+        let wrong = sign_in_from(&app, ip, "nobody", "guess").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    for ip in ["192.0.2.3", "192.0.2.4"] {
+        let right = sign_in_from(&app, ip, "admin", PASSWORD).await;
+        assert_eq!(right.status, StatusCode::OK);
+    }
+    let count = |table: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&db)
+                .await
+                .expect("count")
+        }
+    };
+    // Two wrong guesses: a pair and an address each, and one username.
+    assert_eq!(count("sign_in_attempts").await, 5);
+    assert_eq!(count("sign_in_known_addresses").await, 2);
+    // The pairs' window ended; one address was last used 31 days ago.
+    sqlx::query(
+        "UPDATE sign_in_attempts SET window_start = window_start - make_interval(secs => $1)
+         WHERE scope = 'pair'",
+    )
+    .bind(f64::from(WINDOW))
+    .execute(&app.db)
+    .await
+    .expect("age attempts");
+    sqlx::query(
+        "UPDATE sign_in_known_addresses SET last_success_at = now() - interval '31 days'
+         WHERE address = (SELECT address FROM sign_in_known_addresses ORDER BY address LIMIT 1)",
+    )
+    .execute(&app.db)
+    .await
+    .expect("age an address");
+    app.state
+        .forget_old_sign_in_attempts()
+        .await
+        .expect("forget");
+    let left: Vec<String> = sqlx::query_scalar("SELECT scope FROM sign_in_attempts ORDER BY scope")
+        .fetch_all(&app.db)
+        .await
+        .expect("scopes");
+    assert_eq!(left, ["ip", "ip", "user"]);
+    assert_eq!(count("sign_in_known_addresses").await, 1);
+}
+
+#[tokio::test]
 async fn a_burst_of_random_usernames_hashes_at_most_the_cap_at_once() {
     let mut config = limits_config(&new_database().await);
     config.sign_in.hashes = Some(2);
