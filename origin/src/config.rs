@@ -144,7 +144,7 @@ pub struct Config {
 
 /// Limits of dashboard sign-ins (README, "Sign-in limits"). The counts are kept in PostgreSQL,
 /// so they hold across instances; the hash cap is per instance.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct SignInLimits {
     /// Length of the windows sign-in attempts are counted in, in seconds.
     #[arg(long = "sign-in-window-secs", env = "KURZ_SIGN_IN_WINDOW_SECS", default_value_t = SignInLimits::DEFAULT.window_secs, value_parser = clap::value_parser!(u32).range(1..=86_400))]
@@ -401,6 +401,38 @@ mod tests {
             "a b",
         ]);
         assert!(refused.is_err());
+    }
+
+    #[test]
+    fn sign_in_limits() {
+        let serve = |extra: &[&str]| {
+            let args = [
+                "origin",
+                "serve",
+                "--database-url",
+                "postgres://db.example/kurz",
+                "--code-key",
+                "00112233445566778899aabbccddeeff",
+            ];
+            Cli::try_parse_from(args.iter().chain(extra)).map(|cli| match cli.command {
+                Command::Serve(config) => config.sign_in,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(serve(&[]).expect("defaults"), SignInLimits::DEFAULT);
+        let set = serve(&["--sign-in-per-pair", "3", "--sign-in-hashes", "8"]).expect("valid");
+        assert_eq!((set.per_pair, set.concurrent_hashes()), (3, 8));
+        assert!(SignInLimits::DEFAULT.concurrent_hashes() >= 2);
+        for refused in [
+            ["--sign-in-per-pair", "0"],
+            ["--sign-in-per-ip", "0"],
+            ["--sign-in-per-user", "0"],
+            ["--sign-in-hashes", "0"],
+            ["--sign-in-window-secs", "0"],
+            ["--sign-in-window-secs", "86401"],
+        ] {
+            assert!(serve(&refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

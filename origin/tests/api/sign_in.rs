@@ -23,6 +23,9 @@ fn limits_config(database_url: &str) -> Config {
     let mut config = config(database_url);
     config.client_ip_header = Some("x-forwarded-for".to_owned());
     config.sign_in.window_secs = WINDOW;
+    // A sign-in that finds no free hash is answered 503 and not counted: on a slow machine that
+    // would change the counts these tests expect, so they wait (the burst tests do not).
+    config.sign_in.hash_wait_ms = 60_000;
     config
 }
 
@@ -309,7 +312,8 @@ async fn a_burst_of_random_usernames_hashes_at_most_the_cap_at_once() {
         assert_eq!(busy.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
         assert_eq!(busy.header(&header::RETRY_AFTER), "1");
     }
-    assert_eq!(app.state.peak_sign_in_hashes(), 2);
+    let peak = app.state.peak_sign_in_hashes();
+    assert!((1..=2).contains(&peak), "{peak} hashes at once");
     // Attempts turned away as busy were given back: those addresses may try again.
     let busy_rows: i64 =
         sqlx::query_scalar("SELECT count(*) FROM sign_in_attempts WHERE attempts = 0")
@@ -396,6 +400,7 @@ async fn the_real_origin_keeps_its_memory_flat_under_a_sign_in_burst() {
     }
     let before = memory_kib(pid, "VmRSS");
     let mut counts = BTreeMap::<u16, usize>::new();
+    let mut from_one_address = BTreeMap::<u16, usize>::new();
     // 600 random usernames 300 at a time, then the same again from one address (the limits).
     for round in 0..2 {
         let statuses: Vec<u16> = futures_util::stream::iter(0..600)
@@ -412,6 +417,9 @@ async fn the_real_origin_keeps_its_memory_flat_under_a_sign_in_burst() {
             .await;
         for status in statuses {
             *counts.entry(status).or_default() += 1;
+            if round == 1 {
+                *from_one_address.entry(status).or_default() += 1;
+            }
         }
     }
     let ok = sign_in("203.0.113.1".into(), "admin".into(), PASSWORD).await;
@@ -423,7 +431,16 @@ async fn the_real_origin_keeps_its_memory_flat_under_a_sign_in_burst() {
     let _ = origin.wait();
     assert_eq!(ok, 200);
     assert_eq!(counts.values().sum::<usize>(), 1200, "{counts:?}");
-    assert!(counts.get(&429).is_some_and(|n| *n >= 570), "{counts:?}");
+    // From one address, at most the per-address limit reached a hash (a 401); the rest were
+    // refused, or turned away busy and not counted.
+    assert!(
+        from_one_address.get(&401).is_some_and(|n| *n <= 30),
+        "{from_one_address:?}"
+    );
+    assert!(
+        from_one_address.get(&429).is_some_and(|n| *n >= 300),
+        "{from_one_address:?}"
+    );
     assert!(
         counts.keys().all(|s| [401, 429, 503].contains(s)),
         "{counts:?}"
