@@ -201,13 +201,15 @@ impl SignInLimiter {
         }
     }
 
-    /// After a right password: the pair's failures are forgotten, and the attempt is given back
-    /// in the other scopes (successes do not use up an office's or a user's budget).
+    /// After a right password: the pair's failures are forgotten, the attempt is given back in
+    /// the other scopes (successes do not use up an office's or a user's budget), and the
+    /// address becomes one the user is known at.
     pub(crate) async fn succeeded(
         &self,
         db: &PgPool,
         attempt: &Attempt,
         reservation: Reservation,
+        user_id: i64,
     ) -> Result<(), Error> {
         sqlx::query("DELETE FROM sign_in_attempts WHERE scope = $1 AND key = $2")
             .bind(Scope::Pair.name())
@@ -219,6 +221,15 @@ impl SignInLimiter {
                 self.give_back(db, scope, attempt).await;
             }
         }
+        sqlx::query(
+            "INSERT INTO sign_in_known_addresses (user_id, address, last_success_at)
+             VALUES ($1, $2, now())
+             ON CONFLICT (user_id, address) DO UPDATE SET last_success_at = now()",
+        )
+        .bind(user_id)
+        .bind(attempt.address.as_slice())
+        .execute(db)
+        .await?;
         Ok(())
     }
 
