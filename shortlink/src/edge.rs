@@ -158,15 +158,19 @@ const MAX_USER_AGENT: usize = 512;
 const MAX_REFERRER: usize = 1024;
 
 impl ClickEvent {
-    /// Bounds every free-text field; producers call this before sending and the origin again
-    /// before storing.
+    /// Bounds every free-text field, and takes out NUL characters (PostgreSQL refuses them in
+    /// text, which would refuse the event); producers call this before sending and the origin
+    /// again before storing.
     #[must_use]
     pub fn bounded(mut self) -> Self {
+        strip_nul(&mut self.id);
         truncate(&mut self.id, MAX_ID);
         if let Some(user_agent) = &mut self.user_agent {
+            strip_nul(user_agent);
             truncate(user_agent, MAX_USER_AGENT);
         }
         if let Some(referrer) = &mut self.referrer {
+            strip_nul(referrer);
             truncate(referrer, MAX_REFERRER);
         }
         self.visitor = self
@@ -177,6 +181,12 @@ impl ClickEvent {
             .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
             .map(|c| c.to_ascii_uppercase());
         self
+    }
+}
+
+fn strip_nul(text: &mut String) {
+    if text.contains('\0') {
+        text.retain(|c| c != '\0');
     }
 }
 
@@ -233,6 +243,31 @@ mod tests {
             copy.country = Some(bad.into());
             assert_eq!(copy.bounded().country, None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn bounded_strips_nul_characters() {
+        let event = ClickEvent {
+            id: "\0id\0".into(),
+            link_id: 1,
+            code: ShortCode::parse("abc").expect("valid"),
+            at: datetime!(2026-01-01 0:00 UTC),
+            country: None,
+            referrer: Some("https://a.example/\0x".into()),
+            user_agent: Some(format!("Mozilla/5.0\0{}", "a".repeat(600))),
+            qr: false,
+            head: false,
+            source: ClickSource::Edge,
+            visitor: None,
+        }
+        .bounded();
+        assert_eq!(event.id, "id");
+        assert_eq!(event.referrer.as_deref(), Some("https://a.example/x"));
+        let agent = event.user_agent.expect("user agent");
+        assert!(!agent.contains('\0'), "{agent:?}");
+        // The limit applies to what is kept.
+        assert_eq!(agent.len(), MAX_USER_AGENT);
+        assert!(agent.starts_with("Mozilla/5.0a"), "{agent:?}");
     }
 
     #[test]
