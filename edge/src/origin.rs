@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::future::{Either, select};
 use serde::Serialize;
 use shortlink::ShortCode;
-use shortlink::edge::ClickEvent;
+use shortlink::edge::{ClickEvent, INGEST_PATH, RESOLVE_PATH_PREFIX};
 use shortlink::redirect::LinkRecord;
 use worker::{
     AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result,
@@ -31,7 +31,7 @@ fn origin_url(env: &Env) -> Result<String> {
 /// The link record for `code` with its JSON (to store in KV as is), `None` if the origin has
 /// no such link, or an error if the origin could not answer.
 pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Option<(LinkRecord, String)>> {
-    let path = format!("/_edge/resolve/{code}");
+    let path = format!("{RESOLVE_PATH_PREFIX}{code}");
     let headers = signed_headers(&edge_secret(env)?, "GET", &path, b"")?;
     let mut response = send(env, Method::Get, &path, headers, None, RESOLVE_TIMEOUT).await?;
     match response.status_code() {
@@ -55,7 +55,7 @@ pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Option<(LinkR
 pub(crate) async fn ingest(env: &Env, events: &[&ClickEvent]) -> Result<()> {
     let body = serde_json::to_vec(&IngestBody { events })
         .map_err(|err| worker::Error::RustError(err.to_string()))?;
-    let path = "/_edge/ingest";
+    let path = INGEST_PATH;
     let headers = signed_headers(&edge_secret(env)?, "POST", path, &body)?;
     headers.set("content-type", "application/json")?;
     let response = send(env, Method::Post, path, headers, Some(body), INGEST_TIMEOUT).await?;

@@ -18,6 +18,14 @@ pub const REPLAY_READ_MOST: usize = 2 * REPLAY_MOST;
 /// Keys one replay request lists (KV's largest page): how it counts what remains.
 pub const REPLAY_LIST_LIMIT: u64 = 1_000;
 
+/// What a replay request reports as remaining after reading `read` of the `listed` keys of
+/// one listing page: a lower bound, never 0 while the listing has more pages. (KV may answer
+/// a page with fewer keys than asked for, even none, and more to come.)
+pub fn remaining(listed: usize, read: usize, list_complete: bool) -> usize {
+    let unread = listed.saturating_sub(read);
+    if list_complete { unread } else { unread.max(1) }
+}
+
 /// Which of the worker's two consumers a batch is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consumer {
@@ -60,6 +68,28 @@ pub fn key(sent_at_ms: u64, message_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remaining_is_never_0_while_the_listing_has_more_pages() {
+        // (listed, read, list complete, remaining)
+        let cases = [
+            (0, 0, true, 0),
+            (30, 30, true, 0),
+            (30, 25, true, 5),
+            (1_000, 50, true, 950),
+            (1_000, 50, false, 950),
+            // A short page, all of it read, more pages behind it.
+            (30, 30, false, 1),
+            (0, 0, false, 1),
+        ];
+        for (listed, read, complete, expected) in cases {
+            assert_eq!(
+                remaining(listed, read, complete),
+                expected,
+                "{listed} {read} {complete}"
+            );
+        }
+    }
 
     #[test]
     fn keys_name_the_time_and_the_message() {

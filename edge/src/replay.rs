@@ -8,13 +8,12 @@
 //! so that costs nothing but a duplicate delivery.
 
 use serde_json::Value;
-use shortlink::edge::ReplayResult;
+use shortlink::edge::{REPLAY_PATH, ReplayResult};
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, QueueContentType, RawMessageBuilder, Request, Response, Result};
 
 use crate::outbox::events_of;
-use crate::parked::{PREFIX, REPLAY_LIST_LIMIT, REPLAY_MOST, REPLAY_READ_MOST};
-use crate::route::REPLAY_PATH;
+use crate::parked::{self, PREFIX, REPLAY_LIST_LIMIT, REPLAY_MOST, REPLAY_READ_MOST};
 use crate::{CLICKS, LINKS, signed};
 
 /// The request carries no body to speak of; its signature is what matters.
@@ -55,8 +54,7 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         result.replayed += 1;
         result.clicks += clicks;
     }
-    // A lower bound when the listing had more pages: still more than 0, so the caller goes on.
-    result.remaining = listed.keys.len() - read;
+    result.remaining = parked::remaining(listed.keys.len(), read, listed.list_complete);
     if result.replayed > 0 {
         worker::console_log!(
             "replayed {} parked messages ({} clicks), {} remain",

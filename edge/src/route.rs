@@ -2,11 +2,7 @@
 //! before any I/O, so that malformed requests never touch KV or the origin.
 
 use shortlink::ShortCode;
-
-/// The edge's own route for link sync from the origin.
-pub const SYNC_PATH: &str = "/_edge/sync";
-/// The edge's own route that moves parked clicks back onto the click queue.
-pub const REPLAY_PATH: &str = "/_edge/replay";
+use shortlink::edge::{REPLAY_PATH, SYNC_PATH};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {

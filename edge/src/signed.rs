@@ -9,13 +9,21 @@ use crate::{LINKS, edge_secret, now_secs};
 /// Signatures are remembered this long (well past the allowed clock skew) to refuse replays.
 const NONCE_TTL: u64 = 2 * signature::MAX_SKEW_SECS as u64 + 60;
 
-/// The body of a signed `POST` to `path` of at most `max_body` bytes, or the 401/413 answer.
+/// The body of a signed `POST` to `path` of at most `max_body` bytes, or the 401/411/413
+/// answer. Everything that can be checked without the body is checked before it is read (the
+/// signature headers, the timestamp's freshness, a declared length within the limit), so that
+/// an unsigned client cannot make the worker read a large or endless (chunked) body.
 pub(crate) async fn verified_body(
     req: &mut Request,
     env: &Env,
     path: &str,
     max_body: usize,
 ) -> Result<std::result::Result<Vec<u8>, Response>> {
+    let timestamp = req.headers().get(TIMESTAMP_HEADER)?;
+    let given = req.headers().get(SIGNATURE_HEADER)?;
+    if let Err(err) = signature::check_headers(timestamp.as_deref(), given.as_deref(), now_secs()) {
+        return json_error(401, "unauthorized", &err.to_string()).map(Err);
+    }
     let too_large = || {
         json_error(
             413,
@@ -23,19 +31,19 @@ pub(crate) async fn verified_body(
             &format!("request body over {max_body} bytes"),
         )
     };
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|length| length.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > max_body) {
-        return too_large().map(Err);
+    let declared = req.headers().get("content-length")?;
+    match declared.map(|length| length.parse::<usize>()) {
+        Some(Ok(length)) if length <= max_body => {}
+        Some(Ok(_)) => return too_large().map(Err),
+        // The origin always sends a length; a body without one is read only by streaming it.
+        None | Some(Err(_)) => {
+            return json_error(411, "length_required", "a content-length is required").map(Err);
+        }
     }
     let body = req.bytes().await?;
     if body.len() > max_body {
         return too_large().map(Err);
     }
-    let timestamp = req.headers().get(TIMESTAMP_HEADER)?;
-    let given = req.headers().get(SIGNATURE_HEADER)?;
     let secret = edge_secret(env)?;
     if let Err(err) = signature::verify(
         secret.as_bytes(),
@@ -48,9 +56,10 @@ pub(crate) async fn verified_body(
     ) {
         return json_error(401, "unauthorized", &err.to_string()).map(Err);
     }
-    // The signature covers the timestamp, so it is unique per request: seeing it again is a
-    // replay. (KV is eventually consistent across data centres, so this refuses replays to
-    // the same data centre; the timestamp window bounds the rest.)
+    // The signature covers the timestamp and the body, whose nonce the origin draws for every
+    // request, so it is unique per request: seeing it again is a replay. (KV is eventually
+    // consistent across data centres, so this refuses replays to the same data centre; the
+    // timestamp window bounds the rest.)
     let kv = env.kv(LINKS)?;
     let nonce = format!("nonce:{}", given.unwrap_or_default());
     if kv.get(&nonce).text().await?.is_some() {

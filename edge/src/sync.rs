@@ -2,61 +2,26 @@
 //! it is newer than what KV holds.
 
 use futures_util::future::try_join_all;
-use shortlink::edge::{SyncBatch, SyncChange, SyncResult, TOMBSTONE_TTL_SECS, Tombstone, kv_key};
-use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use shortlink::edge::{
+    SYNC_PATH, SyncBatch, SyncChange, SyncResult, TOMBSTONE_TTL_SECS, Tombstone, kv_key,
+};
 use worker::kv::KvStore;
 use worker::{Env, Request, Response, Result};
 
+use crate::LINKS;
 use crate::entry::{self, Entry, Writer};
-use crate::route::SYNC_PATH;
-use crate::{LINKS, edge_secret, now_secs};
+use crate::signed::{self, json_error};
 
 /// Largest sync body read. The origin's batches stay under a quarter of it
 /// (`MAX_BATCH_BYTES` in `origin/src/outbox.rs`); one refused with 413 is sent again in halves.
 const MAX_BODY: usize = 1024 * 1024;
-/// Signatures are remembered this long (well past the allowed clock skew) to refuse replays.
-const NONCE_TTL: u64 = 2 * signature::MAX_SKEW_SECS as u64 + 60;
 
 pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
-    let too_large = req
-        .headers()
-        .get("content-length")?
-        .and_then(|length| length.parse::<usize>().ok())
-        .is_some_and(|length| length > MAX_BODY);
-    if too_large {
-        return json_error(413, "payload_too_large", "sync batch over 1 MiB");
-    }
-    let body = req.bytes().await?;
-    if body.len() > MAX_BODY {
-        return json_error(413, "payload_too_large", "sync batch over 1 MiB");
-    }
-    let timestamp = req.headers().get(TIMESTAMP_HEADER)?;
-    let given = req.headers().get(SIGNATURE_HEADER)?;
-    let secret = edge_secret(env)?;
-    if let Err(err) = signature::verify(
-        secret.as_bytes(),
-        "POST",
-        SYNC_PATH,
-        timestamp.as_deref(),
-        given.as_deref(),
-        &body,
-        now_secs(),
-    ) {
-        return json_error(401, "unauthorized", &err.to_string());
-    }
+    let body = match signed::verified_body(&mut req, env, SYNC_PATH, MAX_BODY).await? {
+        Ok(body) => body,
+        Err(refused) => return Ok(refused),
+    };
     let kv = env.kv(LINKS)?;
-    // The signature covers the timestamp, so it is unique per request: seeing it again is a
-    // replay. (KV is eventually consistent across data centres, so this refuses replays to
-    // the same data centre; the window above bounds the rest.)
-    let nonce = format!("nonce:{}", given.unwrap_or_default());
-    if kv.get(&nonce).text().await?.is_some() {
-        return json_error(401, "unauthorized", "this request was already received");
-    }
-    kv.put(&nonce, "1")?
-        .expiration_ttl(NONCE_TTL)
-        .execute()
-        .await?;
-
     let batch: SyncBatch = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
         Err(err) => return json_error(400, "bad_request", &format!("not a sync batch: {err}")),
@@ -127,9 +92,4 @@ async fn apply(kv: &KvStore, change: SyncChange) -> Result<Applied> {
         Entry::Deleted(_) => Applied::Deleted,
         _ => Applied::Written,
     })
-}
-
-fn json_error(status: u16, code: &str, message: &str) -> Result<Response> {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    Ok(Response::from_json(&body)?.with_status(status))
 }

@@ -6,6 +6,17 @@ use time::OffsetDateTime;
 use crate::ShortCode;
 use crate::redirect::{LinkRecord, RecordVersion};
 
+/// The edge's route for link sync (origin → edge, signed): [`SyncBatch`].
+pub const SYNC_PATH: &str = "/_edge/sync";
+/// The edge's route that moves parked clicks back onto the click queue (origin → edge,
+/// signed): [`ReplayRequest`].
+pub const REPLAY_PATH: &str = "/_edge/replay";
+/// The origin's route for click events (edge → origin, signed): [`IngestBatch`].
+pub const INGEST_PATH: &str = "/_edge/ingest";
+/// The origin's route for one link record on a KV miss (edge → origin, signed), followed by
+/// the code: `GET /_edge/resolve/{code}`.
+pub const RESOLVE_PATH_PREFIX: &str = "/_edge/resolve/";
+
 /// The KV key of a code's entry.
 pub fn kv_key(code: &ShortCode) -> String {
     format!("link:{code}")
@@ -67,6 +78,11 @@ impl From<Tombstone> for TombstoneJson {
 #[serde(deny_unknown_fields)]
 pub struct SyncBatch {
     pub changes: Vec<SyncChange>,
+    /// Random, so that no two requests carry the same body and so the same signature: the
+    /// edge refuses a signature it has seen as a replay, and the signature covers only whole
+    /// seconds. The edge does not read it otherwise. Absent from origins that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,8 +122,16 @@ pub struct IngestResult {
     pub inserted: u64,
 }
 
-/// What the edge answers to `POST /_edge/replay` (origin → edge, signed, empty body): parked
-/// click messages moved back onto the click queue by this request.
+/// `POST /_edge/replay` (origin → edge, signed). The edge does not read the body: it exists
+/// for its nonce (see [`SyncBatch::nonce`]); origins that predate it send an empty body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// What the edge answers to `POST /_edge/replay`: parked click messages moved back onto the
+/// click queue by this request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayResult {
     /// Parked messages moved.
@@ -346,6 +370,34 @@ mod tests {
         })
         .expect("serialises");
         assert_eq!(json, r#"{"code":"abc","version":9,"record":null}"#);
+    }
+
+    #[test]
+    fn sync_batches_with_and_without_a_nonce() {
+        let cases = [
+            (r#"{"changes":[]}"#, Some(None)),
+            (r#"{"nonce":"0f1e","changes":[]}"#, Some(Some("0f1e"))),
+            (r#"{"changes":[],"nonce":"ab"}"#, Some(Some("ab"))),
+            (r#"{"changes":[],"nonce":null}"#, Some(None)),
+            (r#"{"changes":[],"nonce":1}"#, None),
+            (r#"{"changes":[],"other":1}"#, None),
+        ];
+        for (json, expected) in cases {
+            let parsed = serde_json::from_str::<SyncBatch>(json).ok();
+            assert_eq!(
+                parsed.as_ref().map(|batch| batch.nonce.as_deref()),
+                expected,
+                "{json}"
+            );
+        }
+        let without = SyncBatch {
+            changes: Vec::new(),
+            nonce: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&without).expect("serialises"),
+            r#"{"changes":[]}"#
+        );
     }
 
     #[test]

@@ -46,6 +46,21 @@ pub fn verify(
     body: &[u8],
     now: i64,
 ) -> Result<(), SignatureError> {
+    let (timestamp, signature) = check_headers(timestamp, signature, now)?;
+    // verify_slice compares in constant time.
+    mac(secret, method, path, timestamp, body)
+        .verify_slice(&signature)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// What can be checked before the body is read: both headers present and well-formed, and
+/// the timestamp within the window. A receiver calls this first, so that an unsigned or stale
+/// request never makes it read a body. Returns the timestamp and the signature's bytes.
+pub fn check_headers(
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    now: i64,
+) -> Result<(i64, Vec<u8>), SignatureError> {
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(SignatureError::Missing);
     };
@@ -55,10 +70,7 @@ pub fn verify(
     if now.abs_diff(timestamp) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
-    // verify_slice compares in constant time.
-    mac(secret, method, path, timestamp, body)
-        .verify_slice(&signature)
-        .map_err(|_| SignatureError::Mismatch)
+    Ok((timestamp, signature))
 }
 
 fn mac(secret: &[u8], method: &str, path: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
@@ -198,6 +210,13 @@ mod tests {
                 case.now,
             );
             assert_eq!(got, case.expected, "case {i}");
+            // The headers alone tell every refusal but a mismatch, which needs the body.
+            let headers = check_headers(case.timestamp, case.signature, case.now).map(drop);
+            let expected = match case.expected {
+                Err(SignatureError::Mismatch) => Ok(()),
+                other => other,
+            };
+            assert_eq!(headers, expected, "case {i}, headers only");
         }
         let other_secret = sign(b"another secret", "POST", "/_edge/sync", NOW, b"{}");
         assert_eq!(
