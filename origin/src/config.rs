@@ -138,6 +138,11 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "KURZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Seconds a shutdown waits for the requests in flight (a long CSV export, a slow
+    /// client) before it closes them and stores the queued clicks (5 s more): the whole
+    /// shutdown must end before the orchestrator's SIGKILL.
+    #[arg(long, env = "KURZ_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
     #[command(flatten)]
     pub sign_in: SignInLimits,
 }
@@ -209,6 +214,10 @@ impl Config {
 
     pub fn negative_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.negative_cache_ttl_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     pub fn click_retention(&self) -> time::Duration {

@@ -16,6 +16,7 @@ use shortlink::redirect::LinkRecord;
 use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use time::OffsetDateTime;
 
+use crate::analytics::isolate::{OnOutage, Unsettled, store_isolating};
 use crate::error::Error;
 use crate::extract::{ApiJson, CodePath};
 use crate::links;
@@ -51,14 +52,33 @@ async fn resolve(
     }
 }
 
+/// Stores a batch of the edge's click events. An event PostgreSQL refuses is parked in
+/// `clicks_parked` and the rest are stored, so the batch is acknowledged instead of retried
+/// by the queue for days and parked whole; an outage is answered 503 and the queue retries.
 async fn ingest(
     State(state): State<crate::State>,
     ApiJson(batch): ApiJson<IngestBatch>,
 ) -> Result<Json<IngestResult>, Error> {
     let received = batch.events.len();
     let events: Vec<_> = batch.events.into_iter().map(|e| e.bounded()).collect();
-    let inserted = state.store_clicks(&events).await?;
-    Ok(Json(IngestResult { received, inserted }))
+    let isolated = store_isolating(&state, &events, &mut OnOutage::GiveUp)
+        .await
+        .map_err(|unsettled| match unsettled {
+            Unsettled::Outage(err) => Error::from(err),
+            // Only a shutdown's deadline gives this, and ingest has none.
+            Unsettled::Deadline { .. } => Error::Busy,
+        })?;
+    if isolated.unparkable > 0 {
+        // Acknowledging would lose them: the queue retries, and in the end parks them in KV.
+        return Err(Error::Internal(anyhow::anyhow!(
+            "{} refused click events could not be parked",
+            isolated.unparkable
+        )));
+    }
+    Ok(Json(IngestResult {
+        received,
+        inserted: isolated.inserted,
+    }))
 }
 
 /// Refuses unsigned, forged, stale and (for POST) replayed requests with 401.

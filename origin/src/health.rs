@@ -12,6 +12,7 @@ pub(crate) async fn health(State(state): State<crate::State>) -> Json<Value> {
         "status": "ok",
         "clicks_shed": state.clicks_shed(),
         "clicks_parked": state.clicks_parked(),
+        "clicks_in_doubt": state.clicks_in_doubt(),
     }))
 }
 

@@ -40,8 +40,10 @@ use crate::db::Migrated;
 pub use crate::error::Error;
 
 /// How long a shutdown waits for the clicks queued by the redirect route to be stored, after
-/// the requests in flight are answered. Well inside the grace period orchestrators give
-/// before SIGKILL (10 s for Docker, 30 s for Kubernetes).
+/// the requests in flight are answered or `KURZ_SHUTDOWN_GRACE_SECS` passed. With the
+/// default grace (10 s) a shutdown ends within about 17 s (a store under way at the drain's
+/// deadline gets 2 s more): inside Kubernetes' 30 s before SIGKILL; Docker's 10 s needs
+/// `stop_grace_period` or a shorter grace.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// What every request handler shares. Cheap to clone.
@@ -202,6 +204,13 @@ impl State {
         self.inner.recorder.parked()
     }
 
+    /// Clicks of the origin's redirect route whose store was still unanswered at the
+    /// shutdown's deadline: PostgreSQL may or may not have committed them (so they are
+    /// counted neither stored nor shed).
+    pub fn clicks_in_doubt(&self) -> u64 {
+        self.inner.recorder.in_doubt()
+    }
+
     /// Hands a click to the recorder, as the redirect route does: never waits, and sheds it
     /// when the queue is full or the origin is shutting down.
     pub fn record_click(&self, event: shortlink::edge::ClickEvent) {
@@ -357,8 +366,9 @@ pub fn app(state: State) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight and stores the
-/// clicks they queued (for at most [`SHUTDOWN_DRAIN`]).
+/// Serves until `shutdown` completes, then finishes the requests in flight (for at most
+/// `KURZ_SHUTDOWN_GRACE_SECS`) and stores the clicks they queued (for at most
+/// [`SHUTDOWN_DRAIN`]).
 pub async fn serve(
     config: &Config,
     listener: TcpListener,
@@ -393,16 +403,46 @@ pub async fn serve_with(
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    // The requests are answered: no click comes after this but is shed (and counted).
+    // The requests in flight get the grace, not forever: one that never ends (a slow client,
+    // a long export) must not push the click drain past the orchestrator's SIGKILL, which
+    // would lose the queued clicks uncounted.
+    let (began, shutdown_began) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        began.send(()).ok();
+    };
+    let server = std::future::IntoFuture::into_future(
+        axum::serve(listener, service).with_graceful_shutdown(shutdown),
+    );
+    let grace = config.shutdown_grace();
+    tokio::select! {
+        served = server => served?,
+        () = async {
+            match shutdown_began.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                // The server ended by itself: its own arm answers.
+                Err(_) => std::future::pending().await,
+            }
+        } => {
+            // Dropping the server stops accepting; a click of a request still running is
+            // shed and counted once the drain closed the queue.
+            tracing::warn!(?grace, "requests still in flight at the end of the shutdown grace are cut off");
+        }
+    }
+    // No click comes after this but is shed (and counted).
     let clicks_shed = state.drain_clicks(SHUTDOWN_DRAIN).await;
     background.iter().for_each(tokio::task::JoinHandle::abort);
-    state.inner.db.close().await;
+    // A request cut off above may still hold a connection, which closing waits for.
+    if tokio::time::timeout(Duration::from_secs(1), state.inner.db.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still in use at exit");
+    }
     tracing::info!(
         clicks_shed,
         clicks_parked = state.clicks_parked(),
+        clicks_in_doubt = state.clicks_in_doubt(),
         "origin stopped"
     );
     Ok(())

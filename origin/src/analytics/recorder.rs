@@ -2,11 +2,13 @@
 //! and stored in batches by a background task. Under overload the channel fills up and
 //! clicks are shed (and counted); a redirect never waits for analytics.
 //!
-//! A batch is retried for as long as PostgreSQL is unreachable. A batch it refuses (a value
-//! or a constraint it rejects) is stored in halves until the refused events are found: those
-//! are parked in `clicks_parked`, the others stored, so one bad event never blocks the ones
-//! behind it. On shutdown the task takes no new clicks, stores those queued, and counts what
-//! is still unstored at the deadline as shed.
+//! A batch is retried for as long as the database fails it for a reason other than its
+//! values. A batch it refuses (a value or a constraint it rejects) is stored in halves until
+//! the refused events are found: those are parked in `clicks_parked`, the others stored, so
+//! one bad event never blocks the ones behind it (`isolate.rs`). On shutdown the task takes
+//! no new clicks, stores those queued, and counts what is still unstored at the deadline as
+//! shed; a store still unanswered then is not cut off at once but given a moment to answer
+//! (else its clicks are counted as in doubt), so no click is counted both stored and shed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::isolate::{IN_FLIGHT_GRACE, OnOutage, Unsettled, store_isolating};
 use crate::db::Migrated;
 
 /// Clicks waiting to be stored; beyond this they are shed.
@@ -25,12 +28,6 @@ const QUEUE: usize = 50_000;
 const BATCH: usize = 1_000;
 /// How long the first click of a batch waits for company.
 const LINGER: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// SQLSTATE classes that say nothing about the events: the connection (08), a lost race (40),
-/// resources (53), locks and object state (55), the server shutting down (57), the server's
-/// own I/O (58). A batch failing so is retried as it is; any other refusal is taken to be
-/// about some event in it.
-const OUTAGE_CLASSES: [&str; 6] = ["08", "40", "53", "55", "57", "58"];
 
 #[derive(Debug)]
 pub(crate) struct Recorder {
@@ -40,6 +37,9 @@ pub(crate) struct Recorder {
     shed: AtomicU64,
     /// Clicks PostgreSQL refused, set aside in `clicks_parked`.
     parked: AtomicU64,
+    /// Clicks whose store was under way and unanswered at the shutdown's deadline (plus
+    /// [`IN_FLIGHT_GRACE`]): PostgreSQL may have committed them or not.
+    in_doubt: AtomicU64,
     /// The shutdown's deadline, once shutdown began: the storing task then stores what is
     /// queued and stops, giving up at the deadline.
     drain: watch::Sender<Option<Instant>>,
@@ -55,6 +55,7 @@ impl Recorder {
                 sender,
                 shed: AtomicU64::new(0),
                 parked: AtomicU64::new(0),
+                in_doubt: AtomicU64::new(0),
                 drain: watch::Sender::new(None),
                 stopped: watch::Sender::new(false),
             }),
@@ -92,6 +93,11 @@ impl Recorder {
         self.parked.load(Ordering::Relaxed)
     }
 
+    /// Clicks in doubt since start: see [`Recorder::in_doubt`]'s field.
+    pub(crate) fn in_doubt(&self) -> u64 {
+        self.in_doubt.load(Ordering::Relaxed)
+    }
+
     /// Counts `clicks` more as shed; returns the new total.
     pub(crate) fn add_shed(&self, clicks: u64) -> u64 {
         self.shed.fetch_add(clicks, Ordering::Relaxed) + clicks
@@ -103,9 +109,10 @@ impl Recorder {
         let deadline = Instant::now() + within;
         self.drain.send_replace(Some(deadline));
         let mut stopped = self.stopped.subscribe();
-        // The task gives up by itself at the deadline; the margin is for its bookkeeping.
+        // The task gives up by itself at the deadline, or after the grace of a store under
+        // way; the margin is for its bookkeeping.
         let waited = tokio::time::timeout_at(
-            deadline + Duration::from_secs(1),
+            deadline + IN_FLIGHT_GRACE + Duration::from_secs(1),
             stopped.wait_for(|stopped| *stopped),
         )
         .await;
@@ -159,9 +166,23 @@ pub(crate) async fn store_until_drained(
             }
             linger(&mut receiver, &mut batch, &mut drain).await;
         }
-        if let Err(Unstored(unstored)) = store_isolating(&state, &batch, &mut drain).await {
-            shed_the_rest(recorder, &mut receiver, unstored);
-            return;
+        match store_isolating(&state, &batch, &mut OnOutage::RetryUntil(&mut drain)).await {
+            Ok(isolated) => {
+                recorder
+                    .parked
+                    .fetch_add(isolated.parked, Ordering::Relaxed);
+                recorder.add_shed(isolated.unparkable);
+            }
+            Err(Unsettled::Deadline { unstored, in_doubt }) => {
+                recorder.in_doubt.fetch_add(in_doubt, Ordering::Relaxed);
+                shed_the_rest(recorder, &mut receiver, unstored);
+                return;
+            }
+            // Not given back while retrying until the deadline.
+            Err(Unsettled::Outage(err)) => {
+                tracing::error!(error = %err, clicks = batch.len(), "clicks not stored: shed");
+                recorder.add_shed(batch.len() as u64);
+            }
         }
         batch.clear();
     }
@@ -189,9 +210,9 @@ async fn linger(
 
 /// The shutdown's deadline passed: `unstored` clicks of the batch at hand and every click
 /// still queued are counted as shed.
-fn shed_the_rest(recorder: &Recorder, receiver: &mut mpsc::Receiver<ClickEvent>, unstored: usize) {
+fn shed_the_rest(recorder: &Recorder, receiver: &mut mpsc::Receiver<ClickEvent>, unstored: u64) {
     receiver.close();
-    let mut shed = unstored as u64;
+    let mut shed = unstored;
     while receiver.try_recv().is_ok() {
         shed += 1;
     }
@@ -204,117 +225,11 @@ fn shed_the_rest(recorder: &Recorder, receiver: &mut mpsc::Receiver<ClickEvent>,
     }
 }
 
-/// How many clicks of a batch were not stored when the shutdown's deadline passed.
-struct Unstored(usize);
-
-/// Stores `events`, retrying while the database is unreachable. When it refuses them, the
-/// halves are stored apart, down to single events, which are parked.
-async fn store_isolating(
-    state: &crate::State,
-    events: &[ClickEvent],
-    drain: &mut Drain,
-) -> Result<(), Unstored> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let stored = tokio::select! {
-            stored = state.store_clicks(events) => stored,
-            () = drain.expired() => return Err(Unstored(events.len())),
-        };
-        let Err(err) = stored else {
-            return Ok(());
-        };
-        if is_outage(&err) {
-            tracing::warn!(error = %err, clicks = events.len(), retry_in = ?backoff, "cannot store clicks");
-            if drain.pause(backoff).await.is_err() {
-                return Err(Unstored(events.len()));
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            continue;
-        }
-        let [event] = events else {
-            tracing::debug!(error = %err, clicks = events.len(), "clicks refused: storing them in halves");
-            let (left, right) = events.split_at(events.len() / 2);
-            if let Err(Unstored(unstored)) = Box::pin(store_isolating(state, left, drain)).await {
-                return Err(Unstored(unstored + right.len()));
-            }
-            return Box::pin(store_isolating(state, right, drain)).await;
-        };
-        return park(state, event, &err, drain).await;
-    }
-}
-
-/// Sets aside an event PostgreSQL refused, with the reason, where an operator sees it.
-async fn park(
-    state: &crate::State,
-    event: &ClickEvent,
-    refusal: &sqlx::Error,
-    drain: &mut Drain,
-) -> Result<(), Unstored> {
-    let recorder = &state.inner.recorder;
-    let json = match serde_json::to_string(event) {
-        Ok(json) => json,
-        Err(err) => {
-            recorder.add_shed(1);
-            tracing::error!(id = %event.id, code = %event.code, error = %refusal, json_error = %err, "the database refused a click, which cannot be parked: shed");
-            return Ok(());
-        }
-    };
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let insert = sqlx::query("INSERT INTO clicks_parked (error, event) VALUES ($1, $2::json)")
-            .bind(refusal.to_string())
-            .bind(&json)
-            .execute(state.db());
-        let parked = tokio::select! {
-            parked = insert => parked,
-            () = drain.expired() => return Err(Unstored(1)),
-        };
-        match parked {
-            Ok(_) => {
-                recorder.parked.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(id = %event.id, code = %event.code, error = %refusal, "the database refused a click: parked in clicks_parked");
-                return Ok(());
-            }
-            Err(err) if is_outage(&err) => {
-                if drain.pause(backoff).await.is_err() {
-                    return Err(Unstored(1));
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Err(err) => {
-                recorder.add_shed(1);
-                tracing::error!(id = %event.id, code = %event.code, error = %refusal, parking_error = %err, "the database refused a click and cannot park it: shed");
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// Whether a failure says nothing about the events: see [`OUTAGE_CLASSES`].
-fn is_outage(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| is_outage_code(&code)),
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        _ => false,
-    }
-}
-
-fn is_outage_code(sqlstate: &str) -> bool {
-    OUTAGE_CLASSES
-        .iter()
-        .any(|class| sqlstate.starts_with(class))
-}
-
 /// The storing task's view of the shutdown.
-struct Drain(watch::Receiver<Option<Instant>>);
+pub(crate) struct Drain(watch::Receiver<Option<Instant>>);
 
 /// The shutdown's deadline passed.
-struct Expired;
+pub(crate) struct Expired;
 
 impl Drain {
     fn is_started(&self) -> bool {
@@ -329,44 +244,26 @@ impl Drain {
         }
     }
 
-    /// Completes once the shutdown's deadline passed.
-    async fn expired(&mut self) {
+    /// Completes once the shutdown's deadline passed; returns the deadline.
+    pub(crate) async fn expired(&mut self) -> Instant {
         self.started().await;
-        let deadline = *self.0.borrow();
-        if let Some(deadline) = deadline {
-            tokio::time::sleep_until(deadline).await;
-        }
+        let deadline = (*self.0.borrow()).unwrap_or_else(Instant::now);
+        tokio::time::sleep_until(deadline).await;
+        deadline
+    }
+
+    /// Whether the shutdown's deadline passed already.
+    pub(crate) fn has_expired(&self) -> bool {
+        self.0
+            .borrow()
+            .is_some_and(|deadline| deadline <= Instant::now())
     }
 
     /// Waits `delay`, unless the shutdown's deadline passes first.
-    async fn pause(&mut self, delay: Duration) -> Result<(), Expired> {
+    pub(crate) async fn pause(&mut self, delay: Duration) -> Result<(), Expired> {
         tokio::select! {
             () = tokio::time::sleep(delay) => Ok(()),
-            () = self.expired() => Err(Expired),
+            _ = self.expired() => Err(Expired),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outages_are_retried_and_refusals_isolated() {
-        let cases: [(&str, bool); 8] = [
-            ("08006", true),  // connection_failure
-            ("40001", true),  // serialization_failure
-            ("53300", true),  // too_many_connections
-            ("57P01", true),  // admin_shutdown
-            ("22021", false), // character_not_in_repertoire (a NUL byte)
-            ("23514", false), // check_violation
-            ("54000", false), // program_limit_exceeded (an index row too large)
-            ("42P01", false), // undefined_table
-        ];
-        for (code, outage) in cases {
-            assert_eq!(is_outage_code(code), outage, "{code}");
-        }
-        assert!(is_outage(&sqlx::Error::PoolTimedOut));
-        assert!(!is_outage(&sqlx::Error::RowNotFound));
     }
 }

@@ -129,6 +129,7 @@ pub fn config(database_url: &str) -> Config {
             .join(format!("kurz-first-start-{}.txt", random_hex())),
         admin_dir: None,
         log_format: LogFormat::Text,
+        shutdown_grace_secs: 10,
         sign_in: SignInLimits::default(),
     }
 }
