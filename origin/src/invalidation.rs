@@ -6,6 +6,11 @@
 //! (re)connection the whole cache is dropped: what was cached meanwhile may be stale. While
 //! it is down the cache keeps serving (a database outage must not turn cached redirects into
 //! errors), bounded by the TTL.
+//!
+//! A connection can also die without a word (a NAT or firewall forgot it, the server's host
+//! vanished): nothing arrives, and waiting for a notification would wait forever while
+//! changes go unseen. So a connection silent for [`PING_AFTER`] is pinged through, and one
+//! that does not answer within [`PING_TIMEOUT`] is given up like a lost one.
 
 use std::time::Duration;
 
@@ -19,22 +24,29 @@ pub(crate) const CHANNEL: &str = "kurz_links";
 /// How the listening connection shows in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "kurz-origin cache invalidation";
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long the listening connection may be silent before it is pinged. Well under the idle
+/// timeouts of NATs and firewalls (minutes), so the ping also keeps it from being forgotten.
+pub const PING_AFTER: Duration = Duration::from_secs(30);
+/// How long a ping may take before the connection is taken for dead.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Listens until the task is dropped, reconnecting with backoff.
-pub(crate) async fn listen_forever(db: PgPool, cache: LinkCache) {
-    // A pool of its own, so the listening connection never takes one of the requests'. Two
-    // connections: a dropped listener hands its connection back only after an UNLISTEN, which
-    // a half-dead connection may take long to fail.
+/// Listens until the task is dropped, reconnecting with backoff; pings the connection after
+/// `ping_after` of silence.
+pub(crate) async fn listen_forever(db: PgPool, cache: LinkCache, ping_after: Duration) {
     let options = (*db.connect_options())
         .clone()
         .application_name(APPLICATION_NAME);
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options);
     let mut backoff = Duration::from_millis(100);
     loop {
-        match listen(&pool, &cache).await {
+        // A pool of its own, so the listening connection never takes one of the requests';
+        // a new one per connection: a dropped listener hands its connection back only after
+        // an UNLISTEN, which on a dead connection hangs until TCP gives up (many minutes),
+        // and that must not keep the next connection waiting for a slot.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options.clone());
+        match listen(&pool, &cache, ping_after).await {
             // Listened, then lost the connection: reconnect at once.
             Ok(()) => backoff = Duration::from_millis(100),
             Err(err) => {
@@ -48,7 +60,7 @@ pub(crate) async fn listen_forever(db: PgPool, cache: LinkCache) {
 
 /// One connection's life: LISTEN, drop the whole cache, then drop what each notification
 /// names. Returns when the connection is lost.
-async fn listen(pool: &PgPool, cache: &LinkCache) -> Result<(), sqlx::Error> {
+async fn listen(pool: &PgPool, cache: &LinkCache, ping_after: Duration) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     // A lost connection is replaced by a new listener here, after which the cache is dropped.
     listener.eager_reconnect(false);
@@ -57,7 +69,17 @@ async fn listen(pool: &PgPool, cache: &LinkCache) -> Result<(), sqlx::Error> {
     cache.invalidate_all();
     tracing::info!("listening for link changes");
     loop {
-        match listener.try_recv().await? {
+        let Ok(received) = tokio::time::timeout(ping_after, listener.try_recv()).await else {
+            let ping = sqlx::query("SELECT 1").execute(&mut listener);
+            if !matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_))) {
+                tracing::warn!(
+                    "the connection that listens for link changes does not answer: reconnecting"
+                );
+                return Ok(());
+            }
+            continue;
+        };
+        match received? {
             Some(notification) => match notification.payload() {
                 "*" => cache.invalidate_all(),
                 code => cache.invalidate(code).await,

@@ -58,6 +58,9 @@ struct Inner {
     /// Set once migrations are applied; `/ready` reports 503 until then.
     migrated: Migrated,
     cache: LinkCache,
+    /// How long the cache's listening connection may be silent before it is pinged
+    /// (`invalidation::PING_AFTER`; tests shorten it), in milliseconds.
+    invalidation_ping_ms: std::sync::atomic::AtomicU64,
     scrambler: shortlink::CodeScrambler,
     public_url: PublicUrl,
     /// Set when an edge is configured: link changes are then written to the outbox.
@@ -104,6 +107,12 @@ impl State {
                     config.cache_max_bytes(),
                     config.cache_ttl(),
                     config.negative_cache_ttl(),
+                ),
+                invalidation_ping_ms: std::sync::atomic::AtomicU64::new(
+                    invalidation::PING_AFTER
+                        .as_millis()
+                        .try_into()
+                        .unwrap_or(u64::MAX),
                 ),
                 scrambler: config.code_key.scrambler(),
                 public_url: config.public_url.clone(),
@@ -252,6 +261,15 @@ impl State {
         sign_in_limit::forget_old(&self.inner.db, self.inner.sign_in.limits()).await
     }
 
+    /// How long the cache's listening connection may be silent before it is pinged, for the
+    /// background started after this (tests shorten [`invalidation::PING_AFTER`]).
+    pub fn set_invalidation_ping(&self, silence: Duration) {
+        self.inner.invalidation_ping_ms.store(
+            silence.as_millis().try_into().unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// What the redirect cache holds now.
     pub async fn cache_usage(&self) -> CacheUsage {
         self.inner.cache.usage().await
@@ -285,6 +303,11 @@ impl State {
             tasks.push(Box::pin(invalidation::listen_forever(
                 self.inner.db.clone(),
                 self.inner.cache.clone(),
+                Duration::from_millis(
+                    self.inner
+                        .invalidation_ping_ms
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                ),
             )));
         }
         for (part, wake) in analytics::rollup::Part::ALL
