@@ -193,39 +193,16 @@ async fn list(
     State(state): State<crate::State>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<LinkPage>, Error> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Error::invalid(
-            "limit",
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    let (column, after, direction) = query.sort.sql();
-    // The cursor is the sort key of the last link shown (its id, or its code): "after the
-    // cursor" is stable however many links are created meanwhile.
-    let cursor = query.cursor.as_deref().filter(|cursor| !cursor.is_empty());
-    if query.sort.by_id() && cursor.is_some_and(|cursor| cursor.parse::<i64>().is_err()) {
-        return Err(Error::invalid(
-            "cursor",
-            "cursor must be a next_cursor from a previous page",
-        ));
-    }
-    // A cursor is an id or a code (at most 64 characters); a search longer than a person
-    // types would only make PostgreSQL scan with a bigger pattern.
-    if cursor.is_some_and(|cursor| cursor.chars().count() > MAX_CURSOR_CHARS) {
-        return Err(Error::invalid(
-            "cursor",
-            "cursor must be a next_cursor from a previous page",
-        ));
-    }
-    let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    if search.is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
-        return Err(Error::invalid(
-            "q",
-            format!("q must be at most {MAX_SEARCH_CHARS} characters"),
-        ));
-    }
-    let cursor_clause = match (cursor, query.sort.by_id()) {
+    let ListQuery {
+        cursor,
+        limit,
+        q: search,
+        sort,
+    } = query.checked()?;
+    let (cursor, search) = (cursor.as_deref(), search.as_deref());
+    let (column, after, direction) = sort.sql();
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    let cursor_clause = match (cursor, sort.by_id()) {
         (None, _) => "TRUE".to_owned(),
         (Some(_), true) => format!("{column} {after} $1::text::bigint"),
         (Some(_), false) => format!("{column} {after} $1"),
@@ -253,13 +230,64 @@ async fn list(
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = has_more
         .then(|| {
-            links.last().map(|link| match query.sort.by_id() {
+            links.last().map(|link| match sort.by_id() {
                 true => link.id.to_string(),
                 false => link.code.to_string(),
             })
         })
         .flatten();
     Ok(Json(LinkPage { links, next_cursor }))
+}
+
+impl ListQuery {
+    /// The query with its values checked: `limit` set and in bounds, `cursor` and `q`
+    /// absent when empty (`q` trimmed) and within their lengths.
+    fn checked(self) -> Result<Self, Error> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Error::invalid(
+                "limit",
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        // The cursor is the sort key of the last link shown (its id, or its code): "after
+        // the cursor" is stable however many links are created meanwhile.
+        let cursor = self.cursor.filter(|cursor| !cursor.is_empty());
+        let bad_cursor = |cursor: &String| {
+            // A cursor is an id or a code (at most 64 characters).
+            (self.sort.by_id() && cursor.parse::<i64>().is_err())
+                || cursor.chars().count() > MAX_CURSOR_CHARS
+        };
+        if cursor.as_ref().is_some_and(bad_cursor) {
+            return Err(Error::invalid(
+                "cursor",
+                "cursor must be a next_cursor from a previous page",
+            ));
+        }
+        // A search longer than a person types would only make PostgreSQL scan with a
+        // bigger pattern.
+        let search = self
+            .q
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned);
+        if search
+            .as_ref()
+            .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
+        {
+            return Err(Error::invalid(
+                "q",
+                format!("q must be at most {MAX_SEARCH_CHARS} characters"),
+            ));
+        }
+        Ok(Self {
+            cursor,
+            limit: Some(limit),
+            q: search,
+            sort: self.sort,
+        })
+    }
 }
 
 /// `%` and `_` in a search are literal characters, not wildcards.
@@ -419,6 +447,49 @@ fn check_expiry(expires_at: Option<OffsetDateTime>) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Arbitrary query strings over the list's parameters.
+    fn any_list_query() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            (0i64..300).prop_map(|n| n.to_string()),
+            Just("code_asc".to_owned()),
+            "[a-z0-9-]{0,80}",
+            any::<String>(),
+        ];
+        let key = prop_oneof![
+            Just("cursor".to_owned()),
+            Just("limit".to_owned()),
+            Just("q".to_owned()),
+            Just("sort".to_owned()),
+            any::<String>(),
+        ];
+        proptest::collection::vec((key, value), 0..5).prop_map(|pairs| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish()
+        })
+    }
+
+    proptest::proptest! {
+        /// Any query string is a checked list request or a refusal naming a field.
+        #[test]
+        fn no_list_query_panics(query in any_list_query()) {
+            match crate::extract::parse_query::<ListQuery>(&query).and_then(ListQuery::checked) {
+                Ok(checked) => {
+                    let limit = checked.limit.expect("set");
+                    proptest::prop_assert!((1..=MAX_PAGE).contains(&limit));
+                    proptest::prop_assert!(checked.cursor.is_none_or(|c| !c.is_empty() && c.chars().count() <= MAX_CURSOR_CHARS));
+                    proptest::prop_assert!(checked.q.is_none_or(|q| !q.is_empty() && q.chars().count() <= MAX_SEARCH_CHARS));
+                }
+                Err(err) => proptest::prop_assert!(
+                    matches!(err, Error::InvalidInput { field: Some(_), .. }),
+                    "{query}: not a refusal naming a field: {err:?}"
+                ),
+            }
+        }
+    }
 
     #[test]
     fn like_escaping() {

@@ -8,7 +8,7 @@
 //! that a burst could grow without bound.
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,7 +16,7 @@ use qrcode::QrCode;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::extract::CodePath;
+use crate::extract::{ApiQuery, CodePath};
 
 const DEFAULT_PNG_SIZE: u32 = 512;
 const MAX_PNG_SIZE: u32 = 2048;
@@ -46,16 +46,9 @@ struct PngQuery {
 async fn png(
     state: State<crate::State>,
     code: CodePath,
-    query: Result<Query<PngQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<PngQuery>,
 ) -> Result<Response, Error> {
-    let Query(query) = query.map_err(|rejection| Error::BadRequest(rejection.body_text()))?;
-    let size = query.size.unwrap_or(DEFAULT_PNG_SIZE);
-    if !(64..=MAX_PNG_SIZE).contains(&size) {
-        return Err(Error::invalid(
-            "size",
-            format!("size must be between 64 and {MAX_PNG_SIZE} pixels"),
-        ));
-    }
+    let size = png_size(&query)?;
     let qr = encode(&state, &code).await?;
     let permit = state
         .inner
@@ -70,6 +63,18 @@ async fn png(
     .await
     .map_err(|err| Error::Internal(err.into()))??;
     Ok(download(&code, "png", "image/png", bytes))
+}
+
+/// The PNG's size in pixels: as asked, within bounds.
+fn png_size(query: &PngQuery) -> Result<u32, Error> {
+    let size = query.size.unwrap_or(DEFAULT_PNG_SIZE);
+    if !(64..=MAX_PNG_SIZE).contains(&size) {
+        return Err(Error::invalid(
+            "size",
+            format!("size must be between 64 and {MAX_PNG_SIZE} pixels"),
+        ));
+    }
+    Ok(size)
 }
 
 fn render_png(qr: &QrCode, size: u32) -> Result<Vec<u8>, Error> {
@@ -120,4 +125,68 @@ fn download(
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::extract::parse_query;
+
+    fn size_of(query: &str) -> Result<u32, Option<String>> {
+        parse_query::<PngQuery>(query)
+            .and_then(|query| png_size(&query))
+            .map_err(|err| match err {
+                Error::InvalidInput { field, .. } => field,
+                other => panic!("{query}: not a refusal naming a field: {other:?}"),
+            })
+    }
+
+    #[test]
+    fn sizes() {
+        let cases: [(&str, Result<u32, Option<&str>>); 9] = [
+            ("", Ok(DEFAULT_PNG_SIZE)),
+            ("size=64", Ok(64)),
+            ("size=2048", Ok(2048)),
+            ("size=63", Err(Some("size"))),
+            ("size=2049", Err(Some("size"))),
+            ("size=-1", Err(Some("size"))),
+            ("size=big", Err(Some("size"))),
+            ("size=99999999999", Err(Some("size"))),
+            ("colour=red", Err(Some("colour"))),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(
+                size_of(query),
+                expected.map_err(|field| field.map(str::to_owned)),
+                "{query}"
+            );
+        }
+    }
+
+    fn any_query_text() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            (0u32..4096).prop_map(|n| n.to_string()),
+            any::<String>(),
+        ];
+        let key = prop_oneof![Just("size".to_owned()), any::<String>()];
+        proptest::collection::vec((key, value), 0..4).prop_map(|pairs| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish()
+        })
+    }
+
+    proptest! {
+        /// Any query string gives a size within bounds or a refusal naming a field.
+        #[test]
+        fn no_query_panics(query in any_query_text()) {
+            match size_of(&query) {
+                Ok(size) => prop_assert!((64..=MAX_PNG_SIZE).contains(&size)),
+                Err(field) => prop_assert!(field.is_some(), "{query}: no field"),
+            }
+        }
+    }
 }

@@ -89,6 +89,31 @@ async fn stats_ranges_past_the_accepted_years_are_refused() {
 }
 
 #[tokio::test]
+async fn qr_and_list_queries_are_refused_in_the_error_shape_with_the_field() {
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/", "code": "squared"}))
+        .await;
+    let cases = [
+        ("/api/v1/links/squared/qr.png?size=big", "size"),
+        ("/api/v1/links/squared/qr.png?size=-1", "size"),
+        ("/api/v1/links/squared/qr.png?size=99999999999", "size"),
+        ("/api/v1/links/squared/qr.png?size=4096", "size"),
+        ("/api/v1/links/squared/qr.png?colour=red", "colour"),
+        ("/api/v1/links?limit=many", "limit"),
+        ("/api/v1/links?sort=sideways", "sort"),
+        ("/api/v1/links?page=2", "page"),
+    ];
+    for (path, field) in cases {
+        let response = app.api(Method::GET, path, None).await;
+        assert_eq!(
+            response.error(StatusCode::UNPROCESSABLE_ENTITY),
+            ("invalid_input".to_owned(), Some(field.to_owned())),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn signature_timestamps_at_the_ends_of_i64_are_stale() {
     let app = spawn_app_with_edge().await;
     for timestamp in [i64::MIN, i64::MAX] {
