@@ -12,6 +12,7 @@ pub mod config;
 mod dashboard;
 pub mod db;
 mod edge_api;
+mod edge_client;
 mod error;
 mod extract;
 mod first_start;

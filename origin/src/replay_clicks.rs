@@ -6,11 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shortlink::edge::ReplayResult;
-use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use shortlink::edge::{REPLAY_PATH, ReplayResult};
 
-/// The edge's replay route (`edge/src/route.rs`).
-const REPLAY_PATH: &str = "/_edge/replay";
+use crate::edge_client;
 /// Tries of one replay request before giving up (a moment's network trouble).
 const TRIES: u32 = 3;
 /// Requests in a row that may find parked entries listed but none to move before giving up:
@@ -51,11 +49,10 @@ pub async fn replay_parked_clicks(
         .timeout(Duration::from_secs(60))
         .build()
         .context("cannot build the HTTP client")?;
-    let url = format!("{}{REPLAY_PATH}", edge_url.trim_end_matches('/'));
     let mut total = Replayed::default();
     let mut stalled = 0;
     loop {
-        let answer = replay_once(&client, &url, secret, pacing).await?;
+        let answer = replay_once(&client, edge_url, secret, pacing).await?;
         total.requests += 1;
         total.messages += answer.replayed;
         total.clicks += answer.clicks;
@@ -83,14 +80,14 @@ pub async fn replay_parked_clicks(
 /// One signed replay request, tried up to [`TRIES`] times.
 async fn replay_once(
     client: &reqwest::Client,
-    url: &str,
+    edge_url: &str,
     secret: &str,
     pacing: Pacing,
 ) -> anyhow::Result<ReplayResult> {
     let mut tries = 0;
     loop {
         tries += 1;
-        match post(client, url, secret).await {
+        match post(client, edge_url, secret).await {
             Ok(answer) => return Ok(answer),
             Err(err) if tries < TRIES => {
                 tracing::warn!(error = %format!("{err:#}"), "replay request failed, retrying");
@@ -101,31 +98,31 @@ async fn replay_once(
     }
 }
 
-async fn post(client: &reqwest::Client, url: &str, secret: &str) -> anyhow::Result<ReplayResult> {
-    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let signed = signature::sign(secret.as_bytes(), "POST", REPLAY_PATH, timestamp, b"");
-    let response = client
-        .post(url)
-        .header(TIMESTAMP_HEADER, timestamp.to_string())
-        .header(SIGNATURE_HEADER, signed)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
+async fn post(
+    client: &reqwest::Client,
+    edge_url: &str,
+    secret: &str,
+) -> anyhow::Result<ReplayResult> {
+    // The body is only there for its nonce (`shortlink::edge::ReplayRequest`).
+    let response = edge_client::post(client, edge_url, secret, REPLAY_PATH, b"{}").await?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        bail!("POST {url} answered {status}: {body:.300}");
+        bail!("POST {REPLAY_PATH} answered {status}: {body:.300}");
     }
-    serde_json::from_str(&body).with_context(|| format!("POST {url} answered {body:.300}"))
+    serde_json::from_str(&body).with_context(|| format!("POST {REPLAY_PATH} answered {body:.300}"))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
 
     use axum::Router;
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
+
+    use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
     use super::*;
 
@@ -135,17 +132,20 @@ mod tests {
         retry: Duration::from_millis(1),
     };
 
-    /// A fake edge that checks each request's signature and answers the next of `answers`
-    /// (a status and a result), recording what it answered.
+    /// A fake edge that checks each request's signature, refuses one it has seen before as
+    /// the worker does (`edge/src/signed.rs`), and answers the next of `answers` (a status and
+    /// a result), counting what it answered.
     async fn edge(answers: Vec<(StatusCode, ReplayResult)>) -> (String, Arc<Mutex<usize>>) {
         let answers = Arc::new(Mutex::new(answers.into_iter()));
         let calls = Arc::new(Mutex::new(0));
         let counted = calls.clone();
+        let seen = Arc::new(Mutex::new(HashSet::new()));
         let app = Router::new().route(
             REPLAY_PATH,
             post(move |headers: HeaderMap, body: axum::body::Bytes| {
                 let answers = answers.clone();
                 let calls = counted.clone();
+                let seen = seen.clone();
                 async move {
                     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
                     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -160,6 +160,10 @@ mod tests {
                     );
                     if verified.is_err() {
                         return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    let signature = header(SIGNATURE_HEADER).unwrap_or_default().to_owned();
+                    if !seen.lock().expect("not poisoned").insert(signature) {
+                        return (StatusCode::UNAUTHORIZED, "already received".to_owned());
                     }
                     *calls.lock().expect("not poisoned") += 1;
                     let (status, result) = answers
@@ -214,6 +218,29 @@ mod tests {
         );
         assert_eq!(seen, [30, 5, 5, 0]);
         assert_eq!(*calls.lock().expect("not poisoned"), 5);
+    }
+
+    /// Each request goes out the moment the one before was answered, well within a second:
+    /// with a signature over the same body and second they were refused as replays.
+    #[tokio::test]
+    async fn requests_in_the_same_second_are_not_replays() {
+        let ok = StatusCode::OK;
+        let answers = (0..5)
+            .map(|left| (ok, result(1, 1, 4 - left)))
+            .collect::<Vec<_>>();
+        let (url, calls) = edge(answers).await;
+        let started = std::time::Instant::now();
+        let replayed = replay_parked_clicks(&url, SECRET, Pacing::PRODUCTION, |_| {})
+            .await
+            .expect("replays");
+        assert_eq!(replayed.requests, 5);
+        assert_eq!(*calls.lock().expect("not poisoned"), 5);
+        // No try was refused and waited for (`Pacing::PRODUCTION` waits 2 s after one).
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
