@@ -10,21 +10,26 @@
 //!
 //! Batches are bounded by bytes as well as by codes, well under the edge's body limit. A
 //! batch the edge refuses for good (400, 413, 422) is sent again in halves until the code at
-//! fault is alone; that code's rows then move to `edge_outbox_dead` (logged), so the changes
-//! behind it, takedowns included, still arrive.
+//! fault is alone. That code is set aside, and once the edge has taken another batch (so the
+//! refusal is about that code, not every change) its rows move to `edge_outbox_dead` (logged):
+//! the changes behind it, takedowns included, still arrive. When the edge refuses everything
+//! (say, a worker older than this origin), nothing is parked: the rows stay, an error is
+//! logged, and delivery backs off.
 
-use std::collections::HashSet;
+mod batch;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use shortlink::ShortCode;
-use shortlink::edge::SyncChange;
-use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use sqlx::{PgConnection, Postgres, Transaction};
-use time::OffsetDateTime;
+use shortlink::edge::{SYNC_PATH, SyncChange};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
 
+use self::batch::Batch;
+use crate::edge_client;
 use crate::links::{RECORD_COLUMNS, RecordRow};
 
 /// Where and how to reach the edge.
@@ -44,10 +49,15 @@ const MAX_CODES: usize = 200;
 /// every byte is escaped), so a batch holds at least 30 of those, or 200 ordinary records.
 /// One change is sent even when it alone is larger.
 pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Codes refused alone, with no batch taken since, after which the edge is taken to refuse
+/// every change (nothing is parked; delivery backs off). More poisoned codes in a row than this
+/// are retried with backoff until the edge takes something else.
+const MAX_SUSPECTS: usize = 8;
 /// Held by the delivering transaction: one deliverer at a time across origins.
 const DELIVERER_LOCK: &str = "kurz edge sync";
 /// How often outbox rows written by other instances are looked for.
 const POLL: Duration = Duration::from_secs(1);
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Records that `code` changed; called in the transaction that changed it.
@@ -62,14 +72,29 @@ pub(crate) async fn record_change(tx: &mut PgConnection, code: &str) -> Result<(
 /// What one delivery attempt did.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    /// Nothing to deliver, or another origin is delivering.
+    /// Another origin is delivering.
+    Busy,
+    /// Nothing to deliver (but set-aside codes).
     Idle,
     /// The edge took the changes of this many outbox rows.
     Delivered(usize),
     /// The edge refused a batch of this many codes for good: fewer are sent next time.
     Refused { codes: usize },
-    /// Codes the edge refused alone, or whose rows cannot make a record, were parked.
+    /// The edge refused one code's change sent alone, for good.
+    RefusedAlone(Suspect),
+    /// Codes whose rows cannot make a record were parked.
     Parked,
+    /// Live links were given new versions (see [`reversion`]): to be read and sent again.
+    Reversioned,
+}
+
+/// A code the edge refused alone: parked once the edge takes another batch.
+#[derive(Debug, PartialEq, Eq)]
+struct Suspect {
+    code: String,
+    /// Its outbox rows that were sent.
+    ids: Vec<i64>,
+    refusal: String,
 }
 
 pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
@@ -83,67 +108,126 @@ pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
             return;
         }
     };
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = MIN_BACKOFF;
     // Halved on every batch the edge refuses and grown by a quarter on every one it takes
     // (doubling would send again the size just refused, every other time), until the outbox
     // is empty.
     let mut max_codes = MAX_CODES;
+    // Codes refused alone since the edge last took a batch, left out of the batches.
+    let mut suspects: Vec<Suspect> = Vec::new();
     loop {
-        match deliver_batch(&state, &edge, &client, max_codes).await {
-            Ok(Outcome::Idle) => {
-                backoff = Duration::from_millis(200);
+        let set_aside: Vec<&str> = suspects.iter().map(|s| s.code.as_str()).collect();
+        let outcome = deliver_batch(&state, &edge, &client, max_codes, &set_aside).await;
+        let mut wait = None;
+        match outcome {
+            Ok(Outcome::Busy) => {
+                // The other deliverer finds the refused codes by itself.
+                suspects.clear();
                 max_codes = MAX_CODES;
                 let _ = tokio::time::timeout(POLL, edge.wake.notified()).await;
             }
+            Ok(Outcome::Idle) if suspects.is_empty() => {
+                backoff = MIN_BACKOFF;
+                max_codes = MAX_CODES;
+                let _ = tokio::time::timeout(POLL, edge.wake.notified()).await;
+            }
+            Ok(Outcome::Idle) => {
+                // Nothing else to send that could show the edge takes other changes.
+                tracing::error!(
+                    codes = ?set_aside,
+                    refusal = %suspects[0].refusal,
+                    retry_in = ?backoff,
+                    "the edge refuses these codes' changes, and took nothing since: kept in the outbox, not parked"
+                );
+                suspects.clear();
+                max_codes = MAX_CODES;
+                wait = Some(backoff);
+            }
             Ok(Outcome::Delivered(rows)) => {
                 tracing::debug!(rows, "link changes delivered to the edge");
-                backoff = Duration::from_millis(200);
+                backoff = MIN_BACKOFF;
                 max_codes = (max_codes + max_codes.div_ceil(4)).min(MAX_CODES);
+                // The edge takes other changes: its refusal of these is about them.
+                if let Err(err) = park_suspects(state.db(), &suspects).await {
+                    tracing::warn!(error = %err, "cannot park refused codes: tried again later");
+                }
+                suspects.clear();
             }
             Ok(Outcome::Refused { codes }) => max_codes = (codes / 2).max(1),
-            Ok(Outcome::Parked) => {}
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in = ?backoff, "edge sync failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+            Ok(Outcome::RefusedAlone(suspect)) => {
+                tracing::warn!(code = suspect.code, refusal = %suspect.refusal, "the edge refused this code's change: set aside until the edge takes another");
+                suspects.push(suspect);
+                if suspects.len() == MAX_SUSPECTS {
+                    tracing::error!(
+                        codes = suspects.len(),
+                        refusal = %suspects[0].refusal,
+                        retry_in = ?backoff,
+                        "the edge refuses every change it is sent (a worker older than this origin?): nothing parked, retrying"
+                    );
+                    suspects.clear();
+                    max_codes = MAX_CODES;
+                    wait = Some(backoff);
+                }
             }
+            Ok(Outcome::Parked | Outcome::Reversioned) => {}
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), retry_in = ?backoff, "edge sync failed");
+                wait = Some(backoff);
+            }
+        }
+        if let Some(wait) = wait {
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }
 
-/// Sends the changes of up to `max_codes` codes in one request.
+/// Sends the changes of up to `max_codes` codes in one request, leaving out `set_aside`.
 async fn deliver_batch(
     state: &crate::State,
     edge: &EdgeSync,
     client: &reqwest::Client,
     max_codes: usize,
+    set_aside: &[&str],
 ) -> anyhow::Result<Outcome> {
     let mut tx: Transaction<'_, Postgres> = state.db().begin().await?;
     // Once the lock is held, the transaction is ended explicitly on every path but a database
-    // error: a dropped one is rolled back only later, on its connection, and would keep the
-    // lock from the next attempt.
+    // error. A dropped one is rolled back by a task sqlx spawns when the connection returns to
+    // the pool; the next attempt, which follows at once, races it and often finds the lock
+    // still held (and then waits a poll).
     let deliverer: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
         .bind(DELIVERER_LOCK)
         .fetch_one(&mut *tx)
         .await?;
     if !deliverer {
-        return Ok(Outcome::Idle);
+        tx.rollback().await?;
+        return Ok(Outcome::Busy);
     }
-    let claimed = Claimed::take(&mut tx, max_codes).await?;
+    let claimed = Claimed::take(&mut tx, max_codes, set_aside).await?;
     if claimed.codes.is_empty() {
         tx.rollback().await?;
         return Ok(Outcome::Idle);
     }
+    let (changes, stale) = current_changes(&mut tx, &claimed.codes).await?;
+    if !stale.is_empty() {
+        // Not in this transaction: the UPDATE's row lock would be held across the request to
+        // the edge, and every edit of the link would wait for it.
+        tx.rollback().await?;
+        for stale in stale {
+            reversion(state.db(), stale).await?;
+        }
+        return Ok(Outcome::Reversioned);
+    }
     let mut parked = false;
-    let mut batch = Batch::new(MAX_BATCH_BYTES);
-    for (code, change) in current_changes(&mut tx, &claimed.codes).await? {
+    let mut batch = Batch::new(MAX_BATCH_BYTES - edge_client::NONCE_OVERHEAD);
+    for (code, change) in changes {
         match change {
-            Ok(change) => {
+            Change::Send(change) => {
                 if !batch.add(&code, &change)? {
                     break;
                 }
             }
-            Err(err) => {
+            Change::Unusable(err) => {
                 park(&mut tx, &code, &claimed.ids_of(&code), &err).await?;
                 parked = true;
             }
@@ -154,11 +238,12 @@ async fn deliver_batch(
         return Ok(Outcome::Parked);
     }
     let (body, sent) = batch.finish();
-    let response = match post(edge, client, body).await {
+    let response = match edge_client::post(client, &edge.url, &edge.secret, SYNC_PATH, &body).await
+    {
         Ok(response) => response,
         Err(err) => {
             tx.rollback().await?;
-            return Err(err.into());
+            return Err(err);
         }
     };
     let status = response.status();
@@ -172,24 +257,26 @@ async fn deliver_batch(
         return Ok(Outcome::Delivered(ids.len()));
     }
     let text = response.text().await.unwrap_or_default();
-    let refusal = format!("edge answered {status}: {text}");
-    if !refused_for_good(status) {
-        // Unreachable, overloaded, or a secret or clock that an operator has to fix: the same
-        // batch again later. Codes parked above are parked again then.
-        tx.rollback().await?;
-        anyhow::bail!(refusal);
-    }
-    if let [code] = sent.as_slice() {
-        park(&mut tx, code, &claimed.ids_of(code), &refusal).await?;
-        tx.commit().await?;
-        return Ok(Outcome::Parked);
-    }
-    tracing::warn!(codes = sent.len(), %refusal, "edge sync batch refused: sending it in halves");
+    let refusal = format!("edge answered {status}: {text:.300}");
+    // Codes parked above are parked again next time if this one is rolled back.
     if parked {
         tx.commit().await?;
     } else {
         tx.rollback().await?;
     }
+    if !refused_for_good(status) {
+        // Unreachable, overloaded, or a secret or clock that an operator has to fix: the same
+        // batch again later.
+        anyhow::bail!(refusal);
+    }
+    if let [code] = sent.as_slice() {
+        return Ok(Outcome::RefusedAlone(Suspect {
+            ids: claimed.ids_of(code),
+            code: code.clone(),
+            refusal,
+        }));
+    }
+    tracing::warn!(codes = sent.len(), %refusal, "edge sync batch refused: sending it in halves");
     Ok(Outcome::Refused { codes: sent.len() })
 }
 
@@ -203,12 +290,18 @@ struct Claimed {
 }
 
 impl Claimed {
-    async fn take(tx: &mut PgConnection, max_codes: usize) -> Result<Self, sqlx::Error> {
+    async fn take(
+        tx: &mut PgConnection,
+        max_codes: usize,
+        set_aside: &[&str],
+    ) -> Result<Self, sqlx::Error> {
         // SKIP LOCKED only matters while origins from before the lock run beside this one.
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, code FROM edge_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT id, code FROM edge_outbox WHERE code <> ALL($2)
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(MAX_CODES as i64)
+        .bind(set_aside)
         .fetch_all(&mut *tx)
         .await?;
         let mut codes = Vec::new();
@@ -235,25 +328,6 @@ impl Claimed {
     }
 }
 
-/// One signed `POST /_edge/sync`.
-async fn post(
-    edge: &EdgeSync,
-    client: &reqwest::Client,
-    body: Vec<u8>,
-) -> reqwest::Result<reqwest::Response> {
-    let path = "/_edge/sync";
-    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
-    let signature = signature::sign(edge.secret.as_bytes(), "POST", path, timestamp, &body);
-    client
-        .post(format!("{}{path}", edge.url))
-        .header("content-type", "application/json")
-        .header(TIMESTAMP_HEADER, timestamp.to_string())
-        .header(SIGNATURE_HEADER, signature)
-        .body(body)
-        .send()
-        .await
-}
-
 /// Answers to a sync request that sending the same changes again cannot change: the body
 /// is too large or not understood (say, by a worker older than this origin).
 fn refused_for_good(status: StatusCode) -> bool {
@@ -261,51 +335,6 @@ fn refused_for_good(status: StatusCode) -> bool {
         status,
         StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY
     )
-}
-
-/// A sync request's body, built change by change so that its size is known before it grows
-/// past its limit. The JSON is that of `shortlink::edge::SyncBatch`.
-#[derive(Debug)]
-struct Batch {
-    body: Vec<u8>,
-    codes: Vec<String>,
-    limit: usize,
-}
-
-impl Batch {
-    const START: &'static [u8] = br#"{"changes":["#;
-    const END: &'static [u8] = b"]}";
-
-    fn new(limit: usize) -> Self {
-        Self {
-            body: Self::START.to_vec(),
-            codes: Vec::new(),
-            limit,
-        }
-    }
-
-    /// Adds the change unless it would make the body larger than the limit (the first change
-    /// is always added); false when it did not fit.
-    fn add(&mut self, code: &str, change: &SyncChange) -> serde_json::Result<bool> {
-        let json = serde_json::to_vec(change)?;
-        let separator = usize::from(!self.codes.is_empty());
-        let size = self.body.len() + separator + json.len() + Self::END.len();
-        if !self.codes.is_empty() && size > self.limit {
-            return Ok(false);
-        }
-        if separator == 1 {
-            self.body.push(b',');
-        }
-        self.body.extend(json);
-        self.codes.push(code.to_owned());
-        Ok(true)
-    }
-
-    /// The body, and the codes whose changes it holds.
-    fn finish(mut self) -> (Vec<u8>, Vec<String>) {
-        self.body.extend(Self::END);
-        (self.body, self.codes)
-    }
 }
 
 /// A code's newest row: its live link if it has one, else its latest deleted one.
@@ -319,12 +348,28 @@ struct CodeState {
     row: RecordRow,
 }
 
-/// The change to send for each code, in the order given; `Err` for a code whose stored row
-/// cannot make a record (written around the API), which no retry can fix.
+/// What to do about one code.
+#[derive(Debug)]
+enum Change {
+    Send(SyncChange),
+    /// The stored row cannot make a record (written around the API): no retry can fix it.
+    Unusable(String),
+}
+
+/// A live link (row `id`, at `version`) older than a deleted link of its code: see
+/// [`reversion`].
+#[derive(Debug, Clone, Copy)]
+struct Stale {
+    id: i64,
+    version: i64,
+}
+
+/// The change to send for each code, in the order given, unless some live links are
+/// [`Stale`]: then those, and nothing is to be sent before they have new versions.
 async fn current_changes(
     tx: &mut PgConnection,
     codes: &[String],
-) -> anyhow::Result<Vec<(String, Result<SyncChange, String>)>> {
+) -> anyhow::Result<(Vec<(String, Change)>, Vec<Stale>)> {
     let states: Vec<CodeState> = sqlx::query_as(&format!(
         "SELECT DISTINCT ON (code) code, deleted_at IS NULL AS live,
                 max(version) OVER (PARTITION BY code) AS newest, {RECORD_COLUMNS}
@@ -334,79 +379,109 @@ async fn current_changes(
     .bind(codes)
     .fetch_all(&mut *tx)
     .await?;
-    let mut states: std::collections::HashMap<String, CodeState> = states
+    let mut states: HashMap<String, CodeState> = states
         .into_iter()
         .map(|state| (state.code.clone(), state))
         .collect();
     let mut changes = Vec::with_capacity(codes.len());
+    let mut stale = Vec::new();
     for code in codes {
         let change = match states.remove(code) {
-            Some(state) => change_of(&mut *tx, state).await?,
+            Some(state) => match change_of(state)? {
+                Ok(change) => change,
+                Err(link) => {
+                    stale.push(link);
+                    continue;
+                }
+            },
             // No row at all (the outbox row was written by hand): nothing to redirect to.
-            None => ShortCode::parse(code)
-                .map(|code| SyncChange {
+            None => match ShortCode::parse(code) {
+                Ok(code) => Change::Send(SyncChange {
                     code,
                     version: 0,
                     record: None,
-                })
-                .map_err(|err| err.to_string()),
+                }),
+                Err(err) => Change::Unusable(err.to_string()),
+            },
         };
         changes.push((code.clone(), change));
     }
-    Ok(changes)
+    Ok((changes, stale))
 }
 
-async fn change_of(
-    tx: &mut PgConnection,
-    mut state: CodeState,
-) -> anyhow::Result<Result<SyncChange, String>> {
+fn change_of(state: CodeState) -> anyhow::Result<Result<Change, Stale>> {
     let code = match ShortCode::parse(&state.code) {
         Ok(code) => code,
-        Err(err) => return Ok(Err(format!("invalid code stored in links: {err}"))),
+        Err(err) => {
+            return Ok(Ok(Change::Unusable(format!(
+                "invalid code stored in links: {err}"
+            ))));
+        }
     };
     if !state.live {
-        return Ok(Ok(SyncChange {
+        return Ok(Ok(Change::Send(SyncChange {
             code,
             version: u64::try_from(state.newest)?,
             record: None,
-        }));
+        })));
     }
     if state.row.version < state.newest {
-        // This link's insert took its version before a concurrent delete of the code's
-        // previous link took its own, then waited for that delete to commit: it would lose to
-        // that delete's tombstone. A new version (set by the trigger) puts it after.
-        state.row.version =
-            sqlx::query_scalar("UPDATE links SET version = 0 WHERE id = $1 RETURNING version")
-                .bind(state.row.id)
-                .fetch_one(&mut *tx)
-                .await?;
+        return Ok(Err(Stale {
+            id: state.row.id,
+            version: state.row.version,
+        }));
     }
-    Ok(match state.row.into_record() {
-        Ok(record) => Ok(SyncChange {
+    Ok(Ok(match state.row.into_record() {
+        Ok(record) => Change::Send(SyncChange {
             code,
             version: record.version,
             record: Some(record),
         }),
-        Err(err) => Err(format!("{:#}", anyhow::Error::new(err))),
-    })
+        Err(err) => Change::Unusable(format!("{:#}", anyhow::Error::new(err))),
+    }))
+}
+
+/// Gives a live link that is older than a deleted link of its code a new version (the
+/// trigger's), in a statement of its own.
+///
+/// Its insert took its version before a concurrent delete of the code's previous link took
+/// its own, then waited for that delete to commit: sent as it is, it would lose to that
+/// delete's tombstone. Only the state that was read is re-versioned: if an edit or a delete of
+/// the link committed since, it has a newer version already (and an outbox row of its own),
+/// and bumping it here would not change what the next read sends. Either way the code is read
+/// again before anything is sent, so no old state ever goes out under a new version.
+async fn reversion(db: &PgPool, Stale { id, version }: Stale) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE links SET version = 0 WHERE id = $1 AND version = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(version)
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 /// Moves a code's outbox rows aside, so that they no longer hold up the rows behind them.
+/// Rows already gone (delivered by another origin meanwhile) are not parked.
 async fn park(
     tx: &mut PgConnection,
     code: &str,
     ids: &[i64],
     error: &str,
 ) -> Result<(), sqlx::Error> {
+    let moved: Vec<i64> =
+        sqlx::query_scalar("DELETE FROM edge_outbox WHERE id = ANY($1) RETURNING id")
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    if moved.is_empty() {
+        return Ok(());
+    }
     tracing::error!(
         code,
         error,
         "the edge cannot take this code's change: parked in edge_outbox_dead, later changes go on"
     );
-    sqlx::query("DELETE FROM edge_outbox WHERE id = ANY($1)")
-        .bind(ids)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("INSERT INTO edge_outbox_dead (code, error) VALUES ($1, $2)")
         .bind(code)
         .bind(error)
@@ -415,65 +490,21 @@ async fn park(
         .map(drop)
 }
 
+/// Parks the codes the edge refused alone, now that it took another batch.
+async fn park_suspects(db: &PgPool, suspects: &[Suspect]) -> Result<(), sqlx::Error> {
+    if suspects.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    for suspect in suspects {
+        park(&mut tx, &suspect.code, &suspect.ids, &suspect.refusal).await?;
+    }
+    tx.commit().await
+}
+
 #[cfg(test)]
 mod tests {
-    use shortlink::edge::SyncBatch;
-    use shortlink::redirect::LinkRecord;
-    use shortlink::{Destination, RedirectStatus};
-
     use super::*;
-
-    fn change(code: &str, destination: &str) -> SyncChange {
-        let record = LinkRecord::new(
-            1,
-            5,
-            Destination::parse(destination).expect("valid"),
-            RedirectStatus::Found,
-            None,
-        );
-        SyncChange {
-            code: ShortCode::parse(code).expect("valid"),
-            version: 5,
-            record: Some(record),
-        }
-    }
-
-    #[test]
-    fn batches_are_sync_batches_bounded_by_bytes() {
-        let parse = |body: &[u8]| -> SyncBatch { serde_json::from_slice(body).expect("a batch") };
-        assert_eq!(parse(&Batch::new(MAX_BATCH_BYTES).finish().0).changes, []);
-
-        // Backslashes double in JSON: a 4 KiB destination of them is ~8 KiB encoded.
-        let heavy = format!("https://example.com/?q={}", "\\".repeat(4000));
-        let mut batch = Batch::new(MAX_BATCH_BYTES);
-        let mut added = Vec::new();
-        for i in 0..200 {
-            let change = change(&format!("c{i}"), &heavy);
-            if !batch.add(&format!("c{i}"), &change).expect("serialises") {
-                break;
-            }
-            added.push(change);
-        }
-        assert!((25..40).contains(&added.len()), "{}", added.len());
-        let (body, codes) = batch.finish();
-        assert_eq!(codes.len(), added.len());
-        assert!(body.len() <= MAX_BATCH_BYTES, "{}", body.len());
-        assert!(body.len() > MAX_BATCH_BYTES - 9_000, "{}", body.len());
-        assert_eq!(parse(&body).changes, added);
-
-        // A change larger than the limit still goes, alone.
-        let mut batch = Batch::new(100);
-        assert!(
-            batch
-                .add("big", &change("big", &heavy))
-                .expect("serialises")
-        );
-        let small = change("small", "https://example.com/");
-        assert!(!batch.add("small", &small).expect("serialises"));
-        let (body, codes) = batch.finish();
-        assert_eq!(codes, ["big"]);
-        assert_eq!(parse(&body).changes.len(), 1);
-    }
 
     #[test]
     fn only_answers_that_cannot_change_are_refusals_for_good() {

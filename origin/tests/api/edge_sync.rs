@@ -1,27 +1,32 @@
-//! Delivery of link changes to the edge (`outbox.rs`), against a fake edge that keeps KV the
-//! way the worker does (the newer version wins): one deliverer at a time across origins,
-//! versions that order every change of a code, batches bounded by bytes, and a change the
-//! edge refuses that does not hold up the ones behind it.
+//! Delivery of link changes to the edge (`outbox.rs`), against a fake edge that checks
+//! signatures and refuses a repeated one, and keeps KV the way the worker does (the newer
+//! version wins): one deliverer at a time across origins, versions that order every change of
+//! a code, batches bounded by bytes, a change the edge refuses that does not hold up the ones
+//! behind it, and nothing parked when the edge refuses everything.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use shortlink::edge::SyncBatch;
+use shortlink::edge::{SYNC_PATH, SyncBatch};
+use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 use crate::support::{EDGE_SECRET, TestApp, app_with, config, new_database};
 
 /// What the fake edge holds for a code: the version, and the record (`None`: a tombstone).
 type Kv = HashMap<String, (u64, Option<Value>)>;
 
-/// A sync endpoint that verifies nothing but keeps KV as the worker does.
+/// A sync endpoint that verifies signatures and refuses one it saw before as the worker does
+/// (`edge/src/signed.rs`), and keeps KV as the worker does.
 #[derive(Default)]
 struct FakeEdge {
     kv: Mutex<Kv>,
+    /// Signatures of the requests received.
+    seen: Mutex<HashSet<String>>,
     /// Every request's body size and status answered.
     requests: Mutex<Vec<(usize, u16)>>,
     in_flight: AtomicUsize,
@@ -32,6 +37,10 @@ struct FakeEdge {
     body_limit: Option<usize>,
     /// A batch holding this code gets 400, as a worker that cannot read its change would answer.
     poison: Option<&'static str>,
+    /// Every batch gets 400, as a worker older than the origin would answer.
+    refuse_all: AtomicBool,
+    /// The first this many requests get 503 once received, as when a KV write failed.
+    fail_first: usize,
 }
 
 impl FakeEdge {
@@ -39,10 +48,10 @@ impl FakeEdge {
         let edge = Arc::new(self);
         let handler_edge = edge.clone();
         let router = axum::Router::new().route(
-            "/_edge/sync",
-            axum::routing::post(move |body: Bytes| {
+            SYNC_PATH,
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
                 let edge = handler_edge.clone();
-                async move { edge.sync(&body).await }
+                async move { edge.sync(&headers, &body).await }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -53,11 +62,11 @@ impl FakeEdge {
         (edge, url)
     }
 
-    async fn sync(&self, body: &[u8]) -> StatusCode {
+    async fn sync(&self, headers: &HeaderMap, body: &[u8]) -> StatusCode {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
-        let status = self.answer(body);
+        let status = self.answer(headers, body);
         self.requests
             .lock()
             .expect("lock")
@@ -66,7 +75,33 @@ impl FakeEdge {
         status
     }
 
-    fn answer(&self, body: &[u8]) -> StatusCode {
+    fn answer(&self, headers: &HeaderMap, body: &[u8]) -> StatusCode {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let verified = signature::verify(
+            EDGE_SECRET.as_bytes(),
+            "POST",
+            SYNC_PATH,
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            body,
+            now,
+        );
+        if verified.is_err() {
+            return StatusCode::UNAUTHORIZED;
+        }
+        let signature = header(SIGNATURE_HEADER).unwrap_or_default().to_owned();
+        let mut seen = self.seen.lock().expect("lock");
+        if !seen.insert(signature) {
+            return StatusCode::UNAUTHORIZED;
+        }
+        if seen.len() <= self.fail_first {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        drop(seen);
+        if self.refuse_all.load(Ordering::SeqCst) {
+            return StatusCode::BAD_REQUEST;
+        }
         if self.body_limit.is_some_and(|limit| body.len() > limit) {
             return StatusCode::PAYLOAD_TOO_LARGE;
         }
@@ -98,6 +133,11 @@ impl FakeEdge {
 
     fn get(&self, code: &str) -> Option<(u64, Option<Value>)> {
         self.kv.lock().expect("lock").get(code).cloned()
+    }
+
+    fn statuses(&self) -> Vec<u16> {
+        let requests = self.requests.lock().expect("lock");
+        requests.iter().map(|(_, status)| *status).collect()
     }
 }
 
@@ -336,4 +376,215 @@ async fn large_batches_are_split_and_a_refused_code_does_not_hold_up_the_rest() 
         requests.iter().any(|(_, status)| *status == 413),
         "{requests:?}"
     );
+}
+
+/// A batch sent again right after a failure carries the same changes: with a signature over
+/// the same body and second it was refused as a replay until the clock turned.
+#[tokio::test]
+async fn a_batch_sent_again_at_once_is_not_a_replay() {
+    // Three tries within 0.6 s (backoff 0.2 s, then 0.4 s): two of them share a second.
+    let (edge, url) = FakeEdge {
+        fail_first: 2,
+        ..FakeEdge::default()
+    }
+    .start()
+    .await;
+    let app = origin_with_edge(&new_database().await, &url).await;
+    app.create(json!({"destination": "https://example.com/again", "code": "again"}))
+        .await;
+    eventually("the link at the edge", || edge.get("again")).await;
+    assert_eq!(edge.statuses(), [503, 503, 200]);
+}
+
+/// A worker that refuses every batch (say, one older than the origin) must not have every
+/// change parked one by one, takedowns included: the rows wait until it takes them.
+#[tokio::test]
+async fn nothing_is_parked_while_the_edge_refuses_everything() {
+    let (edge, url) = FakeEdge::default().start().await;
+    edge.refuse_all.store(true, Ordering::SeqCst);
+    let database_url = new_database().await;
+    let app = app_with(&config(&database_url)).await;
+    for i in 0..20 {
+        app.create(
+            json!({"destination": format!("https://example.com/{i}"), "code": format!("keep{i}")}),
+        )
+        .await;
+    }
+    let deleted = app
+        .api(axum::http::Method::DELETE, "/api/v1/links/keep0", None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    // This origin has no edge to record changes for.
+    sqlx::query("INSERT INTO edge_outbox (code) SELECT code FROM links ORDER BY id")
+        .execute(&app.db)
+        .await
+        .expect("outbox");
+    let rows = async || -> (i64, i64) {
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM edge_outbox), (SELECT count(*) FROM edge_outbox_dead)",
+        )
+        .fetch_one(&app.db)
+        .await
+        .expect("counts")
+    };
+    let before = rows().await;
+    assert_eq!(before, (20, 0));
+
+    let _delivering = origin_with_edge(&database_url, &url).await;
+    // More refusals than it takes to walk every code down to a batch of its own.
+    eventually("the edge refused many batches", || {
+        (edge.statuses().len() > 40).then_some(())
+    })
+    .await;
+    assert_eq!(rows().await, before);
+    assert!(edge.statuses().iter().all(|status| *status == 400));
+
+    edge.refuse_all.store(false, Ordering::SeqCst);
+    eventually("every change at the edge", || {
+        (1..20)
+            .all(|i| {
+                edge.get(&format!("keep{i}"))
+                    .is_some_and(|(_, r)| r.is_some())
+            })
+            .then_some(())
+    })
+    .await;
+    eventually("the takedown at the edge", || {
+        edge.get("keep0").filter(|(_, record)| record.is_none())
+    })
+    .await;
+    let after = rows().await;
+    assert_eq!(after.1, 0, "nothing parked");
+}
+
+/// What a create that took its version just before a concurrent delete of the code's old link
+/// (and then waited for it) leaves behind, made by hand with the trigger off: a live link
+/// below its code's tombstone. Returns the live link's id.
+async fn raced_link(app: &TestApp, code: &str) -> i64 {
+    sqlx::raw_sql(&format!(
+        "SELECT setval('link_version_seq', 100);
+         INSERT INTO links (code, destination, deleted_at)
+             VALUES ('{code}', 'https://example.com/old', now());
+         ALTER TABLE links DISABLE TRIGGER links_version;
+         INSERT INTO links (code, destination, version)
+             VALUES ('{code}', 'https://example.com/new', 100);
+         ALTER TABLE links ENABLE TRIGGER links_version;
+         INSERT INTO edge_outbox (code) VALUES ('{code}');"
+    ))
+    .execute(&app.db)
+    .await
+    .expect("setup");
+    sqlx::query_scalar("SELECT id FROM links WHERE code = $1 AND deleted_at IS NULL")
+        .bind(code)
+        .fetch_one(&app.db)
+        .await
+        .expect("live link")
+}
+
+/// An edit that commits while the deliverer re-versions the link it read must not have the
+/// old state sent under the new version (the edit's own delivery would then be stale at the
+/// edge, and the old destination stay there).
+#[tokio::test]
+async fn an_edit_during_a_reversioning_is_what_reaches_the_edge() {
+    let (edge, url) = FakeEdge::default().start().await;
+    let database_url = new_database().await;
+    let app = app_with(&config(&database_url)).await;
+    let id = raced_link(&app, "edited").await;
+    // The edit takes the row's lock first, so the deliverer's re-versioning waits for it.
+    let mut edit = app.db.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM links WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *edit)
+        .await
+        .expect("lock");
+
+    let delivering = origin_with_edge(&database_url, &url).await;
+    for _ in 0..600 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE query LIKE 'UPDATE links SET version = 0%' AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sqlx::query("UPDATE links SET destination = 'https://example.com/edited' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *edit)
+        .await
+        .expect("edit");
+    sqlx::query("INSERT INTO edge_outbox (code) VALUES ('edited')")
+        .execute(&mut *edit)
+        .await
+        .expect("outbox");
+    edit.commit().await.expect("commit");
+
+    eventually("the outbox delivered", || {
+        edge.get("edited")
+            .filter(|(_, record)| record.is_some())
+            .map(drop)
+    })
+    .await;
+    for _ in 0..600 {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM edge_outbox")
+            .fetch_one(&delivering.db)
+            .await
+            .expect("count");
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (version, record) = edge.get("edited").expect("at the edge");
+    assert_eq!(
+        record.map(|record| record["destination"].clone()),
+        Some(json!("https://example.com/edited")),
+        "version {version}"
+    );
+    assert_eq!(versions(&app, "edited").await[1], (version as i64, true));
+}
+
+/// The re-versioning does not hold the link's row lock while the batch is at the edge: an
+/// edit of the link goes through at once.
+#[tokio::test]
+async fn a_reversioning_does_not_block_edits_while_the_edge_answers() {
+    let (edge, url) = FakeEdge {
+        delay: Duration::from_secs(4),
+        ..FakeEdge::default()
+    }
+    .start()
+    .await;
+    let database_url = new_database().await;
+    let app = app_with(&config(&database_url)).await;
+    raced_link(&app, "slowedge").await;
+    let delivering = origin_with_edge(&database_url, &url).await;
+    eventually("the delivery is under way", || {
+        (edge.in_flight.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let edited = delivering
+        .api(
+            axum::http::Method::PATCH,
+            "/api/v1/links/slowedge",
+            Some(json!({"destination": "https://example.com/patched"})),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the edit waited {:?}",
+        started.elapsed()
+    );
+    eventually("the edit at the edge", || {
+        edge.get("slowedge").filter(|(_, record)| {
+            record.as_ref().map(|r| r["destination"].clone())
+                == Some(json!("https://example.com/patched"))
+        })
+    })
+    .await;
 }
