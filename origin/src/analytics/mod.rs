@@ -2,6 +2,7 @@
 //! own click recorder, and retention.
 
 pub(crate) mod enrich;
+pub(crate) mod export;
 pub(crate) mod isolate;
 pub(crate) mod range;
 pub(crate) mod recorder;

@@ -1,17 +1,13 @@
 //! The stats API: time series, totals, unique visitors and top-N breakdowns, per link and for
-//! the whole account, read from the rollups only; and CSV export of a link's raw clicks.
+//! the whole account, read from the rollups only (the CSV export of raw clicks is in
+//! `export.rs`).
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
-use serde::Deserialize;
 use shortlink::ShortCode;
 use shortlink::stats::{Breakdowns, Counts, Point, Ranked, Stats, TopLink};
 use sqlx::PgPool;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::range::{Range, StatsQuery};
 use super::rollup::ACCOUNT;
@@ -23,7 +19,7 @@ pub(crate) fn routes() -> axum::Router<crate::State> {
     axum::Router::new()
         .route("/stats", get(account_stats))
         .route("/links/{code}/stats", get(link_stats))
-        .route("/links/{code}/clicks.csv", get(export_csv))
+        .route("/links/{code}/clicks.csv", get(super::export::export_csv))
 }
 
 /// Checks a query ([`Range::new`]) and its time zone, which PostgreSQL knows.
@@ -73,7 +69,7 @@ pub(crate) async fn account_stats(
 }
 
 /// The live link with this code (statistics of deleted links are not reachable by code).
-async fn link_id(db: &PgPool, code: &ShortCode) -> Result<i64, Error> {
+pub(super) async fn link_id(db: &PgPool, code: &ShortCode) -> Result<i64, Error> {
     sqlx::query_scalar("SELECT id FROM links WHERE code = $1 AND deleted_at IS NULL")
         .bind(code.as_str())
         .fetch_optional(db)
@@ -229,213 +225,4 @@ async fn top_links(db: &PgPool, range: &Range) -> Result<Vec<TopLink>, Error> {
             count,
         })
         .collect())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExportQuery {
-    #[serde(default, with = "shortlink::timestamp::rfc3339::option")]
-    from: Option<OffsetDateTime>,
-    #[serde(default, with = "shortlink::timestamp::rfc3339::option")]
-    to: Option<OffsetDateTime>,
-}
-
-/// Rows per page of the CSV export: each page is one query, so a long export holds no
-/// connection between pages.
-const EXPORT_PAGE: i64 = 5_000;
-
-type ClickRow = (
-    String,
-    OffsetDateTime,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    bool,
-    bool,
-    String,
-);
-
-/// `GET /api/v1/links/{code}/clicks.csv`: the raw clicks still kept, oldest first, streamed
-/// page by page.
-pub(crate) async fn export_csv(
-    State(state): State<crate::State>,
-    CodePath(code): CodePath,
-    ApiQuery(query): ApiQuery<ExportQuery>,
-) -> Result<Response, Error> {
-    let link_id = link_id(state.db(), &code).await?;
-    let from = query.from.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let to = query
-        .to
-        .unwrap_or_else(|| OffsetDateTime::now_utc() + Duration::DAY);
-    let db = state.db().clone();
-
-    // State of the stream: where the next page starts; None once the last page was sent.
-    let start = Some((from, String::new(), true));
-    let pages = futures_util::stream::try_unfold(start, move |cursor| {
-        let db = db.clone();
-        async move {
-            let Some((after_at, after_id, first)) = cursor else {
-                return Ok::<_, Error>(None);
-            };
-            let rows: Vec<ClickRow> = sqlx::query_as(
-                "SELECT id, at, country, referrer, referrer_host, user_agent, device, browser, os,
-                        bot, qr, source
-                 FROM clicks
-                 WHERE link_id = $1 AND (at, id) > ($2, $3) AND at < $4
-                 ORDER BY at, id
-                 LIMIT $5",
-            )
-            .bind(link_id)
-            .bind(after_at)
-            .bind(&after_id)
-            .bind(to)
-            .bind(EXPORT_PAGE)
-            .fetch_all(&db)
-            .await?;
-            let next = rows
-                .last()
-                .filter(|_| rows.len() as i64 == EXPORT_PAGE)
-                .map(|row| (row.1, row.0.clone(), false));
-            let chunk = csv_chunk(&rows, first).map_err(|err| Error::Internal(err.into()))?;
-            Ok(Some((chunk, next)))
-        }
-    });
-    let filename = format!("attachment; filename=\"{code}-clicks.csv\"");
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, filename),
-        ],
-        Body::from_stream(pages.map_err(|err| std::io::Error::other(err.to_string()))),
-    )
-        .into_response())
-}
-
-fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    if with_header {
-        writer.write_record([
-            "id",
-            "at",
-            "country",
-            "referrer",
-            "referrer_host",
-            "user_agent",
-            "device",
-            "browser",
-            "os",
-            "bot",
-            "qr",
-            "source",
-        ])?;
-    }
-    for (
-        id,
-        at,
-        country,
-        referrer,
-        referrer_host,
-        user_agent,
-        device,
-        browser,
-        os,
-        bot,
-        qr,
-        source,
-    ) in rows
-    {
-        let at = at
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        // Every text cell, not only the ones visitors send today: a cell that cannot start
-        // with a formula character costs nothing, and a new field cannot forget it.
-        let cells = [
-            id.as_str(),
-            &at,
-            country.as_deref().unwrap_or_default(),
-            referrer.as_deref().unwrap_or_default(),
-            referrer_host,
-            user_agent.as_deref().unwrap_or_default(),
-            device,
-            browser,
-            os,
-            if *bot { "true" } else { "false" },
-            if *qr { "true" } else { "false" },
-            source,
-        ]
-        .map(inert_cell);
-        writer.write_record(cells.iter().map(|cell| cell.as_bytes()))?;
-    }
-    writer.into_inner().map_err(|err| err.into_error().into())
-}
-
-/// A cell a spreadsheet shows as text instead of running it as a formula (CSV injection):
-/// a visitor chooses their `Referer` and `User-Agent`, and `=HYPERLINK(...)` in one would run
-/// when the export is opened. OWASP's recommendation: a leading `'` before a cell that starts
-/// with `=`, `+`, `-`, `@`, a tab or a carriage return (spreadsheets hide the `'`), the cell
-/// then quoted by the CSV writer as usual.
-fn inert_cell(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}").into()
-    } else {
-        cell.into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_that_would_run_as_formulas_are_made_text() {
-        for (cell, written) in [
-            (
-                "=HYPERLINK(\"https://evil.example\",\"x\")",
-                "'=HYPERLINK(\"https://evil.example\",\"x\")",
-            ),
-            ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
-            ("-2+3", "'-2+3"),
-            ("@SUM(A1:A2)", "'@SUM(A1:A2)"),
-            ("\t=1+1", "'\t=1+1"),
-            ("\r=1+1", "'\r=1+1"),
-            // Harmless cells are left as they are, formula characters inside them too.
-            ("https://news.example/a=b", "https://news.example/a=b"),
-            (
-                "Mozilla/5.0 (X11; Linux x86_64)",
-                "Mozilla/5.0 (X11; Linux x86_64)",
-            ),
-            ("a-b@c", "a-b@c"),
-            (" =1", " =1"),
-            ("", ""),
-        ] {
-            assert_eq!(inert_cell(cell), written, "{cell:?}");
-        }
-    }
-
-    #[test]
-    fn an_export_row_holds_no_formula() {
-        let row: ClickRow = (
-            "ev1".to_owned(),
-            OffsetDateTime::UNIX_EPOCH,
-            Some("DE".to_owned()),
-            Some("=cmd|' /C calc'!A0".to_owned()),
-            "direct".to_owned(),
-            Some("@SUM(1+1)".to_owned()),
-            "bot".to_owned(),
-            "Other".to_owned(),
-            "Other".to_owned(),
-            true,
-            false,
-            "edge".to_owned(),
-        );
-        let csv = String::from_utf8(csv_chunk(&[row], false).expect("csv")).expect("utf-8");
-        assert_eq!(
-            csv,
-            "ev1,1970-01-01T00:00:00Z,DE,'=cmd|' /C calc'!A0,direct,'@SUM(1+1),bot,Other,Other,true,false,edge\n"
-        );
-    }
 }
