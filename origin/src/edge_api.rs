@@ -11,7 +11,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
-use shortlink::edge::{IngestBatch, IngestResult};
+use shortlink::edge::{EDGE_PREFIX, INGEST_PATH, IngestBatch, IngestResult, RESOLVE_PATH_PREFIX};
 use shortlink::redirect::LinkRecord;
 use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use time::OffsetDateTime;
@@ -25,10 +25,18 @@ use crate::links;
 /// of at most 16 KiB of events each (a few thousand events), so about 1.6 MiB.
 pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
+/// The edge routes, to be nested under [`EDGE_PREFIX`].
 pub(crate) fn routes(state: crate::State) -> axum::Router<crate::State> {
+    let nested = |path: &'static str| {
+        path.strip_prefix(EDGE_PREFIX)
+            .expect("every edge path starts with the prefix (a shortlink test)")
+    };
     axum::Router::new()
-        .route("/resolve/{code}", get(resolve))
-        .route("/ingest", post(ingest))
+        .route(
+            &format!("{}{{code}}", nested(RESOLVE_PATH_PREFIX)),
+            get(resolve),
+        )
+        .route(nested(INGEST_PATH), post(ingest))
         .fallback(|| async { Error::NotFound })
         .layer(axum::middleware::from_fn_with_state(
             state,

@@ -6,6 +6,8 @@ use time::OffsetDateTime;
 use crate::ShortCode;
 use crate::redirect::{LinkRecord, RecordVersion};
 
+/// Where every route between the edge and the origin lives, on both sides.
+pub const EDGE_PREFIX: &str = "/_edge";
 /// The edge's route for link sync (origin → edge, signed): [`SyncBatch`].
 pub const SYNC_PATH: &str = "/_edge/sync";
 /// The edge's route that moves parked clicks back onto the click queue (origin → edge,
@@ -370,6 +372,13 @@ mod tests {
         })
         .expect("serialises");
         assert_eq!(json, r#"{"code":"abc","version":9,"record":null}"#);
+    }
+
+    #[test]
+    fn every_edge_route_is_under_the_prefix() {
+        for path in [SYNC_PATH, REPLAY_PATH, INGEST_PATH, RESOLVE_PATH_PREFIX] {
+            assert!(path.starts_with(&format!("{EDGE_PREFIX}/")), "{path}");
+        }
     }
 
     #[test]
