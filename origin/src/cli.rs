@@ -1,0 +1,130 @@
+//! The `origin` binary's commands: `serve` (with its logging and the signals that stop it)
+//! and the one-off commands, which log to stderr so their stdout holds only what they show.
+
+use tokio::net::TcpListener;
+
+use crate::config::{Cli, Command, LogFormat};
+use crate::{accounts, auth, db, replay_clicks, serve};
+
+/// Entry point of the binary.
+pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(config) => {
+            init_logging(config.log_format);
+            let listener = TcpListener::bind(config.bind)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+            serve(&config, listener, shutdown_signal()).await
+        }
+        Command::CreateApiKey { database, name } => {
+            init_command_logging();
+            let pool = db::pool(&database)?;
+            db::MIGRATOR.run(&pool).await?;
+            let created = auth::create_key(&pool, &name).await?;
+            println!(
+                "Created API key {:?} (id {}). It is shown only now:\n\n  {}\n",
+                created.name, created.id, created.key
+            );
+            Ok(())
+        }
+        Command::CreateAdmin {
+            database,
+            username,
+            reset,
+            password,
+        } => {
+            init_command_logging();
+            let pool = db::pool(&database)?;
+            db::MIGRATOR.run(&pool).await?;
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(accounts::random_password);
+            let existed = accounts::set_admin(&pool, &username, &password, reset).await?;
+            let what = if existed {
+                "Set a new password for"
+            } else {
+                "Created"
+            };
+            if generated {
+                println!(
+                    "{what} the dashboard user {username:?}. Its password is shown only now:\n\n  {password}\n"
+                );
+            } else {
+                println!(
+                    "{what} the dashboard user {username:?} with the password in KURZ_ADMIN_PASSWORD."
+                );
+            }
+            Ok(())
+        }
+        Command::ReplayParkedClicks {
+            edge_url,
+            edge_secret,
+        } => {
+            init_command_logging();
+            let done = replay_clicks::replay_parked_clicks(
+                &edge_url,
+                &edge_secret,
+                replay_clicks::Pacing::PRODUCTION,
+                |answer| {
+                    println!(
+                        "replayed {} parked messages ({} clicks), {} remain",
+                        answer.replayed, answer.clicks, answer.remaining
+                    );
+                },
+            )
+            .await?;
+            println!(
+                "done: {} parked messages ({} clicks) back on the click queue in {} requests; none remain",
+                done.messages, done.clicks, done.requests
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `serve` logs to stdout, the log stream.
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The one-off commands log to stderr: their stdout holds only what they tell the operator (a
+/// new key or password), so `origin create-api-key > key.txt` keeps the log out of it and the
+/// secret out of the log.
+fn init_command_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(log_filter())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what orchestrators send).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received, finishing requests in flight");
+}
