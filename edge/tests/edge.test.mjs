@@ -137,6 +137,25 @@ test('forged, stale and replayed sync and ingest requests are refused', async ()
   assert.equal((await post(syncUrl, genuine, '{"changes":[]}')).status, 200);
   assert.equal((await post(syncUrl, genuine, '{"changes":[]}')).status, 401);
 
+  // A signed route reads no body before the headers check out and a length is declared: an
+  // unsigned or stale client gets 401 however large its body, a streamed (chunked) one 411, a
+  // declared length over the limit 413.
+  const streamed = (text) => new ReadableStream({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode(text));
+      controller.close();
+    },
+  });
+  const chunked = (headers, text) => fetch(syncUrl, { method: 'POST', headers, body: streamed(text), duplex: 'half' });
+  assert.equal((await chunked({}, '{"changes":[]}')).status, 401, 'unsigned, chunked');
+  assert.equal((await chunked(stale, body)).status, 401, 'stale, chunked');
+  const fresh = sign('POST', '/_edge/sync', '{"changes":[]}');
+  const lengthless = await chunked(fresh, '{"changes":[]}');
+  assert.equal(lengthless.status, 411, 'signed, chunked');
+  assert.equal((await lengthless.json()).error.code, 'length_required');
+  const huge = '{"changes":[]' + ' '.repeat(1024 * 1024) + '}';
+  assert.equal((await post(syncUrl, sign('POST', '/_edge/sync', huge), huge)).status, 413, 'over the limit');
+
   const ingestUrl = `${origin.url}/_edge/ingest`;
   const events = JSON.stringify({ events: [] });
   assert.equal((await post(ingestUrl, {}, events)).status, 401);
