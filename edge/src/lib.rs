@@ -103,8 +103,23 @@ async fn redirect(
     head: bool,
 ) -> Result<Response> {
     let started_ms = now_ms();
+    let record = match lookup(env, ctx, &code, started_ms).await? {
+        Ok(record) => record,
+        Err(answer) => return Ok(answer),
+    };
+    answer(req, env, ctx, &record, code, head, timestamp(started_ms))
+}
+
+/// The code's link record, from this isolate's memo, KV, or the origin (then filled into KV);
+/// or the answer when there is none to redirect to (404, or 503 while the origin is down).
+async fn lookup(
+    env: &Env,
+    ctx: &Context,
+    code: &ShortCode,
+    started_ms: u64,
+) -> Result<std::result::Result<LinkRecord, Response>> {
     let (memo_hit, generation) =
-        MEMO.with_borrow(|memo| (memo.get(&code, started_ms).cloned(), memo.generation()));
+        MEMO.with_borrow(|memo| (memo.get(code, started_ms).cloned(), memo.generation()));
     // What this request learns is remembered as of its start, which errs towards fresher.
     let remember = |entry: Entry| {
         MEMO.with_borrow_mut(|memo| memo.remember(code.clone(), entry, generation, started_ms));
@@ -114,7 +129,7 @@ async fn redirect(
         None => {
             let stored = env
                 .kv(LINKS)?
-                .get(&kv_key(&code))
+                .get(&kv_key(code))
                 .cache_ttl(KV_CACHE_TTL)
                 .text()
                 .await?;
@@ -127,26 +142,27 @@ async fn redirect(
     };
     let record = match known {
         Some(Entry::Link(record)) => record,
-        Some(Entry::Missing | Entry::Deleted(_)) => return page(404, pages::NOT_FOUND),
+        Some(Entry::Missing | Entry::Deleted(_)) => return page(404, pages::NOT_FOUND).map(Err),
         Some(Entry::Unreadable(_)) | None => {
             let now = now_ms();
             if !BREAKER.with_borrow_mut(|breaker| breaker.allow(now)) {
-                return unavailable(BREAKER.with_borrow(|breaker| breaker.retry_after_secs(now)));
+                return unavailable(BREAKER.with_borrow(|breaker| breaker.retry_after_secs(now)))
+                    .map(Err);
             }
-            match origin::resolve(env, &code).await {
+            match origin::resolve(env, code).await {
                 Ok(Some((record, json))) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
                     let entry = Entry::Link(record.clone());
                     remember(entry.clone());
-                    fill_kv(ctx, env, &code, entry, json, FETCHED_RECORD_TTL);
+                    fill_kv(ctx, env, code, entry, json, FETCHED_RECORD_TTL);
                     record
                 }
                 Ok(None) => {
                     BREAKER.with_borrow_mut(Breaker::succeeded);
                     let missing = KV_MISSING.to_owned();
-                    fill_kv(ctx, env, &code, Entry::Missing, missing, MISSING_TTL);
+                    fill_kv(ctx, env, code, Entry::Missing, missing, MISSING_TTL);
                     remember(Entry::Missing);
-                    return page(404, pages::NOT_FOUND);
+                    return page(404, pages::NOT_FOUND).map(Err);
                 }
                 Err(err) => {
                     worker::console_warn!("origin unavailable for {code}: {err}");
@@ -154,19 +170,32 @@ async fn redirect(
                     BREAKER.with_borrow_mut(|breaker| breaker.failed(now));
                     return unavailable(
                         BREAKER.with_borrow(|breaker| breaker.retry_after_secs(now)),
-                    );
+                    )
+                    .map(Err);
                 }
             }
         }
     };
-    let now = timestamp(started_ms);
-    match decide(&record, now) {
+    Ok(Ok(record))
+}
+
+/// The answer to a visit of `record` at `now`: a redirect (and its click), or 410.
+fn answer(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    record: &LinkRecord,
+    code: ShortCode,
+    head: bool,
+    now: OffsetDateTime,
+) -> Result<Response> {
+    match decide(record, now) {
         Decision::Redirect {
             status,
             location,
             cache_control,
         } => {
-            send_click(req, env, ctx, &record, code, head, now);
+            send_click(req, env, ctx, record, code, head, now);
             let headers = Headers::new();
             headers.set("location", location)?;
             headers.set("cache-control", &cache_control.to_string())?;
