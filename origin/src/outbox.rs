@@ -10,9 +10,10 @@
 //!
 //! Batches are bounded by bytes as well as by codes, well under the edge's body limit. A
 //! batch the edge refuses for good (400, 413, 422) is sent again in halves until the code at
-//! fault is alone. That code is set aside, and once the edge has taken another batch (so the
-//! refusal is about that code, not every change) its rows move to `edge_outbox_dead` (logged):
-//! the changes behind it, takedowns included, still arrive. When the edge refuses everything
+//! fault is alone. That code is set aside; once the edge has taken another batch it is sent
+//! alone again, and refused again (so the refusal is about that code, not every change) its
+//! rows move to `edge_outbox_dead` (logged): the changes behind it, takedowns included, still
+//! arrive. When the edge refuses everything
 //! (say, a worker older than this origin), nothing is parked: the rows stay, an error is
 //! logged, and delivery backs off.
 
@@ -108,87 +109,183 @@ pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
             return;
         }
     };
-    let mut backoff = MIN_BACKOFF;
-    // Halved on every batch the edge refuses and grown by a quarter on every one it takes
-    // (doubling would send again the size just refused, every other time), until the outbox
-    // is empty.
-    let mut max_codes = MAX_CODES;
-    // Codes refused alone since the edge last took a batch, left out of the batches.
-    let mut suspects: Vec<Suspect> = Vec::new();
+    let mut pace = Pace::default();
     loop {
-        let set_aside: Vec<&str> = suspects.iter().map(|s| s.code.as_str()).collect();
-        let outcome = deliver_batch(&state, &edge, &client, max_codes, &set_aside).await;
-        let mut wait = None;
-        match outcome {
-            Ok(Outcome::Busy) => {
-                // The other deliverer finds the refused codes by itself.
-                suspects.clear();
-                max_codes = MAX_CODES;
-                let _ = tokio::time::timeout(POLL, edge.wake.notified()).await;
-            }
-            Ok(Outcome::Idle) if suspects.is_empty() => {
-                backoff = MIN_BACKOFF;
-                max_codes = MAX_CODES;
-                let _ = tokio::time::timeout(POLL, edge.wake.notified()).await;
-            }
-            Ok(Outcome::Idle) => {
-                // Nothing else to send that could show the edge takes other changes.
-                tracing::error!(
-                    codes = ?set_aside,
-                    refusal = %suspects[0].refusal,
-                    retry_in = ?backoff,
-                    "the edge refuses these codes' changes, and took nothing since: kept in the outbox, not parked"
-                );
-                suspects.clear();
-                max_codes = MAX_CODES;
-                wait = Some(backoff);
-            }
-            Ok(Outcome::Delivered(rows)) => {
-                tracing::debug!(rows, "link changes delivered to the edge");
-                backoff = MIN_BACKOFF;
-                max_codes = (max_codes + max_codes.div_ceil(4)).min(MAX_CODES);
-                // The edge takes other changes: its refusal of these is about them.
-                if let Err(err) = park_suspects(state.db(), &suspects).await {
-                    tracing::warn!(error = %err, "cannot park refused codes: tried again later");
-                }
-                suspects.clear();
-            }
-            Ok(Outcome::Refused { codes }) => max_codes = (codes / 2).max(1),
-            Ok(Outcome::RefusedAlone(suspect)) => {
-                tracing::warn!(code = suspect.code, refusal = %suspect.refusal, "the edge refused this code's change: set aside until the edge takes another");
-                suspects.push(suspect);
-                if suspects.len() == MAX_SUSPECTS {
-                    tracing::error!(
-                        codes = suspects.len(),
-                        refusal = %suspects[0].refusal,
-                        retry_in = ?backoff,
-                        "the edge refuses every change it is sent (a worker older than this origin?): nothing parked, retrying"
-                    );
-                    suspects.clear();
-                    max_codes = MAX_CODES;
-                    wait = Some(backoff);
-                }
-            }
-            Ok(Outcome::Parked | Outcome::Reversioned) => {}
-            Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), retry_in = ?backoff, "edge sync failed");
-                wait = Some(backoff);
-            }
+        let set_aside = pace.set_aside();
+        let only = pace.recheck.first().map(|suspect| suspect.code.as_str());
+        let outcome = deliver_batch(&state, &edge, &client, pace.max_codes, &set_aside, only).await;
+        let (next, to_park) = pace.settle(outcome);
+        if let Err(err) = park_suspects(state.db(), &to_park).await {
+            tracing::warn!(error = %err, "cannot park refused codes: they are sent again");
         }
-        if let Some(wait) = wait {
-            tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+        match next {
+            Next::Now => {}
+            Next::Poll => {
+                let _ = tokio::time::timeout(POLL, edge.wake.notified()).await;
+            }
+            Next::After(wait) => tokio::time::sleep(wait).await,
         }
     }
 }
 
-/// Sends the changes of up to `max_codes` codes in one request, leaving out `set_aside`.
+/// When the deliverer tries next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Now,
+    /// When woken by a link write, or after [`POLL`].
+    Poll,
+    After(Duration),
+}
+
+/// What the deliverer carries from one attempt to the next.
+#[derive(Debug)]
+struct Pace {
+    backoff: Duration,
+    /// Codes in the next batch. Halved on every batch the edge refuses and grown by a quarter
+    /// on every one it takes (doubling would send again the size just refused, every other
+    /// time), until the outbox is empty.
+    max_codes: usize,
+    /// Codes refused alone since the edge last took a batch, left out of the batches.
+    suspects: Vec<Suspect>,
+    /// Suspects to send alone once more, now that the edge took a batch: one refused again
+    /// is parked, since the edge demonstrably takes other changes; one taken was refused only
+    /// because the edge refused everything then (say, until its upgrade).
+    recheck: Vec<Suspect>,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            backoff: MIN_BACKOFF,
+            max_codes: MAX_CODES,
+            suspects: Vec::new(),
+            recheck: Vec::new(),
+        }
+    }
+}
+
+impl Pace {
+    fn set_aside(&self) -> Vec<String> {
+        self.suspects.iter().map(|s| s.code.clone()).collect()
+    }
+
+    /// Takes in what an attempt did: when to try next, and the codes to park now.
+    fn settle(&mut self, outcome: anyhow::Result<Outcome>) -> (Next, Vec<Suspect>) {
+        if !self.recheck.is_empty() {
+            return self.settle_recheck(outcome);
+        }
+        let next = match outcome {
+            Ok(Outcome::Busy) => {
+                // The other deliverer finds the refused codes by itself.
+                self.suspects.clear();
+                self.max_codes = MAX_CODES;
+                Next::Poll
+            }
+            Ok(Outcome::Idle) if self.suspects.is_empty() => {
+                self.backoff = MIN_BACKOFF;
+                self.max_codes = MAX_CODES;
+                Next::Poll
+            }
+            Ok(Outcome::Idle) => {
+                // Nothing else to send that could show that the edge takes other changes.
+                tracing::error!(
+                    codes = ?self.set_aside(),
+                    refusal = %self.suspects[0].refusal,
+                    retry_in = ?self.backoff,
+                    "the edge refuses these codes' changes and took nothing since: kept in the outbox, not parked"
+                );
+                self.back_off()
+            }
+            Ok(Outcome::Delivered(rows)) => {
+                tracing::debug!(rows, "link changes delivered to the edge");
+                self.backoff = MIN_BACKOFF;
+                self.max_codes = (self.max_codes + self.max_codes.div_ceil(4)).min(MAX_CODES);
+                // The edge takes other changes: whether it still refuses these is worth a
+                // request each.
+                self.recheck = std::mem::take(&mut self.suspects);
+                Next::Now
+            }
+            Ok(Outcome::Refused { codes }) => {
+                self.max_codes = (codes / 2).max(1);
+                Next::Now
+            }
+            Ok(Outcome::RefusedAlone(suspect)) => {
+                tracing::warn!(
+                    code = suspect.code,
+                    refusal = %suspect.refusal,
+                    "the edge refused this code's change: set aside until it takes another"
+                );
+                self.suspects.push(suspect);
+                if self.suspects.len() < MAX_SUSPECTS {
+                    Next::Now
+                } else {
+                    tracing::error!(
+                        codes = self.suspects.len(),
+                        refusal = %self.suspects[0].refusal,
+                        retry_in = ?self.backoff,
+                        "the edge refuses every change it is sent (a worker older than this origin?): nothing parked"
+                    );
+                    self.back_off()
+                }
+            }
+            Ok(Outcome::Parked | Outcome::Reversioned) => Next::Now,
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), retry_in = ?self.backoff, "edge sync failed");
+                let wait = self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                Next::After(wait)
+            }
+        };
+        (next, Vec::new())
+    }
+
+    /// Takes in what sending the first of [`Self::recheck`] alone did.
+    fn settle_recheck(&mut self, outcome: anyhow::Result<Outcome>) -> (Next, Vec<Suspect>) {
+        match outcome {
+            Ok(Outcome::RefusedAlone(suspect)) => {
+                self.recheck.remove(0);
+                (Next::Now, vec![suspect])
+            }
+            // Taken, gone, or (one code) not to be refused in halves.
+            Ok(
+                Outcome::Delivered(_) | Outcome::Idle | Outcome::Parked | Outcome::Refused { .. },
+            ) => {
+                self.recheck.remove(0);
+                (Next::Now, Vec::new())
+            }
+            Ok(Outcome::Reversioned) => (Next::Now, Vec::new()),
+            Ok(Outcome::Busy) => {
+                self.recheck.clear();
+                (Next::Poll, Vec::new())
+            }
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), retry_in = ?self.backoff, "edge sync failed");
+                let wait = self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                (Next::After(wait), Vec::new())
+            }
+        }
+    }
+
+    /// Keeps every row and starts over after the backoff.
+    fn back_off(&mut self) -> Next {
+        self.suspects.clear();
+        self.max_codes = MAX_CODES;
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        Next::After(wait)
+    }
+}
+
+/// Sends the changes of up to `max_codes` codes in one request, leaving out `set_aside`; of
+/// only the code `only` when given.
 async fn deliver_batch(
     state: &crate::State,
     edge: &EdgeSync,
     client: &reqwest::Client,
     max_codes: usize,
-    set_aside: &[&str],
+    set_aside: &[String],
+    only: Option<&str>,
 ) -> anyhow::Result<Outcome> {
     let mut tx: Transaction<'_, Postgres> = state.db().begin().await?;
     // Once the lock is held, the transaction is ended explicitly on every path but a database
@@ -203,7 +300,7 @@ async fn deliver_batch(
         tx.rollback().await?;
         return Ok(Outcome::Busy);
     }
-    let claimed = Claimed::take(&mut tx, max_codes, set_aside).await?;
+    let claimed = Claimed::take(&mut tx, max_codes, set_aside, only).await?;
     if claimed.codes.is_empty() {
         tx.rollback().await?;
         return Ok(Outcome::Idle);
@@ -293,15 +390,18 @@ impl Claimed {
     async fn take(
         tx: &mut PgConnection,
         max_codes: usize,
-        set_aside: &[&str],
+        set_aside: &[String],
+        only: Option<&str>,
     ) -> Result<Self, sqlx::Error> {
         // SKIP LOCKED only matters while origins from before the lock run beside this one.
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, code FROM edge_outbox WHERE code <> ALL($2)
+            "SELECT id, code FROM edge_outbox
+             WHERE code <> ALL($2) AND ($3::text IS NULL OR code = $3)
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(MAX_CODES as i64)
         .bind(set_aside)
+        .bind(only)
         .fetch_all(&mut *tx)
         .await?;
         let mut codes = Vec::new();
@@ -505,6 +605,74 @@ async fn park_suspects(db: &PgPool, suspects: &[Suspect]) -> Result<(), sqlx::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(code: &str) -> anyhow::Result<Outcome> {
+        Ok(Outcome::RefusedAlone(Suspect {
+            code: code.to_owned(),
+            ids: vec![1],
+            refusal: "edge answered 400".to_owned(),
+        }))
+    }
+
+    #[test]
+    fn a_code_refused_alone_is_parked_only_once_the_edge_takes_another_batch() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.settle(Ok(Outcome::Refused { codes: 2 })).0, Next::Now);
+        assert_eq!(pace.max_codes, 1);
+        let (next, parked) = pace.settle(refused("poison"));
+        assert_eq!((next, parked), (Next::Now, Vec::new()));
+        assert_eq!(pace.set_aside(), ["poison"]);
+        let (next, parked) = pace.settle(Ok(Outcome::Delivered(3)));
+        assert_eq!((next, parked), (Next::Now, Vec::new()));
+        assert!(pace.set_aside().is_empty());
+        // Sent alone once more, now that the edge took a batch: refused again, so parked.
+        assert_eq!(pace.recheck.len(), 1);
+        let (next, parked) = pace.settle(refused("poison"));
+        assert_eq!(next, Next::Now);
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].code, "poison");
+        assert!(pace.recheck.is_empty());
+    }
+
+    #[test]
+    fn codes_refused_while_the_edge_refused_everything_are_sent_again_once_it_takes_some() {
+        let mut pace = Pace::default();
+        pace.settle(refused("a"));
+        pace.settle(refused("b"));
+        // The worker was upgraded: the next batch is taken, and so are a and b.
+        pace.settle(Ok(Outcome::Delivered(1)));
+        for _ in 0..2 {
+            let (next, parked) = pace.settle(Ok(Outcome::Delivered(1)));
+            assert_eq!((next, parked), (Next::Now, Vec::new()));
+        }
+        assert!(pace.recheck.is_empty());
+    }
+
+    #[test]
+    fn an_edge_that_refuses_everything_gets_nothing_parked() {
+        let mut pace = Pace::default();
+        let mut waits = Vec::new();
+        for round in 0..3 {
+            for i in 0..MAX_SUSPECTS {
+                let (next, parked) = pace.settle(refused(&format!("c{round}-{i}")));
+                assert!(parked.is_empty());
+                if let Next::After(wait) = next {
+                    waits.push(wait);
+                }
+            }
+            assert!(pace.set_aside().is_empty(), "starts over after the backoff");
+        }
+        assert_eq!(waits, [MIN_BACKOFF, MIN_BACKOFF * 2, MIN_BACKOFF * 4]);
+
+        // Refused alone, then nothing else to send: kept, not parked.
+        let (next, parked) = pace.settle(refused("lonely"));
+        assert_eq!(next, Next::Now);
+        assert!(parked.is_empty());
+        let (next, parked) = pace.settle(Ok(Outcome::Idle));
+        assert!(matches!(next, Next::After(_)), "{next:?}");
+        assert!(parked.is_empty());
+        assert!(pace.set_aside().is_empty());
+    }
 
     #[test]
     fn only_answers_that_cannot_change_are_refusals_for_good() {
