@@ -18,6 +18,7 @@
 //! logged, and delivery backs off.
 
 mod batch;
+mod pace;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::Notify;
 
 use self::batch::Batch;
+use self::pace::{Next, Outcome, Pace, Suspect};
 use crate::edge_client;
 use crate::links::{RECORD_COLUMNS, RecordRow};
 
@@ -50,17 +52,10 @@ const MAX_CODES: usize = 200;
 /// every byte is escaped), so a batch holds at least 30 of those, or 200 ordinary records.
 /// One change is sent even when it alone is larger.
 pub(crate) const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Codes refused alone, with no batch taken since, after which the edge is taken to refuse
-/// every change (nothing is parked; delivery backs off). More poisoned codes in a row than this
-/// are retried with backoff until the edge takes something else.
-const MAX_SUSPECTS: usize = 8;
 /// Held by the delivering transaction: one deliverer at a time across origins.
 const DELIVERER_LOCK: &str = "kurz edge sync";
 /// How often outbox rows written by other instances are looked for.
 const POLL: Duration = Duration::from_secs(1);
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
 /// Records that `code` changed; called in the transaction that changed it.
 pub(crate) async fn record_change(tx: &mut PgConnection, code: &str) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO edge_outbox (code) VALUES ($1)")
@@ -68,34 +63,6 @@ pub(crate) async fn record_change(tx: &mut PgConnection, code: &str) -> Result<(
         .execute(tx)
         .await
         .map(drop)
-}
-
-/// What one delivery attempt did.
-#[derive(Debug, PartialEq, Eq)]
-enum Outcome {
-    /// Another origin is delivering.
-    Busy,
-    /// Nothing to deliver (but set-aside codes).
-    Idle,
-    /// The edge took the changes of this many outbox rows.
-    Delivered(usize),
-    /// The edge refused a batch of this many codes for good: fewer are sent next time.
-    Refused { codes: usize },
-    /// The edge refused one code's change sent alone, for good.
-    RefusedAlone(Suspect),
-    /// Codes whose rows cannot make a record were parked.
-    Parked,
-    /// Live links were given new versions (see [`reversion`]): to be read and sent again.
-    Reversioned,
-}
-
-/// A code the edge refused alone: parked once the edge takes another batch.
-#[derive(Debug, PartialEq, Eq)]
-struct Suspect {
-    code: String,
-    /// Its outbox rows that were sent.
-    ids: Vec<i64>,
-    refusal: String,
 }
 
 pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
@@ -125,155 +92,6 @@ pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
             }
             Next::After(wait) => tokio::time::sleep(wait).await,
         }
-    }
-}
-
-/// When the deliverer tries next.
-#[derive(Debug, PartialEq, Eq)]
-enum Next {
-    Now,
-    /// When woken by a link write, or after [`POLL`].
-    Poll,
-    After(Duration),
-}
-
-/// What the deliverer carries from one attempt to the next.
-#[derive(Debug)]
-struct Pace {
-    backoff: Duration,
-    /// Codes in the next batch. Halved on every batch the edge refuses and grown by a quarter
-    /// on every one it takes (doubling would send again the size just refused, every other
-    /// time), until the outbox is empty.
-    max_codes: usize,
-    /// Codes refused alone since the edge last took a batch, left out of the batches.
-    suspects: Vec<Suspect>,
-    /// Suspects to send alone once more, now that the edge took a batch: one refused again
-    /// is parked, since the edge demonstrably takes other changes; one taken was refused only
-    /// because the edge refused everything then (say, until its upgrade).
-    recheck: Vec<Suspect>,
-}
-
-impl Default for Pace {
-    fn default() -> Self {
-        Self {
-            backoff: MIN_BACKOFF,
-            max_codes: MAX_CODES,
-            suspects: Vec::new(),
-            recheck: Vec::new(),
-        }
-    }
-}
-
-impl Pace {
-    fn set_aside(&self) -> Vec<String> {
-        self.suspects.iter().map(|s| s.code.clone()).collect()
-    }
-
-    /// Takes in what an attempt did: when to try next, and the codes to park now.
-    fn settle(&mut self, outcome: anyhow::Result<Outcome>) -> (Next, Vec<Suspect>) {
-        if !self.recheck.is_empty() {
-            return self.settle_recheck(outcome);
-        }
-        let next = match outcome {
-            Ok(Outcome::Busy) => {
-                // The other deliverer finds the refused codes by itself.
-                self.suspects.clear();
-                self.max_codes = MAX_CODES;
-                Next::Poll
-            }
-            Ok(Outcome::Idle) if self.suspects.is_empty() => {
-                self.backoff = MIN_BACKOFF;
-                self.max_codes = MAX_CODES;
-                Next::Poll
-            }
-            Ok(Outcome::Idle) => {
-                // Nothing else to send that could show that the edge takes other changes.
-                tracing::error!(
-                    codes = ?self.set_aside(),
-                    refusal = %self.suspects[0].refusal,
-                    retry_in = ?self.backoff,
-                    "the edge refuses these codes' changes and took nothing since: kept in the outbox, not parked"
-                );
-                self.back_off()
-            }
-            Ok(Outcome::Delivered(rows)) => {
-                tracing::debug!(rows, "link changes delivered to the edge");
-                self.backoff = MIN_BACKOFF;
-                self.max_codes = (self.max_codes + self.max_codes.div_ceil(4)).min(MAX_CODES);
-                // The edge takes other changes: whether it still refuses these is worth a
-                // request each.
-                self.recheck = std::mem::take(&mut self.suspects);
-                Next::Now
-            }
-            Ok(Outcome::Refused { codes }) => {
-                self.max_codes = (codes / 2).max(1);
-                Next::Now
-            }
-            Ok(Outcome::RefusedAlone(suspect)) => {
-                tracing::warn!(
-                    code = suspect.code,
-                    refusal = %suspect.refusal,
-                    "the edge refused this code's change: set aside until it takes another"
-                );
-                self.suspects.push(suspect);
-                if self.suspects.len() < MAX_SUSPECTS {
-                    Next::Now
-                } else {
-                    tracing::error!(
-                        codes = self.suspects.len(),
-                        refusal = %self.suspects[0].refusal,
-                        retry_in = ?self.backoff,
-                        "the edge refuses every change it is sent (a worker older than this origin?): nothing parked"
-                    );
-                    self.back_off()
-                }
-            }
-            Ok(Outcome::Parked | Outcome::Reversioned) => Next::Now,
-            Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), retry_in = ?self.backoff, "edge sync failed");
-                let wait = self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                Next::After(wait)
-            }
-        };
-        (next, Vec::new())
-    }
-
-    /// Takes in what sending the first of [`Self::recheck`] alone did.
-    fn settle_recheck(&mut self, outcome: anyhow::Result<Outcome>) -> (Next, Vec<Suspect>) {
-        match outcome {
-            Ok(Outcome::RefusedAlone(suspect)) => {
-                self.recheck.remove(0);
-                (Next::Now, vec![suspect])
-            }
-            // Taken, gone, or (one code) not to be refused in halves.
-            Ok(
-                Outcome::Delivered(_) | Outcome::Idle | Outcome::Parked | Outcome::Refused { .. },
-            ) => {
-                self.recheck.remove(0);
-                (Next::Now, Vec::new())
-            }
-            Ok(Outcome::Reversioned) => (Next::Now, Vec::new()),
-            Ok(Outcome::Busy) => {
-                self.recheck.clear();
-                (Next::Poll, Vec::new())
-            }
-            Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), retry_in = ?self.backoff, "edge sync failed");
-                let wait = self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                (Next::After(wait), Vec::new())
-            }
-        }
-    }
-
-    /// Keeps every row and starts over after the backoff.
-    fn back_off(&mut self) -> Next {
-        self.suspects.clear();
-        self.max_codes = MAX_CODES;
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        Next::After(wait)
     }
 }
 
@@ -605,74 +423,6 @@ async fn park_suspects(db: &PgPool, suspects: &[Suspect]) -> Result<(), sqlx::Er
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refused(code: &str) -> anyhow::Result<Outcome> {
-        Ok(Outcome::RefusedAlone(Suspect {
-            code: code.to_owned(),
-            ids: vec![1],
-            refusal: "edge answered 400".to_owned(),
-        }))
-    }
-
-    #[test]
-    fn a_code_refused_alone_is_parked_only_once_the_edge_takes_another_batch() {
-        let mut pace = Pace::default();
-        assert_eq!(pace.settle(Ok(Outcome::Refused { codes: 2 })).0, Next::Now);
-        assert_eq!(pace.max_codes, 1);
-        let (next, parked) = pace.settle(refused("poison"));
-        assert_eq!((next, parked), (Next::Now, Vec::new()));
-        assert_eq!(pace.set_aside(), ["poison"]);
-        let (next, parked) = pace.settle(Ok(Outcome::Delivered(3)));
-        assert_eq!((next, parked), (Next::Now, Vec::new()));
-        assert!(pace.set_aside().is_empty());
-        // Sent alone once more, now that the edge took a batch: refused again, so parked.
-        assert_eq!(pace.recheck.len(), 1);
-        let (next, parked) = pace.settle(refused("poison"));
-        assert_eq!(next, Next::Now);
-        assert_eq!(parked.len(), 1);
-        assert_eq!(parked[0].code, "poison");
-        assert!(pace.recheck.is_empty());
-    }
-
-    #[test]
-    fn codes_refused_while_the_edge_refused_everything_are_sent_again_once_it_takes_some() {
-        let mut pace = Pace::default();
-        pace.settle(refused("a"));
-        pace.settle(refused("b"));
-        // The worker was upgraded: the next batch is taken, and so are a and b.
-        pace.settle(Ok(Outcome::Delivered(1)));
-        for _ in 0..2 {
-            let (next, parked) = pace.settle(Ok(Outcome::Delivered(1)));
-            assert_eq!((next, parked), (Next::Now, Vec::new()));
-        }
-        assert!(pace.recheck.is_empty());
-    }
-
-    #[test]
-    fn an_edge_that_refuses_everything_gets_nothing_parked() {
-        let mut pace = Pace::default();
-        let mut waits = Vec::new();
-        for round in 0..3 {
-            for i in 0..MAX_SUSPECTS {
-                let (next, parked) = pace.settle(refused(&format!("c{round}-{i}")));
-                assert!(parked.is_empty());
-                if let Next::After(wait) = next {
-                    waits.push(wait);
-                }
-            }
-            assert!(pace.set_aside().is_empty(), "starts over after the backoff");
-        }
-        assert_eq!(waits, [MIN_BACKOFF, MIN_BACKOFF * 2, MIN_BACKOFF * 4]);
-
-        // Refused alone, then nothing else to send: kept, not parked.
-        let (next, parked) = pace.settle(refused("lonely"));
-        assert_eq!(next, Next::Now);
-        assert!(parked.is_empty());
-        let (next, parked) = pace.settle(Ok(Outcome::Idle));
-        assert!(matches!(next, Next::After(_)), "{next:?}");
-        assert!(parked.is_empty());
-        assert!(pace.set_aside().is_empty());
-    }
 
     #[test]
     fn only_answers_that_cannot_change_are_refusals_for_good() {
