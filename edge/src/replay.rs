@@ -16,7 +16,8 @@ use crate::outbox::events_of;
 use crate::parked::{self, PREFIX, REPLAY_LIST_LIMIT, REPLAY_MOST, REPLAY_READ_MOST};
 use crate::{CLICKS, LINKS, signed};
 
-/// The request carries no body to speak of; its signature is what matters.
+/// The body holds only a nonce (`shortlink::edge::ReplayRequest`); its signature is what
+/// matters.
 const MAX_BODY: usize = 1024;
 
 pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
