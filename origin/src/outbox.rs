@@ -15,7 +15,9 @@
 //! rows move to `edge_outbox_dead` (logged): the changes behind it, takedowns included, still
 //! arrive. When the edge refuses everything
 //! (say, a worker older than this origin), nothing is parked: the rows stay, an error is
-//! logged, and delivery backs off.
+//! logged, and delivery backs off. The codes refused alone stay set aside through the backoff
+//! (bounded), so the batch after it leaves them out: a run of refused codes at the head of the
+//! outbox never holds up the changes behind it.
 
 mod batch;
 mod pace;

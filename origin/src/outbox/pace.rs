@@ -6,10 +6,15 @@ use std::time::Duration;
 
 use super::MAX_CODES;
 
-/// Codes refused alone, with no batch taken since, after which the edge is taken to refuse
-/// every change (nothing is parked; delivery backs off). More poisoned codes in a row than this
-/// are retried with backoff until the edge takes something else.
+/// Codes refused alone in a row, with no batch taken since, after which delivery backs off
+/// (the edge may be refusing every change, say until its upgrade). They stay set aside through
+/// the wait, so the batch after it leaves them out: were they dropped, it would start again at
+/// the head of the outbox, halve its way down to the same codes and never reach the changes
+/// behind them.
 const MAX_SUSPECTS: usize = 8;
+/// Most codes set aside at once: with this many refused alone and no batch taken, the edge is
+/// taken to refuse every change (nothing is parked; delivery backs off and starts over).
+const MAX_SET_ASIDE: usize = 8 * MAX_SUSPECTS;
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -108,6 +113,9 @@ impl Pace {
                     retry_in = ?self.backoff,
                     "the edge refuses these codes' changes and took nothing since: kept in the outbox, not parked"
                 );
+                // Sent again after the wait: the edge may have refused them only because it
+                // refused everything then.
+                self.suspects.clear();
                 self.back_off()
             }
             Ok(Outcome::Delivered(rows)) => {
@@ -130,16 +138,25 @@ impl Pace {
                     "the edge refused this code's change: set aside until it takes another"
                 );
                 self.suspects.push(suspect);
-                if self.suspects.len() < MAX_SUSPECTS {
-                    Next::Now
-                } else {
+                if self.suspects.len() >= MAX_SET_ASIDE {
                     tracing::error!(
                         codes = self.suspects.len(),
                         refusal = %self.suspects[0].refusal,
                         retry_in = ?self.backoff,
                         "the edge refuses every change it is sent (a worker older than this origin?): nothing parked"
                     );
+                    self.suspects.clear();
                     self.back_off()
+                } else if self.suspects.len() % MAX_SUSPECTS == 0 {
+                    tracing::error!(
+                        codes = self.suspects.len(),
+                        refusal = %self.suspects[0].refusal,
+                        retry_in = ?self.backoff,
+                        "the edge refused these codes' changes one by one and took nothing since: kept aside, the changes behind them are tried after the backoff"
+                    );
+                    self.back_off()
+                } else {
+                    Next::Now
                 }
             }
             Ok(Outcome::Parked | Outcome::Reversioned) => Next::Now,
@@ -181,9 +198,8 @@ impl Pace {
         }
     }
 
-    /// Keeps every row and starts over after the backoff.
+    /// Keeps every row (and the codes set aside) and sends a full batch after the backoff.
     fn back_off(&mut self) -> Next {
-        self.suspects.clear();
         self.max_codes = MAX_CODES;
         let wait = self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -238,20 +254,65 @@ mod tests {
     }
 
     #[test]
+    fn codes_refused_in_a_row_stay_aside_through_the_backoff_so_the_changes_behind_them_go() {
+        let mut pace = Pace::default();
+        let poison: Vec<String> = (1..=MAX_SUSPECTS).map(|i| format!("p{i}")).collect();
+        assert_eq!(
+            pace.settle(Ok(Outcome::Refused { codes: 200 })).0,
+            Next::Now
+        );
+        for (i, code) in poison.iter().enumerate() {
+            let (next, parked) = pace.settle(refused(code));
+            assert!(parked.is_empty());
+            if i + 1 < MAX_SUSPECTS {
+                assert_eq!(next, Next::Now);
+            } else {
+                assert_eq!(next, Next::After(MIN_BACKOFF));
+            }
+        }
+        // The probe after the wait is a full batch that leaves them out.
+        assert_eq!(pace.set_aside(), poison);
+        assert_eq!(pace.max_codes, MAX_CODES);
+        // The edge takes it: each is sent alone again, and parked when refused again.
+        assert_eq!(pace.settle(Ok(Outcome::Delivered(5))).0, Next::Now);
+        assert!(pace.set_aside().is_empty());
+        let mut all_parked = Vec::new();
+        for code in &poison {
+            assert_eq!(
+                pace.recheck.first().map(|s| s.code.as_str()),
+                Some(code.as_str())
+            );
+            let (next, parked) = pace.settle(refused(code));
+            assert_eq!(next, Next::Now);
+            all_parked.extend(parked.into_iter().map(|s| s.code));
+        }
+        assert_eq!(all_parked, poison);
+        assert!(pace.recheck.is_empty());
+    }
+
+    #[test]
     fn an_edge_that_refuses_everything_gets_nothing_parked() {
         let mut pace = Pace::default();
         let mut waits = Vec::new();
-        for round in 0..3 {
-            for i in 0..MAX_SUSPECTS {
+        for round in 0..2 {
+            for i in 0..MAX_SET_ASIDE {
                 let (next, parked) = pace.settle(refused(&format!("c{round}-{i}")));
                 assert!(parked.is_empty());
+                assert!(pace.set_aside().len() <= MAX_SET_ASIDE);
                 if let Next::After(wait) = next {
                     waits.push(wait);
                 }
             }
-            assert!(pace.set_aside().is_empty(), "starts over after the backoff");
+            assert!(
+                pace.set_aside().is_empty(),
+                "starts over once the bound is reached"
+            );
         }
-        assert_eq!(waits, [MIN_BACKOFF, MIN_BACKOFF * 2, MIN_BACKOFF * 4]);
+        let per_round = MAX_SET_ASIDE / MAX_SUSPECTS;
+        assert_eq!(waits.len(), 2 * per_round);
+        assert_eq!(waits[0], MIN_BACKOFF);
+        assert_eq!(waits[1], MIN_BACKOFF * 2);
+        assert_eq!(waits.last(), Some(&MAX_BACKOFF));
 
         // Refused alone, then nothing else to send: kept, not parked.
         let (next, parked) = pace.settle(refused("lonely"));
