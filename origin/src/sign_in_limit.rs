@@ -16,6 +16,7 @@ use std::time::Duration;
 use argon2::Block;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::SignInLimits;
@@ -128,6 +129,9 @@ struct HashGauge {
 #[must_use]
 pub(crate) struct Reservation {
     scopes: Vec<Scope>,
+    /// The window the attempt was counted in: it is given back there, not in the window of
+    /// the moment it is given back (a 503 waits up to 2 s, and the window may have ended).
+    window_start: OffsetDateTime,
 }
 
 impl SignInLimiter {
@@ -165,15 +169,17 @@ impl SignInLimiter {
             .filter(|scope| per_user || *scope != Scope::User)
             .collect();
         let mut tx = db.begin().await?;
+        // Every scope's window comes from the transaction's `now()`: one window for all.
+        let mut window_start = None;
         for &scope in &scopes {
             // The update's row lock holds a parallel attempt until this transaction ends, and
             // the condition is checked on the row as locked: no two attempts see the same count.
-            let counted: Option<i32> = sqlx::query_scalar(
+            let counted: Option<OffsetDateTime> = sqlx::query_scalar(
                 "INSERT INTO sign_in_attempts AS a (scope, key, window_start, attempts)
                  VALUES ($1, $2, date_bin(make_interval(secs => $3), now(), TIMESTAMPTZ 'epoch'), 1)
                  ON CONFLICT (scope, key, window_start)
                  DO UPDATE SET attempts = a.attempts + 1 WHERE a.attempts < $4
-                 RETURNING attempts",
+                 RETURNING window_start",
             )
             .bind(scope.name())
             .bind(attempt.key(scope).as_slice())
@@ -181,23 +187,31 @@ impl SignInLimiter {
             .bind(i64::from(self.limit(scope)))
             .fetch_optional(&mut *tx)
             .await?;
-            if counted.is_none() {
+            let Some(counted) = counted else {
                 // A refused attempt is not counted anywhere: retrying at a 429 does not push
                 // the wait further out.
                 tx.rollback().await?;
                 return Err(Error::TooManySignIns {
                     seconds: self.seconds_left_in_window(db).await?,
                 });
-            }
+            };
+            window_start = Some(counted);
         }
         tx.commit().await?;
-        Ok(Reservation { scopes })
+        // The pair scope is always counted, so there is a window.
+        let window_start =
+            window_start.ok_or_else(|| Error::Internal(anyhow::anyhow!("no scope counted")))?;
+        Ok(Reservation {
+            scopes,
+            window_start,
+        })
     }
 
     /// Gives the attempt back in every scope it was counted in: it never reached a hash.
     pub(crate) async fn cancel(&self, db: &PgPool, attempt: &Attempt, reservation: Reservation) {
         for scope in reservation.scopes {
-            self.give_back(db, scope, attempt).await;
+            self.give_back(db, scope, attempt, reservation.window_start)
+                .await;
         }
     }
 
@@ -218,7 +232,8 @@ impl SignInLimiter {
             .await?;
         for scope in reservation.scopes {
             if scope != Scope::Pair {
-                self.give_back(db, scope, attempt).await;
+                self.give_back(db, scope, attempt, reservation.window_start)
+                    .await;
             }
         }
         sqlx::query(
@@ -234,21 +249,25 @@ impl SignInLimiter {
     }
 
     /// Best effort: if it fails, the attempt stays counted, which errs on the safe side.
-    async fn give_back(&self, db: &PgPool, scope: Scope, attempt: &Attempt) {
+    async fn give_back(
+        &self,
+        db: &PgPool,
+        scope: Scope,
+        attempt: &Attempt,
+        window_start: OffsetDateTime,
+    ) {
         // A row back at zero is deleted, so attempts that never hashed leave no rows behind.
         let given_back = sqlx::query(
             "WITH emptied AS (
                  DELETE FROM sign_in_attempts
-                 WHERE scope = $1 AND key = $2 AND attempts <= 1
-                   AND window_start = date_bin(make_interval(secs => $3), now(), TIMESTAMPTZ 'epoch')
+                 WHERE scope = $1 AND key = $2 AND window_start = $3 AND attempts <= 1
              )
              UPDATE sign_in_attempts SET attempts = attempts - 1
-             WHERE scope = $1 AND key = $2 AND attempts > 1
-               AND window_start = date_bin(make_interval(secs => $3), now(), TIMESTAMPTZ 'epoch')",
+             WHERE scope = $1 AND key = $2 AND window_start = $3 AND attempts > 1",
         )
         .bind(scope.name())
         .bind(attempt.key(scope).as_slice())
-        .bind(self.window_secs())
+        .bind(window_start)
         .execute(db)
         .await;
         if let Err(err) = given_back {
@@ -323,8 +342,9 @@ impl SignInLimiter {
     }
 }
 
-/// Deletes the counts of windows that have ended and known addresses past their time, every
-/// minute: the tables hold one window's attempts (and only attempts that were let through).
+/// Deletes the counts of windows that ended more than a window ago and known addresses past
+/// their time, every minute: the tables hold two windows' attempts at most (and only attempts
+/// that were let through).
 pub(crate) async fn forget_old_forever(db: PgPool, limits: SignInLimits) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -337,9 +357,13 @@ pub(crate) async fn forget_old_forever(db: PgPool, limits: SignInLimits) {
 }
 
 pub(crate) async fn forget_old(db: &PgPool, limits: &SignInLimits) -> Result<(), sqlx::Error> {
+    // Only windows that ended a whole window ago: a sign-in whose transaction began just before
+    // a boundary still counts into (and a late give-back still returns to) the window that just
+    // ended. Deleting those rows under it would race its row locks (taken in another order
+    // than the bulk delete's: a deadlock) or lose its count.
     sqlx::query(
         "DELETE FROM sign_in_attempts
-         WHERE window_start <= now() - make_interval(secs => $1)",
+         WHERE window_start <= now() - 2 * make_interval(secs => $1)",
     )
     .bind(f64::from(limits.window_secs))
     .execute(db)

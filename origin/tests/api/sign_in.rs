@@ -257,10 +257,11 @@ async fn counts_of_ended_windows_and_old_known_addresses_are_deleted() {
     // Two wrong guesses: a pair and an address each, and one username.
     assert_eq!(count("sign_in_attempts").await, 5);
     assert_eq!(count("sign_in_known_addresses").await, 2);
-    // The pairs' window ended; one address was last used 31 days ago.
+    // The pairs' window ended a window ago, the addresses' just ended (a sign-in that began
+    // before the boundary may still count there); one address was last used 31 days ago.
     sqlx::query(
         "UPDATE sign_in_attempts SET window_start = window_start - make_interval(secs => $1)
-         WHERE scope = 'pair'",
+         * CASE scope WHEN 'pair' THEN 2 WHEN 'ip' THEN 1 ELSE 0 END",
     )
     .bind(f64::from(WINDOW))
     .execute(&app.db)
@@ -333,6 +334,43 @@ async fn a_burst_of_random_usernames_hashes_at_most_the_cap_at_once() {
             .await
             .status,
         StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn attempts_turned_away_as_busy_are_given_back_in_the_window_they_were_counted_in() {
+    let mut config = limits_config(&new_database().await);
+    // Windows of a second, and a wait for a hash of a second: every attempt turned away as
+    // busy was counted in a window that has ended when it is given back.
+    config.sign_in.window_secs = 1;
+    config.sign_in.hashes = Some(1);
+    config.sign_in.hash_wait_ms = 1_000;
+    let app = app_with_admin(&config).await;
+    let answers: Vec<TestResponse> = futures_util::stream::iter(0..100)
+        .map(|n| {
+            let app = &app;
+            async move {
+                let ip = format!("10.9.{n}.1");
+                sign_in_from(app, &ip, &random_hex(), "password1").await
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let counts = tally(&answers);
+    assert!(counts.keys().all(|s| [401, 503].contains(s)), "{counts:?}");
+    assert!(counts.get(&503).is_some_and(|n| *n > 0), "{counts:?}");
+    // Only the hashed attempts are still counted, whichever window they fell in.
+    let counted: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(attempts), 0)::int8 FROM sign_in_attempts WHERE scope = 'pair'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("count");
+    assert_eq!(
+        counted,
+        i64::try_from(counts[&401]).expect("small"),
+        "{counts:?}"
     );
 }
 
