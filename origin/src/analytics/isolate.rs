@@ -45,7 +45,7 @@ pub(crate) enum OnOutage<'a> {
 pub(crate) struct Isolated {
     /// Events new to the database.
     pub(crate) inserted: u64,
-    /// Events PostgreSQL refused alone, now in `clicks_parked`.
+    /// Events PostgreSQL refused alone, newly in `clicks_parked` (not one parked before).
     pub(crate) parked: u64,
     /// Events PostgreSQL refused alone that could not be parked either (logged).
     pub(crate) unparkable: u64,
@@ -126,7 +126,8 @@ pub(crate) async fn store_isolating(
 /// Sets aside an event PostgreSQL refused, with the reason, where an operator sees it.
 ///
 /// An ingest that parked some events and then met an outage is retried whole by the edge, so
-/// an event may be parked twice; the clicks table's key makes a replay of both store it once.
+/// an event may be parked again: `clicks_parked` keeps it once (`0011_clicks_parked_once.sql`),
+/// and only a new row counts as parked.
 async fn park(
     state: &crate::State,
     event: &ClickEvent,
@@ -146,15 +147,18 @@ async fn park(
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        let insert = sqlx::query("INSERT INTO clicks_parked (error, event) VALUES ($1, $2::json)")
-            .bind(refusal.to_string())
-            .bind(&json)
-            .execute(state.db());
+        let insert = sqlx::query(
+            "INSERT INTO clicks_parked (error, event) VALUES ($1, $2::json)
+             ON CONFLICT (md5(event::text)) DO NOTHING",
+        )
+        .bind(refusal.to_string())
+        .bind(&json)
+        .execute(state.db());
         match settle(insert, on_outage, 1).await? {
-            Ok(_) => {
+            Ok(done) => {
                 tracing::warn!(id = %event.id, code = %event.code, error = %refusal, "the database refused a click: parked in clicks_parked");
                 return Ok(Isolated {
-                    parked: 1,
+                    parked: done.rows_affected(),
                     ..Isolated::default()
                 });
             }

@@ -257,4 +257,40 @@ async fn ingest_parks_an_event_postgresql_refuses_and_stores_the_others() {
     assert!(parked[0].1.contains(r#""id":"bad""#), "{parked:?}");
     // The parked event is out of the way: the counters count the stored ones.
     assert_eq!(app.state.count_clicks().await.expect("count"), 9);
+
+    // The edge's queue retries the batch (say, after an outage answered it): the event is
+    // refused again and stays parked once. Reversed, so the body and its signature are new.
+    events.reverse();
+    let body = json!({ "events": events }).to_string();
+    let response = signed(&app, Method::POST, "/_edge/ingest", body.as_bytes()).await;
+    assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
+    assert_eq!(response.json(), json!({"received": 10, "inserted": 0}));
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks_parked")
+        .fetch_one(&app.db)
+        .await
+        .expect("parked clicks");
+    assert_eq!(parked, 1);
+}
+
+#[tokio::test]
+async fn ingest_answers_a_database_failure_503_so_the_queue_retries() {
+    let app = spawn_app_with_edge().await;
+    let link = app
+        .create(json!({"destination": "https://example.com/o", "code": "outage"}))
+        .await;
+    let id = link["id"].as_i64().expect("id");
+    // A failure that blames no event (here a missing table, SQLSTATE 42P01).
+    sqlx::query("ALTER TABLE clicks RENAME TO clicks_away")
+        .execute(&app.db)
+        .await
+        .expect("rename");
+    let body = json!({"events": [click("o-1", id, "outage")]}).to_string();
+    let response = signed(&app, Method::POST, "/_edge/ingest", body.as_bytes()).await;
+    assert_eq!(
+        response.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        response.body
+    );
+    assert_eq!(response.json()["error"]["code"], "unavailable");
 }
