@@ -72,7 +72,8 @@ async fn ingest(
     let isolated = store_isolating(&state, &events, &mut OnOutage::GiveUp)
         .await
         .map_err(|unsettled| match unsettled {
-            Unsettled::Outage(err) => Error::from(err),
+            // Any failure that does not blame an event (see `is_outage`): the queue retries.
+            Unsettled::Outage(err) => Error::Unavailable(err),
             // Only a shutdown's deadline gives this, and ingest has none.
             Unsettled::Deadline { .. } => Error::Busy,
         })?;
