@@ -44,8 +44,9 @@ pub use crate::error::Error;
 
 /// How long a shutdown waits for the clicks queued by the redirect route to be stored, after
 /// the requests in flight are answered or `KURZ_SHUTDOWN_GRACE_SECS` passed. With the
-/// default grace (10 s) a shutdown ends within about 17 s (a store under way at the drain's
-/// deadline gets 2 s more): inside Kubernetes' 30 s before SIGKILL; Docker's 10 s needs
+/// default grace (10 s) a shutdown ends within 19 s at worst (10 s grace, this 5 s drain, 2 s
+/// more for a store under way at its deadline, 1 s for the recorder's bookkeeping and 1 s to
+/// close the database connections): inside Kubernetes' 30 s before SIGKILL; Docker's 10 s needs
 /// `stop_grace_period` or a shorter grace.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
