@@ -37,6 +37,8 @@ struct FakeEdge {
     body_limit: Option<usize>,
     /// A batch holding this code gets 400, as a worker that cannot read its change would answer.
     poison: Option<&'static str>,
+    /// Batches holding any of these codes get 400 too.
+    poisons: &'static [&'static str],
     /// Every batch gets 400, as a worker older than the origin would answer.
     refuse_all: AtomicBool,
     /// The first this many requests get 503 once received, as when a KV write failed.
@@ -113,6 +115,13 @@ impl FakeEdge {
                 .changes
                 .iter()
                 .any(|change| change.code.as_str() == poison)
+        {
+            return StatusCode::BAD_REQUEST;
+        }
+        if batch
+            .changes
+            .iter()
+            .any(|change| self.poisons.contains(&change.code.as_str()))
         {
             return StatusCode::BAD_REQUEST;
         }
@@ -376,6 +385,62 @@ async fn large_batches_are_split_and_a_refused_code_does_not_hold_up_the_rest() 
         requests.iter().any(|(_, status)| *status == 413),
         "{requests:?}"
     );
+}
+
+/// More refused codes in a row at the head of the outbox than are set aside before a backoff:
+/// they stay aside through it, so the changes behind them (a takedown too) still arrive, and
+/// then they are parked. Dropped at the backoff, every try walked down to the same codes again.
+#[tokio::test]
+async fn a_run_of_refused_codes_at_the_head_does_not_hold_up_the_changes_behind_it() {
+    const POISONS: &[&str] = &[
+        "poison0", "poison1", "poison2", "poison3", "poison4", "poison5", "poison6", "poison7",
+        "poison8", "poison9",
+    ];
+    let (edge, url) = FakeEdge {
+        poisons: POISONS,
+        ..FakeEdge::default()
+    }
+    .start()
+    .await;
+    let database_url = new_database().await;
+    let app = app_with(&config(&database_url)).await;
+    for code in POISONS.iter().copied().chain(["good", "takedown"]) {
+        app.create(json!({"destination": format!("https://example.com/{code}"), "code": code}))
+            .await;
+    }
+    let deleted = app
+        .api(axum::http::Method::DELETE, "/api/v1/links/takedown", None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    // This origin has no edge to record changes for: the poisoned codes first.
+    sqlx::query("INSERT INTO edge_outbox (code) SELECT code FROM links ORDER BY id")
+        .execute(&app.db)
+        .await
+        .expect("outbox");
+
+    let _delivering = origin_with_edge(&database_url, &url).await;
+    eventually("the good link at the edge", || {
+        edge.get("good").filter(|(_, record)| record.is_some())
+    })
+    .await;
+    eventually("the takedown at the edge", || {
+        edge.get("takedown").filter(|(_, record)| record.is_none())
+    })
+    .await;
+    let parked = async || -> Vec<String> {
+        sqlx::query_scalar("SELECT code FROM edge_outbox_dead ORDER BY code")
+            .fetch_all(&app.db)
+            .await
+            .expect("parked")
+    };
+    for _ in 0..1_200 {
+        if parked().await.len() == POISONS.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(parked().await, POISONS);
+    assert!(POISONS.iter().all(|code| edge.get(code).is_none()));
 }
 
 /// A batch sent again right after a failure carries the same changes: with a signature over
