@@ -16,9 +16,10 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+use crate::config::CodeKey;
 use crate::error::Error;
 use crate::extract::ApiJson;
-use crate::sign_in_limit::{Attempt, user_key};
+use crate::sign_in_limit::Keys;
 
 pub(crate) const COOKIE: &str = "kurz_session";
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
@@ -68,7 +69,9 @@ pub(crate) async fn sign_in(
     }
     let db = state.db();
     let limiter = &state.inner.sign_in;
-    let attempt = Attempt::new(state.inner.client_ip.of_request(&request), &body.username);
+    let attempt = limiter
+        .keys()
+        .attempt(state.inner.client_ip.of_request(&request), &body.username);
     // The known-address check rides along in the user's query, so a known name costs no
     // extra round trip (and no extra time) over an unknown one.
     let user: Option<(i64, String, bool)> = sqlx::query_as(
@@ -241,9 +244,11 @@ pub struct FirstAdmin {
 }
 
 /// Creates `username` with `password` (or resets its password when `reset`); signs out its
-/// existing sessions on a reset. Returns whether the user already existed.
+/// existing sessions on a reset. Returns whether the user already existed. `code_key` is the
+/// server's (`KURZ_CODE_KEY`): the sign-in limits' keys are made with it.
 pub async fn set_admin(
     db: &PgPool,
+    code_key: &CodeKey,
     username: &str,
     password: &str,
     reset: bool,
@@ -277,7 +282,7 @@ pub async fn set_admin(
             // The operator vouches for the user again: strangers' guesses no longer count
             // against it.
             sqlx::query("DELETE FROM sign_in_attempts WHERE scope = 'user' AND key = $1")
-                .bind(user_key(username).as_slice())
+                .bind(Keys::new(code_key).user(username).as_slice())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM admin_sessions WHERE user_id = $1")

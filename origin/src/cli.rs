@@ -29,6 +29,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CreateAdmin {
             database,
+            code_key,
             username,
             reset,
             password,
@@ -38,7 +39,8 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
             db::MIGRATOR.run(&pool).await?;
             let generated = password.is_none();
             let password = password.unwrap_or_else(accounts::random_password);
-            let existed = accounts::set_admin(&pool, &username, &password, reset).await?;
+            let existed =
+                accounts::set_admin(&pool, &code_key, &username, &password, reset).await?;
             let what = if existed {
                 "Set a new password for"
             } else {

@@ -32,6 +32,10 @@ pub enum Command {
     CreateAdmin {
         #[command(flatten)]
         database: DatabaseConfig,
+        /// The server's code key: the sign-in limits' keys are made with it, so a reset can
+        /// lift the user's limit.
+        #[arg(long, env = "KURZ_CODE_KEY", hide_env_values = true)]
+        code_key: CodeKey,
         #[arg(long, default_value = crate::accounts::FIRST_ADMIN)]
         username: String,
         /// Set a new password for an existing user.

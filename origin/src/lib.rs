@@ -148,7 +148,7 @@ impl State {
                 qr_encoders: Arc::new(tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 )),
-                sign_in: sign_in_limit::SignInLimiter::new(&config.sign_in),
+                sign_in: sign_in_limit::SignInLimiter::new(&config.sign_in, &config.code_key),
             }),
         })
     }

@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use argon2::Block;
-use sha2::{Digest, Sha256};
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::SignInLimits;
+use crate::config::{CodeKey, SignInLimits};
 use crate::error::Error;
 
 /// What attempts are counted by. The order is the order rows are locked in, the same for
@@ -45,8 +47,68 @@ impl Scope {
     }
 }
 
-/// The keys one sign-in attempt is counted under: SHA-256 of the address and of the name, so
-/// what strangers type as a username (sometimes a password) is not stored in clear.
+/// The secret the counted keys are made with: HMAC-SHA256 under a subkey of the code key.
+/// A plain hash would not hide anything: every IPv4 address hashes in seconds, and likely
+/// usernames (or passwords typed as one) in little more. Without the secret, the rows of
+/// `sign_in_attempts` and `sign_in_known_addresses` tell nothing about who tried or from where.
+#[derive(Clone)]
+pub(crate) struct Keys(Hmac<Sha256>);
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+impl Keys {
+    /// The code key itself is never used as this key: a subkey under its own label, so the
+    /// same secret never serves two purposes.
+    pub(crate) fn new(code_key: &CodeKey) -> Self {
+        let subkey: [u8; 32] = mac(code_key.bytes())
+            .chain_update(b"kurz sign-in limit keys")
+            .finalize()
+            .into_bytes()
+            .into();
+        Self(mac(&subkey))
+    }
+
+    pub(crate) fn attempt(&self, ip: Option<IpAddr>, username: &str) -> Attempt {
+        let address = address_text(ip);
+        Attempt {
+            pair: self.key(&[b"pair", address.as_bytes(), username.as_bytes()]),
+            address: self.key(&[b"ip", address.as_bytes()]),
+            user: self.user(username),
+        }
+    }
+
+    /// The per-user key of `username` (an operator's password reset lifts its limit).
+    pub(crate) fn user(&self, username: &str) -> [u8; 32] {
+        self.key(&[b"user", username.as_bytes()])
+    }
+
+    /// Parts joined with a zero byte. Only the last part (a username) can hold one, so the
+    /// split is never ambiguous.
+    fn key(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        for part in parts {
+            mac.update(part);
+            mac.update(&[0]);
+        }
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// HMAC-SHA256 under `key` (at most a block: a shorter key is zero-padded, as HMAC defines).
+/// Built from the block so it cannot fail, unlike `new_from_slice`.
+fn mac(key: &[u8]) -> Hmac<Sha256> {
+    let mut block = [0u8; 64];
+    let len = key.len().min(block.len());
+    block[..len].copy_from_slice(&key[..len]);
+    <Hmac<Sha256> as KeyInit>::new(&block.into())
+}
+
+/// The keys one sign-in attempt is counted under (see [`Keys`]), so neither the address nor
+/// what strangers type as a username (sometimes a password) can be read back from them.
 #[derive(Debug, Clone)]
 pub(crate) struct Attempt {
     pair: [u8; 32],
@@ -56,15 +118,6 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    pub(crate) fn new(ip: Option<IpAddr>, username: &str) -> Self {
-        let address = address_text(ip);
-        Self {
-            pair: key(&[b"pair", address.as_bytes(), username.as_bytes()]),
-            address: key(&[b"ip", address.as_bytes()]),
-            user: user_key(username),
-        }
-    }
-
     fn key(&self, scope: Scope) -> &[u8; 32] {
         match scope {
             Scope::Pair => &self.pair,
@@ -72,22 +125,6 @@ impl Attempt {
             Scope::User => &self.user,
         }
     }
-}
-
-/// The per-user key of `username` (an operator's password reset lifts its limit).
-pub(crate) fn user_key(username: &str) -> [u8; 32] {
-    key(&[b"user", username.as_bytes()])
-}
-
-/// Parts joined with a zero byte. Only the last part (a username) can hold one, so the split
-/// is never ambiguous.
-fn key(parts: &[&[u8]]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part);
-        hasher.update([0]);
-    }
-    hasher.finalize().into()
 }
 
 /// An address as counted: IPv4 alone, IPv6 by its /64 (one customer's network: a single
@@ -108,6 +145,7 @@ fn address_text(ip: Option<IpAddr>) -> String {
 #[derive(Debug)]
 pub(crate) struct SignInLimiter {
     limits: SignInLimits,
+    keys: Keys,
     hashes: Arc<Semaphore>,
     /// Argon2's working memory (19 MiB each), kept and reused: at most one per permit is ever
     /// made. Allocating it afresh for every hash, on whichever blocking thread ran it, let the
@@ -135,13 +173,18 @@ pub(crate) struct Reservation {
 }
 
 impl SignInLimiter {
-    pub(crate) fn new(limits: &SignInLimits) -> Self {
+    pub(crate) fn new(limits: &SignInLimits, code_key: &CodeKey) -> Self {
         Self {
+            keys: Keys::new(code_key),
             hashes: Arc::new(Semaphore::new(limits.concurrent_hashes())),
             limits: limits.clone(),
             memory: Arc::default(),
             gauge: Arc::default(),
         }
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     pub(crate) fn limits(&self) -> &SignInLimits {
@@ -398,16 +441,68 @@ mod tests {
         }
     }
 
+    fn keys(code_key: &str) -> Keys {
+        Keys::new(&code_key.parse().expect("code key"))
+    }
+
     #[test]
     fn keys_keep_scopes_and_parts_apart() {
-        let a = Attempt::new(Some("192.0.2.1".parse().expect("ip")), "admin");
-        let b = Attempt::new(Some("192.0.2.2".parse().expect("ip")), "admin");
+        let keys = keys("000102030405060708090a0b0c0d0e0f");
+        let a = keys.attempt(Some("192.0.2.1".parse().expect("ip")), "admin");
+        let b = keys.attempt(Some("192.0.2.2".parse().expect("ip")), "admin");
         assert_ne!(a.pair, b.pair);
         assert_ne!(a.address, b.address);
         assert_eq!(a.user, b.user);
-        assert_eq!(a.user, user_key("admin"));
+        assert_eq!(a.user, keys.user("admin"));
         // The same bytes in another scope, or split differently, are another key.
-        assert_ne!(key(&[b"ip", b"admin"]), key(&[b"user", b"admin"]));
-        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+        assert_ne!(keys.key(&[b"ip", b"admin"]), keys.key(&[b"user", b"admin"]));
+        assert_ne!(keys.key(&[b"ab", b"c"]), keys.key(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn keys_are_secret_without_the_code_key() {
+        use sha2::Digest;
+        let ip = Some("192.0.2.1".parse().expect("ip"));
+        let one = keys("000102030405060708090a0b0c0d0e0f").attempt(ip, "admin");
+        let other = keys("0f0e0d0c0b0a09080706050403020100").attempt(ip, "admin");
+        // Not a plain hash of what was counted (anyone could hash every IPv4 address)...
+        let plain = |parts: &[&[u8]]| -> [u8; 32] {
+            let mut hasher = Sha256::new();
+            for part in parts {
+                hasher.update(part);
+                hasher.update([0]);
+            }
+            hasher.finalize().into()
+        };
+        assert_ne!(one.address, plain(&[b"ip", b"192.0.2.1"]));
+        assert_ne!(one.user, plain(&[b"user", b"admin"]));
+        assert_ne!(one.pair, plain(&[b"pair", b"192.0.2.1", b"admin"]));
+        // ...and another deployment's secret makes other keys; the same secret the same ones.
+        assert_ne!(one.address, other.address);
+        assert_ne!(one.user, other.user);
+        assert_ne!(one.pair, other.pair);
+        let again = keys("000102030405060708090a0b0c0d0e0f").attempt(ip, "admin");
+        assert_eq!(one.address, again.address);
+        // HMAC-SHA256 under HMAC(code key, label), never under the code key itself.
+        let code_key = [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+        let subkey = <Hmac<Sha256> as Mac>::new_from_slice(&code_key)
+            .expect("key")
+            .chain_update(b"kurz sign-in limit keys")
+            .finalize()
+            .into_bytes();
+        let expected: [u8; 32] = <Hmac<Sha256> as Mac>::new_from_slice(&subkey)
+            .expect("key")
+            .chain_update(b"ip\x00192.0.2.1\x00")
+            .finalize()
+            .into_bytes()
+            .into();
+        assert_eq!(one.address, expected);
+        let raw: [u8; 32] = <Hmac<Sha256> as Mac>::new_from_slice(&code_key)
+            .expect("key")
+            .chain_update(b"ip\x00192.0.2.1\x00")
+            .finalize()
+            .into_bytes()
+            .into();
+        assert_ne!(one.address, raw);
     }
 }

@@ -178,22 +178,48 @@ async fn create_admin_sets_and_resets_passwords() {
         .expect("cookie")
         .to_owned();
 
-    let existed = origin::accounts::set_admin(&app.db, "ops", "another long password", false)
-        .await
-        .expect("created");
+    let existed = origin::accounts::set_admin(
+        &app.db,
+        &crate::support::CODE_KEY.parse().expect("code key"),
+        "ops",
+        "another long password",
+        false,
+    )
+    .await
+    .expect("created");
     assert!(!existed);
     assert_eq!(
         sign_in(&app, "ops", "another long password").await.status,
         StatusCode::OK
     );
-    let refused = origin::accounts::set_admin(&app.db, "admin", "a new long password", false).await;
+    let refused = origin::accounts::set_admin(
+        &app.db,
+        &crate::support::CODE_KEY.parse().expect("code key"),
+        "admin",
+        "a new long password",
+        false,
+    )
+    .await;
     assert!(refused.is_err(), "an existing user needs --reset");
-    let short = origin::accounts::set_admin(&app.db, "x", "short", false).await;
+    let short = origin::accounts::set_admin(
+        &app.db,
+        &crate::support::CODE_KEY.parse().expect("code key"),
+        "x",
+        "short",
+        false,
+    )
+    .await;
     assert!(short.is_err());
 
-    origin::accounts::set_admin(&app.db, "admin", "a new long password", true)
-        .await
-        .expect("reset");
+    origin::accounts::set_admin(
+        &app.db,
+        &crate::support::CODE_KEY.parse().expect("code key"),
+        "admin",
+        "a new long password",
+        true,
+    )
+    .await
+    .expect("reset");
     assert_eq!(
         sign_in(&app, "admin", PASSWORD).await.status,
         StatusCode::UNAUTHORIZED

@@ -202,9 +202,15 @@ async fn strangers_cannot_lock_the_real_user_out_of_where_it_signs_in() {
         StatusCode::OK
     );
     // An operator's password reset lifts the per-user limit everywhere.
-    origin::accounts::set_admin(&app.db, "admin", "a new long password", true)
-        .await
-        .expect("reset");
+    origin::accounts::set_admin(
+        &app.db,
+        &crate::support::CODE_KEY.parse().expect("code key"),
+        "admin",
+        "a new long password",
+        true,
+    )
+    .await
+    .expect("reset");
     assert_eq!(
         sign_in_from(&app, "198.51.100.201", "admin", "a new long password")
             .await
@@ -335,6 +341,34 @@ async fn a_burst_of_random_usernames_hashes_at_most_the_cap_at_once() {
             .status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn the_stored_keys_hide_the_address_and_depend_on_the_code_key() {
+    use sha2::{Digest, Sha256};
+    let database = new_database().await;
+    let one = app_with_admin(&limits_config(&database)).await;
+    let mut other_config = limits_config(&database);
+    other_config.code_key = "0f0e0d0c0b0a09080706050403020100"
+        .parse()
+        .expect("code key");
+    let other = app_with(&other_config).await;
+    for app in [&one, &other] {
+        let wrong = sign_in_from(app, "192.0.2.77", "admin", "guess").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    let keys: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT key FROM sign_in_attempts WHERE scope = 'ip' ORDER BY key")
+            .fetch_all(&one.db)
+            .await
+            .expect("keys");
+    // One address, two deployments' secrets: two keys, neither a plain hash of the address.
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_ne!(keys[0], keys[1]);
+    for plain in [&b"ip\x00192.0.2.77\x00"[..], b"192.0.2.77"] {
+        let hashed = Sha256::digest(plain).to_vec();
+        assert!(!keys.contains(&hashed), "SHA-256 of {plain:?} stored");
+    }
 }
 
 #[tokio::test]
