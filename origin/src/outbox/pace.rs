@@ -147,7 +147,7 @@ impl Pace {
                     );
                     self.suspects.clear();
                     self.back_off()
-                } else if self.suspects.len() % MAX_SUSPECTS == 0 {
+                } else if self.suspects.len().is_multiple_of(MAX_SUSPECTS) {
                     tracing::error!(
                         codes = self.suspects.len(),
                         refusal = %self.suspects[0].refusal,
