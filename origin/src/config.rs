@@ -149,6 +149,49 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     #[command(flatten)]
     pub sign_in: SignInLimits,
+    #[command(flatten)]
+    pub gateway: Gateway,
+}
+
+/// What every request to the API meets before its handler (README, "Configuration"): a time
+/// limit, a cap on API requests at once, a body limit, and the origins allowed cross-origin.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Gateway {
+    /// Seconds a request may take until its answer begins (a CSV export's body may stream
+    /// longer); past it the answer is 503 `timeout`. Redirects and the API; not the edge's
+    /// routes, which have their own deadline.
+    #[arg(long, env = "KURZ_REQUEST_TIMEOUT_SECS", default_value_t = Gateway::DEFAULT.request_timeout_secs, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+    /// API requests this instance handles at once; more are answered 503 `busy` with
+    /// `Retry-After` at once rather than queued. Redirects are not counted.
+    #[arg(long, env = "KURZ_API_CONCURRENCY", default_value_t = Gateway::DEFAULT.api_concurrency, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_concurrency: u32,
+    /// Largest API request body, in bytes; larger is answered 413.
+    #[arg(long, env = "KURZ_API_BODY_LIMIT", default_value_t = Gateway::DEFAULT.api_body_limit, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub api_body_limit: u32,
+    /// Origins (exact, e.g. `https://app.example`) whose pages may call the API from a
+    /// browser, comma-separated. Unset: none, no CORS headers.
+    #[arg(long, env = "KURZ_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+}
+
+impl Gateway {
+    pub const DEFAULT: Self = Self {
+        request_timeout_secs: 30,
+        api_concurrency: 256,
+        api_body_limit: 16 * 1024,
+        cors_origins: Vec::new(),
+    };
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// Limits of dashboard sign-ins (README, "Sign-in limits"). The counts are kept in PostgreSQL,
@@ -443,6 +486,44 @@ mod tests {
             ["--sign-in-hashes", "0"],
             ["--sign-in-window-secs", "0"],
             ["--sign-in-window-secs", "86401"],
+        ] {
+            assert!(serve(&refused).is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn gateway() {
+        let serve = |extra: &[&str]| {
+            let args = [
+                "origin",
+                "serve",
+                "--database-url",
+                "postgres://db.example/kurz",
+                "--code-key",
+                "00112233445566778899aabbccddeeff",
+            ];
+            Cli::try_parse_from(args.iter().chain(extra)).map(|cli| match cli.command {
+                Command::Serve(config) => config.gateway,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(serve(&[]).expect("defaults"), Gateway::DEFAULT);
+        let set = serve(&[
+            "--cors-origins",
+            "https://a.example,http://localhost:3000",
+            "--api-concurrency",
+            "8",
+        ])
+        .expect("valid");
+        assert_eq!(
+            set.cors_origins,
+            ["https://a.example", "http://localhost:3000"]
+        );
+        assert_eq!(set.api_concurrency, 8);
+        for refused in [
+            ["--request-timeout-secs", "0"],
+            ["--api-concurrency", "0"],
+            ["--api-body-limit", "100"],
         ] {
             assert!(serve(&refused).is_err(), "{refused:?}");
         }

@@ -48,6 +48,10 @@ pub enum Error {
     /// in a moment (503).
     #[error("the server is busy; try again in a moment")]
     Busy,
+    /// The answer did not begin within `KURZ_REQUEST_TIMEOUT_SECS` (503: the server was too
+    /// slow, not the client; 408 would blame the client's sending).
+    #[error("the request took too long; try again shortly")]
+    Timeout,
     /// PostgreSQL cannot be reached; the request may be retried (503).
     #[error("the database is unavailable; try again shortly")]
     Unavailable(#[source] sqlx::Error),
@@ -56,8 +60,8 @@ pub enum Error {
     Internal(#[source] anyhow::Error),
 }
 
-/// Largest JSON body the API reads. The biggest valid body (a 4 KiB destination and a 64-byte
-/// slug) fits many times over.
+/// Largest JSON body the API reads unless `KURZ_API_BODY_LIMIT` says otherwise. The biggest
+/// valid body (a 4 KiB destination and a 64-byte slug) fits many times over.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
 
 impl Error {
@@ -81,7 +85,7 @@ impl Error {
             Self::CsrfMismatch => StatusCode::FORBIDDEN,
             Self::LinkNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
             Self::CodeTaken { .. } => StatusCode::CONFLICT,
-            Self::Busy | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy | Self::Timeout | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +104,7 @@ impl Error {
             Self::LinkNotFound(_) | Self::NotFound => "not_found",
             Self::CodeTaken { .. } => "code_taken",
             Self::Busy => "busy",
+            Self::Timeout => "timeout",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -152,7 +157,7 @@ impl IntoResponse for Error {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::Timeout => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Self::Busy => {

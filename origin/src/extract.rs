@@ -35,9 +35,13 @@ where
         if !is_json {
             return Err(Error::UnsupportedMediaType);
         }
+        let limit = req
+            .extensions()
+            .get::<crate::gateway::BodyLimit>()
+            .map_or(BODY_LIMIT, |limit| limit.0);
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::PayloadTooLarge { limit: BODY_LIMIT }
+                Error::PayloadTooLarge { limit }
             } else {
                 Error::BadRequest(rejection.body_text())
             }

@@ -17,6 +17,7 @@ mod edge_client;
 mod error;
 mod extract;
 mod first_start;
+mod gateway;
 mod health;
 mod invalidation;
 mod links;
@@ -89,6 +90,10 @@ struct Inner {
     qr_encoders: Arc<tokio::sync::Semaphore>,
     /// Sign-in attempt limits (counted in PostgreSQL) and this instance's password-hash cap.
     sign_in: sign_in_limit::SignInLimiter,
+    /// Request timeout, API concurrency cap, body limit and CORS (see `gateway.rs`).
+    gateway: config::Gateway,
+    api_permits: Arc<tokio::sync::Semaphore>,
+    cors: Option<tower_http::cors::CorsLayer>,
     /// Taken by the background task that stores what the recorder receives.
     recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
 }
@@ -149,6 +154,11 @@ impl State {
                     std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 )),
                 sign_in: sign_in_limit::SignInLimiter::new(&config.sign_in, &config.code_key),
+                gateway: config.gateway.clone(),
+                api_permits: Arc::new(tokio::sync::Semaphore::new(
+                    usize::try_from(config.gateway.api_concurrency).unwrap_or(usize::MAX),
+                )),
+                cors: gateway::cors(&config.gateway.cors_origins)?,
             }),
         })
     }
@@ -379,18 +389,47 @@ pub fn app(state: State) -> Router {
             auth::require_caller,
         ))
         // Signing in is the one API call without credentials.
-        .route("/session", axum::routing::post(accounts::sign_in))
-        .layer(DefaultBodyLimit::max(error::BODY_LIMIT));
+        .route("/session", axum::routing::post(accounts::sign_in));
+    let api = with_gateway(api, &state);
     let edge = edge_api::routes(state.clone()).layer(DefaultBodyLimit::max(edge_api::BODY_LIMIT));
     Router::new()
         .nest("/api/v1", api)
-        .nest(shortlink::edge::EDGE_PREFIX, edge)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(dashboard::routes(admin_dir))
         .route("/{code}", get(redirect::redirect))
         .fallback(redirect::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.inner.gateway.request_timeout(),
+            gateway::time_limit,
+        ))
+        // After the timeout layer: the edge's ingest has a deadline of its own, and cutting it
+        // short would only make the edge send the batch again.
+        .nest(shortlink::edge::EDGE_PREFIX, edge)
         .with_state(state)
+}
+
+/// The API's layers, outermost first: CORS (so that refusals below carry its headers and a
+/// preflight needs no key), the concurrency cap, then the body limit. Redirects are outside
+/// the cap: they are the hot path, served from the cache, and must not wait behind API calls.
+fn with_gateway(api: Router<State>, state: &State) -> Router<State> {
+    let limit = usize::try_from(state.inner.gateway.api_body_limit).unwrap_or(usize::MAX);
+    let api = api
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            gateway::body_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.inner.api_permits.clone(),
+            gateway::concurrency_limit,
+        ));
+    match &state.inner.cors {
+        Some(cors) => api
+            .layer(cors.clone())
+            .layer(axum::middleware::from_fn(gateway::preflight_no_content)),
+        None => api,
+    }
 }
 
 /// Serves until `shutdown` completes, then finishes the requests in flight (for at most

@@ -6,6 +6,7 @@ mod dashboard;
 mod edge;
 mod edge_sync;
 mod first_start;
+mod gateway;
 mod input;
 mod invalidation;
 mod limits;

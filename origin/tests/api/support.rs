@@ -4,7 +4,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use origin::config::{Config, DatabaseConfig, LogFormat, SignInLimits};
+use origin::config::{Config, DatabaseConfig, Gateway, LogFormat, SignInLimits};
 use serde_json::Value;
 use shortlink::CodeScrambler;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -131,6 +131,7 @@ pub fn config(database_url: &str) -> Config {
         log_format: LogFormat::Text,
         shutdown_grace_secs: 10,
         sign_in: SignInLimits::default(),
+        gateway: Gateway::default(),
     }
 }
 
