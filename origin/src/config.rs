@@ -163,7 +163,7 @@ pub struct Gateway {
     #[arg(long, env = "KURZ_REQUEST_TIMEOUT_SECS", default_value_t = Gateway::DEFAULT.request_timeout_secs, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
     /// API requests this instance handles at once; more are answered 503 `busy` with
-    /// `Retry-After` at once rather than queued. Redirects are not counted.
+    /// `Retry-After` at once rather than queued. Redirects and sign-ins are not counted.
     #[arg(long, env = "KURZ_API_CONCURRENCY", default_value_t = Gateway::DEFAULT.api_concurrency, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_concurrency: u32,
     /// Largest API request body, in bytes; larger is answered 413.

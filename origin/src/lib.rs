@@ -388,6 +388,13 @@ pub fn app(state: State) -> Router {
             state.clone(),
             auth::require_caller,
         ))
+        // Outside the cap, signing in: it needs no credentials, so a flood of sign-ins would
+        // otherwise take every permit from the callers with a key; it has its own bound, the
+        // cap on password hashes.
+        .layer(axum::middleware::from_fn_with_state(
+            state.inner.api_permits.clone(),
+            gateway::concurrency_limit,
+        ))
         // Signing in is the one API call without credentials.
         .route("/session", axum::routing::post(accounts::sign_in));
     let api = with_gateway(api, &state);
@@ -410,8 +417,9 @@ pub fn app(state: State) -> Router {
 }
 
 /// The API's layers, outermost first: CORS (so that refusals below carry its headers and a
-/// preflight needs no key), the concurrency cap, then the body limit. Redirects are outside
-/// the cap: they are the hot path, served from the cache, and must not wait behind API calls.
+/// preflight needs no key), then the body limit; the concurrency cap is on the keyed routes
+/// (see [`app`]). Redirects are outside the cap: they are the hot path, served from the
+/// cache, and must not wait behind API calls.
 fn with_gateway(api: Router<State>, state: &State) -> Router<State> {
     let limit = usize::try_from(state.inner.gateway.api_body_limit).unwrap_or(usize::MAX);
     let api = api
@@ -419,10 +427,6 @@ fn with_gateway(api: Router<State>, state: &State) -> Router<State> {
         .layer(axum::middleware::from_fn_with_state(
             limit,
             gateway::body_limit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.inner.api_permits.clone(),
-            gateway::concurrency_limit,
         ));
     match &state.inner.cors {
         Some(cors) => api

@@ -114,7 +114,7 @@ async fn a_burst_over_the_cap_is_shed_503_busy() {
 }
 
 #[tokio::test]
-async fn redirects_are_outside_the_cap() {
+async fn redirects_and_sign_ins_are_outside_the_cap() {
     let database_url = new_database().await;
     let mut config = config(&database_url);
     config.gateway.api_concurrency = 1;
@@ -141,6 +141,17 @@ async fn redirects_are_outside_the_cap() {
     assert_eq!(response.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
     let response = app.visit(Method::GET, "/cap").await;
     assert_eq!(response.status, StatusCode::FOUND);
+    // Nor are sign-ins (they need no key, so their flood must not starve the keyed calls).
+    let sign_in = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/session")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"username": "nobody", "password": "wrong password"}).to_string(),
+        ))
+        .expect("request");
+    let response = app.send(sign_in).await;
+    assert_eq!(response.error(StatusCode::UNAUTHORIZED).0, "sign_in_failed");
     drop(lock);
     assert_eq!(held.await.expect("task"), StatusCode::OK);
     let response = app.api(Method::GET, "/api/v1/links", None).await;
