@@ -390,6 +390,22 @@ impl FromStr for CodeKey {
 mod tests {
     use super::*;
 
+    /// `origin serve` with the two required settings and `extra`, as the binary parses it.
+    fn serve(extra: &[&str]) -> Result<Config, clap::Error> {
+        let args = [
+            "origin",
+            "serve",
+            "--database-url",
+            "postgres://db.example/kurz",
+            "--code-key",
+            "00112233445566778899aabbccddeeff",
+        ];
+        Cli::try_parse_from(args.iter().chain(extra)).map(|cli| match cli.command {
+            Command::Serve(config) => *config,
+            other => panic!("{extra:?}: {other:?}"),
+        })
+    }
+
     #[test]
     fn public_url() {
         let url: PublicUrl = "https://Kurz.Example/".parse().expect("valid");
@@ -404,22 +420,8 @@ mod tests {
     #[test]
     fn own_hosts_are_every_configured_host() {
         let serve = |extra: &[&str]| {
-            let args = [
-                "origin",
-                "serve",
-                "--database-url",
-                "postgres://db.example/kurz",
-                "--code-key",
-                "00112233445566778899aabbccddeeff",
-                "--public-url",
-                "https://Go.Example./",
-            ];
-            match Cli::try_parse_from(args.iter().chain(extra)) {
-                Ok(Cli {
-                    command: Command::Serve(config),
-                }) => *config,
-                other => panic!("{extra:?}: {other:?}"),
-            }
+            let with_public_url = [&["--public-url", "https://Go.Example./"], extra].concat();
+            serve(&with_public_url).unwrap_or_else(|err| panic!("{extra:?}: {err}"))
         };
         let hosts = |config: &Config| -> Vec<String> {
             let hosts = config.own_hosts().expect("valid hosts");
@@ -461,20 +463,7 @@ mod tests {
 
     #[test]
     fn sign_in_limits() {
-        let serve = |extra: &[&str]| {
-            let args = [
-                "origin",
-                "serve",
-                "--database-url",
-                "postgres://db.example/kurz",
-                "--code-key",
-                "00112233445566778899aabbccddeeff",
-            ];
-            Cli::try_parse_from(args.iter().chain(extra)).map(|cli| match cli.command {
-                Command::Serve(config) => config.sign_in,
-                other => panic!("{other:?}"),
-            })
-        };
+        let serve = |extra: &[&str]| serve(extra).map(|config| config.sign_in);
         assert_eq!(serve(&[]).expect("defaults"), SignInLimits::DEFAULT);
         let set = serve(&["--sign-in-per-pair", "3", "--sign-in-hashes", "8"]).expect("valid");
         assert_eq!((set.per_pair, set.concurrent_hashes()), (3, 8));
@@ -493,20 +482,7 @@ mod tests {
 
     #[test]
     fn gateway() {
-        let serve = |extra: &[&str]| {
-            let args = [
-                "origin",
-                "serve",
-                "--database-url",
-                "postgres://db.example/kurz",
-                "--code-key",
-                "00112233445566778899aabbccddeeff",
-            ];
-            Cli::try_parse_from(args.iter().chain(extra)).map(|cli| match cli.command {
-                Command::Serve(config) => config.gateway,
-                other => panic!("{other:?}"),
-            })
-        };
+        let serve = |extra: &[&str]| serve(extra).map(|config| config.gateway);
         assert_eq!(serve(&[]).expect("defaults"), Gateway::DEFAULT);
         let set = serve(&[
             "--cors-origins",
