@@ -198,7 +198,10 @@ fn answer(
             send_click(req, env, ctx, record, code, head, now);
             let headers = Headers::new();
             headers.set("location", location)?;
-            headers.set("cache-control", &cache_control.to_string())?;
+            match cache_control.as_static() {
+                Some(text) => headers.set("cache-control", text)?,
+                None => headers.set("cache-control", &cache_control.to_string())?,
+            }
             Ok(Response::empty()?
                 .with_status(status.code())
                 .with_headers(headers))

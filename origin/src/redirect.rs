@@ -57,8 +57,13 @@ pub(crate) async fn redirect(
                     (header::LOCATION, link.location.clone()),
                     (
                         header::CACHE_CONTROL,
-                        HeaderValue::try_from(cache_control.to_string())
-                            .unwrap_or(HeaderValue::from_static("no-store")),
+                        cache_control.as_static().map_or_else(
+                            || {
+                                HeaderValue::try_from(cache_control.to_string())
+                                    .unwrap_or(HeaderValue::from_static("no-store"))
+                            },
+                            HeaderValue::from_static,
+                        ),
                     ),
                 ],
             )

@@ -56,6 +56,20 @@ pub enum CacheControl {
 /// The longest a permanent redirect may be kept: a day.
 const PERMANENT_MAX_AGE: u32 = 86_400;
 
+impl CacheControl {
+    /// The header's text without formatting, for every value but a `max-age` shortened by an
+    /// expiry: what nearly every redirect answers, so the hot path does not allocate.
+    pub fn as_static(self) -> Option<&'static str> {
+        match self {
+            Self::NoStore => Some("private, no-store"),
+            Self::Public {
+                max_age: PERMANENT_MAX_AGE,
+            } => Some("public, max-age=86400"),
+            Self::Public { .. } => None,
+        }
+    }
+}
+
 impl fmt::Display for CacheControl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -134,6 +148,23 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+
+    #[test]
+    fn static_cache_control_texts_equal_the_formatted_ones() {
+        let values = [
+            CacheControl::NoStore,
+            CacheControl::Public {
+                max_age: PERMANENT_MAX_AGE,
+            },
+            CacheControl::Public { max_age: 600 },
+        ];
+        for value in values {
+            if let Some(text) = value.as_static() {
+                assert_eq!(text, value.to_string());
+            }
+        }
+        assert_eq!(CacheControl::Public { max_age: 600 }.as_static(), None);
+    }
 
     fn target(status: RedirectStatus, expires_at: Option<OffsetDateTime>) -> LinkRecord {
         LinkRecord::new(
