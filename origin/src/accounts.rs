@@ -6,16 +6,18 @@
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version, password_hash::rand_core::OsRng};
+use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use shortlink::workspace::{Role, Session, Workspace};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+use crate::caller::{Actor, Caller, Grant};
 use crate::config::CodeKey;
 use crate::error::Error;
 use crate::extract::ApiJson;
@@ -27,35 +29,17 @@ pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 const SESSION_LIFETIME: time::Duration = time::Duration::days(7);
 /// The name of the user made on a deployment's first start.
 pub const FIRST_ADMIN: &str = "admin";
-const MIN_PASSWORD_CHARS: usize = 10;
+pub(crate) const MIN_PASSWORD_CHARS: usize = 10;
 /// Longest username, in bytes.
-const MAX_USERNAME_BYTES: usize = 64;
+pub(crate) const MAX_USERNAME_BYTES: usize = 64;
+/// A session keeps this much of its browser's `User-Agent`, to be recognised in the list.
+const MAX_USER_AGENT_CHARS: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SignIn {
     username: String,
     password: String,
-}
-
-/// The signed-in user, as the dashboard sees it.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct SessionInfo {
-    pub(crate) username: String,
-    /// To send in `X-CSRF-Token` with every request that changes something.
-    pub(crate) csrf_token: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub(crate) expires_at: OffsetDateTime,
-}
-
-/// Who made an API request: a script with a key, or a person signed in to the dashboard.
-#[derive(Debug, Clone)]
-pub(crate) enum Caller {
-    ApiKey,
-    Session {
-        token_hash: [u8; 32],
-        info: SessionInfo,
-    },
 }
 
 pub(crate) async fn sign_in(
@@ -115,45 +99,96 @@ pub(crate) async fn sign_in(
         .execute(db)
         .await?;
     let token = random_token();
-    let info = SessionInfo {
-        username: body.username,
-        csrf_token: random_token(),
-        expires_at: OffsetDateTime::now_utc() + SESSION_LIFETIME,
-    };
-    sqlx::query(
-        "INSERT INTO admin_sessions (token_hash, user_id, csrf_token, expires_at)
-         VALUES ($1, $2, $3, $4)",
+    let csrf_token = random_token();
+    let expires_at = OffsetDateTime::now_utc() + SESSION_LIFETIME;
+    let user_agent = request
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect::<String>());
+    // The session works in the workspace the person joined first (they can switch).
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO admin_sessions (token_hash, user_id, csrf_token, expires_at, user_agent,
+                                     workspace_id)
+         VALUES ($1, $2, $3, $4, $5, (SELECT workspace_id FROM workspace_members
+                                      WHERE user_id = $2 ORDER BY joined_at, workspace_id LIMIT 1))
+         RETURNING id",
     )
     .bind(hash(&token).as_slice())
     .bind(user_id)
-    .bind(&info.csrf_token)
-    .bind(info.expires_at)
-    .execute(db)
+    .bind(&csrf_token)
+    .bind(expires_at)
+    .bind(user_agent)
+    .fetch_one(db)
     .await?;
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_LIFETIME.whole_seconds(),
         secure_suffix(&state, &request.headers)
     );
-    Ok((set_cookie(&cookie)?, Json(info)).into_response())
+    let caller = find_session(db, &token)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("session {id} vanished at sign-in")))?;
+    let view = session_view(db, &caller).await?;
+    Ok((set_cookie(&cookie)?, Json(view)).into_response())
 }
 
-pub(crate) async fn current(Extension(caller): Extension<Caller>) -> Result<Response, Error> {
-    match caller {
-        Caller::Session { info, .. } => Ok(Json(info).into_response()),
-        // A script asking who it is: keys have no session.
-        Caller::ApiKey => Err(Error::NotFound),
+/// `GET /api/v1/session`: who is signed in, in which workspace, and the CSRF token again
+/// (for the dashboard after a reload).
+pub(crate) async fn current(
+    State(state): State<crate::State>,
+    caller: Caller,
+) -> Result<Json<Session>, Error> {
+    // A script asking who it is: keys have no session.
+    if caller.session().is_none() {
+        return Err(Error::NotFound);
     }
+    Ok(Json(session_view(state.db(), &caller).await?))
+}
+
+/// The signed-in person as the dashboard sees them.
+pub(crate) async fn session_view(db: &PgPool, caller: &Caller) -> Result<Session, Error> {
+    let Actor::User { id, name, session } = &caller.actor else {
+        return Err(Error::NotFound);
+    };
+    let rows: Vec<(i64, String, String, OffsetDateTime)> = sqlx::query_as(
+        "SELECT w.id, w.name, m.role, w.created_at
+         FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id
+         WHERE m.user_id = $1 ORDER BY w.name, w.id",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
+    let workspaces: Vec<Workspace> = rows
+        .into_iter()
+        .map(|(id, name, role, created_at)| Workspace {
+            id,
+            name,
+            role: Role::parse(&role),
+            created_at,
+        })
+        .collect();
+    Ok(Session {
+        user_id: *id,
+        username: name.clone(),
+        csrf_token: session.csrf_token.clone(),
+        expires_at: session.expires_at,
+        workspace: workspaces
+            .iter()
+            .find(|w| Some(w.id) == caller.workspace_id())
+            .cloned(),
+        workspaces,
+    })
 }
 
 pub(crate) async fn sign_out(
     State(state): State<crate::State>,
     headers: HeaderMap,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
 ) -> Result<Response, Error> {
-    if let Caller::Session { token_hash, .. } = caller {
+    if let Some(session) = caller.session() {
         sqlx::query("DELETE FROM admin_sessions WHERE token_hash = $1")
-            .bind(token_hash.as_slice())
+            .bind(session.token_hash.as_slice())
             .execute(state.db())
             .await?;
     }
@@ -164,27 +199,52 @@ pub(crate) async fn sign_out(
     Ok((StatusCode::NO_CONTENT, set_cookie(&cookie)?).into_response())
 }
 
-/// The session of a cookie's token, if it is live.
+/// The caller of a cookie's token, if its session is live: the person, and the workspace the
+/// session works in (or, if they were removed from it, the one they joined first). Notes the
+/// session's use, to the minute.
 pub(crate) async fn find_session(db: &PgPool, token: &str) -> Result<Option<Caller>, Error> {
     let token_hash = hash(token);
-    let row: Option<(String, String, OffsetDateTime)> = sqlx::query_as(
-        "SELECT u.username, s.csrf_token, s.expires_at
-         FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id
-         WHERE s.token_hash = $1 AND s.expires_at > now()",
-    )
-    .bind(token_hash.as_slice())
-    .fetch_optional(db)
-    .await?;
-    Ok(
-        row.map(|(username, csrf_token, expires_at)| Caller::Session {
-            token_hash,
-            info: SessionInfo {
-                username,
+    #[allow(clippy::type_complexity)]
+    let row: Option<(i64, i64, String, String, OffsetDateTime, Option<i64>, Option<String>, bool)> =
+        sqlx::query_as(
+            "SELECT s.id, u.id, u.username, s.csrf_token, s.expires_at, m.workspace_id, m.role,
+                    s.last_seen_at < now() - interval '1 minute'
+             FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id
+             LEFT JOIN LATERAL (
+                 SELECT workspace_id, role FROM workspace_members m
+                 WHERE m.user_id = s.user_id
+                 ORDER BY m.workspace_id = s.workspace_id DESC NULLS LAST, m.joined_at, m.workspace_id
+                 LIMIT 1
+             ) m ON TRUE
+             WHERE s.token_hash = $1 AND s.expires_at > now()",
+        )
+        .bind(token_hash.as_slice())
+        .fetch_optional(db)
+        .await?;
+    let Some((session_id, user_id, username, csrf_token, expires_at, workspace, role, stale)) = row
+    else {
+        return Ok(None);
+    };
+    if stale {
+        sqlx::query("UPDATE admin_sessions SET last_seen_at = now() WHERE id = $1")
+            .bind(session_id)
+            .execute(db)
+            .await?;
+    }
+    let workspace = workspace.zip(role.as_deref().and_then(Role::parse));
+    Ok(Some(Caller::new(
+        Actor::User {
+            id: user_id,
+            name: username,
+            session: crate::caller::Session {
+                id: session_id,
+                token_hash,
                 csrf_token,
                 expires_at,
             },
-        }),
-    )
+        },
+        workspace.map(|(id, role)| (id, Grant::Role(role))),
+    )))
 }
 
 /// The value of our cookie in a request, if it has one.
@@ -223,10 +283,18 @@ pub async fn create_first_admin(
     };
     let hashed = hash_password(&password)?;
     // One statement, so two instances starting together make one user, not two passwords.
+    // The first user owns the default workspace, which holds everything made before
+    // workspaces existed.
     let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO admin_users (username, password_hash)
-         SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM admin_users)
-         RETURNING id",
+        "WITH made AS (
+             INSERT INTO admin_users (username, password_hash)
+             SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM admin_users)
+             RETURNING id
+         ), joined AS (
+             INSERT INTO workspace_members (workspace_id, user_id, role)
+             SELECT 1, id, 'owner' FROM made
+         )
+         SELECT id FROM made",
     )
     .bind(FIRST_ADMIN)
     .bind(hashed)
@@ -291,11 +359,19 @@ pub async fn set_admin(
                 .await?;
         }
         None => {
-            sqlx::query("INSERT INTO admin_users (username, password_hash) VALUES ($1, $2)")
-                .bind(username)
-                .bind(hashed)
-                .execute(&mut *tx)
-                .await?;
+            // Made by the operator: an owner of the default workspace, like the first user.
+            sqlx::query(
+                "WITH made AS (
+                     INSERT INTO admin_users (username, password_hash) VALUES ($1, $2)
+                     RETURNING id
+                 )
+                 INSERT INTO workspace_members (workspace_id, user_id, role)
+                 SELECT 1, id, 'owner' FROM made",
+            )
+            .bind(username)
+            .bind(hashed)
+            .execute(&mut *tx)
+            .await?;
         }
     }
     tx.commit().await?;
@@ -313,7 +389,7 @@ pub fn random_password() -> String {
         .collect()
 }
 
-fn hash_password(password: &str) -> anyhow::Result<String> {
+pub(crate) fn hash_password(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -364,13 +440,13 @@ fn verify(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password(&random_password()).unwrap_or_default());
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system provides randomness");
     hex::encode(bytes)
 }
 
-fn hash(token: &str) -> [u8; 32] {
+pub(crate) fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 

@@ -9,15 +9,21 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
-use shortlink::api::CreatedApiKey;
+use shortlink::workspace::{ApiKey, CreateApiKey, CreatedApiKey, Scope};
 use sqlx::PgPool;
 
-use crate::accounts::{self, Caller};
+use crate::accounts;
+use crate::caller::{Actor, Caller, Grant, WorkspaceId};
 use crate::error::Error;
 
 const KEY_PREFIX: &str = "kurz_";
 
-/// Refuses the request with 401 unless it carries a known API key (`Authorization: Bearer`)
+/// The header in which the dashboard says which workspace its page shows: a request whose
+/// caller now works in another one (switched in another tab) is refused with 409 rather than
+/// applied to a workspace the person is not looking at.
+pub(crate) const WORKSPACE_HEADER: &str = "kurz-workspace";
+
+/// Refuses the request with 401 unless it carries a live API key (`Authorization: Bearer`)
 /// or a dashboard session cookie. A session must also send its CSRF token with any request
 /// that may change something (403 otherwise). Puts the [`Caller`] in the request's extensions.
 pub(crate) async fn require_caller(
@@ -33,19 +39,12 @@ pub(crate) async fn require_caller(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
     let caller = match (bearer, accounts::session_cookie(request.headers())) {
-        (Some(key), _) => {
-            let known: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM api_keys WHERE key_hash = $1")
-                    .bind(hash(key).as_slice())
-                    .fetch_optional(state.db())
-                    .await?;
-            known.map(|_| Caller::ApiKey)
-        }
+        (Some(key), _) => find_key(state.db(), key).await?,
         (None, Some(token)) => accounts::find_session(state.db(), token).await?,
         (None, None) => None,
     };
     let caller = caller.ok_or(Error::Unauthorized)?;
-    if let Caller::Session { info, .. } = &caller {
+    if let Some(session) = caller.session() {
         let safe = matches!(
             *request.method(),
             Method::GET | Method::HEAD | Method::OPTIONS
@@ -54,44 +53,121 @@ pub(crate) async fn require_caller(
             .headers()
             .get(accounts::CSRF_HEADER)
             .and_then(|value| value.to_str().ok());
-        if !safe && !sent.is_some_and(|sent| accounts::same_secret(sent, &info.csrf_token)) {
+        if !safe && !sent.is_some_and(|sent| accounts::same_secret(sent, &session.csrf_token)) {
             return Err(Error::CsrfMismatch);
+        }
+    }
+    if let Some(shown) = request.headers().get(WORKSPACE_HEADER) {
+        let shown = shown
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        if shown != caller.workspace_id() {
+            return Err(Error::WorkspaceChanged);
         }
     }
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }
 
-/// Creates a key named `name` and returns it: the only time it exists outside the caller.
-pub async fn create_key(db: &PgPool, name: &str) -> Result<CreatedApiKey, sqlx::Error> {
-    let key = generate();
-    let id = sqlx::query_scalar(
-        "INSERT INTO api_keys (name, key_hash, prefix) VALUES ($1, $2, $3) RETURNING id",
+/// The caller of a live key (not revoked, not expired); notes its use (to the minute).
+async fn find_key(db: &PgPool, key: &str) -> Result<Option<Caller>, Error> {
+    let row: Option<(i64, String, i64, Vec<String>, bool)> = sqlx::query_as(
+        "SELECT id, name, workspace_id, scopes,
+                last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
+         FROM api_keys
+         WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
     )
-    .bind(name)
-    .bind(hash(&key).as_slice())
-    .bind(&key[..KEY_PREFIX.len() + 6])
-    .fetch_one(db)
+    .bind(hash(key).as_slice())
+    .fetch_optional(db)
     .await?;
+    let Some((id, name, workspace, scopes, stale)) = row else {
+        return Ok(None);
+    };
+    if stale {
+        // Once a minute at most: a busy key does not write a row per request.
+        sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(db)
+            .await?;
+    }
+    let scopes = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
+    Ok(Some(Caller::new(
+        Actor::Key { id, name },
+        Some((workspace, Grant::Scopes(scopes))),
+    )))
+}
+
+/// A new key of `workspace`: the only time its secret exists outside the caller.
+pub(crate) async fn create_key(
+    tx: &mut sqlx::PgConnection,
+    workspace: WorkspaceId,
+    body: &CreateApiKey,
+    created_by: Option<i64>,
+) -> Result<CreatedApiKey, sqlx::Error> {
+    let key = generate();
+    let mut scopes = body.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let (id, created_at, created_by_name): (i64, time::OffsetDateTime, Option<String>) =
+        sqlx::query_as(
+            "INSERT INTO api_keys (name, key_hash, prefix, workspace_id, scopes, expires_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING id, created_at, (SELECT username FROM admin_users WHERE id = $7)",
+        )
+        .bind(&body.name)
+        .bind(hash(&key).as_slice())
+        .bind(&key[..KEY_PREFIX.len() + 6])
+        .bind(workspace.get())
+        .bind(&names)
+        .bind(body.expires_at)
+        .bind(created_by)
+        .fetch_one(tx)
+        .await?;
     Ok(CreatedApiKey {
-        id,
-        name: name.to_owned(),
+        api_key: ApiKey {
+            id,
+            name: body.name.clone(),
+            prefix: key[..KEY_PREFIX.len() + 6].to_owned(),
+            scopes,
+            created_by: created_by_name,
+            created_at,
+            expires_at: body.expires_at,
+            last_used_at: None,
+        },
         key,
     })
 }
 
-/// Creates the first key if there is none, and returns it (to be shown once).
+/// A key with every scope in the default workspace (workspace 1), named `name`: for
+/// operators' scripts and tests.
+pub async fn create_default_key(db: &PgPool, name: &str) -> Result<String, sqlx::Error> {
+    let mut conn = db.acquire().await?;
+    let body = CreateApiKey {
+        name: name.to_owned(),
+        scopes: Scope::ALL.to_vec(),
+        expires_at: None,
+    };
+    Ok(create_key(&mut conn, WorkspaceId::trusted(1), &body, None)
+        .await?
+        .key)
+}
+
+/// Creates the first key if there is none, and returns it (to be shown once): every scope
+/// in the default workspace.
 pub async fn create_first_key(db: &PgPool) -> Result<Option<String>, sqlx::Error> {
     let key = generate();
     // One statement, so two instances starting together cannot both see an empty table
     // and each think the key they did not insert is valid.
     let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO api_keys (name, key_hash, prefix)
-         SELECT 'initial', $1, $2 WHERE NOT EXISTS (SELECT 1 FROM api_keys)
+        "INSERT INTO api_keys (name, key_hash, prefix, workspace_id, scopes)
+         SELECT 'initial', $1, $2, 1, $3 WHERE NOT EXISTS (SELECT 1 FROM api_keys)
          RETURNING id",
     )
     .bind(hash(&key).as_slice())
     .bind(&key[..KEY_PREFIX.len() + 6])
+    .bind(Scope::ALL.map(Scope::as_str).as_slice())
     .fetch_optional(db)
     .await?;
     Ok(inserted.map(|_| key))

@@ -20,10 +20,10 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
             init_command_logging();
             let pool = db::pool(&database)?;
             db::MIGRATOR.run(&pool).await?;
-            let created = auth::create_key(&pool, &name).await?;
+            let key = auth::create_default_key(&pool, &name).await?;
             println!(
-                "Created API key {:?} (id {}). It is shown only now:\n\n  {}\n",
-                created.name, created.id, created.key
+                "Created API key {name:?} with every scope in the default workspace. \
+                 It is shown only now:\n\n  {key}\n"
             );
             Ok(())
         }

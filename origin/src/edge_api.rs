@@ -54,7 +54,7 @@ async fn resolve(
     State(state): State<crate::State>,
     CodePath(code): CodePath,
 ) -> Result<Json<LinkRecord>, Error> {
-    match links::find_record(state.db(), &code).await? {
+    match links::store::find_record(state.db(), &code).await? {
         Some(record) => Ok(Json(record)),
         None => Err(Error::LinkNotFound(code.to_string())),
     }

@@ -38,6 +38,19 @@ pub enum Error {
     /// A `/_edge/*` request without a valid signature, or a replay.
     #[error("{0}")]
     EdgeUnauthorized(String),
+    /// The caller is known but may not do this in its workspace (403).
+    #[error("not allowed: this needs {needs}")]
+    Forbidden { needs: &'static str },
+    /// A person who belongs to no workspace asked for a workspace's data (403).
+    #[error("you belong to no workspace: accept an invitation or create a workspace")]
+    NoWorkspace,
+    /// The `Kurz-Workspace` header names another workspace than the caller works in: the
+    /// dashboard was switched to another workspace in another tab (409).
+    #[error("this page shows another workspace than your session now works in; reload the page")]
+    WorkspaceChanged,
+    /// The request conflicts with the state of a resource (409); `code` says which rule.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("no link has the code {0:?}")]
     LinkNotFound(String),
     #[error("not found")]
@@ -72,6 +85,15 @@ impl Error {
         }
     }
 
+    /// A change that would leave a workspace without an owner.
+    pub(crate) fn last_owner() -> Self {
+        Self::Conflict {
+            code: "last_owner",
+            message: "a workspace must keep at least one owner: make another member owner first"
+                .to_owned(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -82,7 +104,10 @@ impl Error {
                 StatusCode::UNAUTHORIZED
             }
             Self::TooManySignIns { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::CsrfMismatch => StatusCode::FORBIDDEN,
+            Self::CsrfMismatch | Self::Forbidden { .. } | Self::NoWorkspace => {
+                StatusCode::FORBIDDEN
+            }
+            Self::WorkspaceChanged | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::LinkNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
             Self::CodeTaken { .. } => StatusCode::CONFLICT,
             Self::Busy | Self::Timeout | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -101,6 +126,10 @@ impl Error {
             Self::SignInFailed => "sign_in_failed",
             Self::TooManySignIns { .. } => "too_many_sign_ins",
             Self::CsrfMismatch => "csrf",
+            Self::Forbidden { .. } => "forbidden",
+            Self::NoWorkspace => "no_workspace",
+            Self::WorkspaceChanged => "workspace_changed",
+            Self::Conflict { code, .. } => code,
             Self::LinkNotFound(_) | Self::NotFound => "not_found",
             Self::CodeTaken { .. } => "code_taken",
             Self::Busy => "busy",
@@ -130,6 +159,12 @@ impl From<sqlx::Error> for Error {
             // The server is shutting down or restarting (admin_shutdown, cannot_connect_now).
             sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("57P")) => {
                 Self::Unavailable(err)
+            }
+            // The check at commit of `0012_workspaces.sql`.
+            sqlx::Error::Database(ref db)
+                if db.constraint() == Some("workspace_keeps_an_owner") =>
+            {
+                Self::last_owner()
             }
             other => Self::Internal(other.into()),
         }

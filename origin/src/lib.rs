@@ -6,8 +6,10 @@
 
 pub mod accounts;
 mod analytics;
+mod audit;
 pub mod auth;
 mod cache;
+mod caller;
 mod cli;
 pub mod config;
 mod dashboard;

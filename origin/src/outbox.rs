@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use self::batch::Batch;
 use self::pace::{Next, Outcome, Pace, Suspect};
 use crate::edge_client;
-use crate::links::{RECORD_COLUMNS, RecordRow};
+use crate::links::store::{self, CodeState};
 
 /// Where and how to reach the edge.
 #[derive(Debug)]
@@ -257,17 +257,6 @@ fn refused_for_good(status: StatusCode) -> bool {
     )
 }
 
-/// A code's newest row: its live link if it has one, else its latest deleted one.
-#[derive(Debug, sqlx::FromRow)]
-struct CodeState {
-    code: String,
-    live: bool,
-    /// The highest version among all of the code's rows.
-    newest: i64,
-    #[sqlx(flatten)]
-    row: RecordRow,
-}
-
 /// What to do about one code.
 #[derive(Debug)]
 enum Change {
@@ -290,15 +279,7 @@ async fn current_changes(
     tx: &mut PgConnection,
     codes: &[String],
 ) -> anyhow::Result<(Vec<(String, Change)>, Vec<Stale>)> {
-    let states: Vec<CodeState> = sqlx::query_as(&format!(
-        "SELECT DISTINCT ON (code) code, deleted_at IS NULL AS live,
-                max(version) OVER (PARTITION BY code) AS newest, {RECORD_COLUMNS}
-         FROM links WHERE code = ANY($1)
-         ORDER BY code, deleted_at IS NULL DESC, version DESC"
-    ))
-    .bind(codes)
-    .fetch_all(&mut *tx)
-    .await?;
+    let states = store::code_states(tx, codes).await?;
     let mut states: HashMap<String, CodeState> = states
         .into_iter()
         .map(|state| (state.code.clone(), state))
@@ -371,14 +352,7 @@ fn change_of(state: CodeState) -> anyhow::Result<Result<Change, Stale>> {
 /// and bumping it here would not change what the next read sends. Either way the code is read
 /// again before anything is sent, so no old state ever goes out under a new version.
 async fn reversion(db: &PgPool, Stale { id, version }: Stale) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE links SET version = 0 WHERE id = $1 AND version = $2 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .bind(version)
-    .execute(db)
-    .await
-    .map(drop)
+    store::reversion(db, id, version).await
 }
 
 /// Moves a code's outbox rows aside, so that they no longer hold up the rows behind them.

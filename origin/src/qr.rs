@@ -15,8 +15,12 @@ use axum::routing::get;
 use qrcode::QrCode;
 use serde::Deserialize;
 
+use shortlink::workspace::Permission;
+
+use crate::caller::Caller;
 use crate::error::Error;
 use crate::extract::{ApiQuery, CodePath};
+use crate::links::store;
 
 const DEFAULT_PNG_SIZE: u32 = 512;
 const MAX_PNG_SIZE: u32 = 2048;
@@ -27,8 +31,12 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/links/{code}/qr.png", get(png))
 }
 
-async fn svg(state: State<crate::State>, code: CodePath) -> Result<Response, Error> {
-    let qr = encode(&state, &code).await?;
+async fn svg(
+    state: State<crate::State>,
+    caller: Caller,
+    code: CodePath,
+) -> Result<Response, Error> {
+    let qr = encode(&state, &caller, &code).await?;
     let image = qr
         .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(256, 256)
@@ -45,11 +53,12 @@ struct PngQuery {
 
 async fn png(
     state: State<crate::State>,
+    caller: Caller,
     code: CodePath,
     ApiQuery(query): ApiQuery<PngQuery>,
 ) -> Result<Response, Error> {
     let size = png_size(&query)?;
-    let qr = encode(&state, &code).await?;
+    let qr = encode(&state, &caller, &code).await?;
     let permit = state
         .inner
         .qr_encoders
@@ -90,19 +99,14 @@ fn render_png(qr: &QrCode, size: u32) -> Result<Vec<u8>, Error> {
     Ok(bytes.into_inner())
 }
 
-/// The QR code of a live link's short URL.
+/// The QR code of a live link's short URL, for a caller who may read the link.
 async fn encode(
     State(state): &State<crate::State>,
+    caller: &Caller,
     CodePath(code): &CodePath,
 ) -> Result<QrCode, Error> {
-    let live: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM links WHERE code = $1 AND deleted_at IS NULL")
-            .bind(code.as_str())
-            .fetch_optional(state.db())
-            .await?;
-    if live.is_none() {
-        return Err(Error::LinkNotFound(code.to_string()));
-    }
+    let workspace = caller.may(Permission::ReadLinks)?;
+    store::find_id(state.db(), workspace, code).await?;
     let url = format!("{}?qr=1", state.inner.public_url.short_url(code.as_str()));
     QrCode::new(url.as_bytes()).map_err(|err| Error::Internal(err.into()))
 }

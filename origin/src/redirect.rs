@@ -30,7 +30,7 @@ pub(crate) async fn redirect(
     let cached = state
         .inner
         .cache
-        .get_or_load(code.as_str(), links::find_record(state.db(), &code))
+        .get_or_load(code.as_str(), links::store::find_record(state.db(), &code))
         .await;
     let link = match cached {
         Ok(Some(link)) => link,

@@ -72,14 +72,6 @@ pub struct LinkPage {
     pub next_cursor: Option<String>,
 }
 
-/// `POST /api/v1/keys` answer: the only time the key is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreatedApiKey {
-    pub id: i64,
-    pub name: String,
-    pub key: String,
-}
-
 /// The body of every error answer: `{"error": {"code", "message", "field"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -18,6 +18,7 @@ pub mod stats;
 mod status;
 pub mod timestamp;
 pub mod visitor;
+pub mod workspace;
 
 pub use code::{RESERVED_CODES, ShortCode};
 pub use destination::{Destination, HostKey};

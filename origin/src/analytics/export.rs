@@ -9,9 +9,12 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
-use super::stats::link_id;
+use shortlink::workspace::Permission;
+
+use crate::caller::Caller;
 use crate::error::Error;
 use crate::extract::{ApiQuery, CodePath};
+use crate::links::store;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,10 +48,12 @@ type ClickRow = (
 /// page by page.
 pub(crate) async fn export_csv(
     State(state): State<crate::State>,
+    caller: Caller,
     CodePath(code): CodePath,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, Error> {
-    let link_id = link_id(state.db(), &code).await?;
+    let workspace = caller.may(Permission::ReadStats)?;
+    let link_id = store::find_id(state.db(), workspace, &code).await?;
     let from = query.from.unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let to = query
         .to

@@ -52,10 +52,14 @@ pub(crate) async fn drop_expired(
             dropped.push(name);
         }
     }
-    sqlx::query("DELETE FROM visitors_daily WHERE day < $1")
-        .bind(now.to_offset(time::UtcOffset::UTC).date() - time::Duration::days(VISITOR_KEY_DAYS))
-        .execute(db)
-        .await?;
+    let oldest_key =
+        now.to_offset(time::UtcOffset::UTC).date() - time::Duration::days(VISITOR_KEY_DAYS);
+    for table in super::rollup::Part::ALL.map(|part| part.tables().visitors) {
+        sqlx::query(&format!("DELETE FROM {table} WHERE day < $1"))
+            .bind(oldest_key)
+            .execute(db)
+            .await?;
+    }
     Ok(dropped)
 }
 

@@ -1,7 +1,7 @@
 //! Where clicks are counted: the hourly rollups and breakdowns the stats API reads.
 //!
 //! Ingest (`store.rs`) leaves each new click in `clicks_pending` twice (for its link and for
-//! the account), in the transaction that stores it. Here one counter at a time for each of
+//! its workspace), in the transaction that stores it. Here one counter at a time for each of
 //! the two halves ([`Part`]; an advisory lock, across origins) takes a batch of pending
 //! clicks, adds them to the rollups and deletes them, in one transaction. The rollups
 //! plus the pending clicks therefore always equal a `GROUP BY` over the raw clicks, and no
@@ -14,8 +14,6 @@ use std::time::Duration;
 use shortlink::stats::OTHER_VALUES;
 use sqlx::PgPool;
 
-/// The `link_id` of the rollup rows that count the whole account.
-pub(crate) const ACCOUNT: i64 = 0;
 /// Most pending clicks counted in one transaction.
 const BATCH: i64 = 50_000;
 /// How often a counter looks for clicks stored by other origins (its own wake it at once).
@@ -23,22 +21,50 @@ const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The two halves of the pending clicks, counted by two counters in parallel. Ingest queues
-/// every click twice, once for its link and once for the account (link 0); the halves touch
-/// different rollup rows (every rollup key starts with the link), so their counters never
-/// wait on each other.
+/// every click twice, once for its link (`workspace_id` NULL) and once for its workspace;
+/// each half has rollup tables of its own, so their counters never wait on each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Part {
-    Account,
+    Workspaces,
     Links,
 }
 
-impl Part {
-    pub(crate) const ALL: [Self; 2] = [Self::Account, Self::Links];
+/// The rollup tables of a [`Part`], and the column their rows are keyed by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tables {
+    pub(crate) key: &'static str,
+    pub(crate) stats: &'static str,
+    pub(crate) breakdown_hourly: &'static str,
+    pub(crate) breakdown_daily: &'static str,
+    pub(crate) visitors: &'static str,
+}
 
-    /// The most values per breakdown, bucket and link ([`LINK_VALUES`]).
+impl Part {
+    pub(crate) const ALL: [Self; 2] = [Self::Workspaces, Self::Links];
+
+    pub(crate) fn tables(self) -> Tables {
+        match self {
+            Self::Workspaces => Tables {
+                key: "workspace_id",
+                stats: "workspace_stats_hourly",
+                breakdown_hourly: "workspace_breakdown_hourly",
+                breakdown_daily: "workspace_breakdown_daily",
+                visitors: "workspace_visitors_daily",
+            },
+            Self::Links => Tables {
+                key: "link_id",
+                stats: "link_stats_hourly",
+                breakdown_hourly: "link_breakdown_hourly",
+                breakdown_daily: "link_breakdown_daily",
+                visitors: "visitors_daily",
+            },
+        }
+    }
+
+    /// The most values per breakdown, bucket and link or workspace ([`LINK_VALUES`]).
     fn max_values(self) -> i64 {
         match self {
-            Self::Account => ACCOUNT_VALUES,
+            Self::Workspaces => WORKSPACE_VALUES,
             Self::Links => LINK_VALUES,
         }
     }
@@ -46,8 +72,22 @@ impl Part {
     /// The advisory lock that lets one counter of this part run at a time, across origins.
     fn lock_key(self) -> &'static str {
         match self {
-            Self::Account => "kurz rollups: account",
+            Self::Workspaces => "kurz rollups: workspaces",
             Self::Links => "kurz rollups: links",
+        }
+    }
+
+    /// The statement that counts a batch of this part ([`count_pending_sql`]).
+    fn sql(self) -> &'static str {
+        static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+            [
+                count_pending_sql(Part::Workspaces),
+                count_pending_sql(Part::Links),
+            ]
+        });
+        match self {
+            Self::Workspaces => &SQL[0],
+            Self::Links => &SQL[1],
         }
     }
 }
@@ -58,9 +98,9 @@ impl Part {
 /// made-up ones would add rows forever and slow every top-N read. The stats API shows at most
 /// 100 values, so a link loses nothing it could show in a bucket with up to 100 values.
 const LINK_VALUES: i64 = 100;
-/// The same for the account, which sees the values of every link at once; one account is
+/// The same for a workspace, which sees the values of all its links at once; a workspace is
 /// one row set, so a wider bound costs little.
-const ACCOUNT_VALUES: i64 = 1_000;
+const WORKSPACE_VALUES: i64 = 1_000;
 
 /// A click can add a unique visitor only while its UTC day is at most `VISITOR_DAYS` days
 /// before today (UTC): `visitors_daily` keeps the visitor keys of those days, and retention
@@ -70,56 +110,55 @@ const ACCOUNT_VALUES: i64 = 1_000;
 pub(crate) const VISITOR_DAYS: i32 = 7;
 
 /// The rows of one breakdown table after a batch: the batch's values per (link, bucket,
-/// dimension), capped so that a bucket holds at most `$4` values of its own plus `$5`.
-/// `{source}` has the columns (link_id, dimension, t, value, hits, bots), `t` being the
+/// dimension), capped so that a bucket holds at most `$3` values of its own plus `$4`.
+/// `{source}` has the columns ({key}, dimension, t, value, hits, bots), `t` being the
 /// table's `{time}` column. A value that already has its row keeps adding to it; new values
-/// take the free places, the most visited of the batch first; the rest go to `$5`. So the
+/// take the free places, the most visited of the batch first; the rest go to `$4`. So the
 /// values a bucket keeps are those that came first, not the top ones of the whole bucket: an
 /// exact top-N would have to move counts out of rows already written. The totals stay exact.
 /// Only the holder of the part's lock writes these rows, so counting them here is safe.
-fn capped_insert(source: &str, table: &str, time: &str) -> String {
+fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
     format!(
         "{table}_seen AS MATERIALIZED (
     -- A probe of the primary key per value, whatever the size of the table (a join could
     -- be planned as a scan of all of it).
     SELECT s.*, EXISTS (SELECT FROM {table} r
-                        WHERE (r.link_id, r.{time}, r.dimension, r.value)
-                            = (s.link_id, s.t, s.dimension, s.value)) AS known
+                        WHERE (r.{key}, r.{time}, r.dimension, r.value)
+                            = (s.{key}, s.t, s.dimension, s.value)) AS known
     FROM {source} s
 ), {table}_capped AS (
-    SELECT link_id, dimension, t, value, hits, bots FROM {table}_seen WHERE known
+    SELECT {key}, dimension, t, value, hits, bots FROM {table}_seen WHERE known
     UNION ALL
     -- Only new values are ranked, and their bucket's rows counted: most values of a busy
     -- bucket have their row after its first batch.
-    SELECT link_id, dimension, t,
+    SELECT {key}, dimension, t,
            CASE WHEN row_number() OVER (
-                         PARTITION BY link_id, dimension, t ORDER BY hits + bots DESC, value
+                         PARTITION BY {key}, dimension, t ORDER BY hits + bots DESC, value
                      ) + (SELECT count(*) FROM {table} r
-                          WHERE (r.link_id, r.{time}, r.dimension) = (n.link_id, n.t, n.dimension)
-                            AND r.value <> $5) <= $4
-                THEN value ELSE $5 END,
+                          WHERE (r.{key}, r.{time}, r.dimension) = (n.{key}, n.t, n.dimension)
+                            AND r.value <> $4) <= $3
+                THEN value ELSE $4 END,
            hits, bots
     FROM {table}_seen n WHERE NOT known
 ), {table}_written AS (
-    INSERT INTO {table} (link_id, dimension, {time}, value, hits, bots)
-    SELECT link_id, dimension, t, value, sum(hits), sum(bots)
+    INSERT INTO {table} ({key}, dimension, {time}, value, hits, bots)
+    SELECT {key}, dimension, t, value, sum(hits), sum(bots)
     FROM {table}_capped GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (link_id, {time}, dimension, value) DO UPDATE SET
+    ON CONFLICT ({key}, {time}, dimension, value) DO UPDATE SET
         hits = {table}.hits + EXCLUDED.hits,
         bots = {table}.bots + EXCLUDED.bots
 )"
     )
 }
 
-/// Takes up to `$1` pending clicks of the account (`$2` true; `$3` is [`ACCOUNT`]) or of the
-/// links (false), and adds them to the rollups, all in the database (the clicks never travel
+/// Takes up to `$1` pending clicks of the workspaces (`$2` true) or of the links (false), and adds them to the rollups, all in the database (the clicks never travel
 /// to the origin and back). Every click counts in its UTC hour:
-/// - `link_stats_hourly`: clicks, QR scans and bots; and the uniques of the visitors new
+/// - `link_stats_hourly` (or the workspace's tables, keyed by `workspace_id`): clicks, QR scans and bots; and the uniques of the visitors new
 ///   that UTC day for that link (those `visitors_daily` did not hold yet), in the hour of
-///   their first visit in this batch, for days no older than `$6` days ([`VISITOR_DAYS`]);
+///   their first visit in this batch, for days no older than `$5` days ([`VISITOR_DAYS`]);
 /// - `link_breakdown_hourly` and `link_breakdown_daily`: hits and bots per value of each
-///   dimension (one pass over the batch for all five, with grouping sets), at most `$4`
-///   values per link, bucket and dimension plus `$5` ([`capped_insert`]). Bots' referrers
+///   dimension (one pass over the batch for all five, with grouping sets), at most `$3`
+///   values per link, bucket and dimension plus `$4` ([`capped_insert`]). Bots' referrers
 ///   are left out: a bot can claim any referrer, and bots are what would flood them. Bots
 ///   still count in the other dimensions and as bots.
 ///
@@ -128,58 +167,65 @@ fn capped_insert(source: &str, table: &str, time: &str) -> String {
 /// `ON CONFLICT`. The pending table has no key: rows are taken by physical position, which
 /// is stable because they are never updated, and only the lock holder deletes them.
 /// Returns how many clicks were counted.
-static COUNT_PENDING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+fn count_pending_sql(part: Part) -> String {
+    let Tables {
+        key,
+        stats,
+        breakdown_hourly,
+        breakdown_daily,
+        visitors,
+    } = part.tables();
     format!(
         "
 WITH batch AS (
     DELETE FROM clicks_pending
     WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM clicks_pending WHERE (link_id = $3) = $2 LIMIT $1
+        SELECT ctid FROM clicks_pending WHERE (workspace_id IS NOT NULL) = $2 LIMIT $1
     ))
     RETURNING *
 ), clicks AS (
-    SELECT link_id, date_trunc('hour', at, 'UTC') AS hour,
+    SELECT {key}, date_trunc('hour', at, 'UTC') AS hour,
            (at AT TIME ZONE 'UTC')::date AS day, coalesce(country, 'unknown') AS country,
            CASE WHEN bot THEN NULL ELSE referrer_host END AS referrer_host,
            device, browser, os, bot, qr, visitor
     FROM batch
 ), first_visits AS (
-    SELECT link_id, day, visitor, min(hour) AS hour
+    SELECT {key}, day, visitor, min(hour) AS hour
     FROM clicks
     WHERE NOT bot AND visitor IS NOT NULL
-      AND day >= (now() AT TIME ZONE 'UTC')::date - $6::int
+      AND day >= (now() AT TIME ZONE 'UTC')::date - $5::int
     GROUP BY 1, 2, 3
 ), new_visitors AS (
-    INSERT INTO visitors_daily (link_id, day, visitor)
-    SELECT link_id, day, visitor FROM first_visits f
-    WHERE NOT EXISTS (SELECT FROM visitors_daily v
-                      WHERE (v.link_id, v.day, v.visitor) = (f.link_id, f.day, f.visitor))
+    INSERT INTO {visitors} ({key}, day, visitor)
+    SELECT {key}, day, visitor FROM first_visits f
+    WHERE NOT EXISTS (SELECT FROM {visitors} v
+                      WHERE (v.{key}, v.day, v.visitor) = (f.{key}, f.day, f.visitor))
     ORDER BY 1, 2, 3
-    RETURNING link_id, day, visitor
+    RETURNING {key}, day, visitor
 ), uniques AS (
-    SELECT f.link_id, f.hour, count(*) AS uniques
-    FROM new_visitors JOIN first_visits f USING (link_id, day, visitor)
+    SELECT f.{key}, f.hour, count(*) AS uniques
+    FROM new_visitors JOIN first_visits f USING ({key}, day, visitor)
     GROUP BY 1, 2
 ), stats AS (
-    INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
-    SELECT c.link_id, c.hour, c.clicks, c.qr_scans, c.bots, coalesce(u.uniques, 0)
+    INSERT INTO {stats} ({key}, hour, clicks, qr_scans, bots, uniques)
+    SELECT c.{key}, c.hour, c.clicks, c.qr_scans, c.bots, coalesce(u.uniques, 0)
     FROM (
-        SELECT link_id, hour,
+        SELECT {key}, hour,
                count(*) FILTER (WHERE NOT bot AND NOT qr) AS clicks,
                count(*) FILTER (WHERE NOT bot AND qr) AS qr_scans,
                count(*) FILTER (WHERE bot) AS bots
         FROM clicks GROUP BY 1, 2
-    ) AS c LEFT JOIN uniques u USING (link_id, hour)
+    ) AS c LEFT JOIN uniques u USING ({key}, hour)
     ORDER BY 1, 2
-    ON CONFLICT (link_id, hour) DO UPDATE SET
-        clicks = link_stats_hourly.clicks + EXCLUDED.clicks,
-        qr_scans = link_stats_hourly.qr_scans + EXCLUDED.qr_scans,
-        bots = link_stats_hourly.bots + EXCLUDED.bots,
-        uniques = link_stats_hourly.uniques + EXCLUDED.uniques
+    ON CONFLICT ({key}, hour) DO UPDATE SET
+        clicks = {stats}.clicks + EXCLUDED.clicks,
+        qr_scans = {stats}.qr_scans + EXCLUDED.qr_scans,
+        bots = {stats}.bots + EXCLUDED.bots,
+        uniques = {stats}.uniques + EXCLUDED.uniques
 ), breakdown AS (
     -- A bot's referrer is NULL (above), and so is the value of its group here: left out.
     SELECT * FROM (
-        SELECT link_id,
+        SELECT {key},
                CASE WHEN grouping(referrer_host) = 0 THEN 'referrer'
                     WHEN grouping(country) = 0 THEN 'country'
                     WHEN grouping(device) = 0 THEN 'device'
@@ -189,20 +235,20 @@ WITH batch AS (
                coalesce(referrer_host, country, device, browser, os) AS value,
                count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
         FROM clicks
-        GROUP BY link_id, hour,
+        GROUP BY {key}, hour,
                  GROUPING SETS ((referrer_host), (country), (device), (browser), (os))
     ) AS groups
     WHERE value IS NOT NULL
 ), breakdown_days AS (
-    SELECT link_id, dimension, (t AT TIME ZONE 'UTC')::date AS t, value,
+    SELECT {key}, dimension, (t AT TIME ZONE 'UTC')::date AS t, value,
            sum(hits) AS hits, sum(bots) AS bots
     FROM breakdown GROUP BY 1, 2, 3, 4
 ), {hourly}, {daily}
 SELECT count(*) FROM batch",
-        hourly = capped_insert("breakdown", "link_breakdown_hourly", "hour"),
-        daily = capped_insert("breakdown_days", "link_breakdown_daily", "day"),
+        hourly = capped_insert("breakdown", breakdown_hourly, "hour", key),
+        daily = capped_insert("breakdown_days", breakdown_daily, "day", key),
     )
-});
+}
 
 /// What a counter does when another one of its part is at work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,10 +274,9 @@ async fn count_pending(db: &PgPool, part: Part, busy: Busy) -> Result<Option<u64
     if !ours {
         return Ok(None);
     }
-    let counted: i64 = sqlx::query_scalar(COUNT_PENDING.as_str())
+    let counted: i64 = sqlx::query_scalar(part.sql())
         .bind(BATCH)
-        .bind(part == Part::Account)
-        .bind(ACCOUNT)
+        .bind(part == Part::Workspaces)
         .bind(part.max_values())
         .bind(OTHER_VALUES)
         .bind(VISITOR_DAYS)
@@ -246,7 +291,7 @@ pub(crate) async fn count_all_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     for part in Part::ALL {
         while let Some(counted) = count_pending(db, part, Busy::Wait).await? {
-            // The account's copies are not clicks of their own.
+            // The workspaces' copies are not clicks of their own.
             if part == Part::Links {
                 total += counted;
             }

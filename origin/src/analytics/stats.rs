@@ -1,23 +1,25 @@
 //! The stats API: time series, totals, unique visitors and top-N breakdowns, per link and for
-//! the whole account, read from the rollups only (the CSV export of raw clicks is in
+//! a workspace, read from the rollups only (the CSV export of raw clicks is in
 //! `export.rs`).
 
 use axum::Json;
 use axum::extract::State;
-use shortlink::ShortCode;
 use shortlink::stats::{Breakdowns, Counts, Point, Ranked, Stats, TopLink};
+use shortlink::workspace::Permission;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::range::{Range, StatsQuery};
-use super::rollup::ACCOUNT;
+use super::rollup::Part;
+use crate::caller::{Caller, WorkspaceId};
 use crate::error::Error;
 use crate::extract::{ApiQuery, CodePath};
+use crate::links::store;
 
 pub(crate) fn routes() -> axum::Router<crate::State> {
     use axum::routing::get;
     axum::Router::new()
-        .route("/stats", get(account_stats))
+        .route("/stats", get(workspace_stats))
         .route("/links/{code}/stats", get(link_stats))
         .route("/links/{code}/clicks.csv", get(super::export::export_csv))
 }
@@ -51,37 +53,58 @@ async fn check(db: &PgPool, query: StatsQuery) -> Result<Range, Error> {
 /// `GET /api/v1/links/{code}/stats`.
 pub(crate) async fn link_stats(
     State(state): State<crate::State>,
+    caller: Caller,
     CodePath(code): CodePath,
     ApiQuery(query): ApiQuery<StatsQuery>,
 ) -> Result<Json<Stats>, Error> {
+    let workspace = caller.may(Permission::ReadStats)?;
     let range = check(state.db(), query).await?;
-    let link_id = link_id(state.db(), &code).await?;
-    Ok(Json(stats(state.db(), link_id, &range, false).await?))
+    let link_id = store::find_id(state.db(), workspace, &code).await?;
+    Ok(Json(stats(state.db(), Of::Link(link_id), &range).await?))
 }
 
-/// `GET /api/v1/stats`: the whole account.
-pub(crate) async fn account_stats(
+/// `GET /api/v1/stats`: the caller's workspace.
+pub(crate) async fn workspace_stats(
     State(state): State<crate::State>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<StatsQuery>,
 ) -> Result<Json<Stats>, Error> {
+    let workspace = caller.may(Permission::ReadStats)?;
     let range = check(state.db(), query).await?;
-    Ok(Json(stats(state.db(), ACCOUNT, &range, true).await?))
+    Ok(Json(
+        stats(state.db(), Of::Workspace(workspace), &range).await?,
+    ))
 }
 
-/// The live link with this code (statistics of deleted links are not reachable by code).
-pub(super) async fn link_id(db: &PgPool, code: &ShortCode) -> Result<i64, Error> {
-    sqlx::query_scalar("SELECT id FROM links WHERE code = $1 AND deleted_at IS NULL")
-        .bind(code.as_str())
-        .fetch_optional(db)
-        .await?
-        .ok_or_else(|| Error::LinkNotFound(code.to_string()))
+/// Whose statistics: each has rollup tables of its own (`rollup.rs`).
+#[derive(Debug, Clone, Copy)]
+enum Of {
+    Link(i64),
+    Workspace(WorkspaceId),
 }
 
-async fn stats(db: &PgPool, link_id: i64, range: &Range, account: bool) -> Result<Stats, Error> {
+impl Of {
+    fn key(self) -> i64 {
+        match self {
+            Self::Link(id) => id,
+            Self::Workspace(workspace) => workspace.get(),
+        }
+    }
+
+    fn part(self) -> Part {
+        match self {
+            Self::Link(_) => Part::Links,
+            Self::Workspace(_) => Part::Workspaces,
+        }
+    }
+}
+
+async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
+    let tables = of.part().tables();
     let interval = range.interval.as_str();
     // Buckets are made in local time and turned back into instants, so days and weeks
     // follow the zone's midnight, clock changes included.
-    let rows: Vec<(OffsetDateTime, i64, i64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<(OffsetDateTime, i64, i64, i64, i64)> = sqlx::query_as(&format!(
         "WITH buckets AS (
              SELECT b AT TIME ZONE $5 AS t
              FROM generate_series(date_trunc($4, $2 AT TIME ZONE $5),
@@ -91,16 +114,18 @@ async fn stats(db: &PgPool, link_id: i64, range: &Range, account: bool) -> Resul
              SELECT date_trunc($4, hour AT TIME ZONE $5) AT TIME ZONE $5 AS t,
                     sum(clicks)::int8 AS clicks, sum(qr_scans)::int8 AS qr_scans,
                     sum(bots)::int8 AS bots, sum(uniques)::int8 AS uniques
-             FROM link_stats_hourly
-             WHERE link_id = $1 AND hour >= $2 AND hour < $3
+             FROM {stats}
+             WHERE {key} = $1 AND hour >= $2 AND hour < $3
              GROUP BY 1
          )
          SELECT buckets.t, coalesce(clicks, 0), coalesce(qr_scans, 0), coalesce(bots, 0),
                 coalesce(uniques, 0)
          FROM buckets LEFT JOIN data USING (t)
          ORDER BY buckets.t",
-    )
-    .bind(link_id)
+        stats = tables.stats,
+        key = tables.key,
+    ))
+    .bind(of.key())
     .bind(range.from)
     .bind(range.to)
     .bind(interval)
@@ -128,11 +153,10 @@ async fn stats(db: &PgPool, link_id: i64, range: &Range, account: bool) -> Resul
         sum(|c| c.bots),
         sum(|c| c.uniques),
     );
-    let top = breakdowns(db, link_id, range).await?;
-    let top_links = if account {
-        Some(top_links(db, range).await?)
-    } else {
-        None
+    let top = breakdowns(db, of, range).await?;
+    let top_links = match of {
+        Of::Workspace(workspace) => Some(top_links(db, workspace, range).await?),
+        Of::Link(_) => None,
     };
     Ok(Stats {
         from: range.from,
@@ -149,22 +173,23 @@ async fn stats(db: &PgPool, link_id: i64, range: &Range, account: bool) -> Resul
 
 /// Top values of each dimension: whole UTC days inside the range from the daily table, the
 /// hours before the first and after the last whole day from the hourly one.
-async fn breakdowns(db: &PgPool, link_id: i64, range: &Range) -> Result<Breakdowns, Error> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Error> {
+    let tables = of.part().tables();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
         "WITH bounds AS (
              SELECT ceil_day, greatest(ceil_day, floor_day) AS floor_day
              FROM (SELECT date_trunc('day', $2 AT TIME ZONE 'UTC' + interval '1 day' - interval '1 microsecond') AT TIME ZONE 'UTC' AS ceil_day,
                           date_trunc('day', $3 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS floor_day) AS d
          ), parts AS (
-             SELECT dimension, value, hits, bots FROM link_breakdown_daily, bounds
-             WHERE link_id = $1 AND day >= (ceil_day AT TIME ZONE 'UTC')::date
+             SELECT dimension, value, hits, bots FROM {daily}, bounds
+             WHERE {key} = $1 AND day >= (ceil_day AT TIME ZONE 'UTC')::date
                AND day < (floor_day AT TIME ZONE 'UTC')::date
              UNION ALL
-             SELECT dimension, value, hits, bots FROM link_breakdown_hourly, bounds
-             WHERE link_id = $1 AND hour >= $2 AND hour < least($3, ceil_day)
+             SELECT dimension, value, hits, bots FROM {hourly}, bounds
+             WHERE {key} = $1 AND hour >= $2 AND hour < least($3, ceil_day)
              UNION ALL
-             SELECT dimension, value, hits, bots FROM link_breakdown_hourly, bounds
-             WHERE link_id = $1 AND hour >= greatest($2, floor_day) AND hour < $3
+             SELECT dimension, value, hits, bots FROM {hourly}, bounds
+             WHERE {key} = $1 AND hour >= greatest($2, floor_day) AND hour < $3
          ), ranked AS (
              SELECT dimension, value, sum(hits + CASE WHEN $4 THEN bots ELSE 0 END)::int8 AS count,
                     row_number() OVER (PARTITION BY dimension
@@ -174,8 +199,11 @@ async fn breakdowns(db: &PgPool, link_id: i64, range: &Range) -> Result<Breakdow
          SELECT dimension, value, count FROM ranked
          WHERE rank <= $5 AND count > 0
          ORDER BY dimension, rank",
-    )
-    .bind(link_id)
+        daily = tables.breakdown_daily,
+        hourly = tables.breakdown_hourly,
+        key = tables.key,
+    ))
+    .bind(of.key())
     .bind(range.from)
     .bind(range.to)
     .bind(range.bots)
@@ -197,17 +225,22 @@ async fn breakdowns(db: &PgPool, link_id: i64, range: &Range) -> Result<Breakdow
     Ok(top)
 }
 
-/// The most visited live links. Deleted ones are left out (their clicks still count in the
-/// account's totals): they can no longer be opened, and their code may name another link now.
-async fn top_links(db: &PgPool, range: &Range) -> Result<Vec<TopLink>, Error> {
+/// The workspace's most visited live links. Deleted ones are left out (their clicks still
+/// count in the workspace's totals): they can no longer be opened, and their code may name
+/// another link now.
+async fn top_links(
+    db: &PgPool,
+    workspace: WorkspaceId,
+    range: &Range,
+) -> Result<Vec<TopLink>, Error> {
     let rows: Vec<(i64, String, i64)> = sqlx::query_as(
         "SELECT s.link_id, l.code, s.count FROM (
              SELECT link_id, sum(clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END)::int8 AS count
              FROM link_stats_hourly
-             WHERE hour >= $1 AND hour < $2 AND link_id <> 0
+             WHERE hour >= $1 AND hour < $2
              GROUP BY link_id
          ) AS s JOIN links l ON l.id = s.link_id
-         WHERE s.count > 0 AND l.deleted_at IS NULL
+         WHERE s.count > 0 AND l.deleted_at IS NULL AND l.workspace_id = $5
          ORDER BY s.count DESC, l.code
          LIMIT $4",
     )
@@ -215,6 +248,7 @@ async fn top_links(db: &PgPool, range: &Range) -> Result<Vec<TopLink>, Error> {
     .bind(range.to)
     .bind(range.bots)
     .bind(range.top)
+    .bind(workspace.get())
     .fetch_all(db)
     .await?;
     Ok(rows

@@ -10,7 +10,6 @@ use sqlx::{PgConnection, PgPool};
 use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 
 use super::enrich::{Enriched, enrich, referrer_host};
-use super::rollup::ACCOUNT;
 /// Events dated further ahead than this are refused (a wrong clock, or a forgery).
 const MAX_FUTURE: Duration = Duration::hours(1);
 
@@ -193,12 +192,16 @@ async fn insert_clicks(tx: &mut PgConnection, rows: &[Row<'_>]) -> Result<u64, s
              ON CONFLICT (id, at) DO NOTHING
              RETURNING link_id, at, country, referrer_host, device, browser, os, bot, qr, visitor
          ), queued AS (
-             -- Once for the link and once for the account ($17): see rollup.rs.
-             INSERT INTO clicks_pending (link_id, at, country, referrer_host, device, browser,
-                                         os, bot, qr, visitor)
-             SELECT counted.link_id, at, country, referrer_host, device, browser, os, bot, qr,
-                    visitor
-             FROM new, LATERAL (VALUES (new.link_id), ($17)) AS counted(link_id)
+             -- Once for the link (workspace_id NULL) and once for its workspace: see
+             -- rollup.rs. A click of a link that does not exist counts for no workspace.
+             INSERT INTO clicks_pending (link_id, workspace_id, at, country, referrer_host,
+                                         device, browser, os, bot, qr, visitor)
+             SELECT new.link_id, counted.workspace_id, at, country, referrer_host, device,
+                    browser, os, bot, qr, visitor
+             FROM new LEFT JOIN links l ON l.id = new.link_id,
+                  LATERAL (VALUES (false, NULL::bigint), (true, l.workspace_id))
+                      AS counted(for_workspace, workspace_id)
+             WHERE NOT counted.for_workspace OR counted.workspace_id IS NOT NULL
          )
          SELECT count(*) FROM new",
     )
@@ -218,7 +221,6 @@ async fn insert_clicks(tx: &mut PgConnection, rows: &[Row<'_>]) -> Result<u64, s
     .bind(&qrs)
     .bind(&heads)
     .bind(&visitors)
-    .bind(ACCOUNT)
     .fetch_one(&mut *tx)
     .await?;
     Ok(inserted.unsigned_abs())

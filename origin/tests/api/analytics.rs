@@ -148,18 +148,23 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
         .expect("count");
     assert_eq!(raw, 1_500);
 
-    // Hourly counters per link and for the account (link 0), and uniques per UTC day.
+    // Hourly counters per link and per workspace, and uniques per UTC day. Below, a key is a
+    // link's id, or minus a workspace's id (the workspace of the click's link).
     let mismatches: Vec<(i64, OffsetDateTime, String)> = sqlx::query_as(
         "WITH raw AS (
              SELECT l AS link_id, date_trunc('hour', at) AS hour,
                     count(*) FILTER (WHERE NOT bot AND NOT qr) AS clicks,
                     count(*) FILTER (WHERE NOT bot AND qr) AS qr_scans,
                     count(*) FILTER (WHERE bot) AS bots
-             FROM clicks, LATERAL (VALUES (link_id), (0)) AS v(l)
+             FROM clicks, LATERAL (VALUES (link_id), (-(SELECT workspace_id FROM links WHERE id = link_id))) AS v(l)
              GROUP BY 1, 2
+         ), rolled AS (
+             SELECT link_id, hour, clicks, qr_scans, bots FROM link_stats_hourly
+             UNION ALL
+             SELECT -workspace_id, hour, clicks, qr_scans, bots FROM workspace_stats_hourly
          )
          SELECT coalesce(r.link_id, s.link_id), coalesce(r.hour, s.hour), 'counters'
-         FROM raw r FULL JOIN link_stats_hourly s USING (link_id, hour)
+         FROM raw r FULL JOIN rolled s USING (link_id, hour)
          WHERE (r.clicks, r.qr_scans, r.bots) IS DISTINCT FROM (s.clicks, s.qr_scans, s.bots)",
     )
     .fetch_all(&app.db)
@@ -170,12 +175,15 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
     let unique_mismatches: Vec<(i64, time::Date)> = sqlx::query_as(
         "WITH raw AS (
              SELECT l AS link_id, (at AT TIME ZONE 'UTC')::date AS day, count(DISTINCT visitor) AS uniques
-             FROM clicks, LATERAL (VALUES (link_id), (0)) AS v(l)
+             FROM clicks, LATERAL (VALUES (link_id), (-(SELECT workspace_id FROM links WHERE id = link_id))) AS v(l)
              WHERE NOT bot AND visitor IS NOT NULL
              GROUP BY 1, 2
          ), rolled AS (
              SELECT link_id, (hour AT TIME ZONE 'UTC')::date AS day, sum(uniques) AS uniques
-             FROM link_stats_hourly GROUP BY 1, 2 HAVING sum(uniques) > 0
+             FROM (SELECT link_id, hour, uniques FROM link_stats_hourly
+                   UNION ALL
+                   SELECT -workspace_id, hour, uniques FROM workspace_stats_hourly) AS u
+             GROUP BY 1, 2 HAVING sum(uniques) > 0
          )
          SELECT coalesce(r.link_id, s.link_id), coalesce(r.day, s.day)
          FROM raw r FULL JOIN rolled s USING (link_id, day)
@@ -186,9 +194,17 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
     .expect("compare uniques");
     assert!(unique_mismatches.is_empty(), "{unique_mismatches:?}");
 
-    for (table, grain) in [
-        ("link_breakdown_hourly", "date_trunc('hour', at)"),
-        ("link_breakdown_daily", "(at AT TIME ZONE 'UTC')::date"),
+    for (table, workspace_table, grain) in [
+        (
+            "link_breakdown_hourly",
+            "workspace_breakdown_hourly",
+            "date_trunc('hour', at)",
+        ),
+        (
+            "link_breakdown_daily",
+            "workspace_breakdown_daily",
+            "(at AT TIME ZONE 'UTC')::date",
+        ),
     ] {
         let time_column = if table.ends_with("daily") {
             "day"
@@ -200,7 +216,7 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
                  SELECT l AS link_id, d.dimension, {grain} AS t, d.value,
                         count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
                  FROM clicks,
-                      LATERAL (VALUES (link_id), (0)) AS v(l),
+                      LATERAL (VALUES (link_id), (-(SELECT workspace_id FROM links WHERE id = link_id))) AS v(l),
                       LATERAL (VALUES ('referrer', CASE WHEN NOT bot THEN referrer_host END),
                                       ('country', coalesce(country, 'unknown')),
                                       ('device', device), ('browser', browser), ('os', os)) AS d(dimension, value)
@@ -208,7 +224,10 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
                  WHERE d.value IS NOT NULL
                  GROUP BY 1, 2, 3, 4
              )
-             SELECT count(*) FROM raw r FULL JOIN (SELECT link_id, dimension, {time_column} AS t, value, hits, bots FROM {table}) s
+             SELECT count(*) FROM raw r FULL JOIN (
+                 SELECT link_id, dimension, {time_column} AS t, value, hits, bots FROM {table}
+                 UNION ALL
+                 SELECT -workspace_id, dimension, {time_column}, value, hits, bots FROM {workspace_table}) s
                  USING (link_id, dimension, t, value)
              WHERE (r.hits, r.bots) IS DISTINCT FROM (s.hits, s.bots)"
         );
@@ -675,17 +694,18 @@ async fn a_flood_of_referrers_keeps_a_bounded_breakdown_and_exact_totals() {
     app.state.count_clicks().await.expect("count");
 
     let people = 3_060_i64;
-    for (table, time) in [
-        ("link_breakdown_hourly", "hour"),
-        ("link_breakdown_daily", "day"),
-    ] {
+    for (part, time) in [("breakdown_hourly", "hour"), ("breakdown_daily", "day")] {
         // At most 100 values per link and bucket plus the other values; 1,000 for the
-        // account. Every dimension adds up to every click.
-        for (link_id, bound, other) in [(id, 100, 3_000 - 99), (0, 1_000, 3_000 - 999)] {
+        // workspace. Every dimension adds up to every click.
+        for (owner, link_id, bound, other) in [
+            ("link", id, 100, 3_000 - 99),
+            ("workspace", 1, 1_000, 3_000 - 999),
+        ] {
+            let table = format!("{owner}_{part}");
             let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(&format!(
                 "SELECT dimension, count(*), count(DISTINCT {time}), sum(hits)::int8,
                         sum(bots)::int8
-                 FROM {table} WHERE link_id = $1 GROUP BY 1 ORDER BY 1"
+                 FROM {table} WHERE {owner}_id = $1 GROUP BY 1 ORDER BY 1"
             ))
             .bind(link_id)
             .fetch_all(&app.db)
@@ -704,7 +724,7 @@ async fn a_flood_of_referrers_keeps_a_bounded_breakdown_and_exact_totals() {
             }
             let counts: Vec<(String, i64)> = sqlx::query_as(&format!(
                 "SELECT value, hits FROM {table}
-                 WHERE link_id = $1 AND dimension = 'referrer'
+                 WHERE {owner}_id = $1 AND dimension = 'referrer'
                    AND value IN ('news.example', '(other values)') ORDER BY 1"
             ))
             .bind(link_id)

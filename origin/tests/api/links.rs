@@ -328,10 +328,9 @@ async fn every_api_route_requires_a_valid_key() {
     let response = app.api(Method::GET, "/api/v1/links/mine", None).await;
     assert_eq!(response.status, StatusCode::OK);
     // A key made by the CLI's function works, and the scheme is case-insensitive.
-    let key = origin::auth::create_key(&app.db, "second")
+    let key = origin::auth::create_default_key(&app.db, "second")
         .await
-        .expect("key")
-        .key;
+        .expect("key");
     let request = Request::builder()
         .uri("/api/v1/links")
         .header(header::AUTHORIZATION, format!("bearer {key}"))

@@ -143,10 +143,9 @@ pub async fn app_on(database_url: &str) -> TestApp {
 pub async fn app_with(config: &Config) -> TestApp {
     let state = origin::State::new(config).expect("state");
     state.migrate().await.expect("migrations");
-    let api_key = origin::auth::create_key(state.db(), "tests")
+    let api_key = origin::auth::create_default_key(state.db(), "tests")
         .await
-        .expect("API key")
-        .key;
+        .expect("API key");
     TestApp {
         db: state.db().clone(),
         router: origin::app(state.clone()),

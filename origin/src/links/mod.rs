@@ -3,6 +3,8 @@
 //! Validation happens when the body is parsed into `shortlink` types; what is checked here is
 //! what depends on this deployment (loops to our own host) or on the clock (expiry).
 
+pub(crate) mod store;
+
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -10,11 +12,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
-use shortlink::redirect::LinkRecord;
-use shortlink::{Destination, RedirectStatus, ShortCode};
-use sqlx::PgExecutor;
+use shortlink::workspace::Permission;
+use shortlink::{Destination, ShortCode};
 use time::OffsetDateTime;
 
+use self::store::{LinkRow, Sort};
+use crate::audit::{self, Change};
+use crate::caller::{Caller, WorkspaceId};
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery, CodePath};
 use crate::outbox;
@@ -35,48 +39,16 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/links/{code}", get(fetch).patch(update).delete(delete))
 }
 
-/// The columns every query returns, in `links` order.
-const COLUMNS: &str = "id, code, destination, status, expires_at, created_at, updated_at";
-
-#[derive(sqlx::FromRow)]
-struct LinkRow {
-    id: i64,
-    code: String,
-    destination: String,
-    status: i16,
-    expires_at: Option<OffsetDateTime>,
-    created_at: OffsetDateTime,
-    updated_at: OffsetDateTime,
-}
-
-impl LinkRow {
-    fn into_link(self, state: &crate::State) -> Result<Link, Error> {
-        Ok(Link {
-            short_url: state.inner.public_url.short_url(&self.code),
-            id: self.id,
-            code: stored(ShortCode::parse(&self.code))?,
-            destination: stored(Destination::parse(&self.destination))?,
-            status: stored(RedirectStatus::try_from(self.status as u16))?,
-            expires_at: self.expires_at,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-        })
-    }
-}
-
-/// A stored value that breaks a rule was written around the API: a bug or manual edit, 500.
-fn stored<T>(value: Result<T, shortlink::Error>) -> Result<T, Error> {
-    value.map_err(|err| Error::Internal(anyhow::anyhow!("invalid value stored in links: {err}")))
-}
-
 async fn create(
     State(state): State<crate::State>,
+    caller: Caller,
     ApiJson(body): ApiJson<CreateLink>,
 ) -> Result<impl IntoResponse, Error> {
+    let workspace = caller.may(Permission::WriteLinks)?;
     check_destination(&state, &body.destination)?;
     check_expiry(body.expires_at)?;
-    let row = insert(&state, &body).await?;
-    let link = row.into_link(&state)?;
+    let row = insert(&state, &caller, workspace, &body).await?;
+    let link = row.into_link(&state.inner.public_url)?;
     let location = format!("/api/v1/links/{}", link.code);
     Ok((
         StatusCode::CREATED,
@@ -87,17 +59,14 @@ async fn create(
 
 /// Inserts the link, drawing ids until a generated code is free. A custom slug that is taken
 /// is a 409: the unique index decides, so two concurrent requests cannot both get it.
-async fn insert(state: &crate::State, body: &CreateLink) -> Result<LinkRow, Error> {
-    let sql = format!(
-        "INSERT INTO links (id, code, destination, status, expires_at)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (code) WHERE deleted_at IS NULL DO NOTHING
-         RETURNING {COLUMNS}"
-    );
+async fn insert(
+    state: &crate::State,
+    caller: &Caller,
+    workspace: WorkspaceId,
+    body: &CreateLink,
+) -> Result<LinkRow, Error> {
     for _ in 0..MAX_CODE_ATTEMPTS {
-        let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('links', 'id'))")
-            .fetch_one(state.db())
-            .await?;
+        let id = store::next_id(state.db()).await?;
         let code = match &body.code {
             Some(custom) => custom.clone(),
             None => {
@@ -106,16 +75,15 @@ async fn insert(state: &crate::State, body: &CreateLink) -> Result<LinkRow, Erro
             }
         };
         let mut tx = state.db().begin().await?;
-        let inserted: Option<LinkRow> = sqlx::query_as(&sql)
-            .bind(id)
-            .bind(code.as_str())
-            .bind(body.destination.as_str())
-            .bind(body.status.code() as i16)
-            .bind(body.expires_at)
-            .fetch_optional(&mut *tx)
-            .await?;
-        match inserted {
+        match store::insert(&mut tx, workspace, id, &code, body).await? {
             Some(row) => {
+                let change = Change {
+                    action: "link.created",
+                    target: ("link", row.id),
+                    before: None,
+                    after: Some(row.audited()?),
+                };
+                audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
                 // A visit before this link existed may have cached "no such code".
                 finish_change(state, tx, &row.code).await?;
                 return Ok(row);
@@ -137,16 +105,12 @@ async fn insert(state: &crate::State, body: &CreateLink) -> Result<LinkRow, Erro
 
 async fn fetch(
     State(state): State<crate::State>,
+    caller: Caller,
     CodePath(code): CodePath,
 ) -> Result<Json<Link>, Error> {
-    let row: Option<LinkRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM links WHERE code = $1 AND deleted_at IS NULL"
-    ))
-    .bind(code.as_str())
-    .fetch_optional(state.db())
-    .await?;
-    let row = row.ok_or_else(|| Error::LinkNotFound(code.to_string()))?;
-    Ok(Json(row.into_link(&state)?))
+    let workspace = caller.may(Permission::ReadLinks)?;
+    let row = store::find(state.db(), workspace, &code).await?;
+    Ok(Json(row.into_link(&state.inner.public_url)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,72 +125,33 @@ struct ListQuery {
     sort: Sort,
 }
 
-/// The orders a list can come in. Each is a keyset over a unique index, so any page of
-/// millions of links costs the same as the first.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Sort {
-    #[default]
-    Newest,
-    Oldest,
-    CodeAsc,
-    CodeDesc,
-}
-
-impl Sort {
-    /// The column, the comparison that continues after the cursor, and the direction.
-    fn sql(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Self::Newest => ("id", "<", "DESC"),
-            Self::Oldest => ("id", ">", "ASC"),
-            Self::CodeAsc => ("code", ">", "ASC"),
-            Self::CodeDesc => ("code", "<", "DESC"),
-        }
-    }
-
-    fn by_id(self) -> bool {
-        matches!(self, Self::Newest | Self::Oldest)
-    }
-}
-
 async fn list(
     State(state): State<crate::State>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<LinkPage>, Error> {
+    let workspace = caller.may(Permission::ReadLinks)?;
     let ListQuery {
         cursor,
         limit,
         q: search,
         sort,
     } = query.checked()?;
-    let (cursor, search) = (cursor.as_deref(), search.as_deref());
-    let (column, after, direction) = sort.sql();
     let limit = limit.unwrap_or(DEFAULT_PAGE);
-    let cursor_clause = match (cursor, sort.by_id()) {
-        (None, _) => "TRUE".to_owned(),
-        (Some(_), true) => format!("{column} {after} $1::text::bigint"),
-        (Some(_), false) => format!("{column} {after} $1"),
-    };
-    let search_clause = if search.is_some() {
-        "(code ILIKE $3 OR destination ILIKE $3)"
-    } else {
-        "($3::text IS NULL)"
-    };
-    let rows: Vec<LinkRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM links
-         WHERE deleted_at IS NULL AND {cursor_clause} AND {search_clause}
-         ORDER BY {column} {direction} LIMIT $2"
-    ))
-    .bind(cursor)
-    .bind(limit + 1)
-    .bind(search.map(|q| format!("%{}%", escape_like(q))))
-    .fetch_all(state.db())
+    let rows = store::list(
+        state.db(),
+        workspace,
+        cursor.as_deref(),
+        search.as_deref(),
+        sort,
+        limit + 1,
+    )
     .await?;
     let has_more = rows.len() as i64 > limit;
     let links = rows
         .into_iter()
         .take(limit as usize)
-        .map(|row| row.into_link(&state))
+        .map(|row| row.into_link(&state.inner.public_url))
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = has_more
         .then(|| {
@@ -290,19 +215,13 @@ impl ListQuery {
     }
 }
 
-/// `%` and `_` in a search are literal characters, not wildcards.
-fn escape_like(input: &str) -> String {
-    input
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
 async fn update(
     State(state): State<crate::State>,
+    caller: Caller,
     CodePath(code): CodePath,
     ApiJson(body): ApiJson<UpdateLink>,
 ) -> Result<Json<Link>, Error> {
+    let workspace = caller.may(Permission::WriteLinks)?;
     if body.is_empty() {
         return Err(Error::InvalidInput {
             message: "nothing to update: send destination, status or expires_at".to_owned(),
@@ -316,42 +235,33 @@ async fn update(
         check_expiry(expires_at)?;
     }
     let mut tx = state.db().begin().await?;
-    let row: Option<LinkRow> = sqlx::query_as(&format!(
-        "UPDATE links SET
-            destination = COALESCE($2, destination),
-            status = COALESCE($3, status),
-            expires_at = CASE WHEN $4 THEN $5 ELSE expires_at END,
-            updated_at = now()
-         WHERE code = $1 AND deleted_at IS NULL
-         RETURNING {COLUMNS}"
-    ))
-    .bind(code.as_str())
-    .bind(body.destination.as_ref().map(Destination::as_str))
-    .bind(body.status.map(|status| status.code() as i16))
-    .bind(body.expires_at.is_some())
-    .bind(body.expires_at.flatten())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let row = row.ok_or_else(|| Error::LinkNotFound(code.to_string()))?;
+    let (before, after) = store::update(&mut tx, workspace, &code, &body).await?;
+    let change = Change {
+        action: "link.updated",
+        target: ("link", after.id),
+        before: Some(before.audited()?),
+        after: Some(after.audited()?),
+    };
+    audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
     finish_change(&state, tx, code.as_str()).await?;
-    Ok(Json(row.into_link(&state)?))
+    Ok(Json(after.into_link(&state.inner.public_url)?))
 }
 
 async fn delete(
     State(state): State<crate::State>,
+    caller: Caller,
     CodePath(code): CodePath,
 ) -> Result<StatusCode, Error> {
+    let workspace = caller.may(Permission::WriteLinks)?;
     let mut tx = state.db().begin().await?;
-    let deleted = sqlx::query(
-        "UPDATE links SET deleted_at = now(), updated_at = now()
-         WHERE code = $1 AND deleted_at IS NULL",
-    )
-    .bind(code.as_str())
-    .execute(&mut *tx)
-    .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(Error::LinkNotFound(code.to_string()));
-    }
+    let before = store::delete(&mut tx, workspace, &code).await?;
+    let change = Change {
+        action: "link.deleted",
+        target: ("link", before.id),
+        before: Some(before.audited()?),
+        after: None,
+    };
+    audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
     finish_change(&state, tx, code.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -372,53 +282,6 @@ async fn finish_change(
         edge.wake.notify_one();
     }
     Ok(())
-}
-
-/// What the redirect route needs, for the live link with this code.
-pub(crate) async fn find_record(
-    db: impl PgExecutor<'_>,
-    code: &ShortCode,
-) -> Result<Option<LinkRecord>, Error> {
-    let row: Option<RecordRow> = sqlx::query_as(&format!(
-        "SELECT {RECORD_COLUMNS} FROM links WHERE code = $1 AND deleted_at IS NULL"
-    ))
-    .bind(code.as_str())
-    .fetch_optional(db)
-    .await?;
-    row.map(RecordRow::into_record).transpose()
-}
-
-/// The columns of a [`RecordRow`].
-pub(crate) const RECORD_COLUMNS: &str = "id, version, destination, status, expires_at";
-
-/// A link as a [`LinkRecord`] is made from, for every query that makes one (the redirect
-/// route, `/_edge/resolve`, delivery to the edge), so all of them treat a bad row alike.
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct RecordRow {
-    pub(crate) id: i64,
-    /// Set by the `links_version` trigger on every write (`0007_link_versions.sql`).
-    pub(crate) version: i64,
-    destination: String,
-    status: i16,
-    expires_at: Option<OffsetDateTime>,
-}
-
-impl RecordRow {
-    pub(crate) fn into_record(self) -> Result<LinkRecord, Error> {
-        let version = u64::try_from(self.version).map_err(|_| {
-            Error::Internal(anyhow::anyhow!(
-                "negative version {} stored in links",
-                self.version
-            ))
-        })?;
-        Ok(LinkRecord::new(
-            self.id,
-            version,
-            stored(Destination::parse(&self.destination))?,
-            stored(RedirectStatus::try_from(self.status as u16))?,
-            self.expires_at,
-        ))
-    }
 }
 
 fn check_destination(state: &crate::State, destination: &Destination) -> Result<(), Error> {
@@ -488,19 +351,6 @@ mod tests {
                     "{query}: not a refusal naming a field: {err:?}"
                 ),
             }
-        }
-    }
-
-    #[test]
-    fn like_escaping() {
-        let cases = [
-            ("abc", "abc"),
-            ("50%", "50\\%"),
-            ("a_b", "a\\_b"),
-            ("c:\\x", "c:\\\\x"),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(escape_like(input), expected);
         }
     }
 }

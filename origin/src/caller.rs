@@ -1,0 +1,224 @@
+//! Who is calling `/api/v1`, in which workspace, and what they may do there.
+//!
+//! The middleware in `auth.rs` finds the caller (an API key, or a person's session) and puts
+//! a [`Caller`] in the request; every handler takes it as an extractor and asks it for a
+//! [`WorkspaceId`] with the [`Permission`] it needs. A `WorkspaceId` comes only from there,
+//! and every query of the workspace's data takes one, so no handler can reach another
+//! workspace's rows.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use shortlink::workspace::{Permission, Role, Scope};
+use time::OffsetDateTime;
+
+use crate::error::Error;
+
+/// A workspace the caller was allowed into, for what it asked. Made only by [`Caller`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WorkspaceId(i64);
+
+impl WorkspaceId {
+    pub(crate) fn get(self) -> i64 {
+        self.0
+    }
+
+    /// For work done on behalf of no caller: the first start, migrations' tests, sign-ups
+    /// through an invitation (whose token names the workspace).
+    pub(crate) fn trusted(id: i64) -> Self {
+        Self(id)
+    }
+}
+
+/// Who made an API request and where.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) actor: Actor,
+    /// `None`: a person who belongs to no workspace (left or was removed from all).
+    workspace: Option<(i64, Grant)>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Actor {
+    User {
+        id: i64,
+        name: String,
+        session: Session,
+    },
+    Key {
+        id: i64,
+        name: String,
+    },
+}
+
+/// A person's signed-in browser.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub(crate) id: i64,
+    pub(crate) token_hash: [u8; 32],
+    pub(crate) csrf_token: String,
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+/// What the caller holds in its workspace: a member's role or a key's scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Grant {
+    Role(Role),
+    Scopes(Vec<Scope>),
+}
+
+impl Grant {
+    pub(crate) fn permits(&self, permission: Permission) -> bool {
+        match self {
+            Self::Role(role) => role.permits(permission),
+            Self::Scopes(scopes) => scopes.iter().any(|s| s.permission() == permission),
+        }
+    }
+}
+
+impl Caller {
+    pub(crate) fn new(actor: Actor, workspace: Option<(i64, Grant)>) -> Self {
+        Self { actor, workspace }
+    }
+
+    /// The caller's workspace, if the caller may do `permission` there: 403 otherwise.
+    pub(crate) fn may(&self, permission: Permission) -> Result<WorkspaceId, Error> {
+        let (id, grant) = self.workspace.as_ref().ok_or(Error::NoWorkspace)?;
+        if grant.permits(permission) {
+            Ok(WorkspaceId(*id))
+        } else {
+            Err(Error::Forbidden {
+                needs: needs(permission, grant),
+            })
+        }
+    }
+
+    /// The caller's workspace, for anything any member may do (see who else is in it).
+    pub(crate) fn member(&self) -> Result<WorkspaceId, Error> {
+        self.workspace
+            .as_ref()
+            .map(|(id, _)| WorkspaceId(*id))
+            .ok_or(Error::NoWorkspace)
+    }
+
+    /// The workspace's id without any permission, to compare with a header or show.
+    pub(crate) fn workspace_id(&self) -> Option<i64> {
+        self.workspace.as_ref().map(|(id, _)| *id)
+    }
+
+    pub(crate) fn grant(&self) -> Option<&Grant> {
+        self.workspace.as_ref().map(|(_, grant)| grant)
+    }
+
+    /// The caller's role, if a person in a workspace.
+    pub(crate) fn role(&self) -> Option<Role> {
+        match self.grant() {
+            Some(Grant::Role(role)) => Some(*role),
+            _ => None,
+        }
+    }
+
+    /// The person and their session; a key gets 403 (keys have no password or sessions).
+    pub(crate) fn user(&self) -> Result<(i64, &Session), Error> {
+        match &self.actor {
+            Actor::User { id, session, .. } => Ok((*id, session)),
+            Actor::Key { .. } => Err(Error::Forbidden {
+                needs: "a person signed in to the dashboard (API keys cannot do this)",
+            }),
+        }
+    }
+
+    pub(crate) fn session(&self) -> Option<&Session> {
+        match &self.actor {
+            Actor::User { session, .. } => Some(session),
+            Actor::Key { .. } => None,
+        }
+    }
+
+    /// Who the audit log says made a change.
+    pub(crate) fn audit_actor(&self) -> crate::audit::ActorRef<'_> {
+        match &self.actor {
+            Actor::User { id, name, .. } => crate::audit::ActorRef::user(*id, name),
+            Actor::Key { id, name } => crate::audit::ActorRef::key(*id, name),
+        }
+    }
+}
+
+/// What a refusal tells the caller it would need.
+fn needs(permission: Permission, grant: &Grant) -> &'static str {
+    match (grant, permission) {
+        (Grant::Scopes(_), Permission::ReadLinks) => "the scope links:read",
+        (Grant::Scopes(_), Permission::WriteLinks) => "the scope links:write",
+        (Grant::Scopes(_), Permission::ReadStats) => "the scope stats:read",
+        (Grant::Scopes(_), Permission::Administer) => "the scope workspace:admin",
+        (Grant::Scopes(_), Permission::Own) => {
+            "an owner of the workspace (API keys cannot do this)"
+        }
+        (Grant::Role(_), Permission::ReadLinks | Permission::ReadStats) => {
+            "membership of the workspace"
+        }
+        (Grant::Role(_), Permission::WriteLinks) => "the role editor, admin or owner",
+        (Grant::Role(_), Permission::Administer) => "the role admin or owner",
+        (Grant::Role(_), Permission::Own) => "the role owner",
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            // Only a route outside `auth::require_caller` could get here: a bug.
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("route without a caller")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(scopes: &[Scope]) -> Caller {
+        Caller::new(
+            Actor::Key {
+                id: 1,
+                name: "k".into(),
+            },
+            Some((7, Grant::Scopes(scopes.to_vec()))),
+        )
+    }
+
+    #[test]
+    fn scopes_allow_what_they_name() {
+        let reader = key(&[Scope::LinksRead]);
+        assert_eq!(reader.may(Permission::ReadLinks).ok(), Some(WorkspaceId(7)));
+        for refused in [
+            Permission::WriteLinks,
+            Permission::ReadStats,
+            Permission::Administer,
+            Permission::Own,
+        ] {
+            assert!(matches!(reader.may(refused), Err(Error::Forbidden { .. })));
+        }
+        let everything = key(&Scope::ALL);
+        assert!(everything.may(Permission::Administer).is_ok());
+        assert!(everything.may(Permission::Own).is_err(), "keys never own");
+    }
+
+    #[test]
+    fn no_workspace_no_access() {
+        let lost = Caller::new(
+            Actor::Key {
+                id: 1,
+                name: "k".into(),
+            },
+            None,
+        );
+        assert!(matches!(
+            lost.may(Permission::ReadLinks),
+            Err(Error::NoWorkspace)
+        ));
+        assert!(matches!(lost.member(), Err(Error::NoWorkspace)));
+    }
+}
