@@ -389,7 +389,7 @@ pub fn random_password() -> String {
         .collect()
 }
 
-pub(crate) fn hash_password(password: &str) -> anyhow::Result<String> {
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)

@@ -74,3 +74,7 @@ pub(crate) async fn record(
     .await?;
     Ok(())
 }
+
+pub(crate) fn routes() -> axum::Router<crate::State> {
+    axum::Router::new()
+}

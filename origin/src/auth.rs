@@ -140,18 +140,27 @@ pub(crate) async fn create_key(
     })
 }
 
-/// A key with every scope in the default workspace (workspace 1), named `name`: for
-/// operators' scripts and tests.
-pub async fn create_default_key(db: &PgPool, name: &str) -> Result<String, sqlx::Error> {
+/// A key of `workspace` with `scopes`, made by an operator (the CLI) or a test; its secret.
+pub async fn create_operator_key(
+    db: &PgPool,
+    workspace: i64,
+    name: &str,
+    scopes: &[Scope],
+) -> Result<String, sqlx::Error> {
     let mut conn = db.acquire().await?;
     let body = CreateApiKey {
         name: name.to_owned(),
-        scopes: Scope::ALL.to_vec(),
+        scopes: scopes.to_vec(),
         expires_at: None,
     };
-    Ok(create_key(&mut conn, WorkspaceId::trusted(1), &body, None)
+    Ok(create_key(&mut conn, WorkspaceId::trusted(workspace), &body, None)
         .await?
         .key)
+}
+
+/// A key with every scope in the default workspace (workspace 1), named `name`.
+pub async fn create_default_key(db: &PgPool, name: &str) -> Result<String, sqlx::Error> {
+    create_operator_key(db, 1, name, &Scope::ALL).await
 }
 
 /// Creates the first key if there is none, and returns it (to be shown once): every scope

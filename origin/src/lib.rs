@@ -22,12 +22,16 @@ mod first_start;
 mod gateway;
 mod health;
 mod invalidation;
+mod keys;
 mod links;
+mod members;
 mod outbox;
+mod profile;
 mod qr;
 mod redirect;
 pub mod replay_clicks;
 mod sign_in_limit;
+mod workspaces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -380,6 +384,11 @@ pub fn app(state: State) -> Router {
         .merge(links::routes())
         .merge(qr::routes())
         .merge(analytics::stats::routes())
+        .merge(workspaces::routes())
+        .merge(members::routes())
+        .merge(keys::routes())
+        .merge(audit::routes())
+        .merge(profile::routes())
         .route(
             "/session",
             get(accounts::current).delete(accounts::sign_out),
@@ -397,8 +406,10 @@ pub fn app(state: State) -> Router {
             state.inner.api_permits.clone(),
             gateway::concurrency_limit,
         ))
-        // Signing in is the one API call without credentials.
-        .route("/session", axum::routing::post(accounts::sign_in));
+        // Signing in, and looking up or signing up through an invitation, are the API calls
+        // without credentials.
+        .route("/session", axum::routing::post(accounts::sign_in))
+        .merge(members::public_routes());
     let api = with_gateway(api, &state);
     let edge = edge_api::routes(state.clone()).layer(DefaultBodyLimit::max(edge_api::BODY_LIMIT));
     Router::new()

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
 use shortlink::workspace::Permission;
-use shortlink::{Destination, ShortCode};
+use shortlink::Destination;
 use time::OffsetDateTime;
 
 use self::store::{LinkRow, Sort};

@@ -223,3 +223,131 @@ pub fn random_hex() -> String {
     getrandom::fill(&mut bytes).expect("randomness");
     hex::encode(bytes)
 }
+
+/// Whose credentials a request carries.
+#[derive(Debug, Clone)]
+pub enum As {
+    /// No credentials at all.
+    Nobody,
+    /// `Authorization: Bearer <key>`.
+    Key(String),
+    /// A signed-in browser: the session cookie, and the CSRF token it sends with changes.
+    Session {
+        cookie: String,
+        csrf: String,
+        user_id: i64,
+    },
+}
+
+/// The password of every user made by [`TestApp::user`].
+pub const USER_PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    /// A call as `who`, with an optional JSON body.
+    pub async fn call(
+        &self,
+        who: &As,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(path);
+        match who {
+            As::Nobody => {}
+            As::Key(key) => {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+            }
+            As::Session { cookie, csrf, .. } => {
+                request = request
+                    .header(header::COOKIE, cookie)
+                    .header("x-csrf-token", csrf);
+            }
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send(request.body(body).expect("request")).await
+    }
+
+    /// A new workspace (made in SQL, with no members); its id.
+    pub async fn workspace(&self, name: &str) -> i64 {
+        sqlx::query_scalar("INSERT INTO workspaces (name) VALUES ($1) RETURNING id")
+            .bind(name)
+            .fetch_one(&self.db)
+            .await
+            .expect("workspace")
+    }
+
+    /// A key of `workspace` with these scopes (`links:read`, ...).
+    pub async fn key(&self, workspace: i64, scopes: &[&str]) -> As {
+        let scopes: Vec<shortlink::workspace::Scope> = scopes
+            .iter()
+            .map(|s| shortlink::workspace::Scope::parse(s).expect("a scope"))
+            .collect();
+        As::Key(
+            origin::auth::create_operator_key(&self.db, workspace, "test key", &scopes)
+                .await
+                .expect("key"),
+        )
+    }
+
+    /// A new user (password [`USER_PASSWORD`]), a member of each `(workspace, role)`, signed
+    /// in: their session works in the first of those workspaces.
+    pub async fn user(&self, username: &str, memberships: &[(i64, &str)]) -> As {
+        let hash = origin::accounts::hash_password(USER_PASSWORD).expect("hash");
+        let user_id: i64 = sqlx::query_scalar(
+            "INSERT INTO admin_users (username, password_hash) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(username)
+        .bind(hash)
+        .fetch_one(&self.db)
+        .await
+        .expect("user");
+        for (i, (workspace, role)) in memberships.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO workspace_members (workspace_id, user_id, role, joined_at)
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+            )
+            .bind(workspace)
+            .bind(user_id)
+            .bind(role)
+            .bind(i as f64)
+            .execute(&self.db)
+            .await
+            .expect("membership");
+        }
+        self.sign_in_as(username, USER_PASSWORD).await
+    }
+
+    /// Signs in through the API; panics unless it succeeds.
+    pub async fn sign_in_as(&self, username: &str, password: &str) -> As {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/session")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                serde_json::json!({"username": username, "password": password}).to_string(),
+            ))
+            .expect("request");
+        let response = self.send(request).await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "sign-in: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        let cookie = response
+            .header(&header::SET_COOKIE)
+            .split(';')
+            .next()
+            .expect("cookie")
+            .to_owned();
+        let body = response.json();
+        As::Session {
+            cookie,
+            csrf: body["csrf_token"].as_str().expect("csrf").to_owned(),
+            user_id: body["user_id"].as_i64().expect("user id"),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! (being written)
+
+pub(crate) fn routes() -> axum::Router<crate::State> {
+    axum::Router::new()
+}
