@@ -11,6 +11,7 @@ mod input;
 mod invalidation;
 mod limits;
 mod links;
+mod migration;
 mod ready;
 mod recorder;
 mod redirect;

@@ -1,0 +1,239 @@
+//! Workspaces came to a deployment with data: `0012_workspaces.sql` moves all of it into the
+//! default workspace. Here a database at the schema before it (migrations up to 0011) is
+//! filled as the previous release filled it, then migrated, and nothing may be lost.
+
+use axum::http::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+use crate::support::{As, USER_PASSWORD, app_on, new_database};
+
+/// The last migration before workspaces.
+const BEFORE_WORKSPACES: i64 = 11;
+
+/// A key and its SHA-256, as the previous release stored them.
+const OLD_KEY: &str = "kurz_0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Applies the migrations up to `last` only (copied to a directory of their own, so the
+/// migrator sees the release before).
+async fn migrate_up_to(database_url: &str, last: i64) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&source).expect("migrations") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        let version: i64 = name
+            .split('_')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("version");
+        if version <= last {
+            std::fs::copy(&path, dir.path().join(name)).expect("copy");
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.path())
+        .await
+        .expect("migrator");
+    let mut conn = PgConnection::connect(database_url).await.expect("connect");
+    migrator.run(&mut conn).await.expect("old migrations");
+    conn.close().await.ok();
+}
+
+#[tokio::test]
+async fn a_database_of_the_release_before_workspaces_keeps_everything() {
+    let database_url = new_database().await;
+    migrate_up_to(&database_url, BEFORE_WORKSPACES).await;
+    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
+    let password_hash = origin::accounts::hash_password(USER_PASSWORD).expect("hash");
+    let key_hash: Vec<u8> = {
+        use sha2::Digest;
+        sha2::Sha256::digest(OLD_KEY.as_bytes()).to_vec()
+    };
+    // What the release before wrote: links (one deleted), a key, a user with a session,
+    // clicks counted into the rollups of their links and of the account (link 0), one of
+    // them still pending for both.
+    let month_start = time::OffsetDateTime::now_utc()
+        .replace_day(1)
+        .expect("day")
+        .replace_time(time::Time::MIDNIGHT);
+    let hour = time::OffsetDateTime::now_utc()
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .expect("hour");
+    let partition = format!(
+        "clicks_{:04}_{:02}",
+        month_start.year(),
+        u8::from(month_start.month())
+    );
+    let statements = [
+        // Ids 1, 2 and 3, drawn from the sequence as the API did.
+        "INSERT INTO links (code, destination) VALUES
+             ('alpha', 'https://example.com/a'), ('beta', 'https://example.com/b')"
+            .to_owned(),
+        "INSERT INTO links (code, destination, deleted_at)
+             VALUES ('gone', 'https://example.com/g', now())"
+            .to_owned(),
+        format!(
+            "CREATE TABLE {partition} PARTITION OF clicks FOR VALUES FROM ('{}') TO ('{}')",
+            month_start,
+            month_start + time::Duration::days(32)
+        ),
+        format!(
+            "INSERT INTO clicks (id, at, link_id, code, source, referrer_host, device, browser,
+                                 os, bot, qr, head, visitor)
+             VALUES ('c1', '{hour}', 1, 'alpha', 'edge', 'direct', 'desktop', 'Chrome',
+                     'Windows', false, false, false, 'v1'),
+                    ('c2', '{hour}', 1, 'alpha', 'edge', 'direct', 'desktop', 'Chrome',
+                     'Windows', false, false, false, 'v2'),
+                    ('c3', '{hour}', 2, 'beta', 'edge', 'direct', 'phone', 'Safari',
+                     'iOS', false, true, false, 'v1')"
+        ),
+        // c1 and c2 counted; c3 still pending (for its link and for the account).
+        format!(
+            "INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
+             VALUES (1, '{hour}', 2, 0, 0, 2), (0, '{hour}', 2, 0, 0, 2)"
+        ),
+        format!(
+            "INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
+             VALUES (1, 'os', '{hour}', 'Windows', 2, 0), (0, 'os', '{hour}', 'Windows', 2, 0)"
+        ),
+        format!(
+            "INSERT INTO link_breakdown_daily (link_id, dimension, day, value, hits, bots)
+             VALUES (1, 'os', '{hour}'::date, 'Windows', 2, 0),
+                    (0, 'os', '{hour}'::date, 'Windows', 2, 0)"
+        ),
+        format!(
+            "INSERT INTO visitors_daily (link_id, day, visitor)
+             VALUES (1, '{hour}'::date, 'v1'), (1, '{hour}'::date, 'v2'),
+                    (0, '{hour}'::date, 'v1'), (0, '{hour}'::date, 'v2')"
+        ),
+        format!(
+            "INSERT INTO clicks_pending (link_id, at, referrer_host, device, browser, os, bot,
+                                         qr, visitor)
+             VALUES (2, '{hour}', 'direct', 'phone', 'Safari', 'iOS', false, true, 'v1'),
+                    (0, '{hour}', 'direct', 'phone', 'Safari', 'iOS', false, true, 'v1')"
+        ),
+    ];
+    for statement in &statements {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    sqlx::query("INSERT INTO api_keys (name, key_hash, prefix) VALUES ('old', $1, 'kurz_012345')")
+        .bind(&key_hash)
+        .execute(&mut conn)
+        .await
+        .expect("old key");
+    sqlx::query("INSERT INTO admin_users (username, password_hash) VALUES ('olduser', $1)")
+        .bind(&password_hash)
+        .execute(&mut conn)
+        .await
+        .expect("old user");
+    sqlx::query(
+        "INSERT INTO admin_sessions (token_hash, user_id, csrf_token, expires_at)
+         SELECT '\\x00'::bytea, id, 'csrf', now() + interval '1 day' FROM admin_users",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("old session");
+    conn.close().await.ok();
+
+    // The new release starts on it.
+    let app = app_on(&database_url).await;
+
+    // Everything is in the default workspace, on the default domain.
+    let placed: Vec<(i64, i64, i64)> =
+        sqlx::query_as("SELECT id, workspace_id, domain_id FROM links ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .expect("links");
+    assert_eq!(placed, [(1, 1, 1), (2, 1, 1), (3, 1, 1)]);
+    let account_rows: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM link_stats_hourly WHERE link_id = 0)
+              + (SELECT count(*) FROM link_breakdown_hourly WHERE link_id = 0)
+              + (SELECT count(*) FROM link_breakdown_daily WHERE link_id = 0)
+              + (SELECT count(*) FROM visitors_daily WHERE link_id = 0)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("count");
+    assert_eq!(account_rows, 0, "no rows of the made-up link 0 remain");
+
+    // The old key still works, with every scope, in the default workspace.
+    let old_key = As::Key(OLD_KEY.to_owned());
+    let links = app.call(&old_key, Method::GET, "/api/v1/links", None).await;
+    assert_eq!(links.status, StatusCode::OK);
+    let codes: Vec<String> = links.json()["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| l["code"].as_str().expect("code").to_owned())
+        .collect();
+    assert_eq!(codes, ["beta", "alpha"]);
+    let created = app
+        .call(
+            &old_key,
+            Method::POST,
+            "/api/v1/links",
+            Some(serde_json::json!({"destination": "https://example.com/new", "code": "gone"})),
+        )
+        .await;
+    assert_eq!(
+        created.status,
+        StatusCode::CREATED,
+        "a deleted link's code is free"
+    );
+    let scopes: Vec<String> =
+        sqlx::query_scalar("SELECT unnest(scopes) FROM api_keys WHERE name = 'old'")
+            .fetch_all(&app.db)
+            .await
+            .expect("scopes");
+    assert_eq!(scopes.len(), 4);
+
+    // The old user owns the default workspace and signs in as before; the old session
+    // still works too (its cookie is gone with the test, so only the row is checked).
+    let olduser = app.sign_in_as("olduser", USER_PASSWORD).await;
+    let session = app
+        .call(&olduser, Method::GET, "/api/v1/session", None)
+        .await;
+    assert_eq!(session.status, StatusCode::OK);
+    let session = session.json();
+    assert_eq!(session["workspace"]["id"], 1);
+    assert_eq!(session["workspace"]["role"], "owner");
+    let old_session: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM admin_sessions WHERE token_hash = '\\x00'::bytea")
+            .fetch_optional(&app.db)
+            .await
+            .expect("old session");
+    assert!(old_session.is_some());
+
+    // The account's statistics are the default workspace's, the pending click included
+    // once counted; the links' are as they were.
+    app.state.count_clicks().await.expect("count");
+    let stats = |path: &'static str| {
+        let app = &app;
+        let old_key = old_key.clone();
+        async move {
+            let response = app.call(&old_key, Method::GET, path, None).await;
+            assert_eq!(response.status, StatusCode::OK, "{path}");
+            response.json()
+        }
+    };
+    let workspace: Value = stats("/api/v1/stats?interval=day").await;
+    assert_eq!(workspace["totals"]["clicks"], 2);
+    assert_eq!(workspace["totals"]["qr_scans"], 1);
+    assert_eq!(
+        workspace["totals"]["uniques"], 2,
+        "v1 again is no new visitor"
+    );
+    assert_eq!(
+        workspace["top"]["os"],
+        serde_json::json!([{"value": "Windows", "count": 2}, {"value": "iOS", "count": 1}])
+    );
+    let alpha: Value = stats("/api/v1/links/alpha/stats?interval=day").await;
+    assert_eq!(alpha["totals"]["clicks"], 2);
+    let beta: Value = stats("/api/v1/links/beta/stats?interval=day").await;
+    assert_eq!(beta["totals"]["qr_scans"], 1);
+}
