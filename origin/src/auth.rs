@@ -153,9 +153,11 @@ pub async fn create_operator_key(
         scopes: scopes.to_vec(),
         expires_at: None,
     };
-    Ok(create_key(&mut conn, WorkspaceId::trusted(workspace), &body, None)
-        .await?
-        .key)
+    Ok(
+        create_key(&mut conn, WorkspaceId::trusted(workspace), &body, None)
+            .await?
+            .key,
+    )
 }
 
 /// A key with every scope in the default workspace (workspace 1), named `name`.

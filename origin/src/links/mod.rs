@@ -11,9 +11,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use shortlink::Destination;
 use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
 use shortlink::workspace::Permission;
-use shortlink::Destination;
 use time::OffsetDateTime;
 
 use self::store::{LinkRow, Sort};
