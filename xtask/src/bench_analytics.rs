@@ -196,9 +196,10 @@ async fn ingest(
         stored.as_secs_f64(),
         counted.as_secs_f64()
     );
-    // The account's rollup counts every event of every workload so far, once.
+    // The workspace's rollup counts every event of every workload so far, once.
     let total: i64 = sqlx::query_scalar(
-        "SELECT sum(clicks + qr_scans + bots)::bigint FROM link_stats_hourly WHERE link_id = 0",
+        "SELECT sum(clicks + qr_scans + bots)::bigint FROM workspace_stats_hourly
+         WHERE workspace_id = 1",
     )
     .fetch_one(pool)
     .await?;

@@ -2,6 +2,7 @@
 //! database per test (see `support::spawn_app`).
 
 mod analytics;
+mod audit;
 mod dashboard;
 mod edge;
 mod edge_sync;
@@ -9,6 +10,8 @@ mod first_start;
 mod gateway;
 mod input;
 mod invalidation;
+mod isolation;
+mod keys;
 mod limits;
 mod links;
 mod migration;
