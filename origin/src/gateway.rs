@@ -98,6 +98,7 @@ pub(crate) fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-csrf-token"),
+                HeaderName::from_static(crate::auth::WORKSPACE_HEADER),
             ])
             .expose_headers([header::RETRY_AFTER, header::LOCATION])
             .max_age(Duration::from_secs(600)),
