@@ -32,6 +32,9 @@ pub const FIRST_ADMIN: &str = "admin";
 pub(crate) const MIN_PASSWORD_CHARS: usize = 10;
 /// Longest username, in bytes.
 pub(crate) const MAX_USERNAME_BYTES: usize = 64;
+/// Longest password, in bytes: Argon2 takes any length, but a megabyte "password" is only
+/// work for the server.
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
 /// A session keeps this much of its browser's `User-Agent`, to be recognised in the list.
 const MAX_USER_AGENT_CHARS: usize = 200;
 
@@ -95,18 +98,28 @@ pub(crate) async fn sign_in(
     limiter
         .succeeded(db, &attempt, reservation, user_id)
         .await?;
+    start_session(&state, &request.headers, user_id).await
+}
+
+/// Starts a session of `user_id` (who proved who they are: a password, or a sign-up through an
+/// invitation) and answers with its cookie and the `Session` body, as every sign-in does. The
+/// session works in the workspace the person joined first (they can switch).
+pub(crate) async fn start_session(
+    state: &crate::State,
+    headers: &HeaderMap,
+    user_id: i64,
+) -> Result<Response, Error> {
+    let db = state.db();
     sqlx::query("DELETE FROM admin_sessions WHERE expires_at < now()")
         .execute(db)
         .await?;
     let token = random_token();
     let csrf_token = random_token();
     let expires_at = OffsetDateTime::now_utc() + SESSION_LIFETIME;
-    let user_agent = request
-        .headers
+    let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|value| value.to_str().ok())
         .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect::<String>());
-    // The session works in the workspace the person joined first (they can switch).
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO admin_sessions (token_hash, user_id, csrf_token, expires_at, user_agent,
                                      workspace_id)
@@ -124,7 +137,7 @@ pub(crate) async fn sign_in(
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_LIFETIME.whole_seconds(),
-        secure_suffix(&state, &request.headers)
+        secure_suffix(state, headers)
     );
     let caller = find_session(db, &token)
         .await?
@@ -192,11 +205,19 @@ pub(crate) async fn sign_out(
             .execute(state.db())
             .await?;
     }
+    Ok((StatusCode::NO_CONTENT, clear_cookie(&state, &headers)?).into_response())
+}
+
+/// The headers that make the browser forget its session cookie (signing out).
+pub(crate) fn clear_cookie(
+    state: &crate::State,
+    headers: &HeaderMap,
+) -> Result<[(header::HeaderName, HeaderValue); 2], Error> {
     let cookie = format!(
         "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        secure_suffix(&state, &headers)
+        secure_suffix(state, headers)
     );
-    Ok((StatusCode::NO_CONTENT, set_cookie(&cookie)?).into_response())
+    set_cookie(&cookie)
 }
 
 /// The caller of a cookie's token, if its session is live: the person, and the workspace the
@@ -389,6 +410,24 @@ pub fn random_password() -> String {
         .collect()
 }
 
+/// A new password (a sign-up's, or a change): at least [`MIN_PASSWORD_CHARS`] characters and
+/// at most [`MAX_PASSWORD_BYTES`] bytes; 422 naming `field` otherwise.
+pub(crate) fn check_new_password(field: &str, password: &str) -> Result<(), Error> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::invalid(
+            field,
+            format!("the password must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("the password must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
@@ -402,7 +441,7 @@ const MAX_HASH_BLOCKS: usize = 256 * 1024;
 
 /// Whether `password` matches the PHC string `stored`, computed in `memory` (grown to the
 /// hash's size, and kept by the caller for the next hash) rather than in a fresh allocation.
-fn verify(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
+pub(crate) fn verify(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return false;
     };

@@ -1,5 +1,173 @@
-//! (being written)
+//! A person's own account: their sessions (`GET /me/sessions`, `DELETE /me/sessions/{id}`,
+//! `DELETE /me/sessions` to sign out everywhere) and their password (`PUT /me/password`).
+//! People only: an API key gets 403.
 
-pub(crate) fn routes() -> axum::Router<crate::State> {
-    axum::Router::new()
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, put};
+use shortlink::workspace::{ChangePassword, SessionEntry};
+use time::OffsetDateTime;
+
+use crate::accounts;
+use crate::caller::{Actor, Caller};
+use crate::error::Error;
+use crate::extract::ApiJson;
+use crate::members::IdPath;
+
+/// Most sessions listed: every sign-in makes one (for 7 days), so a script signing in in a
+/// loop could make the list as long as it likes.
+const MAX_SESSIONS_LISTED: i64 = 200;
+
+pub(crate) fn routes() -> Router<crate::State> {
+    Router::new()
+        .route("/me/sessions", get(sessions).delete(sign_out_everywhere))
+        .route("/me/sessions/{id}", delete(sign_out_session))
+        .route("/me/password", put(change_password))
+}
+
+/// The person's live sessions, newest first.
+async fn sessions(
+    State(state): State<crate::State>,
+    caller: Caller,
+) -> Result<Json<Vec<SessionEntry>>, Error> {
+    let (user_id, current) = caller.user()?;
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(
+        i64,
+        Option<String>,
+        OffsetDateTime,
+        OffsetDateTime,
+        OffsetDateTime,
+    )> = sqlx::query_as(
+        "SELECT id, user_agent, created_at, last_seen_at, expires_at FROM admin_sessions
+             WHERE user_id = $1 AND expires_at > now()
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(MAX_SESSIONS_LISTED)
+    .fetch_all(state.db())
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(
+                |(id, user_agent, created_at, last_seen_at, expires_at)| SessionEntry {
+                    id,
+                    user_agent,
+                    created_at,
+                    last_seen_at,
+                    expires_at,
+                    current: id == current.id,
+                },
+            )
+            .collect(),
+    ))
+}
+
+/// Signs out one of the person's sessions (another person's, or none: 404).
+async fn sign_out_session(
+    State(state): State<crate::State>,
+    caller: Caller,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, Error> {
+    let (user_id, _) = caller.user()?;
+    let deleted = sqlx::query("DELETE FROM admin_sessions WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .execute(state.db())
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs out every session of the person, this one included (a lost laptop).
+async fn sign_out_everywhere(
+    State(state): State<crate::State>,
+    request: Parts,
+    caller: Caller,
+) -> Result<Response, Error> {
+    let (user_id, _) = caller.user()?;
+    sqlx::query("DELETE FROM admin_sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(state.db())
+        .await?;
+    let clear = accounts::clear_cookie(&state, &request.headers)?;
+    Ok((StatusCode::NO_CONTENT, clear).into_response())
+}
+
+/// A new password, given the current one; every other session is signed out. The current
+/// password is checked like a sign-in's (counted by the sign-in limits first, hashed under
+/// the hash cap), so a stolen session cannot guess it faster than a sign-in could.
+async fn change_password(
+    State(state): State<crate::State>,
+    request: Parts,
+    caller: Caller,
+    ApiJson(body): ApiJson<ChangePassword>,
+) -> Result<StatusCode, Error> {
+    let (user_id, session) = caller.user()?;
+    let Actor::User { name: username, .. } = &caller.actor else {
+        return Err(Error::Internal(anyhow::anyhow!("a user without a name")));
+    };
+    accounts::check_new_password("new_password", &body.new_password)?;
+    let db = state.db();
+    let limiter = &state.inner.sign_in;
+    let attempt = limiter
+        .keys()
+        .attempt(state.inner.client_ip.of_request(&request), username);
+    let (stored, known_address): (String, bool) = sqlx::query_as(
+        "SELECT u.password_hash, EXISTS (
+             SELECT 1 FROM sign_in_known_addresses k
+             WHERE k.user_id = u.id AND k.address = $2
+               AND k.last_success_at > now() - make_interval(days => $3))
+         FROM admin_users u WHERE u.id = $1",
+    )
+    .bind(user_id)
+    .bind(attempt.address.as_slice())
+    .bind(i32::try_from(limiter.limits().known_address_days).unwrap_or(i32::MAX))
+    .fetch_one(db)
+    .await?;
+    let reservation = limiter.reserve(db, &attempt, !known_address).await?;
+    let Some(permit) = limiter.hash_permit().await else {
+        limiter.cancel(db, &attempt, reservation).await;
+        return Err(Error::Busy);
+    };
+    let ChangePassword {
+        current_password,
+        new_password,
+    } = body;
+    // Both hashes under one permit: the new one only after the current password matched.
+    let hashed = limiter
+        .hash(permit, move |memory| {
+            accounts::verify(&current_password, &stored, memory)
+                .then(|| accounts::hash_password(&new_password))
+        })
+        .await?;
+    let Some(hashed) = hashed else {
+        return Err(Error::invalid(
+            "current_password",
+            "the current password is wrong",
+        ));
+    };
+    let hashed = hashed.map_err(Error::Internal)?;
+    limiter
+        .succeeded(db, &attempt, reservation, user_id)
+        .await?;
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE admin_users SET password_hash = $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(hashed)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM admin_sessions WHERE user_id = $1 AND id <> $2")
+        .bind(user_id)
+        .bind(session.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
