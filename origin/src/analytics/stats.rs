@@ -225,32 +225,14 @@ async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Er
     Ok(top)
 }
 
-/// The workspace's most visited live links. Deleted ones are left out (their clicks still
-/// count in the workspace's totals): they can no longer be opened, and their code may name
-/// another link now.
+/// The workspace's most visited live links in the range.
 async fn top_links(
     db: &PgPool,
     workspace: WorkspaceId,
     range: &Range,
 ) -> Result<Vec<TopLink>, Error> {
-    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-        "SELECT s.link_id, l.code, s.count FROM (
-             SELECT link_id, sum(clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END)::int8 AS count
-             FROM link_stats_hourly
-             WHERE hour >= $1 AND hour < $2
-             GROUP BY link_id
-         ) AS s JOIN links l ON l.id = s.link_id
-         WHERE s.count > 0 AND l.deleted_at IS NULL AND l.workspace_id = $5
-         ORDER BY s.count DESC, l.code
-         LIMIT $4",
-    )
-    .bind(range.from)
-    .bind(range.to)
-    .bind(range.bots)
-    .bind(range.top)
-    .bind(workspace.get())
-    .fetch_all(db)
-    .await?;
+    let rows =
+        store::most_visited(db, workspace, (range.from, range.to), range.bots, range.top).await?;
     Ok(rows
         .into_iter()
         .map(|(link_id, code, count)| TopLink {

@@ -193,7 +193,8 @@ async fn insert_clicks(tx: &mut PgConnection, rows: &[Row<'_>]) -> Result<u64, s
              RETURNING link_id, at, country, referrer_host, device, browser, os, bot, qr, visitor
          ), queued AS (
              -- Once for the link (workspace_id NULL) and once for its workspace: see
-             -- rollup.rs. A click of a link that does not exist counts for no workspace.
+             -- rollup.rs. A click of a link that does not exist counts for no workspace. (The
+             -- one read of `links` outside links/store.rs: a part of this one statement.)
              INSERT INTO clicks_pending (link_id, workspace_id, at, country, referrer_host,
                                          device, browser, os, bot, qr, visitor)
              SELECT new.link_id, counted.workspace_id, at, country, referrer_host, device,
