@@ -1,5 +1,296 @@
-//! (being written)
+//! The API keys of a workspace (`/api/v1/keys`): listed, created (the secret shown once,
+//! only its SHA-256 stored, see [`crate::auth`]) and revoked, by its admins.
+//!
+//! A key that creates a key may grant only the scopes it holds itself, so a key can never
+//! make a more powerful one than it is.
 
-pub(crate) fn routes() -> axum::Router<crate::State> {
-    axum::Router::new()
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use shortlink::workspace::{ApiKey, CreateApiKey, Permission, Scope};
+use time::OffsetDateTime;
+
+use crate::audit::{self, Change};
+use crate::auth;
+use crate::caller::{Actor, Caller, Grant, WorkspaceId};
+use crate::error::Error;
+use crate::extract::ApiJson;
+
+/// Longest key name, in characters (the column is unbounded; the dashboard shows it in a row).
+pub(crate) const MAX_NAME_CHARS: usize = 100;
+/// Unrevoked keys a workspace may hold through the API: more is a script gone wrong, and the
+/// list is never paged.
+pub(crate) const MAX_LIVE_KEYS: i64 = 100;
+/// Keys listed at most. Only an operator's `create-api-key` can pass [`MAX_LIVE_KEYS`]; the
+/// list stays bounded even then.
+const MAX_LISTED: i64 = 1_000;
+
+pub(crate) fn routes() -> Router<crate::State> {
+    Router::new()
+        .route("/keys", get(list).post(create))
+        .route("/keys/{id}", delete(revoke))
+}
+
+/// The workspace's unrevoked keys, newest first; expired ones too (the dashboard shows
+/// them as expired, so that they can be revoked and their names reused).
+async fn list(
+    State(state): State<crate::State>,
+    caller: Caller,
+) -> Result<Json<Vec<ApiKey>>, Error> {
+    let workspace = caller.may(Permission::Administer)?;
+    let rows: Vec<KeyRow> = sqlx::query_as(
+        "SELECT k.id, k.name, k.prefix, k.scopes, u.username, k.created_at, k.expires_at,
+                k.last_used_at
+         FROM api_keys k LEFT JOIN admin_users u ON u.id = k.created_by
+         WHERE k.workspace_id = $1 AND k.revoked_at IS NULL
+         ORDER BY k.id DESC
+         LIMIT $2",
+    )
+    .bind(workspace.get())
+    .bind(MAX_LISTED)
+    .fetch_all(state.db())
+    .await?;
+    Ok(Json(rows.into_iter().map(api_key).collect()))
+}
+
+/// A key as stored: id, name, prefix, scopes, creator's username, created, expires, last used.
+type KeyRow = (
+    i64,
+    String,
+    String,
+    Vec<String>,
+    Option<String>,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+    Option<OffsetDateTime>,
+);
+
+fn api_key(row: KeyRow) -> ApiKey {
+    let (id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at) = row;
+    ApiKey {
+        id,
+        name,
+        prefix,
+        // The column's CHECK admits only known scopes.
+        scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+        created_by,
+        created_at,
+        expires_at,
+        last_used_at,
+    }
+}
+
+async fn create(
+    State(state): State<crate::State>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateApiKey>,
+) -> Result<impl IntoResponse, Error> {
+    let workspace = caller.may(Permission::Administer)?;
+    let body = checked(body, caller.grant(), OffsetDateTime::now_utc())?;
+    let created_by = match &caller.actor {
+        Actor::User { id, .. } => Some(*id),
+        Actor::Key { .. } => None,
+    };
+    let mut tx = state.db().begin().await?;
+    lock_and_count(&mut tx, workspace).await?;
+    let created = auth::create_key(&mut tx, workspace, &body, created_by).await?;
+    let change = Change {
+        action: "key.created",
+        target: ("key", created.api_key.id),
+        before: None,
+        // Never the secret: the log is read by every admin.
+        after: Some(audit::fields(&created.api_key)?),
+    };
+    audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Refuses a workspace at [`MAX_LIVE_KEYS`]. The workspace's row is locked until commit, so
+/// two creations at once cannot both see room for one more.
+async fn lock_and_count(tx: &mut sqlx::PgConnection, workspace: WorkspaceId) -> Result<(), Error> {
+    // NO KEY UPDATE: serialises key creations without blocking inserts that only reference
+    // the workspace (links).
+    sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(workspace.get())
+        .execute(&mut *tx)
+        .await?;
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_keys WHERE workspace_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(workspace.get())
+    .fetch_one(&mut *tx)
+    .await?;
+    if live >= MAX_LIVE_KEYS {
+        return Err(Error::Conflict {
+            code: "too_many_keys",
+            message: format!("a workspace may have at most {MAX_LIVE_KEYS} keys: revoke one first"),
+        });
+    }
+    Ok(())
+}
+
+/// The body with its name trimmed and its scopes sorted without duplicates, if it breaks no
+/// rule. A key (`grant` of scopes) may grant only scopes it holds.
+fn checked(
+    body: CreateApiKey,
+    grant: Option<&Grant>,
+    now: OffsetDateTime,
+) -> Result<CreateApiKey, Error> {
+    let name = check_name(&body.name)?;
+    let mut scopes = body.scopes;
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(Error::invalid(
+            "scopes",
+            "scopes must name at least one of links:read, links:write, stats:read, workspace:admin",
+        ));
+    }
+    if let Some(Grant::Scopes(held)) = grant
+        && !scopes.iter().all(|scope| held.contains(scope))
+    {
+        return Err(Error::Forbidden {
+            needs: "every scope the new key is given (a key may grant only its own scopes)",
+        });
+    }
+    if body.expires_at.is_some_and(|at| at <= now) {
+        return Err(Error::invalid(
+            "expires_at",
+            "expires_at must be in the future",
+        ));
+    }
+    Ok(CreateApiKey {
+        name,
+        scopes,
+        expires_at: body.expires_at,
+    })
+}
+
+/// A key's name, trimmed: 1 to [`MAX_NAME_CHARS`] characters (also for the CLI).
+pub(crate) fn check_name(name: &str) -> Result<String, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::invalid(
+            "name",
+            format!("name must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Revokes a key of the caller's workspace (it is refused from then on); a key may revoke
+/// itself. The row stays, so that the audit log's entries still name it.
+async fn revoke(
+    State(state): State<crate::State>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    let workspace = caller.may(Permission::Administer)?;
+    // An id that is not a number names no key.
+    let id: i64 = id.parse().map_err(|_| Error::NotFound)?;
+    let mut tx = state.db().begin().await?;
+    let row: Option<KeyRow> = sqlx::query_as(
+        "WITH revoked AS (
+             UPDATE api_keys SET revoked_at = now()
+             WHERE id = $1 AND workspace_id = $2 AND revoked_at IS NULL
+             RETURNING id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at
+         )
+         SELECT r.id, r.name, r.prefix, r.scopes, u.username, r.created_at, r.expires_at,
+                r.last_used_at
+         FROM revoked r LEFT JOIN admin_users u ON u.id = r.created_by",
+    )
+    .bind(id)
+    .bind(workspace.get())
+    .fetch_optional(&mut *tx)
+    .await?;
+    // Another workspace's key is as unknown as one that never existed.
+    let key = api_key(row.ok_or(Error::NotFound)?);
+    let change = Change {
+        action: "key.revoked",
+        target: ("key", key.id),
+        before: Some(audit::fields(&key)?),
+        after: None,
+    };
+    audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(name: &str, scopes: &[Scope]) -> CreateApiKey {
+        CreateApiKey {
+            name: name.to_owned(),
+            scopes: scopes.to_vec(),
+            expires_at: None,
+        }
+    }
+
+    fn field(result: Result<CreateApiKey, Error>) -> Option<String> {
+        match result {
+            Err(Error::InvalidInput { field, .. }) => field,
+            other => panic!("not a refusal naming a field: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn checks_the_body() {
+        let now = OffsetDateTime::now_utc();
+        let admin = Grant::Role(shortlink::workspace::Role::Admin);
+        let ok = checked(
+            body(
+                "  deploy  ",
+                &[Scope::StatsRead, Scope::LinksRead, Scope::StatsRead],
+            ),
+            Some(&admin),
+            now,
+        )
+        .expect("valid");
+        assert_eq!(ok.name, "deploy");
+        assert_eq!(ok.scopes, [Scope::LinksRead, Scope::StatsRead]);
+        for name in ["", "   ", &"x".repeat(MAX_NAME_CHARS + 1)] {
+            let refused = checked(body(name, &[Scope::LinksRead]), Some(&admin), now);
+            assert_eq!(field(refused).as_deref(), Some("name"), "{name:?}");
+        }
+        let long = "é".repeat(MAX_NAME_CHARS);
+        assert!(checked(body(&long, &[Scope::LinksRead]), Some(&admin), now).is_ok());
+        let no_scopes = checked(body("x", &[]), Some(&admin), now);
+        assert_eq!(field(no_scopes).as_deref(), Some("scopes"));
+        let mut past = body("x", &[Scope::LinksRead]);
+        past.expires_at = Some(now);
+        assert_eq!(
+            field(checked(past, Some(&admin), now)).as_deref(),
+            Some("expires_at")
+        );
+    }
+
+    #[test]
+    fn a_key_grants_only_its_own_scopes() {
+        let now = OffsetDateTime::now_utc();
+        let key = Grant::Scopes(vec![Scope::LinksRead, Scope::WorkspaceAdmin]);
+        assert!(checked(body("x", &[Scope::LinksRead]), Some(&key), now).is_ok());
+        assert!(
+            checked(
+                body("x", &[Scope::LinksRead, Scope::WorkspaceAdmin]),
+                Some(&key),
+                now
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            checked(
+                body("x", &[Scope::LinksRead, Scope::LinksWrite]),
+                Some(&key),
+                now
+            ),
+            Err(Error::Forbidden { .. })
+        ));
+        let admin = Grant::Role(shortlink::workspace::Role::Admin);
+        assert!(checked(body("x", &Scope::ALL), Some(&admin), now).is_ok());
+    }
 }

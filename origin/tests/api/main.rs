@@ -10,6 +10,7 @@ mod first_start;
 mod gateway;
 mod input;
 mod invalidation;
+mod keys;
 mod isolation;
 mod keys;
 mod limits;
