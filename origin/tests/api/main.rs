@@ -10,7 +10,6 @@ mod first_start;
 mod gateway;
 mod input;
 mod invalidation;
-mod keys;
 mod isolation;
 mod keys;
 mod limits;
