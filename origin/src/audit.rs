@@ -3,10 +3,27 @@
 //! a change and its entry commit together or not at all. Rows are only added (a trigger
 //! refuses updates) and deleted by the retention once older than `KURZ_AUDIT_RETENTION_DAYS`.
 
-use serde::Serialize;
-use sqlx::PgConnection;
+use std::time::Duration;
 
-use crate::caller::WorkspaceId;
+use axum::Json;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use shortlink::workspace::{Actor, AuditEntry, AuditPage, Permission};
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use crate::caller::{Caller, WorkspaceId};
+use crate::error::Error;
+use crate::extract::ApiQuery;
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+/// Longest action filter: longer than any action (`member.role_changed`).
+const MAX_ACTION_CHARS: usize = 64;
+/// Rows the retention deletes per statement, so that one run never holds a huge
+/// transaction (or its locks and WAL) however much is due.
+const RETENTION_BATCH: i64 = 10_000;
 
 /// Who made a change, as the log names them.
 #[derive(Debug, Clone, Copy)]
@@ -76,5 +93,323 @@ pub(crate) async fn record(
 }
 
 pub(crate) fn routes() -> axum::Router<crate::State> {
-    axum::Router::new()
+    axum::Router::new().route("/audit", get(list))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// `user:<id>` or `key:<id>`.
+    actor: Option<String>,
+    /// An action, e.g. `link.updated`.
+    action: Option<String>,
+    /// A link's id: the entries about that link.
+    link: Option<String>,
+    /// From a previous page's `next_cursor`: the id of its last entry.
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// An [`AuditQuery`] whose values are checked.
+#[derive(Debug, PartialEq, Eq)]
+struct Filter {
+    actor: Option<(&'static str, i64)>,
+    action: Option<String>,
+    link: Option<i64>,
+    cursor: Option<i64>,
+    limit: i64,
+}
+
+impl AuditQuery {
+    /// The filter, or a 422 naming the parameter at fault. Empty values count as absent (a
+    /// form sends its empty fields).
+    fn checked(self) -> Result<Filter, Error> {
+        let present =
+            |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Error::invalid(
+                "limit",
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        let actor = present(self.actor)
+            .map(|actor| {
+                let (kind, id) = actor.split_once(':').unwrap_or((&actor, ""));
+                let kind = match kind {
+                    "user" => Some("user"),
+                    "key" => Some("key"),
+                    _ => None,
+                };
+                kind.zip(id.parse::<i64>().ok())
+                    .ok_or_else(|| Error::invalid("actor", "actor must be user:<id> or key:<id>"))
+            })
+            .transpose()?;
+        let action = present(self.action);
+        if action
+            .as_ref()
+            .is_some_and(|a| a.chars().count() > MAX_ACTION_CHARS)
+        {
+            return Err(Error::invalid(
+                "action",
+                format!("action must be at most {MAX_ACTION_CHARS} characters"),
+            ));
+        }
+        let link = present(self.link)
+            .map(|link| {
+                link.parse::<i64>()
+                    .map_err(|_| Error::invalid("link", "link must be a link's id"))
+            })
+            .transpose()?;
+        let cursor = present(self.cursor)
+            .map(|cursor| {
+                cursor.parse::<i64>().map_err(|_| {
+                    Error::invalid(
+                        "cursor",
+                        "cursor must be a next_cursor from a previous page",
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(Filter {
+            actor,
+            action,
+            link,
+            cursor,
+            limit,
+        })
+    }
+}
+
+/// An entry as stored: id, at, actor kind, id and name, action, target kind and id, before,
+/// after.
+type EntryRow = (
+    i64,
+    OffsetDateTime,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+);
+
+/// The caller's workspace's log, newest first, by pages whose cursor is the last entry's id
+/// (stable however many entries are added meanwhile).
+async fn list(
+    State(state): State<crate::State>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, Error> {
+    let workspace = caller.may(Permission::Administer)?;
+    let filter = query.checked()?;
+    // Built, not `$n IS NULL OR ...`: each filter's query gets a plan that uses its index
+    // (the link filter's is `audit_log_target`).
+    let mut sql = sqlx::QueryBuilder::new(
+        "SELECT id, at, actor_kind, actor_id, actor_name, action, target_kind, target_id,
+                before, after
+         FROM audit_log WHERE workspace_id = ",
+    );
+    sql.push_bind(workspace.get());
+    if let Some((kind, id)) = filter.actor {
+        sql.push(" AND actor_kind = ").push_bind(kind);
+        sql.push(" AND actor_id = ").push_bind(id);
+    }
+    if let Some(action) = &filter.action {
+        sql.push(" AND action = ").push_bind(action);
+    }
+    if let Some(link) = filter.link {
+        sql.push(" AND target_kind = 'link' AND target_id = ")
+            .push_bind(link);
+    }
+    if let Some(cursor) = filter.cursor {
+        sql.push(" AND id < ").push_bind(cursor);
+    }
+    sql.push(" ORDER BY id DESC LIMIT ")
+        .push_bind(filter.limit + 1);
+    let rows: Vec<EntryRow> = sql.build_query_as().fetch_all(state.db()).await?;
+    let has_more = rows.len() as i64 > filter.limit;
+    let entries: Vec<AuditEntry> = rows
+        .into_iter()
+        .take(filter.limit as usize)
+        .map(entry)
+        .collect();
+    let next_cursor = has_more
+        .then(|| entries.last().map(|entry| entry.id.to_string()))
+        .flatten();
+    Ok(Json(AuditPage {
+        entries,
+        next_cursor,
+    }))
+}
+
+fn entry(row: EntryRow) -> AuditEntry {
+    let (id, at, kind, actor_id, name, action, target_kind, target_id, before, after) = row;
+    AuditEntry {
+        id,
+        at,
+        actor: Actor {
+            kind,
+            id: actor_id,
+            name,
+        },
+        action,
+        target_kind,
+        target_id,
+        before,
+        after,
+    }
+}
+
+/// Deletes every workspace's entries older than `cutoff`, [`RETENTION_BATCH`] rows per
+/// statement (each its own transaction); returns how many. Rows another instance is deleting
+/// at the same time are skipped, not waited for.
+pub(crate) async fn delete_before(db: &PgPool, cutoff: OffsetDateTime) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    loop {
+        let batch = sqlx::query(
+            "DELETE FROM audit_log WHERE id = ANY(ARRAY(
+                 SELECT id FROM audit_log WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        )
+        .bind(cutoff)
+        .bind(RETENTION_BATCH)
+        .execute(db)
+        .await?
+        .rows_affected();
+        deleted += batch;
+        if batch < RETENTION_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
+impl crate::State {
+    /// Deletes audit entries older than `cutoff` (a serving origin deletes those past
+    /// `KURZ_AUDIT_RETENTION_DAYS` every hour); returns how many.
+    pub async fn delete_audit_entries_before(
+        &self,
+        cutoff: OffsetDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        delete_before(self.db(), cutoff).await
+    }
+}
+
+/// Applies the retention at start and every hour.
+#[allow(dead_code)] // Until State::spawn_background starts it (KURZ_AUDIT_RETENTION_DAYS).
+pub(crate) async fn forget_old_forever(db: PgPool, retention: time::Duration) {
+    loop {
+        match delete_before(&db, OffsetDateTime::now_utc() - retention).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted audit entries past the retention"),
+            Err(err) => tracing::warn!(error = %err, "cannot apply the audit log's retention"),
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(query: &str) -> Result<Filter, Error> {
+        crate::extract::parse_query::<AuditQuery>(query).and_then(AuditQuery::checked)
+    }
+
+    fn refused_field(query: &str) -> String {
+        match filter(query) {
+            Err(Error::InvalidInput { field: Some(f), .. }) => f,
+            other => panic!("{query}: not a refusal naming a field: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn filters() {
+        assert_eq!(
+            filter("").expect("valid"),
+            Filter {
+                actor: None,
+                action: None,
+                link: None,
+                cursor: None,
+                limit: DEFAULT_PAGE
+            }
+        );
+        assert_eq!(
+            filter("actor=key:7&action=link.updated&link=3&cursor=99&limit=200").expect("valid"),
+            Filter {
+                actor: Some(("key", 7)),
+                action: Some("link.updated".to_owned()),
+                link: Some(3),
+                cursor: Some(99),
+                limit: 200
+            }
+        );
+        let empty = filter("actor=&action=&link=&cursor=").expect("valid");
+        assert_eq!(
+            (empty.actor, empty.action, empty.link, empty.cursor),
+            (None, None, None, None)
+        );
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=201", "limit"),
+            ("limit=x", "limit"),
+            ("actor=user", "actor"),
+            ("actor=team:1", "actor"),
+            ("actor=user:x", "actor"),
+            ("actor=user:99999999999999999999", "actor"),
+            ("cursor=abc", "cursor"),
+            ("link=abc", "link"),
+            ("unknown=1", "unknown"),
+        ] {
+            assert_eq!(refused_field(query), field, "{query}");
+        }
+        let long = format!("action={}", "a".repeat(MAX_ACTION_CHARS + 1));
+        assert_eq!(refused_field(&long), "action");
+    }
+
+    /// Arbitrary query strings over the log's parameters.
+    fn any_audit_query() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            (0i64..300).prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| format!("user:{n}")),
+            any::<i64>().prop_map(|n| format!("key:{n}")),
+            "[a-z.:_0-9]{0,80}",
+            any::<String>(),
+        ];
+        let key = prop_oneof![
+            Just("actor".to_owned()),
+            Just("action".to_owned()),
+            Just("link".to_owned()),
+            Just("cursor".to_owned()),
+            Just("limit".to_owned()),
+            any::<String>(),
+        ];
+        proptest::collection::vec((key, value), 0..6).prop_map(|pairs| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish()
+        })
+    }
+
+    proptest::proptest! {
+        /// Any query string is a checked filter or a refusal naming a field.
+        #[test]
+        fn no_audit_query_panics(query in any_audit_query()) {
+            match filter(&query) {
+                Ok(checked) => {
+                    proptest::prop_assert!((1..=MAX_PAGE).contains(&checked.limit));
+                    proptest::prop_assert!(checked.action.is_none_or(|a| !a.is_empty() && a.chars().count() <= MAX_ACTION_CHARS));
+                    proptest::prop_assert!(checked.actor.is_none_or(|(kind, _)| kind == "user" || kind == "key"));
+                }
+                Err(err) => proptest::prop_assert!(
+                    matches!(err, Error::InvalidInput { field: Some(_), .. }),
+                    "{query}: not a refusal naming a field: {err:?}"
+                ),
+            }
+        }
+    }
 }
