@@ -1,0 +1,968 @@
+//! Members and invitations: who may see and change members, the last owner, invitations used
+//! once, sign-up through an invitation, and the audit entries of each change.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::support::{As, PUBLIC_URL, TestApp, TestResponse, spawn_app};
+
+fn id(who: &As) -> i64 {
+    match who {
+        As::Session { user_id, .. } => *user_id,
+        other => panic!("not a person: {other:?}"),
+    }
+}
+
+/// A workspace with one signed-in member of each role.
+struct Team {
+    workspace: i64,
+    owner: As,
+    admin: As,
+    editor: As,
+    viewer: As,
+}
+
+async fn team(app: &TestApp, name: &str) -> Team {
+    let workspace = app.workspace(name).await;
+    Team {
+        workspace,
+        owner: app
+            .user(&format!("{name}-owner"), &[(workspace, "owner")])
+            .await,
+        admin: app
+            .user(&format!("{name}-admin"), &[(workspace, "admin")])
+            .await,
+        editor: app
+            .user(&format!("{name}-editor"), &[(workspace, "editor")])
+            .await,
+        viewer: app
+            .user(&format!("{name}-viewer"), &[(workspace, "viewer")])
+            .await,
+    }
+}
+
+async fn role_of(app: &TestApp, workspace: i64, user: i64) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+    )
+    .bind(workspace)
+    .bind(user)
+    .fetch_optional(&app.db)
+    .await
+    .expect("role")
+}
+
+/// The audit entries of `workspace` with `action`: (actor name, before, after).
+async fn audited(
+    app: &TestApp,
+    workspace: i64,
+    action: &str,
+) -> Vec<(String, Option<Value>, Option<Value>)> {
+    sqlx::query_as(
+        "SELECT actor_name, before, after FROM audit_log
+         WHERE workspace_id = $1 AND action = $2 ORDER BY id",
+    )
+    .bind(workspace)
+    .bind(action)
+    .fetch_all(&app.db)
+    .await
+    .expect("audit")
+}
+
+async fn invite(app: &TestApp, who: &As, role: &str) -> (i64, String) {
+    let response = app
+        .call(
+            who,
+            Method::POST,
+            "/api/v1/invitations",
+            Some(json!({"role": role})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", text(&response));
+    let body = response.json();
+    let url = body["url"].as_str().expect("url");
+    let token = url
+        .strip_prefix(&format!("{PUBLIC_URL}/admin/invite#"))
+        .unwrap_or_else(|| panic!("url {url}"))
+        .to_owned();
+    (body["invitation"]["id"].as_i64().expect("id"), token)
+}
+
+fn text(response: &TestResponse) -> String {
+    String::from_utf8_lossy(&response.body).into_owned()
+}
+
+async fn public(app: &TestApp, path: &str, body: Value) -> TestResponse {
+    app.call(&As::Nobody, Method::POST, path, Some(body)).await
+}
+
+#[tokio::test]
+async fn every_route_needs_credentials() {
+    let app = spawn_app().await;
+    let routes = [
+        (Method::GET, "/api/v1/members"),
+        (Method::PATCH, "/api/v1/members/1"),
+        (Method::DELETE, "/api/v1/members/1"),
+        (Method::GET, "/api/v1/invitations"),
+        (Method::POST, "/api/v1/invitations"),
+        (Method::DELETE, "/api/v1/invitations/1"),
+        (Method::POST, "/api/v1/invitations/accept"),
+    ];
+    for (method, path) in routes {
+        let response = app
+            .call(
+                &As::Nobody,
+                method.clone(),
+                path,
+                Some(json!({"role": "viewer", "token": "x"})),
+            )
+            .await;
+        let (code, _) = response.error(StatusCode::UNAUTHORIZED);
+        assert_eq!(code, "unauthorized", "{method} {path}");
+    }
+    // The token is the credential of these two.
+    let lookup = public(&app, "/api/v1/invitations/lookup", json!({"token": "nope"})).await;
+    lookup.error(StatusCode::NOT_FOUND);
+    let sign_up = public(
+        &app,
+        "/api/v1/invitations/sign-up",
+        json!({"token": "nope", "username": "x", "password": "long enough password"}),
+    )
+    .await;
+    sign_up.error(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn who_may_list_members() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let admin_key = app.key(t.workspace, &["workspace:admin"]).await;
+    let reader_key = app
+        .key(t.workspace, &["links:read", "links:write", "stats:read"])
+        .await;
+    for who in [&t.owner, &t.admin, &t.editor, &t.viewer, &admin_key] {
+        let response = app.call(who, Method::GET, "/api/v1/members", None).await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "{who:?}: {}",
+            text(&response)
+        );
+        let members = response.json();
+        let names: Vec<&str> = members
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|m| m["username"].as_str().expect("name"))
+            .collect();
+        assert_eq!(
+            names,
+            ["acme-owner", "acme-admin", "acme-editor", "acme-viewer"]
+        );
+        assert_eq!(members[0]["role"], "owner");
+    }
+    let (code, _) = app
+        .call(&reader_key, Method::GET, "/api/v1/members", None)
+        .await
+        .error(StatusCode::FORBIDDEN);
+    assert_eq!(code, "forbidden");
+    // Another workspace's members are not in the list of anyone here.
+    let other = team(&app, "other").await;
+    let response = app
+        .call(&other.owner, Method::GET, "/api/v1/members", None)
+        .await;
+    assert_eq!(response.json().as_array().expect("list").len(), 4);
+    assert!(!text(&response).contains("acme"));
+}
+
+#[tokio::test]
+async fn who_may_change_roles() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let admin_key = app.key(t.workspace, &["workspace:admin"]).await;
+    let reader_key = app.key(t.workspace, &["links:read", "links:write"]).await;
+    let target = app.user("target", &[(t.workspace, "editor")]).await;
+    let path = format!("/api/v1/members/{}", id(&target));
+    // (who, new role for an editor, expected status)
+    let cases: Vec<(&str, &As, &str, StatusCode)> = vec![
+        ("viewer", &t.viewer, "viewer", StatusCode::FORBIDDEN),
+        ("editor", &t.editor, "viewer", StatusCode::FORBIDDEN),
+        (
+            "key without admin",
+            &reader_key,
+            "viewer",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "admin makes an owner",
+            &t.admin,
+            "owner",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "key makes an owner",
+            &admin_key,
+            "owner",
+            StatusCode::FORBIDDEN,
+        ),
+        ("admin", &t.admin, "viewer", StatusCode::OK),
+        ("key with admin", &admin_key, "admin", StatusCode::OK),
+        ("owner makes an owner", &t.owner, "owner", StatusCode::OK),
+        (
+            "admin changes an owner",
+            &t.admin,
+            "viewer",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "key changes an owner",
+            &admin_key,
+            "viewer",
+            StatusCode::FORBIDDEN,
+        ),
+        ("owner changes an owner", &t.owner, "editor", StatusCode::OK),
+    ];
+    let mut expected_role = "editor";
+    for (case, who, role, status) in cases {
+        let response = app
+            .call(who, Method::PATCH, &path, Some(json!({"role": role})))
+            .await;
+        assert_eq!(response.status, status, "{case}: {}", text(&response));
+        if status == StatusCode::OK {
+            expected_role = role;
+            assert_eq!(response.json()["role"], role, "{case}");
+            assert_eq!(response.json()["username"], "target", "{case}");
+        }
+        assert_eq!(
+            role_of(&app, t.workspace, id(&target)).await.as_deref(),
+            Some(expected_role),
+            "{case}"
+        );
+    }
+    let entries = audited(&app, t.workspace, "member.role_changed").await;
+    assert_eq!(entries.len(), 4);
+    let (actor, before, after) = &entries[0];
+    assert_eq!(actor, "acme-admin");
+    assert_eq!(
+        before.as_ref().expect("before"),
+        &json!({"user_id": id(&target), "username": "target", "role": "editor"})
+    );
+    assert_eq!(after.as_ref().expect("after")["role"], "viewer");
+    assert_eq!(entries[1].0, "test key");
+    // Unknown users, members of another workspace and bad ids are 404.
+    let other = team(&app, "other").await;
+    for path in [
+        format!("/api/v1/members/{}", id(&other.editor)),
+        "/api/v1/members/999999".to_owned(),
+        "/api/v1/members/abc".to_owned(),
+    ] {
+        for (method, body) in [
+            (Method::PATCH, Some(json!({"role": "viewer"}))),
+            (Method::DELETE, None),
+        ] {
+            let response = app.call(&t.owner, method.clone(), &path, body).await;
+            response.error(StatusCode::NOT_FOUND);
+        }
+    }
+    assert_eq!(
+        role_of(&app, other.workspace, id(&other.editor))
+            .await
+            .as_deref(),
+        Some("editor")
+    );
+    // A key of the other workspace cannot reach this one's members either.
+    let other_key = app.key(other.workspace, &["workspace:admin"]).await;
+    app.call(
+        &other_key,
+        Method::PATCH,
+        &path,
+        Some(json!({"role": "viewer"})),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_last_owner_stays() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let me = format!("/api/v1/members/{}", id(&t.owner));
+    let (code, _) = app
+        .call(&t.owner, Method::PATCH, &me, Some(json!({"role": "admin"})))
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(code, "last_owner");
+    let (code, _) = app
+        .call(&t.owner, Method::DELETE, &me, None)
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(code, "last_owner");
+    assert_eq!(
+        role_of(&app, t.workspace, id(&t.owner)).await.as_deref(),
+        Some("owner")
+    );
+    // With a second owner, the first may step down.
+    let second = app.user("second", &[(t.workspace, "owner")]).await;
+    let response = app
+        .call(&t.owner, Method::PATCH, &me, Some(json!({"role": "admin"})))
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    let (code, _) = app
+        .call(
+            &second,
+            Method::DELETE,
+            &format!("/api/v1/members/{}", id(&second)),
+            None,
+        )
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(code, "last_owner");
+}
+
+#[tokio::test]
+async fn two_owners_demoting_each_other_leave_one() {
+    let app = spawn_app().await;
+    let workspace = app.workspace("duel").await;
+    let a = app.user("a", &[(workspace, "owner")]).await;
+    let b = app.user("b", &[(workspace, "owner")]).await;
+    for round in 0..5 {
+        sqlx::query("UPDATE workspace_members SET role = 'owner' WHERE workspace_id = $1")
+            .bind(workspace)
+            .execute(&app.db)
+            .await
+            .expect("reset");
+        let a_demotes_b = format!("/api/v1/members/{}", id(&b));
+        let b_demotes_a = format!("/api/v1/members/{}", id(&a));
+        let body = || Some(json!({"role": "editor"}));
+        let (first, second) = if round % 2 == 0 {
+            tokio::join!(
+                app.call(&a, Method::PATCH, &a_demotes_b, body()),
+                app.call(&b, Method::PATCH, &b_demotes_a, body()),
+            )
+        } else {
+            // Removing instead of demoting: the same lock and rule.
+            tokio::join!(
+                app.call(&a, Method::DELETE, &a_demotes_b, None),
+                app.call(&b, Method::DELETE, &b_demotes_a, None),
+            )
+        };
+        let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+        statuses.sort_unstable();
+        // The loser is refused either as the last owner or (demoted first) as no owner.
+        assert!(
+            statuses[0] < 300 && [403, 409].contains(&statuses[1]),
+            "round {round}: {statuses:?}: {} / {}",
+            text(&first),
+            text(&second)
+        );
+        let owners: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM workspace_members WHERE workspace_id = $1 AND role = 'owner'",
+        )
+        .bind(workspace)
+        .fetch_one(&app.db)
+        .await
+        .expect("owners");
+        assert_eq!(owners, 1, "round {round}");
+        if round % 2 == 1 {
+            // Put the removed one back for the next round.
+            let removed = if role_of(&app, workspace, id(&a)).await.is_none() {
+                &a
+            } else {
+                &b
+            };
+            sqlx::query("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, 'owner')")
+                .bind(workspace)
+                .bind(id(removed))
+                .execute(&app.db)
+                .await
+                .expect("back");
+        }
+    }
+}
+
+#[tokio::test]
+async fn removing_members_and_leaving() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let admin_key = app.key(t.workspace, &["workspace:admin"]).await;
+    let reader_key = app.key(t.workspace, &["links:read"]).await;
+    let gone = app.user("gone", &[(t.workspace, "editor")]).await;
+    let gone_path = format!("/api/v1/members/{}", id(&gone));
+    for who in [&t.viewer, &t.editor, &reader_key] {
+        app.call(who, Method::DELETE, &gone_path, None)
+            .await
+            .error(StatusCode::FORBIDDEN);
+    }
+    // Admins cannot remove an owner; a key never can.
+    let owner_path = format!("/api/v1/members/{}", id(&t.owner));
+    for who in [&t.admin, &admin_key] {
+        app.call(who, Method::DELETE, &owner_path, None)
+            .await
+            .error(StatusCode::FORBIDDEN);
+    }
+    let before = app.call(&gone, Method::GET, "/api/v1/links", None).await;
+    assert_eq!(before.status, StatusCode::OK);
+    let response = app.call(&t.admin, Method::DELETE, &gone_path, None).await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        text(&response)
+    );
+    assert_eq!(role_of(&app, t.workspace, id(&gone)).await, None);
+    // Their session stays signed in, with no workspace.
+    let (code, _) = app
+        .call(&gone, Method::GET, "/api/v1/links", None)
+        .await
+        .error(StatusCode::FORBIDDEN);
+    assert_eq!(code, "no_workspace");
+    // A viewer may leave.
+    let viewer_path = format!("/api/v1/members/{}", id(&t.viewer));
+    let response = app
+        .call(&t.viewer, Method::DELETE, &viewer_path, None)
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        text(&response)
+    );
+    // A key with workspace:admin removes an editor.
+    let editor_path = format!("/api/v1/members/{}", id(&t.editor));
+    let response = app
+        .call(&admin_key, Method::DELETE, &editor_path, None)
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        text(&response)
+    );
+    let entries = audited(&app, t.workspace, "member.removed").await;
+    let actors: Vec<&str> = entries.iter().map(|(actor, ..)| actor.as_str()).collect();
+    assert_eq!(actors, ["acme-admin", "acme-viewer", "test key"]);
+    assert_eq!(
+        entries[0].1.as_ref().expect("before"),
+        &json!({"user_id": id(&gone), "username": "gone", "role": "editor"})
+    );
+    assert!(entries[0].2.is_none());
+}
+
+#[tokio::test]
+async fn invitations_who_may_and_what_is_stored() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let admin_key = app.key(t.workspace, &["workspace:admin"]).await;
+    let reader_key = app
+        .key(t.workspace, &["links:read", "links:write", "stats:read"])
+        .await;
+    let cases: Vec<(&str, &As, &str, StatusCode)> = vec![
+        ("viewer", &t.viewer, "viewer", StatusCode::FORBIDDEN),
+        ("editor", &t.editor, "viewer", StatusCode::FORBIDDEN),
+        (
+            "key without admin",
+            &reader_key,
+            "viewer",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "admin invites an owner",
+            &t.admin,
+            "owner",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "key invites an owner",
+            &admin_key,
+            "owner",
+            StatusCode::FORBIDDEN,
+        ),
+        ("admin", &t.admin, "editor", StatusCode::CREATED),
+        ("key with admin", &admin_key, "viewer", StatusCode::CREATED),
+        (
+            "owner invites an owner",
+            &t.owner,
+            "owner",
+            StatusCode::CREATED,
+        ),
+    ];
+    let mut tokens = Vec::new();
+    for (case, who, role, status) in cases {
+        let response = app
+            .call(
+                who,
+                Method::POST,
+                "/api/v1/invitations",
+                Some(json!({"role": role})),
+            )
+            .await;
+        assert_eq!(response.status, status, "{case}: {}", text(&response));
+        if status == StatusCode::CREATED {
+            let body = response.json();
+            assert_eq!(body["invitation"]["role"], role);
+            let url = body["url"].as_str().expect("url");
+            let token = url
+                .strip_prefix(&format!("{PUBLIC_URL}/admin/invite#"))
+                .expect("the token in the fragment");
+            assert_eq!(token.len(), 64);
+            assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+            tokens.push(token.to_owned());
+        }
+    }
+    // Only the hash is stored; the audit log never has the token.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM workspace_invitations")
+        .fetch_all(&app.db)
+        .await
+        .expect("hashes");
+    assert_eq!(stored.len(), 3);
+    let log: Vec<String> =
+        sqlx::query_scalar("SELECT after::text FROM audit_log WHERE action = 'invitation.created'")
+            .fetch_all(&app.db)
+            .await
+            .expect("log");
+    assert_eq!(log.len(), 3);
+    for token in &tokens {
+        assert!(log.iter().all(|entry| !entry.contains(token.as_str())));
+        assert!(
+            !stored
+                .iter()
+                .any(|hash| hash.as_slice() == token.as_bytes())
+        );
+    }
+    // The list: who may read it, and what it shows.
+    for who in [&t.viewer, &t.editor, &reader_key] {
+        app.call(who, Method::GET, "/api/v1/invitations", None)
+            .await
+            .error(StatusCode::FORBIDDEN);
+    }
+    let list = app
+        .call(&t.admin, Method::GET, "/api/v1/invitations", None)
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    let list = list.json();
+    let list = list.as_array().expect("list");
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["created_by"], "acme-admin");
+    assert_eq!(list[1]["created_by"], Value::Null, "made by a key");
+    assert!(
+        !list
+            .iter()
+            .any(|i| i.to_string().contains(tokens[0].as_str()))
+    );
+    // Another workspace sees none of them, and cannot revoke them.
+    let other = team(&app, "other").await;
+    let theirs = app
+        .call(&other.admin, Method::GET, "/api/v1/invitations", None)
+        .await;
+    assert_eq!(theirs.json(), json!([]));
+    let first_id = list[0]["id"].as_i64().expect("id");
+    let other_key = app.key(other.workspace, &["workspace:admin"]).await;
+    for who in [&other.owner, &other_key] {
+        app.call(
+            who,
+            Method::DELETE,
+            &format!("/api/v1/invitations/{first_id}"),
+            None,
+        )
+        .await
+        .error(StatusCode::NOT_FOUND);
+    }
+    let still = public(
+        &app,
+        "/api/v1/invitations/lookup",
+        json!({"token": tokens[0]}),
+    )
+    .await;
+    assert_eq!(still.status, StatusCode::OK, "{}", text(&still));
+    assert_eq!(
+        still.json(),
+        json!({"workspace_name": "acme", "role": "editor", "expires_at": list[0]["expires_at"]})
+    );
+}
+
+#[tokio::test]
+async fn revoking_an_invitation() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let (id, token) = invite(&app, &t.admin, "viewer").await;
+    let path = format!("/api/v1/invitations/{id}");
+    for who in [&t.editor, &t.viewer] {
+        app.call(who, Method::DELETE, &path, None)
+            .await
+            .error(StatusCode::FORBIDDEN);
+    }
+    let response = app.call(&t.admin, Method::DELETE, &path, None).await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        text(&response)
+    );
+    // Revoked: gone from the list, unusable, and not revoked twice.
+    let list = app
+        .call(&t.admin, Method::GET, "/api/v1/invitations", None)
+        .await;
+    assert_eq!(list.json(), json!([]));
+    public(&app, "/api/v1/invitations/lookup", json!({"token": token}))
+        .await
+        .error(StatusCode::NOT_FOUND);
+    let joiner = app.user("joiner", &[]).await;
+    app.call(
+        &joiner,
+        Method::POST,
+        "/api/v1/invitations/accept",
+        Some(json!({"token": token})),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
+    app.call(&t.admin, Method::DELETE, &path, None)
+        .await
+        .error(StatusCode::NOT_FOUND);
+    app.call(&t.admin, Method::DELETE, "/api/v1/invitations/x", None)
+        .await
+        .error(StatusCode::NOT_FOUND);
+    // A used one cannot be revoked.
+    let (used, token) = invite(&app, &t.admin, "viewer").await;
+    let accepted = app
+        .call(
+            &joiner,
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", text(&accepted));
+    app.call(
+        &t.admin,
+        Method::DELETE,
+        &format!("/api/v1/invitations/{used}"),
+        None,
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
+    let entries = audited(&app, t.workspace, "invitation.revoked").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, "acme-admin");
+    assert_eq!(entries[0].1.as_ref().expect("before")["id"], id);
+}
+
+#[tokio::test]
+async fn accepting_an_invitation() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let home = app.workspace("home").await;
+    let joiner = app.user("joiner", &[(home, "owner")]).await;
+    let (_, token) = invite(&app, &t.admin, "editor").await;
+    let preview = public(&app, "/api/v1/invitations/lookup", json!({"token": token})).await;
+    assert_eq!(preview.json()["workspace_name"], "acme");
+    let response = app
+        .call(
+            &joiner,
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    let session = response.json();
+    assert_eq!(session["workspace"]["id"], t.workspace);
+    assert_eq!(session["workspace"]["role"], "editor");
+    assert_eq!(session["workspaces"].as_array().expect("list").len(), 2);
+    // The session now works there: the members it lists are acme's.
+    let members = app
+        .call(&joiner, Method::GET, "/api/v1/members", None)
+        .await;
+    assert!(text(&members).contains("acme-owner"));
+    assert_eq!(
+        role_of(&app, t.workspace, id(&joiner)).await.as_deref(),
+        Some("editor")
+    );
+    // Used: once only.
+    for _ in 0..2 {
+        app.call(
+            &joiner,
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(json!({"token": token})),
+        )
+        .await
+        .error(StatusCode::NOT_FOUND);
+    }
+    public(&app, "/api/v1/invitations/lookup", json!({"token": token}))
+        .await
+        .error(StatusCode::NOT_FOUND);
+    let entries = audited(&app, t.workspace, "member.joined").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, "joiner", "the joining person is the actor");
+    assert_eq!(
+        entries[0].2.as_ref().expect("after"),
+        &json!({"user_id": id(&joiner), "username": "joiner", "role": "editor"})
+    );
+    // A member already: 409, and the invitation stays usable by someone else.
+    let (_, second) = invite(&app, &t.admin, "viewer").await;
+    let (code, _) = app
+        .call(
+            &t.viewer,
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(json!({"token": second})),
+        )
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(code, "already_member");
+    let still = public(&app, "/api/v1/invitations/lookup", json!({"token": second})).await;
+    assert_eq!(still.status, StatusCode::OK);
+    // Keys cannot accept.
+    let key = app
+        .key(
+            home,
+            &["links:read", "links:write", "stats:read", "workspace:admin"],
+        )
+        .await;
+    app.call(
+        &key,
+        Method::POST,
+        "/api/v1/invitations/accept",
+        Some(json!({"token": second})),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN);
+    // Expired: refused like an unknown token.
+    sqlx::query("UPDATE workspace_invitations SET expires_at = now() - interval '1 second'")
+        .execute(&app.db)
+        .await
+        .expect("expire");
+    let late = app.user("late", &[]).await;
+    app.call(
+        &late,
+        Method::POST,
+        "/api/v1/invitations/accept",
+        Some(json!({"token": second})),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
+    public(&app, "/api/v1/invitations/lookup", json!({"token": second}))
+        .await
+        .error(StatusCode::NOT_FOUND);
+    let list = app
+        .call(&t.admin, Method::GET, "/api/v1/invitations", None)
+        .await;
+    assert_eq!(list.json(), json!([]), "expired invitations are not listed");
+}
+
+#[tokio::test]
+async fn an_invitation_is_used_once_under_a_race() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let a = app.user("a", &[]).await;
+    let b = app.user("b", &[]).await;
+    for round in 0..4 {
+        let (_, token) = invite(&app, &t.admin, "viewer").await;
+        let body = || Some(json!({"token": token}));
+        let (first, second) = if round < 2 {
+            let (first, second) = tokio::join!(
+                app.call(&a, Method::POST, "/api/v1/invitations/accept", body()),
+                app.call(&b, Method::POST, "/api/v1/invitations/accept", body()),
+            );
+            // Out again for the next round.
+            for who in [&a, &b] {
+                sqlx::query("DELETE FROM workspace_members WHERE user_id = $1")
+                    .bind(id(who))
+                    .execute(&app.db)
+                    .await
+                    .expect("out");
+            }
+            (first, second)
+        } else {
+            let sign_up = |name: String| {
+                public(
+                    &app,
+                    "/api/v1/invitations/sign-up",
+                    json!({"token": token, "username": name, "password": "long enough password"}),
+                )
+            };
+            tokio::join!(sign_up(format!("x{round}")), sign_up(format!("y{round}")))
+        };
+        let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [200, 404],
+            "round {round}: {} / {}",
+            text(&first),
+            text(&second)
+        );
+    }
+    // The losing sign-ups left no user behind.
+    let users: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM admin_users WHERE username ~ '^[xy][23]$'")
+            .fetch_one(&app.db)
+            .await
+            .expect("users");
+    assert_eq!(users, 2);
+}
+
+#[tokio::test]
+async fn signing_up_through_an_invitation() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let (_, token) = invite(&app, &t.admin, "editor").await;
+    let shared = &app;
+    let sign_up = |username: &str, password: &str, token: &str| {
+        let body = json!({"token": token, "username": username, "password": password});
+        async move { public(shared, "/api/v1/invitations/sign-up", body).await }
+    };
+    // Bad fields name the field; nothing is used up.
+    let long_name = "n".repeat(65);
+    let long_password = "p".repeat(1025);
+    for (username, password, field) in [
+        ("  ", "long enough password", "username"),
+        (long_name.as_str(), "long enough password", "username"),
+        ("newbie", "short", "password"),
+        ("newbie", long_password.as_str(), "password"),
+    ] {
+        let (_, got) = sign_up(username, password, &token)
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(got.as_deref(), Some(field), "{username:?}");
+    }
+    // A taken username: 409, and the invitation stays usable.
+    let (code, _) = sign_up("acme-viewer", "long enough password", &token)
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(code, "username_taken");
+    let response = sign_up("  newbie ", "long enough password", &token).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    let cookie = response.header(&header::SET_COOKIE).to_owned();
+    assert!(cookie.starts_with("kurz_session="), "{cookie}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
+        assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+    }
+    let session = response.json();
+    assert_eq!(session["username"], "newbie");
+    assert_eq!(session["workspace"]["id"], t.workspace);
+    assert_eq!(session["workspace"]["role"], "editor");
+    // The cookie works, and so does signing in with the password.
+    let newbie = As::Session {
+        cookie: cookie.split(';').next().expect("cookie").to_owned(),
+        csrf: session["csrf_token"].as_str().expect("csrf").to_owned(),
+        user_id: session["user_id"].as_i64().expect("id"),
+    };
+    let created = app
+        .call(
+            &newbie,
+            Method::POST,
+            "/api/v1/links",
+            Some(json!({"destination": "https://example.com/"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", text(&created));
+    let again = app.sign_in_as("newbie", "long enough password").await;
+    let members = app.call(&again, Method::GET, "/api/v1/members", None).await;
+    assert!(text(&members).contains("newbie"));
+    // Used: a second sign-up with it is refused and makes no user.
+    sign_up("another", "long enough password", &token)
+        .await
+        .error(StatusCode::NOT_FOUND);
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_users WHERE username = 'another')")
+            .fetch_one(&app.db)
+            .await
+            .expect("exists");
+    assert!(!exists);
+    let entries = audited(&app, t.workspace, "member.joined").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, "newbie");
+    // A sign-up without any JSON body is refused like any API body.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/invitations/sign-up")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(
+        app.send(request).await.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+}
+
+#[tokio::test]
+async fn open_invitations_are_bounded() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    // 99 made in SQL (their tokens are never used), the 100th through the API.
+    sqlx::query(
+        "INSERT INTO workspace_invitations (workspace_id, token_hash, role, expires_at)
+         SELECT $1, sha256(i::text::bytea), 'viewer', now() + interval '1 day'
+         FROM generate_series(1, 99) i",
+    )
+    .bind(t.workspace)
+    .execute(&app.db)
+    .await
+    .expect("invitations");
+    let (last, _) = invite(&app, &t.admin, "viewer").await;
+    let (code, _) = app
+        .call(
+            &t.admin,
+            Method::POST,
+            "/api/v1/invitations",
+            Some(json!({"role": "viewer"})),
+        )
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(code, "too_many_invitations");
+    // Revoked or expired ones do not count.
+    let revoked = app
+        .call(
+            &t.admin,
+            Method::DELETE,
+            &format!("/api/v1/invitations/{last}"),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    invite(&app, &t.admin, "viewer").await;
+    sqlx::query(
+        "UPDATE workspace_invitations SET expires_at = now() - interval '1 second' WHERE id < $1",
+    )
+    .bind(last)
+    .execute(&app.db)
+    .await
+    .expect("expire");
+    invite(&app, &t.admin, "viewer").await;
+    // Another workspace has its own budget.
+    let other = team(&app, "other").await;
+    invite(&app, &other.admin, "viewer").await;
+}
+
+#[tokio::test]
+async fn members_are_bounded() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    // 4 members already; 996 more made in SQL fill the workspace.
+    sqlx::query(
+        "WITH made AS (
+             INSERT INTO admin_users (username, password_hash)
+             SELECT 'filler' || i, 'x' FROM generate_series(1, 996) i RETURNING id
+         )
+         INSERT INTO workspace_members (workspace_id, user_id, role) SELECT $1, id, 'viewer' FROM made",
+    )
+    .bind(t.workspace)
+    .execute(&app.db)
+    .await
+    .expect("members");
+    let (_, token) = invite(&app, &t.admin, "viewer").await;
+    let joiner = app.user("joiner", &[]).await;
+    let (code, _) = app
+        .call(
+            &joiner,
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(json!({"token": token})),
+        )
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(code, "too_many_members");
+    let still = public(&app, "/api/v1/invitations/lookup", json!({"token": token})).await;
+    assert_eq!(still.status, StatusCode::OK, "the invitation stays unused");
+}

@@ -1,0 +1,211 @@
+//! A person's own sessions and password.
+
+use axum::http::{Method, StatusCode, header};
+use serde_json::json;
+
+use crate::support::{As, TestApp, TestResponse, USER_PASSWORD, spawn_app};
+
+fn text(response: &TestResponse) -> String {
+    String::from_utf8_lossy(&response.body).into_owned()
+}
+
+async fn alive(app: &TestApp, who: &As) -> bool {
+    let response = app.call(who, Method::GET, "/api/v1/session", None).await;
+    match response.status {
+        StatusCode::OK => true,
+        StatusCode::UNAUTHORIZED => false,
+        other => panic!("GET /session: {other}: {}", text(&response)),
+    }
+}
+
+#[tokio::test]
+async fn every_route_needs_a_person() {
+    let app = spawn_app().await;
+    let key = app
+        .key(
+            1,
+            &["links:read", "links:write", "stats:read", "workspace:admin"],
+        )
+        .await;
+    let body = json!({"current_password": "a", "new_password": "b"});
+    for (method, path) in [
+        (Method::GET, "/api/v1/me/sessions"),
+        (Method::DELETE, "/api/v1/me/sessions"),
+        (Method::DELETE, "/api/v1/me/sessions/1"),
+        (Method::PUT, "/api/v1/me/password"),
+    ] {
+        let (code, _) = app
+            .call(&As::Nobody, method.clone(), path, Some(body.clone()))
+            .await
+            .error(StatusCode::UNAUTHORIZED);
+        assert_eq!(code, "unauthorized", "{method} {path}");
+        let (code, _) = app
+            .call(&key, method.clone(), path, Some(body.clone()))
+            .await
+            .error(StatusCode::FORBIDDEN);
+        assert_eq!(code, "forbidden", "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn listing_and_ending_sessions() {
+    let app = spawn_app().await;
+    let first = app.user("person", &[(1, "editor")]).await;
+    let second = app.sign_in_as("person", USER_PASSWORD).await;
+    let third = app.sign_in_as("person", USER_PASSWORD).await;
+    let someone = app.user("someone", &[(1, "editor")]).await;
+    let response = app
+        .call(&second, Method::GET, "/api/v1/me/sessions", None)
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    let list = response.json();
+    let list = list.as_array().expect("list");
+    assert_eq!(list.len(), 3, "only the person's own: {list:?}");
+    let current: Vec<bool> = list
+        .iter()
+        .map(|s| s["current"].as_bool().expect("current"))
+        .collect();
+    assert_eq!(
+        current,
+        [false, true, false],
+        "newest first, this one marked"
+    );
+    let ids: Vec<i64> = list.iter().map(|s| s["id"].as_i64().expect("id")).collect();
+    assert!(ids[0] > ids[1] && ids[1] > ids[2], "{ids:?}");
+    // Someone else's session, or none: 404, and it stays signed in.
+    let theirs = app
+        .call(&someone, Method::GET, "/api/v1/me/sessions", None)
+        .await;
+    let their_id = theirs.json()[0]["id"].as_i64().expect("id");
+    for path in [
+        format!("/api/v1/me/sessions/{their_id}"),
+        "/api/v1/me/sessions/999999".to_owned(),
+        "/api/v1/me/sessions/x".to_owned(),
+    ] {
+        app.call(&second, Method::DELETE, &path, None)
+            .await
+            .error(StatusCode::NOT_FOUND);
+    }
+    assert!(alive(&app, &someone).await);
+    // Ending the first browser's session signs it out, and only it.
+    let response = app
+        .call(
+            &second,
+            Method::DELETE,
+            &format!("/api/v1/me/sessions/{}", ids[2]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        text(&response)
+    );
+    assert!(!alive(&app, &first).await);
+    assert!(alive(&app, &second).await && alive(&app, &third).await);
+    // Everywhere: this one too, and the cookie is cleared.
+    let response = app
+        .call(&third, Method::DELETE, "/api/v1/me/sessions", None)
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        text(&response)
+    );
+    let cookie = response.header(&header::SET_COOKIE);
+    assert!(
+        cookie.starts_with("kurz_session=;") && cookie.contains("Max-Age=0"),
+        "{cookie}"
+    );
+    assert!(!alive(&app, &second).await && !alive(&app, &third).await);
+    assert!(alive(&app, &someone).await, "other people stay signed in");
+}
+
+#[tokio::test]
+async fn changing_the_password() {
+    let app = spawn_app().await;
+    let here = app.user("person", &[(1, "viewer")]).await;
+    let elsewhere = app.sign_in_as("person", USER_PASSWORD).await;
+    let change =
+        |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+    let cases = [
+        (
+            change("wrong password!", "a new password"),
+            "current_password",
+        ),
+        (change(USER_PASSWORD, "short"), "new_password"),
+        (change(USER_PASSWORD, &"p".repeat(1025)), "new_password"),
+    ];
+    for (body, field) in cases {
+        let (_, got) = app
+            .call(&here, Method::PUT, "/api/v1/me/password", Some(body))
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(got.as_deref(), Some(field));
+    }
+    assert!(
+        alive(&app, &elsewhere).await,
+        "a refused change signs nobody out"
+    );
+    let response = app
+        .call(
+            &here,
+            Method::PUT,
+            "/api/v1/me/password",
+            Some(change(USER_PASSWORD, "a new password")),
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        text(&response)
+    );
+    assert!(alive(&app, &here).await, "this session stays");
+    assert!(
+        !alive(&app, &elsewhere).await,
+        "every other session is signed out"
+    );
+    app.sign_in_as("person", "a new password").await;
+    let old = app
+        .call(
+            &As::Nobody,
+            Method::POST,
+            "/api/v1/session",
+            Some(json!({"username": "person", "password": USER_PASSWORD})),
+        )
+        .await;
+    old.error(StatusCode::UNAUTHORIZED);
+    // The password never reaches the audit log (a password is not a workspace change).
+    let logged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE coalesce(after::text, '') LIKE '%new password%'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("audit");
+    assert_eq!(logged, 0);
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_are_limited_like_sign_ins() {
+    let app = spawn_app().await;
+    let stolen = app.user("person", &[(1, "viewer")]).await;
+    // The pair limit is 5 per window: the guesses after it are refused before any hash.
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let body = json!({"current_password": format!("guess number {i}"), "new_password": "a new password"});
+        let response = app
+            .call(&stolen, Method::PUT, "/api/v1/me/password", Some(body))
+            .await;
+        statuses.push(response.status.as_u16());
+    }
+    assert_eq!(statuses, [422, 422, 422, 422, 422, 429, 429]);
+    // Even the right password waits for the window: a thief cannot tell which guess was right.
+    let body = json!({"current_password": USER_PASSWORD, "new_password": "a new password"});
+    let response = app
+        .call(&stolen, Method::PUT, "/api/v1/me/password", Some(body))
+        .await;
+    response.error(StatusCode::TOO_MANY_REQUESTS);
+}
