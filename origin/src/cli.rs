@@ -3,8 +3,10 @@
 
 use tokio::net::TcpListener;
 
-use crate::config::{Cli, Command, LogFormat};
-use crate::{accounts, auth, db, replay_clicks, serve};
+use shortlink::workspace::Scope;
+
+use crate::config::{Cli, Command, DatabaseConfig, LogFormat};
+use crate::{accounts, auth, db, keys, replay_clicks, serve};
 
 /// Entry point of the binary.
 pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
@@ -16,16 +18,14 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
             serve(&config, listener, shutdown_signal()).await
         }
-        Command::CreateApiKey { database, name } => {
+        Command::CreateApiKey {
+            database,
+            name,
+            workspace,
+            scopes,
+        } => {
             init_command_logging();
-            let pool = db::pool(&database)?;
-            db::MIGRATOR.run(&pool).await?;
-            let key = auth::create_default_key(&pool, &name).await?;
-            println!(
-                "Created API key {name:?} with every scope in the default workspace. \
-                 It is shown only now:\n\n  {key}\n"
-            );
-            Ok(())
+            create_api_key(&database, &name, workspace, scopes).await
         }
         Command::CreateAdmin {
             database,
@@ -81,6 +81,40 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `create-api-key`: a key of `workspace` with `scopes` (every scope when none is given),
+/// printed once. Made by the operator, so it names no creator and is not in the audit log
+/// (whose entries name a person or a key).
+async fn create_api_key(
+    database: &DatabaseConfig,
+    name: &str,
+    workspace: i64,
+    mut scopes: Vec<Scope>,
+) -> anyhow::Result<()> {
+    let name = keys::check_name(name).map_err(|err| anyhow::anyhow!("--name: {err}"))?;
+    if scopes.is_empty() {
+        scopes = Scope::ALL.to_vec();
+    }
+    scopes.sort();
+    scopes.dedup();
+    let pool = db::pool(database)?;
+    db::MIGRATOR.run(&pool).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = $1)")
+        .bind(workspace)
+        .fetch_one(&pool)
+        .await?;
+    if !exists {
+        anyhow::bail!("--workspace: no workspace has the id {workspace}");
+    }
+    let key = auth::create_operator_key(&pool, workspace, &name, &scopes).await?;
+    let scopes: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
+    println!(
+        "Created API key {name:?} in workspace {workspace} with the scopes {}. \
+         It is shown only now:\n\n  {key}\n",
+        scopes.join(", ")
+    );
+    Ok(())
 }
 
 /// `serve` logs to stdout, the log stream.

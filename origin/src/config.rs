@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shortlink::workspace::Scope;
 use shortlink::{CodeScrambler, HostKey};
 
 #[derive(Debug, Parser)]
@@ -26,6 +27,13 @@ pub enum Command {
         /// What the key is for, e.g. "deploy script".
         #[arg(long)]
         name: String,
+        /// The id of the workspace the key belongs to (1: the default workspace).
+        #[arg(long, default_value_t = 1)]
+        workspace: i64,
+        /// A scope of the key, repeated for several: links:read, links:write, stats:read,
+        /// workspace:admin. Unset: every scope.
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<Scope>,
     },
     /// Create a dashboard user (or with --reset, set a new password and sign it out
     /// everywhere). The password is read from KURZ_ADMIN_PASSWORD, else generated and printed.
@@ -296,6 +304,13 @@ fn parse_host(input: &str) -> Result<HostKey, String> {
     HostKey::parse(input).map_err(|err| format!("{input:?} is not a host: {err}"))
 }
 
+fn parse_scope(input: &str) -> Result<Scope, String> {
+    Scope::parse(input).ok_or_else(|| {
+        let known: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
+        format!("unknown scope {input:?}: use {}", known.join(", "))
+    })
+}
+
 fn parse_edge_secret(input: &str) -> Result<String, String> {
     if input.len() < 32 {
         return Err("the edge secret must be at least 32 characters".to_owned());
@@ -503,6 +518,51 @@ mod tests {
         ] {
             assert!(serve(&refused).is_err(), "{refused:?}");
         }
+    }
+
+    #[test]
+    fn create_api_key() {
+        let parse = |extra: &[&str]| {
+            let args = [
+                "origin",
+                "create-api-key",
+                "--database-url",
+                "postgres://db/kurz",
+            ];
+            Cli::try_parse_from(args.iter().chain(extra)).map(|cli| match cli.command {
+                Command::CreateApiKey {
+                    name,
+                    workspace,
+                    scopes,
+                    ..
+                } => (name, workspace, scopes),
+                other => panic!("{extra:?}: {other:?}"),
+            })
+        };
+        assert_eq!(
+            parse(&["--name", "deploy"]).expect("valid"),
+            ("deploy".to_owned(), 1, vec![])
+        );
+        assert_eq!(
+            parse(&[
+                "--name",
+                "ci",
+                "--workspace",
+                "7",
+                "--scope",
+                "links:read",
+                "--scope",
+                "stats:read"
+            ])
+            .expect("valid"),
+            ("ci".to_owned(), 7, vec![Scope::LinksRead, Scope::StatsRead])
+        );
+        let unknown = parse(&["--name", "x", "--scope", "links:*"]).expect_err("unknown scope");
+        assert!(
+            unknown.to_string().contains("links:read, links:write"),
+            "{unknown}"
+        );
+        assert!(parse(&[]).is_err(), "a name is needed");
     }
 
     #[test]
