@@ -4,7 +4,7 @@
 //! Routes: `POST /api/v1/session` signs in (the one API route without auth), `GET` says who
 //! is signed in (and hands the dashboard its CSRF token again after a reload), `DELETE` signs out.
 
-use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version, password_hash::rand_core::OsRng};
 use axum::Json;
 use axum::extract::State;
@@ -436,6 +436,39 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|err| anyhow::anyhow!("cannot hash the password: {err}"))
 }
 
+/// [`hash_password`] computed in `memory` (grown to the hash's size, and kept by the caller for
+/// the next hash): for hashes made under the sign-in limiter's permits (sign-ups through an
+/// invitation, password changes), so they reuse its memory like the sign-ins' checks do.
+pub(crate) fn hash_password_in(password: &str, memory: &mut Vec<Block>) -> anyhow::Result<String> {
+    let failed =
+        |err: argon2::password_hash::Error| anyhow::anyhow!("cannot hash the password: {err}");
+    let params = Params::default();
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let raw_salt = salt.as_salt().decode_b64(&mut salt_bytes).map_err(failed)?;
+    let argon2 = Argon2::new(Algorithm::default(), Version::default(), params.clone());
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        Ok(argon2.hash_password_into_with_memory(
+            password.as_bytes(),
+            raw_salt,
+            out,
+            &mut **memory,
+        )?)
+    })
+    .map_err(failed)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::default().ident(),
+        version: Some(Version::default().into()),
+        params: ParamsString::try_from(&params).map_err(failed)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
 /// Most working memory a stored hash may ask for (256 MiB; ours take 19 MiB).
 const MAX_HASH_BLOCKS: usize = 256 * 1024;
 
@@ -523,6 +556,22 @@ mod tests {
         assert!(verify("correct horse battery", &hashed, &mut memory));
         assert!(!verify("correct horse batterx", &hashed, &mut memory));
         assert!(!verify("anything", "not a hash", &mut memory));
+        assert_eq!(memory.len(), Params::default().block_count());
+        // Made in reused memory: the same PHC string as `hash_password` makes.
+        let reused = hash_password_in("correct horse battery", &mut memory).expect("hashes");
+        assert!(
+            reused.starts_with(
+                hashed
+                    .split('$')
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .join("$")
+                    .as_str()
+            ),
+            "{reused}"
+        );
+        assert!(verify("correct horse battery", &reused, &mut memory));
+        assert!(!verify("correct horse batterx", &reused, &mut memory));
         assert_eq!(memory.len(), Params::default().block_count());
         // Hashes made with other parameters (an older release's, argon2i) verify in the same
         // reused memory, as argon2's own verifier says.

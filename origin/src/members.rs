@@ -533,7 +533,9 @@ async fn sign_up(
     let permit = limiter.hash_permit().await.ok_or(Error::Busy)?;
     let password = body.password;
     let hashed = limiter
-        .hash(permit, move |_| accounts::hash_password(&password))
+        .hash(permit, move |memory| {
+            accounts::hash_password_in(&password, memory)
+        })
         .await?
         .map_err(Error::Internal)?;
     let mut tx = state.db().begin().await?;

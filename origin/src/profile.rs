@@ -144,7 +144,7 @@ async fn change_password(
     let hashed = limiter
         .hash(permit, move |memory| {
             accounts::verify(&current_password, &stored, memory)
-                .then(|| accounts::hash_password(&new_password))
+                .then(|| accounts::hash_password_in(&new_password, memory))
         })
         .await?;
     let Some(hashed) = hashed else {
