@@ -59,7 +59,8 @@ SELECT 1, id, 'owner' FROM admin_users;
 -- check at commit catches any writer that forgot.
 CREATE FUNCTION workspace_keeps_an_owner() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM workspaces w WHERE w.id = OLD.workspace_id)
+    IF OLD.role = 'owner'
+       AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = OLD.workspace_id)
        AND NOT EXISTS (SELECT 1 FROM workspace_members m
                        WHERE m.workspace_id = OLD.workspace_id AND m.role = 'owner') THEN
         RAISE EXCEPTION 'workspace % would have no owner', OLD.workspace_id

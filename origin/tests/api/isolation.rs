@@ -73,7 +73,12 @@ async fn other_workspace(app: &TestApp) -> Other {
         at: time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
         country: Some("DE".to_owned()),
         referrer: None,
-        user_agent: None,
+        // A person's browser (no user agent at all counts as a bot).
+        user_agent: Some(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/131.0.0.0 Safari/537.36"
+                .to_owned(),
+        ),
         qr: false,
         head: false,
         source: shortlink::edge::ClickSource::Edge,
@@ -393,7 +398,8 @@ impl Action {
             Self::CreateKey => (
                 Method::POST,
                 "/api/v1/keys".into(),
-                Some(json!({"name": "made", "scopes": ["links:read"]})),
+                // The one scope a workspace:admin key has (a key grants only its own).
+                Some(json!({"name": "made", "scopes": ["workspace:admin"]})),
             ),
             Self::RevokeKey => {
                 let created = post(
