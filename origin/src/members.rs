@@ -395,9 +395,9 @@ async fn lookup(
     }))
 }
 
-/// One answer for every token that cannot be used (unknown, used, revoked, expired), so
-/// none tells why. TODO(lead): a 404 saying "this invitation is invalid, used or expired"
-/// needs a variant in error.rs; `NotFound` says "not found".
+/// One answer for every token that cannot be used (unknown, used, revoked, expired), so none
+/// tells why. It should say "this invitation is invalid, used or expired": that needs a 404
+/// with its own message in `error.rs` (asked of the lead); until then, `NotFound`.
 fn invalid_invitation() -> Error {
     Error::NotFound
 }
