@@ -55,6 +55,10 @@ pub enum Error {
     LinkNotFound(String),
     #[error("not found")]
     NotFound,
+    /// An invitation's token that is unknown, used, revoked or expired: one answer for all,
+    /// so none tells why (404).
+    #[error("this invitation is invalid, used or expired")]
+    InvitationInvalid,
     #[error("the code {code:?} is already taken; choose another")]
     CodeTaken { code: String },
     /// Work that needs a CPU of its own (encoding an image) while every one is taken: retry
@@ -108,7 +112,9 @@ impl Error {
                 StatusCode::FORBIDDEN
             }
             Self::WorkspaceChanged | Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::LinkNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::LinkNotFound(_) | Self::NotFound | Self::InvitationInvalid => {
+                StatusCode::NOT_FOUND
+            }
             Self::CodeTaken { .. } => StatusCode::CONFLICT,
             Self::Busy | Self::Timeout | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,6 +137,7 @@ impl Error {
             Self::WorkspaceChanged => "workspace_changed",
             Self::Conflict { code, .. } => code,
             Self::LinkNotFound(_) | Self::NotFound => "not_found",
+            Self::InvitationInvalid => "invitation_invalid",
             Self::CodeTaken { .. } => "code_taken",
             Self::Busy => "busy",
             Self::Timeout => "timeout",

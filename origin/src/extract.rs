@@ -1,6 +1,6 @@
 //! Request extractors whose every rejection is the API's own error: `ApiJson<T>` for bodies
-//! and `ApiQuery<T>` for query strings (both naming the field at fault), and `CodePath` for the
-//! `{code}` in a path.
+//! and `ApiQuery<T>` for query strings (both naming the field at fault), `CodePath` for the
+//! `{code}` in a path and `IdPath` for a numeric id in one.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
@@ -186,5 +186,20 @@ mod tests {
                 assert!(!message.contains(" at line "), "{message}");
             }
         }
+    }
+}
+
+/// A numeric id in a path; anything else names nothing (404, decided without a query).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdPath(pub(crate) i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Error::NotFound)?;
+        id.parse().map(IdPath).map_err(|_| Error::NotFound)
     }
 }

@@ -4,7 +4,7 @@
 //! A key that creates a key may grant only the scopes it holds itself, so a key can never
 //! make a more powerful one than it is.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
@@ -16,7 +16,7 @@ use crate::audit::{self, Change};
 use crate::auth;
 use crate::caller::{Actor, Caller, Grant, WorkspaceId};
 use crate::error::Error;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, IdPath};
 
 /// Longest key name, in characters (the column is unbounded; the dashboard shows it in a row).
 pub(crate) const MAX_NAME_CHARS: usize = 100;
@@ -186,11 +186,9 @@ pub(crate) fn check_name(name: &str) -> Result<String, Error> {
 async fn revoke(
     State(state): State<crate::State>,
     caller: Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<StatusCode, Error> {
     let workspace = caller.may(Permission::Administer)?;
-    // An id that is not a number names no key.
-    let id: i64 = id.parse().map_err(|_| Error::NotFound)?;
     let mut tx = state.db().begin().await?;
     let row: Option<KeyRow> = sqlx::query_as(
         "WITH revoked AS (

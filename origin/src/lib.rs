@@ -22,6 +22,7 @@ mod first_start;
 mod gateway;
 mod health;
 mod invalidation;
+mod invitations;
 mod keys;
 mod links;
 mod members;
@@ -386,6 +387,7 @@ pub fn app(state: State) -> Router {
         .merge(analytics::stats::routes())
         .merge(workspaces::routes())
         .merge(members::routes())
+        .merge(invitations::routes())
         .merge(keys::routes())
         .merge(audit::routes())
         .merge(profile::routes())
@@ -409,7 +411,7 @@ pub fn app(state: State) -> Router {
         // Signing in, and looking up or signing up through an invitation, are the API calls
         // without credentials.
         .route("/session", axum::routing::post(accounts::sign_in))
-        .merge(members::public_routes());
+        .merge(invitations::public_routes());
     let api = with_gateway(api, &state);
     let edge = edge_api::routes(state.clone()).layer(DefaultBodyLimit::max(edge_api::BODY_LIMIT));
     Router::new()

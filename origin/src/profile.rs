@@ -16,7 +16,7 @@ use crate::accounts;
 use crate::caller::{Actor, Caller};
 use crate::error::Error;
 use crate::extract::ApiJson;
-use crate::members::IdPath;
+use crate::extract::IdPath;
 
 /// Most sessions listed: every sign-in makes one (for 7 days), so a script signing in in a
 /// loop could make the list as long as it likes.
