@@ -297,7 +297,6 @@ impl crate::State {
 }
 
 /// Applies the retention at start and every hour.
-#[allow(dead_code)] // Until State::spawn_background starts it (KURZ_AUDIT_RETENTION_DAYS).
 pub(crate) async fn forget_old_forever(db: PgPool, retention: time::Duration) {
     loop {
         match delete_before(&db, OffsetDateTime::now_utc() - retention).await {

@@ -111,6 +111,9 @@ pub struct Config {
     /// rollups that dashboards read are kept.
     #[arg(long, env = "KURZ_CLICK_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
     pub click_retention_days: u32,
+    /// Days audit log entries are kept; older ones are deleted every hour.
+    #[arg(long, env = "KURZ_AUDIT_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub audit_retention_days: u32,
     /// Record clicks of the origin's own redirects (`false`: redirects only, e.g. when the
     /// edge serves the traffic and the origin's redirects are a fallback).
     #[arg(long, env = "KURZ_RECORD_CLICKS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -277,6 +280,10 @@ impl Config {
 
     pub fn click_retention(&self) -> time::Duration {
         time::Duration::days(i64::from(self.click_retention_days))
+    }
+
+    pub fn audit_retention(&self) -> time::Duration {
+        time::Duration::days(i64::from(self.audit_retention_days))
     }
 
     /// Every host this deployment answers on, as far as its configuration tells: the public
@@ -517,6 +524,33 @@ mod tests {
             ["--api-body-limit", "100"],
         ] {
             assert!(serve(&refused).is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn retention() {
+        let days = |extra: &[&str]| {
+            serve(extra).map(|config| (config.click_retention_days, config.audit_retention_days))
+        };
+        assert_eq!(days(&[]).expect("defaults"), (400, 400));
+        let set = serve(&["--audit-retention-days", "36500"]).expect("valid");
+        assert_eq!(set.audit_retention(), time::Duration::days(36_500));
+        assert_eq!(
+            days(&[
+                "--click-retention-days",
+                "30",
+                "--audit-retention-days",
+                "1"
+            ])
+            .expect("valid"),
+            (30, 1)
+        );
+        for refused in [
+            ["--click-retention-days", "0"],
+            ["--audit-retention-days", "0"],
+            ["--audit-retention-days", "36501"],
+        ] {
+            assert!(days(&refused).is_err(), "{refused:?}");
         }
     }
 

@@ -86,6 +86,8 @@ struct Inner {
     /// Hosts whose links would redirect to this deployment (see `Config::own_hosts`).
     own_hosts: Vec<shortlink::HostKey>,
     click_retention: time::Duration,
+    /// Audit entries older than this are deleted (`KURZ_AUDIT_RETENTION_DAYS`).
+    audit_retention: time::Duration,
     record_clicks: bool,
     /// The built dashboard, served at `/admin`.
     admin_dir: Option<std::path::PathBuf>,
@@ -151,6 +153,7 @@ impl State {
                 },
                 own_hosts: config.own_hosts()?,
                 click_retention: config.click_retention(),
+                audit_retention: config.audit_retention(),
                 record_clicks: config.record_clicks,
                 admin_dir: config.admin_dir.clone(),
                 partitions: analytics::store::Partitions::default(),
@@ -351,6 +354,10 @@ impl State {
             tasks.push(Box::pin(edge_api::forget_old_nonces(self.clone())));
         }
         tasks.push(Box::pin(analytics::retention::run_forever(self.clone())));
+        tasks.push(Box::pin(audit::forget_old_forever(
+            self.inner.db.clone(),
+            self.inner.audit_retention,
+        )));
         tasks.push(Box::pin(sign_in_limit::forget_old_forever(
             self.inner.db.clone(),
             self.inner.sign_in.limits().clone(),

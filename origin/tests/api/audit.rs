@@ -383,3 +383,34 @@ async fn entries_are_never_changed_in_place() {
         .expect("entry");
     assert_eq!(name, "tests");
 }
+
+#[tokio::test]
+async fn a_serving_origin_applies_the_configured_retention() {
+    let database_url = crate::support::new_database().await;
+    let mut config = crate::support::config(&database_url);
+    config.audit_retention_days = 30;
+    let app = crate::support::app_with(&config).await;
+    sqlx::query(
+        "INSERT INTO audit_log (workspace_id, at, actor_kind, actor_id, actor_name, action,
+                                target_kind, target_id)
+         VALUES (1, now() - interval '31 days', 'user', 1, 'old', 'link.created', 'link', 1),
+                (1, now() - interval '29 days', 'user', 1, 'recent', 'link.created', 'link', 2)",
+    )
+    .execute(&app.db)
+    .await
+    .expect("entries");
+    let tasks = app.state.spawn_background();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let left = loop {
+        let left: Vec<String> = sqlx::query_scalar("SELECT actor_name FROM audit_log")
+            .fetch_all(&app.db)
+            .await
+            .expect("rows");
+        if left.len() == 1 || std::time::Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    assert_eq!(left, ["recent"]);
+}
