@@ -129,6 +129,7 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_workspace ON audit_log (workspace_id, id);
 CREATE INDEX audit_log_target ON audit_log (workspace_id, target_kind, target_id, id);
+CREATE INDEX audit_log_actor ON audit_log (workspace_id, actor_kind, actor_id, id);
 CREATE INDEX audit_log_at ON audit_log (at);
 
 CREATE FUNCTION audit_log_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

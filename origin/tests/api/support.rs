@@ -120,6 +120,7 @@ pub fn config(database_url: &str) -> Config {
         edge_url: None,
         edge_secret: None,
         click_retention_days: 400,
+        audit_retention_days: 400,
         record_clicks: true,
         client_ip_header: None,
         trusted_proxies: 1,
