@@ -118,7 +118,8 @@ CREATE TABLE audit_log (
     id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     at           TIMESTAMPTZ NOT NULL DEFAULT now(),
-    actor_kind   TEXT NOT NULL CHECK (actor_kind IN ('user', 'key')),
+    -- 'operator': the command line (`origin create-api-key`), actor_id 0.
+    actor_kind   TEXT NOT NULL CHECK (actor_kind IN ('user', 'key', 'operator')),
     actor_id     BIGINT NOT NULL,
     actor_name   TEXT NOT NULL,
     action       TEXT NOT NULL,

@@ -42,6 +42,15 @@ impl<'a> ActorRef<'a> {
         }
     }
 
+    /// Whoever ran a command of the origin's binary on the server.
+    pub(crate) fn operator() -> Self {
+        Self {
+            kind: "operator",
+            id: 0,
+            name: "operator (command line)",
+        }
+    }
+
     pub(crate) fn key(id: i64, name: &'a str) -> Self {
         Self {
             kind: "key",

@@ -140,28 +140,35 @@ pub(crate) async fn create_key(
     })
 }
 
-/// A key of `workspace` with `scopes`, made by an operator (the CLI) or a test; its secret.
+/// A key of `workspace` with `scopes`, made by an operator (the CLI) or a test, and logged in
+/// the workspace's audit log as made by the operator; its secret.
 pub async fn create_operator_key(
     db: &PgPool,
     workspace: i64,
     name: &str,
     scopes: &[Scope],
-) -> Result<String, sqlx::Error> {
-    let mut conn = db.acquire().await?;
+) -> Result<String, Error> {
+    let workspace = WorkspaceId::trusted(workspace);
+    let mut tx = db.begin().await?;
     let body = CreateApiKey {
         name: name.to_owned(),
         scopes: scopes.to_vec(),
         expires_at: None,
     };
-    Ok(
-        create_key(&mut conn, WorkspaceId::trusted(workspace), &body, None)
-            .await?
-            .key,
-    )
+    let created = create_key(&mut tx, workspace, &body, None).await?;
+    let change = crate::audit::Change {
+        action: "key.created",
+        target: ("key", created.api_key.id),
+        before: None,
+        after: Some(crate::audit::fields(&created.api_key)?),
+    };
+    crate::audit::record(&mut tx, workspace, crate::audit::ActorRef::operator(), change).await?;
+    tx.commit().await?;
+    Ok(created.key)
 }
 
 /// A key with every scope in the default workspace (workspace 1), named `name`.
-pub async fn create_default_key(db: &PgPool, name: &str) -> Result<String, sqlx::Error> {
+pub async fn create_default_key(db: &PgPool, name: &str) -> Result<String, Error> {
     create_operator_key(db, 1, name, &Scope::ALL).await
 }
 
