@@ -277,9 +277,10 @@ pub(crate) async fn most_visited(
              SELECT link_id, sum(clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END)::int8 AS count
              FROM link_stats_hourly
              WHERE hour >= $1 AND hour < $2
+               AND link_id IN (SELECT id FROM links WHERE workspace_id = $5 AND deleted_at IS NULL)
              GROUP BY link_id
          ) AS s JOIN links l ON l.id = s.link_id
-         WHERE s.count > 0 AND l.deleted_at IS NULL AND l.workspace_id = $5
+         WHERE s.count > 0
          ORDER BY s.count DESC, l.code
          LIMIT $4",
     )
