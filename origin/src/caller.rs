@@ -73,7 +73,36 @@ impl Grant {
             Self::Scopes(scopes) => scopes.iter().any(|s| s.permission() == permission),
         }
     }
+
+    /// Whether this grant may give `role` to a person (invite with it, or change a member to
+    /// it): only if every permission the role allows is allowed to this grant too, so nobody
+    /// makes a person more powerful than themselves. A role grants itself and lesser roles;
+    /// scopes grant a role only if they hold all its permissions (never `owner`: no scope owns).
+    pub(crate) fn may_grant(&self, role: Role) -> bool {
+        PERMISSIONS
+            .into_iter()
+            .all(|permission| !role.permits(permission) || self.permits(permission))
+    }
 }
+
+/// Every permission, for [`Grant::may_grant`].
+const PERMISSIONS: [Permission; 5] = {
+    // A new permission fails to compile here until it is added to the list.
+    match Permission::ReadLinks {
+        Permission::ReadLinks
+        | Permission::WriteLinks
+        | Permission::ReadStats
+        | Permission::Administer
+        | Permission::Own => {}
+    }
+    [
+        Permission::ReadLinks,
+        Permission::WriteLinks,
+        Permission::ReadStats,
+        Permission::Administer,
+        Permission::Own,
+    ]
+};
 
 impl Caller {
     pub(crate) fn new(actor: Actor, workspace: Option<(i64, Grant)>) -> Self {
@@ -90,6 +119,35 @@ impl Caller {
                 needs: needs(permission, grant),
             })
         }
+    }
+
+    /// Nothing, if the caller may give `role` to a person ([`Grant::may_grant`]): 403 otherwise.
+    pub(crate) fn may_grant(&self, role: Role) -> Result<(), Error> {
+        let (_, grant) = self.workspace.as_ref().ok_or(Error::NoWorkspace)?;
+        if grant.may_grant(role) {
+            return Ok(());
+        }
+        let needs = match (grant, role) {
+            (_, Role::Owner) => "an owner of the workspace to make an owner (API keys cannot)",
+            (Grant::Role(_), Role::Admin) => "the role admin or owner to give the role admin",
+            (Grant::Role(_), Role::Editor) => {
+                "the role editor, admin or owner to give the role editor"
+            }
+            (Grant::Role(_), Role::Viewer) => "membership of the workspace to give the role viewer",
+            (Grant::Scopes(_), Role::Admin) => {
+                "the scopes links:read, links:write, stats:read and workspace:admin to give \
+                 the role admin (a key may give only a role that can do no more than the key)"
+            }
+            (Grant::Scopes(_), Role::Editor) => {
+                "the scopes links:read, links:write and stats:read to give the role editor \
+                 (a key may give only a role that can do no more than the key)"
+            }
+            (Grant::Scopes(_), Role::Viewer) => {
+                "the scopes links:read and stats:read to give the role viewer (a key may give \
+                 only a role that can do no more than the key)"
+            }
+        };
+        Err(Error::Forbidden { needs })
     }
 
     /// The caller's workspace, for anything any member may do (see who else is in it).
@@ -204,6 +262,39 @@ mod tests {
         let everything = key(&Scope::ALL);
         assert!(everything.may(Permission::Administer).is_ok());
         assert!(everything.may(Permission::Own).is_err(), "keys never own");
+    }
+
+    #[test]
+    fn a_grant_gives_only_roles_that_can_do_no_more_than_itself() {
+        use Role::*;
+        // (grant, the roles it may give)
+        let cases: [(Grant, &[Role]); 7] = [
+            (Grant::Role(Owner), &[Owner, Admin, Editor, Viewer]),
+            (Grant::Role(Admin), &[Admin, Editor, Viewer]),
+            (Grant::Role(Editor), &[Editor, Viewer]),
+            (Grant::Role(Viewer), &[Viewer]),
+            (Grant::Scopes(Scope::ALL.to_vec()), &[Admin, Editor, Viewer]),
+            (Grant::Scopes(vec![Scope::WorkspaceAdmin]), &[]),
+            (
+                Grant::Scopes(vec![Scope::LinksRead, Scope::StatsRead]),
+                &[Viewer],
+            ),
+        ];
+        for (grant, allowed) in cases {
+            for role in Role::ALL {
+                assert_eq!(
+                    grant.may_grant(role),
+                    allowed.contains(&role),
+                    "{grant:?} giving {role:?}"
+                );
+            }
+        }
+        let admin_key = key(&[Scope::WorkspaceAdmin]);
+        assert!(matches!(
+            admin_key.may_grant(Viewer),
+            Err(Error::Forbidden { .. })
+        ));
+        assert!(key(&Scope::ALL).may_grant(Admin).is_ok());
     }
 
     #[test]

@@ -23,12 +23,27 @@ use crate::audit::{self, ActorRef, Change};
 use crate::caller::{Caller, Grant, WorkspaceId};
 use crate::error::Error;
 use crate::extract::{ApiJson, IdPath};
-use crate::members::{join, lock, parse_role};
+use crate::members::{self, join, lock, parse_role};
 
 /// How long an invitation can be used.
 const INVITATION_LIFETIME: time::Duration = time::Duration::days(7);
 /// Most open invitations of a workspace: each is a way in, and the list shows them all.
 const MAX_OPEN_INVITATIONS: i64 = 100;
+
+/// The SQL condition on an invitation `i` that can still be used: not used, not revoked, not
+/// expired, and its maker still a member of its workspace who may give its role (an admin or
+/// owner whose role can do at least what the invitation's can, as [`Grant::may_grant`] says;
+/// a test checks the two agree). A macro, so that queries `concat!` it as one literal.
+macro_rules! usable {
+    () => {
+        "(i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > now()
+          AND EXISTS (SELECT 1 FROM workspace_members maker
+                      WHERE maker.workspace_id = i.workspace_id AND maker.user_id = i.created_by
+                        AND (maker.role, i.role) IN (VALUES ('owner', 'owner'), ('owner', 'admin'),
+                            ('owner', 'editor'), ('owner', 'viewer'), ('admin', 'admin'),
+                            ('admin', 'editor'), ('admin', 'viewer'))))"
+    };
+}
 
 pub(crate) fn routes() -> Router<crate::State> {
     Router::new()
@@ -63,13 +78,14 @@ async fn list_invitations(
     caller: Caller,
 ) -> Result<Json<Vec<Invitation>>, Error> {
     let workspace = caller.may(Permission::Administer)?;
-    let rows: Vec<InvitationRow> = sqlx::query_as(
+    let rows: Vec<InvitationRow> = sqlx::query_as(concat!(
         "SELECT i.id, i.role, u.username, i.created_at, i.expires_at
          FROM workspace_invitations i LEFT JOIN admin_users u ON u.id = i.created_by
-         WHERE i.workspace_id = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL
-           AND i.expires_at > now()
-         ORDER BY i.id",
-    )
+         WHERE i.workspace_id = $1 AND ",
+        usable!(),
+        "
+         ORDER BY i.id"
+    ))
     .bind(workspace.get())
     .fetch_all(state.db())
     .await?;
@@ -86,16 +102,21 @@ async fn invite(
     ApiJson(body): ApiJson<CreateInvitation>,
 ) -> Result<(StatusCode, Json<CreatedInvitation>), Error> {
     let workspace = caller.may(Permission::Administer)?;
-    if body.role == Role::Owner {
-        caller.may(Permission::Own)?;
-    }
+    // A person, so that `claim` can check their authority again when the invitation is used:
+    // the table keeps who made it, and a key has no role to check.
+    let Ok((created_by, _)) = caller.user() else {
+        return Err(Error::Forbidden {
+            needs: "a person signed in to the dashboard: invitations are made by people, \
+                    not API keys",
+        });
+    };
+    caller.may_grant(body.role)?;
     let mut tx = state.db().begin().await?;
     lock(&mut tx, workspace).await?;
-    let open: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM workspace_invitations
-         WHERE workspace_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL
-           AND expires_at > now()",
-    )
+    let open: i64 = sqlx::query_scalar(concat!(
+        "SELECT count(*) FROM workspace_invitations i WHERE i.workspace_id = $1 AND ",
+        usable!()
+    ))
     .bind(workspace.get())
     .fetch_one(&mut *tx)
     .await?;
@@ -109,7 +130,6 @@ async fn invite(
         });
     }
     let token = accounts::random_token();
-    let created_by = caller.user().ok().map(|(id, _)| id);
     let row: InvitationRow = sqlx::query_as(
         "INSERT INTO workspace_invitations (workspace_id, token_hash, role, created_by, expires_at)
          VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
@@ -176,16 +196,17 @@ async fn lookup(
     State(state): State<crate::State>,
     ApiJson(body): ApiJson<InvitationToken>,
 ) -> Result<Json<InvitationPreview>, Error> {
-    let (workspace_name, role, expires_at): (String, String, OffsetDateTime) = sqlx::query_as(
-        "SELECT w.name, i.role, i.expires_at
-         FROM workspace_invitations i JOIN workspaces w ON w.id = i.workspace_id
-         WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL
-           AND i.expires_at > now()",
-    )
-    .bind(accounts::hash(&body.token).as_slice())
-    .fetch_optional(state.db())
-    .await?
-    .ok_or_else(invalid_invitation)?;
+    let (workspace_name, role, expires_at): (String, String, OffsetDateTime) =
+        sqlx::query_as(concat!(
+            "SELECT w.name, i.role, i.expires_at
+             FROM workspace_invitations i JOIN workspaces w ON w.id = i.workspace_id
+             WHERE i.token_hash = $1 AND ",
+            usable!()
+        ))
+        .bind(accounts::hash(&body.token).as_slice())
+        .fetch_optional(state.db())
+        .await?
+        .ok_or_else(invalid_invitation)?;
     Ok(Json(InvitationPreview {
         workspace_name,
         role: parse_role(&role)?,
@@ -223,24 +244,38 @@ async fn accept(
 }
 
 /// Uses the invitation of `token` for `user_id`, once: the workspace and role it grants.
+/// Locks the workspace, then the user, as every change of members does (`members::lock`).
 async fn claim(
     tx: &mut PgConnection,
     token: &str,
     user_id: i64,
 ) -> Result<(WorkspaceId, Role), Error> {
-    let (workspace, role): (i64, String) = sqlx::query_as(
-        "UPDATE workspace_invitations SET accepted_at = now(), accepted_by = $2
-         WHERE token_hash = $1 AND accepted_at IS NULL AND revoked_at IS NULL
-           AND expires_at > now()
-         RETURNING workspace_id, role",
-    )
-    .bind(accounts::hash(token).as_slice())
+    let token_hash = accounts::hash(token);
+    // The token names the workspace: the invitation is the permission.
+    let workspace: i64 =
+        sqlx::query_scalar("SELECT workspace_id FROM workspace_invitations WHERE token_hash = $1")
+            .bind(token_hash.as_slice())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(invalid_invitation)?;
+    let workspace = WorkspaceId::trusted(workspace);
+    lock(tx, workspace).await?;
+    members::lock_user(tx, user_id).await?;
+    // Decided under the workspace's lock: the maker's membership cannot change meanwhile.
+    let role: String = sqlx::query_scalar(concat!(
+        "UPDATE workspace_invitations i SET accepted_at = now(), accepted_by = $2
+         WHERE i.token_hash = $1 AND i.workspace_id = $3 AND ",
+        usable!(),
+        "
+         RETURNING i.role"
+    ))
+    .bind(token_hash.as_slice())
     .bind(user_id)
+    .bind(workspace.get())
     .fetch_optional(tx)
     .await?
     .ok_or_else(invalid_invitation)?;
-    // The token named the workspace: the invitation is the permission.
-    Ok((WorkspaceId::trusted(workspace), parse_role(&role)?))
+    Ok((workspace, parse_role(&role)?))
 }
 
 /// A new person joins through an invitation and is signed in, as by `POST /session`.
@@ -261,11 +296,11 @@ async fn sign_up(
     }
     accounts::check_new_password("password", &body.password)?;
     // No password is hashed for a token that cannot be used (the claim below decides).
-    let usable: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM workspace_invitations
-                        WHERE token_hash = $1 AND accepted_at IS NULL AND revoked_at IS NULL
-                          AND expires_at > now())",
-    )
+    let usable: bool = sqlx::query_scalar(concat!(
+        "SELECT EXISTS (SELECT 1 FROM workspace_invitations i WHERE i.token_hash = $1 AND ",
+        usable!(),
+        ")"
+    ))
     .bind(accounts::hash(&body.token).as_slice())
     .fetch_one(state.db())
     .await?;
@@ -305,4 +340,26 @@ async fn sign_up(
     .await?;
     tx.commit().await?;
     accounts::start_session(&state, &headers, user_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pairs in [`usable`] are the (maker's role, invitation's role) pairs that
+    /// [`Grant::may_grant`] allows to a role that may make invitations.
+    #[test]
+    fn usable_agrees_with_may_grant() {
+        let mut pairs = Vec::new();
+        for maker in Role::ALL {
+            for role in Role::ALL {
+                if maker.permits(Permission::Administer) && Grant::Role(maker).may_grant(role) {
+                    pairs.push(format!("('{}', '{}')", maker.as_str(), role.as_str()));
+                }
+            }
+        }
+        let condition: String = usable!().split_whitespace().collect::<Vec<_>>().join(" ");
+        let values = format!("IN (VALUES {}))", pairs.join(", "));
+        assert!(condition.contains(&values), "{condition}\n{values}");
+    }
 }

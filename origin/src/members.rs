@@ -94,6 +94,16 @@ pub(crate) async fn lock(tx: &mut PgConnection, workspace: WorkspaceId) -> Resul
     Ok(())
 }
 
+/// Locks a person's row, after their workspace's (see [`lock`]): it serialises their joins
+/// and their creations of workspaces, so that their count of memberships holds.
+pub(crate) async fn lock_user(tx: &mut PgConnection, user_id: i64) -> Result<(), Error> {
+    sqlx::query("SELECT 1 FROM admin_users WHERE id = $1 FOR UPDATE")
+        .bind(user_id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// A member of `workspace` (404 for anyone else), with the workspace locked.
 async fn find_member(
     tx: &mut PgConnection,
@@ -134,7 +144,8 @@ async fn refuse_last_owner(
     Ok(())
 }
 
-/// Admins change roles; making an owner, or changing an owner's role, takes an owner.
+/// Admins change roles, to roles that can do no more than they can; making an owner, or
+/// changing an owner's role, takes an owner.
 async fn change_role(
     State(state): State<crate::State>,
     caller: Caller,
@@ -145,9 +156,11 @@ async fn change_role(
     let mut tx = state.db().begin().await?;
     lock(&mut tx, workspace).await?;
     let before = find_member(&mut tx, workspace, user_id).await?;
-    if before.role == Role::Owner || body.role == Role::Owner {
+    if before.role == Role::Owner {
         caller.may(Permission::Own)?;
     }
+    // Nobody makes a member more powerful than themselves (an owner only by an owner).
+    caller.may_grant(body.role)?;
     if before.role == body.role {
         return Ok(Json(before));
     }
@@ -217,13 +230,8 @@ pub(crate) async fn join(
     role: Role,
     actor: ActorRef<'_>,
 ) -> Result<Member, Error> {
-    // The user's row first, then the workspace's: the same order as `POST /workspaces`
-    // (user only) and the member changes (workspace only), so no two wait in a cycle.
-    sqlx::query("SELECT 1 FROM admin_users WHERE id = $1 FOR UPDATE")
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
     lock(tx, workspace).await?;
+    lock_user(tx, user_id).await?;
     if find_member(tx, workspace, user_id).await.is_ok() {
         return Err(Error::Conflict {
             code: "already_member",

@@ -181,6 +181,12 @@ async fn who_may_change_roles() {
     let app = spawn_app().await;
     let t = team(&app, "acme").await;
     let admin_key = app.key(t.workspace, &["workspace:admin"]).await;
+    let full_key = app
+        .key(
+            t.workspace,
+            &["links:read", "links:write", "stats:read", "workspace:admin"],
+        )
+        .await;
     let reader_key = app.key(t.workspace, &["links:read", "links:write"]).await;
     let target = app.user("target", &[(t.workspace, "editor")]).await;
     let path = format!("/api/v1/members/{}", id(&target));
@@ -202,12 +208,33 @@ async fn who_may_change_roles() {
         ),
         (
             "key makes an owner",
-            &admin_key,
+            &full_key,
             "owner",
             StatusCode::FORBIDDEN,
         ),
+        // A key with only workspace:admin cannot read links or stats: no role it gives may.
+        (
+            "workspace:admin key gives viewer",
+            &admin_key,
+            "viewer",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "workspace:admin key gives editor",
+            &admin_key,
+            "editor",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "workspace:admin key gives admin",
+            &admin_key,
+            "admin",
+            StatusCode::FORBIDDEN,
+        ),
         ("admin", &t.admin, "viewer", StatusCode::OK),
-        ("key with admin", &admin_key, "admin", StatusCode::OK),
+        ("full key gives editor", &full_key, "editor", StatusCode::OK),
+        ("full key gives viewer", &full_key, "viewer", StatusCode::OK),
+        ("full key gives admin", &full_key, "admin", StatusCode::OK),
         ("owner makes an owner", &t.owner, "owner", StatusCode::OK),
         (
             "admin changes an owner",
@@ -217,7 +244,7 @@ async fn who_may_change_roles() {
         ),
         (
             "key changes an owner",
-            &admin_key,
+            &full_key,
             "viewer",
             StatusCode::FORBIDDEN,
         ),
@@ -241,7 +268,7 @@ async fn who_may_change_roles() {
         );
     }
     let entries = audited(&app, t.workspace, "member.role_changed").await;
-    assert_eq!(entries.len(), 4);
+    assert_eq!(entries.len(), 6);
     let (actor, before, after) = &entries[0];
     assert_eq!(actor, "acme-admin");
     assert_eq!(
@@ -454,10 +481,16 @@ async fn invitations_who_may_and_what_is_stored() {
     let app = spawn_app().await;
     let t = team(&app, "acme").await;
     let admin_key = app.key(t.workspace, &["workspace:admin"]).await;
+    let full_key = app
+        .key(
+            t.workspace,
+            &["links:read", "links:write", "stats:read", "workspace:admin"],
+        )
+        .await;
     let reader_key = app
         .key(t.workspace, &["links:read", "links:write", "stats:read"])
         .await;
-    let cases: Vec<(&str, &As, &str, StatusCode)> = vec![
+    let mut cases: Vec<(&str, &As, &str, StatusCode)> = vec![
         ("viewer", &t.viewer, "viewer", StatusCode::FORBIDDEN),
         ("editor", &t.editor, "viewer", StatusCode::FORBIDDEN),
         (
@@ -472,14 +505,13 @@ async fn invitations_who_may_and_what_is_stored() {
             "owner",
             StatusCode::FORBIDDEN,
         ),
-        (
-            "key invites an owner",
-            &admin_key,
-            "owner",
-            StatusCode::FORBIDDEN,
-        ),
         ("admin", &t.admin, "editor", StatusCode::CREATED),
-        ("key with admin", &admin_key, "viewer", StatusCode::CREATED),
+        (
+            "admin invites an admin",
+            &t.admin,
+            "admin",
+            StatusCode::CREATED,
+        ),
         (
             "owner invites an owner",
             &t.owner,
@@ -487,6 +519,22 @@ async fn invitations_who_may_and_what_is_stored() {
             StatusCode::CREATED,
         ),
     ];
+    // Invitations are made by people (whose authority is checked again when one is used),
+    // whatever the key's scopes.
+    for role in ["viewer", "editor", "admin", "owner"] {
+        cases.push((
+            "workspace:admin key",
+            &admin_key,
+            role,
+            StatusCode::FORBIDDEN,
+        ));
+        cases.push((
+            "key with every scope",
+            &full_key,
+            role,
+            StatusCode::FORBIDDEN,
+        ));
+    }
     let mut tokens = Vec::new();
     for (case, who, role, status) in cases {
         let response = app
@@ -544,7 +592,9 @@ async fn invitations_who_may_and_what_is_stored() {
     let list = list.as_array().expect("list");
     assert_eq!(list.len(), 3);
     assert_eq!(list[0]["created_by"], "acme-admin");
-    assert_eq!(list[1]["created_by"], Value::Null, "made by a key");
+    assert_eq!(list[1]["created_by"], "acme-admin");
+    assert_eq!(list[1]["role"], "admin");
+    assert_eq!(list[2]["created_by"], "acme-owner");
     assert!(
         !list
             .iter()
@@ -890,13 +940,15 @@ async fn signing_up_through_an_invitation() {
 async fn open_invitations_are_bounded() {
     let app = spawn_app().await;
     let t = team(&app, "acme").await;
-    // 99 made in SQL (their tokens are never used), the 100th through the API.
+    // 99 made in SQL by the admin (their tokens are never used), the 100th through the API.
     sqlx::query(
-        "INSERT INTO workspace_invitations (workspace_id, token_hash, role, expires_at)
-         SELECT $1, sha256(i::text::bytea), 'viewer', now() + interval '1 day'
+        "INSERT INTO workspace_invitations (workspace_id, token_hash, role, created_by,
+                                           expires_at)
+         SELECT $1, sha256(i::text::bytea), 'viewer', $2, now() + interval '1 day'
          FROM generate_series(1, 99) i",
     )
     .bind(t.workspace)
+    .bind(id(&t.admin))
     .execute(&app.db)
     .await
     .expect("invitations");
@@ -965,4 +1017,95 @@ async fn members_are_bounded() {
     assert_eq!(code, "too_many_members");
     let still = public(&app, "/api/v1/invitations/lookup", json!({"token": token})).await;
     assert_eq!(still.status, StatusCode::OK, "the invitation stays unused");
+}
+
+/// Sets a member's role in SQL, past the API (and its revocations), to test what `claim`
+/// checks by itself.
+async fn set_role_in_sql(app: &TestApp, workspace: i64, user: i64, role: Option<&str>) {
+    let query = match role {
+        Some(_) => {
+            "UPDATE workspace_members SET role = $3 WHERE workspace_id = $1 AND user_id = $2"
+        }
+        None => "DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+    };
+    sqlx::query(query)
+        .bind(workspace)
+        .bind(user)
+        .bind(role)
+        .execute(&app.db)
+        .await
+        .expect("role");
+}
+
+#[tokio::test]
+async fn an_invitation_needs_its_makers_authority_when_used() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let (_, admin_token) = invite(&app, &t.admin, "admin").await;
+    let (_, editor_token) = invite(&app, &t.admin, "editor").await;
+    let (_, viewer_token) = invite(&app, &t.admin, "viewer").await;
+    let joiner = app.user("joiner", &[]).await;
+    let accept = |token: String| {
+        let (app, joiner) = (&app, &joiner);
+        async move {
+            app.call(
+                joiner,
+                Method::POST,
+                "/api/v1/invitations/accept",
+                Some(json!({"token": token})),
+            )
+            .await
+        }
+    };
+    // The maker is now an editor: who may not invite at all.
+    set_role_in_sql(&app, t.workspace, id(&t.admin), Some("editor")).await;
+    for token in [&admin_token, &editor_token, &viewer_token] {
+        public(&app, "/api/v1/invitations/lookup", json!({"token": token}))
+            .await
+            .error(StatusCode::NOT_FOUND);
+    }
+    accept(editor_token.clone())
+        .await
+        .error(StatusCode::NOT_FOUND);
+    let (code, _) = public(
+        &app,
+        "/api/v1/invitations/sign-up",
+        json!({"token": admin_token, "username": "newbie", "password": "long enough password"}),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
+    assert_eq!(code, "invitation_invalid");
+    let listed = app
+        .call(&t.owner, Method::GET, "/api/v1/invitations", None)
+        .await;
+    assert_eq!(
+        listed.json(),
+        json!([]),
+        "unusable invitations are not listed"
+    );
+    // An admin again: the invitations work again (they were refused, not used).
+    set_role_in_sql(&app, t.workspace, id(&t.admin), Some("admin")).await;
+    let response = accept(editor_token.clone()).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(
+        role_of(&app, t.workspace, id(&joiner)).await.as_deref(),
+        Some("editor")
+    );
+    // The maker left: nothing they made lets anyone in.
+    set_role_in_sql(&app, t.workspace, id(&t.admin), None).await;
+    for token in [&admin_token, &viewer_token] {
+        public(&app, "/api/v1/invitations/lookup", json!({"token": token}))
+            .await
+            .error(StatusCode::NOT_FOUND);
+    }
+    let late = app.user("late", &[]).await;
+    app.call(
+        &late,
+        Method::POST,
+        "/api/v1/invitations/accept",
+        Some(json!({"token": viewer_token})),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
+    assert_eq!(role_of(&app, t.workspace, id(&late)).await, None);
 }
