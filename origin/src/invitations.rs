@@ -191,6 +191,46 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Revokes the usable invitations `user_id` made in `workspace` with any of `roles`, each with
+/// an `invitation.revoked` entry by `actor`: a person's invitations go with their authority.
+/// Call before their membership changes (the workspace locked): [`usable`] asks for it.
+pub(crate) async fn revoke_made_by(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    user_id: i64,
+    roles: &[Role],
+    actor: ActorRef<'_>,
+) -> Result<(), Error> {
+    if roles.is_empty() {
+        return Ok(());
+    }
+    let roles: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+    let rows: Vec<InvitationRow> = sqlx::query_as(concat!(
+        "UPDATE workspace_invitations i SET revoked_at = now()
+         WHERE i.workspace_id = $1 AND i.created_by = $2 AND i.role = ANY($3) AND ",
+        usable!(),
+        "
+         RETURNING i.id, i.role, (SELECT username FROM admin_users WHERE id = i.created_by),
+                   i.created_at, i.expires_at"
+    ))
+    .bind(workspace.get())
+    .bind(user_id)
+    .bind(&roles)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in rows {
+        let invitation = invitation(row)?;
+        let change = Change {
+            action: "invitation.revoked",
+            target: ("invitation", invitation.id),
+            before: Some(audit::fields(&invitation)?),
+            after: None,
+        };
+        audit::record(tx, workspace, actor, change).await?;
+    }
+    Ok(())
+}
+
 /// What a token opens, if it can still be used.
 async fn lookup(
     State(state): State<crate::State>,

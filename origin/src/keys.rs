@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use shortlink::workspace::{ApiKey, CreateApiKey, Permission, Scope};
 use time::OffsetDateTime;
 
-use crate::audit::{self, Change};
+use crate::audit::{self, ActorRef, Change};
 use crate::auth;
 use crate::caller::{Actor, Caller, Grant, WorkspaceId};
 use crate::error::Error;
@@ -215,6 +215,50 @@ async fn revoke(
     audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes the live keys `user_id` made in `workspace` that hold any of `scopes`, each with a
+/// `key.revoked` entry by `actor`: a person's keys go with their authority (they left, or their
+/// new role may not do what the keys may).
+pub(crate) async fn revoke_made_by(
+    tx: &mut sqlx::PgConnection,
+    workspace: WorkspaceId,
+    user_id: i64,
+    scopes: &[Scope],
+    actor: ActorRef<'_>,
+) -> Result<(), Error> {
+    if scopes.is_empty() {
+        return Ok(());
+    }
+    let scopes: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
+    let rows: Vec<KeyRow> = sqlx::query_as(
+        "WITH revoked AS (
+             UPDATE api_keys SET revoked_at = now()
+             WHERE workspace_id = $1 AND created_by = $2 AND revoked_at IS NULL
+               AND scopes && $3::text[]
+             RETURNING id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at
+         )
+         SELECT r.id, r.name, r.prefix, r.scopes, u.username, r.created_at, r.expires_at,
+                r.last_used_at
+         FROM revoked r LEFT JOIN admin_users u ON u.id = r.created_by
+         ORDER BY r.id",
+    )
+    .bind(workspace.get())
+    .bind(user_id)
+    .bind(&scopes)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in rows {
+        let key = api_key(row);
+        let change = Change {
+            action: "key.revoked",
+            target: ("key", key.id),
+            before: Some(audit::fields(&key)?),
+            after: None,
+        };
+        audit::record(tx, workspace, actor, change).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

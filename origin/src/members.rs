@@ -12,12 +12,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch};
 use axum::{Json, Router};
 use serde::Serialize;
-use shortlink::workspace::{ChangeRole, Member, Permission, Role};
+use shortlink::workspace::{ChangeRole, Member, Permission, Role, Scope};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use crate::audit::{self, ActorRef, Change};
-use crate::caller::{Actor, Caller, WorkspaceId};
+use crate::caller::{Actor, Caller, Grant, WorkspaceId};
 use crate::error::Error;
 use crate::extract::{ApiJson, IdPath};
 
@@ -165,6 +165,14 @@ async fn change_role(
         return Ok(Json(before));
     }
     refuse_last_owner(&mut tx, workspace, &before).await?;
+    revoke_beyond(
+        &mut tx,
+        workspace,
+        user_id,
+        Some(body.role),
+        caller.audit_actor(),
+    )
+    .await?;
     sqlx::query("UPDATE workspace_members SET role = $3 WHERE workspace_id = $1 AND user_id = $2")
         .bind(workspace.get())
         .bind(user_id)
@@ -205,6 +213,7 @@ async fn remove(
         caller.may(Permission::Own)?;
     }
     refuse_last_owner(&mut tx, workspace, &before).await?;
+    revoke_beyond(&mut tx, workspace, user_id, None, caller.audit_actor()).await?;
     sqlx::query("DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2")
         .bind(workspace.get())
         .bind(user_id)
@@ -219,6 +228,31 @@ async fn remove(
     audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes the keys and open invitations `user_id` made in `workspace` that `role` (`None`:
+/// they are leaving) could not make: what a person made does not outlive their authority.
+/// Call with the workspace locked, before the membership changes.
+async fn revoke_beyond(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    user_id: i64,
+    role: Option<Role>,
+    actor: ActorRef<'_>,
+) -> Result<(), Error> {
+    let scopes: Vec<Scope> = Scope::ALL
+        .into_iter()
+        .filter(|scope| !role.is_some_and(|role| role.permits(scope.permission())))
+        .collect();
+    let may_invite = |role: Role, invited: Role| {
+        role.permits(Permission::Administer) && Grant::Role(role).may_grant(invited)
+    };
+    let roles: Vec<Role> = Role::ALL
+        .into_iter()
+        .filter(|invited| !role.is_some_and(|role| may_invite(role, *invited)))
+        .collect();
+    crate::keys::revoke_made_by(tx, workspace, user_id, &scopes, actor).await?;
+    crate::invitations::revoke_made_by(tx, workspace, user_id, &roles, actor).await
 }
 
 /// Makes `user_id` a member of `workspace` as `role`, logged as `member.joined` by `actor`

@@ -1109,3 +1109,167 @@ async fn an_invitation_needs_its_makers_authority_when_used() {
     .error(StatusCode::NOT_FOUND);
     assert_eq!(role_of(&app, t.workspace, id(&late)).await, None);
 }
+
+/// A key `who` makes through the API with `scopes`.
+async fn make_key(app: &TestApp, who: &As, scopes: &[&str]) -> As {
+    let response = app
+        .call(
+            who,
+            Method::POST,
+            "/api/v1/keys",
+            Some(json!({"name": "made", "scopes": scopes})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", text(&response));
+    As::Key(response.json()["key"].as_str().expect("key").to_owned())
+}
+
+/// Whether a key still gets in (it may be refused what it lacks, but it is known).
+async fn key_works(app: &TestApp, key: &As) -> bool {
+    let response = app.call(key, Method::GET, "/api/v1/workspace", None).await;
+    response.status == StatusCode::OK
+}
+
+async fn usable(app: &TestApp, token: &str) -> bool {
+    let response = public(app, "/api/v1/invitations/lookup", json!({"token": token})).await;
+    response.status == StatusCode::OK
+}
+
+#[tokio::test]
+async fn a_removed_members_keys_and_invitations_are_revoked() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let leaver = app.user("leaver", &[(t.workspace, "admin")]).await;
+    let mut made = Vec::new();
+    for who in [&t.admin, &leaver] {
+        let key = make_key(&app, who, &["links:read"]).await;
+        let (_, token) = invite(&app, who, "viewer").await;
+        made.push((key, token));
+    }
+    // The owner's own key and invitation stay through all of it.
+    let owners_key = make_key(&app, &t.owner, &["links:read"]).await;
+    let (_, owners_token) = invite(&app, &t.owner, "viewer").await;
+    // Removed by the owner.
+    let response = app
+        .call(
+            &t.owner,
+            Method::DELETE,
+            &format!("/api/v1/members/{}", id(&t.admin)),
+            None,
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::NO_CONTENT);
+    assert!(!key_works(&app, &made[0].0).await);
+    assert!(!usable(&app, &made[0].1).await);
+    assert!(
+        key_works(&app, &made[1].0).await,
+        "another member's key stays"
+    );
+    assert!(usable(&app, &made[1].1).await);
+    // Leaving.
+    let response = app
+        .call(
+            &leaver,
+            Method::DELETE,
+            &format!("/api/v1/members/{}", id(&leaver)),
+            None,
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::NO_CONTENT);
+    assert!(!key_works(&app, &made[1].0).await);
+    assert!(!usable(&app, &made[1].1).await);
+    assert!(key_works(&app, &owners_key).await);
+    assert!(usable(&app, &owners_token).await);
+    // Each revocation is in the log, by whoever removed the member.
+    let keys = audited(&app, t.workspace, "key.revoked").await;
+    let invitations = audited(&app, t.workspace, "invitation.revoked").await;
+    for entries in [&keys, &invitations] {
+        let actors: Vec<&str> = entries.iter().map(|(actor, ..)| actor.as_str()).collect();
+        assert_eq!(actors, ["acme-owner", "leaver"]);
+        assert!(
+            entries
+                .iter()
+                .all(|(_, before, after)| before.is_some() && after.is_none())
+        );
+    }
+    assert_eq!(
+        keys[0].1.as_ref().expect("before")["created_by"],
+        "acme-admin"
+    );
+    assert_eq!(
+        invitations[1].1.as_ref().expect("before")["created_by"],
+        "leaver"
+    );
+}
+
+#[tokio::test]
+async fn a_lowered_members_keys_and_invitations_beyond_the_new_role_are_revoked() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let second = app.user("second", &[(t.workspace, "owner")]).await;
+    let reader = make_key(&app, &second, &["links:read", "stats:read"]).await;
+    let writer = make_key(&app, &second, &["links:read", "links:write"]).await;
+    let admin = make_key(&app, &second, &["workspace:admin"]).await;
+    let mut tokens = Vec::new();
+    for role in ["owner", "admin", "editor", "viewer"] {
+        tokens.push(invite(&app, &second, role).await.1);
+    }
+    let lower = |role: &'static str| {
+        let (app, owner, path) = (&app, &t.owner, format!("/api/v1/members/{}", id(&second)));
+        async move {
+            let response = app
+                .call(owner, Method::PATCH, &path, Some(json!({"role": role})))
+                .await;
+            assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+        }
+    };
+    // An admin: the owner invitation goes; every key stays.
+    lower("admin").await;
+    let still: Vec<bool> = usable_tokens(&app, &tokens).await;
+    assert_eq!(still, [false, true, true, true]);
+    for key in [&reader, &writer, &admin] {
+        assert!(key_works(&app, key).await);
+    }
+    // An editor: every invitation (editors invite no one) and the admin key go.
+    lower("editor").await;
+    assert_eq!(usable_tokens(&app, &tokens).await, [false; 4]);
+    assert!(key_works(&app, &reader).await);
+    assert!(key_works(&app, &writer).await);
+    assert!(!key_works(&app, &admin).await);
+    // A viewer: the key that writes links goes.
+    lower("viewer").await;
+    assert!(key_works(&app, &reader).await);
+    assert!(!key_works(&app, &writer).await);
+    let keys = audited(&app, t.workspace, "key.revoked").await;
+    let revoked: Vec<&Value> = keys
+        .iter()
+        .map(|(_, before, _)| &before.as_ref().expect("before")["scopes"])
+        .collect();
+    assert_eq!(
+        revoked,
+        [
+            &json!(["workspace:admin"]),
+            &json!(["links:read", "links:write"])
+        ]
+    );
+    let invitations = audited(&app, t.workspace, "invitation.revoked").await;
+    let roles: Vec<&Value> = invitations
+        .iter()
+        .map(|(_, before, _)| &before.as_ref().expect("before")["role"])
+        .collect();
+    assert_eq!(roles, ["owner", "admin", "editor", "viewer"]);
+    assert!(
+        keys.iter()
+            .chain(&invitations)
+            .all(|(actor, ..)| actor == "acme-owner")
+    );
+}
+
+/// Which of `tokens` can still be used.
+async fn usable_tokens(app: &TestApp, tokens: &[String]) -> Vec<bool> {
+    let mut usable_now = Vec::new();
+    for token in tokens {
+        usable_now.push(usable(app, token).await);
+    }
+    usable_now
+}
