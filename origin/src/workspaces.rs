@@ -60,7 +60,10 @@ async fn list(
     }
 }
 
-/// A person makes a workspace and becomes its owner (keys belong to one workspace for good).
+/// An owner of a workspace makes another and becomes its owner (keys belong to one workspace
+/// for good). Only owners: a workspace publishes redirects on the shared domain, so being
+/// invited as a viewer somewhere (or removed from everywhere) must not be a way to publish
+/// them. Operators make the first owners (`origin create-admin`).
 async fn create(
     State(state): State<crate::State>,
     caller: Caller,
@@ -74,6 +77,17 @@ async fn create(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+    let owns_one: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM workspace_members WHERE user_id = $1 AND role = 'owner')",
+    )
+    .bind(user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !owns_one {
+        return Err(Error::Forbidden {
+            needs: "an owner of a workspace",
+        });
+    }
     check_memberships(&mut tx, user_id).await?;
     let (id, created_at): (i64, OffsetDateTime) =
         sqlx::query_as("INSERT INTO workspaces (name) VALUES ($1) RETURNING id, created_at")

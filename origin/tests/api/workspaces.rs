@@ -105,7 +105,24 @@ async fn listing_workspaces() {
 async fn making_a_workspace() {
     let app = spawn_app().await;
     let home = app.workspace("home").await;
-    let person = app.user("person", &[(home, "viewer")]).await;
+    // Only an owner of a workspace makes another: a viewer, an admin or a person in no
+    // workspace cannot publish redirects from a workspace of their own.
+    let admin = app.user("admin", &[(home, "admin")]).await;
+    let viewer = app.user("viewer", &[(home, "viewer")]).await;
+    let lost = app.user("lost", &[]).await;
+    for who in [&admin, &viewer, &lost] {
+        let (code, _) = app
+            .call(
+                who,
+                Method::POST,
+                "/api/v1/workspaces",
+                Some(json!({"name": "mine"})),
+            )
+            .await
+            .error(StatusCode::FORBIDDEN);
+        assert_eq!(code, "forbidden");
+    }
+    let person = app.user("person", &[(home, "owner")]).await;
     let response = app
         .call(
             &person,
@@ -188,7 +205,7 @@ async fn memberships_are_bounded() {
     };
     sqlx::query(
         "WITH made AS (INSERT INTO workspaces (name) SELECT 'w' || i FROM generate_series(1, 100) i RETURNING id)
-         INSERT INTO workspace_members (workspace_id, user_id, role) SELECT id, $1, 'viewer' FROM made",
+         INSERT INTO workspace_members (workspace_id, user_id, role) SELECT id, $1, 'owner' FROM made",
     )
     .bind(user_id)
     .execute(&app.db)
