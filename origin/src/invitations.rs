@@ -318,6 +318,13 @@ async fn claim(
     Ok((workspace, parse_role(&role)?))
 }
 
+fn username_taken() -> Error {
+    Error::Conflict {
+        code: "username_taken",
+        message: "this username is taken; choose another".to_owned(),
+    }
+}
+
 /// A new person joins through an invitation and is signed in, as by `POST /session`.
 async fn sign_up(
     State(state): State<crate::State>,
@@ -347,6 +354,16 @@ async fn sign_up(
     if !usable {
         return Err(invalid_invitation());
     }
+    // Nor for a name that is taken, so that a valid token cannot buy hashes by the hundred with
+    // names it cannot have. The insert's ON CONFLICT below still decides a race.
+    let taken: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_users WHERE username = $1)")
+            .bind(username)
+            .fetch_one(state.db())
+            .await?;
+    if taken {
+        return Err(username_taken());
+    }
     let limiter = &state.inner.sign_in;
     let permit = limiter.hash_permit().await.ok_or(Error::Busy)?;
     let password = body.password;
@@ -365,10 +382,7 @@ async fn sign_up(
     .bind(hashed)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| Error::Conflict {
-        code: "username_taken",
-        message: "this username is taken; choose another".to_owned(),
-    })?;
+    .ok_or_else(username_taken)?;
     let (workspace, role) = claim(&mut tx, &body.token, user_id).await?;
     join(
         &mut tx,

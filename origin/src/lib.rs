@@ -408,6 +408,9 @@ pub fn app(state: State) -> Router {
             state.clone(),
             auth::require_caller,
         ))
+        // Looking up or signing up through an invitation: no credentials (the token is one),
+        // but inside the cap like every API call that queries the database.
+        .merge(invitations::public_routes())
         // Outside the cap, signing in: it needs no credentials, so a flood of sign-ins would
         // otherwise take every permit from the callers with a key; it has its own bound, the
         // cap on password hashes.
@@ -415,10 +418,7 @@ pub fn app(state: State) -> Router {
             state.inner.api_permits.clone(),
             gateway::concurrency_limit,
         ))
-        // Signing in, and looking up or signing up through an invitation, are the API calls
-        // without credentials.
-        .route("/session", axum::routing::post(accounts::sign_in))
-        .merge(invitations::public_routes());
+        .route("/session", axum::routing::post(accounts::sign_in));
     let api = with_gateway(api, &state);
     let edge = edge_api::routes(state.clone()).layer(DefaultBodyLimit::max(edge_api::BODY_LIMIT));
     Router::new()

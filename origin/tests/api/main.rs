@@ -10,6 +10,7 @@ mod first_start;
 mod gateway;
 mod input;
 mod invalidation;
+mod invitations;
 mod isolation;
 mod keys;
 mod limits;

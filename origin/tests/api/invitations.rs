@@ -1,0 +1,121 @@
+//! The invitation routes without credentials: inside the API's cap on requests at once, and
+//! no password hash for a sign-up that cannot succeed.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+
+use crate::support::{As, app_with, config, new_database, spawn_app};
+
+#[tokio::test]
+async fn lookup_and_sign_up_are_inside_the_cap() {
+    let database_url = new_database().await;
+    let mut config = config(&database_url);
+    config.gateway.api_concurrency = 1;
+    let app = app_with(&config).await;
+    // Holds `api_keys` locked, so the keyed call below takes the one permit and waits.
+    let mut lock = PgConnection::connect(&database_url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut lock)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .expect("lock");
+    let router = app.router.clone();
+    let key = app.api_key.clone();
+    let held = tokio::spawn(async move {
+        let request = Request::builder()
+            .uri("/api/v1/links")
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(Body::empty())
+            .expect("request");
+        tower::ServiceExt::oneshot(router, request)
+            .await
+            .expect("infallible")
+            .status()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (path, body) in [
+        ("/api/v1/invitations/lookup", json!({"token": "x"})),
+        (
+            "/api/v1/invitations/sign-up",
+            json!({"token": "x", "username": "newbie", "password": "long enough password"}),
+        ),
+    ] {
+        let response = app.call(&As::Nobody, Method::POST, path, Some(body)).await;
+        assert_eq!(
+            response.error(StatusCode::SERVICE_UNAVAILABLE).0,
+            "busy",
+            "{path}"
+        );
+    }
+    drop(lock);
+    assert_eq!(held.await.expect("task"), StatusCode::OK);
+    let response = app
+        .call(
+            &As::Nobody,
+            Method::POST,
+            "/api/v1/invitations/lookup",
+            Some(json!({"token": "x"})),
+        )
+        .await;
+    assert_eq!(
+        response.error(StatusCode::NOT_FOUND).0,
+        "invitation_invalid"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_username_costs_no_password_hash() {
+    let app = spawn_app().await;
+    // Made in SQL, so that no sign-in hashes a password in this app.
+    let owner: i64 = sqlx::query_scalar(
+        "WITH made AS (INSERT INTO admin_users (username, password_hash)
+                       VALUES ('taken', 'x') RETURNING id),
+              joined AS (INSERT INTO workspace_members (workspace_id, user_id, role)
+                         SELECT 1, id, 'owner' FROM made)
+         SELECT id FROM made",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("owner");
+    sqlx::query(
+        "INSERT INTO workspace_invitations (workspace_id, token_hash, role, created_by,
+                                           expires_at)
+         VALUES (1, sha256('the token'::bytea), 'viewer', $1, now() + interval '1 day')",
+    )
+    .bind(owner)
+    .execute(&app.db)
+    .await
+    .expect("invitation");
+    for _ in 0..3 {
+        let response = app
+            .call(
+                &As::Nobody,
+                Method::POST,
+                "/api/v1/invitations/sign-up",
+                Some(json!({"token": "the token", "username": "taken",
+                            "password": "long enough password"})),
+            )
+            .await;
+        assert_eq!(response.error(StatusCode::CONFLICT).0, "username_taken");
+    }
+    assert_eq!(app.state.peak_sign_in_hashes(), 0, "no password was hashed");
+    // The invitation is still good for a free name.
+    let response = app
+        .call(
+            &As::Nobody,
+            Method::POST,
+            "/api/v1/invitations/sign-up",
+            Some(json!({"token": "the token", "username": "free",
+                        "password": "long enough password"})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(app.state.peak_sign_in_hashes(), 1);
+}
