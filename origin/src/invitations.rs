@@ -168,6 +168,7 @@ async fn revoke(
 ) -> Result<StatusCode, Error> {
     let workspace = caller.may(Permission::Administer)?;
     let mut tx = state.db().begin().await?;
+    lock(&mut tx, workspace).await?;
     let row: InvitationRow = sqlx::query_as(
         "UPDATE workspace_invitations i SET revoked_at = now()
          WHERE i.id = $1 AND i.workspace_id = $2 AND i.accepted_at IS NULL

@@ -108,15 +108,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// Refuses a workspace at [`MAX_LIVE_KEYS`]. The workspace's row is locked until commit, so
+/// Refuses a workspace at [`MAX_LIVE_KEYS`]. The workspace's row is locked until commit
+/// ([`crate::members::lock`], before the creator's row is key-share locked by the insert), so
 /// two creations at once cannot both see room for one more.
 async fn lock_and_count(tx: &mut sqlx::PgConnection, workspace: WorkspaceId) -> Result<(), Error> {
-    // NO KEY UPDATE: serialises key creations without blocking inserts that only reference
-    // the workspace (links).
-    sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(workspace.get())
-        .execute(&mut *tx)
-        .await?;
+    crate::members::lock(tx, workspace).await?;
     let live: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM api_keys WHERE workspace_id = $1 AND revoked_at IS NULL",
     )

@@ -3,9 +3,12 @@
 //!
 //! Routes: `GET /members`, `PATCH`/`DELETE /members/{user_id}`.
 //!
-//! Every change of a workspace's members locks the workspace's row first, so changes of one
-//! workspace's members run one at a time: two owners demoting each other at once cannot
-//! leave none (the deferred trigger of `0012_workspaces.sql` is the safety net).
+//! Every change of a workspace's members, invitations or keys locks the workspace's row first
+//! ([`lock`]), so changes of one workspace's members run one at a time: two owners demoting
+//! each other at once cannot leave none (the deferred trigger of `0012_workspaces.sql` is the
+//! safety net). A person's row, when needed, is locked after it ([`lock_user`]), and inserts
+//! naming a person (`created_by`, `accepted_by`) take their key-share lock after it too: one
+//! order everywhere, so no two transactions wait on each other in a cycle.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -84,9 +87,11 @@ async fn list(
     ))
 }
 
-/// Locks `workspace`'s row: every change of its members or invitations takes this lock first.
+/// Locks `workspace`'s row: every change of its members, invitations or keys takes this lock
+/// first. NO KEY UPDATE: it serialises those changes without blocking inserts that only
+/// reference the workspace (links, clicks).
 pub(crate) async fn lock(tx: &mut PgConnection, workspace: WorkspaceId) -> Result<(), Error> {
-    sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE")
+    sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
         .bind(workspace.get())
         .fetch_optional(tx)
         .await?
@@ -256,7 +261,8 @@ async fn revoke_beyond(
 }
 
 /// Makes `user_id` a member of `workspace` as `role`, logged as `member.joined` by `actor`
-/// (the person joining). 409 when they already are one, or when either side is full.
+/// (the person joining). 409 when they already are one, or when either side is full. Locks
+/// the workspace, then the person (if the caller has not already).
 pub(crate) async fn join(
     tx: &mut PgConnection,
     workspace: WorkspaceId,

@@ -73,6 +73,7 @@ async fn create(
     let name = checked_name(&body.name)?;
     let mut tx = state.db().begin().await?;
     // The user's row serialises their concurrent creations and joins, so the count holds.
+    // No workspace is locked before it (the new one is not visible to anyone else).
     sqlx::query("SELECT 1 FROM admin_users WHERE id = $1 FOR UPDATE")
         .bind(user_id)
         .execute(&mut *tx)
@@ -162,11 +163,12 @@ async fn rename(
     let workspace = caller.may(Permission::Own)?;
     let name = checked_name(&body.name)?;
     let mut tx = state.db().begin().await?;
-    let before: String = sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1 FOR UPDATE")
-        .bind(workspace.get())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let before: String =
+        sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(workspace.get())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Error::NotFound)?;
     let created_at: OffsetDateTime =
         sqlx::query_scalar("UPDATE workspaces SET name = $2 WHERE id = $1 RETURNING created_at")
             .bind(workspace.get())

@@ -1273,3 +1273,88 @@ async fn usable_tokens(app: &TestApp, tokens: &[String]) -> Vec<bool> {
     }
     usable_now
 }
+
+/// A transaction of its own on the test's database, held open until dropped.
+async fn hold(app: &TestApp, statement: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = app.db.begin().await.expect("begin");
+    sqlx::query(statement)
+        .execute(&mut *tx)
+        .await
+        .expect("lock");
+    tx
+}
+
+#[tokio::test]
+async fn accepting_while_making_a_key_in_the_workspace_does_not_deadlock() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let (_, token) = invite(&app, &t.owner, "viewer").await;
+    // Both wait on the workspace; the key's creation first.
+    let lock = hold(
+        &app,
+        &format!(
+            "SELECT 1 FROM workspaces WHERE id = {} FOR UPDATE",
+            t.workspace
+        ),
+    )
+    .await;
+    let make_key = app.call(
+        &t.admin,
+        Method::POST,
+        "/api/v1/keys",
+        Some(json!({"name": "race", "scopes": ["links:read"]})),
+    );
+    let accept = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        app.call(
+            &t.admin,
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(json!({"token": token})),
+        )
+        .await
+    };
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        drop(lock);
+    };
+    let (made, accepted, ()) = tokio::join!(make_key, accept, release);
+    assert_eq!(made.status, StatusCode::CREATED, "{}", text(&made));
+    // The admin is a member already: a clear 409, not a deadlock's 500.
+    assert_eq!(accepted.error(StatusCode::CONFLICT).0, "already_member");
+}
+
+#[tokio::test]
+async fn a_change_of_members_does_not_hold_up_new_links() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let writer = app.key(t.workspace, &["links:write"]).await;
+    // The role's change locks the workspace, then waits on this before it can write.
+    let lock = hold(&app, "LOCK TABLE workspace_members IN EXCLUSIVE MODE").await;
+    let path = format!("/api/v1/members/{}", id(&t.viewer));
+    let change = app.call(
+        &t.owner,
+        Method::PATCH,
+        &path,
+        Some(json!({"role": "editor"})),
+    );
+    let create = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let created = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            app.call(
+                &writer,
+                Method::POST,
+                "/api/v1/links",
+                Some(json!({"destination": "https://example.com/"})),
+            ),
+        )
+        .await
+        .expect("a link is made while the members change");
+        drop(lock);
+        created
+    };
+    let (changed, created) = tokio::join!(change, create);
+    assert_eq!(created.status, StatusCode::CREATED, "{}", text(&created));
+    assert_eq!(changed.status, StatusCode::OK, "{}", text(&changed));
+}
