@@ -303,27 +303,59 @@ pub async fn create_first_admin(
         None => (random_password(), true),
     };
     let hashed = hash_password(&password)?;
+    let mut tx = db.begin().await?;
     // One statement, so two instances starting together make one user, not two passwords.
-    // The first user owns the default workspace, which holds everything made before
-    // workspaces existed.
     let inserted: Option<i64> = sqlx::query_scalar(
-        "WITH made AS (
-             INSERT INTO admin_users (username, password_hash)
-             SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM admin_users)
-             RETURNING id
-         ), joined AS (
-             INSERT INTO workspace_members (workspace_id, user_id, role)
-             SELECT 1, id, 'owner' FROM made
-         )
-         SELECT id FROM made",
+        "INSERT INTO admin_users (username, password_hash)
+         SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM admin_users)
+         ON CONFLICT (username) DO NOTHING
+         RETURNING id",
     )
     .bind(FIRST_ADMIN)
     .bind(hashed)
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(inserted.map(|_| FirstAdmin {
+    let Some(user_id) = inserted else {
+        return Ok(None);
+    };
+    // The first user owns the default workspace, which holds everything made before
+    // workspaces existed.
+    join_default_workspace(&mut tx, user_id, FIRST_ADMIN).await?;
+    tx.commit().await?;
+    Ok(Some(FirstAdmin {
         password: generated.then_some(password),
     }))
+}
+
+/// Makes a user the operator just made an owner of the default workspace (1), logged as
+/// `member.joined` by the operator.
+async fn join_default_workspace(
+    tx: &mut sqlx::PgConnection,
+    user_id: i64,
+    username: &str,
+) -> Result<(), Error> {
+    let workspace = crate::caller::WorkspaceId::trusted(1);
+    let joined_at: OffsetDateTime = sqlx::query_scalar(
+        "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, 'owner')
+         RETURNING joined_at",
+    )
+    .bind(workspace.get())
+    .bind(user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let member = shortlink::workspace::Member {
+        user_id,
+        username: username.to_owned(),
+        role: Role::Owner,
+        joined_at,
+    };
+    let change = crate::audit::Change {
+        action: "member.joined",
+        target: ("member", user_id),
+        before: None,
+        after: Some(crate::members::audited(&member)?),
+    };
+    crate::audit::record(tx, workspace, crate::audit::ActorRef::operator(), change).await
 }
 
 #[derive(Debug)]
@@ -381,18 +413,14 @@ pub async fn set_admin(
         }
         None => {
             // Made by the operator: an owner of the default workspace, like the first user.
-            sqlx::query(
-                "WITH made AS (
-                     INSERT INTO admin_users (username, password_hash) VALUES ($1, $2)
-                     RETURNING id
-                 )
-                 INSERT INTO workspace_members (workspace_id, user_id, role)
-                 SELECT 1, id, 'owner' FROM made",
+            let user_id: i64 = sqlx::query_scalar(
+                "INSERT INTO admin_users (username, password_hash) VALUES ($1, $2) RETURNING id",
             )
             .bind(username)
             .bind(hashed)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            join_default_workspace(&mut tx, user_id, username).await?;
         }
     }
     tx.commit().await?;

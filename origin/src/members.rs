@@ -41,7 +41,7 @@ struct Audited<'a> {
     role: Role,
 }
 
-fn audited(member: &Member) -> Result<serde_json::Value, Error> {
+pub(crate) fn audited(member: &Member) -> Result<serde_json::Value, Error> {
     audit::fields(&Audited {
         user_id: member.user_id,
         username: &member.username,

@@ -404,3 +404,41 @@ async fn switching_scopes_the_links() {
     .await
     .error(StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn owners_made_by_the_operator_are_in_the_audit_log() {
+    let app = spawn_app().await;
+    let code_key = crate::support::CODE_KEY.parse().expect("code key");
+    origin::accounts::create_first_admin(&app.db, Some("a long enough password"))
+        .await
+        .expect("first admin")
+        .expect("made");
+    origin::accounts::set_admin(&app.db, &code_key, "ops", "another long password", false)
+        .await
+        .expect("ops");
+    // A new password is no change of members.
+    origin::accounts::set_admin(&app.db, &code_key, "ops", "a third long password", true)
+        .await
+        .expect("reset");
+    let rows: Vec<(String, i64, i64, Value)> = sqlx::query_as(
+        "SELECT actor_kind, actor_id, target_id, after FROM audit_log
+         WHERE workspace_id = 1 AND action = 'member.joined' ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("log");
+    let users: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, username FROM admin_users ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .expect("users");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for ((kind, actor, target, after), (user_id, username)) in rows.iter().zip(&users) {
+        assert_eq!((kind.as_str(), *actor), ("operator", 0));
+        assert_eq!(target, user_id);
+        assert_eq!(
+            after,
+            &json!({"user_id": user_id, "username": username, "role": "owner"})
+        );
+    }
+}
