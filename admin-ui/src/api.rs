@@ -2,18 +2,50 @@
 //!
 //! Every failure becomes an [`ApiError`] a person can act on: the API's own message (and the
 //! field at fault), or what went wrong on the way (network, unexpected answer).
+//!
+//! Every call names the workspace the page shows (`Kurz-Workspace`), so a request made in a
+//! tab that still shows workspace A after another tab switched the session to B is refused
+//! (409 `workspace_changed`) rather than applied to B. [`ApiError`]s of that kind run the
+//! handler given to [`on_workspace_changed`], in one place for every page.
 
-use gloo_net::http::{Request, RequestBuilder, Response};
+use std::cell::{Cell, RefCell};
+
+use gloo_net::http::{Method, Request, RequestBuilder, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use shortlink::api::{ErrorBody, Link, LinkPage};
 use shortlink::stats::Stats;
+pub use shortlink::workspace::Session;
+use shortlink::workspace::{
+    ApiKey, AuditPage, ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey,
+    CreatedInvitation, Invitation, InvitationPreview, InvitationToken, Member, Role, SessionEntry,
+    SignUp, SwitchWorkspace, Workspace, WorkspaceName,
+};
 
-/// The signed-in person, as `GET /api/v1/session` tells it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Session {
-    pub username: String,
-    pub csrf_token: String,
+thread_local! {
+    /// The workspace the dashboard shows, sent with every call (none before signing in).
+    static SHOWN_WORKSPACE: Cell<Option<i64>> = const { Cell::new(None) };
+    /// What to do when the origin says the session now works in another workspace.
+    static WORKSPACE_CHANGED: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
+/// Names the workspace the page shows in every call from now on.
+pub fn show_workspace(id: Option<i64>) {
+    SHOWN_WORKSPACE.with(|shown| shown.set(id));
+}
+
+/// Sets what happens when a call is refused because another tab switched the workspace.
+pub fn on_workspace_changed(handler: impl Fn() + 'static) {
+    WORKSPACE_CHANGED.with(|slot| *slot.borrow_mut() = Some(Box::new(handler)));
+}
+
+/// A request to `url` naming the workspace the page shows.
+fn request(method: Method, url: &str) -> RequestBuilder {
+    let builder = RequestBuilder::new(url).method(method);
+    match SHOWN_WORKSPACE.with(Cell::get) {
+        Some(id) => builder.header("Kurz-Workspace", &id.to_string()),
+        None => builder,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +85,11 @@ impl ApiError {
     /// The session is gone (expired, or signed out elsewhere): show the sign-in.
     pub fn is_unauthorized(&self) -> bool {
         self.status == 401
+    }
+
+    /// The session works in another workspace than the page shows (switched in another tab).
+    pub fn is_workspace_changed(&self) -> bool {
+        self.status == 409 && self.code == "workspace_changed"
     }
 
     /// The message for `field`, if this error is about it.
@@ -98,7 +135,7 @@ async fn answer<T: DeserializeOwned>(
 
 async fn error_of(response: Response) -> ApiError {
     let status = response.status();
-    match response.json::<ErrorBody>().await {
+    let error = match response.json::<ErrorBody>().await {
         Ok(body) => ApiError {
             status,
             code: body.error.code,
@@ -106,7 +143,15 @@ async fn error_of(response: Response) -> ApiError {
             field: body.error.field,
         },
         Err(_) => ApiError::unexpected(status, &format!("HTTP {status}")),
+    };
+    if error.is_workspace_changed() {
+        WORKSPACE_CHANGED.with(|handler| {
+            if let Some(handler) = handler.borrow().as_ref() {
+                handler();
+            }
+        });
     }
+    error
 }
 
 async fn no_content(response: Result<Response, gloo_net::Error>) -> Result<(), ApiError> {
@@ -152,7 +197,7 @@ pub async fn sign_in(username: &str, password: &str) -> Result<Session, ApiError
 
 pub async fn sign_out(session: &Session) -> Result<(), ApiError> {
     no_content(
-        with_csrf(Request::delete("/api/v1/session"), session)
+        with_csrf(request(Method::DELETE, "/api/v1/session"), session)
             .send()
             .await,
     )
@@ -170,12 +215,12 @@ pub async fn list_links(
         encode(query),
         encode(cursor)
     );
-    answer(Request::get(&url).send().await).await
+    answer(request(Method::GET, &url).send().await).await
 }
 
 pub async fn get_link(code: &str) -> Result<Link, ApiError> {
     answer(
-        Request::get(&format!("/api/v1/links/{}", encode(code)))
+        request(Method::GET, &format!("/api/v1/links/{}", encode(code)))
             .send()
             .await,
     )
@@ -183,19 +228,27 @@ pub async fn get_link(code: &str) -> Result<Link, ApiError> {
 }
 
 pub async fn create_link(session: &Session, form: &LinkForm) -> Result<Link, ApiError> {
-    let request = json_body(with_csrf(Request::post("/api/v1/links"), session), form)?;
+    let request = json_body(
+        with_csrf(request(Method::POST, "/api/v1/links"), session),
+        form,
+    )?;
     answer(request.send().await).await
 }
 
 pub async fn update_link(session: &Session, code: &str, form: &LinkForm) -> Result<Link, ApiError> {
     let url = format!("/api/v1/links/{}", encode(code));
-    let request = json_body(with_csrf(Request::patch(&url), session), form)?;
+    let request = json_body(with_csrf(request(Method::PATCH, &url), session), form)?;
     answer(request.send().await).await
 }
 
 pub async fn delete_link(session: &Session, code: &str) -> Result<(), ApiError> {
     let url = format!("/api/v1/links/{}", encode(code));
-    no_content(with_csrf(Request::delete(&url), session).send().await).await
+    no_content(
+        with_csrf(request(Method::DELETE, &url), session)
+            .send()
+            .await,
+    )
+    .await
 }
 
 /// The stats of one link (`Some(code)`) or of the whole account, for a query string made by
@@ -205,5 +258,169 @@ pub async fn stats(code: Option<&str>, query: &str) -> Result<Stats, ApiError> {
         Some(code) => format!("/api/v1/links/{}/stats?{query}", encode(code)),
         None => format!("/api/v1/stats?{query}"),
     };
-    answer(Request::get(&url).send().await).await
+    answer(request(Method::GET, &url).send().await).await
+}
+
+/// A call that changes something, with a JSON body, answered with JSON.
+async fn send<B: Serialize, T: DeserializeOwned>(
+    session: &Session,
+    method: Method,
+    url: &str,
+    body: &B,
+) -> Result<T, ApiError> {
+    let request = json_body(with_csrf(request(method, url), session), body)?;
+    answer(request.send().await).await
+}
+
+/// A call that changes something, whose answer is not needed (204, or a body the dashboard
+/// reloads anyway).
+async fn act(session: &Session, method: Method, url: &str) -> Result<(), ApiError> {
+    no_content(with_csrf(request(method, url), session).send().await).await
+}
+
+async fn get<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
+    answer(request(Method::GET, url).send().await).await
+}
+
+/// Work in another of one's workspaces: the session (and every tab) follows.
+pub async fn switch_workspace(session: &Session, workspace_id: i64) -> Result<Session, ApiError> {
+    let body = SwitchWorkspace { workspace_id };
+    send(session, Method::PUT, "/api/v1/session/workspace", &body).await
+}
+
+/// A new workspace; the caller is its owner.
+pub async fn create_workspace(session: &Session, name: String) -> Result<Workspace, ApiError> {
+    send(
+        session,
+        Method::POST,
+        "/api/v1/workspaces",
+        &WorkspaceName { name },
+    )
+    .await
+}
+
+pub async fn rename_workspace(session: &Session, name: String) -> Result<(), ApiError> {
+    let request = json_body(
+        with_csrf(request(Method::PATCH, "/api/v1/workspace"), session),
+        &WorkspaceName { name },
+    )?;
+    no_content(request.send().await).await
+}
+
+pub async fn members() -> Result<Vec<Member>, ApiError> {
+    get("/api/v1/members").await
+}
+
+pub async fn change_role(session: &Session, user_id: i64, role: Role) -> Result<(), ApiError> {
+    let url = format!("/api/v1/members/{user_id}");
+    let request = json_body(
+        with_csrf(request(Method::PATCH, &url), session),
+        &ChangeRole { role },
+    )?;
+    no_content(request.send().await).await
+}
+
+/// Removes a member; the caller's own id leaves the workspace.
+pub async fn remove_member(session: &Session, user_id: i64) -> Result<(), ApiError> {
+    act(
+        session,
+        Method::DELETE,
+        &format!("/api/v1/members/{user_id}"),
+    )
+    .await
+}
+
+pub async fn invitations() -> Result<Vec<Invitation>, ApiError> {
+    get("/api/v1/invitations").await
+}
+
+pub async fn create_invitation(
+    session: &Session,
+    role: Role,
+) -> Result<CreatedInvitation, ApiError> {
+    send(
+        session,
+        Method::POST,
+        "/api/v1/invitations",
+        &CreateInvitation { role },
+    )
+    .await
+}
+
+pub async fn revoke_invitation(session: &Session, id: i64) -> Result<(), ApiError> {
+    act(
+        session,
+        Method::DELETE,
+        &format!("/api/v1/invitations/{id}"),
+    )
+    .await
+}
+
+/// What an invitation opens; needs no session.
+pub async fn lookup_invitation(token: String) -> Result<InvitationPreview, ApiError> {
+    let request = json_body(
+        Request::post("/api/v1/invitations/lookup"),
+        &InvitationToken { token },
+    )?;
+    answer(request.send().await).await
+}
+
+/// A new user joins through an invitation, and is signed in.
+pub async fn sign_up(body: &SignUp) -> Result<Session, ApiError> {
+    let request = json_body(Request::post("/api/v1/invitations/sign-up"), body)?;
+    answer(request.send().await).await
+}
+
+/// The signed-in person joins through an invitation.
+pub async fn accept_invitation(session: &Session, token: String) -> Result<Session, ApiError> {
+    let body = InvitationToken { token };
+    send(session, Method::POST, "/api/v1/invitations/accept", &body).await
+}
+
+pub async fn keys() -> Result<Vec<ApiKey>, ApiError> {
+    get("/api/v1/keys").await
+}
+
+pub async fn create_key(session: &Session, body: &CreateApiKey) -> Result<CreatedApiKey, ApiError> {
+    send(session, Method::POST, "/api/v1/keys", body).await
+}
+
+pub async fn revoke_key(session: &Session, id: i64) -> Result<(), ApiError> {
+    act(session, Method::DELETE, &format!("/api/v1/keys/{id}")).await
+}
+
+/// A page of the audit log; `query` is made of `actor`, `action`, `link`, `cursor` pairs.
+pub async fn audit(query: &[(&str, String)]) -> Result<AuditPage, ApiError> {
+    let mut url = "/api/v1/audit?limit=50".to_owned();
+    for (name, value) in query.iter().filter(|(_, value)| !value.is_empty()) {
+        url.push_str(&format!("&{name}={}", encode(value)));
+    }
+    get(&url).await
+}
+
+pub async fn my_sessions() -> Result<Vec<SessionEntry>, ApiError> {
+    get("/api/v1/me/sessions").await
+}
+
+/// Signs out one of the caller's sessions (another browser).
+pub async fn end_session(session: &Session, id: i64) -> Result<(), ApiError> {
+    act(
+        session,
+        Method::DELETE,
+        &format!("/api/v1/me/sessions/{id}"),
+    )
+    .await
+}
+
+/// Signs out every session of the caller, this one too.
+pub async fn end_all_sessions(session: &Session) -> Result<(), ApiError> {
+    act(session, Method::DELETE, "/api/v1/me/sessions").await
+}
+
+pub async fn change_password(session: &Session, body: &ChangePassword) -> Result<(), ApiError> {
+    let request = json_body(
+        with_csrf(request(Method::PUT, "/api/v1/me/password"), session),
+        body,
+    )?;
+    no_content(request.send().await).await
 }

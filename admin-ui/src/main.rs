@@ -9,10 +9,12 @@ mod chart;
 mod nav;
 mod pages;
 mod range;
+mod widgets;
 
 use crate::api::Session;
 use crate::nav::{Link, Page};
 use leptos::prelude::*;
+use shortlink::workspace::{Permission, Role};
 
 /// The signed-in session (None: show the sign-in page).
 #[derive(Debug, Clone, Copy)]
@@ -25,13 +27,57 @@ impl Auth {
         self.0.get_untracked()
     }
 
+    /// A new session (signed in, switched workspace, or None: signed out). Every call names
+    /// its workspace from now on.
+    pub fn set(self, session: Option<Session>) {
+        api::show_workspace(
+            session
+                .as_ref()
+                .and_then(|s| s.workspace.as_ref())
+                .map(|w| w.id),
+        );
+        self.0.set(session);
+    }
+
+    /// Asks the origin for the session again (after a change of workspace or role).
+    pub fn refresh(self) {
+        leptos::task::spawn_local(async move {
+            match api::current_session().await {
+                Ok(session) => self.set(Some(session)),
+                Err(err) => self.check(&err),
+            }
+        });
+    }
+
+    /// The person's role in the workspace shown (tracked).
+    pub fn role(self) -> Option<Role> {
+        self.0.with(|s| {
+            s.as_ref()
+                .and_then(|s| s.workspace.as_ref())
+                .and_then(|w| w.role)
+        })
+    }
+
+    /// Whether the role allows `permission` (tracked): what it may not do is hidden.
+    pub fn permits(self, permission: Permission) -> bool {
+        self.role().is_some_and(|role| role.permits(permission))
+    }
+
     /// Handles an API error common to every page: a 401 means the session ended.
     pub fn check(self, error: &api::ApiError) {
         if error.is_unauthorized() {
-            self.0.set(None);
+            self.set(None);
         }
     }
 }
+
+/// A message for the whole dashboard, under the header (e.g. the workspace changed).
+#[derive(Debug, Clone, Copy)]
+pub struct Flash(pub RwSignal<Option<String>>);
+
+/// Whether a person who opened an invitation asked to sign in before accepting it.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInFirst(pub RwSignal<bool>);
 
 fn main() {
     console_error_panic_hook_lite();
@@ -49,14 +95,41 @@ fn console_error_panic_hook_lite() {
 fn App() -> impl IntoView {
     provide_context(chart::watch_dark_mode());
     nav::provide_location();
+    let page = expect_context::<nav::Location>().0;
     let session = RwSignal::new(None::<Session>);
     let auth = Auth(session);
     provide_context(auth);
+    let flash = Flash(RwSignal::new(None));
+    provide_context(flash);
+    let sign_in_first = SignInFirst(RwSignal::new(false));
+    provide_context(sign_in_first);
+    // Another tab switched the session to another workspace: show that one here too, and
+    // say why, rather than act on a workspace the person is not looking at.
+    api::on_workspace_changed(move || {
+        leptos::task::spawn_local(async move {
+            match api::current_session().await {
+                Ok(now) => {
+                    let name = now
+                        .workspace
+                        .as_ref()
+                        .map(|w| w.name.clone())
+                        .unwrap_or_default();
+                    flash.0.set(Some(format!(
+                        "This tab now shows “{name}”: the workspace was switched in another tab. Nothing was changed; do it again if it was meant for “{name}”."
+                    )));
+                    auth.set(Some(now));
+                }
+                Err(err) => auth.check(&err),
+            }
+        });
+    });
     // Whether we asked the origin for an existing session yet (avoids flashing the sign-in).
     let checked = RwSignal::new(false);
+    // Only signing in and out changes the layout; a new session (another workspace) does not.
+    let signed_in = Memo::new(move |_| session.with(Option::is_some));
     leptos::task::spawn_local(async move {
         match api::current_session().await {
-            Ok(found) => session.set(Some(found)),
+            Ok(found) => auth.set(Some(found)),
             Err(err) if err.is_unauthorized() => {}
             Err(err) => web_sys::console::warn_1(&err.message.into()),
         }
@@ -66,8 +139,12 @@ fn App() -> impl IntoView {
         {move || {
                 if !checked.get() {
                     view! { <p class="loading page-loading">"Loading…"</p> }.into_any()
-                } else if session.with(Option::is_none) {
-                    view! { <pages::sign_in::SignIn/> }.into_any()
+                } else if !signed_in.get() {
+                    if page.get() == Page::Invite && !sign_in_first.0.get() {
+                        view! { <pages::invite::Invite/> }.into_any()
+                    } else {
+                        view! { <pages::sign_in::SignIn/> }.into_any()
+                    }
                 } else {
                     view! { <Shell/> }.into_any()
                 }
@@ -75,15 +152,25 @@ fn App() -> impl IntoView {
     }
 }
 
-/// The signed-in layout: header with navigation, and the page.
+/// The signed-in layout: header with the workspace, navigation, and the page.
 #[component]
 fn Shell() -> impl IntoView {
     let auth = expect_context::<Auth>();
+    let flash = expect_context::<Flash>().0;
     let page = expect_context::<nav::Location>().0;
     let username = move || {
         auth.0
             .with(|s| s.as_ref().map(|s| s.username.clone()).unwrap_or_default())
     };
+    // The page is made anew (its data loaded again) when the workspace or role changes.
+    let shown = Memo::new(move |_| {
+        auth.0.with(|s| {
+            s.as_ref()
+                .and_then(|s| s.workspace.as_ref())
+                .map(|w| (w.id, w.role))
+        })
+    });
+    let admin = move || auth.permits(Permission::Administer);
     let signing_out = RwSignal::new(false);
     let sign_out = move |_| {
         let Some(session) = auth.session() else {
@@ -95,32 +182,52 @@ fn Shell() -> impl IntoView {
                 web_sys::console::warn_1(&err.message.into());
             }
             signing_out.set(false);
-            auth.0.set(None);
+            auth.set(None);
         });
     };
     view! {
         <a class="skip" href="#main">"Skip to content"</a>
         <header class="top">
             <Link to=Page::Overview class="brand" label="kurz: overview">"kurz"</Link>
+            <pages::workspaces::Switcher/>
             <nav aria-label="Main">
                 <Link to=Page::Overview>"Overview"</Link>
                 <Link to=Page::Links>"Links"</Link>
+                {move || admin().then(|| view! {
+                    <Link to=Page::Members>"Members"</Link>
+                    <Link to=Page::Keys>"API keys"</Link>
+                    <Link to=Page::Audit>"Audit log"</Link>
+                })}
+                <Link to=Page::Settings>"Settings"</Link>
             </nav>
             <div class="who">
-                <span class="username" title="Signed in">{username}</span>
+                <Link to=Page::Profile class="username" label="Your profile">{username}</Link>
                 <button class="secondary" on:click=sign_out disabled=move || signing_out.get()>
                     "Sign out"
                 </button>
             </div>
         </header>
+        <p class="notice flash" role="status">{move || flash.get()}</p>
         <main id="main">
-            {move || match page.get() {
-                Page::Overview => view! { <pages::overview::Overview/> }.into_any(),
-                Page::Links => view! { <pages::links::Links/> }.into_any(),
-                Page::Link { code, id } => view! { <pages::link_stats::LinkStats code=code id=id/> }.into_any(),
-                Page::NotFound => view! {
-                    <p class="empty">"There is no such page. "<Link to=Page::Overview>"Go to the overview"</Link></p>
-                }.into_any(),
+            {move || {
+                shown.track();
+                if shown.with(Option::is_none) && !matches!(page.get(), Page::Invite | Page::Profile | Page::Settings) {
+                    return view! { <pages::workspaces::NoWorkspace/> }.into_any();
+                }
+                match page.get() {
+                    Page::Overview => view! { <pages::overview::Overview/> }.into_any(),
+                    Page::Links => view! { <pages::links::Links/> }.into_any(),
+                    Page::Link { code, id } => view! { <pages::link_stats::LinkStats code=code id=id/> }.into_any(),
+                    Page::Members => view! { <pages::members::Members/> }.into_any(),
+                    Page::Invite => view! { <pages::invite::Invite/> }.into_any(),
+                    Page::Keys => view! { <pages::keys::Keys/> }.into_any(),
+                    Page::Audit => view! { <pages::audit::Audit/> }.into_any(),
+                    Page::Profile => view! { <pages::profile::Profile/> }.into_any(),
+                    Page::Settings => view! { <pages::workspaces::Settings/> }.into_any(),
+                    Page::NotFound => view! {
+                        <p class="empty">"There is no such page. "<Link to=Page::Overview>"Go to the overview"</Link></p>
+                    }.into_any(),
+                }
             }}
         </main>
     }

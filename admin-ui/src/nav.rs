@@ -1,6 +1,6 @@
 //! Which page the address names, and moving between pages without reloading.
 //!
-//! The dashboard has three pages, so this is a parse of the path and the History API rather
+//! The dashboard has a handful of pages, so this is a parse of the path and the History API rather
 //! than `leptos_router`: the router cost ~20 KB of the gzipped .wasm, which the size budget
 //! (250 KB with charts) could not spare.
 
@@ -20,6 +20,19 @@ pub enum Page {
         code: String,
         id: Option<i64>,
     },
+    /// Members of the workspace, and invitations to it.
+    Members,
+    /// Accepting an invitation; its token is in the address's fragment (`#…`), which never
+    /// reaches a server's log.
+    Invite,
+    /// The workspace's API keys.
+    Keys,
+    /// What changed in the workspace, by whom.
+    Audit,
+    /// The person's password and sessions.
+    Profile,
+    /// Renaming the workspace, making a new one, leaving one.
+    Settings,
     NotFound,
 }
 
@@ -39,6 +52,12 @@ impl Page {
         match segments.as_slice() {
             [] if rest.is_empty() || rest == "/" => Self::Overview,
             ["links"] => Self::Links,
+            ["members"] => Self::Members,
+            ["invite"] => Self::Invite,
+            ["keys"] => Self::Keys,
+            ["audit"] => Self::Audit,
+            ["profile"] => Self::Profile,
+            ["settings"] => Self::Settings,
             ["links", code] => Self::Link {
                 code: decode(code),
                 id: query_value(search, "id").and_then(|id| id.parse().ok()),
@@ -51,6 +70,12 @@ impl Page {
         match self {
             Self::Overview | Self::NotFound => "/admin".to_owned(),
             Self::Links => "/admin/links".to_owned(),
+            Self::Members => "/admin/members".to_owned(),
+            Self::Invite => "/admin/invite".to_owned(),
+            Self::Keys => "/admin/keys".to_owned(),
+            Self::Audit => "/admin/audit".to_owned(),
+            Self::Profile => "/admin/profile".to_owned(),
+            Self::Settings => "/admin/settings".to_owned(),
             Self::Link { code, id } => {
                 let path = format!("/admin/links/{}", crate::api::encode(code));
                 match id {
@@ -102,12 +127,18 @@ fn current() -> Page {
 
 /// Shows `page` and puts it in the address bar and the history.
 pub fn go(page: &Page) {
-    let Location(_, set_page) = expect_context::<Location>();
-    if let Ok(history) = window().history() {
-        let _ = history.push_state_with_url(&JsValue::NULL, "", Some(&page.href()));
+    expect_context::<Location>().go(page);
+}
+
+impl Location {
+    /// [`go`], for code that runs after an `await` (outside the components' context).
+    pub fn go(self, page: &Page) {
+        if let Ok(history) = window().history() {
+            let _ = history.push_state_with_url(&JsValue::NULL, "", Some(&page.href()));
+        }
+        self.1.set(page.clone());
+        window().scroll_to_with_x_and_y(0.0, 0.0);
     }
-    set_page.set(page.clone());
-    window().scroll_to_with_x_and_y(0.0, 0.0);
 }
 
 /// A link to a page of the dashboard: a real `<a href>` (open in a new tab works), followed

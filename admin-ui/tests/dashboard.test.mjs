@@ -109,7 +109,8 @@ async function seedClicks(linkId, code) {
   assert.equal(response.status, 200, await response.text());
 }
 
-async function screenshot(name) {
+async function screenshot(name, target = page) {
+  const page = target;
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   for (const scheme of ['light', 'dark']) {
     for (const [device, size] of [['desktop', DESKTOP], ['phone', PHONE]]) {
@@ -165,6 +166,7 @@ before(async () => {
   });
   context = await browser.newContext({ viewport: DESKTOP, colorScheme: 'light', locale: 'en-GB', timezoneId: 'Europe/Berlin' });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: originUrl });
+  context.setDefaultTimeout(15_000);
   page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err));
 });
@@ -388,9 +390,309 @@ test('deleting a link asks first, then the short link is gone', async () => {
   assert.equal(visit.status, 404);
 });
 
+// Workspaces: members and invitations, roles, API keys, the audit log, the profile, and
+// switching between workspaces (#12). The owner is `page` (the first admin); others get
+// their own browser contexts in the same browser.
+
+const MEMBER_PASSWORD = crypto.randomBytes(12).toString('hex');
+const NEW_PASSWORD = crypto.randomBytes(12).toString('hex');
+let member; // The invited editor's page, in its own context.
+
+function nav(target, name) {
+  return target.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true });
+}
+
+async function newPage() {
+  const ctx = await browser.newContext({ viewport: DESKTOP, colorScheme: 'light', locale: 'en-GB', timezoneId: 'Europe/Berlin' });
+  ctx.setDefaultTimeout(15_000);
+  const opened = await ctx.newPage();
+  opened.on('pageerror', (err) => console.error('page error:', err));
+  return opened;
+}
+
+async function signIn(target, username, password) {
+  await target.getByLabel('Username', { exact: true }).fill(username);
+  await target.getByLabel('Password', { exact: true }).fill(password);
+  await target.getByRole('button', { name: 'Sign in', exact: true }).click();
+}
+
+/** Makes an invitation on the members page; returns its link (shown once). */
+async function invite(role) {
+  await nav(page, 'Members').click();
+  await page.getByRole('heading', { name: 'Invitations' }).waitFor();
+  await page.getByLabel('Role for the invited person').selectOption(role);
+  await page.getByRole('button', { name: 'Invite', exact: true }).click();
+  const field = page.getByRole('textbox', { name: `Invitation link for a new ${role}` });
+  await field.waitFor();
+  const url = await field.inputValue();
+  assert.match(url, new RegExp(`^${originUrl}/admin/invite#.{20,}`));
+  return url;
+}
+
+async function switchTo(target, name) {
+  await target.getByLabel('Workspace', { exact: true }).selectOption({ label: name });
+  await target.getByRole('status').filter({ hasText: `Now working in “${name}”` }).waitFor();
+}
+
+test('the owner invites an editor, who signs up through the link and sees the links but not the members or keys', async () => {
+  await nav(page, 'Members').click();
+  await page.locator('#members-table tr[data-user="admin"]').waitFor();
+  assert.equal(await page.getByLabel('Role of admin').inputValue(), 'owner');
+  const url = await invite('editor');
+  await page.getByRole('button', { name: 'Copy', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: 'Copied' }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), url);
+  await page.locator('#invitations-table tbody tr').filter({ hasText: 'Editor' }).waitFor();
+  await screenshot('members');
+  // Shown once: gone after Done, and not on the page after a reload.
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('textbox', { name: 'Invitation link for a new editor' }).waitFor({ state: 'detached' });
+  await page.reload();
+  await page.locator('#invitations-table tbody tr').first().waitFor();
+  assert.equal(await page.getByText(url).count(), 0);
+  assert.equal((await page.content()).includes(url.split('#')[1]), false);
+
+  member = await newPage();
+  await member.goto(url);
+  await member.getByRole('heading', { name: 'Join Default as editor' }).waitFor();
+  await screenshot('invite', member);
+  await member.getByLabel('Username', { exact: true }).fill('erin');
+  await member.getByLabel('Password', { exact: true }).fill(MEMBER_PASSWORD);
+  await member.getByRole('button', { name: 'Sign up and join' }).click();
+  await member.getByRole('heading', { name: 'Links' }).waitFor();
+  await member.locator('tr[data-code="careers"]').waitFor();
+  await member.getByRole('button', { name: 'New link' }).waitFor();
+  assert.equal(await nav(member, 'Members').count(), 0);
+  assert.equal(await nav(member, 'API keys').count(), 0);
+  assert.equal(await nav(member, 'Audit log').count(), 0);
+  await member.goto(`${originUrl}/admin/keys`);
+  await member.getByRole('alert').filter({ hasText: 'does not allow managing API keys' }).waitFor();
+  // The API refuses too, whatever the page shows.
+  const status = await member.evaluate(async () => (await fetch('/api/v1/keys')).status);
+  assert.equal(status, 403);
+  // The invitation is used up.
+  await page.reload();
+  await page.getByText('No open invitations.').waitFor();
+  const again = await fetch(`${originUrl}/api/v1/invitations/lookup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: url.split('#')[1] }),
+  });
+  assert.equal(again.status, 404);
+});
+
+test('the owner makes the member a viewer: their New link button is gone after a reload', async () => {
+  await page.locator('#members-table tr[data-user="erin"]').waitFor();
+  await page.getByLabel('Role of erin').selectOption('viewer');
+  await page.getByRole('status').filter({ hasText: 'erin is now viewer.' }).waitFor();
+  await member.goto(`${originUrl}/admin/links`);
+  await member.locator('tr[data-code="careers"]').waitFor();
+  assert.equal(await member.getByRole('button', { name: 'New link' }).count(), 0);
+  assert.equal(await member.getByRole('button', { name: 'Edit careers' }).count(), 0);
+  assert.equal(await member.getByRole('button', { name: 'Delete careers' }).count(), 0);
+  // A write the page no longer offers is refused with the server's message.
+  const refused = await member.evaluate(async () => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const response = await fetch('/api/v1/links', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+      body: JSON.stringify({ destination: 'https://example.com/viewer' }),
+    });
+    return response.status;
+  });
+  assert.equal(refused, 403);
+});
+
+test('an API key with links:read: its secret is shown once, it reads links, is refused writes, and fails once revoked', async () => {
+  await nav(page, 'API keys').click();
+  await page.getByRole('button', { name: 'New key' }).click();
+  await page.getByLabel('Key name').fill('ci-reader');
+  assert.equal(await page.getByLabel('links:read').isChecked(), true);
+  assert.equal(await page.getByLabel('links:write').isChecked(), false);
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const field = page.getByRole('textbox', { name: 'Secret of the key “ci-reader”' });
+  await field.waitFor();
+  const key = await field.inputValue();
+  assert.match(key, /^kurz_[0-9a-f]{48}$/);
+  await page.locator('#keys-table tr[data-key="ci-reader"]').filter({ hasText: 'links:read' }).waitFor();
+
+  const auth = { authorization: `Bearer ${key}` };
+  const read = await fetch(`${originUrl}/api/v1/links`, { headers: auth });
+  assert.equal(read.status, 200);
+  assert.ok((await read.json()).links.some((link) => link.code === 'careers'));
+  const write = await fetch(`${originUrl}/api/v1/links`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ destination: 'https://example.com/by-key' }),
+  });
+  assert.equal(write.status, 403);
+
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.reload();
+  const keyRow = page.locator('#keys-table tr[data-key="ci-reader"]');
+  await keyRow.waitFor();
+  assert.equal((await page.content()).includes(key), false, 'the secret is not shown again');
+  assert.doesNotMatch(await keyRow.locator('td').nth(5).textContent(), /never/, 'last used');
+  await screenshot('keys');
+
+  await keyRow.getByRole('button', { name: 'Revoke ci-reader' }).click();
+  const dialog = page.getByRole('alertdialog');
+  await dialog.getByText('refused (401)').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Cancel');
+  await dialog.getByRole('button', { name: 'Revoke key' }).click();
+  await keyRow.waitFor({ state: 'detached' });
+  const revoked = await fetch(`${originUrl}/api/v1/links`, { headers: auth });
+  assert.equal(revoked.status, 401);
+});
+
+test('the audit log names who created links, keys and joined, and filters by action, actor and link', async () => {
+  await nav(page, 'Audit log').click();
+  const rows = page.locator('#audit-table tbody tr');
+  await page.locator('#audit-table tr[data-action="link.created"][data-actor="admin"]').first().waitFor();
+  await page.locator('#audit-table tr[data-action="key.created"][data-actor="admin"]').waitFor();
+  await page.locator('#audit-table tr[data-action="member.joined"][data-actor="erin"]').waitFor();
+  await page.locator('#audit-table tr[data-action="member.role_changed"]').filter({ hasText: 'viewer' }).waitFor();
+  await screenshot('audit');
+
+  await page.getByLabel('Action').selectOption('key.created');
+  await eventually('only key.created', async () => {
+    const actions = await rows.evaluateAll((all) => all.map((r) => r.dataset.action));
+    return (actions.length > 0 && actions.every((a) => a === 'key.created')) || actions;
+  });
+  await page.getByLabel('Action').selectOption('');
+  await page.getByLabel('Actor').selectOption({ label: 'erin' });
+  await eventually('only erin', async () => {
+    const actors = await rows.evaluateAll((all) => all.map((r) => r.dataset.actor));
+    return (actors.length > 0 && actors.every((a) => a === 'erin')) || actors;
+  });
+  await page.getByLabel('Actor').selectOption('');
+  const careers = await page.evaluate(async () => (await fetch('/api/v1/links/careers')).json());
+  await page.getByLabel('Link id').fill(String(careers.id));
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await eventually('only the careers link', async () => {
+    const targets = await rows.evaluateAll((all) => all.map((r) => r.children[3].textContent));
+    return (targets.length > 0 && targets.every((t) => t === `link ${careers.id}`)) || targets;
+  });
+  await page.locator('#audit-table tr[data-action="link.created"]').getByText('https://example.com/jobs').waitFor();
+});
+
+test('the profile lists both sessions; signing out the other one sends that browser to the sign-in', async () => {
+  const other = await newPage();
+  await other.goto(`${originUrl}/admin`);
+  await signIn(other, 'admin', PASSWORD);
+  await other.getByRole('heading', { name: 'Overview' }).waitFor();
+
+  await page.getByRole('link', { name: 'Your profile' }).click();
+  const sessions = page.locator('#sessions-table tbody tr');
+  await eventually('two sessions', async () => (await sessions.count()) === 2 || (await sessions.count()));
+  await page.locator('#sessions-table tr[data-current="true"]').getByText('This browser').waitFor();
+  await screenshot('profile');
+  await page.locator('#sessions-table tr[data-current="false"]').getByRole('button', { name: /Sign out the session/ }).click();
+  await page.getByRole('status').filter({ hasText: 'Signed out that session.' }).waitFor();
+  await eventually('one session', async () => (await sessions.count()) === 1 || (await sessions.count()));
+
+  await other.reload();
+  await other.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
+  await other.context().close();
+});
+
+test('changing the password: a wrong current one is refused next to its field; afterwards the old one no longer signs in', async () => {
+  await page.getByLabel('Current password').fill('not-the-password');
+  await page.getByLabel('New password').fill(NEW_PASSWORD);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.locator('#current-password-error').filter({ hasText: 'wrong' }).waitFor();
+  assert.equal(await page.getByLabel('Current password').getAttribute('aria-invalid'), 'true');
+
+  await page.getByLabel('Current password').fill(PASSWORD);
+  await page.getByLabel('New password').fill(NEW_PASSWORD);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.getByRole('status').filter({ hasText: 'Password changed.' }).waitFor();
+
+  const signIn = (password) => fetch(`${originUrl}/api/v1/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password }),
+  });
+  assert.equal((await signIn(PASSWORD)).status, 401);
+  assert.equal((await signIn(NEW_PASSWORD)).status, 200);
+});
+
+test('a second workspace has links of its own; switching back shows the first one’s again', async () => {
+  await nav(page, 'Settings').click();
+  await page.getByLabel('Name of the new workspace').fill('Marketing');
+  await page.getByRole('button', { name: 'Create workspace' }).click();
+  await page.getByRole('status').filter({ hasText: 'Created “Marketing”' }).waitFor();
+  await page.getByLabel('Workspace', { exact: true }).locator('option', { hasText: 'Marketing' }).waitFor({ state: 'attached' });
+  await screenshot('settings');
+
+  await switchTo(page, 'Marketing');
+  await nav(page, 'Links').click();
+  await page.getByText('No links yet.').waitFor();
+  assert.equal(await page.locator('tbody tr').count(), 0);
+  // The owner of the new workspace may rename it.
+  await nav(page, 'Settings').click();
+  await page.getByLabel('Workspace name', { exact: true }).fill('Marketing team');
+  await page.getByRole('button', { name: 'Rename' }).click();
+  await page.getByLabel('Workspace', { exact: true }).locator('option', { hasText: 'Marketing team' }).waitFor({ state: 'attached' });
+
+  await switchTo(page, 'Default');
+  await nav(page, 'Links').click();
+  await row('careers').waitFor();
+});
+
+test('a tab still showing the old workspace is told it changed, and changes nothing', async () => {
+  const tab = await context.newPage();
+  tab.on('pageerror', (err) => console.error('page error:', err));
+  await tab.goto(`${originUrl}/admin/links`);
+  await tab.locator('tr[data-code="careers"]').waitFor();
+
+  await switchTo(page, 'Marketing team');
+  await page.getByText('No links yet.').waitFor();
+
+  // The tab still shows Default's links; what it does now must not land in Marketing.
+  await tab.getByRole('button', { name: 'New link' }).click();
+  await tab.getByLabel('Destination URL').fill('https://example.com/wrong-place');
+  await tab.getByLabel('Custom slug (optional)').fill('wrong-place');
+  await tab.getByRole('button', { name: 'Create link' }).click();
+  await tab.getByRole('status').filter({ hasText: 'switched in another tab' }).waitFor();
+  await tab.getByText('No links yet.').waitFor();
+  assert.equal(await tab.getByLabel('Workspace', { exact: true }).evaluate((s) => s.selectedOptions[0].textContent), 'Marketing team');
+  const inMarketing = await page.evaluate(async () => (await fetch('/api/v1/links/wrong-place')).status);
+  assert.equal(inMarketing, 404);
+  await tab.close();
+
+  await switchTo(page, 'Default');
+  await row('careers').waitFor();
+  const inDefault = await page.evaluate(async () => (await fetch('/api/v1/links/wrong-place')).status);
+  assert.equal(inDefault, 404);
+});
+
+test('someone with an account signs in first from an invitation, then accepts it', async () => {
+  await switchTo(page, 'Marketing team');
+  const url = await invite('viewer');
+  await page.getByRole('button', { name: 'Done' }).click();
+
+  const invited = await newPage();
+  await invited.goto(url);
+  await invited.getByRole('heading', { name: 'Join Marketing team as viewer' }).waitFor();
+  await invited.getByRole('button', { name: 'Sign in first' }).click();
+  await signIn(invited, 'erin', MEMBER_PASSWORD);
+  await invited.getByRole('heading', { name: 'Join Marketing team as viewer' }).waitFor();
+  await invited.getByRole('button', { name: 'Accept the invitation' }).click();
+  await invited.getByRole('heading', { name: 'Links' }).waitFor();
+  await invited.getByText('No links yet.').waitFor();
+  assert.equal(await invited.getByLabel('Workspace', { exact: true }).evaluate((s) => s.selectedOptions[0].textContent), 'Marketing team');
+  assert.equal(await invited.getByLabel('Workspace', { exact: true }).locator('option').count(), 3, 'Default, Marketing team, New workspace…');
+  await invited.context().close();
+
+  await switchTo(page, 'Default');
+  await nav(page, 'Links').click();
+  await row('careers').waitFor();
+});
+
 test('signing out ends the session', async () => {
   const cookie = (await context.cookies()).find((c) => c.name === 'kurz_session');
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await page.getByRole('button', { name: 'Sign in' }).waitFor();
   const response = await fetch(`${originUrl}/api/v1/links`, { headers: { cookie: `kurz_session=${cookie.value}` } });
   assert.equal(response.status, 401, 'the old cookie no longer works');

@@ -41,6 +41,9 @@ enum Command {
     },
     /// Build the dashboard into target/admin-ui (what KURZ_ADMIN_DIR points at).
     BuildUi,
+    /// Only the dashboard's browser tests (the origin and the dashboard built first). Uses
+    /// KURZ_TEST_DATABASE_URL when set.
+    TestUi,
     /// Load the redirect routes and print figures as ratios against a baseline of the same run.
     Bench(bench::Args),
 }
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Command::TestEdge { pattern } => test::run_edge_only(pattern.as_deref()),
         Command::Chaos { scenarios } => test::run_chaos_only(&scenarios),
         Command::Bench(args) => bench::run(&args),
+        Command::TestUi => ui::run_only(),
         Command::BuildUi => {
             let built = ui::build()?;
             let (raw, gzip) = edge::sizes(&built.wasm)?;

@@ -124,3 +124,23 @@ pub(crate) fn run_browser_tests(origin_bin: &Path, admin_database_url: &str) -> 
             .env("KURZ_ARTIFACTS", root().join("artifacts/ui")),
     )
 }
+
+/// `cargo xtask test-ui`: the origin and the dashboard built, then only the browser tests, on
+/// `KURZ_TEST_DATABASE_URL` or a throwaway cluster (as `cargo xtask test` makes).
+pub(crate) fn run_only() -> anyhow::Result<()> {
+    crate::tools::ensure_postgres()?;
+    exec(cargo().args(["build", "--locked", "-p", "origin"]))?;
+    let built = build()?;
+    let (_, gzip) = edge::sizes(&built.wasm)?;
+    eprintln!("dashboard .wasm: {gzip} bytes gzipped");
+    let origin = root().join("target/debug/origin");
+    if let Ok(url) = std::env::var("KURZ_TEST_DATABASE_URL") {
+        return run_browser_tests(&origin, &url);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kurz-test-pg-")
+        .tempdir()
+        .context("cannot make a folder for the test database")?;
+    let cluster = devpg::Cluster::start(dir.path(), devpg::Durability::Throwaway)?;
+    run_browser_tests(&origin, &cluster.url("postgres"))
+}

@@ -5,6 +5,7 @@ use gloo_storage::Storage;
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use shortlink::api::{Link, LinkPage};
+use shortlink::workspace::Permission;
 
 use crate::nav::{Link as PageLink, Page};
 use crate::pages::link_form::{FormMode, LinkForm};
@@ -80,7 +81,10 @@ pub fn Links() -> impl IntoView {
         <section class="page links-page" aria-labelledby="links-title">
             <div class="page-head">
                 <h1 id="links-title">"Links"</h1>
-                <button class="primary" on:click=move |_| form.set(Some(FormMode::Create))>"New link"</button>
+                // Viewers read links; creating, editing and deleting are hidden from them.
+                {move || auth.permits(Permission::WriteLinks).then(|| view! {
+                    <button class="primary" on:click=move |_| form.set(Some(FormMode::Create))>"New link"</button>
+                })}
             </div>
             <p class="notice" role="status" aria-live="polite">{move || notice.get()}</p>
             {move || form.get().map(|mode| view! {
@@ -148,7 +152,7 @@ fn LinkTable(
 ) -> impl IntoView {
     if page.links.is_empty() {
         let empty = if query.get_untracked().is_empty() && cursors.with_untracked(Vec::is_empty) {
-            "No links yet. Create the first one with “New link”."
+            "No links yet."
         } else {
             "No links match the search."
         };
@@ -196,6 +200,7 @@ fn LinkRow(
     qr: RwSignal<Option<Link>>,
     notice: RwSignal<Option<String>>,
 ) -> impl IntoView {
+    let auth = expect_context::<Auth>();
     let code = link.code.to_string();
     let short_url = link.short_url.clone();
     let copy = move |_| {
@@ -231,10 +236,12 @@ fn LinkRow(
                 <PageLink to=Page::link(code.clone(), link.id) class="button secondary" label=format!("Analytics of {code}")>"Stats"</PageLink>
                 <button class="secondary" on:click=move |_| qr.set(Some(for_qr.clone()))
                     aria-label=format!("QR code of {code}")>"QR"</button>
-                <button class="secondary" on:click=move |_| form.set(Some(FormMode::Edit(for_edit.clone())))
-                    aria-label=format!("Edit {}", link.code)>"Edit"</button>
-                <button class="danger" on:click=move |_| deleting.set(Some(for_delete.clone()))
-                    aria-label=format!("Delete {}", link.code)>"Delete"</button>
+                {auth.permits(Permission::WriteLinks).then(|| view! {
+                    <button class="secondary" on:click=move |_| form.set(Some(FormMode::Edit(for_edit.clone())))
+                        aria-label=format!("Edit {}", link.code)>"Edit"</button>
+                    <button class="danger" on:click=move |_| deleting.set(Some(for_delete.clone()))
+                        aria-label=format!("Delete {}", link.code)>"Delete"</button>
+                })}
             </td>
         </tr>
     }

@@ -2,7 +2,8 @@
 
 use leptos::prelude::*;
 
-use crate::{Auth, api};
+use crate::nav::{Location, Page};
+use crate::{Auth, SignInFirst, api};
 
 #[component]
 pub fn SignIn() -> impl IntoView {
@@ -11,6 +12,10 @@ pub fn SignIn() -> impl IntoView {
     let password = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    // Opened from an invitation: after signing in, its page returns (the token is still in
+    // the address) to accept it.
+    let from_invitation = expect_context::<Location>().0.get_untracked() == Page::Invite;
+    let sign_in_first = expect_context::<SignInFirst>().0;
     let submit = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
         if busy.get_untracked() {
@@ -27,7 +32,7 @@ pub fn SignIn() -> impl IntoView {
             match api::sign_in(user.trim(), &pass).await {
                 Ok(session) => {
                     password.set(String::new());
-                    auth.0.set(Some(session));
+                    auth.set(Some(session));
                 }
                 Err(err) => error.set(Some(err.message)),
             }
@@ -48,6 +53,13 @@ pub fn SignIn() -> impl IntoView {
                 <button type="submit" disabled=move || busy.get()>
                     {move || if busy.get() { "Signing in…" } else { "Sign in" }}
                 </button>
+                {from_invitation.then(|| view! {
+                    <p class="hint">"You will accept the invitation after signing in. "
+                        <button type="button" class="link-button" on:click=move |_| sign_in_first.set(false)>
+                            "Back to the invitation"
+                        </button>
+                    </p>
+                })}
             </form>
         </main>
     }

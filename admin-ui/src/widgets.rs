@@ -1,0 +1,129 @@
+//! Pieces several pages share: a confirmation dialog, a secret shown once, the clipboard,
+//! and the refusal a role gets for a page it may not use.
+
+use gloo_timers::callback::Timeout;
+use leptos::prelude::*;
+use shortlink::workspace::Role;
+
+/// Copies `text`; the message says whether it worked (or how to copy by hand).
+pub async fn copy_text(text: &str) -> String {
+    let clipboard = window().navigator().clipboard();
+    match wasm_bindgen_futures::JsFuture::from(clipboard.write_text(text)).await {
+        Ok(_) => format!("Copied {text}"),
+        Err(_) => format!("The browser refused the clipboard; copy it by hand: {text}"),
+    }
+}
+
+/// Shows `text` in `notice` for four seconds.
+pub fn flash(notice: RwSignal<Option<String>>, text: String) {
+    notice.set(Some(text));
+    Timeout::new(4000, move || notice.set(None)).forget();
+}
+
+/// A dialog asking before something that cannot be undone. The focus starts on Cancel;
+/// Escape cancels.
+#[component]
+pub fn ConfirmDialog(
+    title: String,
+    text: String,
+    /// The label of the button that does it.
+    confirm: String,
+    busy: RwSignal<bool>,
+    error: RwSignal<Option<String>>,
+    on_confirm: Callback<()>,
+    on_cancel: Callback<()>,
+) -> impl IntoView {
+    let cancel_button = NodeRef::<leptos::html::Button>::new();
+    Effect::new(move || {
+        if let Some(button) = cancel_button.get() {
+            let _ = button.focus();
+        }
+    });
+    view! {
+        <div class="overlay" on:keydown=move |ev| if ev.key() == "Escape" { on_cancel.run(()) }>
+            <div class="dialog" role="alertdialog" aria-modal="true" aria-labelledby="confirm-title"
+                aria-describedby="confirm-text">
+                <h2 id="confirm-title">{title}</h2>
+                <p id="confirm-text">{text}</p>
+                <p class="error" role="alert">{move || error.get()}</p>
+                <div class="buttons">
+                    <button class="secondary" node_ref=cancel_button on:click=move |_| on_cancel.run(())>"Cancel"</button>
+                    <button class="danger" on:click=move |_| on_confirm.run(()) disabled=move || busy.get()>{confirm}</button>
+                </div>
+            </div>
+        </div>
+    }
+}
+
+/// A secret (an invitation link, an API key) the origin gives once: a read-only field to
+/// select, a Copy button, and a warning that it cannot be shown again.
+#[component]
+pub fn ShownOnce(
+    /// The field's label, e.g. "Invitation link".
+    label: String,
+    value: String,
+    hint: String,
+    on_done: Callback<()>,
+) -> impl IntoView {
+    let notice = RwSignal::new(None::<String>);
+    let field = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move || {
+        if let Some(input) = field.get() {
+            let _ = input.focus();
+            input.select();
+        }
+    });
+    let copied = value.clone();
+    let copy = move |_| {
+        let text = copied.clone();
+        leptos::task::spawn_local(async move { notice.set(Some(copy_text(&text).await)) });
+    };
+    view! {
+        <section class="panel shown-once" aria-labelledby="shown-once-title">
+            <h2 id="shown-once-title">{label.clone()}</h2>
+            <div class="secret">
+                <label for="shown-once" class="visually-hidden">{label}</label>
+                <input id="shown-once" readonly node_ref=field prop:value=value aria-describedby="shown-once-hint"/>
+                <button class="primary" on:click=copy>"Copy"</button>
+            </div>
+            <p class="hint" id="shown-once-hint">{hint}</p>
+            <p class="notice" role="status">{move || notice.get()}</p>
+            <div class="buttons">
+                <button class="secondary" on:click=move |_| on_done.run(())>"Done"</button>
+            </div>
+        </section>
+    }
+}
+
+/// What a person sees on a page their role does not open (the navigation hides it, but an
+/// address can be typed or kept).
+#[component]
+pub fn Refused(role: Option<Role>, what: &'static str) -> impl IntoView {
+    let role = role.map_or("none", Role::as_str);
+    view! {
+        <div class="error-box" role="alert">
+            <p>{format!("Your role in this workspace ({role}) does not allow {what}. An admin or owner can change it.")}</p>
+        </div>
+    }
+}
+
+/// The error of a page's data, with a way to try again.
+#[component]
+pub fn ErrorBox(message: String, reload: RwSignal<u32>) -> impl IntoView {
+    view! {
+        <div class="error-box" role="alert">
+            <p>{message}</p>
+            <button on:click=move |_| reload.update(|n| *n += 1)>"Try again"</button>
+        </div>
+    }
+}
+
+/// A role for people: `Editor`.
+pub fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "Owner",
+        Role::Admin => "Admin",
+        Role::Editor => "Editor",
+        Role::Viewer => "Viewer",
+    }
+}
