@@ -58,11 +58,17 @@ pub(crate) async fn require_caller(
         }
     }
     if let Some(shown) = request.headers().get(WORKSPACE_HEADER) {
+        // Refused outright: read as "no workspace", it would pass for a caller who has none.
         let shown = shown
             .to_str()
             .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok());
-        if shown != caller.workspace_id() {
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "the {WORKSPACE_HEADER} header must be a workspace's id (a number)"
+                ))
+            })?;
+        if Some(shown) != caller.workspace_id() {
             return Err(Error::WorkspaceChanged);
         }
     }

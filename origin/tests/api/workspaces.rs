@@ -442,3 +442,41 @@ async fn owners_made_by_the_operator_are_in_the_audit_log() {
         );
     }
 }
+
+/// `GET /api/v1/workspace` as `who` (a session), sending `Kurz-Workspace: shown`.
+async fn with_workspace_header(app: &TestApp, who: &As, shown: &str) -> TestResponse {
+    let As::Session { cookie, .. } = who else {
+        panic!("a person")
+    };
+    let request = axum::http::Request::builder()
+        .uri("/api/v1/workspace")
+        .header(axum::http::header::COOKIE, cookie)
+        .header("kurz-workspace", shown)
+        .body(axum::body::Body::empty())
+        .expect("request");
+    app.send(request).await
+}
+
+#[tokio::test]
+async fn the_workspace_header_must_name_the_callers_workspace() {
+    let app = spawn_app().await;
+    let home = app.workspace("home").await;
+    let person = app.user("person", &[(home, "viewer")]).await;
+    let lost = app.user("lost", &[]).await;
+    let response = with_workspace_header(&app, &person, &home.to_string()).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    let (code, _) = with_workspace_header(&app, &person, "1")
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(code, "workspace_changed");
+    // A value that is no id is refused, also for a person in no workspace (whose "none" it
+    // once matched).
+    for who in [&person, &lost] {
+        for shown in ["", "abc", "1.5", "none"] {
+            let (code, _) = with_workspace_header(&app, who, shown)
+                .await
+                .error(StatusCode::BAD_REQUEST);
+            assert_eq!(code, "bad_request", "{shown:?}");
+        }
+    }
+}
