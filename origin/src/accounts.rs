@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use shortlink::workspace::{Role, Session, Workspace};
+use shortlink::workspace::{Role, Session};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -164,23 +164,7 @@ pub(crate) async fn session_view(db: &PgPool, caller: &Caller) -> Result<Session
     let Actor::User { id, name, session } = &caller.actor else {
         return Err(Error::NotFound);
     };
-    let rows: Vec<(i64, String, String, OffsetDateTime)> = sqlx::query_as(
-        "SELECT w.id, w.name, m.role, w.created_at
-         FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id
-         WHERE m.user_id = $1 ORDER BY w.name, w.id",
-    )
-    .bind(id)
-    .fetch_all(db)
-    .await?;
-    let workspaces: Vec<Workspace> = rows
-        .into_iter()
-        .map(|(id, name, role, created_at)| Workspace {
-            id,
-            name,
-            role: Role::parse(&role),
-            created_at,
-        })
-        .collect();
+    let workspaces = crate::workspaces::memberships(db, *id).await?;
     Ok(Session {
         user_id: *id,
         username: name.clone(),
@@ -252,7 +236,10 @@ pub(crate) async fn find_session(db: &PgPool, token: &str) -> Result<Option<Call
             .execute(db)
             .await?;
     }
-    let workspace = workspace.zip(role.as_deref().and_then(Role::parse));
+    let workspace = match workspace.zip(role) {
+        Some((id, role)) => Some((id, Grant::Role(crate::members::parse_role(&role)?))),
+        None => None,
+    };
     Ok(Some(Caller::new(
         Actor::User {
             id: user_id,
@@ -264,7 +251,7 @@ pub(crate) async fn find_session(db: &PgPool, token: &str) -> Result<Option<Call
                 expires_at,
             },
         },
-        workspace.map(|(id, role)| (id, Grant::Role(role))),
+        workspace,
     )))
 }
 

@@ -14,6 +14,7 @@ use crate::audit::{self, Change};
 use crate::caller::{Caller, Grant, WorkspaceId};
 use crate::error::Error;
 use crate::extract::ApiJson;
+use crate::members::parse_role;
 
 /// Longest workspace name, in characters (the table's check says the same).
 const MAX_NAME_CHARS: usize = 100;
@@ -33,31 +34,35 @@ async fn list(
     caller: Caller,
 ) -> Result<Json<Vec<Workspace>>, Error> {
     match caller.user() {
-        Ok((user_id, _)) => {
-            let rows: Vec<(i64, String, String, OffsetDateTime)> = sqlx::query_as(
-                "SELECT w.id, w.name, m.role, w.created_at
-                 FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id
-                 WHERE m.user_id = $1 ORDER BY w.name, w.id",
-            )
-            .bind(user_id)
-            .fetch_all(state.db())
-            .await?;
-            Ok(Json(
-                rows.into_iter()
-                    .map(|(id, name, role, created_at)| Workspace {
-                        id,
-                        name,
-                        role: Role::parse(&role),
-                        created_at,
-                    })
-                    .collect(),
-            ))
-        }
+        Ok((user_id, _)) => Ok(Json(memberships(state.db(), user_id).await?)),
         Err(_) => {
             let workspace = caller.member()?;
             Ok(Json(vec![find(state.db(), workspace, None).await?]))
         }
     }
+}
+
+/// Every workspace `user_id` belongs to, by name, with their role there: the list, and the
+/// session's body.
+pub(crate) async fn memberships(db: &sqlx::PgPool, user_id: i64) -> Result<Vec<Workspace>, Error> {
+    let rows: Vec<(i64, String, String, OffsetDateTime)> = sqlx::query_as(
+        "SELECT w.id, w.name, m.role, w.created_at
+         FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id
+         WHERE m.user_id = $1 ORDER BY w.name, w.id",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(id, name, role, created_at)| {
+            Ok(Workspace {
+                id,
+                name,
+                role: Some(parse_role(&role)?),
+                created_at,
+            })
+        })
+        .collect()
 }
 
 /// An owner of a workspace makes another and becomes its owner (keys belong to one workspace
@@ -211,8 +216,7 @@ async fn switch(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound)?;
-    let role = Role::parse(&role)
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown role {role:?}")))?;
+    let role = parse_role(&role)?;
     sqlx::query("UPDATE admin_sessions SET workspace_id = $2 WHERE id = $1")
         .bind(session.id)
         .bind(body.workspace_id)
