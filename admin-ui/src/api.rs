@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use gloo_net::http::{Method, Request, RequestBuilder, Response};
+use gloo_net::http::{Method, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shortlink::api::{ErrorBody, Link, LinkPage};
@@ -37,15 +37,6 @@ pub fn show_workspace(id: Option<i64>) {
 /// Sets what happens when a call is refused because another tab switched the workspace.
 pub fn on_workspace_changed(handler: impl Fn() + 'static) {
     WORKSPACE_CHANGED.with(|slot| *slot.borrow_mut() = Some(Box::new(handler)));
-}
-
-/// A request to `url` naming the workspace the page shows.
-fn request(method: Method, url: &str) -> RequestBuilder {
-    let builder = RequestBuilder::new(url).method(method);
-    match SHOWN_WORKSPACE.with(Cell::get) {
-        Some(id) => builder.header("Kurz-Workspace", &id.to_string()),
-        None => builder,
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,18 +110,78 @@ pub struct LinkForm {
     pub expires_at: Option<Option<String>>,
 }
 
-async fn answer<T: DeserializeOwned>(
-    response: Result<Response, gloo_net::Error>,
-) -> Result<T, ApiError> {
-    let response = response.map_err(|err| ApiError::network(&err))?;
-    let status = response.status();
-    if response.ok() {
-        return response
-            .json::<T>()
-            .await
-            .map_err(|err| ApiError::unexpected(status, &err.to_string()));
+/// Sends a request: the body of a 2xx answer, or the error. One function, not one per type of
+/// answer, does the sending for every call (the dashboard's .wasm has a size budget).
+async fn call(
+    method: Method,
+    url: &str,
+    session: Option<&Session>,
+    body: Option<String>,
+) -> Result<String, ApiError> {
+    let mut builder = RequestBuilder::new(url).method(method.clone());
+    // Asking who is signed in names no workspace: that is how a tab learns the current one.
+    if url != "/api/v1/session" || method != Method::GET {
+        if let Some(id) = SHOWN_WORKSPACE.with(Cell::get) {
+            builder = builder.header("Kurz-Workspace", &id.to_string());
+        }
     }
-    Err(error_of(response).await)
+    if let Some(session) = session {
+        builder = builder.header("X-CSRF-Token", &session.csrf_token);
+    }
+    let request = match body {
+        Some(body) => builder
+            .header("Content-Type", "application/json")
+            .body(body),
+        None => builder.build(),
+    }
+    .map_err(|err| ApiError::unexpected(0, &err.to_string()))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|err| ApiError::network(&err))?;
+    let status = response.status();
+    if !response.ok() {
+        return Err(error_of(response).await);
+    }
+    response
+        .text()
+        .await
+        .map_err(|err| ApiError::unexpected(status, &err.to_string()))
+}
+
+/// The JSON of an answer as `T`.
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|err| ApiError::unexpected(200, &err.to_string()))
+}
+
+fn json<B: Serialize>(body: &B) -> Option<String> {
+    // Serialising the dashboard's own request types cannot fail.
+    serde_json::to_string(body).ok()
+}
+
+async fn get<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
+    decode(&call(Method::GET, url, None, None).await?)
+}
+
+/// A call that changes something, with a JSON body, answered with JSON.
+async fn send<B: Serialize, T: DeserializeOwned>(
+    session: &Session,
+    method: Method,
+    url: &str,
+    body: &B,
+) -> Result<T, ApiError> {
+    decode(&call(method, url, Some(session), json(body)).await?)
+}
+
+/// A call that changes something, whose answer is not needed (204, or a body the dashboard
+/// reloads anyway).
+async fn act(
+    session: &Session,
+    method: Method,
+    url: &str,
+    body: Option<String>,
+) -> Result<(), ApiError> {
+    call(method, url, Some(session), body).await.map(drop)
 }
 
 async fn error_of(response: Response) -> ApiError {
@@ -154,32 +205,13 @@ async fn error_of(response: Response) -> ApiError {
     error
 }
 
-async fn no_content(response: Result<Response, gloo_net::Error>) -> Result<(), ApiError> {
-    let response = response.map_err(|err| ApiError::network(&err))?;
-    if response.ok() {
-        Ok(())
-    } else {
-        Err(error_of(response).await)
-    }
-}
-
-fn with_csrf(request: RequestBuilder, session: &Session) -> RequestBuilder {
-    request.header("X-CSRF-Token", &session.csrf_token)
-}
-
-fn json_body<T: Serialize>(request: RequestBuilder, body: &T) -> Result<Request, ApiError> {
-    request
-        .json(body)
-        .map_err(|err| ApiError::unexpected(0, &err.to_string()))
-}
-
 /// Query-string encoding of one value.
 pub fn encode(value: &str) -> String {
     js_sys::encode_uri_component(value).into()
 }
 
 pub async fn current_session() -> Result<Session, ApiError> {
-    answer(Request::get("/api/v1/session").send().await).await
+    get("/api/v1/session").await
 }
 
 pub async fn sign_in(username: &str, password: &str) -> Result<Session, ApiError> {
@@ -188,20 +220,12 @@ pub async fn sign_in(username: &str, password: &str) -> Result<Session, ApiError
         username: &'a str,
         password: &'a str,
     }
-    let request = json_body(
-        Request::post("/api/v1/session"),
-        &Body { username, password },
-    )?;
-    answer(request.send().await).await
+    let body = json(&Body { username, password });
+    decode(&call(Method::POST, "/api/v1/session", None, body).await?)
 }
 
 pub async fn sign_out(session: &Session) -> Result<(), ApiError> {
-    no_content(
-        with_csrf(request(Method::DELETE, "/api/v1/session"), session)
-            .send()
-            .await,
-    )
-    .await
+    act(session, Method::DELETE, "/api/v1/session", None).await
 }
 
 pub async fn list_links(
@@ -215,40 +239,25 @@ pub async fn list_links(
         encode(query),
         encode(cursor)
     );
-    answer(request(Method::GET, &url).send().await).await
+    get(&url).await
 }
 
 pub async fn get_link(code: &str) -> Result<Link, ApiError> {
-    answer(
-        request(Method::GET, &format!("/api/v1/links/{}", encode(code)))
-            .send()
-            .await,
-    )
-    .await
+    get(&format!("/api/v1/links/{}", encode(code))).await
 }
 
 pub async fn create_link(session: &Session, form: &LinkForm) -> Result<Link, ApiError> {
-    let request = json_body(
-        with_csrf(request(Method::POST, "/api/v1/links"), session),
-        form,
-    )?;
-    answer(request.send().await).await
+    send(session, Method::POST, "/api/v1/links", form).await
 }
 
 pub async fn update_link(session: &Session, code: &str, form: &LinkForm) -> Result<Link, ApiError> {
     let url = format!("/api/v1/links/{}", encode(code));
-    let request = json_body(with_csrf(request(Method::PATCH, &url), session), form)?;
-    answer(request.send().await).await
+    send(session, Method::PATCH, &url, form).await
 }
 
 pub async fn delete_link(session: &Session, code: &str) -> Result<(), ApiError> {
     let url = format!("/api/v1/links/{}", encode(code));
-    no_content(
-        with_csrf(request(Method::DELETE, &url), session)
-            .send()
-            .await,
-    )
-    .await
+    act(session, Method::DELETE, &url, None).await
 }
 
 /// The stats of one link (`Some(code)`) or of the whole account, for a query string made by
@@ -258,28 +267,7 @@ pub async fn stats(code: Option<&str>, query: &str) -> Result<Stats, ApiError> {
         Some(code) => format!("/api/v1/links/{}/stats?{query}", encode(code)),
         None => format!("/api/v1/stats?{query}"),
     };
-    answer(request(Method::GET, &url).send().await).await
-}
-
-/// A call that changes something, with a JSON body, answered with JSON.
-async fn send<B: Serialize, T: DeserializeOwned>(
-    session: &Session,
-    method: Method,
-    url: &str,
-    body: &B,
-) -> Result<T, ApiError> {
-    let request = json_body(with_csrf(request(method, url), session), body)?;
-    answer(request.send().await).await
-}
-
-/// A call that changes something, whose answer is not needed (204, or a body the dashboard
-/// reloads anyway).
-async fn act(session: &Session, method: Method, url: &str) -> Result<(), ApiError> {
-    no_content(with_csrf(request(method, url), session).send().await).await
-}
-
-async fn get<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
-    answer(request(Method::GET, url).send().await).await
+    get(&url).await
 }
 
 /// Work in another of one's workspaces: the session (and every tab) follows.
@@ -300,11 +288,8 @@ pub async fn create_workspace(session: &Session, name: String) -> Result<Workspa
 }
 
 pub async fn rename_workspace(session: &Session, name: String) -> Result<(), ApiError> {
-    let request = json_body(
-        with_csrf(request(Method::PATCH, "/api/v1/workspace"), session),
-        &WorkspaceName { name },
-    )?;
-    no_content(request.send().await).await
+    let body = json(&WorkspaceName { name });
+    act(session, Method::PATCH, "/api/v1/workspace", body).await
 }
 
 pub async fn members() -> Result<Vec<Member>, ApiError> {
@@ -313,21 +298,13 @@ pub async fn members() -> Result<Vec<Member>, ApiError> {
 
 pub async fn change_role(session: &Session, user_id: i64, role: Role) -> Result<(), ApiError> {
     let url = format!("/api/v1/members/{user_id}");
-    let request = json_body(
-        with_csrf(request(Method::PATCH, &url), session),
-        &ChangeRole { role },
-    )?;
-    no_content(request.send().await).await
+    act(session, Method::PATCH, &url, json(&ChangeRole { role })).await
 }
 
 /// Removes a member; the caller's own id leaves the workspace.
 pub async fn remove_member(session: &Session, user_id: i64) -> Result<(), ApiError> {
-    act(
-        session,
-        Method::DELETE,
-        &format!("/api/v1/members/{user_id}"),
-    )
-    .await
+    let url = format!("/api/v1/members/{user_id}");
+    act(session, Method::DELETE, &url, None).await
 }
 
 pub async fn invitations() -> Result<Vec<Invitation>, ApiError> {
@@ -338,37 +315,32 @@ pub async fn create_invitation(
     session: &Session,
     role: Role,
 ) -> Result<CreatedInvitation, ApiError> {
-    send(
-        session,
-        Method::POST,
-        "/api/v1/invitations",
-        &CreateInvitation { role },
-    )
-    .await
+    let body = CreateInvitation { role };
+    send(session, Method::POST, "/api/v1/invitations", &body).await
 }
 
 pub async fn revoke_invitation(session: &Session, id: i64) -> Result<(), ApiError> {
-    act(
-        session,
-        Method::DELETE,
-        &format!("/api/v1/invitations/{id}"),
-    )
-    .await
+    let url = format!("/api/v1/invitations/{id}");
+    act(session, Method::DELETE, &url, None).await
 }
 
 /// What an invitation opens; needs no session.
 pub async fn lookup_invitation(token: String) -> Result<InvitationPreview, ApiError> {
-    let request = json_body(
-        Request::post("/api/v1/invitations/lookup"),
-        &InvitationToken { token },
-    )?;
-    answer(request.send().await).await
+    let body = json(&InvitationToken { token });
+    decode(&call(Method::POST, "/api/v1/invitations/lookup", None, body).await?)
 }
 
 /// A new user joins through an invitation, and is signed in.
 pub async fn sign_up(body: &SignUp) -> Result<Session, ApiError> {
-    let request = json_body(Request::post("/api/v1/invitations/sign-up"), body)?;
-    answer(request.send().await).await
+    decode(
+        &call(
+            Method::POST,
+            "/api/v1/invitations/sign-up",
+            None,
+            json(body),
+        )
+        .await?,
+    )
 }
 
 /// The signed-in person joins through an invitation.
@@ -386,10 +358,11 @@ pub async fn create_key(session: &Session, body: &CreateApiKey) -> Result<Create
 }
 
 pub async fn revoke_key(session: &Session, id: i64) -> Result<(), ApiError> {
-    act(session, Method::DELETE, &format!("/api/v1/keys/{id}")).await
+    act(session, Method::DELETE, &format!("/api/v1/keys/{id}"), None).await
 }
 
-/// A page of the audit log; `query` is made of `actor`, `action`, `link`, `cursor` pairs.
+/// A page of the audit log; `query` is made of `actor`, `action`, `link`, `cursor` pairs
+/// (empty ones are left out).
 pub async fn audit(query: &[(&str, String)]) -> Result<AuditPage, ApiError> {
     let mut url = "/api/v1/audit?limit=50".to_owned();
     for (name, value) in query.iter().filter(|(_, value)| !value.is_empty()) {
@@ -404,23 +377,15 @@ pub async fn my_sessions() -> Result<Vec<SessionEntry>, ApiError> {
 
 /// Signs out one of the caller's sessions (another browser).
 pub async fn end_session(session: &Session, id: i64) -> Result<(), ApiError> {
-    act(
-        session,
-        Method::DELETE,
-        &format!("/api/v1/me/sessions/{id}"),
-    )
-    .await
+    let url = format!("/api/v1/me/sessions/{id}");
+    act(session, Method::DELETE, &url, None).await
 }
 
 /// Signs out every session of the caller, this one too.
 pub async fn end_all_sessions(session: &Session) -> Result<(), ApiError> {
-    act(session, Method::DELETE, "/api/v1/me/sessions").await
+    act(session, Method::DELETE, "/api/v1/me/sessions", None).await
 }
 
 pub async fn change_password(session: &Session, body: &ChangePassword) -> Result<(), ApiError> {
-    let request = json_body(
-        with_csrf(request(Method::PUT, "/api/v1/me/password"), session),
-        body,
-    )?;
-    no_content(request.send().await).await
+    act(session, Method::PUT, "/api/v1/me/password", json(body)).await
 }

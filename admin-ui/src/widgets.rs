@@ -127,3 +127,29 @@ pub fn role_label(role: Role) -> &'static str {
         Role::Viewer => "Viewer",
     }
 }
+
+/// What a page loads, as a signal: `None` until the first answer. `fetch` runs again whenever
+/// a signal it reads (before its future starts) changes; an answer that a newer one overtook
+/// is dropped. `LocalResource` does the same, at several KB of .wasm per use, which the size
+/// budget could not spare.
+pub fn load<O, F>(fetch: impl Fn() -> F + 'static) -> RwSignal<Option<O>>
+where
+    O: Send + Sync + 'static,
+    F: std::future::Future<Output = O> + 'static,
+{
+    let data = RwSignal::new(None);
+    let latest = StoredValue::new(0_u32);
+    Effect::new(move || {
+        let future = fetch();
+        let run = latest.get_value().wrapping_add(1);
+        latest.set_value(run);
+        leptos::task::spawn_local(async move {
+            let answer = future.await;
+            // The page may be gone (another page, another workspace) by now.
+            if latest.try_get_value() == Some(run) {
+                data.try_set(Some(answer));
+            }
+        });
+    });
+    data
+}

@@ -47,7 +47,7 @@ pub fn Audit() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // Who can be chosen as the actor: members and keys (each list needs admin rights, which
     // this page has).
-    let actors = LocalResource::new(|| async {
+    let actors = crate::widgets::load(|| async {
         let mut found = Vec::new();
         if let Ok(members) = api::members().await {
             found.extend(

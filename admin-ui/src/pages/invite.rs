@@ -21,7 +21,7 @@ fn token() -> String {
 pub fn Invite() -> impl IntoView {
     let auth = expect_context::<Auth>();
     let signed_in = auth.session().is_some();
-    let preview = LocalResource::new(move || async move {
+    let preview = crate::widgets::load(move || async move {
         let token = token();
         if token.is_empty() {
             return Err(

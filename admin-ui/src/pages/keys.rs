@@ -36,7 +36,7 @@ pub fn Keys() -> impl IntoView {
     let creating = RwSignal::new(false);
     let created = RwSignal::new(None::<CreatedApiKey>);
     let revoking = RwSignal::new(None::<ApiKey>);
-    let keys = LocalResource::new(move || {
+    let keys = crate::widgets::load(move || {
         reload.track();
         api::keys()
     });

@@ -18,7 +18,7 @@ pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
     let auth = expect_context::<Auth>();
     let code = Signal::stored(code);
     let range = remembered_range();
-    let link = LocalResource::new(move || {
+    let link = crate::widgets::load(move || {
         let code = code.get();
         async move {
             match (api::get_link(&code).await, id) {
@@ -30,7 +30,7 @@ pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
     });
     let found = move || matches!(link.get(), Some(Ok(_)));
     // None until the link is known to be the one the address names.
-    let stats = LocalResource::new(move || {
+    let stats = crate::widgets::load(move || {
         let code = code.get();
         let query = range.with(crate::range::StatsRange::query);
         let found = found();

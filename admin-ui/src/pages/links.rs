@@ -36,7 +36,7 @@ pub fn Links() -> impl IntoView {
     let qr = RwSignal::new(None::<Link>);
     let notice = RwSignal::new(None::<String>);
 
-    let page = LocalResource::new(move || {
+    let page = crate::widgets::load(move || {
         reload.track();
         let (q, sort, limit) = (query.get(), sort.get(), page_size.get());
         let cursor = cursors.with(|c| c.last().cloned().unwrap_or_default());

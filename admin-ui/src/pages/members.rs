@@ -23,11 +23,11 @@ pub fn Members() -> impl IntoView {
     let reload = RwSignal::new(0_u32);
     let notice = RwSignal::new(None::<String>);
     let removing = RwSignal::new(None::<Member>);
-    let members = LocalResource::new(move || {
+    let members = crate::widgets::load(move || {
         reload.track();
         api::members()
     });
-    let invitations = LocalResource::new(move || {
+    let invitations = crate::widgets::load(move || {
         reload.track();
         api::invitations()
     });
@@ -206,7 +206,7 @@ fn RemoveMember(
 
 #[component]
 fn Invitations(
-    invitations: LocalResource<Result<Vec<Invitation>, api::ApiError>>,
+    invitations: RwSignal<Option<Result<Vec<Invitation>, api::ApiError>>>,
     reload: RwSignal<u32>,
     notice: RwSignal<Option<String>>,
 ) -> impl IntoView {

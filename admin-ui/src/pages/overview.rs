@@ -14,7 +14,7 @@ use crate::{Auth, api};
 pub fn Overview() -> impl IntoView {
     let auth = expect_context::<Auth>();
     let reload = RwSignal::new(0_u32);
-    let stats = LocalResource::new(move || {
+    let stats = crate::widgets::load(move || {
         reload.track();
         // Daily buckets in the browser's zone: the last one is today, the last seven a week.
         let range = StatsRange {

@@ -118,7 +118,7 @@ fn Sessions() -> impl IntoView {
     let everywhere = RwSignal::new(false);
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
-    let sessions = LocalResource::new(move || {
+    let sessions = crate::widgets::load(move || {
         reload.track();
         api::my_sessions()
     });
