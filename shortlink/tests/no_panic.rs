@@ -9,7 +9,11 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use shortlink::api::{CreateLink, CreatedApiKey, ErrorBody, Link, LinkPage, UpdateLink};
+use shortlink::api::{CreateLink, ErrorBody, Link, LinkPage, UpdateLink};
+use shortlink::workspace::{
+    AuditPage, ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey,
+    InvitationToken, Role, Scope, SignUp, SwitchWorkspace, WorkspaceName,
+};
 use shortlink::edge::{
     ClickEvent, IngestBatch, IngestResult, ReplayResult, SyncBatch, SyncResult, Tombstone,
     is_qr_scan,
@@ -200,6 +204,17 @@ proptest! {
         for value in [&create, &update, &link, &other] {
             parse::<LinkPage>(value);
             parse::<CreatedApiKey>(value);
+            parse::<CreateApiKey>(value);
+            parse::<AuditPage>(value);
+            parse::<ChangePassword>(value);
+            parse::<ChangeRole>(value);
+            parse::<CreateInvitation>(value);
+            parse::<InvitationToken>(value);
+            parse::<SignUp>(value);
+            parse::<SwitchWorkspace>(value);
+            parse::<WorkspaceName>(value);
+            parse::<Role>(value);
+            parse::<Scope>(value);
             parse::<ErrorBody>(value);
             parse::<Stats>(value);
             parse::<Interval>(value);

@@ -140,7 +140,7 @@ async fn link_and_key_changes_are_logged_with_their_actor() {
         assert!(entry["at"].is_string(), "{entry}");
     }
     let link_id = link["id"].as_i64().expect("id");
-    let [revoke, create_key, delete, update, create] = &entries[..] else {
+    let [revoke, create_key, delete, update, create] = entries else {
         panic!("five entries")
     };
     assert_eq!(

@@ -336,12 +336,13 @@ impl Action {
             ListLinks | GetLink | Qr => Some("links:read"),
             CreateLink | UpdateLink | DeleteLink => Some("links:write"),
             LinkStats | ExportClicks | WorkspaceStats => Some("stats:read"),
-            ListMembers | ChangeRole | RemoveMember | ListInvitations | Invite
-            | RevokeInvitation | ListKeys | CreateKey | RevokeKey | ReadAudit => {
-                Some("workspace:admin")
-            }
+            ListMembers | RemoveMember | ListInvitations | RevokeInvitation | ListKeys
+            | CreateKey | RevokeKey | ReadAudit => Some("workspace:admin"),
             // Any key may ask which workspace it is in.
             GetWorkspace => None,
+            // Invitations are made by people; giving a role takes every permission of it
+            // (workspace:admin and the role's scopes: `members.rs` tests the combinations).
+            Invite | ChangeRole => None,
             RenameWorkspace => None,
         }
     }
@@ -417,8 +418,18 @@ impl Action {
                 Some(json!({"role": "editor"})),
             ),
             Self::RevokeInvitation => {
-                let created = post("/api/v1/invitations", json!({"role": "viewer"})).await;
-                let id = &created["invitation"]["id"];
+                // Made by a person: keys make no invitations.
+                let inviter = app.user(&format!("inviter{n}"), &[(1, "owner")]).await;
+                let created = app
+                    .call(
+                        &inviter,
+                        Method::POST,
+                        "/api/v1/invitations",
+                        Some(json!({"role": "viewer"})),
+                    )
+                    .await;
+                assert_eq!(created.status, StatusCode::CREATED);
+                let id = &created.json()["invitation"]["id"];
                 (Method::DELETE, format!("/api/v1/invitations/{id}"), None)
             }
             Self::ListKeys => (Method::GET, "/api/v1/keys".into(), None),
