@@ -168,7 +168,13 @@ pub async fn create_operator_key(
         before: None,
         after: Some(crate::audit::fields(&created.api_key)?),
     };
-    crate::audit::record(&mut tx, workspace, crate::audit::ActorRef::operator(), change).await?;
+    crate::audit::record(
+        &mut tx,
+        workspace,
+        crate::audit::ActorRef::operator(),
+        change,
+    )
+    .await?;
     tx.commit().await?;
     Ok(created.key)
 }

@@ -10,16 +10,16 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use shortlink::api::{CreateLink, ErrorBody, Link, LinkPage, UpdateLink};
-use shortlink::workspace::{
-    AuditPage, ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey,
-    InvitationToken, Role, Scope, SignUp, SwitchWorkspace, WorkspaceName,
-};
 use shortlink::edge::{
     ClickEvent, IngestBatch, IngestResult, ReplayResult, SyncBatch, SyncResult, Tombstone,
     is_qr_scan,
 };
 use shortlink::redirect::{LinkRecord, decide};
 use shortlink::stats::{Interval, Stats};
+use shortlink::workspace::{
+    AuditPage, ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey,
+    InvitationToken, Role, Scope, SignUp, SwitchWorkspace, WorkspaceName,
+};
 use shortlink::{CodeScrambler, Destination, HostKey, RedirectStatus, ShortCode, signature};
 use time::{OffsetDateTime, UtcOffset};
 
