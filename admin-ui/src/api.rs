@@ -17,9 +17,9 @@ use shortlink::api::{ErrorBody, Link, LinkPage};
 use shortlink::stats::Stats;
 pub use shortlink::workspace::Session;
 use shortlink::workspace::{
-    ApiKey, AuditPage, ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey,
-    CreatedInvitation, Invitation, InvitationPreview, InvitationToken, Member, Role, SessionEntry,
-    SignUp, SwitchWorkspace, Workspace, WorkspaceName,
+    AuditPage, ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey,
+    CreatedInvitation, InvitationPreview, InvitationToken, Role, SignUp, SwitchWorkspace,
+    Workspace, WorkspaceName,
 };
 
 thread_local! {
@@ -120,10 +120,10 @@ async fn call(
 ) -> Result<String, ApiError> {
     let mut builder = RequestBuilder::new(url).method(method.clone());
     // Asking who is signed in names no workspace: that is how a tab learns the current one.
-    if url != "/api/v1/session" || method != Method::GET {
-        if let Some(id) = SHOWN_WORKSPACE.with(Cell::get) {
-            builder = builder.header("Kurz-Workspace", &id.to_string());
-        }
+    if let Some(id) = SHOWN_WORKSPACE.with(Cell::get)
+        && (url != "/api/v1/session" || method != Method::GET)
+    {
+        builder = builder.header("Kurz-Workspace", &id.to_string());
     }
     if let Some(session) = session {
         builder = builder.header("X-CSRF-Token", &session.csrf_token);
@@ -150,7 +150,7 @@ async fn call(
 }
 
 /// The JSON of an answer as `T`.
-fn decode<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
     serde_json::from_str(text).map_err(|err| ApiError::unexpected(200, &err.to_string()))
 }
 
@@ -292,8 +292,9 @@ pub async fn rename_workspace(session: &Session, name: String) -> Result<(), Api
     act(session, Method::PATCH, "/api/v1/workspace", body).await
 }
 
-pub async fn members() -> Result<Vec<Member>, ApiError> {
-    get("/api/v1/members").await
+/// The body of a GET, to decode with [`decode`] when read.
+pub async fn get_text(url: &str) -> Result<String, ApiError> {
+    call(Method::GET, url, None, None).await
 }
 
 pub async fn change_role(session: &Session, user_id: i64, role: Role) -> Result<(), ApiError> {
@@ -305,10 +306,6 @@ pub async fn change_role(session: &Session, user_id: i64, role: Role) -> Result<
 pub async fn remove_member(session: &Session, user_id: i64) -> Result<(), ApiError> {
     let url = format!("/api/v1/members/{user_id}");
     act(session, Method::DELETE, &url, None).await
-}
-
-pub async fn invitations() -> Result<Vec<Invitation>, ApiError> {
-    get("/api/v1/invitations").await
 }
 
 pub async fn create_invitation(
@@ -349,10 +346,6 @@ pub async fn accept_invitation(session: &Session, token: String) -> Result<Sessi
     send(session, Method::POST, "/api/v1/invitations/accept", &body).await
 }
 
-pub async fn keys() -> Result<Vec<ApiKey>, ApiError> {
-    get("/api/v1/keys").await
-}
-
 pub async fn create_key(session: &Session, body: &CreateApiKey) -> Result<CreatedApiKey, ApiError> {
     send(session, Method::POST, "/api/v1/keys", body).await
 }
@@ -369,10 +362,6 @@ pub async fn audit(query: &[(&str, String)]) -> Result<AuditPage, ApiError> {
         url.push_str(&format!("&{name}={}", encode(value)));
     }
     get(&url).await
-}
-
-pub async fn my_sessions() -> Result<Vec<SessionEntry>, ApiError> {
-    get("/api/v1/me/sessions").await
 }
 
 /// Signs out one of the caller's sessions (another browser).

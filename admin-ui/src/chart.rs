@@ -1,10 +1,9 @@
-//! The clicks-over-time chart: drawn by plotters into an SVG string, sized to its container,
+//! The clicks-over-time chart: drawn into an SVG string, sized to its container,
 //! coloured for the light or dark theme, with a tooltip for the bucket under the pointer.
 
 use leptos::ev;
 use leptos::html::Div;
 use leptos::prelude::*;
-use plotters::prelude::*;
 use shortlink::stats::{Interval, Point};
 
 use crate::range::{bucket_label, count};
@@ -39,93 +38,135 @@ pub fn watch_dark_mode() -> Dark {
 }
 
 struct Palette {
-    text: RGBColor,
-    grid: RGBColor,
-    clicks: RGBColor,
-    visitors: RGBColor,
+    text: &'static str,
+    grid: &'static str,
+    clicks: &'static str,
+    visitors: &'static str,
 }
 
 fn palette(dark: bool) -> Palette {
     if dark {
         Palette {
-            text: RGBColor(0xc9, 0xd1, 0xd9),
-            grid: RGBColor(0x30, 0x36, 0x3d),
-            clicks: RGBColor(0x58, 0xa6, 0xff),
-            visitors: RGBColor(0xf0, 0x88, 0x3e),
+            text: "#c9d1d9",
+            grid: "#30363d",
+            clicks: "#58a6ff",
+            visitors: "#f0883e",
         }
     } else {
         Palette {
-            text: RGBColor(0x3a, 0x40, 0x4a),
-            grid: RGBColor(0xe3, 0xe6, 0xea),
-            clicks: RGBColor(0x1f, 0x5f, 0xd1),
-            visitors: RGBColor(0xc2, 0x4e, 0x00),
+            text: "#3a404a",
+            grid: "#e3e6ea",
+            clicks: "#1f5fd1",
+            visitors: "#c24e00",
         }
     }
 }
 
-/// The SVG of clicks (area) and unique visitors (line) per bucket.
-fn render(points: &[Point], interval: Interval, width: u32, dark: bool) -> Result<String, String> {
-    let colors = palette(dark);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (width, HEIGHT)).into_drawing_area();
-        let top = points
-            .iter()
-            .map(|p| p.counts.total.max(p.counts.uniques))
-            .max()
-            .unwrap_or(0);
-        // Some headroom, and a visible axis even when nothing happened.
-        let y_max = (top + top / 8).max(4);
-        let last = points.len().saturating_sub(1).max(1);
-        let font = ("sans-serif", 13).into_font().color(&colors.text);
-        let mut chart = ChartBuilder::on(&root)
-            .margin(MARGIN)
-            // Room for the last x label, which is centred on the right edge.
-            .margin_right(MARGIN_RIGHT)
-            .x_label_area_size(X_LABELS)
-            .y_label_area_size(Y_LABELS)
-            .build_cartesian_2d(0..last, 0..y_max)
-            .map_err(|e| e.to_string())?;
-        let x_labels = (width / 110).clamp(2, 8) as usize;
-        chart
-            .configure_mesh()
-            .x_labels(x_labels)
-            .y_labels(5)
-            .x_label_formatter(&|i| {
-                points
-                    .get(*i)
-                    .map(|p| bucket_label(p.t, interval))
-                    .unwrap_or_default()
-            })
-            .y_label_formatter(&|v| count(*v))
-            .label_style(font)
-            .axis_style(colors.grid)
-            .bold_line_style(colors.grid)
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(
-                AreaSeries::new(
-                    points.iter().enumerate().map(|(i, p)| (i, p.counts.total)),
-                    0,
-                    colors.clicks.mix(0.18),
-                )
-                .border_style(colors.clicks.stroke_width(2)),
-            )
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(
-                points
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (i, p.counts.uniques)),
-                colors.visitors.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
+/// The smallest of 1, 2, 5, 10, 20, 50, … that is at least `n`: a readable step between the
+/// y axis's labels.
+fn nice_step(n: i64) -> i64 {
+    let mut step = 1;
+    loop {
+        for factor in [1, 2, 5] {
+            if step * factor >= n {
+                return step * factor;
+            }
+        }
+        step *= 10;
     }
-    Ok(svg)
+}
+
+/// `&`, `<` and `>` escaped, for text inside the SVG.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The SVG of clicks (area) and unique visitors (line) per bucket: a few paths and labels,
+/// drawn here rather than by a charting crate (which cost ~12 KB of the gzipped .wasm).
+/// Coordinates are whole pixels, so no float formatting is needed either.
+fn render(points: &[Point], interval: Interval, width: u32, dark: bool) -> String {
+    use std::fmt::Write;
+    let colors = palette(dark);
+    let top = points
+        .iter()
+        .map(|p| p.counts.total.max(p.counts.uniques))
+        .max()
+        .unwrap_or(0);
+    // Four steps of a readable size, with some headroom; a visible axis when nothing happened.
+    let step = nice_step(((top + top / 8).max(4) + 3) / 4);
+    let y_max = step * 4;
+    let (left, right) = (
+        i64::from(MARGIN + Y_LABELS),
+        i64::from(width - MARGIN_RIGHT),
+    );
+    let (top_px, bottom) = (i64::from(MARGIN), i64::from(HEIGHT - MARGIN - X_LABELS));
+    let last = points.len().saturating_sub(1).max(1) as i64;
+    let x = |i: usize| left + (i as i64) * (right - left) / last;
+    let y = |v: i64| bottom - v * (bottom - top_px) / y_max;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{HEIGHT}" viewBox="0 0 {width} {HEIGHT}" font-family="sans-serif" font-size="13" fill="{}">"#,
+        colors.text
+    );
+    // Writing to a String cannot fail.
+    for k in 0..=4 {
+        let value = step * k;
+        let at = y(value);
+        let _ = write!(
+            svg,
+            r#"<line x1="{left}" x2="{right}" y1="{at}" y2="{at}" stroke="{}"/><text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            colors.grid,
+            left - 6,
+            at + 4,
+            escape(&count(value))
+        );
+    }
+    let labels = (width / 110).clamp(2, 8) as usize;
+    let shown = points.len().min(labels).max(1);
+    for k in 0..shown {
+        let index = if shown == 1 {
+            0
+        } else {
+            k * (points.len() - 1) / (shown - 1)
+        };
+        if let Some(point) = points.get(index) {
+            let _ = write!(
+                svg,
+                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+                x(index),
+                bottom + 18,
+                escape(&bucket_label(point.t, interval))
+            );
+        }
+    }
+    if !points.is_empty() {
+        let line = |pick: fn(&Point) -> i64| {
+            let mut path = String::new();
+            for (i, point) in points.iter().enumerate() {
+                let _ = write!(
+                    path,
+                    "{}{},{} ",
+                    if i == 0 { 'M' } else { 'L' },
+                    x(i),
+                    y(pick(point))
+                );
+            }
+            path
+        };
+        let clicks = line(|p| p.counts.total);
+        let _ = write!(
+            svg,
+            r#"<path d="{clicks}L{},{bottom} L{left},{bottom} Z" fill="{}" fill-opacity="0.18" stroke="none"/><path d="{clicks}" fill="none" stroke="{}" stroke-width="2"/><path d="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+            x(points.len() - 1),
+            colors.clicks,
+            colors.clicks,
+            line(|p| p.counts.uniques),
+            colors.visitors
+        );
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// The chart of a series, redrawn when the data, the width or the theme change.
@@ -200,10 +241,7 @@ pub fn SeriesChart(
                 role="img"
                 aria-label="Clicks and unique visitors over time"
             >
-                {move || match svg.get() {
-                    Ok(svg) => view! { <div class="svg" inner_html=svg></div> }.into_any(),
-                    Err(err) => view! { <p class="error">{format!("The chart could not be drawn: {err}")}</p> }.into_any(),
-                }}
+                <div class="svg" inner_html=move || svg.get()></div>
                 {tooltip}
             </div>
             <figcaption class="legend">

@@ -2,7 +2,7 @@
 //!
 //! A client-side Leptos app served by the origin at `/admin`; it talks only to `/api/v1` with
 //! the session cookie. Code map: `api` (calls and errors), `nav` (pages and addresses),
-//! `range` (time ranges and formats), `chart` (plotters), `pages/*` (one module per screen).
+//! `range` (time ranges and formats), `chart` (the SVG chart), `pages/*` (one module per screen).
 
 mod api;
 mod chart;

@@ -5,6 +5,8 @@ use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use shortlink::workspace::Role;
 
+use crate::api::{self, ApiError};
+
 /// Copies `text`; the message says whether it worked (or how to copy by hand).
 pub async fn copy_text(text: &str) -> String {
     let clipboard = window().navigator().clipboard();
@@ -152,4 +154,44 @@ where
         });
     });
     data
+}
+
+/// The JSON answer of a GET, decoded as `T` when read. Every page's list loads through one
+/// loader of text (not one per type): the size budget again.
+pub struct Json<T> {
+    raw: RwSignal<Option<Result<String, ApiError>>>,
+    kind: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Json<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Json<T> {}
+
+impl<T: serde::de::DeserializeOwned> Json<T> {
+    /// `None` until the first answer (tracked).
+    pub fn get(self) -> Option<Result<T, ApiError>> {
+        self.raw.with(|raw| {
+            raw.as_ref()
+                .map(|raw| raw.clone().and_then(|text| api::decode(&text)))
+        })
+    }
+}
+
+/// Loads `url` (again whenever the signals `url` reads change).
+pub fn load_json<T>(url: impl Fn() -> String + 'static) -> Json<T> {
+    Json {
+        raw: load_text(Box::new(url)),
+        kind: std::marker::PhantomData,
+    }
+}
+
+fn load_text(url: Box<dyn Fn() -> String>) -> RwSignal<Option<Result<String, ApiError>>> {
+    load(move || {
+        let url = url();
+        async move { api::get_text(&url).await }
+    })
 }

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use serde_json::Value;
-use shortlink::workspace::{AuditEntry, Permission};
+use shortlink::workspace::{ApiKey, AuditEntry, Member, Permission};
 
 use crate::range::date_time;
 use crate::widgets::{ErrorBox, Refused};
@@ -47,23 +47,25 @@ pub fn Audit() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // Who can be chosen as the actor: members and keys (each list needs admin rights, which
     // this page has).
-    let actors = crate::widgets::load(|| async {
+    let members = crate::widgets::load_json::<Vec<Member>>(|| "/api/v1/members".to_owned());
+    let keys = crate::widgets::load_json::<Vec<ApiKey>>(|| "/api/v1/keys".to_owned());
+    let actors = move || {
         let mut found = Vec::new();
-        if let Ok(members) = api::members().await {
+        if let Some(Ok(members)) = members.get() {
             found.extend(
                 members
                     .into_iter()
                     .map(|m| (format!("user:{}", m.user_id), m.username)),
             );
         }
-        if let Ok(keys) = api::keys().await {
+        if let Some(Ok(keys)) = keys.get() {
             found.extend(
                 keys.into_iter()
                     .map(|k| (format!("key:{}", k.id), format!("key {}", k.name))),
             );
         }
         found
-    });
+    };
     let load = move |more: bool| {
         let cursor = if more {
             next.get_untracked().unwrap_or_default()
@@ -123,9 +125,9 @@ pub fn Audit() -> impl IntoView {
                     <span class="label">"Actor"</span>
                     <select prop:value=move || actor.get() on:change=move |ev| actor.set(event_target_value(&ev))>
                         <option value="">"Anyone"</option>
-                        {move || actors.get().map(|list| list.into_iter().map(|(value, name)| view! {
+                        {move || actors().into_iter().map(|(value, name)| view! {
                             <option value=value>{name}</option>
-                        }).collect_view())}
+                        }).collect_view()}
                     </select>
                 </label>
                 <label>

@@ -36,9 +36,9 @@ pub fn Keys() -> impl IntoView {
     let creating = RwSignal::new(false);
     let created = RwSignal::new(None::<CreatedApiKey>);
     let revoking = RwSignal::new(None::<ApiKey>);
-    let keys = crate::widgets::load(move || {
+    let keys = crate::widgets::load_json::<Vec<ApiKey>>(move || {
         reload.track();
-        api::keys()
+        "/api/v1/keys".to_owned()
     });
     Effect::new(move || {
         if let Some(Err(err)) = keys.get() {

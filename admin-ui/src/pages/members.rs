@@ -23,13 +23,13 @@ pub fn Members() -> impl IntoView {
     let reload = RwSignal::new(0_u32);
     let notice = RwSignal::new(None::<String>);
     let removing = RwSignal::new(None::<Member>);
-    let members = crate::widgets::load(move || {
+    let members = crate::widgets::load_json::<Vec<Member>>(move || {
         reload.track();
-        api::members()
+        "/api/v1/members".to_owned()
     });
-    let invitations = crate::widgets::load(move || {
+    let invitations = crate::widgets::load_json::<Vec<Invitation>>(move || {
         reload.track();
-        api::invitations()
+        "/api/v1/invitations".to_owned()
     });
     Effect::new(move || {
         if let Some(Err(err)) = members.get() {
@@ -206,7 +206,7 @@ fn RemoveMember(
 
 #[component]
 fn Invitations(
-    invitations: RwSignal<Option<Result<Vec<Invitation>, api::ApiError>>>,
+    invitations: crate::widgets::Json<Vec<Invitation>>,
     reload: RwSignal<u32>,
     notice: RwSignal<Option<String>>,
 ) -> impl IntoView {

@@ -118,9 +118,9 @@ fn Sessions() -> impl IntoView {
     let everywhere = RwSignal::new(false);
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
-    let sessions = crate::widgets::load(move || {
+    let sessions = crate::widgets::load_json::<Vec<SessionEntry>>(move || {
         reload.track();
-        api::my_sessions()
+        "/api/v1/me/sessions".to_owned()
     });
     Effect::new(move || {
         if let Some(Err(err)) = sessions.get() {
