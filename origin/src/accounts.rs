@@ -90,7 +90,7 @@ pub(crate) async fn sign_in(
             verify(&password, stored.as_deref().unwrap_or(&DUMMY_HASH), memory)
         })
         .await?;
-    let Some((user_id, ..)) = user.filter(|_| matches) else {
+    let Some((user_id, verified_hash, _)) = user.filter(|_| matches) else {
         // Debug-quoted: a name with a line break cannot forge a log line.
         tracing::info!(username = ?body.username, "failed sign-in");
         return Err(Error::SignInFailed);
@@ -98,16 +98,21 @@ pub(crate) async fn sign_in(
     limiter
         .succeeded(db, &attempt, reservation, user_id)
         .await?;
-    start_session(&state, &request.headers, user_id).await
+    start_session(&state, &request.headers, user_id, &verified_hash).await
 }
 
 /// Starts a session of `user_id` (who proved who they are: a password, or a sign-up through an
 /// invitation) and answers with its cookie and the `Session` body, as every sign-in does. The
 /// session works in the workspace the person joined first (they can switch).
+///
+/// `verified_hash` is the password hash the person proved they know: the session is made only
+/// if it is still the user's, so a sign-in whose hash was checked while the password changed
+/// (which signs out every other session) does not slip in a session after that sign-out.
 pub(crate) async fn start_session(
     state: &crate::State,
     headers: &HeaderMap,
     user_id: i64,
+    verified_hash: &str,
 ) -> Result<Response, Error> {
     let db = state.db();
     sqlx::query("DELETE FROM admin_sessions WHERE expires_at < now()")
@@ -123,8 +128,9 @@ pub(crate) async fn start_session(
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO admin_sessions (token_hash, user_id, csrf_token, expires_at, user_agent,
                                      workspace_id)
-         VALUES ($1, $2, $3, $4, $5, (SELECT workspace_id FROM workspace_members
-                                      WHERE user_id = $2 ORDER BY joined_at, workspace_id LIMIT 1))
+         SELECT $1, $2, $3, $4, $5, (SELECT workspace_id FROM workspace_members
+                                     WHERE user_id = $2 ORDER BY joined_at, workspace_id LIMIT 1)
+         FROM admin_users WHERE id = $2 AND password_hash = $6
          RETURNING id",
     )
     .bind(hash(&token).as_slice())
@@ -132,8 +138,11 @@ pub(crate) async fn start_session(
     .bind(&csrf_token)
     .bind(expires_at)
     .bind(user_agent)
-    .fetch_one(db)
-    .await?;
+    .bind(verified_hash)
+    .fetch_optional(db)
+    .await?
+    // The password changed since it was checked.
+    .ok_or(Error::SignInFailed)?;
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_LIFETIME.whole_seconds(),

@@ -113,6 +113,15 @@ async fn invite(
     caller.may_grant(body.role)?;
     let mut tx = state.db().begin().await?;
     lock(&mut tx, workspace).await?;
+    // Invitations that ended (used, revoked or not) a month ago or more go: the audit log
+    // keeps their story, and a workspace's rows stay bounded however many are made.
+    sqlx::query(
+        "DELETE FROM workspace_invitations
+         WHERE workspace_id = $1 AND expires_at < now() - interval '30 days'",
+    )
+    .bind(workspace.get())
+    .execute(&mut *tx)
+    .await?;
     let open: i64 = sqlx::query_scalar(concat!(
         "SELECT count(*) FROM workspace_invitations i WHERE i.workspace_id = $1 AND ",
         usable!()
@@ -380,7 +389,7 @@ async fn sign_up(
          ON CONFLICT (username) DO NOTHING RETURNING id",
     )
     .bind(username)
-    .bind(hashed)
+    .bind(&hashed)
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(username_taken)?;
@@ -394,7 +403,7 @@ async fn sign_up(
     )
     .await?;
     tx.commit().await?;
-    accounts::start_session(&state, &headers, user_id).await
+    accounts::start_session(&state, &headers, user_id, &hashed).await
 }
 
 #[cfg(test)]

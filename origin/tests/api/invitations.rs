@@ -119,3 +119,33 @@ async fn a_taken_username_costs_no_password_hash() {
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(app.state.peak_sign_in_hashes(), 1);
 }
+
+#[tokio::test]
+async fn invitations_that_ended_a_month_ago_are_forgotten() {
+    let app = spawn_app().await;
+    let owner = app.user("keeper", &[(1, "owner")]).await;
+    let invite = || {
+        app.call(
+            &owner,
+            Method::POST,
+            "/api/v1/invitations",
+            Some(json!({"role": "viewer"})),
+        )
+    };
+    assert_eq!(invite().await.status, StatusCode::CREATED);
+    assert_eq!(invite().await.status, StatusCode::CREATED);
+    // One ended 31 days ago, one 29 days ago.
+    sqlx::query(
+        "UPDATE workspace_invitations SET expires_at = now() - make_interval(days => d)
+         FROM (VALUES (1, 31), (2, 29)) AS v(id, d) WHERE workspace_invitations.id = v.id",
+    )
+    .execute(&app.db)
+    .await
+    .expect("age them");
+    assert_eq!(invite().await.status, StatusCode::CREATED);
+    let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM workspace_invitations ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .expect("rows");
+    assert_eq!(left, [2, 3]);
+}
