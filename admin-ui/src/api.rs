@@ -5,15 +5,15 @@
 //!
 //! Every call names the workspace the page shows (`Kurz-Workspace`), so a request made in a
 //! tab that still shows workspace A after another tab switched the session to B is refused
-//! (409 `workspace_changed`) rather than applied to B. [`ApiError`]s of that kind run the
-//! handler given to [`on_workspace_changed`], in one place for every page.
+//! (409 `workspace_changed`) rather than applied to B. Errors of that kind, and 401 (the
+//! session ended), run the handler given to [`on_session_error`]: one place for every page.
 
 use std::cell::{Cell, RefCell};
 
 use gloo_net::http::{Method, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shortlink::api::{ErrorBody, Link, LinkPage};
+use shortlink::api::{ErrorBody, Link};
 use shortlink::stats::Stats;
 pub use shortlink::workspace::Session;
 use shortlink::workspace::{
@@ -22,11 +22,14 @@ use shortlink::workspace::{
     Workspace, WorkspaceName,
 };
 
+/// What runs when the session ended or changed workspace.
+type SessionErrorHandler = Box<dyn Fn(&ApiError)>;
+
 thread_local! {
     /// The workspace the dashboard shows, sent with every call (none before signing in).
     static SHOWN_WORKSPACE: Cell<Option<i64>> = const { Cell::new(None) };
-    /// What to do when the origin says the session now works in another workspace.
-    static WORKSPACE_CHANGED: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+    /// What to do when the session ended, or now works in another workspace.
+    static SESSION_ERROR: RefCell<Option<SessionErrorHandler>> = const { RefCell::new(None) };
 }
 
 /// Names the workspace the page shows in every call from now on.
@@ -34,9 +37,10 @@ pub fn show_workspace(id: Option<i64>) {
     SHOWN_WORKSPACE.with(|shown| shown.set(id));
 }
 
-/// Sets what happens when a call is refused because another tab switched the workspace.
-pub fn on_workspace_changed(handler: impl Fn() + 'static) {
-    WORKSPACE_CHANGED.with(|slot| *slot.borrow_mut() = Some(Box::new(handler)));
+/// Sets what happens when a call is refused because the session ended (401) or another tab
+/// switched its workspace (409 `workspace_changed`).
+pub fn on_session_error(handler: impl Fn(&ApiError) + 'static) {
+    SESSION_ERROR.with(|slot| *slot.borrow_mut() = Some(Box::new(handler)));
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,10 +199,10 @@ async fn error_of(response: Response) -> ApiError {
         },
         Err(_) => ApiError::unexpected(status, &format!("HTTP {status}")),
     };
-    if error.is_workspace_changed() {
-        WORKSPACE_CHANGED.with(|handler| {
+    if error.is_unauthorized() || error.is_workspace_changed() {
+        SESSION_ERROR.with(|handler| {
             if let Some(handler) = handler.borrow().as_ref() {
-                handler();
+                handler(&error);
             }
         });
     }
@@ -228,18 +232,13 @@ pub async fn sign_out(session: &Session) -> Result<(), ApiError> {
     act(session, Method::DELETE, "/api/v1/session", None).await
 }
 
-pub async fn list_links(
-    query: &str,
-    sort: &str,
-    limit: u32,
-    cursor: &str,
-) -> Result<LinkPage, ApiError> {
-    let url = format!(
+/// The address of a page of links (a [`shortlink::api::LinkPage`]).
+pub fn links_url(query: &str, sort: &str, limit: u32, cursor: &str) -> String {
+    format!(
         "/api/v1/links?q={}&sort={sort}&limit={limit}&cursor={}",
         encode(query),
         encode(cursor)
-    );
-    get(&url).await
+    )
 }
 
 pub async fn get_link(code: &str) -> Result<Link, ApiError> {

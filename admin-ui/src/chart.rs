@@ -224,7 +224,7 @@ pub fn SeriesChart(
         let point = points.with(|points| points.get(index).cloned())?;
         let label = bucket_label(point.t, interval.get());
         Some(view! {
-            <div class="tooltip" role="status" style=format!("left: {x:.0}px")>
+            <div class="tooltip" role="status" style=format!("left: {}px", x.round() as i64)>
                 <strong>{label}</strong>
                 <span class="swatch clicks"></span>{format!("{} clicks", count(point.counts.total))}
                 <span class="swatch visitors"></span>{format!("{} unique visitors", count(point.counts.uniques))}

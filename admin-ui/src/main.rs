@@ -103,9 +103,14 @@ fn App() -> impl IntoView {
     provide_context(flash);
     let sign_in_first = SignInFirst(RwSignal::new(false));
     provide_context(sign_in_first);
-    // Another tab switched the session to another workspace: show that one here too, and
-    // say why, rather than act on a workspace the person is not looking at.
-    api::on_workspace_changed(move || {
+    // The session ended: sign in again. Another tab switched the session to another
+    // workspace: show that one here too, and say why, rather than act on a workspace the
+    // person is not looking at.
+    api::on_session_error(move |error| {
+        if error.is_unauthorized() {
+            auth.set(None);
+            return;
+        }
         leptos::task::spawn_local(async move {
             match api::current_session().await {
                 Ok(now) => {

@@ -175,8 +175,10 @@ impl<T: serde::de::DeserializeOwned> Json<T> {
     /// `None` until the first answer (tracked).
     pub fn get(self) -> Option<Result<T, ApiError>> {
         self.raw.with(|raw| {
-            raw.as_ref()
-                .map(|raw| raw.clone().and_then(|text| api::decode(&text)))
+            raw.as_ref().map(|raw| match raw {
+                Ok(text) => api::decode(text),
+                Err(err) => Err(err.clone()),
+            })
         })
     }
 }

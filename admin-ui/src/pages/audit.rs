@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use serde_json::Value;
-use shortlink::workspace::{ApiKey, AuditEntry, Member, Permission};
+use shortlink::workspace::{Actor, AuditEntry, Permission};
 
 use crate::range::date_time;
 use crate::widgets::{ErrorBox, Refused};
@@ -47,25 +47,8 @@ pub fn Audit() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // Who can be chosen as the actor: members and keys (each list needs admin rights, which
     // this page has).
-    let members = crate::widgets::load_json::<Vec<Member>>(|| "/api/v1/members".to_owned());
-    let keys = crate::widgets::load_json::<Vec<ApiKey>>(|| "/api/v1/keys".to_owned());
-    let actors = move || {
-        let mut found = Vec::new();
-        if let Some(Ok(members)) = members.get() {
-            found.extend(
-                members
-                    .into_iter()
-                    .map(|m| (format!("user:{}", m.user_id), m.username)),
-            );
-        }
-        if let Some(Ok(keys)) = keys.get() {
-            found.extend(
-                keys.into_iter()
-                    .map(|k| (format!("key:{}", k.id), format!("key {}", k.name))),
-            );
-        }
-        found
-    };
+    // Whom the actor filter offers: everyone seen in the log so far (`user:1`, name).
+    let actors = RwSignal::new(Vec::<(String, String)>::new());
     let load = move |more: bool| {
         let cursor = if more {
             next.get_untracked().unwrap_or_default()
@@ -83,6 +66,14 @@ pub fn Audit() -> impl IntoView {
         leptos::task::spawn_local(async move {
             match api::audit(&query).await {
                 Ok(page) => {
+                    actors.update(|known| {
+                        for entry in &page.entries {
+                            let value = format!("{}:{}", entry.actor.kind, entry.actor.id);
+                            if !known.iter().any(|(v, _)| *v == value) {
+                                known.push((value, actor_label(&entry.actor)));
+                            }
+                        }
+                    });
                     if more {
                         entries.update(|e| e.extend(page.entries));
                     } else {
@@ -125,7 +116,7 @@ pub fn Audit() -> impl IntoView {
                     <span class="label">"Actor"</span>
                     <select prop:value=move || actor.get() on:change=move |ev| actor.set(event_target_value(&ev))>
                         <option value="">"Anyone"</option>
-                        {move || actors().into_iter().map(|(value, name)| view! {
+                        {move || actors.get().into_iter().map(|(value, name)| view! {
                             <option value=value>{name}</option>
                         }).collect_view()}
                     </select>
@@ -177,10 +168,7 @@ pub fn Audit() -> impl IntoView {
 fn EntryRow(entry: AuditEntry, actor: RwSignal<String>) -> impl IntoView {
     let who = entry.actor.clone();
     let filter = format!("{}:{}", who.kind, who.id);
-    let label = match who.kind.as_str() {
-        "key" => format!("key {}", who.name),
-        _ => who.name.clone(),
-    };
+    let label = actor_label(&who);
     let changes = diff(entry.before.as_ref(), entry.after.as_ref());
     let (action, actor_name) = (entry.action.clone(), label.clone());
     view! {
@@ -207,19 +195,26 @@ fn EntryRow(entry: AuditEntry, actor: RwSignal<String>) -> impl IntoView {
     }
 }
 
+/// A person by name, a key as `key <name>`.
+fn actor_label(actor: &Actor) -> String {
+    match actor.kind.as_str() {
+        "key" => format!("key {}", actor.name),
+        _ => actor.name.clone(),
+    }
+}
+
 /// The fields that differ between `before` and `after`, as text: `(field, before, after)`.
 /// A creation lists every field as new; a deletion every field as removed.
-fn diff(
-    before: Option<&Value>,
-    after: Option<&Value>,
+fn diff<'a>(
+    before: Option<&'a Value>,
+    after: Option<&'a Value>,
 ) -> Vec<(String, Option<String>, Option<String>)> {
-    let object = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
+    let none = serde_json::Map::new();
+    let object = |v: Option<&'a Value>| v.and_then(Value::as_object).unwrap_or(&none);
     let (old, new) = (object(before), object(after));
-    let mut fields: Vec<&String> = old.keys().chain(new.keys()).collect();
-    fields.sort();
-    fields.dedup();
-    fields
-        .into_iter()
+    // The fields before, then those only after (each map is in order already).
+    old.keys()
+        .chain(new.keys().filter(|field| !old.contains_key(*field)))
         .filter(|field| old.get(*field) != new.get(*field))
         .map(|field| {
             (
@@ -235,6 +230,10 @@ fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => "none".to_owned(),
-        other => other.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        // Lists (a key's scopes) as `a, b`; nested objects are not logged.
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
+        Value::Object(_) => "…".to_owned(),
     }
 }

@@ -40,11 +40,6 @@ pub fn Keys() -> impl IntoView {
         reload.track();
         "/api/v1/keys".to_owned()
     });
-    Effect::new(move || {
-        if let Some(Err(err)) = keys.get() {
-            auth.check(&err);
-        }
-    });
     let on_created = Callback::new(move |key: CreatedApiKey| {
         creating.set(false);
         created.set(Some(key));

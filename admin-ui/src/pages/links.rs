@@ -10,6 +10,7 @@ use shortlink::workspace::Permission;
 use crate::nav::{Link as PageLink, Page};
 use crate::pages::link_form::{FormMode, LinkForm};
 use crate::range::{count, date_time};
+use crate::widgets::ConfirmDialog;
 use crate::{Auth, api};
 
 const PAGE_SIZE_KEY: &str = "kurz.links.page_size";
@@ -36,18 +37,12 @@ pub fn Links() -> impl IntoView {
     let qr = RwSignal::new(None::<Link>);
     let notice = RwSignal::new(None::<String>);
 
-    let page = crate::widgets::load(move || {
+    let page = crate::widgets::load_json::<LinkPage>(move || {
         reload.track();
         let (q, sort, limit) = (query.get(), sort.get(), page_size.get());
         let cursor = cursors.with(|c| c.last().cloned().unwrap_or_default());
-        async move { api::list_links(&q, &sort, limit, &cursor).await }
+        api::links_url(&q, &sort, limit, &cursor)
     });
-    Effect::new(move || {
-        if let Some(Err(err)) = page.get() {
-            auth.check(&err);
-        }
-    });
-
     // The search runs 250 ms after the last keystroke, not on every one.
     let debounce = StoredValue::new_local(None::<Timeout>);
     let on_search = move |event: leptos::ev::Event| {
@@ -259,7 +254,7 @@ fn ConfirmDelete(
     let code = link.code.to_string();
     let confirm = {
         let code = code.clone();
-        move |_| {
+        Callback::new(move |()| {
             let Some(session) = auth.session() else {
                 return;
             };
@@ -271,35 +266,17 @@ fn ConfirmDelete(
                         deleting.set(None);
                         on_deleted.run(code);
                     }
-                    Err(err) => {
-                        auth.check(&err);
-                        error.set(Some(err.message));
-                    }
+                    Err(err) => error.set(Some(err.message)),
                 }
                 busy.set(false);
             });
-        }
+        })
     };
-    let cancel_button = NodeRef::<leptos::html::Button>::new();
-    Effect::new(move || {
-        if let Some(button) = cancel_button.get() {
-            let _ = button.focus();
-        }
-    });
     view! {
-        <div class="overlay" on:keydown=move |ev| if ev.key() == "Escape" { deleting.set(None) }>
-            <div class="dialog" role="alertdialog" aria-modal="true" aria-labelledby="delete-title" aria-describedby="delete-text">
-                <h2 id="delete-title">{format!("Delete {code}?")}</h2>
-                <p id="delete-text">
-                    {format!("{} will answer 404 from now on. Its analytics are kept. This cannot be undone.", link.short_url)}
-                </p>
-                <p class="error" role="alert">{move || error.get()}</p>
-                <div class="buttons">
-                    <button class="secondary" node_ref=cancel_button on:click=move |_| deleting.set(None)>"Cancel"</button>
-                    <button class="danger" on:click=confirm disabled=move || busy.get()>"Delete link"</button>
-                </div>
-            </div>
-        </div>
+        <ConfirmDialog title=format!("Delete {code}?")
+            text=format!("{} will answer 404 from now on. Its analytics are kept. This cannot be undone.", link.short_url)
+            confirm="Delete link".to_owned() busy=busy error=error on_confirm=confirm
+            on_cancel=Callback::new(move |()| deleting.set(None))/>
     }
 }
 

@@ -31,11 +31,6 @@ pub fn Members() -> impl IntoView {
         reload.track();
         "/api/v1/invitations".to_owned()
     });
-    Effect::new(move || {
-        if let Some(Err(err)) = members.get() {
-            auth.check(&err);
-        }
-    });
     view! {
         <section class="page" aria-labelledby="members-title">
             <div class="page-head">
@@ -66,7 +61,8 @@ pub fn Members() -> impl IntoView {
                 }.into_any(),
             }}
             {move || removing.get().map(|member| view! {
-                <RemoveMember member=member removing=removing notice=notice reload=reload/>
+                <RemoveMember user_id=member.user_id username=member.username notice=notice reload=reload
+                    on_close=Callback::new(move |()| removing.set(None))/>
             })}
             <Invitations invitations=invitations reload=reload notice=notice/>
         </section>
@@ -143,18 +139,20 @@ fn MemberRow(
 }
 
 #[component]
-fn RemoveMember(
-    member: Member,
-    removing: RwSignal<Option<Member>>,
+pub fn RemoveMember(
+    user_id: i64,
+    username: String,
+    /// Closes the dialog.
+    on_close: Callback<()>,
     notice: RwSignal<Option<String>>,
     reload: RwSignal<u32>,
 ) -> impl IntoView {
     let auth = expect_context::<Auth>();
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
-    let me = auth.session().is_some_and(|s| s.user_id == member.user_id);
+    let me = auth.session().is_some_and(|s| s.user_id == user_id);
     let location = expect_context::<crate::nav::Location>();
-    let (user_id, username) = (member.user_id, member.username.clone());
+    let name = username.clone();
     let confirm = Callback::new(move |()| {
         let Some(session) = auth.session() else {
             return;
@@ -164,7 +162,7 @@ fn RemoveMember(
         leptos::task::spawn_local(async move {
             match api::remove_member(&session, user_id).await {
                 Ok(()) => {
-                    removing.set(None);
+                    on_close.run(());
                     if me {
                         location.go(&crate::nav::Page::Overview);
                         auth.refresh();
@@ -190,17 +188,14 @@ fn RemoveMember(
         )
     } else {
         (
-            format!("Remove {}?", member.username),
-            format!(
-                "{} loses access at once; their sessions in this workspace end.",
-                member.username
-            ),
+            format!("Remove {name}?"),
+            format!("{name} loses access at once; their sessions in this workspace end."),
             "Remove member",
         )
     };
     view! {
         <ConfirmDialog title=title text=text confirm=label.to_owned() busy=busy error=error
-            on_confirm=confirm on_cancel=Callback::new(move |()| removing.set(None))/>
+            on_confirm=confirm on_cancel=on_close/>
     }
 }
 
@@ -300,7 +295,7 @@ fn Invitations(
                             {list.into_iter().map(|invitation| {
                                 let id = invitation.id;
                                 view! {
-                                    <tr data-invitation=id.to_string()>
+                                    <tr>
                                         <td>{role_label(invitation.role)}</td>
                                         <td>{invitation.created_by.unwrap_or_else(|| "—".to_owned())}</td>
                                         <td>{date_time(invitation.created_at)}</td>

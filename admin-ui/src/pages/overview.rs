@@ -2,19 +2,17 @@
 //! 7 days and 30 days, and the most visited links.
 
 use leptos::prelude::*;
-use shortlink::stats::Interval;
+use shortlink::stats::{Interval, Stats};
 
 use crate::chart::SeriesChart;
 use crate::nav::{Link, Page};
 use crate::pages::stats_view::{BreakdownTables, Totals};
 use crate::range::{Preset, StatsRange, count};
-use crate::{Auth, api};
 
 #[component]
 pub fn Overview() -> impl IntoView {
-    let auth = expect_context::<Auth>();
     let reload = RwSignal::new(0_u32);
-    let stats = crate::widgets::load(move || {
+    let stats = crate::widgets::load_json::<Stats>(move || {
         reload.track();
         // Daily buckets in the browser's zone: the last one is today, the last seven a week.
         let range = StatsRange {
@@ -22,13 +20,8 @@ pub fn Overview() -> impl IntoView {
             interval: Interval::Day,
             ..StatsRange::default()
         };
-        async move {
-            let query = range.query()?;
-            api::stats(None, &query).await.map_err(|e| {
-                auth.check(&e);
-                e.message
-            })
-        }
+        // A preset range always has bounds (only a custom one can be invalid).
+        format!("/api/v1/stats?{}", range.query().unwrap_or_default())
     });
     view! {
         <section class="page" aria-labelledby="overview-title">
@@ -38,9 +31,9 @@ pub fn Overview() -> impl IntoView {
             </div>
             {move || match stats.get() {
                 None => view! { <p class="loading">"Loading analytics…"</p> }.into_any(),
-                Some(Err(message)) => view! {
+                Some(Err(err)) => view! {
                     <div class="error-box" role="alert">
-                        <p>{message}</p>
+                        <p>{err.message}</p>
                         <button on:click=move |_| reload.update(|n| *n += 1)>"Try again"</button>
                     </div>
                 }.into_any(),

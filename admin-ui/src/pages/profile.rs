@@ -122,11 +122,6 @@ fn Sessions() -> impl IntoView {
         reload.track();
         "/api/v1/me/sessions".to_owned()
     });
-    Effect::new(move || {
-        if let Some(Err(err)) = sessions.get() {
-            auth.check(&err);
-        }
-    });
     let end = move |entry: SessionEntry| {
         let Some(session) = auth.session() else {
             return;
@@ -186,9 +181,8 @@ fn Sessions() -> impl IntoView {
                                     let label = format!("Sign out the session signed in {}", date_time(entry.created_at));
                                     let browser_title = browser.clone();
                                     let current = entry.current;
-                                    let id = entry.id;
                                     view! {
-                                        <tr data-session=id.to_string() data-current=current.to_string()>
+                                        <tr data-current=current.to_string()>
                                             <td class="destination" title=browser_title>{browser}</td>
                                             <td>{date_time(entry.created_at)}</td>
                                             <td>{date_time(entry.last_seen_at)}</td>

@@ -119,11 +119,12 @@ fn Breakdown(title: &'static str, rows: Vec<Ranked>) -> impl IntoView {
                         <thead class="visually-hidden"><tr><th scope="col">{title}</th><th scope="col">"Visits"</th></tr></thead>
                         <tbody>
                             {rows.into_iter().map(|row| {
-                                let share = row.count as f64 * 100.0 / total as f64;
+                                // Tenths of a percent, formatted as integers (no float formatting in the .wasm).
+                                let share = row.count.saturating_mul(1000) / total.max(1);
                                 view! {
                                     <tr>
                                         <td class="bar-cell">
-                                            <span class="bar" style=format!("width: {share:.1}%")></span>
+                                            <span class="bar" style=format!("width: {}.{}%", share / 10, share % 10)></span>
                                             <span class="bar-label">{row.value}</span>
                                         </td>
                                         <td class="num">{count(row.count)}</td>

@@ -4,9 +4,8 @@
 use leptos::prelude::*;
 use shortlink::workspace::Permission;
 
-use crate::api::ApiError;
 use crate::nav::{Page, go};
-use crate::widgets::{ConfirmDialog, flash};
+use crate::widgets::flash;
 use crate::{Auth, Flash, api};
 
 const NEW: &str = "new";
@@ -90,7 +89,7 @@ pub fn NoWorkspace() -> impl IntoView {
         <section class="page" aria-labelledby="none-title">
             <h1 id="none-title">"No workspace"</h1>
             <p>"You are not a member of any workspace. Make one, or ask an admin for an invitation."</p>
-            <NewWorkspace/>
+            <NameForm current=None/>
         </section>
     }
 }
@@ -109,22 +108,25 @@ pub fn Settings() -> impl IntoView {
                 <h1 id="settings-title">"Settings"</h1>
             </div>
             {move || current().map(|workspace| view! {
-                <Rename name=workspace.name/>
+                <NameForm current=Some(workspace.name)/>
             })}
-            <NewWorkspace/>
-            {move || current().map(|workspace| view! { <Leave name=workspace.name/> })}
+            <NameForm current=None/>
+            {move || current().is_some().then(|| view! { <Leave/> })}
         </section>
     }
 }
 
+/// Renaming the workspace (`current`: its name; owners only), or making a new one (`None`):
+/// one form for both, as they differ only in words.
 #[component]
-fn Rename(name: String) -> impl IntoView {
+fn NameForm(current: Option<String>) -> impl IntoView {
     let auth = expect_context::<Auth>();
-    let value = RwSignal::new(name);
-    let error = RwSignal::new(None::<ApiError>);
+    let renaming = current.is_some();
+    let value = RwSignal::new(current.unwrap_or_default());
+    let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
-    let owner = move || auth.permits(Permission::Own);
+    let allowed = move || !renaming || auth.permits(Permission::Own);
     let submit = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
         let Some(session) = auth.session() else {
@@ -134,138 +136,90 @@ fn Rename(name: String) -> impl IntoView {
         busy.set(true);
         error.set(None);
         leptos::task::spawn_local(async move {
-            match api::rename_workspace(&session, name.clone()).await {
-                Ok(()) => {
-                    flash(notice, format!("Renamed to “{name}”."));
+            let done = if renaming {
+                api::rename_workspace(&session, name.clone())
+                    .await
+                    .map(|()| format!("Renamed to “{name}”."))
+            } else {
+                api::create_workspace(&session, name).await.map(|created| {
+                    value.set(String::new());
+                    format!(
+                        "Created “{}”. Choose it in the workspace menu to work in it.",
+                        created.name
+                    )
+                })
+            };
+            match done {
+                Ok(text) => {
+                    flash(notice, text);
                     auth.refresh();
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err));
-                }
+                Err(err) => error.set(Some(err.message)),
             }
             busy.set(false);
         });
     };
+    let (title, label, button) = if renaming {
+        ("This workspace", "Workspace name", "Rename")
+    } else {
+        (
+            "New workspace",
+            "Name of the new workspace",
+            "Create workspace",
+        )
+    };
+    let id = if renaming {
+        "workspace-name"
+    } else {
+        "new-workspace-name"
+    };
     view! {
-        <form class="panel settings-form" on:submit=submit aria-labelledby="rename-title" novalidate>
-            <h2 id="rename-title">"This workspace"</h2>
+        <form class="panel settings-form" on:submit=submit aria-label=title novalidate>
+            <h2>{title}</h2>
             <div class="field">
-                <label for="workspace-name">"Workspace name"</label>
-                <input id="workspace-name" name="name" bind:value=value disabled=move || !owner()
-                    aria-describedby="workspace-name-error workspace-name-hint"/>
-                <p class="hint" id="workspace-name-hint">
-                    {move || if owner() { "Every member sees the new name." } else { "Only an owner can rename the workspace." }}
+                <label for=id>{label}</label>
+                <input id=id bind:value=value disabled=move || !allowed()
+                    aria-describedby=format!("{id}-error {id}-hint")/>
+                <p class="hint" id=format!("{id}-hint")>
+                    {move || match (renaming, allowed()) {
+                        (false, _) => "You will be its owner. Links, keys and members are separate in each workspace.",
+                        (true, true) => "Every member sees the new name.",
+                        (true, false) => "Only an owner can rename the workspace.",
+                    }}
                 </p>
-                <p class="field-error" id="workspace-name-error" role="alert">
-                    {move || error.with(|e| e.as_ref().map(|e| e.message.clone()))}
-                </p>
+                <p class="field-error" id=format!("{id}-error") role="alert">{move || error.get()}</p>
             </div>
             <p class="notice" role="status">{move || notice.get()}</p>
-            {move || owner().then(|| view! {
+            {move || allowed().then(|| view! {
                 <div class="buttons">
-                    <button type="submit" class="primary" disabled=move || busy.get()>"Rename"</button>
+                    <button type="submit" class="primary" disabled=move || busy.get()>{button}</button>
                 </div>
             })}
         </form>
     }
 }
 
-#[component]
-fn NewWorkspace() -> impl IntoView {
-    let auth = expect_context::<Auth>();
-    let value = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let notice = RwSignal::new(None::<String>);
-    let busy = RwSignal::new(false);
-    let submit = move |event: leptos::ev::SubmitEvent| {
-        event.prevent_default();
-        let Some(session) = auth.session() else {
-            return;
-        };
-        let name = value.get_untracked().trim().to_owned();
-        busy.set(true);
-        error.set(None);
-        leptos::task::spawn_local(async move {
-            match api::create_workspace(&session, name).await {
-                Ok(workspace) => {
-                    value.set(String::new());
-                    flash(
-                        notice,
-                        format!(
-                            "Created “{}”. Choose it in the workspace menu to work in it.",
-                            workspace.name
-                        ),
-                    );
-                    auth.refresh();
-                }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
-            }
-            busy.set(false);
-        });
-    };
-    view! {
-        <form class="panel settings-form" on:submit=submit aria-labelledby="new-workspace-title" novalidate>
-            <h2 id="new-workspace-title">"New workspace"</h2>
-            <div class="field">
-                <label for="new-workspace-name">"Name of the new workspace"</label>
-                <input id="new-workspace-name" name="new-name" bind:value=value
-                    aria-describedby="new-workspace-error"/>
-                <p class="hint">"You will be its owner. Links, keys and members are separate in each workspace."</p>
-                <p class="field-error" id="new-workspace-error" role="alert">{move || error.get()}</p>
-            </div>
-            <p class="notice" role="status">{move || notice.get()}</p>
-            <div class="buttons">
-                <button type="submit" class="primary" disabled=move || busy.get()>"Create workspace"</button>
-            </div>
-        </form>
-    }
-}
-
 /// Leaving the workspace (removing oneself); the last owner cannot (the origin says so).
 #[component]
-fn Leave(name: String) -> impl IntoView {
+fn Leave() -> impl IntoView {
     let auth = expect_context::<Auth>();
-    let location = expect_context::<crate::nav::Location>();
     let asking = RwSignal::new(false);
-    let busy = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    let confirm = Callback::new(move |()| {
-        let Some(session) = auth.session() else {
-            return;
-        };
-        busy.set(true);
-        leptos::task::spawn_local(async move {
-            match api::remove_member(&session, session.user_id).await {
-                Ok(()) => {
-                    asking.set(false);
-                    location.go(&Page::Overview);
-                    auth.refresh();
-                }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
-            }
-            busy.set(false);
-        });
-    });
-    let text = format!(
-        "You lose access to the links, keys and statistics of “{name}” until someone invites you again."
-    );
+    let (user_id, username) = auth
+        .session()
+        .map(|s| (s.user_id, s.username))
+        .unwrap_or_default();
+    let notice = RwSignal::new(None);
+    let reload = RwSignal::new(0);
     view! {
         <section class="panel" aria-labelledby="leave-title">
             <h2 id="leave-title">"Leave this workspace"</h2>
             <p class="hint">"A workspace keeps at least one owner: make someone else owner before leaving it."</p>
             <div class="buttons">
-                <button class="danger" on:click=move |_| { error.set(None); asking.set(true) }>"Leave workspace"</button>
+                <button class="danger" on:click=move |_| asking.set(true)>"Leave workspace"</button>
             </div>
             {move || asking.get().then(|| view! {
-                <ConfirmDialog title=format!("Leave “{name}”?") text=text.clone() confirm="Leave".to_owned()
-                    busy=busy error=error on_confirm=confirm on_cancel=Callback::new(move |()| asking.set(false))/>
+                <crate::pages::members::RemoveMember user_id=user_id username=username.clone()
+                    notice=notice reload=reload on_close=Callback::new(move |()| asking.set(false))/>
             })}
         </section>
     }
