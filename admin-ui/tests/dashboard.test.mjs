@@ -554,6 +554,23 @@ test('the audit log names who created links, keys and joined, and filters by act
   await page.locator('#audit-table tr[data-action="member.role_changed"]').filter({ hasText: 'viewer' }).waitFor();
   await screenshot('audit');
 
+  // More than a page (50 entries): "Load more" follows the cursor.
+  const made = await page.evaluate(async () => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const headers = { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token };
+    for (let i = 0; i < 26; i++) {
+      const created = await (await fetch('/api/v1/invitations', { method: 'POST', headers, body: '{"role":"viewer"}' })).json();
+      await fetch(`/api/v1/invitations/${created.invitation.id}`, { method: 'DELETE', headers });
+    }
+    return true;
+  });
+  assert.ok(made);
+  await page.reload();
+  await eventually('a first page of 50', async () => (await rows.count()) === 50 || (await rows.count()));
+  await page.getByRole('button', { name: 'Load more' }).click();
+  await eventually('the next page appended', async () => (await rows.count()) > 50 || (await rows.count()));
+  await page.locator('#audit-table tr[data-action="member.joined"][data-actor="erin"]').waitFor();
+
   await page.getByLabel('Action').selectOption('key.created');
   await eventually('only key.created', async () => {
     const actions = await rows.evaluateAll((all) => all.map((r) => r.dataset.action));
