@@ -79,7 +79,7 @@ async fn invite(app: &TestApp, who: &As, role: &str) -> (i64, String) {
             Some(json!({"role": role})),
         )
         .await;
-    assert_eq!(response.status, StatusCode::CREATED, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
     let body = response.json();
     let url = body["url"].as_str().expect("url");
     let token = url
@@ -87,10 +87,6 @@ async fn invite(app: &TestApp, who: &As, role: &str) -> (i64, String) {
         .unwrap_or_else(|| panic!("url {url}"))
         .to_owned();
     (body["invitation"]["id"].as_i64().expect("id"), token)
-}
-
-fn text(response: &TestResponse) -> String {
-    String::from_utf8_lossy(&response.body).into_owned()
 }
 
 async fn public(app: &TestApp, path: &str, body: Value) -> TestResponse {
@@ -147,7 +143,7 @@ async fn who_may_list_members() {
             response.status,
             StatusCode::OK,
             "{who:?}: {}",
-            text(&response)
+            response.text()
         );
         let members = response.json();
         let names: Vec<&str> = members
@@ -173,7 +169,7 @@ async fn who_may_list_members() {
         .call(&other.owner, Method::GET, "/api/v1/members", None)
         .await;
     assert_eq!(response.json().as_array().expect("list").len(), 4);
-    assert!(!text(&response).contains("acme"));
+    assert!(!response.text().contains("acme"));
 }
 
 #[tokio::test]
@@ -255,7 +251,7 @@ async fn who_may_change_roles() {
         let response = app
             .call(who, Method::PATCH, &path, Some(json!({"role": role})))
             .await;
-        assert_eq!(response.status, status, "{case}: {}", text(&response));
+        assert_eq!(response.status, status, "{case}: {}", response.text());
         if status == StatusCode::OK {
             expected_role = role;
             assert_eq!(response.json()["role"], role, "{case}");
@@ -334,7 +330,7 @@ async fn the_last_owner_stays() {
     let response = app
         .call(&t.owner, Method::PATCH, &me, Some(json!({"role": "admin"})))
         .await;
-    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     let (code, _) = app
         .call(
             &second,
@@ -380,8 +376,8 @@ async fn two_owners_demoting_each_other_leave_one() {
         assert!(
             statuses[0] < 300 && [403, 409].contains(&statuses[1]),
             "round {round}: {statuses:?}: {} / {}",
-            text(&first),
-            text(&second)
+            first.text(),
+            second.text()
         );
         let owners: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM workspace_members WHERE workspace_id = $1 AND role = 'owner'",
@@ -435,7 +431,7 @@ async fn removing_members_and_leaving() {
         response.status,
         StatusCode::NO_CONTENT,
         "{}",
-        text(&response)
+        response.text()
     );
     assert_eq!(role_of(&app, t.workspace, id(&gone)).await, None);
     // Their session stays signed in, with no workspace.
@@ -453,7 +449,7 @@ async fn removing_members_and_leaving() {
         response.status,
         StatusCode::NO_CONTENT,
         "{}",
-        text(&response)
+        response.text()
     );
     // A key with workspace:admin removes an editor.
     let editor_path = format!("/api/v1/members/{}", id(&t.editor));
@@ -464,7 +460,7 @@ async fn removing_members_and_leaving() {
         response.status,
         StatusCode::NO_CONTENT,
         "{}",
-        text(&response)
+        response.text()
     );
     let entries = audited(&app, t.workspace, "member.removed").await;
     let actors: Vec<&str> = entries.iter().map(|(actor, ..)| actor.as_str()).collect();
@@ -545,7 +541,7 @@ async fn invitations_who_may_and_what_is_stored() {
                 Some(json!({"role": role})),
             )
             .await;
-        assert_eq!(response.status, status, "{case}: {}", text(&response));
+        assert_eq!(response.status, status, "{case}: {}", response.text());
         if status == StatusCode::CREATED {
             let body = response.json();
             assert_eq!(body["invitation"]["role"], role);
@@ -624,7 +620,7 @@ async fn invitations_who_may_and_what_is_stored() {
         json!({"token": tokens[0]}),
     )
     .await;
-    assert_eq!(still.status, StatusCode::OK, "{}", text(&still));
+    assert_eq!(still.status, StatusCode::OK, "{}", still.text());
     assert_eq!(
         still.json(),
         json!({"workspace_name": "acme", "role": "editor", "expires_at": list[0]["expires_at"]})
@@ -647,7 +643,7 @@ async fn revoking_an_invitation() {
         response.status,
         StatusCode::NO_CONTENT,
         "{}",
-        text(&response)
+        response.text()
     );
     // Revoked: gone from the list, unusable, and not revoked twice.
     let list = app
@@ -682,7 +678,7 @@ async fn revoking_an_invitation() {
             Some(json!({"token": token})),
         )
         .await;
-    assert_eq!(accepted.status, StatusCode::OK, "{}", text(&accepted));
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text());
     app.call(
         &t.admin,
         Method::DELETE,
@@ -714,7 +710,7 @@ async fn accepting_an_invitation() {
             Some(json!({"token": token})),
         )
         .await;
-    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     let session = response.json();
     assert_eq!(session["workspace"]["id"], t.workspace);
     assert_eq!(session["workspace"]["role"], "editor");
@@ -723,7 +719,7 @@ async fn accepting_an_invitation() {
     let members = app
         .call(&joiner, Method::GET, "/api/v1/members", None)
         .await;
-    assert!(text(&members).contains("acme-owner"));
+    assert!(members.text().contains("acme-owner"));
     assert_eq!(
         role_of(&app, t.workspace, id(&joiner)).await.as_deref(),
         Some("editor")
@@ -840,8 +836,8 @@ async fn an_invitation_is_used_once_under_a_race() {
             statuses,
             [200, 404],
             "round {round}: {} / {}",
-            text(&first),
-            text(&second)
+            first.text(),
+            second.text()
         );
     }
     // The losing sign-ups left no user behind.
@@ -883,7 +879,7 @@ async fn signing_up_through_an_invitation() {
         .error(StatusCode::CONFLICT);
     assert_eq!(code, "username_taken");
     let response = sign_up("  newbie ", "long enough password", &token).await;
-    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     let cookie = response.header(&header::SET_COOKIE).to_owned();
     assert!(cookie.starts_with("kurz_session="), "{cookie}");
     for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
@@ -907,10 +903,10 @@ async fn signing_up_through_an_invitation() {
             Some(json!({"destination": "https://example.com/"})),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", text(&created));
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
     let again = app.sign_in_as("newbie", "long enough password").await;
     let members = app.call(&again, Method::GET, "/api/v1/members", None).await;
-    assert!(text(&members).contains("newbie"));
+    assert!(members.text().contains("newbie"));
     // Used: a second sign-up with it is refused and makes no user.
     sign_up("another", "long enough password", &token)
         .await
@@ -1086,7 +1082,7 @@ async fn an_invitation_needs_its_makers_authority_when_used() {
     // An admin again: the invitations work again (they were refused, not used).
     set_role_in_sql(&app, t.workspace, id(&t.admin), Some("admin")).await;
     let response = accept(editor_token.clone()).await;
-    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert_eq!(
         role_of(&app, t.workspace, id(&joiner)).await.as_deref(),
         Some("editor")
@@ -1120,7 +1116,7 @@ async fn make_key(app: &TestApp, who: &As, scopes: &[&str]) -> As {
             Some(json!({"name": "made", "scopes": scopes})),
         )
         .await;
-    assert_eq!(response.status, StatusCode::CREATED, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
     As::Key(response.json()["key"].as_str().expect("key").to_owned())
 }
 
@@ -1220,7 +1216,7 @@ async fn a_lowered_members_keys_and_invitations_beyond_the_new_role_are_revoked(
             let response = app
                 .call(owner, Method::PATCH, &path, Some(json!({"role": role})))
                 .await;
-            assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+            assert_eq!(response.status, StatusCode::OK, "{}", response.text());
         }
     };
     // An admin: the owner invitation goes; every key stays.
@@ -1319,7 +1315,7 @@ async fn accepting_while_making_a_key_in_the_workspace_does_not_deadlock() {
         drop(lock);
     };
     let (made, accepted, ()) = tokio::join!(make_key, accept, release);
-    assert_eq!(made.status, StatusCode::CREATED, "{}", text(&made));
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
     // The admin is a member already: a clear 409, not a deadlock's 500.
     assert_eq!(accepted.error(StatusCode::CONFLICT).0, "already_member");
 }
@@ -1355,6 +1351,6 @@ async fn a_change_of_members_does_not_hold_up_new_links() {
         created
     };
     let (changed, created) = tokio::join!(change, create);
-    assert_eq!(created.status, StatusCode::CREATED, "{}", text(&created));
-    assert_eq!(changed.status, StatusCode::OK, "{}", text(&changed));
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
 }

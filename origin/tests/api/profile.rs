@@ -3,18 +3,14 @@
 use axum::http::{Method, StatusCode, header};
 use serde_json::json;
 
-use crate::support::{As, TestApp, TestResponse, USER_PASSWORD, spawn_app};
-
-fn text(response: &TestResponse) -> String {
-    String::from_utf8_lossy(&response.body).into_owned()
-}
+use crate::support::{As, TestApp, USER_PASSWORD, spawn_app};
 
 async fn alive(app: &TestApp, who: &As) -> bool {
     let response = app.call(who, Method::GET, "/api/v1/session", None).await;
     match response.status {
         StatusCode::OK => true,
         StatusCode::UNAUTHORIZED => false,
-        other => panic!("GET /session: {other}: {}", text(&response)),
+        other => panic!("GET /session: {other}: {}", response.text()),
     }
 }
 
@@ -57,7 +53,7 @@ async fn listing_and_ending_sessions() {
     let response = app
         .call(&second, Method::GET, "/api/v1/me/sessions", None)
         .await;
-    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     let list = response.json();
     let list = list.as_array().expect("list");
     assert_eq!(list.len(), 3, "only the person's own: {list:?}");
@@ -100,7 +96,7 @@ async fn listing_and_ending_sessions() {
         response.status,
         StatusCode::NO_CONTENT,
         "{}",
-        text(&response)
+        response.text()
     );
     assert!(!alive(&app, &first).await);
     assert!(alive(&app, &second).await && alive(&app, &third).await);
@@ -112,7 +108,7 @@ async fn listing_and_ending_sessions() {
         response.status,
         StatusCode::NO_CONTENT,
         "{}",
-        text(&response)
+        response.text()
     );
     let cookie = response.header(&header::SET_COOKIE);
     assert!(
@@ -161,7 +157,7 @@ async fn changing_the_password() {
         response.status,
         StatusCode::NO_CONTENT,
         "{}",
-        text(&response)
+        response.text()
     );
     assert!(alive(&app, &here).await, "this session stays");
     assert!(

@@ -5,10 +5,6 @@ use serde_json::{Value, json};
 
 use crate::support::{As, TestApp, TestResponse, spawn_app};
 
-fn text(response: &TestResponse) -> String {
-    String::from_utf8_lossy(&response.body).into_owned()
-}
-
 fn names(list: &Value) -> Vec<(String, Value)> {
     list.as_array()
         .expect("list")
@@ -67,7 +63,7 @@ async fn listing_workspaces() {
     let response = app
         .call(&person, Method::GET, "/api/v1/workspaces", None)
         .await;
-    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     let expected = [
         ("alpha".to_owned(), json!("owner")),
         ("zeta".to_owned(), json!("viewer")),
@@ -131,7 +127,7 @@ async fn making_a_workspace() {
             Some(json!({"name": "  Side project "})),
         )
         .await;
-    assert_eq!(response.status, StatusCode::CREATED, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
     let made = response.json();
     assert_eq!(made["name"], "Side project");
     assert_eq!(made["role"], "owner");
@@ -178,7 +174,7 @@ async fn making_a_workspace() {
             Some(json!({"name": longest})),
         )
         .await;
-    assert_eq!(response.status, StatusCode::CREATED, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
     // Keys cannot make workspaces.
     let key = app
         .key(
@@ -238,7 +234,7 @@ async fn memberships_are_bounded() {
             Some(json!({"name": "one more"})),
         )
         .await;
-    assert_eq!(response.status, StatusCode::CREATED, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
 }
 
 #[tokio::test]
@@ -283,7 +279,7 @@ async fn renaming_the_workspace() {
             Some(json!({"name": " New "})),
         )
         .await;
-    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert_eq!(response.json()["name"], "New");
     assert_eq!(response.json()["role"], "owner");
     let seen = app
@@ -326,7 +322,7 @@ async fn switching_scopes_the_links() {
             Some(json!({"destination": "https://first.example/"})),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", text(&created));
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
     let created = app
         .call(
             &other_key,
@@ -335,7 +331,7 @@ async fn switching_scopes_the_links() {
             Some(json!({"destination": "https://second.example/"})),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", text(&created));
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
     let destinations = |response: TestResponse| -> Vec<String> {
         response.json()["links"]
             .as_array()
@@ -354,7 +350,7 @@ async fn switching_scopes_the_links() {
             Some(json!({"workspace_id": second})),
         )
         .await;
-    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     let session = response.json();
     assert_eq!(session["workspace"]["id"], second);
     assert_eq!(session["workspace"]["role"], "viewer");
@@ -464,7 +460,7 @@ async fn the_workspace_header_must_name_the_callers_workspace() {
     let person = app.user("person", &[(home, "viewer")]).await;
     let lost = app.user("lost", &[]).await;
     let response = with_workspace_header(&app, &person, &home.to_string()).await;
-    assert_eq!(response.status, StatusCode::OK, "{}", text(&response));
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     let (code, _) = with_workspace_header(&app, &person, "1")
         .await
         .error(StatusCode::CONFLICT);
