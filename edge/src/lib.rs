@@ -189,15 +189,26 @@ fn answer(
     head: bool,
     now: OffsetDateTime,
 ) -> Result<Response> {
-    match decide(record, now) {
+    let visit = shortlink::redirect::Visit {
+        now,
+        country: None,
+        agent: shortlink::agent::classify(None),
+        accept_language: None,
+        query: None,
+        visitor: None,
+        unlocked: false,
+        clicks_in_flight: 0,
+    };
+    match decide(record, &visit) {
         Decision::Redirect {
             status,
             location,
             cache_control,
+            ..
         } => {
             send_click(req, env, ctx, record, code, head, now);
             let headers = Headers::new();
-            headers.set("location", location)?;
+            headers.set("location", &location)?;
             match cache_control.as_static() {
                 Some(text) => headers.set("cache-control", text)?,
                 None => headers.set("cache-control", &cache_control.to_string())?,
@@ -207,6 +218,9 @@ fn answer(
                 .with_headers(headers))
         }
         Decision::Expired => page(410, pages::EXPIRED),
+        Decision::Disabled | Decision::Password | Decision::Fallback { .. } => {
+            page(404, pages::NOT_FOUND)
+        }
     }
 }
 
@@ -269,6 +283,7 @@ fn send_click(
         head,
         source: ClickSource::Edge,
         visitor,
+        variant: None,
     }
     .bounded();
     let json = match serde_json::to_string(&event) {

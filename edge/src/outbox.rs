@@ -103,6 +103,7 @@ mod tests {
             head: false,
             source: ClickSource::Edge,
             visitor: None,
+            variant: None,
         }
     }
 

@@ -228,7 +228,13 @@ impl From<shortlink::Error> for Error {
             | E::DestinationUserInfo
             | E::DestinationTooLong { .. } => "destination",
             E::RedirectStatus { .. } => "status",
-            E::IdOutOfRange { .. } => return Self::Internal(err.into()),
+            E::Country { .. } | E::Language { .. } => "targets",
+            E::Tag { .. } => "tags",
+            E::ClickLimit { .. } => "max_clicks",
+            E::Split { .. } => "split",
+            E::PasswordLength { .. } => "password",
+            E::TooMany { what, .. } | E::Empty { what } | E::TooLong { what, .. } => what,
+            E::IdOutOfRange { .. } | E::PasswordHash => return Self::Internal(err.into()),
         };
         Self::invalid(field, err.to_string())
     }

@@ -44,7 +44,17 @@ pub(crate) async fn redirect(
             return page(StatusCode::INTERNAL_SERVER_ERROR, UNAVAILABLE_PAGE);
         }
     };
-    match decide(&link.record, OffsetDateTime::now_utc()) {
+    let visit = shortlink::redirect::Visit {
+        now: OffsetDateTime::now_utc(),
+        country: None,
+        agent: shortlink::agent::classify(None),
+        accept_language: None,
+        query: None,
+        visitor: None,
+        unlocked: false,
+        clicks_in_flight: 0,
+    };
+    match decide(&link.record, &visit) {
         Decision::Redirect {
             status,
             cache_control,
@@ -70,6 +80,9 @@ pub(crate) async fn redirect(
                 .into_response()
         }
         Decision::Expired => page(StatusCode::GONE, EXPIRED_PAGE),
+        Decision::Disabled | Decision::Password | Decision::Fallback { .. } => {
+            page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE)
+        }
     }
 }
 
@@ -118,6 +131,7 @@ fn record_click(state: &crate::State, request: &Parts, record: &LinkRecord, code
         head: request.method == Method::HEAD,
         source: ClickSource::Origin,
         visitor,
+        variant: None,
     }
     .bounded();
     state.inner.recorder.record(event);

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
+use crate::password::LinkPassword;
+use crate::rules::{ClickLimit, Note, Split, Tags, Targets, Utm};
 use crate::{Destination, RedirectStatus, ShortCode};
 
 /// `POST /api/v1/links`.
@@ -21,6 +23,34 @@ pub struct CreateLink {
     /// After this instant the link answers 410 Gone (see [`crate::timestamp`] for the range).
     #[serde(default, with = "crate::timestamp::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// Switched off: answers 404 (or goes to `fallback_url`) until switched on again.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
+    /// After this many clicks by people the link answers like an expired one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clicks: Option<ClickLimit>,
+    /// Where an expired, used-up or disabled link sends visitors instead of a 410 or 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_url: Option<Destination>,
+    /// Visitors must enter it first. Stored only as a salted hash; never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<LinkPassword>,
+    /// Targeting rules, in order: the first that matches a visit picks its destination.
+    #[serde(default, skip_serializing_if = "Targets::is_empty")]
+    pub targets: Targets,
+    /// An A/B split of the visits that no targeting rule took.
+    #[serde(default, skip_serializing_if = "Split::is_empty")]
+    pub split: Split,
+    #[serde(default, skip_serializing_if = "Utm::is_empty")]
+    pub utm: Utm,
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<Note>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// `PATCH /api/v1/links/{code}`: only the fields present change.
@@ -39,12 +69,59 @@ pub struct UpdateLink {
         serialize_with = "serialize_present"
     )]
     pub expires_at: Option<Option<OffsetDateTime>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// Absent: unchanged; `null`: no limit; a number: the new limit (clicks already counted
+    /// stay counted).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
+    pub max_clicks: Option<Option<ClickLimit>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
+    pub fallback_url: Option<Option<Destination>>,
+    /// Absent: unchanged; `null`: no password; a string: the new password.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
+    pub password: Option<Option<LinkPassword>>,
+    /// Replaces every targeting rule (`[]` removes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm: Option<Utm>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
+    pub note: Option<Option<Note>>,
 }
 
 impl UpdateLink {
     pub fn is_empty(&self) -> bool {
-        self.destination.is_none() && self.status.is_none() && self.expires_at.is_none()
+        *self == Self::default()
     }
+}
+
+/// A field that tells absent (`None`, by `#[serde(default)]`) from `null` (`Some(None)`).
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A link as the API shows it.
@@ -58,6 +135,28 @@ pub struct Link {
     pub status: RedirectStatus,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub max_clicks: Option<ClickLimit>,
+    /// Clicks counted against `max_clicks` (people's GET visits; 0 without a limit).
+    #[serde(default)]
+    pub clicks_used: u64,
+    #[serde(default)]
+    pub fallback_url: Option<Destination>,
+    /// Whether visitors must enter a password (the password is never shown).
+    #[serde(default)]
+    pub password_protected: bool,
+    #[serde(default)]
+    pub targets: Targets,
+    #[serde(default)]
+    pub split: Split,
+    #[serde(default)]
+    pub utm: Utm,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub note: Option<Note>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -117,6 +216,14 @@ mod tests {
         assert_eq!(create.status, RedirectStatus::Found);
         assert_eq!(create.code, None);
         assert_eq!(create.expires_at, None);
+        let ruled: CreateLink = serde_json::from_str(
+            r#"{"destination":"https://example.com","max_clicks":5,"password":"hunter22",
+                "tags":["Launch","launch"," q4 "],"utm":{"source":"mail"},
+                "targets":[{"when":{"os":["ios"]},"destination":"https://apps.apple.com/x"}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(ruled.tags.as_slice().len(), 2);
+        assert_eq!(ruled.max_clicks.map(ClickLimit::get), Some(5));
 
         // Each body is refused; the error names the rule that failed.
         let cases = [
@@ -142,6 +249,30 @@ mod tests {
                 "colour",
             ),
             (r#"{}"#, "destination"),
+            (
+                r#"{"destination":"https://x.example","max_clicks":0}"#,
+                "max_clicks must be between 1",
+            ),
+            (
+                r#"{"destination":"https://x.example","password":"abc"}"#,
+                "password must be 4 to 200",
+            ),
+            (
+                r#"{"destination":"https://x.example","split":[{"destination":"https://a.example","weight":60},{"destination":"https://b.example","weight":60}]}"#,
+                "add up to 120",
+            ),
+            (
+                r#"{"destination":"https://x.example","targets":[{"when":{"country":["Germany"]},"destination":"https://a.example"}]}"#,
+                "two-letter",
+            ),
+            (
+                r#"{"destination":"https://x.example","tags":["a/b"]}"#,
+                "may only contain",
+            ),
+            (
+                r#"{"destination":"https://x.example","utm":{"source":"x","campaing":"y"}}"#,
+                "campaing",
+            ),
         ];
         for (input, mentions) in cases {
             let err = serde_json::from_str::<CreateLink>(input).expect_err(input);
@@ -163,6 +294,13 @@ mod tests {
             serde_json::from_str::<UpdateLink>(r#"{"expires_at":"9999-12-31T23:30:00-05:00"}"#)
                 .expect_err("past the year 9000");
         assert!(err.to_string().contains("between 1970"), "{err}");
+        let cleared: UpdateLink =
+            serde_json::from_str(r#"{"password":null,"max_clicks":null,"tags":[]}"#)
+                .expect("valid");
+        assert_eq!(cleared.password, Some(None));
+        assert_eq!(cleared.max_clicks, Some(None));
+        assert_eq!(cleared.tags, Some(Tags::default()));
+        assert!(!cleared.is_empty());
         let round_trip: UpdateLink =
             serde_json::from_str(&serde_json::to_string(&null).expect("serialises"))
                 .expect("valid");

@@ -68,7 +68,7 @@ impl TryFrom<TombstoneJson> for Tombstone {
 impl From<Tombstone> for TombstoneJson {
     fn from(tombstone: Tombstone) -> Self {
         Self {
-            v: RecordVersion,
+            v: RecordVersion::Plain,
             version: tombstone.version,
             deleted: true,
         }
@@ -175,6 +175,9 @@ pub struct ClickEvent {
     /// The visitor key of [`crate::visitor`], made where the IP address was seen.
     #[serde(default)]
     pub visitor: Option<String>,
+    /// The A/B variant the visitor was sent to (its index in the link's split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<u8>,
 }
 
 /// Longest id, user agent and referrer kept: enough to classify, bounded so a hostile client
@@ -257,6 +260,7 @@ mod tests {
             head: false,
             source: ClickSource::Edge,
             visitor: Some("not hex".into()),
+            variant: None,
         }
         .bounded();
         assert_eq!(event.visitor, None);
@@ -285,6 +289,7 @@ mod tests {
             head: false,
             source: ClickSource::Edge,
             visitor: None,
+            variant: None,
         }
         .bounded();
         assert_eq!(event.id, "id");
@@ -310,7 +315,7 @@ mod tests {
             (r#"{"v":1,"version":42,"deleted":true}"#, Some(42)),
             (r#"{"deleted":true,"version":0,"v":1}"#, Some(0)),
             (r#"{"v":1,"version":42,"deleted":false}"#, None),
-            (r#"{"v":2,"version":42,"deleted":true}"#, None),
+            (r#"{"v":3,"version":42,"deleted":true}"#, None),
             (r#"{"v":1,"deleted":true}"#, None),
             (r#"{"v":1,"version":-1,"deleted":true}"#, None),
             // A link record is not a tombstone, nor the other way round.

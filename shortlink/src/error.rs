@@ -25,4 +25,34 @@ pub enum Error {
     DestinationTooLong { max: usize, len: usize },
     #[error("redirect status must be one of 301, 302, 307 or 308 (got {status})")]
     RedirectStatus { status: u16 },
+    #[error("{what} may hold at most {max} entries (got {len})")]
+    TooMany {
+        what: &'static str,
+        max: usize,
+        len: usize,
+    },
+    #[error("{what} must not be empty")]
+    Empty { what: &'static str },
+    #[error("{what} must be at most {max} characters long (got {len})")]
+    TooLong {
+        what: &'static str,
+        max: usize,
+        len: usize,
+    },
+    #[error("country must be a two-letter ISO 3166 code such as \"DE\" (got {found:?})")]
+    Country { found: String },
+    #[error("language must be a language tag such as \"de\" or \"pt-BR\" (got {found:?})")]
+    Language { found: String },
+    #[error("tag {found:?} may only contain letters, digits, spaces, '-', '_' and '.'")]
+    Tag { found: String },
+    #[error("max_clicks must be between 1 and {max} (got {found})")]
+    ClickLimit { found: u64, max: u64 },
+    #[error(
+        "a split needs 2 to {max} destinations whose weights (1 to 100) add up to 100: {reason}"
+    )]
+    Split { max: usize, reason: String },
+    #[error("password must be {min} to {max} characters long")]
+    PasswordLength { min: usize, max: usize },
+    #[error("stored password hash is not in the pbkdf2-sha256 format")]
+    PasswordHash,
 }

@@ -6,12 +6,16 @@
 //! clock and no randomness: callers pass the time and the keys in, which keeps it usable on the
 //! edge (wasm32), in the origin and in the admin UI alike.
 
+pub mod agent;
 pub mod api;
 mod code;
 mod destination;
 pub mod edge;
 mod error;
+pub mod pages;
+pub mod password;
 pub mod redirect;
+pub mod rules;
 mod scramble;
 pub mod signature;
 pub mod stats;

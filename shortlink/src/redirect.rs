@@ -1,20 +1,27 @@
-//! Where a redirect is decided: given a link and the current time, what a visitor gets.
+//! Where a redirect is decided: given a link's record and a visit, what the visitor gets.
 //!
 //! The origin and the edge both call [`decide`], so a link behaves the same wherever it is
-//! served.
+//! served. It is pure: the caller passes in the time, what the request says about the visitor
+//! ([`Visit`]) and whether a password cookie checked out.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::agent::Agent;
+use crate::password::PasswordHash;
+use crate::rules::{ClickLimit, Condition, Split, Targets, Utm};
 use crate::{Destination, RedirectStatus};
 
 /// What a server needs to answer a visit to a code without any other lookup. It is also the
 /// edge's KV record for a code (JSON, versioned by `v`) and the origin's cache entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRecord {
-    /// The format version: readers refuse versions they do not know.
+    /// The format version: 1 for a plain link, 2 for one with rules. Readers refuse versions
+    /// they do not know, so an edge from before rules never serves a rule-bound link as a
+    /// plain one (it asks the origin, and answers 503 rather than skip a password).
     pub v: RecordVersion,
     /// Grows with every change of any link (PostgreSQL's `link_version_seq`), deletes included,
     /// so a writer of KV can tell the newer of two states of a code and keep it. Records
@@ -27,18 +34,110 @@ pub struct LinkRecord {
     pub status: RedirectStatus,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Rules::is_plain")]
+    pub rules: Rules,
+}
+
+/// Everything a link does beyond one destination, as the redirect needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Rules {
+    /// Switched off: answers like an unknown code (or goes to the fallback).
+    #[serde(skip_serializing_if = "is_false")]
+    pub disabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_clicks: Option<ClickLimit>,
+    /// Clicks counted against `max_clicks` when this record was read.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub clicks: u64,
+    /// The origin counted `max_clicks` clicks: the link answers like an expired one.
+    #[serde(skip_serializing_if = "is_false")]
+    pub exhausted: bool,
+    /// Where an expired, used-up or disabled link sends visitors instead of a 410 or 404.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Destination>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordHash>,
+    #[serde(skip_serializing_if = "Targets::is_empty")]
+    pub targets: Targets,
+    #[serde(skip_serializing_if = "Split::is_empty")]
+    pub split: Split,
+    #[serde(skip_serializing_if = "Utm::is_empty")]
+    pub utm: Utm,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl Rules {
+    /// No rule at all: the link redirects everyone to its destination.
+    pub fn is_plain(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether the answer depends on more than the link and the time (so no browser or proxy
+    /// may keep it, and every visit must reach us to be counted, checked or targeted).
+    pub fn is_dynamic(&self) -> bool {
+        self.max_clicks.is_some()
+            || self.password.is_some()
+            || !self.targets.is_empty()
+            || !self.split.is_empty()
+    }
+}
+
+/// What a request says about its visitor, as far as rules care.
+#[derive(Debug, Clone, Copy)]
+pub struct Visit<'a> {
+    pub now: OffsetDateTime,
+    /// ISO 3166 alpha-2, as the platform reports it (`cf.country`, or the origin's header).
+    pub country: Option<&'a str>,
+    /// The user agent's classification ([`crate::agent::classify`]).
+    pub agent: Agent,
+    /// The `Accept-Language` header.
+    pub accept_language: Option<&'a str>,
+    /// The short URL's query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The day's visitor key ([`crate::visitor`]): keeps a visitor in one A/B variant.
+    pub visitor: Option<&'a str>,
+    /// A valid unlock cookie for this link came with the request.
+    pub unlocked: bool,
+    /// Clicks this server let through that the record does not count yet (the edge's clicks in
+    /// flight since it read the record; 0 at the origin, which counts exactly).
+    pub clicks_in_flight: u64,
 }
 
 /// The answer to a visit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'a> {
     Redirect {
         status: RedirectStatus,
-        location: &'a str,
+        location: Cow<'a, str>,
         cache_control: CacheControl,
+        /// The A/B variant chosen (its index in the split), for the click's record.
+        variant: Option<u8>,
     },
-    /// The link existed but its expiry has passed: 410 Gone.
+    /// Expired, or its clicks are used up: 410 Gone.
     Expired,
+    /// Disabled: 404, like an unknown code.
+    Disabled,
+    /// Needs its password: the form (401).
+    Password,
+    /// Disabled, expired or used up, with a fallback: a `302` there, never stored, no click
+    /// taken.
+    Fallback { location: &'a str },
+}
+
+impl Decision<'_> {
+    /// Whether this answer uses up one of a link's limited clicks (when the visitor is a
+    /// person and the method GET): only a redirect to the link's own destinations does.
+    pub fn takes_a_click(&self) -> bool {
+        matches!(self, Self::Redirect { .. })
+    }
 }
 
 /// How long browsers and proxies may keep a redirect: the `Cache-Control` header.
@@ -88,59 +187,167 @@ impl LinkRecord {
         expires_at: Option<OffsetDateTime>,
     ) -> Self {
         Self {
-            v: RecordVersion,
+            v: RecordVersion::Plain,
             version,
             link_id,
             destination,
             status,
             expires_at,
+            rules: Rules::default(),
         }
+    }
+
+    /// The record with `rules` (and the format version they need).
+    pub fn with_rules(mut self, rules: Rules) -> Self {
+        self.v = if rules.is_plain() {
+            RecordVersion::Plain
+        } else {
+            RecordVersion::WithRules
+        };
+        self.rules = rules;
+        self
     }
 }
 
-/// Version 1 of the record format, written as `"v": 1`.
+/// The record format: `"v": 1` (plain links, readable by every edge) or `"v": 2` (with rules).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RecordVersion;
+pub enum RecordVersion {
+    #[default]
+    Plain,
+    WithRules,
+}
 
 impl Serialize for RecordVersion {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u8(1)
+        serializer.serialize_u8(match self {
+            Self::Plain => 1,
+            Self::WithRules => 2,
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for RecordVersion {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match u64::deserialize(deserializer)? {
-            1 => Ok(Self),
+            1 => Ok(Self::Plain),
+            2 => Ok(Self::WithRules),
             other => Err(serde::de::Error::custom(format!(
-                "link record version {other} is not supported (this build reads version 1)"
+                "link record version {other} is not supported (this build reads versions 1 and 2)"
             ))),
         }
     }
 }
 
-pub fn decide(link: &LinkRecord, now: OffsetDateTime) -> Decision<'_> {
-    if link.expires_at.is_some_and(|expires_at| expires_at <= now) {
-        return Decision::Expired;
+/// What `link` answers to `visit`. In order: disabled, expired or used up (each to the
+/// fallback when there is one), the password, the first targeting rule that matches, the A/B
+/// split, the destination; then the UTM parameters are merged into where it goes.
+pub fn decide<'a>(link: &'a LinkRecord, visit: &Visit<'_>) -> Decision<'a> {
+    let rules = &link.rules;
+    let fallback = || {
+        rules.fallback.as_ref().map(|fallback| Decision::Fallback {
+            location: fallback.as_str(),
+        })
+    };
+    if rules.disabled {
+        return fallback().unwrap_or(Decision::Disabled);
     }
-    let cache_control = if link.status.is_permanent() {
+    let expired = link
+        .expires_at
+        .is_some_and(|expires_at| expires_at <= visit.now);
+    let used_up = rules.exhausted
+        || rules.max_clicks.is_some_and(|limit| {
+            rules.clicks.saturating_add(visit.clicks_in_flight) >= limit.get()
+        });
+    if expired || used_up {
+        return fallback().unwrap_or(Decision::Expired);
+    }
+    if rules.password.is_some() && !visit.unlocked {
+        return Decision::Password;
+    }
+    let (destination, variant) = match rules
+        .targets
+        .as_slice()
+        .iter()
+        .find(|target| matches(&target.when, visit))
+    {
+        Some(target) => (&target.destination, None),
+        None => match rules.split.pick(bucket(link.link_id, visit)) {
+            Some((index, variant)) => (&variant.destination, Some(index)),
+            None => (&link.destination, None),
+        },
+    };
+    let cache_control = if rules.is_dynamic() || !link.status.is_permanent() {
+        CacheControl::NoStore
+    } else {
         // A browser that kept the redirect past the expiry would go on following it instead
         // of getting the 410: the whole seconds left, rounded down, bound the day.
-        let left = link
-            .expires_at
-            .map_or(i64::MAX, |expires_at| (expires_at - now).whole_seconds());
+        let left = link.expires_at.map_or(i64::MAX, |expires_at| {
+            (expires_at - visit.now).whole_seconds()
+        });
         CacheControl::Public {
             max_age: u32::try_from(left.clamp(0, i64::from(PERMANENT_MAX_AGE)))
                 .unwrap_or(PERMANENT_MAX_AGE),
         }
-    } else {
-        CacheControl::NoStore
     };
     Decision::Redirect {
         status: link.status,
-        location: link.destination.as_str(),
+        location: rules.utm.apply(destination.as_str()),
         cache_control,
+        variant,
     }
+}
+
+/// Whether a targeting condition holds for a visit.
+fn matches(condition: &Condition, visit: &Visit<'_>) -> bool {
+    match condition {
+        Condition::Country(countries) => visit
+            .country
+            .is_some_and(|country| countries.iter().any(|c| c.matches(country))),
+        Condition::Device(devices) => devices.contains(&visit.agent.device),
+        Condition::Os(systems) => systems.contains(&visit.agent.os),
+        Condition::Language(languages) => preferred_language(visit.accept_language)
+            .is_some_and(|tag| languages.iter().any(|language| language.matches(tag))),
+        Condition::Query(wanted) => visit.query.is_some_and(|query| {
+            form_urlencoded::parse(query.as_bytes()).any(|(name, value)| {
+                name == wanted.param.as_str() && value == wanted.value.as_str()
+            })
+        }),
+    }
+}
+
+/// The visitor's first choice in `Accept-Language` (`de-DE,de;q=0.9` → `de-DE`), skipping `*`
+/// and anything refused with `q=0`.
+fn preferred_language(header: Option<&str>) -> Option<&str> {
+    header?
+        .split(',')
+        .filter_map(|entry| {
+            let mut parts = entry.split(';');
+            let tag = parts.next()?.trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (!tag.is_empty() && tag != "*" && !refused).then_some(tag)
+        })
+        .next()
+}
+
+/// The visitor's A/B bucket, 0–99: from the day's visitor key (so a visitor keeps a variant
+/// all day, at the edge and the origin alike), else from the time.
+fn bucket(link_id: i64, visit: &Visit<'_>) -> u8 {
+    let seed = visit
+        .visitor
+        .and_then(|key| key.get(..16))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or(visit.now.unix_timestamp_nanos() as u64);
+    // splitmix64's finaliser: every bit of the seed and the link id moves the bucket.
+    let mut z = seed ^ (link_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z % 100) as u8
 }
 
 #[cfg(test)]
@@ -201,9 +408,9 @@ mod tests {
                 ..record
             }
         );
-        let future = json.replace(r#""v":1"#, r#""v":2"#);
+        let future = json.replace(r#""v":1"#, r#""v":3"#);
         let err = serde_json::from_str::<LinkRecord>(&future).expect_err("unknown version");
-        assert!(err.to_string().contains("version 2"), "{err}");
+        assert!(err.to_string().contains("version 3"), "{err}");
         let bad = json.replace("https://example.com/x", "ftp://example.com/x");
         assert!(serde_json::from_str::<LinkRecord>(&bad).is_err());
     }
@@ -262,19 +469,406 @@ mod tests {
         ];
         for (status, expires_at, expected) in cases {
             let link = target(status, expires_at);
-            let got = match decide(&link, now) {
+            let got = match decide(&link, &visit(now)) {
                 Decision::Redirect {
                     status,
                     location,
                     cache_control,
+                    variant: None,
                 } => {
                     assert_eq!(location, "https://example.com/x");
                     Some((status.code(), cache_control.to_string()))
                 }
                 Decision::Expired => None,
+                other => panic!("{other:?}"),
             };
             let expected = expected.map(|(code, header)| (code, header.to_owned()));
             assert_eq!(got, expected, "{status:?} expiring {expires_at:?}");
+        }
+    }
+
+    fn visit(now: OffsetDateTime) -> Visit<'static> {
+        Visit {
+            now,
+            country: None,
+            agent: crate::agent::classify(Some(CHROME_WINDOWS)),
+            accept_language: None,
+            query: None,
+            visitor: None,
+            unlocked: false,
+            clicks_in_flight: 0,
+        }
+    }
+
+    const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
+
+    fn ruled(rules: &str) -> LinkRecord {
+        let rules: Rules = serde_json::from_str(rules).expect("valid rules");
+        target(RedirectStatus::MovedPermanently, None).with_rules(rules)
+    }
+
+    /// Where a visit goes: `Some(location)` for a redirect, else the other answer's name.
+    fn outcome(link: &LinkRecord, visit: &Visit<'_>) -> String {
+        match decide(link, visit) {
+            Decision::Redirect { location, .. } => location.into_owned(),
+            Decision::Fallback { location } => format!("fallback {location}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rules_decide_in_order() {
+        let now = datetime!(2026-06-01 12:00 UTC);
+        let targeted = ruled(
+            r#"{"targets":[
+                {"when":{"country":["DE","AT"]},"destination":"https://de.example/"},
+                {"when":{"device":["mobile"]},"destination":"https://m.example/"},
+                {"when":{"os":["macos"]},"destination":"https://mac.example/"},
+                {"when":{"language":["fr"]},"destination":"https://fr.example/"},
+                {"when":{"query":{"param":"ref","value":"mail list"}},"destination":"https://q.example/"}
+            ],"utm":{"source":"kurz"}}"#,
+        );
+        let base = visit(now);
+        let mac = crate::agent::classify(Some(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+        ));
+        let cases: Vec<(&str, Visit<'_>, &str)> = vec![
+            (
+                "nothing matches",
+                base,
+                "https://example.com/x?utm_source=kurz",
+            ),
+            (
+                "country",
+                Visit {
+                    country: Some("at"),
+                    ..base
+                },
+                "https://de.example/?utm_source=kurz",
+            ),
+            (
+                "first match wins",
+                Visit {
+                    country: Some("DE"),
+                    agent: crate::agent::classify(Some(IPHONE)),
+                    ..base
+                },
+                "https://de.example/?utm_source=kurz",
+            ),
+            (
+                "device",
+                Visit {
+                    agent: crate::agent::classify(Some(IPHONE)),
+                    ..base
+                },
+                "https://m.example/?utm_source=kurz",
+            ),
+            (
+                "os",
+                Visit { agent: mac, ..base },
+                "https://mac.example/?utm_source=kurz",
+            ),
+            (
+                "first language",
+                Visit {
+                    accept_language: Some("fr-CH, en;q=0.8"),
+                    ..base
+                },
+                "https://fr.example/?utm_source=kurz",
+            ),
+            (
+                "only the first language counts",
+                Visit {
+                    accept_language: Some("en, fr;q=0.8"),
+                    ..base
+                },
+                "https://example.com/x?utm_source=kurz",
+            ),
+            (
+                "a refused language is skipped",
+                Visit {
+                    accept_language: Some("en;q=0, fr"),
+                    ..base
+                },
+                "https://fr.example/?utm_source=kurz",
+            ),
+            (
+                "query, decoded",
+                Visit {
+                    query: Some("x=1&ref=mail+list"),
+                    ..base
+                },
+                "https://q.example/?utm_source=kurz",
+            ),
+            (
+                "query, other value",
+                Visit {
+                    query: Some("ref=mail"),
+                    ..base
+                },
+                "https://example.com/x?utm_source=kurz",
+            ),
+        ];
+        for (name, visit, expected) in cases {
+            assert_eq!(outcome(&targeted, &visit), expected, "{name}");
+        }
+        // Rules that depend on the visit are never cached by browsers, even for a 301.
+        assert!(matches!(
+            decide(&targeted, &base),
+            Decision::Redirect {
+                cache_control: CacheControl::NoStore,
+                status: RedirectStatus::MovedPermanently,
+                ..
+            }
+        ));
+        // UTM alone keeps the link cacheable.
+        let utm_only = ruled(r#"{"utm":{"campaign":"x"}}"#);
+        assert!(matches!(
+            decide(&utm_only, &base),
+            Decision::Redirect {
+                cache_control: CacheControl::Public { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn limits_passwords_and_switches() {
+        let now = datetime!(2026-06-01 12:00 UTC);
+        let base = visit(now);
+        let hash = crate::password::PasswordHash::new(
+            &crate::password::LinkPassword::parse("hunter22").expect("valid"),
+            [1; 16],
+        );
+        let limited = ruled(r#"{"max_clicks":3,"clicks":2}"#);
+        assert_eq!(outcome(&limited, &base), "https://example.com/x");
+        assert_eq!(
+            outcome(
+                &limited,
+                &Visit {
+                    clicks_in_flight: 1,
+                    ..base
+                }
+            ),
+            "Expired"
+        );
+        let exhausted = ruled(r#"{"max_clicks":3,"exhausted":true}"#);
+        assert_eq!(outcome(&exhausted, &base), "Expired");
+        let with_fallback =
+            ruled(r#"{"max_clicks":1,"clicks":1,"fallback":"https://sold-out.example/"}"#);
+        assert_eq!(
+            outcome(&with_fallback, &base),
+            "fallback https://sold-out.example/"
+        );
+        assert!(!decide(&with_fallback, &base).takes_a_click());
+        let disabled = ruled(r#"{"disabled":true,"utm":{"source":"x"}}"#);
+        assert_eq!(outcome(&disabled, &base), "Disabled");
+        let expired = LinkRecord {
+            expires_at: Some(now),
+            ..ruled(r#"{"fallback":"https://later.example/"}"#)
+        };
+        assert_eq!(outcome(&expired, &base), "fallback https://later.example/");
+        let mut locked = ruled("{}");
+        locked = locked.with_rules(Rules {
+            password: Some(hash),
+            ..Rules::default()
+        });
+        assert_eq!(outcome(&locked, &base), "Password");
+        assert_eq!(
+            outcome(
+                &locked,
+                &Visit {
+                    unlocked: true,
+                    ..base
+                }
+            ),
+            "https://example.com/x"
+        );
+        // A disabled or used-up link says so before it asks for a password.
+        let both = locked.clone().with_rules(Rules {
+            disabled: true,
+            ..locked.rules
+        });
+        assert_eq!(outcome(&both, &base), "Disabled");
+    }
+
+    #[test]
+    fn a_split_keeps_each_visitor_in_one_variant_and_follows_the_weights() {
+        let now = datetime!(2026-06-01 12:00 UTC);
+        let link = ruled(
+            r#"{"split":[{"destination":"https://a.example/","weight":20},{"destination":"https://b.example/","weight":80}]}"#,
+        );
+        let mut counts = [0u32; 2];
+        for i in 0..10_000u32 {
+            let key = format!(
+                "{:032x}",
+                u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+            );
+            let visit = Visit {
+                visitor: Some(&key),
+                ..visit(now)
+            };
+            let first = decide(&link, &visit);
+            let Decision::Redirect {
+                variant: Some(index),
+                ..
+            } = first
+            else {
+                panic!("{first:?}");
+            };
+            assert_eq!(decide(&link, &visit), first, "sticky");
+            counts[usize::from(index)] += 1;
+        }
+        assert!((1_700..2_300).contains(&counts[0]), "{counts:?}");
+    }
+
+    #[test]
+    fn a_rule_record_is_version_2_and_a_plain_one_stays_version_1() {
+        let plain = target(RedirectStatus::Found, None);
+        let json = serde_json::to_string(&plain).expect("serialises");
+        assert!(
+            json.starts_with(r#"{"v":1,"#) && !json.contains("rules"),
+            "{json}"
+        );
+        let rules = ruled(r#"{"max_clicks":5,"utm":{"source":"x"}}"#);
+        let json = serde_json::to_string(&rules).expect("serialises");
+        assert!(json.starts_with(r#"{"v":2,"#), "{json}");
+        assert!(
+            json.ends_with(r#""rules":{"max_clicks":5,"utm":{"source":"x"}}}"#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<LinkRecord>(&json).expect("parses"),
+            rules
+        );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::agent::{Device, Os};
+
+        fn destination() -> impl Strategy<Value = Destination> {
+            (0u8..4, "[a-z]{0,6}").prop_map(|(host, path)| {
+                Destination::parse(&format!("https://h{host}.example/{path}?k=v")).expect("valid")
+            })
+        }
+
+        fn rules() -> impl Strategy<Value = Rules> {
+            let condition = prop_oneof![
+                prop::collection::vec("[A-Z]{2}", 1..3).prop_map(|c| Condition::Country(
+                    c.iter()
+                        .map(|c| crate::rules::Country::parse(c).expect("valid"))
+                        .collect()
+                )),
+                prop::sample::subsequence(Device::ALL.to_vec(), 1..3).prop_map(Condition::Device),
+                prop::sample::subsequence(Os::ALL.to_vec(), 1..3).prop_map(Condition::Os),
+                prop::sample::subsequence(vec!["de", "en", "fr-ch"], 1..3).prop_map(|l| {
+                    Condition::Language(
+                        l.iter()
+                            .map(|l| crate::rules::Language::parse(l).expect("valid"))
+                            .collect(),
+                    )
+                }),
+                ("[a-z]{1,3}", "[a-z ]{0,3}").prop_map(|(param, value)| Condition::Query(
+                    crate::rules::QueryMatch { param, value }
+                )),
+            ];
+            let target = (condition, destination())
+                .prop_map(|(when, destination)| crate::rules::Target { when, destination });
+            let split =
+                prop::option::of((1u8..100, destination(), destination())).prop_map(|split| {
+                    split.map_or_else(Split::default, |(weight, a, b)| {
+                        Split::new(vec![
+                            crate::rules::Variant {
+                                destination: a,
+                                weight,
+                            },
+                            crate::rules::Variant {
+                                destination: b,
+                                weight: 100 - weight,
+                            },
+                        ])
+                        .expect("valid")
+                    })
+                });
+            (
+                any::<bool>(),
+                prop::option::of(1u64..5),
+                0u64..6,
+                any::<bool>(),
+                prop::option::of(destination()),
+                prop::collection::vec(target, 0..4),
+                split,
+                prop::option::of("[a-z +&]{1,8}"),
+            )
+                .prop_map(
+                    |(
+                        disabled,
+                        max_clicks,
+                        clicks,
+                        exhausted,
+                        fallback,
+                        targets,
+                        split,
+                        source,
+                    )| Rules {
+                        disabled,
+                        max_clicks: max_clicks.map(|m| ClickLimit::new(m).expect("valid")),
+                        clicks,
+                        exhausted,
+                        fallback,
+                        password: None,
+                        targets: Targets::new(targets).expect("valid"),
+                        split,
+                        utm: Utm {
+                            source: source.and_then(|s| crate::rules::UtmValue::parse(&s).ok()),
+                            ..Utm::default()
+                        },
+                    },
+                )
+        }
+
+        proptest! {
+            /// The edge decides from the record as KV holds it (JSON written by the origin);
+            /// the origin from the record it read from PostgreSQL. For any record and visit,
+            /// both decide the same, and every redirect goes to a valid destination.
+            #[test]
+            fn the_edge_and_the_origin_decide_the_same(
+                rules in rules(),
+                country in prop::option::of(prop::sample::select(vec!["DE", "at", "US"])),
+                agent in prop::sample::select(vec![CHROME_WINDOWS, IPHONE, "curl/8", ""]),
+                language in prop::option::of(prop::sample::select(vec!["de-DE,en", "fr-CH", "*"])),
+                query in prop::option::of("[a-z=& ]{0,8}"),
+                visitor in prop::option::of("[0-9a-f]{32}"),
+                unlocked in any::<bool>(),
+                in_flight in 0u64..3,
+                seconds in 0i64..7200,
+            ) {
+                let origin = LinkRecord {
+                    expires_at: Some(datetime!(2026-06-01 13:00 UTC)),
+                    ..target(RedirectStatus::Found, None).with_rules(rules)
+                };
+                let edge: LinkRecord = serde_json::from_str(&serde_json::to_string(&origin).expect("serialises")).expect("parses");
+                prop_assert_eq!(&edge, &origin);
+                let visit = Visit {
+                    now: datetime!(2026-06-01 12:00 UTC) + time::Duration::seconds(seconds),
+                    country,
+                    agent: crate::agent::classify(Some(agent)),
+                    accept_language: language,
+                    query: query.as_deref(),
+                    visitor: visitor.as_deref(),
+                    unlocked,
+                    clicks_in_flight: in_flight,
+                };
+                let decision = decide(&origin, &visit);
+                prop_assert_eq!(&decide(&edge, &visit), &decision);
+                if let Decision::Redirect { location, .. } = &decision {
+                    prop_assert!(Destination::parse(location).is_ok(), "{}", location);
+                }
+            }
         }
     }
 }

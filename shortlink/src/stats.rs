@@ -85,6 +85,14 @@ pub struct Breakdowns {
     pub device: Vec<Ranked>,
     pub browser: Vec<Ranked>,
     pub os: Vec<Ranked>,
+    /// For a link with an A/B split: visits by variant, the variant's index in the split
+    /// (`"0"`, `"1"`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variant: Vec<Ranked>,
+    /// For the whole workspace: visits by the tags of their links (a link with two tags
+    /// counts under both).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tag: Vec<Ranked>,
 }
 
 /// A link among the account's most visited. Only live links are listed: a deleted link's code

@@ -14,7 +14,7 @@ use shortlink::edge::{
     ClickEvent, IngestBatch, IngestResult, ReplayResult, SyncBatch, SyncResult, Tombstone,
     is_qr_scan,
 };
-use shortlink::redirect::{LinkRecord, decide};
+use shortlink::redirect::{LinkRecord, Visit, decide};
 use shortlink::stats::{Interval, Stats};
 use shortlink::workspace::{
     AuditPage, ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey,
@@ -126,6 +126,7 @@ fn record() -> impl Strategy<Value = Value> {
                     "head",
                     "visitor",
                     "deleted",
+                    "rules",
                 ][..],
             ),
             prop_oneof![
@@ -234,8 +235,18 @@ proptest! {
         now in any_instant(),
         query in proptest::option::of(any::<String>()),
     ) {
+        let visit = Visit {
+            now,
+            country: query.as_deref(),
+            agent: shortlink::agent::classify(query.as_deref()),
+            accept_language: query.as_deref(),
+            query: query.as_deref(),
+            visitor: query.as_deref(),
+            unlocked: false,
+            clicks_in_flight: u64::MAX,
+        };
         if let Some(link) = parse::<LinkRecord>(&record) {
-            let _ = decide(&link, now);
+            let _ = decide(&link, &visit);
         }
         if let Some(event) = parse::<ClickEvent>(&record) {
             let _ = serde_json::to_string(&event.bounded());
@@ -244,7 +255,7 @@ proptest! {
         if let Some(batch) = parse::<SyncBatch>(&sync) {
             for change in batch.changes {
                 if let Some(link) = change.record {
-                    let _ = decide(&link, now);
+                    let _ = decide(&link, &visit);
                 }
             }
         }

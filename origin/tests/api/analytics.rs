@@ -29,6 +29,7 @@ fn event(id: &str, link_id: i64, code: &str, at: OffsetDateTime) -> ClickEvent {
         head: false,
         source: ClickSource::Edge,
         visitor: Some(format!("{:032x}", 1)),
+        variant: None,
     }
 }
 

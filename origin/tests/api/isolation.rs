@@ -85,6 +85,7 @@ async fn other_workspace(app: &TestApp) -> Other {
         head: false,
         source: shortlink::edge::ClickSource::Edge,
         visitor: None,
+        variant: None,
     };
     app.state
         .store_clicks(std::slice::from_ref(&event))

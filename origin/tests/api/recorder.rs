@@ -27,6 +27,7 @@ fn click(id: String) -> ClickEvent {
         head: false,
         source: ClickSource::Origin,
         visitor: None,
+        variant: None,
     }
 }
 

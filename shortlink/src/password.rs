@@ -1,0 +1,414 @@
+//! Password-protected links: the stored hash, the cookie that lets a visitor through for an
+//! hour after a right answer, and the limit on wrong answers.
+//!
+//! The hash is PBKDF2-HMAC-SHA256 with a random 16-byte salt: it needs only the SHA-256 and
+//! HMAC the edge already carries (a few KiB of .wasm, where Argon2 would cost far more), and the
+//! stored form names its iteration count, so it can be raised later without breaking stored
+//! hashes. The password itself is never stored, logged, put in a URL or in click data.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::Error;
+
+/// PBKDF2 iterations of new hashes. Each check costs this many HMACs: about 10 ms on the
+/// origin's CPU and a few times that in the edge's wasm. Wrong answers are limited
+/// ([`Attempts`]), which bounds the CPU an attacker can spend.
+pub const ITERATIONS: u32 = 20_000;
+/// How long a right answer lets the visitor through: the cookie's lifetime.
+pub const UNLOCK_SECS: i64 = 3600;
+/// Shortest and longest password.
+pub const MIN_LEN: usize = 4;
+pub const MAX_LEN: usize = 200;
+
+/// A password as a user sets it, before hashing. Its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LinkPassword(String);
+
+impl LinkPassword {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let len = input.chars().count();
+        if !(MIN_LEN..=MAX_LEN).contains(&len) {
+            return Err(Error::PasswordLength {
+                min: MIN_LEN,
+                max: MAX_LEN,
+            });
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LinkPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkPassword(..)")
+    }
+}
+
+impl TryFrom<String> for LinkPassword {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<LinkPassword> for String {
+    fn from(value: LinkPassword) -> Self {
+        value.0
+    }
+}
+
+/// A stored password hash: `pbkdf2-sha256$<iterations>$<salt, hex>$<hash, hex>`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PasswordHash {
+    iterations: u32,
+    salt: [u8; 16],
+    hash: [u8; 32],
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+impl PasswordHash {
+    /// Hashes `password` with `salt` (16 random bytes, from the caller).
+    pub fn new(password: &LinkPassword, salt: [u8; 16]) -> Self {
+        Self {
+            iterations: ITERATIONS,
+            salt,
+            hash: derive(password.as_str(), &salt, ITERATIONS),
+        }
+    }
+
+    /// Whether `attempt` is the password (compared in constant time).
+    pub fn verify(&self, attempt: &str) -> bool {
+        if attempt.len() > 4 * MAX_LEN {
+            return false;
+        }
+        let derived = derive(attempt, &self.salt, self.iterations);
+        derived
+            .iter()
+            .zip(self.hash.iter())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+    }
+
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let mut parts = input.split('$');
+        let (Some("pbkdf2-sha256"), Some(iterations), Some(salt), Some(hash), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(Error::PasswordHash);
+        };
+        let iterations: u32 = iterations.parse().map_err(|_| Error::PasswordHash)?;
+        if !(1_000..=10_000_000).contains(&iterations) {
+            return Err(Error::PasswordHash);
+        }
+        let mut salt_bytes = [0u8; 16];
+        let mut hash_bytes = [0u8; 32];
+        hex::decode_to_slice(salt, &mut salt_bytes).map_err(|_| Error::PasswordHash)?;
+        hex::decode_to_slice(hash, &mut hash_bytes).map_err(|_| Error::PasswordHash)?;
+        Ok(Self {
+            iterations,
+            salt: salt_bytes,
+            hash: hash_bytes,
+        })
+    }
+}
+
+impl fmt::Display for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pbkdf2-sha256${}${}${}",
+            self.iterations,
+            hex::encode(self.salt),
+            hex::encode(self.hash)
+        )
+    }
+}
+
+impl TryFrom<String> for PasswordHash {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<PasswordHash> for String {
+    fn from(value: PasswordHash) -> Self {
+        value.to_string()
+    }
+}
+
+fn derive(password: &str, salt: &[u8], iterations: u32) -> [u8; 32] {
+    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations)
+}
+
+/// The key that signs unlock cookies, derived from the deployment's edge secret (which the
+/// edge and the origin share, so a cookie from one is good at the other).
+#[derive(Clone)]
+pub struct UnlockKey([u8; 32]);
+
+impl fmt::Debug for UnlockKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UnlockKey(..)")
+    }
+}
+
+impl UnlockKey {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut mac = mac(secret);
+        mac.update(b"kurz link unlock cookie\n");
+        Self(mac.finalize().into_bytes().into())
+    }
+
+    fn sign(&self, link_id: i64, hash: &PasswordHash, expires: i64) -> String {
+        let mut mac = mac(&self.0);
+        // The salt changes with the password, so a new password locks out old cookies.
+        mac.update(format!("{link_id}\n{}\n{expires}", hex::encode(hash.salt)).as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..20])
+    }
+
+    /// The `Set-Cookie` header that lets this visitor through `link_id` until `now + UNLOCK_SECS`.
+    pub fn cookie(&self, link_id: i64, hash: &PasswordHash, now: i64) -> String {
+        let expires = now.saturating_add(UNLOCK_SECS);
+        format!(
+            "{}={expires}.{}; Max-Age={UNLOCK_SECS}; Path=/; HttpOnly; Secure; SameSite=Lax",
+            cookie_name(link_id),
+            self.sign(link_id, hash, expires)
+        )
+    }
+
+    /// Whether the request's `Cookie` header holds a valid, unexpired unlock for `link_id`.
+    pub fn is_unlocked(
+        &self,
+        link_id: i64,
+        hash: &PasswordHash,
+        cookie_header: Option<&str>,
+        now: i64,
+    ) -> bool {
+        let Some(header) = cookie_header else {
+            return false;
+        };
+        let name = cookie_name(link_id);
+        header
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(key, _)| *key == name)
+            .any(|(_, value)| {
+                let Some((expires, signature)) = value.split_once('.') else {
+                    return false;
+                };
+                let Ok(expires) = expires.parse::<i64>() else {
+                    return false;
+                };
+                expires > now
+                    && expires <= now.saturating_add(UNLOCK_SECS)
+                    && constant_eq(
+                        signature.as_bytes(),
+                        self.sign(link_id, hash, expires).as_bytes(),
+                    )
+            })
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// The cookie that unlocks one link.
+pub fn cookie_name(link_id: i64) -> String {
+    format!("kurz_pw_{link_id}")
+}
+
+fn mac(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length.
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts every key length"),
+    }
+}
+
+/// Wrong answers allowed per visitor and link in a window.
+pub const WRONG_ANSWERS: u32 = 5;
+/// The window of [`WRONG_ANSWERS`], in seconds.
+pub const WINDOW_SECS: i64 = 300;
+
+/// Wrong password answers per (link, visitor address), in one process's memory: at most
+/// `capacity` entries. When every entry is in use within its window, new visitors are turned
+/// away until one ends: a flood of addresses costs memory up to the bound and then only
+/// refusals, never a hash.
+#[derive(Debug)]
+pub struct Attempts {
+    entries: HashMap<(i64, String), (i64, u32)>,
+    capacity: usize,
+}
+
+impl Attempts {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            capacity,
+        }
+    }
+
+    /// `Ok` if this visitor may try a password for `link_id` now, else the seconds to wait.
+    pub fn check(&mut self, link_id: i64, visitor: &str, now: i64) -> Result<(), u64> {
+        let key = (link_id, visitor.to_owned());
+        match self.entries.get(&key) {
+            Some(&(start, count)) if now < start + WINDOW_SECS => {
+                if count >= WRONG_ANSWERS {
+                    Err(u64::try_from(start + WINDOW_SECS - now).unwrap_or(1))
+                } else {
+                    Ok(())
+                }
+            }
+            Some(_) => {
+                self.entries.remove(&key);
+                Ok(())
+            }
+            None if self.entries.len() < self.capacity => Ok(()),
+            None => {
+                self.entries
+                    .retain(|_, &mut (start, _)| now < start + WINDOW_SECS);
+                if self.entries.len() < self.capacity {
+                    Ok(())
+                } else {
+                    Err(1)
+                }
+            }
+        }
+    }
+
+    /// Counts a wrong answer (after [`Attempts::check`] allowed the attempt).
+    pub fn failed(&mut self, link_id: i64, visitor: &str, now: i64) {
+        if self.entries.len() >= self.capacity {
+            self.entries
+                .retain(|_, &mut (start, _)| now < start + WINDOW_SECS);
+            if self.entries.len() >= self.capacity {
+                return;
+            }
+        }
+        let entry = self
+            .entries
+            .entry((link_id, visitor.to_owned()))
+            .or_insert((now, 0));
+        if now >= entry.0 + WINDOW_SECS {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn password(text: &str) -> LinkPassword {
+        LinkPassword::parse(text).expect("valid")
+    }
+
+    #[test]
+    fn hashes_verify_and_round_trip() {
+        let hash = PasswordHash::new(&password("hunter22"), [7; 16]);
+        assert!(hash.verify("hunter22"));
+        assert!(!hash.verify("hunter23"));
+        assert!(!hash.verify(""));
+        let text = hash.to_string();
+        assert!(text.starts_with("pbkdf2-sha256$20000$0707"), "{text}");
+        assert!(!text.contains("hunter22"));
+        assert_eq!(PasswordHash::parse(&text).expect("parses"), hash);
+        assert!(!format!("{hash:?}{:?}", password("hunter22")).contains("hunter"));
+        for bad in [
+            "",
+            "argon2$1$00$00",
+            "pbkdf2-sha256$12$07070707070707070707070707070707$00",
+            "pbkdf2-sha256$20000$0707$00",
+        ] {
+            assert!(PasswordHash::parse(bad).is_err(), "{bad}");
+        }
+        assert!(LinkPassword::parse("abc").is_err());
+        assert!(LinkPassword::parse(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn cookies_unlock_one_link_for_an_hour() {
+        let key = UnlockKey::new(b"a secret of thirty-two characters!");
+        let hash = PasswordHash::new(&password("hunter22"), [7; 16]);
+        let now = 1_800_000_000;
+        let set = key.cookie(5, &hash, now);
+        let value = set.split(';').next().expect("pair");
+        assert!(value.starts_with("kurz_pw_5="), "{set}");
+        assert!(set.contains("HttpOnly") && set.contains("Max-Age=3600"));
+        let header = format!("other=1; {value}");
+        assert!(key.is_unlocked(5, &hash, Some(&header), now));
+        assert!(key.is_unlocked(5, &hash, Some(&header), now + UNLOCK_SECS - 1));
+        assert!(!key.is_unlocked(5, &hash, Some(&header), now + UNLOCK_SECS));
+        // Another link, another password, another key, a forged expiry: locked.
+        assert!(!key.is_unlocked(6, &hash, Some(&header.replace("_5=", "_6=")), now));
+        let other = PasswordHash::new(&password("hunter22"), [8; 16]);
+        assert!(!key.is_unlocked(5, &other, Some(&header), now));
+        let other_key = UnlockKey::new(b"another secret of thirty-two chars");
+        assert!(!other_key.is_unlocked(5, &hash, Some(&header), now));
+        let later = value.replacen(
+            &format!("={}", now + UNLOCK_SECS),
+            &format!("={}", now + 9999),
+            1,
+        );
+        assert!(!key.is_unlocked(5, &hash, Some(&later), now));
+        assert!(!key.is_unlocked(5, &hash, None, now));
+    }
+
+    #[test]
+    fn wrong_answers_are_limited_and_the_map_is_bounded() {
+        let mut attempts = Attempts::new(100);
+        let now = 1_000;
+        for _ in 0..WRONG_ANSWERS {
+            assert_eq!(attempts.check(1, "a", now), Ok(()));
+            attempts.failed(1, "a", now);
+        }
+        assert_eq!(attempts.check(1, "a", now + 10), Err(290));
+        assert_eq!(attempts.check(2, "a", now), Ok(()), "another link");
+        assert_eq!(attempts.check(1, "b", now), Ok(()), "another visitor");
+        assert_eq!(
+            attempts.check(1, "a", now + WINDOW_SECS),
+            Ok(()),
+            "window over"
+        );
+        // A burst of addresses fills the map to its bound and no further.
+        let mut burst = Attempts::new(100);
+        for i in 0..10_000 {
+            let visitor = i.to_string();
+            if burst.check(1, &visitor, now).is_ok() {
+                burst.failed(1, &visitor, now);
+            }
+        }
+        assert_eq!(burst.len(), 100);
+        assert_eq!(burst.check(1, "new", now), Err(1));
+        assert_eq!(burst.check(1, "new", now + WINDOW_SECS), Ok(()));
+    }
+}

@@ -1,0 +1,749 @@
+//! What a link can do beyond sending everyone to one destination: targeting rules, an A/B
+//! split, UTM parameters, a click limit, a password, tags and a note. Each value here is
+//! valid once it exists; deserialising one runs its rules.
+//!
+//! How the rules decide a visit is [`crate::redirect::decide`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{Device, Os};
+use crate::{Destination, Error};
+
+/// Most targeting rules a link may have.
+pub const MAX_TARGETS: usize = 20;
+/// Most values one condition may list.
+pub const MAX_VALUES: usize = 50;
+/// Most destinations of an A/B split.
+pub const MAX_VARIANTS: usize = 10;
+/// Most tags of a link.
+pub const MAX_TAGS: usize = 20;
+/// Longest tag, in characters.
+pub const MAX_TAG_LEN: usize = 40;
+/// Longest note, in characters.
+pub const MAX_NOTE_LEN: usize = 2000;
+/// Longest UTM value, in characters.
+pub const MAX_UTM_LEN: usize = 200;
+/// The highest click limit.
+pub const MAX_CLICK_LIMIT: u64 = 1_000_000_000_000;
+
+/// An ISO 3166-1 alpha-2 country code, upper case (`DE`). Cloudflare's `cf.country` and the
+/// origin's country header give the same form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Country(String);
+
+impl Country {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let code = input.trim();
+        if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
+            Ok(Self(code.to_ascii_uppercase()))
+        } else {
+            Err(Error::Country {
+                found: input.chars().take(20).collect(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a visitor's country (as the platform reports it) is this one.
+    pub fn matches(&self, visitor: &str) -> bool {
+        visitor.eq_ignore_ascii_case(&self.0)
+    }
+}
+
+/// A language tag, lower case: a primary language (`de`) or one with subtags (`pt-br`).
+/// `de` matches every German visitor (`de`, `de-at`); `pt-br` only Brazilian Portuguese.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Language(String);
+
+impl Language {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let tag = input.trim().to_ascii_lowercase();
+        let mut parts = tag.split('-');
+        let primary_ok = parts.next().is_some_and(|p| {
+            (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase())
+        });
+        let rest_ok = parts
+            .all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if primary_ok && rest_ok && tag.len() <= 35 {
+            Ok(Self(tag))
+        } else {
+            Err(Error::Language {
+                found: input.chars().take(40).collect(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a visitor's language tag (any case) is this one or a narrower one.
+    pub fn matches(&self, visitor: &str) -> bool {
+        let visitor = visitor.as_bytes();
+        let mine = self.0.as_bytes();
+        visitor.len() >= mine.len()
+            && visitor[..mine.len()].eq_ignore_ascii_case(mine)
+            && (visitor.len() == mine.len() || visitor[mine.len()] == b'-')
+    }
+}
+
+/// `query param = value`: the visit's query string has `param` with exactly `value`
+/// (both compared after percent-decoding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryMatch {
+    pub param: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// What a targeting rule asks of a visit. A list matches when any of its values does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    try_from = "RawCondition"
+)]
+pub enum Condition {
+    Country(Vec<Country>),
+    Device(Vec<Device>),
+    Os(Vec<Os>),
+    Language(Vec<Language>),
+    Query(QueryMatch),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum RawCondition {
+    Country(Vec<Country>),
+    Device(Vec<Device>),
+    Os(Vec<Os>),
+    Language(Vec<Language>),
+    Query(QueryMatch),
+}
+
+impl TryFrom<RawCondition> for Condition {
+    type Error = Error;
+
+    fn try_from(raw: RawCondition) -> Result<Self, Error> {
+        fn list<T>(what: &'static str, values: Vec<T>) -> Result<Vec<T>, Error> {
+            if values.is_empty() {
+                return Err(Error::Empty { what });
+            }
+            if values.len() > MAX_VALUES {
+                return Err(Error::TooMany {
+                    what,
+                    max: MAX_VALUES,
+                    len: values.len(),
+                });
+            }
+            Ok(values)
+        }
+        Ok(match raw {
+            RawCondition::Country(v) => Self::Country(list("a country condition", v)?),
+            RawCondition::Device(v) => Self::Device(list("a device condition", v)?),
+            RawCondition::Os(v) => Self::Os(list("an os condition", v)?),
+            RawCondition::Language(v) => Self::Language(list("a language condition", v)?),
+            RawCondition::Query(q) => {
+                let param_len = q.param.chars().count();
+                if q.param.trim().is_empty() {
+                    return Err(Error::Empty {
+                        what: "a query condition's param",
+                    });
+                }
+                if param_len > 100 {
+                    return Err(Error::TooLong {
+                        what: "a query condition's param",
+                        max: 100,
+                        len: param_len,
+                    });
+                }
+                let value_len = q.value.chars().count();
+                if value_len > 500 {
+                    return Err(Error::TooLong {
+                        what: "a query condition's value",
+                        max: 500,
+                        len: value_len,
+                    });
+                }
+                Self::Query(q)
+            }
+        })
+    }
+}
+
+/// One targeting rule: visits that match `when` go to `destination`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub when: Condition,
+    pub destination: Destination,
+}
+
+/// A link's targeting rules, in order: the first that matches decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Target>", into = "Vec<Target>")]
+pub struct Targets(Vec<Target>);
+
+impl Targets {
+    pub fn new(targets: Vec<Target>) -> Result<Self, Error> {
+        if targets.len() > MAX_TARGETS {
+            return Err(Error::TooMany {
+                what: "targets",
+                max: MAX_TARGETS,
+                len: targets.len(),
+            });
+        }
+        Ok(Self(targets))
+    }
+
+    pub fn as_slice(&self) -> &[Target] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl TryFrom<Vec<Target>> for Targets {
+    type Error = Error;
+    fn try_from(value: Vec<Target>) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Targets> for Vec<Target> {
+    fn from(value: Targets) -> Self {
+        value.0
+    }
+}
+
+/// One destination of an A/B split, and the percentage of visitors it gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub destination: Destination,
+    pub weight: u8,
+}
+
+/// An A/B split: no variants, or 2 to [`MAX_VARIANTS`] whose weights add up to 100.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Variant>", into = "Vec<Variant>")]
+pub struct Split(Vec<Variant>);
+
+impl Split {
+    pub fn new(variants: Vec<Variant>) -> Result<Self, Error> {
+        let refuse = |reason: String| Error::Split {
+            max: MAX_VARIANTS,
+            reason,
+        };
+        if variants.is_empty() {
+            return Ok(Self(variants));
+        }
+        if variants.len() < 2 || variants.len() > MAX_VARIANTS {
+            return Err(refuse(format!("got {} destinations", variants.len())));
+        }
+        if let Some(bad) = variants.iter().find(|v| !(1..=100).contains(&v.weight)) {
+            return Err(refuse(format!("a weight is {}", bad.weight)));
+        }
+        let sum: u32 = variants.iter().map(|v| u32::from(v.weight)).sum();
+        if sum != 100 {
+            return Err(refuse(format!("the weights add up to {sum}")));
+        }
+        Ok(Self(variants))
+    }
+
+    pub fn as_slice(&self) -> &[Variant] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The variant for a visitor whose bucket (0–99) is `bucket`: each variant takes as many
+    /// buckets as its weight, in order.
+    pub fn pick(&self, bucket: u8) -> Option<(u8, &Variant)> {
+        let mut upto = 0u32;
+        for (index, variant) in self.0.iter().enumerate() {
+            upto += u32::from(variant.weight);
+            if u32::from(bucket) < upto {
+                return Some((u8::try_from(index).ok()?, variant));
+            }
+        }
+        None
+    }
+}
+
+impl TryFrom<Vec<Variant>> for Split {
+    type Error = Error;
+    fn try_from(value: Vec<Variant>) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Split> for Vec<Variant> {
+    fn from(value: Split) -> Self {
+        value.0
+    }
+}
+
+/// A UTM parameter's value: trimmed, not empty, at most [`MAX_UTM_LEN`] characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UtmValue(String);
+
+impl UtmValue {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let value = input.trim();
+        let len = value.chars().count();
+        if len == 0 {
+            return Err(Error::Empty {
+                what: "a UTM value",
+            });
+        }
+        if len > MAX_UTM_LEN {
+            return Err(Error::TooLong {
+                what: "a UTM value",
+                max: MAX_UTM_LEN,
+                len,
+            });
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The UTM parameters a link adds to its destination's query at redirect time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Utm {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<UtmValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<UtmValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<UtmValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<UtmValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<UtmValue>,
+}
+
+impl Utm {
+    pub fn is_empty(&self) -> bool {
+        self.pairs().next().is_none()
+    }
+
+    /// The parameters that are set, as `(utm_source, value)`, in the usual order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("utm_source", &self.source),
+            ("utm_medium", &self.medium),
+            ("utm_campaign", &self.campaign),
+            ("utm_term", &self.term),
+            ("utm_content", &self.content),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|value| (name, value.as_str())))
+    }
+
+    /// `destination` with these parameters in its query: a parameter of the same name already
+    /// there is replaced, every other parameter is kept as it was written, and the fragment
+    /// stays last.
+    pub fn apply<'a>(&self, destination: &'a str) -> Cow<'a, str> {
+        if self.is_empty() {
+            return Cow::Borrowed(destination);
+        }
+        let (before_fragment, fragment) = match destination.split_once('#') {
+            Some((before, fragment)) => (before, Some(fragment)),
+            None => (destination, None),
+        };
+        let (base, query) = match before_fragment.split_once('?') {
+            Some((base, query)) => (base, query),
+            None => (before_fragment, ""),
+        };
+        let ours = |pair: &str| {
+            let name = pair.split('=').next().unwrap_or_default();
+            let name = form_urlencoded::parse(name.as_bytes())
+                .next()
+                .map(|(name, _)| name)
+                .unwrap_or_default();
+            self.pairs().any(|(utm, _)| utm == name)
+        };
+        let mut out = String::with_capacity(destination.len() + 64);
+        out.push_str(base);
+        out.push('?');
+        let mut first = true;
+        for pair in query
+            .split('&')
+            .filter(|pair| !pair.is_empty() && !ours(pair))
+        {
+            if !first {
+                out.push('&');
+            }
+            out.push_str(pair);
+            first = false;
+        }
+        let mut added = form_urlencoded::Serializer::new(String::new());
+        added.extend_pairs(self.pairs());
+        if !first {
+            out.push('&');
+        }
+        out.push_str(&added.finish());
+        if let Some(fragment) = fragment {
+            out.push('#');
+            out.push_str(fragment);
+        }
+        Cow::Owned(out)
+    }
+}
+
+/// A tag, normalised: trimmed, lower case, runs of spaces made one; 1 to [`MAX_TAG_LEN`]
+/// characters of letters, digits, spaces, `-`, `_` and `.`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let tag = input
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        let len = tag.chars().count();
+        if len == 0 {
+            return Err(Error::Empty { what: "a tag" });
+        }
+        if len > MAX_TAG_LEN {
+            return Err(Error::TooLong {
+                what: "a tag",
+                max: MAX_TAG_LEN,
+                len,
+            });
+        }
+        if !tag
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+        {
+            return Err(Error::Tag {
+                found: input.chars().take(MAX_TAG_LEN).collect(),
+            });
+        }
+        Ok(Self(tag))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A link's tags: at most [`MAX_TAGS`], each once (repeats after normalising are dropped).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Tag>", into = "Vec<Tag>")]
+pub struct Tags(Vec<Tag>);
+
+impl Tags {
+    pub fn new(tags: Vec<Tag>) -> Result<Self, Error> {
+        let mut unique: Vec<Tag> = Vec::with_capacity(tags.len());
+        for tag in tags {
+            if !unique.contains(&tag) {
+                unique.push(tag);
+            }
+        }
+        if unique.len() > MAX_TAGS {
+            return Err(Error::TooMany {
+                what: "tags",
+                max: MAX_TAGS,
+                len: unique.len(),
+            });
+        }
+        Ok(Self(unique))
+    }
+
+    pub fn as_slice(&self) -> &[Tag] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl TryFrom<Vec<Tag>> for Tags {
+    type Error = Error;
+    fn try_from(value: Vec<Tag>) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Tags> for Vec<Tag> {
+    fn from(value: Tags) -> Self {
+        value.0
+    }
+}
+
+/// A note on a link, for its team: at most [`MAX_NOTE_LEN`] characters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Note(String);
+
+impl Note {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let len = input.chars().count();
+        if len > MAX_NOTE_LEN {
+            return Err(Error::TooLong {
+                what: "note",
+                max: MAX_NOTE_LEN,
+                len,
+            });
+        }
+        Ok(Self(input.trim().to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How many counted clicks a link takes before it answers like an expired one: 1 to
+/// [`MAX_CLICK_LIMIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct ClickLimit(u64);
+
+impl ClickLimit {
+    pub fn new(limit: u64) -> Result<Self, Error> {
+        if (1..=MAX_CLICK_LIMIT).contains(&limit) {
+            Ok(Self(limit))
+        } else {
+            Err(Error::ClickLimit {
+                found: limit,
+                max: MAX_CLICK_LIMIT,
+            })
+        }
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for ClickLimit {
+    type Error = Error;
+    fn try_from(value: u64) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl From<ClickLimit> for u64 {
+    fn from(value: ClickLimit) -> Self {
+        value.0
+    }
+}
+
+impl TryFrom<String> for Country {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+impl From<Country> for String {
+    fn from(value: Country) -> Self {
+        value.0
+    }
+}
+impl TryFrom<String> for Language {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+impl From<Language> for String {
+    fn from(value: Language) -> Self {
+        value.0
+    }
+}
+impl TryFrom<String> for UtmValue {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+impl From<UtmValue> for String {
+    fn from(value: UtmValue) -> Self {
+        value.0
+    }
+}
+impl TryFrom<String> for Tag {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+impl From<Tag> for String {
+    fn from(value: Tag) -> Self {
+        value.0
+    }
+}
+impl TryFrom<String> for Note {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+impl From<Note> for String {
+    fn from(value: Note) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utm_merges_into_the_query() {
+        let utm = Utm {
+            source: Some(UtmValue::parse("news letter").expect("valid")),
+            campaign: Some(UtmValue::parse("spring&sale").expect("valid")),
+            ..Utm::default()
+        };
+        let cases = [
+            (
+                "https://a.example/",
+                "https://a.example/?utm_source=news+letter&utm_campaign=spring%26sale",
+            ),
+            (
+                "https://a.example/p?x=1&y=%20z",
+                "https://a.example/p?x=1&y=%20z&utm_source=news+letter&utm_campaign=spring%26sale",
+            ),
+            // A parameter of the same name is replaced; the fragment stays last.
+            (
+                "https://a.example/p?utm_source=old&keep=1#top",
+                "https://a.example/p?keep=1&utm_source=news+letter&utm_campaign=spring%26sale#top",
+            ),
+            (
+                "https://a.example/p?utm%5Fsource=old",
+                "https://a.example/p?utm_source=news+letter&utm_campaign=spring%26sale",
+            ),
+            (
+                "https://a.example/p?#f?x=1",
+                "https://a.example/p?utm_source=news+letter&utm_campaign=spring%26sale#f?x=1",
+            ),
+            // Others' utm parameters stay.
+            (
+                "https://a.example/?utm_medium=mail",
+                "https://a.example/?utm_medium=mail&utm_source=news+letter&utm_campaign=spring%26sale",
+            ),
+        ];
+        for (destination, expected) in cases {
+            assert_eq!(utm.apply(destination), expected, "{destination}");
+            assert!(Destination::parse(&utm.apply(destination)).is_ok());
+        }
+        assert!(matches!(
+            Utm::default().apply("https://a.example/"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn values_and_their_refusals() {
+        assert_eq!(Country::parse(" de ").expect("valid").as_str(), "DE");
+        assert!(Country::parse("DEU").is_err());
+        assert!(Country::parse("D1").is_err());
+        assert_eq!(Language::parse("pt-BR").expect("valid").as_str(), "pt-br");
+        assert!(Language::parse("p").is_err());
+        assert!(Language::parse("de_DE").is_err());
+        assert!(Language::parse("*").is_err());
+        let de = Language::parse("de").expect("valid");
+        assert!(de.matches("de") && de.matches("DE-at") && !de.matches("dea") && !de.matches("en"));
+        assert_eq!(
+            Tag::parse("  Spring   Sale ").expect("valid").as_str(),
+            "spring sale"
+        );
+        assert_eq!(Tag::parse("Größe").expect("valid").as_str(), "größe");
+        assert!(Tag::parse("a/b").is_err());
+        assert!(Tag::parse("   ").is_err());
+        assert!(Tag::parse(&"x".repeat(41)).is_err());
+        let tags = Tags::new(vec![
+            Tag::parse("A").expect("valid"),
+            Tag::parse("a").expect("valid"),
+        ])
+        .expect("valid");
+        assert_eq!(tags.as_slice().len(), 1);
+        let many: Vec<Tag> = (0..21)
+            .map(|i| Tag::parse(&i.to_string()).expect("valid"))
+            .collect();
+        assert!(Tags::new(many).is_err());
+        assert!(ClickLimit::new(0).is_err());
+        assert!(ClickLimit::new(MAX_CLICK_LIMIT + 1).is_err());
+        assert!(Note::parse(&"n".repeat(MAX_NOTE_LEN + 1)).is_err());
+        assert!(UtmValue::parse(" ").is_err());
+    }
+
+    #[test]
+    fn split_weights() {
+        let variant = |weight| Variant {
+            destination: Destination::parse("https://a.example/").expect("valid"),
+            weight,
+        };
+        assert!(Split::new(vec![]).is_ok());
+        for bad in [
+            vec![100],
+            vec![50, 49],
+            vec![0, 100],
+            vec![60, 50],
+            vec![10; 11],
+        ] {
+            let variants = bad.iter().map(|&w| variant(w)).collect();
+            assert!(Split::new(variants).is_err(), "{bad:?}");
+        }
+        let split = Split::new(vec![variant(30), variant(70)]).expect("valid");
+        assert_eq!(split.pick(0).map(|(i, _)| i), Some(0));
+        assert_eq!(split.pick(29).map(|(i, _)| i), Some(0));
+        assert_eq!(split.pick(30).map(|(i, _)| i), Some(1));
+        assert_eq!(split.pick(99).map(|(i, _)| i), Some(1));
+        assert_eq!(split.pick(100), None);
+    }
+
+    #[test]
+    fn conditions_parse_with_their_limits() {
+        let ok: Condition = serde_json::from_str(r#"{"country":["de","AT"]}"#).expect("valid");
+        assert_eq!(
+            serde_json::to_string(&ok).expect("serialises"),
+            r#"{"country":["DE","AT"]}"#
+        );
+        let ok: Condition =
+            serde_json::from_str(r#"{"query":{"param":"ref","value":"mail"}}"#).expect("valid");
+        assert!(matches!(ok, Condition::Query(_)));
+        for bad in [
+            r#"{"country":[]}"#,
+            r#"{"planet":["mars"]}"#,
+            r#"{"device":["toaster"]}"#,
+            r#"{"os":["ios"],"device":["mobile"]}"#,
+            r#"{"query":{"param":" ","value":"x"}}"#,
+        ] {
+            assert!(serde_json::from_str::<Condition>(bad).is_err(), "{bad}");
+        }
+    }
+}
