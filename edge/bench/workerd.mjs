@@ -110,6 +110,22 @@ for (let i = 0; i < codes.length; i += 100) {
   }))));
 }
 
+// One link with five targeting rules that no request of the bench matches (so all five are
+// tried) and UTM parameters: measured against the plain hot link.
+await kv.put('link:ruled', JSON.stringify({
+  v: 2, version: 1, link_id: codes.length + 1, destination: 'https://example.com/ruled', status: 302, expires_at: null,
+  rules: {
+    targets: [
+      { when: { country: ['DE', 'AT', 'CH'] }, destination: 'https://example.com/dach' },
+      { when: { device: ['mobile', 'tablet'] }, destination: 'https://example.com/m' },
+      { when: { os: ['ios', 'android'] }, destination: 'https://example.com/app' },
+      { when: { language: ['de', 'fr'] }, destination: 'https://example.com/lang' },
+      { when: { query: { param: 'ref', value: 'mail' } }, destination: 'https://example.com/q' },
+    ],
+    utm: { source: 'bench', medium: 'load test', campaign: 'rules' },
+  },
+}));
+
 const kurz = await mf.unsafeGetDirectURL('kurz');
 const baseline = await mf.unsafeGetDirectURL('baseline');
 const jsKv = await mf.unsafeGetDirectURL('js-kv');
