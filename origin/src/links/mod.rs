@@ -1,7 +1,9 @@
 //! The links API (`/api/v1/links`): where links are created, read, listed, changed and deleted.
 //!
 //! Validation happens when the body is parsed into `shortlink` types; what is checked here is
-//! what depends on this deployment (loops to our own host) or on the clock (expiry).
+//! what depends on this deployment (loops to our own host, for every destination a link can
+//! send to) or on the clock (expiry). A link's password is hashed here and stored only as its
+//! hash; no answer and no audit entry shows either.
 
 pub(crate) mod store;
 
@@ -13,10 +15,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use shortlink::Destination;
 use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
+use shortlink::password::{LinkPassword, PasswordHash};
+use shortlink::rules::{Split, Tag, Targets};
 use shortlink::workspace::Permission;
 use time::OffsetDateTime;
 
-use self::store::{LinkRow, Sort};
+use self::store::{Filter, LinkRow, Sort};
 use crate::audit::{self, Change};
 use crate::caller::{Caller, WorkspaceId};
 use crate::error::Error;
@@ -45,9 +49,19 @@ async fn create(
     ApiJson(body): ApiJson<CreateLink>,
 ) -> Result<impl IntoResponse, Error> {
     let workspace = caller.may(Permission::WriteLinks)?;
-    check_destination(&state, &body.destination)?;
+    check_destination(&state, "destination", &body.destination)?;
+    check_rules(
+        &state,
+        body.fallback_url.as_ref(),
+        Some(&body.targets),
+        Some(&body.split),
+    )?;
     check_expiry(body.expires_at)?;
-    let row = insert(&state, &caller, workspace, &body).await?;
+    let password = match &body.password {
+        Some(password) => Some(hash_password(password).await?),
+        None => None,
+    };
+    let row = insert(&state, &caller, workspace, &body, password.as_ref()).await?;
     let link = row.into_link(&state.inner.public_url)?;
     let location = format!("/api/v1/links/{}", link.code);
     Ok((
@@ -64,6 +78,7 @@ async fn insert(
     caller: &Caller,
     workspace: WorkspaceId,
     body: &CreateLink,
+    password: Option<&PasswordHash>,
 ) -> Result<LinkRow, Error> {
     for _ in 0..MAX_CODE_ATTEMPTS {
         let id = store::next_id(state.db()).await?;
@@ -75,7 +90,7 @@ async fn insert(
             }
         };
         let mut tx = state.db().begin().await?;
-        match store::insert(&mut tx, workspace, id, &code, body).await? {
+        match store::insert(&mut tx, workspace, id, &code, body, password).await? {
             Some(row) => {
                 let change = Change {
                     action: "link.created",
@@ -119,9 +134,24 @@ struct ListQuery {
     /// From a previous page's `next_cursor` (with the same `sort`).
     cursor: Option<String>,
     limit: Option<i64>,
-    /// Matches codes or destinations that contain it (case-insensitive).
+    /// Matches codes, destinations or notes that contain it (case-insensitive).
     q: Option<String>,
+    /// Only links with this tag (normalised like a link's tags).
+    tag: Option<String>,
+    /// Only links that are (`true`) or are not (`false`) switched off.
+    disabled: Option<bool>,
     #[serde(default)]
+    sort: Sort,
+}
+
+/// A [`ListQuery`] with its values checked.
+#[derive(Debug)]
+struct CheckedList {
+    cursor: Option<String>,
+    limit: i64,
+    search: Option<String>,
+    tag: Option<Tag>,
+    disabled: Option<bool>,
     sort: Sort,
 }
 
@@ -131,18 +161,24 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<LinkPage>, Error> {
     let workspace = caller.may(Permission::ReadLinks)?;
-    let ListQuery {
+    let CheckedList {
         cursor,
         limit,
-        q: search,
+        search,
+        tag,
+        disabled,
         sort,
     } = query.checked()?;
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    let filter = Filter {
+        search: search.as_deref(),
+        tag: tag.as_ref(),
+        disabled,
+    };
     let rows = store::list(
         state.db(),
         workspace,
         cursor.as_deref(),
-        search.as_deref(),
+        filter,
         sort,
         limit + 1,
     )
@@ -165,9 +201,9 @@ async fn list(
 }
 
 impl ListQuery {
-    /// The query with its values checked: `limit` set and in bounds, `cursor` and `q`
-    /// absent when empty (`q` trimmed) and within their lengths.
-    fn checked(self) -> Result<Self, Error> {
+    /// The query with its values checked: `limit` in bounds, `cursor`, `q` and `tag` absent
+    /// when empty (`q` trimmed) and within their lengths, `tag` normalised.
+    fn checked(self) -> Result<CheckedList, Error> {
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(Error::invalid(
@@ -206,10 +242,19 @@ impl ListQuery {
                 format!("q must be at most {MAX_SEARCH_CHARS} characters"),
             ));
         }
-        Ok(Self {
+        let tag = self
+            .tag
+            .as_deref()
+            .filter(|tag| !tag.is_empty())
+            .map(Tag::parse)
+            .transpose()
+            .map_err(|err| Error::invalid("tag", err.to_string()))?;
+        Ok(CheckedList {
             cursor,
-            limit: Some(limit),
-            q: search,
+            limit,
+            search,
+            tag,
+            disabled: self.disabled,
             sort: self.sort,
         })
     }
@@ -224,18 +269,36 @@ async fn update(
     let workspace = caller.may(Permission::WriteLinks)?;
     if body.is_empty() {
         return Err(Error::InvalidInput {
-            message: "nothing to update: send destination, status or expires_at".to_owned(),
+            message: "nothing to update: send at least one field of the link to change".to_owned(),
             field: None,
         });
     }
     if let Some(destination) = &body.destination {
-        check_destination(&state, destination)?;
+        check_destination(&state, "destination", destination)?;
     }
+    check_rules(
+        &state,
+        body.fallback_url.as_ref().and_then(Option::as_ref),
+        body.targets.as_ref(),
+        body.split.as_ref(),
+    )?;
     if let Some(expires_at) = body.expires_at {
         check_expiry(expires_at)?;
     }
+    let password = match &body.password {
+        Some(Some(password)) => Some(Some(hash_password(password).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     let mut tx = state.db().begin().await?;
-    let (before, after) = store::update(&mut tx, workspace, &code, &body).await?;
+    let (before, after) = store::update(
+        &mut tx,
+        workspace,
+        &code,
+        &body,
+        password.as_ref().map(Option::as_ref),
+    )
+    .await?;
     let change = Change {
         action: "link.updated",
         target: ("link", after.id),
@@ -284,17 +347,67 @@ async fn finish_change(
     Ok(())
 }
 
-fn check_destination(state: &crate::State, destination: &Destination) -> Result<(), Error> {
+/// Refuses a destination on one of our own hosts: the redirect would loop. `field` names
+/// where in the body it is (`destination`, `targets[2].destination`).
+fn check_destination(
+    state: &crate::State,
+    field: &str,
+    destination: &Destination,
+) -> Result<(), Error> {
     if destination.points_to_any(&state.inner.own_hosts) {
         return Err(Error::invalid(
-            "destination",
+            field,
             format!(
-                "destination points to this shortener ({}), which would make a redirect loop",
+                "{field} points to this shortener ({}), which would make a redirect loop",
                 destination.host()
             ),
         ));
     }
     Ok(())
+}
+
+/// Every other destination a link can send visitors to gets the main destination's check.
+fn check_rules(
+    state: &crate::State,
+    fallback_url: Option<&Destination>,
+    targets: Option<&Targets>,
+    split: Option<&Split>,
+) -> Result<(), Error> {
+    if let Some(fallback_url) = fallback_url {
+        check_destination(state, "fallback_url", fallback_url)?;
+    }
+    for (index, target) in targets
+        .map_or(&[][..], Targets::as_slice)
+        .iter()
+        .enumerate()
+    {
+        check_destination(
+            state,
+            &format!("targets[{index}].destination"),
+            &target.destination,
+        )?;
+    }
+    for (index, variant) in split.map_or(&[][..], Split::as_slice).iter().enumerate() {
+        check_destination(
+            state,
+            &format!("split[{index}].destination"),
+            &variant.destination,
+        )?;
+    }
+    Ok(())
+}
+
+/// The stored form of a link's password: PBKDF2 with a random salt
+/// (`shortlink::password`). Its thousands of rounds run on a blocking thread, off the
+/// threads that answer requests.
+async fn hash_password(password: &LinkPassword) -> Result<PasswordHash, Error> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt)
+        .map_err(|err| Error::Internal(anyhow::anyhow!("no randomness for a salt: {err}")))?;
+    let password = password.clone();
+    tokio::task::spawn_blocking(move || PasswordHash::new(&password, salt))
+        .await
+        .map_err(|err| Error::Internal(err.into()))
 }
 
 fn check_expiry(expires_at: Option<OffsetDateTime>) -> Result<(), Error> {
@@ -318,6 +431,8 @@ mod tests {
             any::<i64>().prop_map(|n| n.to_string()),
             (0i64..300).prop_map(|n| n.to_string()),
             Just("code_asc".to_owned()),
+            Just("true".to_owned()),
+            Just(" Spring  Sale ".to_owned()),
             "[a-z0-9-]{0,80}",
             any::<String>(),
         ];
@@ -326,6 +441,8 @@ mod tests {
             Just("limit".to_owned()),
             Just("q".to_owned()),
             Just("sort".to_owned()),
+            Just("tag".to_owned()),
+            Just("disabled".to_owned()),
             any::<String>(),
         ];
         proptest::collection::vec((key, value), 0..5).prop_map(|pairs| {
@@ -341,10 +458,10 @@ mod tests {
         fn no_list_query_panics(query in any_list_query()) {
             match crate::extract::parse_query::<ListQuery>(&query).and_then(ListQuery::checked) {
                 Ok(checked) => {
-                    let limit = checked.limit.expect("set");
-                    proptest::prop_assert!((1..=MAX_PAGE).contains(&limit));
+                    proptest::prop_assert!((1..=MAX_PAGE).contains(&checked.limit));
                     proptest::prop_assert!(checked.cursor.is_none_or(|c| !c.is_empty() && c.chars().count() <= MAX_CURSOR_CHARS));
-                    proptest::prop_assert!(checked.q.is_none_or(|q| !q.is_empty() && q.chars().count() <= MAX_SEARCH_CHARS));
+                    proptest::prop_assert!(checked.search.is_none_or(|q| !q.is_empty() && q.chars().count() <= MAX_SEARCH_CHARS));
+                    proptest::prop_assert!(checked.tag.is_none_or(|t| Tag::parse(t.as_str()).is_ok_and(|again| again == t)));
                 }
                 Err(err) => proptest::prop_assert!(
                     matches!(err, Error::InvalidInput { field: Some(_), .. }),

@@ -5,9 +5,13 @@
 //! code path reaches a link of another workspace. The redirect path and the edge's sync take
 //! a link by (domain, code), its unique key: a visitor has no workspace.
 
+use serde::de::DeserializeOwned;
 use shortlink::api::{CreateLink, Link, UpdateLink};
-use shortlink::redirect::LinkRecord;
+use shortlink::password::PasswordHash;
+use shortlink::redirect::{LinkRecord, Rules};
+use shortlink::rules::{ClickLimit, Note, Tag, Tags};
 use shortlink::{Destination, RedirectStatus, ShortCode};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 
@@ -19,10 +23,27 @@ use crate::error::Error;
 /// come, and the one the edge serves.
 pub(crate) const DEFAULT_DOMAIN: i64 = 1;
 
-/// The columns of a [`LinkRow`].
-const COLUMNS: &str = "id, code, destination, status, expires_at, created_at, updated_at";
+/// Clicks counted against the link's limit (`link_click_counts`), 0 when it has none: counts
+/// stay when a limit is removed (a new limit continues from them), but a link without one
+/// has used nothing, and its record stays plain. A subquery rather than a join, so that the
+/// same column list serves `SELECT` and `RETURNING` alike.
+macro_rules! clicks_used {
+    () => {
+        "CASE WHEN max_clicks IS NULL THEN 0 ELSE COALESCE(
+            (SELECT c.used FROM link_click_counts c WHERE c.link_id = links.id), 0) END"
+    };
+}
 
-/// A link as the API shows it, before its short URL is made.
+/// The columns of a [`LinkRow`]. Not the password's hash: only whether there is one.
+const COLUMNS: &str = concat!(
+    "id, code, destination, status, expires_at, disabled, max_clicks, ",
+    clicks_used!(),
+    " AS clicks_used, fallback_url, password_hash IS NOT NULL AS password_protected, ",
+    "targets, split, utm, tags, note, created_at, updated_at"
+);
+
+/// A link as the API shows it, before its short URL is made. It serialises as the audit log
+/// shows a link: the fields an edit can change, and of a password only whether there is one.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub(crate) struct LinkRow {
     pub(crate) id: i64,
@@ -31,6 +52,21 @@ pub(crate) struct LinkRow {
     status: i16,
     #[serde(with = "time::serde::rfc3339::option")]
     expires_at: Option<OffsetDateTime>,
+    disabled: bool,
+    max_clicks: Option<i64>,
+    /// Visits change it, not edits.
+    #[serde(skip)]
+    clicks_used: i64,
+    fallback_url: Option<String>,
+    password_protected: bool,
+    /// The jsonb columns are read as plain JSON and parsed into their `shortlink` types by
+    /// [`LinkRow::into_link`], so a stored value that breaks a rule is the same error as
+    /// every other bad value here.
+    targets: Json<serde_json::Value>,
+    split: Json<serde_json::Value>,
+    utm: Json<serde_json::Value>,
+    tags: Vec<String>,
+    note: Option<String>,
     #[serde(skip)]
     created_at: OffsetDateTime,
     #[serde(skip)]
@@ -46,16 +82,26 @@ impl LinkRow {
             destination: stored(Destination::parse(&self.destination))?,
             status: stored(RedirectStatus::try_from(self.status as u16))?,
             expires_at: self.expires_at,
-            disabled: false,
-            max_clicks: None,
-            clicks_used: 0,
-            fallback_url: None,
-            password_protected: false,
-            targets: Default::default(),
-            split: Default::default(),
-            utm: Default::default(),
-            tags: Default::default(),
-            note: None,
+            disabled: self.disabled,
+            max_clicks: click_limit(self.max_clicks)?,
+            clicks_used: count(self.clicks_used)?,
+            fallback_url: self
+                .fallback_url
+                .as_deref()
+                .map(Destination::parse)
+                .transpose()
+                .map_err(invalid)?,
+            password_protected: self.password_protected,
+            targets: json("targets", self.targets)?,
+            split: json("split", self.split)?,
+            utm: json("utm", self.utm)?,
+            tags: tags(&self.tags)?,
+            note: self
+                .note
+                .as_deref()
+                .map(Note::parse)
+                .transpose()
+                .map_err(invalid)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -69,7 +115,52 @@ impl LinkRow {
 
 /// A stored value that breaks a rule was written around the API: a bug or manual edit, 500.
 fn stored<T>(value: Result<T, shortlink::Error>) -> Result<T, Error> {
-    value.map_err(|err| Error::Internal(anyhow::anyhow!("invalid value stored in links: {err}")))
+    value.map_err(invalid)
+}
+
+fn invalid(err: impl std::fmt::Display) -> Error {
+    Error::Internal(anyhow::anyhow!("invalid value stored in links: {err}"))
+}
+
+/// A jsonb column as its `shortlink` type (which runs that type's rules).
+fn json<T: DeserializeOwned>(column: &str, value: Json<serde_json::Value>) -> Result<T, Error> {
+    serde_json::from_value(value.0).map_err(|err| invalid(format_args!("{column}: {err}")))
+}
+
+fn click_limit(stored: Option<i64>) -> Result<Option<ClickLimit>, Error> {
+    stored
+        .map(|limit| ClickLimit::new(count(limit)?).map_err(invalid))
+        .transpose()
+}
+
+fn count(stored: i64) -> Result<u64, Error> {
+    u64::try_from(stored).map_err(|_| invalid(format_args!("negative count {stored}")))
+}
+
+fn tags(stored: &[String]) -> Result<Tags, Error> {
+    let tags = stored
+        .iter()
+        .map(|tag| Tag::parse(tag))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    Tags::new(tags).map_err(invalid)
+}
+
+fn tag_texts(tags: &Tags) -> Vec<String> {
+    tags.as_slice()
+        .iter()
+        .map(|tag| tag.as_str().to_owned())
+        .collect()
+}
+
+/// A note of only spaces is no note.
+fn note_text(note: Option<&Note>) -> Option<&str> {
+    note.map(Note::as_str).filter(|note| !note.is_empty())
+}
+
+fn limit_value(limit: Option<ClickLimit>) -> Option<i64> {
+    // At most 10^12 (ClickLimit's rule), far inside i64.
+    limit.map(|limit| i64::try_from(limit.get()).unwrap_or(i64::MAX))
 }
 
 /// The id the next link will have (generated codes are made from it).
@@ -83,16 +174,25 @@ pub(crate) async fn next_id(db: impl PgExecutor<'_>) -> Result<i64, Error> {
 
 /// Inserts a link of `workspace` with this id and code on the default domain; `None` if a
 /// live link has the code (the unique index decides, so two inserts cannot both get it).
+/// `password` is the hash of `body.password`, made by the caller.
 pub(crate) async fn insert(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
     id: i64,
     code: &ShortCode,
     body: &CreateLink,
+    password: Option<&PasswordHash>,
 ) -> Result<Option<LinkRow>, Error> {
+    if body.password.is_some() != password.is_some() {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "a link's password must be hashed before it is stored"
+        )));
+    }
     Ok(sqlx::query_as(&format!(
-        "INSERT INTO links (id, workspace_id, domain_id, code, destination, status, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO links (id, workspace_id, domain_id, code, destination, status, expires_at,
+                            disabled, max_clicks, fallback_url, password_hash, targets, split,
+                            utm, tags, note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          ON CONFLICT (domain_id, code) WHERE deleted_at IS NULL DO NOTHING
          RETURNING {COLUMNS}"
     ))
@@ -103,6 +203,15 @@ pub(crate) async fn insert(
     .bind(body.destination.as_str())
     .bind(body.status.code() as i16)
     .bind(body.expires_at)
+    .bind(body.disabled)
+    .bind(limit_value(body.max_clicks))
+    .bind(body.fallback_url.as_ref().map(Destination::as_str))
+    .bind(password.map(PasswordHash::to_string))
+    .bind(Json(&body.targets))
+    .bind(Json(&body.split))
+    .bind(Json(&body.utm))
+    .bind(tag_texts(&body.tags))
+    .bind(note_text(body.note.as_ref()))
     .fetch_optional(tx)
     .await?)
 }
@@ -172,13 +281,23 @@ impl Sort {
     }
 }
 
-/// Up to `limit` live links of `workspace` after `cursor` (an id or a code, as `sort` says),
-/// whose code or destination contains `search` (case-insensitive).
+/// Which of a workspace's live links a list shows; each part that is set must hold.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Filter<'a> {
+    /// Code, destination or note contains it (case-insensitive).
+    pub(crate) search: Option<&'a str>,
+    /// Has this tag (the GIN index of `0020_links_tags_index.sql`).
+    pub(crate) tag: Option<&'a Tag>,
+    pub(crate) disabled: Option<bool>,
+}
+
+/// Up to `limit` live links of `workspace` after `cursor` (an id or a code, as `sort` says)
+/// that pass `filter`.
 pub(crate) async fn list(
     db: impl PgExecutor<'_>,
     workspace: WorkspaceId,
     cursor: Option<&str>,
-    search: Option<&str>,
+    filter: Filter<'_>,
     sort: Sort,
     limit: i64,
 ) -> Result<Vec<LinkRow>, Error> {
@@ -188,20 +307,36 @@ pub(crate) async fn list(
         (Some(_), true) => format!("{column} {after} $1::text::bigint"),
         (Some(_), false) => format!("{column} {after} $1"),
     };
-    let search_clause = if search.is_some() {
-        "(code ILIKE $3 OR destination ILIKE $3)"
+    // Each part is left out of the SQL when it is not asked for, rather than written as
+    // `$n IS NULL OR ...`, so that the planner sees only the conditions that apply (and the
+    // tag's GIN index when there is one).
+    let search_clause = if filter.search.is_some() {
+        "(code ILIKE $3 OR destination ILIKE $3 OR note ILIKE $3)"
     } else {
         "($3::text IS NULL)"
+    };
+    let tag_clause = if filter.tag.is_some() {
+        "tags @> ARRAY[$5::text]"
+    } else {
+        "($5::text IS NULL)"
+    };
+    let disabled_clause = if filter.disabled.is_some() {
+        "disabled = $6"
+    } else {
+        "($6::bool IS NULL)"
     };
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM links
          WHERE workspace_id = $4 AND deleted_at IS NULL AND {cursor_clause} AND {search_clause}
+           AND {tag_clause} AND {disabled_clause}
          ORDER BY {column} {direction} LIMIT $2"
     ))
     .bind(cursor)
     .bind(limit)
-    .bind(search.map(|q| format!("%{}%", escape_like(q))))
+    .bind(filter.search.map(|q| format!("%{}%", escape_like(q))))
     .bind(workspace.get())
+    .bind(filter.tag.map(Tag::as_str))
+    .bind(filter.disabled)
     .fetch_all(db)
     .await?)
 }
@@ -215,13 +350,24 @@ fn escape_like(input: &str) -> String {
 }
 
 /// Changes the live link of `workspace` with this code as `body` says; returns it before and
-/// after the change.
+/// after the change. `password` is the change of its password as `body.password` says it,
+/// hashed by the caller: absent, `None` (remove it) or the new hash.
+///
+/// A new click limit decides whether the link is used up: at or below the clicks already
+/// counted it is (from now, or since it already was), above them or removed it is not, so
+/// raising the limit of a used-up link brings it back.
 pub(crate) async fn update(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
     code: &ShortCode,
     body: &UpdateLink,
+    password: Option<Option<&PasswordHash>>,
 ) -> Result<(LinkRow, LinkRow), Error> {
+    if body.password.as_ref().map(Option::is_some) != password.map(|hash| hash.is_some()) {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "a link's password must be hashed before it is stored"
+        )));
+    }
     let before: Option<LinkRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM links
          WHERE workspace_id = $1 AND domain_id = $2 AND code = $3 AND deleted_at IS NULL
@@ -238,6 +384,22 @@ pub(crate) async fn update(
             destination = COALESCE($2, destination),
             status = COALESCE($3, status),
             expires_at = CASE WHEN $4 THEN $5 ELSE expires_at END,
+            disabled = COALESCE($6, disabled),
+            max_clicks = CASE WHEN $7 THEN $8 ELSE max_clicks END,
+            exhausted_at = CASE
+                WHEN NOT $7 THEN exhausted_at
+                WHEN $8::int8 IS NULL THEN NULL
+                WHEN COALESCE((SELECT c.used FROM link_click_counts c WHERE c.link_id = links.id), 0)
+                     >= $8 THEN COALESCE(exhausted_at, now())
+                ELSE NULL
+            END,
+            fallback_url = CASE WHEN $9 THEN $10 ELSE fallback_url END,
+            password_hash = CASE WHEN $11 THEN $12 ELSE password_hash END,
+            targets = COALESCE($13, targets),
+            split = COALESCE($14, split),
+            utm = COALESCE($15, utm),
+            tags = COALESCE($16, tags),
+            note = CASE WHEN $17 THEN $18 ELSE note END,
             updated_at = now()
          WHERE id = $1
          RETURNING {COLUMNS}"
@@ -247,6 +409,19 @@ pub(crate) async fn update(
     .bind(body.status.map(|status| status.code() as i16))
     .bind(body.expires_at.is_some())
     .bind(body.expires_at.flatten())
+    .bind(body.disabled)
+    .bind(body.max_clicks.is_some())
+    .bind(limit_value(body.max_clicks.flatten()))
+    .bind(body.fallback_url.is_some())
+    .bind(body.fallback_url.as_ref().and_then(|url| url.as_ref().map(Destination::as_str)))
+    .bind(password.is_some())
+    .bind(password.flatten().map(PasswordHash::to_string))
+    .bind(body.targets.as_ref().map(Json))
+    .bind(body.split.as_ref().map(Json))
+    .bind(body.utm.as_ref().map(Json))
+    .bind(body.tags.as_ref().map(tag_texts))
+    .bind(body.note.is_some())
+    .bind(body.note.as_ref().and_then(|note| note_text(note.as_ref())))
     .fetch_one(&mut *tx)
     .await?;
     Ok((before, after))
@@ -320,11 +495,18 @@ pub(crate) async fn find_record(
 }
 
 /// The columns of a [`RecordRow`].
-const RECORD_COLUMNS: &str = "id, version, destination, status, expires_at";
+const RECORD_COLUMNS: &str = concat!(
+    "id, version, destination, status, expires_at, disabled, max_clicks, ",
+    clicks_used!(),
+    " AS clicks, exhausted_at IS NOT NULL AS exhausted, fallback_url, password_hash, ",
+    "targets, split, utm"
+);
 
 /// A link as a [`LinkRecord`] is made from, for every query that makes one (the redirect
-/// route, `/_edge/resolve`, delivery to the edge), so all of them treat a bad row alike.
-#[derive(Debug, sqlx::FromRow)]
+/// route, `/_edge/resolve`, delivery to the edge), so all of them treat a bad row alike: a
+/// value that breaks a rule fails [`RecordRow::into_record`], not the query (delivery parks
+/// that code and goes on with the others).
+#[derive(sqlx::FromRow)]
 pub(crate) struct RecordRow {
     pub(crate) id: i64,
     /// Set by the `links_version` trigger on every write (`0007_link_versions.sql`).
@@ -332,6 +514,28 @@ pub(crate) struct RecordRow {
     destination: String,
     status: i16,
     expires_at: Option<OffsetDateTime>,
+    disabled: bool,
+    max_clicks: Option<i64>,
+    clicks: i64,
+    exhausted: bool,
+    fallback_url: Option<String>,
+    /// Parsed into the record: the redirect checks passwords against it. Never logged (this
+    /// type's `Debug` leaves it out).
+    password_hash: Option<String>,
+    targets: Json<serde_json::Value>,
+    split: Json<serde_json::Value>,
+    utm: Json<serde_json::Value>,
+}
+
+impl std::fmt::Debug for RecordRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordRow")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("destination", &self.destination)
+            .field("password", &self.password_hash.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RecordRow {
@@ -342,13 +546,35 @@ impl RecordRow {
                 self.version
             ))
         })?;
+        let rules = Rules {
+            disabled: self.disabled,
+            max_clicks: click_limit(self.max_clicks)?,
+            clicks: count(self.clicks)?,
+            exhausted: self.exhausted,
+            fallback: self
+                .fallback_url
+                .as_deref()
+                .map(Destination::parse)
+                .transpose()
+                .map_err(invalid)?,
+            password: self
+                .password_hash
+                .as_deref()
+                .map(PasswordHash::parse)
+                .transpose()
+                .map_err(invalid)?,
+            targets: json("targets", self.targets)?,
+            split: json("split", self.split)?,
+            utm: json("utm", self.utm)?,
+        };
         Ok(LinkRecord::new(
             self.id,
             version,
             stored(Destination::parse(&self.destination))?,
             stored(RedirectStatus::try_from(self.status as u16))?,
             self.expires_at,
-        ))
+        )
+        .with_rules(rules))
     }
 }
 
