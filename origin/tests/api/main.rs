@@ -21,6 +21,7 @@ mod profile;
 mod ready;
 mod recorder;
 mod redirect;
+mod rules_api;
 mod sign_in;
 mod support;
 mod workspaces;
