@@ -239,7 +239,10 @@ fn bad_rules() -> Vec<(Value, &'static str)> {
         (json!({"max_clicks": -1}), "max_clicks"),
         (json!({"password": "abc"}), "password"),
         (json!({"password": "x".repeat(201)}), "password"),
-        (json!({"utm": {"source": "x", "campaing": "y"}}), "utm.campaing"),
+        (
+            json!({"utm": {"source": "x", "campaing": "y"}}),
+            "utm.campaing",
+        ),
         (json!({"utm": {"source": " "}}), "utm.source"),
         (json!({"note": "n".repeat(2001)}), "note"),
         (json!({"fallback_url": "notaurl"}), "fallback_url"),
