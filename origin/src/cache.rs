@@ -1,9 +1,10 @@
-//! The in-process redirect cache: code → link target, or "no such code".
+//! The in-process redirect cache: code → link record, or "no such code".
 //!
 //! Unknown codes are cached too (for a shorter time), so a flood of random codes costs one
 //! query per code per few seconds rather than one per request. Concurrent misses for the same
 //! code share one query. The cache is bounded by the bytes it holds, not by its entries: a
-//! destination may be a few KiB long. Every change of a link, by any instance, drops its
+//! destination may be a few KiB long, and a link with rules holds up to 20 targeting rules
+//! and 10 split destinations. Every change of a link, by any instance, drops its
 //! entry here within moments (`invalidation.rs`); the TTL is only the safety net for a
 //! notification that never arrived.
 
@@ -14,21 +15,41 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
-use shortlink::redirect::LinkRecord;
+use shortlink::redirect::{LinkRecord, Rules};
+use shortlink::rules::Condition;
 
 use crate::error::Error;
 
-/// What an entry costs beyond the bytes of its code and destination: moka's bookkeeping (the
-/// hash table slot, the access and expiry queues, the entry's metadata), the key's `String`,
-/// the `Arc` and the record's fixed fields. An estimate on the generous side, so the real
-/// memory stays under the configured bound.
-const ENTRY_OVERHEAD: usize = 256;
+/// What an entry costs beyond the heap bytes of its code, destination and rules: moka's
+/// bookkeeping (the hash table slot, the access and expiry queues, the entry's metadata; about
+/// 128 bytes), the key's `String`, the `Arc`'s counts and the cached link's fixed fields (a
+/// record with its rules inline is a few hundred bytes, plain or not). An estimate on the
+/// generous side, so the real memory stays under the configured bound.
+const ENTRY_OVERHEAD: usize = 128
+    + std::mem::size_of::<String>()
+    + 2 * std::mem::size_of::<usize>()
+    + std::mem::size_of::<CachedLink>();
 
-/// A cached link, with its `Location` header already built.
+/// A cached link: its record (every destination a visit can be sent to is in there, so the
+/// redirect decides from it alone), and the `Location` header of its own destination built
+/// once, for the visits that go there (every visit of a plain link) without an allocation.
 #[derive(Debug)]
 pub(crate) struct CachedLink {
     pub(crate) record: LinkRecord,
     pub(crate) location: HeaderValue,
+}
+
+impl CachedLink {
+    /// The `Location` header for a decided `location`: the prepared one when it is the link's
+    /// own destination, else a new one (targets, split variants, UTM parameters). `None` only
+    /// for a value no valid destination has.
+    pub(crate) fn location_header(&self, location: &str) -> Option<HeaderValue> {
+        if location == self.record.destination.as_str() {
+            Some(self.location.clone())
+        } else {
+            HeaderValue::try_from(location).ok()
+        }
+    }
 }
 
 type Entry = Option<Arc<CachedLink>>;
@@ -138,13 +159,58 @@ impl LinkCache {
     }
 }
 
-/// The bytes an entry holds: its code, and its destination twice (the record's and the
-/// prepared `Location` header's copy), plus the fixed [`ENTRY_OVERHEAD`].
+/// The bytes an entry holds: its code, its destination twice (the record's and the prepared
+/// `Location` header's copy), what its rules hold on the heap, plus the fixed
+/// [`ENTRY_OVERHEAD`].
 fn weight(code: &str, entry: &Entry) -> u32 {
     let link = entry.as_ref().map_or(0, |link| {
-        link.record.destination.as_str().len() + link.location.len()
+        link.record.destination.as_str().len()
+            + link.location.len()
+            + rules_weight(&link.record.rules)
     });
     u32::try_from(ENTRY_OVERHEAD + code.len() + link).unwrap_or(u32::MAX)
+}
+
+/// A `String`'s own bytes on the stack (pointer, capacity, length), for values held in lists.
+const STRING: usize = std::mem::size_of::<String>();
+
+/// The heap bytes of a link's rules: every destination, condition value and UTM value, and
+/// the fixed parts of the lists that hold them. Nothing for a plain link.
+fn rules_weight(rules: &Rules) -> usize {
+    if rules.is_plain() {
+        return 0;
+    }
+    let targets: usize = rules
+        .targets
+        .as_slice()
+        .iter()
+        .map(|target| {
+            let condition = match &target.when {
+                Condition::Country(countries) => countries.len() * (STRING + 2),
+                Condition::Device(devices) => devices.len(),
+                Condition::Os(systems) => systems.len(),
+                Condition::Language(languages) => languages
+                    .iter()
+                    .map(|language| STRING + language.as_str().len())
+                    .sum(),
+                Condition::Query(query) => query.param.len() + query.value.len(),
+            };
+            std::mem::size_of_val(target) + target.destination.as_str().len() + condition
+        })
+        .sum();
+    let split: usize = rules
+        .split
+        .as_slice()
+        .iter()
+        .map(|variant| std::mem::size_of_val(variant) + variant.destination.as_str().len())
+        .sum();
+    let fallback = rules
+        .fallback
+        .as_ref()
+        .map_or(0, |fallback| fallback.as_str().len());
+    let utm: usize = rules.utm.pairs().map(|(_, value)| value.len()).sum();
+    // The password hash's bytes are inline in the record; its `Option` is in the record too.
+    targets + split + fallback + utm
 }
 
 /// Several waiters got the same failed load; each answers with its kind of failure.
@@ -239,5 +305,34 @@ mod tests {
         assert!(usage.bytes <= 64 * 1024, "{usage:?}");
         // Each entry holds the destination twice: at most 8 fit in 64 KiB.
         assert!((1..=8).contains(&usage.entries), "{usage:?}");
+    }
+
+    #[test]
+    fn rules_are_weighed() {
+        let plain = Some(Arc::new(CachedLink {
+            record: record("https://example.com/x"),
+            location: HeaderValue::from_static("https://example.com/x"),
+        }));
+        let long = format!("https://example.com/{}", "a".repeat(2_000));
+        let rules: Rules = serde_json::from_value(serde_json::json!({
+            "targets": [{"when": {"language": ["de", "fr"]}, "destination": long}],
+            "split": (0..10)
+                .map(|_| serde_json::json!({"destination": long, "weight": 10}))
+                .collect::<Vec<_>>(),
+            "fallback": long,
+            "utm": {"source": "s".repeat(200)},
+        }))
+        .expect("valid rules");
+        let ruled = Some(Arc::new(CachedLink {
+            record: record("https://example.com/x").with_rules(rules),
+            location: HeaderValue::from_static("https://example.com/x"),
+        }));
+        let (plain, ruled) = (weight("c", &plain), weight("c", &ruled));
+        // Twelve long destinations, and then some.
+        assert!(ruled >= plain + 12 * 2_000 + 200, "{plain} {ruled}");
+        assert!(
+            plain as usize >= std::mem::size_of::<CachedLink>(),
+            "{plain}"
+        );
     }
 }

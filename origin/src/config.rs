@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shortlink::workspace::Scope;
 use shortlink::{CodeScrambler, HostKey};
@@ -165,7 +166,8 @@ pub struct Config {
 }
 
 /// What every request to the API meets before its handler (README, "Configuration"): a time
-/// limit, a cap on API requests at once, a body limit, and the origins allowed cross-origin.
+/// limit, a cap on API requests at once, a body limit, and the origins allowed cross-origin;
+/// and what the proxy in front of the origin tells about a visitor (the country).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct Gateway {
     /// Seconds a request may take until its answer begins (a CSV export's body may stream
@@ -184,6 +186,12 @@ pub struct Gateway {
     /// browser, comma-separated. Unset: none, no CORS headers.
     #[arg(long, env = "KURZ_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Request header with the visitor's country (ISO 3166 alpha-2), for links' country
+    /// targeting and the analytics: Cloudflare's `cf-ipcountry` by default; a proxy of your
+    /// own may set another. A client can send it too, so only trust it behind a proxy that
+    /// sets it (a forged one only picks a target, it unlocks nothing).
+    #[arg(long, env = "KURZ_COUNTRY_HEADER", default_value = "cf-ipcountry", value_parser = parse_header_name)]
+    pub country_header: HeaderName,
 }
 
 impl Gateway {
@@ -192,6 +200,7 @@ impl Gateway {
         api_concurrency: 256,
         api_body_limit: 16 * 1024,
         cors_origins: Vec::new(),
+        country_header: HeaderName::from_static("cf-ipcountry"),
     };
 
     pub fn request_timeout(&self) -> Duration {
@@ -309,6 +318,10 @@ impl Config {
 
 fn parse_host(input: &str) -> Result<HostKey, String> {
     HostKey::parse(input).map_err(|err| format!("{input:?} is not a host: {err}"))
+}
+
+fn parse_header_name(input: &str) -> Result<HeaderName, String> {
+    HeaderName::try_from(input.trim()).map_err(|_| format!("{input:?} is not a header name"))
 }
 
 fn parse_scope(input: &str) -> Result<Scope, String> {
@@ -511,8 +524,12 @@ mod tests {
             "https://a.example,http://localhost:3000",
             "--api-concurrency",
             "8",
+            "--country-header",
+            "X-Country",
         ])
         .expect("valid");
+        assert_eq!(set.country_header, "x-country");
+        assert_eq!(Gateway::DEFAULT.country_header, "cf-ipcountry");
         assert_eq!(
             set.cors_origins,
             ["https://a.example", "http://localhost:3000"]
@@ -522,6 +539,7 @@ mod tests {
             ["--request-timeout-secs", "0"],
             ["--api-concurrency", "0"],
             ["--api-body-limit", "100"],
+            ["--country-header", "not a header"],
         ] {
             assert!(serve(&refused).is_err(), "{refused:?}");
         }

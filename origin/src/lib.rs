@@ -83,6 +83,12 @@ struct Inner {
     /// the origin make the same keys), else the code key.
     visitor_secret: Vec<u8>,
     client_ip: redirect::ClientIp,
+    /// Signs and checks the cookies that unlock password-protected links: derived from
+    /// `visitor_secret`, so with an edge a cookie from either is good at both.
+    unlock_key: shortlink::password::UnlockKey,
+    /// Wrong answers to links' password forms, per (link, client address), bounded
+    /// ([`redirect::PASSWORD_ATTEMPTS`]); held only without an await.
+    password_attempts: std::sync::Mutex<shortlink::password::Attempts>,
     /// Hosts whose links would redirect to this deployment (see `Config::own_hosts`).
     own_hosts: Vec<shortlink::HostKey>,
     click_retention: time::Duration,
@@ -111,6 +117,10 @@ impl State {
     /// Builds the state; nothing connects yet (the pool is lazy).
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let (recorder, recorded) = analytics::recorder::Recorder::new();
+        let visitor_secret = config.edge_secret.as_ref().map_or_else(
+            || config.code_key.bytes().to_vec(),
+            |s| s.as_bytes().to_vec(),
+        );
         let client_ip_header = config
             .client_ip_header
             .as_deref()
@@ -143,10 +153,11 @@ impl State {
                     _ => None,
                 },
                 edge_secret: config.edge_secret.clone(),
-                visitor_secret: config.edge_secret.as_ref().map_or_else(
-                    || config.code_key.bytes().to_vec(),
-                    |s| s.as_bytes().to_vec(),
-                ),
+                unlock_key: shortlink::password::UnlockKey::new(&visitor_secret),
+                password_attempts: std::sync::Mutex::new(shortlink::password::Attempts::new(
+                    redirect::PASSWORD_ATTEMPTS,
+                )),
+                visitor_secret,
                 client_ip: redirect::ClientIp {
                     header: client_ip_header,
                     trusted_proxies: usize::from(config.trusted_proxies),
@@ -186,8 +197,10 @@ impl State {
             events,
             self.inner.click_retention,
             time::OffsetDateTime::now_utc(),
+            self.inner.edge_sync.is_some(),
         )
         .await?;
+        links::limit::announce(self, &stored.exhausted).await;
         if stored.refused > 0 {
             tracing::warn!(
                 refused = stored.refused,
@@ -292,6 +305,24 @@ impl State {
             silence.as_millis().try_into().unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    /// How many (link, address) pairs the password forms' limiter holds now.
+    pub fn password_attempts(&self) -> usize {
+        self.lock_password_attempts().len()
+    }
+
+    /// Starts the password forms' limiter afresh with room for `capacity` pairs (tests: a
+    /// burst that fills the real bound would hash 10,000 passwords).
+    pub fn set_password_attempts_capacity(&self, capacity: usize) {
+        *self.lock_password_attempts() = shortlink::password::Attempts::new(capacity);
+    }
+
+    fn lock_password_attempts(&self) -> std::sync::MutexGuard<'_, shortlink::password::Attempts> {
+        self.inner
+            .password_attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// What the redirect cache holds now.
@@ -426,7 +457,7 @@ pub fn app(state: State) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(dashboard::routes(admin_dir))
-        .route("/{code}", get(redirect::redirect))
+        .route("/{code}", get(redirect::redirect).post(redirect::unlock))
         .fallback(redirect::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.inner.gateway.request_timeout(),

@@ -1,23 +1,39 @@
-//! `GET|HEAD /{code}`: the origin's redirect route, for deployments without the edge.
+//! `GET|HEAD /{code}`: the origin's redirect route, for deployments without the edge; and
+//! `POST /{code}`, the password form of a protected link.
 //!
-//! The decision itself (status, expiry, caching) is `shortlink::redirect::decide`, shared with
-//! the edge; this module finds the link (cache first) and writes the HTTP answer.
+//! The decision itself (rules, status, expiry, caching) is `shortlink::redirect::decide`,
+//! shared with the edge; this module finds the link (cache first), describes the visit, counts
+//! a limited link's click exactly (`links::limit`) and writes the HTTP answer. A plain link
+//! costs what it did before rules: no header is read, no key made, nothing allocated for
+//! the decision.
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use shortlink::ShortCode;
+use shortlink::agent::classify;
 use shortlink::edge::{ClickEvent, ClickSource, is_qr_scan};
-use shortlink::redirect::{Decision, LinkRecord, decide};
+use shortlink::pages::{self, PasswordProblem};
+use shortlink::redirect::{Decision, LinkRecord, Visit, decide};
 use shortlink::visitor::visitor_key;
 use time::OffsetDateTime;
 
+use crate::cache::CachedLink;
 use crate::error::Error;
 use crate::extract::CodePath;
 use crate::links;
+
+/// Largest body of a password form: a password is at most 200 characters, so 4 KiB leaves
+/// room for any encoding and other fields without reading more than that.
+pub(crate) const FORM_LIMIT: usize = 4 * 1024;
+
+/// How many (link, visitor address) pairs with wrong password answers one origin remembers
+/// (`shortlink::password::Attempts`): a flood of addresses fills it and is then refused.
+pub(crate) const PASSWORD_ATTEMPTS: usize = 10_000;
 
 pub(crate) async fn redirect(
     State(state): State<crate::State>,
@@ -27,93 +43,228 @@ pub(crate) async fn redirect(
     let Ok(CodePath(code)) = code else {
         return not_found().await;
     };
+    let link = match load(&state, &code).await {
+        Ok(link) => link,
+        Err(response) => return response,
+    };
+    let now = OffsetDateTime::now_utc();
+    let visitor = Visitor::of(&state, &request, &link.record, now);
+    let decision = decide(&link.record, &visitor.visit(now, 0));
+    let Decision::Redirect {
+        status,
+        location,
+        cache_control,
+        variant,
+    } = decision
+    else {
+        return other_answer(&decision);
+    };
+    let rules = &link.record.rules;
+    if let Some(limit) = rules.max_clicks
+        && request.method == Method::GET
+        && !visitor.agent.bot
+    {
+        match links::limit::take_click(&state, link.record.link_id, limit).await {
+            Ok(true) => {}
+            // Another visit took the last click since the record was read.
+            Ok(false) => {
+                return other_answer(&decide(&link.record, &visitor.visit(now, u64::MAX)));
+            }
+            Err(err) => return failure(&err, &code),
+        }
+    }
+    let Some(location) = link.location_header(&location) else {
+        tracing::error!(%code, "a decided location is not a header value");
+        return page(StatusCode::INTERNAL_SERVER_ERROR, pages::UNAVAILABLE);
+    };
+    record_click(&state, &request, &link.record, code, visitor, variant, now);
+    (
+        StatusCode::from_u16(status.code()).unwrap_or(StatusCode::FOUND),
+        [
+            (header::LOCATION, location),
+            (
+                header::CACHE_CONTROL,
+                cache_control.as_static().map_or_else(
+                    || {
+                        HeaderValue::try_from(cache_control.to_string())
+                            .unwrap_or(HeaderValue::from_static("no-store"))
+                    },
+                    HeaderValue::from_static,
+                ),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// The link of `code` (cache first), or the answer when there is none or it cannot be read.
+async fn load(
+    state: &crate::State,
+    code: &ShortCode,
+) -> Result<std::sync::Arc<CachedLink>, Response> {
     let cached = state
         .inner
         .cache
-        .get_or_load(code.as_str(), links::store::find_record(state.db(), &code))
+        .get_or_load(code.as_str(), links::store::find_record(state.db(), code))
         .await;
-    let link = match cached {
-        Ok(Some(link)) => link,
-        Ok(None) => return not_found().await,
-        Err(Error::Unavailable(err)) => {
-            tracing::warn!(error = %err, %code, "cannot resolve code: database unavailable");
-            return page(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE_PAGE);
-        }
-        Err(err) => {
-            tracing::error!(error = ?err, %code, "cannot resolve code");
-            return page(StatusCode::INTERNAL_SERVER_ERROR, UNAVAILABLE_PAGE);
-        }
-    };
-    let visit = shortlink::redirect::Visit {
-        now: OffsetDateTime::now_utc(),
-        country: None,
-        agent: shortlink::agent::classify(None),
-        accept_language: None,
-        query: None,
-        visitor: None,
-        unlocked: false,
-        clicks_in_flight: 0,
-    };
-    match decide(&link.record, &visit) {
-        Decision::Redirect {
-            status,
-            cache_control,
-            ..
-        } => {
-            record_click(&state, &request, &link.record, code);
-            (
-                StatusCode::from_u16(status.code()).unwrap_or(StatusCode::FOUND),
+    match cached {
+        Ok(Some(link)) => Ok(link),
+        Ok(None) => Err(not_found().await),
+        Err(err) => Err(failure(&err, code)),
+    }
+}
+
+/// The answer when the database could not answer for `code`.
+fn failure(err: &Error, code: &ShortCode) -> Response {
+    if let Error::Unavailable(err) = err {
+        tracing::warn!(error = %err, %code, "cannot resolve code: database unavailable");
+        page(StatusCode::SERVICE_UNAVAILABLE, pages::UNAVAILABLE)
+    } else {
+        tracing::error!(error = ?err, %code, "cannot resolve code");
+        page(StatusCode::INTERNAL_SERVER_ERROR, pages::UNAVAILABLE)
+    }
+}
+
+/// Every answer but a redirect to the link's destinations: none of them takes a click.
+fn other_answer(decision: &Decision<'_>) -> Response {
+    match *decision {
+        Decision::Disabled => page(StatusCode::NOT_FOUND, pages::NOT_FOUND),
+        Decision::Password => password_page(StatusCode::UNAUTHORIZED, PasswordProblem::None),
+        Decision::Fallback { location } => match HeaderValue::try_from(location) {
+            Ok(location) => (
+                StatusCode::FOUND,
                 [
-                    (header::LOCATION, link.location.clone()),
+                    (header::LOCATION, location),
+                    // Only while the link is off: never kept by a browser.
                     (
                         header::CACHE_CONTROL,
-                        cache_control.as_static().map_or_else(
-                            || {
-                                HeaderValue::try_from(cache_control.to_string())
-                                    .unwrap_or(HeaderValue::from_static("no-store"))
-                            },
-                            HeaderValue::from_static,
-                        ),
+                        HeaderValue::from_static("private, no-store"),
                     ),
                 ],
             )
-                .into_response()
+                .into_response(),
+            Err(_) => page(StatusCode::GONE, pages::EXPIRED),
+        },
+        // A redirect here is one that may not be taken (its clicks are used up).
+        Decision::Expired | Decision::Redirect { .. } => page(StatusCode::GONE, pages::EXPIRED),
+    }
+}
+
+/// What a request says about its visitor, read once for the decision and for the click. For
+/// a plain link nothing is read here: its decision needs none of it.
+struct Visitor<'r> {
+    country: Option<&'r str>,
+    agent: shortlink::agent::Agent,
+    accept_language: Option<&'r str>,
+    query: Option<&'r str>,
+    /// The day's visitor key, made before the decision only for an A/B split (else for the
+    /// click, as before rules).
+    key: Option<String>,
+    unlocked: bool,
+}
+
+impl<'r> Visitor<'r> {
+    fn of(
+        state: &crate::State,
+        request: &'r Parts,
+        record: &LinkRecord,
+        now: OffsetDateTime,
+    ) -> Self {
+        let rules = &record.rules;
+        if rules.is_plain() {
+            return Self {
+                country: None,
+                agent: classify(None),
+                accept_language: None,
+                query: None,
+                key: None,
+                unlocked: false,
+            };
         }
-        Decision::Expired => page(StatusCode::GONE, EXPIRED_PAGE),
-        Decision::Disabled | Decision::Password | Decision::Fallback { .. } => {
-            page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE)
+        let header = |name: &HeaderName| {
+            request
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+        };
+        let user_agent = header(&header::USER_AGENT);
+        let key = if rules.split.is_empty() {
+            None
+        } else {
+            visitor_key_of(state, request, user_agent, now)
+        };
+        let unlocked = rules.password.as_ref().is_some_and(|hash| {
+            state.inner.unlock_key.is_unlocked(
+                record.link_id,
+                hash,
+                header(&header::COOKIE),
+                now.unix_timestamp(),
+            )
+        });
+        Self {
+            country: header(&state.inner.gateway.country_header),
+            agent: classify(user_agent),
+            accept_language: header(&header::ACCEPT_LANGUAGE),
+            query: request.uri.query(),
+            key,
+            unlocked,
+        }
+    }
+
+    fn visit(&self, now: OffsetDateTime, clicks_in_flight: u64) -> Visit<'_> {
+        Visit {
+            now,
+            country: self.country,
+            agent: self.agent,
+            accept_language: self.accept_language,
+            query: self.query,
+            visitor: self.key.as_deref(),
+            unlocked: self.unlocked,
+            clicks_in_flight,
         }
     }
 }
 
+/// The day's visitor key of a request: `None` without a client address.
+fn visitor_key_of(
+    state: &crate::State,
+    request: &Parts,
+    user_agent: Option<&str>,
+    at: OffsetDateTime,
+) -> Option<String> {
+    let ip = state.inner.client_ip.of_request(request)?;
+    Some(visitor_key(
+        &state.inner.visitor_secret,
+        at.date(),
+        &ip.to_string(),
+        user_agent.unwrap_or_default(),
+    ))
+}
+
 /// Hands the click to the recorder (never waits). The IP address only goes into the day's
-/// visitor key.
-fn record_click(state: &crate::State, request: &Parts, record: &LinkRecord, code: ShortCode) {
+/// visitor key (made here unless the decision needed it already).
+fn record_click(
+    state: &crate::State,
+    request: &Parts,
+    record: &LinkRecord,
+    code: ShortCode,
+    visitor: Visitor<'_>,
+    variant: Option<u8>,
+    at: OffsetDateTime,
+) {
     if !state.inner.record_clicks {
         return;
     }
-    let header = |name: &str| {
+    let header = |name: &HeaderName| {
         request
             .headers
             .get(name)
             .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
     };
-    let user_agent = header("user-agent");
-    let ip = state
-        .inner
-        .client_ip
-        .of_request(request)
-        .map(|ip| ip.to_string());
-    let at = OffsetDateTime::now_utc();
-    let visitor = ip.map(|ip| {
-        visitor_key(
-            &state.inner.visitor_secret,
-            at.date(),
-            &ip,
-            user_agent.as_deref().unwrap_or_default(),
-        )
-    });
+    let user_agent = header(&header::USER_AGENT);
+    let visitor = visitor
+        .key
+        .or_else(|| visitor_key_of(state, request, user_agent, at));
     let mut id = [0u8; 16];
     if getrandom::fill(&mut id).is_err() {
         // Without randomness an id could repeat and a click be lost as a duplicate: skip it.
@@ -124,17 +275,136 @@ fn record_click(state: &crate::State, request: &Parts, record: &LinkRecord, code
         link_id: record.link_id,
         code,
         at,
-        country: header("cf-ipcountry"),
-        referrer: header("referer"),
-        user_agent,
+        country: header(&state.inner.gateway.country_header).map(str::to_owned),
+        referrer: header(&header::REFERER).map(str::to_owned),
+        user_agent: user_agent.map(str::to_owned),
         qr: is_qr_scan(request.uri.query()),
         head: request.method == Method::HEAD,
         source: ClickSource::Origin,
         visitor,
-        variant: None,
+        variant,
     }
     .bounded();
     state.inner.recorder.record(event);
+}
+
+/// `POST /{code}`: an answer to a protected link's password form. Wrong answers are limited
+/// per link and visitor address before anything is hashed; a right one sets the unlock
+/// cookie and sends the browser back to the link (303), whose GET then redirects.
+pub(crate) async fn unlock(
+    State(state): State<crate::State>,
+    request: Parts,
+    code: Result<CodePath, Error>,
+    body: Body,
+) -> Response {
+    // Every code but a protected link's has GET and HEAD only, as before passwords: a
+    // malformed or unknown code too.
+    let not_allowed = || {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, HeaderValue::from_static("GET,HEAD"))],
+        )
+            .into_response()
+    };
+    let Ok(CodePath(code)) = code else {
+        return not_allowed();
+    };
+    let link = match load(&state, &code).await {
+        Ok(link) => link,
+        Err(response) if response.status() == StatusCode::NOT_FOUND => return not_allowed(),
+        Err(response) => return response,
+    };
+    let record = &link.record;
+    let Some(hash) = &record.rules.password else {
+        return not_allowed();
+    };
+    let Ok(body) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response();
+    };
+    let now = OffsetDateTime::now_utc();
+    let back = || {
+        let path = request
+            .uri
+            .path_and_query()
+            .map_or_else(|| request.uri.path(), |path| path.as_str());
+        HeaderValue::try_from(path).unwrap_or(HeaderValue::from_static("/"))
+    };
+    let visitor = Visitor::of(&state, &request, record, now);
+    let locked = Visit {
+        unlocked: false,
+        ..visitor.visit(now, 0)
+    };
+    if decide(record, &locked) != Decision::Password {
+        // Disabled, expired or used up meanwhile: nothing to unlock, the link says why.
+        return see_other(back(), None);
+    }
+    let address = state
+        .inner
+        .client_ip
+        .of_request(&request)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let unix = now.unix_timestamp();
+    // Counted before the hash, right or wrong: parallel answers from one address cannot hash
+    // more than the limit allows.
+    let allowed = {
+        let mut attempts = state.lock_password_attempts();
+        attempts
+            .check(record.link_id, &address, unix)
+            .map(|()| attempts.failed(record.link_id, &address, unix))
+    };
+    if let Err(retry_after_secs) = allowed {
+        let mut response = password_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            PasswordProblem::TooMany { retry_after_secs },
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        return response;
+    }
+    let Some(attempt) = pages::posted_password(&body).filter(|attempt| !attempt.is_empty()) else {
+        return password_page(StatusCode::UNAUTHORIZED, PasswordProblem::Wrong);
+    };
+    let stored = hash.clone();
+    match tokio::task::spawn_blocking(move || stored.verify(&attempt)).await {
+        Ok(true) => {
+            let cookie = state.inner.unlock_key.cookie(record.link_id, hash, unix);
+            match HeaderValue::try_from(cookie) {
+                Ok(cookie) => see_other(back(), Some(cookie)),
+                Err(_) => page(StatusCode::INTERNAL_SERVER_ERROR, pages::UNAVAILABLE),
+            }
+        }
+        Ok(false) => password_page(StatusCode::UNAUTHORIZED, PasswordProblem::Wrong),
+        Err(err) => {
+            tracing::error!(error = %err, %code, "checking a link password failed");
+            page(StatusCode::INTERNAL_SERVER_ERROR, pages::UNAVAILABLE)
+        }
+    }
+}
+
+/// `303 See Other` back to the link, with the unlock cookie when there is one.
+fn see_other(location: HeaderValue, cookie: Option<HeaderValue>) -> Response {
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+    )
+        .into_response();
+    if let Some(cookie) = cookie {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The password form, never stored by anyone.
+fn password_page(status: StatusCode, problem: PasswordProblem) -> Response {
+    let mut response = (status, Html(pages::password_form(problem))).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Where the client's IP address is read from: for the day's visitor key, and for the sign-in
@@ -195,7 +465,7 @@ fn parse_ip(entry: &str) -> Option<IpAddr> {
 }
 
 pub(crate) async fn not_found() -> Response {
-    page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE)
+    page(StatusCode::NOT_FOUND, pages::NOT_FOUND)
 }
 
 fn page(status: StatusCode, html: &'static str) -> Response {
@@ -208,30 +478,6 @@ fn page(status: StatusCode, html: &'static str) -> Response {
     }
     response
 }
-
-const NOT_FOUND_PAGE: &str = concat!(
-    "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">",
-    "<meta name=\"viewport\" content=\"width=device-width\"><title>Link not found</title>",
-    "<body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem\">",
-    "<h1>Link not found</h1><p>There is no short link at this address. Check it for typos.</p>",
-    "</body></html>"
-);
-
-const EXPIRED_PAGE: &str = concat!(
-    "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">",
-    "<meta name=\"viewport\" content=\"width=device-width\"><title>Link expired</title>",
-    "<body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem\">",
-    "<h1>Link expired</h1><p>This short link has expired and no longer leads anywhere.</p>",
-    "</body></html>"
-);
-
-const UNAVAILABLE_PAGE: &str = concat!(
-    "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">",
-    "<meta name=\"viewport\" content=\"width=device-width\"><title>Try again shortly</title>",
-    "<body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem\">",
-    "<h1>Try again shortly</h1><p>This link cannot be looked up right now. Please retry in a few seconds.</p>",
-    "</body></html>"
-);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,10 @@
-//! What a click says about its visitor, derived at ingest: device, browser and OS from the
-//! user agent (woothee), the referrer's host, and whether a bot or a link preview made it.
+//! What a click says about its visitor, derived at ingest: device, OS and whether a bot or a
+//! link preview made it (`shortlink::agent::classify`, the one classification that targeting
+//! and the click limit use too), the browser's name (woothee), and the referrer's host.
 
 use std::sync::LazyLock;
+
+use shortlink::agent::{Device, classify};
 
 /// The referrer bucket of visits without a (usable) referrer.
 pub(crate) const DIRECT: &str = "direct";
@@ -12,120 +15,31 @@ pub(crate) const OTHER: &str = "Other";
 pub(crate) struct Enriched {
     pub(crate) device: Device,
     pub(crate) browser: String,
-    pub(crate) os: String,
+    /// The OS family's name as the analytics show it (`macOS`).
+    pub(crate) os: &'static str,
     pub(crate) referrer_host: String,
     pub(crate) bot: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Device {
-    Desktop,
-    Mobile,
-    Tablet,
-    Bot,
-    Other,
-}
-
-impl Device {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Desktop => "desktop",
-            Self::Mobile => "mobile",
-            Self::Tablet => "tablet",
-            Self::Bot => "bot",
-            Self::Other => "other",
-        }
-    }
-}
-
-/// Agents that fetch links without a person behind them: crawlers, link-preview fetchers of
-/// chat apps and social networks, headless browsers and HTTP libraries. Matched
-/// case-insensitively anywhere in the user agent, on top of woothee's own crawler list.
-const BOT_MARKERS: &[&str] = &[
-    "bot",
-    "crawler",
-    "spider",
-    "slurp",
-    "facebookexternalhit",
-    "facebookcatalog",
-    "meta-externalagent",
-    "whatsapp",
-    "preview",
-    "headlesschrome",
-    "phantomjs",
-    "lighthouse",
-    "embedly",
-    "iframely",
-    "vkshare",
-    "pinterest",
-    "mastodon",
-    "cardyb",
-    "snapchat",
-    "google-inspectiontool",
-    "googleother",
-    "curl/",
-    "wget/",
-    "python-requests",
-    "python-urllib",
-    "aiohttp",
-    "go-http-client",
-    "okhttp",
-    "node-fetch",
-    "axios/",
-    "java/",
-    "libwww-perl",
-    "httpclient",
-    "postmanruntime",
-];
-
 static PARSER: LazyLock<woothee::parser::Parser> = LazyLock::new(woothee::parser::Parser::new);
 
-/// Enriches one click. `head`: a `HEAD` request, which only link checkers make.
+/// Enriches one click. `head`: a `HEAD` request, which only link checkers make: a bot's.
 pub(crate) fn enrich(user_agent: Option<&str>, referrer: Option<&str>, head: bool) -> Enriched {
     let referrer_host = referrer_host(referrer);
-    let agent = user_agent.map(str::trim).filter(|agent| !agent.is_empty());
-    let Some(agent) = agent else {
-        // Every browser sends a user agent; only scripts leave it out.
-        return Enriched {
-            device: Device::Bot,
-            browser: OTHER.to_owned(),
-            os: OTHER.to_owned(),
-            referrer_host,
-            bot: true,
-        };
-    };
-    let parsed = PARSER.parse(agent);
-    let lower = agent.to_ascii_lowercase();
-    let bot = head
-        || parsed.as_ref().is_some_and(|p| p.category == "crawler")
-        || BOT_MARKERS.iter().any(|marker| lower.contains(marker));
-    let (browser, os, category) = parsed
-        .as_ref()
-        .map_or((OTHER, OTHER, ""), |p| (p.name, p.os, p.category));
-    let os = os_family(os, &lower);
-    let device = if bot {
-        Device::Bot
-    } else {
-        match category {
-            "pc" => Device::Desktop,
-            "smartphone" | "mobilephone" if is_tablet(&os, &lower) => Device::Tablet,
-            "smartphone" | "mobilephone" => Device::Mobile,
-            _ => Device::Other,
-        }
-    };
+    let agent = classify(user_agent);
+    let bot = agent.bot || head;
+    let browser = user_agent
+        .map(str::trim)
+        .filter(|agent| !agent.is_empty())
+        .and_then(|agent| PARSER.parse(agent))
+        .map_or(OTHER, |parsed| browser_name(parsed.name));
     Enriched {
-        device,
-        browser: browser_name(browser).to_owned(),
-        os,
+        device: if bot { Device::Bot } else { agent.device },
+        browser: browser.to_owned(),
+        os: agent.os.label(),
         referrer_host,
         bot,
     }
-}
-
-fn is_tablet(os: &str, lower_agent: &str) -> bool {
-    lower_agent.contains("ipad")
-        || lower_agent.contains("tablet")
-        || (os == "Android" && !lower_agent.contains("mobile"))
 }
 
 fn browser_name(name: &str) -> &str {
@@ -134,22 +48,6 @@ fn browser_name(name: &str) -> &str {
         "Webview" => "WebView",
         other => other,
     }
-}
-
-/// Operating systems by family: versions would split a small chart into many slivers.
-fn os_family(os: &str, lower_agent: &str) -> String {
-    let family = match os {
-        _ if os.starts_with("Windows") => "Windows",
-        "Mac OSX" | "Mac OS Classic" => "macOS",
-        "iPhone" | "iPad" | "iPod" | "iOS" => "iOS",
-        "Android" => "Android",
-        "ChromeOS" => "ChromeOS",
-        "Linux" if lower_agent.contains("cros") => "ChromeOS",
-        "Linux" => "Linux",
-        "UNKNOWN" | "" => OTHER,
-        other => other,
-    };
-    family.to_owned()
 }
 
 /// The referrer's host without `www.`, lower case; `direct` when there is none.
@@ -416,7 +314,7 @@ mod tests {
         for case in CASES {
             let got = enrich(Some(case.agent), None, false);
             let want = (case.device, case.browser, case.os, case.bot);
-            let have = (got.device, got.browser.as_str(), got.os.as_str(), got.bot);
+            let have = (got.device, got.browser.as_str(), got.os, got.bot);
             // Crawlers' "browser" is whatever woothee calls the crawler; only bot-ness matters.
             let matches = if case.bot {
                 (have.0, have.3) == (want.0, want.3)

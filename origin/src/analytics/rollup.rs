@@ -157,7 +157,8 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
 ///   that UTC day for that link (those `visitors_daily` did not hold yet), in the hour of
 ///   their first visit in this batch, for days no older than `$5` days ([`VISITOR_DAYS`]);
 /// - `link_breakdown_hourly` and `link_breakdown_daily`: hits and bots per value of each
-///   dimension (one pass over the batch for all five, with grouping sets), at most `$3`
+///   dimension (one pass over the batch for all five, with grouping sets; for links also the
+///   A/B `variant`, its index in the split), at most `$3`
 ///   values per link, bucket and dimension plus `$4` ([`capped_insert`]). Bots' referrers
 ///   are left out: a bot can claim any referrer, and bots are what would flood them. Bots
 ///   still count in the other dimensions and as bots.
@@ -175,6 +176,16 @@ fn count_pending_sql(part: Part) -> String {
         breakdown_daily,
         visitors,
     } = part.tables();
+    // A/B variants are a link's own (their indexes mean nothing across links): a breakdown of
+    // the links' half only. A click without a split has no variant, so no row of it.
+    let (variant_dimension, variant_value, variant_set) = match part {
+        Part::Links => (
+            "WHEN grouping(variant) = 0 THEN 'variant'",
+            "variant,",
+            "(variant),",
+        ),
+        Part::Workspaces => ("", "", ""),
+    };
     format!(
         "
 WITH batch AS (
@@ -187,7 +198,7 @@ WITH batch AS (
     SELECT {key}, date_trunc('hour', at, 'UTC') AS hour,
            (at AT TIME ZONE 'UTC')::date AS day, coalesce(country, 'unknown') AS country,
            CASE WHEN bot THEN NULL ELSE referrer_host END AS referrer_host,
-           device, browser, os, bot, qr, visitor
+           device, browser, os, bot, qr, visitor, variant::text AS variant
     FROM batch
 ), first_visits AS (
     SELECT {key}, day, visitor, min(hour) AS hour
@@ -230,13 +241,14 @@ WITH batch AS (
                     WHEN grouping(country) = 0 THEN 'country'
                     WHEN grouping(device) = 0 THEN 'device'
                     WHEN grouping(browser) = 0 THEN 'browser'
+                    {variant_dimension}
                     ELSE 'os' END AS dimension,
                hour AS t,
-               coalesce(referrer_host, country, device, browser, os) AS value,
+               coalesce(referrer_host, country, device, browser, {variant_value} os) AS value,
                count(*) FILTER (WHERE NOT bot) AS hits, count(*) FILTER (WHERE bot) AS bots
         FROM clicks
         GROUP BY {key}, hour,
-                 GROUPING SETS ((referrer_host), (country), (device), (browser), (os))
+                 GROUPING SETS ((referrer_host), (country), (device), (browser), {variant_set} (os))
     ) AS groups
     WHERE value IS NOT NULL
 ), breakdown_days AS (
@@ -247,6 +259,9 @@ WITH batch AS (
 SELECT count(*) FROM batch",
         hourly = capped_insert("breakdown", breakdown_hourly, "hour", key),
         daily = capped_insert("breakdown_days", breakdown_daily, "day", key),
+        variant_dimension = variant_dimension,
+        variant_value = variant_value,
+        variant_set = variant_set,
     )
 }
 

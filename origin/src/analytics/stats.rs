@@ -153,9 +153,12 @@ async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
         sum(|c| c.bots),
         sum(|c| c.uniques),
     );
-    let top = breakdowns(db, of, range).await?;
+    let mut top = breakdowns(db, of, range).await?;
     let top_links = match of {
-        Of::Workspace(workspace) => Some(top_links(db, workspace, range).await?),
+        Of::Workspace(workspace) => {
+            top.tag = top_tags(db, workspace, range).await?;
+            Some(top_links(db, workspace, range).await?)
+        }
         Of::Link(_) => None,
     };
     Ok(Stats {
@@ -218,11 +221,47 @@ async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Er
             "device" => &mut top.device,
             "browser" => &mut top.browser,
             "os" => &mut top.os,
+            "variant" => &mut top.variant,
             _ => continue,
         };
         list.push(Ranked { value, count });
     }
     Ok(top)
+}
+
+/// Most tags the workspace's stats rank.
+const TOP_TAGS: i64 = 20;
+
+/// The workspace's visits in the range by the tags of their links (a link with two tags counts
+/// under both; one without, under none), at most [`TOP_TAGS`]: from the links' hourly rollups,
+/// so a link's later tags count for its earlier clicks. Deleted links count, as they do in
+/// the totals.
+async fn top_tags(
+    db: &PgPool,
+    workspace: WorkspaceId,
+    range: &Range,
+) -> Result<Vec<Ranked>, Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tag, sum(s.clicks + s.qr_scans + CASE WHEN $3 THEN s.bots ELSE 0 END)::int8 AS count
+         FROM links l CROSS JOIN LATERAL unnest(l.tags) AS tag
+         JOIN link_stats_hourly s ON s.link_id = l.id AND s.hour >= $1 AND s.hour < $2
+         WHERE l.workspace_id = $4 AND l.tags <> '{}'
+         GROUP BY tag
+         HAVING sum(s.clicks + s.qr_scans + CASE WHEN $3 THEN s.bots ELSE 0 END) > 0
+         ORDER BY count DESC, tag
+         LIMIT $5",
+    )
+    .bind(range.from)
+    .bind(range.to)
+    .bind(range.bots)
+    .bind(workspace.get())
+    .bind(TOP_TAGS)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(value, count)| Ranked { value, count })
+        .collect())
 }
 
 /// The workspace's most visited live links in the range.

@@ -1,6 +1,7 @@
 //! Where a click is stored: enriched, inserted idempotently on the event id into its month's
 //! partition, and queued in `clicks_pending` in the same transaction, for `rollup.rs` to
-//! count into the rollups.
+//! count into the rollups. The edge's clicks of limited links are counted against their
+//! limits in that transaction too (`links::limit`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -48,12 +49,15 @@ impl Partitions {
 }
 
 /// What one ingest did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Stored {
     /// Events new to the database (the rest were already stored, or refused).
     pub(crate) inserted: u64,
     /// Events refused for their time: too far ahead, or older than the retention.
     pub(crate) refused: u64,
+    /// Codes of links whose click limit the edge's clicks used up: exhausted in the same
+    /// transaction, to be announced (`links::limit::announce`).
+    pub(crate) exhausted: Vec<String>,
 }
 
 /// One event, enriched.
@@ -62,13 +66,16 @@ struct Row<'a> {
     enriched: Enriched,
 }
 
-/// Stores the new ones of `events` and queues them for counting, in one transaction.
+/// Stores the new ones of `events` and queues them for counting, in one transaction; counts
+/// the new ones of the edge against their links' click limits (exhausting those that reach
+/// it, with an outbox row when `edge_outbox`).
 pub(crate) async fn store(
     db: &PgPool,
     partitions: &Partitions,
     events: &[ClickEvent],
     retention: Duration,
     now: OffsetDateTime,
+    edge_outbox: bool,
 ) -> Result<Stored, sqlx::Error> {
     let oldest = now - retention;
     let mut seen = HashSet::new();
@@ -96,8 +103,8 @@ pub(crate) async fn store(
         .collect();
     if rows.is_empty() {
         return Ok(Stored {
-            inserted: 0,
             refused,
+            ..Stored::default()
         });
     }
 
@@ -111,10 +118,15 @@ pub(crate) async fn store(
     if !created.is_empty() {
         create_partitions(&mut tx, &created).await?;
     }
-    let inserted = insert_clicks(&mut tx, &rows).await?;
+    let (inserted, counted) = insert_clicks(&mut tx, &rows).await?;
+    let exhausted = crate::links::limit::add_edge_clicks(&mut tx, &counted, edge_outbox).await?;
     tx.commit().await?;
     partitions.learn(&created);
-    Ok(Stored { inserted, refused })
+    Ok(Stored {
+        inserted,
+        refused,
+        exhausted,
+    })
 }
 
 /// The partition of clicks for a month: `clicks_2026_11`.
@@ -153,8 +165,13 @@ async fn create_partitions(tx: &mut PgConnection, months: &[(i32, u8)]) -> Resul
     Ok(())
 }
 
-/// Inserts the rows that are new, and queues those for counting; returns how many.
-async fn insert_clicks(tx: &mut PgConnection, rows: &[Row<'_>]) -> Result<u64, sqlx::Error> {
+/// Inserts the rows that are new, and queues those for counting; returns how many, and the
+/// new clicks of the edge that use up a limited link's clicks (people's GETs), per link:
+/// (link id, clicks), whether the link is limited or not.
+async fn insert_clicks(
+    tx: &mut PgConnection,
+    rows: &[Row<'_>],
+) -> Result<(u64, Vec<(i64, i64)>), sqlx::Error> {
     let column = |f: &dyn Fn(&Row<'_>) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
     let ids: Vec<&str> = rows.iter().map(|r| r.event.id.as_str()).collect();
     let ats: Vec<OffsetDateTime> = rows.iter().map(|r| r.event.at).collect();
@@ -176,35 +193,49 @@ async fn insert_clicks(tx: &mut PgConnection, rows: &[Row<'_>]) -> Result<u64, s
     let user_agents = column(&|r| r.event.user_agent.clone());
     let devices: Vec<&str> = rows.iter().map(|r| r.enriched.device.as_str()).collect();
     let browsers: Vec<&str> = rows.iter().map(|r| r.enriched.browser.as_str()).collect();
-    let oses: Vec<&str> = rows.iter().map(|r| r.enriched.os.as_str()).collect();
+    let oses: Vec<&str> = rows.iter().map(|r| r.enriched.os).collect();
     let bots: Vec<bool> = rows.iter().map(|r| r.enriched.bot).collect();
     let qrs: Vec<bool> = rows.iter().map(|r| r.event.qr).collect();
     let heads: Vec<bool> = rows.iter().map(|r| r.event.head).collect();
     let visitors = column(&|r| r.event.visitor.clone());
-    let inserted: i64 = sqlx::query_scalar(
+    let variants: Vec<Option<i16>> = rows
+        .iter()
+        .map(|r| r.event.variant.map(i16::from))
+        .collect();
+    let (inserted, counted_links, counted_clicks): (i64, Vec<i64>, Vec<i64>) = sqlx::query_as(
         "WITH new AS (
              INSERT INTO clicks (id, at, link_id, code, source, country, referrer, referrer_host,
-                                 user_agent, device, browser, os, bot, qr, head, visitor)
+                                 user_agent, device, browser, os, bot, qr, head, visitor,
+                                 variant)
              SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::bigint[], $4::text[],
                                   $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                                   $10::text[], $11::text[], $12::text[], $13::bool[],
-                                  $14::bool[], $15::bool[], $16::text[])
+                                  $14::bool[], $15::bool[], $16::text[], $17::smallint[])
              ON CONFLICT (id, at) DO NOTHING
-             RETURNING link_id, at, country, referrer_host, device, browser, os, bot, qr, visitor
+             RETURNING link_id, at, source, country, referrer_host, device, browser, os, bot, qr,
+                       head, visitor, variant
          ), queued AS (
              -- Once for the link (workspace_id NULL) and once for its workspace: see
              -- rollup.rs. A click of a link that does not exist counts for no workspace. (The
              -- one read of `links` outside links/store.rs: a part of this one statement.)
              INSERT INTO clicks_pending (link_id, workspace_id, at, country, referrer_host,
-                                         device, browser, os, bot, qr, visitor)
+                                         device, browser, os, bot, qr, visitor, variant)
              SELECT new.link_id, counted.workspace_id, at, country, referrer_host, device,
-                    browser, os, bot, qr, visitor
+                    browser, os, bot, qr, visitor, variant
              FROM new LEFT JOIN links l ON l.id = new.link_id,
                   LATERAL (VALUES (false, NULL::bigint), (true, l.workspace_id))
                       AS counted(for_workspace, workspace_id)
              WHERE NOT counted.for_workspace OR counted.workspace_id IS NOT NULL
+         ), limited AS (
+             -- The edge's new clicks that use up a click of a limited link: people's GETs
+             -- (a HEAD is a bot's too). The origin counted its own before it redirected.
+             SELECT link_id, count(*) AS clicks FROM new
+             WHERE source = 'edge' AND NOT bot AND NOT head
+             GROUP BY link_id
          )
-         SELECT count(*) FROM new",
+         SELECT (SELECT count(*) FROM new),
+                ARRAY(SELECT link_id FROM limited ORDER BY link_id),
+                ARRAY(SELECT clicks FROM limited ORDER BY link_id)",
     )
     .bind(&ids)
     .bind(&ats)
@@ -222,7 +253,9 @@ async fn insert_clicks(tx: &mut PgConnection, rows: &[Row<'_>]) -> Result<u64, s
     .bind(&qrs)
     .bind(&heads)
     .bind(&visitors)
+    .bind(&variants)
     .fetch_one(&mut *tx)
     .await?;
-    Ok(inserted.unsigned_abs())
+    let counted = counted_links.into_iter().zip(counted_clicks).collect();
+    Ok((inserted.unsigned_abs(), counted))
 }

