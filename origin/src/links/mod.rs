@@ -277,8 +277,6 @@ async fn update(
     if let Some(destination) = &body.destination {
         check_destination(&state, "destination", destination)?;
     }
-    let _ = check_rules;
-    #[cfg(any())]
     check_rules(
         &state,
         body.fallback_url.as_ref().and_then(Option::as_ref),
