@@ -368,10 +368,13 @@ pub(crate) async fn update(
             "a link's password must be hashed before it is stored"
         )));
     }
+    // The lock the update itself takes (it changes no key), not FOR UPDATE: a click counted
+    // meanwhile inserts into `link_click_counts`, whose foreign key locks this row FOR KEY
+    // SHARE, and need not wait for the edit.
     let before: Option<LinkRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM links
          WHERE workspace_id = $1 AND domain_id = $2 AND code = $3 AND deleted_at IS NULL
-         FOR UPDATE"
+         FOR NO KEY UPDATE"
     ))
     .bind(workspace.get())
     .bind(DEFAULT_DOMAIN)
