@@ -260,7 +260,8 @@ fn refused_for_good(status: StatusCode) -> bool {
 /// What to do about one code.
 #[derive(Debug)]
 enum Change {
-    Send(SyncChange),
+    /// Boxed: a record with rules is large, and most changes are sent.
+    Send(Box<SyncChange>),
     /// The stored row cannot make a record (written around the API): no retry can fix it.
     Unusable(String),
 }
@@ -297,11 +298,11 @@ async fn current_changes(
             },
             // No row at all (the outbox row was written by hand): nothing to redirect to.
             None => match ShortCode::parse(code) {
-                Ok(code) => Change::Send(SyncChange {
+                Ok(code) => Change::Send(Box::new(SyncChange {
                     code,
                     version: 0,
                     record: None,
-                }),
+                })),
                 Err(err) => Change::Unusable(err.to_string()),
             },
         };
@@ -320,11 +321,11 @@ fn change_of(state: CodeState) -> anyhow::Result<Result<Change, Stale>> {
         }
     };
     if !state.live {
-        return Ok(Ok(Change::Send(SyncChange {
+        return Ok(Ok(Change::Send(Box::new(SyncChange {
             code,
             version: u64::try_from(state.newest)?,
             record: None,
-        })));
+        }))));
     }
     if state.row.version < state.newest {
         return Ok(Err(Stale {
@@ -333,11 +334,11 @@ fn change_of(state: CodeState) -> anyhow::Result<Result<Change, Stale>> {
         }));
     }
     Ok(Ok(match state.row.into_record() {
-        Ok(record) => Change::Send(SyncChange {
+        Ok(record) => Change::Send(Box::new(SyncChange {
             code,
             version: record.version,
             record: Some(record),
-        }),
+        })),
         Err(err) => Change::Unusable(format!("{:#}", anyhow::Error::new(err))),
     }))
 }
