@@ -22,6 +22,7 @@ mod ready;
 mod recorder;
 mod redirect;
 mod rules_api;
+mod rules_redirect;
 mod sign_in;
 mod support;
 mod workspaces;

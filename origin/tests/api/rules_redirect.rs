@@ -1,0 +1,632 @@
+//! Link rules at the origin's redirect: targeting, the A/B split, UTM, disabled links and
+//! fallbacks, passwords (the form, its limits and the unlock cookie), the exact click limit
+//! (the origin's own clicks and the edge's ingested ones), and the stats by variant and tag.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderName, Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use shortlink::ShortCode;
+use shortlink::edge::{ClickEvent, ClickSource};
+use time::OffsetDateTime;
+use tower::ServiceExt;
+
+use crate::support::{TestApp, TestResponse, app_with, config, new_database, spawn_app};
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
+const MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15";
+const CURL: &str = "curl/8.5.0";
+const PASSWORD: &str = "hunter22 & more";
+
+/// An app that reads the visitor's address from `x-real-ip` (so tests can be many visitors).
+async fn app_with_addresses() -> TestApp {
+    let mut config = config(&new_database().await);
+    config.client_ip_header = Some("x-real-ip".to_owned());
+    app_with(&config).await
+}
+
+fn request(method: Method, path: &str, headers: &[(&str, &str)], body: Body) -> Request<Body> {
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(body).expect("request")
+}
+
+async fn visit(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+    app.send(request(Method::GET, path, headers, Body::empty()))
+        .await
+}
+
+/// Posts the password form from `address`.
+async fn post_password(app: &TestApp, path: &str, address: &str, password: &str) -> TestResponse {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("password", password)
+        .finish();
+    app.send(request(
+        Method::POST,
+        path,
+        &[
+            ("x-real-ip", address),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("user-agent", CHROME),
+        ],
+        Body::from(body),
+    ))
+    .await
+}
+
+fn location(response: &TestResponse) -> &str {
+    response.header(&header::LOCATION)
+}
+
+/// Stores the clicks the recorder holds (its background task must run) and counts them.
+async fn store_recorded_clicks(app: &TestApp) {
+    app.state.drain_clicks(Duration::from_secs(5)).await;
+    app.state.count_clicks().await.expect("count");
+}
+
+async fn stats(app: &TestApp, path: &str) -> Value {
+    let response = app.api(Method::GET, path, None).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    response.json()
+}
+
+#[tokio::test]
+async fn targeting_picks_the_first_rule_that_matches_and_utm_is_merged() {
+    let mut config = config(&new_database().await);
+    config.gateway.country_header = HeaderName::from_static("x-country");
+    let app = app_with(&config).await;
+    app.create(json!({
+        "destination": "https://example.com/x?keep=1&utm_source=old",
+        "code": "targeted",
+        "targets": [
+            {"when": {"country": ["DE", "AT"]}, "destination": "https://de.example/"},
+            {"when": {"device": ["mobile"]}, "destination": "https://m.example/"},
+            {"when": {"os": ["macos"]}, "destination": "https://mac.example/"},
+            {"when": {"language": ["fr"]}, "destination": "https://fr.example/"},
+            {"when": {"query": {"param": "ref", "value": "mail list"}}, "destination": "https://q.example/"}
+        ],
+        "utm": {"source": "kurz", "campaign": "launch"}
+    }))
+    .await;
+    let utm = "utm_source=kurz&utm_campaign=launch";
+    /// (what it shows, path, request headers, where it goes)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], String);
+    let cases: &[Case<'_>] = &[
+        (
+            "nothing matches: the destination, its own utm_source replaced",
+            "/targeted",
+            &[("user-agent", CHROME)],
+            format!("https://example.com/x?keep=1&{utm}"),
+        ),
+        (
+            "country, from the configured header",
+            "/targeted",
+            &[("user-agent", CHROME), ("x-country", "at")],
+            format!("https://de.example/?{utm}"),
+        ),
+        (
+            "another header is not the country",
+            "/targeted",
+            &[("user-agent", CHROME), ("cf-ipcountry", "DE")],
+            format!("https://example.com/x?keep=1&{utm}"),
+        ),
+        (
+            "first match wins",
+            "/targeted",
+            &[("user-agent", IPHONE), ("x-country", "DE")],
+            format!("https://de.example/?{utm}"),
+        ),
+        (
+            "device",
+            "/targeted",
+            &[("user-agent", IPHONE)],
+            format!("https://m.example/?{utm}"),
+        ),
+        (
+            "os",
+            "/targeted",
+            &[("user-agent", MAC)],
+            format!("https://mac.example/?{utm}"),
+        ),
+        (
+            "language",
+            "/targeted",
+            &[
+                ("user-agent", CHROME),
+                ("accept-language", "fr-CH, en;q=0.8"),
+            ],
+            format!("https://fr.example/?{utm}"),
+        ),
+        (
+            "query of the short URL",
+            "/targeted?x=1&ref=mail+list",
+            &[("user-agent", CHROME)],
+            format!("https://q.example/?{utm}"),
+        ),
+    ];
+    for (name, path, headers, expected) in cases {
+        let response = visit(&app, path, headers).await;
+        assert_eq!(response.status, StatusCode::FOUND, "{name}");
+        assert_eq!(location(&response), expected, "{name}");
+        // An answer that depends on the visitor is never kept by a browser or proxy.
+        assert_eq!(
+            response.header(&header::CACHE_CONTROL),
+            "private, no-store",
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_split_keeps_each_visitor_on_one_variant_and_follows_the_weights() {
+    let app = app_with_addresses().await;
+    let background = app.state.spawn_background();
+    app.create(json!({
+        "destination": "https://example.com/control",
+        "code": "ab",
+        "split": [
+            {"destination": "https://a.example/", "weight": 30},
+            {"destination": "https://b.example/", "weight": 70}
+        ]
+    }))
+    .await;
+    let visitors = 300;
+    let mut on_a = 0;
+    for i in 0..visitors {
+        let address = format!("10.1.{}.{}", i / 256, i % 256);
+        let headers = [("x-real-ip", address.as_str()), ("user-agent", CHROME)];
+        let first = visit(&app, "/ab", &headers).await;
+        assert_eq!(first.status, StatusCode::FOUND);
+        let again = visit(&app, "/ab", &headers).await;
+        assert_eq!(location(&again), location(&first), "visitor {address}");
+        match location(&first) {
+            "https://a.example/" => on_a += 1,
+            "https://b.example/" => {}
+            other => panic!("{other}"),
+        }
+    }
+    // 30 % of 300 is 90; the bound is over five standard deviations wide.
+    assert!((50..=130).contains(&on_a), "{on_a} of {visitors} on A");
+
+    store_recorded_clicks(&app).await;
+    let body = stats(&app, "/api/v1/links/ab/stats").await;
+    let on_b = visitors - on_a;
+    let mut expected = vec![
+        json!({"value": "0", "count": 2 * on_a}),
+        json!({"value": "1", "count": 2 * on_b}),
+    ];
+    expected.sort_by_key(|ranked| -ranked["count"].as_i64().expect("count"));
+    assert_eq!(body["top"]["variant"], json!(expected), "{body}");
+    let variants: Vec<(Option<i16>, i64)> =
+        sqlx::query_as("SELECT variant, count(*) FROM clicks GROUP BY 1 ORDER BY 1")
+            .fetch_all(&app.db)
+            .await
+            .expect("variants");
+    assert_eq!(
+        variants,
+        [
+            (Some(0), i64::from(2 * on_a)),
+            (Some(1), i64::from(2 * on_b))
+        ]
+    );
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+#[tokio::test]
+async fn disabled_expired_and_used_up_links_go_to_their_fallback_without_a_click() {
+    let app = app_with_addresses().await;
+    let background = app.state.spawn_background();
+    let fallback = "https://example.com/sorry";
+    app.create(json!({"destination": "https://example.com/a", "code": "off", "disabled": true}))
+        .await;
+    app.create(json!({"destination": "https://example.com/b", "code": "off-fb", "disabled": true, "fallback_url": fallback}))
+        .await;
+    for code in ["late", "late-fb"] {
+        let mut body = json!({"destination": "https://example.com/c", "code": code, "expires_at": "2099-01-01T00:00:00Z"});
+        if code == "late-fb" {
+            body["fallback_url"] = json!(fallback);
+        }
+        app.create(body).await;
+    }
+    sqlx::query(
+        "UPDATE links SET expires_at = now() - interval '1 minute' WHERE code LIKE 'late%'",
+    )
+    .execute(&app.db)
+    .await
+    .expect("expire");
+
+    let headers = [("user-agent", CHROME), ("x-real-ip", "192.0.2.1")];
+    let off = visit(&app, "/off", &headers).await;
+    assert_eq!(off.status, StatusCode::NOT_FOUND);
+    assert!(off.text().contains("Link not found"));
+    assert_eq!(off.header(&header::CACHE_CONTROL), "no-store");
+    let head = app
+        .send(request(Method::HEAD, "/off", &headers, Body::empty()))
+        .await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND);
+    assert!(head.body.is_empty());
+    let late = visit(&app, "/late", &headers).await;
+    assert_eq!(late.status, StatusCode::GONE);
+    assert!(late.text().contains("Link expired"));
+    for code in ["off-fb", "late-fb"] {
+        let response = visit(&app, &format!("/{code}"), &headers).await;
+        assert_eq!(response.status, StatusCode::FOUND, "{code}");
+        assert_eq!(location(&response), fallback, "{code}");
+        assert_eq!(
+            response.header(&header::CACHE_CONTROL),
+            "private, no-store",
+            "{code}"
+        );
+    }
+    store_recorded_clicks(&app).await;
+    let clicks: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks")
+        .fetch_one(&app.db)
+        .await
+        .expect("clicks");
+    assert_eq!(clicks, 0, "no answer here is a click");
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+#[tokio::test]
+async fn a_password_unlocks_one_link_for_its_cookie_and_wrong_answers_are_limited() {
+    let app = app_with_addresses().await;
+    let background = app.state.spawn_background();
+    let secret = app
+        .create(json!({"destination": "https://example.com/secret", "code": "secret", "password": PASSWORD}))
+        .await;
+    let other = app
+        .create(json!({"destination": "https://example.com/other", "code": "other", "password": PASSWORD}))
+        .await;
+    app.create(json!({"destination": "https://example.com/plain", "code": "plain"}))
+        .await;
+    let browser = [("user-agent", CHROME), ("x-real-ip", "192.0.2.10")];
+
+    let form = visit(&app, "/secret?x=1", &browser).await;
+    assert_eq!(form.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(form.header(&header::CACHE_CONTROL), "no-store");
+    assert!(
+        form.text().contains("<form method=\"post\""),
+        "{}",
+        form.text()
+    );
+    let head = app
+        .send(request(Method::HEAD, "/secret", &browser, Body::empty()))
+        .await;
+    assert_eq!(head.status, StatusCode::UNAUTHORIZED);
+    assert!(head.body.is_empty());
+
+    let wrong = post_password(&app, "/secret?x=1", "192.0.2.10", "hunter23").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().contains("not right"), "{}", wrong.text());
+    let right = post_password(&app, "/secret?x=1", "192.0.2.10", PASSWORD).await;
+    assert_eq!(right.status, StatusCode::SEE_OTHER, "{}", right.text());
+    assert_eq!(location(&right), "/secret?x=1");
+    let set_cookie = right.header(&header::SET_COOKIE).to_owned();
+    let id = secret["id"].as_i64().expect("id");
+    assert!(
+        set_cookie.starts_with(&format!("kurz_pw_{id}=")) && set_cookie.contains("HttpOnly"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().expect("pair").to_owned();
+
+    let unlocked = visit(
+        &app,
+        "/secret?x=1",
+        &[browser[0], browser[1], ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(unlocked.status, StatusCode::FOUND);
+    assert_eq!(location(&unlocked), "https://example.com/secret");
+    // The cookie is this link's: another link with the same password stays locked, even
+    // under the other link's cookie name.
+    let other_id = other["id"].as_i64().expect("id");
+    for cookie in [
+        cookie.clone(),
+        cookie.replacen(
+            &format!("kurz_pw_{id}="),
+            &format!("kurz_pw_{other_id}="),
+            1,
+        ),
+    ] {
+        let locked = visit(&app, "/other", &[browser[0], ("cookie", &cookie)]).await;
+        assert_eq!(locked.status, StatusCode::UNAUTHORIZED, "{cookie}");
+    }
+
+    // Five answers per link and address in the window; the sixth is refused unhashed.
+    for _ in 0..5 {
+        let wrong = post_password(&app, "/other", "198.51.100.7", "wrong!").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    for password in ["wrong!", PASSWORD] {
+        let limited = post_password(&app, "/other", "198.51.100.7", password).await;
+        assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+        let retry_after: u64 = limited
+            .header(&header::RETRY_AFTER)
+            .parse()
+            .expect("seconds");
+        assert!((1..=300).contains(&retry_after), "{retry_after}");
+        assert!(limited.text().contains("Too many wrong answers"));
+    }
+    // Another address, or another link, is not held up by them.
+    let right = post_password(&app, "/other", "198.51.100.8", PASSWORD).await;
+    assert_eq!(right.status, StatusCode::SEE_OTHER);
+
+    // A link without a password has no form; a form over 4 KiB is refused unread.
+    let plain = post_password(&app, "/plain", "192.0.2.10", PASSWORD).await;
+    assert_eq!(plain.status, StatusCode::METHOD_NOT_ALLOWED);
+    let huge = post_password(&app, "/secret", "192.0.2.11", &"x".repeat(5_000)).await;
+    assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Only the unlocked visit was a click, and no stored column holds the password.
+    store_recorded_clicks(&app).await;
+    let clicks: Vec<String> = sqlx::query_scalar("SELECT row_to_json(c)::text FROM clicks c")
+        .fetch_all(&app.db)
+        .await
+        .expect("clicks");
+    assert_eq!(clicks.len(), 1, "{clicks:?}");
+    assert!(
+        clicks.iter().all(|row| !row.contains("hunter")),
+        "{clicks:?}"
+    );
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+#[tokio::test]
+async fn a_burst_of_password_answers_from_many_addresses_stays_within_the_bound() {
+    let app = app_with_addresses().await;
+    app.create(
+        json!({"destination": "https://example.com/s", "code": "burst", "password": PASSWORD}),
+    )
+    .await;
+    // The real bound is 10,000 pairs; a smaller one shows the same without 10,000 hashes.
+    app.state.set_password_attempts_capacity(40);
+    let mut refused = 0;
+    for i in 0..200 {
+        let address = format!("10.2.{}.{}", i / 256, i % 256);
+        let response = post_password(&app, "/burst", &address, "wrong!").await;
+        match response.status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(app.state.password_attempts(), 40);
+    assert_eq!(refused, 160);
+}
+
+/// How many clicks of `link_id` are counted against its limit.
+async fn used(app: &TestApp, link_id: i64) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce((SELECT used FROM link_click_counts WHERE link_id = $1), 0)",
+    )
+    .bind(link_id)
+    .fetch_one(&app.db)
+    .await
+    .expect("used")
+}
+
+async fn exhausted(app: &TestApp, link_id: i64) -> bool {
+    sqlx::query_scalar("SELECT exhausted_at IS NOT NULL FROM links WHERE id = $1")
+        .bind(link_id)
+        .fetch_one(&app.db)
+        .await
+        .expect("exhausted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_click_limit_lets_exactly_its_clicks_through_however_many_come_at_once() {
+    let app = spawn_app().await;
+    let link = app
+        .create(json!({"destination": "https://example.com/ten", "code": "ten", "max_clicks": 10}))
+        .await;
+    let id = link["id"].as_i64().expect("id");
+    // Bots and HEAD requests are redirected without using a click.
+    for (method, agent) in [
+        (Method::GET, CURL),
+        (Method::GET, "Twitterbot/1.0"),
+        (Method::HEAD, CHROME),
+    ] {
+        let response = app
+            .send(request(
+                method,
+                "/ten",
+                &[("user-agent", agent)],
+                Body::empty(),
+            ))
+            .await;
+        assert_eq!(response.status, StatusCode::FOUND, "{agent}");
+    }
+    assert_eq!(used(&app, id).await, 0);
+
+    let visits: Vec<_> = (0..50)
+        .map(|_| {
+            let router = app.router.clone();
+            tokio::spawn(async move {
+                router
+                    .oneshot(request(
+                        Method::GET,
+                        "/ten",
+                        &[("user-agent", CHROME)],
+                        Body::empty(),
+                    ))
+                    .await
+                    .expect("infallible")
+                    .status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for visit in visits {
+        statuses.push(visit.await.expect("visit"));
+    }
+    let redirected = statuses.iter().filter(|s| **s == StatusCode::FOUND).count();
+    let gone = statuses.iter().filter(|s| **s == StatusCode::GONE).count();
+    assert_eq!((redirected, gone), (10, 40), "{statuses:?}");
+    assert_eq!(used(&app, id).await, 10);
+    assert!(exhausted(&app, id).await);
+    // Used up for everyone now, bots included.
+    let bot = visit(&app, "/ten", &[("user-agent", CURL)]).await;
+    assert_eq!(bot.status, StatusCode::GONE);
+    let shown = app.api(Method::GET, "/api/v1/links/ten", None).await.json();
+    assert_eq!(shown["clicks_used"], 10, "{shown}");
+
+    // With a fallback, the visit after the last click goes there.
+    app.create(json!({"destination": "https://example.com/once", "code": "once", "max_clicks": 1, "fallback_url": "https://example.com/sold-out"}))
+        .await;
+    let first = visit(&app, "/once", &[("user-agent", CHROME)]).await;
+    assert_eq!(location(&first), "https://example.com/once");
+    let second = visit(&app, "/once", &[("user-agent", CHROME)]).await;
+    assert_eq!(second.status, StatusCode::FOUND);
+    assert_eq!(location(&second), "https://example.com/sold-out");
+}
+
+fn edge_click(id: &str, link_id: i64, code: &str, user_agent: &str) -> ClickEvent {
+    ClickEvent {
+        id: id.to_owned(),
+        link_id,
+        code: ShortCode::parse(code).expect("code"),
+        at: OffsetDateTime::now_utc(),
+        country: Some("DE".to_owned()),
+        referrer: None,
+        user_agent: Some(user_agent.to_owned()),
+        qr: false,
+        head: false,
+        source: ClickSource::Edge,
+        visitor: None,
+        variant: None,
+    }
+}
+
+async fn outbox_rows(app: &TestApp, code: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM edge_outbox WHERE code = $1")
+        .bind(code)
+        .fetch_one(&app.db)
+        .await
+        .expect("outbox")
+}
+
+#[tokio::test]
+async fn the_edges_clicks_use_up_a_limit_and_the_last_one_exhausts_the_link() {
+    let mut config = config(&new_database().await);
+    config.edge_secret = Some(crate::support::EDGE_SECRET.to_owned());
+    // Outbox rows are written; nothing delivers them (no background tasks).
+    config.edge_url = Some("http://127.0.0.1:9".to_owned());
+    let app = app_with(&config).await;
+    let link = app
+        .create(
+            json!({"destination": "https://example.com/e", "code": "edge-limit", "max_clicks": 3}),
+        )
+        .await;
+    let id = link["id"].as_i64().expect("id");
+    let plain = app
+        .create(json!({"destination": "https://example.com/p", "code": "edge-plain"}))
+        .await;
+    let queued = outbox_rows(&app, "edge-limit").await;
+
+    let two = [
+        edge_click("e1", id, "edge-limit", CHROME),
+        edge_click("e2", id, "edge-limit", IPHONE),
+        edge_click(
+            "p1",
+            plain["id"].as_i64().expect("id"),
+            "edge-plain",
+            CHROME,
+        ),
+    ];
+    assert_eq!(app.state.store_clicks(&two).await.expect("store"), 3);
+    // Delivered again, a bot, a HEAD and an origin's click: none uses a click.
+    let mut head = edge_click("e4", id, "edge-limit", CHROME);
+    head.head = true;
+    let mut origin = edge_click("e5", id, "edge-limit", CHROME);
+    origin.source = ClickSource::Origin;
+    let none = [
+        two[0].clone(),
+        edge_click("e3", id, "edge-limit", CURL),
+        head,
+        origin,
+    ];
+    assert_eq!(app.state.store_clicks(&none).await.expect("store"), 3);
+    assert_eq!(used(&app, id).await, 2);
+    assert!(!exhausted(&app, id).await);
+    assert_eq!(outbox_rows(&app, "edge-limit").await, queued);
+    let not_limited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM link_click_counts WHERE link_id <> $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .expect("counts");
+    assert_eq!(not_limited, 0, "a link without a limit has no count");
+
+    // The edge may let a click or two more through than the limit: all are counted.
+    let last = [
+        edge_click("e6", id, "edge-limit", CHROME),
+        edge_click("e7", id, "edge-limit", MAC),
+    ];
+    assert_eq!(app.state.store_clicks(&last).await.expect("store"), 2);
+    assert_eq!(used(&app, id).await, 4);
+    assert!(exhausted(&app, id).await);
+    assert_eq!(outbox_rows(&app, "edge-limit").await, queued + 1);
+    let response = visit(&app, "/edge-limit", &[("user-agent", CHROME)]).await;
+    assert_eq!(response.status, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn workspace_stats_rank_tags_by_their_links_visits() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for (code, tags) in [
+        ("t-one", json!(["promo", "spring"])),
+        ("t-two", json!(["promo"])),
+        ("t-none", json!([])),
+    ] {
+        let link = app
+            .create(json!({"destination": format!("https://example.com/{code}"), "code": code, "tags": tags}))
+            .await;
+        ids.push((link["id"].as_i64().expect("id"), code));
+    }
+    // A link of another workspace with its own tag, clicked too.
+    let workspace = app.workspace("elsewhere").await;
+    let key = app.key(workspace, &["links:write"]).await;
+    let response = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/v1/links",
+            Some(json!({"destination": "https://example.com/x", "code": "t-else", "tags": ["secret"]})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    ids.push((response.json()["id"].as_i64().expect("id"), "t-else"));
+
+    let mut events = Vec::new();
+    for (n, (id, code)) in ids.iter().enumerate() {
+        for i in 0..=n {
+            events.push(edge_click(&format!("{code}-{i}"), *id, code, CHROME));
+        }
+    }
+    events.push(edge_click("t-one-bot", ids[0].0, "t-one", CURL));
+    app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
+
+    let body = stats(&app, "/api/v1/stats").await;
+    // t-one: 1 click (and a bot), t-two: 2.
+    assert_eq!(
+        body["top"]["tag"],
+        json!([{"value": "promo", "count": 3}, {"value": "spring", "count": 1}]),
+        "{body}"
+    );
+    let with_bots = stats(&app, "/api/v1/stats?bots=true").await;
+    assert_eq!(
+        with_bots["top"]["tag"],
+        json!([{"value": "promo", "count": 4}, {"value": "spring", "count": 2}]),
+        "{with_bots}"
+    );
+    // Links have no tag breakdown, and no variant without a split.
+    let link = stats(&app, "/api/v1/links/t-one/stats").await;
+    assert!(link["top"].get("tag").is_none(), "{link}");
+    assert!(link["top"].get("variant").is_none(), "{link}");
+}
