@@ -12,21 +12,20 @@
 //! not click events at all are acknowledged and logged: no retry could ever deliver them.
 
 use futures_util::future::join_all;
-use serde_json::Value;
 use shortlink::edge::ClickEvent;
 use worker::js_sys::Reflect;
 use worker::wasm_bindgen::JsValue;
 use worker::worker_sys;
-use worker::{Env, Message, MessageExt, QueueRetryOptionsBuilder, RawMessage, Result};
+use worker::{Env, MessageExt, QueueRetryOptionsBuilder, RawMessage, Result};
 
-use crate::outbox::events_of;
+use crate::outbox::{Body, events_of};
 use crate::parked::{self, Consumer};
 use crate::retry::{self, Backoff};
 use crate::{LINKS, origin};
 
 /// One message of a batch with what the consumers need of it.
 struct Delivery {
-    message: Message<Value>,
+    message: RawMessage,
     /// Deliveries of this message so far, this one included (1 the first time).
     attempts: u32,
     events: Vec<ClickEvent>,
@@ -96,8 +95,11 @@ async fn park(deliveries: &[Delivery], env: &Env, backoff: Backoff) {
                 let value = serde_json::to_string(&delivery.events)
                     .map_err(|err| worker::Error::RustError(err.to_string()))?;
                 // The count shows in a key listing (`wrangler kv key list`) without reading values.
-                kv.put(&key, value)?
-                    .metadata(serde_json::json!({ "clicks": delivery.events.len() }))?
+                // As bytes, like every KV write of the worker (see `crate::kv_put`).
+                kv.put_bytes(&key, value.as_bytes())?
+                    .metadata(ParkedMetadata {
+                        clicks: delivery.events.len(),
+                    })?
                     .execute()
                     .await?;
                 Ok::<_, worker::Error>(())
@@ -124,18 +126,25 @@ fn deliveries(batch: &worker_sys::MessageBatch) -> Result<Vec<Delivery>> {
             .and_then(|attempts| attempts.as_f64())
             // A float to integer `as` saturates: a missing or odd count reads as a first try.
             .map_or(1, |attempts| attempts.max(1.0) as u32);
-        let handle = worker_sys::Message::from(raw);
-        let message: Message<Value> = match RawMessage::from(handle.clone()).try_into() {
-            Ok(message) => message,
-            Err(err) => {
-                worker::console_error!("dropping a message whose body is not JSON: {err}");
-                if let Err(err) = handle.ack() {
-                    worker::console_error!("acknowledging it failed: {err:?}");
-                }
-                continue;
-            }
+        let message = RawMessage::from(worker_sys::Message::from(raw));
+        // Read as JSON text: the worker's messages are text already; an older worker's
+        // single event (an object) is turned into text by the runtime's JSON.
+        let body = message.body();
+        let text = body.as_string().map(|text| (text, true)).or_else(|| {
+            let json = worker::js_sys::JSON::stringify(&body).ok()?;
+            json.as_string().map(|text| (text, false))
+        });
+        let Some((text, array)) = text else {
+            worker::console_error!("dropping a message whose body is not JSON");
+            message.ack();
+            continue;
         };
-        match events_of(message.body()) {
+        let body = if array {
+            Body::Events(&text)
+        } else {
+            Body::Event(&text)
+        };
+        match events_of(body) {
             Ok(events) => deliveries.push(Delivery {
                 events: events.into_iter().map(ClickEvent::bounded).collect(),
                 message,
@@ -161,4 +170,10 @@ fn backoff(env: &Env) -> Backoff {
         worker::console_error!("{err}; retrying on the default schedule");
         retry::Backoff::DEFAULT
     })
+}
+
+/// The metadata of a parked entry: how many clicks it holds.
+#[derive(serde::Serialize)]
+struct ParkedMetadata {
+    clicks: usize,
 }

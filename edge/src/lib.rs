@@ -10,43 +10,55 @@
 //! Each isolate keeps what it read from KV for a second ([`memo`]), so a hot link costs one
 //! KV read per second, and gathers its clicks into queue messages ([`outbox`]).
 //!
-//! The decisions live in plain modules without `worker` types ([`route`], [`breaker`],
-//! [`entry`], [`memo`], [`outbox`], [`retry`], [`parked`] and `shortlink::redirect::decide`),
-//! unit-tested on the host; this file, [`origin`], [`consumer`] and [`replay`] are the glue
-//! to the Workers runtime.
+//! A link's rules (targeting, A/B split, UTM, click limit, password, disabled, fallback) are
+//! decided by `shortlink::redirect::decide`, as at the origin, from a [`Visit`] built here:
+//! the country of `request.cf`, the user agent's classification, `Accept-Language`, the query,
+//! the day's visitor key, the unlock cookie, and the clicks this isolate let through on a
+//! limited link ([`in_flight`]). A password form posts back to the link ([`unlock`]).
+//!
+//! The decisions live in plain modules without `worker` types ([`route`], [`resolve`] (the
+//! miss path), [`breaker`], [`entry`], [`memo`], [`in_flight`], [`unlock`], [`reply`],
+//! [`outbox`], [`retry`], [`parked`] and `shortlink::redirect::decide`), unit-tested on the
+//! host; this file, [`origin`], [`consumer`], [`sync`] and [`replay`] are the glue to the
+//! Workers runtime.
 
 pub mod breaker;
 mod consumer;
 pub mod entry;
+pub mod in_flight;
 pub mod memo;
 mod origin;
 pub mod outbox;
-pub mod pages;
 pub mod parked;
 mod replay;
+pub mod reply;
+mod resolve;
 pub mod retry;
 pub mod route;
 mod signed;
 mod sync;
+pub mod unlock;
 
 use std::cell::RefCell;
 use std::time::Duration;
 
-use shortlink::edge::{ClickEvent, ClickSource, KV_MISSING, kv_key};
-use shortlink::redirect::{Decision, LinkRecord, decide};
+use shortlink::edge::{ClickEvent, ClickSource};
+use shortlink::password::{Attempts, UnlockKey};
+use shortlink::redirect::{Decision, LinkRecord, Visit, decide};
 use shortlink::visitor::DailySalt;
 use shortlink::{ShortCode, signature};
 use time::OffsetDateTime;
+use worker::kv::KvStore;
 use worker::wasm_bindgen::JsValue;
 use worker::{
     Context, Date, Delay, Env, Headers, Queue, QueueContentType, RawMessageBuilder, Request,
     Response, Result, event,
 };
 
-use crate::breaker::Breaker;
-use crate::entry::{Entry, Writer};
-use crate::memo::Memo;
+use crate::in_flight::InFlight;
 use crate::outbox::{Added, Outbox};
+use crate::reply::Reply;
+use crate::resolve::{Cache, Found};
 use crate::route::Route;
 
 /// The KV namespace of link entries.
@@ -55,17 +67,18 @@ const LINKS: &str = "LINKS";
 const CLICKS: &str = "CLICKS";
 /// Seconds a KV read may be served from the data centre's cache (30 is KV's minimum).
 const KV_CACHE_TTL: u64 = 30;
-/// Seconds a record fetched from the origin stays in KV. Sync keeps records current, so this
-/// only bounds the damage of a lost sync or of a fill that lost its race with one (`fill_kv`).
-const FETCHED_RECORD_TTL: u64 = 3600;
-/// Seconds an unknown code is remembered as unknown (60 is KV's minimum expiry).
-const MISSING_TTL: u64 = 60;
 
 thread_local! {
-    /// Per isolate: each isolate learns about a dead origin on its own, within a few requests.
-    static BREAKER: RefCell<Breaker> = RefCell::new(Breaker::default());
-    /// What this isolate read from KV in the last second.
-    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    /// Per isolate: what it read from KV in the last second ([`memo`]), and the origin's
+    /// circuit breaker (each isolate learns about a dead origin on its own, within a few
+    /// requests). Made once and never dropped, so the miss path can hold it across awaits.
+    static CACHE: &'static Cache = Box::leak(Box::default());
+    /// Clicks this isolate let through on limited links, per record version.
+    static IN_FLIGHT: RefCell<InFlight> = RefCell::new(InFlight::default());
+    /// Wrong password answers per (link, address) in this isolate.
+    static ATTEMPTS: RefCell<Attempts> = RefCell::new(Attempts::new(unlock::ATTEMPTS_CAPACITY));
+    /// The key of unlock cookies, derived from the edge secret once per isolate.
+    static UNLOCK_KEY: RefCell<Option<UnlockKey>> = const { RefCell::new(None) };
     /// Clicks waiting for this isolate's next queue message.
     static CLICKS_OUT: RefCell<Outbox> = RefCell::new(Outbox::default());
     /// Today's visitor salt, made once a day per isolate rather than once per click.
@@ -74,27 +87,42 @@ thread_local! {
     static CLICK_IDS: RefCell<Option<(String, u64)>> = const { RefCell::new(None) };
 }
 
+/// This isolate's memo and breaker.
+fn cache() -> &'static Cache {
+    CACHE.with(|cache| *cache)
+}
+
+/// Runs `f` with the unlock key, made from the edge secret the first time; `None` without a
+/// secret.
+fn with_unlock_key<T>(env: &Env, f: impl FnOnce(&UnlockKey) -> T) -> Option<T> {
+    UNLOCK_KEY.with_borrow_mut(|key| {
+        if key.is_none() {
+            *key = Some(UnlockKey::new(edge_secret(env).ok()?.as_bytes()));
+        }
+        key.as_ref().map(f)
+    })
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let route = route::classify(req.method().as_ref(), &req.path());
     let answer = match route {
         Route::Redirect { code, head } => redirect(&req, &env, &ctx, code, head).await,
+        Route::Unlock { code } => unlock(req, &env, &ctx, code).await,
         Route::Sync => sync::handle(req, &env).await,
         Route::Replay => replay::handle(req, &env).await,
-        Route::MethodNotAllowed { allow } => {
-            let mut response = Response::error("method not allowed", 405)?;
-            response.headers_mut().set("allow", allow)?;
-            Ok(response)
-        }
-        Route::NotFound => page(404, pages::NOT_FOUND),
+        Route::MethodNotAllowed { allow } => respond(Reply::method_not_allowed(allow)),
+        Route::NotFound => respond(Reply::not_found()),
     };
     // A thrown error would be a bare 500 from the runtime; say what happened instead.
     answer.or_else(|err| {
         worker::console_error!("request failed: {err}");
-        unavailable(1)
+        respond(Reply::unavailable(1))
     })
 }
 
+/// `GET|HEAD /{code}`: the link's rules decide the answer to this visitor
+/// (`shortlink::redirect::decide`); a redirect sends its click.
 async fn redirect(
     req: &Request,
     env: &Env,
@@ -105,91 +133,93 @@ async fn redirect(
     let started_ms = now_ms();
     let record = match lookup(env, ctx, &code, started_ms).await? {
         Ok(record) => record,
-        Err(answer) => return Ok(answer),
+        Err(reply) => return respond(reply),
     };
-    answer(req, env, ctx, &record, code, head, timestamp(started_ms))
+    let now = timestamp(started_ms);
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let user_agent = header("user-agent");
+    let agent = shortlink::agent::classify(user_agent.as_deref());
+    // The serialised URL as the runtime has it: no reparse (which would link the URL parser
+    // and its Unicode tables into the worker).
+    let url = req.inner().url();
+    let query = query_of(&url);
+    // The IP address is only hashed into the day's visitor key, never sent or stored.
+    let visitor = header("cf-connecting-ip")
+        .and_then(|ip| visitor_key(env, now.date(), &ip, user_agent.as_deref()));
+    let country = req.cf().and_then(|cf| cf.country());
+    let accept_language = header("accept-language");
+    let unlocked = record.rules.password.as_ref().is_some_and(|hash| {
+        with_unlock_key(env, |key| {
+            key.is_unlocked(
+                record.link_id,
+                hash,
+                header("cookie").as_deref(),
+                now.unix_timestamp(),
+            )
+        })
+        .unwrap_or(false)
+    });
+    let limited = record.rules.max_clicks.is_some();
+    let visit = Visit {
+        now,
+        country: country.as_deref(),
+        agent,
+        accept_language: accept_language.as_deref(),
+        query,
+        visitor: visitor.as_deref(),
+        unlocked,
+        clicks_in_flight: if limited {
+            IN_FLIGHT.with_borrow(|clicks| clicks.clicks(record.link_id, record.version))
+        } else {
+            0
+        },
+    };
+    let decision = decide(&record, &visit);
+    if let Decision::Redirect { variant, .. } = decision {
+        if in_flight::uses_a_click(&record, &decision, head, &agent) {
+            IN_FLIGHT.with_borrow_mut(|clicks| clicks.counted(record.link_id, record.version));
+        }
+        let click = ClickEvent {
+            id: next_click_id(),
+            link_id: record.link_id,
+            code,
+            at: now,
+            country: country.clone(),
+            referrer: header("referer"),
+            user_agent,
+            qr: shortlink::edge::is_qr_scan(query),
+            head,
+            source: ClickSource::Edge,
+            visitor: visitor.clone(),
+            variant,
+        };
+        send_click(env, ctx, click);
+    }
+    respond(Reply::of(decision))
 }
 
-/// The code's link record, from this isolate's memo, KV, or the origin (then filled into KV);
-/// or the answer when there is none to redirect to (404, or 503 while the origin is down).
-async fn lookup(
-    env: &Env,
-    ctx: &Context,
-    code: &ShortCode,
-    started_ms: u64,
-) -> Result<std::result::Result<LinkRecord, Response>> {
-    let (memo_hit, generation) =
-        MEMO.with_borrow(|memo| (memo.get(code, started_ms).cloned(), memo.generation()));
-    // What this request learns is remembered as of its start, which errs towards fresher.
-    let remember = |entry: Entry| {
-        MEMO.with_borrow_mut(|memo| memo.remember(code.clone(), entry, generation, started_ms));
+/// `POST /{code}`: a password form's answer, as the origin answers it. Checked in this
+/// order: the link has a password (else 405, as before passwords, also for an unknown code)
+/// and still asks for it (else a `303` back: its GET says why), the body's declared size,
+/// this visitor's attempts (429, nothing hashed), then the password itself.
+async fn unlock(mut req: Request, env: &Env, ctx: &Context, code: ShortCode) -> Result<Response> {
+    let started_ms = now_ms();
+    let not_allowed = || respond(Reply::method_not_allowed("GET, HEAD"));
+    let record = match lookup(env, ctx, &code, started_ms).await? {
+        Ok(record) => record,
+        Err(reply) if reply.status == 404 => return not_allowed(),
+        Err(reply) => return respond(reply),
     };
-    let known = match memo_hit {
-        Some(entry) => Some(entry),
-        None => {
-            let stored = env
-                .kv(LINKS)?
-                .get(&kv_key(code))
-                .cache_ttl(KV_CACHE_TTL)
-                .text()
-                .await?;
-            let entry = stored.as_deref().map(entry::parse);
-            if let Some(entry) = &entry {
-                remember(entry.clone());
-            }
-            entry
-        }
+    let Some(hash) = &record.rules.password else {
+        return not_allowed();
     };
-    let record = match known {
-        Some(Entry::Link(record)) => record,
-        Some(Entry::Missing | Entry::Deleted(_)) => return page(404, pages::NOT_FOUND).map(Err),
-        Some(Entry::Unreadable(_)) | None => {
-            let now = now_ms();
-            if !BREAKER.with_borrow_mut(|breaker| breaker.allow(now)) {
-                return unavailable(BREAKER.with_borrow(|breaker| breaker.retry_after_secs(now)))
-                    .map(Err);
-            }
-            match origin::resolve(env, code).await {
-                Ok(Some((record, json))) => {
-                    BREAKER.with_borrow_mut(Breaker::succeeded);
-                    let entry = Entry::Link(record.clone());
-                    remember(entry.clone());
-                    fill_kv(ctx, env, code, entry, json, FETCHED_RECORD_TTL);
-                    record
-                }
-                Ok(None) => {
-                    BREAKER.with_borrow_mut(Breaker::succeeded);
-                    let missing = KV_MISSING.to_owned();
-                    fill_kv(ctx, env, code, Entry::Missing, missing, MISSING_TTL);
-                    remember(Entry::Missing);
-                    return page(404, pages::NOT_FOUND).map(Err);
-                }
-                Err(err) => {
-                    worker::console_warn!("origin unavailable for {code}: {err}");
-                    let now = now_ms();
-                    BREAKER.with_borrow_mut(|breaker| breaker.failed(now));
-                    return unavailable(
-                        BREAKER.with_borrow(|breaker| breaker.retry_after_secs(now)),
-                    )
-                    .map(Err);
-                }
-            }
-        }
+    let url = req.inner().url();
+    let back = match query_of(&url) {
+        Some(query) => format!("/{code}?{query}"),
+        None => format!("/{code}"),
     };
-    Ok(Ok(record))
-}
-
-/// The answer to a visit of `record` at `now`: a redirect (and its click), or 410.
-fn answer(
-    req: &Request,
-    env: &Env,
-    ctx: &Context,
-    record: &LinkRecord,
-    code: ShortCode,
-    head: bool,
-    now: OffsetDateTime,
-) -> Result<Response> {
-    let visit = shortlink::redirect::Visit {
+    let now = timestamp(started_ms);
+    let locked = Visit {
         now,
         country: None,
         agent: shortlink::agent::classify(None),
@@ -197,95 +227,151 @@ fn answer(
         query: None,
         visitor: None,
         unlocked: false,
-        clicks_in_flight: 0,
+        clicks_in_flight: IN_FLIGHT
+            .with_borrow(|clicks| clicks.clicks(record.link_id, record.version)),
     };
-    match decide(record, &visit) {
-        Decision::Redirect {
-            status,
-            location,
-            cache_control,
-            ..
-        } => {
-            send_click(req, env, ctx, record, code, head, now);
-            let headers = Headers::new();
-            headers.set("location", &location)?;
-            match cache_control.as_static() {
-                Some(text) => headers.set("cache-control", text)?,
-                None => headers.set("cache-control", &cache_control.to_string())?,
+    if decide(&record, &locked) != Decision::Password {
+        return respond(Reply::unlocked(back, None));
+    }
+    let too_large = || respond(Reply::page(413, "The form is too large."));
+    match req
+        .headers()
+        .get("content-length")?
+        .map(|n| n.parse::<usize>())
+    {
+        Some(Ok(length)) if length <= unlock::MAX_BODY => {}
+        Some(_) => return too_large(),
+        // Browsers send a length with a form; a body without one would be read unbounded.
+        None => return respond(Reply::page(411, "A content-length is required.")),
+    }
+    let lock = unlock::Lock {
+        link_id: record.link_id,
+        hash,
+    };
+    let address = req
+        .headers()
+        .get("cf-connecting-ip")?
+        .unwrap_or_else(|| "unknown".to_owned());
+    let now_secs = now.unix_timestamp();
+    if let Err(refused) = ATTEMPTS.with_borrow_mut(|a| unlock::admit(a, lock, &address, now_secs)) {
+        return respond(refused);
+    }
+    let body = req.bytes().await?;
+    if body.len() > unlock::MAX_BODY {
+        return too_large();
+    }
+    // Without the edge secret no cookie can be made (nor the origin reached).
+    let reply = with_unlock_key(env, |key| unlock::answer(key, lock, &body, back, now_secs));
+    respond(reply.unwrap_or_else(|| Reply::unavailable(1)))
+}
+
+/// The query of a request's serialised URL (without `?` and any fragment).
+fn query_of(url: &str) -> Option<&str> {
+    url.split_once('?')
+        .map(|(_, rest)| rest.split('#').next().unwrap_or_default())
+}
+
+/// The code's link record, from this isolate's memo, KV, or the origin (then filled into KV
+/// after the answer); or the answer when there is none to redirect to (404, or 503 while the
+/// origin is down).
+async fn lookup(
+    env: &Env,
+    ctx: &Context,
+    code: &ShortCode,
+    started_ms: u64,
+) -> Result<std::result::Result<LinkRecord, Reply<'static>>> {
+    let kv = WorkerKv(env.kv(LINKS)?);
+    let origin = WorkerOrigin(env);
+    let (found, fill) = resolve::find(cache(), &kv, &origin, code, started_ms, now_ms)
+        .await
+        .map_err(worker::Error::RustError)?;
+    if let Some(fill) = fill {
+        ctx.wait_until(async move {
+            if let Err(err) = resolve::fill(&kv, &fill).await {
+                worker::console_error!("caching {} in KV failed: {err}", fill.code);
             }
-            Ok(Response::empty()?
-                .with_status(status.code())
-                .with_headers(headers))
+        });
+    }
+    Ok(match found {
+        Found::Link(record) => Ok(record),
+        Found::NoLink => Err(Reply::not_found()),
+        Found::Unavailable {
+            retry_after_secs,
+            failure,
+        } => {
+            if let Some(failure) = failure {
+                worker::console_warn!("origin unavailable for {code}: {failure}");
+            }
+            Err(Reply::unavailable(retry_after_secs))
         }
-        Decision::Expired => page(410, pages::EXPIRED),
-        Decision::Disabled | Decision::Password | Decision::Fallback { .. } => {
-            page(404, pages::NOT_FOUND)
-        }
+    })
+}
+
+/// Workers KV for the miss path.
+struct WorkerKv(KvStore);
+
+impl resolve::Kv for WorkerKv {
+    async fn get(&self, key: &str, cached: bool) -> std::result::Result<Option<String>, String> {
+        let get = self.0.get(key);
+        let get = if cached {
+            get.cache_ttl(KV_CACHE_TTL)
+        } else {
+            get
+        };
+        get.text().await.map_err(|err| err.to_string())
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl: u64) -> std::result::Result<(), String> {
+        kv_put(&self.0, key, value, Some(ttl))
+            .await
+            .map_err(|err| err.to_string())
     }
 }
 
-/// Stores what the origin said (`entry`, as `value`) in KV after the response is sent,
-/// expiring after `ttl` seconds, unless KV holds the same state or a newer one by then
-/// ([`entry::replaces`]): a sync that deleted or changed the code while the origin was
-/// answering is kept.
-///
-/// KV has no compare-and-swap, so KV is read again right before the write. What remains is a
-/// sync whose write lands between that read and this write (or, across data centres, within
-/// KV's propagation delay of it): this older entry then overwrites it, until `ttl` expires or
-/// the code changes again. ARCHITECTURE.md states this window among the invariants.
-fn fill_kv(ctx: &Context, env: &Env, code: &ShortCode, entry: Entry, value: String, ttl: u64) {
-    let key = kv_key(code);
-    let kv = env.kv(LINKS);
-    ctx.wait_until(async move {
-        let fill = async {
-            let kv = kv?;
-            let current = kv.get(&key).text().await?.map(|text| entry::parse(&text));
-            if entry::replaces(Writer::Fill, &entry, current.as_ref()) {
-                kv.put(&key, value)?.expiration_ttl(ttl).execute().await?;
-            }
-            Ok::<_, worker::Error>(())
-        };
-        if let Err(err) = fill.await {
-            worker::console_error!("caching {key} in KV failed: {err}");
+/// Writes text to KV, expiring after `ttl` seconds if given. As bytes: `KvStore::put` would
+/// pass a `String` through serde-wasm-bindgen (and link float formatting into the worker).
+async fn kv_put(kv: &KvStore, key: &str, value: &str, ttl: Option<u64>) -> Result<()> {
+    let put = kv.put_bytes(key, value.as_bytes())?;
+    match ttl {
+        Some(ttl) => put.expiration_ttl(ttl).execute().await?,
+        None => put.execute().await?,
+    }
+    Ok(())
+}
+
+/// The origin's `/_edge/resolve` for the miss path.
+struct WorkerOrigin<'a>(&'a Env);
+
+impl resolve::Origin for WorkerOrigin<'_> {
+    async fn resolve(
+        &self,
+        code: &ShortCode,
+    ) -> std::result::Result<Option<(LinkRecord, String)>, String> {
+        origin::resolve(self.0, code)
+            .await
+            .map_err(|err| err.to_string())
+    }
+}
+
+/// Turns a reply into the runtime's response: the one place that does.
+fn respond(reply: Reply<'_>) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &reply.headers {
+        headers.append(name, value)?;
+    }
+    let response = match reply.html {
+        Some(html) => {
+            headers.set("content-type", "text/html; charset=utf-8")?;
+            Response::ok(html)?
         }
-    });
+        None => Response::empty()?,
+    };
+    Ok(response.with_status(reply.status).with_headers(headers))
 }
 
 /// Queues the click after the response is sent: a slow or failing queue never delays a visitor.
-fn send_click(
-    req: &Request,
-    env: &Env,
-    ctx: &Context,
-    record: &LinkRecord,
-    code: ShortCode,
-    head: bool,
-    at: OffsetDateTime,
-) {
-    let header = |name: &str| req.headers().get(name).ok().flatten();
-    // The serialised URL as the runtime has it: no reparse (which would link the URL parser
-    // and its Unicode tables into the worker).
-    let url = req.inner().url();
-    let query = url
-        .split_once('?')
-        .map(|(_, rest)| rest.split('#').next().unwrap_or_default().to_owned());
-    // The IP address is only hashed into the day's visitor key, never sent or stored.
-    let visitor = header("cf-connecting-ip")
-        .and_then(|ip| visitor_key(env, at.date(), &ip, header("user-agent").as_deref()));
-    let event = ClickEvent {
-        id: next_click_id(),
-        link_id: record.link_id,
-        code,
-        at,
-        country: req.cf().and_then(|cf| cf.country()),
-        referrer: header("referer"),
-        user_agent: header("user-agent"),
-        qr: shortlink::edge::is_qr_scan(query.as_deref()),
-        head,
-        source: ClickSource::Edge,
-        visitor,
-        variant: None,
-    }
-    .bounded();
+fn send_click(env: &Env, ctx: &Context, event: ClickEvent) {
+    let event = event.bounded();
     let json = match serde_json::to_string(&event) {
         Ok(json) => json,
         Err(err) => {
@@ -312,8 +398,7 @@ fn send_click(
 /// Sends one message of clicks to the queue, trying three times before giving up on it.
 async fn send_clicks(queue: Result<Queue>, message: String) {
     let lost = |message: &str| {
-        outbox::events_of(&serde_json::Value::String(message.to_owned()))
-            .map_or(0, |events| events.len())
+        outbox::events_of(outbox::Body::Events(message)).map_or(0, |events| events.len())
     };
     let queue = match queue {
         Ok(queue) => queue,
@@ -360,20 +445,6 @@ pub async fn queue(
             worker::console_error!("queue batch failed: {err}");
             JsValue::from_str(&err.to_string())
         })
-}
-
-fn page(status: u16, html: &str) -> Result<Response> {
-    let mut response = Response::from_html(html)?.with_status(status);
-    response.headers_mut().set("cache-control", "no-store")?;
-    Ok(response)
-}
-
-fn unavailable(retry_after_secs: u64) -> Result<Response> {
-    let mut response = page(503, pages::UNAVAILABLE)?;
-    response
-        .headers_mut()
-        .set("retry-after", &retry_after_secs.to_string())?;
-    Ok(response)
 }
 
 fn now_ms() -> u64 {

@@ -101,7 +101,8 @@ async fn send(
         Either::Right(((), _)) => {
             controller.abort();
             Err(worker::Error::RustError(format!(
-                "origin did not answer within {timeout:?}"
+                "origin did not answer within {} ms",
+                timeout.as_millis()
             )))
         }
     }

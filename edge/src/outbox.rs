@@ -10,8 +10,6 @@
 //! This is the bookkeeping and the message format only; `lib.rs` sends, and `origin.rs`
 //! reads messages back with [`events_of`].
 
-use serde::Deserialize;
-use serde_json::Value;
 use shortlink::edge::ClickEvent;
 
 /// How long a click may wait for others to share its message.
@@ -73,12 +71,22 @@ impl Outbox {
     }
 }
 
-/// The events in a queue message: a JSON array as text, or (from workers older than this
-/// format, while their messages drain) one event as an object.
-pub fn events_of(body: &Value) -> Result<Vec<ClickEvent>, serde_json::Error> {
+/// A queue message's body, as JSON text.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    /// A message of this format: a JSON array of events, sent as text.
+    Events(&'a str),
+    /// A message of a worker older than this format, while its messages drain: one event,
+    /// sent as a JSON object (here as its JSON text).
+    Event(&'a str),
+}
+
+/// The events in a queue message. Both shapes are read from text, so the worker holds one
+/// instance of the event's deserialiser.
+pub fn events_of(body: Body<'_>) -> Result<Vec<ClickEvent>, serde_json::Error> {
     match body {
-        Value::String(text) => serde_json::from_str(text),
-        single => ClickEvent::deserialize(single).map(|event| vec![event]),
+        Body::Events(text) => serde_json::from_str(text),
+        Body::Event(text) => serde_json::from_str(text).map(|event| vec![event]),
     }
 }
 
@@ -118,7 +126,7 @@ mod tests {
         assert_eq!(outbox.add(&json(&event(1, 0))), Added::ScheduleFlush);
         assert_eq!(outbox.add(&json(&event(2, 0))), Added::Queued);
         let message = outbox.take().expect("two events wait");
-        let events = events_of(&Value::String(message)).expect("a JSON array of events");
+        let events = events_of(Body::Events(&message)).expect("a JSON array of events");
         assert_eq!(events, vec![event(1, 0), event(2, 0)]);
         assert_eq!(outbox.take(), None);
         assert_eq!(outbox.add(&json(&event(3, 0))), Added::ScheduleFlush);
@@ -151,7 +159,7 @@ mod tests {
                 "{} bytes",
                 message.len()
             );
-            received.extend(events_of(&Value::String(message)).expect("valid message"));
+            received.extend(events_of(Body::Events(&message)).expect("valid message"));
         }
         assert_eq!(received, sent);
     }
@@ -179,22 +187,27 @@ mod tests {
                 "{} bytes",
                 message.len()
             );
-            received += events_of(&Value::String(message)).expect("valid").len();
+            received += events_of(Body::Events(&message)).expect("valid").len();
         }
         assert_eq!(received, 10);
     }
 
     #[test]
     fn reads_single_events_from_older_workers_and_refuses_garbage() {
-        let single = serde_json::to_value(event(1, 3)).expect("serialises");
-        assert_eq!(events_of(&single).expect("an event"), vec![event(1, 3)]);
+        let single = serde_json::to_string(&event(1, 3)).expect("serialises");
+        assert_eq!(
+            events_of(Body::Event(&single)).expect("an event"),
+            vec![event(1, 3)]
+        );
         for bad in [
-            Value::String("not json".into()),
-            Value::String("{}".into()),
-            serde_json::json!({ "id": 1 }),
-            Value::Null,
+            Body::Events("not json"),
+            Body::Events("{}"),
+            Body::Events(&single),
+            Body::Event(r#"{"id":1}"#),
+            Body::Event("null"),
+            Body::Event("[]"),
         ] {
-            assert!(events_of(&bad).is_err(), "{bad}");
+            assert!(events_of(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -7,12 +7,11 @@
 //! leaves it parked and a later replay sends it again: ingest is idempotent on the event id,
 //! so that costs nothing but a duplicate delivery.
 
-use serde_json::Value;
 use shortlink::edge::{REPLAY_PATH, ReplayResult};
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, QueueContentType, RawMessageBuilder, Request, Response, Result};
 
-use crate::outbox::events_of;
+use crate::outbox::{Body, events_of};
 use crate::parked::{self, PREFIX, REPLAY_LIST_LIMIT, REPLAY_MOST, REPLAY_READ_MOST};
 use crate::{CLICKS, LINKS, signed};
 
@@ -47,7 +46,7 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         let Some(message) = kv.get(&key.name).text().await? else {
             continue;
         };
-        let clicks = events_of(&Value::String(message.clone())).map_or(0, |events| events.len());
+        let clicks = events_of(Body::Events(&message)).map_or(0, |events| events.len());
         let body = RawMessageBuilder::new(JsValue::from_str(&message))
             .build_with_content_type(QueueContentType::Text);
         queue.send_raw(body).await?;

@@ -8,6 +8,8 @@ use shortlink::edge::{REPLAY_PATH, SYNC_PATH};
 pub enum Route {
     /// `GET|HEAD /{code}` with a well-formed code.
     Redirect { code: ShortCode, head: bool },
+    /// `POST /{code}`: the answer to a link's password form (405 for a link without one).
+    Unlock { code: ShortCode },
     /// `POST /_edge/sync`.
     Sync,
     /// `POST /_edge/replay`.
@@ -40,6 +42,7 @@ pub fn classify(method: &str, path: &str) -> Route {
     match method {
         "GET" => Route::Redirect { code, head: false },
         "HEAD" => Route::Redirect { code, head: true },
+        "POST" => Route::Unlock { code },
         _ => Route::MethodNotAllowed { allow: "GET, HEAD" },
     }
 }
@@ -71,6 +74,16 @@ mod tests {
             ),
             (
                 "POST",
+                "/launch",
+                Route::Unlock {
+                    code: code("launch"),
+                },
+            ),
+            ("POST", "/a.b", Route::NotFound),
+            ("POST", "/launch/", Route::NotFound),
+            ("POST", "/api", Route::NotFound),
+            (
+                "PUT",
                 "/launch",
                 Route::MethodNotAllowed { allow: "GET, HEAD" },
             ),

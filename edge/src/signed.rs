@@ -65,15 +65,18 @@ pub(crate) async fn verified_body(
     if kv.get(&nonce).text().await?.is_some() {
         return json_error(401, "unauthorized", "this request was already received").map(Err);
     }
-    kv.put(&nonce, "1")?
-        .expiration_ttl(NONCE_TTL)
-        .execute()
-        .await?;
+    crate::kv_put(&kv, &nonce, "1", Some(NONCE_TTL)).await?;
     Ok(Ok(body))
 }
 
 /// An error in the API's shape: `{"error": {"code", "message"}}`.
 pub(crate) fn json_error(status: u16, code: &str, message: &str) -> Result<Response> {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    let body = shortlink::api::ErrorBody {
+        error: shortlink::api::ErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            field: None,
+        },
+    };
     Ok(Response::from_json(&body)?.with_status(status))
 }

@@ -22,7 +22,12 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         Err(refused) => return Ok(refused),
     };
     let kv = env.kv(LINKS)?;
-    let batch: SyncBatch = match serde_json::from_slice(&body) {
+    // Read as text, as KV entries are: one instance of the record's deserialiser in the .wasm.
+    let body = match std::str::from_utf8(&body) {
+        Ok(body) => body,
+        Err(err) => return json_error(400, "bad_request", &format!("not UTF-8: {err}")),
+    };
+    let batch: SyncBatch = match serde_json::from_str(body) {
         Ok(batch) => batch,
         Err(err) => return json_error(400, "bad_request", &format!("not a sync batch: {err}")),
     };
@@ -34,7 +39,9 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     let applied = try_join_all(batch.changes.into_iter().map(|change| apply(&kv, change))).await;
     // This isolate reads the new entries from KV from now on (also when only some writes
     // landed); other isolates within the memo's second.
-    crate::MEMO.with_borrow_mut(|memo| codes.iter().for_each(|code| memo.forget(code)));
+    let mut memo = crate::cache().memo.borrow_mut();
+    codes.iter().for_each(|code| memo.forget(code));
+    drop(memo);
     let mut result = SyncResult {
         written: 0,
         deleted: 0,
@@ -83,11 +90,7 @@ async fn apply(kv: &KvStore, change: SyncChange) -> Result<Applied> {
     if !entry::replaces(Writer::Sync, &incoming, current.as_ref()) {
         return Ok(Applied::Stale);
     }
-    let put = kv.put(&key, value)?;
-    match ttl {
-        Some(ttl) => put.expiration_ttl(ttl).execute().await?,
-        None => put.execute().await?,
-    }
+    crate::kv_put(kv, &key, &value, ttl).await?;
     Ok(match incoming {
         Entry::Deleted(_) => Applied::Deleted,
         _ => Applied::Written,
