@@ -112,6 +112,100 @@ pub struct LinkForm {
     /// `Some(None)` clears the expiry (JSON `null`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// A number as typed (a JSON number when it is one); `Some(None)` removes the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_clicks: Option<Option<Typed>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_url: Option<Option<String>>,
+    /// Only sent to set or (`Some(None)`) remove it: the API never shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Option<String>>,
+    /// Rules, variants, UTM values and tags replace the link's whole list when sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<TargetForm>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<Vec<VariantForm>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utm: Option<UtmForm>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<Option<String>>,
+}
+
+/// A number as typed: a JSON number when it is one, else the text (for the API to refuse
+/// with its own message).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Typed {
+    Number(u64),
+    Text(String),
+}
+
+impl Typed {
+    pub fn of(typed: &str) -> Self {
+        let typed = typed.trim();
+        typed
+            .parse()
+            .map_or_else(|_| Self::Text(typed.to_owned()), Self::Number)
+    }
+}
+
+/// A targeting rule as typed: `{"when": {"country": ["DE"]}, "destination": "…"}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetForm {
+    pub when: When,
+    pub destination: String,
+}
+
+/// A condition as typed: its kind (`country`, `device`, `os`, `language`) and values, or a
+/// query parameter.
+#[derive(Debug, Clone)]
+pub enum When {
+    List(&'static str, Vec<String>),
+    Query { param: String, value: String },
+}
+
+impl Serialize for When {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct Query<'a> {
+            param: &'a str,
+            value: &'a str,
+        }
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            Self::List(kind, values) => map.serialize_entry(kind, values)?,
+            Self::Query { param, value } => {
+                map.serialize_entry("query", &Query { param, value })?
+            }
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantForm {
+    pub destination: String,
+    pub weight: Typed,
+}
+
+/// The UTM values typed; empty ones are left out.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UtmForm {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// Sends a request: the body of a 2xx answer, or the error. One function, not one per type of
@@ -232,13 +326,46 @@ pub async fn sign_out(session: &Session) -> Result<(), ApiError> {
     act(session, Method::DELETE, "/api/v1/session", None).await
 }
 
+/// What the links page asks for: its search, filters, order and page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkQuery {
+    pub q: String,
+    pub tag: String,
+    /// `"true"`, `"false"`, or empty for every link.
+    pub disabled: String,
+    pub sort: String,
+    pub limit: u32,
+    pub cursor: String,
+}
+
 /// The address of a page of links (a [`shortlink::api::LinkPage`]).
-pub fn links_url(query: &str, sort: &str, limit: u32, cursor: &str) -> String {
-    format!(
-        "/api/v1/links?q={}&sort={sort}&limit={limit}&cursor={}",
-        encode(query),
-        encode(cursor)
-    )
+pub fn links_url(query: &LinkQuery) -> String {
+    let mut url = format!(
+        "/api/v1/links?q={}&sort={}&limit={}&cursor={}",
+        encode(&query.q),
+        query.sort,
+        query.limit,
+        encode(&query.cursor)
+    );
+    if !query.tag.is_empty() {
+        url.push_str("&tag=");
+        url.push_str(&encode(&query.tag));
+    }
+    if !query.disabled.is_empty() {
+        url.push_str("&disabled=");
+        url.push_str(&query.disabled);
+    }
+    url
+}
+
+/// Switches a link off (it answers 404 or goes to its fallback) or on again.
+pub async fn set_disabled(session: &Session, code: &str, disabled: bool) -> Result<(), ApiError> {
+    let url = format!("/api/v1/links/{}", encode(code));
+    let body = json(&LinkForm {
+        disabled: Some(disabled),
+        ..LinkForm::default()
+    });
+    act(session, Method::PATCH, &url, body).await
 }
 
 pub async fn get_link(code: &str) -> Result<Link, ApiError> {

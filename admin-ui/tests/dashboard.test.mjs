@@ -70,7 +70,7 @@ function sign(method, pathname, body) {
 }
 
 /** A week of varied visits to `code`, delivered as the edge would deliver them. */
-async function seedClicks(linkId, code) {
+async function seedClicks(linkId, code, extra = () => ({}), count = 600) {
   const agents = [
     CHROME_UA,
     'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1',
@@ -83,7 +83,7 @@ async function seedClicks(linkId, code) {
   const countries = ['DE', 'US', 'FR', 'JP', 'BR', 'DE', 'US', 'GB'];
   const events = [];
   const now = Date.now();
-  for (let i = 0; i < 600; i++) {
+  for (let i = 0; i < count; i++) {
     // More visits in recent days, a daily rhythm, a little noise.
     const ageHours = Math.floor((Math.random() ** 1.6) * 24 * 7);
     events.push({
@@ -98,6 +98,7 @@ async function seedClicks(linkId, code) {
       head: false,
       source: 'edge',
       visitor: crypto.createHash('sha256').update(`v${i % 230}-${ageHours / 24 | 0}`).digest('hex').slice(0, 32),
+      ...extra(i),
     });
   }
   const body = JSON.stringify({ events });
@@ -374,6 +375,206 @@ test('search, sort and pages of links', async () => {
     const codes = await page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.code));
     return JSON.stringify(codes) === JSON.stringify(['careers', 'docs', 'launch', 'summer-sale']) || codes;
   });
+});
+
+// Link rules (#13): each editor of the form, saved and shown again; the API's errors next to
+// the field they name; the list's tag, search and enabled filters and its switch.
+
+/** The fieldset of one row of a list in the form (`Rule 2`, `Variant 1`). */
+function formRow(name) {
+  return page.locator('form.link-form').getByRole('group', { name, exact: true });
+}
+
+test('link rules: every editor of the form, an error at its field, then saved and shown again on edit', async () => {
+  await page.getByRole('button', { name: 'New link' }).click();
+  await page.getByLabel('Destination URL').fill('https://shop.example.com/promo?ref=x#top');
+  await page.getByLabel('Custom slug (optional)').fill('promo');
+  await page.getByRole('switch', { name: /Disabled/ }).check();
+  await page.getByLabel('Click limit (optional)').fill('10');
+  await page.getByLabel('Fallback URL (optional)').fill('https://example.com/sold-out');
+  await page.getByLabel('Password (optional)').fill('open sesame');
+
+  // Targeting rules: three, the last moved up by keyboard.
+  await page.getByRole('button', { name: 'Add a rule' }).click();
+  // The focus goes to the new rule's destination.
+  await eventually('focus on the new rule', () => page.evaluate(() => document.activeElement.id.endsWith('-destination')));
+  await page.getByLabel('Countries of rule 1').fill('de, at');
+  await page.getByLabel('Destination of rule 1').fill('https://shop.example.com/de');
+  await page.getByRole('button', { name: 'Add a rule' }).click();
+  await page.getByLabel('Match of rule 2').selectOption('device');
+  await formRow('Devices of rule 2').getByLabel('mobile').check();
+  await formRow('Devices of rule 2').getByLabel('tablet').check();
+  await page.getByLabel('Destination of rule 2').fill('https://m.shop.example.com/');
+  await page.getByRole('button', { name: 'Add a rule' }).click();
+  await page.getByLabel('Match of rule 3').selectOption('query');
+  await page.getByLabel('Parameter of rule 3').fill('ref');
+  await page.getByLabel('Value of rule 3').fill('mail');
+  await page.getByLabel('Destination of rule 3').fill('https://shop.example.com/mail');
+  await page.getByRole('button', { name: 'Move rule 3 up' }).focus();
+  await page.keyboard.press('Enter');
+  assert.equal(await page.getByLabel('Parameter of rule 2').inputValue(), 'ref');
+  assert.equal(await formRow('Devices of rule 3').getByLabel('mobile').isChecked(), true);
+  await eventually('focus follows the rule', async () => {
+    const label = await page.evaluate(() => document.activeElement.getAttribute('aria-label'));
+    return label === 'Move rule 2 up' || label;
+  });
+  // A fourth rule, removed again.
+  await page.getByRole('button', { name: 'Add a rule' }).click();
+  await page.getByRole('button', { name: 'Remove rule 4' }).click();
+  assert.equal(await formRow('Rule 4').count(), 0);
+
+  // The split: 60 + 60 is shown as it is, and refused by the API at `split`.
+  await page.getByRole('button', { name: 'Add a variant' }).click();
+  await page.getByRole('button', { name: 'Add a variant' }).click();
+  await page.getByLabel('Destination of variant 1').fill('https://a.example/');
+  await page.getByLabel('Weight (%) of variant 1').fill('60');
+  await page.getByLabel('Destination of variant 2').fill('https://b.example/');
+  await page.getByLabel('Weight (%) of variant 2').fill('60');
+  await page.locator('#split-sum').filter({ hasText: 'Total: 120 of 100' }).waitFor();
+
+  // UTM: the preview is the redirect's own merge (the ref and the fragment stay).
+  await page.getByLabel('Source (utm_source)').fill('newsletter');
+  await page.getByLabel('Medium (utm_medium)').fill('email');
+  await page.getByLabel('Campaign (utm_campaign)').fill('spring sale');
+  const preview = 'https://shop.example.com/promo?ref=x&utm_source=newsletter&utm_medium=email&utm_campaign=spring+sale#top';
+  assert.equal(await page.locator('#utm-preview').textContent(), preview);
+
+  // Tags are normalised as the API keeps them; a repeat is one chip.
+  await page.getByLabel('Add a tag').fill('Spring   Sale');
+  await page.getByLabel('Add a tag').press('Enter');
+  await page.getByLabel('Add a tag').pressSequentially('Q4,spring sale,');
+  assert.deepEqual(await page.getByRole('list', { name: 'Tags' }).locator('li').allTextContents(), ['spring sale×', 'q4×']);
+  await page.getByLabel('Note (optional)').fill('For the spring newsletter.');
+
+  await page.getByRole('button', { name: 'Create link' }).click();
+  await page.locator('#split-error').filter({ hasText: 'add up to 120' }).waitFor();
+  await page.getByLabel('Weight (%) of variant 2').fill('40');
+  await page.locator('#split-sum').filter({ hasText: 'Total: 100 of 100' }).waitFor();
+
+  // A bad country: the message shows under rule 1's countries, which are marked invalid.
+  await page.getByLabel('Countries of rule 1').fill('de, Germany');
+  await page.getByRole('button', { name: 'Create link' }).click();
+  await formRow('Rule 1').locator('.field-error').filter({ hasText: 'two-letter' }).waitFor();
+  assert.equal(await page.getByLabel('Countries of rule 1').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.locator('#split-error').textContent(), '');
+  await page.getByLabel('Countries of rule 1').fill('de, at');
+  await page.getByRole('button', { name: 'Create link' }).click();
+  await row('promo').waitFor();
+  for (const marker of ['disabled', 'protected', 'limit 0/10']) {
+    await row('promo').locator('.badge').filter({ hasText: marker }).waitFor();
+  }
+  await row('promo').getByRole('button', { name: 'Show links tagged spring sale' }).waitFor();
+  // The password is in no answer.
+  const saved = await page.evaluate(async () => (await fetch('/api/v1/links/promo')).text());
+  assert.equal(saved.includes('open sesame'), false);
+  assert.equal(JSON.parse(saved).password_protected, true);
+
+  // After a reload, the edit form shows every value again.
+  await page.reload();
+  await row('promo').getByRole('button', { name: 'Edit promo' }).click();
+  assert.equal(await page.getByLabel('Destination URL').inputValue(), 'https://shop.example.com/promo?ref=x#top');
+  assert.equal(await page.getByRole('switch', { name: /Disabled/ }).isChecked(), true);
+  assert.equal(await page.getByLabel('Click limit (optional)').inputValue(), '10');
+  await page.locator('#clicks-used').filter({ hasText: 'Clicks used: 0' }).waitFor();
+  assert.equal(await page.getByLabel('Fallback URL (optional)').inputValue(), 'https://example.com/sold-out');
+  await page.locator('form.link-form .badge').filter({ hasText: 'protected' }).waitFor();
+  assert.equal(await page.getByLabel(/New password/).inputValue(), '');
+  assert.equal(await page.getByLabel('Match of rule 1').inputValue(), 'country');
+  assert.equal(await page.getByLabel('Countries of rule 1').inputValue(), 'DE, AT');
+  assert.equal(await page.getByLabel('Destination of rule 1').inputValue(), 'https://shop.example.com/de');
+  assert.equal(await page.getByLabel('Match of rule 2').inputValue(), 'query');
+  assert.equal(await page.getByLabel('Parameter of rule 2').inputValue(), 'ref');
+  assert.equal(await page.getByLabel('Value of rule 2').inputValue(), 'mail');
+  assert.equal(await page.getByLabel('Match of rule 3').inputValue(), 'device');
+  assert.equal(await formRow('Devices of rule 3').getByLabel('mobile').isChecked(), true);
+  assert.equal(await formRow('Devices of rule 3').getByLabel('tablet').isChecked(), true);
+  assert.equal(await formRow('Devices of rule 3').getByLabel('desktop').isChecked(), false);
+  assert.equal(await page.getByLabel('Weight (%) of variant 1').inputValue(), '60');
+  assert.equal(await page.getByLabel('Destination of variant 2').inputValue(), 'https://b.example/');
+  assert.equal(await page.getByLabel('Weight (%) of variant 2').inputValue(), '40');
+  assert.equal(await page.getByLabel('Campaign (utm_campaign)').inputValue(), 'spring sale');
+  assert.equal(await page.locator('#utm-preview').textContent(), preview);
+  assert.deepEqual(await page.getByRole('list', { name: 'Tags' }).locator('li').allTextContents(), ['spring sale×', 'q4×']);
+  assert.equal(await page.getByLabel('Note (optional)').inputValue(), 'For the spring newsletter.');
+  await screenshot('link-form');
+
+  // An edit that removes a tag and the limit keeps everything else (the password too).
+  await page.getByRole('button', { name: 'Remove tag q4' }).click();
+  await page.getByLabel('Click limit (optional)').fill('');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved' }).waitFor();
+  const edited = await page.evaluate(async () => (await fetch('/api/v1/links/promo')).json());
+  assert.deepEqual(edited.tags, ['spring sale']);
+  assert.equal(edited.max_clicks, null);
+  assert.equal(edited.password_protected, true);
+  assert.equal(edited.targets.length, 3);
+  assert.equal(edited.utm.campaign, 'spring sale');
+});
+
+test('the links list filters by tag (also by clicking a tag), searches, shows disabled links, and switches one on', async () => {
+  const made = await page.evaluate(async () => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const response = await fetch('/api/v1/links', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+      body: JSON.stringify({ code: 'q4-report', destination: 'https://example.com/q4', tags: ['Q4', 'Reports'] }),
+    });
+    return response.status;
+  });
+  assert.equal(made, 201);
+  await page.reload();
+  const codes = () => page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.code).sort());
+  const shows = (what, expected) => eventually(what, async () => {
+    const got = await codes();
+    return JSON.stringify(got) === JSON.stringify(expected) || got;
+  });
+  await row('q4-report').getByRole('button', { name: 'Show links tagged reports' }).click();
+  await shows('only the reports', ['q4-report']);
+  assert.equal(await page.getByLabel('Tag', { exact: true }).inputValue(), 'reports');
+  await page.getByLabel('Tag', { exact: true }).fill('spring sale');
+  await shows('only the spring sale', ['promo']);
+  await page.getByLabel('Tag', { exact: true }).fill('');
+  await page.getByRole('searchbox').fill('q4');
+  await shows('the search', ['q4-report']);
+  await page.getByRole('searchbox').fill('');
+  await page.getByLabel('Show', { exact: true }).selectOption('true');
+  await shows('only disabled links', ['promo']);
+  await page.getByLabel('Show', { exact: true }).selectOption('false');
+  await eventually('no disabled link', async () => !(await codes()).includes('promo') || (await codes()));
+  await page.getByLabel('Show', { exact: true }).selectOption('');
+  await row('promo').waitFor();
+
+  // The switch in the row turns the link on.
+  const toggle = row('promo').getByRole('switch', { name: 'Enabled: promo' });
+  assert.equal(await toggle.getAttribute('aria-checked'), 'false');
+  await toggle.click();
+  await page.getByRole('status').filter({ hasText: 'Enabled promo.' }).waitFor();
+  await eventually('the row without its marker', async () => (await row('promo').locator('.badge.off').count()) === 0);
+  assert.equal(await row('promo').getByRole('switch', { name: 'Enabled: promo' }).getAttribute('aria-checked'), 'true');
+  const promo = await page.evaluate(async () => (await fetch('/api/v1/links/promo')).json());
+  assert.equal(promo.disabled, false);
+});
+
+test('the analytics break a split link down by variant, named by destination, and the overview by tag', async () => {
+  const promo = await page.evaluate(async () => (await fetch('/api/v1/links/promo')).json());
+  await seedClicks(promo.id, 'promo', (i) => ({ variant: i % 4 === 0 ? 1 : 0 }), 80);
+  await page.goto(`${originUrl}/admin/links/promo?id=${promo.id}`);
+  await page.getByRole('button', { name: '7 days' }).click();
+  const variants = page.locator('.breakdown').filter({ hasText: 'A/B variants' });
+  await eventually('the variants table', async () => {
+    if (await variants.count()) return true;
+    await page.reload();
+    await page.getByRole('heading', { name: 'Analytics of promo' }).waitFor();
+    return false;
+  }, 15_000);
+  await variants.getByText('Variant 1: https://a.example/').waitFor();
+  await variants.getByText('Variant 2: https://b.example/').waitFor();
+
+  await nav(page, 'Overview').click();
+  const tags = page.locator('.breakdown').filter({ hasText: 'Tags' });
+  await tags.getByText('spring sale').waitFor();
+  await nav(page, 'Links').click();
+  await row('promo').waitFor();
 });
 
 test('deleting a link asks first, then the short link is gone', async () => {

@@ -94,6 +94,10 @@ pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
                     let interval = stats.interval;
                     let series = stats.series.clone();
                     let nothing = stats.totals.total == 0 && stats.totals.bots == 0;
+                    let variants = link.with(|link| match link {
+                        Some(Ok(link)) => link.split.as_slice().iter().map(|v| v.destination.as_str().to_owned()).collect(),
+                        _ => Vec::new(),
+                    });
                     view! {
                         <Totals items=vec![
                             ("Clicks", stats.totals.total),
@@ -103,7 +107,7 @@ pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
                         ]/>
                         {nothing.then(|| view! { <p class="empty">"No visits in this range yet. Share the short link, or choose a longer range."</p> })}
                         <SeriesChart points=Signal::derive(move || series.clone()) interval=Signal::derive(move || interval)/>
-                        <BreakdownTables top=stats.top/>
+                        <BreakdownTables top=stats.top variants=variants/>
                     }.into_any()
                 }
             }}

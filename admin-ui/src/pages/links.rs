@@ -1,5 +1,6 @@
-//! The links page: search, sort and page through links (keyset pages: as fast at link
-//! 1,000,000 as at link 1), create, edit, delete, copy, QR codes.
+//! The links page: search, filter (tag, switched off or on), sort and page through links
+//! (keyset pages: as fast at link 1,000,000 as at link 1), create, edit, switch off, delete,
+//! copy, QR codes.
 
 use gloo_storage::Storage;
 use gloo_timers::callback::Timeout;
@@ -26,6 +27,9 @@ pub fn Links() -> impl IntoView {
     let auth = expect_context::<Auth>();
     let typed = RwSignal::new(String::new());
     let query = RwSignal::new(String::new());
+    let typed_tag = RwSignal::new(String::new());
+    let tag = RwSignal::new(String::new());
+    let disabled = RwSignal::new(String::new());
     let sort = RwSignal::new("newest".to_owned());
     let page_size =
         RwSignal::new(gloo_storage::LocalStorage::get::<u32>(PAGE_SIZE_KEY).unwrap_or(25));
@@ -39,21 +43,35 @@ pub fn Links() -> impl IntoView {
 
     let page = crate::widgets::load_json::<LinkPage>(move || {
         reload.track();
-        let (q, sort, limit) = (query.get(), sort.get(), page_size.get());
-        let cursor = cursors.with(|c| c.last().cloned().unwrap_or_default());
-        api::links_url(&q, &sort, limit, &cursor)
+        api::links_url(&api::LinkQuery {
+            q: query.get(),
+            tag: tag.get(),
+            disabled: disabled.get(),
+            sort: sort.get(),
+            limit: page_size.get(),
+            cursor: cursors.with(|c| c.last().cloned().unwrap_or_default()),
+        })
     });
-    // The search runs 250 ms after the last keystroke, not on every one.
-    let debounce = StoredValue::new_local(None::<Timeout>);
-    let on_search = move |event: leptos::ev::Event| {
-        typed.set(event_target_value(&event));
-        let timeout = Timeout::new(250, move || {
-            cursors.set(Vec::new());
-            query.set(typed.get_untracked());
-        });
-        // Dropping the previous timeout cancels it.
-        debounce.set_value(Some(timeout));
+    // The search and the tag filter run 250 ms after the last keystroke, not on every one;
+    // each input has its own timer, so typing in one does not cancel the other.
+    let typing = move |typed: RwSignal<String>, applied: RwSignal<String>| {
+        let debounce = StoredValue::new_local(None::<Timeout>);
+        move |event: leptos::ev::Event| {
+            typed.set(event_target_value(&event));
+            let timeout = Timeout::new(250, move || {
+                cursors.set(Vec::new());
+                applied.set(typed.get_untracked());
+            });
+            // Dropping the previous timeout cancels it.
+            debounce.set_value(Some(timeout));
+        }
     };
+    // A tag chip in a row shows the links with that tag.
+    let filter_tag = Callback::new(move |chosen: String| {
+        typed_tag.set(chosen.clone());
+        cursors.set(Vec::new());
+        tag.set(chosen);
+    });
     let show_notice = move |text: String| {
         notice.set(Some(text));
         Timeout::new(4000, move || notice.set(None)).forget();
@@ -89,7 +107,22 @@ pub fn Links() -> impl IntoView {
                 <label class="grow">
                     <span class="label">"Search"</span>
                     <input type="search" placeholder="Code or destination" prop:value=move || typed.get()
-                        on:input=on_search aria-controls="links-table"/>
+                        on:input=typing(typed, query) aria-controls="links-table"/>
+                </label>
+                <label>
+                    <span class="label">"Tag"</span>
+                    <input placeholder="any" prop:value=move || typed_tag.get()
+                        on:input=typing(typed_tag, tag) aria-controls="links-table"/>
+                </label>
+                <label>
+                    <span class="label">"Show"</span>
+                    // Named here too: a label around a select also holds the options' text.
+                    <select aria-label="Show" prop:value=move || disabled.get()
+                        on:change=move |ev| { cursors.set(Vec::new()); disabled.set(event_target_value(&ev)); }>
+                        <option value="">"All links"</option>
+                        <option value="false">"Enabled"</option>
+                        <option value="true">"Disabled"</option>
+                    </select>
                 </label>
                 <label>
                     <span class="label">"Sort"</span>
@@ -121,7 +154,8 @@ pub fn Links() -> impl IntoView {
                     </div>
                 }.into_any(),
                 Some(Ok(page)) => view! {
-                    <LinkTable page=page query=query cursors=cursors form=form deleting=deleting qr=qr notice=notice/>
+                    <LinkTable page=page filtered=Signal::derive(move || !(query.with(String::is_empty) && tag.with(String::is_empty) && disabled.with(String::is_empty)))
+                        cursors=cursors form=form deleting=deleting qr=qr notice=notice filter_tag=filter_tag reload=reload/>
                 }.into_any(),
             }}
             {move || deleting.get().map(|link| view! {
@@ -138,18 +172,21 @@ pub fn Links() -> impl IntoView {
 #[component]
 fn LinkTable(
     page: LinkPage,
-    query: RwSignal<String>,
+    /// Whether a search or filter narrows the list.
+    filtered: Signal<bool>,
     cursors: RwSignal<Vec<String>>,
     form: RwSignal<Option<FormMode>>,
     deleting: RwSignal<Option<Link>>,
     qr: RwSignal<Option<Link>>,
     notice: RwSignal<Option<String>>,
+    filter_tag: Callback<String>,
+    reload: RwSignal<u32>,
 ) -> impl IntoView {
     if page.links.is_empty() {
-        let empty = if query.get_untracked().is_empty() && cursors.with_untracked(Vec::is_empty) {
+        let empty = if !filtered.get_untracked() && cursors.with_untracked(Vec::is_empty) {
             "No links yet."
         } else {
-            "No links match the search."
+            "No links match the search and filters."
         };
         return view! { <p class="empty">{empty}</p> }.into_any();
     }
@@ -158,7 +195,7 @@ fn LinkTable(
     let rows = page
         .links
         .into_iter()
-        .map(|link| view! { <LinkRow link=link form=form deleting=deleting qr=qr notice=notice/> })
+        .map(|link| view! { <LinkRow link=link form=form deleting=deleting qr=qr notice=notice filter_tag=filter_tag reload=reload/> })
         .collect_view();
     view! {
         <div class="table-wrap">
@@ -194,9 +231,48 @@ fn LinkRow(
     deleting: RwSignal<Option<Link>>,
     qr: RwSignal<Option<Link>>,
     notice: RwSignal<Option<String>>,
+    filter_tag: Callback<String>,
+    reload: RwSignal<u32>,
 ) -> impl IntoView {
     let auth = expect_context::<Auth>();
     let code = link.code.to_string();
+    let tags = link
+        .tags
+        .as_slice()
+        .iter()
+        .map(|tag| {
+            let tag = tag.to_string();
+            let label = format!("Show links tagged {tag}");
+            let chosen = tag.clone();
+            view! { <li><button type="button" class="chip" aria-label=label on:click=move |_| filter_tag.run(chosen.clone())>{tag}</button></li> }
+        })
+        .collect_view();
+    let limit = link
+        .max_clicks
+        .map(|max| format!("limit {}/{}", link.clicks_used, max.get()));
+    let toggling = RwSignal::new(false);
+    let toggle = {
+        let code = code.clone();
+        let now_disabled = link.disabled;
+        move |_| {
+            let Some(session) = auth.session() else {
+                return;
+            };
+            let code = code.clone();
+            toggling.set(true);
+            leptos::task::spawn_local(async move {
+                let done = api::set_disabled(&session, &code, !now_disabled).await;
+                toggling.set(false);
+                let text = match done {
+                    Ok(()) if now_disabled => format!("Enabled {code}."),
+                    Ok(()) => format!("Disabled {code}: it answers “not found” (or its fallback)."),
+                    Err(err) => err.message,
+                };
+                crate::widgets::flash(notice, text);
+                reload.update(|n| *n += 1);
+            });
+        }
+    };
     let short_url = link.short_url.clone();
     let copy = move |_| {
         let url = short_url.clone();
@@ -223,6 +299,12 @@ fn LinkRow(
                 <a href=link.destination.as_str().to_owned() target="_blank" rel="noopener noreferrer">
                     {link.destination.as_str().to_owned()}
                 </a>
+                <ul class="meta">
+                    {link.disabled.then(|| view! { <li class="badge off">"disabled"</li> })}
+                    {link.password_protected.then(|| view! { <li class="badge">"protected"</li> })}
+                    {limit.map(|limit| view! { <li class="badge">{limit}</li> })}
+                    {tags}
+                </ul>
             </td>
             <td class="narrow">{link.status.code()}</td>
             <td>{date_time(link.created_at)}</td>
@@ -232,7 +314,11 @@ fn LinkRow(
                 <button class="secondary" on:click=move |_| qr.set(Some(for_qr.clone()))
                     aria-label=format!("QR code of {code}")>"QR"</button>
                 {auth.permits(Permission::WriteLinks).then(|| view! {
-                    <button class="secondary" on:click=move |_| form.set(Some(FormMode::Edit(for_edit.clone())))
+                    <button class="secondary" role="switch" aria-checked=(!link.disabled).to_string()
+                        aria-label=format!("Enabled: {code}") disabled=move || toggling.get() on:click=toggle>
+                        {if link.disabled { "Enable" } else { "Disable" }}
+                    </button>
+                    <button class="secondary" on:click=move |_| form.set(Some(FormMode::Edit(Box::new(for_edit.clone()))))
                         aria-label=format!("Edit {}", link.code)>"Edit"</button>
                     <button class="danger" on:click=move |_| deleting.set(Some(for_delete.clone()))
                         aria-label=format!("Delete {}", link.code)>"Delete"</button>

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod invite;
 pub mod keys;
 pub mod link_form;
+pub mod link_rules;
 pub mod link_stats;
 pub mod links;
 pub mod members;

@@ -88,19 +88,44 @@ pub fn Totals(items: Vec<(&'static str, i64)>) -> impl IntoView {
     }
 }
 
-/// The top values of each breakdown, as tables with a bar for each share.
+/// The top values of each breakdown, as tables with a bar for each share. The A/B variants
+/// (of a link with a split) and the tags (of the whole workspace) only when there are some.
 #[component]
-pub fn BreakdownTables(top: Breakdowns) -> impl IntoView {
+pub fn BreakdownTables(
+    top: Breakdowns,
+    /// The destinations of the link's split, in order: a variant's index names one.
+    #[prop(optional)]
+    variants: Vec<String>,
+) -> impl IntoView {
+    let label = move |index: usize| match variants.get(index) {
+        Some(destination) => format!("Variant {}: {destination}", index + 1),
+        None => format!("Variant {} (no longer in the split)", index + 1),
+    };
+    let variant_rows = top
+        .variant
+        .into_iter()
+        .map(|row| Ranked {
+            value: row.value.parse().map_or(row.value, &label),
+            count: row.count,
+        })
+        .collect::<Vec<_>>();
     let tables = [
         ("Referrers", top.referrer),
         ("Countries", top.country),
         ("Devices", top.device),
         ("Browsers", top.browser),
         ("Operating systems", top.os),
+        ("A/B variants", variant_rows),
+        ("Tags", top.tag),
     ];
+    let optional = ["A/B variants", "Tags"];
     view! {
         <div class="breakdowns">
-            {tables.into_iter().map(|(title, rows)| view! { <Breakdown title=title rows=rows/> }).collect_view()}
+            {tables
+                .into_iter()
+                .filter(|(title, rows)| !(rows.is_empty() && optional.contains(title)))
+                .map(|(title, rows)| view! { <Breakdown title=title rows=rows/> })
+                .collect_view()}
         </div>
     }
 }
