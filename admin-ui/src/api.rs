@@ -178,11 +178,9 @@ impl Serialize for When {
         }
         let mut map = serializer.serialize_map(Some(1))?;
         match self {
-            Self::List(kind, values) => map.serialize_entry(kind, values)?,
-            Self::Query { param, value } => {
-                map.serialize_entry("query", &Query { param, value })?
-            }
-        }
+            Self::List(kind, values) => map.serialize_entry(kind, values),
+            Self::Query { param, value } => map.serialize_entry("query", &Query { param, value }),
+        }?;
         map.end()
     }
 }
