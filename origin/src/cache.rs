@@ -23,8 +23,8 @@ use crate::error::Error;
 /// What an entry costs beyond the heap bytes of its code, destination and rules: moka's
 /// bookkeeping (the hash table slot, the access and expiry queues, the entry's metadata; about
 /// 128 bytes), the key's `String`, the `Arc`'s counts and the cached link's fixed fields (a
-/// record with its rules inline is a few hundred bytes, plain or not). An estimate on the
-/// generous side, so the real memory stays under the configured bound.
+/// plain record holds no rules; a link's rules are boxed and weighed by [`rules_weight`]). An
+/// estimate on the generous side, so the real memory stays under the configured bound.
 const ENTRY_OVERHEAD: usize = 128
     + std::mem::size_of::<String>()
     + 2 * std::mem::size_of::<usize>()
@@ -166,7 +166,7 @@ fn weight(code: &str, entry: &Entry) -> u32 {
     let link = entry.as_ref().map_or(0, |link| {
         link.record.destination.as_str().len()
             + link.location.len()
-            + rules_weight(&link.record.rules)
+            + rules_weight(link.record.rules())
     });
     u32::try_from(ENTRY_OVERHEAD + code.len() + link).unwrap_or(u32::MAX)
 }
@@ -174,8 +174,8 @@ fn weight(code: &str, entry: &Entry) -> u32 {
 /// A `String`'s own bytes on the stack (pointer, capacity, length), for values held in lists.
 const STRING: usize = std::mem::size_of::<String>();
 
-/// The heap bytes of a link's rules: every destination, condition value and UTM value, and
-/// the fixed parts of the lists that hold them. Nothing for a plain link.
+/// The heap bytes of a link's rules: their box, every destination, condition value and UTM
+/// value, and the fixed parts of the lists that hold them. Nothing for a plain link.
 fn rules_weight(rules: &Rules) -> usize {
     if rules.is_plain() {
         return 0;
@@ -209,8 +209,8 @@ fn rules_weight(rules: &Rules) -> usize {
         .as_ref()
         .map_or(0, |fallback| fallback.as_str().len());
     let utm: usize = rules.utm.pairs().map(|(_, value)| value.len()).sum();
-    // The password hash's bytes are inline in the record; its `Option` is in the record too.
-    targets + split + fallback + utm
+    // The password hash's bytes are inline in the box.
+    std::mem::size_of::<Rules>() + targets + split + fallback + utm
 }
 
 /// Several waiters got the same failed load; each answers with its kind of failure.

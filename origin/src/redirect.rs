@@ -59,7 +59,7 @@ pub(crate) async fn redirect(
     else {
         return other_answer(&decision);
     };
-    let rules = &link.record.rules;
+    let rules = link.record.rules();
     if let Some(limit) = rules.max_clicks
         && request.method == Method::GET
         && !visitor.agent.bot
@@ -170,7 +170,7 @@ impl<'r> Visitor<'r> {
         record: &LinkRecord,
         now: OffsetDateTime,
     ) -> Self {
-        let rules = &record.rules;
+        let rules = record.rules();
         if rules.is_plain() {
             return Self {
                 country: None,
@@ -315,7 +315,7 @@ pub(crate) async fn unlock(
         Err(response) => return response,
     };
     let record = &link.record;
-    let Some(hash) = &record.rules.password else {
+    let Some(hash) = &record.rules().password else {
         return not_allowed();
     };
     let Ok(body) = axum::body::to_bytes(body, FORM_LIMIT).await else {

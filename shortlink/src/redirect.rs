@@ -34,9 +34,24 @@ pub struct LinkRecord {
     pub status: RedirectStatus,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
-    #[serde(default, skip_serializing_if = "Rules::is_plain")]
-    pub rules: Rules,
+    /// `None` for a plain link: most links have no rules, and the caches hold many records
+    /// (a plain record allocates nothing for them). Read them with [`LinkRecord::rules`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Box<Rules>>,
 }
+
+/// The rules of every plain link.
+static PLAIN: Rules = Rules {
+    disabled: false,
+    max_clicks: None,
+    clicks: 0,
+    exhausted: false,
+    fallback: None,
+    password: None,
+    targets: Targets::NONE,
+    split: Split::NONE,
+    utm: Utm::NONE,
+};
 
 /// Everything a link does beyond one destination, as the redirect needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,8 +208,13 @@ impl LinkRecord {
             destination,
             status,
             expires_at,
-            rules: Rules::default(),
+            rules: None,
         }
+    }
+
+    /// The link's rules (all off for a plain link).
+    pub fn rules(&self) -> &Rules {
+        self.rules.as_deref().unwrap_or(&PLAIN)
     }
 
     /// The record with `rules` (and the format version they need).
@@ -204,7 +224,7 @@ impl LinkRecord {
         } else {
             RecordVersion::WithRules
         };
-        self.rules = rules;
+        self.rules = (!rules.is_plain()).then(|| Box::new(rules));
         self
     }
 }
@@ -242,7 +262,7 @@ impl<'de> Deserialize<'de> for RecordVersion {
 /// fallback when there is one), the password, the first targeting rule that matches, the A/B
 /// split, the destination; then the UTM parameters are merged into where it goes.
 pub fn decide<'a>(link: &'a LinkRecord, visit: &Visit<'_>) -> Decision<'a> {
-    let rules = &link.rules;
+    let rules = link.rules();
     let fallback = || {
         rules.fallback.as_ref().map(|fallback| Decision::Fallback {
             location: fallback.as_str(),
@@ -688,7 +708,7 @@ mod tests {
         // A disabled or used-up link says so before it asks for a password.
         let both = locked.clone().with_rules(Rules {
             disabled: true,
-            ..locked.rules
+            ..locked.rules().clone()
         });
         assert_eq!(outcome(&both, &base), "Disabled");
     }

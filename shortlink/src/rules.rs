@@ -194,6 +194,8 @@ pub struct Target {
 pub struct Targets(Vec<Target>);
 
 impl Targets {
+    pub const NONE: Self = Self(Vec::new());
+
     pub fn new(targets: Vec<Target>) -> Result<Self, Error> {
         if targets.len() > MAX_TARGETS {
             return Err(Error::TooMany {
@@ -241,6 +243,8 @@ pub struct Variant {
 pub struct Split(Vec<Variant>);
 
 impl Split {
+    pub const NONE: Self = Self(Vec::new());
+
     pub fn new(variants: Vec<Variant>) -> Result<Self, Error> {
         let refuse = |reason: String| Error::Split {
             max: MAX_VARIANTS,
@@ -343,6 +347,14 @@ pub struct Utm {
 }
 
 impl Utm {
+    pub const NONE: Self = Self {
+        source: None,
+        medium: None,
+        campaign: None,
+        term: None,
+        content: None,
+    };
+
     pub fn is_empty(&self) -> bool {
         self.pairs().next().is_none()
     }
