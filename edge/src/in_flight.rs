@@ -41,7 +41,7 @@ pub fn uses_a_click(
     head: bool,
     agent: &Agent,
 ) -> bool {
-    record.rules.max_clicks.is_some() && decision.takes_a_click() && !head && !agent.bot
+    record.rules().max_clicks.is_some() && decision.takes_a_click() && !head && !agent.bot
 }
 
 #[derive(Debug, Default)]
@@ -201,7 +201,7 @@ mod tests {
             "the fallback"
         );
         let unlimited = LinkRecord {
-            rules: Rules::default(),
+            rules: None,
             ..open.clone()
         };
         assert!(

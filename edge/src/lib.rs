@@ -148,7 +148,7 @@ async fn redirect(
         .and_then(|ip| visitor_key(env, now.date(), &ip, user_agent.as_deref()));
     let country = req.cf().and_then(|cf| cf.country());
     let accept_language = header("accept-language");
-    let unlocked = record.rules.password.as_ref().is_some_and(|hash| {
+    let unlocked = record.rules().password.as_ref().is_some_and(|hash| {
         with_unlock_key(env, |key| {
             key.is_unlocked(
                 record.link_id,
@@ -159,7 +159,7 @@ async fn redirect(
         })
         .unwrap_or(false)
     });
-    let limited = record.rules.max_clicks.is_some();
+    let limited = record.rules().max_clicks.is_some();
     let visit = Visit {
         now,
         country: country.as_deref(),
@@ -210,7 +210,7 @@ async fn unlock(mut req: Request, env: &Env, ctx: &Context, code: ShortCode) -> 
         Err(reply) if reply.status == 404 => return not_allowed(),
         Err(reply) => return respond(reply),
     };
-    let Some(hash) = &record.rules.password else {
+    let Some(hash) = &record.rules().password else {
         return not_allowed();
     };
     let url = req.inner().url();

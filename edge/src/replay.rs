@@ -25,32 +25,27 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     }
     let kv = env.kv(LINKS)?;
     let queue = env.queue(CLICKS)?;
-    let listed = kv
-        .list()
-        .prefix(PREFIX.to_owned())
-        .limit(REPLAY_LIST_LIMIT)
-        .execute()
-        .await?;
+    let listed = list_parked(env).await?;
     let mut result = ReplayResult {
         replayed: 0,
         clicks: 0,
         remaining: 0,
     };
     let mut read = 0;
-    for key in &listed.keys {
+    for name in &listed.keys {
         if result.replayed == REPLAY_MOST || read == REPLAY_READ_MOST {
             break;
         }
         read += 1;
         // Listed but gone: deleted by an earlier replay, and the listing has not caught up.
-        let Some(message) = kv.get(&key.name).text().await? else {
+        let Some(message) = kv.get(name).text().await? else {
             continue;
         };
         let clicks = events_of(Body::Events(&message)).map_or(0, |events| events.len());
         let body = RawMessageBuilder::new(JsValue::from_str(&message))
             .build_with_content_type(QueueContentType::Text);
         queue.send_raw(body).await?;
-        kv.delete(&key.name).await?;
+        kv.delete(name).await?;
         result.replayed += 1;
         result.clicks += clicks;
     }
@@ -64,4 +59,36 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
         );
     }
     Response::from_json(&result)
+}
+
+/// One page of parked keys, oldest first.
+struct Listed {
+    keys: Vec<String>,
+    list_complete: bool,
+}
+
+/// `LINKS.list({prefix, limit})`, called on the binding itself: `KvStore::list` reads the
+/// answer through serde-wasm-bindgen (keys' metadata as `serde_json::Value`), which would be
+/// the worker's only use of that deserialiser.
+async fn list_parked(env: &Env) -> Result<Listed> {
+    use worker::js_sys::{Array, Function, Object, Promise, Reflect};
+    use worker::wasm_bindgen::JsCast;
+    let field = |target: &JsValue, name: &str| Reflect::get(target, &JsValue::from_str(name));
+    let namespace = field(env, LINKS)?;
+    let list: Function = field(&namespace, "list")?.dyn_into()?;
+    let options = Object::new();
+    Reflect::set(&options, &"prefix".into(), &PREFIX.into())?;
+    Reflect::set(&options, &"limit".into(), &JsValue::from_f64(REPLAY_LIST_LIMIT as f64))?;
+    let promise: Promise = list.call1(&namespace, &options)?.dyn_into()?;
+    let answer = worker::js_sys::futures::JsFuture::from(promise).await?;
+    let keys: Array = field(&answer, "keys")?.dyn_into()?;
+    let keys = keys
+        .iter()
+        .filter_map(|key| field(&key, "name").ok()?.as_string())
+        .collect();
+    let list_complete = field(&answer, "list_complete")?.as_bool().unwrap_or(true);
+    Ok(Listed {
+        keys,
+        list_complete,
+    })
 }
