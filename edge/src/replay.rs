@@ -78,7 +78,11 @@ async fn list_parked(env: &Env) -> Result<Listed> {
     let list: Function = field(&namespace, "list")?.dyn_into()?;
     let options = Object::new();
     Reflect::set(&options, &"prefix".into(), &PREFIX.into())?;
-    Reflect::set(&options, &"limit".into(), &JsValue::from_f64(REPLAY_LIST_LIMIT as f64))?;
+    Reflect::set(
+        &options,
+        &"limit".into(),
+        &JsValue::from_f64(REPLAY_LIST_LIMIT as f64),
+    )?;
     let promise: Promise = list.call1(&namespace, &options)?.dyn_into()?;
     let answer = worker::js_sys::futures::JsFuture::from(promise).await?;
     let keys: Array = field(&answer, "keys")?.dyn_into()?;
