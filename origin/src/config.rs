@@ -198,7 +198,7 @@ impl Gateway {
     pub const DEFAULT: Self = Self {
         request_timeout_secs: 30,
         api_concurrency: 256,
-        api_body_limit: 16 * 1024,
+        api_body_limit: crate::error::BODY_LIMIT as u32,
         cors_origins: Vec::new(),
         country_header: HeaderName::from_static("cf-ipcountry"),
     };

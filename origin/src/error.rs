@@ -78,8 +78,10 @@ pub enum Error {
 }
 
 /// Largest JSON body the API reads unless `KURZ_API_BODY_LIMIT` says otherwise. The biggest
-/// valid body (a 4 KiB destination and a 64-byte slug) fits many times over.
-pub(crate) const BODY_LIMIT: usize = 16 * 1024;
+/// valid link (4 KiB destinations in 20 targeting rules, 10 variants and the fallback, every
+/// condition list full, tags, note and UTM) is about 171 KiB; at `KURZ_API_CONCURRENCY` (256)
+/// requests at once that is at most 64 MiB of bodies.
+pub(crate) const BODY_LIMIT: usize = 256 * 1024;
 
 impl Error {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {

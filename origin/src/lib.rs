@@ -89,6 +89,9 @@ struct Inner {
     /// Wrong answers to links' password forms, per (link, client address), bounded
     /// ([`redirect::PASSWORD_ATTEMPTS`]); held only without an await.
     password_attempts: std::sync::Mutex<shortlink::password::Attempts>,
+    /// Link passwords being hashed at once, at most [`redirect::PASSWORD_HASHES`]: a flood of
+    /// answers from many addresses (each within its own limit) cannot take every core.
+    password_hashes: tokio::sync::Semaphore,
     /// Hosts whose links would redirect to this deployment (see `Config::own_hosts`).
     own_hosts: Vec<shortlink::HostKey>,
     click_retention: time::Duration,
@@ -157,6 +160,7 @@ impl State {
                 password_attempts: std::sync::Mutex::new(shortlink::password::Attempts::new(
                     redirect::PASSWORD_ATTEMPTS,
                 )),
+                password_hashes: tokio::sync::Semaphore::new(redirect::PASSWORD_HASHES),
                 visitor_secret,
                 client_ip: redirect::ClientIp {
                     header: client_ip_header,

@@ -35,6 +35,12 @@ pub(crate) const FORM_LIMIT: usize = 4 * 1024;
 /// (`shortlink::password::Attempts`): a flood of addresses fills it and is then refused.
 pub(crate) const PASSWORD_ATTEMPTS: usize = 10_000;
 
+/// Link passwords one origin hashes at once (each about 10 ms of a core).
+pub(crate) const PASSWORD_HASHES: usize = 2;
+
+/// How long an answer waits for a hash permit before it is told to try again (503).
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) async fn redirect(
     State(state): State<crate::State>,
     request: Parts,
@@ -365,9 +371,23 @@ pub(crate) async fn unlock(
     let Some(attempt) = pages::posted_password(&body).filter(|attempt| !attempt.is_empty()) else {
         return password_page(StatusCode::UNAUTHORIZED, PasswordProblem::Wrong);
     };
+    // A hash takes a permit; one that waits long for it is answered "busy" (503), so that a
+    // flood waits in no unbounded queue.
+    let permit = tokio::time::timeout(HASH_WAIT, state.inner.password_hashes.acquire()).await;
+    let Ok(Ok(_permit)) = permit else {
+        let mut response = page(StatusCode::SERVICE_UNAVAILABLE, pages::UNAVAILABLE);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
     let stored = hash.clone();
     match tokio::task::spawn_blocking(move || stored.verify(&attempt)).await {
         Ok(true) => {
+            // A right answer takes back its attempt: only wrong ones are limited.
+            state
+                .lock_password_attempts()
+                .forgive(record.link_id, &address);
             let cookie = state.inner.unlock_key.cookie(record.link_id, hash, unix);
             match HeaderValue::try_from(cookie) {
                 Ok(cookie) => see_other(back(), Some(cookie)),

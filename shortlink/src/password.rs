@@ -315,6 +315,18 @@ impl Attempts {
         entry.1 += 1;
     }
 
+    /// Takes back an attempt that turned out right (callers that count every attempt before
+    /// hashing, so parallel answers cannot hash past the limit, limit only wrong ones so).
+    pub fn forgive(&mut self, link_id: i64, visitor: &str) {
+        let key = (link_id, visitor.to_owned());
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -62,15 +62,38 @@ async fn a_body_over_the_limit_is_413_in_the_error_shape() {
 }
 
 #[tokio::test]
-async fn the_default_body_limit_is_16_kib() {
+async fn the_default_body_limit_takes_the_largest_links_and_no_more() {
     let app = spawn_app().await;
-    let body = json!({ "destination": format!("https://example.com/{}", "a".repeat(17 * 1024)) })
+    let body = json!({ "destination": format!("https://example.com/{}", "a".repeat(257 * 1024)) })
         .to_string();
     let response = app.send(create_request(&app, body, true)).await;
     assert_eq!(
         response.error(StatusCode::PAYLOAD_TOO_LARGE).0,
         "payload_too_large"
     );
+    // A link with every rule at its bound and long destinations everywhere (about 140 KiB).
+    let long = |n: usize| format!("https://example.com/{n}/{}", "a".repeat(3_900));
+    let countries: Vec<String> = (0..50)
+        .map(|i| format!("{}{}", (b'A' + i / 26) as char, (b'A' + i % 26) as char))
+        .collect();
+    let targets: Vec<_> = (0..20)
+        .map(|n| json!({"when": {"country": countries}, "destination": long(n)}))
+        .collect();
+    let split: Vec<_> = (0..10)
+        .map(|n| json!({"destination": long(100 + n), "weight": 10}))
+        .collect();
+    let body = json!({
+        "destination": long(999),
+        "targets": targets,
+        "split": split,
+        "fallback_url": long(1000),
+        "tags": (0..20).map(|n| format!("tag {n}")).collect::<Vec<_>>(),
+        "note": "n".repeat(2000),
+    })
+    .to_string();
+    assert!(body.len() > 120 * 1024, "{}", body.len());
+    let response = app.send(create_request(&app, body, true)).await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
 }
 
 #[tokio::test]

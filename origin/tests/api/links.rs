@@ -267,7 +267,7 @@ async fn malformed_json_wrong_type_and_oversized_bodies() {
     );
     let huge = format!(
         "{{\"destination\": \"https://example.com/{}\"}}",
-        "a".repeat(100_000)
+        "a".repeat(300_000)
     );
     let response = app.send(raw("application/json", Body::from(huge))).await;
     assert_eq!(

@@ -312,6 +312,11 @@ async fn a_password_unlocks_one_link_for_its_cookie_and_wrong_answers_are_limite
         "{set_cookie}"
     );
     let cookie = set_cookie.split(';').next().expect("pair").to_owned();
+    // Only wrong answers are limited: right ones, again and again, are never turned away.
+    for _ in 0..8 {
+        let again = post_password(&app, "/secret?x=1", "192.0.2.10", PASSWORD).await;
+        assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text());
+    }
 
     let unlocked = visit(
         &app,
