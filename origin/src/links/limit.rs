@@ -37,7 +37,12 @@ pub(crate) async fn take_click(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(used) = used else {
-        // Nothing was written: dropping the transaction rolls it back.
+        // None left. The link is normally marked used up already; not when an edit lowered
+        // its limit to the count while a click was being taken (the edit reads the count
+        // without locking it): mark it now, so the edge learns it too.
+        let exhausted = exhaust(&mut tx, &[link_id], state.inner.edge_sync.is_some()).await?;
+        tx.commit().await?;
+        announce(state, &exhausted).await;
         return Ok(false);
     };
     let exhausted = if used >= max {
