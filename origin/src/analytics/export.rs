@@ -42,6 +42,7 @@ type ClickRow = (
     bool,
     bool,
     String,
+    Option<i16>,
 );
 
 /// `GET /api/v1/links/{code}/clicks.csv`: the raw clicks still kept, oldest first, streamed
@@ -70,7 +71,7 @@ pub(crate) async fn export_csv(
             };
             let rows: Vec<ClickRow> = sqlx::query_as(
                 "SELECT id, at, country, referrer, referrer_host, user_agent, device, browser, os,
-                        bot, qr, source
+                        bot, qr, source, variant
                  FROM clicks
                  WHERE link_id = $1 AND (at, id) > ($2, $3) AND at < $4
                  ORDER BY at, id
@@ -118,6 +119,7 @@ fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error
             "bot",
             "qr",
             "source",
+            "variant",
         ])?;
     }
     for (
@@ -133,8 +135,11 @@ fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error
         bot,
         qr,
         source,
+        variant,
     ) in rows
     {
+        // The A/B variant's index in the link's split; empty for a link without one.
+        let variant = variant.map(|v| v.to_string()).unwrap_or_default();
         let at = at
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
@@ -153,6 +158,7 @@ fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error
             if *bot { "true" } else { "false" },
             if *qr { "true" } else { "false" },
             source,
+            &variant,
         ]
         .map(inert_cell);
         writer.write_record(cells.iter().map(|cell| cell.as_bytes()))?;

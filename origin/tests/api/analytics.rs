@@ -519,7 +519,7 @@ async fn account_stats_top_links_breakdowns_and_csv_export() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "id,at,country,referrer,referrer_host,user_agent,device,browser,os,bot,qr,source"
+        "id,at,country,referrer,referrer_host,user_agent,device,browser,os,bot,qr,source,variant"
     );
     assert_eq!(lines.len(), 2, "{csv}");
     assert!(

@@ -213,6 +213,23 @@ async fn a_split_keeps_each_visitor_on_one_variant_and_follows_the_weights() {
             (Some(1), i64::from(2 * on_b))
         ]
     );
+    // The export names each click's variant.
+    let csv = app
+        .api(Method::GET, "/api/v1/links/ab/clicks.csv", None)
+        .await;
+    let csv = csv.text();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2 * visitors as usize, "{csv}");
+    assert!(
+        csv.lines()
+            .next()
+            .is_some_and(|header| header.ends_with(",variant"))
+    );
+    assert!(
+        rows.iter()
+            .all(|row| row.ends_with(",0") || row.ends_with(",1")),
+        "{csv}"
+    );
     background.iter().for_each(tokio::task::JoinHandle::abort);
 }
 
