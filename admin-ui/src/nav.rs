@@ -2,7 +2,7 @@
 //!
 //! The dashboard has a handful of pages, so this is a parse of the path and the History API rather
 //! than `leptos_router`: the router cost ~20 KB of the gzipped .wasm, which the size budget
-//! (250 KB with charts) could not spare.
+//! (250 KiB with charts at the time) could not spare.
 
 use leptos::ev;
 use leptos::prelude::*;

@@ -215,21 +215,13 @@ pub fn LinkForm(
                 <Field id="fallback".to_owned() label="Fallback URL (optional)" value=fallback errors=errors
                     path="fallback_url".to_owned() kind="url"
                     hint="Where an expired, used-up or disabled link sends visitors instead."/>
-                <div class="field">
-                    <label for="link-password">
-                        {password_label}
-                        {protected.then(|| view! { " "<span class="badge">"protected"</span> })}
-                    </label>
-                    <input id="link-password" type="password" autocomplete="new-password" bind:value=password
-                        disabled=move || remove_password.get()
-                        aria-invalid=move || error.with(|e| e.as_ref().is_some_and(|e| e.field.as_deref() == Some("password"))).to_string()
-                        aria-describedby="password-error password-hint"/>
-                    <p class="hint" id="password-hint">"Visitors must enter it first. It is never shown again."</p>
-                    {protected.then(|| view! {
-                        <label class="check"><input type="checkbox" bind:checked=remove_password/>"Remove the password"</label>
-                    })}
-                    <p class="field-error" id="password-error" role="alert">{errors.under("password".to_owned())}</p>
-                </div>
+                <Field id="link-password".to_owned() label=password_label value=password errors=errors
+                    path="password".to_owned() kind="password"
+                    hint="Visitors must enter it first. It is never shown again."/>
+                {protected.then(|| view! {
+                    <p class="check"><span class="badge">"protected"</span></p>
+                    <label class="check"><input type="checkbox" bind:checked=remove_password/>"Remove the password"</label>
+                })}
             </fieldset>
 
             <fieldset class="section">

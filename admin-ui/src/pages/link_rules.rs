@@ -66,7 +66,9 @@ pub fn Field(
     view! {
         <div class="field">
             <label for=id.clone()>{label}<span class="visually-hidden">{context}</span></label>
-            <input id=id type=kind placeholder=placeholder autocomplete="off" bind:value=value
+            // A browser must not fill a saved password (the person's own) into a link's.
+            <input id=id type=kind placeholder=placeholder bind:value=value
+                autocomplete=if kind == "password" { "new-password" } else { "off" }
                 aria-invalid=move || error.with(Option::is_some).to_string() aria-describedby=described/>
             {(!hint.is_empty()).then(|| view! { <p class="hint" id=hint_id>{hint}</p> })}
             <p class="field-error" id=error_id role="alert">{error}</p>
@@ -196,8 +198,9 @@ fn focus_later(id: String) {
 pub struct ListKind {
     /// `targets` or `split`.
     pub path: &'static str,
-    /// `rule` or `variant`.
+    /// `rule` or `variant`, and as a title.
     pub noun: &'static str,
+    pub title: &'static str,
     pub add_label: &'static str,
     /// Draws a row's inputs: the row, its API path (`targets[1]`), its name (`rule 2`).
     pub draw: fn(Row, &str, &str, Errors) -> AnyView,
@@ -213,6 +216,7 @@ pub fn RowList(kind: ListKind, rows: RwSignal<Vec<Row>>, errors: Errors) -> impl
     let ListKind {
         path,
         noun,
+        title,
         add_label,
         draw,
     } = kind;
@@ -253,7 +257,7 @@ pub fn RowList(kind: ListKind, rows: RwSignal<Vec<Row>>, errors: Errors) -> impl
                 view! {
                     <li>
                         <fieldset class="row">
-                            <legend>{capitalise(&name)}</legend>
+                            <legend>{format!("{title} {}", index + 1)}</legend>
                             {draw(row, &at, &name, errors)}
                             <div class="row-buttons">
                                 <button type="button" class="secondary" id=format!("{path}-{key}-up")
@@ -298,13 +302,6 @@ impl Errors {
             })
         })
     }
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_uppercase().chain(chars).collect()
-    })
 }
 
 const KINDS: [(&str, &str); 5] = [
@@ -405,6 +402,7 @@ pub fn draw_variant(row: Row, at: &str, name: &str, errors: Errors) -> AnyView {
 pub const TARGETS: ListKind = ListKind {
     path: "targets",
     noun: "rule",
+    title: "Rule",
     add_label: "Add a rule",
     draw: draw_target,
 };
@@ -412,6 +410,7 @@ pub const TARGETS: ListKind = ListKind {
 pub const SPLIT: ListKind = ListKind {
     path: "split",
     noun: "variant",
+    title: "Variant",
     add_label: "Add a variant",
     draw: draw_variant,
 };
