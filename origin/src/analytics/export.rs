@@ -224,11 +224,12 @@ mod tests {
             true,
             false,
             "edge".to_owned(),
+            Some(1),
         );
         let csv = String::from_utf8(csv_chunk(&[row], false).expect("csv")).expect("utf-8");
         assert_eq!(
             csv,
-            "ev1,1970-01-01T00:00:00Z,DE,'=cmd|' /C calc'!A0,direct,'@SUM(1+1),bot,Other,Other,true,false,edge\n"
+            "ev1,1970-01-01T00:00:00Z,DE,'=cmd|' /C calc'!A0,direct,'@SUM(1+1),bot,Other,Other,true,false,edge,1\n"
         );
     }
 }
