@@ -76,16 +76,18 @@ pub(crate) async fn consume(batch: &worker_sys::MessageBatch, env: &Env) -> Resu
 /// Writes each message's events to KV and acknowledges it once written; a message KV did not
 /// take is retried on the same schedule.
 async fn park(deliveries: &[Delivery], env: &Env, backoff: Backoff) {
-    let kv = match env.kv(LINKS) {
-        Ok(kv) => kv,
-        Err(err) => {
-            worker::console_error!("cannot park dead-lettered clicks, no KV: {err}");
+    // The binding itself: a put with metadata through workers-rs would pass the metadata
+    // through `serde_json::Value` and serde-wasm-bindgen, the worker's only use of either.
+    let kv = match Reflect::get(env, &JsValue::from_str(LINKS)) {
+        Ok(kv) if kv.is_object() => kv,
+        _ => {
+            worker::console_error!("cannot park dead-lettered clicks, no KV binding {LINKS}");
             deliveries.iter().for_each(|d| d.retry(backoff));
             return;
         }
     };
     let writes = deliveries.iter().map(|delivery| {
-        let kv = kv.clone();
+        let kv = &kv;
         async move {
             let key = parked::key(
                 delivery.message.timestamp().as_millis(),
@@ -94,15 +96,7 @@ async fn park(deliveries: &[Delivery], env: &Env, backoff: Backoff) {
             let put = async {
                 let value = serde_json::to_string(&delivery.events)
                     .map_err(|err| worker::Error::RustError(err.to_string()))?;
-                // The count shows in a key listing (`wrangler kv key list`) without reading values.
-                // As bytes, like every KV write of the worker (see `crate::kv_put`).
-                kv.put_bytes(&key, value.as_bytes())?
-                    .metadata(ParkedMetadata {
-                        clicks: delivery.events.len(),
-                    })?
-                    .execute()
-                    .await?;
-                Ok::<_, worker::Error>(())
+                put_parked(kv, &key, &value, delivery.events.len()).await
             };
             match put.await {
                 Ok(()) => delivery.message.ack(),
@@ -114,6 +108,27 @@ async fn park(deliveries: &[Delivery], env: &Env, backoff: Backoff) {
         }
     });
     join_all(writes).await;
+}
+
+/// `LINKS.put(key, value, {metadata: {clicks}})`: the count shows in a key listing
+/// (`wrangler kv key list`) without reading values.
+async fn put_parked(kv: &JsValue, key: &str, value: &str, clicks: usize) -> Result<()> {
+    use worker::js_sys::{Function, Object, Promise};
+    use worker::wasm_bindgen::JsCast;
+    let put: Function = Reflect::get(kv, &JsValue::from_str("put"))?.dyn_into()?;
+    let metadata = Object::new();
+    Reflect::set(
+        &metadata,
+        &"clicks".into(),
+        &JsValue::from_f64(clicks as f64),
+    )?;
+    let options = Object::new();
+    Reflect::set(&options, &"metadata".into(), &metadata)?;
+    let promise: Promise = put
+        .call3(kv, &key.into(), &value.into(), &options)?
+        .dyn_into()?;
+    worker::js_sys::futures::JsFuture::from(promise).await?;
+    Ok(())
 }
 
 /// The batch's messages with their attempts, which workers-rs 0.8.7 does not expose: read
@@ -170,10 +185,4 @@ fn backoff(env: &Env) -> Backoff {
         worker::console_error!("{err}; retrying on the default schedule");
         retry::Backoff::DEFAULT
     })
-}
-
-/// The metadata of a parked entry: how many clicks it holds.
-#[derive(serde::Serialize)]
-struct ParkedMetadata {
-    clicks: usize,
 }

@@ -9,9 +9,7 @@ use serde::Serialize;
 use shortlink::ShortCode;
 use shortlink::edge::{ClickEvent, INGEST_PATH, RESOLVE_PATH_PREFIX};
 use shortlink::redirect::LinkRecord;
-use worker::{
-    AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result,
-};
+use worker::{AbortController, Delay, Env, Fetch, Headers, Request, Response, Result};
 
 use crate::{edge_secret, signed_headers};
 
@@ -33,7 +31,7 @@ fn origin_url(env: &Env) -> Result<String> {
 pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Option<(LinkRecord, String)>> {
     let path = format!("{RESOLVE_PATH_PREFIX}{code}");
     let headers = signed_headers(&edge_secret(env)?, "GET", &path, b"")?;
-    let mut response = send(env, Method::Get, &path, headers, None, RESOLVE_TIMEOUT).await?;
+    let mut response = send(env, "GET", &path, headers, None, RESOLVE_TIMEOUT).await?;
     match response.status_code() {
         200 => {
             let json = response.text().await?;
@@ -58,7 +56,7 @@ pub(crate) async fn ingest(env: &Env, events: &[&ClickEvent]) -> Result<()> {
     let path = INGEST_PATH;
     let headers = signed_headers(&edge_secret(env)?, "POST", path, &body)?;
     headers.set("content-type", "application/json")?;
-    let response = send(env, Method::Post, path, headers, Some(body), INGEST_TIMEOUT).await?;
+    let response = send(env, "POST", path, headers, Some(body), INGEST_TIMEOUT).await?;
     match response.status_code() {
         200..=299 => Ok(()),
         status => Err(worker::Error::RustError(format!(
@@ -76,21 +74,24 @@ struct IngestBody<'a> {
 /// One request to the origin, abandoned after `timeout`.
 async fn send(
     env: &Env,
-    method: Method,
+    method: &str,
     path: &str,
     headers: Headers,
     body: Option<Vec<u8>>,
     timeout: Duration,
 ) -> Result<Response> {
     let url = format!("{}{path}", origin_url(env)?);
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
+    // Built with web-sys: workers-rs's `RequestInit` also carries Cloudflare's request
+    // properties, whose conversion (through serde-wasm-bindgen) would cost the .wasm kilobytes.
+    let init = worker::web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers.0);
     if let Some(body) = body {
-        init.with_body(Some(
-            worker::js_sys::Uint8Array::from(body.as_slice()).into(),
-        ));
+        init.set_body(&worker::js_sys::Uint8Array::from(body.as_slice()).into());
     }
-    let request = Request::new_with_init(&url, &init)?;
+    let request = Request::from(worker::web_sys::Request::new_with_str_and_init(
+        &url, &init,
+    )?);
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
