@@ -343,11 +343,13 @@ fn preferred_language(header: Option<&str>) -> Option<&str> {
         .filter_map(|entry| {
             let mut parts = entry.split(';');
             let tag = parts.next()?.trim();
+            // `q=0` (or `0.0`, `0.000`) refuses a language. Read without parsing a float: the
+            // edge's .wasm would carry a float parser for this alone.
             let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
+                p.trim().strip_prefix("q=").is_some_and(|q| {
+                    let q = q.trim();
+                    q.starts_with('0') && q.bytes().all(|b| b == b'0' || b == b'.')
+                })
             });
             (!tag.is_empty() && tag != "*" && !refused).then_some(tag)
         })
@@ -609,6 +611,22 @@ mod tests {
                 "a refused language is skipped",
                 Visit {
                     accept_language: Some("en;q=0, fr"),
+                    ..base
+                },
+                "https://fr.example/?utm_source=kurz",
+            ),
+            (
+                "q=0.000 refuses too, q=0.5 does not",
+                Visit {
+                    accept_language: Some("en;q=0.000, fr;q=0.5"),
+                    ..base
+                },
+                "https://fr.example/?utm_source=kurz",
+            ),
+            (
+                "q=0.5 does not refuse",
+                Visit {
+                    accept_language: Some("fr;q=0.5, de"),
                     ..base
                 },
                 "https://fr.example/?utm_source=kurz",
