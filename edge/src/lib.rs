@@ -261,7 +261,10 @@ async fn unlock(mut req: Request, env: &Env, ctx: &Context, code: ShortCode) -> 
         return too_large();
     }
     // Without the edge secret no cookie can be made (nor the origin reached).
-    let reply = with_unlock_key(env, |key| unlock::answer(key, lock, &body, back, now_secs));
+    let forgive = || ATTEMPTS.with_borrow_mut(|a| a.forgive(lock.link_id, &address));
+    let reply = with_unlock_key(env, |key| {
+        unlock::answer(key, lock, &body, back, now_secs, forgive)
+    });
     respond(reply.unwrap_or_else(|| Reply::unavailable(1)))
 }
 

@@ -40,19 +40,21 @@ pub fn admit(
 }
 
 /// The answer to a posted form (after [`admit`]): right, a `303` to `back` (the link's path
-/// and query) with the cookie; wrong (or an empty or missing password field, not hashed),
-/// the form again with 401.
+/// and query) with the cookie, and the attempt taken back (only wrong answers are limited);
+/// wrong (or an empty or missing password field, not hashed), the form again with 401.
 pub fn answer(
     key: &UnlockKey,
     lock: Lock<'_>,
     body: &[u8],
     back: String,
     now_secs: i64,
+    forgive: impl FnOnce(),
 ) -> Reply<'static> {
     let right = pages::posted_password(body)
         .filter(|attempt| !attempt.is_empty())
         .is_some_and(|attempt| lock.hash.verify(&attempt));
     if right {
+        forgive();
         Reply::unlocked(back, Some(key.cookie(lock.link_id, lock.hash, now_secs)))
     } else {
         Reply::password_form(401, PasswordProblem::Wrong)
@@ -77,8 +79,16 @@ mod tests {
         let now = 1_800_000_000;
         let back = || "/launch?ref=mail".to_owned();
 
+        // Right answers are taken back: any number of them is never limited.
+        for _ in 0..2 * WRONG_ANSWERS {
+            assert_eq!(admit(&mut attempts, lock, "1.2.3.4", now), Ok(()));
+            let right = answer(&key, lock, b"password=hunter22", back(), now, || {
+                attempts.forgive(9, "1.2.3.4")
+            });
+            assert_eq!(right.status, 303);
+        }
         assert_eq!(admit(&mut attempts, lock, "1.2.3.4", now), Ok(()));
-        let right = answer(&key, lock, b"password=hunter22", back(), now);
+        let right = answer(&key, lock, b"password=hunter22", back(), now, || {});
         assert_eq!(right.status, 303);
         assert_eq!(right.header("location"), Some("/launch?ref=mail"));
         let cookie = right.header("set-cookie").expect("a cookie");
@@ -86,10 +96,11 @@ mod tests {
         assert!(key.is_unlocked(9, &hash, Some(pair), now + 1));
         assert!(!right.headers.iter().any(|(_, v)| v.contains("hunter22")));
 
-        // Every attempt counts, the right one above too.
+        // Every attempt counts until its answer is known (the last right one above was not
+        // taken back).
         for _ in 1..WRONG_ANSWERS {
             assert_eq!(admit(&mut attempts, lock, "1.2.3.4", now), Ok(()));
-            let wrong = answer(&key, lock, b"password=hunter23", back(), now);
+            let wrong = answer(&key, lock, b"password=hunter23", back(), now, || {});
             assert_eq!(wrong.status, 401);
             assert_eq!(
                 wrong.html.as_deref(),
@@ -114,7 +125,7 @@ mod tests {
         assert_eq!(admit(&mut attempts, other, "1.2.3.4", now), Ok(()));
         // A form without the field is a wrong answer too.
         for body in [&b""[..], b"password=", b"other=hunter22"] {
-            assert_eq!(answer(&key, other, body, back(), now).status, 401);
+            assert_eq!(answer(&key, other, body, back(), now, || {}).status, 401);
         }
     }
 
