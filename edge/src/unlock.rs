@@ -83,7 +83,7 @@ mod tests {
         for _ in 0..2 * WRONG_ANSWERS {
             assert_eq!(admit(&mut attempts, lock, "1.2.3.4", now), Ok(()));
             let right = answer(&key, lock, b"password=hunter22", back(), now, || {
-                attempts.forgive(9, "1.2.3.4")
+                attempts.forgive(9, "1.2.3.4");
             });
             assert_eq!(right.status, 303);
         }
