@@ -169,7 +169,9 @@ async fn redirect(
         visitor: visitor.as_deref(),
         unlocked,
         clicks_in_flight: if limited {
-            IN_FLIGHT.with_borrow(|clicks| clicks.clicks(record.link_id, record.version))
+            IN_FLIGHT.with_borrow(|clicks| {
+                clicks.clicks(record.link_id, record.version, record.rules().clicks)
+            })
         } else {
             0
         },
@@ -177,7 +179,9 @@ async fn redirect(
     let decision = decide(&record, &visit);
     if let Decision::Redirect { variant, .. } = decision {
         if in_flight::uses_a_click(&record, &decision, head, &agent) {
-            IN_FLIGHT.with_borrow_mut(|clicks| clicks.counted(record.link_id, record.version));
+            IN_FLIGHT.with_borrow_mut(|clicks| {
+                clicks.counted(record.link_id, record.version, record.rules().clicks);
+            });
         }
         let click = ClickEvent {
             id: next_click_id(),
@@ -227,8 +231,9 @@ async fn unlock(mut req: Request, env: &Env, ctx: &Context, code: ShortCode) -> 
         query: None,
         visitor: None,
         unlocked: false,
-        clicks_in_flight: IN_FLIGHT
-            .with_borrow(|clicks| clicks.clicks(record.link_id, record.version)),
+        clicks_in_flight: IN_FLIGHT.with_borrow(|clicks| {
+            clicks.clicks(record.link_id, record.version, record.rules().clicks)
+        }),
     };
     if decide(&record, &locked) != Decision::Password {
         return respond(Reply::unlocked(back, None));
@@ -252,18 +257,23 @@ async fn unlock(mut req: Request, env: &Env, ctx: &Context, code: ShortCode) -> 
         .headers()
         .get("cf-connecting-ip")?
         .unwrap_or_else(|| "unknown".to_owned());
-    let now_secs = now.unix_timestamp();
-    if let Err(refused) = ATTEMPTS.with_borrow_mut(|a| unlock::admit(a, lock, &address, now_secs)) {
-        return respond(refused);
-    }
     let body = req.bytes().await?;
     if body.len() > unlock::MAX_BODY {
         return too_large();
     }
     // Without the edge secret no cookie can be made (nor the origin reached).
-    let forgive = || ATTEMPTS.with_borrow_mut(|a| a.forgive(lock.link_id, &address));
     let reply = with_unlock_key(env, |key| {
-        unlock::answer(key, lock, &body, back, now_secs, forgive)
+        ATTEMPTS.with_borrow_mut(|attempts| {
+            unlock::answer(
+                key,
+                attempts,
+                lock,
+                &body,
+                &address,
+                back,
+                now.unix_timestamp(),
+            )
+        })
     });
     respond(reply.unwrap_or_else(|| Reply::unavailable(1)))
 }

@@ -1,17 +1,19 @@
-//! `POST /{code}`: the answer to a link's password form. Wrong answers are limited per
-//! (link, visitor address) in each isolate ([`Attempts`]), and a visitor over the limit is
-//! refused before any hash is computed, so a flood costs the isolate refusals, not PBKDF2.
-//! A right answer sets the unlock cookie the origin also accepts (one key from the shared
-//! edge secret) and sends the visitor back to the link, whose GET then redirects.
+//! `POST /{code}`: the answer to a link's password form. Answers are limited per (link,
+//! visitor: an IPv4 address or an IPv6 /64) in each isolate ([`Attempts`]): an answer is
+//! counted before it is hashed and taken back if right, and a visitor over the limit is
+//! refused before any hash, so a flood costs the isolate refusals, not PBKDF2. An empty
+//! answer is wrong without a hash and not counted. A right answer sets the unlock cookie the
+//! origin also accepts (one key from the shared edge secret) and sends the visitor back to
+//! the link, whose GET then redirects.
 
 use shortlink::pages::{self, PasswordProblem};
-use shortlink::password::{Attempts, PasswordHash, UnlockKey};
+use shortlink::password::{Attempts, PasswordHash, UnlockKey, visitor_of};
 
 use crate::reply::Reply;
 
 /// The largest form body read: a password is at most 200 characters.
 pub const MAX_BODY: usize = 4 * 1024;
-/// Most (link, address) pairs whose wrong answers one isolate remembers.
+/// Most (link, visitor) pairs whose answers one isolate remembers.
 pub const ATTEMPTS_CAPACITY: usize = 1_000;
 
 /// The link's password, as the unlock needs it.
@@ -21,40 +23,28 @@ pub struct Lock<'a> {
     pub hash: &'a PasswordHash,
 }
 
-/// Whether `address` may try a password for the link now, counting the attempt (right or
-/// wrong: parallel answers from one address cannot hash more often than the limit allows);
-/// else the 429 to answer. Ask this before the body is read and before [`answer`] hashes.
-pub fn admit(
-    attempts: &mut Attempts,
-    lock: Lock<'_>,
-    address: &str,
-    now_secs: i64,
-) -> Result<(), Reply<'static>> {
-    attempts
-        .check(lock.link_id, address, now_secs)
-        .map(|()| attempts.failed(lock.link_id, address, now_secs))
-        .map_err(|retry_after_secs| {
-            Reply::password_form(429, PasswordProblem::TooMany { retry_after_secs })
-                .with("retry-after", retry_after_secs.to_string())
-        })
-}
-
-/// The answer to a posted form (after [`admit`]): right, a `303` to `back` (the link's path
-/// and query) with the cookie, and the attempt taken back (only wrong answers are limited);
-/// wrong (or an empty or missing password field, not hashed), the form again with 401.
+/// The answer to a posted form from `address`: right, a `303` to `back` (the link's path and
+/// query) with the cookie; wrong (or an empty or missing password field, not hashed), the
+/// form again with 401; over the limit, 429 without a hash.
 pub fn answer(
     key: &UnlockKey,
+    attempts: &mut Attempts,
     lock: Lock<'_>,
     body: &[u8],
+    address: &str,
     back: String,
     now_secs: i64,
-    forgive: impl FnOnce(),
 ) -> Reply<'static> {
-    let right = pages::posted_password(body)
-        .filter(|attempt| !attempt.is_empty())
-        .is_some_and(|attempt| lock.hash.verify(&attempt));
-    if right {
-        forgive();
+    let Some(attempt) = pages::posted_password(body).filter(|attempt| !attempt.is_empty()) else {
+        return Reply::password_form(401, PasswordProblem::Wrong);
+    };
+    let visitor = visitor_of(address);
+    if let Err(retry_after_secs) = attempts.admit(lock.link_id, &visitor, now_secs) {
+        return Reply::password_form(429, PasswordProblem::TooMany { retry_after_secs })
+            .with("retry-after", retry_after_secs.to_string());
+    }
+    if lock.hash.verify(&attempt) {
+        attempts.forgive(lock.link_id, &visitor);
         Reply::unlocked(back, Some(key.cookie(lock.link_id, lock.hash, now_secs)))
     } else {
         Reply::password_form(401, PasswordProblem::Wrong)
@@ -77,37 +67,41 @@ mod tests {
         let key = UnlockKey::new(b"the edge secret");
         let mut attempts = Attempts::new(ATTEMPTS_CAPACITY);
         let now = 1_800_000_000;
-        let back = || "/launch?ref=mail".to_owned();
+        let mut post = |lock: Lock<'_>, body: &[u8], address: &str, now: i64| {
+            answer(
+                &key,
+                &mut attempts,
+                lock,
+                body,
+                address,
+                "/launch?ref=mail".to_owned(),
+                now,
+            )
+        };
 
-        // Right answers are taken back: any number of them is never limited.
+        // Right answers are taken back: people behind one address are not turned away.
         for _ in 0..2 * WRONG_ANSWERS {
-            assert_eq!(admit(&mut attempts, lock, "1.2.3.4", now), Ok(()));
-            let right = answer(&key, lock, b"password=hunter22", back(), now, || {
-                attempts.forgive(9, "1.2.3.4");
-            });
+            let right = post(lock, b"password=hunter22", "1.2.3.4", now);
             assert_eq!(right.status, 303);
+            assert_eq!(right.header("location"), Some("/launch?ref=mail"));
+            let cookie = right.header("set-cookie").expect("a cookie");
+            let pair = cookie.split(';').next().expect("name=value");
+            assert!(key.is_unlocked(9, &hash, Some(pair), now + 1));
+            assert!(!right.headers.iter().any(|(_, v)| v.contains("hunter22")));
         }
-        assert_eq!(admit(&mut attempts, lock, "1.2.3.4", now), Ok(()));
-        let right = answer(&key, lock, b"password=hunter22", back(), now, || {});
-        assert_eq!(right.status, 303);
-        assert_eq!(right.header("location"), Some("/launch?ref=mail"));
-        let cookie = right.header("set-cookie").expect("a cookie");
-        let pair = cookie.split(';').next().expect("name=value");
-        assert!(key.is_unlocked(9, &hash, Some(pair), now + 1));
-        assert!(!right.headers.iter().any(|(_, v)| v.contains("hunter22")));
-
-        // Every attempt counts until its answer is known (the last right one above was not
-        // taken back).
-        for _ in 1..WRONG_ANSWERS {
-            assert_eq!(admit(&mut attempts, lock, "1.2.3.4", now), Ok(()));
-            let wrong = answer(&key, lock, b"password=hunter23", back(), now, || {});
+        // Empty answers are wrong without counting.
+        for body in [&b""[..], b"password=", b"other=hunter22"] {
+            assert_eq!(post(lock, body, "1.2.3.4", now).status, 401);
+        }
+        for _ in 0..WRONG_ANSWERS {
+            let wrong = post(lock, b"password=hunter23", "1.2.3.4", now);
             assert_eq!(wrong.status, 401);
             assert_eq!(
                 wrong.html.as_deref(),
                 Some(pages::password_form(PasswordProblem::Wrong).as_str())
             );
         }
-        let refused = admit(&mut attempts, lock, "1.2.3.4", now + 10).expect_err("limited");
+        let refused = post(lock, b"password=hunter22", "1.2.3.4", now + 10);
         assert_eq!(refused.status, 429);
         assert_eq!(refused.header("retry-after"), Some("290"));
         assert!(
@@ -117,16 +111,24 @@ mod tests {
                 .is_some_and(|html| html.contains("Too many"))
         );
         // Another address, or the same one on another link, still may.
-        assert_eq!(admit(&mut attempts, lock, "5.6.7.8", now), Ok(()));
+        assert_eq!(post(lock, b"password=hunter22", "5.6.7.8", now).status, 303);
         let other = Lock {
             link_id: 10,
             ..lock
         };
-        assert_eq!(admit(&mut attempts, other, "1.2.3.4", now), Ok(()));
-        // A form without the field is a wrong answer too.
-        for body in [&b""[..], b"password=", b"other=hunter22"] {
-            assert_eq!(answer(&key, other, body, back(), now, || {}).status, 401);
+        assert_eq!(
+            post(other, b"password=hunter22", "1.2.3.4", now).status,
+            303
+        );
+        // IPv6 addresses of one /64 are one visitor.
+        for i in 0..WRONG_ANSWERS {
+            let address = format!("2001:db8:0:1::{i:x}");
+            assert_eq!(post(lock, b"password=x", &address, now).status, 401);
         }
+        assert_eq!(
+            post(lock, b"password=hunter22", "2001:db8:0:1::ff", now).status,
+            429
+        );
     }
 
     #[test]
@@ -137,19 +139,22 @@ mod tests {
             hash: &hash,
         };
         let mut attempts = Attempts::new(ATTEMPTS_CAPACITY);
-        let mut refused = 0;
         for i in 0..5_000 {
             let address = format!("10.0.{}.{}", i / 256, i % 256);
-            // Counted without hashing.
-            match admit(&mut attempts, lock, &address, 1_000) {
-                Ok(()) => {}
-                Err(reply) => {
-                    assert_eq!(reply.status, 429);
-                    refused += 1;
-                }
-            }
+            let _ = attempts.admit(lock.link_id, &visitor_of(&address), 1_000);
         }
         assert_eq!(attempts.len(), ATTEMPTS_CAPACITY);
-        assert_eq!(refused, 5_000 - ATTEMPTS_CAPACITY);
+        // Full: a new visitor is refused (and nothing hashed).
+        let key = UnlockKey::new(b"the edge secret");
+        let refused = answer(
+            &key,
+            &mut attempts,
+            lock,
+            b"password=hunter22",
+            "10.9.9.9",
+            "/x".to_owned(),
+            1_000,
+        );
+        assert_eq!(refused.status, 429);
     }
 }

@@ -18,6 +18,7 @@ use shortlink::ShortCode;
 use shortlink::agent::classify;
 use shortlink::edge::{ClickEvent, ClickSource, is_qr_scan};
 use shortlink::pages::{self, PasswordProblem};
+use shortlink::password;
 use shortlink::redirect::{Decision, LinkRecord, Visit, decide};
 use shortlink::visitor::visitor_key;
 use time::OffsetDateTime;
@@ -66,11 +67,8 @@ pub(crate) async fn redirect(
         return other_answer(&decision);
     };
     let rules = link.record.rules();
-    if let Some(limit) = rules.max_clicks
-        && request.method == Method::GET
-        && !visitor.agent.bot
-    {
-        match links::limit::take_click(&state, link.record.link_id, limit).await {
+    if rules.max_clicks.is_some() && request.method == Method::GET && !visitor.agent.bot {
+        match links::limit::take_click(&state, link.record.link_id).await {
             Ok(true) => {}
             // Another visit took the last click since the record was read.
             Ok(false) => {
@@ -193,7 +191,8 @@ impl<'r> Visitor<'r> {
                 .get(name)
                 .and_then(|value| value.to_str().ok())
         };
-        let user_agent = header(&header::USER_AGENT);
+        let user_agent = user_agent_of(request);
+        let user_agent = user_agent.as_deref();
         let key = if rules.split.is_empty() {
             None
         } else {
@@ -229,6 +228,15 @@ impl<'r> Visitor<'r> {
             clicks_in_flight,
         }
     }
+}
+
+/// The `User-Agent`, read as the edge reads it: a byte that is not UTF-8 is replaced rather
+/// than losing the whole header (which would make the visitor a bot here and not there).
+fn user_agent_of(request: &Parts) -> Option<std::borrow::Cow<'_, str>> {
+    request
+        .headers
+        .get(header::USER_AGENT)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()))
 }
 
 /// The day's visitor key of a request: `None` without a client address.
@@ -267,7 +275,8 @@ fn record_click(
             .get(name)
             .and_then(|value| value.to_str().ok())
     };
-    let user_agent = header(&header::USER_AGENT);
+    let user_agent = user_agent_of(request);
+    let user_agent = user_agent.as_deref();
     let visitor = visitor
         .key
         .or_else(|| visitor_key_of(state, request, user_agent, at));
@@ -344,21 +353,22 @@ pub(crate) async fn unlock(
         // Disabled, expired or used up meanwhile: nothing to unlock, the link says why.
         return see_other(back(), None);
     }
-    let address = state
-        .inner
-        .client_ip
-        .of_request(&request)
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    let unix = now.unix_timestamp();
-    // Counted before the hash, right or wrong: parallel answers from one address cannot hash
-    // more than the limit allows.
-    let allowed = {
-        let mut attempts = state.lock_password_attempts();
-        attempts
-            .check(record.link_id, &address, unix)
-            .map(|()| attempts.failed(record.link_id, &address, unix))
+    // An empty answer is wrong without a hash, and not counted: only answers that cost a hash
+    // fill the limiter.
+    let Some(attempt) = pages::posted_password(&body).filter(|attempt| !attempt.is_empty()) else {
+        return password_page(StatusCode::UNAUTHORIZED, PasswordProblem::Wrong);
     };
-    if let Err(retry_after_secs) = allowed {
+    let who = state.inner.client_ip.of_request(&request).map_or_else(
+        || "unknown".to_owned(),
+        |ip| password::visitor_of(&ip.to_string()),
+    );
+    let unix = now.unix_timestamp();
+    // Counted before the hash (as wrong until it proves right): parallel answers from one
+    // visitor cannot hash more than the limit allows.
+    let admitted = state
+        .lock_password_attempts()
+        .admit(record.link_id, &who, unix);
+    if let Err(retry_after_secs) = admitted {
         let mut response = password_page(
             StatusCode::TOO_MANY_REQUESTS,
             PasswordProblem::TooMany { retry_after_secs },
@@ -368,9 +378,6 @@ pub(crate) async fn unlock(
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         return response;
     }
-    let Some(attempt) = pages::posted_password(&body).filter(|attempt| !attempt.is_empty()) else {
-        return password_page(StatusCode::UNAUTHORIZED, PasswordProblem::Wrong);
-    };
     // A hash takes a permit; one that waits long for it is answered "busy" (503), so that a
     // flood waits in no unbounded queue.
     let permit = tokio::time::timeout(HASH_WAIT, state.inner.password_hashes.acquire()).await;
@@ -385,9 +392,7 @@ pub(crate) async fn unlock(
     match tokio::task::spawn_blocking(move || stored.verify(&attempt)).await {
         Ok(true) => {
             // A right answer takes back its attempt: only wrong ones are limited.
-            state
-                .lock_password_attempts()
-                .forgive(record.link_id, &address);
+            state.lock_password_attempts().forgive(record.link_id, &who);
             let cookie = state.inner.unlock_key.cookie(record.link_id, hash, unix);
             match HeaderValue::try_from(cookie) {
                 Ok(cookie) => see_other(back(), Some(cookie)),

@@ -247,16 +247,47 @@ fn mac(key: &[u8]) -> Hmac<Sha256> {
 
 /// Wrong answers allowed per visitor and link in a window.
 pub const WRONG_ANSWERS: u32 = 5;
-/// The window of [`WRONG_ANSWERS`], in seconds.
+/// Answers of any kind (right ones too) allowed per visitor and link in a window: people
+/// behind one address (an office) each enter the right password once, while a loop of right
+/// answers cannot keep the hashing busy.
+pub const ANSWERS: u32 = 30;
+/// The window of [`WRONG_ANSWERS`] and [`ANSWERS`], in seconds.
 pub const WINDOW_SECS: i64 = 300;
 
-/// Wrong password answers per (link, visitor address), in one process's memory: at most
-/// `capacity` entries. When every entry is in use within its window, new visitors are turned
-/// away until one ends: a flood of addresses costs memory up to the bound and then only
-/// refusals, never a hash.
+/// Who a limit counts: an IPv4 address, or an IPv6 address's /64 network (one subscriber
+/// gets a whole /64, so counting single IPv6 addresses would count nothing). Anything else is
+/// taken as it is.
+pub fn visitor_of(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(String::new, |v4| v4.to_string()),
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => address.to_owned(),
+    }
+}
+
+/// One visitor's answers to one link in the current window.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    start: i64,
+    wrong: u32,
+    answers: u32,
+}
+
+/// Password answers per (link, visitor — see [`visitor_of`]), in one process's memory: at
+/// most `capacity` entries. An answer is counted (as wrong) before it is hashed, so parallel
+/// answers cannot hash past the limit, and [`Attempts::forgive`] takes a right one back.
+/// When every entry is in use within its window, new visitors are turned away until one
+/// ends: a flood of addresses costs memory up to the bound and then only refusals, never a
+/// hash.
 #[derive(Debug)]
 pub struct Attempts {
-    entries: HashMap<(i64, String), (i64, u32)>,
+    entries: HashMap<(i64, String), Tally>,
     capacity: usize,
 }
 
@@ -268,62 +299,44 @@ impl Attempts {
         }
     }
 
-    /// `Ok` if this visitor may try a password for `link_id` now, else the seconds to wait.
-    pub fn check(&mut self, link_id: i64, visitor: &str, now: i64) -> Result<(), u64> {
+    /// Counts an answer of `visitor` for `link_id` about to be hashed: `Ok` if it may be,
+    /// else the seconds to wait (and nothing is counted).
+    pub fn admit(&mut self, link_id: i64, visitor: &str, now: i64) -> Result<(), u64> {
         let key = (link_id, visitor.to_owned());
-        match self.entries.get(&key) {
-            Some(&(start, count)) if now < start + WINDOW_SECS => {
-                if count >= WRONG_ANSWERS {
-                    Err(u64::try_from(start + WINDOW_SECS - now).unwrap_or(1))
-                } else {
-                    Ok(())
-                }
-            }
-            Some(_) => {
-                self.entries.remove(&key);
-                Ok(())
-            }
-            None if self.entries.len() < self.capacity => Ok(()),
-            None => {
-                self.entries
-                    .retain(|_, &mut (start, _)| now < start + WINDOW_SECS);
-                if self.entries.len() < self.capacity {
-                    Ok(())
-                } else {
-                    Err(1)
-                }
-            }
-        }
-    }
-
-    /// Counts a wrong answer (after [`Attempts::check`] allowed the attempt).
-    pub fn failed(&mut self, link_id: i64, visitor: &str, now: i64) {
-        if self.entries.len() >= self.capacity {
-            self.entries
-                .retain(|_, &mut (start, _)| now < start + WINDOW_SECS);
-            if self.entries.len() >= self.capacity {
-                return;
-            }
-        }
-        let entry = self
+        if self
             .entries
-            .entry((link_id, visitor.to_owned()))
-            .or_insert((now, 0));
-        if now >= entry.0 + WINDOW_SECS {
-            *entry = (now, 0);
+            .get(&key)
+            .is_some_and(|tally| now >= tally.start + WINDOW_SECS)
+        {
+            self.entries.remove(&key);
         }
-        entry.1 += 1;
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            self.entries
+                .retain(|_, tally| now < tally.start + WINDOW_SECS);
+            if self.entries.len() >= self.capacity {
+                return Err(1);
+            }
+        }
+        let tally = self.entries.entry(key).or_insert(Tally {
+            start: now,
+            wrong: 0,
+            answers: 0,
+        });
+        if tally.wrong >= WRONG_ANSWERS || tally.answers >= ANSWERS {
+            return Err(u64::try_from(tally.start + WINDOW_SECS - now)
+                .unwrap_or(1)
+                .max(1));
+        }
+        tally.wrong += 1;
+        tally.answers += 1;
+        Ok(())
     }
 
-    /// Takes back an attempt that turned out right (callers that count every attempt before
-    /// hashing, so parallel answers cannot hash past the limit, limit only wrong ones so).
+    /// Takes back the "wrong" of an admitted answer that was right (it still counts as an
+    /// answer).
     pub fn forgive(&mut self, link_id: i64, visitor: &str) {
-        let key = (link_id, visitor.to_owned());
-        if let Some(entry) = self.entries.get_mut(&key) {
-            entry.1 = entry.1.saturating_sub(1);
-            if entry.1 == 0 {
-                self.entries.remove(&key);
-            }
+        if let Some(tally) = self.entries.get_mut(&(link_id, visitor.to_owned())) {
+            tally.wrong = tally.wrong.saturating_sub(1);
         }
     }
 
@@ -400,27 +413,44 @@ mod tests {
         let mut attempts = Attempts::new(100);
         let now = 1_000;
         for _ in 0..WRONG_ANSWERS {
-            assert_eq!(attempts.check(1, "a", now), Ok(()));
-            attempts.failed(1, "a", now);
+            assert_eq!(attempts.admit(1, "a", now), Ok(()));
         }
-        assert_eq!(attempts.check(1, "a", now + 10), Err(290));
-        assert_eq!(attempts.check(2, "a", now), Ok(()), "another link");
-        assert_eq!(attempts.check(1, "b", now), Ok(()), "another visitor");
+        assert_eq!(attempts.admit(1, "a", now + 10), Err(290));
+        assert_eq!(attempts.admit(2, "a", now), Ok(()), "another link");
+        assert_eq!(attempts.admit(1, "b", now), Ok(()), "another visitor");
         assert_eq!(
-            attempts.check(1, "a", now + WINDOW_SECS),
+            attempts.admit(1, "a", now + WINDOW_SECS),
             Ok(()),
             "window over"
         );
+        // Right answers are taken back, up to the limit of answers of any kind.
+        let mut right = Attempts::new(10);
+        for _ in 0..ANSWERS {
+            assert_eq!(right.admit(3, "c", now), Ok(()));
+            right.forgive(3, "c");
+        }
+        assert!(right.admit(3, "c", now).is_err());
         // A burst of addresses fills the map to its bound and no further.
         let mut burst = Attempts::new(100);
         for i in 0..10_000 {
-            let visitor = i.to_string();
-            if burst.check(1, &visitor, now).is_ok() {
-                burst.failed(1, &visitor, now);
-            }
+            let _ = burst.admit(1, &i.to_string(), now);
         }
         assert_eq!(burst.len(), 100);
-        assert_eq!(burst.check(1, "new", now), Err(1));
-        assert_eq!(burst.check(1, "new", now + WINDOW_SECS), Ok(()));
+        assert_eq!(burst.admit(1, "new", now), Err(1));
+        assert_eq!(burst.admit(1, "new", now + WINDOW_SECS), Ok(()));
+    }
+
+    #[test]
+    fn an_ipv6_visitor_is_their_64() {
+        let cases = [
+            ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+            ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+            ("::ffff:192.0.2.1", "192.0.2.1"),
+            ("192.0.2.1", "192.0.2.1"),
+            ("unknown", "unknown"),
+        ];
+        for (address, visitor) in cases {
+            assert_eq!(visitor_of(address), visitor, "{address}");
+        }
     }
 }
