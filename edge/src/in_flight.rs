@@ -46,7 +46,8 @@ pub fn uses_a_click(
 
 #[derive(Debug, Default)]
 pub struct InFlight {
-    /// link id → (record version, clicks let through on it, when last counted).
+    /// link id → the record's version and counted clicks when counting began, the clicks let
+    /// through since, and when last counted.
     links: HashMap<i64, Slot>,
     /// Counts calls of [`InFlight::counted`]: the order in which links were last counted.
     tick: u64,
@@ -55,29 +56,39 @@ pub struct InFlight {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     version: u64,
+    /// `rules.clicks` of the record when this slot began.
+    base: u64,
     clicks: u64,
     touched: u64,
 }
 
 impl InFlight {
-    /// Clicks let through on `link_id` while its record was at `version`.
-    pub fn clicks(&self, link_id: i64, version: u64) -> u64 {
+    /// Clicks let through on the record's link that the record does not count yet: those
+    /// counted here on its version, less what the origin counted since this slot began (a
+    /// record read again at the same version, after KV's expiry, carries the clicks the origin
+    /// has meanwhile ingested, this isolate's among them).
+    pub fn clicks(&self, link_id: i64, version: u64, record_clicks: u64) -> u64 {
         self.links
             .get(&link_id)
             .filter(|slot| slot.version == version)
-            .map_or(0, |slot| slot.clicks)
+            .map_or(0, |slot| {
+                slot.clicks
+                    .saturating_sub(record_clicks.saturating_sub(slot.base))
+            })
     }
 
-    /// One more click let through on `link_id` at `version`. A newer version counts from zero;
-    /// a click on an older one (a request that read the record before an update) is counted
-    /// against the newer, erring towards fewer clicks.
-    pub fn counted(&mut self, link_id: i64, version: u64) {
+    /// One more click let through on `link_id` at `version` (whose record counted
+    /// `record_clicks`). A newer version counts from zero; a click on an older one (a request
+    /// that read the record before an update) is counted against the newer, erring towards
+    /// fewer clicks.
+    pub fn counted(&mut self, link_id: i64, version: u64, record_clicks: u64) {
         self.tick += 1;
         let tick = self.tick;
         if let Some(slot) = self.links.get_mut(&link_id) {
             if version > slot.version {
                 *slot = Slot {
                     version,
+                    base: record_clicks,
                     clicks: 0,
                     touched: tick,
                 };
@@ -100,6 +111,7 @@ impl InFlight {
             link_id,
             Slot {
                 version,
+                base: record_clicks,
                 clicks: 1,
                 touched: tick,
             },
@@ -126,38 +138,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn clicks_the_origin_counted_meanwhile_are_not_counted_twice() {
+        let mut in_flight = InFlight::default();
+        // The record said 2 counted; this isolate lets 5 through.
+        for _ in 0..5 {
+            in_flight.counted(1, 7, 2);
+        }
+        assert_eq!(in_flight.clicks(1, 7, 2), 5);
+        // Read again at the same version after the origin ingested 3 of them.
+        assert_eq!(in_flight.clicks(1, 7, 5), 2);
+        assert_eq!(in_flight.clicks(1, 7, 9), 0);
+    }
+
+    #[test]
     fn counts_per_link_and_version() {
         let mut in_flight = InFlight::default();
-        assert_eq!(in_flight.clicks(1, 5), 0);
-        in_flight.counted(1, 5);
-        in_flight.counted(1, 5);
-        in_flight.counted(2, 9);
-        assert_eq!(in_flight.clicks(1, 5), 2);
-        assert_eq!(in_flight.clicks(2, 9), 1);
+        assert_eq!(in_flight.clicks(1, 5, 0), 0);
+        in_flight.counted(1, 5, 0);
+        in_flight.counted(1, 5, 0);
+        in_flight.counted(2, 9, 0);
+        assert_eq!(in_flight.clicks(1, 5, 0), 2);
+        assert_eq!(in_flight.clicks(2, 9, 0), 1);
         // A newer record counts the clicks it was read after: this isolate's start again.
-        assert_eq!(in_flight.clicks(1, 6), 0);
-        in_flight.counted(1, 6);
-        assert_eq!(in_flight.clicks(1, 6), 1);
-        assert_eq!(in_flight.clicks(1, 5), 0);
+        assert_eq!(in_flight.clicks(1, 6, 0), 0);
+        in_flight.counted(1, 6, 0);
+        assert_eq!(in_flight.clicks(1, 6, 0), 1);
+        assert_eq!(in_flight.clicks(1, 5, 0), 0);
         // A late click on the older record counts against the newer one.
-        in_flight.counted(1, 5);
-        assert_eq!(in_flight.clicks(1, 6), 2);
+        in_flight.counted(1, 5, 0);
+        assert_eq!(in_flight.clicks(1, 6, 0), 2);
     }
 
     #[test]
     fn stays_bounded_and_forgets_the_least_recently_counted() {
         let mut in_flight = InFlight::default();
-        in_flight.counted(0, 1);
+        in_flight.counted(0, 1, 0);
         for id in 1..10_000 {
-            in_flight.counted(id, 1);
+            in_flight.counted(id, 1, 0);
             // The hot link is counted all along and is never the oldest.
-            in_flight.counted(0, 1);
+            in_flight.counted(0, 1, 0);
             assert!(in_flight.len() <= CAPACITY);
         }
         assert_eq!(in_flight.len(), CAPACITY);
-        assert_eq!(in_flight.clicks(0, 1), 10_000);
-        assert_eq!(in_flight.clicks(9_999, 1), 1);
-        assert_eq!(in_flight.clicks(1, 1), 0, "forgotten");
+        assert_eq!(in_flight.clicks(0, 1, 0), 10_000);
+        assert_eq!(in_flight.clicks(9_999, 1, 0), 1);
+        assert_eq!(in_flight.clicks(1, 1, 0), 0, "forgotten");
     }
 
     #[test]
@@ -238,12 +263,12 @@ mod tests {
                 query: None,
                 visitor: None,
                 unlocked: false,
-                clicks_in_flight: in_flight.clicks(record.link_id, record.version),
+                clicks_in_flight: in_flight.clicks(record.link_id, record.version, 0),
             };
             let decision = decide(&record, &visit);
             if decision.takes_a_click() {
                 redirects += 1;
-                in_flight.counted(record.link_id, record.version);
+                in_flight.counted(record.link_id, record.version, 0);
             } else {
                 assert_eq!(decision, Decision::Expired);
             }

@@ -10,7 +10,6 @@
 //! they are added when its events are stored ([`add_edge_clicks`]), so the edge can overshoot
 //! a little, the origin never.
 
-use shortlink::rules::ClickLimit;
 use sqlx::PgConnection;
 
 use crate::error::Error;
@@ -18,25 +17,32 @@ use crate::outbox;
 
 /// Takes one of a limited link's clicks for a visit about to be redirected: `false` when none
 /// is left (another visit took the last one), and the visit must be answered as used up.
-pub(crate) async fn take_click(
-    state: &crate::State,
-    link_id: i64,
-    limit: ClickLimit,
-) -> Result<bool, Error> {
-    let max = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<bool, Error> {
     let mut tx = state.db().begin().await?;
-    // The row lock serialises the clicks of one link: no two can take the last one.
-    let used: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO link_click_counts (link_id, used) VALUES ($1, 1)
+    // The row lock serialises the clicks of one link: no two can take the last one. The limit
+    // is the database's, not the cached record's: an edit that changed it moments ago (its
+    // invalidation still on the way) is already obeyed.
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "INSERT INTO link_click_counts (link_id, used)
+         SELECT id, 1 FROM links WHERE id = $1 AND max_clicks >= 1
          ON CONFLICT (link_id) DO UPDATE SET used = link_click_counts.used + 1
-         WHERE link_click_counts.used < $2
-         RETURNING used",
+         WHERE link_click_counts.used < (SELECT max_clicks FROM links WHERE id = $1)
+         RETURNING used, (SELECT max_clicks FROM links WHERE id = $1)",
     )
     .bind(link_id)
-    .bind(max)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(used) = used else {
+    let Some((used, max)) = row else {
+        let limited: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT max_clicks FROM links WHERE id = $1")
+                .bind(link_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if !matches!(limited, Some(Some(_))) {
+            // An edit removed the limit (or the link) since the record was read: nothing to
+            // take, the visit goes on as the record says.
+            return Ok(true);
+        }
         // None left. The link is normally marked used up already; not when an edit lowered
         // its limit to the count while a click was being taken (the edit reads the count
         // without locking it): mark it now, so the edge learns it too.
@@ -102,9 +108,12 @@ async fn exhaust(
     if link_ids.is_empty() {
         return Ok(Vec::new());
     }
+    // Only links whose count (in the database) reached their limit (in the database): a
+    // caller's view of the limit may be older than an edit that raised it.
     let codes: Vec<String> = sqlx::query_scalar(
         "UPDATE links SET exhausted_at = now()
          WHERE id = ANY($1) AND exhausted_at IS NULL AND deleted_at IS NULL
+           AND max_clicks <= (SELECT used FROM link_click_counts c WHERE c.link_id = links.id)
          RETURNING code",
     )
     .bind(link_ids)
