@@ -42,10 +42,10 @@ ALTER TABLE links
 -- so no two clicks can both take the last one. Rows stay when the limit is changed or
 -- removed: clicks already counted stay counted.
 CREATE TABLE link_click_counts (
-    link_id BIGINT PRIMARY KEY REFERENCES links (id),
+    link_id BIGINT PRIMARY KEY REFERENCES links (id) ON DELETE CASCADE,
     used    BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0)
 );
 
--- The A/B variant a click was sent to (its index in the link's split); NULL without a split.
--- Nullable without a default: only the catalogue changes, on every partition.
-ALTER TABLE clicks ADD COLUMN variant SMALLINT;
+-- `clicks` gains its `variant` in 0021, in a transaction of its own: this one holds `links`
+-- exclusively, and waiting there also for an ingest's lock on `clicks` would hold up every
+-- redirect that misses the cache.
