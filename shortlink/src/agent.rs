@@ -158,7 +158,8 @@ pub fn classify(user_agent: Option<&str>) -> Agent {
         Os::Windows
     } else if has("iphone") || has("ipad") || has("ipod") {
         Os::Ios
-    } else if has("cros") {
+    } else if has(" cros ") {
+        // "X11; CrOS x86_64": the bare letters are also in "microsoft" and "macros".
         Os::ChromeOs
     } else if has("android") {
         Os::Android
@@ -169,7 +170,16 @@ pub fn classify(user_agent: Option<&str>) -> Agent {
     } else {
         Os::Other
     };
-    let bot = BOT_MARKERS.iter().any(|marker| has(marker));
+    let bot = BOT_MARKERS.iter().any(|&marker| {
+        if marker == "bot" {
+            // Not the phone maker CUBOT ("CUBOT_X30"): every other "bot" is a robot.
+            lower
+                .match_indices("bot")
+                .any(|(at, _)| !lower[..at].ends_with("cu"))
+        } else {
+            has(marker)
+        }
+    });
     let device = if bot {
         Device::Bot
     } else {
@@ -272,6 +282,18 @@ mod tests {
                 false,
             ),
             ("", Bot, Os::Other, true),
+            (
+                "Mozilla/5.0 (Linux; Android 12; CUBOT_X30) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+                Mobile,
+                Os::Android,
+                false,
+            ),
+            (
+                "Microsoft Office/16.0 (Macintosh; Mac OS X 10.15.7; Microsoft Outlook 16.89.1224.0; Pro)",
+                Desktop,
+                Os::MacOs,
+                false,
+            ),
         ];
         for &(agent, device, os, bot) in cases {
             assert_eq!(classify(Some(agent)), Agent { device, os, bot }, "{agent}");
