@@ -16,16 +16,29 @@ use crate::entry::Entry;
 
 /// How long an entry read from KV (or fetched from the origin) is served from memory.
 pub const FRESH_MS: u64 = 1_000;
-/// Most entries kept: a few MB even with destinations at their 4 KiB maximum. When full,
-/// stale entries are dropped; if over half are still fresh, all are, so a scan of random codes
-/// costs O(1) per visit.
+/// Most entries kept. When full, stale entries are dropped; if over half are still fresh, all
+/// are, so a scan of random codes costs O(1) per visit.
 pub const CAPACITY: usize = 4_096;
+/// Most bytes the entries may hold (their codes, destinations and rules), held to the same way:
+/// a record with rules can hold dozens of 4 KiB destinations, and an isolate has 128 MB.
+pub const MAX_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 pub struct Memo {
     entries: HashMap<ShortCode, (u64, Entry)>,
+    /// What the entries weigh ([`weight`]).
+    bytes: usize,
     /// Counts forgets: a read that began before one must not be remembered after it.
     generation: u64,
+}
+
+/// What an entry holds: its code, the record's destination and rules, and a fixed part.
+fn weight(code: &ShortCode, entry: &Entry) -> usize {
+    let record = match entry {
+        Entry::Link(record) => record.destination.as_str().len() + record.rules().heap_bytes(),
+        _ => 0,
+    };
+    64 + code.as_str().len() + record
 }
 
 impl Memo {
@@ -54,18 +67,34 @@ impl Memo {
         {
             return;
         }
-        if self.entries.len() >= CAPACITY && !self.entries.contains_key(&code) {
+        let added = weight(&code, &entry);
+        if let Some((_, held)) = self.entries.remove(&code) {
+            self.bytes -= weight(&code, &held);
+        }
+        if self.entries.len() >= CAPACITY || self.bytes + added > MAX_BYTES {
             self.entries.retain(|_, (at, _)| fresh(*at, now_ms));
-            if self.entries.len() >= CAPACITY / 2 {
+            self.bytes = self.entries.iter().map(|(c, (_, e))| weight(c, e)).sum();
+            if self.entries.len() >= CAPACITY / 2 || self.bytes + added > MAX_BYTES / 2 {
                 self.entries.clear();
+                self.bytes = 0;
             }
         }
-        self.entries.insert(code, (now_ms, entry));
+        if added <= MAX_BYTES {
+            self.bytes += added;
+            self.entries.insert(code, (now_ms, entry));
+        }
     }
 
     pub fn forget(&mut self, code: &ShortCode) {
-        self.entries.remove(code);
+        if let Some((_, held)) = self.entries.remove(code) {
+            self.bytes -= weight(code, &held);
+        }
         self.generation += 1;
+    }
+
+    /// What the entries weigh, in bytes (at most [`MAX_BYTES`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -182,5 +211,37 @@ mod tests {
         memo.remember(code("newest"), link(3), 0, 5_000);
         assert_eq!(memo.entries.len(), 11);
         assert_eq!(memo.get(&code("new3"), 5_001), Some(&link(2)));
+    }
+
+    #[test]
+    fn records_with_many_long_destinations_stay_within_the_bytes() {
+        let long = |n: usize| format!("https://example.com/{n}/{}", "a".repeat(4_000));
+        let targets: Vec<_> = (0..20)
+            .map(|n| serde_json::json!({"when": {"os": ["ios"]}, "destination": long(n)}))
+            .collect();
+        let rules: shortlink::redirect::Rules =
+            serde_json::from_value(serde_json::json!({ "targets": targets })).expect("valid");
+        let big = Entry::Link(
+            LinkRecord::new(
+                1,
+                1,
+                Destination::parse(&long(99)).expect("valid"),
+                RedirectStatus::Found,
+                None,
+            )
+            .with_rules(rules),
+        );
+        let mut memo = Memo::default();
+        // 500 such records (about 40 MB) within one second, and forgets along the way.
+        for i in 0..500 {
+            memo.remember(code(&format!("big{i}")), big.clone(), memo.generation(), 0);
+            assert!(memo.bytes() <= MAX_BYTES, "{}", memo.bytes());
+            let summed: usize = memo.entries.iter().map(|(c, (_, e))| weight(c, e)).sum();
+            assert_eq!(memo.bytes(), summed);
+            if i % 7 == 0 {
+                memo.forget(&code(&format!("big{i}")));
+            }
+        }
+        assert!(!memo.entries.is_empty());
     }
 }

@@ -15,15 +15,14 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
-use shortlink::redirect::{LinkRecord, Rules};
-use shortlink::rules::Condition;
+use shortlink::redirect::LinkRecord;
 
 use crate::error::Error;
 
 /// What an entry costs beyond the heap bytes of its code, destination and rules: moka's
 /// bookkeeping (the hash table slot, the access and expiry queues, the entry's metadata; about
 /// 128 bytes), the key's `String`, the `Arc`'s counts and the cached link's fixed fields (a
-/// plain record holds no rules; a link's rules are boxed and weighed by [`rules_weight`]). An
+/// plain record holds no rules; a link's rules are boxed and weighed by [`Rules::heap_bytes`]). An
 /// estimate on the generous side, so the real memory stays under the configured bound.
 const ENTRY_OVERHEAD: usize = 128
     + std::mem::size_of::<String>()
@@ -166,51 +165,9 @@ fn weight(code: &str, entry: &Entry) -> u32 {
     let link = entry.as_ref().map_or(0, |link| {
         link.record.destination.as_str().len()
             + link.location.len()
-            + rules_weight(link.record.rules())
+            + link.record.rules().heap_bytes()
     });
     u32::try_from(ENTRY_OVERHEAD + code.len() + link).unwrap_or(u32::MAX)
-}
-
-/// A `String`'s own bytes on the stack (pointer, capacity, length), for values held in lists.
-const STRING: usize = std::mem::size_of::<String>();
-
-/// The heap bytes of a link's rules: their box, every destination, condition value and UTM
-/// value, and the fixed parts of the lists that hold them. Nothing for a plain link.
-fn rules_weight(rules: &Rules) -> usize {
-    if rules.is_plain() {
-        return 0;
-    }
-    let targets: usize = rules
-        .targets
-        .as_slice()
-        .iter()
-        .map(|target| {
-            let condition = match &target.when {
-                Condition::Country(countries) => countries.len() * (STRING + 2),
-                Condition::Device(devices) => devices.len(),
-                Condition::Os(systems) => systems.len(),
-                Condition::Language(languages) => languages
-                    .iter()
-                    .map(|language| STRING + language.as_str().len())
-                    .sum(),
-                Condition::Query(query) => query.param.len() + query.value.len(),
-            };
-            std::mem::size_of_val(target) + target.destination.as_str().len() + condition
-        })
-        .sum();
-    let split: usize = rules
-        .split
-        .as_slice()
-        .iter()
-        .map(|variant| std::mem::size_of_val(variant) + variant.destination.as_str().len())
-        .sum();
-    let fallback = rules
-        .fallback
-        .as_ref()
-        .map_or(0, |fallback| fallback.as_str().len());
-    let utm: usize = rules.utm.pairs().map(|(_, value)| value.len()).sum();
-    // The password hash's bytes are inline in the box.
-    std::mem::size_of::<Rules>() + targets + split + fallback + utm
 }
 
 /// Several waiters got the same failed load; each answers with its kind of failure.
@@ -314,7 +271,7 @@ mod tests {
             location: HeaderValue::from_static("https://example.com/x"),
         }));
         let long = format!("https://example.com/{}", "a".repeat(2_000));
-        let rules: Rules = serde_json::from_value(serde_json::json!({
+        let rules: shortlink::redirect::Rules = serde_json::from_value(serde_json::json!({
             "targets": [{"when": {"language": ["de", "fr"]}, "destination": long}],
             "split": (0..10)
                 .map(|_| serde_json::json!({"destination": long, "weight": 10}))

@@ -95,6 +95,47 @@ impl Rules {
         *self == Self::default()
     }
 
+    /// The bytes these rules hold on the heap (their box, every destination, condition value
+    /// and UTM value, and the fixed parts of the lists that hold them): what a cache of
+    /// records weighs them at. Nothing for a plain link's.
+    pub fn heap_bytes(&self) -> usize {
+        const STRING: usize = std::mem::size_of::<String>();
+        if self.is_plain() {
+            return 0;
+        }
+        let targets: usize = self
+            .targets
+            .as_slice()
+            .iter()
+            .map(|target| {
+                let condition = match &target.when {
+                    Condition::Country(countries) => countries.len() * (STRING + 2),
+                    Condition::Device(devices) => devices.len(),
+                    Condition::Os(systems) => systems.len(),
+                    Condition::Language(languages) => languages
+                        .iter()
+                        .map(|language| STRING + language.as_str().len())
+                        .sum(),
+                    Condition::Query(query) => query.param.len() + query.value.len(),
+                };
+                std::mem::size_of_val(target) + target.destination.as_str().len() + condition
+            })
+            .sum();
+        let split: usize = self
+            .split
+            .as_slice()
+            .iter()
+            .map(|variant| std::mem::size_of_val(variant) + variant.destination.as_str().len())
+            .sum();
+        let fallback = self
+            .fallback
+            .as_ref()
+            .map_or(0, |fallback| fallback.as_str().len());
+        let utm: usize = self.utm.pairs().map(|(_, value)| value.len()).sum();
+        // The password hash's bytes are inline in the box.
+        std::mem::size_of::<Self>() + targets + split + fallback + utm
+    }
+
     /// Whether the answer depends on more than the link and the time (so no browser or proxy
     /// may keep it, and every visit must reach us to be counted, checked or targeted).
     pub fn is_dynamic(&self) -> bool {
