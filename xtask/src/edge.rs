@@ -157,18 +157,21 @@ fn strip_names(wasm: &Path) -> anyhow::Result<()> {
             .arg(wasm)
             .args(["-o"])
             .arg(wasm)
-            .args([
-                "--strip-debug",
-                "--strip-producers",
-                "--enable-mutable-globals",
-                "--enable-sign-ext",
-                "--enable-nontrapping-float-to-int",
-                "--enable-bulk-memory",
-                "--enable-multivalue",
-                "--enable-reference-types",
-            ]),
+            .args(["--strip-debug", "--strip-producers"])
+            .args(WASM_FEATURES),
     )
 }
+
+/// The wasm features the Rust wasm32 target emits, for binaryen's `wasm-opt`: enabling more
+/// (`--all-features`) makes workerd refuse the module.
+pub(crate) const WASM_FEATURES: [&str; 6] = [
+    "--enable-mutable-globals",
+    "--enable-sign-ext",
+    "--enable-nontrapping-float-to-int",
+    "--enable-bulk-memory",
+    "--enable-multivalue",
+    "--enable-reference-types",
+];
 
 /// Raw and gzip sizes of a file, in bytes.
 pub(crate) fn sizes(path: &Path) -> anyhow::Result<(usize, usize)> {

@@ -52,23 +52,15 @@ pub(crate) fn build() -> anyhow::Result<Built> {
             .arg(&stage)
             .arg(root().join("target/wasm32-unknown-unknown/ui-release/admin-ui.wasm")),
     )?;
-    // binaryen's size optimiser (from the edge's npm packages): about 4 KB less gzipped. The
-    // features are those the Rust wasm32 target emits (see `edge::strip_names`).
+    // binaryen's size optimiser (from the edge's npm packages): about 4 KB less gzipped.
     let staged = stage.join("admin-ui_bg.wasm");
     exec(
         Command::new(edge::npm_bin("wasm-opt"))
             .arg(&staged)
             .arg("-o")
             .arg(&staged)
-            .args([
-                "-Oz",
-                "--enable-mutable-globals",
-                "--enable-sign-ext",
-                "--enable-nontrapping-float-to-int",
-                "--enable-bulk-memory",
-                "--enable-multivalue",
-                "--enable-reference-types",
-            ]),
+            .arg("-Oz")
+            .args(edge::WASM_FEATURES),
     )?;
     let source = root().join("admin-ui");
     let dist = dist_dir();
