@@ -573,61 +573,26 @@ impl From<ClickLimit> for u64 {
     }
 }
 
-impl TryFrom<String> for Country {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self, Error> {
-        Self::parse(&value)
-    }
+/// `TryFrom<String>` through the type's `parse`, and `From<T> for String`: what
+/// `#[serde(try_from = "String", into = "String")]` needs, for each text value above.
+macro_rules! text_value {
+    ($($name:ident),*) => {$(
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(value: String) -> Result<Self, Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+    )*};
 }
-impl From<Country> for String {
-    fn from(value: Country) -> Self {
-        value.0
-    }
-}
-impl TryFrom<String> for Language {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self, Error> {
-        Self::parse(&value)
-    }
-}
-impl From<Language> for String {
-    fn from(value: Language) -> Self {
-        value.0
-    }
-}
-impl TryFrom<String> for UtmValue {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self, Error> {
-        Self::parse(&value)
-    }
-}
-impl From<UtmValue> for String {
-    fn from(value: UtmValue) -> Self {
-        value.0
-    }
-}
-impl TryFrom<String> for Tag {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self, Error> {
-        Self::parse(&value)
-    }
-}
-impl From<Tag> for String {
-    fn from(value: Tag) -> Self {
-        value.0
-    }
-}
-impl TryFrom<String> for Note {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self, Error> {
-        Self::parse(&value)
-    }
-}
-impl From<Note> for String {
-    fn from(value: Note) -> Self {
-        value.0
-    }
-}
+
+text_value!(Country, Language, UtmValue, Tag, Note);
 
 #[cfg(test)]
 mod tests {
