@@ -477,7 +477,10 @@ fn seed(database_url: &str, code_key: &str, count: u64) -> anyhow::Result<Vec<St
             .bind(count as i64)
             .execute(&pool)
             .await?;
-        sqlx::query("ANALYZE links").execute(&pool).await?;
+        // VACUUM too: the trigram indexes' pending lists (GIN's fast update) would otherwise
+        // hold the million new rows until an autovacuum happens to run, and searches measured
+        // before it scan those lists (10 ms rather than 0.2 ms).
+        sqlx::query("VACUUM ANALYZE links").execute(&pool).await?;
         pool.close().await;
         anyhow::Ok(codes)
     })
