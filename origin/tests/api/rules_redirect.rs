@@ -506,6 +506,56 @@ async fn a_click_limit_lets_exactly_its_clicks_through_however_many_come_at_once
     assert_eq!(location(&second), "https://example.com/sold-out");
 }
 
+#[tokio::test]
+async fn the_limit_in_the_database_decides_not_the_one_in_a_stale_cache() {
+    // No background tasks: nothing tells this instance's cache about changes made in SQL, as
+    // when another origin's edit has not reached it yet.
+    let app = spawn_app().await;
+    let link = app
+        .create(json!({"destination": "https://example.com/two", "code": "two", "max_clicks": 2}))
+        .await;
+    let id = link["id"].as_i64().expect("id");
+    let chrome = [("user-agent", CHROME)];
+    assert_eq!(visit(&app, "/two", &chrome).await.status, StatusCode::FOUND);
+    // Raised to 4 elsewhere: the cached record still says 2.
+    sqlx::query("UPDATE links SET max_clicks = 4 WHERE id = $1")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .expect("raise");
+    for n in 2..=4 {
+        let response = visit(&app, "/two", &chrome).await;
+        assert_eq!(response.status, StatusCode::FOUND, "click {n} of 4");
+        assert_eq!(exhausted(&app, id).await, n == 4, "after click {n}");
+    }
+    assert_eq!(visit(&app, "/two", &chrome).await.status, StatusCode::GONE);
+    assert_eq!(used(&app, id).await, 4);
+
+    // Removed elsewhere: the cached record still has a limit, the database none. Visits go
+    // through, and none is counted against a limit that is gone.
+    let three = app
+        .create(
+            json!({"destination": "https://example.com/three", "code": "three", "max_clicks": 3}),
+        )
+        .await;
+    let three = three["id"].as_i64().expect("id");
+    assert_eq!(
+        visit(&app, "/three", &chrome).await.status,
+        StatusCode::FOUND
+    );
+    sqlx::query("UPDATE links SET max_clicks = NULL WHERE id = $1")
+        .bind(three)
+        .execute(&app.db)
+        .await
+        .expect("remove");
+    for n in 0..5 {
+        let response = visit(&app, "/three", &chrome).await;
+        assert_eq!(response.status, StatusCode::FOUND, "visit {n}");
+    }
+    assert_eq!(used(&app, three).await, 1);
+    assert!(!exhausted(&app, three).await);
+}
+
 fn edge_click(id: &str, link_id: i64, code: &str, user_agent: &str) -> ClickEvent {
     ClickEvent {
         id: id.to_owned(),
