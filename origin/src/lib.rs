@@ -92,6 +92,10 @@ struct Inner {
     /// Link passwords being hashed at once, at most [`redirect::PASSWORD_HASHES`]: a flood of
     /// answers from many addresses (each within its own limit) cannot take every core.
     password_hashes: tokio::sync::Semaphore,
+    /// Limited links' clicks are taken one at a time per stripe ([`links::limit::STRIPES`]),
+    /// so a flood on one limited link queues here rather than on its count row, where each
+    /// waiter would hold a database connection.
+    click_stripes: Vec<tokio::sync::Mutex<()>>,
     /// Hosts whose links would redirect to this deployment (see `Config::own_hosts`).
     own_hosts: Vec<shortlink::HostKey>,
     click_retention: time::Duration,
@@ -161,6 +165,9 @@ impl State {
                     redirect::PASSWORD_ATTEMPTS,
                 )),
                 password_hashes: tokio::sync::Semaphore::new(redirect::PASSWORD_HASHES),
+                click_stripes: (0..links::limit::STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
                 visitor_secret,
                 client_ip: redirect::ClientIp {
                     header: client_ip_header,

@@ -13,11 +13,22 @@
 use sqlx::PgConnection;
 
 use crate::error::Error;
+
+/// How many locks the clicks of limited links are spread over (by link id), per process.
+pub(crate) const STRIPES: usize = 64;
 use crate::outbox;
 
 /// Takes one of a limited link's clicks for a visit about to be redirected: `false` when none
 /// is left (another visit took the last one), and the visit must be answered as used up.
 pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<bool, Error> {
+    // One click of a stripe's links at a time in this process: visits of one hot link wait
+    // here, not each with a database connection on the link's row.
+    let stripes = &state.inner.click_stripes;
+    let stripe = usize::try_from(link_id.rem_euclid(STRIPES as i64)).unwrap_or(0);
+    let _turn = match stripes.get(stripe) {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
     let mut tx = state.db().begin().await?;
     // The row lock serialises the clicks of one link: no two can take the last one. The limit
     // is the database's, not the cached record's: an edit that changed it moments ago (its
