@@ -185,12 +185,7 @@ impl<'r> Visitor<'r> {
                 unlocked: false,
             };
         }
-        let header = |name: &HeaderName| {
-            request
-                .headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-        };
+        let header = |name: &HeaderName| header_text(request, name);
         let user_agent = user_agent_of(request);
         let user_agent = user_agent.as_deref();
         let key = if rules.split.is_empty() {
@@ -228,6 +223,14 @@ impl<'r> Visitor<'r> {
             clicks_in_flight,
         }
     }
+}
+
+/// A request header's text, when it is visible ASCII.
+fn header_text<'r>(request: &'r Parts, name: &HeaderName) -> Option<&'r str> {
+    request
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
 }
 
 /// The `User-Agent`, read as the edge reads it: a byte that is not UTF-8 is replaced rather
@@ -269,12 +272,7 @@ fn record_click(
     if !state.inner.record_clicks {
         return;
     }
-    let header = |name: &HeaderName| {
-        request
-            .headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-    };
+    let header = |name: &HeaderName| header_text(request, name);
     let user_agent = user_agent_of(request);
     let user_agent = user_agent.as_deref();
     let visitor = visitor
