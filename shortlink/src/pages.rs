@@ -1,5 +1,13 @@
 //! The HTML pages a visitor can get instead of a redirect, the same from the edge and the
-//! origin: not found, gone, unavailable, and the password form.
+//! origin: not found, gone, unavailable, too many requests, the password form, and a link's
+//! preview (`/{code}+`) with what it shows ([`preview_of`]).
+
+use std::borrow::Cow;
+
+use time::OffsetDateTime;
+
+use crate::agent;
+use crate::redirect::{Decision, LinkRecord, Visit, decide};
 
 macro_rules! page {
     ($title:literal, $text:literal) => {
@@ -31,6 +39,109 @@ pub const UNAVAILABLE: &str = page!(
     "Try again shortly",
     "This link cannot be looked up right now. Please retry in a few seconds."
 );
+
+/// 429: a visitor's address sent more requests than its limit allows.
+pub const RATE_LIMITED: &str = page!(
+    "Too many requests",
+    "Too many requests came from your network. Please wait a few seconds and try again."
+);
+
+/// What a link's preview shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preview<'a> {
+    /// Where the link goes (its UTM parameters merged), and whether some visitors are sent
+    /// elsewhere (targeting rules or an A/B split: this is then the default destination).
+    Destination { url: Cow<'a, str>, varies: bool },
+    /// The link asks for a password: where it goes is not shown.
+    Protected,
+}
+
+/// What `/{code}+` answers for `link` at `now`: its preview, or, when a visit would not be
+/// sent to the link's destinations (disabled, expired, used up: to the fallback if it has
+/// one), that visit's decision, answered as the visit is. `clicks_in_flight` as in [`Visit`].
+/// No visitor data goes in: the preview shows the default destination of a targeted link,
+/// and a protected link stays protected even for a visitor holding its unlock cookie.
+pub fn preview_of(
+    link: &LinkRecord,
+    now: OffsetDateTime,
+    clicks_in_flight: u64,
+) -> Result<Preview<'_>, Decision<'_>> {
+    let visit = Visit {
+        now,
+        country: None,
+        agent: agent::classify(None),
+        accept_language: None,
+        query: None,
+        visitor: None,
+        unlocked: false,
+        clicks_in_flight,
+    };
+    match decide(link, &visit) {
+        Decision::Password => Ok(Preview::Protected),
+        Decision::Redirect { .. } => {
+            let rules = link.rules();
+            Ok(Preview::Destination {
+                url: rules.utm.apply(link.destination.as_str()),
+                varies: !rules.targets.is_empty() || !rules.split.is_empty(),
+            })
+        }
+        other => Err(other),
+    }
+}
+
+/// The preview page of `short_url`: the destination as text and as a link that sends no
+/// referrer, or that the link is protected. Everything from the link is HTML-escaped.
+pub fn preview(short_url: &str, preview: &Preview<'_>) -> String {
+    let short = escape(short_url);
+    let body = match preview {
+        Preview::Destination { url, varies } => {
+            let url = escape(url);
+            let varies = if *varies {
+                "<p>Some visitors are sent elsewhere (by their country, device, language or an A/B test): this is the link's main destination.</p>"
+            } else {
+                ""
+            };
+            format!(
+                "<p>This short link leads to:</p><p style=\"overflow-wrap:anywhere\"><a href=\"{url}\" rel=\"noopener noreferrer\">{url}</a></p>{varies}"
+            )
+        }
+        Preview::Protected => {
+            "<p>This link is protected by a password: where it leads is shown only to those who know it.</p>"
+                .to_owned()
+        }
+    };
+    format!(
+        concat!(
+            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">",
+            "<meta name=\"viewport\" content=\"width=device-width\">",
+            "<meta name=\"robots\" content=\"noindex\"><title>Where this link goes</title>",
+            "<body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem\">",
+            "<main><h1>Where this link goes</h1><p><code style=\"overflow-wrap:anywhere\">{short}</code></p>",
+            "{body}</main></body></html>"
+        ),
+        short = short,
+        body = body
+    )
+}
+
+/// Text made safe for HTML, in element content and in a quoted attribute.
+fn escape(text: &str) -> Cow<'_, str> {
+    if !text.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Why the password form is shown again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,5 +231,117 @@ mod tests {
             Some("p@ss word")
         );
         assert_eq!(posted_password(b"x=1"), None);
+    }
+
+    fn record(destination: &str, rules: &str) -> LinkRecord {
+        let rules: crate::redirect::Rules = serde_json::from_str(rules).expect("valid rules");
+        LinkRecord::new(
+            7,
+            1,
+            crate::Destination::parse(destination).expect("valid"),
+            crate::RedirectStatus::Found,
+            None,
+        )
+        .with_rules(rules)
+    }
+
+    #[test]
+    fn a_preview_shows_the_default_destination_or_answers_as_the_visit() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        fn shows(link: &LinkRecord) -> Result<Preview<'_>, Decision<'_>> {
+            preview_of(
+                link,
+                OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+                0,
+            )
+        }
+        let plain = record("https://example.com/a", "{}");
+        assert_eq!(
+            shows(&plain),
+            Ok(Preview::Destination {
+                url: Cow::Borrowed("https://example.com/a"),
+                varies: false
+            })
+        );
+        // UTM is merged as the redirect merges it; targeting and a split say it varies.
+        let utm = record("https://example.com/a", r#"{"utm":{"source":"news"}}"#);
+        assert_eq!(
+            shows(&utm),
+            Ok(Preview::Destination {
+                url: Cow::Owned("https://example.com/a?utm_source=news".to_owned()),
+                varies: false
+            })
+        );
+        let targeted = record(
+            "https://example.com/a",
+            r#"{"targets":[{"when":{"os":["ios"]},"destination":"https://apple.example/"}]}"#,
+        );
+        assert!(matches!(
+            shows(&targeted),
+            Ok(Preview::Destination { ref url, varies: true }) if url == "https://example.com/a"
+        ));
+        let split = record(
+            "https://example.com/a",
+            r#"{"split":[{"destination":"https://b.example/","weight":50},{"destination":"https://c.example/","weight":50}]}"#,
+        );
+        assert!(matches!(
+            shows(&split),
+            Ok(Preview::Destination { varies: true, .. })
+        ));
+        // A password hides the destination; disabled, expired and used up answer as a visit.
+        let hash = crate::password::PasswordHash::new(
+            &crate::password::LinkPassword::parse("secret words").expect("valid"),
+            [1; 16],
+        );
+        let locked = plain.clone().with_rules(crate::redirect::Rules {
+            password: Some(hash),
+            ..crate::redirect::Rules::default()
+        });
+        assert_eq!(shows(&locked), Ok(Preview::Protected));
+        let disabled = record("https://example.com/a", r#"{"disabled":true}"#);
+        assert_eq!(shows(&disabled), Err(Decision::Disabled));
+        let expired = LinkRecord {
+            expires_at: Some(now),
+            ..record(
+                "https://example.com/a",
+                r#"{"fallback":"https://later.example/"}"#,
+            )
+        };
+        assert_eq!(
+            shows(&expired),
+            Err(Decision::Fallback {
+                location: "https://later.example/"
+            })
+        );
+        let limited = record("https://example.com/a", r#"{"max_clicks":3,"clicks":2}"#);
+        assert!(shows(&limited).is_ok());
+        assert_eq!(preview_of(&limited, now, 1), Err(Decision::Expired));
+    }
+
+    #[test]
+    fn the_preview_page_escapes_what_the_link_holds() {
+        let page = preview(
+            "https://kurz.example/a<b>",
+            &Preview::Destination {
+                url: Cow::Borrowed("https://example.com/?x=\"y\"&z=<1>'"),
+                varies: false,
+            },
+        );
+        assert!(page.contains(
+            "<a href=\"https://example.com/?x=&quot;y&quot;&amp;z=&lt;1&gt;&#39;\" rel=\"noopener noreferrer\">"
+        ), "{page}");
+        assert!(page.contains("https://kurz.example/a&lt;b&gt;"));
+        assert!(!page.contains("<1>") && !page.contains("Some visitors"));
+        assert!(page.contains("<meta name=\"robots\" content=\"noindex\">"));
+        let varies = preview(
+            "https://kurz.example/a",
+            &Preview::Destination {
+                url: Cow::Borrowed("https://example.com/"),
+                varies: true,
+            },
+        );
+        assert!(varies.contains("Some visitors are sent elsewhere"));
+        let protected = preview("https://kurz.example/a", &Preview::Protected);
+        assert!(protected.contains("protected by a password") && !protected.contains("<a "));
     }
 }
