@@ -32,6 +32,13 @@ pub enum Error {
     /// The same answer whichever limit was reached, and for known and unknown usernames alike.
     #[error("too many sign-in attempts; try again in {seconds} s")]
     TooManySignIns { seconds: i64 },
+    /// A caller used up one of its API budgets (`rate_limit.rs`; `limit` names it: api,
+    /// create, stats), 429 with `Retry-After`.
+    #[error("rate limit {limit:?} reached; try again in {retry_after_secs} s")]
+    RateLimited {
+        limit: &'static str,
+        retry_after_secs: u64,
+    },
     /// A signed-in browser's request that changes something without the session's CSRF token.
     #[error("missing or wrong X-CSRF-Token header; reload the page")]
     CsrfMismatch,
@@ -61,10 +68,24 @@ pub enum Error {
     InvitationInvalid,
     #[error("the code {code:?} is already taken; choose another")]
     CodeTaken { code: String },
+    /// `If-Match` named another version than the link's (412): somebody changed it meanwhile.
+    #[error(
+        "the link changed since the version you sent in If-Match: it is now at version {current}; read it again and retry"
+    )]
+    PreconditionFailed { current: u64 },
+    /// An `Idempotency-Key` sent again with another body (422): a retry must repeat its request.
+    #[error(
+        "this Idempotency-Key was used with another request body; use a new key for a new request"
+    )]
+    IdempotencyKeyReused,
     /// Work that needs a CPU of its own (encoding an image) while every one is taken: retry
     /// in a moment (503).
     #[error("the server is busy; try again in a moment")]
     Busy,
+    /// The abuse reports still open reached their cap (`abuse::reports::MAX_OPEN`): nothing
+    /// more is stored until admins resolve some (503).
+    #[error("too many abuse reports are waiting to be reviewed; please try again later")]
+    ReportsFull,
     /// The answer did not begin within `KURZ_REQUEST_TIMEOUT_SECS` (503: the server was too
     /// slow, not the client; 408 would blame the client's sending).
     #[error("the request took too long; try again shortly")]
@@ -109,7 +130,9 @@ impl Error {
             Self::Unauthorized | Self::EdgeUnauthorized(_) | Self::SignInFailed => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::TooManySignIns { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManySignIns { .. } | Self::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::CsrfMismatch | Self::Forbidden { .. } | Self::NoWorkspace => {
                 StatusCode::FORBIDDEN
             }
@@ -118,7 +141,11 @@ impl Error {
                 StatusCode::NOT_FOUND
             }
             Self::CodeTaken { .. } => StatusCode::CONFLICT,
-            Self::Busy | Self::Timeout | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Busy | Self::Timeout | Self::Unavailable(_) | Self::ReportsFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -133,6 +160,7 @@ impl Error {
             Self::Unauthorized | Self::EdgeUnauthorized(_) => "unauthorized",
             Self::SignInFailed => "sign_in_failed",
             Self::TooManySignIns { .. } => "too_many_sign_ins",
+            Self::RateLimited { .. } => "rate_limited",
             Self::CsrfMismatch => "csrf",
             Self::Forbidden { .. } => "forbidden",
             Self::NoWorkspace => "no_workspace",
@@ -141,7 +169,10 @@ impl Error {
             Self::LinkNotFound(_) | Self::NotFound => "not_found",
             Self::InvitationInvalid => "invitation_invalid",
             Self::CodeTaken { .. } => "code_taken",
+            Self::PreconditionFailed { .. } => "precondition_failed",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Busy => "busy",
+            Self::ReportsFull => "reports_full",
             Self::Timeout => "timeout",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -204,11 +235,21 @@ impl IntoResponse for Error {
             Self::Unavailable(_) | Self::Timeout => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            Self::ReportsFull => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
+            }
             Self::Busy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::TooManySignIns { seconds } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            Self::RateLimited {
+                limit,
+                retry_after_secs,
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                metrics::counter!("kurz_rate_limited_total", "limit" => limit).increment(1);
             }
             _ => {}
         }
@@ -235,6 +276,7 @@ impl From<shortlink::Error> for Error {
             E::ClickLimit { .. } => "max_clicks",
             E::Split { .. } => "split",
             E::PasswordLength { .. } => "password",
+            E::BlockRule { .. } => "rule",
             E::TooMany { what, .. } | E::Empty { what } | E::TooLong { what, .. } => what,
             E::IdOutOfRange { .. } | E::PasswordHash => return Self::Internal(err.into()),
         };

@@ -22,32 +22,61 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .is_some_and(|mime| {
-                let mime = mime.trim();
-                mime.eq_ignore_ascii_case("application/json")
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
-        if !is_json {
-            return Err(Error::UnsupportedMediaType);
-        }
-        let limit = req
-            .extensions()
-            .get::<crate::gateway::BodyLimit>()
-            .map_or(BODY_LIMIT, |limit| limit.0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::PayloadTooLarge { limit }
-            } else {
-                Error::BadRequest(rejection.body_text())
-            }
-        })?;
+        let bytes = json_bytes(req, state).await?;
         parse(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON body like [`ApiJson`], with the bytes it was read from (to fingerprint a request,
+/// see `links::idempotency`).
+#[derive(Debug, Clone)]
+pub(crate) struct ApiJsonBytes<T> {
+    pub(crate) value: T,
+    pub(crate) bytes: Bytes,
+}
+
+impl<T, S> FromRequest<S> for ApiJsonBytes<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = json_bytes(req, state).await?;
+        Ok(Self {
+            value: parse(&bytes)?,
+            bytes,
+        })
+    }
+}
+
+/// The body of a request that must say it is JSON, within the body limit in force.
+async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    if !is_json {
+        return Err(Error::UnsupportedMediaType);
+    }
+    let limit = req
+        .extensions()
+        .get::<crate::gateway::BodyLimit>()
+        .map_or(BODY_LIMIT, |limit| limit.0);
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge { limit }
+        } else {
+            Error::BadRequest(rejection.body_text())
+        }
+    })
 }
 
 /// The query string, parsed like a JSON body: a value that breaks a rule is a 422 naming the

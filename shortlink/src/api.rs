@@ -12,6 +12,7 @@ use crate::{Destination, RedirectStatus, ShortCode};
 
 /// `POST /api/v1/links`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateLink {
     pub destination: Destination,
@@ -55,6 +56,7 @@ fn is_false(value: &bool) -> bool {
 
 /// `PATCH /api/v1/links/{code}`: only the fields present change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLink {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +128,7 @@ where
 
 /// A link as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Link {
     pub id: i64,
     pub code: ShortCode,
@@ -161,10 +164,15 @@ pub struct Link {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Rises with every change of the link (also the `ETag` of its answers): send it back in
+    /// `If-Match` to change the link only if nobody changed it meanwhile.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// One page of `GET /api/v1/links`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LinkPage {
     pub links: Vec<Link>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -173,11 +181,13 @@ pub struct LinkPage {
 
 /// The body of every error answer: `{"error": {"code", "message", "field"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_input`, `not_found`, `code_taken`, ...
     pub code: String,

@@ -5,15 +5,16 @@
 //! send to) or on the clock (expiry). A link's password is hashed here and stored only as its
 //! hash; no answer and no audit entry shows either.
 
+pub(crate) mod idempotency;
 pub(crate) mod limit;
 pub(crate) mod store;
+mod versions;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use shortlink::Destination;
 use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
 use shortlink::password::{LinkPassword, PasswordHash};
@@ -21,11 +22,13 @@ use shortlink::rules::{Split, Tag, Targets};
 use shortlink::workspace::Permission;
 use time::OffsetDateTime;
 
-use self::store::{Filter, LinkRow, Sort};
+use self::idempotency::{Claim, Retryable};
+use self::store::{Filter, Sort};
+use self::versions::IfMatch;
 use crate::audit::{self, Change};
 use crate::caller::{Caller, WorkspaceId};
 use crate::error::Error;
-use crate::extract::{ApiJson, ApiQuery, CodePath};
+use crate::extract::{ApiJson, ApiJsonBytes, ApiQuery, CodePath};
 use crate::outbox;
 
 /// Generated codes that are already taken (by a custom slug) make us draw the next id; this
@@ -44,12 +47,21 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/links/{code}", get(fetch).patch(update).delete(delete))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/links", tag = "links",
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retried create with the same key (and body) gets the first answer.")),
+    request_body = shortlink::api::CreateLink,
+    responses((status = 201, description = "The link, created.", body = shortlink::api::Link), crate::openapi::Refusals),
+)]
 async fn create(
     State(state): State<crate::State>,
     caller: Caller,
-    ApiJson(body): ApiJson<CreateLink>,
-) -> Result<impl IntoResponse, Error> {
+    headers: HeaderMap,
+    body: ApiJsonBytes<CreateLink>,
+) -> Result<Response, Error> {
     let workspace = caller.may(Permission::WriteLinks)?;
+    let retryable = Retryable::from_request(&headers, &body.bytes, &state.inner.visitor_secret)?;
+    let body = body.value;
     check_destination(&state, "destination", &body.destination)?;
     check_rules(
         &state,
@@ -58,29 +70,60 @@ async fn create(
         Some(&body.split),
     )?;
     check_expiry(body.expires_at)?;
+    crate::abuse::blocklist::check_create(&state, &body).await?;
     let password = match &body.password {
         Some(password) => Some(hash_password(password).await?),
         None => None,
     };
-    let row = insert(&state, &caller, workspace, &body, password.as_ref()).await?;
-    let link = row.into_link(&state.inner.public_url)?;
+    let created = insert(
+        &state,
+        &caller,
+        workspace,
+        &body,
+        password.as_ref(),
+        retryable.as_ref(),
+    )
+    .await?;
+    let (link, replayed) = match created {
+        Created::New(link) => (link, false),
+        Created::Answered(link) => (*link, true),
+    };
     let location = format!("/api/v1/links/{}", link.code);
-    Ok((
+    let etag = versions::etag(link.version);
+    let mut response = (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
+        [(header::ETAG, etag)],
         Json(link),
-    ))
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// What a create did.
+#[derive(Debug)]
+enum Created {
+    New(Link),
+    /// The same request, with its `Idempotency-Key`, was answered before with this link.
+    Answered(Box<Link>),
 }
 
 /// Inserts the link, drawing ids until a generated code is free. A custom slug that is taken
-/// is a 409: the unique index decides, so two concurrent requests cannot both get it.
+/// is a 409: the unique index decides, so two concurrent requests cannot both get it. With
+/// an `Idempotency-Key`, the key is claimed in the same transaction, first.
 async fn insert(
     state: &crate::State,
     caller: &Caller,
     workspace: WorkspaceId,
     body: &CreateLink,
     password: Option<&PasswordHash>,
-) -> Result<LinkRow, Error> {
+    retryable: Option<&Retryable>,
+) -> Result<Created, Error> {
     for _ in 0..MAX_CODE_ATTEMPTS {
         let id = store::next_id(state.db()).await?;
         let code = match &body.code {
@@ -91,6 +134,13 @@ async fn insert(
             }
         };
         let mut tx = state.db().begin().await?;
+        if let Some(retryable) = retryable {
+            if let Claim::Answered(link) =
+                idempotency::claim(&mut tx, workspace, &caller.actor, retryable).await?
+            {
+                return Ok(Created::Answered(link));
+            }
+        }
         match store::insert(&mut tx, workspace, id, &code, body, password).await? {
             Some(row) => {
                 let change = Change {
@@ -100,9 +150,14 @@ async fn insert(
                     after: Some(row.audited()?),
                 };
                 audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
+                let link = row.clone().into_link(&state.inner.public_url)?;
+                if let Some(retryable) = retryable {
+                    idempotency::remember(&mut tx, workspace, &caller.actor, retryable, &link)
+                        .await?;
+                }
                 // A visit before this link existed may have cached "no such code".
                 finish_change(state, tx, &row.code).await?;
-                return Ok(row);
+                return Ok(Created::New(link));
             }
             None if body.code.is_some() => {
                 return Err(Error::CodeTaken {
@@ -119,30 +174,37 @@ async fn insert(
     )))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/links/{code}", tag = "links",
+    params(("code" = shortlink::ShortCode, Path, description = "The link's short code.")),
+    responses((status = 200, description = "The link; `ETag` is its version.", body = shortlink::api::Link), crate::openapi::Refusals),
+)]
 async fn fetch(
     State(state): State<crate::State>,
     caller: Caller,
     CodePath(code): CodePath,
-) -> Result<Json<Link>, Error> {
+) -> Result<Response, Error> {
     let workspace = caller.may(Permission::ReadLinks)?;
     let row = store::find(state.db(), workspace, &code).await?;
-    Ok(Json(row.into_link(&state.inner.public_url)?))
+    Ok(with_etag(row.into_link(&state.inner.public_url)?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    /// From a previous page's `next_cursor` (with the same `sort`).
-    cursor: Option<String>,
-    limit: Option<i64>,
-    /// Matches codes, destinations or notes that contain it (case-insensitive).
-    q: Option<String>,
-    /// Only links with this tag (normalised like a link's tags).
-    tag: Option<String>,
-    /// Only links that are (`true`) or are not (`false`) switched off.
-    disabled: Option<bool>,
-    #[serde(default)]
-    sort: Sort,
+/// A link's answer, with its version as the `ETag`.
+fn with_etag(link: Link) -> Response {
+    ([(header::ETAG, versions::etag(link.version))], Json(link)).into_response()
+}
+
+use shortlink::query::{LinkListQuery as ListQuery, LinkSort};
+
+impl From<LinkSort> for Sort {
+    fn from(sort: LinkSort) -> Self {
+        match sort {
+            LinkSort::Newest => Self::Newest,
+            LinkSort::Oldest => Self::Oldest,
+            LinkSort::CodeAsc => Self::CodeAsc,
+            LinkSort::CodeDesc => Self::CodeDesc,
+        }
+    }
 }
 
 /// A [`ListQuery`] with its values checked.
@@ -156,6 +218,11 @@ struct CheckedList {
     sort: Sort,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/links", tag = "links",
+    params(shortlink::query::LinkListQuery),
+    responses((status = 200, description = "A page of links.", body = shortlink::api::LinkPage), crate::openapi::Refusals),
+)]
 async fn list(
     State(state): State<crate::State>,
     caller: Caller,
@@ -201,7 +268,12 @@ async fn list(
     Ok(Json(LinkPage { links, next_cursor }))
 }
 
-impl ListQuery {
+/// The checks of a [`ListQuery`] (a trait: the query is `shortlink`'s).
+trait Check {
+    fn checked(self) -> Result<CheckedList, Error>;
+}
+
+impl Check for ListQuery {
     /// The query with its values checked: `limit` in bounds, `cursor`, `q` and `tag` absent
     /// when empty (`q` trimmed) and within their lengths, `tag` normalised.
     fn checked(self) -> Result<CheckedList, Error> {
@@ -256,18 +328,26 @@ impl ListQuery {
             search,
             tag,
             disabled: self.disabled,
-            sort: self.sort,
+            sort: self.sort.into(),
         })
     }
 }
 
+#[utoipa::path(
+    patch, path = "/api/v1/links/{code}", tag = "links",
+    params(("code" = shortlink::ShortCode, Path, description = "The link's short code."), ("If-Match" = Option<String>, Header, description = "The version (`ETag`) the change is based on: 412 if the link changed since.")),
+    request_body = shortlink::api::UpdateLink,
+    responses((status = 200, description = "The link, changed.", body = shortlink::api::Link), crate::openapi::Refusals),
+)]
 async fn update(
     State(state): State<crate::State>,
     caller: Caller,
     CodePath(code): CodePath,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateLink>,
-) -> Result<Json<Link>, Error> {
+) -> Result<Response, Error> {
     let workspace = caller.may(Permission::WriteLinks)?;
+    let if_match = IfMatch::from_headers(&headers)?;
     if body.is_empty() {
         return Err(Error::InvalidInput {
             message: "nothing to update: send at least one field of the link to change".to_owned(),
@@ -286,6 +366,7 @@ async fn update(
     if let Some(expires_at) = body.expires_at {
         check_expiry(expires_at)?;
     }
+    crate::abuse::blocklist::check_update(&state, workspace, &code, &body).await?;
     let password = match &body.password {
         Some(Some(password)) => Some(Some(hash_password(password).await?)),
         Some(None) => Some(None),
@@ -300,6 +381,11 @@ async fn update(
         password.as_ref().map(Option::as_ref),
     )
     .await?;
+    // `before` is the version the edit found (under the row's lock): one that is not the
+    // client's rolls the edit back.
+    if let Some(if_match) = &if_match {
+        if_match.check(u64::try_from(before.version).unwrap_or(u64::MAX))?;
+    }
     let change = Change {
         action: "link.updated",
         target: ("link", after.id),
@@ -308,16 +394,27 @@ async fn update(
     };
     audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
     finish_change(&state, tx, code.as_str()).await?;
-    Ok(Json(after.into_link(&state.inner.public_url)?))
+    Ok(with_etag(after.into_link(&state.inner.public_url)?))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/links/{code}", tag = "links",
+    params(("code" = shortlink::ShortCode, Path, description = "The link's short code.")),
+    responses((status = 204, description = "Deleted (its code is free again)."), crate::openapi::Refusals),
+)]
 async fn delete(
     State(state): State<crate::State>,
     caller: Caller,
     CodePath(code): CodePath,
+    headers: HeaderMap,
 ) -> Result<StatusCode, Error> {
     let workspace = caller.may(Permission::WriteLinks)?;
+    let if_match = IfMatch::from_headers(&headers)?;
     let mut tx = state.db().begin().await?;
+    if let Some(if_match) = &if_match {
+        let current = store::lock_version(&mut tx, workspace, &code).await?;
+        if_match.check(u64::try_from(current).unwrap_or(u64::MAX))?;
+    }
     let before = store::delete(&mut tx, workspace, &code).await?;
     let change = Change {
         action: "link.deleted",

@@ -39,7 +39,7 @@ const COLUMNS: &str = concat!(
     "id, code, destination, status, expires_at, disabled, max_clicks, ",
     clicks_used!(),
     " AS clicks_used, fallback_url, password_hash IS NOT NULL AS password_protected, ",
-    "targets, split, utm, tags, note, created_at, updated_at"
+    "targets, split, utm, tags, note, created_at, updated_at, version"
 );
 
 /// A link as the API shows it, before its short URL is made. It serialises as the audit log
@@ -71,6 +71,9 @@ pub(crate) struct LinkRow {
     created_at: OffsetDateTime,
     #[serde(skip)]
     updated_at: OffsetDateTime,
+    /// Set by the `links_version` trigger on every write; the API's `ETag`.
+    #[serde(skip)]
+    pub(crate) version: i64,
 }
 
 impl LinkRow {
@@ -104,6 +107,7 @@ impl LinkRow {
                 .map_err(invalid)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            version: count(self.version)?,
         })
     }
 
@@ -431,6 +435,26 @@ pub(crate) async fn update(
 }
 
 /// Soft-deletes the live link of `workspace` with this code; returns it as it was.
+/// The version of the live link of `workspace` with this code, its row locked until `tx` ends
+/// (a conditional delete checks it, then deletes what it checked).
+pub(crate) async fn lock_version(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    code: &ShortCode,
+) -> Result<i64, Error> {
+    let version: Option<i64> = sqlx::query_scalar(
+        "SELECT version FROM links
+         WHERE workspace_id = $1 AND domain_id = $2 AND code = $3 AND deleted_at IS NULL
+         FOR UPDATE",
+    )
+    .bind(workspace.get())
+    .bind(DEFAULT_DOMAIN)
+    .bind(code.as_str())
+    .fetch_optional(tx)
+    .await?;
+    version.ok_or_else(|| Error::LinkNotFound(code.to_string()))
+}
+
 pub(crate) async fn delete(
     tx: &mut PgConnection,
     workspace: WorkspaceId,

@@ -1,8 +1,10 @@
 //! Integration tests of the origin against a real PostgreSQL: one test binary, a fresh
 //! database per test (see `support::spawn_app`).
 
+mod abuse;
 mod analytics;
 mod audit;
+mod conditional;
 mod dashboard;
 mod edge;
 mod edge_sync;
@@ -16,8 +18,10 @@ mod keys;
 mod limits;
 mod links;
 mod members;
+mod metrics;
 mod migration;
 mod profile;
+mod rate_limits;
 mod ready;
 mod recorder;
 mod redirect;
