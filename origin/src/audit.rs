@@ -51,6 +51,17 @@ impl<'a> ActorRef<'a> {
         }
     }
 
+    /// The deployment's own rules acting on a workspace's data (the abuse blocklist
+    /// disabling a link): the log names the rule, not the operator's admin, whom another
+    /// workspace need not know.
+    pub(crate) fn system(name: &'a str) -> Self {
+        Self {
+            kind: "operator",
+            id: 0,
+            name,
+        }
+    }
+
     pub(crate) fn key(id: i64, name: &'a str) -> Self {
         Self {
             kind: "key",

@@ -29,6 +29,10 @@ impl WorkspaceId {
     }
 }
 
+/// The deployment's operator workspace: the first one (`0012_workspaces.sql`), whose first
+/// owner and key the first start makes. Its admins control what is deployment-wide.
+pub(crate) const OPERATOR_WORKSPACE: i64 = 1;
+
 /// Who made an API request and where.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
@@ -118,6 +122,22 @@ impl Caller {
             Err(Error::Forbidden {
                 needs: needs(permission, grant),
             })
+        }
+    }
+
+    /// The operator workspace, if the caller may control the whole deployment (the abuse
+    /// blocklist and reports): its owners and admins, and its keys with `workspace:admin`,
+    /// while working in it. Everyone else gets 403, admins of other workspaces too. The one
+    /// place this rule lives.
+    pub(crate) fn may_operate(&self) -> Result<WorkspaceId, Error> {
+        match &self.workspace {
+            Some((OPERATOR_WORKSPACE, grant)) if grant.permits(Permission::Administer) => {
+                Ok(WorkspaceId(OPERATOR_WORKSPACE))
+            }
+            _ => Err(Error::Forbidden {
+                needs: "an admin or owner of the operator workspace (the first one), working \
+                        in it, or its key with the scope workspace:admin",
+            }),
         }
     }
 

@@ -4,6 +4,7 @@
 //! [`app`] builds the router from a [`State`], so tests drive it without a socket; [`serve`]
 //! runs it on a listener the caller bound until the caller's shutdown future completes.
 
+mod abuse;
 pub mod accounts;
 mod analytics;
 mod audit;
@@ -116,6 +117,8 @@ struct Inner {
     gateway: config::Gateway,
     api_permits: Arc<tokio::sync::Semaphore>,
     cors: Option<tower_http::cors::CorsLayer>,
+    /// The abuse reports' reporter keys and cap on reports stored at once.
+    abuse: abuse::Abuse,
     /// Taken by the background task that stores what the recorder receives.
     recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
 }
@@ -186,6 +189,7 @@ impl State {
                     std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 )),
                 sign_in: sign_in_limit::SignInLimiter::new(&config.sign_in, &config.code_key),
+                abuse: abuse::Abuse::new(&config.code_key),
                 gateway: config.gateway.clone(),
                 api_permits: Arc::new(tokio::sync::Semaphore::new(
                     usize::try_from(config.gateway.api_concurrency).unwrap_or(usize::MAX),
@@ -396,6 +400,7 @@ impl State {
             tasks.push(Box::pin(edge_api::forget_old_nonces(self.clone())));
         }
         tasks.push(Box::pin(analytics::retention::run_forever(self.clone())));
+        tasks.push(Box::pin(abuse::blocklist::sweep_forever(self.clone())));
         tasks.push(Box::pin(audit::forget_old_forever(
             self.inner.db.clone(),
             self.inner.audit_retention,
@@ -439,6 +444,7 @@ pub fn app(state: State) -> Router {
         .merge(invitations::routes())
         .merge(keys::routes())
         .merge(audit::routes())
+        .merge(abuse::routes())
         .merge(profile::routes())
         .route(
             "/session",
@@ -468,6 +474,7 @@ pub fn app(state: State) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(dashboard::routes(admin_dir))
+        .merge(abuse::reports::public_routes())
         .route("/{code}", get(redirect::redirect).post(redirect::unlock))
         .fallback(redirect::not_found)
         .layer(axum::middleware::from_fn_with_state(

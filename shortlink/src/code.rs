@@ -20,6 +20,7 @@ pub const RESERVED_CODES: &[&str] = &[
     "health",
     "metrics",
     "ready",
+    "report",
     "robots.txt",
     "static",
 ];

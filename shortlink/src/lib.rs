@@ -6,6 +6,7 @@
 //! clock and no randomness: callers pass the time and the keys in, which keeps it usable on the
 //! edge (wasm32), in the origin and in the admin UI alike.
 
+pub mod abuse;
 pub mod agent;
 pub mod api;
 mod code;

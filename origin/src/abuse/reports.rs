@@ -1,0 +1,572 @@
+//! Abuse reports: the public form at `/report` (HTML for people, JSON for scripts) and the
+//! admins' `/api/v1/abuse/reports`.
+//!
+//! What strangers can grow is bounded three ways: a body of at most [`BODY_LIMIT`] bytes, at
+//! most [`PER_HOUR`] reports an hour from one address (counted in PostgreSQL under a keyed
+//! hash of the address, so the limit holds across instances; 429 + `Retry-After`), and at
+//! most [`MAX_OPEN`] reports waiting for an admin in all (503 beyond, until some are
+//! resolved). An instance stores at most [`AT_ONCE`] reports at a time, refusing more at
+//! once (503), so a flood never waits on the database's connections.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use serde::Deserialize;
+use shortlink::ShortCode;
+use shortlink::abuse::{
+    MAX_CONTACT_CHARS, MAX_DETAILS_CHARS, MAX_REPORTED_CHARS, NewReport, Report, ReportCategory,
+    ReportPage, ReportStatus, ResolveReport,
+};
+use shortlink::api::UpdateLink;
+use time::OffsetDateTime;
+
+use crate::audit::{self, ActorRef, Change};
+use crate::caller::{Caller, WorkspaceId};
+use crate::error::Error;
+use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::links::store;
+use crate::outbox;
+
+/// Largest body of a report (its longest fields are 2,000 characters of details, up to
+/// 4 bytes each in UTF-8, percent-encoded by a form as 3 bytes per byte: a report that long
+/// in non-Latin script needs a JSON body).
+pub(crate) const BODY_LIMIT: usize = 8 * 1024;
+/// Reports one address may send in an hour.
+pub(crate) const PER_HOUR: i64 = 5;
+/// Reports waiting for an admin, at most.
+pub(crate) const MAX_OPEN: i64 = 10_000;
+/// Reports an instance stores at once.
+pub(crate) const AT_ONCE: usize = 4;
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+
+/// `GET` and `POST /report`, without credentials.
+pub(crate) fn public_routes() -> Router<crate::State> {
+    Router::new().route("/report", get(form).post(submit))
+}
+
+/// The admins' routes.
+pub(crate) fn routes() -> Router<crate::State> {
+    Router::new()
+        .route("/abuse/reports", get(list))
+        .route("/abuse/reports/{id}", patch(resolve))
+}
+
+async fn form() -> Html<String> {
+    Html(page(&Filled::default(), None))
+}
+
+/// What the form shows again after a refusal.
+#[derive(Debug, Default)]
+struct Filled {
+    link: String,
+    category: Option<ReportCategory>,
+    details: String,
+    contact: String,
+}
+
+/// The report form, or the thank-you page when `done`.
+fn page(filled: &Filled, problem: Option<&str>) -> String {
+    let options: String = ReportCategory::ALL
+        .iter()
+        .map(|category| {
+            format!(
+                "<option value=\"{}\"{}>{}</option>",
+                category.as_str(),
+                if filled.category == Some(*category) {
+                    " selected"
+                } else {
+                    ""
+                },
+                category.label()
+            )
+        })
+        .collect();
+    let problem = problem.map_or_else(String::new, |problem| {
+        format!(
+            "<p id=\"error\" role=\"alert\" style=\"color:#b00020\">{}</p>",
+            escape(problem)
+        )
+    });
+    format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>Report a link</title>\
+         <body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem\">\
+         <main><h1>Report a link</h1>\
+         <p>Tell us about a short link that leads to phishing, malware, spam or other abuse. \
+         The people who run this service will look at it.</p>{problem}\
+         <form method=\"post\" action=\"/report\" style=\"display:grid;gap:.75rem\">\
+         <label>Short URL or code <input name=\"link\" required maxlength=\"{MAX_REPORTED_CHARS}\" value=\"{link}\" style=\"width:100%\"></label>\
+         <label>What is wrong <select name=\"category\" required>{options}</select></label>\
+         <label>Details <textarea name=\"details\" rows=\"5\" maxlength=\"{MAX_DETAILS_CHARS}\" style=\"width:100%\">{details}</textarea></label>\
+         <label>Your email (optional, if we may contact you) <input name=\"contact\" type=\"email\" maxlength=\"{MAX_CONTACT_CHARS}\" value=\"{contact}\" style=\"width:100%\"></label>\
+         <button type=\"submit\">Send report</button></form></main></body></html>",
+        link = escape(&filled.link),
+        details = escape(&filled.details),
+        contact = escape(&filled.contact),
+    )
+}
+
+const THANKS: &str = "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
+    <meta name=\"viewport\" content=\"width=device-width\"><title>Thank you</title>\
+    <body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem\">\
+    <main><h1>Thank you</h1><p>Your report was received. The people who run this service \
+    will look at it.</p></main></body></html>";
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// `POST /report`: a JSON body answers 202 (or the API's error shape); the form's answer is
+/// the thank-you page, or the form again with what went wrong.
+async fn submit(State(state): State<crate::State>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("application/json"));
+    let reporter = state
+        .inner
+        .abuse
+        .reporter(state.inner.client_ip.of_request(&parts));
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let mut filled = Filled::default();
+    let outcome = async {
+        if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+            return Err(Error::PayloadTooLarge { limit: BODY_LIMIT });
+        }
+        let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+            .await
+            .map_err(|_| Error::PayloadTooLarge { limit: BODY_LIMIT })?;
+        let report = if json {
+            serde_json::from_slice::<NewReport>(&bytes)
+                .map_err(|err| Error::BadRequest(format!("not a report: {err}")))?
+        } else {
+            from_form(&bytes, &mut filled)?
+        };
+        let _permit = state
+            .inner
+            .abuse
+            .report_permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy)?;
+        store_report(&state, report, &reporter).await
+    }
+    .await;
+    match (outcome, json) {
+        (Ok(()), true) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"status": "received"})),
+        )
+            .into_response(),
+        (Ok(()), false) => Html(THANKS).into_response(),
+        (Err(err), true) => err.into_response(),
+        (Err(err), false) => {
+            let message = err.to_string();
+            // The error's own answer gives the status, its headers and its metric; the form
+            // replaces its body.
+            let mut response = err.into_response();
+            let html = page(&filled, Some(&message));
+            *response.body_mut() = Body::from(html);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            response
+        }
+    }
+}
+
+/// A report from the form's fields (kept in `filled` to show again).
+fn from_form(bytes: &[u8], filled: &mut Filled) -> Result<NewReport, Error> {
+    for (name, value) in url::form_urlencoded::parse(bytes) {
+        match &*name {
+            "link" => filled.link = value.into_owned(),
+            "category" => filled.category = ReportCategory::parse(&value),
+            "details" => filled.details = value.into_owned(),
+            "contact" => filled.contact = value.into_owned(),
+            _ => {}
+        }
+    }
+    let category = filled
+        .category
+        .ok_or_else(|| Error::invalid("category", "choose what is wrong with the link"))?;
+    Ok(NewReport {
+        link: filled.link.clone(),
+        category,
+        details: filled.details.clone(),
+        contact: Some(filled.contact.clone()),
+    })
+}
+
+/// Checks and stores a report, within the reporter's limit and the cap on open reports.
+async fn store_report(
+    state: &crate::State,
+    report: NewReport,
+    reporter: &[u8; 32],
+) -> Result<(), Error> {
+    let link = report.link.trim();
+    if link.is_empty() {
+        return Err(Error::invalid(
+            "link",
+            "give the short URL or code you report",
+        ));
+    }
+    if link.chars().count() > MAX_REPORTED_CHARS {
+        return Err(Error::invalid(
+            "link",
+            format!("link must be at most {MAX_REPORTED_CHARS} characters"),
+        ));
+    }
+    let details = report.details.trim();
+    if details.chars().count() > MAX_DETAILS_CHARS {
+        return Err(Error::invalid(
+            "details",
+            format!("details must be at most {MAX_DETAILS_CHARS} characters"),
+        ));
+    }
+    let contact = report
+        .contact
+        .as_deref()
+        .map(str::trim)
+        .filter(|contact| !contact.is_empty());
+    if let Some(contact) = contact
+        && (contact.chars().count() > MAX_CONTACT_CHARS || !contact.contains('@'))
+    {
+        return Err(Error::invalid(
+            "contact",
+            format!("contact must be an email address of at most {MAX_CONTACT_CHARS} characters"),
+        ));
+    }
+    let code = code_of(link);
+    let link_id = match &code {
+        Some(code) => store::find_record(state.db(), code)
+            .await?
+            .map(|record| record.link_id),
+        None => None,
+    };
+    let mut tx = state.db().begin().await?;
+    // One report at a time per address, so its count is exact across instances; other
+    // addresses go on in parallel.
+    let lock = i64::from_be_bytes(reporter[..8].try_into().unwrap_or_default());
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock)
+        .execute(&mut *tx)
+        .await?;
+    let (recent, wait): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT count(*),
+                ceil(extract(epoch FROM min(created_at) + interval '1 hour' - now()))::int8
+         FROM abuse_reports WHERE reporter = $1 AND created_at > now() - interval '1 hour'",
+    )
+    .bind(reporter.as_slice())
+    .fetch_one(&mut *tx)
+    .await?;
+    if recent >= PER_HOUR {
+        return Err(Error::RateLimited {
+            limit: "report",
+            retry_after_secs: u64::try_from(wait.unwrap_or(1).max(1)).unwrap_or(1),
+        });
+    }
+    // Reports from different addresses may pass this at once: the cap holds within the
+    // reports being stored at that moment (at most `AT_ONCE` per instance).
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM abuse_reports WHERE resolved_at IS NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    if open >= MAX_OPEN {
+        return Err(Error::ReportsFull);
+    }
+    sqlx::query(
+        "INSERT INTO abuse_reports (reported, link_id, code, category, details, contact, reporter)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(link)
+    .bind(link_id)
+    .bind(
+        code.as_ref()
+            .filter(|_| link_id.is_some())
+            .map(ShortCode::as_str),
+    )
+    .bind(report.category.as_str())
+    .bind(details)
+    .bind(contact)
+    .bind(reporter.as_slice())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The code a report names: the last segment of a short URL's path (`https://kurz.example/abc`,
+/// `kurz.example/abc+`, `/abc`), or the text itself.
+fn code_of(text: &str) -> Option<ShortCode> {
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    let segment = path.split('/').filter(|s| !s.is_empty()).next_back()?;
+    ShortCode::parse(segment.trim_end_matches('+')).ok()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    /// `open` (the default) or `resolved`.
+    status: Option<ReportStatus>,
+    /// From a previous page's `next_cursor`.
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+const REPORT_COLUMNS: &str = "r.id, r.reported, r.code, r.category, r.details, r.contact,
+    r.created_at, r.resolved_at, r.resolved_by, l.workspace_id, l.destination,
+    l.disabled AS link_disabled";
+
+#[derive(sqlx::FromRow)]
+struct ReportRow {
+    id: i64,
+    reported: String,
+    code: Option<String>,
+    category: String,
+    details: String,
+    contact: Option<String>,
+    created_at: OffsetDateTime,
+    resolved_at: Option<OffsetDateTime>,
+    resolved_by: Option<String>,
+    workspace_id: Option<i64>,
+    destination: Option<String>,
+    link_disabled: Option<bool>,
+}
+
+impl ReportRow {
+    fn into_report(self) -> Result<Report, Error> {
+        let category = ReportCategory::parse(&self.category).ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "invalid category {:?} stored in abuse_reports",
+                self.category
+            ))
+        })?;
+        Ok(Report {
+            id: self.id,
+            link: self.reported,
+            code: self.code,
+            workspace_id: self.workspace_id,
+            destination: self.destination,
+            link_disabled: self.link_disabled,
+            category,
+            details: self.details,
+            contact: self.contact,
+            status: if self.resolved_at.is_some() {
+                ReportStatus::Resolved
+            } else {
+                ReportStatus::Open
+            },
+            created_at: self.created_at,
+            resolved_at: self.resolved_at,
+            resolved_by: self.resolved_by,
+        })
+    }
+}
+
+/// The reports, newest first: open ones unless `status=resolved`.
+async fn list(
+    State(state): State<crate::State>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ReportQuery>,
+) -> Result<Json<ReportPage>, Error> {
+    caller.may_operate()?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
+            Error::invalid(
+                "cursor",
+                "cursor must be a next_cursor from a previous page",
+            )
+        })?),
+        None => None,
+    };
+    let resolved = query.status == Some(ReportStatus::Resolved);
+    // The deleted link of a report shows no workspace or destination: it leads nowhere now.
+    let rows: Vec<ReportRow> = sqlx::query_as(&format!(
+        "SELECT {REPORT_COLUMNS} FROM abuse_reports r
+         LEFT JOIN links l ON l.id = r.link_id AND l.deleted_at IS NULL
+         WHERE (r.resolved_at IS NOT NULL) = $1 AND ($2::int8 IS NULL OR r.id < $2)
+         ORDER BY r.id DESC LIMIT $3"
+    ))
+    .bind(resolved)
+    .bind(cursor)
+    .bind(limit + 1)
+    .fetch_all(state.db())
+    .await?;
+    let has_more = rows.len() as i64 > limit;
+    let reports = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(ReportRow::into_report)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = has_more
+        .then(|| reports.last().map(|report| report.id.to_string()))
+        .flatten();
+    Ok(Json(ReportPage {
+        reports,
+        next_cursor,
+    }))
+}
+
+/// Resolves a report, and disables its link when asked (a link change like a `PATCH`, with
+/// its audit entry in the link's workspace and its outbox row).
+async fn resolve(
+    State(state): State<crate::State>,
+    caller: Caller,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<ResolveReport>,
+) -> Result<Json<Report>, Error> {
+    let operator = caller.may_operate()?;
+    if body.status != ReportStatus::Resolved {
+        return Err(Error::invalid(
+            "status",
+            "status must be \"resolved\" (a report is not reopened)",
+        ));
+    }
+    let by = match &caller.actor {
+        crate::caller::Actor::User { name, .. } | crate::caller::Actor::Key { name, .. } => name,
+    };
+    let mut tx = state.db().begin().await?;
+    let resolved: Option<(Option<i64>, Option<OffsetDateTime>)> =
+        sqlx::query_as("SELECT link_id, resolved_at FROM abuse_reports WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (link_id, resolved_at) = resolved.ok_or(Error::NotFound)?;
+    if resolved_at.is_some() {
+        return Err(Error::Conflict {
+            code: "report_resolved",
+            message: format!("report {id} is already resolved"),
+        });
+    }
+    sqlx::query("UPDATE abuse_reports SET resolved_at = now(), resolved_by = $2 WHERE id = $1")
+        .bind(id)
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+    let disabled = match (body.disable_link, link_id) {
+        (true, Some(link_id)) => disable_link(&state, &mut tx, id, link_id).await?,
+        _ => None,
+    };
+    let change = Change {
+        action: "abuse.report_resolved",
+        target: ("abuse_report", id),
+        before: None,
+        after: Some(serde_json::json!({"disabled_link": disabled})),
+    };
+    audit::record(&mut tx, operator, caller.audit_actor(), change).await?;
+    tx.commit().await?;
+    if let Some(code) = &disabled {
+        state.inner.cache.invalidate(code).await;
+        if let Some(edge) = &state.inner.edge_sync {
+            edge.wake.notify_one();
+        }
+    }
+    let row: ReportRow = sqlx::query_as(&format!(
+        "SELECT {REPORT_COLUMNS} FROM abuse_reports r
+         LEFT JOIN links l ON l.id = r.link_id AND l.deleted_at IS NULL WHERE r.id = $1"
+    ))
+    .bind(id)
+    .fetch_one(state.db())
+    .await?;
+    Ok(Json(row.into_report()?))
+}
+
+/// Disables the reported link if it is still live and enabled; its code if it did.
+async fn disable_link(
+    state: &crate::State,
+    tx: &mut sqlx::PgConnection,
+    report: i64,
+    link_id: i64,
+) -> Result<Option<String>, Error> {
+    let link: Option<(i64, String)> = sqlx::query_as(
+        "SELECT workspace_id, code FROM links
+         WHERE id = $1 AND domain_id = $2 AND deleted_at IS NULL AND NOT disabled",
+    )
+    .bind(link_id)
+    .bind(store::DEFAULT_DOMAIN)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((workspace, code)) = link else {
+        return Ok(None);
+    };
+    let workspace = WorkspaceId::trusted(workspace);
+    let disable = UpdateLink {
+        disabled: Some(true),
+        ..UpdateLink::default()
+    };
+    let (before, after) =
+        store::update(tx, workspace, &ShortCode::parse(&code)?, &disable, None).await?;
+    let actor = format!("abuse report #{report}");
+    let change = Change {
+        action: "link.updated",
+        target: ("link", after.id),
+        before: Some(before.audited()?),
+        after: Some(after.audited()?),
+    };
+    audit::record(tx, workspace, ActorRef::system(&actor), change).await?;
+    if state.inner.edge_sync.is_some() {
+        outbox::record_change(tx, &code).await?;
+    }
+    Ok(Some(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_of_what_reporters_type() {
+        let cases = [
+            ("abc123", Some("abc123")),
+            ("https://kurz.example/abc123", Some("abc123")),
+            ("https://kurz.example/abc123+", Some("abc123")),
+            ("kurz.example/abc123?x=1", Some("abc123")),
+            ("/abc123/", Some("abc123")),
+            ("https://kurz.example/", None),
+            ("not a code!", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                code_of(text).as_ref().map(ShortCode::as_str),
+                expected,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_form_escapes_what_it_shows_again() {
+        let filled = Filled {
+            link: "\"><script>".into(),
+            details: "</textarea><b>".into(),
+            ..Filled::default()
+        };
+        let html = page(&filled, Some("<i>"));
+        assert!(!html.contains("<script>") && !html.contains("<b>") && !html.contains("<i>"));
+    }
+}

@@ -1,0 +1,608 @@
+//! Abuse protection: the blocklist refuses links to blocked destinations (per field) and
+//! disables existing ones in every workspace as a `PATCH` would (new versions, outbox rows,
+//! audit entries); `/report` stores visitors' reports within its limits; only the operator
+//! workspace's admins manage either.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::support::{self, As, TestApp};
+
+const BLOCKLIST: &str = "/api/v1/abuse/blocklist";
+const REPORTS: &str = "/api/v1/abuse/reports";
+
+async fn block(app: &TestApp, rule: &str) -> Value {
+    let response = app
+        .api(
+            Method::POST,
+            BLOCKLIST,
+            Some(json!({"rule": rule, "reason": "phishing campaign"})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    response.json()
+}
+
+/// An app whose link changes go to the outbox (its edge is never reached: no background).
+async fn app_with_outbox() -> TestApp {
+    let database_url = support::new_database().await;
+    let mut config = support::config(&database_url);
+    config.edge_url = Some("http://127.0.0.1:9".to_owned());
+    config.edge_secret = Some(support::EDGE_SECRET.to_owned());
+    support::app_with(&config).await
+}
+
+#[tokio::test]
+async fn blocked_destinations_are_refused_naming_the_field() {
+    let app = support::spawn_app().await;
+    block(&app, "Evil.Example.").await;
+    block(&app, "example.com/phish/*").await;
+    let cases = [
+        (
+            json!({"destination": "https://www.evil.example/x"}),
+            "destination",
+        ),
+        (
+            json!({"destination": "https://example.com/phish/login"}),
+            "destination",
+        ),
+        (
+            json!({"destination": "https://ok.example/", "fallback_url": "http://EVIL.example:8080/"}),
+            "fallback_url",
+        ),
+        (
+            json!({"destination": "https://ok.example/", "targets": [
+                {"when": {"country": ["de"]}, "destination": "https://ok.example/de"},
+                {"when": {"country": ["fr"]}, "destination": "https://a.evil.example/"}]}),
+            "targets[1].destination",
+        ),
+        (
+            json!({"destination": "https://ok.example/", "split": [
+                {"destination": "https://ok.example/a", "weight": 50},
+                {"destination": "https://evil.example/b", "weight": 50}]}),
+            "split[1].destination",
+        ),
+        // A disabled link still sends visitors to its fallback.
+        (
+            json!({"destination": "https://ok.example/", "disabled": true, "fallback_url": "https://evil.example/"}),
+            "fallback_url",
+        ),
+    ];
+    for (body, field) in cases {
+        let response = app
+            .api(Method::POST, "/api/v1/links", Some(body.clone()))
+            .await;
+        let (code, at) = response.error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            (code.as_str(), at.as_deref()),
+            ("invalid_input", Some(field)),
+            "{body}"
+        );
+    }
+    // Neighbours of the rules are not blocked.
+    for destination in [
+        "https://notevil.example/",
+        "https://evil.example.com/",
+        "https://example.com/phish",
+        "https://ok.example/?u=https://evil.example/",
+    ] {
+        app.create(json!({"destination": destination})).await;
+    }
+
+    let link = app
+        .create(json!({"destination": "https://ok.example/", "code": "edited"}))
+        .await;
+    assert_eq!(link["disabled"], false);
+    let patch = |body: Value| app.api(Method::PATCH, "/api/v1/links/edited", Some(body));
+    let (_, field) = patch(json!({"destination": "https://evil.example/"}))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field.as_deref(), Some("destination"));
+    let (_, field) = patch(json!({"split": [
+        {"destination": "https://ok.example/a", "weight": 50},
+        {"destination": "https://x.evil.example/", "weight": 50}]}))
+    .await
+    .error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field.as_deref(), Some("split[1].destination"));
+    assert_eq!(patch(json!({"note": "fine"})).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_link_the_blocklist_disabled_cannot_be_enabled_again() {
+    let app = support::spawn_app().await;
+    app.create(json!({"destination": "https://evil.example/", "code": "victim"}))
+        .await;
+    let entry = block(&app, "evil.example").await;
+    assert_eq!(entry["links_disabled"], 1);
+    let patch = |body: Value| app.api(Method::PATCH, "/api/v1/links/victim", Some(body));
+    let (_, field) = patch(json!({"disabled": false}))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field.as_deref(), Some("destination"));
+    // Editing something else keeps it disabled, which is allowed.
+    assert_eq!(patch(json!({"note": "seen"})).await.status, StatusCode::OK);
+    // Removing the rule re-enables nothing, but lets a person do it.
+    let id = entry["id"].as_i64().expect("id");
+    let removed = app
+        .api(Method::DELETE, &format!("{BLOCKLIST}/{id}"), None)
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let link = app
+        .api(Method::GET, "/api/v1/links/victim", None)
+        .await
+        .json();
+    assert_eq!(link["disabled"], true);
+    assert_eq!(
+        patch(json!({"disabled": false})).await.status,
+        StatusCode::OK
+    );
+}
+
+async fn link_state(app: &TestApp, code: &str) -> (i64, bool, Option<String>, i64) {
+    let (version, disabled, fallback): (i64, bool, Option<String>) = sqlx::query_as(
+        "SELECT version, disabled, fallback_url FROM links WHERE code = $1 AND deleted_at IS NULL",
+    )
+    .bind(code)
+    .fetch_one(&app.db)
+    .await
+    .expect("link");
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM edge_outbox WHERE code = $1")
+        .bind(code)
+        .fetch_one(&app.db)
+        .await
+        .expect("outbox");
+    (version, disabled, fallback, outbox)
+}
+
+#[tokio::test]
+async fn adding_a_domain_disables_matching_links_in_every_workspace_through_the_sync() {
+    let app = app_with_outbox().await;
+    let other = app.workspace("Other").await;
+    let other_key = app.key(other, &["links:read", "links:write"]).await;
+    app.create(json!({"destination": "https://evil.example/a", "code": "mine"}))
+        .await;
+    app.create(json!({"destination": "https://good.example/", "code": "fine"}))
+        .await;
+    let create_other =
+        |body: Value| app.call(&other_key, Method::POST, "/api/v1/links", Some(body));
+    for body in [
+        json!({"destination": "https://shop.EVIL.example/", "code": "theirs"}),
+        json!({"destination": "https://good.example/", "code": "split", "split": [
+            {"destination": "https://good.example/a", "weight": 50},
+            {"destination": "https://evil.example/b", "weight": 50}]}),
+        json!({"destination": "https://good.example/", "code": "off", "disabled": true,
+               "fallback_url": "https://evil.example/"}),
+        json!({"destination": "https://evil.example/", "code": "already", "disabled": true}),
+    ] {
+        let response = create_other(body).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    }
+    let codes = ["mine", "fine", "theirs", "split", "off", "already"];
+    let mut before = Vec::new();
+    for code in codes {
+        before.push(link_state(&app, code).await);
+    }
+
+    let entry = block(&app, "evil.example").await;
+    assert_eq!(entry["links_disabled"], 4, "{entry}");
+    assert_eq!(entry["sweep_done"], true);
+
+    for (code, before) in codes.iter().zip(before) {
+        let after = link_state(&app, code).await;
+        let changed = matches!(*code, "mine" | "theirs" | "split" | "off");
+        assert_eq!(after.0 > before.0, changed, "{code}: a new version");
+        assert_eq!(
+            after.3,
+            before.3 + i64::from(changed),
+            "{code}: an outbox row"
+        );
+        assert_eq!(after.1, *code != "fine", "{code}: disabled");
+    }
+    assert_eq!(
+        link_state(&app, "off").await.2,
+        None,
+        "the blocked fallback is removed"
+    );
+    // Each workspace's log tells why, without naming the operator's admin.
+    let entries: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT workspace_id, actor_kind, actor_name FROM audit_log
+         WHERE action = 'link.updated' ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("audit");
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries.iter().filter(|(w, ..)| *w == other).count(), 3);
+    assert!(
+        entries
+            .iter()
+            .all(|(_, kind, name)| kind == "operator" && name == "abuse blocklist (evil.example)")
+    );
+    // A visitor gets the disabled link's answer, not the destination.
+    assert_eq!(
+        app.visit(Method::GET, "/theirs").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The rule listed with what it did; a second add of the same rule is a conflict.
+    let list = app.api(Method::GET, BLOCKLIST, None).await.json();
+    assert_eq!(list["entries"][0]["rule"], "evil.example");
+    assert_eq!(list["entries"][0]["links_disabled"], 4);
+    let again = app
+        .api(
+            Method::POST,
+            BLOCKLIST,
+            Some(json!({"rule": "EVIL.example"})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_sweep_covers_every_link_in_batches_of_ids() {
+    let app = support::spawn_app().await;
+    app.create(json!({"destination": "https://evil.example/", "code": "low"}))
+        .await;
+    // Ids far apart: the sweep covers them in several batches of its scan.
+    sqlx::query("SELECT setval(pg_get_serial_sequence('links', 'id'), 9000)")
+        .execute(&app.db)
+        .await
+        .expect("sequence");
+    app.create(json!({"destination": "https://a.evil.example/", "code": "high"}))
+        .await;
+    let entry = block(&app, "evil.example").await;
+    assert_eq!(entry["links_disabled"], 2);
+    assert_eq!(entry["sweep_done"], true);
+    let swept_to: i64 = sqlx::query_scalar("SELECT swept_to FROM abuse_blocklist")
+        .fetch_one(&app.db)
+        .await
+        .expect("swept_to");
+    assert!(swept_to >= 9001);
+}
+
+#[tokio::test]
+async fn only_the_operator_workspaces_admins_manage_abuse() {
+    let app = support::spawn_app().await;
+    let other = app.workspace("Other").await;
+    let operator_admin = app.user("opadmin", &[(1, "admin")]).await;
+    let operator_owner_elsewhere = app.user("roaming", &[(other, "admin"), (1, "owner")]).await;
+    let operator_editor = app.user("opeditor", &[(1, "editor")]).await;
+    let foreign_admin = app.user("foreign", &[(other, "owner")]).await;
+    let admin_key = app.key(1, &["workspace:admin"]).await;
+    let plain_key = app
+        .key(1, &["links:read", "links:write", "stats:read"])
+        .await;
+    let foreign_key = app.key(other, &["workspace:admin", "links:read"]).await;
+    let entry = block(&app, "seed.example").await;
+    let rule_id = entry["id"].as_i64().expect("id");
+    sqlx::query(
+        "INSERT INTO abuse_reports (reported, category, details, reporter)
+         SELECT 'x', 'spam', '', '\\x00' FROM generate_series(1, 10)",
+    )
+    .execute(&app.db)
+    .await
+    .expect("reports");
+
+    let refused = [
+        (As::Nobody, StatusCode::UNAUTHORIZED),
+        (foreign_admin, StatusCode::FORBIDDEN),
+        (foreign_key, StatusCode::FORBIDDEN),
+        (operator_editor, StatusCode::FORBIDDEN),
+        (plain_key, StatusCode::FORBIDDEN),
+        (operator_owner_elsewhere, StatusCode::FORBIDDEN),
+    ];
+    for (who, status) in &refused {
+        let calls = [
+            (Method::GET, BLOCKLIST.to_owned(), None),
+            (
+                Method::POST,
+                BLOCKLIST.to_owned(),
+                Some(json!({"rule": "x.example"})),
+            ),
+            (Method::DELETE, format!("{BLOCKLIST}/{rule_id}"), None),
+            (Method::GET, REPORTS.to_owned(), None),
+            (
+                Method::PATCH,
+                format!("{REPORTS}/1"),
+                Some(json!({"status": "resolved"})),
+            ),
+        ];
+        for (method, path, body) in calls {
+            let response = app.call(who, method.clone(), &path, body).await;
+            assert_eq!(response.status, *status, "{who:?} {method} {path}");
+        }
+    }
+    let nothing_changed: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM abuse_blocklist),
+                (SELECT count(*) FROM abuse_reports WHERE resolved_at IS NOT NULL)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("counts");
+    assert_eq!(nothing_changed, (1, 0));
+
+    for (n, who) in [operator_admin, admin_key].iter().enumerate() {
+        let get = app.call(who, Method::GET, BLOCKLIST, None).await;
+        assert_eq!(get.status, StatusCode::OK);
+        let rule = format!("x{n}.example");
+        let added = app
+            .call(who, Method::POST, BLOCKLIST, Some(json!({"rule": rule})))
+            .await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text());
+        let id = added.json()["id"].as_i64().expect("id");
+        let removed = app
+            .call(who, Method::DELETE, &format!("{BLOCKLIST}/{id}"), None)
+            .await;
+        assert_eq!(removed.status, StatusCode::NO_CONTENT);
+        let reports = app.call(who, Method::GET, REPORTS, None).await;
+        assert_eq!(reports.status, StatusCode::OK);
+        let report = reports.json()["reports"][0]["id"]
+            .as_i64()
+            .expect("a report");
+        let resolved = app
+            .call(
+                who,
+                Method::PATCH,
+                &format!("{REPORTS}/{report}"),
+                Some(json!({"status": "resolved"})),
+            )
+            .await;
+        assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text());
+        assert_eq!(resolved.json()["status"], "resolved");
+    }
+}
+
+/// A `/report` POST with a JSON body from `ip`.
+async fn report_json(app: &TestApp, ip: &str, body: Value) -> support::TestResponse {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/report")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-forwarded-for", ip)
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    app.send(request).await
+}
+
+async fn app_behind_proxy() -> TestApp {
+    let database_url = support::new_database().await;
+    let mut config = support::config(&database_url);
+    config.client_ip_header = Some("x-forwarded-for".to_owned());
+    support::app_with(&config).await
+}
+
+#[tokio::test]
+async fn reports_are_stored_for_admins_who_resolve_them_and_disable_the_link() {
+    let app = app_behind_proxy().await;
+    app.create(json!({"destination": "https://phish.example/", "code": "bad"}))
+        .await;
+    let form = app.visit(Method::GET, "/report").await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(
+        form.text()
+            .contains("<form method=\"post\" action=\"/report\"")
+    );
+
+    // The form's post: the thank-you page; the link found by its short URL.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/report")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", "198.51.100.1")
+        .body(Body::from(
+            "link=https%3A%2F%2Fkurz.test%2Fbad&category=phishing&details=asks+for+my+bank+password&contact=",
+        ))
+        .expect("request");
+    let thanks = app.send(request).await;
+    assert_eq!(thanks.status, StatusCode::OK, "{}", thanks.text());
+    assert!(thanks.text().contains("Thank you"));
+    // A form with a problem comes back with it, as HTML.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/report")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("x-forwarded-for", "198.51.100.1")
+        .body(Body::from("link=bad&category=nonsense"))
+        .expect("request");
+    let again = app.send(request).await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(again.header(&header::CONTENT_TYPE).starts_with("text/html"));
+    assert!(again.text().contains("role=\"alert\"") && again.text().contains("value=\"bad\""));
+    // A script's: 202; an unknown code is stored without a link.
+    let response = report_json(
+        &app,
+        "198.51.100.2",
+        json!({"link": "nosuchcode", "category": "spam", "details": "?"}),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED);
+    for (body, field) in [
+        (json!({"link": "", "category": "spam"}), "link"),
+        (
+            json!({"link": "bad", "category": "spam", "details": "x".repeat(2001)}),
+            "details",
+        ),
+        (
+            json!({"link": "bad", "category": "spam", "contact": "not an address"}),
+            "contact",
+        ),
+    ] {
+        let (_, at) = report_json(&app, "198.51.100.3", body)
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(at.as_deref(), Some(field));
+    }
+    let big = report_json(
+        &app,
+        "198.51.100.3",
+        json!({"link": "bad", "category": "spam", "details": "é".repeat(5000)}),
+    )
+    .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT reporter FROM abuse_reports")
+        .fetch_all(&app.db)
+        .await
+        .expect("reporters");
+    assert!(
+        stored.iter().all(|key| key.len() == 32),
+        "keyed hashes, not addresses"
+    );
+
+    let page = app.api(Method::GET, REPORTS, None).await.json();
+    let reports = page["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[0]["link"], "nosuchcode");
+    assert_eq!(reports[0]["code"], Value::Null);
+    let report = &reports[1];
+    assert_eq!(report["code"], "bad");
+    assert_eq!(report["category"], "phishing");
+    assert_eq!(report["destination"], "https://phish.example/");
+    assert_eq!(report["link_disabled"], false);
+    assert_eq!(report["contact"], Value::Null);
+    let one = app
+        .api(Method::GET, &format!("{REPORTS}?limit=1"), None)
+        .await
+        .json();
+    let next = one["next_cursor"].as_str().expect("a next page");
+    let rest = app
+        .api(
+            Method::GET,
+            &format!("{REPORTS}?limit=1&cursor={next}"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(rest["reports"][0]["code"], "bad");
+
+    let id = report["id"].as_i64().expect("id");
+    let resolved = app
+        .api(
+            Method::PATCH,
+            &format!("{REPORTS}/{id}"),
+            Some(json!({"status": "resolved", "disable_link": true})),
+        )
+        .await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text());
+    assert_eq!(resolved.json()["link_disabled"], true);
+    assert_eq!(
+        app.visit(Method::GET, "/bad").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let twice = app
+        .api(
+            Method::PATCH,
+            &format!("{REPORTS}/{id}"),
+            Some(json!({"status": "resolved"})),
+        )
+        .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT);
+    let open = app.api(Method::GET, REPORTS, None).await.json();
+    assert_eq!(open["reports"].as_array().map(Vec::len), Some(1));
+    let done = app
+        .api(Method::GET, &format!("{REPORTS}?status=resolved"), None)
+        .await
+        .json();
+    assert_eq!(done["reports"][0]["resolved_by"], "tests");
+}
+
+#[tokio::test]
+async fn a_burst_of_reports_from_one_address_is_limited() {
+    let app = app_behind_proxy().await;
+    let (mut accepted, mut limited) = (0, 0);
+    for n in 0..20 {
+        let response = report_json(
+            &app,
+            "2001:db8::1",
+            json!({"link": format!("code{n}"), "category": "other"}),
+        )
+        .await;
+        match response.status {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                limited += 1;
+                let wait: u64 = response
+                    .header(&header::RETRY_AFTER)
+                    .parse()
+                    .expect("Retry-After");
+                assert!((1..=3600).contains(&wait));
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((accepted, limited), (5, 15));
+    // Another address of the same /64 is the same reporter; another network is not.
+    let same = report_json(
+        &app,
+        "2001:db8::2",
+        json!({"link": "x", "category": "spam"}),
+    )
+    .await;
+    assert_eq!(same.status, StatusCode::TOO_MANY_REQUESTS);
+    let other = report_json(
+        &app,
+        "2001:db8:1::1",
+        json!({"link": "x", "category": "spam"}),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::ACCEPTED);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM abuse_reports")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(rows, 6);
+}
+
+#[tokio::test]
+async fn open_reports_are_capped() {
+    let app = app_behind_proxy().await;
+    sqlx::query(
+        "INSERT INTO abuse_reports (reported, category, details, reporter)
+         SELECT 'x', 'spam', '', '\\x00' FROM generate_series(1, 9998)",
+    )
+    .execute(&app.db)
+    .await
+    .expect("reports");
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        let response = report_json(
+            &app,
+            &format!("203.0.113.{n}"),
+            json!({"link": "x", "category": "spam"}),
+        )
+        .await;
+        statuses.push(response.status);
+    }
+    assert_eq!(&statuses[..2], [StatusCode::ACCEPTED; 2]);
+    assert_eq!(&statuses[2..], [StatusCode::SERVICE_UNAVAILABLE; 3]);
+    let full = report_json(
+        &app,
+        "203.0.113.99",
+        json!({"link": "x", "category": "spam"}),
+    )
+    .await;
+    assert_eq!(
+        full.error(StatusCode::SERVICE_UNAVAILABLE).0,
+        "reports_full"
+    );
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM abuse_reports WHERE resolved_at IS NULL")
+            .fetch_one(&app.db)
+            .await
+            .expect("count");
+    assert_eq!(open, 10_000);
+}
+
+#[tokio::test]
+async fn report_is_not_a_code() {
+    let app = support::spawn_app().await;
+    let response = app
+        .api(
+            Method::POST,
+            "/api/v1/links",
+            Some(json!({"destination": "https://ok.example/", "code": "Report"})),
+        )
+        .await;
+    let (_, field) = response.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field.as_deref(), Some("code"));
+}

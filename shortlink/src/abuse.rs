@@ -1,0 +1,626 @@
+//! Abuse protection: the destination blocklist's rules ([`BlockRule`]), and the bodies of the
+//! blocklist and abuse-report routes.
+//!
+//! A rule is a domain (`evil.example`: it and every subdomain, on any port) or a URL pattern
+//! (`example.com/phish/*`, `*.example.net/login*`) matched against a destination without its
+//! scheme. Both are normalised as destinations are (lower case, punycode, no trailing dot), so
+//! a rule blocks every spelling the URL parser folds into the same destination.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{Destination, Error};
+
+/// Longest rule, in bytes after normalisation: a host (253) with a path worth matching.
+pub const MAX_RULE_LEN: usize = 500;
+/// Most `*` in a pattern: enough for any real pattern, and the matcher's work stays small.
+pub const MAX_STARS: usize = 8;
+/// Longest reason given for a rule, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+/// Longest details of a report, in characters.
+pub const MAX_DETAILS_CHARS: usize = 2000;
+/// Longest "short URL or code" of a report, in characters (a short URL, with room to spare).
+pub const MAX_REPORTED_CHARS: usize = 300;
+/// Longest contact address of a report, in characters (RFC 5321's limit on a path).
+pub const MAX_CONTACT_CHARS: usize = 254;
+
+/// A blocklist rule, normalised. Made only by [`BlockRule::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockRule {
+    /// A host (lower case, punycode, no trailing dot, no port): blocks it and its subdomains.
+    Domain(String),
+    /// A pattern over `host[:port]/path?query` (lower case, host in punycode), `*` matching
+    /// any run of characters (`/` included), anchored at both ends.
+    Pattern(String),
+}
+
+/// Whether a rule is a domain or a pattern, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    Domain,
+    Pattern,
+}
+
+impl RuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Domain => "domain",
+            Self::Pattern => "pattern",
+        }
+    }
+}
+
+#[cfg(feature = "url")]
+fn refuse(reason: impl Into<String>) -> Error {
+    Error::BlockRule {
+        reason: reason.into(),
+    }
+}
+
+impl BlockRule {
+    /// A rule from what an admin typed: a leading `http://` or `https://` is dropped (a rule
+    /// covers both schemes); then text with a `/` or `*` is a pattern, anything else a domain.
+    #[cfg(feature = "url")]
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let input = input.trim();
+        if input.len() > 2 * MAX_RULE_LEN {
+            return Err(Error::TooLong {
+                what: "rule",
+                max: MAX_RULE_LEN,
+                len: input.chars().count(),
+            });
+        }
+        let lower = input.to_lowercase();
+        let rest = ["https://", "http://"]
+            .iter()
+            .find_map(|scheme| lower.strip_prefix(scheme))
+            .unwrap_or(&lower);
+        if rest.is_empty() {
+            return Err(Error::Empty { what: "rule" });
+        }
+        if rest.contains("://") {
+            return Err(refuse("only http and https destinations can be blocked"));
+        }
+        if rest.chars().any(char::is_whitespace) {
+            return Err(refuse("a rule must not contain spaces"));
+        }
+        let (host, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        // `good.example@evil.example` would read as a trusted name; destinations never carry
+        // user names (they are refused), so a rule with one could only mislead.
+        if host.contains('@') {
+            return Err(refuse("a rule must not contain a user name ('@')"));
+        }
+        let rule = if path.is_empty() && !host.contains('*') {
+            // A port is dropped: a domain is blocked on every port.
+            let (domain, _port) = host_key(host)?;
+            Self::Domain(domain)
+        } else {
+            let stars = rest.matches('*').count();
+            if stars > MAX_STARS {
+                return Err(refuse(format!(
+                    "a pattern may hold at most {MAX_STARS} '*'"
+                )));
+            }
+            if rest.chars().all(|c| c == '*' || c == '/' || c == '.') {
+                return Err(refuse("a pattern must name something besides '*'"));
+            }
+            Self::Pattern(format!("{}{path}", pattern_host(host)?))
+        };
+        if rule.as_str().len() > MAX_RULE_LEN {
+            return Err(Error::TooLong {
+                what: "rule",
+                max: MAX_RULE_LEN,
+                len: rule.as_str().len(),
+            });
+        }
+        Ok(rule)
+    }
+
+    /// The normalised text (what the blocklist stores and shows).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Domain(text) | Self::Pattern(text) => text,
+        }
+    }
+
+    pub fn kind(&self) -> RuleKind {
+        match self {
+            Self::Domain(_) => RuleKind::Domain,
+            Self::Pattern(_) => RuleKind::Pattern,
+        }
+    }
+
+    /// Whether the rule blocks this destination.
+    pub fn matches(&self, destination: &Destination) -> bool {
+        let host = destination.host_key();
+        match self {
+            Self::Domain(domain) => {
+                let host = host.as_str();
+                host == domain
+                    || host
+                        .strip_suffix(domain.as_str())
+                        .is_some_and(|sub| sub.ends_with('.'))
+            }
+            Self::Pattern(pattern) => glob(pattern, &without_scheme(destination, host.as_str())),
+        }
+    }
+
+    /// Text that every destination this rule matches contains (case-insensitively), to find
+    /// candidates in the database before [`BlockRule::matches`] decides; `None` when there is
+    /// no such text (an IPv4 address, which an IPv6 spelling may hide).
+    pub fn needle(&self) -> Option<&str> {
+        let needle = match self {
+            Self::Domain(domain) => domain.as_str(),
+            Self::Pattern(pattern) => pattern.split('*').max_by_key(|part| part.len())?,
+        };
+        let ipv4ish = needle.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        (needle.len() >= 3 && !ipv4ish).then_some(needle)
+    }
+
+    /// The host and each parent domain of a destination's host: the domain rules that could
+    /// block it are among these (an indexed lookup instead of reading every rule).
+    pub fn domains_of(destination: &Destination) -> Vec<String> {
+        let host = destination.host_key();
+        let host = host.as_str();
+        let mut domains = vec![host.to_owned()];
+        if !host.starts_with('[') {
+            domains.extend(
+                host.match_indices('.')
+                    .map(|(at, _)| host[at + 1..].to_owned())
+                    .filter(|parent| !parent.is_empty()),
+            );
+        }
+        domains
+    }
+}
+
+impl std::fmt::Display for BlockRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A host as a destination's is normalised ([`crate::HostKey`]), and its port if given.
+#[cfg(feature = "url")]
+fn host_key(host: &str) -> Result<(String, Option<u16>), Error> {
+    if host.is_empty() {
+        return Err(Error::Empty {
+            what: "rule's host",
+        });
+    }
+    let url = url::Url::parse(&format!("http://{host}/"))
+        .map_err(|err| refuse(format!("{host:?} is not a host name: {err}")))?;
+    let name = crate::HostKey::new(url.host_str().unwrap_or_default());
+    Ok((name.as_str().to_owned(), url.port()))
+}
+
+/// A pattern's host: each label without a `*` normalised like a host (punycode), the rest
+/// kept as typed (lower case, ASCII only).
+#[cfg(feature = "url")]
+fn pattern_host(host: &str) -> Result<String, Error> {
+    if !host.contains('*') {
+        return Ok(match host_key(host)? {
+            (name, Some(port)) => format!("{name}:{port}"),
+            (name, None) => name,
+        });
+    }
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit() || b == b'*') => {
+            (name, Some(port))
+        }
+        _ => (host, None),
+    };
+    let labels = name
+        .trim_end_matches('.')
+        .split('.')
+        .map(|label| {
+            if label.contains('*') {
+                if label
+                    .bytes()
+                    .all(|b| b == b'*' || b == b'-' || b.is_ascii_alphanumeric())
+                {
+                    Ok(label.to_owned())
+                } else {
+                    Err(refuse(format!(
+                        "{label:?}: a label with '*' may hold only letters, digits and '-'"
+                    )))
+                }
+            } else {
+                host_key(label).map(|(name, _)| name)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut text = labels.join(".");
+    if let Some(port) = port {
+        text.push(':');
+        text.push_str(port);
+    }
+    Ok(text)
+}
+
+/// What a pattern is matched against: the destination without its scheme, the host as
+/// [`crate::HostKey`] has it (so `evil.example.` is `evil.example`), lower case.
+fn without_scheme(destination: &Destination, host_key: &str) -> String {
+    let text = destination.as_str();
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let after_host = after_scheme
+        .get(destination.host().len()..)
+        .unwrap_or_default();
+    format!("{host_key}{after_host}").to_lowercase()
+}
+
+/// Whether `pattern` (with `*` for any run of characters) matches all of `text`. Linear in
+/// practice: a `*` is retried only from the position after its last try (the classic greedy
+/// matcher), so no input backtracks exponentially.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+/// An entry of the blocklist (`GET /api/v1/abuse/blocklist`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BlockEntry {
+    pub id: i64,
+    /// Normalised: a domain (`evil.example`) or a pattern (`example.com/phish/*`).
+    pub rule: String,
+    pub kind: RuleKind,
+    pub reason: String,
+    /// Who added it, if that person or key still exists.
+    pub created_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Links this rule disabled when it was added (in every workspace).
+    pub links_disabled: u64,
+    /// Whether every existing link has been checked against it (a large deployment's links
+    /// are checked in batches, in the background, after the answer).
+    pub sweep_done: bool,
+}
+
+/// `POST /api/v1/abuse/blocklist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddBlockRule {
+    /// A domain (`evil.example`, its subdomains too) or a pattern (`example.com/phish/*`).
+    pub rule: String,
+    /// Why (shown to admins), at most 500 characters.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The whole blocklist (it is small: domains and patterns an admin typed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Blocklist {
+    pub entries: Vec<BlockEntry>,
+}
+
+/// What a report says is wrong with a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReportCategory {
+    Phishing,
+    Malware,
+    Spam,
+    Illegal,
+    Other,
+}
+
+impl ReportCategory {
+    pub const ALL: [Self; 5] = [
+        Self::Phishing,
+        Self::Malware,
+        Self::Spam,
+        Self::Illegal,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Phishing => "phishing",
+            Self::Malware => "malware",
+            Self::Spam => "spam",
+            Self::Illegal => "illegal",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
+    /// As the report form shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Phishing => "Phishing (steals passwords or payment details)",
+            Self::Malware => "Malware (harmful downloads)",
+            Self::Spam => "Spam",
+            Self::Illegal => "Illegal content",
+            Self::Other => "Something else",
+        }
+    }
+}
+
+/// `POST /report`: a visitor's report of a short link (JSON, or the form's fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewReport {
+    /// The short URL (`https://kurz.example/abc`) or its code.
+    pub link: String,
+    pub category: ReportCategory,
+    /// What is wrong, at most 2000 characters.
+    #[serde(default)]
+    pub details: String,
+    /// An address to reach the reporter at, if they want to be; at most 254 characters.
+    #[serde(default)]
+    pub contact: Option<String>,
+}
+
+/// Whether a report is still to be looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    Open,
+    Resolved,
+}
+
+/// A stored report, as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Report {
+    pub id: i64,
+    /// What the reporter typed.
+    pub link: String,
+    /// The code it named, when a live link had it at the time of the report.
+    pub code: Option<String>,
+    /// The reported link's workspace and destination, while the link exists.
+    pub workspace_id: Option<i64>,
+    pub destination: Option<String>,
+    /// Whether the reported link is disabled now.
+    pub link_disabled: Option<bool>,
+    pub category: ReportCategory,
+    pub details: String,
+    pub contact: Option<String>,
+    pub status: ReportStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub resolved_at: Option<OffsetDateTime>,
+    pub resolved_by: Option<String>,
+}
+
+/// One page of `GET /api/v1/abuse/reports`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportPage {
+    pub reports: Vec<Report>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `PATCH /api/v1/abuse/reports/{id}`: resolve a report, and disable its link if asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResolveReport {
+    /// Must be `resolved` (reports are not reopened).
+    pub status: ReportStatus,
+    /// Also disable the reported link (as a `PATCH` of the link would, synced to the edge).
+    #[serde(default)]
+    pub disable_link: bool,
+}
+
+#[cfg(all(test, feature = "url"))]
+mod tests {
+    use super::*;
+
+    fn rule(text: &str) -> BlockRule {
+        BlockRule::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"))
+    }
+
+    fn dest(text: &str) -> Destination {
+        Destination::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"))
+    }
+
+    #[test]
+    fn rules_parse_into_their_normal_form() {
+        let cases = [
+            ("evil.example", BlockRule::Domain("evil.example".into())),
+            ("  EVIL.Example. ", BlockRule::Domain("evil.example".into())),
+            (
+                "https://evil.example",
+                BlockRule::Domain("evil.example".into()),
+            ),
+            (
+                "bücher.example",
+                BlockRule::Domain("xn--bcher-kva.example".into()),
+            ),
+            (
+                "evil.example:8080",
+                BlockRule::Domain("evil.example".into()),
+            ),
+            ("203.0.113.9", BlockRule::Domain("203.0.113.9".into())),
+            ("[::1]", BlockRule::Domain("[::1]".into())),
+            (
+                "Example.COM/Phish/*",
+                BlockRule::Pattern("example.com/phish/*".into()),
+            ),
+            (
+                "*.example.net/login*",
+                BlockRule::Pattern("*.example.net/login*".into()),
+            ),
+            (
+                "http://*.bücher.example/*",
+                BlockRule::Pattern("*.xn--bcher-kva.example/*".into()),
+            ),
+            ("evil*.example", BlockRule::Pattern("evil*.example".into())),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(rule(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn rules_refused() {
+        let long = format!("{}.example", "a".repeat(600));
+        let cases = [
+            "",
+            "   ",
+            "https://",
+            "ftp://evil.example",
+            "good.example@evil.example",
+            "good.example@evil.example/x",
+            "evil example",
+            "*",
+            "*/*",
+            "*.*",
+            "a*b*c*d*e*f*g*h*i*j.example",
+            long.as_str(),
+            "ex ample.com/x",
+            "*bücher.example/*",
+        ];
+        for input in cases {
+            assert!(BlockRule::parse(input).is_err(), "{input:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn domains_block_themselves_and_subdomains() {
+        let evil = rule("evil.example");
+        let cases = [
+            ("https://evil.example/", true),
+            ("http://evil.example/x?y=1", true),
+            ("https://EVIL.example./login", true),
+            ("https://www.evil.example/", true),
+            ("https://a.b.evil.example:8443/", true),
+            ("https://notevil.example/", false),
+            ("https://evil.example.com/", false),
+            ("https://good.example/evil.example", false),
+            ("https://good.example/?u=https://evil.example/", false),
+        ];
+        for (url, blocked) in cases {
+            assert_eq!(evil.matches(&dest(url)), blocked, "{url}");
+        }
+        let idn = rule("bücher.example");
+        assert!(idn.matches(&dest("https://BÜCHER.example/")));
+        assert!(idn.matches(&dest("https://shop.xn--bcher-kva.example/")));
+        let ip = rule("127.0.0.1");
+        assert!(ip.matches(&dest("http://[::ffff:7f00:1]/")));
+        assert!(ip.matches(&dest("http://2130706433/")));
+    }
+
+    #[test]
+    fn user_info_cannot_smuggle_a_host() {
+        // A destination never carries a user name, so the trick cannot reach a link at all.
+        assert!(Destination::parse("https://good.example@evil.example/").is_err());
+        // And a rule naming the trusted part does not block the real host by accident.
+        assert!(!rule("good.example").matches(&dest("https://evil.example/good.example")));
+    }
+
+    #[test]
+    fn patterns_match_the_whole_destination_without_scheme() {
+        let cases = [
+            ("example.com/phish/*", "https://example.com/phish/a/b", true),
+            ("example.com/phish/*", "http://EXAMPLE.com/Phish/x", true),
+            ("example.com/phish/*", "https://example.com/phish", false),
+            (
+                "example.com/phish/*",
+                "https://www.example.com/phish/x",
+                false,
+            ),
+            ("example.com/phish/*", "https://example.com/other", false),
+            ("*.example.net/login*", "https://a.example.net/login", true),
+            (
+                "*.example.net/login*",
+                "https://a.b.example.net/login?x=1",
+                true,
+            ),
+            ("*.example.net/login*", "https://example.net/login", false),
+            (
+                "*.example.net/login*",
+                "https://a.example.net/logout",
+                false,
+            ),
+            ("*.example.net/login*", "https://a.example.net./login", true),
+            ("example.com:8080/*", "https://example.com:8080/x", true),
+            ("example.com:8080/*", "https://example.com/x", false),
+            ("example.com/*", "https://example.com:8080/x", false),
+            (
+                "*.bücher.example/*",
+                "https://shop.xn--bcher-kva.example/",
+                true,
+            ),
+            ("*/wp-login.php", "https://any.example/wp-login.php", true),
+            (
+                "*/wp-login.php",
+                "https://any.example/wp-login.php?x",
+                false,
+            ),
+        ];
+        for (pattern, url, blocked) in cases {
+            assert_eq!(
+                rule(pattern).matches(&dest(url)),
+                blocked,
+                "{pattern} {url}"
+            );
+        }
+    }
+
+    #[test]
+    fn needles_are_in_every_match() {
+        assert_eq!(rule("evil.example").needle(), Some("evil.example"));
+        assert_eq!(
+            rule("*.example.net/login*").needle(),
+            Some(".example.net/login")
+        );
+        assert_eq!(rule("10.0.0.1").needle(), None);
+        assert_eq!(rule("*/a*").needle(), None);
+    }
+
+    #[test]
+    fn domains_of_a_host_are_it_and_its_parents() {
+        assert_eq!(
+            BlockRule::domains_of(&dest("https://a.b.Evil.example./x")),
+            [
+                "a.b.evil.example",
+                "b.evil.example",
+                "evil.example",
+                "example"
+            ]
+        );
+        assert_eq!(BlockRule::domains_of(&dest("http://[::1]/")), ["[::1]"]);
+    }
+
+    #[test]
+    fn glob_never_backtracks_without_bound() {
+        let text = "a".repeat(4000);
+        let pattern = format!("*a*a*a*a*a*a*a*b{}", "");
+        assert!(!glob(&pattern, &text));
+        assert!(glob("*", ""));
+        assert!(glob("a*", "a"));
+        assert!(!glob("a", ""));
+    }
+}
