@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use shortlink::workspace::Scope;
 
 use crate::config::{Cli, Command, DatabaseConfig, LogFormat};
-use crate::{accounts, auth, db, keys, replay_clicks, serve};
+use crate::{accounts, auth, db, keys, rate_limit, replay_clicks, serve};
 
 /// Entry point of the binary.
 pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
@@ -55,6 +55,31 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
                     "{what} the dashboard user {username:?} with the password in KURZ_ADMIN_PASSWORD."
                 );
             }
+            Ok(())
+        }
+        Command::SetRateLimits {
+            database,
+            workspace,
+            api,
+            create,
+            stats,
+            clear,
+        } => {
+            init_command_logging();
+            let pool = db::pool(&database)?;
+            db::MIGRATOR.run(&pool).await?;
+            let set = rate_limit::WorkspaceLimits { api, create, stats };
+            let now = rate_limit::set_workspace_limits(&pool, workspace, set, clear).await?;
+            let show = |figure: Option<u32>| {
+                figure.map_or_else(|| "the deployment's".to_owned(), |n| format!("{n}/min"))
+            };
+            println!(
+                "Workspace {workspace}'s rate limits per caller: api {}, create {}, stats {} \
+                 (in force on every instance within 10 s).",
+                show(now.api),
+                show(now.create),
+                show(now.stats)
+            );
             Ok(())
         }
         Command::ReplayParkedClicks {

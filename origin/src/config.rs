@@ -53,6 +53,29 @@ pub enum Command {
         #[arg(long, env = "KURZ_ADMIN_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Set a workspace's own API rate limits, in requests per minute of each caller (key or
+    /// person); with --clear, go back to the deployment's (KURZ_RATE_*_PER_MIN) first. Only
+    /// the operator can: no API route changes them. Serving instances apply it within 10 s.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["api", "create", "stats", "clear"])))]
+    SetRateLimits {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// The id of the workspace.
+        #[arg(long)]
+        workspace: i64,
+        /// Every API request (never off).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        api: Option<u32>,
+        /// Link creations, on top of `api` (0: only `api`).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+        create: Option<u32>,
+        /// Stats and CSV exports, on top of `api` (0: only `api`).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+        stats: Option<u32>,
+        /// Drop the workspace's own figures (then set those given).
+        #[arg(long)]
+        clear: bool,
+    },
     /// Move the clicks the edge parked in KV (its dead-letter queue could not deliver them to
     /// the origin) back onto its click queue, until none remain. Run it once the origin is up.
     ReplayParkedClicks {
@@ -163,6 +186,8 @@ pub struct Config {
     pub sign_in: SignInLimits,
     #[command(flatten)]
     pub gateway: Gateway,
+    #[command(flatten)]
+    pub rate_limits: RateLimits,
 }
 
 /// What every request to the API meets before its handler (README, "Configuration"): a time
@@ -211,6 +236,99 @@ impl Gateway {
 impl Default for Gateway {
     fn default() -> Self {
         Self::DEFAULT
+    }
+}
+
+/// Rate limits of the API, per caller, and of the origin's redirects, per client address
+/// (README, "Rate limits"). Counted in this instance's memory (GCRA): behind a load balancer
+/// each of N instances allows the figure, so set it per instance.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct RateLimits {
+    /// API requests per minute of one caller (an API key, or a person's session user in its
+    /// workspace), in bursts up to the same figure; every `/api/v1` request with credentials
+    /// takes from it. Never off. A workspace may get its own (`origin set-rate-limits`).
+    #[arg(long = "rate-api-per-min", env = "KURZ_RATE_API_PER_MIN", default_value_t = RateLimits::DEFAULT.api_per_min, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub api_per_min: u32,
+    /// Link creations per minute of one caller (`POST /api/v1/links`), on top of the API
+    /// budget. 0: only the API budget applies.
+    #[arg(long = "rate-create-per-min", env = "KURZ_RATE_CREATE_PER_MIN", default_value_t = RateLimits::DEFAULT.create_per_min, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub create_per_min: u32,
+    /// Stats and CSV export requests per minute of one caller, on top of the API budget. 0:
+    /// only the API budget applies.
+    #[arg(long = "rate-stats-per-min", env = "KURZ_RATE_STATS_PER_MIN", default_value_t = RateLimits::DEFAULT.stats_per_min, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub stats_per_min: u32,
+    /// Redirects and password answers (`GET`/`POST /{code}`) per minute of one client
+    /// address (an IPv6 /64). Unset: off (the edge limits its own redirects).
+    #[arg(long = "rate-redirect-per-min", env = "KURZ_RATE_REDIRECT_PER_MIN", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub redirect_per_min: Option<u32>,
+    /// Budgets one instance remembers, for the API's callers and, apart, for the redirects'
+    /// addresses (about 430 bytes each); past it the least used are forgotten, and start
+    /// again with a full budget.
+    #[arg(long = "rate-limit-entries", env = "KURZ_RATE_LIMIT_ENTRIES", default_value_t = RateLimits::DEFAULT.entries, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub entries: u64,
+}
+
+impl RateLimits {
+    pub const DEFAULT: Self = Self {
+        api_per_min: 1200,
+        create_per_min: 300,
+        stats_per_min: 300,
+        redirect_per_min: None,
+        entries: 100_000,
+    };
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Where Prometheus scrapes the origin's metrics (README, "Metrics"): a listener of its own, so
+/// the public port never shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct MetricsConfig {
+    /// Address of the listener serving `GET /metrics` (Prometheus text format), e.g.
+    /// `127.0.0.1:9090`. Unset: no metrics.
+    #[arg(id = "metrics_bind", long = "metrics-bind", env = "KURZ_METRICS_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// A token scrapes must send as `Authorization: Bearer <token>` (for a metrics address
+    /// others can reach). Unset: the address alone guards the metrics.
+    #[arg(
+        id = "metrics_token",
+        long = "metrics-token",
+        env = "KURZ_METRICS_TOKEN",
+        hide_env_values = true,
+        requires = "metrics_bind"
+    )]
+    pub token: Option<MetricsToken>,
+}
+
+/// The metrics' bearer token: kept out of `Debug`, hence out of any log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
+}
+
+impl FromStr for MetricsToken {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        let token = input.trim();
+        if token.len() < 16 {
+            return Err("the metrics token must be at least 16 characters".to_owned());
+        }
+        Ok(Self(token.to_owned()))
     }
 }
 
@@ -543,6 +661,62 @@ mod tests {
         ] {
             assert!(serve(&refused).is_err(), "{refused:?}");
         }
+    }
+
+    #[test]
+    fn rate_limits() {
+        let serve = |extra: &[&str]| serve(extra).map(|config| config.rate_limits);
+        assert_eq!(serve(&[]).expect("defaults"), RateLimits::DEFAULT);
+        let set = serve(&[
+            "--rate-create-per-min",
+            "0",
+            "--rate-redirect-per-min",
+            "600",
+        ])
+        .expect("valid");
+        assert_eq!((set.create_per_min, set.redirect_per_min), (0, Some(600)));
+        for refused in [
+            ["--rate-api-per-min", "0"],
+            ["--rate-redirect-per-min", "0"],
+            ["--rate-stats-per-min", "1000001"],
+            ["--rate-limit-entries", "0"],
+        ] {
+            assert!(serve(&refused).is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn set_rate_limits() {
+        let parse = |extra: &[&str]| {
+            let args = [
+                "origin",
+                "set-rate-limits",
+                "--database-url",
+                "postgres://db/kurz",
+                "--workspace",
+                "7",
+            ];
+            Cli::try_parse_from(args.iter().chain(extra)).map(|cli| match cli.command {
+                Command::SetRateLimits {
+                    api,
+                    create,
+                    stats,
+                    clear,
+                    ..
+                } => (api, create, stats, clear),
+                other => panic!("{extra:?}: {other:?}"),
+            })
+        };
+        assert_eq!(
+            parse(&["--api", "60", "--create", "0"]).expect("valid"),
+            (Some(60), Some(0), None, false)
+        );
+        assert_eq!(
+            parse(&["--clear"]).expect("valid"),
+            (None, None, None, true)
+        );
+        assert!(parse(&[]).is_err(), "something to change is needed");
+        assert!(parse(&["--api", "0"]).is_err(), "api is never off");
     }
 
     #[test]

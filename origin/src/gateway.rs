@@ -106,7 +106,12 @@ pub(crate) fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
                 HeaderName::from_static("x-csrf-token"),
                 HeaderName::from_static(crate::auth::WORKSPACE_HEADER),
             ])
-            .expose_headers([header::RETRY_AFTER, header::LOCATION])
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::LOCATION,
+                HeaderName::from_static("ratelimit"),
+                HeaderName::from_static("ratelimit-policy"),
+            ])
             .max_age(Duration::from_secs(600)),
     ))
 }

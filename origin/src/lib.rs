@@ -30,6 +30,7 @@ mod members;
 mod outbox;
 mod profile;
 mod qr;
+pub mod rate_limit;
 mod redirect;
 pub mod replay_clicks;
 mod sign_in_limit;
@@ -117,6 +118,8 @@ struct Inner {
     gateway: config::Gateway,
     api_permits: Arc<tokio::sync::Semaphore>,
     cors: Option<tower_http::cors::CorsLayer>,
+    /// The API's budgets per caller and the redirects' per client address (`rate_limit.rs`).
+    rate_limits: rate_limit::RateLimiter,
     /// The abuse reports' reporter keys and cap on reports stored at once.
     abuse: abuse::Abuse,
     /// Taken by the background task that stores what the recorder receives.
@@ -195,6 +198,7 @@ impl State {
                     usize::try_from(config.gateway.api_concurrency).unwrap_or(usize::MAX),
                 )),
                 cors: gateway::cors(&config.gateway.cors_origins)?,
+                rate_limits: rate_limit::RateLimiter::new(&config.rate_limits),
             }),
         })
     }
@@ -340,6 +344,12 @@ impl State {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// How many rate limiters this instance holds: for the API's callers, and for the
+    /// redirects' client addresses (each at most `KURZ_RATE_LIMIT_ENTRIES`).
+    pub async fn rate_limit_entries(&self) -> (u64, u64) {
+        self.inner.rate_limits.entries().await
+    }
+
     /// What the redirect cache holds now.
     pub async fn cache_usage(&self) -> CacheUsage {
         self.inner.cache.usage().await
@@ -451,6 +461,12 @@ pub fn app(state: State) -> Router {
             get(accounts::current).delete(accounts::sign_out),
         )
         .fallback(|| async { Error::NotFound })
+        // Inside the caller's check, whose `Caller` it counts by; every keyed request (an
+        // unknown path too) takes from its caller's budget.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_api,
+        ))
         // After the fallback, so that unknown API paths also need a key: no probing for routes.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -47,6 +47,9 @@ pub(crate) async fn redirect(
     request: Parts,
     code: Result<CodePath, Error>,
 ) -> Response {
+    if let Err(response) = crate::rate_limit::check_redirect(&state, &request).await {
+        return response;
+    }
     let Ok(CodePath(code)) = code else {
         return not_found().await;
     };
@@ -310,6 +313,9 @@ pub(crate) async fn unlock(
     code: Result<CodePath, Error>,
     body: Body,
 ) -> Response {
+    if let Err(response) = crate::rate_limit::check_redirect(&state, &request).await {
+        return response;
+    }
     // Every code but a protected link's has GET and HEAD only, as before passwords: a
     // malformed or unknown code too.
     let not_allowed = || {

@@ -138,6 +138,7 @@ pub fn config(database_url: &str) -> Config {
         shutdown_grace_secs: 10,
         sign_in: SignInLimits::default(),
         gateway: Gateway::default(),
+        rate_limits: origin::config::RateLimits::default(),
     }
 }
 
