@@ -99,11 +99,20 @@ impl LinkCache {
             }))
         };
         let Some(cache) = &self.cache else {
+            metrics::counter!("kurz_redirect_cache_total", "result" => "miss").increment(1);
             return load.await;
         };
         if let Some(entry) = cache.get(code).await {
+            let result = if entry.is_some() {
+                "hit"
+            } else {
+                "negative_hit"
+            };
+            metrics::counter!("kurz_redirect_cache_total", "result" => result).increment(1);
             return Ok(entry);
         }
+        // Visits that wait on another's load of the same code count as misses too.
+        metrics::counter!("kurz_redirect_cache_total", "result" => "miss").increment(1);
         let generation = self.generation.load(Ordering::Acquire);
         let entry =
             cache

@@ -187,6 +187,8 @@ pub struct Config {
     #[command(flatten)]
     pub gateway: Gateway,
     #[command(flatten)]
+    pub metrics: MetricsConfig,
+    #[command(flatten)]
     pub rate_limits: RateLimits,
 }
 
@@ -813,5 +815,23 @@ mod tests {
             ),
             "CodeKey(..)"
         );
+    }
+
+    #[test]
+    fn metrics_are_off_unless_bound_and_the_token_needs_the_address() {
+        let off = serve(&[]).expect("valid");
+        assert_eq!(off.metrics, MetricsConfig::default());
+        let on = serve(&["--metrics-bind", "127.0.0.1:9090"]).expect("valid");
+        let address: SocketAddr = "127.0.0.1:9090".parse().expect("address");
+        assert_eq!(on.metrics.bind, Some(address));
+        assert_eq!(on.bind, "127.0.0.1:8080".parse().expect("address"));
+        let token = "a-token-of-20-chars!";
+        assert!(serve(&["--metrics-token", token]).is_err());
+        let bound = ["--metrics-bind", "127.0.0.1:9090", "--metrics-token"];
+        let guarded = serve(&[&bound[..], &[token]].concat()).expect("valid");
+        let shown = format!("{guarded:?}");
+        assert!(!shown.contains(token), "{shown}");
+        assert_eq!(guarded.metrics.token.expect("token").as_str(), token);
+        assert!(serve(&[&bound[..], &["short"]].concat()).is_err());
     }
 }

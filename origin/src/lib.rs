@@ -27,6 +27,7 @@ mod invitations;
 mod keys;
 mod links;
 mod members;
+mod metrics;
 mod outbox;
 mod profile;
 mod qr;
@@ -500,6 +501,8 @@ pub fn app(state: State) -> Router {
         // After the timeout layer: the edge's ingest has a deadline of its own, and cutting it
         // short would only make the edge send the batch again.
         .nest(shortlink::edge::EDGE_PREFIX, edge)
+        // Last, so it wraps every route (and the fallback) and sees which route matched.
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 
@@ -541,6 +544,20 @@ pub async fn serve_with(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Before anything is spawned: a metrics address that cannot be had stops the start.
+    let exporter = match config.metrics.bind {
+        Some(bind) => {
+            let listener = TcpListener::bind(bind).await.map_err(|err| {
+                anyhow::anyhow!("KURZ_METRICS_BIND: cannot listen on {bind}: {err}")
+            })?;
+            Some(metrics::serve(
+                state.clone(),
+                listener,
+                config.metrics.token.as_ref(),
+            )?)
+        }
+        None => None,
+    };
     let preparation = tokio::spawn(db::prepare_until_done(
         state.inner.db.clone(),
         state.inner.migrated.clone(),
@@ -551,6 +568,7 @@ pub async fn serve_with(
     ));
     let mut background = vec![preparation];
     background.extend(state.spawn_background());
+    background.extend(exporter.map(tokio::spawn));
     tracing::info!(address = %listener.local_addr()?, public_url = %config.public_url, "origin listening");
     let service = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Without TCP_NODELAY a response written in pieces (headers, then a larger body) waits

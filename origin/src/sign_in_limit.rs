@@ -234,6 +234,7 @@ impl SignInLimiter {
                 // A refused attempt is not counted anywhere: retrying at a 429 does not push
                 // the wait further out.
                 tx.rollback().await?;
+                metrics::counter!("kurz_rate_limited_total", "limit" => "sign_in").increment(1);
                 return Err(Error::TooManySignIns {
                     seconds: self.seconds_left_in_window(db).await?,
                 });

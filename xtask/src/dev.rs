@@ -46,6 +46,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     ui::build()?;
     let port = port_or_free(args.port)?;
     let origin_url = format!("http://127.0.0.1:{port}");
+    // Prometheus' scrape address: a port of its own, as in production.
+    let metrics_address = format!("127.0.0.1:{}", tools::free_port()?);
     let edge = if args.no_edge {
         None
     } else {
@@ -73,7 +75,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         .env("KURZ_CODE_KEY", &secrets.code_key)
         .env("KURZ_ADMIN_DIR", ui::dist_dir())
         .env("KURZ_ADMIN_PASSWORD", &secrets.admin_password)
-        .env("KURZ_FIRST_START_FILE", &first_start_file);
+        .env("KURZ_FIRST_START_FILE", &first_start_file)
+        .env("KURZ_METRICS_BIND", &metrics_address);
     if edge.is_some() {
         origin
             .env("KURZ_EDGE_URL", &public_url)
@@ -101,7 +104,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         String::new()
     };
     eprintln!(
-        "\n  kurz is running.\n\n  dashboard   {origin_url}/admin   (user admin; password: KURZ_ADMIN_PASSWORD in .data/secrets.env)\n{edge_line}  origin      {origin_url}\n  API         {origin_url}/api/v1/links  (Authorization: Bearer <key>)\n  health      {origin_url}/health, {origin_url}/ready\n  database    {database_url}\n\n  Short links are served at {public_url}/<code>.\n  The first start wrote an API key to {first_start}; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n",
+        "\n  kurz is running.\n\n  dashboard   {origin_url}/admin   (user admin; password: KURZ_ADMIN_PASSWORD in .data/secrets.env)\n{edge_line}  origin      {origin_url}\n  API         {origin_url}/api/v1/links  (Authorization: Bearer <key>)\n  health      {origin_url}/health, {origin_url}/ready\n  metrics     http://{metrics_address}/metrics   (Prometheus text format)\n  database    {database_url}\n\n  Short links are served at {public_url}/<code>.\n  The first start wrote an API key to {first_start}; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n",
         first_start = first_start_file.display()
     );
     wait_for_ctrl_c_or_exit(&mut children)

@@ -100,6 +100,7 @@ impl Recorder {
 
     /// Counts `clicks` more as shed; returns the new total.
     pub(crate) fn add_shed(&self, clicks: u64) -> u64 {
+        metrics::counter!("kurz_clicks_shed_total").increment(clicks);
         self.shed.fetch_add(clicks, Ordering::Relaxed) + clicks
     }
 
@@ -171,6 +172,7 @@ pub(crate) async fn store_until_drained(
                 recorder
                     .parked
                     .fetch_add(isolated.parked, Ordering::Relaxed);
+                metrics::counter!("kurz_clicks_parked_total").increment(isolated.parked);
                 recorder.add_shed(isolated.unparkable);
             }
             Err(Unsettled::Deadline { unstored, in_doubt }) => {

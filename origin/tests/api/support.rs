@@ -139,6 +139,7 @@ pub fn config(database_url: &str) -> Config {
         sign_in: SignInLimits::default(),
         gateway: Gateway::default(),
         rate_limits: origin::config::RateLimits::default(),
+        metrics: origin::config::MetricsConfig::default(),
     }
 }
 
