@@ -9,7 +9,9 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{Destination, Error};
+use crate::Destination;
+#[cfg(feature = "url")]
+use crate::Error;
 
 /// Longest rule, in bytes after normalisation: a host (253) with a path worth matching.
 pub const MAX_RULE_LEN: usize = 500;
