@@ -10,6 +10,11 @@
 //! Each isolate keeps what it read from KV for a second ([`memo`]), so a hot link costs one
 //! KV read per second, and gathers its clicks into queue messages ([`outbox`]).
 //!
+//! Visits are limited per client address by Cloudflare's Rate Limiting bindings, and what a
+//! flood of unknown codes may cost the origin is bounded per address and per isolate
+//! ([`limits`]). `/{code}+` previews where a link goes ([`shortlink::pages::preview_of`]);
+//! `/report` is the origin's abuse-report form, forwarded.
+//!
 //! A link's rules (targeting, A/B split, UTM, click limit, password, disabled, fallback) are
 //! decided by `shortlink::redirect::decide`, as at the origin, from a [`Visit`] built here:
 //! the country of `request.cf`, the user agent's classification, `Accept-Language`, the query,
@@ -17,7 +22,7 @@
 //! limited link ([`in_flight`]). A password form posts back to the link ([`unlock`]).
 //!
 //! The decisions live in plain modules without `worker` types ([`route`], [`resolve`] (the
-//! miss path), [`breaker`], [`entry`], [`memo`], [`in_flight`], [`unlock`], [`reply`],
+//! miss path), [`breaker`], [`limits`], [`entry`], [`memo`], [`in_flight`], [`unlock`], [`reply`],
 //! [`outbox`], [`retry`], [`parked`] and `shortlink::redirect::decide`), unit-tested on the
 //! host; this file, [`origin`], [`consumer`], [`sync`] and [`replay`] are the glue to the
 //! Workers runtime.
@@ -26,6 +31,7 @@ pub mod breaker;
 mod consumer;
 pub mod entry;
 pub mod in_flight;
+pub mod limits;
 pub mod memo;
 mod origin;
 pub mod outbox;
@@ -39,7 +45,7 @@ mod signed;
 mod sync;
 pub mod unlock;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use shortlink::edge::{ClickEvent, ClickSource};
@@ -51,8 +57,8 @@ use time::OffsetDateTime;
 use worker::kv::KvStore;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    Context, Date, Delay, Env, Headers, Queue, QueueContentType, RawMessageBuilder, Request,
-    Response, Result, event,
+    Context, Date, Delay, Env, Headers, Method, Queue, QueueContentType, RawMessageBuilder,
+    Request, Response, Result, event,
 };
 
 use crate::in_flight::InFlight;
@@ -85,6 +91,8 @@ thread_local! {
     static SALT: RefCell<Option<DailySalt>> = const { RefCell::new(None) };
     /// This isolate's random prefix of click ids and the number of the next click.
     static CLICK_IDS: RefCell<Option<(String, u64)>> = const { RefCell::new(None) };
+    /// Limit bindings found missing or failing in this isolate, each logged once.
+    static LIMITS_WARNED: Cell<[bool; 2]> = const { Cell::new([false; 2]) };
 }
 
 /// This isolate's memo and breaker.
@@ -106,9 +114,19 @@ fn with_unlock_key<T>(env: &Env, f: impl FnOnce(&UnlockKey) -> T) -> Option<T> {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let route = route::classify(req.method().as_ref(), &req.path());
+    let visit = matches!(
+        route,
+        Route::Redirect { .. } | Route::Preview { .. } | Route::Unlock { .. }
+    );
+    let client = client_key(&req);
+    if visit && !allowed(&env, limits::VISIT_LIMIT, client.as_deref()).await {
+        return respond(Reply::rate_limited(limits::PERIOD_SECS));
+    }
     let answer = match route {
         Route::Redirect { code, head } => redirect(&req, &env, &ctx, code, head).await,
+        Route::Preview { code, .. } => preview(&req, &env, &ctx, code).await,
         Route::Unlock { code } => unlock(req, &env, &ctx, code).await,
+        Route::Report => report(req, &env).await,
         Route::Sync => sync::handle(req, &env).await,
         Route::Replay => replay::handle(req, &env).await,
         Route::MethodNotAllowed { allow } => respond(Reply::method_not_allowed(allow)),
@@ -131,7 +149,7 @@ async fn redirect(
     head: bool,
 ) -> Result<Response> {
     let started_ms = now_ms();
-    let record = match lookup(env, ctx, &code, started_ms).await? {
+    let record = match lookup(env, ctx, &code, started_ms, client_key(req)).await? {
         Ok(record) => record,
         Err(reply) => return respond(reply),
     };
@@ -209,7 +227,7 @@ async fn redirect(
 async fn unlock(mut req: Request, env: &Env, ctx: &Context, code: ShortCode) -> Result<Response> {
     let started_ms = now_ms();
     let not_allowed = || respond(Reply::method_not_allowed("GET, HEAD"));
-    let record = match lookup(env, ctx, &code, started_ms).await? {
+    let record = match lookup(env, ctx, &code, started_ms, client_key(&req)).await? {
         Ok(record) => record,
         Err(reply) if reply.status == 404 => return not_allowed(),
         Err(reply) => return respond(reply),
@@ -278,6 +296,138 @@ async fn unlock(mut req: Request, env: &Env, ctx: &Context, code: ShortCode) -> 
     respond(reply.unwrap_or_else(|| Reply::unavailable(1)))
 }
 
+/// `GET|HEAD /{code}+`: where the link goes, or the visit's own answer when it would not go
+/// there (disabled, expired, used up, unknown). No click.
+async fn preview(req: &Request, env: &Env, ctx: &Context, code: ShortCode) -> Result<Response> {
+    let started_ms = now_ms();
+    let record = match lookup(env, ctx, &code, started_ms, client_key(req)).await? {
+        Ok(record) => record,
+        Err(reply) => return respond(reply),
+    };
+    let in_flight = if record.rules().max_clicks.is_some() {
+        IN_FLIGHT.with_borrow(|clicks| {
+            clicks.clicks(record.link_id, record.version, record.rules().clicks)
+        })
+    } else {
+        0
+    };
+    let url = req.inner().url();
+    respond(
+        match shortlink::pages::preview_of(&record, timestamp(started_ms), in_flight) {
+            Ok(preview) => Reply::preview(route::short_url(&url), &preview),
+            Err(decision) => Reply::of(decision),
+        },
+    )
+}
+
+/// `GET|POST /report`: the origin's abuse-report form, so that the short domain serves it.
+/// Counted against the client's budget of origin requests; a form's body is read only with a
+/// declared length within [`origin::MAX_REPORT_BODY`].
+async fn report(mut req: Request, env: &Env) -> Result<Response> {
+    if !allowed(env, limits::ORIGIN_LIMIT, client_key(&req).as_deref()).await {
+        return respond(Reply::rate_limited(limits::PERIOD_SECS));
+    }
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).ok().flatten();
+    let forwarded = origin::Forwarded {
+        content_type: header("content-type"),
+        accept_language: header("accept-language"),
+        user_agent: header("user-agent"),
+        client_ip: header("cf-connecting-ip"),
+    };
+    let body = if req.method() == Method::Post {
+        let too_large = || respond(Reply::page(413, "The form is too large."));
+        match header("content-length").map(|n| n.parse::<usize>()) {
+            Some(Ok(length)) if length <= origin::MAX_REPORT_BODY => {}
+            Some(_) => return too_large(),
+            None => return respond(Reply::page(411, "A content-length is required.")),
+        }
+        let body = req.bytes().await?;
+        if body.len() > origin::MAX_REPORT_BODY {
+            return too_large();
+        }
+        Some(body)
+    } else {
+        None
+    };
+    let url = req.inner().url();
+    let path = match query_of(&url) {
+        Some(query) => format!("{}?{query}", route::REPORT_PATH),
+        None => route::REPORT_PATH.to_owned(),
+    };
+    match origin::forward(env, req.method().as_ref(), &path, &forwarded, body).await {
+        Ok(response) => Ok(response),
+        Err(err) => {
+            worker::console_warn!("forwarding a report failed: {err}");
+            respond(Reply::unavailable(5))
+        }
+    }
+}
+
+/// The key the limits count the client by (`CF-Connecting-IP`, see
+/// [`limits::client_key`]); `None` where the runtime does not say (never on Cloudflare).
+fn client_key(req: &Request) -> Option<String> {
+    req.headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .map(|ip| limits::client_key(&ip))
+}
+
+/// Whether the rate-limit `binding` lets one more request of `key` through. Without a key,
+/// or when the binding is missing or fails, it does (a limit must not take redirects down),
+/// logged once per isolate and binding.
+async fn allowed(env: &Env, binding: &'static str, key: Option<&str>) -> bool {
+    let Some(key) = key else {
+        return true;
+    };
+    match rate_limit(env, binding, key).await {
+        Ok(allowed) => allowed,
+        Err(err) => {
+            let index = usize::from(binding == limits::ORIGIN_LIMIT);
+            let mut warned = LIMITS_WARNED.get();
+            if !warned[index] {
+                warned[index] = true;
+                LIMITS_WARNED.set(warned);
+                worker::console_error!(
+                    "rate limit {binding} not applied (letting visits through): {err}"
+                );
+            }
+            true
+        }
+    }
+}
+
+/// One `limit({ key })` call of a Rate Limiting binding. By hand rather than through
+/// `worker::RateLimiter`, whose serde-wasm-bindgen conversions would grow the .wasm.
+async fn rate_limit(env: &Env, binding: &str, key: &str) -> Result<bool> {
+    use worker::js_sys::{Object, Reflect};
+    use worker::wasm_bindgen::JsCast;
+    let limiter = Reflect::get(env, &JsValue::from_str(binding))?;
+    if limiter.is_undefined() {
+        return Err(worker::Error::RustError(format!("no binding {binding}")));
+    }
+    let options = Object::new();
+    Reflect::set(&options, &JsValue::from_str("key"), &JsValue::from_str(key))?;
+    let limiter: worker::worker_sys::RateLimiter = limiter.unchecked_into();
+    let outcome = worker::wasm_bindgen_futures::JsFuture::from(limiter.limit(options)?).await?;
+    Reflect::get(&outcome, &JsValue::from_str("success"))?
+        .as_bool()
+        .ok_or_else(|| worker::Error::RustError(format!("{binding} answered no success flag")))
+}
+
+/// The origin's budget for this client (the `ORIGIN_LIMIT` binding), for the miss path.
+struct OriginBudget<'a> {
+    env: &'a Env,
+    client: Option<String>,
+}
+
+impl resolve::Budget for OriginBudget<'_> {
+    async fn take(&self) -> bool {
+        allowed(self.env, limits::ORIGIN_LIMIT, self.client.as_deref()).await
+    }
+}
+
 /// The query of a request's serialised URL (without `?` and any fragment).
 fn query_of(url: &str) -> Option<&str> {
     url.split_once('?')
@@ -285,17 +435,19 @@ fn query_of(url: &str) -> Option<&str> {
 }
 
 /// The code's link record, from this isolate's memo, KV, or the origin (then filled into KV
-/// after the answer); or the answer when there is none to redirect to (404, or 503 while the
-/// origin is down).
+/// after the answer); or the answer when there is none to redirect to (404, 503 while the
+/// origin is down or the isolate at its bound, 429 when `client` spent its origin budget).
 async fn lookup(
     env: &Env,
     ctx: &Context,
     code: &ShortCode,
     started_ms: u64,
+    client: Option<String>,
 ) -> Result<std::result::Result<LinkRecord, Reply<'static>>> {
     let kv = WorkerKv(env.kv(LINKS)?);
     let origin = WorkerOrigin(env);
-    let (found, fill) = resolve::find(cache(), &kv, &origin, code, started_ms, now_ms)
+    let budget = OriginBudget { env, client };
+    let (found, fill) = resolve::find(cache(), &kv, &origin, &budget, code, started_ms, now_ms)
         .await
         .map_err(worker::Error::RustError)?;
     if let Some(fill) = fill {
@@ -317,6 +469,7 @@ async fn lookup(
             }
             Err(Reply::unavailable(retry_after_secs))
         }
+        Found::Limited { retry_after_secs } => Err(Reply::rate_limited(retry_after_secs)),
     })
 }
 

@@ -50,6 +50,12 @@ impl Memo {
             .map(|(_, entry)| entry)
     }
 
+    /// The entry for `code`, however long ago it was remembered (until the memo drops it to
+    /// make room): whether the origin was asked for the code before, not what to serve.
+    pub fn held(&self, code: &ShortCode) -> Option<&Entry> {
+        self.entries.get(code).map(|(_, entry)| entry)
+    }
+
     /// Take this before reading KV and pass it to [`Memo::remember`].
     pub fn generation(&self) -> u64 {
         self.generation

@@ -1,5 +1,5 @@
-//! Talking to the origin: resolving a code on a KV miss, and posting click events to ingest
-//! (for the queue consumers in [`crate::consumer`]).
+//! Talking to the origin: resolving a code on a KV miss, posting click events to ingest
+//! (for the queue consumers in [`crate::consumer`]), and forwarding the abuse-report form.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -17,6 +17,22 @@ use crate::{edge_secret, signed_headers};
 const RESOLVE_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// How long the queue consumer waits for ingest.
 const INGEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a visitor of the report form waits for the origin.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest report form body forwarded (a URL and a few lines of text).
+pub(crate) const MAX_REPORT_BODY: usize = 8 * 1024;
+/// The header the edge puts the visitor's address in for the origin: the origin reads it with
+/// `KURZ_CLIENT_IP_HEADER=x-forwarded-for` (workers cannot set `CF-Connecting-IP`).
+const CLIENT_IP_HEADER: &str = "x-forwarded-for";
+
+/// What a forwarded request keeps of the visitor's.
+pub(crate) struct Forwarded {
+    pub(crate) content_type: Option<String>,
+    pub(crate) accept_language: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    /// `CF-Connecting-IP`, sent as [`CLIENT_IP_HEADER`] (replacing whatever the visitor sent).
+    pub(crate) client_ip: Option<String>,
+}
 
 fn origin_url(env: &Env) -> Result<String> {
     Ok(env
@@ -63,6 +79,29 @@ pub(crate) async fn ingest(env: &Env, events: &[&ClickEvent]) -> Result<()> {
             "ingest answered {status}"
         ))),
     }
+}
+
+/// The visitor's request to `path` (the report form), sent on to the origin; the origin's
+/// answer as it is. No cookie goes along: the short domain's are not the origin's.
+pub(crate) async fn forward(
+    env: &Env,
+    method: &str,
+    path: &str,
+    visitor: &Forwarded,
+    body: Option<Vec<u8>>,
+) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in [
+        ("content-type", &visitor.content_type),
+        ("accept-language", &visitor.accept_language),
+        ("user-agent", &visitor.user_agent),
+        (CLIENT_IP_HEADER, &visitor.client_ip),
+    ] {
+        if let Some(value) = value {
+            headers.set(name, value)?;
+        }
+    }
+    send(env, method, path, headers, body, REPORT_TIMEOUT).await
 }
 
 /// `shortlink::edge::IngestBatch` as it is sent: borrowed, so the events are not cloned.

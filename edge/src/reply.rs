@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use shortlink::pages::{self, PasswordProblem};
+use shortlink::pages::{self, PasswordProblem, Preview};
 use shortlink::redirect::Decision;
 
 /// `Cache-Control` of everything but a redirect: never stored, so a change (a link created
@@ -39,6 +39,24 @@ impl<'a> Reply<'a> {
     /// 503 while the origin cannot answer, with when to try again.
     pub fn unavailable(retry_after_secs: u64) -> Self {
         Self::page(503, pages::UNAVAILABLE).with("retry-after", retry_after_secs.to_string())
+    }
+
+    /// 429: the visitor's address is over a limit; nothing was looked up.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::page(429, pages::RATE_LIMITED).with("retry-after", retry_after_secs.to_string())
+    }
+
+    /// `/{code}+`: where the link goes, for a minute in the visitor's browser only, and kept
+    /// out of search engines.
+    pub fn preview(short_url: &str, preview: &Preview<'_>) -> Self {
+        Self {
+            status: 200,
+            headers: vec![
+                ("cache-control", Cow::Borrowed("private, max-age=60")),
+                ("x-robots-tag", Cow::Borrowed("noindex")),
+            ],
+            html: Some(Cow::Owned(pages::preview(short_url, preview))),
+        }
     }
 
     /// A request the route does not take: 405 with the methods it does.
@@ -176,5 +194,29 @@ mod tests {
             assert_eq!(page.header("cache-control"), Some("no-store"), "{page:?}");
         }
         assert_eq!(Reply::unavailable(3).header("retry-after"), Some("3"));
+        let limited = Reply::rate_limited(10);
+        assert_eq!(limited.status, 429);
+        assert_eq!(limited.header("retry-after"), Some("10"));
+        assert_eq!(limited.header("cache-control"), Some("no-store"));
+        assert_eq!(limited.html.as_deref(), Some(pages::RATE_LIMITED));
+    }
+
+    #[test]
+    fn a_preview_is_kept_briefly_by_the_browser_only_and_not_indexed() {
+        let preview = Reply::preview(
+            "https://kurz.example/abc",
+            &Preview::Destination {
+                url: Cow::Borrowed("https://example.com/"),
+                varies: false,
+            },
+        );
+        assert_eq!(preview.status, 200);
+        assert_eq!(preview.header("cache-control"), Some("private, max-age=60"));
+        assert_eq!(preview.header("x-robots-tag"), Some("noindex"));
+        assert!(
+            preview
+                .html
+                .is_some_and(|html| html.contains("https://example.com/"))
+        );
     }
 }

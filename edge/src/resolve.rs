@@ -1,5 +1,12 @@
 //! The miss path: a code's link record from this isolate's memo, KV, or the origin (behind the
-//! circuit breaker), and what the origin said written back to KV for the next visitor.
+//! visitor's budget of origin requests, the isolate's bound on resolves and the circuit
+//! breaker: [`crate::limits`]), and what the origin said written back to KV for the next
+//! visitor.
+//!
+//! An unknown code is written to KV as such only when this isolate asked the origin for it
+//! once already (its memo still holds the earlier answer): a code visited again and again
+//! then costs the origin one resolve a minute, while a scan of distinct random codes costs no
+//! KV write at all.
 //!
 //! KV and the origin come in through two small traits, so that the whole path runs on the
 //! host in tests; `lib.rs` implements them over the Workers runtime.
@@ -12,6 +19,7 @@ use shortlink::redirect::LinkRecord;
 
 use crate::breaker::Breaker;
 use crate::entry::{self, Entry, Writer};
+use crate::limits::{self, OriginGate};
 use crate::memo::Memo;
 
 /// Seconds a record fetched from the origin stays in KV. Sync keeps records current, so this
@@ -39,6 +47,12 @@ pub trait Origin {
     async fn resolve(&self, code: &ShortCode) -> Result<Option<(LinkRecord, String)>, Failure>;
 }
 
+/// The visitor's budget of requests to the origin (the `ORIGIN_LIMIT` binding).
+pub trait Budget {
+    /// Takes one request from the budget: `false` once it is spent for now.
+    async fn take(&self) -> bool;
+}
+
 /// What the miss path found for a code.
 // Nearly every answer is a link: boxing it would add an allocation to every visit.
 #[allow(clippy::large_enum_variant)]
@@ -53,6 +67,10 @@ pub enum Found {
         /// Why, when the origin was asked and failed (for the log).
         failure: Option<Failure>,
     },
+    /// The visitor spent its budget of origin requests: 429 with `Retry-After`.
+    Limited {
+        retry_after_secs: u64,
+    },
 }
 
 /// What the origin said, to write to KV after the answer is sent ([`fill`]).
@@ -64,20 +82,24 @@ pub struct Fill {
     pub ttl: u64,
 }
 
-/// Per isolate: what it read from KV lately, and what it knows of the origin's health.
+/// Per isolate: what it read from KV lately, what it knows of the origin's health, and its
+/// resolves under way.
 #[derive(Debug, Default)]
 pub struct Cache {
     pub memo: RefCell<Memo>,
     pub breaker: RefCell<Breaker>,
+    pub gate: RefCell<OriginGate>,
 }
 
 /// The record for `code`, looked up at `started_ms`: from the memo, KV, or the origin; with
 /// the KV fill to run after the answer when the origin was asked. `now_ms` reads the clock
-/// again after a wait.
+/// again after a wait. Before the origin is asked: the visitor's `budget`, then the isolate's
+/// gate, then the breaker (last, since letting a request through changes its state).
 pub async fn find(
     cache: &Cache,
     kv: &impl Kv,
     origin: &impl Origin,
+    budget: &impl Budget,
     code: &ShortCode,
     started_ms: u64,
     now_ms: impl Fn() -> u64,
@@ -109,16 +131,30 @@ pub async fn find(
         Some(Entry::Missing | Entry::Deleted(_)) => return Ok((Found::NoLink, None)),
         Some(Entry::Unreadable(_)) | None => {}
     }
-    let now = now_ms();
-    if !cache.breaker.borrow_mut().allow(now) {
-        let retry_after_secs = cache.breaker.borrow().retry_after_secs(now);
+    if !budget.take().await {
         return Ok((
+            Found::Limited {
+                retry_after_secs: limits::PERIOD_SECS,
+            },
+            None,
+        ));
+    }
+    let now = now_ms();
+    let unavailable = |retry_after_secs| {
+        Ok((
             Found::Unavailable {
                 retry_after_secs,
                 failure: None,
             },
             None,
-        ));
+        ))
+    };
+    let Some(_pass) = limits::enter(&cache.gate, now) else {
+        return unavailable(1);
+    };
+    if !cache.breaker.borrow_mut().allow(now) {
+        let retry_after_secs = cache.breaker.borrow().retry_after_secs(now);
+        return unavailable(retry_after_secs);
     }
     match origin.resolve(code).await {
         Ok(Some((record, json))) => {
@@ -135,14 +171,15 @@ pub async fn find(
         }
         Ok(None) => {
             cache.breaker.borrow_mut().succeeded();
+            let asked_before = cache.memo.borrow().held(code) == Some(&Entry::Missing);
             remember(&Entry::Missing);
-            let fill = Fill {
+            let fill = asked_before.then(|| Fill {
                 code: code.clone(),
                 entry: Entry::Missing,
                 value: KV_MISSING.to_owned(),
                 ttl: MISSING_TTL,
-            };
-            Ok((Found::NoLink, Some(fill)))
+            });
+            Ok((Found::NoLink, fill))
         }
         Err(failure) => {
             let now = now_ms();
@@ -246,6 +283,27 @@ mod tests {
         }
     }
 
+    /// A visitor's budget of origin requests: `left` more.
+    struct FakeBudget {
+        left: Cell<u32>,
+    }
+
+    impl Default for FakeBudget {
+        fn default() -> Self {
+            Self {
+                left: Cell::new(u32::MAX),
+            }
+        }
+    }
+
+    impl Budget for FakeBudget {
+        async fn take(&self) -> bool {
+            let left = self.left.get();
+            self.left.set(left.saturating_sub(1));
+            left > 0
+        }
+    }
+
     fn record(version: u64) -> LinkRecord {
         LinkRecord::new(
             7,
@@ -272,7 +330,18 @@ mod tests {
         text: &str,
         now: u64,
     ) -> (Found, Option<Fill>) {
-        find(cache, kv, origin, &code(text), now, || now)
+        find_with(cache, kv, origin, &FakeBudget::default(), text, now)
+    }
+
+    fn find_with(
+        cache: &Cache,
+        kv: &FakeKv,
+        origin: &FakeOrigin,
+        budget: &FakeBudget,
+        text: &str,
+        now: u64,
+    ) -> (Found, Option<Fill>) {
+        find(cache, kv, origin, budget, &code(text), now, || now)
             .now_or_never()
             .expect("the fakes never wait")
             .expect("KV answers")
@@ -382,10 +451,20 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_code_is_filled_as_missing() {
+    fn an_unknown_code_is_filled_as_missing_when_asked_again() {
         let (cache, kv, origin) = (Cache::default(), FakeKv::default(), FakeOrigin::default());
+        // The first answer is only remembered for the memo's second: no KV write.
         let (found, fill) = find_now(&cache, &kv, &origin, "nope", 0);
+        assert!(matches!(found, Found::NoLink) && fill.is_none());
+        assert!(matches!(
+            find_now(&cache, &kv, &origin, "nope", 999),
+            (Found::NoLink, None)
+        ));
+        assert_eq!(origin.asked.get(), 1);
+        // Asked again after it: now it is worth a KV entry.
+        let (found, fill) = find_now(&cache, &kv, &origin, "nope", 1_000);
         assert!(matches!(found, Found::NoLink));
+        assert_eq!(origin.asked.get(), 2);
         let fill = fill.expect("a fill");
         assert_eq!(
             (fill.entry.clone(), fill.ttl),
@@ -393,17 +472,61 @@ mod tests {
         );
         assert!(fill_now(&kv, &fill));
         assert_eq!(kv.held("nope"), Some((KV_MISSING.to_owned(), MISSING_TTL)));
-        // A flood of the unknown code costs the origin one request per memo second.
-        for now in 1..999 {
+        // A flood of the unknown code then costs the origin nothing until KV forgets it.
+        for now in (1_000..60_000).step_by(500) {
             assert!(matches!(
                 find_now(&cache, &kv, &origin, "nope", now),
                 (Found::NoLink, None)
             ));
         }
-        assert_eq!(origin.asked.get(), 1);
+        assert_eq!(origin.asked.get(), 2);
         // The marker never replaces a link that a sync wrote meanwhile.
         kv.set("nope", &json(&record(8)));
         assert!(!fill_now(&kv, &fill));
+    }
+
+    #[test]
+    fn distinct_unknown_codes_cost_no_kv_write_and_at_most_the_bounds() {
+        let (cache, kv, origin) = (Cache::default(), FakeKv::default(), FakeOrigin::default());
+        // One visitor with a budget of 20: the rest of its 300 codes never reach the origin.
+        let budget = FakeBudget {
+            left: Cell::new(20),
+        };
+        let mut answers = HashMap::new();
+        for i in 0..300 {
+            let (found, fill) = find_with(&cache, &kv, &origin, &budget, &format!("scan{i}"), 0);
+            assert!(fill.is_none(), "no KV write for a distinct unknown code");
+            let name = match found {
+                Found::NoLink => "404",
+                Found::Limited {
+                    retry_after_secs: limits::PERIOD_SECS,
+                } => "429",
+                Found::Unavailable {
+                    retry_after_secs: 1,
+                    failure: None,
+                } => "503",
+                other => panic!("{other:?}"),
+            };
+            *answers.entry(name).or_insert(0) += 1;
+        }
+        assert_eq!(origin.asked.get(), 20);
+        assert_eq!(answers.get("404"), Some(&20));
+        assert_eq!(answers.get("429"), Some(&280));
+        assert!(kv.entries.borrow().is_empty());
+        // Many visitors within budget: the isolate starts at most its bound in a second.
+        let cache = Cache::default();
+        let origin = FakeOrigin::default();
+        for i in 0..300 {
+            find_now(&cache, &kv, &origin, &format!("many{i}"), 5_000 + i);
+        }
+        assert_eq!(origin.asked.get(), limits::MAX_RESOLVES_PER_SECOND);
+        // A known link in KV is served all along, without the origin.
+        kv.set("known", &json(&record(3)));
+        assert!(matches!(
+            find_now(&cache, &kv, &origin, "known", 5_500),
+            (Found::Link(_), None)
+        ));
+        assert_eq!(cache.gate.borrow().in_flight(), 0, "every pass ended");
     }
 
     #[test]
@@ -447,7 +570,8 @@ mod tests {
     fn a_kv_failure_is_an_error() {
         let (cache, kv, origin) = (Cache::default(), FakeKv::default(), FakeOrigin::default());
         kv.down.set(true);
-        let result = find(&cache, &kv, &origin, &code("abc"), 0, || 0)
+        let budget = FakeBudget::default();
+        let result = find(&cache, &kv, &origin, &budget, &code("abc"), 0, || 0)
             .now_or_never()
             .expect("the fakes never wait");
         assert!(result.is_err());

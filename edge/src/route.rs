@@ -4,12 +4,19 @@
 use shortlink::ShortCode;
 use shortlink::edge::{REPLAY_PATH, SYNC_PATH};
 
+/// The abuse-report form's path, served by the origin (the edge forwards it).
+pub const REPORT_PATH: &str = "/report";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `GET|HEAD /{code}` with a well-formed code.
     Redirect { code: ShortCode, head: bool },
+    /// `GET|HEAD /{code}+` (or `%2B`): where the link goes, shown instead of redirecting.
+    Preview { code: ShortCode, head: bool },
     /// `POST /{code}`: the answer to a link's password form (405 for a link without one).
     Unlock { code: ShortCode },
+    /// `GET|POST /report`: the abuse-report form, forwarded to the origin.
+    Report,
     /// `POST /_edge/sync`.
     Sync,
     /// `POST /_edge/replay`.
@@ -33,9 +40,28 @@ pub fn classify(method: &str, path: &str) -> Route {
             Route::MethodNotAllowed { allow: "POST" }
         };
     }
+    if path == REPORT_PATH {
+        return match method {
+            "GET" | "POST" => Route::Report,
+            _ => Route::MethodNotAllowed { allow: "GET, POST" },
+        };
+    }
     let Some(segment) = path.strip_prefix('/') else {
         return Route::NotFound;
     };
+    let preview = ["+", "%2B", "%2b"]
+        .iter()
+        .find_map(|plus| segment.strip_suffix(plus));
+    if let Some(segment) = preview {
+        let Ok(code) = ShortCode::parse(segment) else {
+            return Route::NotFound;
+        };
+        return match method {
+            "GET" => Route::Preview { code, head: false },
+            "HEAD" => Route::Preview { code, head: true },
+            _ => Route::MethodNotAllowed { allow: "GET, HEAD" },
+        };
+    }
     let Ok(code) = ShortCode::parse(segment) else {
         return Route::NotFound;
     };
@@ -47,9 +73,33 @@ pub fn classify(method: &str, path: &str) -> Route {
     }
 }
 
+/// The short URL a preview shows, from the preview's serialised URL: without the query,
+/// fragment and the `+`.
+pub fn short_url(preview_url: &str) -> &str {
+    let url = preview_url.split(['?', '#']).next().unwrap_or_default();
+    ["+", "%2B", "%2b"]
+        .iter()
+        .find_map(|plus| url.strip_suffix(plus))
+        .unwrap_or(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_short_url_of_a_preview() {
+        for (url, short) in [
+            ("https://kurz.example/abc+", "https://kurz.example/abc"),
+            (
+                "https://kurz.example/abc%2B?x=1#f",
+                "https://kurz.example/abc",
+            ),
+            ("https://kurz.example/abc+#f", "https://kurz.example/abc"),
+        ] {
+            assert_eq!(short_url(url), short, "{url}");
+        }
+    }
 
     #[test]
     fn classification_table() {
@@ -119,6 +169,47 @@ mod tests {
             ("GET", "/_edge", Route::NotFound),
             ("GET", "/_edge/resolve/abc", Route::NotFound),
             ("GET", &long, Route::NotFound),
+            (
+                "GET",
+                "/launch+",
+                Route::Preview {
+                    code: code("launch"),
+                    head: false,
+                },
+            ),
+            (
+                "HEAD",
+                "/launch%2B",
+                Route::Preview {
+                    code: code("launch"),
+                    head: true,
+                },
+            ),
+            (
+                "GET",
+                "/launch%2b",
+                Route::Preview {
+                    code: code("launch"),
+                    head: false,
+                },
+            ),
+            (
+                "POST",
+                "/launch+",
+                Route::MethodNotAllowed { allow: "GET, HEAD" },
+            ),
+            ("GET", "/+", Route::NotFound),
+            ("GET", "/launch++", Route::NotFound),
+            ("GET", "/a.b+", Route::NotFound),
+            ("GET", "/api+", Route::NotFound),
+            ("GET", "/report", Route::Report),
+            ("POST", "/report", Route::Report),
+            (
+                "PUT",
+                "/report",
+                Route::MethodNotAllowed { allow: "GET, POST" },
+            ),
+            ("GET", "/report/", Route::NotFound),
         ];
         for (method, path, expected) in cases {
             assert_eq!(classify(method, path), expected, "{method} {path:.40}");

@@ -106,13 +106,25 @@ export function sign(secret, method, pathname, body, timestamp = Math.floor(Date
  * A proxy from the worker to the origin. It counts requests by path and remembers when each
  * arrived; while `refuse(req)` says so, it drops the connection as a dead origin would. When
  * `holdAnswer(req)` returns a promise, the origin's answer reaches the worker only once it
- * settles (a slow network after the origin has answered).
+ * settles (a slow network after the origin has answered). Requests `keep(req)` picks are kept
+ * whole in `kept` (method, url, headers, body and the origin's status).
  */
 export async function originProxy(originPort) {
   const requests = new Map(); // path -> arrival times (ms)
-  const control = { refuse: () => false, holdAnswer: () => null, requests };
+  const kept = [];
+  const control = { refuse: () => false, holdAnswer: () => null, keep: () => false, requests, kept };
   const server = http.createServer((req, res) => {
     requests.set(req.url, [...(requests.get(req.url) ?? []), Date.now()]);
+    if (control.keep(req)) {
+      const entry = { method: req.method, url: req.url, headers: req.headers, body: '', status: null };
+      kept.push(entry);
+      req.on('data', (chunk) => {
+        entry.body += chunk;
+      });
+      res.on('finish', () => {
+        entry.status = res.statusCode;
+      });
+    }
     if (control.refuse(req)) {
       req.socket.destroy();
       return;
@@ -139,7 +151,7 @@ export async function originProxy(originPort) {
  * A whole system on a fresh database: the origin (through `originProxy`) and the worker in
  * miniflare with the given queue consumers and extra bindings.
  */
-export async function startSystem({ queueConsumers, queueProducers = {}, bindings = {} }) {
+export async function startSystem({ queueConsumers, queueProducers = {}, bindings = {}, ratelimits = {} }) {
   const adminUrl = required('KURZ_TEST_DATABASE_URL');
   const secret = crypto.randomBytes(32).toString('hex');
   const database = `edge_${crypto.randomBytes(6).toString('hex')}`;
@@ -158,6 +170,13 @@ export async function startSystem({ queueConsumers, queueProducers = {}, binding
     kvNamespaces: ['LINKS'],
     queueProducers: { CLICKS: { queueName: 'kurz-clicks' }, ...queueProducers },
     queueConsumers,
+    // wrangler.toml's limits, generous unless a test sets its own: most tests visit from one
+    // address many times.
+    ratelimits: {
+      VISIT_LIMIT: { simple: { limit: 100_000, period: 60 } },
+      ORIGIN_LIMIT: { simple: { limit: 100_000, period: 60 } },
+      ...ratelimits,
+    },
     bindings: { ORIGIN_URL: proxy.url, EDGE_SECRET: secret, ...bindings },
   });
   const edgeUrl = (await mf.ready).toString().replace(/\/$/, '');

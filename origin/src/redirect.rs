@@ -51,7 +51,7 @@ pub(crate) async fn redirect(
         return response;
     }
     let Ok(CodePath(code)) = code else {
-        return not_found().await;
+        return preview_or_not_found(&state, code).await;
     };
     let link = match load(&state, &code).await {
         Ok(link) => link,
@@ -102,6 +102,37 @@ pub(crate) async fn redirect(
         ],
     )
         .into_response()
+}
+
+/// `GET|HEAD /{code}+` (the `+` also as `%2B`): where the link goes instead of going there
+/// (`shortlink::pages::preview_of`), no click; a disabled, expired, used-up or unknown link
+/// answers as its visit does. Any other path that is not a code: 404.
+async fn preview_or_not_found(state: &crate::State, path: Result<CodePath, Error>) -> Response {
+    let code = match &path {
+        Err(Error::LinkNotFound(path)) => path.strip_suffix('+').map(ShortCode::parse),
+        _ => None,
+    };
+    let Some(Ok(code)) = code else {
+        return not_found().await;
+    };
+    let link = match load(state, &code).await {
+        Ok(link) => link,
+        Err(response) => return response,
+    };
+    match pages::preview_of(&link.record, OffsetDateTime::now_utc(), 0) {
+        Ok(preview) => {
+            let short_url = state.inner.public_url.short_url(code.as_str());
+            (
+                [
+                    (header::CACHE_CONTROL, "private, max-age=60"),
+                    (HeaderName::from_static("x-robots-tag"), "noindex"),
+                ],
+                Html(pages::preview(&short_url, &preview)),
+            )
+                .into_response()
+        }
+        Err(decision) => other_answer(&decision),
+    }
 }
 
 /// The link of `code` (cache first), or the answer when there is none or it cannot be read.
