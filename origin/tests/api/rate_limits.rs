@@ -19,11 +19,12 @@ use serde_json::json;
 
 use crate::support::{As, TestApp, TestResponse, app_with, config, new_database, random_hex};
 
-/// An app whose rate limits are the defaults changed by `edit`; clients' addresses are read
-/// from `X-Forwarded-For`.
+/// An app whose rate limits are the deployment's defaults (not the other tests' generous
+/// ones) changed by `edit`; clients' addresses are read from `X-Forwarded-For`.
 async fn app_with_limits(edit: impl FnOnce(&mut RateLimits)) -> TestApp {
     let mut config = config(&new_database().await);
     config.client_ip_header = Some("x-forwarded-for".to_owned());
+    config.rate_limits = RateLimits::DEFAULT;
     edit(&mut config.rate_limits);
     app_with(&config).await
 }

@@ -138,7 +138,14 @@ pub fn config(database_url: &str) -> Config {
         shutdown_grace_secs: 10,
         sign_in: SignInLimits::default(),
         gateway: Gateway::default(),
-        rate_limits: origin::config::RateLimits::default(),
+        // Tests that make many calls must not meet the deployment's budgets;
+        // `rate_limits.rs` tests the defaults and sets its own.
+        rate_limits: origin::config::RateLimits {
+            api_per_min: 1_000_000,
+            create_per_min: 1_000_000,
+            stats_per_min: 1_000_000,
+            ..origin::config::RateLimits::DEFAULT
+        },
         metrics: origin::config::MetricsConfig::default(),
     }
 }
