@@ -38,13 +38,18 @@ pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
 /// A session keeps this much of its browser's `User-Agent`, to be recognised in the list.
 const MAX_USER_AGENT_CHARS: usize = 200;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SignIn {
     username: String,
     password: String,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/session", tag = "session", security(()),
+    request_body = SignIn,
+    responses((status = 200, description = "The session (its cookie is set).", body = shortlink::workspace::Session), crate::openapi::Refusals),
+)]
 pub(crate) async fn sign_in(
     State(state): State<crate::State>,
     request: Parts,
@@ -157,6 +162,10 @@ pub(crate) async fn start_session(
 
 /// `GET /api/v1/session`: who is signed in, in which workspace, and the CSRF token again
 /// (for the dashboard after a reload).
+#[utoipa::path(
+    get, path = "/api/v1/session", tag = "session",
+    responses((status = 200, description = "The signed-in person (404 for an API key).", body = shortlink::workspace::Session), crate::openapi::Refusals),
+)]
 pub(crate) async fn current(
     State(state): State<crate::State>,
     caller: Caller,
@@ -187,6 +196,10 @@ pub(crate) async fn session_view(db: &PgPool, caller: &Caller) -> Result<Session
     })
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/session", tag = "session",
+    responses((status = 204, description = "Signed out (the cookie is cleared)."), crate::openapi::Refusals),
+)]
 pub(crate) async fn sign_out(
     State(state): State<crate::State>,
     headers: HeaderMap,

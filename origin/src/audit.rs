@@ -116,7 +116,8 @@ pub(crate) fn routes() -> axum::Router<crate::State> {
     axum::Router::new().route("/audit", get(list))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     /// `user:<id>` or `key:<id>`.
@@ -218,6 +219,11 @@ type EntryRow = (
 
 /// The caller's workspace's log, newest first, by pages whose cursor is the last entry's id
 /// (stable however many entries are added meanwhile).
+#[utoipa::path(
+    get, path = "/api/v1/audit", tag = "audit",
+    params(AuditQuery),
+    responses((status = 200, description = "A page of the audit log, newest first.", body = shortlink::workspace::AuditPage), crate::openapi::Refusals),
+)]
 async fn list(
     State(state): State<crate::State>,
     caller: Caller,

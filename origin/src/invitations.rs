@@ -73,6 +73,10 @@ fn invitation(row: InvitationRow) -> Result<Invitation, Error> {
 }
 
 /// The invitations that can still be used, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/invitations", tag = "workspaces",
+    responses((status = 200, description = "Invitations not yet used.", body = Vec<shortlink::workspace::Invitation>), crate::openapi::Refusals),
+)]
 async fn list_invitations(
     State(state): State<crate::State>,
     caller: Caller,
@@ -96,6 +100,11 @@ async fn list_invitations(
 
 /// A new invitation: its token is in the answer's URL and nowhere else (only its SHA-256 is
 /// stored, and the audit log never sees it).
+#[utoipa::path(
+    post, path = "/api/v1/invitations", tag = "workspaces",
+    request_body = shortlink::workspace::CreateInvitation,
+    responses((status = 201, description = "The invitation and its link (shown once).", body = shortlink::workspace::CreatedInvitation), crate::openapi::Refusals),
+)]
 async fn invite(
     State(state): State<crate::State>,
     caller: Caller,
@@ -170,6 +179,11 @@ async fn invite(
 }
 
 /// Revokes an invitation not yet used (one already used, or of another workspace: 404).
+#[utoipa::path(
+    delete, path = "/api/v1/invitations/{id}", tag = "workspaces",
+    params(("id" = i64, Path, description = "The invitation's id.")),
+    responses((status = 204, description = "Revoked."), crate::openapi::Refusals),
+)]
 async fn revoke(
     State(state): State<crate::State>,
     caller: Caller,
@@ -242,6 +256,11 @@ pub(crate) async fn revoke_made_by(
 }
 
 /// What a token opens, if it can still be used.
+#[utoipa::path(
+    post, path = "/api/v1/invitations/lookup", tag = "workspaces", security(()),
+    request_body = shortlink::workspace::InvitationToken,
+    responses((status = 200, description = "What the invitation opens.", body = shortlink::workspace::InvitationPreview), crate::openapi::Refusals),
+)]
 async fn lookup(
     State(state): State<crate::State>,
     ApiJson(body): ApiJson<InvitationToken>,
@@ -271,6 +290,11 @@ fn invalid_invitation() -> Error {
 }
 
 /// A signed-in person joins with the invitation's role, and their session moves there.
+#[utoipa::path(
+    post, path = "/api/v1/invitations/accept", tag = "workspaces",
+    request_body = shortlink::workspace::InvitationToken,
+    responses((status = 200, description = "The session, now in the invitation's workspace.", body = shortlink::workspace::Session), crate::openapi::Refusals),
+)]
 async fn accept(
     State(state): State<crate::State>,
     caller: Caller,
@@ -336,6 +360,11 @@ fn username_taken() -> Error {
 }
 
 /// A new person joins through an invitation and is signed in, as by `POST /session`.
+#[utoipa::path(
+    post, path = "/api/v1/invitations/sign-up", tag = "session", security(()),
+    request_body = shortlink::workspace::SignUp,
+    responses((status = 200, description = "The new person's session (and its cookie).", body = shortlink::workspace::Session), crate::openapi::Refusals),
+)]
 async fn sign_up(
     State(state): State<crate::State>,
     headers: HeaderMap,

@@ -35,6 +35,10 @@ pub(crate) fn routes() -> Router<crate::State> {
 
 /// The workspace's unrevoked keys, newest first; expired ones too (the dashboard shows
 /// them as expired, so that they can be revoked and their names reused).
+#[utoipa::path(
+    get, path = "/api/v1/keys", tag = "keys",
+    responses((status = 200, description = "The workspace's live keys (never their secrets).", body = Vec<shortlink::workspace::ApiKey>), crate::openapi::Refusals),
+)]
 async fn list(
     State(state): State<crate::State>,
     caller: Caller,
@@ -82,6 +86,11 @@ fn api_key(row: KeyRow) -> ApiKey {
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/keys", tag = "keys",
+    request_body = shortlink::workspace::CreateApiKey,
+    responses((status = 201, description = "The key, with its secret (shown once).", body = shortlink::workspace::CreatedApiKey), crate::openapi::Refusals),
+)]
 async fn create(
     State(state): State<crate::State>,
     caller: Caller,
@@ -179,6 +188,11 @@ pub(crate) fn check_name(name: &str) -> Result<String, Error> {
 
 /// Revokes a key of the caller's workspace (it is refused from then on); a key may revoke
 /// itself. The row stays, so that the audit log's entries still name it.
+#[utoipa::path(
+    delete, path = "/api/v1/keys/{id}", tag = "keys",
+    params(("id" = i64, Path, description = "The key's id.")),
+    responses((status = 204, description = "Revoked."), crate::openapi::Refusals),
+)]
 async fn revoke(
     State(state): State<crate::State>,
     caller: Caller,

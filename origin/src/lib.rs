@@ -28,6 +28,7 @@ mod keys;
 mod links;
 mod members;
 mod metrics;
+mod openapi;
 mod outbox;
 mod profile;
 mod qr;
@@ -483,11 +484,14 @@ pub fn app(state: State) -> Router {
             state.inner.api_permits.clone(),
             gateway::concurrency_limit,
         ))
-        .route("/session", axum::routing::post(accounts::sign_in));
+        .route("/session", axum::routing::post(accounts::sign_in))
+        // The API's description is public, like the reference page that reads it.
+        .route("/openapi.json", get(openapi::openapi_json));
     let api = with_gateway(api, &state);
     let edge = edge_api::routes(state.clone()).layer(DefaultBodyLimit::max(edge_api::BODY_LIMIT));
     Router::new()
         .nest("/api/v1", api)
+        .route("/api/docs", get(openapi::docs_page))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(dashboard::routes(admin_dir))

@@ -66,6 +66,10 @@ pub(crate) fn parse_role(role: &str) -> Result<Role, Error> {
 }
 
 /// People see who else is in their workspace; a key needs `workspace:admin`.
+#[utoipa::path(
+    get, path = "/api/v1/members", tag = "workspaces",
+    responses((status = 200, description = "The workspace's members.", body = Vec<shortlink::workspace::Member>), crate::openapi::Refusals),
+)]
 async fn list(
     State(state): State<crate::State>,
     caller: Caller,
@@ -151,6 +155,12 @@ async fn refuse_last_owner(
 
 /// Admins change roles, to roles that can do no more than they can; making an owner, or
 /// changing an owner's role, takes an owner.
+#[utoipa::path(
+    patch, path = "/api/v1/members/{user_id}", tag = "workspaces",
+    params(("user_id" = i64, Path, description = "The member's user id.")),
+    request_body = shortlink::workspace::ChangeRole,
+    responses((status = 200, description = "The member with the new role.", body = shortlink::workspace::Member), crate::openapi::Refusals),
+)]
 async fn change_role(
     State(state): State<crate::State>,
     caller: Caller,
@@ -200,6 +210,11 @@ async fn change_role(
 }
 
 /// Admins remove members (an owner only by an owner); anyone may leave.
+#[utoipa::path(
+    delete, path = "/api/v1/members/{user_id}", tag = "workspaces",
+    params(("user_id" = i64, Path, description = "The member's user id.")),
+    responses((status = 204, description = "Removed."), crate::openapi::Refusals),
+)]
 async fn remove(
     State(state): State<crate::State>,
     caller: Caller,

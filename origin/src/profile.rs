@@ -30,6 +30,10 @@ pub(crate) fn routes() -> Router<crate::State> {
 }
 
 /// The person's live sessions, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/me/sessions", tag = "session",
+    responses((status = 200, description = "The person's live sessions.", body = Vec<shortlink::workspace::SessionEntry>), crate::openapi::Refusals),
+)]
 async fn sessions(
     State(state): State<crate::State>,
     caller: Caller,
@@ -68,6 +72,11 @@ async fn sessions(
 }
 
 /// Signs out one of the person's sessions (another person's, or none: 404).
+#[utoipa::path(
+    delete, path = "/api/v1/me/sessions/{id}", tag = "session",
+    params(("id" = i64, Path, description = "The session's id.")),
+    responses((status = 204, description = "Signed out."), crate::openapi::Refusals),
+)]
 async fn sign_out_session(
     State(state): State<crate::State>,
     caller: Caller,
@@ -86,6 +95,10 @@ async fn sign_out_session(
 }
 
 /// Signs out every session of the person, this one included (a lost laptop).
+#[utoipa::path(
+    delete, path = "/api/v1/me/sessions", tag = "session",
+    responses((status = 204, description = "Every session signed out."), crate::openapi::Refusals),
+)]
 async fn sign_out_everywhere(
     State(state): State<crate::State>,
     request: Parts,
@@ -103,6 +116,11 @@ async fn sign_out_everywhere(
 /// A new password, given the current one; every other session is signed out. The current
 /// password is checked like a sign-in's (counted by the sign-in limits first, hashed under
 /// the hash cap), so a stolen session cannot guess it faster than a sign-in could.
+#[utoipa::path(
+    put, path = "/api/v1/me/password", tag = "session",
+    request_body = shortlink::workspace::ChangePassword,
+    responses((status = 204, description = "Changed; every other session is signed out."), crate::openapi::Refusals),
+)]
 async fn change_password(
     State(state): State<crate::State>,
     request: Parts,

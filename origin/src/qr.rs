@@ -31,6 +31,11 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/links/{code}/qr.png", get(png))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/links/{code}/qr.svg", tag = "links",
+    params(("code" = shortlink::ShortCode, Path, description = "The link's short code.")),
+    responses((status = 200, description = "The link's QR code.", content_type = "image/svg+xml", body = String), crate::openapi::Refusals),
+)]
 async fn svg(
     state: State<crate::State>,
     caller: Caller,
@@ -51,6 +56,11 @@ struct PngQuery {
     size: Option<u32>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/links/{code}/qr.png", tag = "links",
+    params(("code" = shortlink::ShortCode, Path, description = "The link's short code."), ("size" = Option<u32>, Query, description = "Width and height in pixels.")),
+    responses((status = 200, description = "The link's QR code.", content_type = "image/png", body = Vec<u8>), crate::openapi::Refusals),
+)]
 async fn png(
     state: State<crate::State>,
     caller: Caller,

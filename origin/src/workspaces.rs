@@ -29,6 +29,10 @@ pub(crate) fn routes() -> Router<crate::State> {
 }
 
 /// People: every workspace they belong to, by name, with their role. A key: its own.
+#[utoipa::path(
+    get, path = "/api/v1/workspaces", tag = "workspaces",
+    responses((status = 200, description = "The caller's workspaces.", body = Vec<shortlink::workspace::Workspace>), crate::openapi::Refusals),
+)]
 async fn list(
     State(state): State<crate::State>,
     caller: Caller,
@@ -69,6 +73,11 @@ pub(crate) async fn memberships(db: &sqlx::PgPool, user_id: i64) -> Result<Vec<W
 /// for good). Only owners: a workspace publishes redirects on the shared domain, so being
 /// invited as a viewer somewhere (or removed from everywhere) must not be a way to publish
 /// them. Operators make the first owners (`origin create-admin`).
+#[utoipa::path(
+    post, path = "/api/v1/workspaces", tag = "workspaces",
+    request_body = shortlink::workspace::WorkspaceName,
+    responses((status = 201, description = "The new workspace.", body = shortlink::workspace::Workspace), crate::openapi::Refusals),
+)]
 async fn create(
     State(state): State<crate::State>,
     caller: Caller,
@@ -152,6 +161,10 @@ pub(crate) async fn check_memberships(
     Ok(())
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/workspace", tag = "workspaces",
+    responses((status = 200, description = "The workspace the caller works in.", body = shortlink::workspace::Workspace), crate::openapi::Refusals),
+)]
 async fn current(
     State(state): State<crate::State>,
     caller: Caller,
@@ -160,6 +173,11 @@ async fn current(
     Ok(Json(find(state.db(), workspace, caller.role()).await?))
 }
 
+#[utoipa::path(
+    patch, path = "/api/v1/workspace", tag = "workspaces",
+    request_body = shortlink::workspace::WorkspaceName,
+    responses((status = 200, description = "The workspace, renamed.", body = shortlink::workspace::Workspace), crate::openapi::Refusals),
+)]
 async fn rename(
     State(state): State<crate::State>,
     caller: Caller,
@@ -200,6 +218,11 @@ async fn rename(
 
 /// Makes this session work in another of the person's workspaces. One they do not belong to
 /// is a 404: whether it exists is none of their business.
+#[utoipa::path(
+    put, path = "/api/v1/session/workspace", tag = "session",
+    request_body = shortlink::workspace::SwitchWorkspace,
+    responses((status = 200, description = "The session, now in that workspace.", body = shortlink::workspace::Session), crate::openapi::Refusals),
+)]
 async fn switch(
     State(state): State<crate::State>,
     caller: Caller,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// The kind of device a visit came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
     Desktop,
@@ -41,6 +42,7 @@ impl Device {
 
 /// An operating system, by family (versions would split a chart into slivers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Os {
     Windows,

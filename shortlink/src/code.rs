@@ -33,6 +33,16 @@ pub const RESERVED_CODES: &[&str] = &[
 #[serde(try_from = "String", into = "String")]
 pub struct ShortCode(String);
 
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    ShortCode,
+    crate::openapi::text(
+        "A short code: letters, digits, `-` and `_`, case-sensitive, not a reserved word.",
+        (1, MAX_LEN),
+        Some("^[A-Za-z0-9_-]+$"),
+    )
+);
+
 impl ShortCode {
     /// Parses a custom slug or a generated code.
     pub fn parse(input: &str) -> Result<Self, Error> {

@@ -22,6 +22,16 @@ const MAX_LEN: usize = 4096;
 #[serde(try_from = "String", into = "String")]
 pub struct Destination(String);
 
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    Destination,
+    crate::openapi::text(
+        "An absolute http or https URL with a host and no user-info; normalised when stored.",
+        (1, MAX_LEN),
+        Some("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+"),
+    )
+);
+
 impl Destination {
     #[cfg(feature = "url")]
     pub fn parse(input: &str) -> Result<Self, Error> {

@@ -13,8 +13,11 @@ mod code;
 mod destination;
 pub mod edge;
 mod error;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod pages;
 pub mod password;
+pub mod query;
 pub mod redirect;
 pub mod rules;
 mod scramble;

@@ -30,6 +30,16 @@ pub const MAX_LEN: usize = 200;
 #[serde(try_from = "String", into = "String")]
 pub struct LinkPassword(String);
 
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    LinkPassword,
+    crate::openapi::text(
+        "The password visitors must enter (stored only as a hash).",
+        (MIN_LEN, MAX_LEN),
+        None,
+    )
+);
+
 impl LinkPassword {
     pub fn parse(input: &str) -> Result<Self, Error> {
         let len = input.chars().count();

@@ -35,6 +35,16 @@ pub const MAX_CLICK_LIMIT: u64 = 1_000_000_000_000;
 #[serde(try_from = "String", into = "String")]
 pub struct Country(String);
 
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    Country,
+    crate::openapi::text(
+        "An ISO 3166-1 alpha-2 country code (`DE`).",
+        (2, 2),
+        Some("^[A-Za-z]{2}$"),
+    )
+);
+
 impl Country {
     pub fn parse(input: &str) -> Result<Self, Error> {
         let code = input.trim();
@@ -62,6 +72,16 @@ impl Country {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Language(String);
+
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    Language,
+    crate::openapi::text(
+        "A language tag (`de`, `pt-br`).",
+        (2, 35),
+        Some("^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"),
+    )
+);
 
 impl Language {
     pub fn parse(input: &str) -> Result<Self, Error> {
@@ -98,6 +118,7 @@ impl Language {
 /// `query param = value`: the visit's query string has `param` with exactly `value`
 /// (both compared after percent-decoding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct QueryMatch {
     pub param: String,
@@ -107,6 +128,7 @@ pub struct QueryMatch {
 
 /// What a targeting rule asks of a visit. A list matches when any of its values does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(
     rename_all = "snake_case",
     deny_unknown_fields,
@@ -182,6 +204,7 @@ impl TryFrom<RawCondition> for Condition {
 
 /// One targeting rule: visits that match `when` go to `destination`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub when: Condition,
@@ -190,6 +213,7 @@ pub struct Target {
 
 /// A link's targeting rules, in order: the first that matches decides.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "Vec<Target>", into = "Vec<Target>")]
 pub struct Targets(Vec<Target>);
 
@@ -231,6 +255,7 @@ impl From<Targets> for Vec<Target> {
 
 /// One destination of an A/B split, and the percentage of visitors it gets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     pub destination: Destination,
@@ -239,6 +264,7 @@ pub struct Variant {
 
 /// An A/B split: no variants, or 2 to [`MAX_VARIANTS`] whose weights add up to 100.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "Vec<Variant>", into = "Vec<Variant>")]
 pub struct Split(Vec<Variant>);
 
@@ -306,6 +332,12 @@ impl From<Split> for Vec<Variant> {
 #[serde(try_from = "String", into = "String")]
 pub struct UtmValue(String);
 
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    UtmValue,
+    crate::openapi::text("A UTM parameter's value (trimmed).", (1, MAX_UTM_LEN), None)
+);
+
 impl UtmValue {
     pub fn parse(input: &str) -> Result<Self, Error> {
         let value = input.trim();
@@ -332,6 +364,7 @@ impl UtmValue {
 
 /// The UTM parameters a link adds to its destination's query at redirect time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Utm {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -429,6 +462,16 @@ impl Utm {
 #[serde(try_from = "String", into = "String")]
 pub struct Tag(String);
 
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    Tag,
+    crate::openapi::text(
+        "A tag: letters, digits, spaces, `-`, `_` and `.` (stored in lower case).",
+        (1, MAX_TAG_LEN),
+        Some(r"^[\w .-]+$"),
+    )
+);
+
 impl Tag {
     pub fn parse(input: &str) -> Result<Self, Error> {
         let tag = input
@@ -471,6 +514,7 @@ impl fmt::Display for Tag {
 
 /// A link's tags: at most [`MAX_TAGS`], each once (repeats after normalising are dropped).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "Vec<Tag>", into = "Vec<Tag>")]
 pub struct Tags(Vec<Tag>);
 
@@ -519,6 +563,12 @@ impl From<Tags> for Vec<Tag> {
 #[serde(try_from = "String", into = "String")]
 pub struct Note(String);
 
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    Note,
+    crate::openapi::text("A note for the link's team.", (0, MAX_NOTE_LEN), None)
+);
+
 impl Note {
     pub fn parse(input: &str) -> Result<Self, Error> {
         let len = input.chars().count();
@@ -542,6 +592,16 @@ impl Note {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
 pub struct ClickLimit(u64);
+
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    ClickLimit,
+    crate::openapi::integer(
+        "How many counted clicks the link takes before it answers like an expired one.",
+        1,
+        MAX_CLICK_LIMIT,
+    )
+);
 
 impl ClickLimit {
     pub fn new(limit: u64) -> Result<Self, Error> {

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 /// The width of one point of a time series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Interval {
     Hour,
@@ -42,6 +43,7 @@ impl Interval {
 /// unique visitors per UTC day, summed over the days of the bucket or range. `total` is
 /// `clicks + qr_scans`, plus `bots` when bots were asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counts {
     pub total: i64,
     pub clicks: i64,
@@ -51,6 +53,7 @@ pub struct Counts {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Point {
     /// Start of the bucket (local midnight for days, Monday for weeks, in the asked zone).
     #[serde(with = "time::serde::rfc3339")]
@@ -61,6 +64,7 @@ pub struct Point {
 
 /// One value of a breakdown (a referrer host, a country, …) with its visits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ranked {
     pub value: String,
     pub count: i64,
@@ -79,6 +83,7 @@ pub const OTHER_VALUES: &str = "(other values)";
 /// not kept (a bot can claim any referrer), so with bots asked for the referrers add up to
 /// the people's visits only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Breakdowns {
     pub referrer: Vec<Ranked>,
     pub country: Vec<Ranked>,
@@ -98,6 +103,7 @@ pub struct Breakdowns {
 /// A link among the account's most visited. Only live links are listed: a deleted link's code
 /// may name another link now, so open a link by `link_id`, not by `code` alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopLink {
     pub code: String,
     pub link_id: i64,
@@ -106,6 +112,7 @@ pub struct TopLink {
 
 /// The answer of the stats routes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// The range, `[from, to)`, in whole hours.
     #[serde(with = "time::serde::rfc3339")]

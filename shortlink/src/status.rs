@@ -16,6 +16,15 @@ pub enum RedirectStatus {
     PermanentRedirect,
 }
 
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    RedirectStatus,
+    crate::openapi::one_of_integers(
+        "The redirect's HTTP status (302 by default).",
+        &[301, 302, 307, 308],
+    )
+);
+
 impl RedirectStatus {
     pub fn code(self) -> u16 {
         match self {

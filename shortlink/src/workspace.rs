@@ -24,6 +24,7 @@ pub enum Permission {
 
 /// A member's role in a workspace, from the most to the least allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Owner,
@@ -63,6 +64,7 @@ impl Role {
 /// What an API key may do. A key never has [`Permission::Own`]: a workspace is managed by
 /// people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Scope {
     #[serde(rename = "links:read")]
     LinksRead,
@@ -107,6 +109,7 @@ impl Scope {
 
 /// A workspace as its members see it, with the caller's role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Workspace {
     pub id: i64,
     pub name: String,
@@ -119,6 +122,7 @@ pub struct Workspace {
 
 /// `POST /api/v1/workspaces` and `PATCH /api/v1/workspace`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceName {
     pub name: String,
@@ -126,6 +130,7 @@ pub struct WorkspaceName {
 
 /// The signed-in person, as `GET /api/v1/session` and sign-in answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     pub user_id: i64,
     pub username: String,
@@ -142,6 +147,7 @@ pub struct Session {
 
 /// `PUT /api/v1/session/workspace`: work in another of one's workspaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SwitchWorkspace {
     pub workspace_id: i64,
@@ -149,6 +155,7 @@ pub struct SwitchWorkspace {
 
 /// A member of the caller's workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     pub user_id: i64,
     pub username: String,
@@ -159,6 +166,7 @@ pub struct Member {
 
 /// `PATCH /api/v1/members/{user_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRole {
     pub role: Role,
@@ -166,6 +174,7 @@ pub struct ChangeRole {
 
 /// An invitation not yet used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Invitation {
     pub id: i64,
     pub role: Role,
@@ -179,6 +188,7 @@ pub struct Invitation {
 
 /// `POST /api/v1/invitations`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvitation {
     pub role: Role,
@@ -187,6 +197,7 @@ pub struct CreateInvitation {
 /// The answer to `POST /api/v1/invitations`: the only time the link exists outside the
 /// person who copies it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedInvitation {
     pub invitation: Invitation,
     /// The dashboard address that accepts it (with the token).
@@ -195,6 +206,7 @@ pub struct CreatedInvitation {
 
 /// What an invitation's token opens, before it is used (`POST /api/v1/invitations/lookup`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvitationPreview {
     pub workspace_name: String,
     pub role: Role,
@@ -204,6 +216,7 @@ pub struct InvitationPreview {
 
 /// `POST /api/v1/invitations/lookup` and `/accept` (signed in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InvitationToken {
     pub token: String,
@@ -211,6 +224,7 @@ pub struct InvitationToken {
 
 /// `POST /api/v1/invitations/sign-up`: a new user joins through an invitation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
     pub token: String,
@@ -220,6 +234,7 @@ pub struct SignUp {
 
 /// An API key as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKey {
     pub id: i64,
     pub name: String,
@@ -239,6 +254,7 @@ pub struct ApiKey {
 
 /// `POST /api/v1/keys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     pub name: String,
@@ -249,6 +265,7 @@ pub struct CreateApiKey {
 
 /// The answer to `POST /api/v1/keys`: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
     #[serde(flatten)]
     pub api_key: ApiKey,
@@ -258,6 +275,7 @@ pub struct CreatedApiKey {
 
 /// Who made a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     /// `user` or `key`.
     pub kind: String,
@@ -268,6 +286,7 @@ pub struct Actor {
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -288,6 +307,7 @@ pub struct AuditEntry {
 
 /// One page of `GET /api/v1/audit`, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     pub next_cursor: Option<String>,
@@ -295,6 +315,7 @@ pub struct AuditPage {
 
 /// One of the caller's sessions (`GET /api/v1/me/sessions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionEntry {
     pub id: i64,
     /// The browser that signed in, as it said (shortened).
@@ -312,6 +333,7 @@ pub struct SessionEntry {
 
 /// `PUT /api/v1/me/password`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     pub current_password: String,

@@ -87,6 +87,10 @@ impl EntryRow {
     }
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/abuse/blocklist", tag = "abuse",
+    responses((status = 200, description = "The destination blocklist (the operator's admins).", body = shortlink::abuse::Blocklist), crate::openapi::Refusals),
+)]
 async fn list(State(state): State<crate::State>, caller: Caller) -> Result<Json<Blocklist>, Error> {
     caller.may_operate()?;
     let rows: Vec<EntryRow> = sqlx::query_as(&format!(
@@ -99,6 +103,11 @@ async fn list(State(state): State<crate::State>, caller: Caller) -> Result<Json<
     }))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/abuse/blocklist", tag = "abuse",
+    request_body = shortlink::abuse::AddBlockRule,
+    responses((status = 201, description = "The rule; links it blocks are disabled.", body = shortlink::abuse::BlockEntry), crate::openapi::Refusals),
+)]
 async fn add(
     State(state): State<crate::State>,
     caller: Caller,
@@ -182,6 +191,11 @@ async fn add(
     Ok((StatusCode::CREATED, Json(row.into_entry())))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/abuse/blocklist/{id}", tag = "abuse",
+    params(("id" = i64, Path, description = "The rule's id.")),
+    responses((status = 204, description = "Removed (links it disabled stay disabled)."), crate::openapi::Refusals),
+)]
 async fn remove(
     State(state): State<crate::State>,
     caller: Caller,

@@ -320,7 +320,8 @@ fn code_of(text: &str) -> Option<ShortCode> {
     ShortCode::parse(segment.trim_end_matches('+')).ok()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReportQuery {
     /// `open` (the default) or `resolved`.
@@ -381,6 +382,11 @@ impl ReportRow {
 }
 
 /// The reports, newest first: open ones unless `status=resolved`.
+#[utoipa::path(
+    get, path = "/api/v1/abuse/reports", tag = "abuse",
+    params(ReportQuery),
+    responses((status = 200, description = "A page of abuse reports.", body = shortlink::abuse::ReportPage), crate::openapi::Refusals),
+)]
 async fn list(
     State(state): State<crate::State>,
     caller: Caller,
@@ -433,6 +439,12 @@ async fn list(
 
 /// Resolves a report, and disables its link when asked (a link change like a `PATCH`, with
 /// its audit entry in the link's workspace and its outbox row).
+#[utoipa::path(
+    patch, path = "/api/v1/abuse/reports/{id}", tag = "abuse",
+    params(("id" = i64, Path, description = "The report's id.")),
+    request_body = shortlink::abuse::ResolveReport,
+    responses((status = 200, description = "The report, resolved.", body = shortlink::abuse::Report), crate::openapi::Refusals),
+)]
 async fn resolve(
     State(state): State<crate::State>,
     caller: Caller,

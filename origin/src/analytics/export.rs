@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
-use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
 use shortlink::workspace::Permission;
@@ -16,14 +15,7 @@ use crate::error::Error;
 use crate::extract::{ApiQuery, CodePath};
 use crate::links::store;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExportQuery {
-    #[serde(default, with = "shortlink::timestamp::rfc3339::option")]
-    from: Option<OffsetDateTime>,
-    #[serde(default, with = "shortlink::timestamp::rfc3339::option")]
-    to: Option<OffsetDateTime>,
-}
+pub(crate) use shortlink::query::ExportQuery;
 
 /// Rows per page of the CSV export: each page is one query, so a long export holds no
 /// connection between pages.
@@ -47,6 +39,11 @@ type ClickRow = (
 
 /// `GET /api/v1/links/{code}/clicks.csv`: the raw clicks still kept, oldest first, streamed
 /// page by page.
+#[utoipa::path(
+    get, path = "/api/v1/links/{code}/clicks.csv", tag = "stats",
+    params(("code" = shortlink::ShortCode, Path, description = "The link's short code."), shortlink::query::ExportQuery),
+    responses((status = 200, description = "The raw clicks kept, oldest first.", content_type = "text/csv", body = String), crate::openapi::Refusals),
+)]
 pub(crate) async fn export_csv(
     State(state): State<crate::State>,
     caller: Caller,

@@ -4,7 +4,6 @@
 //! Kept apart from the handlers so that every query, however odd, can be thrown at it in a
 //! property test: it answers an error for what it refuses and never panics.
 
-use serde::Deserialize;
 use shortlink::stats::Interval;
 use time::{Duration, OffsetDateTime, Time, UtcOffset};
 
@@ -20,25 +19,7 @@ const MAX_TOP: i64 = 100;
 /// refused before it costs a round trip to PostgreSQL.
 const MAX_TZ_LEN: usize = 64;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StatsQuery {
-    /// Start of the range (RFC 3339); default: 7 days before `to`.
-    #[serde(default, with = "shortlink::timestamp::rfc3339::option")]
-    pub(crate) from: Option<OffsetDateTime>,
-    /// End of the range (RFC 3339, exclusive); default: now.
-    #[serde(default, with = "shortlink::timestamp::rfc3339::option")]
-    pub(crate) to: Option<OffsetDateTime>,
-    #[serde(default)]
-    pub(crate) interval: Interval,
-    /// IANA time zone of the buckets, e.g. `Europe/Berlin`; default UTC.
-    pub(crate) tz: Option<String>,
-    /// Count bots in totals and breakdowns.
-    #[serde(default)]
-    pub(crate) bots: bool,
-    /// How many values of each breakdown; default 10.
-    pub(crate) top: Option<i64>,
-}
+pub(crate) use shortlink::query::StatsQuery;
 
 /// A checked query: the range in whole UTC hours, `[from, to)`. The time zone is checked
 /// against PostgreSQL's list by the caller.

@@ -51,6 +51,11 @@ async fn check(db: &PgPool, query: StatsQuery) -> Result<Range, Error> {
 }
 
 /// `GET /api/v1/links/{code}/stats`.
+#[utoipa::path(
+    get, path = "/api/v1/links/{code}/stats", tag = "stats",
+    params(("code" = shortlink::ShortCode, Path, description = "The link's short code."), shortlink::query::StatsQuery),
+    responses((status = 200, description = "The link's clicks in the range.", body = shortlink::stats::Stats), crate::openapi::Refusals),
+)]
 pub(crate) async fn link_stats(
     State(state): State<crate::State>,
     caller: Caller,
@@ -64,6 +69,11 @@ pub(crate) async fn link_stats(
 }
 
 /// `GET /api/v1/stats`: the caller's workspace.
+#[utoipa::path(
+    get, path = "/api/v1/stats", tag = "stats",
+    params(shortlink::query::StatsQuery),
+    responses((status = 200, description = "The workspace's clicks in the range.", body = shortlink::stats::Stats), crate::openapi::Refusals),
+)]
 pub(crate) async fn workspace_stats(
     State(state): State<crate::State>,
     caller: Caller,

@@ -20,6 +20,7 @@ mod links;
 mod members;
 mod metrics;
 mod migration;
+mod openapi;
 mod preview;
 mod profile;
 mod rate_limits;
