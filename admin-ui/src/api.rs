@@ -474,6 +474,31 @@ pub async fn create_key(session: &Session, body: &CreateApiKey) -> Result<Create
     send(session, Method::POST, "/api/v1/keys", body).await
 }
 
+/// Adds a rule to the deployment's blocklist; the answer says how many links it disabled.
+pub async fn block(
+    session: &Session,
+    body: &shortlink::abuse::AddBlockRule,
+) -> Result<shortlink::abuse::BlockEntry, ApiError> {
+    send(session, Method::POST, "/api/v1/abuse/blocklist", body).await
+}
+
+pub async fn unblock(session: &Session, id: i64) -> Result<(), ApiError> {
+    act(session, Method::DELETE, &format!("/api/v1/abuse/blocklist/{id}"), None).await
+}
+
+/// Resolves an abuse report, and disables its link when asked.
+pub async fn resolve_report(
+    session: &Session,
+    id: i64,
+    disable_link: bool,
+) -> Result<shortlink::abuse::Report, ApiError> {
+    let body = shortlink::abuse::ResolveReport {
+        status: shortlink::abuse::ReportStatus::Resolved,
+        disable_link,
+    };
+    send(session, Method::PATCH, &format!("/api/v1/abuse/reports/{id}"), &body).await
+}
+
 pub async fn revoke_key(session: &Session, id: i64) -> Result<(), ApiError> {
     act(session, Method::DELETE, &format!("/api/v1/keys/{id}"), None).await
 }

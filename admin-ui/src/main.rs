@@ -176,6 +176,12 @@ fn Shell() -> impl IntoView {
         })
     });
     let admin = move || auth.permits(Permission::Administer);
+    // Abuse control is deployment-wide: the API decides who may (a probe of its list, made
+    // again when the workspace or role changes), the navigation only follows.
+    let operator = crate::widgets::load(move || {
+        let admin = shown.get().is_some() && auth.permits(Permission::Administer);
+        async move { admin && api::get_text("/api/v1/abuse/blocklist").await.is_ok() }
+    });
     let signing_out = RwSignal::new(false);
     let sign_out = move |_| {
         let Some(session) = auth.session() else {
@@ -203,6 +209,7 @@ fn Shell() -> impl IntoView {
                     <Link to=Page::Keys>"API keys"</Link>
                     <Link to=Page::Audit>"Audit log"</Link>
                 })}
+                {move || (operator.get() == Some(true)).then(|| view! { <Link to=Page::Abuse>"Abuse"</Link> })}
                 <Link to=Page::Settings>"Settings"</Link>
             </nav>
             <div class="who">
@@ -229,6 +236,7 @@ fn Shell() -> impl IntoView {
                     Page::Audit => view! { <pages::audit::Audit/> }.into_any(),
                     Page::Profile => view! { <pages::profile::Profile/> }.into_any(),
                     Page::Settings => view! { <pages::workspaces::Settings/> }.into_any(),
+                    Page::Abuse => view! { <pages::abuse::Abuse/> }.into_any(),
                     Page::NotFound => view! {
                         <p class="empty">"There is no such page. "<Link to=Page::Overview>"Go to the overview"</Link></p>
                     }.into_any(),

@@ -33,6 +33,8 @@ pub enum Page {
     Profile,
     /// Renaming the workspace, making a new one, leaving one.
     Settings,
+    /// The deployment's abuse control (operator workspace's admins).
+    Abuse,
     NotFound,
 }
 
@@ -58,6 +60,7 @@ impl Page {
             ["audit"] => Self::Audit,
             ["profile"] => Self::Profile,
             ["settings"] => Self::Settings,
+            ["abuse"] => Self::Abuse,
             ["links", code] => Self::Link {
                 code: decode(code),
                 id: query_value(search, "id").and_then(|id| id.parse().ok()),
@@ -76,6 +79,7 @@ impl Page {
             Self::Audit => "/admin/audit".to_owned(),
             Self::Profile => "/admin/profile".to_owned(),
             Self::Settings => "/admin/settings".to_owned(),
+            Self::Abuse => "/admin/abuse".to_owned(),
             Self::Link { code, id } => {
                 let path = format!("/admin/links/{}", crate::api::encode(code));
                 match id {

@@ -908,6 +908,58 @@ test('someone with an account signs in first from an invitation, then accepts it
   await row('careers').waitFor();
 });
 
+test('abuse: blocking a domain disables a link to it; a report sent through /report shows for the admins', async () => {
+  await nav(page, 'Links').click();
+  await page.getByRole('button', { name: 'New link' }).click();
+  await page.getByLabel('Destination URL').fill('https://login.blocked.example/account');
+  await page.getByLabel('Custom slug (optional)').fill('lure');
+  await page.getByRole('button', { name: 'Create link' }).click();
+  await row('lure').waitFor();
+  assert.equal(await row('lure').locator('.badge.off').count(), 0);
+
+  await nav(page, 'Abuse').click();
+  await page.getByRole('heading', { name: 'Blocked destinations' }).waitFor();
+  // A rule that is not one is refused at its field.
+  await page.getByLabel('Domain or pattern').fill('good.example@evil.example');
+  await page.getByRole('button', { name: 'Block', exact: true }).click();
+  await page.locator('#block-rule-error').filter({ hasText: 'user name' }).waitFor();
+  await page.getByLabel('Domain or pattern').fill('Blocked.Example.');
+  await page.getByLabel('Reason').fill('phishing kit');
+  await page.getByRole('button', { name: 'Block', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: 'Blocked blocked.example: 1 link(s) disabled.' }).waitFor();
+  const entry = page.locator('#blocklist-table tr[data-rule="blocked.example"]');
+  assert.equal((await entry.locator('.links-disabled').textContent()).trim(), '1');
+
+  await nav(page, 'Links').click();
+  await row('lure').locator('.badge.off').waitFor();
+  // Switching it on again is refused, at the destination.
+  await row('lure').getByRole('switch', { name: 'Enabled: lure' }).click();
+  await page.getByRole('status').filter({ hasText: 'blocklist' }).waitFor();
+  const lure = await page.evaluate(async () => (await fetch('/api/v1/links/lure')).json());
+  assert.equal(lure.disabled, true);
+
+  // A visitor reports it through the public form, without signing in.
+  const visitor = await newPage();
+  await visitor.goto(`${originUrl}/report`);
+  await visitor.getByLabel('Short URL or code').fill(`${originUrl}/careers`);
+  await visitor.getByLabel('What is wrong').selectOption('spam');
+  await visitor.getByLabel('Details', { exact: true }).fill('sent to me 40 times today');
+  await visitor.getByRole('button', { name: 'Send report' }).click();
+  await visitor.getByRole('heading', { name: 'Thank you' }).waitFor();
+  await visitor.context().close();
+
+  await nav(page, 'Abuse').click();
+  const report = page.locator('#reports-table tbody tr').filter({ hasText: 'sent to me 40 times today' });
+  await report.waitFor();
+  assert.match(await report.textContent(), /spam/);
+  await report.getByRole('button', { name: 'Resolve and disable link' }).click();
+  await page.getByRole('status').filter({ hasText: 'Resolved, and the link is disabled.' }).waitFor();
+  await page.getByText('No reports.').waitFor();
+  await screenshot('abuse');
+  const careers = await page.evaluate(async () => (await fetch('/api/v1/links/careers')).json());
+  assert.equal(careers.disabled, true);
+});
+
 test('signing out ends the session', async () => {
   const cookie = (await context.cookies()).find((c) => c.name === 'kurz_session');
   await page.getByRole('button', { name: 'Sign out', exact: true }).click();

@@ -1,5 +1,6 @@
 //! One module per screen of the dashboard.
 
+pub mod abuse;
 pub mod audit;
 pub mod invite;
 pub mod keys;
