@@ -527,3 +527,98 @@ async fn many_callers_keep_the_api_limiters_at_their_cap() {
     let (held, _) = app.state.rate_limit_entries().await;
     assert!((1..=CAP).contains(&held), "{held}");
 }
+
+/// `kurz_rate_limited_total{limit="<limit>"}` in a scrape of `metrics`.
+async fn refusals(client: &reqwest::Client, metrics: SocketAddr, limit: &str) -> f64 {
+    let text = client
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let series = format!("kurz_rate_limited_total{{limit=\"{limit}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in {text}"))
+}
+
+#[tokio::test]
+async fn every_refusal_is_counted_by_its_limit() {
+    let mut config = config(&new_database().await);
+    config.rate_limits = RateLimits {
+        create_per_min: 1,
+        redirect_per_min: Some(1),
+        ..RateLimits::DEFAULT
+    };
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    config.metrics.bind = Some(metrics);
+    let state = origin::State::new(&config).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = state.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async {
+            stopped.await.ok();
+        };
+        origin::serve_with(serving, &config, listener, shutdown).await
+    });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !client
+        .get(format!("http://{address}/ready"))
+        .send()
+        .await
+        .is_ok_and(|response| response.status().is_success())
+    {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let key = origin::auth::create_default_key(state.db(), "tests")
+        .await
+        .expect("key");
+    let before = (
+        refusals(&client, metrics, "create").await,
+        refusals(&client, metrics, "redirect").await,
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let created = client
+            .post(format!("http://{address}/api/v1/links"))
+            .bearer_auth(&key)
+            .header(header::CONTENT_TYPE.as_str(), "application/json")
+            .body(create_body().to_string())
+            .send()
+            .await
+            .expect("create");
+        statuses.push(created.status().as_u16());
+    }
+    for _ in 0..3 {
+        let visited = client
+            .get(format!("http://{address}/nothere"))
+            .send()
+            .await
+            .expect("visit");
+        statuses.push(visited.status().as_u16());
+    }
+    assert_eq!(statuses, [201, 429, 429, 404, 429, 429]);
+    let after = (
+        refusals(&client, metrics, "create").await,
+        refusals(&client, metrics, "redirect").await,
+    );
+    // The recorder is the process's: other tests may add to it, never take from it.
+    assert!(after.0 - before.0 >= 2.0, "{before:?} -> {after:?}");
+    assert!(after.1 - before.1 >= 2.0, "{before:?} -> {after:?}");
+    stop.send(()).ok();
+    server.await.expect("server").expect("served");
+}
