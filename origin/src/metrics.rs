@@ -29,11 +29,12 @@ const REQUEST_DURATION: &str = "kurz_http_request_duration_seconds";
 /// flood of random paths cannot grow the label set.
 pub(crate) const UNMATCHED: &str = "unmatched";
 
-/// The latency histogram's buckets, in seconds: a cached redirect takes well under a
-/// millisecond, an API call a few, an export or a slow database seconds (up to the timeout).
+/// The latency histogram's buckets, in seconds: a cached redirect takes tens of microseconds,
+/// one read from PostgreSQL or an API call milliseconds, an export or a slow database seconds
+/// (up to the timeout).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0, 30.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 /// How often histogram samples are folded into their buckets when nobody scrapes: until then
 /// each sample is held on its own (8 bytes).
