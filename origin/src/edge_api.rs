@@ -77,6 +77,7 @@ async fn ingest(
             // Only a shutdown's deadline gives this, and ingest has none.
             Unsettled::Deadline { .. } => Error::Busy,
         })?;
+    metrics::counter!("kurz_clicks_parked_total").increment(isolated.parked);
     if isolated.unparkable > 0 {
         // Acknowledging would lose them: the queue retries, and in the end parks them in KV.
         return Err(Error::Internal(anyhow::anyhow!(
