@@ -155,7 +155,7 @@ fn BlockTable(entries: Vec<BlockEntry>, removing: RwSignal<Option<BlockEntry>>) 
                         let label = format!("Remove {}", entry.rule);
                         let for_remove = entry.clone();
                         view! {
-                            <tr data-rule=entry.rule.clone()>
+                            <tr data-rule=entry.rule>
                                 <td class="code">{entry.rule.clone()}</td>
                                 <td>{entry.reason.clone()}</td>
                                 <td>{added}</td>

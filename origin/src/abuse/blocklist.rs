@@ -174,10 +174,10 @@ async fn add(
     let sweep = tokio::spawn(async move { sweep(&sweeper, id).await });
     match tokio::time::timeout(SWEEP_WAIT, sweep).await {
         Ok(Ok(Err(err))) => {
-            tracing::error!(error = ?err, rule = id, "sweep of a new blocklist rule failed; it is retried")
+            tracing::error!(error = ?err, rule = id, "sweep of a new blocklist rule failed; it is retried");
         }
         Ok(Err(err)) => {
-            tracing::error!(error = %err, rule = id, "sweep of a new blocklist rule panicked")
+            tracing::error!(error = %err, rule = id, "sweep of a new blocklist rule panicked");
         }
         Ok(Ok(Ok(()))) | Err(_) => {}
     }

@@ -316,7 +316,7 @@ async fn store_report(
 fn code_of(text: &str) -> Option<ShortCode> {
     let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
     let path = rest.split(['?', '#']).next().unwrap_or_default();
-    let segment = path.split('/').filter(|s| !s.is_empty()).next_back()?;
+    let segment = path.split('/').rfind(|s| !s.is_empty())?;
     ShortCode::parse(segment.trim_end_matches('+')).ok()
 }
 
