@@ -214,7 +214,21 @@ async fn call(
     session: Option<&Session>,
     body: Option<String>,
 ) -> Result<String, ApiError> {
+    call_if(method, url, session, body, None).await
+}
+
+/// [`call`], changing the resource only if it is still at `version` (`If-Match`).
+async fn call_if(
+    method: Method,
+    url: &str,
+    session: Option<&Session>,
+    body: Option<String>,
+    version: Option<u64>,
+) -> Result<String, ApiError> {
     let mut builder = RequestBuilder::new(url).method(method.clone());
+    if let Some(version) = version {
+        builder = builder.header("If-Match", &format!("\"{version}\""));
+    }
     // Asking who is signed in names no workspace: that is how a tab learns the current one.
     if let Some(id) = SHOWN_WORKSPACE.with(Cell::get)
         && (url != "/api/v1/session" || method != Method::GET)
@@ -374,9 +388,31 @@ pub async fn create_link(session: &Session, form: &LinkForm) -> Result<Link, Api
     send(session, Method::POST, "/api/v1/links", form).await
 }
 
-pub async fn update_link(session: &Session, code: &str, form: &LinkForm) -> Result<Link, ApiError> {
+/// Saves an edit of the link as it was at `version`: if somebody changed it meanwhile, the
+/// edit is refused rather than silently undoing theirs.
+pub async fn update_link(
+    session: &Session,
+    code: &str,
+    version: u64,
+    form: &LinkForm,
+) -> Result<Link, ApiError> {
     let url = format!("/api/v1/links/{}", encode(code));
-    send(session, Method::PATCH, &url, form).await
+    let answer = call_if(
+        Method::PATCH,
+        &url,
+        Some(session),
+        json(form),
+        Some(version),
+    )
+    .await;
+    decode(&answer.map_err(|mut err| {
+        if err.code == "precondition_failed" {
+            err.message = "Somebody else changed this link while you were editing it. \
+                           Close this form and open the link again to see their changes."
+                .to_owned();
+        }
+        err
+    })?)
 }
 
 pub async fn delete_link(session: &Session, code: &str) -> Result<(), ApiError> {
@@ -483,7 +519,13 @@ pub async fn block(
 }
 
 pub async fn unblock(session: &Session, id: i64) -> Result<(), ApiError> {
-    act(session, Method::DELETE, &format!("/api/v1/abuse/blocklist/{id}"), None).await
+    act(
+        session,
+        Method::DELETE,
+        &format!("/api/v1/abuse/blocklist/{id}"),
+        None,
+    )
+    .await
 }
 
 /// Resolves an abuse report, and disables its link when asked.
@@ -496,7 +538,13 @@ pub async fn resolve_report(
         status: shortlink::abuse::ReportStatus::Resolved,
         disable_link,
     };
-    send(session, Method::PATCH, &format!("/api/v1/abuse/reports/{id}"), &body).await
+    send(
+        session,
+        Method::PATCH,
+        &format!("/api/v1/abuse/reports/{id}"),
+        &body,
+    )
+    .await
 }
 
 pub async fn revoke_key(session: &Session, id: i64) -> Result<(), ApiError> {

@@ -259,6 +259,33 @@ test('editing a link, copying it and its QR code', async () => {
   await page.getByRole('dialog').waitFor({ state: 'detached' });
 });
 
+test('an edit of a link somebody changed meanwhile is refused with a message, and undoes nothing', async () => {
+  await row('launch').getByRole('button', { name: 'Edit launch' }).click();
+  await page.getByLabel('Destination URL').fill('https://example.com/launch-mine');
+  // Meanwhile, somebody else (here: the same person in another tab) changes the link.
+  const changed = await page.evaluate(async () => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const response = await fetch('/api/v1/links/launch', {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+      body: JSON.stringify({ destination: 'https://example.com/launch-theirs' }),
+    });
+    return response.status;
+  });
+  assert.equal(changed, 200);
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByRole('alert').filter({ hasText: 'Somebody else changed this link' }).waitFor();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  const now = await page.evaluate(async () => (await (await fetch('/api/v1/links/launch')).json()).destination);
+  assert.equal(now, 'https://example.com/launch-theirs');
+  // Opened again, the form has their version, and saving works.
+  await page.reload();
+  await row('launch').getByRole('button', { name: 'Edit launch' }).click();
+  await page.getByLabel('Destination URL').fill('https://example.com/launch-v2');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await row('launch').getByText('https://example.com/launch-v2').waitFor();
+});
+
 test('following the short link shows the click in its analytics', async () => {
   const visit = await fetch(`${originUrl}/launch`, {
     redirect: 'manual',

@@ -78,6 +78,7 @@ pub fn LinkForm(
     let errors = Errors(error);
     let busy = RwSignal::new(false);
     let editing_code = editing.as_ref().map(|l| l.code.to_string());
+    let editing_version = editing.as_ref().map_or(0, |l| l.version);
     let is_edit = editing.is_some();
     let had_expiry = editing.as_ref().is_some_and(|l| l.expires_at.is_some());
     let protected = editing.as_ref().is_some_and(|l| l.password_protected);
@@ -149,7 +150,13 @@ pub fn LinkForm(
                 let saved = match &editing_code {
                     None => api::create_link(&session, &body).await,
                     Some(code) => {
-                        api::update_link(&session, code, &Body { code: None, ..body }).await
+                        api::update_link(
+                            &session,
+                            code,
+                            editing_version,
+                            &Body { code: None, ..body },
+                        )
+                        .await
                     }
                 };
                 busy.set(false);
