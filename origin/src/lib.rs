@@ -417,6 +417,9 @@ impl State {
             self.inner.db.clone(),
             self.inner.audit_retention,
         )));
+        tasks.push(Box::pin(links::idempotency::forget_old_forever(
+            self.inner.db.clone(),
+        )));
         tasks.push(Box::pin(sign_in_limit::forget_old_forever(
             self.inner.db.clone(),
             self.inner.sign_in.limits().clone(),
