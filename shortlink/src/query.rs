@@ -21,7 +21,7 @@ pub struct LinkListQuery {
     /// From a previous page's `next_cursor` (with the same `sort`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-    /// Links per page: 1 to 100, default 50.
+    /// Links per page: 1 to 200, default 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
     /// Matches codes, destinations or notes that contain it (case-insensitive).

@@ -39,6 +39,10 @@ enum Command {
         /// Scenarios to run; all when none is named.
         scenarios: Vec<String>,
     },
+    /// Only the API against its OpenAPI document with schemathesis (also part of `test`): no
+    /// 5xx and no answer the document does not describe, on every operation. Uses
+    /// KURZ_TEST_DATABASE_URL when set.
+    Schemathesis,
     /// Build the dashboard into target/admin-ui (what KURZ_ADMIN_DIR points at).
     BuildUi,
     /// Only the dashboard's browser tests (the origin and the dashboard built first). Uses
@@ -54,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test => test::run(),
         Command::TestEdge { pattern } => test::run_edge_only(pattern.as_deref()),
         Command::Chaos { scenarios } => test::run_chaos_only(&scenarios),
+        Command::Schemathesis => test::run_schemathesis_only(),
         Command::Bench(args) => bench::run(&args),
         Command::TestUi => ui::run_only(),
         Command::BuildUi => {

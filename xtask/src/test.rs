@@ -5,7 +5,10 @@ use std::process::Command;
 use anyhow::Context;
 use devpg::{Cluster, Durability};
 
-use crate::tools::{cargo, ensure_postgres, ensure_wasm_target, exec, root};
+use crate::tools::{
+    cargo, create_database, ensure_postgres, ensure_schemathesis, ensure_wasm_target, exec,
+    free_port, random_hex, root, wait_for_http,
+};
 use crate::{edge, ui};
 
 pub(crate) fn run_all() -> anyhow::Result<()> {
@@ -54,6 +57,8 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
             .args(["test", "--workspace", "--exclude", "admin-ui", "--locked"])
             .env("KURZ_TEST_DATABASE_URL", cluster.url("postgres")),
     )?;
+    // The API against its OpenAPI document, on the origin binary `cargo test` built.
+    schemathesis(&cluster.url("postgres"))?;
     // The worker in the real workerd runtime, against the origin binary `cargo test` built.
     edge_tests(&cluster.url("postgres"), None)?;
     // The fault suite: its own PostgreSQL (it kills it), the same origin binary and worker.
@@ -129,4 +134,105 @@ pub(crate) fn run() -> anyhow::Result<()> {
         Err(err) => eprintln!("\nchecks FAILED after {:.0?}: {err:#}", started.elapsed()),
     }
     result
+}
+
+/// Examples schemathesis makes per operation and phase: enough to reach past each route's
+/// validation with valid and invalid values, few enough that the ~40 operations take about
+/// two minutes on a CI machine.
+const SCHEMATHESIS_EXAMPLES: &str = "50";
+
+/// The API against its OpenAPI document: an origin (`target/debug/origin`, already built) on a
+/// new database of the server at `admin_url`, called by schemathesis with the first start's
+/// API key on every operation. Fails on any 5xx and on any answer the document does not
+/// describe.
+fn schemathesis(admin_url: &str) -> anyhow::Result<()> {
+    let st = ensure_schemathesis()?;
+    let database = format!("schemathesis_{}", random_hex(6));
+    create_database(admin_url, &database)?;
+    let database_url = match admin_url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{database}"),
+        None => anyhow::bail!("{admin_url} names no database"),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("kurz-schemathesis-")
+        .tempdir()
+        .context("cannot make a folder for the run")?;
+    let first_start = dir.path().join("first-start.txt");
+    let port = free_port()?;
+    let origin_url = format!("http://127.0.0.1:{port}");
+    let mut origin = Command::new(root().join("target/debug/origin"))
+        .arg("serve")
+        .env("DATABASE_URL", &database_url)
+        .env("KURZ_BIND", format!("127.0.0.1:{port}"))
+        .env("KURZ_PUBLIC_URL", &origin_url)
+        .env("KURZ_CODE_KEY", random_hex(16))
+        .env("KURZ_ADMIN_PASSWORD", random_hex(16))
+        .env("KURZ_FIRST_START_FILE", &first_start)
+        // The fuzzer is one caller sending thousands of requests a minute: the API's budgets
+        // would answer most of them 429 and hide the routes behind.
+        .env("KURZ_RATE_API_PER_MIN", "1000000")
+        .env("KURZ_RATE_CREATE_PER_MIN", "1000000")
+        .env("KURZ_RATE_STATS_PER_MIN", "1000000")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .context("cannot start the origin")?;
+    let result = (|| {
+        wait_for_http(([127, 0, 0, 1], port).into(), "/ready", 60)?;
+        let key = first_start_key(&first_start)?;
+        exec(
+            Command::new(&st)
+                .current_dir(dir.path())
+                .arg("run")
+                .arg(format!("{origin_url}/api/v1/openapi.json"))
+                .args(["--url", &origin_url])
+                .args(["--checks", "not_a_server_error,response_schema_conformance"])
+                .args(["--phases", "examples,coverage,fuzzing"])
+                .args(["--max-examples", SCHEMATHESIS_EXAMPLES])
+                .args(["--workers", "2"])
+                .args(["--seed", "14"])
+                .args(["--generation-database", "none"])
+                .args(["--generation-with-security-parameters", "false"])
+                .args(["--request-timeout", "30"])
+                .args(["--no-color", "--continue-on-failure"])
+                .args(["--header", &format!("Authorization: Bearer {key}")]),
+        )
+    })();
+    origin.kill().ok();
+    origin.wait().ok();
+    result
+}
+
+/// The API key the origin's first start wrote to `file` (it appears once migrations ran).
+fn first_start_key(file: &std::path::Path) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let key = std::fs::read_to_string(file).ok().and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("KURZ_API_KEY="))
+                .map(str::to_owned)
+        });
+        if let Some(key) = key {
+            return Ok(key);
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the origin wrote no API key to {}", file.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `cargo xtask schemathesis`: the origin built, then only the schemathesis run, on
+/// `KURZ_TEST_DATABASE_URL` or a throwaway cluster.
+pub(crate) fn run_schemathesis_only() -> anyhow::Result<()> {
+    ensure_postgres()?;
+    exec(cargo().args(["build", "--locked", "-p", "origin"]))?;
+    if let Ok(url) = std::env::var("KURZ_TEST_DATABASE_URL") {
+        return schemathesis(&url);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kurz-test-pg-")
+        .tempdir()
+        .context("cannot make a folder for the test database")?;
+    let cluster = Cluster::start(dir.path(), Durability::Throwaway)?;
+    schemathesis(&cluster.url("postgres"))
 }

@@ -194,3 +194,47 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// schemathesis, the API fuzzer of `cargo xtask schemathesis`: pinned, from PyPI.
+pub(crate) const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// schemathesis's `st`, installed once into a virtualenv beside the cargo-installed tools
+/// (outside the clone, so a checkout stays clean and every clone shares it).
+pub(crate) fn ensure_schemathesis() -> anyhow::Result<PathBuf> {
+    let venv = crate::edge::cargo_bin_dir()
+        .parent()
+        .map_or_else(|| PathBuf::from("/root/.cargo"), Path::to_path_buf)
+        .join("kurz-tools")
+        .join(format!("schemathesis-{SCHEMATHESIS_VERSION}"));
+    let st = venv.join("bin/st");
+    let installed = Command::new(&st)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(SCHEMATHESIS_VERSION));
+    if installed {
+        return Ok(st);
+    }
+    let has_venv = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_venv {
+        apt_install(&["python3", "python3-venv"])?;
+    }
+    eprintln!(
+        "installing schemathesis {SCHEMATHESIS_VERSION} (once; it stays in {})",
+        venv.display()
+    );
+    exec(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )?;
+    exec(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("schemathesis=={SCHEMATHESIS_VERSION}"),
+    ]))?;
+    Ok(st)
+}
