@@ -84,10 +84,7 @@ async fn create(
         retryable.as_ref(),
     )
     .await?;
-    let (link, replayed) = match created {
-        Created::New(link) => (link, false),
-        Created::Answered(link) => (*link, true),
-    };
+    let Created { link, replayed } = created;
     let location = format!("/api/v1/links/{}", link.code);
     let etag = versions::etag(link.version);
     let mut response = (
@@ -105,12 +102,12 @@ async fn create(
     Ok(response)
 }
 
-/// What a create did.
+/// What a create answers.
 #[derive(Debug)]
-enum Created {
-    New(Link),
+struct Created {
+    link: Link,
     /// The same request, with its `Idempotency-Key`, was answered before with this link.
-    Answered(Box<Link>),
+    replayed: bool,
 }
 
 /// Inserts the link, drawing ids until a generated code is free. A custom slug that is taken
@@ -134,12 +131,14 @@ async fn insert(
             }
         };
         let mut tx = state.db().begin().await?;
-        if let Some(retryable) = retryable {
-            if let Claim::Answered(link) =
+        if let Some(retryable) = retryable
+            && let Claim::Answered(link) =
                 idempotency::claim(&mut tx, workspace, &caller.actor, retryable).await?
-            {
-                return Ok(Created::Answered(link));
-            }
+        {
+            return Ok(Created {
+                link: *link,
+                replayed: true,
+            });
         }
         match store::insert(&mut tx, workspace, id, &code, body, password).await? {
             Some(row) => {
@@ -157,7 +156,10 @@ async fn insert(
                 }
                 // A visit before this link existed may have cached "no such code".
                 finish_change(state, tx, &row.code).await?;
-                return Ok(Created::New(link));
+                return Ok(Created {
+                    link,
+                    replayed: false,
+                });
             }
             None if body.code.is_some() => {
                 return Err(Error::CodeTaken {

@@ -111,7 +111,8 @@ mod tests {
 
     #[test]
     fn if_match_values() {
-        let table: &[(&[&str], Result<Option<IfMatch>, ()>)] = &[
+        type Parsed = Result<Option<IfMatch>, ()>;
+        let table: &[(&[&str], Parsed)] = &[
             (&[], Ok(None)),
             (&["\"7\""], Ok(Some(IfMatch::Versions(vec![7])))),
             (&[" \"7\" , \"9\""], Ok(Some(IfMatch::Versions(vec![7, 9])))),
