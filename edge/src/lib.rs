@@ -381,39 +381,38 @@ async fn allowed(env: &Env, binding: &'static str, key: Option<&str>) -> bool {
     let Some(key) = key else {
         return true;
     };
-    match rate_limit(env, binding, key).await {
-        Ok(allowed) => allowed,
-        Err(err) => {
-            let index = usize::from(binding == limits::ORIGIN_LIMIT);
-            let mut warned = LIMITS_WARNED.get();
-            if !warned[index] {
-                warned[index] = true;
-                LIMITS_WARNED.set(warned);
-                worker::console_error!(
-                    "rate limit {binding} not applied (letting visits through): {err}"
-                );
-            }
-            true
+    rate_limit(env, binding, key).await.unwrap_or_else(|| {
+        let index = usize::from(binding == limits::ORIGIN_LIMIT);
+        let mut warned = LIMITS_WARNED.get();
+        if !warned[index] {
+            warned[index] = true;
+            LIMITS_WARNED.set(warned);
+            worker::console_error!(
+                "rate limit {binding} is missing or failed: visits go unlimited"
+            );
         }
-    }
+        true
+    })
 }
 
-/// One `limit({ key })` call of a Rate Limiting binding. By hand rather than through
-/// `worker::RateLimiter`, whose serde-wasm-bindgen conversions would grow the .wasm.
-async fn rate_limit(env: &Env, binding: &str, key: &str) -> Result<bool> {
+/// One `limit({ key })` call of a Rate Limiting binding: whether it lets the request through,
+/// `None` without an answer. By hand rather than through `worker::RateLimiter`, whose
+/// serde-wasm-bindgen conversions would grow the .wasm.
+async fn rate_limit(env: &Env, binding: &str, key: &str) -> Option<bool> {
     use worker::js_sys::{Object, Reflect};
     use worker::wasm_bindgen::JsCast;
-    let limiter = Reflect::get(env, &JsValue::from_str(binding))?;
-    if limiter.is_undefined() {
-        return Err(worker::Error::RustError(format!("no binding {binding}")));
-    }
+    let limiter = Reflect::get(env, &JsValue::from_str(binding))
+        .ok()
+        .filter(|limiter| !limiter.is_undefined())?;
     let options = Object::new();
-    Reflect::set(&options, &JsValue::from_str("key"), &JsValue::from_str(key))?;
+    Reflect::set(&options, &JsValue::from_str("key"), &JsValue::from_str(key)).ok()?;
     let limiter: worker::worker_sys::RateLimiter = limiter.unchecked_into();
-    let outcome = worker::wasm_bindgen_futures::JsFuture::from(limiter.limit(options)?).await?;
-    Reflect::get(&outcome, &JsValue::from_str("success"))?
+    let outcome = worker::wasm_bindgen_futures::JsFuture::from(limiter.limit(options).ok()?)
+        .await
+        .ok()?;
+    Reflect::get(&outcome, &JsValue::from_str("success"))
+        .ok()?
         .as_bool()
-        .ok_or_else(|| worker::Error::RustError(format!("{binding} answered no success flag")))
 }
 
 /// The origin's budget for this client (the `ORIGIN_LIMIT` binding), for the miss path.

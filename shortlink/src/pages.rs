@@ -124,22 +124,27 @@ pub fn preview(short_url: &str, preview: &Preview<'_>) -> String {
     )
 }
 
-/// Text made safe for HTML, in element content and in a quoted attribute.
+/// Text made safe for HTML, in element content and in a quoted attribute. By slices rather
+/// than characters: it is in the edge's .wasm.
 fn escape(text: &str) -> Cow<'_, str> {
-    if !text.contains(['&', '<', '>', '"', '\'']) {
+    let special = ['&', '<', '>', '"', '\''];
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(special) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => "&#39;",
+        });
+        rest = &rest[at + 1..];
+    }
+    if out.is_empty() {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(rest);
     Cow::Owned(out)
 }
 
@@ -293,7 +298,7 @@ mod tests {
             &crate::password::LinkPassword::parse("secret words").expect("valid"),
             [1; 16],
         );
-        let locked = plain.clone().with_rules(crate::redirect::Rules {
+        let locked = plain.with_rules(crate::redirect::Rules {
             password: Some(hash),
             ..crate::redirect::Rules::default()
         });
