@@ -130,9 +130,7 @@ impl Error {
             Self::Unauthorized | Self::EdgeUnauthorized(_) | Self::SignInFailed => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::TooManySignIns { .. } | Self::RateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::TooManySignIns { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::CsrfMismatch | Self::Forbidden { .. } | Self::NoWorkspace => {
                 StatusCode::FORBIDDEN
             }

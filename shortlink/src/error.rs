@@ -55,6 +55,8 @@ pub enum Error {
     PasswordLength { min: usize, max: usize },
     #[error("stored password hash is not in the pbkdf2-sha256 format")]
     PasswordHash,
-    #[error("rule must be a domain (evil.example) or a URL pattern (example.com/phish/*): {reason}")]
+    #[error(
+        "rule must be a domain (evil.example) or a URL pattern (example.com/phish/*): {reason}"
+    )]
     BlockRule { reason: String },
 }
