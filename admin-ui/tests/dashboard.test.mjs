@@ -987,6 +987,25 @@ test('abuse: blocking a domain disables a link to it; a report sent through /rep
   assert.equal(careers.disabled, true);
 });
 
+test('the API reference at /api/docs lists the operations and its "try it" calls the API without the session', async () => {
+  const docs = await context.newPage();
+  const blocked = [];
+  docs.on('console', (message) => {
+    if (/Content Security Policy|Refused to/.test(message.text())) blocked.push(message.text());
+  });
+  await docs.goto(`${originUrl}/api/docs`);
+  const list = docs.locator('details.op').filter({ has: docs.locator('summary', { hasText: /^get \/api\/v1\/links / }) });
+  await list.first().waitFor();
+  assert.ok((await docs.locator('details.op').count()) >= 30, 'every operation is listed');
+  await list.first().locator('summary').first().click();
+  await list.first().getByText('Try it').click();
+  await list.first().getByRole('button', { name: 'Send' }).click();
+  // The page never sends the dashboard's cookie: without a key the API says 401.
+  await list.first().locator('pre').filter({ hasText: /^401/ }).waitFor();
+  assert.deepEqual(blocked, [], 'the page runs under its policy');
+  await docs.close();
+});
+
 test('signing out ends the session', async () => {
   const cookie = (await context.cookies()).find((c) => c.name === 'kurz_session');
   await page.getByRole('button', { name: 'Sign out', exact: true }).click();

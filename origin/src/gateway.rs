@@ -105,10 +105,14 @@ pub(crate) fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-csrf-token"),
                 HeaderName::from_static(crate::auth::WORKSPACE_HEADER),
+                header::IF_MATCH,
+                HeaderName::from_static(crate::links::idempotency::HEADER),
             ])
             .expose_headers([
                 header::RETRY_AFTER,
                 header::LOCATION,
+                header::ETAG,
+                HeaderName::from_static("idempotent-replayed"),
                 HeaderName::from_static("ratelimit"),
                 HeaderName::from_static("ratelimit-policy"),
             ])

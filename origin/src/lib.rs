@@ -495,6 +495,7 @@ pub fn app(state: State) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/api/docs", get(openapi::docs_page))
+        .route("/api/docs/docs.js", get(openapi::docs_script))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(dashboard::routes(admin_dir))

@@ -246,7 +246,14 @@ async fn cors_answers_allowed_origins_only() {
     let headers = response
         .header(&header::ACCESS_CONTROL_ALLOW_HEADERS)
         .to_ascii_lowercase();
-    for name in ["authorization", "content-type", "x-csrf-token"] {
+    // The conditional and retried requests of the links API need theirs too.
+    for name in [
+        "authorization",
+        "content-type",
+        "x-csrf-token",
+        "if-match",
+        "idempotency-key",
+    ] {
         assert!(headers.contains(name), "{headers}");
     }
     assert!(
@@ -284,6 +291,20 @@ async fn cors_answers_allowed_origins_only() {
         response.header(&header::ACCESS_CONTROL_ALLOW_ORIGIN),
         "http://localhost:3000"
     );
+    // A page may read the version to send back in If-Match, a replay, and its budget.
+    let exposed = response
+        .header(&header::ACCESS_CONTROL_EXPOSE_HEADERS)
+        .to_ascii_lowercase();
+    for name in [
+        "etag",
+        "idempotent-replayed",
+        "location",
+        "retry-after",
+        "ratelimit",
+        "ratelimit-policy",
+    ] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
     // Redirects are not the API's: no CORS headers there.
     let response = app
         .send(unauthenticated_at("/nothing", "https://app.example"))

@@ -127,11 +127,24 @@ async fn the_reference_page_needs_no_network_and_no_key() {
     );
     let csp = response.header(&header::CONTENT_SECURITY_POLICY);
     assert!(
-        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        csp.contains("default-src 'none'")
+            && csp.contains("connect-src 'self'")
+            && csp.contains("script-src 'self'"),
         "{csp}"
     );
+    // Its one script is its own file, not inline (which the policy would not run).
+    assert!(!csp.contains("script-src 'unsafe-inline'"), "{csp}");
+    assert!(page_has_no_inline_script(&response.text()));
+    let script = app.visit(Method::GET, "/api/docs/docs.js").await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert!(
+        script
+            .header(&header::CONTENT_TYPE)
+            .starts_with("text/javascript")
+    );
+    assert!(script.text().contains("/api/v1/openapi.json"));
     let page = response.text();
-    assert!(page.contains("/api/v1/openapi.json"));
+    assert!(page.contains("/api/docs/docs.js"));
     // Nothing loaded from elsewhere: no script, style or font from another origin.
     for outside in [
         "src=\"http",
@@ -292,4 +305,14 @@ fn function_body(text: &str, name: &str) -> String {
         }
     }
     panic!("fn {name} has no end");
+}
+
+/// Every `<script` of the page names its `src`.
+fn page_has_no_inline_script(page: &str) -> bool {
+    page.match_indices("<script").all(|(at, _)| {
+        page[at..]
+            .split('>')
+            .next()
+            .is_some_and(|tag| tag.contains("src="))
+    })
 }
