@@ -97,6 +97,13 @@ impl BlockRule {
         let rule = if path.is_empty() && !host.contains('*') {
             // A port is dropped: a domain is blocked on every port.
             let (domain, _port) = host_key(host)?;
+            // `com` would disable every .com link of every workspace: far more than any
+            // abuse, and one typo away from a real rule.
+            if !domain.starts_with('[') && !domain.contains('.') {
+                return Err(refuse(format!(
+                    "{domain:?} is a single label (a top-level domain or a bare name): a domain rule must name a domain such as evil.example, to block only it and its subdomains"
+                )));
+            }
             Self::Domain(domain)
         } else {
             let stars = rest.matches('*').count();
@@ -149,16 +156,27 @@ impl BlockRule {
         }
     }
 
-    /// Text that every destination this rule matches contains (case-insensitively), to find
-    /// candidates in the database before [`BlockRule::matches`] decides; `None` when there is
-    /// no such text (an IPv4 address, which an IPv6 spelling may hide).
+    /// Text that every destination this rule matches contains (case-insensitively) as it is
+    /// stored, to find candidates in the database before [`BlockRule::matches`] decides;
+    /// `None` when there is no such text of 3 characters or more.
+    ///
+    /// A domain is its own needle, except an IPv4 address (an IPv6 spelling may hide it). A
+    /// pattern's comes only from its path, query or fragment: `matches` compares the host as
+    /// [`crate::HostKey`] normalises it, which the stored text may spell otherwise
+    /// (`evil.example.`, `[::ffff:7f00:1]`), while what follows the host is compared as
+    /// stored.
     pub fn needle(&self) -> Option<&str> {
         let needle = match self {
-            Self::Domain(domain) => domain.as_str(),
-            Self::Pattern(pattern) => pattern.split('*').max_by_key(|part| part.len())?,
+            Self::Domain(domain) => {
+                let ipv4ish = domain.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                (!ipv4ish).then_some(domain.as_str())?
+            }
+            Self::Pattern(pattern) => {
+                let after_host = &pattern[pattern.find(['/', '?', '#'])?..];
+                after_host.split('*').max_by_key(|part| part.len())?
+            }
         };
-        let ipv4ish = needle.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-        (needle.len() >= 3 && !ipv4ish).then_some(needle)
+        (needle.len() >= 3).then_some(needle)
     }
 
     /// The host and each parent domain of a destination's host: the domain rules that could
@@ -503,6 +521,12 @@ mod tests {
             long.as_str(),
             "ex ample.com/x",
             "*bücher.example/*",
+            // A single label would block a whole top-level domain (or nothing real).
+            "com",
+            "COM.",
+            "https://com:443",
+            "localhost",
+            "xn--p1ai",
         ];
         for input in cases {
             assert!(BlockRule::parse(input).is_err(), "{input:?} was accepted");
@@ -593,13 +617,43 @@ mod tests {
 
     #[test]
     fn needles_are_in_every_match() {
-        assert_eq!(rule("evil.example").needle(), Some("evil.example"));
-        assert_eq!(
-            rule("*.example.net/login*").needle(),
-            Some(".example.net/login")
-        );
-        assert_eq!(rule("10.0.0.1").needle(), None);
-        assert_eq!(rule("*/a*").needle(), None);
+        let cases = [
+            ("evil.example", Some("evil.example")),
+            ("10.0.0.1", None),
+            ("*.example.net/login*", Some("/login")),
+            // The host is compared normalised, but stored as typed: never its needle.
+            ("evil.example/phish*", Some("/phish")),
+            ("evil.example/*", None),
+            ("10.0.0.1/*", None),
+            ("evil*.example", None),
+            ("*/a*", None),
+            ("example.com:8080/*/wp-admin/*", Some("/wp-admin/")),
+            ("example.com?utm=*", Some("?utm=")),
+            ("example.com/*123.45", Some("123.45")),
+        ];
+        for (text, needle) in cases {
+            assert_eq!(rule(text).needle(), needle, "{text}");
+        }
+        // Each needle is in the stored text of destinations the rule blocks, however the
+        // host is spelt there.
+        let blocked = [
+            ("evil.example/phish*", "https://evil.example./phish"),
+            ("evil.example/phish*", "https://EVIL.example/Phish/x"),
+            ("127.0.0.1/login*", "http://[::ffff:7f00:1]/login"),
+            ("*.example.net/login*", "https://a.example.net./login?x"),
+            ("evil.example", "https://www.evil.example./x"),
+        ];
+        for (text, url) in blocked {
+            let (rule, destination) = (rule(text), dest(url));
+            assert!(rule.matches(&destination), "{text} {url}");
+            if let Some(needle) = rule.needle() {
+                assert!(
+                    destination.as_str().to_lowercase().contains(needle),
+                    "{text}: {needle:?} not in {}",
+                    destination.as_str()
+                );
+            }
+        }
     }
 
     #[test]
