@@ -28,7 +28,7 @@ pub mod timestamp;
 pub mod visitor;
 pub mod workspace;
 
-pub use code::{RESERVED_CODES, ShortCode};
+pub use code::{EXAMPLE_CODE, RESERVED_CODES, ShortCode};
 pub use destination::{Destination, HostKey};
 pub use error::Error;
 pub use scramble::{CodeScrambler, GENERATED_CODE_LEN};

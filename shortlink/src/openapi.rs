@@ -23,6 +23,23 @@ pub(crate) fn text(
         .into()
 }
 
+/// [`text`] with an example value: a client (or the fuzzer's examples) tries it first.
+pub(crate) fn text_example(
+    description: &str,
+    range: (usize, usize),
+    pattern: Option<&str>,
+    example: &str,
+) -> RefOr<Schema> {
+    match text(description, range, pattern) {
+        RefOr::T(Schema::Object(object)) => {
+            let mut object = object;
+            object.examples = vec![example.into()];
+            RefOr::T(Schema::Object(object))
+        }
+        other => other,
+    }
+}
+
 /// An integer in `min..=max`.
 pub(crate) fn integer(description: &str, min: u64, max: u64) -> RefOr<Schema> {
     ObjectBuilder::new()

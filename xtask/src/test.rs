@@ -179,6 +179,7 @@ fn schemathesis(admin_url: &str) -> anyhow::Result<()> {
     let result = (|| {
         wait_for_http(([127, 0, 0, 1], port).into(), "/ready", 60)?;
         let key = first_start_key(&first_start)?;
+        create_example_link(&origin_url, &key)?;
         exec(
             Command::new(&st)
                 .current_dir(dir.path())
@@ -200,6 +201,35 @@ fn schemathesis(admin_url: &str) -> anyhow::Result<()> {
     origin.kill().ok();
     origin.wait().ok();
     result
+}
+
+/// The link whose code the document gives as the example of `{code}`: without it, every
+/// operation on one link would stop at its 404 before any of its own code ran.
+fn create_example_link(origin_url: &str, key: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{origin_url}/api/v1/links"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({
+                    "destination": "https://example.com/launch",
+                    "code": shortlink::EXAMPLE_CODE,
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .map(|response| response.status())
+    })?;
+    anyhow::ensure!(
+        status.as_u16() == 201,
+        "creating the example link: HTTP {status}"
+    );
+    Ok(())
 }
 
 /// The API key the origin's first start wrote to `file` (it appears once migrations ran).
