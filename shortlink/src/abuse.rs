@@ -305,7 +305,8 @@ pub struct BlockEntry {
     pub rule: String,
     pub kind: RuleKind,
     pub reason: String,
-    /// Who added it, if that person or key still exists.
+    /// Who added it: the person's or key's name when they did (kept after they are renamed
+    /// or removed). Always present in this server's answers.
     pub created_by: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -7,6 +7,12 @@
 //! [`MAX_PATTERNS`]), so every instance applies a rule from the moment it commits, with no
 //! cache to invalidate.
 //!
+//! A rule and the links it blocks meet under one advisory lock ([`RULES_LOCK`]): adding a
+//! rule holds it exclusively until its row commits, and each create and edit holds it shared
+//! from its check until its own commit. So a create or edit either commits before the rule
+//! (and the rule's sweep, which starts after, sees the link) or checks after it (and is
+//! refused): none slips between the check and the sweep.
+//!
 //! A sweep disables matching links in every workspace, each change exactly as a `PATCH
 //! {"disabled": true}` makes it (`links::store::update`, its audit entry, its outbox row,
 //! the cache entry dropped), in batches of [`SCAN`] link ids per transaction. Progress is kept
@@ -45,6 +51,9 @@ pub(crate) const SCAN: i64 = 2_000;
 const SWEEP_WAIT: Duration = Duration::from_secs(5);
 /// How often each instance looks for sweeps left unfinished (by an instance that stopped).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The advisory lock (by `hashtext`) that orders rule additions (exclusive) against link
+/// creates and edits (shared): see the module's documentation.
+const RULES_LOCK: &str = "kurz abuse_blocklist";
 
 pub(crate) fn routes() -> Router<crate::State> {
     Router::new()
@@ -124,8 +133,10 @@ async fn add(
     }
     let actor = caller.audit_actor();
     let mut tx = state.db().begin().await?;
-    // One adder at a time, so the caps below are exact across instances.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kurz abuse_blocklist'))")
+    // One adder at a time, so the caps below are exact across instances; and no link create
+    // or edit between its blocklist check and its commit meanwhile (they hold it shared).
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(RULES_LOCK)
         .execute(&mut *tx)
         .await?;
     let (rules, patterns): (i64, i64) = sqlx::query_as(
@@ -250,24 +261,38 @@ fn named<'a>(
     named
 }
 
+/// Waits for a rule being added to commit, then holds additions off until `tx` ends: called
+/// in a link create's or edit's transaction before its check, so a rule added meanwhile
+/// either is seen by the check or sees the link in its sweep.
+async fn hold_rules(tx: &mut PgConnection) -> Result<(), Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtext($1))")
+        .bind(RULES_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Refuses a new link that would send visitors to a blocked destination (422 naming the
-/// field).
-pub(crate) async fn check_create(state: &crate::State, body: &CreateLink) -> Result<(), Error> {
+/// field). Runs in the create's transaction, before the insert.
+pub(crate) async fn check_create(tx: &mut PgConnection, body: &CreateLink) -> Result<(), Error> {
+    hold_rules(tx).await?;
     let named = named(
         Some(&body.destination),
         body.fallback_url.as_ref(),
         Some(&body.targets),
         Some(&body.split),
     );
-    refuse_blocked(state, &named).await
+    refuse_blocked(tx, &named).await
 }
 
 /// Refuses an edit that sets a blocked destination, or that leaves a link enabled while one
 /// of its destinations is blocked (so a link the blocklist disabled cannot simply be switched
 /// on again), or disabled with a blocked fallback (where a disabled link sends visitors). A
-/// link that is not found is left to the edit to answer.
+/// link that is not found is left to the edit to answer. Runs in the edit's transaction,
+/// before the update.
 pub(crate) async fn check_update(
     state: &crate::State,
+    tx: &mut PgConnection,
     workspace: WorkspaceId,
     code: &ShortCode,
     body: &UpdateLink,
@@ -278,9 +303,10 @@ pub(crate) async fn check_update(
         body.targets.as_ref(),
         body.split.as_ref(),
     );
-    let link = match store::find(state.db(), workspace, code).await {
+    hold_rules(tx).await?;
+    let link = match store::find(&mut *tx, workspace, code).await {
         Ok(row) => row.into_link(&state.inner.public_url)?,
-        Err(Error::LinkNotFound(_)) => return refuse_blocked(state, &sent).await,
+        Err(Error::LinkNotFound(_)) => return refuse_blocked(tx, &sent).await,
         Err(err) => return Err(err),
     };
     let fallback_url = match &body.fallback_url {
@@ -293,7 +319,7 @@ pub(crate) async fn check_update(
         if body.fallback_url.is_none() {
             checked.extend(fallback_url.map(|d| ("fallback_url".to_owned(), d)));
         }
-        return refuse_blocked(state, &checked).await;
+        return refuse_blocked(tx, &checked).await;
     }
     let after = named(
         Some(body.destination.as_ref().unwrap_or(&link.destination)),
@@ -301,18 +327,18 @@ pub(crate) async fn check_update(
         Some(body.targets.as_ref().unwrap_or(&link.targets)),
         Some(body.split.as_ref().unwrap_or(&link.split)),
     );
-    refuse_blocked(state, &after).await
+    refuse_blocked(tx, &after).await
 }
 
 /// 422 naming the first field whose destination a rule blocks.
 async fn refuse_blocked(
-    state: &crate::State,
+    tx: &mut PgConnection,
     named: &[(String, &Destination)],
 ) -> Result<(), Error> {
     if named.is_empty() {
         return Ok(());
     }
-    let rules = rules_for(state.db(), named.iter().map(|(_, d)| *d)).await?;
+    let rules = rules_for(tx, named.iter().map(|(_, d)| *d)).await?;
     for (field, destination) in named {
         if let Some(rule) = rules.iter().find(|rule| rule.matches(destination)) {
             return Err(Error::invalid(
@@ -329,7 +355,7 @@ async fn refuse_blocked(
 /// The rules that could block any of these destinations: domain rules naming one of their
 /// hosts or parent domains (by the unique index), and every pattern.
 async fn rules_for<'a>(
-    db: &sqlx::PgPool,
+    db: &mut PgConnection,
     destinations: impl Iterator<Item = &'a Destination>,
 ) -> Result<Vec<BlockRule>, Error> {
     let mut domains: Vec<String> = destinations.flat_map(BlockRule::domains_of).collect();
@@ -356,6 +382,7 @@ fn stored_rule(text: &str) -> Result<BlockRule, Error> {
 /// A live link that a rule's sweep looks at.
 #[derive(sqlx::FromRow)]
 struct Candidate {
+    id: i64,
     workspace_id: i64,
     /// A disabled link is changed only when its fallback is blocked (it still sends there).
     disabled: bool,
@@ -476,7 +503,7 @@ async fn disable_batch(
         )
     });
     let candidates: Vec<Candidate> = sqlx::query_as(
-        "SELECT workspace_id, disabled, code, destination, fallback_url, targets, split
+        "SELECT id, workspace_id, disabled, code, destination, fallback_url, targets, split
          FROM links
          WHERE id > $1 AND id <= $2 AND domain_id = $3 AND deleted_at IS NULL
            AND (NOT disabled OR fallback_url IS NOT NULL)
@@ -496,28 +523,52 @@ async fn disable_batch(
         .iter()
         .filter_map(|c| c.blocked_by(rule).map(|fallback| (c, fallback)))
     {
-        // A disabled link still sends visitors to its fallback: a blocked one goes too.
-        let disable = UpdateLink {
-            disabled: Some(true),
-            fallback_url: fallback.then_some(None),
-            ..UpdateLink::default()
-        };
-        let workspace = WorkspaceId::trusted(candidate.workspace_id);
-        let code = ShortCode::parse(&candidate.code)?;
-        let (before, after) = store::update(tx, workspace, &code, &disable, None).await?;
-        let change = Change {
-            action: "link.updated",
-            target: ("link", after.id),
-            before: Some(before.audited()?),
-            after: Some(after.audited()?),
-        };
-        audit::record(tx, workspace, ActorRef::system(&actor_name), change).await?;
-        if state.inner.edge_sync.is_some() {
-            outbox::record_change(tx, &candidate.code).await?;
+        // Each link in a savepoint: one that cannot be changed (a stored value no longer
+        // valid, a failed statement) is rolled back alone and logged, and the sweep goes on;
+        // failing the batch would retry it, and fail it, forever.
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        match disable(state, &mut savepoint, candidate, fallback, &actor_name).await {
+            Ok(()) => {
+                savepoint.commit().await?;
+                codes.push(candidate.code.clone());
+            }
+            Err(err) => {
+                savepoint.rollback().await?;
+                tracing::warn!(link = candidate.id, code = %candidate.code, rule = %rule, error = ?err, "blocklist sweep could not disable a link it blocks; skipped");
+            }
         }
-        codes.push(candidate.code.clone());
     }
     Ok(codes)
+}
+
+/// Disables one link `rule` blocks (and removes its blocked `fallback`), as a `PATCH` would.
+async fn disable(
+    state: &crate::State,
+    tx: &mut PgConnection,
+    candidate: &Candidate,
+    fallback: bool,
+    actor_name: &str,
+) -> Result<(), Error> {
+    // A disabled link still sends visitors to its fallback: a blocked one goes too.
+    let disable = UpdateLink {
+        disabled: Some(true),
+        fallback_url: fallback.then_some(None),
+        ..UpdateLink::default()
+    };
+    let workspace = WorkspaceId::trusted(candidate.workspace_id);
+    let code = ShortCode::parse(&candidate.code)?;
+    let (before, after) = store::update(tx, workspace, &code, &disable, None).await?;
+    let change = Change {
+        action: "link.updated",
+        target: ("link", after.id),
+        before: Some(before.audited()?),
+        after: Some(after.audited()?),
+    };
+    audit::record(tx, workspace, ActorRef::system(actor_name), change).await?;
+    if state.inner.edge_sync.is_some() {
+        outbox::record_change(tx, &candidate.code).await?;
+    }
+    Ok(())
 }
 
 /// Finishes, on every instance, the sweeps that are not done (an instance stopped during

@@ -70,7 +70,6 @@ async fn create(
         Some(&body.split),
     )?;
     check_expiry(body.expires_at)?;
-    crate::abuse::blocklist::check_create(&state, &body).await?;
     let password = match &body.password {
         Some(password) => Some(hash_password(password).await?),
         None => None,
@@ -140,6 +139,8 @@ async fn insert(
                 replayed: true,
             });
         }
+        // In the transaction, so a blocklist rule added meanwhile sees this link or is seen.
+        crate::abuse::blocklist::check_create(&mut tx, body).await?;
         match store::insert(&mut tx, workspace, id, &code, body, password).await? {
             Some(row) => {
                 let change = Change {
@@ -368,13 +369,14 @@ async fn update(
     if let Some(expires_at) = body.expires_at {
         check_expiry(expires_at)?;
     }
-    crate::abuse::blocklist::check_update(&state, workspace, &code, &body).await?;
     let password = match &body.password {
         Some(Some(password)) => Some(Some(hash_password(password).await?)),
         Some(None) => Some(None),
         None => None,
     };
     let mut tx = state.db().begin().await?;
+    // In the transaction, so a blocklist rule added meanwhile sees this edit or is seen.
+    crate::abuse::blocklist::check_update(&state, &mut tx, workspace, &code, &body).await?;
     let (before, after) = store::update(
         &mut tx,
         workspace,

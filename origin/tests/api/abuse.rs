@@ -261,6 +261,167 @@ async fn a_sweep_covers_every_link_in_batches_of_ids() {
     assert!(swept_to >= 9001);
 }
 
+/// Begins what `add` does while it holds the blocklist's lock: the lock, taken exclusively,
+/// and the rule's row, not yet committed.
+async fn adding(app: &TestApp, rule: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = app.db.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kurz abuse_blocklist'))")
+        .execute(&mut *tx)
+        .await
+        .expect("lock");
+    sqlx::query(
+        "INSERT INTO abuse_blocklist (rule, kind, reason, created_by)
+         VALUES ($1, 'domain', 'racing', 'tests')",
+    )
+    .bind(rule)
+    .execute(&mut *tx)
+    .await
+    .expect("rule");
+    tx
+}
+
+/// Whether a session of this test's database waits for an advisory lock.
+async fn waits_for_a_lock(app: &TestApp) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+                        WHERE locktype = 'advisory' AND NOT granted
+                          AND database = (SELECT oid FROM pg_database
+                                          WHERE datname = current_database()))",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("pg_locks")
+}
+
+/// Runs `request` until it waits for an advisory lock (which `tx` holds), then commits `tx`
+/// and returns the answer. A request that answers without waiting is answered at once (and
+/// `tx` rolled back): whatever it answered is what the test then checks.
+async fn commit_once_waiting(
+    app: &TestApp,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    request: impl std::future::Future<Output = support::TestResponse>,
+) -> support::TestResponse {
+    let mut request = std::pin::pin!(request);
+    loop {
+        tokio::select! {
+            response = &mut request => return response,
+            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+        if waits_for_a_lock(app).await {
+            break;
+        }
+    }
+    tx.commit().await.expect("commit");
+    request.await
+}
+
+#[tokio::test]
+async fn creates_and_edits_during_a_rule_being_added_wait_and_see_it() {
+    let app = support::spawn_app().await;
+    // Made before any rule: disabled, so enabling it is what must meet the rule.
+    app.create(json!({"destination": "https://bad.example/", "code": "dormant", "disabled": true}))
+        .await;
+
+    let tx = adding(&app, "evil.example").await;
+    let create = app.api(
+        Method::POST,
+        "/api/v1/links",
+        Some(json!({"destination": "https://evil.example/x", "code": "racer"})),
+    );
+    let (_, field) = commit_once_waiting(&app, tx, create)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field.as_deref(), Some("destination"));
+
+    let tx = adding(&app, "bad.example").await;
+    let enable = app.api(
+        Method::PATCH,
+        "/api/v1/links/dormant",
+        Some(json!({"disabled": false})),
+    );
+    let (_, field) = commit_once_waiting(&app, tx, enable)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field.as_deref(), Some("destination"));
+    assert!(link_state(&app, "dormant").await.1, "still disabled");
+}
+
+#[tokio::test]
+async fn adding_a_rule_waits_for_edits_in_flight_and_sweeps_them() {
+    let app = support::spawn_app().await;
+    app.create(json!({"destination": "https://good.example/", "code": "moving"}))
+        .await;
+    // An edit that passed its check (no rule yet) and has not committed: it holds the
+    // blocklist's lock shared, as every create and edit does from its check to its commit.
+    let mut edit = app.db.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtext('kurz abuse_blocklist'))")
+        .execute(&mut *edit)
+        .await
+        .expect("lock");
+    sqlx::query("UPDATE links SET destination = 'https://evil.example/' WHERE code = 'moving'")
+        .execute(&mut *edit)
+        .await
+        .expect("edit");
+    let add = app.api(
+        Method::POST,
+        BLOCKLIST,
+        Some(json!({"rule": "evil.example", "reason": "phishing campaign"})),
+    );
+    let added = commit_once_waiting(&app, edit, add).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text());
+    assert_eq!(added.json()["links_disabled"], 1);
+    assert!(link_state(&app, "moving").await.1, "disabled by the sweep");
+}
+
+#[tokio::test]
+async fn a_link_the_sweep_cannot_change_is_skipped_not_retried_forever() {
+    let app = support::spawn_app().await;
+    for code in ["first", "stuck", "broken", "last"] {
+        app.create(json!({"destination": "https://evil.example/", "code": code}))
+            .await;
+    }
+    // Rows written around the API: a code that is no longer one, and a row whose update the
+    // database refuses (as a constraint added since would).
+    sqlx::query("UPDATE links SET code = 'not a code!' WHERE code = 'broken'")
+        .execute(&app.db)
+        .await
+        .expect("broken code");
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$;
+         CREATE TRIGGER stuck BEFORE UPDATE ON links FOR EACH ROW
+             WHEN (OLD.code = 'stuck') EXECUTE FUNCTION refuse_update();",
+    )
+    .execute(&app.db)
+    .await
+    .expect("trigger");
+
+    let entry = block(&app, "evil.example").await;
+    assert_eq!(entry["links_disabled"], 2, "{entry}");
+    assert_eq!(entry["sweep_done"], true);
+    for (code, disabled) in [
+        ("first", true),
+        ("stuck", false),
+        ("not a code!", false),
+        ("last", true),
+    ] {
+        assert_eq!(link_state(&app, code).await.1, disabled, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn a_single_label_domain_rule_is_refused() {
+    let app = support::spawn_app().await;
+    for rule in ["com", "COM.", "localhost"] {
+        let response = app
+            .api(Method::POST, BLOCKLIST, Some(json!({"rule": rule})))
+            .await;
+        let (_, field) = response.error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field.as_deref(), Some("rule"), "{rule}");
+        assert!(response.text().contains("single label"), "{rule}");
+    }
+}
+
 #[tokio::test]
 async fn only_the_operator_workspaces_admins_manage_abuse() {
     let app = support::spawn_app().await;
