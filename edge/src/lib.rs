@@ -351,11 +351,8 @@ async fn report(mut req: Request, env: &Env) -> Result<Response> {
         None
     };
     let url = req.inner().url();
-    let path = match query_of(&url) {
-        Some(query) => format!("{}?{query}", route::REPORT_PATH),
-        None => route::REPORT_PATH.to_owned(),
-    };
-    match origin::forward(env, req.method().as_ref(), &path, &forwarded, body).await {
+    let path = (route::REPORT_PATH, query_of(&url));
+    match origin::forward(env, req.method().as_ref(), path, &forwarded, body).await {
         Ok(response) => Ok(response),
         Err(err) => {
             worker::console_warn!("forwarding a report failed: {err}");

@@ -1,5 +1,6 @@
 //! Talking to the origin: resolving a code on a KV miss, posting click events to ingest
-//! (for the queue consumers in [`crate::consumer`]), and forwarding the abuse-report form.
+//! (for the queue consumers in [`crate::consumer`]), and forwarding the abuse-report form
+//! (signed, with the visitor's address).
 
 use std::pin::pin;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use serde::Serialize;
 use shortlink::ShortCode;
 use shortlink::edge::{ClickEvent, INGEST_PATH, RESOLVE_PATH_PREFIX};
 use shortlink::redirect::LinkRecord;
+use shortlink::signature;
 use worker::{AbortController, Delay, Env, Fetch, Headers, Request, Response, Result};
 
 use crate::{edge_secret, signed_headers};
@@ -21,16 +23,14 @@ const INGEST_TIMEOUT: Duration = Duration::from_secs(20);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest report form body forwarded (a URL and a few lines of text).
 pub(crate) const MAX_REPORT_BODY: usize = 8 * 1024;
-/// The header the edge puts the visitor's address in for the origin: the origin reads it with
-/// `KURZ_CLIENT_IP_HEADER=x-forwarded-for` (workers cannot set `CF-Connecting-IP`).
-const CLIENT_IP_HEADER: &str = "x-forwarded-for";
 
 /// What a forwarded request keeps of the visitor's.
 pub(crate) struct Forwarded {
     pub(crate) content_type: Option<String>,
     pub(crate) accept_language: Option<String>,
     pub(crate) user_agent: Option<String>,
-    /// `CF-Connecting-IP`, sent as [`CLIENT_IP_HEADER`] (replacing whatever the visitor sent).
+    /// `CF-Connecting-IP`, sent in [`signature::CLIENT_IP_HEADER`] and signed with it: the
+    /// origin believes no address a request names without the edge's signature.
     pub(crate) client_ip: Option<String>,
 }
 
@@ -81,27 +81,41 @@ pub(crate) async fn ingest(env: &Env, events: &[&ClickEvent]) -> Result<()> {
     }
 }
 
-/// The visitor's request to `path` (the report form), sent on to the origin; the origin's
-/// answer as it is. No cookie goes along: the short domain's are not the origin's.
+/// The visitor's request to `path` (the report form, `query` apart), sent on to the origin;
+/// the origin's answer as it is. No cookie goes along: the short domain's are not the
+/// origin's. With the visitor's address, the request is signed over the path, the address
+/// and the body.
 pub(crate) async fn forward(
     env: &Env,
     method: &str,
-    path: &str,
+    (path, query): (&str, Option<&str>),
     visitor: &Forwarded,
     body: Option<Vec<u8>>,
 ) -> Result<Response> {
-    let headers = Headers::new();
+    let headers = match &visitor.client_ip {
+        Some(ip) => {
+            let signed = signature::forwarded_path(path, ip);
+            let body = body.as_deref().unwrap_or_default();
+            let headers = signed_headers(&edge_secret(env)?, method, &signed, body)?;
+            headers.set(signature::CLIENT_IP_HEADER, ip)?;
+            headers
+        }
+        None => Headers::new(),
+    };
     for (name, value) in [
         ("content-type", &visitor.content_type),
         ("accept-language", &visitor.accept_language),
         ("user-agent", &visitor.user_agent),
-        (CLIENT_IP_HEADER, &visitor.client_ip),
     ] {
         if let Some(value) = value {
             headers.set(name, value)?;
         }
     }
-    send(env, method, path, headers, body, REPORT_TIMEOUT).await
+    let path = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    send(env, method, &path, headers, body, REPORT_TIMEOUT).await
 }
 
 /// `shortlink::edge::IngestBatch` as it is sent: borrowed, so the events are not cloned.

@@ -9,6 +9,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { eventually, sleep, startSystem } from './harness.mjs';
 
 const VISIT_LIMIT = 400;
@@ -214,13 +215,26 @@ test('a preview shows where a link goes, counts no click, and answers as a visit
   assert.equal(clicksOf(plain.id), 1);
 });
 
-test('/report is forwarded to the origin with its method, body, content type and the visitor address', async () => {
+/** Whether a forwarded request's headers carry the edge's signature over its address. */
+function signedFor(entry, path, address) {
+  const timestamp = entry.headers['x-kurz-timestamp'];
+  const expected = crypto.createHmac('sha256', system.secret)
+    .update(`${entry.method}\n${path}\nkurz-edge-client-ip: ${address}\n${timestamp}\n${entry.body ?? ''}`)
+    .digest('hex');
+  return entry.headers['kurz-edge-client-ip'] === address && entry.headers['x-kurz-signature'] === expected;
+}
+
+test('/report is forwarded to the origin with its method, body, content type and the visitor address, signed', async () => {
   system.proxy.keep = (req) => req.url.startsWith('/report');
   try {
     const form = new URLSearchParams({ url: 'https://kurz.example/bad', reason: 'phishing' }).toString();
     const posted = await visit('report', '198.51.100.77', {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': '6.6.6.6' },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        'x-forwarded-for': '6.6.6.6',
+        'kurz-edge-client-ip': '6.6.6.6',
+      },
       body: form,
     });
     const shown = await visit('report?url=https%3A%2F%2Fkurz.example%2Fbad', '198.51.100.77');
@@ -231,11 +245,25 @@ test('/report is forwarded to the origin with its method, body, content type and
     assert.equal(post.url, '/report');
     assert.equal(post.body, form);
     assert.equal(post.headers['content-type'], 'application/x-www-form-urlencoded');
-    assert.equal(post.headers['x-forwarded-for'], '198.51.100.77', 'the edge states the address, not the visitor');
+    assert.ok(signedFor(post, '/report', '198.51.100.77'), 'the edge states the address, not the visitor, and signs it');
+    assert.equal(post.headers['x-forwarded-for'], undefined, 'no header the origin would believe unsigned');
     assert.equal(posted.status, post.status, 'the origin\'s answer is the visitor\'s');
     assert.equal(get.method, 'GET');
     assert.equal(get.url, '/report?url=https%3A%2F%2Fkurz.example%2Fbad');
+    assert.ok(signedFor(get, '/report', '198.51.100.77'));
     assert.equal(shown.status, get.status);
+
+    // The origin counts each visitor's reports under the address the edge signed (it trusts no
+    // forwarding header here): one over its limit, another still reports.
+    const report = (ip, n) => visit('report', ip, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ link: `code${n}`, category: 'spam' }),
+    });
+    const statuses = [];
+    for (let n = 0; n < 6; n += 1) statuses.push((await report('198.51.100.80', n)).status);
+    assert.deepEqual(statuses, [202, 202, 202, 202, 202, 429]);
+    assert.equal((await report('198.51.100.81', 0)).status, 202);
 
     // A body over 8 KiB never reaches the origin; other methods are refused at the edge.
     const before = system.proxy.kept.length;

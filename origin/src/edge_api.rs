@@ -8,6 +8,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::Method;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -105,21 +106,35 @@ async fn require_signature(
     let body = axum::body::to_bytes(body, BODY_LIMIT)
         .await
         .map_err(|_| Error::PayloadTooLarge { limit: BODY_LIMIT })?;
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let given = header(SIGNATURE_HEADER);
     // The signed path is the full one (`/_edge/...`); inside this nested router the URI has
     // lost its prefix, so take the original.
     let path = parts
         .extensions
         .get::<OriginalUri>()
         .map_or_else(|| parts.uri.path(), |original| original.path());
+    verify(&state, secret, &parts, path, &body).await?;
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+}
+
+/// Checks that the edge signed a request (its method, `signed_path`, timestamp and `body`)
+/// with `secret` a moment ago, and for a POST that it was not received before: the one check
+/// of the edge's requests, for the `/_edge/*` routes and the visitors' requests it forwards.
+pub(crate) async fn verify(
+    state: &crate::State,
+    secret: &str,
+    parts: &Parts,
+    signed_path: &str,
+    body: &[u8],
+) -> Result<(), Error> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let given = header(SIGNATURE_HEADER);
     signature::verify(
         secret.as_bytes(),
         parts.method.as_str(),
-        path,
+        signed_path,
         header(TIMESTAMP_HEADER),
         given,
-        &body,
+        body,
         OffsetDateTime::now_utc().unix_timestamp(),
     )
     .map_err(|err| Error::EdgeUnauthorized(err.to_string()))?;
@@ -136,7 +151,7 @@ async fn require_signature(
             ));
         }
     }
-    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+    Ok(())
 }
 
 /// Forgets request signatures once they are too old to be accepted anyway.

@@ -11,6 +11,20 @@ use sha2::Sha256;
 pub const TIMESTAMP_HEADER: &str = "x-kurz-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-kurz-signature";
 
+/// The header in which the edge gives the origin the address of a visitor whose request it
+/// forwards (`/report`). The signature covers it (see [`forwarded_path`]): the origin believes
+/// it only from a request the edge signed, so nobody who reaches the origin directly can name
+/// an address of their choosing.
+pub const CLIENT_IP_HEADER: &str = "kurz-edge-client-ip";
+
+/// What is signed, in place of the path, for a visitor's request the edge forwards with the
+/// visitor's address in [`CLIENT_IP_HEADER`]: the path and the address, so neither can be
+/// changed without the secret. A request's path has no line break, so this is never the path
+/// of another signed request.
+pub fn forwarded_path(path: &str, client_ip: &str) -> String {
+    format!("{path}\n{CLIENT_IP_HEADER}: {client_ip}")
+}
+
 /// How far the sender's clock (Unix seconds in the timestamp header) may be from ours.
 pub const MAX_SKEW_SECS: i64 = 120;
 
@@ -217,6 +231,33 @@ mod tests {
                 other => other,
             };
             assert_eq!(headers, expected, "case {i}, headers only");
+        }
+        // The address of a forwarded request is signed with its path.
+        let forwarded = sign(
+            SECRET,
+            "POST",
+            &forwarded_path("/report", "192.0.2.1"),
+            NOW,
+            b"{}",
+        );
+        for (path, expected) in [
+            (forwarded_path("/report", "192.0.2.1"), Ok(())),
+            (
+                forwarded_path("/report", "192.0.2.2"),
+                Err(SignatureError::Mismatch),
+            ),
+            ("/report".to_owned(), Err(SignatureError::Mismatch)),
+        ] {
+            let got = verify(
+                SECRET,
+                "POST",
+                &path,
+                Some(&ts),
+                Some(&forwarded),
+                b"{}",
+                NOW,
+            );
+            assert_eq!(got, expected, "{path:?}");
         }
         let other_secret = sign(b"another secret", "POST", "/_edge/sync", NOW, b"{}");
         assert_eq!(

@@ -25,6 +25,8 @@ pub(crate) struct Abuse {
     /// Reports being stored at once in this instance: a flood waits for none of the
     /// database's connections (it is refused at once beyond this).
     pub(crate) report_permits: Arc<tokio::sync::Semaphore>,
+    /// Reporters' budgets in this instance's memory, checked before a permit is taken.
+    pub(crate) recent: Arc<reports::RecentReporters>,
 }
 
 impl std::fmt::Debug for Abuse {
@@ -42,6 +44,7 @@ impl Abuse {
         Self {
             reporter_key: mac(&subkey),
             report_permits: Arc::new(tokio::sync::Semaphore::new(reports::AT_ONCE)),
+            recent: Arc::new(reports::RecentReporters::new(reports::REPORTERS_KEPT)),
         }
     }
 

@@ -6,14 +6,30 @@
 //! hash of the address, so the limit holds across instances; 429 + `Retry-After`), and at
 //! most [`MAX_OPEN`] reports waiting for an admin in all (503 beyond, until some are
 //! resolved). An instance stores at most [`AT_ONCE`] reports at a time, refusing more at
-//! once (503), so a flood never waits on the database's connections.
+//! once (503), so a flood never waits on the database's connections; an address over its
+//! limit is refused by the instance's memory ([`RecentReporters`]) before it takes one of
+//! them, so it cannot keep others from reporting.
+//!
+//! The reporter's address is the request's (`KURZ_CLIENT_IP_HEADER`, or the connection's),
+//! or the visitor's that the edge gives in a request it forwards and signs
+//! ([`signature::CLIENT_IP_HEADER`]): believed only when the signature holds, so a request
+//! sent straight to the origin cannot choose the address it is counted under.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, Quota};
+use moka::future::Cache;
 use serde::Deserialize;
 use shortlink::ShortCode;
 use shortlink::abuse::{
@@ -21,10 +37,12 @@ use shortlink::abuse::{
     ReportPage, ReportStatus, ResolveReport,
 };
 use shortlink::api::UpdateLink;
+use shortlink::signature;
 use time::OffsetDateTime;
 
 use crate::audit::{self, ActorRef, Change};
 use crate::caller::{Caller, WorkspaceId};
+use crate::edge_api;
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery, IdPath};
 use crate::links::store;
@@ -40,6 +58,13 @@ pub(crate) const PER_HOUR: i64 = 5;
 pub(crate) const MAX_OPEN: i64 = 10_000;
 /// Reports an instance stores at once.
 pub(crate) const AT_ONCE: usize = 4;
+/// Reporters whose budgets an instance keeps in memory (a few hundred bytes each).
+pub(crate) const REPORTERS_KEPT: u64 = 10_000;
+/// [`PER_HOUR`] for a limiter (checked at compile time).
+const PER_HOUR_NONZERO: NonZeroU32 = match NonZeroU32::new(PER_HOUR as u32) {
+    Some(figure) => figure,
+    None => panic!("PER_HOUR must be positive"),
+};
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
 
@@ -133,10 +158,6 @@ async fn submit(State(state): State<crate::State>, request: Request) -> Response
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.trim_start().starts_with("application/json"));
-    let reporter = state
-        .inner
-        .abuse
-        .reporter(state.inner.client_ip.of_request(&parts));
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -156,13 +177,10 @@ async fn submit(State(state): State<crate::State>, request: Request) -> Response
         } else {
             from_form(&bytes, &mut filled)?
         };
-        let _permit = state
+        let reporter = state
             .inner
             .abuse
-            .report_permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Busy)?;
+            .reporter(address_of(&state, &parts, &bytes).await);
         store_report(&state, report, &reporter).await
     }
     .await;
@@ -191,6 +209,27 @@ async fn submit(State(state): State<crate::State>, request: Request) -> Response
     }
 }
 
+/// The reporter's address: the visitor's if the edge forwarded the request and signed it
+/// with that address (a POST once: the edge's nonce check), else the request's own.
+async fn address_of(state: &crate::State, parts: &Parts, body: &[u8]) -> Option<IpAddr> {
+    let own = || state.inner.client_ip.of_request(parts);
+    let claimed = parts
+        .headers
+        .get(signature::CLIENT_IP_HEADER)
+        .and_then(|value| value.to_str().ok());
+    let (Some(secret), Some(claimed)) = (state.inner.edge_secret.as_deref(), claimed) else {
+        return own();
+    };
+    let signed = signature::forwarded_path(parts.uri.path(), claimed);
+    match edge_api::verify(state, secret, parts, &signed, body).await {
+        Ok(()) => claimed.trim().parse().ok().or_else(own),
+        Err(err) => {
+            tracing::debug!(error = %err, "a report's edge address is not believed");
+            own()
+        }
+    }
+}
+
 /// A report from the form's fields (kept in `filled` to show again).
 fn from_form(bytes: &[u8], filled: &mut Filled) -> Result<NewReport, Error> {
     for (name, value) in url::form_urlencoded::parse(bytes) {
@@ -213,7 +252,8 @@ fn from_form(bytes: &[u8], filled: &mut Filled) -> Result<NewReport, Error> {
     })
 }
 
-/// Checks and stores a report, within the reporter's limit and the cap on open reports.
+/// Checks and stores a report, within the reporter's limit (first in this instance's memory,
+/// then in PostgreSQL) and the cap on open reports.
 async fn store_report(
     state: &crate::State,
     report: NewReport,
@@ -252,6 +292,15 @@ async fn store_report(
             format!("contact must be an email address of at most {MAX_CONTACT_CHARS} characters"),
         ));
     }
+    // Before a permit: an address over its limit takes none of them.
+    state.inner.abuse.recent.take(reporter).await?;
+    let _permit = state
+        .inner
+        .abuse
+        .report_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::Busy)?;
     let code = code_of(link);
     let link_id = match &code {
         Some(code) => store::find_record(state.db(), code)
@@ -309,6 +358,56 @@ async fn store_report(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Reporters' budgets in this instance's memory: [`PER_HOUR`] reports an hour, in bursts of
+/// as many (GCRA), so it refuses only what PostgreSQL's count would (which an instance sees
+/// a share of). It saves the permits and the database from an address over its limit; the
+/// count in PostgreSQL stays the limit across instances. Bounded (moka): a reporter forgotten
+/// (least used, or idle for an hour, when its budget is full again anyway) starts with a full
+/// budget, and PostgreSQL still counts it.
+pub(crate) struct RecentReporters {
+    limiters: Cache<[u8; 32], Arc<DefaultDirectRateLimiter>>,
+}
+
+impl RecentReporters {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Self {
+            limiters: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+        }
+    }
+
+    /// Takes one report from `reporter`'s budget, or refuses it (429).
+    async fn take(&self, reporter: &[u8; 32]) -> Result<(), Error> {
+        let limiter = self
+            .limiters
+            .get_with(*reporter, async {
+                Arc::new(governor::RateLimiter::direct(Quota::per_hour(
+                    PER_HOUR_NONZERO,
+                )))
+            })
+            .await;
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            Error::RateLimited {
+                limit: "report",
+                retry_after_secs: wait
+                    .as_secs()
+                    .saturating_add(u64::from(wait.subsec_nanos() > 0))
+                    .max(1),
+            }
+        })
+    }
+
+    /// How many reporters are kept, once the cache's pending evictions are done.
+    #[cfg(test)]
+    async fn len(&self) -> u64 {
+        self.limiters.run_pending_tasks().await;
+        self.limiters.entry_count()
+    }
 }
 
 /// The code a report names: the last segment of a short URL's path (`https://kurz.example/abc`,
@@ -409,15 +508,20 @@ async fn list(
         })?),
         None => None,
     };
-    let resolved = query.status == Some(ReportStatus::Resolved);
+    // The status is in the query's text, not a parameter: each then matches its partial index
+    // (`abuse_reports_open`, `abuse_reports_resolved`), also in a generic plan.
+    let status = if query.status == Some(ReportStatus::Resolved) {
+        "r.resolved_at IS NOT NULL"
+    } else {
+        "r.resolved_at IS NULL"
+    };
     // The deleted link of a report shows no workspace or destination: it leads nowhere now.
     let rows: Vec<ReportRow> = sqlx::query_as(&format!(
         "SELECT {REPORT_COLUMNS} FROM abuse_reports r
          LEFT JOIN links l ON l.id = r.link_id AND l.deleted_at IS NULL
-         WHERE (r.resolved_at IS NOT NULL) = $1 AND ($2::int8 IS NULL OR r.id < $2)
-         ORDER BY r.id DESC LIMIT $3"
+         WHERE {status} AND ($1::int8 IS NULL OR r.id < $1)
+         ORDER BY r.id DESC LIMIT $2"
     ))
-    .bind(resolved)
     .bind(cursor)
     .bind(limit + 1)
     .fetch_all(state.db())
@@ -569,6 +673,36 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_reporter_over_its_budget_is_refused_in_memory() {
+        let recent = RecentReporters::new(10);
+        for _ in 0..PER_HOUR {
+            recent.take(&[1; 32]).await.expect("within the budget");
+        }
+        let Err(Error::RateLimited {
+            limit,
+            retry_after_secs,
+        }) = recent.take(&[1; 32]).await
+        else {
+            panic!("over the budget");
+        };
+        assert_eq!(limit, "report");
+        // One report more in 12 minutes.
+        assert!((1..=720).contains(&retry_after_secs), "{retry_after_secs}");
+        assert!(recent.take(&[2; 32]).await.is_ok(), "another reporter");
+    }
+
+    #[tokio::test]
+    async fn reporters_kept_are_bounded() {
+        let recent = RecentReporters::new(50);
+        for n in 0..5_000u32 {
+            let mut reporter = [0; 32];
+            reporter[..4].copy_from_slice(&n.to_be_bytes());
+            recent.take(&reporter).await.ok();
+        }
+        assert!(recent.len().await <= 50);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
+use shortlink::signature;
 
 use crate::support::{self, As, TestApp};
 
@@ -766,4 +767,241 @@ async fn report_is_not_a_code() {
         .await;
     let (_, field) = response.error(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field.as_deref(), Some("code"));
+}
+
+/// A `/report` POST as the edge forwards it: the visitor's address in
+/// `signature::CLIENT_IP_HEADER`, signed (over the address `signed_for`) with `secret`.
+fn forwarded_report(secret: &str, address: &str, signed_for: &str, body: &Value) -> Request<Body> {
+    let body = body.to_string();
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signed = signature::sign(
+        secret.as_bytes(),
+        "POST",
+        &signature::forwarded_path("/report", signed_for),
+        timestamp,
+        body.as_bytes(),
+    );
+    Request::builder()
+        .method(Method::POST)
+        .uri("/report")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(signature::CLIENT_IP_HEADER, address)
+        .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
+        .header(signature::SIGNATURE_HEADER, signed)
+        .body(Body::from(body))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn only_the_edges_signature_makes_an_address_the_reporters() {
+    // An origin with an edge, reachable directly: it trusts no forwarding header.
+    let app = support::spawn_app_with_edge().await;
+    let report = |n: usize| json!({"link": format!("code{n}"), "category": "spam"});
+    // Forged addresses, in X-Forwarded-For and in the edge's header (unsigned, signed with
+    // another secret, or signed for another address) are all one reporter: the connection.
+    let forged = [
+        report_json(&app, "203.0.113.1", report(0)).await,
+        report_json(&app, "203.0.113.2", report(1)).await,
+        app.send(forwarded_report(
+            "not the secret",
+            "203.0.113.3",
+            "203.0.113.3",
+            &report(2),
+        ))
+        .await,
+        app.send(forwarded_report(
+            support::EDGE_SECRET,
+            "203.0.113.4",
+            "198.51.100.4",
+            &report(3),
+        ))
+        .await,
+        app.send(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/report")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(signature::CLIENT_IP_HEADER, "203.0.113.5")
+                .body(Body::from(report(4).to_string()))
+                .expect("request"),
+        )
+        .await,
+        report_json(&app, "203.0.113.6", report(5)).await,
+    ];
+    let statuses: Vec<StatusCode> = forged.iter().map(|response| response.status).collect();
+    assert_eq!(&statuses[..5], [StatusCode::ACCEPTED; 5]);
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+
+    // The edge's signed address is the reporter's, with its own count.
+    for n in 0..5 {
+        let signed = app
+            .send(forwarded_report(
+                support::EDGE_SECRET,
+                "198.51.100.7",
+                "198.51.100.7",
+                &report(10 + n),
+            ))
+            .await;
+        assert_eq!(signed.status, StatusCode::ACCEPTED, "{}", signed.text());
+    }
+    let over = app
+        .send(forwarded_report(
+            support::EDGE_SECRET,
+            "198.51.100.7",
+            "198.51.100.7",
+            &report(20),
+        ))
+        .await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
+    // A signed request sent again is not the edge's: it counts as the connection's.
+    let once = forwarded_report(
+        support::EDGE_SECRET,
+        "198.51.100.8",
+        "198.51.100.8",
+        &report(30),
+    );
+    let again = Request::builder()
+        .method(Method::POST)
+        .uri("/report")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(signature::CLIENT_IP_HEADER, "198.51.100.8")
+        .header(
+            signature::TIMESTAMP_HEADER,
+            &once.headers()[signature::TIMESTAMP_HEADER],
+        )
+        .header(
+            signature::SIGNATURE_HEADER,
+            &once.headers()[signature::SIGNATURE_HEADER],
+        )
+        .body(Body::from(report(30).to_string()))
+        .expect("request");
+    assert_eq!(app.send(once).await.status, StatusCode::ACCEPTED);
+    assert_eq!(app.send(again).await.status, StatusCode::TOO_MANY_REQUESTS);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM abuse_reports")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(rows, 11);
+}
+
+#[tokio::test]
+async fn an_address_over_its_limit_takes_no_permit_from_others() {
+    use tower::ServiceExt;
+
+    let app = app_behind_proxy().await;
+    let request = |ip: &str, n: usize| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/report")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-forwarded-for", ip)
+            .body(Body::from(
+                json!({"link": format!("code{n}"), "category": "spam"}).to_string(),
+            ))
+            .expect("request")
+    };
+    for n in 0..5 {
+        let response = app.send(request("192.0.2.1", n)).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED);
+    }
+    // Its reports wait on the database while this connection holds the address's lock, so a
+    // request of it that got as far as the database keeps its permit.
+    let reporter: Vec<u8> = sqlx::query_scalar("SELECT reporter FROM abuse_reports LIMIT 1")
+        .fetch_one(&app.db)
+        .await
+        .expect("reporter");
+    let lock = i64::from_be_bytes(reporter[..8].try_into().expect("8 bytes"));
+    let mut holder = app.db.acquire().await.expect("connection");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(lock)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    const BURST: usize = 20;
+    // The instance's permits (`reports::AT_ONCE`).
+    const PERMITS: usize = 4;
+    let (sent, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    for n in 0..BURST {
+        let (router, sent, request) = (app.router.clone(), sent.clone(), request("192.0.2.1", n));
+        tokio::spawn(async move {
+            let response = router.oneshot(request).await.expect("infallible");
+            sent.send(response.status()).ok();
+        });
+    }
+    // Those that cannot have a permit answer without waiting.
+    let mut statuses = Vec::new();
+    for _ in 0..BURST - PERMITS {
+        statuses.push(answers.recv().await.expect("an answer"));
+    }
+    let other = app.send(request("192.0.2.2", 0)).await;
+    assert_eq!(other.status, StatusCode::ACCEPTED, "{}", other.text());
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock)
+        .execute(&mut *holder)
+        .await
+        .expect("unlock");
+    for _ in BURST - PERMITS..BURST {
+        statuses.push(answers.recv().await.expect("an answer"));
+    }
+    assert_eq!(statuses, [StatusCode::TOO_MANY_REQUESTS; BURST]);
+}
+
+#[tokio::test]
+async fn the_reports_of_a_status_are_read_by_its_partial_index() {
+    let app = support::spawn_app().await;
+    sqlx::query(
+        "INSERT INTO abuse_reports (reported, category, details, reporter, resolved_at)
+         SELECT 'x', 'spam', '', '\\x00', CASE WHEN n % 2 = 0 THEN now() END
+         FROM generate_series(1, 2000) n",
+    )
+    .execute(&app.db)
+    .await
+    .expect("reports");
+    sqlx::query("ANALYZE abuse_reports")
+        .execute(&app.db)
+        .await
+        .expect("analyze");
+    for (status, index) in [
+        ("open", "abuse_reports_open"),
+        ("resolved", "abuse_reports_resolved"),
+    ] {
+        let page = app
+            .api(Method::GET, &format!("{REPORTS}?status={status}"), None)
+            .await;
+        assert_eq!(page.status, StatusCode::OK);
+        // The list's query as the origin sent it (its connection's last), planned as a
+        // prepared statement is after a few runs: for any parameters.
+        let sent: String = sqlx::query_scalar(
+            "SELECT query FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND query LIKE 'SELECT r.id, r.reported%ORDER BY r.id DESC%'
+             ORDER BY state_change DESC LIMIT 1",
+        )
+        .fetch_one(&app.db)
+        .await
+        .expect("the list's query");
+        let parameters = (1..10).filter(|n| sent.contains(&format!("${n}"))).count();
+        let mut conn = app.db.acquire().await.expect("connection");
+        for setting in [
+            "SET plan_cache_mode = force_generic_plan",
+            "SET enable_seqscan = off",
+            &format!("PREPARE listed AS {sent}"),
+        ] {
+            sqlx::raw_sql(setting)
+                .execute(&mut *conn)
+                .await
+                .expect("setting");
+        }
+        let nulls = vec!["NULL"; parameters].join(", ");
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE listed({nulls})"))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("plan");
+        sqlx::raw_sql("DEALLOCATE listed; RESET ALL")
+            .execute(&mut *conn)
+            .await
+            .expect("reset");
+        let plan = plan.join("\n");
+        assert!(plan.contains(index), "{status}: {plan}");
+    }
 }
