@@ -115,6 +115,20 @@ impl BlockRule {
             if rest.chars().all(|c| c == '*' || c == '/' || c == '.') {
                 return Err(refuse("a pattern must name something besides '*'"));
             }
+            // `*.com/*` is the single-label domain rule again, spelled as a pattern: every
+            // link under a top-level domain. A pattern whose host is only `*` labels and one
+            // name must narrow it down by its path.
+            let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+            let mut labels = name.trim_end_matches('.').rsplit('.');
+            let last = labels.next().unwrap_or_default();
+            let only_stars_before =
+                labels.all(|label| !label.is_empty() && label.bytes().all(|b| b == b'*'));
+            let path_is_any = path.chars().all(|c| c == '*' || c == '/');
+            if only_stars_before && !last.contains('*') && path_is_any {
+                return Err(refuse(format!(
+                    "{input:?} would block every link under .{last}: name a domain (evil.example) or narrow the pattern with a path"
+                )));
+            }
             Self::Pattern(format!("{}{path}", pattern_host(host)?))
         };
         if rule.as_str().len() > MAX_RULE_LEN {
@@ -498,6 +512,12 @@ mod tests {
                 BlockRule::Pattern("*.xn--bcher-kva.example/*".into()),
             ),
             ("evil*.example", BlockRule::Pattern("evil*.example".into())),
+            // Under a whole top-level domain, but narrowed by the name or the path.
+            ("paypal-*.com", BlockRule::Pattern("paypal-*.com".into())),
+            (
+                "*.com/paypal-login*",
+                BlockRule::Pattern("*.com/paypal-login*".into()),
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(rule(input), expected, "{input}");
@@ -528,6 +548,11 @@ mod tests {
             "https://com:443",
             "localhost",
             "xn--p1ai",
+            // The same as a pattern: everything under a top-level domain.
+            "*.com/*",
+            "*.com",
+            "*.*.com/",
+            "https://*.COM:443/**",
         ];
         for input in cases {
             assert!(BlockRule::parse(input).is_err(), "{input:?} was accepted");
