@@ -417,6 +417,10 @@ impl State {
             self.inner.db.clone(),
             self.inner.audit_retention,
         )));
+        tasks.push(Box::pin(abuse::reports::forget_resolved_forever(
+            self.inner.db.clone(),
+            self.inner.audit_retention,
+        )));
         tasks.push(Box::pin(links::idempotency::forget_old_forever(
             self.inner.db.clone(),
         )));

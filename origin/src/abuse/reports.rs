@@ -650,6 +650,50 @@ async fn disable_link(
     Ok(Some(code))
 }
 
+/// Reports deleted per statement by the retention.
+const RETENTION_BATCH: i64 = 10_000;
+
+/// Deletes reports resolved before `cutoff`, a batch per statement; returns how many. Open
+/// reports stay whatever their age (at most [`MAX_OPEN`]); a resolution is in the audit log,
+/// which keeps it as long.
+async fn delete_resolved_before(
+    db: &sqlx::PgPool,
+    cutoff: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    loop {
+        let batch = sqlx::query(
+            "DELETE FROM abuse_reports WHERE id = ANY(ARRAY(
+                 SELECT id FROM abuse_reports WHERE resolved_at < $1
+                 LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        )
+        .bind(cutoff)
+        .bind(RETENTION_BATCH)
+        .execute(db)
+        .await?
+        .rows_affected();
+        deleted += batch;
+        if batch < RETENTION_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// Resolved reports are kept as long as the audit log (`KURZ_AUDIT_RETENTION_DAYS`), then
+/// deleted, at start and hourly: without it the table would only grow.
+pub(crate) async fn forget_resolved_forever(db: sqlx::PgPool, retention: time::Duration) {
+    loop {
+        match delete_resolved_before(&db, OffsetDateTime::now_utc() - retention).await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::info!(deleted, "deleted resolved abuse reports past the retention");
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot apply the abuse reports' retention"),
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1005,3 +1005,35 @@ async fn the_reports_of_a_status_are_read_by_its_partial_index() {
         assert!(plan.contains(index), "{status}: {plan}");
     }
 }
+
+#[tokio::test]
+async fn resolved_reports_are_deleted_after_the_audit_retention_and_open_ones_kept() {
+    let database_url = crate::support::new_database().await;
+    let mut config = crate::support::config(&database_url);
+    config.audit_retention_days = 30;
+    let app = crate::support::app_with(&config).await;
+    sqlx::query(
+        "INSERT INTO abuse_reports (reported, category, details, reporter, created_at, resolved_at, resolved_by)
+         VALUES ('old-resolved', 'spam', '', '\\x00', now() - interval '40 days', now() - interval '31 days', 'admin'),
+                ('recent-resolved', 'spam', '', '\\x00', now() - interval '40 days', now() - interval '29 days', 'admin'),
+                ('old-open', 'spam', '', '\\x00', now() - interval '400 days', NULL, NULL)",
+    )
+    .execute(&app.db)
+    .await
+    .expect("reports");
+    let tasks = app.state.spawn_background();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let left = loop {
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT reported FROM abuse_reports ORDER BY id")
+                .fetch_all(&app.db)
+                .await
+                .expect("rows");
+        if left.len() == 2 || std::time::Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    assert_eq!(left, ["recent-resolved", "old-open"]);
+}
