@@ -384,7 +384,11 @@ pub(crate) async fn check_redirect(state: &crate::State, request: &Parts) -> Res
         return Ok(());
     };
     let Err(refusal) = limiters
-        .take(network_of(address), Budget::Redirect, *per_min)
+        .take(
+            shortlink::password::network_of(address),
+            Budget::Redirect,
+            *per_min,
+        )
         .await
     else {
         return Ok(());
@@ -402,22 +406,6 @@ pub(crate) async fn check_redirect(state: &crate::State, request: &Parts) -> Res
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Err(response)
-}
-
-/// Who a redirect limit counts, as the password forms' limit does
-/// (`shortlink::password::visitor_of`): an IPv4 address, or an IPv6 address's /64 (one
-/// subscriber gets a whole /64); an IPv4-mapped IPv6 address is its IPv4 address.
-fn network_of(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
-            || {
-                let [a, b, c, d, ..] = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-            },
-            IpAddr::V4,
-        ),
-    }
 }
 
 /// Sets `workspace`'s own API figures (`origin set-rate-limits`): with `clear`, every one
@@ -536,7 +524,11 @@ mod tests {
         ];
         for (address, network) in cases {
             let address: IpAddr = address.parse().expect("address");
-            assert_eq!(network_of(address).to_string(), network, "{address}");
+            assert_eq!(
+                shortlink::password::network_of(address).to_string(),
+                network,
+                "{address}"
+            );
         }
     }
 

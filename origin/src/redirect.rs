@@ -393,10 +393,11 @@ pub(crate) async fn unlock(
     let Some(attempt) = pages::posted_password(&body).filter(|attempt| !attempt.is_empty()) else {
         return password_page(StatusCode::UNAUTHORIZED, PasswordProblem::Wrong);
     };
-    let who = state.inner.client_ip.of_request(&request).map_or_else(
-        || "unknown".to_owned(),
-        |ip| password::visitor_of(&ip.to_string()),
-    );
+    let who = state
+        .inner
+        .client_ip
+        .of_request(&request)
+        .map_or_else(|| "unknown".to_owned(), password::network_text);
     let unix = now.unix_timestamp();
     // Counted before the hash (as wrong until it proves right): parallel answers from one
     // visitor cannot hash more than the limit allows.

@@ -8,7 +8,7 @@
 //! against the same old count. The hash cap is per instance: it bounds that process's memory
 //! (Argon2id takes 19 MiB per hash) whatever arrives.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -127,18 +127,10 @@ impl Attempt {
     }
 }
 
-/// An address as counted: IPv4 alone, IPv6 by its /64 (one customer's network: a single
-/// host can pick any address in it), IPv4 mapped into IPv6 as IPv4. Without an address (no
-/// connection information) every such request shares one count.
+/// An address as counted (`shortlink::password::network_text`: IPv6 by its /64). Without an
+/// address (no connection information) every such request shares one count.
 fn address_text(ip: Option<IpAddr>) -> String {
-    match ip.map(|ip| ip.to_canonical()) {
-        Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => {
-            let network = u128::from(v6) & !(u128::from(u64::MAX));
-            format!("{}/64", Ipv6Addr::from(network))
-        }
-        None => "unknown".to_owned(),
-    }
+    ip.map_or_else(|| "unknown".to_owned(), shortlink::password::network_text)
 }
 
 /// This instance's sign-in limits, and its password hashes at work.

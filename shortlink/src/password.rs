@@ -264,21 +264,32 @@ pub const ANSWERS: u32 = 30;
 /// The window of [`WRONG_ANSWERS`] and [`ANSWERS`], in seconds.
 pub const WINDOW_SECS: i64 = 300;
 
-/// Who a limit counts: an IPv4 address, or an IPv6 address's /64 network (one subscriber
-/// gets a whole /64, so counting single IPv6 addresses would count nothing). Anything else is
+/// The network one visitor controls: an IPv4 address, or an IPv6 address's /64 (one
+/// subscriber gets a whole /64, so counting single IPv6 addresses would count nothing); an
+/// IPv4-mapped IPv6 address is its IPv4 address. Every limit per client counts by this.
+pub fn network_of(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            std::net::IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())
+        }
+        v4 => v4,
+    }
+}
+
+/// [`network_of`] as text: `192.0.2.1`, `2001:db8:1:2::/64`.
+pub fn network_text(address: std::net::IpAddr) -> String {
+    match network_of(address) {
+        std::net::IpAddr::V6(network) => format!("{network}/64"),
+        v4 => v4.to_string(),
+    }
+}
+
+/// Who a limit counts ([`network_text`] of the address); anything that is not an address is
 /// taken as it is.
 pub fn visitor_of(address: &str) -> String {
-    match address.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Ok(std::net::IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .map_or_else(String::new, |v4| v4.to_string()),
-        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
-        Err(_) => address.to_owned(),
-    }
+    address
+        .parse()
+        .map_or_else(|_| address.to_owned(), network_text)
 }
 
 /// One visitor's answers to one link in the current window.

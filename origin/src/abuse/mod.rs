@@ -51,14 +51,7 @@ impl Abuse {
     /// The key a reporter's address is counted under: IPv6 by its /64 (one host can use any
     /// address of it), no address at all as one shared key.
     pub(crate) fn reporter(&self, ip: Option<std::net::IpAddr>) -> [u8; 32] {
-        let text = match ip.map(|ip| ip.to_canonical()) {
-            Some(std::net::IpAddr::V4(v4)) => v4.to_string(),
-            Some(std::net::IpAddr::V6(v6)) => {
-                let network = u128::from(v6) & !u128::from(u64::MAX);
-                format!("{}/64", std::net::Ipv6Addr::from(network))
-            }
-            None => "unknown".to_owned(),
-        };
+        let text = ip.map_or_else(|| "unknown".to_owned(), shortlink::password::network_text);
         self.reporter_key
             .clone()
             .chain_update(text.as_bytes())
