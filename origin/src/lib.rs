@@ -118,6 +118,9 @@ struct Inner {
     sign_in: sign_in_limit::SignInLimiter,
     /// Request timeout, API concurrency cap, body limit and CORS (see `gateway.rs`).
     gateway: config::Gateway,
+    /// Whether `/metrics` is served (`KURZ_METRICS_BIND`): without it, no request is measured,
+    /// so the redirects pay nothing for metrics nobody reads.
+    measure_requests: bool,
     api_permits: Arc<tokio::sync::Semaphore>,
     cors: Option<tower_http::cors::CorsLayer>,
     /// The API's budgets per caller and the redirects' per client address (`rate_limit.rs`).
@@ -196,6 +199,7 @@ impl State {
                 sign_in: sign_in_limit::SignInLimiter::new(&config.sign_in, &config.code_key),
                 abuse: abuse::Abuse::new(&config.code_key),
                 gateway: config.gateway.clone(),
+                measure_requests: config.metrics.bind.is_some(),
                 api_permits: Arc::new(tokio::sync::Semaphore::new(
                     usize::try_from(config.gateway.api_concurrency).unwrap_or(usize::MAX),
                 )),
@@ -454,6 +458,7 @@ impl State {
 /// The whole HTTP surface of the origin.
 pub fn app(state: State) -> Router {
     let admin_dir = state.inner.admin_dir.clone();
+    let measure_requests = state.inner.measure_requests;
     let api = Router::new()
         .merge(links::routes())
         .merge(qr::routes())
@@ -496,7 +501,7 @@ pub fn app(state: State) -> Router {
         .route("/openapi.json", get(openapi::openapi_json));
     let api = with_gateway(api, &state);
     let edge = edge_api::routes(state.clone()).layer(DefaultBodyLimit::max(edge_api::BODY_LIMIT));
-    Router::new()
+    let app = Router::new()
         .nest("/api/v1", api)
         .route("/api/docs", get(openapi::docs_page))
         .route("/api/docs/docs.js", get(openapi::docs_script))
@@ -512,10 +517,13 @@ pub fn app(state: State) -> Router {
         ))
         // After the timeout layer: the edge's ingest has a deadline of its own, and cutting it
         // short would only make the edge send the batch again.
-        .nest(shortlink::edge::EDGE_PREFIX, edge)
-        // Last, so it wraps every route (and the fallback) and sees which route matched.
-        .layer(axum::middleware::from_fn(metrics::track))
-        .with_state(state)
+        .nest(shortlink::edge::EDGE_PREFIX, edge);
+    // Last, so it wraps every route (and the fallback) and sees which route matched.
+    let app = match measure_requests {
+        true => app.layer(axum::middleware::from_fn(metrics::track)),
+        false => app,
+    };
+    app.with_state(state)
 }
 
 /// The API's layers, outermost first: CORS (so that refusals below carry its headers and a

@@ -156,9 +156,10 @@ fn describe() {
     counter!("kurz_metrics_backlog_failures_total").increment(0);
 }
 
-/// Counts every request and times it until its answer begins, by route. Innermost layer of
-/// the whole router, so the route the request matched is known; the route is the router's
-/// pattern (`/{code}` for every redirect), never the path a client sent.
+/// Counts every request and times it until its answer begins, by route. The outermost layer
+/// of the whole router, added only when metrics are served; axum has matched the route by
+/// then, and the label is the router's pattern (`/{code}` for every redirect), never the path
+/// a client sent.
 pub(crate) async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
