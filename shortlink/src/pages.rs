@@ -126,7 +126,7 @@ pub fn preview(short_url: &str, preview: &Preview<'_>) -> String {
 
 /// Text made safe for HTML, in element content and in a quoted attribute. By slices rather
 /// than characters: it is in the edge's .wasm.
-fn escape(text: &str) -> Cow<'_, str> {
+pub fn escape(text: &str) -> Cow<'_, str> {
     let special = ['&', '<', '>', '"', '\''];
     let mut out = String::new();
     let mut rest = text;

@@ -493,15 +493,9 @@ async fn disable_batch(
     (after, upto): (i64, i64),
 ) -> Result<Vec<String>, Error> {
     // The needle only narrows what is read (a necessary condition); `matches` decides.
-    let needle = rule.needle().map(|needle| {
-        format!(
-            "%{}%",
-            needle
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
+    let needle = rule
+        .needle()
+        .map(|needle| format!("%{}%", store::escape_like(needle)));
     let candidates: Vec<Candidate> = sqlx::query_as(
         "SELECT id, workspace_id, disabled, code, destination, fallback_url, targets, split
          FROM links

@@ -113,7 +113,7 @@ fn page(filled: &Filled, problem: Option<&str>) -> String {
     let problem = problem.map_or_else(String::new, |problem| {
         format!(
             "<p id=\"error\" role=\"alert\" style=\"color:#b00020\">{}</p>",
-            escape(problem)
+            shortlink::pages::escape(problem)
         )
     });
     format!(
@@ -129,9 +129,9 @@ fn page(filled: &Filled, problem: Option<&str>) -> String {
          <label>Details <textarea name=\"details\" rows=\"5\" maxlength=\"{MAX_DETAILS_CHARS}\" style=\"width:100%\">{details}</textarea></label>\
          <label>Your email (optional, if we may contact you) <input name=\"contact\" type=\"email\" maxlength=\"{MAX_CONTACT_CHARS}\" value=\"{contact}\" style=\"width:100%\"></label>\
          <button type=\"submit\">Send report</button></form></main></body></html>",
-        link = escape(&filled.link),
-        details = escape(&filled.details),
-        contact = escape(&filled.contact),
+        link = shortlink::pages::escape(&filled.link),
+        details = shortlink::pages::escape(&filled.details),
+        contact = shortlink::pages::escape(&filled.contact),
     )
 }
 
@@ -140,14 +140,6 @@ const THANKS: &str = "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
     <body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem\">\
     <main><h1>Thank you</h1><p>Your report was received. The people who run this service \
     will look at it.</p></main></body></html>";
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
 
 /// `POST /report`: a JSON body answers 202 (or the API's error shape); the form's answer is
 /// the thank-you page, or the form again with what went wrong.

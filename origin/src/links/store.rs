@@ -346,7 +346,7 @@ pub(crate) async fn list(
 }
 
 /// `%` and `_` in a search are literal characters, not wildcards.
-fn escape_like(input: &str) -> String {
+pub(crate) fn escape_like(input: &str) -> String {
     input
         .replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -434,7 +434,6 @@ pub(crate) async fn update(
     Ok((before, after))
 }
 
-/// Soft-deletes the live link of `workspace` with this code; returns it as it was.
 /// The version of the live link of `workspace` with this code, its row locked until `tx` ends
 /// (a conditional delete checks it, then deletes what it checked).
 pub(crate) async fn lock_version(
@@ -455,6 +454,7 @@ pub(crate) async fn lock_version(
     version.ok_or_else(|| Error::LinkNotFound(code.to_string()))
 }
 
+/// Soft-deletes the live link of `workspace` with this code; returns it as it was.
 pub(crate) async fn delete(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
