@@ -21,9 +21,6 @@ const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
 /// Longest action filter: longer than any action (`member.role_changed`).
 const MAX_ACTION_CHARS: usize = 64;
-/// Rows the retention deletes per statement, so that one run never holds a huge
-/// transaction (or its locks and WAL) however much is due.
-const RETENTION_BATCH: i64 = 10_000;
 
 /// Who made a change, as the log names them.
 #[derive(Debug, Clone, Copy)]
@@ -289,26 +286,17 @@ fn entry(row: EntryRow) -> AuditEntry {
     }
 }
 
-/// Deletes every workspace's entries older than `cutoff`, [`RETENTION_BATCH`] rows per
-/// statement (each its own transaction); returns how many. Rows another instance is deleting
-/// at the same time are skipped, not waited for.
+/// Deletes every workspace's entries older than `cutoff`, in batches (`db::delete_in_batches`,
+/// so one run never holds a huge transaction, or its locks and WAL, however much is due);
+/// returns how many. Rows another instance is deleting at the same time are skipped.
 pub(crate) async fn delete_before(db: &PgPool, cutoff: OffsetDateTime) -> Result<u64, sqlx::Error> {
-    let mut deleted = 0;
-    loop {
-        let batch = sqlx::query(
-            "DELETE FROM audit_log WHERE id = ANY(ARRAY(
-                 SELECT id FROM audit_log WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))",
-        )
-        .bind(cutoff)
-        .bind(RETENTION_BATCH)
-        .execute(db)
-        .await?
-        .rows_affected();
-        deleted += batch;
-        if batch < RETENTION_BATCH as u64 {
-            return Ok(deleted);
-        }
-    }
+    crate::db::delete_in_batches(
+        db,
+        "DELETE FROM audit_log WHERE id = ANY(ARRAY(
+             SELECT id FROM audit_log WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        cutoff,
+    )
+    .await
 }
 
 impl crate::State {

@@ -117,3 +117,29 @@ pub async fn check_ready(pool: &PgPool, migrated: &Migrated) -> Result<(), &'sta
         }
     }
 }
+
+/// Rows one retention statement deletes at most: each batch is its own short transaction.
+const RETENTION_BATCH: i64 = 10_000;
+
+/// Runs `delete` (a `DELETE` whose `$1` is `cutoff` and `$2` the batch size, choosing rows
+/// `FOR UPDATE SKIP LOCKED` so instances deleting at once skip rather than wait) until a batch
+/// comes back short; returns how many rows went.
+pub(crate) async fn delete_in_batches(
+    db: &PgPool,
+    delete: &'static str,
+    cutoff: time::OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    loop {
+        let batch = sqlx::query(delete)
+            .bind(cutoff)
+            .bind(RETENTION_BATCH)
+            .execute(db)
+            .await?
+            .rows_affected();
+        deleted += batch;
+        if batch < RETENTION_BATCH as u64 {
+            return Ok(deleted);
+        }
+    }
+}

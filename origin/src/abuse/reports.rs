@@ -642,33 +642,21 @@ async fn disable_link(
     Ok(Some(code))
 }
 
-/// Reports deleted per statement by the retention.
-const RETENTION_BATCH: i64 = 10_000;
-
-/// Deletes reports resolved before `cutoff`, a batch per statement; returns how many. Open
-/// reports stay whatever their age (at most [`MAX_OPEN`]); a resolution is in the audit log,
-/// which keeps it as long.
+/// Deletes reports resolved before `cutoff`, in batches; returns how many. Open reports stay
+/// whatever their age (at most [`MAX_OPEN`]); a resolution is in the audit log, which keeps
+/// it as long.
 async fn delete_resolved_before(
     db: &sqlx::PgPool,
     cutoff: OffsetDateTime,
 ) -> Result<u64, sqlx::Error> {
-    let mut deleted = 0;
-    loop {
-        let batch = sqlx::query(
-            "DELETE FROM abuse_reports WHERE id = ANY(ARRAY(
-                 SELECT id FROM abuse_reports WHERE resolved_at < $1
-                 LIMIT $2 FOR UPDATE SKIP LOCKED))",
-        )
-        .bind(cutoff)
-        .bind(RETENTION_BATCH)
-        .execute(db)
-        .await?
-        .rows_affected();
-        deleted += batch;
-        if batch < RETENTION_BATCH as u64 {
-            return Ok(deleted);
-        }
-    }
+    crate::db::delete_in_batches(
+        db,
+        "DELETE FROM abuse_reports WHERE id = ANY(ARRAY(
+             SELECT id FROM abuse_reports WHERE resolved_at < $1
+             LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        cutoff,
+    )
+    .await
 }
 
 /// Resolved reports are kept as long as the audit log (`KURZ_AUDIT_RETENTION_DAYS`), then
