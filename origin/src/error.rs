@@ -275,7 +275,10 @@ impl From<shortlink::Error> for Error {
             E::Split { .. } => "split",
             E::PasswordLength { .. } => "password",
             E::BlockRule { .. } => "rule",
-            E::TooMany { what, .. } | E::Empty { what } | E::TooLong { what, .. } => what,
+            E::TooMany { what, .. }
+            | E::Empty { what }
+            | E::TooLong { what, .. }
+            | E::ControlCharacter { what } => what,
             E::IdOutOfRange { .. } | E::PasswordHash => return Self::Internal(err.into()),
         };
         Self::invalid(field, err.to_string())

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
 use crate::password::LinkPassword;
-use crate::rules::{ClickLimit, Note, Split, Tags, Targets, Utm};
+use crate::rules::{ClickLimit, Note, Split, Tags, Targets, Title, Utm};
 use crate::{Destination, RedirectStatus, ShortCode};
 
 /// `POST /api/v1/links`.
@@ -48,6 +48,24 @@ pub struct CreateLink {
     pub tags: Tags,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<Note>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Title>,
+    /// For imports: when the link was made at the shortener it comes from (not in the
+    /// future). The new link's `created_at`; absent means now.
+    #[serde(
+        default,
+        with = "crate::timestamp::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub created_at: Option<OffsetDateTime>,
+    /// For imports: the clicks the link had at the shortener it comes from. Kept as the
+    /// link's `imported_clicks`, apart from the clicks kurz counts (they have no time).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub imported_clicks: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 fn is_false(value: &bool) -> bool {
@@ -109,6 +127,12 @@ pub struct UpdateLink {
         deserialize_with = "nullable"
     )]
     pub note: Option<Option<Note>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
+    pub title: Option<Option<Title>>,
 }
 
 impl UpdateLink {
@@ -168,6 +192,55 @@ pub struct Link {
     /// `If-Match` to change the link only if nobody changed it meanwhile.
     #[serde(default)]
     pub version: u64,
+}
+
+/// The most links `POST /api/v1/links/bulk` takes in one request.
+pub const MAX_BULK_LINKS: usize = 1000;
+
+/// `POST /api/v1/links/bulk`: up to [`MAX_BULK_LINKS`] links, each created or refused on its
+/// own. `L` is [`CreateLink`] for a client; the origin reads each item as raw JSON first, so
+/// that one malformed item gets its own error instead of failing the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BulkCreate<L = CreateLink> {
+    pub links: Vec<L>,
+    /// All or nothing: when any item fails, none is created (the others answer `rolled_back`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub atomic: bool,
+    /// Check every item (its values, the blocklist, whether its code is free) and create
+    /// nothing: the items that would be created answer `would_create`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+}
+
+/// The answer to `POST /api/v1/links/bulk`: one result per item, in the request's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BulkResult {
+    pub results: Vec<BulkItemResult>,
+    /// How many items were created (0 for a dry run).
+    pub created: u64,
+    /// How many items failed (their own error, not `rolled_back`).
+    pub failed: u64,
+}
+
+/// What became of one item of a bulk create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum BulkItemResult {
+    Created {
+        link: Box<Link>,
+    },
+    /// A dry run found nothing against it.
+    WouldCreate,
+    /// The item's own error, as a single create would answer it (`field` names the item's field).
+    Failed {
+        error: ErrorDetail,
+    },
+    /// An atomic request in which another item failed: this one was fine but not created.
+    RolledBack,
 }
 
 /// One page of `GET /api/v1/links`, newest first.

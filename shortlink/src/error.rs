@@ -39,6 +39,8 @@ pub enum Error {
         max: usize,
         len: usize,
     },
+    #[error("{what} must not contain control characters")]
+    ControlCharacter { what: &'static str },
     #[error("country must be a two-letter ISO 3166 code such as \"DE\" (got {found:?})")]
     Country { found: String },
     #[error("language must be a language tag such as \"de\" or \"pt-BR\" (got {found:?})")]

@@ -24,6 +24,8 @@ pub const MAX_TAGS: usize = 20;
 pub const MAX_TAG_LEN: usize = 40;
 /// Longest note, in characters.
 pub const MAX_NOTE_LEN: usize = 2000;
+/// The longest title a link may have, in characters (a page's `<title>` rarely passes 200).
+pub const MAX_TITLE_LEN: usize = 500;
 /// Longest UTM value, in characters.
 pub const MAX_UTM_LEN: usize = 200;
 /// The highest click limit.
@@ -587,6 +589,52 @@ impl Note {
     }
 }
 
+/// A link's title, for people who read the list (often the destination page's title, kept by
+/// an import): at most [`MAX_TITLE_LEN`] characters, on one line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Title(String);
+
+#[cfg(feature = "openapi")]
+crate::openapi::schema!(
+    Title,
+    crate::openapi::text("The link's title, on one line.", (0, MAX_TITLE_LEN), None)
+);
+
+impl Title {
+    /// Trims the ends and turns line breaks and tabs into spaces (titles scraped from pages
+    /// carry them); other control characters are refused.
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let len = input.chars().count();
+        if len > MAX_TITLE_LEN {
+            return Err(Error::TooLong {
+                what: "title",
+                max: MAX_TITLE_LEN,
+                len,
+            });
+        }
+        let one_line: String = input
+            .trim()
+            .chars()
+            .map(|c| {
+                if matches!(c, '\n' | '\r' | '\t') {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        if one_line.chars().any(char::is_control) {
+            return Err(Error::ControlCharacter { what: "title" });
+        }
+        Ok(Self(one_line))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// How many counted clicks a link takes before it answers like an expired one: 1 to
 /// [`MAX_CLICK_LIMIT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -652,7 +700,7 @@ macro_rules! text_value {
     )*};
 }
 
-text_value!(Country, Language, UtmValue, Tag, Note);
+text_value!(Country, Language, UtmValue, Tag, Note, Title);
 
 #[cfg(test)]
 mod tests {
