@@ -1,0 +1,3 @@
+//! `kurz`: a command-line client of the kurz API, for scripts.
+
+fn main() {}
