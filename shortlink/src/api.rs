@@ -184,6 +184,13 @@ pub struct Link {
     pub tags: Tags,
     #[serde(default)]
     pub note: Option<Note>,
+    #[serde(default)]
+    pub title: Option<Title>,
+    /// Clicks the link had at the shortener it was imported from (not in its statistics,
+    /// which have a time for every click).
+    #[serde(default)]
+    pub imported_clicks: u64,
+    /// When the link was made (for an imported link, at the shortener it comes from).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -192,6 +199,17 @@ pub struct Link {
     /// `If-Match` to change the link only if nobody changed it meanwhile.
     #[serde(default)]
     pub version: u64,
+}
+
+/// One line of the JSON-lines export of a workspace's links (`GET /api/v1/links/export`): the
+/// link as the API shows it, and its clicks in all (counted by kurz, and imported). Importing
+/// the file into another deployment makes each line a [`CreateLink`] again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportedLink {
+    #[serde(flatten)]
+    pub link: Link,
+    pub clicks: u64,
 }
 
 /// The most links `POST /api/v1/links/bulk` takes in one request.

@@ -105,6 +105,9 @@ impl LinkRow {
                 .map(Note::parse)
                 .transpose()
                 .map_err(invalid)?,
+            // Stored by the import fields' migration (#15), next.
+            title: None,
+            imported_clicks: 0,
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: count(self.version)?,
