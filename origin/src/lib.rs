@@ -36,6 +36,7 @@ pub mod rate_limit;
 mod redirect;
 pub mod replay_clicks;
 mod sign_in_limit;
+mod webhooks;
 mod workspaces;
 
 use std::sync::Arc;

@@ -1,0 +1,1 @@
+//! The webhook API (H5).

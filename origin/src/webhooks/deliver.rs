@@ -1,0 +1,1 @@
+//! Delivering webhook messages: claim, sign, send, schedule.
