@@ -61,4 +61,13 @@ pub enum Error {
         "rule must be a domain (evil.example) or a URL pattern (example.com/phish/*): {reason}"
     )]
     BlockRule { reason: String },
+    #[error(
+        "url must be an absolute http or https URL with a host, no user name, password or fragment, and at most 2048 bytes: {reason}"
+    )]
+    WebhookUrl { reason: String },
+    #[error("event {event:?} {reason}")]
+    WebhookEvent {
+        event: &'static str,
+        reason: &'static str,
+    },
 }

@@ -26,6 +26,7 @@ pub mod stats;
 mod status;
 pub mod timestamp;
 pub mod visitor;
+pub mod webhook;
 pub mod workspace;
 
 pub use code::{EXAMPLE_CODE, RESERVED_CODES, ShortCode};
