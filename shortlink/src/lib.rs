@@ -13,6 +13,7 @@ mod code;
 mod destination;
 pub mod edge;
 mod error;
+pub mod import;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod pages;

@@ -1,0 +1,572 @@
+//! Importers: a file exported from another shortener (or from kurz itself) read into
+//! [`CreateLink`] rows, ready for `POST /api/v1/links/bulk` in chunks of
+//! [`MAX_BULK_LINKS`](crate::api::MAX_BULK_LINKS).
+//!
+//! Pure parsers, like the rest of the crate: the dashboard runs them in the browser on the
+//! uploaded file (wasm32) and the `kurz` CLI on a file from disk; both send the rows and show
+//! each row's error. Nothing here talks to a network, reads a clock or draws a random number.
+//!
+//! | [`Format`] | what | its shape comes from |
+//! |---|---|---|
+//! | `kurz` | kurz's own JSON-lines export: one [`ExportedLink`](crate::api::ExportedLink) a line | `shortlink/src/api.rs` |
+//! | `bitly` | Bitly's CSV export of links | Bitly's API fields (`link`, `custom_bitlinks`, `long_url`, `title`, `tags`, `created_at`) and its web export's columns (`Link`, `Custom Link`, `Destination URL`, ...) |
+//! | `yourls-csv` | the YOURLS Import/Export plugin's CSV (`source,target,hits`), or the `yourls_url` table as CSV (`keyword,url,title,timestamp,ip,clicks`) | GautamGupta/YOURLS-Import-Export `fileio/csv.php`; YOURLS `includes/functions-install.php` |
+//! | `yourls-sql` | a mysqldump of the `yourls_url` table (any table prefix) | the same table definition |
+//! | `shlink-json` | Shlink's REST API, `GET /rest/v3/short-urls` pages, or a bare array of short URLs | shlinkio/shlink `ShortUrlDataTransformer` and `ShortUrl::toArray` |
+//! | `shlink-csv` | shlink-web-client's "Export" of short URLs | shlinkio/shlink-web-client `ExportShortUrlsBtn.tsx` |
+//! | `kutt-json` | Kutt's API, `GET /api/v2/links` pages, or a bare array of links | thedevs-network/kutt `server/utils/utils.js` (`sanitize.link`) |
+//! | `csv` | a plain `destination,code,tags` CSV, header optional | kurz |
+//!
+//! `shortlink/tests/import/samples/README.md` says which document or source file each sample
+//! file follows.
+//!
+//! What every source keeps: the original code, when it is a valid [`ShortCode`](crate::ShortCode)
+//! (a code kurz refuses is that row's error, never silently replaced by a generated one); the
+//! destination; and where the source has them, the creation date (`created_at`, in UTC), the
+//! title, the tags and the click total (`imported_clicks`). Every value goes through the same
+//! rules as a link typed in the dashboard, so a row that parses here is one the API takes
+//! (apart from a code already in use, which only the API can tell). What is not kept: the
+//! source's domain (a link moves to this deployment's), per-click history, and passwords (no
+//! source exports them: a protected link is imported without one, with a warning on its row).
+//!
+//! Built without the `url` feature, [`Destination::parse`](crate::Destination::parse) takes
+//! only destinations already in normalised form, so a destination with unencoded characters
+//! becomes a row error rather than a link.
+
+mod bitly;
+mod date;
+mod json;
+mod kurz;
+mod kutt;
+mod plain;
+mod shlink;
+mod table;
+mod yourls;
+mod yourls_sql;
+
+use std::fmt;
+
+use crate::api::CreateLink;
+use crate::rules::{Note, Tag, Tags, Title};
+use crate::{Destination, ShortCode};
+
+/// The largest file an importer reads: beyond, the browser tab or the CLI would hold several
+/// times this much while parsing.
+pub const MAX_FILE_BYTES: usize = 100 * 1024 * 1024;
+
+/// The most rows one file may hold (each row is kept in memory until sent).
+pub const MAX_ROWS: usize = 1_000_000;
+
+/// The file formats the importers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// kurz's own JSON-lines export: one `ExportedLink` per line.
+    Kurz,
+    /// Bitly's CSV export of links.
+    Bitly,
+    /// The YOURLS Import/Export plugin's CSV, or the `yourls_url` table as CSV.
+    YourlsCsv,
+    /// A mysqldump of YOURLS's `yourls_url` table.
+    YourlsSql,
+    /// Shlink's REST API answer (`GET /rest/v3/short-urls`), or an array of its short URLs.
+    ShlinkJson,
+    /// shlink-web-client's CSV export of short URLs.
+    ShlinkCsv,
+    /// Kutt's API answer (`GET /api/v2/links`), or an array of its links.
+    KuttJson,
+    /// A plain CSV: `destination,code,tags`, header optional.
+    Csv,
+}
+
+impl Format {
+    pub const ALL: [Format; 8] = [
+        Format::Kurz,
+        Format::Bitly,
+        Format::YourlsCsv,
+        Format::YourlsSql,
+        Format::ShlinkJson,
+        Format::ShlinkCsv,
+        Format::KuttJson,
+        Format::Csv,
+    ];
+
+    /// For people: what the dashboard lists.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Kurz => "kurz export (JSON lines)",
+            Format::Bitly => "Bitly (CSV export)",
+            Format::YourlsCsv => "YOURLS (CSV export)",
+            Format::YourlsSql => "YOURLS (database dump)",
+            Format::ShlinkJson => "Shlink (API JSON)",
+            Format::ShlinkCsv => "Shlink (CSV export)",
+            Format::KuttJson => "Kutt (API JSON)",
+            Format::Csv => "CSV (destination, code, tags)",
+        }
+    }
+
+    /// For URLs and the CLI's `--format`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Format::Kurz => "kurz",
+            Format::Bitly => "bitly",
+            Format::YourlsCsv => "yourls-csv",
+            Format::YourlsSql => "yourls-sql",
+            Format::ShlinkJson => "shlink-json",
+            Format::ShlinkCsv => "shlink-csv",
+            Format::KuttJson => "kutt-json",
+            Format::Csv => "csv",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|format| format.id() == id)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One record of the file: the link it becomes, or why it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Where the record starts: its line in the file (1-based); for a JSON document (Shlink,
+    /// Kutt), the record's position among the document's records (1-based).
+    pub line: u64,
+    /// The record's code or short URL as the source wrote it, for people to find it again.
+    pub source: String,
+    pub link: Result<CreateLink, RowError>,
+    /// What the row imports without (a password, a click limit): the link is made anyway.
+    pub warnings: Vec<String>,
+}
+
+/// Why one record cannot become a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// The [`CreateLink`] field at fault (`destination`, `code`, `tags`, `created_at`, ...),
+    /// as the API's errors name them; `None` when the record as a whole is malformed.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl RowError {
+    fn new(field: &str, message: impl fmt::Display) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            message: message.to_string(),
+        }
+    }
+
+    fn whole(message: impl fmt::Display) -> Self {
+        Self {
+            field: None,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{field}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Why the whole file cannot be read as the chosen format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("the file is larger than {max} bytes", max = MAX_FILE_BYTES)]
+    TooLarge,
+    #[error("the file holds more than {max} rows", max = MAX_ROWS)]
+    TooManyRows,
+    #[error("the file is not UTF-8 text (line {line}); save it as UTF-8 and try again")]
+    NotUtf8 { line: u64 },
+    #[error("the file is empty")]
+    Empty,
+    /// The file is not in the chosen format: `expected` says what was missing.
+    #[error("not a {format} file: {expected}")]
+    NotThisFormat {
+        format: &'static str,
+        expected: String,
+    },
+    #[error("line {line}: {message}")]
+    Syntax { line: u64, message: String },
+}
+
+/// Reads `bytes` as `format`: one [`Row`] per record, in the file's order.
+pub fn parse(format: Format, bytes: &[u8]) -> Result<Vec<Row>, FileError> {
+    let text = text(bytes)?;
+    let rows = match format {
+        Format::Kurz => kurz::parse(text)?,
+        Format::Bitly => bitly::parse(text)?,
+        Format::YourlsCsv => yourls::parse(text)?,
+        Format::YourlsSql => yourls_sql::parse(text)?,
+        Format::ShlinkJson => shlink::parse_json(text)?,
+        Format::ShlinkCsv => shlink::parse_csv(text)?,
+        Format::KuttJson => kutt::parse(text)?,
+        Format::Csv => plain::parse(text)?,
+    };
+    if rows.is_empty() {
+        return Err(FileError::Empty);
+    }
+    Ok(rows)
+}
+
+/// Guesses the format from the file's content (its header row, its JSON shape, its SQL), the
+/// name only breaking ties; `None` when nothing fits, so the person picks one.
+pub fn detect(file_name: &str, bytes: &[u8]) -> Option<Format> {
+    let text = text(bytes).ok()?;
+    let start = text.trim_start();
+    if start.starts_with('{') || start.starts_with('[') {
+        return kurz::detect(start).or_else(|| json::detect(start));
+    }
+    if yourls_sql::detect(text) {
+        return Some(Format::YourlsSql);
+    }
+    if file_name.to_ascii_lowercase().ends_with(".sql") {
+        return None;
+    }
+    let header = table::first_record(text)?;
+    shlink::detect_csv(&header)
+        .or_else(|| yourls::detect(&header))
+        .or_else(|| bitly::detect(&header))
+        .or_else(|| plain::detect(&header))
+}
+
+/// The file as text: bounded, UTF-8, without a byte-order mark (spreadsheets write one).
+fn text(bytes: &[u8]) -> Result<&str, FileError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| FileError::NotUtf8 {
+        line: line_at(bytes, e.valid_up_to()),
+    })?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
+}
+
+/// The 1-based line of a byte offset.
+fn line_at(bytes: &[u8], offset: usize) -> u64 {
+    let newlines = bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count();
+    u64::try_from(newlines)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+/// One record's values as the source gave them, before kurz's rules.
+#[derive(Debug, Default)]
+struct Draft<'a> {
+    destination: &'a str,
+    /// `None` (or empty): the origin generates a code, unless `code_required`.
+    code: Option<&'a str>,
+    /// The source always has a code: a missing one is the row's error (never a new code).
+    code_required: bool,
+    title: Option<&'a str>,
+    created_at: Option<&'a str>,
+    expires_at: Option<&'a str>,
+    tags: Vec<&'a str>,
+    note: Option<&'a str>,
+    clicks: Clicks<'a>,
+}
+
+/// A click total: a cell of text (CSV, SQL) or a JSON number.
+#[derive(Debug, Default)]
+enum Clicks<'a> {
+    #[default]
+    None,
+    Text(&'a str),
+    Number(u64),
+}
+
+impl Draft<'_> {
+    /// The link, by the same rules as the API; the first value that fails is the row's error.
+    fn build(&self) -> Result<CreateLink, RowError> {
+        let destination =
+            Destination::parse(self.destination).map_err(|e| RowError::new("destination", e))?;
+        let code = non_empty(self.code);
+        if code.is_none() && self.code_required {
+            return Err(RowError::new("code", "the record has no short code"));
+        }
+        let code = code
+            .map(ShortCode::parse)
+            .transpose()
+            .map_err(|e| RowError::new("code", e))?;
+        let title = non_empty(self.title)
+            .map(Title::parse)
+            .transpose()
+            .map_err(|e| RowError::new("title", e))?;
+        let note = non_empty(self.note)
+            .map(Note::parse)
+            .transpose()
+            .map_err(|e| RowError::new("note", e))?;
+        let created_at = non_empty(self.created_at)
+            .map(date::parse)
+            .transpose()
+            .map_err(|e| RowError::new("created_at", e))?;
+        let expires_at = non_empty(self.expires_at)
+            .map(date::parse)
+            .transpose()
+            .map_err(|e| RowError::new("expires_at", e))?;
+        let tags = self
+            .tags
+            .iter()
+            .map(|tag| tag.trim())
+            .filter(|tag| !tag.is_empty())
+            .map(|tag| Tag::parse(tag).map_err(|e| RowError::new("tags", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tags = Tags::new(tags).map_err(|e| RowError::new("tags", e))?;
+        let imported_clicks = match self.clicks {
+            Clicks::None => 0,
+            Clicks::Number(n) => n,
+            Clicks::Text(text) => parse_count(text)?,
+        };
+        Ok(CreateLink {
+            destination,
+            code,
+            status: Default::default(),
+            expires_at,
+            disabled: false,
+            max_clicks: None,
+            fallback_url: None,
+            password: None,
+            targets: Default::default(),
+            split: Default::default(),
+            utm: Default::default(),
+            tags,
+            note,
+            title,
+            created_at,
+            imported_clicks,
+        })
+    }
+}
+
+fn parse_count(text: &str) -> Result<u64, RowError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(0);
+    }
+    text.parse().map_err(|_| {
+        RowError::new(
+            "imported_clicks",
+            format_args!("click total {text:?} is not a whole number"),
+        )
+    })
+}
+
+/// `None` for an absent or blank value: sources write `""` or `NULL` for "none".
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|value| !value.is_empty())
+}
+
+/// Tags in one cell: `|`, `;` and `,` separate them (none may be part of a tag, so the split is
+/// never ambiguous; spaces may, so they do not separate).
+fn split_tags(cell: &str) -> Vec<&str> {
+    cell.split(['|', ';', ',']).collect()
+}
+
+/// The code of a short link as the source wrote it: `bit.ly/abc123`, `https://s.test/abc123`,
+/// `/abc123/` or `abc123` are all `abc123`. The whole path is the code, so a path kurz cannot
+/// hold (`a/b`) is refused by [`ShortCode`] rather than cut short.
+fn code_of_short_link(link: &str) -> &str {
+    let link = link.trim();
+    let without_scheme = link.split_once("://").map_or(link, |(_, rest)| rest);
+    let path = if link.contains("://") || looks_like_host(without_scheme) {
+        without_scheme.split_once('/').map_or("", |(_, path)| path)
+    } else {
+        without_scheme
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    path.trim_matches('/')
+}
+
+/// `bit.ly/abc` starts with a host; `/abc/` and `abc` do not.
+fn looks_like_host(text: &str) -> bool {
+    let first = text.split('/').next().unwrap_or_default();
+    first.contains('.') && !first.is_empty()
+}
+
+/// Counts rows against [`MAX_ROWS`].
+fn push(rows: &mut Vec<Row>, row: Row) -> Result<(), FileError> {
+    if rows.len() >= MAX_ROWS {
+        return Err(FileError::TooManyRows);
+    }
+    rows.push(row);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_have_unique_ids_that_round_trip() {
+        for format in Format::ALL {
+            assert_eq!(Format::from_id(format.id()), Some(format));
+            assert!(!format.name().is_empty());
+        }
+        assert_eq!(Format::from_id("nope"), None);
+    }
+
+    #[test]
+    fn codes_of_short_links() {
+        let cases = [
+            ("bit.ly/abc123", "abc123"),
+            ("https://bit.ly/abc123", "abc123"),
+            ("http://s.test/abc123/", "abc123"),
+            ("https://s.test/abc123?utm=x", "abc123"),
+            ("/abc123/", "abc123"),
+            ("abc123", "abc123"),
+            (" go.brand.example/Launch-2024 ", "Launch-2024"),
+            ("https://s.test/a/b", "a/b"),
+            ("https://s.test", ""),
+            ("bit.ly", ""),
+        ];
+        for (link, code) in cases {
+            assert_eq!(code_of_short_link(link), code, "{link}");
+        }
+    }
+
+    #[test]
+    fn draft_errors_name_their_field() {
+        let base = || Draft {
+            destination: "https://example.com/a",
+            ..Draft::default()
+        };
+        let long_code = "a".repeat(65);
+        let cases: Vec<(Draft<'_>, &str, &str)> = vec![
+            (
+                Draft {
+                    destination: "ftp://x.example",
+                    ..base()
+                },
+                "destination",
+                "http or https",
+            ),
+            (
+                Draft {
+                    code: Some(&long_code),
+                    ..base()
+                },
+                "code",
+                "at most 64",
+            ),
+            (
+                Draft {
+                    code: Some("admin"),
+                    ..base()
+                },
+                "code",
+                "reserved",
+            ),
+            (
+                Draft {
+                    code: Some("a.b"),
+                    ..base()
+                },
+                "code",
+                "only contain",
+            ),
+            (
+                Draft {
+                    tags: vec!["ok", "no/slash"],
+                    ..base()
+                },
+                "tags",
+                "no/slash",
+            ),
+            (
+                Draft {
+                    created_at: Some("9999-01-01T00:00:00Z"),
+                    ..base()
+                },
+                "created_at",
+                "between 1970",
+            ),
+            (
+                Draft {
+                    created_at: Some("yesterday"),
+                    ..base()
+                },
+                "created_at",
+                "date",
+            ),
+            (
+                Draft {
+                    clicks: Clicks::Text("-4"),
+                    ..base()
+                },
+                "imported_clicks",
+                "whole number",
+            ),
+            (
+                Draft {
+                    title: Some("bell \u{7}"),
+                    ..base()
+                },
+                "title",
+                "control",
+            ),
+            (
+                Draft {
+                    code: Some(""),
+                    code_required: true,
+                    ..base()
+                },
+                "code",
+                "no short code",
+            ),
+        ];
+        for (draft, field, mentions) in cases {
+            let err = draft.build().expect_err(mentions);
+            assert_eq!(err.field.as_deref(), Some(field), "{err}");
+            assert!(err.message.contains(mentions), "{err}");
+        }
+        let ok = Draft {
+            code: Some(" "),
+            title: Some(""),
+            tags: vec!["", " Launch "],
+            clicks: Clicks::Text(" 12 "),
+            ..base()
+        }
+        .build()
+        .expect("valid");
+        assert_eq!(ok.code, None);
+        assert_eq!(ok.title, None);
+        assert_eq!(ok.tags.as_slice().len(), 1);
+        assert_eq!(ok.imported_clicks, 12);
+    }
+
+    #[test]
+    fn files_refused_as_a_whole() {
+        assert_eq!(
+            parse(Format::Csv, &[b'a', 0xff, b'\n']),
+            Err(FileError::NotUtf8 { line: 1 })
+        );
+        assert_eq!(
+            parse(Format::Csv, b"https://a.example\n\xc3"),
+            Err(FileError::NotUtf8 { line: 2 })
+        );
+        assert_eq!(parse(Format::Csv, b""), Err(FileError::Empty));
+        assert_eq!(parse(Format::Kurz, b"\n\n"), Err(FileError::Empty));
+        let huge = vec![b' '; MAX_FILE_BYTES + 1];
+        assert_eq!(parse(Format::Csv, &huge), Err(FileError::TooLarge));
+        assert_eq!(detect("x.csv", &huge), None);
+    }
+
+    #[test]
+    fn row_count_is_bounded() {
+        // Rows that fail fast: the bound holds for errors too.
+        let rows = "x\n".repeat(MAX_ROWS + 1);
+        assert_eq!(
+            parse(Format::Csv, rows.as_bytes()),
+            Err(FileError::TooManyRows)
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! A plain CSV of `destination,code,tags`, for lists made by hand or by a script.
+//!
+//! The header row is optional: a first row naming a `destination` (or `url`) column is one,
+//! and then the columns may come in any order (`code` may also be called `slug`); without it
+//! the columns are destination, code, tags in that order. An empty code lets the origin
+//! generate one. Tags in one cell are separated by `|`, `;` or `,` (a tag may hold spaces).
+//! Further columns are ignored.
+
+use super::table::{self, Header, cell};
+use super::{Draft, FileError, Format, Row, push, split_tags};
+
+const DESTINATION: &[&str] = &["destination", "url", "long url"];
+const CODE: &[&str] = &["code", "slug", "short code"];
+const TAGS: &[&str] = &["tags"];
+
+struct Columns {
+    destination: Option<usize>,
+    code: Option<usize>,
+    tags: Option<usize>,
+}
+
+const WITHOUT_HEADER: Columns = Columns {
+    destination: Some(0),
+    code: Some(1),
+    tags: Some(2),
+};
+
+pub(super) fn detect(header: &Header) -> Option<Format> {
+    let first = header.raw(0).to_ascii_lowercase();
+    (header.has(DESTINATION) || first.starts_with("http://") || first.starts_with("https://"))
+        .then_some(Format::Csv)
+}
+
+pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
+    let mut columns: Option<Columns> = None;
+    let mut rows = Vec::new();
+    table::for_each_record(text, |line, record| {
+        let columns = match &columns {
+            Some(columns) => columns,
+            None => {
+                let header = Header::new(record);
+                if header.has(DESTINATION) {
+                    columns = Some(Columns {
+                        destination: header.find(DESTINATION),
+                        code: header.find(CODE),
+                        tags: header.find(TAGS),
+                    });
+                    return Ok(());
+                }
+                columns.insert(WITHOUT_HEADER)
+            }
+        };
+        let code = cell(record, columns.code);
+        let draft = Draft {
+            destination: cell(record, columns.destination),
+            code: Some(code),
+            tags: split_tags(cell(record, columns.tags)),
+            ..Draft::default()
+        };
+        push(
+            &mut rows,
+            Row {
+                line,
+                source: code.to_owned(),
+                link: draft.build(),
+                warnings: Vec::new(),
+            },
+        )
+    })?;
+    Ok(rows)
+}

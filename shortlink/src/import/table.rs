@@ -1,0 +1,184 @@
+//! CSV files: the delimiter, the header row and its columns found by name, the records with
+//! their lines. Shared by every CSV source.
+
+use csv::StringRecord;
+
+use super::{FileError, Format, Row, push};
+
+/// Reads every record that is not blank, with the line it starts on.
+pub(super) fn for_each_record(
+    text: &str,
+    mut each: impl FnMut(u64, &StringRecord) -> Result<(), FileError>,
+) -> Result<(), FileError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter(text))
+        .from_reader(text.as_bytes());
+    let mut record = StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                return Err(FileError::Syntax {
+                    line: e.position().map_or(0, csv::Position::line),
+                    message: e.to_string(),
+                });
+            }
+        }
+        if record.iter().all(|cell| cell.trim().is_empty()) {
+            continue;
+        }
+        each(record.position().map_or(0, csv::Position::line), &record)?;
+    }
+}
+
+/// The first record (for [`super::detect`]), its cells normalised like a header's.
+pub(super) fn first_record(text: &str) -> Option<Header> {
+    let mut header = None;
+    for_each_record(text, |_, record| {
+        header = Some(Header::new(record));
+        // Stop at once: an error is the cheapest way out of the loop.
+        Err(FileError::Empty)
+    })
+    .ok();
+    header
+}
+
+/// Spreadsheets in many locales write `;`, some tools tabs: the separator the first line uses
+/// most.
+fn delimiter(text: &str) -> u8 {
+    let first_line = text.lines().next().unwrap_or_default();
+    // On a tie the last maximum wins: the comma.
+    [b'\t', b';', b',']
+        .into_iter()
+        .max_by_key(|sep| first_line.bytes().filter(|b| b == sep).count())
+        .filter(|sep| first_line.as_bytes().contains(sep))
+        .unwrap_or(b',')
+}
+
+/// A header row, its names compared without case, spaces, `_` or `-` (`Long URL`, `long_url`
+/// and `longUrl` are one name).
+#[derive(Debug)]
+pub(super) struct Header {
+    names: Vec<String>,
+    raw: Vec<String>,
+}
+
+impl Header {
+    pub(super) fn new(record: &StringRecord) -> Self {
+        Self {
+            names: record.iter().map(normalise).collect(),
+            raw: record
+                .iter()
+                .map(|cell| cell.trim_start_matches('\u{feff}').trim().to_owned())
+                .collect(),
+        }
+    }
+
+    /// The first column named like one of `names` (in `names`' order of preference).
+    pub(super) fn find(&self, names: &[&str]) -> Option<usize> {
+        names.iter().find_map(|wanted| {
+            let wanted = normalise(wanted);
+            self.names.iter().position(|name| *name == wanted)
+        })
+    }
+
+    /// A cell of the row as written (trimmed).
+    pub(super) fn raw(&self, column: usize) -> &str {
+        self.raw.get(column).map_or("", String::as_str)
+    }
+
+    pub(super) fn has(&self, names: &[&str]) -> bool {
+        self.find(names).is_some()
+    }
+
+    /// The column, or the file's error naming it.
+    pub(super) fn require(&self, format: Format, names: &[&str]) -> Result<usize, FileError> {
+        self.find(names).ok_or_else(|| FileError::NotThisFormat {
+            format: format.name(),
+            expected: format!(
+                "the header row needs a column {} (found: {})",
+                names
+                    .iter()
+                    .map(|name| format!("{name:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                self.raw.join(", ")
+            ),
+        })
+    }
+}
+
+fn normalise(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-' | '\u{feff}'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// A trimmed cell; `""` for a column the file lacks or a short record.
+pub(super) fn cell(record: &StringRecord, column: Option<usize>) -> &str {
+    column
+        .and_then(|column| record.get(column))
+        .map_or("", str::trim)
+}
+
+/// A CSV file whose first record is a header: `columns` finds what the source needs in it
+/// (or refuses the file), `row` makes each later record a [`Row`].
+pub(super) fn parse_with_header<C>(
+    text: &str,
+    columns: impl Fn(&Header) -> Result<C, FileError>,
+    row: impl Fn(&C, u64, &StringRecord) -> Row,
+) -> Result<Vec<Row>, FileError> {
+    let mut found: Option<C> = None;
+    let mut rows = Vec::new();
+    for_each_record(text, |line, record| match &found {
+        None => {
+            found = Some(columns(&Header::new(record))?);
+            Ok(())
+        }
+        Some(columns) => push(&mut rows, row(columns, line, record)),
+    })?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_match_whatever_the_spelling() {
+        let header = Header::new(&StringRecord::from(vec![
+            "\u{feff}Title",
+            "Long URL",
+            "created_at",
+            "shortUrl",
+        ]));
+        assert_eq!(header.find(&["long_url"]), Some(1));
+        assert_eq!(header.find(&["Created At"]), Some(2));
+        assert_eq!(header.find(&["short-url"]), Some(3));
+        assert_eq!(header.find(&["title"]), Some(0));
+        assert_eq!(header.find(&["tags", "title"]), Some(0));
+        assert_eq!(header.find(&["tags"]), None);
+        let err = header
+            .require(Format::Bitly, &["tags", "labels"])
+            .expect_err("no tags");
+        assert!(
+            err.to_string()
+                .contains(r#""tags" or "labels" (found: Title, Long URL"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn delimiters_are_sniffed_from_the_first_line() {
+        assert_eq!(delimiter("a,b,c\n"), b',');
+        assert_eq!(delimiter("a;b;c\nx,y"), b';');
+        assert_eq!(delimiter("a\tb\n"), b'\t');
+        assert_eq!(delimiter("https://x.example\n"), b',');
+        assert_eq!(delimiter("https://x.example/?a;b,code\n"), b',');
+        assert_eq!(delimiter(""), b',');
+    }
+}

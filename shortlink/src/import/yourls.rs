@@ -1,0 +1,54 @@
+//! YOURLS as CSV: the YOURLS Import/Export plugin's export (`source,target,hits`, the code
+//! written `/keyword/`: GautamGupta/YOURLS-Import-Export `fileio/csv.php`), or the `yourls_url`
+//! table exported as CSV with its column names (`keyword,url,title,timestamp,ip,clicks`, as
+//! YOURLS `includes/functions-install.php` creates it; phpMyAdmin and `mysql` write this).
+//! The `ip` column is not kept. Timestamps have no zone and are read as UTC.
+
+use super::table::{self, Header, cell};
+use super::{Clicks, Draft, FileError, Format, Row, code_of_short_link};
+
+const CODE: &[&str] = &["keyword", "source"];
+const DESTINATION: &[&str] = &["url", "target"];
+
+struct Columns {
+    code: usize,
+    destination: usize,
+    title: Option<usize>,
+    created: Option<usize>,
+    clicks: Option<usize>,
+}
+
+pub(super) fn detect(header: &Header) -> Option<Format> {
+    (header.has(CODE) && header.has(DESTINATION)).then_some(Format::YourlsCsv)
+}
+
+pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
+    table::parse_with_header(text, columns, |columns, line, record| {
+        let source = cell(record, Some(columns.code));
+        let draft = Draft {
+            destination: cell(record, Some(columns.destination)),
+            code: Some(code_of_short_link(source)),
+            code_required: true,
+            title: Some(cell(record, columns.title)),
+            created_at: Some(cell(record, columns.created)),
+            clicks: Clicks::Text(cell(record, columns.clicks)),
+            ..Draft::default()
+        };
+        Row {
+            line,
+            source: source.to_owned(),
+            link: draft.build(),
+            warnings: Vec::new(),
+        }
+    })
+}
+
+fn columns(header: &Header) -> Result<Columns, FileError> {
+    Ok(Columns {
+        code: header.require(Format::YourlsCsv, CODE)?,
+        destination: header.require(Format::YourlsCsv, DESTINATION)?,
+        title: header.find(&["title"]),
+        created: header.find(&["timestamp"]),
+        clicks: header.find(&["clicks", "hits"]),
+    })
+}
