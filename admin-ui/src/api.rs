@@ -133,6 +133,8 @@ pub struct LinkForm {
     pub tags: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<Option<String>>,
 }
 
 /// A number as typed: a JSON number when it is one, else the text (for the API to refuse
@@ -570,6 +572,76 @@ pub async fn end_session(session: &Session, id: i64) -> Result<(), ApiError> {
 /// Signs out every session of the caller, this one too.
 pub async fn end_all_sessions(session: &Session) -> Result<(), ApiError> {
     act(session, Method::DELETE, "/api/v1/me/sessions", None).await
+}
+
+/// One chunk of an import: each link created (or, in a dry run, checked) on its own.
+pub async fn bulk_create(
+    session: &Session,
+    body: &shortlink::api::BulkCreate,
+) -> Result<shortlink::api::BulkResult, ApiError> {
+    send(session, Method::POST, "/api/v1/links/bulk", body).await
+}
+
+/// A new webhook endpoint; the answer holds its signing secret, shown once.
+pub async fn create_webhook(
+    session: &Session,
+    body: &shortlink::webhook::CreateWebhook,
+) -> Result<shortlink::webhook::CreatedWebhook, ApiError> {
+    send(session, Method::POST, "/api/v1/webhooks", body).await
+}
+
+/// Changes an endpoint (only the fields present): its URL, events, or switching it on or off.
+pub async fn update_webhook(
+    session: &Session,
+    id: i64,
+    body: &shortlink::webhook::UpdateWebhook,
+) -> Result<shortlink::webhook::Webhook, ApiError> {
+    send(
+        session,
+        Method::PATCH,
+        &format!("/api/v1/webhooks/{id}"),
+        body,
+    )
+    .await
+}
+
+pub async fn delete_webhook(session: &Session, id: i64) -> Result<(), ApiError> {
+    act(
+        session,
+        Method::DELETE,
+        &format!("/api/v1/webhooks/{id}"),
+        None,
+    )
+    .await
+}
+
+/// A new signing secret for the endpoint, shown once.
+pub async fn rotate_webhook_secret(
+    session: &Session,
+    id: i64,
+) -> Result<shortlink::webhook::CreatedWebhook, ApiError> {
+    let url = format!("/api/v1/webhooks/{id}/rotate-secret");
+    decode(&call(Method::POST, &url, Some(session), None).await?)
+}
+
+/// Queues a `webhook.test` message to the endpoint.
+pub async fn test_webhook(session: &Session, id: i64) -> Result<(), ApiError> {
+    let url = format!("/api/v1/webhooks/{id}/test");
+    act(session, Method::POST, &url, None).await
+}
+
+/// One delivery with its payload and every attempt.
+pub async fn webhook_delivery(
+    id: i64,
+    delivery: i64,
+) -> Result<shortlink::webhook::DeliveryDetail, ApiError> {
+    get(&format!("/api/v1/webhooks/{id}/deliveries/{delivery}")).await
+}
+
+/// Sends a delivery again (a new attempt of the same message, with the same id).
+pub async fn redeliver(session: &Session, id: i64, delivery: i64) -> Result<(), ApiError> {
+    let url = format!("/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver");
+    act(session, Method::POST, &url, None).await
 }
 
 pub async fn change_password(session: &Session, body: &ChangePassword) -> Result<(), ApiError> {

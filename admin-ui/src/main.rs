@@ -204,9 +204,11 @@ fn Shell() -> impl IntoView {
             <nav aria-label="Main">
                 <Link to=Page::Overview>"Overview"</Link>
                 <Link to=Page::Links>"Links"</Link>
+                <Link to=Page::Import>"Import & export"</Link>
                 {move || admin().then(|| view! {
                     <Link to=Page::Members>"Members"</Link>
                     <Link to=Page::Keys>"API keys"</Link>
+                    <Link to=Page::Webhooks>"Webhooks"</Link>
                     <Link to=Page::Audit>"Audit log"</Link>
                 })}
                 {move || (operator.get() == Some(true)).then(|| view! { <Link to=Page::Abuse>"Abuse"</Link> })}
@@ -237,6 +239,8 @@ fn Shell() -> impl IntoView {
                     Page::Profile => view! { <pages::profile::Profile/> }.into_any(),
                     Page::Settings => view! { <pages::workspaces::Settings/> }.into_any(),
                     Page::Abuse => view! { <pages::abuse::Abuse/> }.into_any(),
+                    Page::Import => view! { <pages::import::ImportExport/> }.into_any(),
+                    Page::Webhooks => view! { <pages::webhooks::Webhooks/> }.into_any(),
                     Page::NotFound => view! {
                         <p class="empty">"There is no such page. "<Link to=Page::Overview>"Go to the overview"</Link></p>
                     }.into_any(),

@@ -35,6 +35,10 @@ pub enum Page {
     Settings,
     /// The deployment's abuse control (operator workspace's admins).
     Abuse,
+    /// Importing links from a file; exporting them.
+    Import,
+    /// The workspace's webhook endpoints and their deliveries.
+    Webhooks,
     NotFound,
 }
 
@@ -61,6 +65,8 @@ impl Page {
             ["profile"] => Self::Profile,
             ["settings"] => Self::Settings,
             ["abuse"] => Self::Abuse,
+            ["import"] => Self::Import,
+            ["webhooks"] => Self::Webhooks,
             ["links", code] => Self::Link {
                 code: decode(code),
                 id: query_value(search, "id").and_then(|id| id.parse().ok()),
@@ -80,6 +86,8 @@ impl Page {
             Self::Profile => "/admin/profile".to_owned(),
             Self::Settings => "/admin/settings".to_owned(),
             Self::Abuse => "/admin/abuse".to_owned(),
+            Self::Import => "/admin/import".to_owned(),
+            Self::Webhooks => "/admin/webhooks".to_owned(),
             Self::Link { code, id } => {
                 let path = format!("/admin/links/{}", crate::api::encode(code));
                 match id {

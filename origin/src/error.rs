@@ -275,6 +275,8 @@ impl From<shortlink::Error> for Error {
             E::Split { .. } => "split",
             E::PasswordLength { .. } => "password",
             E::BlockRule { .. } => "rule",
+            E::WebhookUrl { .. } => "url",
+            E::WebhookEvent { .. } => "events",
             E::TooMany { what, .. }
             | E::Empty { what }
             | E::TooLong { what, .. }

@@ -63,6 +63,7 @@ pub fn LinkForm(
     let password = RwSignal::new(String::new());
     let remove_password = RwSignal::new(false);
     let note = text(|l| l.note.as_ref().map(|n| n.as_str().to_owned()));
+    let link_title = text(|l| l.title.as_ref().map(|t| t.as_str().to_owned()));
     let targets = RwSignal::new(editing.as_ref().map_or_else(Vec::new, |l| {
         l.targets.as_slice().iter().map(Row::of_target).collect()
     }));
@@ -142,6 +143,7 @@ pub fn LinkForm(
                 utm: Some(utm_body(utm)),
                 tags: Some(tags.get_untracked()),
                 note: optional(note.get_untracked(), is_edit),
+                title: optional(link_title.get_untracked().trim().to_owned(), is_edit),
             };
             let editing_code = editing_code.clone();
             busy.set(true);
@@ -195,6 +197,8 @@ pub fn LinkForm(
                 <Field id="destination".to_owned() label="Destination URL" value=destination errors=errors
                     path="destination".to_owned() kind="url" placeholder="https://example.com/a/long/page"/>
             </div>
+            <Field id="link-title".to_owned() label="Title (optional)" value=link_title errors=errors
+                path="title".to_owned() placeholder="shown in the list, not to visitors"/>
             {editing_code.is_none().then(|| view! {
                 <Field id="code".to_owned() label="Custom slug (optional)" value=code errors=errors
                     path="code".to_owned() placeholder="generated if empty" hint="Letters, digits, - and _; up to 64."/>

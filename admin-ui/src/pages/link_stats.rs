@@ -94,6 +94,12 @@ pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
                     let interval = stats.interval;
                     let series = stats.series.clone();
                     let nothing = stats.totals.total == 0 && stats.totals.bots == 0;
+                    // Clicks counted at the shortener a link was imported from have no time,
+                    // so no range holds them: said apart from the totals.
+                    let imported = link.with(|link| match link {
+                        Some(Ok(link)) => link.imported_clicks,
+                        _ => 0,
+                    });
                     let variants = link.with(|link| match link {
                         Some(Ok(link)) => link.split.as_slice().iter().map(|v| v.destination.as_str().to_owned()).collect(),
                         _ => Vec::new(),
@@ -105,6 +111,9 @@ pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
                             ("QR scans", stats.totals.qr_scans),
                             ("Bots", stats.totals.bots),
                         ]/>
+                        {(imported > 0).then(|| view! {
+                            <p class="hint" id="imported-clicks">{format!("{} clicks before import", crate::range::count(imported as i64))}</p>
+                        })}
                         {nothing.then(|| view! { <p class="empty">"No visits in this range yet. Share the short link, or choose a longer range."</p> })}
                         <SeriesChart points=Signal::derive(move || series.clone()) interval=Signal::derive(move || interval)/>
                         <BreakdownTables top=stats.top variants=variants/>

@@ -296,6 +296,7 @@ fn LinkRow(
                 <button class="icon" on:click=copy aria-label=format!("Copy the short link {}", link.short_url)>"Copy"</button>
             </td>
             <td class="destination">
+                {link.title.as_ref().map(|title| view! { <strong class="link-title">{title.as_str().to_owned()}</strong><br/> })}
                 <a href=link.destination.as_str().to_owned() target="_blank" rel="noopener noreferrer">
                     {link.destination.as_str().to_owned()}
                 </a>

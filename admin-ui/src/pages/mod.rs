@@ -2,6 +2,7 @@
 
 pub mod abuse;
 pub mod audit;
+pub mod import;
 pub mod invite;
 pub mod keys;
 pub mod link_form;
@@ -13,4 +14,5 @@ pub mod overview;
 pub mod profile;
 pub mod sign_in;
 pub mod stats_view;
+pub mod webhooks;
 pub mod workspaces;
