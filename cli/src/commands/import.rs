@@ -1,0 +1,346 @@
+//! `kurz import`: a file from another shortener (or a kurz export) read here with
+//! `shortlink::import`, sent to `POST /links/bulk` in chunks, each row's error reported.
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use shortlink::api::{BulkCreate, BulkItemResult, CreateLink, MAX_BULK_LINKS};
+use shortlink::import::{Format, MAX_FILE_BYTES, Row};
+
+use crate::client::Repeat;
+use crate::{Client, Error, Exit};
+
+/// The JSON of one bulk request's links, at most: below the origin's 4 MiB body limit of
+/// `POST /links/bulk`, with room for the rest of the body.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+
+/// Warnings (a password left out, ...) shown one by one before they are only counted.
+const WARNINGS_SHOWN: usize = 20;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The file to import.
+    file: PathBuf,
+    /// The file's format: kurz, bitly, yourls-csv, yourls-sql, shlink-json, shlink-csv,
+    /// kutt-json or csv (destination,code,tags). Default: told from the file.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    format: Option<Format>,
+    /// Check every row with the API (values, blocklist, whether its code is free) and create
+    /// nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// All or nothing: create no link unless every row can be made (one request, so at most
+    /// 1000 rows).
+    #[arg(long)]
+    atomic: bool,
+    /// Write the failed rows (line, source, field, message) as CSV to this file instead of
+    /// stderr.
+    #[arg(long, value_name = "FILE")]
+    errors: Option<PathBuf>,
+}
+
+fn parse_format(id: &str) -> Result<Format, String> {
+    Format::from_id(id).ok_or_else(|| format!("one of: {}", format_ids()))
+}
+
+fn format_ids() -> String {
+    let ids: Vec<&str> = Format::ALL.iter().map(|format| format.id()).collect();
+    ids.join(", ")
+}
+
+/// A row that did not become a link, and why.
+#[derive(Debug)]
+struct Failure {
+    line: u64,
+    source: String,
+    field: Option<String>,
+    message: String,
+}
+
+/// Counts of what became of the rows sent.
+#[derive(Debug, Default)]
+struct Tally {
+    sent: usize,
+    created: u64,
+    would_create: u64,
+    rolled_back: u64,
+}
+
+pub(crate) async fn run(
+    client: &Client,
+    args: Args,
+    stderr: &mut dyn Write,
+) -> Result<Exit, Error> {
+    let rows = read_rows(&args.file, args.format)?;
+    let mut failures = Vec::new();
+    let mut links: Vec<(&Row, &CreateLink)> = Vec::with_capacity(rows.len());
+    let mut warnings = 0;
+    for row in &rows {
+        for warning in &row.warnings {
+            warnings += 1;
+            if warnings <= WARNINGS_SHOWN {
+                writeln!(
+                    stderr,
+                    "warning: line {} ({}): {warning}",
+                    row.line, row.source
+                )
+                .ok();
+            }
+        }
+        match &row.link {
+            Ok(link) => links.push((row, link)),
+            Err(err) => failures.push(Failure {
+                line: row.line,
+                source: row.source.clone(),
+                field: err.field.clone(),
+                message: err.message.clone(),
+            }),
+        }
+    }
+    if warnings > WARNINGS_SHOWN {
+        writeln!(stderr, "({} more warnings)", warnings - WARNINGS_SHOWN).ok();
+    }
+    let runs = chunks(&links)?;
+    if args.atomic && runs.len() > 1 {
+        return Err(Error::Config(format!(
+            "--atomic sends every row in one request, which takes at most {MAX_BULK_LINKS} \
+             rows and 4 MiB; the file has {} rows",
+            links.len()
+        )));
+    }
+    // All or nothing starts here: a row that cannot even be read fails the whole file.
+    let send = !args.atomic || failures.is_empty();
+    let mut tally = Tally::default();
+    let mut stopped = None;
+    if send {
+        stopped = send_chunks(
+            client,
+            &args,
+            &links,
+            runs,
+            &mut tally,
+            &mut failures,
+            stderr,
+        )
+        .await
+        .err();
+    }
+    failures.sort_by_key(|failure| failure.line);
+    write_failures(&failures, args.errors.as_deref(), stderr)?;
+    summarise(&args, &tally, links.len(), &failures, send, stderr);
+    if let Some(err) = stopped {
+        if let Some((row, _)) = links.get(tally.sent) {
+            writeln!(
+                stderr,
+                "stopped: the rows from line {} on were not sent",
+                row.line
+            )
+            .ok();
+        }
+        return Err(err);
+    }
+    Ok(if failures.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+/// The file's rows, in the format asked for or the one it looks like.
+fn read_rows(path: &Path, format: Option<Format>) -> Result<Vec<Row>, Error> {
+    let shown = path.display().to_string();
+    // Refused before reading: the parser would refuse it anyway, after it was all in memory.
+    let size = std::fs::metadata(path)
+        .map_err(|err| Error::io(&shown, err))?
+        .len();
+    if size > MAX_FILE_BYTES as u64 {
+        return Err(Error::Input(format!(
+            "{shown}: the file is larger than {MAX_FILE_BYTES} bytes; split it"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|err| Error::io(&shown, err))?;
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let format = match format {
+        Some(format) => format,
+        None => shortlink::import::detect(&name, &bytes).ok_or_else(|| {
+            Error::Config(format!(
+                "cannot tell the format of {shown}; name it with --format ({})",
+                format_ids()
+            ))
+        })?,
+    };
+    shortlink::import::parse(format, &bytes)
+        .map_err(|err| Error::Input(format!("{shown} (read as {format}): {err}")))
+}
+
+/// Sends the links in chunks; returns early with the error that stopped it (its chunk's rows
+/// and those after it not counted in `tally.sent`).
+async fn send_chunks(
+    client: &Client,
+    args: &Args,
+    links: &[(&Row, &CreateLink)],
+    runs: Vec<Range<usize>>,
+    tally: &mut Tally,
+    failures: &mut Vec<Failure>,
+    stderr: &mut dyn Write,
+) -> Result<(), Error> {
+    // A dry run creates nothing, so sending one twice does no harm; a create is sent again
+    // only when the origin surely did not act on it (see `Repeat`).
+    let repeat = if args.dry_run {
+        Repeat::Safe
+    } else {
+        Repeat::IfUntouched
+    };
+    for range in runs {
+        let chunk = &links[range];
+        let body = BulkCreate {
+            links: chunk.iter().map(|(_, link)| *link).collect(),
+            atomic: args.atomic,
+            dry_run: args.dry_run,
+        };
+        let answer = client.bulk(&body, repeat).await?;
+        if answer.results.len() != chunk.len() {
+            return Err(Error::UnexpectedAnswer {
+                status: 200,
+                what: format!(
+                    "{} results for {} links sent",
+                    answer.results.len(),
+                    chunk.len()
+                ),
+            });
+        }
+        for ((row, _), result) in chunk.iter().zip(answer.results) {
+            match result {
+                BulkItemResult::Created { .. } => tally.created += 1,
+                BulkItemResult::WouldCreate => tally.would_create += 1,
+                BulkItemResult::RolledBack => tally.rolled_back += 1,
+                BulkItemResult::Failed { error } => failures.push(Failure {
+                    line: row.line,
+                    source: row.source.clone(),
+                    field: error.field,
+                    message: error.message,
+                }),
+            }
+        }
+        tally.sent += chunk.len();
+        writeln!(
+            stderr,
+            "{} of {} rows sent: {} {}, {} failed",
+            tally.sent,
+            links.len(),
+            if args.dry_run {
+                tally.would_create
+            } else {
+                tally.created
+            },
+            if args.dry_run {
+                "would be created"
+            } else {
+                "created"
+            },
+            failures.len()
+        )
+        .ok();
+    }
+    Ok(())
+}
+
+/// The links in request-sized runs: at most [`MAX_BULK_LINKS`], and at most
+/// [`MAX_BODY_BYTES`] of JSON, so that links with long notes or many rules are not refused as
+/// a body too large.
+fn chunks(links: &[(&Row, &CreateLink)]) -> Result<Vec<Range<usize>>, Error> {
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, (row, link)) in links.iter().enumerate() {
+        let size = serde_json::to_vec(link)
+            .map_err(|err| Error::Input(format!("line {}: {err}", row.line)))?
+            .len()
+            + 1;
+        if index > start && (index - start == MAX_BULK_LINKS || bytes + size > MAX_BODY_BYTES) {
+            runs.push(start..index);
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    if start < links.len() {
+        runs.push(start..links.len());
+    }
+    Ok(runs)
+}
+
+/// The failed rows as CSV: to `path`, or to `stderr`.
+fn write_failures(
+    failures: &[Failure],
+    path: Option<&Path>,
+    stderr: &mut dyn Write,
+) -> Result<(), Error> {
+    let shown = path.map_or_else(|| "stderr".to_owned(), |path| path.display().to_string());
+    if failures.is_empty() && path.is_none() {
+        return Ok(());
+    }
+    let out: Box<dyn Write + '_> = match path {
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|err| Error::io(&shown, err))?),
+        None => Box::new(&mut *stderr),
+    };
+    let mut csv = csv::Writer::from_writer(out);
+    let written = (|| {
+        csv.write_record(["line", "source", "field", "message"])?;
+        for failure in failures {
+            csv.write_record([
+                failure.line.to_string().as_str(),
+                &as_text(&failure.source),
+                failure.field.as_deref().unwrap_or_default(),
+                &as_text(&failure.message),
+            ])?;
+        }
+        csv.flush()?;
+        Ok::<(), std::io::Error>(())
+    })();
+    written.map_err(|err| Error::io(shown, err))
+}
+
+/// A cell a spreadsheet shows as text instead of running it as a formula: the source comes
+/// from a file someone else may have written (the same rule as the origin's clicks CSV).
+fn as_text(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+fn summarise(
+    args: &Args,
+    tally: &Tally,
+    rows: usize,
+    failures: &[Failure],
+    sent: bool,
+    stderr: &mut dyn Write,
+) {
+    let failed = failures.len();
+    let where_listed = match (&args.errors, failed) {
+        (_, 0) => String::new(),
+        (Some(path), _) => format!(" (listed in {})", path.display()),
+        (None, _) => " (listed above)".to_owned(),
+    };
+    let text = if !sent {
+        format!("nothing sent (--atomic): {failed} rows cannot be read{where_listed}")
+    } else if args.dry_run {
+        format!(
+            "dry run: {} of {rows} links would be created, {failed} rows would fail{where_listed}",
+            tally.would_create
+        )
+    } else if tally.rolled_back > 0 {
+        format!("nothing created (--atomic): {failed} rows failed{where_listed}")
+    } else {
+        format!(
+            "{} links created, {failed} rows failed{where_listed}",
+            tally.created
+        )
+    };
+    writeln!(stderr, "{text}").ok();
+}
