@@ -190,6 +190,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[command(flatten)]
     pub rate_limits: RateLimits,
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 /// What every request to the API meets before its handler (README, "Configuration"): a time
@@ -281,6 +283,46 @@ impl RateLimits {
 }
 
 impl Default for RateLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// How webhooks are delivered (README, "Webhooks").
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct WebhookConfig {
+    /// Deliver webhooks to loopback, private, link-local and unique-local addresses too (a
+    /// receiver on this machine or network, as in development). Off, such a target is refused
+    /// whatever name resolves to it, so an endpoint cannot make kurz probe its own network.
+    #[arg(long = "webhook-allow-private", env = "KURZ_WEBHOOK_ALLOW_PRIVATE", default_value_t = WebhookConfig::DEFAULT.allow_private, action = clap::ArgAction::Set)]
+    pub allow_private: bool,
+    /// Milliseconds a receiver has to answer a delivery; past it the attempt failed.
+    #[arg(long = "webhook-timeout-ms", env = "KURZ_WEBHOOK_TIMEOUT_MS", default_value_t = WebhookConfig::DEFAULT.timeout_ms, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub timeout_ms: u64,
+    /// Deliveries this instance sends at once.
+    #[arg(long = "webhook-concurrency", env = "KURZ_WEBHOOK_CONCURRENCY", default_value_t = WebhookConfig::DEFAULT.concurrency, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// Clicks of one workspace waiting to go out as `link.clicked` (its receivers slower
+    /// than its clicks, or one of them down); past it the oldest are dropped (logged and
+    /// counted in `kurz_webhook_clicks_dropped_total`).
+    #[arg(long = "webhook-max-pending-clicks", env = "KURZ_WEBHOOK_MAX_PENDING_CLICKS", default_value_t = WebhookConfig::DEFAULT.max_pending_clicks, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_pending_clicks: u32,
+}
+
+impl WebhookConfig {
+    pub const DEFAULT: Self = Self {
+        allow_private: false,
+        timeout_ms: 10_000,
+        concurrency: 16,
+        max_pending_clicks: 100_000,
+    };
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl Default for WebhookConfig {
     fn default() -> Self {
         Self::DEFAULT
     }

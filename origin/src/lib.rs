@@ -128,6 +128,8 @@ struct Inner {
     rate_limits: rate_limit::RateLimiter,
     /// The abuse reports' reporter keys and cap on reports stored at once.
     abuse: abuse::Abuse,
+    /// Webhook delivery: its settings, the deliverer's wake, the workspaces that want clicks.
+    webhooks: webhooks::Webhooks,
     /// Taken by the background task that stores what the recorder receives.
     recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
 }
@@ -206,6 +208,7 @@ impl State {
                 )),
                 cors: gateway::cors(&config.gateway.cors_origins)?,
                 rate_limits: rate_limit::RateLimiter::new(&config.rate_limits),
+                webhooks: webhooks::Webhooks::new(&config.webhooks),
             }),
         })
     }
@@ -224,6 +227,10 @@ impl State {
             self.inner.click_retention,
             time::OffsetDateTime::now_utc(),
             self.inner.edge_sync.is_some(),
+            &webhooks::clicks::ClickHooks {
+                clicked: self.inner.webhooks.clicked.get(&self.inner.db).await,
+                public_url: &self.inner.public_url,
+            },
         )
         .await?;
         links::limit::announce(self, &stored.exhausted).await;
@@ -427,6 +434,11 @@ impl State {
             self.inner.audit_retention,
         )));
         tasks.push(Box::pin(links::idempotency::forget_old_forever(
+            self.inner.db.clone(),
+        )));
+        tasks.push(Box::pin(webhooks::deliver::deliver_forever(self.clone())));
+        tasks.push(Box::pin(webhooks::clicks::batch_forever(self.clone())));
+        tasks.push(Box::pin(webhooks::deliver::forget_old_forever(
             self.inner.db.clone(),
         )));
         tasks.push(Box::pin(sign_in_limit::forget_old_forever(

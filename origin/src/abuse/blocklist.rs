@@ -28,6 +28,7 @@ use axum::{Json, Router};
 use shortlink::abuse::{AddBlockRule, BlockEntry, BlockRule, Blocklist, MAX_REASON_CHARS};
 use shortlink::api::{CreateLink, UpdateLink};
 use shortlink::rules::{Split, Targets};
+use shortlink::webhook::EventType;
 use shortlink::{Destination, ShortCode};
 use sqlx::PgConnection;
 use sqlx::types::Json as Jsonb;
@@ -559,6 +560,8 @@ async fn disable(
         after: Some(after.audited()?),
     };
     audit::record(tx, workspace, ActorRef::system(actor_name), change).await?;
+    let link = after.into_link(&state.inner.public_url)?;
+    crate::webhooks::events::link_event(tx, workspace, EventType::LinkUpdated, &link).await?;
     if state.inner.edge_sync.is_some() {
         outbox::record_change(tx, &candidate.code).await?;
     }

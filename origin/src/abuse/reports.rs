@@ -38,6 +38,7 @@ use shortlink::abuse::{
 };
 use shortlink::api::UpdateLink;
 use shortlink::signature;
+use shortlink::webhook::EventType;
 use time::OffsetDateTime;
 
 use crate::audit::{self, ActorRef, Change};
@@ -636,6 +637,8 @@ async fn disable_link(
         after: Some(after.audited()?),
     };
     audit::record(tx, workspace, ActorRef::system(&actor), change).await?;
+    let link = after.into_link(&state.inner.public_url)?;
+    crate::webhooks::events::link_event(tx, workspace, EventType::LinkUpdated, &link).await?;
     if state.inner.edge_sync.is_some() {
         outbox::record_change(tx, &code).await?;
     }

@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 
 use super::enrich::{Enriched, enrich, referrer_host};
+use crate::webhooks::clicks::{ClickHooks, Listed};
 /// Events dated further ahead than this are refused (a wrong clock, or a forgery).
 const MAX_FUTURE: Duration = Duration::hours(1);
 
@@ -66,9 +67,10 @@ struct Row<'a> {
     enriched: Enriched,
 }
 
-/// Stores the new ones of `events` and queues them for counting, in one transaction; counts
-/// the new ones of the edge against their links' click limits (exhausting those that reach
-/// it, with an outbox row when `edge_outbox`).
+/// Stores the new ones of `events` and queues them for counting (and for `link.clicked`
+/// webhooks, see `webhooks/clicks.rs`), in one transaction; counts the new ones of the edge
+/// against their links' click limits (exhausting those that reach it, with an outbox row when
+/// `edge_outbox`).
 pub(crate) async fn store(
     db: &PgPool,
     partitions: &Partitions,
@@ -76,6 +78,7 @@ pub(crate) async fn store(
     retention: Duration,
     now: OffsetDateTime,
     edge_outbox: bool,
+    hooks: &ClickHooks<'_>,
 ) -> Result<Stored, sqlx::Error> {
     let oldest = now - retention;
     let mut seen = HashSet::new();
@@ -118,8 +121,10 @@ pub(crate) async fn store(
     if !created.is_empty() {
         create_partitions(&mut tx, &created).await?;
     }
-    let (inserted, counted) = insert_clicks(&mut tx, &rows).await?;
-    let exhausted = crate::links::limit::add_edge_clicks(&mut tx, &counted, edge_outbox).await?;
+    let (inserted, counted) = insert_clicks(&mut tx, &rows, &hooks.clicked).await?;
+    let exhausted =
+        crate::links::limit::add_edge_clicks(&mut tx, &counted, edge_outbox, hooks.public_url)
+            .await?;
     tx.commit().await?;
     partitions.learn(&created);
     Ok(Stored {
@@ -171,6 +176,7 @@ async fn create_partitions(tx: &mut PgConnection, months: &[(i32, u8)]) -> Resul
 async fn insert_clicks(
     tx: &mut PgConnection,
     rows: &[Row<'_>],
+    clicked: &Listed,
 ) -> Result<(u64, Vec<(i64, i64)>), sqlx::Error> {
     let column = |f: &dyn Fn(&Row<'_>) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
     let ids: Vec<&str> = rows.iter().map(|r| r.event.id.as_str()).collect();
@@ -212,8 +218,22 @@ async fn insert_clicks(
                                   $10::text[], $11::text[], $12::text[], $13::bool[],
                                   $14::bool[], $15::bool[], $16::text[], $17::smallint[])
              ON CONFLICT (id, at) DO NOTHING
-             RETURNING link_id, at, source, country, referrer_host, device, browser, os, bot, qr,
-                       head, visitor, variant
+             RETURNING id, link_id, code, at, source, country, referrer_host, device, browser,
+                       os, bot, qr, head, visitor, variant
+         ), hooked AS (
+             -- For `link.clicked` webhooks (webhooks/clicks.rs): only when some workspace
+             -- wants them ($18, checked once for the statement), of those listed in $19 (NULL:
+             -- too many to list, look each up).
+             INSERT INTO webhook_clicks_pending (workspace_id, click_id, link_id, code, at,
+                                                 country, referrer_host, device, browser, os,
+                                                 variant, qr, bot)
+             SELECT l.workspace_id, new.id, new.link_id, new.code, new.at, new.country,
+                    new.referrer_host, new.device, new.browser, new.os, new.variant, new.qr,
+                    new.bot
+             FROM new JOIN links l ON l.id = new.link_id
+             WHERE $18::bool AND (l.workspace_id = ANY($19::bigint[]) OR ($19 IS NULL AND EXISTS (
+                 SELECT 1 FROM webhook_endpoints e WHERE e.workspace_id = l.workspace_id
+                 AND e.enabled AND 'link.clicked' = ANY(e.events))))
          ), queued AS (
              -- Once for the link (workspace_id NULL) and once for its workspace: see
              -- rollup.rs. A click of a link that does not exist counts for no workspace. (The
@@ -254,6 +274,8 @@ async fn insert_clicks(
     .bind(&heads)
     .bind(&visitors)
     .bind(&variants)
+    .bind(clicked.as_params().0)
+    .bind(clicked.as_params().1)
     .fetch_one(&mut *tx)
     .await?;
     let counted = counted_links.into_iter().zip(counted_clicks).collect();

@@ -12,6 +12,7 @@
 
 use sqlx::PgConnection;
 
+use crate::config::PublicUrl;
 use crate::error::Error;
 
 /// How many locks the clicks of limited links are spread over (by link id), per process.
@@ -57,13 +58,25 @@ pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<boo
         // None left. The link is normally marked used up already; not when an edit lowered
         // its limit to the count while a click was being taken (the edit reads the count
         // without locking it): mark it now, so the edge learns it too.
-        let exhausted = exhaust(&mut tx, &[link_id], state.inner.edge_sync.is_some()).await?;
+        let exhausted = exhaust(
+            &mut tx,
+            &[link_id],
+            state.inner.edge_sync.is_some(),
+            &state.inner.public_url,
+        )
+        .await?;
         tx.commit().await?;
         announce(state, &exhausted).await;
         return Ok(false);
     };
     let exhausted = if used >= max {
-        exhaust(&mut tx, &[link_id], state.inner.edge_sync.is_some()).await?
+        exhaust(
+            &mut tx,
+            &[link_id],
+            state.inner.edge_sync.is_some(),
+            &state.inner.public_url,
+        )
+        .await?
     } else {
         Vec::new()
     };
@@ -74,12 +87,14 @@ pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<boo
 
 /// Adds clicks the edge let through, stored in `tx` just now, to the counts of the limited
 /// links among them: `clicks` holds (link id, counted clicks) once per link. Links that
-/// reached their limit are exhausted in `tx` (with their outbox rows when `edge_outbox`);
-/// returns their codes, for [`announce`] after the commit.
+/// reached their limit are exhausted in `tx` (with their outbox rows when `edge_outbox`, and
+/// their webhooks, whose links show `public_url`); returns their codes, for [`announce`] after
+/// the commit.
 pub(crate) async fn add_edge_clicks(
     tx: &mut PgConnection,
     clicks: &[(i64, i64)],
     edge_outbox: bool,
+    public_url: &PublicUrl,
 ) -> Result<Vec<String>, sqlx::Error> {
     if clicks.is_empty() {
         return Ok(Vec::new());
@@ -106,30 +121,34 @@ pub(crate) async fn add_edge_clicks(
     .bind(&counts)
     .fetch_all(&mut *tx)
     .await?;
-    exhaust(tx, &full, edge_outbox).await
+    exhaust(tx, &full, edge_outbox, public_url).await
 }
 
 /// Marks these live links used up (those not yet), with their outbox rows when there is an
-/// edge; returns their codes.
+/// edge and their `link.limit_reached` webhooks; returns their codes.
 async fn exhaust(
     tx: &mut PgConnection,
     link_ids: &[i64],
     edge_outbox: bool,
+    public_url: &PublicUrl,
 ) -> Result<Vec<String>, sqlx::Error> {
     if link_ids.is_empty() {
         return Ok(Vec::new());
     }
     // Only links whose count (in the database) reached their limit (in the database): a
     // caller's view of the limit may be older than an edit that raised it.
-    let codes: Vec<String> = sqlx::query_scalar(
+    let (ids, codes): (Vec<i64>, Vec<String>) = sqlx::query_as::<_, (i64, String)>(
         "UPDATE links SET exhausted_at = now()
          WHERE id = ANY($1) AND exhausted_at IS NULL AND deleted_at IS NULL
            AND max_clicks <= (SELECT used FROM link_click_counts c WHERE c.link_id = links.id)
-         RETURNING code",
+         RETURNING id, code",
     )
     .bind(link_ids)
     .fetch_all(&mut *tx)
-    .await?;
+    .await?
+    .into_iter()
+    .unzip();
+    crate::webhooks::events::limit_reached(tx, &ids, public_url).await?;
     if edge_outbox {
         for code in &codes {
             outbox::record_change(tx, code).await?;
@@ -150,4 +169,5 @@ pub(crate) async fn announce(state: &crate::State, exhausted: &[String]) {
     if let Some(edge) = &state.inner.edge_sync {
         edge.wake.notify_one();
     }
+    crate::webhooks::wake(state);
 }

@@ -19,6 +19,7 @@ use shortlink::Destination;
 use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
 use shortlink::password::{LinkPassword, PasswordHash};
 use shortlink::rules::{Split, Tag, Targets};
+use shortlink::webhook::EventType;
 use shortlink::workspace::Permission;
 use time::OffsetDateTime;
 
@@ -30,6 +31,7 @@ use crate::caller::{Caller, WorkspaceId};
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiJsonBytes, ApiQuery, CodePath};
 use crate::outbox;
+use crate::webhooks::events as webhooks;
 
 /// Generated codes that are already taken (by a custom slug) make us draw the next id; this
 /// many in a row means something is wrong rather than unlucky.
@@ -151,6 +153,7 @@ async fn insert(
                 };
                 audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
                 let link = row.clone().into_link(&state.inner.public_url)?;
+                webhooks::link_event(&mut tx, workspace, EventType::LinkCreated, &link).await?;
                 if let Some(retryable) = retryable {
                     idempotency::remember(&mut tx, workspace, &caller.actor, retryable, &link)
                         .await?;
@@ -397,8 +400,10 @@ async fn update(
         after: Some(after.audited()?),
     };
     audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
+    let link = after.into_link(&state.inner.public_url)?;
+    webhooks::link_event(&mut tx, workspace, EventType::LinkUpdated, &link).await?;
     finish_change(&state, tx, code.as_str()).await?;
-    Ok(with_etag(after.into_link(&state.inner.public_url)?))
+    Ok(with_etag(link))
 }
 
 #[utoipa::path(
@@ -420,6 +425,9 @@ async fn delete(
         if_match.check(u64::try_from(current).unwrap_or(u64::MAX))?;
     }
     let before = store::delete(&mut tx, workspace, &code).await?;
+    // The link as it was last: what a `link.deleted` webhook shows.
+    let last = before.clone().into_link(&state.inner.public_url)?;
+    webhooks::link_event(&mut tx, workspace, EventType::LinkDeleted, &last).await?;
     let change = Change {
         action: "link.deleted",
         target: ("link", before.id),
@@ -446,6 +454,7 @@ async fn finish_change(
     if let Some(edge) = &state.inner.edge_sync {
         edge.wake.notify_one();
     }
+    crate::webhooks::wake(state);
     Ok(())
 }
 

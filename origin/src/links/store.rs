@@ -653,6 +653,29 @@ pub(crate) async fn reversion(
     .map(drop)
 }
 
+/// A live link with its workspace: for a change made on behalf of no caller (a click limit
+/// reached), whose webhooks go to the link's workspace.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct WorkspaceLink {
+    pub(crate) workspace_id: i64,
+    #[sqlx(flatten)]
+    pub(crate) row: LinkRow,
+}
+
+/// The live links of these ids, whatever their workspaces, by id.
+pub(crate) async fn find_by_ids(
+    tx: &mut PgConnection,
+    ids: &[i64],
+) -> Result<Vec<WorkspaceLink>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT workspace_id, {COLUMNS} FROM links
+         WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id"
+    ))
+    .bind(ids)
+    .fetch_all(tx)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,1 +1,599 @@
 //! Delivering webhook messages: claim, sign, send, schedule.
+//!
+//! **Claim.** A background task on every origin takes due messages (`state = 'pending'`,
+//! `next_attempt_at` past, no live lease) of enabled endpoints by one `UPDATE … FOR UPDATE
+//! SKIP LOCKED` that sets a lease (`locked_until`): origins share the work, and a message is
+//! sent by one at a time. An origin that dies mid-send leaves a lease that runs out, and the
+//! message is sent again (at-least-once, under the same `webhook-id`). A message is taken only
+//! when no older message about the same link to the same endpoint is pending, so a link's
+//! messages arrive in order, retries included. Up to `KURZ_WEBHOOK_CONCURRENCY` are sent at
+//! once; the task is woken by [`super::wake`] after a commit that wrote messages, and polls
+//! every [`POLL`] for the rest.
+//!
+//! **Sign and send.** Standard Webhooks: `webhook-id` (the message's, the same on every
+//! attempt), `webhook-timestamp` (this attempt's) and `webhook-signature` (`v1,` + HMAC-SHA256
+//! by the endpoint's secret, made by the `standardwebhooks` crate). No redirect is followed, no
+//! proxy used, and unless `KURZ_WEBHOOK_ALLOW_PRIVATE` no loopback, private, link-local or
+//! unique-local address is connected to, whether the URL names it or a name resolves to it
+//! ([`is_public`]), so an endpoint cannot make kurz probe its own network. At most 1 KiB of
+//! an answer is read, for the log.
+//!
+//! **Schedule.** A 2xx delivers the message (and clears the endpoint's `failing_since`).
+//! Anything else is an attempt in `webhook_attempts`, and the next one follows the
+//! [`RETRY_AFTER`] table (with up to 10 % jitter, never earlier): 8 attempts over more than
+//! 24 h, after which the message has `failed`. An endpoint whose messages have been failing
+//! for 24 h when one fails for good is switched off, and so is one that answers 410 Gone, at
+//! once; either way with its reason and an audit entry (`webhook.disabled`). A switched-off
+//! endpoint's pending messages are kept, unsent, until a person switches it on again.
+//!
+//! **Retention.** Delivered and failed messages (with their attempts) are deleted after
+//! [`RETENTION`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
+
+use crate::audit::{self, ActorRef, Change};
+use crate::caller::WorkspaceId;
+use crate::config::WebhookConfig;
+use crate::error::Error;
+
+/// The wait after each failed attempt: after the 1st, 5 s; after the 7th, 10 h; the 8th
+/// failure is final. 27.6 h in all: a receiver down for a day still gets every message.
+pub(crate) const RETRY_AFTER: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+/// Attempts of one message before it has failed.
+pub(crate) const MAX_ATTEMPTS: i32 = RETRY_AFTER.len() as i32 + 1;
+/// How long an endpoint may fail before a message failing for good switches it off.
+pub(crate) const FAILING_FOR: time::Duration = time::Duration::hours(24);
+/// How often messages written by other origins (and retries coming due) are looked for.
+const POLL: Duration = Duration::from_secs(1);
+/// Most of an answer read, for the log.
+const MAX_ANSWER_BYTES: usize = 1024;
+/// Delivered and failed messages are deleted after this.
+pub(crate) const RETENTION: time::Duration = time::Duration::days(30);
+
+/// The wait before the attempt after `attempts` failed ones, `jitter` (0 to 1) adding up to a
+/// tenth; `None` when that was the last.
+pub(crate) fn retry_after(attempts: i32, jitter: f64) -> Option<Duration> {
+    let index = usize::try_from(attempts.checked_sub(1)?).ok()?;
+    let wait = RETRY_AFTER.get(index)?;
+    Some(wait.mul_f64(1.0 + jitter.clamp(0.0, 1.0) / 10.0))
+}
+
+/// Whether kurz may connect to `ip` for a webhook: not loopback, private (RFC 1918, shared
+/// 100.64/10), link-local, unique-local, unspecified, broadcast, multicast or documentation;
+/// an IPv4 address inside IPv6 (mapped, or NAT64's 64:ff9b::/96) is judged as IPv4.
+pub(crate) fn is_public(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64))
+        }
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., a, b, c, d] = v6.octets();
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (segments[0] & 0xfe00) == 0xfc00
+                || (segments[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// Resolves names to their public addresses only (see [`is_public`]).
+#[derive(Debug)]
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+            let public: Vec<SocketAddr> = found.into_iter().filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no public address (private networks are refused unless KURZ_WEBHOOK_ALLOW_PRIVATE)"
+                )
+                .into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The client webhooks are sent with.
+fn client(config: &WebhookConfig) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .timeout(config.timeout())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent("kurz-webhooks");
+    let builder = match config.allow_private {
+        true => builder,
+        false => builder.dns_resolver(Arc::new(PublicOnly)),
+    };
+    builder.build()
+}
+
+/// A message claimed for one attempt.
+#[derive(Debug, sqlx::FromRow)]
+struct Claimed {
+    id: i64,
+    message_id: String,
+    payload: String,
+    /// Attempts made before this one.
+    attempts: i32,
+    endpoint_id: i64,
+    url: String,
+    secret: String,
+}
+
+/// What the receiver did with one attempt.
+#[derive(Debug)]
+struct Answer {
+    status: Option<u16>,
+    error: Option<String>,
+    took: Duration,
+}
+
+impl Answer {
+    fn delivered(&self) -> bool {
+        self.status
+            .is_some_and(|status| (200..300).contains(&status))
+    }
+
+    fn gone(&self) -> bool {
+        self.status == Some(410)
+    }
+
+    /// The answer in a few words, for a disabled endpoint's reason.
+    fn describe(&self) -> String {
+        match (self.status, &self.error) {
+            (Some(status), _) => format!("HTTP {status}"),
+            (None, Some(error)) => error.chars().take(200).collect(),
+            (None, None) => "no answer".to_owned(),
+        }
+    }
+}
+
+/// Delivers messages until the process ends.
+pub(crate) async fn deliver_forever(state: crate::State) {
+    let webhooks = &state.inner.webhooks;
+    let client = match client(&webhooks.config) {
+        Ok(client) => Arc::new(client),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot build the HTTP client for webhooks: none are delivered");
+            return;
+        }
+    };
+    let concurrency = usize::try_from(webhooks.config.concurrency).unwrap_or(1);
+    // The lease outlasts the longest attempt, so no other origin takes a message being sent.
+    let lease = webhooks.config.timeout() + Duration::from_secs(30);
+    let mut sending = JoinSet::new();
+    loop {
+        let room = concurrency.saturating_sub(sending.len());
+        if room > 0 {
+            match claim(state.db(), room, lease).await {
+                Ok(claimed) => {
+                    for message in claimed {
+                        let db = state.db().clone();
+                        let client = client.clone();
+                        let allow_private = webhooks.config.allow_private;
+                        sending.spawn(async move {
+                            let answer = send(&client, &message, allow_private).await;
+                            if let Err(err) = settle(&db, &message, &answer).await {
+                                // Its lease runs out and it is sent again.
+                                tracing::warn!(error = ?err, delivery = message.id, "cannot record a webhook attempt");
+                            }
+                        });
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot claim webhook deliveries"),
+            }
+        }
+        tokio::select! {
+            Some(_) = sending.join_next(), if !sending.is_empty() => {}
+            () = webhooks.wake.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Takes up to `limit` due messages for this origin, under a lease.
+async fn claim(db: &PgPool, limit: usize, lease: Duration) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE webhook_deliveries d
+         SET locked_until = now() + make_interval(secs => $2)
+         FROM webhook_endpoints e
+         WHERE e.id = d.endpoint_id AND d.id = ANY(ARRAY(
+             SELECT d.id FROM webhook_deliveries d
+             JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
+             WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+               AND (d.locked_until IS NULL OR d.locked_until < now())
+               AND (d.link_id IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM webhook_deliveries older
+                   WHERE older.endpoint_id = d.endpoint_id AND older.link_id = d.link_id
+                     AND older.state = 'pending' AND older.id < d.id))
+             ORDER BY d.next_attempt_at, d.id
+             LIMIT $1
+             FOR UPDATE OF d SKIP LOCKED))
+         RETURNING d.id, d.message_id, d.payload::text AS payload, d.attempts, d.endpoint_id,
+                   e.url, e.secret",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(lease.as_secs_f64())
+    .fetch_all(db)
+    .await
+}
+
+/// One attempt: sign, POST, and read the start of the answer.
+async fn send(client: &reqwest::Client, message: &Claimed, allow_private: bool) -> Answer {
+    let started = Instant::now();
+    let failed = |error: String| Answer {
+        status: None,
+        error: Some(error),
+        took: started.elapsed(),
+    };
+    if !allow_private
+        && let Some(ip) = literal_address(&message.url)
+        && !is_public(ip)
+    {
+        return failed(format!(
+            "{ip} is not a public address (private networks are refused unless KURZ_WEBHOOK_ALLOW_PRIVATE)"
+        ));
+    }
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+    let signature = standardwebhooks::Webhook::new(&message.secret).and_then(|webhook| {
+        webhook.sign(&message.message_id, timestamp, message.payload.as_bytes())
+    });
+    let signature = match signature {
+        Ok(signature) => signature,
+        Err(err) => return failed(format!("the endpoint's secret cannot sign: {err}")),
+    };
+    let request = client
+        .post(&message.url)
+        .header("webhook-id", &message.message_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(message.payload.clone());
+    let mut response = match request.send().await {
+        Ok(response) => response,
+        // Without the URL: it may carry a token of the receiver's.
+        Err(err) => return failed(describe_error(err)),
+    };
+    let status = response.status();
+    let mut answer = Vec::new();
+    if !status.is_success() {
+        while answer.len() < MAX_ANSWER_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = MAX_ANSWER_BYTES - answer.len();
+                    answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    let error = (!status.is_success()).then(|| {
+        let text = String::from_utf8_lossy(&answer);
+        format!("HTTP {}: {}", status.as_u16(), text.trim())
+    });
+    Answer {
+        status: Some(status.as_u16()),
+        error,
+        took: started.elapsed(),
+    }
+}
+
+/// The address a URL names literally (no name to resolve, so the resolver never sees it).
+fn literal_address(url: &str) -> Option<IpAddr> {
+    match url::Url::parse(url).ok()?.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+fn describe_error(err: reqwest::Error) -> String {
+    if err.is_timeout() {
+        return "timed out: no answer within KURZ_WEBHOOK_TIMEOUT_MS".to_owned();
+    }
+    format!("{:#}", anyhow::Error::new(err.without_url()))
+}
+
+/// Records the attempt and what follows from it, in one transaction.
+async fn settle(db: &PgPool, message: &Claimed, answer: &Answer) -> Result<(), Error> {
+    let mut tx = db.begin().await?;
+    let attempt = message.attempts + 1;
+    let took = i32::try_from(answer.took.as_millis()).unwrap_or(i32::MAX);
+    let status = answer.status.map(|s| i16::try_from(s).unwrap_or(i16::MAX));
+    let delivered = answer.delivered();
+    let wait = match delivered {
+        true => None,
+        false => retry_after(attempt, jitter()),
+    };
+    let state = match (delivered, wait) {
+        (true, _) => "delivered",
+        (false, Some(_)) => "pending",
+        (false, None) => "failed",
+    };
+    // Only if no other origin recorded this attempt meanwhile (its lease ran out here).
+    let mine = sqlx::query(
+        "UPDATE webhook_deliveries
+         SET attempts = $2, state = $3, last_status = $4, last_error = $5,
+             last_attempt_at = now(), locked_until = NULL,
+             delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
+             next_attempt_at = now() + make_interval(secs => $6)
+         WHERE id = $1 AND attempts = $7 AND state = 'pending'",
+    )
+    .bind(message.id)
+    .bind(attempt)
+    .bind(state)
+    .bind(status)
+    .bind(&answer.error)
+    .bind(wait.unwrap_or_default().as_secs_f64())
+    .bind(message.attempts)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if mine == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, status, error, duration_ms)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(message.id)
+    .bind(attempt)
+    .bind(status)
+    .bind(&answer.error)
+    .bind(took)
+    .execute(&mut *tx)
+    .await?;
+    if delivered {
+        sqlx::query(
+            "UPDATE webhook_endpoints SET last_success_at = now(), failing_since = NULL
+             WHERE id = $1",
+        )
+        .bind(message.endpoint_id)
+        .execute(&mut *tx)
+        .await?;
+        return Ok(tx.commit().await?);
+    }
+    let (failing_since,): (OffsetDateTime,) = sqlx::query_as(
+        "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, now())
+         WHERE id = $1 RETURNING failing_since",
+    )
+    .bind(message.endpoint_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let reason = if answer.gone() {
+        Some(format!(
+            "the receiver answered 410 Gone at {}: it wants no more deliveries",
+            rfc3339(OffsetDateTime::now_utc())
+        ))
+    } else if wait.is_none() && OffsetDateTime::now_utc() - failing_since >= FAILING_FOR {
+        Some(format!(
+            "failing since {}: last answer {}",
+            rfc3339(failing_since),
+            answer.describe()
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        disable(&mut tx, message.endpoint_id, &reason).await?;
+    }
+    Ok(tx.commit().await?)
+}
+
+/// Switches an endpoint off for `reason`, with its audit entry.
+async fn disable(tx: &mut PgConnection, endpoint: i64, reason: &str) -> Result<(), Error> {
+    let workspace: Option<i64> = sqlx::query_scalar(
+        "UPDATE webhook_endpoints
+         SET enabled = false, disabled_reason = $2, disabled_at = now(), updated_at = now()
+         WHERE id = $1 AND enabled RETURNING workspace_id",
+    )
+    .bind(endpoint)
+    .bind(reason)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(workspace) = workspace else {
+        return Ok(());
+    };
+    tracing::warn!(endpoint, workspace, %reason, "webhook endpoint switched off");
+    let change = Change {
+        action: "webhook.disabled",
+        target: ("webhook", endpoint),
+        before: Some(serde_json::json!({"enabled": true})),
+        after: Some(serde_json::json!({"enabled": false, "disabled_reason": reason})),
+    };
+    audit::record(
+        tx,
+        WorkspaceId::trusted(workspace),
+        ActorRef::system("webhook delivery"),
+        change,
+    )
+    .await
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
+}
+
+/// A random fraction in [0, 1): spreads the retries of many messages that failed together.
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
+}
+
+/// Sends message `delivery` of `endpoint` (of `workspace`) again, now: pending with its next
+/// attempt due, under the same `webhook-id`. Its attempts go on counting, so a message that had
+/// failed gets one more attempt (and has failed again if that fails). `false` when the
+/// workspace has no such message. Wake the deliverer ([`super::wake`]) after the commit.
+pub(crate) async fn redeliver(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    endpoint: i64,
+    delivery: i64,
+) -> Result<bool, Error> {
+    let done = sqlx::query(
+        "UPDATE webhook_deliveries d
+         SET state = 'pending', next_attempt_at = now(), locked_until = NULL
+         FROM webhook_endpoints e
+         WHERE d.id = $1 AND d.endpoint_id = $2 AND e.id = d.endpoint_id
+           AND e.workspace_id = $3",
+    )
+    .bind(delivery)
+    .bind(endpoint)
+    .bind(workspace.get())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(done > 0)
+}
+
+/// Deletes delivered and failed messages older than [`RETENTION`] (with their attempts),
+/// in batches; returns how many.
+pub(crate) async fn delete_old(db: &PgPool, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
+    crate::db::delete_in_batches(
+        db,
+        "DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(
+             SELECT id FROM webhook_deliveries
+             WHERE state <> 'pending' AND created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        now - RETENTION,
+    )
+    .await
+}
+
+/// Applies the retention every hour.
+pub(crate) async fn forget_old_forever(db: PgPool) {
+    loop {
+        match delete_old(&db, OffsetDateTime::now_utc()).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted webhook deliveries past the retention"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot apply the webhook deliveries' retention")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_span_more_than_a_day() {
+        let total: Duration = RETRY_AFTER.iter().sum();
+        assert!(total >= Duration::from_secs(24 * 3600), "{total:?}");
+        assert_eq!(MAX_ATTEMPTS, 8);
+        // With the least jitter too: the schedule is never shortened.
+        let least: Duration = (1..MAX_ATTEMPTS)
+            .map(|n| retry_after(n, 0.0).expect("a retry follows"))
+            .sum();
+        assert_eq!(least, total);
+        assert_eq!(retry_after(MAX_ATTEMPTS, 0.0), None);
+        assert_eq!(retry_after(0, 0.0), None);
+        assert_eq!(retry_after(1, 0.0), Some(Duration::from_secs(5)));
+        assert_eq!(retry_after(7, 0.0), Some(Duration::from_secs(10 * 3600)));
+        // Jitter adds at most a tenth.
+        assert_eq!(retry_after(1, 1.0), Some(Duration::from_millis(5500)));
+        assert_eq!(retry_after(1, 7.0), Some(Duration::from_millis(5500)));
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j), "{j}");
+        }
+    }
+
+    #[test]
+    fn only_public_addresses() {
+        let refused = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+        ];
+        for ip in refused {
+            assert!(!is_public(ip.parse().expect(ip)), "{ip} taken");
+        }
+        let taken = [
+            "1.1.1.1",
+            "93.184.216.34",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2606:4700:4700::1111",
+            "::ffff:1.1.1.1",
+            "64:ff9b::101:101",
+        ];
+        for ip in taken {
+            assert!(is_public(ip.parse().expect(ip)), "{ip} refused");
+        }
+    }
+
+    #[test]
+    fn literal_addresses_of_urls() {
+        assert_eq!(
+            literal_address("http://127.0.0.1:9/x"),
+            Some("127.0.0.1".parse().expect("ip"))
+        );
+        assert_eq!(
+            literal_address("http://[::1]/x"),
+            Some("::1".parse().expect("ip"))
+        );
+        assert_eq!(literal_address("https://hooks.example.com/"), None);
+        // A decimal or hex spelling is an IPv4 address to the URL standard too.
+        assert_eq!(
+            literal_address("http://2130706433/"),
+            Some("127.0.0.1".parse().expect("ip"))
+        );
+    }
+}

@@ -1,1 +1,190 @@
-//! Writing webhook messages to the outbox, in the transaction of the change they announce.
+//! Writing webhook messages to the outbox (`webhook_deliveries`), in the transaction of the
+//! change they announce: one row per enabled endpoint of the workspace subscribed to the event,
+//! by one `INSERT … SELECT`, so a workspace without endpoints pays one cheap statement.
+//!
+//! The body of every message is `{"type", "timestamp", "data"}` (as Standard Webhooks
+//! suggests): for a link event `data` is the link as the API shows it (for `link.deleted`, its
+//! last state). Its id (`webhook-id`) is `msg_` + 32 random hex characters + the endpoint's id
+//! in hex: random, so no receiver can guess another's, and unique per endpoint, as the table
+//! wants, from one random draw per message.
+//!
+//! Delivery starts after the commit: the deliverer is woken by [`super::wake`] (the links API
+//! calls it), and polls every second for the rest.
+
+use std::collections::BTreeMap;
+
+use shortlink::api::Link;
+use shortlink::webhook::EventType;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::caller::WorkspaceId;
+use crate::config::PublicUrl;
+use crate::error::Error;
+use crate::links::store;
+
+/// Writes one `event` message about `link` for each endpoint of `workspace` subscribed to it.
+pub(crate) async fn link_event(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    event: EventType,
+    link: &Link,
+) -> Result<(), Error> {
+    link_events(tx, workspace, event, std::slice::from_ref(link)).await
+}
+
+/// [`link_event`] for many links of one workspace (a bulk create), in one statement: the
+/// messages of each endpoint are in the order of `links`.
+pub(crate) async fn link_events(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    event: EventType,
+    links: &[Link],
+) -> Result<(), Error> {
+    let messages = Messages::of(event, links)?;
+    messages.insert(tx, workspace).await?;
+    Ok(())
+}
+
+/// The messages of one event about some links, before they are written.
+#[derive(Debug)]
+struct Messages {
+    event: EventType,
+    /// The random part of each message's id.
+    bases: Vec<String>,
+    link_ids: Vec<i64>,
+    /// Each message's body, as text.
+    payloads: Vec<String>,
+}
+
+impl Messages {
+    fn of(event: EventType, links: &[Link]) -> Result<Self, Error> {
+        let timestamp = now_rfc3339()?;
+        let mut messages = Self {
+            event,
+            bases: Vec::with_capacity(links.len()),
+            link_ids: Vec::with_capacity(links.len()),
+            payloads: Vec::with_capacity(links.len()),
+        };
+        for link in links {
+            let body =
+                serde_json::json!({"type": event.as_str(), "timestamp": timestamp, "data": link});
+            messages.bases.push(random_base()?);
+            messages.link_ids.push(link.id);
+            messages
+                .payloads
+                .push(serde_json::to_string(&body).map_err(|err| Error::Internal(err.into()))?);
+        }
+        Ok(messages)
+    }
+
+    /// One row per message and subscribed endpoint; each endpoint's in the order of the links.
+    async fn insert(
+        &self,
+        tx: &mut PgConnection,
+        workspace: WorkspaceId,
+    ) -> Result<(), sqlx::Error> {
+        if self.link_ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, link_id, payload)
+             SELECT 'msg_' || m.base || to_hex(e.id), e.id, $2, m.link_id, m.payload::jsonb
+             FROM UNNEST($3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
+                      AS m (base, link_id, payload, n)
+             CROSS JOIN webhook_endpoints e
+             WHERE e.workspace_id = $1 AND e.enabled AND $2 = ANY(e.events)
+             ORDER BY m.n, e.id",
+        )
+        .bind(workspace.get())
+        .bind(self.event.as_str())
+        .bind(&self.bases)
+        .bind(&self.link_ids)
+        .bind(&self.payloads)
+        .execute(&mut *tx)
+        .await
+        .map(drop)
+    }
+}
+
+/// Writes a `webhook.test` message for `endpoint` of `workspace` (whatever it subscribes to);
+/// its delivery's id, or `None` when the workspace has no such endpoint. Like every message of
+/// a switched-off endpoint, it waits until the endpoint is on again.
+pub(crate) async fn test_event(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    endpoint: i64,
+) -> Result<Option<i64>, Error> {
+    let data = serde_json::json!({
+        "message": "A test event from kurz: your endpoint receives and verifies webhooks.",
+        "webhook_id": endpoint,
+    });
+    let body = serde_json::json!({
+        "type": EventType::Test.as_str(),
+        "timestamp": now_rfc3339()?,
+        "data": data,
+    });
+    let id = sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload)
+         SELECT 'msg_' || $3 || to_hex(id), id, $4, $5 FROM webhook_endpoints
+         WHERE id = $1 AND workspace_id = $2
+         RETURNING id",
+    )
+    .bind(endpoint)
+    .bind(workspace.get())
+    .bind(random_base()?)
+    .bind(EventType::Test.as_str())
+    .bind(body)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(id)
+}
+
+pub(super) fn now_rfc3339() -> Result<String, Error> {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .map_err(|err| Error::Internal(err.into()))
+}
+
+/// 128 random bits in hex: the random part of a message id.
+pub(super) fn random_base() -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|err| Error::Internal(anyhow::anyhow!("{err}")))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Writes `link.limit_reached` for these links (just used up, in `tx`), to their workspaces'
+/// endpoints. A link whose stored row cannot be shown (written around the API) is logged and
+/// left out, rather than failing the clicks that used it up.
+pub(crate) async fn limit_reached(
+    tx: &mut PgConnection,
+    link_ids: &[i64],
+    public_url: &PublicUrl,
+) -> Result<(), sqlx::Error> {
+    if link_ids.is_empty() {
+        return Ok(());
+    }
+    let mut by_workspace: BTreeMap<i64, Vec<Link>> = BTreeMap::new();
+    for found in store::find_by_ids(tx, link_ids).await? {
+        let id = found.row.id;
+        match found.row.into_link(public_url) {
+            Ok(link) => by_workspace
+                .entry(found.workspace_id)
+                .or_default()
+                .push(link),
+            Err(err) => {
+                tracing::warn!(link = id, error = ?err, "no link.limit_reached webhook for a link that cannot be shown")
+            }
+        }
+    }
+    for (workspace, links) in by_workspace {
+        match Messages::of(EventType::LinkLimitReached, &links) {
+            Ok(messages) => messages.insert(tx, WorkspaceId::trusted(workspace)).await?,
+            Err(err) => {
+                tracing::warn!(workspace, error = ?err, "cannot make link.limit_reached webhooks")
+            }
+        }
+    }
+    Ok(())
+}

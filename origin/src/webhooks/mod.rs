@@ -16,5 +16,39 @@
 //! The API (`api.rs`) manages endpoints and shows the delivery log.
 
 pub(crate) mod api;
+pub(crate) mod clicks;
 pub(crate) mod deliver;
 pub(crate) mod events;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::config::WebhookConfig;
+
+/// What the webhook tasks of one origin share: held by the state.
+#[derive(Debug)]
+pub(crate) struct Webhooks {
+    pub(crate) config: WebhookConfig,
+    /// Woken after a commit that wrote messages, so delivery starts at once rather than at
+    /// the next poll.
+    pub(crate) wake: Arc<Notify>,
+    /// Which workspaces want `link.clicked`, read again every few seconds.
+    pub(crate) clicked: clicks::Subscribers,
+}
+
+impl Webhooks {
+    pub(crate) fn new(config: &WebhookConfig) -> Self {
+        Self {
+            config: config.clone(),
+            wake: Arc::default(),
+            clicked: clicks::Subscribers::default(),
+        }
+    }
+}
+
+/// Starts delivering at once what was committed just now (a link change, a test event, a
+/// redelivery); without it, within the deliverer's poll (a second).
+pub(crate) fn wake(state: &crate::State) {
+    state.inner.webhooks.wake.notify_one();
+}

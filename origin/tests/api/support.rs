@@ -147,6 +147,11 @@ pub fn config(database_url: &str) -> Config {
             ..origin::config::RateLimits::DEFAULT
         },
         metrics: origin::config::MetricsConfig::default(),
+        // The tests' receivers listen on 127.0.0.1.
+        webhooks: origin::config::WebhookConfig {
+            allow_private: true,
+            ..origin::config::WebhookConfig::DEFAULT
+        },
     }
 }
 
