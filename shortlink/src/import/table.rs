@@ -16,6 +16,7 @@ pub(super) fn for_each_record(
         .delimiter(delimiter(text))
         .from_reader(text.as_bytes());
     let mut record = StringRecord::new();
+    let mut lines = LineCounter::default();
     loop {
         match reader.read_record(&mut record) {
             Ok(true) => {}
@@ -30,7 +31,38 @@ pub(super) fn for_each_record(
         if record.iter().all(|cell| cell.trim().is_empty()) {
             continue;
         }
-        each(record.position().map_or(0, csv::Position::line), &record)?;
+        let start = record.position().map_or(0, |position| {
+            usize::try_from(position.byte()).unwrap_or(usize::MAX)
+        });
+        each(lines.line_at(text, start), &record)?;
+    }
+}
+
+/// Lines of records, counted from their byte offsets: the `csv` crate's own line count is one
+/// short after each `\r\n` (it ends a record at the `\r`), and Windows tools write `\r\n`.
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    newlines: u64,
+}
+
+impl LineCounter {
+    /// The 1-based line of the record starting at `offset` (offsets only grow).
+    fn line_at(&mut self, text: &str, offset: usize) -> u64 {
+        let bytes = text.as_bytes();
+        // A record found at a line break (the `\n` of a `\r\n`) starts after it.
+        let mut start = offset.min(bytes.len());
+        while bytes.get(start).is_some_and(|b| matches!(b, b'\r' | b'\n')) {
+            start += 1;
+        }
+        if start >= self.offset {
+            self.newlines += bytes[self.offset..start]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            self.offset = start;
+        }
+        self.newlines + 1
     }
 }
 
@@ -170,6 +202,22 @@ mod tests {
                 .contains(r#""tags" or "labels" (found: Title, Long URL"#),
             "{err}"
         );
+    }
+
+    #[test]
+    fn lines_of_records_whatever_the_line_ends() {
+        for text in [
+            "h\na\n\nb\n\"multi\nline\"\nc",
+            "h\r\na\r\n\r\nb\r\n\"multi\r\nline\"\r\nc",
+        ] {
+            let mut lines = Vec::new();
+            for_each_record(text, |line, _| {
+                lines.push(line);
+                Ok(())
+            })
+            .expect("reads");
+            assert_eq!(lines, [1, 2, 4, 5, 7], "{text:?}");
+        }
     }
 
     #[test]
