@@ -574,12 +574,14 @@ pub async fn end_all_sessions(session: &Session) -> Result<(), ApiError> {
     act(session, Method::DELETE, "/api/v1/me/sessions", None).await
 }
 
-/// One chunk of an import: each link created (or, in a dry run, checked) on its own.
+/// One chunk of an import: each link created (or, in a dry run, checked) on its own. `body`
+/// is a [`shortlink::api::BulkCreate`] the caller serialised (it sizes its chunks by bytes).
 pub async fn bulk_create(
     session: &Session,
-    body: &shortlink::api::BulkCreate,
+    body: String,
 ) -> Result<shortlink::api::BulkResult, ApiError> {
-    send(session, Method::POST, "/api/v1/links/bulk", body).await
+    let url = "/api/v1/links/bulk";
+    decode(&call(Method::POST, url, Some(session), Some(body)).await?)
 }
 
 /// A new webhook endpoint; the answer holds its signing secret, shown once.

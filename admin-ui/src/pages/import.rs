@@ -2,15 +2,15 @@
 //! workspace's links.
 //!
 //! The file is parsed in the browser by `shortlink::import` (the parsers the CLI uses too), then
-//! sent to `POST /api/v1/links/bulk` in chunks of [`MAX_BULK_LINKS`]: first as a dry run, so the
-//! person sees what would be created and what would fail before anything is written; then for
-//! real, with a progress bar, stoppable between chunks. Every row that failed (to parse, or at
+//! sent to `POST /api/v1/links/bulk` in chunks of [`MAX_BULK_LINKS`] (and at most 3 MiB):
+//! first as a dry run, so the person sees what would be created and what would fail before
+//! anything is written; then for real, with a progress bar, stoppable between chunks. Every row that failed (to parse, or at
 //! the origin) is listed with its line and can be downloaded as CSV. Nothing is all-or-nothing:
 //! the good rows are created, the bad ones reported.
 
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
-use shortlink::api::{BulkCreate, BulkItemResult, CreateLink, MAX_BULK_LINKS};
+use shortlink::api::{BulkItemResult, CreateLink, MAX_BULK_LINKS};
 use shortlink::import::{self, Format};
 use shortlink::workspace::Permission;
 use wasm_bindgen::JsCast;
@@ -182,7 +182,8 @@ fn Import() -> impl IntoView {
             };
             parsed.set_value(Parsed::of(rows));
             let total = parsed.with_value(|p| p.links.len());
-            let mut found = parsed.with_value(|p| p.failures.clone());
+            // The origin's refusals, in file order like the parse errors.
+            let mut found = Vec::new();
             let (mut sent, mut ok, mut stopped) = (0, 0, None);
             while sent < total {
                 if stop.try_get_value() != Some(false) {
@@ -194,17 +195,12 @@ fn Import() -> impl IntoView {
                     done: sent,
                     total,
                 });
-                let end = (sent + MAX_BULK_LINKS).min(total);
                 // The page is gone (another page was opened): stop here.
-                let Some(links) = parsed.try_with_value(|p| p.links[sent..end].to_vec()) else {
+                let Some((end, body)) = parsed.try_with_value(|p| chunk(&p.links, sent, dry_run))
+                else {
                     return;
                 };
-                let body = BulkCreate {
-                    links,
-                    atomic: false,
-                    dry_run,
-                };
-                let answer = match api::bulk_create(&session, &body).await {
+                let answer = match send_chunk(&session, body).await {
                     Ok(answer) => answer,
                     Err(err) => {
                         auth.check(&err);
@@ -234,8 +230,10 @@ fn Import() -> impl IntoView {
                 // Between chunks: the page draws the progress, a click on Stop is seen.
                 TimeoutFuture::new(0).await;
             }
-            found.sort_by_key(|failure| failure.line);
-            failures.try_set(found);
+            let Some(refused) = parsed.try_with_value(|p| merge(&p.failures, found)) else {
+                return;
+            };
+            failures.try_set(refused);
             stage.try_set(Stage::Finished(Summary {
                 dry_run,
                 ok,
@@ -387,6 +385,63 @@ fn FailureTable(failures: RwSignal<Vec<Failure>>) -> impl IntoView {
         </div>
         {(more > 0).then(|| view! { <p class="hint">{format!("And {} more: download the CSV for every row.", count(more as i64))}</p> })}
     }
+}
+
+/// Sends one chunk; a chunk refused for the rate limit (429: nothing of it was written) is
+/// sent again after a pause, a few times.
+async fn send_chunk(
+    session: &api::Session,
+    body: String,
+) -> Result<shortlink::api::BulkResult, api::ApiError> {
+    let mut pause = 1000;
+    loop {
+        match api::bulk_create(session, body.clone()).await {
+            Err(err) if err.status == 429 && pause <= 16_000 => {
+                TimeoutFuture::new(pause).await;
+                pause *= 2;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// The most bytes of links one request carries: the origin takes bulk bodies up to 4 MiB.
+const MAX_CHUNK_BYTES: usize = 3 * 1024 * 1024;
+
+/// The body of the request for the links from `start` on (a `BulkCreate`, never atomic): up
+/// to [`MAX_BULK_LINKS`] of them and [`MAX_CHUNK_BYTES`]; and the index after its last link.
+fn chunk(links: &[CreateLink], start: usize, dry_run: bool) -> (usize, String) {
+    let mut body = String::from("{\"links\":[");
+    let mut end = start;
+    for link in links.iter().skip(start).take(MAX_BULK_LINKS) {
+        // Serialising a valid link cannot fail; a `null` would be refused as its own item.
+        let json = serde_json::to_string(link).unwrap_or_else(|_| "null".to_owned());
+        if end > start && body.len() + json.len() > MAX_CHUNK_BYTES {
+            break;
+        }
+        if end > start {
+            body.push(',');
+        }
+        body.push_str(&json);
+        end += 1;
+    }
+    body.push_str(if dry_run { "],\"dry_run\":true}" } else { "]}" });
+    (end, body)
+}
+
+/// Two lists of failed rows, each in file order, as one in file order (a merge, not a sort:
+/// a sort's code would cost the dashboard's download several KB).
+fn merge(parse_errors: &[Failure], refused: Vec<Failure>) -> Vec<Failure> {
+    let mut merged = Vec::with_capacity(parse_errors.len() + refused.len());
+    let mut parse_errors = parse_errors.iter().peekable();
+    for failure in refused {
+        while let Some(earlier) = parse_errors.next_if(|p| p.line < failure.line) {
+            merged.push(earlier.clone());
+        }
+        merged.push(failure);
+    }
+    merged.extend(parse_errors.cloned());
+    merged
 }
 
 /// The failed rows as CSV (line, source, field, message).
