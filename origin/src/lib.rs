@@ -249,6 +249,16 @@ impl State {
         Ok(stored.inserted)
     }
 
+    /// Turns the clicks waiting for `link.clicked` webhooks into messages now, whenever the
+    /// last were made (a serving origin does it every 5 s); returns (messages, clicks, clicks
+    /// dropped past `KURZ_WEBHOOK_MAX_PENDING_CLICKS`).
+    pub async fn batch_webhook_clicks(&self) -> Result<(u64, u64, u64), Error> {
+        let max_pending = self.inner.webhooks.config.max_pending_clicks;
+        let done = webhooks::clicks::batch_all(&self.inner.db, max_pending, Duration::ZERO).await?;
+        self.inner.webhooks.wake.notify_one();
+        Ok((done.messages, done.clicks, done.dropped))
+    }
+
     /// Counts every stored click not yet counted into the rollups, now (after waiting for
     /// any counter at work); returns how many. A serving origin does this in the background
     /// within moments of each ingest.

@@ -53,8 +53,6 @@ pub(crate) const RETRY_AFTER: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
     Duration::from_secs(10 * 3600),
 ];
-/// Attempts of one message before it has failed.
-pub(crate) const MAX_ATTEMPTS: i32 = RETRY_AFTER.len() as i32 + 1;
 /// How long an endpoint may fail before a message failing for good switches it off.
 pub(crate) const FAILING_FOR: time::Duration = time::Duration::hours(24);
 /// How often messages written by other origins (and retries coming due) are looked for.
@@ -503,7 +501,7 @@ pub(crate) async fn forget_old_forever(db: PgPool) {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted webhook deliveries past the retention"),
             Err(err) => {
-                tracing::warn!(error = %err, "cannot apply the webhook deliveries' retention")
+                tracing::warn!(error = %err, "cannot apply the webhook deliveries' retention");
             }
         }
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -513,6 +511,9 @@ pub(crate) async fn forget_old_forever(db: PgPool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attempts of one message before it has failed.
+    const MAX_ATTEMPTS: i32 = RETRY_AFTER.len() as i32 + 1;
 
     #[test]
     fn retries_span_more_than_a_day() {

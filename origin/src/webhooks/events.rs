@@ -174,7 +174,7 @@ pub(crate) async fn limit_reached(
                 .or_default()
                 .push(link),
             Err(err) => {
-                tracing::warn!(link = id, error = ?err, "no link.limit_reached webhook for a link that cannot be shown")
+                tracing::warn!(link = id, error = ?err, "no link.limit_reached webhook for a link that cannot be shown");
             }
         }
     }
@@ -182,7 +182,7 @@ pub(crate) async fn limit_reached(
         match Messages::of(EventType::LinkLimitReached, &links) {
             Ok(messages) => messages.insert(tx, WorkspaceId::trusted(workspace)).await?,
             Err(err) => {
-                tracing::warn!(workspace, error = ?err, "cannot make link.limit_reached webhooks")
+                tracing::warn!(workspace, error = ?err, "cannot make link.limit_reached webhooks");
             }
         }
     }

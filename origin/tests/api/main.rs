@@ -32,4 +32,5 @@ mod rules_api;
 mod rules_redirect;
 mod sign_in;
 mod support;
+mod webhook_delivery;
 mod workspaces;

@@ -1,0 +1,769 @@
+//! Webhook delivery against a real local receiver that answers, fails, hangs, answers 410 and
+//! recovers: nothing is lost, every retry carries the same `webhook-id`, a link's messages
+//! arrive in order, the signature verifies (by the `standardwebhooks` crate and by an HMAC made
+//! here from the specification), and the bounds hold.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::IntoResponse;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use shortlink::ShortCode;
+use shortlink::edge::{ClickEvent, ClickSource};
+use time::OffsetDateTime;
+
+use crate::support::{TestApp, app_with, config, new_database};
+
+/// The workspace of the tests' default API key.
+const WORKSPACE: i64 = 1;
+/// Longest a test waits for something that normally takes well under a second.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How the receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ok,
+    Fail,
+    /// Answers after far longer than the tests' timeout.
+    Hang,
+    Gone,
+}
+
+/// One request the receiver got, and what it answered.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: HeaderMap,
+    body: Bytes,
+    answered: Mode,
+}
+
+impl Received {
+    fn id(&self) -> &str {
+        self.headers["webhook-id"].to_str().expect("ascii")
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// A webhook receiver on 127.0.0.1: it records every request and answers as told.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    mode: Arc<Mutex<Mode>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let mode = Arc::new(Mutex::new(Mode::Ok));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (m, r) = (mode.clone(), received.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let (mode, received) = (m.clone(), r.clone());
+                async move {
+                    let answered = *mode.lock().expect("mode");
+                    received.lock().expect("log").push(Received {
+                        headers,
+                        body,
+                        answered,
+                    });
+                    match answered {
+                        Mode::Ok => StatusCode::NO_CONTENT.into_response(),
+                        Mode::Fail => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, "receiver down").into_response()
+                        }
+                        Mode::Hang => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            StatusCode::OK.into_response()
+                        }
+                        Mode::Gone => StatusCode::GONE.into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url: format!("http://{address}/hook"),
+            mode,
+            received,
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().expect("mode") = mode;
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("log").clone()
+    }
+
+    /// What was answered 2xx, in order.
+    fn accepted(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.answered == Mode::Ok)
+            .collect()
+    }
+
+    /// Waits until `done` holds for what was received.
+    async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let received = self.received();
+            if done(&received) {
+                return received;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "receiver: {what} not within {DEADLINE:?}; got {:?}",
+                received.iter().map(Received::json).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Polls `query` (one value) until `done` holds.
+async fn wait_db<T>(app: &TestApp, what: &str, query: &str, done: impl Fn(&T) -> bool) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    T: std::fmt::Debug,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let value: T = sqlx::query_scalar(query)
+            .fetch_one(&app.db)
+            .await
+            .expect(query);
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} not within {DEADLINE:?}: {query} is {value:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An app whose webhooks time out after 300 ms; `allow_private` as given.
+async fn app(allow_private: bool, max_pending_clicks: u32) -> TestApp {
+    let mut config = config(&new_database().await);
+    config.webhooks.timeout_ms = 300;
+    config.webhooks.allow_private = allow_private;
+    config.webhooks.max_pending_clicks = max_pending_clicks;
+    app_with(&config).await
+}
+
+/// A random signing secret, as the API makes them.
+fn new_secret() -> String {
+    let mut key = [0u8; 24];
+    getrandom::fill(&mut key).expect("randomness");
+    format!("whsec_{}", base64(&key))
+}
+
+/// An endpoint of the tests' workspace (made in SQL, as the API would); its id.
+async fn endpoint(app: &TestApp, url: &str, secret: &str, events: &[&str]) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO webhook_endpoints (workspace_id, url, events, secret)
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(WORKSPACE)
+    .bind(url)
+    .bind(events)
+    .bind(secret)
+    .fetch_one(&app.db)
+    .await
+    .expect("endpoint")
+}
+
+/// Makes every pending retry due now (the tests' clock does not wait 5 s or 10 h).
+async fn retry_now(app: &TestApp) {
+    sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE state = 'pending'")
+        .execute(&app.db)
+        .await
+        .expect("retry now");
+}
+
+/// Checks a message's signature by the Standard Webhooks library and by the specification's
+/// HMAC made here: `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")).
+fn verify(secret: &str, received: &Received) {
+    standardwebhooks::Webhook::new(secret)
+        .expect("secret")
+        .verify(&received.body, &received.headers)
+        .expect("the signature verifies");
+    let header = |name: &str| received.headers[name].to_str().expect("ascii").to_owned();
+    let expected = spec_signature(
+        secret,
+        &header("webhook-id"),
+        &header("webhook-timestamp"),
+        &received.body,
+    );
+    assert!(
+        header("webhook-signature")
+            .split(' ')
+            .any(|signature| signature == expected),
+        "{} is not {expected}",
+        header("webhook-signature")
+    );
+    assert_eq!(header("content-type"), "application/json");
+    assert_eq!(header("user-agent"), "kurz-webhooks");
+}
+
+fn spec_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
+    let key = unbase64(secret.strip_prefix("whsec_").expect("prefix"));
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", base64(&mac.finalize().into_bytes()))
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(BASE64[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn unbase64(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut n, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let value = BASE64.iter().position(|&b| b == c).expect("base64") as u32;
+        n = (n << 6) | value;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((n >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn signatures_match_the_specifications_test_vector() {
+    let (secret, id, timestamp, body) = (
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        1_614_265_330,
+        br#"{"test": 2432232314}"#,
+    );
+    let expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    let signed = standardwebhooks::Webhook::new(secret)
+        .expect("secret")
+        .sign(id, timestamp, body)
+        .expect("signs");
+    assert_eq!(signed, expected);
+    assert_eq!(
+        spec_signature(secret, id, &timestamp.to_string(), body),
+        expected
+    );
+    assert_eq!(
+        base64(&unbase64("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    );
+}
+
+#[tokio::test]
+async fn a_links_changes_each_arrive_once_signed_and_in_order() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    let secret = new_secret();
+    let events = ["link.created", "link.updated", "link.deleted"];
+    endpoint(&app, &receiver.url, &secret, &events).await;
+    let _background = app.state.spawn_background();
+
+    let link = app
+        .create(json!({"destination": "https://example.com/a", "code": "hooked"}))
+        .await;
+    let patched = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/hooked",
+            Some(json!({"destination": "https://example.com/b"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let deleted = app.api(Method::DELETE, "/api/v1/links/hooked", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+
+    receiver.wait_for("three messages", |r| r.len() >= 3).await;
+    wait_db::<i64>(
+        &app,
+        "all delivered",
+        "SELECT count(*) FROM webhook_deliveries WHERE state <> 'delivered'",
+        |n| *n == 0,
+    )
+    .await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 3, "each once");
+    let types: Vec<Value> = received.iter().map(|r| r.json()["type"].clone()).collect();
+    assert_eq!(types, events.map(Value::from));
+    for message in &received {
+        verify(&secret, message);
+        let body = message.json();
+        assert_eq!(body["data"]["code"], "hooked");
+        assert_eq!(body["data"]["id"], link["id"]);
+        OffsetDateTime::parse(
+            body["timestamp"].as_str().expect("timestamp"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("an RFC 3339 timestamp");
+        assert!(message.id().starts_with("msg_") && message.id().len() >= 28);
+    }
+    assert_eq!(
+        received[0].json()["data"]["destination"],
+        "https://example.com/a"
+    );
+    // A deleted link's message shows its last state.
+    assert_eq!(
+        received[2].json()["data"]["destination"],
+        "https://example.com/b"
+    );
+    let mut ids: Vec<&str> = received.iter().map(Received::id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "one id per message");
+    let attempts: Vec<i32> =
+        sqlx::query_scalar("SELECT attempts FROM webhook_deliveries ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .expect("attempts");
+    assert_eq!(attempts, [1, 1, 1]);
+}
+
+#[tokio::test]
+async fn a_failing_receiver_that_recovers_loses_nothing_and_gets_the_same_ids_in_order() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Fail);
+    let secret = new_secret();
+    let endpoint = endpoint(
+        &app,
+        &receiver.url,
+        &secret,
+        &["link.created", "link.updated"],
+    )
+    .await;
+    let _background = app.state.spawn_background();
+
+    app.create(json!({"destination": "https://example.com/1", "code": "order"}))
+        .await;
+    for n in 2..=3 {
+        let patched = app
+            .api(
+                Method::PATCH,
+                "/api/v1/links/order",
+                Some(json!({"destination": format!("https://example.com/{n}")})),
+            )
+            .await;
+        assert_eq!(patched.status, StatusCode::OK);
+    }
+    // Two failed attempts of the create (the first, and a retry made due at once); the
+    // updates wait behind it, never sent before it.
+    receiver
+        .wait_for("a failed attempt", |r| !r.is_empty())
+        .await;
+    retry_now(&app).await;
+    receiver
+        .wait_for("a second failed attempt", |r| r.len() >= 2)
+        .await;
+    let failed = receiver.received();
+    assert!(failed.iter().all(|r| r.json()["type"] == "link.created"));
+    let failing_since: Option<OffsetDateTime> =
+        sqlx::query_scalar("SELECT failing_since FROM webhook_endpoints WHERE id = $1")
+            .bind(endpoint)
+            .fetch_one(&app.db)
+            .await
+            .expect("endpoint");
+    assert!(failing_since.is_some());
+    let logged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_attempts WHERE status = 500")
+            .fetch_one(&app.db)
+            .await
+            .expect("attempts");
+    assert!(logged >= 2);
+
+    receiver.set(Mode::Ok);
+    retry_now(&app).await;
+    receiver
+        .wait_for("the create and both updates accepted", |r| {
+            r.iter().filter(|r| r.answered == Mode::Ok).count() >= 3
+        })
+        .await;
+    let accepted = receiver.accepted();
+    let destinations: Vec<Value> = accepted
+        .iter()
+        .map(|r| r.json()["data"]["destination"].clone())
+        .collect();
+    assert_eq!(
+        destinations,
+        [
+            "https://example.com/1",
+            "https://example.com/2",
+            "https://example.com/3"
+        ]
+        .map(Value::from),
+        "in order"
+    );
+    // Every attempt of one message under one id; one id per message.
+    let received = receiver.received();
+    for message in &received {
+        verify(&secret, message);
+        let same_version: Vec<&str> = received
+            .iter()
+            .filter(|r| r.json()["data"]["version"] == message.json()["data"]["version"])
+            .map(Received::id)
+            .collect();
+        assert!(
+            same_version.iter().all(|id| *id == message.id()),
+            "{same_version:?}"
+        );
+    }
+    assert_eq!(received.len(), accepted.len() + failed.len());
+    let failing_since: Option<OffsetDateTime> =
+        sqlx::query_scalar("SELECT failing_since FROM webhook_endpoints WHERE id = $1")
+            .bind(endpoint)
+            .fetch_one(&app.db)
+            .await
+            .expect("endpoint");
+    assert_eq!(failing_since, None, "a success ends the failing");
+}
+
+#[tokio::test]
+async fn a_timeout_is_a_failed_attempt() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Hang);
+    let secret = new_secret();
+    endpoint(&app, &receiver.url, &secret, &["link.created"]).await;
+    let _background = app.state.spawn_background();
+    app.create(json!({"destination": "https://example.com/slow"}))
+        .await;
+
+    let error: Option<String> = wait_db(
+        &app,
+        "the timed-out attempt",
+        "SELECT max(error) FROM webhook_attempts",
+        Option::is_some,
+    )
+    .await;
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("timed out")),
+        "{error:?}"
+    );
+    let (state, status, attempts): (String, Option<i16>, i32) =
+        sqlx::query_as("SELECT state, last_status, attempts FROM webhook_deliveries")
+            .fetch_one(&app.db)
+            .await
+            .expect("delivery");
+    assert_eq!((state.as_str(), status, attempts), ("pending", None, 1));
+
+    receiver.set(Mode::Ok);
+    retry_now(&app).await;
+    receiver
+        .wait_for("the retry accepted", |r| {
+            r.iter().any(|r| r.answered == Mode::Ok)
+        })
+        .await;
+    let received = receiver.received();
+    assert!(received.iter().all(|r| r.id() == received[0].id()));
+}
+
+#[tokio::test]
+async fn a_410_switches_the_endpoint_off_at_once() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Gone);
+    let endpoint = endpoint(&app, &receiver.url, &new_secret(), &["link.created"]).await;
+    let _background = app.state.spawn_background();
+    app.create(json!({"destination": "https://example.com/gone"}))
+        .await;
+
+    let enabled: bool = wait_db(
+        &app,
+        "the endpoint switched off",
+        "SELECT bool_and(enabled) FROM webhook_endpoints",
+        |enabled| !enabled,
+    )
+    .await;
+    assert!(!enabled);
+    let (reason, at): (Option<String>, Option<OffsetDateTime>) =
+        sqlx::query_as("SELECT disabled_reason, disabled_at FROM webhook_endpoints WHERE id = $1")
+            .bind(endpoint)
+            .fetch_one(&app.db)
+            .await
+            .expect("endpoint");
+    assert!(
+        reason.as_deref().is_some_and(|r| r.contains("410")),
+        "{reason:?}"
+    );
+    assert!(at.is_some());
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'webhook.disabled' AND target_id = $1",
+    )
+    .bind(endpoint)
+    .fetch_one(&app.db)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1);
+    // Its message stays pending, unsent, until it is switched on; new changes write none.
+    app.create(json!({"destination": "https://example.com/after"}))
+        .await;
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM webhook_deliveries")
+        .fetch_all(&app.db)
+        .await
+        .expect("deliveries");
+    assert_eq!(states, ["pending"]);
+}
+
+#[tokio::test]
+async fn failing_for_a_day_switches_the_endpoint_off_when_a_message_fails_for_good() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Fail);
+    let day_long = endpoint(&app, &receiver.url, &new_secret(), &["link.created"]).await;
+    let hour_long = endpoint(&app, &receiver.url, &new_secret(), &["link.created"]).await;
+    // The clock is moved, not waited for: failing since 25 h and 1 h, each with a message at
+    // its last attempt.
+    for (endpoint, hours) in [(day_long, 25), (hour_long, 1)] {
+        sqlx::query(
+            "UPDATE webhook_endpoints SET failing_since = now() - make_interval(hours => $2)
+             WHERE id = $1",
+        )
+        .bind(endpoint)
+        .bind(hours)
+        .execute(&app.db)
+        .await
+        .expect("failing");
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload, attempts)
+             VALUES ($1, $2, 'link.created', '{\"type\": \"link.created\"}', 7)",
+        )
+        .bind(format!("msg_lastattempt{endpoint}"))
+        .bind(endpoint)
+        .execute(&app.db)
+        .await
+        .expect("delivery");
+    }
+    let _background = app.state.spawn_background();
+
+    wait_db::<i64>(
+        &app,
+        "both messages failed for good",
+        "SELECT count(*) FROM webhook_deliveries WHERE state = 'failed' AND attempts = 8",
+        |n| *n == 2,
+    )
+    .await;
+    let endpoints: Vec<(i64, bool, Option<String>)> =
+        sqlx::query_as("SELECT id, enabled, disabled_reason FROM webhook_endpoints ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .expect("endpoints");
+    let (_, enabled, reason) = &endpoints[0];
+    assert!(!enabled);
+    let reason = reason.as_deref().expect("a reason");
+    assert!(
+        reason.starts_with("failing since ") && reason.contains("HTTP 500"),
+        "{reason}"
+    );
+    assert_eq!(
+        endpoints[1],
+        (hour_long, true, None),
+        "failing for an hour only"
+    );
+    let audited: Vec<i64> =
+        sqlx::query_scalar("SELECT target_id FROM audit_log WHERE action = 'webhook.disabled'")
+            .fetch_all(&app.db)
+            .await
+            .expect("audit");
+    assert_eq!(audited, [day_long]);
+}
+
+fn click(n: usize, link_id: i64, code: &str) -> ClickEvent {
+    ClickEvent {
+        id: format!("click-{n:06}"),
+        link_id,
+        code: ShortCode::parse(code).expect("code"),
+        at: OffsetDateTime::now_utc() - time::Duration::seconds(60)
+            + time::Duration::milliseconds(n as i64),
+        country: Some("DE".to_owned()),
+        referrer: Some("https://news.example/item".to_owned()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36".to_owned()),
+        qr: false,
+        head: false,
+        source: ClickSource::Edge,
+        visitor: None,
+        variant: None,
+    }
+}
+
+#[tokio::test]
+async fn clicks_go_out_in_batches_each_once() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    let secret = new_secret();
+    endpoint(&app, &receiver.url, &secret, &["link.clicked"]).await;
+    let mut links = Vec::new();
+    for code in ["c1", "c2"] {
+        let link = app
+            .create(json!({"destination": "https://example.com/", "code": code}))
+            .await;
+        links.push((link["id"].as_i64().expect("id"), code.to_owned()));
+    }
+    let events: Vec<ClickEvent> = (0..2500)
+        .map(|n| {
+            let (id, code) = &links[n % 2];
+            click(n, *id, code)
+        })
+        .collect();
+    assert_eq!(app.state.store_clicks(&events).await.expect("stored"), 2500);
+
+    let mut messages = 0;
+    while let (made @ 1.., _, dropped) = app.state.batch_webhook_clicks().await.expect("batched") {
+        assert_eq!(dropped, 0);
+        messages += made;
+    }
+    assert_eq!(messages, 3, "2,500 clicks in messages of at most 1,000");
+    let _background = app.state.spawn_background();
+    let received = receiver.wait_for("three messages", |r| r.len() >= 3).await;
+    let mut ids = Vec::new();
+    for message in &received {
+        verify(&secret, message);
+        let body = message.json();
+        assert_eq!(body["type"], "link.clicked");
+        let clicks = body["data"]["clicks"].as_array().expect("clicks");
+        assert!(clicks.len() <= 1000);
+        for click in clicks {
+            assert_eq!(click["country"], "DE");
+            assert_eq!(click["referrer_host"], "news.example");
+            assert!(click["link_id"] == links[0].0 || click["link_id"] == links[1].0);
+            ids.push(click["id"].as_str().expect("id").to_owned());
+        }
+    }
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((total, ids.len()), (2500, 2500), "each click once");
+    // Stored again (the edge retried a batch): nothing new to send.
+    assert_eq!(app.state.store_clicks(&events).await.expect("stored"), 0);
+    assert_eq!(
+        app.state.batch_webhook_clicks().await.expect("batched"),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn pending_clicks_are_bounded_while_a_receiver_is_down() {
+    const CAP: u32 = 100;
+    let app = app(true, CAP).await;
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Fail);
+    let endpoint = endpoint(&app, &receiver.url, &new_secret(), &["link.clicked"]).await;
+    let link = app
+        .create(json!({"destination": "https://example.com/", "code": "burst"}))
+        .await;
+    let link_id = link["id"].as_i64().expect("id");
+    // No deliverer: every click message stays pending, as with a receiver down for long.
+    let mut n = 0;
+    let mut dropped_in_all = 0;
+    for round in 0..15 {
+        let burst: Vec<ClickEvent> = (0..250)
+            .map(|_| {
+                n += 1;
+                click(n, link_id, "burst")
+            })
+            .collect();
+        app.state.store_clicks(&burst).await.expect("stored");
+        let (messages, clicks, dropped) = app.state.batch_webhook_clicks().await.expect("batched");
+        dropped_in_all += dropped;
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_clicks_pending")
+            .fetch_one(&app.db)
+            .await
+            .expect("pending");
+        assert!(
+            pending <= i64::from(CAP),
+            "round {round}: {pending} pending"
+        );
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND state = 'pending'",
+        )
+        .bind(endpoint)
+        .fetch_one(&app.db)
+        .await
+        .expect("deliveries");
+        if round < 10 {
+            assert_eq!((messages, clicks), (1, u64::from(CAP)), "round {round}");
+        } else {
+            // The backlog is full: the clicks wait (bounded) instead.
+            assert_eq!((messages, clicks), (0, 0), "round {round}");
+            assert_eq!(pending, i64::from(CAP));
+        }
+        assert_eq!(waiting, (round + 1).min(10));
+    }
+    assert_eq!(dropped_in_all, 15 * 250 - 11 * u64::from(CAP));
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_unless_allowed() {
+    let app = app(false, 100_000).await;
+    let receiver = Receiver::start().await;
+    let port = receiver.url.split(':').nth(2).expect("port").to_owned();
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let mapped = format!("http://[::ffff:127.0.0.1]:{port}");
+    for url in [&receiver.url, &by_name, &mapped] {
+        endpoint(&app, url, &new_secret(), &["link.created"]).await;
+    }
+    let _background = app.state.spawn_background();
+    app.create(json!({"destination": "https://example.com/ssrf"}))
+        .await;
+    wait_db::<i64>(
+        &app,
+        "three refused attempts",
+        "SELECT count(*) FROM webhook_attempts",
+        |n| *n >= 3,
+    )
+    .await;
+    let errors: Vec<(Option<i16>, Option<String>)> =
+        sqlx::query_as("SELECT status, error FROM webhook_attempts ORDER BY delivery_id")
+            .fetch_all(&app.db)
+            .await
+            .expect("attempts");
+    for (status, error) in &errors {
+        assert_eq!(*status, None);
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("public address")),
+            "{error:?}"
+        );
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
+    );
+}
