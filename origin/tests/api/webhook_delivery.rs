@@ -767,3 +767,52 @@ async fn private_addresses_are_refused_unless_allowed() {
         "nothing reached the receiver"
     );
 }
+
+#[tokio::test]
+async fn a_used_up_link_and_a_blocked_one_are_announced() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    let secret = new_secret();
+    endpoint(
+        &app,
+        &receiver.url,
+        &secret,
+        &["link.updated", "link.limit_reached"],
+    )
+    .await;
+    let _background = app.state.spawn_background();
+
+    // The edge's clicks use up a limited link (added when they are stored).
+    let limited = app
+        .create(json!({"destination": "https://example.com/", "code": "twice", "max_clicks": 2}))
+        .await;
+    let id = limited["id"].as_i64().expect("id");
+    let clicks = [click(1, id, "twice"), click(2, id, "twice")];
+    assert_eq!(app.state.store_clicks(&clicks).await.expect("stored"), 2);
+    let received = receiver
+        .wait_for("link.limit_reached", |r| !r.is_empty())
+        .await;
+    let body = received[0].json();
+    assert_eq!(body["type"], "link.limit_reached");
+    assert_eq!(body["data"]["code"], "twice");
+    assert_eq!(body["data"]["clicks_used"], 2);
+    verify(&secret, &received[0]);
+
+    // The blocklist disables a link as a PATCH would: link.updated.
+    app.create(json!({"destination": "https://evil.example/", "code": "victim"}))
+        .await;
+    let blocked = app
+        .api(
+            Method::POST,
+            "/api/v1/abuse/blocklist",
+            Some(json!({"rule": "evil.example", "reason": "phishing campaign"})),
+        )
+        .await;
+    assert_eq!(blocked.status, StatusCode::CREATED, "{}", blocked.text());
+    let received = receiver.wait_for("link.updated", |r| r.len() >= 2).await;
+    let body = received[1].json();
+    assert_eq!(body["type"], "link.updated");
+    assert_eq!(body["data"]["code"], "victim");
+    assert_eq!(body["data"]["disabled"], true);
+    assert_eq!(received.len(), 2, "nothing else was subscribed to");
+}
