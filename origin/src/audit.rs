@@ -109,6 +109,47 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// Adds an entry per change to `workspace`'s log in one statement (a bulk create's), all by
+/// `actor`, in the transaction of the changes.
+pub(crate) async fn record_many(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    actor: ActorRef<'_>,
+    changes: Vec<Change>,
+) -> Result<(), crate::Error> {
+    let mut actions = Vec::with_capacity(changes.len());
+    let mut kinds = Vec::with_capacity(changes.len());
+    let mut ids = Vec::with_capacity(changes.len());
+    let mut befores = Vec::with_capacity(changes.len());
+    let mut afters = Vec::with_capacity(changes.len());
+    for change in changes {
+        actions.push(change.action);
+        kinds.push(change.target.0);
+        ids.push(change.target.1);
+        befores.push(change.before);
+        afters.push(change.after);
+    }
+    sqlx::query(
+        "INSERT INTO audit_log (workspace_id, actor_kind, actor_id, actor_name, action,
+                                target_kind, target_id, before, after)
+         SELECT $1, $2, $3, $4, u.action, u.target_kind, u.target_id, u.before, u.after
+         FROM UNNEST($5::text[], $6::text[], $7::int8[], $8::jsonb[], $9::jsonb[])
+              AS u(action, target_kind, target_id, before, after)",
+    )
+    .bind(workspace.get())
+    .bind(actor.kind)
+    .bind(actor.id)
+    .bind(actor.name)
+    .bind(actions)
+    .bind(kinds)
+    .bind(ids)
+    .bind(befores)
+    .bind(afters)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 pub(crate) fn routes() -> axum::Router<crate::State> {
     axum::Router::new().route("/audit", get(list))
 }

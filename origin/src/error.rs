@@ -177,6 +177,15 @@ impl Error {
         }
     }
 
+    /// The error as the API's body shows it; also each failed item of a bulk create.
+    pub(crate) fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code().to_owned(),
+            message: self.to_string(),
+            field: self.field(),
+        }
+    }
+
     fn field(&self) -> Option<String> {
         match self {
             Self::InvalidInput { field, .. } => field.clone(),
@@ -218,11 +227,7 @@ impl IntoResponse for Error {
             _ => {}
         }
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-                field: self.field(),
-            },
+            error: self.detail(),
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -47,12 +47,13 @@ pub(crate) async fn concurrency_limit(
 
 /// Refuses a body declared larger than the limit before reading it (413 in the error shape),
 /// and tells the body extractor the limit, which `DefaultBodyLimit` enforces on bodies sent
-/// without a length.
+/// without a length. A route with a limit of its own (a bulk create) has it instead.
 pub(crate) async fn body_limit(
     State(limit): State<usize>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let limit = own_limit(&request).unwrap_or(limit);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -63,6 +64,13 @@ pub(crate) async fn body_limit(
     }
     request.extensions_mut().insert(BodyLimit(limit));
     next.run(request).await
+}
+
+/// The body limit of a route that has one of its own, by the route matched (the router has
+/// matched it before the API's layers run). Its `DefaultBodyLimit` is set on the route.
+fn own_limit(request: &Request) -> Option<usize> {
+    let route = request.extensions().get::<MatchedPath>()?.as_str();
+    (route == crate::links::bulk::ROUTE).then_some(crate::links::bulk::BODY_LIMIT)
 }
 
 /// CORS for the API, or none when no origin is allowed (no CORS headers at all).

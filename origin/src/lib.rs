@@ -97,6 +97,9 @@ struct Inner {
     /// Link passwords being hashed at once, at most [`redirect::PASSWORD_HASHES`]: a flood of
     /// answers from many addresses (each within its own limit) cannot take every core.
     password_hashes: tokio::sync::Semaphore,
+    /// Bulk creates at once, at most [`links::bulk::AT_ONCE`]: taken before the body is read,
+    /// so their bodies (up to [`links::bulk::BODY_LIMIT`] each) bound this instance's memory.
+    bulk_creates: tokio::sync::Semaphore,
     /// Limited links' clicks are taken one at a time per stripe ([`links::limit::STRIPES`]),
     /// so a flood on one limited link queues here rather than on its count row, where each
     /// waiter would hold a database connection.
@@ -179,6 +182,7 @@ impl State {
                     redirect::PASSWORD_ATTEMPTS,
                 )),
                 password_hashes: tokio::sync::Semaphore::new(redirect::PASSWORD_HASHES),
+                bulk_creates: tokio::sync::Semaphore::new(links::bulk::AT_ONCE),
                 click_stripes: (0..links::limit::STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),

@@ -48,6 +48,8 @@ pub(crate) enum Refusals {
         crate::links::fetch,
         crate::links::update,
         crate::links::delete,
+        crate::links::bulk::create,
+        crate::links::export::export,
         crate::qr::svg,
         crate::qr::png,
         crate::analytics::stats::link_stats,

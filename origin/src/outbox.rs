@@ -67,6 +67,19 @@ pub(crate) async fn record_change(tx: &mut PgConnection, code: &str) -> Result<(
         .map(drop)
 }
 
+/// Records that each of `codes` changed (a bulk create), in one statement; called in the
+/// transaction that changed them.
+pub(crate) async fn record_changes(
+    tx: &mut PgConnection,
+    codes: &[&str],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO edge_outbox (code) SELECT * FROM UNNEST($1::text[])")
+        .bind(codes)
+        .execute(tx)
+        .await
+        .map(drop)
+}
+
 pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

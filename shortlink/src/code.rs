@@ -25,6 +25,14 @@ pub const RESERVED_CODES: &[&str] = &[
     "static",
 ];
 
+/// Codes that name routes of the links API beside `/api/v1/links/{code}`
+/// (`/api/v1/links/bulk`, `/api/v1/links/export`): a link with one could not be read, changed
+/// or deleted through the API. A new link may not take one ([`ShortCode::names_api_route`],
+/// checked when a link is created), but a code with one still parses: a link that took it
+/// before the route existed keeps redirecting at the origin and the edge, and still reads in
+/// the list. Compared exactly, as the router compares paths.
+pub const API_ROUTE_CODES: &[&str] = &["bulk", "export"];
+
 /// A short code: 1–64 characters from `[A-Za-z0-9_-]`, case-sensitive, not reserved.
 ///
 /// Generated codes (see [`crate::CodeScrambler`]) and custom slugs share this one type and one
@@ -95,6 +103,11 @@ impl ShortCode {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the code is one of [`API_ROUTE_CODES`], which no new link may take.
+    pub fn names_api_route(&self) -> bool {
+        API_ROUTE_CODES.contains(&self.0.as_str())
     }
 }
 
@@ -192,6 +205,20 @@ mod tests {
         for (input, expected) in cases {
             let got = ShortCode::parse(input).map(|code| assert_eq!(code.as_str(), *input));
             assert_eq!(&got, expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn api_route_codes_parse_but_are_told() {
+        for (input, names_route) in [
+            ("bulk", true),
+            ("export", true),
+            ("Export", false),
+            ("bulk-2", false),
+            ("exports", false),
+        ] {
+            let code = ShortCode::parse(input).expect("a stored link may have it");
+            assert_eq!(code.names_api_route(), names_route, "{input}");
         }
     }
 

@@ -787,6 +787,51 @@ mod tests {
     }
 
     #[test]
+    fn titles() {
+        let long_ok = "t".repeat(MAX_TITLE_LEN);
+        let too_long = "t".repeat(MAX_TITLE_LEN + 1);
+        let cases: &[(&str, Result<&str, Error>)] = &[
+            ("Spring sale", Ok("Spring sale")),
+            ("  Spring sale \n", Ok("Spring sale")),
+            // Titles scraped from pages carry line breaks and tabs: one line, spaces instead.
+            (
+                "Spring\nsale\r\n2026\tedition",
+                Ok("Spring sale  2026 edition"),
+            ),
+            ("Größe – 東京", Ok("Größe – 東京")),
+            ("", Ok("")),
+            ("   ", Ok("")),
+            (&long_ok, Ok(&long_ok)),
+            (
+                &too_long,
+                Err(Error::TooLong {
+                    what: "title",
+                    max: MAX_TITLE_LEN,
+                    len: MAX_TITLE_LEN + 1,
+                }),
+            ),
+            ("bell\u{7}", Err(Error::ControlCharacter { what: "title" })),
+            ("nul\u{0}x", Err(Error::ControlCharacter { what: "title" })),
+            (
+                "esc\u{1b}[31m",
+                Err(Error::ControlCharacter { what: "title" }),
+            ),
+        ];
+        for (input, expected) in cases {
+            let got = Title::parse(input);
+            assert_eq!(
+                got.as_ref().map(Title::as_str),
+                expected.as_ref().map(|t| *t),
+                "{input:?}"
+            );
+        }
+        // Deserialising runs the same rules.
+        let title: Title = serde_json::from_str("\" a\\tb \"").expect("valid");
+        assert_eq!(title.as_str(), "a b");
+        assert!(serde_json::from_str::<Title>("\"\\u0007\"").is_err());
+    }
+
+    #[test]
     fn split_weights() {
         let variant = |weight| Variant {
             destination: Destination::parse("https://a.example/").expect("valid"),

@@ -168,7 +168,7 @@ fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error
 /// when the export is opened. OWASP's recommendation: a leading `'` before a cell that starts
 /// with `=`, `+`, `-`, `@`, a tab or a carriage return (spreadsheets hide the `'`), the cell
 /// then quoted by the CSV writer as usual.
-fn inert_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn inert_cell(cell: &str) -> std::borrow::Cow<'_, str> {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{cell}").into()
     } else {

@@ -5,15 +5,17 @@
 //! send to) or on the clock (expiry). A link's password is hashed here and stored only as its
 //! hash; no answer and no audit entry shows either.
 
+pub(crate) mod bulk;
+pub(crate) mod export;
 pub(crate) mod idempotency;
 pub(crate) mod limit;
 pub(crate) mod store;
 mod versions;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use shortlink::Destination;
 use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
@@ -46,6 +48,13 @@ const MAX_CURSOR_CHARS: usize = 64;
 pub(crate) fn routes() -> Router<crate::State> {
     Router::new()
         .route("/links", get(list).post(create))
+        // Static segments beside `/links/{code}`: no new link may take these codes
+        // (`ShortCode::names_api_route`).
+        .route(
+            "/links/bulk",
+            post(bulk::create).layer(DefaultBodyLimit::max(bulk::BODY_LIMIT)),
+        )
+        .route("/links/export", get(export::export))
         .route("/links/{code}", get(fetch).patch(update).delete(delete))
 }
 
@@ -64,14 +73,7 @@ async fn create(
     let workspace = caller.may(Permission::WriteLinks)?;
     let retryable = Retryable::from_request(&headers, &body.bytes, &state.inner.visitor_secret)?;
     let body = body.value;
-    check_destination(&state, "destination", &body.destination)?;
-    check_rules(
-        &state,
-        body.fallback_url.as_ref(),
-        Some(&body.targets),
-        Some(&body.split),
-    )?;
-    check_expiry(body.expires_at)?;
+    check_new(&state, &body, OffsetDateTime::now_utc())?;
     let password = match &body.password {
         Some(password) => Some(hash_password(password).await?),
         None => None,
@@ -456,6 +458,49 @@ async fn finish_change(
     }
     crate::webhooks::wake(state);
     Ok(())
+}
+
+/// The checks of a new link (a create's, and each of a bulk create's) that depend on this
+/// deployment or the clock: its code is not one of the API's own routes, no destination loops
+/// to us, and its dates are possible at `now`.
+fn check_new(state: &crate::State, body: &CreateLink, now: OffsetDateTime) -> Result<(), Error> {
+    if let Some(code) = body.code.as_ref().filter(|code| code.names_api_route()) {
+        return Err(shortlink::Error::CodeReserved {
+            code: code.to_string(),
+        }
+        .into());
+    }
+    check_destination(state, "destination", &body.destination)?;
+    check_rules(
+        state,
+        body.fallback_url.as_ref(),
+        Some(&body.targets),
+        Some(&body.split),
+    )?;
+    check_dates(body, now)?;
+    store::imported_clicks(body)?;
+    Ok(())
+}
+
+/// A new link was not made in the future, and expires after it was made: in the future, or,
+/// for an import that says when the link was made (`created_at`), after that. An imported
+/// link that already expired at its old shortener comes back expired (410, or its fallback)
+/// rather than not at all, keeping its code from being taken by another link.
+fn check_dates(body: &CreateLink, now: OffsetDateTime) -> Result<(), Error> {
+    if body.created_at.is_some_and(|at| at > now) {
+        return Err(Error::invalid(
+            "created_at",
+            "created_at must not be in the future",
+        ));
+    }
+    match (body.expires_at, body.created_at) {
+        (Some(expires_at), Some(created_at)) if expires_at <= created_at => Err(Error::invalid(
+            "expires_at",
+            "expires_at must be after created_at",
+        )),
+        (_, Some(_)) => Ok(()),
+        (expires_at, None) => check_expiry(expires_at),
+    }
 }
 
 /// Refuses a destination on one of our own hosts: the redirect would loop. `field` names

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use shortlink::api::{CreateLink, Link, UpdateLink};
 use shortlink::password::PasswordHash;
 use shortlink::redirect::{LinkRecord, Rules};
-use shortlink::rules::{ClickLimit, Note, Tag, Tags};
+use shortlink::rules::{ClickLimit, Note, Tag, Tags, Title};
 use shortlink::{Destination, RedirectStatus, ShortCode};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
@@ -39,7 +39,7 @@ const COLUMNS: &str = concat!(
     "id, code, destination, status, expires_at, disabled, max_clicks, ",
     clicks_used!(),
     " AS clicks_used, fallback_url, password_hash IS NOT NULL AS password_protected, ",
-    "targets, split, utm, tags, note, created_at, updated_at, version"
+    "targets, split, utm, tags, note, title, imported_clicks, created_at, updated_at, version"
 );
 
 /// A link as the API shows it, before its short URL is made. It serialises as the audit log
@@ -67,6 +67,10 @@ pub(crate) struct LinkRow {
     utm: Json<serde_json::Value>,
     tags: Vec<String>,
     note: Option<String>,
+    title: Option<String>,
+    /// Set once, by an import.
+    #[serde(skip)]
+    imported_clicks: i64,
     #[serde(skip)]
     created_at: OffsetDateTime,
     #[serde(skip)]
@@ -105,9 +109,13 @@ impl LinkRow {
                 .map(Note::parse)
                 .transpose()
                 .map_err(invalid)?,
-            // Stored by the import fields' migration (#15), next.
-            title: None,
-            imported_clicks: 0,
+            title: self
+                .title
+                .as_deref()
+                .map(Title::parse)
+                .transpose()
+                .map_err(invalid)?,
+            imported_clicks: count(self.imported_clicks)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: count(self.version)?,
@@ -165,6 +173,27 @@ fn note_text(note: Option<&Note>) -> Option<&str> {
     note.map(Note::as_str).filter(|note| !note.is_empty())
 }
 
+/// Nor is a title of only spaces a title.
+fn title_text(title: Option<&Title>) -> Option<&str> {
+    title.map(Title::as_str).filter(|title| !title.is_empty())
+}
+
+/// The most clicks an imported link may bring: more than any link ever had, and far enough
+/// inside `i64` that the export's sum with the clicks kurz counted cannot overflow.
+const MAX_IMPORTED_CLICKS: u64 = 1_000_000_000_000_000;
+
+/// A new link's imported clicks as stored (422 `imported_clicks` beyond
+/// [`MAX_IMPORTED_CLICKS`]).
+pub(crate) fn imported_clicks(body: &CreateLink) -> Result<i64, Error> {
+    if body.imported_clicks > MAX_IMPORTED_CLICKS {
+        return Err(Error::invalid(
+            "imported_clicks",
+            format!("imported_clicks must be at most {MAX_IMPORTED_CLICKS}"),
+        ));
+    }
+    i64::try_from(body.imported_clicks).map_err(|err| Error::Internal(err.into()))
+}
+
 fn limit_value(limit: Option<ClickLimit>) -> Option<i64> {
     // At most 10^12 (ClickLimit's rule), far inside i64.
     limit.map(|limit| i64::try_from(limit.get()).unwrap_or(i64::MAX))
@@ -198,8 +227,9 @@ pub(crate) async fn insert(
     Ok(sqlx::query_as(&format!(
         "INSERT INTO links (id, workspace_id, domain_id, code, destination, status, expires_at,
                             disabled, max_clicks, fallback_url, password_hash, targets, split,
-                            utm, tags, note)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                            utm, tags, note, title, created_at, imported_clicks)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 COALESCE($18, now()), $19)
          ON CONFLICT (domain_id, code) WHERE deleted_at IS NULL DO NOTHING
          RETURNING {COLUMNS}"
     ))
@@ -219,7 +249,184 @@ pub(crate) async fn insert(
     .bind(Json(&body.utm))
     .bind(tag_texts(&body.tags))
     .bind(note_text(body.note.as_ref()))
+    .bind(title_text(body.title.as_ref()))
+    .bind(body.created_at)
+    .bind(imported_clicks(body)?)
     .fetch_optional(tx)
+    .await?)
+}
+
+/// The ids the next `count` links will have, from the sequence in one call (a bulk create).
+pub(crate) async fn next_ids(db: impl PgExecutor<'_>, count: usize) -> Result<Vec<i64>, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('links', 'id')) FROM generate_series(1, $1)",
+    )
+    .bind(i64::try_from(count).map_err(|err| Error::Internal(err.into()))?)
+    .fetch_all(db)
+    .await?)
+}
+
+/// A link for [`insert_many`]: like the arguments of [`insert`].
+#[derive(Debug)]
+pub(crate) struct NewLink<'a> {
+    pub(crate) id: i64,
+    pub(crate) code: &'a ShortCode,
+    pub(crate) body: &'a CreateLink,
+    /// The hash of `body.password`, made by the caller.
+    pub(crate) password: Option<&'a PasswordHash>,
+}
+
+/// Inserts these links of `workspace` on the default domain in one statement, and returns
+/// the rows inserted (in no particular order: tell them by id). A link whose code a live link
+/// already has is left out, as [`insert`] leaves it (the unique index decides); codes must be
+/// distinct within `links`.
+///
+/// The values go in as one array per column (`UNNEST`), so the statement's size does not grow
+/// with the batch. Tags, an array per link, go as JSON: `UNNEST` would flatten an array of
+/// arrays.
+pub(crate) async fn insert_many(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    links: &[NewLink<'_>],
+) -> Result<Vec<LinkRow>, Error> {
+    if links
+        .iter()
+        .any(|link| link.body.password.is_some() != link.password.is_some())
+    {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "a link's password must be hashed before it is stored"
+        )));
+    }
+    let ids: Vec<i64> = links.iter().map(|link| link.id).collect();
+    let codes: Vec<&str> = links.iter().map(|link| link.code.as_str()).collect();
+    let destinations: Vec<&str> = links
+        .iter()
+        .map(|link| link.body.destination.as_str())
+        .collect();
+    let statuses: Vec<i16> = links
+        .iter()
+        .map(|link| link.body.status.code() as i16)
+        .collect();
+    let expires: Vec<Option<OffsetDateTime>> =
+        links.iter().map(|link| link.body.expires_at).collect();
+    let disabled: Vec<bool> = links.iter().map(|link| link.body.disabled).collect();
+    let max_clicks: Vec<Option<i64>> = links
+        .iter()
+        .map(|link| limit_value(link.body.max_clicks))
+        .collect();
+    let fallbacks: Vec<Option<&str>> = links
+        .iter()
+        .map(|link| link.body.fallback_url.as_ref().map(Destination::as_str))
+        .collect();
+    let passwords: Vec<Option<String>> = links
+        .iter()
+        .map(|link| link.password.map(PasswordHash::to_string))
+        .collect();
+    let targets: Vec<Json<_>> = links.iter().map(|link| Json(&link.body.targets)).collect();
+    let splits: Vec<Json<_>> = links.iter().map(|link| Json(&link.body.split)).collect();
+    let utms: Vec<Json<_>> = links.iter().map(|link| Json(&link.body.utm)).collect();
+    let tags: Vec<Json<Vec<String>>> = links
+        .iter()
+        .map(|link| Json(tag_texts(&link.body.tags)))
+        .collect();
+    let notes: Vec<Option<&str>> = links
+        .iter()
+        .map(|link| note_text(link.body.note.as_ref()))
+        .collect();
+    let titles: Vec<Option<&str>> = links
+        .iter()
+        .map(|link| title_text(link.body.title.as_ref()))
+        .collect();
+    let created: Vec<Option<OffsetDateTime>> =
+        links.iter().map(|link| link.body.created_at).collect();
+    let imported = links
+        .iter()
+        .map(|link| imported_clicks(link.body))
+        .collect::<Result<Vec<i64>, Error>>()?;
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO links (id, workspace_id, domain_id, code, destination, status, expires_at,
+                            disabled, max_clicks, fallback_url, password_hash, targets, split,
+                            utm, tags, note, title, created_at, imported_clicks)
+         SELECT u.id, $1, $2, u.code, u.destination, u.status, u.expires_at, u.disabled,
+                u.max_clicks, u.fallback_url, u.password_hash, u.targets, u.split, u.utm,
+                ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.note, u.title,
+                COALESCE(u.created_at, now()), u.imported_clicks
+         FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int2[], $7::timestamptz[],
+                     $8::bool[], $9::int8[], $10::text[], $11::text[], $12::jsonb[],
+                     $13::jsonb[], $14::jsonb[], $15::jsonb[], $16::text[], $17::text[],
+                     $18::timestamptz[], $19::int8[])
+              AS u(id, code, destination, status, expires_at, disabled, max_clicks,
+                   fallback_url, password_hash, targets, split, utm, tags, note, title,
+                   created_at, imported_clicks)
+         ON CONFLICT (domain_id, code) WHERE deleted_at IS NULL DO NOTHING
+         RETURNING {COLUMNS}"
+    ))
+    .bind(workspace.get())
+    .bind(DEFAULT_DOMAIN)
+    .bind(ids)
+    .bind(codes)
+    .bind(destinations)
+    .bind(statuses)
+    .bind(expires)
+    .bind(disabled)
+    .bind(max_clicks)
+    .bind(fallbacks)
+    .bind(passwords)
+    .bind(targets)
+    .bind(splits)
+    .bind(utms)
+    .bind(tags)
+    .bind(notes)
+    .bind(titles)
+    .bind(created)
+    .bind(imported)
+    .fetch_all(tx)
+    .await?)
+}
+
+/// Which of these codes a live link on the default domain has (a bulk create's dry run).
+pub(crate) async fn taken_codes(
+    db: impl PgExecutor<'_>,
+    codes: &[&str],
+) -> Result<Vec<String>, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT code FROM links WHERE domain_id = $1 AND code = ANY($2) AND deleted_at IS NULL",
+    )
+    .bind(DEFAULT_DOMAIN)
+    .bind(codes)
+    .fetch_all(db)
+    .await?)
+}
+
+/// A link of an export, with all its clicks: those it was imported with, and those counted in
+/// the hourly rollups (people's clicks and QR scans, as the stats' totals count them).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ExportRow {
+    #[sqlx(flatten)]
+    pub(crate) link: LinkRow,
+    pub(crate) clicks: i64,
+}
+
+/// Up to `limit` live links of `workspace` with an id above `after`, by id (an export's
+/// keyset page), each with its clicks, in one query.
+pub(crate) async fn export_page(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ExportRow>, Error> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, (imported_clicks + COALESCE(
+                    (SELECT sum(s.clicks + s.qr_scans) FROM link_stats_hourly s
+                     WHERE s.link_id = links.id), 0))::int8 AS clicks
+         FROM links
+         WHERE workspace_id = $1 AND deleted_at IS NULL AND id > $2
+         ORDER BY id LIMIT $3"
+    ))
+    .bind(workspace.get())
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
     .await?)
 }
 
@@ -410,6 +617,7 @@ pub(crate) async fn update(
             utm = COALESCE($15, utm),
             tags = COALESCE($16, tags),
             note = CASE WHEN $17 THEN $18 ELSE note END,
+            title = CASE WHEN $19 THEN $20 ELSE title END,
             updated_at = now()
          WHERE id = $1
          RETURNING {COLUMNS}"
@@ -432,6 +640,8 @@ pub(crate) async fn update(
     .bind(body.tags.as_ref().map(tag_texts))
     .bind(body.note.is_some())
     .bind(body.note.as_ref().and_then(|note| note_text(note.as_ref())))
+    .bind(body.title.is_some())
+    .bind(body.title.as_ref().and_then(|title| title_text(title.as_ref())))
     .fetch_one(&mut *tx)
     .await?;
     Ok((before, after))

@@ -4,6 +4,7 @@
 mod abuse;
 mod analytics;
 mod audit;
+mod bulk;
 mod cli;
 mod conditional;
 mod dashboard;

@@ -1,0 +1,233 @@
+//! `GET /api/v1/links/export`: every live link of the workspace, as JSON lines (one
+//! `shortlink::api::ExportedLink` a line, which `POST /api/v1/links/bulk` takes back) or CSV
+//! (for spreadsheets, cells made inert), streamed by keyset pages so that the memory an export
+//! takes does not grow with the workspace.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use shortlink::api::{ExportedLink, Link};
+use shortlink::workspace::Permission;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::store;
+use crate::analytics::export::inert_cell;
+use crate::caller::Caller;
+use crate::error::Error;
+use crate::extract::ApiQuery;
+
+/// Links per page: each page is one query (its clicks included), so a long export holds no
+/// connection between pages, and memory holds one page.
+const PAGE: i64 = 1_000;
+
+/// What an export is written as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Format {
+    /// One JSON object per line: each link as the API shows it, with `clicks`.
+    #[default]
+    Jsonl,
+    /// A header row, then a row per link; the link's rules as one JSON cell.
+    Csv,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Jsonl => "application/jsonl; charset=utf-8",
+            Self::Csv => "text/csv; charset=utf-8",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Self::Jsonl => "jsonl",
+            Self::Csv => "csv",
+        }
+    }
+}
+
+/// The query of `GET /api/v1/links/export`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkExportQuery {
+    /// `jsonl` (the default) or `csv`.
+    #[serde(default)]
+    #[param(inline)]
+    format: Format,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/links/export", tag = "links",
+    params(LinkExportQuery),
+    responses(
+        (status = 200, description = "Every live link of the workspace, oldest first: JSON lines of `ExportedLink` (the link and its clicks, imported and counted), or CSV (code, short_url, destination, title, tags joined by `|`, note, created_at, clicks, status, expires_at, disabled, max_clicks, fallback_url, and rules: targets, split and utm as one JSON cell).",
+            content(
+                (shortlink::api::ExportedLink = "application/jsonl"),
+                (String = "text/csv"),
+            )),
+        crate::openapi::Refusals,
+    ),
+)]
+pub(crate) async fn export(
+    State(state): State<crate::State>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<LinkExportQuery>,
+) -> Result<Response, Error> {
+    let workspace = caller.may(Permission::ReadLinks)?;
+    let format = query.format;
+    let filename = format!(
+        "attachment; filename=\"kurz-links-{}-{}.{}\"",
+        workspace.get(),
+        OffsetDateTime::now_utc().date(),
+        format.extension()
+    );
+    // State of the stream: the id after which the next page starts, and whether it is the
+    // first; None once the last page was sent.
+    let pages = futures_util::stream::try_unfold(Some((0, true)), move |cursor| {
+        let state = state.clone();
+        async move {
+            let Some((after, first)) = cursor else {
+                return Ok::<_, Error>(None);
+            };
+            let rows = store::export_page(state.db(), workspace, after, PAGE).await?;
+            let next = rows
+                .last()
+                .filter(|_| rows.len() as i64 == PAGE)
+                .map(|row| (row.link.id, false));
+            let links = rows
+                .into_iter()
+                .map(|row| {
+                    Ok(ExportedLink {
+                        link: row.link.into_link(&state.inner.public_url)?,
+                        clicks: u64::try_from(row.clicks).map_err(|e| Error::Internal(e.into()))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            let chunk = match format {
+                Format::Jsonl => jsonl_chunk(&links),
+                Format::Csv => csv_chunk(&links, first),
+            }
+            .map_err(Error::Internal)?;
+            Ok(Some((chunk, next)))
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        // An error after the answer began cuts the body short: the client sees a broken
+        // download, not a complete-looking file with links missing.
+        Body::from_stream(pages.map_err(|err| std::io::Error::other(err.to_string()))),
+    )
+        .into_response())
+}
+
+fn jsonl_chunk(links: &[ExportedLink]) -> anyhow::Result<Vec<u8>> {
+    let mut chunk = Vec::new();
+    for link in links {
+        serde_json::to_writer(&mut chunk, link)?;
+        chunk.push(b'\n');
+    }
+    Ok(chunk)
+}
+
+/// The CSV's columns, in order.
+const CSV_HEADER: [&str; 14] = [
+    "code",
+    "short_url",
+    "destination",
+    "title",
+    "tags",
+    "note",
+    "created_at",
+    "clicks",
+    "status",
+    "expires_at",
+    "disabled",
+    "max_clicks",
+    "fallback_url",
+    "rules",
+];
+
+fn csv_chunk(links: &[ExportedLink], with_header: bool) -> anyhow::Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if with_header {
+        writer.write_record(CSV_HEADER)?;
+    }
+    for exported in links {
+        let cells = csv_row(&exported.link, exported.clicks)?;
+        // Every cell, not only the ones people type: a title or note starting with `=` would
+        // run as a formula when the file is opened.
+        writer.write_record(cells.iter().map(|cell| inert_cell(cell).into_owned()))?;
+    }
+    Ok(writer.into_inner().map_err(|err| err.into_error())?)
+}
+
+fn csv_row(link: &Link, clicks: u64) -> anyhow::Result<[String; 14]> {
+    let time = |at: Option<OffsetDateTime>| -> anyhow::Result<String> {
+        Ok(at
+            .map(|at| at.format(&Rfc3339))
+            .transpose()?
+            .unwrap_or_default())
+    };
+    let tags: Vec<&str> = link
+        .tags
+        .as_slice()
+        .iter()
+        .map(|tag| tag.as_str())
+        .collect();
+    Ok([
+        link.code.to_string(),
+        link.short_url.clone(),
+        link.destination.as_str().to_owned(),
+        link.title
+            .as_ref()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        // A tag cannot contain `|` (`shortlink::rules::Tag`).
+        tags.join("|"),
+        link.note
+            .as_ref()
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default(),
+        time(Some(link.created_at))?,
+        clicks.to_string(),
+        link.status.code().to_string(),
+        time(link.expires_at)?,
+        link.disabled.to_string(),
+        link.max_clicks
+            .map(|m| m.get().to_string())
+            .unwrap_or_default(),
+        link.fallback_url
+            .as_ref()
+            .map(|f| f.as_str().to_owned())
+            .unwrap_or_default(),
+        rules_cell(link)?,
+    ])
+}
+
+/// The rules a CSV row has no column for, as one JSON object of those the link has (empty
+/// when it has none): `targets`, `split`, `utm`, as the API writes them.
+fn rules_cell(link: &Link) -> anyhow::Result<String> {
+    let mut rules = serde_json::Map::new();
+    if !link.targets.is_empty() {
+        rules.insert("targets".to_owned(), serde_json::to_value(&link.targets)?);
+    }
+    if !link.split.is_empty() {
+        rules.insert("split".to_owned(), serde_json::to_value(&link.split)?);
+    }
+    if !link.utm.is_empty() {
+        rules.insert("utm".to_owned(), serde_json::to_value(&link.utm)?);
+    }
+    if rules.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(serde_json::Value::Object(rules).to_string())
+}

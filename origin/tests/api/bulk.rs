@@ -1,0 +1,652 @@
+//! `POST /api/v1/links/bulk` (#15): one result per item in the request's order (created, or
+//! the error a single create gives), all or nothing when atomic, nothing written in a dry
+//! run; the bounds (1,000 items, the route's own body limit); created links redirect, reach
+//! the edge's outbox and the audit log; who may do it. Also the import fields of a single
+//! create and edit (title, created_at, imported_clicks).
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use shortlink::password::PasswordHash;
+
+use crate::support::{self, As, TestApp, TestResponse, scrambler, spawn_app};
+
+const BULK: &str = "/api/v1/links/bulk";
+
+async fn bulk(app: &TestApp, body: Value) -> TestResponse {
+    app.api(Method::POST, BULK, Some(body)).await
+}
+
+/// The results of a 200 answer, asserting its counts.
+fn results(response: &TestResponse, created: u64, failed: u64) -> Vec<Value> {
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let body = response.json();
+    assert_eq!(body["created"], created, "{body}");
+    assert_eq!(body["failed"], failed, "{body}");
+    body["results"].as_array().expect("results").clone()
+}
+
+/// (status, error code, error field) of an item's result.
+fn outcome(result: &Value) -> (&str, Option<&str>, Option<&str>) {
+    (
+        result["status"].as_str().expect("status"),
+        result["error"]["code"].as_str(),
+        result["error"]["field"].as_str(),
+    )
+}
+
+/// The codes of the live links (of every workspace), sorted.
+async fn live_codes(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT code FROM links WHERE deleted_at IS NULL ORDER BY code")
+        .fetch_all(&app.db)
+        .await
+        .expect("codes")
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&app.db)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn each_item_gets_its_own_result_in_order() {
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/old", "code": "taken"}))
+        .await;
+    let response = bulk(
+        &app,
+        json!({"links": [
+            {"destination": "https://example.com/0"},
+            {"destination": "ftp://example.com/1"},
+            {"destination": "https://example.com/2", "code": "taken"},
+            {"destination": "https://example.com/3", "code": "fresh", "title": " Fresh\nlink ", "tags": ["A", "b"]},
+            42,
+            {"destination": "https://example.com/5", "code": "fresh"},
+            {"destination": "https://example.com/6", "colour": "red"},
+            {"destination": "https://example.com/7", "expires_at": "2001-01-01T00:00:00Z"},
+            {"destination": "https://example.com/8", "created_at": "2999-01-01T00:00:00Z"},
+            {"destination": "https://example.com/9", "code": "export"},
+            {"destination": "https://kurz.test/loop"},
+            {"destination": "https://example.com/11", "code": "imported", "title": "Old one",
+             "created_at": "2019-05-06T07:08:09Z", "imported_clicks": 1234, "note": "from bitly"},
+            {"destination": "https://example.com/12", "targets": [{"when": {"os": ["ios"]}, "destination": "nope"}]},
+            {"destination": "https://example.com/13", "imported_clicks": 2_000_000_000_000_000_u64},
+        ]}),
+    )
+    .await;
+    let results = results(&response, 3, 11);
+    let expected = [
+        ("created", None, None),
+        ("failed", Some("invalid_input"), Some("destination")),
+        ("failed", Some("code_taken"), Some("code")),
+        ("created", None, None),
+        ("failed", Some("invalid_input"), None),
+        ("failed", Some("code_taken"), Some("code")),
+        ("failed", Some("invalid_input"), Some("colour")),
+        ("failed", Some("invalid_input"), Some("expires_at")),
+        ("failed", Some("invalid_input"), Some("created_at")),
+        ("failed", Some("invalid_input"), Some("code")),
+        ("failed", Some("invalid_input"), Some("destination")),
+        ("created", None, None),
+        (
+            "failed",
+            Some("invalid_input"),
+            Some("targets[0].destination"),
+        ),
+        ("failed", Some("invalid_input"), Some("imported_clicks")),
+    ];
+    assert_eq!(results.len(), expected.len());
+    for (index, (result, expected)) in results.iter().zip(expected).enumerate() {
+        assert_eq!(outcome(result), expected, "item {index}: {result}");
+        if result["status"] == "failed" {
+            assert!(
+                result["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "{result}"
+            );
+        }
+    }
+    let generated = results[0]["link"]["code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    assert_eq!(generated.len(), 7);
+    let fresh = &results[3]["link"];
+    assert_eq!(fresh["title"], "Fresh link");
+    assert_eq!(fresh["tags"], json!(["a", "b"]));
+    let imported = &results[11]["link"];
+    assert_eq!(imported["created_at"], "2019-05-06T07:08:09Z");
+    assert_eq!(imported["imported_clicks"], 1234);
+    assert_eq!(imported["title"], "Old one");
+    assert_eq!(imported["note"], "from bitly");
+
+    // Exactly the valid ones exist, as the answer showed them, and redirect.
+    let mut codes = vec![
+        "fresh".to_owned(),
+        "imported".to_owned(),
+        "taken".to_owned(),
+        generated.clone(),
+    ];
+    codes.sort();
+    assert_eq!(live_codes(&app).await, codes);
+    for (index, code) in [(0, generated.as_str()), (3, "fresh"), (11, "imported")] {
+        let read = app
+            .api(Method::GET, &format!("/api/v1/links/{code}"), None)
+            .await;
+        assert_eq!(read.json(), results[index]["link"], "{code}");
+        let visit = app.visit(Method::GET, &format!("/{code}")).await;
+        assert_eq!(visit.status, StatusCode::FOUND, "{code}");
+        assert_eq!(
+            visit.header(&header::LOCATION),
+            format!("https://example.com/{index}")
+        );
+    }
+    assert_eq!(
+        app.api(Method::GET, "/api/v1/links/taken", None)
+            .await
+            .json()["destination"],
+        "https://example.com/old"
+    );
+    // One audit entry per created link, none for the others.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM audit_log WHERE action = 'link.created'"
+        )
+        .await,
+        4
+    );
+}
+
+#[tokio::test]
+async fn atomic_creates_all_or_nothing() {
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/old", "code": "taken"}))
+        .await;
+    let before = live_codes(&app).await;
+    // The taken code is met by the insert itself (no item failed before it): rolled back.
+    let response = bulk(
+        &app,
+        json!({"atomic": true, "links": [
+            {"destination": "https://example.com/a"},
+            {"destination": "https://example.com/b", "code": "b", "password": "open sesame"},
+            {"destination": "https://example.com/c", "code": "taken"},
+        ]}),
+    )
+    .await;
+    let first = results(&response, 0, 1);
+    let statuses: Vec<_> = first.iter().map(outcome).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("rolled_back", None, None),
+            ("rolled_back", None, None),
+            ("failed", Some("code_taken"), Some("code")),
+        ]
+    );
+    // An item that fails its checks: nothing is written, and every item's own error is told,
+    // the taken code's too.
+    let response = bulk(
+        &app,
+        json!({"atomic": true, "links": [
+            {"destination": "https://example.com/a"},
+            {"destination": "nope"},
+            {"destination": "https://example.com/c", "code": "taken"},
+        ]}),
+    )
+    .await;
+    let second = results(&response, 0, 2);
+    let statuses: Vec<_> = second.iter().map(outcome).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("rolled_back", None, None),
+            ("failed", Some("invalid_input"), Some("destination")),
+            ("failed", Some("code_taken"), Some("code")),
+        ]
+    );
+    assert_eq!(live_codes(&app).await, before);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM audit_log WHERE action = 'link.created'"
+        )
+        .await,
+        1
+    );
+
+    // All valid: all created.
+    let response = bulk(
+        &app,
+        json!({"atomic": true, "links": [
+            {"destination": "https://example.com/a", "code": "a"},
+            {"destination": "https://example.com/b", "code": "b"},
+        ]}),
+    )
+    .await;
+    results(&response, 2, 0);
+    assert_eq!(live_codes(&app).await, ["a", "b", "taken"]);
+}
+
+#[tokio::test]
+async fn a_dry_run_checks_everything_and_writes_nothing() {
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/old", "code": "taken"}))
+        .await;
+    let blocked = app
+        .api(
+            Method::POST,
+            "/api/v1/abuse/blocklist",
+            Some(json!({"rule": "evil.example", "reason": "phishing"})),
+        )
+        .await;
+    assert_eq!(blocked.status, StatusCode::CREATED, "{}", blocked.text());
+    let links_before = count(&app, "SELECT count(*) FROM links").await;
+    let audit_before = count(&app, "SELECT count(*) FROM audit_log").await;
+    let response = bulk(
+        &app,
+        json!({"dry_run": true, "links": [
+            {"destination": "https://example.com/a"},
+            {"destination": "https://example.com/b", "code": "new", "password": "open sesame"},
+            {"destination": "https://example.com/c", "code": "taken"},
+            {"destination": "https://example.com/d", "fallback_url": "https://www.evil.example/x"},
+            {"destination": "https://example.com/e", "code": "new"},
+        ]}),
+    )
+    .await;
+    let dry = results(&response, 0, 3);
+    let statuses: Vec<_> = dry.iter().map(outcome).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("would_create", None, None),
+            ("would_create", None, None),
+            ("failed", Some("code_taken"), Some("code")),
+            ("failed", Some("invalid_input"), Some("fallback_url")),
+            ("failed", Some("code_taken"), Some("code")),
+        ]
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM links").await,
+        links_before
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM audit_log").await,
+        audit_before
+    );
+    // The same items for real: what the dry run said.
+    let response = bulk(
+        &app,
+        json!({"links": [
+            {"destination": "https://example.com/a"},
+            {"destination": "https://example.com/b", "code": "new", "password": "open sesame"},
+            {"destination": "https://example.com/c", "code": "taken"},
+            {"destination": "https://example.com/d", "fallback_url": "https://www.evil.example/x"},
+        ]}),
+    )
+    .await;
+    let results = results(&response, 2, 2);
+    assert_eq!(results[1]["link"]["password_protected"], true);
+    // The password is stored only as its hash.
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM links WHERE code = 'new'")
+        .fetch_one(&app.db)
+        .await
+        .expect("hash");
+    assert!(PasswordHash::parse(&hash).is_ok(), "{hash}");
+    assert!(!hash.contains("open sesame"));
+    assert!(!response.text().contains("open sesame"));
+}
+
+#[tokio::test]
+async fn more_than_a_thousand_items_are_refused() {
+    let app = spawn_app().await;
+    let links: Vec<Value> = (0..1001)
+        .map(|i| json!({"destination": format!("https://example.com/{i}")}))
+        .collect();
+    let response = bulk(&app, json!({"links": links})).await;
+    assert_eq!(
+        response.error(StatusCode::UNPROCESSABLE_ENTITY),
+        ("invalid_input".to_owned(), Some("links".to_owned()))
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM links").await, 0);
+}
+
+/// A thousand links of about 600 bytes each: more than the API's own body limit (256 KiB),
+/// within the route's.
+#[tokio::test]
+async fn a_thousand_links_in_one_request() {
+    let app = spawn_app().await;
+    let note = "n".repeat(400);
+    let links: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({
+                "destination": format!("https://example.com/page/{i}"),
+                "code": format!("imp-{i}"),
+                "tags": ["import", format!("batch {}", i % 7)],
+                "note": note,
+                "title": format!("Page {i}"),
+                "created_at": "2020-01-01T00:00:00Z",
+                "imported_clicks": i,
+            })
+        })
+        .collect();
+    let body = json!({"links": links}).to_string();
+    assert!(body.len() > 256 * 1024);
+    // With its length declared, as clients send it (the limit is checked before reading).
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(BULK)
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
+        .expect("request");
+    let response = app.send(request).await;
+    let results = results(&response, 1000, 0);
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result["link"]["code"], format!("imp-{i}"), "{result}");
+        assert_eq!(result["link"]["imported_clicks"], i, "{result}");
+    }
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM links WHERE deleted_at IS NULL").await,
+        1000
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM audit_log WHERE action = 'link.created'"
+        )
+        .await,
+        1000
+    );
+    let visit = app.visit(Method::GET, "/imp-999").await;
+    assert_eq!(
+        visit.header(&header::LOCATION),
+        "https://example.com/page/999"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_routes_limit_is_413() {
+    let app = spawn_app().await;
+    let big = format!(
+        r#"{{"links":[{{"destination":"https://example.com/","note":"{}"}}]}}"#,
+        "n".repeat(4 * 1024 * 1024)
+    );
+    // Refused by its declared length before it is read, and, sent without one, while read.
+    for declared in [true, false] {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(BULK)
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+            .header(header::CONTENT_TYPE, "application/json");
+        if declared {
+            request = request.header(header::CONTENT_LENGTH, big.len());
+        }
+        let response = app
+            .send(request.body(Body::from(big.clone())).expect("request"))
+            .await;
+        assert_eq!(
+            response.error(StatusCode::PAYLOAD_TOO_LARGE).0,
+            "payload_too_large",
+            "declared: {declared}"
+        );
+        assert!(
+            response.text().contains(&(4 * 1024 * 1024).to_string()),
+            "{}",
+            response.text()
+        );
+    }
+    // The other routes keep the API's limit.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/links")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, 300 * 1024)
+        .body(Body::from(format!(
+            r#"{{"destination":"https://example.com/","note":"{}"}}"#,
+            "n".repeat(300 * 1024 - 50)
+        )))
+        .expect("request");
+    assert_eq!(
+        app.send(request)
+            .await
+            .error(StatusCode::PAYLOAD_TOO_LARGE)
+            .0,
+        "payload_too_large"
+    );
+}
+
+#[tokio::test]
+async fn created_links_reach_the_edge_outbox_and_forget_a_cached_miss() {
+    let database_url = support::new_database().await;
+    let mut config = support::config(&database_url);
+    // Changes go to the outbox; the edge is never reached (no background tasks run).
+    config.edge_url = Some("http://127.0.0.1:9".to_owned());
+    config.edge_secret = Some(support::EDGE_SECRET.to_owned());
+    let app = support::app_with(&config).await;
+    // A visit before the link exists caches "no such code".
+    assert_eq!(
+        app.visit(Method::GET, "/later").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let response = bulk(
+        &app,
+        json!({"links": [
+            {"destination": "https://example.com/later", "code": "later"},
+            {"destination": "https://example.com/generated"},
+        ]}),
+    )
+    .await;
+    let results = results(&response, 2, 0);
+    let generated = results[1]["link"]["code"].as_str().expect("code");
+    let visit = app.visit(Method::GET, "/later").await;
+    assert_eq!(visit.status, StatusCode::FOUND);
+    assert_eq!(visit.header(&header::LOCATION), "https://example.com/later");
+    let outbox: Vec<String> = sqlx::query_scalar("SELECT code FROM edge_outbox ORDER BY code")
+        .fetch_all(&app.db)
+        .await
+        .expect("outbox");
+    let mut expected = vec!["later".to_owned(), generated.to_owned()];
+    expected.sort();
+    assert_eq!(outbox, expected);
+}
+
+#[tokio::test]
+async fn a_generated_code_that_a_custom_one_took_draws_again() {
+    let app = spawn_app().await;
+    let first = app
+        .create(json!({"destination": "https://example.com/first"}))
+        .await;
+    let id = first["id"].as_i64().expect("id") as u64;
+    // The bulk create's ids are id+1 and id+2: the generated item (first) would get the code
+    // of id+1, which the second item asks for; and a link made before took id+3's code.
+    let clash = scrambler().encode(id + 1).expect("code").to_string();
+    let response = bulk(
+        &app,
+        json!({"links": [
+            {"destination": "https://example.com/generated"},
+            {"destination": "https://example.com/custom", "code": clash},
+        ]}),
+    )
+    .await;
+    let results = results(&response, 2, 0);
+    assert_eq!(results[1]["link"]["code"], clash.as_str());
+    let generated = results[0]["link"]["code"].as_str().expect("code");
+    assert_ne!(generated, clash);
+    assert_eq!(generated.len(), 7);
+    for (code, destination) in [
+        (generated, "https://example.com/generated"),
+        (clash.as_str(), "https://example.com/custom"),
+    ] {
+        let visit = app.visit(Method::GET, &format!("/{code}")).await;
+        assert_eq!(visit.header(&header::LOCATION), destination);
+    }
+}
+
+#[tokio::test]
+async fn who_may_bulk_create() {
+    let app = spawn_app().await;
+    let other = app.workspace("Other").await;
+    let body = |code: &str| json!({"links": [{"destination": format!("https://example.com/{code}"), "code": code}]});
+    let response = app
+        .call(&As::Nobody, Method::POST, BULK, Some(body("nobody")))
+        .await;
+    assert_eq!(response.error(StatusCode::UNAUTHORIZED).0, "unauthorized");
+
+    // Another workspace's key and member create in their own workspace, which the first
+    // workspace's key does not see.
+    for (who, code) in [
+        (app.key(other, &["links:write"]).await, "theirs-key"),
+        (
+            app.user("stranger", &[(other, "editor")]).await,
+            "theirs-user",
+        ),
+    ] {
+        let response = app.call(&who, Method::POST, BULK, Some(body(code))).await;
+        results(&response, 1, 0);
+        let workspace: i64 = sqlx::query_scalar("SELECT workspace_id FROM links WHERE code = $1")
+            .bind(code)
+            .fetch_one(&app.db)
+            .await
+            .expect("link");
+        assert_eq!(workspace, other);
+        let path = format!("/api/v1/links/{code}");
+        assert_eq!(
+            app.api(Method::GET, &path, None)
+                .await
+                .error(StatusCode::NOT_FOUND)
+                .0,
+            "not_found"
+        );
+        let theirs = app.call(&who, Method::GET, &path, None).await;
+        // A write-only key may not read it back; a member may.
+        assert!(
+            theirs.status == StatusCode::OK || theirs.status == StatusCode::FORBIDDEN,
+            "{}",
+            theirs.text()
+        );
+    }
+    // Readers may not.
+    for who in [
+        app.user("vic", &[(1, "viewer")]).await,
+        app.key(1, &["links:read"]).await,
+    ] {
+        let response = app
+            .call(&who, Method::POST, BULK, Some(body("reader")))
+            .await;
+        assert_eq!(
+            response.error(StatusCode::FORBIDDEN).0,
+            "forbidden",
+            "{who:?}"
+        );
+    }
+    // Editors and writing keys may.
+    for (who, code) in [
+        (app.user("ed", &[(1, "editor")]).await, "by-editor"),
+        (app.key(1, &["links:write"]).await, "by-key"),
+    ] {
+        let response = app.call(&who, Method::POST, BULK, Some(body(code))).await;
+        results(&response, 1, 0);
+    }
+    let mine: Vec<String> = sqlx::query_scalar(
+        "SELECT code FROM links WHERE workspace_id = 1 AND deleted_at IS NULL ORDER BY code",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("codes");
+    assert_eq!(mine, ["by-editor", "by-key"]);
+}
+
+#[tokio::test]
+async fn a_single_create_keeps_the_import_fields_and_an_edit_sets_the_title() {
+    let app = spawn_app().await;
+    let link = app
+        .create(json!({
+            "destination": "https://example.com/",
+            "code": "old",
+            "title": "  An old link\t(2019) ",
+            "created_at": "2019-05-06T07:08:09+02:00",
+            "imported_clicks": 77,
+        }))
+        .await;
+    assert_eq!(link["title"], "An old link (2019)");
+    assert_eq!(link["created_at"], "2019-05-06T05:08:09Z");
+    assert_eq!(link["imported_clicks"], 77);
+    let patched = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/old",
+            Some(json!({"title": "Renamed"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    assert_eq!(patched.json()["title"], "Renamed");
+    assert_eq!(patched.json()["created_at"], "2019-05-06T05:08:09Z");
+    assert_eq!(patched.json()["imported_clicks"], 77);
+    let cleared = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/old",
+            Some(json!({"title": null})),
+        )
+        .await;
+    assert_eq!(cleared.json()["title"], Value::Null);
+    // The audit log shows the title's change.
+    let after: Value = sqlx::query_scalar(
+        "SELECT after FROM audit_log WHERE action = 'link.updated' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("audit");
+    assert_eq!(after["title"], "Renamed");
+
+    // Dates: not made in the future; an import may bring a link that already expired (it
+    // answers 410), but not one that expired before it was made.
+    let cases = [
+        (
+            json!({"destination": "https://example.com/", "created_at": "2999-01-01T00:00:00Z"}),
+            "created_at",
+        ),
+        (
+            json!({"destination": "https://example.com/", "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (
+            json!({"destination": "https://example.com/", "created_at": "2010-01-01T00:00:00Z",
+                   "expires_at": "2009-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (
+            json!({"destination": "https://example.com/", "code": "bulk"}),
+            "code",
+        ),
+        (
+            json!({"destination": "https://example.com/", "title": "a\u{7}b"}),
+            "title",
+        ),
+    ];
+    for (body, field) in cases {
+        let response = app
+            .api(Method::POST, "/api/v1/links", Some(body.clone()))
+            .await;
+        assert_eq!(
+            response.error(StatusCode::UNPROCESSABLE_ENTITY),
+            ("invalid_input".to_owned(), Some(field.to_owned())),
+            "{body}"
+        );
+    }
+    app.create(
+        json!({"destination": "https://example.com/", "code": "expired",
+                       "created_at": "2010-01-01T00:00:00Z", "expires_at": "2011-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(
+        app.visit(Method::GET, "/expired").await.status,
+        StatusCode::GONE
+    );
+}
