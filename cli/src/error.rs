@@ -35,6 +35,18 @@ impl Error {
         }
     }
 
+    /// Whether the origin may have done what the failed request asked: no answer came after
+    /// it was sent, it failed past the point where work may have been committed (a 5xx
+    /// other than `busy`), or it succeeded with an answer that could not be read.
+    pub(crate) fn may_have_been_done(&self) -> bool {
+        match self {
+            Self::Http(err) => !err.is_connect(),
+            Self::Api { status, detail } => *status >= 500 && detail.code != "busy",
+            Self::UnexpectedAnswer { status, .. } => *status >= 500 || (200..300).contains(status),
+            Self::Config(_) | Self::Io { .. } | Self::Input(_) => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

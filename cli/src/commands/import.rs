@@ -118,7 +118,7 @@ pub(crate) async fn run(
             client,
             &args,
             &links,
-            runs,
+            &runs,
             &mut tally,
             &mut failures,
             stderr,
@@ -130,13 +130,9 @@ pub(crate) async fn run(
     write_failures(&failures, args.errors.as_deref(), stderr)?;
     summarise(&args, &tally, links.len(), &failures, send, stderr);
     if let Some(err) = stopped {
-        if let Some((row, _)) = links.get(tally.sent) {
-            writeln!(
-                stderr,
-                "stopped: the rows from line {} on were not sent",
-                row.line
-            )
-            .ok();
+        let run = runs.iter().find(|run| run.start == tally.sent);
+        if let Some(run) = run {
+            writeln!(stderr, "{}", stop_note(&args, &links, run, &err)).ok();
         }
         return Err(err);
     }
@@ -183,7 +179,7 @@ async fn send_chunks(
     client: &Client,
     args: &Args,
     links: &[(&Row, &CreateLink)],
-    runs: Vec<Range<usize>>,
+    runs: &[Range<usize>],
     tally: &mut Tally,
     failures: &mut Vec<Failure>,
     stderr: &mut dyn Write,
@@ -196,7 +192,7 @@ async fn send_chunks(
         Repeat::IfUntouched
     };
     for range in runs {
-        let chunk = &links[range];
+        let chunk = &links[range.clone()];
         let body = BulkCreate {
             links: chunk.iter().map(|(_, link)| *link).collect(),
             atomic: args.atomic,
@@ -247,6 +243,35 @@ async fn send_chunks(
         .ok();
     }
     Ok(())
+}
+
+/// What became of the rows when a request failed: the run it carried was surely not created,
+/// or may have been (no clear answer came: the origin may have committed it), and the runs
+/// after it were not sent.
+fn stop_note(
+    args: &Args,
+    links: &[(&Row, &CreateLink)],
+    run: &Range<usize>,
+    err: &Error,
+) -> String {
+    let line = |index: usize| links.get(index).map(|(row, _)| row.line);
+    let (Some(first), Some(last)) = (line(run.start), line(run.end - 1)) else {
+        return String::new();
+    };
+    if args.dry_run {
+        return format!("stopped: the rows from line {first} on were not checked");
+    }
+    if !err.may_have_been_done() {
+        return format!("stopped: the rows from line {first} on were not created");
+    }
+    let rest = match line(run.end) {
+        Some(next) => format!("; the rows from line {next} on were not sent"),
+        None => String::new(),
+    };
+    format!(
+        "stopped: the rows of lines {first} to {last} may have been created (no clear answer \
+         came; `kurz list` shows them){rest}"
+    )
 }
 
 /// The links in request-sized runs: at most [`MAX_BULK_LINKS`], and at most
@@ -343,4 +368,77 @@ fn summarise(
         )
     };
     writeln!(stderr, "{text}").ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(line: u64, destination: &str, note: Option<&str>) -> Row {
+        let mut link: CreateLink =
+            serde_json::from_value(serde_json::json!({ "destination": destination, "note": note }))
+                .expect("a valid link");
+        link.imported_clicks = line;
+        Row {
+            line,
+            source: String::new(),
+            link: Ok(link),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Every request stays within both of the origin's bounds, and every link is in exactly
+    /// one request, in order.
+    #[test]
+    fn chunks_stay_within_the_count_and_the_body_limit() {
+        let long = format!("https://example.com/{}", "a".repeat(4000));
+        let note = "n".repeat(2000);
+        let cases: Vec<(Vec<Row>, usize)> = vec![
+            (
+                (1..=2500)
+                    .map(|i| row(i, "https://example.com/", None))
+                    .collect(),
+                3,
+            ),
+            ((1..=1500).map(|i| row(i, &long, Some(&note))).collect(), 3),
+            (vec![row(1, &long, Some(&note))], 1),
+        ];
+        for (rows, expected_runs) in cases {
+            let links: Vec<(&Row, &CreateLink)> = rows
+                .iter()
+                .map(|row| (row, row.link.as_ref().expect("a link")))
+                .collect();
+            let runs = chunks(&links).expect("chunks");
+            assert_eq!(runs.len(), expected_runs, "{runs:?}");
+            let mut next = 0;
+            for run in runs {
+                assert_eq!(run.start, next);
+                assert!(run.len() <= MAX_BULK_LINKS);
+                let body = BulkCreate {
+                    links: links[run.clone()].iter().map(|(_, link)| *link).collect(),
+                    atomic: true,
+                    dry_run: true,
+                };
+                let bytes = serde_json::to_vec(&body).expect("JSON").len();
+                assert!(bytes <= 4 * 1024 * 1024, "{bytes}");
+                next = run.end;
+            }
+            assert_eq!(next, links.len());
+        }
+    }
+
+    #[test]
+    fn cells_that_would_run_as_formulas_are_made_text() {
+        for (cell, shown) in [
+            ("=1+1", "'=1+1"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@x", "'@x"),
+            ("\tx", "'\tx"),
+            ("abc=1", "abc=1"),
+            ("", ""),
+        ] {
+            assert_eq!(as_text(cell), shown);
+        }
+    }
 }

@@ -486,6 +486,8 @@ enum Answer {
     Unavailable,
     /// 500 with a body that is not the API's.
     Broken,
+    /// 422 on the request as a whole: nothing was created.
+    Refused,
 }
 
 /// A fake origin's `/links/bulk`: answers `first`, then creates every item; returns its URL
@@ -498,38 +500,10 @@ async fn fake_origin(first: Option<Answer>) -> (String, Arc<Mutex<Vec<(u16, usiz
         axum::routing::post(move |Json(body): Json<Value>| {
             let log = log.clone();
             async move {
-                let items = body["links"].as_array().expect("links").clone();
                 let mut log = log.lock().expect("lock");
-                let error = |status: StatusCode, code: &str| {
-                    let body = json!({"error": {"code": code, "message": format!("fake {code}")}});
-                    (status, [(header::RETRY_AFTER, "1")], Json(body)).into_response()
-                };
-                let answer = match first.filter(|_| log.is_empty()) {
-                    Some(Answer::Limited) => error(StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-                    Some(Answer::Busy) => error(StatusCode::SERVICE_UNAVAILABLE, "busy"),
-                    Some(Answer::Unavailable) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-                    Some(Answer::Broken) => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
-                    None => {
-                        let dry_run = body["dry_run"] == true;
-                        let results: Vec<Value> = items
-                            .iter()
-                            .enumerate()
-                            .map(|(i, item)| if dry_run {
-                                json!({"status": "would_create"})
-                            } else {
-                                let code = item["code"].as_str().map_or_else(|| format!("g{i}"), str::to_owned);
-                                json!({"status": "created", "link": {
-                                    "id": i, "code": code, "short_url": format!("{PUBLIC_URL}/{code}"),
-                                    "destination": item["destination"], "status": 302, "expires_at": null,
-                                    "created_at": "2030-01-01T00:00:00Z", "updated_at": "2030-01-01T00:00:00Z",
-                                }})
-                            })
-                            .collect();
-                        let created = if dry_run { 0 } else { items.len() };
-                        Json(json!({"results": results, "created": created, "failed": 0})).into_response()
-                    }
-                };
-                log.push((answer.status().as_u16(), items.len()));
+                let answer = fake_answer(first.filter(|_| log.is_empty()), &body);
+                let items = body["links"].as_array().map_or(0, Vec::len);
+                log.push((answer.status().as_u16(), items));
                 answer
             }
         }),
@@ -542,11 +516,49 @@ async fn fake_origin(first: Option<Answer>) -> (String, Arc<Mutex<Vec<(u16, usiz
     (url, seen)
 }
 
+fn fake_answer(answer: Option<Answer>, body: &Value) -> axum::response::Response {
+    let error = |status: StatusCode, code: &str| {
+        let body = json!({"error": {"code": code, "message": format!("fake {code}")}});
+        (status, [(header::RETRY_AFTER, "1")], Json(body)).into_response()
+    };
+    match answer {
+        Some(Answer::Limited) => return error(StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        Some(Answer::Busy) => return error(StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        Some(Answer::Unavailable) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Some(Answer::Broken) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
+        }
+        Some(Answer::Refused) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+        None => {}
+    }
+    let dry_run = body["dry_run"] == true;
+    let items = body["links"].as_array().expect("links");
+    let results: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if dry_run {
+                return json!({"status": "would_create"});
+            }
+            let code = item["code"]
+                .as_str()
+                .map_or_else(|| format!("g{i}"), str::to_owned);
+            json!({"status": "created", "link": {
+                "id": i, "code": code, "short_url": format!("{PUBLIC_URL}/{code}"),
+                "destination": item["destination"], "status": 302, "expires_at": null,
+                "created_at": "2030-01-01T00:00:00Z", "updated_at": "2030-01-01T00:00:00Z",
+            }})
+        })
+        .collect();
+    let created = if dry_run { 0 } else { items.len() };
+    Json(json!({"results": results, "created": created, "failed": 0})).into_response()
+}
+
 #[tokio::test]
 async fn import_waits_out_refusals_before_work_and_never_sends_a_chunk_twice() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let big = dir.path().join("big.csv");
-    let rows: String = (0..1001)
+    let rows: String = (1..=1001)
         .map(|i| format!("https://example.com/{i},c{i}\n"))
         .collect();
     std::fs::write(&big, rows).expect("write the file");
@@ -554,48 +566,71 @@ async fn import_waits_out_refusals_before_work_and_never_sends_a_chunk_twice() {
     std::fs::write(&small, "https://example.com/1,one\n").expect("write the file");
     let (big, small) = (big.to_str().expect("UTF-8"), small.to_str().expect("UTF-8"));
 
-    // (what comes first, file, dry run, exit, the requests the fake origin got)
+    // (what comes first, file, dry run, the requests the fake origin got, exit, stderr says)
     let cases = [
         (
             Some(Answer::Limited),
             big,
             false,
-            Exit::Success,
             vec![(429, 1000), (200, 1000), (200, 1)],
+            Exit::Success,
+            "1001 links created, 0 rows failed",
         ),
-        (None, big, false, Exit::Success, vec![(200, 1000), (200, 1)]),
+        (
+            None,
+            big,
+            false,
+            vec![(200, 1000), (200, 1)],
+            Exit::Success,
+            "1000 of 1001 rows sent: 1000 created, 0 failed\n1001 of 1001 rows sent",
+        ),
         (
             Some(Answer::Busy),
             small,
             false,
-            Exit::Success,
             vec![(503, 1), (200, 1)],
+            Exit::Success,
+            "1 links created",
         ),
         // The database may have gone away after some work: a create is not sent again ...
         (
             Some(Answer::Unavailable),
-            small,
+            big,
             false,
+            vec![(503, 1000)],
             Exit::Failure,
-            vec![(503, 1)],
+            "stopped: the rows of lines 1 to 1000 may have been created (no clear answer \
+             came; `kurz list` shows them); the rows from line 1001 on were not sent\n\
+             error: fake unavailable\n",
         ),
         // ... a dry run is.
         (
             Some(Answer::Unavailable),
             small,
             true,
-            Exit::Success,
             vec![(503, 1), (200, 1)],
+            Exit::Success,
+            "dry run: 1 of 1 links would be created, 0 rows would fail",
         ),
         (
             Some(Answer::Broken),
             small,
             false,
-            Exit::Failure,
             vec![(500, 1)],
+            Exit::Failure,
+            "may have been created (no clear answer came; `kurz list` shows them)\n\
+             error: unexpected answer (HTTP 500): boom\n",
+        ),
+        (
+            Some(Answer::Refused),
+            big,
+            false,
+            vec![(422, 1000)],
+            Exit::Failure,
+            "stopped: the rows from line 1 on were not created\nerror: fake invalid_input\n",
         ),
     ];
-    for (first, file, dry_run, exit, requests) in cases {
+    for (first, file, dry_run, requests, exit, says) in cases {
         let (url, seen) = fake_origin(first).await;
         let mut args = vec!["import", file];
         if dry_run {
@@ -604,30 +639,8 @@ async fn import_waits_out_refusals_before_work_and_never_sends_a_chunk_twice() {
         let run = kurz(&url, Some("kurz_fake"), &args).await;
         assert_eq!(run.exit, exit, "{first:?}: {}", run.stderr);
         assert_eq!(*seen.lock().expect("lock"), requests, "{first:?}");
-        if exit == Exit::Failure {
-            assert!(
-                run.stderr
-                    .contains("stopped: the rows from line 1 on were not sent"),
-                "{}",
-                run.stderr
-            );
-        }
-        if matches!(first, Some(Answer::Broken)) {
-            assert!(
-                run.stderr
-                    .contains("error: unexpected answer (HTTP 500): boom"),
-                "{}",
-                run.stderr
-            );
-        }
+        assert!(run.stderr.contains(says), "{first:?}: {}", run.stderr);
     }
-    let limited = fake_origin(Some(Answer::Limited)).await.0;
-    let run = kurz(&limited, Some("kurz_fake"), &["import", big]).await;
-    assert!(
-        run.stderr.contains("1001 links created, 0 rows failed"),
-        "{}",
-        run.stderr
-    );
 
     // Nobody listens: tried a few times (never received, so safe), then the reason.
     let closed = {
@@ -637,4 +650,10 @@ async fn import_waits_out_refusals_before_work_and_never_sends_a_chunk_twice() {
     let run = kurz(&closed, Some("kurz_fake"), &["import", small]).await;
     assert_eq!(run.exit, Exit::Failure);
     assert!(run.stderr.contains("Connection refused"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("stopped: the rows from line 1 on were not created"),
+        "{}",
+        run.stderr
+    );
 }
