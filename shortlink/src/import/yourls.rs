@@ -5,7 +5,7 @@
 //! The `ip` column is not kept. Timestamps have no zone and are read as UTC.
 
 use super::table::{self, Header, cell};
-use super::{Clicks, Draft, FileError, Format, Row, code_of_short_link};
+use super::{Clicks, Draft, FileError, Format, Row};
 
 const CODE: &[&str] = &["keyword", "source"];
 const DESTINATION: &[&str] = &["url", "target"];
@@ -27,7 +27,8 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
         let source = cell(record, Some(columns.code));
         let draft = Draft {
             destination: cell(record, Some(columns.destination)),
-            code: Some(code_of_short_link(source)),
+            // The plugin writes `/keyword/`; the table's column is the keyword itself.
+            code: Some(source.trim_matches('/')),
             code_required: true,
             title: Some(cell(record, columns.title)),
             created_at: Some(cell(record, columns.created)),

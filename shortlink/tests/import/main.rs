@@ -197,6 +197,7 @@ fn yourls_table_csv() {
                 ),
             ),
             (4, "neg", Error(Some("imported_clicks"), "whole number")),
+            (5, "ex.ample", Error(Some("code"), "only contain")),
         ],
     );
 }
