@@ -193,9 +193,12 @@ pub(crate) async fn deliver_forever(state: crate::State) {
     // The lease outlasts the longest attempt, so no other origin takes a message being sent.
     let lease = webhooks.config.timeout() + Duration::from_secs(30);
     let mut sending = JoinSet::new();
+    // Claimed in batches: when woken, at each poll, and once half the sends are done (not
+    // one query for each message that finishes).
+    let mut claim_now = true;
     loop {
         let room = concurrency.saturating_sub(sending.len());
-        if room > 0 {
+        if claim_now && room > 0 {
             match claim(state.db(), room, lease).await {
                 Ok(claimed) => {
                     for message in claimed {
@@ -215,9 +218,12 @@ pub(crate) async fn deliver_forever(state: crate::State) {
             }
         }
         tokio::select! {
-            Some(_) = sending.join_next(), if !sending.is_empty() => {}
-            () = webhooks.wake.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
+            Some(_) = sending.join_next(), if !sending.is_empty() => {
+                while sending.try_join_next().is_some() {}
+                claim_now = sending.len() <= concurrency / 2;
+            }
+            () = webhooks.wake.notified() => claim_now = true,
+            () = tokio::time::sleep(POLL) => claim_now = true,
         }
     }
 }
