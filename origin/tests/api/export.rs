@@ -1,0 +1,360 @@
+//! `GET /api/v1/links/export` (#15): every live link of the workspace as JSON lines or CSV,
+//! streamed across pages; an export imported into an empty deployment through
+//! `POST /api/v1/links/bulk` (by `shortlink::import`'s reader of kurz's format) exports the
+//! same again; CSV cells are inert; who may export.
+
+use axum::http::{Method, StatusCode, header};
+use serde_json::{Value, json};
+use shortlink::ShortCode;
+use shortlink::api::ExportedLink;
+use shortlink::edge::{ClickEvent, ClickSource};
+use shortlink::import::{self, Format};
+use time::{Duration, OffsetDateTime};
+
+use crate::support::{As, TestApp, TestResponse, spawn_app};
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+async fn export(app: &TestApp, format: &str) -> TestResponse {
+    let response = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/links/export?format={format}"),
+            None,
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    response
+}
+
+/// The JSON lines of an export, each an `ExportedLink`.
+fn lines(response: &TestResponse) -> Vec<ExportedLink> {
+    response
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+/// What a link is apart from where it lives: its id, version, last change and short URL are
+/// the deployment's; its clicks in all are kept, but those the first deployment counted are
+/// imported ones in the second.
+fn portable(mut exported: ExportedLink) -> ExportedLink {
+    exported.link.imported_clicks = 0;
+    exported.link.id = 0;
+    exported.link.version = 0;
+    exported.link.updated_at = OffsetDateTime::UNIX_EPOCH;
+    exported.link.short_url = String::new();
+    exported
+}
+
+async fn bulk(app: &TestApp, links: Vec<Value>) -> Value {
+    let response = app
+        .api(
+            Method::POST,
+            "/api/v1/links/bulk",
+            Some(json!({ "links": links })),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let body = response.json();
+    assert_eq!(body["failed"], 0, "{body}");
+    body
+}
+
+fn click(id: &str, link_id: i64, code: &str, qr: bool, agent: &str) -> ClickEvent {
+    ClickEvent {
+        id: id.to_owned(),
+        link_id,
+        code: ShortCode::parse(code).expect("code"),
+        at: OffsetDateTime::now_utc() - Duration::hours(2),
+        country: Some("DE".to_owned()),
+        referrer: None,
+        user_agent: Some(agent.to_owned()),
+        qr,
+        head: false,
+        source: ClickSource::Edge,
+        visitor: Some(format!("{:032x}", 1)),
+        variant: None,
+    }
+}
+
+#[tokio::test]
+async fn an_export_imported_into_an_empty_deployment_exports_the_same() {
+    let app = spawn_app().await;
+    let full = app
+        .create(json!({
+            "destination": "https://example.com/main",
+            "code": "full",
+            "status": 301,
+            "expires_at": "2999-01-01T00:00:00Z",
+            "max_clicks": 500,
+            "fallback_url": "https://example.com/over",
+            "targets": [
+                {"when": {"country": ["DE"]}, "destination": "https://example.de/"},
+                {"when": {"query": {"param": "ref", "value": "mail"}}, "destination": "https://example.com/mail"},
+            ],
+            "split": [
+                {"destination": "https://a.example/", "weight": 30},
+                {"destination": "https://b.example/", "weight": 70},
+            ],
+            "utm": {"source": "news letter", "medium": "mail", "campaign": "spring"},
+            "tags": ["spring sale", "q4"],
+            "note": "For the spring campaign.",
+            "title": "Spring sale",
+            "created_at": "2020-02-03T04:05:06Z",
+            "imported_clicks": 10,
+        }))
+        .await;
+    assert_eq!(full["code"], "full");
+    app.create(json!({"destination": "https://example.com/off", "disabled": true, "title": "Off"}))
+        .await;
+    app.create(
+        json!({"destination": "https://example.com/old", "code": "expired",
+                       "created_at": "2010-01-01T00:00:00Z", "expires_at": "2011-01-01T00:00:00Z"}),
+    )
+    .await;
+    let clicked = app
+        .create(
+            json!({"destination": "https://example.com/clicked", "code": "clicked",
+                       "imported_clicks": 5}),
+        )
+        .await;
+    app.create(json!({"destination": "https://example.com/gone", "code": "gone"}))
+        .await;
+    let deleted = app.api(Method::DELETE, "/api/v1/links/gone", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    // Two clicks and a QR scan counted; a bot's visit is no click.
+    let id = clicked["id"].as_i64().expect("id");
+    let events = [
+        click("c1", id, "clicked", false, CHROME),
+        click("c2", id, "clicked", false, CHROME),
+        click("c3", id, "clicked", true, CHROME),
+        click("c4", id, "clicked", false, GOOGLEBOT),
+    ];
+    app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
+
+    let response = export(&app, "jsonl").await;
+    assert_eq!(
+        response.header(&header::CONTENT_TYPE),
+        "application/jsonl; charset=utf-8"
+    );
+    let today = OffsetDateTime::now_utc().date();
+    assert_eq!(
+        response.header(&header::CONTENT_DISPOSITION),
+        format!("attachment; filename=\"kurz-links-1-{today}.jsonl\"")
+    );
+    let exported = lines(&response);
+    let codes: Vec<&str> = exported.iter().map(|e| e.link.code.as_str()).collect();
+    assert_eq!(codes.len(), 4, "{codes:?}");
+    assert!(!codes.contains(&"gone"));
+    let clicks_of = |code: &str| {
+        exported
+            .iter()
+            .find(|e| e.link.code.as_str() == code)
+            .map(|e| e.clicks)
+    };
+    assert_eq!(clicks_of("clicked"), Some(8));
+    assert_eq!(clicks_of("full"), Some(10));
+    assert_eq!(clicks_of("expired"), Some(0));
+
+    // Into an empty deployment, by the importer of kurz's own format.
+    let rows = import::parse(Format::Kurz, &response.body).expect("a kurz export");
+    let links: Vec<Value> = rows
+        .into_iter()
+        .map(|row| {
+            assert!(row.warnings.is_empty(), "{:?}", row.warnings);
+            serde_json::to_value(row.link.expect("a link")).expect("JSON")
+        })
+        .collect();
+    let fresh = spawn_app().await;
+    let imported = bulk(&fresh, links).await;
+    assert_eq!(imported["created"], 4);
+    let again = lines(&export(&fresh, "jsonl").await);
+
+    for link in &again {
+        assert_eq!(
+            Some(link.link.imported_clicks),
+            clicks_of(link.link.code.as_str()),
+            "{link:?}"
+        );
+    }
+    let mut before: Vec<ExportedLink> = exported.into_iter().map(portable).collect();
+    let mut after: Vec<ExportedLink> = again.into_iter().map(portable).collect();
+    before.sort_by(|a, b| a.link.code.cmp(&b.link.code));
+    after.sort_by(|a, b| a.link.code.cmp(&b.link.code));
+    assert_eq!(after, before);
+    // The imported links redirect: the expired one as expired.
+    for (code, status) in [
+        ("full", StatusCode::MOVED_PERMANENTLY),
+        ("clicked", StatusCode::FOUND),
+        ("expired", StatusCode::GONE),
+    ] {
+        let visit = fresh.visit(Method::GET, &format!("/{code}")).await;
+        assert_eq!(visit.status, status, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn an_export_streams_every_link_across_pages() {
+    let app = spawn_app().await;
+    for batch in 0..3 {
+        let links: Vec<Value> = (0..850)
+            .map(|i| json!({"destination": format!("https://example.com/{batch}/{i}")}))
+            .collect();
+        bulk(&app, links).await;
+    }
+    let exported = lines(&export(&app, "jsonl").await);
+    assert_eq!(exported.len(), 2550);
+    // Oldest first, each once.
+    assert!(exported.windows(2).all(|w| w[0].link.id < w[1].link.id));
+    let csv = export(&app, "csv").await;
+    assert_eq!(csv.header(&header::CONTENT_TYPE), "text/csv; charset=utf-8");
+    assert!(csv.header(&header::CONTENT_DISPOSITION).ends_with(".csv\""));
+    let mut reader = csv::Reader::from_reader(&csv.body[..]);
+    assert_eq!(reader.records().count(), 2550);
+    // The default format is JSON lines; an unknown one is refused naming the parameter.
+    let default = app.api(Method::GET, "/api/v1/links/export", None).await;
+    assert_eq!(default.body, export(&app, "jsonl").await.body);
+    let unknown = app
+        .api(Method::GET, "/api/v1/links/export?format=xml", None)
+        .await;
+    assert_eq!(
+        unknown.error(StatusCode::UNPROCESSABLE_ENTITY),
+        ("invalid_input".to_owned(), Some("format".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn csv_rows_hold_every_field_and_no_formula() {
+    let app = spawn_app().await;
+    app.create(json!({
+        "destination": "https://example.com/x",
+        "code": "sheet",
+        "title": "=HYPERLINK(\"https://evil.example\",\"x\")",
+        "note": "@SUM(1+1), \"quoted\"",
+        "tags": ["b", "a"],
+        "max_clicks": 3,
+        "fallback_url": "https://example.com/over",
+        "utm": {"source": "mail"},
+        "split": [
+            {"destination": "https://a.example/", "weight": 50},
+            {"destination": "https://b.example/", "weight": 50},
+        ],
+        "created_at": "2021-01-02T03:04:05Z",
+        "imported_clicks": 42,
+    }))
+    .await;
+    app.create(json!({"destination": "https://example.com/plain", "code": "plain"}))
+        .await;
+    let response = export(&app, "csv").await;
+    let mut reader = csv::Reader::from_reader(&response.body[..]);
+    assert_eq!(
+        reader.headers().expect("header").iter().collect::<Vec<_>>(),
+        [
+            "code",
+            "short_url",
+            "destination",
+            "title",
+            "tags",
+            "note",
+            "created_at",
+            "clicks",
+            "status",
+            "expires_at",
+            "disabled",
+            "max_clicks",
+            "fallback_url",
+            "rules"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    let sheet: Vec<&str> = rows[0].iter().collect();
+    assert_eq!(
+        sheet[..13],
+        [
+            "sheet",
+            "https://kurz.test/sheet",
+            "https://example.com/x",
+            "'=HYPERLINK(\"https://evil.example\",\"x\")",
+            "b|a",
+            "'@SUM(1+1), \"quoted\"",
+            "2021-01-02T03:04:05Z",
+            "42",
+            "302",
+            "",
+            "false",
+            "3",
+            "https://example.com/over",
+        ]
+    );
+    let rules: Value = serde_json::from_str(sheet[13]).expect("rules as JSON");
+    assert_eq!(
+        rules,
+        json!({
+            "split": [
+                {"destination": "https://a.example/", "weight": 50},
+                {"destination": "https://b.example/", "weight": 50},
+            ],
+            "utm": {"source": "mail"},
+        })
+    );
+    // A link without rules has an empty rules cell.
+    assert_eq!(rows[1].get(13), Some(""));
+}
+
+#[tokio::test]
+async fn who_may_export() {
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/mine", "code": "mine"}))
+        .await;
+    let other = app.workspace("Other").await;
+    let path = "/api/v1/links/export?format=jsonl";
+    let response = app.call(&As::Nobody, Method::GET, path, None).await;
+    assert_eq!(response.error(StatusCode::UNAUTHORIZED).0, "unauthorized");
+
+    // Another workspace's key and member export their own links only.
+    let theirs = app.key(other, &["links:read", "links:write"]).await;
+    let made = app
+        .call(
+            &theirs,
+            Method::POST,
+            "/api/v1/links",
+            Some(json!({"destination": "https://example.com/theirs", "code": "theirs"})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    for who in [theirs, app.user("stranger", &[(other, "viewer")]).await] {
+        let response = app.call(&who, Method::GET, path, None).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        let codes: Vec<String> = lines(&response)
+            .into_iter()
+            .map(|e| e.link.code.to_string())
+            .collect();
+        assert_eq!(codes, ["theirs"], "{who:?}");
+        assert!(
+            response
+                .header(&header::CONTENT_DISPOSITION)
+                .contains(&format!("kurz-links-{other}-"))
+        );
+    }
+    // A key without links:read may not.
+    let stats_only = app.key(1, &["stats:read"]).await;
+    let response = app.call(&stats_only, Method::GET, path, None).await;
+    assert_eq!(response.error(StatusCode::FORBIDDEN).0, "forbidden");
+    // Readers of the workspace may.
+    for who in [
+        app.user("vic", &[(1, "viewer")]).await,
+        app.key(1, &["links:read"]).await,
+    ] {
+        let response = app.call(&who, Method::GET, path, None).await;
+        assert_eq!(response.status, StatusCode::OK, "{who:?}");
+        let codes: Vec<String> = lines(&response)
+            .into_iter()
+            .map(|e| e.link.code.to_string())
+            .collect();
+        assert_eq!(codes, ["mine"]);
+    }
+}
