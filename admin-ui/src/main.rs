@@ -204,7 +204,8 @@ fn Shell() -> impl IntoView {
             <nav aria-label="Main">
                 <Link to=Page::Overview>"Overview"</Link>
                 <Link to=Page::Links>"Links"</Link>
-                <Link to=Page::Import>"Import & export"</Link>
+                // One page: importing for those who may write links, exporting for everyone.
+                <Link to=Page::Import>{move || if auth.permits(Permission::WriteLinks) { "Import" } else { "Export" }}</Link>
                 {move || admin().then(|| view! {
                     <Link to=Page::Members>"Members"</Link>
                     <Link to=Page::Keys>"API keys"</Link>

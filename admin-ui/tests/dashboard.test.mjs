@@ -11,6 +11,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -146,6 +147,8 @@ before(async () => {
       KURZ_ADMIN_DIR: ADMIN_DIR,
       KURZ_ADMIN_PASSWORD: PASSWORD,
       KURZ_EDGE_SECRET: EDGE_SECRET,
+      // The webhook test's receiver listens on 127.0.0.2.
+      KURZ_WEBHOOK_ALLOW_PRIVATE: 'true',
       // The first API key goes there (the password is the one above); not in this folder.
       KURZ_FIRST_START_FILE: path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kurz-ui-')), 'first-start.txt'),
     },
@@ -1004,6 +1007,216 @@ test('the API reference at /api/docs lists the operations and its "try it" calls
   await list.first().locator('pre').filter({ hasText: /^401/ }).waitFor();
   assert.deepEqual(blocked, [], 'the page runs under its policy');
   await docs.close();
+});
+
+// Import and export (#15): a file parsed in the browser, a dry run, the import with its
+// progress, the failed rows as CSV; the export as a download with the session.
+
+/** Uploads `text` as `name` on the import page and runs the dry run. */
+async function dryRun(name, text) {
+  await nav(page, 'Import').click();
+  await page.locator('#import-file').setInputFiles({ name, mimeType: 'text/plain', buffer: Buffer.from(text) });
+  await page.getByRole('button', { name: 'Dry run' }).click();
+  return page.locator('#import-summary');
+}
+
+/** Clicks `button` and returns the text of the file it downloads, and its suggested name. */
+async function download(button) {
+  const [file] = await Promise.all([page.waitForEvent('download'), button.click()]);
+  return { name: file.suggestedFilename(), text: fs.readFileSync(await file.path(), 'utf8') };
+}
+
+test('import: a plain CSV with a bad row; the dry run shows it and writes nothing, the import creates the rest, the errors download as CSV', async () => {
+  const csv = [
+    'destination,code,tags',
+    'https://example.com/imported/one,imp-one,imported',
+    'https://example.com/imported/two,imp-two,imported',
+    'not a url,imp-bad,imported',
+    'https://example.com/imported/three,imp-three,',
+  ].join('\n');
+  const summary = await dryRun('links.csv', csv);
+  assert.equal(await page.getByLabel('Format').inputValue(), 'csv', 'detected from the header');
+  await summary.getByRole('status').filter({ hasText: 'Dry run: would create 3 links; 1 row has errors.' }).waitFor();
+  const bad = page.locator('#import-errors tbody tr');
+  assert.equal(await bad.count(), 1);
+  assert.match(await bad.first().textContent(), /^4imp-bad.*destination/);
+  const before = await page.evaluate(async () => (await fetch('/api/v1/links/imp-one')).status);
+  assert.equal(before, 404, 'a dry run writes nothing');
+
+  await summary.getByRole('button', { name: 'Import 3 links' }).click();
+  await summary.getByRole('status').filter({ hasText: 'Imported 3 links; 1 row failed.' }).waitFor();
+  const progress = page.getByRole('progressbar', { name: 'Import progress' });
+  assert.equal(await progress.getAttribute('value'), await progress.getAttribute('max'), 'the bar reaches the end');
+  assert.equal(await progress.getAttribute('value'), '3');
+  await screenshot('import');
+
+  const errors = await download(summary.getByRole('button', { name: 'Download errors (CSV)' }));
+  assert.equal(errors.name, 'import-errors.csv');
+  const lines = errors.text.trim().split(/\r?\n/);
+  assert.equal(lines[0], 'line,source,field,message');
+  assert.equal(lines.length, 2, errors.text);
+  assert.match(lines[1], /^4,imp-bad,destination,/);
+
+  await summary.getByRole('link', { name: 'See the links' }).click();
+  for (const code of ['imp-one', 'imp-two', 'imp-three']) await row(code).waitFor();
+});
+
+test('import: a Shlink API export keeps codes, titles, dates and click totals; a code taken is that row\'s error', async () => {
+  const shlink = {
+    shortUrls: {
+      data: [
+        {
+          shortCode: 'shl-docs', shortUrl: 'https://s.test/shl-docs', longUrl: 'https://example.com/docs',
+          dateCreated: '2023-05-04T10:20:30+02:00', visitsSummary: { total: 1234, nonBots: 1200, bots: 34 },
+          tags: ['docs'], meta: { validSince: null, validUntil: null, maxVisits: null }, domain: null, title: 'Our docs',
+          crawlable: false, forwardQuery: true,
+        },
+        {
+          shortCode: 'imp-one', shortUrl: 'https://s.test/imp-one', longUrl: 'https://example.com/taken',
+          dateCreated: '2023-05-04T10:20:30+02:00', visitsSummary: { total: 0, nonBots: 0, bots: 0 },
+          tags: [], meta: { validSince: null, validUntil: null, maxVisits: null }, domain: null, title: null,
+          crawlable: false, forwardQuery: true,
+        },
+      ],
+      pagination: { currentPage: 1, pagesCount: 1, itemsPerPage: 10, itemsInCurrentPage: 2, totalItems: 2 },
+    },
+  };
+  const summary = await dryRun('short-urls.json', JSON.stringify(shlink));
+  assert.equal(await page.getByLabel('Format').inputValue(), 'shlink-json');
+  // The code already taken is only known to the origin: the dry run asks it.
+  await summary.getByRole('status').filter({ hasText: 'Dry run: would create 1 link; 1 row has errors.' }).waitFor();
+  assert.match(await page.locator('#import-errors tbody tr').first().textContent(), /imp-one/);
+  await summary.getByRole('button', { name: 'Import 1 link' }).click();
+  await summary.getByRole('status').filter({ hasText: 'Imported 1 link; 1 row failed.' }).waitFor();
+
+  await summary.getByRole('link', { name: 'See the links' }).click();
+  await row('shl-docs').locator('.link-title').filter({ hasText: 'Our docs' }).waitFor();
+  await row('shl-docs').getByRole('button', { name: 'Edit shl-docs' }).click();
+  assert.equal(await page.getByLabel('Title (optional)').inputValue(), 'Our docs');
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await row('shl-docs').getByRole('link', { name: 'Analytics of shl-docs' }).click();
+  await page.locator('#imported-clicks').filter({ hasText: '1,234 clicks before import' }).waitFor();
+  const link = await page.evaluate(async () => (await fetch('/api/v1/links/shl-docs')).json());
+  assert.equal(link.created_at, '2023-05-04T08:20:30Z');
+  assert.equal(link.imported_clicks, 1234);
+});
+
+test('export: the JSON lines download has every link, with the session cookie alone', async () => {
+  await nav(page, 'Import').click();
+  const exported = await download(page.getByRole('link', { name: 'Export JSON lines' }));
+  const links = exported.text.trim().split('\n').map((line) => JSON.parse(line));
+  const docs = links.find((link) => link.code === 'shl-docs');
+  assert.ok(docs, 'the imported link is exported');
+  assert.equal(docs.title, 'Our docs');
+  assert.ok(docs.clicks >= 1234, 'its clicks include the imported ones');
+  for (const code of ['imp-one', 'imp-two', 'imp-three', 'careers']) {
+    assert.ok(links.some((link) => link.code === code), code);
+  }
+  const csv = await download(page.getByRole('link', { name: 'Export CSV' }));
+  assert.match(csv.text, /shl-docs/);
+});
+
+// Webhooks (#15): an endpoint on a receiver this test runs, its secret shown once, a test
+// event delivered and signed, the delivery log.
+
+test('webhooks: a new endpoint shows its secret once; a test event reaches the receiver signed, and the log says delivered', async () => {
+  const received = [];
+  const receiver = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => { body += chunk; });
+    request.on('end', () => {
+      received.push({ headers: request.headers, body });
+      response.writeHead(204).end();
+    });
+  });
+  // Not 127.0.0.1: that is the origin's own host, where no webhook may point.
+  receiver.listen(0, '127.0.0.2');
+  await once(receiver, 'listening');
+  const hookUrl = `http://127.0.0.2:${receiver.address().port}/hooks/kurz`;
+  try {
+    await nav(page, 'Webhooks').click();
+    await page.getByRole('button', { name: 'New endpoint' }).click();
+    // No event chosen: refused at the events.
+    await page.getByLabel('Endpoint URL').fill(hookUrl);
+    await page.getByLabel('link.created').uncheck();
+    await page.getByRole('button', { name: 'Create endpoint' }).click();
+    await page.locator('#webhook-events-error').filter({ hasText: /events/ }).waitFor();
+    await page.getByLabel('link.created').check();
+    await page.getByLabel('link.deleted').check();
+    await page.getByLabel('Description (optional)').fill('the test receiver');
+    await page.getByRole('button', { name: 'Create endpoint' }).click();
+    const field = page.getByRole('textbox', { name: `Signing secret of ${hookUrl}` });
+    await field.waitFor();
+    const secret = await field.inputValue();
+    assert.match(secret, /^whsec_/);
+    const hookRow = page.locator(`#webhooks-table tr[data-webhook="${hookUrl}"]`);
+    await hookRow.filter({ hasText: 'link.created, link.deleted' }).waitFor();
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.reload();
+    await hookRow.waitFor();
+    assert.equal((await page.content()).includes(secret), false, 'the secret is not shown again');
+
+    await hookRow.getByRole('button', { name: `Send test event to ${hookUrl}` }).click();
+    await page.locator('#deliveries-table tr[data-state="delivered"]').filter({ hasText: 'webhook.test' }).waitFor({ timeout: 30_000 });
+    await eventually('the receiver got the test event', async () => received.length >= 1 || received.length);
+    const message = received.find((m) => JSON.parse(m.body).type === 'webhook.test') ?? received[0];
+    // Standard Webhooks: base64 HMAC-SHA256 of "id.timestamp.body" under the secret's bytes.
+    const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64');
+    const expected = crypto.createHmac('sha256', key)
+      .update(`${message.headers['webhook-id']}.${message.headers['webhook-timestamp']}.${message.body}`)
+      .digest('base64');
+    assert.ok(message.headers['webhook-signature'].split(' ').includes(`v1,${expected}`), 'the signature verifies');
+    const delivered = page.locator('#deliveries-table tr[data-state="delivered"]').first();
+    assert.match(await delivered.textContent(), /204/);
+    await delivered.getByRole('button', { name: /^Attempts of delivery/ }).click();
+    await page.locator('.attempt-list li').filter({ hasText: 'HTTP 204' }).first().waitFor();
+    await screenshot('webhooks');
+
+    // Redelivering sends the same message (same id) again.
+    const before = received.length;
+    await delivered.getByRole('button', { name: /^Redeliver/ }).click();
+    await eventually('redelivered', async () => received.length > before || received.length, 30_000);
+    assert.equal(received.at(-1).headers['webhook-id'], message.headers['webhook-id']);
+
+    // Switched off and on; rotating asks first and shows the new secret once.
+    await hookRow.getByRole('switch', { name: `Enabled: ${hookUrl}` }).click();
+    await hookRow.locator('.badge.off').waitFor();
+    await hookRow.getByRole('switch', { name: `Enabled: ${hookUrl}` }).click();
+    await hookRow.locator('.badge.off').waitFor({ state: 'detached' });
+    await hookRow.getByRole('button', { name: `Rotate the secret of ${hookUrl}` }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Rotate secret' }).click();
+    const rotated = await page.getByRole('textbox', { name: `Signing secret of ${hookUrl}` }).inputValue();
+    assert.notEqual(rotated, secret);
+    await page.getByRole('button', { name: 'Done' }).click();
+  } finally {
+    receiver.close();
+  }
+});
+
+test('a viewer sees no import and no webhooks: export only, and the API refuses them', async () => {
+  await member.goto(`${originUrl}/admin/import`);
+  await member.getByRole('link', { name: 'Export JSON lines' }).waitFor();
+  assert.equal(await nav(member, 'Import').count(), 0);
+  await nav(member, 'Export').waitFor();
+  assert.equal(await member.locator('#import-file').count(), 0);
+  assert.equal(await member.getByRole('button', { name: 'Dry run' }).count(), 0);
+  assert.equal(await nav(member, 'Webhooks').count(), 0);
+  await member.goto(`${originUrl}/admin/webhooks`);
+  await member.getByRole('alert').filter({ hasText: 'does not allow managing webhooks' }).waitFor();
+  const statuses = await member.evaluate(async () => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const post = (url, body) => fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+      body: JSON.stringify(body),
+    });
+    return [
+      (await post('/api/v1/links/bulk', { links: [{ destination: 'https://example.com/viewer' }], dry_run: true })).status,
+      (await fetch('/api/v1/webhooks')).status,
+      (await fetch('/api/v1/links/export?format=jsonl')).status,
+    ];
+  });
+  assert.deepEqual(statuses, [403, 403, 200]);
 });
 
 test('signing out ends the session', async () => {
