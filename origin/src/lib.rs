@@ -497,6 +497,7 @@ pub fn app(state: State) -> Router {
         .merge(audit::routes())
         .merge(abuse::routes())
         .merge(profile::routes())
+        .merge(webhooks::api::routes())
         .route(
             "/session",
             get(accounts::current).delete(accounts::sign_out),
