@@ -10,6 +10,7 @@ mod conditional;
 mod dashboard;
 mod edge;
 mod edge_sync;
+mod export;
 mod first_start;
 mod gateway;
 mod input;
