@@ -34,6 +34,6 @@ mod rules_api;
 mod rules_redirect;
 mod sign_in;
 mod support;
-mod webhooks;
 mod webhook_delivery;
+mod webhooks;
 mod workspaces;
