@@ -91,10 +91,8 @@ pub fn Webhooks() -> impl IntoView {
                             <table id="webhooks-table">
                                 <thead>
                                     <tr>
-                                        <th scope="col">"Endpoint"</th>
-                                        <th scope="col">"Events"</th>
+                                        <th scope="col">"Endpoint and events"</th>
                                         <th scope="col">"State"</th>
-                                        <th scope="col">"Last success"</th>
                                         <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                                     </tr>
                                 </thead>
@@ -108,7 +106,7 @@ pub fn Webhooks() -> impl IntoView {
                     }.into_any()
                 }
             }}
-            {move || log_of.get().map(|hook| view! { <DeliveryLog hook=hook log_of=log_of notice=notice/> })}
+            {move || log_of.get().map(|hook| view! { <DeliveryLog hook=hook log_of=log_of notice=notice endpoints=reload/> })}
             {move || asking.get().map(|what| view! {
                 <Confirm what=what asking=asking secret=secret notice=notice reload=reload/>
             })}
@@ -206,10 +204,13 @@ fn WebhookRow(
             <td class="destination">
                 <span class="code">{url.clone()}</span>
                 {(!hook.description.is_empty()).then(|| view! { <p class="hint">{hook.description.as_str().to_owned()}</p> })}
+                <p class="hint">{events}</p>
             </td>
-            <td>{events}</td>
-            <td>{state}{failing}</td>
-            <td>{hook.last_success_at.map_or_else(|| "never".to_owned(), date_time)}</td>
+            <td>
+                {state}
+                {failing}
+                <p class="hint">{format!("Last success: {}", hook.last_success_at.map_or_else(|| "never".to_owned(), date_time))}</p>
+            </td>
             <td class="actions">
                 <button class="secondary" on:click=move |_| log_of.set(Some(for_log.clone()))
                     aria-label=format!("Deliveries of {url}")>"Deliveries"</button>
@@ -446,8 +447,11 @@ fn DeliveryLog(
     hook: Webhook,
     log_of: RwSignal<Option<Webhook>>,
     notice: RwSignal<Option<String>>,
+    /// Reloads the endpoints (their last success and state change with deliveries).
+    endpoints: RwSignal<u32>,
 ) -> impl IntoView {
     let id = hook.id;
+    let was_pending = StoredValue::new(false);
     let reload = RwSignal::new(0_u32);
     let cursor = RwSignal::new(String::new());
     let open = RwSignal::new(None::<i64>);
@@ -466,6 +470,11 @@ fn DeliveryLog(
                     .any(|d| d.state == DeliveryState::Pending)
             })
         });
+        // The last pending delivery ended: the endpoint's state may have changed with it.
+        if was_pending.get_value() && !pending {
+            endpoints.update(|n| *n += 1);
+        }
+        was_pending.set_value(pending);
         if pending {
             Timeout::new(2000, move || {
                 reload.try_update(|n| *n += 1);
