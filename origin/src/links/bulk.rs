@@ -5,7 +5,8 @@
 //! (the field is the item's own: `destination`, not `links[3].destination`). What makes it
 //! fast is that the database sees the batch, not the items: one transaction per request, the
 //! ids from the sequence in one call, one multi-row insert whose `ON CONFLICT` reports the
-//! codes that are taken, and one statement each for the audit entries and the edge's outbox.
+//! codes that are taken, and one statement each for the audit entries, the edge's outbox and
+//! the webhooks' `link.created` messages.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -14,8 +15,9 @@ use axum::extract::{FromRequest, Request, State};
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 use shortlink::ShortCode;
-use shortlink::api::{BulkCreate, BulkItemResult, BulkResult, CreateLink, MAX_BULK_LINKS};
+use shortlink::api::{BulkCreate, BulkItemResult, BulkResult, CreateLink, Link, MAX_BULK_LINKS};
 use shortlink::password::{LinkPassword, PasswordHash};
+use shortlink::webhook::EventType;
 use shortlink::workspace::Permission;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -27,6 +29,7 @@ use crate::caller::{Caller, WorkspaceId};
 use crate::error::Error;
 use crate::extract::ApiJson;
 use crate::outbox;
+use crate::webhooks::events as webhooks;
 
 /// The route, as the router matches it (`gateway::body_limit` gives it [`BODY_LIMIT`]).
 pub(crate) const ROUTE: &str = "/api/v1/links/bulk";
@@ -115,10 +118,18 @@ pub(crate) async fn create(
         })
         .collect::<Result<Vec<_>, Error>>()?;
     audit::record_many(&mut tx, workspace, caller.audit_actor(), changes).await?;
-    let codes: Vec<&str> = created.values().map(|row| row.code.as_str()).collect();
+    let codes: Vec<String> = created.values().map(|row| row.code.clone()).collect();
     if state.inner.edge_sync.is_some() {
+        let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
         outbox::record_changes(&mut tx, &codes).await?;
     }
+    let (indexes, links): (Vec<usize>, Vec<Link>) = created
+        .into_iter()
+        .map(|(index, row)| Ok((index, row.into_link(&state.inner.public_url)?)))
+        .collect::<Result<Vec<_>, Error>>()?
+        .into_iter()
+        .unzip();
+    webhooks::link_events(&mut tx, workspace, EventType::LinkCreated, &links).await?;
     tx.commit().await?;
     // A visit before these links existed may have cached "no such code".
     for code in &codes {
@@ -127,10 +138,8 @@ pub(crate) async fn create(
     if let Some(edge) = &state.inner.edge_sync {
         edge.wake.notify_one();
     }
-    let mut created = created
-        .into_iter()
-        .map(|(index, row)| Ok((index, row.into_link(&state.inner.public_url)?)))
-        .collect::<Result<HashMap<_, _>, Error>>()?;
+    crate::webhooks::wake(&state);
+    let mut created: HashMap<usize, Link> = indexes.into_iter().zip(links).collect();
     Ok(Json(batch.finish(|index| {
         match created.remove(&index) {
             Some(link) => BulkItemResult::Created {

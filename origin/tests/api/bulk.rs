@@ -650,3 +650,63 @@ async fn a_single_create_keeps_the_import_fields_and_an_edit_sets_the_title() {
         StatusCode::GONE
     );
 }
+
+#[tokio::test]
+async fn created_links_are_announced_to_webhooks_in_order() {
+    let app = spawn_app().await;
+    let endpoint: i64 = sqlx::query_scalar(
+        "INSERT INTO webhook_endpoints (workspace_id, url, events, secret)
+         VALUES (1, 'https://hooks.example/kurz', '{link.created}', 'whsec_dGVzdA==')
+         RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("endpoint");
+    let response = bulk(
+        &app,
+        json!({"links": [
+            {"destination": "https://example.com/1", "code": "first"},
+            {"destination": "nope"},
+            {"destination": "https://example.com/3", "code": "third"},
+        ]}),
+    )
+    .await;
+    results(&response, 2, 1);
+    let messages: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT event_type, payload FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY id",
+    )
+    .bind(endpoint)
+    .fetch_all(&app.db)
+    .await
+    .expect("deliveries");
+    let announced: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|(event, payload)| {
+            (
+                event.as_str(),
+                payload["data"]["code"].as_str().expect("code"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        announced,
+        [("link.created", "first"), ("link.created", "third")]
+    );
+    // A dry run and a rolled-back request announce nothing.
+    for flag in ["dry_run", "atomic"] {
+        let response = bulk(
+            &app,
+            json!({flag: true, "links": [
+                {"destination": "https://example.com/4", "code": "fourth"},
+                {"destination": "https://example.com/5", "code": "first"},
+            ]}),
+        )
+        .await;
+        results(&response, 0, 1);
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(count, 2);
+}
