@@ -295,7 +295,8 @@ async fn find(
 
 /// Changes the fields present. `enabled: true` on an endpoint kurz switched off also forgets
 /// why and since when it failed, so the 24 hours of failing start again from zero; `enabled:
-/// false` is a person's choice, with no reason recorded.
+/// false` is a person's choice, with no reason recorded (on an endpoint kurz already switched
+/// off, kurz's reason stays).
 #[utoipa::path(
     patch, path = "/api/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = i64, Path, description = "The endpoint's id.")),
@@ -326,7 +327,7 @@ async fn update(
              description = COALESCE($4, description),
              events = COALESCE($5, events),
              enabled = COALESCE($6, enabled),
-             disabled_reason = CASE WHEN $6 IS NULL THEN disabled_reason END,
+             disabled_reason = CASE WHEN $6 THEN NULL ELSE disabled_reason END,
              disabled_at = CASE
                  WHEN $6 IS NULL THEN disabled_at
                  WHEN $6 THEN NULL

@@ -547,6 +547,18 @@ async fn enabling_again_forgets_why_it_was_switched_off() {
     assert_eq!(off["events"], json!(["link.clicked"]));
     assert_eq!(off["url"], "https://other.example/in");
     assert_eq!(off["description"], "CRM", "fields not sent stay");
+
+    // Switching off what kurz already switched off keeps kurz's reason.
+    sqlx::query("UPDATE webhook_endpoints SET disabled_reason = 'failing for 24 h' WHERE id = $1")
+        .bind(endpoint)
+        .execute(&app.db)
+        .await
+        .expect("reason");
+    let still = app
+        .call(&key, Method::PATCH, &path, Some(json!({"enabled": false})))
+        .await
+        .json();
+    assert_eq!(still["disabled_reason"], "failing for 24 h");
 }
 
 #[tokio::test]
