@@ -76,7 +76,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         .env("KURZ_ADMIN_DIR", ui::dist_dir())
         .env("KURZ_ADMIN_PASSWORD", &secrets.admin_password)
         .env("KURZ_FIRST_START_FILE", &first_start_file)
-        .env("KURZ_METRICS_BIND", &metrics_address);
+        .env("KURZ_METRICS_BIND", &metrics_address)
+        // Local webhook receivers (a script on this machine) are the point of a dev setup.
+        .env("KURZ_WEBHOOK_ALLOW_PRIVATE", "true");
     if edge.is_some() {
         origin
             .env("KURZ_EDGE_URL", &public_url)
@@ -104,7 +106,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         String::new()
     };
     eprintln!(
-        "\n  kurz is running.\n\n  dashboard   {origin_url}/admin   (user admin; password: KURZ_ADMIN_PASSWORD in .data/secrets.env)\n{edge_line}  origin      {origin_url}\n  API         {origin_url}/api/v1/links  (Authorization: Bearer <key>)\n  health      {origin_url}/health, {origin_url}/ready\n  metrics     http://{metrics_address}/metrics   (Prometheus text format)\n  database    {database_url}\n\n  Short links are served at {public_url}/<code>.\n  The first start wrote an API key to {first_start}; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n",
+        "\n  kurz is running.\n\n  dashboard   {origin_url}/admin   (user admin; password: KURZ_ADMIN_PASSWORD in .data/secrets.env)\n{edge_line}  origin      {origin_url}\n  API         {origin_url}/api/v1/links  (Authorization: Bearer <key>), reference at {origin_url}/api/docs\n  CLI         KURZ_URL={origin_url} KURZ_API_KEY=<key> cargo run -q -p kurz-cli -- list   (kurz create|list|stats|import|export)\n  health      {origin_url}/health, {origin_url}/ready\n  metrics     http://{metrics_address}/metrics   (Prometheus text format)\n  database    {database_url}\n\n  Short links are served at {public_url}/<code>.\n  The first start wrote an API key to {first_start}; more with:\n    DATABASE_URL={database_url} target/debug/origin create-api-key --name me\n\n  Ctrl-C stops everything.\n",
         first_start = first_start_file.display()
     );
     wait_for_ctrl_c_or_exit(&mut children)
