@@ -1101,6 +1101,47 @@ test('import: a Shlink API export keeps codes, titles, dates and click totals; a
   assert.equal(link.imported_clicks, 1234);
 });
 
+test('import: a file of 2,501 rows goes in chunks of 1,000; an error in the last chunk names its line; Stop ends the import between chunks', async () => {
+  const lines = ['destination,code'];
+  for (let i = 1; i <= 2500; i++) lines.push(`https://example.com/bulk/${i},bulk-${i}`);
+  // A code taken: only the origin can tell, in the third chunk.
+  lines.push('https://example.com/bulk/taken,imp-two');
+  const summary = await dryRun('many.csv', lines.join('\n'));
+  await summary.getByRole('status').filter({ hasText: 'Dry run: would create 2,500 links; 1 row has errors.' }).waitFor();
+  const taken = page.locator('#import-errors tbody tr');
+  assert.equal(await taken.count(), 1);
+  assert.equal(await taken.first().getAttribute('data-line'), '2502');
+  assert.match(await taken.first().textContent(), /imp-two/);
+
+  // The first chunk is held until Stop was clicked: the import must end after it.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  const sent = [];
+  await page.route('**/api/v1/links/bulk', async (route) => {
+    const body = route.request().postDataJSON();
+    sent.push(body.links.length);
+    if (sent.length === 1) await held;
+    await route.continue();
+  });
+  await summary.getByRole('button', { name: 'Import 2,500 links' }).click();
+  await page.getByRole('progressbar', { name: 'Import progress' }).waitFor();
+  await eventually('the first chunk is sent', async () => sent.length === 1 || sent.length);
+  await page.getByRole('button', { name: 'Stop' }).click();
+  release();
+  await page.locator('#import-summary').getByRole('status').filter({ hasText: 'Imported 1,000 links; 0 rows failed.' }).waitFor();
+  await page.locator('#import-summary').getByRole('alert').filter({ hasText: 'Stopped' }).waitFor();
+  await page.unroute('**/api/v1/links/bulk');
+  assert.deepEqual(sent, [1000]);
+  const progress = page.getByRole('progressbar', { name: 'Import progress' });
+  assert.equal(await progress.getAttribute('value'), '1000');
+  assert.equal(await progress.getAttribute('max'), '2501');
+  const statuses = await page.evaluate(async () => [
+    (await fetch('/api/v1/links/bulk-1000')).status,
+    (await fetch('/api/v1/links/bulk-1001')).status,
+  ]);
+  assert.deepEqual(statuses, [200, 404]);
+});
+
 test('export: the JSON lines download has every link, with the session cookie alone', async () => {
   await nav(page, 'Import').click();
   const exported = await download(page.getByRole('link', { name: 'Export JSON lines' }));
