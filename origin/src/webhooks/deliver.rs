@@ -500,6 +500,17 @@ pub(crate) async fn delete_old(db: &PgPool, now: OffsetDateTime) -> Result<u64, 
     .await
 }
 
+impl crate::State {
+    /// Deletes delivered and failed webhook messages older than the retention as of `now`
+    /// (a serving origin does it every hour); returns how many.
+    pub async fn delete_old_webhook_deliveries(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        delete_old(self.db(), now).await
+    }
+}
+
 /// Applies the retention every hour.
 pub(crate) async fn forget_old_forever(db: PgPool) {
     loop {

@@ -807,3 +807,61 @@ async fn a_used_up_link_and_a_blocked_one_are_announced() {
     assert_eq!(body["data"]["disabled"], true);
     assert_eq!(received.len(), 2, "nothing else was subscribed to");
 }
+
+#[tokio::test]
+async fn delivered_and_failed_messages_are_deleted_after_30_days() {
+    let app = app(true, 100_000).await;
+    let endpoint = endpoint(
+        &app,
+        "http://127.0.0.1:9/hook",
+        &new_secret(),
+        &["link.created"],
+    )
+    .await;
+    for (name, state, days) in [
+        ("old-delivered", "delivered", 31),
+        ("old-failed", "failed", 31),
+        ("old-pending", "pending", 31),
+        ("new-delivered", "delivered", 29),
+    ] {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload, state,
+                                             created_at, next_attempt_at)
+             VALUES ($1, $2, 'link.created', '{}', $3, now() - make_interval(days => $4),
+                     now() + interval '1 hour')
+             RETURNING id",
+        )
+        .bind(format!("msg_{name}"))
+        .bind(endpoint)
+        .bind(state)
+        .bind(days)
+        .fetch_one(&app.db)
+        .await
+        .expect("delivery");
+        sqlx::query(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, duration_ms) VALUES ($1, 1, 5)",
+        )
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .expect("attempt");
+    }
+    let deleted = app
+        .state
+        .delete_old_webhook_deliveries(OffsetDateTime::now_utc())
+        .await
+        .expect("retention");
+    assert_eq!(deleted, 2);
+    let kept: Vec<String> =
+        sqlx::query_scalar("SELECT message_id FROM webhook_deliveries ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .expect("kept");
+    // A pending message is kept whatever its age (its endpoint may be switched off).
+    assert_eq!(kept, ["msg_old-pending", "msg_new-delivered"]);
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_attempts")
+        .fetch_one(&app.db)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, 2, "with their attempts");
+}
