@@ -1166,8 +1166,9 @@ test('webhooks: a new endpoint shows its secret once; a test event reaches the r
     let body = '';
     request.on('data', (chunk) => { body += chunk; });
     request.on('end', () => {
-      received.push({ headers: request.headers, body });
-      response.writeHead(204).end();
+      received.push({ url: request.url, headers: request.headers, body });
+      // A receiver that wants no more deliveries answers 410 Gone.
+      response.writeHead(request.url === '/gone' ? 410 : 204).end();
     });
   });
   // Not 127.0.0.1: that is the origin's own host, where no webhook may point.
@@ -1229,6 +1230,24 @@ test('webhooks: a new endpoint shows its secret once; a test event reaches the r
     const rotated = await page.getByRole('textbox', { name: `Signing secret of ${hookUrl}` }).inputValue();
     assert.notEqual(rotated, secret);
     await page.getByRole('button', { name: 'Done' }).click();
+
+    // An endpoint answered 410 is switched off at once, and the page says why.
+    const goneUrl = `http://127.0.0.2:${receiver.address().port}/gone`;
+    await page.getByRole('button', { name: 'New endpoint' }).click();
+    await page.getByLabel('Endpoint URL').fill(goneUrl);
+    await page.getByRole('button', { name: 'Create endpoint' }).click();
+    await page.getByRole('button', { name: 'Done' }).click();
+    const goneRow = page.locator(`#webhooks-table tr[data-webhook="${goneUrl}"]`);
+    await goneRow.getByRole('button', { name: `Send test event to ${goneUrl}` }).click();
+    await eventually('the receiver said 410', async () => received.some((m) => m.url === '/gone') || received.length, 30_000);
+    await eventually('switched off, with why', async () => {
+      await page.reload();
+      await goneRow.waitFor();
+      return (await goneRow.locator('.disabled-reason').count()) === 1;
+    }, 30_000);
+    assert.match(await goneRow.locator('.disabled-reason').textContent(), /410 Gone/);
+    await page.locator('#webhooks-disabled').filter({ hasText: '1 endpoint was switched off by kurz' }).waitFor();
+    await screenshot('webhooks-disabled');
   } finally {
     receiver.close();
   }

@@ -84,7 +84,11 @@ pub fn Webhooks() -> impl IntoView {
                     view! {
                         {(off > 0).then(|| view! {
                             <div class="error-box" id="webhooks-disabled">
-                                <p>{format!("{off} endpoint(s) switched off by kurz: see why below. Enable one again once its receiver works.")}</p>
+                                <p>{if off == 1 {
+                                    "1 endpoint was switched off by kurz: see why below. Enable it again once its receiver works.".to_owned()
+                                } else {
+                                    format!("{off} endpoints were switched off by kurz: see why below. Enable each again once its receiver works.")
+                                }}</p>
                             </div>
                         })}
                         <div class="table-wrap">
