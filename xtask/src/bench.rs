@@ -41,6 +41,8 @@ enum Part {
     Analytics,
     /// The dashboard's .wasm size.
     Ui,
+    /// Links imported through the bulk API, against single creates, and the origin's memory.
+    Import,
 }
 
 /// Distinct codes in the cache-hit run: a hot set, as real traffic has.
@@ -64,6 +66,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     }
     if part(Part::Ui) {
         report.push_str(&ui_size()?);
+    }
+    if part(Part::Import) {
+        report.push_str(&import(work.path())?);
     }
     println!("{report}");
     Ok(())
@@ -534,6 +539,203 @@ fn rules_ratio(place: &str, rows: &[(&str, WrkResult)]) -> anyhow::Result<String
     ))
 }
 
+/// Links the import row creates, in bulk requests of [`IMPORT_BATCH`], [`IMPORT_PARALLEL`]
+/// at a time (what `kurz import` does).
+const IMPORT_LINKS: usize = 100_000;
+const IMPORT_BATCH: usize = 1_000;
+const IMPORT_PARALLEL: usize = 4;
+/// Links the baseline creates one request each, as many at a time.
+const SINGLE_CREATES: usize = 2_000;
+/// Links per second the import must reach on the 2-core machine (issue #15).
+const IMPORT_TARGET: f64 = 5_000.0;
+
+/// 100,000 links through `POST /api/v1/links/bulk` (each with its own code, a title, tags, a
+/// creation date and imported clicks, as an import brings them), against single creates
+/// through `POST /api/v1/links` measured on the same origin, and the origin's memory before
+/// and after: the bulk route holds at most a few requests' bodies, whatever the total.
+fn import(work: &Path) -> anyhow::Result<String> {
+    build_release_origin(&[])?;
+    let (_cluster, database_url) = throwaway_database(work, "import")?;
+    let origin = Origin::start(&database_url, &tools::random_hex(16), 64)?;
+    let api_key = crate::bench_analytics::create_api_key(&database_url)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let base = format!("http://{}/api/v1/links", origin.address);
+    let client = reqwest::Client::new();
+    let started = rss_kib(origin.pid())?;
+    let single = runtime.block_on(single_creates(&client, &base, &api_key))?;
+    let before = rss_kib(origin.pid())?;
+    eprintln!("single creates: {single:.0} links/s; importing {IMPORT_LINKS} links...");
+    // The first tenth, then the rest: memory that held the first tenth's requests is what
+    // the rest may use, or the import's memory grows with its size.
+    let warm_batches = IMPORT_LINKS / IMPORT_BATCH / 10;
+    let batches = IMPORT_LINKS / IMPORT_BATCH;
+    let first = runtime.block_on(bulk_creates(&client, &base, &api_key, 0..warm_batches))?;
+    let warm = rss_kib(origin.pid())?;
+    let rest = runtime.block_on(bulk_creates(
+        &client,
+        &base,
+        &api_key,
+        warm_batches..batches,
+    ))?;
+    let bulk = IMPORT_LINKS as f64 / (first + rest).as_secs_f64();
+    let after = rss_kib(origin.pid())?;
+    let peak = peak_rss_kib(origin.pid())?;
+    let verdict = if bulk >= IMPORT_TARGET { "ok" } else { "LOW" };
+    Ok(format!(
+        "\nimport: {IMPORT_LINKS} links through POST /api/v1/links/bulk, {IMPORT_BATCH} a \
+         request, {IMPORT_PARALLEL} requests at a time, 127.0.0.1\n\n\
+         {:<38} {:>10} {:>7} {:>8}\n\
+         {:<38} {single:>10.0} {:>7.2}\n\
+         {:<38} {bulk:>10.0} {:>7.2} {:>8}\n\
+         origin RSS: {:.1} MiB at start, {:.1} MiB before the import, {:.1} MiB after its \
+         first {} links, {:.1} MiB after all (all / first tenth {:.2}: target ≤ 1.25 {}), \
+         peak {:.1} MiB\n",
+        "",
+        "links/s",
+        "ratio",
+        "target",
+        format!("single creates ({IMPORT_PARALLEL} at a time, baseline)"),
+        1.0,
+        "bulk creates (import)",
+        bulk / single,
+        format!("≥{IMPORT_TARGET:.0} {verdict}"),
+        started as f64 / 1024.0,
+        before as f64 / 1024.0,
+        warm as f64 / 1024.0,
+        warm_batches * IMPORT_BATCH,
+        after as f64 / 1024.0,
+        after as f64 / warm as f64,
+        if after as f64 <= warm as f64 * 1.25 {
+            "ok"
+        } else {
+            "GROWS"
+        },
+        peak as f64 / 1024.0,
+    ))
+}
+
+/// Links per second made by [`SINGLE_CREATES`] requests to `POST /api/v1/links`,
+/// [`IMPORT_PARALLEL`] at a time.
+async fn single_creates(
+    client: &reqwest::Client,
+    base: &str,
+    api_key: &str,
+) -> anyhow::Result<f64> {
+    let bodies: Vec<String> = (0..SINGLE_CREATES)
+        .map(|i| imported_link(&format!("one-{i}"), i).to_string())
+        .collect();
+    let started = std::time::Instant::now();
+    in_parallel(bodies, |body| {
+        let request = client
+            .post(base)
+            .bearer_auth(api_key)
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let response = request.send().await?;
+            let status = response.status();
+            if status != reqwest::StatusCode::CREATED {
+                bail!("a create answered {status}: {}", response.text().await?);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(SINGLE_CREATES as f64 / started.elapsed().as_secs_f64())
+}
+
+/// How long the bulk requests of `batches` (of [`IMPORT_BATCH`] links each) took; each
+/// request's body is made just before it is sent, as a streaming importer makes them.
+async fn bulk_creates(
+    client: &reqwest::Client,
+    base: &str,
+    api_key: &str,
+    batches: std::ops::Range<usize>,
+) -> anyhow::Result<std::time::Duration> {
+    let url = format!("{base}/bulk");
+    let started = std::time::Instant::now();
+    in_parallel(batches.collect(), |batch| {
+        let links: Vec<serde_json::Value> = (batch * IMPORT_BATCH..(batch + 1) * IMPORT_BATCH)
+            .take_while(|&i| i < IMPORT_LINKS)
+            .map(|i| imported_link(&format!("imp-{i}"), i))
+            .collect();
+        let expected = links.len();
+        let request = client
+            .post(&url)
+            .bearer_auth(api_key)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "links": links }).to_string());
+        async move {
+            let response = request.send().await?;
+            let status = response.status();
+            let text = response.text().await?;
+            let answer: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("bulk create answered {status}: {text}"))?;
+            if answer["created"].as_u64() != Some(expected as u64) {
+                bail!("bulk create answered {status}: {:.500}", text);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(started.elapsed())
+}
+
+/// A link as an import brings it.
+fn imported_link(code: &str, i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "destination": format!("https://example.com/articles/{i}?ref=import"),
+        "code": code,
+        "title": format!("Article number {i} of the old shortener"),
+        "tags": ["imported", format!("batch {}", i / IMPORT_BATCH)],
+        "created_at": "2021-06-01T12:00:00Z",
+        "imported_clicks": i % 1000,
+    })
+}
+
+/// Runs `send` for every item, [`IMPORT_PARALLEL`] at a time; the first error stops it.
+async fn in_parallel<T, F, Fut>(items: Vec<T>, send: F) -> anyhow::Result<()>
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut items = items.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < IMPORT_PARALLEL {
+            let Some(item) = items.next() else { break };
+            running.spawn(send(item));
+        }
+        match running.join_next().await {
+            Some(done) => done??,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// A process's resident memory (`VmRSS`), in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A process's highest resident memory so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
 /// A release origin on a free port, stopped when dropped.
 pub(crate) struct Origin {
     pub(crate) address: SocketAddr,
@@ -544,6 +746,10 @@ impl Origin {
     /// `cache_mib`: the redirect cache's memory (1 GiB holds a million links); 0 turns it off.
     fn start(database_url: &str, code_key: &str, cache_mib: u64) -> anyhow::Result<Self> {
         Self::start_with(database_url, code_key, cache_mib, &[])
+    }
+
+    fn pid(&self) -> u32 {
+        self._process.0.id()
     }
 
     pub(crate) fn start_with(
