@@ -7,7 +7,8 @@
 //! message is sent again (at-least-once, under the same `webhook-id`). A message is taken only
 //! when no older message about the same link to the same endpoint is pending, so a link's
 //! messages arrive in order, retries included. Up to `KURZ_WEBHOOK_CONCURRENCY` are sent at
-//! once; the task is woken by [`super::wake`] after a commit that wrote messages, and polls
+//! once, at most [`PER_ENDPOINT`] of them to one endpoint, so a receiver that hangs cannot hold
+//! up the others' messages; the task is woken by [`super::wake`] after a commit that wrote messages, and polls
 //! every [`POLL`] for the rest.
 //!
 //! **Sign and send.** Standard Webhooks: `webhook-id` (the message's, the same on every
@@ -29,6 +30,7 @@
 //! **Retention.** Delivered and failed messages (with their attempts) are deleted after
 //! [`RETENTION`].
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +57,10 @@ pub(crate) const RETRY_AFTER: [Duration; 7] = [
 ];
 /// How long an endpoint may fail before a message failing for good switches it off.
 pub(crate) const FAILING_FOR: time::Duration = time::Duration::hours(24);
+/// Sends to one endpoint under way at once in one origin: a receiver that hangs until the
+/// timeout holds this many of the `KURZ_WEBHOOK_CONCURRENCY` sends, and the others' messages
+/// still go out.
+const PER_ENDPOINT: usize = 4;
 /// How often messages written by other origins (and retries coming due) are looked for.
 const POLL: Duration = Duration::from_secs(1);
 /// Most of an answer read, for the log.
@@ -193,15 +199,29 @@ pub(crate) async fn deliver_forever(state: crate::State) {
     // The lease outlasts the longest attempt, so no other origin takes a message being sent.
     let lease = webhooks.config.timeout() + Duration::from_secs(30);
     let mut sending = JoinSet::new();
+    // Sends under way per endpoint: at most PER_ENDPOINT each.
+    let mut in_flight: HashMap<i64, usize> = HashMap::new();
     // Claimed in batches: when woken, at each poll, and once half the sends are done (not
     // one query for each message that finishes).
     let mut claim_now = true;
     loop {
         let room = concurrency.saturating_sub(sending.len());
         if claim_now && room > 0 {
-            match claim(state.db(), room, lease).await {
+            let full: Vec<i64> = in_flight
+                .iter()
+                .filter(|(_, n)| **n >= PER_ENDPOINT)
+                .map(|(endpoint, _)| *endpoint)
+                .collect();
+            match claim(state.db(), room, lease, &full).await {
                 Ok(claimed) => {
+                    let mut excess = Vec::new();
                     for message in claimed {
+                        let sends = in_flight.entry(message.endpoint_id).or_default();
+                        if *sends >= PER_ENDPOINT {
+                            excess.push(message.id);
+                            continue;
+                        }
+                        *sends += 1;
                         let db = state.db().clone();
                         let client = client.clone();
                         let allow_private = webhooks.config.allow_private;
@@ -211,15 +231,30 @@ pub(crate) async fn deliver_forever(state: crate::State) {
                                 // Its lease runs out and it is sent again.
                                 tracing::warn!(error = ?err, delivery = message.id, "cannot record a webhook attempt");
                             }
+                            message.endpoint_id
                         });
+                    }
+                    if let Err(err) = release(state.db(), &excess).await {
+                        tracing::warn!(error = %err, "cannot release webhook deliveries: they wait for their lease");
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot claim webhook deliveries"),
             }
         }
         tokio::select! {
-            Some(_) = sending.join_next(), if !sending.is_empty() => {
-                while sending.try_join_next().is_some() {}
+            Some(done) = sending.join_next(), if !sending.is_empty() => {
+                let mut ended = vec![done];
+                while let Some(done) = sending.try_join_next() {
+                    ended.push(done);
+                }
+                for endpoint in ended.into_iter().flatten() {
+                    if let Some(sends) = in_flight.get_mut(&endpoint) {
+                        *sends = sends.saturating_sub(1);
+                        if *sends == 0 {
+                            in_flight.remove(&endpoint);
+                        }
+                    }
+                }
                 claim_now = sending.len() <= concurrency / 2;
             }
             () = webhooks.wake.notified() => claim_now = true,
@@ -228,8 +263,27 @@ pub(crate) async fn deliver_forever(state: crate::State) {
     }
 }
 
-/// Takes up to `limit` due messages for this origin, under a lease.
-async fn claim(db: &PgPool, limit: usize, lease: Duration) -> Result<Vec<Claimed>, sqlx::Error> {
+/// Gives back claimed messages this origin will not send now (their endpoint has enough
+/// sends under way), for the next claim.
+async fn release(db: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE webhook_deliveries SET locked_until = NULL WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Takes up to `limit` due messages for this origin, under a lease, of other endpoints than
+/// `full`.
+async fn claim(
+    db: &PgPool,
+    limit: usize,
+    lease: Duration,
+    full: &[i64],
+) -> Result<Vec<Claimed>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE webhook_deliveries d
          SET locked_until = now() + make_interval(secs => $2)
@@ -239,6 +293,7 @@ async fn claim(db: &PgPool, limit: usize, lease: Duration) -> Result<Vec<Claimed
              JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
              WHERE d.state = 'pending' AND d.next_attempt_at <= now()
                AND (d.locked_until IS NULL OR d.locked_until < now())
+               AND d.endpoint_id <> ALL($3)
                AND (d.link_id IS NULL OR NOT EXISTS (
                    SELECT 1 FROM webhook_deliveries older
                    WHERE older.endpoint_id = d.endpoint_id AND older.link_id = d.link_id
@@ -251,6 +306,7 @@ async fn claim(db: &PgPool, limit: usize, lease: Duration) -> Result<Vec<Claimed
     )
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .bind(lease.as_secs_f64())
+    .bind(full)
     .fetch_all(db)
     .await
 }

@@ -865,3 +865,40 @@ async fn delivered_and_failed_messages_are_deleted_after_30_days() {
         .expect("attempts");
     assert_eq!(attempts, 2, "with their attempts");
 }
+
+#[tokio::test]
+async fn a_hanging_receiver_does_not_hold_up_the_others() {
+    let mut config = config(&new_database().await);
+    // Far longer than the test may take: the hanging receiver never frees its sends.
+    config.webhooks.timeout_ms = 60_000;
+    let app = app_with(&config).await;
+    let hanging = Receiver::start().await;
+    hanging.set(Mode::Hang);
+    let healthy = Receiver::start().await;
+    let stuck = endpoint(&app, &hanging.url, &new_secret(), &["link.created"]).await;
+    let fine = endpoint(&app, &healthy.url, &new_secret(), &["link.created"]).await;
+    // The hanging receiver's 20 messages come first in line.
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload,
+                                         next_attempt_at)
+         SELECT 'msg_stuck' || g, $1, 'link.created', '{}', now() - interval '1 minute'
+         FROM generate_series(1, 20) g",
+    )
+    .bind(stuck)
+    .execute(&app.db)
+    .await
+    .expect("messages");
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload)
+         VALUES ('msg_fine', $1, 'link.created', '{}')",
+    )
+    .bind(fine)
+    .execute(&app.db)
+    .await
+    .expect("message");
+    let _background = app.state.spawn_background();
+
+    healthy.wait_for("its message", |r| !r.is_empty()).await;
+    let held = hanging.received().len();
+    assert!(held <= 4, "{held} sends held by the hanging receiver");
+}
