@@ -359,7 +359,8 @@ pub enum DeliveryState {
     Pending,
     /// The receiver answered 2xx.
     Delivered,
-    /// Given up: the receiver kept failing, or the endpoint was switched off.
+    /// Given up: the receiver kept failing through every retry (over 24 h). A message of an
+    /// endpoint that is switched off stays pending until it is switched on again.
     Failed,
 }
 
