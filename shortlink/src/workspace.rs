@@ -292,11 +292,17 @@ pub struct AuditEntry {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     pub actor: Actor,
-    /// `link.created`, `link.updated`, `link.deleted`, `key.created`, `key.revoked`,
-    /// `member.joined`, `member.role_changed`, `member.removed`, `invitation.created`,
-    /// `invitation.revoked`, `workspace.created`, `workspace.renamed`.
+    /// `link.created` (one per link, a bulk create's too), `link.updated`, `link.deleted`,
+    /// `key.created`, `key.revoked`, `member.joined`, `member.role_changed`, `member.removed`,
+    /// `invitation.created`, `invitation.revoked`, `workspace.created`, `workspace.renamed`,
+    /// `workspace.rate_limits_changed` (by the operator), `webhook.created`,
+    /// `webhook.updated`, `webhook.deleted`, `webhook.secret_rotated`, `webhook.disabled`
+    /// (by kurz, when deliveries keep failing or the receiver answers 410),
+    /// and in the operator's workspace `abuse.rule_added`, `abuse.rule_removed`,
+    /// `abuse.report_resolved`.
     pub action: String,
-    /// What was changed: `link`, `key`, `member`, `invitation`, `workspace`, and its id.
+    /// What was changed: `link`, `key`, `member`, `invitation`, `workspace`, `webhook`,
+    /// `blocklist_rule`, `abuse_report`, and its id.
     pub target_kind: String,
     pub target_id: i64,
     /// The fields before the change (absent for a creation).
