@@ -23,6 +23,7 @@ pub mod redirect;
 pub mod rules;
 mod scramble;
 pub mod signature;
+pub mod spreadsheet;
 pub mod stats;
 mod status;
 pub mod timestamp;

@@ -12,6 +12,7 @@ use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use shortlink::api::{BulkItemResult, CreateLink, MAX_BULK_LINKS};
 use shortlink::import::{self, Format};
+use shortlink::spreadsheet::inert_cell;
 use shortlink::workspace::Permission;
 use wasm_bindgen::JsCast;
 
@@ -463,15 +464,11 @@ fn errors_csv(failures: &[Failure]) -> String {
 /// One CSV cell, quoted when it must be; a cell a spreadsheet would run as a formula starts
 /// with `'` (the source text is the imported file's, anybody's).
 fn cell(text: &str) -> String {
-    let inert = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
+    let inert = inert_cell(text);
     if inert.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", inert.replace('"', "\"\""))
     } else {
-        inert
+        inert.into_owned()
     }
 }
 

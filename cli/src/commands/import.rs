@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use shortlink::api::{BulkCreate, BulkItemResult, CreateLink, MAX_BULK_LINKS};
 use shortlink::import::{Format, MAX_FILE_BYTES, Row};
+use shortlink::spreadsheet::inert_cell;
 
 use crate::client::Repeat;
 use crate::{Client, Error, Exit};
@@ -317,25 +318,15 @@ fn write_failures(
         for failure in failures {
             csv.write_record([
                 failure.line.to_string().as_str(),
-                &as_text(&failure.source),
+                &inert_cell(&failure.source),
                 failure.field.as_deref().unwrap_or_default(),
-                &as_text(&failure.message),
+                &inert_cell(&failure.message),
             ])?;
         }
         csv.flush()?;
         Ok::<(), std::io::Error>(())
     })();
     written.map_err(|err| Error::io(shown, err))
-}
-
-/// A cell a spreadsheet shows as text instead of running it as a formula: the source comes
-/// from a file someone else may have written (the same rule as the origin's clicks CSV).
-fn as_text(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}").into()
-    } else {
-        cell.into()
-    }
 }
 
 fn summarise(
@@ -424,21 +415,6 @@ mod tests {
                 next = run.end;
             }
             assert_eq!(next, links.len());
-        }
-    }
-
-    #[test]
-    fn cells_that_would_run_as_formulas_are_made_text() {
-        for (cell, shown) in [
-            ("=1+1", "'=1+1"),
-            ("+1", "'+1"),
-            ("-1", "'-1"),
-            ("@x", "'@x"),
-            ("\tx", "'\tx"),
-            ("abc=1", "abc=1"),
-            ("", ""),
-        ] {
-            assert_eq!(as_text(cell), shown);
         }
     }
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use time::{Duration, OffsetDateTime};
 
+use shortlink::spreadsheet::inert_cell;
 use shortlink::workspace::Permission;
 
 use crate::caller::Caller;
@@ -163,48 +164,9 @@ fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error
     writer.into_inner().map_err(|err| err.into_error().into())
 }
 
-/// A cell a spreadsheet shows as text instead of running it as a formula (CSV injection):
-/// a visitor chooses their `Referer` and `User-Agent`, and `=HYPERLINK(...)` in one would run
-/// when the export is opened. OWASP's recommendation: a leading `'` before a cell that starts
-/// with `=`, `+`, `-`, `@`, a tab or a carriage return (spreadsheets hide the `'`), the cell
-/// then quoted by the CSV writer as usual.
-pub(crate) fn inert_cell(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}").into()
-    } else {
-        cell.into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cells_that_would_run_as_formulas_are_made_text() {
-        for (cell, written) in [
-            (
-                "=HYPERLINK(\"https://evil.example\",\"x\")",
-                "'=HYPERLINK(\"https://evil.example\",\"x\")",
-            ),
-            ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
-            ("-2+3", "'-2+3"),
-            ("@SUM(A1:A2)", "'@SUM(A1:A2)"),
-            ("\t=1+1", "'\t=1+1"),
-            ("\r=1+1", "'\r=1+1"),
-            // Harmless cells are left as they are, formula characters inside them too.
-            ("https://news.example/a=b", "https://news.example/a=b"),
-            (
-                "Mozilla/5.0 (X11; Linux x86_64)",
-                "Mozilla/5.0 (X11; Linux x86_64)",
-            ),
-            ("a-b@c", "a-b@c"),
-            (" =1", " =1"),
-            ("", ""),
-        ] {
-            assert_eq!(inert_cell(cell), written, "{cell:?}");
-        }
-    }
 
     #[test]
     fn an_export_row_holds_no_formula() {

@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use shortlink::api::{ExportedLink, Link};
+use shortlink::spreadsheet::inert_cell;
 use shortlink::workspace::Permission;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::store;
-use crate::analytics::export::inert_cell;
 use crate::caller::Caller;
 use crate::error::Error;
 use crate::extract::ApiQuery;
