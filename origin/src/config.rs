@@ -253,8 +253,9 @@ pub struct RateLimits {
     /// takes from it. Never off. A workspace may get its own (`origin set-rate-limits`).
     #[arg(long = "rate-api-per-min", env = "KURZ_RATE_API_PER_MIN", default_value_t = RateLimits::DEFAULT.api_per_min, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub api_per_min: u32,
-    /// Link creations per minute of one caller (`POST /api/v1/links`), on top of the API
-    /// budget. 0: only the API budget applies.
+    /// Link creations per minute of one caller (`POST /api/v1/links`, and
+    /// `POST /api/v1/links/bulk` as one each), on top of the API budget. 0: only the API
+    /// budget applies.
     #[arg(long = "rate-create-per-min", env = "KURZ_RATE_CREATE_PER_MIN", default_value_t = RateLimits::DEFAULT.create_per_min, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub create_per_min: u32,
     /// Stats and CSV export requests per minute of one caller, on top of the API budget. 0:

@@ -73,11 +73,18 @@ impl Budget {
 
     /// The budget a request to the API takes from on top of `api`, by its method and path
     /// (inside `/api/v1`).
+    ///
+    /// A bulk create takes one unit of `create`, like a single one, not one per item: the
+    /// layer runs before the body is read, so it cannot count the items, and a weight of up
+    /// to 1,000 (`check_n`) could never pass a budget below that (governor refuses more than
+    /// the burst outright), so the default 300/min would refuse every full request. Its bound
+    /// is elsewhere: at most `MAX_BULK_LINKS` items and `AT_ONCE` requests per instance; one
+    /// unit still keeps a caller from more than `create` bulk requests a minute.
     fn extra_of(method: &Method, path: &str) -> Option<Self> {
         let path = path.strip_prefix("/api/v1").unwrap_or(path);
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match segments.as_slice() {
-            ["links"] if method == Method::POST => Some(Self::Create),
+            ["links"] | ["links", "bulk"] if method == Method::POST => Some(Self::Create),
             ["stats"] | ["links", _, "stats" | "clicks.csv"] => Some(Self::Stats),
             _ => None,
         }
@@ -495,6 +502,8 @@ mod tests {
         let cases: &[(Method, &str, Option<Budget>)] = &[
             (Method::POST, "/links", Some(Budget::Create)),
             (Method::POST, "/api/v1/links", Some(Budget::Create)),
+            (Method::POST, "/api/v1/links/bulk", Some(Budget::Create)),
+            (Method::GET, "/links/bulk", None),
             (Method::GET, "/links", None),
             (Method::GET, "/links/abc", None),
             (Method::PATCH, "/links/abc", None),

@@ -142,6 +142,43 @@ async fn a_burst_of_creates_gets_exactly_the_create_budget() {
 }
 
 #[tokio::test]
+async fn a_bulk_create_takes_one_unit_of_the_create_budget_whatever_its_size() {
+    let app = app_with_limits(|limits| limits.create_per_min = 3).await;
+    let key = As::Key(app.api_key.clone());
+    let bulk = |n: usize| json!({ "links": (0..n).map(|_| create_body()).collect::<Vec<_>>() });
+    // 10 items within a budget of 3: one unit, not ten.
+    let first = app
+        .call(&key, Method::POST, "/api/v1/links/bulk", Some(bulk(10)))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.json()["created"], 10);
+    assert_eq!(policy(&first), "\"api\";q=1200;w=60, \"create\";q=3;w=60");
+    let (name, remaining, _) = standing(&first);
+    assert_eq!((name.as_str(), remaining), ("create", 2));
+    // Bulk and single creates share the budget: 2 left, so of 3 bulks and 2 singles at once,
+    // exactly 2 pass.
+    let bulks = burst(&app, &key, 3, Method::POST, "/api/v1/links/bulk", || {
+        Some(bulk(2))
+    });
+    let singles = burst(&app, &key, 2, Method::POST, "/api/v1/links", || {
+        Some(create_body())
+    });
+    let (bulks, singles) = futures_util::join!(bulks, singles);
+    let answers: Vec<TestResponse> = bulks.into_iter().chain(singles).collect();
+    let passed = answers.iter().filter(|a| a.status.is_success()).count();
+    assert_eq!(passed, 2, "{:?}", tally(&answers));
+    for refused in answers.iter().filter(|a| !a.status.is_success()) {
+        assert_limited(refused, "create", 3);
+    }
+    // A dry run creates nothing, yet it is a request like the others: refused too.
+    let dry = json!({ "links": [create_body()], "dry_run": true });
+    let dry = app
+        .call(&key, Method::POST, "/api/v1/links/bulk", Some(dry))
+        .await;
+    assert_limited(&dry, "create", 3);
+}
+
+#[tokio::test]
 async fn every_answer_tells_the_remaining_budget_until_it_is_used_up() {
     let app = app_with_limits(|limits| limits.api_per_min = 3).await;
     let mut seen = Vec::new();
