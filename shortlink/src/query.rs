@@ -24,7 +24,7 @@ pub struct LinkListQuery {
     /// Links per page: 1 to 200, default 50.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
-    /// Matches codes, destinations or notes that contain it (case-insensitive).
+    /// Matches codes, destinations, notes or titles that contain it (case-insensitive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
     /// Only links with this tag (normalised like a link's tags).

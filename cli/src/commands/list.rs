@@ -12,7 +12,7 @@ const LARGEST_PAGE: i64 = 200;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Only links whose code, destination or note contains this (any case).
+    /// Only links whose code, destination, note or title contains this (any case).
     #[arg(long)]
     search: Option<String>,
     /// Only links with this tag.

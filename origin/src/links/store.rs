@@ -498,7 +498,8 @@ impl Sort {
 /// Which of a workspace's live links a list shows; each part that is set must hold.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Filter<'a> {
-    /// Code, destination or note contains it (case-insensitive).
+    /// Code, destination, note or title contains it (case-insensitive; each has a trigram
+    /// index over the live links: 0001, 0005, 0022, 0028).
     pub(crate) search: Option<&'a str>,
     /// Has this tag (the GIN index of `0020_links_tags_index.sql`).
     pub(crate) tag: Option<&'a Tag>,
@@ -525,7 +526,7 @@ pub(crate) async fn list(
     // `$n IS NULL OR ...`, so that the planner sees only the conditions that apply (and the
     // tag's GIN index when there is one).
     let search_clause = if filter.search.is_some() {
-        "(code ILIKE $3 OR destination ILIKE $3 OR note ILIKE $3)"
+        "(code ILIKE $3 OR destination ILIKE $3 OR note ILIKE $3 OR title ILIKE $3)"
     } else {
         "($3::text IS NULL)"
     };

@@ -445,7 +445,7 @@ async fn lists_newest_first_with_a_cursor() {
 }
 
 #[tokio::test]
-async fn searches_codes_and_destinations() {
+async fn searches_codes_destinations_and_titles() {
     let app = spawn_app().await;
     app.create(json!({"destination": "https://shop.example/summer-sale", "code": "sale_2026"}))
         .await;
@@ -455,6 +455,11 @@ async fn searches_codes_and_destinations() {
         .await;
     app.create(json!({"destination": "https://other.example/", "code": "saleX2026"}))
         .await;
+    app.create(
+        json!({"destination": "https://files.example/2026.pdf", "code": "brochure",
+                      "title": "Spring Catalogue for retailers"}),
+    )
+    .await;
     let search = |q: &'static str| {
         let app = &app;
         async move {
@@ -480,6 +485,9 @@ async fn searches_codes_and_destinations() {
     );
     assert_eq!(search("blog.example").await, ["salty"]);
     assert_eq!(search("nothing-matches").await, Vec::<String>::new());
+    // A word of the title alone, in any case (the link's code and destination lack it).
+    assert_eq!(search("CATALOGUE").await, ["brochure"]);
+    assert_eq!(search("for%20retail").await, ["brochure"]);
 
     // A search is bounded (200 characters, counted as characters, not bytes).
     let longest = "%C3%A9".repeat(200); // é
