@@ -7,10 +7,10 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{As, TestApp, spawn_app};
+use crate::support::{As, TestApp, random_hex, spawn_app};
 
 /// Workspace B with one of everything: a link with clicks, a member, an invitation, a key,
-/// audit entries. Returns (B's id, its link's code and id, member id, invitation id, key id).
+/// a webhook endpoint with a delivery, audit entries.
 struct Other {
     code: String,
     link_id: i64,
@@ -19,6 +19,29 @@ struct Other {
     key: i64,
     /// The id of B's owner's session.
     session: i64,
+    webhook: i64,
+    /// A delivery of `webhook`.
+    delivery: i64,
+}
+
+/// A webhook endpoint the test receiver never hears from (tests allow any address).
+fn webhook_body() -> Value {
+    json!({"url": "https://hooks.example.com/kurz", "events": ["link.created"]})
+}
+
+/// A finished delivery of `endpoint`, written as the delivery engine writes one; its id.
+async fn delivery_of(app: &TestApp, endpoint: i64) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload, state,
+                                         attempts, delivered_at)
+         VALUES ('msg_' || md5(random()::text), $1, 'link.created',
+                 '{\"type\": \"link.created\", \"data\": {}}', 'delivered', 1, now())
+         RETURNING id",
+    )
+    .bind(endpoint)
+    .fetch_one(&app.db)
+    .await
+    .expect("delivery")
 }
 
 async fn other_workspace(app: &TestApp) -> Other {
@@ -68,6 +91,17 @@ async fn other_workspace(app: &TestApp) -> Other {
         .await;
     assert_eq!(key.status, StatusCode::CREATED);
     let key = key.json()["id"].as_i64().expect("key id");
+    let webhook = app
+        .call(
+            &owner,
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(webhook_body()),
+        )
+        .await;
+    assert_eq!(webhook.status, StatusCode::CREATED, "{}", webhook.text());
+    let webhook = webhook.json()["id"].as_i64().expect("webhook id");
+    let delivery = delivery_of(app, webhook).await;
     let mut event = shortlink::edge::ClickEvent {
         id: "b-click".to_owned(),
         link_id,
@@ -107,6 +141,8 @@ async fn other_workspace(app: &TestApp) -> Other {
         .fetch_one(&app.db)
         .await
         .expect("B's session"),
+        webhook,
+        delivery,
     }
 }
 
@@ -157,6 +193,45 @@ async fn workspace_a_never_reaches_workspace_b() {
             format!("/api/v1/me/sessions/{}", b.session),
             None,
         ),
+        (Method::GET, format!("/api/v1/webhooks/{}", b.webhook), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/webhooks/{}", b.webhook),
+            Some(json!({"url": "https://evil.example/hook"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/webhooks/{}", b.webhook),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/webhooks/{}/rotate-secret", b.webhook),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/webhooks/{}/test", b.webhook),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/webhooks/{}/deliveries", b.webhook),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/webhooks/{}/deliveries/{}", b.webhook, b.delivery),
+            None,
+        ),
+        (
+            Method::POST,
+            format!(
+                "/api/v1/webhooks/{}/deliveries/{}/redeliver",
+                b.webhook, b.delivery
+            ),
+            None,
+        ),
     ];
     for who in [&a_key, &a_owner] {
         for (method, path, body) in &by_id {
@@ -201,6 +276,36 @@ async fn workspace_a_never_reaches_workspace_b() {
         assert!(invitations.iter().all(|i| i["id"] != b.invitation));
         let keys = listed("/api/v1/keys", "").await;
         assert!(keys.iter().all(|k| k["id"] != b.key));
+        let webhooks = listed("/api/v1/webhooks", "").await;
+        assert!(
+            webhooks.iter().all(|w| w["id"] != b.webhook),
+            "{webhooks:?}"
+        );
+        let export = app
+            .call(who, Method::GET, "/api/v1/links/export", None)
+            .await;
+        assert_eq!(export.status, StatusCode::OK);
+        let exported: Vec<Value> = export
+            .text()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect();
+        assert_eq!(codes(&exported)[0], "a-link");
+        assert!(
+            codes(&exported).iter().all(|c| c.starts_with("a-")),
+            "{exported:?}"
+        );
+        // A bulk create makes its links in the caller's workspace (B's list is checked below).
+        let bulk = app
+            .call(
+                who,
+                Method::POST,
+                "/api/v1/links/bulk",
+                Some(json!({"links": [{"destination": "https://example.com/bulk",
+                                       "code": format!("a-bulk-{}", random_hex())}]})),
+            )
+            .await;
+        assert_eq!(bulk.json()["created"], 1, "{}", bulk.text());
         let audit = app
             .call(
                 who,
@@ -252,6 +357,9 @@ async fn workspace_a_never_reaches_workspace_b() {
         .call(&b_key, Method::GET, &format!("/api/v1/links/{code}"), None)
         .await;
     assert_eq!(link.json()["destination"], "https://example.com/b");
+    let links = app.call(&b_key, Method::GET, "/api/v1/links", None).await;
+    let links = links.json()["links"].as_array().expect("links").clone();
+    assert_eq!(codes(&links), ["b-link"]);
     let stats = app
         .call(&b_key, Method::GET, "/api/v1/stats?interval=day", None)
         .await;
@@ -290,10 +398,22 @@ enum Action {
     RevokeKey,
     ReadAudit,
     RenameWorkspace,
+    BulkCreate,
+    ExportLinks,
+    ListWebhooks,
+    CreateWebhook,
+    GetWebhook,
+    UpdateWebhook,
+    DeleteWebhook,
+    RotateWebhookSecret,
+    TestWebhook,
+    ListDeliveries,
+    GetDelivery,
+    Redeliver,
 }
 
 impl Action {
-    const ALL: [Self; 21] = [
+    const ALL: [Self; 33] = [
         Self::ListLinks,
         Self::GetLink,
         Self::Qr,
@@ -315,6 +435,18 @@ impl Action {
         Self::RevokeKey,
         Self::ReadAudit,
         Self::RenameWorkspace,
+        Self::BulkCreate,
+        Self::ExportLinks,
+        Self::ListWebhooks,
+        Self::CreateWebhook,
+        Self::GetWebhook,
+        Self::UpdateWebhook,
+        Self::DeleteWebhook,
+        Self::RotateWebhookSecret,
+        Self::TestWebhook,
+        Self::ListDeliveries,
+        Self::GetDelivery,
+        Self::Redeliver,
     ];
 
     /// Which roles may do it (owner, admin, editor, viewer).
@@ -322,10 +454,15 @@ impl Action {
         use Action::*;
         match self {
             ListLinks | GetLink | Qr | LinkStats | ExportClicks | WorkspaceStats | GetWorkspace
-            | ListMembers => [true, true, true, true],
-            CreateLink | UpdateLink | DeleteLink => [true, true, true, false],
+            | ListMembers | ExportLinks => [true, true, true, true],
+            CreateLink | UpdateLink | DeleteLink | BulkCreate => [true, true, true, false],
             ChangeRole | RemoveMember | ListInvitations | Invite | RevokeInvitation | ListKeys
             | CreateKey | RevokeKey | ReadAudit => [true, true, false, false],
+            // An endpoint decides where the workspace's data goes: administrators only.
+            ListWebhooks | CreateWebhook | GetWebhook | UpdateWebhook | DeleteWebhook
+            | RotateWebhookSecret | TestWebhook | ListDeliveries | GetDelivery | Redeliver => {
+                [true, true, false, false]
+            }
             RenameWorkspace => [true, false, false, false],
         }
     }
@@ -334,11 +471,15 @@ impl Action {
     fn scope(self) -> Option<&'static str> {
         use Action::*;
         match self {
-            ListLinks | GetLink | Qr => Some("links:read"),
-            CreateLink | UpdateLink | DeleteLink => Some("links:write"),
+            ListLinks | GetLink | Qr | ExportLinks => Some("links:read"),
+            CreateLink | UpdateLink | DeleteLink | BulkCreate => Some("links:write"),
             LinkStats | ExportClicks | WorkspaceStats => Some("stats:read"),
             ListMembers | RemoveMember | ListInvitations | RevokeInvitation | ListKeys
             | CreateKey | RevokeKey | ReadAudit => Some("workspace:admin"),
+            ListWebhooks | CreateWebhook | GetWebhook | UpdateWebhook | DeleteWebhook
+            | RotateWebhookSecret | TestWebhook | ListDeliveries | GetDelivery | Redeliver => {
+                Some("workspace:admin")
+            }
             // Any key may ask which workspace it is in.
             GetWorkspace => None,
             // Invitations are made by people; giving a role takes every permission of it
@@ -458,6 +599,70 @@ impl Action {
                 "/api/v1/workspace".into(),
                 Some(json!({"name": "Renamed"})),
             ),
+            Self::BulkCreate => (
+                Method::POST,
+                "/api/v1/links/bulk".into(),
+                Some(json!({"links": [{"destination": "https://example.com/bulk", "code": code}]})),
+            ),
+            Self::ExportLinks => (Method::GET, "/api/v1/links/export".into(), None),
+            Self::ListWebhooks => (Method::GET, "/api/v1/webhooks".into(), None),
+            Self::CreateWebhook => (
+                Method::POST,
+                "/api/v1/webhooks".into(),
+                Some(webhook_body()),
+            ),
+            Self::DeleteWebhook => {
+                let created = post("/api/v1/webhooks", webhook_body()).await;
+                (
+                    Method::DELETE,
+                    format!("/api/v1/webhooks/{}", created["id"]),
+                    None,
+                )
+            }
+            Self::GetWebhook
+            | Self::UpdateWebhook
+            | Self::RotateWebhookSecret
+            | Self::TestWebhook
+            | Self::ListDeliveries
+            | Self::GetDelivery
+            | Self::Redeliver => {
+                // One endpoint for all of them: a workspace has at most 20.
+                let endpoint = sqlx::query_scalar(
+                    "SELECT id FROM webhook_endpoints WHERE workspace_id = 1 ORDER BY id LIMIT 1",
+                )
+                .fetch_optional(&app.db)
+                .await
+                .expect("an endpoint");
+                let endpoint: i64 = match endpoint {
+                    Some(id) => id,
+                    None => post("/api/v1/webhooks", webhook_body()).await["id"]
+                        .as_i64()
+                        .expect("id"),
+                };
+                let one = format!("/api/v1/webhooks/{endpoint}");
+                match self {
+                    Self::GetWebhook => (Method::GET, one, None),
+                    Self::UpdateWebhook => (
+                        Method::PATCH,
+                        one,
+                        Some(json!({"description": format!("d{n}")})),
+                    ),
+                    Self::RotateWebhookSecret => {
+                        (Method::POST, format!("{one}/rotate-secret"), None)
+                    }
+                    Self::TestWebhook => (Method::POST, format!("{one}/test"), None),
+                    Self::ListDeliveries => (Method::GET, format!("{one}/deliveries"), None),
+                    Self::GetDelivery | Self::Redeliver => {
+                        let delivery = delivery_of(app, endpoint).await;
+                        let path = format!("{one}/deliveries/{delivery}");
+                        match self {
+                            Self::GetDelivery => (Method::GET, path, None),
+                            _ => (Method::POST, format!("{path}/redeliver"), None),
+                        }
+                    }
+                    _ => unreachable!("{self:?} is not a webhook action"),
+                }
+            }
         }
     }
 }
