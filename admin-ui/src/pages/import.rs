@@ -11,8 +11,7 @@
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use shortlink::api::{BulkItemResult, CreateLink, MAX_BULK_LINKS};
-use shortlink::import::{self, Format};
-use shortlink::spreadsheet::inert_cell;
+use shortlink::import::{self, Failure, Format};
 use shortlink::workspace::Permission;
 use wasm_bindgen::JsCast;
 
@@ -45,15 +44,6 @@ pub fn ImportExport() -> impl IntoView {
     }
 }
 
-/// A row that was not created (or, in a dry run, would not be).
-#[derive(Debug, Clone)]
-struct Failure {
-    line: u64,
-    source: String,
-    field: String,
-    message: String,
-}
-
 /// The file as parsed: the links to send, each with its line and source text (same index),
 /// and the rows that did not parse.
 #[derive(Debug, Default)]
@@ -75,7 +65,7 @@ impl Parsed {
                 Err(error) => parsed.failures.push(Failure {
                     line: row.line,
                     source: row.source,
-                    field: error.field.unwrap_or_default(),
+                    field: error.field,
                     message: error.message,
                 }),
             }
@@ -220,7 +210,7 @@ fn Import() -> impl IntoView {
                             found.push(Failure {
                                 line,
                                 source,
-                                field: error.field.unwrap_or_default(),
+                                field: error.field,
                                 message: error.message,
                             });
                         }
@@ -231,7 +221,9 @@ fn Import() -> impl IntoView {
                 // Between chunks: the page draws the progress, a click on Stop is seen.
                 TimeoutFuture::new(0).await;
             }
-            let Some(refused) = parsed.try_with_value(|p| merge(&p.failures, found)) else {
+            let Some(refused) =
+                parsed.try_with_value(|p| import::in_file_order(p.failures.clone(), found))
+            else {
                 return;
             };
             failures.try_set(refused);
@@ -361,7 +353,7 @@ fn FailureTable(failures: RwSignal<Vec<Failure>>) -> impl IntoView {
                     <tr data-line=f.line.to_string()>
                         <td class="num">{f.line}</td>
                         <td class="code">{source}</td>
-                        <td>{f.field.clone()}</td>
+                        <td>{f.field.clone().unwrap_or_default()}</td>
                         <td>{f.message.clone()}</td>
                     </tr>
                 }
@@ -430,51 +422,12 @@ fn chunk(links: &[CreateLink], start: usize, dry_run: bool) -> (usize, String) {
     (end, body)
 }
 
-/// Two lists of failed rows, each in file order, as one in file order (a merge, not a sort:
-/// a sort's code would cost the dashboard's download several KB).
-fn merge(parse_errors: &[Failure], refused: Vec<Failure>) -> Vec<Failure> {
-    let mut merged = Vec::with_capacity(parse_errors.len() + refused.len());
-    let mut parse_errors = parse_errors.iter().peekable();
-    for failure in refused {
-        while let Some(earlier) = parse_errors.next_if(|p| p.line < failure.line) {
-            merged.push(earlier.clone());
-        }
-        merged.push(failure);
-    }
-    merged.extend(parse_errors.cloned());
-    merged
-}
-
-/// The failed rows as CSV (line, source, field, message).
-fn errors_csv(failures: &[Failure]) -> String {
-    let mut csv = String::from("line,source,field,message\r\n");
-    for f in failures {
-        let cells = [
-            f.line.to_string(),
-            cell(&f.source),
-            cell(&f.field),
-            cell(&f.message),
-        ];
-        csv.push_str(&cells.join(","));
-        csv.push_str("\r\n");
-    }
-    csv
-}
-
-/// One CSV cell, quoted when it must be; a cell a spreadsheet would run as a formula starts
-/// with `'` (the source text is the imported file's, anybody's).
-fn cell(text: &str) -> String {
-    let inert = inert_cell(text);
-    if inert.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", inert.replace('"', "\"\""))
-    } else {
-        inert.into_owned()
-    }
-}
-
 /// Saves the failed rows as a file, from a Blob URL (nothing goes to the server).
 fn download_csv(failures: &[Failure]) {
-    let blob = gloo_file::Blob::new_with_options(errors_csv(failures).as_str(), Some("text/csv"));
+    let blob = gloo_file::Blob::new_with_options(
+        import::failures_csv(failures).as_str(),
+        Some("text/csv"),
+    );
     let url = gloo_file::ObjectUrl::from(blob);
     let Some(anchor) = document()
         .create_element("a")

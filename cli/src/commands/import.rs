@@ -6,8 +6,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use shortlink::api::{BulkCreate, BulkItemResult, CreateLink, MAX_BULK_LINKS};
-use shortlink::import::{Format, MAX_FILE_BYTES, Row};
-use shortlink::spreadsheet::inert_cell;
+use shortlink::import::{self, Failure, Format, MAX_FILE_BYTES, Row};
 
 use crate::client::Repeat;
 use crate::{Client, Error, Exit};
@@ -48,15 +47,6 @@ fn parse_format(id: &str) -> Result<Format, String> {
 fn format_ids() -> String {
     let ids: Vec<&str> = Format::ALL.iter().map(|format| format.id()).collect();
     ids.join(", ")
-}
-
-/// A row that did not become a link, and why.
-#[derive(Debug)]
-struct Failure {
-    line: u64,
-    source: String,
-    field: Option<String>,
-    message: String,
 }
 
 /// Counts of what became of the rows sent.
@@ -112,6 +102,7 @@ pub(crate) async fn run(
     }
     // All or nothing starts here: a row that cannot even be read fails the whole file.
     let send = !args.atomic || failures.is_empty();
+    let unreadable = failures.len();
     let mut tally = Tally::default();
     let mut stopped = None;
     if send {
@@ -127,7 +118,9 @@ pub(crate) async fn run(
         .await
         .err();
     }
-    failures.sort_by_key(|failure| failure.line);
+    // The rows that did not parse, then those the origin refused: each list in file order.
+    let refused = failures.split_off(unreadable);
+    let failures = import::in_file_order(failures, refused);
     write_failures(&failures, args.errors.as_deref(), stderr)?;
     summarise(&args, &tally, links.len(), &failures, send, stderr);
     if let Some(err) = stopped {
@@ -304,29 +297,16 @@ fn write_failures(
     path: Option<&Path>,
     stderr: &mut dyn Write,
 ) -> Result<(), Error> {
-    let shown = path.map_or_else(|| "stderr".to_owned(), |path| path.display().to_string());
-    if failures.is_empty() && path.is_none() {
-        return Ok(());
-    }
-    let out: Box<dyn Write + '_> = match path {
-        Some(path) => Box::new(std::fs::File::create(path).map_err(|err| Error::io(&shown, err))?),
-        None => Box::new(&mut *stderr),
-    };
-    let mut csv = csv::Writer::from_writer(out);
-    let written = (|| {
-        csv.write_record(["line", "source", "field", "message"])?;
-        for failure in failures {
-            csv.write_record([
-                failure.line.to_string().as_str(),
-                &inert_cell(&failure.source),
-                failure.field.as_deref().unwrap_or_default(),
-                &inert_cell(&failure.message),
-            ])?;
+    let csv = import::failures_csv(failures);
+    match path {
+        Some(path) => {
+            std::fs::write(path, csv).map_err(|err| Error::io(path.display().to_string(), err))
         }
-        csv.flush()?;
-        Ok::<(), std::io::Error>(())
-    })();
-    written.map_err(|err| Error::io(shown, err))
+        None if failures.is_empty() => Ok(()),
+        None => stderr
+            .write_all(csv.as_bytes())
+            .map_err(|err| Error::io("stderr", err)),
+    }
 }
 
 fn summarise(

@@ -4,7 +4,7 @@
 //!
 //! Pure parsers, like the rest of the crate: the dashboard runs them in the browser on the
 //! uploaded file (wasm32) and the `kurz` CLI on a file from disk; both send the rows and show
-//! each row's error. Nothing here talks to a network, reads a clock or draws a random number.
+//! each row's error, and write the rows that failed as the same CSV ([`failures_csv`]). Nothing here talks to a network, reads a clock or draws a random number.
 //!
 //! | [`Format`] | what | its shape comes from |
 //! |---|---|---|
@@ -35,6 +35,7 @@
 
 mod bitly;
 mod date;
+mod failures;
 mod json;
 mod kurz;
 mod kutt;
@@ -49,6 +50,8 @@ use std::fmt;
 use crate::api::CreateLink;
 use crate::rules::{Note, Tag, Tags, Title};
 use crate::{Destination, ShortCode};
+
+pub use failures::{Failure, failures_csv, in_file_order};
 
 /// The largest file an importer reads: beyond, the browser tab or the CLI would hold several
 /// times this much while parsing.
