@@ -3,8 +3,9 @@
 //! [`MAX_BULK_LINKS`](crate::api::MAX_BULK_LINKS).
 //!
 //! Pure parsers, like the rest of the crate: the dashboard runs them in the browser on the
-//! uploaded file (wasm32) and the `kurz` CLI on a file from disk; both send the rows and show
-//! each row's error, and write the rows that failed as the same CSV ([`failures_csv`]). Nothing here talks to a network, reads a clock or draws a random number.
+//! uploaded file (wasm32) and the `kurz` CLI on a file from disk; both send the rows, show each
+//! row's error and write the rows that failed as the same CSV ([`failures_csv`]). Nothing here
+//! talks to a network, reads a clock or draws a random number.
 //!
 //! | [`Format`] | what | its shape comes from |
 //! |---|---|---|
