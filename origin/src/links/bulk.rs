@@ -207,15 +207,17 @@ impl Batch {
         !self.failed.is_empty()
     }
 
-    /// The blocklist's check of a single create, for each pending item, in `tx` (so a rule
-    /// added meanwhile sees these links or is seen, as for a single create).
+    /// The blocklist's check of a single create, for all pending items at once, in `tx` (so
+    /// a rule added meanwhile sees these links or is seen, as for a single create).
     async fn check_blocklist(&mut self, tx: &mut PgConnection) -> Result<(), Error> {
-        let mut refused = Vec::new();
-        for (index, body) in &self.pending {
-            if let Err(err) = crate::abuse::blocklist::check_create(tx, body).await {
-                refused.push((*index, err));
-            }
-        }
+        let bodies = self.pending.iter().map(|(_, body)| body);
+        let checked = crate::abuse::blocklist::check_creates(tx, bodies).await?;
+        let refused: Vec<(usize, Error)> = self
+            .pending
+            .iter()
+            .zip(checked)
+            .filter_map(|((index, _), checked)| checked.err().map(|err| (*index, err)))
+            .collect();
         for (index, err) in refused {
             self.fail(index, err)?;
         }

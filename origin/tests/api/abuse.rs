@@ -70,26 +70,61 @@ async fn blocked_destinations_are_refused_naming_the_field() {
             "fallback_url",
         ),
     ];
-    for (body, field) in cases {
+    for (body, field) in &cases {
         let response = app
             .api(Method::POST, "/api/v1/links", Some(body.clone()))
             .await;
         let (code, at) = response.error(StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
             (code.as_str(), at.as_deref()),
-            ("invalid_input", Some(field)),
+            ("invalid_input", Some(*field)),
             "{body}"
         );
     }
     // Neighbours of the rules are not blocked.
-    for destination in [
+    let neighbours = [
         "https://notevil.example/",
         "https://evil.example.com/",
         "https://example.com/phish",
         "https://ok.example/?u=https://evil.example/",
-    ] {
+    ];
+    for destination in neighbours {
         app.create(json!({"destination": destination})).await;
     }
+    // A bulk create checks all its items at once, each as a single create: every case fails
+    // alone naming its own field, and the neighbours between them are created.
+    let mut items = Vec::new();
+    let mut expected = Vec::new();
+    for (index, (body, field)) in cases.iter().enumerate() {
+        items.push(body.clone());
+        expected.push(("failed", Some(*field)));
+        let neighbour = neighbours[index % neighbours.len()];
+        items.push(json!({"destination": neighbour}));
+        expected.push(("created", None));
+    }
+    let response = app
+        .api(
+            Method::POST,
+            "/api/v1/links/bulk",
+            Some(json!({"links": items})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let answer = response.json();
+    let outcomes: Vec<(&str, Option<&str>)> = answer["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|result| {
+            let status = result["status"].as_str().expect("status");
+            if status == "failed" {
+                assert_eq!(result["error"]["code"], "invalid_input", "{result}");
+            }
+            (status, result["error"]["field"].as_str())
+        })
+        .collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(answer["created"], cases.len());
 
     let link = app
         .create(json!({"destination": "https://ok.example/", "code": "edited"}))
