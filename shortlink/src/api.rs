@@ -3,6 +3,8 @@
 //! Request bodies refuse unknown fields, so a typo such as `"destnation"` is an error rather
 //! than a silently ignored value.
 
+use std::ops::Range;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
@@ -215,6 +217,42 @@ pub struct ExportedLink {
 /// The most links `POST /api/v1/links/bulk` takes in one request.
 pub const MAX_BULK_LINKS: usize = 1000;
 
+/// The largest body `POST /api/v1/links/bulk` takes (a larger one is refused whole, 413): a
+/// thousand links of about 4 KiB each (a link with tags, note, title, UTM and a few targeting
+/// rules is 1–2 KiB). The API's limit for other bodies is sized for one link.
+pub const MAX_BULK_BYTES: usize = 4 * 1024 * 1024;
+
+/// What [`bulk_runs`] leaves of [`MAX_BULK_BYTES`] for the rest of a body (`{"links":[`, `]`,
+/// `"atomic"`, `"dry_run"`): far more than they take.
+const BULK_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// The links of an import split into request-sized runs for `POST /api/v1/links/bulk`, given
+/// the length of each link's JSON, in order: at most [`MAX_BULK_LINKS`] links a run, and at
+/// most [`MAX_BULK_BYTES`] a body, so that links with long notes or many rules are not refused
+/// as a body too large. Every link is in exactly one run, in order; a link too large for a
+/// body by itself is a run of its own (which the origin refuses, with that link's line).
+pub fn bulk_runs(json_lengths: impl IntoIterator<Item = usize>) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let (mut start, mut end, mut bytes) = (0, 0, 0);
+    for length in json_lengths {
+        // The link and the comma before the next.
+        let size = length + 1;
+        if end > start
+            && (end - start == MAX_BULK_LINKS
+                || bytes + size > MAX_BULK_BYTES - BULK_ENVELOPE_BYTES)
+        {
+            runs.push(start..end);
+            (start, bytes) = (end, 0);
+        }
+        bytes += size;
+        end += 1;
+    }
+    if start < end {
+        runs.push(start..end);
+    }
+    runs
+}
+
 /// `POST /api/v1/links/bulk`: up to [`MAX_BULK_LINKS`] links, each created or refused on its
 /// own. `L` is [`CreateLink`] for a client; the origin reads each item as raw JSON first, so
 /// that one malformed item gets its own error instead of failing the request.
@@ -309,6 +347,48 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every request stays within both of the origin's bounds, and every link is in exactly
+    /// one request, in order.
+    #[test]
+    fn bulk_runs_stay_within_the_count_and_the_body_limit() {
+        let link = |destination: &str, note: Option<&str>| -> CreateLink {
+            serde_json::from_value(serde_json::json!({ "destination": destination, "note": note }))
+                .expect("a valid link")
+        };
+        let long = format!("https://example.com/{}", "a".repeat(4000));
+        let note = "n".repeat(2000);
+        let cases: Vec<(Vec<CreateLink>, usize)> = vec![
+            (vec![], 0),
+            (vec![link("https://example.com/", None); 2500], 3),
+            (vec![link(&long, Some(&note)); 1500], 3),
+            (vec![link(&long, Some(&note))], 1),
+        ];
+        for (links, expected_runs) in cases {
+            let runs = bulk_runs(
+                links
+                    .iter()
+                    .map(|link| serde_json::to_vec(link).expect("JSON").len()),
+            );
+            assert_eq!(runs.len(), expected_runs, "{runs:?}");
+            let mut next = 0;
+            for run in runs {
+                assert_eq!(run.start, next);
+                assert!(!run.is_empty() && run.len() <= MAX_BULK_LINKS);
+                let body = BulkCreate {
+                    links: links[run.clone()].to_vec(),
+                    atomic: true,
+                    dry_run: true,
+                };
+                let bytes = serde_json::to_vec(&body).expect("JSON").len();
+                assert!(bytes <= MAX_BULK_BYTES, "{bytes}");
+                next = run.end;
+            }
+            assert_eq!(next, links.len());
+        }
+        // A link larger than a body alone still goes, on its own, for the origin to refuse.
+        assert_eq!(bulk_runs([1, MAX_BULK_BYTES, 1]), [0..1, 1..2, 2..3]);
+    }
 
     #[test]
     fn create_defaults_and_validation() {

@@ -2,15 +2,17 @@
 //! workspace's links.
 //!
 //! The file is parsed in the browser by `shortlink::import` (the parsers the CLI uses too), then
-//! sent to `POST /api/v1/links/bulk` in chunks of [`MAX_BULK_LINKS`] (and at most 3 MiB):
+//! sent to `POST /api/v1/links/bulk` in chunks ([`bulk_runs`]: the origin's count and size):
 //! first as a dry run, so the person sees what would be created and what would fail before
 //! anything is written; then for real, with a progress bar, stoppable between chunks. Every row that failed (to parse, or at
 //! the origin) is listed with its line and can be downloaded as CSV. Nothing is all-or-nothing:
 //! the good rows are created, the bad ones reported.
 
+use std::ops::Range;
+
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
-use shortlink::api::{BulkItemResult, CreateLink, MAX_BULK_LINKS};
+use shortlink::api::{BulkItemResult, bulk_runs};
 use shortlink::import::{self, Failure, Format};
 use shortlink::workspace::Permission;
 use wasm_bindgen::JsCast;
@@ -45,11 +47,14 @@ pub fn ImportExport() -> impl IntoView {
 }
 
 /// The file as parsed: the links to send, each with its line and source text (same index),
-/// and the rows that did not parse.
+/// the chunks they go in, and the rows that did not parse.
 #[derive(Debug, Default)]
 struct Parsed {
-    links: Vec<CreateLink>,
+    /// Each link's JSON: serialised once, its length sizes the chunks.
+    links: Vec<String>,
     origins: Vec<(u64, String)>,
+    /// The chunks of `links`, a request each.
+    runs: Vec<Range<usize>>,
     failures: Vec<Failure>,
 }
 
@@ -59,7 +64,10 @@ impl Parsed {
         for row in rows {
             match row.link {
                 Ok(link) => {
-                    parsed.links.push(link);
+                    // Serialising a valid link cannot fail; a `null` would be refused as its
+                    // own item.
+                    let json = serde_json::to_string(&link).unwrap_or_else(|_| "null".to_owned());
+                    parsed.links.push(json);
                     parsed.origins.push((row.line, row.source));
                 }
                 Err(error) => parsed.failures.push(Failure {
@@ -70,6 +78,7 @@ impl Parsed {
                 }),
             }
         }
+        parsed.runs = bulk_runs(parsed.links.iter().map(String::len));
         parsed
     }
 }
@@ -176,7 +185,10 @@ fn Import() -> impl IntoView {
             // The origin's refusals, in file order like the parse errors.
             let mut found = Vec::new();
             let (mut sent, mut ok, mut stopped) = (0, 0, None);
-            while sent < total {
+            let Some(runs) = parsed.try_with_value(|p| p.runs.clone()) else {
+                return;
+            };
+            for run in runs {
                 if stop.try_get_value() != Some(false) {
                     stopped = Some("Stopped: the rest of the file was not sent.".to_owned());
                     break;
@@ -187,7 +199,9 @@ fn Import() -> impl IntoView {
                     total,
                 });
                 // The page is gone (another page was opened): stop here.
-                let Some((end, body)) = parsed.try_with_value(|p| chunk(&p.links, sent, dry_run))
+                let Some(body) = parsed
+                    .try_with_value(|p| p.links.get(run.clone()).map(|links| body(links, dry_run)))
+                    .flatten()
                 else {
                     return;
                 };
@@ -217,7 +231,7 @@ fn Import() -> impl IntoView {
                         BulkItemResult::RolledBack => {}
                     }
                 }
-                sent = end;
+                sent = run.end;
                 // Between chunks: the page draws the progress, a click on Stop is seen.
                 TimeoutFuture::new(0).await;
             }
@@ -398,28 +412,12 @@ async fn send_chunk(
     }
 }
 
-/// The most bytes of links one request carries: the origin takes bulk bodies up to 4 MiB.
-const MAX_CHUNK_BYTES: usize = 3 * 1024 * 1024;
-
-/// The body of the request for the links from `start` on (a `BulkCreate`, never atomic): up
-/// to [`MAX_BULK_LINKS`] of them and [`MAX_CHUNK_BYTES`]; and the index after its last link.
-fn chunk(links: &[CreateLink], start: usize, dry_run: bool) -> (usize, String) {
+/// The body of one request (a `BulkCreate`, never atomic) of links already serialised.
+fn body(links: &[String], dry_run: bool) -> String {
     let mut body = String::from("{\"links\":[");
-    let mut end = start;
-    for link in links.iter().skip(start).take(MAX_BULK_LINKS) {
-        // Serialising a valid link cannot fail; a `null` would be refused as its own item.
-        let json = serde_json::to_string(link).unwrap_or_else(|_| "null".to_owned());
-        if end > start && body.len() + json.len() > MAX_CHUNK_BYTES {
-            break;
-        }
-        if end > start {
-            body.push(',');
-        }
-        body.push_str(&json);
-        end += 1;
-    }
+    body.push_str(&links.join(","));
     body.push_str(if dry_run { "],\"dry_run\":true}" } else { "]}" });
-    (end, body)
+    body
 }
 
 /// Saves the failed rows as a file, from a Blob URL (nothing goes to the server).

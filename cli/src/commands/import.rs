@@ -5,15 +5,11 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use shortlink::api::{BulkCreate, BulkItemResult, CreateLink, MAX_BULK_LINKS};
+use shortlink::api::{BulkCreate, BulkItemResult, CreateLink, MAX_BULK_LINKS, bulk_runs};
 use shortlink::import::{self, Failure, Format, MAX_FILE_BYTES, Row};
 
 use crate::client::Repeat;
 use crate::{Client, Error, Exit};
-
-/// The JSON of one bulk request's links, at most: below the origin's 4 MiB body limit of
-/// `POST /links/bulk`, with room for the rest of the body.
-const MAX_BODY_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 
 /// Warnings (a password left out, ...) shown one by one before they are only counted.
 const WARNINGS_SHOWN: usize = 20;
@@ -268,27 +264,17 @@ fn stop_note(
     )
 }
 
-/// The links in request-sized runs: at most [`MAX_BULK_LINKS`], and at most
-/// [`MAX_BODY_BYTES`] of JSON, so that links with long notes or many rules are not refused as
-/// a body too large.
+/// The links in request-sized runs ([`bulk_runs`]: within the origin's count and body limit).
 fn chunks(links: &[(&Row, &CreateLink)]) -> Result<Vec<Range<usize>>, Error> {
-    let mut runs = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (index, (row, link)) in links.iter().enumerate() {
-        let size = serde_json::to_vec(link)
-            .map_err(|err| Error::Input(format!("line {}: {err}", row.line)))?
-            .len()
-            + 1;
-        if index > start && (index - start == MAX_BULK_LINKS || bytes + size > MAX_BODY_BYTES) {
-            runs.push(start..index);
-            (start, bytes) = (index, 0);
-        }
-        bytes += size;
-    }
-    if start < links.len() {
-        runs.push(start..links.len());
-    }
-    Ok(runs)
+    let lengths = links
+        .iter()
+        .map(|(row, link)| {
+            serde_json::to_vec(link)
+                .map(|json| json.len())
+                .map_err(|err| Error::Input(format!("line {}: {err}", row.line)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(bulk_runs(lengths))
 }
 
 /// The failed rows as CSV: to `path`, or to `stderr`.
@@ -339,62 +325,4 @@ fn summarise(
         )
     };
     writeln!(stderr, "{text}").ok();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(line: u64, destination: &str, note: Option<&str>) -> Row {
-        let mut link: CreateLink =
-            serde_json::from_value(serde_json::json!({ "destination": destination, "note": note }))
-                .expect("a valid link");
-        link.imported_clicks = line;
-        Row {
-            line,
-            source: String::new(),
-            link: Ok(link),
-            warnings: Vec::new(),
-        }
-    }
-
-    /// Every request stays within both of the origin's bounds, and every link is in exactly
-    /// one request, in order.
-    #[test]
-    fn chunks_stay_within_the_count_and_the_body_limit() {
-        let long = format!("https://example.com/{}", "a".repeat(4000));
-        let note = "n".repeat(2000);
-        let cases: Vec<(Vec<Row>, usize)> = vec![
-            (
-                (1..=2500)
-                    .map(|i| row(i, "https://example.com/", None))
-                    .collect(),
-                3,
-            ),
-            ((1..=1500).map(|i| row(i, &long, Some(&note))).collect(), 3),
-            (vec![row(1, &long, Some(&note))], 1),
-        ];
-        for (rows, expected_runs) in cases {
-            let links: Vec<(&Row, &CreateLink)> = rows
-                .iter()
-                .map(|row| (row, row.link.as_ref().expect("a link")))
-                .collect();
-            let runs = chunks(&links).expect("chunks");
-            assert_eq!(runs.len(), expected_runs, "{runs:?}");
-            let mut next = 0;
-            for run in runs {
-                assert_eq!(run.start, next);
-                assert!(run.len() <= MAX_BULK_LINKS);
-                let body = BulkCreate {
-                    links: links[run.clone()].iter().map(|(_, link)| *link).collect(),
-                    atomic: true,
-                    dry_run: true,
-                };
-                let bytes = serde_json::to_vec(&body).expect("JSON").len();
-                assert!(bytes <= 4 * 1024 * 1024, "{bytes}");
-                next = run.end;
-            }
-            assert_eq!(next, links.len());
-        }
-    }
 }

@@ -34,10 +34,9 @@ use crate::webhooks::events as webhooks;
 /// The route, as the router matches it (`gateway::body_limit` gives it [`BODY_LIMIT`]).
 pub(crate) const ROUTE: &str = "/api/v1/links/bulk";
 
-/// The largest body of a bulk create: a thousand links of about 4 KiB each (a link with tags,
-/// note, title, UTM and a few targeting rules is 1–2 KiB). The API's own limit
-/// (`error::BODY_LIMIT`) is sized for one link.
-pub(crate) const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// The largest body of a bulk create (`shortlink::api::MAX_BULK_BYTES`, which the clients'
+/// chunks keep to). The API's own limit (`error::BODY_LIMIT`) is sized for one link.
+pub(crate) const BODY_LIMIT: usize = shortlink::api::MAX_BULK_BYTES;
 
 /// Bulk creates an instance runs at once; more wait (before their bodies are read, so at most
 /// this many bodies are in memory).
