@@ -303,9 +303,12 @@ pub struct WebhookConfig {
     /// Deliveries this instance sends at once.
     #[arg(long = "webhook-concurrency", env = "KURZ_WEBHOOK_CONCURRENCY", default_value_t = WebhookConfig::DEFAULT.concurrency, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
-    /// Clicks of one workspace waiting to go out as `link.clicked` (its receivers slower
-    /// than its clicks, or one of them down); past it the oldest are dropped (logged and
-    /// counted in `kurz_webhook_clicks_dropped_total`).
+    /// Clicks of one workspace batched into `link.clicked` messages at once (every 5 s), and
+    /// what one endpoint may have unsent (in messages of 1,000, rounded up: a receiver down,
+    /// or slower than the clicks); past it that endpoint misses the new batches' clicks, the
+    /// others still get them. A workspace with more waiting than a batch takes keeps this many
+    /// more; past it the oldest are dropped. Both logged and counted in
+    /// `kurz_webhook_clicks_dropped_total`.
     #[arg(long = "webhook-max-pending-clicks", env = "KURZ_WEBHOOK_MAX_PENDING_CLICKS", default_value_t = WebhookConfig::DEFAULT.max_pending_clicks, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub max_pending_clicks: u32,
 }

@@ -255,7 +255,7 @@ impl State {
 
     /// Turns the clicks waiting for `link.clicked` webhooks into messages now, whenever the
     /// last were made (a serving origin does it every 5 s); returns (messages, clicks, clicks
-    /// dropped past `KURZ_WEBHOOK_MAX_PENDING_CLICKS`).
+    /// an endpoint will not get, once per endpoint: see `KURZ_WEBHOOK_MAX_PENDING_CLICKS`).
     pub async fn batch_webhook_clicks(&self) -> Result<(u64, u64, u64), Error> {
         let max_pending = self.inner.webhooks.config.max_pending_clicks;
         let done = webhooks::clicks::batch_all(&self.inner.db, max_pending, Duration::ZERO).await?;

@@ -233,7 +233,7 @@ async fn insert_clicks(
              FROM new JOIN links l ON l.id = new.link_id
              WHERE $18::bool AND (l.workspace_id = ANY($19::bigint[]) OR ($19 IS NULL AND EXISTS (
                  SELECT 1 FROM webhook_endpoints e WHERE e.workspace_id = l.workspace_id
-                 AND e.enabled AND 'link.clicked' = ANY(e.events))))
+                 AND webhook_wants(e.enabled, e.events, 'link.clicked'))))
          ), queued AS (
              -- Once for the link (workspace_id NULL) and once for its workspace: see
              -- rollup.rs. A click of a link that does not exist counts for no workspace. (The

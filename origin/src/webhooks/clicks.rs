@@ -1,5 +1,6 @@
-//! `link.clicked`: clicks go out in batches, at most one message per endpoint every
-//! [`BATCH_EVERY`], each of at most [`MAX_CLICKS_PER_MESSAGE`] clicks.
+//! `link.clicked`: clicks go out in batches, each message of at most
+//! [`MAX_CLICKS_PER_MESSAGE`] clicks; a workspace's clicks are batched at most once every
+//! [`BATCH_EVERY`], into as many messages as they fill.
 //!
 //! Storing a click (`analytics/store.rs`) copies it into `webhook_clicks_pending`, in the same
 //! transaction, when its link's workspace has an enabled endpoint subscribed to `link.clicked`.
@@ -9,23 +10,31 @@
 //! made (and a switched-off one, for as long, still has clicks queued, which the batch then
 //! drops since no endpoint wants them).
 //!
-//! Every [`BATCH_EVERY`], [`batch_all`] takes each workspace's oldest pending clicks into one
-//! message per subscribed endpoint and deletes them, in one transaction per workspace (under a
-//! lock of the workspace, so two origins never batch one workspace at once; and not within the
-//! interval of the workspace's last click message, so several origins make no more messages).
+//! Every [`BATCH_EVERY`], [`batch_all`] takes each workspace's oldest pending clicks, up to
+//! `KURZ_WEBHOOK_MAX_PENDING_CLICKS` (`max_pending`) in one pass, into messages of at most
+//! [`MAX_CLICKS_PER_MESSAGE`] for each subscribed endpoint, and deletes them, in one
+//! transaction per workspace (under a lock of the workspace, so two origins never batch one
+//! workspace at once; and not within the interval of the workspace's last batch, kept in
+//! `webhook_endpoints.clicks_batched_at`, so several origins make no more batches). So a
+//! workspace's clicks flow at up to `max_pending` per interval (20,000/s at the default), and
+//! a receiver answering 2xx loses none below that.
 //!
-//! Bounds: while any subscribed endpoint of the workspace has [`MAX_BACKLOG`] click messages
-//! still waiting (a receiver down or slower than the clicks), no more are made: the clicks
-//! wait in `webhook_clicks_pending`, in order, and go out once it catches up. There, at most
-//! `KURZ_WEBHOOK_MAX_PENDING_CLICKS` are kept per workspace (plus what arrives between two
-//! batches): past it the oldest are dropped, logged and counted in
-//! `kurz_webhook_clicks_dropped_total`. A receiver down for a day is switched off (see
-//! `deliver.rs`), and the clicks flow to the others again.
+//! Bounds, decided per endpoint: a taken click is gone from `webhook_clicks_pending`, and each
+//! endpoint gets it unless it already has [`backlog_messages`] click messages unsent (a
+//! receiver down, or slower than the clicks): then that endpoint alone does not get the
+//! batch's messages past its room, and the clicks count as dropped for it, while the other
+//! endpoints of the workspace get them. (The simpler of the two correct designs: each endpoint
+//! reading the pending clicks by its own cursor would keep a dead endpoint's clicks in one
+//! shared table for a day.) A workspace whose clicks come faster than a pass takes them keeps
+//! at most `max_pending` more waiting; past that the oldest are dropped. Both drops are logged
+//! and counted in `kurz_webhook_clicks_dropped_total`, once per endpoint that misses the click
+//! (`reason` = `backlog` or `pending`). A receiver down for a day is switched off (see
+//! `deliver.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::events::{now_rfc3339, random_base};
 use crate::error::Error;
@@ -34,8 +43,6 @@ use crate::error::Error;
 pub(crate) const BATCH_EVERY: Duration = Duration::from_secs(5);
 /// Most clicks in one `link.clicked` message (about 250 bytes each).
 pub(crate) const MAX_CLICKS_PER_MESSAGE: i64 = 1000;
-/// Click messages an endpoint may have waiting before its workspace's clicks wait instead.
-pub(crate) const MAX_BACKLOG: i64 = 10;
 /// How long the set of subscribed workspaces is used before it is read again.
 pub(crate) const SUBSCRIBERS_TTL: Duration = Duration::from_secs(5);
 /// Most workspaces the set lists; with more, each click's workspace is looked up in
@@ -86,7 +93,7 @@ impl Subscribers {
         }
         let read: Result<Vec<i64>, sqlx::Error> = sqlx::query_scalar(
             "SELECT DISTINCT workspace_id FROM webhook_endpoints
-             WHERE enabled AND 'link.clicked' = ANY(events) LIMIT $1",
+             WHERE webhook_wants(enabled, events, 'link.clicked') LIMIT $1",
         )
         .bind(MAX_LISTED as i64 + 1)
         .fetch_all(db)
@@ -111,6 +118,13 @@ impl Subscribers {
     }
 }
 
+/// Click messages one endpoint may have unsent before it misses clicks: `max_pending` clicks
+/// in full messages (at least one).
+pub(crate) fn backlog_messages(max_pending: u32) -> i64 {
+    let max_pending = i64::from(max_pending);
+    ((max_pending + MAX_CLICKS_PER_MESSAGE - 1) / MAX_CLICKS_PER_MESSAGE).max(1)
+}
+
 /// What one pass of [`batch_all`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Batched {
@@ -118,7 +132,8 @@ pub(crate) struct Batched {
     pub(crate) messages: u64,
     /// Clicks taken into them.
     pub(crate) clicks: u64,
-    /// Clicks dropped past the bound.
+    /// Clicks an endpoint will not get, once per endpoint: over its backlog, or dropped
+    /// waiting past `max_pending`.
     pub(crate) dropped: u64,
 }
 
@@ -153,6 +168,16 @@ pub(crate) async fn batch_all(
     Ok(total)
 }
 
+/// An endpoint of the batched workspace subscribed to `link.clicked`.
+#[derive(Debug, sqlx::FromRow)]
+struct Subscribed {
+    id: i64,
+    /// Click messages it can take before its backlog is full.
+    room: i64,
+    /// Its workspace's clicks were batched less than the gap ago.
+    recent: bool,
+}
+
 async fn batch_workspace(
     db: &PgPool,
     workspace: i64,
@@ -169,55 +194,103 @@ async fn batch_workspace(
     if !mine {
         return Ok(Batched::default());
     }
-    let dropped = sqlx::query(
-        "DELETE FROM webhook_clicks_pending WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM webhook_clicks_pending WHERE workspace_id = $1
-             ORDER BY at DESC OFFSET $2))",
+    // An endpoint's unsent click messages by the pending index (link_id NULL: click batches
+    // and test events), at most as many as its backlog holds.
+    let backlog = backlog_messages(max_pending);
+    let endpoints: Vec<Subscribed> = sqlx::query_as(
+        "SELECT e.id,
+                $2 - (SELECT count(*) FROM (
+                    SELECT 1 FROM webhook_deliveries d
+                    WHERE d.endpoint_id = e.id AND d.link_id IS NULL AND d.state = 'pending'
+                      AND d.event_type = 'link.clicked'
+                    LIMIT $2) unsent) AS room,
+                COALESCE(e.clicks_batched_at > now() - make_interval(secs => $3), false)
+                    AS recent
+         FROM webhook_endpoints e
+         WHERE e.workspace_id = $1 AND webhook_wants(e.enabled, e.events, 'link.clicked')
+         ORDER BY e.id",
     )
     .bind(workspace)
-    .bind(i64::from(max_pending))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if dropped > 0 {
-        metrics::counter!("kurz_webhook_clicks_dropped_total").increment(dropped);
-        tracing::warn!(
-            workspace,
-            dropped,
-            "webhook clicks dropped: the workspace's receivers are behind by more than KURZ_WEBHOOK_MAX_PENDING_CLICKS"
-        );
-    }
-    // The newest click message of each subscribed endpoint is found from the newest of its
-    // deliveries backwards (the log's index): few rows, as click messages are frequent while
-    // clicks come.
-    let (backlogged, recent): (bool, bool) = sqlx::query_as(
-        "WITH subscribed AS (
-             SELECT id FROM webhook_endpoints
-             WHERE workspace_id = $1 AND enabled AND 'link.clicked' = ANY(events)
-         )
-         SELECT
-             EXISTS (SELECT 1 FROM subscribed s WHERE (
-                 SELECT count(*) FROM webhook_deliveries d
-                 WHERE d.endpoint_id = s.id AND d.link_id IS NULL AND d.state = 'pending'
-                   AND d.event_type = 'link.clicked') >= $2),
-             EXISTS (SELECT 1 FROM subscribed s, LATERAL (
-                 SELECT created_at FROM webhook_deliveries d
-                 WHERE d.endpoint_id = s.id AND d.event_type = 'link.clicked'
-                 ORDER BY d.id DESC LIMIT 1) last
-                 WHERE last.created_at > now() - make_interval(secs => $3))",
-    )
-    .bind(workspace)
-    .bind(MAX_BACKLOG)
+    .bind(backlog)
     .bind(gap.as_secs_f64())
-    .fetch_one(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    if backlogged || recent {
+    if endpoints.iter().any(|e| e.recent) {
         tx.commit().await?;
-        return Ok(Batched {
-            dropped,
-            ..Batched::default()
-        });
+        return Ok(Batched::default());
     }
+    let subscribed = endpoints.len() as u64;
+    let timestamp = now_rfc3339()?;
+    let (mut done, mut over_backlog) = (Batched::default(), 0);
+    let mut budget = i64::from(max_pending);
+    for chunk in 0.. {
+        let take = budget.min(MAX_CLICKS_PER_MESSAGE);
+        if take == 0 {
+            break;
+        }
+        let to: Vec<i64> = endpoints
+            .iter()
+            .filter(|e| e.room > chunk)
+            .map(|e| e.id)
+            .collect();
+        let (clicks, messages) = take_clicks(&mut tx, workspace, take, &to, &timestamp).await?;
+        done.messages += messages;
+        done.clicks += clicks;
+        over_backlog += clicks * (subscribed - to.len() as u64);
+        budget -= i64::try_from(clicks).unwrap_or(i64::MAX);
+        if clicks < take.unsigned_abs() {
+            break;
+        }
+    }
+    // Only a pass that took all it may can leave more than `max_pending` waiting: only then
+    // is the bound enforced (an index walk of `max_pending` entries, no more than it took).
+    let mut past_bound = 0;
+    if budget == 0 {
+        past_bound = sqlx::query(
+            "DELETE FROM webhook_clicks_pending WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM webhook_clicks_pending WHERE workspace_id = $1
+                 ORDER BY at DESC OFFSET $2))",
+        )
+        .bind(workspace)
+        .bind(i64::from(max_pending))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    if done.clicks > 0 {
+        let ids: Vec<i64> = endpoints.iter().map(|e| e.id).collect();
+        sqlx::query("UPDATE webhook_endpoints SET clicks_batched_at = now() WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let past_bound = past_bound * subscribed;
+    for (reason, dropped) in [("backlog", over_backlog), ("pending", past_bound)] {
+        if dropped > 0 {
+            metrics::counter!("kurz_webhook_clicks_dropped_total", "reason" => reason)
+                .increment(dropped);
+            tracing::warn!(
+                workspace,
+                dropped,
+                reason,
+                "webhook clicks dropped (once per endpoint): an endpoint had KURZ_WEBHOOK_MAX_PENDING_CLICKS unsent (backlog), or the workspace had more waiting (pending)"
+            );
+        }
+    }
+    done.dropped = over_backlog + past_bound;
+    Ok(done)
+}
+
+/// Takes the workspace's oldest `take` pending clicks into one message for each endpoint of
+/// `to`; returns (clicks taken, messages written).
+async fn take_clicks(
+    tx: &mut PgConnection,
+    workspace: i64,
+    take: i64,
+    to: &[i64],
+    timestamp: &str,
+) -> Result<(u64, u64), Error> {
     let (clicks, messages): (i64, i64) = sqlx::query_as(
         "WITH taken AS (
              DELETE FROM webhook_clicks_pending WHERE ctid = ANY(ARRAY(
@@ -235,27 +308,23 @@ async fn batch_workspace(
              FROM taken
          ), sent AS (
              INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload)
-             SELECT 'msg_' || $4 || to_hex(e.id), e.id, 'link.clicked', body.payload
+             SELECT webhook_message_id($4, e.id), e.id, 'link.clicked', body.payload
              FROM body CROSS JOIN webhook_endpoints e
-             WHERE body.clicks > 0 AND e.workspace_id = $1 AND e.enabled
-               AND 'link.clicked' = ANY(e.events)
+             WHERE body.clicks > 0 AND e.id = ANY($5) AND e.workspace_id = $1
+               AND webhook_wants(e.enabled, e.events, 'link.clicked')
              ORDER BY e.id
              RETURNING 1
          )
          SELECT (SELECT clicks FROM body), (SELECT count(*) FROM sent)",
     )
     .bind(workspace)
-    .bind(MAX_CLICKS_PER_MESSAGE)
-    .bind(now_rfc3339()?)
+    .bind(take)
+    .bind(timestamp)
     .bind(random_base()?)
+    .bind(to)
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
-    Ok(Batched {
-        messages: messages.unsigned_abs(),
-        clicks: clicks.unsigned_abs(),
-        dropped,
-    })
+    Ok((clicks.unsigned_abs(), messages.unsigned_abs()))
 }
 
 /// Batches the clicks every [`BATCH_EVERY`], waking the deliverer when it wrote messages.

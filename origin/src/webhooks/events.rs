@@ -1,12 +1,16 @@
 //! Writing webhook messages to the outbox (`webhook_deliveries`), in the transaction of the
 //! change they announce: one row per enabled endpoint of the workspace subscribed to the event,
-//! by one `INSERT … SELECT`, so a workspace without endpoints pays one cheap statement.
+//! by one `INSERT … SELECT`. First, in the same transaction, one index lookup asks whether any
+//! endpoint of the workspace wants the event: a workspace without one pays that statement and
+//! nothing else (no payload is built, nothing sent to PostgreSQL). It is asked of PostgreSQL,
+//! not of a cache like the clicks' (`clicks.rs`), so an endpoint created a moment ago gets
+//! every change committed after it, as an outbox promises.
 //!
 //! The body of every message is `{"type", "timestamp", "data"}` (as Standard Webhooks
 //! suggests): for a link event `data` is the link as the API shows it (for `link.deleted`, its
 //! last state). Its id (`webhook-id`) is `msg_` + 32 random hex characters + the endpoint's id
-//! in hex: random, so no receiver can guess another's, and unique per endpoint, as the table
-//! wants, from one random draw per message.
+//! in hex (SQL `webhook_message_id`, migration 0026): random, so no receiver can guess
+//! another's, and unique per endpoint, as the table wants, from one random draw per message.
 //!
 //! Delivery starts after the commit: the deliverer is woken by [`super::wake`] (the links API
 //! calls it), and polls every second for the rest.
@@ -42,9 +46,28 @@ pub(crate) async fn link_events(
     event: EventType,
     links: &[Link],
 ) -> Result<(), Error> {
+    if links.is_empty() || !wanted(tx, workspace, event).await? {
+        return Ok(());
+    }
     let messages = Messages::of(event, links)?;
     messages.insert(tx, workspace).await?;
     Ok(())
+}
+
+/// Whether an endpoint of `workspace` gets `event` messages (one index lookup), as of `tx`.
+async fn wanted(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    event: EventType,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e
+                        WHERE e.workspace_id = $1 AND webhook_wants(e.enabled, e.events, $2))",
+    )
+    .bind(workspace.get())
+    .bind(event.as_str())
+    .fetch_one(&mut *tx)
+    .await
 }
 
 /// The messages of one event about some links, before they are written.
@@ -90,11 +113,11 @@ impl Messages {
         }
         sqlx::query(
             "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, link_id, payload)
-             SELECT 'msg_' || m.base || to_hex(e.id), e.id, $2, m.link_id, m.payload::jsonb
+             SELECT webhook_message_id(m.base, e.id), e.id, $2, m.link_id, m.payload::jsonb
              FROM UNNEST($3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
                       AS m (base, link_id, payload, n)
              CROSS JOIN webhook_endpoints e
-             WHERE e.workspace_id = $1 AND e.enabled AND $2 = ANY(e.events)
+             WHERE e.workspace_id = $1 AND webhook_wants(e.enabled, e.events, $2)
              ORDER BY m.n, e.id",
         )
         .bind(workspace.get())
@@ -127,7 +150,7 @@ pub(crate) async fn test_event(
     });
     let id = sqlx::query_scalar(
         "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload)
-         SELECT 'msg_' || $3 || to_hex(id), id, $4, $5 FROM webhook_endpoints
+         SELECT webhook_message_id($3, id), id, $4, $5 FROM webhook_endpoints
          WHERE id = $1 AND workspace_id = $2
          RETURNING id",
     )
@@ -141,9 +164,14 @@ pub(crate) async fn test_event(
     Ok(id)
 }
 
-pub(super) fn now_rfc3339() -> Result<String, Error> {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
+/// Now, as message bodies and reasons show times.
+pub(crate) fn now_rfc3339() -> Result<String, Error> {
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// `at` in RFC 3339 (fails only for years past 9999).
+pub(crate) fn rfc3339(at: OffsetDateTime) -> Result<String, Error> {
+    at.format(&Rfc3339)
         .map_err(|err| Error::Internal(err.into()))
 }
 
@@ -179,8 +207,12 @@ pub(crate) async fn limit_reached(
         }
     }
     for (workspace, links) in by_workspace {
+        let workspace_id = WorkspaceId::trusted(workspace);
+        if !wanted(tx, workspace_id, EventType::LinkLimitReached).await? {
+            continue;
+        }
         match Messages::of(EventType::LinkLimitReached, &links) {
-            Ok(messages) => messages.insert(tx, WorkspaceId::trusted(workspace)).await?,
+            Ok(messages) => messages.insert(tx, workspace_id).await?,
             Err(err) => {
                 tracing::warn!(workspace, error = ?err, "cannot make link.limit_reached webhooks");
             }

@@ -7,7 +7,8 @@
 //!    endpoint of the workspace subscribed to the event, in the transaction of the change. A
 //!    change that rolls back sends nothing; one that commits is sent even if the origin dies
 //!    right after. Clicks take a detour (`clicks.rs`): stored with the click in
-//!    `webhook_clicks_pending`, they become one `link.clicked` message per endpoint every 5 s.
+//!    `webhook_clicks_pending`, they become `link.clicked` messages of up to 1,000 clicks, all
+//!    a workspace has waiting in one batch every 5 s.
 //! 2. **Claim** (`deliver.rs`): a background task on each origin takes due rows with
 //!    `FOR UPDATE SKIP LOCKED` and a lease (`locked_until`), so origins share the work, and
 //!    only rows with no older pending message about the same link to the same endpoint, so a

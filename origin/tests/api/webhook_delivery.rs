@@ -634,14 +634,48 @@ async fn clicks_go_out_in_batches_each_once() {
         .collect();
     assert_eq!(app.state.store_clicks(&events).await.expect("stored"), 2500);
 
-    let mut messages = 0;
-    while let (made @ 1.., _, dropped) = app.state.batch_webhook_clicks().await.expect("batched") {
-        assert_eq!(dropped, 0);
-        messages += made;
-    }
-    assert_eq!(messages, 3, "2,500 clicks in messages of at most 1,000");
+    // One pass takes them all, in messages of at most 1,000: one batch cycle, not one message.
+    assert_eq!(
+        app.state.batch_webhook_clicks().await.expect("batched"),
+        (3, 2500, 0),
+        "(messages, clicks, dropped)"
+    );
     let _background = app.state.spawn_background();
     let received = receiver.wait_for("three messages", |r| r.len() >= 3).await;
+/// Clicks waiting to be batched, of every workspace.
+async fn pending_clicks(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM webhook_clicks_pending")
+        .fetch_one(&app.db)
+        .await
+        .expect("pending")
+}
+
+/// `endpoint`'s click messages not yet delivered.
+async fn unsent_click_messages(app: &TestApp, endpoint: i64) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_deliveries
+         WHERE endpoint_id = $1 AND event_type = 'link.clicked' AND state = 'pending'",
+    )
+    .bind(endpoint)
+    .fetch_one(&app.db)
+    .await
+    .expect("deliveries")
+}
+
+/// Stores `count` new clicks of `link_id` (code `code`), numbered on from `*n`.
+async fn store_burst(app: &TestApp, n: &mut usize, count: usize, link_id: i64, code: &str) {
+    let burst: Vec<ClickEvent> = (0..count)
+        .map(|_| {
+            *n += 1;
+            click(*n, link_id, code)
+        })
+        .collect();
+    assert_eq!(
+        app.state.store_clicks(&burst).await.expect("stored"),
+        count as u64
+    );
+}
+
     let mut ids = Vec::new();
     for message in &received {
         verify(&secret, message);
@@ -670,11 +704,16 @@ async fn clicks_go_out_in_batches_each_once() {
 
 #[tokio::test]
 async fn pending_clicks_are_bounded_while_a_receiver_is_down() {
-    const CAP: u32 = 100;
+    // A batch takes up to 1,500 clicks; an endpoint holds 2 unsent click messages.
+    const CAP: u32 = 1500;
     let app = app(true, CAP).await;
-    let receiver = Receiver::start().await;
-    receiver.set(Mode::Fail);
-    let endpoint = endpoint(&app, &receiver.url, &new_secret(), &["link.clicked"]).await;
+    let endpoint = endpoint(
+        &app,
+        "https://hooks.example/down",
+        &new_secret(),
+        &["link.clicked"],
+    )
+    .await;
     let link = app
         .create(json!({"destination": "https://example.com/", "code": "burst"}))
         .await;
@@ -682,41 +721,170 @@ async fn pending_clicks_are_bounded_while_a_receiver_is_down() {
     // No deliverer: every click message stays pending, as with a receiver down for long.
     let mut n = 0;
     let mut dropped_in_all = 0;
-    for round in 0..15 {
-        let burst: Vec<ClickEvent> = (0..250)
-            .map(|_| {
-                n += 1;
-                click(n, link_id, "burst")
-            })
-            .collect();
-        app.state.store_clicks(&burst).await.expect("stored");
+    for round in 0..4 {
+        store_burst(&app, &mut n, 1000, link_id, "burst").await;
         let (messages, clicks, dropped) = app.state.batch_webhook_clicks().await.expect("batched");
         dropped_in_all += dropped;
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_clicks_pending")
+        if round < 2 {
+            assert_eq!((messages, clicks, dropped), (1, 1000, 0), "round {round}");
+        } else {
+            // Its backlog is full: it misses these clicks (taken all the same, not kept).
+            assert_eq!(
+                (messages, clicks, dropped),
+                (0, 1000, 1000),
+                "round {round}"
+            );
+        }
+        assert_eq!(pending_clicks(&app).await, 0, "round {round}");
+        assert_eq!(
+            unsent_click_messages(&app, endpoint).await,
+            (round + 1).min(2)
+        );
+    }
+    // A burst past what a batch takes: 1,500 taken (missed by the full endpoint), of the
+    // 2,500 left the oldest 1,000 dropped, so no more than the bound waits.
+    store_burst(&app, &mut n, 4000, link_id, "burst").await;
+    let (messages, clicks, dropped) = app.state.batch_webhook_clicks().await.expect("batched");
+    dropped_in_all += dropped;
+    assert_eq!((messages, clicks, dropped), (0, 1500, 2500));
+    assert_eq!(pending_clicks(&app).await, i64::from(CAP));
+    let (messages, clicks, dropped) = app.state.batch_webhook_clicks().await.expect("batched");
+    dropped_in_all += dropped;
+    assert_eq!((messages, clicks, dropped), (0, 1500, 1500));
+    assert_eq!(pending_clicks(&app).await, 0);
+    assert_eq!(unsent_click_messages(&app, endpoint).await, 2);
+    assert_eq!(
+        dropped_in_all,
+        8000 - 2000,
+        "every click but the 2 messages' ones"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_does_not_stop_the_clicks_of_a_healthy_one() {
+    // An endpoint holds 1 unsent click message.
+    let app = app(true, 1000).await;
+    let dead = endpoint(
+        &app,
+        "https://hooks.example/dead",
+        &new_secret(),
+        &["link.clicked"],
+    )
+    .await;
+    let healthy = endpoint(
+        &app,
+        "https://hooks.example/fine",
+        &new_secret(),
+        &["link.clicked"],
+    )
+    .await;
+    let link = app
+        .create(json!({"destination": "https://example.com/", "code": "both"}))
+        .await;
+    let link_id = link["id"].as_i64().expect("id");
+    let mut n = 0;
+    for round in 0..3 {
+        store_burst(&app, &mut n, 1000, link_id, "both").await;
+        let done = app.state.batch_webhook_clicks().await.expect("batched");
+        if round == 0 {
+            assert_eq!(done, (2, 1000, 0), "both get the first");
+        } else {
+            assert_eq!(done, (1, 1000, 1000), "round {round}: the healthy one only");
+        }
+        // The healthy receiver answers 2xx to all it got; the dead one to nothing.
+        sqlx::query(
+            "UPDATE webhook_deliveries SET state = 'delivered', delivered_at = now()
+             WHERE endpoint_id = $1",
+        )
+        .bind(healthy)
+        .execute(&app.db)
+        .await
+        .expect("delivered");
+        assert_eq!(unsent_click_messages(&app, dead).await, 1);
+    }
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT c->>'id' FROM webhook_deliveries d,
+                jsonb_array_elements(d.payload->'data'->'clicks') c
+         WHERE d.endpoint_id = $1 ORDER BY 1",
+    )
+    .bind(healthy)
+    .fetch_all(&app.db)
+    .await
+    .expect("clicks");
+    let expected: Vec<String> = (1..=3000).map(|n| format!("click-{n:06}")).collect();
+    assert_eq!(ids, expected, "the healthy endpoint got every click, once");
+}
+
+#[tokio::test]
+async fn a_bulk_create_writes_webhook_messages_only_for_an_endpoint_that_wants_them() {
+    let app = app(true, 100_000).await;
+    let messages = || async {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries")
             .fetch_one(&app.db)
             .await
-            .expect("pending");
-        assert!(
-            pending <= i64::from(CAP),
-            "round {round}: {pending} pending"
-        );
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND state = 'pending'",
-        )
-        .bind(endpoint)
-        .fetch_one(&app.db)
-        .await
-        .expect("deliveries");
-        if round < 10 {
-            assert_eq!((messages, clicks), (1, u64::from(CAP)), "round {round}");
-        } else {
-            // The backlog is full: the clicks wait (bounded) instead.
-            assert_eq!((messages, clicks), (0, 0), "round {round}");
-            assert_eq!(pending, i64::from(CAP));
+            .expect("count");
+        count
+    };
+    let bulk = |prefix: &'static str| {
+        let links: Vec<Value> = (0..3)
+            .map(|i| json!({"destination": "https://example.com/", "code": format!("{prefix}{i}")}))
+            .collect();
+        let app = &app;
+        async move {
+            let response = app
+                .api(
+                    Method::POST,
+                    "/api/v1/links/bulk",
+                    Some(json!({"links": links})),
+                )
+                .await;
+            assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+            assert_eq!(response.json()["created"], 3);
         }
-        assert_eq!(waiting, (round + 1).min(10));
-    }
-    assert_eq!(dropped_in_all, 15 * 250 - 11 * u64::from(CAP));
+    };
+    // No endpoint; one for other events; one switched off: no message.
+    bulk("none").await;
+    assert_eq!(messages().await, 0);
+    endpoint(
+        &app,
+        "https://hooks.example/a",
+        &new_secret(),
+        &["link.deleted", "link.clicked"],
+    )
+    .await;
+    let off = endpoint(
+        &app,
+        "https://hooks.example/b",
+        &new_secret(),
+        &["link.created"],
+    )
+    .await;
+    sqlx::query("UPDATE webhook_endpoints SET enabled = false WHERE id = $1")
+        .bind(off)
+        .execute(&app.db)
+        .await
+        .expect("off");
+    bulk("other").await;
+    assert_eq!(messages().await, 0);
+    // An endpoint made just now gets the next change's messages: no cache in the way.
+    let on = endpoint(
+        &app,
+        "https://hooks.example/c",
+        &new_secret(),
+        &["link.created"],
+    )
+    .await;
+    bulk("some").await;
+    let codes: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->'data'->>'code' FROM webhook_deliveries WHERE endpoint_id = $1
+         ORDER BY id",
+    )
+    .bind(on)
+    .fetch_all(&app.db)
+    .await
+    .expect("messages");
+    assert_eq!(codes, ["some0", "some1", "some2"]);
+    assert_eq!(messages().await, 3);
 }
 
 #[tokio::test]
