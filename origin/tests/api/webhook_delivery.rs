@@ -642,6 +642,32 @@ async fn clicks_go_out_in_batches_each_once() {
     );
     let _background = app.state.spawn_background();
     let received = receiver.wait_for("three messages", |r| r.len() >= 3).await;
+    let mut ids = Vec::new();
+    for message in &received {
+        verify(&secret, message);
+        let body = message.json();
+        assert_eq!(body["type"], "link.clicked");
+        let clicks = body["data"]["clicks"].as_array().expect("clicks");
+        assert!(clicks.len() <= 1000);
+        for click in clicks {
+            assert_eq!(click["country"], "DE");
+            assert_eq!(click["referrer_host"], "news.example");
+            assert!(click["link_id"] == links[0].0 || click["link_id"] == links[1].0);
+            ids.push(click["id"].as_str().expect("id").to_owned());
+        }
+    }
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((total, ids.len()), (2500, 2500), "each click once");
+    // Stored again (the edge retried a batch): nothing new to send.
+    assert_eq!(app.state.store_clicks(&events).await.expect("stored"), 0);
+    assert_eq!(
+        app.state.batch_webhook_clicks().await.expect("batched"),
+        (0, 0, 0)
+    );
+}
+
 /// Clicks waiting to be batched, of every workspace.
 async fn pending_clicks(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM webhook_clicks_pending")
@@ -673,32 +699,6 @@ async fn store_burst(app: &TestApp, n: &mut usize, count: usize, link_id: i64, c
     assert_eq!(
         app.state.store_clicks(&burst).await.expect("stored"),
         count as u64
-    );
-}
-
-    let mut ids = Vec::new();
-    for message in &received {
-        verify(&secret, message);
-        let body = message.json();
-        assert_eq!(body["type"], "link.clicked");
-        let clicks = body["data"]["clicks"].as_array().expect("clicks");
-        assert!(clicks.len() <= 1000);
-        for click in clicks {
-            assert_eq!(click["country"], "DE");
-            assert_eq!(click["referrer_host"], "news.example");
-            assert!(click["link_id"] == links[0].0 || click["link_id"] == links[1].0);
-            ids.push(click["id"].as_str().expect("id").to_owned());
-        }
-    }
-    let total = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!((total, ids.len()), (2500, 2500), "each click once");
-    // Stored again (the edge retried a batch): nothing new to send.
-    assert_eq!(app.state.store_clicks(&events).await.expect("stored"), 0);
-    assert_eq!(
-        app.state.batch_webhook_clicks().await.expect("batched"),
-        (0, 0, 0)
     );
 }
 
