@@ -106,7 +106,7 @@ pub fn Links() -> impl IntoView {
             <div class="toolbar" role="search">
                 <label class="grow">
                     <span class="label">"Search"</span>
-                    <input type="search" placeholder="Code or destination" prop:value=move || typed.get()
+                    <input type="search" placeholder="Code, destination, title or note" prop:value=move || typed.get()
                         on:input=typing(typed, query) aria-controls="links-table"/>
                 </label>
                 <label>
