@@ -503,6 +503,9 @@ pub(crate) async fn sweep(state: &crate::State, id: i64) -> Result<(), Error> {
         if let Some(edge) = state.inner.edge_sync.as_ref().filter(|_| !codes.is_empty()) {
             edge.wake.notify_one();
         }
+        if !codes.is_empty() {
+            crate::webhooks::wake(state);
+        }
         if done {
             if codes.is_empty() && swept_to == 0 {
                 tracing::info!(rule = %text, "blocklist rule swept: no link matched");
@@ -587,8 +590,16 @@ async fn disable(
         after: Some(after.audited()?),
     };
     audit::record(tx, workspace, ActorRef::system(actor_name), change).await?;
-    let link = after.into_link(&state.inner.public_url)?;
-    crate::webhooks::events::link_event(tx, workspace, EventType::LinkUpdated, &link).await?;
+    // A stored row that no longer shows as a link loses its webhook, never its disabling.
+    match after.into_link(&state.inner.public_url) {
+        Ok(link) => {
+            crate::webhooks::events::link_event(tx, workspace, EventType::LinkUpdated, &link)
+                .await?;
+        }
+        Err(err) => {
+            tracing::warn!(link = candidate.id, error = ?err, "no link.updated webhook for a blocked link that cannot be shown");
+        }
+    }
     if state.inner.edge_sync.is_some() {
         outbox::record_change(tx, &candidate.code).await?;
     }

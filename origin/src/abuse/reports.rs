@@ -593,6 +593,7 @@ async fn resolve(
         if let Some(edge) = &state.inner.edge_sync {
             edge.wake.notify_one();
         }
+        crate::webhooks::wake(&state);
     }
     let row: ReportRow = sqlx::query_as(&format!(
         "SELECT {REPORT_COLUMNS} FROM abuse_reports r
@@ -637,8 +638,16 @@ async fn disable_link(
         after: Some(after.audited()?),
     };
     audit::record(tx, workspace, ActorRef::system(&actor), change).await?;
-    let link = after.into_link(&state.inner.public_url)?;
-    crate::webhooks::events::link_event(tx, workspace, EventType::LinkUpdated, &link).await?;
+    // A stored row that no longer shows as a link loses its webhook, never its disabling.
+    match after.into_link(&state.inner.public_url) {
+        Ok(link) => {
+            crate::webhooks::events::link_event(tx, workspace, EventType::LinkUpdated, &link)
+                .await?;
+        }
+        Err(err) => {
+            tracing::warn!(link = link_id, error = ?err, "no link.updated webhook for a reported link that cannot be shown");
+        }
+    }
     if state.inner.edge_sync.is_some() {
         outbox::record_change(tx, &code).await?;
     }

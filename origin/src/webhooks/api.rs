@@ -325,6 +325,14 @@ async fn update(
     .fetch_one(&mut *tx)
     .await?;
     let after = webhook(row)?;
+    // Switched off, its pending messages wait (parked, never read by a claim); switched on
+    // or sent elsewhere, they are due now: the wait was for the receiver that failed.
+    let unparked = after.enabled && (!before.enabled || before.url != after.url);
+    if before.enabled && !after.enabled {
+        super::deliver::park(&mut tx, id).await?;
+    } else if unparked {
+        super::deliver::unpark(&mut tx, id).await?;
+    }
     let change = Change {
         action: "webhook.updated",
         target: ("webhook", id),
@@ -333,6 +341,9 @@ async fn update(
     };
     audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
     tx.commit().await?;
+    if unparked {
+        super::wake(&state);
+    }
     Ok(Json(after))
 }
 

@@ -25,13 +25,16 @@
 //! 24 h, after which the message has `failed`. An endpoint whose messages have been failing
 //! for 24 h when one fails for good is switched off, and so is one that answers 410 Gone, at
 //! once; either way with its reason and an audit entry (`webhook.disabled`). A switched-off
-//! endpoint's pending messages are kept, unsent, until a person switches it on again.
+//! endpoint's pending messages are kept, unsent, parked (next attempt at `infinity`, so no
+//! claim reads them) until a person switches it on again, when they are due at once. A
+//! failed attempt pushes the later messages of its link back to its retry, so they are not
+//! due (and read by every claim only to be skipped) before it.
 //!
 //! **Retention.** Delivered and failed messages (with their attempts) are deleted after
 //! [`RETENTION`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,35 +80,65 @@ pub(crate) fn retry_after(attempts: i32, jitter: f64) -> Option<Duration> {
 }
 
 /// Whether kurz may connect to `ip` for a webhook: not loopback, private (RFC 1918, shared
-/// 100.64/10), link-local, unique-local, unspecified, broadcast, multicast or documentation;
-/// an IPv4 address inside IPv6 (mapped, or NAT64's 64:ff9b::/96) is judged as IPv4.
+/// 100.64/10), link-local, unique-local or site-local, unspecified, broadcast, multicast,
+/// documentation, benchmarking (198.18/15), reserved (240/4), IETF protocol assignments
+/// (192.0.0/24) or discard-only (100::/64). An IPv4 address inside IPv6 is judged as IPv4:
+/// mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`, deprecated but still routed by some
+/// stacks), NAT64 (64:ff9b::/96 and the local 64:ff9b:1::/48) and 6to4 (2002::/16, whose
+/// relay would reach the IPv4 address in bits 16–47).
 pub(crate) fn is_public(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (b & 0xc0) == 64))
-        }
-        IpAddr::V6(v6) => {
-            let segments = v6.segments();
-            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [.., a, b, c, d] = v6.octets();
-                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
-            }
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (segments[0] & 0xfe00) == 0xfc00
-                || (segments[0] & 0xffc0) == 0xfe80)
-        }
+    let v6 = match ip.to_canonical() {
+        IpAddr::V4(v4) => return is_public_v4(v4),
+        IpAddr::V6(v6) => v6,
+    };
+    let segments = v6.segments();
+    let octets = v6.octets();
+    let v4_at =
+        |at: usize| Ipv4Addr::new(octets[at], octets[at + 1], octets[at + 2], octets[at + 3]);
+    // NAT64 (well-known prefix) and IPv4-compatible (`::` and `::1` are themselves below).
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+        || (segments[..6] == [0; 6] && u32::from(v4_at(12)) > 1)
+    {
+        return is_public_v4(v4_at(12));
     }
+    // 6to4: the IPv4 address follows the prefix.
+    if segments[0] == 0x2002 {
+        return is_public_v4(v4_at(2));
+    }
+    !(v6.is_loopback()
+        || v6.is_unspecified()
+        || v6.is_multicast()
+        // Local-use NAT64 (RFC 8215): whatever it translates to is the operator's network.
+        || segments[..3] == [0x64, 0xff9b, 1]
+        // Discard-only (RFC 6666).
+        || segments[..4] == [0x100, 0, 0, 0]
+        // Documentation (RFC 3849).
+        || segments[..2] == [0x2001, 0xdb8]
+        // Unique-local, link-local, site-local (deprecated, still routed by some).
+        || (segments[0] & 0xfe00) == 0xfc00
+        || (segments[0] & 0xffc0) == 0xfe80
+        || (segments[0] & 0xffc0) == 0xfec0)
+}
+
+/// [`is_public`] for IPv4.
+fn is_public_v4(v4: Ipv4Addr) -> bool {
+    let [a, b, c, _] = v4.octets();
+    !(v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
+        || a == 0
+        // Shared address space (carrier-grade NAT).
+        || (a == 100 && (b & 0xc0) == 64)
+        // IETF protocol assignments (RFC 6890), including 192.0.0.8 and the DS-Lite ones.
+        || (a == 192 && b == 0 && c == 0)
+        // Benchmarking (RFC 2544).
+        || (a == 198 && (b & 0xfe) == 18)
+        // Reserved for future use (and 255.255.255.255, above).
+        || a >= 240)
 }
 
 /// Resolves names to their public addresses only (see [`is_public`]).
@@ -145,7 +178,7 @@ fn client(config: &WebhookConfig) -> reqwest::Result<reqwest::Client> {
 }
 
 /// A message claimed for one attempt.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
 struct Claimed {
     id: i64,
     message_id: String,
@@ -153,8 +186,24 @@ struct Claimed {
     /// Attempts made before this one.
     attempts: i32,
     endpoint_id: i64,
+    /// The link it is about, if one: its later messages wait for it.
+    link_id: Option<i64>,
     url: String,
     secret: String,
+}
+
+/// Without the secret (and the URL, which may carry a token of the receiver's), so a
+/// claimed message can be logged.
+impl std::fmt::Debug for Claimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed")
+            .field("id", &self.id)
+            .field("message_id", &self.message_id)
+            .field("attempts", &self.attempts)
+            .field("endpoint_id", &self.endpoint_id)
+            .field("link_id", &self.link_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the receiver did with one attempt.
@@ -199,6 +248,9 @@ pub(crate) async fn deliver_forever(state: crate::State) {
     // The lease outlasts the longest attempt, so no other origin takes a message being sent.
     let lease = webhooks.config.timeout() + Duration::from_secs(30);
     let mut sending = JoinSet::new();
+    // The endpoint of each send under way, by its task: a send that panics gives its slot
+    // back too.
+    let mut sends_to: HashMap<tokio::task::Id, i64> = HashMap::new();
     // Sends under way per endpoint: at most PER_ENDPOINT each.
     let mut in_flight: HashMap<i64, usize> = HashMap::new();
     // Claimed in batches: when woken, at each poll, and once half the sends are done (not
@@ -207,47 +259,45 @@ pub(crate) async fn deliver_forever(state: crate::State) {
     loop {
         let room = concurrency.saturating_sub(sending.len());
         if claim_now && room > 0 {
-            let full: Vec<i64> = in_flight
-                .iter()
-                .filter(|(_, n)| **n >= PER_ENDPOINT)
-                .map(|(endpoint, _)| *endpoint)
-                .collect();
-            match claim(state.db(), room, lease, &full).await {
+            match claim(state.db(), room, lease, &in_flight).await {
                 Ok(claimed) => {
-                    let mut excess = Vec::new();
                     for message in claimed {
-                        let sends = in_flight.entry(message.endpoint_id).or_default();
-                        if *sends >= PER_ENDPOINT {
-                            excess.push(message.id);
-                            continue;
-                        }
-                        *sends += 1;
+                        *in_flight.entry(message.endpoint_id).or_default() += 1;
+                        let endpoint = message.endpoint_id;
                         let db = state.db().clone();
                         let client = client.clone();
                         let allow_private = webhooks.config.allow_private;
-                        sending.spawn(async move {
+                        let task = sending.spawn(async move {
                             let answer = send(&client, &message, allow_private).await;
                             if let Err(err) = settle(&db, &message, &answer).await {
                                 // Its lease runs out and it is sent again.
                                 tracing::warn!(error = ?err, delivery = message.id, "cannot record a webhook attempt");
                             }
-                            message.endpoint_id
                         });
-                    }
-                    if let Err(err) = release(state.db(), &excess).await {
-                        tracing::warn!(error = %err, "cannot release webhook deliveries: they wait for their lease");
+                        sends_to.insert(task.id(), endpoint);
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot claim webhook deliveries"),
             }
         }
         tokio::select! {
-            Some(done) = sending.join_next(), if !sending.is_empty() => {
+            Some(done) = sending.join_next_with_id(), if !sending.is_empty() => {
                 let mut ended = vec![done];
-                while let Some(done) = sending.try_join_next() {
+                while let Some(done) = sending.try_join_next_with_id() {
                     ended.push(done);
                 }
-                for endpoint in ended.into_iter().flatten() {
+                for done in ended {
+                    let task = match done {
+                        Ok((task, ())) => task,
+                        Err(err) => {
+                            // Its message's lease runs out and it is sent again.
+                            tracing::error!(error = %err, "a webhook send ended without recording its attempt");
+                            err.id()
+                        }
+                    };
+                    let Some(endpoint) = sends_to.remove(&task) else {
+                        continue;
+                    };
                     if let Some(sends) = in_flight.get_mut(&endpoint) {
                         *sends = sends.saturating_sub(1);
                         if *sends == 0 {
@@ -263,52 +313,89 @@ pub(crate) async fn deliver_forever(state: crate::State) {
     }
 }
 
-/// Gives back claimed messages this origin will not send now (their endpoint has enough
-/// sends under way), for the next claim.
-async fn release(db: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query("UPDATE webhook_deliveries SET locked_until = NULL WHERE id = ANY($1)")
-        .bind(ids)
-        .execute(db)
-        .await
-        .map(drop)
-}
-
-/// Takes up to `limit` due messages for this origin, under a lease, of other endpoints than
-/// `full`.
+/// Takes up to `limit` due messages for this origin, under a lease, at most
+/// [`PER_ENDPOINT`] less its sends `in_flight` of each endpoint: the cap is applied in the
+/// query, so nothing is claimed only to be given back.
+///
+/// Due rows are few besides those claimed: a failed attempt pushes the later messages of its
+/// link back to its retry, and a switched-off endpoint's wait at `infinity` (see [`settle`],
+/// [`park`]). The candidates are chosen without locks, then locked with `SKIP LOCKED` (another
+/// origin claiming is skipped, not waited for), and the update checks the lease again: a row
+/// another origin claimed after this statement's snapshot is not taken twice.
 async fn claim(
     db: &PgPool,
     limit: usize,
     lease: Duration,
-    full: &[i64],
+    in_flight: &HashMap<i64, usize>,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
+    let (busy, sends): (Vec<i64>, Vec<i64>) = in_flight
+        .iter()
+        .map(|(endpoint, n)| (*endpoint, i64::try_from(*n).unwrap_or(i64::MAX)))
+        .unzip();
     sqlx::query_as(
         "UPDATE webhook_deliveries d
          SET locked_until = now() + make_interval(secs => $2)
          FROM webhook_endpoints e
-         WHERE e.id = d.endpoint_id AND d.id = ANY(ARRAY(
-             SELECT d.id FROM webhook_deliveries d
-             JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
-             WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-               AND (d.locked_until IS NULL OR d.locked_until < now())
-               AND d.endpoint_id <> ALL($3)
-               AND (d.link_id IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM webhook_deliveries older
-                   WHERE older.endpoint_id = d.endpoint_id AND older.link_id = d.link_id
-                     AND older.state = 'pending' AND older.id < d.id))
-             ORDER BY d.next_attempt_at, d.id
-             LIMIT $1
-             FOR UPDATE OF d SKIP LOCKED))
+         WHERE e.id = d.endpoint_id AND e.enabled AND d.state = 'pending'
+           AND (d.locked_until IS NULL OR d.locked_until < now())
+           AND d.id = ANY(ARRAY(
+             SELECT id FROM webhook_deliveries WHERE id = ANY(ARRAY(
+                 SELECT id FROM (
+                     SELECT d.id, d.next_attempt_at, COALESCE(busy.sends, 0) AS sends,
+                            row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.id) AS nth
+                     FROM webhook_deliveries d
+                     JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
+                     LEFT JOIN unnest($3::bigint[], $4::bigint[]) AS busy (endpoint_id, sends)
+                         ON busy.endpoint_id = d.endpoint_id
+                     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+                       AND (d.locked_until IS NULL OR d.locked_until < now())
+                       AND (d.link_id IS NULL OR NOT EXISTS (
+                           SELECT 1 FROM webhook_deliveries older
+                           WHERE older.endpoint_id = d.endpoint_id
+                             AND older.link_id = d.link_id
+                             AND older.state = 'pending' AND older.id < d.id))
+                 ) due
+                 WHERE nth <= $5 - sends
+                 ORDER BY next_attempt_at, id
+                 LIMIT $1))
+             FOR UPDATE SKIP LOCKED))
          RETURNING d.id, d.message_id, d.payload::text AS payload, d.attempts, d.endpoint_id,
-                   e.url, e.secret",
+                   d.link_id, e.url, e.secret",
     )
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .bind(lease.as_secs_f64())
-    .bind(full)
+    .bind(busy)
+    .bind(sends)
+    .bind(PER_ENDPOINT as i64)
     .fetch_all(db)
     .await
+}
+
+/// Parks the pending messages of a switched-off endpoint (their next attempt at `infinity`),
+/// so the claim never reads them again until [`unpark`].
+pub(crate) async fn park(tx: &mut PgConnection, endpoint: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_deliveries SET next_attempt_at = 'infinity'
+         WHERE endpoint_id = $1 AND state = 'pending'",
+    )
+    .bind(endpoint)
+    .execute(tx)
+    .await
+    .map(drop)
+}
+
+/// Makes every pending message of an endpoint due now (switched on again, or its URL
+/// changed: the wait was for the old receiver). The order per link holds: the claim still
+/// takes a link's oldest pending message first. Wake the deliverer after the commit.
+pub(crate) async fn unpark(tx: &mut PgConnection, endpoint: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE webhook_deliveries SET next_attempt_at = now()
+         WHERE endpoint_id = $1 AND state = 'pending' AND next_attempt_at > now()",
+    )
+    .bind(endpoint)
+    .execute(tx)
+    .await
+    .map(drop)
 }
 
 /// One attempt: sign, POST, and read the start of the answer.
@@ -403,13 +490,25 @@ async fn settle(db: &PgPool, message: &Claimed, answer: &Answer) -> Result<(), E
         (false, Some(_)) => "pending",
         (false, None) => "failed",
     };
+    // The endpoint first, locked: switching it off (which parks its messages) waits for this
+    // attempt's record, or this attempt sees it off and parks its retry too.
+    let enabled: Option<bool> =
+        sqlx::query_scalar("SELECT enabled FROM webhook_endpoints WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(message.endpoint_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(enabled) = enabled else {
+        // Deleted meanwhile, with its messages.
+        return Ok(());
+    };
     // Only if no other origin recorded this attempt meanwhile (its lease ran out here).
     let mine = sqlx::query(
         "UPDATE webhook_deliveries
          SET attempts = $2, state = $3, last_status = $4, last_error = $5,
              last_attempt_at = now(), locked_until = NULL,
              delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
-             next_attempt_at = now() + make_interval(secs => $6)
+             next_attempt_at = CASE WHEN $8 THEN now() + make_interval(secs => $6)
+                                    ELSE 'infinity' END
          WHERE id = $1 AND attempts = $7 AND state = 'pending'",
     )
     .bind(message.id)
@@ -419,11 +518,28 @@ async fn settle(db: &PgPool, message: &Claimed, answer: &Answer) -> Result<(), E
     .bind(&answer.error)
     .bind(wait.unwrap_or_default().as_secs_f64())
     .bind(message.attempts)
+    .bind(enabled)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if mine == 0 {
         return Ok(());
+    }
+    // The link's later messages wait for this one's retry: pushed back to it, they are not
+    // due (read by every claim only to be skipped) before it is.
+    if let (Some(link), true) = (message.link_id, state == "pending") {
+        sqlx::query(
+            "UPDATE webhook_deliveries later SET next_attempt_at = this.next_attempt_at
+             FROM webhook_deliveries this
+             WHERE this.id = $3 AND later.endpoint_id = $1 AND later.link_id = $2
+               AND later.state = 'pending' AND later.id > this.id
+               AND later.next_attempt_at < this.next_attempt_at",
+        )
+        .bind(message.endpoint_id)
+        .bind(link)
+        .bind(message.id)
+        .execute(&mut *tx)
+        .await?;
     }
     sqlx::query(
         "INSERT INTO webhook_attempts (delivery_id, attempt, status, error, duration_ms)
@@ -487,6 +603,7 @@ async fn disable(tx: &mut PgConnection, endpoint: i64, reason: &str) -> Result<(
     let Some(workspace) = workspace else {
         return Ok(());
     };
+    park(tx, endpoint).await?;
     tracing::warn!(endpoint, workspace, %reason, "webhook endpoint switched off");
     let change = Change {
         action: "webhook.disabled",
@@ -521,26 +638,69 @@ fn jitter() -> f64 {
 /// attempt due, under the same `webhook-id`. Its attempts go on counting, so a message that had
 /// failed gets one more attempt (and has failed again if that fails). `false` when the
 /// workspace has no such message. Wake the deliverer ([`super::wake`]) after the commit.
+///
+/// Refused (409) while it is being sent (`delivery_in_flight`: a second send at once, whose
+/// attempt would go unrecorded), and while a newer message about the same link to the same
+/// endpoint is pending (`newer_delivery_pending`): made pending again then, it could go out
+/// at the same time as that newer one, or after it, and a link's messages arrive in order.
+/// Once the newer ones are delivered (or failed), the old one may be sent again: a person
+/// asking for it on purpose, under its old `webhook-id` and timestamp in the body.
 pub(crate) async fn redeliver(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
     endpoint: i64,
     delivery: i64,
 ) -> Result<bool, Error> {
-    let done = sqlx::query(
-        "UPDATE webhook_deliveries d
-         SET state = 'pending', next_attempt_at = now(), locked_until = NULL
-         FROM webhook_endpoints e
-         WHERE d.id = $1 AND d.endpoint_id = $2 AND e.id = d.endpoint_id
-           AND e.workspace_id = $3",
+    // Locked: no claim takes it (they skip locked rows) until this commits.
+    let found: Option<(Option<i64>, bool)> = sqlx::query_as(
+        "SELECT d.link_id, COALESCE(d.state = 'pending' AND d.locked_until >= now(), false)
+         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+         WHERE d.id = $1 AND d.endpoint_id = $2 AND e.workspace_id = $3
+         FOR UPDATE OF d",
     )
     .bind(delivery)
     .bind(endpoint)
     .bind(workspace.get())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((link, leased)) = found else {
+        return Ok(false);
+    };
+    if leased {
+        return Err(Error::Conflict {
+            code: "delivery_in_flight",
+            message: "this delivery is being sent right now: redeliver it once this attempt is in its log".to_owned(),
+        });
+    }
+    if let Some(link) = link {
+        let newer: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM webhook_deliveries
+                            WHERE endpoint_id = $1 AND link_id = $2 AND state = 'pending'
+                              AND id > $3)",
+        )
+        .bind(endpoint)
+        .bind(link)
+        .bind(delivery)
+        .fetch_one(&mut *tx)
+        .await?;
+        if newer {
+            return Err(Error::Conflict {
+                code: "newer_delivery_pending",
+                message: "a newer message about this link to this endpoint is still pending: \
+                          sent now, this one would arrive out of order; redeliver it once that one is delivered"
+                    .to_owned(),
+            });
+        }
+    }
+    sqlx::query(
+        "UPDATE webhook_deliveries
+         SET state = 'pending', next_attempt_at = now(), locked_until = NULL
+         WHERE id = $1",
+    )
+    .bind(delivery)
     .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(done > 0)
+    .await?;
+    Ok(true)
 }
 
 /// Deletes delivered and failed messages older than [`RETENTION`] (with their attempts),
@@ -635,6 +795,26 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b::7f00:1",
+            // IPv4-compatible.
+            "::7f00:1",
+            "::a00:1",
+            "::0.0.0.2",
+            // Local-use NAT64, 6to4 of private IPv4, site-local, documentation, discard.
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::101:101",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            "2002:a9fe:a9fe::",
+            "fec0::1",
+            "2001:db8::1",
+            "100::1",
+            // Benchmarking, reserved, IETF protocol assignments.
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "250.1.2.3",
+            "192.0.0.8",
+            "192.0.0.170",
         ];
         for ip in refused {
             assert!(!is_public(ip.parse().expect(ip)), "{ip} taken");
@@ -647,6 +827,13 @@ mod tests {
             "2606:4700:4700::1111",
             "::ffff:1.1.1.1",
             "64:ff9b::101:101",
+            "::101:101",
+            "2002:808:808::1",
+            "198.17.255.255",
+            "198.20.0.1",
+            "192.0.1.1",
+            "223.255.255.1",
+            "2001:db9::1",
         ];
         for ip in taken {
             assert!(is_public(ip.parse().expect(ip)), "{ip} refused");

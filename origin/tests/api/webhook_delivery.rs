@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -230,39 +231,12 @@ fn spec_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Strin
     format!("v1,{}", base64(&mac.finalize().into_bytes()))
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 fn base64(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    BASE64_STANDARD.encode(bytes)
 }
 
 fn unbase64(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut n, mut bits) = (0u32, 0);
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let value = BASE64.iter().position(|&b| b == c).expect("base64") as u32;
-        n = (n << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((n >> bits) as u8);
-        }
-    }
-    out
+    BASE64_STANDARD.decode(text).expect("base64")
 }
 
 #[test]
@@ -1069,4 +1043,382 @@ async fn a_hanging_receiver_does_not_hold_up_the_others() {
     healthy.wait_for("its message", |r| !r.is_empty()).await;
     let held = hanging.received().len();
     assert!(held <= 4, "{held} sends held by the hanging receiver");
+}
+
+/// Inserts `per_link` messages about each of `links` links (link ids 1..=links) for
+/// `endpoint`, in order: `{"data": {"link": l, "n": n}}`.
+async fn queue(app: &TestApp, endpoint: i64, links: i64, per_link: i64) {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, link_id, payload)
+         SELECT 'msg_' || md5(random()::text) || n || '_' || l, $1, 'link.updated', l,
+                jsonb_build_object('data', jsonb_build_object('link', l, 'n', n))
+         FROM generate_series(1, $3) n, generate_series(1, $2) l
+         ORDER BY n, l",
+    )
+    .bind(endpoint)
+    .bind(links)
+    .bind(per_link)
+    .execute(&app.db)
+    .await
+    .expect("messages");
+}
+
+#[tokio::test]
+async fn two_deliverers_on_one_database_send_each_message_once_in_order_per_link() {
+    let mut config = config(&new_database().await);
+    config.webhooks.timeout_ms = 5_000;
+    let first = app_with(&config).await;
+    let second = app_with(&config).await;
+    let receiver = Receiver::start().await;
+    let secret = new_secret();
+    let endpoint = endpoint(&first, &receiver.url, &secret, &["link.updated"]).await;
+    let (links, per_link) = (8, 25);
+    queue(&first, endpoint, links, per_link).await;
+    let _first = first.state.spawn_background();
+    let _second = second.state.spawn_background();
+
+    let total = usize::try_from(links * per_link).expect("small");
+    receiver
+        .wait_for("every message", |r| r.len() >= total)
+        .await;
+    wait_db::<i64>(
+        &first,
+        "all recorded",
+        "SELECT count(*) FROM webhook_deliveries WHERE state <> 'delivered'",
+        |n| *n == 0,
+    )
+    .await;
+    let received = receiver.received();
+    assert_eq!(received.len(), total, "each message once");
+    let mut ids: Vec<&str> = received.iter().map(Received::id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no id twice");
+    for link in 1..=links {
+        let order: Vec<i64> = received
+            .iter()
+            .map(Received::json)
+            .filter(|body| body["data"]["link"] == link)
+            .map(|body| body["data"]["n"].as_i64().expect("n"))
+            .collect();
+        assert_eq!(
+            order,
+            (1..=per_link).collect::<Vec<_>>(),
+            "link {link} in order"
+        );
+    }
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_attempts")
+        .fetch_one(&first.db)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, links * per_link, "one attempt each");
+}
+
+#[tokio::test]
+async fn a_delivery_being_sent_is_not_redelivered() {
+    let mut config = config(&new_database().await);
+    // Far longer than the test: the send stays under way.
+    config.webhooks.timeout_ms = 60_000;
+    let app = app_with(&config).await;
+    let hanging = Receiver::start().await;
+    hanging.set(Mode::Hang);
+    let endpoint = endpoint(&app, &hanging.url, &new_secret(), &["link.updated"]).await;
+    queue(&app, endpoint, 1, 1).await;
+    let _background = app.state.spawn_background();
+    hanging.wait_for("the send", |r| !r.is_empty()).await;
+    let delivery: i64 = sqlx::query_scalar("SELECT id FROM webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .expect("delivery");
+
+    let path = format!("/api/v1/webhooks/{endpoint}/deliveries/{delivery}/redeliver");
+    let refused = app.api(Method::POST, &path, None).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text());
+    assert_eq!(refused.error(StatusCode::CONFLICT).0, "delivery_in_flight");
+    // Still leased by the send under way, and sent once.
+    let leased: bool =
+        sqlx::query_scalar("SELECT locked_until > now() FROM webhook_deliveries WHERE id = $1")
+            .bind(delivery)
+            .fetch_one(&app.db)
+            .await
+            .expect("lease");
+    assert!(leased);
+    assert_eq!(hanging.received().len(), 1);
+}
+
+#[tokio::test]
+async fn an_older_message_is_not_redelivered_while_a_newer_one_of_its_link_is_pending() {
+    let app = app(true, 100_000).await;
+    let endpoint = endpoint(
+        &app,
+        "http://127.0.0.1:9/hook",
+        &new_secret(),
+        &["link.updated"],
+    )
+    .await;
+    queue(&app, endpoint, 1, 2).await;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM webhook_deliveries ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .expect("ids");
+    // The first delivered, the second waiting for a retry.
+    sqlx::query("UPDATE webhook_deliveries SET state = 'delivered', attempts = 1 WHERE id = $1")
+        .bind(ids[0])
+        .execute(&app.db)
+        .await
+        .expect("delivered");
+    sqlx::query(
+        "UPDATE webhook_deliveries SET attempts = 1, next_attempt_at = now() + interval '1 hour'
+         WHERE id = $1",
+    )
+    .bind(ids[1])
+    .execute(&app.db)
+    .await
+    .expect("waiting");
+    let redeliver = |id: i64| format!("/api/v1/webhooks/{endpoint}/deliveries/{id}/redeliver");
+    let refused = app.api(Method::POST, &redeliver(ids[0]), None).await;
+    assert_eq!(
+        refused.error(StatusCode::CONFLICT).0,
+        "newer_delivery_pending"
+    );
+    // The newer one itself may be tried now; and once it has gone, the older one too.
+    let newer = app.api(Method::POST, &redeliver(ids[1]), None).await;
+    assert_eq!(newer.status, StatusCode::ACCEPTED, "{}", newer.text());
+    sqlx::query("UPDATE webhook_deliveries SET state = 'failed' WHERE id = $1")
+        .bind(ids[1])
+        .execute(&app.db)
+        .await
+        .expect("failed");
+    let older = app.api(Method::POST, &redeliver(ids[0]), None).await;
+    assert_eq!(older.status, StatusCode::ACCEPTED, "{}", older.text());
+}
+
+#[tokio::test]
+async fn a_failed_attempt_holds_back_its_links_later_messages_and_switching_off_parks_them() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Fail);
+    let endpoint = endpoint(&app, &receiver.url, &new_secret(), &["link.updated"]).await;
+    queue(&app, endpoint, 1, 3).await;
+    let _background = app.state.spawn_background();
+
+    // The first fails; the later two wait for its retry, not due before it.
+    wait_db::<i64>(
+        &app,
+        "a failure",
+        "SELECT count(*) FROM webhook_attempts",
+        |n| *n >= 1,
+    )
+    .await;
+    let before_retry: i64 = wait_db(
+        &app,
+        "the later ones pushed back",
+        "SELECT count(*) FROM webhook_deliveries later, webhook_deliveries first
+         WHERE first.id = (SELECT min(id) FROM webhook_deliveries) AND later.id > first.id
+           AND later.next_attempt_at >= first.next_attempt_at",
+        |n| *n == 2,
+    )
+    .await;
+    assert_eq!(before_retry, 2);
+
+    // Switched off by a person: every pending message parked.
+    let path = format!("/api/v1/webhooks/{endpoint}");
+    let off = app
+        .api(Method::PATCH, &path, Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.text());
+    let parked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_deliveries
+         WHERE state = 'pending' AND next_attempt_at = 'infinity'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("parked");
+    assert_eq!(parked, 3);
+
+    // Switched on: all due at once (not parked for ever), and sent in order.
+    receiver.set(Mode::Ok);
+    let on = app
+        .api(Method::PATCH, &path, Some(json!({"enabled": true})))
+        .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.text());
+    receiver
+        .wait_for("all three accepted", |r| {
+            r.iter().filter(|r| r.answered == Mode::Ok).count() >= 3
+        })
+        .await;
+    let order: Vec<Value> = receiver
+        .accepted()
+        .iter()
+        .map(|r| r.json()["data"]["n"].clone())
+        .collect();
+    assert_eq!(order, [1, 2, 3].map(Value::from));
+
+    // A message waiting hours for its retry goes at once to a new URL.
+    let moved = Receiver::start().await;
+    queue(&app, endpoint, 1, 1).await;
+    sqlx::query(
+        "UPDATE webhook_deliveries SET next_attempt_at = now() + interval '10 hours'
+         WHERE state = 'pending'",
+    )
+    .execute(&app.db)
+    .await
+    .expect("waiting");
+    let changed = app
+        // By name: the origin's own address (127.0.0.1) is refused as a receiver.
+        .api(
+            Method::PATCH,
+            &path,
+            Some(json!({"url": moved.url.replace("127.0.0.1", "localhost")})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    moved
+        .wait_for("the waiting message", |r| !r.is_empty())
+        .await;
+}
+
+#[tokio::test]
+async fn kurz_switching_an_endpoint_off_parks_its_messages() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Gone);
+    let endpoint = endpoint(&app, &receiver.url, &new_secret(), &["link.updated"]).await;
+    queue(&app, endpoint, 2, 2).await;
+    let _background = app.state.spawn_background();
+    wait_db::<bool>(
+        &app,
+        "switched off",
+        "SELECT NOT enabled FROM webhook_endpoints",
+        |off| *off,
+    )
+    .await;
+    let parked: Vec<bool> = sqlx::query_scalar(
+        "SELECT next_attempt_at = 'infinity' FROM webhook_deliveries WHERE state = 'pending'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("pending");
+    assert!(
+        !parked.is_empty() && parked.iter().all(|p| *p),
+        "{parked:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_per_endpoint_cap_is_applied_by_the_claim() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut config = config(&new_database().await);
+    config.webhooks.concurrency = 16;
+    let app = app_with(&config).await;
+    // Every claim (a lease taken) and every release (a lease given back unsent) counted.
+    sqlx::raw_sql(
+        "CREATE TABLE lease_log (kind TEXT NOT NULL);
+         CREATE FUNCTION log_lease() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.locked_until IS NOT NULL
+                AND NEW.locked_until IS DISTINCT FROM OLD.locked_until THEN
+                 INSERT INTO lease_log VALUES ('claim');
+             ELSIF OLD.locked_until IS NOT NULL AND NEW.locked_until IS NULL
+                AND NEW.attempts = OLD.attempts THEN
+                 INSERT INTO lease_log VALUES ('release');
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER log_lease AFTER UPDATE ON webhook_deliveries
+             FOR EACH ROW EXECUTE FUNCTION log_lease();",
+    )
+    .execute(&app.db)
+    .await
+    .expect("trigger");
+    // A receiver that takes a while and counts the requests under way at once.
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, m) = (now.clone(), most.clone());
+    let slow = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (now, most) = (n.clone(), m.clone());
+            async move {
+                let under_way = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(under_way, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let busy = endpoint(&app, &url, &new_secret(), &["link.created"]).await;
+    // 40 messages of no link: nothing but the cap holds them back.
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload)
+         SELECT 'msg_cap' || g, $1, 'link.created', '{}' FROM generate_series(1, 40) g",
+    )
+    .bind(busy)
+    .execute(&app.db)
+    .await
+    .expect("messages");
+    let _background = app.state.spawn_background();
+
+    wait_db::<i64>(
+        &app,
+        "all delivered",
+        "SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'",
+        |n| *n == 40,
+    )
+    .await;
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (1..=4).contains(&most),
+        "{most} sends at once to one endpoint"
+    );
+    let leases: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, count(*) FROM lease_log GROUP BY kind ORDER BY kind")
+            .fetch_all(&app.db)
+            .await
+            .expect("leases");
+    assert_eq!(
+        leases,
+        [("claim".to_owned(), 40)],
+        "each message claimed once, none given back"
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_link_that_cannot_be_shown_is_disabled_without_its_webhook() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    endpoint(&app, &receiver.url, &new_secret(), &["link.updated"]).await;
+    app.create(json!({"destination": "https://phish.example/", "code": "phished"}))
+        .await;
+    // Written around the API: a tag no request could set, so the link cannot be shown.
+    sqlx::query("UPDATE links SET tags = ARRAY['Not A Tag!'] WHERE code = 'phished'")
+        .execute(&app.db)
+        .await
+        .expect("bad tag");
+    let blocked = app
+        .api(
+            Method::POST,
+            "/api/v1/abuse/blocklist",
+            Some(json!({"rule": "phish.example", "reason": "phishing"})),
+        )
+        .await;
+    assert_eq!(blocked.status, StatusCode::CREATED, "{}", blocked.text());
+    let disabled: bool = sqlx::query_scalar("SELECT disabled FROM links WHERE code = 'phished'")
+        .fetch_one(&app.db)
+        .await
+        .expect("link");
+    assert!(
+        disabled,
+        "blocked even though its webhook could not be made"
+    );
+    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .expect("messages");
+    assert_eq!(messages, 0);
 }
