@@ -6,6 +6,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use shortlink::password::PasswordHash;
 
@@ -709,4 +710,97 @@ async fn created_links_are_announced_to_webhooks_in_order() {
         .await
         .expect("count");
     assert_eq!(count, 2);
+}
+
+/// A bulk create's body, sent in two parts: the second once `release` says so.
+fn held_body(links: &Value, mut release: tokio::sync::watch::Receiver<bool>) -> Body {
+    let text = json!({ "links": links }).to_string();
+    let (head, tail) = text.split_at(1);
+    let (head, tail) = (head.to_owned(), tail.to_owned());
+    let parts = futures_util::stream::iter([Ok::<_, std::io::Error>(head)]).chain(
+        futures_util::stream::once(async move {
+            release.wait_for(|released| *released).await.ok();
+            Ok(tail)
+        }),
+    );
+    Body::from_stream(parts)
+}
+
+#[tokio::test]
+async fn a_bulk_create_beyond_the_instances_four_is_busy_at_once() {
+    let app = spawn_app().await;
+    // Four bulk creates whose bodies are still on their way hold the four slots (each sent
+    // again while it meets the probes below in the slots).
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let links = json!([{"destination": "https://example.com/", "code": format!("held{i}")}]);
+        let (router, api_key, released) =
+            (app.router.clone(), app.api_key.clone(), released.clone());
+        held.push(tokio::spawn(async move {
+            loop {
+                let request = Request::builder()
+                    .method(Method::POST)
+                    .uri(BULK)
+                    .header(header::AUTHORIZATION, format!("Bearer {api_key}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(held_body(&links, released.clone()))
+                    .expect("request");
+                let response = tower::ServiceExt::oneshot(router.clone(), request)
+                    .await
+                    .expect("infallible");
+                if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+                    let status = response.status();
+                    let body = http_body_util::BodyExt::collect(response.into_body())
+                        .await
+                        .expect("body")
+                        .to_bytes();
+                    return (status, body);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    let probe = json!({"dry_run": true, "links": [{"destination": "https://example.com/p"}]});
+    // Once all four are in (they start in their own time), the next one is refused at once:
+    // only they can hold the slots while no probe does.
+    let mut busy = None;
+    for _ in 0..500 {
+        let response = bulk(&app, probe.clone()).await;
+        if response.status == StatusCode::SERVICE_UNAVAILABLE {
+            busy = Some(response);
+            break;
+        }
+        results(&response, 0, 0);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let busy = busy.expect("a fifth bulk create was never refused");
+    assert_eq!(busy.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
+    assert_eq!(busy.header(&header::RETRY_AFTER), "1");
+    // A burst meanwhile: every one refused, none waits; single creates go on.
+    let burst: Vec<TestResponse> = futures_util::stream::iter(0..12)
+        .map(|_| bulk(&app, probe.clone()))
+        .buffer_unordered(12)
+        .collect()
+        .await;
+    let refused = burst
+        .iter()
+        .filter(|response| response.status == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!(refused, 12);
+    app.create(json!({"destination": "https://example.com/single"}))
+        .await;
+    // The held ones finish, and free their slots.
+    release
+        .send(true)
+        .expect("the requests still read their bodies");
+    for answer in held {
+        let (status, body) = answer.await.expect("task");
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    }
+    results(&bulk(&app, probe).await, 0, 0);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM links WHERE code LIKE 'held%'").await,
+        4
+    );
 }
