@@ -284,6 +284,11 @@ pub(crate) struct NewLink<'a> {
 /// The values go in as one array per column (`UNNEST`), so the statement's size does not grow
 /// with the batch. Tags, an array per link, go as JSON: `UNNEST` would flatten an array of
 /// arrays.
+///
+/// Rows go in by code: each insert locks its code in the unique index (or waits for the
+/// transaction that holds it), so two batches sharing codes in different orders would each
+/// wait for the other (a deadlock, one of them failed by PostgreSQL). In one order, the second
+/// waits for the first, then meets its codes as taken.
 pub(crate) async fn insert_many(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
@@ -358,6 +363,7 @@ pub(crate) async fn insert_many(
               AS u(id, code, destination, status, expires_at, disabled, max_clicks,
                    fallback_url, password_hash, targets, split, utm, tags, note, title,
                    created_at, imported_clicks)
+         ORDER BY u.code
          ON CONFLICT (domain_id, code) WHERE deleted_at IS NULL DO NOTHING
          RETURNING {COLUMNS}"
     ))

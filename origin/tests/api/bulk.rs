@@ -804,3 +804,37 @@ async fn a_bulk_create_beyond_the_instances_four_is_busy_at_once() {
         4
     );
 }
+
+#[tokio::test]
+async fn bulk_creates_sharing_codes_in_other_orders_do_not_deadlock() {
+    let app = spawn_app().await;
+    let codes: Vec<String> = (0..300).map(|i| format!("shared{i:03}")).collect();
+    // Four requests at once (the instance's slots), two in each order, over the same codes.
+    let bodies: Vec<Value> = (0..4)
+        .map(|turn| {
+            let mut links: Vec<Value> = codes
+                .iter()
+                .map(|code| json!({"destination": "https://example.com/", "code": code}))
+                .collect();
+            if turn % 2 == 1 {
+                links.reverse();
+            }
+            json!({ "links": links })
+        })
+        .collect();
+    let answers =
+        futures_util::future::join_all(bodies.into_iter().map(|body| bulk(&app, body))).await;
+    let mut created = 0;
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let body = answer.json();
+        assert_eq!(
+            body["created"].as_u64().expect("created") + body["failed"].as_u64().expect("failed"),
+            300
+        );
+        created += body["created"].as_u64().expect("created");
+    }
+    // Each code once, whichever request got it; the others were told it is taken.
+    assert_eq!(created, 300);
+    assert_eq!(live_codes(&app).await, codes);
+}
