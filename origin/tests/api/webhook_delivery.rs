@@ -1256,11 +1256,12 @@ async fn a_failed_attempt_holds_back_its_links_later_messages_and_switching_off_
 
     // A message waiting hours for its retry goes at once to a new URL.
     let moved = Receiver::start().await;
-    queue(&app, endpoint, 1, 1).await;
     sqlx::query(
-        "UPDATE webhook_deliveries SET next_attempt_at = now() + interval '10 hours'
-         WHERE state = 'pending'",
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, link_id, payload,
+                                         attempts, next_attempt_at)
+         VALUES ('msg_waiting', $1, 'link.updated', 2, '{}', 6, now() + interval '10 hours')",
     )
+    .bind(endpoint)
     .execute(&app.db)
     .await
     .expect("waiting");
