@@ -210,7 +210,8 @@ pub(crate) async fn next_id(db: impl PgExecutor<'_>) -> Result<i64, Error> {
 
 /// Inserts a link of `workspace` with this id and code on the default domain; `None` if a
 /// live link has the code (the unique index decides, so two inserts cannot both get it).
-/// `password` is the hash of `body.password`, made by the caller.
+/// `password` is the hash of `body.password`, made by the caller. A batch of one for
+/// [`insert_many`], so that the columns a link is stored with are listed once.
 pub(crate) async fn insert(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
@@ -219,41 +220,13 @@ pub(crate) async fn insert(
     body: &CreateLink,
     password: Option<&PasswordHash>,
 ) -> Result<Option<LinkRow>, Error> {
-    if body.password.is_some() != password.is_some() {
-        return Err(Error::Internal(anyhow::anyhow!(
-            "a link's password must be hashed before it is stored"
-        )));
-    }
-    Ok(sqlx::query_as(&format!(
-        "INSERT INTO links (id, workspace_id, domain_id, code, destination, status, expires_at,
-                            disabled, max_clicks, fallback_url, password_hash, targets, split,
-                            utm, tags, note, title, created_at, imported_clicks)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 COALESCE($18, now()), $19)
-         ON CONFLICT (domain_id, code) WHERE deleted_at IS NULL DO NOTHING
-         RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(workspace.get())
-    .bind(DEFAULT_DOMAIN)
-    .bind(code.as_str())
-    .bind(body.destination.as_str())
-    .bind(body.status.code() as i16)
-    .bind(body.expires_at)
-    .bind(body.disabled)
-    .bind(limit_value(body.max_clicks))
-    .bind(body.fallback_url.as_ref().map(Destination::as_str))
-    .bind(password.map(PasswordHash::to_string))
-    .bind(Json(&body.targets))
-    .bind(Json(&body.split))
-    .bind(Json(&body.utm))
-    .bind(tag_texts(&body.tags))
-    .bind(note_text(body.note.as_ref()))
-    .bind(title_text(body.title.as_ref()))
-    .bind(body.created_at)
-    .bind(imported_clicks(body)?)
-    .fetch_optional(tx)
-    .await?)
+    let link = NewLink {
+        id,
+        code,
+        body,
+        password,
+    };
+    Ok(insert_many(tx, workspace, &[link]).await?.pop())
 }
 
 /// The ids the next `count` links will have, from the sequence in one call (a bulk create).
@@ -266,7 +239,7 @@ pub(crate) async fn next_ids(db: impl PgExecutor<'_>, count: usize) -> Result<Ve
     .await?)
 }
 
-/// A link for [`insert_many`]: like the arguments of [`insert`].
+/// A link for [`insert_many`].
 #[derive(Debug)]
 pub(crate) struct NewLink<'a> {
     pub(crate) id: i64,
