@@ -572,12 +572,12 @@ async fn settle(db: &PgPool, message: &Claimed, answer: &Answer) -> Result<(), E
     let reason = if answer.gone() {
         Some(format!(
             "the receiver answered 410 Gone at {}: it wants no more deliveries",
-            rfc3339(OffsetDateTime::now_utc())
+            super::events::now_rfc3339()?
         ))
     } else if wait.is_none() && OffsetDateTime::now_utc() - failing_since >= FAILING_FOR {
         Some(format!(
             "failing since {}: last answer {}",
-            rfc3339(failing_since),
+            super::events::rfc3339(failing_since)?,
             answer.describe()
         ))
     } else {
@@ -618,11 +618,6 @@ async fn disable(tx: &mut PgConnection, endpoint: i64, reason: &str) -> Result<(
         change,
     )
     .await
-}
-
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.to_string())
 }
 
 /// A random fraction in [0, 1): spreads the retries of many messages that failed together.
