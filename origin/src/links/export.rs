@@ -2,6 +2,13 @@
 //! `shortlink::api::ExportedLink` a line, which `POST /api/v1/links/bulk` takes back) or CSV
 //! (for spreadsheets, cells made inert), streamed by keyset pages so that the memory an export
 //! takes does not grow with the workspace.
+//!
+//! Each page is its own query, keyed by id, outside any transaction: a long export holds no
+//! snapshot (which would keep vacuum from cleaning up after every write meanwhile) and no
+//! connection between pages. So an export is not one instant's view: a link created while it
+//! runs may be missing from it (its id can be below the page already sent, as ids are drawn
+//! before the insert commits), an edit meanwhile shows in a link not yet sent, and a link
+//! deleted meanwhile may still be in it.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -123,8 +130,12 @@ pub(crate) async fn export(
             (header::CONTENT_DISPOSITION, filename),
         ],
         // An error after the answer began cuts the body short: the client sees a broken
-        // download, not a complete-looking file with links missing.
-        Body::from_stream(pages.map_err(|err| std::io::Error::other(err.to_string()))),
+        // download, not a complete-looking file with links missing. The error itself goes to
+        // the log here, as no error answer (which logs a 5xx) can be sent any more.
+        Body::from_stream(pages.map_err(|err| {
+            tracing::error!(error = ?err, "link export cut short");
+            std::io::Error::other(err.to_string())
+        })),
     )
         .into_response())
 }
