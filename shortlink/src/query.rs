@@ -1,4 +1,5 @@
-//! Query strings of the API's `GET` routes: the links list, the stats and the clicks export.
+//! Query strings of the API's `GET` routes: the links list, the stats, the clicks export and
+//! the links export.
 //!
 //! Beside the bodies, so that the origin parses them (one extractor, whose refusals name the
 //! parameter), a client can build them, and the OpenAPI document describes them from the same
@@ -121,6 +122,50 @@ pub struct ExportQuery {
     pub to: Option<OffsetDateTime>,
 }
 
+/// `GET /api/v1/links/export`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
+#[serde(deny_unknown_fields)]
+pub struct LinkExportQuery {
+    /// `jsonl` (the default) or `csv`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(inline))]
+    pub format: ExportFormat,
+}
+
+/// What the links export is written as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// One JSON object per line: each link as the API shows it, with `clicks`
+    /// ([`ExportedLink`](crate::api::ExportedLink)), which `kurz import` reads back.
+    #[default]
+    Jsonl,
+    /// A header row, then a row per link; the link's rules as one JSON cell.
+    Csv,
+}
+
+impl ExportFormat {
+    pub const ALL: [ExportFormat; 2] = [ExportFormat::Jsonl, ExportFormat::Csv];
+
+    /// As the query (and the CLI's `--format`) names it; also the file's extension.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Jsonl => "jsonl",
+            Self::Csv => "csv",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|format| format.id() == id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +202,21 @@ mod tests {
             ["bots=true", "from=2030-01-02T03%3A00%3A00Z", "interval=day"]
         );
         assert!(LinkSort::Oldest.by_id() && !LinkSort::CodeAsc.by_id());
+        assert_eq!(pairs(&LinkExportQuery::default()), ["format=jsonl"]);
+    }
+
+    /// The id a client puts in the query is the one the origin reads.
+    #[test]
+    fn export_formats_are_named_as_the_query_names_them() {
+        for format in ExportFormat::ALL {
+            let query = LinkExportQuery { format };
+            assert_eq!(pairs(&query), [format!("format={}", format.id())]);
+            assert_eq!(ExportFormat::from_id(format.id()), Some(format));
+            let read: LinkExportQuery =
+                serde_json::from_value(serde_json::json!({ "format": format.id() })).expect("read");
+            assert_eq!(read, query);
+        }
+        assert_eq!(ExportFormat::from_id("xlsx"), None);
     }
 
     /// The pairs of a flat value as a query string has them, percent-encoded, sorted.

@@ -14,6 +14,7 @@ use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use shortlink::api::{BulkItemResult, bulk_runs};
 use shortlink::import::{self, Failure, Format};
+use shortlink::query::ExportFormat;
 use shortlink::workspace::Permission;
 use wasm_bindgen::JsCast;
 
@@ -38,12 +39,17 @@ pub fn ImportExport() -> impl IntoView {
                     The JSON lines file imports into another kurz deployment losing nothing."</p>
                 // A plain download: the session cookie goes with it, as with the clicks CSV.
                 <div class="buttons start">
-                    <a class="button secondary" href="/api/v1/links/export?format=jsonl" download="">"Export JSON lines"</a>
-                    <a class="button secondary" href="/api/v1/links/export?format=csv" download="">"Export CSV"</a>
+                    <a class="button secondary" href=export_url(ExportFormat::Jsonl) download="">"Export JSON lines"</a>
+                    <a class="button secondary" href=export_url(ExportFormat::Csv) download="">"Export CSV"</a>
                 </div>
             </section>
         </section>
     }
+}
+
+/// `GET /api/v1/links/export` in that format.
+fn export_url(format: ExportFormat) -> String {
+    format!("/api/v1/links/export?format={}", format.id())
 }
 
 /// The file as parsed: the links to send, each with its line and source text (same index),

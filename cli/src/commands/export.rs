@@ -4,32 +4,25 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use shortlink::query::{ExportFormat, LinkExportQuery};
 
 use crate::{Client, Error, Exit};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// jsonl (one link a line; `kurz import` reads it back) or csv (for spreadsheets).
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    format: Format,
+    #[arg(long, value_parser = format_parser(), default_value = ExportFormat::Jsonl.id())]
+    format: ExportFormat,
     /// Write to this file instead of stdout. It appears only once the export is complete.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
 }
 
-/// The formats of the export, as its query names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-enum Format {
-    Jsonl,
-    Csv,
-}
-
-/// The query of `GET /api/v1/links/export`.
-#[derive(Debug, Serialize)]
-struct ExportQuery {
-    format: Format,
+/// `--format`: the export's formats as its query names them (listed in `--help`).
+fn format_parser() -> impl TypedValueParser<Value = ExportFormat> {
+    PossibleValuesParser::new(ExportFormat::ALL.map(ExportFormat::id))
+        .try_map(|id| ExportFormat::from_id(&id).ok_or("not an export format"))
 }
 
 pub(crate) async fn run(
@@ -37,7 +30,7 @@ pub(crate) async fn run(
     args: Args,
     stdout: &mut dyn Write,
 ) -> Result<Exit, Error> {
-    let query = ExportQuery {
+    let query = LinkExportQuery {
         format: args.format,
     };
     match &args.output {
@@ -75,7 +68,7 @@ pub(crate) async fn run(
 /// Copies the answer's body to `out` as it arrives.
 async fn copy(
     client: &Client,
-    query: &ExportQuery,
+    query: &LinkExportQuery,
     out: &mut dyn Write,
     shown: &str,
 ) -> Result<(), Error> {

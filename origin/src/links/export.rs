@@ -15,8 +15,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
-use serde::Deserialize;
 use shortlink::api::{ExportedLink, Link};
+use shortlink::query::{ExportFormat, LinkExportQuery};
 use shortlink::spreadsheet::inert_cell;
 use shortlink::workspace::Permission;
 use time::OffsetDateTime;
@@ -31,42 +31,12 @@ use crate::extract::ApiQuery;
 /// connection between pages, and memory holds one page.
 const PAGE: i64 = 1_000;
 
-/// What an export is written as.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Format {
-    /// One JSON object per line: each link as the API shows it, with `clicks`.
-    #[default]
-    Jsonl,
-    /// A header row, then a row per link; the link's rules as one JSON cell.
-    Csv,
-}
-
-impl Format {
-    fn content_type(self) -> &'static str {
-        match self {
-            Self::Jsonl => "application/jsonl; charset=utf-8",
-            Self::Csv => "text/csv; charset=utf-8",
-        }
+/// The answer's `Content-Type`.
+fn content_type(format: ExportFormat) -> &'static str {
+    match format {
+        ExportFormat::Jsonl => "application/jsonl; charset=utf-8",
+        ExportFormat::Csv => "text/csv; charset=utf-8",
     }
-
-    fn extension(self) -> &'static str {
-        match self {
-            Self::Jsonl => "jsonl",
-            Self::Csv => "csv",
-        }
-    }
-}
-
-/// The query of `GET /api/v1/links/export`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LinkExportQuery {
-    /// `jsonl` (the default) or `csv`.
-    #[serde(default)]
-    #[param(inline)]
-    format: Format,
 }
 
 #[utoipa::path(
@@ -92,7 +62,7 @@ pub(crate) async fn export(
         "attachment; filename=\"kurz-links-{}-{}.{}\"",
         workspace.get(),
         OffsetDateTime::now_utc().date(),
-        format.extension()
+        format.id()
     );
     // State of the stream: the id after which the next page starts, and whether it is the
     // first; None once the last page was sent.
@@ -117,8 +87,8 @@ pub(crate) async fn export(
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
             let chunk = match format {
-                Format::Jsonl => jsonl_chunk(&links),
-                Format::Csv => csv_chunk(&links, first),
+                ExportFormat::Jsonl => jsonl_chunk(&links),
+                ExportFormat::Csv => csv_chunk(&links, first),
             }
             .map_err(Error::Internal)?;
             Ok(Some((chunk, next)))
@@ -126,7 +96,7 @@ pub(crate) async fn export(
     });
     Ok((
         [
-            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (header::CONTENT_TYPE, content_type(format).to_owned()),
             (header::CONTENT_DISPOSITION, filename),
         ],
         // An error after the answer began cuts the body short: the client sees a broken
