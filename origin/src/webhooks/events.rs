@@ -112,8 +112,14 @@ impl Messages {
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, link_id, payload)
-             SELECT webhook_message_id(m.base, e.id), e.id, $2, m.link_id, m.payload::jsonb
+            // Due no sooner than an older message of its link that waits for a retry: it
+            // could not go before that one anyway, and the claim would read it in vain.
+            "INSERT INTO webhook_deliveries
+                 (message_id, endpoint_id, event_type, link_id, payload, next_attempt_at)
+             SELECT webhook_message_id(m.base, e.id), e.id, $2, m.link_id, m.payload::jsonb,
+                    GREATEST(now(), (SELECT max(d.next_attempt_at) FROM webhook_deliveries d
+                                     WHERE d.endpoint_id = e.id AND d.link_id = m.link_id
+                                       AND d.state = 'pending'))
              FROM UNNEST($3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
                       AS m (base, link_id, payload, n)
              CROSS JOIN webhook_endpoints e

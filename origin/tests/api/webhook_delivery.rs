@@ -1194,6 +1194,46 @@ async fn an_older_message_is_not_redelivered_while_a_newer_one_of_its_link_is_pe
 }
 
 #[tokio::test]
+async fn a_message_written_behind_one_waiting_for_its_retry_is_not_due_before_it() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::Fail);
+    endpoint(
+        &app,
+        &receiver.url,
+        &new_secret(),
+        &["link.created", "link.updated"],
+    )
+    .await;
+    let _background = app.state.spawn_background();
+    app.create(json!({"destination": "https://example.com/1", "code": "behind"}))
+        .await;
+    let logged = "SELECT count(*) FROM webhook_attempts WHERE status = 500";
+    wait_db::<i64>(&app, "the create's failure", logged, |n| *n >= 1).await;
+    // Written after the failure: due no sooner than the create's retry.
+    let patched = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/behind",
+            Some(json!({"destination": "https://example.com/2"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let (created_due, updated_due): (OffsetDateTime, OffsetDateTime) = sqlx::query_as(
+        "SELECT c.next_attempt_at, u.next_attempt_at
+         FROM webhook_deliveries c, webhook_deliveries u
+         WHERE c.event_type = 'link.created' AND u.event_type = 'link.updated'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("both messages");
+    assert!(
+        updated_due >= created_due,
+        "the update is due at {updated_due}, before the create's retry at {created_due}"
+    );
+}
+
+#[tokio::test]
 async fn a_failed_attempt_holds_back_its_links_later_messages_and_switching_off_parks_them() {
     let app = app(true, 100_000).await;
     let receiver = Receiver::start().await;
