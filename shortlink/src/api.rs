@@ -64,6 +64,11 @@ pub struct CreateLink {
     /// link's `imported_clicks`, apart from the clicks kurz counts (they have no time).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub imported_clicks: u64,
+    /// For imports: the clicks the link already used against its `max_clicks` (which it
+    /// needs; at most `max_clicks`), so that a used-up link stays used up and a half-used
+    /// one keeps what is left. The link's count starts from it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clicks_used: u64,
 }
 
 fn is_zero(value: &u64) -> bool {

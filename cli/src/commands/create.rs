@@ -55,6 +55,7 @@ pub(crate) async fn run(
         title: args.title,
         created_at: None,
         imported_clicks: 0,
+        clicks_used: 0,
     };
     let created = client.create(&link, &idempotency_key()).await?;
     if args.json {

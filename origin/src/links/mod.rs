@@ -479,7 +479,25 @@ fn check_new(state: &crate::State, body: &CreateLink, now: OffsetDateTime) -> Re
     )?;
     check_dates(body, now)?;
     store::imported_clicks(body)?;
+    check_clicks_used(body)?;
     Ok(())
+}
+
+/// An import's clicks used against the link's limit: only with a limit, and at most it (a
+/// link created used up is created exhausted, not over its limit).
+fn check_clicks_used(body: &CreateLink) -> Result<(), Error> {
+    match body.max_clicks {
+        _ if body.clicks_used == 0 => Ok(()),
+        None => Err(Error::invalid(
+            "clicks_used",
+            "clicks_used needs max_clicks: only a link with a click limit counts its clicks",
+        )),
+        Some(max) if body.clicks_used > max.get() => Err(Error::invalid(
+            "clicks_used",
+            format!("clicks_used must be at most max_clicks ({})", max.get()),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// A new link was not made in the future, and expires after it was made: in the future, or,

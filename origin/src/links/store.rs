@@ -321,21 +321,27 @@ pub(crate) async fn insert_many(
         .iter()
         .map(|link| imported_clicks(link.body))
         .collect::<Result<Vec<i64>, Error>>()?;
-    Ok(sqlx::query_as(&format!(
+    let used = links
+        .iter()
+        .map(|link| clicks_used(link.body))
+        .collect::<Result<Vec<i64>, Error>>()?;
+    // A link whose imported count reached its limit is created used up.
+    let mut rows: Vec<LinkRow> = sqlx::query_as(&format!(
         "INSERT INTO links (id, workspace_id, domain_id, code, destination, status, expires_at,
                             disabled, max_clicks, fallback_url, password_hash, targets, split,
-                            utm, tags, note, title, created_at, imported_clicks)
+                            utm, tags, note, title, created_at, imported_clicks, exhausted_at)
          SELECT u.id, $1, $2, u.code, u.destination, u.status, u.expires_at, u.disabled,
                 u.max_clicks, u.fallback_url, u.password_hash, u.targets, u.split, u.utm,
                 ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.note, u.title,
-                COALESCE(u.created_at, now()), u.imported_clicks
+                COALESCE(u.created_at, now()), u.imported_clicks,
+                CASE WHEN u.clicks_used > 0 AND u.clicks_used >= u.max_clicks THEN now() END
          FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int2[], $7::timestamptz[],
                      $8::bool[], $9::int8[], $10::text[], $11::text[], $12::jsonb[],
                      $13::jsonb[], $14::jsonb[], $15::jsonb[], $16::text[], $17::text[],
-                     $18::timestamptz[], $19::int8[])
+                     $18::timestamptz[], $19::int8[], $20::int8[])
               AS u(id, code, destination, status, expires_at, disabled, max_clicks,
                    fallback_url, password_hash, targets, split, utm, tags, note, title,
-                   created_at, imported_clicks)
+                   created_at, imported_clicks, clicks_used)
          ORDER BY u.code
          ON CONFLICT (domain_id, code) WHERE deleted_at IS NULL DO NOTHING
          RETURNING {COLUMNS}"
@@ -359,8 +365,57 @@ pub(crate) async fn insert_many(
     .bind(titles)
     .bind(created)
     .bind(imported)
-    .fetch_all(tx)
-    .await?)
+    .bind(&used)
+    .fetch_all(&mut *tx)
+    .await?;
+    seed_click_counts(tx, links, &used, &mut rows).await?;
+    Ok(rows)
+}
+
+/// An import's clicks used against a link's limit, as stored (the API checked it is at most
+/// the limit, itself far inside `i64`).
+fn clicks_used(body: &CreateLink) -> Result<i64, Error> {
+    i64::try_from(body.clicks_used).map_err(|err| Error::Internal(err.into()))
+}
+
+/// Starts the click counts (`link_click_counts`, see `limit.rs`) of the inserted `rows` that
+/// an import says used clicks already (`used`, by index of `links`), and shows them in
+/// `rows` (whose `RETURNING` ran before the counts existed).
+async fn seed_click_counts(
+    tx: &mut PgConnection,
+    links: &[NewLink<'_>],
+    used: &[i64],
+    rows: &mut [LinkRow],
+) -> Result<(), Error> {
+    let by_id: std::collections::HashMap<i64, i64> = links
+        .iter()
+        .zip(used)
+        .filter(|(_, used)| **used > 0)
+        .map(|(link, used)| (link.id, *used))
+        .collect();
+    if by_id.is_empty() {
+        return Ok(());
+    }
+    let mut seeded: Vec<(i64, i64)> = Vec::new();
+    for row in rows.iter_mut() {
+        if let Some(&used) = by_id.get(&row.id) {
+            row.clicks_used = used;
+            seeded.push((row.id, used));
+        }
+    }
+    // By id, like every writer of the counts (`limit.rs`).
+    seeded.sort_unstable();
+    let (ids, counts): (Vec<i64>, Vec<i64>) = seeded.into_iter().unzip();
+    sqlx::query(
+        "INSERT INTO link_click_counts (link_id, used)
+         SELECT c.link_id, c.used FROM UNNEST($1::int8[], $2::int8[]) AS c (link_id, used)
+         ORDER BY c.link_id",
+    )
+    .bind(ids)
+    .bind(counts)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Which of these codes a live link on the default domain has (a bulk create's dry run).

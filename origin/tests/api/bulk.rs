@@ -838,3 +838,54 @@ async fn bulk_creates_sharing_codes_in_other_orders_do_not_deadlock() {
     assert_eq!(created, 300);
     assert_eq!(live_codes(&app).await, codes);
 }
+
+#[tokio::test]
+async fn an_import_brings_the_clicks_its_link_used_against_its_limit() {
+    let app = spawn_app().await;
+    let response = bulk(
+        &app,
+        json!({"links": [
+            {"destination": "https://example.com/1", "code": "spent", "max_clicks": 5, "clicks_used": 5},
+            {"destination": "https://example.com/2", "code": "some", "max_clicks": 5, "clicks_used": 4},
+            {"destination": "https://example.com/3", "code": "over", "max_clicks": 5, "clicks_used": 6},
+            {"destination": "https://example.com/4", "code": "nolimit", "clicks_used": 1},
+        ]}),
+    )
+    .await;
+    let results = results(&response, 2, 2);
+    assert_eq!(results[0]["link"]["clicks_used"], 5);
+    assert_eq!(results[1]["link"]["clicks_used"], 4);
+    assert_eq!(
+        outcome(&results[2]),
+        ("failed", Some("invalid_input"), Some("clicks_used"))
+    );
+    assert_eq!(
+        outcome(&results[3]),
+        ("failed", Some("invalid_input"), Some("clicks_used"))
+    );
+    // A single create takes it too.
+    let single = app
+        .create(json!({"destination": "https://example.com/5", "code": "one", "max_clicks": 2, "clicks_used": 2}))
+        .await;
+    assert_eq!(single["clicks_used"], 2);
+    // Created used up (exhausted, so the edge learns it too), or with what is left.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM links WHERE exhausted_at IS NOT NULL AND code IN ('spent', 'one')"
+        )
+        .await,
+        2
+    );
+    let person = |code: &str| {
+        Request::builder()
+            .uri(format!("/{code}"))
+            .header(header::USER_AGENT, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
+            .body(Body::empty())
+            .expect("request")
+    };
+    assert_eq!(app.send(person("spent")).await.status, StatusCode::GONE);
+    assert_eq!(app.send(person("one")).await.status, StatusCode::GONE);
+    assert_eq!(app.send(person("some")).await.status, StatusCode::FOUND);
+    assert_eq!(app.send(person("some")).await.status, StatusCode::GONE);
+}

@@ -123,6 +123,22 @@ async fn an_export_imported_into_an_empty_deployment_exports_the_same() {
         .await;
     app.create(json!({"destination": "https://example.com/gone", "code": "gone"}))
         .await;
+    // Click limits: one used up by visits, one half used by its own import.
+    app.create(
+        json!({"destination": "https://example.com/few", "code": "usedup", "max_clicks": 3}),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(person_visits(&app, "usedup").await, StatusCode::FOUND);
+    }
+    assert_eq!(person_visits(&app, "usedup").await, StatusCode::GONE);
+    let half = app
+        .create(
+            json!({"destination": "https://example.com/half", "code": "half",
+                       "max_clicks": 4, "clicks_used": 2}),
+        )
+        .await;
+    assert_eq!(half["clicks_used"], 2);
     let deleted = app.api(Method::DELETE, "/api/v1/links/gone", None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     // Two clicks and a QR scan counted; a bot's visit is no click.
@@ -148,7 +164,7 @@ async fn an_export_imported_into_an_empty_deployment_exports_the_same() {
     );
     let exported = lines(&response);
     let codes: Vec<&str> = exported.iter().map(|e| e.link.code.as_str()).collect();
-    assert_eq!(codes.len(), 4, "{codes:?}");
+    assert_eq!(codes.len(), 6, "{codes:?}");
     assert!(!codes.contains(&"gone"));
     let clicks_of = |code: &str| {
         exported
@@ -159,6 +175,13 @@ async fn an_export_imported_into_an_empty_deployment_exports_the_same() {
     assert_eq!(clicks_of("clicked"), Some(8));
     assert_eq!(clicks_of("full"), Some(10));
     assert_eq!(clicks_of("expired"), Some(0));
+    let used_of = |code: &str| {
+        exported
+            .iter()
+            .find(|e| e.link.code.as_str() == code)
+            .map(|e| e.link.clicks_used)
+    };
+    assert_eq!((used_of("usedup"), used_of("half")), (Some(3), Some(2)));
 
     // Into an empty deployment, by the importer of kurz's own format.
     let rows = import::parse(Format::Kurz, &response.body).expect("a kurz export");
@@ -171,7 +194,7 @@ async fn an_export_imported_into_an_empty_deployment_exports_the_same() {
         .collect();
     let fresh = spawn_app().await;
     let imported = bulk(&fresh, links).await;
-    assert_eq!(imported["created"], 4);
+    assert_eq!(imported["created"], 6);
     let again = lines(&export(&fresh, "jsonl").await);
 
     for link in &again {
@@ -195,6 +218,22 @@ async fn an_export_imported_into_an_empty_deployment_exports_the_same() {
         let visit = fresh.visit(Method::GET, &format!("/{code}")).await;
         assert_eq!(visit.status, status, "{code}");
     }
+    // A used-up link stays used up; a half-used one has what was left.
+    assert_eq!(person_visits(&fresh, "usedup").await, StatusCode::GONE);
+    for _ in 0..2 {
+        assert_eq!(person_visits(&fresh, "half").await, StatusCode::FOUND);
+    }
+    assert_eq!(person_visits(&fresh, "half").await, StatusCode::GONE);
+}
+
+/// A person's visit (a browser's user agent: a click that counts against a limit).
+async fn person_visits(app: &TestApp, code: &str) -> StatusCode {
+    let request = axum::http::Request::builder()
+        .uri(format!("/{code}"))
+        .header(header::USER_AGENT, CHROME)
+        .body(axum::body::Body::empty())
+        .expect("request");
+    app.send(request).await.status
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
 //! kurz's own JSON-lines export (`GET /api/v1/links/export`): one
 //! [`ExportedLink`] per line, made a [`CreateLink`] again with every field that round-trips:
 //! destination, code, status, expiry, switched off, click limit, fallback, targeting, split,
-//! UTM, tags, note, title, creation date, and its clicks in all as `imported_clicks`.
+//! UTM, tags, note, title, creation date, its clicks in all as `imported_clicks`, and the
+//! clicks it used against its limit as `clicks_used` (so a used-up link stays used up).
 //!
 //! A link's password is never exported (a `Link` only says `password_protected`): such a link
-//! is imported without one, with a warning on its row. Its id, short URL, version, clicks used
-//! against its limit and `updated_at` belong to the deployment it left.
+//! is imported without one, with a warning on its row. Its id, short URL, version and
+//! `updated_at` belong to the deployment it left.
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -31,12 +32,6 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
                          without one"
                             .to_owned(),
                     );
-                }
-                if exported.link.max_clicks.is_some() && exported.link.clicks_used > 0 {
-                    warnings.push(format!(
-                        "its click limit counts again from zero ({} clicks were used)",
-                        exported.link.clicks_used
-                    ));
                 }
                 Row {
                     line: 0,
@@ -67,6 +62,11 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
 /// the API would (a `Link` is read without that check).
 fn create_link(exported: ExportedLink) -> Result<CreateLink, RowError> {
     let ExportedLink { link, clicks } = exported;
+    // The edge's clicks are counted after they happened, so a link may have used a few more
+    // than its limit: it is used up, which its limit says as well.
+    let clicks_used = link
+        .max_clicks
+        .map_or(0, |max| link.clicks_used.min(max.get()));
     let created_at =
         timestamp::check(link.created_at).map_err(|e| RowError::new("created_at", e))?;
     let expires_at = link
@@ -91,6 +91,7 @@ fn create_link(exported: ExportedLink) -> Result<CreateLink, RowError> {
         title: link.title,
         created_at: Some(created_at),
         imported_clicks: clicks,
+        clicks_used,
     })
 }
 

@@ -347,6 +347,7 @@ impl Draft<'_> {
             title,
             created_at,
             imported_clicks,
+            clicks_used: 0,
         })
     }
 }

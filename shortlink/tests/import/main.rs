@@ -543,8 +543,9 @@ fn kurz_export() {
                                   {"destination": "https://b.example/", "weight": 50}],
                         "utm": {"source": "newsletter", "campaign": "launch"},
                         "tags": ["launch", "q1"], "note": "For the team", "title": "The launch",
-                        "created_at": "2024-01-15T10:30:00Z", "imported_clicks": 1234}),
-                    &["counts again from zero (10 clicks"],
+                        "created_at": "2024-01-15T10:30:00Z", "imported_clicks": 1234,
+                        "clicks_used": 10}),
+                    &[],
                 ),
             ),
             (
@@ -659,13 +660,14 @@ fn exported_link() -> impl Strategy<Value = ExportedLink> {
             prop::option::of("[ -~]{0,60}".prop_filter_map("title", |t| Title::parse(&t).ok())),
             any::<u64>(),
             any::<u64>(),
+            any::<u64>(),
         ),
     )
         .prop_map(
             |(
                 (code, destination, status, created_at),
                 (expires_at, disabled, max_clicks, fallback_url, password_protected),
-                (tags, note, title, imported_clicks, clicks),
+                (tags, note, title, imported_clicks, clicks, used),
             )| ExportedLink {
                 link: Link {
                     id: 1,
@@ -676,7 +678,9 @@ fn exported_link() -> impl Strategy<Value = ExportedLink> {
                     expires_at,
                     disabled,
                     max_clicks,
-                    clicks_used: 0,
+                    // Without a limit nothing is used; with one, up to the edge's overshoot
+                    // past it.
+                    clicks_used: max_clicks.map_or(0, |max| used % (2 * max.get() + 1)),
                     fallback_url,
                     password_protected,
                     targets: Default::default(),
@@ -782,6 +786,7 @@ proptest! {
             title: link.title.clone(),
             created_at: Some(link.created_at),
             imported_clicks: exported.clicks,
+            clicks_used: link.max_clicks.map_or(0, |max| link.clicks_used.min(max.get())),
         };
         prop_assert_eq!(rows[0].link.as_ref(), Ok(&want));
         prop_assert_eq!(rows[0].warnings.len(), usize::from(link.password_protected));
