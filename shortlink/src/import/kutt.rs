@@ -68,7 +68,7 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
             clicks: link.visit_count.map_or(Clicks::None, Clicks::Number),
             ..Draft::default()
         };
-        let mut built = draft.build();
+        let mut built = draft.build(&mut warnings);
         if link.banned == Some(true) {
             warnings.push("Kutt had banned the link: it is imported switched off".to_owned());
             if let Ok(create) = &mut built {

@@ -25,10 +25,19 @@
 //! (a code kurz refuses is that row's error, never silently replaced by a generated one); the
 //! destination; and where the source has them, the creation date (`created_at`, in UTC), the
 //! title, the tags and the click total (`imported_clicks`). Every value goes through the same
-//! rules as a link typed in the dashboard, so a row that parses here is one the API takes
-//! (apart from a code already in use, which only the API can tell). What is not kept: the
-//! source's domain (a link moves to this deployment's), per-click history, and passwords (no
-//! source exports them: a protected link is imported without one, with a warning on its row).
+//! rules as a link typed in the dashboard ([`ShortCode`], the [`rules`](crate::rules)), and a code is refused here when it names a route of the links API
+//! (`bulk`, `export`) or an earlier row of the same file took it. A title or note longer than
+//! kurz keeps is cut to its limit, with a warning on its row: it is no reason to lose the link.
+//!
+//! What only the API can check, so a row that parses here may still be refused when sent: what
+//! depends on the time of the request (a `created_at` in the future, an `expires_at` that is
+//! not after `created_at`, or already past when the row has no `created_at`), on the
+//! deployment's data (a code already in use, a destination that loops to this deployment) and
+//! on its limits (`imported_clicks` above 10^15, which the store refuses).
+//!
+//! What is not kept: the source's domain (a link moves to this deployment's), per-click
+//! history, and passwords (no source exports them: a protected link is imported without one,
+//! with a warning on its row).
 //!
 //! Built without the `url` feature, [`Destination::parse`](crate::Destination::parse) takes
 //! only destinations already in normalised form, so a destination with unencoded characters
@@ -46,10 +55,12 @@ mod table;
 mod yourls;
 mod yourls_sql;
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 
 use crate::api::CreateLink;
-use crate::rules::{Note, Tag, Tags, Title};
+use crate::rules::{MAX_NOTE_LEN, MAX_TITLE_LEN, Note, Tag, Tags, Title};
 use crate::{Destination, ShortCode};
 
 pub use failures::{Failure, failures_csv, in_file_order};
@@ -199,12 +210,23 @@ pub enum FileError {
     },
     #[error("line {line}: {message}")]
     Syntax { line: u64, message: String },
+    /// kurz's CSV export (`?format=csv`): its rules are one JSON cell and it lacks the clicks
+    /// used against a limit, so reading it as a CSV source would lose them quietly.
+    #[error(
+        "kurz's CSV export is for spreadsheets; import the JSON lines export (format kurz) \
+         instead — it keeps every field"
+    )]
+    KurzCsv,
 }
 
 /// Reads `bytes` as `format`: one [`Row`] per record, in the file's order.
 pub fn parse(format: Format, bytes: &[u8]) -> Result<Vec<Row>, FileError> {
     let text = text(bytes)?;
-    let rows = match format {
+    // Whatever format was picked: a CSV source would read its columns and lose the rest.
+    if table::first_record(text).is_some_and(|header| is_kurz_csv(&header)) {
+        return Err(FileError::KurzCsv);
+    }
+    let mut rows = match format {
         Format::Kurz => kurz::parse(text)?,
         Format::Bitly => bitly::parse(text)?,
         Format::YourlsCsv => yourls::parse(text)?,
@@ -217,7 +239,60 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Vec<Row>, FileError> {
     if rows.is_empty() {
         return Err(FileError::Empty);
     }
+    refuse_codes_not_free(format, &mut rows);
     Ok(rows)
+}
+
+/// The first columns of kurz's own CSV export (`origin/src/links/export.rs`, `CSV_HEADER`).
+const KURZ_CSV: [&str; 5] = ["code", "short_url", "destination", "title", "tags"];
+
+fn is_kurz_csv(header: &table::Header) -> bool {
+    KURZ_CSV
+        .iter()
+        .enumerate()
+        .all(|(column, name)| header.find(&[name]) == Some(column))
+}
+
+/// Makes a row's error of a code that [`ShortCode`] takes but a new link may not: one naming a
+/// route of the links API, or one an earlier row of the file took. The API would refuse the
+/// repeat as well, but only when both rows are sent in one chunk: sent in two, the second
+/// row's failure would come after the dry run said the file was fine.
+fn refuse_codes_not_free(format: Format, rows: &mut [Row]) {
+    // Shlink's and Kutt's rows are numbered by record, not by line.
+    let unit = match format {
+        Format::ShlinkJson | Format::KuttJson => "record",
+        _ => "line",
+    };
+    let mut first_use: HashMap<ShortCode, u64> = HashMap::new();
+    for row in rows {
+        let Some(code) = row.link.as_ref().ok().and_then(|link| link.code.clone()) else {
+            continue;
+        };
+        let error = if code.names_api_route() {
+            RowError::new(
+                "code",
+                crate::Error::CodeReserved {
+                    code: code.to_string(),
+                },
+            )
+        } else {
+            match first_use.entry(code) {
+                Entry::Vacant(entry) => {
+                    entry.insert(row.line);
+                    continue;
+                }
+                Entry::Occupied(entry) => RowError::new(
+                    "code",
+                    format_args!(
+                        "code {} is already used on {unit} {} of this file",
+                        entry.key(),
+                        entry.get()
+                    ),
+                ),
+            }
+        };
+        row.link = Err(error);
+    }
 }
 
 /// Guesses the format from the file's content (its header row, its JSON shape, its SQL), the
@@ -235,6 +310,10 @@ pub fn detect(file_name: &str, bytes: &[u8]) -> Option<Format> {
         return None;
     }
     let header = table::first_record(text)?;
+    if is_kurz_csv(&header) {
+        // Its columns would pass for Bitly's; as kurz's, `parse` says which file to take.
+        return Some(Format::Kurz);
+    }
     shlink::detect_csv(&header)
         .or_else(|| yourls::detect(&header))
         .or_else(|| bitly::detect(&header))
@@ -290,7 +369,8 @@ enum Clicks<'a> {
 
 impl Draft<'_> {
     /// The link, by the same rules as the API; the first value that fails is the row's error.
-    fn build(&self) -> Result<CreateLink, RowError> {
+    /// A title or note too long for kurz is cut to fit, said in `warnings`.
+    fn build(&self, warnings: &mut Vec<String>) -> Result<CreateLink, RowError> {
         let destination =
             Destination::parse(self.destination).map_err(|e| RowError::new("destination", e))?;
         let code = non_empty(self.code);
@@ -302,11 +382,11 @@ impl Draft<'_> {
             .transpose()
             .map_err(|e| RowError::new("code", e))?;
         let title = non_empty(self.title)
-            .map(Title::parse)
+            .map(|title| Title::parse(cut(title, "title", MAX_TITLE_LEN, warnings)))
             .transpose()
             .map_err(|e| RowError::new("title", e))?;
         let note = non_empty(self.note)
-            .map(Note::parse)
+            .map(|note| Note::parse(cut(note, "note", MAX_NOTE_LEN, warnings)))
             .transpose()
             .map_err(|e| RowError::new("note", e))?;
         let created_at = non_empty(self.created_at)
@@ -352,17 +432,44 @@ impl Draft<'_> {
     }
 }
 
+/// A click total, also as spreadsheets write large ones (`1,234,567`). Only whole groups of
+/// three digits are read so: `1,23` is a typo, not 123.
 fn parse_count(text: &str) -> Result<u64, RowError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(0);
     }
-    text.parse().map_err(|_| {
+    let mut groups = text.split(',');
+    let first = groups.next().unwrap_or_default();
+    let grouped = text.contains(',')
+        && (1..=3).contains(&first.len())
+        && groups.all(|group| group.len() == 3);
+    let digits = if grouped {
+        text.replace(',', "")
+    } else {
+        text.to_owned()
+    };
+    digits.parse().map_err(|_| {
         RowError::new(
             "imported_clicks",
             format_args!("click total {text:?} is not a whole number"),
         )
     })
+}
+
+/// `value` cut to its first `max` characters (a title or a note: what a link looks like, not
+/// where it leads, so too long a one is no reason to lose the link), with a warning saying so.
+fn cut<'a>(value: &'a str, what: &str, max: usize, warnings: &mut Vec<String>) -> &'a str {
+    match value.char_indices().nth(max) {
+        Some((end, _)) => {
+            warnings.push(format!(
+                "its {what} had {} characters: it is cut to the first {max}",
+                value.chars().count()
+            ));
+            &value[..end]
+        }
+        None => value,
+    }
 }
 
 /// `None` for an absent or blank value: sources write `""` or `NULL` for "none".
@@ -529,7 +636,7 @@ mod tests {
             ),
         ];
         for (draft, field, mentions) in cases {
-            let err = draft.build().expect_err(mentions);
+            let err = draft.build(&mut Vec::new()).expect_err(mentions);
             assert_eq!(err.field.as_deref(), Some(field), "{err}");
             assert!(err.message.contains(mentions), "{err}");
         }
@@ -540,12 +647,104 @@ mod tests {
             clicks: Clicks::Text(" 12 "),
             ..base()
         }
-        .build()
+        .build(&mut Vec::new())
         .expect("valid");
         assert_eq!(ok.code, None);
         assert_eq!(ok.title, None);
         assert_eq!(ok.tags.as_slice().len(), 1);
         assert_eq!(ok.imported_clicks, 12);
+    }
+
+    #[test]
+    fn long_titles_and_notes_are_cut_not_refused() {
+        let base = || Draft {
+            destination: "https://example.com/a",
+            ..Draft::default()
+        };
+        // `é` is two bytes: a cut by bytes would split it.
+        let title = format!("{}é tail", "t".repeat(MAX_TITLE_LEN - 1));
+        let note = "é".repeat(MAX_NOTE_LEN + 1);
+        let fitting = "t".repeat(MAX_TITLE_LEN);
+        /// The draft, its title, its note, a part of each warning.
+        type Case<'a> = (Draft<'a>, Option<String>, Option<String>, &'a [&'a str]);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                Draft {
+                    title: Some(&title),
+                    ..base()
+                },
+                Some(format!("{}é", "t".repeat(MAX_TITLE_LEN - 1))),
+                None,
+                &["title had 505 characters: it is cut to the first 500"],
+            ),
+            (
+                Draft {
+                    note: Some(&note),
+                    ..base()
+                },
+                None,
+                Some("é".repeat(MAX_NOTE_LEN)),
+                &["note had 2001 characters: it is cut to the first 2000"],
+            ),
+            (
+                Draft {
+                    title: Some(&title),
+                    note: Some(&note),
+                    ..base()
+                },
+                Some(format!("{}é", "t".repeat(MAX_TITLE_LEN - 1))),
+                Some("é".repeat(MAX_NOTE_LEN)),
+                &["title had 505", "note had 2001"],
+            ),
+            (
+                Draft {
+                    title: Some(&fitting),
+                    ..base()
+                },
+                Some(fitting.clone()),
+                None,
+                &[],
+            ),
+        ];
+        for (draft, want_title, want_note, mentions) in cases {
+            let mut warnings = Vec::new();
+            let link = draft.build(&mut warnings).expect("cut, not refused");
+            assert_eq!(
+                link.title.as_ref().map(|t| t.as_str().to_owned()),
+                want_title
+            );
+            assert_eq!(link.note.as_ref().map(|n| n.as_str().to_owned()), want_note);
+            assert_eq!(warnings.len(), mentions.len(), "{warnings:?}");
+            for (warning, mentions) in warnings.iter().zip(mentions) {
+                assert!(warning.contains(mentions), "{warning}");
+            }
+        }
+    }
+
+    #[test]
+    fn click_totals_with_thousands_separators() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("1,234", Some(1_234)),
+            (" 12,345,678 ", Some(12_345_678)),
+            ("999", Some(999)),
+            ("1,23", None),
+            ("1234,567", None),
+            (",123", None),
+            ("1,,234", None),
+            ("1.234", None),
+            ("12 clicks", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_count(text);
+            match want {
+                Some(want) => assert_eq!(got, Ok(*want), "{text}"),
+                None => {
+                    let err = got.expect_err(text);
+                    assert_eq!(err.field.as_deref(), Some("imported_clicks"));
+                    assert!(err.message.contains("whole number"), "{err}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -57,13 +57,15 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
             tags: split_tags(cell(record, columns.tags)),
             ..Draft::default()
         };
+        let mut warnings = Vec::new();
+        let link = draft.build(&mut warnings);
         push(
             &mut rows,
             Row {
                 line,
                 source: code.to_owned(),
-                link: draft.build(),
-                warnings: Vec::new(),
+                link,
+                warnings,
             },
         )
     })?;

@@ -101,7 +101,7 @@ pub(super) fn parse_json(text: &str) -> Result<Vec<Row>, FileError> {
             Row {
                 line: index as u64 + 1,
                 source: source.to_owned(),
-                link: draft.build(),
+                link: draft.build(&mut warnings),
                 warnings,
             },
         )?;
@@ -138,11 +138,13 @@ pub(super) fn parse_csv(text: &str) -> Result<Vec<Row>, FileError> {
             clicks: Clicks::Text(cell(record, columns.visits)),
             ..Draft::default()
         };
+        let mut warnings = Vec::new();
+        let link = draft.build(&mut warnings);
         Row {
             line,
             source: short_url.to_owned(),
-            link: draft.build(),
-            warnings: Vec::new(),
+            link,
+            warnings,
         }
     })
 }

@@ -35,11 +35,13 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
             clicks: Clicks::Text(cell(record, columns.clicks)),
             ..Draft::default()
         };
+        let mut warnings = Vec::new();
+        let link = draft.build(&mut warnings);
         Row {
             line,
             source: source.to_owned(),
-            link: draft.build(),
-            warnings: Vec::new(),
+            link,
+            warnings,
         }
     })
 }

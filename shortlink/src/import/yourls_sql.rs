@@ -221,6 +221,7 @@ fn row(line: u64, record: &[Option<String>], columns: &Columns) -> Row {
             .and_then(Option::as_deref)
     };
     let source = get(Some(columns.keyword)).unwrap_or_default().to_owned();
+    let mut warnings = Vec::new();
     let link = if record.len() == columns.count {
         Draft {
             destination: get(Some(columns.url)).unwrap_or_default(),
@@ -231,7 +232,7 @@ fn row(line: u64, record: &[Option<String>], columns: &Columns) -> Row {
             clicks: get(columns.clicks).map_or(Clicks::None, Clicks::Text),
             ..Draft::default()
         }
-        .build()
+        .build(&mut warnings)
     } else {
         Err(RowError::whole(format_args!(
             "the record has {} values for {} columns",
@@ -243,7 +244,7 @@ fn row(line: u64, record: &[Option<String>], columns: &Columns) -> Row {
         line,
         source,
         link,
-        warnings: Vec::new(),
+        warnings,
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use shortlink::api::{CreateLink, ExportedLink, Link};
+use shortlink::api::{CreateLink, ExportedLink, Link, MAX_BULK_LINKS};
 use shortlink::import::{self, FileError, Format, MAX_ROWS, Row};
 use shortlink::rules::{ClickLimit, Note, Tag, Tags, Title};
 use shortlink::{Destination, RedirectStatus, ShortCode};
@@ -620,6 +620,130 @@ fn json_documents_are_bounded() {
         import::parse(Format::KuttJson, many.as_bytes()),
         Err(FileError::TooManyRows)
     );
+}
+
+#[test]
+fn kurz_csv_export_is_sent_to_the_json_lines_one() {
+    // The header `GET /api/v1/links/export?format=csv` writes (origin/src/links/export.rs).
+    let export = "code,short_url,destination,title,tags,note,created_at,clicks,status,\
+                  expires_at,disabled,max_clicks,fallback_url,rules\n\
+                  launch,https://s.test/launch,https://example.com/,Launch,a|b,,\
+                  2024-01-15T10:30:00Z,12,302,,false,,,\n";
+    let with_bom = format!("\u{feff}{export}");
+    let by_semicolons = export.replace(',', ";");
+    let cases: &[(&str, &[u8])] = &[
+        ("links.csv", export.as_bytes()),
+        ("links.csv", with_bom.as_bytes()),
+        ("links.csv", by_semicolons.as_bytes()),
+        // Only its first columns: a later version may add more.
+        (
+            "links.csv",
+            b"code,short_url,destination,title,tags\nx,https://s.test/x,https://e.example/,,\n",
+        ),
+    ];
+    for (name, bytes) in cases {
+        let text = String::from_utf8_lossy(bytes);
+        assert_eq!(import::detect(name, bytes), Some(Format::Kurz), "{text}");
+        for format in Format::ALL {
+            let err = import::parse(format, bytes).expect_err(&text);
+            assert_eq!(err, FileError::KurzCsv, "{format}: {text}");
+            assert!(err.to_string().contains("JSON lines export"), "{err}");
+        }
+    }
+    // Bitly's and a plain CSV with some of the same names stay theirs.
+    for (bytes, format) in [
+        (
+            &b"link,destination,title,tags\nbit.ly/a,https://e.example/,,\n"[..],
+            Format::Bitly,
+        ),
+        (
+            b"destination,code,tags\nhttps://e.example/,a,\n",
+            Format::Csv,
+        ),
+        (
+            b"short_url,code,destination,title,tags\nbit.ly/a,a,https://e.example/,,\n",
+            Format::Bitly,
+        ),
+    ] {
+        assert_eq!(import::detect("x.csv", bytes), Some(format));
+        assert!(import::parse(format, bytes).is_ok());
+    }
+}
+
+#[test]
+fn codes_a_new_link_may_not_take_are_row_errors() {
+    let many = (0..MAX_BULK_LINKS + 100)
+        .map(|i| format!("https://e.example/{i},c{i},\n"))
+        .collect::<String>();
+    let spread = format!("destination,code,tags\n{many}https://e.example/again,c3,\n");
+    /// The format, the file, and the line of each row that fails with a part of its error.
+    type Case<'a> = (Format, String, &'a [(u64, &'a str)]);
+    let cases: &[Case<'_>] = &[
+        (
+            Format::Csv,
+            "https://e.example/1,dup,\nhttps://e.example/2,ok,\nhttps://e.example/3,dup,\n\
+             https://e.example/4,Dup,\nhttps://e.example/5,dup,\n"
+                .to_owned(),
+            &[
+                (3, "code dup is already used on line 1 of this file"),
+                (5, "code dup is already used on line 1 of this file"),
+            ],
+        ),
+        // Far apart: the rows go in different chunks of a bulk create.
+        (
+            Format::Csv,
+            spread,
+            &[(
+                MAX_BULK_LINKS as u64 + 102,
+                "code c3 is already used on line 5 of this file",
+            )],
+        ),
+        (
+            Format::Csv,
+            "https://e.example/1,bulk,\nhttps://e.example/2,export,\nhttps://e.example/3,Bulk,\n\
+             https://e.example/4,exports,\n"
+                .to_owned(),
+            &[(1, "\"bulk\" is reserved"), (2, "\"export\" is reserved")],
+        ),
+        // A row that failed takes no code; a generated code is no repeat.
+        (
+            Format::Csv,
+            "ftp://e.example/1,x,\nhttps://e.example/2,x,\nhttps://e.example/3,,\n\
+             https://e.example/4,,\n"
+                .to_owned(),
+            &[(1, "http or https")],
+        ),
+        (
+            Format::KuttJson,
+            r#"[{"address": "k", "target": "https://e.example/1"},
+                {"address": "k", "target": "https://e.example/2"}]"#
+                .to_owned(),
+            &[(2, "code k is already used on record 1 of this file")],
+        ),
+        (
+            Format::Kurz,
+            // A link that took the code before the route existed, as it is exported.
+            String::from_utf8(sample("kurz.jsonl"))
+                .expect("UTF-8")
+                .lines()
+                .next()
+                .expect("a line")
+                .replace(r#""code":"launch""#, r#""code":"export""#),
+            &[(1, "\"export\" is reserved")],
+        ),
+    ];
+    for (format, text, failing) in cases {
+        let rows = import::parse(*format, text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let errors: Vec<(u64, String)> = rows
+            .iter()
+            .filter_map(|row| Some((row.line, row.link.as_ref().err()?.to_string())))
+            .collect();
+        assert_eq!(errors.len(), failing.len(), "{format}: {errors:?}");
+        for ((line, error), (want_line, mentions)) in errors.iter().zip(*failing) {
+            assert_eq!(line, want_line, "{format}: {error}");
+            assert!(error.contains(mentions), "{format}: {error}");
+        }
+    }
 }
 
 /// A link as an export writes it, from generated plain fields (each made by its own rules, so
