@@ -7,11 +7,17 @@
 //! ids from the sequence in one call, one multi-row insert whose `ON CONFLICT` reports the
 //! codes that are taken, and one statement each for the audit entries, the edge's outbox and
 //! the webhooks' `link.created` messages.
+//!
+//! With an `Idempotency-Key` (`idempotency.rs`, claimed first in that transaction) a request
+//! sent again gets the first `BulkResult` and creates nothing, so a client that lost an
+//! answer can resend the chunk safely.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 use shortlink::ShortCode;
@@ -22,12 +28,13 @@ use shortlink::workspace::Permission;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
+use super::idempotency::{self, Claim, Retryable, Route};
 use super::store::{self, NewLink};
 use super::{MAX_CODE_ATTEMPTS, check_new, hash_password};
 use crate::audit::{self, Change};
 use crate::caller::{Caller, WorkspaceId};
 use crate::error::Error;
-use crate::extract::ApiJson;
+use crate::extract::ApiJsonBytes;
 use crate::outbox;
 use crate::webhooks::events as webhooks;
 
@@ -48,6 +55,7 @@ const HASHES_AT_ONCE: usize = 2;
 
 #[utoipa::path(
     post, path = "/api/v1/links/bulk", tag = "links",
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retried bulk create with the same key (and body) gets the first answer and creates nothing; another body with the key is 422. A dry run ignores it.")),
     request_body = shortlink::api::BulkCreate,
     responses(
         (status = 200, description = "One result per item, in the request's order: created (with the link), would_create (a dry run), failed (with the error a single create would give), or rolled_back (an atomic request in which another item failed).", body = shortlink::api::BulkResult),
@@ -58,7 +66,7 @@ pub(crate) async fn create(
     State(state): State<crate::State>,
     caller: Caller,
     request: Request,
-) -> Result<Json<BulkResult>, Error> {
+) -> Result<Response, Error> {
     let workspace = caller.may(Permission::WriteLinks)?;
     // Busy (503, `Retry-After: 1`) rather than a wait: a wait would count toward the
     // request's timeout and hold one of the API's slots, as the API's own cap refuses too
@@ -68,9 +76,22 @@ pub(crate) async fn create(
         .bulk_creates
         .try_acquire()
         .map_err(|_| Error::Busy)?;
+    let headers = request.headers().clone();
     // Each item as raw JSON, parsed on its own below: a malformed one fails alone.
-    let ApiJson(request) =
-        ApiJson::<BulkCreate<Box<RawValue>>>::from_request(request, &state).await?;
+    let body = ApiJsonBytes::<BulkCreate<Box<RawValue>>>::from_request(request, &state).await?;
+    // A dry run writes nothing, so it is safe to send again without a key (and its key, if
+    // it sent one, is not claimed: the real request may come with it next).
+    let retryable = match body.value.dry_run {
+        true => None,
+        false => Retryable::from_request(
+            &headers,
+            Route::BulkCreate,
+            &body.bytes,
+            &state.inner.visitor_secret,
+        )?,
+    };
+    let request = body.value;
+    drop(body.bytes);
     if request.links.len() > MAX_BULK_LINKS {
         return Err(Error::invalid(
             "links",
@@ -91,21 +112,31 @@ pub(crate) async fn create(
     };
 
     let mut tx = state.db().begin().await?;
+    // First in the transaction: the same request sent again waits here for this one's
+    // commit, then finds its answer.
+    if let Some(retryable) = &retryable
+        && let Claim::Answered(result) =
+            idempotency::claim(&mut tx, workspace, &caller.actor, retryable).await?
+    {
+        tx.rollback().await?;
+        return Ok(answer(*result, true));
+    }
     batch.check_blocklist(&mut tx).await?;
     if writes_nothing(&batch) {
         // Nothing is written: the codes that are taken are looked up rather than met.
         batch.check_taken(&mut tx).await?;
         tx.rollback().await?;
-        let answer = match request.dry_run {
+        let outcome = match request.dry_run {
             true => BulkItemResult::WouldCreate,
             false => BulkItemResult::RolledBack,
         };
-        return Ok(Json(batch.finish(|_| answer.clone())));
+        return Ok(answer(batch.finish(|_| outcome.clone()), false));
     }
     let created = batch.insert(&state, &mut tx, workspace, &passwords).await?;
     if request.atomic && batch.any_failed() {
+        // Nothing written, the key's claim included: a retry tries again.
         tx.rollback().await?;
-        return Ok(Json(batch.finish(|_| BulkItemResult::RolledBack)));
+        return Ok(answer(batch.finish(|_| BulkItemResult::RolledBack), false));
     }
     let changes = created
         .values()
@@ -131,6 +162,19 @@ pub(crate) async fn create(
         .into_iter()
         .unzip();
     webhooks::link_events(&mut tx, workspace, EventType::LinkCreated, &links).await?;
+    let mut created: HashMap<usize, Link> = indexes.into_iter().zip(links).collect();
+    let result = batch.finish(|index| {
+        match created.remove(&index) {
+            Some(link) => BulkItemResult::Created {
+                link: Box::new(link),
+            },
+            // Every item not failed was inserted (or the request failed above).
+            None => BulkItemResult::RolledBack,
+        }
+    });
+    if let Some(retryable) = &retryable {
+        idempotency::remember(&mut tx, workspace, &caller.actor, retryable, &result).await?;
+    }
     tx.commit().await?;
     // A visit before these links existed may have cached "no such code".
     for code in &codes {
@@ -140,16 +184,19 @@ pub(crate) async fn create(
         edge.wake.notify_one();
     }
     crate::webhooks::wake(&state);
-    let mut created: HashMap<usize, Link> = indexes.into_iter().zip(links).collect();
-    Ok(Json(batch.finish(|index| {
-        match created.remove(&index) {
-            Some(link) => BulkItemResult::Created {
-                link: Box::new(link),
-            },
-            // Every item not failed was inserted (or the request failed above).
-            None => BulkItemResult::RolledBack,
-        }
-    })))
+    Ok(answer(result, false))
+}
+
+/// A bulk create's answer (200); `replayed`: the first answer to the same request, sent again
+/// with its `Idempotency-Key`.
+fn answer(result: BulkResult, replayed: bool) -> Response {
+    let mut response = Json(result).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
 }
 
 /// The items of one request on their way: those still good, and the errors of the others.

@@ -1,19 +1,22 @@
-//! `Idempotency-Key` on link creation (draft-ietf-httpapi-idempotency-key-header): a create
-//! sent again with the same key and the same body gets the first answer (and creates nothing),
-//! for [`KEEP`] after it.
+//! `Idempotency-Key` on link creation (draft-ietf-httpapi-idempotency-key-header), single
+//! (`POST /api/v1/links`) and bulk (`POST /api/v1/links/bulk`): a create sent again with the
+//! same key and the same body gets the first answer (and creates nothing), for [`KEEP`] after
+//! it. The answer is stored as its JSON (a `Link`, or a `BulkResult`), whichever route gave it.
 //!
-//! The key is claimed in the transaction that creates the link (`0025_idempotency_keys.sql`),
-//! before the link is inserted: a second request with the same key waits for the first's
-//! transaction, then finds its answer, even when both asked for the same custom code. A create
-//! that fails leaves no claim behind, so retrying a failure tries again.
+//! The key is claimed in the transaction that creates the links (`0025_idempotency_keys.sql`),
+//! before they are inserted: a second request with the same key waits for the first's
+//! transaction, then finds its answer, even when both asked for the same custom codes. A create
+//! that fails (or a bulk create that writes nothing) leaves no claim behind, so retrying it
+//! tries again.
 
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::Sha256;
-use shortlink::api::Link;
 use sqlx::{PgConnection, PgPool};
 
 use crate::caller::{Actor, WorkspaceId};
@@ -24,6 +27,25 @@ pub(crate) const HEADER: &str = "idempotency-key";
 const MAX_KEY_CHARS: usize = 255;
 /// How long a first answer is kept: longer than any client's retries.
 pub(crate) const KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// The routes that take an `Idempotency-Key`. Each fingerprints its bodies apart, so a key
+/// sent to both is a reused key (422) whatever the bodies, and never answers one route with
+/// the other's answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Route {
+    Create,
+    BulkCreate,
+}
+
+impl Route {
+    fn fingerprint_domain(self) -> &'static [u8] {
+        match self {
+            // As before bulk creates took keys, so that keys in flight keep their fingerprints.
+            Self::Create => b"kurz idempotency fingerprint\0",
+            Self::BulkCreate => b"kurz idempotency fingerprint: bulk create\0",
+        }
+    }
+}
 
 /// A create that carries an `Idempotency-Key`: the key, and the fingerprint of its body.
 #[derive(Debug)]
@@ -41,6 +63,7 @@ impl Retryable {
     /// password; a plain hash of it could be guessed offline by whoever reads the table).
     pub(crate) fn from_request(
         headers: &HeaderMap,
+        route: Route,
         body: &[u8],
         secret: &[u8],
     ) -> Result<Option<Self>, Error> {
@@ -73,7 +96,7 @@ impl Retryable {
         }
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
             .map_err(|err| Error::Internal(anyhow::anyhow!("idempotency secret: {err}")))?;
-        mac.update(b"kurz idempotency fingerprint\0");
+        mac.update(route.fingerprint_domain());
         mac.update(body);
         Ok(Some(Self {
             key: key.to_owned(),
@@ -96,21 +119,21 @@ fn owner(actor: &Actor) -> String {
 
 /// What a claim found.
 #[derive(Debug)]
-pub(crate) enum Claim {
-    /// The key is this request's now: create the link, then [`remember`] its answer.
+pub(crate) enum Claim<T> {
+    /// The key is this request's now: create the links, then [`remember`] the answer.
     New,
-    /// The same request was answered before: this link.
-    Answered(Box<Link>),
+    /// The same request was answered before: this answer.
+    Answered(Box<T>),
 }
 
 /// Claims `request`'s key in `tx`, or finds the answer it was given. A key older than
 /// [`KEEP`] that the clean-up has not deleted yet is claimed afresh.
-pub(crate) async fn claim(
+pub(crate) async fn claim<T: DeserializeOwned>(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
     actor: &Actor,
     request: &Retryable,
-) -> Result<Claim, Error> {
+) -> Result<Claim<T>, Error> {
     let owner = owner(actor);
     let claimed: Option<bool> = sqlx::query_scalar(
         "INSERT INTO idempotency_keys (workspace_id, actor, key, fingerprint)
@@ -130,8 +153,10 @@ pub(crate) async fn claim(
     if claimed.is_some() {
         return Ok(Claim::New);
     }
-    let (fingerprint, response): (Vec<u8>, Option<sqlx::types::Json<Link>>) = sqlx::query_as(
-        "SELECT fingerprint, response FROM idempotency_keys
+    // The answer as text, read only once the fingerprint matched: a key reused on the other
+    // route holds an answer of another type.
+    let (fingerprint, response): (Vec<u8>, Option<String>) = sqlx::query_as(
+        "SELECT fingerprint, response::text FROM idempotency_keys
          WHERE workspace_id = $1 AND actor = $2 AND key = $3",
     )
     .bind(workspace.get())
@@ -147,16 +172,18 @@ pub(crate) async fn claim(
             "an idempotency key was committed without its answer"
         ))
     })?;
-    Ok(Claim::Answered(Box::new(response.0)))
+    let answer = serde_json::from_str(&response)
+        .map_err(|err| Error::Internal(anyhow::anyhow!("a stored idempotent answer: {err}")))?;
+    Ok(Claim::Answered(Box::new(answer)))
 }
 
 /// Stores the answer of the create that claimed `request`'s key, in its transaction.
-pub(crate) async fn remember(
+pub(crate) async fn remember<T: Serialize>(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
     actor: &Actor,
     request: &Retryable,
-    link: &Link,
+    answer: &T,
 ) -> Result<(), Error> {
     sqlx::query(
         "UPDATE idempotency_keys SET response = $4
@@ -165,14 +192,14 @@ pub(crate) async fn remember(
     .bind(workspace.get())
     .bind(owner(actor))
     .bind(&request.key)
-    .bind(sqlx::types::Json(link))
+    .bind(sqlx::types::Json(answer))
     .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-/// Deletes answers older than [`KEEP`], hourly. Creates are rate-limited, so the table holds
-/// at most a day of a deployment's creates with keys.
+/// Deletes answers older than [`KEEP`], hourly. Creates (a bulk create is one) are
+/// rate-limited, so the table holds at most a day of a deployment's creates with keys.
 pub(crate) async fn forget_old_forever(db: PgPool) {
     loop {
         let deleted = sqlx::query(

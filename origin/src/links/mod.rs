@@ -25,7 +25,7 @@ use shortlink::webhook::EventType;
 use shortlink::workspace::Permission;
 use time::OffsetDateTime;
 
-use self::idempotency::{Claim, Retryable};
+use self::idempotency::{Claim, Retryable, Route};
 use self::store::{Filter, Sort};
 use self::versions::IfMatch;
 use crate::audit::{self, Change};
@@ -71,7 +71,12 @@ async fn create(
     body: ApiJsonBytes<CreateLink>,
 ) -> Result<Response, Error> {
     let workspace = caller.may(Permission::WriteLinks)?;
-    let retryable = Retryable::from_request(&headers, &body.bytes, &state.inner.visitor_secret)?;
+    let retryable = Retryable::from_request(
+        &headers,
+        Route::Create,
+        &body.bytes,
+        &state.inner.visitor_secret,
+    )?;
     let body = body.value;
     check_new(&state, &body, OffsetDateTime::now_utc())?;
     let password = match &body.password {

@@ -889,3 +889,91 @@ async fn an_import_brings_the_clicks_its_link_used_against_its_limit() {
     assert_eq!(app.send(person("some")).await.status, StatusCode::FOUND);
     assert_eq!(app.send(person("some")).await.status, StatusCode::GONE);
 }
+
+/// A bulk create with an `Idempotency-Key`, sent again while the instance's slots are taken
+/// (as a client does on 503 `busy`).
+async fn bulk_with_key(app: &TestApp, key: &str, body: &Value) -> TestResponse {
+    loop {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(BULK)
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", key)
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let response = app.send(request).await;
+        if response.status != StatusCode::SERVICE_UNAVAILABLE {
+            return response;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bulk_create_sent_again_with_its_key_gets_the_first_answer() {
+    let app = spawn_app().await;
+    // Generated codes: a second creation would make other links, not fail.
+    let body = json!({"links": [
+        {"destination": "https://example.com/1"},
+        {"destination": "https://example.com/2", "code": "kept"},
+        {"destination": "ftp://example.com/3"},
+    ]});
+    let answers = futures_util::future::join_all(
+        (0..5).map(|_| bulk_with_key(&app, "import-chunk-0", &body)),
+    )
+    .await;
+    let first = results(&answers[0], 2, 1);
+    for answer in &answers {
+        assert_eq!(answer.json(), answers[0].json());
+    }
+    let replayed = answers
+        .iter()
+        .filter(|answer| answer.headers.get("idempotent-replayed").is_some())
+        .count();
+    assert_eq!(replayed, 4);
+    assert_eq!(count(&app, "SELECT count(*) FROM links").await, 2);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM audit_log WHERE action = 'link.created'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(first[1]["link"]["code"], "kept");
+    // The same key with another body, or on a single create: refused, nothing created.
+    let other = json!({"links": [{"destination": "https://example.com/other"}]});
+    let (code, _) = bulk_with_key(&app, "import-chunk-0", &other)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(code, "idempotency_key_reused");
+    let single = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/links")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", "import-chunk-0")
+        .body(Body::from(
+            json!({"destination": "https://example.com/1"}).to_string(),
+        ))
+        .expect("request");
+    let (code, _) = app
+        .send(single)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(code, "idempotency_key_reused");
+    // A dry run ignores its key: it writes nothing, and the key stays free for the real one.
+    let dry = json!({"dry_run": true, "links": [{"destination": "https://example.com/d"}]});
+    for _ in 0..2 {
+        results(&bulk_with_key(&app, "import-chunk-1", &dry).await, 0, 0);
+    }
+    let real = json!({"links": [{"destination": "https://example.com/d"}]});
+    results(&bulk_with_key(&app, "import-chunk-1", &real).await, 1, 0);
+    // An atomic request that rolled back wrote nothing, its key's claim included: sent again
+    // (the failing item fixed) with the key, it is done.
+    let broken = json!({"atomic": true, "links": [
+        {"destination": "https://example.com/a1"}, {"destination": "ftp://example.com/"}]});
+    results(&bulk_with_key(&app, "import-chunk-2", &broken).await, 0, 1);
+    assert_eq!(count(&app, "SELECT count(*) FROM links").await, 3);
+}
