@@ -105,14 +105,24 @@ impl Client {
         json(self.send(request, Repeat::Safe).await?).await
     }
 
-    /// `POST /links/bulk`: at most [`shortlink::api::MAX_BULK_LINKS`] links.
+    /// `POST /links/bulk`: at most [`shortlink::api::MAX_BULK_LINKS`] links. With an
+    /// `Idempotency-Key` (or as a dry run, which writes nothing) it is sent again after a lost
+    /// answer, like a read: the origin answers a repeat with the first answer. Without one, only
+    /// when the origin surely did not act on it.
     pub async fn bulk<L: Serialize>(
         &self,
         body: &BulkCreate<L>,
-        repeat: Repeat,
+        idempotency_key: Option<&str>,
     ) -> Result<BulkResult, Error> {
-        let request = with_json(self.request(Method::POST, "links/bulk")?, body)?;
-        json(self.send(request, repeat).await?).await
+        let mut request = self.request(Method::POST, "links/bulk")?;
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let repeat = match idempotency_key.is_some() || body.dry_run {
+            true => Repeat::Safe,
+            false => Repeat::IfUntouched,
+        };
+        json(self.send(with_json(request, body)?, repeat).await?).await
     }
 
     /// `GET /links/export`: the answer, whose body the caller streams.

@@ -66,10 +66,11 @@ pub(crate) async fn run(
     Ok(Exit::Success)
 }
 
-/// A key no other run uses, so that a create retried after a lost answer makes one link.
+/// A key no other run uses, so that a create retried after a lost answer makes one link
+/// (`import` adds each chunk's number to one).
 /// The standard library's hasher is seeded with randomness from the operating system; with
 /// the time and the process id, two runs do not meet.
-fn idempotency_key() -> String {
+pub(crate) fn idempotency_key() -> String {
     use std::hash::BuildHasher;
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use shortlink::api::{BulkCreate, BulkItemResult, CreateLink, MAX_BULK_LINKS, bulk_runs};
 use shortlink::import::{self, Failure, Format, MAX_FILE_BYTES, Row};
 
-use crate::client::Repeat;
 use crate::{Client, Error, Exit};
 
 /// Warnings (a password left out, ...) shown one by one before they are only counted.
@@ -174,21 +173,20 @@ async fn send_chunks(
     failures: &mut Vec<Failure>,
     stderr: &mut dyn Write,
 ) -> Result<(), Error> {
-    // A dry run creates nothing, so sending one twice does no harm; a create is sent again
-    // only when the origin surely did not act on it (see `Repeat`).
-    let repeat = if args.dry_run {
-        Repeat::Safe
-    } else {
-        Repeat::IfUntouched
-    };
-    for range in runs {
+    // Each chunk's own key, the same for every attempt of it: a chunk whose answer was lost is
+    // sent again and answered as the first time, so no link is made twice. A dry run writes
+    // nothing and needs none.
+    let run_key = super::create::idempotency_key();
+    for (number, range) in runs.iter().enumerate() {
+        let key = format!("{run_key}-chunk-{number}");
         let chunk = &links[range.clone()];
         let body = BulkCreate {
             links: chunk.iter().map(|(_, link)| *link).collect(),
             atomic: args.atomic,
             dry_run: args.dry_run,
         };
-        let answer = client.bulk(&body, repeat).await?;
+        let key = (!args.dry_run).then_some(key.as_str());
+        let answer = client.bulk(&body, key).await?;
         if answer.results.len() != chunk.len() {
             return Err(Error::UnexpectedAnswer {
                 status: 200,

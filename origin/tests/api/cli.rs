@@ -490,23 +490,31 @@ enum Answer {
     Refused,
 }
 
+/// The (status, items) of every request a fake origin got, and the `Idempotency-Key` of each.
+type Seen = Arc<Mutex<(Vec<(u16, usize)>, Vec<Option<String>>)>>;
+
 /// A fake origin's `/links/bulk`: answers `first`, then creates every item; returns its URL
-/// and the (status, items) of every request it got.
-async fn fake_origin(first: Option<Answer>) -> (String, Arc<Mutex<Vec<(u16, usize)>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
+/// and what it got.
+async fn fake_origin(first: Option<Answer>) -> (String, Seen) {
+    let seen: Seen = Arc::default();
     let log = seen.clone();
     let router = axum::Router::new().route(
         "/api/v1/links/bulk",
-        axum::routing::post(move |Json(body): Json<Value>| {
-            let log = log.clone();
-            async move {
-                let mut log = log.lock().expect("lock");
-                let answer = fake_answer(first.filter(|_| log.is_empty()), &body);
-                let items = body["links"].as_array().map_or(0, Vec::len);
-                log.push((answer.status().as_u16(), items));
-                answer
-            }
-        }),
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, Json(body): Json<Value>| {
+                let log = log.clone();
+                async move {
+                    let mut log = log.lock().expect("lock");
+                    let answer = fake_answer(first.filter(|_| log.0.is_empty()), &body);
+                    let items = body["links"].as_array().map_or(0, Vec::len);
+                    log.0.push((answer.status().as_u16(), items));
+                    let key = headers.get("idempotency-key");
+                    log.1
+                        .push(key.map(|key| key.to_str().expect("ASCII").to_owned()));
+                    answer
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -555,7 +563,7 @@ fn fake_answer(answer: Option<Answer>, body: &Value) -> axum::response::Response
 }
 
 #[tokio::test]
-async fn import_waits_out_refusals_before_work_and_never_sends_a_chunk_twice() {
+async fn import_waits_out_refusals_and_sends_a_chunk_again_only_with_its_key() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let big = dir.path().join("big.csv");
     let rows: String = (1..=1001)
@@ -592,18 +600,17 @@ async fn import_waits_out_refusals_before_work_and_never_sends_a_chunk_twice() {
             Exit::Success,
             "1 links created",
         ),
-        // The database may have gone away after some work: a create is not sent again ...
+        // The database may have gone away after some work: the chunk is sent again with its
+        // key (the origin answers a repeat with the first answer) ...
         (
             Some(Answer::Unavailable),
             big,
             false,
-            vec![(503, 1000)],
-            Exit::Failure,
-            "stopped: the rows of lines 1 to 1000 may have been created (no clear answer \
-             came; `kurz list` shows them); the rows from line 1001 on were not sent\n\
-             error: fake unavailable\n",
+            vec![(503, 1000), (200, 1000), (200, 1)],
+            Exit::Success,
+            "1001 links created, 0 rows failed",
         ),
-        // ... a dry run is.
+        // ... and a dry run without one.
         (
             Some(Answer::Unavailable),
             small,
@@ -638,8 +645,17 @@ async fn import_waits_out_refusals_before_work_and_never_sends_a_chunk_twice() {
         }
         let run = kurz(&url, Some("kurz_fake"), &args).await;
         assert_eq!(run.exit, exit, "{first:?}: {}", run.stderr);
-        assert_eq!(*seen.lock().expect("lock"), requests, "{first:?}");
+        let (got, keys) = seen.lock().expect("lock").clone();
+        assert_eq!(got, requests, "{first:?}");
         assert!(run.stderr.contains(says), "{first:?}: {}", run.stderr);
+        // A key per chunk, the same on each attempt of it; none for a dry run.
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(key.is_none(), dry_run, "{first:?}: {keys:?}");
+            if i > 0 && !dry_run {
+                let again = got[i - 1].0 != 200;
+                assert_eq!(keys[i - 1] == *key, again, "{first:?}: {keys:?}");
+            }
+        }
     }
 
     // Nobody listens: tried a few times (never received, so safe), then the reason.
