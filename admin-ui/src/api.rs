@@ -227,9 +227,21 @@ async fn call_if(
     body: Option<String>,
     version: Option<u64>,
 ) -> Result<String, ApiError> {
+    let if_match = version.map(|version| ("If-Match", format!("\"{version}\"")));
+    call_with(method, url, session, body, if_match).await
+}
+
+/// [`call`] with one more request header.
+async fn call_with(
+    method: Method,
+    url: &str,
+    session: Option<&Session>,
+    body: Option<String>,
+    header: Option<(&str, String)>,
+) -> Result<String, ApiError> {
     let mut builder = RequestBuilder::new(url).method(method.clone());
-    if let Some(version) = version {
-        builder = builder.header("If-Match", &format!("\"{version}\""));
+    if let Some((name, value)) = header {
+        builder = builder.header(name, &value);
     }
     // Asking who is signed in names no workspace: that is how a tab learns the current one.
     if let Some(id) = SHOWN_WORKSPACE.with(Cell::get)
@@ -576,12 +588,16 @@ pub async fn end_all_sessions(session: &Session) -> Result<(), ApiError> {
 
 /// One chunk of an import: each link created (or, in a dry run, checked) on its own. `body`
 /// is a [`shortlink::api::BulkCreate`] the caller serialised (it sizes its chunks by bytes).
+/// With an `Idempotency-Key`, the same request sent again (its answer lost) gets the first
+/// answer and creates nothing.
 pub async fn bulk_create(
     session: &Session,
     body: String,
+    idempotency_key: Option<&str>,
 ) -> Result<shortlink::api::BulkResult, ApiError> {
     let url = "/api/v1/links/bulk";
-    decode(&call(Method::POST, url, Some(session), Some(body)).await?)
+    let key = idempotency_key.map(|key| ("Idempotency-Key", key.to_owned()));
+    decode(&call_with(Method::POST, url, Some(session), Some(body), key).await?)
 }
 
 /// A new webhook endpoint; the answer holds its signing secret, shown once.

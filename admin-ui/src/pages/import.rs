@@ -194,7 +194,8 @@ fn Import() -> impl IntoView {
             let Some(runs) = parsed.try_with_value(|p| p.runs.clone()) else {
                 return;
             };
-            for run in runs {
+            let import_key = import_key();
+            for (number, run) in runs.into_iter().enumerate() {
                 if stop.try_get_value() != Some(false) {
                     stopped = Some("Stopped: the rest of the file was not sent.".to_owned());
                     break;
@@ -211,7 +212,9 @@ fn Import() -> impl IntoView {
                 else {
                     return;
                 };
-                let answer = match send_chunk(&session, body).await {
+                let key = format!("{import_key}-chunk-{number}");
+                let key = (!dry_run).then_some(key.as_str());
+                let answer = match send_chunk(&session, body, key).await {
                     Ok(answer) => answer,
                     Err(err) => {
                         auth.check(&err);
@@ -400,22 +403,33 @@ fn FailureTable(failures: RwSignal<Vec<Failure>>) -> impl IntoView {
     }
 }
 
-/// Sends one chunk; a chunk refused for the rate limit (429: nothing of it was written) is
-/// sent again after a pause, a few times.
+/// Sends one chunk, and again after a pause (a few times) when it was refused before any
+/// work (429 rate limit, 503 `busy`) or its answer was lost (no answer, another 503): with its
+/// `Idempotency-Key` (`key`, the same on every attempt; none for a dry run, which writes
+/// nothing) the origin answers a repeat with the first answer, so no link is made twice.
 async fn send_chunk(
     session: &api::Session,
     body: String,
+    key: Option<&str>,
 ) -> Result<shortlink::api::BulkResult, api::ApiError> {
     let mut pause = 1000;
     loop {
-        match api::bulk_create(session, body.clone()).await {
-            Err(err) if err.status == 429 && pause <= 16_000 => {
+        match api::bulk_create(session, body.clone(), key).await {
+            Err(err) if matches!(err.status, 0 | 429 | 503) && pause <= 16_000 => {
                 TimeoutFuture::new(pause).await;
                 pause *= 2;
             }
             answer => return answer,
         }
     }
+}
+
+/// A key no other import uses (this one's chunks add their number): the time, and a random
+/// number (only unique among this caller's keys, so `Math.random` is enough).
+fn import_key() -> String {
+    let now = js_sys::Date::now() as u64;
+    let random = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+    format!("kurz-dashboard-{now:x}-{random:x}")
 }
 
 /// The body of one request (a `BulkCreate`, never atomic) of links already serialised.
