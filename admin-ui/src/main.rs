@@ -11,7 +11,11 @@ mod pages;
 mod range;
 mod widgets;
 
+// `pub mod i18n`, made by build.rs from `locales/*.json`.
+include!(concat!(env!("OUT_DIR"), "/i18n/mod.rs"));
+
 use crate::api::Session;
+use crate::i18n::{I18nContextProvider, t, t_string, use_i18n};
 use crate::nav::{Link, Page};
 use leptos::prelude::*;
 use shortlink::workspace::{Permission, Role};
@@ -91,8 +95,21 @@ fn console_error_panic_hook_lite() {
     }));
 }
 
+/// The dashboard in the person's language: the browser's first (English or Korean), or the one
+/// chosen in the header, kept in a cookie.
 #[component]
 fn App() -> impl IntoView {
+    view! {
+        <I18nContextProvider>
+            <Dashboard/>
+        </I18nContextProvider>
+    }
+}
+
+#[component]
+fn Dashboard() -> impl IntoView {
+    let i18n = use_i18n();
+    range::follow_locale(i18n);
     provide_context(chart::watch_dark_mode());
     nav::provide_location();
     let page = expect_context::<nav::Location>().0;
@@ -119,9 +136,9 @@ fn App() -> impl IntoView {
                         .as_ref()
                         .map(|w| w.name.clone())
                         .unwrap_or_default();
-                    flash.0.set(Some(format!(
-                        "This tab now shows “{name}”: the workspace was switched in another tab. Nothing was changed; do it again if it was meant for “{name}”."
-                    )));
+                    flash.0.set(Some(
+                        t_string!(i18n, common.switched_elsewhere, name).to_string(),
+                    ));
                     auth.set(Some(now));
                 }
                 Err(err) => auth.check(&err),
@@ -143,7 +160,7 @@ fn App() -> impl IntoView {
     view! {
         {move || {
                 if !checked.get() {
-                    view! { <p class="loading page-loading">"Loading…"</p> }.into_any()
+                    view! { <p class="loading page-loading">{t!(i18n, common.loading)}</p> }.into_any()
                 } else if !signed_in.get() {
                     if page.get() == Page::Invite && !sign_in_first.0.get() {
                         view! { <pages::invite::Invite/> }.into_any()
@@ -160,6 +177,7 @@ fn App() -> impl IntoView {
 /// The signed-in layout: header with the workspace, navigation, and the page.
 #[component]
 fn Shell() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let flash = expect_context::<Flash>().0;
     let page = expect_context::<nav::Location>().0;
@@ -197,28 +215,33 @@ fn Shell() -> impl IntoView {
         });
     };
     view! {
-        <a class="skip" href="#main">"Skip to content"</a>
+        <a class="skip" href="#main">{t!(i18n, common.skip)}</a>
         <header class="top">
-            <Link to=Page::Overview class="brand" label="kurz: overview">"kurz"</Link>
+            <Link to=Page::Overview class="brand" label=t_string!(i18n, common.brand_label).to_string()>"kurz"</Link>
             <pages::workspaces::Switcher/>
-            <nav aria-label="Main">
-                <Link to=Page::Overview>"Overview"</Link>
-                <Link to=Page::Links>"Links"</Link>
+            <nav aria-label=move || t_string!(i18n, common.nav_main)>
+                <Link to=Page::Overview>{t!(i18n, common.nav_overview)}</Link>
+                <Link to=Page::Links>{t!(i18n, common.nav_links)}</Link>
                 // One page: importing for those who may write links, exporting for everyone.
-                <Link to=Page::Import>{move || if auth.permits(Permission::WriteLinks) { "Import" } else { "Export" }}</Link>
+                <Link to=Page::Import>{move || if auth.permits(Permission::WriteLinks) {
+                    t_string!(i18n, common.nav_import)
+                } else {
+                    t_string!(i18n, common.nav_export)
+                }}</Link>
                 {move || admin().then(|| view! {
-                    <Link to=Page::Members>"Members"</Link>
-                    <Link to=Page::Keys>"API keys"</Link>
-                    <Link to=Page::Webhooks>"Webhooks"</Link>
-                    <Link to=Page::Audit>"Audit log"</Link>
+                    <Link to=Page::Members>{t!(i18n, common.nav_members)}</Link>
+                    <Link to=Page::Keys>{t!(i18n, common.nav_keys)}</Link>
+                    <Link to=Page::Webhooks>{t!(i18n, common.nav_webhooks)}</Link>
+                    <Link to=Page::Audit>{t!(i18n, common.nav_audit)}</Link>
                 })}
-                {move || (operator.get() == Some(true)).then(|| view! { <Link to=Page::Abuse>"Abuse"</Link> })}
-                <Link to=Page::Settings>"Settings"</Link>
+                {move || (operator.get() == Some(true)).then(|| view! { <Link to=Page::Abuse>{t!(i18n, common.nav_abuse)}</Link> })}
+                <Link to=Page::Settings>{t!(i18n, common.nav_settings)}</Link>
             </nav>
             <div class="who">
-                <Link to=Page::Profile class="username" label="Your profile">{username}</Link>
+                <widgets::LanguagePicker/>
+                <Link to=Page::Profile class="username" label=t_string!(i18n, common.your_profile).to_string()>{username}</Link>
                 <button class="secondary" on:click=sign_out disabled=move || signing_out.get()>
-                    "Sign out"
+                    {t!(i18n, common.sign_out)}
                 </button>
             </div>
         </header>
@@ -226,6 +249,8 @@ fn Shell() -> impl IntoView {
         <main id="main">
             {move || {
                 shown.track();
+                // A new language draws the page anew: its dates and numbers too.
+                i18n.get_locale();
                 if shown.with(Option::is_none) && !matches!(page.get(), Page::Invite | Page::Profile | Page::Settings) {
                     return view! { <pages::workspaces::NoWorkspace/> }.into_any();
                 }
@@ -243,7 +268,7 @@ fn Shell() -> impl IntoView {
                     Page::Import => view! { <pages::import::ImportExport/> }.into_any(),
                     Page::Webhooks => view! { <pages::webhooks::Webhooks/> }.into_any(),
                     Page::NotFound => view! {
-                        <p class="empty">"There is no such page. "<Link to=Page::Overview>"Go to the overview"</Link></p>
+                        <p class="empty">{t!(i18n, common.no_page)}" "<Link to=Page::Overview>{t!(i18n, common.go_overview)}</Link></p>
                     }.into_any(),
                 }
             }}

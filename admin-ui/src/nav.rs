@@ -159,7 +159,7 @@ impl Location {
 pub fn Link(
     to: Page,
     #[prop(optional, into)] class: String,
-    #[prop(optional, into)] label: Option<String>,
+    #[prop(optional, into)] label: Option<Signal<String>>,
     children: Children,
 ) -> impl IntoView {
     let Location(current, _) = expect_context::<Location>();

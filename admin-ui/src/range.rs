@@ -9,6 +9,30 @@ use wasm_bindgen::JsValue;
 
 use crate::api::encode;
 
+thread_local! {
+    /// The dashboard's language as a BCP 47 tag (`en`, `ko`): dates and numbers are written in it.
+    static LOCALE: std::cell::RefCell<&'static str> = const { std::cell::RefCell::new("en") };
+}
+
+/// Writes dates and numbers in the language the dashboard shows, from now on and whenever
+/// it changes.
+pub fn follow_locale(i18n: leptos_i18n::I18nContext<crate::i18n::Locale>) {
+    use leptos::prelude::Effect;
+    Effect::new(move || set_locale(i18n.get_locale()));
+    // Before the first effect runs, the first page may already write a date.
+    set_locale(i18n.get_locale_untracked());
+}
+
+/// Dates and numbers in `locale` from now on (called before the pages are drawn anew in it).
+pub fn set_locale(locale: crate::i18n::Locale) {
+    use leptos_i18n::Locale as _;
+    LOCALE.with(|current| *current.borrow_mut() = locale.as_str());
+}
+
+fn locale() -> &'static str {
+    LOCALE.with(|locale| *locale.borrow())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Preset {
     Day,
@@ -175,12 +199,12 @@ fn locale_string(t: time::OffsetDateTime, options: &[(&str, &str)]) -> String {
         // Setting a property of a fresh plain object cannot fail.
         let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), &JsValue::from_str(value));
     }
-    String::from(js_sys::Date::new(&JsValue::from_f64(ms)).to_locale_string("default", &object))
+    String::from(js_sys::Date::new(&JsValue::from_f64(ms)).to_locale_string(locale(), &object))
 }
 
-/// `12345` → `12,345` (in the browser's locale).
+/// `12345` → `12,345` (in the dashboard's language).
 pub fn count(n: i64) -> String {
-    String::from(js_sys::Number::from(n as f64).to_locale_string("default"))
+    String::from(js_sys::Number::from(n as f64).to_locale_string(locale()))
 }
 
 /// `<input type=datetime-local>` value (local) → RFC 3339 (UTC) for the API.

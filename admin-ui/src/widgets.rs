@@ -6,13 +6,41 @@ use leptos::prelude::*;
 use shortlink::workspace::Role;
 
 use crate::api::{self, ApiError};
+use crate::i18n::{Locale, t, t_string, use_i18n};
 
 /// Copies `text`; the message says whether it worked (or how to copy by hand).
 pub async fn copy_text(text: &str) -> String {
+    let i18n = use_i18n();
     let clipboard = window().navigator().clipboard();
     match wasm_bindgen_futures::JsFuture::from(clipboard.write_text(text)).await {
-        Ok(_) => format!("Copied {text}"),
-        Err(_) => format!("The browser refused the clipboard; copy it by hand: {text}"),
+        Ok(_) => t_string!(i18n, common.copied, text).to_string(),
+        Err(_) => t_string!(i18n, common.clipboard_refused, text).to_string(),
+    }
+}
+
+/// The dashboard's language: English or 한국어 (each named in itself), kept in a cookie.
+#[component]
+pub fn LanguagePicker() -> impl IntoView {
+    let i18n = use_i18n();
+    let choose = move |ev: leptos::ev::Event| {
+        let chosen = match event_target_value(&ev).as_str() {
+            "ko" => Locale::ko,
+            _ => Locale::en,
+        };
+        crate::range::set_locale(chosen);
+        i18n.set_locale(chosen);
+    };
+    view! {
+        <label class="language">
+            <span class="visually-hidden">{t!(i18n, common.language)}</span>
+            <select on:change=choose prop:value=move || match i18n.get_locale() {
+                Locale::ko => "ko",
+                Locale::en => "en",
+            }>
+                <option value="en" lang="en">"English"</option>
+                <option value="ko" lang="ko">"한국어"</option>
+            </select>
+        </label>
     }
 }
 
@@ -35,6 +63,7 @@ pub fn ConfirmDialog(
     on_confirm: Callback<()>,
     on_cancel: Callback<()>,
 ) -> impl IntoView {
+    let i18n = use_i18n();
     let cancel_button = NodeRef::<leptos::html::Button>::new();
     Effect::new(move || {
         if let Some(button) = cancel_button.get() {
@@ -49,7 +78,7 @@ pub fn ConfirmDialog(
                 <p id="confirm-text">{text}</p>
                 <p class="error" role="alert">{move || error.get()}</p>
                 <div class="buttons">
-                    <button class="secondary" node_ref=cancel_button on:click=move |_| on_cancel.run(())>"Cancel"</button>
+                    <button class="secondary" node_ref=cancel_button on:click=move |_| on_cancel.run(())>{t!(i18n, common.cancel)}</button>
                     <button class="danger" on:click=move |_| on_confirm.run(()) disabled=move || busy.get()>{confirm}</button>
                 </div>
             </div>
@@ -67,6 +96,7 @@ pub fn ShownOnce(
     hint: String,
     on_done: Callback<()>,
 ) -> impl IntoView {
+    let i18n = use_i18n();
     let notice = RwSignal::new(None::<String>);
     let field = NodeRef::<leptos::html::Input>::new();
     Effect::new(move || {
@@ -86,12 +116,12 @@ pub fn ShownOnce(
             <div class="secret">
                 <label for="shown-once" class="visually-hidden">{label}</label>
                 <input id="shown-once" readonly node_ref=field prop:value=value aria-describedby="shown-once-hint"/>
-                <button class="primary" on:click=copy>"Copy"</button>
+                <button class="primary" on:click=copy>{t!(i18n, common.copy)}</button>
             </div>
             <p class="hint" id="shown-once-hint">{hint}</p>
             <p class="notice" role="status">{move || notice.get()}</p>
             <div class="buttons">
-                <button class="secondary" on:click=move |_| on_done.run(())>"Done"</button>
+                <button class="secondary" on:click=move |_| on_done.run(())>{t!(i18n, common.done)}</button>
             </div>
         </section>
     }
@@ -99,12 +129,17 @@ pub fn ShownOnce(
 
 /// What a person sees on a page their role does not open (the navigation hides it, but an
 /// address can be typed or kept).
+/// `what` is the page's own phrase ("managing API keys"), in the dashboard's language.
 #[component]
-pub fn Refused(role: Option<Role>, what: &'static str) -> impl IntoView {
-    let role = role.map_or("none", Role::as_str);
+pub fn Refused(role: Option<Role>, #[prop(into)] what: Signal<String>) -> impl IntoView {
+    let i18n = use_i18n();
+    let role = move || match role {
+        Some(role) => role_label(role),
+        None => t_string!(i18n, common.role_none).to_string(),
+    };
     view! {
         <div class="error-box" role="alert">
-            <p>{format!("Your role in this workspace ({role}) does not allow {what}. An admin or owner can change it.")}</p>
+            <p>{move || t_string!(i18n, common.refused, role = role(), what = what.get()).to_string()}</p>
         </div>
     }
 }
@@ -115,18 +150,50 @@ pub fn ErrorBox(message: String, reload: RwSignal<u32>) -> impl IntoView {
     view! {
         <div class="error-box" role="alert">
             <p>{message}</p>
-            <button on:click=move |_| reload.update(|n| *n += 1)>"Try again"</button>
+            <button on:click=move |_| reload.update(|n| *n += 1)>{t!(use_i18n(), common.try_again)}</button>
         </div>
     }
 }
 
-/// A role for people: `Editor`.
-pub fn role_label(role: Role) -> &'static str {
+/// A role for people, in the dashboard's language: `Editor`, `편집자`.
+pub fn role_label(role: Role) -> String {
+    let i18n = use_i18n();
     match role {
-        Role::Owner => "Owner",
-        Role::Admin => "Admin",
-        Role::Editor => "Editor",
-        Role::Viewer => "Viewer",
+        Role::Owner => t_string!(i18n, common.role_owner),
+        Role::Admin => t_string!(i18n, common.role_admin),
+        Role::Editor => t_string!(i18n, common.role_editor),
+        Role::Viewer => t_string!(i18n, common.role_viewer),
+    }
+    .to_string()
+}
+
+/// The one way a page shows what it loads: "Loading…" until the first answer, the error with
+/// Try again (a 401 has already sent the person to sign in, see `api`), or `children` with
+/// the data. A reload keeps the data shown until the new answer comes (no flicker when a live
+/// page polls).
+#[component]
+pub fn Loaded<T, V>(
+    data: Json<T>,
+    /// Bumped by Try again: the loader reads it, so the page asks again.
+    reload: RwSignal<u32>,
+    /// What is loading, e.g. "Loading links…" (default: "Loading…").
+    #[prop(optional, into)]
+    loading: Option<Signal<String>>,
+    children: impl Fn(T) -> V + Send + Sync + 'static,
+) -> impl IntoView
+where
+    T: serde::de::DeserializeOwned + 'static,
+    V: IntoView + 'static,
+{
+    let i18n = use_i18n();
+    move || match data.get() {
+        None => {
+            let text =
+                loading.map_or_else(|| t_string!(i18n, common.loading).to_string(), |l| l.get());
+            view! { <p class="loading" role="status">{text}</p> }.into_any()
+        }
+        Some(Err(err)) => view! { <ErrorBox message=err.message reload=reload/> }.into_any(),
+        Some(Ok(value)) => children(value).into_any(),
     }
 }
 
