@@ -10,6 +10,8 @@
 
 use std::cell::{Cell, RefCell};
 
+use crate::i18n::td_string;
+
 use gloo_net::http::{Method, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -56,23 +58,20 @@ pub struct ApiError {
 
 impl ApiError {
     fn network(err: &gloo_net::Error) -> Self {
+        let detail = err.to_string();
         Self {
             status: 0,
             code: "network".to_owned(),
-            message: format!(
-                "The server could not be reached ({err}). Check the connection and try again."
-            ),
+            message: td_string!(crate::range::locale(), errors.network, detail).to_string(),
             field: None,
         }
     }
 
-    fn unexpected(status: u16, what: &str) -> Self {
+    fn unexpected(status: u16, detail: &str) -> Self {
         Self {
             status,
             code: "unexpected".to_owned(),
-            message: format!(
-                "The server gave an answer the dashboard did not expect ({what}). Try again; if it persists, check the origin's log."
-            ),
+            message: td_string!(crate::range::locale(), errors.unexpected, detail).to_string(),
             field: None,
         }
     }
@@ -313,8 +312,8 @@ async fn error_of(response: Response) -> ApiError {
     let error = match response.json::<ErrorBody>().await {
         Ok(body) => ApiError {
             status,
+            message: localized(&body.error.code, &body.error.message),
             code: body.error.code,
-            message: body.error.message,
             field: body.error.field,
         },
         Err(_) => ApiError::unexpected(status, &format!("HTTP {status}")),
@@ -327,6 +326,61 @@ async fn error_of(response: Response) -> ApiError {
         });
     }
     error
+}
+
+/// The API's error in the dashboard's language: the API writes English, so the English
+/// dashboard shows its message as it is; in another language a known code gets its own
+/// sentence (with the API's detail where the code alone does not say what is wrong).
+fn localized(code: &str, detail: &str) -> String {
+    let locale = crate::range::locale();
+    match code {
+        "invalid_input" => td_string!(locale, errors.invalid_input, detail),
+        "bad_request" => td_string!(locale, errors.bad_request, detail),
+        "malformed_json" => td_string!(locale, errors.malformed_json, detail),
+        "payload_too_large" => td_string!(locale, errors.payload_too_large, detail),
+        "unsupported_media_type" => td_string!(locale, errors.unsupported_media_type, detail),
+        "unauthorized" => td_string!(locale, errors.unauthorized, detail),
+        "csrf" => td_string!(locale, errors.csrf, detail),
+        "forbidden" => td_string!(locale, errors.forbidden, detail),
+        "not_found" => td_string!(locale, errors.not_found, detail),
+        "code_taken" => td_string!(locale, errors.code_taken, detail),
+        "precondition_failed" => td_string!(locale, errors.precondition_failed, detail),
+        "rate_limited" => td_string!(locale, errors.rate_limited, detail),
+        "too_many_sign_ins" => td_string!(locale, errors.too_many_sign_ins, detail),
+        "sign_in_failed" => td_string!(locale, errors.sign_in_failed, detail),
+        "busy" => td_string!(locale, errors.busy, detail),
+        "timeout" => td_string!(locale, errors.timeout, detail),
+        "unavailable" => td_string!(locale, errors.unavailable, detail),
+        "internal" => td_string!(locale, errors.internal, detail),
+        "workspace_changed" => td_string!(locale, errors.workspace_changed, detail),
+        "no_workspace" => td_string!(locale, errors.no_workspace, detail),
+        "idempotency_key_reused" => td_string!(locale, errors.idempotency_key_reused, detail),
+        "invitation_invalid" => td_string!(locale, errors.invitation_invalid, detail),
+        "last_owner" => td_string!(locale, errors.last_owner, detail),
+        "workspace_keeps_an_owner" => td_string!(locale, errors.workspace_keeps_an_owner, detail),
+        "already_member" => td_string!(locale, errors.already_member, detail),
+        "username_taken" => td_string!(locale, errors.username_taken, detail),
+        "too_many_invitations" => td_string!(locale, errors.too_many_invitations, detail),
+        "too_many_keys" => td_string!(locale, errors.too_many_keys, detail),
+        "too_many_members" => td_string!(locale, errors.too_many_members, detail),
+        "too_many_webhooks" => td_string!(locale, errors.too_many_webhooks, detail),
+        "too_many_workspaces" => td_string!(locale, errors.too_many_workspaces, detail),
+        "rule_exists" => td_string!(locale, errors.rule_exists, detail),
+        "reports_full" => td_string!(locale, errors.reports_full, detail),
+        "report_resolved" => td_string!(locale, errors.report_resolved, detail),
+        "delivery_in_flight" => td_string!(locale, errors.delivery_in_flight, detail),
+        "newer_delivery_pending" => td_string!(locale, errors.newer_delivery_pending, detail),
+        "webhook_disabled" => td_string!(locale, errors.webhook_disabled, detail),
+        _ => return detail.to_owned(),
+    }
+    .to_string()
+}
+
+/// A query string (`a=1&b=x`) of one of the API's query types (`shortlink::query`): the
+/// dashboard asks with the very types the origin parses.
+pub fn query_string<Q: Serialize>(query: &Q) -> String {
+    // The query types are flat structs of strings, numbers and booleans: they always encode.
+    serde_urlencoded::to_string(query).unwrap_or_default()
 }
 
 /// Query-string encoding of one value.

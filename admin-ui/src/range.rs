@@ -11,7 +11,7 @@ use crate::api::encode;
 
 thread_local! {
     /// The dashboard's language as a BCP 47 tag (`en`, `ko`): dates and numbers are written in it.
-    static LOCALE: std::cell::RefCell<&'static str> = const { std::cell::RefCell::new("en") };
+    static LOCALE: std::cell::Cell<crate::i18n::Locale> = const { std::cell::Cell::new(crate::i18n::Locale::en) };
 }
 
 /// Writes dates and numbers in the language the dashboard shows, from now on and whenever
@@ -25,12 +25,18 @@ pub fn follow_locale(i18n: leptos_i18n::I18nContext<crate::i18n::Locale>) {
 
 /// Dates and numbers in `locale` from now on (called before the pages are drawn anew in it).
 pub fn set_locale(locale: crate::i18n::Locale) {
-    use leptos_i18n::Locale as _;
-    LOCALE.with(|current| *current.borrow_mut() = locale.as_str());
+    LOCALE.with(|current| current.set(locale));
 }
 
-fn locale() -> &'static str {
-    LOCALE.with(|locale| *locale.borrow())
+/// The dashboard's language now, for what is written outside a component (an API error).
+pub fn locale() -> crate::i18n::Locale {
+    LOCALE.with(std::cell::Cell::get)
+}
+
+/// Its BCP 47 tag, for the browser's `Intl` formats.
+fn tag() -> &'static str {
+    use leptos_i18n::Locale as _;
+    locale().as_str()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,12 +205,12 @@ fn locale_string(t: time::OffsetDateTime, options: &[(&str, &str)]) -> String {
         // Setting a property of a fresh plain object cannot fail.
         let _ = js_sys::Reflect::set(&object, &JsValue::from_str(key), &JsValue::from_str(value));
     }
-    String::from(js_sys::Date::new(&JsValue::from_f64(ms)).to_locale_string(locale(), &object))
+    String::from(js_sys::Date::new(&JsValue::from_f64(ms)).to_locale_string(tag(), &object))
 }
 
 /// `12345` → `12,345` (in the dashboard's language).
 pub fn count(n: i64) -> String {
-    String::from(js_sys::Number::from(n as f64).to_locale_string(locale()))
+    String::from(js_sys::Number::from(n as f64).to_locale_string(tag()))
 }
 
 /// `<input type=datetime-local>` value (local) → RFC 3339 (UTC) for the API.

@@ -46,8 +46,11 @@ enum Command {
     /// Build the dashboard into target/admin-ui (what KURZ_ADMIN_DIR points at).
     BuildUi,
     /// Only the dashboard's browser tests (the origin and the dashboard built first). Uses
-    /// KURZ_TEST_DATABASE_URL when set.
-    TestUi,
+    /// KURZ_TEST_DATABASE_URL when set; a pattern runs the tests whose names match it.
+    TestUi {
+        /// A regular expression over test names (node's `--test-name-pattern`).
+        pattern: Option<String>,
+    },
     /// Load the redirect routes and print figures as ratios against a baseline of the same run.
     Bench(bench::Args),
 }
@@ -60,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Chaos { scenarios } => test::run_chaos_only(&scenarios),
         Command::Schemathesis => test::run_schemathesis_only(),
         Command::Bench(args) => bench::run(&args),
-        Command::TestUi => ui::run_only(),
+        Command::TestUi { pattern } => ui::run_only(pattern.as_deref()),
         Command::BuildUi => {
             let built = ui::build()?;
             let (raw, gzip) = edge::sizes(&built.wasm)?;

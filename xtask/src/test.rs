@@ -68,6 +68,7 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
     ui::run_browser_tests(
         &root().join("target/debug/origin"),
         &cluster.url("postgres"),
+        None,
     )?;
     drop(cluster);
     Ok(())

@@ -120,13 +120,21 @@ pub(crate) fn tests_dir() -> PathBuf {
 }
 
 /// Runs the browser tests against an origin binary, on the given PostgreSQL.
-pub(crate) fn run_browser_tests(origin_bin: &Path, admin_database_url: &str) -> anyhow::Result<()> {
+pub(crate) fn run_browser_tests(
+    origin_bin: &Path,
+    admin_database_url: &str,
+    pattern: Option<&str>,
+) -> anyhow::Result<()> {
     let chromium = ensure_chromium()?;
     edge::ensure_npm_packages(&tests_dir(), "playwright-core")?;
+    let mut node = Command::new("node");
+    node.current_dir(tests_dir())
+        .args(["--test", "--test-concurrency=1"]);
+    if let Some(pattern) = pattern {
+        node.arg(format!("--test-name-pattern={pattern}"));
+    }
     exec(
-        Command::new("node")
-            .current_dir(tests_dir())
-            .args(["--test", "--test-concurrency=1", "."])
+        node.arg(".")
             .env("KURZ_ORIGIN_BIN", origin_bin)
             .env("KURZ_ADMIN_DIR", dist_dir())
             .env("KURZ_TEST_DATABASE_URL", admin_database_url)
@@ -137,7 +145,7 @@ pub(crate) fn run_browser_tests(origin_bin: &Path, admin_database_url: &str) -> 
 
 /// `cargo xtask test-ui`: the origin and the dashboard built, then only the browser tests, on
 /// `KURZ_TEST_DATABASE_URL` or a throwaway cluster (as `cargo xtask test` makes).
-pub(crate) fn run_only() -> anyhow::Result<()> {
+pub(crate) fn run_only(pattern: Option<&str>) -> anyhow::Result<()> {
     crate::tools::ensure_postgres()?;
     exec(cargo().args(["build", "--locked", "-p", "origin"]))?;
     let built = build()?;
@@ -145,12 +153,12 @@ pub(crate) fn run_only() -> anyhow::Result<()> {
     eprintln!("dashboard .wasm: {gzip} bytes gzipped");
     let origin = root().join("target/debug/origin");
     if let Ok(url) = std::env::var("KURZ_TEST_DATABASE_URL") {
-        return run_browser_tests(&origin, &url);
+        return run_browser_tests(&origin, &url, pattern);
     }
     let dir = tempfile::Builder::new()
         .prefix("kurz-test-pg-")
         .tempdir()
         .context("cannot make a folder for the test database")?;
     let cluster = devpg::Cluster::start(dir.path(), devpg::Durability::Throwaway)?;
-    run_browser_tests(&origin, &cluster.url("postgres"))
+    run_browser_tests(&origin, &cluster.url("postgres"), pattern)
 }
