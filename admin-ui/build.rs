@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use leptos_i18n_build::{Config, ParseOptions, TranslationsInfos};
+use leptos_i18n_parser::parse_locales::options::{Config, ParseOptions};
 
 const LOCALES: [&str; 2] = ["en", "ko"];
 
@@ -25,12 +25,20 @@ fn generate() -> Result<(), String> {
         .and_then(|config| config.add_locale(LOCALES[1]))
         .map_err(|e| e.to_string())?
         .parse_options(ParseOptions::default().interpolate_display(true));
-    let infos = TranslationsInfos::parse(config).map_err(|e| e.to_string())?;
-    infos.rerun_if_locales_changed();
-    infos.emit_diagnostics();
-    infos
-        .generate_i18n_module(out.join("i18n"))
-        .map_err(|e| e.to_string())
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let parsed = leptos_i18n_parser::parse_locales::parse_locales(Some(manifest), config)
+        .map_err(|e| e.to_string())?;
+    for file in parsed.tracked_files.iter().flatten() {
+        println!("cargo::rerun-if-changed={file}");
+    }
+    if let Some(error) = parsed.diag.errors().first() {
+        return Err(error.to_string());
+    }
+    let code = leptos_i18n_codegen::gen_code(&parsed, None, false, None, false)
+        .map_err(|e| e.to_string())?;
+    let dir = out.join("i18n");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("mod.rs"), code.to_string()).map_err(|e| e.to_string())
 }
 
 /// Every language has every key (leptos_i18n would only warn and show English).
