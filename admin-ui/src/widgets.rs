@@ -226,7 +226,7 @@ where
 /// The JSON answer of a GET, decoded as `T` when read. Every page's list loads through one
 /// loader of text (not one per type): the size budget again.
 pub struct Json<T> {
-    raw: RwSignal<Option<Result<String, ApiError>>>,
+    raw: Memo<Option<Result<String, ApiError>>>,
     kind: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -258,9 +258,12 @@ pub fn load_json<T>(url: impl Fn() -> String + 'static) -> Json<T> {
     }
 }
 
-fn load_text(url: Box<dyn Fn() -> String>) -> RwSignal<Option<Result<String, ApiError>>> {
-    load(move || {
+/// A memo over the answers: an answer equal to the one shown (a live page asking again while
+/// nothing changed) does not draw the page anew.
+fn load_text(url: Box<dyn Fn() -> String>) -> Memo<Option<Result<String, ApiError>>> {
+    let raw = load(move || {
         let url = url();
         async move { api::get_text(&url).await }
-    })
+    });
+    Memo::new(move |_| raw.get())
 }
