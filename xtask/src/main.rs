@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_analytics;
+mod bench_dashboard;
 mod dev;
 mod edge;
 mod test;
@@ -51,7 +52,8 @@ enum Command {
         /// A regular expression over test names (node's `--test-name-pattern`).
         pattern: Option<String>,
     },
-    /// Load the redirect routes and print figures as ratios against a baseline of the same run.
+    /// Measure kurz (redirects, the edge, analytics, imports, the dashboard) and print figures
+    /// as ratios against a baseline of the same run.
     Bench(bench::Args),
 }
 

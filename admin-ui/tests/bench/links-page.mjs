@@ -1,0 +1,143 @@
+// The links page's first screen, timed in headless Chromium (Debian's, driven by
+// playwright-core, launched as the browser tests launch it). `cargo xtask bench --only
+// dashboard` seeds the workspaces, starts the release origin serving the release dashboard and
+// runs this script; it is not a test (node's test runner picks only `*.test.mjs` and the like,
+// so `node --test .` in admin-ui/tests leaves it alone), and asserts no time.
+//
+// Each workspace gets a browser context of its own, signed in through the sign-in form (the
+// real API) and switched to that workspace through the API. Then, in turn for each workspace,
+// LOADS fresh loads of /admin/links (after one unmeasured load: the cache is warm), each timed
+// in the page from the navigation's start (performance.now()):
+//   api          the first answer of GET /api/v1/links has arrived (resource timing)
+//   rows         the first row of the links table is in the document (a MutationObserver)
+//   interactive  a key typed into the search box as soon as the rows are there was handled
+//                (a capture listener of `input` events); then the search request it leads to is
+//                awaited, which shows the page's own handler ran
+// The results go to stdout as one line of JSON: { "<name>": [{ api, rows, interactive,
+// input_delay }, ...] } in milliseconds, in the order of KURZ_BENCH_WORKSPACES.
+
+import { chromium } from 'playwright-core';
+
+const BASE = required('KURZ_BENCH_URL');
+const PASSWORD = required('KURZ_BENCH_PASSWORD');
+const WORKSPACES = JSON.parse(required('KURZ_BENCH_WORKSPACES'));
+const CHROMIUM = process.env.KURZ_CHROMIUM ?? '/usr/bin/chromium';
+const LOADS = Number(process.env.KURZ_BENCH_LOADS ?? 5);
+const USERNAME = process.env.KURZ_BENCH_USERNAME ?? 'admin';
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run this with \`cargo xtask bench --only dashboard\``);
+  return value;
+}
+
+/** Runs in every page before its own scripts: notes when the first row and the first input came. */
+function instrument() {
+  const bench = { rows: null, input: null, inputDelay: null };
+  window.__kurzBench = bench;
+  const observer = new MutationObserver(() => {
+    if (document.querySelector('tbody tr[data-code]')) {
+      bench.rows = performance.now();
+      observer.disconnect();
+    }
+  });
+  observer.observe(document, { childList: true, subtree: true });
+  document.addEventListener('input', (event) => {
+    if (bench.input === null) {
+      bench.input = performance.now();
+      // How long the key waited for the page's main thread (event.timeStamp: when it came).
+      bench.inputDelay = bench.input - event.timeStamp;
+    }
+  }, true);
+}
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+
+try {
+  const pages = [];
+  for (const { name, workspace } of WORKSPACES) {
+    pages.push({ name, page: await signedIn(workspace) });
+  }
+  const results = Object.fromEntries(pages.map(({ name }) => [name, []]));
+  // Unmeasured first loads: the dashboard's assets are in each context's cache afterwards.
+  for (const { page } of pages) await load(page);
+  // In turn, so that the machine's other load falls on every workspace alike.
+  for (let round = 0; round < LOADS; round++) {
+    for (const { name, page } of pages) {
+      results[name].push(await load(page));
+      console.error(`${name}, load ${round + 1}: ${JSON.stringify(results[name].at(-1))}`);
+    }
+  }
+  process.stdout.write(`${JSON.stringify(results)}\n`);
+} finally {
+  await browser.close();
+}
+
+/** A page of a new context, signed in through the form and working in `workspace`. */
+async function signedIn(workspace) {
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 900 },
+    colorScheme: 'light',
+    locale: 'en-GB',
+    timezoneId: 'Europe/Berlin',
+  });
+  context.setDefaultTimeout(30_000);
+  await context.addInitScript(instrument);
+  const page = await context.newPage();
+  page.on('pageerror', (err) => console.error('page error:', err));
+  await page.goto(`${BASE}/admin/links`);
+  await page.locator('input[autocomplete="username"]').fill(USERNAME);
+  await page.locator('input[type="password"]').fill(PASSWORD);
+  await page.locator('form button[type="submit"]').click();
+  await page.locator('input[type="search"]').first().waitFor();
+  const now = await page.evaluate(async (id) => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const response = await fetch('/api/v1/session/workspace', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+      body: JSON.stringify({ workspace_id: id }),
+    });
+    if (!response.ok) throw new Error(`switching to workspace ${id}: ${response.status} ${await response.text()}`);
+    return (await (await fetch('/api/v1/session')).json()).workspace?.id;
+  }, workspace);
+  if (now !== workspace) throw new Error(`the session works in workspace ${now}, not ${workspace}`);
+  await page.goto('about:blank');
+  return page;
+}
+
+/** One fresh load of the links page, timed; the page is left blank again. */
+async function load(page) {
+  await page.goto(`${BASE}/admin/links`, { waitUntil: 'commit' });
+  await page.locator('tbody tr[data-code]').first().waitFor();
+  const searched = page.waitForResponse((response) => {
+    const url = new URL(response.url());
+    return url.pathname === '/api/v1/links' && url.searchParams.get('q') === 'h';
+  });
+  await page.locator('input[type="search"]').first().press('h');
+  // The search starts after the page's debounce: its request shows the page's handler ran.
+  await searched;
+  const timings = await page.evaluate(() => {
+    const bench = window.__kurzBench;
+    const api = performance
+      .getEntriesByType('resource')
+      .filter((entry) => new URL(entry.name).pathname === '/api/v1/links')
+      .sort((a, b) => a.startTime - b.startTime)[0];
+    return {
+      api: api?.responseEnd ?? null,
+      rows: bench.rows,
+      interactive: bench.input,
+      input_delay: bench.inputDelay,
+    };
+  });
+  await page.goto('about:blank');
+  for (const [key, value] of Object.entries(timings)) {
+    if (typeof value !== 'number') throw new Error(`no ${key} time: ${JSON.stringify(timings)}`);
+  }
+  return timings;
+}
