@@ -1,5 +1,5 @@
-//! Pieces several pages share: a confirmation dialog, a secret shown once, the clipboard,
-//! and the refusal a role gets for a page it may not use.
+//! Pieces several pages share: modal dialogs (a confirmation among them), a secret shown once,
+//! the clipboard, and the refusal a role gets for a page it may not use.
 
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
@@ -50,6 +50,114 @@ pub fn flash(notice: RwSignal<Option<String>>, text: String) {
     Timeout::new(4000, move || notice.set(None)).forget();
 }
 
+/// A modal dialog over the page. The focus starts on its control marked `autofocus` (else its
+/// first one), Tab and Shift+Tab go round its controls without leaving it, Escape closes it, and
+/// the focus goes back to what had it when the dialog opened (the button that opened it).
+#[component]
+pub fn Modal(
+    /// `alertdialog` for a question before something that cannot be undone.
+    #[prop(default = "dialog")]
+    role: &'static str,
+    /// The id of the dialog's title.
+    labelledby: &'static str,
+    /// The id of the text that says what the dialog is about, if any.
+    #[prop(optional)]
+    describedby: Option<&'static str>,
+    /// More classes for the dialog's box (`qr`).
+    #[prop(optional)]
+    class: &'static str,
+    on_close: Callback<()>,
+    children: Children,
+) -> impl IntoView {
+    let dialog = NodeRef::<leptos::html::Div>::new();
+    return_focus_on_close();
+    Effect::new(move || {
+        let Some(dialog) = dialog.get() else { return };
+        let start = dialog
+            .query_selector("[autofocus]")
+            .ok()
+            .flatten()
+            .or_else(|| dialog.query_selector(FOCUSABLE).ok().flatten());
+        focus(start);
+    });
+    let keydown = move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+        "Escape" => {
+            ev.stop_propagation();
+            on_close.run(());
+        }
+        "Tab" => {
+            if let Some(dialog) = dialog.get_untracked() {
+                keep_focus_inside(&dialog, &ev);
+            }
+        }
+        _ => {}
+    };
+    view! {
+        <div class="overlay" on:keydown=keydown>
+            <div class=format!("dialog {class}") role=role aria-modal="true" aria-labelledby=labelledby
+                aria-describedby=describedby node_ref=dialog>
+                {children()}
+            </div>
+        </div>
+    }
+}
+
+/// What can take the focus in a dialog.
+const FOCUSABLE: &str = "a[href], button:not(:disabled), input:not(:disabled), select:not(:disabled), \
+    textarea:not(:disabled), [tabindex]:not([tabindex='-1'])";
+
+/// Tab on the dialog's last control goes to its first, Shift+Tab on its first to its last
+/// (and either, from outside it, into it).
+fn keep_focus_inside(dialog: &web_sys::Element, ev: &leptos::ev::KeyboardEvent) {
+    let first = dialog.query_selector(FOCUSABLE).ok().flatten();
+    let last = last_focusable(dialog);
+    let active = document().active_element();
+    let inside = active.as_ref().is_some_and(|a| dialog.contains(Some(a)));
+    let (edge, other) = if ev.shift_key() {
+        (first, last)
+    } else {
+        (last, first)
+    };
+    if !inside || active.is_none() || active == edge {
+        ev.prevent_default();
+        focus(other);
+    }
+}
+
+/// The last control that can take the focus in `root`, in document order.
+fn last_focusable(root: &web_sys::Element) -> Option<web_sys::Element> {
+    let mut child = root.last_element_child();
+    while let Some(element) = child {
+        if let Some(found) = last_focusable(&element) {
+            return Some(found);
+        }
+        if element.matches(FOCUSABLE).unwrap_or(false) {
+            return Some(element);
+        }
+        child = element.previous_element_sibling();
+    }
+    None
+}
+
+fn focus(element: Option<web_sys::Element>) {
+    use wasm_bindgen::JsCast;
+    if let Some(element) = element.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
+        let _ = element.focus();
+    }
+}
+
+/// When the component calling this goes away, the focus returns to the element that had it
+/// when the component appeared, if that is still on the page.
+fn return_focus_on_close() {
+    let opener = StoredValue::new_local(document().active_element());
+    on_cleanup(move || {
+        let opener = opener.try_with_value(Clone::clone).flatten();
+        if let Some(opener) = opener.filter(|o| o.is_connected()) {
+            focus(Some(opener));
+        }
+    });
+}
+
 /// A dialog asking before something that cannot be undone. The focus starts on Cancel;
 /// Escape cancels.
 #[component]
@@ -64,25 +172,16 @@ pub fn ConfirmDialog(
     on_cancel: Callback<()>,
 ) -> impl IntoView {
     let i18n = use_i18n();
-    let cancel_button = NodeRef::<leptos::html::Button>::new();
-    Effect::new(move || {
-        if let Some(button) = cancel_button.get() {
-            let _ = button.focus();
-        }
-    });
     view! {
-        <div class="overlay" on:keydown=move |ev| if ev.key() == "Escape" { on_cancel.run(()) }>
-            <div class="dialog" role="alertdialog" aria-modal="true" aria-labelledby="confirm-title"
-                aria-describedby="confirm-text">
-                <h2 id="confirm-title">{title}</h2>
-                <p id="confirm-text">{text}</p>
-                <p class="error" role="alert">{move || error.get()}</p>
-                <div class="buttons">
-                    <button class="secondary" node_ref=cancel_button on:click=move |_| on_cancel.run(())>{t!(i18n, common.cancel)}</button>
-                    <button class="danger" on:click=move |_| on_confirm.run(()) disabled=move || busy.get()>{confirm}</button>
-                </div>
+        <Modal role="alertdialog" labelledby="confirm-title" describedby="confirm-text" on_close=on_cancel>
+            <h2 id="confirm-title">{title}</h2>
+            <p id="confirm-text">{text}</p>
+            <p class="error" role="alert">{move || error.get()}</p>
+            <div class="buttons">
+                <button class="secondary" autofocus on:click=move |_| on_cancel.run(())>{t!(i18n, common.cancel)}</button>
+                <button class="danger" on:click=move |_| on_confirm.run(()) disabled=move || busy.get()>{confirm}</button>
             </div>
-        </div>
+        </Modal>
     }
 }
 
@@ -99,6 +198,7 @@ pub fn ShownOnce(
     let i18n = use_i18n();
     let notice = RwSignal::new(None::<String>);
     let field = NodeRef::<leptos::html::Input>::new();
+    return_focus_on_close();
     Effect::new(move || {
         if let Some(input) = field.get() {
             let _ = input.focus();
