@@ -3,11 +3,14 @@
 // builds everything and runs this file with the variables below set.
 //
 // The steps run in order in one browser, as a person would use the dashboard. Screenshots of
-// the main pages (light and dark, desktop and phone) go to KURZ_ARTIFACTS.
+// the main pages (light and dark, desktop and phone) go to KURZ_ARTIFACTS; near the end, one
+// walk over every page in English and Korean checks each with axe-core and writes its
+// screenshots in both languages.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { once } from 'node:events';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -26,6 +29,11 @@ const PASSWORD = crypto.randomBytes(12).toString('hex');
 const EDGE_SECRET = crypto.randomBytes(32).toString('hex');
 const DESKTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
+// axe-core, pinned by package-lock.json; evaluated in a page only when it is checked.
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'];
+// The cookie leptos_i18n keeps the chosen language in.
+const LANGUAGE_COOKIE = 'i18n_pref_locale';
 const CHROME_UA =
   'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
 
@@ -111,20 +119,83 @@ async function seedClicks(linkId, code, extra = () => ({}), count = 600) {
   assert.equal(response.status, 200, await response.text());
 }
 
-async function screenshot(name, target = page) {
+/**
+ * Screenshots of what `target` shows, light and dark, desktop and phone, as
+ * `<name>-<lang>-<scheme>-<device>.png`; axe-core checks it too, in both schemes (desktop), its
+ * findings kept for the accessibility step.
+ */
+async function screenshot(name, target = page, { lang = 'en', check = true } = {}) {
   const page = target;
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  fs.mkdirSync(path.dirname(path.join(ARTIFACTS, name)), { recursive: true });
+  // A chart draws itself again for a new width or colours; nothing else needs a pause.
+  const settle = async () => {
+    if (await page.locator('.chart svg').count()) await page.waitForTimeout(300);
+  };
+  const shoot = (scheme, device) =>
+    page.screenshot({ path: path.join(ARTIFACTS, `${name}-${lang}-${scheme}-${device}.png`), fullPage: true });
   for (const scheme of ['light', 'dark']) {
-    for (const [device, size] of [['desktop', DESKTOP], ['phone', PHONE]]) {
-      await page.emulateMedia({ colorScheme: scheme });
-      await page.setViewportSize(size);
-      // Let the chart redraw for the new width and colours.
-      await page.waitForTimeout(300);
-      await page.screenshot({ path: path.join(ARTIFACTS, `${name}-${scheme}-${device}.png`), fullPage: true });
+    await page.emulateMedia({ colorScheme: scheme });
+    await settle();
+    if (check) await checkA11y(page, `${name} (${lang}, ${scheme})`, scheme === 'dark' ? COLOUR_RULES : null);
+    await shoot(scheme, 'desktop');
+  }
+  await page.setViewportSize(PHONE);
+  for (const scheme of ['dark', 'light']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await settle();
+    await shoot(scheme, 'phone');
+  }
+  await page.setViewportSize(DESKTOP);
+}
+
+/**
+ * What axe-core found: each serious or critical violation (rule, impact, element, why) with
+ * where it was seen, and the others by rule.
+ */
+const a11y = { failures: new Map(), others: new Map(), checked: 0 };
+// The rules whose answer depends on the colours: all that a second colour scheme can change.
+const COLOUR_RULES = ['color-contrast', 'link-in-text-block'];
+
+/** The serious and critical violations, one line each, with where each was seen. */
+function a11yReport(filter = () => true) {
+  return [...a11y.failures]
+    .map(([violation, where]) => [violation, where.filter(filter)])
+    .filter(([, where]) => where.length > 0)
+    .map(([violation, where]) => `${violation}\n    on ${where.join(', ')}`);
+}
+
+/**
+ * Runs axe-core over what `target` shows now (`rules`: only these, else every rule of the
+ * WCAG 2.1 A/AA and best-practice tags); `where` names the page and mode in the findings.
+ */
+async function checkA11y(target, where, rules = null) {
+  if (!(await target.evaluate(() => typeof window.axe === 'object'))) {
+    // An evaluation from the test is not the page's own script: the page's Content-Security-
+    // Policy (no inline scripts) stays in force.
+    await target.evaluate(`${AXE_SOURCE}\n;true`);
+  }
+  const runOnly = rules ? { type: 'rule', values: rules } : { type: 'tag', values: AXE_TAGS };
+  const violations = await target.evaluate(async (runOnly) => {
+    const result = await window.axe.run(document, { runOnly, resultTypes: ['violations'] });
+    return result.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.map((n) => ({ target: n.target.join(' '), html: n.html.slice(0, 160), summary: n.failureSummary })),
+    }));
+  }, runOnly);
+  a11y.checked += 1;
+  for (const violation of violations) {
+    if (violation.impact === 'serious' || violation.impact === 'critical') {
+      for (const node of violation.nodes) {
+        const key = `${violation.id} (${violation.impact}) at \`${node.target}\` (${node.html}): ${node.summary.replace(/\s+/g, ' ')}`;
+        a11y.failures.set(key, [...(a11y.failures.get(key) ?? []), where]);
+      }
+    } else {
+      const key = `${violation.id} (${violation.impact})`;
+      a11y.others.set(key, [...(a11y.others.get(key) ?? []), where]);
     }
   }
-  await page.emulateMedia({ colorScheme: 'light' });
-  await page.setViewportSize(DESKTOP);
 }
 
 function row(code) {
@@ -1277,6 +1348,174 @@ test('a viewer sees no import and no webhooks: export only, and the API refuses 
     ];
   });
   assert.deepEqual(statuses, [403, 403, 200]);
+});
+
+// Accessibility (#17): every page in English and Korean, light and dark, checked by axe-core
+// (no serious or critical violation), its screenshots written in the same visit; the keyboard
+// alone reaches, opens and leaves a dialog.
+
+/** A page of its own context in `lang`, signed in as `state` (a storageState) or not. */
+async function pageIn(lang, state) {
+  const ctx = await browser.newContext({
+    viewport: DESKTOP,
+    colorScheme: 'light',
+    locale: lang === 'ko' ? 'ko-KR' : 'en-GB',
+    timezoneId: lang === 'ko' ? 'Asia/Seoul' : 'Europe/Berlin',
+    storageState: state,
+  });
+  ctx.setDefaultTimeout(15_000);
+  await ctx.addCookies([{ name: LANGUAGE_COOKIE, value: lang, url: originUrl }]);
+  const opened = await ctx.newPage();
+  opened.on('pageerror', (err) => console.error(`page error (${lang}):`, err));
+  return opened;
+}
+
+/** Waits until the dashboard shows a page (not "Loading…") in its fonts. */
+async function settled(target) {
+  await target.waitForFunction(() => {
+    const main = document.querySelector('main');
+    return main !== null && main.textContent.trim() !== '' && document.querySelector('.loading') === null;
+  });
+  await target.evaluate(() => document.fonts.ready.then(() => true));
+}
+
+/** The owner's session, without a language chosen (each walk sets its own). */
+async function ownerState() {
+  const state = await context.storageState();
+  return { ...state, cookies: state.cookies.filter((c) => c.name !== LANGUAGE_COOKIE) };
+}
+
+test('accessibility: every page, in English and Korean, light and dark, has no serious or critical axe-core violation (screenshots of each)', async () => {
+  const started = Date.now();
+  const state = await ownerState();
+  // What the pages show: a link with a week of clicks, an open invitation.
+  const setup = await pageIn('en', state);
+  await setup.goto(`${originUrl}/admin`);
+  const { link, invitation } = await setup.evaluate(async () => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const headers = { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token };
+    let link = (await (await fetch('/api/v1/links')).json()).links[0];
+    if (!link) {
+      const created = await fetch('/api/v1/links', { method: 'POST', headers, body: '{"destination":"https://example.com/a11y"}' });
+      link = await created.json();
+    }
+    const invited = await fetch('/api/v1/invitations', { method: 'POST', headers, body: '{"role":"viewer"}' });
+    return { link, invitation: await invited.json() };
+  });
+  await setup.context().close();
+  await seedClicks(link.id, link.code, () => ({}), 120);
+
+  const pages = [
+    ['overview', '/admin'],
+    ['links', '/admin/links'],
+    ['link-stats', `/admin/links/${encodeURIComponent(link.code)}?id=${link.id}`],
+    ['link-form', '/admin/links', async (target) => {
+      await target.locator('.page-head button.primary').click();
+      await target.locator('form.link-form').waitFor();
+    }],
+    ['import', '/admin/import'],
+    ['members', '/admin/members'],
+    ['keys', '/admin/keys'],
+    ['webhooks', '/admin/webhooks'],
+    ['audit', '/admin/audit'],
+    ['abuse', '/admin/abuse'],
+    ['settings', '/admin/settings'],
+    ['profile', '/admin/profile'],
+    ['not-found', '/admin/no-such-page'],
+    // Without a session.
+    ['sign-in', '/admin', null, 'visitor'],
+    ['invite', new URL(invitation.url).pathname + new URL(invitation.url).hash, null, 'visitor'],
+  ];
+  for (const lang of ['en', 'ko']) {
+    const owner = await pageIn(lang, state);
+    const visitor = await pageIn(lang);
+    for (const [name, address, open, who] of pages) {
+      const target = who === 'visitor' ? visitor : owner;
+      await target.goto(`${originUrl}${address}`);
+      await settled(target);
+      if (open) await open(target);
+      assert.equal(await target.evaluate(() => document.documentElement.lang), lang, `${name}: <html lang>`);
+      await screenshot(`pages/${name}`, target, { lang, check: true });
+    }
+    await owner.context().close();
+    await visitor.context().close();
+  }
+  await page.evaluate(async (id) => {
+    const session = await (await fetch('/api/v1/session')).json();
+    await fetch(`/api/v1/invitations/${id}`, { method: 'DELETE', headers: { 'x-csrf-token': session.csrf_token } });
+  }, invitation.invitation.id);
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  console.log(`accessibility walk: ${pages.length} pages × 2 languages × 2 schemes, ${a11y.checked} axe-core checks in all, ${seconds} s`);
+  for (const [rule, where] of a11y.others) console.log(`  axe-core, not failing: ${rule} on ${where.length} check(s), e.g. ${where[0]}`);
+  // Every check of the run so far counts: the other steps' screenshots were checked too.
+  const report = a11yReport();
+  assert.equal(report.length, 0, `serious or critical axe-core violations:\n${report.join('\n')}`);
+});
+
+test('keyboard alone: the skip link leads into the page; Tab reaches a delete button, Enter asks, Tab stays in the dialog, Escape closes it and the focus is back on the button', async () => {
+  const target = await pageIn('en', await ownerState());
+  await target.goto(`${originUrl}/admin/links`);
+  await target.locator('tr[data-code] button.danger').first().waitFor();
+  await settled(target);
+  const focused = () => target.evaluate(() => {
+    const el = document.activeElement;
+    return {
+      tag: el.tagName.toLowerCase(),
+      cls: el.className,
+      label: el.getAttribute('aria-label') ?? el.textContent.trim(),
+      inMain: el.closest('main') !== null,
+      inDialog: el.closest('[role="alertdialog"], [role="dialog"]') !== null,
+      visible: (() => { const r = el.getBoundingClientRect(); return r.width > 0 && r.right > 0 && r.left < innerWidth; })(),
+      outline: getComputedStyle(el).outlineStyle,
+    };
+  });
+
+  // The first Tab shows the skip link; following it, the next Tab is inside the page's main part.
+  await target.keyboard.press('Tab');
+  let now = await focused();
+  assert.equal(now.cls, 'skip', JSON.stringify(now));
+  assert.ok(now.visible, 'the skip link shows when focused');
+  assert.notEqual(now.outline, 'none', 'the focus is visible');
+  await target.keyboard.press('Enter');
+  await target.keyboard.press('Tab');
+  now = await focused();
+  assert.ok(now.inMain, `after the skip link: ${JSON.stringify(now)}`);
+
+  // Tab on to the first row's delete button.
+  const button = await target.locator('tr[data-code] button.danger').first().getAttribute('aria-label');
+  for (let i = 0; i < 100 && (await focused()).label !== button; i++) await target.keyboard.press('Tab');
+  now = await focused();
+  assert.equal(now.label, button, 'Tab reaches the delete button');
+  assert.notEqual(now.outline, 'none', 'the focus is visible');
+
+  await target.keyboard.press('Enter');
+  const dialog = target.getByRole('alertdialog');
+  await dialog.waitFor();
+  const inside = [];
+  now = await focused();
+  inside.push(now.label);
+  assert.ok(now.inDialog, 'the focus starts in the dialog');
+  // Round and round: Tab and Shift+Tab never leave it.
+  for (const key of ['Tab', 'Tab', 'Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab']) {
+    await target.keyboard.press(key);
+    now = await focused();
+    assert.ok(now.inDialog, `${key} stays in the dialog: ${JSON.stringify(now)}`);
+    inside.push(now.label);
+  }
+  const controls = await dialog.locator('button:not(:disabled), a[href], input, select, textarea').count();
+  assert.equal(new Set(inside).size, controls, `every control of the dialog is reached: ${inside}`);
+  assert.equal(inside[0], inside[controls], 'Tab from the last control goes back to the first');
+  await checkA11y(target, 'links: the delete dialog (en, light)');
+  await target.emulateMedia({ colorScheme: 'dark' });
+  await checkA11y(target, 'links: the delete dialog (en, dark)', COLOUR_RULES);
+  await target.emulateMedia({ colorScheme: 'light' });
+
+  await target.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'detached' });
+  now = await focused();
+  assert.equal(now.label, button, 'the focus is back on the button that opened the dialog');
+  assert.deepEqual(a11yReport((where) => where.startsWith('links: the delete dialog')), []);
+  await target.context().close();
 });
 
 test('signing out ends the session', async () => {

@@ -103,10 +103,14 @@ fn publish(file: &Path, dist: &Path, stem: &str, extension: &str) -> anyhow::Res
     Ok(name)
 }
 
-/// Debian's chromium for the browser tests (never a browser a tool downloads itself).
+/// Debian's chromium for the browser tests (never a browser a tool downloads itself), and a
+/// Korean font (Debian's Nanum), without which the Korean pages' screenshots show empty boxes.
 pub(crate) fn ensure_chromium() -> anyhow::Result<PathBuf> {
     if !on_path("chromium") {
         apt_install(&["chromium"])?;
+    }
+    if !Path::new("/usr/share/fonts/truetype/nanum").exists() {
+        apt_install(&["fonts-nanum"])?;
     }
     let path = PathBuf::from("/usr/bin/chromium");
     if !path.exists() {
@@ -126,6 +130,7 @@ pub(crate) fn run_browser_tests(
     pattern: Option<&str>,
 ) -> anyhow::Result<()> {
     let chromium = ensure_chromium()?;
+    // playwright-core and axe-core, as pinned by the tests' package-lock.json.
     edge::ensure_npm_packages(&tests_dir(), "playwright-core")?;
     let mut node = Command::new("node");
     node.current_dir(tests_dir())
