@@ -3,12 +3,14 @@
 //! token still in the address).
 
 use leptos::prelude::*;
-use shortlink::workspace::{InvitationPreview, SignUp};
+use leptos_i18n::I18nContext;
+use shortlink::workspace::{Role, SignUp};
 
 use crate::api::ApiError;
+use crate::i18n::{Locale, t, t_string, tu_string, use_i18n};
 use crate::nav::{Location, Page};
 use crate::range::date_time;
-use crate::widgets::role_label;
+use crate::widgets::{LanguagePicker, role_label};
 use crate::{Auth, Flash, SignInFirst, api};
 
 /// The token in the address's fragment.
@@ -19,39 +21,57 @@ fn token() -> String {
 
 #[component]
 pub fn Invite() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let signed_in = auth.session().is_some();
+    // A lookup (a POST: the token stays out of addresses and logs), not a list: a refused
+    // token does not get better by trying again, so no Try again here.
     let preview = crate::widgets::load(move || async move {
         let token = token();
         if token.is_empty() {
-            return Err(
-                "This address holds no invitation: open the whole link you were sent.".to_owned(),
-            );
+            return Err(None);
         }
-        api::lookup_invitation(token).await.map_err(|e| e.message)
+        api::lookup_invitation(token).await.map_err(Some)
     });
-    let body = move || {
-        match preview.get() {
-        None => view! { <p class="loading">"Opening the invitation…"</p> }.into_any(),
-        Some(Err(message)) => view! {
-            <h1 id="invite-title">"Invitation"</h1>
-            <div class="error-box" role="alert"><p>{message}</p></div>
+    let body = move || match preview.get() {
+        None => {
+            view! { <p class="loading" role="status">{t!(i18n, invite.opening)}</p> }.into_any()
         }
-        .into_any(),
-        Some(Ok(preview)) => view! {
-            <h1 id="invite-title">{format!("Join {} as {}", preview.workspace_name, preview.role.as_str())}</h1>
-            <p class="hint">{format!("{}s {}. The invitation expires {}.", role_label(preview.role), what_role_does(&preview), date_time(preview.expires_at))}</p>
-            {if signed_in { view! { <Accept/> }.into_any() } else { view! { <SignUpForm/> }.into_any() }}
+        Some(Err(error)) => {
+            let message = move || match &error {
+                Some(error) => error.message.clone(),
+                None => t_string!(i18n, invite.no_token).to_string(),
+            };
+            view! {
+                <h1 id="invite-title">{t!(i18n, invite.title)}</h1>
+                <div class="error-box" role="alert"><p>{message}</p></div>
+            }
+            .into_any()
         }
-        .into_any(),
-    }
+        Some(Ok(preview)) => {
+            let workspace = preview.workspace_name.clone();
+            let title = move || {
+                let role = role_label(preview.role).to_lowercase();
+                t_string!(i18n, invite.join_as, workspace = workspace.clone(), role).to_string()
+            };
+            let (role, expires_at) = (preview.role, preview.expires_at);
+            view! {
+                <h1 id="invite-title">{title}</h1>
+                <p class="hint">{move || what_role_does(i18n, role)}" "
+                    {move || t_string!(i18n, invite.expires, date = date_time(expires_at)).to_string()}</p>
+                {if signed_in { view! { <Accept/> }.into_any() } else { view! { <SignUpForm/> }.into_any() }}
+            }
+            .into_any()
+        }
     };
     if signed_in {
         view! { <section class="page invite" aria-labelledby="invite-title">{body}</section> }
             .into_any()
     } else {
+        // Signed out there is no header: the language is chosen here.
         view! {
             <main class="sign-in" id="main">
+                <div class="signed-out-language"><LanguagePicker/></div>
                 <section class="invite panel" aria-labelledby="invite-title">{body}</section>
             </main>
         }
@@ -59,19 +79,20 @@ pub fn Invite() -> impl IntoView {
     }
 }
 
-fn what_role_does(preview: &InvitationPreview) -> &'static str {
-    use shortlink::workspace::Role;
-    match preview.role {
-        Role::Owner => "manage the workspace, its members, keys and links",
-        Role::Admin => "manage members, API keys and links",
-        Role::Editor => "create, edit and delete links and see their statistics",
-        Role::Viewer => "see links and their statistics",
+/// What the invited role may do, as a sentence in the dashboard's language.
+fn what_role_does(i18n: I18nContext<Locale>, role: Role) -> &'static str {
+    match role {
+        Role::Owner => t_string!(i18n, invite.does_owner),
+        Role::Admin => t_string!(i18n, invite.does_admin),
+        Role::Editor => t_string!(i18n, invite.does_editor),
+        Role::Viewer => t_string!(i18n, invite.does_viewer),
     }
 }
 
 /// Accepting as the person signed in.
 #[component]
 fn Accept() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let flash = expect_context::<Flash>().0;
     let location = expect_context::<Location>();
@@ -94,21 +115,18 @@ fn Accept() -> impl IntoView {
                         .unwrap_or_default();
                     location.go(&Page::Links);
                     auth.set(Some(now));
-                    flash.set(Some(format!("You joined “{name}”.")));
+                    flash.set(Some(tu_string!(i18n, invite.joined, name).to_string()));
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
+                Err(err) => error.set(Some(err.message)),
             }
             busy.set(false);
         });
     };
     view! {
-        <p>{format!("You are signed in as {username}.")}</p>
+        <p>{move || t_string!(i18n, invite.signed_in_as, username = username.clone()).to_string()}</p>
         <p class="error" role="alert">{move || error.get()}</p>
         <div class="buttons start">
-            <button class="primary" on:click=accept disabled=move || busy.get()>"Accept the invitation"</button>
+            <button class="primary" on:click=accept disabled=move || busy.get()>{t!(i18n, invite.accept)}</button>
         </div>
     }
 }
@@ -116,6 +134,7 @@ fn Accept() -> impl IntoView {
 /// A new user: choose a username and password, and join.
 #[component]
 fn SignUpForm() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let sign_in_first = expect_context::<SignInFirst>().0;
     let location = expect_context::<Location>();
@@ -146,6 +165,16 @@ fn SignUpForm() -> impl IntoView {
     let field_error = move |field: &'static str| {
         move || error.with(|e| e.as_ref().and_then(|e| e.for_field(field)))
     };
+    let invalid = move |field: &'static str| {
+        move || {
+            error
+                .with(|e| {
+                    e.as_ref()
+                        .is_some_and(|e| e.field.as_deref() == Some(field))
+                })
+                .to_string()
+        }
+    };
     let general_error = move || {
         error.with(|e| {
             e.as_ref()
@@ -155,22 +184,22 @@ fn SignUpForm() -> impl IntoView {
     };
     view! {
         <form class="sign-up" on:submit=submit aria-labelledby="sign-up-title" novalidate>
-            <h2 id="sign-up-title">"New to kurz? Choose a username and password"</h2>
-            <label for="new-username">"Username"</label>
+            <h2 id="sign-up-title">{t!(i18n, invite.sign_up_title)}</h2>
+            <label for="new-username">{t!(i18n, invite.username)}</label>
             <input id="new-username" name="username" autocomplete="username" required bind:value=username
-                aria-describedby="new-username-error"/>
+                aria-invalid=invalid("username") aria-describedby="new-username-error"/>
             <p class="field-error" id="new-username-error" role="alert">{field_error("username")}</p>
-            <label for="new-password">"Password"</label>
+            <label for="new-password">{t!(i18n, invite.password)}</label>
             <input id="new-password" name="password" type="password" autocomplete="new-password" required
-                bind:value=password aria-describedby="new-password-error"/>
+                bind:value=password aria-invalid=invalid("password") aria-describedby="new-password-error"/>
             <p class="field-error" id="new-password-error" role="alert">{field_error("password")}</p>
             <p class="error" role="alert">{general_error}</p>
-            <button type="submit" class="primary" disabled=move || busy.get()>"Sign up and join"</button>
+            <button type="submit" class="primary" disabled=move || busy.get()>{t!(i18n, invite.sign_up)}</button>
         </form>
         <p class="hint">
-            "Already have an account? "
-            <button class="link-button" on:click=move |_| sign_in_first.set(true)>"Sign in first"</button>
-            ", then accept the invitation."
+            {t!(i18n, invite.have_account)}" "
+            <button class="link-button" on:click=move |_| sign_in_first.set(true)>{t!(i18n, invite.sign_in_first)}</button>
+            {t!(i18n, invite.then_accept)}
         </p>
     }
 }

@@ -2,99 +2,119 @@
 //! secret once; revoking one (after asking) makes it fail at once. Admins and owners only.
 
 use leptos::prelude::*;
+use leptos_i18n::I18nContext;
 use shortlink::workspace::{ApiKey, CreateApiKey, CreatedApiKey, Permission, Scope};
 use time::OffsetDateTime;
 
 use crate::api::ApiError;
+use crate::i18n::{Locale, t, t_string, tu_string, use_i18n};
 use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, ErrorBox, Refused, ShownOnce, flash};
+use crate::widgets::{ConfirmDialog, Loaded, Refused, ShownOnce, flash, load_json};
 use crate::{Auth, api};
 
-fn scope_text(scope: Scope) -> &'static str {
+/// The keys page's state, shared by its parts.
+#[derive(Clone, Copy)]
+struct KeysState {
+    /// Bumped after a change: the list loads again.
+    reload: RwSignal<u32>,
+    /// What the last change did (or why it failed).
+    notice: RwSignal<Option<String>>,
+    /// Whether the new-key form is open.
+    creating: RwSignal<bool>,
+    /// The key just made, its secret shown once.
+    created: RwSignal<Option<CreatedApiKey>>,
+    /// The key the revoke dialog asks about.
+    revoking: RwSignal<Option<ApiKey>>,
+}
+
+/// What a scope allows, in the dashboard's language.
+fn scope_text(i18n: I18nContext<Locale>, scope: Scope) -> &'static str {
     match scope {
-        Scope::LinksRead => "read links",
-        Scope::LinksWrite => "create, edit and delete links",
-        Scope::StatsRead => "read statistics",
-        Scope::WorkspaceAdmin => "manage keys and members, read the audit log",
+        Scope::LinksRead => t_string!(i18n, keys.scope_links_read),
+        Scope::LinksWrite => t_string!(i18n, keys.scope_links_write),
+        Scope::StatsRead => t_string!(i18n, keys.scope_stats_read),
+        Scope::WorkspaceAdmin => t_string!(i18n, keys.scope_workspace_admin),
     }
 }
 
 #[component]
 pub fn Keys() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     if !auth.permits(Permission::Administer) {
         return view! {
             <section class="page" aria-labelledby="keys-title">
-                <h1 id="keys-title">"API keys"</h1>
-                <Refused role=auth.role() what="managing API keys"/>
+                <h1 id="keys-title">{t!(i18n, keys.title)}</h1>
+                <Refused role=auth.role() what=t_string!(i18n, keys.refused_what).to_string()/>
             </section>
         }
         .into_any();
     }
-    let reload = RwSignal::new(0_u32);
-    let notice = RwSignal::new(None::<String>);
-    let creating = RwSignal::new(false);
-    let created = RwSignal::new(None::<CreatedApiKey>);
-    let revoking = RwSignal::new(None::<ApiKey>);
-    let keys = crate::widgets::load_json::<Vec<ApiKey>>(move || {
-        reload.track();
+    let state = KeysState {
+        reload: RwSignal::new(0),
+        notice: RwSignal::new(None),
+        creating: RwSignal::new(false),
+        created: RwSignal::new(None),
+        revoking: RwSignal::new(None),
+    };
+    provide_context(state);
+    let keys = load_json::<Vec<ApiKey>>(move || {
+        state.reload.track();
         "/api/v1/keys".to_owned()
-    });
-    let on_created = Callback::new(move |key: CreatedApiKey| {
-        creating.set(false);
-        created.set(Some(key));
-        reload.update(|n| *n += 1);
     });
     view! {
         <section class="page" aria-labelledby="keys-title">
             <div class="page-head">
-                <h1 id="keys-title">"API keys"</h1>
-                <button class="primary" on:click=move |_| { created.set(None); creating.set(true) }>"New key"</button>
+                <h1 id="keys-title">{t!(i18n, keys.title)}</h1>
+                <button class="primary" on:click=move |_| { state.created.set(None); state.creating.set(true) }>
+                    {t!(i18n, keys.new_key)}
+                </button>
             </div>
-            <p class="notice" role="status" aria-live="polite">{move || notice.get()}</p>
-            {move || creating.get().then(|| view! {
-                <KeyForm on_created=on_created on_cancel=Callback::new(move |()| creating.set(false))/>
+            <p class="notice" role="status">{move || state.notice.get()}</p>
+            {move || state.creating.get().then(|| view! { <KeyForm/> })}
+            {move || state.created.get().map(|key| view! {
+                <ShownOnce label=t_string!(i18n, keys.secret_label, name = key.api_key.name).to_string()
+                    value=key.key
+                    hint=t_string!(i18n, keys.secret_hint).to_string()
+                    on_done=Callback::new(move |()| state.created.set(None))/>
             })}
-            {move || created.get().map(|key| view! {
-                <ShownOnce label=format!("Secret of the key “{}”", key.api_key.name) value=key.key
-                    hint="Copy it now: it is shown only once. Scripts send it as “Authorization: Bearer <key>”.".to_owned()
-                    on_done=Callback::new(move |()| created.set(None))/>
-            })}
-            {move || match keys.get() {
-                None => view! { <p class="loading">"Loading keys…"</p> }.into_any(),
-                Some(Err(err)) => view! { <ErrorBox message=err.message reload=reload/> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! { <p class="empty">"No API keys yet."</p> }.into_any(),
-                Some(Ok(list)) => view! {
-                    <div class="table-wrap">
-                        <table id="keys-table">
-                            <thead>
-                                <tr>
-                                    <th scope="col">"Name"</th>
-                                    <th scope="col">"Key"</th>
-                                    <th scope="col">"Scopes"</th>
-                                    <th scope="col">"Created"</th>
-                                    <th scope="col">"Expires"</th>
-                                    <th scope="col">"Last used"</th>
-                                    <th scope="col"><span class="visually-hidden">"Actions"</span></th>
-                                </tr>
-                            </thead>
-                            <tbody>
-                                {list.into_iter().map(|key| view! { <KeyRow key=key revoking=revoking/> }).collect_view()}
-                            </tbody>
-                        </table>
-                    </div>
-                }.into_any(),
-            }}
-            {move || revoking.get().map(|key| view! {
-                <Revoke key=key revoking=revoking notice=notice reload=reload/>
-            })}
+            <Loaded data=keys reload=state.reload loading=t_string!(i18n, keys.loading).to_string() let:list>
+                {if list.is_empty() {
+                    view! { <p class="empty">{t!(i18n, keys.empty)}</p> }.into_any()
+                } else {
+                    view! {
+                        <div class="table-wrap">
+                            <table id="keys-table" aria-labelledby="keys-title">
+                                <thead>
+                                    <tr>
+                                        <th scope="col">{t!(i18n, keys.name)}</th>
+                                        <th scope="col">{t!(i18n, keys.key)}</th>
+                                        <th scope="col">{t!(i18n, keys.scopes)}</th>
+                                        <th scope="col">{t!(i18n, keys.created)}</th>
+                                        <th scope="col">{t!(i18n, keys.expires)}</th>
+                                        <th scope="col">{t!(i18n, keys.last_used)}</th>
+                                        <th scope="col"><span class="visually-hidden">{t!(i18n, keys.actions)}</span></th>
+                                    </tr>
+                                </thead>
+                                <tbody>
+                                    {list.into_iter().map(|key| view! { <KeyRow key=key/> }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    }.into_any()
+                }}
+            </Loaded>
+            {move || state.revoking.get().map(|key| view! { <Revoke key=key/> })}
         </section>
     }
     .into_any()
 }
 
 #[component]
-fn KeyRow(key: ApiKey, revoking: RwSignal<Option<ApiKey>>) -> impl IntoView {
+fn KeyRow(key: ApiKey) -> impl IntoView {
+    let i18n = use_i18n();
+    let state = expect_context::<KeysState>();
+    // Scopes by their names in the API (what scripts and the docs call them).
     let scopes = key
         .scopes
         .iter()
@@ -102,30 +122,44 @@ fn KeyRow(key: ApiKey, revoking: RwSignal<Option<ApiKey>>) -> impl IntoView {
         .collect::<Vec<_>>()
         .join(", ");
     let created = match &key.created_by {
-        Some(by) => format!("{} by {by}", date_time(key.created_at)),
+        Some(name) => t_string!(
+            i18n,
+            keys.created_by,
+            date = date_time(key.created_at),
+            name
+        )
+        .to_string(),
         None => date_time(key.created_at),
     };
-    let name = key.name.clone();
+    let expires = key
+        .expires_at
+        .map_or_else(|| t_string!(i18n, keys.never_expires).to_owned(), date_time);
+    let last_used = key
+        .last_used_at
+        .map_or_else(|| t_string!(i18n, keys.never_used).to_owned(), date_time);
+    let label = t_string!(i18n, keys.revoke_label, name = key.name.clone()).to_string();
     let for_revoke = key.clone();
     view! {
-        <tr data-key=key.name>
+        <tr data-key=key.name.clone()>
             <td>{key.name.clone()}</td>
             <td class="code">{format!("{}…", key.prefix)}</td>
             <td>{scopes}</td>
             <td>{created}</td>
-            <td>{key.expires_at.map_or_else(|| "never".to_owned(), date_time)}</td>
-            <td>{key.last_used_at.map_or_else(|| "never".to_owned(), date_time)}</td>
+            <td>{expires}</td>
+            <td>{last_used}</td>
             <td class="actions">
-                <button class="danger" on:click=move |_| revoking.set(Some(for_revoke.clone()))
-                    aria-label=format!("Revoke {name}")>"Revoke"</button>
+                <button class="danger" on:click=move |_| state.revoking.set(Some(for_revoke.clone()))
+                    aria-label=label>{t!(i18n, keys.revoke)}</button>
             </td>
         </tr>
     }
 }
 
 #[component]
-fn KeyForm(on_created: Callback<CreatedApiKey>, on_cancel: Callback<()>) -> impl IntoView {
+fn KeyForm() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<KeysState>();
     let name = RwSignal::new(String::new());
     let chosen = Scope::ALL.map(|scope| (scope, RwSignal::new(scope == Scope::LinksRead)));
     let expires = RwSignal::new(String::new());
@@ -149,7 +183,7 @@ fn KeyForm(on_created: Callback<CreatedApiKey>, on_cancel: Callback<()>) -> impl
                         error.set(Some(ApiError {
                             status: 0,
                             code: "invalid_input".to_owned(),
-                            message: "Choose a date, or leave it empty.".to_owned(),
+                            message: tu_string!(i18n, keys.invalid_date).to_string(),
                             field: Some("expires_at".to_owned()),
                         }));
                         return;
@@ -170,17 +204,28 @@ fn KeyForm(on_created: Callback<CreatedApiKey>, on_cancel: Callback<()>) -> impl
         error.set(None);
         leptos::task::spawn_local(async move {
             match api::create_key(&session, &body).await {
-                Ok(key) => on_created.run(key),
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err));
+                Ok(key) => {
+                    state.creating.set(false);
+                    state.created.set(Some(key));
+                    state.reload.update(|n| *n += 1);
                 }
+                Err(err) => error.set(Some(err)),
             }
             busy.set(false);
         });
     };
     let field_error = move |field: &'static str| {
         move || error.with(|e| e.as_ref().and_then(|e| e.for_field(field)))
+    };
+    let invalid = move |field: &'static str| {
+        move || {
+            error
+                .with(|e| {
+                    e.as_ref()
+                        .is_some_and(|e| e.field.as_deref() == Some(field))
+                })
+                .to_string()
+        }
     };
     let general_error = move || {
         error.with(|e| {
@@ -191,73 +236,72 @@ fn KeyForm(on_created: Callback<CreatedApiKey>, on_cancel: Callback<()>) -> impl
     };
     view! {
         <form class="panel link-form" on:submit=submit aria-labelledby="key-form-title" novalidate>
-            <h2 id="key-form-title">"New API key"</h2>
+            <h2 id="key-form-title">{t!(i18n, keys.form_title)}</h2>
             <div class="field">
-                <label for="key-name">"Key name"</label>
-                <input id="key-name" name="name" required autofocus bind:value=name placeholder="e.g. CI deploys"
-                    aria-describedby="key-name-error"/>
+                <label for="key-name">{t!(i18n, keys.name_label)}</label>
+                <input id="key-name" name="name" required autofocus bind:value=name
+                    placeholder=t_string!(i18n, keys.name_placeholder)
+                    aria-invalid=invalid("name") aria-describedby="key-name-error"/>
                 <p class="field-error" id="key-name-error" role="alert">{field_error("name")}</p>
             </div>
             <div class="field">
-                <label for="key-expires">"Expires "<span class="optional">"(optional, end of that day)"</span></label>
-                <input id="key-expires" name="expires" type="date" bind:value=expires aria-describedby="key-expires-error"/>
+                <label for="key-expires">{t!(i18n, keys.expires_label)}" "<span class="optional">{t!(i18n, keys.expires_optional)}</span></label>
+                <input id="key-expires" name="expires" type="date" bind:value=expires
+                    aria-invalid=invalid("expires_at") aria-describedby="key-expires-error"/>
                 <p class="field-error" id="key-expires-error" role="alert">{field_error("expires_at")}</p>
             </div>
             <fieldset class="wide scopes" aria-describedby="key-scopes-error">
-                <legend>"Scopes"</legend>
+                <legend>{t!(i18n, keys.scopes)}</legend>
                 {chosen.into_iter().map(|(scope, on)| view! {
                     <label class="check">
                         <input type="checkbox" bind:checked=on/>
-                        <span><code>{scope.as_str()}</code>{format!(": {}", scope_text(scope))}</span>
+                        <span><code>{scope.as_str()}</code>": "{scope_text(i18n, scope)}</span>
                     </label>
                 }).collect_view()}
                 <p class="field-error" id="key-scopes-error" role="alert">{field_error("scopes")}</p>
             </fieldset>
             <p class="error" role="alert">{general_error}</p>
             <div class="buttons">
-                <button type="button" class="secondary" on:click=move |_| on_cancel.run(())>"Cancel"</button>
-                <button type="submit" class="primary" disabled=move || busy.get()>"Create key"</button>
+                <button type="button" class="secondary" on:click=move |_| state.creating.set(false)>
+                    {t!(i18n, common.cancel)}
+                </button>
+                <button type="submit" class="primary" disabled=move || busy.get()>{t!(i18n, keys.create)}</button>
             </div>
         </form>
     }
 }
 
 #[component]
-fn Revoke(
-    key: ApiKey,
-    revoking: RwSignal<Option<ApiKey>>,
-    notice: RwSignal<Option<String>>,
-    reload: RwSignal<u32>,
-) -> impl IntoView {
+fn Revoke(key: ApiKey) -> impl IntoView {
+    let i18n = use_i18n();
+    let state = expect_context::<KeysState>();
     let auth = expect_context::<Auth>();
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
-    let (id, name) = (key.id, key.name.clone());
+    let id = key.id;
+    let revoked = t_string!(i18n, keys.revoked, name = key.name.clone()).to_string();
     let confirm = Callback::new(move |()| {
         let Some(session) = auth.session() else {
             return;
         };
-        let name = name.clone();
+        let revoked = revoked.clone();
         busy.set(true);
         leptos::task::spawn_local(async move {
             match api::revoke_key(&session, id).await {
                 Ok(()) => {
-                    revoking.set(None);
-                    flash(notice, format!("Revoked {name}."));
-                    reload.update(|n| *n += 1);
+                    state.revoking.set(None);
+                    flash(state.notice, revoked);
+                    state.reload.update(|n| *n += 1);
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
+                Err(err) => error.set(Some(err.message)),
             }
             busy.set(false);
         });
     });
     view! {
-        <ConfirmDialog title=format!("Revoke {}?", key.name)
-            text=format!("Scripts using {}… are refused (401) from now on. This cannot be undone.", key.prefix)
-            confirm="Revoke key".to_owned() busy=busy error=error on_confirm=confirm
-            on_cancel=Callback::new(move |()| revoking.set(None))/>
+        <ConfirmDialog title=t_string!(i18n, keys.revoke_title, name = key.name).to_string()
+            text=t_string!(i18n, keys.revoke_text, prefix = key.prefix).to_string()
+            confirm=t_string!(i18n, keys.revoke_confirm).to_string() busy=busy error=error on_confirm=confirm
+            on_cancel=Callback::new(move |()| state.revoking.set(None))/>
     }
 }

@@ -4,80 +4,94 @@
 use leptos::prelude::*;
 use shortlink::workspace::{CreatedInvitation, Invitation, Member, Permission, Role};
 
+use crate::i18n::{t, t_string, tu_string, use_i18n};
 use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, ErrorBox, Refused, ShownOnce, flash, role_label};
+use crate::widgets::{ConfirmDialog, Loaded, Refused, ShownOnce, flash, load_json, role_label};
 use crate::{Auth, api};
+
+/// The members page's state, shared by its parts.
+#[derive(Clone, Copy)]
+struct MembersState {
+    /// Bumped after a change: both lists load again.
+    reload: RwSignal<u32>,
+    /// What the last change did (or why it failed).
+    notice: RwSignal<Option<String>>,
+    /// The member the removal dialog asks about.
+    removing: RwSignal<Option<Member>>,
+}
+
+impl MembersState {
+    fn changed(self) {
+        self.reload.update(|n| *n += 1);
+    }
+}
+
+/// A role as a word in a sentence: `editor`, `편집자`.
+fn role_word(role: Role) -> String {
+    role_label(role).to_lowercase()
+}
 
 #[component]
 pub fn Members() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     if !auth.permits(Permission::Administer) {
         return view! {
             <section class="page" aria-labelledby="members-title">
-                <h1 id="members-title">"Members"</h1>
-                <Refused role=auth.role() what="managing members"/>
+                <h1 id="members-title">{t!(i18n, members.title)}</h1>
+                <Refused role=auth.role() what=t_string!(i18n, members.refused_what).to_string()/>
             </section>
         }
         .into_any();
     }
-    let reload = RwSignal::new(0_u32);
-    let notice = RwSignal::new(None::<String>);
-    let removing = RwSignal::new(None::<Member>);
-    let members = crate::widgets::load_json::<Vec<Member>>(move || {
-        reload.track();
+    let state = MembersState {
+        reload: RwSignal::new(0),
+        notice: RwSignal::new(None),
+        removing: RwSignal::new(None),
+    };
+    provide_context(state);
+    let members = load_json::<Vec<Member>>(move || {
+        state.reload.track();
         "/api/v1/members".to_owned()
-    });
-    let invitations = crate::widgets::load_json::<Vec<Invitation>>(move || {
-        reload.track();
-        "/api/v1/invitations".to_owned()
     });
     view! {
         <section class="page" aria-labelledby="members-title">
             <div class="page-head">
-                <h1 id="members-title">"Members"</h1>
+                <h1 id="members-title">{t!(i18n, members.title)}</h1>
             </div>
-            <p class="notice" role="status" aria-live="polite">{move || notice.get()}</p>
-            {move || match members.get() {
-                None => view! { <p class="loading">"Loading members…"</p> }.into_any(),
-                Some(Err(err)) => view! { <ErrorBox message=err.message reload=reload/> }.into_any(),
-                Some(Ok(list)) => view! {
-                    <div class="table-wrap">
-                        <table id="members-table">
-                            <thead>
-                                <tr>
-                                    <th scope="col">"Username"</th>
-                                    <th scope="col">"Role"</th>
-                                    <th scope="col">"Joined"</th>
-                                    <th scope="col"><span class="visually-hidden">"Actions"</span></th>
-                                </tr>
-                            </thead>
-                            <tbody>
-                                {list.into_iter().map(|member| view! {
-                                    <MemberRow member=member notice=notice reload=reload removing=removing/>
-                                }).collect_view()}
-                            </tbody>
-                        </table>
-                    </div>
-                }.into_any(),
-            }}
-            {move || removing.get().map(|member| view! {
-                <RemoveMember user_id=member.user_id username=member.username notice=notice reload=reload
-                    on_close=Callback::new(move |()| removing.set(None))/>
+            <p class="notice" role="status">{move || state.notice.get()}</p>
+            <Loaded data=members reload=state.reload loading=t_string!(i18n, members.loading).to_string() let:list>
+                <div class="table-wrap">
+                    <table id="members-table" aria-labelledby="members-title">
+                        <thead>
+                            <tr>
+                                <th scope="col">{t!(i18n, members.username)}</th>
+                                <th scope="col">{t!(i18n, members.role)}</th>
+                                <th scope="col">{t!(i18n, members.joined)}</th>
+                                <th scope="col"><span class="visually-hidden">{t!(i18n, members.actions)}</span></th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {list.into_iter().map(|member| view! { <MemberRow member=member/> }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            </Loaded>
+            {move || state.removing.get().map(|member| view! {
+                <RemoveMember user_id=member.user_id username=member.username notice=state.notice
+                    reload=state.reload on_close=Callback::new(move |()| state.removing.set(None))/>
             })}
-            <Invitations invitations=invitations reload=reload notice=notice/>
+            <Invitations/>
         </section>
     }
     .into_any()
 }
 
 #[component]
-fn MemberRow(
-    member: Member,
-    notice: RwSignal<Option<String>>,
-    reload: RwSignal<u32>,
-    removing: RwSignal<Option<Member>>,
-) -> impl IntoView {
+fn MemberRow(member: Member) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<MembersState>();
     let me = auth.session().is_some_and(|s| s.user_id == member.user_id);
     let owner = auth.permits(Permission::Own);
     // Admins manage admins, editors and viewers; owners also owners.
@@ -95,30 +109,36 @@ fn MemberRow(
         let Some(session) = auth.session() else {
             return;
         };
-        let username = username.clone();
+        let name = username.clone();
+        let role = role_word(chosen);
         leptos::task::spawn_local(async move {
             match api::change_role(&session, user_id, chosen).await {
                 Ok(()) => {
-                    flash(notice, format!("{username} is now {}.", chosen.as_str()));
+                    flash(
+                        state.notice,
+                        tu_string!(i18n, members.now_role, name, role).to_string(),
+                    );
                     if user_id == session.user_id {
                         auth.refresh();
                     }
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    flash(notice, err.message);
-                }
+                Err(err) => flash(state.notice, err.message),
             }
-            reload.update(|n| *n += 1);
+            state.changed();
         });
     };
     let for_remove = member.clone();
     let name = member.username.clone();
+    let action_label = if me {
+        t_string!(i18n, members.leave_label).to_string()
+    } else {
+        t_string!(i18n, members.remove_label, name = name.clone()).to_string()
+    };
     view! {
-        <tr data-user=member.username>
-            <td>{member.username.clone()}{me.then_some(" (you)")}</td>
+        <tr data-user=member.username.clone()>
+            <td>{member.username.clone()}{me.then(|| t_string!(i18n, members.you))}</td>
             <td>
-                <label class="visually-hidden" for=format!("role-{user_id}")>{format!("Role of {name}")}</label>
+                <label class="visually-hidden" for=format!("role-{user_id}")>{t_string!(i18n, members.role_of, name).to_string()}</label>
                 <select id=format!("role-{user_id}") on:change=on_change disabled=!may_change prop:value=role.as_str()>
                     {if may_change { choices } else { vec![role] }.into_iter().map(|r| view! {
                         <option value=r.as_str() selected=r == role>{role_label(r)}</option>
@@ -128,9 +148,9 @@ fn MemberRow(
             <td>{date_time(member.joined_at)}</td>
             <td class="actions">
                 {(me || may_change).then(|| view! {
-                    <button class="danger" on:click=move |_| removing.set(Some(for_remove.clone()))
-                        aria-label=if me { "Leave the workspace".to_owned() } else { format!("Remove {name}") }>
-                        {if me { "Leave" } else { "Remove" }}
+                    <button class="danger" on:click=move |_| state.removing.set(Some(for_remove.clone()))
+                        aria-label=action_label>
+                        {if me { t_string!(i18n, members.leave) } else { t_string!(i18n, members.remove) }}
                     </button>
                 })}
             </td>
@@ -138,6 +158,8 @@ fn MemberRow(
     }
 }
 
+/// Asks before removing a member, or before leaving (`user_id` is the person's own); also
+/// the settings page's Leave.
 #[component]
 pub fn RemoveMember(
     user_id: i64,
@@ -147,17 +169,18 @@ pub fn RemoveMember(
     notice: RwSignal<Option<String>>,
     reload: RwSignal<u32>,
 ) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let me = auth.session().is_some_and(|s| s.user_id == user_id);
     let location = expect_context::<crate::nav::Location>();
-    let name = username.clone();
+    let removed = t_string!(i18n, members.removed, name = username.clone()).to_string();
     let confirm = Callback::new(move |()| {
         let Some(session) = auth.session() else {
             return;
         };
-        let username = username.clone();
+        let removed = removed.clone();
         busy.set(true);
         leptos::task::spawn_local(async move {
             match api::remove_member(&session, user_id).await {
@@ -167,50 +190,49 @@ pub fn RemoveMember(
                         location.go(&crate::nav::Page::Overview);
                         auth.refresh();
                     } else {
-                        flash(notice, format!("Removed {username}."));
+                        flash(notice, removed);
                         reload.update(|n| *n += 1);
                     }
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
+                Err(err) => error.set(Some(err.message)),
             }
             busy.set(false);
         });
     });
     let (title, text, label) = if me {
         (
-            "Leave this workspace?".to_owned(),
-            "You lose access to its links, keys and statistics until someone invites you again."
-                .to_owned(),
-            "Leave",
+            t_string!(i18n, members.leave_title).to_string(),
+            t_string!(i18n, members.leave_text).to_string(),
+            t_string!(i18n, members.leave).to_string(),
         )
     } else {
+        let name = username.as_str();
         (
-            format!("Remove {name}?"),
-            format!("{name} loses access at once; their sessions in this workspace end."),
-            "Remove member",
+            t_string!(i18n, members.remove_title, name).to_string(),
+            t_string!(i18n, members.remove_text, name).to_string(),
+            t_string!(i18n, members.remove_confirm).to_string(),
         )
     };
     view! {
-        <ConfirmDialog title=title text=text confirm=label.to_owned() busy=busy error=error
+        <ConfirmDialog title=title text=text confirm=label busy=busy error=error
             on_confirm=confirm on_cancel=on_close/>
     }
 }
 
 #[component]
-fn Invitations(
-    invitations: crate::widgets::Json<Vec<Invitation>>,
-    reload: RwSignal<u32>,
-    notice: RwSignal<Option<String>>,
-) -> impl IntoView {
+fn Invitations() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<MembersState>();
     let role = RwSignal::new(Role::Editor.as_str().to_owned());
     let created = RwSignal::new(None::<CreatedInvitation>);
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let owner = auth.permits(Permission::Own);
+    let invitations = load_json::<Vec<Invitation>>(move || {
+        state.reload.track();
+        "/api/v1/invitations".to_owned()
+    });
     let submit = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
         let (Some(session), Some(chosen)) = (auth.session(), Role::parse(&role.get_untracked()))
@@ -223,12 +245,9 @@ fn Invitations(
             match api::create_invitation(&session, chosen).await {
                 Ok(invitation) => {
                     created.set(Some(invitation));
-                    reload.update(|n| *n += 1);
+                    state.changed();
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
+                Err(err) => error.set(Some(err.message)),
             }
             busy.set(false);
         });
@@ -239,78 +258,75 @@ fn Invitations(
         };
         leptos::task::spawn_local(async move {
             match api::revoke_invitation(&session, id).await {
-                Ok(()) => flash(
-                    notice,
-                    "Revoked the invitation: its link no longer works.".to_owned(),
-                ),
-                Err(err) => {
-                    auth.check(&err);
-                    flash(notice, err.message);
-                }
+                Ok(()) => flash(state.notice, tu_string!(i18n, members.revoked).to_string()),
+                Err(err) => flash(state.notice, err.message),
             }
-            reload.update(|n| *n += 1);
+            state.changed();
         });
     };
     view! {
-        <h2 id="invitations-title">"Invitations"</h2>
+        <h2 id="invitations-title">{t!(i18n, members.invitations)}</h2>
         <form class="panel invite-form" on:submit=submit aria-labelledby="invite-form-title" novalidate>
-            <h3 id="invite-form-title">"Invite someone"</h3>
+            <h3 id="invite-form-title">{t!(i18n, members.invite_someone)}</h3>
             <div class="toolbar">
                 <label>
-                    <span class="label">"Role for the invited person"</span>
-                    <select prop:value=move || role.get() on:change=move |ev| role.set(event_target_value(&ev))>
+                    <span class="label">{t!(i18n, members.invite_role)}</span>
+                    <select prop:value=move || role.get() on:change=move |ev| role.set(event_target_value(&ev))
+                        aria-describedby="invite-hint">
                         {Role::ALL.into_iter().filter(|r| owner || *r != Role::Owner).map(|r| view! {
                             <option value=r.as_str() selected=r == Role::Editor>{role_label(r)}</option>
                         }).collect_view()}
                     </select>
                 </label>
-                <button type="submit" class="primary" disabled=move || busy.get()>"Invite"</button>
+                <button type="submit" class="primary" disabled=move || busy.get()>{t!(i18n, members.invite)}</button>
             </div>
-            <p class="hint">"Makes a link that lets one person join (or sign up and join) with this role. It expires unused."</p>
+            <p class="hint" id="invite-hint">{t!(i18n, members.invite_hint)}</p>
             <p class="error" role="alert">{move || error.get()}</p>
         </form>
         {move || created.get().map(|invitation| view! {
-            <ShownOnce label=format!("Invitation link for a new {}", invitation.invitation.role.as_str())
+            <ShownOnce label=t_string!(i18n, members.link_label, role = role_word(invitation.invitation.role)).to_string()
                 value=invitation.url
-                hint="Copy it now and send it to the person: it is shown only once. Revoke it below if it goes astray.".to_owned()
+                hint=t_string!(i18n, members.link_hint).to_string()
                 on_done=Callback::new(move |()| created.set(None))/>
         })}
-        {move || match invitations.get() {
-            None => view! { <p class="loading">"Loading invitations…"</p> }.into_any(),
-            Some(Err(err)) => view! { <ErrorBox message=err.message reload=reload/> }.into_any(),
-            Some(Ok(list)) if list.is_empty() => view! { <p class="empty">"No open invitations."</p> }.into_any(),
-            Some(Ok(list)) => view! {
-                <div class="table-wrap">
-                    <table id="invitations-table" aria-labelledby="invitations-title">
-                        <thead>
-                            <tr>
-                                <th scope="col">"Role"</th>
-                                <th scope="col">"Made by"</th>
-                                <th scope="col">"Made"</th>
-                                <th scope="col">"Expires"</th>
-                                <th scope="col"><span class="visually-hidden">"Actions"</span></th>
-                            </tr>
-                        </thead>
-                        <tbody>
-                            {list.into_iter().map(|invitation| {
-                                let id = invitation.id;
-                                view! {
-                                    <tr>
-                                        <td>{role_label(invitation.role)}</td>
-                                        <td>{invitation.created_by.unwrap_or_else(|| "—".to_owned())}</td>
-                                        <td>{date_time(invitation.created_at)}</td>
-                                        <td>{date_time(invitation.expires_at)}</td>
-                                        <td class="actions">
-                                            <button class="danger" on:click=move |_| revoke(id)
-                                                aria-label=format!("Revoke the invitation for a new {}", invitation.role.as_str())>"Revoke"</button>
-                                        </td>
-                                    </tr>
-                                }
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                </div>
-            }.into_any(),
-        }}
+        <Loaded data=invitations reload=state.reload loading=t_string!(i18n, members.loading_invitations).to_string() let:list>
+            {if list.is_empty() {
+                view! { <p class="empty">{t!(i18n, members.no_invitations)}</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table id="invitations-table" aria-labelledby="invitations-title">
+                            <thead>
+                                <tr>
+                                    <th scope="col">{t!(i18n, members.role)}</th>
+                                    <th scope="col">{t!(i18n, members.made_by)}</th>
+                                    <th scope="col">{t!(i18n, members.made)}</th>
+                                    <th scope="col">{t!(i18n, members.expires)}</th>
+                                    <th scope="col"><span class="visually-hidden">{t!(i18n, members.actions)}</span></th>
+                                </tr>
+                            </thead>
+                            <tbody>
+                                {list.into_iter().map(|invitation| {
+                                    let id = invitation.id;
+                                    let label = t_string!(i18n, members.revoke_label, role = role_word(invitation.role)).to_string();
+                                    view! {
+                                        <tr>
+                                            <td>{role_label(invitation.role)}</td>
+                                            <td>{invitation.created_by.unwrap_or_else(|| "—".to_owned())}</td>
+                                            <td>{date_time(invitation.created_at)}</td>
+                                            <td>{date_time(invitation.expires_at)}</td>
+                                            <td class="actions">
+                                                <button class="danger" on:click=move |_| revoke(id)
+                                                    aria-label=label>{t!(i18n, members.revoke)}</button>
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            }}
+        </Loaded>
     }
 }

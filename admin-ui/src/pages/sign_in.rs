@@ -2,11 +2,14 @@
 
 use leptos::prelude::*;
 
+use crate::i18n::{t, t_string, tu_string, use_i18n};
 use crate::nav::{Location, Page};
+use crate::widgets::LanguagePicker;
 use crate::{Auth, SignInFirst, api};
 
 #[component]
 pub fn SignIn() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
@@ -23,7 +26,7 @@ pub fn SignIn() -> impl IntoView {
         }
         let (user, pass) = (username.get_untracked(), password.get_untracked());
         if user.trim().is_empty() || pass.is_empty() {
-            error.set(Some("Enter your username and password.".to_owned()));
+            error.set(Some(tu_string!(i18n, sign_in.missing).to_string()));
             return;
         }
         busy.set(true);
@@ -39,24 +42,27 @@ pub fn SignIn() -> impl IntoView {
             busy.set(false);
         });
     };
+    // The error is about both fields (which one is wrong is not said).
+    let invalid = move || error.with(Option::is_some).to_string();
     view! {
         <main class="sign-in" id="main">
+            <div class="signed-out-language"><LanguagePicker/></div>
             <form on:submit=submit aria-labelledby="sign-in-title" novalidate>
-                <h1 id="sign-in-title"><span class="brand">"kurz"</span>" — sign in"</h1>
-                <label for="username">"Username"</label>
+                <h1 id="sign-in-title"><span class="brand">"kurz"</span>" — "{t!(i18n, sign_in.title)}</h1>
+                <label for="username">{t!(i18n, sign_in.username)}</label>
                 <input id="username" name="username" autocomplete="username" required autofocus
-                    bind:value=username/>
-                <label for="password">"Password"</label>
+                    bind:value=username aria-invalid=invalid aria-describedby="sign-in-error"/>
+                <label for="password">{t!(i18n, sign_in.password)}</label>
                 <input id="password" name="password" type="password" autocomplete="current-password"
-                    required bind:value=password/>
-                <p class="error" role="alert" aria-live="assertive">{move || error.get()}</p>
+                    required bind:value=password aria-invalid=invalid aria-describedby="sign-in-error"/>
+                <p class="error" id="sign-in-error" role="alert">{move || error.get()}</p>
                 <button type="submit" disabled=move || busy.get()>
-                    {move || if busy.get() { "Signing in…" } else { "Sign in" }}
+                    {move || if busy.get() { t_string!(i18n, sign_in.busy) } else { t_string!(i18n, sign_in.submit) }}
                 </button>
                 {from_invitation.then(|| view! {
-                    <p class="hint">"You will accept the invitation after signing in. "
+                    <p class="hint">{t!(i18n, sign_in.after_invitation)}" "
                         <button type="button" class="link-button" on:click=move |_| sign_in_first.set(false)>
-                            "Back to the invitation"
+                            {t!(i18n, sign_in.back_to_invitation)}
                         </button>
                     </p>
                 })}
