@@ -16,7 +16,6 @@ use gloo_net::http::{Method, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shortlink::api::{ErrorBody, Link};
-use shortlink::stats::Stats;
 pub use shortlink::workspace::Session;
 use shortlink::workspace::{
     AuditPage, ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey,
@@ -448,10 +447,6 @@ pub async fn set_disabled(session: &Session, code: &str, disabled: bool) -> Resu
     act(session, Method::PATCH, &url, body).await
 }
 
-pub async fn get_link(code: &str) -> Result<Link, ApiError> {
-    get(&format!("/api/v1/links/{}", encode(code))).await
-}
-
 pub async fn create_link(session: &Session, form: &LinkForm) -> Result<Link, ApiError> {
     send(session, Method::POST, "/api/v1/links", form).await
 }
@@ -486,16 +481,6 @@ pub async fn update_link(
 pub async fn delete_link(session: &Session, code: &str) -> Result<(), ApiError> {
     let url = format!("/api/v1/links/{}", encode(code));
     act(session, Method::DELETE, &url, None).await
-}
-
-/// The stats of one link (`Some(code)`) or of the whole account, for a query string made by
-/// [`crate::range::StatsRange::query`].
-pub async fn stats(code: Option<&str>, query: &str) -> Result<Stats, ApiError> {
-    let url = match code {
-        Some(code) => format!("/api/v1/links/{}/stats?{query}", encode(code)),
-        None => format!("/api/v1/stats?{query}"),
-    };
-    get(&url).await
 }
 
 /// Work in another of one's workspaces: the session (and every tab) follows.

@@ -1,12 +1,14 @@
 //! The clicks-over-time chart: drawn into an SVG string, sized to its container,
-//! coloured for the light or dark theme, with a tooltip for the bucket under the pointer.
+//! coloured for the light or dark theme, with a tooltip for the bucket under the pointer;
+//! for screen readers (and anyone) a summary as its name and its points as a table.
 
 use leptos::ev;
 use leptos::html::Div;
 use leptos::prelude::*;
 use shortlink::stats::{Interval, Point};
 
-use crate::range::{bucket_label, count};
+use crate::i18n::{t, t_string, use_i18n};
+use crate::range::{bucket_label, bucket_title, count};
 
 const HEIGHT: u32 = 280;
 const MARGIN: u32 = 12;
@@ -169,18 +171,53 @@ fn render(points: &[Point], interval: Interval, width: u32, dark: bool) -> Strin
     svg
 }
 
-/// The chart of a series, redrawn when the data, the width or the theme change.
+thread_local! {
+    /// The width the chart last had: a chart drawn anew (a live page's new answer) starts at
+    /// it, so it is not drawn twice.
+    static LAST_WIDTH: std::cell::Cell<u32> = const { std::cell::Cell::new(720) };
+}
+
+/// What the chart shows, in words: its range, totals and peak (the SVG's accessible name).
+fn summary(points: &[Point], interval: Interval) -> String {
+    let i18n = use_i18n();
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return String::new();
+    };
+    let from = bucket_title(first.t, interval);
+    let to = bucket_title(last.t, interval);
+    let peak = points
+        .iter()
+        .max_by_key(|p| (p.counts.total, std::cmp::Reverse(p.t)))
+        .filter(|p| p.counts.total > 0);
+    let Some(peak) = peak else {
+        return t_string!(i18n, stats.chart_empty, from, to);
+    };
+    let clicks = count(points.iter().map(|p| p.counts.total).sum());
+    let uniques = count(points.iter().map(|p| p.counts.uniques).sum());
+    t_string!(
+        i18n,
+        stats.chart_summary,
+        from,
+        to,
+        clicks,
+        uniques,
+        peak = count(peak.counts.total),
+        peak_at = bucket_title(peak.t, interval)
+    )
+}
+
+/// The chart of a series (redrawn when the width or the theme change), named by a summary,
+/// with its points as a table behind "Show as table".
 #[component]
-pub fn SeriesChart(
-    #[prop(into)] points: Signal<Vec<Point>>,
-    #[prop(into)] interval: Signal<Interval>,
-) -> impl IntoView {
+pub fn SeriesChart(points: Vec<Point>, interval: Interval) -> impl IntoView {
+    let i18n = use_i18n();
     let Dark(dark) = expect_context::<Dark>();
     let container = NodeRef::<Div>::new();
-    let (width, set_width) = signal(720_u32);
+    let (width, set_width) = signal(LAST_WIDTH.with(std::cell::Cell::get));
     let measure = move || {
         if let Some(element) = container.get_untracked() {
             let measured = element.client_width().max(280) as u32;
+            LAST_WIDTH.with(|last| last.set(measured));
             if measured != width.get_untracked() {
                 set_width.set(measured);
             }
@@ -195,12 +232,14 @@ pub fn SeriesChart(
     let resize = window_event_listener(ev::resize, move |_| measure());
     on_cleanup(move || resize.remove());
 
+    let label = summary(&points, interval);
+    let points = StoredValue::new(points);
     let svg = Memo::new(move |_| {
-        points.with(|points| render(points, interval.get(), width.get(), dark.get()))
+        points.with_value(|points| render(points, interval, width.get(), dark.get()))
     });
     let (hover, set_hover) = signal(None::<(usize, f64)>);
     let on_move = move |event: ev::MouseEvent| {
-        let n = points.with(Vec::len);
+        let n = points.with_value(Vec::len);
         let Some(element) = container.get_untracked() else {
             return;
         };
@@ -219,18 +258,33 @@ pub fn SeriesChart(
         let index = (fraction * (n.saturating_sub(1).max(1)) as f64).round() as usize;
         set_hover.set(Some((index.min(n - 1), x)));
     };
+    // For the pointer only: the summary and the table say the same to everyone.
     let tooltip = move || {
         let (index, x) = hover.get()?;
-        let point = points.with(|points| points.get(index).cloned())?;
-        let label = bucket_label(point.t, interval.get());
+        let point = points.with_value(|points| points.get(index).cloned())?;
+        let label = bucket_label(point.t, interval);
         Some(view! {
-            <div class="tooltip" role="status" style=format!("left: {}px", x.round() as i64)>
+            <div class="tooltip" aria-hidden="true" style=format!("left: {}px", x.round() as i64)>
                 <strong>{label}</strong>
-                <span class="swatch clicks"></span>{format!("{} clicks", count(point.counts.total))}
-                <span class="swatch visitors"></span>{format!("{} unique visitors", count(point.counts.uniques))}
+                <span class="swatch clicks"></span>{t_string!(i18n, stats.tooltip_clicks, count = count(point.counts.total))}
+                <span class="swatch visitors"></span>{t_string!(i18n, stats.tooltip_uniques, count = count(point.counts.uniques))}
             </div>
         })
     };
+    let rows = points.with_value(|points| {
+        points
+            .iter()
+            .map(|point| {
+                view! {
+                    <tr>
+                        <th scope="row">{bucket_title(point.t, interval)}</th>
+                        <td class="num">{count(point.counts.total)}</td>
+                        <td class="num">{count(point.counts.uniques)}</td>
+                    </tr>
+                }
+            })
+            .collect_view()
+    });
     view! {
         <figure class="chart">
             <div
@@ -238,16 +292,26 @@ pub fn SeriesChart(
                 node_ref=container
                 on:mousemove=on_move
                 on:mouseleave=move |_| set_hover.set(None)
-                role="img"
-                aria-label="Clicks and unique visitors over time"
             >
-                <div class="svg" inner_html=move || svg.get()></div>
+                <div class="svg" role="img" aria-label=label inner_html=move || svg.get()></div>
                 {tooltip}
             </div>
             <figcaption class="legend">
-                <span class="swatch clicks"></span>"Clicks"
-                <span class="swatch visitors"></span>"Unique visitors"
+                <span class="swatch clicks"></span>{t!(i18n, stats.clicks)}
+                <span class="swatch visitors"></span>{t!(i18n, stats.uniques)}
             </figcaption>
+            <details class="chart-table">
+                <summary>{t!(i18n, stats.show_table)}</summary>
+                <table>
+                    <caption class="visually-hidden">{t!(i18n, stats.table_caption)}</caption>
+                    <thead><tr>
+                        <th scope="col">{t!(i18n, stats.period)}</th>
+                        <th scope="col" class="num">{t!(i18n, stats.clicks)}</th>
+                        <th scope="col" class="num">{t!(i18n, stats.uniques)}</th>
+                    </tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </details>
         </figure>
     }
 }

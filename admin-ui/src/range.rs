@@ -4,10 +4,11 @@
 //! browser's IANA time zone, and labels are local.
 
 use serde::{Deserialize, Serialize};
+use shortlink::query::StatsQuery;
 use shortlink::stats::Interval;
 use wasm_bindgen::JsValue;
 
-use crate::api::encode;
+use crate::i18n::td_string;
 
 thread_local! {
     /// The dashboard's language as a BCP 47 tag (`en`, `ko`): dates and numbers are written in it.
@@ -50,12 +51,14 @@ pub enum Preset {
 impl Preset {
     pub const ALL: [Self; 4] = [Self::Day, Self::Week, Self::Month, Self::Custom];
 
+    /// Its name on the range picker, in the dashboard's language.
     pub fn label(self) -> &'static str {
+        let locale = locale();
         match self {
-            Self::Day => "24 hours",
-            Self::Week => "7 days",
-            Self::Month => "30 days",
-            Self::Custom => "Custom",
+            Self::Day => td_string!(locale, stats.preset_day),
+            Self::Week => td_string!(locale, stats.preset_week),
+            Self::Month => td_string!(locale, stats.preset_month),
+            Self::Custom => td_string!(locale, stats.preset_custom),
         }
     }
 
@@ -95,18 +98,20 @@ impl Default for StatsRange {
 const DAY_MS: f64 = 86_400_000.0;
 
 impl StatsRange {
-    /// `[from, to)` in milliseconds since the epoch.
-    pub fn bounds(&self) -> Result<(f64, f64), String> {
+    /// `[from, to)` in milliseconds since the epoch; why not, in the dashboard's language.
+    pub fn bounds(&self) -> Result<(f64, f64), &'static str> {
         let now = js_sys::Date::now();
+        let locale = locale();
         match self.preset {
             Preset::Day => Ok((now - DAY_MS, now)),
             Preset::Week => Ok((local_midnight_days_ago(6), now)),
             Preset::Month => Ok((local_midnight_days_ago(29), now)),
             Preset::Custom => {
-                let from = parse_day(&self.from_day).ok_or("Choose a start date.")?;
-                let to = parse_day(&self.to_day).ok_or("Choose an end date.")?;
+                let from =
+                    parse_day(&self.from_day).ok_or(td_string!(locale, stats.choose_start))?;
+                let to = parse_day(&self.to_day).ok_or(td_string!(locale, stats.choose_end))?;
                 if to < from {
-                    return Err("The end date is before the start date.".to_owned());
+                    return Err(td_string!(locale, stats.end_before_start));
                 }
                 // The end day is included: up to the next local midnight.
                 let after = js_sys::Date::new(&JsValue::from_f64(to));
@@ -116,18 +121,24 @@ impl StatsRange {
         }
     }
 
-    /// The stats API's query string.
-    pub fn query(&self) -> Result<String, String> {
+    /// The stats API's query, `to` being now for a preset (each time it is asked: a live
+    /// page's next request sees the clicks made since).
+    pub fn query(&self) -> Result<StatsQuery, &'static str> {
         let (from, to) = self.bounds()?;
-        Ok(format!(
-            "from={}&to={}&interval={}&tz={}&bots={}&top=10",
-            encode(&iso(from)),
-            encode(&iso(to)),
-            self.interval.as_str(),
-            encode(&time_zone()),
-            self.bots
-        ))
+        Ok(StatsQuery {
+            from: instant(from),
+            to: instant(to),
+            interval: self.interval,
+            tz: Some(time_zone()),
+            bots: self.bots,
+            top: Some(10),
+        })
     }
+}
+
+/// Milliseconds since the epoch (a `Date`'s) → the instant, for a query.
+fn instant(ms: f64) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms as i64) * 1_000_000).ok()
 }
 
 fn iso(ms: f64) -> String {
@@ -196,6 +207,34 @@ pub fn bucket_label(t: time::OffsetDateTime, interval: Interval) -> String {
             locale_string(t, &[("day", "numeric"), ("month", "short")])
         }
     }
+}
+
+/// A bucket's start in full, for the chart's table and summary: `3 Jul 2026, 14:00` for an
+/// hour, `3 Jul 2026` for a day, `Week of 29 Jun 2026` for a week.
+pub fn bucket_title(t: time::OffsetDateTime, interval: Interval) -> String {
+    match interval {
+        Interval::Hour => date_time(t),
+        Interval::Day => locale_string(t, &[("dateStyle", "medium")]),
+        Interval::Week => {
+            let date = locale_string(t, &[("dateStyle", "medium")]);
+            td_string!(locale(), stats.week_of, date)
+        }
+    }
+}
+
+/// A country's name in the dashboard's language from its ISO 3166 code (`DE`: `Germany`,
+/// `독일`); anything else as it is.
+pub fn country_name(code: &str) -> String {
+    if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+        return code.to_owned();
+    }
+    let options = js_sys::Object::new();
+    // Setting a property of a fresh plain object cannot fail.
+    let _ = js_sys::Reflect::set(&options, &"type".into(), &"region".into());
+    let locales = js_sys::Array::of1(&JsValue::from_str(tag()));
+    js_sys::Intl::DisplayNames::new(&locales, &options)
+        .of(code)
+        .map_or_else(|| code.to_owned(), String::from)
 }
 
 fn locale_string(t: time::OffsetDateTime, options: &[(&str, &str)]) -> String {

@@ -327,7 +327,18 @@ where
 /// loader of text (not one per type): the size budget again.
 pub struct Json<T> {
     raw: Memo<Option<Result<String, ApiError>>>,
+    /// Every answer as it comes, also one equal to the last (which `raw` does not tell).
+    answers: RwSignal<Option<Result<String, ApiError>>>,
     kind: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Json<T> {
+    /// Whether the latest answer was a success (`None` before the first), tracked so that
+    /// every answer notifies, also one equal to the last: a live page asks again only once
+    /// its request was answered, and waits longer while they fail.
+    pub fn answered(self) -> Option<bool> {
+        self.answers.with(|answer| answer.as_ref().map(Result::is_ok))
+    }
 }
 
 impl<T> Clone for Json<T> {
@@ -352,18 +363,19 @@ impl<T: serde::de::DeserializeOwned> Json<T> {
 
 /// Loads `url` (again whenever the signals `url` reads change).
 pub fn load_json<T>(url: impl Fn() -> String + 'static) -> Json<T> {
+    let answers = load_text(Box::new(url));
     Json {
-        raw: load_text(Box::new(url)),
+        // An answer equal to the one shown (a live page asking again while nothing
+        // changed) does not draw the page anew.
+        raw: Memo::new(move |_| answers.get()),
+        answers,
         kind: std::marker::PhantomData,
     }
 }
 
-/// A memo over the answers: an answer equal to the one shown (a live page asking again while
-/// nothing changed) does not draw the page anew.
-fn load_text(url: Box<dyn Fn() -> String>) -> Memo<Option<Result<String, ApiError>>> {
-    let raw = load(move || {
+fn load_text(url: Box<dyn Fn() -> String>) -> RwSignal<Option<Result<String, ApiError>>> {
+    load(move || {
         let url = url();
         async move { api::get_text(&url).await }
-    });
-    Memo::new(move |_| raw.get())
+    })
 }

@@ -1,4 +1,5 @@
-//! One link's analytics: time series, unique visitors, breakdowns, CSV export.
+//! One link's analytics: time series, unique visitors, breakdowns, CSV export; live while
+//! the page is open.
 //!
 //! The page is addressed by code and, from every link the dashboard makes, pinned to the
 //! link's id ([`Page::Link`]): the API reads a link's data by code, so the page first checks
@@ -7,116 +8,55 @@
 //! check and the next request is the window that remains.
 
 use leptos::prelude::*;
+use shortlink::api::Link as ShortLink;
+use shortlink::query::ExportQuery;
+use shortlink::stats::Stats;
 
+use crate::api::{encode, query_string};
 use crate::chart::SeriesChart;
+use crate::i18n::{t, t_string, use_i18n};
 use crate::nav::{Link, Page};
-use crate::pages::stats_view::{BreakdownTables, RangePicker, Totals, remembered_range};
-use crate::{Auth, api};
+use crate::pages::stats_view::{BreakdownTables, RangePicker, StatsPage, Totals, remembered_range};
+use crate::range::StatsRange;
+use crate::widgets::{Loaded, load_json};
 
 #[component]
 pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
-    let auth = expect_context::<Auth>();
-    let code = Signal::stored(code);
-    let range = remembered_range();
-    let link = crate::widgets::load(move || {
-        let code = code.get();
-        async move {
-            match (api::get_link(&code).await, id) {
-                (Ok(link), Some(id)) if link.id != id => Err(gone(&code)),
-                (Err(err), Some(_)) if err.status == 404 => Err(gone(&code)),
-                (answer, _) => answer,
-            }
+    let i18n = use_i18n();
+    let reload = RwSignal::new(0_u32);
+    let path = format!("/api/v1/links/{}", encode(&code));
+    let link = load_json::<ShortLink>({
+        let path = path.clone();
+        move || {
+            reload.track();
+            path.clone()
         }
     });
-    let found = move || matches!(link.get(), Some(Ok(_)));
-    // None until the link is known to be the one the address names.
-    let stats = crate::widgets::load(move || {
-        let code = code.get();
-        let query = range.with(crate::range::StatsRange::query);
-        let found = found();
-        async move {
-            if !found {
-                return None;
-            }
-            Some(match query {
-                Ok(query) => api::stats(Some(&code), &query).await.map_err(|e| {
-                    auth.check(&e);
-                    e.message
-                }),
-                Err(message) => Err(message),
-            })
-        }
+    // Whether the link with the code now is the one the address names (`None` while not
+    // known): a page kept past the link's delete says so rather than show another link.
+    let pinned = Memo::new(move |_| match link.get()? {
+        Ok(found) => Some(id.is_none_or(|id| found.id == id)),
+        Err(err) => (err.status == 404 && id.is_some()).then_some(false),
     });
-    let csv_url = move || {
-        let code = api::encode(&code.get());
-        let bounds = range.with(crate::range::StatsRange::query).ok().map(|q| {
-            // The export takes only the range.
-            q.split('&')
-                .filter(|part| part.starts_with("from=") || part.starts_with("to="))
-                .collect::<Vec<_>>()
-                .join("&")
-        });
-        format!(
-            "/api/v1/links/{code}/clicks.csv?{}",
-            bounds.unwrap_or_default()
-        )
-    };
+    let title = code.clone();
+    let gone = code;
     view! {
         <section class="page" aria-labelledby="link-title">
-            <p class="crumbs"><Link to=Page::Links>"← Links"</Link></p>
+            <p class="crumbs"><Link to=Page::Links>{t!(i18n, link_stats.back)}</Link></p>
             <div class="page-head">
-                <h1 id="link-title">{move || format!("Analytics of {}", code.get())}</h1>
-                {move || found().then(|| view! {
-                    <a class="button secondary" href=csv_url download="">"Export CSV"</a>
-                })}
+                <h1 id="link-title">{t!(i18n, link_stats.title, code = move || title.clone())}</h1>
             </div>
-            {move || match link.get() {
-                None => view! { <p class="loading">"Loading the link…"</p> }.into_any(),
-                Some(Err(err)) => {
-                    auth.check(&err);
-                    view! { <p class="error-box" role="alert">{err.message}</p> }.into_any()
+            {move || match pinned.get() {
+                Some(false) => {
+                    let code = gone.clone();
+                    view! { <p class="error-box" role="alert">{t_string!(i18n, link_stats.gone, code)}</p> }.into_any()
                 }
-                Some(Ok(link)) => view! {
-                    <p class="link-summary">
-                        <a href=link.short_url.clone() target="_blank" rel="noopener noreferrer">{link.short_url.clone()}</a>
-                        " → "
-                        <span class="destination">{link.destination.as_str().to_owned()}</span>
-                    </p>
-                }.into_any(),
-            }}
-            <RangePicker range=range/>
-            {move || match stats.get() {
-                None => view! { <p class="loading">"Loading analytics…"</p> }.into_any(),
-                // The link's own line above says it is loading, or gone.
-                Some(None) => ().into_any(),
-                Some(Some(Err(message))) => view! { <p class="error-box" role="alert">{message}</p> }.into_any(),
-                Some(Some(Ok(stats))) => {
-                    let interval = stats.interval;
-                    let series = stats.series.clone();
-                    let nothing = stats.totals.total == 0 && stats.totals.bots == 0;
-                    // Clicks counted at the shortener a link was imported from have no time,
-                    // so no range holds them: said apart from the totals.
-                    let imported = link.with(|link| match link {
-                        Some(Ok(link)) => link.imported_clicks,
-                        _ => 0,
-                    });
-                    let variants = link.with(|link| match link {
-                        Some(Ok(link)) => link.split.as_slice().iter().map(|v| v.destination.as_str().to_owned()).collect(),
-                        _ => Vec::new(),
-                    });
+                _ => {
+                    let path = path.clone();
                     view! {
-                        <Totals items=vec![
-                            ("Clicks", stats.totals.total),
-                            ("Unique visitors", stats.totals.uniques),
-                            ("QR scans", stats.totals.qr_scans),
-                            ("Bots", stats.totals.bots),
-                        ]/>
-                        {(imported > 0).then(|| view! {
-                            <p class="hint" id="imported-clicks">{format!("{} clicks before import", crate::range::count(imported as i64))}</p>
-                        })}
-                        {nothing.then(|| view! { <p class="empty">"No visits in this range yet. Share the short link, or choose a longer range."</p> })}
-                        <SeriesChart points=Signal::derive(move || series.clone()) interval=Signal::derive(move || interval)/>
-                        <BreakdownTables top=stats.top variants=variants/>
+                        <Loaded data=link reload=reload
+                            loading=Signal::derive(move || t_string!(i18n, link_stats.loading_link).to_owned())
+                            children=move |link: ShortLink| view! { <LinkAnalytics link=link path=path.clone()/> }/>
                     }.into_any()
                 }
             }}
@@ -124,14 +64,67 @@ pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
     }
 }
 
-/// The answer for a page pinned to a link that no longer has its code.
-fn gone(code: &str) -> api::ApiError {
-    api::ApiError {
-        status: 404,
-        code: "not_found".to_owned(),
-        message: format!(
-            "This link was deleted. The code {code} is free again, or belongs to another link now: find that one under Links."
-        ),
-        field: None,
+/// The link's line and its analytics, once it is known to be the link the page is for.
+#[component]
+fn LinkAnalytics(link: ShortLink, path: String) -> impl IntoView {
+    let i18n = use_i18n();
+    let range = remembered_range();
+    let csv_url = {
+        let path = path.clone();
+        move || {
+            // The export takes only the range.
+            let query = range.with(StatsRange::query).unwrap_or_default();
+            let bounds = ExportQuery {
+                from: query.from,
+                to: query.to,
+            };
+            format!("{path}/clicks.csv?{}", query_string(&bounds))
+        }
+    };
+    let (page, stats) = StatsPage::provide(range, format!("{path}/stats"));
+    // Clicks counted at the shortener a link was imported from have no time, so no range
+    // holds them: said apart from the totals.
+    let imported = link.imported_clicks;
+    let variants: Vec<String> = link
+        .split
+        .as_slice()
+        .iter()
+        .map(|v| v.destination.as_str().to_owned())
+        .collect();
+    view! {
+        <div class="link-head">
+            <p class="link-summary">
+                <a href=link.short_url.clone() target="_blank" rel="noopener noreferrer">{link.short_url.clone()}</a>
+                <span aria-hidden="true">" → "</span>
+                <span class="visually-hidden">" "{t!(i18n, link_stats.goes_to)}" "</span>
+                <span class="destination">{link.destination.as_str().to_owned()}</span>
+            </p>
+            <a class="button secondary" href=csv_url download="">{t!(i18n, link_stats.export_csv)}</a>
+        </div>
+        {(imported > 0).then(|| view! {
+            <p class="hint" id="imported-clicks">{t_string!(i18n, link_stats.imported, count = crate::range::count(imported as i64))}</p>
+        })}
+        <RangePicker/>
+        <p class="hint live">{t!(i18n, stats.live)}</p>
+        <Loaded data=stats reload=page.live.tick
+            loading=Signal::derive(move || t_string!(i18n, stats.loading).to_owned())
+            children=move |stats: Stats| view! { <Figures stats=stats variants=variants.clone()/> }/>
+    }
+}
+
+#[component]
+fn Figures(stats: Stats, variants: Vec<String>) -> impl IntoView {
+    let i18n = use_i18n();
+    let nothing = stats.totals.total == 0 && stats.totals.bots == 0;
+    view! {
+        <Totals items=vec![
+            (t_string!(i18n, link_stats.clicks), stats.totals.total),
+            (t_string!(i18n, link_stats.uniques), stats.totals.uniques),
+            (t_string!(i18n, link_stats.qr_scans), stats.totals.qr_scans),
+            (t_string!(i18n, link_stats.bots), stats.totals.bots),
+        ]/>
+        {nothing.then(|| view! { <p class="empty">{t!(i18n, link_stats.empty)}</p> })}
+        <SeriesChart points=stats.series interval=stats.interval/>
+        <BreakdownTables top=stats.top variants=variants/>
     }
 }

@@ -2,11 +2,14 @@
 //! dashboard's "Download errors (CSV)" and the CLI's `--errors FILE` (or stderr) are the same
 //! file, `line,source,field,message`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::spreadsheet::inert_cell;
 
 /// A row that was not created (or, in a dry run, would not be): it did not parse, or the
 /// origin refused it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Failure {
     /// The row's [`line`](super::Row::line) in the file.
     pub line: u64,

@@ -1,51 +1,8 @@
-//! Importers: a file exported from another shortener (or from kurz itself) read into
-//! [`CreateLink`] rows, ready for `POST /api/v1/links/bulk` in chunks of
-//! [`MAX_BULK_LINKS`](crate::api::MAX_BULK_LINKS).
-//!
-//! Pure parsers, like the rest of the crate: the dashboard runs them in the browser on the
-//! uploaded file (wasm32) and the `kurz` CLI on a file from disk; both send the rows, show each
-//! row's error and write the rows that failed as the same CSV ([`failures_csv`]). Nothing here
-//! talks to a network, reads a clock or draws a random number.
-//!
-//! | [`Format`] | what | its shape comes from |
-//! |---|---|---|
-//! | `kurz` | kurz's own JSON-lines export: one [`ExportedLink`](crate::api::ExportedLink) a line | `shortlink/src/api.rs` |
-//! | `bitly` | Bitly's CSV export of links | Bitly's API fields (`link`, `custom_bitlinks`, `long_url`, `title`, `tags`, `created_at`) and its web export's columns (`Link`, `Custom Link`, `Destination URL`, ...) |
-//! | `yourls-csv` | the YOURLS Import/Export plugin's CSV (`source,target,hits`), or the `yourls_url` table as CSV (`keyword,url,title,timestamp,ip,clicks`) | GautamGupta/YOURLS-Import-Export `fileio/csv.php`; YOURLS `includes/functions-install.php` |
-//! | `yourls-sql` | a mysqldump of the `yourls_url` table (any table prefix) | the same table definition |
-//! | `shlink-json` | Shlink's REST API, `GET /rest/v3/short-urls` pages, or a bare array of short URLs | shlinkio/shlink `ShortUrlDataTransformer` and `ShortUrl::toArray` |
-//! | `shlink-csv` | shlink-web-client's "Export" of short URLs | shlinkio/shlink-web-client `ExportShortUrlsBtn.tsx` |
-//! | `kutt-json` | Kutt's API, `GET /api/v2/links` pages, or a bare array of links | thedevs-network/kutt `server/utils/utils.js` (`sanitize.link`) |
-//! | `csv` | a plain `destination,code,tags` CSV, header optional | kurz |
-//!
-//! `shortlink/tests/import/samples/README.md` says which document or source file each sample
-//! file follows.
-//!
-//! What every source keeps: the original code, when it is a valid [`ShortCode`](crate::ShortCode)
-//! (a code kurz refuses is that row's error, never silently replaced by a generated one); the
-//! destination; and where the source has them, the creation date (`created_at`, in UTC), the
-//! title, the tags and the click total (`imported_clicks`). Every value goes through the same
-//! rules as a link typed in the dashboard ([`ShortCode`], the [`rules`](crate::rules)), and a code is refused here when it names a route of the links API
-//! (`bulk`, `export`) or an earlier row of the same file took it. A title or note longer than
-//! kurz keeps is cut to its limit, with a warning on its row: it is no reason to lose the link.
-//!
-//! What only the API can check, so a row that parses here may still be refused when sent: what
-//! depends on the time of the request (a `created_at` in the future, an `expires_at` that is
-//! not after `created_at`, or already past when the row has no `created_at`), on the
-//! deployment's data (a code already in use, a destination that loops to this deployment) and
-//! on its limits (`imported_clicks` above 10^15, which the store refuses).
-//!
-//! What is not kept: the source's domain (a link moves to this deployment's), per-click
-//! history, and passwords (no source exports them: a protected link is imported without one,
-//! with a warning on its row).
-//!
-//! Built without the `url` feature, [`Destination::parse`](crate::Destination::parse) takes
-//! only destinations already in normalised form, so a destination with unencoded characters
-//! becomes a row error rather than a link.
+//! The parsers behind [`parse`] and [`detect`] (the `import` feature): a file's bytes into
+//! [`Row`]s, one format per child module.
 
 mod bitly;
 mod date;
-mod failures;
 mod json;
 mod kurz;
 mod kutt;
@@ -63,86 +20,7 @@ use crate::api::CreateLink;
 use crate::rules::{MAX_NOTE_LEN, MAX_TITLE_LEN, Note, Tag, Tags, Title};
 use crate::{Destination, ShortCode};
 
-pub use failures::{Failure, failures_csv, in_file_order};
-
-/// The largest file an importer reads: beyond, the browser tab or the CLI would hold several
-/// times this much while parsing.
-pub const MAX_FILE_BYTES: usize = 100 * 1024 * 1024;
-
-/// The most rows one file may hold (each row is kept in memory until sent).
-pub const MAX_ROWS: usize = 1_000_000;
-
-/// The file formats the importers read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// kurz's own JSON-lines export: one `ExportedLink` per line.
-    Kurz,
-    /// Bitly's CSV export of links.
-    Bitly,
-    /// The YOURLS Import/Export plugin's CSV, or the `yourls_url` table as CSV.
-    YourlsCsv,
-    /// A mysqldump of YOURLS's `yourls_url` table.
-    YourlsSql,
-    /// Shlink's REST API answer (`GET /rest/v3/short-urls`), or an array of its short URLs.
-    ShlinkJson,
-    /// shlink-web-client's CSV export of short URLs.
-    ShlinkCsv,
-    /// Kutt's API answer (`GET /api/v2/links`), or an array of its links.
-    KuttJson,
-    /// A plain CSV: `destination,code,tags`, header optional.
-    Csv,
-}
-
-impl Format {
-    pub const ALL: [Format; 8] = [
-        Format::Kurz,
-        Format::Bitly,
-        Format::YourlsCsv,
-        Format::YourlsSql,
-        Format::ShlinkJson,
-        Format::ShlinkCsv,
-        Format::KuttJson,
-        Format::Csv,
-    ];
-
-    /// For people: what the dashboard lists.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Kurz => "kurz export (JSON lines)",
-            Format::Bitly => "Bitly (CSV export)",
-            Format::YourlsCsv => "YOURLS (CSV export)",
-            Format::YourlsSql => "YOURLS (database dump)",
-            Format::ShlinkJson => "Shlink (API JSON)",
-            Format::ShlinkCsv => "Shlink (CSV export)",
-            Format::KuttJson => "Kutt (API JSON)",
-            Format::Csv => "CSV (destination, code, tags)",
-        }
-    }
-
-    /// For URLs and the CLI's `--format`.
-    pub fn id(self) -> &'static str {
-        match self {
-            Format::Kurz => "kurz",
-            Format::Bitly => "bitly",
-            Format::YourlsCsv => "yourls-csv",
-            Format::YourlsSql => "yourls-sql",
-            Format::ShlinkJson => "shlink-json",
-            Format::ShlinkCsv => "shlink-csv",
-            Format::KuttJson => "kutt-json",
-            Format::Csv => "csv",
-        }
-    }
-
-    pub fn from_id(id: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|format| format.id() == id)
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use super::{Format, MAX_FILE_BYTES, MAX_ROWS};
 
 /// One record of the file: the link it becomes, or why it cannot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,8 +74,9 @@ impl fmt::Display for RowError {
 pub enum FileError {
     #[error("the file is larger than {max} bytes", max = MAX_FILE_BYTES)]
     TooLarge,
-    #[error("the file holds more than {max} rows", max = MAX_ROWS)]
-    TooManyRows,
+    /// More rows than [`MAX_ROWS`], or than the caller of [`parse_at_most`] takes.
+    #[error("the file holds more than {max} rows")]
+    TooManyRows { max: usize },
     #[error("the file is not UTF-8 text (line {line}); save it as UTF-8 and try again")]
     NotUtf8 { line: u64 },
     #[error("the file is empty")]
@@ -221,20 +100,27 @@ pub enum FileError {
 
 /// Reads `bytes` as `format`: one [`Row`] per record, in the file's order.
 pub fn parse(format: Format, bytes: &[u8]) -> Result<Vec<Row>, FileError> {
+    parse_at_most(format, bytes, MAX_ROWS)
+}
+
+/// [`parse`], refusing a file of more than `max_rows` rows (at most [`MAX_ROWS`]) as soon as
+/// it finds one more, so what a caller holds in memory is bounded by its own figure.
+pub fn parse_at_most(format: Format, bytes: &[u8], max_rows: usize) -> Result<Vec<Row>, FileError> {
+    let max = max_rows.min(MAX_ROWS);
     let text = text(bytes)?;
     // Whatever format was picked: a CSV source would read its columns and lose the rest.
     if table::first_record(text).is_some_and(|header| is_kurz_csv(&header)) {
         return Err(FileError::KurzCsv);
     }
     let mut rows = match format {
-        Format::Kurz => kurz::parse(text)?,
-        Format::Bitly => bitly::parse(text)?,
-        Format::YourlsCsv => yourls::parse(text)?,
-        Format::YourlsSql => yourls_sql::parse(text)?,
-        Format::ShlinkJson => shlink::parse_json(text)?,
-        Format::ShlinkCsv => shlink::parse_csv(text)?,
-        Format::KuttJson => kutt::parse(text)?,
-        Format::Csv => plain::parse(text)?,
+        Format::Kurz => kurz::parse(text, max)?,
+        Format::Bitly => bitly::parse(text, max)?,
+        Format::YourlsCsv => yourls::parse(text, max)?,
+        Format::YourlsSql => yourls_sql::parse(text, max)?,
+        Format::ShlinkJson => shlink::parse_json(text, max)?,
+        Format::ShlinkCsv => shlink::parse_csv(text, max)?,
+        Format::KuttJson => kutt::parse(text, max)?,
+        Format::Csv => plain::parse(text, max)?,
     };
     if rows.is_empty() {
         return Err(FileError::Empty);
@@ -504,10 +390,10 @@ fn looks_like_host(text: &str) -> bool {
     first.contains('.') && !first.is_empty()
 }
 
-/// Counts rows against [`MAX_ROWS`].
-fn push(rows: &mut Vec<Row>, row: Row) -> Result<(), FileError> {
-    if rows.len() >= MAX_ROWS {
-        return Err(FileError::TooManyRows);
+/// Counts rows against `max`.
+fn push(rows: &mut Vec<Row>, row: Row, max: usize) -> Result<(), FileError> {
+    if rows.len() >= max {
+        return Err(FileError::TooManyRows { max });
     }
     rows.push(row);
     Ok(())
@@ -516,15 +402,6 @@ fn push(rows: &mut Vec<Row>, row: Row) -> Result<(), FileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_have_unique_ids_that_round_trip() {
-        for format in Format::ALL {
-            assert_eq!(Format::from_id(format.id()), Some(format));
-            assert!(!format.name().is_empty());
-        }
-        assert_eq!(Format::from_id("nope"), None);
-    }
 
     #[test]
     fn codes_of_short_links() {
@@ -770,7 +647,20 @@ mod tests {
         let rows = "x\n".repeat(MAX_ROWS + 1);
         assert_eq!(
             parse(Format::Csv, rows.as_bytes()),
-            Err(FileError::TooManyRows)
+            Err(FileError::TooManyRows { max: MAX_ROWS })
         );
+        // A caller's own bound, for every format's way of counting.
+        let csv = "x\n".repeat(11);
+        let json = format!("[{}{{}}]", "{},".repeat(10));
+        for (format, file) in [(Format::Csv, &csv), (Format::KuttJson, &json)] {
+            assert_eq!(
+                parse_at_most(format, file.as_bytes(), 10),
+                Err(FileError::TooManyRows { max: 10 })
+            );
+            assert_eq!(
+                parse_at_most(format, file.as_bytes(), 11).map(|rows| rows.len()),
+                Ok(11)
+            );
+        }
     }
 }

@@ -618,7 +618,7 @@ fn json_documents_are_bounded() {
     let many = format!("[{}{{}}]", "{},".repeat(MAX_ROWS));
     assert_eq!(
         import::parse(Format::KuttJson, many.as_bytes()),
-        Err(FileError::TooManyRows)
+        Err(FileError::TooManyRows { max: MAX_ROWS })
     );
 }
 
@@ -817,6 +817,7 @@ fn exported_link() -> impl Strategy<Value = ExportedLink> {
                     created_at,
                     updated_at: created_at,
                     version: 3,
+                    click_counts: None,
                 },
                 clicks,
             },

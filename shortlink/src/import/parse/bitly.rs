@@ -37,8 +37,8 @@ pub(super) fn detect(header: &Header) -> Option<Format> {
     (header.has(DESTINATION) && (header.has(LINK) || header.has(CUSTOM))).then_some(Format::Bitly)
 }
 
-pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
-    table::parse_with_header(text, columns, |columns, line, record| {
+pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
+    table::parse_with_header(text, max, columns, |columns, line, record| {
         let custom = cell(record, columns.custom)
             .split([',', ' ', '|'])
             .find(|link| !link.is_empty())

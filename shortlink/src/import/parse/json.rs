@@ -8,35 +8,42 @@
 //! not take several times that in memory.
 
 use std::fmt;
-use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde::{Deserialize, Deserializer};
 
 use super::{FileError, Format, MAX_ROWS};
 
-/// What a serde error says when the file holds more than [`MAX_ROWS`] records.
+/// What a serde error says when the file holds more records than the caller takes.
 const TOO_MANY: &str = "more records than an import takes";
 
-/// Every record of every document in `text`, in order.
+/// Every record of every document in `text`, in order; more than `max` is
+/// [`FileError::TooManyRows`], found as the one too many is read.
 pub(super) fn records<T: DeserializeOwned>(
     text: &str,
     format: Format,
+    max: usize,
 ) -> Result<Vec<T>, FileError> {
     let mut all = Vec::new();
-    for document in serde_json::Deserializer::from_str(text).into_iter::<Records<T>>() {
-        let Records(mut records) = document.map_err(|e| file_error(&e, format))?;
-        if all.len() + records.len() > MAX_ROWS {
-            return Err(FileError::TooManyRows);
+    let mut documents = serde_json::Deserializer::from_str(text);
+    // One document after the other until only whitespace is left (`end` reads none of a
+    // document: it stops at its first character).
+    while documents.end().is_err() {
+        Records {
+            into: &mut all,
+            max,
         }
-        all.append(&mut records);
+        .deserialize(&mut documents)
+        .map_err(|e| file_error(&e, format, max))?;
     }
     Ok(all)
 }
 
-fn file_error(e: &serde_json::Error, format: Format) -> FileError {
+fn file_error(e: &serde_json::Error, format: Format, max: usize) -> FileError {
     if e.to_string().starts_with(TOO_MANY) {
-        return FileError::TooManyRows;
+        return FileError::TooManyRows { max };
     }
     if e.is_syntax() || e.is_eof() {
         return FileError::Syntax {
@@ -50,45 +57,55 @@ fn file_error(e: &serde_json::Error, format: Format) -> FileError {
     }
 }
 
-/// The records of one document (see the module's documentation for the shapes).
-struct Records<T>(Vec<T>);
+/// Reads the records of one document (see the module's documentation for the shapes) into
+/// `into`, which holds at most `max`.
+struct Records<'a, T> {
+    into: &'a mut Vec<T>,
+    max: usize,
+}
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Records<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(RecordsVisitor(PhantomData))
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Records<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct RecordsVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for RecordsVisitor<T> {
-    type Value = Records<T>;
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Records<'_, T> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(r#"an array of records, or a page {"data": [...]}"#)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut records = Vec::new();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(record) = seq.next_element()? {
-            if records.len() >= MAX_ROWS {
+            if self.into.len() >= self.max {
                 return Err(de::Error::custom(TOO_MANY));
             }
-            records.push(record);
+            self.into.push(record);
         }
-        Ok(Records(records))
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
         while let Some(key) = map.next_key::<String>()? {
-            if matches!(key.as_str(), "data" | "shortUrls") && found.is_none() {
-                found = Some(map.next_value::<Records<T>>()?);
+            if matches!(key.as_str(), "data" | "shortUrls") && !found {
+                map.next_value_seed(Records {
+                    into: &mut *self.into,
+                    max: self.max,
+                })?;
+                found = true;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        found.ok_or_else(|| de::Error::custom(r#"no "data" array of records"#))
+        match found {
+            true => Ok(()),
+            false => Err(de::Error::custom(r#"no "data" array of records"#)),
+        }
     }
 }
 
@@ -100,8 +117,13 @@ pub(super) fn detect(text: &str) -> Option<Format> {
         short_code: Option<IgnoredAny>,
         address: Option<IgnoredAny>,
     }
-    let mut documents = serde_json::Deserializer::from_str(text).into_iter::<Records<Probe>>();
-    let Records(probes) = documents.next()?.ok()?;
+    let mut probes = Vec::new();
+    Records::<Probe> {
+        into: &mut probes,
+        max: MAX_ROWS,
+    }
+    .deserialize(&mut serde_json::Deserializer::from_str(text))
+    .ok()?;
     let first = probes.first()?;
     if first.short_code.is_some() {
         Some(Format::ShlinkJson)
@@ -122,7 +144,8 @@ mod tests {
     }
 
     fn numbers(text: &str) -> Result<Vec<u8>, FileError> {
-        records::<Item>(text, Format::KuttJson).map(|items| items.iter().map(|i| i.n).collect())
+        records::<Item>(text, Format::KuttJson, MAX_ROWS)
+            .map(|items| items.iter().map(|i| i.n).collect())
     }
 
     #[test]

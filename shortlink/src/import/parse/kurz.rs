@@ -15,7 +15,7 @@ use super::{FileError, Format, Row, RowError, push};
 use crate::api::{CreateLink, ExportedLink};
 use crate::timestamp;
 
-pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
+pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
     let mut rows = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -53,6 +53,7 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
                 line: index as u64 + 1,
                 ..row
             },
+            max,
         )?;
     }
     Ok(rows)

@@ -45,9 +45,9 @@ enum ShortLink {
     },
 }
 
-pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
+pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
     let mut rows = Vec::new();
-    for (index, link) in json::records::<Link>(text, Format::KuttJson)?
+    for (index, link) in json::records::<Link>(text, Format::KuttJson, max)?
         .iter()
         .enumerate()
     {
@@ -90,6 +90,7 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
                 link: built,
                 warnings,
             },
+            max,
         )?;
     }
     Ok(rows)

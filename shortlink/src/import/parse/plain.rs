@@ -31,7 +31,7 @@ pub(super) fn detect(header: &Header) -> Option<Format> {
         .then_some(Format::Csv)
 }
 
-pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
+pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
     let mut columns: Option<Columns> = None;
     let mut rows = Vec::new();
     table::for_each_record(text, |line, record| {
@@ -67,6 +67,7 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
                 link,
                 warnings,
             },
+            max,
         )
     })?;
     Ok(rows)

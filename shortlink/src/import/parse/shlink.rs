@@ -56,9 +56,9 @@ struct Meta {
     max_visits: Option<u64>,
 }
 
-pub(super) fn parse_json(text: &str) -> Result<Vec<Row>, FileError> {
+pub(super) fn parse_json(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
     let mut rows = Vec::new();
-    for (index, short_url) in json::records::<ShortUrl>(text, Format::ShlinkJson)?
+    for (index, short_url) in json::records::<ShortUrl>(text, Format::ShlinkJson, max)?
         .iter()
         .enumerate()
     {
@@ -104,6 +104,7 @@ pub(super) fn parse_json(text: &str) -> Result<Vec<Row>, FileError> {
                 link: draft.build(&mut warnings),
                 warnings,
             },
+            max,
         )?;
     }
     Ok(rows)
@@ -125,8 +126,8 @@ pub(super) fn detect_csv(header: &Header) -> Option<Format> {
     (header.has(SHORT_URL) && header.has(LONG_URL)).then_some(Format::ShlinkCsv)
 }
 
-pub(super) fn parse_csv(text: &str) -> Result<Vec<Row>, FileError> {
-    table::parse_with_header(text, columns, |columns, line, record| {
+pub(super) fn parse_csv(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
+    table::parse_with_header(text, max, columns, |columns, line, record| {
         let short_url = cell(record, Some(columns.short_url));
         let draft = Draft {
             destination: cell(record, Some(columns.long_url)),

@@ -161,6 +161,7 @@ pub(super) fn cell(record: &StringRecord, column: Option<usize>) -> &str {
 /// (or refuses the file), `row` makes each later record a [`Row`].
 pub(super) fn parse_with_header<C>(
     text: &str,
+    max: usize,
     columns: impl Fn(&Header) -> Result<C, FileError>,
     row: impl Fn(&C, u64, &StringRecord) -> Row,
 ) -> Result<Vec<Row>, FileError> {
@@ -171,7 +172,7 @@ pub(super) fn parse_with_header<C>(
             found = Some(columns(&Header::new(record))?);
             Ok(())
         }
-        Some(columns) => push(&mut rows, row(columns, line, record)),
+        Some(columns) => push(&mut rows, row(columns, line, record), max),
     })?;
     Ok(rows)
 }

@@ -22,8 +22,8 @@ pub(super) fn detect(header: &Header) -> Option<Format> {
     (header.has(CODE) && header.has(DESTINATION)).then_some(Format::YourlsCsv)
 }
 
-pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
-    table::parse_with_header(text, columns, |columns, line, record| {
+pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
+    table::parse_with_header(text, max, columns, |columns, line, record| {
         let source = cell(record, Some(columns.code));
         let draft = Draft {
             destination: cell(record, Some(columns.destination)),

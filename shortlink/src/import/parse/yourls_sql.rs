@@ -18,7 +18,7 @@ use super::{Clicks, Draft, FileError, Format, Row, RowError, push};
 /// The columns of `yourls_url`, in YOURLS's order.
 const YOURLS_COLUMNS: [&str; 6] = ["keyword", "url", "title", "timestamp", "ip", "clicks"];
 
-pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
+pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
     let mut lexer = Lexer::new(text);
     let mut rows = Vec::new();
     let mut found = false;
@@ -27,7 +27,7 @@ pub(super) fn parse(text: &str) -> Result<Vec<Row>, FileError> {
             match insert_into(&mut lexer)? {
                 Some(columns) => {
                     found = true;
-                    values(&mut lexer, &columns, &mut rows)?;
+                    values(&mut lexer, &columns, &mut rows, max)?;
                 }
                 None => skip_statement(&mut lexer)?,
             }
@@ -147,14 +147,19 @@ fn insert_into(lexer: &mut Lexer<'_>) -> Result<Option<Columns>, FileError> {
 }
 
 /// The records after `VALUES`, up to the statement's end.
-fn values(lexer: &mut Lexer<'_>, columns: &Columns, rows: &mut Vec<Row>) -> Result<(), FileError> {
+fn values(
+    lexer: &mut Lexer<'_>,
+    columns: &Columns,
+    rows: &mut Vec<Row>,
+    max: usize,
+) -> Result<(), FileError> {
     loop {
         let open = lexer.expect()?;
         if !open.is_punct(b'(') {
             return Err(lexer.syntax(open.line, "expected ( to start a record"));
         }
         let record = record(lexer)?;
-        push(rows, row(open.line, &record, columns))?;
+        push(rows, row(open.line, &record, columns), max)?;
         match lexer.next()? {
             None => return Ok(()),
             Some(token) if token.is_punct(b';') => return Ok(()),
@@ -460,6 +465,7 @@ impl<'a> Lexer<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::MAX_ROWS;
 
     fn kinds(text: &str) -> Vec<String> {
         let mut lexer = Lexer::new(text);
@@ -543,7 +549,7 @@ mod tests {
             ),
             ("INSERT INTO `yourls_log` VALUES (1);", "no INSERT INTO"),
         ] {
-            let err = parse(text).expect_err(text);
+            let err = parse(text, MAX_ROWS).expect_err(text);
             assert!(err.to_string().contains(mentions), "{text}: {err}");
         }
     }
