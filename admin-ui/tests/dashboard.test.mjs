@@ -166,24 +166,25 @@ function a11yReport(filter = () => true) {
 
 /**
  * Runs axe-core over what `target` shows now (`rules`: only these, else every rule of the
- * WCAG 2.1 A/AA and best-practice tags); `where` names the page and mode in the findings.
+ * WCAG 2.1 A/AA and best-practice tags; `within`: only this element, e.g. a dialog); `where`
+ * names the page and mode in the findings.
  */
-async function checkA11y(target, where, rules = null) {
+async function checkA11y(target, where, rules = null, within = null) {
   if (!(await target.evaluate(() => typeof window.axe === 'object'))) {
     // An evaluation from the test is not the page's own script: the page's Content-Security-
     // Policy (no inline scripts) stays in force.
     await target.evaluate(`${AXE_SOURCE}\n;true`);
   }
   const runOnly = rules ? { type: 'rule', values: rules } : { type: 'tag', values: AXE_TAGS };
-  const violations = await target.evaluate(async (runOnly) => {
-    const result = await window.axe.run(document, { runOnly, resultTypes: ['violations'] });
+  const violations = await target.evaluate(async ([runOnly, within]) => {
+    const result = await window.axe.run(within ? { include: [within] } : document, { runOnly, resultTypes: ['violations'] });
     return result.violations.map((v) => ({
       id: v.id,
       impact: v.impact,
       help: v.help,
       nodes: v.nodes.map((n) => ({ target: n.target.join(' '), html: n.html.slice(0, 160), summary: n.failureSummary })),
     }));
-  }, runOnly);
+  }, [runOnly, within]);
   a11y.checked += 1;
   for (const violation of violations) {
     if (violation.impact === 'serious' || violation.impact === 'critical') {
@@ -1505,9 +1506,9 @@ test('keyboard alone: the skip link leads into the page; Tab reaches a delete bu
   const controls = await dialog.locator('button:not(:disabled), a[href], input, select, textarea').count();
   assert.equal(new Set(inside).size, controls, `every control of the dialog is reached: ${inside}`);
   assert.equal(inside[0], inside[controls], 'Tab from the last control goes back to the first');
-  await checkA11y(target, 'links: the delete dialog (en, light)');
+  await checkA11y(target, 'links: the delete dialog (en, light)', null, '[role="alertdialog"]');
   await target.emulateMedia({ colorScheme: 'dark' });
-  await checkA11y(target, 'links: the delete dialog (en, dark)', COLOUR_RULES);
+  await checkA11y(target, 'links: the delete dialog (en, dark)', COLOUR_RULES, '[role="alertdialog"]');
   await target.emulateMedia({ colorScheme: 'light' });
 
   await target.keyboard.press('Escape');
