@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
-use shortlink::workspace::{Actor, AuditEntry, AuditPage, Permission};
+use serde::Serialize;
+use shortlink::workspace::{Actor, AuditEntry, AuditPage, AuditQuery, Permission};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
@@ -154,21 +154,6 @@ pub(crate) fn routes() -> axum::Router<crate::State> {
     axum::Router::new().route("/audit", get(list))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    /// `user:<id>` or `key:<id>`.
-    actor: Option<String>,
-    /// An action, e.g. `link.updated`.
-    action: Option<String>,
-    /// A link's id: the entries about that link.
-    link: Option<String>,
-    /// From a previous page's `next_cursor`: the id of its last entry.
-    cursor: Option<String>,
-    limit: Option<i64>,
-}
-
 /// An [`AuditQuery`] whose values are checked.
 #[derive(Debug, PartialEq, Eq)]
 struct Filter {
@@ -179,65 +164,63 @@ struct Filter {
     limit: i64,
 }
 
-impl AuditQuery {
-    /// The filter, or a 422 naming the parameter at fault. Empty values count as absent (a
-    /// form sends its empty fields).
-    fn checked(self) -> Result<Filter, Error> {
-        let present =
-            |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Error::invalid(
-                "limit",
-                format!("limit must be between 1 and {MAX_PAGE}"),
-            ));
-        }
-        let actor = present(self.actor)
-            .map(|actor| {
-                let (kind, id) = actor.split_once(':').unwrap_or((&actor, ""));
-                let kind = match kind {
-                    "user" => Some("user"),
-                    "key" => Some("key"),
-                    _ => None,
-                };
-                kind.zip(id.parse::<i64>().ok())
-                    .ok_or_else(|| Error::invalid("actor", "actor must be user:<id> or key:<id>"))
-            })
-            .transpose()?;
-        let action = present(self.action);
-        if action
-            .as_ref()
-            .is_some_and(|a| a.chars().count() > MAX_ACTION_CHARS)
-        {
-            return Err(Error::invalid(
-                "action",
-                format!("action must be at most {MAX_ACTION_CHARS} characters"),
-            ));
-        }
-        let link = present(self.link)
-            .map(|link| {
-                link.parse::<i64>()
-                    .map_err(|_| Error::invalid("link", "link must be a link's id"))
-            })
-            .transpose()?;
-        let cursor = present(self.cursor)
-            .map(|cursor| {
-                cursor.parse::<i64>().map_err(|_| {
-                    Error::invalid(
-                        "cursor",
-                        "cursor must be a next_cursor from a previous page",
-                    )
-                })
-            })
-            .transpose()?;
-        Ok(Filter {
-            actor,
-            action,
-            link,
-            cursor,
-            limit,
-        })
+/// The filter of `query`, or a 422 naming the parameter at fault. Empty values count as
+/// absent (a form sends its empty fields).
+fn checked(query: AuditQuery) -> Result<Filter, Error> {
+    let present =
+        |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
     }
+    let actor = present(query.actor)
+        .map(|actor| {
+            let (kind, id) = actor.split_once(':').unwrap_or((&actor, ""));
+            let kind = match kind {
+                "user" => Some("user"),
+                "key" => Some("key"),
+                _ => None,
+            };
+            kind.zip(id.parse::<i64>().ok())
+                .ok_or_else(|| Error::invalid("actor", "actor must be user:<id> or key:<id>"))
+        })
+        .transpose()?;
+    let action = present(query.action);
+    if action
+        .as_ref()
+        .is_some_and(|a| a.chars().count() > MAX_ACTION_CHARS)
+    {
+        return Err(Error::invalid(
+            "action",
+            format!("action must be at most {MAX_ACTION_CHARS} characters"),
+        ));
+    }
+    let link = present(query.link)
+        .map(|link| {
+            link.parse::<i64>()
+                .map_err(|_| Error::invalid("link", "link must be a link's id"))
+        })
+        .transpose()?;
+    let cursor = present(query.cursor)
+        .map(|cursor| {
+            cursor.parse::<i64>().map_err(|_| {
+                Error::invalid(
+                    "cursor",
+                    "cursor must be a next_cursor from a previous page",
+                )
+            })
+        })
+        .transpose()?;
+    Ok(Filter {
+        actor,
+        action,
+        link,
+        cursor,
+        limit,
+    })
 }
 
 /// An entry as stored: id, at, actor kind, id and name, action, target kind and id, before,
@@ -268,7 +251,7 @@ async fn list(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, Error> {
     let workspace = caller.may(Permission::Administer)?;
-    let filter = query.checked()?;
+    let filter = checked(query)?;
     // Built, not `$n IS NULL OR ...`: each filter's query gets a plan that uses its index
     // (the link filter's is `audit_log_target`).
     let mut sql = sqlx::QueryBuilder::new(
@@ -368,7 +351,7 @@ mod tests {
     use super::*;
 
     fn filter(query: &str) -> Result<Filter, Error> {
-        crate::extract::parse_query::<AuditQuery>(query).and_then(AuditQuery::checked)
+        crate::extract::parse_query::<AuditQuery>(query).and_then(checked)
     }
 
     fn refused_field(query: &str) -> String {

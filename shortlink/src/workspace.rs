@@ -311,6 +311,32 @@ pub struct AuditEntry {
     pub after: Option<serde_json::Value>,
 }
 
+/// `GET /api/v1/audit`: the filters and the page. Empty values count as absent (a form sends
+/// its empty fields); the origin checks the values and names the parameter at fault.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// `user:<id>` or `key:<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// An action, e.g. `link.updated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// A link's id: the entries about that link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// From a previous page's `next_cursor`: the id of its last entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
 /// One page of `GET /api/v1/audit`, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -30,11 +30,10 @@ use axum::{Json, Router};
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota};
 use moka::future::Cache;
-use serde::Deserialize;
 use shortlink::ShortCode;
 use shortlink::abuse::{
     MAX_CONTACT_CHARS, MAX_DETAILS_CHARS, MAX_REPORTED_CHARS, NewReport, Report, ReportCategory,
-    ReportPage, ReportStatus, ResolveReport,
+    ReportPage, ReportQuery, ReportStatus, ResolveReport,
 };
 use shortlink::api::UpdateLink;
 use shortlink::signature;
@@ -410,17 +409,6 @@ fn code_of(text: &str) -> Option<ShortCode> {
     let path = rest.split(['?', '#']).next().unwrap_or_default();
     let segment = path.split('/').rfind(|s| !s.is_empty())?;
     ShortCode::parse(segment.trim_end_matches('+')).ok()
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct ReportQuery {
-    /// `open` (the default) or `resolved`.
-    status: Option<ReportStatus>,
-    /// From a previous page's `next_cursor`.
-    cursor: Option<String>,
-    limit: Option<i64>,
 }
 
 const REPORT_COLUMNS: &str = "r.id, r.reported, r.code, r.category, r.details, r.contact,
