@@ -18,9 +18,8 @@ use serde::de::DeserializeOwned;
 use shortlink::api::{ErrorBody, Link};
 pub use shortlink::workspace::Session;
 use shortlink::workspace::{
-    AuditPage, ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey,
-    CreatedInvitation, InvitationPreview, InvitationToken, Role, SignUp, SwitchWorkspace,
-    Workspace, WorkspaceName,
+    ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey, CreatedInvitation,
+    InvitationPreview, InvitationToken, Role, SignUp, SwitchWorkspace, Workspace, WorkspaceName,
 };
 
 /// What runs when the session ended or changed workspace.
@@ -602,16 +601,6 @@ pub async fn resolve_report(
 
 pub async fn revoke_key(session: &Session, id: i64) -> Result<(), ApiError> {
     act(session, Method::DELETE, &format!("/api/v1/keys/{id}"), None).await
-}
-
-/// A page of the audit log; `query` is made of `actor`, `action`, `link`, `cursor` pairs
-/// (empty ones are left out).
-pub async fn audit(query: &[(&str, String)]) -> Result<AuditPage, ApiError> {
-    let mut url = "/api/v1/audit?limit=50".to_owned();
-    for (name, value) in query.iter().filter(|(_, value)| !value.is_empty()) {
-        url.push_str(&format!("&{name}={}", encode(value)));
-    }
-    get(&url).await
 }
 
 /// Signs out one of the caller's sessions (another browser).

@@ -1053,7 +1053,7 @@ test('abuse: blocking a domain disables a link to it; a report sent through /rep
   await nav(page, 'Abuse').click();
   const report = page.locator('#reports-table tbody tr').filter({ hasText: 'sent to me 40 times today' });
   await report.waitFor();
-  assert.match(await report.textContent(), /spam/);
+  assert.match(await report.textContent(), /Spam/);
   await report.getByRole('button', { name: 'Resolve and disable link' }).click();
   await page.getByRole('status').filter({ hasText: 'Resolved, and the link is disabled.' }).waitFor();
   await page.getByText('No reports.').waitFor();

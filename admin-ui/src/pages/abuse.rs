@@ -3,53 +3,80 @@
 //! reports visitors sent through `/report` (resolve, and disable the reported link).
 //!
 //! Who may see it is the API's to decide: the page shows what `/api/v1/abuse` answers, and a
-//! 403 as a refusal.
+//! refusal as the error it is. A role that may administer no workspace is refused here first.
 
 use leptos::prelude::*;
-use shortlink::abuse::{AddBlockRule, BlockEntry, Blocklist, Report, ReportPage};
+use shortlink::abuse::{
+    AddBlockRule, BlockEntry, Blocklist, Report, ReportCategory, ReportPage, ReportQuery,
+    ReportStatus,
+};
+use shortlink::workspace::Permission;
 
 use crate::api::ApiError;
-use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, ErrorBox, flash};
+use crate::i18n::{t, t_string, use_i18n};
+use crate::range::{count, date_time};
+use crate::widgets::{ConfirmDialog, Loaded, Refused, flash, load_json};
 use crate::{Auth, api};
+
+/// What the page's parts share.
+#[derive(Clone, Copy)]
+struct AbuseState {
+    /// Bumped to load the blocklist again.
+    blocklist: RwSignal<u32>,
+    /// Bumped to load the reports again.
+    reports: RwSignal<u32>,
+    /// What was just done (or why it was not).
+    notice: RwSignal<Option<String>>,
+    /// The rule whose removal is being asked about.
+    removing: RwSignal<Option<BlockEntry>>,
+}
 
 #[component]
 pub fn Abuse() -> impl IntoView {
-    let reload = RwSignal::new(0_u32);
-    let notice = RwSignal::new(None::<String>);
-    let removing = RwSignal::new(None::<BlockEntry>);
-    let blocklist = crate::widgets::load_json::<Blocklist>(move || {
-        reload.track();
+    let i18n = use_i18n();
+    let auth = expect_context::<Auth>();
+    if !auth.permits(Permission::Administer) {
+        return view! {
+            <section class="page" aria-labelledby="abuse-title">
+                <h1 id="abuse-title">{t!(i18n, abuse.title)}</h1>
+                <Refused role=auth.role() what=t_string!(i18n, abuse.refused_what).to_owned()/>
+            </section>
+        }
+        .into_any();
+    }
+    let state = AbuseState {
+        blocklist: RwSignal::new(0),
+        reports: RwSignal::new(0),
+        notice: RwSignal::new(None),
+        removing: RwSignal::new(None),
+    };
+    provide_context(state);
+    let blocklist = load_json::<Blocklist>(move || {
+        state.blocklist.track();
         "/api/v1/abuse/blocklist".to_owned()
     });
     view! {
         <section class="page" aria-labelledby="abuse-title">
-            <h1 id="abuse-title">"Abuse"</h1>
-            <p class="notice" role="status" aria-live="polite">{move || notice.get()}</p>
-            {move || match blocklist.get() {
-                None => view! { <p class="loading">"Loading the blocklist…"</p> }.into_any(),
-                Some(Err(err)) if err.status == 403 => view! {
-                    <div class="error-box" role="alert"><p>{err.message}</p></div>
-                }.into_any(),
-                Some(Err(err)) => view! { <ErrorBox message=err.message reload=reload/> }.into_any(),
-                Some(Ok(list)) => view! {
-                    <h2>"Blocked destinations"</h2>
-                    <p class="hint">"A domain blocks itself and every subdomain; a pattern with * (example.com/phish/*) matches whole addresses. Adding one disables the links to it in every workspace; removing one enables none again."</p>
-                    <BlockForm notice=notice reload=reload/>
-                    <BlockTable entries=list.entries removing=removing/>
-                    <Reports/>
-                }.into_any(),
-            }}
-            {move || removing.get().map(|entry| view! {
-                <Unblock entry=entry removing=removing notice=notice reload=reload/>
-            })}
+            <h1 id="abuse-title">{t!(i18n, abuse.title)}</h1>
+            <p class="notice" role="status" aria-live="polite">{move || state.notice.get()}</p>
+            <Loaded data=blocklist reload=state.blocklist loading=t_string!(i18n, abuse.loading_blocklist).to_owned() let:list>
+                <h2>{t!(i18n, abuse.blocked_title)}</h2>
+                <p class="hint">{t!(i18n, abuse.blocked_hint)}</p>
+                <BlockForm/>
+                <BlockTable entries=list.entries/>
+                <Reports/>
+            </Loaded>
+            {move || state.removing.get().map(|entry| view! { <Unblock entry=entry/> })}
         </section>
     }
+    .into_any()
 }
 
 #[component]
-fn BlockForm(notice: RwSignal<Option<String>>, reload: RwSignal<u32>) -> impl IntoView {
+fn BlockForm() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<AbuseState>();
     let rule = RwSignal::new(String::new());
     let reason = RwSignal::new(String::new());
     let error = RwSignal::new(None::<ApiError>);
@@ -68,32 +95,39 @@ fn BlockForm(notice: RwSignal<Option<String>>, reload: RwSignal<u32>) -> impl In
         leptos::task::spawn_local(async move {
             match api::block(&session, &body).await {
                 Ok(entry) => {
-                    let checking = if entry.sweep_done {
-                        ""
+                    let (rule_text, disabled) = (entry.rule, count(entry.links_disabled as i64));
+                    let done = if entry.sweep_done {
+                        t_string!(i18n, abuse.blocked, rule = rule_text, count = disabled)
                     } else {
-                        " so far (still checking)"
+                        t_string!(
+                            i18n,
+                            abuse.blocked_checking,
+                            rule = rule_text,
+                            count = disabled
+                        )
                     };
-                    flash(
-                        notice,
-                        format!(
-                            "Blocked {}: {} link(s) disabled{checking}.",
-                            entry.rule, entry.links_disabled
-                        ),
-                    );
+                    flash(state.notice, done.to_string());
                     rule.set(String::new());
                     reason.set(String::new());
-                    reload.update(|n| *n += 1);
+                    state.blocklist.update(|n| *n += 1);
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err));
-                }
+                Err(err) => error.set(Some(err)),
             }
             busy.set(false);
         });
     };
     let field_error = move |field: &'static str| {
         move || error.with(|e| e.as_ref().and_then(|e| e.for_field(field)))
+    };
+    let invalid = move |field: &'static str| {
+        move || {
+            error
+                .with(|e| {
+                    e.as_ref()
+                        .is_some_and(|e| e.field.as_deref() == Some(field))
+                })
+                .to_string()
+        }
     };
     let general_error = move || {
         error.with(|e| {
@@ -103,56 +137,59 @@ fn BlockForm(notice: RwSignal<Option<String>>, reload: RwSignal<u32>) -> impl In
         })
     };
     view! {
-        <form class="panel link-form" id="block-form" on:submit=submit aria-label="Block a destination" novalidate>
+        <form class="panel link-form" id="block-form" on:submit=submit aria-label=t_string!(i18n, abuse.form_label) novalidate>
             <div class="field">
-                <label for="block-rule">"Domain or pattern"</label>
-                <input id="block-rule" name="rule" required bind:value=rule placeholder="evil.example"
-                    aria-describedby="block-rule-error"/>
+                <label for="block-rule">{t!(i18n, abuse.rule)}</label>
+                <input id="block-rule" name="rule" required bind:value=rule placeholder=t_string!(i18n, abuse.rule_placeholder)
+                    aria-describedby="block-rule-error" aria-invalid=invalid("rule")/>
                 <p class="field-error" id="block-rule-error" role="alert">{field_error("rule")}</p>
             </div>
             <div class="field">
-                <label for="block-reason">"Reason"</label>
-                <input id="block-reason" name="reason" bind:value=reason placeholder="phishing, reported 3 times"
-                    aria-describedby="block-reason-error"/>
+                <label for="block-reason">{t!(i18n, abuse.reason)}</label>
+                <input id="block-reason" name="reason" bind:value=reason placeholder=t_string!(i18n, abuse.reason_placeholder)
+                    aria-describedby="block-reason-error" aria-invalid=invalid("reason")/>
                 <p class="field-error" id="block-reason-error" role="alert">{field_error("reason")}</p>
             </div>
             <p class="error" role="alert">{general_error}</p>
             <div class="buttons">
-                <button type="submit" class="primary" disabled=move || busy.get()>"Block"</button>
+                <button type="submit" class="primary" disabled=move || busy.get()>{t!(i18n, abuse.block)}</button>
             </div>
         </form>
     }
 }
 
 #[component]
-fn BlockTable(entries: Vec<BlockEntry>, removing: RwSignal<Option<BlockEntry>>) -> impl IntoView {
+fn BlockTable(entries: Vec<BlockEntry>) -> impl IntoView {
+    let i18n = use_i18n();
+    let state = expect_context::<AbuseState>();
     if entries.is_empty() {
-        return view! { <p class="empty">"Nothing is blocked."</p> }.into_any();
+        return view! { <p class="empty">{t!(i18n, abuse.nothing_blocked)}</p> }.into_any();
     }
     view! {
         <div class="table-wrap">
             <table id="blocklist-table">
                 <thead>
                     <tr>
-                        <th scope="col">"Rule"</th>
-                        <th scope="col">"Reason"</th>
-                        <th scope="col">"Added"</th>
-                        <th scope="col">"Links disabled"</th>
-                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                        <th scope="col">{t!(i18n, abuse.col_rule)}</th>
+                        <th scope="col">{t!(i18n, abuse.col_reason)}</th>
+                        <th scope="col">{t!(i18n, abuse.col_added)}</th>
+                        <th scope="col">{t!(i18n, abuse.col_disabled)}</th>
+                        <th scope="col"><span class="visually-hidden">{t!(i18n, abuse.col_actions)}</span></th>
                     </tr>
                 </thead>
                 <tbody>
                     {entries.into_iter().map(|entry| {
                         let added = match &entry.created_by {
-                            Some(by) => format!("{} by {by}", date_time(entry.created_at)),
+                            Some(by) => t_string!(i18n, abuse.added_by, date = date_time(entry.created_at), name = by).to_string(),
                             None => date_time(entry.created_at),
                         };
+                        let disabled = count(entry.links_disabled as i64);
                         let disabled = if entry.sweep_done {
-                            entry.links_disabled.to_string()
+                            disabled
                         } else {
-                            format!("{} (checking…)", entry.links_disabled)
+                            t_string!(i18n, abuse.checking, count = disabled).to_string()
                         };
-                        let label = format!("Remove {}", entry.rule);
+                        let label = t_string!(i18n, abuse.remove_label, rule = entry.rule.clone()).to_string();
                         let for_remove = entry.clone();
                         view! {
                             <tr data-rule=entry.rule>
@@ -162,7 +199,7 @@ fn BlockTable(entries: Vec<BlockEntry>, removing: RwSignal<Option<BlockEntry>>) 
                                 <td class="links-disabled">{disabled}</td>
                                 <td class="actions">
                                     <button class="danger" aria-label=label
-                                        on:click=move |_| removing.set(Some(for_remove.clone()))>"Remove"</button>
+                                        on:click=move |_| state.removing.set(Some(for_remove.clone()))>{t!(i18n, abuse.remove)}</button>
                                 </td>
                             </tr>
                         }
@@ -175,13 +212,10 @@ fn BlockTable(entries: Vec<BlockEntry>, removing: RwSignal<Option<BlockEntry>>) 
 }
 
 #[component]
-fn Unblock(
-    entry: BlockEntry,
-    removing: RwSignal<Option<BlockEntry>>,
-    notice: RwSignal<Option<String>>,
-    reload: RwSignal<u32>,
-) -> impl IntoView {
+fn Unblock(entry: BlockEntry) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<AbuseState>();
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let (id, rule) = (entry.id, entry.rule.clone());
@@ -194,84 +228,93 @@ fn Unblock(
         leptos::task::spawn_local(async move {
             match api::unblock(&session, id).await {
                 Ok(()) => {
-                    removing.set(None);
-                    flash(notice, format!("{rule} is no longer blocked."));
-                    reload.update(|n| *n += 1);
+                    state.removing.set(None);
+                    flash(
+                        state.notice,
+                        t_string!(i18n, abuse.unblocked, rule).to_string(),
+                    );
+                    state.blocklist.update(|n| *n += 1);
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
+                Err(err) => error.set(Some(err.message)),
             }
             busy.set(false);
         });
     });
     view! {
-        <ConfirmDialog title=format!("Unblock {}?", entry.rule)
-            text="New links to it can be made again. The links it disabled stay disabled: their owners may enable them.".to_owned()
-            confirm="Unblock".to_owned() busy=busy error=error on_confirm=confirm
-            on_cancel=Callback::new(move |()| removing.set(None))/>
+        <ConfirmDialog title=t_string!(i18n, abuse.unblock_title, rule = entry.rule).to_string()
+            text=t_string!(i18n, abuse.unblock_text).to_owned()
+            confirm=t_string!(i18n, abuse.unblock).to_owned() busy=busy error=error on_confirm=confirm
+            on_cancel=Callback::new(move |()| state.removing.set(None))/>
     }
 }
 
 /// The reports, newest first, open or resolved.
 #[component]
 fn Reports() -> impl IntoView {
-    let status = RwSignal::new("open".to_owned());
-    let reload = RwSignal::new(0_u32);
-    let notice = RwSignal::new(None::<String>);
-    let reports = crate::widgets::load_json::<ReportPage>(move || {
-        reload.track();
-        format!("/api/v1/abuse/reports?status={}", status.get())
+    let i18n = use_i18n();
+    let state = expect_context::<AbuseState>();
+    let status = RwSignal::new(ReportStatus::Open);
+    let reports = load_json::<ReportPage>(move || {
+        state.reports.track();
+        let query = ReportQuery {
+            status: Some(status.get()),
+            ..ReportQuery::default()
+        };
+        format!("/api/v1/abuse/reports?{}", api::query_string(&query))
     });
+    let choose = move |ev: leptos::ev::Event| {
+        status.set(match event_target_value(&ev).as_str() {
+            "resolved" => ReportStatus::Resolved,
+            _ => ReportStatus::Open,
+        });
+    };
     view! {
         <div class="page-head">
-            <h2 id="reports-title">"Reports"</h2>
-            <label>"Show "
-                <select id="report-status" prop:value=move || status.get()
-                    on:change=move |ev| status.set(event_target_value(&ev))>
-                    <option value="open">"open"</option>
-                    <option value="resolved">"resolved"</option>
+            <h2 id="reports-title">{t!(i18n, abuse.reports_title)}</h2>
+            <label>
+                <span class="label">{t!(i18n, abuse.show)}</span>
+                <select id="report-status" on:change=choose prop:value=move || match status.get() {
+                    ReportStatus::Open => "open",
+                    ReportStatus::Resolved => "resolved",
+                }>
+                    <option value="open">{t!(i18n, abuse.status_open)}</option>
+                    <option value="resolved">{t!(i18n, abuse.status_resolved)}</option>
                 </select>
             </label>
         </div>
-        <p class="notice" role="status" aria-live="polite">{move || notice.get()}</p>
-        {move || match reports.get() {
-            None => view! { <p class="loading">"Loading reports…"</p> }.into_any(),
-            Some(Err(err)) => view! { <ErrorBox message=err.message reload=reload/> }.into_any(),
-            Some(Ok(page)) if page.reports.is_empty() => view! { <p class="empty">"No reports."</p> }.into_any(),
-            Some(Ok(page)) => view! {
-                <div class="table-wrap">
-                    <table id="reports-table" aria-labelledby="reports-title">
-                        <thead>
-                            <tr>
-                                <th scope="col">"Received"</th>
-                                <th scope="col">"Link"</th>
-                                <th scope="col">"Category"</th>
-                                <th scope="col">"Details"</th>
-                                <th scope="col">"Goes to"</th>
-                                <th scope="col"><span class="visually-hidden">"Actions"</span></th>
-                            </tr>
-                        </thead>
-                        <tbody>
-                            {page.reports.into_iter().map(|report| view! {
-                                <ReportRow report=report notice=notice reload=reload/>
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                </div>
-            }.into_any(),
-        }}
+        <Loaded data=reports reload=state.reports loading=t_string!(i18n, abuse.loading_reports).to_owned() let:page>
+            {if page.reports.is_empty() {
+                view! { <p class="empty" role="status">{t!(i18n, abuse.no_reports)}</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table id="reports-table" aria-labelledby="reports-title">
+                            <thead>
+                                <tr>
+                                    <th scope="col">{t!(i18n, abuse.col_received)}</th>
+                                    <th scope="col">{t!(i18n, abuse.col_link)}</th>
+                                    <th scope="col">{t!(i18n, abuse.col_category)}</th>
+                                    <th scope="col">{t!(i18n, abuse.col_details)}</th>
+                                    <th scope="col">{t!(i18n, abuse.col_goes_to)}</th>
+                                    <th scope="col"><span class="visually-hidden">{t!(i18n, abuse.col_actions)}</span></th>
+                                </tr>
+                            </thead>
+                            <tbody>
+                                {page.reports.into_iter().map(|report| view! { <ReportRow report=report/> }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            }}
+        </Loaded>
     }
 }
 
 #[component]
-fn ReportRow(
-    report: Report,
-    notice: RwSignal<Option<String>>,
-    reload: RwSignal<u32>,
-) -> impl IntoView {
+fn ReportRow(report: Report) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<AbuseState>();
     let busy = RwSignal::new(false);
     let id = report.id;
     let resolve = move |disable_link: bool| {
@@ -283,17 +326,14 @@ fn ReportRow(
             match api::resolve_report(&session, id, disable_link).await {
                 Ok(_) => {
                     let done = if disable_link {
-                        "Resolved, and the link is disabled."
+                        t_string!(i18n, abuse.resolved_disabled)
                     } else {
-                        "Resolved."
+                        t_string!(i18n, abuse.resolved)
                     };
-                    flash(notice, done.to_owned());
-                    reload.update(|n| *n += 1);
+                    flash(state.notice, done.to_owned());
+                    state.reports.update(|n| *n += 1);
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    flash(notice, err.message);
-                }
+                Err(err) => flash(state.notice, err.message),
             }
             busy.set(false);
         });
@@ -301,31 +341,51 @@ fn ReportRow(
     let open = report.resolved_at.is_none();
     let can_disable = open && report.link_disabled == Some(false);
     let goes_to = match (&report.destination, report.link_disabled) {
-        (Some(destination), Some(true)) => format!("{destination} (disabled)"),
+        (Some(destination), Some(true)) => {
+            t_string!(i18n, abuse.goes_to_disabled, destination).to_string()
+        }
         (Some(destination), _) => destination.clone(),
-        (None, _) => "no live link".to_owned(),
+        (None, _) => t_string!(i18n, abuse.no_live_link).to_owned(),
     };
     let details = match &report.contact {
-        Some(contact) => format!("{} (contact: {contact})", report.details),
+        Some(contact) => t_string!(
+            i18n,
+            abuse.with_contact,
+            details = report.details.clone(),
+            contact
+        )
+        .to_string(),
         None => report.details.clone(),
     };
+    let category = match report.category {
+        ReportCategory::Phishing => t_string!(i18n, abuse.category_phishing),
+        ReportCategory::Malware => t_string!(i18n, abuse.category_malware),
+        ReportCategory::Spam => t_string!(i18n, abuse.category_spam),
+        ReportCategory::Illegal => t_string!(i18n, abuse.category_illegal),
+        ReportCategory::Other => t_string!(i18n, abuse.category_other),
+    };
+    let resolved_by = report
+        .resolved_by
+        .clone()
+        .filter(|_| !open)
+        .map(|name| t_string!(i18n, abuse.resolved_by, name).to_string());
     view! {
-        <tr data-report=report.id>
+        <tr data-report=report.id data-category=report.category.as_str()>
             <td>{date_time(report.created_at)}</td>
             <td class="code">{report.link.clone()}</td>
-            <td>{report.category.as_str()}</td>
+            <td>{category}</td>
             <td>{details}</td>
             <td class="goes-to">{goes_to}</td>
             <td class="actions">
                 {open.then(|| view! {
                     <button class="secondary" disabled=move || busy.get()
-                        on:click=move |_| resolve(false)>"Resolve"</button>
+                        on:click=move |_| resolve(false)>{t!(i18n, abuse.resolve)}</button>
                 })}
                 {can_disable.then(|| view! {
                     <button class="danger" disabled=move || busy.get()
-                        on:click=move |_| resolve(true)>"Resolve and disable link"</button>
+                        on:click=move |_| resolve(true)>{t!(i18n, abuse.resolve_disable)}</button>
                 })}
-                {(!open).then(|| report.resolved_by.clone().map(|by| format!("resolved by {by}")))}
+                {resolved_by}
             </td>
         </tr>
     }

@@ -3,13 +3,19 @@
 
 use leptos::prelude::*;
 use serde_json::Value;
-use shortlink::workspace::{Actor, AuditEntry, Permission};
+use shortlink::workspace::{Actor, AuditEntry, AuditPage, AuditQuery, Permission};
 
-use crate::range::date_time;
-use crate::widgets::{ErrorBox, Refused};
+use crate::i18n::{t, t_string, td_string, use_i18n};
+use crate::range::{date_time, locale};
+use crate::widgets::{Loaded, Refused, load_json};
 use crate::{Auth, api};
 
-const ACTIONS: [&str; 12] = [
+/// Entries a page asks for.
+const PAGE: i64 = 50;
+
+/// Every action the log records (see [`AuditEntry::action`]), in the order the filter offers
+/// them.
+const ACTIONS: [&str; 21] = [
     "link.created",
     "link.updated",
     "link.deleted",
@@ -22,164 +28,196 @@ const ACTIONS: [&str; 12] = [
     "invitation.revoked",
     "workspace.created",
     "workspace.renamed",
+    "workspace.rate_limits_changed",
+    "webhook.created",
+    "webhook.updated",
+    "webhook.deleted",
+    "webhook.secret_rotated",
+    "webhook.disabled",
+    "abuse.rule_added",
+    "abuse.rule_removed",
+    "abuse.report_resolved",
 ];
 
 #[component]
 pub fn Audit() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     if !auth.permits(Permission::Administer) {
         return view! {
             <section class="page" aria-labelledby="audit-title">
-                <h1 id="audit-title">"Audit log"</h1>
-                <Refused role=auth.role() what="reading the audit log"/>
+                <h1 id="audit-title">{t!(i18n, audit.title)}</h1>
+                <Refused role=auth.role() what=t_string!(i18n, audit.refused_what).to_owned()/>
             </section>
         }
         .into_any();
     }
-    let action = RwSignal::new(String::new());
-    let actor = RwSignal::new(String::new());
+    // What is asked: the filters and the page.
+    let query = RwSignal::new(AuditQuery {
+        limit: Some(PAGE),
+        ..AuditQuery::default()
+    });
+    // The link id as typed; it filters once submitted.
     let link = RwSignal::new(String::new());
     let reload = RwSignal::new(0_u32);
-    // Entries shown so far, and the cursor of the next page (None: no more).
-    let entries = RwSignal::new(Vec::<AuditEntry>::new());
-    let next = RwSignal::new(None::<String>);
-    let loading = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    // Who can be chosen as the actor: members and keys (each list needs admin rights, which
-    // this page has).
+    // The entries of the pages before the one asked: "Load more" keeps them shown.
+    let earlier = RwSignal::new(Vec::<AuditEntry>::new());
     // Whom the actor filter offers: everyone seen in the log so far (`user:1`, name).
     let actors = RwSignal::new(Vec::<(String, String)>::new());
-    let load = move |more: bool| {
-        let cursor = if more {
-            next.get_untracked().unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let query = [
-            ("action", action.get_untracked()),
-            ("actor", actor.get_untracked()),
-            ("link", link.get_untracked().trim().to_owned()),
-            ("cursor", cursor),
-        ];
-        loading.set(true);
-        error.set(None);
-        leptos::task::spawn_local(async move {
-            match api::audit(&query).await {
-                Ok(page) => {
-                    actors.update(|known| {
-                        for entry in &page.entries {
-                            let value = format!("{}:{}", entry.actor.kind, entry.actor.id);
-                            if !known.iter().any(|(v, _)| *v == value) {
-                                known.push((value, actor_label(&entry.actor)));
-                            }
-                        }
-                    });
-                    if more {
-                        entries.update(|e| e.extend(page.entries));
-                    } else {
-                        entries.set(page.entries);
+    let page = load_json::<AuditPage>(move || {
+        reload.track();
+        format!("/api/v1/audit?{}", api::query_string(&query.get()))
+    });
+    Effect::new(move || {
+        if let Some(Ok(page)) = page.get() {
+            actors.update(|known| {
+                for entry in &page.entries {
+                    let value = actor_filter(&entry.actor);
+                    if !known.iter().any(|(v, _)| *v == value) {
+                        known.push((value, actor_label(&entry.actor)));
                     }
-                    next.set(page.next_cursor);
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
-            }
-            loading.set(false);
+            });
+        }
+    });
+    // A new filter shows the newest entries that match, from the first page.
+    let filter_by = move |set: fn(&mut AuditQuery, Option<String>), value: String| {
+        earlier.set(Vec::new());
+        query.update(|q| {
+            set(q, Some(value).filter(|v| !v.trim().is_empty()));
+            q.cursor = None;
         });
     };
-    Effect::new(move || {
-        reload.track();
-        action.track();
-        actor.track();
-        load(false);
-    });
+    let on_actor = Callback::new(move |actor: String| filter_by(|q, v| q.actor = v, actor));
     let on_link = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
-        load(false);
+        filter_by(|q, v| q.link = v, link.get_untracked());
+    };
+    let selected = move |field: fn(&AuditQuery) -> &Option<String>| {
+        move || query.with(|q| field(q).clone().unwrap_or_default())
     };
     view! {
         <section class="page" aria-labelledby="audit-title">
             <div class="page-head">
-                <h1 id="audit-title">"Audit log"</h1>
+                <h1 id="audit-title">{t!(i18n, audit.title)}</h1>
             </div>
-            <form class="toolbar" role="search" on:submit=on_link aria-label="Filter the audit log">
+            <form class="toolbar" role="search" on:submit=on_link aria-label=t_string!(i18n, audit.filters)>
                 <label>
-                    <span class="label">"Action"</span>
-                    <select prop:value=move || action.get() on:change=move |ev| action.set(event_target_value(&ev))>
-                        <option value="">"Any action"</option>
-                        {ACTIONS.iter().map(|a| view! { <option value=*a>{*a}</option> }).collect_view()}
+                    <span class="label">{t!(i18n, audit.action)}</span>
+                    <select prop:value=selected(|q| &q.action)
+                        on:change=move |ev| filter_by(|q, v| q.action = v, event_target_value(&ev))>
+                        <option value="">{t!(i18n, audit.any_action)}</option>
+                        {ACTIONS.iter().map(|a| view! { <option value=*a>{action_label(a)}</option> }).collect_view()}
                     </select>
                 </label>
                 <label>
-                    <span class="label">"Actor"</span>
-                    <select prop:value=move || actor.get() on:change=move |ev| actor.set(event_target_value(&ev))>
-                        <option value="">"Anyone"</option>
+                    <span class="label">{t!(i18n, audit.actor)}</span>
+                    <select prop:value=selected(|q| &q.actor)
+                        on:change=move |ev| filter_by(|q, v| q.actor = v, event_target_value(&ev))>
+                        <option value="">{t!(i18n, audit.anyone)}</option>
                         {move || actors.get().into_iter().map(|(value, name)| view! {
                             <option value=value>{name}</option>
                         }).collect_view()}
                     </select>
                 </label>
                 <label>
-                    <span class="label">"Link id"</span>
-                    <input type="number" min="1" inputmode="numeric" bind:value=link placeholder="any"/>
+                    <span class="label">{t!(i18n, audit.link_id)}</span>
+                    <input type="number" min="1" inputmode="numeric" bind:value=link
+                        placeholder=t_string!(i18n, audit.link_placeholder)/>
                 </label>
-                <button type="submit" class="secondary">"Filter"</button>
+                <button type="submit" class="secondary">{t!(i18n, audit.filter)}</button>
             </form>
-            {move || error.get().map(|message| view! { <ErrorBox message=message reload=reload/> })}
-            {move || {
-                let shown = entries.get();
-                if shown.is_empty() {
-                    let text = if loading.get() { "Loading the audit log…" } else { "No entries match." };
-                    return view! { <p class="empty">{text}</p> }.into_any();
-                }
-                view! {
-                    <div class="table-wrap">
-                        <table id="audit-table">
-                            <thead>
-                                <tr>
-                                    <th scope="col">"Time"</th>
-                                    <th scope="col">"Who"</th>
-                                    <th scope="col">"Action"</th>
-                                    <th scope="col">"Target"</th>
-                                    <th scope="col">"Changes"</th>
-                                </tr>
-                            </thead>
-                            <tbody>
-                                {shown.into_iter().map(|entry| view! { <EntryRow entry=entry actor=actor/> }).collect_view()}
-                            </tbody>
-                        </table>
-                    </div>
-                }.into_any()
-            }}
-            {move || next.get().is_some().then(|| view! {
-                <nav class="pager" aria-label="More of the audit log">
-                    <span></span>
-                    <button class="secondary" on:click=move |_| load(true) disabled=move || loading.get()>"Load more"</button>
-                </nav>
-            })}
+            <Loaded data=page reload=reload loading=t_string!(i18n, audit.loading).to_owned() let:page>
+                <Entries page=page earlier=earlier query=query on_actor=on_actor/>
+            </Loaded>
         </section>
     }
     .into_any()
 }
 
+/// The entries kept from earlier pages and those of `page`, and "Load more" while there are
+/// more.
 #[component]
-fn EntryRow(entry: AuditEntry, actor: RwSignal<String>) -> impl IntoView {
-    let who = entry.actor.clone();
-    let filter = format!("{}:{}", who.kind, who.id);
-    let label = actor_label(&who);
+fn Entries(
+    page: AuditPage,
+    earlier: RwSignal<Vec<AuditEntry>>,
+    query: RwSignal<AuditQuery>,
+    on_actor: Callback<String>,
+) -> impl IntoView {
+    let i18n = use_i18n();
+    move || {
+        // Until the next page comes, the page shown is the one `earlier` already holds: only
+        // entries older than those kept are new.
+        let shown = earlier.with(|kept| {
+            let oldest = kept.last().map(|e| e.id);
+            let newer = page
+                .entries
+                .iter()
+                .filter(|e| oldest.is_none_or(|oldest| e.id < oldest));
+            kept.iter().chain(newer).cloned().collect::<Vec<_>>()
+        });
+        if shown.is_empty() {
+            return view! { <p class="empty" role="status">{t!(i18n, audit.empty)}</p> }.into_any();
+        }
+        let more = page.next_cursor.clone().map(|cursor| {
+            let kept = shown.clone();
+            view! {
+                <nav class="pager" aria-label=t_string!(i18n, audit.more)>
+                    <span></span>
+                    <button class="secondary" on:click=move |_| {
+                        earlier.set(kept.clone());
+                        query.update(|q| q.cursor = Some(cursor.clone()));
+                    }>{t!(i18n, audit.load_more)}</button>
+                </nav>
+            }
+        });
+        view! {
+            <div class="table-wrap">
+                <table id="audit-table">
+                    <thead>
+                        <tr>
+                            <th scope="col">{t!(i18n, audit.col_time)}</th>
+                            <th scope="col">{t!(i18n, audit.col_who)}</th>
+                            <th scope="col">{t!(i18n, audit.col_action)}</th>
+                            <th scope="col">{t!(i18n, audit.col_target)}</th>
+                            <th scope="col">{t!(i18n, audit.col_changes)}</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {shown.into_iter().map(|entry| view! { <EntryRow entry=entry on_actor=on_actor/> }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+            {more}
+        }
+        .into_any()
+    }
+}
+
+#[component]
+fn EntryRow(entry: AuditEntry, on_actor: Callback<String>) -> impl IntoView {
+    let i18n = use_i18n();
+    let filter = actor_filter(&entry.actor);
+    let label = actor_label(&entry.actor);
     let changes = diff(entry.before.as_ref(), entry.after.as_ref());
+    let target = t_string!(
+        i18n,
+        audit.target,
+        kind = kind_label(&entry.target_kind),
+        id = entry.target_id
+    )
+    .to_string();
+    let only = t_string!(i18n, audit.only_actor, name = label.clone()).to_string();
     let (action, actor_name) = (entry.action.clone(), label.clone());
     view! {
         <tr data-action=action data-actor=actor_name>
             <td>{date_time(entry.at)}</td>
             <td>
-                <button class="link-button" on:click=move |_| actor.set(filter.clone())
-                    title="Show only this actor's changes">{label}</button>
+                <button class="link-button" on:click=move |_| on_actor.run(filter.clone())
+                    title=only>{label}</button>
             </td>
-            <td class="code">{entry.action}</td>
-            <td>{format!("{} {}", entry.target_kind, entry.target_id)}</td>
+            <td>{action_label(&entry.action)}" "<code class="hint">{entry.action.clone()}</code></td>
+            <td>{target}</td>
             <td>
                 <ul class="diff">
                     {changes.into_iter().map(|(field, before, after)| view! {
@@ -195,12 +233,64 @@ fn EntryRow(entry: AuditEntry, actor: RwSignal<String>) -> impl IntoView {
     }
 }
 
+/// The actor filter's value: `user:1`, `key:2`.
+fn actor_filter(actor: &Actor) -> String {
+    format!("{}:{}", actor.kind, actor.id)
+}
+
 /// A person by name, a key as `key <name>`.
 fn actor_label(actor: &Actor) -> String {
     match actor.kind.as_str() {
-        "key" => format!("key {}", actor.name),
+        "key" => td_string!(locale(), audit.actor_key, name = actor.name.clone()).to_string(),
         _ => actor.name.clone(),
     }
+}
+
+/// What an action did, in words (an action this dashboard does not know: as it is).
+fn action_label(action: &str) -> String {
+    let l = locale();
+    match action {
+        "link.created" => td_string!(l, audit.link_created),
+        "link.updated" => td_string!(l, audit.link_updated),
+        "link.deleted" => td_string!(l, audit.link_deleted),
+        "key.created" => td_string!(l, audit.key_created),
+        "key.revoked" => td_string!(l, audit.key_revoked),
+        "member.joined" => td_string!(l, audit.member_joined),
+        "member.role_changed" => td_string!(l, audit.member_role_changed),
+        "member.removed" => td_string!(l, audit.member_removed),
+        "invitation.created" => td_string!(l, audit.invitation_created),
+        "invitation.revoked" => td_string!(l, audit.invitation_revoked),
+        "workspace.created" => td_string!(l, audit.workspace_created),
+        "workspace.renamed" => td_string!(l, audit.workspace_renamed),
+        "workspace.rate_limits_changed" => td_string!(l, audit.workspace_rate_limits_changed),
+        "webhook.created" => td_string!(l, audit.webhook_created),
+        "webhook.updated" => td_string!(l, audit.webhook_updated),
+        "webhook.deleted" => td_string!(l, audit.webhook_deleted),
+        "webhook.secret_rotated" => td_string!(l, audit.webhook_secret_rotated),
+        "webhook.disabled" => td_string!(l, audit.webhook_disabled),
+        "abuse.rule_added" => td_string!(l, audit.abuse_rule_added),
+        "abuse.rule_removed" => td_string!(l, audit.abuse_rule_removed),
+        "abuse.report_resolved" => td_string!(l, audit.abuse_report_resolved),
+        _ => action,
+    }
+    .to_owned()
+}
+
+/// What kind of thing a change touched, in words.
+fn kind_label(kind: &str) -> String {
+    let l = locale();
+    match kind {
+        "link" => td_string!(l, audit.kind_link),
+        "key" => td_string!(l, audit.kind_key),
+        "member" => td_string!(l, audit.kind_member),
+        "invitation" => td_string!(l, audit.kind_invitation),
+        "workspace" => td_string!(l, audit.kind_workspace),
+        "webhook" => td_string!(l, audit.kind_webhook),
+        "blocklist_rule" => td_string!(l, audit.kind_blocklist_rule),
+        "abuse_report" => td_string!(l, audit.kind_abuse_report),
+        _ => kind,
+    }
+    .to_owned()
 }
 
 /// The fields that differ between `before` and `after`, as text: `(field, before, after)`.
@@ -229,7 +319,7 @@ fn diff<'a>(
 fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Null => "none".to_owned(),
+        Value::Null => td_string!(locale(), audit.none).to_owned(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
         // Lists (a key's scopes) as `a, b`; nested objects are not logged.
