@@ -498,8 +498,8 @@ test('link rules: every editor of the form, an error at its field, then saved an
 
   // Targeting rules: three, the last moved up by keyboard.
   await page.getByRole('button', { name: 'Add a rule' }).click();
-  // The focus goes to the new rule's destination.
-  await eventually('focus on the new rule', () => page.evaluate(() => document.activeElement.id.endsWith('-destination')));
+  // The focus goes to the new rule's first input, what it matches.
+  await eventually('focus on the new rule', () => page.evaluate(() => document.activeElement.id.endsWith('-kind')));
   await page.getByLabel('Countries of rule 1').fill('de, at');
   await page.getByLabel('Destination of rule 1').fill('https://shop.example.com/de');
   await page.getByRole('button', { name: 'Add a rule' }).click();
@@ -524,6 +524,9 @@ test('link rules: every editor of the form, an error at its field, then saved an
   await page.getByRole('button', { name: 'Add a rule' }).click();
   await page.getByRole('button', { name: 'Remove rule 4' }).click();
   assert.equal(await formRow('Rule 4').count(), 0);
+  // The last row gone, the focus goes to the row before it.
+  await eventually('focus on the rule before', async () =>
+    page.getByLabel('Match of rule 3').evaluate((select) => select === document.activeElement));
 
   // The split: 60 + 60 is shown as it is, and refused by the API at `split`.
   await page.getByRole('button', { name: 'Add a variant' }).click();
@@ -558,6 +561,11 @@ test('link rules: every editor of the form, an error at its field, then saved an
   await page.getByRole('button', { name: 'Create link' }).click();
   await formRow('Rule 1').locator('.field-error').filter({ hasText: 'two-letter' }).waitFor();
   assert.equal(await page.getByLabel('Countries of rule 1').getAttribute('aria-invalid'), 'true');
+  // The focus goes to the field to fix, which the message describes.
+  await eventually('focus on the invalid field', async () =>
+    page.getByLabel('Countries of rule 1').evaluate((input) => input === document.activeElement));
+  const described = await page.getByLabel('Countries of rule 1').getAttribute('aria-describedby');
+  assert.match(await page.locator(`#${described.split(' ')[0]}`).textContent(), /two-letter/);
   assert.equal(await page.locator('#split-error').textContent(), '');
   await page.getByLabel('Countries of rule 1').fill('de, at');
   await page.getByRole('button', { name: 'Create link' }).click();

@@ -1,15 +1,19 @@
 //! The editors of a link's rules in the link form: a text field with its API error, the
 //! ordered lists of targeting rules and A/B variants (one list editor for both), tags as chips,
-//! and the UTM builder with the final URL as the redirect will make it.
+//! and the UTM builder with the final URL as the redirect will make it. They read the form's
+//! values from its [`FormState`] context.
 //!
 //! Nothing here checks a value: what a person typed is sent as typed, and the API's error is
 //! shown at the input its `field` names (`targets[2].when.country[0]`, `split`, `utm.source`).
 
 use leptos::prelude::*;
+use leptos::text_prop::TextProp;
 use shortlink::agent::{Device, Os};
 use shortlink::rules::{Condition, Tag, Target, Utm, UtmValue, Variant};
 
 use crate::api::{ApiError, TargetForm, Typed, UtmForm, VariantForm, When};
+use crate::i18n::{t_string, use_i18n};
+use crate::pages::link_form::FormState;
 
 /// The last error of the form, shown by the inputs whose path it names.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +34,18 @@ impl Errors {
             })
         })
     }
+
+    /// The message of an error about the list itself (`split`: the weights), not a row.
+    fn under_exact(self, path: &'static str) -> Signal<Option<String>> {
+        Signal::derive(move || {
+            self.0.with(|error| {
+                error
+                    .as_ref()
+                    .filter(|e| e.field.as_deref() == Some(path))
+                    .map(|e| e.message.clone())
+            })
+        })
+    }
 }
 
 fn is_under(field: &str, path: &str) -> bool {
@@ -38,39 +54,45 @@ fn is_under(field: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
-/// A labelled input; the API's error about `path` shows under it and marks it invalid.
+/// A labelled input; the API's error about `path` shows under it, described by it, and marks
+/// it invalid.
 #[component]
 pub fn Field(
-    /// The input's id (its error's id adds `-error`).
+    /// The input's id (its error's id adds `-error`, its hint's `-hint`).
+    #[prop(into)]
     id: String,
-    label: &'static str,
+    #[prop(into)] label: TextProp,
     value: RwSignal<String>,
-    errors: Errors,
     /// Where the API names this value: `fallback_url`, `utm.source`, `split[1].weight`.
+    #[prop(into)]
     path: String,
     #[prop(default = "text")] kind: &'static str,
-    #[prop(optional)] hint: &'static str,
-    #[prop(optional)] placeholder: &'static str,
-    /// The label says which row it belongs to only to screen readers (`Destination of rule 2`).
-    #[prop(optional)]
-    context: String,
+    #[prop(optional, into)] hint: Option<TextProp>,
+    #[prop(optional, into)] placeholder: Option<TextProp>,
+    /// Which row the input belongs to, said only to screen readers (`of rule 2`).
+    #[prop(optional, into)]
+    context: Option<String>,
 ) -> impl IntoView {
-    let error = errors.under(path);
+    let error = expect_context::<FormState>().errors.under(path);
     let error_id = format!("{id}-error");
     let hint_id = format!("{id}-hint");
-    let described = if hint.is_empty() {
-        error_id.clone()
-    } else {
+    let described = if hint.is_some() {
         format!("{error_id} {hint_id}")
+    } else {
+        error_id.clone()
     };
     view! {
         <div class="field">
-            <label for=id.clone()>{label}<span class="visually-hidden">{context}</span></label>
+            <label for=id.clone()>
+                {move || label.get()}
+                {context.map(|context| view! { <span class="visually-hidden">" "{context}</span> })}
+            </label>
             // A browser must not fill a saved password (the person's own) into a link's.
-            <input id=id type=kind placeholder=placeholder bind:value=value
+            <input id=id type=kind placeholder=move || placeholder.as_ref().map(TextProp::get)
+                bind:value=value
                 autocomplete=if kind == "password" { "new-password" } else { "off" }
                 aria-invalid=move || error.with(Option::is_some).to_string() aria-describedby=described/>
-            {(!hint.is_empty()).then(|| view! { <p class="hint" id=hint_id>{hint}</p> })}
+            {hint.map(|hint| view! { <p class="hint" id=hint_id>{move || hint.get()}</p> })}
             <p class="field-error" id=error_id role="alert">{error}</p>
         </div>
     }
@@ -103,6 +125,11 @@ impl Row {
             checks: RwSignal::new(checks),
             destination: RwSignal::new(String::new()),
         }
+    }
+
+    /// A new row: a rule on countries, or a variant (which ignores the kind).
+    fn empty() -> Self {
+        Self::new("country", String::new(), String::new(), Vec::new())
     }
 
     /// The editor's row for a link's targeting rule.
@@ -193,47 +220,81 @@ fn focus_later(id: String) {
     });
 }
 
-/// What a list is about: its API name, the name of one row, and how a row is drawn.
-#[derive(Debug, Clone, Copy)]
-pub struct ListKind {
-    /// `targets` or `split`.
-    pub path: &'static str,
-    /// `rule` or `variant`, and as a title.
-    pub noun: &'static str,
-    pub title: &'static str,
-    pub add_label: &'static str,
-    /// Draws a row's inputs: the row, its API path (`targets[1]`), its name (`rule 2`).
-    pub draw: fn(Row, &str, &str, Errors) -> AnyView,
+/// Moves the focus to the first input marked invalid in the link form, once drawn, so a
+/// person who sent it lands on what to fix (the alert under it says what).
+pub fn focus_first_invalid() {
+    request_animation_frame(|| {
+        if let Ok(Some(element)) = document().query_selector(".link-form [aria-invalid=\"true\"]") {
+            let element: web_sys::HtmlElement = wasm_bindgen::JsCast::unchecked_into(element);
+            let _ = element.focus();
+        }
+    });
 }
 
-/// A change of a list's rows.
-type Edit = Box<dyn FnOnce(&mut Vec<Row>)>;
+/// Which of the form's ordered lists: targeting rules or the split's variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    Targets,
+    Split,
+}
 
-/// An ordered list of rows: add, remove, move up and down (keyboard focus follows the row).
-/// A change of the list clears the last error, whose indexes no longer point at the same rows.
+impl List {
+    /// The list's name in the API and in the ids of its inputs.
+    fn path(self) -> &'static str {
+        match self {
+            Self::Targets => "targets",
+            Self::Split => "split",
+        }
+    }
+
+    fn rows(self, state: FormState) -> RwSignal<Vec<Row>> {
+        match self {
+            Self::Targets => state.targets,
+            Self::Split => state.split,
+        }
+    }
+
+    /// The id of a row's first input, which takes the focus when the row is added (or takes
+    /// the place of a removed one).
+    fn first_input(self, key: u32) -> String {
+        match self {
+            Self::Targets => format!("targets-{key}-kind"),
+            Self::Split => format!("split-{key}-destination"),
+        }
+    }
+}
+
+/// A change of a list's rows, and the element that takes the focus after it.
+type Edit = Box<dyn FnOnce(&mut Vec<Row>) -> String>;
+
+/// An ordered list of rows: add, remove, move up and down (keyboard focus follows the row;
+/// a removal is announced and the focus goes to the row taking its place, else the one
+/// before, else the Add button). A change of the list clears the last error, whose indexes
+/// no longer point at the same rows.
 #[component]
-pub fn RowList(kind: ListKind, rows: RwSignal<Vec<Row>>, errors: Errors) -> impl IntoView {
-    let ListKind {
-        path,
-        noun,
-        title,
-        add_label,
-        draw,
-    } = kind;
+pub fn RowList(list: List) -> impl IntoView {
+    let i18n = use_i18n();
+    let state = expect_context::<FormState>();
+    let rows = list.rows(state);
+    let path = list.path();
+    let add_id = format!("{path}-add");
+    let announced = RwSignal::new(String::new());
     let owner = Owner::current();
-    let change = move |edit: Edit, focus: String| {
-        rows.update(|rows| edit(rows));
-        errors.0.set(None);
+    let change = move |edit: Edit| {
+        let mut focus = String::new();
+        rows.update(|rows| focus = edit(rows));
+        state.errors.0.set(None);
         focus_later(focus);
     };
     let add = move |_| {
         let row = owner
             .as_ref()
-            .map_or_else(Row::default_target, |o| o.with(Row::default_target));
-        change(
-            Box::new(move |rows| rows.push(row)),
-            format!("{path}-{}-destination", row.key),
-        );
+            .map_or_else(Row::empty, |o| o.with(Row::empty));
+        announced.set(String::new());
+        change(Box::new(move |rows| {
+            rows.push(row);
+            list.first_input(row.key)
+        }));
     };
     let drawn = move || {
         let count = rows.with(Vec::len);
@@ -242,33 +303,60 @@ pub fn RowList(kind: ListKind, rows: RwSignal<Vec<Row>>, errors: Errors) -> impl
             .enumerate()
             .map(|(index, row)| {
                 let key = row.key;
-                let name = format!("{noun} {}", index + 1);
+                let n = index + 1;
+                let (name, title) = match list {
+                    List::Targets => (
+                        t_string!(i18n, link_rules.rule_name, n),
+                        t_string!(i18n, link_rules.rule_title, n),
+                    ),
+                    List::Split => (
+                        t_string!(i18n, link_rules.variant_name, n),
+                        t_string!(i18n, link_rules.variant_title, n),
+                    ),
+                };
                 let at = format!("{path}[{index}]");
                 // The moved row's same button keeps the focus, unless it is now disabled (at
                 // an end of the list): then the other one.
                 let step = move |up: bool| {
                     let to = if up { index - 1 } else { index + 1 };
                     let button = if (up && to > 0) || (!up && to + 1 == count) { "up" } else { "down" };
-                    change(
-                        Box::new(move |rows| rows.swap(index, to)),
-                        format!("{path}-{key}-{button}"),
-                    );
+                    change(Box::new(move |rows| {
+                        rows.swap(index, to);
+                        format!("{path}-{key}-{button}")
+                    }));
+                };
+                let removed = t_string!(i18n, link_rules.removed, name = name.clone());
+                let remove = move |_| {
+                    announced.set(removed.clone());
+                    change(Box::new(move |rows| {
+                        rows.remove(index);
+                        rows.get(index)
+                            .or_else(|| index.checked_sub(1).and_then(|before| rows.get(before)))
+                            .map_or_else(|| format!("{path}-add"), |row| list.first_input(row.key))
+                    }));
+                };
+                let inputs = match list {
+                    List::Targets => draw_target(row, &at, &name),
+                    List::Split => draw_variant(row, &at, &name),
                 };
                 view! {
                     <li>
                         <fieldset class="row">
-                            <legend>{format!("{title} {}", index + 1)}</legend>
-                            {draw(row, &at, &name, errors)}
+                            <legend>{title}</legend>
+                            {inputs}
                             <div class="row-buttons">
                                 <button type="button" class="secondary" id=format!("{path}-{key}-up")
-                                    disabled=index == 0 aria-label=format!("Move {name} up")
+                                    disabled=index == 0
+                                    aria-label=t_string!(i18n, link_rules.move_up, name = name.clone())
                                     on:click=move |_| step(true)>"↑"</button>
                                 <button type="button" class="secondary" id=format!("{path}-{key}-down")
-                                    disabled=index + 1 == count aria-label=format!("Move {name} down")
+                                    disabled=index + 1 == count
+                                    aria-label=t_string!(i18n, link_rules.move_down, name = name.clone())
                                     on:click=move |_| step(false)>"↓"</button>
-                                <button type="button" class="danger" aria-label=format!("Remove {name}")
-                                    on:click=move |_| change(Box::new(move |rows| { rows.remove(index); }), format!("{path}-add"))>
-                                    "Remove"
+                                <button type="button" class="danger"
+                                    aria-label=t_string!(i18n, link_rules.remove_named, name = name)
+                                    on:click=remove>
+                                    {t_string!(i18n, link_rules.remove)}
                                 </button>
                             </div>
                         </fieldset>
@@ -279,95 +367,134 @@ pub fn RowList(kind: ListKind, rows: RwSignal<Vec<Row>>, errors: Errors) -> impl
     };
     view! {
         <ol class="rows">{drawn}</ol>
-        <p class="field-error" id=format!("{path}-error") role="alert">{errors.under_exact(path)}</p>
-        <button type="button" class="secondary" id=format!("{path}-add") on:click=add>{add_label}</button>
+        <p class="visually-hidden" role="status">{move || announced.get()}</p>
+        <p class="field-error" id=format!("{path}-error") role="alert">{state.errors.under_exact(path)}</p>
+        <button type="button" class="secondary" id=add_id on:click=add>
+            {move || match list {
+                List::Targets => t_string!(i18n, link_rules.add_rule),
+                List::Split => t_string!(i18n, link_rules.add_variant),
+            }}
+        </button>
     }
 }
 
-impl Row {
-    fn default_target() -> Self {
-        Self::new("country", String::new(), String::new(), Vec::new())
-    }
-}
+/// The kinds of condition a rule can have, as the API names them.
+const KINDS: [&str; 5] = ["country", "device", "os", "language", "query"];
 
-impl Errors {
-    /// The message of an error about the list itself (`split`: the weights), not a row.
-    fn under_exact(self, path: &'static str) -> Signal<Option<String>> {
-        Signal::derive(move || {
-            self.0.with(|error| {
-                error
-                    .as_ref()
-                    .filter(|e| e.field.as_deref() == Some(path))
-                    .map(|e| e.message.clone())
-            })
-        })
-    }
-}
-
-const KINDS: [(&str, &str); 5] = [
-    ("country", "Country"),
-    ("device", "Device"),
-    ("os", "Operating system"),
-    ("language", "Language"),
-    ("query", "Query parameter"),
-];
-
-/// A targeting rule: what a visit must match, and where it goes then.
-pub fn draw_target(row: Row, at: &str, name: &str, errors: Errors) -> AnyView {
-    let of = format!(" of {name}");
+/// A targeting rule: what a visit must match, and where it goes then. Called in a tracked
+/// scope, which draws it again when the language changes.
+fn draw_target(row: Row, at: &str, name: &str) -> AnyView {
+    let i18n = use_i18n();
+    let of = t_string!(i18n, link_rules.of_row, name);
     let key = row.key;
     let id = move |part: &str| format!("targets-{key}-{part}");
     let when = format!("{at}.when");
     let values = {
         let of = of.clone();
+        let name = name.to_owned();
         move || {
             match row.kind.get() {
-            "device" => checks(row, &Device::ALL.map(|d| (d.as_str(), d.as_str())), format!("Devices{of}")),
-            "os" => checks(row, &Os::ALL.map(|o| (o.as_str(), o.label())), format!("Operating systems{of}")),
+            "device" => {
+                let options = Device::ALL.map(|d| (d.as_str(), device_label(d)));
+                let legend = t_string!(i18n, link_rules.devices_of, name = name.clone());
+                checks(row, &options, legend, when.clone())
+            }
+            "os" => {
+                let options = Os::ALL.map(|o| {
+                    let label = if o == Os::Other {
+                        t_string!(i18n, link_rules.os_other)
+                    } else {
+                        o.label()
+                    };
+                    (o.as_str(), label)
+                });
+                let legend = t_string!(i18n, link_rules.systems_of, name = name.clone());
+                checks(row, &options, legend, when.clone())
+            }
             "query" => view! {
-                <Field id=id("values") label="Parameter" value=row.text errors=errors path=when.clone() placeholder="ref" context=of.clone()/>
-                <Field id=id("extra") label="Value" value=row.extra errors=errors path=format!("{when}.query.value") placeholder="newsletter" context=of.clone()/>
+                <Field id=id("values") label=move || t_string!(i18n, link_rules.parameter) value=row.text
+                    path=when.clone() placeholder="ref" context=of.clone()/>
+                <Field id=id("extra") label=move || t_string!(i18n, link_rules.value) value=row.extra
+                    path=format!("{when}.query.value") placeholder="newsletter" context=of.clone()/>
             }
             .into_any(),
-            kind => {
-                let (label, hint) = if kind == "language" {
-                    ("Languages", "Language tags, comma-separated: de, pt-BR")
-                } else {
-                    ("Countries", "Two-letter codes, comma-separated: DE, AT")
-                };
-                view! { <Field id=id("values") label=label value=row.text errors=errors path=when.clone() hint=hint context=of.clone()/> }
-                    .into_any()
+            "language" => view! {
+                <Field id=id("values") label=move || t_string!(i18n, link_rules.languages) value=row.text
+                    path=when.clone() hint=move || t_string!(i18n, link_rules.languages_hint) context=of.clone()/>
             }
+            .into_any(),
+            _ => view! {
+                <Field id=id("values") label=move || t_string!(i18n, link_rules.countries) value=row.text
+                    path=when.clone() hint=move || t_string!(i18n, link_rules.countries_hint) context=of.clone()/>
+            }
+            .into_any(),
         }
         }
     };
+    let kinds = KINDS
+        .iter()
+        .map(|&kind| {
+            let label = match kind {
+                "device" => t_string!(i18n, link_rules.kind_device),
+                "os" => t_string!(i18n, link_rules.kind_os),
+                "language" => t_string!(i18n, link_rules.kind_language),
+                "query" => t_string!(i18n, link_rules.kind_query),
+                _ => t_string!(i18n, link_rules.kind_country),
+            };
+            view! { <option value=kind>{label}</option> }
+        })
+        .collect_view();
     view! {
         <div class="field">
-            <label for=id("kind")>"Match"<span class="visually-hidden">{of.clone()}</span></label>
+            <label for=id("kind")>
+                {t_string!(i18n, link_rules.match_kind)}<span class="visually-hidden">" "{of.clone()}</span>
+            </label>
             <select id=id("kind") prop:value=move || row.kind.get() on:change=move |ev| {
                 let chosen = event_target_value(&ev);
-                let kind = KINDS.iter().find(|(value, _)| *value == chosen).map_or("country", |(value, _)| *value);
+                let kind = KINDS.iter().find(|kind| **kind == chosen).map_or("country", |kind| *kind);
                 row.checks.set(Vec::new());
                 row.kind.set(kind);
             }>
-                {KINDS.iter().map(|(value, label)| view! { <option value=*value>{*label}</option> }).collect_view()}
+                {kinds}
             </select>
         </div>
         {values}
-        <Field id=id("destination") label="Destination" value=row.destination errors=errors
+        <Field id=id("destination") label=move || t_string!(i18n, link_rules.destination) value=row.destination
             path=format!("{at}.destination") kind="url" placeholder="https://example.com/de" context=of/>
     }
     .into_any()
 }
 
-/// Ticks for devices or operating systems; the error of the condition shows under them.
-fn checks(row: Row, options: &[(&'static str, &'static str)], legend: String) -> AnyView {
+/// A device as a person reads it, in the dashboard's language.
+fn device_label(device: Device) -> &'static str {
+    let i18n = use_i18n();
+    match device {
+        Device::Desktop => t_string!(i18n, link_rules.device_desktop),
+        Device::Mobile => t_string!(i18n, link_rules.device_mobile),
+        Device::Tablet => t_string!(i18n, link_rules.device_tablet),
+        Device::Bot => t_string!(i18n, link_rules.device_bot),
+        Device::Other => t_string!(i18n, link_rules.device_other),
+    }
+}
+
+/// Ticks for devices or operating systems in a group named by `legend`; the error of the
+/// condition (`when`: none ticked) shows under them and describes each box.
+fn checks(
+    row: Row,
+    options: &[(&'static str, &'static str)],
+    legend: String,
+    when: String,
+) -> AnyView {
+    let error = expect_context::<FormState>().errors.under(when);
+    let error_id = format!("targets-{}-values-error", row.key);
     let boxes = options
         .iter()
         .map(|&(value, label)| {
             view! {
                 <label class="check">
                     <input type="checkbox" prop:checked=move || row.checks.with(|c| c.contains(&value))
+                        aria-invalid=move || error.with(Option::is_some).to_string()
+                        aria-describedby=error_id.clone()
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
                             row.checks.update(|c| {
@@ -381,39 +508,29 @@ fn checks(row: Row, options: &[(&'static str, &'static str)], legend: String) ->
         })
         .collect_view();
     view! {
-        <fieldset class="checks"><legend>{legend}</legend>{boxes}</fieldset>
+        <fieldset class="checks">
+            <legend>{legend}</legend>
+            {boxes}
+            <p class="field-error" id=error_id role="alert">{error}</p>
+        </fieldset>
     }
     .into_any()
 }
 
 /// A variant of the split: a destination and its share of the visits.
-pub fn draw_variant(row: Row, at: &str, name: &str, errors: Errors) -> AnyView {
+fn draw_variant(row: Row, at: &str, name: &str) -> AnyView {
+    let i18n = use_i18n();
     let key = row.key;
-    let of = format!(" of {name}");
+    let of = t_string!(i18n, link_rules.of_row, name);
     view! {
-        <Field id=format!("split-{key}-destination") label="Destination" value=row.destination errors=errors
-            path=format!("{at}.destination") kind="url" placeholder="https://example.com/b" context=of.clone()/>
-        <Field id=format!("split-{key}-weight") label="Weight (%)" value=row.text errors=errors
+        <Field id=format!("split-{key}-destination") label=move || t_string!(i18n, link_rules.destination)
+            value=row.destination path=format!("{at}.destination") kind="url" placeholder="https://example.com/b"
+            context=of.clone()/>
+        <Field id=format!("split-{key}-weight") label=move || t_string!(i18n, link_rules.weight) value=row.text
             path=format!("{at}.weight") context=of/>
     }
     .into_any()
 }
-
-pub const TARGETS: ListKind = ListKind {
-    path: "targets",
-    noun: "rule",
-    title: "Rule",
-    add_label: "Add a rule",
-    draw: draw_target,
-};
-
-pub const SPLIT: ListKind = ListKind {
-    path: "split",
-    noun: "variant",
-    title: "Variant",
-    add_label: "Add a variant",
-    draw: draw_variant,
-};
 
 /// The sum of the weights typed (shown so a person sees it is not 100 before sending).
 pub fn weight_sum(rows: &[Row]) -> u64 {
@@ -425,28 +542,29 @@ pub fn weight_sum(rows: &[Row]) -> u64 {
 /// Tags as chips: Enter or a comma adds the text typed, normalised as the API will keep it
 /// (what the API would refuse is kept as typed, for the API to say why).
 #[component]
-pub fn TagsInput(
-    tags: RwSignal<Vec<String>>,
-    pending: RwSignal<String>,
-    errors: Errors,
-) -> impl IntoView {
-    let error = errors.under("tags".to_owned());
+pub fn TagsInput() -> impl IntoView {
+    let i18n = use_i18n();
+    let state = expect_context::<FormState>();
+    let FormState {
+        tags, pending_tag, ..
+    } = state;
+    let error = state.errors.under("tags".to_owned());
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
         if ev.key() == "Enter" || ev.key() == "," {
             ev.prevent_default();
-            add_pending(tags, pending);
+            add_pending(tags, pending_tag);
         }
     };
     let chips = move || {
         tags.get()
             .into_iter()
             .map(|tag| {
-                let label = format!("Remove tag {tag}");
                 let removed = tag.clone();
                 view! {
                     <li class="chip">
-                        {tag}
-                        <button type="button" class="icon" aria-label=label
+                        {tag.clone()}
+                        <button type="button" class="icon"
+                            aria-label=move || t_string!(i18n, link_rules.remove_tag, tag = tag.clone())
                             on:click=move |_| tags.update(|t| t.retain(|x| *x != removed))>"×"</button>
                     </li>
                 }
@@ -454,13 +572,13 @@ pub fn TagsInput(
             .collect_view()
     };
     view! {
-        <ul class="chips" aria-label="Tags">{chips}</ul>
+        <ul class="chips" aria-label=move || t_string!(i18n, link_rules.tags)>{chips}</ul>
         <div class="field">
-            <label for="tag-input">"Add a tag"</label>
-            <input id="tag-input" autocomplete="off" bind:value=pending on:keydown=on_key
+            <label for="tag-input">{move || t_string!(i18n, link_rules.add_tag)}</label>
+            <input id="tag-input" autocomplete="off" bind:value=pending_tag on:keydown=on_key
                 aria-invalid=move || error.with(Option::is_some).to_string()
                 aria-describedby="tags-error tags-hint"/>
-            <p class="hint" id="tags-hint">"Press Enter or type a comma to add it."</p>
+            <p class="hint" id="tags-hint">{move || t_string!(i18n, link_rules.tag_hint)}</p>
             <p class="field-error" id="tags-error" role="alert">{error}</p>
         </div>
     }
@@ -479,14 +597,6 @@ pub fn add_pending(tags: RwSignal<Vec<String>>, pending: RwSignal<String>) {
     }
     pending.set(String::new());
 }
-
-const UTM_FIELDS: [(&str, &str); 5] = [
-    ("source", "Source (utm_source)"),
-    ("medium", "Medium (utm_medium)"),
-    ("campaign", "Campaign (utm_campaign)"),
-    ("term", "Term (utm_term)"),
-    ("content", "Content (utm_content)"),
-];
 
 /// The five UTM values, by field.
 pub type UtmInputs = [RwSignal<String>; 5];
@@ -522,11 +632,14 @@ pub fn utm_body(inputs: UtmInputs) -> UtmForm {
 /// The UTM fields and the destination the redirect will send visitors to, computed by the
 /// redirect's own function.
 #[component]
-pub fn UtmBuilder(
-    inputs: UtmInputs,
-    destination: RwSignal<String>,
-    errors: Errors,
-) -> impl IntoView {
+pub fn UtmBuilder() -> impl IntoView {
+    let i18n = use_i18n();
+    let state = expect_context::<FormState>();
+    let FormState {
+        utm: inputs,
+        destination,
+        ..
+    } = state;
     let preview = move || {
         let [source, medium, campaign, term, content] =
             inputs.map(|value| value.with(|v| UtmValue::parse(v).ok()));
@@ -539,18 +652,26 @@ pub fn UtmBuilder(
         };
         destination.with(|d| utm.apply(d.trim()).into_owned())
     };
-    let fields = UTM_FIELDS
-        .iter()
+    let labels: [TextProp; 5] = [
+        TextProp::from(move || t_string!(i18n, link_rules.utm_source)),
+        TextProp::from(move || t_string!(i18n, link_rules.utm_medium)),
+        TextProp::from(move || t_string!(i18n, link_rules.utm_campaign)),
+        TextProp::from(move || t_string!(i18n, link_rules.utm_term)),
+        TextProp::from(move || t_string!(i18n, link_rules.utm_content)),
+    ];
+    let fields = ["source", "medium", "campaign", "term", "content"]
+        .into_iter()
+        .zip(labels)
         .zip(inputs)
-        .map(|(&(name, label), value)| {
-            view! { <Field id=format!("utm-{name}") label=label value=value errors=errors path=format!("utm.{name}")/> }
+        .map(|((name, label), value)| {
+            view! { <Field id=format!("utm-{name}") label=label value=value path=format!("utm.{name}")/> }
         })
         .collect_view();
     view! {
         <div class="utm-fields">{fields}</div>
-        <p class="field-error" role="alert">{errors.under_exact("utm")}</p>
+        <p class="field-error" role="alert">{state.errors.under_exact("utm")}</p>
         <div class="field wide">
-            <span class="label" id="utm-preview-label">"Final URL"</span>
+            <span class="label" id="utm-preview-label">{move || t_string!(i18n, link_rules.final_url)}</span>
             <output id="utm-preview" aria-labelledby="utm-preview-label" aria-live="polite">{preview}</output>
         </div>
     }
