@@ -52,13 +52,13 @@ pub fn Invite() -> impl IntoView {
             let workspace = preview.workspace_name.clone();
             let title = move || {
                 let role = role_label(preview.role).to_lowercase();
-                t_string!(i18n, invite.join_as, workspace = workspace.clone(), role).to_string()
+                t_string!(i18n, invite.join_as, workspace = workspace.clone(), role)
             };
             let (role, expires_at) = (preview.role, preview.expires_at);
             view! {
                 <h1 id="invite-title">{title}</h1>
                 <p class="hint">{move || what_role_does(i18n, role)}" "
-                    {move || t_string!(i18n, invite.expires, date = date_time(expires_at)).to_string()}</p>
+                    {move || t_string!(i18n, invite.expires, date = date_time(expires_at))}</p>
                 {if signed_in { view! { <Accept/> }.into_any() } else { view! { <SignUpForm/> }.into_any() }}
             }
             .into_any()
@@ -115,7 +115,7 @@ fn Accept() -> impl IntoView {
                         .unwrap_or_default();
                     location.go(&Page::Links);
                     auth.set(Some(now));
-                    flash.set(Some(tu_string!(i18n, invite.joined, name).to_string()));
+                    flash.set(Some(tu_string!(i18n, invite.joined, name)));
                 }
                 Err(err) => error.set(Some(err.message)),
             }
@@ -123,7 +123,7 @@ fn Accept() -> impl IntoView {
         });
     };
     view! {
-        <p>{move || t_string!(i18n, invite.signed_in_as, username = username.clone()).to_string()}</p>
+        <p>{move || t_string!(i18n, invite.signed_in_as, username = username.clone())}</p>
         <p class="error" role="alert">{move || error.get()}</p>
         <div class="buttons start">
             <button class="primary" on:click=accept disabled=move || busy.get()>{t!(i18n, invite.accept)}</button>

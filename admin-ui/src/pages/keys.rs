@@ -73,7 +73,7 @@ pub fn Keys() -> impl IntoView {
             <p class="notice" role="status">{move || state.notice.get()}</p>
             {move || state.creating.get().then(|| view! { <KeyForm/> })}
             {move || state.created.get().map(|key| view! {
-                <ShownOnce label=t_string!(i18n, keys.secret_label, name = key.api_key.name).to_string()
+                <ShownOnce label=t_string!(i18n, keys.secret_label, name = key.api_key.name)
                     value=key.key
                     hint=t_string!(i18n, keys.secret_hint).to_string()
                     on_done=Callback::new(move |()| state.created.set(None))/>
@@ -127,8 +127,7 @@ fn KeyRow(key: ApiKey) -> impl IntoView {
             keys.created_by,
             date = date_time(key.created_at),
             name
-        )
-        .to_string(),
+        ),
         None => date_time(key.created_at),
     };
     let expires = key
@@ -137,10 +136,10 @@ fn KeyRow(key: ApiKey) -> impl IntoView {
     let last_used = key
         .last_used_at
         .map_or_else(|| t_string!(i18n, keys.never_used).to_owned(), date_time);
-    let label = t_string!(i18n, keys.revoke_label, name = key.name.clone()).to_string();
+    let label = t_string!(i18n, keys.revoke_label, name = key.name.clone());
     let for_revoke = key.clone();
     view! {
-        <tr data-key=key.name.clone()>
+        <tr data-key=key.name>
             <td>{key.name.clone()}</td>
             <td class="code">{format!("{}…", key.prefix)}</td>
             <td>{scopes}</td>
@@ -279,7 +278,7 @@ fn Revoke(key: ApiKey) -> impl IntoView {
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let id = key.id;
-    let revoked = t_string!(i18n, keys.revoked, name = key.name.clone()).to_string();
+    let revoked = t_string!(i18n, keys.revoked, name = key.name.clone());
     let confirm = Callback::new(move |()| {
         let Some(session) = auth.session() else {
             return;
@@ -299,8 +298,8 @@ fn Revoke(key: ApiKey) -> impl IntoView {
         });
     });
     view! {
-        <ConfirmDialog title=t_string!(i18n, keys.revoke_title, name = key.name).to_string()
-            text=t_string!(i18n, keys.revoke_text, prefix = key.prefix).to_string()
+        <ConfirmDialog title=t_string!(i18n, keys.revoke_title, name = key.name)
+            text=t_string!(i18n, keys.revoke_text, prefix = key.prefix)
             confirm=t_string!(i18n, keys.revoke_confirm).to_string() busy=busy error=error on_confirm=confirm
             on_cancel=Callback::new(move |()| state.revoking.set(None))/>
     }

@@ -114,10 +114,7 @@ fn MemberRow(member: Member) -> impl IntoView {
         leptos::task::spawn_local(async move {
             match api::change_role(&session, user_id, chosen).await {
                 Ok(()) => {
-                    flash(
-                        state.notice,
-                        tu_string!(i18n, members.now_role, name, role).to_string(),
-                    );
+                    flash(state.notice, tu_string!(i18n, members.now_role, name, role));
                     if user_id == session.user_id {
                         auth.refresh();
                     }
@@ -132,13 +129,13 @@ fn MemberRow(member: Member) -> impl IntoView {
     let action_label = if me {
         t_string!(i18n, members.leave_label).to_string()
     } else {
-        t_string!(i18n, members.remove_label, name = name.clone()).to_string()
+        t_string!(i18n, members.remove_label, name = name.clone())
     };
     view! {
-        <tr data-user=member.username.clone()>
+        <tr data-user=member.username>
             <td>{member.username.clone()}{me.then(|| t_string!(i18n, members.you))}</td>
             <td>
-                <label class="visually-hidden" for=format!("role-{user_id}")>{t_string!(i18n, members.role_of, name).to_string()}</label>
+                <label class="visually-hidden" for=format!("role-{user_id}")>{t_string!(i18n, members.role_of, name)}</label>
                 <select id=format!("role-{user_id}") on:change=on_change disabled=!may_change prop:value=role.as_str()>
                     {if may_change { choices } else { vec![role] }.into_iter().map(|r| view! {
                         <option value=r.as_str() selected=r == role>{role_label(r)}</option>
@@ -175,7 +172,21 @@ pub fn RemoveMember(
     let error = RwSignal::new(None::<String>);
     let me = auth.session().is_some_and(|s| s.user_id == user_id);
     let location = expect_context::<crate::nav::Location>();
-    let removed = t_string!(i18n, members.removed, name = username.clone()).to_string();
+    let (title, text, label) = if me {
+        (
+            t_string!(i18n, members.leave_title).to_string(),
+            t_string!(i18n, members.leave_text).to_string(),
+            t_string!(i18n, members.leave).to_string(),
+        )
+    } else {
+        let name = username.as_str();
+        (
+            t_string!(i18n, members.remove_title, name),
+            t_string!(i18n, members.remove_text, name),
+            t_string!(i18n, members.remove_confirm).to_string(),
+        )
+    };
+    let removed = t_string!(i18n, members.removed, name = username);
     let confirm = Callback::new(move |()| {
         let Some(session) = auth.session() else {
             return;
@@ -199,20 +210,6 @@ pub fn RemoveMember(
             busy.set(false);
         });
     });
-    let (title, text, label) = if me {
-        (
-            t_string!(i18n, members.leave_title).to_string(),
-            t_string!(i18n, members.leave_text).to_string(),
-            t_string!(i18n, members.leave).to_string(),
-        )
-    } else {
-        let name = username.as_str();
-        (
-            t_string!(i18n, members.remove_title, name).to_string(),
-            t_string!(i18n, members.remove_text, name).to_string(),
-            t_string!(i18n, members.remove_confirm).to_string(),
-        )
-    };
     view! {
         <ConfirmDialog title=title text=text confirm=label busy=busy error=error
             on_confirm=confirm on_cancel=on_close/>
@@ -284,7 +281,7 @@ fn Invitations() -> impl IntoView {
             <p class="error" role="alert">{move || error.get()}</p>
         </form>
         {move || created.get().map(|invitation| view! {
-            <ShownOnce label=t_string!(i18n, members.link_label, role = role_word(invitation.invitation.role)).to_string()
+            <ShownOnce label=t_string!(i18n, members.link_label, role = role_word(invitation.invitation.role))
                 value=invitation.url
                 hint=t_string!(i18n, members.link_hint).to_string()
                 on_done=Callback::new(move |()| created.set(None))/>
@@ -308,7 +305,7 @@ fn Invitations() -> impl IntoView {
                             <tbody>
                                 {list.into_iter().map(|invitation| {
                                     let id = invitation.id;
-                                    let label = t_string!(i18n, members.revoke_label, role = role_word(invitation.role)).to_string();
+                                    let label = t_string!(i18n, members.revoke_label, role = role_word(invitation.role));
                                     view! {
                                         <tr>
                                             <td>{role_label(invitation.role)}</td>

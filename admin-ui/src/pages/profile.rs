@@ -5,18 +5,20 @@ use leptos::prelude::*;
 use shortlink::workspace::{ChangePassword, SessionEntry};
 
 use crate::api::ApiError;
+use crate::i18n::{t, t_string, tu_string, use_i18n};
 use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, ErrorBox, flash};
+use crate::widgets::{ConfirmDialog, Loaded, flash, load_json};
 use crate::{Auth, api};
 
 #[component]
 pub fn Profile() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let username = auth.session().map(|s| s.username).unwrap_or_default();
     view! {
         <section class="page" aria-labelledby="profile-title">
             <div class="page-head">
-                <h1 id="profile-title">{format!("Profile of {username}")}</h1>
+                <h1 id="profile-title">{t_string!(i18n, profile.title, username)}</h1>
             </div>
             <PasswordForm/>
             <Sessions/>
@@ -26,6 +28,7 @@ pub fn Profile() -> impl IntoView {
 
 #[component]
 fn PasswordForm() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let current = RwSignal::new(String::new());
     let new = RwSignal::new(String::new());
@@ -48,15 +51,9 @@ fn PasswordForm() -> impl IntoView {
                 Ok(()) => {
                     current.set(String::new());
                     new.set(String::new());
-                    flash(
-                        notice,
-                        "Password changed. Your other sessions were signed out.".to_owned(),
-                    );
+                    flash(notice, tu_string!(i18n, profile.changed).to_string());
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err));
-                }
+                Err(err) => error.set(Some(err)),
             }
             busy.set(false);
         });
@@ -88,15 +85,15 @@ fn PasswordForm() -> impl IntoView {
     };
     view! {
         <form class="panel link-form" on:submit=submit aria-labelledby="password-title" novalidate>
-            <h2 id="password-title">"Change password"</h2>
+            <h2 id="password-title">{t!(i18n, profile.password_title)}</h2>
             <div class="field">
-                <label for="current-password">"Current password"</label>
+                <label for="current-password">{t!(i18n, profile.current_password)}</label>
                 <input id="current-password" type="password" autocomplete="current-password" bind:value=current
                     aria-invalid=invalid("current_password") aria-describedby="current-password-error"/>
                 <p class="field-error" id="current-password-error" role="alert">{field_error("current_password")}</p>
             </div>
             <div class="field">
-                <label for="new-password">"New password"</label>
+                <label for="new-password">{t!(i18n, profile.new_password)}</label>
                 <input id="new-password" type="password" autocomplete="new-password" bind:value=new
                     aria-invalid=invalid("new_password") aria-describedby="new-password-error"/>
                 <p class="field-error" id="new-password-error" role="alert">{field_error("new_password")}</p>
@@ -104,7 +101,7 @@ fn PasswordForm() -> impl IntoView {
             <p class="error" role="alert">{general_error}</p>
             <p class="notice" role="status">{move || notice.get()}</p>
             <div class="buttons">
-                <button type="submit" class="primary" disabled=move || busy.get()>"Change password"</button>
+                <button type="submit" class="primary" disabled=move || busy.get()>{t!(i18n, profile.submit)}</button>
             </div>
         </form>
     }
@@ -112,13 +109,14 @@ fn PasswordForm() -> impl IntoView {
 
 #[component]
 fn Sessions() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let reload = RwSignal::new(0_u32);
     let notice = RwSignal::new(None::<String>);
     let everywhere = RwSignal::new(false);
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
-    let sessions = crate::widgets::load_json::<Vec<SessionEntry>>(move || {
+    let sessions = load_json::<Vec<SessionEntry>>(move || {
         reload.track();
         "/api/v1/me/sessions".to_owned()
     });
@@ -128,11 +126,8 @@ fn Sessions() -> impl IntoView {
         };
         leptos::task::spawn_local(async move {
             match api::end_session(&session, entry.id).await {
-                Ok(()) => flash(notice, "Signed out that session.".to_owned()),
-                Err(err) => {
-                    auth.check(&err);
-                    flash(notice, err.message);
-                }
+                Ok(()) => flash(notice, tu_string!(i18n, profile.signed_out).to_string()),
+                Err(err) => flash(notice, err.message),
             }
             reload.update(|n| *n += 1);
         });
@@ -145,10 +140,7 @@ fn Sessions() -> impl IntoView {
         leptos::task::spawn_local(async move {
             match api::end_all_sessions(&session).await {
                 Ok(()) => auth.set(None),
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
+                Err(err) => error.set(Some(err.message)),
             }
             busy.set(false);
         });
@@ -156,29 +148,28 @@ fn Sessions() -> impl IntoView {
     view! {
         <section class="sessions" aria-labelledby="sessions-title">
             <div class="page-head">
-                <h2 id="sessions-title">"Where you are signed in"</h2>
-                <button class="danger" on:click=move |_| { error.set(None); everywhere.set(true) }>"Sign out everywhere"</button>
+                <h2 id="sessions-title">{t!(i18n, profile.sessions_title)}</h2>
+                <button class="danger" on:click=move |_| { error.set(None); everywhere.set(true) }>
+                    {t!(i18n, profile.sign_out_everywhere)}
+                </button>
             </div>
-            <p class="notice" role="status" aria-live="polite">{move || notice.get()}</p>
-            {move || match sessions.get() {
-                None => view! { <p class="loading">"Loading sessions…"</p> }.into_any(),
-                Some(Err(err)) => view! { <ErrorBox message=err.message reload=reload/> }.into_any(),
-                Some(Ok(list)) => view! {
+            <p class="notice" role="status">{move || notice.get()}</p>
+            <Loaded data=sessions reload=reload loading=t_string!(i18n, profile.loading).to_string() let:list>
                     <div class="table-wrap">
-                        <table id="sessions-table">
+                        <table id="sessions-table" aria-labelledby="sessions-title">
                             <thead>
                                 <tr>
-                                    <th scope="col">"Browser"</th>
-                                    <th scope="col">"Signed in"</th>
-                                    <th scope="col">"Last seen"</th>
-                                    <th scope="col">"Expires"</th>
-                                    <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                                    <th scope="col">{t!(i18n, profile.browser)}</th>
+                                    <th scope="col">{t!(i18n, profile.signed_in)}</th>
+                                    <th scope="col">{t!(i18n, profile.last_seen)}</th>
+                                    <th scope="col">{t!(i18n, profile.expires)}</th>
+                                    <th scope="col"><span class="visually-hidden">{t!(i18n, profile.actions)}</span></th>
                                 </tr>
                             </thead>
                             <tbody>
                                 {list.into_iter().map(|entry| {
-                                    let browser = entry.user_agent.clone().unwrap_or_else(|| "Unknown browser".to_owned());
-                                    let label = format!("Sign out the session signed in {}", date_time(entry.created_at));
+                                    let browser = entry.user_agent.clone().unwrap_or_else(|| t_string!(i18n, profile.unknown_browser).to_owned());
+                                    let label = t_string!(i18n, profile.sign_out_label, date = date_time(entry.created_at));
                                     let browser_title = browser.clone();
                                     let current = entry.current;
                                     view! {
@@ -189,11 +180,11 @@ fn Sessions() -> impl IntoView {
                                             <td>{date_time(entry.expires_at)}</td>
                                             <td class="actions">
                                                 {if current {
-                                                    view! { <span class="badge">"This browser"</span> }.into_any()
+                                                    view! { <span class="badge">{t!(i18n, profile.this_browser)}</span> }.into_any()
                                                 } else {
                                                     view! {
                                                         <button class="secondary" aria-label=label
-                                                            on:click=move |_| end(entry.clone())>"Sign out"</button>
+                                                            on:click=move |_| end(entry.clone())>{t!(i18n, profile.sign_out)}</button>
                                                     }.into_any()
                                                 }}
                                             </td>
@@ -203,12 +194,11 @@ fn Sessions() -> impl IntoView {
                             </tbody>
                         </table>
                     </div>
-                }.into_any(),
-            }}
+            </Loaded>
             {move || everywhere.get().then(|| view! {
-                <ConfirmDialog title="Sign out everywhere?".to_owned()
-                    text="Every browser signed in as you, this one too, has to sign in again.".to_owned()
-                    confirm="Sign out everywhere".to_owned() busy=busy error=error on_confirm=end_all
+                <ConfirmDialog title=t_string!(i18n, profile.everywhere_title).to_string()
+                    text=t_string!(i18n, profile.everywhere_text).to_string()
+                    confirm=t_string!(i18n, profile.sign_out_everywhere).to_string() busy=busy error=error on_confirm=end_all
                     on_cancel=Callback::new(move |()| everywhere.set(false))/>
             })}
         </section>

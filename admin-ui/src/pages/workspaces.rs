@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use shortlink::workspace::Permission;
 
+use crate::i18n::{t, t_string, tu_string, use_i18n};
 use crate::nav::{Page, go};
 use crate::widgets::flash;
 use crate::{Auth, Flash, api};
@@ -14,6 +15,7 @@ const NEW: &str = "new";
 /// page). Choosing one moves the session there; the page then loads that workspace's data.
 #[component]
 pub fn Switcher() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let flash_text = expect_context::<Flash>().0;
     let location = expect_context::<crate::nav::Location>();
@@ -57,10 +59,9 @@ pub fn Switcher() -> impl IntoView {
                         location.go(&Page::Links);
                     }
                     auth.set(Some(now));
-                    flash(flash_text, format!("Now working in “{name}”."));
+                    flash(flash_text, tu_string!(i18n, workspaces.now_in, name));
                 }
                 Err(err) => {
-                    auth.check(&err);
                     keep();
                     flash(flash_text, err.message);
                 }
@@ -70,13 +71,13 @@ pub fn Switcher() -> impl IntoView {
     };
     view! {
         <div class="switcher">
-            <label for="workspace-switch" class="visually-hidden">"Workspace"</label>
+            <label for="workspace-switch" class="visually-hidden">{t!(i18n, workspaces.switcher)}</label>
             <select id="workspace-switch" node_ref=select on:change=on_change prop:value=shown
                 disabled=move || busy.get()>
                 {move || auth.0.with(|s| s.as_ref().map(|s| s.workspaces.iter().map(|w| {
                     view! { <option value=w.id.to_string()>{w.name.clone()}</option> }
                 }).collect_view()))}
-                <option value=NEW>"New workspace…"</option>
+                <option value=NEW>{t!(i18n, workspaces.new_option)}</option>
             </select>
         </div>
     }
@@ -85,10 +86,11 @@ pub fn Switcher() -> impl IntoView {
 /// A person who belongs to no workspace (removed from the last one) can make one.
 #[component]
 pub fn NoWorkspace() -> impl IntoView {
+    let i18n = use_i18n();
     view! {
         <section class="page" aria-labelledby="none-title">
-            <h1 id="none-title">"No workspace"</h1>
-            <p>"You are not a member of any workspace. Make one, or ask an admin for an invitation."</p>
+            <h1 id="none-title">{t!(i18n, workspaces.none_title)}</h1>
+            <p>{t!(i18n, workspaces.none_text)}</p>
             <NameForm current=None/>
         </section>
     }
@@ -97,6 +99,7 @@ pub fn NoWorkspace() -> impl IntoView {
 /// The settings page: rename the workspace (owners), make a new one, leave this one.
 #[component]
 pub fn Settings() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let current = move || {
         auth.0
@@ -105,7 +108,7 @@ pub fn Settings() -> impl IntoView {
     view! {
         <section class="page" aria-labelledby="settings-title">
             <div class="page-head">
-                <h1 id="settings-title">"Settings"</h1>
+                <h1 id="settings-title">{t!(i18n, workspaces.settings_title)}</h1>
             </div>
             {move || current().map(|workspace| view! {
                 <NameForm current=Some(workspace.name)/>
@@ -120,6 +123,7 @@ pub fn Settings() -> impl IntoView {
 /// one form for both, as they differ only in words.
 #[component]
 fn NameForm(current: Option<String>) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let renaming = current.is_some();
     let value = RwSignal::new(current.unwrap_or_default());
@@ -139,14 +143,11 @@ fn NameForm(current: Option<String>) -> impl IntoView {
             let done = if renaming {
                 api::rename_workspace(&session, name.clone())
                     .await
-                    .map(|()| format!("Renamed to “{name}”."))
+                    .map(|()| tu_string!(i18n, workspaces.renamed, name))
             } else {
                 api::create_workspace(&session, name).await.map(|created| {
                     value.set(String::new());
-                    format!(
-                        "Created “{}”. Choose it in the workspace menu to work in it.",
-                        created.name
-                    )
+                    tu_string!(i18n, workspaces.created, name = created.name)
                 })
             };
             match done {
@@ -160,12 +161,16 @@ fn NameForm(current: Option<String>) -> impl IntoView {
         });
     };
     let (title, label, button) = if renaming {
-        ("This workspace", "Workspace name", "Rename")
+        (
+            t_string!(i18n, workspaces.this_title),
+            t_string!(i18n, workspaces.name_label),
+            t_string!(i18n, workspaces.rename),
+        )
     } else {
         (
-            "New workspace",
-            "Name of the new workspace",
-            "Create workspace",
+            t_string!(i18n, workspaces.new_title),
+            t_string!(i18n, workspaces.new_label),
+            t_string!(i18n, workspaces.create),
         )
     };
     let id = if renaming {
@@ -174,17 +179,18 @@ fn NameForm(current: Option<String>) -> impl IntoView {
         "new-workspace-name"
     };
     view! {
-        <form class="panel settings-form" on:submit=submit aria-label=title novalidate>
-            <h2>{title}</h2>
+        <form class="panel settings-form" on:submit=submit aria-labelledby=format!("{id}-title") novalidate>
+            <h2 id=format!("{id}-title")>{title}</h2>
             <div class="field">
                 <label for=id>{label}</label>
                 <input id=id bind:value=value disabled=move || !allowed()
+                    aria-invalid=move || error.with(Option::is_some).to_string()
                     aria-describedby=format!("{id}-error {id}-hint")/>
                 <p class="hint" id=format!("{id}-hint")>
                     {move || match (renaming, allowed()) {
-                        (false, _) => "You will be its owner. Links, keys and members are separate in each workspace.",
-                        (true, true) => "Every member sees the new name.",
-                        (true, false) => "Only an owner can rename the workspace.",
+                        (false, _) => t_string!(i18n, workspaces.hint_new),
+                        (true, true) => t_string!(i18n, workspaces.hint_rename),
+                        (true, false) => t_string!(i18n, workspaces.hint_owner_only),
                     }}
                 </p>
                 <p class="field-error" id=format!("{id}-error") role="alert">{move || error.get()}</p>
@@ -202,6 +208,7 @@ fn NameForm(current: Option<String>) -> impl IntoView {
 /// Leaving the workspace (removing oneself); the last owner cannot (the origin says so).
 #[component]
 fn Leave() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let asking = RwSignal::new(false);
     let (user_id, username) = auth
@@ -212,10 +219,10 @@ fn Leave() -> impl IntoView {
     let reload = RwSignal::new(0);
     view! {
         <section class="panel" aria-labelledby="leave-title">
-            <h2 id="leave-title">"Leave this workspace"</h2>
-            <p class="hint">"A workspace keeps at least one owner: make someone else owner before leaving it."</p>
+            <h2 id="leave-title">{t!(i18n, workspaces.leave_title)}</h2>
+            <p class="hint">{t!(i18n, workspaces.leave_hint)}</p>
             <div class="buttons">
-                <button class="danger" on:click=move |_| asking.set(true)>"Leave workspace"</button>
+                <button class="danger" on:click=move |_| asking.set(true)>{t!(i18n, workspaces.leave)}</button>
             </div>
             {move || asking.get().then(|| view! {
                 <crate::pages::members::RemoveMember user_id=user_id username=username.clone()
