@@ -70,7 +70,11 @@ pub(crate) async fn body_limit(
 /// matched it before the API's layers run). Its `DefaultBodyLimit` is set on the route.
 fn own_limit(request: &Request) -> Option<usize> {
     let route = request.extensions().get::<MatchedPath>()?.as_str();
-    (route == crate::links::bulk::ROUTE).then_some(crate::links::bulk::BODY_LIMIT)
+    match route {
+        crate::links::bulk::ROUTE => Some(crate::links::bulk::BODY_LIMIT),
+        crate::import_parse::ROUTE => Some(crate::import_parse::BODY_LIMIT),
+        _ => None,
+    }
 }
 
 /// CORS for the API, or none when no origin is allowed (no CORS headers at all).

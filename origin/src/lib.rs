@@ -22,6 +22,7 @@ mod extract;
 mod first_start;
 mod gateway;
 mod health;
+mod import_parse;
 mod invalidation;
 mod invitations;
 mod keys;
@@ -100,6 +101,9 @@ struct Inner {
     /// Bulk creates at once, at most [`links::bulk::AT_ONCE`]: taken before the body is read,
     /// so their bodies (up to [`links::bulk::BODY_LIMIT`] each) bound this instance's memory.
     bulk_creates: tokio::sync::Semaphore,
+    /// Import files parsed at once, at most [`import_parse::AT_ONCE`]: taken before the body
+    /// is read, like `bulk_creates`.
+    import_parses: tokio::sync::Semaphore,
     /// Limited links' clicks are taken one at a time per stripe ([`links::limit::STRIPES`]),
     /// so a flood on one limited link queues here rather than on its count row, where each
     /// waiter would hold a database connection.
@@ -183,6 +187,7 @@ impl State {
                 )),
                 password_hashes: tokio::sync::Semaphore::new(redirect::PASSWORD_HASHES),
                 bulk_creates: tokio::sync::Semaphore::new(links::bulk::AT_ONCE),
+                import_parses: tokio::sync::Semaphore::new(import_parse::AT_ONCE),
                 click_stripes: (0..links::limit::STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
@@ -488,6 +493,7 @@ pub fn app(state: State) -> Router {
     let measure_requests = state.inner.measure_requests;
     let api = Router::new()
         .merge(links::routes())
+        .merge(import_parse::routes())
         .merge(qr::routes())
         .merge(analytics::stats::routes())
         .merge(workspaces::routes())

@@ -49,6 +49,7 @@ pub(crate) enum Refusals {
         crate::links::update,
         crate::links::delete,
         crate::links::bulk::create,
+        crate::import_parse::parse,
         crate::links::export::export,
         crate::qr::svg,
         crate::qr::png,
