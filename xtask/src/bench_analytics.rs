@@ -210,7 +210,7 @@ async fn ingest(
     Ok((BATCH * BATCHES) as f64 / counted.as_secs_f64())
 }
 
-async fn post_signed(
+pub(crate) async fn post_signed(
     client: &reqwest::Client,
     base: &str,
     secret: &str,
