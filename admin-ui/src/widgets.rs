@@ -6,15 +6,16 @@ use leptos::prelude::*;
 use shortlink::workspace::Role;
 
 use crate::api::{self, ApiError};
-use crate::i18n::{Locale, t, t_string, use_i18n};
+use crate::i18n::{Locale, t, t_string, td_string, use_i18n};
 
 /// Copies `text`; the message says whether it worked (or how to copy by hand).
+/// It runs in a spawned task, where no component's context (`use_i18n`) is at hand.
 pub async fn copy_text(text: &str) -> String {
-    let i18n = use_i18n();
     let clipboard = window().navigator().clipboard();
+    let locale = crate::range::locale();
     match wasm_bindgen_futures::JsFuture::from(clipboard.write_text(text)).await {
-        Ok(_) => t_string!(i18n, common.copied, text).to_string(),
-        Err(_) => t_string!(i18n, common.clipboard_refused, text).to_string(),
+        Ok(_) => td_string!(locale, common.copied, text).to_string(),
+        Err(_) => td_string!(locale, common.clipboard_refused, text).to_string(),
     }
 }
 
