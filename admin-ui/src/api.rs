@@ -676,14 +676,6 @@ pub async fn test_webhook(session: &Session, id: i64) -> Result<(), ApiError> {
     act(session, Method::POST, &url, None).await
 }
 
-/// One delivery with its payload and every attempt.
-pub async fn webhook_delivery(
-    id: i64,
-    delivery: i64,
-) -> Result<shortlink::webhook::DeliveryDetail, ApiError> {
-    get(&format!("/api/v1/webhooks/{id}/deliveries/{delivery}")).await
-}
-
 /// Sends a delivery again (a new attempt of the same message, with the same id).
 pub async fn redeliver(session: &Session, id: i64, delivery: i64) -> Result<(), ApiError> {
     let url = format!("/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver");

@@ -106,7 +106,7 @@ fn BlockForm() -> impl IntoView {
                             count = disabled
                         )
                     };
-                    flash(state.notice, done.to_string());
+                    flash(state.notice, done);
                     rule.set(String::new());
                     reason.set(String::new());
                     state.blocklist.update(|n| *n += 1);
@@ -180,16 +180,16 @@ fn BlockTable(entries: Vec<BlockEntry>) -> impl IntoView {
                 <tbody>
                     {entries.into_iter().map(|entry| {
                         let added = match &entry.created_by {
-                            Some(by) => t_string!(i18n, abuse.added_by, date = date_time(entry.created_at), name = by).to_string(),
+                            Some(by) => t_string!(i18n, abuse.added_by, date = date_time(entry.created_at), name = by),
                             None => date_time(entry.created_at),
                         };
                         let disabled = count(entry.links_disabled as i64);
                         let disabled = if entry.sweep_done {
                             disabled
                         } else {
-                            t_string!(i18n, abuse.checking, count = disabled).to_string()
+                            t_string!(i18n, abuse.checking, count = disabled)
                         };
-                        let label = t_string!(i18n, abuse.remove_label, rule = entry.rule.clone()).to_string();
+                        let label = t_string!(i18n, abuse.remove_label, rule = entry.rule.clone());
                         let for_remove = entry.clone();
                         view! {
                             <tr data-rule=entry.rule>
@@ -229,10 +229,7 @@ fn Unblock(entry: BlockEntry) -> impl IntoView {
             match api::unblock(&session, id).await {
                 Ok(()) => {
                     state.removing.set(None);
-                    flash(
-                        state.notice,
-                        t_string!(i18n, abuse.unblocked, rule).to_string(),
-                    );
+                    flash(state.notice, t_string!(i18n, abuse.unblocked, rule));
                     state.blocklist.update(|n| *n += 1);
                 }
                 Err(err) => error.set(Some(err.message)),
@@ -241,7 +238,7 @@ fn Unblock(entry: BlockEntry) -> impl IntoView {
         });
     });
     view! {
-        <ConfirmDialog title=t_string!(i18n, abuse.unblock_title, rule = entry.rule).to_string()
+        <ConfirmDialog title=t_string!(i18n, abuse.unblock_title, rule = entry.rule)
             text=t_string!(i18n, abuse.unblock_text).to_owned()
             confirm=t_string!(i18n, abuse.unblock).to_owned() busy=busy error=error on_confirm=confirm
             on_cancel=Callback::new(move |()| state.removing.set(None))/>
@@ -342,7 +339,7 @@ fn ReportRow(report: Report) -> impl IntoView {
     let can_disable = open && report.link_disabled == Some(false);
     let goes_to = match (&report.destination, report.link_disabled) {
         (Some(destination), Some(true)) => {
-            t_string!(i18n, abuse.goes_to_disabled, destination).to_string()
+            t_string!(i18n, abuse.goes_to_disabled, destination)
         }
         (Some(destination), _) => destination.clone(),
         (None, _) => t_string!(i18n, abuse.no_live_link).to_owned(),
@@ -353,8 +350,7 @@ fn ReportRow(report: Report) -> impl IntoView {
             abuse.with_contact,
             details = report.details.clone(),
             contact
-        )
-        .to_string(),
+        ),
         None => report.details.clone(),
     };
     let category = match report.category {
@@ -368,7 +364,7 @@ fn ReportRow(report: Report) -> impl IntoView {
         .resolved_by
         .clone()
         .filter(|_| !open)
-        .map(|name| t_string!(i18n, abuse.resolved_by, name).to_string());
+        .map(|name| t_string!(i18n, abuse.resolved_by, name));
     view! {
         <tr data-report=report.id data-category=report.category.as_str()>
             <td>{date_time(report.created_at)}</td>

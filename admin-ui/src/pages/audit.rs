@@ -205,9 +205,8 @@ fn EntryRow(entry: AuditEntry, on_actor: Callback<String>) -> impl IntoView {
         audit.target,
         kind = kind_label(&entry.target_kind),
         id = entry.target_id
-    )
-    .to_string();
-    let only = t_string!(i18n, audit.only_actor, name = label.clone()).to_string();
+    );
+    let only = t_string!(i18n, audit.only_actor, name = label.clone());
     let (action, actor_name) = (entry.action.clone(), label.clone());
     view! {
         <tr data-action=action data-actor=actor_name>
@@ -216,7 +215,7 @@ fn EntryRow(entry: AuditEntry, on_actor: Callback<String>) -> impl IntoView {
                 <button class="link-button" on:click=move |_| on_actor.run(filter.clone())
                     title=only>{label}</button>
             </td>
-            <td>{action_label(&entry.action)}" "<code class="hint">{entry.action.clone()}</code></td>
+            <td>{action_label(&entry.action)}" "<code class="hint">{entry.action}</code></td>
             <td>{target}</td>
             <td>
                 <ul class="diff">
@@ -241,7 +240,7 @@ fn actor_filter(actor: &Actor) -> String {
 /// A person by name, a key as `key <name>`.
 fn actor_label(actor: &Actor) -> String {
     match actor.kind.as_str() {
-        "key" => td_string!(locale(), audit.actor_key, name = actor.name.clone()).to_string(),
+        "key" => td_string!(locale(), audit.actor_key, name = actor.name.clone()),
         _ => actor.name.clone(),
     }
 }

@@ -6,15 +6,19 @@
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use shortlink::webhook::{
-    CreateWebhook, CreatedWebhook, DeliveryDetail, DeliveryPage, DeliveryState, Description,
-    EventType, Events, UpdateWebhook, Webhook, WebhookDelivery, WebhookUrl,
+    CreateWebhook, CreatedWebhook, DeliveryDetail, DeliveryPage, DeliveryQuery, DeliveryState,
+    Description, EventType, Events, UpdateWebhook, Webhook, WebhookDelivery, WebhookUrl,
 };
 use shortlink::workspace::Permission;
 
 use crate::api::ApiError;
-use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, ErrorBox, Refused, ShownOnce, flash};
+use crate::i18n::{t, t_string, td_string, use_i18n};
+use crate::range::{count, date_time, locale};
+use crate::widgets::{ConfirmDialog, Loaded, Refused, ShownOnce, flash, load_json};
 use crate::{Auth, api};
+
+/// Deliveries a page of the log asks for.
+const DELIVERIES_PAGE: i64 = 50;
 
 /// What a confirm dialog asks about.
 #[derive(Debug, Clone)]
@@ -30,105 +34,131 @@ enum Editing {
     Edit(Box<Webhook>),
 }
 
+/// What the page's parts share.
+#[derive(Clone, Copy)]
+struct WebhooksState {
+    /// Bumped to load the endpoints again.
+    endpoints: RwSignal<u32>,
+    /// What was just done (or why it was not).
+    notice: RwSignal<Option<String>>,
+    /// The form, when open.
+    editing: RwSignal<Option<Editing>>,
+    /// A new endpoint's or rotated secret, shown once.
+    secret: RwSignal<Option<CreatedWebhook>>,
+    /// What a confirm dialog asks about, when open.
+    asking: RwSignal<Option<Asking>>,
+    /// The endpoint whose delivery log is open.
+    log_of: RwSignal<Option<Webhook>>,
+}
+
+impl WebhooksState {
+    fn reload(self) {
+        self.endpoints.update(|n| *n += 1);
+    }
+}
+
 #[component]
 pub fn Webhooks() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     if !auth.permits(Permission::Administer) {
         return view! {
             <section class="page" aria-labelledby="webhooks-title">
-                <h1 id="webhooks-title">"Webhooks"</h1>
-                <Refused role=auth.role() what="managing webhooks"/>
+                <h1 id="webhooks-title">{t!(i18n, webhooks.title)}</h1>
+                <Refused role=auth.role() what=t_string!(i18n, webhooks.refused_what).to_owned()/>
             </section>
         }
         .into_any();
     }
-    let reload = RwSignal::new(0_u32);
-    let notice = RwSignal::new(None::<String>);
-    let editing = RwSignal::new(None::<Editing>);
-    let secret = RwSignal::new(None::<CreatedWebhook>);
-    let asking = RwSignal::new(None::<Asking>);
-    let log_of = RwSignal::new(None::<Webhook>);
-    let hooks = crate::widgets::load_json::<Vec<Webhook>>(move || {
-        reload.track();
+    let state = WebhooksState {
+        endpoints: RwSignal::new(0),
+        notice: RwSignal::new(None),
+        editing: RwSignal::new(None),
+        secret: RwSignal::new(None),
+        asking: RwSignal::new(None),
+        log_of: RwSignal::new(None),
+    };
+    provide_context(state);
+    let hooks = load_json::<Vec<Webhook>>(move || {
+        state.endpoints.track();
         "/api/v1/webhooks".to_owned()
     });
-    let on_saved = Callback::new(move |created: Option<CreatedWebhook>| {
-        editing.set(None);
-        secret.set(created);
-        reload.update(|n| *n += 1);
-    });
+    let new_endpoint = move |_| {
+        state.secret.set(None);
+        state.editing.set(Some(Editing::New));
+    };
     view! {
         <section class="page" aria-labelledby="webhooks-title">
             <div class="page-head">
-                <h1 id="webhooks-title">"Webhooks"</h1>
-                <button class="primary" on:click=move |_| { secret.set(None); editing.set(Some(Editing::New)) }>"New endpoint"</button>
+                <h1 id="webhooks-title">{t!(i18n, webhooks.title)}</h1>
+                <button class="primary" on:click=new_endpoint>{t!(i18n, webhooks.new_endpoint)}</button>
             </div>
-            <p class="hint">"Each endpoint gets the events it chose as signed POSTs (Standard Webhooks: \
-                webhook-id, webhook-timestamp, webhook-signature), retried for a day; one failing all that \
-                time, or answering 410, is switched off."</p>
-            <p class="notice" role="status" aria-live="polite">{move || notice.get()}</p>
-            {move || editing.get().map(|mode| view! {
-                <WebhookForm mode=mode on_saved=on_saved on_cancel=Callback::new(move |()| editing.set(None))/>
+            <p class="hint">{t!(i18n, webhooks.hint)}</p>
+            <p class="notice" role="status" aria-live="polite">{move || state.notice.get()}</p>
+            {move || state.editing.get().map(|mode| view! { <WebhookForm mode=mode/> })}
+            {move || state.secret.get().map(|created| view! {
+                <ShownOnce label=t_string!(i18n, webhooks.secret_label, url = created.webhook.url.as_str())
+                    value=created.secret hint=t_string!(i18n, webhooks.secret_hint).to_owned()
+                    on_done=Callback::new(move |()| state.secret.set(None))/>
             })}
-            {move || secret.get().map(|created| view! {
-                <ShownOnce label=format!("Signing secret of {}", created.webhook.url.as_str()) value=created.secret
-                    hint="Copy it now: it is shown only once. Receivers check each message's webhook-signature with it.".to_owned()
-                    on_done=Callback::new(move |()| secret.set(None))/>
-            })}
-            {move || match hooks.get() {
-                None => view! { <p class="loading">"Loading endpoints…"</p> }.into_any(),
-                Some(Err(err)) => view! { <ErrorBox message=err.message reload=reload/> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! { <p class="empty">"No endpoints yet."</p> }.into_any(),
-                Some(Ok(list)) => {
-                    let off = list.iter().filter(|h| h.disabled_reason.is_some() && !h.enabled).count();
-                    view! {
-                        {(off > 0).then(|| view! {
-                            <div class="error-box" id="webhooks-disabled">
-                                <p>{if off == 1 {
-                                    "1 endpoint was switched off by kurz: see why below. Enable it again once its receiver works.".to_owned()
-                                } else {
-                                    format!("{off} endpoints were switched off by kurz: see why below. Enable each again once its receiver works.")
-                                }}</p>
-                            </div>
-                        })}
-                        <div class="table-wrap">
-                            <table id="webhooks-table">
-                                <thead>
-                                    <tr>
-                                        <th scope="col">"Endpoint and events"</th>
-                                        <th scope="col">"State"</th>
-                                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {list.into_iter().map(|hook| view! {
-                                        <WebhookRow hook=hook editing=editing asking=asking log_of=log_of notice=notice reload=reload/>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
-                    }.into_any()
-                }
-            }}
-            {move || log_of.get().map(|hook| view! { <DeliveryLog hook=hook log_of=log_of notice=notice endpoints=reload/> })}
-            {move || asking.get().map(|what| view! {
-                <Confirm what=what asking=asking secret=secret notice=notice reload=reload/>
-            })}
+            <Loaded data=hooks reload=state.endpoints loading=t_string!(i18n, webhooks.loading).to_owned() let:list>
+                <Endpoints list=list/>
+            </Loaded>
+            {move || state.log_of.get().map(|hook| view! { <DeliveryLog hook=hook/> })}
+            {move || state.asking.get().map(|what| view! { <Confirm what=what/> })}
         </section>
     }
     .into_any()
 }
 
+/// The endpoints' table, under a warning when kurz switched some off.
 #[component]
-fn WebhookRow(
-    hook: Webhook,
-    editing: RwSignal<Option<Editing>>,
-    asking: RwSignal<Option<Asking>>,
-    log_of: RwSignal<Option<Webhook>>,
-    notice: RwSignal<Option<String>>,
-    reload: RwSignal<u32>,
-) -> impl IntoView {
+fn Endpoints(list: Vec<Webhook>) -> impl IntoView {
+    let i18n = use_i18n();
+    if list.is_empty() {
+        return view! { <p class="empty">{t!(i18n, webhooks.empty)}</p> }.into_any();
+    }
+    let off = list
+        .iter()
+        .filter(|h| h.disabled_reason.is_some() && !h.enabled)
+        .count();
+    let warning = (off > 0).then(|| {
+        let text = if off == 1 {
+            t_string!(i18n, webhooks.switched_off_single).to_owned()
+        } else {
+            t_string!(
+                i18n,
+                webhooks.switched_off_several,
+                count = count(off as i64)
+            )
+        };
+        view! { <div class="error-box" id="webhooks-disabled" role="status"><p>{text}</p></div> }
+    });
+    view! {
+        {warning}
+        <div class="table-wrap">
+            <table id="webhooks-table">
+                <thead>
+                    <tr>
+                        <th scope="col">{t!(i18n, webhooks.col_endpoint)}</th>
+                        <th scope="col">{t!(i18n, webhooks.col_state)}</th>
+                        <th scope="col"><span class="visually-hidden">{t!(i18n, webhooks.col_actions)}</span></th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {list.into_iter().map(|hook| view! { <WebhookRow hook=hook/> }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn WebhookRow(hook: Webhook) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<WebhooksState>();
     let busy = RwSignal::new(false);
     let (id, enabled, url) = (hook.id, hook.enabled, hook.url.as_str().to_owned());
     let events = hook
@@ -151,11 +181,8 @@ fn WebhookRow(
             let done = api::update_webhook(&session, id, &body).await;
             busy.set(false);
             match done {
-                Ok(_) => reload.update(|n| *n += 1),
-                Err(err) => {
-                    auth.check(&err);
-                    flash(notice, err.message);
-                }
+                Ok(_) => state.reload(),
+                Err(err) => flash(state.notice, err.message),
             }
         });
     };
@@ -171,76 +198,117 @@ fn WebhookRow(
             busy.set(false);
             match done {
                 Ok(()) => {
-                    flash(notice, "Test event queued: see the deliveries.".to_owned());
+                    flash(
+                        state.notice,
+                        t_string!(i18n, webhooks.test_queued).to_owned(),
+                    );
                     // Shows this endpoint's log, loaded anew with the test delivery.
-                    log_of.set(Some(hook));
+                    state.log_of.set(Some(hook));
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    flash(notice, err.message);
-                }
+                Err(err) => flash(state.notice, err.message),
             }
         });
     };
-    let state = if hook.enabled {
-        view! { <span class="badge">"enabled"</span> }.into_any()
+    let badge = if hook.enabled {
+        view! { <span class="badge">{t!(i18n, webhooks.enabled)}</span> }.into_any()
     } else {
-        let since = hook
-            .disabled_at
-            .map(|at| format!(" since {}", date_time(at)))
-            .unwrap_or_default();
+        let since = match hook.disabled_at {
+            Some(at) => t_string!(i18n, webhooks.switched_off_at, date = date_time(at)),
+            None => t_string!(i18n, webhooks.switched_off).to_owned(),
+        };
         view! {
-            <span class="badge off">"disabled"</span>
-            {hook.disabled_reason.clone().map(|why| view! {
-                <p class="error disabled-reason"><strong>{format!("Switched off{since}: ")}</strong>{why}</p>
+            <span class="badge off">{t!(i18n, webhooks.disabled)}</span>
+            {hook.disabled_reason.as_deref().map(switched_off_reason).map(|why| view! {
+                <p class="error disabled-reason"><strong>{since}</strong>" "{why}</p>
             })}
         }
         .into_any()
     };
-    let failing = hook
-        .failing_since
-        .filter(|_| hook.enabled)
-        .map(|at| view! { <p class="error">{format!("Failing since {}", date_time(at))}</p> });
+    let failing = hook.failing_since.filter(|_| hook.enabled).map(|at| {
+        let text = t_string!(i18n, webhooks.failing_since, date = date_time(at));
+        view! { <p class="error">{text}</p> }
+    });
+    let last_success = hook
+        .last_success_at
+        .map_or_else(|| t_string!(i18n, webhooks.never).to_owned(), date_time);
+    let deliveries_label = t_string!(i18n, webhooks.deliveries_of, url = url.clone());
+    let test_label = t_string!(i18n, webhooks.send_test_to, url = url.clone());
+    let switch_label = t_string!(i18n, webhooks.enabled_switch, url = url.clone());
+    let edit_label = t_string!(i18n, webhooks.edit_label, url = url.clone());
+    let rotate_label = t_string!(i18n, webhooks.rotate_label, url = url.clone());
+    let delete_label = t_string!(i18n, webhooks.delete_label, url = url.clone());
     let (for_edit, for_log, for_rotate, for_delete) =
         (hook.clone(), hook.clone(), hook.clone(), hook.clone());
+    let row_key = url.clone();
     view! {
-        <tr data-webhook=url>
+        <tr data-webhook=row_key>
             <td class="destination">
-                <span class="code">{url.clone()}</span>
+                <span class="code">{url}</span>
                 {(!hook.description.is_empty()).then(|| view! { <p class="hint">{hook.description.as_str().to_owned()}</p> })}
                 <p class="hint">{events}</p>
             </td>
             <td>
-                {state}
+                {badge}
                 {failing}
-                <p class="hint">{format!("Last success: {}", hook.last_success_at.map_or_else(|| "never".to_owned(), date_time))}</p>
+                <p class="hint">{t_string!(i18n, webhooks.last_success, date = last_success)}</p>
             </td>
             <td class="actions">
-                <button class="secondary" on:click=move |_| log_of.set(Some(for_log.clone()))
-                    aria-label=format!("Deliveries of {url}")>"Deliveries"</button>
+                <button class="secondary" on:click=move |_| state.log_of.set(Some(for_log.clone()))
+                    aria-label=deliveries_label>{t!(i18n, webhooks.deliveries)}</button>
                 <button class="secondary" disabled=move || busy.get() on:click=send_test
-                    aria-label=format!("Send test event to {url}")>"Send test event"</button>
+                    aria-label=test_label>{t!(i18n, webhooks.send_test)}</button>
                 <button class="secondary" role="switch" aria-checked=enabled.to_string() disabled=move || busy.get()
-                    aria-label=format!("Enabled: {url}") on:click=toggle>{if enabled { "Disable" } else { "Enable" }}</button>
-                <button class="secondary" on:click=move |_| editing.set(Some(Editing::Edit(Box::new(for_edit.clone()))))
-                    aria-label=format!("Edit {url}")>"Edit"</button>
-                <button class="secondary" on:click=move |_| asking.set(Some(Asking::Rotate(for_rotate.clone())))
-                    aria-label=format!("Rotate the secret of {url}")>"Rotate secret"</button>
-                <button class="danger" on:click=move |_| asking.set(Some(Asking::Delete(for_delete.clone())))
-                    aria-label=format!("Delete {url}")>"Delete"</button>
+                    aria-label=switch_label on:click=toggle>
+                    {if enabled { t_string!(i18n, webhooks.disable) } else { t_string!(i18n, webhooks.enable) }}
+                </button>
+                <button class="secondary" on:click=move |_| state.editing.set(Some(Editing::Edit(Box::new(for_edit.clone()))))
+                    aria-label=edit_label>{t!(i18n, webhooks.edit)}</button>
+                <button class="secondary" on:click=move |_| state.asking.set(Some(Asking::Rotate(for_rotate.clone())))
+                    aria-label=rotate_label>{t!(i18n, webhooks.rotate)}</button>
+                <button class="danger" on:click=move |_| state.asking.set(Some(Asking::Delete(for_delete.clone())))
+                    aria-label=delete_label>{t!(i18n, webhooks.delete)}</button>
             </td>
         </tr>
     }
 }
 
+/// Why kurz switched an endpoint off, in the dashboard's language. The origin writes the
+/// reason in English, in one of two shapes (`the receiver answered 410 Gone at …: …`,
+/// `failing since …: last answer …`); those are told in words, anything else as it is.
+fn switched_off_reason(reason: &str) -> String {
+    let l = locale();
+    if reason.starts_with("the receiver answered 410 Gone") {
+        return td_string!(l, webhooks.reason_gone).to_owned();
+    }
+    match reason
+        .strip_prefix("failing since ")
+        .and_then(|rest| rest.split_once(": last answer "))
+    {
+        Some((_, detail)) => {
+            td_string!(l, webhooks.reason_failing, detail = detail.to_owned())
+        }
+        None => reason.to_owned(),
+    }
+}
+
+/// What an event is, in words.
+fn event_description(event: EventType) -> &'static str {
+    let l = locale();
+    match event {
+        EventType::LinkCreated => td_string!(l, webhooks.event_link_created),
+        EventType::LinkUpdated => td_string!(l, webhooks.event_link_updated),
+        EventType::LinkDeleted => td_string!(l, webhooks.event_link_deleted),
+        EventType::LinkClicked => td_string!(l, webhooks.event_link_clicked),
+        EventType::LinkLimitReached => td_string!(l, webhooks.event_link_limit_reached),
+        EventType::Test => "",
+    }
+}
+
 #[component]
-fn WebhookForm(
-    mode: Editing,
-    /// The new endpoint with its secret; `None` after an edit.
-    on_saved: Callback<Option<CreatedWebhook>>,
-    on_cancel: Callback<()>,
-) -> impl IntoView {
+fn WebhookForm(mode: Editing) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<WebhooksState>();
     let editing = match mode {
         Editing::New => None,
         Editing::Edit(hook) => Some(*hook),
@@ -277,7 +345,7 @@ fn WebhookForm(
         let local = |field: &str, err: shortlink::Error| ApiError {
             status: 0,
             code: "invalid_input".to_owned(),
-            message: err.to_string(),
+            message: t_string!(i18n, errors.invalid_input, detail = err.to_string()),
             field: Some(field.to_owned()),
         };
         let parsed = WebhookUrl::parse(url.get_untracked().trim())
@@ -325,16 +393,27 @@ fn WebhookForm(
             };
             busy.set(false);
             match saved {
-                Ok(created) => on_saved.run(created),
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err));
+                Ok(created) => {
+                    state.editing.set(None);
+                    state.secret.set(created);
+                    state.reload();
                 }
+                Err(err) => error.set(Some(err)),
             }
         });
     };
     let field_error = move |field: &'static str| {
         move || error.with(|e| e.as_ref().and_then(|e| e.for_field(field)))
+    };
+    let invalid = move |field: &'static str| {
+        move || {
+            error
+                .with(|e| {
+                    e.as_ref()
+                        .is_some_and(|e| e.field.as_deref() == Some(field))
+                })
+                .to_string()
+        }
     };
     let general_error = move || {
         error.with(|e| {
@@ -344,55 +423,57 @@ fn WebhookForm(
         })
     };
     let title = match &editing {
-        None => "New endpoint".to_owned(),
-        Some(hook) => format!("Edit {}", hook.url.as_str()),
+        None => t_string!(i18n, webhooks.new_endpoint).to_owned(),
+        Some(hook) => t_string!(i18n, webhooks.edit_label, url = hook.url.as_str()),
     };
     view! {
         <form class="panel link-form" on:submit=submit aria-labelledby="webhook-form-title" novalidate>
             <h2 id="webhook-form-title">{title}</h2>
             <div class="field wide">
-                <label for="webhook-url">"Endpoint URL"</label>
-                <input id="webhook-url" type="url" bind:value=url placeholder="https://hooks.example.com/kurz"
-                    aria-describedby="webhook-url-error"/>
+                <label for="webhook-url">{t!(i18n, webhooks.url)}</label>
+                <input id="webhook-url" type="url" bind:value=url placeholder=t_string!(i18n, webhooks.url_placeholder)
+                    aria-describedby="webhook-url-error" aria-invalid=invalid("url")/>
                 <p class="field-error" id="webhook-url-error" role="alert">{field_error("url")}</p>
             </div>
             <div class="field wide">
-                <label for="webhook-description">"Description (optional)"</label>
-                <input id="webhook-description" bind:value=description aria-describedby="webhook-description-error"/>
+                <label for="webhook-description">{t!(i18n, webhooks.description)}</label>
+                <input id="webhook-description" bind:value=description aria-describedby="webhook-description-error"
+                    aria-invalid=invalid("description")/>
                 <p class="field-error" id="webhook-description-error" role="alert">{field_error("description")}</p>
             </div>
             <fieldset class="wide scopes" aria-describedby="webhook-events-error">
-                <legend>"Events"</legend>
+                <legend>{t!(i18n, webhooks.events)}</legend>
                 {chosen.into_iter().map(|(event, on)| view! {
-                    <label class="check"><input type="checkbox" bind:checked=on/><code>{event.as_str()}</code></label>
+                    <label class="check">
+                        <input type="checkbox" bind:checked=on/>
+                        <code>{event.as_str()}</code>" "
+                        <span class="hint">{event_description(event)}</span>
+                    </label>
                 }).collect_view()}
                 <p class="field-error" id="webhook-events-error" role="alert">{field_error("events")}</p>
             </fieldset>
             <p class="error" role="alert">{general_error}</p>
             <div class="buttons">
-                <button type="button" class="secondary" on:click=move |_| on_cancel.run(())>"Cancel"</button>
+                <button type="button" class="secondary" on:click=move |_| state.editing.set(None)>{t!(i18n, common.cancel)}</button>
                 <button type="submit" class="primary" disabled=move || busy.get()>
-                    {if id.is_some() { "Save changes" } else { "Create endpoint" }}
+                    {if id.is_some() { t_string!(i18n, webhooks.save) } else { t_string!(i18n, webhooks.create) }}
                 </button>
             </div>
         </form>
     }
 }
 
+/// Asks before rotating a secret or deleting an endpoint, then does it.
 #[component]
-fn Confirm(
-    what: Asking,
-    asking: RwSignal<Option<Asking>>,
-    secret: RwSignal<Option<CreatedWebhook>>,
-    notice: RwSignal<Option<String>>,
-    reload: RwSignal<u32>,
-) -> impl IntoView {
+fn Confirm(what: Asking) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<WebhooksState>();
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
-    let (hook, rotate) = match &what {
-        Asking::Rotate(hook) => (hook.clone(), true),
-        Asking::Delete(hook) => (hook.clone(), false),
+    let (hook, rotate) = match what {
+        Asking::Rotate(hook) => (hook, true),
+        Asking::Delete(hook) => (hook, false),
     };
     let (id, url) = (hook.id, hook.url.as_str().to_owned());
     let confirm = Callback::new(move |()| {
@@ -404,66 +485,78 @@ fn Confirm(
             let done = if rotate {
                 api::rotate_webhook_secret(&session, id)
                     .await
-                    .map(|created| secret.set(Some(created)))
+                    .map(|created| state.secret.set(Some(created)))
             } else {
                 api::delete_webhook(&session, id).await
             };
             busy.set(false);
             match done {
                 Ok(()) => {
-                    asking.set(None);
+                    state.asking.set(None);
                     if !rotate {
-                        flash(notice, "Endpoint deleted.".to_owned());
+                        flash(state.notice, t_string!(i18n, webhooks.deleted).to_owned());
                     }
-                    reload.update(|n| *n += 1);
+                    state.reload();
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    error.set(Some(err.message));
-                }
+                Err(err) => error.set(Some(err.message)),
             }
         });
     });
     let (title, text, button) = if rotate {
         (
-            format!("Rotate the secret of {url}?"),
-            "Messages are signed with a new secret from now on: the receiver must switch to it, or it will refuse them.".to_owned(),
-            "Rotate secret",
+            t_string!(i18n, webhooks.rotate_title, url),
+            t_string!(i18n, webhooks.rotate_text),
+            t_string!(i18n, webhooks.rotate),
         )
     } else {
         (
-            format!("Delete {url}?"),
-            "It gets no more events, and its delivery log is deleted. This cannot be undone."
-                .to_owned(),
-            "Delete endpoint",
+            t_string!(i18n, webhooks.delete_title, url),
+            t_string!(i18n, webhooks.delete_text),
+            t_string!(i18n, webhooks.delete_confirm),
         )
     };
     view! {
-        <ConfirmDialog title=title text=text confirm=button.to_owned() busy=busy error=error on_confirm=confirm
-            on_cancel=Callback::new(move |()| asking.set(None))/>
+        <ConfirmDialog title=title text=text.to_owned() confirm=button.to_owned() busy=busy error=error
+            on_confirm=confirm on_cancel=Callback::new(move |()| state.asking.set(None))/>
     }
+}
+
+/// What the delivery log's rows share.
+#[derive(Clone, Copy)]
+struct LogState {
+    /// The endpoint's id.
+    hook: i64,
+    /// Bumped to load the log again.
+    reload: RwSignal<u32>,
+    /// The delivery whose attempts are shown.
+    open: RwSignal<Option<i64>>,
 }
 
 /// The deliveries of one endpoint, newest first, a page at a time; while one is pending the
 /// log reloads by itself every two seconds.
 #[component]
-fn DeliveryLog(
-    hook: Webhook,
-    log_of: RwSignal<Option<Webhook>>,
-    notice: RwSignal<Option<String>>,
-    /// Reloads the endpoints (their last success and state change with deliveries).
-    endpoints: RwSignal<u32>,
-) -> impl IntoView {
-    let id = hook.id;
+fn DeliveryLog(hook: Webhook) -> impl IntoView {
+    let i18n = use_i18n();
+    let state = expect_context::<WebhooksState>();
+    let log = LogState {
+        hook: hook.id,
+        reload: RwSignal::new(0),
+        open: RwSignal::new(None),
+    };
+    provide_context(log);
+    let cursor = RwSignal::new(None::<String>);
     let was_pending = StoredValue::new(false);
-    let reload = RwSignal::new(0_u32);
-    let cursor = RwSignal::new(String::new());
-    let open = RwSignal::new(None::<i64>);
-    let page = crate::widgets::load_json::<DeliveryPage>(move || {
-        reload.track();
+    let page = load_json::<DeliveryPage>(move || {
+        log.reload.track();
+        let query = DeliveryQuery {
+            cursor: cursor.get(),
+            limit: Some(DELIVERIES_PAGE),
+            state: None,
+        };
         format!(
-            "/api/v1/webhooks/{id}/deliveries?limit=50&cursor={}",
-            api::encode(&cursor.get())
+            "/api/v1/webhooks/{}/deliveries?{}",
+            log.hook,
+            api::query_string(&query)
         )
     });
     Effect::new(move || {
@@ -476,76 +569,76 @@ fn DeliveryLog(
         });
         // The last pending delivery ended: the endpoint's state may have changed with it.
         if was_pending.get_value() && !pending {
-            endpoints.update(|n| *n += 1);
+            state.reload();
         }
         was_pending.set_value(pending);
         if pending {
             Timeout::new(2000, move || {
-                reload.try_update(|n| *n += 1);
+                log.reload.try_update(|n| *n += 1);
             })
             .forget();
         }
     });
+    let title = t_string!(i18n, webhooks.log_title, url = hook.url.as_str());
     view! {
         <section class="panel" aria-labelledby="deliveries-title">
             <div class="page-head">
-                <h2 id="deliveries-title">{format!("Deliveries to {}", hook.url.as_str())}</h2>
+                <h2 id="deliveries-title">{title}</h2>
                 <div class="buttons start">
-                    <button class="secondary" on:click=move |_| reload.update(|n| *n += 1)>"Refresh"</button>
-                    <button class="secondary" on:click=move |_| log_of.set(None)>"Close"</button>
+                    <button class="secondary" on:click=move |_| log.reload.update(|n| *n += 1)>{t!(i18n, webhooks.refresh)}</button>
+                    <button class="secondary" on:click=move |_| state.log_of.set(None)>{t!(i18n, webhooks.close)}</button>
                 </div>
             </div>
-            {move || match page.get() {
-                None => view! { <p class="loading">"Loading deliveries…"</p> }.into_any(),
-                Some(Err(err)) => view! { <ErrorBox message=err.message reload=reload/> }.into_any(),
-                Some(Ok(page)) if page.deliveries.is_empty() => view! {
-                    <p class="empty">"Nothing sent yet. “Send test event” sends one."</p>
-                }.into_any(),
-                Some(Ok(page)) => {
-                    let next = page.next_cursor.clone();
-                    view! {
-                        <div class="table-wrap">
-                            <table id="deliveries-table">
-                                <thead>
-                                    <tr>
-                                        <th scope="col">"Event"</th>
-                                        <th scope="col">"State"</th>
-                                        <th scope="col" class="num">"Answer"</th>
-                                        <th scope="col" class="num">"Attempts"</th>
-                                        <th scope="col">"Created"</th>
-                                        <th scope="col">"Last attempt"</th>
-                                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {page.deliveries.into_iter().map(|delivery| view! {
-                                        <DeliveryRow hook=id delivery=delivery open=open notice=notice reload=reload/>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
-                        <nav class="pager" aria-label="Pages of deliveries">
-                            <button class="secondary" disabled=move || cursor.with(String::is_empty)
-                                on:click=move |_| cursor.set(String::new())>"Newest"</button>
-                            <button class="secondary" disabled=next.is_none()
-                                on:click=move |_| if let Some(next) = next.clone() { cursor.set(next) }>"Older →"</button>
-                        </nav>
-                    }.into_any()
-                }
-            }}
+            <Loaded data=page reload=log.reload loading=t_string!(i18n, webhooks.loading_deliveries).to_owned() let:page>
+                <Deliveries page=page cursor=cursor/>
+            </Loaded>
         </section>
     }
 }
 
+/// A page of the log, and the way to older pages.
 #[component]
-fn DeliveryRow(
-    hook: i64,
-    delivery: WebhookDelivery,
-    open: RwSignal<Option<i64>>,
-    notice: RwSignal<Option<String>>,
-    reload: RwSignal<u32>,
-) -> impl IntoView {
+fn Deliveries(page: DeliveryPage, cursor: RwSignal<Option<String>>) -> impl IntoView {
+    let i18n = use_i18n();
+    if page.deliveries.is_empty() {
+        return view! { <p class="empty">{t!(i18n, webhooks.no_deliveries)}</p> }.into_any();
+    }
+    let next = page.next_cursor;
+    view! {
+        <div class="table-wrap">
+            <table id="deliveries-table" aria-labelledby="deliveries-title">
+                <thead>
+                    <tr>
+                        <th scope="col">{t!(i18n, webhooks.col_event)}</th>
+                        <th scope="col">{t!(i18n, webhooks.col_state)}</th>
+                        <th scope="col" class="num">{t!(i18n, webhooks.col_answer)}</th>
+                        <th scope="col" class="num">{t!(i18n, webhooks.col_attempts)}</th>
+                        <th scope="col">{t!(i18n, webhooks.col_created)}</th>
+                        <th scope="col">{t!(i18n, webhooks.col_last_attempt)}</th>
+                        <th scope="col"><span class="visually-hidden">{t!(i18n, webhooks.col_actions)}</span></th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {page.deliveries.into_iter().map(|delivery| view! { <DeliveryRow delivery=delivery/> }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+        <nav class="pager" aria-label=t_string!(i18n, webhooks.pages)>
+            <button class="secondary" disabled=move || cursor.with(Option::is_none)
+                on:click=move |_| cursor.set(None)>{t!(i18n, webhooks.newest)}</button>
+            <button class="secondary" disabled=next.is_none()
+                on:click=move |_| if let Some(next) = next.clone() { cursor.set(Some(next)) }>{t!(i18n, webhooks.older)}</button>
+        </nav>
+    }
+    .into_any()
+}
+
+#[component]
+fn DeliveryRow(delivery: WebhookDelivery) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<WebhooksState>();
+    let log = expect_context::<LogState>();
     let id = delivery.id;
     let busy = RwSignal::new(false);
     let redeliver = move |_| {
@@ -554,74 +647,90 @@ fn DeliveryRow(
         };
         busy.set(true);
         leptos::task::spawn_local(async move {
-            let done = api::redeliver(&session, hook, id).await;
+            let done = api::redeliver(&session, log.hook, id).await;
             busy.set(false);
             match done {
                 Ok(()) => {
-                    flash(notice, "Sent again.".to_owned());
-                    reload.update(|n| *n += 1);
+                    flash(
+                        state.notice,
+                        t_string!(i18n, webhooks.sent_again).to_owned(),
+                    );
+                    log.reload.update(|n| *n += 1);
                 }
-                Err(err) => {
-                    auth.check(&err);
-                    flash(notice, err.message);
-                }
+                Err(err) => flash(state.notice, err.message),
             }
         });
     };
-    let state = delivery.state.as_str();
-    let when = delivery
+    let state_text = match delivery.state {
+        DeliveryState::Pending => t_string!(i18n, webhooks.state_pending),
+        DeliveryState::Delivered => t_string!(i18n, webhooks.state_delivered),
+        DeliveryState::Failed => t_string!(i18n, webhooks.state_failed),
+    };
+    let next_try = delivery
         .next_attempt_at
-        .filter(|_| delivery.state == DeliveryState::Pending);
-    let event = delivery.event_type.as_str();
+        .filter(|_| delivery.state == DeliveryState::Pending)
+        .map(|at| t_string!(i18n, webhooks.next_try, date = date_time(at)));
+    let attempts_label = t_string!(i18n, webhooks.attempts_of, id);
+    let redeliver_label = t_string!(i18n, webhooks.redeliver_label, id);
+    let open = log.open;
     view! {
-        <tr data-delivery=id.to_string() data-state=state>
-            <td><code>{event}</code></td>
+        <tr data-delivery=id.to_string() data-state=delivery.state.as_str()>
+            <td><code>{delivery.event_type.as_str()}</code></td>
             <td>
-                <span class=if delivery.state == DeliveryState::Failed { "badge off" } else { "badge" }>{state}</span>
-                {when.map(|at| view! { <p class="hint">{format!("next try {}", date_time(at))}</p> })}
+                <span class=if delivery.state == DeliveryState::Failed { "badge off" } else { "badge" }>{state_text}</span>
+                {next_try.map(|text| view! { <p class="hint">{text}</p> })}
                 {delivery.last_error.clone().map(|e| view! { <p class="error">{e}</p> })}
             </td>
             <td class="num">{delivery.last_status.map_or_else(|| "—".to_owned(), |s| s.to_string())}</td>
-            <td class="num">{delivery.attempts}</td>
+            <td class="num">{count(i64::from(delivery.attempts))}</td>
             <td>{date_time(delivery.created_at)}</td>
             <td>{delivery.last_attempt_at.map_or_else(|| "—".to_owned(), date_time)}</td>
             <td class="actions">
                 <button class="secondary" aria-expanded=move || (open.get() == Some(id)).to_string()
                     on:click=move |_| open.update(|o| *o = if *o == Some(id) { None } else { Some(id) })
-                    aria-label=format!("Attempts of delivery {id}")>"Attempts"</button>
+                    aria-label=attempts_label>{t!(i18n, webhooks.attempts)}</button>
                 <button class="secondary" disabled=move || busy.get() on:click=redeliver
-                    aria-label=format!("Redeliver {id}")>"Redeliver"</button>
+                    aria-label=redeliver_label>{t!(i18n, webhooks.redeliver)}</button>
             </td>
         </tr>
         {move || (open.get() == Some(id)).then(|| view! {
-            <tr class="attempts"><td colspan="7"><Attempts hook=hook delivery=id/></td></tr>
+            <tr class="attempts"><td colspan="7"><Attempts delivery=id/></td></tr>
         })}
     }
 }
 
+/// Every attempt of one delivery, oldest first.
 #[component]
-fn Attempts(hook: i64, delivery: i64) -> impl IntoView {
-    let detail = crate::widgets::load(move || api::webhook_delivery(hook, delivery));
-    move || {
-        match detail.get() {
-        None => view! { <p class="loading">"Loading attempts…"</p> }.into_any(),
-        Some(Err(err)) => view! { <p class="error" role="alert">{err.message}</p> }.into_any(),
-        Some(Ok(DeliveryDetail { delivery, attempts, .. })) => view! {
-            <p class="hint">{format!("Message id {} (the same on every attempt: receivers deduplicate by it)", delivery.message_id)}</p>
-            {attempts.is_empty().then(|| view! { <p class="empty small">"No attempt yet."</p> })}
+fn Attempts(delivery: i64) -> impl IntoView {
+    let i18n = use_i18n();
+    let log = expect_context::<LogState>();
+    let reload = RwSignal::new(0_u32);
+    let detail = load_json::<DeliveryDetail>(move || {
+        reload.track();
+        format!("/api/v1/webhooks/{}/deliveries/{delivery}", log.hook)
+    });
+    view! {
+        <Loaded data=detail reload=reload loading=t_string!(i18n, webhooks.loading_attempts).to_owned() let:detail>
+            <p class="hint">{t_string!(i18n, webhooks.message_id, id = detail.delivery.message_id.clone())}</p>
+            {detail.attempts.is_empty().then(|| view! { <p class="empty small">{t!(i18n, webhooks.no_attempt)}</p> })}
             <ol class="attempt-list">
-                {attempts.into_iter().map(|a| view! {
-                    <li>{format!(
-                        "#{} at {}: {} in {} ms",
-                        a.attempt,
-                        date_time(a.at),
-                        a.status.map_or_else(|| a.error.clone().unwrap_or_else(|| "no answer".to_owned()), |s| format!("HTTP {s}")),
-                        a.duration_ms,
-                    )}</li>
+                {detail.attempts.into_iter().map(|a| {
+                    let answer = match a.status {
+                        Some(status) => t_string!(i18n, webhooks.http, status),
+                        None => a.error.unwrap_or_else(|| t_string!(i18n, webhooks.no_answer).to_owned()),
+                    };
+                    let text = t_string!(
+                        i18n,
+                        webhooks.attempt,
+                        n = a.attempt,
+                        date = date_time(a.at),
+                        answer,
+                        ms = count(i64::from(a.duration_ms))
+                    )
+                    ;
+                    view! { <li>{text}</li> }
                 }).collect_view()}
             </ol>
-        }
-        .into_any(),
-    }
+        </Loaded>
     }
 }
