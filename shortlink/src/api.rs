@@ -206,6 +206,21 @@ pub struct Link {
     /// `If-Match` to change the link only if nobody changed it meanwhile.
     #[serde(default)]
     pub version: u64,
+    /// The link's clicks, in the links list only (`GET /api/v1/links`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub click_counts: Option<ClickCounts>,
+}
+
+/// A link's clicks as the links list shows them, from the hourly rollups (so a click shows
+/// within moments of being stored): people's clicks and QR scans, never bots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClickCounts {
+    /// In all: those kurz counted and those imported with the link (`imported_clicks`), as
+    /// the links export counts them.
+    pub total: u64,
+    /// Counted in the last 7 days (by whole UTC hours: from 7 days before the current hour).
+    pub last_7_days: u64,
 }
 
 /// One line of the JSON-lines export of a workspace's links (`GET /api/v1/links/export`): the

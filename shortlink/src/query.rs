@@ -50,12 +50,24 @@ pub enum LinkSort {
     Oldest,
     CodeAsc,
     CodeDesc,
+    /// Most clicks in all first (imported ones included, as `click_counts.total`); ties
+    /// newest first.
+    Clicks,
+    /// Most clicks in the last 7 days first (`click_counts.last_7_days`); ties newest first.
+    #[serde(rename = "clicks_7d")]
+    Clicks7d,
 }
 
 impl LinkSort {
-    /// Whether the list is ordered by id (its cursor is then an id), else by code.
+    /// Whether the list is ordered by id (its cursor is then an id), else by code or clicks.
     pub fn by_id(self) -> bool {
         matches!(self, Self::Newest | Self::Oldest)
+    }
+
+    /// Whether the list is ordered by a count of clicks (its cursor is then the count and the
+    /// id).
+    pub fn by_clicks(self) -> bool {
+        matches!(self, Self::Clicks | Self::Clicks7d)
     }
 }
 
@@ -202,6 +214,15 @@ mod tests {
             ["bots=true", "from=2030-01-02T03%3A00%3A00Z", "interval=day"]
         );
         assert!(LinkSort::Oldest.by_id() && !LinkSort::CodeAsc.by_id());
+        assert!(LinkSort::Clicks7d.by_clicks() && !LinkSort::Clicks.by_id());
+        let by_week = LinkListQuery {
+            sort: LinkSort::Clicks7d,
+            ..LinkListQuery::default()
+        };
+        assert_eq!(pairs(&by_week), ["sort=clicks_7d"]);
+        let read: LinkListQuery =
+            serde_json::from_value(serde_json::json!({ "sort": "clicks" })).expect("read");
+        assert_eq!(read.sort, LinkSort::Clicks);
         assert_eq!(pairs(&LinkExportQuery::default()), ["format=jsonl"]);
     }
 

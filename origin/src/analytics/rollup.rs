@@ -161,7 +161,10 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
 ///   A/B `variant`, its index in the split), at most `$3`
 ///   values per link, bucket and dimension plus `$4` ([`capped_insert`]). Bots' referrers
 ///   are left out: a bot can claim any referrer, and bots are what would flood them. Bots
-///   still count in the other dimensions and as bots.
+///   still count in the other dimensions and as bots;
+/// - for links, `link_click_totals` (the links list's counts and sorts): each link's people's
+///   clicks in all and, for those from `link_clicks_window.start` on, in the last 7 days; one
+///   row update per link of the batch ([`move_recent_window`] moves that start first).
 ///
 /// Only the holder of the part's advisory lock writes its `visitors_daily` rows, so new
 /// visitors are found by an anti-join and inserted plainly, which is cheaper than
@@ -185,6 +188,24 @@ fn count_pending_sql(part: Part) -> String {
             "(variant),",
         ),
         Part::Workspaces => ("", "", ""),
+    };
+    // The links list's counts (0029): one UPDATE of each link's row per batch. A link deleted
+    // meanwhile has no row, and gets none back.
+    let link_totals = match part {
+        Part::Links => {
+            "link_totals AS (
+    UPDATE link_click_totals t
+    SET total = t.total + c.total, recent = t.recent + c.recent
+    FROM (
+        SELECT link_id, count(*) FILTER (WHERE NOT bot) AS total,
+               count(*) FILTER (WHERE NOT bot
+                                AND hour >= (SELECT start FROM link_clicks_window)) AS recent
+        FROM clicks GROUP BY 1
+    ) AS c
+    WHERE t.link_id = c.link_id AND c.total > 0
+), "
+        }
+        Part::Workspaces => "",
     };
     format!(
         "
@@ -255,14 +276,44 @@ WITH batch AS (
     SELECT {key}, dimension, (t AT TIME ZONE 'UTC')::date AS t, value,
            sum(hits) AS hits, sum(bots) AS bots
     FROM breakdown GROUP BY 1, 2, 3, 4
-), {hourly}, {daily}
+), {link_totals}{hourly}, {daily}
 SELECT count(*) FROM batch",
         hourly = capped_insert("breakdown", breakdown_hourly, "hour", key),
         daily = capped_insert("breakdown_days", breakdown_daily, "day", key),
         variant_dimension = variant_dimension,
         variant_value = variant_value,
         variant_set = variant_set,
+        link_totals = link_totals,
     )
+}
+
+/// Moves the start of the links' 7-day counts (`link_clicks_window`, 0029) to 7 days before
+/// the current UTC hour, taking off each link's clicks of the hours it passed. Run by the
+/// holder of the links' lock before it counts a batch, so a batch's clicks are added to the
+/// 7-day counts by the window they will be taken off by. Costs one indexed read of the
+/// rollups of the hours passed: nothing most runs, an hour's clicked links once an hour.
+async fn move_recent_window(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let moved: Option<(time::OffsetDateTime, time::OffsetDateTime)> = sqlx::query_as(
+        "UPDATE link_clicks_window w SET start = date_trunc('hour', now(), 'UTC') - interval '7 days'
+         FROM link_clicks_window old
+         WHERE w.start < date_trunc('hour', now(), 'UTC') - interval '7 days'
+         RETURNING old.start, w.start",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((from, to)) = moved {
+        sqlx::query(
+            "UPDATE link_click_totals t SET recent = greatest(t.recent - p.clicks, 0)
+             FROM (SELECT link_id, sum(clicks + qr_scans) AS clicks FROM link_stats_hourly
+                   WHERE hour >= $1 AND hour < $2 GROUP BY 1) AS p
+             WHERE t.link_id = p.link_id AND p.clicks > 0",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// What a counter does when another one of its part is at work.
@@ -288,6 +339,9 @@ async fn count_pending(db: &PgPool, part: Part, busy: Busy) -> Result<Option<u64
         .await?;
     if !ours {
         return Ok(None);
+    }
+    if part == Part::Links {
+        move_recent_window(&mut tx).await?;
     }
     let counted: i64 = sqlx::query_scalar(part.sql())
         .bind(BATCH)

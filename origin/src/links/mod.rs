@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use shortlink::Destination;
-use shortlink::api::{CreateLink, Link, LinkPage, UpdateLink};
+use shortlink::api::{ClickCounts, CreateLink, Link, LinkPage, UpdateLink};
 use shortlink::password::{LinkPassword, PasswordHash};
 use shortlink::rules::{Split, Tag, Targets};
 use shortlink::webhook::EventType;
@@ -216,8 +216,16 @@ impl From<LinkSort> for Sort {
             LinkSort::Oldest => Self::Oldest,
             LinkSort::CodeAsc => Self::CodeAsc,
             LinkSort::CodeDesc => Self::CodeDesc,
+            LinkSort::Clicks => Self::Clicks,
+            LinkSort::Clicks7d => Self::Clicks7d,
         }
     }
+}
+
+/// The cursor of a list sorted by clicks: the count of the last link shown, and its id.
+fn clicks_cursor(cursor: &str) -> Option<(i64, i64)> {
+    let (clicks, id) = cursor.split_once('_')?;
+    Some((clicks.parse().ok()?, id.parse().ok()?))
 }
 
 /// A [`ListQuery`] with its values checked.
@@ -234,7 +242,7 @@ struct CheckedList {
 #[utoipa::path(
     get, path = "/api/v1/links", tag = "links",
     params(shortlink::query::LinkListQuery),
-    responses((status = 200, description = "A page of links.", body = shortlink::api::LinkPage), crate::openapi::Refusals),
+    responses((status = 200, description = "A page of links, each with its `click_counts` (in all, with imported clicks, and in the last 7 days; from the hourly rollups, so a click shows within moments). Sorted by `clicks` or `clicks_7d`, most first; ties newest first.", body = shortlink::api::LinkPage), crate::openapi::Refusals),
 )]
 async fn list(
     State(state): State<crate::State>,
@@ -255,30 +263,61 @@ async fn list(
         tag: tag.as_ref(),
         disabled,
     };
-    let rows = store::list(
-        state.db(),
-        workspace,
-        cursor.as_deref(),
-        filter,
-        sort,
-        limit + 1,
-    )
-    .await?;
+    let cursor = match cursor.as_deref() {
+        None => None,
+        Some(cursor) if sort.by_clicks() => {
+            let (clicks, id) = clicks_cursor(cursor).ok_or_else(bad_cursor)?;
+            Some(store::Cursor::Clicks(clicks, id))
+        }
+        Some(cursor) => Some(store::Cursor::Key(cursor)),
+    };
+    let mut rows = store::list(state.db(), workspace, cursor, filter, sort, limit + 1).await?;
     let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = match (has_more, rows.last()) {
+        (true, Some(last)) => Some(match sort {
+            Sort::Clicks => format!("{}_{}", last.total.unwrap_or(0), last.link.id),
+            Sort::Clicks7d => format!("{}_{}", last.recent.unwrap_or(0), last.link.id),
+            _ if sort.by_id() => last.link.id.to_string(),
+            _ => last.link.code.clone(),
+        }),
+        _ => None,
+    };
+    // Sorted by clicks, the page's query read its counts; otherwise one look-up by key for
+    // the page's links (not a join the planner could turn into a read of every link's row).
+    let mut counts: std::collections::HashMap<i64, (i64, i64)> = rows
+        .iter()
+        .filter_map(|row| Some((row.link.id, (row.total?, row.recent?))))
+        .collect();
+    if !sort.by_clicks() && !rows.is_empty() {
+        let ids: Vec<i64> = rows.iter().map(|row| row.link.id).collect();
+        counts.extend(
+            store::click_counts(state.db(), workspace, &ids)
+                .await?
+                .into_iter()
+                .map(|(id, total, recent)| (id, (total, recent))),
+        );
+    }
     let links = rows
         .into_iter()
-        .take(limit as usize)
-        .map(|row| row.into_link(&state.inner.public_url))
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = has_more
-        .then(|| {
-            links.last().map(|link| match sort.by_id() {
-                true => link.id.to_string(),
-                false => link.code.to_string(),
-            })
+        .map(|row| {
+            let (total, recent) = counts.get(&row.link.id).copied().unwrap_or_default();
+            let mut link = row.link.into_link(&state.inner.public_url)?;
+            link.click_counts = Some(ClickCounts {
+                total: total.max(0).unsigned_abs(),
+                last_7_days: recent.max(0).unsigned_abs(),
+            });
+            Ok(link)
         })
-        .flatten();
+        .collect::<Result<Vec<_>, Error>>()?;
     Ok(Json(LinkPage { links, next_cursor }))
+}
+
+fn bad_cursor() -> Error {
+    Error::invalid(
+        "cursor",
+        "cursor must be a next_cursor from a previous page",
+    )
 }
 
 /// The checks of a [`ListQuery`] (a trait: the query is `shortlink`'s).
@@ -300,16 +339,14 @@ impl Check for ListQuery {
         // The cursor is the sort key of the last link shown (its id, or its code): "after
         // the cursor" is stable however many links are created meanwhile.
         let cursor = self.cursor.filter(|cursor| !cursor.is_empty());
-        let bad_cursor = |cursor: &String| {
-            // A cursor is an id or a code (at most 64 characters).
+        let malformed = |cursor: &String| {
+            // A cursor is an id, a code (at most 64 characters), or clicks and an id.
             (self.sort.by_id() && cursor.parse::<i64>().is_err())
+                || (self.sort.by_clicks() && clicks_cursor(cursor).is_none())
                 || cursor.chars().count() > MAX_CURSOR_CHARS
         };
-        if cursor.as_ref().is_some_and(bad_cursor) {
-            return Err(Error::invalid(
-                "cursor",
-                "cursor must be a next_cursor from a previous page",
-            ));
+        if cursor.as_ref().is_some_and(malformed) {
+            return Err(bad_cursor());
         }
         // A search longer than a person types would only make PostgreSQL scan with a
         // bigger pattern.

@@ -119,6 +119,7 @@ impl LinkRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: count(self.version)?,
+            click_counts: None,
         })
     }
 
@@ -502,7 +503,8 @@ pub(crate) async fn find_id(
 }
 
 /// The orders a list can come in. Each is a keyset over an index of the workspace's live
-/// links, so any page of millions of links costs the same as the first.
+/// links (or of their rows in `link_click_totals`, 0029), so any page of millions of links
+/// costs the same as the first.
 #[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Sort {
@@ -511,6 +513,10 @@ pub(crate) enum Sort {
     Oldest,
     CodeAsc,
     CodeDesc,
+    /// Most clicks in all first, ties by the newest link.
+    Clicks,
+    /// Most clicks in the last 7 days first, ties by the newest link.
+    Clicks7d,
 }
 
 impl Sort {
@@ -521,12 +527,37 @@ impl Sort {
             Self::Oldest => ("id", ">", "ASC"),
             Self::CodeAsc => ("code", ">", "ASC"),
             Self::CodeDesc => ("code", "<", "DESC"),
+            Self::Clicks => ("t.total", "<", "DESC"),
+            Self::Clicks7d => ("t.recent", "<", "DESC"),
         }
     }
 
     pub(crate) fn by_id(self) -> bool {
         matches!(self, Self::Newest | Self::Oldest)
     }
+
+    pub(crate) fn by_clicks(self) -> bool {
+        matches!(self, Self::Clicks | Self::Clicks7d)
+    }
+}
+
+/// Where a page of a list starts: after the sort key of the last link of the page before.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cursor<'a> {
+    /// A code or an id (as text), as the sort says.
+    Key(&'a str),
+    /// A count of clicks and the id of the link that had it.
+    Clicks(i64, i64),
+}
+
+/// A link of a list, with its counts from `link_clicks_totals` when the list is sorted by
+/// them (the values it was sorted by, for the next page's cursor).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ListRow {
+    #[sqlx(flatten)]
+    pub(crate) link: LinkRow,
+    pub(crate) total: Option<i64>,
+    pub(crate) recent: Option<i64>,
 }
 
 /// Which of a workspace's live links a list shows; each part that is set must hold.
@@ -540,21 +571,32 @@ pub(crate) struct Filter<'a> {
     pub(crate) disabled: Option<bool>,
 }
 
-/// Up to `limit` live links of `workspace` after `cursor` (an id or a code, as `sort` says)
-/// that pass `filter`.
+/// Up to `limit` live links of `workspace` after `cursor` (an id, a code or clicks, as `sort`
+/// says) that pass `filter`.
+///
+/// Sorted by clicks, the list walks the workspace's rows of `link_click_totals` by the sort's
+/// index and joins each link by its key, so a page costs the same as by id (a filter that few
+/// links pass may walk further, as with the other sorts).
 pub(crate) async fn list(
     db: impl PgExecutor<'_>,
     workspace: WorkspaceId,
-    cursor: Option<&str>,
+    cursor: Option<Cursor<'_>>,
     filter: Filter<'_>,
     sort: Sort,
     limit: i64,
-) -> Result<Vec<LinkRow>, Error> {
+) -> Result<Vec<ListRow>, Error> {
     let (column, after, direction) = sort.sql();
+    let (key, clicks, id) = match cursor {
+        None => (None, None, None),
+        Some(Cursor::Key(key)) => (Some(key), None, None),
+        Some(Cursor::Clicks(clicks, id)) => (None, Some(clicks), Some(id)),
+    };
+    // The values of a cursor the sort does not use are bound as NULL and not named.
     let cursor_clause = match (cursor, sort.by_id()) {
         (None, _) => "TRUE".to_owned(),
-        (Some(_), true) => format!("{column} {after} $1::text::bigint"),
-        (Some(_), false) => format!("{column} {after} $1"),
+        (Some(Cursor::Clicks(..)), _) => format!("({column}, t.link_id) {after} ($7, $8)"),
+        (Some(Cursor::Key(_)), true) => format!("{column} {after} $1::text::bigint"),
+        (Some(Cursor::Key(_)), false) => format!("{column} {after} $1"),
     };
     // Each part is left out of the SQL when it is not asked for, rather than written as
     // `$n IS NULL OR ...`, so that the planner sees only the conditions that apply (and the
@@ -574,18 +616,51 @@ pub(crate) async fn list(
     } else {
         "($6::bool IS NULL)"
     };
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM links
-         WHERE workspace_id = $4 AND deleted_at IS NULL AND {cursor_clause} AND {search_clause}
-           AND {tag_clause} AND {disabled_clause}
-         ORDER BY {column} {direction} LIMIT $2"
-    ))
-    .bind(cursor)
-    .bind(limit)
-    .bind(filter.search.map(|q| format!("%{}%", escape_like(q))))
+    let sql = if sort.by_clicks() {
+        // The workspace is the totals' (their index's first column); a link's row has its
+        // link's workspace.
+        format!(
+            "SELECT {COLUMNS}, t.total, t.recent
+             FROM link_click_totals t JOIN links ON links.id = t.link_id
+             WHERE t.workspace_id = $4 AND deleted_at IS NULL AND {cursor_clause}
+               AND {search_clause} AND {tag_clause} AND {disabled_clause}
+             ORDER BY {column} {direction}, t.link_id {direction} LIMIT $2"
+        )
+    } else {
+        format!(
+            "SELECT {COLUMNS}, NULL::int8 AS total, NULL::int8 AS recent FROM links
+             WHERE workspace_id = $4 AND deleted_at IS NULL AND {cursor_clause}
+               AND {search_clause} AND {tag_clause} AND {disabled_clause}
+             ORDER BY {column} {direction} LIMIT $2"
+        )
+    };
+    Ok(sqlx::query_as(&sql)
+        .bind(key)
+        .bind(limit)
+        .bind(filter.search.map(|q| format!("%{}%", escape_like(q))))
+        .bind(workspace.get())
+        .bind(filter.tag.map(Tag::as_str))
+        .bind(filter.disabled)
+        .bind(clicks)
+        .bind(id)
+        .fetch_all(db)
+        .await?)
+}
+
+/// The counts of the links list (`link_click_totals`) of these links of `workspace`: (id,
+/// total, last 7 days). One look-up by key per link; a link without a row (deleted
+/// meanwhile) is left out.
+pub(crate) async fn click_counts(
+    db: impl PgExecutor<'_>,
+    workspace: WorkspaceId,
+    ids: &[i64],
+) -> Result<Vec<(i64, i64, i64)>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT link_id, total, recent FROM link_click_totals
+         WHERE link_id = ANY($1) AND workspace_id = $2",
+    )
+    .bind(ids)
     .bind(workspace.get())
-    .bind(filter.tag.map(Tag::as_str))
-    .bind(filter.disabled)
     .fetch_all(db)
     .await?)
 }
