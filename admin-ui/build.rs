@@ -10,9 +10,8 @@ const LOCALES: [&str; 2] = ["en", "ko"];
 
 fn main() {
     if let Err(error) = generate() {
-        // A build script fails by exiting non-zero, the reason on stderr.
-        eprintln!("admin-ui translations: {error}");
-        std::process::exit(1);
+        // A build script fails with `cargo::error`, which cargo shows as the build's error.
+        println!("cargo::error=admin-ui translations: {error}");
     }
 }
 

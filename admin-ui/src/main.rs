@@ -137,7 +137,7 @@ fn Dashboard() -> impl IntoView {
                         .map(|w| w.name.clone())
                         .unwrap_or_default();
                     flash.0.set(Some(
-                        t_string!(i18n, common.switched_elsewhere, name).to_string(),
+                        t_string!(i18n, common.switched_elsewhere, name),
                     ));
                     auth.set(Some(now));
                 }

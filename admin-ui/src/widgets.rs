@@ -14,8 +14,8 @@ pub async fn copy_text(text: &str) -> String {
     let clipboard = window().navigator().clipboard();
     let locale = crate::range::locale();
     match wasm_bindgen_futures::JsFuture::from(clipboard.write_text(text)).await {
-        Ok(_) => td_string!(locale, common.copied, text).to_string(),
-        Err(_) => td_string!(locale, common.clipboard_refused, text).to_string(),
+        Ok(_) => td_string!(locale, common.copied, text),
+        Err(_) => td_string!(locale, common.clipboard_refused, text),
     }
 }
 
@@ -240,7 +240,7 @@ pub fn Refused(role: Option<Role>, #[prop(into)] what: Signal<String>) -> impl I
     };
     view! {
         <div class="error-box" role="alert">
-            <p>{move || t_string!(i18n, common.refused, role = role(), what = what.get()).to_string()}</p>
+            <p>{move || t_string!(i18n, common.refused, role = role(), what = what.get())}</p>
         </div>
     }
 }
