@@ -404,38 +404,6 @@ pub async fn sign_out(session: &Session) -> Result<(), ApiError> {
     act(session, Method::DELETE, "/api/v1/session", None).await
 }
 
-/// What the links page asks for: its search, filters, order and page.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LinkQuery {
-    pub q: String,
-    pub tag: String,
-    /// `"true"`, `"false"`, or empty for every link.
-    pub disabled: String,
-    pub sort: String,
-    pub limit: u32,
-    pub cursor: String,
-}
-
-/// The address of a page of links (a [`shortlink::api::LinkPage`]).
-pub fn links_url(query: &LinkQuery) -> String {
-    let mut url = format!(
-        "/api/v1/links?q={}&sort={}&limit={}&cursor={}",
-        encode(&query.q),
-        query.sort,
-        query.limit,
-        encode(&query.cursor)
-    );
-    if !query.tag.is_empty() {
-        url.push_str("&tag=");
-        url.push_str(&encode(&query.tag));
-    }
-    if !query.disabled.is_empty() {
-        url.push_str("&disabled=");
-        url.push_str(&query.disabled);
-    }
-    url
-}
-
 /// Switches a link off (it answers 404 or goes to its fallback) or on again.
 pub async fn set_disabled(session: &Session, code: &str, disabled: bool) -> Result<(), ApiError> {
     let url = format!("/api/v1/links/{}", encode(code));

@@ -479,6 +479,37 @@ test('search, sort and pages of links', async () => {
   });
 });
 
+test('the links list shows each link’s clicks, and sorts by them from the column header', async () => {
+  // Three visits to docs through the origin's redirect; launch has its seeded week.
+  for (let i = 0; i < 3; i++) {
+    const visit = await fetch(`${originUrl}/docs`, { redirect: 'manual', headers: { 'user-agent': CHROME_UA } });
+    assert.equal(visit.status, 302);
+  }
+  // The origin stores and counts clicks in batches off the request path.
+  await eventually('the clicks of docs in the list', async () => {
+    await page.reload();
+    await row('docs').waitFor();
+    const text = (await row('docs').locator('td.clicks').textContent()).trim();
+    return text === '3' || text;
+  });
+  assert.equal((await row('docs').locator('td.clicks-7d').textContent()).trim(), '3');
+  assert.equal((await row('careers').locator('td.clicks').textContent()).trim(), '0');
+
+  const header = page.getByRole('button', { name: /^Clicks/ });
+  await header.click();
+  await eventually('sorted by clicks, most first', async () => {
+    const codes = await page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.code));
+    return JSON.stringify(codes.slice(0, 2)) === JSON.stringify(['launch', 'docs']) || codes;
+  });
+  assert.equal(await page.locator('th', { has: header }).getAttribute('aria-sort'), 'descending');
+  assert.equal(await page.getByLabel('Sort').inputValue(), 'clicks');
+  const launch = Number((await row('launch').locator('td.clicks').textContent()).replace(/\D/g, ''));
+  assert.ok(launch > 3, `launch has its seeded clicks (${launch})`);
+  // The Created header sorts newest first again.
+  await page.getByRole('button', { name: /^Created/ }).click();
+  await eventually('newest first', async () => (await page.getByLabel('Sort').inputValue()) === 'newest');
+});
+
 // Link rules (#13): each editor of the form, saved and shown again; the API's errors next to
 // the field they name; the list's tag, search and enabled filters and its switch.
 

@@ -1,56 +1,132 @@
-//! The links page: search, filter (tag, switched off or on), sort and page through links
-//! (keyset pages: as fast at link 1,000,000 as at link 1), create, edit, switch off, delete,
-//! copy, QR codes.
+//! The links page: search, filter (tag, switched off or on), sort (by the column headers too,
+//! clicks included) and page through links (keyset pages: as fast at link 1,000,000 as at
+//! link 1), each with its clicks in all and in the last 7 days; create, edit, switch off,
+//! delete, copy, QR codes.
 
 use gloo_storage::Storage;
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use shortlink::api::{Link, LinkPage};
+use shortlink::query::{LinkListQuery, LinkSort};
 use shortlink::workspace::Permission;
 
+use crate::i18n::{t, t_string, use_i18n};
 use crate::nav::{Link as PageLink, Page};
 use crate::pages::link_form::{FormMode, LinkForm};
 use crate::range::{count, date_time};
-use crate::widgets::ConfirmDialog;
+use crate::widgets::{ConfirmDialog, Loaded, Modal, flash, load_json};
 use crate::{Auth, api};
 
 const PAGE_SIZE_KEY: &str = "kurz.links.page_size";
-const SORTS: [(&str, &str); 4] = [
-    ("newest", "Newest first"),
-    ("oldest", "Oldest first"),
-    ("code_asc", "Code A–Z"),
-    ("code_desc", "Code Z–A"),
+
+/// The links page's state, shared by its parts.
+#[derive(Clone, Copy)]
+struct LinksState {
+    /// The search as applied (typed text is applied 250 ms after the last keystroke).
+    query: RwSignal<String>,
+    /// The tag filter as typed, and as applied.
+    typed_tag: RwSignal<String>,
+    tag: RwSignal<String>,
+    /// Switched off (`Some(true)`), on, or every link.
+    disabled: RwSignal<Option<bool>>,
+    sort: RwSignal<LinkSort>,
+    page_size: RwSignal<i64>,
+    /// The cursors of the pages before this one; the last is this page's.
+    cursors: RwSignal<Vec<String>>,
+    /// Bumped after a change (and by Try again): the page loads again.
+    reload: RwSignal<u32>,
+    /// The link form, when open.
+    form: RwSignal<Option<FormMode>>,
+    /// The link the delete dialog asks about, and the one the QR dialog shows.
+    deleting: RwSignal<Option<Link>>,
+    qr: RwSignal<Option<Link>>,
+    /// What the last action did (or why it failed).
+    notice: RwSignal<Option<String>>,
+}
+
+impl LinksState {
+    fn changed(self) {
+        self.reload.update(|n| *n += 1);
+    }
+
+    /// Back to the first page, then `change` (a new search, filter or order).
+    fn restart(self, change: impl FnOnce()) {
+        self.cursors.set(Vec::new());
+        change();
+    }
+
+    fn sort_by(self, sort: LinkSort) {
+        self.restart(|| self.sort.set(sort));
+    }
+
+    /// Whether a search or filter narrows the list.
+    fn filtered(self) -> bool {
+        !(self.query.with(String::is_empty)
+            && self.tag.with(String::is_empty)
+            && self.disabled.with(Option::is_none))
+    }
+
+    /// The address of the page these signals describe.
+    fn url(self) -> String {
+        let non_empty = |text: String| (!text.is_empty()).then_some(text);
+        let query = LinkListQuery {
+            cursor: self.cursors.with(|c| c.last().cloned()),
+            limit: Some(self.page_size.get()),
+            q: non_empty(self.query.get()),
+            tag: non_empty(self.tag.get()),
+            disabled: self.disabled.get(),
+            sort: self.sort.get(),
+        };
+        format!("/api/v1/links?{}", api::query_string(&query))
+    }
+}
+
+/// The orders of the Sort menu, as the query names them.
+const SORTS: [LinkSort; 6] = [
+    LinkSort::Newest,
+    LinkSort::Oldest,
+    LinkSort::CodeAsc,
+    LinkSort::CodeDesc,
+    LinkSort::Clicks,
+    LinkSort::Clicks7d,
 ];
+
+fn sort_id(sort: LinkSort) -> &'static str {
+    match sort {
+        LinkSort::Newest => "newest",
+        LinkSort::Oldest => "oldest",
+        LinkSort::CodeAsc => "code_asc",
+        LinkSort::CodeDesc => "code_desc",
+        LinkSort::Clicks => "clicks",
+        LinkSort::Clicks7d => "clicks_7d",
+    }
+}
 
 #[component]
 pub fn Links() -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = LinksState {
+        query: RwSignal::new(String::new()),
+        typed_tag: RwSignal::new(String::new()),
+        tag: RwSignal::new(String::new()),
+        disabled: RwSignal::new(None),
+        sort: RwSignal::new(LinkSort::Newest),
+        page_size: RwSignal::new(
+            gloo_storage::LocalStorage::get::<i64>(PAGE_SIZE_KEY).unwrap_or(25),
+        ),
+        cursors: RwSignal::new(Vec::new()),
+        reload: RwSignal::new(0),
+        form: RwSignal::new(None),
+        deleting: RwSignal::new(None),
+        qr: RwSignal::new(None),
+        notice: RwSignal::new(None),
+    };
+    provide_context(state);
     let typed = RwSignal::new(String::new());
-    let query = RwSignal::new(String::new());
-    let typed_tag = RwSignal::new(String::new());
-    let tag = RwSignal::new(String::new());
-    let disabled = RwSignal::new(String::new());
-    let sort = RwSignal::new("newest".to_owned());
-    let page_size =
-        RwSignal::new(gloo_storage::LocalStorage::get::<u32>(PAGE_SIZE_KEY).unwrap_or(25));
-    // The cursors of the pages before this one; the last is this page's.
-    let cursors = RwSignal::new(Vec::<String>::new());
-    let reload = RwSignal::new(0_u32);
-    let form = RwSignal::new(None::<FormMode>);
-    let deleting = RwSignal::new(None::<Link>);
-    let qr = RwSignal::new(None::<Link>);
-    let notice = RwSignal::new(None::<String>);
-
-    let page = crate::widgets::load_json::<LinkPage>(move || {
-        reload.track();
-        api::links_url(&api::LinkQuery {
-            q: query.get(),
-            tag: tag.get(),
-            disabled: disabled.get(),
-            sort: sort.get(),
-            limit: page_size.get(),
-            cursor: cursors.with(|c| c.last().cloned().unwrap_or_default()),
-        })
+    let page = load_json::<LinkPage>(move || {
+        state.reload.track();
+        state.url()
     });
     // The search and the tag filter run 250 ms after the last keystroke, not on every one;
     // each input has its own timer, so typing in one does not cancel the other.
@@ -59,85 +135,89 @@ pub fn Links() -> impl IntoView {
         move |event: leptos::ev::Event| {
             typed.set(event_target_value(&event));
             let timeout = Timeout::new(250, move || {
-                cursors.set(Vec::new());
-                applied.set(typed.get_untracked());
+                state.restart(|| applied.set(typed.get_untracked()));
             });
             // Dropping the previous timeout cancels it.
             debounce.set_value(Some(timeout));
         }
     };
-    // A tag chip in a row shows the links with that tag.
-    let filter_tag = Callback::new(move |chosen: String| {
-        typed_tag.set(chosen.clone());
-        cursors.set(Vec::new());
-        tag.set(chosen);
-    });
-    let show_notice = move |text: String| {
-        notice.set(Some(text));
-        Timeout::new(4000, move || notice.set(None)).forget();
-    };
     let on_saved = Callback::new(move |(link, created): (Link, bool)| {
-        form.set(None);
+        state.form.set(None);
         if created {
-            cursors.set(Vec::new());
-            sort.set("newest".to_owned());
+            state.sort_by(LinkSort::Newest);
         }
-        reload.update(|n| *n += 1);
-        show_notice(format!(
-            "{} {}.",
-            if created { "Created" } else { "Saved" },
-            link.short_url
-        ));
+        state.changed();
+        let url = link.short_url;
+        let text = if created {
+            t_string!(i18n, links.created, url)
+        } else {
+            t_string!(i18n, links.saved, url)
+        };
+        flash(state.notice, text);
+    });
+    let on_deleted = Callback::new(move |code: String| {
+        state.changed();
+        flash(state.notice, t_string!(i18n, links.deleted, code));
     });
 
     view! {
         <section class="page links-page" aria-labelledby="links-title">
             <div class="page-head">
-                <h1 id="links-title">"Links"</h1>
+                <h1 id="links-title">{t!(i18n, links.title)}</h1>
                 // Viewers read links; creating, editing and deleting are hidden from them.
                 {move || auth.permits(Permission::WriteLinks).then(|| view! {
-                    <button class="primary" on:click=move |_| form.set(Some(FormMode::Create))>"New link"</button>
+                    <button class="primary" on:click=move |_| state.form.set(Some(FormMode::Create))>{t!(i18n, links.new_link)}</button>
                 })}
             </div>
-            <p class="notice" role="status" aria-live="polite">{move || notice.get()}</p>
-            {move || form.get().map(|mode| view! {
-                <LinkForm mode=mode on_saved=on_saved on_cancel=Callback::new(move |()| form.set(None))/>
+            <p class="notice" role="status" aria-live="polite">{move || state.notice.get()}</p>
+            {move || state.form.get().map(|mode| view! {
+                <LinkForm mode=mode on_saved=on_saved on_cancel=Callback::new(move |()| state.form.set(None))/>
             })}
             <div class="toolbar" role="search">
                 <label class="grow">
-                    <span class="label">"Search"</span>
-                    <input type="search" placeholder="Code, destination, title or note" prop:value=move || typed.get()
-                        on:input=typing(typed, query) aria-controls="links-table"/>
+                    <span class="label">{t!(i18n, links.search)}</span>
+                    <input type="search" placeholder=move || t_string!(i18n, links.search_placeholder) prop:value=move || typed.get()
+                        on:input=typing(typed, state.query) aria-controls="links-table"/>
                 </label>
                 <label>
-                    <span class="label">"Tag"</span>
-                    <input placeholder="any" prop:value=move || typed_tag.get()
-                        on:input=typing(typed_tag, tag) aria-controls="links-table"/>
+                    <span class="label">{t!(i18n, links.tag)}</span>
+                    <input placeholder=move || t_string!(i18n, links.tag_any) prop:value=move || state.typed_tag.get()
+                        on:input=typing(state.typed_tag, state.tag) aria-controls="links-table"/>
                 </label>
                 <label>
-                    <span class="label">"Show"</span>
+                    <span class="label">{t!(i18n, links.show)}</span>
                     // Named here too: a label around a select also holds the options' text.
-                    <select aria-label="Show" prop:value=move || disabled.get()
-                        on:change=move |ev| { cursors.set(Vec::new()); disabled.set(event_target_value(&ev)); }>
-                        <option value="">"All links"</option>
-                        <option value="false">"Enabled"</option>
-                        <option value="true">"Disabled"</option>
+                    <select aria-label=move || t_string!(i18n, links.show)
+                        prop:value=move || state.disabled.get().map_or("", |d| if d { "true" } else { "false" })
+                        on:change=move |ev| {
+                            let shown = event_target_value(&ev).parse::<bool>().ok();
+                            state.restart(|| state.disabled.set(shown));
+                        }>
+                        <option value="">{t!(i18n, links.show_all)}</option>
+                        <option value="false">{t!(i18n, links.show_enabled)}</option>
+                        <option value="true">{t!(i18n, links.show_disabled)}</option>
                     </select>
                 </label>
                 <label>
-                    <span class="label">"Sort"</span>
-                    <select on:change=move |ev| { cursors.set(Vec::new()); sort.set(event_target_value(&ev)); }
-                        prop:value=move || sort.get()>
-                        {SORTS.iter().map(|(value, label)| view! { <option value=*value>{*label}</option> }).collect_view()}
+                    <span class="label">{t!(i18n, links.sort)}</span>
+                    <select aria-label=move || t_string!(i18n, links.sort)
+                        prop:value=move || sort_id(state.sort.get())
+                        on:change=move |ev| {
+                            let id = event_target_value(&ev);
+                            if let Some(sort) = SORTS.into_iter().find(|s| sort_id(*s) == id) {
+                                state.sort_by(sort);
+                            }
+                        }>
+                        {SORTS.into_iter().map(|sort| view! { <option value=sort_id(sort)>{sort_label(sort)}</option> }).collect_view()}
                     </select>
                 </label>
                 <label>
-                    <span class="label">"Per page"</span>
-                    <select prop:value=move || page_size.get().to_string() on:change=move |ev| {
+                    <span class="label">{t!(i18n, links.per_page)}</span>
+                    <select aria-label=move || t_string!(i18n, links.per_page)
+                        prop:value=move || state.page_size.get().to_string() on:change=move |ev| {
                         let size = event_target_value(&ev).parse().unwrap_or(25);
                         let _ = gloo_storage::LocalStorage::set(PAGE_SIZE_KEY, size);
-                        cursors.set(Vec::new());
-                        page_size.set(size);
+                        state.restart(|| state.page_size.set(size));
                     }>
                         <option value="25">"25"</option>
                         <option value="50">"50"</option>
@@ -145,96 +225,119 @@ pub fn Links() -> impl IntoView {
                     </select>
                 </label>
             </div>
-            {move || match page.get() {
-                None => view! { <p class="loading">"Loading links…"</p> }.into_any(),
-                Some(Err(err)) => view! {
-                    <div class="error-box" role="alert">
-                        <p>{err.message}</p>
-                        <button on:click=move |_| reload.update(|n| *n += 1)>"Try again"</button>
-                    </div>
-                }.into_any(),
-                Some(Ok(page)) => view! {
-                    <LinkTable page=page filtered=Signal::derive(move || !(query.with(String::is_empty) && tag.with(String::is_empty) && disabled.with(String::is_empty)))
-                        cursors=cursors form=form deleting=deleting qr=qr notice=notice filter_tag=filter_tag reload=reload/>
-                }.into_any(),
-            }}
-            {move || deleting.get().map(|link| view! {
-                <ConfirmDelete link=link deleting=deleting on_deleted=Callback::new(move |code: String| {
-                    reload.update(|n| *n += 1);
-                    show_notice(format!("Deleted {code}."));
-                })/>
-            })}
-            {move || qr.get().map(|link| view! { <QrDialog link=link qr=qr/> })}
+            <Loaded data=page reload=state.reload loading=Signal::derive(move || t_string!(i18n, links.loading).to_string()) let:page>
+                <LinkTable page=page/>
+            </Loaded>
+            {move || state.deleting.get().map(|link| view! { <ConfirmDelete link=link on_deleted=on_deleted/> })}
+            {move || state.qr.get().map(|link| view! { <QrDialog link=link/> })}
         </section>
     }
 }
 
+/// A sort's name in the Sort menu.
+fn sort_label(sort: LinkSort) -> impl IntoView {
+    let i18n = use_i18n();
+    match sort {
+        LinkSort::Newest => t!(i18n, links.sort_newest).into_any(),
+        LinkSort::Oldest => t!(i18n, links.sort_oldest).into_any(),
+        LinkSort::CodeAsc => t!(i18n, links.sort_code_asc).into_any(),
+        LinkSort::CodeDesc => t!(i18n, links.sort_code_desc).into_any(),
+        LinkSort::Clicks => t!(i18n, links.sort_clicks).into_any(),
+        LinkSort::Clicks7d => t!(i18n, links.sort_clicks_7d).into_any(),
+    }
+}
+
+/// A column header that sorts the list: a button in the `<th>`, whose `aria-sort` says whether
+/// (and which way) the list is sorted by it. `first` is the order a click gives; a click on
+/// the column already sorted that way gives `then` (the other way, or back to newest first
+/// for the counts, which sort most first only).
 #[component]
-fn LinkTable(
-    page: LinkPage,
-    /// Whether a search or filter narrows the list.
-    filtered: Signal<bool>,
-    cursors: RwSignal<Vec<String>>,
-    form: RwSignal<Option<FormMode>>,
-    deleting: RwSignal<Option<Link>>,
-    qr: RwSignal<Option<Link>>,
-    notice: RwSignal<Option<String>>,
-    filter_tag: Callback<String>,
-    reload: RwSignal<u32>,
+fn SortHeader(
+    first: LinkSort,
+    then: LinkSort,
+    /// Whether `then` sorts by this column too (the other way).
+    #[prop(default = true)]
+    both_ways: bool,
+    #[prop(optional)] class: &'static str,
+    children: Children,
 ) -> impl IntoView {
-    if page.links.is_empty() {
-        let empty = if !filtered.get_untracked() && cursors.with_untracked(Vec::is_empty) {
-            "No links yet."
+    let state = expect_context::<LinksState>();
+    let ascending = |sort: LinkSort| matches!(sort, LinkSort::Oldest | LinkSort::CodeAsc);
+    let aria_sort = move || {
+        let sort = state.sort.get();
+        if sort == first || (both_ways && sort == then) {
+            if ascending(sort) {
+                "ascending"
+            } else {
+                "descending"
+            }
         } else {
-            "No links match the search and filters."
+            "none"
+        }
+    };
+    view! {
+        <th scope="col" class=class aria-sort=aria_sort>
+            <button type="button" class="sort-header" aria-controls="links-table"
+                on:click=move |_| state.sort_by(if state.sort.get_untracked() == first { then } else { first })>
+                {children()}
+            </button>
+        </th>
+    }
+}
+
+#[component]
+fn LinkTable(page: LinkPage) -> impl IntoView {
+    let i18n = use_i18n();
+    let state = expect_context::<LinksState>();
+    if page.links.is_empty() {
+        return if !state.filtered() && state.cursors.with_untracked(Vec::is_empty) {
+            view! { <p class="empty">{t!(i18n, links.empty)}</p> }.into_any()
+        } else {
+            view! { <p class="empty">{t!(i18n, links.no_match)}</p> }.into_any()
         };
-        return view! { <p class="empty">{empty}</p> }.into_any();
     }
     let next = page.next_cursor.clone();
-    let shown = page.links.len();
+    let shown = count(page.links.len() as i64);
     let rows = page
         .links
         .into_iter()
-        .map(|link| view! { <LinkRow link=link form=form deleting=deleting qr=qr notice=notice filter_tag=filter_tag reload=reload/> })
+        .map(|link| view! { <LinkRow link=link/> })
         .collect_view();
+    let cursors = state.cursors;
     view! {
         <div class="table-wrap">
             <table id="links-table">
                 <thead>
                     <tr>
-                        <th scope="col">"Short link"</th>
-                        <th scope="col">"Destination"</th>
-                        <th scope="col" class="narrow">"Status"</th>
-                        <th scope="col">"Created"</th>
-                        <th scope="col">"Expires"</th>
-                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                        <SortHeader first=LinkSort::CodeAsc then=LinkSort::CodeDesc>{t!(i18n, links.col_short)}</SortHeader>
+                        <th scope="col">{t!(i18n, links.col_destination)}</th>
+                        <th scope="col" class="narrow">{t!(i18n, links.col_status)}</th>
+                        <SortHeader first=LinkSort::Clicks then=LinkSort::Newest both_ways=false class="number">{t!(i18n, links.col_clicks)}</SortHeader>
+                        <SortHeader first=LinkSort::Clicks7d then=LinkSort::Newest both_ways=false class="number">{t!(i18n, links.col_7d)}</SortHeader>
+                        <SortHeader first=LinkSort::Newest then=LinkSort::Oldest>{t!(i18n, links.col_created)}</SortHeader>
+                        <th scope="col">{t!(i18n, links.col_expires)}</th>
+                        <th scope="col"><span class="visually-hidden">{t!(i18n, links.col_actions)}</span></th>
                     </tr>
                 </thead>
                 <tbody>{rows}</tbody>
             </table>
         </div>
-        <nav class="pager" aria-label="Pages of links">
+        <nav class="pager" aria-label=move || t_string!(i18n, links.pages)>
             <button class="secondary" disabled=move || cursors.with(Vec::is_empty)
-                on:click=move |_| cursors.update(|c| { c.pop(); })>"← Previous"</button>
-            <span>{move || format!("Page {} · {} shown", cursors.with(Vec::len) + 1, count(shown as i64))}</span>
+                on:click=move |_| cursors.update(|c| { c.pop(); })>{t!(i18n, links.previous)}</button>
+            <span>{move || t!(i18n, links.page_info, page = count(cursors.with(Vec::len) as i64 + 1), shown = shown.clone())}</span>
             <button class="secondary" disabled=next.is_none()
-                on:click=move |_| if let Some(next) = next.clone() { cursors.update(|c| c.push(next)) }>"Next →"</button>
+                on:click=move |_| if let Some(next) = next.clone() { cursors.update(|c| c.push(next)) }>{t!(i18n, links.next)}</button>
         </nav>
     }
     .into_any()
 }
 
 #[component]
-fn LinkRow(
-    link: Link,
-    form: RwSignal<Option<FormMode>>,
-    deleting: RwSignal<Option<Link>>,
-    qr: RwSignal<Option<Link>>,
-    notice: RwSignal<Option<String>>,
-    filter_tag: Callback<String>,
-    reload: RwSignal<u32>,
-) -> impl IntoView {
+fn LinkRow(link: Link) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<LinksState>();
     let code = link.code.to_string();
     let tags = link
         .tags
@@ -242,14 +345,25 @@ fn LinkRow(
         .iter()
         .map(|tag| {
             let tag = tag.to_string();
-            let label = format!("Show links tagged {tag}");
+            let label = t_string!(i18n, links.tagged, tag = tag.clone());
             let chosen = tag.clone();
-            view! { <li><button type="button" class="chip" aria-label=label on:click=move |_| filter_tag.run(chosen.clone())>{tag}</button></li> }
+            let show = move |_| {
+                state.typed_tag.set(chosen.clone());
+                let chosen = chosen.clone();
+                state.restart(|| state.tag.set(chosen));
+            };
+            view! { <li><button type="button" class="chip" aria-label=label on:click=show>{tag}</button></li> }
         })
         .collect_view();
-    let limit = link
-        .max_clicks
-        .map(|max| format!("limit {}/{}", link.clicks_used, max.get()));
+    let limit = link.max_clicks.map(|max| {
+        t_string!(
+            i18n,
+            links.limit,
+            used = count(link.clicks_used as i64),
+            max = count(max.get() as i64)
+        )
+    });
+    let clicks = link.click_counts.unwrap_or_default();
     let toggling = RwSignal::new(false);
     let toggle = {
         let code = code.clone();
@@ -264,36 +378,42 @@ fn LinkRow(
                 let done = api::set_disabled(&session, &code, !now_disabled).await;
                 toggling.set(false);
                 let text = match done {
-                    Ok(()) if now_disabled => format!("Enabled {code}."),
-                    Ok(()) => format!("Disabled {code}: it answers “not found” (or its fallback)."),
+                    Ok(()) if now_disabled => t_string!(i18n, links.enabled_done, code),
+                    Ok(()) => t_string!(i18n, links.disabled_done, code),
                     Err(err) => err.message,
                 };
-                crate::widgets::flash(notice, text);
-                reload.update(|n| *n += 1);
+                flash(state.notice, text);
+                state.changed();
             });
         }
     };
     let short_url = link.short_url.clone();
     let copy = move |_| {
-        let url = short_url.clone();
+        let text = short_url.clone();
         leptos::task::spawn_local(async move {
             let clipboard = window().navigator().clipboard();
-            let copied = wasm_bindgen_futures::JsFuture::from(clipboard.write_text(&url)).await;
-            notice.set(Some(match copied {
-                Ok(_) => format!("Copied {url}"),
-                Err(_) => format!("The browser refused the clipboard; copy it by hand: {url}"),
-            }));
-            Timeout::new(4000, move || notice.set(None)).forget();
+            let copied = wasm_bindgen_futures::JsFuture::from(clipboard.write_text(&text)).await;
+            let message = match copied {
+                Ok(_) => t_string!(i18n, common.copied, text),
+                Err(_) => t_string!(i18n, common.clipboard_refused, text),
+            };
+            flash(state.notice, message);
         });
     };
     let expires = link.expires_at.map_or_else(|| "—".to_owned(), date_time);
     let (for_edit, for_delete, for_qr) = (link.clone(), link.clone(), link.clone());
     let code_text = code.clone();
+    let stats_label = t_string!(i18n, links.stats_label, code = code.clone());
+    let copy_label = t_string!(i18n, links.copy_label, url = link.short_url.clone());
+    let qr_label = t_string!(i18n, links.qr_label, code = code.clone());
+    let enabled_label = t_string!(i18n, links.enabled_label, code = code.clone());
+    let edit_label = t_string!(i18n, links.edit_label, code = code.clone());
+    let delete_label = t_string!(i18n, links.delete_label, code = code.clone());
     view! {
         <tr data-code=code>
             <td class="code">
                 <PageLink to=Page::link(code.clone(), link.id)>{code_text}</PageLink>
-                <button class="icon" on:click=copy aria-label=format!("Copy the short link {}", link.short_url)>"Copy"</button>
+                <button class="icon" on:click=copy aria-label=copy_label>{t!(i18n, common.copy)}</button>
             </td>
             <td class="destination">
                 {link.title.as_ref().map(|title| view! { <strong class="link-title">{title.as_str().to_owned()}</strong><br/> })}
@@ -301,28 +421,30 @@ fn LinkRow(
                     {link.destination.as_str().to_owned()}
                 </a>
                 <ul class="meta">
-                    {link.disabled.then(|| view! { <li class="badge off">"disabled"</li> })}
-                    {link.password_protected.then(|| view! { <li class="badge">"protected"</li> })}
+                    {link.disabled.then(|| view! { <li class="badge off">{t!(i18n, links.badge_disabled)}</li> })}
+                    {link.password_protected.then(|| view! { <li class="badge">{t!(i18n, links.badge_protected)}</li> })}
                     {limit.map(|limit| view! { <li class="badge">{limit}</li> })}
                     {tags}
                 </ul>
             </td>
             <td class="narrow">{link.status.code()}</td>
+            <td class="number clicks">{count(clicks.total as i64)}</td>
+            <td class="number clicks-7d">{count(clicks.last_7_days as i64)}</td>
             <td>{date_time(link.created_at)}</td>
             <td>{expires}</td>
             <td class="actions">
-                <PageLink to=Page::link(code.clone(), link.id) class="button secondary" label=format!("Analytics of {code}")>"Stats"</PageLink>
-                <button class="secondary" on:click=move |_| qr.set(Some(for_qr.clone()))
-                    aria-label=format!("QR code of {code}")>"QR"</button>
+                <PageLink to=Page::link(code.clone(), link.id) class="button secondary" label=stats_label>{t!(i18n, links.stats)}</PageLink>
+                <button class="secondary" on:click=move |_| state.qr.set(Some(for_qr.clone()))
+                    aria-label=qr_label>{t!(i18n, links.qr)}</button>
                 {auth.permits(Permission::WriteLinks).then(|| view! {
                     <button class="secondary" role="switch" aria-checked=(!link.disabled).to_string()
-                        aria-label=format!("Enabled: {code}") disabled=move || toggling.get() on:click=toggle>
-                        {if link.disabled { "Enable" } else { "Disable" }}
+                        aria-label=enabled_label disabled=move || toggling.get() on:click=toggle>
+                        {if link.disabled { t!(i18n, links.enable).into_any() } else { t!(i18n, links.disable).into_any() }}
                     </button>
-                    <button class="secondary" on:click=move |_| form.set(Some(FormMode::Edit(Box::new(for_edit.clone()))))
-                        aria-label=format!("Edit {}", link.code)>"Edit"</button>
-                    <button class="danger" on:click=move |_| deleting.set(Some(for_delete.clone()))
-                        aria-label=format!("Delete {}", link.code)>"Delete"</button>
+                    <button class="secondary" on:click=move |_| state.form.set(Some(FormMode::Edit(Box::new(for_edit.clone()))))
+                        aria-label=edit_label>{t!(i18n, links.edit)}</button>
+                    <button class="danger" on:click=move |_| state.deleting.set(Some(for_delete.clone()))
+                        aria-label=delete_label>{t!(i18n, links.delete)}</button>
                 })}
             </td>
         </tr>
@@ -330,12 +452,10 @@ fn LinkRow(
 }
 
 #[component]
-fn ConfirmDelete(
-    link: Link,
-    deleting: RwSignal<Option<Link>>,
-    on_deleted: Callback<String>,
-) -> impl IntoView {
+fn ConfirmDelete(link: Link, on_deleted: Callback<String>) -> impl IntoView {
+    let i18n = use_i18n();
     let auth = expect_context::<Auth>();
+    let state = expect_context::<LinksState>();
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let code = link.code.to_string();
@@ -350,7 +470,7 @@ fn ConfirmDelete(
             leptos::task::spawn_local(async move {
                 match api::delete_link(&session, &code).await {
                     Ok(()) => {
-                        deleting.set(None);
+                        state.deleting.set(None);
                         on_deleted.run(code);
                     }
                     Err(err) => error.set(Some(err.message)),
@@ -360,37 +480,32 @@ fn ConfirmDelete(
         })
     };
     view! {
-        <ConfirmDialog title=format!("Delete {code}?")
-            text=format!("{} will answer 404 from now on. Its analytics are kept. This cannot be undone.", link.short_url)
-            confirm="Delete link".to_owned() busy=busy error=error on_confirm=confirm
-            on_cancel=Callback::new(move |()| deleting.set(None))/>
+        <ConfirmDialog title=t_string!(i18n, links.delete_title, code)
+            text=t_string!(i18n, links.delete_text, url = link.short_url)
+            confirm=t_string!(i18n, links.delete_confirm).to_string() busy=busy error=error on_confirm=confirm
+            on_cancel=Callback::new(move |()| state.deleting.set(None))/>
     }
 }
 
 #[component]
-fn QrDialog(link: Link, qr: RwSignal<Option<Link>>) -> impl IntoView {
+fn QrDialog(link: Link) -> impl IntoView {
+    let i18n = use_i18n();
+    let state = expect_context::<LinksState>();
     let code = api::encode(link.code.as_str());
-    let close_button = NodeRef::<leptos::html::Button>::new();
-    Effect::new(move || {
-        if let Some(button) = close_button.get() {
-            let _ = button.focus();
-        }
-    });
+    let close = Callback::new(move |()| state.qr.set(None));
     view! {
-        <div class="overlay" on:keydown=move |ev| if ev.key() == "Escape" { qr.set(None) }>
-            <div class="dialog qr" role="dialog" aria-modal="true" aria-labelledby="qr-title">
-                <h2 id="qr-title">{format!("QR code of {}", link.code)}</h2>
-                <img src=format!("/api/v1/links/{code}/qr.svg") width="240" height="240"
-                    alt=format!("QR code that opens {}", link.short_url)/>
-                <p class="hint">"Scans are counted apart from clicks."</p>
-                <div class="buttons">
-                    <a class="button secondary" href=format!("/api/v1/links/{code}/qr.svg")
-                        download=format!("{}-qr.svg", link.code)>"Download SVG"</a>
-                    <a class="button secondary" href=format!("/api/v1/links/{code}/qr.png?size=1024")
-                        download=format!("{}-qr.png", link.code)>"Download PNG"</a>
-                    <button class="primary" node_ref=close_button on:click=move |_| qr.set(None)>"Close"</button>
-                </div>
+        <Modal labelledby="qr-title" class="qr" on_close=close>
+            <h2 id="qr-title">{t!(i18n, links.qr_label, code = link.code.to_string())}</h2>
+            <img src=format!("/api/v1/links/{code}/qr.svg") width="240" height="240"
+                alt=t_string!(i18n, links.qr_alt, url = link.short_url.clone())/>
+            <p class="hint">{t!(i18n, links.qr_hint)}</p>
+            <div class="buttons">
+                <a class="button secondary" href=format!("/api/v1/links/{code}/qr.svg")
+                    download=format!("{}-qr.svg", link.code)>{t!(i18n, links.download_svg)}</a>
+                <a class="button secondary" href=format!("/api/v1/links/{code}/qr.png?size=1024")
+                    download=format!("{}-qr.png", link.code)>{t!(i18n, links.download_png)}</a>
+                <button class="primary" autofocus on:click=move |_| close.run(())>{t!(i18n, links.close)}</button>
             </div>
-        </div>
+        </Modal>
     }
 }
