@@ -5,8 +5,9 @@
 //! The release origin serves the release dashboard (`ui::build`); the links are inserted
 //! straight into PostgreSQL (`INSERT … SELECT … FROM generate_series`, 100,000 a statement),
 //! and some of them get clicks through the signed ingest route, counted by the origin into
-//! the rollups, so the list's click figures have data. `admin-ui/tests/bench/links-page.mjs` signs in through the form and times fresh loads
-//! of `/admin/links` in the page: nothing here is asserted, the figures are printed.
+//! the rollups, so the list's click figures have data. `admin-ui/tests/bench/links-page.mjs`
+//! signs in through the form and times fresh loads of `/admin/links` in the page: nothing here
+//! is asserted, the figures are printed.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -26,11 +27,11 @@ const LOADS: usize = 5;
 const TARGET_MS: f64 = 1_000.0;
 
 pub(crate) fn run(links: u64, work: &Path) -> anyhow::Result<String> {
+    let measured = measured_commit();
     let built = ui::build()?;
     build_release_origin(&[])?;
     let chromium = ui::ensure_chromium()?;
     edge::ensure_npm_packages(&ui::tests_dir(), "playwright-core")?;
-    let measured = measured_commit();
     let (_cluster, database_url) = throwaway_database(work, "dashboard")?;
     let password = tools::random_hex(12);
     let secret = tools::random_hex(32);
