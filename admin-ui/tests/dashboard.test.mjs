@@ -845,6 +845,36 @@ test('the owner makes the member a viewer: their New link button is gone after a
   assert.equal(refused, 403);
 });
 
+test('in Korean: the sign-in page (language picked there) and the members page; then back to English', async () => {
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
+  // Signed out there is no header: the sign-in page has its own picker.
+  await page.getByLabel('Language').selectOption('ko');
+  await page.getByRole('heading', { name: 'kurz — 로그인' }).waitFor();
+  await page.getByLabel('사용자 이름', { exact: true }).fill('admin');
+  await page.getByLabel('비밀번호', { exact: true }).fill('not-the-password');
+  await page.getByRole('button', { name: '로그인', exact: true }).click();
+  await page.getByRole('alert').filter({ hasText: '사용자 이름 또는 비밀번호가 올바르지 않습니다.' }).waitFor();
+  assert.equal(await page.getByLabel('비밀번호', { exact: true }).getAttribute('aria-invalid'), 'true');
+  await page.getByLabel('비밀번호', { exact: true }).fill(PASSWORD);
+  await page.getByRole('button', { name: '로그인', exact: true }).click();
+
+  await page.getByRole('navigation', { name: '주 메뉴' }).getByRole('link', { name: '멤버', exact: true }).click();
+  await page.getByRole('heading', { name: '멤버', exact: true }).waitFor();
+  await page.getByRole('columnheader', { name: '역할' }).first().waitFor();
+  const erin = page.getByLabel('erin의 역할');
+  assert.equal(await erin.inputValue(), 'viewer');
+  assert.equal(await erin.evaluate((s) => s.selectedOptions[0].textContent), '보기 전용');
+  await page.getByLabel('초대받은 사람의 역할').waitFor();
+  await page.getByText('대기 중인 초대가 없습니다.').waitFor();
+  await screenshot('members-ko');
+
+  await page.getByLabel('언어').selectOption('en');
+  await page.getByRole('heading', { name: 'Members', exact: true }).waitFor();
+  await page.getByLabel('Role of erin').waitFor();
+  await nav(page, 'Members').waitFor();
+});
+
 test('an API key with links:read: its secret is shown once, it reads links, is refused writes, and fails once revoked', async () => {
   await nav(page, 'API keys').click();
   await page.getByRole('button', { name: 'New key' }).click();
