@@ -155,45 +155,45 @@ fn Sessions() -> impl IntoView {
             </div>
             <p class="notice" role="status">{move || notice.get()}</p>
             <Loaded data=sessions reload=reload loading=t_string!(i18n, profile.loading).to_string() let:list>
-                    <div class="table-wrap">
-                        <table id="sessions-table" aria-labelledby="sessions-title">
-                            <thead>
-                                <tr>
-                                    <th scope="col">{t!(i18n, profile.browser)}</th>
-                                    <th scope="col">{t!(i18n, profile.signed_in)}</th>
-                                    <th scope="col">{t!(i18n, profile.last_seen)}</th>
-                                    <th scope="col">{t!(i18n, profile.expires)}</th>
-                                    <th scope="col"><span class="visually-hidden">{t!(i18n, profile.actions)}</span></th>
-                                </tr>
-                            </thead>
-                            <tbody>
-                                {list.into_iter().map(|entry| {
-                                    let browser = entry.user_agent.clone().unwrap_or_else(|| t_string!(i18n, profile.unknown_browser).to_owned());
-                                    let label = t_string!(i18n, profile.sign_out_label, date = date_time(entry.created_at));
-                                    let browser_title = browser.clone();
-                                    let current = entry.current;
-                                    view! {
-                                        <tr data-current=current.to_string()>
-                                            <td class="destination" title=browser_title>{browser}</td>
-                                            <td>{date_time(entry.created_at)}</td>
-                                            <td>{date_time(entry.last_seen_at)}</td>
-                                            <td>{date_time(entry.expires_at)}</td>
-                                            <td class="actions">
-                                                {if current {
-                                                    view! { <span class="badge">{t!(i18n, profile.this_browser)}</span> }.into_any()
-                                                } else {
-                                                    view! {
-                                                        <button class="secondary" aria-label=label
-                                                            on:click=move |_| end(entry.clone())>{t!(i18n, profile.sign_out)}</button>
-                                                    }.into_any()
-                                                }}
-                                            </td>
-                                        </tr>
-                                    }
-                                }).collect_view()}
-                            </tbody>
-                        </table>
-                    </div>
+                <div class="table-wrap">
+                    <table id="sessions-table" aria-labelledby="sessions-title">
+                        <thead>
+                            <tr>
+                                <th scope="col">{t!(i18n, profile.browser)}</th>
+                                <th scope="col">{t!(i18n, profile.signed_in)}</th>
+                                <th scope="col">{t!(i18n, profile.last_seen)}</th>
+                                <th scope="col">{t!(i18n, profile.expires)}</th>
+                                <th scope="col"><span class="visually-hidden">{t!(i18n, profile.actions)}</span></th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {list.into_iter().map(|entry| {
+                                let browser = entry.user_agent.clone().unwrap_or_else(|| t_string!(i18n, profile.unknown_browser).to_owned());
+                                let label = t_string!(i18n, profile.sign_out_label, date = date_time(entry.created_at));
+                                let browser_title = browser.clone();
+                                let current = entry.current;
+                                view! {
+                                    <tr data-current=current.to_string()>
+                                        <td class="destination" title=browser_title>{browser}</td>
+                                        <td>{date_time(entry.created_at)}</td>
+                                        <td>{date_time(entry.last_seen_at)}</td>
+                                        <td>{date_time(entry.expires_at)}</td>
+                                        <td class="actions">
+                                            {if current {
+                                                view! { <span class="badge">{t!(i18n, profile.this_browser)}</span> }.into_any()
+                                            } else {
+                                                view! {
+                                                    <button class="secondary" aria-label=label
+                                                        on:click=move |_| end(entry.clone())>{t!(i18n, profile.sign_out)}</button>
+                                                }.into_any()
+                                            }}
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
             </Loaded>
             {move || everywhere.get().then(|| view! {
                 <ConfirmDialog title=t_string!(i18n, profile.everywhere_title).to_string()
