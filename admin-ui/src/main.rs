@@ -136,9 +136,9 @@ fn Dashboard() -> impl IntoView {
                         .as_ref()
                         .map(|w| w.name.clone())
                         .unwrap_or_default();
-                    flash.0.set(Some(
-                        t_string!(i18n, common.switched_elsewhere, name),
-                    ));
+                    flash
+                        .0
+                        .set(Some(t_string!(i18n, common.switched_elsewhere, name)));
                     auth.set(Some(now));
                 }
                 Err(err) => auth.check(&err),
@@ -217,7 +217,7 @@ fn Shell() -> impl IntoView {
     view! {
         <a class="skip" href="#main">{t!(i18n, common.skip)}</a>
         <header class="top">
-            <Link to=Page::Overview class="brand" label=t_string!(i18n, common.brand_label).to_string()>"kurz"</Link>
+            <Link to=Page::Overview class="brand" label=Signal::derive(move || t_string!(i18n, common.brand_label).to_owned())>"kurz"</Link>
             <pages::workspaces::Switcher/>
             <nav aria-label=move || t_string!(i18n, common.nav_main)>
                 <Link to=Page::Overview>{t!(i18n, common.nav_overview)}</Link>
@@ -239,7 +239,8 @@ fn Shell() -> impl IntoView {
             </nav>
             <div class="who">
                 <widgets::LanguagePicker/>
-                <Link to=Page::Profile class="username" label=t_string!(i18n, common.your_profile).to_string()>{username}</Link>
+                <Link to=Page::Profile class="username"
+                    label=Signal::derive(move || format!("{} ({})", username(), t_string!(i18n, common.your_profile)))>{username}</Link>
                 <button class="secondary" on:click=sign_out disabled=move || signing_out.get()>
                     {t!(i18n, common.sign_out)}
                 </button>
