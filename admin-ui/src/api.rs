@@ -21,6 +21,7 @@ use shortlink::workspace::{
     ChangePassword, ChangeRole, CreateApiKey, CreateInvitation, CreatedApiKey, CreatedInvitation,
     InvitationPreview, InvitationToken, Role, SignUp, SwitchWorkspace, Workspace, WorkspaceName,
 };
+use wasm_bindgen::JsValue;
 
 /// What runs when the session ended or changed workspace.
 type SessionErrorHandler = Box<dyn Fn(&ApiError)>;
@@ -236,6 +237,19 @@ async fn call_with(
     body: Option<String>,
     header: Option<(&str, String)>,
 ) -> Result<String, ApiError> {
+    let body = body.map(|body| (JsValue::from(body), "application/json"));
+    call_raw(method, url, session, body, header).await
+}
+
+/// [`call_with`] whose body is any JavaScript value with its content type (a file, which the
+/// browser sends without the dashboard reading it).
+async fn call_raw(
+    method: Method,
+    url: &str,
+    session: Option<&Session>,
+    body: Option<(JsValue, &str)>,
+    header: Option<(&str, String)>,
+) -> Result<String, ApiError> {
     let mut builder = RequestBuilder::new(url).method(method.clone());
     if let Some((name, value)) = header {
         builder = builder.header(name, &value);
@@ -250,9 +264,7 @@ async fn call_with(
         builder = builder.header("X-CSRF-Token", &session.csrf_token);
     }
     let request = match body {
-        Some(body) => builder
-            .header("Content-Type", "application/json")
-            .body(body),
+        Some((body, content_type)) => builder.header("Content-Type", content_type).body(body),
         None => builder.build(),
     }
     .map_err(|err| ApiError::unexpected(0, &err.to_string()))?;
@@ -594,6 +606,19 @@ pub async fn bulk_create(
     let url = "/api/v1/links/bulk";
     let key = idempotency_key.map(|key| ("Idempotency-Key", key.to_owned()));
     decode(&call_with(Method::POST, url, Some(session), Some(body), key).await?)
+}
+
+/// An import's file read by the origin (`POST /api/v1/links/import/parse`): the links it would
+/// import (as JSON: the dashboard only passes them on), the rows that failed and the warnings.
+/// The browser sends the file as it is.
+pub async fn parse_import(
+    session: &Session,
+    query: &shortlink::import::ParseQuery,
+    file: &web_sys::Blob,
+) -> Result<shortlink::import::ParsedFile<serde_json::Value>, ApiError> {
+    let url = format!("/api/v1/links/import/parse?{}", query_string(query));
+    let body = Some((JsValue::from(file), "application/octet-stream"));
+    decode(&call_raw(Method::POST, &url, Some(session), body, None).await?)
 }
 
 /// A new webhook endpoint; the answer holds its signing secret, shown once.

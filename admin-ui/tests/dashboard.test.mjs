@@ -1150,8 +1150,8 @@ test('the API reference at /api/docs lists the operations and its "try it" calls
   await docs.close();
 });
 
-// Import and export (#15): a file parsed in the browser, a dry run, the import with its
-// progress, the failed rows as CSV; the export as a download with the session.
+// Import and export (#15, #17): a file read by the origin, a dry run, the import with its
+// progress, the failed rows as CSV, the warnings; the export as a download with the session.
 
 /** Uploads `text` as `name` on the import page and runs the dry run. */
 async function dryRun(name, text) {
@@ -1209,7 +1209,7 @@ test('import: a Shlink API export keeps codes, titles, dates and click totals; a
         {
           shortCode: 'shl-docs', shortUrl: 'https://s.test/shl-docs', longUrl: 'https://example.com/docs',
           dateCreated: '2023-05-04T10:20:30+02:00', visitsSummary: { total: 1234, nonBots: 1200, bots: 34 },
-          tags: ['docs'], meta: { validSince: null, validUntil: null, maxVisits: null }, domain: null, title: 'Our docs',
+          tags: ['docs'], meta: { validSince: null, validUntil: null, maxVisits: 5000 }, domain: null, title: 'Our docs',
           crawlable: false, forwardQuery: true,
         },
         {
@@ -1227,6 +1227,11 @@ test('import: a Shlink API export keeps codes, titles, dates and click totals; a
   // The code already taken is only known to the origin: the dry run asks it.
   await summary.getByRole('status').filter({ hasText: 'Dry run: would create 1 link; 1 row has errors.' }).waitFor();
   assert.match(await page.locator('#import-errors tbody tr').first().textContent(), /imp-one/);
+  // What the link is imported without is said before anything is written.
+  const warnings = page.locator('#import-warnings tbody tr');
+  assert.equal(await warnings.count(), 1);
+  assert.equal(await warnings.first().getAttribute('data-line'), '1');
+  assert.match(await warnings.first().textContent(), /shl-docs.*limit of 5000 visits is not imported/);
   await summary.getByRole('button', { name: 'Import 1 link' }).click();
   await summary.getByRole('status').filter({ hasText: 'Imported 1 link; 1 row failed.' }).waitFor();
 
@@ -1240,6 +1245,17 @@ test('import: a Shlink API export keeps codes, titles, dates and click totals; a
   const link = await page.evaluate(async () => (await fetch('/api/v1/links/shl-docs')).json());
   assert.equal(link.created_at, '2023-05-04T08:20:30Z');
   assert.equal(link.imported_clicks, 1234);
+});
+
+test('import: a file the origin cannot recognise asks for its format, then is read as the one chosen', async () => {
+  await dryRun('notes.txt', 'just some words\nand more');
+  await page.locator('#import-format-unknown').waitFor();
+  assert.equal(await page.locator('#import-summary').count(), 0);
+  await page.getByLabel('Format').selectOption('csv');
+  await page.getByRole('button', { name: 'Dry run' }).click();
+  const summary = page.locator('#import-summary');
+  await summary.getByRole('status').filter({ hasText: 'Dry run: would create 0 links; 2 rows have errors.' }).waitFor();
+  assert.equal(await page.locator('#import-errors tbody tr').count(), 2);
 });
 
 test('import: a file of 2,501 rows goes in chunks of 1,000; an error in the last chunk names its line; Stop ends the import between chunks', async () => {

@@ -37,14 +37,15 @@ pub struct ParseQuery {
 
 /// A file read for an import. Nothing was written: the links are created by sending them to
 /// `POST /api/v1/links/bulk`, which may still refuse some (a code taken meanwhile, a
-/// destination that loops to this deployment).
+/// destination that loops to this deployment). `L` is [`CreateLink`]; the dashboard, which only
+/// passes the links on, reads them as JSON values (its wasm need not carry their parsing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ParsedFile {
+pub struct ParsedFile<L = CreateLink> {
     /// The format the file was read as: the one asked for, or the one guessed.
     pub format: Format,
     /// The rows that became links, in the file's order.
-    pub links: Vec<ParsedLink>,
+    pub links: Vec<ParsedLink<L>>,
     /// The rows that did not, in the file's order, each with its error.
     pub failures: Vec<Failure>,
     /// What rows are imported without (a password, a visit limit) or changed (a title cut
@@ -55,13 +56,13 @@ pub struct ParsedFile {
 /// A row of the file that became a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ParsedLink {
+pub struct ParsedLink<L = CreateLink> {
     /// Its line in the file (1-based); in a Shlink or Kutt JSON document, its record's position.
     pub line: u64,
     /// Its code or short URL as the file wrote it, for people to find it again.
     pub source: String,
     /// What `POST /api/v1/links/bulk` takes.
-    pub link: CreateLink,
+    pub link: L,
 }
 
 /// Something a row is imported without, or with changed.
