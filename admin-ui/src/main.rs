@@ -269,7 +269,10 @@ fn Shell() -> impl IntoView {
                     Page::Import => view! { <pages::import::ImportExport/> }.into_any(),
                     Page::Webhooks => view! { <pages::webhooks::Webhooks/> }.into_any(),
                     Page::NotFound => view! {
-                        <p class="empty">{t!(i18n, common.no_page)}" "<Link to=Page::Overview>{t!(i18n, common.go_overview)}</Link></p>
+                        <section class="page">
+                            <h1>{t!(i18n, common.no_page)}</h1>
+                            <p class="empty"><Link to=Page::Overview>{t!(i18n, common.go_overview)}</Link></p>
+                        </section>
                     }.into_any(),
                 }
             }}
