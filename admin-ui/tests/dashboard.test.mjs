@@ -430,6 +430,53 @@ test('screenshots of the links page, a link with data, and the overview', async 
   await screenshot('overview');
 });
 
+test('the overview and a link\'s analytics update by themselves: clicks made elsewhere show without a reload', async () => {
+  // The overview is open in this tab; the link's analytics in another.
+  await page.getByRole('heading', { name: 'Top links' }).waitFor();
+  const launch = await page.evaluate(async () => (await fetch('/api/v1/links/launch')).json());
+  const linkPage = await context.newPage();
+  linkPage.on('pageerror', (err) => console.error('page error:', err));
+  await linkPage.goto(`${originUrl}/admin/links/launch?id=${launch.id}`);
+  await linkPage.getByRole('heading', { name: 'Analytics of launch' }).waitFor();
+  const figure = (target, label) => async () => {
+    const text = await target.locator('.total').filter({ hasText: label }).locator('dd').textContent();
+    return Number(text.replace(/\D/g, ''));
+  };
+  const today = figure(page, 'Clicks today');
+  const linkClicks = figure(linkPage, /^Clicks/);
+  await linkPage.locator('.total').first().waitFor();
+  // Each page marked: a reload would lose it.
+  for (const target of [page, linkPage]) {
+    await target.evaluate(() => { window.kurzNotReloaded = true; });
+    // Headless pages count as shown: they ask again while open.
+    assert.equal(await target.evaluate(() => document.visibilityState), 'visible');
+  }
+  const before = { today: await today(), link: await linkClicks() };
+
+  // Three visits through the origin's redirect, as from another tab.
+  for (let i = 0; i < 3; i++) {
+    const visit = await fetch(`${originUrl}/launch`, { redirect: 'manual', headers: { 'user-agent': CHROME_UA } });
+    assert.equal(visit.status, 302);
+  }
+  await eventually('the link page counts the visits', async () => {
+    const now = await linkClicks();
+    return now >= before.link + 3 || { before: before.link, now };
+  }, 30_000);
+  await eventually('the overview counts the visits', async () => {
+    const now = await today();
+    return now >= before.today + 3 || { before: before.today, now };
+  }, 30_000);
+  for (const target of [page, linkPage]) {
+    assert.equal(await target.evaluate(() => window.kurzNotReloaded), true, 'the page was not reloaded');
+  }
+  // The chart has a summary as its name, and its points as a table behind a disclosure.
+  const chart = linkPage.locator('.chart [role="img"]');
+  assert.match(await chart.getAttribute('aria-label'), /clicks and [\d,]+ unique visitors in all/);
+  await linkPage.getByText('Show as table').click();
+  await linkPage.locator('.chart-table tbody tr').first().waitFor();
+  await linkPage.close();
+});
+
 test('a link opens by its id: an address kept past its delete says so instead of showing the link that took the code', async () => {
   const api = (method, pathname, body) => page.evaluate(async ([method, pathname, body]) => {
     const session = await (await fetch('/api/v1/session')).json();
