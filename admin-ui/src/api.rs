@@ -61,7 +61,7 @@ impl ApiError {
         Self {
             status: 0,
             code: "network".to_owned(),
-            message: td_string!(crate::range::locale(), errors.network, detail).to_string(),
+            message: td_string!(crate::range::locale(), errors.network, detail),
             field: None,
         }
     }
@@ -70,7 +70,7 @@ impl ApiError {
         Self {
             status,
             code: "unexpected".to_owned(),
-            message: td_string!(crate::range::locale(), errors.unexpected, detail).to_string(),
+            message: td_string!(crate::range::locale(), errors.unexpected, detail),
             field: None,
         }
     }
@@ -381,9 +381,8 @@ fn localized(code: &str, detail: &str) -> String {
         "delivery_in_flight" => td_string!(locale, errors.delivery_in_flight, detail),
         "newer_delivery_pending" => td_string!(locale, errors.newer_delivery_pending, detail),
         "webhook_disabled" => td_string!(locale, errors.webhook_disabled, detail),
-        _ => return detail.to_owned(),
+        _ => detail.to_owned(),
     }
-    .to_string()
 }
 
 /// A query string (`a=1&b=x`) of one of the API's query types (`shortlink::query`): the

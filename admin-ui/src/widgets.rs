@@ -338,7 +338,8 @@ impl<T> Json<T> {
     /// every answer notifies, also one equal to the last: a live page asks again only once
     /// its request was answered, and waits longer while they fail.
     pub fn answered(self) -> Option<bool> {
-        self.answers.with(|answer| answer.as_ref().map(Result::is_ok))
+        self.answers
+            .with(|answer| answer.as_ref().map(Result::is_ok))
     }
 }
 
