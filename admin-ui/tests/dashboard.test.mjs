@@ -1429,7 +1429,7 @@ test('webhooks: a new endpoint shows its secret once; a test event reaches the r
     await hookRow.locator('.badge.off').waitFor();
     await hookRow.getByRole('switch', { name: `Enabled: ${hookUrl}` }).click();
     await hookRow.locator('.badge.off').waitFor({ state: 'detached' });
-    await hookRow.getByRole('button', { name: `Rotate the secret of ${hookUrl}` }).click();
+    await hookRow.getByRole('button', { name: `Rotate secret of ${hookUrl}` }).click();
     await page.getByRole('alertdialog').getByRole('button', { name: 'Rotate secret' }).click();
     const rotated = await page.getByRole('textbox', { name: `Signing secret of ${hookUrl}` }).inputValue();
     assert.notEqual(rotated, secret);
