@@ -419,7 +419,7 @@ async fn rotate_secret(
 /// The columns of a delivery as the log shows it, for [`DeliveryRow`] (`d` is the delivery).
 const DELIVERY: &str = "d.id, d.message_id, d.event_type, d.state, d.attempts, d.last_status, \
                         d.last_error, d.created_at, d.last_attempt_at, d.delivered_at, \
-                        d.next_attempt_at";
+                        NULLIF(d.next_attempt_at, 'infinity') AS next_attempt_at";
 
 #[derive(sqlx::FromRow)]
 struct DeliveryRow {
@@ -433,7 +433,8 @@ struct DeliveryRow {
     created_at: OffsetDateTime,
     last_attempt_at: Option<OffsetDateTime>,
     delivered_at: Option<OffsetDateTime>,
-    next_attempt_at: OffsetDateTime,
+    /// None while parked (`infinity`, which `OffsetDateTime` cannot hold): the endpoint is off.
+    next_attempt_at: Option<OffsetDateTime>,
 }
 
 fn delivery_of(row: DeliveryRow) -> Result<WebhookDelivery, Error> {
@@ -452,7 +453,9 @@ fn delivery_of(row: DeliveryRow) -> Result<WebhookDelivery, Error> {
         created_at: row.created_at,
         last_attempt_at: row.last_attempt_at,
         delivered_at: row.delivered_at,
-        next_attempt_at: (state == DeliveryState::Pending).then_some(row.next_attempt_at),
+        next_attempt_at: row
+            .next_attempt_at
+            .filter(|_| state == DeliveryState::Pending),
     })
 }
 

@@ -504,6 +504,20 @@ async fn a_410_switches_the_endpoint_off_at_once() {
         .await
         .expect("deliveries");
     assert_eq!(states, ["pending"]);
+    // The log shows the parked message, pending with no next attempt (its `infinity` is not a
+    // time an answer can carry; reading it once panicked the handler).
+    let log = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/webhooks/{endpoint}/deliveries"),
+            None,
+        )
+        .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.text());
+    let deliveries = log.json();
+    let first = &deliveries["deliveries"][0];
+    assert_eq!(first["state"], "pending", "{deliveries}");
+    assert!(first["next_attempt_at"].is_null(), "{deliveries}");
 }
 
 #[tokio::test]
