@@ -11,12 +11,12 @@ use crate::spreadsheet::inert_cell;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Failure {
-    /// The row's [`line`](super::Row::line) in the file.
+    /// The row's line in the file (see [`ParsedLink::line`](super::ParsedLink::line)).
     pub line: u64,
-    /// The row's [`source`](super::Row::source), for people to find it again.
+    /// The row's code or short URL as the file wrote it, for people to find it again.
     pub source: String,
-    /// The field at fault ([`RowError::field`](super::RowError::field), or the field of the
-    /// origin's error); `None` when the row as a whole is at fault.
+    /// The field at fault (of the importer's error, or of the origin's); `None` when the row
+    /// as a whole is at fault.
     pub field: Option<String>,
     pub message: String,
 }

@@ -1,5 +1,5 @@
 //! Importers: a file exported from another shortener (or from kurz itself) read into
-//! [`CreateLink`] rows, ready for `POST /api/v1/links/bulk` in chunks of
+//! [`CreateLink`](crate::api::CreateLink) rows, ready for `POST /api/v1/links/bulk` in chunks of
 //! [`MAX_BULK_LINKS`](crate::api::MAX_BULK_LINKS).
 //!
 //! Pure parsers, like the rest of the crate: the `kurz` CLI runs them on a file from disk, the
@@ -30,7 +30,7 @@
 //! (a code kurz refuses is that row's error, never silently replaced by a generated one); the
 //! destination; and where the source has them, the creation date (`created_at`, in UTC), the
 //! title, the tags and the click total (`imported_clicks`). Every value goes through the same
-//! rules as a link typed in the dashboard ([`ShortCode`], the [`rules`](crate::rules)), and a code is refused here when it names a route of the links API
+//! rules as a link typed in the dashboard ([`ShortCode`](crate::ShortCode), the [`rules`](crate::rules)), and a code is refused here when it names a route of the links API
 //! (`bulk`, `export`) or an earlier row of the same file took it. A title or note longer than
 //! kurz keeps is cut to its limit, with a warning on its row: it is no reason to lose the link.
 //!
@@ -60,8 +60,8 @@ pub use format::Format;
 pub use parse::{FileError, Row, RowError, detect, parse, parse_at_most};
 pub use parsed::{MAX_PARSE_BYTES, MAX_PARSE_ROWS, ParseQuery, ParsedFile, ParsedLink, Warning};
 
-/// The largest file an importer reads: beyond, the browser tab or the CLI would hold several
-/// times this much while parsing.
+/// The largest file an importer reads: beyond, the CLI would hold several times this much while
+/// parsing. The origin's parse route takes less ([`MAX_PARSE_BYTES`]).
 pub const MAX_FILE_BYTES: usize = 100 * 1024 * 1024;
 
 /// The most rows one file may hold (each row is kept in memory until sent).
