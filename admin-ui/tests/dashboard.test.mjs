@@ -1223,8 +1223,9 @@ test('import: a plain CSV with a bad row; the dry run shows it and writes nothin
     'https://example.com/imported/three,imp-three,',
   ].join('\n');
   const summary = await dryRun('links.csv', csv);
-  assert.equal(await page.getByLabel('Format').inputValue(), 'csv', 'detected from the header');
   await summary.getByRole('status').filter({ hasText: 'Dry run: would create 3 links; 1 row has errors.' }).waitFor();
+  // The origin recognised it from the header, and says so.
+  assert.equal(await page.getByLabel('Format').inputValue(), 'csv', 'detected from the header');
   const bad = page.locator('#import-errors tbody tr');
   assert.equal(await bad.count(), 1);
   assert.match(await bad.first().textContent(), /^4imp-bad.*destination/);
@@ -1270,9 +1271,9 @@ test('import: a Shlink API export keeps codes, titles, dates and click totals; a
     },
   };
   const summary = await dryRun('short-urls.json', JSON.stringify(shlink));
-  assert.equal(await page.getByLabel('Format').inputValue(), 'shlink-json');
   // The code already taken is only known to the origin: the dry run asks it.
   await summary.getByRole('status').filter({ hasText: 'Dry run: would create 1 link; 1 row has errors.' }).waitFor();
+  assert.equal(await page.getByLabel('Format').inputValue(), 'shlink-json');
   assert.match(await page.locator('#import-errors tbody tr').first().textContent(), /imp-one/);
   // What the link is imported without is said before anything is written.
   const warnings = page.locator('#import-warnings tbody tr');

@@ -184,6 +184,8 @@ fn Import() -> impl IntoView {
             return;
         };
         state.reset();
+        // A new file's format is recognised anew, unless the person chooses one.
+        state.format.set(None);
         state.file_name.set(Some(file.name()));
         if file.size() > MAX_PARSE_BYTES as f64 {
             let size = MAX_PARSE_BYTES / (1024 * 1024);
