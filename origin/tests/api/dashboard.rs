@@ -278,7 +278,7 @@ async fn pages_of_links_in_every_order() {
         ["echo", "delta", "charlie", "bravo", "alpha"]
     );
     let bad = app
-        .api(Method::GET, "/api/v1/links?sort=clicks", None)
+        .api(Method::GET, "/api/v1/links?sort=loudest", None)
         .await;
     assert_eq!(
         bad.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(),
