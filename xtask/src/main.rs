@@ -6,6 +6,7 @@
 mod bench;
 mod bench_analytics;
 mod bench_dashboard;
+mod bench_scale;
 mod dev;
 mod edge;
 mod test;
