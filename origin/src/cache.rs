@@ -60,7 +60,21 @@ pub(crate) struct LinkCache {
     /// Grows with every invalidation. A load that saw it change while it read PostgreSQL may
     /// have read the link before the change: its entry is dropped after it is stored.
     generation: Arc<AtomicU64>,
+    /// The codes changed in the last [`CHANGED_LATELY`], at most [`CHANGED_CODES`]: a read
+    /// replica may not have replayed their change yet, so they are read from the primary
+    /// (else the stale link would be cached until the TTL).
+    changed: Cache<String, ()>,
+    /// When every code was last taken for changed ([`LinkCache::invalidate_all`]), in ms
+    /// after `epoch` (0: never).
+    all_changed_ms: Arc<AtomicU64>,
+    epoch: Instant,
 }
+
+/// How long a changed link is read from the primary rather than a read replica: a replica
+/// that lags more than this can serve (and the cache keep) the link as it was.
+pub(crate) const CHANGED_LATELY: Duration = Duration::from_secs(30);
+/// The most codes remembered as changed lately (about 100 bytes each).
+const CHANGED_CODES: u64 = 65_536;
 
 /// How much the cache holds (after pending evictions ran).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +96,26 @@ impl LinkCache {
         Self {
             cache,
             generation: Arc::default(),
+            changed: Cache::builder()
+                .max_capacity(CHANGED_CODES)
+                .time_to_live(CHANGED_LATELY)
+                .build(),
+            all_changed_ms: Arc::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Whether `code` (or every code) changed in the last [`CHANGED_LATELY`].
+    pub(crate) fn changed_lately(&self, code: &str) -> bool {
+        let all = self.all_changed_ms.load(Ordering::Acquire);
+        (all != 0 && self.epoch.elapsed() < CHANGED_LATELY + Duration::from_millis(all))
+            || self.changed.contains_key(code)
+    }
+
+    fn ms_since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
     }
 
     /// The cached entry for `code`, or what `load` finds (then cached). Errors are not cached.
@@ -138,6 +171,7 @@ impl LinkCache {
     /// Drops the entry of `code` (a link with this code changed, here or elsewhere).
     pub(crate) async fn invalidate(&self, code: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.changed.insert(code.to_owned(), ()).await;
         if let Some(cache) = &self.cache {
             cache.invalidate(code).await;
         }
@@ -147,6 +181,8 @@ impl LinkCache {
     /// lost, or a whole-table change).
     pub(crate) fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.all_changed_ms
+            .store(self.ms_since_epoch(), Ordering::Release);
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
         }

@@ -102,6 +102,11 @@ pub struct DatabaseConfig {
 pub struct Config {
     #[command(flatten)]
     pub database: DatabaseConfig,
+    /// A read-only (streaming replica) PostgreSQL URL for the reads that may lag: redirect
+    /// look-ups on a cache miss, the edge's resolve, stats and link lists. Writes and reads of
+    /// one's own writes stay on DATABASE_URL, which also answers when the replica does not.
+    #[arg(long, env = "KURZ_DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "KURZ_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,

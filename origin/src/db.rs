@@ -1,7 +1,7 @@
 //! The PostgreSQL pool, migrations and the readiness check.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -141,5 +141,258 @@ pub(crate) async fn delete_in_batches(
         if batch < RETENTION_BATCH as u64 {
             return Ok(deleted);
         }
+    }
+}
+
+/// How long a read waits for a replica connection before the primary answers it instead:
+/// short, so a replica that is down (whose connection attempts sqlx retries until this
+/// deadline) costs the one read that finds it down little.
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a replica that failed is left alone: reads go to the primary meanwhile, then one
+/// read tries the replica again (the others keep to the primary until it answered).
+pub(crate) const REPLICA_REST: Duration = Duration::from_secs(5);
+
+/// Where the reads that may lag go (`KURZ_DATABASE_READ_URL`): the redirects' look-ups on a
+/// cache miss, the edge's resolve, stats and link lists. Everything else — writes,
+/// transactions, and reads that must see the caller's own writes (a link's GET, conditional
+/// requests, sign-in, sessions, API keys, idempotency, rate limits) — uses the primary pool,
+/// [`crate::State::db`], as before.
+///
+/// A read goes to the replica while it answers; a read it fails with a lost connection (or
+/// whose connection it does not give within [`REPLICA_ACQUIRE_TIMEOUT`]) is run again on the
+/// primary, and the replica rests for [`REPLICA_REST`] before one read tries it again. So a
+/// dead replica costs one read's timeout per rest, not every read's.
+#[derive(Debug, Clone)]
+pub(crate) struct Reads {
+    primary: PgPool,
+    replica: Option<Arc<Replica>>,
+}
+
+#[derive(Debug)]
+struct Replica {
+    pool: PgPool,
+    /// 0 while the replica is taken for up; else until when (ms after `epoch`, at least 1)
+    /// reads skip it. While one read tries it again this is pushed on, so only that read waits.
+    down_until: AtomicU64,
+    epoch: std::time::Instant,
+    /// Reads the primary answered instead, since start (also in `/metrics`).
+    fallbacks: AtomicU64,
+}
+
+/// The replica as `/health` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct ReplicaHealth {
+    /// `up` (taken for answering: the last read it got succeeded, or none failed yet) or
+    /// `down` (resting after a failure: reads go to the primary).
+    pub(crate) state: &'static str,
+    /// Reads the primary answered instead of the replica since start.
+    pub(crate) fallbacks: u64,
+}
+
+/// What a failed read says about the replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// A bad query or value: the primary would fail it too.
+    Query,
+    /// The replica is unreachable, shutting down, starting, or gave no connection in time.
+    Lost,
+    /// The replica cancelled the query to replay a conflicting change: this read goes to the
+    /// primary, but the replica is fine.
+    Conflict,
+}
+
+/// Errors of the queries handed to [`Reads`], sorted into [`Failure`]s.
+pub(crate) trait ReadError: std::fmt::Display {
+    fn failure(&self) -> Failure;
+}
+
+impl ReadError for sqlx::Error {
+    fn failure(&self) -> Failure {
+        match self {
+            Self::Io(_)
+            | Self::Tls(_)
+            | Self::Protocol(_)
+            | Self::PoolTimedOut
+            | Self::PoolClosed
+            | Self::WorkerCrashed => Failure::Lost,
+            Self::Database(db) => match db.code().as_deref() {
+                // serialization_failure: on a standby, a query cancelled by a recovery conflict.
+                Some("40001") => Failure::Conflict,
+                // connection_exception, and admin/crash shutdown, cannot_connect_now.
+                Some(code) if code.starts_with("08") || code.starts_with("57P") => Failure::Lost,
+                _ => Failure::Query,
+            },
+            _ => Failure::Query,
+        }
+    }
+}
+
+impl ReadError for crate::Error {
+    fn failure(&self) -> Failure {
+        match self {
+            Self::Unavailable(err) => err.failure(),
+            Self::Internal(err) => err
+                .downcast_ref::<sqlx::Error>()
+                .map_or(Failure::Query, ReadError::failure),
+            _ => Failure::Query,
+        }
+    }
+}
+
+impl Reads {
+    /// Reads on `primary` alone, or also on a lazily connected replica at `replica_url`.
+    pub(crate) fn new(
+        primary: PgPool,
+        replica_url: Option<&str>,
+        max_connections: u32,
+    ) -> Result<Self, sqlx::Error> {
+        let replica = replica_url
+            .map(|url| {
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(REPLICA_ACQUIRE_TIMEOUT)
+                    .test_before_acquire(false)
+                    .connect_lazy(url)?;
+                Ok::<_, sqlx::Error>(Arc::new(Replica {
+                    pool,
+                    down_until: AtomicU64::new(0),
+                    epoch: std::time::Instant::now(),
+                    fallbacks: AtomicU64::new(0),
+                }))
+            })
+            .transpose()?;
+        Ok(Self { primary, replica })
+    }
+
+    /// Runs `query` on the replica, or on the primary when there is none, it rests, or it
+    /// lost the connection (or cancelled the query in a recovery conflict).
+    pub(crate) async fn read<'a, T, E, F, Fut>(&'a self, query: F) -> Result<T, E>
+    where
+        F: Fn(&'a PgPool) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: ReadError,
+    {
+        self.read_where(&query).await.0
+    }
+
+    /// Like [`Reads::read`], and when the replica finds nothing, asks the primary: what was
+    /// just created may not have reached the replica yet, and "there is none" must not be
+    /// the replica's lag (a new link's first visit would be a 404, cached).
+    pub(crate) async fn find<'a, T, E, F, Fut>(&'a self, query: F) -> Result<Option<T>, E>
+    where
+        F: Fn(&'a PgPool) -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: ReadError,
+    {
+        match self.read_where(&query).await {
+            (Ok(None), true) => query(&self.primary).await,
+            (found, _) => found,
+        }
+    }
+
+    /// The primary pool, for reads that must not lag (e.g. a link changed moments ago).
+    pub(crate) fn primary(&self) -> &PgPool {
+        &self.primary
+    }
+
+    /// The answer, and whether the replica gave it.
+    async fn read_where<'a, T, E, F, Fut>(&'a self, query: &F) -> (Result<T, E>, bool)
+    where
+        F: Fn(&'a PgPool) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: ReadError,
+    {
+        let Some(replica) = &self.replica else {
+            return (query(&self.primary).await, false);
+        };
+        if !replica.take_turn() {
+            replica.fell_back("resting");
+            return (query(&self.primary).await, false);
+        }
+        let answer = query(&replica.pool).await;
+        let failure = answer.as_ref().err().map(ReadError::failure);
+        match failure {
+            Some(Failure::Lost) => {
+                if let Err(err) = &answer {
+                    tracing::warn!(error = %err, rest = ?REPLICA_REST, "the read replica failed: reading the primary");
+                }
+                replica.rest();
+                replica.fell_back("failed");
+                (query(&self.primary).await, false)
+            }
+            Some(Failure::Conflict) => {
+                replica.fell_back("conflict");
+                (query(&self.primary).await, false)
+            }
+            Some(Failure::Query) | None => {
+                replica.answered();
+                (answer, true)
+            }
+        }
+    }
+
+    /// `None` without a replica.
+    pub(crate) fn replica_health(&self) -> Option<ReplicaHealth> {
+        let replica = self.replica.as_ref()?;
+        Some(ReplicaHealth {
+            state: if replica.down_until.load(Ordering::Acquire) == 0 {
+                "up"
+            } else {
+                "down"
+            },
+            fallbacks: replica.fallbacks.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Replica {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    fn rest_ms() -> u64 {
+        u64::try_from(REPLICA_REST.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether this read may go to the replica: it is up, or its rest is over and this read
+    /// is the one to try it again.
+    fn take_turn(&self) -> bool {
+        let until = self.down_until.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        let now = self.now_ms();
+        now >= until
+            && self
+                .down_until
+                .compare_exchange(
+                    until,
+                    now.saturating_add(Self::rest_ms()),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    fn rest(&self) {
+        self.down_until.store(
+            self.now_ms().saturating_add(Self::rest_ms()),
+            Ordering::Release,
+        );
+    }
+
+    fn answered(&self) {
+        // A load first: the store would make every read write the same cache line.
+        if self.down_until.load(Ordering::Relaxed) != 0 {
+            self.down_until.store(0, Ordering::Release);
+        }
+    }
+
+    fn fell_back(&self, reason: &'static str) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("kurz_replica_fallbacks_total", "reason" => reason).increment(1);
     }
 }

@@ -20,7 +20,6 @@ use time::OffsetDateTime;
 use crate::analytics::isolate::{OnOutage, Unsettled, store_isolating};
 use crate::error::Error;
 use crate::extract::{ApiJson, CodePath};
-use crate::links;
 
 /// Largest body of an edge request. An ingest batch is one queue batch: at most 100 messages
 /// of at most 16 KiB of events each (a few thousand events), so about 1.6 MiB.
@@ -49,13 +48,15 @@ pub(crate) fn routes(state: crate::State) -> axum::Router<crate::State> {
 /// is none.
 ///
 /// Read from PostgreSQL, not through the redirect cache: the edge keeps whatever it stores
-/// until a newer version replaces it, so it should start from the newest. This costs one
+/// until a newer version replaces it, so it should start from the newest. With a read
+/// replica, read as the redirects read (`redirect::find_record`): a link the replica lacks,
+/// or that changed lately, is read from the primary. This costs one
 /// indexed query per KV miss, and the edge remembers misses and unknown codes in KV.
 async fn resolve(
     State(state): State<crate::State>,
     CodePath(code): CodePath,
 ) -> Result<Json<LinkRecord>, Error> {
-    match links::store::find_record(state.db(), &code).await? {
+    match crate::redirect::find_record(&state, &code).await? {
         Some(record) => Ok(Json(record)),
         None => Err(Error::LinkNotFound(code.to_string())),
     }

@@ -13,6 +13,7 @@ pub(crate) async fn health(State(state): State<crate::State>) -> Json<Value> {
         "clicks_shed": state.clicks_shed(),
         "clicks_parked": state.clicks_parked(),
         "clicks_in_doubt": state.clicks_in_doubt(),
+        "read_replica": state.reads().replica_health(),
     }))
 }
 

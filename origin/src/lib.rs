@@ -73,6 +73,8 @@ pub struct State {
 #[derive(Debug)]
 struct Inner {
     db: PgPool,
+    /// The reads that may lag: a replica's when one is configured (`db::Reads`).
+    reads: db::Reads,
     /// Set once migrations are applied; `/ready` reports 503 until then.
     migrated: Migrated,
     cache: LinkCache,
@@ -145,6 +147,7 @@ impl State {
     /// Builds the state; nothing connects yet (the pool is lazy).
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let (recorder, recorded) = analytics::recorder::Recorder::new();
+        let primary = db::pool(&config.database)?;
         let visitor_secret = config.edge_secret.as_ref().map_or_else(
             || config.code_key.bytes().to_vec(),
             |s| s.as_bytes().to_vec(),
@@ -157,7 +160,12 @@ impl State {
             .map_err(|err| anyhow::anyhow!("KURZ_CLIENT_IP_HEADER is not a header name: {err}"))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db: db::pool(&config.database)?,
+                reads: db::Reads::new(
+                    primary.clone(),
+                    config.database_read_url.as_deref(),
+                    config.database.db_max_connections,
+                )?,
+                db: primary,
                 migrated: Migrated::default(),
                 cache: LinkCache::new(
                     config.cache_max_bytes(),
@@ -477,6 +485,11 @@ impl State {
 
     pub fn db(&self) -> &PgPool {
         &self.inner.db
+    }
+
+    /// Where the reads that may lag go (see [`db::Reads`]).
+    pub(crate) fn reads(&self) -> &db::Reads {
+        &self.inner.reads
     }
 
     /// Applies migrations now (tests), instead of in the background as [`serve`] does.

@@ -142,6 +142,17 @@ fn describe() {
         "The most database connections this instance opens (KURZ_DB_MAX_CONNECTIONS)."
     );
     describe_counter!(
+        "kurz_replica_fallbacks_total",
+        "Reads for the read replica (KURZ_DATABASE_READ_URL) that the primary answered, by \
+         reason: failed (the replica lost the connection or gave none in time; it then rests), \
+         resting (within the rest after a failure), conflict (a recovery conflict cancelled it)."
+    );
+    describe_gauge!(
+        "kurz_replica_up",
+        "1 while the read replica is taken for up, 0 while it rests after a failure; absent \
+         without one."
+    );
+    describe_counter!(
         "kurz_metrics_backlog_failures_total",
         "Scrapes whose database gauges could not be read in time (they kept their last values)."
     );
@@ -246,6 +257,12 @@ async fn scrape(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> Re
         }
     }
     pool_gauges(exporter.state.db());
+    if let Some(replica) = exporter.state.reads().replica_health() {
+        gauge!("kurz_replica_up").set(if replica.state == "up" { 1.0 } else { 0.0 });
+        for reason in ["failed", "resting", "conflict"] {
+            counter!("kurz_replica_fallbacks_total", "reason" => reason).increment(0);
+        }
+    }
     if let Ok(_reading) = exporter.reading.try_lock() {
         backlog_gauges(&exporter.state).await;
     }

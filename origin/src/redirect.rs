@@ -143,13 +143,27 @@ async fn load(
     let cached = state
         .inner
         .cache
-        .get_or_load(code.as_str(), links::store::find_record(state.db(), code))
+        .get_or_load(code.as_str(), find_record(state, code))
         .await;
     match cached {
         Ok(Some(link)) => Ok(link),
         Ok(None) => Err(not_found().await),
         Err(err) => Err(failure(&err, code)),
     }
+}
+
+/// The link of `code` as visits see it: read from the read replica when there is one, and
+/// from the primary when the replica finds none (a link created moments ago may not have
+/// reached it) or the link changed lately (the replica may still have it as it was).
+pub(crate) async fn find_record(
+    state: &crate::State,
+    code: &ShortCode,
+) -> Result<Option<shortlink::redirect::LinkRecord>, Error> {
+    let reads = state.reads();
+    if state.inner.cache.changed_lately(code.as_str()) {
+        return links::store::find_record(reads.primary(), code).await;
+    }
+    reads.find(|db| links::store::find_record(db, code)).await
 }
 
 /// The answer when the database could not answer for `code`.

@@ -63,9 +63,16 @@ pub(crate) async fn link_stats(
     ApiQuery(query): ApiQuery<StatsQuery>,
 ) -> Result<Json<Stats>, Error> {
     let workspace = caller.may(Permission::ReadStats)?;
-    let range = check(state.db(), query).await?;
+    // The counts may lag on a read replica; the link is found on the primary, so that a link
+    // created a moment ago has (empty) stats rather than a 404.
+    let reads = state.reads();
+    let range = reads.read(|db| check(db, query.clone())).await?;
     let link_id = store::find_id(state.db(), workspace, &code).await?;
-    Ok(Json(stats(state.db(), Of::Link(link_id), &range).await?))
+    Ok(Json(
+        reads
+            .read(|db| stats(db, Of::Link(link_id), &range))
+            .await?,
+    ))
 }
 
 /// `GET /api/v1/stats`: the caller's workspace.
@@ -80,9 +87,12 @@ pub(crate) async fn workspace_stats(
     ApiQuery(query): ApiQuery<StatsQuery>,
 ) -> Result<Json<Stats>, Error> {
     let workspace = caller.may(Permission::ReadStats)?;
-    let range = check(state.db(), query).await?;
+    let reads = state.reads();
+    let range = reads.read(|db| check(db, query.clone())).await?;
     Ok(Json(
-        stats(state.db(), Of::Workspace(workspace), &range).await?,
+        reads
+            .read(|db| stats(db, Of::Workspace(workspace), &range))
+            .await?,
     ))
 }
 

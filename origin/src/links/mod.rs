@@ -271,7 +271,11 @@ async fn list(
         }
         Some(cursor) => Some(store::Cursor::Key(cursor)),
     };
-    let mut rows = store::list(state.db(), workspace, cursor, filter, sort, limit + 1).await?;
+    // Lists may lag on a read replica (a link created a moment ago may be missing for as long).
+    let reads = state.reads();
+    let mut rows = reads
+        .read(|db| store::list(db, workspace, cursor, filter, sort, limit + 1))
+        .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = match (has_more, rows.last()) {
@@ -292,7 +296,8 @@ async fn list(
     if !sort.by_clicks() && !rows.is_empty() {
         let ids: Vec<i64> = rows.iter().map(|row| row.link.id).collect();
         counts.extend(
-            store::click_counts(state.db(), workspace, &ids)
+            reads
+                .read(|db| store::click_counts(db, workspace, &ids))
                 .await?
                 .into_iter()
                 .map(|(id, total, recent)| (id, (total, recent))),

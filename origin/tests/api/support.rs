@@ -116,6 +116,7 @@ pub fn config(database_url: &str) -> Config {
             database_url: database_url.to_owned(),
             db_max_connections: 4,
         },
+        database_read_url: None,
         bind: "127.0.0.1:0".parse().expect("address"),
         public_url: PUBLIC_URL.parse().expect("public URL"),
         code_key: CODE_KEY.parse().expect("code key"),
