@@ -147,6 +147,11 @@ pub struct Config {
     /// edge serves the traffic and the origin's redirects are a fallback).
     #[arg(long, env = "KURZ_RECORD_CLICKS", default_value_t = true, action = clap::ArgAction::Set)]
     pub record_clicks: bool,
+    /// Clicks of the origin's redirects queued for storing at most. Beyond it a click's raw
+    /// event is shed but the click is still counted into the rollups (a map of per-link,
+    /// per-hour counters of up to twice as many entries, `analytics/overflow.rs`).
+    #[arg(long, env = "KURZ_CLICK_QUEUE", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub click_queue: u32,
     /// Request header holding the visitor's IP address when the origin is behind a proxy
     /// (e.g. `cf-connecting-ip`, `x-real-ip`, `x-forwarded-for`); unset: the connection's
     /// address. Used for the day's visitor key and the sign-in limits; never stored in clear.

@@ -11,6 +11,8 @@ pub(crate) async fn health(State(state): State<crate::State>) -> Json<Value> {
     Json(json!({
         "status": "ok",
         "clicks_shed": state.clicks_shed(),
+        "clicks_details_shed": state.clicks_details_shed(),
+        "clicks_overflow_waiting": state.clicks_overflow_waiting().0,
         "clicks_parked": state.clicks_parked(),
         "clicks_in_doubt": state.clicks_in_doubt(),
         "read_replica": state.reads().replica_health(),

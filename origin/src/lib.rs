@@ -146,7 +146,9 @@ struct Inner {
 impl State {
     /// Builds the state; nothing connects yet (the pool is lazy).
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let (recorder, recorded) = analytics::recorder::Recorder::new();
+        let (recorder, recorded) = analytics::recorder::Recorder::new(
+            usize::try_from(config.click_queue).unwrap_or(usize::MAX),
+        );
         let primary = db::pool(&config.database)?;
         let visitor_secret = config.edge_secret.as_ref().map_or_else(
             || config.code_key.bytes().to_vec(),
@@ -298,10 +300,29 @@ impl State {
         .await
     }
 
-    /// Clicks of the origin's redirect route never stored since start: shed under overload,
-    /// during shutdown, or left unstored at the shutdown's deadline.
+    /// Clicks of the origin's redirect route neither stored nor counted since start: the
+    /// queue and the overflow's map were both full, or they were left unstored at the
+    /// shutdown's deadline (or recorded after it). A click only counted is not among them
+    /// ([`State::clicks_details_shed`]).
     pub fn clicks_shed(&self) -> u64 {
         self.inner.recorder.shed()
+    }
+
+    /// Clicks of the origin's redirect route counted into the rollups without their raw
+    /// event since start: the queue was full (or closed by the shutdown), so only their
+    /// details were shed (`analytics/overflow.rs`).
+    pub fn clicks_details_shed(&self) -> u64 {
+        self.inner.recorder.details_shed()
+    }
+
+    /// Clicks of the origin's redirect route counted in memory while the queue was full, not
+    /// yet written into the rollups (within a second, or when PostgreSQL is back), and the
+    /// (link, hour) buckets that hold them.
+    pub fn clicks_overflow_waiting(&self) -> (u64, usize) {
+        (
+            self.inner.recorder.overflow_waiting(),
+            self.inner.recorder.overflow_buckets(),
+        )
     }
 
     /// Clicks of the origin's redirect route that PostgreSQL refused, parked in
@@ -317,8 +338,8 @@ impl State {
         self.inner.recorder.in_doubt()
     }
 
-    /// Hands a click to the recorder, as the redirect route does: never waits, and sheds it
-    /// when the queue is full or the origin is shutting down.
+    /// Hands a click to the recorder, as the redirect route does: never waits, and counts it
+    /// without its details when the queue is full or the origin is shutting down.
     pub fn record_click(&self, event: shortlink::edge::ClickEvent) {
         self.inner.recorder.record(event);
     }
@@ -341,6 +362,7 @@ impl State {
                     unstored += 1;
                 }
                 self.inner.recorder.add_shed(unstored);
+                self.inner.recorder.shed_overflow();
             }
             None => self.inner.recorder.drain(within).await,
         }

@@ -112,8 +112,22 @@ fn describe() {
     );
     describe_counter!(
         "kurz_clicks_shed_total",
-        "Clicks of the origin's redirects never stored: the queue was full, or the shutdown's \
-         deadline passed."
+        "Clicks of the origin's redirects neither stored nor counted: the queue and the overflow \
+         map were both full, or the shutdown's deadline passed."
+    );
+    describe_counter!(
+        "kurz_clicks_details_shed_total",
+        "Clicks of the origin's redirects counted into the rollups without their raw event: the \
+         queue was full, so only their details (breakdowns, uniques, export, webhook) were shed."
+    );
+    describe_gauge!(
+        "kurz_clicks_overflow_waiting",
+        "Clicks of the origin's redirects counted in memory while the queue was full, not yet \
+         written into the rollups."
+    );
+    describe_gauge!(
+        "kurz_clicks_overflow_buckets",
+        "(Link, hour) buckets in the overflow map (at most twice KURZ_CLICK_QUEUE)."
     );
     describe_counter!(
         "kurz_clicks_parked_total",
@@ -163,6 +177,7 @@ fn describe() {
         counter!("kurz_redirect_cache_total", "result" => result).increment(0);
     }
     counter!("kurz_clicks_shed_total").increment(0);
+    counter!("kurz_clicks_details_shed_total").increment(0);
     counter!("kurz_clicks_parked_total").increment(0);
     counter!("kurz_metrics_backlog_failures_total").increment(0);
 }
@@ -263,6 +278,9 @@ async fn scrape(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> Re
             counter!("kurz_replica_fallbacks_total", "reason" => reason).increment(0);
         }
     }
+    let (waiting, buckets) = exporter.state.clicks_overflow_waiting();
+    gauge!("kurz_clicks_overflow_waiting").set(waiting as f64);
+    gauge!("kurz_clicks_overflow_buckets").set(buckets as f64);
     if let Ok(_reading) = exporter.reading.try_lock() {
         backlog_gauges(&exporter.state).await;
     }

@@ -4,6 +4,7 @@
 pub(crate) mod enrich;
 pub(crate) mod export;
 pub(crate) mod isolate;
+pub(crate) mod overflow;
 pub(crate) mod range;
 pub(crate) mod recorder;
 pub(crate) mod retention;

@@ -1,17 +1,25 @@
 //! Clicks on the origin's own redirect route: handed to a bounded channel without waiting,
-//! and stored in batches by a background task. Under overload the channel fills up and
-//! clicks are shed (and counted); a redirect never waits for analytics.
+//! and stored in batches by a background task; a redirect never waits for analytics. When
+//! the channel is full (and once the shutdown closed it), a click is counted instead in a
+//! bounded map of per-link, per-hour counters (`overflow.rs`), which the same task adds to
+//! the rollups every second: click totals are exact at any load, and only the raw details of
+//! such clicks are shed (counted as `clicks_details_shed` once written). A click is lost (and
+//! counted as shed) only when that map is full of other links' buckets, or at the shutdown.
 //!
 //! A batch is retried for as long as the database fails it for a reason other than its
 //! values. A batch it refuses (a value or a constraint it rejects) is stored in halves until
 //! the refused events are found: those are parked in `clicks_parked`, the others stored, so
-//! one bad event never blocks the ones behind it (`isolate.rs`). On shutdown the task takes
-//! no new clicks, stores those queued, and counts what is still unstored at the deadline as
-//! shed; a store still unanswered then is not cut off at once but given a moment to answer
-//! (else its clicks are counted as in doubt), so no click is counted both stored and shed.
+//! one bad event never blocks the ones behind it (`isolate.rs`). The overflow's counts are
+//! written back into the map when a write fails, and tried again a second later. On shutdown
+//! the task takes no new clicks into the channel, stores those queued, then writes the map a
+//! last time (closing it), and counts what is still unstored and unwritten at the deadline as
+//! shed; a store or write still unanswered then is not cut off at once but given a moment to
+//! answer (else its clicks are counted as in doubt), so no click is counted both stored and
+//! shed.
 
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use shortlink::edge::ClickEvent;
@@ -20,10 +28,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::isolate::{IN_FLIGHT_GRACE, OnOutage, Unsettled, store_isolating};
+use super::overflow::{Overflow, Taken, Unwritten};
 use crate::db::Migrated;
 
-/// Clicks waiting to be stored; beyond this they are shed.
-const QUEUE: usize = 50_000;
+/// How many (link, hour) buckets of overflowing clicks the map holds per click the queue
+/// holds: a bucket costs some 50 bytes, a queued event some 500, so the map adds at most a
+/// fifth to the queue's memory.
+const BUCKETS_PER_QUEUED: usize = 2;
+/// How often the overflowing clicks' counts are written into the rollups.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Most clicks in one insert.
 const BATCH: usize = 1_000;
 /// How long the first click of a batch waits for company.
@@ -32,8 +45,15 @@ const LINGER: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub(crate) struct Recorder {
     sender: mpsc::Sender<ClickEvent>,
-    /// Clicks that were not stored and never will be: the queue was full, the origin was
-    /// shutting down, or the shutdown's deadline passed before they were stored.
+    /// Clicks that found the channel full or closed: counted, to be written into the rollups.
+    overflow: Overflow,
+    /// Clicks that went to `overflow` since start, for the log's warnings.
+    overflowed: AtomicU64,
+    /// Clicks counted into the rollups without their raw event (from `overflow`).
+    details_shed: AtomicU64,
+    /// Clicks that were neither stored nor counted and never will be: the overflow's map was
+    /// full of other buckets or closed, or the shutdown's deadline passed before they were
+    /// stored or written.
     shed: AtomicU64,
     /// Clicks PostgreSQL refused, set aside in `clicks_parked`.
     parked: AtomicU64,
@@ -48,11 +68,16 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub(crate) fn new() -> (Arc<Self>, mpsc::Receiver<ClickEvent>) {
-        let (sender, receiver) = mpsc::channel(QUEUE);
+    /// A recorder whose channel holds `queue` clicks (`KURZ_CLICK_QUEUE`).
+    pub(crate) fn new(queue: usize) -> (Arc<Self>, mpsc::Receiver<ClickEvent>) {
+        let queue = queue.max(1);
+        let (sender, receiver) = mpsc::channel(queue);
         (
             Arc::new(Self {
                 sender,
+                overflow: Overflow::new(queue.saturating_mul(BUCKETS_PER_QUEUED)),
+                overflowed: AtomicU64::new(0),
+                details_shed: AtomicU64::new(0),
                 shed: AtomicU64::new(0),
                 parked: AtomicU64::new(0),
                 in_doubt: AtomicU64::new(0),
@@ -63,23 +88,56 @@ impl Recorder {
         )
     }
 
-    /// Never waits: a full queue sheds the click, and so does a shutdown under way.
+    /// Never waits: a click the channel cannot take (full, or closed by the shutdown) is
+    /// counted in the overflow's map, or shed when that cannot take it either.
     pub(crate) fn record(&self, event: ClickEvent) {
-        match self.sender.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let shed = self.add_shed(1);
-                if shed.is_power_of_two() {
-                    tracing::warn!(
-                        shed,
-                        "click queue full: clicks are being shed, redirects are not affected"
-                    );
-                }
+        let event = match self.sender.try_send(event) {
+            Ok(()) => return,
+            Err(TrySendError::Full(event) | TrySendError::Closed(event)) => event,
+        };
+        if self.overflow.add(&event) {
+            let overflowed = self.overflowed.fetch_add(1, Ordering::Relaxed) + 1;
+            if overflowed.is_power_of_two() {
+                tracing::warn!(
+                    overflowed,
+                    "click queue full: clicks are counted without their details, redirects \
+                     are not affected"
+                );
             }
-            // The shutdown logs the total.
-            Err(TrySendError::Closed(_)) => {
-                self.add_shed(1);
+        } else {
+            // The shutdown logs the total once it closed the map.
+            let shed = self.add_shed(1);
+            if shed.is_power_of_two() && !self.sender.is_closed() {
+                tracing::warn!(
+                    shed,
+                    buckets = self.overflow.buckets(),
+                    "click queue and overflow map full: clicks are being lost"
+                );
             }
+        }
+    }
+
+    /// Clicks counted into the rollups without their raw event, since start.
+    pub(crate) fn details_shed(&self) -> u64 {
+        self.details_shed.load(Ordering::Relaxed)
+    }
+
+    /// Clicks counted in the overflow's map, not yet written into the rollups.
+    pub(crate) fn overflow_waiting(&self) -> u64 {
+        self.overflow.waiting()
+    }
+
+    /// (Link, hour) buckets in the overflow's map.
+    pub(crate) fn overflow_buckets(&self) -> usize {
+        self.overflow.buckets()
+    }
+
+    /// Counts what the overflow's map holds as shed and closes it: no task will write it.
+    pub(crate) fn shed_overflow(&self) {
+        let lost = self.overflow.close();
+        self.overflow.settled(&lost);
+        if lost.clicks > 0 {
+            self.add_shed(lost.clicks);
         }
     }
 
@@ -96,6 +154,14 @@ impl Recorder {
     /// Clicks in doubt since start: see [`Recorder::in_doubt`]'s field.
     pub(crate) fn in_doubt(&self) -> u64 {
         self.in_doubt.load(Ordering::Relaxed)
+    }
+
+    /// `taken` is written into the rollups.
+    fn add_details_shed(&self, taken: &Taken) {
+        metrics::counter!("kurz_clicks_details_shed_total").increment(taken.clicks);
+        // Counted before the map lets go of them, so a reader never misses them in both.
+        self.details_shed.fetch_add(taken.clicks, Ordering::Relaxed);
+        self.overflow.settled(taken);
     }
 
     /// Counts `clicks` more as shed; returns the new total.
@@ -132,8 +198,8 @@ impl Drop for StoppedOnDrop<'_> {
     }
 }
 
-/// Stores what the redirect route records, once the tables exist, until the shutdown's
-/// drain is done (or the channel closes).
+/// Stores what the redirect route records, once the tables exist, and writes the overflow's
+/// counts every second, until the shutdown's drain is done (or the channel closes).
 pub(crate) async fn store_until_drained(
     state: crate::State,
     mut receiver: mpsc::Receiver<ClickEvent>,
@@ -146,13 +212,36 @@ pub(crate) async fn store_until_drained(
         () = migrated.wait() => {}
         () = drain.started() => {
             shed_the_rest(recorder, &mut receiver, 0);
+            recorder.shed_overflow();
             return;
         }
     }
+    // One write of the overflow's counts at a time: the last one, at shutdown, waits for a
+    // periodic one under way, so that none is cut off (and its counts lost) when this ends.
+    let flushing = tokio::sync::Mutex::new(());
+    tokio::select! {
+        () = async {
+            store_queued(&state, &mut receiver, &mut drain).await;
+            let _turn = flushing.lock().await;
+            flush_at_shutdown(&state, &mut drain).await;
+        } => {}
+        never = flush_every_second(&state, &flushing) => match never {},
+    }
+}
+
+/// Stores batches of queued clicks until the channel is closed and empty, or the shutdown's
+/// deadline passed.
+async fn store_queued(
+    state: &crate::State,
+    receiver: &mut mpsc::Receiver<ClickEvent>,
+    drain: &mut Drain,
+) {
+    let recorder = &state.inner.recorder;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         if drain.is_started() {
-            // From now on a click is shed at once; those queued are stored.
+            // From now on a click goes to the overflow's map at once; those queued are
+            // stored.
             receiver.close();
             if receiver.recv_many(&mut batch, BATCH).await == 0 {
                 return;
@@ -165,9 +254,9 @@ pub(crate) async fn store_until_drained(
                     return;
                 },
             }
-            linger(&mut receiver, &mut batch, &mut drain).await;
+            linger(receiver, &mut batch, drain).await;
         }
-        match store_isolating(&state, &batch, &mut OnOutage::RetryUntil(&mut drain)).await {
+        match store_isolating(state, &batch, &mut OnOutage::RetryUntil(drain)).await {
             Ok(isolated) => {
                 recorder
                     .parked
@@ -177,7 +266,7 @@ pub(crate) async fn store_until_drained(
             }
             Err(Unsettled::Deadline { unstored, in_doubt }) => {
                 recorder.in_doubt.fetch_add(in_doubt, Ordering::Relaxed);
-                shed_the_rest(recorder, &mut receiver, unstored);
+                shed_the_rest(recorder, receiver, unstored);
                 return;
             }
             // Not given back while retrying until the deadline.
@@ -188,6 +277,103 @@ pub(crate) async fn store_until_drained(
         }
         batch.clear();
     }
+}
+
+/// Writes the overflow's counts into the rollups every [`FLUSH_EVERY`]; what a write fails
+/// goes back into the map for the next one.
+async fn flush_every_second(state: &crate::State, flushing: &tokio::sync::Mutex<()>) -> Infallible {
+    let recorder = &state.inner.recorder;
+    loop {
+        tokio::time::sleep(FLUSH_EVERY).await;
+        let _turn = flushing.lock().await;
+        let taken = recorder.overflow.take();
+        if taken.is_empty() {
+            continue;
+        }
+        let committing = AtomicBool::new(false);
+        match super::overflow::write(state.db(), &taken, &committing).await {
+            Ok(()) => recorder.add_details_shed(&taken),
+            Err(Unwritten::NotWritten(err)) => {
+                tracing::warn!(
+                    error = %err,
+                    clicks = taken.clicks,
+                    "cannot count overflowing clicks into the rollups: retrying"
+                );
+                recorder.overflow.merge_back(taken);
+            }
+            Err(Unwritten::InDoubt(err)) => in_doubt(recorder, &taken, &err),
+        }
+    }
+}
+
+/// The shutdown's last write of the overflow's counts (the map takes nothing after it),
+/// retried until the deadline; one under way then gets [`IN_FLIGHT_GRACE`] more.
+async fn flush_at_shutdown(state: &crate::State, drain: &mut Drain) {
+    let recorder = &state.inner.recorder;
+    let taken = recorder.overflow.close();
+    if taken.is_empty() {
+        return;
+    }
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let committing = AtomicBool::new(false);
+        let outcome = if drain.has_expired() {
+            None
+        } else {
+            let mut write = std::pin::pin!(super::overflow::write(state.db(), &taken, &committing));
+            tokio::select! {
+                done = &mut write => Some(done),
+                deadline = drain.expired() => {
+                    tokio::time::timeout_at(deadline + IN_FLIGHT_GRACE, write).await.ok()
+                }
+            }
+        };
+        match outcome {
+            Some(Ok(())) => {
+                recorder.add_details_shed(&taken);
+                return;
+            }
+            Some(Err(Unwritten::InDoubt(err))) => {
+                in_doubt(recorder, &taken, &err);
+                return;
+            }
+            Some(Err(Unwritten::NotWritten(err))) => {
+                tracing::warn!(error = %err, clicks = taken.clicks, retry_in = ?backoff,
+                               "shutdown: cannot count overflowing clicks into the rollups");
+                if drain.pause(backoff).await.is_err() {
+                    break;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            // Cut off at the deadline (or its grace).
+            None if committing.load(Ordering::Relaxed) => {
+                recorder.overflow.settled(&taken);
+                recorder.in_doubt.fetch_add(taken.clicks, Ordering::Relaxed);
+                tracing::error!(
+                    clicks = taken.clicks,
+                    "shutdown: overflowing clicks' counts unanswered at the deadline: in doubt"
+                );
+                return;
+            }
+            None => break,
+        }
+    }
+    recorder.overflow.settled(&taken);
+    recorder.add_shed(taken.clicks);
+    tracing::error!(
+        shed = taken.clicks,
+        "shutdown: overflowing clicks that could not be counted in time are counted as shed"
+    );
+}
+
+fn in_doubt(recorder: &Recorder, taken: &Taken, err: &sqlx::Error) {
+    recorder.overflow.settled(taken);
+    recorder.in_doubt.fetch_add(taken.clicks, Ordering::Relaxed);
+    tracing::error!(
+        error = %err,
+        clicks = taken.clicks,
+        "overflowing clicks' counts: the commit got no answer, they are counted in doubt"
+    );
 }
 
 /// Waits up to [`LINGER`] for the batch to fill, less if shutdown begins.

@@ -20,6 +20,10 @@ const BATCH: i64 = 50_000;
 const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// The advisory lock of the links' counter, also taken by the writer of overflowing clicks'
+/// counts (`overflow.rs`), which adds to the same rollups and 7-day window.
+pub(crate) const LINKS_LOCK: &str = "kurz rollups: links";
+
 /// The two halves of the pending clicks, counted by two counters in parallel. Ingest queues
 /// every click twice, once for its link (`workspace_id` NULL) and once for its workspace;
 /// each half has rollup tables of its own, so their counters never wait on each other.
@@ -73,7 +77,7 @@ impl Part {
     fn lock_key(self) -> &'static str {
         match self {
             Self::Workspaces => "kurz rollups: workspaces",
-            Self::Links => "kurz rollups: links",
+            Self::Links => LINKS_LOCK,
         }
     }
 
@@ -292,7 +296,7 @@ SELECT count(*) FROM batch",
 /// holder of the links' lock before it counts a batch, so a batch's clicks are added to the
 /// 7-day counts by the window they will be taken off by. Costs one indexed read of the
 /// rollups of the hours passed: nothing most runs, an hour's clicked links once an hour.
-async fn move_recent_window(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+pub(crate) async fn move_recent_window(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     let moved: Option<(time::OffsetDateTime, time::OffsetDateTime)> = sqlx::query_as(
         "UPDATE link_clicks_window w SET start = date_trunc('hour', now(), 'UTC') - interval '7 days'
          FROM link_clicks_window old

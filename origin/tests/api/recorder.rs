@@ -40,7 +40,7 @@ async fn stored_clicks(db: &PgPool) -> i64 {
 
 /// An origin serving on a free port until the returned sender is used; the handle yields
 /// what `serve_with` returned.
-async fn serve(
+pub(crate) async fn serve(
     state: &origin::State,
     config: origin::config::Config,
 ) -> (

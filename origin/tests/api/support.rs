@@ -128,6 +128,7 @@ pub fn config(database_url: &str) -> Config {
         click_retention_days: 400,
         audit_retention_days: 400,
         record_clicks: true,
+        click_queue: 50_000,
         client_ip_header: None,
         trusted_proxies: 1,
         own_hosts: Vec::new(),

@@ -1,0 +1,287 @@
+//! Click totals exact at any load (#16): clicks of the origin's redirects that find the
+//! recorder's queue full are counted into the rollups without their raw event, so the stats
+//! API and the links list count every redirect; only the details are shed, and `/health`
+//! says how many. The overflow's map is bounded, survives a database outage, and is written
+//! by the shutdown.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use devpg::{Cluster, Durability};
+use serde_json::{Value, json};
+use shortlink::ShortCode;
+use shortlink::edge::{ClickEvent, ClickSource};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use crate::support::{TestApp, app_with, config, new_database};
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+/// An app on a new database whose recorder queues at most `queue` clicks.
+async fn app_with_queue(database_url: &str, queue: u32) -> TestApp {
+    let mut config = config(database_url);
+    config.click_queue = queue;
+    app_with(&config).await
+}
+
+fn click(link_id: i64, code: &str, n: u64, at: OffsetDateTime) -> ClickEvent {
+    ClickEvent {
+        id: format!("overflow-{link_id}-{n}"),
+        link_id,
+        code: ShortCode::parse(code).expect("code"),
+        at,
+        country: Some("DE".to_owned()),
+        referrer: None,
+        user_agent: Some(FIREFOX.to_owned()),
+        qr: false,
+        head: false,
+        source: ClickSource::Origin,
+        visitor: None,
+        variant: None,
+    }
+}
+
+async fn create_link(app: &TestApp, code: &str) -> i64 {
+    app.create(json!({"destination": "https://example.com/overflow", "code": code}))
+        .await["id"]
+        .as_i64()
+        .expect("id")
+}
+
+async fn raw_clicks(db: &PgPool) -> u64 {
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks")
+        .fetch_one(db)
+        .await
+        .expect("count clicks");
+    stored.unsigned_abs()
+}
+
+async fn health(app: &TestApp) -> Value {
+    let response = app.visit(Method::GET, "/health").await;
+    assert_eq!(response.status, StatusCode::OK);
+    response.json()
+}
+
+/// Waits until every one of `sent` clicks is either stored raw or counted without details,
+/// then counts the stored ones into the rollups; returns the raw clicks stored.
+async fn settled(app: &TestApp, sent: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let raw = raw_clicks(&app.db).await;
+        let details_shed = app.state.clicks_details_shed();
+        if raw + details_shed == sent && app.state.clicks_overflow_waiting().0 == 0 {
+            app.state.count_clicks().await.expect("count");
+            return raw;
+        }
+        assert!(
+            raw + details_shed <= sent,
+            "{raw} stored + {details_shed} counted > {sent} sent"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "only {raw} stored + {details_shed} counted of {sent}; waiting {:?}, shed {}",
+            app.state.clicks_overflow_waiting(),
+            app.state.clicks_shed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn stats(app: &TestApp, path: &str) -> Value {
+    let response = app.api(Method::GET, path, None).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    response.json()["totals"].clone()
+}
+
+/// The link's (total, last 7 days) in the links list.
+async fn click_counts(app: &TestApp, code: &str) -> (u64, u64) {
+    let response = app.api(Method::GET, "/api/v1/links?limit=100", None).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let body = response.json();
+    let link = body["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .find(|link| link["code"] == code)
+        .cloned()
+        .expect("the link is listed");
+    (
+        link["click_counts"]["total"].as_u64().expect("total"),
+        link["click_counts"]["last_7_days"]
+            .as_u64()
+            .expect("7 days"),
+    )
+}
+
+#[tokio::test]
+async fn a_burst_far_over_the_queue_is_counted_exactly_and_only_details_are_shed() {
+    let app = app_with_queue(&new_database().await, 100).await;
+    create_link(&app, "burst").await;
+    let background = app.state.spawn_background();
+    // People's clicks, QR scans and bots, as the rollups count them apart.
+    const SENT: u64 = 3_000;
+    let (mut people, mut scans, mut bots) = (0, 0, 0);
+    for n in 0..SENT {
+        let (path, agent) = match n % 10 {
+            0 => {
+                scans += 1;
+                ("/burst?qr=1", Some(FIREFOX))
+            }
+            1 => {
+                bots += 1;
+                ("/burst", Some(GOOGLEBOT))
+            }
+            2 => {
+                bots += 1;
+                ("/burst", None)
+            }
+            _ => {
+                people += 1;
+                ("/burst", Some(FIREFOX))
+            }
+        };
+        let mut request = Request::builder().method(Method::GET).uri(path);
+        if let Some(agent) = agent {
+            request = request.header(header::USER_AGENT, agent);
+        }
+        let response = app
+            .send(request.body(Body::empty()).expect("request"))
+            .await;
+        assert_eq!(response.status, StatusCode::FOUND, "{}", response.text());
+    }
+
+    let raw = settled(&app, SENT).await;
+    let details_shed = app.state.clicks_details_shed();
+    assert!(
+        details_shed > SENT / 2,
+        "a burst 30 times the queue overflowed only {details_shed} clicks"
+    );
+    let health = health(&app).await;
+    assert_eq!(health["clicks_details_shed"], SENT - raw, "{health}");
+    assert_eq!(health["clicks_shed"], 0, "{health}");
+    assert_eq!(health["clicks_overflow_waiting"], 0, "{health}");
+
+    let link = stats(&app, "/api/v1/links/burst/stats?interval=day&bots=true").await;
+    assert_eq!(
+        (&link["clicks"], &link["qr_scans"], &link["bots"]),
+        (&json!(people), &json!(scans), &json!(bots)),
+        "{link}"
+    );
+    assert_eq!(link["total"], SENT, "{link}");
+    let workspace = stats(&app, "/api/v1/stats?interval=day&bots=true").await;
+    assert_eq!(workspace["total"], SENT, "{workspace}");
+    // The list counts people's clicks and scans, not bots.
+    assert_eq!(
+        click_counts(&app, "burst").await,
+        (people + scans, people + scans)
+    );
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+#[tokio::test]
+async fn the_overflow_map_is_bounded_in_links_and_what_it_cannot_hold_is_counted_as_lost() {
+    // A queue of 10 clicks: a map of 20 (link, hour) buckets.
+    let app = app_with_queue(&new_database().await, 10).await;
+    let at = OffsetDateTime::now_utc();
+    // Nothing stores yet: 10 clicks fill the queue, then each click of a new link takes a
+    // bucket until 20 are taken, and a click of any further link is lost.
+    const LINKS: i64 = 500;
+    for link in 0..LINKS {
+        app.state.record_click(click(link + 1, "many", 0, at));
+    }
+    // The links that have a bucket keep counting, however many their clicks.
+    for n in 1..=1_000 {
+        app.state
+            .record_click(click(11 + (n % 20) as i64, "many", n, at));
+    }
+    assert_eq!(app.state.clicks_overflow_waiting(), (20 + 1_000, 20));
+    assert_eq!(app.state.clicks_shed(), LINKS as u64 - 10 - 20);
+    assert_eq!(health(&app).await["clicks_shed"], LINKS - 30);
+
+    let background = app.state.spawn_background();
+    let raw = settled(&app, 10 + 20 + 1_000).await;
+    assert_eq!(raw, 10);
+    let counted: i64 =
+        sqlx::query_scalar("SELECT sum(clicks + qr_scans + bots)::int8 FROM link_stats_hourly")
+            .fetch_one(&app.db)
+            .await
+            .expect("rollups");
+    assert_eq!(counted, 10 + 20 + 1_000);
+    // The map is empty again: new links find room.
+    assert_eq!(app.state.clicks_overflow_waiting(), (0, 0));
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+#[tokio::test]
+async fn a_database_outage_while_clicks_overflow_loses_no_count() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = Cluster::start(dir.path(), Durability::Throwaway).expect("start PostgreSQL");
+    let app = app_with_queue(&cluster.url("postgres"), 50).await;
+    let link_id = create_link(&app, "outage").await;
+    let background = app.state.spawn_background();
+    cluster.stop().expect("stop PostgreSQL");
+
+    const SENT: u64 = 1_000;
+    let at = OffsetDateTime::now_utc();
+    for n in 0..SENT {
+        app.state.record_click(click(link_id, "outage", n, at));
+    }
+    // The writes of the overflow fail every second meanwhile; their counts go back into the
+    // map each time.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(app.state.clicks_overflow_waiting(), (SENT - 50, 1));
+    assert_eq!(app.state.clicks_details_shed(), 0);
+
+    cluster
+        .restart(Durability::Throwaway)
+        .expect("restart PostgreSQL");
+    let raw = settled(&app, SENT).await;
+    assert_eq!(raw, 50);
+    assert_eq!(app.state.clicks_shed(), 0);
+    assert_eq!(app.state.clicks_in_doubt(), 0);
+    let link = stats(&app, "/api/v1/links/outage/stats?interval=day").await;
+    assert_eq!(link["clicks"], SENT, "{link}");
+    assert_eq!(click_counts(&app, "outage").await, (SENT, SENT));
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+#[tokio::test]
+async fn a_shutdown_writes_the_overflowing_counts() {
+    let database_url = new_database().await;
+    let mut config = config(&database_url);
+    config.click_queue = 20;
+    let app = app_with(&config).await;
+    let link_id = create_link(&app, "closing").await;
+    let (stop, served, _) = crate::recorder::serve(&app.state, config.clone()).await;
+    const SENT: u64 = 2_000;
+    let at = OffsetDateTime::now_utc();
+    for n in 0..SENT {
+        app.state.record_click(click(link_id, "closing", n, at));
+    }
+    stop.send(()).expect("stop");
+    served.await.expect("join").expect("serve");
+
+    // The shutdown closed the app's pool.
+    let db = PgPool::connect(&database_url).await.expect("connect");
+    let raw = raw_clicks(&db).await;
+    assert_eq!(app.state.clicks_shed(), 0);
+    assert_eq!(app.state.clicks_details_shed(), SENT - raw);
+    assert!(raw < SENT, "nothing overflowed");
+    // Once stopped, a click is neither stored nor counted, and counted as lost.
+    app.state.record_click(click(link_id, "closing", SENT, at));
+    assert_eq!(app.state.clicks_shed(), 1);
+    assert_eq!(app.state.clicks_overflow_waiting(), (0, 0));
+
+    let after = origin::State::new(&config).expect("state");
+    after.count_clicks().await.expect("count");
+    let counted: i64 =
+        sqlx::query_scalar("SELECT sum(clicks)::int8 FROM link_stats_hourly WHERE link_id = $1")
+            .bind(link_id)
+            .fetch_one(&db)
+            .await
+            .expect("rollups");
+    assert_eq!(counted.unsigned_abs(), SENT);
+}
