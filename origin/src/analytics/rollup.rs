@@ -5,7 +5,9 @@
 //! the two halves ([`Part`]; an advisory lock, across origins) takes a batch of pending
 //! clicks, adds them to the rollups and deletes them, in one transaction. The rollups
 //! plus the pending clicks therefore always equal a `GROUP BY` over the raw clicks, and no
-//! click is counted twice or lost. Concurrent ingests share no rows and never wait on each
+//! click is counted twice or lost; plus, in the hourly stats and the links' totals only, the
+//! origin's clicks counted without a raw event when its recorder's queue was full
+//! (`overflow.rs`, which takes the links' lock too). Concurrent ingests share no rows and never wait on each
 //! other; under load each batch holds everything that arrived during the last one, so the
 //! many clicks of a busy link and hour cost one rollup row write, not one per ingest.
 

@@ -285,3 +285,39 @@ async fn a_shutdown_writes_the_overflowing_counts() {
             .expect("rollups");
     assert_eq!(counted.unsigned_abs(), SENT);
 }
+
+#[tokio::test]
+async fn a_click_limit_holds_and_every_redirect_counts_when_clicks_overflow() {
+    // A queue of 1: nearly every click of the burst overflows. The limit is taken in
+    // PostgreSQL before the redirect, never from stored clicks, so it is untouched by that.
+    let app = app_with_queue(&new_database().await, 1).await;
+    let link = app
+        .create(json!({"destination": "https://example.com/ten", "code": "ten", "max_clicks": 10}))
+        .await;
+    // Nothing stores until the burst is over: one click is queued, the others overflow.
+    let mut redirected = 0;
+    for _ in 0..40 {
+        let request = Request::builder()
+            .uri("/ten")
+            .header(header::USER_AGENT, FIREFOX)
+            .body(Body::empty())
+            .expect("request");
+        let response = app.send(request).await;
+        match response.status {
+            StatusCode::FOUND => redirected += 1,
+            StatusCode::GONE => {}
+            other => panic!("{other}: {}", response.text()),
+        }
+    }
+    assert_eq!(redirected, 10);
+    assert_eq!(app.state.clicks_overflow_waiting(), (9, 1));
+    let background = app.state.spawn_background();
+    settled(&app, 10).await;
+    let shown = app.api(Method::GET, "/api/v1/links/ten", None).await.json();
+    assert_eq!(shown["clicks_used"], 10, "{shown}");
+    let stats = stats(&app, "/api/v1/links/ten/stats?interval=day").await;
+    assert_eq!(stats["clicks"], 10, "{stats}");
+    assert_eq!(click_counts(&app, "ten").await, (10, 10));
+    assert_eq!(app.state.clicks_details_shed(), 9, "{link}");
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
