@@ -146,6 +146,8 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
     )?;
     // Warm the cache: every hot code is visited many times over before measuring.
     wrk(cached.address, &hot_script, 3, args.connections)?;
+    // Redirects of the origin that records clicks (its warm-up's too).
+    let recorded: u64;
     let results = [
         ("bare axum, constant 302 (baseline)", baseline_result),
         (
@@ -162,13 +164,18 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
             )?,
         ),
         ("origin, cache hit, clicks recorded", {
-            wrk(recording.address, &hot_script, 3, args.connections)?;
-            wrk(
+            let warm = wrk(recording.address, &hot_script, 3, args.connections)?;
+            let measured = wrk(
                 recording.address,
                 &hot_script,
                 args.seconds,
                 args.connections,
-            )?
+            )?;
+            recorded = [&warm, &measured]
+                .iter()
+                .map(|run| run.requests.saturating_sub(run.non_2xx_3xx))
+                .sum();
+            measured
         }),
     ];
     // Rules against plain links on the same origin, in turn, so the machine's noise falls on
@@ -190,6 +197,7 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
         args,
     )?;
     let listing = list_latencies(&database_url, cached.address, &codes)?;
+    let counted = clicks_counted(&database_url, recording.address, recorded)?;
     drop(baseline.0.kill());
     drop(cached);
     drop(uncached);
@@ -206,7 +214,70 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
     )?;
     report.push_str(&rules_ratio("origin", &rules)?);
     report.push_str(&listing);
+    report.push_str(&counted);
     Ok(report)
+}
+
+/// What became of the clicks of `redirects` redirects of the recording origin, once it
+/// settled: counted in the rollups (exact at any load, #16), stored raw, counted without
+/// details (the queue was full), lost.
+fn clicks_counted(
+    database_url: &str,
+    origin: SocketAddr,
+    redirects: u64,
+) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(database_url).await?;
+        let client = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        let (raw, health) = loop {
+            let health: serde_json::Value = serde_json::from_str(
+                &client
+                    .get(format!("http://{origin}/health"))
+                    .send()
+                    .await?
+                    .text()
+                    .await?,
+            )?;
+            let (raw, pending): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM clicks), (SELECT count(*) FROM clicks_pending)",
+            )
+            .fetch_one(&pool)
+            .await?;
+            let of = |field: &str| health[field].as_u64().unwrap_or(0);
+            let accounted = raw.unsigned_abs()
+                + of("clicks_details_shed")
+                + of("clicks_shed")
+                + of("clicks_parked")
+                + of("clicks_in_doubt");
+            let settled = of("clicks_overflow_waiting") == 0 && pending == 0;
+            if (settled && accounted >= redirects) || started.elapsed().as_secs() > 120 {
+                break (raw.unsigned_abs(), health);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        };
+        let counted: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(clicks + qr_scans + bots), 0)::int8 FROM link_stats_hourly",
+        )
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        let of = |field: &str| health[field].as_u64().unwrap_or(0);
+        let percent = |n: u64| 100.0 * n as f64 / redirects.max(1) as f64;
+        let counted = counted.unsigned_abs();
+        Ok(format!(
+            "\nclicks of the recording origin (warm-up and run): {redirects} redirects, {counted} \
+             counted in the rollups ({:.1} %), {raw} stored raw ({:.1} %), {} counted without \
+             details, {} lost\n",
+            percent(counted),
+            percent(raw),
+            of("clicks_details_shed"),
+            of("clicks_shed"),
+        ))
+    })
 }
 
 /// The dashboard's links table on the seeded links: pages deep into the list cost what the
@@ -896,6 +967,8 @@ fn interleaved<'a>(
 #[derive(Clone)]
 struct WrkResult {
     requests_per_second: f64,
+    /// Requests answered in all.
+    requests: u64,
     p50: String,
     p99: String,
     non_2xx_3xx: u64,
@@ -935,6 +1008,12 @@ fn wrk(
         requests_per_second: field("Requests/sec:")
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?,
+        requests: text
+            .lines()
+            .find(|line| line.contains(" requests in "))
+            .and_then(|line| line.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
         p50: field("50%").unwrap_or_default(),
         p99: field("99%").unwrap_or_default(),
         non_2xx_3xx: field("Non-2xx or 3xx responses:")
