@@ -89,6 +89,58 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Starts a streaming replica of `primary` in `dir` (which must hold no cluster yet): a
+    /// base backup of it (`pg_basebackup -R`, which also writes the standby's settings),
+    /// served on a port of its own. It replays what the primary writes moments later, answers
+    /// reads, and refuses writes. The primary's `pg_hba.conf` must let `postgres` connect for
+    /// replication from 127.0.0.1, as [`Cluster::start`]'s `initdb` does (trust).
+    pub fn start_replica(
+        dir: &Path,
+        primary: &Cluster,
+        durability: Durability,
+    ) -> Result<Self, Error> {
+        fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(io_err(format!("resolving {}", dir.display())))?;
+        if let Some((uid, gid)) = primary.run_as {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(io_err(format!("handing {} to postgres", dir.display())))?;
+        }
+        let replica = Self {
+            dir,
+            bin_dir: primary.bin_dir.clone(),
+            port: free_port()?,
+            run_as: primary.run_as,
+        };
+        let data = replica.data_dir();
+        let port = primary.port.to_string();
+        replica.run(
+            "pg_basebackup",
+            replica
+                .command("pg_basebackup")
+                .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+                // A fast checkpoint: the default spreads it over minutes.
+                .args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-D"])
+                .arg(&data),
+        )?;
+        replica.pg_ctl_start(durability)?;
+        Ok(replica)
+    }
+
+    /// Stops the server at once, as if it crashed (immediate shutdown: no checkpoint, open
+    /// connections cut). [`Cluster::restart`] starts it again (it recovers first).
+    pub fn kill(&self) -> Result<(), Error> {
+        let data = self.data_dir();
+        self.run(
+            "stopping PostgreSQL at once",
+            self.command("pg_ctl")
+                .args(["stop", "-w", "-m", "immediate", "-D"])
+                .arg(&data),
+        )
+        .map(drop)
+    }
+
     /// The connection URL of database `database`, as the superuser `postgres` (trust auth on
     /// loopback only).
     pub fn url(&self, database: &str) -> String {
@@ -176,7 +228,7 @@ impl Cluster {
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(self.bin_dir.join(program));
+        let mut command = Command::new(program_path(&self.bin_dir, program));
         command.current_dir(&self.dir);
         if let Some((uid, gid)) = self.run_as {
             command.uid(uid).gid(gid);
@@ -231,6 +283,21 @@ pub fn find_bin_dir() -> Option<PathBuf> {
         });
         versions.pop()
     })
+}
+
+/// `program` in `bin_dir`, or beside the file `bin_dir/pg_ctl` links to: a folder on PATH may
+/// hold links to a few of the server's programs only (e.g. `/usr/local/bin/pg_ctl` to
+/// `/usr/lib/postgresql/15/bin/pg_ctl`), not `pg_basebackup`.
+fn program_path(bin_dir: &Path, program: &str) -> PathBuf {
+    let path = bin_dir.join(program);
+    if path.is_file() {
+        return path;
+    }
+    fs::canonicalize(bin_dir.join("pg_ctl"))
+        .ok()
+        .and_then(|pg_ctl| Some(pg_ctl.parent()?.join(program)))
+        .filter(|beside| beside.is_file())
+        .unwrap_or(path)
 }
 
 fn running_as_root() -> Result<bool, Error> {

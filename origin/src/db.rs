@@ -178,6 +178,8 @@ struct Replica {
     epoch: std::time::Instant,
     /// Reads the primary answered instead, since start (also in `/metrics`).
     fallbacks: AtomicU64,
+    /// Reads the replica failed with a lost connection, since start: each starts a rest.
+    failures: AtomicU64,
 }
 
 /// The replica as `/health` shows it.
@@ -188,6 +190,9 @@ pub(crate) struct ReplicaHealth {
     pub(crate) state: &'static str,
     /// Reads the primary answered instead of the replica since start.
     pub(crate) fallbacks: u64,
+    /// Reads the replica failed (it lost the connection or gave none in time) since start:
+    /// after each it rests, so while it is down this grows once per rest, not per read.
+    pub(crate) failures: u64,
 }
 
 /// What a failed read says about the replica.
@@ -259,6 +264,7 @@ impl Reads {
                     down_until: AtomicU64::new(0),
                     epoch: std::time::Instant::now(),
                     fallbacks: AtomicU64::new(0),
+                    failures: AtomicU64::new(0),
                 }))
             })
             .transpose()?;
@@ -342,6 +348,7 @@ impl Reads {
                 "down"
             },
             fallbacks: replica.fallbacks.load(Ordering::Relaxed),
+            failures: replica.failures.load(Ordering::Relaxed),
         })
     }
 }
@@ -378,6 +385,7 @@ impl Replica {
     }
 
     fn rest(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
         self.down_until.store(
             self.now_ms().saturating_add(Self::rest_ms()),
             Ordering::Release,

@@ -1,0 +1,478 @@
+//! A read replica (`KURZ_DATABASE_READ_URL`), against a real streaming replica: each test
+//! starts a cluster of its own and a replica of it (`pg_basebackup -R`, devpg), because these
+//! tests pause the replica's replay or kill it.
+//!
+//! Reads that may lag (lists, stats, redirects on a cache miss, the edge's resolve) are shown
+//! to come from the replica by pausing its replay: they miss what the primary wrote since,
+//! while writes and reads of one's own writes (they go to the primary) do not. A write sent
+//! to the replica would fail (it is read-only), so every write of these tests working shows
+//! that writes go to the primary.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use devpg::{Cluster, Durability};
+use serde_json::{Value, json};
+use shortlink::ShortCode;
+use shortlink::edge::{ClickEvent, ClickSource};
+use shortlink::signature;
+use sqlx::{Connection, PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use crate::support::{EDGE_SECRET, TestApp, app_with, config, random_hex};
+
+/// An app whose reads that may lag go to a streaming replica of its database.
+struct Replicated {
+    app: TestApp,
+    replica: Cluster,
+    primary: Cluster,
+    /// Dropped last: the clusters stop first.
+    _dirs: [tempfile::TempDir; 2],
+}
+
+/// A primary, a replica of it caught up, and an app on both (with `edit` applied to its
+/// configuration).
+async fn replicated(edit: impl FnOnce(&mut origin::config::Config)) -> Replicated {
+    let (primary, replica, dirs) = clusters();
+    let mut config = config(&primary.url("postgres"));
+    config.database_read_url = Some(replica.url("postgres"));
+    config.edge_secret = Some(EDGE_SECRET.to_owned());
+    edit(&mut config);
+    let app = app_with(&config).await;
+    caught_up(&app.db, &replica).await;
+    Replicated {
+        app,
+        replica,
+        primary,
+        _dirs: dirs,
+    }
+}
+
+fn clusters() -> (Cluster, Cluster, [tempfile::TempDir; 2]) {
+    let dirs = [
+        tempfile::tempdir().expect("temp dir"),
+        tempfile::tempdir().expect("temp dir"),
+    ];
+    let primary = Cluster::start(dirs[0].path(), Durability::Throwaway).expect("start PostgreSQL");
+    let replica = Cluster::start_replica(dirs[1].path(), &primary, Durability::Throwaway)
+        .expect("start a replica");
+    (primary, replica, dirs)
+}
+
+async fn connect(cluster: &Cluster) -> PgConnection {
+    PgConnection::connect(&cluster.url("postgres"))
+        .await
+        .expect("connect")
+}
+
+/// Waits until the replica replayed everything the primary wrote so far (inserted into its
+/// WAL: with `synchronous_commit=off` a commit reaches the WAL's file, and so the replica,
+/// a moment after it returned).
+async fn caught_up(primary: &PgPool, replica: &Cluster) {
+    let written: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(primary)
+        .await
+        .expect("primary's position");
+    let mut conn = connect(replica).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replayed: bool =
+            sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn")
+                .bind(&written)
+                .fetch_one(&mut conn)
+                .await
+                .expect("replica's position");
+        if replayed {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the replica never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Pauses the replica's replay (it keeps receiving, but applies nothing more until resumed).
+async fn pause_replay(replica: &Cluster) {
+    let mut conn = connect(replica).await;
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&mut conn)
+        .await
+        .expect("pause");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state: String = sqlx::query_scalar("SELECT pg_get_wal_replay_pause_state()")
+            .fetch_one(&mut conn)
+            .await
+            .expect("pause state");
+        if state == "paused" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replay never paused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn resume_replay(replica: &Cluster) {
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&mut connect(replica).await)
+        .await
+        .expect("resume");
+}
+
+fn codes(page: &Value) -> Vec<String> {
+    let mut codes: Vec<String> = page["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|link| link["code"].as_str().expect("code").to_owned())
+        .collect();
+    codes.sort();
+    codes
+}
+
+async fn ok_json(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Value {
+    let response = app.api(method, path, body).await;
+    assert_eq!(
+        response.status,
+        StatusCode::OK,
+        "{path}: {}",
+        response.text()
+    );
+    response.json()
+}
+
+async fn health(app: &TestApp) -> Value {
+    let response = app.visit(Method::GET, "/health").await;
+    assert_eq!(response.status, StatusCode::OK);
+    response.json()["read_replica"].clone()
+}
+
+fn click(link_id: i64, code: &str) -> ClickEvent {
+    ClickEvent {
+        id: random_hex(),
+        link_id,
+        code: ShortCode::parse(code).expect("code"),
+        at: OffsetDateTime::now_utc(),
+        country: Some("DE".to_owned()),
+        referrer: None,
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Firefox/132.0".to_owned()),
+        qr: false,
+        head: false,
+        source: ClickSource::Edge,
+        visitor: Some(random_hex()),
+        variant: None,
+    }
+}
+
+async fn resolve(app: &TestApp, code: &str) -> StatusCode {
+    let path = format!("/_edge/resolve/{code}");
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+    let signature = signature::sign(EDGE_SECRET.as_bytes(), "GET", &path, timestamp, b"");
+    let request = Request::builder()
+        .uri(&path)
+        .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
+        .header(signature::SIGNATURE_HEADER, signature)
+        .body(Body::empty())
+        .expect("request");
+    app.send(request).await.status
+}
+
+#[tokio::test]
+async fn lists_and_stats_read_the_replica_and_own_writes_the_primary() {
+    let Replicated {
+        app,
+        replica,
+        primary: _primary,
+        _dirs,
+    } = replicated(|_| {}).await;
+    let first = app
+        .create(json!({"destination": "https://example.com/first", "code": "first"}))
+        .await;
+    let first_id = first["id"].as_i64().expect("id");
+    app.state
+        .store_clicks(&[click(first_id, "first")])
+        .await
+        .expect("store");
+    app.state.count_clicks().await.expect("count");
+    caught_up(&app.db, &replica).await;
+    assert_eq!(
+        codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
+        ["first"]
+    );
+
+    pause_replay(&replica).await;
+    // Written while the replica applies nothing: every write goes to the primary (the
+    // replica, read-only, would refuse it), and answers.
+    let second = app
+        .create(json!({"destination": "https://example.com/second", "code": "second"}))
+        .await;
+    let second_id = second["id"].as_i64().expect("id");
+    app.state
+        .store_clicks(&[click(first_id, "first"), click(second_id, "second")])
+        .await
+        .expect("store");
+    app.state.count_clicks().await.expect("count");
+    let edited = ok_json(
+        &app,
+        Method::PATCH,
+        "/api/v1/links/first",
+        Some(json!({"destination": "https://example.com/first-edited"})),
+    )
+    .await;
+    assert_eq!(edited["destination"], "https://example.com/first-edited");
+
+    // The list and the stats come from the replica: they lag.
+    assert_eq!(
+        codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
+        ["first"]
+    );
+    let account = ok_json(&app, Method::GET, "/api/v1/stats", None).await;
+    assert_eq!(account["totals"]["clicks"], 1, "{account}");
+    let of_first = ok_json(&app, Method::GET, "/api/v1/links/first/stats", None).await;
+    assert_eq!(of_first["totals"]["clicks"], 1, "{of_first}");
+    // One's own writes come from the primary: the new link, the edit, and the new link's
+    // stats (found, though its counts lag).
+    let got = ok_json(&app, Method::GET, "/api/v1/links/second", None).await;
+    assert_eq!(got["destination"], "https://example.com/second");
+    let got = ok_json(&app, Method::GET, "/api/v1/links/first", None).await;
+    assert_eq!(got["destination"], "https://example.com/first-edited");
+    let of_second = ok_json(&app, Method::GET, "/api/v1/links/second/stats", None).await;
+    assert_eq!(of_second["totals"]["clicks"], 0, "{of_second}");
+
+    resume_replay(&replica).await;
+    caught_up(&app.db, &replica).await;
+    assert_eq!(
+        codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
+        ["first", "second"]
+    );
+    let account = ok_json(&app, Method::GET, "/api/v1/stats", None).await;
+    assert_eq!(account["totals"]["clicks"], 3, "{account}");
+    // Every read the replica got, it answered.
+    assert_eq!(
+        health(&app).await,
+        json!({"state": "up", "fallbacks": 0, "failures": 0})
+    );
+}
+
+#[tokio::test]
+async fn a_link_just_created_or_changed_redirects_as_it_is_now_while_the_replica_lags() {
+    let Replicated {
+        app,
+        replica,
+        primary: _primary,
+        _dirs,
+    } = replicated(|_| {}).await;
+    app.create(json!({"destination": "https://example.com/old", "code": "moved"}))
+        .await;
+    caught_up(&app.db, &replica).await;
+    pause_replay(&replica).await;
+
+    // Created on the primary, not on the replica yet: the replica's "none" is asked of the
+    // primary before a 404 is answered (and cached).
+    app.create(json!({"destination": "https://example.com/fresh", "code": "fresh"}))
+        .await;
+    let visit = app.visit(Method::GET, "/fresh").await;
+    assert_eq!(visit.status, StatusCode::FOUND);
+    assert_eq!(
+        visit.header(&axum::http::header::LOCATION),
+        "https://example.com/fresh"
+    );
+    assert_eq!(resolve(&app, "fresh").await, StatusCode::OK);
+    // Changed on the primary: its next visit reads the primary, not the replica's old row
+    // (which the cache would keep until its TTL).
+    ok_json(
+        &app,
+        Method::PATCH,
+        "/api/v1/links/moved",
+        Some(json!({"destination": "https://example.com/new"})),
+    )
+    .await;
+    let visit = app.visit(Method::GET, "/moved").await;
+    assert_eq!(
+        visit.header(&axum::http::header::LOCATION),
+        "https://example.com/new"
+    );
+    // Deleted on the primary: gone at once, though the replica still has it.
+    let deleted = app.api(Method::DELETE, "/api/v1/links/moved", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
+    assert_eq!(
+        app.visit(Method::GET, "/moved").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(resolve(&app, "moved").await, StatusCode::NOT_FOUND);
+    // Unknown anywhere: a 404.
+    assert_eq!(
+        app.visit(Method::GET, "/never-made").await.status,
+        StatusCode::NOT_FOUND
+    );
+    resume_replay(&replica).await;
+}
+
+#[tokio::test]
+async fn redirects_on_a_miss_read_the_replica() {
+    // The cache off, so that every visit reads PostgreSQL.
+    let Replicated {
+        app,
+        replica,
+        primary,
+        _dirs,
+    } = replicated(|config| config.cache_mib = 0).await;
+    // Created by another instance: this one has not seen the link change lately.
+    let other = crate::support::app_on(&primary.url("postgres")).await;
+    other
+        .create(json!({"destination": "https://example.com/a", "code": "direct"}))
+        .await;
+    caught_up(&app.db, &replica).await;
+    pause_replay(&replica).await;
+    // Changed behind the origin's back (no invalidation of its own, so nothing marks the
+    // link changed): visits keep the replica's row until it replays the change.
+    sqlx::query("UPDATE links SET destination = 'https://example.com/b' WHERE code = 'direct'")
+        .execute(&app.db)
+        .await
+        .expect("update");
+    let visit = app.visit(Method::GET, "/direct").await;
+    assert_eq!(
+        visit.header(&axum::http::header::LOCATION),
+        "https://example.com/a"
+    );
+    resume_replay(&replica).await;
+    caught_up(&app.db, &replica).await;
+    let visit = app.visit(Method::GET, "/direct").await;
+    assert_eq!(
+        visit.header(&axum::http::header::LOCATION),
+        "https://example.com/b"
+    );
+}
+
+/// The samples of a `/metrics` scrape, by series as rendered.
+async fn scrape(client: &reqwest::Client, metrics: std::net::SocketAddr) -> Vec<(String, f64)> {
+    let text = client
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sample(samples: &[(String, f64)], series: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(name, _)| name == series)
+        .unwrap_or_else(|| panic!("no {series} in {samples:?}"))
+        .1
+}
+
+#[tokio::test]
+async fn a_lost_replica_falls_back_to_the_primary_and_is_used_again_once_back() {
+    let (primary, replica, _dirs) = clusters();
+    let mut config = config(&primary.url("postgres"));
+    config.database_read_url = Some(replica.url("postgres"));
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port");
+    config.metrics.bind = Some(metrics);
+    let app = app_with(&config).await;
+    // Served as well, for its metrics listener.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = app.state.clone();
+    let served_config = config.clone();
+    tokio::spawn(async move {
+        let shutdown = async {
+            stopped.await.ok();
+        };
+        origin::serve_with(serving, &served_config, listener, shutdown).await
+    });
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the metrics never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    for code in ["one", "two"] {
+        app.create(json!({"destination": format!("https://example.com/{code}"), "code": code}))
+            .await;
+    }
+    caught_up(&app.db, &replica).await;
+    assert_eq!(
+        codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
+        ["one", "two"]
+    );
+    assert_eq!(health(&app).await["state"], "up");
+
+    replica.kill().expect("kill the replica");
+    // Read from the replica, which fails, then from the primary.
+    assert_eq!(
+        codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
+        ["one", "two"]
+    );
+    let down = health(&app).await;
+    assert_eq!(down["state"], "down", "{down}");
+    assert_eq!(down["failures"], 1, "{down}");
+    // While it rests, reads go straight to the primary: they do not wait for it each.
+    const READS: u64 = 30;
+    for _ in 0..READS / 3 {
+        assert_eq!(
+            codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
+            ["one", "two"]
+        );
+        ok_json(&app, Method::GET, "/api/v1/stats", None).await;
+    }
+    for code in ["one", "two"] {
+        let visit = app.visit(Method::GET, &format!("/{code}")).await;
+        assert_eq!(visit.status, StatusCode::FOUND, "{}", visit.text());
+    }
+    let down = health(&app).await;
+    let fallbacks = down["fallbacks"].as_u64().expect("fallbacks");
+    let failures = down["failures"].as_u64().expect("failures");
+    // Each list is two reads (links, their counts), each stats two (the range's check, the
+    // counts).
+    assert!(fallbacks > READS, "{down}");
+    assert!(
+        failures * 2 < fallbacks,
+        "the replica was tried too often: {down}"
+    );
+    let samples = scrape(&client, metrics).await;
+    assert_eq!(sample(&samples, "kurz_replica_up"), 0.0);
+    assert!(sample(&samples, "kurz_replica_fallbacks_total{reason=\"failed\"}") >= 1.0);
+    assert!(sample(&samples, "kurz_replica_fallbacks_total{reason=\"resting\"}") >= READS as f64);
+
+    // Back: after its rest, one read tries it again, and it answers.
+    replica
+        .restart(Durability::Throwaway)
+        .expect("restart the replica");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        ok_json(&app, Method::GET, "/api/v1/links", None).await;
+        if health(&app).await["state"] == "up" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica was never used again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = health(&app).await["fallbacks"].clone();
+    ok_json(&app, Method::GET, "/api/v1/links", None).await;
+    assert_eq!(health(&app).await["fallbacks"], before);
+    let samples = scrape(&client, metrics).await;
+    assert_eq!(sample(&samples, "kurz_replica_up"), 1.0);
+}
