@@ -404,3 +404,33 @@ impl Replica {
         metrics::counter!("kurz_replica_fallbacks_total", "reason" => reason).increment(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Failure, ReadError};
+
+    #[test]
+    fn what_a_failed_read_says_about_the_replica() {
+        let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let cases: Vec<(crate::Error, Failure)> = vec![
+            (sqlx::Error::Io(refused()).into(), Failure::Lost),
+            (sqlx::Error::PoolTimedOut.into(), Failure::Lost),
+            (sqlx::Error::PoolClosed.into(), Failure::Lost),
+            (
+                sqlx::Error::Protocol("unexpected message".into()).into(),
+                Failure::Lost,
+            ),
+            (sqlx::Error::RowNotFound.into(), Failure::Query),
+            (
+                sqlx::Error::ColumnNotFound("x".into()).into(),
+                Failure::Query,
+            ),
+            (crate::Error::LinkNotFound("abc".into()), Failure::Query),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(err.failure(), expected, "{err:?}");
+        }
+        assert_eq!(sqlx::Error::Io(refused()).failure(), Failure::Lost);
+        assert_eq!(sqlx::Error::RowNotFound.failure(), Failure::Query);
+    }
+}

@@ -476,3 +476,40 @@ async fn a_lost_replica_falls_back_to_the_primary_and_is_used_again_once_back() 
     let samples = scrape(&client, metrics).await;
     assert_eq!(sample(&samples, "kurz_replica_up"), 1.0);
 }
+
+#[tokio::test]
+async fn a_replica_that_never_answers_is_left_after_its_timeout() {
+    // Accepts connections and never says a word: each connection attempt waits for the
+    // replica's acquire timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = silent.local_addr().expect("address");
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let mut config = config(&crate::support::new_database().await);
+    config.database_read_url = Some(format!("postgres://postgres@{address}/postgres"));
+    let app = app_with(&config).await;
+    app.create(json!({"destination": "https://example.com/x", "code": "silent"}))
+        .await;
+
+    const LISTS: u64 = 10;
+    for _ in 0..LISTS {
+        assert_eq!(
+            codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
+            ["silent"]
+        );
+    }
+    let down = health(&app).await;
+    assert_eq!(down["state"], "down", "{down}");
+    let fallbacks = down["fallbacks"].as_u64().expect("fallbacks");
+    let failures = down["failures"].as_u64().expect("failures");
+    // Two reads a list; the replica waited for at most one per rest.
+    assert_eq!(fallbacks, 2 * LISTS, "{down}");
+    assert!(failures >= 1 && failures * 2 < fallbacks, "{down}");
+    holding.abort();
+}
