@@ -191,6 +191,12 @@ impl Overflow {
         held.writing -= taken.clicks;
     }
 
+    /// Forgets the clicks of a write under way that is given up on (it will not settle);
+    /// returns how many.
+    pub(crate) fn abandon_writing(&self) -> u64 {
+        std::mem::take(&mut self.lock().writing)
+    }
+
     /// The write of `taken` is over: written, in doubt or given up.
     pub(crate) fn settled(&self, taken: &Taken) {
         self.lock().writing -= taken.clicks;

@@ -222,8 +222,16 @@ pub(crate) async fn store_until_drained(
     tokio::select! {
         () = async {
             store_queued(&state, &mut receiver, &mut drain).await;
-            let _turn = flushing.lock().await;
-            flush_at_shutdown(&state, &mut drain).await;
+            // A periodic write still unanswered past the deadline's grace is given up on
+            // (dropped with this task), like a store.
+            let turn = tokio::select! {
+                turn = flushing.lock() => Some(turn),
+                () = drain.expired_with_grace() => None,
+            };
+            match turn {
+                Some(_turn) => flush_at_shutdown(&state, &mut drain).await,
+                None => give_up_overflow(recorder),
+            }
         } => {}
         never = flush_every_second(&state, &flushing) => match never {},
     }
@@ -366,6 +374,21 @@ async fn flush_at_shutdown(state: &crate::State, drain: &mut Drain) {
     );
 }
 
+/// The shutdown's deadline and grace passed with a periodic write of the overflow's counts
+/// unanswered: those are in doubt, and what the map holds is lost.
+fn give_up_overflow(recorder: &Recorder) {
+    let in_doubt = recorder.overflow.abandon_writing();
+    recorder.in_doubt.fetch_add(in_doubt, Ordering::Relaxed);
+    let lost = recorder.overflow.close();
+    recorder.overflow.settled(&lost);
+    recorder.add_shed(lost.clicks);
+    tracing::error!(
+        in_doubt,
+        shed = lost.clicks,
+        "shutdown: a write of overflowing clicks' counts was unanswered at the deadline"
+    );
+}
+
 fn in_doubt(recorder: &Recorder, taken: &Taken, err: &sqlx::Error) {
     recorder.overflow.settled(taken);
     recorder.in_doubt.fetch_add(taken.clicks, Ordering::Relaxed);
@@ -438,6 +461,12 @@ impl Drain {
         let deadline = (*self.0.borrow()).unwrap_or_else(Instant::now);
         tokio::time::sleep_until(deadline).await;
         deadline
+    }
+
+    /// Completes once the shutdown's deadline and [`IN_FLIGHT_GRACE`] after it passed.
+    async fn expired_with_grace(&mut self) {
+        let deadline = self.expired().await;
+        tokio::time::sleep_until(deadline + IN_FLIGHT_GRACE).await;
     }
 
     /// Whether the shutdown's deadline passed already.

@@ -321,3 +321,41 @@ async fn a_click_limit_holds_and_every_redirect_counts_when_clicks_overflow() {
     assert_eq!(app.state.clicks_details_shed(), 9, "{link}");
     background.iter().for_each(tokio::task::JoinHandle::abort);
 }
+
+#[tokio::test]
+async fn a_write_of_the_overflow_unanswered_at_the_shutdown_deadline_is_counted_in_doubt() {
+    let app = app_with_queue(&new_database().await, 5).await;
+    let link_id = create_link(&app, "hung").await;
+    let background = app.state.spawn_background();
+    // The overflow's writes update link_click_totals: they wait on this lock.
+    let mut locker = app.db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE link_click_totals IN EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .expect("lock");
+    let at = OffsetDateTime::now_utc();
+    for n in 0..100 {
+        app.state.record_click(click(link_id, "hung", n, at));
+    }
+    // The periodic write takes the overflowing counts and waits on the lock.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for n in 100..110 {
+        app.state.record_click(click(link_id, "hung", n, at));
+    }
+    app.state.drain_clicks(Duration::from_millis(500)).await;
+    locker.rollback().await.expect("release the lock");
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+
+    // Every click is accounted for once: stored, or counted in doubt (the write may have
+    // committed), or lost (what the map held when the write was given up on).
+    let raw = raw_clicks(&app.db).await;
+    let (in_doubt, shed) = (app.state.clicks_in_doubt(), app.state.clicks_shed());
+    assert_eq!(app.state.clicks_details_shed(), 0);
+    assert!(in_doubt > 0, "raw {raw}, shed {shed}");
+    assert_eq!(
+        raw + in_doubt + shed,
+        110,
+        "raw {raw}, in doubt {in_doubt}, shed {shed}"
+    );
+    assert_eq!(app.state.clicks_overflow_waiting(), (0, 0));
+}
