@@ -18,6 +18,7 @@ use crate::api::Session;
 use crate::i18n::{I18nContextProvider, t, t_string, use_i18n};
 use crate::nav::{Link, Page};
 use leptos::prelude::*;
+use leptos::wasm_split::SplitLoaderError;
 use shortlink::workspace::{Permission, Role};
 
 /// The signed-in session (None: show the sign-in page).
@@ -163,9 +164,9 @@ fn Dashboard() -> impl IntoView {
                     view! { <p class="loading page-loading">{t!(i18n, common.loading)}</p> }.into_any()
                 } else if !signed_in.get() {
                     if page.get() == Page::Invite && !sign_in_first.0.get() {
-                        view! { <pages::invite::Invite/> }.into_any()
+                        lazy_page(pages::invite_chunk(), pages::invite_page)
                     } else {
-                        view! { <pages::sign_in::SignIn/> }.into_any()
+                        lazy_page(pages::sign_in_chunk(), pages::sign_in_page)
                     }
                 } else {
                     view! { <Shell/> }.into_any()
@@ -253,21 +254,21 @@ fn Shell() -> impl IntoView {
                 // A new language draws the page anew: its dates and numbers too.
                 i18n.get_locale();
                 if shown.with(Option::is_none) && !matches!(page.get(), Page::Invite | Page::Profile | Page::Settings) {
-                    return view! { <pages::workspaces::NoWorkspace/> }.into_any();
+                    return lazy_page(pages::no_workspace_chunk(), pages::no_workspace_page);
                 }
                 match page.get() {
-                    Page::Overview => view! { <pages::overview::Overview/> }.into_any(),
+                    Page::Overview => lazy_page(pages::overview_chunk(), pages::overview_page),
                     Page::Links => view! { <pages::links::Links/> }.into_any(),
-                    Page::Link { code, id } => view! { <pages::link_stats::LinkStats code=code id=id/> }.into_any(),
-                    Page::Members => view! { <pages::members::Members/> }.into_any(),
-                    Page::Invite => view! { <pages::invite::Invite/> }.into_any(),
-                    Page::Keys => view! { <pages::keys::Keys/> }.into_any(),
-                    Page::Audit => view! { <pages::audit::Audit/> }.into_any(),
-                    Page::Profile => view! { <pages::profile::Profile/> }.into_any(),
-                    Page::Settings => view! { <pages::workspaces::Settings/> }.into_any(),
-                    Page::Abuse => view! { <pages::abuse::Abuse/> }.into_any(),
-                    Page::Import => view! { <pages::import::ImportExport/> }.into_any(),
-                    Page::Webhooks => view! { <pages::webhooks::Webhooks/> }.into_any(),
+                    Page::Link { code, id } => lazy_page(pages::link_stats_chunk(), move || pages::link_stats_page(code.clone(), id)),
+                    Page::Members => lazy_page(pages::members_chunk(), pages::members_page),
+                    Page::Invite => lazy_page(pages::invite_chunk(), pages::invite_page),
+                    Page::Keys => lazy_page(pages::keys_chunk(), pages::keys_page),
+                    Page::Audit => lazy_page(pages::audit_chunk(), pages::audit_page),
+                    Page::Profile => lazy_page(pages::profile_chunk(), pages::profile_page),
+                    Page::Settings => lazy_page(pages::settings_chunk(), pages::settings_page),
+                    Page::Abuse => lazy_page(pages::abuse_chunk(), pages::abuse_page),
+                    Page::Import => lazy_page(pages::import_chunk(), pages::import_page),
+                    Page::Webhooks => lazy_page(pages::webhooks_chunk(), pages::webhooks_page),
                     Page::NotFound => view! {
                         <section class="page">
                             <h1>{t!(i18n, common.no_page)}</h1>
@@ -277,5 +278,61 @@ fn Shell() -> impl IntoView {
                 }
             }}
         </main>
+    }
+}
+
+/// A page from a chunk of the .wasm: "Loading…" until `load` (its `pages::*_chunk`) has
+/// fetched it (once; later visits draw at once), then `page` (its `pages::*_page`), drawn in
+/// this owner, so the page's state lives as long as it is shown; or, if the chunk cannot be
+/// fetched, what happened and a way out.
+pub fn lazy_page<F>(
+    load: impl Future<Output = Result<(), SplitLoaderError>> + 'static,
+    page: impl Fn() -> F + Send + Sync + 'static,
+) -> AnyView
+where
+    F: Future<Output = Result<AnyView, pages::ChunkMissing>>,
+{
+    let i18n = use_i18n();
+    let mut load = Box::pin(load);
+    let loaded = RwSignal::new(ready(load.as_mut()).map(|done| done.is_ok()));
+    if loaded.get_untracked().is_none() {
+        leptos::task::spawn_local(async move {
+            let done = load.await;
+            loaded.try_set(Some(done.is_ok()));
+        });
+    }
+    let missing = move || {
+        view! {
+            <div class="error-box" role="alert">
+                <p>{t!(i18n, common.chunk_missing)}</p>
+                <button on:click=|_| {
+                    if let Some(window) = web_sys::window() {
+                        let _ = window.location().reload();
+                    }
+                }>{t!(i18n, common.reload)}</button>
+            </div>
+        }
+        .into_any()
+    };
+    (move || match loaded.get() {
+        None => {
+            view! { <p class="loading" role="status">{t!(i18n, common.loading)}</p> }.into_any()
+        }
+        // Loaded: the page's future is ready at its first poll.
+        Some(true) => match ready(std::pin::pin!(page())) {
+            Some(Ok(view)) => view,
+            _ => missing(),
+        },
+        Some(false) => missing(),
+    })
+    .into_any()
+}
+
+/// A future's output if it has one at its first poll.
+fn ready<F: Future>(future: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }

@@ -245,6 +245,7 @@ before(async () => {
   context.setDefaultTimeout(15_000);
   page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err));
+  page.on('console', (msg) => { if (msg.type() === 'error') console.error('console error:', msg.text()); });
 });
 
 after(async () => {
@@ -1649,6 +1650,24 @@ test('keyboard alone: the skip link leads into the page; Tab reaches a delete bu
   now = await focused();
   assert.equal(now.label, button, 'the focus is back on the button that opened the dialog');
   assert.deepEqual(a11yReport((where) => where.startsWith('links: the delete dialog')), []);
+  await target.context().close();
+});
+
+test('a page whose part of the .wasm cannot be fetched says so and offers a reload, which shows it', async () => {
+  const target = await pageIn('en', await ownerState());
+  await target.goto(`${originUrl}/admin/links`);
+  await target.locator('tr[data-code]').first().waitFor();
+  // From now on every chunk fails, as after an update removed the build this page came from.
+  const chunk = /\/admin\/assets\/app-[0-9a-f]+\/(split|chunk)_[^/]+\.wasm$/;
+  let refused = 0;
+  await target.route(chunk, (route) => { refused += 1; return route.abort(); });
+  await target.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Members', exact: true }).click();
+  const alert = target.getByRole('alert').filter({ hasText: 'could not be fetched' });
+  await alert.waitFor();
+  assert.ok(refused > 0, 'the members page asked for its chunks');
+  await target.unroute(chunk);
+  await alert.getByRole('button', { name: 'Reload' }).click();
+  await target.getByRole('heading', { level: 1, name: 'Members' }).waitFor();
   await target.context().close();
 });
 

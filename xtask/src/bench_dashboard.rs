@@ -121,7 +121,7 @@ pub(crate) fn run(links: u64, work: &Path) -> anyhow::Result<String> {
         big.key.median,
         big.input_delay.median,
     )?;
-    report.push_str(&crate::bench::ui_size_row(&built.wasm)?);
+    report.push_str(&crate::bench::ui_size_row(&built)?);
     Ok(report)
 }
 

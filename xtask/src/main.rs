@@ -69,10 +69,10 @@ fn main() -> anyhow::Result<()> {
         Command::TestUi { pattern } => ui::run_only(pattern.as_deref()),
         Command::BuildUi => {
             let built = ui::build()?;
-            let (raw, gzip) = edge::sizes(&built.wasm)?;
-            eprintln!(
-                "dashboard built into {} (.wasm {raw} bytes, {gzip} gzip)",
-                ui::dist_dir().display()
+            eprint!(
+                "dashboard built into {}{}",
+                ui::dist_dir().display(),
+                bench::ui_size_row(&built)?
             );
             Ok(())
         }

@@ -159,7 +159,8 @@ fn SignUpForm() -> impl IntoView {
                 }
                 Err(err) => error.set(Some(err)),
             }
-            busy.set(false);
+            // Signed in (or out), the page is gone, and its state with it.
+            busy.try_set(false);
         });
     };
     let field_error = move |field: &'static str| {

@@ -12,7 +12,7 @@ use shortlink::workspace::Permission;
 
 use crate::i18n::{t, t_string, use_i18n};
 use crate::nav::{Link as PageLink, Page};
-use crate::pages::link_form::{FormMode, LinkForm};
+use crate::pages::link_form::FormMode;
 use crate::range::{count, date_time};
 use crate::widgets::{ConfirmDialog, Loaded, Modal, flash, load_json};
 use crate::{Auth, api};
@@ -170,8 +170,8 @@ pub fn Links() -> impl IntoView {
                 })}
             </div>
             <p class="notice" role="status" aria-live="polite">{move || state.notice.get()}</p>
-            {move || state.form.get().map(|mode| view! {
-                <LinkForm mode=mode on_saved=on_saved on_cancel=Callback::new(move |()| state.form.set(None))/>
+            {move || state.form.get().map(|mode| {
+                crate::lazy_page(crate::pages::link_form_chunk(), move || crate::pages::link_form(mode.clone(), on_saved, Callback::new(move |()| state.form.set(None))))
             })}
             <div class="toolbar" role="search">
                 <label class="grow">
@@ -229,7 +229,7 @@ pub fn Links() -> impl IntoView {
                 <LinkTable page=page/>
             </Loaded>
             {move || state.deleting.get().map(|link| view! { <ConfirmDelete link=link on_deleted=on_deleted/> })}
-            {move || state.qr.get().map(|link| view! { <QrDialog link=link/> })}
+            {move || state.qr.get().map(|link| crate::lazy_page(crate::pages::qr_chunk(), move || crate::pages::qr_dialog(link.clone())))}
         </section>
     }
 }
@@ -488,7 +488,7 @@ fn ConfirmDelete(link: Link, on_deleted: Callback<String>) -> impl IntoView {
 }
 
 #[component]
-fn QrDialog(link: Link) -> impl IntoView {
+pub fn QrDialog(link: Link) -> impl IntoView {
     let i18n = use_i18n();
     let state = expect_context::<LinksState>();
     let code = api::encode(link.code.as_str());

@@ -142,7 +142,8 @@ fn Sessions() -> impl IntoView {
                 Ok(()) => auth.set(None),
                 Err(err) => error.set(Some(err.message)),
             }
-            busy.set(false);
+            // Signed in (or out), the page is gone, and its state with it.
+            busy.try_set(false);
         });
     });
     view! {

@@ -39,7 +39,8 @@ pub fn SignIn() -> impl IntoView {
                 }
                 Err(err) => error.set(Some(err.message)),
             }
-            busy.set(false);
+            // Signed in (or out), the page is gone, and its state with it.
+            busy.try_set(false);
         });
     };
     // The error is about both fields (which one is wrong is not said).
