@@ -546,7 +546,7 @@ pub(crate) fn ui_size_row(built: &crate::ui::Built) -> anyhow::Result<String> {
         pages.push(format!("{split} {:.1}", kib(total)));
     }
     Ok(format!(
-        "\ndashboard main .wasm (shell, sign-in, API calls, both languages): {:.1} KiB raw, \
+        "\ndashboard main .wasm (shell, links list, API calls, both languages): {:.1} KiB raw, \
          {:.1} KiB gzip (target ≤ {UI_BUDGET_KIB} KiB gzip: {verdict})\n\
          dashboard pages, main .wasm + the chunks their first showing fetches, KiB gzip: {}\n\
          dashboard chunks: {} fetched on first use, {:.1} KiB gzip in all\n",

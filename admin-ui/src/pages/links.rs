@@ -228,7 +228,7 @@ pub fn Links() -> impl IntoView {
             <Loaded data=page reload=state.reload loading=Signal::derive(move || t_string!(i18n, links.loading).to_string()) let:page>
                 <LinkTable page=page/>
             </Loaded>
-            {move || state.deleting.get().map(|link| view! { <ConfirmDelete link=link on_deleted=on_deleted/> })}
+            {move || state.deleting.get().map(|link| crate::lazy_page(crate::pages::delete_dialog_chunk(), move || crate::pages::delete_dialog(link.clone(), on_deleted)))}
             {move || state.qr.get().map(|link| crate::lazy_page(crate::pages::qr_chunk(), move || crate::pages::qr_dialog(link.clone())))}
         </section>
     }
@@ -452,7 +452,7 @@ fn LinkRow(link: Link) -> impl IntoView {
 }
 
 #[component]
-fn ConfirmDelete(link: Link, on_deleted: Callback<String>) -> impl IntoView {
+pub fn ConfirmDelete(link: Link, on_deleted: Callback<String>) -> impl IntoView {
     let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let state = expect_context::<LinksState>();

@@ -18,7 +18,7 @@ pub mod webhooks;
 pub mod workspaces;
 
 // Every page but the links list is a chunk of the .wasm, fetched the first time it is shown,
-// and so are the link form and the QR dialog (`wasm_split`: the build's wasm-split step cuts
+// and so are the link form and the QR and delete dialogs (`wasm_split`: the build's wasm-split step cuts
 // them out at these functions; see `xtask/src/ui.rs`). The main module holds the shell, the
 // links list, the API calls and both languages, so the links page needs no second fetch;
 // `crate::lazy_page` fetches a chunk (`*_chunk`), then draws its page (`*_page`), or says it
@@ -49,6 +49,11 @@ pub fn overview_page() -> Lazy {
 #[wasm_split(sign_in, wasm_split_path = ::leptos::wasm_split, fallible, preload(sign_in_chunk))]
 pub fn sign_in_page() -> Lazy {
     Ok(view! { <sign_in::SignIn/> }.into_any())
+}
+
+#[wasm_split(delete_dialog, wasm_split_path = ::leptos::wasm_split, fallible, preload(delete_dialog_chunk))]
+pub fn delete_dialog(link: Link, on_deleted: Callback<String>) -> Lazy {
+    Ok(view! { <links::ConfirmDelete link=link on_deleted=on_deleted/> }.into_any())
 }
 
 #[wasm_split(qr, wasm_split_path = ::leptos::wasm_split, fallible, preload(qr_chunk))]
