@@ -297,6 +297,11 @@ impl Reads {
         }
     }
 
+    /// Whether reads may lag: a replica is configured.
+    pub(crate) fn has_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
     /// The primary pool, for reads that must not lag (e.g. a link changed moments ago).
     pub(crate) fn primary(&self) -> &PgPool {
         &self.primary

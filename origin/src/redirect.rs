@@ -160,7 +160,8 @@ pub(crate) async fn find_record(
     code: &ShortCode,
 ) -> Result<Option<shortlink::redirect::LinkRecord>, Error> {
     let reads = state.reads();
-    if state.inner.cache.changed_lately(code.as_str()) {
+    // Without a replica every read is the primary's: no look-up of recent changes.
+    if reads.has_replica() && state.inner.cache.changed_lately(code.as_str()) {
         return links::store::find_record(reads.primary(), code).await;
     }
     reads.find(|db| links::store::find_record(db, code)).await
