@@ -73,7 +73,9 @@ pub(crate) fn run(work: &Path) -> anyhow::Result<String> {
         eprintln!("ingest, live workload: {live:.0} events/s");
         let spread = ingest(&pool, &base, &secret, Workload::Spread).await?;
         eprintln!("ingest, spread workload: {spread:.0} events/s");
-        eprintln!("seeding the rollups of a link with {BIG_CLICKS} clicks over {BIG_DAYS} days...");
+        eprintln!(
+            "seeding the rollups of a link with {BIG_CLICKS} clicks over {BIG_DAYS} days, and of a workspace of {WORKSPACE_LINKS} links..."
+        );
         seed_big_link(&pool).await?;
         let queries = queries(&base, &api_key).await?;
         pool.close().await;
@@ -278,7 +280,108 @@ async fn seed_big_link(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     )
     .execute(pool)
     .await?;
+    seed_workspace(pool).await?;
     sqlx::query("ANALYZE").execute(pool).await?;
+    Ok(())
+}
+
+/// Links of the workspace whose 30 days the account query reads.
+const WORKSPACE_LINKS: i64 = 10_000;
+/// Clicks of links 2 to [`WORKSPACE_LINKS`] over [`BIG_DAYS`], link k about 1/k as popular
+/// as link 1 would be at this total (log-uniform); link 1 keeps its own seed.
+const WORKSPACE_CLICKS: i64 = 10_000_000;
+
+/// The workspace's side of the account query: links 2 to 10,000 with ~9 M clicks spread
+/// log-uniformly over 90 days (a link with under a click an hour has a row every few hours),
+/// tags on every link (50 tags, a fifth of the links with two), and the workspace's own
+/// rollups made from its links' (hourly stats, breakdowns as link 1's), plus the per-day
+/// rollup of each link the workspace's top links and tags read, where it exists.
+async fn seed_workspace(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let hours = BIG_DAYS * 24;
+    // The harmonic number of the links: link k's share is 1 / (k H).
+    let harmonic: f64 = (1..=WORKSPACE_LINKS).map(|k| 1.0 / k as f64).sum();
+    let link1_per_hour = WORKSPACE_CLICKS as f64 / harmonic / hours as f64;
+    sqlx::query(
+        "INSERT INTO links (code, destination)
+         SELECT 'bench' || i, 'https://example.com/' || i FROM generate_series($1 + 1, $2) AS i",
+    )
+    .bind(LINKS)
+    .bind(WORKSPACE_LINKS)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "UPDATE links SET tags = CASE WHEN id % 5 = 0 THEN ARRAY['tag' || id % 50, 'all-fifth']
+                                     ELSE ARRAY['tag' || id % 50] END
+         WHERE workspace_id = 1",
+    )
+    .execute(pool)
+    .await?;
+    // Link k: rate r = link1_per_hour / k clicks an hour; at r >= 1 a row every hour of
+    // round(r) clicks, below it a row of 1 click every round(1 / r) hours.
+    sqlx::query(
+        "INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
+         SELECT l.id, date_trunc('hour', now()) - make_interval(hours => h::int),
+                greatest(1, round(r.rate * 8 / 10)), round(r.rate / 10), round(r.rate / 10),
+                greatest(1, round(r.rate / 3))
+         FROM links l,
+              LATERAL (SELECT $1::float8 / l.id AS rate) AS r,
+              LATERAL (SELECT greatest(1, round(1 / r.rate))::int AS step) AS s,
+              LATERAL generate_series(l.id::int % s.step, $2 - 1, s.step) AS h
+         WHERE l.workspace_id = 1 AND l.id BETWEEN 2 AND $3
+         ON CONFLICT (link_id, hour) DO UPDATE
+             SET clicks = EXCLUDED.clicks, qr_scans = EXCLUDED.qr_scans, bots = EXCLUDED.bots",
+    )
+    .bind(link1_per_hour)
+    .bind(hours)
+    .bind(WORKSPACE_LINKS)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO workspace_stats_hourly (workspace_id, hour, clicks, qr_scans, bots, uniques)
+         SELECT 1, hour, sum(clicks), sum(qr_scans), sum(bots), sum(uniques)
+         FROM link_stats_hourly GROUP BY hour
+         ON CONFLICT (workspace_id, hour) DO UPDATE
+             SET clicks = EXCLUDED.clicks, qr_scans = EXCLUDED.qr_scans, bots = EXCLUDED.bots,
+                 uniques = EXCLUDED.uniques",
+    )
+    .execute(pool)
+    .await?;
+    for (table, time) in [("breakdown_hourly", "hour"), ("breakdown_daily", "day")] {
+        sqlx::query(&format!(
+            "INSERT INTO workspace_{table} (workspace_id, dimension, {time}, value, hits, bots)
+             SELECT 1, dimension, {time}, value, hits, bots FROM link_{table} WHERE link_id = 1
+             ON CONFLICT (workspace_id, {time}, dimension, value) DO UPDATE
+                 SET hits = EXCLUDED.hits, bots = EXCLUDED.bots"
+        ))
+        .execute(pool)
+        .await?;
+    }
+    let daily: bool = sqlx::query_scalar("SELECT to_regclass('workspace_link_daily') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if daily {
+        sqlx::query("DELETE FROM workspace_link_daily WHERE workspace_id = 1")
+            .execute(pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO workspace_link_daily (workspace_id, day, link_id, hits, bots)
+             SELECT l.workspace_id, (s.hour AT TIME ZONE 'UTC')::date, s.link_id,
+                    sum(s.clicks + s.qr_scans), sum(s.bots)
+             FROM link_stats_hourly s JOIN links l ON l.id = s.link_id
+             WHERE l.workspace_id = 1
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .execute(pool)
+        .await?;
+    }
+    let (links, clicks): (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT link_id), sum(clicks + qr_scans + bots)::int8 FROM link_stats_hourly",
+    )
+    .fetch_one(pool)
+    .await?;
+    eprintln!(
+        "  workspace: {links} links with clicks, {clicks} clicks in the rollups (link 1's included)"
+    );
     Ok(())
 }
 
@@ -372,7 +475,7 @@ pub(crate) async fn latencies(
 fn report(live: f64, spread: f64, queries: &[QueryTimes]) -> anyhow::Result<String> {
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
     let mut report = format!(
-        "\nanalytics\n\ningest through POST /_edge/ingest, {BATCHES} batches of {BATCH}, {CONCURRENCY} at a time, 1000 links:\n  live (last 5 min, skewed links):   {live:>7.0} events/s (target ≥ 20000: {})\n  spread (24 h, uniform links):      {spread:>7.0} events/s (worst case, no target)\n\nstats API, link with {BIG_CLICKS} clicks over {BIG_DAYS} days, {QUERY_ROUNDS} runs each (HTTP included)\n\n{:<36} {:>9} {:>9}\n",
+        "\nanalytics\n\ningest through POST /_edge/ingest, {BATCHES} batches of {BATCH}, {CONCURRENCY} at a time, 1000 links:\n  live (last 5 min, skewed links):   {live:>7.0} events/s (target ≥ 20000: {})\n  spread (24 h, uniform links):      {spread:>7.0} events/s (worst case, no target)\n\nstats API, link 1 with {BIG_CLICKS} clicks over {BIG_DAYS} days; account: {WORKSPACE_LINKS} links, the rest ~{WORKSPACE_CLICKS} clicks log-uniform; {QUERY_ROUNDS} runs each (HTTP included)\n\n{:<36} {:>9} {:>9}\n",
         verdict(live >= 20_000.0),
         "",
         "p50",
@@ -388,8 +491,8 @@ fn report(live: f64, spread: f64, queries: &[QueryTimes]) -> anyhow::Result<Stri
     let worst = queries.iter().map(|q| q.p99).max().unwrap_or_default();
     writeln!(
         report,
-        "worst p99 {worst:.1?} (target < 50 ms: {})",
-        verdict(worst < Duration::from_millis(50))
+        "worst p99 {worst:.1?} (target < 10 ms: {})",
+        verdict(worst < Duration::from_millis(10))
     )?;
     Ok(report)
 }
