@@ -107,6 +107,12 @@ pub struct Config {
     /// one's own writes stay on DATABASE_URL, which also answers when the replica does not.
     #[arg(long, env = "KURZ_DATABASE_READ_URL", hide_env_values = true)]
     pub database_read_url: Option<String>,
+    /// Seconds the read replica may lag behind the primary (measured every second) before
+    /// its reads go to the primary, until it catches up. At most 25: a link changed in the
+    /// last 30 s is read from the primary anyway, so a replica within this bound never serves
+    /// a changed link as it was.
+    #[arg(long, env = "KURZ_REPLICA_MAX_LAG_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=25))]
+    pub replica_max_lag_secs: u64,
     /// Address to listen on.
     #[arg(long, env = "KURZ_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,

@@ -153,6 +153,13 @@ const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
 /// read tries the replica again (the others keep to the primary until it answered).
 pub(crate) const REPLICA_REST: Duration = Duration::from_secs(5);
 
+/// How often a serving origin measures the replica's lag ([`Reads::measure_lag`]).
+pub(crate) const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// The replica's lag while it is not known: never measured, or behind with nothing replayed
+/// since it started. Taken as too far behind.
+const LAG_UNKNOWN: u64 = u64::MAX;
+
 /// Where the reads that may lag go (`KURZ_DATABASE_READ_URL`): the redirects' look-ups on a
 /// cache miss, the edge's resolve, stats and link lists. Everything else — writes,
 /// transactions, and reads that must see the caller's own writes (a link's GET, conditional
@@ -180,10 +187,17 @@ struct Replica {
     fallbacks: AtomicU64,
     /// Reads the replica failed with a lost connection, since start: each starts a rest.
     failures: AtomicU64,
+    /// How far behind the primary the replica was at the last measurement, in ms
+    /// ([`Reads::measure_lag`]); [`LAG_UNKNOWN`] until measured. 0 while no measurement ran
+    /// yet would hide a replica that lags from the start, so it starts unknown, and reads go
+    /// to the replica only once a measurement found it close.
+    lag_ms: AtomicU64,
+    /// Reads leave the replica while its lag is above this (`KURZ_REPLICA_MAX_LAG_SECS`).
+    max_lag_ms: u64,
 }
 
 /// The replica as `/health` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub(crate) struct ReplicaHealth {
     /// `up` (taken for answering: the last read it got succeeded, or none failed yet) or
     /// `down` (resting after a failure: reads go to the primary).
@@ -193,6 +207,12 @@ pub(crate) struct ReplicaHealth {
     /// Reads the replica failed (it lost the connection or gave none in time) since start:
     /// after each it rests, so while it is down this grows once per rest, not per read.
     pub(crate) failures: u64,
+    /// Seconds the replica was behind the primary at the last measurement (once a second):
+    /// `null` while not known (not measured yet, or unreachable since the last measurement).
+    pub(crate) lag_seconds: Option<f64>,
+    /// Whether reads go to the primary because the replica lags more than
+    /// `KURZ_REPLICA_MAX_LAG_SECS` (or its lag is not known).
+    pub(crate) behind: bool,
 }
 
 /// What a failed read says about the replica.
@@ -251,6 +271,7 @@ impl Reads {
         primary: PgPool,
         replica_url: Option<&str>,
         max_connections: u32,
+        max_lag: Duration,
     ) -> Result<Self, sqlx::Error> {
         let replica = replica_url
             .map(|url| {
@@ -265,6 +286,8 @@ impl Reads {
                     epoch: std::time::Instant::now(),
                     fallbacks: AtomicU64::new(0),
                     failures: AtomicU64::new(0),
+                    lag_ms: AtomicU64::new(LAG_UNKNOWN),
+                    max_lag_ms: u64::try_from(max_lag.as_millis()).unwrap_or(u64::MAX),
                 }))
             })
             .transpose()?;
@@ -321,6 +344,10 @@ impl Reads {
             replica.fell_back("resting");
             return (query(&self.primary).await, false);
         }
+        if replica.behind() {
+            replica.fell_back("behind");
+            return (query(&self.primary).await, false);
+        }
         let answer = query(&replica.pool).await;
         let failure = answer.as_ref().err().map(ReadError::failure);
         match failure {
@@ -354,7 +381,80 @@ impl Reads {
             },
             fallbacks: replica.fallbacks.load(Ordering::Relaxed),
             failures: replica.failures.load(Ordering::Relaxed),
+            lag_seconds: match replica.lag_ms.load(Ordering::Relaxed) {
+                LAG_UNKNOWN => None,
+                ms => Some(ms as f64 / 1000.0),
+            },
+            behind: replica.behind(),
         })
+    }
+
+    /// Measures how far the replica is behind the primary, and so whether reads may go to it
+    /// (a serving origin does this every [`LAG_EVERY`]); `None` without a replica.
+    ///
+    /// The primary's WAL position is read first, then the replica's replay position: a
+    /// replica that has replayed that far lags by nothing. One that has not lags by the
+    /// time since the primary committed the last transaction it replayed (read from the
+    /// primary's clock, so the hosts' clocks need not agree). After a long idle spell this
+    /// overstates the lag of the first moments of new writes, which only sends reads to the
+    /// primary until the next measurement. A replica that cannot be asked keeps no lag
+    /// ([`LAG_UNKNOWN`]) until it answers again; its reads fall back as they do today.
+    pub(crate) async fn measure_lag(&self) -> Option<Result<Duration, sqlx::Error>> {
+        let replica = self.replica.as_ref()?;
+        let measured = async {
+            let (written, now): (i64, time::OffsetDateTime) = sqlx::query_as(
+                "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8, clock_timestamp()",
+            )
+            .fetch_one(&self.primary)
+            .await?;
+            // NULL replay position: not a standby (nothing to lag behind by WAL).
+            let (replayed, replayed_commit): (Option<i64>, Option<time::OffsetDateTime>) =
+                sqlx::query_as(
+                    "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8,
+                            pg_last_xact_replay_timestamp()",
+                )
+                .fetch_one(&replica.pool)
+                .await?;
+            Ok::<_, sqlx::Error>(match (replayed, replayed_commit) {
+                (None, _) => Some(Duration::ZERO),
+                (Some(replayed), _) if replayed >= written => Some(Duration::ZERO),
+                (Some(_), Some(commit)) => {
+                    Some((now - commit).try_into().unwrap_or(Duration::ZERO))
+                }
+                (Some(_), None) => None,
+            })
+        }
+        .await;
+        let lag_ms = match &measured {
+            Ok(Some(lag)) => u64::try_from(lag.as_millis()).unwrap_or(LAG_UNKNOWN - 1),
+            Ok(None) | Err(_) => LAG_UNKNOWN,
+        };
+        replica.lag_ms.store(lag_ms, Ordering::Relaxed);
+        metrics::gauge!("kurz_replica_lag_seconds").set(match lag_ms {
+            LAG_UNKNOWN => f64::NAN,
+            ms => ms as f64 / 1000.0,
+        });
+        Some(measured.map(|lag| lag.unwrap_or(Duration::MAX)))
+    }
+
+    /// Measures the replica's lag every [`LAG_EVERY`], for ever (without a replica, returns).
+    pub(crate) async fn measure_lag_forever(self) {
+        let mut every = tokio::time::interval(LAG_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            every.tick().await;
+            match self.measure_lag().await {
+                None => return,
+                Some(Ok(_)) => failing = false,
+                Some(Err(err)) => {
+                    if !failing {
+                        tracing::warn!(error = %err, "cannot measure the read replica's lag: reads go to the primary until it answers");
+                    }
+                    failing = true;
+                }
+            }
+        }
     }
 }
 
@@ -363,6 +463,11 @@ impl Replica {
         u64::try_from(self.epoch.elapsed().as_millis())
             .unwrap_or(u64::MAX - 1)
             .saturating_add(1)
+    }
+
+    /// Whether the replica lags more than it may, or by what is not known.
+    fn behind(&self) -> bool {
+        self.lag_ms.load(Ordering::Relaxed) > self.max_lag_ms
     }
 
     fn rest_ms() -> u64 {

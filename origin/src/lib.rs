@@ -166,6 +166,7 @@ impl State {
                     primary.clone(),
                     config.database_read_url.as_deref(),
                     config.database.db_max_connections,
+                    Duration::from_secs(config.replica_max_lag_secs),
                 )?,
                 db: primary,
                 migrated: Migrated::default(),
@@ -283,6 +284,12 @@ impl State {
     /// within moments of each ingest.
     pub async fn count_clicks(&self) -> Result<u64, sqlx::Error> {
         analytics::rollup::count_all_pending(&self.inner.db).await
+    }
+
+    /// Measures the read replica's lag now (a serving origin does it every second), which
+    /// decides whether reads may go to it; `None` without a replica.
+    pub async fn measure_replica_lag(&self) -> Option<Result<Duration, sqlx::Error>> {
+        self.inner.reads.measure_lag().await
     }
 
     /// Drops raw clicks whose month is past the retention, as of `now`; returns the dropped
@@ -473,6 +480,9 @@ impl State {
             tasks.push(Box::pin(edge_api::forget_old_nonces(self.clone())));
         }
         tasks.push(Box::pin(analytics::retention::run_forever(self.clone())));
+        if self.inner.reads.has_replica() {
+            tasks.push(Box::pin(self.inner.reads.clone().measure_lag_forever()));
+        }
         tasks.push(Box::pin(abuse::blocklist::sweep_forever(self.clone())));
         tasks.push(Box::pin(audit::forget_old_forever(
             self.inner.db.clone(),

@@ -159,12 +159,18 @@ fn describe() {
         "kurz_replica_fallbacks_total",
         "Reads for the read replica (KURZ_DATABASE_READ_URL) that the primary answered, by \
          reason: failed (the replica lost the connection or gave none in time; it then rests), \
-         resting (within the rest after a failure), conflict (a recovery conflict cancelled it)."
+         resting (within the rest after a failure), conflict (a recovery conflict cancelled it), \
+         behind (it lagged more than KURZ_REPLICA_MAX_LAG_SECS)."
     );
     describe_gauge!(
         "kurz_replica_up",
         "1 while the read replica is taken for up, 0 while it rests after a failure; absent \
          without one."
+    );
+    describe_gauge!(
+        "kurz_replica_lag_seconds",
+        "How far the read replica was behind the primary at the last measurement (once a \
+         second); NaN while not known. Above KURZ_REPLICA_MAX_LAG_SECS, reads go to the primary."
     );
     describe_counter!(
         "kurz_metrics_backlog_failures_total",
@@ -274,7 +280,7 @@ async fn scrape(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> Re
     pool_gauges(exporter.state.db());
     if let Some(replica) = exporter.state.reads().replica_health() {
         gauge!("kurz_replica_up").set(if replica.state == "up" { 1.0 } else { 0.0 });
-        for reason in ["failed", "resting", "conflict"] {
+        for reason in ["failed", "resting", "conflict", "behind"] {
             counter!("kurz_replica_fallbacks_total", "reason" => reason).increment(0);
         }
     }

@@ -117,6 +117,7 @@ pub fn config(database_url: &str) -> Config {
             db_max_connections: 4,
         },
         database_read_url: None,
+        replica_max_lag_secs: 10,
         bind: "127.0.0.1:0".parse().expect("address"),
         public_url: PUBLIC_URL.parse().expect("public URL"),
         code_key: CODE_KEY.parse().expect("code key"),
