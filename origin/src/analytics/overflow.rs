@@ -261,7 +261,8 @@ pub(crate) async fn write(
 }
 
 /// The counts of (link, hour) buckets, each once, into the link's and its workspace's hourly
-/// stats and the link's totals, as `rollup.rs` counts them (uniques excepted). A bucket of a
+/// stats, the link's day for its workspace and the link's totals, as `rollup.rs` counts them
+/// (uniques excepted). A bucket of a
 /// link that does not exist counts for no workspace and no totals, as at ingest.
 const WRITE: &str = "
 WITH overflow AS (
@@ -285,6 +286,15 @@ WITH overflow AS (
         clicks = workspace_stats_hourly.clicks + EXCLUDED.clicks,
         qr_scans = workspace_stats_hourly.qr_scans + EXCLUDED.qr_scans,
         bots = workspace_stats_hourly.bots + EXCLUDED.bots
+), workspace_link_days AS (
+    INSERT INTO workspace_link_daily (workspace_id, day, link_id, hits, bots)
+    SELECT l.workspace_id, (o.hour AT TIME ZONE 'UTC')::date, o.link_id,
+           sum(o.clicks + o.qr_scans), sum(o.bots)
+    FROM overflow o JOIN links l ON l.id = o.link_id
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (workspace_id, day, link_id) DO UPDATE SET
+        hits = workspace_link_daily.hits + EXCLUDED.hits,
+        bots = workspace_link_daily.bots + EXCLUDED.bots
 )
 UPDATE link_click_totals t SET total = t.total + c.total, recent = t.recent + c.recent
 FROM (

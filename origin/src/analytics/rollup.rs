@@ -5,7 +5,7 @@
 //! the two halves ([`Part`]; an advisory lock, across origins) takes a batch of pending
 //! clicks, adds them to the rollups and deletes them, in one transaction. The rollups
 //! plus the pending clicks therefore always equal a `GROUP BY` over the raw clicks, and no
-//! click is counted twice or lost; plus, in the hourly stats and the links' totals only, the
+//! click is counted twice or lost; plus, in the hourly stats and the links' days and totals only, the
 //! origin's clicks counted without a raw event when its recorder's queue was full
 //! (`overflow.rs`, which takes the links' lock too). Concurrent ingests share no rows and never wait on each
 //! other; under load each batch holds everything that arrived during the last one, so the
@@ -170,7 +170,9 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
 ///   still count in the other dimensions and as bots;
 /// - for links, `link_click_totals` (the links list's counts and sorts): each link's people's
 ///   clicks in all and, for those from `link_clicks_window.start` on, in the last 7 days; one
-///   row update per link of the batch ([`move_recent_window`] moves that start first).
+///   row update per link of the batch ([`move_recent_window`] moves that start first);
+/// - for links, `workspace_link_daily` (the workspace's top links and tags): each link's hits
+///   and bots per UTC day, keyed by its workspace.
 ///
 /// Only the holder of the part's advisory lock writes its `visitors_daily` rows, so new
 /// visitors are found by an anti-join and inserted plainly, which is cheaper than
@@ -209,6 +211,19 @@ fn count_pending_sql(part: Part) -> String {
         FROM clicks GROUP BY 1
     ) AS c
     WHERE t.link_id = c.link_id AND c.total > 0
+), workspace_link_days AS (
+    -- Each link's visits per UTC day for its workspace's top links and tags (0030); a link
+    -- that does not exist counts for no workspace, as in the workspace's own rollups.
+    INSERT INTO workspace_link_daily (workspace_id, day, link_id, hits, bots)
+    SELECT l.workspace_id, c.day, c.link_id, c.hits, c.bots
+    FROM (SELECT link_id, day, count(*) FILTER (WHERE NOT bot) AS hits,
+                 count(*) FILTER (WHERE bot) AS bots
+          FROM clicks GROUP BY 1, 2) AS c
+    JOIN links l ON l.id = c.link_id
+    ORDER BY 1, 2, 3
+    ON CONFLICT (workspace_id, day, link_id) DO UPDATE SET
+        hits = workspace_link_daily.hits + EXCLUDED.hits,
+        bots = workspace_link_daily.bots + EXCLUDED.bots
 ), "
         }
         Part::Workspaces => "",

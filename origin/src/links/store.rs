@@ -796,38 +796,6 @@ pub(crate) async fn delete(
     row.ok_or_else(|| Error::LinkNotFound(code.to_string()))
 }
 
-/// The live links of `workspace` most visited between `from` and `to` (`bots` counted or not),
-/// at most `top`: (id, code, visits). Deleted ones are left out (their clicks still count in
-/// the workspace's totals): they can no longer be opened, and their code may name another link
-/// now.
-pub(crate) async fn most_visited(
-    db: impl PgExecutor<'_>,
-    workspace: WorkspaceId,
-    (from, to): (OffsetDateTime, OffsetDateTime),
-    bots: bool,
-    top: i64,
-) -> Result<Vec<(i64, String, i64)>, Error> {
-    Ok(sqlx::query_as(
-        "SELECT s.link_id, l.code, s.count FROM (
-             SELECT link_id, sum(clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END)::int8 AS count
-             FROM link_stats_hourly
-             WHERE hour >= $1 AND hour < $2
-               AND link_id IN (SELECT id FROM links WHERE workspace_id = $5 AND deleted_at IS NULL)
-             GROUP BY link_id
-         ) AS s JOIN links l ON l.id = s.link_id
-         WHERE s.count > 0
-         ORDER BY s.count DESC, l.code
-         LIMIT $4",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(bots)
-    .bind(top)
-    .bind(workspace.get())
-    .fetch_all(db)
-    .await?)
-}
-
 /// What the redirect route needs, for the live link with this code on the default domain.
 pub(crate) async fn find_record(
     db: impl PgExecutor<'_>,

@@ -238,6 +238,23 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
             .expect("compare breakdowns");
         assert_eq!(wrong, 0, "{table} differs from the raw clicks");
     }
+
+    // Each link's visits per UTC day, keyed by its workspace (top links and tags).
+    let wrong: i64 = sqlx::query_scalar(
+        "WITH raw AS (
+             SELECT l.workspace_id, (c.at AT TIME ZONE 'UTC')::date AS day, c.link_id,
+                    count(*) FILTER (WHERE NOT c.bot) AS hits, count(*) FILTER (WHERE c.bot) AS bots
+             FROM clicks c JOIN links l ON l.id = c.link_id
+             GROUP BY 1, 2, 3
+         )
+         SELECT count(*) FROM raw r FULL JOIN workspace_link_daily d
+             USING (workspace_id, day, link_id)
+         WHERE (r.hits, r.bots) IS DISTINCT FROM (d.hits, d.bots)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("compare the links' days");
+    assert_eq!(wrong, 0, "workspace_link_daily differs from the raw clicks");
 }
 
 #[tokio::test]
@@ -885,4 +902,167 @@ async fn top_links_leave_deleted_links_out() {
     );
     // The deleted link's clicks still count for the account.
     assert_eq!(body["totals"]["clicks"], 8);
+}
+
+/// Top links and tags read whole UTC days from the per-day rollup and the hours at either end
+/// from the hourly one: every range, ragged or not, counts what a sum over the raw clicks
+/// counts. Deleted links count under their tags but are no top link; untagged links under no
+/// tag; another workspace's links nowhere.
+#[tokio::test]
+async fn top_links_and_tags_count_every_click_of_any_range() {
+    let app = spawn_app().await;
+    // (code, tags, deleted after its clicks)
+    let links: [(&str, &[&str], bool); 4] = [
+        ("ta", &["x"], false),
+        ("tb", &["x", "y"], false),
+        ("tc", &[], false),
+        ("td", &["y"], true),
+    ];
+    let mut ids = Vec::new();
+    for (code, tags, _) in links {
+        let link = app
+            .create(json!({"destination": format!("https://example.com/{code}"), "code": code, "tags": tags}))
+            .await;
+        ids.push(link["id"].as_i64().expect("id"));
+    }
+    let workspace = app.workspace("elsewhere").await;
+    let key = app.key(workspace, &["links:write"]).await;
+    let response = app
+        .call(
+            &key,
+            Method::POST,
+            "/api/v1/links",
+            Some(json!({"destination": "https://example.com/e", "code": "te", "tags": ["x"]})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    let other = response.json()["id"].as_i64().expect("id");
+
+    let day = (OffsetDateTime::now_utc() - Duration::days(7)).date();
+    let hour =
+        |d: i64, h: u8| day.with_hms(h, 0, 0).expect("time").assume_utc() + Duration::days(d);
+    // Clicks early and late in UTC days, in the hours at the ranges' ends and between.
+    let times = [
+        (0, 0),
+        (0, 12),
+        (0, 13),
+        (0, 23),
+        (1, 0),
+        (1, 5),
+        (1, 23),
+        (2, 12),
+        (3, 0),
+        (3, 23),
+        (4, 6),
+        (4, 7),
+        (4, 20),
+    ];
+    // (link index or 4 for the other workspace's, at, bot)
+    let mut clicks: Vec<(usize, OffsetDateTime, bool)> = Vec::new();
+    let mut events = Vec::new();
+    for (t, (d, h)) in times.into_iter().enumerate() {
+        for link in 0..5 {
+            let people = (link * 3 + t) % 4;
+            for n in 0..=people {
+                let at = hour(d, h) + Duration::minutes(n as i64);
+                let bot = n == 1 && t % 3 == 0;
+                let (id, code) = match link {
+                    4 => (other, "te"),
+                    _ => (ids[link], links[link].0),
+                };
+                let mut e = event(&format!("k{link}-{t}-{n}"), id, code, at);
+                if bot {
+                    e.user_agent = Some(GOOGLEBOT.to_owned());
+                }
+                events.push(e);
+                clicks.push((link, at, bot));
+            }
+        }
+    }
+    app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
+    let deleted = app.api(Method::DELETE, "/api/v1/links/td", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+
+    // Mid-day to mid-day, whole days, inside one day, across one midnight, ending at one.
+    let cases = [
+        (hour(0, 13), hour(4, 7)),
+        (hour(0, 0), hour(5, 0)),
+        (hour(1, 5), hour(1, 6)),
+        (hour(0, 23), hour(1, 1)),
+        (hour(2, 12), hour(4, 0)),
+        (hour(0, 1), hour(3, 23)),
+    ];
+    for (from, to) in cases {
+        for bots in [false, true] {
+            let count = |link: usize| {
+                clicks
+                    .iter()
+                    .filter(|(l, at, bot)| *l == link && *at >= from && *at < to && (bots || !bot))
+                    .count() as i64
+            };
+            let mut expected_links: Vec<(i64, &str)> = (0..4)
+                .filter(|l| !links[*l].2 && count(*l) > 0)
+                .map(|l| (count(l), links[l].0))
+                .collect();
+            expected_links.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+            let mut expected_tags: Vec<(i64, &str)> = ["x", "y"]
+                .into_iter()
+                .map(|tag| {
+                    let sum = (0..4)
+                        .filter(|l| links[*l].1.contains(&tag))
+                        .map(count)
+                        .sum::<i64>();
+                    (sum, tag)
+                })
+                .filter(|(sum, _)| *sum > 0)
+                .collect();
+            expected_tags.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+
+            let body = stats(
+                &app,
+                &format!(
+                    "/api/v1/stats?from={}&to={}&interval=day&bots={bots}",
+                    rfc(from),
+                    rfc(to)
+                ),
+            )
+            .await;
+            let got_links: Vec<(i64, String)> = body["top_links"]
+                .as_array()
+                .expect("top links")
+                .iter()
+                .map(|l| {
+                    (
+                        l["count"].as_i64().expect("count"),
+                        l["code"].as_str().expect("code").to_owned(),
+                    )
+                })
+                .collect();
+            let got_tags: Vec<(i64, String)> = body["top"]["tag"]
+                .as_array()
+                .expect("tags")
+                .iter()
+                .map(|t| {
+                    (
+                        t["count"].as_i64().expect("count"),
+                        t["value"].as_str().expect("value").to_owned(),
+                    )
+                })
+                .collect();
+            let want = |v: &[(i64, &str)]| -> Vec<(i64, String)> {
+                v.iter().map(|(n, s)| (*n, (*s).to_owned())).collect()
+            };
+            assert_eq!(
+                got_links,
+                want(&expected_links),
+                "links {from}..{to} bots {bots}"
+            );
+            assert_eq!(
+                got_tags,
+                want(&expected_tags),
+                "tags {from}..{to} bots {bots}"
+            );
+        }
+    }
 }

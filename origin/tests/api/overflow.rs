@@ -173,6 +173,13 @@ async fn a_burst_far_over_the_queue_is_counted_exactly_and_only_details_are_shed
     assert_eq!(link["total"], SENT, "{link}");
     let workspace = stats(&app, "/api/v1/stats?interval=day&bots=true").await;
     assert_eq!(workspace["total"], SENT, "{workspace}");
+    // The workspace's top links and tags read the per-day rollup of its links, which the
+    // overflow's counts reach too.
+    let response = app
+        .api(Method::GET, "/api/v1/stats?interval=day&bots=true", None)
+        .await;
+    let top_links = response.json()["top_links"].clone();
+    assert_eq!(top_links[0]["count"], SENT, "{top_links}");
     // The list counts people's clicks and scans, not bots.
     assert_eq!(
         click_counts(&app, "burst").await,
