@@ -601,6 +601,7 @@ const TABLES: &[&str] = &[
     "link_stats_hourly",
     "link_breakdown_hourly",
     "link_breakdown_daily",
+    "workspace_link_daily",
     "visitors_daily",
     "workspace_stats_hourly",
     "workspace_breakdown_hourly",
