@@ -42,6 +42,11 @@ impl Interval {
 /// code, `bots` visits by crawlers, link previews, scripts and HEAD requests. `uniques` are
 /// unique visitors per UTC day, summed over the days of the bucket or range. `total` is
 /// `clicks + qr_scans`, plus `bots` when bots were asked for.
+///
+/// `details_shed` are visits (of people and bots alike) that the origin counted without
+/// storing their details, because it was too busy to store them all: they are in `clicks`,
+/// `qr_scans`, `bots` and `total`, but in no breakdown, no unique visitor count and no raw
+/// click of the CSV export.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counts {
@@ -50,6 +55,8 @@ pub struct Counts {
     pub qr_scans: i64,
     pub bots: i64,
     pub uniques: i64,
+    #[serde(default)]
+    pub details_shed: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
