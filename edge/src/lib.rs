@@ -45,7 +45,7 @@ mod signed;
 mod sync;
 pub mod unlock;
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::time::Duration;
 
 use shortlink::edge::{ClickEvent, ClickSource};
@@ -440,13 +440,20 @@ async fn lookup(
     started_ms: u64,
     client: Option<String>,
 ) -> Result<std::result::Result<LinkRecord, Reply<'static>>> {
-    let kv = WorkerKv(env.kv(LINKS)?);
+    let kv = LazyKv {
+        env,
+        store: OnceCell::new(),
+    };
     let origin = WorkerOrigin(env);
     let budget = OriginBudget { env, client };
     let (found, fill) = resolve::find(cache(), &kv, &origin, &budget, code, started_ms, now_ms)
         .await
         .map_err(worker::Error::RustError)?;
     if let Some(fill) = fill {
+        let kv = WorkerKv(match kv.store.into_inner() {
+            Some(store) => store,
+            None => env.kv(LINKS)?,
+        });
         ctx.wait_until(async move {
             if let Err(err) = resolve::fill(&kv, &fill).await {
                 worker::console_error!("caching {} in KV failed: {err}", fill.code);
@@ -469,12 +476,39 @@ async fn lookup(
     })
 }
 
-/// Workers KV for the miss path.
-struct WorkerKv(KvStore);
+/// Workers KV for the miss path, its binding looked up on first use: a visit the memo
+/// answers never reads it (six property reads across the JavaScript boundary).
+struct LazyKv<'a> {
+    env: &'a Env,
+    store: OnceCell<KvStore>,
+}
 
-impl resolve::Kv for WorkerKv {
+impl LazyKv<'_> {
+    fn store(&self) -> std::result::Result<WorkerKv<&KvStore>, String> {
+        if let Some(store) = self.store.get() {
+            return Ok(WorkerKv(store));
+        }
+        let store = self.env.kv(LINKS).map_err(|err| err.to_string())?;
+        Ok(WorkerKv(self.store.get_or_init(|| store)))
+    }
+}
+
+impl resolve::Kv for LazyKv<'_> {
     async fn get(&self, key: &str, cached: bool) -> std::result::Result<Option<String>, String> {
-        let get = self.0.get(key);
+        self.store()?.get(key, cached).await
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl: u64) -> std::result::Result<(), String> {
+        self.store()?.put(key, value, ttl).await
+    }
+}
+
+/// Workers KV for the miss path and its fill.
+struct WorkerKv<S = KvStore>(S);
+
+impl<S: std::borrow::Borrow<KvStore>> resolve::Kv for WorkerKv<S> {
+    async fn get(&self, key: &str, cached: bool) -> std::result::Result<Option<String>, String> {
+        let get = self.0.borrow().get(key);
         let get = if cached {
             get.cache_ttl(KV_CACHE_TTL)
         } else {
@@ -484,7 +518,7 @@ impl resolve::Kv for WorkerKv {
     }
 
     async fn put(&self, key: &str, value: &str, ttl: u64) -> std::result::Result<(), String> {
-        kv_put(&self.0, key, value, Some(ttl))
+        kv_put(self.0.borrow(), key, value, Some(ttl))
             .await
             .map_err(|err| err.to_string())
     }

@@ -20,7 +20,7 @@ use shortlink::redirect::LinkRecord;
 use crate::breaker::Breaker;
 use crate::entry::{self, Entry, Writer};
 use crate::limits::{self, OriginGate};
-use crate::memo::Memo;
+use crate::memo::{Memo, Memoed};
 
 /// Seconds a record fetched from the origin stays in KV. Sync keeps records current, so this
 /// only bounds the damage of a lost sync or of a fill that lost its race with one ([`fill`]).
@@ -105,8 +105,12 @@ pub async fn find(
     now_ms: impl Fn() -> u64,
 ) -> Result<(Found, Option<Fill>), Failure> {
     let (memo_hit, generation) = {
-        let memo = cache.memo.borrow();
-        (memo.get(code, started_ms).cloned(), memo.generation())
+        let mut memo = cache.memo.borrow_mut();
+        let hit = match memo.get(code, started_ms) {
+            Memoed::Serve(entry) => Some(entry.clone()),
+            Memoed::Read => None,
+        };
+        (hit, memo.generation())
     };
     // What this request learns is remembered as of its start, which errs towards fresher.
     let remember = |entry: &Entry| {
@@ -231,11 +235,21 @@ mod tests {
         entries: RefCell<HashMap<String, (String, u64)>>,
         reads: Cell<u32>,
         down: Cell<bool>,
+        /// Reads wait while set.
+        slow: Cell<bool>,
     }
 
     impl Kv for FakeKv {
         async fn get(&self, key: &str, _cached: bool) -> Result<Option<String>, Failure> {
             self.reads.set(self.reads.get() + 1);
+            std::future::poll_fn(|_| {
+                if self.slow.get() {
+                    std::task::Poll::Pending
+                } else {
+                    std::task::Poll::Ready(())
+                }
+            })
+            .await;
             if self.down.get() {
                 return Err("KV is down".into());
             }
@@ -368,6 +382,37 @@ mod tests {
         find_now(&cache, &kv, &origin, "abc", 2_000);
         assert_eq!(kv.reads.get(), 2);
         assert_eq!(origin.asked.get(), 0);
+    }
+
+    #[test]
+    fn visits_while_a_lapsed_entry_is_read_again_are_served_it_without_reading_kv() {
+        let (cache, kv, origin) = (Cache::default(), FakeKv::default(), FakeOrigin::default());
+        kv.set("abc", &json(&record(3)));
+        find_now(&cache, &kv, &origin, "abc", 1_000);
+        // The link changes in KV; its entry lapses and the next visit's read waits on KV.
+        kv.set("abc", &json(&record(4)));
+        kv.slow.set(true);
+        let (budget, hot) = (FakeBudget::default(), code("abc"));
+        let mut read = Box::pin(find(&cache, &kv, &origin, &budget, &hot, 2_000, || 2_000));
+        assert!(read.as_mut().now_or_never().is_none());
+        assert_eq!(kv.reads.get(), 2);
+        // A hot link's other visits meanwhile: the lapsed entry, no read of their own.
+        for now in [2_000, 2_500, 2_999] {
+            let (found, _) = find_now(&cache, &kv, &origin, "abc", now);
+            assert!(matches!(found, Found::Link(ref r) if r.version == 3));
+        }
+        assert_eq!(kv.reads.get(), 2);
+        // The read comes back: its visit and the next ones get what KV holds now.
+        kv.slow.set(false);
+        let (found, _) = read
+            .as_mut()
+            .now_or_never()
+            .expect("KV answered")
+            .expect("KV answers");
+        assert!(matches!(found, Found::Link(ref r) if r.version == 4));
+        let (found, _) = find_now(&cache, &kv, &origin, "abc", 2_999);
+        assert!(matches!(found, Found::Link(ref r) if r.version == 4));
+        assert_eq!((kv.reads.get(), origin.asked.get()), (2, 0));
     }
 
     #[test]
