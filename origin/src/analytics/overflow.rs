@@ -270,22 +270,27 @@ WITH overflow AS (
     FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
         AS o(link_id, hour, clicks, qr_scans, bots)
 ), link_stats AS (
-    INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
-    SELECT link_id, hour, clicks, qr_scans, bots, 0 FROM overflow
+    INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques,
+                                   details_shed)
+    SELECT link_id, hour, clicks, qr_scans, bots, 0, clicks + qr_scans + bots FROM overflow
     ORDER BY 1, 2
     ON CONFLICT (link_id, hour) DO UPDATE SET
         clicks = link_stats_hourly.clicks + EXCLUDED.clicks,
         qr_scans = link_stats_hourly.qr_scans + EXCLUDED.qr_scans,
-        bots = link_stats_hourly.bots + EXCLUDED.bots
+        bots = link_stats_hourly.bots + EXCLUDED.bots,
+        details_shed = link_stats_hourly.details_shed + EXCLUDED.details_shed
 ), workspace_stats AS (
-    INSERT INTO workspace_stats_hourly (workspace_id, hour, clicks, qr_scans, bots, uniques)
-    SELECT l.workspace_id, o.hour, sum(o.clicks), sum(o.qr_scans), sum(o.bots), 0
+    INSERT INTO workspace_stats_hourly (workspace_id, hour, clicks, qr_scans, bots, uniques,
+                                        details_shed)
+    SELECT l.workspace_id, o.hour, sum(o.clicks), sum(o.qr_scans), sum(o.bots), 0,
+           sum(o.clicks + o.qr_scans + o.bots)
     FROM overflow o JOIN links l ON l.id = o.link_id
     GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (workspace_id, hour) DO UPDATE SET
         clicks = workspace_stats_hourly.clicks + EXCLUDED.clicks,
         qr_scans = workspace_stats_hourly.qr_scans + EXCLUDED.qr_scans,
-        bots = workspace_stats_hourly.bots + EXCLUDED.bots
+        bots = workspace_stats_hourly.bots + EXCLUDED.bots,
+        details_shed = workspace_stats_hourly.details_shed + EXCLUDED.details_shed
 ), workspace_link_days AS (
     INSERT INTO workspace_link_daily (workspace_id, day, link_id, hits, bots)
     SELECT l.workspace_id, (o.hour AT TIME ZONE 'UTC')::date, o.link_id,

@@ -142,28 +142,29 @@ async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
         top.tag = tags;
         links
     });
-    let counts = |clicks: i64, qr_scans: i64, bots: i64, uniques: i64| Counts {
+    let counts = |(clicks, qr_scans, bots, uniques, details_shed): Sums| Counts {
         total: clicks + qr_scans + if range.bots { bots } else { 0 },
         clicks,
         qr_scans,
         bots,
         uniques,
-        details_shed: 0,
+        details_shed,
     };
     let series: Vec<Point> = rows
         .into_iter()
-        .map(|(t, c, q, b, u)| Point {
+        .map(|(t, c, q, b, u, d)| Point {
             t,
-            counts: counts(c, q, b, u),
+            counts: counts((c, q, b, u, d)),
         })
         .collect();
     let sum = |f: fn(&Counts) -> i64| series.iter().map(|p| f(&p.counts)).sum::<i64>();
-    let totals = counts(
+    let totals = counts((
         sum(|c| c.clicks),
         sum(|c| c.qr_scans),
         sum(|c| c.bots),
         sum(|c| c.uniques),
-    );
+        sum(|c| c.details_shed),
+    ));
     Ok(Stats {
         from: range.from,
         to: range.to,
@@ -178,16 +179,19 @@ async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
 }
 
 /// The counts per bucket of the range, in the range's time zone.
+/// A bucket's clicks, QR scans, bots, unique visitors and visits counted without details.
+type Sums = (i64, i64, i64, i64, i64);
+
 async fn series(
     db: &PgPool,
     of: Of,
     range: &Range,
-) -> Result<Vec<(OffsetDateTime, i64, i64, i64, i64)>, Error> {
+) -> Result<Vec<(OffsetDateTime, i64, i64, i64, i64, i64)>, Error> {
     let tables = of.part().tables();
     let interval = range.interval.as_str();
     // Buckets are made in local time and turned back into instants, so days and weeks
     // follow the zone's midnight, clock changes included.
-    let rows: Vec<(OffsetDateTime, i64, i64, i64, i64)> = sqlx::query_as(&format!(
+    let rows: Vec<(OffsetDateTime, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
         "WITH buckets AS (
              SELECT b AT TIME ZONE $5 AS t
              FROM generate_series(date_trunc($4, $2 AT TIME ZONE $5),
@@ -196,13 +200,14 @@ async fn series(
          ), data AS (
              SELECT date_trunc($4, hour AT TIME ZONE $5) AT TIME ZONE $5 AS t,
                     sum(clicks)::int8 AS clicks, sum(qr_scans)::int8 AS qr_scans,
-                    sum(bots)::int8 AS bots, sum(uniques)::int8 AS uniques
+                    sum(bots)::int8 AS bots, sum(uniques)::int8 AS uniques,
+                    sum(details_shed)::int8 AS details_shed
              FROM {stats}
              WHERE {key} = $1 AND hour >= $2 AND hour < $3
              GROUP BY 1
          )
          SELECT buckets.t, coalesce(clicks, 0), coalesce(qr_scans, 0), coalesce(bots, 0),
-                coalesce(uniques, 0)
+                coalesce(uniques, 0), coalesce(details_shed, 0)
          FROM buckets LEFT JOIN data USING (t)
          ORDER BY buckets.t",
         stats = tables.stats,

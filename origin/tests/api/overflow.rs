@@ -171,8 +171,27 @@ async fn a_burst_far_over_the_queue_is_counted_exactly_and_only_details_are_shed
         "{link}"
     );
     assert_eq!(link["total"], SENT, "{link}");
+    // The stats say how many of the counted visits have no details: the breakdowns (here the
+    // devices, which every stored click has) fall short of the total by as many.
+    assert_eq!(link["details_shed"], details_shed, "{link}");
+    let answer = app
+        .api(
+            Method::GET,
+            "/api/v1/links/burst/stats?interval=day&bots=true",
+            None,
+        )
+        .await
+        .json();
+    let devices: u64 = answer["top"]["device"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|device| device["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(devices, SENT - details_shed, "{answer}");
     let workspace = stats(&app, "/api/v1/stats?interval=day&bots=true").await;
     assert_eq!(workspace["total"], SENT, "{workspace}");
+    assert_eq!(workspace["details_shed"], details_shed, "{workspace}");
     // The workspace's top links and tags read the per-day rollup of its links, which the
     // overflow's counts reach too.
     let response = app
