@@ -2,9 +2,10 @@
 //! batch's queue name says which ([`parked::consumer_for`]).
 //!
 //! - **Click queue**: the events of the batch's messages (see [`crate::outbox`]) go to the
-//!   origin's ingest in one request. On success the messages are acknowledged; otherwise
-//!   each is retried after its delay in the [`retry`] schedule, by its own attempts, for 32
-//!   hours; then the queue moves it to the dead-letter queue.
+//!   origin's ingest, in one request per [`outbox::INGEST_BYTES`] of messages. On success a
+//!   request's messages are acknowledged; otherwise each is retried after its delay in the
+//!   [`retry`] schedule, by its own attempts, for 32 hours; then the queue moves it to the
+//!   dead-letter queue.
 //! - **Dead-letter queue**: the same delivery once more; what the origin still does not take
 //!   is parked in KV ([`parked`]) for an operator to replay (`origin replay-parked-clicks`).
 //!
@@ -18,7 +19,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::worker_sys;
 use worker::{Env, MessageExt, QueueRetryOptionsBuilder, RawMessage, Result};
 
-use crate::outbox::{Body, events_of};
+use crate::outbox::{self, Body, events_of};
 use crate::parked::{self, Consumer};
 use crate::retry::{self, Backoff};
 use crate::{LINKS, origin};
@@ -29,6 +30,8 @@ struct Delivery {
     /// Deliveries of this message so far, this one included (1 the first time).
     attempts: u32,
     events: Vec<ClickEvent>,
+    /// The message's size as it came, in bytes of JSON.
+    bytes: usize,
 }
 
 impl Delivery {
@@ -45,14 +48,25 @@ impl Delivery {
 pub(crate) async fn consume(batch: &worker_sys::MessageBatch, env: &Env) -> Result<()> {
     let queue = String::from(batch.queue()?);
     let deliveries = deliveries(batch)?;
+    let sizes: Vec<usize> = deliveries.iter().map(|d| d.bytes).collect();
+    // One at a time: the origin is not asked for more at once than before the split.
+    for post in outbox::posts(&sizes, outbox::INGEST_BYTES) {
+        deliver(&deliveries[post], &queue, env).await;
+    }
+    Ok(())
+}
+
+/// Posts these messages' events to the origin in one request and acknowledges them, or
+/// retries or parks them.
+async fn deliver(deliveries: &[Delivery], queue: &str, env: &Env) {
     let events: Vec<&ClickEvent> = deliveries.iter().flat_map(|d| &d.events).collect();
     if events.is_empty() {
         deliveries.iter().for_each(|d| d.message.ack());
-        return Ok(());
+        return;
     }
     let backoff = backoff(env);
     let delivered = origin::ingest(env, &events).await;
-    match (delivered, parked::consumer_for(&queue)) {
+    match (delivered, parked::consumer_for(queue)) {
         (Ok(()), _) => deliveries.iter().for_each(|d| d.message.ack()),
         (Err(err), Consumer::Clicks) => {
             let attempts = deliveries.iter().map(|d| d.attempts).max().unwrap_or(1);
@@ -67,10 +81,9 @@ pub(crate) async fn consume(batch: &worker_sys::MessageBatch, env: &Env) -> Resu
                 "the origin did not take {} dead-lettered clicks, parking them in KV: {err}",
                 events.len()
             );
-            park(&deliveries, env, backoff).await;
+            park(deliveries, env, backoff).await;
         }
     }
-    Ok(())
 }
 
 /// Writes each message's events to KV and acknowledges it once written; a message KV did not
@@ -164,6 +177,7 @@ fn deliveries(batch: &worker_sys::MessageBatch) -> Result<Vec<Delivery>> {
                 events: events.into_iter().map(ClickEvent::bounded).collect(),
                 message,
                 attempts,
+                bytes: text.len(),
             }),
             Err(err) => {
                 worker::console_error!("dropping a message that is not click events: {err}");
