@@ -125,6 +125,6 @@ fn Figures(stats: Stats, variants: Vec<String>) -> impl IntoView {
         ]/>
         {nothing.then(|| view! { <p class="empty">{t!(i18n, link_stats.empty)}</p> })}
         <SeriesChart points=stats.series interval=stats.interval/>
-        <BreakdownTables top=stats.top variants=variants/>
+        <BreakdownTables top=stats.top details_shed=stats.totals.details_shed variants=variants/>
     }
 }

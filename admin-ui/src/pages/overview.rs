@@ -86,6 +86,6 @@ fn Figures(stats: Stats) -> impl IntoView {
                 }.into_any()
             }}
         </section>
-        <BreakdownTables top=stats.top/>
+        <BreakdownTables top=stats.top details_shed=stats.totals.details_shed/>
     }
 }

@@ -234,9 +234,13 @@ enum Kind {
 
 /// The top values of each breakdown, as tables with a bar for each share. The A/B variants
 /// (of a link with a split) and the tags (of the whole workspace) only when there are some.
+/// Above them, how many visits of the range are in the totals but not in the tables
+/// (`details_shed`), when any are.
 #[component]
 pub fn BreakdownTables(
     top: Breakdowns,
+    /// Visits of the range counted without their details (`Counts::details_shed`).
+    details_shed: i64,
     /// The destinations of the link's split, in order: a variant's index names one.
     #[prop(optional)]
     variants: Vec<String>,
@@ -284,6 +288,11 @@ pub fn BreakdownTables(
         (Kind::Tag, t_string!(i18n, stats.tags), top.tag),
     ];
     view! {
+        {(details_shed > 0).then(|| view! {
+            <p class="hint details-shed" role="note">
+                {t!(i18n, stats.details_shed, n = move || count(details_shed))}
+            </p>
+        })}
         <div class="breakdowns">
             {tables
                 .into_iter()
