@@ -16,8 +16,12 @@ use std::time::Duration;
 use shortlink::stats::OTHER_VALUES;
 use sqlx::PgPool;
 
-/// Most pending clicks counted in one transaction.
-const BATCH: i64 = 50_000;
+/// Most pending clicks counted in one transaction. A batch writes a rollup row per (link,
+/// bucket, value) it touches, however many of its clicks share it: while a backlog lasts,
+/// bigger batches write fewer rows per click (on the analytics bench's live workload, 78 µs
+/// of PostgreSQL time per click at 50,000, 57 µs at 100,000, 46 µs at 200,000, same run),
+/// but hold the part's lock longer (the overflow's writer waits for the links' lock).
+const BATCH: i64 = 100_000;
 /// How often a counter looks for clicks stored by other origins (its own wake it at once).
 const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
