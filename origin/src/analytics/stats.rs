@@ -302,45 +302,51 @@ async fn top_tags_and_links(
              SELECT ceil_day, greatest(ceil_day, floor_day) AS floor_day
              FROM (SELECT date_trunc('day', $1 AT TIME ZONE 'UTC' + interval '1 day' - interval '1 microsecond') AT TIME ZONE 'UTC' AS ceil_day,
                           date_trunc('day', $2 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS floor_day) AS d
+         ), parts AS (
+             SELECT link_id, hits + CASE WHEN $3 THEN bots ELSE 0 END AS n
+             FROM workspace_link_daily, bounds
+             WHERE workspace_id = $4 AND day >= (ceil_day AT TIME ZONE 'UTC')::date
+               AND day < (floor_day AT TIME ZONE 'UTC')::date
+             UNION ALL
+             SELECT link_id, clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END
+             FROM link_stats_hourly, bounds
+             WHERE hour >= $1 AND hour < least($2, ceil_day)
+             UNION ALL
+             SELECT link_id, clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END
+             FROM link_stats_hourly, bounds
+             WHERE hour >= greatest($1, floor_day) AND hour < $2
          ), per_link AS MATERIALIZED (
-             SELECT link_id, sum(n)::int8 AS count FROM (
-                 SELECT link_id, hits + CASE WHEN $3 THEN bots ELSE 0 END AS n
-                 FROM workspace_link_daily, bounds
-                 WHERE workspace_id = $4 AND day >= (ceil_day AT TIME ZONE 'UTC')::date
-                   AND day < (floor_day AT TIME ZONE 'UTC')::date
-                 UNION ALL
-                 SELECT link_id, clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END
-                 FROM link_stats_hourly, bounds
-                 WHERE hour >= $1 AND hour < least($2, ceil_day)
-                   AND link_id IN (SELECT id FROM links WHERE workspace_id = $4)
-                 UNION ALL
-                 SELECT link_id, clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END
-                 FROM link_stats_hourly, bounds
-                 WHERE hour >= greatest($1, floor_day) AND hour < $2
-                   AND link_id IN (SELECT id FROM links WHERE workspace_id = $4)
-             ) AS parts
-             GROUP BY link_id
+             -- Grouped by the joined link's key, so that the planner knows how many links
+             -- come out (about the workspace's) and joins them to `links` by hashing, not by
+             -- one index probe per link.
+             SELECT l.id, sum(p.n)::int8 AS count
+             FROM parts p JOIN links l ON l.id = p.link_id
+             WHERE l.workspace_id = $4
+             GROUP BY l.id
          ), tags AS (
-             SELECT tag, sum(p.count)::int8 AS count,
-                    row_number() OVER (ORDER BY sum(p.count) DESC, tag) AS rank
-             FROM per_link p JOIN links l ON l.id = p.link_id
+             SELECT tag, sum(p.count)::int8 AS count
+             FROM per_link p JOIN links l ON l.id = p.id
                   CROSS JOIN LATERAL unnest(l.tags) AS tag
              WHERE l.tags <> '{}'
              GROUP BY tag
              HAVING sum(p.count) > 0
-             ORDER BY rank
+             ORDER BY count DESC, tag
              LIMIT $5
          ), top_links AS (
-             SELECT p.link_id, l.code, p.count,
-                    row_number() OVER (ORDER BY p.count DESC, l.code) AS rank
-             FROM per_link p JOIN links l ON l.id = p.link_id
-             WHERE l.deleted_at IS NULL AND p.count > 0
-             ORDER BY rank
+             -- Most visited first, each looked up until enough live ones are found (an
+             -- incremental sort breaks the ties by code).
+             SELECT p.id, l.code, p.count
+             FROM (SELECT * FROM per_link WHERE count > 0 ORDER BY count DESC) AS p
+                  JOIN LATERAL (SELECT code FROM links
+                                WHERE id = p.id AND deleted_at IS NULL) AS l ON true
+             ORDER BY p.count DESC, l.code
              LIMIT $6
          )
-         SELECT true, tag, 0::int8, count, rank FROM tags
+         SELECT true, tag, 0::int8, count, row_number() OVER (ORDER BY count DESC, tag)
+         FROM tags
          UNION ALL
-         SELECT false, code, link_id, count, rank FROM top_links
+         SELECT false, code, id, count, row_number() OVER (ORDER BY count DESC, code)
+         FROM top_links
          ORDER BY 1, 5",
     )
     .bind(range.from)
