@@ -132,7 +132,10 @@ pub(crate) const VISITOR_DAYS: i32 = 7;
 /// batch, all dimensions at once, and merged with the batch's values by one aggregation:
 /// no probe per value, no join of two CTEs (whose row estimates are guesses, so a nested
 /// loop over both would be quadratic), and never a scan of the whole table (the range's
-/// `OFFSET 0` keeps it a parameterised index scan, whatever the planner estimates).
+/// `OFFSET 0` keeps it a parameterised index scan, whatever the planner estimates). New
+/// values are ranked only when some bucket of the batch could overflow: with at most `$3`
+/// values in every bucket, held and new, the ranking keeps them all (spread workload of the
+/// analytics bench: 20-35 % less time per batch, same run).
 fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
     format!(
         "{table}_all AS (
@@ -147,7 +150,15 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
                       WHERE r.{key} = b.{key} AND r.{time} = b.t OFFSET 0) AS r
     ) AS v
     GROUP BY 1, 2, 3, 4
+), {table}_crowded AS (
+    -- Whether some bucket has more values, held and new, than it may keep: one hash
+    -- aggregation. Most batches have none, and skip the ranking's sort.
+    SELECT EXISTS (SELECT FROM {table}_all GROUP BY {key}, t, dimension
+                   HAVING count(*) > $3) AS crowded
 ), {table}_capped AS (
+    SELECT {key}, dimension, t, value, hits, bots, counted FROM {table}_all
+    WHERE NOT (SELECT crowded FROM {table}_crowded)
+    UNION ALL
     -- New values are ranked within their bucket, after the values it already holds.
     SELECT {key}, dimension, t,
            CASE WHEN known THEN value
@@ -157,7 +168,7 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
                            OVER (PARTITION BY {key}, t, dimension) <= $3
                 THEN value ELSE $4 END AS value,
            hits, bots, counted
-    FROM {table}_all
+    FROM {table}_all WHERE (SELECT crowded FROM {table}_crowded)
 ), {table}_written AS (
     INSERT INTO {table} ({key}, dimension, {time}, value, hits, bots)
     SELECT {key}, dimension, t, value, sum(hits)::bigint, sum(bots)::bigint
