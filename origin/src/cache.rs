@@ -43,7 +43,9 @@ impl CachedLink {
     /// own destination, else a new one (targets, split variants, UTM parameters). `None` only
     /// for a value no valid destination has.
     pub(crate) fn location_header(&self, location: &str) -> Option<HeaderValue> {
-        if location == self.record.destination.as_str() {
+        let destination = self.record.destination.as_str();
+        // Most often the very string (a borrowed destination): no need to compare bytes.
+        if std::ptr::eq(location, destination) || location == destination {
             Some(self.location.clone())
         } else {
             HeaderValue::try_from(location).ok()
@@ -68,6 +70,9 @@ pub(crate) struct LinkCache {
     /// after `epoch` (0: never).
     all_changed_ms: Arc<AtomicU64>,
     epoch: Instant,
+    /// Tells this cache's entries in the threads' [`front`] copies from other caches' (tests
+    /// run many origins in one process).
+    id: u64,
 }
 
 /// How long a changed link is read from the primary rather than a read replica: a replica
@@ -102,6 +107,7 @@ impl LinkCache {
                 .build(),
             all_changed_ms: Arc::default(),
             epoch: Instant::now(),
+            id: front::new_id(),
         }
     }
 
@@ -135,8 +141,16 @@ impl LinkCache {
             metrics::counter!("kurz_redirect_cache_total", "result" => "miss").increment(1);
             return load.await;
         };
+        // Read before the look-ups: a copy kept below under it is of no use once an
+        // invalidation came after it.
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(link) = front::get(self.id, code, generation) {
+            metrics::counter!("kurz_redirect_cache_total", "result" => "hit").increment(1);
+            return Ok(Some(link));
+        }
         if let Some(entry) = cache.get(code).await {
-            let result = if entry.is_some() {
+            let result = if let Some(link) = &entry {
+                front::keep(self.id, code, generation, link);
                 "hit"
             } else {
                 "negative_hit"
@@ -146,7 +160,6 @@ impl LinkCache {
         }
         // Visits that wait on another's load of the same code count as misses too.
         metrics::counter!("kurz_redirect_cache_total", "result" => "miss").increment(1);
-        let generation = self.generation.load(Ordering::Acquire);
         let entry =
             cache
                 .try_get_with(code.to_owned(), load)
@@ -175,6 +188,9 @@ impl LinkCache {
         if let Some(cache) = &self.cache {
             cache.invalidate(code).await;
         }
+        // Again: a visit between the first and the cache's drop may have kept a copy of the
+        // old entry under the new generation.
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Drops every entry: changes may have been missed (the notifications' connection was
@@ -186,6 +202,7 @@ impl LinkCache {
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) async fn usage(&self) -> CacheUsage {
@@ -200,6 +217,85 @@ impl LinkCache {
             entries: cache.entry_count(),
             bytes: cache.weighted_size(),
         }
+    }
+}
+
+/// Each thread's copies of the links it served from the cache lately, in front of moka: a
+/// hit there costs a hash and a compare, where moka's own read costs several times that (its
+/// hash table, and the bookkeeping of every read for its eviction order). A copy is served
+/// only while no invalidation came since it was taken from the cache (any invalidation, of
+/// any code, makes every copy useless: the generation), and for [`front::FOR`] at most, so
+/// it never outlives its cache entry by more than that. Direct-mapped slots, a fixed number
+/// per thread (the runtime's workers): a copy holds its link alive after the cache dropped
+/// it for room, so the memory beyond the cache's bound is at most [`front::SLOTS`] links per
+/// worker thread. Only links: unknown codes are answered by the cache itself.
+mod front {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::CachedLink;
+
+    /// Slots per thread (a power of two).
+    pub(super) const SLOTS: usize = 1 << 15;
+    /// How long a copy is served at most.
+    pub(super) const FOR: Duration = Duration::from_secs(1);
+
+    struct Slot {
+        cache: u64,
+        code: Box<str>,
+        generation: u64,
+        until: Instant,
+        link: Arc<CachedLink>,
+    }
+
+    thread_local! {
+        static COPIES: RefCell<Vec<Option<Slot>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn new_id() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// FNV-1a: codes are short, and nobody chooses which slot a code takes to any effect but
+    /// a miss here (the cache answers).
+    fn slot_of(cache: u64, code: &str) -> usize {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ cache;
+        for byte in code.bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // The top bits: FNV mixes the low ones least.
+        usize::try_from(hash >> 40).unwrap_or_default() & (SLOTS - 1)
+    }
+
+    pub(super) fn get(cache: u64, code: &str, generation: u64) -> Option<Arc<CachedLink>> {
+        COPIES.with_borrow(|copies| {
+            let slot = copies.get(slot_of(cache, code))?.as_ref()?;
+            (slot.cache == cache
+                && slot.generation == generation
+                && &*slot.code == code
+                && Instant::now() < slot.until)
+                .then(|| slot.link.clone())
+        })
+    }
+
+    pub(super) fn keep(cache: u64, code: &str, generation: u64, link: &Arc<CachedLink>) {
+        COPIES.with_borrow_mut(|copies| {
+            if copies.is_empty() {
+                copies.resize_with(SLOTS, || None);
+            }
+            if let Some(slot) = copies.get_mut(slot_of(cache, code)) {
+                *slot = Some(Slot {
+                    cache,
+                    code: code.into(),
+                    generation,
+                    until: Instant::now() + FOR,
+                    link: link.clone(),
+                });
+            }
+        });
     }
 }
 
@@ -286,6 +382,55 @@ mod tests {
             .await
             .expect("cached");
         assert_eq!(destination(&kept), Some("https://example.com/new"));
+    }
+
+    #[tokio::test]
+    async fn a_copy_in_front_is_not_served_after_an_invalidation() {
+        let cache = LinkCache::new(1 << 20, Duration::from_secs(300), Duration::from_secs(300));
+        let load = |destination: &'static str| async move { Ok(Some(record(destination))) };
+        let first = cache
+            .get_or_load("code", load("https://example.com/old"))
+            .await;
+        assert_eq!(
+            destination(&first.expect("loaded")),
+            Some("https://example.com/old")
+        );
+        // Served again (from the cache, then from this thread's copy), not loaded.
+        for _ in 0..3 {
+            let again = cache
+                .get_or_load("code", load("https://example.com/unused"))
+                .await;
+            assert_eq!(
+                destination(&again.expect("hit")),
+                Some("https://example.com/old")
+            );
+        }
+        // Another cache in the same thread has copies of its own.
+        let other = LinkCache::new(1 << 20, Duration::from_secs(300), Duration::from_secs(300));
+        let theirs = other
+            .get_or_load("code", load("https://example.com/theirs"))
+            .await;
+        assert_eq!(
+            destination(&theirs.expect("loaded")),
+            Some("https://example.com/theirs")
+        );
+
+        cache.invalidate("code").await;
+        let new = cache
+            .get_or_load("code", load("https://example.com/new"))
+            .await;
+        assert_eq!(
+            destination(&new.expect("loaded")),
+            Some("https://example.com/new")
+        );
+        cache.invalidate_all();
+        let newer = cache
+            .get_or_load("code", load("https://example.com/newer"))
+            .await;
+        assert_eq!(
+            destination(&newer.expect("loaded")),
+            Some("https://example.com/newer")
+        );
     }
 
     #[tokio::test]

@@ -305,19 +305,14 @@ impl Reads {
         self.read_where(&query).await.0
     }
 
-    /// Like [`Reads::read`], and when the replica finds nothing, asks the primary: what was
-    /// just created may not have reached the replica yet, and "there is none" must not be
-    /// the replica's lag (a new link's first visit would be a 404, cached).
-    pub(crate) async fn find<'a, T, E, F, Fut>(&'a self, query: F) -> Result<Option<T>, E>
+    /// Like [`Reads::read`], and says whether the replica answered (else the primary did).
+    pub(crate) async fn read_saying<'a, T, E, F, Fut>(&'a self, query: F) -> (Result<T, E>, bool)
     where
         F: Fn(&'a PgPool) -> Fut,
-        Fut: Future<Output = Result<Option<T>, E>>,
+        Fut: Future<Output = Result<T, E>>,
         E: ReadError,
     {
-        match self.read_where(&query).await {
-            (Ok(None), true) => query(&self.primary).await,
-            (found, _) => found,
-        }
+        self.read_where(&query).await
     }
 
     /// Whether reads may lag: a replica is configured.

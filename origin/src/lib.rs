@@ -27,6 +27,7 @@ mod invalidation;
 mod invitations;
 mod keys;
 mod links;
+mod lookup;
 mod members;
 mod metrics;
 mod openapi;
@@ -78,6 +79,8 @@ struct Inner {
     /// Set once migrations are applied; `/ready` reports 503 until then.
     migrated: Migrated,
     cache: LinkCache,
+    /// The cache misses of redirects waiting to be looked up together (`lookup.rs`).
+    lookups: lookup::Lookups,
     /// How long the cache's listening connection may be silent before it is pinged
     /// (`invalidation::PING_AFTER`; tests shorten it), in milliseconds.
     invalidation_ping_ms: std::sync::atomic::AtomicU64,
@@ -91,6 +94,8 @@ struct Inner {
     /// the origin make the same keys), else the code key.
     visitor_secret: Vec<u8>,
     client_ip: redirect::ClientIp,
+    /// The day's salt of the visitor keys, made once a day rather than per click.
+    visitor_salt: redirect::VisitorSalt,
     /// Signs and checks the cookies that unlock password-protected links: derived from
     /// `visitor_secret`, so with an edge a cookie from either is good at both.
     unlock_key: shortlink::password::UnlockKey,
@@ -175,6 +180,7 @@ impl State {
                     config.cache_ttl(),
                     config.negative_cache_ttl(),
                 ),
+                lookups: lookup::Lookups::default(),
                 invalidation_ping_ms: std::sync::atomic::AtomicU64::new(
                     invalidation::PING_AFTER
                         .as_millis()
@@ -203,6 +209,7 @@ impl State {
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
                 visitor_secret,
+                visitor_salt: redirect::VisitorSalt::default(),
                 client_ip: redirect::ClientIp {
                     header: client_ip_header,
                     trusted_proxies: usize::from(config.trusted_proxies),

@@ -20,7 +20,7 @@ use shortlink::edge::{ClickEvent, ClickSource, is_qr_scan};
 use shortlink::pages::{self, PasswordProblem};
 use shortlink::password;
 use shortlink::redirect::{Decision, LinkRecord, Visit, decide};
-use shortlink::visitor::visitor_key;
+use shortlink::visitor::DailySalt;
 use time::OffsetDateTime;
 
 use crate::cache::CachedLink;
@@ -154,7 +154,8 @@ async fn load(
 
 /// The link of `code` as visits see it: read from the read replica when there is one, and
 /// from the primary when the replica finds none (a link created moments ago may not have
-/// reached it) or the link changed lately (the replica may still have it as it was).
+/// reached it) or the link changed lately (the replica may still have it as it was). Looked
+/// up together with the other visits' codes that miss meanwhile (`lookup.rs`).
 pub(crate) async fn find_record(
     state: &crate::State,
     code: &ShortCode,
@@ -164,7 +165,7 @@ pub(crate) async fn find_record(
     if reads.has_replica() && state.inner.cache.changed_lately(code.as_str()) {
         return links::store::find_record(reads.primary(), code).await;
     }
-    reads.find(|db| links::store::find_record(db, code)).await
+    crate::lookup::Lookups::find(state, code).await
 }
 
 /// The answer when the database could not answer for `code`.
@@ -299,12 +300,54 @@ fn visitor_key_of(
     at: OffsetDateTime,
 ) -> Option<String> {
     let ip = state.inner.client_ip.of_request(request)?;
-    Some(visitor_key(
+    Some(state.inner.visitor_salt.key(
         &state.inner.visitor_secret,
         at.date(),
         &ip.to_string(),
         user_agent.unwrap_or_default(),
     ))
+}
+
+/// The day's salt of the visitor keys, kept for the day: a key then costs one HMAC rather
+/// than two (`shortlink::visitor::DailySalt`).
+#[derive(Debug, Default)]
+pub(crate) struct VisitorSalt(std::sync::Mutex<Option<DailySalt>>);
+
+impl VisitorSalt {
+    /// [`shortlink::visitor::visitor_key`], with the day's salt made once.
+    fn key(&self, secret: &[u8], day: time::Date, ip: &str, user_agent: &str) -> String {
+        let salt = {
+            let mut kept = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*kept {
+                Some(salt) if salt.day() == day => salt.clone(),
+                _ => kept.insert(DailySalt::new(secret, day)).clone(),
+            }
+        };
+        salt.key(ip, user_agent)
+    }
+}
+
+/// A new click's id: 128 bits that no other click of any process has, made without a call to
+/// the operating system per click. A keyed hash (SipHash, keys random per process) of a
+/// counter: unique within the process, and unpredictable, so ids say nothing of how many
+/// clicks this deployment serves.
+fn click_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEYS: std::sync::LazyLock<[std::hash::RandomState; 2]> =
+        std::sync::LazyLock::new(|| [std::hash::RandomState::new(), std::hash::RandomState::new()]);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut id = [0u8; 16];
+    for (half, keys) in id.chunks_exact_mut(8).zip(KEYS.iter()) {
+        let mut hasher = keys.build_hasher();
+        hasher.write_u64(n);
+        half.copy_from_slice(&hasher.finish().to_be_bytes());
+    }
+    hex::encode(id)
 }
 
 /// Hands the click to the recorder (never waits). The IP address only goes into the day's
@@ -327,13 +370,8 @@ fn record_click(
     let visitor = visitor
         .key
         .or_else(|| visitor_key_of(state, request, user_agent, at));
-    let mut id = [0u8; 16];
-    if getrandom::fill(&mut id).is_err() {
-        // Without randomness an id could repeat and a click be lost as a duplicate: skip it.
-        return;
-    }
     let event = ClickEvent {
-        id: hex::encode(id),
+        id: click_id(),
         link_id: record.link_id,
         code,
         at,

@@ -812,6 +812,39 @@ pub(crate) async fn find_record(
     row.map(RecordRow::into_record).transpose()
 }
 
+/// [`find_record`] of many codes in one query (the redirects' cache misses, looked up
+/// together by `crate::lookup`): the live links found, each with its code.
+pub(crate) async fn find_records(
+    db: impl PgExecutor<'_>,
+    codes: &[&str],
+) -> Result<Vec<(String, Result<LinkRecord, Error>)>, Error> {
+    /// Made once: sqlx finds its prepared statement by the text, which need not be built
+    /// again for every look-up.
+    static FIND_RECORDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT code, {RECORD_COLUMNS} FROM links
+             WHERE domain_id = $1 AND code = ANY($2) AND deleted_at IS NULL"
+        )
+    });
+    let rows: Vec<CodedRecordRow> = sqlx::query_as(FIND_RECORDS.as_str())
+        .bind(DEFAULT_DOMAIN)
+        .bind(codes)
+        .fetch_all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|found| (found.code, found.row.into_record()))
+        .collect())
+}
+
+/// A [`RecordRow`] with its code.
+#[derive(sqlx::FromRow)]
+struct CodedRecordRow {
+    code: String,
+    #[sqlx(flatten)]
+    row: RecordRow,
+}
+
 /// The columns of a [`RecordRow`].
 const RECORD_COLUMNS: &str = concat!(
     "id, version, destination, status, expires_at, disabled, max_clicks, ",
