@@ -492,10 +492,23 @@ fn edge(args: &Args, work: &Path) -> anyhow::Result<String> {
         &[None, None, None, None, None, Some(0.80), None, None],
     )?;
     let rps = |row: usize| results[row].1.requests_per_second;
+    // wrk's latencies ("950.00us", "98.12ms", "1.03s") in milliseconds.
+    let p99_ms = |row: usize| -> Option<f64> {
+        let p99 = results[row].1.p99.as_str();
+        [("us", 0.001), ("ms", 1.0), ("s", 1000.0)]
+            .iter()
+            .find_map(|(unit, ms)| Some(p99.strip_suffix(unit)?.parse::<f64>().ok()? * ms))
+    };
+    let tail = match (p99_ms(5), p99_ms(0)) {
+        (Some(kurz), Some(constant)) if constant > 0.0 => format!("{:.1}", kurz / constant),
+        _ => "?".to_owned(),
+    };
     writeln!(
         report,
         "kurz hot link / Rust worker answering a constant 302: {:.2} (kurz's own cost per \
-         redirect, click included)\n\
+         redirect, click included; target ≥ 0.90)\n\
+         kurz hot link p99 / constant-302 worker p99: {tail}× (target within 2×; one round's \
+         p99, so the machine's own stalls show in both)\n\
          kurz spread (mostly first visits within the memo's second, so each reads the simulated \
          KV) / JS worker doing the same KV read and queue send: {:.2}; / JS worker doing only the \
          KV read: {:.2}",
