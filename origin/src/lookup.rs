@@ -8,6 +8,10 @@
 //! At most [`RUNNERS`] look-ups run at once, each of at most [`MOST`] codes. A look-up runs
 //! in a task of its own, so a visit that goes away (the client closed, the request timed out)
 //! never cuts a query short; its answer is just not read.
+//!
+//! While the database is slow or gone, visits do not pile up without bound: at most
+//! [`MOST_WAITING`] codes wait (a visit beyond is answered 503 at once), and none waits
+//! longer than [`WAIT`] (then 503), as a visit waiting for a connection of its own would.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -23,6 +27,10 @@ use crate::links;
 const RUNNERS: usize = 4;
 /// Most codes in one look-up.
 const MOST: usize = 256;
+/// Most codes waiting for a look-up at once.
+pub(crate) const MOST_WAITING: usize = RUNNERS * MOST * 4;
+/// How long a visit waits for its code's look-up: a connection's wait (2 s) and a query.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 type Found = Result<Option<LinkRecord>, Error>;
 
@@ -46,6 +54,9 @@ impl Lookups {
         let (answer, answered) = oneshot::channel();
         let start_runner = {
             let mut waiting = lookups.lock();
+            if waiting.codes.len() >= MOST_WAITING {
+                return Err(Error::Unavailable(sqlx::Error::PoolTimedOut));
+            }
             waiting.codes.push((code.clone(), answer));
             let start = waiting.runners < RUNNERS;
             waiting.runners += usize::from(start);
@@ -54,11 +65,14 @@ impl Lookups {
         if start_runner {
             tokio::spawn(run(state.clone()));
         }
-        answered.await.unwrap_or_else(|_| {
-            Err(Error::Internal(anyhow::anyhow!(
+        match tokio::time::timeout(WAIT, answered).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(_)) => Err(Error::Internal(anyhow::anyhow!(
                 "the look-up of a code ended without an answer"
-            )))
-        })
+            ))),
+            // Its place in the queue is dropped by the next look-up (a closed answer).
+            Err(_) => Err(Error::Unavailable(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {

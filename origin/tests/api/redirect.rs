@@ -182,3 +182,55 @@ async fn the_cache_follows_this_instances_edits() {
         "https://example.com/v3"
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_misses_while_the_database_is_stuck_waits_in_a_bounded_queue() {
+    use sqlx::Connection;
+    let database = crate::support::new_database().await;
+    let app =
+        std::sync::Arc::new(crate::support::app_with(&crate::support::config(&database)).await);
+    // Every look-up of a link blocks until this transaction ends.
+    let mut blocker = sqlx::PgConnection::connect(&database)
+        .await
+        .expect("connect");
+    let mut stuck = blocker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE links IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *stuck)
+        .await
+        .expect("lock");
+
+    const VISITS: usize = 8_000;
+    let visits: Vec<_> = (0..VISITS)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move { app.visit(Method::GET, &format!("/miss{n}")).await.status })
+        })
+        .collect();
+    // Long enough for every visit to have queued or been turned away, well within a
+    // visit's wait for its look-up.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    stuck.rollback().await.expect("unlock");
+
+    let (mut not_found, mut unavailable) = (0, 0);
+    for visit in visits {
+        match visit.await.expect("visit") {
+            StatusCode::NOT_FOUND => not_found += 1,
+            StatusCode::SERVICE_UNAVAILABLE => unavailable += 1,
+            other => panic!("a visit got {other}"),
+        }
+    }
+    // At most 4 look-ups of 256 codes run, and 4,096 codes wait: the rest are told at once.
+    assert!(
+        unavailable >= VISITS - 4 * 256 - 4_096,
+        "{not_found} found missing, {unavailable} turned away"
+    );
+    assert!(
+        not_found > 0,
+        "the queued visits were answered once the database was back"
+    );
+    // And the route works as before.
+    assert_eq!(
+        app.visit(Method::GET, "/after").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
