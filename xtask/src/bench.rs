@@ -210,7 +210,7 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
             args.links, args.connections, args.seconds
         ),
         &results,
-        &[None, Some(0.80), Some(0.18), None],
+        &[None, Some(0.90), Some(0.35), Some(0.60)],
     )?;
     report.push_str(&rules_ratio("origin", &rules)?);
     report.push_str(&listing);
