@@ -283,7 +283,8 @@ async fn batch_workspace(
 }
 
 /// Takes the workspace's oldest `take` pending clicks into one message for each endpoint of
-/// `to`; returns (clicks taken, messages written).
+/// `to`; returns (clicks taken, messages written). An endpoint deleted meanwhile is left out
+/// (`FOR KEY SHARE` waits for its delete), where its foreign key would fail the batch.
 async fn take_clicks(
     tx: &mut PgConnection,
     workspace: i64,
@@ -313,6 +314,7 @@ async fn take_clicks(
              WHERE body.clicks > 0 AND e.id = ANY($5) AND e.workspace_id = $1
                AND webhook_wants(e.enabled, e.events, 'link.clicked')
              ORDER BY e.id
+             FOR KEY SHARE OF e
              RETURNING 1
          )
          SELECT (SELECT clicks FROM body), (SELECT count(*) FROM sent)",

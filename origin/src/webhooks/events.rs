@@ -114,6 +114,8 @@ impl Messages {
         sqlx::query(
             // Due no sooner than an older message of its link that waits for a retry: it
             // could not go before that one anyway, and the claim would read it in vain.
+            // `FOR KEY SHARE`: an endpoint being deleted meanwhile is waited for and then
+            // left out, where the message's foreign key would fail the whole change.
             "INSERT INTO webhook_deliveries
                  (message_id, endpoint_id, event_type, link_id, payload, next_attempt_at)
              SELECT webhook_message_id(m.base, e.id), e.id, $2, m.link_id, m.payload::jsonb,
@@ -124,7 +126,8 @@ impl Messages {
                       AS m (base, link_id, payload, n)
              CROSS JOIN webhook_endpoints e
              WHERE e.workspace_id = $1 AND webhook_wants(e.enabled, e.events, $2)
-             ORDER BY m.n, e.id",
+             ORDER BY m.n, e.id
+             FOR KEY SHARE OF e",
         )
         .bind(workspace.get())
         .bind(self.event.as_str())
