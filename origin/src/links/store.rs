@@ -12,7 +12,7 @@ use shortlink::redirect::{LinkRecord, Rules};
 use shortlink::rules::{ClickLimit, Note, Tag, Tags, Title};
 use shortlink::{Destination, RedirectStatus, ShortCode};
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use time::OffsetDateTime;
 
 use crate::caller::WorkspaceId;
@@ -571,14 +571,27 @@ pub(crate) struct Filter<'a> {
     pub(crate) disabled: Option<bool>,
 }
 
+/// How many links after the cursor a search filters in the list's order before it asks the
+/// trigram indexes for the rest (see [`list`]).
+const SEARCH_WINDOW: i64 = 5_000;
+
 /// Up to `limit` live links of `workspace` after `cursor` (an id, a code or clicks, as `sort`
 /// says) that pass `filter`.
 ///
 /// Sorted by clicks, the list walks the workspace's rows of `link_click_totals` by the sort's
 /// index and joins each link by its key, so a page costs the same as by id (a filter that few
 /// links pass may walk further, as with the other sorts).
+///
+/// A search is read in up to two steps, since the planner cannot tell how many links a
+/// substring matches and would walk the sort's index through millions of links that do not
+/// (docs/scaling.md, "Search at 10 M links"):
+/// 1. the [`SEARCH_WINDOW`] links after the cursor, in the list's order, are filtered: a
+///    common term fills the page from them, at about the cost of a first page;
+/// 2. only if they do not fill it, the links past them are read through the trigram indexes
+///    (an ordering expression no index has keeps the planner off the walk), so a rare term, or
+///    one that matches nothing, costs index probes and a sort of what matches.
 pub(crate) async fn list(
-    db: impl PgExecutor<'_>,
+    db: &PgPool,
     workspace: WorkspaceId,
     cursor: Option<Cursor<'_>>,
     filter: Filter<'_>,
@@ -586,11 +599,6 @@ pub(crate) async fn list(
     limit: i64,
 ) -> Result<Vec<ListRow>, Error> {
     let (column, after, direction) = sort.sql();
-    let (key, clicks, id) = match cursor {
-        None => (None, None, None),
-        Some(Cursor::Key(key)) => (Some(key), None, None),
-        Some(Cursor::Clicks(clicks, id)) => (None, Some(clicks), Some(id)),
-    };
     // The values of a cursor the sort does not use are bound as NULL and not named.
     let cursor_clause = match (cursor, sort.by_id()) {
         (None, _) => "TRUE".to_owned(),
@@ -616,25 +624,88 @@ pub(crate) async fn list(
     } else {
         "($6::bool IS NULL)"
     };
-    let sql = if sort.by_clicks() {
-        // The workspace is the totals' (their index's first column); a link's row has its
-        // link's workspace.
-        format!(
-            "SELECT {COLUMNS}, t.total, t.recent
-             FROM link_click_totals t JOIN links ON links.id = t.link_id
-             WHERE t.workspace_id = $4 AND deleted_at IS NULL AND {cursor_clause}
-               AND {search_clause} AND {tag_clause} AND {disabled_clause}
-             ORDER BY {column} {direction}, t.link_id {direction} LIMIT $2"
+    let filters = format!("{search_clause} AND {tag_clause} AND {disabled_clause}");
+    // The workspace's live links after the cursor, their sort key, the list's order, and the
+    // same order by expressions no index has. Sorted by clicks, the workspace is the totals'
+    // (their index's first column; a link's row has its link's workspace).
+    let (select, from, key, order, unindexed_order) = if sort.by_clicks() {
+        (
+            format!("SELECT {COLUMNS}, t.total, t.recent"),
+            format!(
+                "FROM link_click_totals t JOIN links ON links.id = t.link_id
+                 WHERE t.workspace_id = $4 AND deleted_at IS NULL AND {cursor_clause}"
+            ),
+            format!("({column}, t.link_id)"),
+            format!("{column} {direction}, t.link_id {direction}"),
+            format!("{column} + 0 {direction}, t.link_id + 0 {direction}"),
         )
     } else {
-        format!(
-            "SELECT {COLUMNS}, NULL::int8 AS total, NULL::int8 AS recent FROM links
-             WHERE workspace_id = $4 AND deleted_at IS NULL AND {cursor_clause}
-               AND {search_clause} AND {tag_clause} AND {disabled_clause}
-             ORDER BY {column} {direction} LIMIT $2"
+        (
+            format!("SELECT {COLUMNS}, NULL::int8 AS total, NULL::int8 AS recent"),
+            format!(
+                "FROM links WHERE workspace_id = $4 AND deleted_at IS NULL AND {cursor_clause}"
+            ),
+            column.to_owned(),
+            format!("{column} {direction}"),
+            match sort.by_id() {
+                true => format!("{column} + 0 {direction}"),
+                false => format!("{column} || '' {direction}"),
+            },
         )
     };
-    Ok(sqlx::query_as(&sql)
+    if filter.search.is_none() {
+        let sql = format!("{select} {from} AND {filters} ORDER BY {order} LIMIT $2");
+        return fetch_list(db, &sql, workspace, cursor, filter, limit).await;
+    }
+    // The window's rows carry the columns' names (`t.total` is `total`, `t.link_id` is `id`).
+    let window_order = order.replace("t.link_id", "id").replace("t.", "");
+    let mut rows = fetch_list(
+        db,
+        &format!(
+            "SELECT * FROM ({select} {from} ORDER BY {order} LIMIT {SEARCH_WINDOW}) w
+             WHERE {filters} ORDER BY {window_order} LIMIT $2"
+        ),
+        workspace,
+        cursor,
+        filter,
+        limit,
+    )
+    .await?;
+    if rows.len() as i64 == limit {
+        return Ok(rows);
+    }
+    // Past the window's last link (none when the window held every link after the cursor).
+    let last_of_window = format!(
+        "(SELECT {} {from} ORDER BY {order} OFFSET {} LIMIT 1)",
+        key.trim_matches(['(', ')']),
+        SEARCH_WINDOW - 1
+    );
+    let rest = format!(
+        "{select} {from} AND {key} {after} {last_of_window} AND {filters}
+         ORDER BY {unindexed_order} LIMIT $2"
+    );
+    let wanted = limit - rows.len() as i64;
+    rows.extend(fetch_list(db, &rest, workspace, cursor, filter, wanted).await?);
+    Ok(rows)
+}
+
+/// Runs a query of [`list`] with its parameters: $1 a cursor's key, $2 the limit, $3 the
+/// search's pattern, $4 the workspace, $5 the tag, $6 disabled, $7 and $8 a cursor's clicks
+/// and link.
+async fn fetch_list(
+    db: &PgPool,
+    sql: &str,
+    workspace: WorkspaceId,
+    cursor: Option<Cursor<'_>>,
+    filter: Filter<'_>,
+    limit: i64,
+) -> Result<Vec<ListRow>, Error> {
+    let (key, clicks, id) = match cursor {
+        None => (None, None, None),
+        Some(Cursor::Key(key)) => (Some(key), None, None),
+        Some(Cursor::Clicks(clicks, id)) => (None, Some(clicks), Some(id)),
+    };
+    Ok(sqlx::query_as(sql)
         .bind(key)
         .bind(limit)
         .bind(filter.search.map(|q| format!("%{}%", escape_like(q))))

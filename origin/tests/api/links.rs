@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::support::{PUBLIC_URL, scrambler, spawn_app};
+use crate::support::{PUBLIC_URL, TestApp, scrambler, spawn_app};
 
 #[tokio::test]
 async fn creates_a_link_with_a_generated_code() {
@@ -505,6 +505,111 @@ async fn searches_codes_destinations_and_titles() {
             .as_deref(),
         Some("q")
     );
+}
+
+/// A search reads the 5,000 links after the cursor in the list's order first, and the links
+/// past them through the trigram indexes (`links::store::list`): whatever the sort and the
+/// page size, it lists the links that match in the list's order, across that boundary.
+#[tokio::test]
+async fn a_search_lists_matches_in_order_across_the_links_it_reads_first() {
+    let app = spawn_app().await;
+    let make = |code: &'static str, extra: Value| {
+        let app = &app;
+        async move {
+            let mut body = json!({"destination": "https://example.com/other", "code": code});
+            for (field, value) in extra.as_object().expect("fields") {
+                body[field] = value.clone();
+            }
+            app.create(body).await;
+        }
+    };
+    make("a1", json!({"destination": "https://example.com/NEEDLE"})).await;
+    make("m5", json!({"title": "a needle"})).await;
+    make("zz", json!({"note": "needles"})).await;
+    // Newer than those, older than the next, and between them by code.
+    sqlx::query(
+        "INSERT INTO links (code, destination)
+         SELECT 'f' || lpad(i::text, 5, '0'), 'https://example.com/hay' FROM generate_series(1, 5100) i",
+    )
+    .execute(&app.db)
+    .await
+    .expect("fillers");
+    make("b2", json!({"destination": "https://needle.example/"})).await;
+    make("y9", json!({"note": "Needle"})).await;
+    sqlx::query(
+        "UPDATE link_click_totals SET total = 9, recent = 9
+         WHERE link_id = (SELECT id FROM links WHERE code = 'a1')",
+    )
+    .execute(&app.db)
+    .await
+    .expect("clicks");
+    let newest = ["y9", "b2", "zz", "m5", "a1"];
+    let cases: [(&str, &[&str]); 6] = [
+        ("newest", &newest),
+        ("oldest", &["a1", "m5", "zz", "b2", "y9"]),
+        ("code_asc", &["a1", "b2", "m5", "y9", "zz"]),
+        ("code_desc", &["zz", "y9", "m5", "b2", "a1"]),
+        ("clicks", &["a1", "y9", "b2", "zz", "m5"]),
+        ("clicks_7d", &["a1", "y9", "b2", "zz", "m5"]),
+    ];
+    for (sort, expected) in cases {
+        for limit in [1, 2, 3, 200] {
+            let mut seen = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let page = app
+                    .api(
+                        Method::GET,
+                        &format!(
+                            "/api/v1/links?q=needle&sort={sort}&limit={limit}&cursor={cursor}"
+                        ),
+                        None,
+                    )
+                    .await
+                    .json();
+                let links = page["links"].as_array().expect("links");
+                assert!(links.len() <= limit, "{sort} {limit}");
+                seen.extend(
+                    links
+                        .iter()
+                        .map(|l| l["code"].as_str().expect("code").to_owned()),
+                );
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = next.to_owned(),
+                    None => break,
+                }
+                assert!(seen.len() <= expected.len(), "{sort} {limit}: {seen:?}");
+            }
+            assert_eq!(seen, expected, "sort={sort} limit={limit}");
+        }
+    }
+    // With the other filters, and with none matching.
+    assert_eq!(list_codes(&app, "?q=needle&disabled=false").await, newest);
+    app.api(
+        Method::PATCH,
+        "/api/v1/links/zz",
+        Some(json!({"tags": ["t"]})),
+    )
+    .await;
+    assert_eq!(list_codes(&app, "?q=needle&tag=t").await, ["zz"]);
+    assert!(
+        list_codes(&app, "?q=no-such-thing&sort=code_desc")
+            .await
+            .is_empty()
+    );
+}
+
+async fn list_codes(app: &TestApp, query: &str) -> Vec<String> {
+    let page = app
+        .api(Method::GET, &format!("/api/v1/links{query}"), None)
+        .await
+        .json();
+    page["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|link| link["code"].as_str().expect("code").to_owned())
+        .collect()
 }
 
 #[tokio::test]
