@@ -302,17 +302,7 @@ impl Reads {
         Fut: Future<Output = Result<T, E>>,
         E: ReadError,
     {
-        self.read_where(&query).await.0
-    }
-
-    /// Like [`Reads::read`], and says whether the replica answered (else the primary did).
-    pub(crate) async fn read_saying<'a, T, E, F, Fut>(&'a self, query: F) -> (Result<T, E>, bool)
-    where
-        F: Fn(&'a PgPool) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: ReadError,
-    {
-        self.read_where(&query).await
+        self.read_saying(query).await.0
     }
 
     /// Whether reads may lag: a replica is configured.
@@ -325,8 +315,8 @@ impl Reads {
         &self.primary
     }
 
-    /// The answer, and whether the replica gave it.
-    async fn read_where<'a, T, E, F, Fut>(&'a self, query: &F) -> (Result<T, E>, bool)
+    /// Like [`Reads::read`], and says whether the replica answered (else the primary did).
+    pub(crate) async fn read_saying<'a, T, E, F, Fut>(&'a self, query: F) -> (Result<T, E>, bool)
     where
         F: Fn(&'a PgPool) -> Fut,
         Fut: Future<Output = Result<T, E>>,

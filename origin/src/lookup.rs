@@ -13,7 +13,7 @@
 //! [`MOST_WAITING`] codes wait (a visit beyond is answered 503 at once), and none waits
 //! longer than [`WAIT`] (then 503), as a visit waiting for a connection of its own would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use shortlink::ShortCode;
@@ -134,10 +134,11 @@ async fn answer(state: &crate::State, batch: Vec<(ShortCode, oneshot::Sender<Fou
     let found = match found {
         Ok(found) if from_replica && found.len() < codes.len() => {
             // What the replica does not have may be too new for it: the primary says.
+            let have: HashSet<&str> = found.iter().map(|(code, _)| code.as_str()).collect();
             let missing: Vec<&str> = codes
                 .iter()
                 .copied()
-                .filter(|code| !found.iter().any(|(found, _)| found == code))
+                .filter(|code| !have.contains(code))
                 .collect();
             links::store::find_records(reads.primary(), &missing)
                 .await
