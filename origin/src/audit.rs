@@ -316,8 +316,8 @@ fn entry(row: EntryRow) -> AuditEntry {
 pub(crate) async fn delete_before(db: &PgPool, cutoff: OffsetDateTime) -> Result<u64, sqlx::Error> {
     crate::db::delete_in_batches(
         db,
-        "DELETE FROM audit_log WHERE id = ANY(ARRAY(
-             SELECT id FROM audit_log WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        "DELETE FROM audit_log WHERE (workspace_id, id) IN (
+             SELECT workspace_id, id FROM audit_log WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         cutoff,
     )
     .await

@@ -35,9 +35,9 @@ pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<boo
     // is the database's, not the cached record's: an edit that changed it moments ago (its
     // invalidation still on the way) is already obeyed.
     let row: Option<(i64, i64)> = sqlx::query_as(
-        "INSERT INTO link_click_counts (link_id, used)
-         SELECT id, 1 FROM links WHERE id = $1 AND max_clicks >= 1
-         ON CONFLICT (link_id) DO UPDATE SET used = link_click_counts.used + 1
+        "INSERT INTO link_click_counts (workspace_id, link_id, used)
+         SELECT workspace_id, id, 1 FROM links WHERE id = $1 AND max_clicks >= 1
+         ON CONFLICT (workspace_id, link_id) DO UPDATE SET used = link_click_counts.used + 1
          WHERE link_click_counts.used < (SELECT max_clicks FROM links WHERE id = $1)
          RETURNING used, (SELECT max_clicks FROM links WHERE id = $1)",
     )
@@ -105,12 +105,13 @@ pub(crate) async fn add_edge_clicks(
     // them, so two ingests cannot deadlock on each other's rows.
     let full: Vec<i64> = sqlx::query_scalar(
         "WITH counted AS (
-             INSERT INTO link_click_counts (link_id, used)
-             SELECT c.link_id, c.clicks
+             INSERT INTO link_click_counts (workspace_id, link_id, used)
+             SELECT l.workspace_id, c.link_id, c.clicks
              FROM UNNEST($1::bigint[], $2::bigint[]) AS c (link_id, clicks)
              JOIN links l ON l.id = c.link_id AND l.max_clicks IS NOT NULL
              ORDER BY c.link_id
-             ON CONFLICT (link_id) DO UPDATE SET used = link_click_counts.used + EXCLUDED.used
+             ON CONFLICT (workspace_id, link_id) DO UPDATE
+                 SET used = link_click_counts.used + EXCLUDED.used
              RETURNING link_id, used
          )
          SELECT counted.link_id FROM counted JOIN links l ON l.id = counted.link_id
@@ -140,7 +141,8 @@ async fn exhaust(
     let (ids, codes): (Vec<i64>, Vec<String>) = sqlx::query_as::<_, (i64, String)>(
         "UPDATE links SET exhausted_at = now()
          WHERE id = ANY($1) AND exhausted_at IS NULL AND deleted_at IS NULL
-           AND max_clicks <= (SELECT used FROM link_click_counts c WHERE c.link_id = links.id)
+           AND max_clicks <= (SELECT used FROM link_click_counts c
+                               WHERE c.workspace_id = links.workspace_id AND c.link_id = links.id)
          RETURNING id, code",
     )
     .bind(link_ids)

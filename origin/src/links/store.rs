@@ -26,11 +26,13 @@ pub(crate) const DEFAULT_DOMAIN: i64 = 1;
 /// Clicks counted against the link's limit (`link_click_counts`), 0 when it has none: counts
 /// stay when a limit is removed (a new limit continues from them), but a link without one
 /// has used nothing, and its record stays plain. A subquery rather than a join, so that the
-/// same column list serves `SELECT` and `RETURNING` alike.
+/// same column list serves `SELECT` and `RETURNING` alike. By the count's key, which leads with
+/// the workspace (0032).
 macro_rules! clicks_used {
     () => {
         "CASE WHEN max_clicks IS NULL THEN 0 ELSE COALESCE(
-            (SELECT c.used FROM link_click_counts c WHERE c.link_id = links.id), 0) END"
+            (SELECT c.used FROM link_click_counts c
+             WHERE c.workspace_id = links.workspace_id AND c.link_id = links.id), 0) END"
     };
 }
 
@@ -408,8 +410,9 @@ async fn seed_click_counts(
     seeded.sort_unstable();
     let (ids, counts): (Vec<i64>, Vec<i64>) = seeded.into_iter().unzip();
     sqlx::query(
-        "INSERT INTO link_click_counts (link_id, used)
-         SELECT c.link_id, c.used FROM UNNEST($1::int8[], $2::int8[]) AS c (link_id, used)
+        "INSERT INTO link_click_counts (workspace_id, link_id, used)
+         SELECT l.workspace_id, c.link_id, c.used
+         FROM UNNEST($1::int8[], $2::int8[]) AS c (link_id, used) JOIN links l ON l.id = c.link_id
          ORDER BY c.link_id",
     )
     .bind(ids)
@@ -787,7 +790,8 @@ pub(crate) async fn update(
             exhausted_at = CASE
                 WHEN NOT $7 THEN exhausted_at
                 WHEN $8::int8 IS NULL THEN NULL
-                WHEN COALESCE((SELECT c.used FROM link_click_counts c WHERE c.link_id = links.id), 0)
+                WHEN COALESCE((SELECT c.used FROM link_click_counts c
+                               WHERE c.workspace_id = links.workspace_id AND c.link_id = links.id), 0)
                      >= $8 THEN COALESCE(exhausted_at, now())
                 ELSE NULL
             END,

@@ -544,11 +544,14 @@ async fn changing_the_click_limit_decides_whether_the_link_is_used_up() {
     let link = app
         .create(json!({"destination": "https://example.com/", "code": "limited", "max_clicks": 5}))
         .await;
-    sqlx::query("INSERT INTO link_click_counts (link_id, used) VALUES ($1, 3)")
-        .bind(link["id"].as_i64().expect("id"))
-        .execute(&app.db)
-        .await
-        .expect("counted clicks");
+    sqlx::query(
+        "INSERT INTO link_click_counts (workspace_id, link_id, used)
+         SELECT workspace_id, id, 3 FROM links WHERE id = $1",
+    )
+    .bind(link["id"].as_i64().expect("id"))
+    .execute(&app.db)
+    .await
+    .expect("counted clicks");
     let patch = |max: Value| {
         let app = &app;
         async move {
@@ -615,11 +618,14 @@ async fn the_edges_record_carries_every_rule() {
         .fetch_one(&app.db)
         .await
         .expect("id");
-    sqlx::query("INSERT INTO link_click_counts (link_id, used) VALUES ($1, 2)")
-        .bind(id)
-        .execute(&app.db)
-        .await
-        .expect("counted clicks");
+    sqlx::query(
+        "INSERT INTO link_click_counts (workspace_id, link_id, used)
+         SELECT workspace_id, id, 2 FROM links WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&app.db)
+    .await
+    .expect("counted clicks");
     app.api(
         Method::PATCH,
         "/api/v1/links/ruled",
