@@ -51,9 +51,14 @@ pub(crate) fn run(links: u64, work: &Path) -> anyhow::Result<String> {
     let (big, small) = seed(&database_url, &base, &secret, links)?;
     eprintln!("seeded in {:.1?}", seeded.elapsed());
 
+    // Each workspace's search: the destination of the link in the middle of its seeded ones,
+    // which only that link matches (and most of its trigrams are in every tenth link or more).
+    let (big_middle, small_middle) = (links.div_ceil(2), links + BASELINE_LINKS / 2);
     let workspaces = serde_json::json!([
-        { "name": "small", "workspace": small },
-        { "name": "big", "workspace": big },
+        { "name": "small", "workspace": small,
+          "search": format!("articles/{small_middle}?"), "code": seeded_code(small_middle) },
+        { "name": "big", "workspace": big,
+          "search": format!("articles/{big_middle}?"), "code": seeded_code(big_middle) },
     ]);
     let output = Command::new("node")
         .current_dir(ui::tests_dir())
@@ -109,6 +114,28 @@ pub(crate) fn run(links: u64, work: &Path) -> anyhow::Result<String> {
             figures.interactive.median / small.interactive.median,
         )?;
     }
+    writeln!(
+        report,
+        "\nsearch, one link matches (`articles/<the middle link>?`): ms median / max\n\n\
+         {:<26} {:>16} {:>22}",
+        "", "API request", "typed to row shown"
+    )?;
+    for (name, figures) in [
+        (format!("{} links", thousands(BASELINE_LINKS)), &small),
+        (format!("{} links", thousands(links)), &big),
+    ] {
+        writeln!(
+            report,
+            "{name:<26} {:>16} {:>22}",
+            figures.search_api.to_string(),
+            figures.search_shown.to_string(),
+        )?;
+    }
+    writeln!(
+        report,
+        "typed to row shown: from the search box's last input event to the matching row alone in \
+         the table (the page's 250 ms debounce, the request and the table drawn again)\n"
+    )?;
     writeln!(
         report,
         "rows painted: the first rows in the document ({:.0} ms median over {} links), then a \
@@ -188,11 +215,13 @@ struct Figures {
     key: Spread,
     interactive: Spread,
     input_delay: Spread,
+    search_api: Spread,
+    search_shown: Spread,
 }
 
 impl Figures {
     /// From the script's loads of one workspace: `[{ api, rows, painted, key, interactive,
-    /// input_delay }]`.
+    /// input_delay, search_api, search_shown }]`.
     fn of(loads: &serde_json::Value) -> anyhow::Result<Self> {
         let loads = loads.as_array().context("no loads")?;
         let spread = |key: &str| -> anyhow::Result<Spread> {
@@ -216,8 +245,15 @@ impl Figures {
             key: spread("key")?,
             interactive: spread("interactive")?,
             input_delay: spread("input_delay")?,
+            search_api: spread("search_api")?,
+            search_shown: spread("search_shown")?,
         })
     }
+}
+
+/// The code [`seed`] gives its `i`th link.
+fn seeded_code(i: u64) -> String {
+    format!("{:08x}", i.wrapping_mul(2_654_435_761) % (1 << 32))
 }
 
 /// Links inserted per statement while seeding.
@@ -263,7 +299,8 @@ fn seed(database_url: &str, base: &str, secret: &str, links: u64) -> anyhow::Res
             }
         }
         for (workspace, first, last) in chunks {
-            // Codes: i times an odd constant modulo 2^32 (distinct for distinct i), in hex;
+            // Codes: i times an odd constant modulo 2^32 (distinct for distinct i), in hex
+            // ([`seeded_code`]);
             // a title on a third, tags on a fifth; one link made every 30 s up to now.
             sqlx::query(
                 "INSERT INTO links (workspace_id, code, destination, title, tags, created_at,

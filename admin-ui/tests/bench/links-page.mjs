@@ -19,8 +19,14 @@
 //                to is awaited, which shows the page's own handler ran
 //   interactive  the later of painted and key: the rows are on screen and the page answers
 //   input_delay  how long that key waited for the page's main thread
+// Then the workspace's `search` term (one link of it matches, deep in the list) replaces that
+// key in the search box:
+//   search_api   how long its GET /api/v1/links?q=… took (resource timing: request to answer)
+//   search_shown from the last input event to the one matching row alone in the table: the
+//                page's 250 ms debounce, the request, and the table drawn again
 // The results go to stdout as one line of JSON: { "<name>": [{ api, rows, painted, key,
-// interactive, input_delay }, ...] } in milliseconds, in the order of KURZ_BENCH_WORKSPACES.
+// interactive, input_delay, search_api, search_shown }, ...] } in milliseconds, in the order
+// of KURZ_BENCH_WORKSPACES ([{ name, workspace, search, code }], `code` the match's).
 
 import { chromium } from 'playwright-core';
 
@@ -39,7 +45,7 @@ function required(name) {
 
 /** Runs in every page before its own scripts: notes when the first row and the first input came. */
 function instrument() {
-  const bench = { rows: null, painted: null, input: null, inputDelay: null };
+  const bench = { rows: null, painted: null, input: null, inputDelay: null, lastInput: null };
   window.__kurzBench = bench;
   const observer = new MutationObserver(() => {
     if (document.querySelector('tbody tr[data-code]')) {
@@ -58,6 +64,7 @@ function instrument() {
   });
   observer.observe(document, { childList: true, subtree: true });
   document.addEventListener('input', (event) => {
+    bench.lastInput = performance.now();
     if (bench.input === null) {
       bench.input = performance.now();
       // How long the key waited for the page's main thread (event.timeStamp: when it came).
@@ -76,16 +83,16 @@ const browser = await chromium.launch({
 
 try {
   const pages = [];
-  for (const { name, workspace } of WORKSPACES) {
-    pages.push({ name, page: await signedIn(workspace) });
+  for (const { name, workspace, search, code } of WORKSPACES) {
+    pages.push({ name, page: await signedIn(workspace), search, code });
   }
   const results = Object.fromEntries(pages.map(({ name }) => [name, []]));
   // Unmeasured first loads: the dashboard's assets are in each context's cache afterwards.
-  for (const { page } of pages) await load(page);
+  for (const { page, search, code } of pages) await load(page, search, code);
   // In turn, so that the machine's other load falls on every workspace alike.
   for (let round = 0; round < LOADS; round++) {
-    for (const { name, page } of pages) {
-      results[name].push(await load(page));
+    for (const { name, page, search, code } of pages) {
+      results[name].push(await load(page, search, code));
       console.error(`${name}, load ${round + 1}: ${JSON.stringify(results[name].at(-1))}`);
     }
   }
@@ -126,8 +133,9 @@ async function signedIn(workspace) {
   return page;
 }
 
-/** One fresh load of the links page, timed; the page is left blank again. */
-async function load(page) {
+/** One fresh load of the links page and a search for `search` (which only the link `code`
+ * matches), timed; the page is left blank again. */
+async function load(page, search, code) {
   await page.goto(`${BASE}/admin/links`, { waitUntil: 'commit' });
   await page.waitForFunction(() => window.__kurzBench?.rows != null, null, { polling: 'raf' });
   const searched = page.waitForResponse((response) => {
@@ -137,12 +145,28 @@ async function load(page) {
   await page.keyboard.press('h');
   // The search starts after the page's debounce: its request shows the page's handler ran.
   await searched;
-  const timings = await page.evaluate(() => {
+  const rare = page.waitForResponse((response) => {
+    const url = new URL(response.url());
+    return url.pathname === '/api/v1/links' && url.searchParams.get('q') === search;
+  });
+  await page.locator('input[type="search"]').first().fill(search);
+  await rare;
+  await page.waitForFunction((code) => {
+    const rows = document.querySelectorAll('tbody tr[data-code]');
+    if (rows.length === 1 && rows[0].dataset.code === code && window.__kurzBench.shown == null) {
+      window.__kurzBench.shown = performance.now();
+    }
+    return window.__kurzBench.shown != null;
+  }, code, { polling: 'raf' });
+  const timings = await page.evaluate((search) => {
     const bench = window.__kurzBench;
     const api = performance
       .getEntriesByType('resource')
       .filter((entry) => new URL(entry.name).pathname === '/api/v1/links')
       .sort((a, b) => a.startTime - b.startTime)[0];
+    const searched = performance
+      .getEntriesByType('resource')
+      .find((entry) => new URL(entry.name).searchParams.get('q') === search);
     return {
       api: api?.responseEnd ?? null,
       rows: bench.rows,
@@ -150,8 +174,10 @@ async function load(page) {
       key: bench.input,
       interactive: Math.max(bench.painted, bench.input),
       input_delay: bench.inputDelay,
+      search_api: searched ? searched.responseEnd - searched.startTime : null,
+      search_shown: bench.shown - bench.lastInput,
     };
-  });
+  }, search);
   await page.goto('about:blank');
   for (const [key, value] of Object.entries(timings)) {
     if (typeof value !== 'number') throw new Error(`no ${key} time: ${JSON.stringify(timings)}`);
