@@ -243,27 +243,7 @@ async fn pages_of_links_in_every_order() {
     }
     let all_pages = |sort: &'static str| {
         let app = &app;
-        async move {
-            let mut seen = Vec::new();
-            let mut cursor = String::new();
-            loop {
-                let page = app
-                    .api(
-                        Method::GET,
-                        &format!("/api/v1/links?sort={sort}&limit=2&cursor={cursor}"),
-                        None,
-                    )
-                    .await
-                    .json();
-                for link in page["links"].as_array().expect("links") {
-                    seen.push(link["code"].as_str().expect("code").to_owned());
-                }
-                match page["next_cursor"].as_str() {
-                    Some(next) => cursor = next.to_owned(),
-                    None => return seen,
-                }
-            }
-        }
+        async move { app.all_link_pages(&format!("sort={sort}"), 2).await }
     };
     assert_eq!(all_pages("oldest").await, codes);
     let mut newest = codes;

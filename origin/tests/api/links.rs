@@ -387,29 +387,7 @@ async fn lists_newest_first_with_a_cursor() {
         None,
     )
     .await;
-    let mut seen = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = app
-            .api(
-                Method::GET,
-                &format!("/api/v1/links?limit=2&cursor={cursor}"),
-                None,
-            )
-            .await
-            .json();
-        let links = page["links"].as_array().expect("links");
-        assert!(links.len() <= 2);
-        seen.extend(
-            links
-                .iter()
-                .map(|l| l["code"].as_str().expect("code").to_owned()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = next.to_owned(),
-            None => break,
-        }
-    }
+    let seen = app.all_link_pages("", 2).await;
     let expected: Vec<String> = created
         .iter()
         .rev()
@@ -554,32 +532,9 @@ async fn a_search_lists_matches_in_order_across_the_links_it_reads_first() {
     ];
     for (sort, expected) in cases {
         for limit in [1, 2, 3, 200] {
-            let mut seen = Vec::new();
-            let mut cursor = String::new();
-            loop {
-                let page = app
-                    .api(
-                        Method::GET,
-                        &format!(
-                            "/api/v1/links?q=needle&sort={sort}&limit={limit}&cursor={cursor}"
-                        ),
-                        None,
-                    )
-                    .await
-                    .json();
-                let links = page["links"].as_array().expect("links");
-                assert!(links.len() <= limit, "{sort} {limit}");
-                seen.extend(
-                    links
-                        .iter()
-                        .map(|l| l["code"].as_str().expect("code").to_owned()),
-                );
-                match page["next_cursor"].as_str() {
-                    Some(next) => cursor = next.to_owned(),
-                    None => break,
-                }
-                assert!(seen.len() <= expected.len(), "{sort} {limit}: {seen:?}");
-            }
+            let seen = app
+                .all_link_pages(&format!("q=needle&sort={sort}"), limit)
+                .await;
             assert_eq!(seen, expected, "sort={sort} limit={limit}");
         }
     }

@@ -239,6 +239,35 @@ impl TestApp {
         );
         response.json()
     }
+
+    /// The codes of every page of `GET /api/v1/links?{query}&limit={limit}`, following
+    /// `next_cursor` to the end; each page holds at most `limit` links.
+    pub async fn all_link_pages(&self, query: &str, limit: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        for _ in 0..1_000 {
+            let page = self
+                .api(
+                    Method::GET,
+                    &format!("/api/v1/links?{query}&limit={limit}&cursor={cursor}"),
+                    None,
+                )
+                .await
+                .json();
+            let links = page["links"].as_array().expect("links");
+            assert!(links.len() <= limit, "{query}: {} links", links.len());
+            seen.extend(
+                links
+                    .iter()
+                    .map(|link| link["code"].as_str().expect("code").to_owned()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => return seen,
+            }
+        }
+        panic!("{query}: no last page after 1,000: {seen:?}");
+    }
 }
 
 pub fn random_hex() -> String {
