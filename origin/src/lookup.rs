@@ -46,35 +46,35 @@ struct Waiting {
     runners: usize,
 }
 
-impl Lookups {
-    /// The live link of `code` on the default domain, read as `redirect::find_record` reads
-    /// it (the read replica when there is one, the primary for what it does not find).
-    pub(crate) async fn find(state: &crate::State, code: &ShortCode) -> Found {
-        let lookups = &state.inner.lookups;
-        let (answer, answered) = oneshot::channel();
-        let start_runner = {
-            let mut waiting = lookups.lock();
-            if waiting.codes.len() >= MOST_WAITING {
-                return Err(Error::Unavailable(sqlx::Error::PoolTimedOut));
-            }
-            waiting.codes.push((code.clone(), answer));
-            let start = waiting.runners < RUNNERS;
-            waiting.runners += usize::from(start);
-            start
-        };
-        if start_runner {
-            tokio::spawn(run(state.clone()));
+/// The live link of `code` on the default domain, read as `redirect::find_record` reads
+/// it (the read replica when there is one, the primary for what it does not find).
+pub(crate) async fn find(state: &crate::State, code: &ShortCode) -> Found {
+    let lookups = &state.inner.lookups;
+    let (answer, answered) = oneshot::channel();
+    let start_runner = {
+        let mut waiting = lookups.lock();
+        if waiting.codes.len() >= MOST_WAITING {
+            return Err(Error::Unavailable(sqlx::Error::PoolTimedOut));
         }
-        match tokio::time::timeout(WAIT, answered).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(_)) => Err(Error::Internal(anyhow::anyhow!(
-                "the look-up of a code ended without an answer"
-            ))),
-            // Its place in the queue is dropped by the next look-up (a closed answer).
-            Err(_) => Err(Error::Unavailable(sqlx::Error::PoolTimedOut)),
-        }
+        waiting.codes.push((code.clone(), answer));
+        let start = waiting.runners < RUNNERS;
+        waiting.runners += usize::from(start);
+        start
+    };
+    if start_runner {
+        tokio::spawn(run(state.clone()));
     }
+    match tokio::time::timeout(WAIT, answered).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(_)) => Err(Error::Internal(anyhow::anyhow!(
+            "the look-up of a code ended without an answer"
+        ))),
+        // Its place in the queue is dropped by the next look-up (a closed answer).
+        Err(_) => Err(Error::Unavailable(sqlx::Error::PoolTimedOut)),
+    }
+}
 
+impl Lookups {
     fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }

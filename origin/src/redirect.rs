@@ -165,7 +165,7 @@ pub(crate) async fn find_record(
     if reads.has_replica() && state.inner.cache.changed_lately(code.as_str()) {
         return links::store::find_record(reads.primary(), code).await;
     }
-    crate::lookup::Lookups::find(state, code).await
+    crate::lookup::find(state, code).await
 }
 
 /// The answer when the database could not answer for `code`.
