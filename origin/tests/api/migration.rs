@@ -237,3 +237,64 @@ async fn a_database_of_the_release_before_workspaces_keeps_everything() {
     let beta: Value = stats("/api/v1/links/beta/stats?interval=day").await;
     assert_eq!(beta["totals"]["qr_scans"], 1);
 }
+
+/// 0032 keys `audit_log` and `link_click_counts` by workspace (distributing on Citus needs
+/// it): a database at 0031 with a limited link's counted clicks in a second workspace and
+/// audit entries keeps them, each count under its link's workspace, and the API reads them.
+#[tokio::test]
+async fn the_workspace_keys_of_0032_keep_counts_and_audit_entries() {
+    let database_url = new_database().await;
+    migrate_up_to(&database_url, 31).await;
+    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
+    for statement in [
+        "INSERT INTO workspaces (id, name) OVERRIDING SYSTEM VALUE VALUES (7, 'second')",
+        "INSERT INTO links (id, workspace_id, code, destination, max_clicks)
+         VALUES (101, 1, 'one', 'https://example.com/1', 10),
+                (102, 7, 'seven', 'https://example.com/7', 10)",
+        "INSERT INTO link_click_counts (link_id, used) VALUES (101, 3), (102, 4)",
+        "INSERT INTO audit_log (workspace_id, actor_kind, actor_id, actor_name, action,
+                                target_kind, target_id)
+         VALUES (1, 'operator', 0, 'operator', 'link.created', 'link', 101),
+                (7, 'operator', 0, 'operator', 'link.created', 'link', 102)",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    }
+    let app = app_on(&database_url).await;
+    let counts: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT workspace_id, link_id, used FROM link_click_counts ORDER BY link_id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("counts");
+    assert_eq!(counts, [(1, 101, 3), (7, 102, 4)]);
+    let audit: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT workspace_id, target_id FROM audit_log WHERE target_kind = 'link' ORDER BY 2",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("audit");
+    assert_eq!(audit, [(1, 101), (7, 102)]);
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE conrelid IN ('audit_log'::regclass, 'link_click_counts'::regclass)
+           AND contype = 'p' ORDER BY conrelid::regclass::text",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("keys");
+    assert_eq!(
+        keys,
+        [
+            "PRIMARY KEY (workspace_id, id)",
+            "PRIMARY KEY (workspace_id, link_id)"
+        ]
+    );
+    // The API reads the count through the new key: the link of the default workspace
+    // (the test key's) shows its 3 clicks used.
+    let link = app.api(Method::GET, "/api/v1/links/one", None).await;
+    assert_eq!(link.status, StatusCode::OK, "{}", link.text());
+    assert_eq!(link.json()["clicks_used"], 3, "{}", link.text());
+}
