@@ -587,7 +587,7 @@ const SEARCH_WINDOW: i64 = 5_000;
 ///
 /// A search is read in up to two steps, since the planner cannot tell how many links a
 /// substring matches and would walk the sort's index through millions of links that do not
-/// (docs/scaling.md, "Search at 10 M links"):
+/// (docs/scaling.md, "The scale bench at 10,000,000 links"):
 /// 1. the [`SEARCH_WINDOW`] links after the cursor, in the list's order, are filtered: a
 ///    common term fills the page from them, at about the cost of a first page;
 /// 2. only if they do not fill it, the links past them are read through the trigram indexes
