@@ -303,12 +303,12 @@ WITH overflow AS (
 )
 UPDATE link_click_totals t SET total = t.total + c.total, recent = t.recent + c.recent
 FROM (
-    SELECT link_id, sum(clicks + qr_scans) AS total,
-           coalesce(sum(clicks + qr_scans) FILTER (
-               WHERE hour >= (SELECT start FROM link_clicks_window)), 0) AS recent
-    FROM overflow GROUP BY 1
+    SELECT l.workspace_id, o.link_id, sum(o.clicks + o.qr_scans) AS total,
+           coalesce(sum(o.clicks + o.qr_scans) FILTER (
+               WHERE o.hour >= (SELECT start FROM link_clicks_window)), 0) AS recent
+    FROM overflow o JOIN links l ON l.id = o.link_id GROUP BY 1, 2
 ) AS c
-WHERE t.link_id = c.link_id AND c.total > 0";
+WHERE (t.workspace_id, t.link_id) = (c.workspace_id, c.link_id) AND c.total > 0";
 
 #[cfg(test)]
 mod tests {

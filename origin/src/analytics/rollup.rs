@@ -226,12 +226,14 @@ fn count_pending_sql(part: Part) -> String {
     UPDATE link_click_totals t
     SET total = t.total + c.total, recent = t.recent + c.recent
     FROM (
-        SELECT link_id, count(*) FILTER (WHERE NOT bot) AS total,
-               count(*) FILTER (WHERE NOT bot
-                                AND hour >= (SELECT start FROM link_clicks_window)) AS recent
-        FROM clicks GROUP BY 1
+        SELECT l.workspace_id, c.link_id, c.total, c.recent
+        FROM (SELECT link_id, count(*) FILTER (WHERE NOT bot) AS total,
+                     count(*) FILTER (WHERE NOT bot
+                                      AND hour >= (SELECT start FROM link_clicks_window)) AS recent
+              FROM clicks GROUP BY 1) AS c
+        JOIN links l ON l.id = c.link_id
     ) AS c
-    WHERE t.link_id = c.link_id AND c.total > 0
+    WHERE (t.workspace_id, t.link_id) = (c.workspace_id, c.link_id) AND c.total > 0
 ), workspace_link_days AS (
     -- Each link's visits per UTC day for its workspace's top links and tags (0030); a link
     -- that does not exist counts for no workspace, as in the workspace's own rollups.
@@ -337,9 +339,11 @@ pub(crate) async fn move_recent_window(tx: &mut sqlx::PgConnection) -> Result<()
     if let Some((from, to)) = moved {
         sqlx::query(
             "UPDATE link_click_totals t SET recent = greatest(t.recent - p.clicks, 0)
-             FROM (SELECT link_id, sum(clicks + qr_scans) AS clicks FROM link_stats_hourly
-                   WHERE hour >= $1 AND hour < $2 GROUP BY 1) AS p
-             WHERE t.link_id = p.link_id AND p.clicks > 0",
+             FROM (SELECT l.workspace_id, s.link_id, s.clicks
+                   FROM (SELECT link_id, sum(clicks + qr_scans) AS clicks FROM link_stats_hourly
+                         WHERE hour >= $1 AND hour < $2 GROUP BY 1) AS s
+                   JOIN links l ON l.id = s.link_id) AS p
+             WHERE (t.workspace_id, t.link_id) = (p.workspace_id, p.link_id) AND p.clicks > 0",
         )
         .bind(from)
         .bind(to)

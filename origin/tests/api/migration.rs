@@ -238,9 +238,10 @@ async fn a_database_of_the_release_before_workspaces_keeps_everything() {
     assert_eq!(beta["totals"]["qr_scans"], 1);
 }
 
-/// 0032 keys `audit_log` and `link_click_counts` by workspace (distributing on Citus needs
-/// it): a database at 0031 with a limited link's counted clicks in a second workspace and
-/// audit entries keeps them, each count under its link's workspace, and the API reads them.
+/// 0032 keys `audit_log` and `link_click_counts` by workspace, and 0033 `link_click_totals`
+/// (distributing on Citus needs it): a database at 0031 with a limited link's counted clicks
+/// in a second workspace and audit entries keeps them, each count under its link's
+/// workspace, and the API reads them.
 #[tokio::test]
 async fn the_workspace_keys_of_0032_keep_counts_and_audit_entries() {
     let database_url = new_database().await;
@@ -279,7 +280,8 @@ async fn the_workspace_keys_of_0032_keep_counts_and_audit_entries() {
     assert_eq!(audit, [(1, 101), (7, 102)]);
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint
-         WHERE conrelid IN ('audit_log'::regclass, 'link_click_counts'::regclass)
+         WHERE conrelid IN ('audit_log'::regclass, 'link_click_counts'::regclass,
+                           'link_click_totals'::regclass)
            AND contype = 'p' ORDER BY conrelid::regclass::text",
     )
     .fetch_all(&app.db)
@@ -289,6 +291,7 @@ async fn the_workspace_keys_of_0032_keep_counts_and_audit_entries() {
         keys,
         [
             "PRIMARY KEY (workspace_id, id)",
+            "PRIMARY KEY (workspace_id, link_id)",
             "PRIMARY KEY (workspace_id, link_id)"
         ]
     );
