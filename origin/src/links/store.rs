@@ -630,15 +630,16 @@ pub(crate) async fn list(
     let filters = format!("{search_clause} AND {tag_clause} AND {disabled_clause}");
     // The workspace's live links after the cursor, their sort key, the list's order, and the
     // same order by expressions no index has. Sorted by clicks, the workspace is the totals'
-    // (their index's first column; a link's row has its link's workspace).
+    // (their index's first column; a link's row has its link's workspace), and the rows carry
+    // `t.link_id` too, so that the search's window (aliased `t`) sorts by the same names.
     let (select, from, key, order, unindexed_order) = if sort.by_clicks() {
         (
-            format!("SELECT {COLUMNS}, t.total, t.recent"),
+            format!("SELECT {COLUMNS}, t.total, t.recent, t.link_id"),
             format!(
                 "FROM link_click_totals t JOIN links ON links.id = t.link_id
                  WHERE t.workspace_id = $4 AND deleted_at IS NULL AND {cursor_clause}"
             ),
-            format!("({column}, t.link_id)"),
+            format!("{column}, t.link_id"),
             format!("{column} {direction}, t.link_id {direction}"),
             format!("{column} + 0 {direction}, t.link_id + 0 {direction}"),
         )
@@ -650,9 +651,10 @@ pub(crate) async fn list(
             ),
             column.to_owned(),
             format!("{column} {direction}"),
-            match sort.by_id() {
-                true => format!("{column} + 0 {direction}"),
-                false => format!("{column} || '' {direction}"),
+            if sort.by_id() {
+                format!("{column} + 0 {direction}")
+            } else {
+                format!("{column} || '' {direction}")
             },
         )
     };
@@ -660,13 +662,11 @@ pub(crate) async fn list(
         let sql = format!("{select} {from} AND {filters} ORDER BY {order} LIMIT $2");
         return fetch_list(db, &sql, workspace, cursor, filter, limit).await;
     }
-    // The window's rows carry the columns' names (`t.total` is `total`, `t.link_id` is `id`).
-    let window_order = order.replace("t.link_id", "id").replace("t.", "");
     let mut rows = fetch_list(
         db,
         &format!(
-            "SELECT * FROM ({select} {from} ORDER BY {order} LIMIT {SEARCH_WINDOW}) w
-             WHERE {filters} ORDER BY {window_order} LIMIT $2"
+            "SELECT * FROM ({select} {from} ORDER BY {order} LIMIT {SEARCH_WINDOW}) t
+             WHERE {filters} ORDER BY {order} LIMIT $2"
         ),
         workspace,
         cursor,
@@ -679,12 +679,11 @@ pub(crate) async fn list(
     }
     // Past the window's last link (none when the window held every link after the cursor).
     let last_of_window = format!(
-        "(SELECT {} {from} ORDER BY {order} OFFSET {} LIMIT 1)",
-        key.trim_matches(['(', ')']),
+        "(SELECT {key} {from} ORDER BY {order} OFFSET {} LIMIT 1)",
         SEARCH_WINDOW - 1
     );
     let rest = format!(
-        "{select} {from} AND {key} {after} {last_of_window} AND {filters}
+        "{select} {from} AND ({key}) {after} {last_of_window} AND {filters}
          ORDER BY {unindexed_order} LIMIT $2"
     );
     let wanted = limit - rows.len() as i64;
