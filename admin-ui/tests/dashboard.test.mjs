@@ -248,6 +248,12 @@ before(async () => {
   page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err));
   page.on('console', (msg) => { if (msg.type() === 'error') console.error('console error:', msg.text()); });
+  // Every refusal with what it said, so a failure in CI shows which answer the page got.
+  page.on('response', async (response) => {
+    if (response.status() < 400) return;
+    const body = await response.text().catch(() => '');
+    console.error(`answer ${response.status()} to ${response.request().method()} ${response.url()}: ${body.slice(0, 300)}`);
+  });
 });
 
 after(async () => {
