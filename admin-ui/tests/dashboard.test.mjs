@@ -7,7 +7,7 @@
 // walk over every page in English and Korean checks each with axe-core and writes its
 // screenshots in both languages.
 
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -254,6 +254,23 @@ before(async () => {
     const body = await response.text().catch(() => '');
     console.error(`answer ${response.status()} to ${response.request().method()} ${response.url()}: ${body.slice(0, 300)}`);
   });
+});
+
+// A failed step leaves what the page showed: its address, its messages, the form's errors,
+// and a screenshot in KURZ_ARTIFACTS (failed-<n>.png), so a failure seen once in CI can be read.
+let failures = 0;
+afterEach(async (t) => {
+  if (t.passed !== false || !page) return;
+  failures += 1;
+  const shown = await page.evaluate(() => ({
+    url: location.href,
+    alerts: [...document.querySelectorAll('[role=alert], [role=status], .field-error')]
+      .map((e) => `${e.id || e.className}: ${e.textContent.trim()}`)
+      .filter((line) => !line.endsWith(': ')),
+    forms: document.querySelectorAll('form.link-form').length,
+  })).catch((err) => ({ unreadable: String(err) }));
+  console.error(`after the failure of "${t.name}", the page showed:`, JSON.stringify(shown, null, 1));
+  await page.screenshot({ path: path.join(ARTIFACTS, `failed-${failures}.png`), fullPage: true }).catch(() => {});
 });
 
 after(async () => {
