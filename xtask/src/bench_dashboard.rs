@@ -117,24 +117,29 @@ pub(crate) fn run(links: u64, work: &Path) -> anyhow::Result<String> {
     writeln!(
         report,
         "\nsearch, one link matches (`articles/<the middle link>?`): ms median / max\n\n\
-         {:<26} {:>16} {:>22}",
-        "", "API request", "typed to row shown"
+         {:<26} {:>16} {:>22} {:>7}",
+        "", "API request", "typed to row shown", "ratio"
     )?;
     for (name, figures) in [
-        (format!("{} links", thousands(BASELINE_LINKS)), &small),
+        (
+            format!("{} links (baseline)", thousands(BASELINE_LINKS)),
+            &small,
+        ),
         (format!("{} links", thousands(links)), &big),
     ] {
         writeln!(
             report,
-            "{name:<26} {:>16} {:>22}",
+            "{name:<26} {:>16} {:>22} {:>7.2}",
             figures.search_api.to_string(),
             figures.search_shown.to_string(),
+            figures.search_shown.median / small.search_shown.median,
         )?;
     }
     writeln!(
         report,
         "typed to row shown: from the search box's last input event to the matching row alone in \
-         the table (the page's 250 ms debounce, the request and the table drawn again)\n"
+         the table (the page's 250 ms debounce, the request and the table drawn again); ratio: \
+         its median against the baseline's, same run\n"
     )?;
     writeln!(
         report,
