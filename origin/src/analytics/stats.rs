@@ -313,17 +313,17 @@ async fn top_tags_and_links(
              WHERE hour >= greatest($1, floor_day) AND hour < $2
          ), per_link AS MATERIALIZED (
              -- Grouped by the joined link's key, so that the planner knows how many links
-             -- come out (about the workspace's) and joins them to `links` by hashing, not by
-             -- one index probe per link.
-             SELECT l.id, sum(p.n)::int8 AS count
+             -- come out (about the workspace's) and joins them to `links` by hashing or
+             -- merging, not by one index probe per link. The link's tags come along (they
+             -- depend on its key), so the tags' sum reads `links` no second time.
+             SELECT l.id, l.tags, sum(p.n)::int8 AS count
              FROM parts p JOIN links l ON l.id = p.link_id
              WHERE l.workspace_id = $4
              GROUP BY l.id
          ), tags AS (
              SELECT tag, sum(p.count)::int8 AS count
-             FROM per_link p JOIN links l ON l.id = p.id
-                  CROSS JOIN LATERAL unnest(l.tags) AS tag
-             WHERE l.tags <> '{}'
+             FROM per_link p CROSS JOIN LATERAL unnest(p.tags) AS tag
+             WHERE p.tags <> '{}'
              GROUP BY tag
              HAVING sum(p.count) > 0
              ORDER BY count DESC, tag
