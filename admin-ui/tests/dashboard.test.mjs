@@ -71,6 +71,19 @@ async function eventually(what, check, timeoutMs = 10_000) {
   assert.fail(`${what}: not within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
 }
 
+/** Clicks "Add a rule" or "Add a variant" and waits for the focus to reach the new row: the
+ * form moves it there on the next frame, and a fill started before that would type into the
+ * field the focus lands on (Playwright's fill focuses, then inserts the text in a second step). */
+async function addRow(button) {
+  const focused = () => page.evaluate(() => document.activeElement?.id ?? '');
+  const before = await focused();
+  await page.getByRole('button', { name: button }).click();
+  await eventually(`focus on the row added by "${button}"`, async () => {
+    const now = await focused();
+    return (now !== before && /^(targets|split)-\d+-(kind|destination)$/.test(now)) || now;
+  });
+}
+
 function sign(method, pathname, body) {
   const timestamp = Math.floor(Date.now() / 1000);
   const mac = crypto.createHmac('sha256', EDGE_SECRET);
@@ -601,17 +614,16 @@ test('link rules: every editor of the form, an error at its field, then saved an
   await page.getByLabel('Password (optional)').fill('open sesame');
 
   // Targeting rules: three, the last moved up by keyboard.
-  await page.getByRole('button', { name: 'Add a rule' }).click();
   // The focus goes to the new rule's first input, what it matches.
-  await eventually('focus on the new rule', () => page.evaluate(() => document.activeElement.id.endsWith('-kind')));
+  await addRow('Add a rule');
   await page.getByLabel('Countries of rule 1').fill('de, at');
   await page.getByLabel('Destination of rule 1').fill('https://shop.example.com/de');
-  await page.getByRole('button', { name: 'Add a rule' }).click();
+  await addRow('Add a rule');
   await page.getByLabel('Match of rule 2').selectOption('device');
   await formRow('Devices of rule 2').getByLabel('mobile').check();
   await formRow('Devices of rule 2').getByLabel('tablet').check();
   await page.getByLabel('Destination of rule 2').fill('https://m.shop.example.com/');
-  await page.getByRole('button', { name: 'Add a rule' }).click();
+  await addRow('Add a rule');
   await page.getByLabel('Match of rule 3').selectOption('query');
   await page.getByLabel('Parameter of rule 3').fill('ref');
   await page.getByLabel('Value of rule 3').fill('mail');
@@ -625,7 +637,7 @@ test('link rules: every editor of the form, an error at its field, then saved an
     return label === 'Move rule 2 up' || label;
   });
   // A fourth rule, removed again.
-  await page.getByRole('button', { name: 'Add a rule' }).click();
+  await addRow('Add a rule');
   await page.getByRole('button', { name: 'Remove rule 4' }).click();
   assert.equal(await formRow('Rule 4').count(), 0);
   // The last row gone, the focus goes to the row before it.
@@ -633,8 +645,8 @@ test('link rules: every editor of the form, an error at its field, then saved an
     page.getByLabel('Match of rule 3').evaluate((select) => select === document.activeElement));
 
   // The split: 60 + 60 is shown as it is, and refused by the API at `split`.
-  await page.getByRole('button', { name: 'Add a variant' }).click();
-  await page.getByRole('button', { name: 'Add a variant' }).click();
+  await addRow('Add a variant');
+  await addRow('Add a variant');
   await page.getByLabel('Destination of variant 1').fill('https://a.example/');
   await page.getByLabel('Weight (%) of variant 1').fill('60');
   await page.getByLabel('Destination of variant 2').fill('https://b.example/');
