@@ -293,6 +293,13 @@ impl State {
         analytics::rollup::count_all_pending(&self.inner.db).await
     }
 
+    /// Takes one step of summing the daily breakdowns of the UTC days before `today`, as a
+    /// serving origin's counters do before each batch once a day is over; returns whether
+    /// there is more to do. (`count_clicks` sums no day.)
+    pub async fn sum_breakdown_days_step(&self, today: time::Date) -> Result<bool, sqlx::Error> {
+        analytics::rollup::sum_closed_days_step(&self.inner.db, today).await
+    }
+
     /// Measures the read replica's lag now (a serving origin does it every second), which
     /// decides whether reads may go to it; `None` without a replica.
     pub async fn measure_replica_lag(&self) -> Option<Result<Duration, sqlx::Error>> {

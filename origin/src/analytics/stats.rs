@@ -220,14 +220,18 @@ async fn series(
 }
 
 /// Top values of each dimension: whole UTC days inside the range from the daily table, the
-/// hours before the first and after the last whole day from the hourly one.
+/// hours before the first and after the last whole day from the hourly one. Days not summed
+/// yet (the current one, [`super::rollup::sum_closed_days`]) count as hours after the last
+/// whole day.
 async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Error> {
-    let tables = of.part().tables();
+    let part = of.part();
+    let tables = part.tables();
     let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
         "WITH bounds AS (
-             SELECT ceil_day, greatest(ceil_day, floor_day) AS floor_day
+             SELECT ceil_day, greatest(ceil_day, least(floor_day, summed)) AS floor_day
              FROM (SELECT date_trunc('day', $2 AT TIME ZONE 'UTC' + interval '1 day' - interval '1 microsecond') AT TIME ZONE 'UTC' AS ceil_day,
-                          date_trunc('day', $3 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS floor_day) AS d
+                          date_trunc('day', $3 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS floor_day,
+                          (SELECT summed_before FROM daily_breakdown_progress WHERE part = '{name}')::timestamp AT TIME ZONE 'UTC' AS summed) AS d
          ), parts AS (
              SELECT dimension, value, hits, bots FROM {daily}, bounds
              WHERE {key} = $1 AND day >= (ceil_day AT TIME ZONE 'UTC')::date
@@ -250,6 +254,7 @@ async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Er
         daily = tables.breakdown_daily,
         hourly = tables.breakdown_hourly,
         key = tables.key,
+        name = part.name(),
     ))
     .bind(of.key())
     .bind(range.from)

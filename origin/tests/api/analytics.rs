@@ -51,6 +51,45 @@ async fn stats(app: &TestApp, path: &str) -> Value {
     response.json()
 }
 
+/// Moves the days whose daily breakdowns are summed once over (0034) back to `day` and after,
+/// as on a deployment whose current UTC day is `day`: a click of those days writes hourly
+/// breakdown rows only, until its day is summed.
+async fn open_days_from(app: &TestApp, day: time::Date) {
+    sqlx::query(
+        "UPDATE daily_breakdown_progress SET open_from = $1, summed_before = $1, next_id = 0",
+    )
+    .bind(day)
+    .execute(&app.db)
+    .await
+    .expect("open days");
+}
+
+/// Sums the daily breakdowns of every day before `today` not summed yet, as the counters do
+/// once a day is over.
+async fn sum_days_before(app: &TestApp, today: time::Date) {
+    while app
+        .state
+        .sum_breakdown_days_step(today)
+        .await
+        .expect("sum days")
+    {}
+}
+
+/// The day before which both halves' daily breakdowns are summed, once no day is being summed.
+async fn summed_before(app: &TestApp) -> time::Date {
+    let rows: Vec<(time::Date, time::Date)> =
+        sqlx::query_as("SELECT open_from, summed_before FROM daily_breakdown_progress")
+            .fetch_all(&app.db)
+            .await
+            .expect("progress");
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|row| *row == rows[0] && row.0 == row.1),
+        "{rows:?}"
+    );
+    rows[0].1
+}
+
 /// A small deterministic generator, seeded randomly and printed, so a failure can be replayed.
 struct Rng(u64);
 
@@ -85,6 +124,11 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
     ];
     let mut rng = Rng::new();
     let start = OffsetDateTime::now_utc() - Duration::days(3);
+    // The first of the three days has its daily rows written by the batches (late clicks); the
+    // other days and today are summed as they are over, which the loop below moves on to at
+    // random moments between batches.
+    let today = OffsetDateTime::now_utc().date();
+    open_days_from(&app, today - Duration::days(2)).await;
     let mut events = Vec::new();
     for i in 0..1_500 {
         let index = rng.below(3) as usize;
@@ -130,9 +174,19 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
         if rng.below(3) == 0 {
             assert_eq!(app.state.store_clicks(batch).await.expect("store again"), 0);
         }
-        // Counted into the rollups now and then, as the background counter does.
+        // Counted into the rollups now and then, as the background counter does; and now
+        // and then a day is over.
         if rng.below(4) == 0 {
             app.state.count_clicks().await.expect("count");
+        }
+        // A step of summing the days that are over, between batches: late clicks of a day
+        // come before, between and after the steps that sum it.
+        if rng.below(2) == 0 {
+            let today = today + Duration::days(rng.below(2) as i64);
+            app.state
+                .sum_breakdown_days_step(today)
+                .await
+                .expect("sum days");
         }
         delivered += size;
     }
@@ -195,6 +249,35 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
     .expect("compare uniques");
     assert!(unique_mismatches.is_empty(), "{unique_mismatches:?}");
 
+    // The breakdowns: as the random steps left them, then once today is over too.
+    compare_breakdowns(&app).await;
+    let tomorrow = today + Duration::DAY;
+    sum_days_before(&app, tomorrow).await;
+    assert_eq!(summed_before(&app).await, tomorrow);
+    compare_breakdowns(&app).await;
+
+    // Each link's visits per UTC day, keyed by its workspace (top links and tags).
+    let wrong: i64 = sqlx::query_scalar(
+        "WITH raw AS (
+             SELECT l.workspace_id, (c.at AT TIME ZONE 'UTC')::date AS day, c.link_id,
+                    count(*) FILTER (WHERE NOT c.bot) AS hits, count(*) FILTER (WHERE c.bot) AS bots
+             FROM clicks c JOIN links l ON l.id = c.link_id
+             GROUP BY 1, 2, 3
+         )
+         SELECT count(*) FROM raw r FULL JOIN workspace_link_daily d
+             USING (workspace_id, day, link_id)
+         WHERE (r.hits, r.bots) IS DISTINCT FROM (d.hits, d.bots)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("compare the links' days");
+    assert_eq!(wrong, 0, "workspace_link_daily differs from the raw clicks");
+}
+
+/// Compares the breakdowns, per link and per workspace (minus its id), with a `GROUP BY` over
+/// the raw clicks: every hour, and the days summed of each half (`daily_breakdown_progress`);
+/// the days not summed yet have no daily rows, and the one being summed is left out.
+async fn compare_breakdowns(app: &TestApp) {
     for (table, workspace_table, grain) in [
         (
             "link_breakdown_hourly",
@@ -207,10 +290,18 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
             "(at AT TIME ZONE 'UTC')::date",
         ),
     ] {
-        let time_column = if table.ends_with("daily") {
-            "day"
+        let (time_column, wrong) = if table.ends_with("daily") {
+            (
+                "day",
+                "(SELECT CASE WHEN coalesce(r.t, s.t) < p.summed_before THEN differs
+                              WHEN coalesce(r.t, s.t) >= p.open_from THEN s.t IS NOT NULL
+                              ELSE false END
+                  FROM daily_breakdown_progress p
+                  WHERE p.part = CASE WHEN coalesce(r.link_id, s.link_id) > 0
+                                      THEN 'links' ELSE 'workspaces' END)",
+            )
         } else {
-            "hour"
+            ("hour", "differs")
         };
         let sql = format!(
             "WITH raw AS (
@@ -230,7 +321,8 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
                  UNION ALL
                  SELECT -workspace_id, dimension, {time_column}, value, hits, bots FROM {workspace_table}) s
                  USING (link_id, dimension, t, value)
-             WHERE (r.hits, r.bots) IS DISTINCT FROM (s.hits, s.bots)"
+             CROSS JOIN LATERAL (SELECT (r.hits, r.bots) IS DISTINCT FROM (s.hits, s.bots) AS differs) AS d
+             WHERE {wrong}"
         );
         let wrong: i64 = sqlx::query_scalar(&sql)
             .fetch_one(&app.db)
@@ -238,23 +330,145 @@ async fn rollups_equal_a_group_by_over_the_raw_clicks_after_a_random_workload() 
             .expect("compare breakdowns");
         assert_eq!(wrong, 0, "{table} differs from the raw clicks");
     }
+}
 
-    // Each link's visits per UTC day, keyed by its workspace (top links and tags).
-    let wrong: i64 = sqlx::query_scalar(
-        "WITH raw AS (
-             SELECT l.workspace_id, (c.at AT TIME ZONE 'UTC')::date AS day, c.link_id,
-                    count(*) FILTER (WHERE NOT c.bot) AS hits, count(*) FILTER (WHERE c.bot) AS bots
-             FROM clicks c JOIN links l ON l.id = c.link_id
-             GROUP BY 1, 2, 3
-         )
-         SELECT count(*) FROM raw r FULL JOIN workspace_link_daily d
-             USING (workspace_id, day, link_id)
-         WHERE (r.hits, r.bots) IS DISTINCT FROM (d.hits, d.bots)",
+#[tokio::test]
+async fn a_day_is_summed_in_steps_and_its_late_clicks_count_once() {
+    let app = spawn_app().await;
+    let today = OffsetDateTime::now_utc().date();
+    let yesterday = today - Duration::DAY;
+    open_days_from(&app, yesterday).await;
+    // More links with clicks yesterday than one step sums (2,000), and one without.
+    for chunk in 0..3 {
+        let links: Vec<Value> = (0..700)
+            .map(
+                |i| json!({"destination": "https://example.com/", "code": format!("s{chunk}x{i}")}),
+            )
+            .collect();
+        let response = app
+            .api(
+                Method::POST,
+                "/api/v1/links/bulk",
+                Some(json!({"links": links})),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    }
+    let quiet = link(&app, "quiet").await;
+    let ids: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, code FROM links WHERE code LIKE 's%' ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .expect("links");
+    assert_eq!(ids.len(), 2_100);
+    let noon = yesterday.with_hms(12, 0, 0).expect("noon").assume_utc();
+    let click = |name: String, (id, code): &(i64, String), at: OffsetDateTime, country: &str| {
+        let mut e = event(&name, *id, code, at);
+        e.country = Some(country.to_owned());
+        e
+    };
+    let mut events: Vec<ClickEvent> = ids
+        .iter()
+        .enumerate()
+        .flat_map(|(i, link)| {
+            [
+                click(format!("a{i}"), link, noon - Duration::hours(3), "DE"),
+                click(format!("b{i}"), link, noon + Duration::hours(5), "FR"),
+            ]
+        })
+        .collect();
+    events.push(click(
+        "today".to_owned(),
+        &ids[0],
+        today.midnight().assume_utc(),
+        "US",
+    ));
+    app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
+    let progress = || async {
+        sqlx::query_as::<_, (String, time::Date, time::Date, i64)>(
+            "SELECT part, open_from, summed_before, next_id FROM daily_breakdown_progress
+             ORDER BY part",
+        )
+        .fetch_all(&app.db)
+        .await
+        .expect("progress")
+    };
+    let stats_of = |code: String| {
+        let app = &app;
+        async move {
+            let from = rfc(yesterday.midnight().assume_utc());
+            let to = rfc((today + Duration::DAY).midnight().assume_utc());
+            stats(
+                app,
+                &format!("/api/v1/links/{code}/stats?from={from}&to={to}&interval=day"),
+            )
+            .await["top"]["country"]
+                .clone()
+        }
+    };
+    let before = stats_of(ids[0].1.clone()).await;
+    assert_eq!(
+        before,
+        json!([{"value": "DE", "count": 1}, {"value": "FR", "count": 1}, {"value": "US", "count": 1}])
+    );
+
+    // The first step opens yesterday's daily rows to its late clicks; a late click comes.
+    let step = || async {
+        app.state
+            .sum_breakdown_days_step(today)
+            .await
+            .expect("step")
+    };
+    assert!(step().await);
+    let late = [
+        click("late0".to_owned(), &ids[0], noon, "DE"),
+        click("late1".to_owned(), &ids[2_050], noon, "DE"),
+    ];
+    app.state.store_clicks(&late).await.expect("store");
+    app.state.count_clicks().await.expect("count");
+    // The first 2,000 links with clicks, in the order of their ids; the workspaces in one step.
+    assert!(step().await);
+    assert_eq!(
+        progress().await,
+        [
+            ("links".to_owned(), today, yesterday, ids[1_999].0 + 1),
+            ("workspaces".to_owned(), today, today, 0),
+        ]
+    );
+    compare_breakdowns(&app).await;
+    // Then the other 100; the one without clicks is never read.
+    assert!(step().await);
+    assert_eq!(
+        progress().await,
+        [
+            ("links".to_owned(), today, today, 0),
+            ("workspaces".to_owned(), today, today, 0),
+        ]
+    );
+    assert!(!step().await);
+    compare_breakdowns(&app).await;
+    let daily: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM link_breakdown_daily WHERE link_id = $1 OR day = $2",
     )
+    .bind(quiet)
+    .bind(today)
     .fetch_one(&app.db)
     .await
-    .expect("compare the links' days");
-    assert_eq!(wrong, 0, "workspace_link_daily differs from the raw clicks");
+    .expect("daily");
+    assert_eq!(
+        daily, 0,
+        "no daily rows for a link without clicks, or for today"
+    );
+    // Read from the daily rows now, the same.
+    assert_eq!(
+        stats_of(ids[0].1.clone()).await,
+        json!([{"value": "DE", "count": 2}, {"value": "FR", "count": 1}, {"value": "US", "count": 1}])
+    );
+    assert_eq!(
+        stats_of(ids[2_050].1.clone()).await,
+        json!([{"value": "DE", "count": 2}, {"value": "FR", "count": 1}])
+    );
 }
 
 #[tokio::test]
@@ -625,6 +839,8 @@ async fn breakdowns_count_every_click_of_any_range() {
     let app = spawn_app().await;
     let id = link(&app, "ranges").await;
     let day = (OffsetDateTime::now_utc() - Duration::days(5)).date();
+    // The days are still to be summed when the clicks come (as on the day itself).
+    open_days_from(&app, day).await;
     let at = |d: i64, h: u8| day.with_hms(h, 30, 0).expect("time").assume_utc() + Duration::days(d);
     // Clicks on three UTC days, early and late in each.
     let clicks: Vec<OffsetDateTime> = [(0, 2), (0, 20), (1, 1), (1, 23), (2, 5), (2, 9)]
@@ -649,26 +865,34 @@ async fn breakdowns_count_every_click_of_any_range() {
         (hour(0, 0), hour(3, 0)),
         (hour(0, 21), hour(2, 0)),
     ];
-    for (from, to) in cases {
-        let expected = clicks.iter().filter(|t| **t >= from && **t < to).count() as i64;
-        let body = stats(
-            &app,
-            &format!(
-                "/api/v1/links/ranges/stats?from={}&to={}&interval=hour",
-                rfc(from),
-                rfc(to)
-            ),
-        )
-        .await;
-        assert_eq!(body["totals"]["clicks"], expected, "{from}..{to}");
-        for dimension in ["referrer", "country", "device", "browser", "os"] {
-            let sum: i64 = body["top"][dimension]
-                .as_array()
-                .expect("dimension")
-                .iter()
-                .map(|r| r["count"].as_i64().expect("count"))
-                .sum();
-            assert_eq!(sum, expected, "{dimension} of {from}..{to}");
+    // Read with none of the days summed, then the first, the first two, and all of them.
+    let today = OffsetDateTime::now_utc().date();
+    for summed in [day, day + Duration::DAY, day + Duration::days(2), today] {
+        sum_days_before(&app, summed).await;
+        for (from, to) in cases {
+            let expected = clicks.iter().filter(|t| **t >= from && **t < to).count() as i64;
+            let body = stats(
+                &app,
+                &format!(
+                    "/api/v1/links/ranges/stats?from={}&to={}&interval=hour",
+                    rfc(from),
+                    rfc(to)
+                ),
+            )
+            .await;
+            assert_eq!(body["totals"]["clicks"], expected, "{from}..{to}");
+            for dimension in ["referrer", "country", "device", "browser", "os"] {
+                let sum: i64 = body["top"][dimension]
+                    .as_array()
+                    .expect("dimension")
+                    .iter()
+                    .map(|r| r["count"].as_i64().expect("count"))
+                    .sum();
+                assert_eq!(
+                    sum, expected,
+                    "{dimension} of {from}..{to}, summed before {summed}"
+                );
+            }
         }
     }
 }
@@ -719,51 +943,60 @@ async fn a_flood_of_referrers_keeps_a_bounded_breakdown_and_exact_totals() {
     app.state.count_clicks().await.expect("count");
 
     let people = 3_060_i64;
-    for (part, time) in [("breakdown_hourly", "hour"), ("breakdown_daily", "day")] {
-        // At most 100 values per link and bucket plus the other values; 1,000 for the
-        // workspace. Every dimension adds up to every click.
-        for (owner, link_id, bound, other) in [
-            ("link", id, 100, 3_000 - 99),
-            ("workspace", 1, 1_000, 3_000 - 999),
-        ] {
-            let table = format!("{owner}_{part}");
-            let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(&format!(
-                "SELECT dimension, count(*), count(DISTINCT {time}), sum(hits)::int8,
-                        sum(bots)::int8
-                 FROM {table} WHERE {owner}_id = $1 GROUP BY 1 ORDER BY 1"
-            ))
-            .bind(link_id)
-            .fetch_all(&app.db)
-            .await
-            .expect("rows");
-            for (dimension, values, buckets, hits, bots) in rows {
-                assert_eq!(buckets, 1, "{table} {dimension}");
-                assert_eq!(hits, people, "{table} {dimension} of link {link_id}");
-                if dimension == "referrer" {
-                    assert_eq!(values, bound + 1, "{table} of link {link_id}");
-                    assert_eq!(bots, 0, "bots' referrers are left out");
-                } else {
-                    assert!(values <= 3, "{table} {dimension}: {values}");
-                    assert_eq!(bots, 30, "{table} {dimension} of link {link_id}");
+    // As the batches wrote the day's rows, then as summed from its hourly rows once the day is
+    // over (the same values: the first ones were the most visited).
+    let day = hour.date();
+    for summed in [false, true] {
+        if summed {
+            open_days_from(&app, day).await;
+            sum_days_before(&app, day + Duration::DAY).await;
+        }
+        for (part, time) in [("breakdown_hourly", "hour"), ("breakdown_daily", "day")] {
+            // At most 100 values per link and bucket plus the other values; 1,000 for the
+            // workspace. Every dimension adds up to every click.
+            for (owner, link_id, bound, other) in [
+                ("link", id, 100, 3_000 - 99),
+                ("workspace", 1, 1_000, 3_000 - 999),
+            ] {
+                let table = format!("{owner}_{part}");
+                let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(&format!(
+                    "SELECT dimension, count(*), count(DISTINCT {time}), sum(hits)::int8,
+                            sum(bots)::int8
+                     FROM {table} WHERE {owner}_id = $1 GROUP BY 1 ORDER BY 1"
+                ))
+                .bind(link_id)
+                .fetch_all(&app.db)
+                .await
+                .expect("rows");
+                for (dimension, values, buckets, hits, bots) in rows {
+                    assert_eq!(buckets, 1, "{table} {dimension}");
+                    assert_eq!(hits, people, "{table} {dimension} of link {link_id}");
+                    if dimension == "referrer" {
+                        assert_eq!(values, bound + 1, "{table} of link {link_id}");
+                        assert_eq!(bots, 0, "bots' referrers are left out");
+                    } else {
+                        assert!(values <= 3, "{table} {dimension}: {values}");
+                        assert_eq!(bots, 30, "{table} {dimension} of link {link_id}");
+                    }
                 }
+                let counts: Vec<(String, i64)> = sqlx::query_as(&format!(
+                    "SELECT value, hits FROM {table}
+                     WHERE {owner}_id = $1 AND dimension = 'referrer'
+                       AND value IN ('news.example', '(other values)') ORDER BY 1"
+                ))
+                .bind(link_id)
+                .fetch_all(&app.db)
+                .await
+                .expect("counts");
+                assert_eq!(
+                    counts,
+                    [
+                        ("(other values)".to_owned(), other),
+                        ("news.example".to_owned(), 60)
+                    ],
+                    "{table} of link {link_id}"
+                );
             }
-            let counts: Vec<(String, i64)> = sqlx::query_as(&format!(
-                "SELECT value, hits FROM {table}
-                 WHERE {owner}_id = $1 AND dimension = 'referrer'
-                   AND value IN ('news.example', '(other values)') ORDER BY 1"
-            ))
-            .bind(link_id)
-            .fetch_all(&app.db)
-            .await
-            .expect("counts");
-            assert_eq!(
-                counts,
-                [
-                    ("(other values)".to_owned(), other),
-                    ("news.example".to_owned(), 60)
-                ],
-                "{table} of link {link_id}"
-            );
         }
     }
     let crawled: i64 = sqlx::query_scalar(
