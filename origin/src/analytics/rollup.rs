@@ -509,15 +509,27 @@ pub(crate) async fn sum_closed_days_step(
 ) -> Result<bool, sqlx::Error> {
     let mut more = false;
     for part in Part::ALL {
-        let mut tx = db.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(part.lock_key())
-            .execute(&mut *tx)
-            .await?;
-        more |= sum_closed_days(&mut tx, part, Some(today)).await?;
-        tx.commit().await?;
+        more |= sum_step(db, part, Busy::Wait, Some(today)).await? == Some(true);
     }
     Ok(more)
+}
+
+/// One step of [`sum_closed_days`] in a transaction of its own, so that a failure of it
+/// stops no counting; `None` when another counter of the part is at work and `busy` says to
+/// give way.
+async fn sum_step(
+    db: &PgPool,
+    part: Part,
+    busy: Busy,
+    today: Option<time::Date>,
+) -> Result<Option<bool>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    if !take_lock(&mut tx, part, busy).await? {
+        return Ok(None);
+    }
+    let more = sum_closed_days(&mut tx, part, today).await?;
+    tx.commit().await?;
+    Ok(Some(more))
 }
 
 /// What a counter does when another one of its part is at work.
@@ -529,34 +541,28 @@ enum Busy {
     Wait,
 }
 
-/// What one turn of a counter did.
-#[derive(Debug, Clone, Copy)]
-struct Counted {
-    /// The pending clicks counted.
-    clicks: u64,
-    /// Whether the daily breakdowns of a day that is over are still to be summed.
-    days_left: bool,
-}
-
-/// Takes one step of summing the days that are over ([`sum_closed_days`]) when `sum_days`,
-/// then counts up to [`BATCH`] pending clicks of `part` into the rollups; `None` when another
-/// counter of the part is at work and `busy` says to give way.
-async fn count_pending(
-    db: &PgPool,
+/// Takes the advisory lock of `part` for the transaction; false when another counter holds
+/// it and `busy` says to give way.
+async fn take_lock(
+    tx: &mut sqlx::PgConnection,
     part: Part,
     busy: Busy,
-    sum_days: bool,
-) -> Result<Option<Counted>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+) -> Result<bool, sqlx::Error> {
     let lock = match busy {
         Busy::GiveWay => "SELECT pg_try_advisory_xact_lock(hashtext($1))",
         Busy::Wait => "SELECT pg_advisory_xact_lock(hashtext($1)) IS NOT NULL",
     };
-    let ours: bool = sqlx::query_scalar(lock)
+    sqlx::query_scalar(lock)
         .bind(part.lock_key())
         .fetch_one(&mut *tx)
-        .await?;
-    if !ours {
+        .await
+}
+
+/// Counts up to [`BATCH`] pending clicks of `part` into the rollups; returns how many, or
+/// `None` when another counter of the part is at work and `busy` says to give way.
+async fn count_pending(db: &PgPool, part: Part, busy: Busy) -> Result<Option<u64>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    if !take_lock(&mut tx, part, busy).await? {
         return Ok(None);
     }
     // The batch's commit need not wait for its WAL to reach the disk: a crash can lose only
@@ -569,7 +575,6 @@ async fn count_pending(
     if part == Part::Links {
         move_recent_window(&mut tx).await?;
     }
-    let days_left = sum_days && sum_closed_days(&mut tx, part, None).await?;
     let counted: i64 = sqlx::query_scalar(part.sql())
         .bind(BATCH)
         .bind(part == Part::Workspaces)
@@ -579,10 +584,7 @@ async fn count_pending(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Some(Counted {
-        clicks: counted.unsigned_abs(),
-        days_left,
-    }))
+    Ok(Some(counted.unsigned_abs()))
 }
 
 /// Counts pending clicks until none are left, waiting for any other counter to finish (and
@@ -590,12 +592,12 @@ async fn count_pending(
 pub(crate) async fn count_all_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     for part in Part::ALL {
-        while let Some(counted) = count_pending(db, part, Busy::Wait, false).await? {
+        while let Some(counted) = count_pending(db, part, Busy::Wait).await? {
             // The workspaces' copies are not clicks of their own.
             if part == Part::Links {
-                total += counted.clicks;
+                total += counted;
             }
-            if counted.clicks < BATCH as u64 {
+            if counted < BATCH as u64 {
                 break;
             }
         }
@@ -613,8 +615,15 @@ pub(crate) async fn count_forever(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match count_pending(&db, part, Busy::GiveWay, true).await {
-            Ok(Some(counted)) if counted.clicks == BATCH as u64 || counted.days_left => continue,
+        let days_left = match sum_step(&db, part, Busy::GiveWay, None).await {
+            Ok(more) => more == Some(true),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot sum the daily breakdowns of a day that is over");
+                false
+            }
+        };
+        match count_pending(&db, part, Busy::GiveWay).await {
+            Ok(Some(counted)) if counted == BATCH as u64 || days_left => continue,
             Ok(_) => {
                 backoff = Duration::from_millis(100);
                 let _ = tokio::time::timeout(POLL, wake.notified()).await;

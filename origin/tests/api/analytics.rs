@@ -472,6 +472,47 @@ async fn a_day_is_summed_in_steps_and_its_late_clicks_count_once() {
 }
 
 #[tokio::test]
+async fn a_serving_origin_sums_the_days_that_are_over() {
+    let app = spawn_app().await;
+    let id = link(&app, "days").await;
+    // As after two days without a counter: two days over and not summed.
+    let today = OffsetDateTime::now_utc().date();
+    open_days_from(&app, today - Duration::days(2)).await;
+    let events: Vec<ClickEvent> = (0..3)
+        .map(|d| {
+            let at = (today - Duration::days(d)).midnight().assume_utc() + Duration::minutes(1);
+            event(&format!("d{d}"), id, "days", at)
+        })
+        .collect();
+    app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
+    let background = app.state.spawn_background();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let progress: Vec<(time::Date, time::Date)> =
+            sqlx::query_as("SELECT open_from, summed_before FROM daily_breakdown_progress")
+                .fetch_all(&app.db)
+                .await
+                .expect("progress");
+        if progress.iter().all(|row| *row == (today, today)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the days were not summed: {progress:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+    compare_breakdowns(&app).await;
+    let days: i64 = sqlx::query_scalar("SELECT count(DISTINCT day) FROM link_breakdown_daily")
+        .fetch_one(&app.db)
+        .await
+        .expect("days");
+    assert_eq!(days, 2, "the two days over, not today");
+}
+
+#[tokio::test]
 async fn parallel_ingests_and_counters_count_each_click_once() {
     let app = spawn_app().await;
     let id = link(&app, "busy").await;
