@@ -297,7 +297,7 @@ impl State {
     /// serving origin's counters do before each batch once a day is over; returns whether
     /// there is more to do. (`count_clicks` sums no day.)
     pub async fn sum_breakdown_days_step(&self, today: time::Date) -> Result<bool, sqlx::Error> {
-        analytics::rollup::sum_closed_days_step(&self.inner.db, today).await
+        analytics::closed_days::sum_closed_days_step(&self.inner.db, today).await
     }
 
     /// Measures the read replica's lag now (a serving origin does it every second), which

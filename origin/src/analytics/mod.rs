@@ -1,6 +1,7 @@
 //! Click analytics: enrichment, storage, counting into rollups, the stats API, the origin's
 //! own click recorder, and retention.
 
+pub(crate) mod closed_days;
 pub(crate) mod enrich;
 pub(crate) mod export;
 pub(crate) mod isolate;

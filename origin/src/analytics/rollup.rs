@@ -12,7 +12,7 @@
 //! many clicks of a busy link and hour cost one rollup row write, not one per ingest.
 //!
 //! The daily breakdowns are the exception to "a batch adds to every rollup": a UTC day's are
-//! summed from its hourly rows once the day is over ([`sum_closed_days`], a step before each
+//! summed from its hourly rows once the day is over (`closed_days.rs`, a step before each
 //! batch), and batches add only the late clicks of days already over. Until its day is
 //! summed, the stats read a day from the hourly rows. A batch of the current day's clicks
 //! thus writes half the breakdown rows (on the analytics bench's live workload, 6.1 → 3.5 s
@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use shortlink::stats::OTHER_VALUES;
 use sqlx::PgPool;
+
+use super::closed_days;
 
 /// Most pending clicks counted in one transaction. A batch writes a rollup row per (link,
 /// bucket, value) it touches, however many of its clicks share it: while a backlog lasts,
@@ -87,7 +89,7 @@ impl Part {
     }
 
     /// The most values per breakdown, bucket and link or workspace ([`LINK_VALUES`]).
-    fn max_values(self) -> i64 {
+    pub(crate) fn max_values(self) -> i64 {
         match self {
             Self::Workspaces => WORKSPACE_VALUES,
             Self::Links => LINK_VALUES,
@@ -201,7 +203,7 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
 ///   that UTC day for that link (those `visitors_daily` did not hold yet), in the hour of
 ///   their first visit in this batch, for days no older than `$5` days ([`VISITOR_DAYS`]);
 /// - `link_breakdown_hourly`, and `link_breakdown_daily` for days that are over (late
-///   clicks; the other days are summed once over, [`sum_closed_days`]): hits and bots per
+///   clicks; the other days are summed once over, [`closed_days`]): hits and bots per
 ///   value of each dimension (one pass over the batch for all five, each click unnested into its values
 ///   and grouped once; for links also the A/B `variant`, its index in the split), at most `$3`
 ///   values per link, bucket and dimension plus `$4` ([`capped_insert`]). Bots' referrers
@@ -327,7 +329,7 @@ WITH batch AS (
     GROUP BY 1, 2, 3, 4
 ), breakdown_days AS (
     -- Only the late clicks of days that are over: the days from `open_from` on are summed
-    -- from their hourly rows once they are over ([`sum_closed_days`]).
+    -- from their hourly rows once they are over (closed_days.rs).
     SELECT {key}, dimension, t, value, sum(hits) AS hits, sum(bots) AS bots
     FROM (SELECT {key}, dimension, (t AT TIME ZONE 'UTC')::date AS t, value, hits, bots
           FROM breakdown) AS b
@@ -374,167 +376,9 @@ pub(crate) async fn move_recent_window(tx: &mut sqlx::PgConnection) -> Result<()
     Ok(())
 }
 
-/// How many links or workspaces one step of [`sum_closed_days`] sums the day of: on a day of
-/// ~40 values per link and hour (10,000 links, 24 hours), 2,000 links took 1.8 s in psql,
-/// which the part's counter waits.
-const SUM_IDS: i64 = 2_000;
-
-/// One step of summing the daily breakdowns of the UTC days that are over
-/// (`daily_breakdown_progress`, 0034), run by the holder of the part's lock before a batch:
-/// - while a day is being summed (`summed_before` < `open_from`): the daily rows of the
-///   next [`SUM_IDS`] links with clicks that day, or workspaces, in the order of their ids,
-///   are replaced by the sums of their hourly rows (at most
-///   `max_values` values per dimension, the most visited, plus [`OTHER_VALUES`]); after the
-///   last one, `summed_before` moves on a day, and the stats read the day from the daily
-///   rows. Replacing, not adding, is what makes the late clicks of the day, which batches
-///   add to the daily rows meanwhile, count once.
-/// - else, when the day `open_from` is over (before `today`, PostgreSQL's UTC date when
-///   `None`), `open_from` moves on a day: from then on batches add that day's late clicks to
-///   its daily rows too, and the next steps sum it.
-///
-/// Returns whether there is more to do.
-pub(crate) async fn sum_closed_days(
-    tx: &mut sqlx::PgConnection,
-    part: Part,
-    today: Option<time::Date>,
-) -> Result<bool, sqlx::Error> {
-    let (open_from, day, next_id, today): (time::Date, time::Date, i64, time::Date) =
-        sqlx::query_as(
-            "SELECT open_from, summed_before, next_id,
-                    coalesce($2, (now() AT TIME ZONE 'UTC')::date)
-             FROM daily_breakdown_progress WHERE part = $1",
-        )
-        .bind(part.name())
-        .bind(today)
-        .fetch_one(&mut *tx)
-        .await?;
-    if day == open_from {
-        if open_from >= today {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE daily_breakdown_progress SET open_from = open_from + 1, next_id = 0
-             WHERE part = $1",
-        )
-        .bind(part.name())
-        .execute(&mut *tx)
-        .await?;
-        return Ok(true);
-    }
-    // The next ids: for links, those with clicks that day (each has its link-day row,
-    // written by the batch that counted them; `workspace_link_daily_day`); for workspaces,
-    // fewer and each with many links, every one.
-    let ids: Vec<i64> = match part {
-        Part::Links => sqlx::query_scalar(
-            "SELECT link_id FROM workspace_link_daily WHERE day = $1 AND link_id >= $2
-             ORDER BY link_id LIMIT $3",
-        )
-        .bind(day),
-        Part::Workspaces => {
-            sqlx::query_scalar("SELECT id FROM workspaces WHERE id >= $1 ORDER BY id LIMIT $2")
-        }
-    }
-    .bind(next_id)
-    .bind(SUM_IDS)
-    .fetch_all(&mut *tx)
-    .await?;
-    let Tables {
-        key,
-        breakdown_hourly,
-        breakdown_daily,
-        ..
-    } = part.tables();
-    // The day's hourly rows of each id: one range of the primary key per id.
-    let hours = format!(
-        "SELECT h.{key}, h.dimension, h.value, h.hits, h.bots
-         FROM unnest($2::int8[]) AS k (id),
-              LATERAL (SELECT {key}, dimension, value, hits, bots FROM {breakdown_hourly} r
-                       WHERE r.{key} = k.id
-                         AND r.hour >= $1::date::timestamp AT TIME ZONE 'UTC'
-                         AND r.hour < ($1::date + 1)::timestamp AT TIME ZONE 'UTC' OFFSET 0) AS h"
-    );
-    sqlx::query(&format!(
-        "DELETE FROM {breakdown_daily} WHERE {key} = ANY($2::int8[]) AND day = $1::date"
-    ))
-    .bind(day)
-    .bind(&ids)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "INSERT INTO {breakdown_daily} ({key}, dimension, day, value, hits, bots)
-         SELECT {key}, dimension, $1, value, sum(hits)::bigint, sum(bots)::bigint
-         FROM (
-             SELECT {key}, dimension,
-                    CASE WHEN value <> $4
-                          AND row_number() OVER (PARTITION BY {key}, dimension, value = $4
-                                                 ORDER BY hits + bots DESC, value) <= $3
-                         THEN value ELSE $4 END AS value,
-                    hits, bots
-             FROM (SELECT {key}, dimension, value, sum(hits) AS hits, sum(bots) AS bots
-                   FROM ({hours}) AS h GROUP BY 1, 2, 3) AS s
-         ) AS v
-         GROUP BY 1, 2, 4 ORDER BY 1, 2, 4"
-    ))
-    .bind(day)
-    .bind(&ids)
-    .bind(part.max_values())
-    .bind(OTHER_VALUES)
-    .execute(&mut *tx)
-    .await?;
-    // After the last id, the day is whole: the stats read it from the daily rows.
-    let last = match ids.last() {
-        Some(&last) if ids.len() as i64 == SUM_IDS => Some(last.saturating_add(1)),
-        _ => None,
-    };
-    sqlx::query(
-        "UPDATE daily_breakdown_progress
-         SET (summed_before, next_id) = (CASE WHEN $2::int8 IS NULL THEN summed_before + 1
-                                              ELSE summed_before END,
-                                         coalesce($2, 0))
-         WHERE part = $1",
-    )
-    .bind(part.name())
-    .bind(last)
-    .execute(&mut *tx)
-    .await?;
-    Ok(true)
-}
-
-/// One step of [`sum_closed_days`] for each part, as a counter takes before each batch, with
-/// `today` as the current UTC day; waits for any counter at work. Returns whether there is
-/// more to do.
-pub(crate) async fn sum_closed_days_step(
-    db: &PgPool,
-    today: time::Date,
-) -> Result<bool, sqlx::Error> {
-    let mut more = false;
-    for part in Part::ALL {
-        more |= sum_step(db, part, Busy::Wait, Some(today)).await? == Some(true);
-    }
-    Ok(more)
-}
-
-/// One step of [`sum_closed_days`] in a transaction of its own, so that a failure of it
-/// stops no counting; `None` when another counter of the part is at work and `busy` says to
-/// give way.
-async fn sum_step(
-    db: &PgPool,
-    part: Part,
-    busy: Busy,
-    today: Option<time::Date>,
-) -> Result<Option<bool>, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    if !take_lock(&mut tx, part, busy).await? {
-        return Ok(None);
-    }
-    let more = sum_closed_days(&mut tx, part, today).await?;
-    tx.commit().await?;
-    Ok(Some(more))
-}
-
 /// What a counter does when another one of its part is at work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Busy {
+pub(crate) enum Busy {
     /// Leave it the work (the background counters of several origins).
     GiveWay,
     /// Wait for it to finish, then count what is left.
@@ -543,7 +387,7 @@ enum Busy {
 
 /// Takes the advisory lock of `part` for the transaction; false when another counter holds
 /// it and `busy` says to give way.
-async fn take_lock(
+pub(crate) async fn take_lock(
     tx: &mut sqlx::PgConnection,
     part: Part,
     busy: Busy,
@@ -588,7 +432,7 @@ async fn count_pending(db: &PgPool, part: Part, busy: Busy) -> Result<Option<u64
 }
 
 /// Counts pending clicks until none are left, waiting for any other counter to finish (and
-/// sums no day: [`sum_closed_days_step`] does).
+/// sums no day: [`closed_days::sum_closed_days_step`] does).
 pub(crate) async fn count_all_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     for part in Part::ALL {
@@ -615,7 +459,7 @@ pub(crate) async fn count_forever(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let days_left = match sum_step(&db, part, Busy::GiveWay, None).await {
+        let days_left = match closed_days::sum_step(&db, part, Busy::GiveWay, None).await {
             Ok(more) => more == Some(true),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot sum the daily breakdowns of a day that is over");

@@ -221,7 +221,7 @@ async fn series(
 
 /// Top values of each dimension: whole UTC days inside the range from the daily table, the
 /// hours before the first and after the last whole day from the hourly one. Days not summed
-/// yet (the current one, [`super::rollup::sum_closed_days`]) count as hours after the last
+/// yet (the current one, [`super::closed_days::sum_closed_days`]) count as hours after the last
 /// whole day.
 async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Error> {
     let part = of.part();
