@@ -148,7 +148,10 @@ test('from many addresses, the isolate has at most its bound of resolves in flig
     }));
     // Every request beyond the bound is answered without waiting for the held ones.
     await eventually('the requests beyond the bound are answered', async () => done >= 40 - MAX_RESOLVES_IN_FLIGHT || done, 10_000);
-    assert.equal(resolvesOf('wide-'), MAX_RESOLVES_IN_FLIGHT);
+    // The ones let through may still be on their way to the origin (seen: 6 of 8 arrived
+    // when the last 503 was answered); the tally below shows that no more than the bound did.
+    await eventually('the bound of resolves reaches the origin', async () =>
+      resolvesOf('wide-') === MAX_RESOLVES_IN_FLIGHT || resolvesOf('wide-'), 10_000);
     release();
     const answers = await Promise.all(pending);
     assert.deepEqual(tally(answers), { 404: MAX_RESOLVES_IN_FLIGHT, 503: 40 - MAX_RESOLVES_IN_FLIGHT });
