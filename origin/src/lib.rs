@@ -287,8 +287,9 @@ impl State {
     }
 
     /// Counts every stored click not yet counted into the rollups, now (after waiting for
-    /// any counter at work); returns how many. A serving origin does this in the background
-    /// within moments of each ingest.
+    /// any counter at work), and moves the counts of links whose tags changed; returns how
+    /// many clicks. A serving origin does this in the background within moments of each
+    /// ingest or edit.
     pub async fn count_clicks(&self) -> Result<u64, sqlx::Error> {
         analytics::rollup::count_all_pending(&self.inner.db).await
     }

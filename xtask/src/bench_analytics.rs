@@ -374,6 +374,29 @@ async fn seed_workspace(pool: &sqlx::PgPool) -> anyhow::Result<()> {
         .execute(pool)
         .await?;
     }
+    // The tags' rollups (0035), where they exist: each tag's visits per hour and day.
+    let tagged: bool = sqlx::query_scalar("SELECT to_regclass('workspace_tag_daily') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if tagged {
+        for (table, time) in [
+            ("workspace_tag_hourly", "s.hour"),
+            ("workspace_tag_daily", "(s.hour AT TIME ZONE 'UTC')::date"),
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = 1"))
+                .execute(pool)
+                .await?;
+            sqlx::query(&format!(
+                "INSERT INTO {table}
+                 SELECT l.workspace_id, {time}, t.tag, sum(s.clicks + s.qr_scans), sum(s.bots)
+                 FROM link_stats_hourly s JOIN links l ON l.id = s.link_id, unnest(l.tags) AS t (tag)
+                 WHERE l.workspace_id = 1
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            ))
+            .execute(pool)
+            .await?;
+        }
+    }
     let (links, clicks): (i64, i64) = sqlx::query_as(
         "SELECT count(DISTINCT link_id), sum(clicks + qr_scans + bots)::int8 FROM link_stats_hourly",
     )

@@ -602,6 +602,8 @@ const TABLES: &[&str] = &[
     "link_breakdown_hourly",
     "link_breakdown_daily",
     "workspace_link_daily",
+    "workspace_tag_hourly",
+    "workspace_tag_daily",
     "visitors_daily",
     "workspace_stats_hourly",
     "workspace_breakdown_hourly",

@@ -12,3 +12,5 @@ pub(crate) mod retention;
 pub(crate) mod rollup;
 pub(crate) mod stats;
 pub(crate) mod store;
+pub(crate) mod tags;
+pub(crate) mod top_links;

@@ -243,7 +243,7 @@ pub(crate) async fn write(
     rollup::move_recent_window(&mut tx)
         .await
         .map_err(Unwritten::NotWritten)?;
-    sqlx::query(WRITE)
+    sqlx::query(&WRITE)
         .bind(&link_ids)
         .bind(&hours)
         .bind(&clicks)
@@ -261,10 +261,12 @@ pub(crate) async fn write(
 }
 
 /// The counts of (link, hour) buckets, each once, into the link's and its workspace's hourly
-/// stats, the link's day for its workspace and the link's totals, as `rollup.rs` counts them
-/// (uniques excepted). A bucket of a
+/// stats, the link's day for its workspace, its tags' hours and days and the link's totals, as
+/// `rollup.rs` counts them (uniques excepted). A bucket of a
 /// link that does not exist counts for no workspace and no totals, as at ingest.
-const WRITE: &str = "
+static WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "
 WITH overflow AS (
     SELECT link_id, to_timestamp(hour * 3600) AS hour, clicks, qr_scans, bots
     FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
@@ -300,7 +302,7 @@ WITH overflow AS (
     ON CONFLICT (workspace_id, day, link_id) DO UPDATE SET
         hits = workspace_link_daily.hits + EXCLUDED.hits,
         bots = workspace_link_daily.bots + EXCLUDED.bots
-)
+), {tags}
 UPDATE link_click_totals t SET total = t.total + c.total, recent = t.recent + c.recent
 FROM (
     SELECT l.workspace_id, o.link_id, sum(o.clicks + o.qr_scans) AS total,
@@ -308,7 +310,12 @@ FROM (
                WHERE o.hour >= (SELECT start FROM link_clicks_window)), 0) AS recent
     FROM overflow o JOIN links l ON l.id = o.link_id GROUP BY 1, 2
 ) AS c
-WHERE (t.workspace_id, t.link_id) = (c.workspace_id, c.link_id) AND c.total > 0";
+WHERE (t.workspace_id, t.link_id) = (c.workspace_id, c.link_id) AND c.total > 0",
+        tags = super::tags::count_sql(
+            "(SELECT link_id, hour, clicks + qr_scans AS hits, bots FROM overflow)"
+        ),
+    )
+});
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 //! property test: it answers an error for what it refuses and never panics.
 
 use shortlink::stats::Interval;
-use time::{Duration, OffsetDateTime, Time, UtcOffset};
+use time::{Date, Duration, OffsetDateTime, Time, UtcOffset};
 
 use crate::error::Error;
 
@@ -107,6 +107,58 @@ impl Range {
     }
 }
 
+/// A range cut at UTC midnights, as the rollups kept per UTC day read it (the workspace's top
+/// links and tags): the whole UTC days inside it, and the hours before the first of them and
+/// after the last (each `[start, end)`, either of them empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UtcDays {
+    /// The whole days, `[first, end)`.
+    pub(crate) whole: (Date, Date),
+    pub(crate) head: (OffsetDateTime, OffsetDateTime),
+    pub(crate) tail: (OffsetDateTime, OffsetDateTime),
+}
+
+impl UtcDays {
+    pub(crate) fn whole_days(&self) -> Vec<Date> {
+        let (mut day, end) = self.whole;
+        let mut days = Vec::new();
+        while day < end {
+            days.push(day);
+            day = day.next_day().unwrap_or(end);
+        }
+        days
+    }
+
+    /// The days the hours before and after the whole days are in (none, one or two).
+    pub(crate) fn partial_days(&self) -> Vec<Date> {
+        [self.head, self.tail]
+            .into_iter()
+            .filter(|(start, end)| start < end)
+            .map(|(start, _)| start.date())
+            .collect()
+    }
+}
+
+impl Range {
+    /// The range cut at UTC midnights ([`UtcDays`]).
+    pub(crate) fn utc_days(&self) -> UtcDays {
+        let midnight = |t: OffsetDateTime| t.to_offset(UtcOffset::UTC).replace_time(Time::MIDNIGHT);
+        let from = self.from.to_offset(UtcOffset::UTC);
+        let to = self.to.to_offset(UtcOffset::UTC);
+        let first = if midnight(from) == from {
+            from
+        } else {
+            midnight(from).saturating_add(Duration::DAY)
+        };
+        let last = first.max(midnight(to));
+        UtcDays {
+            whole: (first.date(), last.date()),
+            head: (from, to.min(first)),
+            tail: if last < to { (last, to) } else { (to, to) },
+        }
+    }
+}
+
 /// The start of the UTC hour `t` is in; `None` when `t` is not representable in UTC.
 fn floor_hour(t: OffsetDateTime) -> Option<OffsetDateTime> {
     let t = t.checked_to_offset(UtcOffset::UTC)?;
@@ -201,6 +253,112 @@ mod tests {
             ..StatsQuery::default()
         };
         assert_eq!(field_of(Range::new(long_tz, NOW)).as_deref(), Some("tz"));
+    }
+
+    #[test]
+    fn utc_days() {
+        use time::macros::date;
+        // (from, to, whole days, head, tail)
+        let cases = [
+            // Mid-day to mid-day: two ragged ends around two whole days.
+            (
+                datetime!(2026-05-01 13:00 UTC),
+                datetime!(2026-05-04 07:00 UTC),
+                (date!(2026 - 05 - 02), date!(2026 - 05 - 04)),
+                (
+                    datetime!(2026-05-01 13:00 UTC),
+                    datetime!(2026-05-02 00:00 UTC),
+                ),
+                (
+                    datetime!(2026-05-04 00:00 UTC),
+                    datetime!(2026-05-04 07:00 UTC),
+                ),
+            ),
+            // Midnight to midnight: whole days only.
+            (
+                datetime!(2026-05-01 00:00 UTC),
+                datetime!(2026-05-03 00:00 UTC),
+                (date!(2026 - 05 - 01), date!(2026 - 05 - 03)),
+                (
+                    datetime!(2026-05-01 00:00 UTC),
+                    datetime!(2026-05-01 00:00 UTC),
+                ),
+                (
+                    datetime!(2026-05-03 00:00 UTC),
+                    datetime!(2026-05-03 00:00 UTC),
+                ),
+            ),
+            // Inside one day.
+            (
+                datetime!(2026-05-01 05:00 UTC),
+                datetime!(2026-05-01 06:00 UTC),
+                (date!(2026 - 05 - 02), date!(2026 - 05 - 02)),
+                (
+                    datetime!(2026-05-01 05:00 UTC),
+                    datetime!(2026-05-01 06:00 UTC),
+                ),
+                (
+                    datetime!(2026-05-01 06:00 UTC),
+                    datetime!(2026-05-01 06:00 UTC),
+                ),
+            ),
+            // From a midnight into the same day.
+            (
+                datetime!(2026-05-01 00:00 UTC),
+                datetime!(2026-05-01 06:00 UTC),
+                (date!(2026 - 05 - 01), date!(2026 - 05 - 01)),
+                (
+                    datetime!(2026-05-01 00:00 UTC),
+                    datetime!(2026-05-01 00:00 UTC),
+                ),
+                (
+                    datetime!(2026-05-01 00:00 UTC),
+                    datetime!(2026-05-01 06:00 UTC),
+                ),
+            ),
+            // Across one midnight, ending at the next.
+            (
+                datetime!(2026-05-01 23:00 UTC),
+                datetime!(2026-05-02 00:00 UTC),
+                (date!(2026 - 05 - 02), date!(2026 - 05 - 02)),
+                (
+                    datetime!(2026-05-01 23:00 UTC),
+                    datetime!(2026-05-02 00:00 UTC),
+                ),
+                (
+                    datetime!(2026-05-02 00:00 UTC),
+                    datetime!(2026-05-02 00:00 UTC),
+                ),
+            ),
+        ];
+        for (from, to, whole, head, tail) in cases {
+            let range = Range {
+                from,
+                to,
+                interval: Interval::Hour,
+                tz: "UTC".to_owned(),
+                bots: false,
+                top: 10,
+            };
+            let days = range.utc_days();
+            assert_eq!(days, UtcDays { whole, head, tail }, "{from}..{to}");
+            let partial = days.partial_days();
+            // Every hour of the range is in exactly one part.
+            let mut t = from;
+            while t < to {
+                let parts = [head, tail]
+                    .iter()
+                    .filter(|(s, e)| *s <= t && t < *e)
+                    .count()
+                    + usize::from(days.whole_days().contains(&t.date()));
+                assert_eq!(parts, 1, "{t} of {from}..{to}");
+                assert!(
+                    days.whole_days().contains(&t.date()) || partial.contains(&t.date()),
+                    "{t}"
+                );
+                t += Duration::HOUR;
+            }
+        }
     }
 
     /// Any instant `time` can hold, in any offset it can hold; often within a day or so of

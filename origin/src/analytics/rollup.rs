@@ -23,7 +23,7 @@ use std::time::Duration;
 use shortlink::stats::OTHER_VALUES;
 use sqlx::PgPool;
 
-use super::closed_days;
+use super::{closed_days, tags};
 
 /// Most pending clicks counted in one transaction. A batch writes a rollup row per (link,
 /// bucket, value) it touches, however many of its clicks share it: while a backlog lasts,
@@ -212,8 +212,10 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
 /// - for links, `link_click_totals` (the links list's counts and sorts): each link's people's
 ///   clicks in all and, for those from `link_clicks_window.start` on, in the last 7 days; one
 ///   row update per link of the batch ([`move_recent_window`] moves that start first);
-/// - for links, `workspace_link_daily` (the workspace's top links and tags): each link's hits
-///   and bots per UTC day, keyed by its workspace.
+/// - for links, `workspace_link_daily` (the workspace's top links): each link's hits
+///   and bots per UTC day, keyed by its workspace;
+/// - for links, `workspace_tag_hourly` and `workspace_tag_daily` (the workspace's top tags):
+///   hits and bots per tag of each link ([`tags::count_sql`]).
 ///
 /// Only the holder of the part's advisory lock writes its `visitors_daily` rows, so new
 /// visitors are found by an anti-join and inserted plainly, which is cheaper than
@@ -239,7 +241,7 @@ fn count_pending_sql(part: Part) -> String {
     // The links list's counts (0029): one UPDATE of each link's row per batch. A link deleted
     // meanwhile has no row, and gets none back.
     let link_totals = match part {
-        Part::Links => {
+        Part::Links => format!(
             "link_totals AS (
     UPDATE link_click_totals t
     SET total = t.total + c.total, recent = t.recent + c.recent
@@ -265,9 +267,14 @@ fn count_pending_sql(part: Part) -> String {
     ON CONFLICT (workspace_id, day, link_id) DO UPDATE SET
         hits = workspace_link_daily.hits + EXCLUDED.hits,
         bots = workspace_link_daily.bots + EXCLUDED.bots
-), "
-        }
-        Part::Workspaces => "",
+), {tags}, ",
+            tags = tags::count_sql(
+                "(SELECT link_id, hour, count(*) FILTER (WHERE NOT bot) AS hits,
+                         count(*) FILTER (WHERE bot) AS bots
+                  FROM clicks GROUP BY 1, 2)"
+            ),
+        ),
+        Part::Workspaces => String::new(),
     };
     format!(
         "
@@ -431,8 +438,10 @@ async fn count_pending(db: &PgPool, part: Part, busy: Busy) -> Result<Option<u64
     Ok(Some(counted.unsigned_abs()))
 }
 
-/// Counts pending clicks until none are left, waiting for any other counter to finish (and
-/// sums no day: [`closed_days::sum_closed_days_step`] does).
+/// Counts pending clicks until none are left, waiting for any other counter to finish, then
+/// moves the counts of the links whose tags changed ([`tags::move_all`]; so the clicks of
+/// such a link are counted under its old tags first, and moved). Sums no day:
+/// [`closed_days::sum_closed_days_step`] does.
 pub(crate) async fn count_all_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     for part in Part::ALL {
@@ -446,12 +455,13 @@ pub(crate) async fn count_all_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
             }
         }
     }
+    tags::move_all(db).await?;
     Ok(total)
 }
 
 /// Counts the pending clicks of `part` as they come: at once when `wake` is notified (this
 /// origin stored some), at least every second (other origins did), back to back while a
-/// backlog lasts or a day that is over is being summed.
+/// backlog lasts, a day that is over is being summed or links' tags are being moved.
 pub(crate) async fn count_forever(
     db: PgPool,
     part: Part,
@@ -466,8 +476,16 @@ pub(crate) async fn count_forever(
                 false
             }
         };
+        let moves_left = part == Part::Links
+            && match tags::move_step(&db, Busy::GiveWay).await {
+                Ok(moved) => moved == Some(tags::MOVE_LINKS as u64),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot move the counts of links whose tags changed");
+                    false
+                }
+            };
         match count_pending(&db, part, Busy::GiveWay).await {
-            Ok(Some(counted)) if counted == BATCH as u64 || days_left => continue,
+            Ok(Some(counted)) if counted == BATCH as u64 || days_left || moves_left => continue,
             Ok(_) => {
                 backoff = Duration::from_millis(100);
                 let _ = tokio::time::timeout(POLL, wake.notified()).await;

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use shortlink::stats::{Breakdowns, Counts, Point, Ranked, Stats, TopLink};
+use shortlink::stats::{Breakdowns, Counts, Point, Ranked, Stats};
 use shortlink::workspace::Permission;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -125,9 +125,10 @@ impl Of {
 async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
     let tops = async {
         match of {
-            Of::Workspace(workspace) => top_tags_and_links(db, workspace, range)
-                .await
-                .map(|(tags, links)| Some((tags, links))),
+            Of::Workspace(workspace) => Ok::<_, Error>(Some((
+                top_tags(db, workspace, range).await?,
+                super::top_links::top_links(db, workspace, range).await?,
+            ))),
             Of::Link(_) => Ok(None),
         }
     };
@@ -282,94 +283,47 @@ async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Er
 /// Most tags the workspace's stats rank.
 const TOP_TAGS: i64 = 20;
 
-/// The workspace's top tags and top links in the range, from one sum of each link's visits:
-/// whole UTC days inside the range from `workspace_link_daily`, the hours before the first and
-/// after the last whole day from `link_stats_hourly` (as [`breakdowns`] reads its tables).
-/// Summing the hourly rows of every link took seconds at 1,000,000 links.
-///
-/// - Tags: the visits by the tags of their links (a link with two tags counts under both; one
-///   without, under none), at most [`TOP_TAGS`]; a link's tags now count for its earlier
-///   clicks. Deleted links count, as they do in the totals.
-/// - Links: the most visited live links, at most `range.top`. Deleted ones are left out (their
-///   clicks still count in the totals and tags): they can no longer be opened, and their code
-///   may name another link now.
-async fn top_tags_and_links(
+/// The workspace's top tags in the range, at most [`TOP_TAGS`]: the visits of its links by
+/// their tags now (`analytics/tags.rs`: a link with two tags counts under both, one without
+/// under none, a deleted link under its tags), whole UTC days from `workspace_tag_daily` and
+/// the hours at either end from `workspace_tag_hourly`.
+async fn top_tags(
     db: &PgPool,
     workspace: WorkspaceId,
     range: &Range,
-) -> Result<(Vec<Ranked>, Vec<TopLink>), Error> {
-    let rows: Vec<(bool, String, i64, i64)> = sqlx::query_as(
-        "WITH bounds AS (
-             SELECT ceil_day, greatest(ceil_day, floor_day) AS floor_day
-             FROM (SELECT date_trunc('day', $1 AT TIME ZONE 'UTC' + interval '1 day' - interval '1 microsecond') AT TIME ZONE 'UTC' AS ceil_day,
-                          date_trunc('day', $2 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS floor_day) AS d
-         ), parts AS (
-             SELECT link_id, hits + CASE WHEN $3 THEN bots ELSE 0 END AS n
-             FROM workspace_link_daily, bounds
-             WHERE workspace_id = $4 AND day >= (ceil_day AT TIME ZONE 'UTC')::date
-               AND day < (floor_day AT TIME ZONE 'UTC')::date
-             UNION ALL
-             SELECT link_id, clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END
-             FROM link_stats_hourly, bounds
-             WHERE hour >= $1 AND hour < least($2, ceil_day)
-             UNION ALL
-             SELECT link_id, clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END
-             FROM link_stats_hourly, bounds
-             WHERE hour >= greatest($1, floor_day) AND hour < $2
-         ), per_link AS MATERIALIZED (
-             -- Grouped by the joined link's key, so that the planner knows how many links
-             -- come out (about the workspace's) and joins them to `links` by hashing or
-             -- merging, not by one index probe per link. The link's tags come along (they
-             -- depend on its key), so the tags' sum reads `links` no second time.
-             SELECT l.id, l.tags, sum(p.n)::int8 AS count
-             FROM parts p JOIN links l ON l.id = p.link_id
-             WHERE l.workspace_id = $4
-             GROUP BY l.id
-         ), tags AS (
-             SELECT tag, sum(p.count)::int8 AS count
-             FROM per_link p CROSS JOIN LATERAL unnest(p.tags) AS tag
-             WHERE p.tags <> '{}'
-             GROUP BY tag
-             HAVING sum(p.count) > 0
-             ORDER BY count DESC, tag
-             LIMIT $5
-         ), top_links AS (
-             -- Most visited first, each looked up until enough live ones are found (an
-             -- incremental sort breaks the ties by code).
-             SELECT p.id, l.code, p.count
-             FROM (SELECT * FROM per_link WHERE count > 0 ORDER BY count DESC) AS p
-                  JOIN LATERAL (SELECT code FROM links
-                                WHERE id = p.id AND deleted_at IS NULL) AS l ON true
-             ORDER BY p.count DESC, l.code
-             LIMIT $6
-         )
-         SELECT true, tag, 0::int8, count, row_number() OVER (ORDER BY count DESC, tag)
-         FROM tags
-         UNION ALL
-         SELECT false, code, id, count, row_number() OVER (ORDER BY count DESC, code)
-         FROM top_links
-         ORDER BY 1, 5",
+) -> Result<Vec<Ranked>, Error> {
+    let days = range.utc_days();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tag, sum(n)::int8 AS count
+         FROM (SELECT tag, hits + CASE WHEN $2 THEN bots ELSE 0 END AS n
+               FROM workspace_tag_daily
+               WHERE workspace_id = $1 AND day >= $3 AND day < $4
+               UNION ALL
+               SELECT tag, hits + CASE WHEN $2 THEN bots ELSE 0 END
+               FROM workspace_tag_hourly
+               WHERE workspace_id = $1 AND hour >= $5 AND hour < $6
+               UNION ALL
+               SELECT tag, hits + CASE WHEN $2 THEN bots ELSE 0 END
+               FROM workspace_tag_hourly
+               WHERE workspace_id = $1 AND hour >= $7 AND hour < $8) AS p
+         GROUP BY tag
+         HAVING sum(n) > 0
+         ORDER BY count DESC, tag
+         LIMIT $9",
     )
-    .bind(range.from)
-    .bind(range.to)
-    .bind(range.bots)
     .bind(workspace.get())
+    .bind(range.bots)
+    .bind(days.whole.0)
+    .bind(days.whole.1)
+    .bind(days.head.0)
+    .bind(days.head.1)
+    .bind(days.tail.0)
+    .bind(days.tail.1)
     .bind(TOP_TAGS)
-    .bind(range.top)
     .fetch_all(db)
     .await?;
-    let mut tags = Vec::new();
-    let mut links = Vec::new();
-    for (is_tag, value, link_id, count) in rows {
-        if is_tag {
-            tags.push(Ranked { value, count });
-        } else {
-            links.push(TopLink {
-                code: value,
-                link_id,
-                count,
-            });
-        }
-    }
-    Ok((tags, links))
+    Ok(rows
+        .into_iter()
+        .map(|(value, count)| Ranked { value, count })
+        .collect())
 }

@@ -828,6 +828,10 @@ pub(crate) async fn update(
     .bind(body.title.as_ref().and_then(|title| title_text(title.as_ref())))
     .fetch_one(&mut *tx)
     .await?;
+    // The link's clicks counted so far move to its new tags (`analytics::tags`).
+    if before.tags != after.tags {
+        crate::analytics::tags::note_change(tx, workspace, before.id, &before.tags).await?;
+    }
     Ok((before, after))
 }
 
