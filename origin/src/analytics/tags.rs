@@ -83,7 +83,7 @@ pub(crate) async fn move_step(db: &PgPool, busy: Busy) -> Result<Option<u64>, sq
     let moved: i64 = sqlx::query_scalar(
         "WITH moving AS MATERIALIZED (
              SELECT m.workspace_id, m.link_id, m.counted, l.tags
-             FROM link_tag_moves m JOIN links l ON l.id = m.link_id
+             FROM link_tag_moves m JOIN links l ON (l.workspace_id, l.id) = (m.workspace_id, m.link_id)
              ORDER BY m.workspace_id, m.link_id
              LIMIT $1
              FOR SHARE OF l SKIP LOCKED
