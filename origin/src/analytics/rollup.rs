@@ -34,6 +34,10 @@ const BATCH: i64 = 100_000;
 /// How often a counter looks for clicks stored by other origins (its own wake it at once).
 const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The least time from the start of one batch to the next while clicks keep coming (a
+/// backlog is counted back to back). The batch's rows are what costs, and a click of a link
+/// and hour already in the batch adds none ([`count_pending_sql`]).
+const GATHER: Duration = Duration::from_secs(1);
 
 /// The advisory lock of the links' counter, also taken by the writer of overflowing clicks'
 /// counts (`overflow.rs`), which adds to the same rollups and 7-day window.
@@ -469,6 +473,7 @@ pub(crate) async fn count_forever(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
+        let started = tokio::time::Instant::now();
         let days_left = match closed_days::sum_step(&db, part, Busy::GiveWay, None).await {
             Ok(more) => more == Some(true),
             Err(err) => {
@@ -486,8 +491,13 @@ pub(crate) async fn count_forever(
             };
         match count_pending(&db, part, Busy::GiveWay).await {
             Ok(Some(counted)) if counted == BATCH as u64 || days_left || moves_left => continue,
-            Ok(_) => {
+            Ok(counted) => {
                 backoff = Duration::from_millis(100);
+                // Clicks are coming: let them gather before the next batch, which then
+                // writes each rollup row once for more of them.
+                if counted.is_some_and(|counted| counted > 0) {
+                    tokio::time::sleep_until(started + GATHER).await;
+                }
                 let _ = tokio::time::timeout(POLL, wake.notified()).await;
             }
             Err(err) => {
