@@ -294,6 +294,17 @@ impl State {
         analytics::rollup::count_all_pending(&self.inner.db).await
     }
 
+    /// Takes one step of moving the counts of links whose tags changed to their new tags, as
+    /// a serving origin's links counter does before each batch (after waiting for any counter
+    /// at work); returns how many links it moved. (`count_clicks` moves them all.)
+    pub async fn move_tag_counts_step(&self) -> Result<u64, sqlx::Error> {
+        Ok(
+            analytics::tags::move_step(&self.inner.db, analytics::rollup::Busy::Wait)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
     /// Takes one step of summing the daily breakdowns of the UTC days before `today`, as a
     /// serving origin's counters do before each batch once a day is over; returns whether
     /// there is more to do. (`count_clicks` sums no day.)

@@ -1551,3 +1551,67 @@ async fn top_links_find_a_link_that_never_tops_a_day() {
     .await;
     assert_eq!(body["top_links"][0]["code"], "steady", "{body}");
 }
+
+/// A burst of tag edits is moved in bounded steps (500 links each, `analytics/tags.rs`), and
+/// the tags count every click once the last step is done: the edits' old tag ends at zero,
+/// the new one holds them all.
+#[tokio::test]
+async fn a_burst_of_tag_edits_moves_in_bounded_steps() {
+    let app = spawn_app().await;
+    const LINKS: usize = 520;
+    let mut events = Vec::new();
+    for n in 0..LINKS {
+        let code = format!("burst{n}");
+        let link = app
+            .create(json!({"destination": "https://example.com/b", "code": code, "tags": ["old"]}))
+            .await;
+        let id = link["id"].as_i64().expect("id");
+        events.push(event(
+            &format!("b{n}"),
+            id,
+            &code,
+            OffsetDateTime::now_utc() - Duration::hours(2),
+        ));
+    }
+    app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
+    for n in 0..LINKS {
+        let response = app
+            .api(
+                Method::PATCH,
+                &format!("/api/v1/links/burst{n}"),
+                Some(json!({"tags": ["new"]})),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    }
+    let tag_total = |tag: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT coalesce(sum(hits), 0)::int8 FROM workspace_tag_daily WHERE tag = $1",
+            )
+            .bind(tag)
+            .fetch_one(&db)
+            .await
+            .expect("tag total")
+        }
+    };
+    assert_eq!(tag_total("old").await, LINKS as i64);
+    let mut steps = Vec::new();
+    loop {
+        let moved = app.state.move_tag_counts_step().await.expect("move");
+        steps.push(moved);
+        if moved == 0 {
+            break;
+        }
+    }
+    assert_eq!(steps, [500, 20, 0]);
+    assert_eq!(tag_total("old").await, 0);
+    assert_eq!(tag_total("new").await, LINKS as i64);
+    let body = stats(&app, "/api/v1/stats?interval=day").await;
+    assert_eq!(
+        body["top"]["tag"],
+        json!([{"value": "new", "count": LINKS}])
+    );
+}
