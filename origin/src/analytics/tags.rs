@@ -31,16 +31,25 @@ pub(crate) fn count_sql(source: &str) -> String {
          LEFT JOIN link_tag_moves m ON (m.workspace_id, m.link_id) = (l.workspace_id, l.id),
          unnest(coalesce(m.counted, l.tags)) AS t (tag)
     GROUP BY 1, 2, 3
-), tag_hours AS (
+), {adds}",
+        adds = add_sql("tag_counts"),
+    )
+}
+
+/// The statement's parts (CTEs) that add `changes`, a relation of (workspace_id, hour, tag,
+/// hits, bots), each (workspace, hour, tag) once, to both tables.
+fn add_sql(changes: &str) -> String {
+    format!(
+        "tag_hours AS (
     INSERT INTO workspace_tag_hourly (workspace_id, hour, tag, hits, bots)
-    SELECT workspace_id, hour, tag, hits, bots FROM tag_counts ORDER BY 1, 2, 3
+    SELECT workspace_id, hour, tag, hits, bots FROM {changes} ORDER BY 1, 2, 3
     ON CONFLICT (workspace_id, hour, tag) DO UPDATE SET
         hits = workspace_tag_hourly.hits + EXCLUDED.hits,
         bots = workspace_tag_hourly.bots + EXCLUDED.bots
 ), tag_days AS (
     INSERT INTO workspace_tag_daily (workspace_id, day, tag, hits, bots)
     SELECT workspace_id, (hour AT TIME ZONE 'UTC')::date, tag, sum(hits), sum(bots)
-    FROM tag_counts GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    FROM {changes} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (workspace_id, day, tag) DO UPDATE SET
         hits = workspace_tag_daily.hits + EXCLUDED.hits,
         bots = workspace_tag_daily.bots + EXCLUDED.bots
@@ -80,7 +89,7 @@ pub(crate) async fn move_step(db: &PgPool, busy: Busy) -> Result<Option<u64>, sq
     if !take_lock(&mut tx, Part::Links, busy).await? {
         return Ok(None);
     }
-    let moved: i64 = sqlx::query_scalar(
+    let moved: i64 = sqlx::query_scalar(&format!(
         "WITH moving AS MATERIALIZED (
              SELECT m.workspace_id, m.link_id, m.counted, l.tags
              FROM link_tag_moves m JOIN links l ON (l.workspace_id, l.id) = (m.workspace_id, m.link_id)
@@ -102,22 +111,10 @@ pub(crate) async fn move_step(db: &PgPool, busy: Busy) -> Result<Option<u64>, sq
                            SELECT tag, 1 FROM unnest(m.tags) AS n (tag)) AS t
              GROUP BY 1, 2, 3
              HAVING sum(t.sign * (s.clicks + s.qr_scans)) <> 0 OR sum(t.sign * s.bots) <> 0
-         ), hours AS (
-             INSERT INTO workspace_tag_hourly (workspace_id, hour, tag, hits, bots)
-             SELECT workspace_id, hour, tag, hits, bots FROM changes ORDER BY 1, 2, 3
-             ON CONFLICT (workspace_id, hour, tag) DO UPDATE SET
-                 hits = workspace_tag_hourly.hits + EXCLUDED.hits,
-                 bots = workspace_tag_hourly.bots + EXCLUDED.bots
-         ), days AS (
-             INSERT INTO workspace_tag_daily (workspace_id, day, tag, hits, bots)
-             SELECT workspace_id, (hour AT TIME ZONE 'UTC')::date, tag, sum(hits), sum(bots)
-             FROM changes GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-             ON CONFLICT (workspace_id, day, tag) DO UPDATE SET
-                 hits = workspace_tag_daily.hits + EXCLUDED.hits,
-                 bots = workspace_tag_daily.bots + EXCLUDED.bots
-         )
+         ), {adds}
          SELECT count(*) FROM moving",
-    )
+        adds = add_sql("changes"),
+    ))
     .bind(MOVE_LINKS)
     .fetch_one(&mut *tx)
     .await?;
