@@ -12,6 +12,9 @@
 -- rollup lock (`analytics/rollup.rs`, `analytics/overflow.rs`, `analytics/tags.rs`). A tag
 -- whose links all moved away keeps rows of zero. Keyed by workspace first (Citus,
 -- docs/scaling.md).
+--
+-- An origin older than this migration still counting clicks or editing links (during a
+-- rolling upgrade) counts no tags and notes no moves: stop the old origins first.
 CREATE TABLE workspace_tag_hourly (
     workspace_id BIGINT NOT NULL,
     hour         TIMESTAMPTZ NOT NULL,
