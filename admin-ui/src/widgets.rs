@@ -1,6 +1,9 @@
 //! Pieces several pages share: modal dialogs (a confirmation among them), a secret shown once,
 //! the clipboard, and the refusal a role gets for a page it may not use.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use shortlink::workspace::Role;
@@ -45,10 +48,36 @@ pub fn LanguagePicker() -> impl IntoView {
     }
 }
 
-/// Shows `text` in `notice` for four seconds.
+thread_local! {
+    /// Per message signal with a flash on show, the number of that flash
+    /// ([`flash`]); an entry goes when its flash does.
+    static FLASHES_SHOWN: RefCell<HashMap<RwSignal<Option<String>>, u64>> =
+        RefCell::new(HashMap::new());
+    static FLASHES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Shows `text` in `notice` for four seconds. A later flash in the same place gets its own
+/// four seconds: the earlier one's timer leaves it shown.
 pub fn flash(notice: RwSignal<Option<String>>, text: String) {
+    let number = FLASHES.with(|count| {
+        count.set(count.get() + 1);
+        count.get()
+    });
+    FLASHES_SHOWN.with_borrow_mut(|shown| shown.insert(notice, number));
     notice.set(Some(text));
-    Timeout::new(4000, move || notice.set(None)).forget();
+    Timeout::new(4000, move || {
+        let still_shown = FLASHES_SHOWN.with_borrow_mut(|shown| {
+            let mine = shown.get(&notice) == Some(&number);
+            if mine {
+                shown.remove(&notice);
+            }
+            mine
+        });
+        if still_shown {
+            notice.set(None);
+        }
+    })
+    .forget();
 }
 
 /// A modal dialog over the page. The focus starts on its control marked `autofocus` (else its
