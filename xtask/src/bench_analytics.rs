@@ -247,19 +247,21 @@ async fn seed_big_link(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let hours = BIG_DAYS * 24;
     let per_hour = BIG_CLICKS / hours;
     sqlx::query(
-        "INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
-         SELECT 1, date_trunc('hour', now()) - make_interval(hours => h::int),
+        "INSERT INTO link_stats_hourly (workspace_id, link_id, hour, clicks, qr_scans, bots,
+                                        uniques)
+         SELECT 1, 1, date_trunc('hour', now()) - make_interval(hours => h::int),
                 $1 * 8 / 10, $1 / 10, $1 / 10, $1 / 3
          FROM generate_series(0, $2 - 1) AS h
-         ON CONFLICT (link_id, hour) DO UPDATE SET clicks = EXCLUDED.clicks",
+         ON CONFLICT (workspace_id, link_id, hour) DO UPDATE SET clicks = EXCLUDED.clicks",
     )
     .bind(per_hour)
     .bind(hours)
     .execute(pool)
     .await?;
     sqlx::query(
-        "INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
-         SELECT 1, d.dimension, date_trunc('hour', now()) - make_interval(hours => h::int),
+        "INSERT INTO link_breakdown_hourly (workspace_id, link_id, dimension, hour, value, hits,
+                                            bots)
+         SELECT 1, 1, d.dimension, date_trunc('hour', now()) - make_interval(hours => h::int),
                 d.dimension || '-' || v, greatest(1, $1 / d.n / 2 * 2 / (v + 1)), 1
          FROM generate_series(0, $2 - 1) AS h,
               (VALUES ('referrer', 20), ('country', 50), ('device', 4), ('browser', 8), ('os', 6))
@@ -272,10 +274,13 @@ async fn seed_big_link(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     .execute(pool)
     .await?;
     sqlx::query(
-        "INSERT INTO link_breakdown_daily (link_id, dimension, day, value, hits, bots)
-         SELECT link_id, dimension, (hour AT TIME ZONE 'UTC')::date, value, sum(hits), sum(bots)
-         FROM link_breakdown_hourly WHERE link_id = 1 GROUP BY 1, 2, 3, 4
-         ON CONFLICT (link_id, dimension, day, value) DO UPDATE
+        "INSERT INTO link_breakdown_daily (workspace_id, link_id, dimension, day, value, hits,
+                                           bots)
+         SELECT workspace_id, link_id, dimension, (hour AT TIME ZONE 'UTC')::date, value,
+                sum(hits), sum(bots)
+         FROM link_breakdown_hourly WHERE workspace_id = 1 AND link_id = 1
+         GROUP BY 1, 2, 3, 4, 5
+         ON CONFLICT (workspace_id, link_id, dimension, day, value) DO UPDATE
              SET hits = EXCLUDED.hits, bots = EXCLUDED.bots",
     )
     .execute(pool)
@@ -319,8 +324,9 @@ async fn seed_workspace(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     // Link k: rate r = link1_per_hour / k clicks an hour; at r >= 1 a row every hour of
     // round(r) clicks, below it a row of 1 click every round(1 / r) hours.
     sqlx::query(
-        "INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
-         SELECT l.id, date_trunc('hour', now()) - make_interval(hours => h::int),
+        "INSERT INTO link_stats_hourly (workspace_id, link_id, hour, clicks, qr_scans, bots,
+                                        uniques)
+         SELECT l.workspace_id, l.id, date_trunc('hour', now()) - make_interval(hours => h::int),
                 greatest(1, round(r.rate * 8 / 10)), round(r.rate / 10), round(r.rate / 10),
                 greatest(1, round(r.rate / 3))
          FROM links l,
@@ -328,7 +334,7 @@ async fn seed_workspace(pool: &sqlx::PgPool) -> anyhow::Result<()> {
               LATERAL (SELECT greatest(1, round(1 / r.rate))::int AS step) AS s,
               LATERAL generate_series(l.id::int % s.step, $2 - 1, s.step) AS h
          WHERE l.workspace_id = 1 AND l.id BETWEEN 2 AND $3
-         ON CONFLICT (link_id, hour) DO UPDATE
+         ON CONFLICT (workspace_id, link_id, hour) DO UPDATE
              SET clicks = EXCLUDED.clicks, qr_scans = EXCLUDED.qr_scans, bots = EXCLUDED.bots",
     )
     .bind(link1_per_hour)

@@ -415,11 +415,11 @@ async fn load_clicks(
                  RETURNING link_id, at, country, referrer_host, device, browser, os, bot, qr,
                            visitor
              )
-             INSERT INTO clicks_pending (link_id, workspace_id, at, country, referrer_host,
-                                         device, browser, os, bot, qr, visitor)
-             SELECT link_id, w, at, country, referrer_host, device, browser, os, bot, qr,
-                    visitor
-             FROM new, (VALUES (NULL::bigint), (1::bigint)) AS half(w)",
+             INSERT INTO clicks_pending (link_id, workspace_id, for_workspace, at, country,
+                                         referrer_host, device, browser, os, bot, qr, visitor)
+             SELECT link_id, 1, half.for_workspace, at, country, referrer_host, device,
+                    browser, os, bot, qr, visitor
+             FROM new, (VALUES (false), (true)) AS half (for_workspace)",
         )
         .bind(from as i64)
         .bind(to as i64)

@@ -55,23 +55,25 @@ pub(crate) async fn sum_closed_days(
         .await?;
         return Ok(true);
     }
-    // The next ids: for links, those with clicks that day (each has its link-day row,
-    // written by the batch that counted them; `workspace_link_daily_day`); for workspaces,
-    // fewer and each with many links, every one.
-    let ids: Vec<i64> = match part {
-        Part::Links => sqlx::query_scalar(
-            "SELECT link_id FROM workspace_link_daily WHERE day = $1 AND link_id >= $2
+    // The next ids, each with its workspace: for links, those with clicks that day (each has
+    // its link-day row, written by the batch that counted them; `workspace_link_daily_day`);
+    // for workspaces, fewer and each with many links, every one.
+    let owners: Vec<(i64, i64)> = match part {
+        Part::Links => sqlx::query_as(
+            "SELECT workspace_id, link_id FROM workspace_link_daily
+             WHERE day = $1 AND link_id >= $2
              ORDER BY link_id LIMIT $3",
         )
         .bind(day),
         Part::Workspaces => {
-            sqlx::query_scalar("SELECT id FROM workspaces WHERE id >= $1 ORDER BY id LIMIT $2")
+            sqlx::query_as("SELECT id, id FROM workspaces WHERE id >= $1 ORDER BY id LIMIT $2")
         }
     }
     .bind(next_id)
     .bind(SUM_IDS)
     .fetch_all(&mut *tx)
     .await?;
+    let (workspaces, ids): (Vec<i64>, Vec<i64>) = owners.into_iter().unzip();
     let Tables {
         key,
         breakdown_hourly,
@@ -80,18 +82,23 @@ pub(crate) async fn sum_closed_days(
     } = part.tables();
     // The day's hourly rows of each id: one range of the primary key per id.
     let hours = format!(
-        "SELECT h.{key}, h.dimension, h.value, h.hits, h.bots
-         FROM unnest($2::int8[]) AS k (id),
+        "SELECT {h_key}, h.dimension, h.value, h.hits, h.bots
+         FROM unnest($5::int8[], $2::int8[]) AS k (workspace_id, id),
               LATERAL (SELECT {key}, dimension, value, hits, bots FROM {breakdown_hourly} r
-                       WHERE r.{key} = k.id
+                       WHERE {r_is}
                          AND r.hour >= $1::date::timestamp AT TIME ZONE 'UTC'
-                         AND r.hour < ($1::date + 1)::timestamp AT TIME ZONE 'UTC' OFFSET 0) AS h"
+                         AND r.hour < ($1::date + 1)::timestamp AT TIME ZONE 'UTC' OFFSET 0) AS h",
+        h_key = part.tables().key_of("h"),
+        r_is = part.owner_is("r.", "k.workspace_id", "k.id"),
     );
     sqlx::query(&format!(
-        "DELETE FROM {breakdown_daily} WHERE {key} = ANY($2::int8[]) AND day = $1::date"
+        "DELETE FROM {breakdown_daily} d USING unnest($3::int8[], $2::int8[]) AS k (workspace_id, id)
+         WHERE {d_is} AND d.day = $1::date",
+        d_is = part.owner_is("d.", "k.workspace_id", "k.id"),
     ))
     .bind(day)
     .bind(&ids)
+    .bind(&workspaces)
     .execute(&mut *tx)
     .await?;
     sqlx::query(&format!(
@@ -105,14 +112,15 @@ pub(crate) async fn sum_closed_days(
                          THEN value ELSE $4 END AS value,
                     hits, bots
              FROM (SELECT {key}, dimension, value, sum(hits) AS hits, sum(bots) AS bots
-                   FROM ({hours}) AS h GROUP BY 1, 2, 3) AS s
+                   FROM ({hours}) AS h GROUP BY {key}, dimension, value) AS s
          ) AS v
-         GROUP BY 1, 2, 4 ORDER BY 1, 2, 4"
+         GROUP BY {key}, dimension, value ORDER BY {key}, dimension, value"
     ))
     .bind(day)
     .bind(&ids)
     .bind(part.max_values())
     .bind(OTHER_VALUES)
+    .bind(&workspaces)
     .execute(&mut *tx)
     .await?;
     // After the last id, the day is whole: the stats read it from the daily rows.

@@ -263,20 +263,23 @@ pub(crate) async fn write(
 /// The counts of (link, hour) buckets, each once, into the link's and its workspace's hourly
 /// stats, the link's day for its workspace, its tags' hours and days and the link's totals, as
 /// `rollup.rs` counts them (uniques excepted). A bucket of a
-/// link that does not exist counts for no workspace and no totals, as at ingest.
+/// link that does not exist counts for nothing, as at ingest.
 static WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "
-WITH overflow AS (
-    SELECT link_id, to_timestamp(hour * 3600) AS hour, clicks, qr_scans, bots
+WITH overflow AS MATERIALIZED (
+    SELECT l.workspace_id, o.link_id, to_timestamp(o.hour * 3600) AS hour, o.clicks,
+           o.qr_scans, o.bots
     FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-        AS o(link_id, hour, clicks, qr_scans, bots)
+             AS o(link_id, hour, clicks, qr_scans, bots)
+         JOIN links l ON l.id = o.link_id
 ), link_stats AS (
-    INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques,
-                                   details_shed)
-    SELECT link_id, hour, clicks, qr_scans, bots, 0, clicks + qr_scans + bots FROM overflow
-    ORDER BY 1, 2
-    ON CONFLICT (link_id, hour) DO UPDATE SET
+    INSERT INTO link_stats_hourly (workspace_id, link_id, hour, clicks, qr_scans, bots,
+                                   uniques, details_shed)
+    SELECT workspace_id, link_id, hour, clicks, qr_scans, bots, 0, clicks + qr_scans + bots
+    FROM overflow
+    ORDER BY 1, 2, 3
+    ON CONFLICT (workspace_id, link_id, hour) DO UPDATE SET
         clicks = link_stats_hourly.clicks + EXCLUDED.clicks,
         qr_scans = link_stats_hourly.qr_scans + EXCLUDED.qr_scans,
         bots = link_stats_hourly.bots + EXCLUDED.bots,
@@ -284,9 +287,9 @@ WITH overflow AS (
 ), workspace_stats AS (
     INSERT INTO workspace_stats_hourly (workspace_id, hour, clicks, qr_scans, bots, uniques,
                                         details_shed)
-    SELECT l.workspace_id, o.hour, sum(o.clicks), sum(o.qr_scans), sum(o.bots), 0,
-           sum(o.clicks + o.qr_scans + o.bots)
-    FROM overflow o JOIN links l ON l.id = o.link_id
+    SELECT workspace_id, hour, sum(clicks), sum(qr_scans), sum(bots), 0,
+           sum(clicks + qr_scans + bots)
+    FROM overflow
     GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (workspace_id, hour) DO UPDATE SET
         clicks = workspace_stats_hourly.clicks + EXCLUDED.clicks,
@@ -295,9 +298,9 @@ WITH overflow AS (
         details_shed = workspace_stats_hourly.details_shed + EXCLUDED.details_shed
 ), workspace_link_days AS (
     INSERT INTO workspace_link_daily (workspace_id, day, link_id, hits, bots)
-    SELECT l.workspace_id, (o.hour AT TIME ZONE 'UTC')::date, o.link_id,
-           sum(o.clicks + o.qr_scans), sum(o.bots)
-    FROM overflow o JOIN links l ON l.id = o.link_id
+    SELECT workspace_id, (hour AT TIME ZONE 'UTC')::date, link_id,
+           sum(clicks + qr_scans), sum(bots)
+    FROM overflow
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (workspace_id, day, link_id) DO UPDATE SET
         hits = workspace_link_daily.hits + EXCLUDED.hits,
@@ -305,14 +308,14 @@ WITH overflow AS (
 ), {tags}
 UPDATE link_click_totals t SET total = t.total + c.total, recent = t.recent + c.recent
 FROM (
-    SELECT l.workspace_id, o.link_id, sum(o.clicks + o.qr_scans) AS total,
-           coalesce(sum(o.clicks + o.qr_scans) FILTER (
-               WHERE o.hour >= (SELECT start FROM link_clicks_window)), 0) AS recent
-    FROM overflow o JOIN links l ON l.id = o.link_id GROUP BY 1, 2
+    SELECT workspace_id, link_id, sum(clicks + qr_scans) AS total,
+           coalesce(sum(clicks + qr_scans) FILTER (
+               WHERE hour >= (SELECT start FROM link_clicks_window)), 0) AS recent
+    FROM overflow GROUP BY 1, 2
 ) AS c
 WHERE (t.workspace_id, t.link_id) = (c.workspace_id, c.link_id) AND c.total > 0",
         tags = super::tags::count_sql(
-            "(SELECT link_id, hour, clicks + qr_scans AS hits, bots FROM overflow)"
+            "(SELECT workspace_id, link_id, hour, clicks + qr_scans AS hits, bots FROM overflow)"
         ),
     )
 });

@@ -1,7 +1,9 @@
 //! Where clicks are counted: the hourly rollups and breakdowns the stats API reads.
 //!
-//! Ingest (`store.rs`) leaves each new click in `clicks_pending` twice (for its link and for
-//! its workspace), in the transaction that stores it. Here one counter at a time for each of
+//! Ingest (`store.rs`) leaves each new click of a link in `clicks_pending` twice (for its link
+//! and for its workspace, `for_workspace`; both rows carry the link's workspace, which keys
+//! every rollup first), in the transaction that stores it. A click whose link does not exist
+//! is stored raw and counted nowhere. Here one counter at a time for each of
 //! the two halves ([`Part`]; an advisory lock, across origins) takes a batch of pending
 //! clicks, adds them to the rollups and deletes them, in one transaction. The rollups
 //! plus the pending clicks therefore always equal a `GROUP BY` over the raw clicks, and no
@@ -59,11 +61,30 @@ pub(crate) enum Part {
 /// The rollup tables of a [`Part`], and the column their rows are keyed by.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tables {
+    /// The columns a row's owner is known by, leading every table's primary key: a
+    /// workspace's `workspace_id`, or a link's `workspace_id, link_id` (0036; every table is
+    /// keyed by its workspace first, to be distributed by it, docs/scaling.md).
     pub(crate) key: &'static str,
     pub(crate) stats: &'static str,
     pub(crate) breakdown_hourly: &'static str,
     pub(crate) breakdown_daily: &'static str,
     pub(crate) visitors: &'static str,
+}
+
+impl Tables {
+    /// The key's columns of the row named `alias`, as a list: `r.workspace_id, r.link_id`.
+    /// Compare two rows' keys as `(list) = (list)`, which PostgreSQL takes column by column.
+    pub(crate) fn key_of(&self, alias: &str) -> String {
+        key_of(self.key, alias)
+    }
+}
+
+/// The columns of `key` (`Tables::key`) of the row named `alias`.
+fn key_of(key: &str, alias: &str) -> String {
+    key.split(", ")
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Part {
@@ -79,12 +100,24 @@ impl Part {
                 visitors: "workspace_visitors_daily",
             },
             Self::Links => Tables {
-                key: "link_id",
+                key: "workspace_id, link_id",
                 stats: "link_stats_hourly",
                 breakdown_hourly: "link_breakdown_hourly",
                 breakdown_daily: "link_breakdown_daily",
                 visitors: "visitors_daily",
             },
+        }
+    }
+
+    /// The condition on the row `row` (a prefix: `r.`, or none) of a table of this part that
+    /// picks the rows of one owner: the workspace `workspace`, or its link `link` (SQL
+    /// expressions; a workspace's condition ignores `link`).
+    pub(crate) fn owner_is(self, row: &str, workspace: &str, link: &str) -> String {
+        match self {
+            Self::Workspaces => format!("{row}workspace_id = {workspace}"),
+            Self::Links => {
+                format!("{row}workspace_id = {workspace} AND {row}link_id = {link}")
+            }
         }
     }
 
@@ -146,7 +179,7 @@ pub(crate) const VISITOR_DAYS: i32 = 7;
 
 /// The rows of one breakdown table after a batch: the batch's values per (link, bucket,
 /// dimension), capped so that a bucket holds at most `$3` values of its own plus `$4`.
-/// `{source}` has the columns ({key}, dimension, t, value, hits, bots), `t` being the
+/// `{source}` has the columns ({key}..., dimension, t, value, hits, bots), `t` being the
 /// table's `{time}` column. A value that already has its row keeps adding to it; new values
 /// take the free places, the most visited of the batch first; the rest go to `$4`. So the
 /// values a bucket keeps are those that came first, not the top ones of the whole bucket: an
@@ -162,6 +195,7 @@ pub(crate) const VISITOR_DAYS: i32 = 7;
 /// values in every bucket, held and new, the ranking keeps them all (spread workload of the
 /// analytics bench: 20-35 % less time per batch, same run).
 fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
+    let (b_key, r_key) = (key_of(key, "b"), key_of(key, "r"));
     format!(
         "{table}_all AS (
     SELECT {key}, dimension, t, value, sum(hits) AS hits, sum(bots) AS bots,
@@ -169,12 +203,12 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
     FROM (
         SELECT {key}, dimension, t, value, hits, bots, false AS known FROM {source}
         UNION ALL
-        SELECT b.{key}, r.dimension, b.t, r.value, 0, 0, true
+        SELECT {b_key}, r.dimension, b.t, r.value, 0, 0, true
         FROM (SELECT DISTINCT {key}, t FROM {source}) AS b,
              LATERAL (SELECT dimension, value FROM {table} r
-                      WHERE r.{key} = b.{key} AND r.{time} = b.t OFFSET 0) AS r
+                      WHERE ({r_key}) = ({b_key}) AND r.{time} = b.t OFFSET 0) AS r
     ) AS v
-    GROUP BY 1, 2, 3, 4
+    GROUP BY {key}, dimension, t, value
 ), {table}_crowded AS (
     -- Whether some bucket has more values, held and new, than it may keep: one hash
     -- aggregation. Most batches have none, and skip the ranking's sort.
@@ -197,7 +231,8 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
 ), {table}_written AS (
     INSERT INTO {table} ({key}, dimension, {time}, value, hits, bots)
     SELECT {key}, dimension, t, value, sum(hits)::bigint, sum(bots)::bigint
-    FROM {table}_capped WHERE counted GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 2, 4
+    FROM {table}_capped WHERE counted GROUP BY {key}, dimension, t, value
+    ORDER BY {key}, t, dimension, value
     ON CONFLICT ({key}, {time}, dimension, value) DO UPDATE SET
         hits = {table}.hits + EXCLUDED.hits,
         bots = {table}.bots + EXCLUDED.bots
@@ -253,43 +288,37 @@ fn count_pending_sql(part: Part) -> String {
             "link_totals AS (
     UPDATE link_click_totals t
     SET total = t.total + c.total, recent = t.recent + c.recent
-    FROM (
-        SELECT l.workspace_id, c.link_id, c.total, c.recent
-        FROM (SELECT link_id, count(*) FILTER (WHERE NOT bot) AS total,
-                     count(*) FILTER (WHERE NOT bot
-                                      AND hour >= (SELECT start FROM link_clicks_window)) AS recent
-              FROM clicks GROUP BY 1) AS c
-        JOIN links l ON l.id = c.link_id
-    ) AS c
+    FROM (SELECT workspace_id, link_id, count(*) FILTER (WHERE NOT bot) AS total,
+                 count(*) FILTER (WHERE NOT bot
+                                  AND hour >= (SELECT start FROM link_clicks_window)) AS recent
+          FROM clicks GROUP BY workspace_id, link_id) AS c
     WHERE (t.workspace_id, t.link_id) = (c.workspace_id, c.link_id) AND c.total > 0
 ), workspace_link_days AS (
-    -- Each link's visits per UTC day for its workspace's top links and tags (0030); a link
-    -- that does not exist counts for no workspace, as in the workspace's own rollups.
+    -- Each link's visits per UTC day for its workspace's top links and tags (0030).
     INSERT INTO workspace_link_daily (workspace_id, day, link_id, hits, bots)
-    SELECT l.workspace_id, c.day, c.link_id, c.hits, c.bots
-    FROM (SELECT link_id, day, count(*) FILTER (WHERE NOT bot) AS hits,
-                 count(*) FILTER (WHERE bot) AS bots
-          FROM clicks GROUP BY 1, 2) AS c
-    JOIN links l ON l.id = c.link_id
-    ORDER BY 1, 2, 3
+    SELECT workspace_id, day, link_id, count(*) FILTER (WHERE NOT bot),
+           count(*) FILTER (WHERE bot)
+    FROM clicks GROUP BY workspace_id, day, link_id
+    ORDER BY workspace_id, day, link_id
     ON CONFLICT (workspace_id, day, link_id) DO UPDATE SET
         hits = workspace_link_daily.hits + EXCLUDED.hits,
         bots = workspace_link_daily.bots + EXCLUDED.bots
 ), {tags}, ",
             tags = tags::count_sql(
-                "(SELECT link_id, hour, count(*) FILTER (WHERE NOT bot) AS hits,
+                "(SELECT workspace_id, link_id, hour, count(*) FILTER (WHERE NOT bot) AS hits,
                          count(*) FILTER (WHERE bot) AS bots
-                  FROM clicks GROUP BY 1, 2)"
+                  FROM clicks GROUP BY 1, 2, 3)"
             ),
         ),
         Part::Workspaces => String::new(),
     };
+    let (v_key, f_key) = (key_of(key, "v"), key_of(key, "f"));
     format!(
         "
 WITH batch AS (
     DELETE FROM clicks_pending
     WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM clicks_pending WHERE (workspace_id IS NOT NULL) = $2 LIMIT $1
+        SELECT ctid FROM clicks_pending WHERE for_workspace = $2 LIMIT $1
     ))
     RETURNING *
 ), clicks AS MATERIALIZED (
@@ -306,13 +335,13 @@ WITH batch AS (
         FROM clicks
         WHERE NOT bot AND visitor IS NOT NULL
           AND day >= (now() AT TIME ZONE 'UTC')::date - $5::int
-        GROUP BY 1, 2, 3
+        GROUP BY {key}, day, visitor
     ) AS f
     WHERE NOT EXISTS (SELECT FROM {visitors} v
-                      WHERE (v.{key}, v.day, v.visitor) = (f.{key}, f.day, f.visitor))
+                      WHERE ({v_key}, v.day, v.visitor) = ({f_key}, f.day, f.visitor))
 ), new_visitors AS (
     INSERT INTO {visitors} ({key}, day, visitor)
-    SELECT {key}, day, visitor FROM fresh ORDER BY 1, 2, 3
+    SELECT {key}, day, visitor FROM fresh ORDER BY {key}, day, visitor
 ), stats AS (
     INSERT INTO {stats} ({key}, hour, clicks, qr_scans, bots, uniques)
     SELECT {key}, hour, sum(clicks)::bigint, sum(qr_scans)::bigint, sum(bots)::bigint,
@@ -322,11 +351,11 @@ WITH batch AS (
                count(*) FILTER (WHERE NOT bot AND NOT qr) AS clicks,
                count(*) FILTER (WHERE NOT bot AND qr) AS qr_scans,
                count(*) FILTER (WHERE bot) AS bots, 0 AS uniques
-        FROM clicks GROUP BY 1, 2
+        FROM clicks GROUP BY {key}, hour
         UNION ALL
-        SELECT {key}, hour, 0, 0, 0, count(*) FROM fresh GROUP BY 1, 2
+        SELECT {key}, hour, 0, 0, 0, count(*) FROM fresh GROUP BY {key}, hour
     ) AS c
-    GROUP BY 1, 2 ORDER BY 1, 2
+    GROUP BY {key}, hour ORDER BY {key}, hour
     ON CONFLICT ({key}, hour) DO UPDATE SET
         clicks = {stats}.clicks + EXCLUDED.clicks,
         qr_scans = {stats}.qr_scans + EXCLUDED.qr_scans,
@@ -341,7 +370,7 @@ WITH batch AS (
          LATERAL (VALUES ('referrer', referrer_host), ('country', country), ('device', device),
                          ('browser', browser), {variant} ('os', os)) AS d (dimension, value)
     WHERE d.value IS NOT NULL
-    GROUP BY 1, 2, 3, 4
+    GROUP BY {key}, d.dimension, hour, d.value
 ), breakdown_days AS (
     -- Only the late clicks of days that are over: the days from `open_from` on are summed
     -- from their hourly rows once they are over (closed_days.rs).
@@ -349,7 +378,7 @@ WITH batch AS (
     FROM (SELECT {key}, dimension, (t AT TIME ZONE 'UTC')::date AS t, value, hits, bots
           FROM breakdown) AS b
     WHERE t < (SELECT open_from FROM daily_breakdown_progress WHERE part = '{name}')
-    GROUP BY 1, 2, 3, 4
+    GROUP BY {key}, dimension, t, value
 ), {link_totals}{hourly}, {daily}
 SELECT count(*) FROM batch",
         hourly = capped_insert("breakdown", breakdown_hourly, "hour", key),
@@ -377,10 +406,9 @@ pub(crate) async fn move_recent_window(tx: &mut sqlx::PgConnection) -> Result<()
     if let Some((from, to)) = moved {
         sqlx::query(
             "UPDATE link_click_totals t SET recent = greatest(t.recent - p.clicks, 0)
-             FROM (SELECT l.workspace_id, s.link_id, s.clicks
-                   FROM (SELECT link_id, sum(clicks + qr_scans) AS clicks FROM link_stats_hourly
-                         WHERE hour >= $1 AND hour < $2 GROUP BY 1) AS s
-                   JOIN links l ON l.id = s.link_id) AS p
+             FROM (SELECT workspace_id, link_id, sum(clicks + qr_scans) AS clicks
+                   FROM link_stats_hourly
+                   WHERE hour >= $1 AND hour < $2 GROUP BY workspace_id, link_id) AS p
              WHERE (t.workspace_id, t.link_id) = (p.workspace_id, p.link_id) AND p.clicks > 0",
         )
         .bind(from)

@@ -68,7 +68,7 @@ pub(crate) async fn link_stats(
     Ok(Json(
         state
             .reads()
-            .read(|db| stats(db, Of::Link(link_id), &range))
+            .read(|db| stats(db, Of::Link(workspace, link_id), &range))
             .await?,
     ))
 }
@@ -97,21 +97,23 @@ pub(crate) async fn workspace_stats(
 /// Whose statistics: each has rollup tables of its own (`rollup.rs`).
 #[derive(Debug, Clone, Copy)]
 enum Of {
-    Link(i64),
+    Link(WorkspaceId, i64),
     Workspace(WorkspaceId),
 }
 
 impl Of {
-    fn key(self) -> i64 {
+    /// The workspace, and the link's id (the workspace's own for a workspace): the
+    /// parameters of [`Part::owner_is`].
+    fn ids(self) -> (i64, i64) {
         match self {
-            Self::Link(id) => id,
-            Self::Workspace(workspace) => workspace.get(),
+            Self::Link(workspace, id) => (workspace.get(), id),
+            Self::Workspace(workspace) => (workspace.get(), workspace.get()),
         }
     }
 
     fn part(self) -> Part {
         match self {
-            Self::Link(_) => Part::Links,
+            Self::Link(..) => Part::Links,
             Self::Workspace(_) => Part::Workspaces,
         }
     }
@@ -135,7 +137,7 @@ async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
                 top_tags(db, workspace, range).await?,
                 super::top_links::top_links(db, workspace, range).await?,
             ))),
-            Of::Link(_) => Ok(None),
+            Of::Link(..) => Ok(None),
         }
     };
     let ((rows, mut top), tops) = tokio::try_join!(own, tops)?;
@@ -204,7 +206,7 @@ async fn series(
                     sum(bots)::int8 AS bots, sum(uniques)::int8 AS uniques,
                     sum(details_shed)::int8 AS details_shed
              FROM {stats}
-             WHERE {key} = $1 AND hour >= $2 AND hour < $3
+             WHERE {owner} AND hour >= $2 AND hour < $3
              GROUP BY 1
          )
          SELECT buckets.t, coalesce(clicks, 0), coalesce(qr_scans, 0), coalesce(bots, 0),
@@ -212,13 +214,14 @@ async fn series(
          FROM buckets LEFT JOIN data USING (t)
          ORDER BY buckets.t",
         stats = tables.stats,
-        key = tables.key,
+        owner = of.part().owner_is("", "$1", "$6"),
     ))
-    .bind(of.key())
+    .bind(of.ids().0)
     .bind(range.from)
     .bind(range.to)
     .bind(interval)
     .bind(&range.tz)
+    .bind(of.ids().1)
     .fetch_all(db)
     .await?;
     Ok(rows)
@@ -239,14 +242,14 @@ async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Er
                           (SELECT summed_before FROM daily_breakdown_progress WHERE part = '{name}')::timestamp AT TIME ZONE 'UTC' AS summed) AS d
          ), parts AS (
              SELECT dimension, value, hits, bots FROM {daily}, bounds
-             WHERE {key} = $1 AND day >= (ceil_day AT TIME ZONE 'UTC')::date
+             WHERE {owner} AND day >= (ceil_day AT TIME ZONE 'UTC')::date
                AND day < (floor_day AT TIME ZONE 'UTC')::date
              UNION ALL
              SELECT dimension, value, hits, bots FROM {hourly}, bounds
-             WHERE {key} = $1 AND hour >= $2 AND hour < least($3, ceil_day)
+             WHERE {owner} AND hour >= $2 AND hour < least($3, ceil_day)
              UNION ALL
              SELECT dimension, value, hits, bots FROM {hourly}, bounds
-             WHERE {key} = $1 AND hour >= greatest($2, floor_day) AND hour < $3
+             WHERE {owner} AND hour >= greatest($2, floor_day) AND hour < $3
          ), ranked AS (
              SELECT dimension, value, sum(hits + CASE WHEN $4 THEN bots ELSE 0 END)::int8 AS count,
                     row_number() OVER (PARTITION BY dimension
@@ -258,14 +261,15 @@ async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Er
          ORDER BY dimension, rank",
         daily = tables.breakdown_daily,
         hourly = tables.breakdown_hourly,
-        key = tables.key,
+        owner = part.owner_is("", "$1", "$6"),
         name = part.name(),
     ))
-    .bind(of.key())
+    .bind(of.ids().0)
     .bind(range.from)
     .bind(range.to)
     .bind(range.bots)
     .bind(range.top)
+    .bind(of.ids().1)
     .fetch_all(db)
     .await?;
     let mut top = Breakdowns::default();

@@ -235,17 +235,17 @@ async fn insert_clicks(
                  SELECT 1 FROM webhook_endpoints e WHERE e.workspace_id = l.workspace_id
                  AND webhook_wants(e.enabled, e.events, 'link.clicked'))))
          ), queued AS (
-             -- Once for the link (workspace_id NULL) and once for its workspace: see
-             -- rollup.rs. A click of a link that does not exist counts for no workspace. (The
-             -- one read of `links` outside links/store.rs: a part of this one statement.)
-             INSERT INTO clicks_pending (link_id, workspace_id, at, country, referrer_host,
-                                         device, browser, os, bot, qr, visitor, variant)
-             SELECT new.link_id, counted.workspace_id, at, country, referrer_host, device,
-                    browser, os, bot, qr, visitor, variant
-             FROM new LEFT JOIN links l ON l.id = new.link_id,
-                  LATERAL (VALUES (false, NULL::bigint), (true, l.workspace_id))
-                      AS counted(for_workspace, workspace_id)
-             WHERE NOT counted.for_workspace OR counted.workspace_id IS NOT NULL
+             -- Once for the link and once for its workspace, both keyed by the link's
+             -- workspace first: see rollup.rs. A click of a link that does not exist counts
+             -- for nothing. (The one read of `links` outside links/store.rs: a part of this
+             -- one statement.)
+             INSERT INTO clicks_pending (link_id, workspace_id, for_workspace, at, country,
+                                         referrer_host, device, browser, os, bot, qr, visitor,
+                                         variant)
+             SELECT new.link_id, l.workspace_id, counted.for_workspace, at, country,
+                    referrer_host, device, browser, os, bot, qr, visitor, variant
+             FROM new JOIN links l ON l.id = new.link_id,
+                  (VALUES (false), (true)) AS counted (for_workspace)
          ), limited AS (
              -- The edge's new clicks that use up a click of a limited link: people's GETs
              -- (a HEAD is a bot's too). The origin counted its own before it redirected.

@@ -18,8 +18,8 @@ use crate::caller::WorkspaceId;
 pub(crate) const MOVE_LINKS: i64 = 500;
 
 /// The statement's parts (CTEs, comma-separated, none first) that add the visits of `source`
-/// to the tags' rollups. `source` is a relation with the columns `link_id`, `hour` (UTC),
-/// `hits` and `bots`, each (link, hour) once; a link counts under its counted tags
+/// to the tags' rollups. `source` is a relation with the columns `workspace_id`, `link_id`,
+/// `hour` (UTC), `hits` and `bots`, each (link, hour) once; a link counts under its counted tags
 /// (`link_tag_moves.counted`, else `links.tags`), a link that does not exist under none. Only
 /// the holder of the links' rollup lock may run it.
 pub(crate) fn count_sql(source: &str) -> String {
@@ -27,7 +27,7 @@ pub(crate) fn count_sql(source: &str) -> String {
         "tag_counts AS MATERIALIZED (
     SELECT l.workspace_id, s.hour, t.tag, sum(s.hits)::bigint AS hits, sum(s.bots)::bigint AS bots
     FROM {source} s
-         JOIN links l ON l.id = s.link_id
+         JOIN links l ON (l.workspace_id, l.id) = (s.workspace_id, s.link_id)
          LEFT JOIN link_tag_moves m ON (m.workspace_id, m.link_id) = (l.workspace_id, l.id),
          unnest(coalesce(m.counted, l.tags)) AS t (tag)
     GROUP BY 1, 2, 3
@@ -105,7 +105,8 @@ pub(crate) async fn move_step(db: &PgPool, busy: Busy) -> Result<Option<u64>, sq
              SELECT m.workspace_id, s.hour, t.tag, sum(t.sign * (s.clicks + s.qr_scans)) AS hits,
                     sum(t.sign * s.bots) AS bots
              FROM moving m
-                  JOIN link_stats_hourly s ON s.link_id = m.link_id,
+                  JOIN link_stats_hourly s
+                      ON (s.workspace_id, s.link_id) = (m.workspace_id, m.link_id),
                   LATERAL (SELECT tag, -1 AS sign FROM unnest(m.counted) AS o (tag)
                            UNION ALL
                            SELECT tag, 1 FROM unnest(m.tags) AS n (tag)) AS t

@@ -148,7 +148,7 @@ async fn exact(
                           WHERE workspace_id = $1 AND day = ANY($3) AND link_id = k.id), 0)::int8
               + coalesce((SELECT sum(clicks + qr_scans + CASE WHEN $4 THEN bots ELSE 0 END)
                           FROM link_stats_hourly
-                          WHERE link_id = k.id
+                          WHERE workspace_id = $1 AND link_id = k.id
                             AND (hour >= $5 AND hour < $6 OR hour >= $7 AND hour < $8)), 0)::int8
          FROM unnest($2::int8[]) AS k (id)",
     )

@@ -456,7 +456,8 @@ pub(crate) async fn export_page(
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS}, (imported_clicks + COALESCE(
                     (SELECT sum(s.clicks + s.qr_scans) FROM link_stats_hourly s
-                     WHERE s.link_id = links.id), 0))::int8 AS clicks
+                     WHERE (s.workspace_id, s.link_id) = (links.workspace_id, links.id)),
+                    0))::int8 AS clicks
          FROM links
          WHERE workspace_id = $1 AND deleted_at IS NULL AND id > $2
          ORDER BY id LIMIT $3"

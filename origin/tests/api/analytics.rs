@@ -1184,13 +1184,16 @@ async fn a_late_click_never_counts_a_visitor_twice() {
     // Ten days back the day's keys are gone (retention dropped them; here, as when its
     // first click was counted while it was recent, one is left to be dropped): its clicks
     // count as clicks, never as new visitors.
-    sqlx::query("INSERT INTO visitors_daily (link_id, day, visitor) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(noon(10).date())
-        .bind(format!("{:032x}", 1))
-        .execute(&app.db)
-        .await
-        .expect("an old key");
+    sqlx::query(
+        "INSERT INTO visitors_daily (workspace_id, link_id, day, visitor)
+         SELECT workspace_id, id, $2, $3 FROM links WHERE id = $1",
+    )
+    .bind(id)
+    .bind(noon(10).date())
+    .bind(format!("{:032x}", 1))
+    .execute(&app.db)
+    .await
+    .expect("an old key");
     app.state
         .drop_expired_clicks(OffsetDateTime::now_utc())
         .await
@@ -1467,8 +1470,9 @@ async fn top_links_find_a_link_that_never_tops_a_day() {
     .expect("links");
     // The hourly rollup, then each link's days from it, as the counter keeps them.
     sqlx::query(
-        "INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
-         SELECT l.id, $2 + make_interval(days => v.day, hours => v.hour), v.clicks, 0, v.bots, 0
+        "INSERT INTO link_stats_hourly (workspace_id, link_id, hour, clicks, qr_scans, bots,
+                                        uniques)
+         SELECT l.workspace_id, l.id, $2 + make_interval(days => v.day, hours => v.hour), v.clicks, 0, v.bots, 0
          FROM links l,
               LATERAL (SELECT split_part(substr(l.code, 2), 'x', 1)::int AS day, 12 AS hour,
                               100 AS clicks, split_part(l.code, 'x', 2)::int % 3 AS bots

@@ -36,6 +36,7 @@ mod redirect;
 mod replica;
 mod rules_api;
 mod rules_redirect;
+mod schema;
 mod sign_in;
 mod support;
 mod webhook_delivery;

@@ -301,3 +301,132 @@ async fn the_workspace_keys_of_0032_keep_counts_and_audit_entries() {
     assert_eq!(link.status, StatusCode::OK, "{}", link.text());
     assert_eq!(link.json()["clicks_used"], 3, "{}", link.text());
 }
+
+/// 0036 keys a link's rollups (hourly stats, breakdowns, visitors of the day) by its
+/// workspace first, and pending clicks carry their link's workspace in both halves: a
+/// database at 0035 with counted and pending clicks of links in two workspaces keeps every
+/// count under its link's workspace (rows of a link that does not exist go: nothing could read
+/// them), and the counter and the stats API go on from there.
+#[tokio::test]
+async fn the_link_rollup_keys_of_0036_keep_every_count_under_its_workspace() {
+    let database_url = new_database().await;
+    migrate_up_to(&database_url, 35).await;
+    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
+    let hour = time::OffsetDateTime::now_utc()
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .expect("hour");
+    let statements = [
+        "INSERT INTO workspaces (id, name) OVERRIDING SYSTEM VALUE VALUES (7, 'second')".to_owned(),
+        "INSERT INTO links (id, workspace_id, code, destination)
+         VALUES (101, 1, 'one', 'https://example.com/1'),
+                (102, 7, 'seven', 'https://example.com/7')"
+            .to_owned(),
+        // Counted: two clicks of 101, one of 102, and one of link 999, which does not exist.
+        format!(
+            "INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques)
+             VALUES (101, '{hour}', 2, 0, 0, 2), (102, '{hour}', 1, 0, 0, 1),
+                    (999, '{hour}', 1, 0, 0, 1)"
+        ),
+        format!(
+            "INSERT INTO link_breakdown_hourly (link_id, dimension, hour, value, hits, bots)
+             VALUES (101, 'os', '{hour}', 'Windows', 2, 0), (102, 'os', '{hour}', 'iOS', 1, 0),
+                    (999, 'os', '{hour}', 'iOS', 1, 0)"
+        ),
+        format!(
+            "INSERT INTO link_breakdown_daily (link_id, dimension, day, value, hits, bots)
+             VALUES (101, 'os', '{hour}'::date - 1, 'Windows', 5, 0),
+                    (999, 'os', '{hour}'::date - 1, 'iOS', 1, 0)"
+        ),
+        format!(
+            "INSERT INTO visitors_daily (link_id, day, visitor)
+             VALUES (101, '{hour}'::date, 'v1'), (101, '{hour}'::date, 'v2'),
+                    (102, '{hour}'::date, 'v1'), (999, '{hour}'::date, 'v1')"
+        ),
+        // Pending: a click of 101 (v1 again: no new visitor) in both halves, and the link
+        // half of a click of 999.
+        format!(
+            "INSERT INTO clicks_pending (link_id, workspace_id, at, referrer_host, device,
+                                         browser, os, bot, qr, visitor)
+             VALUES (101, NULL, '{hour}', 'direct', 'desktop', 'Firefox', 'Linux', false,
+                     false, 'v1'),
+                    (101, 1, '{hour}', 'direct', 'desktop', 'Firefox', 'Linux', false,
+                     false, 'v1'),
+                    (999, NULL, '{hour}', 'direct', 'desktop', 'Firefox', 'Linux', false,
+                     false, 'v9')"
+        ),
+    ];
+    for statement in &statements {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    }
+    conn.close().await.ok();
+
+    let app = app_on(&database_url).await;
+    let pending: Vec<(i64, i64, bool)> = sqlx::query_as(
+        "SELECT link_id, workspace_id, for_workspace FROM clicks_pending ORDER BY 3",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("pending");
+    assert_eq!(pending, [(101, 1, false), (101, 1, true)]);
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT 'stats', workspace_id, link_id FROM link_stats_hourly
+         UNION ALL SELECT 'hourly', workspace_id, link_id FROM link_breakdown_hourly
+         UNION ALL SELECT 'daily', workspace_id, link_id FROM link_breakdown_daily
+         UNION ALL SELECT 'visitors', workspace_id, link_id FROM visitors_daily
+         ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("rows");
+    let expected = [
+        ("daily", 1, 101),
+        ("hourly", 1, 101),
+        ("hourly", 7, 102),
+        ("stats", 1, 101),
+        ("stats", 7, 102),
+        ("visitors", 1, 101),
+        ("visitors", 1, 101),
+        ("visitors", 7, 102),
+    ]
+    .map(|(table, workspace, link)| (table.to_owned(), workspace, link));
+    assert_eq!(rows, expected);
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE conrelid IN ('link_stats_hourly'::regclass, 'link_breakdown_hourly'::regclass,
+                            'link_breakdown_daily'::regclass, 'visitors_daily'::regclass)
+           AND contype = 'p' ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("keys");
+    let expected = [
+        (
+            "link_breakdown_daily",
+            "(workspace_id, link_id, day, dimension, value)",
+        ),
+        (
+            "link_breakdown_hourly",
+            "(workspace_id, link_id, hour, dimension, value)",
+        ),
+        ("link_stats_hourly", "(workspace_id, link_id, hour)"),
+        ("visitors_daily", "(workspace_id, link_id, day, visitor)"),
+    ]
+    .map(|(table, key)| (table.to_owned(), format!("PRIMARY KEY {key}")));
+    assert_eq!(keys, expected);
+
+    // The pending click is counted under the new keys, and the stats API (the default
+    // workspace's key) reads link 101's clicks through them.
+    app.state.count_clicks().await.expect("count");
+    let stats = app
+        .api(Method::GET, "/api/v1/links/one/stats?interval=day", None)
+        .await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.text());
+    let totals = &stats.json()["totals"];
+    assert_eq!(totals["clicks"], 3, "{totals}");
+    assert_eq!(totals["uniques"], 2, "v1 again is no new visitor: {totals}");
+}

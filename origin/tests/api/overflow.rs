@@ -212,16 +212,26 @@ async fn the_overflow_map_is_bounded_in_links_and_what_it_cannot_hold_is_counted
     // A queue of 10 clicks: a map of 20 (link, hour) buckets.
     let app = app_with_queue(&new_database().await, 10).await;
     let at = OffsetDateTime::now_utc();
+    // Clicks count for links that exist (a click of no link counts for nothing).
+    const LINKS: i64 = 500;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO links (code, destination)
+         SELECT 'many' || i, 'https://example.com/many' FROM generate_series(1, $1) AS i
+         RETURNING id",
+    )
+    .bind(LINKS)
+    .fetch_all(&app.db)
+    .await
+    .expect("links");
     // Nothing stores yet: 10 clicks fill the queue, then each click of a new link takes a
     // bucket until 20 are taken, and a click of any further link is lost.
-    const LINKS: i64 = 500;
-    for link in 0..LINKS {
-        app.state.record_click(click(link + 1, "many", 0, at));
+    for &link in &ids {
+        app.state.record_click(click(link, "many", 0, at));
     }
     // The links that have a bucket keep counting, however many their clicks.
     for n in 1..=1_000 {
         app.state
-            .record_click(click(11 + (n % 20) as i64, "many", n, at));
+            .record_click(click(ids[10 + (n % 20) as usize], "many", n, at));
     }
     assert_eq!(app.state.clicks_overflow_waiting(), (20 + 1_000, 20));
     assert_eq!(app.state.clicks_shed(), LINKS as u64 - 10 - 20);
