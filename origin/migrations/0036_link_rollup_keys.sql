@@ -8,19 +8,20 @@
 -- Each table is written again in its new shape (workspace first; one pass, no dead rows),
 -- and its rows of a link that does not exist are left out: nothing could read them.
 
--- Pending clicks carry their link's workspace in both halves now: the counter of the links'
--- half keys every row by it, without a join to `links` (rollup.rs). `for_workspace` tells
--- the halves apart (it was `workspace_id IS NOT NULL`). A link half with no link counted
--- for nothing anyone could read, and goes.
-ALTER TABLE clicks_pending ADD COLUMN for_workspace BOOLEAN;
-UPDATE clicks_pending SET for_workspace = workspace_id IS NOT NULL;
-UPDATE clicks_pending p SET workspace_id = l.workspace_id
-FROM links l
-WHERE NOT p.for_workspace AND l.id = p.link_id;
-DELETE FROM clicks_pending WHERE workspace_id IS NULL;
-ALTER TABLE clicks_pending
-    ALTER COLUMN workspace_id SET NOT NULL,
-    ALTER COLUMN for_workspace SET NOT NULL;
+-- Pending clicks carry their link's workspace in both halves now (`link_workspace_id`): the
+-- counter of the links' half keys every row by it, without a join to `links` (rollup.rs).
+-- `workspace_id` still tells the halves apart (NULL for the link's). So an origin of the
+-- release before, still running beside a new one, miscounts nothing: its ingest, which
+-- leaves the new column out, fails and is sent again (the edge's queue) or retried; its
+-- links' counter fails on the new keys below; its workspaces' counter counts the workspace
+-- halves as before. A link half with no link counted for nothing anyone could read, and goes;
+-- a workspace half keeps its workspace (that of the whole account's made-up link 0, 0012).
+ALTER TABLE clicks_pending ADD COLUMN link_workspace_id BIGINT;
+UPDATE clicks_pending p
+SET link_workspace_id = coalesce((SELECT l.workspace_id FROM links l WHERE l.id = p.link_id),
+                                 p.workspace_id);
+DELETE FROM clicks_pending WHERE link_workspace_id IS NULL;
+ALTER TABLE clicks_pending ALTER COLUMN link_workspace_id SET NOT NULL;
 
 CREATE TABLE link_stats_hourly_new (
     workspace_id BIGINT NOT NULL,

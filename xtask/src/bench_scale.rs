@@ -415,11 +415,11 @@ async fn load_clicks(
                  RETURNING link_id, at, country, referrer_host, device, browser, os, bot, qr,
                            visitor
              )
-             INSERT INTO clicks_pending (link_id, workspace_id, for_workspace, at, country,
+             INSERT INTO clicks_pending (link_id, workspace_id, link_workspace_id, at, country,
                                          referrer_host, device, browser, os, bot, qr, visitor)
-             SELECT link_id, 1, half.for_workspace, at, country, referrer_host, device,
+             SELECT link_id, half.workspace_id, 1, at, country, referrer_host, device,
                     browser, os, bot, qr, visitor
-             FROM new, (VALUES (false), (true)) AS half (for_workspace)",
+             FROM new, (VALUES (NULL::bigint), (1::bigint)) AS half (workspace_id)",
         )
         .bind(from as i64)
         .bind(to as i64)

@@ -1,8 +1,8 @@
 //! Where clicks are counted: the hourly rollups and breakdowns the stats API reads.
 //!
-//! Ingest (`store.rs`) leaves each new click of a link in `clicks_pending` twice (for its link
-//! and for its workspace, `for_workspace`; both rows carry the link's workspace, which keys
-//! every rollup first), in the transaction that stores it. A click whose link does not exist
+//! Ingest (`store.rs`) leaves each new click of a link in `clicks_pending` twice (for its link,
+//! `workspace_id` NULL, and for its workspace; both rows carry the link's workspace in
+//! `link_workspace_id`, which keys every rollup first), in the transaction that stores it. A click whose link does not exist
 //! is stored raw and counted nowhere. Here one counter at a time for each of
 //! the two halves ([`Part`]; an advisory lock, across origins) takes a batch of pending
 //! clicks, adds them to the rollups and deletes them, in one transaction. The rollups
@@ -318,11 +318,12 @@ fn count_pending_sql(part: Part) -> String {
 WITH batch AS (
     DELETE FROM clicks_pending
     WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM clicks_pending WHERE for_workspace = $2 LIMIT $1
+        SELECT ctid FROM clicks_pending WHERE (workspace_id IS NOT NULL) = $2 LIMIT $1
     ))
     RETURNING *
 ), clicks AS MATERIALIZED (
-    SELECT {key}, date_trunc('hour', at, 'UTC') AS hour,
+    -- Both halves key their rollups by the link's workspace first.
+    SELECT link_workspace_id AS workspace_id, link_id, date_trunc('hour', at, 'UTC') AS hour,
            (at AT TIME ZONE 'UTC')::date AS day, coalesce(country, 'unknown') AS country,
            CASE WHEN bot THEN NULL ELSE referrer_host END AS referrer_host,
            device, browser, os, bot, qr, visitor, variant::text AS variant

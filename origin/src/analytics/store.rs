@@ -239,13 +239,13 @@ async fn insert_clicks(
              -- workspace first: see rollup.rs. A click of a link that does not exist counts
              -- for nothing. (The one read of `links` outside links/store.rs: a part of this
              -- one statement.)
-             INSERT INTO clicks_pending (link_id, workspace_id, for_workspace, at, country,
+             INSERT INTO clicks_pending (link_id, workspace_id, link_workspace_id, at, country,
                                          referrer_host, device, browser, os, bot, qr, visitor,
                                          variant)
-             SELECT new.link_id, l.workspace_id, counted.for_workspace, at, country,
+             SELECT new.link_id, half.workspace_id, l.workspace_id, at, country,
                     referrer_host, device, browser, os, bot, qr, visitor, variant
              FROM new JOIN links l ON l.id = new.link_id,
-                  (VALUES (false), (true)) AS counted (for_workspace)
+                  LATERAL (VALUES (NULL::bigint), (l.workspace_id)) AS half (workspace_id)
          ), limited AS (
              -- The edge's new clicks that use up a click of a limited link: people's GETs
              -- (a HEAD is a bot's too). The origin counted its own before it redirected.

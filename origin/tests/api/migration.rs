@@ -366,13 +366,23 @@ async fn the_link_rollup_keys_of_0036_keep_every_count_under_its_workspace() {
     conn.close().await.ok();
 
     let app = app_on(&database_url).await;
-    let pending: Vec<(i64, i64, bool)> = sqlx::query_as(
-        "SELECT link_id, workspace_id, for_workspace FROM clicks_pending ORDER BY 3",
+    let pending: Vec<(i64, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT link_id, workspace_id, link_workspace_id FROM clicks_pending
+         ORDER BY workspace_id NULLS FIRST",
     )
     .fetch_all(&app.db)
     .await
     .expect("pending");
-    assert_eq!(pending, [(101, 1, false), (101, 1, true)]);
+    assert_eq!(pending, [(101, None, 1), (101, Some(1), 1)]);
+    // An origin of the release before, still running, queues clicks without their link's
+    // workspace: refused (its ingest fails and is sent again), never counted wrongly.
+    let old_ingest = sqlx::query(
+        "INSERT INTO clicks_pending (link_id, at, referrer_host, device, browser, os, bot, qr)
+         VALUES (101, now(), 'direct', 'desktop', 'Firefox', 'Linux', false, false)",
+    )
+    .execute(&app.db)
+    .await;
+    assert!(old_ingest.is_err(), "{old_ingest:?}");
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT 'stats', workspace_id, link_id FROM link_stats_hourly
          UNION ALL SELECT 'hourly', workspace_id, link_id FROM link_breakdown_hourly
