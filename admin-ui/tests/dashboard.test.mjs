@@ -808,9 +808,12 @@ test('the analytics say how many visits were counted without their details', asy
   // What the origin's overflow writes when its recorder is full (origin tests: overflow::):
   // visits counted in the link's and the workspace's hour, without details.
   execFileSync('psql', [databaseUrl, '-Atq', '-v', 'ON_ERROR_STOP=1', '-c', `
-    INSERT INTO link_stats_hourly (link_id, hour, clicks, qr_scans, bots, uniques, details_shed)
-    VALUES (${promo.id}, date_trunc('hour', now()), 1234, 0, 0, 0, 1234)
-    ON CONFLICT (link_id, hour) DO UPDATE SET clicks = link_stats_hourly.clicks + 1234,
+    INSERT INTO link_stats_hourly (workspace_id, link_id, hour, clicks, qr_scans, bots, uniques,
+                                   details_shed)
+    SELECT workspace_id, id, date_trunc('hour', now()), 1234, 0, 0, 0, 1234 FROM links
+    WHERE id = ${promo.id}
+    ON CONFLICT (workspace_id, link_id, hour) DO UPDATE
+    SET clicks = link_stats_hourly.clicks + 1234,
         details_shed = link_stats_hourly.details_shed + 1234;
     INSERT INTO workspace_stats_hourly (workspace_id, hour, clicks, qr_scans, bots, uniques, details_shed)
     SELECT workspace_id, date_trunc('hour', now()), 1234, 0, 0, 0, 1234 FROM links WHERE id = ${promo.id}

@@ -8,20 +8,40 @@
 -- Each table is written again in its new shape (workspace first; one pass, no dead rows),
 -- and its rows of a link that does not exist are left out: nothing could read them.
 
+-- No counter or overflow writer of the links' half (of an older origin still running) is at
+-- work while the tables are written again (its advisory lock, rollup.rs): it would hold rows
+-- of one table while waiting for another this migration holds.
+SELECT pg_advisory_xact_lock(hashtext('kurz rollups: links'));
+
 -- Pending clicks carry their link's workspace in both halves now (`link_workspace_id`): the
 -- counter of the links' half keys every row by it, without a join to `links` (rollup.rs).
--- `workspace_id` still tells the halves apart (NULL for the link's). So an origin of the
--- release before, still running beside a new one, miscounts nothing: its ingest, which
--- leaves the new column out, fails and is sent again (the edge's queue) or retried; its
--- links' counter fails on the new keys below; its workspaces' counter counts the workspace
--- halves as before. A link half with no link counted for nothing anyone could read, and goes;
--- a workspace half keeps its workspace (that of the whole account's made-up link 0, 0012).
+-- `workspace_id` still tells the halves apart (NULL for the link's). A link half with no
+-- link counted for nothing anyone could read, and goes; a workspace half keeps its
+-- workspace (that of the whole account's made-up link 0, 0012).
 ALTER TABLE clicks_pending ADD COLUMN link_workspace_id BIGINT;
 UPDATE clicks_pending p
 SET link_workspace_id = coalesce((SELECT l.workspace_id FROM links l WHERE l.id = p.link_id),
                                  p.workspace_id);
 DELETE FROM clicks_pending WHERE link_workspace_id IS NULL;
 ALTER TABLE clicks_pending ALTER COLUMN link_workspace_id SET NOT NULL;
+
+-- An origin of the release before, still running beside a new one during an upgrade, queues
+-- clicks without the new column. Refusing them would park its clicks as bad data
+-- (isolate.rs), so they are completed here: the link's workspace, and no row for a link
+-- that does not exist, as ingest does now. The `WHEN` is checked in PostgreSQL's C code
+-- for each row; the function runs only for such an older origin's rows.
+CREATE FUNCTION clicks_pending_link_workspace() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.link_workspace_id := (SELECT workspace_id FROM links WHERE id = NEW.link_id);
+    IF NEW.link_workspace_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER clicks_pending_link_workspace BEFORE INSERT ON clicks_pending
+    FOR EACH ROW WHEN (NEW.link_workspace_id IS NULL)
+    EXECUTE FUNCTION clicks_pending_link_workspace();
 
 CREATE TABLE link_stats_hourly_new (
     workspace_id BIGINT NOT NULL,
@@ -98,3 +118,6 @@ ALTER TABLE visitors_daily ADD CONSTRAINT visitors_daily_pkey
     PRIMARY KEY (workspace_id, link_id, day, visitor);
 -- Retention drops whole days.
 CREATE INDEX visitors_daily_day ON visitors_daily (day);
+
+-- The planner's statistics of the tables written again, before the counters' first batch.
+ANALYZE link_stats_hourly, link_breakdown_hourly, link_breakdown_daily, visitors_daily;

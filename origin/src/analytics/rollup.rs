@@ -50,7 +50,8 @@ const SMALL_BATCH: u64 = 10_000;
 pub(crate) const LINKS_LOCK: &str = "kurz rollups: links";
 
 /// The two halves of the pending clicks, counted by two counters in parallel. Ingest queues
-/// every click twice, once for its link (`workspace_id` NULL) and once for its workspace;
+/// every click of a link twice, once for the link (`workspace_id` NULL) and once for its
+/// workspace, both with the link's workspace in `link_workspace_id`;
 /// each half has rollup tables of its own, so their counters never wait on each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Part {

@@ -375,14 +375,35 @@ async fn the_link_rollup_keys_of_0036_keep_every_count_under_its_workspace() {
     .expect("pending");
     assert_eq!(pending, [(101, None, 1), (101, Some(1), 1)]);
     // An origin of the release before, still running, queues clicks without their link's
-    // workspace: refused (its ingest fails and is sent again), never counted wrongly.
-    let old_ingest = sqlx::query(
-        "INSERT INTO clicks_pending (link_id, at, referrer_host, device, browser, os, bot, qr)
-         VALUES (101, now(), 'direct', 'desktop', 'Firefox', 'Linux', false, false)",
+    // workspace: completed with it (a click of link 102 in both halves, as it queued them),
+    // and a click of no link is not queued, as ingest does now.
+    sqlx::query(
+        "INSERT INTO clicks_pending (link_id, workspace_id, at, referrer_host, device, browser,
+                                     os, bot, qr, visitor)
+         VALUES (102, NULL, $1, 'direct', 'phone', 'Safari', 'iOS', false, false, 'v7'),
+                (102, 7, $1, 'direct', 'phone', 'Safari', 'iOS', false, false, 'v7'),
+                (999, NULL, $1, 'direct', 'phone', 'Safari', 'iOS', false, false, 'v9')",
     )
+    .bind(hour)
     .execute(&app.db)
-    .await;
-    assert!(old_ingest.is_err(), "{old_ingest:?}");
+    .await
+    .expect("an older origin's ingest");
+    let pending: Vec<(i64, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT link_id, workspace_id, link_workspace_id FROM clicks_pending
+         ORDER BY link_id, workspace_id NULLS FIRST",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("pending");
+    assert_eq!(
+        pending,
+        [
+            (101, None, 1),
+            (101, Some(1), 1),
+            (102, None, 7),
+            (102, Some(7), 7)
+        ]
+    );
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT 'stats', workspace_id, link_id FROM link_stats_hourly
          UNION ALL SELECT 'hourly', workspace_id, link_id FROM link_breakdown_hourly
@@ -439,4 +460,15 @@ async fn the_link_rollup_keys_of_0036_keep_every_count_under_its_workspace() {
     let totals = &stats.json()["totals"];
     assert_eq!(totals["clicks"], 3, "{totals}");
     assert_eq!(totals["uniques"], 2, "v1 again is no new visitor: {totals}");
+    // The older origin's click of 102 counts under workspace 7, for the link and for the
+    // workspace.
+    let seven: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT (SELECT sum(clicks)::int8 FROM link_stats_hourly
+                 WHERE workspace_id = 7 AND link_id = 102),
+                (SELECT sum(clicks)::int8 FROM workspace_stats_hourly WHERE workspace_id = 7)",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("workspace 7");
+    assert_eq!(seven, [(2, 1)]);
 }
