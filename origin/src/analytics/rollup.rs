@@ -1,10 +1,10 @@
 //! Where clicks are counted: the hourly rollups and breakdowns the stats API reads.
 //!
-//! Ingest (`store.rs`) leaves each new click of a link in `clicks_pending` twice (for its link,
-//! `workspace_id` NULL, and for its workspace; both rows carry the link's workspace in
-//! `link_workspace_id`, which keys every rollup first), in the transaction that stores it. A click whose link does not exist
-//! is stored raw and counted nowhere. Here one counter at a time for each of
-//! the two halves ([`Part`]; an advisory lock, across origins) takes a batch of pending
+//! Ingest (`store.rs`) leaves each new click of a link in `clicks_pending` twice (for its
+//! link, `workspace_id` NULL, and for its workspace; both rows carry the link's workspace in
+//! `link_workspace_id`, which keys every rollup first), in the transaction that stores it. A
+//! click whose link does not exist is stored raw and counted nowhere. Here one counter at a
+//! time for each of the two halves ([`Part`]; an advisory lock, across origins) takes a batch of pending
 //! clicks, adds them to the rollups and deletes them, in one transaction. The rollups
 //! plus the pending clicks therefore always equal a `GROUP BY` over the raw clicks, and no
 //! click is counted twice or lost; plus, in the hourly stats and the links' days and totals only, the
@@ -72,16 +72,10 @@ pub(crate) struct Tables {
     pub(crate) visitors: &'static str,
 }
 
-impl Tables {
-    /// The key's columns of the row named `alias`, as a list: `r.workspace_id, r.link_id`.
-    /// Compare two rows' keys as `(list) = (list)`, which PostgreSQL takes column by column.
-    pub(crate) fn key_of(&self, alias: &str) -> String {
-        key_of(self.key, alias)
-    }
-}
-
-/// The columns of `key` (`Tables::key`) of the row named `alias`.
-fn key_of(key: &str, alias: &str) -> String {
+/// The columns of `key` ([`Tables::key`]) of the row named `alias`, as a list:
+/// `r.workspace_id, r.link_id`. Compare two rows' keys as `(list) = (list)`, which
+/// PostgreSQL takes column by column.
+pub(crate) fn key_of(key: &str, alias: &str) -> String {
     key.split(", ")
         .map(|column| format!("{alias}.{column}"))
         .collect::<Vec<_>>()
