@@ -240,11 +240,11 @@ async fn measure(
     eprintln!("measuring at {} links...", thousands(links));
     let (redirect_p50, redirect_p99) = redirects(redirect_base, links).await?;
     let levels: Option<i32> =
-        sqlx::query_scalar("SELECT level::int FROM bt_metap('links_live_domain_code')")
+        sqlx::query_scalar("SELECT level::int FROM bt_metap('link_codes_pkey')")
             .fetch_one(&mut *db)
             .await
             .ok();
-    let index_bytes: i64 = sqlx::query_scalar("SELECT pg_relation_size('links_live_domain_code')")
+    let index_bytes: i64 = sqlx::query_scalar("SELECT pg_relation_size('link_codes_pkey')")
         .fetch_one(&mut *db)
         .await?;
     let client = reqwest::Client::new();
@@ -595,6 +595,7 @@ struct Disk {
 /// Every table that grows with links or clicks.
 const TABLES: &[&str] = &[
     "links",
+    "link_codes",
     "link_click_totals",
     "clicks",
     "clicks_pending",
@@ -704,8 +705,8 @@ fn report(r: &Report<'_>) -> anyhow::Result<String> {
     }
     writeln!(
         out,
-        "(levels: bt_metap of links_live_domain_code, the (domain_id, code) index the redirect \
-         reads)\n\nlinks API (GET /api/v1/links, 50 a page), {API_ROUNDS} runs each; ms p50 / p99\n\n\
+        "(levels: bt_metap of link_codes_pkey, the (domain_id, code) key the redirect reads \
+         first)\n\nlinks API (GET /api/v1/links, 50 a page), {API_ROUNDS} runs each; ms p50 / p99\n\n\
          {:<36} {:>18} {:>18} {:>10}",
         "",
         format!("{} links", thousands(r.small.links)),
@@ -785,7 +786,7 @@ fn report(r: &Report<'_>) -> anyhow::Result<String> {
         .map_or(0, |d| d.total);
     writeln!(
         out,
-        "per link (links + link_click_totals): {:.0} bytes; per raw click: {:.0} bytes; rollups \
+        "per link (links + link_codes + link_click_totals): {:.0} bytes; per raw click: {:.0} bytes; rollups \
          per raw click: {:.0} bytes\ndatabase size: {:.2} GB",
         links_bytes as f64 / r.links as f64,
         raw as f64 / clicks,

@@ -4,8 +4,8 @@
 //! Each item gets the checks of a single create and the same errors, field names included
 //! (the field is the item's own: `destination`, not `links[3].destination`). What makes it
 //! fast is that the database sees the batch, not the items: one transaction per request, the
-//! ids from the sequence in one call, one multi-row insert whose `ON CONFLICT` reports the
-//! codes that are taken, and one statement each for the audit entries, the edge's outbox and
+//! ids from the sequence in one call, one multi-row insert whose claim of the codes
+//! (`link_codes`, `ON CONFLICT`) reports those that are taken, and one statement each for the audit entries, the edge's outbox and
 //! the webhooks' `link.created` messages.
 //!
 //! With an `Idempotency-Key` (`idempotency.rs`, claimed first in that transaction) a request

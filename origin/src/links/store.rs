@@ -329,8 +329,26 @@ pub(crate) async fn insert_many(
         .map(|link| clicks_used(link.body))
         .collect::<Result<Vec<i64>, Error>>()?;
     // A link whose imported count reached its limit is created used up.
+    // Each code is claimed in `link_codes` first (a code another live link holds is skipped,
+    // as one being claimed meanwhile is once that commits); only the links whose code was
+    // claimed are inserted.
     let mut rows: Vec<LinkRow> = sqlx::query_as(&format!(
-        "INSERT INTO links (id, workspace_id, domain_id, code, destination, status, expires_at,
+        "WITH u AS (
+             SELECT * FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int2[],
+                                  $7::timestamptz[], $8::bool[], $9::int8[], $10::text[],
+                                  $11::text[], $12::jsonb[], $13::jsonb[], $14::jsonb[],
+                                  $15::jsonb[], $16::text[], $17::text[], $18::timestamptz[],
+                                  $19::int8[], $20::int8[])
+                 AS u(id, code, destination, status, expires_at, disabled, max_clicks,
+                      fallback_url, password_hash, targets, split, utm, tags, note, title,
+                      created_at, imported_clicks, clicks_used)
+         ), claimed AS (
+             INSERT INTO link_codes (domain_id, code, workspace_id, link_id)
+             SELECT $2, u.code, $1, u.id FROM u ORDER BY u.code
+             ON CONFLICT (domain_id, code) DO NOTHING
+             RETURNING link_id
+         )
+         INSERT INTO links (id, workspace_id, domain_id, code, destination, status, expires_at,
                             disabled, max_clicks, fallback_url, password_hash, targets, split,
                             utm, tags, note, title, created_at, imported_clicks, exhausted_at)
          SELECT u.id, $1, $2, u.code, u.destination, u.status, u.expires_at, u.disabled,
@@ -338,15 +356,8 @@ pub(crate) async fn insert_many(
                 ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.note, u.title,
                 COALESCE(u.created_at, now()), u.imported_clicks,
                 CASE WHEN u.clicks_used > 0 AND u.clicks_used >= u.max_clicks THEN now() END
-         FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int2[], $7::timestamptz[],
-                     $8::bool[], $9::int8[], $10::text[], $11::text[], $12::jsonb[],
-                     $13::jsonb[], $14::jsonb[], $15::jsonb[], $16::text[], $17::text[],
-                     $18::timestamptz[], $19::int8[], $20::int8[])
-              AS u(id, code, destination, status, expires_at, disabled, max_clicks,
-                   fallback_url, password_hash, targets, split, utm, tags, note, title,
-                   created_at, imported_clicks, clicks_used)
+         FROM u JOIN claimed ON claimed.link_id = u.id
          ORDER BY u.code
-         ON CONFLICT (domain_id, code) WHERE deleted_at IS NULL DO NOTHING
          RETURNING {COLUMNS}"
     ))
     .bind(workspace.get())
@@ -427,13 +438,13 @@ pub(crate) async fn taken_codes(
     db: impl PgExecutor<'_>,
     codes: &[&str],
 ) -> Result<Vec<String>, Error> {
-    Ok(sqlx::query_scalar(
-        "SELECT code FROM links WHERE domain_id = $1 AND code = ANY($2) AND deleted_at IS NULL",
+    Ok(
+        sqlx::query_scalar("SELECT code FROM link_codes WHERE domain_id = $1 AND code = ANY($2)")
+            .bind(DEFAULT_DOMAIN)
+            .bind(codes)
+            .fetch_all(db)
+            .await?,
     )
-    .bind(DEFAULT_DOMAIN)
-    .bind(codes)
-    .fetch_all(db)
-    .await?)
 }
 
 /// A link of an export, with all its clicks: those it was imported with, and those counted in
@@ -862,9 +873,15 @@ pub(crate) async fn delete(
     workspace: WorkspaceId,
     code: &ShortCode,
 ) -> Result<LinkRow, Error> {
+    // The code is freed in the statement that deletes the link.
     let row: Option<LinkRow> = sqlx::query_as(&format!(
-        "UPDATE links SET deleted_at = now(), updated_at = now()
-         WHERE workspace_id = $1 AND domain_id = $2 AND code = $3 AND deleted_at IS NULL
+        "WITH freed AS (
+             DELETE FROM link_codes WHERE domain_id = $2 AND code = $3 AND workspace_id = $1
+             RETURNING link_id
+         )
+         UPDATE links SET deleted_at = now(), updated_at = now()
+         FROM freed
+         WHERE links.workspace_id = $1 AND links.id = freed.link_id AND links.deleted_at IS NULL
          RETURNING {COLUMNS}"
     ))
     .bind(workspace.get())
@@ -881,8 +898,8 @@ pub(crate) async fn find_record(
     code: &ShortCode,
 ) -> Result<Option<LinkRecord>, Error> {
     let row: Option<RecordRow> = sqlx::query_as(&format!(
-        "SELECT {RECORD_COLUMNS} FROM links
-         WHERE domain_id = $1 AND code = $2 AND deleted_at IS NULL"
+        "SELECT {RECORD_COLUMNS} FROM {BY_CODE}
+         WHERE c.domain_id = $1 AND c.code = $2 AND links.deleted_at IS NULL"
     ))
     .bind(DEFAULT_DOMAIN)
     .bind(code.as_str())
@@ -901,8 +918,8 @@ pub(crate) async fn find_records(
     /// again for every look-up.
     static FIND_RECORDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT code, {RECORD_COLUMNS} FROM links
-             WHERE domain_id = $1 AND code = ANY($2) AND deleted_at IS NULL"
+            "SELECT c.code, {RECORD_COLUMNS} FROM {BY_CODE}
+             WHERE c.domain_id = $1 AND c.code = ANY($2) AND links.deleted_at IS NULL"
         )
     });
     let rows: Vec<CodedRecordRow> = sqlx::query_as(FIND_RECORDS.as_str())
@@ -923,6 +940,11 @@ struct CodedRecordRow {
     #[sqlx(flatten)]
     row: RecordRow,
 }
+
+/// A live link found by its code: the code's row in `link_codes` (its key, on one shard when
+/// distributed by code), then the link by its own key.
+const BY_CODE: &str = "link_codes c
+     JOIN links ON links.workspace_id = c.workspace_id AND links.id = c.link_id";
 
 /// The columns of a [`RecordRow`].
 const RECORD_COLUMNS: &str = concat!(

@@ -104,6 +104,39 @@ async fn a_taken_slug_is_a_conflict() {
     assert_eq!(first["destination"], "https://example.com/a");
 }
 
+/// The code's claim in `link_codes` decides a race: of eight creates of one slug at once,
+/// one makes the link and seven are told the code is taken.
+#[tokio::test]
+async fn creates_racing_for_one_slug_make_one_link() {
+    let app = spawn_app().await;
+    let answers = futures_util::future::join_all((0..8).map(|i| {
+        app.api(
+            Method::POST,
+            "/api/v1/links",
+            Some(json!({"destination": format!("https://example.com/{i}"), "code": "race"})),
+        )
+    }))
+    .await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|answer| answer.status).collect();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let taken = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((created, taken), (1, 7), "{statuses:?}");
+    let rows: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM link_codes WHERE code = 'race'),
+                (SELECT count(*) FROM links WHERE code = 'race')",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("rows");
+    assert_eq!(rows, (1, 1));
+}
+
 #[tokio::test]
 async fn a_generated_code_skips_a_custom_slug_that_took_it() {
     let app = spawn_app().await;
@@ -650,4 +683,11 @@ async fn delete_frees_the_code() {
         .await
         .expect("count");
     assert_eq!(rows, 2);
+    // The code routes to the new link only.
+    let routes: Vec<i64> =
+        sqlx::query_scalar("SELECT link_id FROM link_codes WHERE code = 'reuse'")
+            .fetch_all(&app.db)
+            .await
+            .expect("routes");
+    assert_eq!(routes, [again["id"].as_i64().expect("id")]);
 }

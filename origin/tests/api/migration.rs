@@ -472,3 +472,119 @@ async fn the_link_rollup_keys_of_0036_keep_every_count_under_its_workspace() {
     .expect("workspace 7");
     assert_eq!(seven, [(2, 1)]);
 }
+
+/// 0037–0042 move a live code's uniqueness from `links` to `link_codes` and key `links` by
+/// `(workspace_id, id)`: a database at 0036 with live and deleted links in two workspaces (one
+/// code deleted and taken again) keeps every live link reachable by its code, frees the
+/// deleted ones, and keeps the click counts and totals tied to their links. SQL written around
+/// the origin (an operator's, or an origin of the release before) keeps the table right.
+#[tokio::test]
+async fn the_link_codes_of_0037_route_every_live_code_and_only_those() {
+    let database_url = new_database().await;
+    migrate_up_to(&database_url, 36).await;
+    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
+    for statement in [
+        "INSERT INTO workspaces (id, name) OVERRIDING SYSTEM VALUE VALUES (7, 'second')",
+        "INSERT INTO links (id, workspace_id, code, destination, max_clicks, deleted_at)
+         VALUES (101, 1, 'one', 'https://example.com/old-one', NULL, now() - interval '1 day'),
+                (102, 1, 'one', 'https://example.com/one', 5, NULL),
+                (103, 7, 'seven', 'https://example.com/seven', NULL, NULL),
+                (104, 7, 'gone', 'https://example.com/gone', NULL, now())",
+        "INSERT INTO link_click_counts (workspace_id, link_id, used) VALUES (1, 102, 2)",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    }
+    conn.close().await.ok();
+
+    let app = app_on(&database_url).await;
+    let routes: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT code, workspace_id, link_id FROM link_codes ORDER BY code")
+            .fetch_all(&app.db)
+            .await
+            .expect("link codes");
+    assert_eq!(
+        routes,
+        [("one".to_owned(), 1, 102), ("seven".to_owned(), 7, 103)]
+    );
+    let key: String = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'links_pkey'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("links' key");
+    assert_eq!(key, "PRIMARY KEY (workspace_id, id)");
+    let unchecked: Vec<String> = sqlx::query_scalar(
+        "SELECT conname::text FROM pg_constraint WHERE contype = 'f' AND NOT convalidated AND conrelid IN
+             ('link_click_counts'::regclass, 'link_click_totals'::regclass, 'links'::regclass)",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("constraints");
+    assert_eq!(
+        unchecked,
+        Vec::<String>::new(),
+        "0041 checked the new foreign keys"
+    );
+
+    // Live codes redirect, in either workspace; a deleted one does not.
+    let one = app.visit(Method::GET, "/one").await;
+    assert_eq!(one.status, StatusCode::FOUND, "{}", one.text());
+    assert_eq!(one.headers["location"], "https://example.com/one");
+    let seven = app.visit(Method::GET, "/seven").await;
+    assert_eq!(seven.headers["location"], "https://example.com/seven");
+    assert_eq!(
+        app.visit(Method::GET, "/gone").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The count is still the link's, and the API takes a deleted link's code again.
+    let link = app.api(Method::GET, "/api/v1/links/one", None).await;
+    assert_eq!(link.json()["clicks_used"], 2, "{}", link.text());
+    let taken = app
+        .api(
+            Method::POST,
+            "/api/v1/links",
+            Some(serde_json::json!({"destination": "https://example.com/x", "code": "one"})),
+        )
+        .await;
+    assert_eq!(taken.error(StatusCode::CONFLICT).0, "code_taken");
+
+    // SQL written around the origin: a live link inserted without its row gets it; a code
+    // taken is refused; deleting, by hand or for good, frees the code.
+    sqlx::query("INSERT INTO links (workspace_id, code, destination) VALUES (7, 'by-hand', 'https://example.com/h')")
+        .execute(&app.db)
+        .await
+        .expect("a link inserted by hand");
+    assert_eq!(
+        app.visit(Method::GET, "/by-hand").await.headers["location"],
+        "https://example.com/h"
+    );
+    let err = sqlx::query(
+        "INSERT INTO links (code, destination) VALUES ('seven', 'https://example.com/dup')",
+    )
+    .execute(&app.db)
+    .await
+    .expect_err("a taken code");
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.constraint()),
+        Some("link_codes_pkey"),
+        "{err}"
+    );
+    sqlx::query("UPDATE links SET deleted_at = now() WHERE code = 'by-hand'")
+        .execute(&app.db)
+        .await
+        .expect("a soft delete by hand");
+    sqlx::query("DELETE FROM links WHERE code = 'seven'")
+        .execute(&app.db)
+        .await
+        .expect("a delete for good");
+    let routes: Vec<String> = sqlx::query_scalar("SELECT code FROM link_codes ORDER BY code")
+        .fetch_all(&app.db)
+        .await
+        .expect("link codes");
+    assert_eq!(routes, ["one"]);
+    app.create(serde_json::json!({"destination": "https://example.com/s", "code": "seven"}))
+        .await;
+}
