@@ -29,16 +29,21 @@ const BY_WORKSPACE: &[&str] = &[
     "webhook_clicks_pending",
 ];
 
-/// Distributed by another column: raw clicks by their event id.
-const BY_OTHER: &[(&str, &str)] = &[("clicks", "id")];
+/// Distributed by another column: raw clicks by their event id, and the routing table of live
+/// codes by code (a code names no workspace until it is looked up).
+const BY_OTHER: &[(&str, &str)] = &[("clicks", "id"), ("link_codes", "code")];
 
-/// Reference tables (a copy on every node) and local ones (on the coordinator): any key.
-const REFERENCE_OR_LOCAL: &[&str] = &[
+/// Reference tables (a copy on every node): any key.
+const REFERENCE: &[&str] = &[
     "workspaces",
     "domains",
     "abuse_blocklist",
     "link_clicks_window",
     "daily_breakdown_progress",
+];
+
+/// Local tables (on the coordinator): any key.
+const LOCAL: &[&str] = &[
     "admin_users",
     "admin_sessions",
     "sign_in_attempts",
@@ -58,10 +63,6 @@ const REFERENCE_OR_LOCAL: &[&str] = &[
     "_sqlx_migrations",
 ];
 
-/// Distributed by `workspace_id` in the plan, with a key that does not contain it yet
-/// (docs/scaling.md, "change": `links` keeps its code unique per domain until `link_codes`).
-const NOT_YET: &[&str] = &["links"];
-
 #[tokio::test]
 async fn every_table_has_its_place_in_the_plan_and_its_keys_fit_it() {
     let app = spawn_app().await;
@@ -77,7 +78,8 @@ async fn every_table_has_its_place_in_the_plan_and_its_keys_fit_it() {
         .iter()
         .copied()
         .chain(BY_OTHER.iter().map(|(table, _)| *table))
-        .chain(REFERENCE_OR_LOCAL.iter().copied())
+        .chain(REFERENCE.iter().copied())
+        .chain(LOCAL.iter().copied())
         .collect();
     planned.sort_unstable();
     assert_eq!(tables, planned, "each table once in the plan, and no other");
@@ -116,7 +118,82 @@ async fn every_table_has_its_place_in_the_plan_and_its_keys_fit_it() {
         .collect();
     misfit_tables.dedup();
     assert_eq!(
-        misfit_tables, NOT_YET,
+        misfit_tables,
+        Vec::<&str>::new(),
         "unique keys without their distribution column: {keys:?}"
     );
+}
+
+/// Where a table's rows live in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Distributed by this column.
+    By(&'static str),
+    Reference,
+    Local,
+}
+
+fn role(table: &str) -> Role {
+    if BY_WORKSPACE.contains(&table) {
+        return Role::By("workspace_id");
+    }
+    if let Some((_, column)) = BY_OTHER.iter().find(|(t, _)| *t == table) {
+        return Role::By(column);
+    }
+    if REFERENCE.contains(&table) {
+        return Role::Reference;
+    }
+    assert!(LOCAL.contains(&table), "{table} has no place in the plan");
+    Role::Local
+}
+
+/// Citus keeps a foreign key only where both rows are always on one node: from a distributed
+/// table to a reference table, or to a table distributed by the same column with that column
+/// paired with itself (co-located); from a local table to a reference or local one; from a
+/// reference table to another reference table. Every foreign key of the schema is one of
+/// those.
+#[tokio::test]
+async fn every_foreign_key_stays_within_one_node_in_the_plan() {
+    let app = spawn_app().await;
+    let keys: Vec<(String, String, Vec<String>, Vec<String>)> = sqlx::query_as(
+        "SELECT t.relname::text, r.relname::text,
+                ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k (n, i)
+                      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n
+                      ORDER BY k.i),
+                ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k (n, i)
+                      JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n
+                      ORDER BY k.i)
+         FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+              JOIN pg_class r ON r.oid = c.confrelid
+              JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = current_schema() AND c.contype = 'f' AND NOT t.relispartition
+         ORDER BY 1, 2",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("foreign keys");
+    assert!(
+        keys.iter()
+            .any(|(table, _, _, _)| table == "link_click_totals"),
+        "the query finds the foreign keys: {keys:?}"
+    );
+    let misfits: Vec<_> = keys
+        .iter()
+        .filter(|(table, referenced, columns, referenced_columns)| {
+            match (role(table), role(referenced)) {
+                (Role::By(column), Role::By(other)) => {
+                    column != other
+                        || !columns
+                            .iter()
+                            .zip(referenced_columns)
+                            .any(|(a, b)| a == column && b == column)
+                }
+                (Role::By(_), Role::Reference)
+                | (Role::Local, Role::Reference | Role::Local)
+                | (Role::Reference, Role::Reference) => false,
+                _ => true,
+            }
+        })
+        .collect();
+    assert!(misfits.is_empty(), "foreign keys across nodes: {misfits:?}");
 }
