@@ -910,19 +910,14 @@ pub(crate) async fn find_record(
 
 /// [`find_record`] of many codes in one query (the redirects' cache misses, looked up
 /// together by `crate::lookup`): the live links found, each with its code.
+///
+/// The same query as [`find_record`]'s, in the function `link_records`
+/// (`0043_link_records.sql`, which says why): any change to [`RECORD_COLUMNS`] changes it too.
 pub(crate) async fn find_records(
     db: impl PgExecutor<'_>,
     codes: &[&str],
 ) -> Result<Vec<(String, Result<LinkRecord, Error>)>, Error> {
-    /// Made once: sqlx finds its prepared statement by the text, which need not be built
-    /// again for every look-up.
-    static FIND_RECORDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "SELECT c.code, {RECORD_COLUMNS} FROM {BY_CODE}
-             WHERE c.domain_id = $1 AND c.code = ANY($2) AND links.deleted_at IS NULL"
-        )
-    });
-    let rows: Vec<CodedRecordRow> = sqlx::query_as(FIND_RECORDS.as_str())
+    let rows: Vec<CodedRecordRow> = sqlx::query_as("SELECT * FROM link_records($1, $2)")
         .bind(DEFAULT_DOMAIN)
         .bind(codes)
         .fetch_all(db)
