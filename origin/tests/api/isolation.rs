@@ -360,6 +360,13 @@ async fn workspace_a_never_reaches_workspace_b() {
     let links = app.call(&b_key, Method::GET, "/api/v1/links", None).await;
     let links = links.json()["links"].as_array().expect("links").clone();
     assert_eq!(codes(&links), ["b-link"]);
+    // A's deletes freed nothing: the code still routes to B's link.
+    let route: Vec<i64> =
+        sqlx::query_scalar("SELECT workspace_id FROM link_codes WHERE code = 'b-link'")
+            .fetch_all(&app.db)
+            .await
+            .expect("route");
+    assert_eq!(route, [2]);
     let stats = app
         .call(&b_key, Method::GET, "/api/v1/stats?interval=day", None)
         .await;
