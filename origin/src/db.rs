@@ -156,6 +156,9 @@ pub(crate) const REPLICA_REST: Duration = Duration::from_secs(5);
 /// How often a serving origin measures the replica's lag ([`Reads::measure_lag`]).
 pub(crate) const LAG_EVERY: Duration = Duration::from_secs(1);
 
+/// [`Replica::down_until`] while the replica is taken for up.
+const UP: u64 = 0;
+
 /// The replica's lag while it is not known: never measured, or behind with nothing replayed
 /// since it started. Taken as too far behind.
 const LAG_UNKNOWN: u64 = u64::MAX;
@@ -179,13 +182,15 @@ pub(crate) struct Reads {
 #[derive(Debug)]
 struct Replica {
     pool: PgPool,
-    /// 0 while the replica is taken for up; else until when (ms after `epoch`, at least 1)
-    /// reads skip it. While one read tries it again this is pushed on, so only that read waits.
+    /// [`UP`] (0) while the replica is taken for up; else until when (ms after `epoch`, at
+    /// least 1) reads skip it. While one read tries it again this is pushed on, so only that
+    /// read waits.
     down_until: AtomicU64,
     epoch: std::time::Instant,
     /// Reads the primary answered instead, since start (also in `/metrics`).
     fallbacks: AtomicU64,
-    /// Reads the replica failed with a lost connection, since start: each starts a rest.
+    /// Reads (and lag measurements) the replica failed with a lost connection, since start:
+    /// each starts a rest.
     failures: AtomicU64,
     /// How far behind the primary the replica was at the last measurement, in ms
     /// ([`Reads::measure_lag`]); [`LAG_UNKNOWN`] until measured. 0 while no measurement ran
@@ -199,13 +204,14 @@ struct Replica {
 /// The replica as `/health` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub(crate) struct ReplicaHealth {
-    /// `up` (taken for answering: the last read it got succeeded, or none failed yet) or
-    /// `down` (resting after a failure: reads go to the primary).
+    /// `up` (taken for answering: the last read or lag measurement it got succeeded, or none
+    /// failed yet) or `down` (lost, and not answered since: reads go to the primary).
     pub(crate) state: &'static str,
     /// Reads the primary answered instead of the replica since start.
     pub(crate) fallbacks: u64,
-    /// Reads the replica failed (it lost the connection or gave none in time) since start:
-    /// after each it rests, so while it is down this grows once per rest, not per read.
+    /// Reads and lag measurements the replica failed (it lost the connection or gave none in
+    /// time) since start: after each it rests, so while it is down this grows once per rest
+    /// at most, not per read.
     pub(crate) failures: u64,
     /// Seconds the replica was behind the primary at the last measurement (once a second):
     /// `null` while not known (not measured yet, or unreachable since the last measurement).
@@ -325,10 +331,10 @@ impl Reads {
         let Some(replica) = &self.replica else {
             return (query(&self.primary).await, false);
         };
-        if !replica.take_turn() {
+        let Some(turn) = replica.take_turn() else {
             replica.fell_back("resting");
             return (query(&self.primary).await, false);
-        }
+        };
         if replica.behind() {
             replica.fell_back("behind");
             return (query(&self.primary).await, false);
@@ -340,7 +346,7 @@ impl Reads {
                 if let Err(err) = &answer {
                     tracing::warn!(error = %err, rest = ?REPLICA_REST, "the read replica failed: reading the primary");
                 }
-                replica.rest();
+                replica.rest(turn);
                 replica.fell_back("failed");
                 (query(&self.primary).await, false)
             }
@@ -359,7 +365,7 @@ impl Reads {
     pub(crate) fn replica_health(&self) -> Option<ReplicaHealth> {
         let replica = self.replica.as_ref()?;
         Some(ReplicaHealth {
-            state: if replica.down_until.load(Ordering::Acquire) == 0 {
+            state: if replica.down_until.load(Ordering::Acquire) == UP {
                 "up"
             } else {
                 "down"
@@ -383,7 +389,8 @@ impl Reads {
     /// primary's clock, so the hosts' clocks need not agree). After a long idle spell this
     /// overstates the lag of the first moments of new writes, which only sends reads to the
     /// primary until the next measurement. A replica that cannot be asked keeps no lag
-    /// ([`LAG_UNKNOWN`]) until it answers again; its reads fall back as they do today.
+    /// ([`LAG_UNKNOWN`]) until it answers again, and rests as after a failed read: `/health`
+    /// says `down` even while no read tried it.
     pub(crate) async fn measure_lag(&self) -> Option<Result<Duration, sqlx::Error>> {
         let replica = self.replica.as_ref()?;
         let measured = async {
@@ -393,13 +400,21 @@ impl Reads {
             .fetch_one(&self.primary)
             .await?;
             // NULL replay position: not a standby (nothing to lag behind by WAL).
-            let (replayed, replayed_commit): (Option<i64>, Option<time::OffsetDateTime>) =
-                sqlx::query_as(
-                    "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8,
+            let replay: Result<(Option<i64>, Option<time::OffsetDateTime>), _> = sqlx::query_as(
+                "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8,
                             pg_last_xact_replay_timestamp()",
-                )
-                .fetch_one(&replica.pool)
-                .await?;
+            )
+            .fetch_one(&replica.pool)
+            .await;
+            // The measurement is a read of the replica like any other: lost, the replica
+            // rests (if it was up: a resting replica's failed measurements start no new
+            // rest); answered, it is up again without waiting for a read to try it.
+            match &replay {
+                Err(err) if err.failure() == Failure::Lost => replica.rest(UP),
+                Err(_) => {}
+                Ok(_) => replica.answered(),
+            }
+            let (replayed, replayed_commit) = replay?;
             Ok::<_, sqlx::Error>(match (replayed, replayed_commit) {
                 (None, _) => Some(Duration::ZERO),
                 (Some(replayed), _) if replayed >= written => Some(Duration::ZERO),
@@ -460,37 +475,40 @@ impl Replica {
     }
 
     /// Whether this read may go to the replica: it is up, or its rest is over and this read
-    /// is the one to try it again.
-    fn take_turn(&self) -> bool {
+    /// is the one to try it again. Says the `down_until` the read saw (its turn), for
+    /// [`Replica::rest`].
+    fn take_turn(&self) -> Option<u64> {
         let until = self.down_until.load(Ordering::Acquire);
-        if until == 0 {
-            return true;
+        if until == UP {
+            return Some(UP);
         }
         let now = self.now_ms();
-        now >= until
+        let turn = now.saturating_add(Self::rest_ms());
+        (now >= until
             && self
                 .down_until
-                .compare_exchange(
-                    until,
-                    now.saturating_add(Self::rest_ms()),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
+                .compare_exchange(until, turn, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok())
+        .then_some(turn)
     }
 
-    fn rest(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        self.down_until.store(
-            self.now_ms().saturating_add(Self::rest_ms()),
-            Ordering::Release,
-        );
+    /// Starts a rest after a failure on `turn` (the `down_until` seen when the replica was
+    /// tried), unless another failure started one since: reads failing together count once.
+    fn rest(&self, turn: u64) {
+        let until = self.now_ms().saturating_add(Self::rest_ms());
+        if self
+            .down_until
+            .compare_exchange(turn, until, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn answered(&self) {
         // A load first: the store would make every read write the same cache line.
-        if self.down_until.load(Ordering::Relaxed) != 0 {
-            self.down_until.store(0, Ordering::Release);
+        if self.down_until.load(Ordering::Relaxed) != UP {
+            self.down_until.store(UP, Ordering::Release);
         }
     }
 
@@ -502,7 +520,39 @@ impl Replica {
 
 #[cfg(test)]
 mod tests {
-    use super::{Failure, ReadError};
+    use super::{Failure, ReadError, Reads, UP};
+
+    #[tokio::test]
+    async fn failures_seen_together_start_one_rest() {
+        let primary = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("lazy pool");
+        let reads = Reads::new(
+            primary,
+            Some("postgres://nobody@127.0.0.1:1/none"),
+            1,
+            std::time::Duration::from_secs(10),
+        )
+        .expect("reads");
+        let replica = reads.replica.as_ref().expect("a replica");
+        // Two reads tried it while up, and both failed: one rest, one failure.
+        let (first, second) = (replica.take_turn(), replica.take_turn());
+        assert_eq!((first, second), (Some(UP), Some(UP)));
+        replica.rest(UP);
+        replica.rest(UP);
+        assert_eq!(
+            reads.replica_health().map(|h| (h.state, h.failures)),
+            Some(("down", 1))
+        );
+        // Resting: no read gets a turn, and a measurement that fails starts no new rest.
+        assert_eq!(replica.take_turn(), None);
+        replica.rest(UP);
+        assert_eq!(reads.replica_health().map(|h| h.failures), Some(1));
+        // Answered (a read or a measurement): up again.
+        replica.answered();
+        assert_eq!(replica.take_turn(), Some(UP));
+        assert_eq!(reads.replica_health().map(|h| h.state), Some("up"));
+    }
 
     #[test]
     fn what_a_failed_read_says_about_the_replica() {

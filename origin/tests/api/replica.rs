@@ -340,8 +340,8 @@ async fn a_replica_whose_lag_is_not_known_is_not_read() {
         .await;
     caught_up(&app.db, &replica).await;
     replica.kill().expect("kill the replica");
-    // The measurement fails: the lag is not known, and reads go to the primary without
-    // trying the replica first.
+    // The measurement fails: the lag is not known, the replica rests as after a failed read,
+    // and reads go to the primary without trying it first.
     assert!(
         app.state
             .measure_replica_lag()
@@ -352,13 +352,42 @@ async fn a_replica_whose_lag_is_not_known_is_not_read() {
     let unknown = health(&app).await;
     assert_eq!(unknown["lag_seconds"], Value::Null, "{unknown}");
     assert_eq!(unknown["behind"], true, "{unknown}");
+    assert_eq!(unknown["state"], "down", "{unknown}");
+    assert_eq!(unknown["failures"], 1, "the measurement's: {unknown}");
     assert_eq!(
         codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
         ["first"]
     );
+    // A second failed measurement, while the replica rests, starts no new rest.
+    assert!(
+        app.state
+            .measure_replica_lag()
+            .await
+            .expect("a replica")
+            .is_err()
+    );
     let after = health(&app).await;
-    assert_eq!(after["failures"], 0, "the replica was not tried: {after}");
-    assert_eq!(after["state"], "up", "{after}");
+    assert_eq!(after["failures"], 1, "the replica was not tried: {after}");
+    assert_eq!(after["state"], "down", "{after}");
+    // Back, the next measurement finds it answering: up, and read again.
+    replica
+        .restart(Durability::Throwaway)
+        .expect("restart the replica");
+    caught_up(&app.db, &replica).await;
+    assert_eq!(measure_lag(&app).await, Duration::ZERO);
+    let back = health(&app).await;
+    assert_eq!(back["state"], "up", "{back}");
+    assert_eq!(back["behind"], false, "{back}");
+    let fallbacks = back["fallbacks"].clone();
+    assert_eq!(
+        codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
+        ["first"]
+    );
+    assert_eq!(
+        health(&app).await["fallbacks"],
+        fallbacks,
+        "read from the replica"
+    );
 }
 
 #[tokio::test]
@@ -603,8 +632,8 @@ async fn a_replica_that_never_answers_is_not_read() {
     let app = app_with(&config).await;
     app.create(json!({"destination": "https://example.com/x", "code": "silent"}))
         .await;
-    // Its lag cannot be measured (no connection within the acquire timeout): not known, so
-    // no read waits for it.
+    // Its lag cannot be measured (no connection within the acquire timeout): not known, and
+    // the replica rests as after a failed read, so no read waits for it.
     assert!(
         app.state
             .measure_replica_lag()
@@ -621,10 +650,11 @@ async fn a_replica_that_never_answers_is_not_read() {
         );
     }
     let health = health(&app).await;
-    // Two reads a list, all the primary's, and none tried the replica first.
+    // Two reads a list, all the primary's, and none tried the replica first: the one failure
+    // is the measurement's.
     assert_eq!(
         health,
-        json!({"state": "up", "fallbacks": 2 * LISTS, "failures": 0, "lag_seconds": null, "behind": true})
+        json!({"state": "down", "fallbacks": 2 * LISTS, "failures": 1, "lag_seconds": null, "behind": true})
     );
     holding.abort();
 }
