@@ -34,6 +34,8 @@ const ENTRY_OVERHEAD: usize = 128
 /// once, for the visits that go there (every visit of a plain link) without an allocation.
 #[derive(Debug)]
 pub(crate) struct CachedLink {
+    /// The code it was cached under: what a thread's copy in [`front`] is checked against.
+    code: Box<str>,
     pub(crate) record: LinkRecord,
     pub(crate) location: HeaderValue,
 }
@@ -134,7 +136,11 @@ impl LinkCache {
             Ok(record.and_then(|record| {
                 // A stored destination is a valid URL, hence a valid header value.
                 let location = HeaderValue::from_str(record.destination.as_str()).ok()?;
-                Some(Arc::new(CachedLink { record, location }))
+                Some(Arc::new(CachedLink {
+                    code: code.into(),
+                    record,
+                    location,
+                }))
             }))
         };
         let Some(cache) = &self.cache else {
@@ -150,7 +156,7 @@ impl LinkCache {
         }
         if let Some(entry) = cache.get(code).await {
             let result = if let Some(link) = &entry {
-                front::keep(self.id, code, generation, link);
+                front::keep(self.id, generation, link);
                 "hit"
             } else {
                 "negative_hit"
@@ -242,9 +248,10 @@ mod front {
     /// How long a copy is served at most.
     pub(super) const FOR: Duration = Duration::from_secs(1);
 
+    /// The copy's code is its link's ([`CachedLink::code`]): compared there, in the memory
+    /// the copy is served from, rather than in a box of the slot's own.
     struct Slot {
         cache: u64,
-        code: Box<str>,
         generation: u64,
         until: Instant,
         link: Arc<CachedLink>,
@@ -275,21 +282,20 @@ mod front {
             let slot = copies.get(slot_of(cache, code))?.as_ref()?;
             (slot.cache == cache
                 && slot.generation == generation
-                && &*slot.code == code
+                && &*slot.link.code == code
                 && Instant::now() < slot.until)
                 .then(|| slot.link.clone())
         })
     }
 
-    pub(super) fn keep(cache: u64, code: &str, generation: u64, link: &Arc<CachedLink>) {
+    pub(super) fn keep(cache: u64, generation: u64, link: &Arc<CachedLink>) {
         COPIES.with_borrow_mut(|copies| {
             if copies.is_empty() {
                 copies.resize_with(SLOTS, || None);
             }
-            if let Some(slot) = copies.get_mut(slot_of(cache, code)) {
+            if let Some(slot) = copies.get_mut(slot_of(cache, &link.code)) {
                 *slot = Some(Slot {
                     cache,
-                    code: code.into(),
                     generation,
                     until: Instant::now() + FOR,
                     link: link.clone(),
@@ -299,12 +305,13 @@ mod front {
     }
 }
 
-/// The bytes an entry holds: its code, its destination twice (the record's and the prepared
-/// `Location` header's copy), what its rules hold on the heap, plus the fixed
-/// [`ENTRY_OVERHEAD`].
+/// The bytes an entry holds: its code (the key's, and a link's own copy), its destination
+/// twice (the record's and the prepared `Location` header's copy), what its rules hold on the
+/// heap, plus the fixed [`ENTRY_OVERHEAD`].
 fn weight(code: &str, entry: &Entry) -> u32 {
     let link = entry.as_ref().map_or(0, |link| {
-        link.record.destination.as_str().len()
+        link.code.len()
+            + link.record.destination.as_str().len()
             + link.location.len()
             + link.record.rules().heap_bytes()
     });
@@ -457,6 +464,7 @@ mod tests {
     #[test]
     fn rules_are_weighed() {
         let plain = Some(Arc::new(CachedLink {
+            code: "c".into(),
             record: record("https://example.com/x"),
             location: HeaderValue::from_static("https://example.com/x"),
         }));
@@ -471,6 +479,7 @@ mod tests {
         }))
         .expect("valid rules");
         let ruled = Some(Arc::new(CachedLink {
+            code: "c".into(),
             record: record("https://example.com/x").with_rules(rules),
             location: HeaderValue::from_static("https://example.com/x"),
         }));

@@ -9,8 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -44,9 +43,12 @@ const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(crate) async fn redirect(
     State(state): State<crate::State>,
-    request: Parts,
     code: Result<CodePath, Error>,
+    // The request itself, not its `Parts` (an extractor that clones the headers and
+    // extensions): the hot path allocates nothing it does not keep.
+    request: Request,
 ) -> Response {
+    let (request, _) = request.into_parts();
     if let Err(response) = crate::rate_limit::check_redirect(&state, &request).await {
         return response;
     }
@@ -393,10 +395,10 @@ fn record_click(
 /// cookie and sends the browser back to the link (303), whose GET then redirects.
 pub(crate) async fn unlock(
     State(state): State<crate::State>,
-    request: Parts,
     code: Result<CodePath, Error>,
-    body: Body,
+    request: Request,
 ) -> Response {
+    let (request, body) = request.into_parts();
     if let Err(response) = crate::rate_limit::check_redirect(&state, &request).await {
         return response;
     }
