@@ -137,47 +137,44 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
     let baseline_address = SocketAddr::from(([127, 0, 0, 1], baseline_port));
     tools::wait_until_listening(baseline_address, 5)?;
 
-    // The baseline first, before any origin has clicks to store in the background.
-    let baseline_result = wrk(
-        baseline_address,
-        &hot_script,
-        args.seconds,
-        args.connections,
-    )?;
     // Warm the cache: every hot code is visited many times over before measuring.
     wrk(cached.address, &hot_script, 3, args.connections)?;
-    // Redirects of the origin that records clicks (its warm-up's too).
-    let recorded: u64;
-    let results = [
-        ("bare axum, constant 302 (baseline)", baseline_result),
-        (
-            "origin, cache hit",
-            wrk(cached.address, &hot_script, args.seconds, args.connections)?,
-        ),
-        (
-            "origin, cache off (PostgreSQL)",
-            wrk(
+    // The baseline and the two origins that record no clicks, in turn (a burst of the
+    // machine's other load falls on all three alike, not on the baseline alone), before any
+    // origin has clicks to store in the background.
+    let mut results = interleaved(
+        &[
+            (
+                "bare axum, constant 302 (baseline)",
+                baseline_address,
+                &hot_script,
+            ),
+            ("origin, cache hit", cached.address, &hot_script),
+            (
+                "origin, cache off (PostgreSQL)",
                 uncached.address,
                 &all_script,
-                args.seconds,
-                args.connections,
-            )?,
-        ),
-        ("origin, cache hit, clicks recorded", {
-            let warm = wrk(recording.address, &hot_script, 3, args.connections)?;
-            let measured = wrk(
-                recording.address,
-                &hot_script,
-                args.seconds,
-                args.connections,
-            )?;
-            recorded = [&warm, &measured]
-                .iter()
-                .map(|run| run.requests.saturating_sub(run.non_2xx_3xx))
-                .sum();
-            measured
-        }),
-    ];
+            ),
+        ],
+        args,
+    )?;
+    // Redirects of the origin that records clicks (its warm-up's too), last: the clicks it
+    // stores go on loading the machine after its run.
+    let recorded: u64;
+    results.push(("origin, cache hit, clicks recorded", {
+        let warm = wrk(recording.address, &hot_script, 3, args.connections)?;
+        let measured = wrk(
+            recording.address,
+            &hot_script,
+            args.seconds,
+            args.connections,
+        )?;
+        recorded = [&warm, &measured]
+            .iter()
+            .map(|run| run.requests.saturating_sub(run.non_2xx_3xx))
+            .sum();
+        measured
+    }));
     // Rules against plain links on the same origin, in turn, so the machine's noise falls on
     // both alike.
     wrk(cached.address, &ruled_script, 3, args.connections)?;
@@ -206,8 +203,13 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
 
     let mut report = table(
         &format!(
-            "origin redirect route, {} links, {} connections, {} s each, 127.0.0.1",
-            args.links, args.connections, args.seconds
+            "origin redirect route, {} links, {} connections, 127.0.0.1; the first three rows \
+             in turn, {ROUNDS} rounds of {} s (mean rate, the median round's latencies), \
+             the last {} s",
+            args.links,
+            args.connections,
+            round_seconds(args),
+            args.seconds
         ),
         &results,
         &[None, Some(0.90), Some(0.35), Some(0.60)],
