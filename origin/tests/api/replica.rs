@@ -103,6 +103,12 @@ async fn measure_lag(app: &TestApp) -> Duration {
         .expect("lag measured")
 }
 
+/// Measures the replica's lag now, and expects the measurement to fail.
+async fn measure_lag_fails(app: &TestApp) {
+    let measured = app.state.measure_replica_lag().await.expect("a replica");
+    assert!(measured.is_err(), "{measured:?}");
+}
+
 /// Pauses the replica's replay (it keeps receiving, but applies nothing more until resumed).
 async fn pause_replay(replica: &Cluster) {
     let mut conn = connect(replica).await;
@@ -342,13 +348,7 @@ async fn a_replica_whose_lag_is_not_known_is_not_read() {
     replica.kill().expect("kill the replica");
     // The measurement fails: the lag is not known, the replica rests as after a failed read,
     // and reads go to the primary without trying it first.
-    assert!(
-        app.state
-            .measure_replica_lag()
-            .await
-            .expect("a replica")
-            .is_err()
-    );
+    measure_lag_fails(&app).await;
     let unknown = health(&app).await;
     assert_eq!(unknown["lag_seconds"], Value::Null, "{unknown}");
     assert_eq!(unknown["behind"], true, "{unknown}");
@@ -359,13 +359,7 @@ async fn a_replica_whose_lag_is_not_known_is_not_read() {
         ["first"]
     );
     // A second failed measurement, while the replica rests, starts no new rest.
-    assert!(
-        app.state
-            .measure_replica_lag()
-            .await
-            .expect("a replica")
-            .is_err()
-    );
+    measure_lag_fails(&app).await;
     let after = health(&app).await;
     assert_eq!(after["failures"], 1, "the replica was not tried: {after}");
     assert_eq!(after["state"], "down", "{after}");
@@ -634,13 +628,7 @@ async fn a_replica_that_never_answers_is_not_read() {
         .await;
     // Its lag cannot be measured (no connection within the acquire timeout): not known, and
     // the replica rests as after a failed read, so no read waits for it.
-    assert!(
-        app.state
-            .measure_replica_lag()
-            .await
-            .expect("a replica")
-            .is_err()
-    );
+    measure_lag_fails(&app).await;
 
     const LISTS: u64 = 10;
     for _ in 0..LISTS {
