@@ -347,16 +347,15 @@ fn click_id(at: OffsetDateTime) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let mut id = [0u8; 16];
-    let second = u32::try_from(at.unix_timestamp()).unwrap_or_default();
-    id[..4].copy_from_slice(&second.to_be_bytes());
-    let [first, second] = &*KEYS;
-    let hash = |keys: &std::hash::RandomState| {
+    let unix_second = u32::try_from(at.unix_timestamp()).unwrap_or_default();
+    id[..4].copy_from_slice(&unix_second.to_be_bytes());
+    let [high, low] = KEYS.each_ref().map(|keys| {
         let mut hasher = keys.build_hasher();
         hasher.write_u64(n);
         hasher.finish().to_be_bytes()
-    };
-    id[4..12].copy_from_slice(&hash(first));
-    id[12..].copy_from_slice(&hash(second)[..4]);
+    });
+    id[4..12].copy_from_slice(&high);
+    id[12..].copy_from_slice(&low[..4]);
     hex::encode(id)
 }
 
