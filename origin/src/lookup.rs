@@ -23,12 +23,15 @@ use tokio::sync::oneshot;
 use crate::error::Error;
 use crate::links;
 
-/// Look-ups under way at once (each holds a database connection while it runs).
-const RUNNERS: usize = 4;
+/// Look-ups under way at once (each holds a database connection while it runs). Fewer
+/// runners make bigger batches: under the origin bench's cache-off load (64 connections,
+/// 10,000 links) 2 served 26,956 and 25,948 req/s where 4 served 22,897–23,752 (six runs);
+/// 1 served 28,257, but then one slow query would hold up every miss.
+const RUNNERS: usize = 2;
 /// Most codes in one look-up.
 const MOST: usize = 256;
 /// Most codes waiting for a look-up at once.
-pub(crate) const MOST_WAITING: usize = RUNNERS * MOST * 4;
+pub(crate) const MOST_WAITING: usize = 4_096;
 /// How long a visit waits for its code's look-up: a connection's wait (2 s) and a query.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
