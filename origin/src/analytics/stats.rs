@@ -123,8 +123,10 @@ impl Of {
 /// series, the breakdowns and, for a workspace, its top tags and its top links (the latter
 /// a few queries in turn, [`super::top_links`]). The answer takes as long as the longest, not
 /// their sum (the analytics bench's account query: p50 4.4 → 3.9 ms, runs alternated on one
-/// database). The time zone's check comes first, so a bad zone is a 422 whatever the series'
-/// query (which uses it) would answer.
+/// database), for up to four of the pool's connections at once, a few milliseconds each (the
+/// stats budget, `rate_limit.rs`, bounds how often a caller asks). The time zone's check
+/// comes first, so a bad zone is a 422 whatever the series' query (which uses it) would
+/// answer.
 async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
     check_tz(db, range).await?;
     let tops = async {
