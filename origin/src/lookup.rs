@@ -31,7 +31,7 @@ const RUNNERS: usize = 2;
 /// Most codes in one look-up.
 const MOST: usize = 256;
 /// Most codes waiting for a look-up at once.
-pub(crate) const MOST_WAITING: usize = 4_096;
+const MOST_WAITING: usize = 4_096;
 /// How long a visit waits for its code's look-up: a connection's wait (2 s) and a query.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
