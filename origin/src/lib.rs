@@ -614,12 +614,14 @@ pub fn app(state: State) -> Router {
         .route("/ready", get(health::ready))
         .merge(dashboard::routes(admin_dir))
         .merge(abuse::reports::public_routes())
-        .route("/{code}", get(redirect::redirect).post(redirect::unlock))
         .fallback(redirect::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.inner.gateway.request_timeout(),
             gateway::time_limit,
         ))
+        // After the timeout layer: the redirect routes bound their own wait (`redirect.rs`),
+        // without the layer's cost on the hot path.
+        .route("/{code}", get(redirect::redirect).post(redirect::unlock))
         // After the timeout layer: the edge's ingest has a deadline of its own, and cutting it
         // short would only make the edge send the batch again.
         .nest(shortlink::edge::EDGE_PREFIX, edge);

@@ -114,6 +114,35 @@ async fn a_request_past_the_timeout_is_503_timeout() {
     assert_eq!(response.status, StatusCode::OK);
 }
 
+/// The redirect routes keep the deadline outside the gateway's layer (`redirect.rs`), and
+/// answer a visitor with a page.
+#[tokio::test]
+async fn a_redirect_past_the_timeout_is_503_with_a_page() {
+    let database_url = new_database().await;
+    let mut config = config(&database_url);
+    config.gateway.request_timeout_secs = 1;
+    let app = app_with(&config).await;
+    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
+    sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
+    sqlx::query("LOCK TABLE links IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut conn)
+        .await
+        .expect("lock");
+    let started = std::time::Instant::now();
+    let response = app.visit(Method::GET, "/abc1234").await;
+    let took = started.elapsed();
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.header(&header::CONTENT_TYPE).starts_with("text/html"));
+    assert_eq!(response.header(&header::RETRY_AFTER), "5");
+    // The look-up itself gives up after 5 s: the answer came from the request's deadline.
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    drop(conn);
+    assert_eq!(
+        app.visit(Method::GET, "/abc1234").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
 #[tokio::test]
 async fn a_burst_over_the_cap_is_shed_503_busy() {
     let mut config = config(&new_database().await);
