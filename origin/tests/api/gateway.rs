@@ -11,13 +11,14 @@ use sqlx::{Connection, PgConnection};
 use crate::support::{TestApp, app_with, config, new_database, spawn_app};
 
 /// Holds `api_keys` locked (every keyed API call waits on it) until the connection is dropped.
-async fn lock_api_keys(database_url: &str) -> PgConnection {
+/// Holds `table` locked (every read of it waits) until the connection is dropped.
+async fn lock_table(database_url: &str, table: &str) -> PgConnection {
     let mut conn = PgConnection::connect(database_url).await.expect("connect");
     sqlx::query("BEGIN")
         .execute(&mut conn)
         .await
         .expect("begin");
-    sqlx::query("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+    sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
         .execute(&mut conn)
         .await
         .expect("lock");
@@ -102,7 +103,7 @@ async fn a_request_past_the_timeout_is_503_timeout() {
     let mut config = config(&database_url);
     config.gateway.request_timeout_secs = 1;
     let app = app_with(&config).await;
-    let lock = lock_api_keys(&database_url).await;
+    let lock = lock_table(&database_url, "api_keys").await;
     let started = std::time::Instant::now();
     let response = app.api(Method::GET, "/api/v1/links", None).await;
     let took = started.elapsed();
@@ -122,21 +123,20 @@ async fn a_redirect_past_the_timeout_is_503_with_a_page() {
     let mut config = config(&database_url);
     config.gateway.request_timeout_secs = 1;
     let app = app_with(&config).await;
-    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
-    sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
-    sqlx::query("LOCK TABLE links IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut conn)
-        .await
-        .expect("lock");
+    let lock = lock_table(&database_url, "links").await;
     let started = std::time::Instant::now();
     let response = app.visit(Method::GET, "/abc1234").await;
     let took = started.elapsed();
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(response.header(&header::CONTENT_TYPE).starts_with("text/html"));
+    assert!(
+        response
+            .header(&header::CONTENT_TYPE)
+            .starts_with("text/html")
+    );
     assert_eq!(response.header(&header::RETRY_AFTER), "5");
     // The look-up itself gives up after 5 s: the answer came from the request's deadline.
     assert!(took < Duration::from_secs(4), "answered after {took:?}");
-    drop(conn);
+    drop(lock);
     assert_eq!(
         app.visit(Method::GET, "/abc1234").await.status,
         StatusCode::NOT_FOUND
@@ -173,7 +173,7 @@ async fn redirects_and_sign_ins_are_outside_the_cap() {
     let app = app_with(&config).await;
     app.create(json!({"destination": "https://example.com/cap", "code": "cap"}))
         .await;
-    let lock = lock_api_keys(&database_url).await;
+    let lock = lock_table(&database_url, "api_keys").await;
     // Takes the one permit and waits on the lock.
     let router = app.router.clone();
     let key = app.api_key.clone();
