@@ -10,7 +10,6 @@ use sqlx::{Connection, PgConnection};
 
 use crate::support::{TestApp, app_with, config, new_database, spawn_app};
 
-/// Holds `api_keys` locked (every keyed API call waits on it) until the connection is dropped.
 /// Holds `table` locked (every read of it waits) until the connection is dropped.
 async fn lock_table(database_url: &str, table: &str) -> PgConnection {
     let mut conn = PgConnection::connect(database_url).await.expect("connect");
