@@ -126,34 +126,45 @@ impl LinkCache {
             .saturating_add(1)
     }
 
-    /// The cached entry for `code`, or what `load` finds (then cached). Errors are not cached.
-    pub(crate) async fn get_or_load<F>(&self, code: &str, load: F) -> Result<Entry, Error>
+    /// The cached entry for `code`, or what the look-up that `load` makes finds (then cached).
+    /// Errors are not cached.
+    pub(crate) async fn get_or_load<F>(
+        &self,
+        code: &str,
+        load: impl FnOnce() -> F,
+    ) -> Result<Entry, Error>
     where
         F: Future<Output = Result<Option<LinkRecord>, Error>>,
     {
-        let load = async {
-            let record = load.await?;
-            Ok(record.and_then(|record| {
-                // A stored destination is a valid URL, hence a valid header value.
-                let location = HeaderValue::from_str(record.destination.as_str()).ok()?;
-                Some(Arc::new(CachedLink {
-                    code: code.into(),
-                    record,
-                    location,
-                }))
-            }))
-        };
-        let Some(cache) = &self.cache else {
-            metrics::counter!("kurz_redirect_cache_total", "result" => "miss").increment(1);
-            return load.await;
-        };
         // Read before the look-ups: a copy kept below under it is of no use once an
         // invalidation came after it.
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some(link) = front::get(self.id, code, generation) {
+        if self.cache.is_some()
+            && let Some(link) = front::get(self.id, code, generation)
+        {
             metrics::counter!("kurz_redirect_cache_total", "result" => "hit").increment(1);
             return Ok(Some(link));
         }
+        // Boxed, and the look-up made only here: the futures of moka and of the batched query
+        // are some KiB, and would otherwise be part of every visit's, moved with it per
+        // request, where most visits are answered by the thread's copy above.
+        Box::pin(self.get_or_load_shared(code, load, generation)).await
+    }
+
+    /// [`Self::get_or_load`] past the thread's copies: the cache itself, else the look-up.
+    async fn get_or_load_shared<F>(
+        &self,
+        code: &str,
+        load: impl FnOnce() -> F,
+        generation: u64,
+    ) -> Result<Entry, Error>
+    where
+        F: Future<Output = Result<Option<LinkRecord>, Error>>,
+    {
+        let Some(cache) = &self.cache else {
+            metrics::counter!("kurz_redirect_cache_total", "result" => "miss").increment(1);
+            return entry_of(code, load()).await;
+        };
         if let Some(entry) = cache.get(code).await {
             let result = if let Some(link) = &entry {
                 front::keep(self.id, generation, link);
@@ -166,13 +177,12 @@ impl LinkCache {
         }
         // Visits that wait on another's load of the same code count as misses too.
         metrics::counter!("kurz_redirect_cache_total", "result" => "miss").increment(1);
-        let entry =
-            cache
-                .try_get_with(code.to_owned(), load)
-                .await
-                .map_err(|err: Arc<Error>| {
-                    Arc::try_unwrap(err).unwrap_or_else(|err| shared_error(&err))
-                })?;
+        let entry = cache
+            .try_get_with(code.to_owned(), entry_of(code, load()))
+            .await
+            .map_err(|err: Arc<Error>| {
+                Arc::try_unwrap(err).unwrap_or_else(|err| shared_error(&err))
+            })?;
         // An invalidation while the query ran may be of a change it did not see: that entry
         // would be served stale until the TTL. It was right a moment ago, so this answer may
         // use it; the next visit reads again.
@@ -305,6 +315,23 @@ mod front {
     }
 }
 
+/// The entry for what `load` finds: a link with its `Location` header made once.
+async fn entry_of(
+    code: &str,
+    load: impl Future<Output = Result<Option<LinkRecord>, Error>>,
+) -> Result<Entry, Error> {
+    let record = load.await?;
+    Ok(record.and_then(|record| {
+        // A stored destination is a valid URL, hence a valid header value.
+        let location = HeaderValue::from_str(record.destination.as_str()).ok()?;
+        Some(Arc::new(CachedLink {
+            code: code.into(),
+            record,
+            location,
+        }))
+    }))
+}
+
 /// The bytes an entry holds: its code (the key's, and a link's own copy), its destination
 /// twice (the record's and the prepared `Location` header's copy), what its rules hold on the
 /// heap, plus the fixed [`ENTRY_OVERHEAD`].
@@ -362,7 +389,7 @@ mod tests {
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         // The load read the link before a change; the change's invalidation lands while it
         // is still under way, before it stores what it read.
-        let loading = cache.get_or_load("code", async {
+        let loading = cache.get_or_load("code", || async {
             released.await.ok();
             Ok(Some(record("https://example.com/old")))
         });
@@ -375,7 +402,7 @@ mod tests {
         assert_eq!(destination(&loaded), Some("https://example.com/old"));
 
         let reloaded = cache
-            .get_or_load("code", async {
+            .get_or_load("code", || async {
                 Ok(Some(record("https://example.com/new")))
             })
             .await
@@ -383,7 +410,7 @@ mod tests {
         assert_eq!(destination(&reloaded), Some("https://example.com/new"));
         // Without an invalidation meanwhile, a load is kept.
         let kept = cache
-            .get_or_load("code", async {
+            .get_or_load("code", || async {
                 Ok(Some(record("https://example.com/newer")))
             })
             .await
@@ -396,7 +423,7 @@ mod tests {
         let cache = LinkCache::new(1 << 20, Duration::from_secs(300), Duration::from_secs(300));
         let load = |destination: &'static str| async move { Ok(Some(record(destination))) };
         let first = cache
-            .get_or_load("code", load("https://example.com/old"))
+            .get_or_load("code", || load("https://example.com/old"))
             .await;
         assert_eq!(
             destination(&first.expect("loaded")),
@@ -405,7 +432,7 @@ mod tests {
         // Served again (from the cache, then from this thread's copy), not loaded.
         for _ in 0..3 {
             let again = cache
-                .get_or_load("code", load("https://example.com/unused"))
+                .get_or_load("code", || load("https://example.com/unused"))
                 .await;
             assert_eq!(
                 destination(&again.expect("hit")),
@@ -415,7 +442,7 @@ mod tests {
         // Another cache in the same thread has copies of its own.
         let other = LinkCache::new(1 << 20, Duration::from_secs(300), Duration::from_secs(300));
         let theirs = other
-            .get_or_load("code", load("https://example.com/theirs"))
+            .get_or_load("code", || load("https://example.com/theirs"))
             .await;
         assert_eq!(
             destination(&theirs.expect("loaded")),
@@ -424,7 +451,7 @@ mod tests {
 
         cache.invalidate("code").await;
         let new = cache
-            .get_or_load("code", load("https://example.com/new"))
+            .get_or_load("code", || load("https://example.com/new"))
             .await;
         assert_eq!(
             destination(&new.expect("loaded")),
@@ -432,7 +459,7 @@ mod tests {
         );
         cache.invalidate_all();
         let newer = cache
-            .get_or_load("code", load("https://example.com/newer"))
+            .get_or_load("code", || load("https://example.com/newer"))
             .await;
         assert_eq!(
             destination(&newer.expect("loaded")),
@@ -451,7 +478,7 @@ mod tests {
         for n in 0..100 {
             let code = format!("code{n}");
             cache
-                .get_or_load(&code, async { Ok(Some(record(&long))) })
+                .get_or_load(&code, || async { Ok(Some(record(&long))) })
                 .await
                 .expect("loaded");
         }

@@ -390,13 +390,14 @@ pub(crate) async fn check_redirect(state: &crate::State, request: &Parts) -> Res
     let Some(address) = state.inner.client_ip.of_request(request) else {
         return Ok(());
     };
-    let Err(refusal) = limiters
-        .take(
-            shortlink::password::network_of(address),
-            Budget::Redirect,
-            *per_min,
-        )
-        .await
+    // Boxed: the limiters' future is large, and would otherwise be part of every visit's
+    // (moved with it per request) where the limit is off.
+    let Err(refusal) = Box::pin(limiters.take(
+        shortlink::password::network_of(address),
+        Budget::Redirect,
+        *per_min,
+    ))
+    .await
     else {
         return Ok(());
     };

@@ -78,7 +78,9 @@ async fn visit(state: &crate::State, code: Result<CodePath, Error>, request: Req
         return response;
     }
     let Ok(CodePath(code)) = code else {
-        return preview_or_not_found(state, code).await;
+        // Boxed, like the other paths a plain visit does not take: a visit's future is moved
+        // with every request, and would otherwise be as large as its largest path.
+        return Box::pin(preview_or_not_found(state, code)).await;
     };
     let link = match load(state, &code).await {
         Ok(link) => link,
@@ -98,7 +100,7 @@ async fn visit(state: &crate::State, code: Result<CodePath, Error>, request: Req
     };
     let rules = link.record.rules();
     if rules.max_clicks.is_some() && request.method == Method::GET && !visitor.agent.bot {
-        match links::limit::take_click(state, link.record.link_id).await {
+        match Box::pin(links::limit::take_click(state, link.record.link_id)).await {
             Ok(true) => {}
             // Another visit took the last click since the record was read.
             Ok(false) => {
@@ -170,7 +172,7 @@ async fn load(
     let cached = state
         .inner
         .cache
-        .get_or_load(code.as_str(), find_record(state, code))
+        .get_or_load(code.as_str(), || find_record(state, code))
         .await;
     match cached {
         Ok(Some(link)) => Ok(link),
