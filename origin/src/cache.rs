@@ -34,8 +34,6 @@ const ENTRY_OVERHEAD: usize = 128
 /// once, for the visits that go there (every visit of a plain link) without an allocation.
 #[derive(Debug)]
 pub(crate) struct CachedLink {
-    /// The code it was cached under: what a thread's copy in [`front`] is checked against.
-    code: Box<str>,
     pub(crate) record: LinkRecord,
     pub(crate) location: HeaderValue,
 }
@@ -163,11 +161,11 @@ impl LinkCache {
     {
         let Some(cache) = &self.cache else {
             metrics::counter!("kurz_redirect_cache_total", "result" => "miss").increment(1);
-            return entry_of(code, load()).await;
+            return entry_of(load()).await;
         };
         if let Some(entry) = cache.get(code).await {
             let result = if let Some(link) = &entry {
-                front::keep(self.id, generation, link);
+                front::keep(self.id, generation, code, link);
                 "hit"
             } else {
                 "negative_hit"
@@ -178,7 +176,7 @@ impl LinkCache {
         // Visits that wait on another's load of the same code count as misses too.
         metrics::counter!("kurz_redirect_cache_total", "result" => "miss").increment(1);
         let entry = cache
-            .try_get_with(code.to_owned(), entry_of(code, load()))
+            .try_get_with(code.to_owned(), entry_of(load()))
             .await
             .map_err(|err: Arc<Error>| {
                 Arc::try_unwrap(err).unwrap_or_else(|err| shared_error(&err))
@@ -237,8 +235,8 @@ impl LinkCache {
 }
 
 /// Each thread's copies of the links it served from the cache lately, in front of moka: a
-/// hit there costs a hash and a compare, where moka's own read costs several times that (its
-/// hash table, and the bookkeeping of every read for its eviction order). A copy is served
+/// hit there costs a hash and a compare in one cache line, where moka's own read costs several
+/// times that (its hash table, and the bookkeeping of every read for its eviction order). A copy is served
 /// only while no invalidation came since it was taken from the cache (any invalidation, of
 /// any code, makes every copy useless: the generation), and for [`front::FOR`] at most, so
 /// it never outlives its cache entry by more than that. Direct-mapped slots, a fixed number
@@ -257,14 +255,26 @@ mod front {
     pub(super) const SLOTS: usize = 1 << 15;
     /// How long a copy is served at most.
     pub(super) const FOR: Duration = Duration::from_secs(1);
+    /// The longest code a copy is kept for (longer codes are answered by the cache itself):
+    /// the code fits in the slot's cache line, so a hit compares it there rather than
+    /// behind two more pointers.
+    const CODE_BYTES: usize = 23;
 
-    /// The copy's code is its link's ([`CachedLink::code`]): compared there, in the memory
-    /// the copy is served from, rather than in a box of the slot's own.
+    /// One cache line: what a look-up reads before the link itself.
+    #[repr(align(64))]
     struct Slot {
         cache: u64,
         generation: u64,
         until: Instant,
         link: Arc<CachedLink>,
+        code_len: u8,
+        code: [u8; CODE_BYTES],
+    }
+
+    impl Slot {
+        fn code(&self) -> &[u8] {
+            &self.code[..usize::from(self.code_len)]
+        }
     }
 
     thread_local! {
@@ -292,53 +302,64 @@ mod front {
             let slot = copies.get(slot_of(cache, code))?.as_ref()?;
             (slot.cache == cache
                 && slot.generation == generation
-                && &*slot.link.code == code
+                && slot.code() == code.as_bytes()
                 && Instant::now() < slot.until)
                 .then(|| slot.link.clone())
         })
     }
 
-    pub(super) fn keep(cache: u64, generation: u64, link: &Arc<CachedLink>) {
+    pub(super) fn keep(cache: u64, generation: u64, code: &str, link: &Arc<CachedLink>) {
+        let mut kept = [0; CODE_BYTES];
+        let (Some(prefix), Ok(code_len)) = (kept.get_mut(..code.len()), u8::try_from(code.len()))
+        else {
+            return;
+        };
+        prefix.copy_from_slice(code.as_bytes());
         COPIES.with_borrow_mut(|copies| {
             if copies.is_empty() {
                 copies.resize_with(SLOTS, || None);
             }
-            if let Some(slot) = copies.get_mut(slot_of(cache, &link.code)) {
+            if let Some(slot) = copies.get_mut(slot_of(cache, code)) {
                 *slot = Some(Slot {
                     cache,
                     generation,
                     until: Instant::now() + FOR,
                     link: link.clone(),
+                    code_len,
+                    code: kept,
                 });
             }
         });
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_slot_is_one_cache_line() {
+            assert_eq!(std::mem::size_of::<Option<Slot>>(), 64);
+        }
     }
 }
 
 /// The entry for what `load` finds: a link with its `Location` header made once.
 async fn entry_of(
-    code: &str,
     load: impl Future<Output = Result<Option<LinkRecord>, Error>>,
 ) -> Result<Entry, Error> {
     let record = load.await?;
     Ok(record.and_then(|record| {
         // A stored destination is a valid URL, hence a valid header value.
         let location = HeaderValue::from_str(record.destination.as_str()).ok()?;
-        Some(Arc::new(CachedLink {
-            code: code.into(),
-            record,
-            location,
-        }))
+        Some(Arc::new(CachedLink { record, location }))
     }))
 }
 
-/// The bytes an entry holds: its code (the key's, and a link's own copy), its destination
-/// twice (the record's and the prepared `Location` header's copy), what its rules hold on the
+/// The bytes an entry holds: its code (the key's), its destination twice (the record's and the prepared `Location` header's copy), what its rules hold on the
 /// heap, plus the fixed [`ENTRY_OVERHEAD`].
 fn weight(code: &str, entry: &Entry) -> u32 {
     let link = entry.as_ref().map_or(0, |link| {
-        link.code.len()
-            + link.record.destination.as_str().len()
+        link.record.destination.as_str().len()
             + link.location.len()
             + link.record.rules().heap_bytes()
     });
@@ -491,7 +512,6 @@ mod tests {
     #[test]
     fn rules_are_weighed() {
         let plain = Some(Arc::new(CachedLink {
-            code: "c".into(),
             record: record("https://example.com/x"),
             location: HeaderValue::from_static("https://example.com/x"),
         }));
@@ -506,7 +526,6 @@ mod tests {
         }))
         .expect("valid rules");
         let ruled = Some(Arc::new(CachedLink {
-            code: "c".into(),
             record: record("https://example.com/x").with_rules(rules),
             location: HeaderValue::from_static("https://example.com/x"),
         }));
