@@ -258,9 +258,9 @@ mod front {
 
     /// Slots per thread (a power of two).
     pub(super) const SLOTS: usize = 1 << 15;
-    /// How long a copy is served at most (the cache's TTL, when that is shorter). Longer, more
-    /// visits would skip moka's bookkeeping; but a copy is also what a change whose
-    /// notification never arrived is served from until the TTL, and then this much longer.
+    /// How long a copy is served at most (the cache's TTL, when that is shorter). The longer,
+    /// the more visits skip moka's bookkeeping; but a change whose notification never arrived
+    /// is served from a copy until the TTL, and then this much longer.
     /// 1 s sent one visit in seven of a link visited 14 times a second to moka; 5 s, one
     /// in 35 (cache-hit redirects +5 %).
     pub(super) const FOR: Duration = Duration::from_secs(5);
@@ -355,6 +355,38 @@ mod front {
         fn a_slot_is_one_cache_line() {
             assert_eq!(std::mem::size_of::<Option<Slot>>(), 64);
         }
+
+        #[test]
+        fn codes_that_fit_are_kept_and_told_apart() {
+            let link = |destination: &'static str| {
+                Arc::new(CachedLink {
+                    record: super::super::tests::record(destination),
+                    location: axum::http::HeaderValue::from_static(destination),
+                })
+            };
+            let cache = new_id();
+            let longest = "a".repeat(CODE_BYTES);
+            let too_long = "a".repeat(CODE_BYTES + 1);
+            keep(cache, 7, FOR, &longest, &link("https://example.com/a"));
+            keep(cache, 7, FOR, &too_long, &link("https://example.com/b"));
+            let found = get(cache, &longest, 7).expect("kept");
+            assert_eq!(found.record.destination.as_str(), "https://example.com/a");
+            // Not kept, so not confused with the code it starts with.
+            assert!(get(cache, &too_long, 7).is_none());
+            assert!(get(cache, &longest[..CODE_BYTES - 1], 7).is_none());
+            // Another generation (an invalidation) or cache: no copy.
+            assert!(get(cache, &longest, 8).is_none());
+            assert!(get(new_id(), &longest, 7).is_none());
+            // Past its time.
+            keep(
+                cache,
+                7,
+                Duration::ZERO,
+                &longest,
+                &link("https://example.com/a"),
+            );
+            assert!(get(cache, &longest, 7).is_none());
+        }
     }
 }
 
@@ -370,8 +402,9 @@ async fn entry_of(
     }))
 }
 
-/// The bytes an entry holds: its code (the key's), its destination twice (the record's and the prepared `Location` header's copy), what its rules hold on the
-/// heap, plus the fixed [`ENTRY_OVERHEAD`].
+/// The bytes an entry holds: its code (the key's), its destination twice (the record's and
+/// the prepared `Location` header's copy), what its rules hold on the heap, plus the fixed
+/// [`ENTRY_OVERHEAD`].
 fn weight(code: &str, entry: &Entry) -> u32 {
     let link = entry.as_ref().map_or(0, |link| {
         link.record.destination.as_str().len()
@@ -410,7 +443,7 @@ mod tests {
 
     use super::*;
 
-    fn record(destination: &str) -> LinkRecord {
+    pub(super) fn record(destination: &str) -> LinkRecord {
         let destination = Destination::parse(destination).expect("destination");
         LinkRecord::new(1, 1, destination, RedirectStatus::Found, None)
     }
