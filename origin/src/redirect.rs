@@ -72,6 +72,7 @@ async fn within_deadline(state: &crate::State, answer: impl Future<Output = Resp
     }
 }
 
+/// The answer to a visit of `/{code}` (or `/{code}+`, the preview).
 async fn visit(state: &crate::State, code: Result<CodePath, Error>, request: Request) -> Response {
     let (request, _) = request.into_parts();
     if let Err(response) = crate::rate_limit::check_redirect(state, &request).await {
@@ -435,6 +436,7 @@ pub(crate) async fn unlock(
     within_deadline(&state, answer_password(&state, code, request)).await
 }
 
+/// The answer to a password form sent to `/{code}`.
 async fn answer_password(
     state: &crate::State,
     code: Result<CodePath, Error>,
