@@ -23,6 +23,7 @@ use shortlink::redirect::{Decision, LinkRecord, Visit, decide};
 use shortlink::visitor::DailySalt;
 use time::OffsetDateTime;
 
+use crate::analytics::overflow::Click;
 use crate::cache::CachedLink;
 use crate::error::Error;
 use crate::extract::CodePath;
@@ -404,25 +405,34 @@ fn record_click(
     let header = |name: &HeaderName| header_text(request, name);
     let user_agent = user_agent_of(request);
     let user_agent = user_agent.as_deref();
-    let visitor = visitor
-        .key
-        .or_else(|| visitor_key_of(state, request, user_agent, at));
-    let event = ClickEvent {
-        id: click_id(at),
+    let click = Click {
         link_id: record.link_id,
-        code,
         at,
-        country: header(&state.inner.gateway.country_header).map(str::to_owned),
-        referrer: header(&header::REFERER).map(str::to_owned),
-        user_agent: user_agent.map(str::to_owned),
-        qr: is_qr_scan(request.uri.query()),
         head: request.method == Method::HEAD,
-        source: ClickSource::Origin,
-        visitor,
-        variant,
-    }
-    .bounded();
-    state.inner.recorder.record(event);
+        qr: is_qr_scan(request.uri.query()),
+        // As the event would have it, so that a click lands in the same column either way.
+        user_agent: user_agent.map(shortlink::edge::kept_user_agent),
+    };
+    state.inner.recorder.record_made(&click, || {
+        let visitor = visitor
+            .key
+            .or_else(|| visitor_key_of(state, request, user_agent, at));
+        ClickEvent {
+            id: click_id(at),
+            link_id: click.link_id,
+            code,
+            at,
+            country: header(&state.inner.gateway.country_header).map(str::to_owned),
+            referrer: header(&header::REFERER).map(str::to_owned),
+            user_agent: user_agent.map(str::to_owned),
+            qr: click.qr,
+            head: click.head,
+            source: ClickSource::Origin,
+            visitor,
+            variant,
+        }
+        .bounded()
+    });
 }
 
 /// `POST /{code}`: an answer to a protected link's password form. Wrong answers are limited

@@ -232,13 +232,24 @@ fn strip_nul(text: &mut String) {
 }
 
 fn truncate(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+    let end = prefix(text, max).len();
+    text.truncate(end);
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a character.
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
+    &text[..end]
+}
+
+/// The part of a user agent that a click's event keeps ([`ClickEvent::bounded`]), for one
+/// without NULs (a header's has none): what a click is classified by where its event is not
+/// made.
+pub fn kept_user_agent(user_agent: &str) -> &str {
+    prefix(user_agent, MAX_USER_AGENT)
 }
 
 /// Whether the visit came from a QR code: the printed URL carries `?qr=1`.
@@ -359,6 +370,36 @@ mod tests {
         // The limit applies to what is kept.
         assert_eq!(agent.len(), MAX_USER_AGENT);
         assert!(agent.starts_with("Mozilla/5.0a"), "{agent:?}");
+    }
+
+    #[test]
+    fn the_kept_user_agent_is_what_the_event_keeps() {
+        let event = |user_agent: &str| ClickEvent {
+            id: "id".into(),
+            link_id: 1,
+            code: ShortCode::parse("abc").expect("valid"),
+            at: OffsetDateTime::UNIX_EPOCH,
+            country: None,
+            referrer: None,
+            user_agent: Some(user_agent.to_owned()),
+            qr: false,
+            head: false,
+            source: ClickSource::Edge,
+            visitor: None,
+            variant: None,
+        };
+        for user_agent in [
+            String::new(),
+            "curl/8".to_owned(),
+            "a".repeat(MAX_USER_AGENT),
+            "a".repeat(MAX_USER_AGENT + 1),
+            // A character across the limit is left out whole.
+            format!("{}é bot", "a".repeat(MAX_USER_AGENT - 1)),
+            "ü".repeat(MAX_USER_AGENT),
+        ] {
+            let kept = event(&user_agent).bounded().user_agent;
+            assert_eq!(kept.as_deref(), Some(kept_user_agent(&user_agent)));
+        }
     }
 
     #[test]

@@ -55,13 +55,37 @@ impl Counts {
         self.bots += other.bots;
     }
 
-    /// The one click `event` is.
-    fn of(event: &ClickEvent) -> Self {
-        let bot = event.head || shortlink::agent::classify(event.user_agent.as_deref()).bot;
+    /// The one click `click` is.
+    fn of(click: &Click<'_>) -> Self {
+        let bot = click.head || shortlink::agent::classify(click.user_agent).bot;
         Self {
-            clicks: u64::from(!bot && !event.qr),
-            qr_scans: u64::from(!bot && event.qr),
+            clicks: u64::from(!bot && !click.qr),
+            qr_scans: u64::from(!bot && click.qr),
             bots: u64::from(bot),
+        }
+    }
+}
+
+/// What the map counts of a click: all a redirect needs to know of it when its raw event is
+/// not made (the recorder's queue is full).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Click<'a> {
+    pub(crate) link_id: i64,
+    pub(crate) at: time::OffsetDateTime,
+    /// A HEAD request: counted as a bot's.
+    pub(crate) head: bool,
+    pub(crate) qr: bool,
+    pub(crate) user_agent: Option<&'a str>,
+}
+
+impl<'a> Click<'a> {
+    pub(crate) fn of(event: &'a ClickEvent) -> Self {
+        Self {
+            link_id: event.link_id,
+            at: event.at,
+            head: event.head,
+            qr: event.qr,
+            user_agent: event.user_agent.as_deref(),
         }
     }
 }
@@ -117,14 +141,14 @@ impl Overflow {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts `event`; `false` when it cannot be (the map is full of other buckets, or
+    /// Counts `click`; `false` when it cannot be (the map is full of other buckets, or
     /// closed), and the click is lost.
-    pub(crate) fn add(&self, event: &ClickEvent) -> bool {
+    pub(crate) fn add(&self, click: &Click<'_>) -> bool {
         // Outside the lock: the user agent's classification is the costly part.
-        let counts = Counts::of(event);
+        let counts = Counts::of(click);
         let bucket = Bucket {
-            link_id: event.link_id,
-            hour: event.at.unix_timestamp().div_euclid(3600),
+            link_id: click.link_id,
+            hour: click.at.unix_timestamp().div_euclid(3600),
         };
         let mut held = self.lock();
         if held.closed {
@@ -362,7 +386,7 @@ mod tests {
                 qr_scans,
                 bots,
             };
-            assert_eq!(Counts::of(&event), want, "{event:?}");
+            assert_eq!(Counts::of(&Click::of(&event)), want, "{event:?}");
         }
     }
 
@@ -370,11 +394,11 @@ mod tests {
     fn the_map_is_bounded_in_buckets_but_not_in_clicks_of_known_ones() {
         let overflow = Overflow::new(3);
         for link in 0..10 {
-            let counted = overflow.add(&click(link, FIREFOX, false, false));
+            let counted = overflow.add(&Click::of(&click(link, FIREFOX, false, false)));
             assert_eq!(counted, link < 3, "link {link}");
         }
         for _ in 0..100 {
-            assert!(overflow.add(&click(2, FIREFOX, false, false)));
+            assert!(overflow.add(&Click::of(&click(2, FIREFOX, false, false))));
         }
         assert_eq!((overflow.buckets(), overflow.waiting()), (3, 103));
     }
@@ -382,14 +406,14 @@ mod tests {
     #[test]
     fn counts_merged_back_add_up_with_those_counted_meanwhile() {
         let overflow = Overflow::new(10);
-        overflow.add(&click(1, FIREFOX, false, false));
-        overflow.add(&click(2, FIREFOX, true, false));
+        overflow.add(&Click::of(&click(1, FIREFOX, false, false)));
+        overflow.add(&Click::of(&click(2, FIREFOX, true, false)));
         let taken = overflow.take();
         assert_eq!(
             (taken.clicks, overflow.waiting(), overflow.buckets()),
             (2, 2, 0)
         );
-        overflow.add(&click(1, FIREFOX, false, false));
+        overflow.add(&Click::of(&click(1, FIREFOX, false, false)));
         overflow.merge_back(taken);
         let again = overflow.take();
         assert_eq!(again.clicks, 3);
@@ -409,10 +433,10 @@ mod tests {
     #[test]
     fn a_closed_map_counts_nothing_more() {
         let overflow = Overflow::new(10);
-        assert!(overflow.add(&click(1, FIREFOX, false, false)));
+        assert!(overflow.add(&Click::of(&click(1, FIREFOX, false, false))));
         let taken = overflow.close();
         assert_eq!(taken.clicks, 1);
-        assert!(!overflow.add(&click(1, FIREFOX, false, false)));
+        assert!(!overflow.add(&Click::of(&click(1, FIREFOX, false, false))));
         overflow.settled(&taken);
         assert_eq!(overflow.waiting(), 0);
     }

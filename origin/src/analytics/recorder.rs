@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::isolate::{IN_FLIGHT_GRACE, OnOutage, Unsettled, store_isolating};
-use super::overflow::{Overflow, Taken, Unwritten};
+use super::overflow::{Click, Overflow, Taken, Unwritten};
 use crate::db::Migrated;
 
 /// How many (link, hour) buckets of overflowing clicks the map holds per click the queue
@@ -94,11 +94,28 @@ impl Recorder {
     /// Never waits: a click the channel cannot take (full, or closed by the shutdown) is
     /// counted in the overflow's map, or shed when that cannot take it either.
     pub(crate) fn record(&self, event: ClickEvent) {
-        let event = match self.sender.try_send(event) {
-            Ok(()) => return,
-            Err(TrySendError::Full(event) | TrySendError::Closed(event)) => event,
-        };
-        if self.overflow.add(&event) {
+        match self.sender.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(event) | TrySendError::Closed(event)) => {
+                self.overflowed(&Click::of(&event));
+            }
+        }
+    }
+
+    /// [`Self::record`] for a click whose raw event costs something to make (its visitor
+    /// key's HMAC, its id, copies of the headers): `make` is called only when the channel has
+    /// room for the event. A click it cannot take is counted from `click` alone: under a load
+    /// that fills the channel, most clicks are, and they need none of that.
+    pub(crate) fn record_made(&self, click: &Click<'_>, make: impl FnOnce() -> ClickEvent) {
+        match self.sender.try_reserve() {
+            Ok(room) => room.send(make()),
+            Err(_) => self.overflowed(click),
+        }
+    }
+
+    /// Counts a click the channel could not take in the overflow's map, or as shed.
+    fn overflowed(&self, click: &Click<'_>) {
+        if self.overflow.add(click) {
             let overflowed = self.overflowed.fetch_add(1, Ordering::Relaxed) + 1;
             if overflowed.is_power_of_two() {
                 tracing::warn!(
