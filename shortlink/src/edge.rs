@@ -298,9 +298,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn click_events_leave_out_what_is_absent_and_read_both_forms() {
-        let bare = ClickEvent {
+    /// An edge's click with nothing but what every click has.
+    fn bare() -> ClickEvent {
+        ClickEvent {
             id: "e1".into(),
             link_id: 7,
             code: ShortCode::parse("abc").expect("valid"),
@@ -313,7 +313,12 @@ mod tests {
             source: ClickSource::Edge,
             visitor: None,
             variant: None,
-        };
+        }
+    }
+
+    #[test]
+    fn click_events_leave_out_what_is_absent_and_read_both_forms() {
+        let bare = bare();
         let json = serde_json::to_string(&bare).expect("serialises");
         assert_eq!(
             json,
@@ -375,18 +380,8 @@ mod tests {
     #[test]
     fn the_kept_user_agent_is_what_the_event_keeps() {
         let event = |user_agent: &str| ClickEvent {
-            id: "id".into(),
-            link_id: 1,
-            code: ShortCode::parse("abc").expect("valid"),
-            at: OffsetDateTime::UNIX_EPOCH,
-            country: None,
-            referrer: None,
             user_agent: Some(user_agent.to_owned()),
-            qr: false,
-            head: false,
-            source: ClickSource::Edge,
-            visitor: None,
-            variant: None,
+            ..bare()
         };
         for user_agent in [
             String::new(),
