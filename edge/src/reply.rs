@@ -110,7 +110,7 @@ impl<'a> Reply<'a> {
                     Some(text) => Cow::Borrowed(text),
                     None => Cow::Owned(cache_control.to_string()),
                 };
-                Self::redirect(status.code(), location, cache_control)
+                Self::redirect(status.code(), location.to_str(), cache_control)
             }
             Decision::Expired => Self::page(410, pages::EXPIRED),
             Decision::Disabled => Self::not_found(),
@@ -143,16 +143,25 @@ impl<'a> Reply<'a> {
 
 #[cfg(test)]
 mod tests {
-    use shortlink::RedirectStatus;
-    use shortlink::redirect::CacheControl;
+    use shortlink::redirect::{CacheControl, Location};
+    use shortlink::rules::{Utm, UtmValue};
+    use shortlink::{Destination, RedirectStatus};
 
     use super::*;
 
     #[test]
     fn every_decision_is_answered_like_the_origin() {
+        let destination = Destination::parse("https://example.com/").expect("valid");
+        let utm = Utm {
+            source: Some(UtmValue::parse("x").expect("valid")),
+            ..Utm::NONE
+        };
         let redirect = Reply::of(Decision::Redirect {
             status: RedirectStatus::MovedPermanently,
-            location: Cow::Borrowed("https://example.com/?utm_source=x"),
+            location: Location {
+                destination: &destination,
+                utm: &utm,
+            },
             cache_control: CacheControl::Public { max_age: 600 },
             variant: Some(1),
         });

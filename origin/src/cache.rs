@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
-use shortlink::redirect::LinkRecord;
+use shortlink::redirect::{LinkRecord, Location};
 
 use crate::error::Error;
 
@@ -30,25 +30,32 @@ const ENTRY_OVERHEAD: usize = 128
     + std::mem::size_of::<CachedLink>();
 
 /// A cached link: its record (every destination a visit can be sent to is in there, so the
-/// redirect decides from it alone), and the `Location` header of its own destination built
-/// once, for the visits that go there (every visit of a plain link) without an allocation.
+/// redirect decides from it alone), and the `Location` header of its own destination (with
+/// its UTM parameters) built once, for the visits that go there (every visit of a link
+/// without targeting rules or an A/B split) without an allocation.
 #[derive(Debug)]
 pub(crate) struct CachedLink {
     pub(crate) record: LinkRecord,
-    pub(crate) location: HeaderValue,
+    location: HeaderValue,
 }
 
 impl CachedLink {
+    /// `None` only for a record no valid link has (its location is not a header value).
+    pub(crate) fn new(record: LinkRecord) -> Option<Self> {
+        let location = record.rules().utm.apply(record.destination.as_str());
+        let location = HeaderValue::try_from(location.into_owned()).ok()?;
+        Some(Self { record, location })
+    }
+
     /// The `Location` header for a decided `location`: the prepared one when it is the link's
-    /// own destination, else a new one (targets, split variants, UTM parameters). `None` only
+    /// own destination, else a new one (a targeting rule's or an A/B variant's). `None` only
     /// for a value no valid destination has.
-    pub(crate) fn location_header(&self, location: &str) -> Option<HeaderValue> {
-        let destination = self.record.destination.as_str();
-        // Most often the very string (a borrowed destination): no need to compare bytes.
-        if std::ptr::eq(location, destination) || location == destination {
+    pub(crate) fn location_header(&self, location: Location<'_>) -> Option<HeaderValue> {
+        // The very destination of the record, and so the very UTM parameters.
+        if std::ptr::eq(location.destination, &self.record.destination) {
             Some(self.location.clone())
         } else {
-            HeaderValue::try_from(location).ok()
+            HeaderValue::try_from(location.to_str().into_owned()).ok()
         }
     }
 }
@@ -359,10 +366,7 @@ mod front {
         #[test]
         fn codes_that_fit_are_kept_and_told_apart() {
             let link = |destination: &'static str| {
-                Arc::new(CachedLink {
-                    record: super::super::tests::record(destination),
-                    location: axum::http::HeaderValue::from_static(destination),
-                })
+                Arc::new(CachedLink::new(super::super::tests::record(destination)).expect("valid"))
             };
             let cache = new_id();
             let longest = "a".repeat(CODE_BYTES);
@@ -395,11 +399,9 @@ async fn entry_of(
     load: impl Future<Output = Result<Option<LinkRecord>, Error>>,
 ) -> Result<Entry, Error> {
     let record = load.await?;
-    Ok(record.and_then(|record| {
-        // A stored destination is a valid URL, hence a valid header value.
-        let location = HeaderValue::from_str(record.destination.as_str()).ok()?;
-        Some(Arc::new(CachedLink { record, location }))
-    }))
+    // A stored destination is a valid URL, and UTM values are encoded into it: a valid header
+    // value.
+    Ok(record.and_then(CachedLink::new).map(Arc::new))
 }
 
 /// The bytes an entry holds: its code (the key's), its destination twice (the record's and
@@ -558,11 +560,51 @@ mod tests {
     }
 
     #[test]
+    fn the_own_location_is_prepared_with_its_utm_parameters() {
+        let rules: shortlink::redirect::Rules = serde_json::from_value(serde_json::json!({
+            "targets": [{"when": {"language": ["de"]}, "destination": "https://example.com/de#top"}],
+            "utm": {"source": "news letter", "campaign": "x"},
+        }))
+        .expect("valid rules");
+        let link =
+            CachedLink::new(record("https://example.com/x?a=1").with_rules(rules)).expect("valid");
+        let rules = link.record.rules();
+        let own = Location {
+            destination: &link.record.destination,
+            utm: &rules.utm,
+        };
+        let target = Location {
+            destination: &rules.targets.as_slice()[0].destination,
+            utm: &rules.utm,
+        };
+        let header = |location| {
+            link.location_header(location)
+                .expect("a header")
+                .to_str()
+                .expect("text")
+                .to_owned()
+        };
+        assert_eq!(
+            header(own),
+            "https://example.com/x?a=1&utm_source=news+letter&utm_campaign=x"
+        );
+        assert_eq!(header(own), own.to_str());
+        assert_eq!(
+            header(target),
+            "https://example.com/de?utm_source=news+letter&utm_campaign=x#top"
+        );
+        // An equal destination that is not the record's own is built, and comes out the same.
+        let copy = link.record.destination.clone();
+        let same = Location {
+            destination: &copy,
+            utm: &rules.utm,
+        };
+        assert_eq!(header(same), header(own));
+    }
+
+    #[test]
     fn rules_are_weighed() {
-        let plain = Some(Arc::new(CachedLink {
-            record: record("https://example.com/x"),
-            location: HeaderValue::from_static("https://example.com/x"),
-        }));
+        let plain = CachedLink::new(record("https://example.com/x")).map(Arc::new);
         let long = format!("https://example.com/{}", "a".repeat(2_000));
         let rules: shortlink::redirect::Rules = serde_json::from_value(serde_json::json!({
             "targets": [{"when": {"language": ["de", "fr"]}, "destination": long}],
@@ -573,10 +615,8 @@ mod tests {
             "utm": {"source": "s".repeat(200)},
         }))
         .expect("valid rules");
-        let ruled = Some(Arc::new(CachedLink {
-            record: record("https://example.com/x").with_rules(rules),
-            location: HeaderValue::from_static("https://example.com/x"),
-        }));
+        let ruled =
+            CachedLink::new(record("https://example.com/x").with_rules(rules)).map(Arc::new);
         let (plain, ruled) = (weight("c", &plain), weight("c", &ruled));
         // Twelve long destinations, and then some.
         assert!(ruled >= plain + 12 * 2_000 + 200, "{plain} {ruled}");

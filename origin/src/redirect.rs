@@ -111,7 +111,7 @@ async fn visit(state: &crate::State, code: Result<CodePath, Error>, request: Req
             Err(err) => return failure(&err, &code),
         }
     }
-    let Some(location) = link.location_header(&location) else {
+    let Some(location) = link.location_header(location) else {
         tracing::error!(%code, "a decided location is not a header value");
         return page(StatusCode::INTERNAL_SERVER_ERROR, pages::UNAVAILABLE);
     };

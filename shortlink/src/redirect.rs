@@ -92,7 +92,8 @@ fn is_zero(value: &u64) -> bool {
 impl Rules {
     /// No rule at all: the link redirects everyone to its destination.
     pub fn is_plain(&self) -> bool {
-        *self == Self::default()
+        // The rules of every plain record are this very value: no fields to compare.
+        std::ptr::eq(self, &PLAIN) || *self == PLAIN
     }
 
     /// The bytes these rules hold on the heap (their box, every destination, condition value
@@ -168,11 +169,11 @@ pub struct Visit<'a> {
 }
 
 /// The answer to a visit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision<'a> {
     Redirect {
         status: RedirectStatus,
-        location: Cow<'a, str>,
+        location: Location<'a>,
         cache_control: CacheControl,
         /// The A/B variant chosen (its index in the split), for the click's record.
         variant: Option<u8>,
@@ -186,6 +187,24 @@ pub enum Decision<'a> {
     /// Disabled, expired or used up, with a fallback: a `302` there, never stored, no click
     /// taken.
     Fallback { location: &'a str },
+}
+
+/// Where a redirect sends the visitor: one of the link's destinations, with the link's UTM
+/// parameters added when the location is written out ([`Location::to_str`]). Kept apart so
+/// that a server that prepared the link's own location once (the origin's cache) need not
+/// build it again for each visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location<'a> {
+    /// The link's own destination, a targeting rule's or an A/B variant's.
+    pub destination: &'a Destination,
+    pub utm: &'a Utm,
+}
+
+impl<'a> Location<'a> {
+    /// The `Location` header's text: the destination with the UTM parameters in its query.
+    pub fn to_str(&self) -> Cow<'a, str> {
+        self.utm.apply(self.destination.as_str())
+    }
 }
 
 impl Decision<'_> {
@@ -352,7 +371,10 @@ pub fn decide<'a>(link: &'a LinkRecord, visit: &Visit<'_>) -> Decision<'a> {
     };
     Decision::Redirect {
         status: link.status,
-        location: rules.utm.apply(destination.as_str()),
+        location: Location {
+            destination,
+            utm: &rules.utm,
+        },
         cache_control,
         variant,
     }
@@ -539,7 +561,7 @@ mod tests {
                     cache_control,
                     variant: None,
                 } => {
-                    assert_eq!(location, "https://example.com/x");
+                    assert_eq!(location.to_str(), "https://example.com/x");
                     Some((status.code(), cache_control.to_string()))
                 }
                 Decision::Expired => None,
@@ -574,10 +596,20 @@ mod tests {
     /// Where a visit goes: `Some(location)` for a redirect, else the other answer's name.
     fn outcome(link: &LinkRecord, visit: &Visit<'_>) -> String {
         match decide(link, visit) {
-            Decision::Redirect { location, .. } => location.into_owned(),
+            Decision::Redirect { location, .. } => location.to_str().into_owned(),
             Decision::Fallback { location } => format!("fallback {location}"),
             other => format!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn plain_rules_are_the_default_ones() {
+        assert_eq!(PLAIN, Rules::default());
+        assert!(Rules::default().is_plain());
+        let plain = target(RedirectStatus::Found, None).with_rules(Rules::default());
+        assert!(plain.rules.is_none() && plain.rules().is_plain());
+        assert!(!ruled(r#"{"utm":{"campaign":"x"}}"#).rules().is_plain());
+        assert!(!ruled(r#"{"disabled":true}"#).rules().is_plain());
     }
 
     #[test]
@@ -945,7 +977,8 @@ mod tests {
                 let decision = decide(&origin, &visit);
                 prop_assert_eq!(&decide(&edge, &visit), &decision);
                 if let Decision::Redirect { location, .. } = &decision {
-                    prop_assert!(Destination::parse(location).is_ok(), "{}", location);
+                    let location = location.to_str();
+                    prop_assert!(Destination::parse(&location).is_ok(), "{}", location);
                 }
             }
         }
