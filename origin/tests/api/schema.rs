@@ -197,3 +197,44 @@ async fn every_foreign_key_stays_within_one_node_in_the_plan() {
         .collect();
     assert!(misfits.is_empty(), "foreign keys across nodes: {misfits:?}");
 }
+
+/// A GIN index keeps new entries in a pending list that every search through it reads whole:
+/// each one keeps that list small (migration 0046 says what the default cost), so a search
+/// after many new links stays as fast as before them.
+#[tokio::test]
+async fn every_gin_index_keeps_its_pending_list_small() {
+    let app = spawn_app().await;
+    let indexes: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT x.relname::text, x.reloptions::text[]
+         FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+              JOIN pg_am am ON am.oid = x.relam
+              JOIN pg_namespace n ON n.oid = x.relnamespace
+         WHERE n.nspname = current_schema() AND am.amname = 'gin'
+         ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("GIN indexes");
+    assert!(
+        indexes
+            .iter()
+            .any(|(name, _)| name == "links_live_destination_trgm"),
+        "the query finds the GIN indexes: {indexes:?}"
+    );
+    let unbounded: Vec<_> = indexes
+        .iter()
+        .filter(|(_, options)| {
+            !options.iter().flatten().any(|option| {
+                option == "fastupdate=off"
+                    || option
+                        .strip_prefix("gin_pending_list_limit=")
+                        .and_then(|kib| kib.parse::<u32>().ok())
+                        .is_some_and(|kib| kib <= 256)
+            })
+        })
+        .collect();
+    assert!(
+        unbounded.is_empty(),
+        "GIN indexes with the default 4 MB pending list: {unbounded:?}"
+    );
+}
