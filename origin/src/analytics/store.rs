@@ -173,12 +173,13 @@ async fn create_partitions(tx: &mut PgConnection, months: &[(i32, u8)]) -> Resul
 /// Inserts the rows that are new, and queues those for counting; returns how many, and the
 /// new clicks of the edge that use up a limited link's clicks (people's GETs), per link:
 /// (link id, clicks), whether the link is limited or not.
-async fn insert_clicks(
+async fn insert_clicks<'a>(
     tx: &mut PgConnection,
-    rows: &[Row<'_>],
+    rows: &'a [Row<'_>],
     clicked: &Listed,
 ) -> Result<(u64, Vec<(i64, i64)>), sqlx::Error> {
-    let column = |f: &dyn Fn(&Row<'_>) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    let column =
+        |f: &dyn Fn(&'a Row<'_>) -> Option<&'a str>| rows.iter().map(f).collect::<Vec<_>>();
     let ids: Vec<&str> = rows.iter().map(|r| r.event.id.as_str()).collect();
     let ats: Vec<OffsetDateTime> = rows.iter().map(|r| r.event.at).collect();
     let link_ids: Vec<i64> = rows.iter().map(|r| r.event.link_id).collect();
@@ -190,20 +191,20 @@ async fn insert_clicks(
             ClickSource::Origin => "origin",
         })
         .collect();
-    let countries = column(&|r| r.event.country.clone());
-    let referrers = column(&|r| r.event.referrer.clone());
+    let countries = column(&|r| r.event.country.as_deref());
+    let referrers = column(&|r| r.event.referrer.as_deref());
     let referrer_hosts: Vec<&str> = rows
         .iter()
         .map(|r| r.enriched.referrer_host.as_str())
         .collect();
-    let user_agents = column(&|r| r.event.user_agent.clone());
+    let user_agents = column(&|r| r.event.user_agent.as_deref());
     let devices: Vec<&str> = rows.iter().map(|r| r.enriched.device.as_str()).collect();
     let browsers: Vec<&str> = rows.iter().map(|r| r.enriched.browser.as_str()).collect();
     let oses: Vec<&str> = rows.iter().map(|r| r.enriched.os).collect();
     let bots: Vec<bool> = rows.iter().map(|r| r.enriched.bot).collect();
     let qrs: Vec<bool> = rows.iter().map(|r| r.event.qr).collect();
     let heads: Vec<bool> = rows.iter().map(|r| r.event.head).collect();
-    let visitors = column(&|r| r.event.visitor.clone());
+    let visitors = column(&|r| r.event.visitor.as_deref());
     let variants: Vec<Option<i16>> = rows
         .iter()
         .map(|r| r.event.variant.map(i16::from))
