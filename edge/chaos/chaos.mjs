@@ -12,13 +12,14 @@
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
 
 import {
-  Origin, Postgres, apiClient, eventually, freePort, loops, proxy, psql, signer, sleep, visit,
+  Origin, Postgres, apiClient, eventually, loops, proxy, psql, signer, sleep, visit,
 } from './processes.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -26,6 +27,9 @@ const ORIGIN_BIN = process.env.KURZ_ORIGIN_BIN ?? path.join(ROOT, 'target/debug/
 const SECRET = crypto.randomBytes(32).toString('hex');
 const CODE_KEY = crypto.randomBytes(16).toString('hex');
 const sign = signer(SECRET);
+// The first start writes its secrets here, not into the log (and not into the clone); removed
+// when the suite ends.
+const FIRST_START_FILE = path.join(os.tmpdir(), `kurz-chaos-first-start-${process.pid}.txt`);
 /** Every click a scenario makes falls in this range of the stats API (bots included). */
 const SINCE_YESTERDAY = `from=${new Date(Date.now() - 86_400_000).toISOString()}&interval=day&bots=true`;
 
@@ -37,8 +41,7 @@ function originEnv(databaseUrl, extra = {}) {
     KURZ_CODE_KEY: CODE_KEY,
     KURZ_EDGE_SECRET: SECRET,
     KURZ_PUBLIC_URL: 'https://kurz.chaos',
-    // The first start writes its secrets here, not into the log (and not into the clone).
-    KURZ_FIRST_START_FILE: path.join(os.tmpdir(), `kurz-chaos-first-start-${process.pid}.txt`),
+    KURZ_FIRST_START_FILE: FIRST_START_FILE,
     // The scenarios' writers and visitors are one key and one address, many times faster than
     // any budget a deployment sets: the faults are what is tested here, not the rate limits.
     KURZ_RATE_API_PER_MIN: '1000000',
@@ -49,7 +52,7 @@ function originEnv(databaseUrl, extra = {}) {
 }
 
 async function startOrigin(databaseUrl, extra) {
-  const origin = new Origin(ORIGIN_BIN, await freePort(), originEnv(databaseUrl, extra));
+  const origin = new Origin(ORIGIN_BIN, originEnv(databaseUrl, extra));
   await origin.start();
   return origin;
 }
@@ -213,21 +216,25 @@ const scenarios = {
 
   async 'change-storm'() {
     const databaseUrl = await pg.createDatabase('chaos_storm');
-    // Ports first: the origins sync through a proxy that delays each delivery by 0–300 ms,
-    // and the edge resolves misses through one that alternates origins with delays, so
-    // deliveries and fills overtake each other.
-    const [portA, portB, edgePort] = [await freePort(), await freePort(), await freePort()];
+    // Proxies first: the origins sync through one that delays each delivery by 0–300 ms, and
+    // the edge resolves misses through one that alternates origins with delays, so
+    // deliveries and fills overtake each other. Each process binds a port of the kernel's
+    // choosing; the proxies look the ports up when they forward.
+    let edgePort;
+    const origins = [];
     const syncProxy = await proxy({ target: () => edgePort, delayMs: () => Math.random() * 300 });
     let turn = 0;
     const resolveProxy = await proxy({
-      target: () => ((turn += 1) % 2 ? portA : portB),
+      target: () => origins[(turn += 1) % origins.length].port,
       delayMs: () => Math.random() * 200,
     });
-    const mf = new Miniflare(workerOptions(edgePort, resolveProxy.url));
+    const mf = new Miniflare(workerOptions(resolveProxy.url));
     const edgeUrl = (await mf.ready).toString().replace(/\/$/, '');
+    edgePort = Number(new URL(edgeUrl).port);
     const env = originEnv(databaseUrl, { KURZ_EDGE_URL: syncProxy.url, KURZ_CACHE_TTL_SECS: '300' });
-    const a = new Origin(ORIGIN_BIN, portA, env);
-    const b = new Origin(ORIGIN_BIN, portB, env);
+    const a = new Origin(ORIGIN_BIN, env);
+    const b = new Origin(ORIGIN_BIN, env);
+    origins.push(a, b);
     await a.start();
     await b.start();
     const api = apiClient(await a.createApiKey());
@@ -285,15 +292,13 @@ const scenarios = {
 
   async 'long-outage'() {
     const databaseUrl = await pg.createDatabase('chaos_outage');
-    const originPort = await freePort();
-    const edgePort = await freePort();
     // The origin is reached through a proxy, so "down" is a refused connection, as in production.
-    const toOrigin = await proxy({ target: () => originPort });
+    const toOrigin = await proxy({ target: () => origin.port });
     // Time compressed: 3 tries 1 s apart stand for the production schedule; an outage of
     // 15 s outlasts them, so messages go through the dead-letter queue.
-    const mf = new Miniflare(workerOptions(edgePort, toOrigin.url, { maxRetries: 3, deadLetter: true }));
+    const mf = new Miniflare(workerOptions(toOrigin.url, { maxRetries: 3, deadLetter: true }));
     const edgeUrl = (await mf.ready).toString().replace(/\/$/, '');
-    const origin = new Origin(ORIGIN_BIN, originPort, originEnv(databaseUrl, { KURZ_EDGE_URL: edgeUrl }));
+    const origin = new Origin(ORIGIN_BIN, originEnv(databaseUrl, { KURZ_EDGE_URL: edgeUrl }));
     await origin.start();
     const api = apiClient(await origin.createApiKey());
     const created = await api(origin.url, 'POST', '/links', { destination: 'https://example.com/outage', code: 'outage' });
@@ -366,7 +371,7 @@ const scenarios = {
   },
 };
 
-function workerOptions(port, originUrl, { maxRetries = 100, deadLetter = false } = {}) {
+function workerOptions(originUrl, { maxRetries = 100, deadLetter = false } = {}) {
   const consumers = {
     'kurz-clicks': {
       maxBatchSize: 100, maxBatchTimeout: 1, maxRetries, ...(deadLetter ? { deadLetterQueue: 'kurz-clicks-dlq' } : {}),
@@ -375,7 +380,7 @@ function workerOptions(port, originUrl, { maxRetries = 100, deadLetter = false }
   if (deadLetter) consumers['kurz-clicks-dlq'] = { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 3 };
   return {
     host: '127.0.0.1',
-    port,
+    port: 0,
     modules: true,
     scriptPath: path.join(ROOT, 'edge/build/index.js'),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
@@ -406,6 +411,7 @@ try {
   }
 } finally {
   pg.stop();
+  fs.rmSync(FIRST_START_FILE, { force: true });
 }
 console.log(`${names.length - failed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

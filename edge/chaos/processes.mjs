@@ -93,18 +93,19 @@ process.on('exit', () => {
 });
 
 /**
- * The tests' origin process, with both output streams kept (a scenario reads its last log
- * line) and stopped by any signal, SIGKILL included.
+ * The tests' origin process (binding a port of the kernel's choosing), with both output
+ * streams kept (a scenario reads its last log line) and stopped by any signal, SIGKILL
+ * included.
  */
 export class Origin extends TestOrigin {
-  constructor(bin, port, env) {
-    super(bin, port, { ...env, KURZ_BIND: `127.0.0.1:${port}` });
+  constructor(bin, env) {
+    super(bin, env);
     this.output = '';
   }
 
   async start() {
     this.process = spawn(this.bin, ['serve'], {
-      env: { ...process.env, RUST_LOG: 'info', ...this.env },
+      env: { ...process.env, RUST_LOG: 'info', ...this.env, KURZ_BIND: `127.0.0.1:${this.port}` },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     running.add(this.process);
@@ -113,10 +114,11 @@ export class Origin extends TestOrigin {
     this.exited.then(() => running.delete(child));
     const keep = (chunk) => {
       this.output += chunk;
+      this.noteBoundPort(this.output);
     };
     this.process.stdout.on('data', keep);
     this.process.stderr.on('data', keep);
-    await eventually('origin ready', async () => (await fetch(`${this.url}/ready`)).status === 200, 60_000);
+    await this.untilReady(60_000, () => this.output);
   }
 
   /** SIGTERM, and the exit code once it has finished. */
@@ -159,7 +161,7 @@ export async function proxy({ target, delayMs = () => 0 }) {
     upstream.on('error', () => req.socket.destroy());
     upstream.end(Buffer.concat(body));
   });
-  server.listen(await freePort(), '127.0.0.1');
+  server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return { server, url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
 }

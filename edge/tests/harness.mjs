@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -51,31 +52,73 @@ export async function eventually(what, check, timeoutMs) {
   assert.fail(`${what}: not within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
 }
 
-/** The origin binary, started and stopped for real. */
+/**
+ * The origin binary, started and stopped for real. Its first start binds port 0 and takes the
+ * port the kernel gave it from its "origin listening" line: a port picked free beforehand may
+ * be taken by another listener (a proxy, workerd's own sockets) before the origin binds it. A
+ * restart binds that same port again, as a redeployed origin would, so whatever points at it
+ * finds it back.
+ */
 export class Origin {
-  constructor(bin, port, env) {
+  constructor(bin, env) {
     this.bin = bin;
-    this.port = port;
-    this.url = `http://127.0.0.1:${port}`;
+    this.port = 0;
+    this.url = null;
     this.env = env;
     this.stdout = '';
   }
 
   async start() {
     this.process = spawn(this.bin, ['serve'], {
-      env: { ...process.env, ...this.env, RUST_LOG: 'warn' },
+      env: { ...process.env, ...this.env, RUST_LOG: 'warn,origin=info', KURZ_BIND: `127.0.0.1:${this.port}` },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
+    this.exited = once(this.process, 'exit');
     this.process.stdout.on('data', (chunk) => {
       this.stdout += chunk;
+      this.noteBoundPort(this.stdout);
     });
-    await eventually('origin ready', async () => {
-      try {
-        return (await fetch(`${this.url}/ready`)).status === 200;
-      } catch {
-        return false;
-      }
-    }, 30_000);
+    await this.untilReady(30_000, () => this.stdout);
+  }
+
+  /**
+   * Waits for `/ready`. An origin that exits meanwhile (a port taken, a bad setting) fails at
+   * once; one that does not get ready in `timeoutMs` fails with its last answer. Either way the
+   * error ends with the last of what it logged (`log()`).
+   */
+  async untilReady(timeoutMs, log) {
+    let settled = false;
+    try {
+      await Promise.race([
+        eventually('origin ready', async () => {
+          if (!this.port) return 'not listening yet';
+          try {
+            const answer = await fetch(`${this.url}/ready`);
+            return answer.status === 200 || `${answer.status} ${await answer.text()}`;
+          } catch (err) {
+            return String(err);
+          }
+        }, timeoutMs),
+        this.exited.then(([code, signal]) => {
+          if (!settled) throw new Error(`the origin exited while starting (${code ?? signal})`);
+        }),
+      ]);
+    } catch (err) {
+      err.message += `\n  the origin on port ${this.port} logged, last:\n${log().slice(-3_000)}`;
+      throw err;
+    } finally {
+      settled = true;
+    }
+  }
+
+  /** Takes the port from the origin's log (`output`), once. */
+  noteBoundPort(output) {
+    if (this.port) return;
+    const bound = output.replace(/\x1b\[[0-9;]*m/g, '').match(/origin listening address=127\.0\.0\.1:(\d+)/);
+    if (bound) {
+      this.port = Number(bound[1]);
+      this.url = `http://127.0.0.1:${this.port}`;
+    }
   }
 
   async stop() {
@@ -103,11 +146,13 @@ export function sign(secret, method, pathname, body, timestamp = Math.floor(Date
 }
 
 /**
- * A proxy from the worker to the origin. It counts requests by path and remembers when each
- * arrived; while `refuse(req)` says so, it drops the connection as a dead origin would. When
- * `holdAnswer(req)` returns a promise, the origin's answer reaches the worker only once it
- * settles (a slow network after the origin has answered). Requests `keep(req)` picks are kept
- * whole in `kept` (method, url, headers, body and the origin's status).
+ * A proxy from the worker to the origin listening on `originPort()` (asked as each request is
+ * forwarded, so the origin may start after the proxy). It counts requests by path and
+ * remembers when each arrived; while `refuse(req)` says so, it drops the connection as a dead
+ * origin would. When `holdAnswer(req)` returns a promise, the origin's answer reaches the
+ * worker only once it settles (a slow network after the origin has answered). Requests
+ * `keep(req)` picks are kept whole in `kept` (method, url, headers, body and the origin's
+ * status).
  */
 export async function originProxy(originPort) {
   const requests = new Map(); // path -> arrival times (ms)
@@ -130,7 +175,7 @@ export async function originProxy(originPort) {
       return;
     }
     const upstream = http.request(
-      { host: '127.0.0.1', port: originPort, path: req.url, method: req.method, headers: req.headers },
+      { host: '127.0.0.1', port: originPort(), path: req.url, method: req.method, headers: req.headers },
       async (answer) => {
         await control.holdAnswer(req);
         res.writeHead(answer.statusCode, answer.headers);
@@ -140,7 +185,7 @@ export async function originProxy(originPort) {
     upstream.on('error', () => req.socket.destroy());
     req.pipe(upstream);
   });
-  server.listen(await freePort(), '127.0.0.1');
+  server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   control.url = `http://127.0.0.1:${server.address().port}`;
   control.close = () => server.close();
@@ -158,11 +203,13 @@ export async function startSystem({ queueConsumers, queueProducers = {}, binding
   psql(adminUrl, `CREATE DATABASE ${database}`);
   const databaseUrl = adminUrl.replace(/\/[^/]*$/, `/${database}`);
 
-  const [originPort, edgePort] = [await freePort(), await freePort()];
-  const proxy = await originProxy(originPort);
+  // Every process binds a port of the kernel's choosing: the proxy reaches the origin by the
+  // port it took, once it has started.
+  let origin;
+  const proxy = await originProxy(() => origin.port);
   const mf = new Miniflare({
     host: '127.0.0.1',
-    port: edgePort,
+    port: 0,
     modules: true,
     scriptPath: path.join(ROOT, 'edge/build/index.js'),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
@@ -181,15 +228,15 @@ export async function startSystem({ queueConsumers, queueProducers = {}, binding
   });
   const edgeUrl = (await mf.ready).toString().replace(/\/$/, '');
 
-  const origin = new Origin(required('KURZ_ORIGIN_BIN'), originPort, {
+  // The first start's secrets (unused here: the key below is made by the CLI); removed on stop.
+  const firstStartFile = path.join(os.tmpdir(), `kurz-first-start-${database}.txt`);
+  origin = new Origin(required('KURZ_ORIGIN_BIN'), {
     DATABASE_URL: databaseUrl,
-    KURZ_BIND: `127.0.0.1:${originPort}`,
     KURZ_PUBLIC_URL: edgeUrl,
     KURZ_CODE_KEY: crypto.randomBytes(16).toString('hex'),
     KURZ_EDGE_URL: edgeUrl,
     KURZ_EDGE_SECRET: secret,
-    // The first start's secrets (unused here: the key below is made by the CLI).
-    KURZ_FIRST_START_FILE: path.join(os.tmpdir(), `kurz-first-start-${database}.txt`),
+    KURZ_FIRST_START_FILE: firstStartFile,
   });
   await origin.start();
   const printed = await origin.cli(['create-api-key', '--name', 'edge tests']);
@@ -218,6 +265,7 @@ export async function startSystem({ queueConsumers, queueProducers = {}, binding
       await origin.stop().catch(() => {});
       await mf.dispose();
       proxy.close();
+      fs.rmSync(firstStartFile, { force: true });
     },
   };
 }
