@@ -168,6 +168,38 @@ impl Cluster {
         self.pg_ctl_start(durability)
     }
 
+    /// Whether the server is up (`pg_ctl status`).
+    pub fn is_running(&self) -> bool {
+        self.command("pg_ctl")
+            .arg("status")
+            .arg("-D")
+            .arg(self.data_dir())
+            .output()
+            .is_ok_and(|output| output.status.success())
+    }
+
+    /// The folder the cluster writes to: its data, its log and its socket.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last `lines` lines of the server's log: what it said before it stopped, if it did.
+    /// Clients it turned away while starting, recovering or stopping are left out: after a
+    /// crash they are most of the log, and they hide the line that says why.
+    pub fn log_tail(&self, lines: usize) -> String {
+        const TURNED_AWAY: [&str; 3] = [
+            "the database system is not yet accepting connections",
+            "Consistent recovery state has not been yet reached",
+            "the database system is in recovery mode",
+        ];
+        let text = fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|line| !TURNED_AWAY.iter().any(|noise| line.contains(noise)))
+            .collect();
+        kept[kept.len().saturating_sub(lines)..].join("\n")
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -221,7 +253,7 @@ impl Cluster {
             } => Error::Command {
                 what,
                 status,
-                output: format!("{output}\n--- {} ---\n{}", log.display(), tail(&log)),
+                output: format!("{output}\n--- {} ---\n{}", log.display(), self.log_tail(20)),
             },
             other => other,
         })
@@ -333,12 +365,47 @@ fn free_port() -> Result<u16, Error> {
     Ok(port)
 }
 
-fn tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
 fn io_err(what: String) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::Io { what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_says_whether_it_runs_and_what_it_logged() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let cluster = Cluster::start(dir.path(), Durability::Throwaway).expect("start PostgreSQL");
+        assert!(cluster.is_running());
+        assert!(
+            cluster.log_tail(50).contains("ready to accept connections"),
+            "{}",
+            cluster.log_tail(50)
+        );
+
+        cluster.kill().expect("stop PostgreSQL at once");
+        assert!(!cluster.is_running());
+        // Clients turned away while it was going down come after the line that says so.
+        let mut log = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("server.log"))
+            .expect("the server's log");
+        for _ in 0..5 {
+            io::Write::write_all(
+                &mut log,
+                b"FATAL:  the database system is not yet accepting connections\n\
+                  DETAIL:  Consistent recovery state has not been yet reached.\n",
+            )
+            .expect("append to the log");
+        }
+        let tail = cluster.log_tail(3);
+        assert_eq!(tail.lines().count(), 3, "{tail}");
+        assert!(
+            tail.lines()
+                .last()
+                .is_some_and(|line| line.contains("database system is shut down")),
+            "{tail}"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use devpg::{Cluster, Durability};
 
 use crate::tools::{
     cargo, create_database, ensure_postgres, ensure_schemathesis, ensure_wasm_target, exec,
-    free_port, random_hex, root, wait_for_http,
+    free_port, free_space, random_hex, root, wait_for_http,
 };
 use crate::{edge, ui};
 
@@ -50,8 +50,20 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
         .prefix("kurz-test-pg-")
         .tempdir()
         .context("cannot make a folder for the test database")?;
+    warn_if_short_of_disk(&[&root(), dir.path()]);
     let cluster = Cluster::start(dir.path(), Durability::Throwaway)?;
     eprintln!("test PostgreSQL on port {}", cluster.port());
+    let result = on_the_test_cluster(&cluster);
+    if result.is_err() {
+        report_on(&cluster);
+    }
+    drop(cluster);
+    result
+}
+
+/// The steps that share the run's cluster: the Rust tests, the API fuzzer, the worker's tests,
+/// the fault suite (its own cluster) and the dashboard's.
+fn on_the_test_cluster(cluster: &Cluster) -> anyhow::Result<()> {
     exec(
         cargo()
             .args(["test", "--workspace", "--exclude", "admin-ui", "--locked"])
@@ -69,9 +81,48 @@ pub(crate) fn run_all() -> anyhow::Result<()> {
         &root().join("target/debug/origin"),
         &cluster.url("postgres"),
         None,
-    )?;
-    drop(cluster);
-    Ok(())
+    )
+}
+
+/// What a full run writes at its peak, measured: the build (`target/`, 6.7 GB from a fresh
+/// clone) and the test cluster's databases and WAL (4.1 GB).
+const DISK_A_RUN_NEEDS: u64 = 12 << 30;
+
+/// Says so up front when a folder the run writes to has less free space than it needs: a
+/// cluster that runs out stops, and the tests then only see refused connections.
+fn warn_if_short_of_disk(folders: &[&std::path::Path]) {
+    for folder in folders {
+        if let Some(free) = free_space(folder).filter(|free| *free < DISK_A_RUN_NEEDS) {
+            eprintln!(
+                "warning: {} has {:.1} GiB free; a full run writes about {} GiB (the build and \
+                 the test databases). PostgreSQL stops when its disk fills up.",
+                folder.display(),
+                free as f64 / f64::from(1 << 30),
+                DISK_A_RUN_NEEDS >> 30,
+            );
+        }
+    }
+}
+
+/// After a failed step: whether the test cluster is still up, the space left where it writes
+/// and the end of its log, so that a cluster that stopped (a full disk, a crash) says why
+/// rather than leaving only the tests' refused connections to go on.
+fn report_on(cluster: &Cluster) {
+    let state = if cluster.is_running() {
+        "is up"
+    } else {
+        "is NOT running"
+    };
+    let free = free_space(cluster.dir()).map_or_else(
+        || "unknown".to_owned(),
+        |free| format!("{:.1} GiB", free as f64 / f64::from(1 << 30)),
+    );
+    eprintln!(
+        "\nthe test PostgreSQL (port {}) {state}; free space in {}: {free}; the end of its log:\n{}",
+        cluster.port(),
+        cluster.dir().display(),
+        cluster.log_tail(30),
+    );
 }
 
 /// Builds the worker and runs its node tests in workerd against `target/debug/origin`.

@@ -189,6 +189,12 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Bytes free to users other than root on the file system holding `path`.
+pub(crate) fn free_space(path: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// SHA-256 of `bytes`, in hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
