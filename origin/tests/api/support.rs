@@ -1,5 +1,7 @@
 //! The test harness: an app on its own database, and requests without a socket.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
@@ -98,9 +100,13 @@ pub async fn spawn_app_with_edge() -> TestApp {
 pub async fn new_database() -> String {
     let admin = admin_url();
     let name = format!("test_{}", random_hex());
-    let mut conn = PgConnection::connect(&admin)
-        .await
-        .expect("connect to the test cluster");
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|err| {
+        panic!(
+            "connect to the test cluster at {admin}: {err} (a server that stopped mid-run: \
+                 `cargo xtask test` prints the end of its log after the failed step)"
+        )
+    });
+    drop_old_databases(&mut conn).await;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
@@ -108,6 +114,35 @@ pub async fn new_database() -> String {
     conn.close().await.ok();
     let (base, _) = admin.rsplit_once('/').expect("URL with a database");
     format!("{base}/{name}")
+}
+
+/// Drops, once per test process, the databases [`new_database`] made over an hour ago (no test
+/// runs that long), so that a server named by `KURZ_TEST_DATABASE_URL` does not fill its disk
+/// run after run (`cargo xtask test` throws its own cluster away). Only names of this harness's
+/// pattern are touched; one still in use is left for a later sweep. Reading a database's age
+/// (`pg_stat_file`) needs a superuser, as the test cluster's `postgres` is: without one, no
+/// sweep.
+async fn drop_old_databases(conn: &mut PgConnection) {
+    static SWEPT: AtomicBool = AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let Ok(old) = sqlx::query_scalar::<_, String>(
+        "SELECT datname FROM pg_database \
+         WHERE datname ~ '^test_[0-9a-f]{16}$' \
+           AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification \
+               < now() - interval '1 hour'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    else {
+        return;
+    };
+    for name in old {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut *conn)
+            .await;
+    }
 }
 
 pub fn config(database_url: &str) -> Config {
@@ -134,7 +169,9 @@ pub fn config(database_url: &str) -> Config {
         trusted_proxies: 1,
         own_hosts: Vec::new(),
         admin_password: None,
-        first_start_file: std::env::temp_dir()
+        // Inside `target/`, which Cargo gives integration tests for their files: the first
+        // start's secrets do not pile up in the machine's temporary folder.
+        first_start_file: std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("kurz-first-start-{}.txt", random_hex())),
         admin_dir: None,
         log_format: LogFormat::Text,
