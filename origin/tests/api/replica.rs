@@ -541,11 +541,30 @@ async fn a_lost_replica_falls_back_to_the_primary_and_is_used_again_once_back() 
             .await;
     }
     caught_up(&app.db, &replica).await;
+    // Reads go to the replica only once a lag measurement found it close. The serving
+    // origin's first measurement ran at its start, before the replica had replayed any
+    // transaction (lag not known), and its next may come a second later: measure now, so
+    // the reads below try the replica and find it lost (else they would go to the primary
+    // as "behind", and the replica would not be taken for down).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health(&app).await["behind"] != false {
+        assert!(
+            Instant::now() < deadline,
+            "the replica's lag was never measured"
+        );
+        measure_lag(&app).await;
+    }
+    let before = health(&app).await["fallbacks"].clone();
     assert_eq!(
         codes(&ok_json(&app, Method::GET, "/api/v1/links", None).await),
         ["one", "two"]
     );
-    assert_eq!(health(&app).await["state"], "up");
+    let up = health(&app).await;
+    assert_eq!(up["state"], "up", "{up}");
+    assert_eq!(
+        up["fallbacks"], before,
+        "the replica answered the list: {up}"
+    );
 
     replica.kill().expect("kill the replica");
     // Read from the replica, which fails, then from the primary.
