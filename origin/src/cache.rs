@@ -404,9 +404,9 @@ async fn entry_of(
     Ok(record.and_then(CachedLink::new).map(Arc::new))
 }
 
-/// The bytes an entry holds: its code (the key's), its destination twice (the record's and
-/// the prepared `Location` header's copy), what its rules hold on the heap, plus the fixed
-/// [`ENTRY_OVERHEAD`].
+/// The bytes an entry holds: its code (the key's), the record's destination, the prepared
+/// `Location` header (the destination with the link's UTM parameters), what its rules hold
+/// on the heap, plus the fixed [`ENTRY_OVERHEAD`].
 fn weight(code: &str, entry: &Entry) -> u32 {
     let link = entry.as_ref().map_or(0, |link| {
         link.record.destination.as_str().len()
