@@ -247,9 +247,12 @@ async fn batch_workspace(
     let mut past_bound = 0;
     if budget == 0 {
         past_bound = sqlx::query(
-            "DELETE FROM webhook_clicks_pending WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM webhook_clicks_pending WHERE workspace_id = $1
-                 ORDER BY at DESC OFFSET $2))",
+            // All from the newest past the bound on (by time, then place): one comparison a
+            // row, whatever the plan (see `take_clicks`).
+            "DELETE FROM webhook_clicks_pending
+             WHERE workspace_id = $1 AND (at, ctid) <= (
+                 SELECT at, ctid FROM webhook_clicks_pending WHERE workspace_id = $1
+                 ORDER BY at DESC, ctid DESC OFFSET $2 LIMIT 1)",
         )
         .bind(workspace)
         .bind(i64::from(max_pending))
@@ -294,9 +297,16 @@ async fn take_clicks(
 ) -> Result<(u64, u64), Error> {
     let (clicks, messages): (i64, i64) = sqlx::query_as(
         "WITH taken AS (
-             DELETE FROM webhook_clicks_pending WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM webhook_clicks_pending WHERE workspace_id = $1
-                 ORDER BY at, click_id LIMIT $2))
+             -- The oldest $2 as a range up to the last of them, not a list of places
+             -- (`ctid = ANY(ARRAY(...))`): a plan made while the table was small scanned it
+             -- and searched the list for every row (analytics/rollup.rs).
+             DELETE FROM webhook_clicks_pending
+             WHERE workspace_id = $1 AND (at, click_id, ctid) <= (
+                 SELECT at, click_id, ctid FROM (
+                     SELECT at, click_id, ctid FROM webhook_clicks_pending
+                     WHERE workspace_id = $1 ORDER BY at, click_id, ctid LIMIT $2
+                 ) AS oldest
+                 ORDER BY at DESC, click_id DESC, ctid DESC LIMIT 1)
              RETURNING *
          ), body AS (
              SELECT count(*) AS clicks, jsonb_build_object(
