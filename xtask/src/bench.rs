@@ -309,9 +309,13 @@ impl Tally {
     }
 }
 
+/// How long the recording origins' clicks may take to be stored and counted after a run.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// What became of the clicks of `redirects` redirects of the recording `origin` (`before`
 /// was in the database when they began), once it settled: counted in the rollups (exact at
-/// any load, #16), stored raw, counted without details (the queue was full), lost.
+/// any load, #16), stored raw, counted without details (the queue was full), lost; and what
+/// was left when they did not settle within [`SETTLE_WAIT`] (the figures are then partial).
 fn clicks_counted(
     title: &str,
     database_url: &str,
@@ -326,7 +330,8 @@ fn clicks_counted(
         let pool = sqlx::PgPool::connect(database_url).await?;
         let client = reqwest::Client::new();
         let started = std::time::Instant::now();
-        let health = loop {
+        // The clicks' state when they settled, or when the wait ran out: then what was left.
+        let (health, unsettled) = loop {
             let health: serde_json::Value = serde_json::from_str(
                 &client
                     .get(format!("http://{origin}/health"))
@@ -348,8 +353,21 @@ fn clicks_counted(
                 + of("clicks_parked")
                 + of("clicks_in_doubt");
             let settled = of("clicks_overflow_waiting") == 0 && !pending;
-            if (settled && accounted >= redirects) || started.elapsed().as_secs() > 120 {
-                break health;
+            if settled && accounted >= redirects {
+                break (health, None);
+            }
+            if started.elapsed() > SETTLE_WAIT {
+                let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks_pending")
+                    .fetch_one(&pool)
+                    .await?;
+                let left = format!(
+                    " (NOT SETTLED after {} s: {pending} rows waiting to be counted, {} clicks \
+                     waiting in the overflow, {} not yet accounted for)",
+                    SETTLE_WAIT.as_secs(),
+                    of("clicks_overflow_waiting"),
+                    redirects.saturating_sub(accounted),
+                );
+                break (health, Some(left));
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         };
@@ -361,11 +379,12 @@ fn clicks_counted(
         let raw = after.raw.saturating_sub(before.raw);
         Ok(format!(
             "\n{title}: {redirects} redirects, {counted} counted in the rollups ({:.1} %), {raw} \
-             stored raw ({:.1} %), {} counted without details, {} lost\n",
+             stored raw ({:.1} %), {} counted without details, {} lost{}\n",
             percent(counted),
             percent(raw),
             of("clicks_details_shed"),
             of("clicks_shed"),
+            unsettled.unwrap_or_default(),
         ))
     })
 }
