@@ -263,8 +263,10 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
 /// visitors are found by an anti-join and inserted plainly, which is cheaper than
 /// `ON CONFLICT`; their uniques are counted from that same set of new visitors, in the
 /// aggregation of the hourly stats (a join of the inserted rows back to the batch's visits
-/// was planned as a nested loop over two CTEs: quadratic, 7 minutes for 50,000 clicks). The pending table has no key: a batch is the range of rows up to the `$1`-th oldest
-/// by (time, physical position), which is stable because rows are never updated and only the
+/// was planned as a nested loop over two CTEs: quadratic, 7 minutes for 50,000 clicks).
+///
+/// The pending table has no key: a batch is the range of rows up to the `$1`-th oldest by
+/// (time, physical position), which is stable because rows are never updated and only the
 /// lock holder deletes them. A range, not a list of positions (`ctid = ANY(ARRAY(...))`):
 /// the statement is prepared once per connection, and a generic plan made while the queue was
 /// small read it sequentially, searching the list for every row: with a backlog of 1 M rows, a
@@ -325,9 +327,8 @@ fn count_pending_sql(part: Part) -> String {
     format!(
         "
 WITH batch AS (
-    -- The oldest $1 as a range, up to the last of them (by time, then place): each row is
-    -- compared with one bound, whatever the plan. As a list of places (an array of `ctid`s),
-    -- a plan made while the queue was small scanned it and searched the list for every row.
+    -- The oldest $1 as a range up to the last of them (by time, then place): one comparison
+    -- a row, whatever the plan (see `count_pending_sql`).
     DELETE FROM clicks_pending
     WHERE {half} AND (at, ctid) <= (
         SELECT at, ctid FROM (
