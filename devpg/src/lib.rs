@@ -56,11 +56,26 @@ pub struct Cluster {
     port: u16,
     /// The user and group the server runs as when we are root.
     run_as: Option<(u32, u32)>,
+    /// The server's buffer pool (`shared_buffers`) in MiB; PostgreSQL's default (128 MiB)
+    /// when `None`.
+    shared_buffers_mib: Option<u32>,
 }
 
 impl Cluster {
-    /// Starts a cluster in `dir`, creating it first if `dir` holds none yet.
+    /// Starts a cluster in `dir`, creating it first if `dir` holds none yet, with
+    /// PostgreSQL's default buffer pool (128 MiB): enough for tests and a local run.
     pub fn start(dir: &Path, durability: Durability) -> Result<Self, Error> {
+        Self::start_with_buffers(dir, durability, None)
+    }
+
+    /// [`Cluster::start`] with a buffer pool (`shared_buffers`) of `shared_buffers_mib` MiB:
+    /// for benchmarks, which should measure a server sized for its data as a deployment's is,
+    /// not one that reads most pages from the kernel's cache.
+    pub fn start_with_buffers(
+        dir: &Path,
+        durability: Durability,
+        shared_buffers_mib: Option<u32>,
+    ) -> Result<Self, Error> {
         let bin_dir = find_bin_dir().ok_or(Error::NotInstalled)?;
         let run_as = if running_as_root()? {
             Some(postgres_user()?)
@@ -81,6 +96,7 @@ impl Cluster {
             bin_dir,
             port,
             run_as,
+            shared_buffers_mib,
         };
         if !cluster.data_dir().join("PG_VERSION").exists() {
             cluster.initdb()?;
@@ -112,6 +128,7 @@ impl Cluster {
             bin_dir: primary.bin_dir.clone(),
             port: free_port()?,
             run_as: primary.run_as,
+            shared_buffers_mib: primary.shared_buffers_mib,
         };
         let data = replica.data_dir();
         let port = primary.port.to_string();
@@ -233,6 +250,9 @@ impl Cluster {
         );
         if durability == Durability::Throwaway {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        if let Some(mib) = self.shared_buffers_mib {
+            options.push_str(&format!(" -c shared_buffers={mib}MB"));
         }
         let data = self.data_dir();
         let log = self.dir.join("server.log");
