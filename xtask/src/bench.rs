@@ -35,6 +35,13 @@ pub(crate) struct Args {
     /// Raw clicks of the scale part, over 90 days.
     #[arg(long, default_value_t = 100_000_000)]
     scale_clicks: u64,
+    /// The buffer pool (`shared_buffers`, MiB) of each part's PostgreSQL. The default, 1 GiB,
+    /// is a modest server's: a deployment sizes it to its machine (commonly a quarter of its
+    /// memory). PostgreSQL's own default, 128 MiB, holds under a fifth of the origin part's
+    /// million links and their indexes (721 MB): give 128 to see what reading most pages
+    /// from the kernel's cache costs a cache-off redirect.
+    #[arg(long, default_value_t = 1024)]
+    pg_shared_buffers_mib: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,23 +84,31 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         report.push_str(&edge(args, work.path())?);
     }
     if part(Part::Analytics) {
-        report.push_str(&crate::bench_analytics::run(work.path())?);
+        report.push_str(&crate::bench_analytics::run(
+            work.path(),
+            args.pg_shared_buffers_mib,
+        )?);
     }
     // All parts: the dashboard part prints the size.
     if part(Part::Ui) && !part(Part::Dashboard) {
         report.push_str(&ui_size_row(&crate::ui::build()?)?);
     }
     if part(Part::Dashboard) {
-        report.push_str(&crate::bench_dashboard::run(args.links, work.path())?);
+        report.push_str(&crate::bench_dashboard::run(
+            args.links,
+            work.path(),
+            args.pg_shared_buffers_mib,
+        )?);
     }
     if part(Part::Import) {
-        report.push_str(&import(work.path())?);
+        report.push_str(&import(work.path(), args.pg_shared_buffers_mib)?);
     }
     if args.only == Some(Part::Scale) {
         report.push_str(&crate::bench_scale::run(
             args.scale_links,
             args.scale_clicks,
             work.path(),
+            args.pg_shared_buffers_mib,
         )?);
     }
     println!("{report}");
@@ -102,7 +117,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
 
 fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
     build_release_origin(&["--example", "bare_redirect"])?;
-    let (cluster, database_url) = throwaway_database(work, "bench")?;
+    let (cluster, database_url) = throwaway_database(work, "bench", args.pg_shared_buffers_mib)?;
     let code_key = hex::encode(tools::random_key());
 
     // Migrations are the origin's: start one, wait until ready, then seed behind its back.
@@ -470,20 +485,18 @@ pub(crate) fn build_release_origin(extra: &[&str]) -> anyhow::Result<()> {
     )
 }
 
-/// The benches' PostgreSQL buffer pool (`shared_buffers`), in MiB. The default, 128 MiB, holds
-/// a fifth of the origin bench's million links and their indexes (721 MB): with it, a cache-off
-/// redirect read most pages from the kernel's cache, a copy per page (43–47 K req/s, where
-/// 1 GiB served 52–57 K on the same data). A deployment sizes it to its machine (commonly a
-/// quarter of its memory); 1 GiB is a modest server's.
-const BENCH_SHARED_BUFFERS_MIB: u32 = 1024;
-
-/// A PostgreSQL cluster of its own under `work` (gone with it), with a database `name`; its URL.
-pub(crate) fn throwaway_database(work: &Path, name: &str) -> anyhow::Result<(Cluster, String)> {
+/// A PostgreSQL cluster of its own under `work` (gone with it), with a buffer pool of
+/// `shared_buffers_mib` (`--pg-shared-buffers-mib`) and a database `name`; its URL.
+pub(crate) fn throwaway_database(
+    work: &Path,
+    name: &str,
+    shared_buffers_mib: u32,
+) -> anyhow::Result<(Cluster, String)> {
     ensure_postgres()?;
     let cluster = Cluster::start_with_buffers(
         &work.join(format!("pg-{name}")),
         Durability::Throwaway,
-        Some(BENCH_SHARED_BUFFERS_MIB),
+        Some(shared_buffers_mib),
     )?;
     create_database(&cluster.url("postgres"), name)?;
     let url = cluster.url(name);
@@ -805,9 +818,9 @@ const IMPORT_TARGET: f64 = 5_000.0;
 /// creation date and imported clicks, as an import brings them), against single creates
 /// through `POST /api/v1/links` measured on the same origin, and the origin's memory before
 /// and after: the bulk route holds at most a few requests' bodies, whatever the total.
-fn import(work: &Path) -> anyhow::Result<String> {
+fn import(work: &Path, shared_buffers_mib: u32) -> anyhow::Result<String> {
     build_release_origin(&[])?;
-    let (_cluster, database_url) = throwaway_database(work, "import")?;
+    let (_cluster, database_url) = throwaway_database(work, "import", shared_buffers_mib)?;
     let origin = Origin::start(&database_url, &tools::random_hex(16), 64)?;
     let api_key = crate::bench_analytics::create_api_key(&database_url)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -43,9 +43,9 @@ const REFERRERS: &[&str] = &[
 ];
 const COUNTRIES: &[&str] = &["DE", "US", "FR", "GB", "JP", "BR", "IN", "NL"];
 
-pub(crate) fn run(work: &Path) -> anyhow::Result<String> {
+pub(crate) fn run(work: &Path, shared_buffers_mib: u32) -> anyhow::Result<String> {
     build_release_origin(&[])?;
-    let (_cluster, database_url) = throwaway_database(work, "analytics")?;
+    let (_cluster, database_url) = throwaway_database(work, "analytics", shared_buffers_mib)?;
     let code_key = tools::random_hex(16);
     let secret = tools::random_hex(32);
     let origin = Origin::start_with(

@@ -26,13 +26,13 @@ const LOADS: usize = 5;
 /// The target for the first screen over 1,000,000 links, in milliseconds.
 const TARGET_MS: f64 = 1_000.0;
 
-pub(crate) fn run(links: u64, work: &Path) -> anyhow::Result<String> {
+pub(crate) fn run(links: u64, work: &Path, shared_buffers_mib: u32) -> anyhow::Result<String> {
     let measured = measured_commit();
     let built = ui::build()?;
     build_release_origin(&[])?;
     let chromium = ui::ensure_chromium()?;
     edge::ensure_npm_packages(&ui::tests_dir(), "playwright-core")?;
-    let (_cluster, database_url) = throwaway_database(work, "dashboard")?;
+    let (_cluster, database_url) = throwaway_database(work, "dashboard", shared_buffers_mib)?;
     let password = tools::random_hex(12);
     let secret = tools::random_hex(32);
     let origin = Origin::start_with(

@@ -74,7 +74,12 @@ fn code_of(id: u64) -> String {
     format!("{:08x}", (id * 2_654_435_761) % (1 << 32))
 }
 
-pub(crate) fn run(links: u64, clicks: u64, work: &Path) -> anyhow::Result<String> {
+pub(crate) fn run(
+    links: u64,
+    clicks: u64,
+    work: &Path,
+    shared_buffers_mib: u32,
+) -> anyhow::Result<String> {
     if !(10..=1_000_000_000).contains(&links) {
         bail!("--scale-links must be between 10 and 1,000,000,000");
     }
@@ -90,7 +95,7 @@ pub(crate) fn run(links: u64, clicks: u64, work: &Path) -> anyhow::Result<String
         );
     }
     build_release_origin(&[])?;
-    let (_cluster, database_url) = throwaway_database(work, "scale")?;
+    let (_cluster, database_url) = throwaway_database(work, "scale", shared_buffers_mib)?;
     let secret = tools::random_hex(32);
     let code_key = tools::random_hex(16);
     // Ingest, counting, the API: the origin as deployed.
