@@ -743,8 +743,9 @@ async fn a_click_lands_on_the_local_day_of_the_asked_time_zone() {
         let local = t.to_offset(time::UtcOffset::from_hms(offset_hours, 0, 0).expect("offset"));
         assert_eq!((local.date(), local.hour()), (local_day, 0), "{tz}: {t}");
     }
-    // The workspace's stats run the zone's check beside the queries that use the zone: the
-    // check's answer is the one given.
+    // The series' query checks the zone (PostgreSQL knows the zones) while the others run
+    // beside it: a zone it does not know is the caller's mistake, on `tz`, whatever else is
+    // asked.
     for path in [
         "/api/v1/links/tz/stats?tz=Mars/Olympus",
         "/api/v1/stats?tz=Mars/Olympus",
