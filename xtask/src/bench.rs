@@ -231,7 +231,7 @@ fn origin(args: &Args, work: &Path) -> anyhow::Result<String> {
     let mut report = table(
         &format!(
             "origin redirect route, {} links, {} connections, 127.0.0.1; the first three rows \
-             in turn, {ROUNDS} rounds of {} s (mean rate, the median round's latencies), \
+             in turn, {ROUNDS} rounds of {} s (mean rate, the median of the rounds' latencies), \
              the last {} s",
             args.links,
             args.connections,
@@ -1122,30 +1122,23 @@ fn interleaved<'a>(
     Ok(rows
         .iter()
         .zip(rounds)
-        .map(|((name, _, _), mut measured)| {
-            let mean =
-                measured.iter().map(|m| m.requests_per_second).sum::<f64>() / measured.len() as f64;
-            let non_2xx_3xx = measured.iter().map(|m| m.non_2xx_3xx).sum();
+        .map(|((name, _, _), measured)| {
             // Each latency is the median of the rounds' own: a stall of the shared machine
             // lasting a second lands on whichever row runs then, and decided a row's p99 when
             // one round's was taken (the edge's constant-302 worker's swung 0.14 → 1.6 s).
-            let median_of = |of: fn(&WrkResult) -> &String, measured: &mut Vec<WrkResult>| {
-                measured.sort_by(|a, b| {
-                    let ms = |m: &WrkResult| latency_ms(of(m)).unwrap_or(f64::INFINITY);
-                    ms(a).total_cmp(&ms(b))
-                });
-                of(&measured[measured.len() / 2]).clone()
+            let median = |of: fn(&WrkResult) -> &str| {
+                let mut texts: Vec<&str> = measured.iter().map(of).collect();
+                let ms = |text: &str| latency_ms(text).unwrap_or(f64::INFINITY);
+                texts.sort_by(|a, b| ms(a).total_cmp(&ms(b)));
+                texts[texts.len() / 2].to_owned()
             };
-            let p50 = median_of(|m| &m.p50, &mut measured);
-            let p99 = median_of(|m| &m.p99, &mut measured);
-            measured.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
-            let median = measured.swap_remove(measured.len() / 2);
             let result = WrkResult {
-                requests_per_second: mean,
-                non_2xx_3xx,
-                p50,
-                p99,
-                ..median
+                requests_per_second: measured.iter().map(|m| m.requests_per_second).sum::<f64>()
+                    / measured.len() as f64,
+                requests: measured.iter().map(|m| m.requests).sum(),
+                p50: median(|m| &m.p50),
+                p99: median(|m| &m.p99),
+                non_2xx_3xx: measured.iter().map(|m| m.non_2xx_3xx).sum(),
             };
             (*name, result)
         })
