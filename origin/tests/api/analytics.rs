@@ -1137,6 +1137,56 @@ async fn a_flood_of_referrers_keeps_a_bounded_breakdown_and_exact_totals() {
     );
 }
 
+/// A batch whose values, held and new, only seem too many for their bucket (most of them are
+/// held already) keeps them all: the counter ranks them, and every one fits.
+#[tokio::test]
+async fn a_bucket_keeps_every_value_it_has_room_for() {
+    let app = spawn_app().await;
+    let id = link(&app, "room").await;
+    let hour = (OffsetDateTime::now_utc() - Duration::DAY)
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .expect("hour");
+    let visits = |batch: &str, referrers: std::ops::Range<usize>| -> Vec<ClickEvent> {
+        referrers
+            .map(|i| {
+                let mut e = event(
+                    &format!("{batch}{i}"),
+                    id,
+                    "room",
+                    hour + Duration::milliseconds(i as i64),
+                );
+                e.referrer = Some(format!("https://r{i}.example/"));
+                e
+            })
+            .collect()
+    };
+    // 80 values held; then those 80 again and 20 new (100 in all, the bound); then one more.
+    for batch in [
+        visits("a", 0..80),
+        visits("b", 0..100),
+        visits("c", 100..101),
+    ] {
+        app.state.store_clicks(&batch).await.expect("store");
+        app.state.count_clicks().await.expect("count");
+    }
+    let mut rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT value, hits FROM link_breakdown_hourly
+         WHERE link_id = $1 AND dimension = 'referrer'",
+    )
+    .bind(id)
+    .fetch_all(&app.db)
+    .await
+    .expect("rows");
+    let mut expected: Vec<(String, i64)> = (0..100)
+        .map(|i| (format!("r{i}.example"), if i < 80 { 2 } else { 1 }))
+        .collect();
+    expected.push(("(other values)".to_owned(), 1));
+    expected.sort();
+    rows.sort();
+    assert_eq!(rows, expected);
+}
+
 #[tokio::test]
 async fn a_late_click_never_counts_a_visitor_twice() {
     let app = spawn_app().await;
