@@ -151,13 +151,18 @@ const scenarios = {
     stop = true;
     await load;
     const sent = warmup + redirected + ingested;
+    // A wait that times out says what the origin knows of the clicks it did not store.
+    const figures = async () => {
+      const { clicks_shed: shed, clicks_details_shed: detailsShed } = await origin.health();
+      return { sent, redirected, redirectedWhileDown, ingested, shed, detailsShed };
+    };
     await eventually('every click is stored', async () => {
       const stored = Number(psql(databaseUrl, 'SELECT count(*) FROM clicks'));
-      return stored >= sent || stored;
+      return stored >= sent || { stored, ...(await figures()) };
     }, 60_000);
     await eventually('every click is counted', async () => {
       const counted = await statsTotal(api, origin.url);
-      return counted >= sent || counted;
+      return counted >= sent || { counted, ...(await figures()) };
     }, 30_000);
     await sleep(1_000);
     const [stored, distinct] = psql(databaseUrl, 'SELECT count(*), count(DISTINCT id) FROM clicks').split('|').map(Number);
