@@ -1006,14 +1006,20 @@ async fn breakdowns_count_every_click_of_any_range() {
     }
 }
 
+/// The start of this hour of yesterday (UTC): a bucket of a day that is over.
+fn an_hour_yesterday() -> OffsetDateTime {
+    (OffsetDateTime::now_utc() - Duration::DAY)
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .expect("hour")
+}
+
 #[tokio::test]
 async fn a_flood_of_referrers_keeps_a_bounded_breakdown_and_exact_totals() {
     let app = spawn_app().await;
     let id = link(&app, "flood").await;
-    let hour = (OffsetDateTime::now_utc() - Duration::DAY)
-        .replace_minute(0)
-        .and_then(|t| t.replace_second(0))
-        .expect("hour");
+    let hour = an_hour_yesterday();
     let at = |i: usize| hour + Duration::milliseconds(i as i64);
     let visit = |name: String, i: usize, referrer: String| {
         let mut e = event(&name, id, "flood", at(i));
@@ -1143,10 +1149,7 @@ async fn a_flood_of_referrers_keeps_a_bounded_breakdown_and_exact_totals() {
 async fn a_bucket_keeps_every_value_it_has_room_for() {
     let app = spawn_app().await;
     let id = link(&app, "room").await;
-    let hour = (OffsetDateTime::now_utc() - Duration::DAY)
-        .replace_minute(0)
-        .and_then(|t| t.replace_second(0))
-        .expect("hour");
+    let hour = an_hour_yesterday();
     let visits = |batch: &str, referrers: std::ops::Range<usize>| -> Vec<ClickEvent> {
         referrers
             .map(|i| {
