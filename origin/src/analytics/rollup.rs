@@ -196,10 +196,12 @@ pub(crate) const VISITOR_DAYS: i32 = 7;
 fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
     let (b_key, r_key) = (key_of(key, "b"), key_of(key, "r"));
     format!(
-        "{table}_held AS (
+        "{table}_buckets AS (
+    SELECT DISTINCT {key}, t FROM {source}
+), {table}_held AS (
     -- How many values each bucket of the batch holds already, per dimension.
     SELECT {b_key}, b.t, r.dimension, r.held
-    FROM (SELECT DISTINCT {key}, t FROM {source}) AS b,
+    FROM {table}_buckets AS b,
          LATERAL (SELECT dimension, count(*) AS held FROM {table} r
                   WHERE ({r_key}) = ({b_key}) AND r.{time} = b.t
                   GROUP BY dimension OFFSET 0) AS r
@@ -218,7 +220,7 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
         SELECT {key}, dimension, t, value, hits, bots, false AS known FROM {source}
         UNION ALL
         SELECT {b_key}, r.dimension, b.t, r.value, 0, 0, true
-        FROM (SELECT DISTINCT {key}, t FROM {source}) AS b,
+        FROM {table}_buckets AS b,
              LATERAL (SELECT dimension, value FROM {table} r
                       WHERE ({r_key}) = ({b_key}) AND r.{time} = b.t OFFSET 0) AS r
     ) AS v
