@@ -221,13 +221,6 @@ async fn series(
 /// hours before the first and after the last whole day from the hourly one. Days not summed
 /// yet (the current one, [`super::closed_days::sum_closed_days`]) count as hours after the last
 /// whole day.
-///
-/// The bounds are computed once and each part reads them as values (scalar subqueries, which
-/// PostgreSQL runs first), so that every scan takes both ends of its range as index bounds.
-/// Joined as a row instead, they left the planner to guess how much of an owner's history a
-/// part reads: where one link held most of the hourly rows, a connection's first (custom)
-/// plans scanned the whole hourly table for each ragged end (a link's 90 days, its 190,080
-/// hourly rows alone in the table: 85–136 ms against 9–15 ms, `EXPLAIN ANALYZE`).
 async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Error> {
     let part = of.part();
     let tables = part.tables();
@@ -238,15 +231,15 @@ async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Er
                           date_trunc('day', $3 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS floor_day,
                           (SELECT summed_before FROM daily_breakdown_progress WHERE part = '{name}')::timestamp AT TIME ZONE 'UTC' AS summed) AS d
          ), parts AS (
-             SELECT dimension, value, hits, bots FROM {daily}
-             WHERE {owner} AND day >= (SELECT (ceil_day AT TIME ZONE 'UTC')::date FROM bounds)
-               AND day < (SELECT (floor_day AT TIME ZONE 'UTC')::date FROM bounds)
+             SELECT dimension, value, hits, bots FROM {daily}, bounds
+             WHERE {owner} AND day >= (ceil_day AT TIME ZONE 'UTC')::date
+               AND day < (floor_day AT TIME ZONE 'UTC')::date
              UNION ALL
-             SELECT dimension, value, hits, bots FROM {hourly}
-             WHERE {owner} AND hour >= $2 AND hour < least($3, (SELECT ceil_day FROM bounds))
+             SELECT dimension, value, hits, bots FROM {hourly}, bounds
+             WHERE {owner} AND hour >= $2 AND hour < least($3, ceil_day)
              UNION ALL
-             SELECT dimension, value, hits, bots FROM {hourly}
-             WHERE {owner} AND hour >= greatest($2, (SELECT floor_day FROM bounds)) AND hour < $3
+             SELECT dimension, value, hits, bots FROM {hourly}, bounds
+             WHERE {owner} AND hour >= greatest($2, floor_day) AND hour < $3
          ), ranked AS (
              SELECT dimension, value, sum(hits + CASE WHEN $4 THEN bots ELSE 0 END)::int8 AS count,
                     row_number() OVER (PARTITION BY dimension
