@@ -7,7 +7,7 @@ use shortlink::ShortCode;
 use shortlink::edge::{ClickEvent, ClickSource};
 use time::{Duration, OffsetDateTime};
 
-use crate::support::{TestApp, spawn_app};
+use crate::support::{TestApp, hour_start, spawn_app};
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
@@ -1006,20 +1006,12 @@ async fn breakdowns_count_every_click_of_any_range() {
     }
 }
 
-/// The start of this hour of yesterday (UTC): a bucket of a day that is over.
-fn an_hour_yesterday() -> OffsetDateTime {
-    (OffsetDateTime::now_utc() - Duration::DAY)
-        .replace_minute(0)
-        .and_then(|t| t.replace_second(0))
-        .and_then(|t| t.replace_nanosecond(0))
-        .expect("hour")
-}
-
 #[tokio::test]
 async fn a_flood_of_referrers_keeps_a_bounded_breakdown_and_exact_totals() {
     let app = spawn_app().await;
     let id = link(&app, "flood").await;
-    let hour = an_hour_yesterday();
+    // A bucket of a day that is over.
+    let hour = hour_start(Duration::DAY);
     let at = |i: usize| hour + Duration::milliseconds(i as i64);
     let visit = |name: String, i: usize, referrer: String| {
         let mut e = event(&name, id, "flood", at(i));
@@ -1149,7 +1141,8 @@ async fn a_flood_of_referrers_keeps_a_bounded_breakdown_and_exact_totals() {
 async fn a_bucket_keeps_every_value_it_has_room_for() {
     let app = spawn_app().await;
     let id = link(&app, "room").await;
-    let hour = an_hour_yesterday();
+    // A bucket of a day that is over.
+    let hour = hour_start(Duration::DAY);
     let visits = |batch: &str, referrers: std::ops::Range<usize>| -> Vec<ClickEvent> {
         referrers
             .map(|i| {

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use shortlink::signature;
 use time::OffsetDateTime;
 
-use crate::support::{EDGE_SECRET, TestApp, TestResponse, spawn_app, spawn_app_with_edge};
+use crate::support::{
+    EDGE_SECRET, TestApp, TestResponse, hour_start, spawn_app, spawn_app_with_edge,
+};
 
 async fn signed(app: &TestApp, method: Method, path: &str, body: &[u8]) -> TestResponse {
     let timestamp = OffsetDateTime::now_utc().unix_timestamp();
@@ -40,11 +42,7 @@ async fn signed_at(
 
 fn click(id: &str, link_id: i64, code: &str) -> Value {
     // The same instant for every call within a test (events are identified by id and time).
-    let at = (OffsetDateTime::now_utc() - time::Duration::hours(1))
-        .replace_minute(0)
-        .and_then(|t| t.replace_second(0))
-        .and_then(|t| t.replace_nanosecond(0))
-        .expect("whole hour")
+    let at = hour_start(time::Duration::hours(1))
         .format(&time::format_description::well_known::Rfc3339)
         .expect("format");
     json!({

@@ -6,7 +6,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-use crate::support::{As, USER_PASSWORD, app_on, new_database};
+use crate::support::{As, USER_PASSWORD, app_on, hour_start, new_database};
 
 /// The last migration before workspaces.
 const BEFORE_WORKSPACES: i64 = 11;
@@ -56,11 +56,7 @@ async fn a_database_of_the_release_before_workspaces_keeps_everything() {
         .replace_day(1)
         .expect("day")
         .replace_time(time::Time::MIDNIGHT);
-    let hour = time::OffsetDateTime::now_utc()
-        .replace_minute(0)
-        .and_then(|t| t.replace_second(0))
-        .and_then(|t| t.replace_nanosecond(0))
-        .expect("hour");
+    let hour = hour_start(time::Duration::ZERO);
     let partition = format!(
         "clicks_{:04}_{:02}",
         month_start.year(),
@@ -312,11 +308,7 @@ async fn the_link_rollup_keys_of_0036_keep_every_count_under_its_workspace() {
     let database_url = new_database().await;
     migrate_up_to(&database_url, 35).await;
     let mut conn = PgConnection::connect(&database_url).await.expect("connect");
-    let hour = time::OffsetDateTime::now_utc()
-        .replace_minute(0)
-        .and_then(|t| t.replace_second(0))
-        .and_then(|t| t.replace_nanosecond(0))
-        .expect("hour");
+    let hour = hour_start(time::Duration::ZERO);
     let statements = [
         "INSERT INTO workspaces (id, name) OVERRIDING SYSTEM VALUE VALUES (7, 'second')".to_owned(),
         "INSERT INTO links (id, workspace_id, code, destination)

@@ -307,6 +307,16 @@ impl TestApp {
     }
 }
 
+/// The start of the UTC hour `ago` before now: a whole hour, the same for every call within
+/// that hour (events are identified by id and time).
+pub fn hour_start(ago: time::Duration) -> time::OffsetDateTime {
+    (time::OffsetDateTime::now_utc() - ago)
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .expect("the start of an hour is a valid time")
+}
+
 pub fn random_hex() -> String {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("randomness");
