@@ -220,48 +220,28 @@ async fn series(
 /// Top values of each dimension: whole UTC days inside the range from the daily table, the
 /// hours before the first and after the last whole day from the hourly one. Days not summed
 /// yet (the current one, [`super::closed_days::sum_closed_days`]) count as hours after the last
-/// whole day.
+/// whole day. The query is the SQL function `link_breakdowns` or `workspace_breakdowns`
+/// (`0047_stats_breakdowns.sql`, which says why: a plan that reads ranges of the rollups'
+/// keys for an owner of most rows too).
 async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Error> {
-    let part = of.part();
-    let tables = part.tables();
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
-        "WITH bounds AS (
-             SELECT ceil_day, greatest(ceil_day, least(floor_day, summed)) AS floor_day
-             FROM (SELECT date_trunc('day', $2 AT TIME ZONE 'UTC' + interval '1 day' - interval '1 microsecond') AT TIME ZONE 'UTC' AS ceil_day,
-                          date_trunc('day', $3 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS floor_day,
-                          (SELECT summed_before FROM daily_breakdown_progress WHERE part = '{name}')::timestamp AT TIME ZONE 'UTC' AS summed) AS d
-         ), parts AS (
-             SELECT dimension, value, hits, bots FROM {daily}, bounds
-             WHERE {owner} AND day >= (ceil_day AT TIME ZONE 'UTC')::date
-               AND day < (floor_day AT TIME ZONE 'UTC')::date
-             UNION ALL
-             SELECT dimension, value, hits, bots FROM {hourly}, bounds
-             WHERE {owner} AND hour >= $2 AND hour < least($3, ceil_day)
-             UNION ALL
-             SELECT dimension, value, hits, bots FROM {hourly}, bounds
-             WHERE {owner} AND hour >= greatest($2, floor_day) AND hour < $3
-         ), ranked AS (
-             SELECT dimension, value, sum(hits + CASE WHEN $4 THEN bots ELSE 0 END)::int8 AS count,
-                    row_number() OVER (PARTITION BY dimension
-                                       ORDER BY sum(hits + CASE WHEN $4 THEN bots ELSE 0 END) DESC, value) AS rank
-             FROM parts GROUP BY dimension, value
-         )
-         SELECT dimension, value, count FROM ranked
-         WHERE rank <= $5 AND count > 0
-         ORDER BY dimension, rank",
-        daily = tables.breakdown_daily,
-        hourly = tables.breakdown_hourly,
-        owner = part.owner_is("", "$1", "$6"),
-        name = part.name(),
-    ))
-    .bind(of.ids().0)
-    .bind(range.from)
-    .bind(range.to)
-    .bind(range.bots)
-    .bind(range.top)
-    .bind(of.ids().1)
-    .fetch_all(db)
-    .await?;
+    let query = match of {
+        Of::Link(workspace, link) => {
+            sqlx::query_as("SELECT * FROM link_breakdowns($1, $2, $3, $4, $5, $6)")
+                .bind(workspace.get())
+                .bind(link)
+        }
+        Of::Workspace(workspace) => {
+            sqlx::query_as("SELECT * FROM workspace_breakdowns($1, $2, $3, $4, $5)")
+                .bind(workspace.get())
+        }
+    };
+    let rows: Vec<(String, String, i64)> = query
+        .bind(range.from)
+        .bind(range.to)
+        .bind(range.bots)
+        .bind(range.top)
+        .fetch_all(db)
+        .await?;
     let mut top = Breakdowns::default();
     for (dimension, value, count) in rows {
         let list = match dimension.as_str() {
