@@ -8,8 +8,8 @@
 -- rows (a deployment with one popular link), and for the workspace of a deployment of one
 -- team (it holds them all), that is a large part of the table: planned for the range or for
 -- any, as a prepared statement is, the query scanned the whole table for each end. Measured
--- with one link's 190,552 hourly rows (90 days) alone in the table: 77–112 ms for its 90
--- days, 46–69 ms for its last day, where these functions take 5–11 ms and 2 ms; on the
+-- with one link's 190,552 hourly rows (90 days) alone in the table: 57–112 ms for its 90
+-- days, 46–69 ms for its last day, where these functions take 5–11 ms and ~2 ms; on the
 -- analytics bench's data (other links' rows too) they run as fast as the statement did.
 -- Settings on a function hold for its query only: a plan made once per connection (PL/pgSQL
 -- keeps it for the session), with scans of key ranges; the daily part and the ends are each

@@ -222,18 +222,21 @@ async fn series(
 /// yet (the current one, [`super::closed_days::sum_closed_days`]) count as hours after the last
 /// whole day. The query is the SQL function `link_breakdowns` or `workspace_breakdowns`
 /// (`0047_stats_breakdowns.sql`, which says why: a plan that reads ranges of the rollups'
-/// keys for an owner of most rows too).
+/// keys for an owner of most rows too), in each dimension most counted first (a function's rows
+/// come in no promised order).
 async fn breakdowns(db: &PgPool, of: Of, range: &Range) -> Result<Breakdowns, Error> {
     let query = match of {
-        Of::Link(workspace, link) => {
-            sqlx::query_as("SELECT * FROM link_breakdowns($1, $2, $3, $4, $5, $6)")
-                .bind(workspace.get())
-                .bind(link)
-        }
-        Of::Workspace(workspace) => {
-            sqlx::query_as("SELECT * FROM workspace_breakdowns($1, $2, $3, $4, $5)")
-                .bind(workspace.get())
-        }
+        Of::Link(workspace, link) => sqlx::query_as(
+            "SELECT * FROM link_breakdowns($1, $2, $3, $4, $5, $6)
+             ORDER BY dimension, count DESC, value",
+        )
+        .bind(workspace.get())
+        .bind(link),
+        Of::Workspace(workspace) => sqlx::query_as(
+            "SELECT * FROM workspace_breakdowns($1, $2, $3, $4, $5)
+             ORDER BY dimension, count DESC, value",
+        )
+        .bind(workspace.get()),
     };
     let rows: Vec<(String, String, i64)> = query
         .bind(range.from)
