@@ -22,7 +22,10 @@ use time::OffsetDateTime;
 
 use crate::support::{EDGE_SECRET, TestApp, app_with, config, random_hex};
 
-/// An app whose reads that may lag go to a streaming replica of its database.
+/// An app whose reads that may lag go to a streaming replica of its database. Bind its
+/// fields folders first (`let Replicated { _dirs, primary, replica, app } = ...`): locals drop
+/// in reverse, so the app goes first and the folders last (a cluster whose folder is gone is
+/// not stopped, [`clusters`]).
 struct Replicated {
     app: TestApp,
     replica: Cluster,
@@ -34,7 +37,7 @@ struct Replicated {
 /// A primary, a replica of it caught up, and an app on both (with `edit` applied to its
 /// configuration).
 async fn replicated(edit: impl FnOnce(&mut origin::config::Config)) -> Replicated {
-    let (primary, replica, dirs) = clusters();
+    let (dirs, primary, replica) = clusters();
     let mut config = config(&primary.url("postgres"));
     config.database_read_url = Some(replica.url("postgres"));
     config.edge_secret = Some(EDGE_SECRET.to_owned());
@@ -52,7 +55,12 @@ async fn replicated(edit: impl FnOnce(&mut origin::config::Config)) -> Replicate
     }
 }
 
-fn clusters() -> (Cluster, Cluster, [tempfile::TempDir; 2]) {
+/// Their folders, a primary, and a streaming replica of it. Bound in this order (`let (_dirs,
+/// primary, replica)`), the locals drop in reverse: the replica stops, then the primary, and
+/// only then are the folders removed. Bound folders last, they went first, and a cluster
+/// whose folder is gone is not stopped (`Cluster`'s drop finds no `postmaster.pid`): the
+/// servers outlived the test.
+fn clusters() -> ([tempfile::TempDir; 2], Cluster, Cluster) {
     let dirs = [
         tempfile::tempdir().expect("temp dir"),
         tempfile::tempdir().expect("temp dir"),
@@ -60,7 +68,7 @@ fn clusters() -> (Cluster, Cluster, [tempfile::TempDir; 2]) {
     let primary = Cluster::start(dirs[0].path(), Durability::Throwaway).expect("start PostgreSQL");
     let replica = Cluster::start_replica(dirs[1].path(), &primary, Durability::Throwaway)
         .expect("start a replica");
-    (primary, replica, dirs)
+    (dirs, primary, replica)
 }
 
 async fn connect(cluster: &Cluster) -> PgConnection {
@@ -198,10 +206,10 @@ async fn resolve(app: &TestApp, code: &str) -> StatusCode {
 #[tokio::test]
 async fn lists_and_stats_read_the_replica_and_own_writes_the_primary() {
     let Replicated {
-        app,
-        replica,
-        primary: _primary,
         _dirs,
+        primary: _primary,
+        replica,
+        app,
     } = replicated(|_| {}).await;
     let first = app
         .create(json!({"destination": "https://example.com/first", "code": "first"}))
@@ -275,10 +283,10 @@ async fn lists_and_stats_read_the_replica_and_own_writes_the_primary() {
 #[tokio::test]
 async fn a_replica_lagging_more_than_allowed_is_left_until_it_catches_up() {
     let Replicated {
-        app,
-        replica,
-        primary: _primary,
         _dirs,
+        primary: _primary,
+        replica,
+        app,
     } = replicated(|config| config.replica_max_lag_secs = 1).await;
     app.create(json!({"destination": "https://example.com/first", "code": "first"}))
         .await;
@@ -337,10 +345,10 @@ async fn a_replica_lagging_more_than_allowed_is_left_until_it_catches_up() {
 #[tokio::test]
 async fn a_replica_whose_lag_is_not_known_is_not_read() {
     let Replicated {
-        app,
-        replica,
-        primary: _primary,
         _dirs,
+        primary: _primary,
+        replica,
+        app,
     } = replicated(|_| {}).await;
     app.create(json!({"destination": "https://example.com/first", "code": "first"}))
         .await;
@@ -387,10 +395,10 @@ async fn a_replica_whose_lag_is_not_known_is_not_read() {
 #[tokio::test]
 async fn a_link_just_created_or_changed_redirects_as_it_is_now_while_the_replica_lags() {
     let Replicated {
-        app,
-        replica,
-        primary: _primary,
         _dirs,
+        primary: _primary,
+        replica,
+        app,
     } = replicated(|_| {}).await;
     app.create(json!({"destination": "https://example.com/old", "code": "moved"}))
         .await;
@@ -442,10 +450,10 @@ async fn a_link_just_created_or_changed_redirects_as_it_is_now_while_the_replica
 async fn redirects_on_a_miss_read_the_replica() {
     // The cache off, so that every visit reads PostgreSQL.
     let Replicated {
-        app,
-        replica,
-        primary,
         _dirs,
+        primary,
+        replica,
+        app,
     } = replicated(|config| config.cache_mib = 0).await;
     // Created by another instance: this one has not seen the link change lately.
     let other = crate::support::app_on(&primary.url("postgres")).await;
@@ -503,7 +511,7 @@ fn sample(samples: &[(String, f64)], series: &str) -> f64 {
 
 #[tokio::test]
 async fn a_lost_replica_falls_back_to_the_primary_and_is_used_again_once_back() {
-    let (primary, replica, _dirs) = clusters();
+    let (_dirs, primary, replica) = clusters();
     let mut config = config(&primary.url("postgres"));
     config.database_read_url = Some(replica.url("postgres"));
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")
