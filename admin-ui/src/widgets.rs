@@ -1,5 +1,6 @@
 //! Pieces several pages share: modal dialogs (a confirmation among them), a secret shown once,
-//! the clipboard, and the refusal a role gets for a page it may not use.
+//! the clipboard, a form's error from the API, and the refusal a role gets for a page it may
+//! not use.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -282,6 +283,52 @@ pub fn ErrorBox(message: String, reload: RwSignal<u32>) -> impl IntoView {
             <p>{message}</p>
             <button on:click=move |_| reload.update(|n| *n += 1)>{t!(use_i18n(), common.try_again)}</button>
         </div>
+    }
+}
+
+/// A form's last refusal by the API, where the form shows it: under the input it names (which
+/// it marks invalid), or above the form when it names none of the form's inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct FormError {
+    error: RwSignal<Option<ApiError>>,
+    /// The fields the form has inputs for; an error about any other is the whole form's.
+    fields: &'static [&'static str],
+}
+
+impl FormError {
+    pub fn new(error: RwSignal<Option<ApiError>>, fields: &'static [&'static str]) -> Self {
+        Self { error, fields }
+    }
+
+    /// The message about `field`, for the text under its input.
+    pub fn at(self, field: &'static str) -> impl Fn() -> Option<String> + Copy {
+        move || {
+            self.error
+                .with(|e| e.as_ref().and_then(|e| e.for_field(field)))
+        }
+    }
+
+    /// `aria-invalid` of `field`'s input.
+    pub fn invalid(self, field: &'static str) -> impl Fn() -> String + Copy {
+        move || {
+            self.error
+                .with(|e| {
+                    e.as_ref()
+                        .is_some_and(|e| e.field.as_deref() == Some(field))
+                })
+                .to_string()
+        }
+    }
+
+    /// The message about none of the form's inputs, for the text above or below it.
+    pub fn general(self) -> impl Fn() -> Option<String> + Copy {
+        move || {
+            self.error.with(|e| {
+                e.as_ref()
+                    .filter(|e| !e.field.as_deref().is_some_and(|f| self.fields.contains(&f)))
+                    .map(|e| e.message.clone())
+            })
+        }
     }
 }
 

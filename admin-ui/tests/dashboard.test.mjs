@@ -1101,6 +1101,9 @@ test('changing the password: a wrong current one is refused next to its field; a
   await page.getByRole('button', { name: 'Change password' }).click();
   await page.locator('#current-password-error').filter({ hasText: 'wrong' }).waitFor();
   assert.equal(await page.getByLabel('Current password').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.getByLabel('New password').getAttribute('aria-invalid'), 'false');
+  // Told at its field only, not again above the form.
+  assert.equal(await page.locator('form[aria-labelledby="password-title"] p.error').textContent(), '');
 
   await page.getByLabel('Current password').fill(PASSWORD);
   await page.getByLabel('New password').fill(NEW_PASSWORD);
@@ -1210,6 +1213,9 @@ test('abuse: blocking a domain disables a link to it; a report sent through /rep
   await page.getByLabel('Domain or pattern').fill('good.example@evil.example');
   await page.getByRole('button', { name: 'Block', exact: true }).click();
   await page.locator('#block-rule-error').filter({ hasText: 'user name' }).waitFor();
+  assert.equal(await page.getByLabel('Domain or pattern').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.getByLabel('Reason').getAttribute('aria-invalid'), 'false');
+  assert.equal(await page.locator('#block-form p.error').textContent(), '');
   await page.getByLabel('Domain or pattern').fill('Blocked.Example.');
   await page.getByLabel('Reason').fill('phishing kit');
   await page.getByRole('button', { name: 'Block', exact: true }).click();

@@ -15,7 +15,7 @@ use shortlink::workspace::Permission;
 use crate::api::ApiError;
 use crate::i18n::{t, t_string, use_i18n};
 use crate::range::{count, date_time};
-use crate::widgets::{ConfirmDialog, Loaded, Refused, flash, load_json};
+use crate::widgets::{ConfirmDialog, FormError, Loaded, Refused, flash, load_json};
 use crate::{Auth, api};
 
 /// What the page's parts share.
@@ -116,41 +116,22 @@ fn BlockForm() -> impl IntoView {
             busy.set(false);
         });
     };
-    let field_error = move |field: &'static str| {
-        move || error.with(|e| e.as_ref().and_then(|e| e.for_field(field)))
-    };
-    let invalid = move |field: &'static str| {
-        move || {
-            error
-                .with(|e| {
-                    e.as_ref()
-                        .is_some_and(|e| e.field.as_deref() == Some(field))
-                })
-                .to_string()
-        }
-    };
-    let general_error = move || {
-        error.with(|e| {
-            e.as_ref()
-                .filter(|e| !matches!(e.field.as_deref(), Some("rule" | "reason")))
-                .map(|e| e.message.clone())
-        })
-    };
+    let form_error = FormError::new(error, &["rule", "reason"]);
     view! {
         <form class="panel link-form" id="block-form" on:submit=submit aria-label=t_string!(i18n, abuse.form_label) novalidate>
             <div class="field">
                 <label for="block-rule">{t!(i18n, abuse.rule)}</label>
                 <input id="block-rule" name="rule" required bind:value=rule placeholder=t_string!(i18n, abuse.rule_placeholder)
-                    aria-describedby="block-rule-error" aria-invalid=invalid("rule")/>
-                <p class="field-error" id="block-rule-error" role="alert">{field_error("rule")}</p>
+                    aria-describedby="block-rule-error" aria-invalid=form_error.invalid("rule")/>
+                <p class="field-error" id="block-rule-error" role="alert">{form_error.at("rule")}</p>
             </div>
             <div class="field">
                 <label for="block-reason">{t!(i18n, abuse.reason)}</label>
                 <input id="block-reason" name="reason" bind:value=reason placeholder=t_string!(i18n, abuse.reason_placeholder)
-                    aria-describedby="block-reason-error" aria-invalid=invalid("reason")/>
-                <p class="field-error" id="block-reason-error" role="alert">{field_error("reason")}</p>
+                    aria-describedby="block-reason-error" aria-invalid=form_error.invalid("reason")/>
+                <p class="field-error" id="block-reason-error" role="alert">{form_error.at("reason")}</p>
             </div>
-            <p class="error" role="alert">{general_error}</p>
+            <p class="error" role="alert">{form_error.general()}</p>
             <div class="buttons">
                 <button type="submit" class="primary" disabled=move || busy.get()>{t!(i18n, abuse.block)}</button>
             </div>

@@ -10,7 +10,7 @@ use crate::api::ApiError;
 use crate::i18n::{Locale, t, t_string, tu_string, use_i18n};
 use crate::nav::{Location, Page};
 use crate::range::date_time;
-use crate::widgets::{LanguagePicker, role_label};
+use crate::widgets::{FormError, LanguagePicker, role_label};
 use crate::{Auth, Flash, SignInFirst, api};
 
 /// The token in the address's fragment.
@@ -163,38 +163,19 @@ fn SignUpForm() -> impl IntoView {
             busy.try_set(false);
         });
     };
-    let field_error = move |field: &'static str| {
-        move || error.with(|e| e.as_ref().and_then(|e| e.for_field(field)))
-    };
-    let invalid = move |field: &'static str| {
-        move || {
-            error
-                .with(|e| {
-                    e.as_ref()
-                        .is_some_and(|e| e.field.as_deref() == Some(field))
-                })
-                .to_string()
-        }
-    };
-    let general_error = move || {
-        error.with(|e| {
-            e.as_ref()
-                .filter(|e| !matches!(e.field.as_deref(), Some("username" | "password")))
-                .map(|e| e.message.clone())
-        })
-    };
+    let form_error = FormError::new(error, &["username", "password"]);
     view! {
         <form class="sign-up" on:submit=submit aria-labelledby="sign-up-title" novalidate>
             <h2 id="sign-up-title">{t!(i18n, invite.sign_up_title)}</h2>
             <label for="new-username">{t!(i18n, invite.username)}</label>
             <input id="new-username" name="username" autocomplete="username" required bind:value=username
-                aria-invalid=invalid("username") aria-describedby="new-username-error"/>
-            <p class="field-error" id="new-username-error" role="alert">{field_error("username")}</p>
+                aria-invalid=form_error.invalid("username") aria-describedby="new-username-error"/>
+            <p class="field-error" id="new-username-error" role="alert">{form_error.at("username")}</p>
             <label for="new-password">{t!(i18n, invite.password)}</label>
             <input id="new-password" name="password" type="password" autocomplete="new-password" required
-                bind:value=password aria-invalid=invalid("password") aria-describedby="new-password-error"/>
-            <p class="field-error" id="new-password-error" role="alert">{field_error("password")}</p>
-            <p class="error" role="alert">{general_error}</p>
+                bind:value=password aria-invalid=form_error.invalid("password") aria-describedby="new-password-error"/>
+            <p class="field-error" id="new-password-error" role="alert">{form_error.at("password")}</p>
+            <p class="error" role="alert">{form_error.general()}</p>
             <button type="submit" class="primary" disabled=move || busy.get()>{t!(i18n, invite.sign_up)}</button>
         </form>
         <p class="hint">

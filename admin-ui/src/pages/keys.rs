@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::api::ApiError;
 use crate::i18n::{Locale, t, t_string, tu_string, use_i18n};
 use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, Loaded, Refused, ShownOnce, flash, load_json};
+use crate::widgets::{ConfirmDialog, FormError, Loaded, Refused, ShownOnce, flash, load_json};
 use crate::{Auth, api};
 
 /// The keys page's state, shared by its parts.
@@ -21,7 +21,7 @@ struct KeysState {
     notice: RwSignal<Option<String>>,
     /// Whether the new-key form is open.
     creating: RwSignal<bool>,
-    /// The key just made, its secret shown once.
+    /// The key just made, its secret form_error once.
     created: RwSignal<Option<CreatedApiKey>>,
     /// The key the revoke dialog asks about.
     revoking: RwSignal<Option<ApiKey>>,
@@ -213,26 +213,7 @@ fn KeyForm() -> impl IntoView {
             busy.set(false);
         });
     };
-    let field_error = move |field: &'static str| {
-        move || error.with(|e| e.as_ref().and_then(|e| e.for_field(field)))
-    };
-    let invalid = move |field: &'static str| {
-        move || {
-            error
-                .with(|e| {
-                    e.as_ref()
-                        .is_some_and(|e| e.field.as_deref() == Some(field))
-                })
-                .to_string()
-        }
-    };
-    let general_error = move || {
-        error.with(|e| {
-            e.as_ref()
-                .filter(|e| !matches!(e.field.as_deref(), Some("name" | "scopes" | "expires_at")))
-                .map(|e| e.message.clone())
-        })
-    };
+    let form_error = FormError::new(error, &["name", "scopes", "expires_at"]);
     view! {
         <form class="panel link-form" on:submit=submit aria-labelledby="key-form-title" novalidate>
             <h2 id="key-form-title">{t!(i18n, keys.form_title)}</h2>
@@ -240,14 +221,14 @@ fn KeyForm() -> impl IntoView {
                 <label for="key-name">{t!(i18n, keys.name_label)}</label>
                 <input id="key-name" name="name" required autofocus bind:value=name
                     placeholder=t_string!(i18n, keys.name_placeholder)
-                    aria-invalid=invalid("name") aria-describedby="key-name-error"/>
-                <p class="field-error" id="key-name-error" role="alert">{field_error("name")}</p>
+                    aria-invalid=form_error.invalid("name") aria-describedby="key-name-error"/>
+                <p class="field-error" id="key-name-error" role="alert">{form_error.at("name")}</p>
             </div>
             <div class="field">
                 <label for="key-expires">{t!(i18n, keys.expires_label)}" "<span class="optional">{t!(i18n, keys.expires_optional)}</span></label>
                 <input id="key-expires" name="expires" type="date" bind:value=expires
-                    aria-invalid=invalid("expires_at") aria-describedby="key-expires-error"/>
-                <p class="field-error" id="key-expires-error" role="alert">{field_error("expires_at")}</p>
+                    aria-invalid=form_error.invalid("expires_at") aria-describedby="key-expires-error"/>
+                <p class="field-error" id="key-expires-error" role="alert">{form_error.at("expires_at")}</p>
             </div>
             <fieldset class="wide scopes" aria-describedby="key-scopes-error">
                 <legend>{t!(i18n, keys.scopes)}</legend>
@@ -257,9 +238,9 @@ fn KeyForm() -> impl IntoView {
                         <span><code>{scope.as_str()}</code>": "{scope_text(i18n, scope)}</span>
                     </label>
                 }).collect_view()}
-                <p class="field-error" id="key-scopes-error" role="alert">{field_error("scopes")}</p>
+                <p class="field-error" id="key-scopes-error" role="alert">{form_error.at("scopes")}</p>
             </fieldset>
-            <p class="error" role="alert">{general_error}</p>
+            <p class="error" role="alert">{form_error.general()}</p>
             <div class="buttons">
                 <button type="button" class="secondary" on:click=move |_| state.creating.set(false)>
                     {t!(i18n, common.cancel)}

@@ -7,7 +7,7 @@ use shortlink::workspace::{ChangePassword, SessionEntry};
 use crate::api::ApiError;
 use crate::i18n::{t, t_string, tu_string, use_i18n};
 use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, Loaded, flash, load_json};
+use crate::widgets::{ConfirmDialog, FormError, Loaded, flash, load_json};
 use crate::{Auth, api};
 
 #[component]
@@ -58,47 +58,23 @@ fn PasswordForm() -> impl IntoView {
             busy.set(false);
         });
     };
-    let field_error = move |field: &'static str| {
-        move || error.with(|e| e.as_ref().and_then(|e| e.for_field(field)))
-    };
-    let invalid = move |field: &'static str| {
-        move || {
-            error
-                .with(|e| {
-                    e.as_ref()
-                        .is_some_and(|e| e.field.as_deref() == Some(field))
-                })
-                .to_string()
-        }
-    };
-    let general_error = move || {
-        error.with(|e| {
-            e.as_ref()
-                .filter(|e| {
-                    !matches!(
-                        e.field.as_deref(),
-                        Some("current_password" | "new_password")
-                    )
-                })
-                .map(|e| e.message.clone())
-        })
-    };
+    let form_error = FormError::new(error, &["current_password", "new_password"]);
     view! {
         <form class="panel link-form" on:submit=submit aria-labelledby="password-title" novalidate>
             <h2 id="password-title">{t!(i18n, profile.password_title)}</h2>
             <div class="field">
                 <label for="current-password">{t!(i18n, profile.current_password)}</label>
                 <input id="current-password" type="password" autocomplete="current-password" bind:value=current
-                    aria-invalid=invalid("current_password") aria-describedby="current-password-error"/>
-                <p class="field-error" id="current-password-error" role="alert">{field_error("current_password")}</p>
+                    aria-invalid=form_error.invalid("current_password") aria-describedby="current-password-error"/>
+                <p class="field-error" id="current-password-error" role="alert">{form_error.at("current_password")}</p>
             </div>
             <div class="field">
                 <label for="new-password">{t!(i18n, profile.new_password)}</label>
                 <input id="new-password" type="password" autocomplete="new-password" bind:value=new
-                    aria-invalid=invalid("new_password") aria-describedby="new-password-error"/>
-                <p class="field-error" id="new-password-error" role="alert">{field_error("new_password")}</p>
+                    aria-invalid=form_error.invalid("new_password") aria-describedby="new-password-error"/>
+                <p class="field-error" id="new-password-error" role="alert">{form_error.at("new_password")}</p>
             </div>
-            <p class="error" role="alert">{general_error}</p>
+            <p class="error" role="alert">{form_error.general()}</p>
             <p class="notice" role="status">{move || notice.get()}</p>
             <div class="buttons">
                 <button type="submit" class="primary" disabled=move || busy.get()>{t!(i18n, profile.submit)}</button>

@@ -1,5 +1,5 @@
 //! The workspace's webhook endpoints: the events each gets, whether it is on (and, when the
-//! origin switched it off, why), its signing secret (shown once, rotated on request), a test
+//! origin switched it off, why), its signing secret (form_error once, rotated on request), a test
 //! event, and the log of its deliveries with their attempts and a redelivery. Admins and owners
 //! only.
 
@@ -14,7 +14,7 @@ use shortlink::workspace::Permission;
 use crate::api::ApiError;
 use crate::i18n::{t, t_string, td_string, use_i18n};
 use crate::range::{count, date_time, locale};
-use crate::widgets::{ConfirmDialog, Loaded, Refused, ShownOnce, flash, load_json};
+use crate::widgets::{ConfirmDialog, FormError, Loaded, Refused, ShownOnce, flash, load_json};
 use crate::{Auth, api};
 
 /// Deliveries a page of the log asks for.
@@ -43,7 +43,7 @@ struct WebhooksState {
     notice: RwSignal<Option<String>>,
     /// The form, when open.
     editing: RwSignal<Option<Editing>>,
-    /// A new endpoint's or rotated secret, shown once.
+    /// A new endpoint's or rotated secret, form_error once.
     secret: RwSignal<Option<CreatedWebhook>>,
     /// What a confirm dialog asks about, when open.
     asking: RwSignal<Option<Asking>>,
@@ -402,26 +402,7 @@ fn WebhookForm(mode: Editing) -> impl IntoView {
             }
         });
     };
-    let field_error = move |field: &'static str| {
-        move || error.with(|e| e.as_ref().and_then(|e| e.for_field(field)))
-    };
-    let invalid = move |field: &'static str| {
-        move || {
-            error
-                .with(|e| {
-                    e.as_ref()
-                        .is_some_and(|e| e.field.as_deref() == Some(field))
-                })
-                .to_string()
-        }
-    };
-    let general_error = move || {
-        error.with(|e| {
-            e.as_ref()
-                .filter(|e| !matches!(e.field.as_deref(), Some("url" | "description" | "events")))
-                .map(|e| e.message.clone())
-        })
-    };
+    let form_error = FormError::new(error, &["url", "description", "events"]);
     let title = match &editing {
         None => t_string!(i18n, webhooks.new_endpoint).to_owned(),
         Some(hook) => t_string!(i18n, webhooks.edit_label, url = hook.url.as_str()),
@@ -432,14 +413,14 @@ fn WebhookForm(mode: Editing) -> impl IntoView {
             <div class="field wide">
                 <label for="webhook-url">{t!(i18n, webhooks.url)}</label>
                 <input id="webhook-url" type="url" bind:value=url placeholder=t_string!(i18n, webhooks.url_placeholder)
-                    aria-describedby="webhook-url-error" aria-invalid=invalid("url")/>
-                <p class="field-error" id="webhook-url-error" role="alert">{field_error("url")}</p>
+                    aria-describedby="webhook-url-error" aria-invalid=form_error.invalid("url")/>
+                <p class="field-error" id="webhook-url-error" role="alert">{form_error.at("url")}</p>
             </div>
             <div class="field wide">
                 <label for="webhook-description">{t!(i18n, webhooks.description)}</label>
                 <input id="webhook-description" bind:value=description aria-describedby="webhook-description-error"
-                    aria-invalid=invalid("description")/>
-                <p class="field-error" id="webhook-description-error" role="alert">{field_error("description")}</p>
+                    aria-invalid=form_error.invalid("description")/>
+                <p class="field-error" id="webhook-description-error" role="alert">{form_error.at("description")}</p>
             </div>
             <fieldset class="wide scopes" aria-describedby="webhook-events-error">
                 <legend>{t!(i18n, webhooks.events)}</legend>
@@ -450,9 +431,9 @@ fn WebhookForm(mode: Editing) -> impl IntoView {
                         <span class="hint">{event_description(event)}</span>
                     </label>
                 }).collect_view()}
-                <p class="field-error" id="webhook-events-error" role="alert">{field_error("events")}</p>
+                <p class="field-error" id="webhook-events-error" role="alert">{form_error.at("events")}</p>
             </fieldset>
-            <p class="error" role="alert">{general_error}</p>
+            <p class="error" role="alert">{form_error.general()}</p>
             <div class="buttons">
                 <button type="button" class="secondary" on:click=move |_| state.editing.set(None)>{t!(i18n, common.cancel)}</button>
                 <button type="submit" class="primary" disabled=move || busy.get()>
@@ -528,7 +509,7 @@ struct LogState {
     hook: i64,
     /// Bumped to load the log again.
     reload: RwSignal<u32>,
-    /// The delivery whose attempts are shown.
+    /// The delivery whose attempts are form_error.
     open: RwSignal<Option<i64>>,
 }
 
