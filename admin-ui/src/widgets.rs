@@ -7,8 +7,10 @@ use std::collections::HashMap;
 
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
+use leptos::text_prop::TextProp;
 use shortlink::workspace::Role;
 
+use crate::Auth;
 use crate::api::{self, ApiError};
 use crate::i18n::{Locale, t, t_string, td_string, use_i18n};
 
@@ -258,20 +260,29 @@ pub fn ShownOnce(
     }
 }
 
-/// What a person sees on a page their role does not open (the navigation hides it, but an
-/// address can be typed or kept).
-/// `what` is the page's own phrase ("managing API keys"), in the dashboard's language.
+/// What a person sees in place of a page their role does not open (the navigation hides it,
+/// but an address can be typed or kept): the page's title, and why not. `title_id` is the id
+/// the page's own heading has; `title` and `what` (the page's own phrase, "managing API keys")
+/// are in the dashboard's language.
 #[component]
-pub fn Refused(role: Option<Role>, #[prop(into)] what: Signal<String>) -> impl IntoView {
+pub fn Refused(
+    title_id: &'static str,
+    #[prop(into)] title: TextProp,
+    #[prop(into)] what: TextProp,
+) -> impl IntoView {
     let i18n = use_i18n();
-    let role = move || match role {
+    let auth = expect_context::<Auth>();
+    let role = move || match auth.role() {
         Some(role) => role_label(role),
         None => t_string!(i18n, common.role_none).to_string(),
     };
     view! {
-        <div class="error-box" role="alert">
-            <p>{move || t_string!(i18n, common.refused, role = role(), what = what.get())}</p>
-        </div>
+        <section class="page" aria-labelledby=title_id>
+            <h1 id=title_id>{move || title.get()}</h1>
+            <div class="error-box" role="alert">
+                <p>{move || t_string!(i18n, common.refused, role = role(), what = what.get())}</p>
+            </div>
+        </section>
     }
 }
 

@@ -918,7 +918,9 @@ test('the owner invites an editor, who signs up through the link and sees the li
   assert.equal(await nav(member, 'API keys').count(), 0);
   assert.equal(await nav(member, 'Audit log').count(), 0);
   await member.goto(`${originUrl}/admin/keys`);
-  await member.getByRole('alert').filter({ hasText: 'does not allow managing API keys' }).waitFor();
+  // The page keeps its title and says which role does not allow it.
+  await member.getByRole('heading', { name: 'API keys', level: 1 }).waitFor();
+  await member.getByRole('alert').filter({ hasText: 'Your role in this workspace (Editor) does not allow managing API keys' }).waitFor();
   // The API refuses too, whatever the page shows.
   const status = await member.evaluate(async () => (await fetch('/api/v1/keys')).status);
   assert.equal(status, 403);
@@ -1542,7 +1544,8 @@ test('a viewer sees no import and no webhooks: export only, and the API refuses 
   assert.equal(await member.getByRole('button', { name: 'Dry run' }).count(), 0);
   assert.equal(await nav(member, 'Webhooks').count(), 0);
   await member.goto(`${originUrl}/admin/webhooks`);
-  await member.getByRole('alert').filter({ hasText: 'does not allow managing webhooks' }).waitFor();
+  await member.getByRole('heading', { name: 'Webhooks', level: 1 }).waitFor();
+  await member.getByRole('alert').filter({ hasText: '(Viewer) does not allow managing webhooks' }).waitFor();
   const statuses = await member.evaluate(async () => {
     const session = await (await fetch('/api/v1/session')).json();
     const post = (url, body) => fetch(url, {

@@ -37,10 +37,8 @@ pub fn Abuse() -> impl IntoView {
     let auth = expect_context::<Auth>();
     if !auth.permits(Permission::Administer) {
         return view! {
-            <section class="page" aria-labelledby="abuse-title">
-                <h1 id="abuse-title">{t!(i18n, abuse.title)}</h1>
-                <Refused role=auth.role() what=t_string!(i18n, abuse.refused_what).to_owned()/>
-            </section>
+            <Refused title_id="abuse-title" title=move || t_string!(i18n, abuse.title)
+                what=move || t_string!(i18n, abuse.refused_what)/>
         }
         .into_any();
     }

@@ -45,10 +45,8 @@ pub fn Audit() -> impl IntoView {
     let auth = expect_context::<Auth>();
     if !auth.permits(Permission::Administer) {
         return view! {
-            <section class="page" aria-labelledby="audit-title">
-                <h1 id="audit-title">{t!(i18n, audit.title)}</h1>
-                <Refused role=auth.role() what=t_string!(i18n, audit.refused_what).to_owned()/>
-            </section>
+            <Refused title_id="audit-title" title=move || t_string!(i18n, audit.title)
+                what=move || t_string!(i18n, audit.refused_what)/>
         }
         .into_any();
     }

@@ -43,10 +43,8 @@ pub fn Keys() -> impl IntoView {
     let auth = expect_context::<Auth>();
     if !auth.permits(Permission::Administer) {
         return view! {
-            <section class="page" aria-labelledby="keys-title">
-                <h1 id="keys-title">{t!(i18n, keys.title)}</h1>
-                <Refused role=auth.role() what=t_string!(i18n, keys.refused_what).to_string()/>
-            </section>
+            <Refused title_id="keys-title" title=move || t_string!(i18n, keys.title)
+                what=move || t_string!(i18n, keys.refused_what)/>
         }
         .into_any();
     }

@@ -37,10 +37,8 @@ pub fn Members() -> impl IntoView {
     let auth = expect_context::<Auth>();
     if !auth.permits(Permission::Administer) {
         return view! {
-            <section class="page" aria-labelledby="members-title">
-                <h1 id="members-title">{t!(i18n, members.title)}</h1>
-                <Refused role=auth.role() what=t_string!(i18n, members.refused_what).to_string()/>
-            </section>
+            <Refused title_id="members-title" title=move || t_string!(i18n, members.title)
+                what=move || t_string!(i18n, members.refused_what)/>
         }
         .into_any();
     }

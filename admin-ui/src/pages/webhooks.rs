@@ -63,10 +63,8 @@ pub fn Webhooks() -> impl IntoView {
     let auth = expect_context::<Auth>();
     if !auth.permits(Permission::Administer) {
         return view! {
-            <section class="page" aria-labelledby="webhooks-title">
-                <h1 id="webhooks-title">{t!(i18n, webhooks.title)}</h1>
-                <Refused role=auth.role() what=t_string!(i18n, webhooks.refused_what).to_owned()/>
-            </section>
+            <Refused title_id="webhooks-title" title=move || t_string!(i18n, webhooks.title)
+                what=move || t_string!(i18n, webhooks.refused_what)/>
         }
         .into_any();
     }
