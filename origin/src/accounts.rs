@@ -61,9 +61,10 @@ pub(crate) async fn sign_in(
     }
     let db = state.db();
     let limiter = &state.inner.sign_in;
-    let attempt = limiter
-        .keys()
-        .attempt(state.inner.client_ip.of_request(&request), &body.username);
+    let attempt = limiter.keys().attempt(
+        state.inner.redirects.client_ip.of_request(&request),
+        &body.username,
+    );
     // The known-address check rides along in the user's query, so a known name costs no
     // extra round trip (and no extra time) over an unknown one.
     let user: Option<(i64, String, bool)> = sqlx::query_as(

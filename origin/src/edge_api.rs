@@ -99,7 +99,7 @@ async fn require_signature(
     request: Request,
     next: Next,
 ) -> Result<Response, Error> {
-    let Some(secret) = state.inner.edge_secret.as_deref() else {
+    let Some(secret) = state.inner.edge.secret.as_deref() else {
         // Without a secret the edge routes do not exist.
         return Err(Error::NotFound);
     };

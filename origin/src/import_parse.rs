@@ -68,6 +68,7 @@ pub(crate) async fn parse(
     // Busy rather than a wait, before the body is read: see `links::bulk`.
     let _permit = state
         .inner
+        .gate
         .import_parses
         .try_acquire()
         .map_err(|_| Error::Busy)?;

@@ -71,6 +71,8 @@ pub struct State {
     inner: Arc<Inner>,
 }
 
+/// The state, grouped by concern: what the redirects need, the clicks' path to the rollups,
+/// the edge, the API's gate, and the rest each used by a few modules.
 #[derive(Debug)]
 struct Inner {
     db: PgPool,
@@ -78,6 +80,26 @@ struct Inner {
     reads: db::Reads,
     /// Set once migrations are applied; `/ready` reports 503 until then.
     migrated: Migrated,
+    public_url: PublicUrl,
+    redirects: Redirects,
+    clicks: Clicks,
+    edge: Edge,
+    gate: Gate,
+    /// Audit entries older than this are deleted (`KURZ_AUDIT_RETENTION_DAYS`).
+    audit_retention: time::Duration,
+    /// The built dashboard, served at `/admin`.
+    admin_dir: Option<std::path::PathBuf>,
+    /// Sign-in attempt limits (counted in PostgreSQL) and this instance's password-hash cap.
+    sign_in: sign_in_limit::SignInLimiter,
+    /// The abuse reports' reporter keys and cap on reports stored at once.
+    abuse: abuse::Abuse,
+    /// Webhook delivery: its settings, the deliverer's wake, the workspaces that want clicks.
+    webhooks: webhooks::Webhooks,
+}
+
+/// What a redirect needs besides the database (`redirect.rs`).
+#[derive(Debug)]
+struct Redirects {
     cache: LinkCache,
     /// The cache misses of redirects waiting to be looked up together (`lookup.rs`).
     lookups: lookup::Lookups,
@@ -85,19 +107,11 @@ struct Inner {
     /// (`invalidation::PING_AFTER`; tests shorten it), in milliseconds.
     invalidation_ping_ms: std::sync::atomic::AtomicU64,
     scrambler: shortlink::CodeScrambler,
-    public_url: PublicUrl,
-    /// Set when an edge is configured: link changes are then written to the outbox.
-    edge_sync: Option<Arc<outbox::EdgeSync>>,
-    /// Signs the `/_edge/*` routes; without it they answer 404.
-    edge_secret: Option<String>,
-    /// Derives the daily visitor salts: the edge secret when there is one (so the edge and
-    /// the origin make the same keys), else the code key.
-    visitor_secret: Vec<u8>,
     client_ip: redirect::ClientIp,
     /// The day's salt of the visitor keys, made once a day rather than per click.
     visitor_salt: redirect::VisitorSalt,
     /// Signs and checks the cookies that unlock password-protected links: derived from
-    /// `visitor_secret`, so with an edge a cookie from either is good at both.
+    /// `Edge::visitor_secret`, so with an edge a cookie from either is good at both.
     unlock_key: shortlink::password::UnlockKey,
     /// Wrong answers to links' password forms, per (link, client address), bounded
     /// ([`redirect::PASSWORD_ATTEMPTS`]); held only without an await.
@@ -105,32 +119,44 @@ struct Inner {
     /// Link passwords being hashed at once, at most [`redirect::PASSWORD_HASHES`]: a flood of
     /// answers from many addresses (each within its own limit) cannot take every core.
     password_hashes: tokio::sync::Semaphore,
-    /// Bulk creates at once, at most [`links::bulk::AT_ONCE`]: taken before the body is read,
-    /// so their bodies (up to [`links::bulk::BODY_LIMIT`] each) bound this instance's memory.
-    bulk_creates: tokio::sync::Semaphore,
-    /// Import files parsed at once, at most [`import_parse::AT_ONCE`]: taken before the body
-    /// is read, like `bulk_creates`.
-    import_parses: tokio::sync::Semaphore,
     /// Limited links' clicks are taken one at a time per stripe ([`links::limit::STRIPES`]),
     /// so a flood on one limited link queues here rather than on its count row, where each
     /// waiter would hold a database connection.
     click_stripes: Vec<tokio::sync::Mutex<()>>,
     /// Hosts whose links would redirect to this deployment (see `Config::own_hosts`).
     own_hosts: Vec<shortlink::HostKey>,
-    click_retention: time::Duration,
-    /// Audit entries older than this are deleted (`KURZ_AUDIT_RETENTION_DAYS`).
-    audit_retention: time::Duration,
-    record_clicks: bool,
-    /// The built dashboard, served at `/admin`.
-    admin_dir: Option<std::path::PathBuf>,
+}
+
+/// A click's way from the redirect to the rollups (`analytics/`).
+#[derive(Debug)]
+struct Clicks {
+    /// Whether the origin's own redirects record clicks (`KURZ_RECORD_CLICKS`).
+    record: bool,
+    recorder: Arc<analytics::recorder::Recorder>,
+    /// Taken by the background task that stores what the recorder receives.
+    recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
+    /// Raw clicks older than this are refused and their months dropped.
+    retention: time::Duration,
     partitions: analytics::store::Partitions,
     /// Wake the counters of pending clicks (one per part) when this origin stored some.
     rollup_wakes: [Arc<tokio::sync::Notify>; analytics::rollup::Part::ALL.len()],
-    recorder: Arc<analytics::recorder::Recorder>,
-    /// One permit per CPU: QR images being encoded on the blocking pool (see `qr.rs`).
-    qr_encoders: Arc<tokio::sync::Semaphore>,
-    /// Sign-in attempt limits (counted in PostgreSQL) and this instance's password-hash cap.
-    sign_in: sign_in_limit::SignInLimiter,
+}
+
+/// The edge, when one is configured.
+#[derive(Debug)]
+struct Edge {
+    /// Set when an edge is configured: link changes are then written to the outbox.
+    sync: Option<Arc<outbox::EdgeSync>>,
+    /// Signs the `/_edge/*` routes; without it they answer 404.
+    secret: Option<String>,
+    /// Derives the daily visitor salts: the edge secret when there is one (so the edge and
+    /// the origin make the same keys), else the code key.
+    visitor_secret: Vec<u8>,
+}
+
+/// What the API's requests pass before their handlers, and the caps on its costly work.
+#[derive(Debug)]
+struct Gate {
     /// Request timeout, API concurrency cap, body limit and CORS (see `gateway.rs`).
     gateway: config::Gateway,
     /// Whether `/metrics` is served (`KURZ_METRICS_BIND`): without it, no request is measured,
@@ -140,12 +166,14 @@ struct Inner {
     cors: Option<tower_http::cors::CorsLayer>,
     /// The API's budgets per caller and the redirects' per client address (`rate_limit.rs`).
     rate_limits: rate_limit::RateLimiter,
-    /// The abuse reports' reporter keys and cap on reports stored at once.
-    abuse: abuse::Abuse,
-    /// Webhook delivery: its settings, the deliverer's wake, the workspaces that want clicks.
-    webhooks: webhooks::Webhooks,
-    /// Taken by the background task that stores what the recorder receives.
-    recorded: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<shortlink::edge::ClickEvent>>>,
+    /// Bulk creates at once, at most [`links::bulk::AT_ONCE`]: taken before the body is read,
+    /// so their bodies (up to [`links::bulk::BODY_LIMIT`] each) bound this instance's memory.
+    bulk_creates: tokio::sync::Semaphore,
+    /// Import files parsed at once, at most [`import_parse::AT_ONCE`]: taken before the body
+    /// is read, like `bulk_creates`.
+    import_parses: tokio::sync::Semaphore,
+    /// One permit per CPU: QR images being encoded on the blocking pool (see `qr.rs`).
+    qr_encoders: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -175,66 +203,74 @@ impl State {
                 )?,
                 db: primary,
                 migrated: Migrated::default(),
-                cache: LinkCache::new(
-                    config.cache_max_bytes(),
-                    config.cache_ttl(),
-                    config.negative_cache_ttl(),
-                ),
-                lookups: lookup::Lookups::default(),
-                invalidation_ping_ms: std::sync::atomic::AtomicU64::new(
-                    invalidation::PING_AFTER
-                        .as_millis()
-                        .try_into()
-                        .unwrap_or(u64::MAX),
-                ),
-                scrambler: config.code_key.scrambler(),
                 public_url: config.public_url.clone(),
-                edge_sync: match (&config.edge_url, &config.edge_secret) {
-                    (Some(url), Some(secret)) => Some(Arc::new(outbox::EdgeSync {
-                        url: url.trim_end_matches('/').to_owned(),
-                        secret: secret.clone(),
-                        wake: tokio::sync::Notify::new(),
-                    })),
-                    _ => None,
+                redirects: Redirects {
+                    cache: LinkCache::new(
+                        config.cache_max_bytes(),
+                        config.cache_ttl(),
+                        config.negative_cache_ttl(),
+                    ),
+                    lookups: lookup::Lookups::default(),
+                    invalidation_ping_ms: std::sync::atomic::AtomicU64::new(
+                        invalidation::PING_AFTER
+                            .as_millis()
+                            .try_into()
+                            .unwrap_or(u64::MAX),
+                    ),
+                    scrambler: config.code_key.scrambler(),
+                    client_ip: redirect::ClientIp {
+                        header: client_ip_header,
+                        trusted_proxies: usize::from(config.trusted_proxies),
+                    },
+                    visitor_salt: redirect::VisitorSalt::default(),
+                    unlock_key: shortlink::password::UnlockKey::new(&visitor_secret),
+                    password_attempts: std::sync::Mutex::new(shortlink::password::Attempts::new(
+                        redirect::PASSWORD_ATTEMPTS,
+                    )),
+                    password_hashes: tokio::sync::Semaphore::new(redirect::PASSWORD_HASHES),
+                    click_stripes: (0..links::limit::STRIPES)
+                        .map(|_| tokio::sync::Mutex::new(()))
+                        .collect(),
+                    own_hosts: config.own_hosts()?,
                 },
-                edge_secret: config.edge_secret.clone(),
-                unlock_key: shortlink::password::UnlockKey::new(&visitor_secret),
-                password_attempts: std::sync::Mutex::new(shortlink::password::Attempts::new(
-                    redirect::PASSWORD_ATTEMPTS,
-                )),
-                password_hashes: tokio::sync::Semaphore::new(redirect::PASSWORD_HASHES),
-                bulk_creates: tokio::sync::Semaphore::new(links::bulk::AT_ONCE),
-                import_parses: tokio::sync::Semaphore::new(import_parse::AT_ONCE),
-                click_stripes: (0..links::limit::STRIPES)
-                    .map(|_| tokio::sync::Mutex::new(()))
-                    .collect(),
-                visitor_secret,
-                visitor_salt: redirect::VisitorSalt::default(),
-                client_ip: redirect::ClientIp {
-                    header: client_ip_header,
-                    trusted_proxies: usize::from(config.trusted_proxies),
+                clicks: Clicks {
+                    record: config.record_clicks,
+                    recorder,
+                    recorded: std::sync::Mutex::new(Some(recorded)),
+                    retention: config.click_retention(),
+                    partitions: analytics::store::Partitions::default(),
+                    rollup_wakes: std::array::from_fn(|_| Arc::default()),
                 },
-                own_hosts: config.own_hosts()?,
-                click_retention: config.click_retention(),
+                edge: Edge {
+                    sync: match (&config.edge_url, &config.edge_secret) {
+                        (Some(url), Some(secret)) => Some(Arc::new(outbox::EdgeSync {
+                            url: url.trim_end_matches('/').to_owned(),
+                            secret: secret.clone(),
+                            wake: tokio::sync::Notify::new(),
+                        })),
+                        _ => None,
+                    },
+                    secret: config.edge_secret.clone(),
+                    visitor_secret,
+                },
+                gate: Gate {
+                    gateway: config.gateway.clone(),
+                    measure_requests: config.metrics.bind.is_some(),
+                    api_permits: Arc::new(tokio::sync::Semaphore::new(
+                        usize::try_from(config.gateway.api_concurrency).unwrap_or(usize::MAX),
+                    )),
+                    cors: gateway::cors(&config.gateway.cors_origins)?,
+                    rate_limits: rate_limit::RateLimiter::new(&config.rate_limits),
+                    bulk_creates: tokio::sync::Semaphore::new(links::bulk::AT_ONCE),
+                    import_parses: tokio::sync::Semaphore::new(import_parse::AT_ONCE),
+                    qr_encoders: Arc::new(tokio::sync::Semaphore::new(
+                        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                    )),
+                },
                 audit_retention: config.audit_retention(),
-                record_clicks: config.record_clicks,
                 admin_dir: config.admin_dir.clone(),
-                partitions: analytics::store::Partitions::default(),
-                rollup_wakes: std::array::from_fn(|_| Arc::default()),
-                recorder,
-                recorded: std::sync::Mutex::new(Some(recorded)),
-                qr_encoders: Arc::new(tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-                )),
                 sign_in: sign_in_limit::SignInLimiter::new(&config.sign_in, &config.code_key),
                 abuse: abuse::Abuse::new(&config.code_key),
-                gateway: config.gateway.clone(),
-                measure_requests: config.metrics.bind.is_some(),
-                api_permits: Arc::new(tokio::sync::Semaphore::new(
-                    usize::try_from(config.gateway.api_concurrency).unwrap_or(usize::MAX),
-                )),
-                cors: gateway::cors(&config.gateway.cors_origins)?,
-                rate_limits: rate_limit::RateLimiter::new(&config.rate_limits),
                 webhooks: webhooks::Webhooks::new(&config.webhooks),
             }),
         })
@@ -249,11 +285,11 @@ impl State {
     ) -> Result<u64, sqlx::Error> {
         let stored = analytics::store::store(
             &self.inner.db,
-            &self.inner.partitions,
+            &self.inner.clicks.partitions,
             events,
-            self.inner.click_retention,
+            self.inner.clicks.retention,
             time::OffsetDateTime::now_utc(),
-            self.inner.edge_sync.is_some(),
+            self.inner.edge.sync.is_some(),
             &webhooks::clicks::ClickHooks {
                 clicked: self.inner.webhooks.clicked.get(&self.inner.db).await,
                 public_url: &self.inner.public_url,
@@ -269,6 +305,7 @@ impl State {
         }
         if stored.inserted > 0 {
             self.inner
+                .clicks
                 .rollup_wakes
                 .iter()
                 .for_each(|wake| wake.notify_one());
@@ -326,8 +363,8 @@ impl State {
     ) -> Result<Vec<String>, sqlx::Error> {
         analytics::retention::drop_expired(
             &self.inner.db,
-            &self.inner.partitions,
-            self.inner.click_retention,
+            &self.inner.clicks.partitions,
+            self.inner.clicks.retention,
             now,
         )
         .await
@@ -338,14 +375,14 @@ impl State {
     /// shutdown's deadline (or recorded after it). A click only counted is not among them
     /// ([`State::clicks_details_shed`]).
     pub fn clicks_shed(&self) -> u64 {
-        self.inner.recorder.shed()
+        self.inner.clicks.recorder.shed()
     }
 
     /// Clicks of the origin's redirect route counted into the rollups without their raw
     /// event since start: the queue was full (or closed by the shutdown), so only their
     /// details were shed (`analytics/overflow.rs`).
     pub fn clicks_details_shed(&self) -> u64 {
-        self.inner.recorder.details_shed()
+        self.inner.clicks.recorder.details_shed()
     }
 
     /// Clicks of the origin's redirect route counted in memory while the queue was full, not
@@ -353,28 +390,28 @@ impl State {
     /// (link, hour) buckets that hold them.
     pub fn clicks_overflow_waiting(&self) -> (u64, usize) {
         (
-            self.inner.recorder.overflow_waiting(),
-            self.inner.recorder.overflow_buckets(),
+            self.inner.clicks.recorder.overflow_waiting(),
+            self.inner.clicks.recorder.overflow_buckets(),
         )
     }
 
     /// Clicks of the origin's redirect route that PostgreSQL refused, parked in
     /// `clicks_parked` since start.
     pub fn clicks_parked(&self) -> u64 {
-        self.inner.recorder.parked()
+        self.inner.clicks.recorder.parked()
     }
 
     /// Clicks of the origin's redirect route whose store was still unanswered at the
     /// shutdown's deadline: PostgreSQL may or may not have committed them (so they are
     /// counted neither stored nor shed).
     pub fn clicks_in_doubt(&self) -> u64 {
-        self.inner.recorder.in_doubt()
+        self.inner.clicks.recorder.in_doubt()
     }
 
     /// Hands a click to the recorder, as the redirect route does: never waits, and counts it
     /// without its details when the queue is full or the origin is shutting down.
     pub fn record_click(&self, event: shortlink::edge::ClickEvent) {
-        self.inner.recorder.record(event);
+        self.inner.clicks.recorder.record(event);
     }
 
     /// Stops taking clicks and stores those queued, for at most `within`; what is still
@@ -382,6 +419,7 @@ impl State {
     pub async fn drain_clicks(&self, within: Duration) -> u64 {
         let unclaimed = self
             .inner
+            .clicks
             .recorded
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -394,10 +432,10 @@ impl State {
                 while receiver.try_recv().is_ok() {
                     unstored += 1;
                 }
-                self.inner.recorder.add_shed(unstored);
-                self.inner.recorder.shed_overflow();
+                self.inner.clicks.recorder.add_shed(unstored);
+                self.inner.clicks.recorder.shed_overflow();
             }
-            None => self.inner.recorder.drain(within).await,
+            None => self.inner.clicks.recorder.drain(within).await,
         }
         self.clicks_shed()
     }
@@ -416,7 +454,7 @@ impl State {
     /// How long the cache's listening connection may be silent before it is pinged, for the
     /// background started after this (tests shorten [`invalidation::PING_AFTER`]).
     pub fn set_invalidation_ping(&self, silence: Duration) {
-        self.inner.invalidation_ping_ms.store(
+        self.inner.redirects.invalidation_ping_ms.store(
             silence.as_millis().try_into().unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,
         );
@@ -435,6 +473,7 @@ impl State {
 
     fn lock_password_attempts(&self) -> std::sync::MutexGuard<'_, shortlink::password::Attempts> {
         self.inner
+            .redirects
             .password_attempts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -443,12 +482,12 @@ impl State {
     /// How many rate limiters this instance holds: for the API's callers, and for the
     /// redirects' client addresses (each at most `KURZ_RATE_LIMIT_ENTRIES`).
     pub async fn rate_limit_entries(&self) -> (u64, u64) {
-        self.inner.rate_limits.entries().await
+        self.inner.gate.rate_limits.entries().await
     }
 
     /// What the redirect cache holds now.
     pub async fn cache_usage(&self) -> CacheUsage {
-        self.inner.cache.usage().await
+        self.inner.redirects.cache.usage().await
     }
 
     /// Starts the background work of a serving origin: storing recorded clicks (until
@@ -459,6 +498,7 @@ impl State {
         let mut tasks: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
         let recorded = self
             .inner
+            .clicks
             .recorded
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -475,12 +515,13 @@ impl State {
             })
             .into_iter()
             .collect();
-        if self.inner.cache.is_on() {
+        if self.inner.redirects.cache.is_on() {
             tasks.push(Box::pin(invalidation::listen_forever(
                 self.inner.db.clone(),
-                self.inner.cache.clone(),
+                self.inner.redirects.cache.clone(),
                 Duration::from_millis(
                     self.inner
+                        .redirects
                         .invalidation_ping_ms
                         .load(std::sync::atomic::Ordering::Relaxed),
                 ),
@@ -488,7 +529,7 @@ impl State {
         }
         for (part, wake) in analytics::rollup::Part::ALL
             .into_iter()
-            .zip(&self.inner.rollup_wakes)
+            .zip(&self.inner.clicks.rollup_wakes)
         {
             tasks.push(Box::pin(analytics::rollup::count_forever(
                 self.inner.db.clone(),
@@ -496,13 +537,13 @@ impl State {
                 wake.clone(),
             )));
         }
-        if let Some(edge) = &self.inner.edge_sync {
+        if let Some(edge) = &self.inner.edge.sync {
             tasks.push(Box::pin(outbox::deliver_forever(
                 self.clone(),
                 edge.clone(),
             )));
         }
-        if self.inner.edge_secret.is_some() {
+        if self.inner.edge.secret.is_some() {
             tasks.push(Box::pin(edge_api::forget_old_nonces(self.clone())));
         }
         tasks.push(Box::pin(analytics::retention::run_forever(self.clone())));
@@ -561,7 +602,7 @@ impl State {
 /// The whole HTTP surface of the origin.
 pub fn app(state: State) -> Router {
     let admin_dir = state.inner.admin_dir.clone();
-    let measure_requests = state.inner.measure_requests;
+    let measure_requests = state.inner.gate.measure_requests;
     let api = Router::new()
         .merge(links::routes())
         .merge(import_parse::routes())
@@ -598,7 +639,7 @@ pub fn app(state: State) -> Router {
         // otherwise take every permit from the callers with a key; it has its own bound, the
         // cap on password hashes.
         .layer(axum::middleware::from_fn_with_state(
-            state.inner.api_permits.clone(),
+            state.inner.gate.api_permits.clone(),
             gateway::concurrency_limit,
         ))
         .route("/session", axum::routing::post(accounts::sign_in))
@@ -616,7 +657,7 @@ pub fn app(state: State) -> Router {
         .merge(abuse::reports::public_routes())
         .fallback(redirect::not_found)
         .layer(axum::middleware::from_fn_with_state(
-            state.inner.gateway.request_timeout(),
+            state.inner.gate.gateway.request_timeout(),
             gateway::time_limit,
         ))
         // After the timeout layer: the redirect routes bound their own wait (`redirect.rs`),
@@ -638,14 +679,14 @@ pub fn app(state: State) -> Router {
 /// (see [`app`]). Redirects are outside the cap: they are the hot path, served from the
 /// cache, and must not wait behind API calls.
 fn with_gateway(api: Router<State>, state: &State) -> Router<State> {
-    let limit = usize::try_from(state.inner.gateway.api_body_limit).unwrap_or(usize::MAX);
+    let limit = usize::try_from(state.inner.gate.gateway.api_body_limit).unwrap_or(usize::MAX);
     let api = api
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             limit,
             gateway::body_limit,
         ));
-    match &state.inner.cors {
+    match &state.inner.gate.cors {
         Some(cors) => api
             .layer(cors.clone())
             .layer(axum::middleware::from_fn(gateway::preflight_no_content)),

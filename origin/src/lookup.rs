@@ -52,7 +52,7 @@ struct Waiting {
 /// The live link of `code` on the default domain, read as `redirect::find_record` reads
 /// it (the read replica when there is one, the primary for what it does not find).
 pub(crate) async fn find(state: &crate::State, code: &ShortCode) -> Found {
-    let lookups = &state.inner.lookups;
+    let lookups = &state.inner.redirects.lookups;
     let (answer, answered) = oneshot::channel();
     let start_runner = {
         let mut waiting = lookups.lock();
@@ -101,7 +101,7 @@ impl Drop for Runner<'_> {
 
 /// Looks up what waits, a batch at a time, until nothing does.
 async fn run(state: crate::State) {
-    let lookups = &state.inner.lookups;
+    let lookups = &state.inner.redirects.lookups;
     let mut runner = Runner {
         lookups,
         counted_out: false,

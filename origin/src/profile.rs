@@ -134,9 +134,10 @@ async fn change_password(
     accounts::check_new_password("new_password", &body.new_password)?;
     let db = state.db();
     let limiter = &state.inner.sign_in;
-    let attempt = limiter
-        .keys()
-        .attempt(state.inner.client_ip.of_request(&request), username);
+    let attempt = limiter.keys().attempt(
+        state.inner.redirects.client_ip.of_request(&request),
+        username,
+    );
     let (stored, known_address): (String, bool) = sqlx::query_as(
         "SELECT u.password_hash, EXISTS (
              SELECT 1 FROM sign_in_known_addresses k

@@ -71,6 +71,7 @@ async fn png(
     let qr = encode(&state, &caller, &code).await?;
     let permit = state
         .inner
+        .gate
         .qr_encoders
         .clone()
         .try_acquire_owned()

@@ -316,7 +316,7 @@ pub(crate) async fn limit_api(
         Actor::Key { id, .. } => Who::Key(*id),
         Actor::User { id, .. } => Who::User { id: *id, workspace },
     };
-    let limits = &state.inner.rate_limits;
+    let limits = &state.inner.gate.rate_limits;
     let db = state.db();
     let extra = Budget::extra_of(request.method(), request.uri().path());
     let mut standings = Vec::with_capacity(2);
@@ -384,10 +384,10 @@ fn tell(response: &mut Response, standings: &[Standing]) {
 /// (an IPv6 /64) is over `KURZ_RATE_REDIRECT_PER_MIN`, before any lookup, so nothing is
 /// recorded. Off by default; a request without an address is not limited.
 pub(crate) async fn check_redirect(state: &crate::State, request: &Parts) -> Result<(), Response> {
-    let Some((per_min, limiters)) = &state.inner.rate_limits.redirect else {
+    let Some((per_min, limiters)) = &state.inner.gate.rate_limits.redirect else {
         return Ok(());
     };
-    let Some(address) = state.inner.client_ip.of_request(request) else {
+    let Some(address) = state.inner.redirects.client_ip.of_request(request) else {
         return Ok(());
     };
     // Boxed: the limiters' future is large, and would otherwise be part of every visit's

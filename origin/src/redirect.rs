@@ -67,7 +67,7 @@ async fn within_deadline(state: &crate::State, answer: impl Future<Output = Resp
     {
         return response;
     }
-    match tokio::time::timeout(state.inner.gateway.request_timeout(), answer).await {
+    match tokio::time::timeout(state.inner.gate.gateway.request_timeout(), answer).await {
         Ok(response) => response,
         Err(_) => page(StatusCode::SERVICE_UNAVAILABLE, pages::UNAVAILABLE),
     }
@@ -173,6 +173,7 @@ async fn load(
 ) -> Result<std::sync::Arc<CachedLink>, Response> {
     let cached = state
         .inner
+        .redirects
         .cache
         .get_or_load(code.as_str(), || find_record(state, code))
         .await;
@@ -193,7 +194,7 @@ pub(crate) async fn find_record(
 ) -> Result<Option<shortlink::redirect::LinkRecord>, Error> {
     let reads = state.reads();
     // Without a replica every read is the primary's: no look-up of recent changes.
-    if reads.has_replica() && state.inner.cache.changed_lately(code.as_str()) {
+    if reads.has_replica() && state.inner.redirects.cache.changed_lately(code.as_str()) {
         return links::store::find_record(reads.primary(), code).await;
     }
     crate::lookup::find(state, code).await
@@ -275,7 +276,7 @@ impl<'r> Visitor<'r> {
             visitor_key_of(state, request, user_agent, now)
         };
         let unlocked = rules.password.as_ref().is_some_and(|hash| {
-            state.inner.unlock_key.is_unlocked(
+            state.inner.redirects.unlock_key.is_unlocked(
                 record.link_id,
                 hash,
                 header(&header::COOKIE),
@@ -283,7 +284,7 @@ impl<'r> Visitor<'r> {
             )
         });
         Self {
-            country: header(&state.inner.gateway.country_header),
+            country: header(&state.inner.gate.gateway.country_header),
             agent: classify(user_agent),
             accept_language: header(&header::ACCEPT_LANGUAGE),
             query: request.uri.query(),
@@ -330,9 +331,9 @@ fn visitor_key_of(
     user_agent: Option<&str>,
     at: OffsetDateTime,
 ) -> Option<String> {
-    let ip = state.inner.client_ip.of_request(request)?;
-    Some(state.inner.visitor_salt.key(
-        &state.inner.visitor_secret,
+    let ip = state.inner.redirects.client_ip.of_request(request)?;
+    Some(state.inner.redirects.visitor_salt.key(
+        &state.inner.edge.visitor_secret,
         at.date(),
         &ip.to_string(),
         user_agent.unwrap_or_default(),
@@ -399,7 +400,7 @@ fn record_click(
     variant: Option<u8>,
     at: OffsetDateTime,
 ) {
-    if !state.inner.record_clicks {
+    if !state.inner.clicks.record {
         return;
     }
     let header = |name: &HeaderName| header_text(request, name);
@@ -413,7 +414,7 @@ fn record_click(
         // As the event would have it, so that a click lands in the same column either way.
         user_agent: user_agent.map(shortlink::edge::kept_user_agent),
     };
-    state.inner.recorder.record_made(&click, || {
+    state.inner.clicks.recorder.record_made(&click, || {
         let visitor = visitor
             .key
             .or_else(|| visitor_key_of(state, request, user_agent, at));
@@ -422,7 +423,7 @@ fn record_click(
             link_id: click.link_id,
             code,
             at,
-            country: header(&state.inner.gateway.country_header).map(str::to_owned),
+            country: header(&state.inner.gate.gateway.country_header).map(str::to_owned),
             referrer: header(&header::REFERER).map(str::to_owned),
             user_agent: user_agent.map(str::to_owned),
             qr: click.qr,
@@ -504,6 +505,7 @@ async fn answer_password(
     };
     let who = state
         .inner
+        .redirects
         .client_ip
         .of_request(&request)
         .map_or_else(|| "unknown".to_owned(), password::network_text);
@@ -525,7 +527,8 @@ async fn answer_password(
     }
     // A hash takes a permit; one that waits long for it is answered "busy" (503), so that a
     // flood waits in no unbounded queue.
-    let permit = tokio::time::timeout(HASH_WAIT, state.inner.password_hashes.acquire()).await;
+    let permit =
+        tokio::time::timeout(HASH_WAIT, state.inner.redirects.password_hashes.acquire()).await;
     let Ok(Ok(_permit)) = permit else {
         let mut response = page(StatusCode::SERVICE_UNAVAILABLE, pages::UNAVAILABLE);
         response
@@ -538,7 +541,11 @@ async fn answer_password(
         Ok(true) => {
             // A right answer takes back its attempt: only wrong ones are limited.
             state.lock_password_attempts().forgive(record.link_id, &who);
-            let cookie = state.inner.unlock_key.cookie(record.link_id, hash, unix);
+            let cookie = state
+                .inner
+                .redirects
+                .unlock_key
+                .cookie(record.link_id, hash, unix);
             match HeaderValue::try_from(cookie) {
                 Ok(cookie) => see_other(back(), Some(cookie)),
                 Err(_) => page(StatusCode::INTERNAL_SERVER_ERROR, pages::UNAVAILABLE),

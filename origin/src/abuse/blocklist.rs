@@ -498,9 +498,9 @@ pub(crate) async fn sweep(state: &crate::State, id: i64) -> Result<(), Error> {
         // As after any link change: this instance's cache at once (the others by the
         // trigger's notification), and delivery to the edge woken.
         for code in &codes {
-            state.inner.cache.invalidate(code).await;
+            state.inner.redirects.cache.invalidate(code).await;
         }
-        if let Some(edge) = state.inner.edge_sync.as_ref().filter(|_| !codes.is_empty()) {
+        if let Some(edge) = state.inner.edge.sync.as_ref().filter(|_| !codes.is_empty()) {
             edge.wake.notify_one();
         }
         if !codes.is_empty() {
@@ -600,7 +600,7 @@ async fn disable(
             tracing::warn!(link = candidate.id, error = ?err, "no link.updated webhook for a blocked link that cannot be shown");
         }
     }
-    if state.inner.edge_sync.is_some() {
+    if state.inner.edge.sync.is_some() {
         outbox::record_change(tx, &candidate.code).await?;
     }
     Ok(())

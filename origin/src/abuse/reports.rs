@@ -204,12 +204,12 @@ async fn submit(State(state): State<crate::State>, request: Request) -> Response
 /// The reporter's address: the visitor's if the edge forwarded the request and signed it
 /// with that address (a POST once: the edge's nonce check), else the request's own.
 async fn address_of(state: &crate::State, parts: &Parts, body: &[u8]) -> Option<IpAddr> {
-    let own = || state.inner.client_ip.of_request(parts);
+    let own = || state.inner.redirects.client_ip.of_request(parts);
     let claimed = parts
         .headers
         .get(signature::CLIENT_IP_HEADER)
         .and_then(|value| value.to_str().ok());
-    let (Some(secret), Some(claimed)) = (state.inner.edge_secret.as_deref(), claimed) else {
+    let (Some(secret), Some(claimed)) = (state.inner.edge.secret.as_deref(), claimed) else {
         return own();
     };
     let signed = signature::forwarded_path(parts.uri.path(), claimed);
@@ -577,8 +577,8 @@ async fn resolve(
     audit::record(&mut tx, operator, caller.audit_actor(), change).await?;
     tx.commit().await?;
     if let Some(code) = &disabled {
-        state.inner.cache.invalidate(code).await;
-        if let Some(edge) = &state.inner.edge_sync {
+        state.inner.redirects.cache.invalidate(code).await;
+        if let Some(edge) = &state.inner.edge.sync {
             edge.wake.notify_one();
         }
         crate::webhooks::wake(&state);
@@ -636,7 +636,7 @@ async fn disable_link(
             tracing::warn!(link = link_id, error = ?err, "no link.updated webhook for a reported link that cannot be shown");
         }
     }
-    if state.inner.edge_sync.is_some() {
+    if state.inner.edge.sync.is_some() {
         outbox::record_change(tx, &code).await?;
     }
     Ok(Some(code))

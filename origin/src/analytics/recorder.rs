@@ -225,7 +225,7 @@ pub(crate) async fn store_until_drained(
     mut receiver: mpsc::Receiver<ClickEvent>,
     migrated: Migrated,
 ) {
-    let recorder = &state.inner.recorder;
+    let recorder = &state.inner.clicks.recorder;
     let _stopped = StoppedOnDrop(&recorder.stopped);
     let mut drain = Drain(recorder.drain.subscribe());
     tokio::select! {
@@ -264,7 +264,7 @@ async fn store_queued(
     receiver: &mut mpsc::Receiver<ClickEvent>,
     drain: &mut Drain,
 ) {
-    let recorder = &state.inner.recorder;
+    let recorder = &state.inner.clicks.recorder;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         if drain.is_started() {
@@ -310,7 +310,7 @@ async fn store_queued(
 /// Writes the overflow's counts into the rollups every [`FLUSH_EVERY`]; what a write fails
 /// goes back into the map for the next one.
 async fn flush_every_second(state: &crate::State, flushing: &tokio::sync::Mutex<()>) -> Infallible {
-    let recorder = &state.inner.recorder;
+    let recorder = &state.inner.clicks.recorder;
     loop {
         tokio::time::sleep(FLUSH_EVERY).await;
         let _turn = flushing.lock().await;
@@ -337,7 +337,7 @@ async fn flush_every_second(state: &crate::State, flushing: &tokio::sync::Mutex<
 /// The shutdown's last write of the overflow's counts (the map takes nothing after it),
 /// retried until the deadline; one under way then gets [`IN_FLIGHT_GRACE`] more.
 async fn flush_at_shutdown(state: &crate::State, drain: &mut Drain) {
-    let recorder = &state.inner.recorder;
+    let recorder = &state.inner.clicks.recorder;
     let taken = recorder.overflow.close();
     if taken.is_empty() {
         return;

@@ -73,6 +73,7 @@ pub(crate) async fn create(
     // (`gateway::concurrency_limit`).
     let _permit = state
         .inner
+        .gate
         .bulk_creates
         .try_acquire()
         .map_err(|_| Error::Busy)?;
@@ -87,7 +88,7 @@ pub(crate) async fn create(
             &headers,
             Route::BulkCreate,
             &body.bytes,
-            &state.inner.visitor_secret,
+            &state.inner.edge.visitor_secret,
         )?,
     };
     let request = body.value;
@@ -151,7 +152,7 @@ pub(crate) async fn create(
         .collect::<Result<Vec<_>, Error>>()?;
     audit::record_many(&mut tx, workspace, caller.audit_actor(), changes).await?;
     let codes: Vec<String> = created.values().map(|row| row.code.clone()).collect();
-    if state.inner.edge_sync.is_some() {
+    if state.inner.edge.sync.is_some() {
         let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
         outbox::record_changes(&mut tx, &codes).await?;
     }
@@ -178,9 +179,9 @@ pub(crate) async fn create(
     tx.commit().await?;
     // A visit before these links existed may have cached "no such code".
     for code in &codes {
-        state.inner.cache.invalidate(code).await;
+        state.inner.redirects.cache.invalidate(code).await;
     }
-    if let Some(edge) = &state.inner.edge_sync {
+    if let Some(edge) = &state.inner.edge.sync {
         edge.wake.notify_one();
     }
     crate::webhooks::wake(&state);
@@ -333,7 +334,7 @@ impl Batch {
                     Some(code) => code.clone(),
                     None => {
                         let id = u64::try_from(id).map_err(|e| Error::Internal(e.into()))?;
-                        state.inner.scrambler.encode(id)?
+                        state.inner.redirects.scrambler.encode(id)?
                     }
                 });
             }

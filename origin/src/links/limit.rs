@@ -24,7 +24,7 @@ use crate::outbox;
 pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<bool, Error> {
     // One click of a stripe's links at a time in this process: visits of one hot link wait
     // here, not each with a database connection on the link's row.
-    let stripes = &state.inner.click_stripes;
+    let stripes = &state.inner.redirects.click_stripes;
     let stripe = usize::try_from(link_id.rem_euclid(STRIPES as i64)).unwrap_or(0);
     let _turn = match stripes.get(stripe) {
         Some(lock) => Some(lock.lock().await),
@@ -61,7 +61,7 @@ pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<boo
         let exhausted = exhaust(
             &mut tx,
             &[link_id],
-            state.inner.edge_sync.is_some(),
+            state.inner.edge.sync.is_some(),
             &state.inner.public_url,
         )
         .await?;
@@ -73,7 +73,7 @@ pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<boo
         exhaust(
             &mut tx,
             &[link_id],
-            state.inner.edge_sync.is_some(),
+            state.inner.edge.sync.is_some(),
             &state.inner.public_url,
         )
         .await?
@@ -166,9 +166,9 @@ pub(crate) async fn announce(state: &crate::State, exhausted: &[String]) {
         return;
     }
     for code in exhausted {
-        state.inner.cache.invalidate(code).await;
+        state.inner.redirects.cache.invalidate(code).await;
     }
-    if let Some(edge) = &state.inner.edge_sync {
+    if let Some(edge) = &state.inner.edge.sync {
         edge.wake.notify_one();
     }
     crate::webhooks::wake(state);

@@ -75,7 +75,7 @@ async fn create(
         &headers,
         Route::Create,
         &body.bytes,
-        &state.inner.visitor_secret,
+        &state.inner.edge.visitor_secret,
     )?;
     let body = body.value;
     check_new(&state, &body, OffsetDateTime::now_utc())?;
@@ -135,7 +135,7 @@ async fn insert(
             Some(custom) => custom.clone(),
             None => {
                 let id = u64::try_from(id).map_err(|e| Error::Internal(e.into()))?;
-                state.inner.scrambler.encode(id)?
+                state.inner.redirects.scrambler.encode(id)?
             }
         };
         let mut tx = state.db().begin().await?;
@@ -495,12 +495,12 @@ async fn finish_change(
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     code: &str,
 ) -> Result<(), Error> {
-    if state.inner.edge_sync.is_some() {
+    if state.inner.edge.sync.is_some() {
         outbox::record_change(&mut tx, code).await?;
     }
     tx.commit().await?;
-    state.inner.cache.invalidate(code).await;
-    if let Some(edge) = &state.inner.edge_sync {
+    state.inner.redirects.cache.invalidate(code).await;
+    if let Some(edge) = &state.inner.edge.sync {
         edge.wake.notify_one();
     }
     crate::webhooks::wake(state);
@@ -575,7 +575,7 @@ fn check_destination(
     field: &str,
     destination: &Destination,
 ) -> Result<(), Error> {
-    if destination.points_to_any(&state.inner.own_hosts) {
+    if destination.points_to_any(&state.inner.redirects.own_hosts) {
         return Err(Error::invalid(
             field,
             format!(

@@ -131,7 +131,7 @@ fn check_url(state: &crate::State, url: &WebhookUrl) -> Result<(), Error> {
             ));
         }
     }
-    if destination.points_to_any(&state.inner.own_hosts) {
+    if destination.points_to_any(&state.inner.redirects.own_hosts) {
         return Err(Error::invalid(
             "url",
             format!(
