@@ -97,7 +97,8 @@ struct Inner {
     webhooks: webhooks::Webhooks,
 }
 
-/// What a redirect needs besides the database (`redirect.rs`).
+/// What a redirect needs besides the database (`redirect.rs`); the links API shares the
+/// code scrambler, the visitor keys' secret and the own hosts.
 #[derive(Debug)]
 struct Redirects {
     cache: LinkCache,
@@ -108,10 +109,13 @@ struct Redirects {
     invalidation_ping_ms: std::sync::atomic::AtomicU64,
     scrambler: shortlink::CodeScrambler,
     client_ip: redirect::ClientIp,
+    /// Derives the daily visitor salts: the edge secret when there is one (so the edge and
+    /// the origin make the same keys), else the code key.
+    visitor_secret: Vec<u8>,
     /// The day's salt of the visitor keys, made once a day rather than per click.
     visitor_salt: redirect::VisitorSalt,
     /// Signs and checks the cookies that unlock password-protected links: derived from
-    /// `Edge::visitor_secret`, so with an edge a cookie from either is good at both.
+    /// `visitor_secret`, so with an edge a cookie from either is good at both.
     unlock_key: shortlink::password::UnlockKey,
     /// Wrong answers to links' password forms, per (link, client address), bounded
     /// ([`redirect::PASSWORD_ATTEMPTS`]); held only without an await.
@@ -149,9 +153,6 @@ struct Edge {
     sync: Option<Arc<outbox::EdgeSync>>,
     /// Signs the `/_edge/*` routes; without it they answer 404.
     secret: Option<String>,
-    /// Derives the daily visitor salts: the edge secret when there is one (so the edge and
-    /// the origin make the same keys), else the code key.
-    visitor_secret: Vec<u8>,
 }
 
 /// What the API's requests pass before their handlers, and the caps on its costly work.
@@ -224,6 +225,7 @@ impl State {
                     },
                     visitor_salt: redirect::VisitorSalt::default(),
                     unlock_key: shortlink::password::UnlockKey::new(&visitor_secret),
+                    visitor_secret,
                     password_attempts: std::sync::Mutex::new(shortlink::password::Attempts::new(
                         redirect::PASSWORD_ATTEMPTS,
                     )),
@@ -251,7 +253,6 @@ impl State {
                         _ => None,
                     },
                     secret: config.edge_secret.clone(),
-                    visitor_secret,
                 },
                 gate: Gate {
                     gateway: config.gateway.clone(),

@@ -333,7 +333,7 @@ fn visitor_key_of(
 ) -> Option<String> {
     let ip = state.inner.redirects.client_ip.of_request(request)?;
     Some(state.inner.redirects.visitor_salt.key(
-        &state.inner.edge.visitor_secret,
+        &state.inner.redirects.visitor_secret,
         at.date(),
         &ip.to_string(),
         user_agent.unwrap_or_default(),

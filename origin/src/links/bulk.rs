@@ -88,7 +88,7 @@ pub(crate) async fn create(
             &headers,
             Route::BulkCreate,
             &body.bytes,
-            &state.inner.edge.visitor_secret,
+            &state.inner.redirects.visitor_secret,
         )?,
     };
     let request = body.value;

@@ -75,7 +75,7 @@ async fn create(
         &headers,
         Route::Create,
         &body.bytes,
-        &state.inner.edge.visitor_secret,
+        &state.inner.redirects.visitor_secret,
     )?;
     let body = body.value;
     check_new(&state, &body, OffsetDateTime::now_utc())?;
