@@ -297,12 +297,13 @@ pub fn ErrorBox(message: String, reload: RwSignal<u32>) -> impl IntoView {
     }
 }
 
-/// A form's last refusal by the API, where the form shows it: under the input it names (which
-/// it marks invalid), or above the form when it names none of the form's inputs.
+/// A form's last refusal by the API, where the form shows it: under the input whose path it
+/// names, or a value inside it (`targets[0]` shows `targets[0].when.country[1]`), or above the
+/// form when it names none of the form's inputs.
 #[derive(Debug, Clone, Copy)]
 pub struct FormError {
     error: RwSignal<Option<ApiError>>,
-    /// The fields the form has inputs for; an error about any other is the whole form's.
+    /// The paths the form has inputs for; an error about any other is the whole form's.
     fields: &'static [&'static str],
 }
 
@@ -311,24 +312,27 @@ impl FormError {
         Self { error, fields }
     }
 
-    /// The message about `field`, for the text under its input.
-    pub fn at(self, field: &'static str) -> impl Fn() -> Option<String> + Copy {
-        move || {
-            self.error
-                .with(|e| e.as_ref().and_then(|e| e.for_field(field)))
-        }
+    /// Shows `error` where it belongs, or none.
+    pub fn set(self, error: Option<ApiError>) {
+        self.error.set(error);
     }
 
-    /// `aria-invalid` of `field`'s input.
-    pub fn invalid(self, field: &'static str) -> impl Fn() -> String + Copy {
-        move || {
-            self.error
-                .with(|e| {
-                    e.as_ref()
-                        .is_some_and(|e| e.field.as_deref() == Some(field))
-                })
-                .to_string()
-        }
+    /// The message about `path` or a value inside it, for the text under its input.
+    pub fn at(self, path: impl Into<String>) -> Signal<Option<String>> {
+        let path = path.into();
+        self.message_if(move |field| is_under(field, &path))
+    }
+
+    /// The message about `path` itself, not a value inside it: a list's own (`split`: the
+    /// weights), whose rows show theirs.
+    pub fn exactly(self, path: &'static str) -> Signal<Option<String>> {
+        self.message_if(move |field| field == path)
+    }
+
+    /// `aria-invalid` of the input of `path`.
+    pub fn invalid(self, path: impl Into<String>) -> impl Fn() -> String + Copy {
+        let at = self.at(path);
+        move || at.with(Option::is_some).to_string()
     }
 
     /// The message about none of the form's inputs, for the text above or below it.
@@ -336,11 +340,36 @@ impl FormError {
         move || {
             self.error.with(|e| {
                 e.as_ref()
-                    .filter(|e| !e.field.as_deref().is_some_and(|f| self.fields.contains(&f)))
+                    .filter(|e| {
+                        !e.field
+                            .as_deref()
+                            .is_some_and(|f| self.fields.iter().any(|path| is_under(f, path)))
+                    })
                     .map(|e| e.message.clone())
             })
         }
     }
+
+    fn message_if(
+        self,
+        names: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Signal<Option<String>> {
+        Signal::derive(move || {
+            self.error.with(|e| {
+                e.as_ref()
+                    .filter(|e| e.field.as_deref().is_some_and(&names))
+                    .map(|e| e.message.clone())
+            })
+        })
+    }
+}
+
+/// Whether an error about `field` is about `path`: the path itself or a value inside it
+/// (`targets[0]` holds `targets[0].when`, not `targets[01]` or `targetsX`).
+fn is_under(field: &str, path: &str) -> bool {
+    field
+        .strip_prefix(path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// A role for people, in the dashboard's language: `Editor`, `편집자`.

@@ -9,10 +9,11 @@ use crate::Auth;
 use crate::api::{self, ApiError, LinkForm as Body};
 use crate::i18n::{t, t_string, use_i18n};
 use crate::pages::link_rules::{
-    Errors, Field, List, Row, RowList, TagsInput, UtmBuilder, UtmInputs, add_pending,
-    focus_first_invalid, utm_body, utm_inputs, weight_sum,
+    Field, List, Row, RowList, TagsInput, UtmBuilder, UtmInputs, add_pending, focus_first_invalid,
+    utm_body, utm_inputs, weight_sum,
 };
 use crate::range::{count, local_input_to_rfc3339, to_local_input};
+use crate::widgets::FormError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FormMode {
@@ -22,6 +23,24 @@ pub enum FormMode {
 
 /// The redirect statuses a link can answer with, the default first.
 const STATUSES: [u16; 4] = [302, 307, 301, 308];
+
+/// Where the API names the values this form has inputs for (and the values inside them:
+/// `targets[2].when.country[0]`); an error about anything else shows above the Save button.
+const FIELDS: &[&str] = &[
+    "destination",
+    "title",
+    "code",
+    "status",
+    "expires_at",
+    "max_clicks",
+    "fallback_url",
+    "password",
+    "note",
+    "targets",
+    "split",
+    "tags",
+    "utm",
+];
 
 /// What the form holds, as typed: one context for the form and the editors it is made of.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +65,7 @@ pub struct FormState {
     /// A tag typed but not yet added (added when the form is sent).
     pub pending_tag: RwSignal<String>,
     /// The last error, shown at the field it names.
-    pub errors: Errors,
+    pub errors: FormError,
 }
 
 impl FormState {
@@ -74,7 +93,7 @@ impl FormState {
                 l.tags.as_slice().iter().map(ToString::to_string).collect()
             })),
             pending_tag: RwSignal::new(String::new()),
-            errors: Errors(RwSignal::new(None)),
+            errors: FormError::new(RwSignal::new(None), FIELDS),
         }
     }
 
@@ -191,7 +210,7 @@ pub fn LinkForm(
             let body = match editing.with_value(|link| state.body(link.as_ref(), bad_expiry)) {
                 Ok(body) => body,
                 Err(err) => {
-                    errors.0.set(Some(err));
+                    errors.set(Some(err));
                     focus_first_invalid();
                     return;
                 }
@@ -199,7 +218,7 @@ pub fn LinkForm(
             let edited =
                 editing.with_value(|link| link.as_ref().map(|l| (l.code.to_string(), l.version)));
             busy.set(true);
-            errors.0.set(None);
+            errors.set(None);
             leptos::task::spawn_local(async move {
                 let saved = match &edited {
                     None => api::create_link(&session, &body).await,
@@ -214,20 +233,14 @@ pub fn LinkForm(
                         if err.code == "precondition_failed" {
                             err.message = t_string!(i18n, link_form.changed_meanwhile).to_owned();
                         }
-                        errors.0.set(Some(err));
+                        errors.set(Some(err));
                         focus_first_invalid();
                     }
                 }
             });
         }
     };
-    let general_error = move || {
-        errors.0.with(|e| {
-            e.as_ref()
-                .filter(|e| e.field.is_none())
-                .map(|e| e.message.clone())
-        })
-    };
+    let general_error = errors.general();
     let heading = {
         let editing_code = editing_code.clone();
         move || match &editing_code {
@@ -235,8 +248,8 @@ pub fn LinkForm(
             Some(code) => t_string!(i18n, link_form.title_edit, code),
         }
     };
-    let status_error = errors.under("status".to_owned());
-    let note_error = errors.under("note".to_owned());
+    let status_error = errors.at("status");
+    let note_error = errors.at("note");
     let status_options = move || {
         STATUSES
             .iter()

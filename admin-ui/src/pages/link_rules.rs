@@ -11,48 +11,9 @@ use leptos::text_prop::TextProp;
 use shortlink::agent::{Device, Os};
 use shortlink::rules::{Condition, Tag, Target, Utm, UtmValue, Variant};
 
-use crate::api::{ApiError, TargetForm, Typed, UtmForm, VariantForm, When};
+use crate::api::{TargetForm, Typed, UtmForm, VariantForm, When};
 use crate::i18n::{t_string, use_i18n};
 use crate::pages::link_form::FormState;
-
-/// The last error of the form, shown by the inputs whose path it names.
-#[derive(Debug, Clone, Copy)]
-pub struct Errors(pub RwSignal<Option<ApiError>>);
-
-impl Errors {
-    /// The message of an error about `path` or a value inside it (`targets[0]` takes
-    /// `targets[0].when.country[1]`), tracked.
-    pub fn under(self, path: String) -> Signal<Option<String>> {
-        Signal::derive(move || {
-            self.0.with(|error| {
-                error.as_ref().and_then(|e| {
-                    e.field
-                        .as_deref()
-                        .is_some_and(|field| is_under(field, &path))
-                        .then(|| e.message.clone())
-                })
-            })
-        })
-    }
-
-    /// The message of an error about the list itself (`split`: the weights), not a row.
-    fn under_exact(self, path: &'static str) -> Signal<Option<String>> {
-        Signal::derive(move || {
-            self.0.with(|error| {
-                error
-                    .as_ref()
-                    .filter(|e| e.field.as_deref() == Some(path))
-                    .map(|e| e.message.clone())
-            })
-        })
-    }
-}
-
-fn is_under(field: &str, path: &str) -> bool {
-    field
-        .strip_prefix(path)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-}
 
 /// A labelled input; the API's error about `path` shows under it, described by it, and marks
 /// it invalid.
@@ -73,7 +34,7 @@ pub fn Field(
     #[prop(optional, into)]
     context: Option<String>,
 ) -> impl IntoView {
-    let error = expect_context::<FormState>().errors.under(path);
+    let error = expect_context::<FormState>().errors.at(path);
     let error_id = format!("{id}-error");
     let hint_id = format!("{id}-hint");
     let described = if hint.is_some() {
@@ -283,7 +244,7 @@ pub fn RowList(list: List) -> impl IntoView {
     let change = move |edit: Edit| {
         let mut focus = String::new();
         rows.update(|rows| focus = edit(rows));
-        state.errors.0.set(None);
+        state.errors.set(None);
         focus_later(focus);
     };
     let add = move |_| {
@@ -368,7 +329,7 @@ pub fn RowList(list: List) -> impl IntoView {
     view! {
         <ol class="rows">{drawn}</ol>
         <p class="visually-hidden" role="status">{move || announced.get()}</p>
-        <p class="field-error" id=format!("{path}-error") role="alert">{state.errors.under_exact(path)}</p>
+        <p class="field-error" id=format!("{path}-error") role="alert">{state.errors.exactly(path)}</p>
         <button type="button" class="secondary" id=add_id on:click=add>
             {move || match list {
                 List::Targets => t_string!(i18n, link_rules.add_rule),
@@ -485,7 +446,7 @@ fn checks(
     legend: String,
     when: String,
 ) -> AnyView {
-    let error = expect_context::<FormState>().errors.under(when);
+    let error = expect_context::<FormState>().errors.at(when);
     let error_id = format!("targets-{}-values-error", row.key);
     let boxes = options
         .iter()
@@ -548,7 +509,7 @@ pub fn TagsInput() -> impl IntoView {
     let FormState {
         tags, pending_tag, ..
     } = state;
-    let error = state.errors.under("tags".to_owned());
+    let error = state.errors.at("tags");
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
         if ev.key() == "Enter" || ev.key() == "," {
             ev.prevent_default();
@@ -669,7 +630,7 @@ pub fn UtmBuilder() -> impl IntoView {
         .collect_view();
     view! {
         <div class="utm-fields">{fields}</div>
-        <p class="field-error" role="alert">{state.errors.under_exact("utm")}</p>
+        <p class="field-error" role="alert">{state.errors.exactly("utm")}</p>
         <div class="field wide">
             <span class="label" id="utm-preview-label">{move || t_string!(i18n, link_rules.final_url)}</span>
             <output id="utm-preview" aria-labelledby="utm-preview-label" aria-live="polite">{preview}</output>
