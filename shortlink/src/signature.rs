@@ -79,6 +79,11 @@ pub fn check_headers(
         return Err(SignatureError::Missing);
     };
     let timestamp: i64 = timestamp.parse().map_err(|_| SignatureError::Malformed)?;
+    // Lower-case only, as [`sign`] writes it: receivers remember the header's text to refuse
+    // a replay, and the same bytes in other letters must not pass as a new request.
+    if signature.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(SignatureError::Malformed);
+    }
     let signature = hex::decode(signature).map_err(|_| SignatureError::Malformed)?;
     // `abs_diff` cannot overflow: a timestamp of i64::MIN must be stale, not a panic.
     if now.abs_diff(timestamp) > MAX_SKEW_SECS.unsigned_abs() {
@@ -122,6 +127,7 @@ mod tests {
         let good = sign(SECRET, "POST", "/_edge/sync", NOW, b"{}");
         let ts = NOW.to_string();
         let later = (NOW + 1).to_string();
+        let upper = good.to_ascii_uppercase();
         let base = Case {
             method: "POST",
             path: "/_edge/sync",
@@ -168,6 +174,13 @@ mod tests {
             },
             Case {
                 signature: Some("zz"),
+                expected: Err(SignatureError::Malformed),
+                ..base
+            },
+            // The same bytes in upper case: one request has one text, remembered against
+            // replays.
+            Case {
+                signature: Some(&upper),
                 expected: Err(SignatureError::Malformed),
                 ..base
             },
