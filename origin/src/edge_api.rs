@@ -8,6 +8,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::Method;
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -21,9 +22,14 @@ use crate::analytics::isolate::{OnOutage, Unsettled, store_isolating};
 use crate::error::Error;
 use crate::extract::{ApiJson, CodePath};
 
-/// Largest body of an edge request. An ingest batch is one queue batch: at most 100 messages
-/// of at most 16 KiB of events each (a few thousand events), so about 1.6 MiB.
+/// Largest body of an edge request. The edge posts a queue batch's events in requests of at
+/// most 1.5 MiB of messages each (`edge/src/outbox.rs`, `posts`).
 pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// How long an edge request's body may take to arrive. The edge sends at most 1.5 MiB from
+/// Cloudflare's network; a sender slower than this is not the edge, and would otherwise hold
+/// its connection and buffer for as long as it likes.
+const BODY_READ_TIME: Duration = Duration::from_secs(10);
 
 /// The edge routes, to be nested under [`EDGE_PREFIX`].
 pub(crate) fn routes(state: crate::State) -> axum::Router<crate::State> {
@@ -104,8 +110,22 @@ async fn require_signature(
         return Err(Error::NotFound);
     };
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, BODY_LIMIT)
+    // What needs no body first: a request unsigned, malformed or stale is refused before a
+    // byte of its body is read, and one that declares a body over the limit before it sends it.
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    signature::check_headers(
+        header(TIMESTAMP_HEADER),
+        header(SIGNATURE_HEADER),
+        OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .map_err(|err| Error::EdgeUnauthorized(err.to_string()))?;
+    let declared = header(CONTENT_LENGTH.as_str()).and_then(|n| n.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(Error::PayloadTooLarge { limit: BODY_LIMIT });
+    }
+    let body = tokio::time::timeout(BODY_READ_TIME, axum::body::to_bytes(body, BODY_LIMIT))
         .await
+        .map_err(|_| Error::Timeout)?
         .map_err(|_| Error::PayloadTooLarge { limit: BODY_LIMIT })?;
     // The signed path is the full one (`/_edge/...`); inside this nested router the URI has
     // lost its prefix, so take the original.

@@ -185,6 +185,93 @@ async fn ingest_refuses_unsigned_and_malformed_batches() {
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// A request whose body never comes: only what its headers say can answer it.
+fn without_body(timestamp: Option<i64>, signature: Option<&str>, length: usize) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri("/_edge/ingest")
+        .header("content-type", "application/json")
+        .header("content-length", length.to_string());
+    if let Some(timestamp) = timestamp {
+        request = request.header(signature::TIMESTAMP_HEADER, timestamp.to_string());
+    }
+    if let Some(signature) = signature {
+        request = request.header(signature::SIGNATURE_HEADER, signature);
+    }
+    let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    request.body(Body::from_stream(never)).expect("request")
+}
+
+#[tokio::test]
+async fn the_edge_routes_answer_from_the_headers_before_reading_a_body() {
+    let app = spawn_app_with_edge().await;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let forged = "ab".repeat(32);
+    // (timestamp, signature, declared length, status): unsigned, stale, or declaring more
+    // than the routes take; none may wait for its body (the test would hang).
+    let cases = [
+        (None, None, 100, StatusCode::UNAUTHORIZED),
+        (
+            Some(0),
+            Some(forged.as_str()),
+            100,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (Some(now), Some("not hex"), 100, StatusCode::UNAUTHORIZED),
+        (
+            Some(now),
+            Some(forged.as_str()),
+            3 << 20,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (timestamp, signature, length, status) in cases {
+        let response = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            app.send(without_body(timestamp, signature, length)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{timestamp:?} {signature:?} {length}: waited for the body"));
+        assert_eq!(
+            response.status, status,
+            "{timestamp:?} {signature:?} {length}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_signed_post_is_taken_once_in_whatever_letters_it_comes_again() {
+    let app = spawn_app_with_edge().await;
+    let body = json!({"events": []}).to_string();
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+    let given = signature::sign(
+        EDGE_SECRET.as_bytes(),
+        "POST",
+        "/_edge/ingest",
+        timestamp,
+        body.as_bytes(),
+    );
+    let send = |signature: String| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/_edge/ingest")
+            .header("content-type", "application/json")
+            .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
+            .header(signature::SIGNATURE_HEADER, signature)
+            .body(Body::from(body.clone()))
+            .expect("request")
+    };
+    assert_eq!(app.send(send(given.clone())).await.status, StatusCode::OK);
+    // The same request again, as sent and with its hex in other letters (the same bytes).
+    for again in [given.clone(), given.to_ascii_uppercase()] {
+        assert_eq!(
+            app.send(send(again.clone())).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{again}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn edge_routes_do_not_exist_without_a_secret() {
     let app = spawn_app().await;
