@@ -8,6 +8,11 @@
 const FAILURES_TO_OPEN: u32 = 3;
 /// How long the circuit stays open before one probe request is let through.
 const OPEN_FOR_MS: u64 = 5_000;
+/// How long a probe may stay unanswered before another is let through: the origin's resolve
+/// timeout (`origin.rs`, 2 s) and a margin. A probe whose visitor went away is dropped
+/// mid-await and never reports; without this the circuit would stay shut for the isolate's
+/// life.
+const PROBE_FOR_MS: u64 = 3_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Breaker {
@@ -17,8 +22,9 @@ pub enum Breaker {
     Failing { failures: u32 },
     /// Refusing until `until_ms`.
     Open { until_ms: u64 },
-    /// One probe is out; the others are refused until it answers.
-    Probing,
+    /// One probe is out; the others are refused until it answers, or until `until_ms` if it
+    /// never does.
+    Probing { until_ms: u64 },
 }
 
 impl Breaker {
@@ -26,11 +32,13 @@ impl Breaker {
     pub fn allow(&mut self, now_ms: u64) -> bool {
         match *self {
             Self::Closed | Self::Failing { .. } => true,
-            Self::Open { until_ms } if now_ms >= until_ms => {
-                *self = Self::Probing;
+            Self::Open { until_ms } | Self::Probing { until_ms } if now_ms >= until_ms => {
+                *self = Self::Probing {
+                    until_ms: now_ms + PROBE_FOR_MS,
+                };
                 true
             }
-            Self::Open { .. } | Self::Probing => false,
+            Self::Open { .. } | Self::Probing { .. } => false,
         }
     }
 
@@ -43,7 +51,7 @@ impl Breaker {
             Self::Failing { failures } => failures + 1,
             Self::Closed => 1,
             // A failed probe, or failures of requests let through before opening.
-            Self::Probing | Self::Open { .. } => FAILURES_TO_OPEN,
+            Self::Probing { .. } | Self::Open { .. } => FAILURES_TO_OPEN,
         };
         *self = if failures >= FAILURES_TO_OPEN {
             Self::Open {
@@ -97,6 +105,24 @@ mod tests {
         assert!(breaker.allow(1_000 + 2 * OPEN_FOR_MS));
         breaker.succeeded();
         assert!(breaker.allow(1_000 + 2 * OPEN_FOR_MS));
+        assert_eq!(breaker, Breaker::Closed);
+    }
+
+    #[test]
+    fn a_probe_that_never_answers_is_replaced() {
+        let mut breaker = Breaker::Open { until_ms: 1_000 };
+        assert!(breaker.allow(1_000), "the probe");
+        // Its visitor went away: neither succeeded nor failed is ever called.
+        assert!(
+            !breaker.allow(1_000 + PROBE_FOR_MS - 1),
+            "one probe at a time"
+        );
+        assert!(
+            breaker.allow(1_000 + PROBE_FOR_MS),
+            "another once the first is overdue"
+        );
+        assert!(!breaker.allow(1_000 + PROBE_FOR_MS));
+        breaker.succeeded();
         assert_eq!(breaker, Breaker::Closed);
     }
 
