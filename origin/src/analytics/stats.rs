@@ -169,12 +169,15 @@ async fn series(
     let tables = of.part().tables();
     let interval = range.interval.as_str();
     // Buckets are made in local time and turned back into instants, so days and weeks
-    // follow the zone's midnight, clock changes included.
+    // follow the zone's midnight, clock changes included. Every hour of the range falls in
+    // one bucket: the local times run to the last hour's ($3, a whole hour, minus one), as
+    // the data's do (where clocks go back, that hour's local time is before the end's), and
+    // a local time the clocks skip names the same instant as the next one (DISTINCT).
     let rows: Vec<(OffsetDateTime, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
         "WITH buckets AS (
-             SELECT b AT TIME ZONE $5 AS t
+             SELECT DISTINCT b AT TIME ZONE $5 AS t
              FROM generate_series(date_trunc($4, $2 AT TIME ZONE $5),
-                                  ($3 AT TIME ZONE $5) - interval '1 microsecond',
+                                  ($3 - interval '1 hour') AT TIME ZONE $5,
                                   ('1 ' || $4)::interval) AS b
          ), data AS (
              SELECT date_trunc($4, hour AT TIME ZONE $5) AT TIME ZONE $5 AS t,

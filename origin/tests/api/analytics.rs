@@ -689,6 +689,94 @@ fn rfc(t: OffsetDateTime) -> String {
         .replace('+', "%2B")
 }
 
+/// The `nth` Sunday of `month` most recently before `now`'s day (this year's or last year's).
+fn last_nth_sunday(now: OffsetDateTime, month: time::Month, nth: u8) -> time::Date {
+    [now.year(), now.year() - 1]
+        .into_iter()
+        .filter_map(|year| {
+            time::Date::from_calendar_date(year, month, 1)
+                .ok()
+                .and_then(time::Date::previous_day)
+                // Strictly after the day before the first: the first may be a Sunday.
+                .map(|eve| eve.nth_next_occurrence(time::Weekday::Sunday, nth))
+        })
+        .find(|day| *day < now.date())
+        .expect("a day of last year is past")
+}
+
+#[tokio::test]
+async fn hourly_series_count_every_hour_once_where_clocks_change() {
+    let app = spawn_app().await;
+    let id = link(&app, "dst").await;
+    let now = OffsetDateTime::now_utc();
+    let hour = |day: time::Date, h: u8| day.with_hms(h, 0, 0).expect("time").assume_utc();
+    // New York's clocks go forward at 07:00 UTC on March's second Sunday (02:00 EST is
+    // 03:00 EDT: the local hour 02:00 does not exist) and back at 06:00 UTC on November's
+    // first Sunday (01:00 local comes twice). Both within the clicks kept (400 days).
+    let spring = last_nth_sunday(now, time::Month::March, 2);
+    let autumn = last_nth_sunday(now, time::Month::November, 1);
+    // (from, to, points expected)
+    let cases = [
+        // Local 00, 01, 03, 04: four buckets, no bucket twice.
+        (hour(spring, 5), hour(spring, 9), 4),
+        // Local 22, 23, 00 and 01 (EDT): the range ends inside the hour that comes again.
+        (hour(autumn, 2), hour(autumn, 6), 4),
+        // Local 22, 23, 00, 01 (EDT and EST, one bucket), 02.
+        (hour(autumn, 2), hour(autumn, 8), 5),
+    ];
+    // One click in each UTC hour of both windows, so a range's clicks are its hours.
+    let mut n = 0;
+    for (from, to) in [
+        (hour(spring, 5), hour(spring, 9)),
+        (hour(autumn, 2), hour(autumn, 8)),
+    ] {
+        let mut at = from;
+        let mut events = Vec::new();
+        while at < to {
+            n += 1;
+            events.push(event(
+                &format!("dst{n}"),
+                id,
+                "dst",
+                at + Duration::minutes(30),
+            ));
+            at += Duration::HOUR;
+        }
+        app.state.store_clicks(&events).await.expect("store");
+    }
+    app.state.count_clicks().await.expect("count");
+    for (from, to, points) in cases {
+        let body = stats(
+            &app,
+            &format!(
+                "/api/v1/links/dst/stats?from={}&to={}&interval=hour&tz=America/New_York",
+                rfc(from),
+                rfc(to)
+            ),
+        )
+        .await;
+        let series = body["series"].as_array().expect("series");
+        let hours = (to - from).whole_hours();
+        let sum: i64 = series
+            .iter()
+            .map(|p| p["clicks"].as_i64().expect("n"))
+            .sum();
+        let mut ts: Vec<&str> = series.iter().map(|p| p["t"].as_str().expect("t")).collect();
+        assert_eq!(
+            sum, hours,
+            "{from}..{to}: every click once in the series: {series:?}"
+        );
+        assert_eq!(body["totals"]["clicks"], hours, "{from}..{to}: the totals");
+        assert_eq!(series.len(), points, "{from}..{to}: {series:?}");
+        ts.dedup();
+        assert_eq!(
+            ts.len(),
+            points,
+            "{from}..{to}: no bucket twice: {series:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_click_lands_on_the_local_day_of_the_asked_time_zone() {
     let app = spawn_app().await;
