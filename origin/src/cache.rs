@@ -195,8 +195,12 @@ impl LinkCache {
         // An invalidation while the query ran may be of a change it did not see: that entry
         // would be served stale until the TTL. It was right a moment ago, so this answer may
         // use it; the next visit reads again.
+        // Around the drop, as in `invalidate`: another visit may have taken a copy of it from
+        // the cache meanwhile, under the newer generation.
         if self.generation.load(Ordering::Acquire) != generation {
+            self.generation.fetch_add(1, Ordering::AcqRel);
             cache.invalidate(code).await;
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         Ok(entry)
     }
@@ -467,10 +471,15 @@ mod tests {
         let invalidating = async {
             cache.invalidate("code").await;
             release.send(()).ok();
+            cache.generation.load(Ordering::Acquire)
         };
-        let (loaded, ()) = tokio::join!(loading, invalidating);
+        let (loaded, after_invalidation) = tokio::join!(loading, invalidating);
         let loaded = loaded.expect("loaded");
         assert_eq!(destination(&loaded), Some("https://example.com/old"));
+        // Another visit, begun after the invalidation, read the old entry from the cache
+        // before the load dropped it, and kept a copy on its thread: not served either.
+        let old = loaded.as_ref().expect("a link");
+        front::keep(cache.id, after_invalidation, cache.copy_for, "code", old);
 
         let reloaded = cache
             .get_or_load("code", || async {
