@@ -23,8 +23,9 @@
 //!
 //! The map is bounded ([`Overflow::new`]): a click of a new (link, hour) once the map is full
 //! is lost and counted as shed. A flush takes the map out whole under its lock; if PostgreSQL
-//! refuses or cannot be reached, the counts are merged back and written by the next flush (the
-//! map may then hold up to twice its bound until it succeeds). A flush whose commit got no
+//! refuses or cannot be reached, the counts are merged back and written by the next flush.
+//! The buckets held and those out being written are at most twice the bound together, so
+//! however many flushes fail in a row the map never holds more. A flush whose commit got no
 //! answer may have committed: its clicks are counted in doubt, never written twice. The writer
 //! takes the links' rollup lock, so the 7-day window cannot move under it.
 
@@ -117,6 +118,8 @@ struct Held {
     clicks: u64,
     /// Clicks taken out by a write not yet settled ([`Overflow::settled`]).
     writing: u64,
+    /// The buckets of those clicks: they may come back ([`Overflow::merge_back`]).
+    writing_buckets: usize,
     /// Set by the shutdown's last flush: nothing is added after it.
     closed: bool,
 }
@@ -154,7 +157,8 @@ impl Overflow {
         if held.closed {
             return false;
         }
-        let full = held.counts.len() >= self.max_buckets;
+        let full = held.counts.len() >= self.max_buckets
+            || held.counts.len() + held.writing_buckets >= 2 * self.max_buckets;
         match held.counts.entry(bucket) {
             Entry::Occupied(mut entry) => entry.get_mut().add(counts),
             Entry::Vacant(_) if full => return false,
@@ -182,6 +186,7 @@ impl Overflow {
         let mut held = self.lock();
         let clicks = std::mem::take(&mut held.clicks);
         held.writing += clicks;
+        held.writing_buckets += held.counts.len();
         Taken {
             counts: std::mem::take(&mut held.counts),
             clicks,
@@ -194,6 +199,7 @@ impl Overflow {
         held.closed = true;
         let clicks = std::mem::take(&mut held.clicks);
         held.writing += clicks;
+        held.writing_buckets += held.counts.len();
         Taken {
             counts: std::mem::take(&mut held.counts),
             clicks,
@@ -201,9 +207,10 @@ impl Overflow {
     }
 
     /// Gives back counts a flush could not write, beyond the bound if need be (they are
-    /// counted already; at most the bound more).
+    /// counted already; at most the bound more, see [`Self::add`]).
     pub(crate) fn merge_back(&self, taken: Taken) {
         let mut held = self.lock();
+        held.writing_buckets = held.writing_buckets.saturating_sub(taken.counts.len());
         if held.counts.is_empty() {
             held.counts = taken.counts;
         } else {
@@ -218,12 +225,16 @@ impl Overflow {
     /// Forgets the clicks of a write under way that is given up on (it will not settle);
     /// returns how many.
     pub(crate) fn abandon_writing(&self) -> u64 {
-        std::mem::take(&mut self.lock().writing)
+        let mut held = self.lock();
+        held.writing_buckets = 0;
+        std::mem::take(&mut held.writing)
     }
 
     /// The write of `taken` is over: written, in doubt or given up.
     pub(crate) fn settled(&self, taken: &Taken) {
-        self.lock().writing -= taken.clicks;
+        let mut held = self.lock();
+        held.writing -= taken.clicks;
+        held.writing_buckets = held.writing_buckets.saturating_sub(taken.counts.len());
     }
 }
 
@@ -427,6 +438,33 @@ mod tests {
             again.counts.values().map(|c| c.clicks).sum::<u64>(),
             2,
             "{again:?}"
+        );
+    }
+
+    #[test]
+    fn flushes_failing_in_a_row_keep_the_map_within_twice_its_bound() {
+        let overflow = Overflow::new(2);
+        let add = |link| overflow.add(&Click::of(&click(link, FIREFOX, false, false)));
+        let mut links = 0..;
+        let mut add_new = || add(links.next().expect("endless"));
+        assert!(
+            add_new() && add_new() && !add_new(),
+            "the bound while nothing is written"
+        );
+        for failure in 1..=5 {
+            let taken = overflow.take();
+            // While a write is out, new buckets up to twice the bound in all.
+            while add_new() {}
+            overflow.merge_back(taken);
+            assert_eq!(overflow.buckets(), 4, "after failed flush {failure}");
+        }
+        // Known buckets still count, whatever the bound.
+        assert!(add(0));
+        let taken = overflow.take();
+        overflow.settled(&taken);
+        assert!(
+            add_new() && add_new() && !add_new(),
+            "the bound once written"
         );
     }
 
