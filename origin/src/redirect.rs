@@ -279,7 +279,7 @@ impl<'r> Visitor<'r> {
             state.inner.redirects.unlock_key.is_unlocked(
                 record.link_id,
                 hash,
-                header(&header::COOKIE),
+                cookies_of(request).as_deref(),
                 now.unix_timestamp(),
             )
         });
@@ -313,6 +313,20 @@ fn header_text<'r>(request: &'r Parts, name: &HeaderName) -> Option<&'r str> {
         .headers
         .get(name)
         .and_then(|value| value.to_str().ok())
+}
+
+/// The `Cookie` header's text, read as the edge reads it: another cookie of the domain with
+/// bytes that are not ASCII must not hide the unlock cookie (a visitor who gave the right
+/// password would be asked again, for ever). Several `Cookie` fields (as HTTP/2 may send
+/// them) are one list.
+fn cookies_of(request: &Parts) -> Option<String> {
+    let mut fields = request.headers.get_all(header::COOKIE).iter();
+    let first = String::from_utf8_lossy(fields.next()?.as_bytes()).into_owned();
+    Some(fields.fold(first, |mut all, field| {
+        all.push_str("; ");
+        all.push_str(&String::from_utf8_lossy(field.as_bytes()));
+        all
+    }))
 }
 
 /// The `User-Agent`, read as the edge reads it: a byte that is not UTF-8 is replaced rather

@@ -343,6 +343,27 @@ async fn a_password_unlocks_one_link_for_its_cookie_and_wrong_answers_are_limite
     .await;
     assert_eq!(unlocked.status, StatusCode::FOUND);
     assert_eq!(location(&unlocked), "https://example.com/secret");
+    // The cookie beside another of the domain's whose value is UTF-8 (as browsers send it),
+    // and in a second `Cookie` field (as HTTP/2 may send them): still unlocked.
+    let beside = |fields: &[Vec<u8>]| {
+        let mut request = request(
+            Method::GET,
+            "/secret?x=1",
+            &[browser[0], browser[1]],
+            Body::empty(),
+        );
+        for field in fields {
+            let value = header::HeaderValue::from_bytes(field).expect("obs-text is a header value");
+            request.headers_mut().append(header::COOKIE, value);
+        }
+        request
+    };
+    let utf8 = format!("theme=caf\u{e9}; {cookie}").into_bytes();
+    let split = [b"theme=dark".to_vec(), cookie.clone().into_bytes()];
+    for fields in [vec![utf8], split.to_vec()] {
+        let unlocked = app.send(beside(&fields)).await;
+        assert_eq!(unlocked.status, StatusCode::FOUND, "{fields:?}");
+    }
     // The cookie is this link's: another link with the same password stays locked, even
     // under the other link's cookie name.
     let other_id = other["id"].as_i64().expect("id");
@@ -383,13 +404,13 @@ async fn a_password_unlocks_one_link_for_its_cookie_and_wrong_answers_are_limite
     let huge = post_password(&app, "/secret", "192.0.2.11", &"x".repeat(5_000)).await;
     assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
 
-    // Only the unlocked visit was a click, and no stored column holds the password.
+    // Only the three unlocked visits were clicks, and no stored column holds the password.
     store_recorded_clicks(&app).await;
     let clicks: Vec<String> = sqlx::query_scalar("SELECT row_to_json(c)::text FROM clicks c")
         .fetch_all(&app.db)
         .await
         .expect("clicks");
-    assert_eq!(clicks.len(), 1, "{clicks:?}");
+    assert_eq!(clicks.len(), 3, "{clicks:?}");
     assert!(
         clicks.iter().all(|row| !row.contains("hunter")),
         "{clicks:?}"
