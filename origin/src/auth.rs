@@ -104,12 +104,15 @@ async fn find_key(db: &PgPool, key: &str) -> Result<Option<Caller>, Error> {
     )))
 }
 
-/// A new key of `workspace`: the only time its secret exists outside the caller.
+/// A new key of `workspace`: the only time its secret exists outside the caller. `created_by`
+/// is the person on whose authority it is made (its maker, or the person behind the key that
+/// makes it), `made_by_key` the key that makes it (0048).
 pub(crate) async fn create_key(
     tx: &mut sqlx::PgConnection,
     workspace: WorkspaceId,
     body: &CreateApiKey,
     created_by: Option<i64>,
+    made_by_key: Option<i64>,
 ) -> Result<CreatedApiKey, sqlx::Error> {
     let key = generate();
     let mut scopes = body.scopes.clone();
@@ -118,8 +121,9 @@ pub(crate) async fn create_key(
     let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     let (id, created_at, created_by_name): (i64, time::OffsetDateTime, Option<String>) =
         sqlx::query_as(
-            "INSERT INTO api_keys (name, key_hash, prefix, workspace_id, scopes, expires_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO api_keys (name, key_hash, prefix, workspace_id, scopes, expires_at, created_by,
+                                   made_by_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              RETURNING id, created_at, (SELECT username FROM admin_users WHERE id = $7)",
         )
         .bind(&body.name)
@@ -129,6 +133,7 @@ pub(crate) async fn create_key(
         .bind(&names)
         .bind(body.expires_at)
         .bind(created_by)
+        .bind(made_by_key)
         .fetch_one(tx)
         .await?;
     Ok(CreatedApiKey {
@@ -161,7 +166,7 @@ pub async fn create_operator_key(
         scopes: scopes.to_vec(),
         expires_at: None,
     };
-    let created = create_key(&mut tx, workspace, &body, None).await?;
+    let created = create_key(&mut tx, workspace, &body, None, None).await?;
     let change = crate::audit::Change {
         action: "key.created",
         target: ("key", created.api_key.id),

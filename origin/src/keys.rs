@@ -98,13 +98,24 @@ async fn create(
 ) -> Result<impl IntoResponse, Error> {
     let workspace = caller.may(Permission::Administer)?;
     let body = checked(body, caller.grant(), OffsetDateTime::now_utc())?;
-    let created_by = match &caller.actor {
-        Actor::User { id, .. } => Some(*id),
-        Actor::Key { .. } => None,
-    };
     let mut tx = state.db().begin().await?;
     lock_and_count(&mut tx, workspace).await?;
-    let created = auth::create_key(&mut tx, workspace, &body, created_by).await?;
+    // A key made by a key is made on the authority of the person behind its maker (it goes
+    // when they go, `revoke_made_by`), goes when its maker is revoked (`revoke`), and may
+    // not outlive it.
+    let (created_by, made_by_key) = match &caller.actor {
+        Actor::User { id, .. } => (Some(*id), None),
+        Actor::Key { id, .. } => {
+            let (person, expires_at): (Option<i64>, Option<OffsetDateTime>) =
+                sqlx::query_as("SELECT created_by, expires_at FROM api_keys WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            check_within(body.expires_at, expires_at)?;
+            (person, Some(*id))
+        }
+    };
+    let created = auth::create_key(&mut tx, workspace, &body, created_by, made_by_key).await?;
     let change = Change {
         action: "key.created",
         target: ("key", created.api_key.id),
@@ -135,6 +146,25 @@ async fn lock_and_count(tx: &mut sqlx::PgConnection, workspace: WorkspaceId) -> 
         });
     }
     Ok(())
+}
+
+/// Refuses a key made by a key that would outlive it (`maker`'s expiry, if it has one).
+fn check_within(
+    expires_at: Option<OffsetDateTime>,
+    maker: Option<OffsetDateTime>,
+) -> Result<(), Error> {
+    match maker {
+        Some(limit) if expires_at.is_none_or(|at| at > limit) => Err(Error::invalid(
+            "expires_at",
+            format!(
+                "a key made by a key may not outlive it: expires_at must be at or before {}",
+                limit
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| limit.to_string())
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The body with its name trimmed and its scopes sorted without duplicates, if it breaks no
@@ -186,8 +216,9 @@ pub(crate) fn check_name(name: &str) -> Result<String, Error> {
     Ok(name.to_owned())
 }
 
-/// Revokes a key of the caller's workspace (it is refused from then on); a key may revoke
-/// itself. The row stays, so that the audit log's entries still name it.
+/// Revokes a key of the caller's workspace (it is refused from then on), and the keys made
+/// with it, to any depth; a key may revoke itself. The rows stay, so that the audit log's
+/// entries still name them.
 #[utoipa::path(
     delete, path = "/api/v1/keys/{id}", tag = "keys",
     params(("id" = i64, Path, description = "The key's id.")),
@@ -200,29 +231,40 @@ async fn revoke(
 ) -> Result<StatusCode, Error> {
     let workspace = caller.may(Permission::Administer)?;
     let mut tx = state.db().begin().await?;
-    let row: Option<KeyRow> = sqlx::query_as(
-        "WITH revoked AS (
+    // The key and the keys made from it, to any depth (0048): what a key made goes with it.
+    let rows: Vec<KeyRow> = sqlx::query_as(
+        "WITH RECURSIVE made (id) AS (
+             SELECT id FROM api_keys WHERE id = $1 AND workspace_id = $2 AND revoked_at IS NULL
+             UNION
+             SELECT k.id FROM api_keys k JOIN made ON k.made_by_key = made.id
+         ), revoked AS (
              UPDATE api_keys SET revoked_at = now()
-             WHERE id = $1 AND workspace_id = $2 AND revoked_at IS NULL
+             WHERE id IN (SELECT id FROM made) AND workspace_id = $2 AND revoked_at IS NULL
              RETURNING id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at
          )
          SELECT r.id, r.name, r.prefix, r.scopes, u.username, r.created_at, r.expires_at,
                 r.last_used_at
-         FROM revoked r LEFT JOIN admin_users u ON u.id = r.created_by",
+         FROM revoked r LEFT JOIN admin_users u ON u.id = r.created_by
+         ORDER BY r.id <> $1, r.id",
     )
     .bind(id)
     .bind(workspace.get())
-    .fetch_optional(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     // Another workspace's key is as unknown as one that never existed.
-    let key = api_key(row.ok_or(Error::NotFound)?);
-    let change = Change {
-        action: "key.revoked",
-        target: ("key", key.id),
-        before: Some(audit::fields(&key)?),
-        after: None,
-    };
-    audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
+    if rows.first().is_none_or(|row| row.0 != id) {
+        return Err(Error::NotFound);
+    }
+    for row in rows {
+        let key = api_key(row);
+        let change = Change {
+            action: "key.revoked",
+            target: ("key", key.id),
+            before: Some(audit::fields(&key)?),
+            after: None,
+        };
+        audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
+    }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -319,6 +361,28 @@ mod tests {
             field(checked(past, Some(&admin), now)).as_deref(),
             Some("expires_at")
         );
+    }
+
+    #[test]
+    fn a_key_made_by_a_key_expires_no_later() {
+        let now = OffsetDateTime::now_utc();
+        let day = time::Duration::DAY;
+        // (asked, the maker's expiry, allowed)
+        let cases = [
+            (None, None, true),
+            (Some(now + day), None, true),
+            (None, Some(now + day), false),
+            (Some(now + 2 * day), Some(now + day), false),
+            (Some(now + day), Some(now + day), true),
+            (Some(now), Some(now + day), true),
+        ];
+        for (asked, maker, allowed) in cases {
+            assert_eq!(
+                check_within(asked, maker).is_ok(),
+                allowed,
+                "{asked:?} {maker:?}"
+            );
+        }
     }
 
     #[test]

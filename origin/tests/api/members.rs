@@ -1199,6 +1199,113 @@ async fn a_removed_members_keys_and_invitations_are_revoked() {
 }
 
 #[tokio::test]
+async fn keys_made_by_keys_go_with_the_person_and_the_key_behind_them() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let all = ["links:read", "workspace:admin"];
+    // A chain: the admin's key made a key, which made another.
+    let first = make_key(&app, &t.admin, &all).await;
+    let second = make_key(&app, &first, &all).await;
+    let third = make_key(&app, &second, &["links:read"]).await;
+    let keys = app
+        .call(&t.owner, Method::GET, "/api/v1/keys", None)
+        .await
+        .json();
+    let makers: Vec<&str> = keys
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|key| key["created_by"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(
+        makers, ["acme-admin"; 3],
+        "made on the admin's authority: {keys}"
+    );
+    // Revoking the middle key (the list is newest first) revokes what it made, not what
+    // made it.
+    let second_id = keys[1]["id"].as_i64().expect("id");
+    let revoked = app
+        .call(
+            &t.owner,
+            Method::DELETE,
+            &format!("/api/v1/keys/{second_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let works = [
+        key_works(&app, &first).await,
+        key_works(&app, &second).await,
+        key_works(&app, &third).await,
+    ];
+    assert_eq!(works, [true, false, false]);
+    let entries = audited(&app, t.workspace, "key.revoked").await;
+    assert_eq!(entries.len(), 2, "one entry a key: {entries:?}");
+    // Again: already revoked, so unknown.
+    let again = app
+        .call(
+            &t.owner,
+            Method::DELETE,
+            &format!("/api/v1/keys/{second_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+    // Removing the admin revokes every key made on their authority, at any depth.
+    let other = make_key(&app, &first, &all).await;
+    let deeper = make_key(&app, &other, &["links:read"]).await;
+    let owners = make_key(&app, &t.owner, &["links:read"]).await;
+    let removed = app
+        .call(
+            &t.owner,
+            Method::DELETE,
+            &format!("/api/v1/members/{}", id(&t.admin)),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    for key in [&first, &other, &deeper] {
+        assert!(!key_works(&app, key).await, "{key:?}");
+    }
+    assert!(key_works(&app, &owners).await, "the owner's key stays");
+}
+
+#[tokio::test]
+async fn a_key_made_by_a_key_may_not_outlive_it() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let at = |days: i64| {
+        (time::OffsetDateTime::now_utc() + time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format")
+    };
+    let make = |who: &As, expires_at: Option<String>| {
+        let body = json!({"name": "made", "scopes": ["links:read", "workspace:admin"], "expires_at": expires_at});
+        let (app, who) = (&app, who.clone());
+        async move {
+            app.call(&who, Method::POST, "/api/v1/keys", Some(body))
+                .await
+        }
+    };
+    let maker = make(&t.admin, Some(at(2))).await;
+    assert_eq!(maker.status, StatusCode::CREATED, "{}", maker.text());
+    let maker = As::Key(maker.json()["key"].as_str().expect("key").to_owned());
+    for expires_at in [None, Some(at(3))] {
+        let refused = make(&maker, expires_at.clone()).await;
+        assert_eq!(
+            refused.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(),
+            Some("expires_at"),
+            "{expires_at:?}"
+        );
+    }
+    assert_eq!(make(&maker, Some(at(1))).await.status, StatusCode::CREATED);
+    // A key without an expiry may make keys without one.
+    let lasting = make_key(&app, &t.admin, &["links:read", "workspace:admin"]).await;
+    assert_eq!(make(&lasting, None).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
 async fn a_lowered_members_keys_and_invitations_beyond_the_new_role_are_revoked() {
     let app = spawn_app().await;
     let t = team(&app, "acme").await;
