@@ -8,6 +8,7 @@
 //! the decision.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -50,7 +51,14 @@ pub(crate) async fn redirect(
     // extensions): the hot path allocates nothing it does not keep.
     request: Request,
 ) -> Response {
-    within_deadline(&state, visit(&state, code, request)).await
+    let committing = AtomicBool::new(false);
+    let timeout = state.inner.gate.gateway.request_timeout();
+    within_deadline(
+        timeout,
+        &committing,
+        visit(&state, code, request, &committing),
+    )
+    .await
 }
 
 /// `answer`, or past the deadline every request has (`KURZ_REQUEST_TIMEOUT_SECS`) 503 and the
@@ -59,22 +67,34 @@ pub(crate) async fn redirect(
 /// boxing) cost a cache-hit redirect a sixth of its throughput, and such a redirect waits for
 /// nothing. So the answer is polled once first, and only one that has to wait (a cache miss,
 /// a limited link's count, a password) gets a timer. A visitor is answered with a page, not
-/// the API's JSON.
-async fn within_deadline(state: &crate::State, answer: impl Future<Output = Response>) -> Response {
+/// the API's JSON. Once `committing` is set (a limited link's click is being committed,
+/// [`links::limit::take_click`]) the answer is awaited past the deadline: cut there, the click
+/// could be used up with nobody redirected.
+async fn within_deadline(
+    timeout: std::time::Duration,
+    committing: &AtomicBool,
+    answer: impl Future<Output = Response>,
+) -> Response {
     let mut answer = std::pin::pin!(answer);
     if let Poll::Ready(response) =
         std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await
     {
         return response;
     }
-    match tokio::time::timeout(state.inner.gate.gateway.request_timeout(), answer).await {
+    match tokio::time::timeout(timeout, answer.as_mut()).await {
         Ok(response) => response,
+        Err(_) if committing.load(Ordering::Acquire) => answer.await,
         Err(_) => page(StatusCode::SERVICE_UNAVAILABLE, pages::UNAVAILABLE),
     }
 }
 
 /// The answer to a visit of `/{code}` (or `/{code}+`, the preview).
-async fn visit(state: &crate::State, code: Result<CodePath, Error>, request: Request) -> Response {
+async fn visit(
+    state: &crate::State,
+    code: Result<CodePath, Error>,
+    request: Request,
+    committing: &AtomicBool,
+) -> Response {
     let (request, _) = request.into_parts();
     if let Err(response) = crate::rate_limit::check_redirect(state, &request).await {
         return response;
@@ -102,7 +122,13 @@ async fn visit(state: &crate::State, code: Result<CodePath, Error>, request: Req
     };
     let rules = link.record.rules();
     if rules.max_clicks.is_some() && request.method == Method::GET && !visitor.agent.bot {
-        match Box::pin(links::limit::take_click(state, link.record.link_id)).await {
+        match Box::pin(links::limit::take_click(
+            state,
+            link.record.link_id,
+            committing,
+        ))
+        .await
+        {
             Ok(true) => {}
             // Another visit took the last click since the record was read.
             Ok(false) => {
@@ -458,7 +484,10 @@ pub(crate) async fn unlock(
     code: Result<CodePath, Error>,
     request: Request,
 ) -> Response {
-    within_deadline(&state, answer_password(&state, code, request)).await
+    // Nothing here is committed that a cut answer would lose: the flag stays unset.
+    let committing = AtomicBool::new(false);
+    let timeout = state.inner.gate.gateway.request_timeout();
+    within_deadline(timeout, &committing, answer_password(&state, code, request)).await
 }
 
 /// The answer to a password form sent to `/{code}`.
@@ -673,6 +702,33 @@ fn page(status: StatusCode, html: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_answer_committing_a_click_is_awaited_past_the_deadline() {
+        let deadline = std::time::Duration::from_millis(10);
+        for commits in [true, false] {
+            let committing = AtomicBool::new(false);
+            let (release, released) = tokio::sync::oneshot::channel::<()>();
+            let answer = async {
+                committing.store(commits, Ordering::Release);
+                released.await.ok();
+                StatusCode::FOUND.into_response()
+            };
+            // Released only after the deadline: the answer cannot be ready before it.
+            let later = async {
+                tokio::time::sleep(deadline * 5).await;
+                release.send(()).ok();
+            };
+            let (response, ()) =
+                tokio::join!(within_deadline(deadline, &committing, answer), later);
+            let expected = if commits {
+                StatusCode::FOUND
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            assert_eq!(response.status(), expected, "committing: {commits}");
+        }
+    }
 
     #[test]
     fn click_ids_are_unique_and_sort_by_second() {

@@ -10,6 +10,8 @@
 //! they are added when its events are stored ([`add_edge_clicks`]), so the edge can overshoot
 //! a little, the origin never.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sqlx::PgConnection;
 
 use crate::config::PublicUrl;
@@ -21,7 +23,13 @@ use crate::outbox;
 
 /// Takes one of a limited link's clicks for a visit about to be redirected: `false` when none
 /// is left (another visit took the last one), and the visit must be answered as used up.
-pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<bool, Error> {
+/// `committing` is set as the click's commit is sent: from then on the visit is answered
+/// whatever its deadline (`redirect::within_deadline`), so a click taken is a visitor sent on.
+pub(crate) async fn take_click(
+    state: &crate::State,
+    link_id: i64,
+    committing: &AtomicBool,
+) -> Result<bool, Error> {
     // One click of a stripe's links at a time in this process: visits of one hot link wait
     // here, not each with a database connection on the link's row.
     let stripes = &state.inner.redirects.click_stripes;
@@ -80,6 +88,7 @@ pub(crate) async fn take_click(state: &crate::State, link_id: i64) -> Result<boo
     } else {
         Vec::new()
     };
+    committing.store(true, Ordering::Release);
     tx.commit().await?;
     announce(state, &exhausted).await;
     Ok(true)
