@@ -156,7 +156,10 @@ async fn redirect(
     let now = timestamp(started_ms);
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let user_agent = header("user-agent");
-    let agent = shortlink::agent::classify(user_agent.as_deref());
+    // By what the click's event keeps of it, as the origin's ingest classifies the click when
+    // it counts it against a limit: a visit is a person's, or a bot's, in both places.
+    let agent =
+        shortlink::agent::classify(user_agent.as_deref().map(shortlink::edge::kept_user_agent));
     // The serialised URL as the runtime has it: no reparse (which would link the URL parser
     // and its Unicode tables into the worker).
     let url = req.inner().url();

@@ -311,7 +311,9 @@ impl<'r> Visitor<'r> {
         });
         Self {
             country: header(&state.inner.gate.gateway.country_header),
-            agent: classify(user_agent),
+            // By what the click's event keeps of it, as ingest classifies the stored click: the
+            // click a visit takes (or not) and the one stored are a person's, or a bot's, alike.
+            agent: classify(user_agent.map(shortlink::edge::kept_user_agent)),
             accept_language: header(&header::ACCEPT_LANGUAGE),
             query: request.uri.query(),
             key,

@@ -460,6 +460,49 @@ async fn exhausted(app: &TestApp, link_id: i64) -> bool {
         .expect("exhausted")
 }
 
+#[tokio::test]
+async fn a_visit_takes_a_click_as_its_stored_click_is_classified() {
+    let app = spawn_app().await;
+    let link = app
+        .create(
+            json!({"destination": "https://example.com/long", "code": "long", "max_clicks": 10}),
+        )
+        .await;
+    let id = link["id"].as_i64().expect("id");
+    let background = app.state.spawn_background();
+    // A click's event keeps 512 bytes of its user agent: a bot's word past them is not kept,
+    // so neither the stored click nor the visit is a bot's; one within them makes both so.
+    let padding = "a".repeat(600);
+    for agent in [
+        format!("{CHROME} {padding} Googlebot/2.1"),
+        format!("Googlebot/2.1 {CHROME} {padding}"),
+    ] {
+        let response = app
+            .send(request(
+                Method::GET,
+                "/long",
+                &[("user-agent", &agent)],
+                Body::empty(),
+            ))
+            .await;
+        assert_eq!(response.status, StatusCode::FOUND);
+    }
+    store_recorded_clicks(&app).await;
+    let people: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM clicks WHERE link_id = $1 AND NOT bot")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .expect("clicks");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks WHERE link_id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .expect("clicks");
+    assert_eq!((stored, people, used(&app, id).await), (2, 1, 1));
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_click_limit_lets_exactly_its_clicks_through_however_many_come_at_once() {
     let app = spawn_app().await;
