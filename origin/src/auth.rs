@@ -193,8 +193,12 @@ pub async fn create_default_key(db: &PgPool, name: &str) -> Result<String, Error
 /// in the default workspace.
 pub async fn create_first_key(db: &PgPool) -> Result<Option<String>, sqlx::Error> {
     let key = generate();
-    // One statement, so two instances starting together cannot both see an empty table
-    // and each think the key they did not insert is valid.
+    // Two instances starting together would each see an empty table (neither sees the
+    // other's row before it commits) and each make a key: they take turns.
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kurz first key'))")
+        .execute(&mut *tx)
+        .await?;
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO api_keys (name, key_hash, prefix, workspace_id, scopes)
          SELECT 'initial', $1, $2, 1, $3 WHERE NOT EXISTS (SELECT 1 FROM api_keys)
@@ -203,8 +207,9 @@ pub async fn create_first_key(db: &PgPool) -> Result<Option<String>, sqlx::Error
     .bind(hash(&key).as_slice())
     .bind(&key[..KEY_PREFIX.len() + 6])
     .bind(Scope::ALL.map(Scope::as_str).as_slice())
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(inserted.map(|_| key))
 }
 

@@ -94,7 +94,7 @@ pub struct DatabaseConfig {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
     /// Most connections this instance opens; several instances share the server's limit.
-    #[arg(long, env = "KURZ_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "KURZ_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub db_max_connections: u32,
 }
 
@@ -176,7 +176,7 @@ pub struct Config {
     /// Password of the first dashboard user, `admin`, made on a deployment's first start.
     /// Unset: one is generated and written to `KURZ_FIRST_START_FILE`. Ignored once a user
     /// exists.
-    #[arg(long, env = "KURZ_ADMIN_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "KURZ_ADMIN_PASSWORD", hide_env_values = true, value_parser = parse_admin_password)]
     pub admin_password: Option<String>,
     /// Where a deployment's first start writes the first API key (and the generated admin
     /// password): a file only its owner may read (mode 0600), never the log.
@@ -513,6 +513,14 @@ fn parse_scope(input: &str) -> Result<Scope, String> {
     })
 }
 
+/// The first admin's password, held to the rules of every other (an empty variable, as a
+/// compose file gives for one the host never set, is refused, not an empty password).
+fn parse_admin_password(input: &str) -> Result<String, String> {
+    crate::accounts::check_new_password("KURZ_ADMIN_PASSWORD", input)
+        .map_err(|err| err.to_string())?;
+    Ok(input.to_owned())
+}
+
 fn parse_edge_secret(input: &str) -> Result<String, String> {
     if input.len() < 32 {
         return Err("the edge secret must be at least 32 characters".to_owned());
@@ -676,6 +684,22 @@ mod tests {
             "a b",
         ]);
         assert!(refused.is_err());
+    }
+
+    #[test]
+    fn the_first_admins_password_and_the_pool_are_checked() {
+        let good = "ten chars!";
+        let set = serve(&["--admin-password", good, "--db-max-connections", "1"]).expect("valid");
+        assert_eq!(set.admin_password.as_deref(), Some(good));
+        let long = "x".repeat(1025);
+        for refused in [
+            ["--admin-password", ""],
+            ["--admin-password", "nine char"],
+            ["--admin-password", long.as_str()],
+            ["--db-max-connections", "0"],
+        ] {
+            assert!(serve(&refused).is_err(), "{:.40?}", refused);
+        }
     }
 
     #[test]

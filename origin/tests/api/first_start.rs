@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::support::{CODE_KEY, new_database};
+use crate::support::{CODE_KEY, config, new_database};
 
 /// The origin binary serving on `port`, its stdout and stderr (the log) going to `log`.
 fn start(database_url: &str, port: u16, first_start_file: &Path, log: &Path) -> Child {
@@ -197,4 +197,27 @@ async fn create_api_key_prints_the_key_on_stdout_and_logs_on_stderr() {
         !stdout.contains("DEBUG") && !stdout.contains("INFO"),
         "log lines on stdout:\n{stdout}"
     );
+}
+
+#[tokio::test]
+async fn instances_starting_together_make_one_first_key() {
+    let database_url = new_database().await;
+    let state = origin::State::new(&config(&database_url)).expect("state");
+    state.migrate().await.expect("migrations");
+    // Each on a connection of its own, as separate instances would be.
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let db = sqlx::PgPool::connect_lazy(&database_url).expect("pool");
+            tokio::spawn(async move { origin::auth::create_first_key(&db).await })
+        })
+        .collect();
+    let mut made = 0;
+    for start in starts {
+        made += usize::from(start.await.expect("task").expect("query").is_some());
+    }
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
+        .fetch_one(state.db())
+        .await
+        .expect("count");
+    assert_eq!((made, keys), (1, 1));
 }
