@@ -64,7 +64,7 @@ impl ShortCode {
     }
 
     /// The rules, without allocating: the redirect path runs this on every request.
-    fn check(input: &str) -> Result<(), Error> {
+    pub(crate) fn check(input: &str) -> Result<(), Error> {
         if input.is_empty() {
             return Err(Error::CodeEmpty);
         }

@@ -177,6 +177,13 @@ impl TryFrom<RawCondition> for Condition {
             RawCondition::Os(v) => Self::Os(list("an os condition", v)?),
             RawCondition::Language(v) => Self::Language(list("a language condition", v)?),
             RawCondition::Query(q) => {
+                // PostgreSQL's text and jsonb refuse NUL, and no URL's query holds a raw
+                // control character.
+                if q.param.chars().chain(q.value.chars()).any(char::is_control) {
+                    return Err(Error::ControlCharacter {
+                        what: "a query condition",
+                    });
+                }
                 let param_len = q.param.chars().count();
                 if q.param.trim().is_empty() {
                     return Err(Error::Empty {
@@ -354,6 +361,11 @@ impl UtmValue {
                 what: "a UTM value",
                 max: MAX_UTM_LEN,
                 len,
+            });
+        }
+        if value.chars().any(char::is_control) {
+            return Err(Error::ControlCharacter {
+                what: "a UTM value",
             });
         }
         Ok(Self(value.to_owned()))
@@ -580,6 +592,10 @@ impl Note {
                 max: MAX_NOTE_LEN,
                 len,
             });
+        }
+        // Lines and tabs are a note's; NUL is refused by PostgreSQL's text.
+        if input.contains('\0') {
+            return Err(Error::ControlCharacter { what: "note" });
         }
         Ok(Self(input.trim().to_owned()))
     }

@@ -50,7 +50,9 @@ impl CodeScrambler {
         Self { round_keys }
     }
 
-    /// The code for sequence id `id`.
+    /// The code for sequence id `id`. A few ids (128 of 62^7) come out as a reserved word
+    /// in some casing (`metrics`): [`Error::CodeReserved`], and the caller draws the next id,
+    /// as for a code a custom slug took.
     pub fn encode(&self, id: u64) -> Result<ShortCode, Error> {
         if id >= CODE_SPACE {
             return Err(Error::IdOutOfRange { id });
@@ -60,17 +62,20 @@ impl CodeScrambler {
             value = self.permute(value);
         }
         let digits = base62::encode(value);
-        Ok(ShortCode::from_generated(format!(
-            "{digits:0>width$}",
-            width = GENERATED_CODE_LEN
-        )))
+        let code = format!("{digits:0>width$}", width = GENERATED_CODE_LEN);
+        ShortCode::check(&code)?;
+        Ok(ShortCode::from_generated(code))
     }
 
     /// The id a generated code was made from, or `None` when the code cannot be a generated
     /// one (wrong length or not base62). A custom slug of seven base62 characters also decodes:
     /// this says which id *would* have that code, not that a link with that id exists.
     pub fn decode(&self, code: &ShortCode) -> Option<u64> {
-        let code = code.as_str();
+        self.decode_text(code.as_str())
+    }
+
+    /// [`Self::decode`] of any text, reserved words too: which id would have it.
+    pub fn decode_text(&self, code: &str) -> Option<u64> {
         if code.len() != GENERATED_CODE_LEN || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return None;
         }
@@ -146,6 +151,19 @@ mod tests {
             let code = ShortCode::parse(&format!("{:0>7}", base62::encode(value))).expect("valid");
             let id = scrambler.decode(&code).expect("decodes");
             prop_assert_eq!(scrambler.encode(id).expect("in range"), code);
+        }
+    }
+
+    #[test]
+    fn an_id_whose_code_is_a_reserved_word_gets_none() {
+        let scrambler = scrambler();
+        for word in ["metrics", "Metrics", "METRICS"] {
+            // The id that would have it (decode reads any seven base62 characters).
+            let id = scrambler.decode_text(word).expect("decodes");
+            assert!(
+                matches!(scrambler.encode(id), Err(Error::CodeReserved { .. })),
+                "{word}"
+            );
         }
     }
 

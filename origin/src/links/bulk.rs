@@ -328,13 +328,18 @@ impl Batch {
             }
             let ids = store::next_ids(&mut *tx, waiting.len()).await?;
             let mut codes = Vec::with_capacity(waiting.len());
+            // `None`: the id's code is a reserved word (`metrics`); the item waits for the next
+            // round, as for a taken code.
             for (&slot, &id) in waiting.iter().zip(&ids) {
                 let (_, body) = &self.pending[slot];
                 codes.push(match &body.code {
-                    Some(code) => code.clone(),
+                    Some(code) => Some(code.clone()),
                     None => {
                         let id = u64::try_from(id).map_err(|e| Error::Internal(e.into()))?;
-                        state.inner.redirects.scrambler.encode(id)?
+                        match state.inner.redirects.scrambler.encode(id) {
+                            Err(shortlink::Error::CodeReserved { .. }) => None,
+                            code => Some(code?),
+                        }
                     }
                 });
             }
@@ -342,6 +347,7 @@ impl Batch {
                 .iter()
                 .zip(&ids)
                 .zip(&codes)
+                .filter_map(|(slot_id, code)| Some((slot_id, code.as_ref()?)))
                 // A generated code that a custom code of the request has waits for the next
                 // round (the insert would give it to whichever row came first).
                 .filter(|((slot, _), code)| {
@@ -366,18 +372,18 @@ impl Batch {
             let mut next = Vec::new();
             for (&slot, (&id, code)) in waiting.iter().zip(ids.iter().zip(&codes)) {
                 let (index, body) = &self.pending[slot];
-                match inserted.remove(&id) {
-                    Some(row) => {
+                match (inserted.remove(&id), code) {
+                    (Some(row), _) => {
                         created.insert(*index, row);
                     }
-                    None if body.code.is_some() => {
+                    (None, Some(code)) if body.code.is_some() => {
                         let err = Error::CodeTaken {
                             code: code.to_string(),
                         };
                         self.failed.insert(*index, err);
                     }
-                    None => {
-                        tracing::info!(%code, "generated code already taken by a custom slug; drawing another");
+                    (None, _) => {
+                        tracing::info!(?code, "generated code taken or reserved; drawing another");
                         next.push(slot);
                     }
                 }

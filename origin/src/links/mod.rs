@@ -135,7 +135,11 @@ async fn insert(
             Some(custom) => custom.clone(),
             None => {
                 let id = u64::try_from(id).map_err(|e| Error::Internal(e.into()))?;
-                state.inner.redirects.scrambler.encode(id)?
+                match state.inner.redirects.scrambler.encode(id) {
+                    // A reserved word (`metrics`): the next id.
+                    Err(shortlink::Error::CodeReserved { .. }) => continue,
+                    code => code?,
+                }
             }
         };
         let mut tx = state.db().begin().await?;
@@ -349,6 +353,8 @@ impl Check for ListQuery {
             (self.sort.by_id() && cursor.parse::<i64>().is_err())
                 || (self.sort.by_clicks() && clicks_cursor(cursor).is_none())
                 || cursor.chars().count() > MAX_CURSOR_CHARS
+                // No code holds one, and PostgreSQL's text refuses NUL.
+                || cursor.chars().any(char::is_control)
         };
         if cursor.as_ref().is_some_and(malformed) {
             return Err(bad_cursor());
@@ -369,6 +375,13 @@ impl Check for ListQuery {
                 "q",
                 format!("q must be at most {MAX_SEARCH_CHARS} characters"),
             ));
+        }
+        // Nothing searched holds one, and PostgreSQL's text refuses NUL.
+        if search
+            .as_ref()
+            .is_some_and(|q| q.chars().any(char::is_control))
+        {
+            return Err(Error::invalid("q", "q must not hold control characters"));
         }
         let tag = self
             .tag

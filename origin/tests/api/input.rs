@@ -57,6 +57,110 @@ async fn an_expiry_past_the_accepted_years_is_refused() {
 }
 
 #[tokio::test]
+async fn a_nul_character_is_refused_at_its_field_not_by_postgresql() {
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/", "code": "plain"}))
+        .await;
+    // (method, path, body, field)
+    let cases = [
+        (
+            Method::POST,
+            "/api/v1/links",
+            json!({"destination": "https://example.com/", "note": "a\u{0}b"}),
+            "note",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/links/plain",
+            json!({"utm": {"source": "x\u{0}"}}),
+            "utm.source",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/links/plain",
+            json!({"targets": [{"when": {"query": {"param": "ref", "value": "a\u{0}"}}, "destination": "https://example.com/q"}]}),
+            "targets[0].when",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let response = app.api(method, path, Some(body.clone())).await;
+        let (code, at) = response.error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(code, "invalid_input", "{body}");
+        assert!(
+            at.as_deref().is_some_and(|at| at.starts_with(field)),
+            "{body}: {at:?}"
+        );
+    }
+    for path in [
+        "/api/v1/links?q=%00",
+        "/api/v1/links?sort=code_asc&cursor=a%00",
+    ] {
+        let response = app.api(Method::GET, path, None).await;
+        assert_eq!(
+            response.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {}",
+            response.text()
+        );
+    }
+    // In a bulk create, the one item is refused and the others made.
+    let response = app
+        .api(
+            Method::POST,
+            "/api/v1/links/bulk",
+            Some(json!({"links": [
+                {"destination": "https://example.com/1"},
+                {"destination": "https://example.com/2", "note": "\u{0}"},
+            ]})),
+        )
+        .await;
+    assert!(response.status.is_success(), "{}", response.text());
+    let body = response.json();
+    assert_eq!(body["created"], 1, "{body}");
+}
+
+#[tokio::test]
+async fn an_id_whose_code_is_a_reserved_word_is_passed_over() {
+    let app = spawn_app().await;
+    let scrambler = crate::support::scrambler();
+    for (path, body) in [
+        (
+            "/api/v1/links",
+            json!({"destination": "https://example.com/one"}),
+        ),
+        (
+            "/api/v1/links/bulk",
+            json!({"links": [{"destination": "https://example.com/bulk"}]}),
+        ),
+    ] {
+        // The next id drawn is the one whose code would be `metrics` (a route of the origin).
+        let id = scrambler.decode_text("metrics").expect("decodes");
+        sqlx::query("SELECT setval(pg_get_serial_sequence('links', 'id'), $1)")
+            .bind(i64::try_from(id).expect("id") - 1)
+            .execute(&app.db)
+            .await
+            .expect("setval");
+        let response = app.api(Method::POST, path, Some(body)).await;
+        assert!(response.status.is_success(), "{path}: {}", response.text());
+        let codes: Vec<String> = sqlx::query_scalar("SELECT code FROM links")
+            .fetch_all(&app.db)
+            .await
+            .expect("codes");
+        assert!(
+            !codes
+                .iter()
+                .any(|code| code.eq_ignore_ascii_case("metrics")),
+            "{codes:?}"
+        );
+    }
+    let made: i64 = sqlx::query_scalar("SELECT count(*) FROM links")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(made, 2);
+}
+
+#[tokio::test]
 async fn stats_ranges_past_the_accepted_years_are_refused() {
     let app = spawn_app().await;
     app.create(json!({"destination": "https://example.com/", "code": "counted"}))
