@@ -129,7 +129,7 @@ impl BlockRule {
                     "{input:?} would block every link under .{last}: name a domain (evil.example) or narrow the pattern with a path"
                 )));
             }
-            Self::Pattern(format!("{}{path}", pattern_host(host)?))
+            Self::Pattern(format!("{}{}", pattern_host(host)?, pattern_path(path)))
         };
         if rule.as_str().len() > MAX_RULE_LEN {
             return Err(Error::TooLong {
@@ -261,8 +261,18 @@ fn pattern_host(host: &str) -> Result<String, Error> {
                         "{label:?}: a label with '*' may hold only letters, digits and '-'"
                     )))
                 }
+            } else if !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b == b'-' || b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                Ok(label.to_owned())
             } else {
-                host_key(label).map(|(name, _)| name)
+                // Read as a label of a name, not as a whole host: alone, `163` or `0x1f`
+                // would be an IPv4 address (`0.0.0.163`), and a stored rule would grow each
+                // time it is read again.
+                let (name, _) = host_key(&format!("{label}.invalid"))?;
+                Ok(name.strip_suffix(".invalid").unwrap_or(&name).to_owned())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -272,6 +282,28 @@ fn pattern_host(host: &str) -> Result<String, Error> {
         text.push_str(port);
     }
     Ok(text)
+}
+
+/// A pattern's path, query and fragment as a destination's are stored: a `/` before a query
+/// or fragment right after the host (`example.com?utm=*`), and what is not ASCII
+/// percent-encoded (in lower case, as matching reads destinations).
+#[cfg(feature = "url")]
+fn pattern_path(path: &str) -> String {
+    let mut text = String::with_capacity(path.len() + 1);
+    if path.starts_with(['?', '#']) {
+        text.push('/');
+    }
+    for c in path.chars() {
+        if c.is_ascii() {
+            text.push(c);
+        } else {
+            let mut bytes = [0; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                text.push_str(&format!("%{byte:02x}"));
+            }
+        }
+    }
+    text
 }
 
 /// What a pattern is matched against: the destination without its scheme, the host as
@@ -537,9 +569,29 @@ mod tests {
                 "*.com/paypal-login*",
                 BlockRule::Pattern("*.com/paypal-login*".into()),
             ),
+            // A label of digits is a label, not an IPv4 address.
+            (
+                "*.163.com/login*",
+                BlockRule::Pattern("*.163.com/login*".into()),
+            ),
+            (
+                "*.0x1f.example/*",
+                BlockRule::Pattern("*.0x1f.example/*".into()),
+            ),
+            // As destinations are stored: a path before a query, non-ASCII percent-encoded.
+            (
+                "example.com?utm=*",
+                BlockRule::Pattern("example.com/?utm=*".into()),
+            ),
+            (
+                "example.com/über*",
+                BlockRule::Pattern("example.com/%c3%bcber*".into()),
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(rule(input), expected, "{input}");
+            // Stored rules are read again on every check: the normal form is a fixed point.
+            assert_eq!(rule(expected.as_str()), expected, "{input} read again");
         }
     }
 
@@ -644,6 +696,9 @@ mod tests {
                 "https://shop.xn--bcher-kva.example/",
                 true,
             ),
+            ("*.163.com/login*", "https://mail.163.com/login", true),
+            ("example.com?utm=*", "https://example.com?utm=x", true),
+            ("example.com/über*", "https://example.com/über/x", true),
             ("*/wp-login.php", "https://any.example/wp-login.php", true),
             (
                 "*/wp-login.php",
@@ -673,7 +728,7 @@ mod tests {
             ("evil*.example", None),
             ("*/a*", None),
             ("example.com:8080/*/wp-admin/*", Some("/wp-admin/")),
-            ("example.com?utm=*", Some("?utm=")),
+            ("example.com?utm=*", Some("/?utm=")),
             ("example.com/*123.45", Some("123.45")),
         ];
         for (text, needle) in cases {
