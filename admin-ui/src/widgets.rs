@@ -67,7 +67,7 @@ pub fn flash(notice: RwSignal<Option<String>>, text: String) {
         count.get()
     });
     FLASHES_SHOWN.with_borrow_mut(|shown| shown.insert(notice, number));
-    notice.set(Some(text));
+    notice.try_set(Some(text));
     Timeout::new(4000, move || {
         let still_shown = FLASHES_SHOWN.with_borrow_mut(|shown| {
             let mine = shown.get(&notice) == Some(&number);
@@ -312,9 +312,10 @@ impl FormError {
         Self { error, fields }
     }
 
-    /// Shows `error` where it belongs, or none.
+    /// Shows `error` where it belongs, or none (nothing once the form is gone: an answer may
+    /// come after the person left the page).
     pub fn set(self, error: Option<ApiError>) {
-        self.error.set(error);
+        self.error.try_set(error);
     }
 
     /// The message about `path` or a value inside it, for the text under its input.

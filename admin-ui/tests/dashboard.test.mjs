@@ -373,6 +373,40 @@ test('editing a link, copying it and its QR code', async () => {
   await page.getByRole('dialog').waitFor({ state: 'detached' });
 });
 
+test('an expired link\'s note can be edited: its expiry is left as it was, seconds and all', async () => {
+  const created = await page.evaluate(async () => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const response = await fetch('/api/v1/links', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+      body: JSON.stringify({
+        destination: 'https://example.com/lapsed',
+        code: 'lapsed',
+        expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+      }),
+    });
+    return response.json();
+  });
+  // Expired yesterday, at 30 seconds past a minute (the form's input shows minutes).
+  execFileSync('psql', [databaseUrl, '-Atq', '-v', 'ON_ERROR_STOP=1', '-c',
+    `UPDATE links SET expires_at = date_trunc('minute', now()) - interval '1 day' + interval '30 seconds'
+     WHERE id = ${created.id}`]);
+  await page.reload();
+  await row('lapsed').getByRole('button', { name: 'Edit lapsed' }).click();
+  await page.getByLabel('Note (optional)').fill('expired on purpose');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByRole('button', { name: 'Save changes' }).waitFor({ state: 'detached' });
+  const saved = await page.evaluate(async () => (await fetch('/api/v1/links/lapsed')).json());
+  assert.equal(saved.note, 'expired on purpose');
+  assert.match(saved.expires_at, /:30Z$/);
+  await page.evaluate(async () => {
+    const session = await (await fetch('/api/v1/session')).json();
+    await fetch('/api/v1/links/lapsed', { method: 'DELETE', headers: { 'x-csrf-token': session.csrf_token } });
+  });
+  await page.reload();
+  await row('launch').waitFor();
+});
+
 test('an edit of a link somebody changed meanwhile is refused with a message, and undoes nothing', async () => {
   await row('launch').getByRole('button', { name: 'Edit launch' }).click();
   await page.getByLabel('Destination URL').fill('https://example.com/launch-mine');
@@ -939,6 +973,10 @@ test('the owner makes the member a viewer: their New link button is gone after a
   await page.locator('#members-table tr[data-user="erin"]').waitFor();
   await page.getByLabel('Role of erin').selectOption('viewer');
   await page.getByRole('status').filter({ hasText: 'erin is now viewer.' }).waitFor();
+  // The only owner making themselves an admin is refused, and the choice is undone.
+  await page.getByLabel('Role of admin').selectOption('admin');
+  await page.getByRole('status').filter({ hasText: 'at least one owner' }).waitFor();
+  assert.equal(await page.getByLabel('Role of admin').inputValue(), 'owner');
   await member.goto(`${originUrl}/admin/links`);
   await member.locator('tr[data-code="careers"]').waitFor();
   assert.equal(await member.getByRole('button', { name: 'New link' }).count(), 0);

@@ -102,7 +102,14 @@ impl FormState {
     fn body(self, editing: Option<&Link>, bad_expiry: &str) -> Result<Body, ApiError> {
         let is_edit = editing.is_some();
         let had_expiry = editing.is_some_and(|l| l.expires_at.is_some());
-        let expires_at = match self.expires.get_untracked().trim() {
+        let typed_expiry = self.expires.get_untracked();
+        // The expiry as the form showed it (to the minute): left as it is, not sent again,
+        // so an edit of an expired link's note is not refused for its expiry, nor does it
+        // drop the expiry's seconds.
+        let expiry_unchanged = editing
+            .and_then(|l| l.expires_at)
+            .is_some_and(|at| to_local_input(at) == typed_expiry.trim());
+        let expires_at = match typed_expiry.trim() {
             "" => None,
             value => Some(
                 local_input_to_rfc3339(value)
@@ -119,6 +126,7 @@ impl FormState {
             },
             status: self.status.get_untracked().parse().ok(),
             expires_at: match (expires_at, had_expiry) {
+                (Some(_), _) if expiry_unchanged => None,
                 (Some(at), _) => Some(Some(at)),
                 // Emptied while editing: the link no longer expires.
                 (None, true) => Some(None),
@@ -226,9 +234,12 @@ pub fn LinkForm(
                         api::update_link(&session, code, *version, &body).await
                     }
                 };
-                busy.set(false);
+                // The person may have left the page meanwhile: nothing of it is there to set.
+                busy.try_set(false);
                 match saved {
-                    Ok(link) => on_saved.run((link, edited.is_none())),
+                    Ok(link) => {
+                        on_saved.try_run((link, edited.is_none()));
+                    }
                     Err(mut err) => {
                         if err.code == "precondition_failed" {
                             err.message = t_string!(i18n, link_form.changed_meanwhile).to_owned();

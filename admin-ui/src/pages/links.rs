@@ -290,10 +290,21 @@ fn LinkTable(page: LinkPage) -> impl IntoView {
     let i18n = use_i18n();
     let state = expect_context::<LinksState>();
     if page.links.is_empty() {
-        return if !state.filtered() && state.cursors.with_untracked(Vec::is_empty) {
-            view! { <p class="empty">{t!(i18n, links.empty)}</p> }.into_any()
-        } else {
+        let first_page = state.cursors.with_untracked(Vec::is_empty);
+        return if !first_page {
+            // A later page whose links were deleted (or moved on): the way back.
+            let cursors = state.cursors;
+            view! {
+                <p class="empty">{t!(i18n, links.page_empty)}</p>
+                <nav class="pager" aria-label=move || t_string!(i18n, links.pages)>
+                    <button class="secondary" on:click=move |_| cursors.update(|c| { c.pop(); })>{t!(i18n, links.previous)}</button>
+                </nav>
+            }
+            .into_any()
+        } else if state.filtered() {
             view! { <p class="empty">{t!(i18n, links.no_match)}</p> }.into_any()
+        } else {
+            view! { <p class="empty">{t!(i18n, links.empty)}</p> }.into_any()
         };
     }
     let next = page.next_cursor.clone();
@@ -469,13 +480,16 @@ pub fn ConfirmDelete(link: Link, on_deleted: Callback<String>) -> impl IntoView 
             busy.set(true);
             leptos::task::spawn_local(async move {
                 match api::delete_link(&session, &code).await {
+                    // The person may have left the page meanwhile: nothing of it is there to set.
                     Ok(()) => {
-                        state.deleting.set(None);
-                        on_deleted.run(code);
+                        state.deleting.try_set(None);
+                        on_deleted.try_run(code);
                     }
-                    Err(err) => error.set(Some(err.message)),
+                    Err(err) => {
+                        error.try_set(Some(err.message));
+                    }
                 }
-                busy.set(false);
+                busy.try_set(false);
             });
         })
     };

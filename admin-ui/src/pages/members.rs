@@ -107,17 +107,25 @@ fn MemberRow(member: Member) -> impl IntoView {
         let Some(session) = auth.session() else {
             return;
         };
+        let select = event_target::<web_sys::HtmlSelectElement>(&ev);
         let name = username.clone();
-        let role = role_word(chosen);
+        let word = role_word(chosen);
         leptos::task::spawn_local(async move {
             match api::change_role(&session, user_id, chosen).await {
                 Ok(()) => {
-                    flash(state.notice, tu_string!(i18n, members.now_role, name, role));
+                    flash(
+                        state.notice,
+                        tu_string!(i18n, members.now_role, name, role = word),
+                    );
                     if user_id == session.user_id {
                         auth.refresh();
                     }
                 }
-                Err(err) => flash(state.notice, err.message),
+                Err(err) => {
+                    // Refused: the list reloads the same, so the choice must be undone here.
+                    select.set_value(role.as_str());
+                    flash(state.notice, err.message);
+                }
             }
             state.changed();
         });
@@ -193,19 +201,22 @@ pub fn RemoveMember(
         busy.set(true);
         leptos::task::spawn_local(async move {
             match api::remove_member(&session, user_id).await {
+                // The person may have left the page meanwhile: nothing of it is there to set.
                 Ok(()) => {
-                    on_close.run(());
+                    on_close.try_run(());
                     if me {
                         location.go(&crate::nav::Page::Overview);
                         auth.refresh();
                     } else {
                         flash(notice, removed);
-                        reload.update(|n| *n += 1);
+                        reload.try_update(|n| *n += 1);
                     }
                 }
-                Err(err) => error.set(Some(err.message)),
+                Err(err) => {
+                    error.try_set(Some(err.message));
+                }
             }
-            busy.set(false);
+            busy.try_set(false);
         });
     });
     view! {

@@ -539,6 +539,9 @@ fn DeliveryLog(hook: Webhook) -> impl IntoView {
         )
     });
     Effect::new(move || {
+        // Every answer re-arms the poll, also one equal to the last (which `get` does not
+        // signal): else a delivery still pending after a poll would stop the polling.
+        page.answered();
         let pending = page.get().is_some_and(|page| {
             page.is_ok_and(|page| {
                 page.deliveries
