@@ -255,6 +255,18 @@ async fn revoke(
     if rows.first().is_none_or(|row| row.0 != id) {
         return Err(Error::NotFound);
     }
+    audit_revoked(&mut tx, workspace, caller.audit_actor(), rows).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A `key.revoked` entry by `actor` for each of `rows`, the keys just revoked.
+async fn audit_revoked(
+    tx: &mut sqlx::PgConnection,
+    workspace: WorkspaceId,
+    actor: ActorRef<'_>,
+    rows: Vec<KeyRow>,
+) -> Result<(), Error> {
     for row in rows {
         let key = api_key(row);
         let change = Change {
@@ -263,10 +275,9 @@ async fn revoke(
             before: Some(audit::fields(&key)?),
             after: None,
         };
-        audit::record(&mut tx, workspace, caller.audit_actor(), change).await?;
+        audit::record(&mut *tx, workspace, actor, change).await?;
     }
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Revokes the live keys `user_id` made in `workspace` that hold any of `scopes`, each with a
@@ -300,17 +311,7 @@ pub(crate) async fn revoke_made_by(
     .bind(&scopes)
     .fetch_all(&mut *tx)
     .await?;
-    for row in rows {
-        let key = api_key(row);
-        let change = Change {
-            action: "key.revoked",
-            target: ("key", key.id),
-            before: Some(audit::fields(&key)?),
-            after: None,
-        };
-        audit::record(tx, workspace, actor, change).await?;
-    }
-    Ok(())
+    audit_revoked(tx, workspace, actor, rows).await
 }
 
 #[cfg(test)]
