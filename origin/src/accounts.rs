@@ -97,8 +97,10 @@ pub(crate) async fn sign_in(
         })
         .await?;
     let Some((user_id, verified_hash, _)) = user.filter(|_| matches) else {
-        // Debug-quoted: a name with a line break cannot forge a log line.
-        tracing::info!(username = ?body.username, "failed sign-in");
+        // Not the name typed: people type their password there too (`sign_in_limit.rs` keeps
+        // it only keyed). A keyed hash of it tells attempts at one name apart, and no more.
+        let name_key = hex::encode(&limiter.keys().user(&body.username)[..6]);
+        tracing::info!(name_key, "failed sign-in");
         return Err(Error::SignInFailed);
     };
     limiter
@@ -137,6 +139,9 @@ pub(crate) async fn start_session(
          SELECT $1, $2, $3, $4, $5, (SELECT workspace_id FROM workspace_members
                                      WHERE user_id = $2 ORDER BY joined_at, workspace_id LIMIT 1)
          FROM admin_users WHERE id = $2 AND password_hash = $6
+         -- Waits for a password change under way, then reads its hash: without the lock the
+         -- check reads the old, committed hash, and the session outlives the change's sign-out.
+         FOR SHARE
          RETURNING id",
     )
     .bind(hash(&token).as_slice())

@@ -232,3 +232,67 @@ async fn an_unknown_role_is_an_error_not_a_lost_membership() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_sign_in_overlapping_a_password_change_leaves_no_session() {
+    let app = spawn_app().await;
+    let workspace = app.workspace("acme").await;
+    app.user("pat", &[(workspace, "editor")]).await;
+    // A password change under way, as `PUT /api/v1/me/password` makes it: the new hash and
+    // every session signed out, not yet committed.
+    let mut change = app.db.begin().await.expect("begin");
+    sqlx::query("UPDATE admin_users SET password_hash = 'changed' WHERE username = 'pat'")
+        .execute(&mut *change)
+        .await
+        .expect("update");
+    sqlx::query(
+        "DELETE FROM admin_sessions WHERE user_id = (SELECT id FROM admin_users WHERE username = 'pat')",
+    )
+    .execute(&mut *change)
+    .await
+    .expect("sign out");
+    // Meanwhile a sign-in with the old password, which the change has not hidden yet.
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/session")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(
+            json!({"username": "pat", "password": USER_PASSWORD}).to_string(),
+        ))
+        .expect("request");
+    let router = app.router.clone();
+    let mut sign_in = tokio::spawn(async move {
+        use tower::ServiceExt;
+        router.oneshot(request).await.expect("infallible").status()
+    });
+    // Until the sign-in waits on the change's row lock (or ends: it must not succeed).
+    let waiting = loop {
+        tokio::select! {
+            status = &mut sign_in => break Err(status.expect("sign-in")),
+            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query LIKE 'INSERT INTO admin_sessions%'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .expect("activity");
+        if blocked > 0 {
+            break Ok(());
+        }
+    };
+    assert_eq!(waiting, Ok(()), "the sign-in did not wait for the change");
+    change.commit().await.expect("commit");
+    let status = sign_in.await.expect("sign-in");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id
+         WHERE u.username = 'pat'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("sessions");
+    assert_eq!(sessions, 0);
+}
