@@ -32,14 +32,32 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(dir: Option<PathBuf>) -> 
         Some(dir) => router.nest_service(
             "/admin/assets",
             tower::ServiceBuilder::new()
-                .layer(SetResponseHeaderLayer::if_not_present(
+                .layer(SetResponseHeaderLayer::overriding(
                     header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                    asset_cache,
+                ))
+                // Gzipped or not by `Accept-Encoding`: a shared cache must keep both apart.
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::VARY,
+                    HeaderValue::from_static("accept-encoding"),
                 ))
                 .service(ServeDir::new(dir.join("assets")).precompressed_gzip()),
         ),
         None => router,
     }
+}
+
+/// How long an answer under `/admin/assets` may be kept: an asset found, a year (its name
+/// changes with its content); anything else, not at all. A name not there yet (a browser
+/// that read a new `index.html` from an upgraded instance asks an old one, or a build is
+/// under way) must not stay missing for a year.
+fn asset_cache<B>(response: &axum::http::Response<B>) -> Option<HeaderValue> {
+    let found = response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED;
+    Some(HeaderValue::from_static(if found {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-store"
+    }))
 }
 
 async fn serve_index(dir: Option<PathBuf>) -> Response {

@@ -339,10 +339,14 @@ async fn the_dashboard_files_are_cached_by_content() {
     assert_eq!(asset.status, StatusCode::OK);
     assert!(asset.header(&header::CACHE_CONTROL).contains("immutable"));
     assert!(asset.header(&header::CONTENT_TYPE).contains("javascript"));
+    // Served gzipped or not by Accept-Encoding: a shared cache keeps the two apart.
+    assert_eq!(asset.header(&header::VARY), "accept-encoding");
+    // A name not there (yet: a deploy or a build under way) is not kept.
     let missing = app
         .visit(Method::GET, "/admin/assets/gone-00000000.js")
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.header(&header::CACHE_CONTROL), "no-store");
 
     // Without a built dashboard, /admin says how to build one.
     let bare = spawn_app().await;
