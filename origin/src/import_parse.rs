@@ -65,12 +65,15 @@ pub(crate) async fn parse(
     request: Request,
 ) -> Result<Json<ParsedFile>, Error> {
     caller.may(Permission::WriteLinks)?;
-    // Busy rather than a wait, before the body is read: see `links::bulk`.
-    let _permit = state
+    // Busy rather than a wait, before the body is read: see `links::bulk`. Owned, and moved
+    // into the parse: a request cut short (its deadline, a client gone) must not free the
+    // slot while its parse still runs with the file in memory.
+    let permit = state
         .inner
         .gate
         .import_parses
-        .try_acquire()
+        .clone()
+        .try_acquire_owned()
         .map_err(|_| Error::Busy)?;
     let bytes = Bytes::from_request(request, &state)
         .await
@@ -78,9 +81,12 @@ pub(crate) async fn parse(
             StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: BODY_LIMIT },
             _ => Error::BadRequest(rejection.body_text()),
         })?;
-    let parsed = tokio::task::spawn_blocking(move || read(&query, &bytes))
-        .await
-        .map_err(|err| Error::Internal(err.into()))??;
+    let parsed = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        read(&query, &bytes)
+    })
+    .await
+    .map_err(|err| Error::Internal(err.into()))??;
     Ok(Json(parsed))
 }
 

@@ -172,7 +172,7 @@ struct Gate {
     bulk_creates: tokio::sync::Semaphore,
     /// Import files parsed at once, at most [`import_parse::AT_ONCE`]: taken before the body
     /// is read, like `bulk_creates`.
-    import_parses: tokio::sync::Semaphore,
+    import_parses: Arc<tokio::sync::Semaphore>,
     /// One permit per CPU: QR images being encoded on the blocking pool (see `qr.rs`).
     qr_encoders: Arc<tokio::sync::Semaphore>,
 }
@@ -263,7 +263,7 @@ impl State {
                     cors: gateway::cors(&config.gateway.cors_origins)?,
                     rate_limits: rate_limit::RateLimiter::new(&config.rate_limits),
                     bulk_creates: tokio::sync::Semaphore::new(links::bulk::AT_ONCE),
-                    import_parses: tokio::sync::Semaphore::new(import_parse::AT_ONCE),
+                    import_parses: Arc::new(tokio::sync::Semaphore::new(import_parse::AT_ONCE)),
                     qr_encoders: Arc::new(tokio::sync::Semaphore::new(
                         std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                     )),

@@ -5,6 +5,10 @@ use csv::StringRecord;
 
 use super::{FileError, Format, Row, push};
 
+/// Most cells a row may have: far more than any export's columns. A file of one row of
+/// millions of cells would otherwise hold tens of bytes a cell in the header's names.
+pub(super) const MAX_COLUMNS: usize = 1_000;
+
 /// Reads every record that is not blank, with the line it starts on.
 pub(super) fn for_each_record(
     text: &str,
@@ -34,7 +38,17 @@ pub(super) fn for_each_record(
         let start = record.position().map_or(0, |position| {
             usize::try_from(position.byte()).unwrap_or(usize::MAX)
         });
-        each(lines.line_at(text, start), &record)?;
+        let line = lines.line_at(text, start);
+        if record.len() > MAX_COLUMNS {
+            return Err(FileError::Syntax {
+                line,
+                message: format!(
+                    "a row of {} cells; a row of links has at most {MAX_COLUMNS}",
+                    record.len()
+                ),
+            });
+        }
+        each(line, &record)?;
     }
 }
 
@@ -219,6 +233,15 @@ mod tests {
             .expect("reads");
             assert_eq!(lines, [1, 2, 4, 5, 7], "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_row_of_more_cells_than_any_export_is_the_files_error() {
+        let wide = format!("a{}\nb", ",".repeat(MAX_COLUMNS));
+        let err = for_each_record(&wide, |_, _| Ok(())).expect_err("too wide");
+        assert!(matches!(err, FileError::Syntax { line: 1, .. }), "{err:?}");
+        let widest = format!("a{}\nb", ",".repeat(MAX_COLUMNS - 1));
+        assert!(for_each_record(&widest, |_, _| Ok(())).is_ok());
     }
 
     #[test]

@@ -174,6 +174,10 @@ fn values(
 /// A record's values, after its `(` and up to its `)`. A value is its text (a string's content,
 /// a number as written), `None` for `NULL`, or as written in the file for anything else
 /// (`NOW()`, `-1`): the row's rules then say what is wrong with it.
+///
+/// A value of more than [`MAX_VALUE_TOKENS`] tokens, or a record of more than
+/// [`super::table::MAX_COLUMNS`] values, is the file's error: a quote or `)` missing would
+/// otherwise gather the rest of the file, tens of bytes a token.
 fn record<'a>(lexer: &mut Lexer<'a>) -> Result<Vec<Option<String>>, FileError> {
     let mut values = Vec::new();
     let mut parts: Vec<Token<'a>> = Vec::new();
@@ -181,6 +185,12 @@ fn record<'a>(lexer: &mut Lexer<'a>) -> Result<Vec<Option<String>>, FileError> {
     loop {
         let token = lexer.expect()?;
         let ends_value = depth == 0 && (token.is_punct(b',') || token.is_punct(b')'));
+        if parts.len() >= MAX_VALUE_TOKENS || values.len() >= super::table::MAX_COLUMNS {
+            return Err(lexer.syntax(
+                token.line,
+                "a record runs on too long: is a ')' or a quote missing?",
+            ));
+        }
         if !ends_value {
             if token.is_punct(b'(') {
                 depth += 1;
@@ -197,6 +207,10 @@ fn record<'a>(lexer: &mut Lexer<'a>) -> Result<Vec<Option<String>>, FileError> {
         }
     }
 }
+
+/// Most tokens of one value: `NULL`, a string, `_utf8mb4'text'`, `NOW()`, `-1` and the like
+/// have a few.
+const MAX_VALUE_TOKENS: usize = 64;
 
 fn value(text: &str, parts: &[Token<'_>]) -> Option<String> {
     match parts {
@@ -548,6 +562,15 @@ mod tests {
                 "no `keyword` column",
             ),
             ("INSERT INTO `yourls_log` VALUES (1);", "no INSERT INTO"),
+            // A ')' missing: the rest of the file would be one value, or one record.
+            (
+                &format!("INSERT INTO `yourls_url` VALUES ({}", "(".repeat(100)),
+                "runs on too long",
+            ),
+            (
+                &format!("INSERT INTO `yourls_url` VALUES ({}1)", "1,".repeat(1_000)),
+                "runs on too long",
+            ),
         ] {
             let err = parse(text, MAX_ROWS).expect_err(text);
             assert!(err.to_string().contains(mentions), "{text}: {err}");
