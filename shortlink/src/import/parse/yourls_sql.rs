@@ -185,7 +185,14 @@ fn record<'a>(lexer: &mut Lexer<'a>) -> Result<Vec<Option<String>>, FileError> {
     loop {
         let token = lexer.expect()?;
         let ends_value = depth == 0 && (token.is_punct(b',') || token.is_punct(b')'));
-        if parts.len() >= MAX_VALUE_TOKENS || values.len() >= super::table::MAX_COLUMNS {
+        // The token would be the value's `MAX_VALUE_TOKENS + 1`th, or end the record's
+        // `MAX_COLUMNS + 1`th value.
+        let too_long = if ends_value {
+            values.len() >= super::table::MAX_COLUMNS
+        } else {
+            parts.len() >= MAX_VALUE_TOKENS
+        };
+        if too_long {
             return Err(lexer.syntax(
                 token.line,
                 "a record runs on too long: is a ')' or a quote missing?",
