@@ -714,17 +714,32 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Before anything is spawned: a metrics address that cannot be had stops the start.
-    let exporter = match config.metrics.bind {
-        Some(bind) => {
-            let listener = TcpListener::bind(bind).await.map_err(|err| {
+    let metrics_listener =
+        match config.metrics.bind {
+            Some(bind) => Some(TcpListener::bind(bind).await.map_err(|err| {
                 anyhow::anyhow!("KURZ_METRICS_BIND: cannot listen on {bind}: {err}")
-            })?;
-            Some(metrics::serve(
-                state.clone(),
-                listener,
-                config.metrics.token.as_ref(),
-            )?)
-        }
+            })?),
+            None => None,
+        };
+    serve_listening(state, config, listener, metrics_listener, shutdown).await
+}
+
+/// [`serve_with`] with the metrics listener bound by the caller (`config.metrics.bind` is
+/// not read here, only whether it is set). Tests bind port 0 and keep the socket: a port
+/// chosen free and bound later may be taken in between by any connection of the machine.
+pub async fn serve_listening(
+    state: State,
+    config: &Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let exporter = match metrics_listener {
+        Some(listener) => Some(metrics::serve(
+            state.clone(),
+            listener,
+            config.metrics.token.as_ref(),
+        )?),
         None => None,
     };
     let preparation = tokio::spawn(db::prepare_until_done(

@@ -30,19 +30,14 @@ struct Served {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-}
-
 /// An origin serving on a free port, its metrics on another, with `edit` applied to the
 /// configuration.
 async fn serve(edit: impl FnOnce(&mut origin::config::Config)) -> Served {
     let database_url = new_database().await;
     let mut config = config(&database_url);
-    let metrics = free_port();
+    // Bound now and kept: a port found free and bound later may be taken in between.
+    let metrics_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let metrics = metrics_listener.local_addr().expect("address");
     config.metrics.bind = Some(metrics);
     edit(&mut config);
     let state = origin::State::new(&config).expect("state");
@@ -54,7 +49,7 @@ async fn serve(edit: impl FnOnce(&mut origin::config::Config)) -> Served {
         let shutdown = async {
             stopped.await.ok();
         };
-        origin::serve_with(serving, &config, listener, shutdown).await
+        origin::serve_listening(serving, &config, listener, Some(metrics_listener), shutdown).await
     });
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -590,9 +590,10 @@ async fn every_refusal_is_counted_by_its_limit() {
         redirect_per_min: Some(1),
         ..RateLimits::DEFAULT
     };
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port");
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let metrics = metrics_listener.local_addr().expect("address");
     config.metrics.bind = Some(metrics);
     let state = origin::State::new(&config).expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -605,7 +606,7 @@ async fn every_refusal_is_counted_by_its_limit() {
         let shutdown = async {
             stopped.await.ok();
         };
-        origin::serve_with(serving, &config, listener, shutdown).await
+        origin::serve_listening(serving, &config, listener, Some(metrics_listener), shutdown).await
     });
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

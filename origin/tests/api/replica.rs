@@ -514,9 +514,10 @@ async fn a_lost_replica_falls_back_to_the_primary_and_is_used_again_once_back() 
     let (_dirs, primary, replica) = clusters();
     let mut config = config(&primary.url("postgres"));
     config.database_read_url = Some(replica.url("postgres"));
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port");
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let metrics = metrics_listener.local_addr().expect("address");
     config.metrics.bind = Some(metrics);
     let app = app_with(&config).await;
     // Served as well, for its metrics listener.
@@ -530,7 +531,14 @@ async fn a_lost_replica_falls_back_to_the_primary_and_is_used_again_once_back() 
         let shutdown = async {
             stopped.await.ok();
         };
-        origin::serve_with(serving, &served_config, listener, shutdown).await
+        origin::serve_listening(
+            serving,
+            &served_config,
+            listener,
+            Some(metrics_listener),
+            shutdown,
+        )
+        .await
     });
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
