@@ -659,10 +659,7 @@ async fn import_waits_out_refusals_and_sends_a_chunk_again_only_with_its_key() {
     }
 
     // Nobody listens: tried a few times (never received, so safe), then the reason.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", listener.local_addr().expect("address"))
-    };
+    let closed = format!("http://127.0.0.1:{}", crate::support::free_port());
     let run = kurz(&closed, Some("kurz_fake"), &["import", small]).await;
     assert_eq!(run.exit, Exit::Failure);
     assert!(run.stderr.contains("Connection refused"), "{}", run.stderr);

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::support::{CODE_KEY, config, new_database};
+use crate::support::{CODE_KEY, config, free_port, new_database};
 
 /// The origin binary serving on `port`, its stdout and stderr (the log) going to `log`.
 fn start(database_url: &str, port: u16, first_start_file: &Path, log: &Path) -> Child {
@@ -57,13 +57,6 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
         assert!(Instant::now() < deadline, "the origin did not get ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn value<'a>(file: &'a str, name: &str) -> &'a str {

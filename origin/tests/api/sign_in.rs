@@ -421,10 +421,7 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
 #[tokio::test]
 async fn the_real_origin_keeps_its_memory_flat_under_a_sign_in_burst() {
     let database_url = new_database().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = crate::support::free_port();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut origin = std::process::Command::new(env!("CARGO_BIN_EXE_origin"))
         .arg("serve")
