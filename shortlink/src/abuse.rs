@@ -171,8 +171,9 @@ impl BlockRule {
     }
 
     /// Text that every destination this rule matches contains (case-insensitively) as it is
-    /// stored, to find candidates in the database before [`BlockRule::matches`] decides;
-    /// `None` when there is no such text of 3 characters or more.
+    /// stored, unless the stored text holds a `%` (an encoded character [`BlockRule::matches`]
+    /// decodes), to find candidates in the database before `matches` decides; `None` when
+    /// there is no such text of 3 characters or more.
     ///
     /// A domain is its own needle, except an IPv4 address (an IPv6 spelling may hide it). A
     /// pattern's comes only from its path, query or fragment: `matches` compares the host as
@@ -303,18 +304,55 @@ fn pattern_path(path: &str) -> String {
             }
         }
     }
+    // To a fixed point, as stored rules are read again: `%%37%30` decodes to `%70`. Each
+    // round that changes anything shortens the text.
+    let mut decoded = decode_unreserved(&text);
+    while decoded != text {
+        text = decoded;
+        decoded = decode_unreserved(&text);
+    }
     text
 }
 
+/// `text` with each percent-encoded unreserved character (`A-Z a-z 0-9 - . _ ~`) decoded:
+/// RFC 3986 (6.2.2.2) makes `/%70hish` and `/phish` the same resource, and servers answer
+/// them alike, so a pattern and a destination are compared in this form. Any other `%XX`
+/// (a reserved character, a byte of UTF-8) means something else decoded and is kept.
+fn decode_unreserved(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let unreserved = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        match unreserved {
+            Some(byte) => {
+                decoded.push(char::from(byte));
+                i += 3;
+            }
+            None => {
+                let next = text[i..].chars().next().map_or(1, char::len_utf8);
+                decoded.push_str(&text[i..i + next]);
+                i += next;
+            }
+        }
+    }
+    decoded
+}
+
 /// What a pattern is matched against: the destination without its scheme, the host as
-/// [`crate::HostKey`] has it (so `evil.example.` is `evil.example`), lower case.
+/// [`crate::HostKey`] has it (so `evil.example.` is `evil.example`), unreserved characters
+/// decoded (so `/%70hish` is `/phish`), lower case.
 fn without_scheme(destination: &Destination, host_key: &str) -> String {
     let text = destination.as_str();
     let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
     let after_host = after_scheme
         .get(destination.host().len()..)
         .unwrap_or_default();
-    format!("{host_key}{after_host}").to_lowercase()
+    format!("{host_key}{}", decode_unreserved(after_host)).to_lowercase()
 }
 
 /// Whether `pattern` (with `*` for any run of characters) matches all of `text`. Linear in
@@ -587,6 +625,19 @@ mod tests {
                 "example.com/über*",
                 BlockRule::Pattern("example.com/%c3%bcber*".into()),
             ),
+            // Unreserved characters decoded, to a fixed point.
+            (
+                "example.com/%70hish/%7E*",
+                BlockRule::Pattern("example.com/phish/~*".into()),
+            ),
+            (
+                "example.com/%%37%30hish*",
+                BlockRule::Pattern("example.com/phish*".into()),
+            ),
+            (
+                "example.com/%2f%25*",
+                BlockRule::Pattern("example.com/%2f%25*".into()),
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(rule(input), expected, "{input}");
@@ -700,6 +751,22 @@ mod tests {
             ("example.com?utm=*", "https://example.com?utm=x", true),
             ("example.com/über*", "https://example.com/über/x", true),
             ("*/wp-login.php", "https://any.example/wp-login.php", true),
+            // Unreserved characters percent-encoded are the same path to a server: in the
+            // destination, and in the rule as typed.
+            ("example.com/phish/*", "https://example.com/%70hish/x", true),
+            (
+                "example.com/phish/*",
+                "https://example.com/%70%48%49sh/x",
+                true,
+            ),
+            ("example.com/%70hish/*", "https://example.com/phish/x", true),
+            ("*/wp-login.php", "https://a.example/wp%2Dlogin%2ephp", true),
+            ("example.com?utm=*", "https://example.com?%75tm=x", true),
+            // A reserved character or a byte of UTF-8 encoded means something else.
+            ("example.com/a/b*", "https://example.com/a%2Fb", false),
+            ("example.com/über*", "https://example.com/%C3%BCber", true),
+            ("example.com/%*", "https://example.com/%25", true),
+            ("example.com/%2*", "https://example.com/%2", true),
             (
                 "*/wp-login.php",
                 "https://any.example/wp-login.php?x",

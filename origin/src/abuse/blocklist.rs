@@ -523,7 +523,8 @@ async fn disable_batch(
     rule: &BlockRule,
     (after, upto): (i64, i64),
 ) -> Result<Vec<String>, Error> {
-    // The needle only narrows what is read (a necessary condition); `matches` decides.
+    // The needle only narrows what is read (a necessary condition, but for text with a `%`,
+    // which `matches` decodes: `/%70hish` is `/phish`); `matches` decides.
     let needle = rule
         .needle()
         .map(|needle| format!("%{}%", store::escape_like(needle)));
@@ -533,7 +534,8 @@ async fn disable_batch(
          WHERE id > $1 AND id <= $2 AND domain_id = $3 AND deleted_at IS NULL
            AND (NOT disabled OR fallback_url IS NOT NULL)
            AND ($4::text IS NULL OR destination ILIKE $4 OR fallback_url ILIKE $4
-                OR targets::text ILIKE $4 OR split::text ILIKE $4)
+                OR targets::text ILIKE $4 OR split::text ILIKE $4
+                OR strpos(concat(destination, fallback_url, targets::text, split::text), '%') > 0)
          ORDER BY id",
     )
     .bind(after)

@@ -48,6 +48,11 @@ async fn blocked_destinations_are_refused_naming_the_field() {
             json!({"destination": "https://example.com/phish/login"}),
             "destination",
         ),
+        // The same path to a server, spelt with encoded unreserved characters.
+        (
+            json!({"destination": "https://example.com/%70%68ish/login"}),
+            "destination",
+        ),
         (
             json!({"destination": "https://ok.example/", "fallback_url": "http://EVIL.example:8080/"}),
             "fallback_url",
@@ -295,6 +300,33 @@ async fn a_sweep_covers_every_link_in_batches_of_ids() {
         .await
         .expect("swept_to");
     assert!(swept_to >= 9001);
+}
+
+#[tokio::test]
+async fn a_pattern_sweeps_links_that_spell_its_path_percent_encoded() {
+    let app = support::spawn_app().await;
+    for (code, destination) in [
+        ("plain", "https://example.com/phish/a"),
+        ("encoded", "https://example.com/%70hish/a"),
+        ("upper", "https://example.com/%50%48ISH/a"),
+        // `%2F` is not `/` to a server: another path, left alone.
+        ("reserved", "https://example.com/ph%2Fish/a"),
+        ("other", "https://example.com/%66ish/a"),
+    ] {
+        app.create(json!({"destination": destination, "code": code}))
+            .await;
+    }
+    let entry = block(&app, "example.com/phish/*").await;
+    assert_eq!(entry["links_disabled"], 3, "{entry}");
+    for (code, disabled) in [
+        ("plain", true),
+        ("encoded", true),
+        ("upper", true),
+        ("reserved", false),
+        ("other", false),
+    ] {
+        assert_eq!(link_state(&app, code).await.1, disabled, "{code}");
+    }
 }
 
 /// Begins what `add` does while it holds the blocklist's lock: the lock, taken exclusively,
