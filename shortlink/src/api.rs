@@ -280,6 +280,13 @@ pub fn bulk_runs(json_lengths: impl IntoIterator<Item = usize>) -> Vec<Range<usi
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BulkCreate<L = CreateLink> {
+    /// At most [`MAX_BULK_LINKS`], refused at the first one more as the body is read: a body
+    /// of millions of tiny items is never held as a list.
+    #[serde(
+        deserialize_with = "at_most_bulk_links",
+        bound(deserialize = "L: Deserialize<'de>")
+    )]
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub links: Vec<L>,
     /// All or nothing: when any item fails, none is created (the others answer `rolled_back`).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -288,6 +295,37 @@ pub struct BulkCreate<L = CreateLink> {
     /// nothing: the items that would be created answer `would_create`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub dry_run: bool,
+}
+
+fn at_most_bulk_links<'de, D, L>(deserializer: D) -> Result<Vec<L>, D::Error>
+where
+    D: Deserializer<'de>,
+    L: Deserialize<'de>,
+{
+    struct Links<L>(std::marker::PhantomData<L>);
+
+    impl<'de, L: Deserialize<'de>> serde::de::Visitor<'de> for Links<L> {
+        type Value = Vec<L>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_BULK_LINKS} links")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<L>, A::Error> {
+            let mut links = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BULK_LINKS));
+            while let Some(link) = seq.next_element()? {
+                if links.len() == MAX_BULK_LINKS {
+                    return Err(serde::de::Error::custom(format!(
+                        "at most {MAX_BULK_LINKS} links per request: send the rest in another request"
+                    )));
+                }
+                links.push(link);
+            }
+            Ok(links)
+        }
+    }
+
+    deserializer.deserialize_seq(Links(std::marker::PhantomData))
 }
 
 /// The answer to `POST /api/v1/links/bulk`: one result per item, in the request's order.

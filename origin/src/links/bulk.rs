@@ -1,5 +1,5 @@
-//! `POST /api/v1/links/bulk`: up to [`MAX_BULK_LINKS`] links in one request, each created or
-//! refused on its own (all or nothing when `atomic`), or only checked (`dry_run`).
+//! `POST /api/v1/links/bulk`: up to [`shortlink::api::MAX_BULK_LINKS`] links in one request,
+//! each created or refused on its own (all or nothing when `atomic`), or only checked (`dry_run`).
 //!
 //! Each item gets the checks of a single create and the same errors, field names included
 //! (the field is the item's own: `destination`, not `links[3].destination`). What makes it
@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 use shortlink::ShortCode;
-use shortlink::api::{BulkCreate, BulkItemResult, BulkResult, CreateLink, Link, MAX_BULK_LINKS};
+use shortlink::api::{BulkCreate, BulkItemResult, BulkResult, CreateLink, Link};
 use shortlink::password::{LinkPassword, PasswordHash};
 use shortlink::webhook::EventType;
 use shortlink::workspace::Permission;
@@ -93,15 +93,6 @@ pub(crate) async fn create(
     };
     let request = body.value;
     drop(body.bytes);
-    if request.links.len() > MAX_BULK_LINKS {
-        return Err(Error::invalid(
-            "links",
-            format!(
-                "at most {MAX_BULK_LINKS} links per request (got {}): send the rest in another request",
-                request.links.len()
-            ),
-        ));
-    }
     let mut batch = Batch::parse(&state, &request.links, OffsetDateTime::now_utc())?;
     drop(request.links);
     // A dry run writes nothing, nor does an atomic request in which an item failed.

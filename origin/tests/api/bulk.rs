@@ -312,7 +312,34 @@ async fn more_than_a_thousand_items_are_refused() {
         response.error(StatusCode::UNPROCESSABLE_ENTITY),
         ("invalid_input".to_owned(), Some("links".to_owned()))
     );
+    assert!(
+        response
+            .text()
+            .contains("at most 1000 links per request: send the rest in another request"),
+        "{}",
+        response.text()
+    );
+    // Two million tiny items within the body limit: refused at the 1,001st as the body is
+    // read, never held as a list of two million.
+    let tiny = format!("{{\"links\":[{}0]}}", "0,".repeat(2_000_000));
+    assert!(tiny.len() < shortlink::api::MAX_BULK_BYTES);
+    let response = bulk_raw(&app, tiny).await;
+    assert_eq!(
+        response.error(StatusCode::UNPROCESSABLE_ENTITY),
+        ("invalid_input".to_owned(), Some("links".to_owned()))
+    );
     assert_eq!(count(&app, "SELECT count(*) FROM links").await, 0);
+}
+
+async fn bulk_raw(app: &TestApp, body: String) -> TestResponse {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(BULK)
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("request");
+    app.send(request).await
 }
 
 /// A thousand links of about 600 bytes each: more than the API's own body limit (256 KiB),
