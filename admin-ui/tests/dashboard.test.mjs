@@ -1176,6 +1176,9 @@ test('a second workspace has links of its own; switching back shows the first on
   await page.getByLabel('Workspace name', { exact: true }).fill('Marketing team');
   await page.getByRole('button', { name: 'Rename' }).click();
   await page.getByLabel('Workspace', { exact: true }).locator('option', { hasText: 'Marketing team' }).waitFor({ state: 'attached' });
+  // The new name reached the session, and the form is the same one: its message is still there.
+  await page.getByRole('status').filter({ hasText: 'Renamed to “Marketing team”.' }).waitFor();
+  assert.equal(await page.getByLabel('Workspace name', { exact: true }).inputValue(), 'Marketing team');
 
   // A message that follows another within its four seconds gets four of its own: the first
   // one's timer once took the second away, and a test waiting for it failed.
@@ -1765,6 +1768,70 @@ test('keyboard alone: the skip link leads into the page; Tab reaches a delete bu
   now = await focused();
   assert.equal(now.label, button, 'the focus is back on the button that opened the dialog');
   assert.deepEqual(a11yReport((where) => where.startsWith('links: the delete dialog')), []);
+  await target.context().close();
+});
+
+test('keyboard alone: switching, editing and deleting a link leave the focus in its row, or on the next row, not on the page', async () => {
+  const target = await pageIn('en', await ownerState());
+  await target.goto(`${originUrl}/admin/links`);
+  await settled(target);
+  for (const code of ['focus-a', 'focus-b']) {
+    const made = await target.evaluate(async (code) => {
+      const session = await (await fetch('/api/v1/session')).json();
+      const response = await fetch('/api/v1/links', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+        body: JSON.stringify({ code, destination: `https://example.com/${code}` }),
+      });
+      return response.status;
+    }, code);
+    assert.equal(made, 201);
+  }
+  await target.reload();
+  const inRow = (code, action) => target.locator(`tr[data-code="${code}"] [data-action="${action}"]`);
+  await inRow('focus-a', 'toggle').waitFor();
+  const focusIs = (what, code, action) => eventually(what, async () => {
+    const now = await target.evaluate(() => ({
+      code: document.activeElement.closest('tr')?.dataset.code ?? null,
+      action: document.activeElement.dataset.action ?? null,
+      heading: document.activeElement.id,
+    }));
+    return (now.code === code && now.action === action) || JSON.stringify(now);
+  });
+
+  // The switch, twice: the table is drawn again each time, the focus on the same switch.
+  for (const [checked, notice] of [['false', 'Disabled focus-a'], ['true', 'Enabled focus-a.']]) {
+    await inRow('focus-a', 'toggle').focus();
+    await target.keyboard.press('Enter');
+    await target.getByRole('status').filter({ hasText: notice }).waitFor();
+    await eventually(`the switch ${checked}`, async () => (await inRow('focus-a', 'toggle').getAttribute('aria-checked')) === checked);
+    await focusIs(`the focus on the switch (${checked})`, 'focus-a', 'toggle');
+  }
+
+  // Edit, then Cancel: back on Edit. Edit, then Save: on Edit again once the table is drawn.
+  await inRow('focus-a', 'edit').focus();
+  await target.keyboard.press('Enter');
+  const form = target.locator('.link-form');
+  await form.getByRole('button', { name: 'Cancel' }).focus();
+  await target.keyboard.press('Enter');
+  await form.waitFor({ state: 'detached' });
+  await focusIs('the focus back on Edit after Cancel', 'focus-a', 'edit');
+  await target.keyboard.press('Enter');
+  await form.getByLabel('Destination URL').fill('https://example.com/focus-a2');
+  await form.getByRole('button', { name: 'Save changes' }).focus();
+  await target.keyboard.press('Enter');
+  await target.locator('tr[data-code="focus-a"]').getByText('https://example.com/focus-a2').waitFor();
+  await focusIs('the focus back on Edit after Save', 'focus-a', 'edit');
+
+  // Delete: the focus goes on to the Delete button of the row that was next to it.
+  const rows = await target.locator('tbody tr').evaluateAll((all) => all.map((r) => r.dataset.code));
+  const at = rows.indexOf('focus-a');
+  const neighbour = rows[at + 1] ?? rows[at - 1];
+  await inRow('focus-a', 'delete').focus();
+  await target.keyboard.press('Enter');
+  await target.getByRole('alertdialog').getByRole('button', { name: 'Delete link' }).click();
+  await target.locator('tr[data-code="focus-a"]').waitFor({ state: 'detached' });
+  await focusIs('the focus on the next row\'s Delete', neighbour, 'delete');
   await target.context().close();
 });
 

@@ -42,11 +42,20 @@ struct LinksState {
     qr: RwSignal<Option<Link>>,
     /// What the last action did (or why it failed).
     notice: RwSignal<Option<String>>,
+    /// Where the focus goes once the table is drawn again after an action (a CSS selector):
+    /// the redrawn table has none of the buttons that had it.
+    refocus: StoredValue<Option<String>, LocalStorage>,
 }
 
 impl LinksState {
     fn changed(self) {
         self.reload.update(|n| *n += 1);
+    }
+
+    /// [`LinksState::changed`], the focus then on `target` (else on the page's heading).
+    fn changed_then_focus(self, target: String) {
+        self.refocus.set_value(Some(target));
+        self.changed();
     }
 
     /// Back to the first page, then `change` (a new search, filter or order).
@@ -121,6 +130,7 @@ pub fn Links() -> impl IntoView {
         deleting: RwSignal::new(None),
         qr: RwSignal::new(None),
         notice: RwSignal::new(None),
+        refocus: StoredValue::new_local(None),
     };
     provide_context(state);
     let typed = RwSignal::new(String::new());
@@ -146,7 +156,15 @@ pub fn Links() -> impl IntoView {
         if created {
             state.sort_by(LinkSort::Newest);
         }
-        state.changed();
+        // A new link's short link (its row is first, newest first); an edited one's Edit
+        // button again.
+        let code = link.code.as_str();
+        let target = if created {
+            format!("{} td.code a", row(code))
+        } else {
+            row_action(code, "edit")
+        };
+        state.changed_then_focus(target);
         let url = link.short_url;
         let text = if created {
             t_string!(i18n, links.created, url)
@@ -156,22 +174,36 @@ pub fn Links() -> impl IntoView {
         flash(state.notice, text);
     });
     let on_deleted = Callback::new(move |code: String| {
-        state.changed();
+        // The next row's Delete button (or the previous row's, for the last), where a person
+        // deleting several links goes on.
+        let neighbour = document()
+            .query_selector(&row(&code))
+            .ok()
+            .flatten()
+            .and_then(|row| {
+                row.next_element_sibling()
+                    .or_else(|| row.previous_element_sibling())
+            })
+            .and_then(|row| row.get_attribute("data-code"));
+        match neighbour {
+            Some(other) => state.changed_then_focus(row_action(&other, "delete")),
+            None => state.changed_then_focus(HEADING.to_owned()),
+        }
         flash(state.notice, t_string!(i18n, links.deleted, code));
     });
 
     view! {
         <section class="page links-page" aria-labelledby="links-title">
             <div class="page-head">
-                <h1 id="links-title">{t!(i18n, links.title)}</h1>
+                <h1 id="links-title" tabindex="-1">{t!(i18n, links.title)}</h1>
                 // Viewers read links; creating, editing and deleting are hidden from them.
                 {move || auth.permits(Permission::WriteLinks).then(|| view! {
-                    <button class="primary" on:click=move |_| state.form.set(Some(FormMode::Create))>{t!(i18n, links.new_link)}</button>
+                    <button class="primary" data-action="new" on:click=move |_| state.form.set(Some(FormMode::Create))>{t!(i18n, links.new_link)}</button>
                 })}
             </div>
             <p class="notice" role="status" aria-live="polite">{move || state.notice.get()}</p>
             {move || state.form.get().map(|mode| {
-                crate::lazy_page(crate::pages::link_form_chunk(), move || crate::pages::link_form(mode.clone(), on_saved, Callback::new(move |()| state.form.set(None))))
+                crate::lazy_page(crate::pages::link_form_chunk(), move || crate::pages::link_form(mode.clone(), on_saved, Callback::new(move |()| close_form(state))))
             })}
             <div class="toolbar" role="search">
                 <label class="grow">
@@ -234,6 +266,45 @@ pub fn Links() -> impl IntoView {
     }
 }
 
+/// The links page's heading: where the focus goes when what had it is gone for good.
+const HEADING: &str = "#links-title";
+
+/// The row of the link `code` (codes are letters, digits, `-` and `_`: nothing to escape).
+fn row(code: &str) -> String {
+    format!("tr[data-code=\"{code}\"]")
+}
+
+/// A control of the link `code`'s row, by its `data-action`.
+fn row_action(code: &str, action: &str) -> String {
+    format!("{} [data-action=\"{action}\"]", row(code))
+}
+
+/// Closes the link form without saving: the focus goes back to the button that opened it
+/// (the form, above the table, took it with it).
+fn close_form(state: LinksState) {
+    let opener = match state.form.get_untracked() {
+        Some(FormMode::Edit(link)) => row_action(link.code.as_str(), "edit"),
+        _ => "[data-action=\"new\"]".to_owned(),
+    };
+    state.form.set(None);
+    focus_when_drawn(opener);
+}
+
+/// Moves the focus to `target` (else to the heading) once the page is drawn.
+fn focus_when_drawn(target: String) {
+    request_animation_frame(move || {
+        let found = document()
+            .query_selector(&target)
+            .ok()
+            .flatten()
+            .or_else(|| document().query_selector(HEADING).ok().flatten());
+        if let Some(element) = found {
+            let element: web_sys::HtmlElement = wasm_bindgen::JsCast::unchecked_into(element);
+            let _ = element.focus();
+        }
+    });
+}
+
 /// A sort's name in the Sort menu.
 fn sort_label(sort: LinkSort) -> impl IntoView {
     let i18n = use_i18n();
@@ -289,6 +360,9 @@ fn SortHeader(
 fn LinkTable(page: LinkPage) -> impl IntoView {
     let i18n = use_i18n();
     let state = expect_context::<LinksState>();
+    if let Some(target) = state.refocus.try_update_value(Option::take).flatten() {
+        focus_when_drawn(target);
+    }
     if page.links.is_empty() {
         let first_page = state.cursors.with_untracked(Vec::is_empty);
         return if !first_page {
@@ -387,6 +461,7 @@ fn LinkRow(link: Link) -> impl IntoView {
             toggling.set(true);
             leptos::task::spawn_local(async move {
                 let done = api::set_disabled(&session, &code, !now_disabled).await;
+                let switch = row_action(&code, "toggle");
                 toggling.set(false);
                 let text = match done {
                     Ok(()) if now_disabled => t_string!(i18n, links.enabled_done, code),
@@ -394,7 +469,7 @@ fn LinkRow(link: Link) -> impl IntoView {
                     Err(err) => err.message,
                 };
                 flash(state.notice, text);
-                state.changed();
+                state.changed_then_focus(switch);
             });
         }
     };
@@ -448,13 +523,13 @@ fn LinkRow(link: Link) -> impl IntoView {
                 <button class="secondary" on:click=move |_| state.qr.set(Some(for_qr.clone()))
                     aria-label=qr_label>{t!(i18n, links.qr)}</button>
                 {auth.permits(Permission::WriteLinks).then(|| view! {
-                    <button class="secondary" role="switch" aria-checked=(!link.disabled).to_string()
+                    <button class="secondary" data-action="toggle" role="switch" aria-checked=(!link.disabled).to_string()
                         aria-label=enabled_label disabled=move || toggling.get() on:click=toggle>
                         {if link.disabled { t!(i18n, links.enable).into_any() } else { t!(i18n, links.disable).into_any() }}
                     </button>
-                    <button class="secondary" on:click=move |_| state.form.set(Some(FormMode::Edit(Box::new(for_edit.clone()))))
+                    <button class="secondary" data-action="edit" on:click=move |_| state.form.set(Some(FormMode::Edit(Box::new(for_edit.clone()))))
                         aria-label=edit_label>{t!(i18n, links.edit)}</button>
-                    <button class="danger" on:click=move |_| state.deleting.set(Some(for_delete.clone()))
+                    <button class="danger" data-action="delete" on:click=move |_| state.deleting.set(Some(for_delete.clone()))
                         aria-label=delete_label>{t!(i18n, links.delete)}</button>
                 })}
             </td>

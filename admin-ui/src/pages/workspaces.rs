@@ -101,20 +101,28 @@ pub fn NoWorkspace() -> impl IntoView {
 pub fn Settings() -> impl IntoView {
     let i18n = use_i18n();
     let auth = expect_context::<Auth>();
-    let current = move || {
+    // Drawn again for another workspace, not for a new name: a rename keeps its form, with
+    // its message and the focus.
+    let current = Memo::new(move |_| {
         auth.0
-            .with(|s| s.as_ref().and_then(|s| s.workspace.clone()))
+            .with(|s| s.as_ref().and_then(|s| s.workspace.as_ref().map(|w| w.id)))
+    });
+    let name = move || {
+        auth.0.with_untracked(|s| {
+            s.as_ref()
+                .and_then(|s| s.workspace.as_ref().map(|w| w.name.clone()))
+        })
     };
     view! {
         <section class="page" aria-labelledby="settings-title">
             <div class="page-head">
                 <h1 id="settings-title">{t!(i18n, workspaces.settings_title)}</h1>
             </div>
-            {move || current().map(|workspace| view! {
-                <NameForm current=Some(workspace.name)/>
+            {move || current.get().map(|_| view! {
+                <NameForm current=name()/>
             })}
             <NameForm current=None/>
-            {move || current().is_some().then(|| view! { <Leave/> })}
+            {move || current.get().is_some().then(|| view! { <Leave/> })}
         </section>
     }
 }
