@@ -375,7 +375,22 @@ fn postgres_user() -> Result<(u32, u32), Error> {
         .ok_or(Error::NoPostgresUser)
 }
 
-fn free_port() -> Result<u16, Error> {
+/// A free loopback port for a process started next (a cluster, an origin), found below Linux's
+/// default ephemeral range (32768–60999). A port of that range, found free and released, may
+/// be taken before the process binds it by any outgoing connection of the machine (as its
+/// source port) or any `bind(0)`; one below it only by an explicit bind.
+pub fn free_port() -> Result<u16, Error> {
+    for _ in 0..100 {
+        let mut bytes = [0u8; 2];
+        getrandom::fill(&mut bytes).map_err(|err| Error::Io {
+            what: "finding a free port".to_owned(),
+            source: io::Error::other(err.to_string()),
+        })?;
+        let port = 20_000 + u16::from_le_bytes(bytes) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(io_err("finding a free port".to_owned()))?;
     let port = listener

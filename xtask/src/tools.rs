@@ -182,22 +182,10 @@ pub(crate) fn wait_until_listening(
     Ok(())
 }
 
-/// A free loopback port for a process started next, found below Linux's default ephemeral
-/// range (32768–60999): between the check and the process's own bind, a port of that range
-/// may be taken by any outgoing connection or `bind(0)` of the machine, one below it only by
-/// an explicit bind.
+/// A free loopback port for a process started next ([`devpg::free_port`]: below the
+/// ephemeral range, so no connection takes it before the process binds it).
 pub(crate) fn free_port() -> anyhow::Result<u16> {
-    for _ in 0..100 {
-        let mut bytes = [0u8; 2];
-        getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-        let port = 20_000 + u16::from_le_bytes(bytes) % 12_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(devpg::free_port()?)
 }
 
 /// Bytes free to users other than root on the file system holding `path`.

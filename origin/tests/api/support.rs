@@ -317,20 +317,10 @@ pub fn hour_start(ago: time::Duration) -> time::OffsetDateTime {
         .expect("the start of an hour is a valid time")
 }
 
-/// A free loopback port for a process started next, found below Linux's default ephemeral
-/// range (32768–60999): between the check and the process's own bind, a port of that range
-/// may be taken by any connection the tests open or `bind(0)`, one below it only by an
-/// explicit bind.
+/// A free loopback port for a process started next ([`devpg::free_port`]: below the
+/// ephemeral range, so no connection takes it before the process binds it).
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let mut bytes = [0u8; 2];
-        getrandom::fill(&mut bytes).expect("randomness");
-        let port = 20_000 + u16::from_le_bytes(bytes) % 12_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port below the ephemeral range in 100 tries")
+    devpg::free_port().expect("a free port")
 }
 
 pub fn random_hex() -> String {
