@@ -3,8 +3,6 @@
 //! a change and its entry commit together or not at all. Rows are only added (a trigger
 //! refuses updates) and deleted by the retention once older than `KURZ_AUDIT_RETENTION_DAYS`.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
@@ -334,16 +332,12 @@ impl crate::State {
     }
 }
 
-/// Applies the retention at start and every hour.
+/// Applies the retention at start and every hour ([`crate::db::hourly`]).
 pub(crate) async fn forget_old_forever(db: PgPool, retention: time::Duration) {
-    loop {
-        match delete_before(&db, OffsetDateTime::now_utc() - retention).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted audit entries past the retention"),
-            Err(err) => tracing::warn!(error = %err, "cannot apply the audit log's retention"),
-        }
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
+    crate::db::hourly("the audit log's", || {
+        delete_before(&db, OffsetDateTime::now_utc() - retention)
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -29,6 +29,32 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
         .connect_lazy(&config.database_url)
 }
 
+/// Runs `chore` (a retention: it returns how many rows or partitions it deleted) at start and
+/// every hour, for as long as the task lives. A run that failed (the database busy or away) is
+/// tried again a minute later, not an hour: a start that met a busy pool would otherwise skip
+/// its first run.
+pub(crate) async fn hourly<F, Fut>(what: &'static str, mut chore: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, sqlx::Error>>,
+{
+    loop {
+        let next = match chore().await {
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::info!(deleted, what, "applied a retention");
+                }
+                Duration::from_secs(3600)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, what, "cannot apply a retention: tried again in a minute");
+                Duration::from_secs(60)
+            }
+        };
+        tokio::time::sleep(next).await;
+    }
+}
+
 /// Whether this process has applied (or found applied) every migration it embeds.
 #[derive(Debug, Clone, Default)]
 pub struct Migrated(Arc<MigratedInner>);

@@ -660,18 +660,12 @@ async fn delete_resolved_before(
 }
 
 /// Resolved reports are kept as long as the audit log (`KURZ_AUDIT_RETENTION_DAYS`), then
-/// deleted, at start and hourly: without it the table would only grow.
+/// deleted, at start and hourly ([`crate::db::hourly`]): without it the table would only grow.
 pub(crate) async fn forget_resolved_forever(db: sqlx::PgPool, retention: time::Duration) {
-    loop {
-        match delete_resolved_before(&db, OffsetDateTime::now_utc() - retention).await {
-            Ok(0) => {}
-            Ok(deleted) => {
-                tracing::info!(deleted, "deleted resolved abuse reports past the retention");
-            }
-            Err(err) => tracing::warn!(error = %err, "cannot apply the abuse reports' retention"),
-        }
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
+    crate::db::hourly("the resolved abuse reports'", || {
+        delete_resolved_before(&db, OffsetDateTime::now_utc() - retention)
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 //! row-by-row delete, and never the rollups. Also forgets the visitor keys of days whose
 //! clicks no longer count as new visitors (see `rollup::VISITOR_DAYS`).
 
-use std::time::Duration;
-
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -70,18 +68,16 @@ fn parse_partition(name: &str) -> Option<(i32, u8)> {
     (year.len() == 4 && (1..=12).contains(&month)).then_some((year.parse().ok()?, month))
 }
 
-/// Runs [`drop_expired`] at start and every hour.
+/// Runs [`drop_expired`] at start and every hour ([`crate::db::hourly`]).
 pub(crate) async fn run_forever(state: crate::State) {
-    loop {
-        match state.drop_expired_clicks(OffsetDateTime::now_utc()).await {
-            Ok(dropped) if !dropped.is_empty() => {
-                tracing::info!(?dropped, "dropped raw clicks past the retention");
-            }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "cannot apply the click retention"),
+    crate::db::hourly("the raw clicks'", || async {
+        let dropped = state.drop_expired_clicks(OffsetDateTime::now_utc()).await?;
+        if !dropped.is_empty() {
+            tracing::info!(?dropped, "dropped raw clicks past the retention");
         }
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
+        Ok(dropped.len() as u64)
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -198,26 +198,18 @@ pub(crate) async fn remember<T: Serialize>(
     Ok(())
 }
 
-/// Deletes answers older than [`KEEP`], hourly. Creates (a bulk create is one) are
-/// rate-limited, so the table holds at most a day of a deployment's creates with keys.
+/// Deletes answers older than [`KEEP`], at start and hourly ([`crate::db::hourly`]). Creates
+/// (a bulk create is one) are rate-limited, so the table holds at most a day of a
+/// deployment's creates with keys.
 pub(crate) async fn forget_old_forever(db: PgPool) {
-    loop {
+    crate::db::hourly("the idempotency keys'", || async {
         let deleted = sqlx::query(
             "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
         )
         .bind(KEEP.as_secs_f64())
         .execute(&db)
-        .await;
-        match deleted {
-            Ok(done) if done.rows_affected() > 0 => {
-                tracing::info!(
-                    deleted = done.rows_affected(),
-                    "forgot old idempotency keys"
-                );
-            }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, "cannot forget old idempotency keys"),
-        }
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
+        .await?;
+        Ok(deleted.rows_affected())
+    })
+    .await;
 }

@@ -722,18 +722,12 @@ impl crate::State {
     }
 }
 
-/// Applies the retention every hour.
+/// Applies the retention at start and every hour ([`crate::db::hourly`]).
 pub(crate) async fn forget_old_forever(db: PgPool) {
-    loop {
-        match delete_old(&db, OffsetDateTime::now_utc()).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted webhook deliveries past the retention"),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot apply the webhook deliveries' retention");
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
+    crate::db::hourly("the webhook deliveries'", || {
+        delete_old(&db, OffsetDateTime::now_utc())
+    })
+    .await;
 }
 
 #[cfg(test)]
