@@ -143,19 +143,25 @@ async fn a_first_start_file_that_cannot_be_written_keeps_the_origin_unready() {
 
     let unwritable = dir.path().join("no such folder/first-start.txt");
     let origin = start(&database_url, port, &unwritable, &log_path);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let ready = client
-        .get(format!("{base}/ready"))
-        .send()
-        .await
-        .expect("the origin answers");
+    // Once the log says why (the start is slow on a loaded machine), the origin answers, and
+    // is not ready.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let ready = client.get(format!("{base}/ready")).send().await;
+        if let Ok(ready) = ready
+            && log.contains("cannot write KURZ_FIRST_START_FILE")
+        {
+            break ready;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log never said why, or the origin never answered:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     stop(origin);
     assert_eq!(ready.status(), 503);
-    let log = std::fs::read_to_string(&log_path).expect("the log");
-    assert!(
-        log.contains("cannot write KURZ_FIRST_START_FILE"),
-        "the log says why:\n{log}"
-    );
     // Nothing was made that nobody could read: the next start with a good file makes both.
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
         .fetch_one(&sqlx::PgPool::connect(&database_url).await.expect("connect"))

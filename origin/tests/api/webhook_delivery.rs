@@ -159,10 +159,15 @@ where
     }
 }
 
-/// An app whose webhooks time out after 300 ms; `allow_private` as given.
+/// An app whose webhooks time out after 10 s (an attempt that must succeed does, on a loaded
+/// machine too); `allow_private` as given.
 async fn app(allow_private: bool, max_pending_clicks: u32) -> TestApp {
+    app_timing_out(allow_private, max_pending_clicks, 10_000).await
+}
+
+async fn app_timing_out(allow_private: bool, max_pending_clicks: u32, timeout_ms: u64) -> TestApp {
     let mut config = config(&new_database().await);
-    config.webhooks.timeout_ms = 300;
+    config.webhooks.timeout_ms = timeout_ms;
     config.webhooks.allow_private = allow_private;
     config.webhooks.max_pending_clicks = max_pending_clicks;
     app_with(&config).await
@@ -421,7 +426,8 @@ async fn a_failing_receiver_that_recovers_loses_nothing_and_gets_the_same_ids_in
 
 #[tokio::test]
 async fn a_timeout_is_a_failed_attempt() {
-    let app = app(true, 100_000).await;
+    // Far shorter than the receiver's hang (60 s), far longer than any stall of the machine.
+    let app = app_timing_out(true, 100_000, 2_000).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Hang);
     let secret = new_secret();
