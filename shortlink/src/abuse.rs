@@ -79,6 +79,11 @@ impl BlockRule {
             .iter()
             .find_map(|scheme| lower.strip_prefix(scheme))
             .unwrap_or(&lower);
+        // The path with its unreserved characters decoded, as destinations are matched, before
+        // any check: every check sees the form that is stored (and read again).
+        let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let decoded = format!("{}{}", &rest[..split], decode_unreserved(&rest[split..]));
+        let rest = decoded.as_str();
         if rest.is_empty() {
             return Err(Error::Empty { what: "rule" });
         }
@@ -93,6 +98,11 @@ impl BlockRule {
         // user names (they are refused), so a rule with one could only mislead.
         if host.contains('@') {
             return Err(refuse("a rule must not contain a user name ('@')"));
+        }
+        // The URL parser decodes a host's `%2a` into a `*` it then keeps: a name is typed as
+        // itself (Unicode is fine), never percent-encoded.
+        if host.contains('%') {
+            return Err(refuse("a rule's host must not be percent-encoded ('%')"));
         }
         let rule = if path.is_empty() && !host.contains('*') {
             // A port is dropped: a domain is blocked on every port.
@@ -225,9 +235,27 @@ fn host_key(host: &str) -> Result<(String, Option<u16>), Error> {
             what: "rule's host",
         });
     }
-    let url = url::Url::parse(&format!("http://{host}/"))
-        .map_err(|err| refuse(format!("{host:?} is not a host name: {err}")))?;
-    let name = crate::HostKey::new(url.host_str().unwrap_or_default());
+    let parse = |host: &str| {
+        url::Url::parse(&format!("http://{host}/"))
+            .map_err(|err| refuse(format!("{host:?} is not a host name: {err}")))
+    };
+    let url = parse(host)?;
+    let mut name = crate::HostKey::new(url.host_str().unwrap_or_default());
+    // Without its trailing dots a name may read otherwise (`0..` is `0`, which is 0.0.0.0):
+    // read again until it stays, as the stored rule will be.
+    for _ in 0..3 {
+        // `.` is a host to the URL parser, and nothing once its trailing dot is gone.
+        if name.as_str().is_empty() {
+            return Err(Error::Empty {
+                what: "rule's host",
+            });
+        }
+        let again = crate::HostKey::new(parse(name.as_str())?.host_str().unwrap_or_default());
+        if again == name {
+            break;
+        }
+        name = again;
+    }
     Ok((name.as_str().to_owned(), url.port()))
 }
 
@@ -304,21 +332,29 @@ fn pattern_path(path: &str) -> String {
             }
         }
     }
-    // To a fixed point, as stored rules are read again: `%%37%30` decodes to `%70`. Each
-    // round that changes anything shortens the text.
-    let mut decoded = decode_unreserved(&text);
-    while decoded != text {
-        text = decoded;
-        decoded = decode_unreserved(&text);
-    }
     text
 }
 
-/// `text` with each percent-encoded unreserved character (`A-Z a-z 0-9 - . _ ~`) decoded:
-/// RFC 3986 (6.2.2.2) makes `/%70hish` and `/phish` the same resource, and servers answer
-/// them alike, so a pattern and a destination are compared in this form. Any other `%XX`
-/// (a reserved character, a byte of UTF-8) means something else decoded and is kept.
+/// `text` with each percent-encoded unreserved character (`A-Z a-z 0-9 - . _ ~`) decoded, in
+/// lower case: RFC 3986 (6.2.2.2) makes `/%70hish` and `/phish` the same resource, and
+/// servers answer them alike, so a pattern and a destination are compared in this form. Any
+/// other `%XX` (a reserved character, a byte of UTF-8) means something else decoded and is
+/// kept. Decoded again until nothing changes (`%%37%30` is `%70`, then `p`), on both sides:
+/// a server decodes once, but a blocklist had rather block a contrived spelling too than
+/// have a rule and a destination disagree.
 fn decode_unreserved(text: &str) -> String {
+    let mut text = text.to_owned();
+    loop {
+        // Each round that changes anything shortens the text.
+        let once = decode_once(&text);
+        if once == text {
+            return text.to_lowercase();
+        }
+        text = once;
+    }
+}
+
+fn decode_once(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut decoded = String::with_capacity(text.len());
     let mut i = 0;
@@ -638,6 +674,10 @@ mod tests {
                 "example.com/%2f%25*",
                 BlockRule::Pattern("example.com/%2f%25*".into()),
             ),
+            (
+                "example.com/%41dmin/%4A*",
+                BlockRule::Pattern("example.com/admin/j*".into()),
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(rule(input), expected, "{input}");
@@ -675,9 +715,26 @@ mod tests {
             "*.com",
             "*.*.com/",
             "https://*.COM:443/**",
+            // Refused as what they decode to (and are stored as): only `*`, `/` and `.`.
+            "*/%2e%2e/*",
+            "*/%2E",
+            "*.*/%2e*",
+            ".%2a",
+            "evil%2eexample",
         ];
         for input in cases {
             assert!(BlockRule::parse(input).is_err(), "{input:?} was accepted");
+        }
+    }
+
+    proptest::proptest! {
+        /// Stored rules are parsed again on every check: whatever is accepted is accepted
+        /// again, as itself.
+        #[test]
+        fn an_accepted_rule_is_a_fixed_point(input in "(https?://)?[a-zA-Z*.%0-9ü:\\[\\]-]{0,12}(:[0-9]{1,4})?([/?#][a-zA-Z0-9*%./?#~_ü-]{0,16})?") {
+            if let Ok(rule) = BlockRule::parse(&input) {
+                proptest::prop_assert_eq!(BlockRule::parse(rule.as_str()), Ok(rule), "{}", input);
+            }
         }
     }
 

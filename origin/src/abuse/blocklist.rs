@@ -396,15 +396,18 @@ async fn rules_for<'a>(
     .bind(&domains)
     .fetch_all(db)
     .await?;
-    texts.iter().map(|text| stored_rule(text)).collect()
+    // A stored rule that a later release no longer reads is logged and left out: failing
+    // the check would refuse every create and edit until someone deletes the rule.
+    Ok(texts.iter().filter_map(|text| stored_rule(text)).collect())
 }
 
-fn stored_rule(text: &str) -> Result<BlockRule, Error> {
-    BlockRule::parse(text).map_err(|err| {
-        Error::Internal(anyhow::anyhow!(
-            "invalid rule {text:?} stored in abuse_blocklist: {err}"
-        ))
-    })
+/// A stored rule, read again; `None` (logged) if this release cannot read it.
+fn stored_rule(text: &str) -> Option<BlockRule> {
+    BlockRule::parse(text)
+        .inspect_err(|err| {
+            tracing::error!(rule = text, error = %err, "a rule stored in abuse_blocklist cannot be read: it is not applied; delete it and add it again");
+        })
+        .ok()
 }
 
 /// A live link that a rule's sweep looks at.
@@ -476,7 +479,15 @@ pub(crate) async fn sweep(state: &crate::State, id: i64) -> Result<(), Error> {
         let Some((text, swept_to, false)) = row else {
             return Ok(());
         };
-        let rule = stored_rule(&text)?;
+        let Some(rule) = stored_rule(&text) else {
+            // Nothing to sweep by: marked done, not retried forever.
+            sqlx::query("UPDATE abuse_blocklist SET sweep_done = true WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(());
+        };
         let last_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM links")
             .fetch_one(&mut *tx)
             .await?;

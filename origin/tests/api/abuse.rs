@@ -329,6 +329,50 @@ async fn a_pattern_sweeps_links_that_spell_its_path_percent_encoded() {
     }
 }
 
+/// A rule stored by an older release that this one no longer reads (here: one that decodes
+/// to nothing but `*`, `/` and `.`) is left out, not a 500 on every create and edit.
+#[tokio::test]
+async fn a_stored_rule_this_release_cannot_read_blocks_nothing_else() {
+    let app = support::spawn_app().await;
+    block(&app, "evil.example").await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO abuse_blocklist (rule, kind, reason, created_by)
+         VALUES ('*/%2e%2e/*', 'pattern', 'old', 'tests') RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("rule");
+    let created = app
+        .api(
+            Method::POST,
+            "/api/v1/links",
+            Some(json!({"destination": "https://example.com/a/../b"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let refused = app
+        .api(
+            Method::POST,
+            "/api/v1/links",
+            Some(json!({"destination": "https://evil.example/"})),
+        )
+        .await;
+    assert_eq!(
+        refused.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(),
+        Some("destination")
+    );
+    // And it is still listed, for an admin to delete.
+    let list = app.api(Method::GET, BLOCKLIST, None).await.json();
+    assert!(
+        list["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|entry| entry["id"] == id),
+        "{list}"
+    );
+}
+
 /// Begins what `add` does while it holds the blocklist's lock: the lock, taken exclusively,
 /// and the rule's row, not yet committed.
 async fn adding(app: &TestApp, rule: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
