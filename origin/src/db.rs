@@ -31,24 +31,30 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 
 /// Runs `chore` (a retention: it returns how many rows or partitions it deleted) at start and
 /// every hour, for as long as the task lives. A run that failed (the database busy or away) is
-/// tried again a minute later, not an hour: a start that met a busy pool would otherwise skip
-/// its first run.
+/// tried again a minute later, then after twice as long each time up to the hour: a start
+/// that met a busy pool would otherwise skip its first run, and a lasting failure (a missing
+/// grant) is not logged every minute.
 pub(crate) async fn hourly<F, Fut>(what: &'static str, mut chore: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<u64, sqlx::Error>>,
 {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let mut retry = Duration::from_secs(60);
     loop {
         let next = match chore().await {
             Ok(deleted) => {
                 if deleted > 0 {
                     tracing::info!(deleted, what, "applied a retention");
                 }
-                Duration::from_secs(3600)
+                retry = Duration::from_secs(60);
+                HOUR
             }
             Err(err) => {
-                tracing::warn!(error = %err, what, "cannot apply a retention: tried again in a minute");
-                Duration::from_secs(60)
+                tracing::warn!(error = %err, what, ?retry, "cannot apply a retention: tried again later");
+                let now = retry;
+                retry = (retry * 2).min(HOUR);
+                now
             }
         };
         tokio::time::sleep(next).await;

@@ -554,7 +554,7 @@ async fn a_serving_origin_sums_the_days_that_are_over() {
     app.state.store_clicks(&events).await.expect("store");
     app.state.count_clicks().await.expect("count");
     let background = app.state.spawn_background();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let progress: Vec<(time::Date, time::Date)> =
             sqlx::query_as("SELECT open_from, summed_before FROM daily_breakdown_progress")
@@ -1007,7 +1007,7 @@ async fn the_origins_own_redirects_are_counted() {
         app.visit(Method::HEAD, "/counted").await.status,
         StatusCode::FOUND
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let body = stats(&app, "/api/v1/links/counted/stats").await;
         if body["totals"]["qr_scans"] == 1 && body["totals"]["bots"] == 1 {

@@ -1443,8 +1443,9 @@ async fn a_change_of_members_does_not_hold_up_new_links() {
     );
     let create = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // A hold-up would last as long as the lock: 30 s only tells it from a slow machine.
         let created = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(30),
             app.call(
                 &writer,
                 Method::POST,
