@@ -197,7 +197,8 @@ const scenarios = {
       else if (answer.status === 0) unknown.push(code);
       else refused.push({ code, status: answer.status });
     });
-    await sleep(2_500);
+    // Killed once the writers are well under way (however slow the machine is today).
+    await eventually('the writers get going', async () => acknowledged.length > 150 && refused.length > 10, 60_000);
     await origin.stop('SIGKILL');
     killed = true;
     await writers;

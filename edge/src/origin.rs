@@ -15,8 +15,17 @@ use worker::{AbortController, Delay, Env, Fetch, Headers, Request, Response, Res
 
 use crate::{edge_secret, signed_headers};
 
-/// How long a visitor waits for the origin on a KV miss before getting a 503.
+/// How long a visitor waits for the origin on a KV miss before getting a 503, unless
+/// `RESOLVE_TIMEOUT_MS` says otherwise (100 to 30,000).
 const RESOLVE_TIMEOUT: Duration = Duration::from_millis(2_000);
+
+fn resolve_timeout(env: &Env) -> Duration {
+    env.var("RESOLVE_TIMEOUT_MS")
+        .ok()
+        .and_then(|value| value.to_string().parse::<u64>().ok())
+        .filter(|ms| (100..=30_000).contains(ms))
+        .map_or(RESOLVE_TIMEOUT, Duration::from_millis)
+}
 /// How long the queue consumer waits for ingest.
 const INGEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a visitor of the report form waits for the origin.
@@ -47,7 +56,7 @@ fn origin_url(env: &Env) -> Result<String> {
 pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Option<(LinkRecord, String)>> {
     let path = format!("{RESOLVE_PATH_PREFIX}{code}");
     let headers = signed_headers(&edge_secret(env)?, "GET", &path, b"")?;
-    let mut response = send(env, "GET", &path, headers, None, RESOLVE_TIMEOUT).await?;
+    let mut response = send(env, "GET", &path, headers, None, resolve_timeout(env)).await?;
     match response.status_code() {
         200 => {
             let json = response.text().await?;

@@ -24,6 +24,9 @@ function originRequests(path) {
 }
 
 const sign = (...request) => signWith(system.secret, ...request);
+/** How long a change may take to show at the edge here: a tenth of a second as a rule (the
+ * benchmarks measure it), seconds on a loaded machine. */
+const PROPAGATED_WITHIN = 10_000;
 
 before(async () => {
   system = await startSystem({
@@ -43,7 +46,7 @@ test('a link created, edited and deleted through the API is followed at the edge
   await eventually('the edge redirects to the new link', async () => {
     const response = await visit('edge-life');
     return response.status === 302 && response.headers.get('location') === 'https://example.com/one' || response.status;
-  }, 2_000);
+  }, PROPAGATED_WITHIN);
   const response = await visit('edge-life');
   assert.equal(response.headers.get('cache-control'), 'private, no-store');
 
@@ -54,11 +57,11 @@ test('a link created, edited and deleted through the API is followed at the edge
     const answer = await visit('edge-life');
     return answer.status === 301 && answer.headers.get('location') === 'https://example.com/two'
       || `${answer.status} ${answer.headers.get('location')}`;
-  }, 2_000);
+  }, PROPAGATED_WITHIN);
   console.log(`edit visible at the edge after ${Date.now() - editedAt} ms`);
 
   assert.equal((await api('DELETE', '/links/edge-life')).status, 204);
-  await eventually('the edge forgets the deleted link', async () => (await visit('edge-life')).status === 404, 2_000);
+  await eventually('the edge forgets the deleted link', async () => (await visit('edge-life')).status === 404, PROPAGATED_WITHIN);
   const page = await visit('edge-life');
   assert.match(page.headers.get('content-type'), /text\/html/);
   assert.match(await page.text(), /Link not found/);
@@ -73,7 +76,7 @@ test('a KV miss asks the origin once, then KV answers', async () => {
   assert.equal(first.status, 302);
   assert.equal(first.headers.get('location'), 'https://example.com/db');
   assert.equal(originRequests(resolve), 1);
-  await eventually('the record is cached in KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:only-in-db'))) !== null, 2_000);
+  await eventually('the record is cached in KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:only-in-db'))) !== null, PROPAGATED_WITHIN);
   for (let i = 0; i < 3; i += 1) {
     const again = await visit('only-in-db');
     assert.equal(again.status, 302);
@@ -86,8 +89,10 @@ test('a KV miss asks the origin once, then KV answers', async () => {
   const record = JSON.parse(await kv.get('link:only-in-db'));
   await kv.put('link:only-in-db', JSON.stringify({ ...record, destination: 'https://example.com/db-2' }));
   const writtenAt = Date.now();
+  // The memo's second, with room for a loaded machine (not the propagation's budget: a memo
+  // kept for many seconds must fail this).
   await eventually('the edge serves the record written to KV', async () =>
-    (await visit('only-in-db')).headers.get('location') === 'https://example.com/db-2', 2_000);
+    (await visit('only-in-db')).headers.get('location') === 'https://example.com/db-2', 3_000);
   console.log(`KV write served after ${Date.now() - writtenAt} ms`);
   assert.equal(originRequests(resolve), 1, 'visits after the memo expired were served from KV');
 
@@ -100,7 +105,7 @@ test('a KV miss asks the origin once, then KV answers', async () => {
     assert.equal((await visit('never-made')).status, 404);
     return originRequests(unknown) === 2 || originRequests(unknown);
   }, 3_000);
-  await eventually('the miss is cached in KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:never-made'))) !== null, 2_000);
+  await eventually('the miss is cached in KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:never-made'))) !== null, PROPAGATED_WITHIN);
   await new Promise((resolve) => setTimeout(resolve, 1_100));
   assert.equal((await visit('never-made')).status, 404);
   assert.equal(originRequests(unknown), 2, 'KV answers for the unknown code now');
@@ -177,7 +182,7 @@ test('forged, stale and replayed sync and ingest requests are refused', async ()
 test('with the origin down, KV links keep redirecting, others fail fast, and no click is lost', async () => {
   const created = await api('POST', '/links', { destination: 'https://example.com/always', code: 'outage' });
   assert.equal(created.status, 201);
-  await eventually('synced to KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:outage'))) !== null, 2_000);
+  await eventually('synced to KV', async () => (await mf.getKVNamespace('LINKS').then((kv) => kv.get('link:outage'))) !== null, PROPAGATED_WITHIN);
   const linkId = created.body.id;
 
   await origin.stop();
@@ -219,9 +224,13 @@ test('with the origin down, KV links keep redirecting, others fail fast, and no 
   const [source, code, referrer] = psql(databaseUrl, `SELECT DISTINCT source, code, referrer FROM clicks WHERE link_id = ${linkId}`).split('|');
   assert.deepEqual([source, code, referrer], ['edge', 'outage', 'https://news.example/item']);
 
-  // And they are in the analytics: 143 QR scans, the rest clicks, all from news.example.
-  const stats = await api('GET', '/links/outage/stats?interval=hour');
-  assert.equal(stats.status, 200, JSON.stringify(stats.body));
+  // And they are in the analytics (once the background counting reached them): 143 QR scans,
+  // the rest clicks, all from news.example.
+  let stats;
+  await eventually('the clicks are counted', async () => {
+    stats = await api('GET', '/links/outage/stats?interval=hour');
+    return (stats.status === 200 && stats.body.totals.clicks + stats.body.totals.qr_scans >= 1_000) || JSON.stringify(stats.body);
+  }, 30_000);
   assert.equal(stats.body.totals.clicks, 857);
   assert.equal(stats.body.totals.qr_scans, 143);
   assert.deepEqual(stats.body.top.referrer, [{ value: 'news.example', count: 1_000 }]);

@@ -29,13 +29,22 @@ export function psql(url, sql) {
 }
 
 export async function freePort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  await once(server, 'close');
-  return port;
+  // Below Linux's ephemeral range (32768–60999): between this check and the process's own
+  // bind, a port of that range may be taken by any outgoing connection or bind to port 0.
+  for (let i = 0; i < 100; i++) {
+    const port = 20_000 + crypto.randomInt(12_000);
+    const server = net.createServer();
+    const bound = await new Promise((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (bound) {
+      server.close();
+      await once(server, 'close');
+      return port;
+    }
+  }
+  throw new Error('no free port below the ephemeral range in 100 tries');
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -78,7 +87,7 @@ export class Origin {
       this.stdout += chunk;
       this.noteBoundPort(this.stdout);
     });
-    await this.untilReady(30_000, () => this.stdout);
+    await this.untilReady(60_000, () => this.stdout);
   }
 
   /**

@@ -15,6 +15,8 @@ let kv;
 before(async () => {
   system = await startSystem({
     queueConsumers: { 'kurz-clicks': { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 3 } },
+    // Some tests hold the origin's answer while they act: the worker must not give up first.
+    bindings: { RESOLVE_TIMEOUT_MS: '30000' },
   });
   kv = await system.mf.getKVNamespace('LINKS');
 });
