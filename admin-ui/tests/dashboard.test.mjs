@@ -51,16 +51,25 @@ function required(name) {
 }
 
 async function freePort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  await once(server, 'close');
-  return port;
+  // Below Linux's ephemeral range (32768–60999): between this check and the process's own
+  // bind, a port of that range may be taken by any outgoing connection or bind to port 0.
+  for (let i = 0; i < 100; i++) {
+    const port = 20_000 + crypto.randomInt(12_000);
+    const server = net.createServer();
+    const bound = await new Promise((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (bound) {
+      server.close();
+      await once(server, 'close');
+      return port;
+    }
+  }
+  throw new Error('no free port below the ephemeral range in 100 tries');
 }
 
-async function eventually(what, check, timeoutMs = 10_000) {
+async function eventually(what, check, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   let last;
   while (Date.now() < deadline) {
@@ -242,12 +251,13 @@ before(async () => {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   await eventually('origin ready', async () => {
+    if (originProcess.exitCode !== null) throw new Error(`the origin exited (${originProcess.exitCode}): see its log above`);
     try {
       return (await fetch(`${originUrl}/ready`)).status === 200;
     } catch {
       return false;
     }
-  }, 30_000);
+  }, 60_000);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -257,7 +267,7 @@ before(async () => {
   });
   context = await browser.newContext({ viewport: DESKTOP, colorScheme: 'light', locale: 'en-GB', timezoneId: 'Europe/Berlin' });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: originUrl });
-  context.setDefaultTimeout(15_000);
+  context.setDefaultTimeout(30_000);
   page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err));
   page.on('console', (msg) => { if (msg.type() === 'error') console.error('console error:', msg.text()); });
@@ -890,7 +900,7 @@ function nav(target, name) {
 
 async function newPage() {
   const ctx = await browser.newContext({ viewport: DESKTOP, colorScheme: 'light', locale: 'en-GB', timezoneId: 'Europe/Berlin' });
-  ctx.setDefaultTimeout(15_000);
+  ctx.setDefaultTimeout(30_000);
   const opened = await ctx.newPage();
   opened.on('pageerror', (err) => console.error('page error:', err));
   return opened;
@@ -1616,7 +1626,7 @@ async function pageIn(lang, state) {
     timezoneId: lang === 'ko' ? 'Asia/Seoul' : 'Europe/Berlin',
     storageState: state,
   });
-  ctx.setDefaultTimeout(15_000);
+  ctx.setDefaultTimeout(30_000);
   await ctx.addCookies([{ name: LANGUAGE_COOKIE, value: lang, url: originUrl }]);
   const opened = await ctx.newPage();
   opened.on('pageerror', (err) => console.error(`page error (${lang}):`, err));

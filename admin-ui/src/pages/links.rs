@@ -60,6 +60,8 @@ impl LinksState {
 
     /// Back to the first page, then `change` (a new search, filter or order).
     fn restart(self, change: impl FnOnce()) {
+        // A target left by an action whose reload drew nothing new is not for this redraw.
+        self.refocus.set_value(None);
         self.cursors.set(Vec::new());
         change();
     }
@@ -290,9 +292,16 @@ fn close_form(state: LinksState) {
     focus_when_drawn(opener);
 }
 
-/// Moves the focus to `target` (else to the heading) once the page is drawn.
+/// Moves the focus to `target` (else to the heading) once the page is drawn, if it was lost
+/// (the element that had it is gone): never away from where a person has put it meanwhile.
 fn focus_when_drawn(target: String) {
     request_animation_frame(move || {
+        let lost = document()
+            .active_element()
+            .is_none_or(|active| Some(active) == document().body().map(Into::into));
+        if !lost {
+            return;
+        }
         let found = document()
             .query_selector(&target)
             .ok()
