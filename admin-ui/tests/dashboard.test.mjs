@@ -352,8 +352,8 @@ test('creating a link shows the validation error next to the field, then creates
 
   await page.getByLabel('Destination URL').fill('https://example.com/launch');
   await page.getByRole('button', { name: 'Create link' }).click();
-  await row('launch').waitFor();
-  await page.getByRole('status').filter({ hasText: 'Created' }).waitFor();
+  // Both at once: the message lives 4 s, which waiting for the row first could use up.
+  await Promise.all([row('launch').waitFor(), page.getByRole('status').filter({ hasText: 'Created' }).waitFor()]);
 
   // A slug that is taken is an error on the slug field.
   await page.getByRole('button', { name: 'New link' }).click();
