@@ -176,7 +176,7 @@ async fn a_failed_create_leaves_its_key_free_for_the_retry() {
 
 #[tokio::test]
 async fn parallel_creates_with_one_key_make_one_link_even_for_a_custom_code() {
-    let app = spawn_app().await;
+    let app = crate::support::spawn_app_for_a_burst().await;
     let key = own_key(&app);
     let body = json!({"destination": "https://example.com/p", "code": "parallel"});
     let answers = futures_util::future::join_all((0..12).map(|_| {

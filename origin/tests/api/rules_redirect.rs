@@ -505,7 +505,7 @@ async fn a_visit_takes_a_click_as_its_stored_click_is_classified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_click_limit_lets_exactly_its_clicks_through_however_many_come_at_once() {
-    let app = spawn_app().await;
+    let app = crate::support::spawn_app_for_a_burst().await;
     let link = app
         .create(json!({"destination": "https://example.com/ten", "code": "ten", "max_clicks": 10}))
         .await;

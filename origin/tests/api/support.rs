@@ -88,6 +88,14 @@ pub async fn spawn_app() -> TestApp {
     app_on(&database_url).await
 }
 
+/// An app for a test's burst of parallel requests: a connection for each (up to 60), so that
+/// none waits past the pool's 2 s for one while the others queue on a row lock.
+pub async fn spawn_app_for_a_burst() -> TestApp {
+    let mut config = config(&new_database().await);
+    config.database.db_max_connections = 60;
+    app_with(&config).await
+}
+
 /// An app whose `/_edge/*` routes are on, signed with [`EDGE_SECRET`] (no edge to sync to).
 pub async fn spawn_app_with_edge() -> TestApp {
     let database_url = new_database().await;

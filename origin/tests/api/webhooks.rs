@@ -468,7 +468,7 @@ async fn the_secret_is_shown_once_and_rotated() {
 
 #[tokio::test]
 async fn at_most_20_endpoints_even_in_a_burst() {
-    let app = spawn_app().await;
+    let app = crate::support::spawn_app_for_a_burst().await;
     let key = admin_key(&app);
     let burst = (0..30).map(|_| app.call(&key, Method::POST, "/api/v1/webhooks", Some(body())));
     let answers = futures_util::future::join_all(burst).await;
