@@ -106,6 +106,17 @@ fn insert_into(lexer: &mut Lexer<'_>) -> Result<Option<Columns>, FileError> {
     let names: Vec<String> = if token.is_punct(b'(') {
         let mut names = Vec::new();
         loop {
+            // Bounded like a record's values: a `)` missing would read the rest of the file
+            // as column names.
+            if names.len() == super::table::MAX_COLUMNS {
+                return Err(lexer.syntax(
+                    token.line,
+                    &format!(
+                        "a column list of more than {} names",
+                        super::table::MAX_COLUMNS
+                    ),
+                ));
+            }
             names.push(lexer.expect()?.name().to_ascii_lowercase());
             let after = lexer.expect()?;
             if after.is_punct(b')') {
@@ -577,6 +588,14 @@ mod tests {
             (
                 &format!("INSERT INTO `yourls_url` VALUES ({}1)", "1,".repeat(1_000)),
                 "runs on too long",
+            ),
+            // Millions of column names are as many strings: refused at the 1,001st.
+            (
+                &format!(
+                    "INSERT INTO `yourls_url` ({}a) VALUES",
+                    "a,".repeat(1_000_000)
+                ),
+                "a column list of more than 1000 names",
             ),
         ] {
             let err = parse(text, MAX_ROWS).expect_err(text);
