@@ -21,6 +21,8 @@ use crate::Error;
 pub const ITERATIONS: u32 = 20_000;
 /// How long a right answer lets the visitor through: the cookie's lifetime.
 pub const UNLOCK_SECS: i64 = 3600;
+/// Most unlock cookies of one link checked in a request (see [`UnlockKey::is_unlocked`]).
+pub const MAX_UNLOCK_COOKIES: usize = 4;
 /// Shortest and longest password.
 pub const MIN_LEN: usize = 4;
 pub const MAX_LEN: usize = 200;
@@ -205,7 +207,8 @@ impl UnlockKey {
         )
     }
 
-    /// Whether the request's `Cookie` header holds a valid, unexpired unlock for `link_id`.
+    /// Whether the request's `Cookie` header holds a valid, unexpired unlock for `link_id` (in
+    /// one of its first [`MAX_UNLOCK_COOKIES`] cookies of that name).
     pub fn is_unlocked(
         &self,
         link_id: i64,
@@ -221,6 +224,9 @@ impl UnlockKey {
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
             .filter(|(key, _)| *key == name)
+            // A browser sends one per domain and path it was set for; a header packed with
+            // thousands would cost an HMAC each.
+            .take(MAX_UNLOCK_COOKIES)
             .any(|(_, value)| {
                 let Some((expires, signature)) = value.split_once('.') else {
                     return false;
@@ -427,6 +433,12 @@ mod tests {
         );
         assert!(!key.is_unlocked(5, &hash, Some(&later), now));
         assert!(!key.is_unlocked(5, &hash, None, now));
+        // Behind a few forged ones it is found; behind a flood of them it is not looked for
+        // (each would be an HMAC).
+        let forged = |n: usize| vec![later.as_str(); n].join("; ");
+        let behind = |n: usize| format!("{}; {value}", forged(n));
+        assert!(key.is_unlocked(5, &hash, Some(&behind(MAX_UNLOCK_COOKIES - 1)), now));
+        assert!(!key.is_unlocked(5, &hash, Some(&behind(5_000)), now));
     }
 
     #[test]
