@@ -542,10 +542,7 @@ async fn kv_put(kv: &KvStore, key: &str, value: &str, ttl: Option<u64>) -> Resul
 struct WorkerOrigin<'a>(&'a Env);
 
 impl resolve::Origin for WorkerOrigin<'_> {
-    async fn resolve(
-        &self,
-        code: &ShortCode,
-    ) -> std::result::Result<Option<(LinkRecord, String)>, String> {
+    async fn resolve(&self, code: &ShortCode) -> std::result::Result<resolve::Resolved, String> {
         origin::resolve(self.0, code)
             .await
             .map_err(|err| err.to_string())

@@ -9,10 +9,10 @@ use futures_util::future::{Either, select};
 use serde::Serialize;
 use shortlink::ShortCode;
 use shortlink::edge::{ClickEvent, INGEST_PATH, RESOLVE_PATH_PREFIX};
-use shortlink::redirect::LinkRecord;
 use shortlink::signature;
 use worker::{AbortController, Delay, Env, Fetch, Headers, Request, Response, Result};
 
+use crate::resolve::Resolved;
 use crate::{edge_secret, signed_headers};
 
 /// How long a visitor waits for the origin on a KV miss before getting a 503, unless
@@ -51,21 +51,22 @@ fn origin_url(env: &Env) -> Result<String> {
         .to_owned())
 }
 
-/// The link record for `code` with its JSON (to store in KV as is), `None` if the origin has
-/// no such link, or an error if the origin could not answer.
-pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Option<(LinkRecord, String)>> {
+/// What the origin answered for `code`, or an error if it could not answer.
+pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Resolved> {
     let path = format!("{RESOLVE_PATH_PREFIX}{code}");
     let headers = signed_headers(&edge_secret(env)?, "GET", &path, b"")?;
     let mut response = send(env, "GET", &path, headers, None, resolve_timeout(env)).await?;
     match response.status_code() {
         200 => {
             let json = response.text().await?;
-            let record = serde_json::from_str(&json).map_err(|err| {
-                worker::Error::RustError(format!("origin sent a bad record: {err}"))
-            })?;
-            Ok(Some((record, json)))
+            Ok(match serde_json::from_str(&json) {
+                Ok(record) => Resolved::Link(record, json),
+                Err(err) => Resolved::Unreadable(format!(
+                    "origin sent a record this edge cannot read: {err}"
+                )),
+            })
         }
-        404 => Ok(None),
+        404 => Ok(Resolved::NoLink),
         status => Err(worker::Error::RustError(format!(
             "origin answered {status}"
         ))),

@@ -42,9 +42,22 @@ pub trait Kv {
 
 /// The origin's `/_edge/resolve`.
 pub trait Origin {
-    /// The code's record with its JSON (to store in KV as is), `None` if the origin has no
-    /// such link, or why it could not answer.
-    async fn resolve(&self, code: &ShortCode) -> Result<Option<(LinkRecord, String)>, Failure>;
+    /// What the origin answered for the code, or why it could not answer.
+    async fn resolve(&self, code: &ShortCode) -> Result<Resolved, Failure>;
+}
+
+/// An answer of the origin to a resolve.
+#[derive(Debug)]
+pub enum Resolved {
+    /// The code's record, with its JSON (to store in KV as is).
+    Link(LinkRecord, String),
+    /// The origin has no such link.
+    NoLink,
+    /// A record this edge cannot read: an origin deployed with a newer record format before
+    /// its edge. The origin answered, so this is no failure of the origin's for the breaker
+    /// (one such code must not shut out every other miss); the visitor gets a 503, and
+    /// nothing is remembered or written to KV.
+    Unreadable(Failure),
 }
 
 /// The visitor's budget of requests to the origin (the `ORIGIN_LIMIT` binding).
@@ -161,7 +174,7 @@ pub async fn find(
         return unavailable(retry_after_secs);
     }
     match origin.resolve(code).await {
-        Ok(Some((record, json))) => {
+        Ok(Resolved::Link(record, json)) => {
             cache.breaker.borrow_mut().succeeded();
             let entry = Entry::Link(record.clone());
             remember(&entry);
@@ -173,7 +186,7 @@ pub async fn find(
             };
             Ok((Found::Link(record), Some(fill)))
         }
-        Ok(None) => {
+        Ok(Resolved::NoLink) => {
             cache.breaker.borrow_mut().succeeded();
             let asked_before = cache.memo.borrow().held(code) == Some(&Entry::Missing);
             remember(&Entry::Missing);
@@ -184,6 +197,16 @@ pub async fn find(
                 ttl: MISSING_TTL,
             });
             Ok((Found::NoLink, fill))
+        }
+        Ok(Resolved::Unreadable(failure)) => {
+            cache.breaker.borrow_mut().succeeded();
+            Ok((
+                Found::Unavailable {
+                    retry_after_secs: 1,
+                    failure: Some(failure),
+                },
+                None,
+            ))
         }
         Err(failure) => {
             let now = now_ms();
@@ -276,24 +299,32 @@ mod tests {
         }
     }
 
-    /// The origin: a record per code, `None` for 404; `down` makes it fail.
+    /// The origin: a record per code, 404 for the others; `down` makes it fail; the codes of
+    /// `unreadable` get a record this edge cannot read.
     #[derive(Default)]
     struct FakeOrigin {
         records: HashMap<String, LinkRecord>,
+        unreadable: Vec<String>,
         asked: Cell<u32>,
         down: Cell<bool>,
     }
 
     impl Origin for FakeOrigin {
-        async fn resolve(&self, code: &ShortCode) -> Result<Option<(LinkRecord, String)>, Failure> {
+        async fn resolve(&self, code: &ShortCode) -> Result<Resolved, Failure> {
             self.asked.set(self.asked.get() + 1);
             if self.down.get() {
                 return Err("connection refused".into());
             }
-            Ok(self.records.get(code.as_str()).map(|record| {
-                let json = serde_json::to_string(record).expect("serialises");
-                (record.clone(), json)
-            }))
+            if self.unreadable.iter().any(|c| c == code.as_str()) {
+                return Ok(Resolved::Unreadable("a record from the future".into()));
+            }
+            Ok(match self.records.get(code.as_str()) {
+                Some(record) => {
+                    let json = serde_json::to_string(record).expect("serialises");
+                    Resolved::Link(record.clone(), json)
+                }
+                None => Resolved::NoLink,
+            })
         }
     }
 
@@ -609,6 +640,38 @@ mod tests {
         assert!(matches!(found, Found::NoLink));
         assert_eq!(origin.asked.get(), 4);
         assert_eq!(*cache.breaker.borrow(), Breaker::Closed);
+    }
+
+    /// An origin newer than its edge answers a code with a record the edge cannot read: that
+    /// visitor gets a 503 each time, and every other miss still reaches the origin.
+    #[test]
+    fn an_unreadable_record_does_not_open_the_breaker() {
+        let (cache, kv) = (Cache::default(), FakeKv::default());
+        let origin = FakeOrigin {
+            records: HashMap::from([("known".to_owned(), record(1))]),
+            unreadable: vec!["future".to_owned()],
+            ..FakeOrigin::default()
+        };
+        for _ in 0..5 {
+            let (found, fill) = find_now(&cache, &kv, &origin, "future", 0);
+            let Found::Unavailable {
+                retry_after_secs,
+                failure,
+            } = found
+            else {
+                panic!("{found:?}");
+            };
+            assert_eq!(retry_after_secs, 1);
+            assert_eq!(failure.as_deref(), Some("a record from the future"));
+            assert!(fill.is_none(), "nothing is written to KV");
+        }
+        assert_eq!(origin.asked.get(), 5, "asked each time: nothing remembered");
+        assert_eq!(*cache.breaker.borrow(), Breaker::Closed);
+        assert!(kv.held("future").is_none());
+        assert!(matches!(
+            find_now(&cache, &kv, &origin, "known", 0),
+            (Found::Link(_), Some(_))
+        ));
     }
 
     #[test]
