@@ -334,7 +334,7 @@ impl crate::State {
 
 /// Applies the retention at start and every hour ([`crate::db::hourly`]).
 pub(crate) async fn forget_old_forever(db: PgPool, retention: time::Duration) {
-    crate::db::hourly("the audit log's", || {
+    crate::db::hourly("audit log entries", || {
         delete_before(&db, OffsetDateTime::now_utc() - retention)
     })
     .await;

@@ -29,7 +29,7 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
         .connect_lazy(&config.database_url)
 }
 
-/// Runs `chore` (a retention: it returns how many rows or partitions it deleted) at start and
+/// Runs `chore` (a retention: it returns how many of `what` it deleted) at start and
 /// every hour, for as long as the task lives. A run that failed (the database busy or away) is
 /// tried again a minute later, then after twice as long each time up to the hour: a start
 /// that met a busy pool would otherwise skip its first run, and a lasting failure (a missing
@@ -45,13 +45,13 @@ where
         let next = match chore().await {
             Ok(deleted) => {
                 if deleted > 0 {
-                    tracing::info!(deleted, what, "applied a retention");
+                    tracing::info!(deleted, of = what, "applied a retention");
                 }
                 retry = Duration::from_secs(60);
                 HOUR
             }
             Err(err) => {
-                tracing::warn!(error = %err, what, ?retry, "cannot apply a retention: tried again later");
+                tracing::warn!(error = %err, of = what, ?retry, "cannot apply a retention: tried again later");
                 let now = retry;
                 retry = (retry * 2).min(HOUR);
                 now

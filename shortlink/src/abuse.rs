@@ -93,7 +93,8 @@ impl BlockRule {
         if rest.chars().any(char::is_whitespace) {
             return Err(refuse("a rule must not contain spaces"));
         }
-        let (host, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        // Decoding left the host as it was, and makes no `/`, `?` or `#` (none is unreserved).
+        let (host, path) = rest.split_at(split);
         // `good.example@evil.example` would read as a trusted name; destinations never carry
         // user names (they are refused), so a rule with one could only mislead.
         if host.contains('@') {

@@ -662,7 +662,7 @@ async fn delete_resolved_before(
 /// Resolved reports are kept as long as the audit log (`KURZ_AUDIT_RETENTION_DAYS`), then
 /// deleted, at start and hourly ([`crate::db::hourly`]): without it the table would only grow.
 pub(crate) async fn forget_resolved_forever(db: sqlx::PgPool, retention: time::Duration) {
-    crate::db::hourly("the resolved abuse reports'", || {
+    crate::db::hourly("resolved abuse reports", || {
         delete_resolved_before(&db, OffsetDateTime::now_utc() - retention)
     })
     .await;

@@ -70,11 +70,8 @@ fn parse_partition(name: &str) -> Option<(i32, u8)> {
 
 /// Runs [`drop_expired`] at start and every hour ([`crate::db::hourly`]).
 pub(crate) async fn run_forever(state: crate::State) {
-    crate::db::hourly("the raw clicks'", || async {
+    crate::db::hourly("monthly partitions of raw clicks", || async {
         let dropped = state.drop_expired_clicks(OffsetDateTime::now_utc()).await?;
-        if !dropped.is_empty() {
-            tracing::info!(?dropped, "dropped raw clicks past the retention");
-        }
         Ok(dropped.len() as u64)
     })
     .await;

@@ -202,7 +202,7 @@ pub(crate) async fn remember<T: Serialize>(
 /// (a bulk create is one) are rate-limited, so the table holds at most a day of a
 /// deployment's creates with keys.
 pub(crate) async fn forget_old_forever(db: PgPool) {
-    crate::db::hourly("the idempotency keys'", || async {
+    crate::db::hourly("idempotency keys", || async {
         let deleted = sqlx::query(
             "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
         )

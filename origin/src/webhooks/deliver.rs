@@ -724,7 +724,7 @@ impl crate::State {
 
 /// Applies the retention at start and every hour ([`crate::db::hourly`]).
 pub(crate) async fn forget_old_forever(db: PgPool) {
-    crate::db::hourly("the webhook deliveries'", || {
+    crate::db::hourly("webhook deliveries", || {
         delete_old(&db, OffsetDateTime::now_utc())
     })
     .await;
