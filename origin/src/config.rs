@@ -142,9 +142,9 @@ pub struct Config {
     /// characters). Also enables the origin's `/_edge/*` routes.
     #[arg(long, env = "KURZ_EDGE_SECRET", hide_env_values = true, value_parser = parse_edge_secret)]
     pub edge_secret: Option<String>,
-    /// Days raw clicks are kept (for CSV export). Older months are dropped whole; the
-    /// rollups that dashboards read are kept.
-    #[arg(long, env = "KURZ_CLICK_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Days raw clicks are kept (for CSV export), at most 100 years. Older months are dropped
+    /// whole; the rollups that dashboards read are kept.
+    #[arg(long, env = "KURZ_CLICK_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub click_retention_days: u32,
     /// Days audit log entries are kept; older ones are deleted every hour.
     #[arg(long, env = "KURZ_AUDIT_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -813,8 +813,15 @@ mod tests {
             serve(extra).map(|config| (config.click_retention_days, config.audit_retention_days))
         };
         assert_eq!(days(&[]).expect("defaults"), (400, 400));
-        let set = serve(&["--audit-retention-days", "36500"]).expect("valid");
+        let set = serve(&[
+            "--audit-retention-days",
+            "36500",
+            "--click-retention-days",
+            "36500",
+        ])
+        .expect("valid");
         assert_eq!(set.audit_retention(), time::Duration::days(36_500));
+        assert_eq!(set.click_retention_days, 36_500);
         assert_eq!(
             days(&[
                 "--click-retention-days",
@@ -829,6 +836,10 @@ mod tests {
             ["--click-retention-days", "0"],
             ["--audit-retention-days", "0"],
             ["--audit-retention-days", "36501"],
+            // Millions of days before now is before any date the clock can name: every
+            // store of clicks would fail on it.
+            ["--click-retention-days", "36501"],
+            ["--click-retention-days", "4294967295"],
         ] {
             assert!(days(&refused).is_err(), "{refused:?}");
         }

@@ -88,7 +88,9 @@ impl Range {
             ));
         }
         let tz = query.tz.unwrap_or_else(|| "UTC".to_owned());
-        if tz.len() > MAX_TZ_LEN {
+        // No zone's name holds one, and PostgreSQL's text refuses NUL (a 500, not the 422
+        // of a zone it does not know).
+        if tz.len() > MAX_TZ_LEN || tz.chars().any(char::is_control) {
             return Err(Error::invalid(
                 "tz",
                 format!(
