@@ -43,10 +43,18 @@ pub(crate) async fn drop_expired(
         };
         if end <= cutoff {
             partitions.forget(month);
+            let mut tx = db.begin().await?;
+            // Dropping a partition locks the whole of `clicks`: queued behind a long reader
+            // of it (a dump, a report), it would hold every store of clicks behind it. It
+            // gives up instead, and is tried again later (`db::hourly`).
+            sqlx::query("SET LOCAL lock_timeout = '2s'")
+                .execute(&mut *tx)
+                .await?;
             // The name was made by partition_name and checked by parse_partition.
             sqlx::query(&format!("DROP TABLE IF EXISTS {}", partition_name(month)))
-                .execute(db)
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
             dropped.push(name);
         }
     }

@@ -838,6 +838,10 @@ async fn a_click_lands_on_the_local_day_of_the_asked_time_zone() {
         "/api/v1/links/tz/stats?tz=Mars/Olympus",
         "/api/v1/stats?tz=Mars/Olympus",
         "/api/v1/stats?tz=Mars/Olympus&interval=day",
+        // A NUL, which PostgreSQL's text refuses with another error than an unknown zone's.
+        "/api/v1/stats?tz=%00",
+        "/api/v1/links/tz/stats?tz=Europe/Berlin%00",
+        "/api/v1/stats?tz=Europe%0ABerlin&interval=day",
     ] {
         let bad = app.api(Method::GET, path, None).await;
         assert_eq!(
@@ -901,6 +905,75 @@ async fn retention_drops_raw_clicks_and_keeps_the_rollups() {
         OffsetDateTime::now_utc() - Duration::days(500),
     );
     assert_eq!(app.state.store_clicks(&[ancient]).await.expect("store"), 0);
+}
+
+/// Dropping a month of raw clicks locks the whole table: behind a long reader of it (a dump),
+/// the drop gives up after a while rather than hold every store of clicks behind it.
+#[tokio::test]
+async fn retention_gives_way_to_a_long_reader_of_the_clicks() {
+    let app = spawn_app().await;
+    let id = link(&app, "dump").await;
+    let old = OffsetDateTime::now_utc() - Duration::days(70);
+    let recent = OffsetDateTime::now_utc() - Duration::hours(1);
+    // Both months' partitions exist before the reader starts (making one waits for it too).
+    app.state
+        .store_clicks(&[
+            event("o1", id, "dump", old),
+            event("r0", id, "dump", recent),
+        ])
+        .await
+        .expect("store");
+    let mut reader = app.db.begin().await.expect("begin");
+    let _: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks")
+        .fetch_one(&mut *reader)
+        .await
+        .expect("read");
+    let later = old + Duration::days(400 + 40);
+    let state = app.state.clone();
+    let dropping = tokio::spawn(async move { state.drop_expired_clicks(later).await });
+    // A store that arrives while the drop waits for its lock waits at most as long as the
+    // drop does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query LIKE 'DROP TABLE%'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .expect("activity");
+        // (On a loaded machine the drop may have given up before this looks.)
+        if waiting == 1 || dropping.is_finished() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drop never waited on the reader's lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stored = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        app.state.store_clicks(&[event("r1", id, "dump", recent)]),
+    )
+    .await
+    .expect("a store is not held behind the drop")
+    .expect("store");
+    assert_eq!(stored, 1);
+    let gave_up = tokio::time::timeout(std::time::Duration::from_secs(20), dropping)
+        .await
+        .expect("the drop gives up")
+        .expect("task");
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    // Once the reader is done, the next run drops the month.
+    reader.commit().await.expect("commit");
+    let dropped = app
+        .state
+        .drop_expired_clicks(later)
+        .await
+        .expect("retention");
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
 }
 
 #[tokio::test]
