@@ -494,7 +494,8 @@ impl State {
     /// Starts the background work of a serving origin: storing recorded clicks (until
     /// [`State::drain_clicks`]), dropping cached links that any instance changed, counting
     /// stored clicks into the rollups, delivering link changes to the edge, forgetting old
-    /// request signatures, and the click retention.
+    /// request signatures, and the partitions of raw clicks (made ahead, dropped past the
+    /// retention).
     pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
         let recorded = self

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::rollup::VISITOR_DAYS;
-use super::store::{Partitions, next_month, partition_name};
+use super::store::{self, Partitions, next_month, partition_name};
 
 /// Visitor keys are kept a day longer than the counter still counts uniques for their day
 /// ([`VISITOR_DAYS`]), so that this origin's clock being ahead of PostgreSQL's around
@@ -76,10 +76,15 @@ fn parse_partition(name: &str) -> Option<(i32, u8)> {
     (year.len() == 4 && (1..=12).contains(&month)).then_some((year.parse().ok()?, month))
 }
 
-/// Runs [`drop_expired`] at start and every hour ([`crate::db::hourly`]).
+/// Keeps the monthly partitions of raw clicks, at start and every hour
+/// ([`crate::db::hourly`]): makes this month's and the next one's ahead of their clicks
+/// ([`store::make_ahead`]), and drops those past the retention ([`drop_expired`]).
 pub(crate) async fn run_forever(state: crate::State) {
     crate::db::hourly("monthly partitions of raw clicks", || async {
-        let dropped = state.drop_expired_clicks(OffsetDateTime::now_utc()).await?;
+        let now = OffsetDateTime::now_utc();
+        let clicks = &state.inner.clicks;
+        store::make_ahead(&state.inner.db, &clicks.partitions, now).await?;
+        let dropped = state.drop_expired_clicks(now).await?;
         Ok(dropped.len() as u64)
     })
     .await;

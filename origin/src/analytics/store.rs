@@ -151,6 +151,32 @@ pub(crate) fn next_month((year, month): (i32, u8)) -> (i32, u8) {
     }
 }
 
+/// Makes the partitions of the month of `now` and of the next one, where missing, so that a
+/// month's first clicks find theirs made. Making one locks the whole of `clicks` (an existing
+/// one costs no lock): a store that made it behind a long reader of the table (a dump) would
+/// hold every other store behind it ([`create_partitions`] takes turns). Made ahead, the
+/// making gives up after 2 s instead, and is tried again (`retention::run_forever`).
+pub(crate) async fn make_ahead(
+    db: &PgPool,
+    partitions: &Partitions,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let now = now.to_offset(UtcOffset::UTC);
+    let this = (now.year(), now.month() as u8);
+    let missing = partitions.missing(&HashSet::from([this, next_month(this)]));
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    sqlx::query("SET LOCAL lock_timeout = '2s'")
+        .execute(&mut *tx)
+        .await?;
+    create_partitions(&mut tx, &missing).await?;
+    tx.commit().await?;
+    partitions.learn(&missing);
+    Ok(())
+}
+
 async fn create_partitions(tx: &mut PgConnection, months: &[(i32, u8)]) -> Result<(), sqlx::Error> {
     // Two origins seeing a new month at once would race on the catalogue: take turns.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('kurz clicks partitions'))")

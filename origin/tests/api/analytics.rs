@@ -907,6 +907,34 @@ async fn retention_drops_raw_clicks_and_keeps_the_rollups() {
     assert_eq!(app.state.store_clicks(&[ancient]).await.expect("store"), 0);
 }
 
+/// The next month's partition of raw clicks is made ahead of its clicks (making it when they
+/// come would lock the whole table on the ingest path).
+#[tokio::test]
+async fn the_next_months_partition_is_made_ahead() {
+    let app = spawn_app().await;
+    let background = app.state.spawn_background();
+    let now = OffsetDateTime::now_utc();
+    let (year, month) = match now.month() {
+        time::Month::December => (now.year() + 1, 1),
+        month => (now.year(), u8::from(month) + 1),
+    };
+    let next = format!("clicks_{year:04}_{month:02}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let made: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&next)
+            .fetch_one(&app.db)
+            .await
+            .expect("catalogue");
+        if made {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {next} yet");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
 /// Dropping a month of raw clicks locks the whole table: behind a long reader of it (a dump),
 /// the drop gives up after a while rather than hold every store of clicks behind it.
 #[tokio::test]
