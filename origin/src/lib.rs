@@ -472,6 +472,18 @@ impl State {
         *self.lock_password_attempts() = shortlink::password::Attempts::new(capacity);
     }
 
+    /// Every permit to hash a link password, held until dropped, as a flood of answers holds
+    /// them (tests: the answers that find none are told the origin is busy).
+    pub async fn hold_password_hashes(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let all = u32::try_from(redirect::PASSWORD_HASHES).ok()?;
+        self.inner
+            .redirects
+            .password_hashes
+            .acquire_many(all)
+            .await
+            .ok()
+    }
+
     fn lock_password_attempts(&self) -> std::sync::MutexGuard<'_, shortlink::password::Attempts> {
         self.inner
             .redirects

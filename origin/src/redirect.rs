@@ -571,10 +571,12 @@ async fn answer_password(
         return response;
     }
     // A hash takes a permit; one that waits long for it is answered "busy" (503), so that a
-    // flood waits in no unbounded queue.
+    // flood waits in no unbounded queue. An answer never hashed, busy or failed, takes back
+    // its "wrong": a visitor with the right password is not locked out by a busy origin.
     let permit =
         tokio::time::timeout(HASH_WAIT, state.inner.redirects.password_hashes.acquire()).await;
     let Ok(Ok(_permit)) = permit else {
+        state.lock_password_attempts().forgive(record.link_id, &who);
         let mut response = page(StatusCode::SERVICE_UNAVAILABLE, pages::UNAVAILABLE);
         response
             .headers_mut()
@@ -598,6 +600,7 @@ async fn answer_password(
         }
         Ok(false) => password_page(StatusCode::UNAUTHORIZED, PasswordProblem::Wrong),
         Err(err) => {
+            state.lock_password_attempts().forgive(record.link_id, &who);
             tracing::error!(error = %err, %code, "checking a link password failed");
             page(StatusCode::INTERNAL_SERVER_ERROR, pages::UNAVAILABLE)
         }

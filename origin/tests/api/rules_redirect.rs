@@ -418,6 +418,31 @@ async fn a_password_unlocks_one_link_for_its_cookie_and_wrong_answers_are_limite
     background.iter().for_each(tokio::task::JoinHandle::abort);
 }
 
+/// Answers that find the origin busy (no hash permit within 2 s) are told so (503), and are
+/// not counted as wrong: a visitor who tried during a flood still gets in with the password.
+#[tokio::test]
+async fn answers_while_the_origin_is_busy_are_not_counted_as_wrong() {
+    let app = app_with_addresses().await;
+    app.create(
+        json!({"destination": "https://example.com/busy", "code": "busy", "password": PASSWORD}),
+    )
+    .await;
+    let held = app.state.hold_password_hashes().await.expect("permits");
+    let busy = futures_util::future::join_all(
+        (0..shortlink::password::WRONG_ANSWERS)
+            .map(|_| post_password(&app, "/busy", "192.0.2.44", PASSWORD)),
+    )
+    .await;
+    for response in &busy {
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.header(&header::RETRY_AFTER), "1");
+    }
+    drop(held);
+    let right = post_password(&app, "/busy", "192.0.2.44", PASSWORD).await;
+    assert_eq!(right.status, StatusCode::SEE_OTHER, "{}", right.text());
+    assert!(right.header(&header::SET_COOKIE).starts_with("kurz_pw_"));
+}
+
 #[tokio::test]
 async fn a_burst_of_password_answers_from_many_addresses_stays_within_the_bound() {
     let app = app_with_addresses().await;
