@@ -8,11 +8,6 @@
 const FAILURES_TO_OPEN: u32 = 3;
 /// How long the circuit stays open before one probe request is let through.
 const OPEN_FOR_MS: u64 = 5_000;
-/// How long a probe may stay unanswered before another is let through: the origin's resolve
-/// timeout (`origin.rs`, 2 s) and a margin. A probe whose visitor went away is dropped
-/// mid-await and never reports; without this the circuit would stay shut for the isolate's
-/// life.
-const PROBE_FOR_MS: u64 = 3_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Breaker {
@@ -28,13 +23,17 @@ pub enum Breaker {
 }
 
 impl Breaker {
-    /// Whether a request may go to the origin now.
-    pub fn allow(&mut self, now_ms: u64) -> bool {
+    /// Whether a request may go to the origin now. `probe_for_ms` is how long a probe may
+    /// stay unanswered before another is let through: longer than a resolve may take (its
+    /// timeout, [`crate::resolve::Origin::give_up_after_ms`]). A probe whose visitor went away
+    /// may never report (the runtime drops the request's work without ending it); without
+    /// this the circuit would stay shut for the isolate's life.
+    pub fn allow(&mut self, now_ms: u64, probe_for_ms: u64) -> bool {
         match *self {
             Self::Closed | Self::Failing { .. } => true,
             Self::Open { until_ms } | Self::Probing { until_ms } if now_ms >= until_ms => {
                 *self = Self::Probing {
-                    until_ms: now_ms + PROBE_FOR_MS,
+                    until_ms: now_ms + probe_for_ms,
                 };
                 true
             }
@@ -75,55 +74,74 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    /// A resolve's timeout of 2 s and a margin.
+    const PROBE_FOR_MS: u64 = 3_000;
+
+    impl Breaker {
+        fn allows(&mut self, now_ms: u64) -> bool {
+            self.allow(now_ms, PROBE_FOR_MS)
+        }
+    }
+
     #[test]
     fn opens_after_failures_and_probes_after_the_pause() {
         let mut breaker = Breaker::default();
         for _ in 0..FAILURES_TO_OPEN - 1 {
-            assert!(breaker.allow(0));
+            assert!(breaker.allows(0));
             breaker.failed(0);
         }
-        assert!(breaker.allow(0), "not open before the threshold");
+        assert!(breaker.allows(0), "not open before the threshold");
         breaker.failed(1_000);
-        assert!(!breaker.allow(1_000));
-        assert!(!breaker.allow(1_000 + OPEN_FOR_MS - 1));
+        assert!(!breaker.allows(1_000));
+        assert!(!breaker.allows(1_000 + OPEN_FOR_MS - 1));
         assert_eq!(breaker.retry_after_secs(1_000), OPEN_FOR_MS / 1000);
 
         assert!(
-            breaker.allow(1_000 + OPEN_FOR_MS),
+            breaker.allows(1_000 + OPEN_FOR_MS),
             "one probe after the pause"
         );
         assert!(
-            !breaker.allow(1_000 + OPEN_FOR_MS),
+            !breaker.allows(1_000 + OPEN_FOR_MS),
             "only one probe at a time"
         );
         breaker.failed(1_000 + OPEN_FOR_MS);
         assert!(
-            !breaker.allow(1_000 + OPEN_FOR_MS + 1),
+            !breaker.allows(1_000 + OPEN_FOR_MS + 1),
             "a failed probe reopens"
         );
 
-        assert!(breaker.allow(1_000 + 2 * OPEN_FOR_MS));
+        assert!(breaker.allows(1_000 + 2 * OPEN_FOR_MS));
         breaker.succeeded();
-        assert!(breaker.allow(1_000 + 2 * OPEN_FOR_MS));
+        assert!(breaker.allows(1_000 + 2 * OPEN_FOR_MS));
         assert_eq!(breaker, Breaker::Closed);
     }
 
     #[test]
     fn a_probe_that_never_answers_is_replaced() {
         let mut breaker = Breaker::Open { until_ms: 1_000 };
-        assert!(breaker.allow(1_000), "the probe");
+        assert!(breaker.allows(1_000), "the probe");
         // Its visitor went away: neither succeeded nor failed is ever called.
         assert!(
-            !breaker.allow(1_000 + PROBE_FOR_MS - 1),
+            !breaker.allows(1_000 + PROBE_FOR_MS - 1),
             "one probe at a time"
         );
         assert!(
-            breaker.allow(1_000 + PROBE_FOR_MS),
+            breaker.allows(1_000 + PROBE_FOR_MS),
             "another once the first is overdue"
         );
-        assert!(!breaker.allow(1_000 + PROBE_FOR_MS));
+        assert!(!breaker.allows(1_000 + PROBE_FOR_MS));
         breaker.succeeded();
         assert_eq!(breaker, Breaker::Closed);
+    }
+
+    /// A probe may take as long as the resolve's timeout (up to 30 s by `RESOLVE_TIMEOUT_MS`):
+    /// no second probe while the first may still be waiting for a hung origin.
+    #[test]
+    fn the_probe_waits_as_long_as_a_resolve_may() {
+        let mut breaker = Breaker::Open { until_ms: 1_000 };
+        assert!(breaker.allow(1_000, 31_000), "the probe");
+        assert!(!breaker.allow(1_000 + 30_999, 31_000));
+        assert!(breaker.allow(1_000 + 31_000, 31_000));
     }
 
     #[test]
@@ -134,6 +152,6 @@ mod tests {
         breaker.succeeded();
         breaker.failed(0);
         breaker.failed(0);
-        assert!(breaker.allow(0));
+        assert!(breaker.allows(0));
     }
 }

@@ -547,6 +547,11 @@ impl resolve::Origin for WorkerOrigin<'_> {
             .await
             .map_err(|err| err.to_string())
     }
+
+    fn give_up_after_ms(&self) -> u64 {
+        let timeout = origin::resolve_timeout(self.0);
+        u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX) + 1_000
+    }
 }
 
 /// Turns a reply into the runtime's response: the one place that does.

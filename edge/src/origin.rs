@@ -19,7 +19,7 @@ use crate::{edge_secret, signed_headers};
 /// `RESOLVE_TIMEOUT_MS` says otherwise (100 to 30,000).
 const RESOLVE_TIMEOUT: Duration = Duration::from_millis(2_000);
 
-fn resolve_timeout(env: &Env) -> Duration {
+pub(crate) fn resolve_timeout(env: &Env) -> Duration {
     env.var("RESOLVE_TIMEOUT_MS")
         .ok()
         .and_then(|value| value.to_string().parse::<u64>().ok())

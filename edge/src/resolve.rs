@@ -44,6 +44,10 @@ pub trait Kv {
 pub trait Origin {
     /// What the origin answered for the code, or why it could not answer.
     async fn resolve(&self, code: &ShortCode) -> Result<Resolved, Failure>;
+
+    /// Milliseconds after which a resolve still under way was abandoned: its timeout and a
+    /// margin (the gate's and the breaker's probe's expiry).
+    fn give_up_after_ms(&self) -> u64;
 }
 
 /// An answer of the origin to a resolve.
@@ -166,10 +170,11 @@ pub async fn find(
             None,
         ))
     };
-    let Some(_pass) = limits::enter(&cache.gate, now) else {
+    let give_up_after_ms = origin.give_up_after_ms();
+    let Some(_pass) = limits::enter(&cache.gate, now, give_up_after_ms) else {
         return unavailable(1);
     };
-    if !cache.breaker.borrow_mut().allow(now) {
+    if !cache.breaker.borrow_mut().allow(now, give_up_after_ms) {
         let retry_after_secs = cache.breaker.borrow().retry_after_secs(now);
         return unavailable(retry_after_secs);
     }
@@ -325,6 +330,10 @@ mod tests {
                 }
                 None => Resolved::NoLink,
             })
+        }
+
+        fn give_up_after_ms(&self) -> u64 {
+            3_000
         }
     }
 
