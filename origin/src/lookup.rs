@@ -34,6 +34,12 @@ const MOST: usize = 256;
 const MOST_WAITING: usize = 4_096;
 /// How long a visit waits for its code's look-up: a connection's wait (2 s) and a query.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long one look-up's query may take, far past a healthy one's milliseconds. A server
+/// that vanished without closing the connection (a fail-over, a host gone) never answers:
+/// the runner would wait until TCP gives up (some 15 minutes), and every miss with it. Cut
+/// off, the query counts as a lost connection (a replica rests, and the primary is read),
+/// within the visit's [`WAIT`].
+const QUERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 type Found = Result<Option<LinkRecord>, Error>;
 
@@ -131,9 +137,7 @@ async fn answer(state: &crate::State, batch: Vec<(ShortCode, oneshot::Sender<Fou
     codes.sort_unstable();
     codes.dedup();
     let reads = state.reads();
-    let (found, from_replica) = reads
-        .read_saying(|db| links::store::find_records(db, &codes))
-        .await;
+    let (found, from_replica) = reads.read_saying(|db| find_records(db, &codes)).await;
     let found = match found {
         Ok(found) if from_replica && found.len() < codes.len() => {
             // What the replica does not have may be too new for it: the primary says.
@@ -143,7 +147,7 @@ async fn answer(state: &crate::State, batch: Vec<(ShortCode, oneshot::Sender<Fou
                 .copied()
                 .filter(|code| !have.contains(code))
                 .collect();
-            links::store::find_records(reads.primary(), &missing)
+            find_records(reads.primary(), &missing)
                 .await
                 .map(|more| found.into_iter().chain(more).collect())
         }
@@ -171,6 +175,21 @@ async fn answer(state: &crate::State, batch: Vec<(ShortCode, oneshot::Sender<Fou
         };
         answer.send(this).ok();
     }
+}
+
+/// [`links::store::find_records`] within [`QUERY`].
+async fn find_records(
+    db: &sqlx::PgPool,
+    codes: &[&str],
+) -> Result<Vec<(String, Result<LinkRecord, Error>)>, Error> {
+    tokio::time::timeout(QUERY, links::store::find_records(db, codes))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Unavailable(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("a look-up got no answer within {QUERY:?}"),
+            ))))
+        })
 }
 
 /// An error of a look-up, for each of the visits that waited on it.

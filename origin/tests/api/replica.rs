@@ -693,3 +693,126 @@ async fn a_replica_that_never_answers_is_not_read() {
     );
     holding.abort();
 }
+
+/// A TCP relay to `target` that can go silent: from then on it forwards nothing and closes
+/// nothing, as a server that vanished in a fail-over (or behind a dead link) looks to a
+/// client whose connection is already open.
+struct Relay {
+    address: std::net::SocketAddr,
+    silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Reads forwarded so far, either way.
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let silent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (quiet, counted) = (silent.clone(), forwarded.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (from_client, from_server) = (client.into_split(), server.into_split());
+                for (mut from, mut to) in [
+                    (from_client.0, from_server.1),
+                    (from_server.0, from_client.1),
+                ] {
+                    let (quiet, counted) = (quiet.clone(), counted.clone());
+                    tokio::spawn(async move {
+                        let mut buffer = vec![0; 16 * 1024];
+                        while let Ok(read) = from.read(&mut buffer).await {
+                            if read == 0 {
+                                break;
+                            }
+                            if quiet.load(Ordering::Acquire) {
+                                // Holds both halves open, forwarding nothing.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buffer[..read]).await.is_err() {
+                                break;
+                            }
+                            counted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            address,
+            silent,
+            forwarded,
+            task,
+        }
+    }
+
+    /// Waits until nothing has passed for a while (a connection back in its pool is idle).
+    async fn settle(&self) {
+        let forwarded = || self.forwarded.load(std::sync::atomic::Ordering::Relaxed);
+        let mut before = forwarded();
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = forwarded();
+            if now == before {
+                return;
+            }
+            before = now;
+        }
+    }
+
+    fn go_silent(&self) {
+        self.silent
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A replica that goes silent mid-query (its connection open, no answer ever) is given up on
+/// after a look-up's 2 s: the visit is answered from the primary within its own deadline (5
+/// s), and the replica rests. Without the cut, the look-up would wait until TCP gives up (minutes),
+/// and every cache miss behind it would get 503.
+#[tokio::test]
+async fn a_replica_gone_silent_mid_query_is_given_up() {
+    let database_url = crate::support::new_database().await;
+    let parsed = url::Url::parse(&database_url).expect("url");
+    let target = format!(
+        "{}:{}",
+        parsed.host_str().expect("host"),
+        parsed.port().unwrap_or(5432)
+    );
+    let relay = Relay::start(target).await;
+    let mut through_relay = parsed.clone();
+    through_relay
+        .set_port(Some(relay.address.port()))
+        .expect("port");
+    let mut config = config(&database_url);
+    // The primary itself, through the relay: not a standby, so no lag to wait for.
+    config.database_read_url = Some(through_relay.to_string());
+    let app = app_with(&config).await;
+    assert_eq!(measure_lag(&app).await, Duration::ZERO);
+    // The measurement's connection is back in the pool, idle: the look-up takes it, and its
+    // query is what goes unanswered (not a new connection's handshake, which the pool's
+    // acquire timeout cuts already).
+    relay.settle().await;
+    relay.go_silent();
+    // A code nobody changed lately (those are read from the primary): the look-up asks the
+    // replica first, and only the primary says there is no such link.
+    let visit = app.visit(Method::GET, "/gone").await;
+    assert_eq!(visit.status, StatusCode::NOT_FOUND);
+    let health = health(&app).await;
+    assert_eq!(health["state"], "down", "{health}");
+    assert_eq!(health["failures"], 1, "{health}");
+}
