@@ -55,8 +55,9 @@ pub(crate) async fn sign_in(
     request: Parts,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, Error> {
-    // No user has a longer name: refused before a query, and never logged at length.
-    if body.username.len() > MAX_USERNAME_BYTES {
+    // No user has a longer name, nor one with a NUL (which PostgreSQL's text refuses): refused
+    // before a query, and never logged at length.
+    if body.username.len() > MAX_USERNAME_BYTES || body.username.contains('\0') {
         return Err(Error::SignInFailed);
     }
     let db = state.db();

@@ -112,6 +112,31 @@ impl Error {
         }
     }
 
+    /// Refuses free text (a reason, a report's details) holding a NUL, which PostgreSQL's text
+    /// cannot store: at its field (422), not by the database (a 500). Names refuse every
+    /// control character ([`Error::unless_name`]).
+    pub(crate) fn unless_storable(field: &str, text: &str) -> Result<(), Self> {
+        if text.contains('\0') {
+            return Err(Self::invalid(
+                field,
+                format!("{field} must not contain a NUL character"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a name (of a workspace, a key, a person) holding a control character: a name
+    /// is one line of text, and PostgreSQL's text cannot store a NUL.
+    pub(crate) fn unless_name(field: &str, text: &str) -> Result<(), Self> {
+        if text.chars().any(char::is_control) {
+            return Err(Self::invalid(
+                field,
+                format!("{field} must not contain control characters"),
+            ));
+        }
+        Ok(())
+    }
+
     /// A change that would leave a workspace without an owner.
     pub(crate) fn last_owner() -> Self {
         Self::Conflict {

@@ -380,6 +380,7 @@ async fn sign_up(
             ),
         ));
     }
+    Error::unless_name("username", username)?;
     accounts::check_new_password("password", &body.password)?;
     // No password is hashed for a token that cannot be used (the claim below decides).
     let usable: bool = sqlx::query_scalar(concat!(

@@ -213,6 +213,7 @@ pub(crate) fn check_name(name: &str) -> Result<String, Error> {
             format!("name must be 1 to {MAX_NAME_CHARS} characters"),
         ));
     }
+    Error::unless_name("name", name)?;
     Ok(name.to_owned())
 }
 

@@ -282,5 +282,6 @@ fn checked_name(name: &str) -> Result<&str, Error> {
             format!("name must be 1 to {MAX_NAME_CHARS} characters"),
         ));
     }
+    Error::unless_name("name", name)?;
     Ok(name)
 }

@@ -132,6 +132,7 @@ async fn add(
             format!("reason must be at most {MAX_REASON_CHARS} characters"),
         ));
     }
+    Error::unless_storable("reason", reason)?;
     let actor = caller.audit_actor();
     let mut tx = state.db().begin().await?;
     // One adder at a time, so the caps below are exact across instances; and no link create

@@ -271,6 +271,8 @@ async fn store_report(
             format!("details must be at most {MAX_DETAILS_CHARS} characters"),
         ));
     }
+    Error::unless_storable("link", link)?;
+    Error::unless_storable("details", details)?;
     let contact = report
         .contact
         .as_deref()
@@ -283,6 +285,9 @@ async fn store_report(
             "contact",
             format!("contact must be an email address of at most {MAX_CONTACT_CHARS} characters"),
         ));
+    }
+    if let Some(contact) = contact {
+        Error::unless_storable("contact", contact)?;
     }
     // Before a permit: an address over its limit takes none of them.
     state.inner.abuse.recent.take(reporter).await?;

@@ -7,7 +7,9 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::json;
 use shortlink::signature;
 
-use crate::support::{EDGE_SECRET, app_with, config, new_database, spawn_app, spawn_app_with_edge};
+use crate::support::{
+    As, EDGE_SECRET, app_with, config, new_database, spawn_app, spawn_app_with_edge,
+};
 
 /// Valid RFC 3339 as typed, but the year 10000 in UTC.
 const PAST_9999_IN_UTC: &str = "9999-12-31T23:30:00-05:00";
@@ -117,6 +119,82 @@ async fn a_nul_character_is_refused_at_its_field_not_by_postgresql() {
     assert!(response.status.is_success(), "{}", response.text());
     let body = response.json();
     assert_eq!(body["created"], 1, "{body}");
+
+    // The other texts stored: names (of a workspace, a key, a new person) and free text (a
+    // blocklist reason, a report's fields), each refused at its field.
+    let owner = app.user("nul-owner", &[(1, "owner")]).await;
+    let key = As::Key(app.api_key.clone());
+    let cases = [
+        (
+            &owner,
+            "/api/v1/workspaces",
+            json!({"name": "a\u{0}b"}),
+            "name",
+        ),
+        (
+            &owner,
+            "/api/v1/workspaces",
+            json!({"name": "two\nlines"}),
+            "name",
+        ),
+        (
+            &key,
+            "/api/v1/keys",
+            json!({"name": "k\u{0}", "scopes": ["links:read"]}),
+            "name",
+        ),
+        (
+            &key,
+            "/api/v1/abuse/blocklist",
+            json!({"rule": "evil.example", "reason": "x\u{0}"}),
+            "reason",
+        ),
+        (
+            &As::Nobody,
+            "/api/v1/invitations/sign-up",
+            json!({"token": "x", "username": "new\u{0}", "password": "long enough password"}),
+            "username",
+        ),
+    ];
+    for (who, path, body, field) in cases {
+        let response = app.call(who, Method::POST, path, Some(body.clone())).await;
+        let (code, at) = response.error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            (code.as_str(), at.as_deref()),
+            ("invalid_input", Some(field)),
+            "{path} {body}"
+        );
+    }
+    for (body, field) in [
+        (
+            json!({"link": "plain\u{0}", "category": "spam", "details": "x"}),
+            "link",
+        ),
+        (
+            json!({"link": "plain", "category": "spam", "details": "x\u{0}y"}),
+            "details",
+        ),
+        (
+            json!({"link": "plain", "category": "spam", "details": "x", "contact": "a\u{0}@b.example"}),
+            "contact",
+        ),
+    ] {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/report")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let (code, at) = app
+            .send(request)
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            (code.as_str(), at.as_deref()),
+            ("invalid_input", Some(field)),
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -301,6 +379,8 @@ async fn a_sign_in_with_a_name_no_user_can_have_is_refused_without_a_lookup() {
     for username in [
         "a".repeat(65),
         "x\nfailed sign-in username=admin".repeat(400),
+        // PostgreSQL's text cannot hold it: no user has it.
+        "admin\u{0}".to_owned(),
     ] {
         let request = Request::builder()
             .method(Method::POST)
