@@ -448,7 +448,9 @@ async fn send(client: &reqwest::Client, message: &Claimed, allow_private: bool) 
         }
     }
     let error = (!status.is_success()).then(|| {
-        let text = String::from_utf8_lossy(&answer);
+        // A binary answer (gzip, UTF-16) may hold NULs, which PostgreSQL's text refuses: the
+        // attempt would never be recorded, and the message sent again and again.
+        let text = String::from_utf8_lossy(&answer).replace('\0', "\u{FFFD}");
         format!("HTTP {}: {}", status.as_u16(), text.trim())
     });
     Answer {

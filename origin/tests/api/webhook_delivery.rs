@@ -32,6 +32,8 @@ enum Mode {
     /// Answers after far longer than the tests' timeout.
     Hang,
     Gone,
+    /// 500 with a binary body: NUL bytes, which PostgreSQL's text cannot hold.
+    FailBinary,
 }
 
 /// One request the receiver got, and what it answered.
@@ -86,6 +88,11 @@ impl Receiver {
                             StatusCode::OK.into_response()
                         }
                         Mode::Gone => StatusCode::GONE.into_response(),
+                        Mode::FailBinary => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            b"\x1f\x8b\x08\x00\x00\x00oops".to_vec(),
+                        )
+                            .into_response(),
                     }
                 }
             }),
@@ -524,6 +531,41 @@ async fn a_410_switches_the_endpoint_off_at_once() {
     let first = &deliveries["deliveries"][0];
     assert_eq!(first["state"], "pending", "{deliveries}");
     assert!(first["next_attempt_at"].is_null(), "{deliveries}");
+}
+
+/// A receiver's error answer with NUL bytes (gzip, UTF-16) is recorded as an attempt like any
+/// other: the record once failed on PostgreSQL's text, so the message was sent again and again
+/// without an attempt ever counted.
+#[tokio::test]
+async fn an_error_answer_with_nul_bytes_is_recorded() {
+    let app = app(true, 100_000).await;
+    let receiver = Receiver::start().await;
+    receiver.set(Mode::FailBinary);
+    let endpoint = endpoint(&app, &receiver.url, &new_secret(), &["link.created"]).await;
+    let _background = app.state.spawn_background();
+    app.create(json!({"destination": "https://example.com/binary"}))
+        .await;
+    let error: Option<String> = wait_db(
+        &app,
+        "the attempt recorded",
+        "SELECT max(error) FROM webhook_attempts",
+        |error: &Option<String>| error.is_some(),
+    )
+    .await;
+    let error = error.expect("recorded");
+    assert!(error.starts_with("HTTP 500: "), "{error:?}");
+    assert!(
+        error.ends_with("oops") && !error.contains('\0'),
+        "{error:?}"
+    );
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM webhook_deliveries WHERE endpoint_id = $1")
+            .bind(endpoint)
+            .fetch_one(&app.db)
+            .await
+            .expect("delivery");
+    // (A retry 5 s later on a slow machine may have added one.)
+    assert!(attempts >= 1, "{attempts}");
 }
 
 #[tokio::test]
