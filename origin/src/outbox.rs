@@ -121,6 +121,13 @@ async fn deliver_batch(
     only: Option<&str>,
 ) -> anyhow::Result<Outcome> {
     let mut tx: Transaction<'_, Postgres> = state.db().begin().await?;
+    // The transaction waits idle while the batch is posted to the edge (at most the client's
+    // timeout). If this origin's host dies meanwhile, PostgreSQL would hold the lock, and every
+    // origin's sync with it, until TCP keepalive noticed (hours on Linux's defaults): past
+    // this idle time it ends the session instead.
+    sqlx::query("SET LOCAL idle_in_transaction_session_timeout = '30s'")
+        .execute(&mut *tx)
+        .await?;
     // Once the lock is held, the transaction is ended explicitly on every path but a database
     // error. A dropped one is rolled back by a task sqlx spawns when the connection returns to
     // the pool; the next attempt, which follows at once, races it and often finds the lock
