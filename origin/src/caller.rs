@@ -113,6 +113,48 @@ impl Caller {
         Self { actor, workspace }
     }
 
+    /// The caller as the database says now, read with the workspace locked
+    /// ([`crate::members::lock`]). A request that waited for the lock while the caller's key
+    /// was revoked, or their role lowered, then acts on what they may do now: what a
+    /// revocation or a demotion takes away is not handed out again (a key made, a role given)
+    /// by a request queued behind it. A key revoked or expired meanwhile: 401; a person no
+    /// longer a member: 403.
+    pub(crate) async fn as_now(&self, tx: &mut sqlx::PgConnection) -> Result<Self, Error> {
+        let Some((workspace, grant)) = &self.workspace else {
+            return Ok(self.clone());
+        };
+        let grant = match &self.actor {
+            Actor::Key { id, .. } => {
+                let live: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL
+                                    AND (expires_at IS NULL OR expires_at > now()))",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if !live {
+                    return Err(Error::Unauthorized);
+                }
+                // A key's scopes never change.
+                grant.clone()
+            }
+            Actor::User { id, .. } => {
+                let role: Option<String> = sqlx::query_scalar(
+                    "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+                )
+                .bind(workspace)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let role = role.ok_or(Error::Forbidden {
+                    needs: "a member of this workspace",
+                })?;
+                Grant::Role(crate::members::parse_role(&role)?)
+            }
+        };
+        Ok(Self::new(self.actor.clone(), Some((*workspace, grant))))
+    }
+
     /// The caller's workspace, if the caller may do `permission` there: 403 otherwise.
     pub(crate) fn may(&self, permission: Permission) -> Result<WorkspaceId, Error> {
         let (id, grant) = self.workspace.as_ref().ok_or(Error::NoWorkspace)?;

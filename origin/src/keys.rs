@@ -100,6 +100,8 @@ async fn create(
     let body = checked(body, caller.grant(), OffsetDateTime::now_utc())?;
     let mut tx = state.db().begin().await?;
     lock_and_count(&mut tx, workspace).await?;
+    // Revoked or demoted while this waited for the lock: refused (`revoke` takes it too).
+    caller.as_now(&mut tx).await?.may(Permission::Administer)?;
     // A key made by a key is made on the authority of the person behind its maker (it goes
     // when they go, `revoke_made_by`), goes when its maker is revoked (`revoke`), and may
     // not outlive it.
@@ -232,6 +234,9 @@ async fn revoke(
 ) -> Result<StatusCode, Error> {
     let workspace = caller.may(Permission::Administer)?;
     let mut tx = state.db().begin().await?;
+    // As every change of the workspace's keys and members: a key being made with the key
+    // revoked here either commits first (and is revoked with it) or sees it revoked.
+    crate::members::lock(&mut tx, workspace).await?;
     // The key and the keys made from it, to any depth (0048): what a key made goes with it.
     let rows: Vec<KeyRow> = sqlx::query_as(
         "WITH RECURSIVE made (id) AS (

@@ -170,6 +170,9 @@ async fn change_role(
     let workspace = caller.may(Permission::Administer)?;
     let mut tx = state.db().begin().await?;
     lock(&mut tx, workspace).await?;
+    // Demoted or removed while this waited for the lock: what the caller may do now.
+    let caller = caller.as_now(&mut tx).await?;
+    caller.may(Permission::Administer)?;
     let before = find_member(&mut tx, workspace, user_id).await?;
     if before.role == Role::Owner {
         caller.may(Permission::Own)?;
@@ -228,6 +231,10 @@ async fn remove(
     };
     let mut tx = state.db().begin().await?;
     lock(&mut tx, workspace).await?;
+    let caller = caller.as_now(&mut tx).await?;
+    if !leaving {
+        caller.may(Permission::Administer)?;
+    }
     let before = find_member(&mut tx, workspace, user_id).await?;
     if before.role == Role::Owner && !leaving {
         caller.may(Permission::Own)?;

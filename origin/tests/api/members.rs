@@ -1462,3 +1462,153 @@ async fn a_change_of_members_does_not_hold_up_new_links() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
 }
+
+/// Waits until `count` statements wait on a lock (requests queued behind [`hold`]).
+async fn waiting_on_locks(app: &TestApp, count: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .expect("activity");
+        if waiting >= count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} of {count} waiting"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A key made with a key while that key is being revoked does not outlive it: the creation
+/// waiting for the workspace either commits first (and is revoked with its maker) or finds
+/// its maker revoked (401). Before, the revocation did not wait: keys queued behind it were
+/// made after it, and stayed live.
+#[tokio::test]
+async fn a_key_queued_while_its_maker_is_revoked_does_not_outlive_it() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let made = app
+        .call(
+            &t.admin,
+            Method::POST,
+            "/api/v1/keys",
+            Some(json!({"name": "maker", "scopes": ["links:read", "workspace:admin"]})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+    let made = made.json();
+    let maker = As::Key(made["key"].as_str().expect("secret").to_owned());
+    let maker_id = made["id"].as_i64().expect("id");
+    let lock = hold(
+        &app,
+        &format!(
+            "SELECT 1 FROM workspaces WHERE id = {} FOR UPDATE",
+            t.workspace
+        ),
+    )
+    .await;
+    let make = app.call(
+        &maker,
+        Method::POST,
+        "/api/v1/keys",
+        Some(json!({"name": "queued", "scopes": ["links:read"]})),
+    );
+    let revoke = async {
+        waiting_on_locks(&app, 1).await;
+        app.call(
+            &t.owner,
+            Method::DELETE,
+            &format!("/api/v1/keys/{maker_id}"),
+            None,
+        )
+        .await
+    };
+    let release = async {
+        waiting_on_locks(&app, 1).await;
+        // The revocation waits for the workspace too (or, before, was done by now).
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        drop(lock);
+    };
+    let (queued, revoked, ()) = tokio::join!(make, revoke, release);
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text());
+    assert!(
+        matches!(
+            queued.status,
+            StatusCode::CREATED | StatusCode::UNAUTHORIZED
+        ),
+        "{} {}",
+        queued.status,
+        queued.text()
+    );
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_keys WHERE made_by_key = $1 AND revoked_at IS NULL",
+    )
+    .bind(maker_id)
+    .fetch_one(&app.db)
+    .await
+    .expect("keys");
+    assert_eq!(live, 0, "a key made by the revoked key is live");
+}
+
+/// An admin's request queued behind their demotion acts as what they are now: the key it
+/// would make with `workspace:admin` is refused. Before, it was made on the old role after
+/// the demotion had revoked the admin's keys, and stayed live.
+#[tokio::test]
+async fn a_request_queued_behind_a_demotion_acts_with_the_new_role() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let As::Session {
+        user_id: admin_id, ..
+    } = &t.admin
+    else {
+        panic!("a person");
+    };
+    let lock = hold(
+        &app,
+        &format!(
+            "SELECT 1 FROM workspaces WHERE id = {} FOR UPDATE",
+            t.workspace
+        ),
+    )
+    .await;
+    // The demotion waits for the workspace first, the admin's request behind it.
+    let member = format!("/api/v1/members/{admin_id}");
+    let demote = app.call(
+        &t.owner,
+        Method::PATCH,
+        &member,
+        Some(json!({"role": "editor"})),
+    );
+    let make = async {
+        waiting_on_locks(&app, 1).await;
+        app.call(
+            &t.admin,
+            Method::POST,
+            "/api/v1/keys",
+            Some(json!({"name": "late", "scopes": ["workspace:admin"]})),
+        )
+        .await
+    };
+    let release = async {
+        waiting_on_locks(&app, 2).await;
+        drop(lock);
+    };
+    let (made, demoted, ()) = tokio::join!(make, demote, release);
+    assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.text());
+    assert_eq!(made.status, StatusCode::FORBIDDEN, "{}", made.text());
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_keys
+         WHERE created_by = $1 AND revoked_at IS NULL AND 'workspace:admin' = ANY(scopes)",
+    )
+    .bind(admin_id)
+    .fetch_one(&app.db)
+    .await
+    .expect("keys");
+    assert_eq!(live, 0, "an editor holds a workspace:admin key");
+}
