@@ -15,7 +15,7 @@ mod widgets;
 include!(concat!(env!("OUT_DIR"), "/i18n/mod.rs"));
 
 use crate::api::Session;
-use crate::i18n::{I18nContextProvider, t, t_string, use_i18n};
+use crate::i18n::{I18nContextProvider, t, t_string, tu_string, use_i18n};
 use crate::nav::{Link, Page};
 use leptos::prelude::*;
 use leptos::wasm_split::SplitLoaderError;
@@ -60,6 +60,15 @@ impl Auth {
             s.as_ref()
                 .and_then(|s| s.workspace.as_ref())
                 .and_then(|w| w.role)
+        })
+    }
+
+    /// Whether the person owns some workspace (tracked): only they may make another (the
+    /// origin refuses the rest, so an invited viewer cannot publish redirects of their own).
+    pub fn owns_a_workspace(self) -> bool {
+        self.0.with(|s| {
+            s.as_ref()
+                .is_some_and(|s| s.workspaces.iter().any(|w| w.role == Some(Role::Owner)))
         })
     }
 
@@ -208,11 +217,19 @@ fn Shell() -> impl IntoView {
         };
         signing_out.set(true);
         leptos::task::spawn_local(async move {
-            if let Err(err) = api::sign_out(&session).await {
-                web_sys::console::warn_1(&err.message.into());
-            }
+            let result = api::sign_out(&session).await;
             signing_out.set(false);
-            auth.set(None);
+            match result {
+                // A session already ended (401) is signed out too.
+                Ok(()) => auth.set(None),
+                Err(err) if err.is_unauthorized() => auth.set(None),
+                // The session still works (on a shared computer, for the next person at it):
+                // say so, rather than show the sign-in page over it.
+                Err(err) => crate::widgets::flash(
+                    flash,
+                    tu_string!(i18n, common.sign_out_failed, message = err.message),
+                ),
+            }
         });
     };
     view! {

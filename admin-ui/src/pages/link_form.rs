@@ -182,6 +182,19 @@ pub fn LinkForm(
     };
     let state = FormState::new(editing.as_ref());
     provide_context(state);
+    // The form opens above the table, maybe far from the row's Edit button: it takes the
+    // focus to its first field (which scrolls it into view), where typing and Tab go on;
+    // unless the focus is in the form already.
+    request_animation_frame(|| {
+        let in_form = document()
+            .active_element()
+            .and_then(|active| active.closest(".link-form").ok().flatten())
+            .is_some();
+        if let (false, Some(field)) = (in_form, document().get_element_by_id("destination")) {
+            let field: web_sys::HtmlElement = wasm_bindgen::JsCast::unchecked_into(field);
+            let _ = field.focus();
+        }
+    });
     let FormState {
         destination,
         code,

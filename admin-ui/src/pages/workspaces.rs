@@ -12,7 +12,7 @@ use crate::{Auth, Flash, api};
 const NEW: &str = "new";
 
 /// A labelled `<select>` of the person's workspaces, and "New workspace…" (the settings
-/// page). Choosing one moves the session there; the page then loads that workspace's data.
+/// page) for people who own one. Choosing one moves the session there; the page then loads that workspace's data.
 #[component]
 pub fn Switcher() -> impl IntoView {
     let i18n = use_i18n();
@@ -77,13 +77,16 @@ pub fn Switcher() -> impl IntoView {
                 {move || auth.0.with(|s| s.as_ref().map(|s| s.workspaces.iter().map(|w| {
                     view! { <option value=w.id.to_string()>{w.name.clone()}</option> }
                 }).collect_view()))}
-                <option value=NEW>{t!(i18n, workspaces.new_option)}</option>
+                {move || auth.owns_a_workspace().then(|| view! {
+                    <option value=NEW>{t!(i18n, workspaces.new_option)}</option>
+                })}
             </select>
         </div>
     }
 }
 
-/// A person who belongs to no workspace (removed from the last one) can make one.
+/// What a person who belongs to no workspace (removed from the last one) sees: owning none,
+/// they cannot make one, and are told to ask for an invitation.
 #[component]
 pub fn NoWorkspace() -> impl IntoView {
     let i18n = use_i18n();
@@ -91,12 +94,12 @@ pub fn NoWorkspace() -> impl IntoView {
         <section class="page" aria-labelledby="none-title">
             <h1 id="none-title">{t!(i18n, workspaces.none_title)}</h1>
             <p>{t!(i18n, workspaces.none_text)}</p>
-            <NameForm current=None/>
         </section>
     }
 }
 
-/// The settings page: rename the workspace (owners), make a new one, leave this one.
+/// The settings page: rename the workspace (owners), make a new one (people who own one),
+/// leave this one.
 #[component]
 pub fn Settings() -> impl IntoView {
     let i18n = use_i18n();
@@ -121,7 +124,7 @@ pub fn Settings() -> impl IntoView {
             {move || current.get().map(|_| view! {
                 <NameForm current=name()/>
             })}
-            <NameForm current=None/>
+            {move || auth.owns_a_workspace().then(|| view! { <NameForm current=None/> })}
             {move || current.get().is_some().then(|| view! { <Leave/> })}
         </section>
     }
