@@ -175,6 +175,9 @@ struct Gate {
     import_parses: Arc<tokio::sync::Semaphore>,
     /// One permit per CPU: QR images being encoded on the blocking pool (see `qr.rs`).
     qr_encoders: Arc<tokio::sync::Semaphore>,
+    /// Link exports streaming at once, at most [`links::export::AT_ONCE`]: each holds a page
+    /// in memory while its answer streams, long after the handler returned.
+    link_exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -264,6 +267,7 @@ impl State {
                     rate_limits: rate_limit::RateLimiter::new(&config.rate_limits),
                     bulk_creates: tokio::sync::Semaphore::new(links::bulk::AT_ONCE),
                     import_parses: Arc::new(tokio::sync::Semaphore::new(import_parse::AT_ONCE)),
+                    link_exports: Arc::new(tokio::sync::Semaphore::new(links::export::AT_ONCE)),
                     qr_encoders: Arc::new(tokio::sync::Semaphore::new(
                         std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                     )),

@@ -28,8 +28,13 @@ use crate::error::Error;
 use crate::extract::ApiQuery;
 
 /// Links per page: each page is one query (its clicks included), so a long export holds no
-/// connection between pages, and memory holds one page.
-const PAGE: i64 = 1_000;
+/// connection between pages, and memory holds one page. A link may hold up to ~170 KiB of
+/// rules and text, so a page of the largest is ~35 MB, held three times over while encoded.
+const PAGE: i64 = 200;
+/// Exports one instance streams at once; more are told it is busy (503, `Retry-After`). The
+/// cap is held until the answer's last page is sent (or the client goes away), not only while
+/// the handler runs, as the API's concurrency cap is.
+pub(crate) const AT_ONCE: usize = 4;
 
 /// The answer's `Content-Type`.
 fn content_type(format: ExportFormat) -> &'static str {
@@ -57,6 +62,13 @@ pub(crate) async fn export(
     ApiQuery(query): ApiQuery<LinkExportQuery>,
 ) -> Result<Response, Error> {
     let workspace = caller.may(Permission::ReadLinks)?;
+    let permit = state
+        .inner
+        .gate
+        .link_exports
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::Busy)?;
     let format = query.format;
     let filename = format!(
         "attachment; filename=\"kurz-links-{}-{}.{}\"",
@@ -64,19 +76,19 @@ pub(crate) async fn export(
         OffsetDateTime::now_utc().date(),
         format.id()
     );
-    // State of the stream: the id after which the next page starts, and whether it is the
-    // first; None once the last page was sent.
-    let pages = futures_util::stream::try_unfold(Some((0, true)), move |cursor| {
+    // State of the stream: the id after which the next page starts, whether it is the first,
+    // and the export's permit; None once the last page was sent (the permit goes with it).
+    let pages = futures_util::stream::try_unfold(Some((0, true, permit)), move |cursor| {
         let state = state.clone();
         async move {
-            let Some((after, first)) = cursor else {
+            let Some((after, first, permit)) = cursor else {
                 return Ok::<_, Error>(None);
             };
             let rows = store::export_page(state.db(), workspace, after, PAGE).await?;
             let next = rows
                 .last()
                 .filter(|_| rows.len() as i64 == PAGE)
-                .map(|row| (row.link.id, false));
+                .map(|row| (row.link.id, false, permit));
             let links = rows
                 .into_iter()
                 .map(|row| {

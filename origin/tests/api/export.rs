@@ -397,3 +397,50 @@ async fn who_may_export() {
         assert_eq!(codes, ["mine"]);
     }
 }
+
+/// One instance streams at most 4 exports at once, each holding its place until its answer
+/// is read to the end (or dropped), not only while the handler runs: a fifth is told to come
+/// back (503, `Retry-After`), and gets its turn once one ends.
+#[tokio::test]
+async fn exports_at_once_are_capped_until_their_answers_end() {
+    use tower::ServiceExt;
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/one"}))
+        .await;
+    let start = || {
+        let request = axum::http::Request::builder()
+            .uri("/api/v1/links/export?format=jsonl")
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        app.router.clone().oneshot(request)
+    };
+    // Answers begun, their bodies not read.
+    let mut streaming = Vec::new();
+    for _ in 0..4 {
+        let response = start().await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        streaming.push(response);
+    }
+    let refused = app
+        .api(Method::GET, "/api/v1/links/export?format=jsonl", None)
+        .await;
+    assert_eq!(refused.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
+    assert_eq!(refused.header(&header::RETRY_AFTER), "1");
+    // One read to its end: its place is free.
+    let done = streaming.pop().expect("an answer");
+    let body = http_body_util::BodyExt::collect(done.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        1
+    );
+    export(&app, "jsonl").await;
+    // One dropped unread (the client went away): its place is free too.
+    drop(streaming.pop());
+    export(&app, "csv").await;
+}
