@@ -963,14 +963,7 @@ async fn retention_gives_way_to_a_long_reader_of_the_clicks() {
     // drop does.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'
-               AND query LIKE 'DROP TABLE%'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .expect("activity");
+        let waiting = crate::support::lock_waiters(&app.db, "DROP TABLE%").await;
         // (On a loaded machine the drop may have given up before this looks.)
         if waiting == 1 || dropping.is_finished() {
             break;

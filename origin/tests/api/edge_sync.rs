@@ -565,13 +565,7 @@ async fn an_edit_during_a_reversioning_is_what_reaches_the_edge() {
 
     let delivering = origin_with_edge(&database_url, &url).await;
     for _ in 0..600 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE query LIKE 'UPDATE links SET version = 0%' AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .expect("activity");
+        let waiting = crate::support::lock_waiters(&app.db, "UPDATE links SET version = 0%").await;
         if waiting > 0 {
             break;
         }

@@ -1467,13 +1467,7 @@ async fn a_change_of_members_does_not_hold_up_new_links() {
 async fn waiting_on_locks(app: &TestApp, count: i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .expect("activity");
+        let waiting = crate::support::lock_waiters(&app.db, "%").await;
         if waiting >= count {
             return;
         }

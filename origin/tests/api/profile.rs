@@ -271,14 +271,7 @@ async fn a_sign_in_overlapping_a_password_change_leaves_no_session() {
             status = &mut sign_in => break Err(status.expect("sign-in")),
             () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
         }
-        let blocked: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'
-               AND query LIKE 'INSERT INTO admin_sessions%'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .expect("activity");
+        let blocked = crate::support::lock_waiters(&app.db, "INSERT INTO admin_sessions%").await;
         if blocked > 0 {
             break Ok(());
         }

@@ -249,13 +249,7 @@ async fn drain_with_a_store_in_flight(
     // The recorder waits 200 ms for company, then its store waits on the lock: until it does.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .expect("activity");
+        let waiting = crate::support::lock_waiters(&app.db, "%").await;
         if waiting > 0 {
             break;
         }

@@ -105,6 +105,19 @@ pub async fn spawn_app_with_edge() -> TestApp {
 }
 
 /// A new, empty database on the test cluster; its URL.
+/// How many statements on this test's database wait on a lock, of those whose text is
+/// `LIKE like` (`"%"`: any).
+pub async fn lock_waiters(db: &PgPool, like: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1",
+    )
+    .bind(like)
+    .fetch_one(db)
+    .await
+    .expect("pg_stat_activity")
+}
+
 pub async fn new_database() -> String {
     let admin = admin_url();
     let name = format!("test_{}", random_hex());
