@@ -196,6 +196,9 @@ fn checked(query: AuditQuery) -> Result<Filter, Error> {
             format!("action must be at most {MAX_ACTION_CHARS} characters"),
         ));
     }
+    if let Some(action) = &action {
+        Error::unless_storable("action", action)?;
+    }
     let link = present(query.link)
         .map(|link| {
             link.parse::<i64>()

@@ -34,7 +34,8 @@ const MOST: usize = 256;
 const MOST_WAITING: usize = 4_096;
 /// How long a visit waits for its code's look-up: a connection's wait (2 s) and a query.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-/// How long one look-up's query may take, far past a healthy one's milliseconds. A server
+/// How long one look-up's query may take once it has a connection, far past a healthy one's
+/// milliseconds. A server
 /// that vanished without closing the connection (a fail-over, a host gone) never answers:
 /// the runner would wait until TCP gives up (some 15 minutes), and every miss with it. Cut
 /// off, the query counts as a lost connection (a replica rests, and the primary is read),
@@ -177,12 +178,14 @@ async fn answer(state: &crate::State, batch: Vec<(ShortCode, oneshot::Sender<Fou
     }
 }
 
-/// [`links::store::find_records`] within [`QUERY`].
+/// [`links::store::find_records`], the query within [`QUERY`] once it has a connection
+/// (the pool bounds the wait for one).
 async fn find_records(
     db: &sqlx::PgPool,
     codes: &[&str],
 ) -> Result<Vec<(String, Result<LinkRecord, Error>)>, Error> {
-    tokio::time::timeout(QUERY, links::store::find_records(db, codes))
+    let mut conn = db.acquire().await?;
+    tokio::time::timeout(QUERY, links::store::find_records(&mut *conn, codes))
         .await
         .unwrap_or_else(|_| {
             Err(Error::Unavailable(sqlx::Error::Io(std::io::Error::new(

@@ -96,6 +96,7 @@ async fn a_nul_character_is_refused_at_its_field_not_by_postgresql() {
     for path in [
         "/api/v1/links?q=%00",
         "/api/v1/links?sort=code_asc&cursor=a%00",
+        "/api/v1/audit?action=link.%00",
     ] {
         let response = app.api(Method::GET, path, None).await;
         assert_eq!(
