@@ -981,12 +981,22 @@ test('the owner invites an editor, who signs up through the link and sees the li
 
 test('the owner makes the member a viewer: their New link button is gone after a reload', async () => {
   await page.locator('#members-table tr[data-user="erin"]').waitFor();
+  // Choosing in the menu changes nothing (a closed menu's arrow keys choose at each step):
+  // the button does.
+  const change = page.getByRole('button', { name: 'Apply the chosen role to erin' });
+  assert.equal(await change.isDisabled(), true);
   await page.getByLabel('Role of erin').selectOption('viewer');
+  const roles = async () => page.evaluate(async () => Object.fromEntries((await (await fetch('/api/v1/members')).json()).map((m) => [m.username, m.role])));
+  assert.equal((await roles()).erin, 'editor');
+  await change.click();
   await page.getByRole('status').filter({ hasText: 'erin is now viewer.' }).waitFor();
+  assert.equal((await roles()).erin, 'viewer');
   // The only owner making themselves an admin is refused, and the choice is undone.
   await page.getByLabel('Role of admin').selectOption('admin');
+  await page.getByRole('button', { name: 'Apply the chosen role to admin' }).click();
   await page.getByRole('status').filter({ hasText: 'at least one owner' }).waitFor();
   assert.equal(await page.getByLabel('Role of admin').inputValue(), 'owner');
+  assert.equal(await page.getByRole('button', { name: 'Apply the chosen role to admin' }).isDisabled(), true);
   await member.goto(`${originUrl}/admin/links`);
   await member.locator('tr[data-code="careers"]').waitFor();
   assert.equal(await member.getByRole('button', { name: 'New link' }).count(), 0);

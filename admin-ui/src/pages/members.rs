@@ -100,18 +100,29 @@ fn MemberRow(member: Member) -> impl IntoView {
         .collect();
     let (user_id, username) = (member.user_id, member.username.clone());
     let role = member.role;
+    // The menu only chooses; the button changes. A closed menu's arrow keys fire `change` at
+    // each step in some browsers: passing over a role must not give it (and lowering a role
+    // revokes the member's keys at once).
+    let chosen = RwSignal::new(role);
+    let select = NodeRef::<leptos::html::Select>::new();
+    let busy = RwSignal::new(false);
     let on_change = move |ev: leptos::ev::Event| {
-        let Some(chosen) = Role::parse(&event_target_value(&ev)) else {
-            return;
-        };
+        if let Some(picked) = Role::parse(&event_target_value(&ev)) {
+            chosen.set(picked);
+        }
+    };
+    let change = move |_| {
+        let picked = chosen.get_untracked();
         let Some(session) = auth.session() else {
             return;
         };
-        let select = event_target::<web_sys::HtmlSelectElement>(&ev);
         let name = username.clone();
-        let word = role_word(chosen);
+        let word = role_word(picked);
+        busy.set(true);
         leptos::task::spawn_local(async move {
-            match api::change_role(&session, user_id, chosen).await {
+            let result = api::change_role(&session, user_id, picked).await;
+            busy.set(false);
+            match result {
                 Ok(()) => {
                     flash(
                         state.notice,
@@ -123,7 +134,10 @@ fn MemberRow(member: Member) -> impl IntoView {
                 }
                 Err(err) => {
                     // Refused: the list reloads the same, so the choice must be undone here.
-                    select.set_value(role.as_str());
+                    if let Some(select) = select.get_untracked() {
+                        select.set_value(role.as_str());
+                    }
+                    chosen.set(role);
                     flash(state.notice, err.message);
                 }
             }
@@ -132,6 +146,7 @@ fn MemberRow(member: Member) -> impl IntoView {
     };
     let for_remove = member.clone();
     let name = member.username.clone();
+    let change_label = t_string!(i18n, members.change_role_of, name = name.clone());
     let action_label = if me {
         t_string!(i18n, members.leave_label).to_string()
     } else {
@@ -142,11 +157,17 @@ fn MemberRow(member: Member) -> impl IntoView {
             <td>{member.username.clone()}{me.then(|| t_string!(i18n, members.you))}</td>
             <td>
                 <label class="visually-hidden" for=format!("role-{user_id}")>{t_string!(i18n, members.role_of, name)}</label>
-                <select id=format!("role-{user_id}") on:change=on_change disabled=!may_change prop:value=role.as_str()>
+                <select id=format!("role-{user_id}") node_ref=select on:change=on_change disabled=!may_change prop:value=role.as_str()>
                     {if may_change { choices } else { vec![role] }.into_iter().map(|r| view! {
                         <option value=r.as_str() selected=r == role>{role_label(r)}</option>
                     }).collect_view()}
                 </select>
+                {may_change.then(|| view! {
+                    <button class="secondary" on:click=change aria-label=change_label
+                        disabled=move || busy.get() || chosen.get() == role>
+                        {t!(i18n, members.change_role)}
+                    </button>
+                })}
             </td>
             <td>{date_time(member.joined_at)}</td>
             <td class="actions">

@@ -29,6 +29,7 @@ pub fn Switcher() -> impl IntoView {
         })
     };
     let select = NodeRef::<leptos::html::Select>::new();
+    let owns = Memo::new(move |_| auth.owns_a_workspace());
     let on_change = move |ev: leptos::ev::Event| {
         let chosen = event_target_value(&ev);
         // The select keeps showing the workspace the page shows until the switch is done.
@@ -77,7 +78,7 @@ pub fn Switcher() -> impl IntoView {
                 {move || auth.0.with(|s| s.as_ref().map(|s| s.workspaces.iter().map(|w| {
                     view! { <option value=w.id.to_string()>{w.name.clone()}</option> }
                 }).collect_view()))}
-                {move || auth.owns_a_workspace().then(|| view! {
+                {move || owns.get().then(|| view! {
                     <option value=NEW>{t!(i18n, workspaces.new_option)}</option>
                 })}
             </select>
@@ -110,6 +111,9 @@ pub fn Settings() -> impl IntoView {
         auth.0
             .with(|s| s.as_ref().and_then(|s| s.workspace.as_ref().map(|w| w.id)))
     });
+    // Drawn again only when this changes, not on every refresh of the session: the form
+    // keeps what is typed in it.
+    let owns = Memo::new(move |_| auth.owns_a_workspace());
     let name = move || {
         auth.0.with_untracked(|s| {
             s.as_ref()
@@ -124,7 +128,7 @@ pub fn Settings() -> impl IntoView {
             {move || current.get().map(|_| view! {
                 <NameForm current=name()/>
             })}
-            {move || auth.owns_a_workspace().then(|| view! { <NameForm current=None/> })}
+            {move || owns.get().then(|| view! { <NameForm current=None/> })}
             {move || current.get().is_some().then(|| view! { <Leave/> })}
         </section>
     }
