@@ -317,11 +317,15 @@ pub(crate) async fn deliver_forever(state: crate::State) {
 /// [`PER_ENDPOINT`] less its sends `in_flight` of each endpoint: the cap is applied in the
 /// query, so nothing is claimed only to be given back.
 ///
-/// Due rows are few besides those claimed: a failed attempt pushes the later messages of its
-/// link back to its retry, and a switched-off endpoint's wait at `infinity` (see [`settle`],
-/// [`park`]). The candidates are chosen without locks, then locked with `SKIP LOCKED` (another
-/// origin claiming is skipped, not waited for), and the update checks the lease again: a row
-/// another origin claimed after this statement's snapshot is not taken twice.
+/// Each enabled endpoint's first due rows are read in order of their due time through
+/// `webhook_deliveries_endpoint_due`, at most its share: a claim reads about what it claims,
+/// not the whole backlog (a bulk import's thousands of messages would make draining it
+/// quadratic). The rows it steps over are few: leased ones, and the later messages of a link
+/// whose earlier one is leased (a failed attempt pushes them back to its retry, and a
+/// switched-off endpoint's wait at `infinity`, see [`settle`], [`park`]). The candidates are
+/// chosen without locks, then locked with `SKIP LOCKED` (another origin claiming is skipped,
+/// not waited for), and the update checks the lease again: a row another origin claimed after
+/// this statement's snapshot is not taken twice.
 async fn claim(
     db: &PgPool,
     limit: usize,
@@ -340,23 +344,26 @@ async fn claim(
            AND (d.locked_until IS NULL OR d.locked_until < now())
            AND d.id = ANY(ARRAY(
              SELECT id FROM webhook_deliveries WHERE id = ANY(ARRAY(
-                 SELECT id FROM (
-                     SELECT d.id, d.next_attempt_at, COALESCE(busy.sends, 0) AS sends,
-                            row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.id) AS nth
-                     FROM webhook_deliveries d
-                     JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
-                     LEFT JOIN unnest($3::bigint[], $4::bigint[]) AS busy (endpoint_id, sends)
-                         ON busy.endpoint_id = d.endpoint_id
-                     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-                       AND (d.locked_until IS NULL OR d.locked_until < now())
-                       AND (d.link_id IS NULL OR NOT EXISTS (
+                 SELECT due.id
+                 FROM webhook_endpoints ep
+                 LEFT JOIN unnest($3::bigint[], $4::bigint[]) AS busy (endpoint_id, sends)
+                     ON busy.endpoint_id = ep.id
+                 CROSS JOIN LATERAL (
+                     SELECT c.id, c.next_attempt_at
+                     FROM webhook_deliveries c
+                     WHERE c.endpoint_id = ep.id AND c.state = 'pending'
+                       AND c.next_attempt_at <= now()
+                       AND (c.locked_until IS NULL OR c.locked_until < now())
+                       AND (c.link_id IS NULL OR NOT EXISTS (
                            SELECT 1 FROM webhook_deliveries older
-                           WHERE older.endpoint_id = d.endpoint_id
-                             AND older.link_id = d.link_id
-                             AND older.state = 'pending' AND older.id < d.id))
+                           WHERE older.endpoint_id = c.endpoint_id
+                             AND older.link_id = c.link_id
+                             AND older.state = 'pending' AND older.id < c.id))
+                     ORDER BY c.next_attempt_at, c.id
+                     LIMIT greatest($5 - COALESCE(busy.sends, 0), 0)
                  ) due
-                 WHERE nth <= $5 - sends
-                 ORDER BY next_attempt_at, id
+                 WHERE ep.enabled
+                 ORDER BY due.next_attempt_at, due.id
                  LIMIT $1))
              FOR UPDATE SKIP LOCKED))
          RETURNING d.id, d.message_id, d.payload::text AS payload, d.attempts, d.endpoint_id,

@@ -1925,28 +1925,7 @@ async fn the_breakdowns_of_an_owner_of_most_rows_are_read_by_key_ranges() {
     }
     // A backend reports what it read when it ends: end the app's, and read the counts once
     // they are gone.
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&database_url)
-        .await
-        .expect("connect");
-    let others = "FROM pg_stat_activity
-                  WHERE datname = current_database() AND pid <> pg_backend_pid()";
-    sqlx::query(&format!("SELECT pg_terminate_backend(pid) {others}"))
-        .execute(&mut conn)
-        .await
-        .expect("end the app's connections");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) {others}"))
-        .fetch_one(&mut conn)
-        .await
-        .expect("backends")
-        > 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the app's connections did not end"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let mut conn = crate::support::end_other_backends(&database_url).await;
     let scans: Vec<(String, i64, i64, i64)> = sqlx::query_as(
         "SELECT relname::text, seq_tup_read, coalesce(idx_scan, 0), coalesce(idx_tup_fetch, 0)
          FROM pg_stat_user_tables

@@ -104,7 +104,6 @@ pub async fn spawn_app_with_edge() -> TestApp {
     app_with(&config).await
 }
 
-/// A new, empty database on the test cluster; its URL.
 /// How many statements on this test's database wait on a lock, of those whose text is
 /// `LIKE like` (`"%"`: any).
 pub async fn lock_waiters(db: &PgPool, like: &str) -> i64 {
@@ -118,6 +117,34 @@ pub async fn lock_waiters(db: &PgPool, like: &str) -> i64 {
     .expect("pg_stat_activity")
 }
 
+/// Ends every other connection to the database at `url` (the app's) and waits until they are
+/// gone; a connection of its own. A backend reports what it read (`pg_stat_user_tables`) when
+/// it ends: read the counts on the connection returned.
+pub async fn end_other_backends(url: &str) -> PgConnection {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
+    let others = "FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    sqlx::query(&format!("SELECT pg_terminate_backend(pid) {others}"))
+        .execute(&mut conn)
+        .await
+        .expect("end the app's connections");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) {others}"))
+        .fetch_one(&mut conn)
+        .await
+        .expect("backends")
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app's connections did not end"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    conn
+}
+
+/// A new, empty database on the test cluster; its URL.
 pub async fn new_database() -> String {
     let admin = admin_url();
     let name = format!("test_{}", random_hex());

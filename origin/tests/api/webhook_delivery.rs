@@ -1491,6 +1491,62 @@ async fn the_per_endpoint_cap_is_applied_by_the_claim() {
     );
 }
 
+/// A bulk import's backlog (20,000 `link.created`, all due) drains at a cost per message, not
+/// per backlog: ranking every due message at each claim read all of them about once for every
+/// four sent.
+#[tokio::test]
+async fn a_claim_reads_about_what_it_claims_not_the_whole_backlog() {
+    const BACKLOG: i64 = 20_000;
+    const SENT: usize = 200;
+    let database_url = new_database().await;
+    let mut config = config(&database_url);
+    config.webhooks.concurrency = 16;
+    let app = app_with(&config).await;
+    let (busy, quiet) = (Receiver::start().await, Receiver::start().await);
+    let bulk = endpoint(&app, &busy.url, &new_secret(), &["link.created"]).await;
+    let other = endpoint(&app, &quiet.url, &new_secret(), &["link.created"]).await;
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, link_id, payload)
+         SELECT 'msg_bulk' || g, $1, 'link.created', g, '{}' FROM generate_series(1, $2) g",
+    )
+    .bind(bulk)
+    .bind(BACKLOG)
+    .execute(&app.db)
+    .await
+    .expect("backlog");
+    // Behind the whole backlog: not held up by it.
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, link_id, payload)
+         VALUES ('msg_quiet', $1, 'link.created', 1, '{}')",
+    )
+    .bind(other)
+    .execute(&app.db)
+    .await
+    .expect("quiet message");
+    let background = app.state.spawn_background();
+
+    quiet.wait_for("its message", |r| !r.is_empty()).await;
+    busy.wait_for("the first sends", |r| r.len() >= SENT).await;
+    for task in &background {
+        task.abort();
+    }
+    let mut conn = crate::support::end_other_backends(&database_url).await;
+    let (scanned, fetched): (i64, i64) = sqlx::query_as(
+        "SELECT seq_tup_read, coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables
+         WHERE relname = 'webhook_deliveries'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("reads");
+    let sent = i64::try_from(busy.received().len()).expect("a few hundred") + 1;
+    // A message's own reads: the claim's (and the few leased rows ahead of it), the lock,
+    // the lease, the settle; the ranking read every due message at each claim.
+    assert!(
+        scanned + fetched <= 30 * sent,
+        "{scanned} rows scanned and {fetched} fetched for {sent} messages of {BACKLOG}"
+    );
+}
+
 #[tokio::test]
 async fn a_blocked_link_that_cannot_be_shown_is_disabled_without_its_webhook() {
     let app = app(true, 100_000).await;
