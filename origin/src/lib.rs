@@ -38,6 +38,7 @@ pub mod rate_limit;
 mod redirect;
 pub mod replay_clicks;
 mod sign_in_limit;
+mod streamed;
 mod webhooks;
 mod workspaces;
 
@@ -178,6 +179,11 @@ struct Gate {
     /// Link exports streaming at once, at most [`links::export::AT_ONCE`]: each holds a page
     /// in memory while its answer streams, long after the handler returned.
     link_exports: Arc<tokio::sync::Semaphore>,
+    /// Click exports streaming at once, at most [`analytics::export::AT_ONCE`], as
+    /// `link_exports`.
+    click_exports: Arc<tokio::sync::Semaphore>,
+    /// How long a piece of an export waits for its client ([`streamed::STALL`]).
+    export_stall_ms: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -268,6 +274,12 @@ impl State {
                     bulk_creates: tokio::sync::Semaphore::new(links::bulk::AT_ONCE),
                     import_parses: Arc::new(tokio::sync::Semaphore::new(import_parse::AT_ONCE)),
                     link_exports: Arc::new(tokio::sync::Semaphore::new(links::export::AT_ONCE)),
+                    click_exports: Arc::new(tokio::sync::Semaphore::new(
+                        analytics::export::AT_ONCE,
+                    )),
+                    export_stall_ms: std::sync::atomic::AtomicU64::new(
+                        streamed::STALL.as_millis().try_into().unwrap_or(u64::MAX),
+                    ),
                     qr_encoders: Arc::new(tokio::sync::Semaphore::new(
                         std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                     )),
@@ -463,6 +475,24 @@ impl State {
             silence.as_millis().try_into().unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    /// How long exports started after this wait for a client that stopped reading before they
+    /// give up their place (tests shorten [`streamed::STALL`]).
+    pub fn set_export_stall(&self, stall: Duration) {
+        self.inner.gate.export_stall_ms.store(
+            stall.as_millis().try_into().unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn export_stall(&self) -> Duration {
+        Duration::from_millis(
+            self.inner
+                .gate
+                .export_stall_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// How many (link, address) pairs the password forms' limiter holds now.

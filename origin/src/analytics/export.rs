@@ -1,11 +1,10 @@
 //! CSV export of a link's raw clicks (`GET /api/v1/links/{code}/clicks.csv`): streamed page
-//! by page, every cell made inert for spreadsheets.
+//! by page (`crate::streamed`), every cell made inert for spreadsheets.
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
+use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 
 use shortlink::spreadsheet::inert_cell;
@@ -19,8 +18,12 @@ use crate::links::store;
 pub(crate) use shortlink::query::ExportQuery;
 
 /// Rows per page of the CSV export: each page is one query, so a long export holds no
-/// connection between pages.
+/// connection between pages. A click's row may hold a few KB (its referrer and agent), so a
+/// page may be ~20 MB.
 const EXPORT_PAGE: i64 = 5_000;
+/// Click exports one instance streams at once, each holding a page while its answer streams;
+/// more are told it is busy (503, `Retry-After`).
+pub(crate) const AT_ONCE: usize = 4;
 
 type ClickRow = (
     String,
@@ -57,48 +60,66 @@ pub(crate) async fn export_csv(
     let to = query
         .to
         .unwrap_or_else(|| OffsetDateTime::now_utc() + Duration::DAY);
+    let permit = state
+        .inner
+        .gate
+        .click_exports
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::Busy)?;
     let db = state.db().clone();
-
-    // State of the stream: where the next page starts; None once the last page was sent.
-    let start = Some((from, String::new(), true));
-    let pages = futures_util::stream::try_unfold(start, move |cursor| {
-        let db = db.clone();
-        async move {
-            let Some((after_at, after_id, first)) = cursor else {
-                return Ok::<_, Error>(None);
-            };
-            let rows: Vec<ClickRow> = sqlx::query_as(
-                "SELECT id, at, country, referrer, referrer_host, user_agent, device, browser, os,
-                        bot, qr, source, variant
-                 FROM clicks
-                 WHERE link_id = $1 AND (at, id) > ($2, $3) AND at < $4
-                 ORDER BY at, id
-                 LIMIT $5",
-            )
-            .bind(link_id)
-            .bind(after_at)
-            .bind(&after_id)
-            .bind(to)
-            .bind(EXPORT_PAGE)
-            .fetch_all(&db)
-            .await?;
-            let next = rows
-                .last()
-                .filter(|_| rows.len() as i64 == EXPORT_PAGE)
-                .map(|row| (row.1, row.0.clone(), false));
-            let chunk = csv_chunk(&rows, first).map_err(|err| Error::Internal(err.into()))?;
-            Ok(Some((chunk, next)))
-        }
-    });
+    let body = crate::streamed::pages(
+        permit,
+        state.export_stall(),
+        (from, String::new(), true),
+        move |(after_at, after_id, first)| page(db.clone(), link_id, to, after_at, after_id, first),
+    );
     let filename = format!("attachment; filename=\"{code}-clicks.csv\"");
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, filename),
         ],
-        Body::from_stream(pages.map_err(|err| std::io::Error::other(err.to_string()))),
+        body,
     )
         .into_response())
+}
+
+/// Where a page of the export starts: after the click at this time and of this id; whether it
+/// is the first (the CSV's header).
+type Cursor = (OffsetDateTime, String, bool);
+
+/// The page of `link_id`'s clicks after the cursor's and before `to`, as CSV; where the next
+/// starts, or None if this is the last.
+async fn page(
+    db: PgPool,
+    link_id: i64,
+    to: OffsetDateTime,
+    after_at: OffsetDateTime,
+    after_id: String,
+    first: bool,
+) -> Result<(Vec<u8>, Option<Cursor>), Error> {
+    let rows: Vec<ClickRow> = sqlx::query_as(
+        "SELECT id, at, country, referrer, referrer_host, user_agent, device, browser, os,
+                bot, qr, source, variant
+         FROM clicks
+         WHERE link_id = $1 AND (at, id) > ($2, $3) AND at < $4
+         ORDER BY at, id
+         LIMIT $5",
+    )
+    .bind(link_id)
+    .bind(after_at)
+    .bind(&after_id)
+    .bind(to)
+    .bind(EXPORT_PAGE)
+    .fetch_all(&db)
+    .await?;
+    let next = rows
+        .last()
+        .filter(|_| rows.len() as i64 == EXPORT_PAGE)
+        .map(|row| (row.1, row.0.clone(), false));
+    let chunk = csv_chunk(&rows, first).map_err(|err| Error::Internal(err.into()))?;
+    Ok((chunk, next))
 }
 
 fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error> {

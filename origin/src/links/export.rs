@@ -10,11 +10,9 @@
 //! before the insert commits), an edit meanwhile shows in a link not yet sent, and a link
 //! deleted meanwhile may still be in it.
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
 use shortlink::api::{ExportedLink, Link};
 use shortlink::query::{ExportFormat, LinkExportQuery};
 use shortlink::spreadsheet::inert_cell;
@@ -23,7 +21,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::store;
-use crate::caller::Caller;
+use crate::caller::{Caller, WorkspaceId};
 use crate::error::Error;
 use crate::extract::ApiQuery;
 
@@ -32,10 +30,9 @@ use crate::extract::ApiQuery;
 /// rules and text, so a page of the largest is ~35 MB, held three times over while encoded.
 const PAGE: i64 = 200;
 /// Exports one instance streams at once; more are told it is busy (503, `Retry-After`). The
-/// cap is held until the answer's last page is sent (or the client goes away), not only while
-/// the handler runs, as the API's concurrency cap is.
+/// cap is held until the answer's last page is sent (or the client goes away, or stops
+/// reading for [`crate::streamed::STALL`]), not only while the handler runs, as the API's concurrency cap is.
 pub(crate) const AT_ONCE: usize = 4;
-
 /// The answer's `Content-Type`.
 fn content_type(format: ExportFormat) -> &'static str {
     match format {
@@ -76,50 +73,49 @@ pub(crate) async fn export(
         OffsetDateTime::now_utc().date(),
         format.id()
     );
-    // State of the stream: the id after which the next page starts, whether it is the first,
-    // and the export's permit; None once the last page was sent (the permit goes with it).
-    let pages = futures_util::stream::try_unfold(Some((0, true, permit)), move |cursor| {
-        let state = state.clone();
-        async move {
-            let Some((after, first, permit)) = cursor else {
-                return Ok::<_, Error>(None);
-            };
-            let rows = store::export_page(state.db(), workspace, after, PAGE).await?;
-            let next = rows
-                .last()
-                .filter(|_| rows.len() as i64 == PAGE)
-                .map(|row| (row.link.id, false, permit));
-            let links = rows
-                .into_iter()
-                .map(|row| {
-                    Ok(ExportedLink {
-                        link: row.link.into_link(&state.inner.public_url)?,
-                        clicks: u64::try_from(row.clicks).map_err(|e| Error::Internal(e.into()))?,
-                    })
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            let chunk = match format {
-                ExportFormat::Jsonl => jsonl_chunk(&links),
-                ExportFormat::Csv => csv_chunk(&links, first),
-            }
-            .map_err(Error::Internal)?;
-            Ok(Some((chunk, next)))
-        }
+    let stall = state.export_stall();
+    let body = crate::streamed::pages(permit, stall, (0, true), move |(after, first)| {
+        page(state.clone(), workspace, format, after, first)
     });
     Ok((
         [
             (header::CONTENT_TYPE, content_type(format).to_owned()),
             (header::CONTENT_DISPOSITION, filename),
         ],
-        // An error after the answer began cuts the body short: the client sees a broken
-        // download, not a complete-looking file with links missing. The error itself goes to
-        // the log here, as no error answer (which logs a 5xx) can be sent any more.
-        Body::from_stream(pages.map_err(|err| {
-            tracing::error!(error = ?err, "link export cut short");
-            std::io::Error::other(err.to_string())
-        })),
+        body,
     )
         .into_response())
+}
+
+/// The page of links after id `after`, encoded (`first`: the CSV's header too); where the
+/// next page starts, or None if this is the last.
+async fn page(
+    state: crate::State,
+    workspace: WorkspaceId,
+    format: ExportFormat,
+    after: i64,
+    first: bool,
+) -> Result<(Vec<u8>, Option<(i64, bool)>), Error> {
+    let rows = store::export_page(state.db(), workspace, after, PAGE).await?;
+    let next = rows
+        .last()
+        .filter(|_| rows.len() as i64 == PAGE)
+        .map(|row| (row.link.id, false));
+    let links = rows
+        .into_iter()
+        .map(|row| {
+            Ok(ExportedLink {
+                link: row.link.into_link(&state.inner.public_url)?,
+                clicks: u64::try_from(row.clicks).map_err(|e| Error::Internal(e.into()))?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let chunk = match format {
+        ExportFormat::Jsonl => jsonl_chunk(&links),
+        ExportFormat::Csv => csv_chunk(&links, first),
+    }
+    .map_err(Error::Internal)?;
+    Ok((chunk, next))
 }
 
 fn jsonl_chunk(links: &[ExportedLink]) -> anyhow::Result<Vec<u8>> {

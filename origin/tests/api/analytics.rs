@@ -997,6 +997,33 @@ async fn retention_gives_way_to_a_long_reader_of_the_clicks() {
     assert_eq!(dropped.len(), 1, "{dropped:?}");
 }
 
+/// A link's clicks as CSV stream from a task holding one of 4 places, given up when its client
+/// stops reading: four stalled downloads do not shut every workspace's, and their pages (up
+/// to tens of MB) are not held without bound.
+#[tokio::test]
+async fn click_exports_are_capped_and_stalled_ones_give_their_places_up() {
+    let app = spawn_app().await;
+    let id = link(&app, "exported").await;
+    let now = OffsetDateTime::now_utc() - Duration::minutes(5);
+    // ~600 B a row, ~600 KB: more than one piece handed to the answer at a time.
+    let agent = format!("{IPHONE} {}", "x".repeat(400));
+    let events: Vec<ClickEvent> = (0..1_000)
+        .map(|i| {
+            let mut e = event(&format!("e{i}"), id, "exported", now);
+            e.user_agent = Some(agent.clone());
+            e
+        })
+        .collect();
+    app.state.store_clicks(&events).await.expect("store");
+    crate::support::stalled_exports_give_their_places_up(&app, "/api/v1/links/exported/clicks.csv")
+        .await;
+    let response = app
+        .api(Method::GET, "/api/v1/links/exported/clicks.csv", None)
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.text().lines().count(), 1 + 1_000);
+}
+
 #[tokio::test]
 async fn account_stats_top_links_breakdowns_and_csv_export() {
     let app = spawn_app().await;

@@ -440,7 +440,29 @@ async fn exports_at_once_are_capped_until_their_answers_end() {
         1
     );
     export(&app, "jsonl").await;
-    // One dropped unread (the client went away): its place is free too.
+    // One dropped unread (the client went away): its place is free too, once its task runs.
     drop(streaming.pop());
+    tokio::task::yield_now().await;
     export(&app, "csv").await;
+}
+
+/// A client that stops reading gives its place up after a while (30 s in a deployment): four
+/// stalled clients do not shut exports for every workspace for as long as their connections
+/// stay open, and one that reads again finds its download broken, not complete-looking.
+#[tokio::test]
+async fn exports_whose_clients_stop_reading_give_their_places_up() {
+    let app = spawn_app().await;
+    // ~1 KB a line, ~400 KB: more than one piece (64 KiB) handed to the answer at a time.
+    let note = "n".repeat(900);
+    bulk(
+        &app,
+        (0..400)
+            .map(|i| json!({"destination": format!("https://example.com/{i}"), "note": note}))
+            .collect(),
+    )
+    .await;
+    crate::support::stalled_exports_give_their_places_up(&app, "/api/v1/links/export?format=jsonl")
+        .await;
+    // A client that reads gets every link.
+    assert_eq!(lines(&export(&app, "jsonl").await).len(), 400);
 }

@@ -144,6 +144,64 @@ pub async fn end_other_backends(url: &str) -> PgConnection {
     conn
 }
 
+/// Four exports of `path` (GET, the app's key) begun and left unread hold the instance's four
+/// places (a fifth: 503 `busy`) only until their task gives up on them: with the wait shortened
+/// to 500 ms, four fresh ones are soon taken at once. The first stalled answer, read late,
+/// ends in an error, not cleanly. The export must be longer than a piece (64 KiB).
+pub async fn stalled_exports_give_their_places_up(app: &TestApp, path: &str) {
+    app.state
+        .set_export_stall(std::time::Duration::from_millis(500));
+    let start = || {
+        let request = Request::builder()
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+            .body(Body::empty())
+            .expect("request");
+        app.router.clone().oneshot(request)
+    };
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let response = start().await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        stalled.push(response);
+    }
+    let refused = app.api(Method::GET, path, None).await;
+    assert_eq!(refused.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        // Held together: all four places free at once.
+        let mut fresh = Vec::new();
+        for _ in 0..4 {
+            fresh.push(start().await.expect("infallible"));
+        }
+        let statuses: Vec<StatusCode> =
+            fresh.iter().map(axum::response::Response::status).collect();
+        if statuses.iter().all(|status| *status == StatusCode::OK) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path}: stalled exports kept their places: {statuses:?}"
+        );
+        drop(fresh);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The fresh ones dropped: their places free once their tasks run.
+    tokio::task::yield_now().await;
+    app.state
+        .set_export_stall(std::time::Duration::from_secs(30));
+    let late = stalled
+        .pop()
+        .expect("an answer")
+        .into_body()
+        .collect()
+        .await;
+    assert!(
+        late.is_err(),
+        "{path}: a stalled export read to a clean end"
+    );
+}
+
 /// A new, empty database on the test cluster; its URL.
 pub async fn new_database() -> String {
     let admin = admin_url();
