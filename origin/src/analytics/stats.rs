@@ -101,7 +101,9 @@ impl Of {
 /// their sum (the analytics bench's account query: p50 4.4 → 3.9 ms, runs alternated on one
 /// database), for up to four of the pool's connections at once, a few milliseconds each (the
 /// stats budget, `rate_limit.rs`, bounds how often a caller asks). Only the series uses the
-/// time zone, and PostgreSQL checks it there ([`series`]): no round trip of its own.
+/// time zone, and PostgreSQL checks it there ([`series`]): no round trip of its own. Each
+/// part is as of its own moment: a batch counted meanwhile may show in the totals and not yet
+/// in the breakdowns, until the next read (the dashboard reads every 5 s).
 async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
     let tops = async {
         match of {
