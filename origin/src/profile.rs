@@ -18,8 +18,7 @@ use crate::error::Error;
 use crate::extract::ApiJson;
 use crate::extract::IdPath;
 
-/// Most sessions listed: every sign-in makes one (for 7 days), so a script signing in in a
-/// loop could make the list as long as it likes.
+/// Most sessions listed: more than a person keeps ([`accounts::MAX_SESSIONS_PER_USER`]).
 const MAX_SESSIONS_LISTED: i64 = 200;
 
 pub(crate) fn routes() -> Router<crate::State> {
@@ -160,9 +159,10 @@ async fn change_password(
         new_password,
     } = body;
     // Both hashes under one permit: the new one only after the current password matched.
+    let against = stored.clone();
     let hashed = limiter
         .hash(permit, move |memory| {
-            accounts::verify(&current_password, &stored, memory)
+            accounts::verify(&current_password, &against, memory)
                 .then(|| accounts::hash_password_in(&new_password, memory))
         })
         .await?;
@@ -176,17 +176,39 @@ async fn change_password(
     limiter
         .succeeded(db, &attempt, reservation, user_id)
         .await?;
+    // Only over the hash the current password was checked against, and only while this
+    // session lives: a change or reset that committed meanwhile (and signed this session out)
+    // is not undone by a request that read the hash before it.
     let mut tx = db.begin().await?;
-    sqlx::query("UPDATE admin_users SET password_hash = $2 WHERE id = $1")
-        .bind(user_id)
-        .bind(hashed)
-        .execute(&mut *tx)
-        .await?;
+    let changed = sqlx::query(
+        "UPDATE admin_users SET password_hash = $2 WHERE id = $1 AND password_hash = $3",
+    )
+    .bind(user_id)
+    .bind(hashed)
+    .bind(&stored)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
     sqlx::query("DELETE FROM admin_sessions WHERE user_id = $1 AND id <> $2")
         .bind(user_id)
         .bind(session.id)
         .execute(&mut *tx)
         .await?;
+    let signed_in: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_sessions WHERE id = $1)")
+            .bind(session.id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !signed_in {
+        return Err(Error::Unauthorized);
+    }
+    if !changed {
+        return Err(Error::invalid(
+            "current_password",
+            "the password was changed meanwhile: the current password is wrong",
+        ));
+    }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

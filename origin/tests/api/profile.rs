@@ -289,3 +289,98 @@ async fn a_sign_in_overlapping_a_password_change_leaves_no_session() {
     .expect("sessions");
     assert_eq!(sessions, 0);
 }
+
+/// A password change that read the stored hash before another change (or a reset) committed
+/// does not write over it: a thief looping changes with a stolen password cannot undo the
+/// owner's change, which also signed the thief out.
+#[tokio::test]
+async fn a_password_change_overlapping_another_does_not_undo_it() {
+    let app = spawn_app().await;
+    let workspace = app.workspace("acme").await;
+    let thief = app.user("pat", &[(workspace, "editor")]).await;
+    let As::Session { cookie, csrf, .. } = &thief else {
+        panic!("a session");
+    };
+    // The owner's change (or a reset), under way: the new hash and every session signed out,
+    // not yet committed.
+    let mut owner = app.db.begin().await.expect("begin");
+    sqlx::query("UPDATE admin_users SET password_hash = 'changed' WHERE username = 'pat'")
+        .execute(&mut *owner)
+        .await
+        .expect("update");
+    sqlx::query(
+        "DELETE FROM admin_sessions WHERE user_id = (SELECT id FROM admin_users WHERE username = 'pat')",
+    )
+    .execute(&mut *owner)
+    .await
+    .expect("sign out");
+    // Meanwhile the thief's change, with the password the owner's has not replaced yet.
+    let request = axum::http::Request::builder()
+        .method(Method::PUT)
+        .uri("/api/v1/me/password")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::COOKIE, cookie)
+        .header("x-csrf-token", csrf)
+        .body(axum::body::Body::from(
+            json!({"current_password": USER_PASSWORD, "new_password": "the thief's own"})
+                .to_string(),
+        ))
+        .expect("request");
+    let router = app.router.clone();
+    let mut change = tokio::spawn(async move {
+        use tower::ServiceExt;
+        router.oneshot(request).await.expect("infallible").status()
+    });
+    // Until the thief's change waits on the owner's row lock (or ends).
+    let waiting = loop {
+        tokio::select! {
+            status = &mut change => break Err(status.expect("change")),
+            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+        if crate::support::lock_waiters(&app.db, "UPDATE admin_users%").await > 0 {
+            break Ok(());
+        }
+    };
+    assert_eq!(waiting, Ok(()), "the change did not reach the owner's");
+    owner.commit().await.expect("commit");
+    assert_eq!(
+        change.await.expect("change"),
+        StatusCode::UNAUTHORIZED,
+        "its session was signed out"
+    );
+    let hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM admin_users WHERE username = 'pat'")
+            .fetch_one(&app.db)
+            .await
+            .expect("hash");
+    assert_eq!(hash, "changed", "the owner's change stands");
+}
+
+/// A person keeps at most 100 sessions: a sign-in past them ends the oldest, so a script
+/// signing in in a loop (a success costs nothing against the sign-in limits) cannot grow the
+/// table without bound.
+#[tokio::test]
+async fn a_person_keeps_at_most_a_hundred_sessions() {
+    let app = spawn_app().await;
+    let workspace = app.workspace("acme").await;
+    let first = app.user("pat", &[(workspace, "viewer")]).await;
+    sqlx::query(
+        "INSERT INTO admin_sessions (token_hash, user_id, csrf_token, expires_at)
+         SELECT sha256(g::text::bytea), u.id, 'csrf', now() + interval '7 days'
+         FROM admin_users u, generate_series(1, 150) g WHERE u.username = 'pat'",
+    )
+    .execute(&app.db)
+    .await
+    .expect("sessions");
+    let latest = app.sign_in_as("pat", USER_PASSWORD).await;
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id
+         WHERE u.username = 'pat'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("count");
+    assert_eq!(sessions, 100);
+    assert!(alive(&app, &latest).await, "the new session works");
+    assert!(!alive(&app, &first).await, "the oldest ended");
+}
