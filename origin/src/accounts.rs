@@ -27,6 +27,10 @@ pub(crate) const COOKIE: &str = "kurz_session";
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a sign-in lasts; signing in again starts a new session.
 const SESSION_LIFETIME: time::Duration = time::Duration::days(7);
+/// Most sessions one person keeps: a sign-in past it ends their oldest. Every sign-in makes
+/// one (for 7 days) and a successful one costs nothing against the sign-in limits, so a
+/// script signing in in a loop would otherwise grow the table without bound.
+pub(crate) const MAX_SESSIONS_PER_USER: i64 = 100;
 /// The name of the user made on a deployment's first start.
 pub const FIRST_ADMIN: &str = "admin";
 pub(crate) const MIN_PASSWORD_CHARS: usize = 10;
@@ -155,6 +159,15 @@ pub(crate) async fn start_session(
     .await?
     // The password changed since it was checked.
     .ok_or(Error::SignInFailed)?;
+    sqlx::query(
+        "DELETE FROM admin_sessions WHERE user_id = $1 AND id <= (
+             SELECT id FROM admin_sessions WHERE user_id = $1
+             ORDER BY id DESC OFFSET $2 LIMIT 1)",
+    )
+    .bind(user_id)
+    .bind(MAX_SESSIONS_PER_USER)
+    .execute(db)
+    .await?;
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_LIFETIME.whole_seconds(),
