@@ -124,10 +124,11 @@ const BOT_MARKERS: &[&str] = &[
     "embedly",
     "iframely",
     "vkshare",
-    "pinterest",
+    // Not "pinterest" or "snapchat": their apps' own browsers say so, and people open links
+    // in them (their fetchers say "bot" as well: `Pinterest/0.2 (+…/bot.html)`, `Snap URL
+    // Preview Service; bot`).
     "mastodon",
     "cardyb",
-    "snapchat",
     "google-inspectiontool",
     "googleother",
     "curl/",
@@ -209,6 +210,31 @@ mod tests {
     fn user_agents() {
         use Device::*;
         let cases: &[(&str, Device, Os, bool)] = &[
+            // People in the apps' own browsers; the apps' fetchers.
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Snapchat/12.62.0.37 (like Safari/8617.1.17.10.5, panda)",
+                Mobile,
+                Os::Ios,
+                false,
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 13; SM-G991B Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/118.0.5993.111 Mobile Safari/537.36 [Pinterest/Android]",
+                Mobile,
+                Os::Android,
+                false,
+            ),
+            (
+                "Mozilla/5.0 (compatible; Snap URL Preview Service; bot; snapchat; https://developers.snap.com/robots)",
+                Bot,
+                Os::Other,
+                true,
+            ),
+            (
+                "Pinterest/0.2 (+https://www.pinterest.com/bot.html)",
+                Bot,
+                Os::Other,
+                true,
+            ),
             (
                 "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
                 Desktop,
