@@ -73,9 +73,11 @@ pub(crate) struct LinkCache {
     /// replica may not have replayed their change yet, so they are read from the primary
     /// (else the stale link would be cached until the TTL).
     changed: Cache<String, ()>,
-    /// When every code was last taken for changed ([`LinkCache::invalidate_all`]), in ms
-    /// after `epoch` (0: never).
+    /// When every code was last taken for changed ([`LinkCache::invalidate_all`], or more
+    /// changes than `changed` holds), in ms after `epoch` (0: never).
     all_changed_ms: Arc<AtomicU64>,
+    /// How many codes changed lately, to tell when `changed` may no longer hold them all.
+    changes: Arc<std::sync::Mutex<Changes>>,
     epoch: Instant,
     /// How long a thread's copy of an entry is served: [`front::FOR`], or the cache's TTL
     /// when that is shorter.
@@ -88,8 +90,35 @@ pub(crate) struct LinkCache {
 /// How long a changed link is read from the primary rather than a read replica: a replica
 /// that lags more than this can serve (and the cache keep) the link as it was.
 pub(crate) const CHANGED_LATELY: Duration = Duration::from_secs(30);
-/// The most codes remembered as changed lately (about 100 bytes each).
+/// The most codes remembered as changed lately (about 100 bytes each). Past half of it in
+/// [`CHANGED_LATELY`] (a bulk import, a sweep of the blocklist), the set may drop codes (its
+/// expired entries still take room until evicted, and it refuses newcomers once full), so
+/// every code counts as changed instead, and every miss reads the primary for that long.
 const CHANGED_CODES: u64 = 65_536;
+
+/// The codes changed in the window of [`CHANGED_LATELY`] begun at `started` (ms after the
+/// cache's epoch) and in the one before it: together, at least those still remembered.
+#[derive(Debug, Default)]
+struct Changes {
+    started: u64,
+    now: u64,
+    before: u64,
+}
+
+impl Changes {
+    /// Counts a change at `at`; whether the codes changed lately are too many to remember.
+    fn count(&mut self, at: u64) -> bool {
+        let window = u64::try_from(CHANGED_LATELY.as_millis()).unwrap_or(u64::MAX);
+        if at >= self.started.saturating_add(window) {
+            let next = at < self.started.saturating_add(window.saturating_mul(2));
+            self.before = if next { self.now } else { 0 };
+            self.now = 0;
+            self.started = at;
+        }
+        self.now += 1;
+        self.now + self.before > CHANGED_CODES / 2
+    }
+}
 
 /// How much the cache holds (after pending evictions ran).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +145,7 @@ impl LinkCache {
                 .time_to_live(CHANGED_LATELY)
                 .build(),
             all_changed_ms: Arc::default(),
+            changes: Arc::default(),
             epoch: Instant::now(),
             copy_for: front::FOR.min(ttl),
             id: front::new_id(),
@@ -213,7 +243,17 @@ impl LinkCache {
     /// Drops the entry of `code` (a link with this code changed, here or elsewhere).
     pub(crate) async fn invalidate(&self, code: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.changed.insert(code.to_owned(), ()).await;
+        let now = self.ms_since_epoch();
+        let too_many = self
+            .changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .count(now);
+        if too_many {
+            self.all_changed_ms.store(now, Ordering::Release);
+        } else {
+            self.changed.insert(code.to_owned(), ()).await;
+        }
         if let Some(cache) = &self.cache {
             cache.invalidate(code).await;
         }
@@ -456,6 +496,38 @@ mod tests {
 
     fn destination(entry: &Entry) -> Option<&str> {
         entry.as_ref().map(|link| link.record.destination.as_str())
+    }
+
+    /// More changes than the set of changed codes holds (a bulk import behind a lagging
+    /// replica): every one of them still counts as changed lately, so none is read from the
+    /// replica as it was.
+    #[tokio::test]
+    async fn a_flood_of_changes_leaves_none_taken_for_unchanged() {
+        let cache = LinkCache::new(1 << 20, Duration::from_secs(300), Duration::from_secs(300));
+        let codes = CHANGED_CODES + 4_000;
+        for n in 0..codes {
+            cache.invalidate(&format!("code-{n}")).await;
+        }
+        cache.changed.run_pending_tasks().await;
+        let forgotten: Vec<u64> = (0..codes)
+            .filter(|n| !cache.changed_lately(&format!("code-{n}")))
+            .collect();
+        assert!(
+            forgotten.is_empty(),
+            "{} taken for unchanged",
+            forgotten.len()
+        );
+    }
+
+    #[test]
+    fn changes_are_counted_over_this_window_and_the_last() {
+        let window = u64::try_from(CHANGED_LATELY.as_millis()).expect("ms");
+        let mut changes = Changes::default();
+        let half = CHANGED_CODES / 2;
+        assert!(!(0..half).any(|_| changes.count(1)));
+        // The next window still counts the last one's; the one after that does not.
+        assert!(changes.count(window + 1) && changes.count(window + 2));
+        assert!(!changes.count(3 * window + 1));
     }
 
     #[tokio::test]
