@@ -81,13 +81,14 @@ impl Client {
         let request = self
             .request(Method::POST, "links")?
             .header("idempotency-key", idempotency_key);
-        json(self.send(with_json(request, link)?, Repeat::Safe).await?).await
+        self.send_for_json(with_json(request, link)?, Repeat::Safe)
+            .await
     }
 
     /// `GET /links`: one page.
     pub async fn list(&self, query: &LinkListQuery) -> Result<LinkPage, Error> {
         let request = self.request(Method::GET, "links")?.query(query);
-        json(self.send(request, Repeat::Safe).await?).await
+        self.send_for_json(request, Repeat::Safe).await
     }
 
     /// `GET /links/{code}/stats`, or `GET /stats` for the whole workspace.
@@ -102,7 +103,7 @@ impl Client {
             None => "stats".to_owned(),
         };
         let request = self.request(Method::GET, &path)?.query(query);
-        json(self.send(request, Repeat::Safe).await?).await
+        self.send_for_json(request, Repeat::Safe).await
     }
 
     /// `POST /links/bulk`: at most [`shortlink::api::MAX_BULK_LINKS`] links. With an
@@ -122,7 +123,7 @@ impl Client {
             true => Repeat::Safe,
             false => Repeat::IfUntouched,
         };
-        json(self.send(with_json(request, body)?, repeat).await?).await
+        self.send_for_json(with_json(request, body)?, repeat).await
     }
 
     /// `GET /links/export`: the answer, whose body the caller streams.
@@ -187,22 +188,47 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(250 << (unanswered - 1))).await;
         }
     }
+
+    /// Sends `request` as [`Self::send`] does and reads its JSON answer. With
+    /// [`Repeat::Safe`], an answer whose body breaks off (a proxy, a dropped connection) is
+    /// asked for again like one that never came: for a create with its key, the origin
+    /// answers the repeat with the first answer, where giving up would leave the caller
+    /// unsure what was made.
+    async fn send_for_json<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        repeat: Repeat,
+    ) -> Result<T, Error> {
+        let mut broken = 0;
+        loop {
+            let attempt = request.try_clone().ok_or_else(|| {
+                Error::Config("a request with a streamed body cannot be retried".to_owned())
+            })?;
+            let response = self.send(attempt, repeat).await?;
+            let status = response.status().as_u16();
+            match response.bytes().await {
+                Ok(body) => {
+                    return serde_json::from_slice(&body).map_err(|err| Error::UnexpectedAnswer {
+                        status,
+                        what: format!("{err}: {}", excerpt(&body)),
+                    });
+                }
+                Err(err) => {
+                    broken += 1;
+                    if repeat != Repeat::Safe || broken >= NETWORK_ATTEMPTS {
+                        return Err(err.into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(250 << (broken - 1))).await;
+                }
+            }
+        }
+    }
 }
 
 fn with_json(request: RequestBuilder, body: &impl Serialize) -> Result<RequestBuilder, Error> {
     let bytes = serde_json::to_vec(body)
         .map_err(|err| Error::Input(format!("cannot write the request as JSON: {err}")))?;
     Ok(request.header(CONTENT_TYPE, "application/json").body(bytes))
-}
-
-/// A 2xx answer's JSON body.
-async fn json<T: DeserializeOwned>(response: Response) -> Result<T, Error> {
-    let status = response.status().as_u16();
-    let body = response.bytes().await?;
-    serde_json::from_slice(&body).map_err(|err| Error::UnexpectedAnswer {
-        status,
-        what: format!("{err}: {}", excerpt(&body)),
-    })
 }
 
 /// A refusal: the API's error body, or what else came back.

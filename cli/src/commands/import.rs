@@ -135,16 +135,22 @@ pub(crate) async fn run(
 /// The file's rows, in the format asked for or the one it looks like.
 fn read_rows(path: &Path, format: Option<Format>) -> Result<Vec<Row>, Error> {
     let shown = path.display().to_string();
-    // Refused before reading: the parser would refuse it anyway, after it was all in memory.
-    let size = std::fs::metadata(path)
-        .map_err(|err| Error::io(&shown, err))?
-        .len();
-    if size > MAX_FILE_BYTES as u64 {
+    // Read no further than the limit: the parser would refuse the file anyway, after it was
+    // all in memory (a pipe or `/dev/stdin` has no size to check first).
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, MAX_FILE_BYTES as u64 + 1),
+                &mut bytes,
+            )
+        })
+        .map_err(|err| Error::io(&shown, err))?;
+    if bytes.len() > MAX_FILE_BYTES {
         return Err(Error::Input(format!(
             "{shown}: the file is larger than {MAX_FILE_BYTES} bytes; split it"
         )));
     }
-    let bytes = std::fs::read(path).map_err(|err| Error::io(&shown, err))?;
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())

@@ -268,6 +268,22 @@ async fn stats_of_a_link_and_of_an_unknown_code() {
     assert!(refused.stderr.contains("(field: "), "{}", refused.stderr);
 }
 
+/// A file with no size to check first (a pipe, `/dev/stdin`; here `/dev/zero`, which never
+/// ends) is read no further than the largest import: refused, not read until memory runs out.
+#[tokio::test]
+async fn import_reads_a_file_of_no_size_no_further_than_the_limit() {
+    let app = spawn_app().await;
+    let url = serve(&app).await;
+    let run = kurz(
+        &url,
+        Some(app.api_key.as_str()),
+        &["import", "/dev/zero", "--format", "csv", "--dry-run"],
+    )
+    .await;
+    assert_eq!(run.exit, Exit::Failure, "{}", run.stderr);
+    assert!(run.stderr.contains("larger than"), "{}", run.stderr);
+}
+
 #[tokio::test]
 async fn import_of_a_plain_csv_creates_the_good_rows_and_reports_the_bad() {
     let app = spawn_app().await;
@@ -488,6 +504,8 @@ enum Answer {
     Broken,
     /// 422 on the request as a whole: nothing was created.
     Refused,
+    /// 200 whose body breaks off (the links were created; the answer lost on the way).
+    CutShort,
 }
 
 /// The (status, items) of every request a fake origin got, and the `Idempotency-Key` of each.
@@ -537,6 +555,19 @@ fn fake_answer(answer: Option<Answer>, body: &Value) -> axum::response::Response
             return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
         }
         Some(Answer::Refused) => return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+        Some(Answer::CutShort) => {
+            use futures_util::StreamExt;
+            // The status and the first bytes go out; the rest never comes.
+            let pieces = futures_util::stream::iter([true, false]).then(|first| async move {
+                if first {
+                    return Ok(r#"{"results": ["#);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                Err(std::io::Error::other("connection lost"))
+            });
+            let body = axum::body::Body::from_stream(pieces);
+            return (StatusCode::OK, body).into_response();
+        }
         None => {}
     }
     let dry_run = body["dry_run"] == true;
@@ -628,6 +659,16 @@ async fn import_waits_out_refusals_and_sends_a_chunk_again_only_with_its_key() {
             "may have been created (no clear answer came; `kurz list` shows them)\n\
              error: unexpected answer (HTTP 500): boom\n",
         ),
+        // A created chunk's answer lost on the way: sent again with its key (the origin
+        // answers the repeat with the first answer), not given up as "may have been created".
+        (
+            Some(Answer::CutShort),
+            big,
+            false,
+            vec![(200, 1000), (200, 1000), (200, 1)],
+            Exit::Success,
+            "1001 links created, 0 rows failed",
+        ),
         (
             Some(Answer::Refused),
             big,
@@ -652,7 +693,8 @@ async fn import_waits_out_refusals_and_sends_a_chunk_again_only_with_its_key() {
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(key.is_none(), dry_run, "{first:?}: {keys:?}");
             if i > 0 && !dry_run {
-                let again = got[i - 1].0 != 200;
+                let cut_short = i == 1 && matches!(first, Some(Answer::CutShort));
+                let again = got[i - 1].0 != 200 || cut_short;
                 assert_eq!(keys[i - 1] == *key, again, "{first:?}: {keys:?}");
             }
         }
