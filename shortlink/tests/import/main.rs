@@ -198,6 +198,16 @@ fn yourls_table_csv() {
             ),
             (4, "neg", Error(Some("imported_clicks"), "whole number")),
             (5, "ex.ample", Error(Some("code"), "only contain")),
+            // A NULL title, as phpMyAdmin and `mysql --batch` write it: no title.
+            (
+                6,
+                "nulltitle",
+                Made(
+                    json!({"destination": "https://example.com/null", "code": "nulltitle",
+                        "created_at": "2024-02-01T11:30:00Z", "imported_clicks": 5}),
+                    &[],
+                ),
+            ),
         ],
     );
 }

@@ -14,10 +14,12 @@ pub(super) fn for_each_record(
     text: &str,
     mut each: impl FnMut(u64, &StringRecord) -> Result<(), FileError>,
 ) -> Result<(), FileError> {
+    let delimiter = delimiter(text);
+    check_widths(text, delimiter)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .delimiter(delimiter(text))
+        .delimiter(delimiter)
         .from_reader(text.as_bytes());
     let mut record = StringRecord::new();
     let mut lines = LineCounter::default();
@@ -49,6 +51,39 @@ pub(super) fn for_each_record(
             });
         }
         each(line, &record)?;
+    }
+}
+
+/// Refuses a row of more than [`MAX_COLUMNS`] cells before the `csv` crate reads it: it keeps
+/// every cell's bounds (8 bytes each, in a buffer it doubles) until the row ends, so a file of
+/// nothing but commas (one row of millions of cells) took 10 to 20 times its size. This pass
+/// reads the file with `csv_core` (the same reader underneath) into fixed buffers, dropping
+/// each cell's text as it is read.
+fn check_widths(text: &str, delimiter: u8) -> Result<(), FileError> {
+    use csv_core::ReadRecordResult;
+    let mut reader = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+    let (mut output, mut ends) = ([0_u8; 4096], [0_usize; MAX_COLUMNS + 1]);
+    let (mut input, mut read, mut record_start, mut cells) = (text.as_bytes(), 0, 0, 0);
+    let mut lines = LineCounter::default();
+    loop {
+        let (result, taken, _, ended) = reader.read_record(input, &mut output, &mut ends[cells..]);
+        input = &input[taken..];
+        read += taken;
+        cells += ended;
+        match result {
+            // More input, or room for the cell's text (whose bytes are not needed).
+            ReadRecordResult::InputEmpty | ReadRecordResult::OutputFull => {}
+            ReadRecordResult::OutputEndsFull => {
+                return Err(FileError::Syntax {
+                    line: lines.line_at(text, record_start),
+                    message: format!(
+                        "a row of over {MAX_COLUMNS} cells; a row of links has at most {MAX_COLUMNS}"
+                    ),
+                });
+            }
+            ReadRecordResult::Record => (record_start, cells) = (read, 0),
+            ReadRecordResult::End => return Ok(()),
+        }
     }
 }
 
@@ -92,15 +127,27 @@ pub(super) fn first_record(text: &str) -> Option<Header> {
     header
 }
 
-/// Spreadsheets in many locales write `;`, some tools tabs: the separator the first line uses
-/// most.
+/// Lines [`delimiter`] reads.
+const SNIFFED_LINES: usize = 20;
+
+/// Spreadsheets in many locales write `;`, some tools tabs: of the separators that every one
+/// of the first lines with any has, the one the first line uses most (on a tie, the comma). A
+/// separator some lines lack is a cell's text, not the file's: a URL's `;jsessionid=`, tags
+/// split by `;` (a spreadsheet writes every row's separators, even for empty cells).
 fn delimiter(text: &str) -> u8 {
-    let first_line = text.lines().next().unwrap_or_default();
+    const SEPARATORS: [u8; 3] = [b'\t', b';', b','];
+    let count = |line: &str, sep: u8| line.bytes().filter(|b| *b == sep).count();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| SEPARATORS.iter().any(|sep| count(line, *sep) > 0))
+        .take(SNIFFED_LINES)
+        .collect();
+    let first = lines.first().copied().unwrap_or_default();
     // On a tie the last maximum wins: the comma.
-    [b'\t', b';', b',']
+    SEPARATORS
         .into_iter()
-        .max_by_key(|sep| first_line.bytes().filter(|b| b == sep).count())
-        .filter(|sep| first_line.as_bytes().contains(sep))
+        .filter(|sep| lines.iter().all(|line| count(line, *sep) > 0))
+        .max_by_key(|sep| count(first, *sep))
         .unwrap_or(b',')
 }
 
@@ -245,9 +292,23 @@ mod tests {
     }
 
     #[test]
-    fn delimiters_are_sniffed_from_the_first_line() {
+    fn delimiters_are_sniffed_from_the_first_lines() {
         assert_eq!(delimiter("a,b,c\n"), b',');
-        assert_eq!(delimiter("a;b;c\nx,y"), b';');
+        assert_eq!(delimiter("a;b;c\nx;y,z"), b';');
+        // A row of one cell (no separator at all) says nothing.
+        assert_eq!(
+            delimiter("https://x.example/a;code\nhttps://x.example/b\n"),
+            b';'
+        );
+        // Semicolons in the first row's cells (tags, a URL), not in the next row's.
+        assert_eq!(
+            delimiter("https://x.example/a,launch,q4;emea;paid\nhttps://x.example/b,promo\n"),
+            b','
+        );
+        assert_eq!(
+            delimiter("https://x.example/a;jsessionid=1;x=2,code\nhttps://x.example/b,c2\n"),
+            b','
+        );
         assert_eq!(delimiter("a\tb\n"), b'\t');
         assert_eq!(delimiter("https://x.example\n"), b',');
         assert_eq!(delimiter("https://x.example/?a;b,code\n"), b',');

@@ -30,7 +30,8 @@ pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
             // The plugin writes `/keyword/`; the table's column is the keyword itself.
             code: Some(source.trim_matches('/')),
             code_required: true,
-            title: Some(cell(record, columns.title)),
+            // A NULL title (YOURLS allows one) is the word itself in the table's CSV.
+            title: Some(cell(record, columns.title)).filter(|title| title.trim() != "NULL"),
             created_at: Some(cell(record, columns.created)),
             clicks: Clicks::Text(cell(record, columns.clicks)),
             ..Draft::default()
