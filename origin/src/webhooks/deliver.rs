@@ -318,9 +318,10 @@ pub(crate) async fn deliver_forever(state: crate::State) {
 /// query, so nothing is claimed only to be given back.
 ///
 /// Each enabled endpoint's first due rows are read in order of their due time through
-/// `webhook_deliveries_endpoint_due`, at most its share: a claim reads about what it claims,
-/// not the whole backlog (a bulk import's thousands of messages would make draining it
-/// quadratic). The rows it steps over are few: leased ones, and the later messages of a link
+/// `webhook_deliveries_endpoint_due`, at most its share, for the endpoints that have pending
+/// messages (found by a skip scan of that index): a claim reads about what it claims, not
+/// the whole backlog (a bulk import's thousands of messages would make draining it
+/// quadratic), nor every endpoint. The rows it steps over are few: leased ones, and the later messages of a link
 /// whose earlier one is leased (a failed attempt pushes them back to its retry, and a
 /// switched-off endpoint's wait at `infinity`, see [`settle`], [`park`]). The candidates are
 /// chosen without locks, then locked with `SKIP LOCKED` (another origin claiming is skipped,
@@ -345,7 +346,20 @@ async fn claim(
            AND d.id = ANY(ARRAY(
              SELECT id FROM webhook_deliveries WHERE id = ANY(ARRAY(
                  SELECT due.id
-                 FROM webhook_endpoints ep
+                 FROM (
+                     -- The endpoints with pending messages, one index probe each (a skip
+                     -- scan): not every endpoint, most of which have nothing to send.
+                     WITH RECURSIVE waiting (endpoint_id) AS (
+                         (SELECT endpoint_id FROM webhook_deliveries WHERE state = 'pending'
+                          ORDER BY endpoint_id LIMIT 1)
+                         UNION ALL
+                         SELECT (SELECT d.endpoint_id FROM webhook_deliveries d
+                                 WHERE d.state = 'pending' AND d.endpoint_id > w.endpoint_id
+                                 ORDER BY d.endpoint_id LIMIT 1)
+                         FROM waiting w WHERE w.endpoint_id IS NOT NULL)
+                     SELECT endpoint_id FROM waiting WHERE endpoint_id IS NOT NULL
+                 ) AS waiting
+                 JOIN webhook_endpoints ep ON ep.id = waiting.endpoint_id
                  LEFT JOIN unnest($3::bigint[], $4::bigint[]) AS busy (endpoint_id, sends)
                      ON busy.endpoint_id = ep.id
                  CROSS JOIN LATERAL (
