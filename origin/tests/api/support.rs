@@ -146,11 +146,12 @@ pub async fn end_other_backends(url: &str) -> PgConnection {
 
 /// Four exports of `path` (GET, the app's key) begun and left unread hold the instance's four
 /// places (a fifth: 503 `busy`) only until their task gives up on them: with the wait shortened
-/// to 500 ms, four fresh ones are soon taken at once. The first stalled answer, read late,
-/// ends in an error, not cleanly. The export must be longer than a piece (64 KiB).
+/// to 5 s (long enough for the fifth to be refused first on a loaded machine), four fresh ones
+/// are soon taken at once. The first stalled answer, read late, ends in an error, not cleanly.
+/// The export must be longer than a piece (64 KiB).
 pub async fn stalled_exports_give_their_places_up(app: &TestApp, path: &str) {
     app.state
-        .set_export_stall(std::time::Duration::from_millis(500));
+        .set_export_stall(std::time::Duration::from_secs(5));
     let start = || {
         let request = Request::builder()
             .uri(path)
