@@ -66,6 +66,19 @@ impl ApiError {
         }
     }
 
+    /// A 2xx whose body broke off: status 0, as an answer lost on the way (the import sends
+    /// its chunk again with its key, and the origin answers with the first), but saying that
+    /// the change may have been made.
+    fn cut_short(err: &gloo_net::Error) -> Self {
+        let detail = err.to_string();
+        Self {
+            status: 0,
+            code: "cut_short".to_owned(),
+            message: td_string!(crate::range::locale(), errors.cut_short, detail),
+            field: None,
+        }
+    }
+
     fn unexpected(status: u16, detail: &str) -> Self {
         Self {
             status,
@@ -272,14 +285,13 @@ async fn call_raw(
         .send()
         .await
         .map_err(|err| ApiError::network(&err))?;
-    let status = response.status();
     if !response.ok() {
         return Err(error_of(response).await);
     }
     response
         .text()
         .await
-        .map_err(|err| ApiError::unexpected(status, &err.to_string()))
+        .map_err(|err| ApiError::cut_short(&err))
 }
 
 /// The JSON of an answer as `T`.

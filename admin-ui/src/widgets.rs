@@ -191,6 +191,77 @@ fn return_focus_on_close() {
     });
 }
 
+/// Moves the focus to `target` (else to `fallback`) once the page is drawn, if it was lost
+/// (the element that had it is gone): never away from where a person has put it meanwhile.
+pub fn focus_when_drawn(target: String, fallback: &'static str) {
+    request_animation_frame(move || {
+        let lost = document()
+            .active_element()
+            .is_none_or(|active| Some(active) == document().body().map(Into::into));
+        if !lost {
+            return;
+        }
+        let found = document()
+            .query_selector(&target)
+            .ok()
+            .flatten()
+            .or_else(|| document().query_selector(fallback).ok().flatten());
+        focus(found);
+    });
+}
+
+/// Where the focus goes when a list is drawn again after one of its rows was removed through
+/// a confirm dialog (a key revoked, a member removed): the button that opened the dialog went
+/// with its row, and the focus with it, to nowhere. The lists are drawn again row by row, so
+/// a button of a row that was not the last stays, in the next row's place, and keeps it.
+#[derive(Clone, Copy)]
+pub struct Refocus {
+    target: StoredValue<Option<String>, LocalStorage>,
+    /// The page's heading (`#keys-title`, with `tabindex="-1"`): where the focus goes when no
+    /// row is left to take it.
+    heading: &'static str,
+}
+
+impl Refocus {
+    pub fn new(heading: &'static str) -> Self {
+        Self {
+            target: StoredValue::new_local(None),
+            heading,
+        }
+    }
+
+    /// Before the list is loaded again: the row of `opener` (the button that opened the
+    /// dialog) will be gone, so the focus is to go to the same button of the row then in its
+    /// place, else of the row before it, else to the heading.
+    pub fn after_removal(self, opener: Option<&web_sys::Element>) {
+        let target = (|| {
+            let row = opener?.closest("tr").ok()??;
+            let table = row.closest("table").ok()??.id();
+            let mut place = 1;
+            let mut before = row.previous_element_sibling();
+            while let Some(other) = before {
+                place += 1;
+                before = other.previous_element_sibling();
+            }
+            if row.next_element_sibling().is_none() {
+                place -= 1;
+            }
+            (place > 0 && !table.is_empty())
+                .then(|| format!("#{table} tbody tr:nth-child({place}) button.danger"))
+        })();
+        self.target
+            .try_set_value(Some(target.unwrap_or_else(|| self.heading.to_owned())));
+    }
+
+    /// Where the list is drawn: moves the focus where [`Self::after_removal`] said, if it was
+    /// lost.
+    pub fn drawn(self) {
+        if let Some(target) = self.target.try_update_value(Option::take).flatten() {
+            focus_when_drawn(target, self.heading);
+        }
+    }
+}
+
 /// A dialog asking before something that cannot be undone. The focus starts on Cancel;
 /// Escape cancels.
 #[component]

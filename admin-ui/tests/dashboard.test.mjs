@@ -405,7 +405,8 @@ test('an expired link\'s note can be edited: its expiry is left as it was, secon
   await row('lapsed').getByRole('button', { name: 'Edit lapsed' }).click();
   await page.getByLabel('Note (optional)').fill('expired on purpose');
   await page.getByRole('button', { name: 'Save changes' }).click();
-  await page.getByRole('button', { name: 'Save changes' }).waitFor({ state: 'detached' });
+  // The form itself: while it saves, its button is "Saving…", no longer "Save changes".
+  await page.locator('.link-form').waitFor({ state: 'detached' });
   const saved = await page.evaluate(async () => (await fetch('/api/v1/links/lapsed')).json());
   assert.equal(saved.note, 'expired on purpose');
   assert.match(saved.expires_at, /:30Z$/);
@@ -1285,10 +1286,14 @@ test('abuse: blocking a domain disables a link to it; a report sent through /rep
   assert.equal(await page.locator('#block-form p.error').textContent(), '');
   await page.getByLabel('Domain or pattern').fill('Blocked.Example.');
   await page.getByLabel('Reason').fill('phishing kit');
+  // The reports' filter is not reset when the blocklist is drawn again.
+  await page.locator('#report-status').selectOption('resolved');
   await page.getByRole('button', { name: 'Block', exact: true }).click();
   await page.getByRole('status').filter({ hasText: 'Blocked blocked.example: 1 link(s) disabled.' }).waitFor();
   const entry = page.locator('#blocklist-table tr[data-rule="blocked.example"]');
   assert.equal((await entry.locator('.links-disabled').textContent()).trim(), '1');
+  assert.equal(await page.locator('#report-status').inputValue(), 'resolved');
+  await page.locator('#report-status').selectOption('open');
 
   await nav(page, 'Links').click();
   await row('lure').locator('.badge.off').waitFor();
@@ -1576,7 +1581,13 @@ test('webhooks: a new endpoint shows its secret once; a test event reaches the r
     await page.getByRole('alertdialog').getByRole('button', { name: 'Rotate secret' }).click();
     const rotated = await page.getByRole('textbox', { name: `Signing secret of ${hookUrl}` }).inputValue();
     assert.notEqual(rotated, secret);
-    await page.getByRole('button', { name: 'Done' }).click();
+    await page.getByRole('button', { name: 'Done' }).focus();
+    await page.keyboard.press('Enter');
+    // Done gives the focus back to the button that asked for the rotation, not to nowhere.
+    await eventually('the focus back on Rotate', async () => {
+      const label = await page.evaluate(() => document.activeElement.getAttribute('aria-label') ?? document.activeElement.tagName);
+      return label === `Rotate secret of ${hookUrl}` || label;
+    });
 
     // An endpoint answered 410 is switched off at once, and the page says why.
     const goneUrl = `http://127.0.0.2:${receiver.address().port}/gone`;
@@ -1861,6 +1872,62 @@ test('keyboard alone: switching, editing and deleting a link leave the focus in 
   await target.context().close();
 });
 
+test('keyboard alone: revoking the last key leaves the focus on the key before it, and the only one on the heading', async () => {
+  const target = await pageIn('en', await ownerState());
+  await target.goto(`${originUrl}/admin/keys`);
+  await settled(target);
+  const make = (name) => target.evaluate(async (name) => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const response = await fetch('/api/v1/keys', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+      body: JSON.stringify({ name, scopes: ['links:read'] }),
+    });
+    return response.status;
+  }, name);
+  const revoke = (name) => target.locator(`#keys-table tr[data-key="${name}"] button.danger`);
+
+  // The dialog cancelled while its revoke is on the way: the key is revoked all the same,
+  // and the page goes on (the answer once found the dialog gone, and stopped the dashboard).
+  assert.equal(await make('focus-cancel'), 201);
+  await target.reload();
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await target.route('**/api/v1/keys/*', async (route) => {
+    if (route.request().method() === 'DELETE') await held;
+    await route.continue();
+  });
+  await revoke('focus-cancel').click();
+  await target.getByRole('alertdialog').getByRole('button', { name: 'Revoke key' }).click();
+  await target.getByRole('alertdialog').getByRole('button', { name: 'Cancel' }).click();
+  await target.getByRole('alertdialog').waitFor({ state: 'detached' });
+  release();
+  await target.getByRole('status').filter({ hasText: 'focus-cancel' }).waitFor();
+  await target.locator('#keys-table tr[data-key="focus-cancel"]').waitFor({ state: 'detached' });
+  await target.unroute('**/api/v1/keys/*');
+
+  assert.equal(await make('focus-new'), 201);
+  await target.reload();
+  await revoke('focus-new').waitFor();
+  // Newest first: the first start's key ('initial') and any older are below the new one.
+  const names = await target.locator('#keys-table tbody tr').evaluateAll((all) => all.map((r) => r.dataset.key));
+  assert.ok(names.length >= 2 && names[0] === 'focus-new', names.join());
+  const focused = () => target.evaluate(() => document.activeElement.getAttribute('aria-label') ?? document.activeElement.id);
+  // Each time the last row's key: the focus goes to the row before it, and from the only one
+  // to the heading. (No later step uses a key.)
+  for (let at = names.length - 1; at >= 0; at--) {
+    const then = at > 0 ? `Revoke ${names[at - 1]}` : 'keys-title';
+    await revoke(names[at]).focus();
+    await target.keyboard.press('Enter');
+    await target.getByRole('alertdialog').getByRole('button', { name: 'Revoke key' }).focus();
+    await target.keyboard.press('Enter');
+    await target.locator(`#keys-table tr[data-key="${names[at]}"]`).waitFor({ state: 'detached' });
+    await eventually(`the focus after revoking ${names[at]}`, async () => (await focused()) === then || (await focused()));
+  }
+  await target.getByText('No API keys').waitFor();
+  await target.context().close();
+});
+
 test('a page whose part of the .wasm cannot be fetched says so and offers a reload, which shows it', async () => {
   const target = await pageIn('en', await ownerState());
   await target.goto(`${originUrl}/admin/links`);
@@ -1876,6 +1943,38 @@ test('a page whose part of the .wasm cannot be fetched says so and offers a relo
   await target.unroute(chunk);
   await alert.getByRole('button', { name: 'Reload' }).click();
   await target.getByRole('heading', { level: 1, name: 'Members' }).waitFor();
+  await target.context().close();
+});
+
+test('a double click on Next goes one page on, not two', async () => {
+  const target = await pageIn('en', await ownerState());
+  await target.goto(`${originUrl}/admin/links`);
+  await settled(target);
+  const status = await target.evaluate(async () => {
+    const session = await (await fetch('/api/v1/session')).json();
+    const links = Array.from({ length: 60 }, (_, i) => ({ destination: `https://example.com/paged/${i}` }));
+    const response = await fetch('/api/v1/links/bulk', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf_token },
+      body: JSON.stringify({ links }),
+    });
+    return response.status;
+  });
+  assert.equal(status, 200);
+  await target.reload();
+  await target.getByLabel('Per page').selectOption('25');
+  const pager = target.getByRole('navigation', { name: 'Pages' });
+  await pager.getByText(/^Page 1 · 25 shown/).waitFor();
+  // The next page's answer held until both clicks are in, as on a slow network.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await target.route(/\/api\/v1\/links\?/, async (route) => { await held; await route.continue(); });
+  await pager.getByRole('button', { name: 'Next →' }).dblclick();
+  release();
+  await target.locator('tbody tr').first().waitFor();
+  await target.waitForTimeout(500);
+  assert.match(await pager.locator('span').textContent(), /^Page 2 · 25 shown/);
+  await target.unroute(/\/api\/v1\/links\?/);
   await target.context().close();
 });
 

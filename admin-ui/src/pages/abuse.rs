@@ -15,7 +15,7 @@ use shortlink::workspace::Permission;
 use crate::api::ApiError;
 use crate::i18n::{t, t_string, use_i18n};
 use crate::range::{count, date_time};
-use crate::widgets::{ConfirmDialog, FormError, Loaded, Refused, flash, load_json};
+use crate::widgets::{ConfirmDialog, FormError, Loaded, Refocus, Refused, flash, load_json};
 use crate::{Auth, api};
 
 /// What the page's parts share.
@@ -29,6 +29,8 @@ struct AbuseState {
     notice: RwSignal<Option<String>>,
     /// The rule whose removal is being asked about.
     removing: RwSignal<Option<BlockEntry>>,
+    /// Where the focus goes once the rules are drawn again after one was removed.
+    refocus: Refocus,
 }
 
 #[component]
@@ -47,6 +49,7 @@ pub fn Abuse() -> impl IntoView {
         reports: RwSignal::new(0),
         notice: RwSignal::new(None),
         removing: RwSignal::new(None),
+        refocus: Refocus::new("#abuse-title"),
     };
     provide_context(state);
     let blocklist = load_json::<Blocklist>(move || {
@@ -55,15 +58,17 @@ pub fn Abuse() -> impl IntoView {
     });
     view! {
         <section class="page" aria-labelledby="abuse-title">
-            <h1 id="abuse-title">{t!(i18n, abuse.title)}</h1>
+            <h1 id="abuse-title" tabindex="-1">{t!(i18n, abuse.title)}</h1>
             <p class="notice" role="status" aria-live="polite">{move || state.notice.get()}</p>
+            <h2>{t!(i18n, abuse.blocked_title)}</h2>
+            <p class="hint">{t!(i18n, abuse.blocked_hint)}</p>
+            // Outside what the blocklist's answers redraw: a rule half typed, and the reports'
+            // filter, stay as they are when a rule is added or removed.
+            <BlockForm/>
             <Loaded data=blocklist reload=state.blocklist loading=t_string!(i18n, abuse.loading_blocklist).to_owned() let:list>
-                <h2>{t!(i18n, abuse.blocked_title)}</h2>
-                <p class="hint">{t!(i18n, abuse.blocked_hint)}</p>
-                <BlockForm/>
                 <BlockTable entries=list.entries/>
-                <Reports/>
             </Loaded>
+            <Reports/>
             {move || state.removing.get().map(|entry| view! { <Unblock entry=entry/> })}
         </section>
     }
@@ -141,6 +146,7 @@ fn BlockForm() -> impl IntoView {
 fn BlockTable(entries: Vec<BlockEntry>) -> impl IntoView {
     let i18n = use_i18n();
     let state = expect_context::<AbuseState>();
+    state.refocus.drawn();
     if entries.is_empty() {
         return view! { <p class="empty">{t!(i18n, abuse.nothing_blocked)}</p> }.into_any();
     }
@@ -198,6 +204,7 @@ fn Unblock(entry: BlockEntry) -> impl IntoView {
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let (id, rule) = (entry.id, entry.rule.clone());
+    let opener = StoredValue::new_local(document().active_element());
     let confirm = Callback::new(move |()| {
         let Some(session) = auth.session() else {
             return;
@@ -207,6 +214,7 @@ fn Unblock(entry: BlockEntry) -> impl IntoView {
         leptos::task::spawn_local(async move {
             match api::unblock(&session, id).await {
                 Ok(()) => {
+                    opener.try_with_value(|opener| state.refocus.after_removal(opener.as_ref()));
                     state.removing.set(None);
                     flash(state.notice, t_string!(i18n, abuse.unblocked, rule));
                     state.blocklist.update(|n| *n += 1);

@@ -9,7 +9,9 @@ use time::OffsetDateTime;
 use crate::api::ApiError;
 use crate::i18n::{Locale, t, t_string, tu_string, use_i18n};
 use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, FormError, Loaded, Refused, ShownOnce, flash, load_json};
+use crate::widgets::{
+    ConfirmDialog, FormError, Loaded, Refocus, Refused, ShownOnce, flash, load_json,
+};
 use crate::{Auth, api};
 
 /// The keys page's state, shared by its parts.
@@ -25,6 +27,8 @@ struct KeysState {
     created: RwSignal<Option<CreatedApiKey>>,
     /// The key the revoke dialog asks about.
     revoking: RwSignal<Option<ApiKey>>,
+    /// Where the focus goes once the keys are drawn again after one was revoked.
+    refocus: Refocus,
 }
 
 /// What a scope allows, in the dashboard's language.
@@ -54,6 +58,7 @@ pub fn Keys() -> impl IntoView {
         creating: RwSignal::new(false),
         created: RwSignal::new(None),
         revoking: RwSignal::new(None),
+        refocus: Refocus::new("#keys-title"),
     };
     provide_context(state);
     let keys = load_json::<Vec<ApiKey>>(move || {
@@ -63,7 +68,7 @@ pub fn Keys() -> impl IntoView {
     view! {
         <section class="page" aria-labelledby="keys-title">
             <div class="page-head">
-                <h1 id="keys-title">{t!(i18n, keys.title)}</h1>
+                <h1 id="keys-title" tabindex="-1">{t!(i18n, keys.title)}</h1>
                 <button class="primary" on:click=move |_| { state.created.set(None); state.creating.set(true) }>
                     {t!(i18n, keys.new_key)}
                 </button>
@@ -77,7 +82,8 @@ pub fn Keys() -> impl IntoView {
                     on_done=Callback::new(move |()| state.created.set(None))/>
             })}
             <Loaded data=keys reload=state.reload loading=t_string!(i18n, keys.loading).to_string() let:list>
-                {if list.is_empty() {
+                {state.refocus.drawn();
+                if list.is_empty() {
                     view! { <p class="empty">{t!(i18n, keys.empty)}</p> }.into_any()
                 } else {
                     view! {
@@ -257,6 +263,7 @@ fn Revoke(key: ApiKey) -> impl IntoView {
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let id = key.id;
+    let opener = StoredValue::new_local(document().active_element());
     let revoked = t_string!(i18n, keys.revoked, name = key.name.clone());
     let confirm = Callback::new(move |()| {
         let Some(session) = auth.session() else {
@@ -267,6 +274,7 @@ fn Revoke(key: ApiKey) -> impl IntoView {
         leptos::task::spawn_local(async move {
             match api::revoke_key(&session, id).await {
                 Ok(()) => {
+                    opener.try_with_value(|opener| state.refocus.after_removal(opener.as_ref()));
                     state.revoking.set(None);
                     flash(state.notice, revoked);
                     state.reload.update(|n| *n += 1);

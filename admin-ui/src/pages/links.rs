@@ -14,7 +14,7 @@ use crate::i18n::{t, t_string, use_i18n};
 use crate::nav::{Link as PageLink, Page};
 use crate::pages::link_form::FormMode;
 use crate::range::{count, date_time};
-use crate::widgets::{ConfirmDialog, Loaded, Modal, flash, load_json};
+use crate::widgets::{ConfirmDialog, Loaded, Modal, flash, focus_when_drawn, load_json};
 use crate::{Auth, api};
 
 const PAGE_SIZE_KEY: &str = "kurz.links.page_size";
@@ -289,29 +289,7 @@ fn close_form(state: LinksState) {
         _ => "[data-action=\"new\"]".to_owned(),
     };
     state.form.set(None);
-    focus_when_drawn(opener);
-}
-
-/// Moves the focus to `target` (else to the heading) once the page is drawn, if it was lost
-/// (the element that had it is gone): never away from where a person has put it meanwhile.
-fn focus_when_drawn(target: String) {
-    request_animation_frame(move || {
-        let lost = document()
-            .active_element()
-            .is_none_or(|active| Some(active) == document().body().map(Into::into));
-        if !lost {
-            return;
-        }
-        let found = document()
-            .query_selector(&target)
-            .ok()
-            .flatten()
-            .or_else(|| document().query_selector(HEADING).ok().flatten());
-        if let Some(element) = found {
-            let element: web_sys::HtmlElement = wasm_bindgen::JsCast::unchecked_into(element);
-            let _ = element.focus();
-        }
-    });
+    focus_when_drawn(opener, HEADING);
 }
 
 /// A sort's name in the Sort menu.
@@ -370,7 +348,7 @@ fn LinkTable(page: LinkPage) -> impl IntoView {
     let i18n = use_i18n();
     let state = expect_context::<LinksState>();
     if let Some(target) = state.refocus.try_update_value(Option::take).flatten() {
-        focus_when_drawn(target);
+        focus_when_drawn(target, HEADING);
     }
     if page.links.is_empty() {
         let first_page = state.cursors.with_untracked(Vec::is_empty);
@@ -398,6 +376,9 @@ fn LinkTable(page: LinkPage) -> impl IntoView {
         .map(|link| view! { <LinkRow link=link/> })
         .collect_view();
     let cursors = state.cursors;
+    // The page this table shows: until the next one's answer is drawn, this table and its
+    // buttons stay, and a second click (a double click, a slow network) must not step again.
+    let depth = cursors.with_untracked(Vec::len);
     view! {
         <div class="table-wrap">
             <table id="links-table">
@@ -418,10 +399,12 @@ fn LinkTable(page: LinkPage) -> impl IntoView {
         </div>
         <nav class="pager" aria-label=move || t_string!(i18n, links.pages)>
             <button class="secondary" disabled=move || cursors.with(Vec::is_empty)
-                on:click=move |_| cursors.update(|c| { c.pop(); })>{t!(i18n, links.previous)}</button>
+                on:click=move |_| cursors.maybe_update(|c| c.len() == depth && c.pop().is_some())>{t!(i18n, links.previous)}</button>
             <span>{move || t!(i18n, links.page_info, page = count(cursors.with(Vec::len) as i64 + 1), shown = shown.clone())}</span>
             <button class="secondary" disabled=next.is_none()
-                on:click=move |_| if let Some(next) = next.clone() { cursors.update(|c| c.push(next)) }>{t!(i18n, links.next)}</button>
+                on:click=move |_| if let Some(next) = next.clone() {
+                    cursors.maybe_update(|c| c.len() == depth && { c.push(next); true });
+                }>{t!(i18n, links.next)}</button>
         </nav>
     }
     .into_any()

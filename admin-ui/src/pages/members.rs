@@ -6,7 +6,9 @@ use shortlink::workspace::{CreatedInvitation, Invitation, Member, Permission, Ro
 
 use crate::i18n::{t, t_string, tu_string, use_i18n};
 use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, Loaded, Refused, ShownOnce, flash, load_json, role_label};
+use crate::widgets::{
+    ConfirmDialog, Loaded, Refocus, Refused, ShownOnce, flash, load_json, role_label,
+};
 use crate::{Auth, api};
 
 /// The members page's state, shared by its parts.
@@ -18,6 +20,8 @@ struct MembersState {
     notice: RwSignal<Option<String>>,
     /// The member the removal dialog asks about.
     removing: RwSignal<Option<Member>>,
+    /// Where the focus goes once the members are drawn again after one was removed.
+    refocus: Refocus,
 }
 
 impl MembersState {
@@ -46,6 +50,7 @@ pub fn Members() -> impl IntoView {
         reload: RwSignal::new(0),
         notice: RwSignal::new(None),
         removing: RwSignal::new(None),
+        refocus: Refocus::new("#members-title"),
     };
     provide_context(state);
     let members = load_json::<Vec<Member>>(move || {
@@ -55,10 +60,11 @@ pub fn Members() -> impl IntoView {
     view! {
         <section class="page" aria-labelledby="members-title">
             <div class="page-head">
-                <h1 id="members-title">{t!(i18n, members.title)}</h1>
+                <h1 id="members-title" tabindex="-1">{t!(i18n, members.title)}</h1>
             </div>
             <p class="notice" role="status">{move || state.notice.get()}</p>
             <Loaded data=members reload=state.reload loading=t_string!(i18n, members.loading).to_string() let:list>
+                {state.refocus.drawn()}
                 <div class="table-wrap">
                     <table id="members-table" aria-labelledby="members-title">
                         <thead>
@@ -77,7 +83,7 @@ pub fn Members() -> impl IntoView {
             </Loaded>
             {move || state.removing.get().map(|member| view! {
                 <RemoveMember user_id=member.user_id username=member.username notice=state.notice
-                    reload=state.reload on_close=Callback::new(move |()| state.removing.set(None))/>
+                    reload=state.reload refocus=state.refocus on_close=Callback::new(move |()| state.removing.set(None))/>
             })}
             <Invitations/>
         </section>
@@ -134,7 +140,8 @@ fn MemberRow(member: Member) -> impl IntoView {
                 }
                 Err(err) => {
                     // Refused: the list reloads the same, so the choice must be undone here.
-                    if let Some(select) = select.get_untracked() {
+                    // The row may be gone meanwhile (the page left, the list drawn again).
+                    if let Some(select) = select.try_get_untracked().flatten() {
                         select.set_value(role.as_str());
                     }
                     chosen.set(role);
@@ -192,6 +199,9 @@ pub fn RemoveMember(
     on_close: Callback<()>,
     notice: RwSignal<Option<String>>,
     reload: RwSignal<u32>,
+    /// The members page's: where the focus goes once its list is drawn without the member.
+    #[prop(optional)]
+    refocus: Option<Refocus>,
 ) -> impl IntoView {
     let i18n = use_i18n();
     let auth = expect_context::<Auth>();
@@ -214,6 +224,7 @@ pub fn RemoveMember(
         )
     };
     let removed = t_string!(i18n, members.removed, name = username);
+    let opener = StoredValue::new_local(document().active_element());
     let confirm = Callback::new(move |()| {
         let Some(session) = auth.session() else {
             return;
@@ -226,9 +237,18 @@ pub fn RemoveMember(
                 Ok(()) => {
                     on_close.try_run(());
                     if me {
+                        // The session first: the overview then asks in the workspace the
+                        // session now shows, not in the one just left (which the origin
+                        // refuses as switched in another tab).
+                        match api::current_session().await {
+                            Ok(session) => auth.set(Some(session)),
+                            Err(err) => auth.check(&err),
+                        }
                         location.go(&crate::nav::Page::Overview);
-                        auth.refresh();
                     } else {
+                        if let Some(refocus) = refocus {
+                            opener.try_with_value(|o| refocus.after_removal(o.as_ref()));
+                        }
                         flash(notice, removed);
                         reload.try_update(|n| *n += 1);
                     }

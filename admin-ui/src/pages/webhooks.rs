@@ -14,7 +14,9 @@ use shortlink::workspace::Permission;
 use crate::api::ApiError;
 use crate::i18n::{t, t_string, td_string, use_i18n};
 use crate::range::{count, date_time, locale};
-use crate::widgets::{ConfirmDialog, FormError, Loaded, Refused, ShownOnce, flash, load_json};
+use crate::widgets::{
+    ConfirmDialog, FormError, Loaded, Refocus, Refused, ShownOnce, flash, load_json,
+};
 use crate::{Auth, api};
 
 /// Deliveries a page of the log asks for.
@@ -49,6 +51,8 @@ struct WebhooksState {
     asking: RwSignal<Option<Asking>>,
     /// The endpoint whose delivery log is open.
     log_of: RwSignal<Option<Webhook>>,
+    /// Where the focus goes once the endpoints are drawn again after one was deleted.
+    refocus: Refocus,
 }
 
 impl WebhooksState {
@@ -75,6 +79,7 @@ pub fn Webhooks() -> impl IntoView {
         secret: RwSignal::new(None),
         asking: RwSignal::new(None),
         log_of: RwSignal::new(None),
+        refocus: Refocus::new("#webhooks-title"),
     };
     provide_context(state);
     let hooks = load_json::<Vec<Webhook>>(move || {
@@ -88,7 +93,7 @@ pub fn Webhooks() -> impl IntoView {
     view! {
         <section class="page" aria-labelledby="webhooks-title">
             <div class="page-head">
-                <h1 id="webhooks-title">{t!(i18n, webhooks.title)}</h1>
+                <h1 id="webhooks-title" tabindex="-1">{t!(i18n, webhooks.title)}</h1>
                 <button class="primary" on:click=new_endpoint>{t!(i18n, webhooks.new_endpoint)}</button>
             </div>
             <p class="hint">{t!(i18n, webhooks.hint)}</p>
@@ -113,6 +118,7 @@ pub fn Webhooks() -> impl IntoView {
 #[component]
 fn Endpoints(list: Vec<Webhook>) -> impl IntoView {
     let i18n = use_i18n();
+    expect_context::<WebhooksState>().refocus.drawn();
     if list.is_empty() {
         return view! { <p class="empty">{t!(i18n, webhooks.empty)}</p> }.into_any();
     }
@@ -455,6 +461,7 @@ fn Confirm(what: Asking) -> impl IntoView {
         Asking::Delete(hook) => (hook, false),
     };
     let (id, url) = (hook.id, hook.url.as_str().to_owned());
+    let opener = StoredValue::new_local(document().active_element());
     let confirm = Callback::new(move |()| {
         let Some(session) = auth.session() else {
             return;
@@ -462,18 +469,23 @@ fn Confirm(what: Asking) -> impl IntoView {
         busy.set(true);
         leptos::task::spawn_local(async move {
             let done = if rotate {
-                api::rotate_webhook_secret(&session, id)
-                    .await
-                    .map(|created| state.secret.set(Some(created)))
+                api::rotate_webhook_secret(&session, id).await.map(Some)
             } else {
-                api::delete_webhook(&session, id).await
+                api::delete_webhook(&session, id).await.map(|()| None)
             };
             busy.set(false);
             match done {
-                Ok(()) => {
-                    state.asking.set(None);
+                Ok(rotated) => {
                     if !rotate {
-                        flash(state.notice, t_string!(i18n, webhooks.deleted).to_owned());
+                        opener
+                            .try_with_value(|opener| state.refocus.after_removal(opener.as_ref()));
+                    }
+                    // The dialog first, which gives the focus back to the row's button: the
+                    // new secret's panel gives it back there when done, not to the dialog's.
+                    state.asking.set(None);
+                    match rotated {
+                        Some(created) => state.secret.set(Some(created)),
+                        None => flash(state.notice, t_string!(i18n, webhooks.deleted).to_owned()),
                     }
                     state.reload();
                 }
@@ -538,6 +550,9 @@ fn DeliveryLog(hook: Webhook) -> impl IntoView {
             api::query_string(&query)
         )
     });
+    // The poll armed last: an answer that came another way (Refresh, Redeliver, another page
+    // of the log) arms a new one, and the one before must not start a chain of its own.
+    let armed = StoredValue::new(0_u32);
     Effect::new(move || {
         // Every answer re-arms the poll, also one equal to the last (which `get` does not
         // signal): else a delivery still pending after a poll would stop the polling.
@@ -554,9 +569,13 @@ fn DeliveryLog(hook: Webhook) -> impl IntoView {
             state.reload();
         }
         was_pending.set_value(pending);
+        let this = armed.get_value().wrapping_add(1);
+        armed.set_value(this);
         if pending {
             Timeout::new(2000, move || {
-                log.reload.try_update(|n| *n += 1);
+                if armed.try_get_value() == Some(this) {
+                    log.reload.try_update(|n| *n += 1);
+                }
             })
             .forget();
         }
