@@ -180,6 +180,19 @@ async fn deliver_batch(
         Ok(response) => response,
         Err(err) => {
             tx.rollback().await?;
+            let timed_out = err.chain().any(|cause| {
+                cause
+                    .downcast_ref::<reqwest::Error>()
+                    .is_some_and(reqwest::Error::is_timeout)
+            });
+            if timed_out {
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    codes = sent.len(),
+                    "the edge did not take a batch in time: fewer are sent next"
+                );
+                return Ok(Outcome::TimedOut { codes: sent.len() });
+            }
             return Err(err);
         }
     };

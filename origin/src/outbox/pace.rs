@@ -31,6 +31,10 @@ pub(super) enum Outcome {
     Refused { codes: usize },
     /// The edge refused one code's change sent alone, for good.
     RefusedAlone(Suspect),
+    /// The edge did not answer a batch of this many codes in time (each is a read and a write
+    /// of KV there): fewer are sent, after the backoff. Sent again whole, it would time out
+    /// again for ever, each attempt maybe still running beside the next.
+    TimedOut { codes: usize },
     /// Codes whose rows cannot make a record were parked.
     Parked,
     /// Live links were given new versions (see [`reversion`]): to be read and sent again.
@@ -160,6 +164,12 @@ impl Pace {
                 }
             }
             Ok(Outcome::Parked | Outcome::Reversioned) => Next::Now,
+            Ok(Outcome::TimedOut { codes }) => {
+                self.max_codes = (codes / 2).max(1);
+                let wait = self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                Next::After(wait)
+            }
             Err(err) => {
                 tracing::warn!(error = format!("{err:#}"), retry_in = ?self.backoff, "edge sync failed");
                 let wait = self.backoff;
@@ -189,6 +199,12 @@ impl Pace {
                 self.recheck.clear();
                 (Next::Poll, Vec::new())
             }
+            // One code, not answered in time: as any failure, after the backoff.
+            Ok(Outcome::TimedOut { .. }) => {
+                let wait = self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                (Next::After(wait), Vec::new())
+            }
             Err(err) => {
                 tracing::warn!(error = format!("{err:#}"), retry_in = ?self.backoff, "edge sync failed");
                 let wait = self.backoff;
@@ -217,6 +233,23 @@ mod tests {
             ids: vec![1],
             refusal: "edge answered 400".to_owned(),
         }))
+    }
+
+    #[test]
+    fn a_batch_the_edge_did_not_take_in_time_is_sent_smaller_after_the_backoff() {
+        let mut pace = Pace::default();
+        let (next, _) = pace.settle(Ok(Outcome::TimedOut { codes: MAX_CODES }));
+        assert_eq!(next, Next::After(MIN_BACKOFF));
+        assert_eq!(pace.max_codes, MAX_CODES / 2);
+        let (next, _) = pace.settle(Ok(Outcome::TimedOut {
+            codes: MAX_CODES / 2,
+        }));
+        assert_eq!(next, Next::After(MIN_BACKOFF * 2));
+        assert_eq!(pace.max_codes, MAX_CODES / 4);
+        // Taken: the backoff ends, and the batches grow again.
+        pace.settle(Ok(Outcome::Delivered(MAX_CODES / 4)));
+        assert_eq!(pace.backoff, MIN_BACKOFF);
+        assert!(pace.max_codes > MAX_CODES / 4);
     }
 
     #[test]
