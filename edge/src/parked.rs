@@ -18,6 +18,19 @@ pub const REPLAY_READ_MOST: usize = 2 * REPLAY_MOST;
 /// Keys one replay request lists (KV's largest page): how it counts what remains.
 pub const REPLAY_LIST_LIMIT: u64 = 1_000;
 
+/// Most pages of keys one replay request lists looking for keys past its `after`: KV's
+/// listing may still show thousands it deleted (a fast replay behind a minute's lag).
+pub const REPLAY_LIST_PAGES: usize = 8;
+
+/// The keys of a listed page that a replay request started after `after` reads: those past
+/// it (keys sort by their time, then the message), in order.
+pub fn past<'a>(listed: &'a [String], after: Option<&'a str>) -> &'a [String] {
+    let skipped = after.map_or(0, |after| {
+        listed.partition_point(|name| name.as_str() <= after)
+    });
+    &listed[skipped..]
+}
+
 /// What a replay request reports as remaining after reading `read` of the `listed` keys of
 /// one listing page: a lower bound, never 0 while the listing has more pages. (KV may answer
 /// a page with fewer keys than asked for, even none, and more to come.)
@@ -68,6 +81,34 @@ pub fn key(sent_at_ms: u64, message_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replay_reads_only_the_keys_past_where_the_last_request_stopped() {
+        let listed: Vec<String> = [
+            "parked:001:a",
+            "parked:002:b",
+            "parked:002:c",
+            "parked:003:a",
+        ]
+        .map(str::to_owned)
+        .into();
+        // (after, the first key read, how many)
+        let cases = [
+            (None, Some("parked:001:a"), 4),
+            (Some("parked:002:b"), Some("parked:002:c"), 2),
+            (Some("parked:000:z"), Some("parked:001:a"), 4),
+            (Some("parked:003:a"), None, 0),
+            (Some("parked:009:a"), None, 0),
+        ];
+        for (after, first, count) in cases {
+            let read = past(&listed, after);
+            assert_eq!(
+                (read.first().map(String::as_str), read.len()),
+                (first, count),
+                "{after:?}"
+            );
+        }
+    }
 
     #[test]
     fn remaining_is_never_0_while_the_listing_has_more_pages() {

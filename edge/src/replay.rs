@@ -7,29 +7,34 @@
 //! leaves it parked and a later replay sends it again: ingest is idempotent on the event id,
 //! so that costs nothing but a duplicate delivery.
 
-use shortlink::edge::{REPLAY_PATH, ReplayResult};
+use shortlink::edge::{REPLAY_PATH, ReplayRequest, ReplayResult};
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, QueueContentType, RawMessageBuilder, Request, Response, Result};
 
 use crate::outbox::{Body, events_of};
-use crate::parked::{self, PREFIX, REPLAY_LIST_LIMIT, REPLAY_MOST, REPLAY_READ_MOST};
+use crate::parked::{
+    self, PREFIX, REPLAY_LIST_LIMIT, REPLAY_LIST_PAGES, REPLAY_MOST, REPLAY_READ_MOST,
+};
 use crate::{CLICKS, LINKS, signed};
 
-/// The body holds only a nonce (`shortlink::edge::ReplayRequest`); its signature is what
-/// matters.
+/// The body (`shortlink::edge::ReplayRequest`) holds a nonce and a key name.
 const MAX_BODY: usize = 1024;
 
 pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
-    if let Err(refused) = signed::verified_body(&mut req, env, REPLAY_PATH, MAX_BODY).await? {
-        return Ok(refused);
-    }
+    let body = match signed::verified_body(&mut req, env, REPLAY_PATH, MAX_BODY).await? {
+        Ok(body) => body,
+        Err(refused) => return Ok(refused),
+    };
+    // An origin that predates `after` sends an empty body: from the oldest.
+    let request: ReplayRequest = serde_json::from_slice(&body).unwrap_or_default();
     let kv = env.kv(LINKS)?;
     let queue = env.queue(CLICKS)?;
-    let listed = list_parked(env).await?;
+    let listed = list_parked(env, request.after.as_deref()).await?;
     let mut result = ReplayResult {
         replayed: 0,
         clicks: 0,
         remaining: 0,
+        last: None,
     };
     let mut read = 0;
     for name in &listed.keys {
@@ -37,6 +42,7 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
             break;
         }
         read += 1;
+        result.last = Some(name.clone());
         // Listed but gone: deleted by an earlier replay, and the listing has not caught up.
         let Some(message) = kv.get(name).text().await? else {
             continue;
@@ -61,16 +67,44 @@ pub(crate) async fn handle(mut req: Request, env: &Env) -> Result<Response> {
     Response::from_json(&result)
 }
 
-/// One page of parked keys, oldest first.
+/// Parked keys past `after`, oldest first, from the first page of the listing that has any.
 struct Listed {
     keys: Vec<String>,
     list_complete: bool,
 }
 
-/// `LINKS.list({prefix, limit})`, called on the binding itself: `KvStore::list` reads the
-/// answer through serde-wasm-bindgen (keys' metadata as `serde_json::Value`), which would be
-/// the worker's only use of that deserialiser.
-async fn list_parked(env: &Env) -> Result<Listed> {
+/// The first page of parked keys with keys past `after` (at most [`REPLAY_LIST_PAGES`] pages
+/// looked at), those keys.
+async fn list_parked(env: &Env, after: Option<&str>) -> Result<Listed> {
+    let mut cursor = None;
+    for _ in 0..REPLAY_LIST_PAGES {
+        let page = list_page(env, cursor.as_deref()).await?;
+        let keys = parked::past(&page.keys, after).to_vec();
+        if !keys.is_empty() || page.cursor.is_none() {
+            return Ok(Listed {
+                keys,
+                list_complete: page.cursor.is_none(),
+            });
+        }
+        cursor = page.cursor;
+    }
+    // Pages of keys already handled (the listing lags): more remain, maybe.
+    Ok(Listed {
+        keys: Vec::new(),
+        list_complete: false,
+    })
+}
+
+/// One page of the listing: its keys, and the cursor of the next (None: the last page).
+struct Page {
+    keys: Vec<String>,
+    cursor: Option<String>,
+}
+
+/// `LINKS.list({prefix, limit, cursor})`, called on the binding itself: `KvStore::list` reads
+/// the answer through serde-wasm-bindgen (keys' metadata as `serde_json::Value`), which would
+/// be the worker's only use of that deserialiser.
+async fn list_page(env: &Env, cursor: Option<&str>) -> Result<Page> {
     use worker::js_sys::{Array, Function, Object, Promise, Reflect};
     use worker::wasm_bindgen::JsCast;
     let field = |target: &JsValue, name: &str| Reflect::get(target, &JsValue::from_str(name));
@@ -83,6 +117,9 @@ async fn list_parked(env: &Env) -> Result<Listed> {
         &"limit".into(),
         &JsValue::from_f64(REPLAY_LIST_LIMIT as f64),
     )?;
+    if let Some(cursor) = cursor {
+        Reflect::set(&options, &"cursor".into(), &cursor.into())?;
+    }
     let promise: Promise = list.call1(&namespace, &options)?.dyn_into()?;
     let answer = worker::js_sys::futures::JsFuture::from(promise).await?;
     let keys: Array = field(&answer, "keys")?.dyn_into()?;
@@ -91,8 +128,10 @@ async fn list_parked(env: &Env) -> Result<Listed> {
         .filter_map(|key| field(&key, "name").ok()?.as_string())
         .collect();
     let list_complete = field(&answer, "list_complete")?.as_bool().unwrap_or(true);
-    Ok(Listed {
-        keys,
-        list_complete,
-    })
+    let cursor = if list_complete {
+        None
+    } else {
+        field(&answer, "cursor")?.as_string()
+    };
+    Ok(Page { keys, cursor })
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shortlink::edge::{REPLAY_PATH, ReplayResult};
+use shortlink::edge::{REPLAY_PATH, ReplayRequest, ReplayResult};
 
 use crate::edge_client;
 /// Tries of one replay request before giving up (a moment's network trouble).
@@ -51,8 +51,14 @@ pub async fn replay_parked_clicks(
         .context("cannot build the HTTP client")?;
     let mut total = Replayed::default();
     let mut stalled = 0;
+    // Where the last request stopped: the next skips the keys up to it unread (KV's listing
+    // shows deleted keys for up to a minute).
+    let mut after = None;
     loop {
-        let answer = replay_once(&client, edge_url, secret, pacing).await?;
+        let answer = replay_once(&client, edge_url, secret, pacing, after.as_deref()).await?;
+        if let Some(last) = &answer.last {
+            after = Some(last.clone());
+        }
         total.requests += 1;
         total.messages += answer.replayed;
         total.clicks += answer.clicks;
@@ -83,11 +89,12 @@ async fn replay_once(
     edge_url: &str,
     secret: &str,
     pacing: Pacing,
+    after: Option<&str>,
 ) -> anyhow::Result<ReplayResult> {
     let mut tries = 0;
     loop {
         tries += 1;
-        match post(client, edge_url, secret).await {
+        match post(client, edge_url, secret, after).await {
             Ok(answer) => return Ok(answer),
             Err(err) if tries < TRIES => {
                 tracing::warn!(error = %format!("{err:#}"), "replay request failed, retrying");
@@ -102,9 +109,14 @@ async fn post(
     client: &reqwest::Client,
     edge_url: &str,
     secret: &str,
+    after: Option<&str>,
 ) -> anyhow::Result<ReplayResult> {
-    // The body is only there for its nonce (`shortlink::edge::ReplayRequest`).
-    let response = edge_client::post(client, edge_url, secret, REPLAY_PATH, b"{}").await?;
+    let request = ReplayRequest {
+        nonce: None,
+        after: after.map(str::to_owned),
+    };
+    let body = serde_json::to_vec(&request).context("cannot write the replay request")?;
+    let response = edge_client::post(client, edge_url, secret, REPLAY_PATH, &body).await?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
@@ -132,11 +144,19 @@ mod tests {
         retry: Duration::from_millis(1),
     };
 
-    /// A fake edge that checks each request's signature, refuses one it has seen before as
-    /// the worker does (`edge/src/signed.rs`), and answers the next of `answers` (a status and
-    /// a result), counting what it answered.
+    /// A fake edge that answers the next of `answers` (a status and a result).
     async fn edge(answers: Vec<(StatusCode, ReplayResult)>) -> (String, Arc<Mutex<usize>>) {
-        let answers = Arc::new(Mutex::new(answers.into_iter()));
+        let mut answers = answers.into_iter();
+        edge_answering(move |_| answers.next().expect("no more requests than answers")).await
+    }
+
+    /// A fake edge that checks each request's signature, refuses one it has seen before as
+    /// the worker does (`edge/src/signed.rs`), and answers what `answer` makes of the request,
+    /// counting what it answered.
+    async fn edge_answering(
+        answer: impl FnMut(ReplayRequest) -> (StatusCode, ReplayResult) + Send + 'static,
+    ) -> (String, Arc<Mutex<usize>>) {
+        let answers = Arc::new(Mutex::new(answer));
         let calls = Arc::new(Mutex::new(0));
         let counted = calls.clone();
         let seen = Arc::new(Mutex::new(HashSet::new()));
@@ -166,11 +186,8 @@ mod tests {
                         return (StatusCode::UNAUTHORIZED, "already received".to_owned());
                     }
                     *calls.lock().expect("not poisoned") += 1;
-                    let (status, result) = answers
-                        .lock()
-                        .expect("not poisoned")
-                        .next()
-                        .expect("no more requests than answers");
+                    let request = serde_json::from_slice(&body).expect("a replay request");
+                    let (status, result) = (answers.lock().expect("not poisoned"))(request);
                     (status, serde_json::to_string(&result).expect("serialises"))
                 }
             }),
@@ -188,6 +205,7 @@ mod tests {
             replayed,
             clicks,
             remaining,
+            last: None,
         }
     }
 
@@ -241,6 +259,44 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// KV's listing shows deleted keys for up to a minute: each request names where the last
+    /// one stopped, so the edge does not spend its reads on keys already moved. (Reading from
+    /// the oldest each time, the third request found only deleted keys, and the replay
+    /// stalled until the listing caught up.)
+    #[tokio::test]
+    async fn each_request_goes_on_where_the_last_stopped() {
+        // The edge's rules (`edge/src/replay.rs`), over a listing that never forgets a key.
+        let listed: Vec<String> = (0..60).map(|n| format!("parked:{n:015}:m")).collect();
+        let mut parked: HashSet<String> = listed.iter().cloned().collect();
+        let (url, calls) = edge_answering(move |request| {
+            let past: Vec<&String> = listed
+                .iter()
+                .filter(|name| request.after.as_ref().is_none_or(|after| *name > after))
+                .collect();
+            let mut answer = result(0, 0, 0);
+            let mut read = 0;
+            for name in &past {
+                if answer.replayed == 25 || read == 50 {
+                    break;
+                }
+                read += 1;
+                answer.last = Some((*name).clone());
+                if parked.remove(*name) {
+                    answer.replayed += 1;
+                    answer.clicks += 1;
+                }
+            }
+            answer.remaining = past.len() - read;
+            (StatusCode::OK, answer)
+        })
+        .await;
+        let replayed = replay_parked_clicks(&url, SECRET, FAST, |_| {})
+            .await
+            .expect("replays");
+        assert_eq!((replayed.messages, replayed.requests), (60, 3));
+        assert_eq!(*calls.lock().expect("not poisoned"), 3);
     }
 
     #[tokio::test]

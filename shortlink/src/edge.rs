@@ -124,12 +124,19 @@ pub struct IngestResult {
     pub inserted: u64,
 }
 
-/// `POST /_edge/replay` (origin → edge, signed). The edge does not read the body: it exists
-/// for its nonce (see [`SyncBatch::nonce`]); origins that predate it send an empty body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `POST /_edge/replay` (origin → edge, signed): a nonce (see [`SyncBatch::nonce`]), and
+/// where the last request of the same replay stopped. Origins that predate it send an empty
+/// body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// The last parked key the request before handled ([`ReplayResult::last`]): the keys up
+    /// to it are skipped unread. KV's listing shows a deleted key for up to a minute, so a
+    /// replay that read every listed key again soon read only deleted ones. Absent: from the
+    /// oldest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// What the edge answers to `POST /_edge/replay`: parked click messages moved back onto the
@@ -142,6 +149,10 @@ pub struct ReplayResult {
     pub clicks: usize,
     /// Parked messages left (at least this many; 0 when none are left).
     pub remaining: usize,
+    /// The last parked key this request handled (moved, or found gone): the next request's
+    /// [`ReplayRequest::after`]. Absent from edges that predate it, and when none was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
 }
 
 /// Where a click was served.
