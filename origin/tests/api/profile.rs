@@ -233,13 +233,9 @@ async fn an_unknown_role_is_an_error_not_a_lost_membership() {
     }
 }
 
-#[tokio::test]
-async fn a_sign_in_overlapping_a_password_change_leaves_no_session() {
-    let app = spawn_app().await;
-    let workspace = app.workspace("acme").await;
-    app.user("pat", &[(workspace, "editor")]).await;
-    // A password change under way, as `PUT /api/v1/me/password` makes it: the new hash and
-    // every session signed out, not yet committed.
+/// A password change (or reset) of pat under way, as `PUT /api/v1/me/password` makes it: the
+/// new hash and every session signed out, not yet committed.
+async fn change_under_way(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut change = app.db.begin().await.expect("begin");
     sqlx::query("UPDATE admin_users SET password_hash = 'changed' WHERE username = 'pat'")
         .execute(&mut *change)
@@ -251,6 +247,37 @@ async fn a_sign_in_overlapping_a_password_change_leaves_no_session() {
     .execute(&mut *change)
     .await
     .expect("sign out");
+    change
+}
+
+/// Sends `request` and returns once one of its statements (`LIKE like`) waits on a lock: a
+/// request that ends before that (it must not get past the change) fails the test.
+async fn sent_until_it_waits(
+    app: &TestApp,
+    request: axum::http::Request<axum::body::Body>,
+    like: &str,
+) -> tokio::task::JoinHandle<StatusCode> {
+    let router = app.router.clone();
+    let sent = tokio::spawn(async move {
+        use tower::ServiceExt;
+        router.oneshot(request).await.expect("infallible").status()
+    });
+    while crate::support::lock_waiters(&app.db, like).await == 0 {
+        assert!(
+            !sent.is_finished(),
+            "it ended without waiting for the change: {like}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sent
+}
+
+#[tokio::test]
+async fn a_sign_in_overlapping_a_password_change_leaves_no_session() {
+    let app = spawn_app().await;
+    let workspace = app.workspace("acme").await;
+    app.user("pat", &[(workspace, "editor")]).await;
+    let change = change_under_way(&app).await;
     // Meanwhile a sign-in with the old password, which the change has not hidden yet.
     let request = axum::http::Request::builder()
         .method(Method::POST)
@@ -260,23 +287,7 @@ async fn a_sign_in_overlapping_a_password_change_leaves_no_session() {
             json!({"username": "pat", "password": USER_PASSWORD}).to_string(),
         ))
         .expect("request");
-    let router = app.router.clone();
-    let mut sign_in = tokio::spawn(async move {
-        use tower::ServiceExt;
-        router.oneshot(request).await.expect("infallible").status()
-    });
-    // Until the sign-in waits on the change's row lock (or ends: it must not succeed).
-    let waiting = loop {
-        tokio::select! {
-            status = &mut sign_in => break Err(status.expect("sign-in")),
-            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
-        }
-        let blocked = crate::support::lock_waiters(&app.db, "INSERT INTO admin_sessions%").await;
-        if blocked > 0 {
-            break Ok(());
-        }
-    };
-    assert_eq!(waiting, Ok(()), "the sign-in did not wait for the change");
+    let sign_in = sent_until_it_waits(&app, request, "INSERT INTO admin_sessions%").await;
     change.commit().await.expect("commit");
     let status = sign_in.await.expect("sign-in");
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -301,19 +312,8 @@ async fn a_password_change_overlapping_another_does_not_undo_it() {
     let As::Session { cookie, csrf, .. } = &thief else {
         panic!("a session");
     };
-    // The owner's change (or a reset), under way: the new hash and every session signed out,
-    // not yet committed.
-    let mut owner = app.db.begin().await.expect("begin");
-    sqlx::query("UPDATE admin_users SET password_hash = 'changed' WHERE username = 'pat'")
-        .execute(&mut *owner)
-        .await
-        .expect("update");
-    sqlx::query(
-        "DELETE FROM admin_sessions WHERE user_id = (SELECT id FROM admin_users WHERE username = 'pat')",
-    )
-    .execute(&mut *owner)
-    .await
-    .expect("sign out");
+    // The owner's change (or a reset), under way.
+    let owner = change_under_way(&app).await;
     // Meanwhile the thief's change, with the password the owner's has not replaced yet.
     let request = axum::http::Request::builder()
         .method(Method::PUT)
@@ -326,22 +326,7 @@ async fn a_password_change_overlapping_another_does_not_undo_it() {
                 .to_string(),
         ))
         .expect("request");
-    let router = app.router.clone();
-    let mut change = tokio::spawn(async move {
-        use tower::ServiceExt;
-        router.oneshot(request).await.expect("infallible").status()
-    });
-    // Until the thief's change waits on the owner's row lock (or ends).
-    let waiting = loop {
-        tokio::select! {
-            status = &mut change => break Err(status.expect("change")),
-            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
-        }
-        if crate::support::lock_waiters(&app.db, "UPDATE admin_users%").await > 0 {
-            break Ok(());
-        }
-    };
-    assert_eq!(waiting, Ok(()), "the change did not reach the owner's");
+    let change = sent_until_it_waits(&app, request, "UPDATE admin_users%").await;
     owner.commit().await.expect("commit");
     assert_eq!(
         change.await.expect("change"),
