@@ -166,15 +166,11 @@ impl Pace {
             Ok(Outcome::Parked | Outcome::Reversioned) => Next::Now,
             Ok(Outcome::TimedOut { codes }) => {
                 self.max_codes = (codes / 2).max(1);
-                let wait = self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                Next::After(wait)
+                self.wait()
             }
             Err(err) => {
                 tracing::warn!(error = format!("{err:#}"), retry_in = ?self.backoff, "edge sync failed");
-                let wait = self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                Next::After(wait)
+                self.wait()
             }
         };
         (next, Vec::new())
@@ -200,16 +196,10 @@ impl Pace {
                 (Next::Poll, Vec::new())
             }
             // One code, not answered in time: as any failure, after the backoff.
-            Ok(Outcome::TimedOut { .. }) => {
-                let wait = self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                (Next::After(wait), Vec::new())
-            }
+            Ok(Outcome::TimedOut { .. }) => (self.wait(), Vec::new()),
             Err(err) => {
                 tracing::warn!(error = format!("{err:#}"), retry_in = ?self.backoff, "edge sync failed");
-                let wait = self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                (Next::After(wait), Vec::new())
+                (self.wait(), Vec::new())
             }
         }
     }
@@ -217,6 +207,11 @@ impl Pace {
     /// Keeps every row (and the codes set aside) and sends a full batch after the backoff.
     fn back_off(&mut self) -> Next {
         self.max_codes = MAX_CODES;
+        self.wait()
+    }
+
+    /// The next attempt after the backoff, which doubles for the one after.
+    fn wait(&mut self) -> Next {
         let wait = self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         Next::After(wait)
