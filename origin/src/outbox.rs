@@ -156,6 +156,7 @@ async fn deliver_batch(
         return Ok(Outcome::Reversioned);
     }
     let mut parked = false;
+    let mut withdrawn = Vec::new();
     let mut batch = Batch::new(MAX_BATCH_BYTES - edge_client::NONCE_OVERHEAD);
     for (code, change) in changes {
         match change {
@@ -163,6 +164,12 @@ async fn deliver_batch(
                 if !batch.add(&code, &change)? {
                     break;
                 }
+            }
+            Change::Withdraw(change, err) => {
+                if !batch.add(&code, &change)? {
+                    break;
+                }
+                withdrawn.push((code, err));
             }
             Change::Unusable(err) => {
                 park(&mut tx, &code, &claimed.ids_of(&code), &err).await?;
@@ -203,6 +210,14 @@ async fn deliver_batch(
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
+        for (code, error) in &withdrawn {
+            tracing::error!(
+                code,
+                error,
+                "a link withdrawn from the edge: noted in edge_outbox_dead"
+            );
+            note_dead(&mut tx, code, error).await?;
+        }
         tx.commit().await?;
         return Ok(Outcome::Delivered(ids.len()));
     }
@@ -297,6 +312,9 @@ enum Change {
     Send(Box<SyncChange>),
     /// The stored row cannot make a record (written around the API): no retry can fix it.
     Unusable(String),
+    /// A live link whose row cannot make a record: a tombstone at its version is sent, and
+    /// once delivered the fault is noted in `edge_outbox_dead`.
+    Withdraw(Box<SyncChange>, String),
 }
 
 /// A live link (row `id`, at `version`) older than a deleted link of its code: see
@@ -366,13 +384,26 @@ fn change_of(state: CodeState) -> anyhow::Result<Result<Change, Stale>> {
             version: state.row.version,
         }));
     }
+    let version = u64::try_from(state.row.version)?;
     Ok(Ok(match state.row.into_record() {
         Ok(record) => Change::Send(Box::new(SyncChange {
             code,
             version: record.version,
             record: Some(record),
         })),
-        Err(err) => Change::Unusable(format!("{:#}", anyhow::Error::new(err))),
+        // The edge must not go on serving an older state (a takedown may be what this change
+        // is): it gets what the origin's own redirect gives, no redirect.
+        Err(err) => Change::Withdraw(
+            Box::new(SyncChange {
+                code,
+                version,
+                record: None,
+            }),
+            format!(
+                "the stored row cannot make a record, so the code was withdrawn from the edge (a tombstone at version {version}): {:#}",
+                anyhow::Error::new(err)
+            ),
+        ),
     }))
 }
 
@@ -410,6 +441,10 @@ async fn park(
         error,
         "the edge cannot take this code's change: parked in edge_outbox_dead, later changes go on"
     );
+    note_dead(tx, code, error).await
+}
+
+async fn note_dead(tx: &mut PgConnection, code: &str, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO edge_outbox_dead (code, error) VALUES ($1, $2)")
         .bind(code)
         .bind(error)

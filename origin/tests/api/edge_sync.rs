@@ -651,3 +651,44 @@ async fn a_reversioning_does_not_block_edits_while_the_edge_answers() {
     })
     .await;
 }
+
+/// A live link whose stored row cannot make a record (a value written around the API) is
+/// withdrawn from the edge: a tombstone at the row's version replaces the older record the
+/// edge held, so a takedown written beside the bad value stops the redirect at the edge as it
+/// does at the origin. The fault is noted in `edge_outbox_dead`. Parked unsent, the edge
+/// kept redirecting to the link's last good state for as long as KV held it.
+#[tokio::test]
+async fn a_link_whose_row_cannot_make_a_record_is_withdrawn_from_the_edge() {
+    let (edge, url) = FakeEdge::default().start().await;
+    let app = origin_with_edge(&new_database().await, &url).await;
+    app.create(json!({"destination": "https://example.com/", "code": "spoiled"}))
+        .await;
+    let (held, _) = eventually("the link at the edge", || edge.get("spoiled")).await;
+
+    // As a script would write it: a bad value beside a takedown, and the row in the outbox.
+    sqlx::raw_sql(
+        "UPDATE links SET utm = '\"not an object\"', disabled = true WHERE code = 'spoiled';
+         INSERT INTO edge_outbox (code) VALUES ('spoiled');",
+    )
+    .execute(&app.db)
+    .await
+    .expect("a row written around the API");
+    let (version, record) = eventually("the change at the edge", || {
+        edge.get("spoiled").filter(|(version, _)| *version > held)
+    })
+    .await;
+    assert_eq!(record, None, "withdrawn, not left at its old state");
+    assert_eq!(versions(&app, "spoiled").await, [(version as i64, true)]);
+    let noted: Vec<(String, String)> = sqlx::query_as("SELECT code, error FROM edge_outbox_dead")
+        .fetch_all(&app.db)
+        .await
+        .expect("noted");
+    assert_eq!(noted.len(), 1, "{noted:?}");
+    assert_eq!(noted[0].0, "spoiled");
+    assert!(noted[0].1.contains("utm"), "{noted:?}");
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM edge_outbox")
+        .fetch_one(&app.db)
+        .await
+        .expect("outbox");
+    assert_eq!(outbox, 0);
+}
