@@ -598,7 +598,9 @@ async fn resolve(
     Ok(Json(row.into_report()?))
 }
 
-/// Disables the reported link if it is still live and enabled; its code if it did.
+/// Disables the reported link if it is still live and redirects (enabled, or disabled with a
+/// fallback: a disabled link sends its visitors there, so the fallback goes too, as the
+/// blocklist's sweep does); its code if it did.
 async fn disable_link(
     state: &crate::State,
     tx: &mut sqlx::PgConnection,
@@ -607,7 +609,8 @@ async fn disable_link(
 ) -> Result<Option<String>, Error> {
     let link: Option<(i64, String)> = sqlx::query_as(
         "SELECT workspace_id, code FROM links
-         WHERE id = $1 AND domain_id = $2 AND deleted_at IS NULL AND NOT disabled",
+         WHERE id = $1 AND domain_id = $2 AND deleted_at IS NULL
+           AND (NOT disabled OR fallback_url IS NOT NULL)",
     )
     .bind(link_id)
     .bind(store::DEFAULT_DOMAIN)
@@ -619,6 +622,7 @@ async fn disable_link(
     let workspace = WorkspaceId::trusted(workspace);
     let disable = UpdateLink {
         disabled: Some(true),
+        fallback_url: Some(None),
         ..UpdateLink::default()
     };
     let (before, after) =

@@ -779,6 +779,51 @@ async fn reports_are_stored_for_admins_who_resolve_them_and_disable_the_link() {
     assert_eq!(done["reports"][0]["resolved_by"], "tests");
 }
 
+/// A disabled link sends its visitors to its fallback: disabling a reported one removes it
+/// too, as the blocklist's sweep does, and a link already disabled that still redirects to a
+/// fallback loses that. Disabled alone, a phishing link with itself as its fallback kept
+/// redirecting while its report read "disabled".
+#[tokio::test]
+async fn disabling_a_reported_link_removes_its_fallback_too() {
+    let app = app_behind_proxy().await;
+    for (code, disabled) in [("lure", false), ("asleep", true)] {
+        app.create(json!({
+            "destination": "https://phish.example/login",
+            "fallback_url": "https://phish.example/login",
+            "code": code,
+            "disabled": disabled,
+        }))
+        .await;
+        let visit = app.visit(Method::GET, &format!("/{code}")).await;
+        assert_eq!(visit.status, StatusCode::FOUND, "{code}");
+        let response = report_json(
+            &app,
+            "198.51.100.1",
+            json!({"link": code, "category": "phishing"}),
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::ACCEPTED);
+    }
+    let page = app.api(Method::GET, REPORTS, None).await.json();
+    for report in page["reports"].as_array().expect("reports") {
+        let code = report["code"].as_str().expect("code");
+        let id = report["id"].as_i64().expect("id");
+        let resolved = app
+            .api(
+                Method::PATCH,
+                &format!("{REPORTS}/{id}"),
+                Some(json!({"status": "resolved", "disable_link": true})),
+            )
+            .await;
+        assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text());
+        assert_eq!(resolved.json()["link_disabled"], true, "{code}");
+        let visit = app.visit(Method::GET, &format!("/{code}")).await;
+        assert_eq!(visit.status, StatusCode::NOT_FOUND, "{code}");
+        let (_, disabled, fallback, _) = link_state(&app, code).await;
+        assert_eq!((disabled, fallback), (true, None), "{code}");
+    }
+}
+
 #[tokio::test]
 async fn a_burst_of_reports_from_one_address_is_limited() {
     let app = app_behind_proxy().await;
