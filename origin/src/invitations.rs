@@ -192,6 +192,8 @@ async fn revoke(
     let workspace = caller.may(Permission::Administer)?;
     let mut tx = state.db().begin().await?;
     lock(&mut tx, workspace).await?;
+    // Its authority now: a demotion or a revocation it waited for above has taken it away.
+    caller.as_now(&mut tx).await?.may(Permission::Administer)?;
     let row: InvitationRow = sqlx::query_as(
         "UPDATE workspace_invitations i SET revoked_at = now()
          WHERE i.id = $1 AND i.workspace_id = $2 AND i.accepted_at IS NULL

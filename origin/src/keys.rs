@@ -237,24 +237,14 @@ async fn revoke(
     // As every change of the workspace's keys and members: a key being made with the key
     // revoked here either commits first (and is revoked with it) or sees it revoked.
     crate::members::lock(&mut tx, workspace).await?;
-    // The key and the keys made from it, to any depth (0048): what a key made goes with it.
-    let rows: Vec<KeyRow> = sqlx::query_as(
-        "WITH RECURSIVE made (id) AS (
-             SELECT id FROM api_keys WHERE id = $1 AND workspace_id = $2 AND revoked_at IS NULL
-             UNION
-             SELECT k.id FROM api_keys k JOIN made ON k.made_by_key = made.id
-         ), revoked AS (
-             UPDATE api_keys SET revoked_at = now()
-             WHERE id IN (SELECT id FROM made) AND workspace_id = $2 AND revoked_at IS NULL
-             RETURNING id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at
-         )
-         SELECT r.id, r.name, r.prefix, r.scopes, u.username, r.created_at, r.expires_at,
-                r.last_used_at
-         FROM revoked r LEFT JOIN admin_users u ON u.id = r.created_by
-         ORDER BY r.id <> $1, r.id",
-    )
-    .bind(id)
+    // Its authority now: a revocation or a demotion it waited for above has taken it away.
+    caller.as_now(&mut tx).await?.may(Permission::Administer)?;
+    let rows: Vec<KeyRow> = sqlx::query_as(&revoking_with_made(
+        "id = $2 AND workspace_id = $1 AND revoked_at IS NULL",
+        "r.id <> $2, r.id",
+    ))
     .bind(workspace.get())
+    .bind(id)
     .fetch_all(&mut *tx)
     .await?;
     // Another workspace's key is as unknown as one that never existed.
@@ -264,6 +254,27 @@ async fn revoke(
     audit_revoked(&mut tx, workspace, caller.audit_actor(), rows).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A statement that revokes the live keys of workspace `$1` that match `chosen` and the keys
+/// made from them, to any depth (0048): what a key made goes with it. Its rows are the keys
+/// revoked, in `order`.
+fn revoking_with_made(chosen: &str, order: &str) -> String {
+    format!(
+        "WITH RECURSIVE made (id) AS (
+             SELECT id FROM api_keys WHERE {chosen}
+             UNION
+             SELECT k.id FROM api_keys k JOIN made ON k.made_by_key = made.id
+         ), revoked AS (
+             UPDATE api_keys SET revoked_at = now()
+             WHERE id IN (SELECT id FROM made) AND workspace_id = $1 AND revoked_at IS NULL
+             RETURNING id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at
+         )
+         SELECT r.id, r.name, r.prefix, r.scopes, u.username, r.created_at, r.expires_at,
+                r.last_used_at
+         FROM revoked r LEFT JOIN admin_users u ON u.id = r.created_by
+         ORDER BY {order}"
+    )
 }
 
 /// A `key.revoked` entry by `actor` for each of `rows`, the keys just revoked.
@@ -286,9 +297,9 @@ async fn audit_revoked(
     Ok(())
 }
 
-/// Revokes the live keys `user_id` made in `workspace` that hold any of `scopes`, each with a
-/// `key.revoked` entry by `actor`: a person's keys go with their authority (they left, or their
-/// new role may not do what the keys may).
+/// Revokes the live keys `user_id` made in `workspace` that hold any of `scopes`, and the keys
+/// made from those, each with a `key.revoked` entry by `actor`: a person's keys go with their
+/// authority (they left, or their new role may not do what the keys may).
 pub(crate) async fn revoke_made_by(
     tx: &mut sqlx::PgConnection,
     workspace: WorkspaceId,
@@ -300,18 +311,10 @@ pub(crate) async fn revoke_made_by(
         return Ok(());
     }
     let scopes: Vec<&str> = scopes.iter().map(|scope| scope.as_str()).collect();
-    let rows: Vec<KeyRow> = sqlx::query_as(
-        "WITH revoked AS (
-             UPDATE api_keys SET revoked_at = now()
-             WHERE workspace_id = $1 AND created_by = $2 AND revoked_at IS NULL
-               AND scopes && $3::text[]
-             RETURNING id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at
-         )
-         SELECT r.id, r.name, r.prefix, r.scopes, u.username, r.created_at, r.expires_at,
-                r.last_used_at
-         FROM revoked r LEFT JOIN admin_users u ON u.id = r.created_by
-         ORDER BY r.id",
-    )
+    let rows: Vec<KeyRow> = sqlx::query_as(&revoking_with_made(
+        "workspace_id = $1 AND created_by = $2 AND revoked_at IS NULL AND scopes && $3::text[]",
+        "r.id",
+    ))
     .bind(workspace.get())
     .bind(user_id)
     .bind(&scopes)

@@ -192,6 +192,8 @@ async fn rename(
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(Error::NotFound)?;
+    // Its authority now: a demotion it waited for above has taken it away.
+    caller.as_now(&mut tx).await?.may(Permission::Own)?;
     let created_at: OffsetDateTime =
         sqlx::query_scalar("UPDATE workspaces SET name = $2 WHERE id = $1 RETURNING created_at")
             .bind(workspace.get())

@@ -1271,6 +1271,130 @@ async fn keys_made_by_keys_go_with_the_person_and_the_key_behind_them() {
     assert!(key_works(&app, &owners).await, "the owner's key stays");
 }
 
+/// A demotion revokes the person's keys beyond the new role and, with each, the keys it made:
+/// what a key made goes with it, whatever revoked it. Before, the keys made stayed live, and
+/// no revocation could reach them through their maker any more.
+#[tokio::test]
+async fn a_demotion_revokes_the_keys_made_by_the_keys_it_revokes() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let maker = make_key(&app, &t.admin, &["links:read", "workspace:admin"]).await;
+    let made = make_key(&app, &maker, &["links:read"]).await;
+    let kept = make_key(&app, &t.admin, &["links:read"]).await;
+    let demoted = app
+        .call(
+            &t.owner,
+            Method::PATCH,
+            &format!("/api/v1/members/{}", id(&t.admin)),
+            Some(json!({"role": "editor"})),
+        )
+        .await;
+    assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.text());
+    let works = [
+        key_works(&app, &maker).await,
+        key_works(&app, &made).await,
+        key_works(&app, &kept).await,
+    ];
+    assert_eq!(works, [false, false, true], "maker, made, an editor's own");
+    let entries = audited(&app, t.workspace, "key.revoked").await;
+    assert_eq!(entries.len(), 2, "one entry a key: {entries:?}");
+}
+
+/// A change queued behind the revocation of its key, or its maker's demotion, is refused: the
+/// caller's authority is read again once the workspace is its request's. Before, a key being
+/// revoked could still revoke the owner's keys and invitations meanwhile, and an owner being
+/// demoted could still rename the workspace.
+#[tokio::test]
+async fn changes_queued_behind_the_loss_of_their_authority_are_refused() {
+    let app = spawn_app().await;
+    let t = team(&app, "acme").await;
+    let owners_key = make_key(&app, &t.owner, &["links:read"]).await;
+    let keys = app
+        .call(&t.owner, Method::GET, "/api/v1/keys", None)
+        .await
+        .json();
+    let owners_key_id = keys[0]["id"].as_i64().expect("id");
+    let (invitation, token) = invite(&app, &t.owner, "viewer").await;
+    // The admin made an owner, to be made an editor again.
+    let admin = format!("/api/v1/members/{}", id(&t.admin));
+    let promoted = app
+        .call(
+            &t.owner,
+            Method::PATCH,
+            &admin,
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.text());
+    let cases = [
+        (
+            Method::DELETE,
+            format!("/api/v1/keys/{owners_key_id}"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/invitations/{invitation}"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/workspace".to_owned(),
+            Some(json!({"name": "taken over"})),
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (method, path, body, refused) in cases {
+        // A key of the admin's to be revoked, or the admin to be demoted.
+        let (who, loss) = if refused == StatusCode::UNAUTHORIZED {
+            let rogue = make_key(&app, &t.admin, &["workspace:admin"]).await;
+            let keys = app
+                .call(&t.owner, Method::GET, "/api/v1/keys", None)
+                .await
+                .json();
+            let rogue_id = keys[0]["id"].as_i64().expect("id");
+            let loss = (Method::DELETE, format!("/api/v1/keys/{rogue_id}"), None);
+            (rogue, loss)
+        } else {
+            let loss = (
+                Method::PATCH,
+                admin.clone(),
+                Some(json!({"role": "editor"})),
+            );
+            (t.admin.clone(), loss)
+        };
+        let lock = hold(
+            &app,
+            &format!(
+                "SELECT 1 FROM workspaces WHERE id = {} FOR UPDATE",
+                t.workspace
+            ),
+        )
+        .await;
+        let lose = app.call(&t.owner, loss.0, &loss.1, loss.2);
+        let act = async {
+            waiting_on_locks(&app, 1).await;
+            app.call(&who, method.clone(), &path, body.clone()).await
+        };
+        let release = async {
+            waiting_on_locks(&app, 2).await;
+            drop(lock);
+        };
+        let (lost, acted, ()) = tokio::join!(lose, act, release);
+        assert!(lost.status.is_success(), "{path}: {}", lost.text());
+        assert_eq!(acted.status, refused, "{path}: {}", acted.text());
+    }
+    assert!(key_works(&app, &owners_key).await, "the owner's key stays");
+    assert!(usable(&app, &token).await, "the invitation stays");
+    let name = app
+        .call(&t.owner, Method::GET, "/api/v1/workspace", None)
+        .await
+        .json();
+    assert_eq!(name["name"], "acme");
+}
+
 #[tokio::test]
 async fn a_key_made_by_a_key_may_not_outlive_it() {
     let app = spawn_app().await;
