@@ -147,6 +147,15 @@ async fn invite(
             ),
         });
     }
+    // An invitation to a full workspace could never be used.
+    let members: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM workspace_members WHERE workspace_id = $1")
+            .bind(workspace.get())
+            .fetch_one(&mut *tx)
+            .await?;
+    if members >= crate::members::MAX_MEMBERS {
+        return Err(crate::members::too_many_members());
+    }
     let token = accounts::random_token();
     let row: InvitationRow = sqlx::query_as(
         "INSERT INTO workspace_invitations (workspace_id, token_hash, role, created_by, expires_at)
@@ -384,17 +393,22 @@ async fn sign_up(
     }
     Error::unless_name("username", username)?;
     accounts::check_new_password("password", &body.password)?;
-    // No password is hashed for a token that cannot be used (the claim below decides).
-    let usable: bool = sqlx::query_scalar(concat!(
-        "SELECT EXISTS (SELECT 1 FROM workspace_invitations i WHERE i.token_hash = $1 AND ",
+    // No password is hashed for a token that cannot be used, or for a workspace that is full
+    // (the claim and the join below decide).
+    let members: Option<i64> = sqlx::query_scalar(concat!(
+        "SELECT (SELECT count(*) FROM workspace_members m WHERE m.workspace_id = i.workspace_id)
+         FROM workspace_invitations i WHERE i.token_hash = $1 AND ",
         usable!(),
-        ")"
     ))
     .bind(accounts::hash(&body.token).as_slice())
-    .fetch_one(state.db())
+    .fetch_optional(state.db())
     .await?;
-    if !usable {
-        return Err(invalid_invitation());
+    match members {
+        None => return Err(invalid_invitation()),
+        Some(members) if members >= crate::members::MAX_MEMBERS => {
+            return Err(crate::members::too_many_members());
+        }
+        Some(_) => {}
     }
     // Nor for a name that is taken, so that a valid token cannot buy hashes by the hundred with
     // names it cannot have. The insert's ON CONFLICT below still decides a race.

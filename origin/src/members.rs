@@ -27,6 +27,14 @@ use crate::extract::{ApiJson, IdPath};
 /// Most members of a workspace: the list shows them all.
 pub(crate) const MAX_MEMBERS: i64 = 1000;
 
+/// 409 `too_many_members`: the workspace has [`MAX_MEMBERS`].
+pub(crate) fn too_many_members() -> Error {
+    Error::Conflict {
+        code: "too_many_members",
+        message: format!("a workspace may have at most {MAX_MEMBERS} members"),
+    }
+}
+
 pub(crate) fn routes() -> Router<crate::State> {
     Router::new()
         .route("/members", get(list))
@@ -307,10 +315,7 @@ pub(crate) async fn join(
             .fetch_one(&mut *tx)
             .await?;
     if members >= MAX_MEMBERS {
-        return Err(Error::Conflict {
-            code: "too_many_members",
-            message: format!("a workspace may have at most {MAX_MEMBERS} members"),
-        });
+        return Err(too_many_members());
     }
     let row: MemberRow = sqlx::query_as(
         "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, $3)

@@ -120,6 +120,47 @@ async fn a_taken_username_costs_no_password_hash() {
     assert_eq!(app.state.peak_sign_in_hashes(), 1);
 }
 
+/// Nor does an invitation to a full workspace: its sign-up is refused before the hash. Before,
+/// each sign-up with a new name hashed a password, was refused at the join, and left the
+/// invitation usable for the next one: hashes without end, outside every sign-in limit.
+#[tokio::test]
+async fn an_invitation_to_a_full_workspace_costs_no_password_hash() {
+    let app = spawn_app().await;
+    // Workspace 1 filled in SQL (no sign-in hashes a password in this app), its owner first.
+    let owner: i64 = sqlx::query_scalar(
+        "WITH made AS (INSERT INTO admin_users (username, password_hash)
+                       SELECT 'member' || i, 'x' FROM generate_series(1, 1000) i RETURNING id),
+              joined AS (INSERT INTO workspace_members (workspace_id, user_id, role)
+                         SELECT 1, id, 'owner' FROM made)
+         SELECT min(id) FROM made",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("members");
+    sqlx::query(
+        "INSERT INTO workspace_invitations (workspace_id, token_hash, role, created_by,
+                                           expires_at)
+         VALUES (1, sha256('the token'::bytea), 'viewer', $1, now() + interval '1 day')",
+    )
+    .bind(owner)
+    .execute(&app.db)
+    .await
+    .expect("invitation");
+    for n in 0..3 {
+        let response = app
+            .call(
+                &As::Nobody,
+                Method::POST,
+                "/api/v1/invitations/sign-up",
+                Some(json!({"token": "the token", "username": format!("new{n}"),
+                            "password": "long enough password"})),
+            )
+            .await;
+        assert_eq!(response.error(StatusCode::CONFLICT).0, "too_many_members");
+    }
+    assert_eq!(app.state.peak_sign_in_hashes(), 0, "no password was hashed");
+}
+
 #[tokio::test]
 async fn invitations_that_ended_a_month_ago_are_forgotten() {
     let app = spawn_app().await;

@@ -987,6 +987,7 @@ async fn open_invitations_are_bounded() {
 async fn members_are_bounded() {
     let app = spawn_app().await;
     let t = team(&app, "acme").await;
+    let (_, token) = invite(&app, &t.admin, "viewer").await;
     // 4 members already; 996 more made in SQL fill the workspace.
     sqlx::query(
         "WITH made AS (
@@ -999,7 +1000,17 @@ async fn members_are_bounded() {
     .execute(&app.db)
     .await
     .expect("members");
-    let (_, token) = invite(&app, &t.admin, "viewer").await;
+    // No invitation that could never be used is made.
+    let (code, _) = app
+        .call(
+            &t.admin,
+            Method::POST,
+            "/api/v1/invitations",
+            Some(json!({"role": "viewer"})),
+        )
+        .await
+        .error(StatusCode::CONFLICT);
+    assert_eq!(code, "too_many_members");
     let joiner = app.user("joiner", &[]).await;
     let (code, _) = app
         .call(
