@@ -315,6 +315,7 @@ impl State {
         .await?;
         links::limit::announce(self, &stored.exhausted).await;
         if stored.refused > 0 {
+            ::metrics::counter!("kurz_clicks_refused_total").increment(stored.refused);
             tracing::warn!(
                 refused = stored.refused,
                 "clicks dated in the future or past the retention were refused"

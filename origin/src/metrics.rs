@@ -133,6 +133,11 @@ fn describe() {
         "kurz_clicks_parked_total",
         "Clicks of the origin's redirects that PostgreSQL refused, set aside in clicks_parked."
     );
+    describe_counter!(
+        "kurz_clicks_refused_total",
+        "Clicks refused for their time, counted nowhere: dated over an hour ahead, or older \
+         than KURZ_CLICK_RETENTION_DAYS when they arrived."
+    );
     describe_gauge!(
         "kurz_outbox_rows",
         "Link changes waiting in the outbox for delivery to the edge."
@@ -185,6 +190,7 @@ fn describe() {
     counter!("kurz_clicks_shed_total").increment(0);
     counter!("kurz_clicks_details_shed_total").increment(0);
     counter!("kurz_clicks_parked_total").increment(0);
+    counter!("kurz_clicks_refused_total").increment(0);
     counter!("kurz_metrics_backlog_failures_total").increment(0);
 }
 

@@ -248,6 +248,7 @@ async fn requests_the_cache_and_the_backlog_are_measured_on_their_own_listener()
         "kurz_rate_limited_total",
         "kurz_clicks_shed_total",
         "kurz_clicks_parked_total",
+        "kurz_clicks_refused_total",
         "kurz_clicks_details_shed_total",
         "kurz_clicks_overflow_waiting",
         "kurz_clicks_overflow_buckets",
@@ -263,6 +264,7 @@ async fn requests_the_cache_and_the_backlog_are_measured_on_their_own_listener()
     assert!(after.contains_key(r#"kurz_rate_limited_total{limit="sign_in"}"#));
     assert!(after.contains_key("kurz_clicks_shed_total"));
     assert!(after.contains_key("kurz_clicks_details_shed_total"));
+    assert!(after.contains_key("kurz_clicks_refused_total"));
     assert!(after.contains_key("kurz_clicks_overflow_waiting"));
 
     // The metrics listener serves nothing else.
