@@ -111,26 +111,59 @@ pub(crate) async fn store(
         });
     }
 
-    let mut tx = db.begin().await?;
     let months: HashSet<(i32, u8)> = rows
         .iter()
         .map(|r| r.event.at.to_offset(UtcOffset::UTC))
         .map(|at| (at.year(), at.month() as u8))
         .collect();
-    let created = partitions.missing(&months);
+    let (inserted, exhausted) =
+        match store_rows(db, partitions, &rows, &months, edge_outbox, hooks).await {
+            // A partition this origin knew is gone (dropped by hand, or lost to a failover or a
+            // restore): made again, once. Left to the caller, every click of its month would be
+            // refused as the events' fault and parked until a restart.
+            Err(err) if is_missing_partition(&err) => {
+                tracing::warn!(error = %err, "a partition of clicks is gone: made again");
+                months.iter().for_each(|&month| partitions.forget(month));
+                store_rows(db, partitions, &rows, &months, edge_outbox, hooks).await?
+            }
+            stored => stored?,
+        };
+    Ok(Stored {
+        inserted,
+        refused,
+        exhausted,
+    })
+}
+
+/// Stores `rows`, of `months`, in one transaction: see [`store`].
+async fn store_rows(
+    db: &PgPool,
+    partitions: &Partitions,
+    rows: &[Row<'_>],
+    months: &HashSet<(i32, u8)>,
+    edge_outbox: bool,
+    hooks: &ClickHooks<'_>,
+) -> Result<(u64, Vec<String>), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let created = partitions.missing(months);
     if !created.is_empty() {
         create_partitions(&mut tx, &created).await?;
     }
-    let (inserted, counted) = insert_clicks(&mut tx, &rows, &hooks.clicked).await?;
+    let (inserted, counted) = insert_clicks(&mut tx, rows, &hooks.clicked).await?;
     let exhausted =
         crate::links::limit::add_edge_clicks(&mut tx, &counted, edge_outbox, hooks.public_url)
             .await?;
     tx.commit().await?;
     partitions.learn(&created);
-    Ok(Stored {
-        inserted,
-        refused,
-        exhausted,
+    Ok((inserted, exhausted))
+}
+
+/// Whether PostgreSQL found no partition of `clicks` for a row (SQLSTATE 23514, the class of
+/// a value's refusal, but the fault of a partition gone missing, not of the event).
+fn is_missing_partition(err: &sqlx::Error) -> bool {
+    err.as_database_error().is_some_and(|db| {
+        db.code().as_deref() == Some("23514")
+            && db.message().starts_with("no partition of relation")
     })
 }
 

@@ -185,6 +185,43 @@ async fn a_shutdown_with_the_database_gone_counts_the_unstored_clicks_as_shed() 
     assert!(shed > 0, "the database was gone, yet nothing was shed");
 }
 
+/// A month's partition this origin knew that is gone (dropped by hand, or lost to a failover
+/// or a restore) is made again: its clicks are stored, none parked. Before, PostgreSQL's
+/// refusal (SQLSTATE 23514) blamed each event, and every click of the month was parked until
+/// the origin restarted.
+#[tokio::test]
+async fn a_partition_gone_from_under_the_origin_is_made_again() {
+    let app = spawn_app().await;
+    let background = app.state.spawn_background();
+    app.state.record_click(click("first".to_owned()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored_clicks(&app.db).await < 1 {
+        assert!(Instant::now() < deadline, "the first click is not stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let now = OffsetDateTime::now_utc();
+    let month = format!("clicks_{:04}_{:02}", now.year(), now.month() as u8);
+    sqlx::query(&format!("DROP TABLE {month}"))
+        .execute(&app.db)
+        .await
+        .expect("drop the partition");
+    for n in 0..10 {
+        app.state.record_click(click(format!("after-{n}")));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored_clicks(&app.db).await < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 10 clicks stored, {} parked",
+            stored_clicks(&app.db).await,
+            app.state.clicks_parked()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.state.clicks_parked(), 0);
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
 #[tokio::test]
 async fn a_click_the_database_refuses_is_parked_and_the_others_are_stored() {
     let app = spawn_app().await;
