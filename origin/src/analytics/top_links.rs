@@ -6,7 +6,9 @@
 //! ([`super::range::UtcDays`]). The lists of the days the range touches are read to a depth;
 //! a link no list showed yet has at most, on each day, the last value its list showed, so
 //! once that sum is below what the top links seen surely have, no link further down can rank.
-//! Only the links that still may are counted exactly. Where visits are skewed, as they are,
+//! The hours at either end of the links seen are counted exactly, so a range without a whole
+//! day (the last 24 hours) stops as early. Only the links that still may rank are counted
+//! exactly in full. Where visits are skewed, as they are,
 //! this reads a few dozen rows a day however many links the workspace has (the threshold
 //! algorithm without random access of Fagin, Lotem and Naor).
 
@@ -29,10 +31,10 @@ const MAX_DEPTH: i64 = 5_000;
 /// What the lists say of one link.
 #[derive(Debug, Default, Clone, Copy)]
 struct Bounds {
-    /// The visits of the whole days it was shown on: it has at least these.
+    /// The visits of the whole days it was shown on and of the hours at either end (counted
+    /// exactly): it has at least these.
     lower: i64,
-    /// Its visits on the days it was shown on (a partial day's in full), plus each other
-    /// day's last value shown: it has at most these.
+    /// Those, plus each other day's last value shown: it has at most these.
     upper: i64,
 }
 
@@ -46,8 +48,9 @@ pub(crate) async fn top_links(
 ) -> Result<Vec<TopLink>, Error> {
     let days = range.utc_days();
     let whole = days.whole_days();
+    let partial_days = days.partial_days();
     let mut touched = whole.clone();
-    touched.extend(days.partial_days());
+    touched.extend(&partial_days);
     let score = |hits: i64, bots: i64| hits + if range.bots { bots } else { 0 };
     let top = usize::try_from(range.top).unwrap_or(usize::MAX);
     let mut depth = Some(FIRST_DEPTH.max(4 * range.top));
@@ -82,20 +85,28 @@ pub(crate) async fn top_links(
         let mut seen_days: HashMap<i64, i64> = HashMap::new();
         for (day, link_id, hits, bots) in &rows {
             let link = links.entry(*link_id).or_default();
-            let below_day = below(day);
+            // A partial day's hours are counted exactly below.
             if whole.contains(day) {
                 link.lower += score(*hits, *bots);
                 link.upper += score(*hits, *bots);
-            } else {
-                link.upper += hits + bots;
             }
             // The other days' share of `unseen` is added below.
-            *seen_days.entry(*link_id).or_default() += below_day;
-        }
-        for (link_id, bounds) in &mut links {
-            bounds.upper += unseen - seen_days.get(link_id).copied().unwrap_or(0);
+            *seen_days.entry(*link_id).or_default() += below(day);
         }
         let ids: Vec<i64> = links.keys().copied().collect();
+        // The hours at either end of the links seen, exactly: with a day's list as their
+        // bound, no link seen would have more than nothing for sure in a range without a
+        // whole day (the last 24 hours), and every list would be read to its end.
+        let partial = if partial_days.is_empty() {
+            HashMap::new()
+        } else {
+            counts(db, workspace, range, &days, &[], &ids).await?
+        };
+        for (link_id, bounds) in &mut links {
+            let partial = partial.get(link_id).copied().unwrap_or(0);
+            bounds.lower += partial;
+            bounds.upper += partial + unseen - seen_days.get(link_id).copied().unwrap_or(0);
+        }
         let live: Vec<(i64, String)> = sqlx::query_as(
             "SELECT id, code FROM links
              WHERE workspace_id = $1 AND id = ANY($2) AND deleted_at IS NULL",
@@ -139,6 +150,30 @@ async fn exact(
     top: usize,
 ) -> Result<Vec<TopLink>, Error> {
     let ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
+    let counts = counts(db, workspace, range, days, whole, &ids).await?;
+    let mut links: Vec<TopLink> = candidates
+        .into_iter()
+        .map(|(link_id, code)| TopLink {
+            count: counts.get(&link_id).copied().unwrap_or(0),
+            code,
+            link_id,
+        })
+        .filter(|link| link.count > 0)
+        .collect();
+    links.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(&b.code)));
+    links.truncate(top);
+    Ok(links)
+}
+
+/// The counts of links `ids` on the days `whole` and in the hours at either end of `days`.
+async fn counts(
+    db: &PgPool,
+    workspace: WorkspaceId,
+    range: &Range,
+    days: &UtcDays,
+    whole: &[Date],
+    ids: &[i64],
+) -> Result<HashMap<i64, i64>, Error> {
     // Whole days: one probe of the primary key per link and day (`day = ANY`); the hours at
     // either end: one range of the link's hourly rows each.
     let counts: Vec<(i64, i64)> = sqlx::query_as(
@@ -153,7 +188,7 @@ async fn exact(
          FROM unnest($2::int8[]) AS k (id)",
     )
     .bind(workspace.get())
-    .bind(&ids)
+    .bind(ids)
     .bind(whole)
     .bind(range.bots)
     .bind(days.head.0)
@@ -162,17 +197,5 @@ async fn exact(
     .bind(days.tail.1)
     .fetch_all(db)
     .await?;
-    let counts: HashMap<i64, i64> = counts.into_iter().collect();
-    let mut links: Vec<TopLink> = candidates
-        .into_iter()
-        .map(|(link_id, code)| TopLink {
-            count: counts.get(&link_id).copied().unwrap_or(0),
-            code,
-            link_id,
-        })
-        .filter(|link| link.count > 0)
-        .collect();
-    links.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(&b.code)));
-    links.truncate(top);
-    Ok(links)
+    Ok(counts.into_iter().collect())
 }

@@ -1818,6 +1818,97 @@ async fn top_links_find_a_link_that_never_tops_a_day() {
     assert_eq!(body["top_links"][0]["code"], "steady", "{body}");
 }
 
+/// A range without a whole UTC day (the dashboard's "last 24 hours") reads the tops of its
+/// days' lists, not the lists whole: the links seen get their hours at either end counted
+/// exactly. Before, no link seen had more than nothing for sure, and each of the two days'
+/// lists of 3,000 links was read to its end at every poll.
+#[tokio::test]
+async fn top_links_of_a_range_without_a_whole_day_read_the_tops_of_the_lists() {
+    let database_url = crate::support::new_database().await;
+    let app = crate::support::app_with(&crate::support::config(&database_url)).await;
+    let first = link(&app, "first").await;
+    let workspace: i64 = sqlx::query_scalar("SELECT workspace_id FROM links WHERE id = $1")
+        .bind(first)
+        .fetch_one(&app.db)
+        .await
+        .expect("workspace");
+    let day0 = (OffsetDateTime::now_utc() - Duration::days(40)).replace_time(time::Time::MIDNIGHT);
+    let from = day0 + Duration::hours(6);
+    let to = day0 + Duration::days(1) + Duration::hours(18);
+    // 3,000 links, each clicked at noon of both days, one visit fewer each.
+    sqlx::query(
+        "INSERT INTO links (workspace_id, code, destination)
+         SELECT $1, 'many' || i, 'https://example.com/m' FROM generate_series(1, 3000) AS i",
+    )
+    .bind(workspace)
+    .execute(&app.db)
+    .await
+    .expect("links");
+    sqlx::query(
+        "INSERT INTO link_stats_hourly (workspace_id, link_id, hour, clicks, qr_scans, bots,
+                                        uniques)
+         SELECT l.workspace_id, l.id, $2 + make_interval(days => d, hours => 12),
+                5000 - substr(l.code, 5)::int, 0, 0, 0
+         FROM links l, generate_series(0, 1) AS d
+         WHERE l.workspace_id = $1 AND l.code LIKE 'many%'",
+    )
+    .bind(workspace)
+    .bind(day0)
+    .execute(&app.db)
+    .await
+    .expect("hourly");
+    sqlx::query(
+        "INSERT INTO workspace_link_daily (workspace_id, day, link_id, hits, bots)
+         SELECT $1, (hour AT TIME ZONE 'UTC')::date, link_id, sum(clicks), 0
+         FROM link_stats_hourly WHERE workspace_id = $1 GROUP BY 1, 2, 3",
+    )
+    .bind(workspace)
+    .execute(&app.db)
+    .await
+    .expect("daily");
+    let runs = 5;
+    for _ in 0..runs {
+        let body = stats(
+            &app,
+            &format!(
+                "/api/v1/stats?from={}&to={}&interval=hour&top=10",
+                rfc(from),
+                rfc(to)
+            ),
+        )
+        .await;
+        let got: Vec<(&str, i64)> = body["top_links"]
+            .as_array()
+            .expect("top links")
+            .iter()
+            .map(|l| {
+                (
+                    l["code"].as_str().expect("code"),
+                    l["count"].as_i64().expect("count"),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, i64)> = (1..=10)
+            .map(|i| (format!("many{i}"), 2 * (5000 - i)))
+            .collect();
+        let expected: Vec<(&str, i64)> = expected.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+        assert_eq!(got, expected);
+    }
+    let mut conn = crate::support::end_other_backends(&database_url).await;
+    let read: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(idx_tup_read), 0)::int8 FROM pg_stat_user_indexes
+         WHERE relname = 'workspace_link_daily'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("read");
+    // A run reads the first 40 of each of the two days' lists.
+    assert!(
+        read <= 100 * runs,
+        "{read} index entries read in {runs} runs"
+    );
+}
+
 /// A burst of tag edits is moved in bounded steps (500 links each, `analytics/tags.rs`), and
 /// the tags count every click once the last step is done: the edits' old tag ends at zero,
 /// the new one holds them all.
