@@ -311,17 +311,25 @@ struct Tally {
 /// answers cannot hash past the limit, and [`Attempts::forgive`] takes a right one back.
 /// When every entry is in use within its window, new visitors are turned away until one
 /// ends: a flood of addresses costs memory up to the bound and then only refusals, never a
-/// hash.
+/// hash. One visitor holds at most [`LINKS_PER_VISITOR`] entries, so that one address
+/// answering many links cannot fill the map and turn everybody else away.
 #[derive(Debug)]
 pub struct Attempts {
     entries: HashMap<(i64, String), Tally>,
+    /// How many entries each visitor holds.
+    held: HashMap<String, usize>,
     capacity: usize,
 }
+
+/// The links one visitor may be answering at once (within [`WINDOW_SECS`] of their first
+/// answer to each).
+pub const LINKS_PER_VISITOR: usize = 32;
 
 impl Attempts {
     pub fn new(capacity: usize) -> Self {
         Self {
             entries: HashMap::new(),
+            held: HashMap::new(),
             capacity,
         }
     }
@@ -336,13 +344,28 @@ impl Attempts {
             .is_some_and(|tally| now >= tally.start + WINDOW_SECS)
         {
             self.entries.remove(&key);
+            self.release(visitor);
         }
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
-            self.entries
-                .retain(|_, tally| now < tally.start + WINDOW_SECS);
+        if !self.entries.contains_key(&key) {
+            let held = self.held.get(visitor).copied().unwrap_or(0);
+            if held >= LINKS_PER_VISITOR || self.entries.len() >= self.capacity {
+                self.forget_ended(now);
+            }
+            if self.held.get(visitor).copied().unwrap_or(0) >= LINKS_PER_VISITOR {
+                // Until the first of its windows ends.
+                let first = self
+                    .entries
+                    .iter()
+                    .filter(|((_, who), _)| who == visitor)
+                    .map(|(_, tally)| tally.start)
+                    .min()
+                    .unwrap_or(now);
+                return Err(u64::try_from(first + WINDOW_SECS - now).unwrap_or(1).max(1));
+            }
             if self.entries.len() >= self.capacity {
                 return Err(1);
             }
+            *self.held.entry(visitor.to_owned()).or_default() += 1;
         }
         let tally = self.entries.entry(key).or_insert(Tally {
             start: now,
@@ -364,6 +387,31 @@ impl Attempts {
     pub fn forgive(&mut self, link_id: i64, visitor: &str) {
         if let Some(tally) = self.entries.get_mut(&(link_id, visitor.to_owned())) {
             tally.wrong = tally.wrong.saturating_sub(1);
+        }
+    }
+
+    /// Drops the entries whose window ended.
+    fn forget_ended(&mut self, now: i64) {
+        let held = &mut self.held;
+        self.entries.retain(|(_, visitor), tally| {
+            let live = now < tally.start + WINDOW_SECS;
+            if !live && let Some(count) = held.get_mut(visitor) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(visitor);
+                }
+            }
+            live
+        });
+    }
+
+    /// One entry of `visitor` is gone.
+    fn release(&mut self, visitor: &str) {
+        if let Some(count) = self.held.get_mut(visitor) {
+            *count -= 1;
+            if *count == 0 {
+                self.held.remove(visitor);
+            }
         }
     }
 
@@ -471,6 +519,34 @@ mod tests {
         assert_eq!(burst.len(), 100);
         assert_eq!(burst.admit(1, "new", now), Err(1));
         assert_eq!(burst.admit(1, "new", now + WINDOW_SECS), Ok(()));
+    }
+
+    /// One visitor answering many links holds at most its share of the map: before, one
+    /// address answering 10,000 links filled it and every other visitor of every link was
+    /// turned away.
+    #[test]
+    fn one_visitor_answering_many_links_leaves_room_for_the_others() {
+        let mut attempts = Attempts::new(100);
+        let now = 1_000;
+        for link in 0..1_000 {
+            let admitted = attempts.admit(link, "flood", now + link / 100);
+            assert_eq!(admitted.is_ok(), link < LINKS_PER_VISITOR as i64, "{link}");
+        }
+        assert_eq!(attempts.len(), LINKS_PER_VISITOR);
+        // Until the first of its windows ends; a link it answers already still counts.
+        assert_eq!(attempts.admit(5_000, "flood", now + 10), Err(290));
+        assert_eq!(attempts.admit(0, "flood", now + 10), Ok(()));
+        for visitor in 0..(100 - LINKS_PER_VISITOR) {
+            assert_eq!(attempts.admit(1, &visitor.to_string(), now), Ok(()));
+        }
+        assert_eq!(
+            attempts.admit(1, "one more", now),
+            Err(1),
+            "the map is full"
+        );
+        // Its windows over, the visitor may answer others again, and the map has room.
+        assert_eq!(attempts.admit(5_000, "flood", now + WINDOW_SECS), Ok(()));
+        assert_eq!(attempts.admit(1, "one more", now + WINDOW_SECS), Ok(()));
     }
 
     #[test]
