@@ -580,3 +580,84 @@ async fn the_link_codes_of_0037_route_every_live_code_and_only_those() {
     app.create(serde_json::json!({"destination": "https://example.com/s", "code": "seven"}))
         .await;
 }
+
+/// 0051 traces the keys made by keys before 0048 (stored with no maker) to their makers from
+/// the audit log: a revocation of the maker reaches them from then on, and those whose maker's
+/// person is no longer a member are revoked at once, with an audit entry. A key whose entry is
+/// gone stays as it is.
+#[tokio::test]
+async fn the_keys_made_by_keys_before_0048_are_traced_to_their_makers() {
+    let database_url = new_database().await;
+    migrate_up_to(&database_url, 47).await;
+    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
+    for statement in [
+        "INSERT INTO admin_users (id, username, password_hash) OVERRIDING SYSTEM VALUE
+         VALUES (501, 'stays', 'x'), (502, 'left', 'x')",
+        "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (1, 501, 'admin')",
+        // 601 made by a member, 602 by 601, 603 by 602; 604 by one who left, 605 by 604; 606
+        // by a key whose entry is gone.
+        "INSERT INTO api_keys (id, name, key_hash, prefix, workspace_id, scopes, created_by)
+         OVERRIDING SYSTEM VALUE
+         SELECT id, 'k' || id, sha256(id::text::bytea), 'kurz_' || id, 1,
+                '{links:read,workspace:admin}', maker
+         FROM (VALUES (601, 501), (602, NULL), (603, NULL), (604, 502), (605, NULL),
+                      (606, NULL)) AS k (id, maker)",
+        "INSERT INTO audit_log (workspace_id, actor_kind, actor_id, actor_name, action,
+                                target_kind, target_id)
+         VALUES (1, 'user', 501, 'stays', 'key.created', 'key', 601),
+                (1, 'key', 601, 'k601', 'key.created', 'key', 602),
+                (1, 'key', 602, 'k602', 'key.created', 'key', 603),
+                (1, 'user', 502, 'left', 'key.created', 'key', 604),
+                (1, 'key', 604, 'k604', 'key.created', 'key', 605)",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    }
+    let app = app_on(&database_url).await;
+    let keys = async || -> Vec<(i64, Option<i64>, Option<i64>, bool)> {
+        sqlx::query_as(
+            "SELECT id, created_by, made_by_key, revoked_at IS NOT NULL FROM api_keys
+             WHERE id > 600 ORDER BY id",
+        )
+        .fetch_all(&app.db)
+        .await
+        .expect("keys")
+    };
+    assert_eq!(
+        keys().await,
+        [
+            (601, Some(501), None, false),
+            (602, Some(501), Some(601), false),
+            (603, Some(501), Some(602), false),
+            (604, Some(502), None, true),
+            (605, Some(502), Some(604), true),
+            (606, None, None, false),
+        ]
+    );
+    let revoked: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT target_id, actor_name FROM audit_log WHERE action = 'key.revoked' ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("audit");
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    assert_eq!((revoked[0].0, revoked[1].0), (604, 605));
+    assert!(revoked[0].1.starts_with("upgrade"), "{revoked:?}");
+    // Revoking the first key now reaches the two made from it.
+    let response = app.api(Method::DELETE, "/api/v1/keys/601", None).await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        response.text()
+    );
+    let live: Vec<i64> = keys()
+        .await
+        .into_iter()
+        .filter(|key| !key.3)
+        .map(|key| key.0)
+        .collect();
+    assert_eq!(live, [606]);
+}
