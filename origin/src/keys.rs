@@ -130,13 +130,25 @@ async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// Refuses a workspace at [`MAX_LIVE_KEYS`]. The workspace's row is locked until commit
-/// ([`crate::members::lock`], before the creator's row is key-share locked by the insert), so
-/// two creations at once cannot both see room for one more.
+/// Refuses a workspace at [`MAX_LIVE_KEYS`] keys neither revoked nor expired. The workspace's
+/// row is locked until commit ([`crate::members::lock`], before the creator's row is key-share
+/// locked by the insert), so two creations at once cannot both see room for one more.
+///
+/// Keys that ended (revoked or expired) a month ago or more go first: the audit log keeps
+/// their story, and a workspace's rows stay bounded however many keys are made and revoked
+/// (a script's key a job).
 async fn lock_and_count(tx: &mut sqlx::PgConnection, workspace: WorkspaceId) -> Result<(), Error> {
     crate::members::lock(tx, workspace).await?;
+    sqlx::query(
+        "DELETE FROM api_keys WHERE workspace_id = $1
+         AND (revoked_at < now() - interval '30 days' OR expires_at < now() - interval '30 days')",
+    )
+    .bind(workspace.get())
+    .execute(&mut *tx)
+    .await?;
     let live: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM api_keys WHERE workspace_id = $1 AND revoked_at IS NULL",
+        "SELECT count(*) FROM api_keys WHERE workspace_id = $1 AND revoked_at IS NULL
+         AND (expires_at IS NULL OR expires_at > now())",
     )
     .bind(workspace.get())
     .fetch_one(&mut *tx)

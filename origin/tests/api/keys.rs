@@ -477,3 +477,34 @@ async fn at_most_100_live_keys() {
     assert_eq!(revoked.status, StatusCode::NO_CONTENT);
     create_key(&app, &admin, &["links:read"]).await;
 }
+
+/// Expired keys leave room for new ones, and keys that ended (revoked or expired) a month ago
+/// or more are deleted when a key is made: a script that makes and revokes a key a job left a
+/// row for ever, and each key made counted over all of them under the workspace's lock.
+#[tokio::test]
+async fn ended_keys_leave_room_and_go_after_a_month() {
+    let app = spawn_app().await;
+    let admin = As::Key(app.api_key.clone());
+    sqlx::query(
+        "INSERT INTO api_keys (name, key_hash, prefix, workspace_id, scopes, revoked_at,
+                               expires_at)
+         SELECT 'ended', sha256(('ended' || i)::bytea), 'kurz_ended', 1, '{links:read}',
+                CASE WHEN i % 2 = 0 THEN now() - make_interval(days => 28 + i % 4) END,
+                CASE WHEN i % 2 = 1 THEN now() - make_interval(days => 28 + i % 4) END
+         FROM generate_series(0, 199) i",
+    )
+    .execute(&app.db)
+    .await
+    .expect("ended keys");
+    create_key(&app, &admin, &["links:read"]).await;
+    // Those that ended 28 and 29 days ago stay (revoked: i % 4 = 0; expired: 1), the rest go.
+    let ended: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE revoked_at IS NOT NULL),
+                count(*) FILTER (WHERE expires_at IS NOT NULL)
+         FROM api_keys WHERE name = 'ended'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("ended");
+    assert_eq!(ended, [(50, 50)]);
+}
