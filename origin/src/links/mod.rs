@@ -482,8 +482,10 @@ async fn delete(
     let workspace = caller.may(Permission::WriteLinks)?;
     let if_match = IfMatch::from_headers(&headers)?;
     let mut tx = state.db().begin().await?;
+    // Every delete locks the link's row before its code's, as a conditional one must to check
+    // it: two deletes of one link that took them in opposite orders deadlocked.
+    let current = store::lock_version(&mut tx, workspace, &code).await?;
     if let Some(if_match) = &if_match {
-        let current = store::lock_version(&mut tx, workspace, &code).await?;
         if_match.check(u64::try_from(current).unwrap_or(u64::MAX))?;
     }
     let before = store::delete(&mut tx, workspace, &code).await?;

@@ -443,3 +443,40 @@ async fn conditional_changes_keep_their_authorisation() {
     assert_eq!(status(viewer).await, StatusCode::FORBIDDEN);
     assert_eq!(status(editor).await, StatusCode::OK);
 }
+
+/// Every delete locks the link's row before its code's, as a conditional one must to check
+/// the version: a delete without `If-Match` beside one with it (here its statements, by hand)
+/// took them in the opposite order, and PostgreSQL ended one of the two as a deadlock (500).
+#[tokio::test]
+async fn deletes_of_one_link_with_and_without_if_match_do_not_deadlock() {
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/", "code": "twice"}))
+        .await;
+    // The conditional delete, under way: the link's row locked and its version checked.
+    let mut conditional = app.db.begin().await.expect("begin");
+    sqlx::query("SELECT version FROM links WHERE code = 'twice' FOR UPDATE")
+        .execute(&mut *conditional)
+        .await
+        .expect("lock the link");
+    let plain = app.api(Method::DELETE, "/api/v1/links/twice", None);
+    let finish = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while crate::support::lock_waiters(&app.db, "%").await < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the plain delete never waited"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        sqlx::raw_sql(
+            "DELETE FROM link_codes WHERE code = 'twice';
+             UPDATE links SET deleted_at = now() WHERE code = 'twice' AND deleted_at IS NULL;",
+        )
+        .execute(&mut *conditional)
+        .await
+        .expect("the conditional delete's statements");
+        conditional.commit().await.expect("commit");
+    };
+    let (plain, ()) = tokio::join!(plain, finish);
+    assert_eq!(plain.status, StatusCode::NOT_FOUND, "{}", plain.text());
+}
