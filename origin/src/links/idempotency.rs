@@ -164,17 +164,54 @@ pub(crate) async fn claim<T: DeserializeOwned>(
     .bind(&request.key)
     .fetch_one(&mut *tx)
     .await?;
-    if fingerprint != request.fingerprint {
-        return Err(Error::IdempotencyKeyReused);
-    }
     let response = response.ok_or_else(|| {
         Error::Internal(anyhow::anyhow!(
             "an idempotency key was committed without its answer"
         ))
     })?;
-    let answer = serde_json::from_str(&response)
-        .map_err(|err| Error::Internal(anyhow::anyhow!("a stored idempotent answer: {err}")))?;
-    Ok(Claim::Answered(Box::new(answer)))
+    Ok(Claim::Answered(Box::new(answer_of(
+        request,
+        &fingerprint,
+        &response,
+    )?)))
+}
+
+/// The answer the same request was given, if it was answered within [`KEEP`]: read before a
+/// create checks its body, so that a retry gets the first answer even where the checks now
+/// say otherwise (an `expires_at` that has passed since). A key claimed and not yet answered
+/// is left to [`claim`], which waits for it.
+pub(crate) async fn answered<T: DeserializeOwned>(
+    db: &PgPool,
+    workspace: WorkspaceId,
+    actor: &Actor,
+    request: &Retryable,
+) -> Result<Option<T>, Error> {
+    let row: Option<(Vec<u8>, String)> = sqlx::query_as(
+        "SELECT fingerprint, response::text FROM idempotency_keys
+         WHERE workspace_id = $1 AND actor = $2 AND key = $3 AND response IS NOT NULL
+           AND created_at >= now() - make_interval(secs => $4)",
+    )
+    .bind(workspace.get())
+    .bind(owner(actor))
+    .bind(&request.key)
+    .bind(KEEP.as_secs_f64())
+    .fetch_optional(db)
+    .await?;
+    row.map(|(fingerprint, response)| answer_of(request, &fingerprint, &response))
+        .transpose()
+}
+
+/// A stored answer, if it was given to a request with `request`'s body.
+fn answer_of<T: DeserializeOwned>(
+    request: &Retryable,
+    fingerprint: &[u8],
+    response: &str,
+) -> Result<T, Error> {
+    if fingerprint != request.fingerprint {
+        return Err(Error::IdempotencyKeyReused);
+    }
+    serde_json::from_str(response)
+        .map_err(|err| Error::Internal(anyhow::anyhow!("a stored idempotent answer: {err}")))
 }
 
 /// Stores the answer of the create that claimed `request`'s key, in its transaction.

@@ -78,21 +78,34 @@ async fn create(
         &state.inner.redirects.visitor_secret,
     )?;
     let body = body.value;
-    check_new(&state, &body, OffsetDateTime::now_utc())?;
-    let password = match &body.password {
-        Some(password) => Some(hash_password(password).await?),
+    let answered = match &retryable {
+        Some(retryable) => {
+            idempotency::answered(state.db(), workspace, &caller.actor, retryable).await?
+        }
         None => None,
     };
-    let created = insert(
-        &state,
-        &caller,
-        workspace,
-        &body,
-        password.as_ref(),
-        retryable.as_ref(),
-    )
-    .await?;
-    let Created { link, replayed } = created;
+    let Created { link, replayed } = match answered {
+        Some(link) => Created {
+            link,
+            replayed: true,
+        },
+        None => {
+            check_new(&state, &body, OffsetDateTime::now_utc())?;
+            let password = match &body.password {
+                Some(password) => Some(hash_password(password).await?),
+                None => None,
+            };
+            insert(
+                &state,
+                &caller,
+                workspace,
+                &body,
+                password.as_ref(),
+                retryable.as_ref(),
+            )
+            .await?
+        }
+    };
     let location = format!("/api/v1/links/{}", link.code);
     let etag = versions::etag(link.version);
     let mut response = (

@@ -480,3 +480,69 @@ async fn deletes_of_one_link_with_and_without_if_match_do_not_deadlock() {
     let (plain, ()) = tokio::join!(plain, finish);
     assert_eq!(plain.status, StatusCode::NOT_FOUND, "{}", plain.text());
 }
+
+/// A create sent again gets its first answer even where its body's checks now say otherwise:
+/// its `expires_at` has passed since. Before, the retry got 422 "in the future" for a link that
+/// exists, and a client that believed it could create another.
+#[tokio::test]
+async fn a_retry_gets_the_first_answer_after_its_expiry_has_passed() {
+    let app = spawn_app().await;
+    let key = own_key(&app);
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let body = json!({"destination": "https://example.com/brief", "expires_at": soon});
+    let headers = [("idempotency-key", "brief-1")];
+    let first = call_with(
+        &app,
+        &key,
+        Method::POST,
+        "/api/v1/links",
+        &headers,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let again = call_with(
+        &app,
+        &key,
+        Method::POST,
+        "/api/v1/links",
+        &headers,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text());
+    assert_eq!(again.json(), first.json());
+    // Another body under the key is still refused, and a new create still checked.
+    let other = json!({"destination": "https://example.com/other", "expires_at": soon});
+    let reused = call_with(
+        &app,
+        &key,
+        Method::POST,
+        "/api/v1/links",
+        &headers,
+        Some(&other),
+    )
+    .await;
+    assert_eq!(
+        reused.error(StatusCode::UNPROCESSABLE_ENTITY).0,
+        "idempotency_key_reused"
+    );
+    let fresh = [("idempotency-key", "brief-2")];
+    let late = call_with(
+        &app,
+        &key,
+        Method::POST,
+        "/api/v1/links",
+        &fresh,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(
+        late.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(),
+        Some("expires_at")
+    );
+    assert_eq!(links_in_workspace(&app, 1).await, 1);
+}
