@@ -190,7 +190,8 @@ pub fn password_form(problem: PasswordProblem) -> String {
             "{error}<form method=\"post\">",
             "<label for=\"password\" style=\"display:block;margin-bottom:.25rem\">Password</label>",
             "<input id=\"password\" name=\"password\" type=\"password\" required autofocus ",
-            "autocomplete=\"current-password\" maxlength=\"200\"{described} ",
+            // In UTF-16 units, as browsers count: a password of 200 characters may take 400.
+            "autocomplete=\"current-password\" maxlength=\"400\"{described} ",
             "style=\"font:inherit;padding:.5rem;width:100%;box-sizing:border-box\">",
             "<button type=\"submit\" style=\"font:inherit;margin-top:.75rem;padding:.5rem 1rem\">Continue</button>",
             "</form></main></body></html>"

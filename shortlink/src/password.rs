@@ -51,6 +51,10 @@ impl LinkPassword {
                 max: MAX_LEN,
             });
         }
+        // A password field drops line breaks, so no visitor could ever enter one.
+        if input.chars().any(char::is_control) {
+            return Err(Error::ControlCharacter { what: "password" });
+        }
         Ok(Self(input.to_owned()))
     }
 
@@ -453,6 +457,16 @@ mod tests {
         }
         assert!(LinkPassword::parse("abc").is_err());
         assert!(LinkPassword::parse(&"x".repeat(201)).is_err());
+        // What a visitor's password field cannot send: a secret read from a file with its
+        // line break would lock its link for good.
+        for typed_never in ["hunter22\n", "hun\rter22", "tab\there", "nul\0byte"] {
+            assert_eq!(
+                LinkPassword::parse(typed_never).map(|_| ()),
+                Err(Error::ControlCharacter { what: "password" }),
+                "{typed_never:?}"
+            );
+        }
+        assert!(LinkPassword::parse("日本語のパスワード 🔑").is_ok());
     }
 
     #[test]
