@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
 
 use crate::agent::{Device, Os};
 use crate::{Destination, Error};
@@ -488,11 +490,15 @@ crate::openapi::schema!(
 
 impl Tag {
     pub fn parse(input: &str) -> Result<Self, Error> {
-        let tag = input
+        // In NFC, so that a letter typed with its accent apart is the same tag as the one typed
+        // whole.
+        let tag: String = input
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")
-            .to_lowercase();
+            .to_lowercase()
+            .nfc()
+            .collect();
         let len = tag.chars().count();
         if len == 0 {
             return Err(Error::Empty { what: "a tag" });
@@ -506,7 +512,10 @@ impl Tag {
         }
         if !tag
             .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+            // Marks too: Hindi's virama, Thai's tone marks, the dot that `İ` keeps in lower case.
+            .all(|c| {
+                c.is_alphanumeric() || is_combining_mark(c) || matches!(c, ' ' | '-' | '_' | '.')
+            })
         {
             return Err(Error::Tag {
                 found: input.chars().take(MAX_TAG_LEN).collect(),
@@ -786,6 +795,16 @@ mod tests {
             "spring sale"
         );
         assert_eq!(Tag::parse("Größe").expect("valid").as_str(), "größe");
+        // Words with marks, and a letter typed with its accent apart, in NFC.
+        for (typed, stored) in [
+            ("İstanbul", "i\u{307}stanbul"),
+            ("हिन्दी", "हिन्दी"),
+            ("เที่ยว", "เที่ยว"),
+            ("தமிழ்", "தமிழ்"),
+            ("Cafe\u{301}", "café"),
+        ] {
+            assert_eq!(Tag::parse(typed).expect(typed).as_str(), stored, "{typed}");
+        }
         assert!(Tag::parse("a/b").is_err());
         assert!(Tag::parse("   ").is_err());
         assert!(Tag::parse(&"x".repeat(41)).is_err());
