@@ -635,9 +635,34 @@ pub async fn parse_import(
 /// A new webhook endpoint; the answer holds its signing secret, shown once.
 pub async fn create_webhook(
     session: &Session,
-    body: &shortlink::webhook::CreateWebhook,
+    body: &WebhookForm,
 ) -> Result<shortlink::webhook::CreatedWebhook, ApiError> {
     send(session, Method::POST, "/api/v1/webhooks", body).await
+}
+
+/// `POST /api/v1/webhooks` and its `PATCH`: the URL as typed, unparsed, so that the origin
+/// normalises it (the dashboard's shortlink has no URL parser, and takes only normalised
+/// URLs: `HTTPS://…` or a host in Unicode were refused here though the API takes them).
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookForm {
+    pub url: String,
+    pub description: shortlink::webhook::Description,
+    pub events: shortlink::webhook::Events,
+}
+
+/// Changes an endpoint's URL, description and events at once.
+pub async fn edit_webhook(
+    session: &Session,
+    id: i64,
+    body: &WebhookForm,
+) -> Result<shortlink::webhook::Webhook, ApiError> {
+    send(
+        session,
+        Method::PATCH,
+        &format!("/api/v1/webhooks/{id}"),
+        body,
+    )
+    .await
 }
 
 /// Changes an endpoint (only the fields present): its URL, events, or switching it on or off.

@@ -6,8 +6,8 @@
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use shortlink::webhook::{
-    CreateWebhook, CreatedWebhook, DeliveryDetail, DeliveryPage, DeliveryQuery, DeliveryState,
-    Description, EventType, Events, UpdateWebhook, Webhook, WebhookDelivery, WebhookUrl,
+    CreatedWebhook, DeliveryDetail, DeliveryPage, DeliveryQuery, DeliveryState, Description,
+    EventType, Events, UpdateWebhook, Webhook, WebhookDelivery,
 };
 use shortlink::workspace::Permission;
 
@@ -352,11 +352,10 @@ fn WebhookForm(mode: Editing) -> impl IntoView {
             message: t_string!(i18n, errors.invalid_input, detail = err.to_string()),
             field: Some(field.to_owned()),
         };
-        let parsed = WebhookUrl::parse(url.get_untracked().trim())
-            .map_err(|e| local("url", e))
-            .and_then(|url| {
-                let description = Description::parse(&description.get_untracked())
-                    .map_err(|e| local("description", e))?;
+        // The URL is the origin's to check and normalise (see `api::WebhookForm`).
+        let parsed = Description::parse(&description.get_untracked())
+            .map_err(|e| local("description", e))
+            .and_then(|description| {
                 let events = Events::parse(
                     chosen
                         .iter()
@@ -365,8 +364,8 @@ fn WebhookForm(mode: Editing) -> impl IntoView {
                         .collect(),
                 )
                 .map_err(|e| local("events", e))?;
-                Ok(CreateWebhook {
-                    url,
+                Ok(api::WebhookForm {
+                    url: url.get_untracked().trim().to_owned(),
                     description,
                     events,
                 })
@@ -383,17 +382,7 @@ fn WebhookForm(mode: Editing) -> impl IntoView {
         leptos::task::spawn_local(async move {
             let saved = match id {
                 None => api::create_webhook(&session, &body).await.map(Some),
-                Some(id) => {
-                    let update = UpdateWebhook {
-                        url: Some(body.url),
-                        description: Some(body.description),
-                        events: Some(body.events),
-                        enabled: None,
-                    };
-                    api::update_webhook(&session, id, &update)
-                        .await
-                        .map(|_| None)
-                }
+                Some(id) => api::edit_webhook(&session, id, &body).await.map(|_| None),
             };
             busy.set(false);
             match saved {
