@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use shortlink::stats::{Breakdowns, Counts, Point, Ranked, Stats};
+use shortlink::stats::{Breakdowns, Counts, Interval, Point, Ranked, Stats};
 use shortlink::workspace::Permission;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -172,16 +172,25 @@ async fn series(
     let interval = range.interval.as_str();
     // Buckets are made in local time and turned back into instants, so days and weeks
     // follow the zone's midnight, clock changes included. Every hour of the range falls in
-    // one bucket: the local times run to the last hour's ($3, a whole hour, minus one), as
-    // the data's do (where clocks go back, that hour's local time is before the end's), and
-    // a local time the clocks skip names the same instant as the next one (DISTINCT).
-    let rows: Vec<(OffsetDateTime, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
-        "WITH buckets AS (
-             SELECT DISTINCT b AT TIME ZONE $5 AS t
+    // one bucket. Hourly, each hour of the range ($3, a whole hour) makes its bucket as the
+    // data's hours do: local time can run backwards across the range (by two hours in
+    // Antarctica/Troll). Days and weeks run in local time from the first hour's bucket to the
+    // last hour's (a range's hours, one a bucket, would cost a 90-day range 2,160 of them),
+    // and a local time the clocks skip names the same instant as the next one (DISTINCT).
+    let buckets = match range.interval {
+        Interval::Hour => {
+            "SELECT DISTINCT date_trunc($4, h AT TIME ZONE $5) AT TIME ZONE $5 AS t
+             FROM generate_series($2, $3 - interval '1 hour', interval '1 hour') AS h"
+        }
+        Interval::Day | Interval::Week => {
+            "SELECT DISTINCT b AT TIME ZONE $5 AS t
              FROM generate_series(date_trunc($4, $2 AT TIME ZONE $5),
                                   ($3 - interval '1 hour') AT TIME ZONE $5,
-                                  ('1 ' || $4)::interval) AS b
-         ), data AS (
+                                  ('1 ' || $4)::interval) AS b"
+        }
+    };
+    let rows: Vec<(OffsetDateTime, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
+        "WITH buckets AS ({buckets}), data AS (
              SELECT date_trunc($4, hour AT TIME ZONE $5) AT TIME ZONE $5 AS t,
                     sum(clicks)::int8 AS clicks, sum(qr_scans)::int8 AS qr_scans,
                     sum(bots)::int8 AS bots, sum(uniques)::int8 AS uniques,

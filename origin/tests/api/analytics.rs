@@ -777,6 +777,54 @@ async fn hourly_series_count_every_hour_once_where_clocks_change() {
     }
 }
 
+/// Where clocks go back by two hours (Antarctica/Troll: 03:00 +02 becomes 01:00 +00 at 01:00
+/// UTC on October's last Sunday), every hour still has its bucket. The buckets ran from the
+/// local time of the range's start to that of its last hour: backwards there, so a range of
+/// its first two hours had no bucket at all, and a longer one lost the hour at 01:00 UTC.
+#[tokio::test]
+async fn hourly_series_count_every_hour_once_where_clocks_go_back_two_hours() {
+    let app = spawn_app().await;
+    let id = link(&app, "troll").await;
+    let now = OffsetDateTime::now_utc();
+    let back = last_nth_sunday(now, time::Month::November, 1) - Duration::days(7);
+    let hour = |h: u8| back.with_hms(h, 0, 0).expect("time").assume_utc();
+    let events: Vec<_> = (0..4)
+        .map(|h| {
+            event(
+                &format!("troll{h}"),
+                id,
+                "troll",
+                hour(h) + Duration::minutes(30),
+            )
+        })
+        .collect();
+    app.state.store_clicks(&events).await.expect("store");
+    app.state.count_clicks().await.expect("count");
+    // (to, points): local 02 (+02) and 01 (+00); then 02 (+00, one bucket with 02 +02) and 03.
+    for (to, points) in [(hour(2), 2), (hour(4), 3)] {
+        let body = stats(
+            &app,
+            &format!(
+                "/api/v1/links/troll/stats?from={}&to={}&interval=hour&tz=Antarctica/Troll",
+                rfc(hour(0)),
+                rfc(to)
+            ),
+        )
+        .await;
+        let series = body["series"].as_array().expect("series");
+        let sum: i64 = series
+            .iter()
+            .map(|p| p["clicks"].as_i64().expect("n"))
+            .sum();
+        let hours = (to - hour(0)).whole_hours();
+        assert_eq!(
+            sum, hours,
+            "..{to}: every click once in the series: {series:?}"
+        );
+        assert_eq!(series.len(), points, "..{to}: {series:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_click_lands_on_the_local_day_of_the_asked_time_zone() {
     let app = spawn_app().await;
