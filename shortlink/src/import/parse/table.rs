@@ -150,9 +150,11 @@ pub(super) fn first_record(text: &str) -> Option<Header> {
 const SNIFFED_LINES: usize = 20;
 
 /// Spreadsheets in many locales write `;`, some tools tabs: of the separators that every one
-/// of the first lines with any has, the one the first line uses most (on a tie, the comma). A
-/// separator some lines lack is a cell's text, not the file's: a URL's `;jsessionid=`, tags
-/// split by `;` (a spreadsheet writes every row's separators, even for empty cells).
+/// of the first lines with any has, the one the first line uses most (on a tie, the comma),
+/// and of those, first the ones every line has as often. A separator some lines lack is a
+/// cell's text, not the file's: a URL's `;jsessionid=`, tags split by `;` (a spreadsheet
+/// writes every row's separators, even for empty cells); so is one whose count changes from
+/// line to line while another's stays (a row's tags: `q4;emea;paid`, then `q4;apac`).
 fn delimiter(text: &str) -> u8 {
     const SEPARATORS: [u8; 3] = [b'\t', b';', b','];
     let count = |line: &str, sep: u8| line.bytes().filter(|b| *b == sep).count();
@@ -162,10 +164,19 @@ fn delimiter(text: &str) -> u8 {
         .take(SNIFFED_LINES)
         .collect();
     let first = lines.first().copied().unwrap_or_default();
-    // On a tie the last maximum wins: the comma.
-    SEPARATORS
+    let everywhere: Vec<u8> = SEPARATORS
         .into_iter()
         .filter(|sep| lines.iter().all(|line| count(line, *sep) > 0))
+        .collect();
+    let steady: Vec<u8> = everywhere
+        .iter()
+        .copied()
+        .filter(|sep| lines.iter().all(|line| count(line, *sep) == count(first, *sep)))
+        .collect();
+    let candidates = if steady.is_empty() { everywhere } else { steady };
+    // On a tie the last maximum wins: the comma.
+    candidates
+        .into_iter()
         .max_by_key(|sep| count(first, *sep))
         .unwrap_or(b',')
 }
@@ -337,6 +348,17 @@ mod tests {
             delimiter("https://x.example/a;jsessionid=1;x=2,code\nhttps://x.example/b,c2\n"),
             b','
         );
+        // Tags split by `;` on every line, as many as a row has: the comma's count holds.
+        assert_eq!(
+            delimiter(
+                "https://example.com/a,spring-a,q4;emea;paid;social\nhttps://example.com/b,spring-b,q4;apac\n"
+            ),
+            b','
+        );
+        // A file in `;` whose cells hold commas, as many on each line, stays in `;`.
+        assert_eq!(delimiter("a;b,c;d\ne;f,g;h\n"), b';');
+        // Neither steady: the first line's most, as before.
+        assert_eq!(delimiter("a;b;c,d\ne;f,g,h,i\n"), b';');
         assert_eq!(delimiter("a\tb\n"), b'\t');
         assert_eq!(delimiter("https://x.example\n"), b',');
         assert_eq!(delimiter("https://x.example/?a;b,code\n"), b',');
