@@ -142,11 +142,11 @@ pub struct Config {
     /// characters). Also enables the origin's `/_edge/*` routes.
     #[arg(long, env = "KURZ_EDGE_SECRET", hide_env_values = true, value_parser = parse_edge_secret)]
     pub edge_secret: Option<String>,
-    /// Days raw clicks are kept (for CSV export), at least 7 and at most 100 years. Older
-    /// months are dropped whole; the rollups that dashboards read are kept. A click older than
-    /// this when it arrives is refused and counted nowhere: the edge's queue holds clicks for
-    /// up to 4 days through an origin outage, so the retention is never shorter than that.
-    #[arg(long, env = "KURZ_CLICK_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(7..=36_500))]
+    /// Days raw clicks are kept (for CSV export), at most 100 years. Older months are dropped
+    /// whole; the rollups that dashboards read are kept. Clicks that arrive late (the edge's
+    /// queue holds them up to 4 days through an origin outage) are counted for at least 7 days
+    /// whatever this is (`analytics::store::LATE_CLICKS`).
+    #[arg(long, env = "KURZ_CLICK_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub click_retention_days: u32,
     /// Days audit log entries are kept; older ones are deleted every hour.
     #[arg(long, env = "KURZ_AUDIT_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -825,14 +825,11 @@ mod tests {
         assert_eq!(set.audit_retention(), time::Duration::days(36_500));
         assert_eq!(set.click_retention_days, 36_500);
         assert_eq!(
-            days(&["--click-retention-days", "7", "--audit-retention-days", "1"]).expect("valid"),
-            (7, 1)
+            days(&["--click-retention-days", "1", "--audit-retention-days", "1"]).expect("valid"),
+            (1, 1)
         );
         for refused in [
             ["--click-retention-days", "0"],
-            // Shorter than the edge's queue keeps clicks through an origin outage: late
-            // clicks would be refused and counted nowhere.
-            ["--click-retention-days", "6"],
             ["--audit-retention-days", "0"],
             ["--audit-retention-days", "36501"],
             // Millions of days before now is before any date the clock can name: every

@@ -136,7 +136,7 @@ fn describe() {
     describe_counter!(
         "kurz_clicks_refused_total",
         "Clicks refused for their time, counted nowhere: dated over an hour ahead, or older \
-         than KURZ_CLICK_RETENTION_DAYS when they arrived."
+         than KURZ_CLICK_RETENTION_DAYS (and 7 days) when they arrived."
     );
     describe_gauge!(
         "kurz_outbox_rows",

@@ -14,6 +14,10 @@ use super::enrich::{Enriched, enrich, referrer_host};
 use crate::webhooks::clicks::{ClickHooks, Listed};
 /// Events dated further ahead than this are refused (a wrong clock, or a forgery).
 const MAX_FUTURE: Duration = Duration::hours(1);
+/// Events are taken this long at least, whatever the retention: the edge's queue holds the
+/// clicks of an origin outage up to 4 days. One older than the retention is stored in its
+/// month's partition (made again if dropped), counted, and dropped again with the month.
+pub(crate) const LATE_CLICKS: Duration = Duration::days(7);
 
 /// Months whose partition is known to exist, so that only a new month costs DDL.
 #[derive(Debug, Default)]
@@ -80,7 +84,7 @@ pub(crate) async fn store(
     edge_outbox: bool,
     hooks: &ClickHooks<'_>,
 ) -> Result<Stored, sqlx::Error> {
-    let oldest = now - retention;
+    let oldest = now - retention.max(LATE_CLICKS);
     let mut seen = HashSet::new();
     // User agents repeat: a batch parses each distinct one once.
     let mut agents: HashMap<(Option<&str>, bool), Enriched> = HashMap::new();

@@ -955,6 +955,42 @@ async fn retention_drops_raw_clicks_and_keeps_the_rollups() {
     assert_eq!(app.state.store_clicks(&[ancient]).await.expect("store"), 0);
 }
 
+/// A click that arrives late (the edge's queue holds an outage's clicks up to 4 days) is
+/// counted for 7 days whatever the retention: with a retention of one day, a 3-day-old click
+/// was refused and counted nowhere, after the edge had let it go. Its month's partition,
+/// dropped with the retention, is made again for it.
+#[tokio::test]
+async fn late_clicks_count_for_a_week_whatever_the_retention() {
+    let database_url = crate::support::new_database().await;
+    let mut config = crate::support::config(&database_url);
+    config.click_retention_days = 1;
+    let app = crate::support::app_with(&config).await;
+    let id = link(&app, "late").await;
+    let now = OffsetDateTime::now_utc();
+    let late = now - Duration::days(3);
+    // Its month dropped meanwhile, when it is another month than this one.
+    app.state.drop_expired_clicks(now).await.expect("retention");
+    let stored = app
+        .state
+        .store_clicks(&[
+            event("late", id, "late", late),
+            event("too-late", id, "late", now - Duration::days(8)),
+        ])
+        .await
+        .expect("store");
+    assert_eq!(stored, 1, "the 3-day-old click, not the 8-day-old one");
+    app.state.count_clicks().await.expect("count");
+    let body = stats(
+        &app,
+        &format!(
+            "/api/v1/links/late/stats?interval=day&from={}",
+            rfc(late - Duration::days(1))
+        ),
+    )
+    .await;
+    assert_eq!(body["totals"]["clicks"], 1, "{body}");
+}
+
 /// The next month's partition of raw clicks is made ahead of its clicks (making it when they
 /// come would lock the whole table on the ingest path).
 #[tokio::test]
