@@ -200,7 +200,9 @@ pub fn detect(file_name: &str, bytes: &[u8]) -> Option<Format> {
         // Its columns would pass for Bitly's; as kurz's, `parse` says which file to take.
         return Some(Format::Kurz);
     }
+    // Bitly's "Short URL" and "Long URL" pass for Shlink's names: a Bitly column is Bitly's.
     shlink::detect_csv(&header)
+        .filter(|_| !bitly::has_own_columns(&header))
         .or_else(|| yourls::detect(&header))
         .or_else(|| bitly::detect(&header))
         .or_else(|| plain::detect(&header))

@@ -674,6 +674,17 @@ fn kurz_csv_export_is_sent_to_the_json_lines_one() {
             b"short_url,code,destination,title,tags\nbit.ly/a,a,https://e.example/,,\n",
             Format::Bitly,
         ),
+        // Bitly's "Short URL" and "Long URL" are Shlink's names too: its own columns (a
+        // custom back-half, clicks) tell it apart. Read as Shlink's, its custom back-halves
+        // and clicks were dropped without a word.
+        (
+            b"Title,Short URL,Custom Link,Long URL,Tags,Date Created,Clicks\n,bit.ly/a,,https://e.example/,,,3\n",
+            Format::Bitly,
+        ),
+        (
+            b"shortCode,shortUrl,longUrl,title,tags,visits\na,https://s.example/a,https://e.example/,,,3\n",
+            Format::ShlinkCsv,
+        ),
     ] {
         assert_eq!(import::detect("x.csv", bytes), Some(format));
         assert!(import::parse(format, bytes).is_ok());

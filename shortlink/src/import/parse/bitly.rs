@@ -33,6 +33,11 @@ struct Columns {
     clicks: Option<usize>,
 }
 
+/// Whether the header has columns only Bitly's exports have: a custom back-half, clicks.
+pub(super) fn has_own_columns(header: &Header) -> bool {
+    header.has(CUSTOM) || header.has(CLICKS)
+}
+
 pub(super) fn detect(header: &Header) -> Option<Format> {
     (header.has(DESTINATION) && (header.has(LINK) || header.has(CUSTOM))).then_some(Format::Bitly)
 }
