@@ -171,9 +171,17 @@ fn delimiter(text: &str) -> u8 {
     let steady: Vec<u8> = everywhere
         .iter()
         .copied()
-        .filter(|sep| lines.iter().all(|line| count(line, *sep) == count(first, *sep)))
+        .filter(|sep| {
+            lines
+                .iter()
+                .all(|line| count(line, *sep) == count(first, *sep))
+        })
         .collect();
-    let candidates = if steady.is_empty() { everywhere } else { steady };
+    let candidates = if steady.is_empty() {
+        everywhere
+    } else {
+        steady
+    };
     // On a tie the last maximum wins: the comma.
     candidates
         .into_iter()
