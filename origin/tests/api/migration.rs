@@ -582,9 +582,9 @@ async fn the_link_codes_of_0037_route_every_live_code_and_only_those() {
 }
 
 /// 0051 traces the keys made by keys before 0048 (stored with no maker) to their makers from
-/// the audit log: a revocation of the maker reaches them from then on, and those whose maker's
-/// person is no longer a member are revoked at once, with an audit entry. A key whose entry is
-/// gone stays as it is.
+/// the audit log: a revocation of the maker reaches them from then on, and those whose person
+/// is no longer a member are revoked at once, with an audit entry. A key whose maker was
+/// revoked before stays (keys were rotated so), as does one whose entry is gone.
 #[tokio::test]
 async fn the_keys_made_by_keys_before_0048_are_traced_to_their_makers() {
     let database_url = new_database().await;
@@ -594,21 +594,26 @@ async fn the_keys_made_by_keys_before_0048_are_traced_to_their_makers() {
         "INSERT INTO admin_users (id, username, password_hash) OVERRIDING SYSTEM VALUE
          VALUES (501, 'stays', 'x'), (502, 'left', 'x')",
         "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (1, 501, 'admin')",
-        // 601 made by a member, 602 by 601, 603 by 602; 604 by one who left, 605 by 604; 606
-        // by a key whose entry is gone.
-        "INSERT INTO api_keys (id, name, key_hash, prefix, workspace_id, scopes, created_by)
+        // 601 made by a member, 602 by 601, 603 by 602; 604 by one who left (revoked with
+        // their removal), 605 by 604; 606 by a key whose entry is gone; 607 by the member,
+        // revoked once it made 608.
+        "INSERT INTO api_keys (id, name, key_hash, prefix, workspace_id, scopes, created_by,
+                               revoked_at)
          OVERRIDING SYSTEM VALUE
          SELECT id, 'k' || id, sha256(id::text::bytea), 'kurz_' || id, 1,
-                '{links:read,workspace:admin}', maker
-         FROM (VALUES (601, 501), (602, NULL), (603, NULL), (604, 502), (605, NULL),
-                      (606, NULL)) AS k (id, maker)",
+                '{links:read,workspace:admin}', maker, CASE WHEN revoked THEN now() END
+         FROM (VALUES (601, 501, false), (602, NULL, false), (603, NULL, false),
+                      (604, 502, true), (605, NULL, false), (606, NULL, false),
+                      (607, 501, true), (608, NULL, false)) AS k (id, maker, revoked)",
         "INSERT INTO audit_log (workspace_id, actor_kind, actor_id, actor_name, action,
                                 target_kind, target_id)
          VALUES (1, 'user', 501, 'stays', 'key.created', 'key', 601),
                 (1, 'key', 601, 'k601', 'key.created', 'key', 602),
                 (1, 'key', 602, 'k602', 'key.created', 'key', 603),
                 (1, 'user', 502, 'left', 'key.created', 'key', 604),
-                (1, 'key', 604, 'k604', 'key.created', 'key', 605)",
+                (1, 'key', 604, 'k604', 'key.created', 'key', 605),
+                (1, 'user', 501, 'stays', 'key.created', 'key', 607),
+                (1, 'key', 607, 'k607', 'key.created', 'key', 608)",
     ] {
         sqlx::query(statement)
             .execute(&mut conn)
@@ -634,6 +639,8 @@ async fn the_keys_made_by_keys_before_0048_are_traced_to_their_makers() {
             (604, Some(502), None, true),
             (605, Some(502), Some(604), true),
             (606, None, None, false),
+            (607, Some(501), None, true),
+            (608, Some(501), Some(607), false),
         ]
     );
     let revoked: Vec<(i64, String)> = sqlx::query_as(
@@ -642,8 +649,8 @@ async fn the_keys_made_by_keys_before_0048_are_traced_to_their_makers() {
     .fetch_all(&app.db)
     .await
     .expect("audit");
-    assert_eq!(revoked.len(), 2, "{revoked:?}");
-    assert_eq!((revoked[0].0, revoked[1].0), (604, 605));
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0].0, 605);
     assert!(revoked[0].1.starts_with("upgrade"), "{revoked:?}");
     // Revoking the first key now reaches the two made from it.
     let response = app.api(Method::DELETE, "/api/v1/keys/601", None).await;
@@ -659,5 +666,5 @@ async fn the_keys_made_by_keys_before_0048_are_traced_to_their_makers() {
         .filter(|key| !key.3)
         .map(|key| key.0)
         .collect();
-    assert_eq!(live, [606]);
+    assert_eq!(live, [606, 608]);
 }
