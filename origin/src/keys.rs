@@ -20,8 +20,8 @@ use crate::extract::{ApiJson, IdPath};
 
 /// Longest key name, in characters (the column is unbounded; the dashboard shows it in a row).
 pub(crate) const MAX_NAME_CHARS: usize = 100;
-/// Unrevoked keys a workspace may hold through the API: more is a script gone wrong, and the
-/// list is never paged.
+/// Keys neither revoked nor expired a workspace may hold through the API: more is a script
+/// gone wrong, and the list is never paged.
 pub(crate) const MAX_LIVE_KEYS: i64 = 100;
 /// Keys listed at most. Only an operator's `create-api-key` can pass [`MAX_LIVE_KEYS`]; the
 /// list stays bounded even then.
@@ -232,8 +232,8 @@ pub(crate) fn check_name(name: &str) -> Result<String, Error> {
 }
 
 /// Revokes a key of the caller's workspace (it is refused from then on), and the keys made
-/// with it, to any depth; a key may revoke itself. The rows stay, so that the audit log's
-/// entries still name them.
+/// with it, to any depth; a key may revoke itself. The rows stay for a month (see
+/// [`lock_and_count`]); the audit log's entries keep their story after.
 #[utoipa::path(
     delete, path = "/api/v1/keys/{id}", tag = "keys",
     params(("id" = i64, Path, description = "The key's id.")),

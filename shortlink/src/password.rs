@@ -315,8 +315,8 @@ struct Tally {
 /// answers cannot hash past the limit, and [`Attempts::forgive`] takes a right one back.
 /// When every entry is in use within its window, new visitors are turned away until one
 /// ends: a flood of addresses costs memory up to the bound and then only refusals, never a
-/// hash. One visitor holds at most [`LINKS_PER_VISITOR`] entries, so that one address
-/// answering many links cannot fill the map and turn everybody else away.
+/// hash. Once the map is half full, one visitor holds at most [`LINKS_PER_VISITOR`] entries,
+/// so that one address answering many links cannot fill it and turn everybody else away.
 #[derive(Debug)]
 pub struct Attempts {
     entries: HashMap<(i64, String), Tally>,
@@ -351,11 +351,16 @@ impl Attempts {
             self.release(visitor);
         }
         if !self.entries.contains_key(&key) {
-            let held = self.held.get(visitor).copied().unwrap_or(0);
-            if held >= LINKS_PER_VISITOR || self.entries.len() >= self.capacity {
+            // A visitor's share counts once the map is half full: till then, people behind one
+            // address (an office's) answer as many links as they like.
+            let crowded = |attempts: &Self| {
+                attempts.entries.len() >= attempts.capacity / 2
+                    && attempts.held.get(visitor).copied().unwrap_or(0) >= LINKS_PER_VISITOR
+            };
+            if crowded(self) || self.entries.len() >= self.capacity {
                 self.forget_ended(now);
             }
-            if self.held.get(visitor).copied().unwrap_or(0) >= LINKS_PER_VISITOR {
+            if crowded(self) {
                 // Until the first of its windows ends.
                 let first = self
                     .entries
@@ -540,17 +545,21 @@ mod tests {
     /// turned away.
     #[test]
     fn one_visitor_answering_many_links_leaves_room_for_the_others() {
+        // Half full already: the share counts.
         let mut attempts = Attempts::new(100);
         let now = 1_000;
+        for visitor in 0..50 {
+            assert_eq!(attempts.admit(1, &format!("early{visitor}"), now), Ok(()));
+        }
         for link in 0..1_000 {
             let admitted = attempts.admit(link, "flood", now + link / 100);
             assert_eq!(admitted.is_ok(), link < LINKS_PER_VISITOR as i64, "{link}");
         }
-        assert_eq!(attempts.len(), LINKS_PER_VISITOR);
+        assert_eq!(attempts.len(), 50 + LINKS_PER_VISITOR);
         // Until the first of its windows ends; a link it answers already still counts.
         assert_eq!(attempts.admit(5_000, "flood", now + 10), Err(290));
         assert_eq!(attempts.admit(0, "flood", now + 10), Ok(()));
-        for visitor in 0..(100 - LINKS_PER_VISITOR) {
+        for visitor in 0..(50 - LINKS_PER_VISITOR) {
             assert_eq!(attempts.admit(1, &visitor.to_string(), now), Ok(()));
         }
         assert_eq!(
@@ -561,6 +570,12 @@ mod tests {
         // Its windows over, the visitor may answer others again, and the map has room.
         assert_eq!(attempts.admit(5_000, "flood", now + WINDOW_SECS), Ok(()));
         assert_eq!(attempts.admit(1, "one more", now + WINDOW_SECS), Ok(()));
+
+        // Under half full, one address (an office behind one) answers as many links as it has.
+        let mut quiet = Attempts::new(100);
+        for link in 0..49 {
+            assert_eq!(quiet.admit(link, "office", now), Ok(()), "{link}");
+        }
     }
 
     #[test]
