@@ -650,26 +650,12 @@ pub struct WebhookForm {
     pub events: shortlink::webhook::Events,
 }
 
-/// Changes an endpoint's URL, description and events at once.
-pub async fn edit_webhook(
-    session: &Session,
-    id: i64,
-    body: &WebhookForm,
-) -> Result<shortlink::webhook::Webhook, ApiError> {
-    send(
-        session,
-        Method::PATCH,
-        &format!("/api/v1/webhooks/{id}"),
-        body,
-    )
-    .await
-}
-
-/// Changes an endpoint (only the fields present): its URL, events, or switching it on or off.
+/// Changes an endpoint (only the fields present): its URL, events, or switching it on or off
+/// (a `shortlink::webhook::UpdateWebhook`, or the form's [`WebhookForm`]).
 pub async fn update_webhook(
     session: &Session,
     id: i64,
-    body: &shortlink::webhook::UpdateWebhook,
+    body: &impl Serialize,
 ) -> Result<shortlink::webhook::Webhook, ApiError> {
     send(
         session,

@@ -382,7 +382,7 @@ fn WebhookForm(mode: Editing) -> impl IntoView {
         leptos::task::spawn_local(async move {
             let saved = match id {
                 None => api::create_webhook(&session, &body).await.map(Some),
-                Some(id) => api::edit_webhook(&session, id, &body).await.map(|_| None),
+                Some(id) => api::update_webhook(&session, id, &body).await.map(|_| None),
             };
             busy.set(false);
             match saved {
