@@ -70,20 +70,21 @@ async fn lookup_and_sign_up_are_inside_the_cap() {
     );
 }
 
-#[tokio::test]
-async fn a_taken_username_costs_no_password_hash() {
-    let app = spawn_app().await;
-    // Made in SQL, so that no sign-in hashes a password in this app.
+/// Workspace 1 with `members` owners (the first named `taken`) and an invitation to it of
+/// token `the token`, all made in SQL, so that no sign-in hashes a password in this app.
+async fn invited_in_sql(app: &crate::support::TestApp, members: i64) {
     let owner: i64 = sqlx::query_scalar(
         "WITH made AS (INSERT INTO admin_users (username, password_hash)
-                       VALUES ('taken', 'x') RETURNING id),
+                       SELECT CASE WHEN i = 1 THEN 'taken' ELSE 'member' || i END, 'x'
+                       FROM generate_series(1, $1) i RETURNING id),
               joined AS (INSERT INTO workspace_members (workspace_id, user_id, role)
                          SELECT 1, id, 'owner' FROM made)
-         SELECT id FROM made",
+         SELECT min(id) FROM made",
     )
+    .bind(members)
     .fetch_one(&app.db)
     .await
-    .expect("owner");
+    .expect("members");
     sqlx::query(
         "INSERT INTO workspace_invitations (workspace_id, token_hash, role, created_by,
                                            expires_at)
@@ -93,6 +94,12 @@ async fn a_taken_username_costs_no_password_hash() {
     .execute(&app.db)
     .await
     .expect("invitation");
+}
+
+#[tokio::test]
+async fn a_taken_username_costs_no_password_hash() {
+    let app = spawn_app().await;
+    invited_in_sql(&app, 1).await;
     for _ in 0..3 {
         let response = app
             .call(
@@ -126,26 +133,7 @@ async fn a_taken_username_costs_no_password_hash() {
 #[tokio::test]
 async fn an_invitation_to_a_full_workspace_costs_no_password_hash() {
     let app = spawn_app().await;
-    // Workspace 1 filled in SQL (no sign-in hashes a password in this app), its owner first.
-    let owner: i64 = sqlx::query_scalar(
-        "WITH made AS (INSERT INTO admin_users (username, password_hash)
-                       SELECT 'member' || i, 'x' FROM generate_series(1, 1000) i RETURNING id),
-              joined AS (INSERT INTO workspace_members (workspace_id, user_id, role)
-                         SELECT 1, id, 'owner' FROM made)
-         SELECT min(id) FROM made",
-    )
-    .fetch_one(&app.db)
-    .await
-    .expect("members");
-    sqlx::query(
-        "INSERT INTO workspace_invitations (workspace_id, token_hash, role, created_by,
-                                           expires_at)
-         VALUES (1, sha256('the token'::bytea), 'viewer', $1, now() + interval '1 day')",
-    )
-    .bind(owner)
-    .execute(&app.db)
-    .await
-    .expect("invitation");
+    invited_in_sql(&app, 1000).await;
     for n in 0..3 {
         let response = app
             .call(
