@@ -48,16 +48,37 @@ impl Abuse {
         }
     }
 
-    /// The key a reporter's address is counted under: IPv6 by its /64 (one host can use any
-    /// address of it), no address at all as one shared key.
-    pub(crate) fn reporter(&self, ip: Option<std::net::IpAddr>) -> [u8; 32] {
-        let text = ip.map_or_else(|| "unknown".to_owned(), shortlink::password::network_text);
-        self.reporter_key
-            .clone()
-            .chain_update(text.as_bytes())
-            .finalize()
-            .into_bytes()
-            .into()
+    /// The keys a reporter's address is counted under: IPv6 by its /64 (one host can use any
+    /// address of it), no address at all as one shared key; and its wider network's.
+    pub(crate) fn reporter(&self, ip: Option<std::net::IpAddr>) -> reports::Reporter {
+        let key = |text: &str| -> [u8; 32] {
+            self.reporter_key
+                .clone()
+                .chain_update(text.as_bytes())
+                .finalize()
+                .into_bytes()
+                .into()
+        };
+        let address = ip.map_or_else(|| "unknown".to_owned(), shortlink::password::network_text);
+        reports::Reporter {
+            key: key(&address),
+            network: key(&ip.map_or_else(|| "unknown".to_owned(), wider_network)),
+        }
+    }
+}
+
+/// The network one subscriber or site usually holds, as text: an IPv6 address's /48, an
+/// IPv4 address's /24 (`network …` keeps it apart from a reporter's own key).
+fn wider_network(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let network = std::net::Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 48));
+            format!("network {network}/48")
+        }
+        std::net::IpAddr::V4(v4) => {
+            let network = std::net::Ipv4Addr::from(u32::from(v4) & !(u32::MAX >> 24));
+            format!("network {network}/24")
+        }
     }
 }
 

@@ -56,6 +56,17 @@ pub(crate) const BODY_LIMIT: usize = 8 * 1024;
 pub(crate) const PER_HOUR: i64 = 5;
 /// Reports waiting for an admin, at most.
 pub(crate) const MAX_OPEN: i64 = 10_000;
+/// Reports waiting for an admin from one network (an IPv6 /48, an IPv4 /24), at most: a
+/// network of many addresses cannot fill [`MAX_OPEN`].
+pub(crate) const MAX_OPEN_PER_NETWORK: i64 = 50;
+
+/// Whom a report is counted against: the reporter's address ([`super::Abuse::reporter`]),
+/// and its wider network's, keyed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reporter {
+    pub(crate) key: [u8; 32],
+    pub(crate) network: [u8; 32],
+}
 /// Reports an instance stores at once.
 pub(crate) const AT_ONCE: usize = 4;
 /// Reporters whose budgets an instance keeps in memory (a few hundred bytes each).
@@ -249,7 +260,7 @@ fn from_form(bytes: &[u8], filled: &mut Filled) -> Result<NewReport, Error> {
 async fn store_report(
     state: &crate::State,
     report: NewReport,
-    reporter: &[u8; 32],
+    reporter: &Reporter,
 ) -> Result<(), Error> {
     let link = report.link.trim();
     if link.is_empty() {
@@ -290,7 +301,7 @@ async fn store_report(
         Error::unless_storable("contact", contact)?;
     }
     // Before a permit: an address over its limit takes none of them.
-    state.inner.abuse.recent.take(reporter).await?;
+    state.inner.abuse.recent.take(&reporter.key).await?;
     let _permit = state
         .inner
         .abuse
@@ -306,9 +317,9 @@ async fn store_report(
         None => None,
     };
     let mut tx = state.db().begin().await?;
-    // One report at a time per address, so its count is exact across instances; other
-    // addresses go on in parallel.
-    let lock = i64::from_be_bytes(reporter[..8].try_into().unwrap_or_default());
+    // One report at a time per network, so its counts and its addresses' are exact across
+    // instances; other networks go on in parallel.
+    let lock = i64::from_be_bytes(reporter.network[..8].try_into().unwrap_or_default());
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(lock)
         .execute(&mut *tx)
@@ -318,7 +329,7 @@ async fn store_report(
                 ceil(extract(epoch FROM min(created_at) + interval '1 hour' - now()))::int8
          FROM abuse_reports WHERE reporter = $1 AND created_at > now() - interval '1 hour'",
     )
-    .bind(reporter.as_slice())
+    .bind(reporter.key.as_slice())
     .fetch_one(&mut *tx)
     .await?;
     if recent >= PER_HOUR {
@@ -336,9 +347,23 @@ async fn store_report(
     if open >= MAX_OPEN {
         return Err(Error::ReportsFull);
     }
+    let open_here: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM abuse_reports WHERE network = $1 AND resolved_at IS NULL",
+    )
+    .bind(reporter.network.as_slice())
+    .fetch_one(&mut *tx)
+    .await?;
+    if open_here >= MAX_OPEN_PER_NETWORK {
+        // Until an admin handles some of them.
+        return Err(Error::RateLimited {
+            limit: "report",
+            retry_after_secs: 3600,
+        });
+    }
     sqlx::query(
-        "INSERT INTO abuse_reports (reported, link_id, code, category, details, contact, reporter)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO abuse_reports (reported, link_id, code, category, details, contact, reporter,
+                                    network)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(link)
     .bind(link_id)
@@ -350,7 +375,8 @@ async fn store_report(
     .bind(report.category.as_str())
     .bind(details)
     .bind(contact)
-    .bind(reporter.as_slice())
+    .bind(reporter.key.as_slice())
+    .bind(reporter.network.as_slice())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

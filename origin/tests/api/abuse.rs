@@ -871,6 +871,45 @@ async fn a_burst_of_reports_from_one_address_is_limited() {
     assert_eq!(rows, 6);
 }
 
+/// One network (an IPv6 /48, an IPv4 /24) holds at most 50 open reports, however many
+/// addresses it has: before, a /48's 65,536 /64s, each within its 5 an hour, filled the 10,000
+/// open reports in minutes, and every genuine report then got 503. Another network still
+/// reports, and an admin resolving some makes room.
+#[tokio::test]
+async fn one_network_cannot_fill_the_open_reports() {
+    let app = app_behind_proxy().await;
+    let report = |ip: String| {
+        let app = &app;
+        async move { report_json(app, &ip, json!({"link": "x", "category": "spam"})).await }
+    };
+    for subnet in 0..10 {
+        for host in 1..=5 {
+            let response = report(format!("2001:db8:1:{subnet}::{host}")).await;
+            assert_eq!(response.status, StatusCode::ACCEPTED, "{subnet}/{host}");
+        }
+    }
+    let refused = report("2001:db8:1:ff::1".to_owned()).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.header(&header::RETRY_AFTER), "3600");
+    for other in ["2001:db8:2::1", "198.51.100.7"] {
+        let response = report(other.to_owned()).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{other}");
+    }
+    sqlx::query(
+        "UPDATE abuse_reports SET resolved_at = now(), resolved_by = 'tests' WHERE id <= 10",
+    )
+    .execute(&app.db)
+    .await
+    .expect("resolve");
+    let room = report("2001:db8:1:ff::1".to_owned()).await;
+    assert_eq!(room.status, StatusCode::ACCEPTED, "{}", room.text());
+}
+
 #[tokio::test]
 async fn open_reports_are_capped() {
     let app = app_behind_proxy().await;
