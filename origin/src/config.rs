@@ -143,9 +143,9 @@ pub struct Config {
     #[arg(long, env = "KURZ_EDGE_SECRET", hide_env_values = true, value_parser = parse_edge_secret)]
     pub edge_secret: Option<String>,
     /// Days raw clicks are kept (for CSV export), at most 100 years. Older months are dropped
-    /// whole; the rollups that dashboards read are kept. Clicks that arrive late (the edge's
-    /// queue holds them up to 4 days through an origin outage) are counted for at least 7 days
-    /// whatever this is (`analytics::store::LATE_CLICKS`).
+    /// whole (never within 7 days); the rollups that dashboards read are kept. Clicks that
+    /// arrive late (the edge's queue holds them up to 4 days through an origin outage) are
+    /// counted for 7 days whatever this is (`analytics::store::LATE_CLICKS`).
     #[arg(long, env = "KURZ_CLICK_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub click_retention_days: u32,
     /// Days audit log entries are kept; older ones are deleted every hour.

@@ -13,15 +13,16 @@ use super::store::{self, Partitions, next_month, partition_name};
 /// midnight cannot drop keys the counter still looks up.
 const VISITOR_KEY_DAYS: i64 = VISITOR_DAYS as i64 + 1;
 
-/// Drops the partitions whose whole month is older than `now - retention`; returns their
-/// names.
+/// Drops the partitions whose whole month is older than `now - retention`, and than the
+/// [`store::LATE_CLICKS`] a click is still taken for (so a late click always finds its month's
+/// raw rows, and a second delivery of it is known); returns their names.
 pub(crate) async fn drop_expired(
     db: &PgPool,
     partitions: &Partitions,
     retention: time::Duration,
     now: OffsetDateTime,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let cutoff = (now - retention).date();
+    let cutoff = (now - retention.max(store::LATE_CLICKS)).date();
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
          WHERE i.inhparent = 'clicks'::regclass ORDER BY 1",

@@ -15,8 +15,8 @@ use crate::webhooks::clicks::{ClickHooks, Listed};
 /// Events dated further ahead than this are refused (a wrong clock, or a forgery).
 const MAX_FUTURE: Duration = Duration::hours(1);
 /// Events are taken this long at least, whatever the retention: the edge's queue holds the
-/// clicks of an origin outage up to 4 days. One older than the retention is stored in its
-/// month's partition (made again if dropped), counted, and dropped again with the month.
+/// clicks of an origin outage up to 4 days. Raw clicks are kept as long
+/// (`retention::drop_expired`), so a late click's second delivery is known as one.
 pub(crate) const LATE_CLICKS: Duration = Duration::days(7);
 
 /// Months whose partition is known to exist, so that only a new month costs DDL.
