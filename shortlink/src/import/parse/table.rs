@@ -157,7 +157,16 @@ const SNIFFED_LINES: usize = 20;
 /// line to line while another's stays (a row's tags: `q4;emea;paid`, then `q4;apac`).
 fn delimiter(text: &str) -> u8 {
     const SEPARATORS: [u8; 3] = [b'\t', b';', b','];
-    let count = |line: &str, sep: u8| line.bytes().filter(|b| *b == sep).count();
+    // Outside quoted cells: a quoted URL's commas are its own.
+    let count = |line: &str, sep: u8| {
+        let mut quoted = false;
+        line.bytes()
+            .filter(|b| {
+                quoted ^= *b == b'"';
+                !quoted && *b == sep
+            })
+            .count()
+    };
     let lines: Vec<&str> = text
         .lines()
         .filter(|line| SEPARATORS.iter().any(|sep| count(line, *sep) > 0))
@@ -365,6 +374,13 @@ mod tests {
         );
         // A file in `;` whose cells hold commas, as many on each line, stays in `;`.
         assert_eq!(delimiter("a;b,c;d\ne;f,g;h\n"), b';');
+        // A quoted cell's commas are not counted.
+        assert_eq!(
+            delimiter(
+                "\"https://e.example/?ids=1,2\",a,spring;email\nhttps://e.example/b,b,spring;email\n"
+            ),
+            b','
+        );
         // Neither steady: the first line's most, as before.
         assert_eq!(delimiter("a;b;c,d\ne;f,g,h,i\n"), b';');
         assert_eq!(delimiter("a\tb\n"), b'\t');
