@@ -148,14 +148,7 @@ async fn invite(
         });
     }
     // An invitation to a full workspace could never be used.
-    let members: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM workspace_members WHERE workspace_id = $1")
-            .bind(workspace.get())
-            .fetch_one(&mut *tx)
-            .await?;
-    if members >= crate::members::MAX_MEMBERS {
-        return Err(crate::members::too_many_members());
-    }
+    crate::members::check_room(&mut tx, workspace).await?;
     let token = accounts::random_token();
     let row: InvitationRow = sqlx::query_as(
         "INSERT INTO workspace_invitations (workspace_id, token_hash, role, created_by, expires_at)

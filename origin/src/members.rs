@@ -35,6 +35,20 @@ pub(crate) fn too_many_members() -> Error {
     }
 }
 
+/// [`too_many_members`] unless the workspace has room for one more (its lock held, so that
+/// the answer holds until commit).
+pub(crate) async fn check_room(tx: &mut PgConnection, workspace: WorkspaceId) -> Result<(), Error> {
+    let members: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM workspace_members WHERE workspace_id = $1")
+            .bind(workspace.get())
+            .fetch_one(&mut *tx)
+            .await?;
+    if members >= MAX_MEMBERS {
+        return Err(too_many_members());
+    }
+    Ok(())
+}
+
 pub(crate) fn routes() -> Router<crate::State> {
     Router::new()
         .route("/members", get(list))
@@ -309,14 +323,7 @@ pub(crate) async fn join(
         });
     }
     crate::workspaces::check_memberships(tx, user_id).await?;
-    let members: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM workspace_members WHERE workspace_id = $1")
-            .bind(workspace.get())
-            .fetch_one(&mut *tx)
-            .await?;
-    if members >= MAX_MEMBERS {
-        return Err(too_many_members());
-    }
+    check_room(tx, workspace).await?;
     let row: MemberRow = sqlx::query_as(
         "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, $3)
          RETURNING user_id, (SELECT username FROM admin_users WHERE id = $2), role, joined_at",
