@@ -348,7 +348,7 @@ impl Attempts {
             .is_some_and(|tally| now >= tally.start + WINDOW_SECS)
         {
             self.entries.remove(&key);
-            self.release(visitor);
+            release(&mut self.held, visitor);
         }
         if !self.entries.contains_key(&key) {
             // A visitor's share counts once the map is half full: till then, people behind one
@@ -404,24 +404,11 @@ impl Attempts {
         let held = &mut self.held;
         self.entries.retain(|(_, visitor), tally| {
             let live = now < tally.start + WINDOW_SECS;
-            if !live && let Some(count) = held.get_mut(visitor) {
-                *count -= 1;
-                if *count == 0 {
-                    held.remove(visitor);
-                }
+            if !live {
+                release(held, visitor);
             }
             live
         });
-    }
-
-    /// One entry of `visitor` is gone.
-    fn release(&mut self, visitor: &str) {
-        if let Some(count) = self.held.get_mut(visitor) {
-            *count -= 1;
-            if *count == 0 {
-                self.held.remove(visitor);
-            }
-        }
     }
 
     pub fn len(&self) -> usize {
@@ -430,6 +417,16 @@ impl Attempts {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// One entry of `visitor` is gone from [`Attempts::held`].
+fn release(held: &mut HashMap<String, usize>, visitor: &str) {
+    if let Some(count) = held.get_mut(visitor) {
+        *count -= 1;
+        if *count == 0 {
+            held.remove(visitor);
+        }
     }
 }
 
