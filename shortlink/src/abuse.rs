@@ -140,7 +140,7 @@ impl BlockRule {
                     "{input:?} would block every link under .{last}: name a domain (evil.example) or narrow the pattern with a path"
                 )));
             }
-            Self::Pattern(format!("{}{}", pattern_host(host)?, pattern_path(path)))
+            Self::Pattern(format!("{}{}", pattern_host(host)?, pattern_path(path)?))
         };
         if rule.as_str().len() > MAX_RULE_LEN {
             return Err(Error::TooLong {
@@ -314,26 +314,20 @@ fn pattern_host(host: &str) -> Result<String, Error> {
     Ok(text)
 }
 
-/// A pattern's path, query and fragment as a destination's are stored: a `/` before a query
-/// or fragment right after the host (`example.com?utm=*`), and what is not ASCII
-/// percent-encoded (in lower case, as matching reads destinations).
+/// A pattern's path, query and fragment as a destination's are stored, by the same URL
+/// parser: a `/` before a query or fragment right after the host (`example.com?utm=*`), what
+/// is not ASCII and the characters a URL never holds as they are (`{`, `"`, `<`, a query's
+/// `'`…) percent-encoded, `.` and `..` segments resolved; in lower case, as matching reads
+/// destinations. (Kept as typed, `example.com/{id}*` never matched the `/%7Bid%7D` a
+/// destination is stored with.) `*` passes through unchanged.
 #[cfg(feature = "url")]
-fn pattern_path(path: &str) -> String {
-    let mut text = String::with_capacity(path.len() + 1);
-    if path.starts_with(['?', '#']) {
-        text.push('/');
+fn pattern_path(path: &str) -> Result<String, Error> {
+    if path.is_empty() {
+        return Ok(String::new());
     }
-    for c in path.chars() {
-        if c.is_ascii() {
-            text.push(c);
-        } else {
-            let mut bytes = [0; 4];
-            for byte in c.encode_utf8(&mut bytes).bytes() {
-                text.push_str(&format!("%{byte:02x}"));
-            }
-        }
-    }
-    text
+    let url = url::Url::parse(&format!("http://pattern.invalid{path}"))
+        .map_err(|err| refuse(format!("a pattern's path cannot be read: {err}")))?;
+    Ok(url[url::Position::BeforePath..].to_lowercase())
 }
 
 /// `text` with each percent-encoded unreserved character (`A-Z a-z 0-9 - . _ ~`) decoded, in
@@ -679,6 +673,20 @@ mod tests {
                 "example.com/%41dmin/%4A*",
                 BlockRule::Pattern("example.com/admin/j*".into()),
             ),
+            // What a URL never holds as it is, encoded as in a destination: a path's braces
+            // and quotes, a query's apostrophe; `.` segments resolved.
+            (
+                "example.com/{id}/\"x\"<y>*",
+                BlockRule::Pattern("example.com/%7bid%7d/%22x%22%3cy%3e*".into()),
+            ),
+            (
+                "example.com/*?q='*",
+                BlockRule::Pattern("example.com/*?q=%27*".into()),
+            ),
+            (
+                "example.com/a/./b/../c*",
+                BlockRule::Pattern("example.com/a/c*".into()),
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(rule(input), expected, "{input}");
@@ -825,6 +833,11 @@ mod tests {
             ("example.com/über*", "https://example.com/%C3%BCber", true),
             ("example.com/%*", "https://example.com/%25", true),
             ("example.com/%2*", "https://example.com/%2", true),
+            // Characters a URL holds encoded, typed as they are in the rule.
+            ("example.com/{id}*", "https://example.com/{id}/x", true),
+            ("example.com/{id}*", "https://example.com/%7Bid%7D", true),
+            ("example.com/<x>*", "https://example.com/%3Cx%3E", true),
+            ("example.com/*?q='*", "https://example.com/a?q='1'", true),
             (
                 "*/wp-login.php",
                 "https://any.example/wp-login.php?x",
