@@ -390,6 +390,8 @@ fn localized(code: &str, detail: &str) -> String {
         "rule_exists" => td_string!(locale, errors.rule_exists, detail),
         "reports_full" => td_string!(locale, errors.reports_full, detail),
         "report_resolved" => td_string!(locale, errors.report_resolved, detail),
+        "link_taken_down" => td_string!(locale, errors.link_taken_down, detail),
+        "no_takedown" => td_string!(locale, errors.no_takedown, detail),
         "delivery_in_flight" => td_string!(locale, errors.delivery_in_flight, detail),
         "newer_delivery_pending" => td_string!(locale, errors.newer_delivery_pending, detail),
         "webhook_disabled" => td_string!(locale, errors.webhook_disabled, detail),
@@ -588,6 +590,12 @@ pub async fn resolve_report(
         &body,
     )
     .await
+}
+
+/// Lifts the takedown a resolved report holds on its link (the link stays disabled).
+pub async fn lift_takedown(session: &Session, id: i64) -> Result<(), ApiError> {
+    let url = format!("/api/v1/abuse/reports/{id}/takedown");
+    act(session, Method::DELETE, &url, None).await
 }
 
 pub async fn revoke_key(session: &Session, id: i64) -> Result<(), ApiError> {

@@ -1323,6 +1323,23 @@ test('abuse: blocking a domain disables a link to it; a report sent through /rep
   await screenshot('abuse');
   const careers = await page.evaluate(async () => (await fetch('/api/v1/links/careers')).json());
   assert.equal(careers.disabled, true);
+
+  // Taken down: switching it on again is refused until the operator lifts the takedown.
+  await nav(page, 'Links').click();
+  await row('careers').getByRole('switch', { name: 'Enabled: careers' }).click();
+  await page.getByRole('status').filter({ hasText: 'lifts the takedown' }).waitFor();
+  await nav(page, 'Abuse').click();
+  await page.locator('#report-status').selectOption('resolved');
+  const resolved = page.locator('#reports-table tbody tr').filter({ hasText: 'sent to me 40 times today' });
+  assert.match(await resolved.locator('.goes-to').textContent(), /\(taken down\)$/);
+  await resolved.getByRole('button', { name: 'Lift takedown' }).click();
+  await page.getByRole('status').filter({ hasText: 'Takedown lifted' }).waitFor();
+  await resolved.getByRole('button', { name: 'Lift takedown' }).waitFor({ state: 'detached' });
+  assert.match(await resolved.locator('.goes-to').textContent(), /\(disabled\)$/);
+  await page.locator('#report-status').selectOption('open');
+  await nav(page, 'Links').click();
+  await row('careers').getByRole('switch', { name: 'Enabled: careers' }).click();
+  await row('careers').locator('.badge.off').waitFor({ state: 'detached' });
 });
 
 test('the API reference at /api/docs lists the operations and its "try it" calls the API without the session', async () => {

@@ -83,6 +83,7 @@ pub(crate) enum Refusals {
         crate::abuse::blocklist::remove,
         crate::abuse::reports::list,
         crate::abuse::reports::resolve,
+        crate::abuse::takedown::lift,
         crate::webhooks::api::list,
         crate::webhooks::api::create,
         crate::webhooks::api::fetch,

@@ -556,6 +556,11 @@ pub struct Report {
     pub destination: Option<String>,
     /// Whether the reported link is disabled now.
     pub link_disabled: Option<bool>,
+    /// Whether this report's resolution holds the link down now: its workspace cannot enable
+    /// it, give it a fallback or delete it until the operator lifts the takedown
+    /// (`DELETE /api/v1/abuse/reports/{id}/takedown`).
+    #[serde(default)]
+    pub link_taken_down: Option<bool>,
     pub category: ReportCategory,
     pub details: String,
     pub contact: Option<String>,

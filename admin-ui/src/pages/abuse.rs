@@ -322,9 +322,31 @@ fn ReportRow(report: Report) -> impl IntoView {
             busy.set(false);
         });
     };
+    let lift = move |_| {
+        let Some(session) = auth.session() else {
+            return;
+        };
+        busy.set(true);
+        leptos::task::spawn_local(async move {
+            match api::lift_takedown(&session, id).await {
+                Ok(()) => {
+                    flash(state.notice, t_string!(i18n, abuse.lifted).to_owned());
+                    state.reports.update(|n| *n += 1);
+                }
+                Err(err) => flash(state.notice, err.message),
+            }
+            busy.set(false);
+        });
+    };
     let open = report.resolved_at.is_none();
-    let can_disable = open && report.link_disabled == Some(false);
+    // A live link, enabled or not: a link its workspace disabled is taken down too, so that
+    // it cannot be enabled again.
+    let can_disable = open && report.link_disabled.is_some();
+    let taken_down = report.link_taken_down == Some(true);
     let goes_to = match (&report.destination, report.link_disabled) {
+        (Some(destination), _) if taken_down => {
+            t_string!(i18n, abuse.goes_to_taken_down, destination)
+        }
         (Some(destination), Some(true)) => {
             t_string!(i18n, abuse.goes_to_disabled, destination)
         }
@@ -367,6 +389,10 @@ fn ReportRow(report: Report) -> impl IntoView {
                 {can_disable.then(|| view! {
                     <button class="danger" disabled=move || busy.get()
                         on:click=move |_| resolve(true)>{t!(i18n, abuse.resolve_disable)}</button>
+                })}
+                {taken_down.then(|| view! {
+                    <button class="secondary" disabled=move || busy.get()
+                        on:click=lift>{t!(i18n, abuse.lift_takedown)}</button>
                 })}
                 {resolved_by}
             </td>

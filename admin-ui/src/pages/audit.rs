@@ -15,7 +15,7 @@ const PAGE: i64 = 50;
 
 /// Every action the log records (see [`AuditEntry::action`]), in the order the filter offers
 /// them.
-const ACTIONS: [&str; 21] = [
+const ACTIONS: [&str; 22] = [
     "link.created",
     "link.updated",
     "link.deleted",
@@ -37,6 +37,7 @@ const ACTIONS: [&str; 21] = [
     "abuse.rule_added",
     "abuse.rule_removed",
     "abuse.report_resolved",
+    "abuse.takedown_lifted",
 ];
 
 #[component]
@@ -268,6 +269,7 @@ fn action_label(action: &str) -> String {
         "abuse.rule_added" => td_string!(l, audit.abuse_rule_added),
         "abuse.rule_removed" => td_string!(l, audit.abuse_rule_removed),
         "abuse.report_resolved" => td_string!(l, audit.abuse_report_resolved),
+        "abuse.takedown_lifted" => td_string!(l, audit.abuse_takedown_lifted),
         _ => action,
     }
     .to_owned()

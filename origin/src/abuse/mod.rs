@@ -1,12 +1,14 @@
 //! Abuse protection: the destination blocklist (`blocklist.rs`: checked on every link create
 //! and edit, and swept over existing links when a rule is added) and visitors' reports
-//! (`reports.rs`: the public `/report` form and the admins' list).
+//! (`reports.rs`: the public `/report` form and the admins' list), and the takedowns a
+//! report's resolution makes (`takedown.rs`: a link the operator disabled stays disabled).
 //!
-//! Both are deployment-wide: only the operator workspace's admins manage them
+//! All are deployment-wide: only the operator workspace's admins manage them
 //! ([`crate::caller::Caller::may_operate`]).
 
 pub(crate) mod blocklist;
 pub(crate) mod reports;
+pub(crate) mod takedown;
 
 use std::sync::Arc;
 
@@ -92,5 +94,7 @@ fn mac(key: &[u8]) -> Hmac<Sha256> {
 
 /// The routes of `/api/v1/abuse`, for the operator's admins.
 pub(crate) fn routes() -> axum::Router<crate::State> {
-    blocklist::routes().merge(reports::routes())
+    blocklist::routes()
+        .merge(reports::routes())
+        .merge(takedown::routes())
 }

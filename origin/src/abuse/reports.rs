@@ -48,6 +48,8 @@ use crate::extract::{ApiJson, ApiQuery, IdPath};
 use crate::links::store;
 use crate::outbox;
 
+use super::takedown;
+
 /// Largest body of a report (its longest fields are 2,000 characters of details, up to
 /// 4 bytes each in UTF-8, percent-encoded by a form as 3 bytes per byte: a report that long
 /// in non-Latin script needs a JSON body).
@@ -444,7 +446,8 @@ fn code_of(text: &str) -> Option<ShortCode> {
 
 const REPORT_COLUMNS: &str = "r.id, r.reported, r.code, r.category, r.details, r.contact,
     r.created_at, r.resolved_at, r.resolved_by, l.workspace_id, l.destination,
-    l.disabled AS link_disabled";
+    l.disabled AS link_disabled,
+    CASE WHEN l.id IS NOT NULL THEN l.taken_down_by IS NOT DISTINCT FROM r.id END AS link_taken_down";
 
 #[derive(sqlx::FromRow)]
 struct ReportRow {
@@ -460,6 +463,7 @@ struct ReportRow {
     workspace_id: Option<i64>,
     destination: Option<String>,
     link_disabled: Option<bool>,
+    link_taken_down: Option<bool>,
 }
 
 impl ReportRow {
@@ -477,6 +481,7 @@ impl ReportRow {
             workspace_id: self.workspace_id,
             destination: self.destination,
             link_disabled: self.link_disabled,
+            link_taken_down: self.link_taken_down,
             category,
             details: self.details,
             contact: self.contact,
@@ -595,57 +600,79 @@ async fn resolve(
         .bind(by)
         .execute(&mut *tx)
         .await?;
-    let disabled = match (body.disable_link, link_id) {
+    let taken_down = match (body.disable_link, link_id) {
         (true, Some(link_id)) => disable_link(&state, &mut tx, id, link_id).await?,
         _ => None,
     };
+    let taken_down_link = taken_down.as_ref().map(|down| &down.code);
+    let disabled = taken_down
+        .as_ref()
+        .filter(|down| down.changed)
+        .map(|down| &down.code);
     let change = Change {
         action: "abuse.report_resolved",
         target: ("abuse_report", id),
         before: None,
-        after: Some(serde_json::json!({"disabled_link": disabled})),
+        after: Some(
+            serde_json::json!({"disabled_link": disabled, "taken_down_link": taken_down_link}),
+        ),
     };
     audit::record(&mut tx, operator, caller.audit_actor(), change).await?;
     tx.commit().await?;
-    if let Some(code) = &disabled {
+    if let Some(code) = disabled {
         state.inner.redirects.cache.invalidate(code).await;
         if let Some(edge) = &state.inner.edge.sync {
             edge.wake.notify_one();
         }
         crate::webhooks::wake(&state);
     }
-    let row: ReportRow = sqlx::query_as(&format!(
+    Ok(Json(fetch(&state, id).await?))
+}
+
+/// The report `id` as the API shows it.
+pub(crate) async fn fetch(state: &crate::State, id: i64) -> Result<Report, Error> {
+    let row: Option<ReportRow> = sqlx::query_as(&format!(
         "SELECT {REPORT_COLUMNS} FROM abuse_reports r
          LEFT JOIN links l ON l.id = r.link_id AND l.deleted_at IS NULL WHERE r.id = $1"
     ))
     .bind(id)
-    .fetch_one(state.db())
+    .fetch_optional(state.db())
     .await?;
-    Ok(Json(row.into_report()?))
+    row.ok_or(Error::NotFound)?.into_report()
 }
 
-/// Disables the reported link if it is still live and redirects (enabled, or disabled with a
-/// fallback: a disabled link sends its visitors there, so the fallback goes too, as the
-/// blocklist's sweep does); its code if it did.
+/// Takes the reported link down if it is still live ([`takedown`]: its workspace cannot
+/// enable it again), and disables it if it redirects (enabled, or disabled with a fallback: a
+/// disabled link sends its visitors there, so the fallback goes too, as the blocklist's sweep
+/// does).
 async fn disable_link(
     state: &crate::State,
     tx: &mut sqlx::PgConnection,
     report: i64,
     link_id: i64,
-) -> Result<Option<String>, Error> {
-    let link: Option<(i64, String)> = sqlx::query_as(
-        "SELECT workspace_id, code FROM links
+) -> Result<Option<TakenDown>, Error> {
+    // Locked as an edit locks it, so an edit in flight is refused by the takedown or seen by it.
+    let link: Option<(i64, String, bool)> = sqlx::query_as(
+        "SELECT workspace_id, code, NOT disabled OR fallback_url IS NOT NULL FROM links
          WHERE id = $1 AND domain_id = $2 AND deleted_at IS NULL
-           AND (NOT disabled OR fallback_url IS NOT NULL)",
+         FOR NO KEY UPDATE",
     )
     .bind(link_id)
     .bind(store::DEFAULT_DOMAIN)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((workspace, code)) = link else {
+    let Some((workspace, code, redirects)) = link else {
         return Ok(None);
     };
     let workspace = WorkspaceId::trusted(workspace);
+    // A link its workspace had disabled is held down too: otherwise it could enable it again.
+    takedown::hold(tx, workspace, link_id, report).await?;
+    if !redirects {
+        return Ok(Some(TakenDown {
+            code,
+            changed: false,
+        }));
+    }
     let disable = UpdateLink {
         disabled: Some(true),
         fallback_url: Some(None),
@@ -674,12 +701,23 @@ async fn disable_link(
     if state.inner.edge.sync.is_some() {
         outbox::record_change(tx, &code).await?;
     }
-    Ok(Some(code))
+    Ok(Some(TakenDown {
+        code,
+        changed: true,
+    }))
+}
+
+/// A reported link taken down: its code, and whether it was disabled (or lost its fallback)
+/// then.
+struct TakenDown {
+    code: String,
+    changed: bool,
 }
 
 /// Deletes reports resolved before `cutoff`, in batches; returns how many. Open reports stay
-/// whatever their age (at most [`MAX_OPEN`]); a resolution is in the audit log, which keeps
-/// it as long.
+/// whatever their age (at most [`MAX_OPEN`]), and so do reports that hold their link down
+/// ([`takedown`]: the operator lifts a takedown through its report); a resolution is in the
+/// audit log, which keeps it as long.
 async fn delete_resolved_before(
     db: &sqlx::PgPool,
     cutoff: OffsetDateTime,
@@ -687,8 +725,10 @@ async fn delete_resolved_before(
     crate::db::delete_in_batches(
         db,
         "DELETE FROM abuse_reports WHERE id = ANY(ARRAY(
-             SELECT id FROM abuse_reports WHERE resolved_at < $1
-             LIMIT $2 FOR UPDATE SKIP LOCKED))",
+             SELECT r.id FROM abuse_reports r WHERE r.resolved_at < $1
+               AND NOT EXISTS (SELECT FROM links l
+                               WHERE l.id = r.link_id AND l.taken_down_by = r.id)
+             LIMIT $2 FOR UPDATE OF r SKIP LOCKED))",
         cutoff,
     )
     .await

@@ -455,6 +455,7 @@ async fn update(
     let mut tx = state.db().begin().await?;
     // In the transaction, so a blocklist rule added meanwhile sees this edit or is seen.
     crate::abuse::blocklist::check_update(&state, &mut tx, workspace, &code, &body).await?;
+    crate::abuse::takedown::check_update(&mut tx, workspace, &code, &body).await?;
     let (before, after) = store::update(
         &mut tx,
         workspace,
@@ -501,6 +502,7 @@ async fn delete(
     if let Some(if_match) = &if_match {
         if_match.check(u64::try_from(current).unwrap_or(u64::MAX))?;
     }
+    crate::abuse::takedown::check_delete(&mut tx, workspace, &code).await?;
     let before = store::delete(&mut tx, workspace, &code).await?;
     // The link as it was last: what a `link.deleted` webhook shows.
     let last = before.clone().into_link(&state.inner.public_url)?;

@@ -843,6 +843,141 @@ async fn disabling_a_reported_link_removes_its_fallback_too() {
     }
 }
 
+/// A link the operator disabled when resolving a report stays down: its workspace, whatever
+/// its role, cannot enable it, give it a fallback or delete it (which would free its code for
+/// a new link to the same place) until the operator lifts the takedown. Before, one `PATCH`
+/// of its owner made a phishing link redirect again.
+#[tokio::test]
+async fn a_taken_down_link_stays_down_until_the_operator_lifts_it() {
+    let app = app_behind_proxy().await;
+    let acme = app.workspace("Acme").await;
+    let owner = app.user("acme-owner", &[(acme, "owner")]).await;
+    let editor = app.user("acme-editor", &[(acme, "editor")]).await;
+    let key = app.key(acme, &["links:read", "links:write"]).await;
+    let operator_editor = app.user("op-editor", &[(1, "editor")]).await;
+    let operator_admin = app.user("op-admin", &[(1, "admin")]).await;
+    // One enabled link, and one its workspace had disabled itself before the report.
+    for (code, disabled) in [("lure", false), ("asleep", true)] {
+        let made = app
+            .call(
+                &owner,
+                Method::POST,
+                "/api/v1/links",
+                Some(json!({"destination": "https://phish.example/", "code": code, "disabled": disabled})),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+        let response = report_json(
+            &app,
+            "198.51.100.1",
+            json!({"link": code, "category": "phishing"}),
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::ACCEPTED);
+    }
+    let page = app.api(Method::GET, REPORTS, None).await.json();
+    let mut ids = std::collections::HashMap::new();
+    for report in page["reports"].as_array().expect("reports") {
+        assert_eq!(report["link_taken_down"], false);
+        let id = report["id"].as_i64().expect("id");
+        let resolved = app
+            .api(
+                Method::PATCH,
+                &format!("{REPORTS}/{id}"),
+                Some(json!({"status": "resolved", "disable_link": true})),
+            )
+            .await;
+        assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text());
+        assert_eq!(resolved.json()["link_taken_down"], true);
+        ids.insert(report["code"].as_str().expect("code").to_owned(), id);
+    }
+
+    for code in ["lure", "asleep"] {
+        for who in [&owner, &editor, &key] {
+            for body in [
+                json!({"disabled": false}),
+                json!({"fallback_url": "https://phish.example/other"}),
+            ] {
+                let path = format!("/api/v1/links/{code}");
+                let refused = app
+                    .call(who, Method::PATCH, &path, Some(body.clone()))
+                    .await;
+                let (error, _) = refused.error(StatusCode::CONFLICT);
+                assert_eq!(error, "link_taken_down", "{who:?} {code} {body}");
+            }
+            let deleted = app
+                .call(who, Method::DELETE, &format!("/api/v1/links/{code}"), None)
+                .await;
+            assert_eq!(deleted.error(StatusCode::CONFLICT).0, "link_taken_down");
+        }
+        // Other edits go through; the link stays disabled.
+        let retitled = app
+            .call(
+                &editor,
+                Method::PATCH,
+                &format!("/api/v1/links/{code}"),
+                Some(json!({"title": "gone"})),
+            )
+            .await;
+        assert_eq!(retitled.status, StatusCode::OK, "{}", retitled.text());
+        let visit = app.visit(Method::GET, &format!("/{code}")).await;
+        assert_eq!(visit.status, StatusCode::NOT_FOUND, "{code}");
+    }
+
+    // Only the operator's admins lift a takedown.
+    let lure = ids["lure"];
+    let lift = format!("{REPORTS}/{lure}/takedown");
+    for (who, status) in [
+        (&As::Nobody, StatusCode::UNAUTHORIZED),
+        (&owner, StatusCode::FORBIDDEN),
+        (&key, StatusCode::FORBIDDEN),
+        (&operator_editor, StatusCode::FORBIDDEN),
+    ] {
+        let refused = app.call(who, Method::DELETE, &lift, None).await;
+        assert_eq!(refused.status, status, "{who:?}");
+    }
+    let lifted = app.call(&operator_admin, Method::DELETE, &lift, None).await;
+    assert_eq!(lifted.status, StatusCode::OK, "{}", lifted.text());
+    assert_eq!(lifted.json()["link_taken_down"], false);
+    assert_eq!(lifted.json()["link_disabled"], true);
+    let again = app.call(&operator_admin, Method::DELETE, &lift, None).await;
+    assert_eq!(again.error(StatusCode::CONFLICT).0, "no_takedown");
+    let unknown = app
+        .call(
+            &operator_admin,
+            Method::DELETE,
+            &format!("{REPORTS}/999999/takedown"),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'abuse.takedown_lifted'")
+            .fetch_one(&app.db)
+            .await
+            .expect("audit");
+    assert_eq!(audited, 1);
+
+    // Lifted, the link is its workspace's again; the other stays down.
+    let enabled = app
+        .call(
+            &editor,
+            Method::PATCH,
+            "/api/v1/links/lure",
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.text());
+    assert_eq!(
+        app.visit(Method::GET, "/lure").await.status,
+        StatusCode::FOUND
+    );
+    let still = app
+        .call(&owner, Method::DELETE, "/api/v1/links/asleep", None)
+        .await;
+    assert_eq!(still.error(StatusCode::CONFLICT).0, "link_taken_down");
+}
+
 #[tokio::test]
 async fn a_burst_of_reports_from_one_address_is_limited() {
     let app = app_behind_proxy().await;
@@ -1235,6 +1370,23 @@ async fn resolved_reports_are_deleted_after_the_audit_retention_and_open_ones_ke
     .execute(&app.db)
     .await
     .expect("reports");
+    // An old resolution that still holds its link down stays: its takedown is lifted through it.
+    let link = app
+        .create(json!({"destination": "https://phish.example/", "code": "held"}))
+        .await;
+    sqlx::query(
+        "WITH report AS (
+             INSERT INTO abuse_reports (reported, category, details, reporter, link_id, code,
+                                        created_at, resolved_at, resolved_by)
+             VALUES ('old-taken-down', 'phishing', '', '\\x00', $1, 'held',
+                     now() - interval '40 days', now() - interval '31 days', 'admin')
+             RETURNING id)
+         UPDATE links SET disabled = true, taken_down_by = (SELECT id FROM report) WHERE id = $1",
+    )
+    .bind(link["id"].as_i64().expect("id"))
+    .execute(&app.db)
+    .await
+    .expect("a takedown");
     let tasks = app.state.spawn_background();
     // The first run at start; one that failed (every background task starts at once on the
     // tests' small pool) is tried again a minute later.
@@ -1245,11 +1397,11 @@ async fn resolved_reports_are_deleted_after_the_audit_retention_and_open_ones_ke
                 .fetch_all(&app.db)
                 .await
                 .expect("rows");
-        if left.len() == 2 || std::time::Instant::now() > deadline {
+        if left.len() == 3 || std::time::Instant::now() > deadline {
             break left;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     tasks.iter().for_each(tokio::task::JoinHandle::abort);
-    assert_eq!(left, ["recent-resolved", "old-open"]);
+    assert_eq!(left, ["recent-resolved", "old-open", "old-taken-down"]);
 }

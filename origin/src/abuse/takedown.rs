@@ -1,0 +1,150 @@
+//! Takedowns: a link the operator disabled when resolving an abuse report stays disabled.
+//!
+//! Resolving a report with `disable_link` marks the link with the report
+//! (`links.taken_down_by`). While marked, its workspace cannot enable it, give it a fallback
+//! (where a disabled link sends its visitors) or delete it (which would free its code for a
+//! new link to the same place): 409 `link_taken_down`, whatever the caller's role. The
+//! operator lifts the mark with `DELETE /api/v1/abuse/reports/{id}/takedown`; the link stays
+//! disabled, and its workspace decides again.
+//!
+//! Each check reads the mark under the link's row lock, which the resolution takes too, so
+//! an edit and a takedown of one link never pass each other.
+
+use axum::extract::State;
+use axum::routing::delete;
+use axum::{Json, Router};
+use shortlink::ShortCode;
+use shortlink::abuse::Report;
+use shortlink::api::UpdateLink;
+use sqlx::PgConnection;
+
+use crate::audit::{self, Change};
+use crate::caller::{Caller, WorkspaceId};
+use crate::error::Error;
+use crate::extract::IdPath;
+use crate::links::store::DEFAULT_DOMAIN;
+
+pub(crate) fn routes() -> Router<crate::State> {
+    Router::new().route("/abuse/reports/{id}/takedown", delete(lift))
+}
+
+/// Marks the link `link_id` as taken down by `report` (the latest report that took it down
+/// is the one that lifts it; while it holds the link down, its report is not deleted). In
+/// the resolution's transaction, after the link's row is locked.
+pub(crate) async fn hold(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    link_id: i64,
+    report: i64,
+) -> Result<(), Error> {
+    sqlx::query("UPDATE links SET taken_down_by = $3 WHERE workspace_id = $1 AND id = $2")
+        .bind(workspace.get())
+        .bind(link_id)
+        .bind(report)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Refuses an edit of a taken-down link that would make it redirect again: enabling it, or
+/// giving it a fallback. Locks the link's row (the edit's update takes the same lock).
+pub(crate) async fn check_update(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    code: &ShortCode,
+    body: &UpdateLink,
+) -> Result<(), Error> {
+    let redirects_again =
+        body.disabled == Some(false) || matches!(body.fallback_url, Some(Some(_)));
+    if !redirects_again {
+        return Ok(());
+    }
+    refuse_if_held(tx, workspace, code, "enabled or given a fallback").await
+}
+
+/// Refuses the deletion of a taken-down link: its code would be free for a new link to the
+/// same place. After the delete has locked the link's row.
+pub(crate) async fn check_delete(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    code: &ShortCode,
+) -> Result<(), Error> {
+    refuse_if_held(tx, workspace, code, "deleted").await
+}
+
+async fn refuse_if_held(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    code: &ShortCode,
+    what: &str,
+) -> Result<(), Error> {
+    // A link that is not found is left to the edit to answer.
+    let report: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT taken_down_by FROM links
+         WHERE workspace_id = $1 AND domain_id = $2 AND code = $3 AND deleted_at IS NULL
+         FOR NO KEY UPDATE",
+    )
+    .bind(workspace.get())
+    .bind(DEFAULT_DOMAIN)
+    .bind(code.as_str())
+    .fetch_optional(tx)
+    .await?;
+    match report.flatten() {
+        None => Ok(()),
+        Some(report) => Err(Error::Conflict {
+            code: "link_taken_down",
+            message: format!(
+                "link {code} was taken down by this deployment's operator after abuse report \
+                 #{report}: it cannot be {what} until the operator lifts the takedown"
+            ),
+        }),
+    }
+}
+
+/// Lifts the takedown of the report's link: the link stays disabled, and its workspace may
+/// enable, change or delete it again. 409 `no_takedown` when the report holds no link down
+/// (never took one down, already lifted, or a later report took it down).
+#[utoipa::path(
+    delete, path = "/api/v1/abuse/reports/{id}/takedown", tag = "abuse",
+    params(("id" = i64, Path, description = "The report whose resolution took the link down.")),
+    responses((status = 200, description = "The report, its link no longer held down.", body = shortlink::abuse::Report), crate::openapi::Refusals),
+)]
+pub(crate) async fn lift(
+    State(state): State<crate::State>,
+    caller: Caller,
+    IdPath(id): IdPath,
+) -> Result<Json<Report>, Error> {
+    let operator = caller.may_operate()?;
+    let mut tx = state.db().begin().await?;
+    let link_id: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT link_id FROM abuse_reports WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let link_id = link_id.ok_or(Error::NotFound)?;
+    let lifted: Option<(i64, String)> = sqlx::query_as(
+        "UPDATE links SET taken_down_by = NULL
+         WHERE id = $1 AND taken_down_by = $2 AND deleted_at IS NULL
+         RETURNING workspace_id, code",
+    )
+    .bind(link_id)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((workspace, code)) = lifted else {
+        return Err(Error::Conflict {
+            code: "no_takedown",
+            message: format!("report {id} holds no link down"),
+        });
+    };
+    let after = serde_json::json!({"link": code, "workspace_id": workspace});
+    let change = Change {
+        action: "abuse.takedown_lifted",
+        target: ("abuse_report", id),
+        before: None,
+        after: Some(after),
+    };
+    audit::record(&mut tx, operator, caller.audit_actor(), change).await?;
+    tx.commit().await?;
+    Ok(Json(super::reports::fetch(&state, id).await?))
+}
