@@ -657,6 +657,19 @@ async fn report_json(app: &TestApp, ip: &str, body: Value) -> support::TestRespo
     app.send(request).await
 }
 
+/// Resolves report `id` as the tests' operator key, disabling its link; the report.
+async fn resolve_disabling(app: &TestApp, id: i64) -> Value {
+    let resolved = app
+        .api(
+            Method::PATCH,
+            &format!("{REPORTS}/{id}"),
+            Some(json!({"status": "resolved", "disable_link": true})),
+        )
+        .await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text());
+    resolved.json()
+}
+
 async fn app_behind_proxy() -> TestApp {
     let database_url = support::new_database().await;
     let mut config = support::config(&database_url);
@@ -768,15 +781,8 @@ async fn reports_are_stored_for_admins_who_resolve_them_and_disable_the_link() {
     assert_eq!(rest["reports"][0]["code"], "bad");
 
     let id = report["id"].as_i64().expect("id");
-    let resolved = app
-        .api(
-            Method::PATCH,
-            &format!("{REPORTS}/{id}"),
-            Some(json!({"status": "resolved", "disable_link": true})),
-        )
-        .await;
-    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text());
-    assert_eq!(resolved.json()["link_disabled"], true);
+    let resolved = resolve_disabling(&app, id).await;
+    assert_eq!(resolved["link_disabled"], true);
     assert_eq!(
         app.visit(Method::GET, "/bad").await.status,
         StatusCode::NOT_FOUND
@@ -827,15 +833,8 @@ async fn disabling_a_reported_link_removes_its_fallback_too() {
     for report in page["reports"].as_array().expect("reports") {
         let code = report["code"].as_str().expect("code");
         let id = report["id"].as_i64().expect("id");
-        let resolved = app
-            .api(
-                Method::PATCH,
-                &format!("{REPORTS}/{id}"),
-                Some(json!({"status": "resolved", "disable_link": true})),
-            )
-            .await;
-        assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text());
-        assert_eq!(resolved.json()["link_disabled"], true, "{code}");
+        let resolved = resolve_disabling(&app, id).await;
+        assert_eq!(resolved["link_disabled"], true, "{code}");
         let visit = app.visit(Method::GET, &format!("/{code}")).await;
         assert_eq!(visit.status, StatusCode::NOT_FOUND, "{code}");
         let (_, disabled, fallback, _) = link_state(&app, code).await;
@@ -880,15 +879,8 @@ async fn a_taken_down_link_stays_down_until_the_operator_lifts_it() {
     for report in page["reports"].as_array().expect("reports") {
         assert_eq!(report["link_taken_down"], false);
         let id = report["id"].as_i64().expect("id");
-        let resolved = app
-            .api(
-                Method::PATCH,
-                &format!("{REPORTS}/{id}"),
-                Some(json!({"status": "resolved", "disable_link": true})),
-            )
-            .await;
-        assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text());
-        assert_eq!(resolved.json()["link_taken_down"], true);
+        let resolved = resolve_disabling(&app, id).await;
+        assert_eq!(resolved["link_taken_down"], true);
         ids.insert(report["code"].as_str().expect("code").to_owned(), id);
     }
 
