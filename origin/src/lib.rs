@@ -176,12 +176,13 @@ struct Gate {
     import_parses: Arc<tokio::sync::Semaphore>,
     /// One permit per CPU: QR images being encoded on the blocking pool (see `qr.rs`).
     qr_encoders: Arc<tokio::sync::Semaphore>,
-    /// Link exports streaming at once, at most [`links::export::AT_ONCE`]: each holds a page
-    /// in memory while its answer streams, long after the handler returned.
-    link_exports: Arc<tokio::sync::Semaphore>,
+    /// Link exports streaming at once, at most [`links::export::AT_ONCE`] (half of them one
+    /// workspace's): each holds a page in memory while its answer streams, long after the
+    /// handler returned.
+    link_exports: streamed::Places,
     /// Click exports streaming at once, at most [`analytics::export::AT_ONCE`], as
     /// `link_exports`.
-    click_exports: Arc<tokio::sync::Semaphore>,
+    click_exports: streamed::Places,
     /// How long a piece of an export waits for its client ([`streamed::STALL`]).
     export_stall_ms: std::sync::atomic::AtomicU64,
 }
@@ -273,10 +274,8 @@ impl State {
                     rate_limits: rate_limit::RateLimiter::new(&config.rate_limits),
                     bulk_creates: tokio::sync::Semaphore::new(links::bulk::AT_ONCE),
                     import_parses: Arc::new(tokio::sync::Semaphore::new(import_parse::AT_ONCE)),
-                    link_exports: Arc::new(tokio::sync::Semaphore::new(links::export::AT_ONCE)),
-                    click_exports: Arc::new(tokio::sync::Semaphore::new(
-                        analytics::export::AT_ONCE,
-                    )),
+                    link_exports: streamed::Places::new(links::export::AT_ONCE),
+                    click_exports: streamed::Places::new(analytics::export::AT_ONCE),
                     export_stall_ms: std::sync::atomic::AtomicU64::new(
                         streamed::STALL.as_millis().try_into().unwrap_or(u64::MAX),
                     ),

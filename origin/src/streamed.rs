@@ -9,14 +9,81 @@
 //! MB. An answer ends cleanly only after the last page: an error (a failed page, a task that
 //! gave up) cuts it short, so the client sees a broken download, not a complete-looking file
 //! with rows missing.
+//!
+//! Nor may a client that reads, slowly, from one workspace hold them all: one workspace holds
+//! at most half of the places ([`Places`]), so another's export always finds one.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::caller::WorkspaceId;
 use crate::error::Error;
+
+/// The places of one kind of streamed answer in this instance: at most `total` at once, and
+/// at most half of them (one, of one or two) held by one workspace's answers.
+#[derive(Debug)]
+pub(crate) struct Places {
+    total: Arc<Semaphore>,
+    per_workspace: usize,
+    /// Places held per workspace: at most `total` entries (none at 0).
+    held: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+impl Places {
+    pub(crate) fn new(total: usize) -> Self {
+        Self {
+            total: Arc::new(Semaphore::new(total)),
+            per_workspace: (total / 2).max(1),
+            held: Arc::default(),
+        }
+    }
+
+    /// A place for an answer of `workspace`; 503 `busy` (`Retry-After`) when the instance's
+    /// are all taken, or the workspace holds its share.
+    pub(crate) fn take(&self, workspace: WorkspaceId) -> Result<Place, Error> {
+        let permit = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy)?;
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = held.entry(workspace.get()).or_default();
+        if *mine >= self.per_workspace {
+            return Err(Error::Busy);
+        }
+        *mine += 1;
+        Ok(Place {
+            _permit: permit,
+            workspace: workspace.get(),
+            held: Arc::clone(&self.held),
+        })
+    }
+}
+
+/// A place taken from [`Places`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Place {
+    _permit: OwnedSemaphorePermit,
+    workspace: i64,
+    held: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mine) = held.get_mut(&self.workspace) {
+            *mine -= 1;
+            if *mine == 0 {
+                held.remove(&self.workspace);
+            }
+        }
+    }
+}
 
 /// How long a piece may wait for its client before the task gives up. Tests shorten it
 /// (`State::set_export_stall`).
@@ -35,14 +102,9 @@ enum Piece {
 }
 
 /// The body of an answer whose pages `page` reads, from `start` on: it returns a page's bytes
-/// and the cursor of the next page, None after the last. `permit` is held until the answer
+/// and the cursor of the next page, None after the last. `place` is held until the answer
 /// took the last piece, the client went away, or it left a piece untaken for `stall`.
-pub(crate) fn pages<C, F, Fut>(
-    permit: OwnedSemaphorePermit,
-    stall: Duration,
-    start: C,
-    page: F,
-) -> Body
+pub(crate) fn pages<C, F, Fut>(place: Place, stall: Duration, start: C, page: F) -> Body
 where
     C: Send + 'static,
     F: Fn(C) -> Fut + Send + 'static,
@@ -50,7 +112,7 @@ where
 {
     let (answer, mut pieces) = mpsc::channel(1);
     tokio::spawn(tracing::Instrument::in_current_span(send_pages(
-        permit, stall, start, page, answer,
+        place, stall, start, page, answer,
     )));
     let mut complete = false;
     Body::from_stream(futures_util::stream::poll_fn(move |cx| {
@@ -73,7 +135,7 @@ where
 }
 
 async fn send_pages<C, F, Fut>(
-    permit: OwnedSemaphorePermit,
+    place: Place,
     stall: Duration,
     start: C,
     page: F,
@@ -109,7 +171,7 @@ async fn send_pages<C, F, Fut>(
     }
     if hand_over(&answer, Piece::End, stall).await {
         // Before `answer` goes: an answer read to its end has freed its place.
-        drop(permit);
+        drop(place);
     }
 }
 

@@ -21,8 +21,8 @@ pub(crate) use shortlink::query::ExportQuery;
 /// connection between pages. A click's row may hold a few KB (its referrer and agent), so a
 /// page may be ~20 MB.
 const EXPORT_PAGE: i64 = 5_000;
-/// Click exports one instance streams at once, each holding a page while its answer streams;
-/// more are told it is busy (503, `Retry-After`).
+/// Click exports one instance streams at once (half of them at most one workspace's), each
+/// holding a page while its answer streams; more are told it is busy (503, `Retry-After`).
 pub(crate) const AT_ONCE: usize = 4;
 
 type ClickRow = (
@@ -60,16 +60,10 @@ pub(crate) async fn export_csv(
     let to = query
         .to
         .unwrap_or_else(|| OffsetDateTime::now_utc() + Duration::DAY);
-    let permit = state
-        .inner
-        .gate
-        .click_exports
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Error::Busy)?;
+    let place = state.inner.gate.click_exports.take(workspace)?;
     let db = state.db().clone();
     let body = crate::streamed::pages(
-        permit,
+        place,
         state.export_stall(),
         (from, String::new(), true),
         move |(after_at, after_id, first)| page(db.clone(), link_id, to, after_at, after_id, first),

@@ -29,8 +29,8 @@ use crate::extract::ApiQuery;
 /// connection between pages, and memory holds one page. A link may hold up to ~170 KiB of
 /// rules and text, so a page of the largest is ~35 MB, held three times over while encoded.
 const PAGE: i64 = 200;
-/// Exports one instance streams at once; more are told it is busy (503, `Retry-After`). The
-/// cap is held until the answer's last page is sent (or the client goes away, or stops
+/// Exports one instance streams at once, half of them at most one workspace's; more are told
+/// it is busy (503, `Retry-After`). The cap is held until the answer's last page is sent (or the client goes away, or stops
 /// reading for [`crate::streamed::STALL`]), not only while the handler runs, as the API's concurrency cap is.
 pub(crate) const AT_ONCE: usize = 4;
 /// The answer's `Content-Type`.
@@ -59,13 +59,7 @@ pub(crate) async fn export(
     ApiQuery(query): ApiQuery<LinkExportQuery>,
 ) -> Result<Response, Error> {
     let workspace = caller.may(Permission::ReadLinks)?;
-    let permit = state
-        .inner
-        .gate
-        .link_exports
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Error::Busy)?;
+    let place = state.inner.gate.link_exports.take(workspace)?;
     let format = query.format;
     let filename = format!(
         "attachment; filename=\"kurz-links-{}-{}.{}\"",
@@ -74,7 +68,7 @@ pub(crate) async fn export(
         format.id()
     );
     let stall = state.export_stall();
-    let body = crate::streamed::pages(permit, stall, (0, true), move |(after, first)| {
+    let body = crate::streamed::pages(place, stall, (0, true), move |(after, first)| {
         page(state.clone(), workspace, format, after, first)
     });
     Ok((

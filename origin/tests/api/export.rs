@@ -398,27 +398,45 @@ async fn who_may_export() {
     }
 }
 
-/// One instance streams at most 4 exports at once, each holding its place until its answer
-/// is read to the end (or dropped), not only while the handler runs: a fifth is told to come
-/// back (503, `Retry-After`), and gets its turn once one ends.
+/// One instance streams at most 4 exports at once, at most 2 of them one workspace's, each
+/// holding its place until its answer is read to the end (or dropped), not only while the
+/// handler runs: one more is told to come back (503, `Retry-After`), and gets its turn once
+/// one ends. One workspace's exports read slowly cannot shut every other's.
 #[tokio::test]
 async fn exports_at_once_are_capped_until_their_answers_end() {
     use tower::ServiceExt;
     let app = spawn_app().await;
     app.create(json!({"destination": "https://example.com/one"}))
         .await;
-    let start = || {
+    let key = |who: &As| match who {
+        As::Key(key) => key.clone(),
+        other => panic!("not a key: {other:?}"),
+    };
+    let mut keys = vec![app.api_key.clone()];
+    for name in ["Two", "Three"] {
+        let workspace = app.workspace(name).await;
+        let other = app.key(workspace, &["links:read", "links:write"]).await;
+        // A link each: an empty export's answer is all buffered at once, and its place freed.
+        let body = json!({"destination": format!("https://example.com/{name}")});
+        let made = app
+            .call(&other, Method::POST, "/api/v1/links", Some(body))
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED);
+        keys.push(key(&other));
+    }
+    let start = |key: &str| {
         let request = axum::http::Request::builder()
             .uri("/api/v1/links/export?format=jsonl")
-            .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
             .body(axum::body::Body::empty())
             .expect("request");
         app.router.clone().oneshot(request)
     };
-    // Answers begun, their bodies not read.
+    // Answers begun, their bodies not read: the first workspace's two, then its share is
+    // taken while the instance has places left.
     let mut streaming = Vec::new();
-    for _ in 0..4 {
-        let response = start().await.expect("infallible");
+    for _ in 0..2 {
+        let response = start(&keys[0]).await.expect("infallible");
         assert_eq!(response.status(), StatusCode::OK);
         streaming.push(response);
     }
@@ -427,8 +445,16 @@ async fn exports_at_once_are_capped_until_their_answers_end() {
         .await;
     assert_eq!(refused.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
     assert_eq!(refused.header(&header::RETRY_AFTER), "1");
-    // One read to its end: its place is free.
-    let done = streaming.pop().expect("an answer");
+    for _ in 0..2 {
+        let response = start(&keys[1]).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        streaming.push(response);
+    }
+    // The instance's four are taken: a third workspace waits too.
+    let full = start(&keys[2]).await.expect("infallible");
+    assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // One of the first workspace's read to its end: its place is free.
+    let done = streaming.remove(0);
     let body = http_body_util::BodyExt::collect(done.into_body())
         .await
         .expect("body")
@@ -440,8 +466,9 @@ async fn exports_at_once_are_capped_until_their_answers_end() {
         1
     );
     export(&app, "jsonl").await;
-    // One dropped unread (the client went away): its place is free too, once its task runs.
-    drop(streaming.pop());
+    // The other dropped unread (the client went away): its place is free too, once its task
+    // runs.
+    drop(streaming.remove(0));
     tokio::task::yield_now().await;
     export(&app, "csv").await;
 }

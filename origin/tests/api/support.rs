@@ -144,9 +144,9 @@ pub async fn end_other_backends(url: &str) -> PgConnection {
     conn
 }
 
-/// Four exports of `path` (GET, the app's key) begun and left unread hold the instance's four
-/// places (a fifth: 503 `busy`) only until their task gives up on them: with the wait shortened
-/// to 5 s (long enough for the fifth to be refused first on a loaded machine), four fresh ones
+/// Two exports of `path` (GET, the app's key) begun and left unread hold the workspace's two
+/// places (a third: 503 `busy`) only until their task gives up on them: with the wait shortened
+/// to 5 s (long enough for the third to be refused first on a loaded machine), two fresh ones
 /// are soon taken at once. The first stalled answer, read late, ends in an error, not cleanly.
 /// The export must be longer than a piece (64 KiB).
 pub async fn stalled_exports_give_their_places_up(app: &TestApp, path: &str) {
@@ -161,7 +161,7 @@ pub async fn stalled_exports_give_their_places_up(app: &TestApp, path: &str) {
         app.router.clone().oneshot(request)
     };
     let mut stalled = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..2 {
         let response = start().await.expect("infallible");
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         stalled.push(response);
@@ -170,9 +170,9 @@ pub async fn stalled_exports_give_their_places_up(app: &TestApp, path: &str) {
     assert_eq!(refused.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        // Held together: all four places free at once.
+        // Held together: both places free at once.
         let mut fresh = Vec::new();
-        for _ in 0..4 {
+        for _ in 0..2 {
             fresh.push(start().await.expect("infallible"));
         }
         let statuses: Vec<StatusCode> =
