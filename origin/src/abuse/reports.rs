@@ -447,7 +447,10 @@ fn code_of(text: &str) -> Option<ShortCode> {
 const REPORT_COLUMNS: &str = "r.id, r.reported, r.code, r.category, r.details, r.contact,
     r.created_at, r.resolved_at, r.resolved_by, l.workspace_id, l.destination,
     l.disabled AS link_disabled,
-    CASE WHEN l.id IS NOT NULL THEN l.taken_down_by IS NOT DISTINCT FROM r.id END AS link_taken_down";
+    CASE WHEN l.id IS NOT NULL THEN EXISTS (
+        SELECT FROM link_takedowns t
+        WHERE t.workspace_id = l.workspace_id AND t.link_id = l.id AND t.report_id = r.id)
+    END AS link_taken_down";
 
 #[derive(sqlx::FromRow)]
 struct ReportRow {
@@ -726,8 +729,7 @@ async fn delete_resolved_before(
         db,
         "DELETE FROM abuse_reports WHERE id = ANY(ARRAY(
              SELECT r.id FROM abuse_reports r WHERE r.resolved_at < $1
-               AND NOT EXISTS (SELECT FROM links l
-                               WHERE l.id = r.link_id AND l.taken_down_by = r.id)
+               AND NOT EXISTS (SELECT FROM link_takedowns t WHERE t.report_id = r.id)
              LIMIT $2 FOR UPDATE OF r SKIP LOCKED))",
         cutoff,
     )

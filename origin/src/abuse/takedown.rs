@@ -1,7 +1,7 @@
 //! Takedowns: a link the operator disabled when resolving an abuse report stays disabled.
 //!
 //! Resolving a report with `disable_link` marks the link with the report
-//! (`links.taken_down_by`). While marked, its workspace cannot enable it, give it a fallback
+//! (`link_takedowns`, which gives the link no new version: nothing it shows changes). While marked, its workspace cannot enable it, give it a fallback
 //! (where a disabled link sends its visitors) or delete it (which would free its code for a
 //! new link to the same place): 409 `link_taken_down`, whatever the caller's role. The
 //! operator lifts the mark with `DELETE /api/v1/abuse/reports/{id}/takedown`; the link stays
@@ -37,12 +37,16 @@ pub(crate) async fn hold(
     link_id: i64,
     report: i64,
 ) -> Result<(), Error> {
-    sqlx::query("UPDATE links SET taken_down_by = $3 WHERE workspace_id = $1 AND id = $2")
-        .bind(workspace.get())
-        .bind(link_id)
-        .bind(report)
-        .execute(tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO link_takedowns (workspace_id, link_id, report_id) VALUES ($1, $2, $3)
+         ON CONFLICT (workspace_id, link_id)
+         DO UPDATE SET report_id = EXCLUDED.report_id, taken_at = now()",
+    )
+    .bind(workspace.get())
+    .bind(link_id)
+    .bind(report)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
@@ -78,11 +82,14 @@ async fn refuse_if_held(
     code: &ShortCode,
     what: &str,
 ) -> Result<(), Error> {
-    // A link that is not found is left to the edit to answer.
+    // A link that is not found is left to the edit to answer. The link's row is locked, as
+    // the resolution locks it before it marks the link: neither passes the other.
     let report: Option<Option<i64>> = sqlx::query_scalar(
-        "SELECT taken_down_by FROM links
-         WHERE workspace_id = $1 AND domain_id = $2 AND code = $3 AND deleted_at IS NULL
-         FOR NO KEY UPDATE",
+        "SELECT t.report_id FROM links l
+         LEFT JOIN link_takedowns t ON t.workspace_id = l.workspace_id AND t.link_id = l.id
+         WHERE l.workspace_id = $1 AND l.domain_id = $2 AND l.code = $3
+           AND l.deleted_at IS NULL
+         FOR NO KEY UPDATE OF l",
     )
     .bind(workspace.get())
     .bind(DEFAULT_DOMAIN)
@@ -116,18 +123,19 @@ pub(crate) async fn lift(
 ) -> Result<Json<Report>, Error> {
     let operator = caller.may_operate()?;
     let mut tx = state.db().begin().await?;
-    let link_id: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT link_id FROM abuse_reports WHERE id = $1 FOR UPDATE")
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM abuse_reports WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    let link_id = link_id.ok_or(Error::NotFound)?;
+    found.ok_or(Error::NotFound)?;
     let lifted: Option<(i64, String)> = sqlx::query_as(
-        "UPDATE links SET taken_down_by = NULL
-         WHERE id = $1 AND taken_down_by = $2 AND deleted_at IS NULL
-         RETURNING workspace_id, code",
+        "WITH lifted AS (
+             DELETE FROM link_takedowns WHERE report_id = $1
+             RETURNING workspace_id, link_id)
+         SELECT l.workspace_id, l.code FROM lifted
+         JOIN links l ON l.workspace_id = lifted.workspace_id AND l.id = lifted.link_id",
     )
-    .bind(link_id)
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;

@@ -874,6 +874,18 @@ async fn a_taken_down_link_stays_down_until_the_operator_lifts_it() {
         .await;
         assert_eq!(response.status, StatusCode::ACCEPTED);
     }
+    // Marking a link or lifting the mark changes nothing it shows: no new version (its ETag).
+    let version = |code: &'static str| {
+        let owner = &owner;
+        let app = &app;
+        async move {
+            let link = app
+                .call(owner, Method::GET, &format!("/api/v1/links/{code}"), None)
+                .await;
+            link.json()["version"].as_i64().expect("version")
+        }
+    };
+    let asleep = version("asleep").await;
     let page = app.api(Method::GET, REPORTS, None).await.json();
     let mut ids = std::collections::HashMap::new();
     for report in page["reports"].as_array().expect("reports") {
@@ -883,6 +895,7 @@ async fn a_taken_down_link_stays_down_until_the_operator_lifts_it() {
         assert_eq!(resolved["link_taken_down"], true);
         ids.insert(report["code"].as_str().expect("code").to_owned(), id);
     }
+    assert_eq!(version("asleep").await, asleep, "held down, not changed");
 
     for code in ["lure", "asleep"] {
         for who in [&owner, &editor, &key] {
@@ -928,10 +941,12 @@ async fn a_taken_down_link_stays_down_until_the_operator_lifts_it() {
         let refused = app.call(who, Method::DELETE, &lift, None).await;
         assert_eq!(refused.status, status, "{who:?}");
     }
+    let lure_version = version("lure").await;
     let lifted = app.call(&operator_admin, Method::DELETE, &lift, None).await;
     assert_eq!(lifted.status, StatusCode::OK, "{}", lifted.text());
     assert_eq!(lifted.json()["link_taken_down"], false);
     assert_eq!(lifted.json()["link_disabled"], true);
+    assert_eq!(version("lure").await, lure_version, "lifted, not changed");
     let again = app.call(&operator_admin, Method::DELETE, &lift, None).await;
     assert_eq!(again.error(StatusCode::CONFLICT).0, "no_takedown");
     let unknown = app
@@ -1373,7 +1388,8 @@ async fn resolved_reports_are_deleted_after_the_audit_retention_and_open_ones_ke
              VALUES ('old-taken-down', 'phishing', '', '\\x00', $1, 'held',
                      now() - interval '40 days', now() - interval '31 days', 'admin')
              RETURNING id)
-         UPDATE links SET disabled = true, taken_down_by = (SELECT id FROM report) WHERE id = $1",
+         INSERT INTO link_takedowns (workspace_id, link_id, report_id)
+         SELECT 1, $1, id FROM report",
     )
     .bind(link["id"].as_i64().expect("id"))
     .execute(&app.db)

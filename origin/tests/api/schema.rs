@@ -10,6 +10,7 @@ use crate::support::spawn_app;
 /// Distributed by `workspace_id`: a workspace's links, rollups and logs, on its shard.
 const BY_WORKSPACE: &[&str] = &[
     "links",
+    "link_takedowns",
     "link_click_totals",
     "link_click_counts",
     "link_stats_hourly",
