@@ -38,6 +38,14 @@ pub fn show_workspace(id: Option<i64>) {
     SHOWN_WORKSPACE.with(|shown| shown.set(id));
 }
 
+/// The workspace the page shows now: what a long task (an import) pins its calls to.
+pub fn shown_workspace() -> Option<i64> {
+    SHOWN_WORKSPACE.with(Cell::get)
+}
+
+/// The header naming a workspace.
+const WORKSPACE_HEADER: &str = "Kurz-Workspace";
+
 /// Sets what happens when a call is refused because the session ended (401) or another tab
 /// switched its workspace (409 `workspace_changed`).
 pub fn on_session_error(handler: impl Fn(&ApiError) + 'static) {
@@ -239,19 +247,19 @@ async fn call_if(
     version: Option<u64>,
 ) -> Result<String, ApiError> {
     let if_match = version.map(|version| ("If-Match", format!("\"{version}\"")));
-    call_with(method, url, session, body, if_match).await
+    call_with(method, url, session, body, if_match.as_slice()).await
 }
 
-/// [`call`] with one more request header.
+/// [`call`] with more request headers.
 async fn call_with(
     method: Method,
     url: &str,
     session: Option<&Session>,
     body: Option<String>,
-    header: Option<(&str, String)>,
+    headers: &[(&str, String)],
 ) -> Result<String, ApiError> {
     let body = body.map(|body| (JsValue::from(body), "application/json"));
-    call_raw(method, url, session, body, header).await
+    call_raw(method, url, session, body, headers).await
 }
 
 /// [`call_with`] whose body is any JavaScript value with its content type (a file, which the
@@ -261,17 +269,20 @@ async fn call_raw(
     url: &str,
     session: Option<&Session>,
     body: Option<(JsValue, &str)>,
-    header: Option<(&str, String)>,
+    headers: &[(&str, String)],
 ) -> Result<String, ApiError> {
     let mut builder = RequestBuilder::new(url).method(method.clone());
-    if let Some((name, value)) = header {
-        builder = builder.header(name, &value);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
     }
-    // Asking who is signed in names no workspace: that is how a tab learns the current one.
-    if let Some(id) = SHOWN_WORKSPACE.with(Cell::get)
+    // The workspace shown, unless the call names its own (an import pinned to the one it
+    // began in). Asking who is signed in names none: that is how a tab learns the current one.
+    let named = headers.iter().any(|(name, _)| *name == WORKSPACE_HEADER);
+    if let Some(id) = shown_workspace()
+        && !named
         && (url != "/api/v1/session" || method != Method::GET)
     {
-        builder = builder.header("Kurz-Workspace", &id.to_string());
+        builder = builder.header(WORKSPACE_HEADER, &id.to_string());
     }
     if let Some(session) = session {
         builder = builder.header("X-CSRF-Token", &session.csrf_token);
@@ -353,7 +364,7 @@ async fn error_of(response: Response) -> ApiError {
 /// The API's error in the dashboard's language: the API writes English, so the English
 /// dashboard shows its message as it is; in another language a known code gets its own
 /// sentence (with the API's detail where the code alone does not say what is wrong).
-fn localized(code: &str, detail: &str) -> String {
+pub fn localized(code: &str, detail: &str) -> String {
     let locale = crate::range::locale();
     match code {
         "invalid_input" => td_string!(locale, errors.invalid_input, detail),
@@ -617,14 +628,21 @@ pub async fn end_all_sessions(session: &Session) -> Result<(), ApiError> {
 /// is a [`shortlink::api::BulkCreate`] the caller serialised (it sizes its chunks by bytes).
 /// With an `Idempotency-Key`, the same request sent again (its answer lost) gets the first
 /// answer and creates nothing.
+/// A chunk of an import, in `workspace` (the one the import began in: a retry after the page
+/// switched workspace is refused, 409, rather than made in the other).
 pub async fn bulk_create(
     session: &Session,
     body: String,
     idempotency_key: Option<&str>,
+    workspace: Option<i64>,
 ) -> Result<shortlink::api::BulkResult, ApiError> {
     let url = "/api/v1/links/bulk";
-    let key = idempotency_key.map(|key| ("Idempotency-Key", key.to_owned()));
-    decode(&call_with(Method::POST, url, Some(session), Some(body), key).await?)
+    let headers: Vec<(&str, String)> = idempotency_key
+        .map(|key| ("Idempotency-Key", key.to_owned()))
+        .into_iter()
+        .chain(workspace.map(|id| (WORKSPACE_HEADER, id.to_string())))
+        .collect();
+    decode(&call_with(Method::POST, url, Some(session), Some(body), &headers).await?)
 }
 
 /// An import's file read by the origin (`POST /api/v1/links/import/parse`): the links it would
@@ -637,7 +655,7 @@ pub async fn parse_import(
 ) -> Result<shortlink::import::ParsedFile<serde_json::Value>, ApiError> {
     let url = format!("/api/v1/links/import/parse?{}", query_string(query));
     let body = Some((JsValue::from(file), "application/octet-stream"));
-    decode(&call_raw(Method::POST, &url, Some(session), body, None).await?)
+    decode(&call_raw(Method::POST, &url, Some(session), body, &[]).await?)
 }
 
 /// A new webhook endpoint; the answer holds its signing secret, shown once.

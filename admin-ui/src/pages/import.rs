@@ -310,6 +310,8 @@ async fn send(session: api::Session, state: ImportState, dry_run: bool) {
         return;
     };
     let import_key = import_key();
+    // Every chunk goes to the workspace the import began in, whatever the page shows later.
+    let workspace = api::shown_workspace();
     for (number, run) in runs.into_iter().enumerate() {
         if state.stop.try_get_value() != Some(false) {
             stopped = Some(t_string!(i18n, import.stopped).to_string());
@@ -330,7 +332,7 @@ async fn send(session: api::Session, state: ImportState, dry_run: bool) {
         };
         let key = format!("{import_key}-chunk-{number}");
         let key = (!dry_run).then_some(key.as_str());
-        let answer = match send_chunk(&session, body, key).await {
+        let answer = match send_chunk(&session, body, key, workspace, state.stop).await {
             Ok(answer) => answer,
             Err(err) => {
                 auth.check(&err);
@@ -357,7 +359,8 @@ async fn send(session: api::Session, state: ImportState, dry_run: bool) {
                         line,
                         source,
                         field: error.field,
-                        message: error.message,
+                        // In the page's language, as every other error of the origin.
+                        message: api::localized(&error.code, &error.message),
                     });
                 }
                 BulkItemResult::RolledBack => {}
@@ -557,20 +560,26 @@ fn shortened(source: &str) -> String {
     source.chars().take(80).collect()
 }
 
-/// Sends one chunk, and again after a pause (a few times) when it was refused before any
-/// work (429 rate limit, 503 `busy`) or its answer was lost (no answer, another 503): with its
-/// `Idempotency-Key` (`key`, the same on every attempt; none for a dry run, which writes
-/// nothing) the origin answers a repeat with the first answer, so no link is made twice.
+/// Sends one chunk to `workspace`, and again after a pause (a few times) when it was refused
+/// before any work (429 rate limit, 503 `busy`) or its answer was lost (no answer, another
+/// 503): with its `Idempotency-Key` (`key`, the same on every attempt; none for a dry run,
+/// which writes nothing) the origin answers a repeat with the first answer, so no link is made
+/// twice. No retry once the page is gone (`stop` dropped with it).
 async fn send_chunk(
     session: &api::Session,
     body: String,
     key: Option<&str>,
+    workspace: Option<i64>,
+    stop: StoredValue<bool>,
 ) -> Result<shortlink::api::BulkResult, api::ApiError> {
     let mut pause = 1000;
     loop {
-        match api::bulk_create(session, body.clone(), key).await {
+        match api::bulk_create(session, body.clone(), key, workspace).await {
             Err(err) if matches!(err.status, 0 | 429 | 503) && pause <= 16_000 => {
                 TimeoutFuture::new(pause).await;
+                if stop.try_get_value().is_none() {
+                    return Err(err);
+                }
                 pause *= 2;
             }
             answer => return answer,
