@@ -1157,6 +1157,15 @@ test('the profile lists both sessions; signing out the other one sends that brow
 });
 
 test('changing the password: a wrong current one is refused next to its field; afterwards the old one no longer signs in', async () => {
+  // Another browser signed in: the new password ends its session, and the list shows it gone.
+  const other = await newPage();
+  await other.goto(`${originUrl}/admin`);
+  await signIn(other, 'admin', PASSWORD);
+  await other.getByRole('heading', { name: 'Overview' }).waitFor();
+  await other.context().close();
+  await page.reload();
+  const sessions = page.locator('#sessions-table tbody tr');
+  await eventually('two sessions', async () => (await sessions.count()) === 2 || (await sessions.count()));
   await page.getByLabel('Current password').fill('not-the-password');
   await page.getByLabel('New password').fill(NEW_PASSWORD);
   await page.getByRole('button', { name: 'Change password' }).click();
@@ -1170,6 +1179,7 @@ test('changing the password: a wrong current one is refused next to its field; a
   await page.getByLabel('New password').fill(NEW_PASSWORD);
   await page.getByRole('button', { name: 'Change password' }).click();
   await page.getByRole('status').filter({ hasText: 'Password changed.' }).waitFor();
+  await eventually('one session', async () => (await sessions.count()) === 1 || (await sessions.count()));
 
   const signIn = (password) => fetch(`${originUrl}/api/v1/session`, {
     method: 'POST',

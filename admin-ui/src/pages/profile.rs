@@ -15,19 +15,22 @@ pub fn Profile() -> impl IntoView {
     let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let username = auth.session().map(|s| s.username).unwrap_or_default();
+    // A new password ends every other session: the list is read again after one.
+    let sessions_changed = RwSignal::new(0_u32);
     view! {
         <section class="page" aria-labelledby="profile-title">
             <div class="page-head">
                 <h1 id="profile-title">{t_string!(i18n, profile.title, username)}</h1>
             </div>
-            <PasswordForm/>
-            <Sessions/>
+            <PasswordForm changed=sessions_changed/>
+            <Sessions reload=sessions_changed/>
         </section>
     }
 }
 
+/// `changed` counts the passwords changed here.
 #[component]
-fn PasswordForm() -> impl IntoView {
+fn PasswordForm(changed: RwSignal<u32>) -> impl IntoView {
     let i18n = use_i18n();
     let auth = expect_context::<Auth>();
     let current = RwSignal::new(String::new());
@@ -52,6 +55,7 @@ fn PasswordForm() -> impl IntoView {
                     current.set(String::new());
                     new.set(String::new());
                     flash(notice, tu_string!(i18n, profile.changed).to_string());
+                    changed.update(|n| *n += 1);
                 }
                 Err(err) => error.set(Some(err)),
             }
@@ -83,11 +87,11 @@ fn PasswordForm() -> impl IntoView {
     }
 }
 
+/// The caller's sessions, read again whenever `reload` changes.
 #[component]
-fn Sessions() -> impl IntoView {
+fn Sessions(reload: RwSignal<u32>) -> impl IntoView {
     let i18n = use_i18n();
     let auth = expect_context::<Auth>();
-    let reload = RwSignal::new(0_u32);
     let notice = RwSignal::new(None::<String>);
     let everywhere = RwSignal::new(false);
     let busy = RwSignal::new(false);
