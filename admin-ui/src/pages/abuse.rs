@@ -232,21 +232,25 @@ fn Unblock(entry: BlockEntry) -> impl IntoView {
     }
 }
 
-/// The reports, newest first, open or resolved.
+/// The reports, newest first, open or resolved, a page at a time.
 #[component]
 fn Reports() -> impl IntoView {
     let i18n = use_i18n();
     let state = expect_context::<AbuseState>();
     let status = RwSignal::new(ReportStatus::Open);
+    // The page shown: the newest, or the one after this cursor (of the status shown).
+    let cursor = RwSignal::new(None::<String>);
     let reports = load_json::<ReportPage>(move || {
         state.reports.track();
         let query = ReportQuery {
             status: Some(status.get()),
+            cursor: cursor.get(),
             ..ReportQuery::default()
         };
         format!("/api/v1/abuse/reports?{}", api::query_string(&query))
     });
     let choose = move |ev: leptos::ev::Event| {
+        cursor.set(None);
         status.set(match event_target_value(&ev).as_str() {
             "resolved" => ReportStatus::Resolved,
             _ => ReportStatus::Open,
@@ -288,6 +292,15 @@ fn Reports() -> impl IntoView {
                             </tbody>
                         </table>
                     </div>
+                    <nav class="pager" aria-label=t_string!(i18n, abuse.pages)>
+                        <button class="secondary" disabled=move || cursor.with(Option::is_none)
+                            on:click=move |_| cursor.set(None)>{t!(i18n, abuse.newest)}</button>
+                        <button class="secondary" disabled=page.next_cursor.is_none()
+                            on:click={
+                                let next = page.next_cursor;
+                                move |_| if let Some(next) = next.clone() { cursor.set(Some(next)) }
+                            }>{t!(i18n, abuse.older)}</button>
+                    </nav>
                 }.into_any()
             }}
         </Loaded>
