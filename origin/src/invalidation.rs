@@ -1,6 +1,7 @@
 //! Keeps this instance's redirect cache in step with every other instance: LISTENs for the
 //! notification that migration 0009's trigger sends on every change of a link, and drops
-//! that code's entry.
+//! that code's entry. The same notification marks the link changed lately, so that with a
+//! read replica (cache on or off) it is read from the primary until the replica caught up.
 //!
 //! Notifications sent while the listening connection is down are lost, so after every
 //! (re)connection the whole cache is dropped: what was cached meanwhile may be stale. While

@@ -563,7 +563,9 @@ impl State {
             })
             .into_iter()
             .collect();
-        if self.inner.redirects.cache.is_on() {
+        // With a read replica the changes are heard even with the cache off: they mark the
+        // links changed lately, which are read from the primary rather than the replica.
+        if self.inner.redirects.cache.is_on() || self.inner.reads.has_replica() {
             tasks.push(Box::pin(invalidation::listen_forever(
                 self.inner.db.clone(),
                 self.inner.redirects.cache.clone(),

@@ -494,6 +494,50 @@ async fn redirects_on_a_miss_read_the_replica() {
     );
 }
 
+/// With the cache off, a link changed through another instance is still read from the
+/// primary while the replica lags: the change's notification marks it changed lately. Before,
+/// only a cache started the listener, so such an instance served the replica's old row (an
+/// old destination, a disabled or deleted link still redirecting) for up to the allowed lag.
+#[tokio::test]
+async fn without_a_cache_a_link_changed_elsewhere_is_read_from_the_primary() {
+    let Replicated {
+        _dirs,
+        primary,
+        replica,
+        app,
+    } = replicated(|config| config.cache_mib = 0).await;
+    let tasks = app.state.spawn_background();
+    let other = crate::support::app_on(&primary.url("postgres")).await;
+    other
+        .create(json!({"destination": "https://example.com/a", "code": "elsewhere"}))
+        .await;
+    caught_up(&app.db, &replica).await;
+    pause_replay(&replica).await;
+    ok_json(
+        &other,
+        Method::PATCH,
+        "/api/v1/links/elsewhere",
+        Some(json!({"destination": "https://example.com/b"})),
+    )
+    .await;
+    // The notification arrives within moments; the replica still has the old row.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let visit = app.visit(Method::GET, "/elsewhere").await;
+        if visit.header(&axum::http::header::LOCATION) == "https://example.com/b" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica's old row was served: {}",
+            visit.header(&axum::http::header::LOCATION)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    resume_replay(&replica).await;
+}
+
 /// The samples of a `/metrics` scrape, by series as rendered.
 async fn scrape(client: &reqwest::Client, metrics: std::net::SocketAddr) -> Vec<(String, f64)> {
     let text = client
