@@ -296,9 +296,10 @@ impl LinkCache {
 /// (any invalidation, of any code, makes every copy useless: the generation), and for
 /// [`front::FOR`] at most, so it never outlives its cache entry by more than that.
 /// Direct-mapped slots, a fixed number per thread (the runtime's workers): a copy holds its
-/// link alive after the cache dropped it for room, so the memory beyond the cache's bound is
-/// at most [`front::SLOTS`] links per worker thread. Only links: unknown codes are answered
-/// by the cache itself.
+/// link alive after the cache dropped it for room (or an invalidation made it useless), so the
+/// copies of a thread hold at most [`front::BYTES`] of links, counted as the cache counts
+/// them: past it, a link is not copied and the copy in its slot goes. Only links: unknown
+/// codes are answered by the cache itself.
 mod front {
     use std::cell::RefCell;
     use std::sync::Arc;
@@ -309,6 +310,10 @@ mod front {
 
     /// Slots per thread (a power of two).
     pub(super) const SLOTS: usize = 1 << 15;
+    /// The most bytes of links a thread's copies hold (as the cache weighs them): ~20,000
+    /// plain links. Without it, 32,768 copies of links with rules of ~130 KiB each held 4 GiB
+    /// per thread beyond the cache's bound.
+    pub(super) const BYTES: usize = 4 << 20;
     /// How long a copy is served at most (the cache's TTL, when that is shorter). The longer,
     /// the more visits skip moka's bookkeeping; but a change whose notification never arrived
     /// is served from a copy until the TTL, and then this much longer.
@@ -337,8 +342,24 @@ mod front {
         }
     }
 
+    /// A thread's slots, and the bytes of the links they hold.
+    struct Copies {
+        slots: Vec<Option<Slot>>,
+        bytes: usize,
+    }
+
     thread_local! {
-        static COPIES: RefCell<Vec<Option<Slot>>> = const { RefCell::new(Vec::new()) };
+        static COPIES: RefCell<Copies> = const {
+            RefCell::new(Copies {
+                slots: Vec::new(),
+                bytes: 0,
+            })
+        };
+    }
+
+    /// The bytes a copy of `link` under `code` counts for.
+    fn bytes_of(code_len: usize, link: &CachedLink) -> usize {
+        super::ENTRY_OVERHEAD + code_len + super::link_bytes(link)
     }
 
     pub(super) fn new_id() -> u64 {
@@ -359,7 +380,7 @@ mod front {
 
     pub(super) fn get(cache: u64, code: &str, generation: u64) -> Option<Arc<CachedLink>> {
         COPIES.with_borrow(|copies| {
-            let slot = copies.get(slot_of(cache, code))?.as_ref()?;
+            let slot = copies.slots.get(slot_of(cache, code))?.as_ref()?;
             (slot.cache == cache
                 && slot.generation == generation
                 && slot.code() == code.as_bytes()
@@ -381,21 +402,38 @@ mod front {
             return;
         };
         prefix.copy_from_slice(code.as_bytes());
+        let bytes = bytes_of(code.len(), link);
         COPIES.with_borrow_mut(|copies| {
-            if copies.is_empty() {
-                copies.resize_with(SLOTS, || None);
+            if copies.slots.is_empty() {
+                copies.slots.resize_with(SLOTS, || None);
             }
-            if let Some(slot) = copies.get_mut(slot_of(cache, code)) {
-                *slot = Some(Slot {
-                    cache,
-                    generation,
-                    until: Instant::now() + keep_for,
-                    link: link.clone(),
-                    code_len,
-                    code: kept,
-                });
+            let Some(slot) = copies.slots.get_mut(slot_of(cache, code)) else {
+                return;
+            };
+            // The copy this one replaces goes in any case: over the bound, room is made a
+            // slot at a time.
+            if let Some(old) = slot.take() {
+                copies.bytes -= bytes_of(usize::from(old.code_len), &old.link);
             }
+            if copies.bytes + bytes > BYTES {
+                return;
+            }
+            copies.bytes += bytes;
+            *slot = Some(Slot {
+                cache,
+                generation,
+                until: Instant::now() + keep_for,
+                link: link.clone(),
+                code_len,
+                code: kept,
+            });
         });
+    }
+
+    /// The bytes this thread's copies hold.
+    #[cfg(test)]
+    fn held() -> usize {
+        COPIES.with_borrow(|copies| copies.bytes)
     }
 
     #[cfg(test)]
@@ -405,6 +443,38 @@ mod front {
         #[test]
         fn a_slot_is_one_cache_line() {
             assert_eq!(std::mem::size_of::<Option<Slot>>(), 64);
+        }
+
+        /// A burst of copies of large links: the thread's copies stay within their bytes, and
+        /// room comes back a slot at a time as copies are replaced.
+        #[test]
+        fn copies_hold_at_most_their_bytes() {
+            let link = |destination: String| {
+                Arc::new(CachedLink::new(super::super::tests::record(&destination)).expect("valid"))
+            };
+            let cache = new_id();
+            let large = link(format!("https://example.com/{}", "a".repeat(3_900)));
+            let codes: Vec<String> = (0..4_000).map(|i| format!("c{i}")).collect();
+            for code in &codes {
+                keep(cache, 1, FOR, code, &large);
+                assert!(held() <= BYTES, "{} bytes held", held());
+            }
+            let kept = codes
+                .iter()
+                .filter(|code| get(cache, code, 1).is_some())
+                .count();
+            assert!(kept > 0 && kept < codes.len(), "{kept} copies");
+            let small = link("https://example.com/s".to_owned());
+            for code in &codes {
+                keep(cache, 1, FOR, code, &small);
+            }
+            // Every copy but those whose code shares its slot with a later one.
+            let kept = codes
+                .iter()
+                .filter(|code| get(cache, code, 1).is_some())
+                .count();
+            assert!(kept > codes.len() * 9 / 10, "{kept} copies");
+            assert!(held() < BYTES / 2, "{} bytes held", held());
         }
 
         #[test]
@@ -452,12 +522,13 @@ async fn entry_of(
 /// `Location` header (the destination with the link's UTM parameters), what its rules hold
 /// on the heap, plus the fixed [`ENTRY_OVERHEAD`].
 fn weight(code: &str, entry: &Entry) -> u32 {
-    let link = entry.as_ref().map_or(0, |link| {
-        link.record.destination.as_str().len()
-            + link.location.len()
-            + link.record.rules().heap_bytes()
-    });
+    let link = entry.as_deref().map_or(0, link_bytes);
     u32::try_from(ENTRY_OVERHEAD + code.len() + link).unwrap_or(u32::MAX)
+}
+
+/// What a link holds on the heap, as the cache counts it.
+fn link_bytes(link: &CachedLink) -> usize {
+    link.record.destination.as_str().len() + link.location.len() + link.record.rules().heap_bytes()
 }
 
 /// Several waiters got the same failed load; each answers with its kind of failure.
