@@ -1181,13 +1181,13 @@ test('changing the password: a wrong current one is refused next to its field; a
   await page.getByRole('status').filter({ hasText: 'Password changed.' }).waitFor();
   await eventually('one session', async () => (await sessions.count()) === 1 || (await sessions.count()));
 
-  const signIn = (password) => fetch(`${originUrl}/api/v1/session`, {
+  const signInWith = (password) => fetch(`${originUrl}/api/v1/session`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ username: 'admin', password }),
   });
-  assert.equal((await signIn(PASSWORD)).status, 401);
-  assert.equal((await signIn(NEW_PASSWORD)).status, 200);
+  assert.equal((await signInWith(PASSWORD)).status, 401);
+  assert.equal((await signInWith(NEW_PASSWORD)).status, 200);
 });
 
 test('a second workspace has links of its own; switching back shows the first one’s again', async () => {
