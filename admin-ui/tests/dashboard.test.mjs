@@ -2003,6 +2003,21 @@ test('a double click on Next goes one page on, not two', async () => {
   await target.waitForTimeout(500);
   assert.match(await pager.locator('span').textContent(), /^Page 2 · 25 shown/);
   await target.unroute(/\/api\/v1\/links\?/);
+
+  // Another page size (a filter, an order) starts at its first page: Next on the table still
+  // shown from before goes nowhere, its cursor being of the other list.
+  await pager.getByRole('button', { name: '← Previous' }).click();
+  await pager.getByText(/^Page 1 · 25 shown/).waitFor();
+  let resume;
+  const paused = new Promise((resolve) => { resume = resolve; });
+  await target.route(/\/api\/v1\/links\?/, async (route) => { await paused; await route.continue(); });
+  await target.getByLabel('Per page').selectOption('50');
+  await pager.getByRole('button', { name: 'Next →' }).click();
+  resume();
+  await pager.getByText(/ · 50 shown/).waitFor();
+  await target.waitForTimeout(500);
+  assert.match(await pager.locator('span').textContent(), /^Page 1 · 50 shown/);
+  await target.unroute(/\/api\/v1\/links\?/);
   await target.context().close();
 });
 

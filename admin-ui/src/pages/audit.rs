@@ -79,8 +79,12 @@ pub fn Audit() -> impl IntoView {
             });
         }
     });
+    // Bumped by every new filter: a page still shown from before one loads no more after it
+    // (its cursor is of another list).
+    let filters = StoredValue::new(0_u32);
     // A new filter shows the newest entries that match, from the first page.
     let filter_by = move |set: fn(&mut AuditQuery, Option<String>), value: String| {
+        filters.update_value(|n| *n = n.wrapping_add(1));
         earlier.set(Vec::new());
         query.update(|q| {
             set(q, Some(value).filter(|v| !v.trim().is_empty()));
@@ -127,7 +131,7 @@ pub fn Audit() -> impl IntoView {
                 <button type="submit" class="secondary">{t!(i18n, audit.filter)}</button>
             </form>
             <Loaded data=page reload=reload loading=t_string!(i18n, audit.loading).to_owned() let:page>
-                <Entries page=page earlier=earlier query=query on_actor=on_actor/>
+                <Entries page=page earlier=earlier query=query filters=filters on_actor=on_actor/>
             </Loaded>
         </section>
     }
@@ -141,9 +145,11 @@ fn Entries(
     page: AuditPage,
     earlier: RwSignal<Vec<AuditEntry>>,
     query: RwSignal<AuditQuery>,
+    filters: StoredValue<u32>,
     on_actor: Callback<String>,
 ) -> impl IntoView {
     let i18n = use_i18n();
+    let drawn = filters.get_value();
     move || {
         // Until the next page comes, the page shown is the one `earlier` already holds: only
         // entries older than those kept are new.
@@ -164,6 +170,9 @@ fn Entries(
                 <nav class="pager" aria-label=t_string!(i18n, audit.more)>
                     <span></span>
                     <button class="secondary" on:click=move |_| {
+                        if filters.get_value() != drawn {
+                            return;
+                        }
                         earlier.set(kept.clone());
                         query.update(|q| q.cursor = Some(cursor.clone()));
                     }>{t!(i18n, audit.load_more)}</button>

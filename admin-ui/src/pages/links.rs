@@ -33,6 +33,9 @@ struct LinksState {
     page_size: RwSignal<i64>,
     /// The cursors of the pages before this one; the last is this page's.
     cursors: RwSignal<Vec<String>>,
+    /// Bumped by every new search, filter or order: a table still shown from before one
+    /// pages no more (its cursors are of another list).
+    restarts: StoredValue<u32>,
     /// Bumped after a change (and by Try again): the page loads again.
     reload: RwSignal<u32>,
     /// The link form, when open.
@@ -62,6 +65,7 @@ impl LinksState {
     fn restart(self, change: impl FnOnce()) {
         // A target left by an action whose reload drew nothing new is not for this redraw.
         self.refocus.set_value(None);
+        self.restarts.update_value(|n| *n = n.wrapping_add(1));
         self.cursors.set(Vec::new());
         change();
     }
@@ -133,6 +137,7 @@ pub fn Links() -> impl IntoView {
         qr: RwSignal::new(None),
         notice: RwSignal::new(None),
         refocus: StoredValue::new_local(None),
+        restarts: StoredValue::new(0),
     };
     provide_context(state);
     let typed = RwSignal::new(String::new());
@@ -379,6 +384,10 @@ fn LinkTable(page: LinkPage) -> impl IntoView {
     // The page this table shows: until the next one's answer is drawn, this table and its
     // buttons stay, and a second click (a double click, a slow network) must not step again.
     let depth = cursors.with_untracked(Vec::len);
+    let restarts = state.restarts;
+    let drawn = restarts.get_value();
+    // This table's list is still the one asked for, at this page.
+    let current = move |c: &Vec<String>| c.len() == depth && restarts.get_value() == drawn;
     view! {
         <div class="table-wrap">
             <table id="links-table">
@@ -399,11 +408,11 @@ fn LinkTable(page: LinkPage) -> impl IntoView {
         </div>
         <nav class="pager" aria-label=move || t_string!(i18n, links.pages)>
             <button class="secondary" disabled=move || cursors.with(Vec::is_empty)
-                on:click=move |_| cursors.maybe_update(|c| c.len() == depth && c.pop().is_some())>{t!(i18n, links.previous)}</button>
+                on:click=move |_| cursors.maybe_update(|c| current(c) && c.pop().is_some())>{t!(i18n, links.previous)}</button>
             <span>{move || t!(i18n, links.page_info, page = count(cursors.with(Vec::len) as i64 + 1), shown = shown.clone())}</span>
             <button class="secondary" disabled=next.is_none()
                 on:click=move |_| if let Some(next) = next.clone() {
-                    cursors.maybe_update(|c| c.len() == depth && { c.push(next); true });
+                    cursors.maybe_update(|c| current(c) && { c.push(next); true });
                 }>{t!(i18n, links.next)}</button>
         </nav>
     }
