@@ -82,21 +82,31 @@ async fn refuse_if_held(
     code: &ShortCode,
     what: &str,
 ) -> Result<(), Error> {
-    // A link that is not found is left to the edit to answer. The link's row is locked, as
-    // the resolution locks it before it marks the link: neither passes the other.
-    let report: Option<Option<i64>> = sqlx::query_scalar(
-        "SELECT t.report_id FROM links l
-         LEFT JOIN link_takedowns t ON t.workspace_id = l.workspace_id AND t.link_id = l.id
-         WHERE l.workspace_id = $1 AND l.domain_id = $2 AND l.code = $3
-           AND l.deleted_at IS NULL
-         FOR NO KEY UPDATE OF l",
+    // A link that is not found is left to the edit to answer. The link's row is locked first,
+    // as the resolution locks it before it marks the link; the mark is read by a statement of
+    // its own, after the lock: one statement waiting for the lock would still read the
+    // takedowns as they were when it began (READ COMMITTED), and miss the one just made.
+    let link: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM links
+         WHERE workspace_id = $1 AND domain_id = $2 AND code = $3 AND deleted_at IS NULL
+         FOR NO KEY UPDATE",
     )
     .bind(workspace.get())
     .bind(DEFAULT_DOMAIN)
     .bind(code.as_str())
-    .fetch_optional(tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    match report.flatten() {
+    let Some(link) = link else {
+        return Ok(());
+    };
+    let report: Option<i64> = sqlx::query_scalar(
+        "SELECT report_id FROM link_takedowns WHERE workspace_id = $1 AND link_id = $2",
+    )
+    .bind(workspace.get())
+    .bind(link)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match report {
         None => Ok(()),
         Some(report) => Err(Error::Conflict {
             code: "link_taken_down",

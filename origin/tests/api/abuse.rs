@@ -411,20 +411,19 @@ async fn adding(app: &TestApp, rule: &str) -> sqlx::Transaction<'static, sqlx::P
     tx
 }
 
-/// Whether a session of this test's database waits for an advisory lock.
+/// Whether a session of this test's database waits for a lock (an advisory lock, or a row's:
+/// a row lock is waited for as the transaction holding it, which names no database).
 async fn waits_for_a_lock(app: &TestApp) -> bool {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks
-                        WHERE locktype = 'advisory' AND NOT granted
-                          AND database = (SELECT oid FROM pg_database
-                                          WHERE datname = current_database()))",
+        "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                        WHERE NOT l.granted AND a.datname = current_database())",
     )
     .fetch_one(&app.db)
     .await
     .expect("pg_locks")
 }
 
-/// Runs `request` until it waits for an advisory lock (which `tx` holds), then commits `tx`
+/// Runs `request` until it waits for a lock (which `tx` holds), then commits `tx`
 /// and returns the answer. A request that answers without waiting is answered at once (and
 /// `tx` rolled back): whatever it answered is what the test then checks.
 async fn commit_once_waiting(
@@ -983,6 +982,37 @@ async fn a_taken_down_link_stays_down_until_the_operator_lifts_it() {
         .call(&owner, Method::DELETE, "/api/v1/links/asleep", None)
         .await;
     assert_eq!(still.error(StatusCode::CONFLICT).0, "link_taken_down");
+}
+
+/// An edit that enables a link, waiting for the link's row while a report's resolution takes
+/// it down, sees the takedown once that commits: refused, not applied over it.
+#[tokio::test]
+async fn an_edit_waiting_behind_a_takedown_sees_it() {
+    let app = support::spawn_app().await;
+    let link = app
+        .create(json!({"destination": "https://phish.example/", "code": "race", "disabled": true}))
+        .await;
+    let id = link["id"].as_i64().expect("id");
+    // What the resolution does: the link's row locked, then the takedown written.
+    let mut tx = app.db.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM links WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .expect("lock");
+    sqlx::query("INSERT INTO link_takedowns (workspace_id, link_id, report_id) VALUES (1, $1, 7)")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .expect("takedown");
+    let enable = app.api(
+        Method::PATCH,
+        "/api/v1/links/race",
+        Some(json!({"disabled": false})),
+    );
+    let response = commit_once_waiting(&app, tx, enable).await;
+    assert_eq!(response.error(StatusCode::CONFLICT).0, "link_taken_down");
+    assert!(link_state(&app, "race").await.1, "still disabled");
 }
 
 #[tokio::test]
