@@ -10,8 +10,8 @@
 //! gave up) cuts it short, so the client sees a broken download, not a complete-looking file
 //! with rows missing.
 //!
-//! Nor may a client that reads, slowly, from one workspace hold them all: one workspace holds
-//! at most half of the places ([`Places`]), so another's export always finds one.
+//! Nor may the slow clients of one workspace hold them all: one workspace holds at most half
+//! of the places ([`Places`]), so it never takes every one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

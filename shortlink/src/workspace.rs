@@ -299,7 +299,7 @@ pub struct AuditEntry {
     /// `webhook.updated`, `webhook.deleted`, `webhook.secret_rotated`, `webhook.disabled`
     /// (by kurz, when deliveries keep failing or the receiver answers 410),
     /// and in the operator's workspace `abuse.rule_added`, `abuse.rule_removed`,
-    /// `abuse.report_resolved`.
+    /// `abuse.report_resolved`, `abuse.takedown_lifted`.
     pub action: String,
     /// What was changed: `link`, `key`, `member`, `invitation`, `workspace`, `webhook`,
     /// `blocklist_rule`, `abuse_report`, and its id.
