@@ -272,7 +272,15 @@ fn Reports() -> impl IntoView {
         </div>
         <Loaded data=reports reload=state.reports loading=t_string!(i18n, abuse.loading_reports).to_owned() let:page>
             {if page.reports.is_empty() {
-                view! { <p class="empty" role="status">{t!(i18n, abuse.no_reports)}</p> }.into_any()
+                // An older page emptied (its reports resolved): the way back to the newest.
+                view! {
+                    <p class="empty" role="status">{t!(i18n, abuse.no_reports)}</p>
+                    {move || cursor.with(Option::is_some).then(|| view! {
+                        <nav class="pager" aria-label=t_string!(i18n, abuse.pages)>
+                            <button class="secondary" on:click=move |_| cursor.set(None)>{t!(i18n, abuse.newest)}</button>
+                        </nav>
+                    })}
+                }.into_any()
             } else {
                 view! {
                     <div class="table-wrap">
