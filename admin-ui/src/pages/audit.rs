@@ -40,6 +40,17 @@ const ACTIONS: [&str; 22] = [
     "abuse.takedown_lifted",
 ];
 
+/// What an audit query filters by (its action, actor and link), without its page.
+type Filters = (Option<String>, Option<String>, Option<String>);
+
+fn filters_of(query: &AuditQuery) -> Filters {
+    (
+        query.action.clone(),
+        query.actor.clone(),
+        query.link.clone(),
+    )
+}
+
 #[component]
 pub fn Audit() -> impl IntoView {
     let i18n = use_i18n();
@@ -63,9 +74,20 @@ pub fn Audit() -> impl IntoView {
     let earlier = RwSignal::new(Vec::<AuditEntry>::new());
     // Whom the actor filter offers: everyone seen in the log so far (`user:1`, name).
     let actors = RwSignal::new(Vec::<(String, String)>::new());
+    // The filters asked for last, and those of the answer shown: until they are one again,
+    // "Load more" loads nothing (its cursor is of another list).
+    let asked = StoredValue::new(Filters::default());
+    let shown = StoredValue::new(Filters::default());
     let page = load_json::<AuditPage>(move || {
         reload.track();
+        asked.set_value(query.with(filters_of));
         format!("/api/v1/audit?{}", api::query_string(&query.get()))
+    });
+    // Every answer is the last request's, also one equal to the answer shown.
+    Effect::new(move || {
+        if page.answered().is_some() {
+            shown.set_value(asked.get_value());
+        }
     });
     Effect::new(move || {
         if let Some(Ok(page)) = page.get() {
@@ -79,12 +101,8 @@ pub fn Audit() -> impl IntoView {
             });
         }
     });
-    // Bumped by every new filter: a page still shown from before one loads no more after it
-    // (its cursor is of another list).
-    let filters = StoredValue::new(0_u32);
     // A new filter shows the newest entries that match, from the first page.
     let filter_by = move |set: fn(&mut AuditQuery, Option<String>), value: String| {
-        filters.update_value(|n| *n = n.wrapping_add(1));
         earlier.set(Vec::new());
         query.update(|q| {
             set(q, Some(value).filter(|v| !v.trim().is_empty()));
@@ -131,7 +149,7 @@ pub fn Audit() -> impl IntoView {
                 <button type="submit" class="secondary">{t!(i18n, audit.filter)}</button>
             </form>
             <Loaded data=page reload=reload loading=t_string!(i18n, audit.loading).to_owned() let:page>
-                <Entries page=page earlier=earlier query=query filters=filters on_actor=on_actor/>
+                <Entries page=page earlier=earlier query=query listed=shown on_actor=on_actor/>
             </Loaded>
         </section>
     }
@@ -139,17 +157,17 @@ pub fn Audit() -> impl IntoView {
 }
 
 /// The entries kept from earlier pages and those of `page`, and "Load more" while there are
-/// more.
+/// more and `page` is the answer for the filters asked for now (`listed`: those of the answer
+/// shown).
 #[component]
 fn Entries(
     page: AuditPage,
     earlier: RwSignal<Vec<AuditEntry>>,
     query: RwSignal<AuditQuery>,
-    filters: StoredValue<u32>,
+    listed: StoredValue<Filters>,
     on_actor: Callback<String>,
 ) -> impl IntoView {
     let i18n = use_i18n();
-    let drawn = filters.get_value();
     move || {
         // Until the next page comes, the page shown is the one `earlier` already holds: only
         // entries older than those kept are new.
@@ -170,7 +188,7 @@ fn Entries(
                 <nav class="pager" aria-label=t_string!(i18n, audit.more)>
                     <span></span>
                     <button class="secondary" on:click=move |_| {
-                        if filters.get_value() != drawn {
+                        if listed.with_value(|listed| query.with_untracked(filters_of) != *listed) {
                             return;
                         }
                         earlier.set(kept.clone());

@@ -33,9 +33,10 @@ struct LinksState {
     page_size: RwSignal<i64>,
     /// The cursors of the pages before this one; the last is this page's.
     cursors: RwSignal<Vec<String>>,
-    /// Bumped by every new search, filter or order: a table still shown from before one
-    /// pages no more (its cursors are of another list).
-    restarts: StoredValue<u32>,
+    /// The list asked for last, and the list of the answer shown: until they are one again,
+    /// the table shown pages no more (its cursors are of another list).
+    asked: StoredValue<LinkListQuery>,
+    shown: StoredValue<LinkListQuery>,
     /// Bumped after a change (and by Try again): the page loads again.
     reload: RwSignal<u32>,
     /// The link form, when open.
@@ -65,7 +66,6 @@ impl LinksState {
     fn restart(self, change: impl FnOnce()) {
         // A target left by an action whose reload drew nothing new is not for this redraw.
         self.refocus.set_value(None);
-        self.restarts.update_value(|n| *n = n.wrapping_add(1));
         self.cursors.set(Vec::new());
         change();
     }
@@ -83,16 +83,24 @@ impl LinksState {
 
     /// The address of the page these signals describe.
     fn url(self) -> String {
-        let non_empty = |text: String| (!text.is_empty()).then_some(text);
         let query = LinkListQuery {
             cursor: self.cursors.with(|c| c.last().cloned()),
+            ..self.list()
+        };
+        format!("/api/v1/links?{}", api::query_string(&query))
+    }
+
+    /// The list asked for (the search, filters, order and page size), at its first page.
+    fn list(self) -> LinkListQuery {
+        let non_empty = |text: String| (!text.is_empty()).then_some(text);
+        LinkListQuery {
+            cursor: None,
             limit: Some(self.page_size.get()),
             q: non_empty(self.query.get()),
             tag: non_empty(self.tag.get()),
             disabled: self.disabled.get(),
             sort: self.sort.get(),
-        };
-        format!("/api/v1/links?{}", api::query_string(&query))
+        }
     }
 }
 
@@ -137,13 +145,22 @@ pub fn Links() -> impl IntoView {
         qr: RwSignal::new(None),
         notice: RwSignal::new(None),
         refocus: StoredValue::new_local(None),
-        restarts: StoredValue::new(0),
+        asked: StoredValue::new(LinkListQuery::default()),
+        shown: StoredValue::new(LinkListQuery::default()),
     };
     provide_context(state);
     let typed = RwSignal::new(String::new());
     let page = load_json::<LinkPage>(move || {
         state.reload.track();
+        state.asked.set_value(state.list());
         state.url()
+    });
+    // Every answer is the last request's (an overtaken one is dropped), also one equal to the
+    // answer shown, which draws nothing new.
+    Effect::new(move || {
+        if page.answered().is_some() {
+            state.shown.set_value(state.asked.get_value());
+        }
     });
     // The search and the tag filter run 250 ms after the last keystroke, not on every one;
     // each input has its own timer, so typing in one does not cancel the other.
@@ -384,10 +401,14 @@ fn LinkTable(page: LinkPage) -> impl IntoView {
     // The page this table shows: until the next one's answer is drawn, this table and its
     // buttons stay, and a second click (a double click, a slow network) must not step again.
     let depth = cursors.with_untracked(Vec::len);
-    let restarts = state.restarts;
-    let drawn = restarts.get_value();
-    // This table's list is still the one asked for, at this page.
-    let current = move |c: &Vec<String>| c.len() == depth && restarts.get_value() == drawn;
+    // This table is the answer for the list asked for now, at this page: once another list
+    // was asked for, its cursors (of this one) page no more until that answer comes.
+    let current = move |c: &Vec<String>| {
+        c.len() == depth
+            && state
+                .shown
+                .with_value(|shown| untrack(move || state.list()) == *shown)
+    };
     view! {
         <div class="table-wrap">
             <table id="links-table">
