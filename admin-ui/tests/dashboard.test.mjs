@@ -1424,6 +1424,42 @@ test('import: a plain CSV with a bad row; the dry run shows it and writes nothin
   for (const code of ['imp-one', 'imp-two', 'imp-three']) await row(code).waitFor();
 });
 
+test('import: a chunk sent again after the workspace was switched goes to the workspace the import began in, or nowhere', async () => {
+  const workspace = page.getByLabel('Workspace', { exact: true });
+  const began = await workspace.evaluate((s) => s.selectedOptions[0].textContent);
+  const other = began === 'Default' ? 'Marketing team' : 'Default';
+  const summary = await dryRun('pinned.csv', 'destination,code\nhttps://example.com/pinned,pinned-one');
+  await summary.getByRole('status').filter({ hasText: 'Dry run: would create 1 link' }).waitFor();
+  // The chunk is refused once (503 busy), its answer held until the person switched
+  // workspace: the dashboard then waits a second, and would send it again.
+  const sent = [];
+  let refuse;
+  const refusing = new Promise((resolve) => { refuse = resolve; });
+  await page.route('**/api/v1/links/bulk', async (route) => {
+    sent.push(route.request().headers()['kurz-workspace']);
+    if (sent.length === 1) {
+      await refusing;
+      await route.fulfill({
+        status: 503,
+        contentType: 'application/json',
+        headers: { 'retry-after': '1' },
+        body: JSON.stringify({ error: { code: 'busy', message: 'busy' } }),
+      });
+    } else {
+      await route.continue();
+    }
+  });
+  await summary.getByRole('button', { name: 'Import 1 link' }).click();
+  await eventually('the refused chunk', async () => sent.length === 1 || sent.length);
+  await switchTo(page, other);
+  refuse();
+  await page.waitForTimeout(4000);
+  await page.unroute('**/api/v1/links/bulk');
+  assert.ok(sent.every((id) => id === sent[0]), `every chunk names the first workspace: ${sent}`);
+  assert.equal(await page.evaluate(async () => (await fetch('/api/v1/links/pinned-one')).status), 404, `not made in ${other}`);
+  await switchTo(page, began);
+});
+
 test('import: a Shlink API export keeps codes, titles, dates and click totals; a code taken is that row\'s error', async () => {
   const shlink = {
     shortUrls: {
