@@ -1,9 +1,10 @@
 //! Takedowns: a link the operator disabled when resolving an abuse report stays disabled.
 //!
-//! Resolving a report with `disable_link` marks the link with the report
-//! (`link_takedowns`, which gives the link no new version: nothing it shows changes). While marked, its workspace cannot enable it, give it a fallback
-//! (where a disabled link sends its visitors) or delete it (which would free its code for a
-//! new link to the same place): 409 `link_taken_down`, whatever the caller's role. The
+//! Resolving a report with `disable_link` marks the link with the report (`link_takedowns`,
+//! which gives the link no new version: nothing it shows changes). While marked, its workspace
+//! cannot enable it, give it a fallback (where a disabled link sends its visitors) or delete it
+//! (which would free its code for a new link to the same place): 409 `link_taken_down`,
+//! whatever the caller's role. The
 //! operator lifts the mark with `DELETE /api/v1/abuse/reports/{id}/takedown`; the link stays
 //! disabled, and its workspace decides again.
 //!
@@ -63,25 +64,6 @@ pub(crate) async fn check_update(
     if !redirects_again {
         return Ok(());
     }
-    refuse_if_held(tx, workspace, code, "enabled or given a fallback").await
-}
-
-/// Refuses the deletion of a taken-down link: its code would be free for a new link to the
-/// same place. After the delete has locked the link's row.
-pub(crate) async fn check_delete(
-    tx: &mut PgConnection,
-    workspace: WorkspaceId,
-    code: &ShortCode,
-) -> Result<(), Error> {
-    refuse_if_held(tx, workspace, code, "deleted").await
-}
-
-async fn refuse_if_held(
-    tx: &mut PgConnection,
-    workspace: WorkspaceId,
-    code: &ShortCode,
-    what: &str,
-) -> Result<(), Error> {
     // A link that is not found is left to the edit to answer. The link's row is locked first,
     // as the resolution locks it before it marks the link; the mark is read by a statement of
     // its own, after the lock: one statement waiting for the lock would still read the
@@ -99,6 +81,28 @@ async fn refuse_if_held(
     let Some(link) = link else {
         return Ok(());
     };
+    refuse_if_held(tx, workspace, link, code, "enabled or given a fallback").await
+}
+
+/// Refuses the deletion of a taken-down link (`link`, whose row the delete has locked): its
+/// code would be free for a new link to the same place.
+pub(crate) async fn check_delete(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    link: i64,
+    code: &ShortCode,
+) -> Result<(), Error> {
+    refuse_if_held(tx, workspace, link, code, "deleted").await
+}
+
+/// 409 `link_taken_down` if `link` (its row locked) is held down.
+async fn refuse_if_held(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    link: i64,
+    code: &ShortCode,
+    what: &str,
+) -> Result<(), Error> {
     let report: Option<i64> = sqlx::query_scalar(
         "SELECT report_id FROM link_takedowns WHERE workspace_id = $1 AND link_id = $2",
     )

@@ -498,11 +498,11 @@ async fn delete(
     let mut tx = state.db().begin().await?;
     // Every delete locks the link's row before its code's, as a conditional one must to check
     // it: two deletes of one link that took them in opposite orders deadlocked.
-    let current = store::lock_version(&mut tx, workspace, &code).await?;
+    let (id, current) = store::lock_version(&mut tx, workspace, &code).await?;
     if let Some(if_match) = &if_match {
         if_match.check(u64::try_from(current).unwrap_or(u64::MAX))?;
     }
-    crate::abuse::takedown::check_delete(&mut tx, workspace, &code).await?;
+    crate::abuse::takedown::check_delete(&mut tx, workspace, id, &code).await?;
     let before = store::delete(&mut tx, workspace, &code).await?;
     // The link as it was last: what a `link.deleted` webhook shows.
     let last = before.clone().into_link(&state.inner.public_url)?;

@@ -847,15 +847,15 @@ pub(crate) async fn update(
     Ok((before, after))
 }
 
-/// The version of the live link of `workspace` with this code, its row locked until `tx` ends
-/// (a conditional delete checks it, then deletes what it checked).
+/// The id and version of the live link of `workspace` with this code, its row locked until
+/// `tx` ends (a conditional delete checks it, then deletes what it checked).
 pub(crate) async fn lock_version(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
     code: &ShortCode,
-) -> Result<i64, Error> {
-    let version: Option<i64> = sqlx::query_scalar(
-        "SELECT version FROM links
+) -> Result<(i64, i64), Error> {
+    let link: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT id, version FROM links
          WHERE workspace_id = $1 AND domain_id = $2 AND code = $3 AND deleted_at IS NULL
          FOR UPDATE",
     )
@@ -864,7 +864,7 @@ pub(crate) async fn lock_version(
     .bind(code.as_str())
     .fetch_optional(tx)
     .await?;
-    version.ok_or_else(|| Error::LinkNotFound(code.to_string()))
+    link.ok_or_else(|| Error::LinkNotFound(code.to_string()))
 }
 
 /// Soft-deletes the live link of `workspace` with this code; returns it as it was.
