@@ -81,15 +81,6 @@ impl LinksState {
             && self.disabled.with(Option::is_none))
     }
 
-    /// The address of the page these signals describe.
-    fn url(self) -> String {
-        let query = LinkListQuery {
-            cursor: self.cursors.with(|c| c.last().cloned()),
-            ..self.list()
-        };
-        format!("/api/v1/links?{}", api::query_string(&query))
-    }
-
     /// The list asked for (the search, filters, order and page size), at its first page.
     fn list(self) -> LinkListQuery {
         let non_empty = |text: String| (!text.is_empty()).then_some(text);
@@ -152,8 +143,14 @@ pub fn Links() -> impl IntoView {
     let typed = RwSignal::new(String::new());
     let page = load_json::<LinkPage>(move || {
         state.reload.track();
-        state.asked.set_value(state.list());
-        state.url()
+        let list = state.list();
+        state.asked.set_value(list.clone());
+        // The list at this page.
+        let query = LinkListQuery {
+            cursor: state.cursors.with(|c| c.last().cloned()),
+            ..list
+        };
+        format!("/api/v1/links?{}", api::query_string(&query))
     });
     // Every answer is the last request's (an overtaken one is dropped), also one equal to the
     // answer shown, which draws nothing new.
