@@ -1269,7 +1269,25 @@ test('someone with an account signs in first from an invitation, then accepts it
   await nav(invited, 'Settings').click();
   await invited.getByRole('heading', { name: 'Settings' }).waitFor();
   assert.equal(await invited.getByLabel('Name of the new workspace').count(), 0);
+
+  // erin leaves Marketing team (asked first): the session moves to the workspace left to her.
+  await invited.getByRole('button', { name: 'Leave workspace' }).click();
+  await invited.getByRole('alertdialog').getByRole('button', { name: 'Leave', exact: true }).click();
+  await invited.getByRole('heading', { name: 'Overview' }).waitFor();
+  await invited.getByLabel('Workspace', { exact: true }).locator('option', { hasText: 'Marketing team' }).waitFor({ state: 'detached' });
+  assert.deepEqual(await invited.getByLabel('Workspace', { exact: true }).locator('option').allTextContents(), ['Default']);
+  const left = await invited.evaluate(async () => (await fetch('/api/v1/session')).json());
+  assert.equal(left.workspace.name, 'Default');
   await invited.context().close();
+
+  // Its only owner may not leave it: the dialog says why, and nothing changes.
+  await nav(page, 'Settings').click();
+  await page.getByRole('button', { name: 'Leave workspace' }).click();
+  const dialog = page.getByRole('alertdialog');
+  await dialog.getByRole('button', { name: 'Leave', exact: true }).click();
+  await dialog.getByText('must keep at least one owner').waitFor();
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  assert.equal(await page.getByLabel('Workspace', { exact: true }).evaluate((s) => s.selectedOptions[0].textContent), 'Marketing team');
 
   await switchTo(page, 'Default');
   await nav(page, 'Links').click();
@@ -1350,6 +1368,33 @@ test('abuse: blocking a domain disables a link to it; a report sent through /rep
   await nav(page, 'Links').click();
   await row('careers').getByRole('switch', { name: 'Enabled: careers' }).click();
   await row('careers').locator('.badge.off').waitFor({ state: 'detached' });
+
+  // Fifty newer resolved reports fill the first page: the one above is on the next.
+  execFileSync('psql', [databaseUrl, '-Atq', '-v', 'ON_ERROR_STOP=1', '-c',
+    `INSERT INTO abuse_reports (reported, category, details, reporter, resolved_at, resolved_by)
+     SELECT 'filler', 'spam', 'filler report ' || n, '\\x00', now(), 'test' FROM generate_series(1, 50) n`]);
+  await nav(page, 'Abuse').click();
+  await page.locator('#report-status').selectOption('resolved');
+  const reports = page.locator('#reports-table tbody tr');
+  const pager = page.getByRole('navigation', { name: 'Pages of reports' });
+  await reports.filter({ hasText: 'filler report 50' }).waitFor();
+  assert.equal(await reports.count(), 50);
+  assert.equal(await resolved.count(), 0);
+  assert.equal(await pager.getByRole('button', { name: 'Newest' }).isDisabled(), true);
+  await pager.getByRole('button', { name: 'Older' }).click();
+  await resolved.waitFor();
+  assert.equal(await reports.filter({ hasText: 'filler report' }).count(), 0);
+  assert.equal(await pager.getByRole('button', { name: 'Older' }).isDisabled(), true);
+  await pager.getByRole('button', { name: 'Newest' }).click();
+  await reports.filter({ hasText: 'filler report 50' }).waitFor();
+  // Another status starts from its newest page.
+  await pager.getByRole('button', { name: 'Older' }).click();
+  await resolved.waitFor();
+  await page.locator('#report-status').selectOption('open');
+  await page.getByText('No reports.').waitFor();
+  await page.locator('#report-status').selectOption('resolved');
+  await reports.filter({ hasText: 'filler report 50' }).waitFor();
+  await page.locator('#report-status').selectOption('open');
 });
 
 test('the API reference at /api/docs lists the operations and its "try it" calls the API without the session', async () => {
