@@ -7,8 +7,10 @@
 //! message is sent again (at-least-once, under the same `webhook-id`). A message is taken only
 //! when no older message about the same link to the same endpoint is pending, so a link's
 //! messages arrive in order, retries included. Up to `KURZ_WEBHOOK_CONCURRENCY` are sent at
-//! once, at most [`PER_ENDPOINT`] of them to one endpoint, so a receiver that hangs cannot hold
-//! up the others' messages; the task is woken by [`super::wake`] after a commit that wrote messages, and polls
+//! once, at most [`PER_ENDPOINT`] of them to one endpoint and half of them to one workspace's
+//! endpoints, each workspace's first due message taken before any workspace's second: a
+//! receiver that hangs, or a workspace of many such, cannot hold up the others' messages; the
+//! task is woken by [`super::wake`] after a commit that wrote messages, and polls
 //! every [`POLL`] for the rest.
 //!
 //! **Sign and send.** Standard Webhooks: `webhook-id` (the message's, the same on every
@@ -64,6 +66,12 @@ pub(crate) const FAILING_FOR: time::Duration = time::Duration::hours(24);
 /// timeout holds this many of the `KURZ_WEBHOOK_CONCURRENCY` sends, and the others' messages
 /// still go out.
 const PER_ENDPOINT: usize = 4;
+/// The share of `KURZ_WEBHOOK_CONCURRENCY` one workspace's endpoints may hold at once in one
+/// origin: a workspace of 20 endpoints that hang (4 sends each) would otherwise hold every
+/// send, and every other workspace's messages would wait behind its timeouts.
+fn per_workspace(concurrency: usize) -> usize {
+    (concurrency / 2).max(1)
+}
 /// How often messages written by other origins (and retries coming due) are looked for.
 const POLL: Duration = Duration::from_secs(1);
 /// Most of an answer read, for the log.
@@ -186,6 +194,8 @@ struct Claimed {
     /// Attempts made before this one.
     attempts: i32,
     endpoint_id: i64,
+    /// The endpoint's workspace.
+    workspace_id: i64,
     /// The link it is about, if one: its later messages wait for it.
     link_id: Option<i64>,
     url: String,
@@ -201,6 +211,7 @@ impl std::fmt::Debug for Claimed {
             .field("message_id", &self.message_id)
             .field("attempts", &self.attempts)
             .field("endpoint_id", &self.endpoint_id)
+            .field("workspace_id", &self.workspace_id)
             .field("link_id", &self.link_id)
             .finish_non_exhaustive()
     }
@@ -250,20 +261,23 @@ pub(crate) async fn deliver_forever(state: crate::State) {
     let mut sending = JoinSet::new();
     // The endpoint of each send under way, by its task: a send that panics gives its slot
     // back too.
-    let mut sends_to: HashMap<tokio::task::Id, i64> = HashMap::new();
-    // Sends under way per endpoint: at most PER_ENDPOINT each.
-    let mut in_flight: HashMap<i64, usize> = HashMap::new();
+    let mut sends_to: HashMap<tokio::task::Id, (i64, i64)> = HashMap::new();
+    let mut in_flight = InFlight::default();
     // Claimed in batches: when woken, at each poll, and once half the sends are done (not
     // one query for each message that finishes).
     let mut claim_now = true;
     loop {
         let room = concurrency.saturating_sub(sending.len());
         if claim_now && room > 0 {
-            match claim(state.db(), room, lease, &in_flight).await {
+            let caps = Caps {
+                endpoint: PER_ENDPOINT,
+                workspace: per_workspace(concurrency),
+            };
+            match claim(state.db(), room, lease, &in_flight, caps).await {
                 Ok(claimed) => {
                     for message in claimed {
-                        *in_flight.entry(message.endpoint_id).or_default() += 1;
-                        let endpoint = message.endpoint_id;
+                        let endpoint = (message.endpoint_id, message.workspace_id);
+                        in_flight.add(endpoint);
                         let db = state.db().clone();
                         let client = client.clone();
                         let allow_private = webhooks.config.allow_private;
@@ -295,14 +309,8 @@ pub(crate) async fn deliver_forever(state: crate::State) {
                             err.id()
                         }
                     };
-                    let Some(endpoint) = sends_to.remove(&task) else {
-                        continue;
-                    };
-                    if let Some(sends) = in_flight.get_mut(&endpoint) {
-                        *sends = sends.saturating_sub(1);
-                        if *sends == 0 {
-                            in_flight.remove(&endpoint);
-                        }
+                    if let Some(endpoint) = sends_to.remove(&task) {
+                        in_flight.remove(endpoint);
                     }
                 }
                 claim_now = sending.len() <= concurrency / 2;
@@ -313,9 +321,56 @@ pub(crate) async fn deliver_forever(state: crate::State) {
     }
 }
 
-/// Takes up to `limit` due messages for this origin, under a lease, at most
-/// [`PER_ENDPOINT`] less its sends `in_flight` of each endpoint: the cap is applied in the
-/// query, so nothing is claimed only to be given back.
+/// The sends under way in this origin, per endpoint and per workspace.
+#[derive(Debug, Default)]
+struct InFlight {
+    endpoints: HashMap<i64, usize>,
+    workspaces: HashMap<i64, usize>,
+}
+
+impl InFlight {
+    /// A send to the endpoint `(endpoint, its workspace)` began.
+    fn add(&mut self, (endpoint, workspace): (i64, i64)) {
+        *self.endpoints.entry(endpoint).or_default() += 1;
+        *self.workspaces.entry(workspace).or_default() += 1;
+    }
+
+    /// A send to the endpoint `(endpoint, its workspace)` ended.
+    fn remove(&mut self, (endpoint, workspace): (i64, i64)) {
+        for (map, key) in [
+            (&mut self.endpoints, endpoint),
+            (&mut self.workspaces, workspace),
+        ] {
+            if let Some(sends) = map.get_mut(&key) {
+                *sends = sends.saturating_sub(1);
+                if *sends == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// Most sends under way at once in one origin to one endpoint, and to one workspace's.
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    endpoint: usize,
+    workspace: usize,
+}
+
+/// The keys and counts of one of [`InFlight`]'s maps, as query parameters.
+fn as_arrays(sends: &HashMap<i64, usize>) -> (Vec<i64>, Vec<i64>) {
+    sends
+        .iter()
+        .map(|(key, n)| (*key, i64::try_from(*n).unwrap_or(i64::MAX)))
+        .unzip()
+}
+
+/// Takes up to `limit` due messages for this origin, under a lease, at most `caps` less the
+/// sends `in_flight` of each endpoint and workspace: the caps are applied in the query, so
+/// nothing is claimed only to be given back. Each workspace's due messages take turns: every
+/// workspace's first (by due time) comes before any workspace's second, so a workspace with a
+/// backlog does not make the others' messages wait for all of it.
 ///
 /// Each enabled endpoint's first due rows are read in order of their due time through
 /// `webhook_deliveries_endpoint_due`, at most its share, for the endpoints that have pending
@@ -331,21 +386,26 @@ async fn claim(
     db: &PgPool,
     limit: usize,
     lease: Duration,
-    in_flight: &HashMap<i64, usize>,
+    in_flight: &InFlight,
+    caps: Caps,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let (busy, sends): (Vec<i64>, Vec<i64>) = in_flight
-        .iter()
-        .map(|(endpoint, n)| (*endpoint, i64::try_from(*n).unwrap_or(i64::MAX)))
-        .unzip();
+    let (busy, sends) = as_arrays(&in_flight.endpoints);
+    let (busy_workspaces, workspace_sends) = as_arrays(&in_flight.workspaces);
     sqlx::query_as(
         "UPDATE webhook_deliveries d
          SET locked_until = now() + make_interval(secs => $2)
          FROM webhook_endpoints e
          WHERE e.id = d.endpoint_id AND e.enabled AND d.state = 'pending'
            AND (d.locked_until IS NULL OR d.locked_until < now())
+           -- Checked again on the row as it is now: a message parked (its endpoint switched
+           -- off) or put back to its retry since the statement's snapshot is not due.
+           AND d.next_attempt_at <= now()
            AND d.id = ANY(ARRAY(
              SELECT id FROM webhook_deliveries WHERE id = ANY(ARRAY(
-                 SELECT due.id
+               SELECT fair.id FROM (
+                 SELECT due.id, due.next_attempt_at, ep.workspace_id,
+                        row_number() OVER (PARTITION BY ep.workspace_id
+                                           ORDER BY due.next_attempt_at, due.id) AS turn
                  FROM (
                      -- The endpoints with pending messages, one index probe each (a skip
                      -- scan): not every endpoint, most of which have nothing to send.
@@ -377,17 +437,24 @@ async fn claim(
                      LIMIT greatest($5 - COALESCE(busy.sends, 0), 0)
                  ) due
                  WHERE ep.enabled
-                 ORDER BY due.next_attempt_at, due.id
-                 LIMIT $1))
+               ) AS fair
+               LEFT JOIN unnest($6::bigint[], $7::bigint[]) AS held (workspace_id, sends)
+                   ON held.workspace_id = fair.workspace_id
+               WHERE fair.turn <= $8 - COALESCE(held.sends, 0)
+               ORDER BY fair.turn, fair.next_attempt_at, fair.id
+               LIMIT $1))
              FOR UPDATE SKIP LOCKED))
          RETURNING d.id, d.message_id, d.payload::text AS payload, d.attempts, d.endpoint_id,
-                   d.link_id, e.url, e.secret",
+                   e.workspace_id, d.link_id, e.url, e.secret",
     )
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .bind(lease.as_secs_f64())
     .bind(busy)
     .bind(sends)
-    .bind(PER_ENDPOINT as i64)
+    .bind(i64::try_from(caps.endpoint).unwrap_or(i64::MAX))
+    .bind(busy_workspaces)
+    .bind(workspace_sends)
+    .bind(i64::try_from(caps.workspace).unwrap_or(i64::MAX))
     .fetch_all(db)
     .await
 }

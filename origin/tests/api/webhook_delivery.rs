@@ -1107,6 +1107,59 @@ async fn a_hanging_receiver_does_not_hold_up_the_others() {
     assert!(held <= 4, "{held} sends held by the hanging receiver");
 }
 
+/// A workspace of many endpoints that hang holds at most half of an origin's sends, and
+/// every workspace's first due message goes before any workspace's second: another
+/// workspace's message, due after all of the first one's, is still sent. Before, 5 such
+/// endpoints (4 sends each) held all 16 sends until their timeouts, and the others waited.
+#[tokio::test]
+async fn a_workspace_of_hanging_receivers_does_not_hold_up_another_workspace() {
+    let mut config = config(&new_database().await);
+    config.webhooks.timeout_ms = 60_000;
+    config.webhooks.concurrency = 16;
+    let app = app_with(&config).await;
+    let hanging = Receiver::start().await;
+    hanging.set(Mode::Hang);
+    let healthy = Receiver::start().await;
+    for _ in 0..5 {
+        let stuck = endpoint(&app, &hanging.url, &new_secret(), &["link.created"]).await;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload,
+                                             next_attempt_at)
+             SELECT 'msg_stuck_' || $1 || '_' || g, $1, 'link.created', '{}',
+                    now() - interval '1 minute'
+             FROM generate_series(1, 20) g",
+        )
+        .bind(stuck)
+        .execute(&app.db)
+        .await
+        .expect("messages");
+    }
+    let other = app.workspace("Other").await;
+    let fine: i64 = sqlx::query_scalar(
+        "INSERT INTO webhook_endpoints (workspace_id, url, events, secret)
+         VALUES ($1, $2, '{link.created}', $3) RETURNING id",
+    )
+    .bind(other)
+    .bind(&healthy.url)
+    .bind(new_secret())
+    .fetch_one(&app.db)
+    .await
+    .expect("endpoint");
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload)
+         VALUES ('msg_fine', $1, 'link.created', '{}')",
+    )
+    .bind(fine)
+    .execute(&app.db)
+    .await
+    .expect("message");
+    let _background = app.state.spawn_background();
+
+    healthy.wait_for("its message", |r| !r.is_empty()).await;
+    let held = hanging.received().len();
+    assert!(held <= 8, "{held} sends held by one workspace");
+}
+
 /// Inserts `per_link` messages about each of `links` links (link ids 1..=links) for
 /// `endpoint`, in order: `{"data": {"link": l, "n": n}}`.
 async fn queue(app: &TestApp, endpoint: i64, links: i64, per_link: i64) {
