@@ -3,7 +3,8 @@
 //! test event, and each endpoint's delivery log with its attempts and redelivery.
 //!
 //! Everything needs [`Permission::Administer`]: an endpoint decides where the workspace's data
-//! goes, like an API key decides who reads it. Every query takes the caller's [`WorkspaceId`],
+//! goes, like an API key decides who reads it. Clicks need [`Permission::ReadStats`] too
+//! (`may_receive_clicks`). Every query takes the caller's [`WorkspaceId`],
 //! so another workspace's endpoint or delivery is a 404 like one that never existed.
 
 use axum::extract::{FromRequestParts, Path, State};
@@ -186,10 +187,15 @@ async fn create(
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Result<impl IntoResponse, Error> {
     let workspace = caller.may(Permission::Administer)?;
+    may_receive_clicks(&caller, &body.events)?;
     check_url(&state, &body.url)?;
     let secret = new_secret()?;
     let mut tx = state.db().begin().await?;
     lock_and_count(&mut tx, workspace).await?;
+    // Its authority now: a revocation or a demotion it waited for above has taken it away.
+    let caller = caller.as_now(&mut tx).await?;
+    caller.may(Permission::Administer)?;
+    may_receive_clicks(&caller, &body.events)?;
     let row: EndpointRow = sqlx::query_as(&format!(
         "INSERT INTO webhook_endpoints (workspace_id, url, description, events, secret)
          VALUES ($1, $2, $3, $4, $5)
@@ -299,7 +305,15 @@ async fn update(
         check_url(&state, url)?;
     }
     let mut tx = state.db().begin().await?;
+    // As a creation: an update queued behind the caller's revocation or demotion is refused.
+    crate::members::lock(&mut tx, workspace).await?;
+    let caller = caller.as_now(&mut tx).await?;
+    caller.may(Permission::Administer)?;
     let before = find(&mut tx, workspace, id, true).await?;
+    // Where its clicks go, or whether it gets them, is the clicks' reader's choice.
+    if body.url.is_some() || body.events.is_some() {
+        may_receive_clicks(&caller, body.events.as_ref().unwrap_or(&before.events))?;
+    }
     let row: EndpointRow = sqlx::query_as(&format!(
         "UPDATE webhook_endpoints SET
              url = COALESCE($3, url),
@@ -636,6 +650,9 @@ async fn delivery(
     let mut conn = state.db().acquire().await?;
     let (row, payload) = find_delivery(&mut conn, workspace, &path).await?;
     let delivery = delivery_of(row)?;
+    if delivery.event_type == EventType::LinkClicked {
+        caller.may(Permission::ReadStats)?;
+    }
     // A delivery's attempts are bounded by its retry schedule.
     let attempts: Vec<AttemptRow> = sqlx::query_as(
         "SELECT attempt, at, status, error, duration_ms FROM webhook_attempts
@@ -688,6 +705,17 @@ async fn redeliver(
     tx.commit().await?;
     super::wake(&state);
     Ok((StatusCode::ACCEPTED, Json(delivery_of(row)?)))
+}
+
+/// Clicks are statistics: an endpoint that receives `link.clicked` (its messages carry each
+/// click's country, device, referrer…) is made, pointed elsewhere or read by callers who may
+/// read them (`stats:read`), not by a key with `workspace:admin` alone, which `/stats` and the
+/// click export refuse.
+fn may_receive_clicks(caller: &Caller, events: &Events) -> Result<(), Error> {
+    if events.contains(EventType::LinkClicked) {
+        caller.may(Permission::ReadStats)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1326,17 +1326,18 @@ async fn changes_queued_behind_the_loss_of_their_authority_are_refused() {
         .json();
     let owners_key_id = keys[0]["id"].as_i64().expect("id");
     let (invitation, token) = invite(&app, &t.owner, "viewer").await;
-    // The admin made an owner, to be made an editor again.
     let admin = format!("/api/v1/members/{}", id(&t.admin));
-    let promoted = app
+    let hook = app
         .call(
             &t.owner,
-            Method::PATCH,
-            &admin,
-            Some(json!({"role": "owner"})),
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"url": "https://hooks.example.com/crm", "events": ["link.created"]})),
         )
         .await;
-    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.text());
+    assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.text());
+    let hook = format!("/api/v1/webhooks/{}", hook.json()["id"]);
+    let rogue_hook = json!({"url": "https://rogue.example.com/", "events": ["link.created"]});
     let cases = [
         (
             Method::DELETE,
@@ -1350,10 +1351,24 @@ async fn changes_queued_behind_the_loss_of_their_authority_are_refused() {
             None,
             StatusCode::UNAUTHORIZED,
         ),
+        // Where the workspace's data goes: a new endpoint (and below, an endpoint sent
+        // elsewhere).
+        (
+            Method::POST,
+            "/api/v1/webhooks".to_owned(),
+            Some(rogue_hook.clone()),
+            StatusCode::UNAUTHORIZED,
+        ),
         (
             Method::PATCH,
             "/api/v1/workspace".to_owned(),
             Some(json!({"name": "taken over"})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::PATCH,
+            hook.clone(),
+            Some(json!({"url": "https://rogue.example.com/"})),
             StatusCode::FORBIDDEN,
         ),
     ];
@@ -1369,6 +1384,16 @@ async fn changes_queued_behind_the_loss_of_their_authority_are_refused() {
             let loss = (Method::DELETE, format!("/api/v1/keys/{rogue_id}"), None);
             (rogue, loss)
         } else {
+            // An owner again (a case before may have demoted them), to be demoted.
+            let promoted = app
+                .call(
+                    &t.owner,
+                    Method::PATCH,
+                    &admin,
+                    Some(json!({"role": "owner"})),
+                )
+                .await;
+            assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.text());
             let loss = (
                 Method::PATCH,
                 admin.clone(),
@@ -1404,6 +1429,17 @@ async fn changes_queued_behind_the_loss_of_their_authority_are_refused() {
         .await
         .json();
     assert_eq!(name["name"], "acme");
+    let hooks = app
+        .call(&t.owner, Method::GET, "/api/v1/webhooks", None)
+        .await
+        .json();
+    let urls: Vec<&str> = hooks
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|hook| hook["url"].as_str().expect("url"))
+        .collect();
+    assert_eq!(urls, ["https://hooks.example.com/crm"]);
 }
 
 #[tokio::test]

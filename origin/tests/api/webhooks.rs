@@ -137,6 +137,117 @@ async fn owners_admins_and_admin_keys_only() {
     }
 }
 
+/// Clicks are statistics: a key with `workspace:admin` alone (which `/stats` and the click
+/// export refuse) may not make an endpoint that receives them, subscribe one to them or send
+/// one's elsewhere, nor read a click's delivery; with `stats:read` too it may, as owners and
+/// admins may. Before, such a key read every click of the workspace in a delivery's body.
+#[tokio::test]
+async fn clicks_reach_only_those_who_may_read_stats() {
+    let app = spawn_app().await;
+    let admin_only = app.key(1, &["workspace:admin"]).await;
+    let with_stats = app.key(1, &["workspace:admin", "stats:read"]).await;
+    let clicks = json!({"url": URL, "events": ["link.clicked"]});
+    let refused = app
+        .call(
+            &admin_only,
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(clicks.clone()),
+        )
+        .await;
+    assert_eq!(refused.error(StatusCode::FORBIDDEN).0, "forbidden");
+    let mut made = Vec::new();
+    for who in [
+        &with_stats,
+        &app.user("olga", &[(1, "owner")]).await,
+        &app.user("ann", &[(1, "admin")]).await,
+    ] {
+        let response = app
+            .call(who, Method::POST, "/api/v1/webhooks", Some(clicks.clone()))
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "{who:?} {}",
+            response.text()
+        );
+        made.push(id(&response.json()));
+    }
+    let one = format!("/api/v1/webhooks/{}", made[0]);
+    let clicked: i64 = sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload)
+         VALUES ('msg_clicked', $1, 'link.clicked',
+                 '{\"type\": \"link.clicked\", \"data\": {\"country\": \"DE\"}}')
+         RETURNING id",
+    )
+    .bind(made[0])
+    .fetch_one(&app.db)
+    .await
+    .expect("delivery");
+    let plain = id(&create(&app, &admin_only).await);
+    for (path, body) in [
+        (
+            one.clone(),
+            Some(json!({"url": "https://elsewhere.example.com/"})),
+        ),
+        (
+            one.clone(),
+            Some(json!({"events": ["link.clicked", "link.created"]})),
+        ),
+        (
+            format!("/api/v1/webhooks/{plain}"),
+            Some(json!({"events": ["link.clicked"]})),
+        ),
+        (format!("{one}/deliveries/{clicked}"), None),
+    ] {
+        let method = if body.is_some() {
+            Method::PATCH
+        } else {
+            Method::GET
+        };
+        let response = app.call(&admin_only, method, &path, body.clone()).await;
+        assert_eq!(
+            response.error(StatusCode::FORBIDDEN).0,
+            "forbidden",
+            "{path} {body:?}"
+        );
+    }
+    let kept = app.call(&with_stats, Method::GET, &one, None).await.json();
+    assert_eq!(
+        (&kept["url"], &kept["events"]),
+        (&json!(URL), &json!(["link.clicked"]))
+    );
+    // The rest of a clicks endpoint is the admin key's, as before.
+    let described = app
+        .call(
+            &admin_only,
+            Method::PATCH,
+            &one,
+            Some(json!({"description": "x"})),
+        )
+        .await;
+    assert_eq!(described.status, StatusCode::OK, "{}", described.text());
+    let moved = app
+        .call(
+            &with_stats,
+            Method::PATCH,
+            &one,
+            Some(json!({"url": "https://elsewhere.example.com/"})),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text());
+    let read = app
+        .call(
+            &with_stats,
+            Method::GET,
+            &format!("{one}/deliveries/{clicked}"),
+            None,
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+    assert_eq!(read.json()["payload"]["data"]["country"], "DE");
+}
+
 /// A delivery of `endpoint` that may be redelivered (the endpoint is on).
 async fn delivery_of(app: &TestApp, endpoint: i64) -> i64 {
     delivery(app, endpoint, "delivered").await
