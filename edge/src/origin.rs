@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::{Either, select};
 use serde::Serialize;
 use shortlink::ShortCode;
-use shortlink::edge::{ClickEvent, INGEST_PATH, RESOLVE_PATH_PREFIX};
+use shortlink::edge::{ClickEvent, INGEST_PATH, NO_LINK_HEADER, RESOLVE_PATH_PREFIX};
 use shortlink::signature;
 use worker::{AbortController, Delay, Env, Fetch, Headers, Request, Response, Result};
 
@@ -51,7 +51,8 @@ fn origin_url(env: &Env) -> Result<String> {
         .to_owned())
 }
 
-/// What the origin answered for `code`, or an error if it could not answer.
+/// What the origin answered for `code`, or an error if it could not answer (a 404 without
+/// [`NO_LINK_HEADER`] included: it is not the origin's "no link").
 pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Resolved> {
     let path = format!("{RESOLVE_PATH_PREFIX}{code}");
     let headers = signed_headers(&edge_secret(env)?, "GET", &path, b"")?;
@@ -66,7 +67,7 @@ pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Resolved> {
                 )),
             })
         }
-        404 => Ok(Resolved::NoLink),
+        404 if response.headers().has(NO_LINK_HEADER)? => Ok(Resolved::NoLink),
         status => Err(worker::Error::RustError(format!(
             "origin answered {status}"
         ))),

@@ -119,6 +119,31 @@ test('a KV miss asks the origin once, then KV answers', async () => {
   assert.equal(originRequests(), before);
 });
 
+test('a 404 that is not the origin\'s "no link" is the origin failing: a 503, remembered nowhere', async () => {
+  // Another server at ORIGIN_URL, or an origin started without the edge's secret (its edge
+  // routes do not exist): a plain 404 for the resolve route. Before, that 404 was read as
+  // "no such link": the visitor got a 404 and the code was written to KV as unknown.
+  const resolve = '/_edge/resolve/made-meanwhile';
+  system.proxy.answer = (req) => (req.url === resolve ? { status: 404, body: 'Not Found' } : null);
+  try {
+    for (let i = 0; i < 3; i += 1) {
+      const answer = await visit('made-meanwhile');
+      assert.equal(answer.status, 503);
+      assert.ok(answer.headers.get('retry-after'), 'a 503 says when to come back');
+    }
+    assert.ok(originRequests(resolve) >= 1);
+    const kv = await mf.getKVNamespace('LINKS');
+    assert.equal(await kv.get('link:made-meanwhile'), null, 'nothing remembered');
+  } finally {
+    system.proxy.answer = () => null;
+  }
+  // The origin's own "no link" is still one; and the link, once made, is followed.
+  await eventually('the origin\'s 404 is a 404 again', async () => (await visit('made-meanwhile')).status === 404, 10_000);
+  const made = await api('POST', '/links', { destination: 'https://example.com/meanwhile', code: 'made-meanwhile' });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  await eventually('the new link is followed', async () => (await visit('made-meanwhile')).status === 302, PROPAGATED_WITHIN);
+});
+
 test('odd methods and oversized paths get clean 4xx answers', async () => {
   for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
     const answer = await visit('anything', { method });

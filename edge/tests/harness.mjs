@@ -159,14 +159,15 @@ export function sign(secret, method, pathname, body, timestamp = Math.floor(Date
  * forwarded, so the origin may start after the proxy). It counts requests by path and
  * remembers when each arrived; while `refuse(req)` says so, it drops the connection as a dead
  * origin would. When `holdAnswer(req)` returns a promise, the origin's answer reaches the
- * worker only once it settles (a slow network after the origin has answered). Requests
- * `keep(req)` picks are kept whole in `kept` (method, url, headers, body and the origin's
+ * worker only once it settles (a slow network after the origin has answered). When
+ * `answer(req)` returns `{ status, body }`, that is the answer and the origin is not asked (a
+ * server at ORIGIN_URL that is not kurz's origin). Requests `keep(req)` picks are kept whole in `kept` (method, url, headers, body and the origin's
  * status).
  */
 export async function originProxy(originPort) {
   const requests = new Map(); // path -> arrival times (ms)
   const kept = [];
-  const control = { refuse: () => false, holdAnswer: () => null, keep: () => false, requests, kept };
+  const control = { refuse: () => false, holdAnswer: () => null, answer: () => null, keep: () => false, requests, kept };
   const server = http.createServer((req, res) => {
     requests.set(req.url, [...(requests.get(req.url) ?? []), Date.now()]);
     if (control.keep(req)) {
@@ -181,6 +182,13 @@ export async function originProxy(originPort) {
     }
     if (control.refuse(req)) {
       req.socket.destroy();
+      return;
+    }
+    const stranger = control.answer(req);
+    if (stranger) {
+      req.resume();
+      res.writeHead(stranger.status, { 'content-type': 'text/plain' });
+      res.end(stranger.body);
       return;
     }
     const upstream = http.request(

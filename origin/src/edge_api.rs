@@ -11,10 +11,11 @@ use axum::http::Method;
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use shortlink::edge::{EDGE_PREFIX, INGEST_PATH, IngestBatch, IngestResult, RESOLVE_PATH_PREFIX};
-use shortlink::redirect::LinkRecord;
+use shortlink::edge::{
+    EDGE_PREFIX, INGEST_PATH, IngestBatch, IngestResult, NO_LINK_HEADER, RESOLVE_PATH_PREFIX,
+};
 use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use time::OffsetDateTime;
 
@@ -61,10 +62,14 @@ pub(crate) fn routes(state: crate::State) -> axum::Router<crate::State> {
 async fn resolve(
     State(state): State<crate::State>,
     CodePath(code): CodePath,
-) -> Result<Json<LinkRecord>, Error> {
+) -> Result<Response, Error> {
     match crate::redirect::find_record(&state, &code).await? {
-        Some(record) => Ok(Json(record)),
-        None => Err(Error::LinkNotFound(code.to_string())),
+        Some(record) => Ok(Json(record).into_response()),
+        None => Ok((
+            [(NO_LINK_HEADER, "1")],
+            Error::LinkNotFound(code.to_string()),
+        )
+            .into_response()),
     }
 }
 

@@ -18,6 +18,11 @@ pub const INGEST_PATH: &str = "/_edge/ingest";
 /// The origin's route for one link record on a KV miss (edge → origin, signed), followed by
 /// the code: `GET /_edge/resolve/{code}`.
 pub const RESOLVE_PATH_PREFIX: &str = "/_edge/resolve/";
+/// The header of the resolve route's 404 for a code that has no link. The edge takes only
+/// such a 404 as "no link", and remembers it; any other 404 (an origin without the edge's
+/// secret, whose edge routes do not exist, or another server at `ORIGIN_URL`) is the origin
+/// failing: a 503 for the visitor, counted by the breaker, remembered nowhere.
+pub const NO_LINK_HEADER: &str = "kurz-no-link";
 
 /// The KV key of a code's entry.
 pub fn kv_key(code: &ShortCode) -> String {
