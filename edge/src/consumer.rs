@@ -89,15 +89,10 @@ async fn deliver(deliveries: &[Delivery], queue: &str, env: &Env) {
 /// Writes each message's events to KV and acknowledges it once written; a message KV did not
 /// take is retried on the same schedule.
 async fn park(deliveries: &[Delivery], env: &Env, backoff: Backoff) {
-    // The binding itself: a put with metadata through workers-rs would pass the metadata
-    // through `serde_json::Value` and serde-wasm-bindgen, the worker's only use of either.
-    let kv = match Reflect::get(env, &JsValue::from_str(LINKS)) {
-        Ok(kv) if kv.is_object() => kv,
-        _ => {
-            worker::console_error!("cannot park dead-lettered clicks, no KV binding {LINKS}");
-            deliveries.iter().for_each(|d| d.retry(backoff));
-            return;
-        }
+    let Some(kv) = links_kv(env) else {
+        worker::console_error!("cannot park dead-lettered clicks, no KV binding {LINKS}");
+        deliveries.iter().for_each(|d| d.retry(backoff));
+        return;
     };
     let writes = deliveries.iter().map(|delivery| {
         let kv = &kv;
@@ -121,6 +116,37 @@ async fn park(deliveries: &[Delivery], env: &Env, backoff: Backoff) {
         }
     });
     join_all(writes).await;
+}
+
+/// Parks a message of clicks (`message`, a JSON array of events) that the click queue refused
+/// (`why`) when the worker sent it, under the time and its first event's id.
+pub(crate) async fn park_unsent(env: &Env, message: &str, why: &str) {
+    let events = events_of(Body::Events(message)).unwrap_or_default();
+    let first = events.first().map_or("", |event| event.id.as_str());
+    let key = parked::key(worker::Date::now().as_millis(), first);
+    let parked = async {
+        let kv = links_kv(env)
+            .ok_or_else(|| worker::Error::RustError(format!("no KV binding {LINKS}")))?;
+        put_parked(&kv, &key, message, events.len()).await
+    };
+    match parked.await {
+        Ok(()) => worker::console_warn!(
+            "the click queue refused {} clicks ({why}): parked as {key}",
+            events.len()
+        ),
+        Err(err) => worker::console_error!(
+            "the click queue refused {} clicks ({why}), and parking them failed, lost: {err}",
+            events.len()
+        ),
+    }
+}
+
+/// The `LINKS` binding itself: a put with metadata through workers-rs would pass the metadata
+/// through `serde_json::Value` and serde-wasm-bindgen, the worker's only use of either.
+fn links_kv(env: &Env) -> Option<JsValue> {
+    Reflect::get(env, &JsValue::from_str(LINKS))
+        .ok()
+        .filter(JsValue::is_object)
 }
 
 /// `LINKS.put(key, value, {metadata: {clicks}})`: the count shows in a key listing

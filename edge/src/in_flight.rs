@@ -14,7 +14,7 @@
 //!   `max_clicks - rules.clicks` on the record it serves (while it remembers the link; see
 //!   below).
 //! - **Globally**: every isolate that serves the link does so on its own, until the origin's
-//!   exhaustion reaches it: the clicks counted, queued (up to 20 ms in an isolate's outbox,
+//!   exhaustion reaches it: the clicks counted, queued (up to a second in an isolate's outbox,
 //!   then the click queue's batch of up to 2 s), ingested (which counts them and exhausts
 //!   the link), the outbox row delivered by sync to KV, and KV's propagation plus the
 //!   memo's second. Clicks served meanwhile by other isolates, up to `max_clicks - clicks`

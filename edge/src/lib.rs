@@ -57,8 +57,8 @@ use time::OffsetDateTime;
 use worker::kv::KvStore;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    Context, Date, Delay, Env, Headers, Method, Queue, QueueContentType, RawMessageBuilder,
-    Request, Response, Result, event,
+    Context, Date, Delay, Env, Headers, Method, QueueContentType, RawMessageBuilder, Request,
+    Response, Result, event,
 };
 
 use crate::in_flight::InFlight;
@@ -583,47 +583,44 @@ fn send_click(env: &Env, ctx: &Context, event: ClickEvent) {
     // The queue binding is looked up only for a send, not for every click that joins a message.
     match CLICKS_OUT.with_borrow_mut(|out| out.add(&json)) {
         Added::Queued => {}
-        Added::Send(message) => ctx.wait_until(send_clicks(env.queue(CLICKS), message)),
+        Added::Send(message) => ctx.wait_until(send_clicks(env.clone(), message)),
         Added::ScheduleFlush => {
-            let queue = env.queue(CLICKS);
+            let env = env.clone();
             ctx.wait_until(async move {
                 Delay::from(Duration::from_millis(outbox::FLUSH_AFTER_MS)).await;
                 if let Some(message) = CLICKS_OUT.with_borrow_mut(Outbox::take) {
-                    send_clicks(queue, message).await;
+                    send_clicks(env, message).await;
                 }
             });
         }
     }
 }
 
-/// Sends one message of clicks to the queue, trying three times before giving up on it.
-async fn send_clicks(queue: Result<Queue>, message: String) {
-    let lost = |message: &str| {
-        outbox::events_of(outbox::Body::Events(message)).map_or(0, |events| events.len())
-    };
-    let queue = match queue {
-        Ok(queue) => queue,
-        Err(err) => {
-            let lost = lost(&message);
-            worker::console_error!("no click queue bound, {lost} clicks lost: {err}");
-            return;
-        }
-    };
-    for attempt in 1..=3 {
-        let body = RawMessageBuilder::new(JsValue::from_str(&message))
-            .build_with_content_type(QueueContentType::Text);
-        match queue.send_raw(body).await {
-            Ok(()) => return,
-            Err(err) if attempt < 3 => {
-                worker::console_warn!("queueing clicks failed, retrying: {err}");
-                Delay::from(Duration::from_millis(100 * attempt)).await;
-            }
-            Err(err) => {
-                let lost = lost(&message);
-                worker::console_error!("queueing clicks failed, {lost} clicks lost: {err}");
+/// Sends one message of clicks to the queue, trying three times (a queue over its rate, 5,000
+/// messages a second, answers 429). A message it still refuses, or that has no queue to go
+/// to, is parked in KV for `origin replay-parked-clicks`, as the dead-letter consumer parks
+/// what the origin refuses: a click is lost only if KV refuses it too.
+async fn send_clicks(env: Env, message: String) {
+    let refused = match env.queue(CLICKS) {
+        Ok(queue) => {
+            let mut attempt = 1;
+            loop {
+                let body = RawMessageBuilder::new(JsValue::from_str(&message))
+                    .build_with_content_type(QueueContentType::Text);
+                match queue.send_raw(body).await {
+                    Ok(()) => return,
+                    Err(err) if attempt < 3 => {
+                        worker::console_warn!("queueing clicks failed, retrying: {err}");
+                        Delay::from(Duration::from_millis(250 << (2 * (attempt - 1)))).await;
+                        attempt += 1;
+                    }
+                    Err(err) => break err.to_string(),
+                }
             }
         }
-    }
+        Err(err) => format!("no click queue bound: {err}"),
+    };
+    consumer::park_unsent(&env, &message, &refused).await;
 }
 
 /// The queue entry point, for the click queue and its dead-letter queue. Exported by hand, as

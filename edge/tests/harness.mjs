@@ -211,9 +211,11 @@ export async function originProxy(originPort) {
 
 /**
  * A whole system on a fresh database: the origin (through `originProxy`) and the worker in
- * miniflare with the given queue consumers and extra bindings.
+ * miniflare with the given queue consumers and extra bindings. Without `clickQueue`, the
+ * worker's `CLICKS` binding is no queue (a deployment that lost it, or a queue refusing every
+ * send).
  */
-export async function startSystem({ queueConsumers, queueProducers = {}, bindings = {}, ratelimits = {} }) {
+export async function startSystem({ queueConsumers, queueProducers = {}, bindings = {}, ratelimits = {}, clickQueue = true }) {
   const adminUrl = required('KURZ_TEST_DATABASE_URL');
   const secret = crypto.randomBytes(32).toString('hex');
   const database = `edge_${crypto.randomBytes(6).toString('hex')}`;
@@ -232,7 +234,7 @@ export async function startSystem({ queueConsumers, queueProducers = {}, binding
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true }],
     compatibilityDate: '2026-04-20',
     kvNamespaces: ['LINKS'],
-    queueProducers: { CLICKS: { queueName: 'kurz-clicks' }, ...queueProducers },
+    queueProducers: { ...(clickQueue ? { CLICKS: { queueName: 'kurz-clicks' } } : {}), ...queueProducers },
     queueConsumers,
     // wrangler.toml's limits, generous unless a test sets its own: most tests visit from one
     // address many times.
@@ -241,7 +243,7 @@ export async function startSystem({ queueConsumers, queueProducers = {}, binding
       ORIGIN_LIMIT: { simple: { limit: 100_000, period: 60 } },
       ...ratelimits,
     },
-    bindings: { ORIGIN_URL: proxy.url, EDGE_SECRET: secret, ...bindings },
+    bindings: { ORIGIN_URL: proxy.url, EDGE_SECRET: secret, ...(clickQueue ? {} : { CLICKS: 'no queue' }), ...bindings },
   });
   const edgeUrl = (await mf.ready).toString().replace(/\/$/, '');
 

@@ -142,8 +142,8 @@ test('clicks of an outage past every retry are parked, replayed by the origin CL
         headers: { 'user-agent': `Mozilla/5.0 queue-test/outage-${sent + i}` },
       })));
       for (const answer of answers) assert.equal(answer.status, 302);
-      // Several queue messages rather than one.
-      await sleep(50);
+      // Several queue messages rather than one: an isolate gathers a second of clicks.
+      await sleep(1_100);
     }
     // Five refused deliveries over 11 s, then the dead-letter queue, refused too, parks them.
     await eventually('every click parked', async () => {
@@ -174,6 +174,40 @@ test('clicks of an outage past every retry are parked, replayed by the origin CL
     const stats = await system.api('GET', '/links/long-outage/stats?interval=hour&bots=true');
     return stats.body?.totals?.total === visits || stats.body;
   }, 20_000);
+});
+
+test('clicks the click queue refuses are parked in KV, as the dead-letter consumer parks them', async () => {
+  // A worker whose click queue takes nothing. Before, its clicks were logged as lost.
+  const refusing = await startSystem({
+    queueConsumers: {},
+    clickQueue: false,
+  });
+  try {
+    const created = await refusing.api('POST', '/links', { destination: 'https://example.com/refused', code: 'refused' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const links = await refusing.mf.getKVNamespace('LINKS');
+    await eventually('synced to KV', async () => (await links.get('link:refused')) !== null, 5_000);
+    for (let i = 0; i < 3; i += 1) {
+      assert.equal((await refusing.visit('refused')).status, 302);
+    }
+    const parkedHere = async () => (await links.list({ prefix: 'parked:' })).keys;
+    await eventually('the clicks parked', async () => {
+      const keys = await parkedHere();
+      return keys.reduce((sum, key) => sum + key.metadata.clicks, 0) === 3 || keys;
+    }, 10_000);
+    // Each entry is what the dead-letter consumer parks, which the replay test above takes.
+    const clicks = [];
+    for (const entry of await parkedHere()) {
+      assert.match(entry.name, /^parked:\d{15}:[0-9A-Za-z_-]+$/);
+      const value = JSON.parse(await links.get(entry.name));
+      assert.equal(value.length, entry.metadata.clicks);
+      clicks.push(...value);
+    }
+    assert.deepEqual(clicks.map((click) => [click.code, click.link_id]), Array(3).fill(['refused', created.body.id]));
+    assert.ok(clicks.every((click) => click.id && click.at), JSON.stringify(clicks));
+  } finally {
+    await refusing.stop();
+  }
 });
 
 test('replay refuses unsigned, forged and replayed requests and other methods', async () => {
