@@ -56,10 +56,13 @@ fn origin_url(env: &Env) -> Result<String> {
 pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Resolved> {
     let path = format!("{RESOLVE_PATH_PREFIX}{code}");
     let headers = signed_headers(&edge_secret(env)?, "GET", &path, b"")?;
-    let mut response = send(env, "GET", &path, headers, None, resolve_timeout(env)).await?;
+    let timeout = resolve_timeout(env);
+    let mut response = send(env, "GET", &path, headers, None, timeout).await?;
     match response.status_code() {
         200 => {
-            let json = response.text().await?;
+            // Within the same time again: an origin (or a proxy) that sent its headers and
+            // stalls fails here, for the breaker, instead of holding the visitor.
+            let json = within(timeout, response.text()).await??;
             Ok(match serde_json::from_str(&json) {
                 Ok(record) => Resolved::Link(record, json),
                 Err(err) => Resolved::Unreadable(format!(
@@ -159,16 +162,20 @@ async fn send(
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
-    let fetching = pin!(fetch.send_with_signal(&signal));
-    let waiting = pin!(Delay::from(timeout));
-    match select(fetching, waiting).await {
-        Either::Left((response, _)) => response,
-        Either::Right(((), _)) => {
-            controller.abort();
-            Err(worker::Error::RustError(format!(
-                "origin did not answer within {} ms",
-                timeout.as_millis()
-            )))
-        }
+    let answer = within(timeout, fetch.send_with_signal(&signal)).await;
+    if answer.is_err() {
+        controller.abort();
+    }
+    answer?
+}
+
+/// What `future` gives, or an error if it takes longer than `timeout`.
+async fn within<T>(timeout: Duration, future: impl Future<Output = T>) -> Result<T> {
+    match select(pin!(future), pin!(Delay::from(timeout))).await {
+        Either::Left((done, _)) => Ok(done),
+        Either::Right(((), _)) => Err(worker::Error::RustError(format!(
+            "origin did not answer within {} ms",
+            timeout.as_millis()
+        ))),
     }
 }

@@ -144,6 +144,26 @@ test('a 404 that is not the origin\'s "no link" is the origin failing: a 503, re
   await eventually('the new link is followed', async () => (await visit('made-meanwhile')).status === 302, PROPAGATED_WITHIN);
 });
 
+test('an origin that sends its headers and stalls before the body is a failure: a 503 in the resolve\'s time', async () => {
+  psql(databaseUrl, "INSERT INTO links (code, destination) VALUES ('stalled-body', 'https://example.com/stalled')");
+  const resolve = '/_edge/resolve/stalled-body';
+  let release;
+  const released = new Promise((resolve) => { release = resolve; });
+  // Far past the resolve's 2 s: before, the visitor waited for the body, then got the 302.
+  const held = setTimeout(release, 8_000);
+  system.proxy.stallBody = (req) => (req.url === resolve ? released : null);
+  try {
+    const answer = await visit('stalled-body');
+    assert.equal(answer.status, 503);
+    assert.ok(answer.headers.get('retry-after'));
+  } finally {
+    system.proxy.stallBody = () => null;
+    clearTimeout(held);
+    release();
+  }
+  await eventually('the link is followed once the origin answers whole', async () => (await visit('stalled-body')).status === 302, 10_000);
+});
+
 test('odd methods and oversized paths get clean 4xx answers', async () => {
   for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
     const answer = await visit('anything', { method });

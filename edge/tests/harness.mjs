@@ -161,13 +161,14 @@ export function sign(secret, method, pathname, body, timestamp = Math.floor(Date
  * origin would. When `holdAnswer(req)` returns a promise, the origin's answer reaches the
  * worker only once it settles (a slow network after the origin has answered). When
  * `answer(req)` returns `{ status, body }`, that is the answer and the origin is not asked (a
- * server at ORIGIN_URL that is not kurz's origin). Requests `keep(req)` picks are kept whole in `kept` (method, url, headers, body and the origin's
+ * server at ORIGIN_URL that is not kurz's origin). When `stallBody(req)` returns a promise, the
+ * origin's status and headers go at once and its body once that settles. Requests `keep(req)` picks are kept whole in `kept` (method, url, headers, body and the origin's
  * status).
  */
 export async function originProxy(originPort) {
   const requests = new Map(); // path -> arrival times (ms)
   const kept = [];
-  const control = { refuse: () => false, holdAnswer: () => null, answer: () => null, keep: () => false, requests, kept };
+  const control = { refuse: () => false, holdAnswer: () => null, answer: () => null, stallBody: () => null, keep: () => false, requests, kept };
   const server = http.createServer((req, res) => {
     requests.set(req.url, [...(requests.get(req.url) ?? []), Date.now()]);
     if (control.keep(req)) {
@@ -196,6 +197,11 @@ export async function originProxy(originPort) {
       async (answer) => {
         await control.holdAnswer(req);
         res.writeHead(answer.statusCode, answer.headers);
+        const stalled = control.stallBody(req);
+        if (stalled) {
+          res.flushHeaders();
+          await stalled;
+        }
         answer.pipe(res);
       },
     );
