@@ -14,12 +14,14 @@
 //! per instance (one more is 503 `busy`, before its body is read). The parse runs on a
 //! blocking thread, so it never holds up the requests the runtime is serving.
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use axum::routing::post;
-use axum::{Json, Router};
 use shortlink::import::{
     self, FileError, Format, MAX_PARSE_BYTES, MAX_PARSE_ROWS, ParseQuery, ParsedFile,
 };
@@ -63,7 +65,7 @@ pub(crate) async fn parse(
     caller: Caller,
     ApiQuery(query): ApiQuery<ParseQuery>,
     request: Request,
-) -> Result<Json<ParsedFile>, Error> {
+) -> Result<impl IntoResponse, Error> {
     caller.may(Permission::WriteLinks)?;
     // Busy rather than a wait, before the body is read: see `links::bulk`. Owned, and moved
     // into the parse: a request cut short (its deadline, a client gone) must not free the
@@ -81,13 +83,15 @@ pub(crate) async fn parse(
             StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: BODY_LIMIT },
             _ => Error::BadRequest(rejection.body_text()),
         })?;
-    let parsed = tokio::task::spawn_blocking(move || {
+    // The answer is made while the permit is held too: it is about as large as the file.
+    let answer = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        read(&query, &bytes)
+        let parsed = read(&query, &bytes)?;
+        serde_json::to_vec(&parsed).map_err(|err| Error::Internal(err.into()))
     })
     .await
     .map_err(|err| Error::Internal(err.into()))??;
-    Ok(Json(parsed))
+    Ok(([(CONTENT_TYPE, "application/json")], answer))
 }
 
 // The request's body in the OpenAPI document: the file's bytes as they are (a `Vec<u8>` would

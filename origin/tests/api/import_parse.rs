@@ -168,6 +168,40 @@ async fn failures_and_warnings_come_with_their_lines() {
     );
 }
 
+/// A row's `source` comes back cut to 200 characters: a cell of a megabyte came back whole,
+/// once for its row and once for each of its warnings, the answer three times its file (and
+/// made after the parse's permit was given back).
+#[tokio::test]
+async fn a_huge_cell_comes_back_cut() {
+    let app = spawn_app().await;
+    let code = "c".repeat(1_000_000);
+    let shlink = json!([{
+        "shortCode": code,
+        "longUrl": "https://example.com/limited",
+        "meta": {"maxVisits": 5, "validSince": "2024-01-01T00:00:00+00:00"},
+    }]);
+    let parsed = parse(&app, "", shlink.to_string()).await;
+    assert_eq!(parsed.status, StatusCode::OK);
+    assert!(
+        parsed.text().len() < 10_000,
+        "{} bytes",
+        parsed.text().len()
+    );
+    let parsed = parsed.json();
+    let sources: Vec<&str> = parsed["failures"]
+        .as_array()
+        .into_iter()
+        .chain(parsed["links"].as_array())
+        .chain(parsed["warnings"].as_array())
+        .flatten()
+        .map(|row| row["source"].as_str().expect("source"))
+        .collect();
+    assert!(!sources.is_empty(), "{parsed}");
+    for source in sources {
+        assert_eq!(source, format!("{}…", &code[..200]));
+    }
+}
+
 #[tokio::test]
 async fn destinations_are_normalised_as_the_cli_does() {
     let app = spawn_app().await;

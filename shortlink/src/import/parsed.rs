@@ -15,6 +15,11 @@ pub const MAX_PARSE_BYTES: usize = 16 * 1024 * 1024;
 /// (422, field `file`), not cut short, so no import silently stops in the middle.
 pub const MAX_PARSE_ROWS: usize = 100_000;
 
+/// The most characters of a row's `source` an answer carries, cut with "…": a code or short
+/// URL is far shorter, and a cell of megabytes would otherwise come back in the answer once
+/// for its row and once for each of its warnings, the answer many times its file.
+pub const MAX_SOURCE_CHARS: usize = 200;
+
 /// The query of `POST /api/v1/links/import/parse`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(
@@ -84,7 +89,11 @@ impl ParsedFile {
             failures: Vec::new(),
             warnings: Vec::new(),
         };
-        for row in rows {
+        for mut row in rows {
+            if let Some((cut, _)) = row.source.char_indices().nth(MAX_SOURCE_CHARS) {
+                row.source.truncate(cut);
+                row.source.push('…');
+            }
             parsed
                 .warnings
                 .extend(row.warnings.into_iter().map(|message| Warning {
