@@ -133,12 +133,14 @@ impl<S: Send + Sync> FromRequestParts<S> for CodePath {
 }
 
 /// Parses a JSON body; syntax errors are 400, values that break a rule are 422 with the field.
+/// A NUL the body named (an unknown field's name, a variant) is shown as U+FFFD: PostgreSQL
+/// stores no NUL in text or `jsonb`, and an answer is kept there (an idempotent bulk request's).
 pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let path = err.path().to_string();
+        let path = err.path().to_string().replace('\0', "\u{fffd}");
         let inner = err.into_inner();
-        let message = without_position(&inner.to_string());
+        let message = without_position(&inner.to_string()).replace('\0', "\u{fffd}");
         match inner.classify() {
             serde_json::error::Category::Data => {
                 let field = if path == "." {

@@ -937,6 +937,33 @@ async fn bulk_with_key(app: &TestApp, key: &str, body: &Value) -> TestResponse {
     }
 }
 
+/// Items whose refusal names a NUL (a field or a value of that text) fail alone, and the
+/// answer is remembered under the key like any other. Before, PostgreSQL's `jsonb` refused
+/// to remember the answer (a NUL in an unknown field's name): 500 at every retry, and the
+/// chunk's good items were not created either.
+#[tokio::test]
+async fn an_item_naming_a_nul_fails_alone_under_a_key() {
+    let app = spawn_app().await;
+    let body = json!({"links": [
+        {"destination": "https://example.com/nul/1", "\u{0}": 1},
+        {"destination": "https://example.com/nul/2", "title": "a\u{0}b"},
+        {"destination": "https://exa\u{0}mple.com/nul/3"},
+        {"destination": "https://example.com/nul/4", "code": "x\u{0}"},
+        {"destination": "https://example.com/nul/5", "redirect_type": "\u{0}"},
+        {"destination": "https://example.com/nul/ok"},
+    ]});
+    let first = bulk_with_key(&app, "nul-chunk", &body).await;
+    let items = results(&first, 1, 5);
+    assert_eq!(outcome(&items[5]).0, "created");
+    for item in &items[..5] {
+        assert_eq!(outcome(item).0, "failed", "{item}");
+        assert!(!item.to_string().contains("\\u0000"), "{item}");
+    }
+    let again = bulk_with_key(&app, "nul-chunk", &body).await;
+    assert_eq!(again.json(), first.json());
+    assert!(again.headers.get("idempotent-replayed").is_some());
+}
+
 #[tokio::test]
 async fn a_bulk_create_sent_again_with_its_key_gets_the_first_answer() {
     let app = spawn_app().await;
