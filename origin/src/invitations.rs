@@ -122,6 +122,11 @@ async fn invite(
     caller.may_grant(body.role)?;
     let mut tx = state.db().begin().await?;
     lock(&mut tx, workspace).await?;
+    // Its authority now: a removal or a demotion it waited for above (which revoked the
+    // invitations it had made) has taken it away.
+    let now = caller.as_now(&mut tx).await?;
+    now.may(Permission::Administer)?;
+    now.may_grant(body.role)?;
     // Invitations that ended (used, revoked or not) a month ago or more go: the audit log
     // keeps their story, and a workspace's rows stay bounded however many are made.
     sqlx::query(

@@ -1371,6 +1371,13 @@ async fn changes_queued_behind_the_loss_of_their_authority_are_refused() {
             Some(json!({"url": "https://rogue.example.com/"})),
             StatusCode::FORBIDDEN,
         ),
+        // A new invitation, made after the demotion revoked the ones made before.
+        (
+            Method::POST,
+            "/api/v1/invitations".to_owned(),
+            Some(json!({"role": "editor"})),
+            StatusCode::FORBIDDEN,
+        ),
     ];
     for (method, path, body, refused) in cases {
         // A key of the admin's to be revoked, or the admin to be demoted.
