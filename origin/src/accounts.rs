@@ -439,6 +439,11 @@ pub async fn set_admin(
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            // Nor is any address exempt from that limit now: they knew the old password.
+            sqlx::query("DELETE FROM sign_in_known_addresses WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         None => {
             // Made by the operator: an owner of the default workspace, like the first user.

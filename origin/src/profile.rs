@@ -195,6 +195,14 @@ async fn change_password(
         .bind(session.id)
         .execute(&mut *tx)
         .await?;
+    // The addresses the old password signed in from are not exempt from the per-user limit
+    // any more (a password changed because someone else had it leaves them none); this one,
+    // which knew it, stays.
+    sqlx::query("DELETE FROM sign_in_known_addresses WHERE user_id = $1 AND address <> $2")
+        .bind(user_id)
+        .bind(attempt.address.as_slice())
+        .execute(&mut *tx)
+        .await?;
     let signed_in: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_sessions WHERE id = $1)")
             .bind(session.id)

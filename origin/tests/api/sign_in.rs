@@ -219,6 +219,80 @@ async fn strangers_cannot_lock_the_real_user_out_of_where_it_signs_in() {
     );
 }
 
+/// A new password ends the exemption from the per-user limit of the addresses the old one
+/// signed in from: changed because someone else had it, it left them free to guess the new
+/// one past that limit, from every address they had signed in from. The address the change
+/// came from keeps it; after an operator's reset, none does.
+#[tokio::test]
+async fn a_new_password_ends_the_old_ones_known_addresses() {
+    let mut config = limits_config(&new_database().await);
+    config.sign_in.per_user = 10;
+    let app = app_with_admin(&config).await;
+    let (home, thief) = ("203.0.113.5", "192.0.2.66");
+    let signed_in = sign_in_from(&app, home, "admin", PASSWORD).await;
+    assert_eq!(signed_in.status, StatusCode::OK);
+    let cookie = signed_in
+        .header(&header::SET_COOKIE)
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_owned();
+    let csrf = signed_in.json()["csrf_token"]
+        .as_str()
+        .expect("csrf")
+        .to_owned();
+    assert_eq!(
+        sign_in_from(&app, thief, "admin", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    let new = "a new long password";
+    let change = Request::builder()
+        .method(Method::PUT)
+        .uri("/api/v1/me/password")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::COOKIE, cookie)
+        .header("x-csrf-token", csrf)
+        .header("x-forwarded-for", home)
+        .body(Body::from(
+            json!({"current_password": PASSWORD, "new_password": new}).to_string(),
+        ))
+        .expect("request");
+    let changed = app.send(change).await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
+    // Strangers use up the user's budget: the thief's address is one of theirs now.
+    let strangers = |round: u8| {
+        let app = &app;
+        futures_util::future::join_all((0..30).map(move |n| async move {
+            sign_in_from(app, &format!("198.51.{round}.{n}"), "admin", "guess").await
+        }))
+    };
+    assert_eq!(
+        tally(&strangers(100).await),
+        BTreeMap::from([(401, 10), (429, 20)])
+    );
+    assert_limited(&sign_in_from(&app, thief, "admin", new).await, WINDOW);
+    assert_eq!(
+        sign_in_from(&app, home, "admin", new).await.status,
+        StatusCode::OK
+    );
+    // An operator's reset: no address keeps it.
+    let newer = "a third long password";
+    origin::accounts::set_admin(
+        &app.db,
+        &crate::support::CODE_KEY.parse().expect("code key"),
+        "admin",
+        newer,
+        true,
+    )
+    .await
+    .expect("reset");
+    assert_eq!(
+        tally(&strangers(101).await),
+        BTreeMap::from([(401, 10), (429, 20)])
+    );
+    assert_limited(&sign_in_from(&app, home, "admin", newer).await, WINDOW);
+}
+
 #[tokio::test]
 async fn the_limits_hold_across_two_instances_on_one_database() {
     let database_url = new_database().await;
