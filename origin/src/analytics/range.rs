@@ -44,6 +44,10 @@ impl Range {
                 shortlink::timestamp::TimestampError::OutOfRange.to_string(),
             )
         };
+        // Before the rounding, which would make one hour of two times within it, either way.
+        if query.from.is_some_and(|from| from >= query.to.unwrap_or(now)) {
+            return Err(Error::invalid("from", "from must be before to"));
+        }
         // Whole hours: the rollups' grain. `to` rounds up, so the current hour is included.
         let to = query.to.unwrap_or(now);
         let to_floor = floor_hour(to).ok_or_else(|| out_of_range("to"))?;
@@ -233,6 +237,11 @@ mod tests {
             ("to=soon", "to"),
             ("from=1970-01-01T00:00:00Z&to=1970-01-01T00:00:00Z", "from"),
             ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
+            // Within one hour: reversed, equal, or a start later this hour and no end. The
+            // rounding to whole hours made each of them that hour.
+            ("from=2026-01-01T10:45:00Z&to=2026-01-01T10:15:00Z", "from"),
+            ("from=2026-01-01T10:30:00Z&to=2026-01-01T10:30:00Z", "from"),
+            ("from=2026-06-01T12:50:00Z", "from"),
             ("from=2020-01-01T00:00:00Z&to=2022-01-01T00:00:00Z", "from"),
             (
                 "interval=hour&from=2026-01-01T00:00:00Z&to=2026-06-01T00:00:00Z",
