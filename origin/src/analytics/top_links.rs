@@ -10,7 +10,10 @@
 //! day (the last 24 hours) stops as early. Only the links that still may rank are counted
 //! exactly in full. Where visits are skewed, as they are,
 //! this reads a few dozen rows a day however many links the workspace has (the threshold
-//! algorithm without random access of Fagin, Lotem and Naor).
+//! algorithm without random access of Fagin, Lotem and Naor). Where they are flat (thousands of
+//! links with about the same visits each day: a campaign's links per recipient), no depth
+//! stops it: past [`MAX_DEPTH`] the range's rows are summed in PostgreSQL instead
+//! ([`summed`]), which sends the origin the top links only.
 
 use std::collections::HashMap;
 
@@ -23,10 +26,12 @@ use crate::caller::WorkspaceId;
 use crate::error::Error;
 
 /// How deep the first reading of each day's list goes, at least; each further reading goes
-/// [`DEEPER`] times deeper, and past [`MAX_DEPTH`] reads the whole lists.
+/// [`DEEPER`] times deeper, and past [`MAX_DEPTH`] the links are [`summed`] instead. Before,
+/// the lists were then read whole: every row of a flat month (31 days of thousands of links)
+/// went to the origin, every link seen was counted again exactly, at every poll.
 const FIRST_DEPTH: i64 = 40;
 const DEEPER: i64 = 8;
-const MAX_DEPTH: i64 = 5_000;
+const MAX_DEPTH: i64 = 400;
 
 /// What the lists say of one link.
 #[derive(Debug, Default, Clone, Copy)]
@@ -53,7 +58,7 @@ pub(crate) async fn top_links(
     touched.extend(&partial_days);
     let score = |hits: i64, bots: i64| hits + if range.bots { bots } else { 0 };
     let top = usize::try_from(range.top).unwrap_or(usize::MAX);
-    let mut depth = Some(FIRST_DEPTH.max(4 * range.top));
+    let mut depth = FIRST_DEPTH.max(4 * range.top);
     loop {
         // The top of each day's list, by hits + bots (an upper bound of the count without
         // bots too).
@@ -76,8 +81,8 @@ pub(crate) async fn top_links(
             entry.0 += 1;
             entry.1 = entry.1.min(hits + bots);
         }
-        let below = |day: &Date| match (shown.get(day), depth) {
-            (Some((count, last)), Some(depth)) if *count >= depth => *last,
+        let below = |day: &Date| match shown.get(day) {
+            Some((count, last)) if *count >= depth => *last,
             _ => 0,
         };
         let unseen: i64 = touched.iter().map(below).sum();
@@ -124,7 +129,7 @@ pub(crate) async fn top_links(
             .copied()
             .unwrap_or(0)
             .max(1);
-        if unseen < floor || depth.is_none() {
+        if unseen < floor {
             // No link unseen can rank; of those seen, the ones that still may are counted.
             let candidates: Vec<(i64, String)> = live
                 .into_iter()
@@ -132,10 +137,66 @@ pub(crate) async fn top_links(
                 .collect();
             return exact(db, workspace, range, &days, &whole, candidates, top).await;
         }
-        depth = depth
-            .map(|depth| depth * DEEPER)
-            .filter(|depth| *depth <= MAX_DEPTH);
+        depth *= DEEPER;
+        if depth > MAX_DEPTH {
+            return summed(db, workspace, range, &days, &whole, &partial_days, top).await;
+        }
     }
+}
+
+/// The `top` most visited live links of `range`, most first (ties by code, as [`exact`]
+/// orders them), each with a count above zero, summed in PostgreSQL from every row of the
+/// range's whole days and, for the links of its partial days, their hours at either end.
+async fn summed(
+    db: &PgPool,
+    workspace: WorkspaceId,
+    range: &Range,
+    days: &UtcDays,
+    whole: &[Date],
+    partial_days: &[Date],
+    top: usize,
+) -> Result<Vec<TopLink>, Error> {
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT l.id, l.code, c.count
+         FROM (
+             SELECT link_id, sum(n)::int8 AS count
+             FROM (
+                 SELECT link_id, hits + CASE WHEN $3 THEN bots ELSE 0 END AS n
+                 FROM workspace_link_daily WHERE workspace_id = $1 AND day = ANY($2)
+                 UNION ALL
+                 SELECT w.link_id,
+                        (SELECT sum(clicks + qr_scans + CASE WHEN $3 THEN bots ELSE 0 END)
+                         FROM link_stats_hourly h
+                         WHERE h.workspace_id = $1 AND h.link_id = w.link_id
+                           AND (h.hour >= $5 AND h.hour < $6 OR h.hour >= $7 AND h.hour < $8))
+                 FROM (SELECT DISTINCT link_id FROM workspace_link_daily
+                       WHERE workspace_id = $1 AND day = ANY($4)) AS w
+             ) AS v
+             GROUP BY link_id
+         ) AS c
+         JOIN links l ON l.id = c.link_id
+         WHERE l.workspace_id = $1 AND l.deleted_at IS NULL AND c.count > 0
+         ORDER BY c.count DESC, l.code COLLATE \"C\" LIMIT $9",
+    )
+    .bind(workspace.get())
+    .bind(whole)
+    .bind(range.bots)
+    .bind(partial_days)
+    .bind(days.head.0)
+    .bind(days.head.1)
+    .bind(days.tail.0)
+    .bind(days.tail.1)
+    .bind(i64::try_from(top).unwrap_or(i64::MAX))
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(link_id, code, count)| TopLink {
+            link_id,
+            code,
+            count,
+        })
+        .collect())
 }
 
 /// The counts in `range` of `candidates` (id, code), the `top` most visited with a count above

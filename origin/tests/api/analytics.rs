@@ -1934,6 +1934,100 @@ async fn top_links_find_a_link_that_never_tops_a_day() {
     assert_eq!(body["top_links"][0]["code"], "steady", "{body}");
 }
 
+/// Where every link has about the visits of every other each day (a campaign's link per
+/// recipient), no depth of the days' lists tells the top links: past that, the range's rows
+/// are summed in PostgreSQL (`top_links::summed`), and the answer is the same as for skewed
+/// visits: a sum over the hourly rollup, ties by code, deleted links left out.
+#[tokio::test]
+async fn top_links_of_flat_visits_are_summed() {
+    let app = spawn_app().await;
+    let first = link(&app, "flat0").await;
+    let workspace: i64 = sqlx::query_scalar("SELECT workspace_id FROM links WHERE id = $1")
+        .bind(first)
+        .fetch_one(&app.db)
+        .await
+        .expect("workspace");
+    let day0 = (OffsetDateTime::now_utc() - Duration::days(40)).replace_time(time::Time::MIDNIGHT);
+    let from = day0 + Duration::hours(6);
+    let to = day0 + Duration::days(3) + Duration::hours(18);
+    // 600 links with 10 visits and a bot at noon of each of four days (two of them partial in
+    // the range); three with one more on the last, partial day; one deleted.
+    sqlx::query(
+        "INSERT INTO links (workspace_id, code, destination)
+         SELECT $1, 'flat' || i, 'https://example.com/f' FROM generate_series(1, 599) AS i",
+    )
+    .bind(workspace)
+    .execute(&app.db)
+    .await
+    .expect("links");
+    sqlx::query(
+        "INSERT INTO link_stats_hourly (workspace_id, link_id, hour, clicks, qr_scans, bots,
+                                        uniques)
+         SELECT l.workspace_id, l.id, $2 + make_interval(days => d, hours => 12),
+                10 + CASE WHEN d = 3 AND l.code IN ('flat7', 'flat70', 'flat700') THEN 1 ELSE 0 END,
+                0, 1, 0
+         FROM links l, generate_series(0, 3) AS d
+         WHERE l.workspace_id = $1",
+    )
+    .bind(workspace)
+    .bind(day0)
+    .execute(&app.db)
+    .await
+    .expect("hourly");
+    sqlx::query(
+        "INSERT INTO workspace_link_daily (workspace_id, day, link_id, hits, bots)
+         SELECT $1, (hour AT TIME ZONE 'UTC')::date, link_id, sum(clicks), sum(bots)
+         FROM link_stats_hourly WHERE workspace_id = $1 GROUP BY 1, 2, 3",
+    )
+    .bind(workspace)
+    .execute(&app.db)
+    .await
+    .expect("daily");
+    sqlx::query("UPDATE links SET deleted_at = now() WHERE code = 'flat1'")
+        .execute(&app.db)
+        .await
+        .expect("delete");
+    for top in [1, 3, 10, 100] {
+        for bots in [false, true] {
+            let expected: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT l.code, sum(s.clicks + s.qr_scans + CASE WHEN $4 THEN s.bots ELSE 0 END)::int8 AS n
+                 FROM link_stats_hourly s JOIN links l ON l.id = s.link_id
+                 WHERE l.workspace_id = $1 AND l.deleted_at IS NULL AND s.hour >= $2 AND s.hour < $3
+                 GROUP BY l.code ORDER BY n DESC, l.code COLLATE \"C\" LIMIT $5",
+            )
+            .bind(workspace)
+            .bind(from)
+            .bind(to)
+            .bind(bots)
+            .bind(top)
+            .fetch_all(&app.db)
+            .await
+            .expect("expected");
+            let body = stats(
+                &app,
+                &format!(
+                    "/api/v1/stats?from={}&to={}&interval=day&bots={bots}&top={top}",
+                    rfc(from),
+                    rfc(to)
+                ),
+            )
+            .await;
+            let got: Vec<(String, i64)> = body["top_links"]
+                .as_array()
+                .expect("top links")
+                .iter()
+                .map(|l| {
+                    (
+                        l["code"].as_str().expect("code").to_owned(),
+                        l["count"].as_i64().expect("count"),
+                    )
+                })
+                .collect();
+            assert_eq!(got, expected, "top {top} bots {bots}");
+        }
+    }
+}
+
 /// A range without a whole UTC day (the dashboard's "last 24 hours") reads the tops of its
 /// days' lists, not the lists whole: the links seen get their hours at either end counted
 /// exactly. Before, no link seen had more than nothing for sure, and each of the two days'
