@@ -1138,6 +1138,27 @@ async fn click_exports_are_capped_and_stalled_ones_give_their_places_up() {
         .await;
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.text().lines().count(), 1 + 1_000);
+    // Without `to`, an export ends at the moment it began, as documented: a click dated
+    // after it (here a minute ahead: a visitor's clock) is not in it; asked for, it is.
+    // Before, the end was a day ahead, and a long export took the clicks that came meanwhile.
+    let ahead = OffsetDateTime::now_utc() + Duration::minutes(1);
+    app.state
+        .store_clicks(&[event("ahead", id, "exported", ahead)])
+        .await
+        .expect("store");
+    let now = app
+        .api(Method::GET, "/api/v1/links/exported/clicks.csv", None)
+        .await;
+    assert_eq!(now.text().lines().count(), 1 + 1_000);
+    let later = rfc(ahead + Duration::minutes(1));
+    let asked = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/links/exported/clicks.csv?to={later}"),
+            None,
+        )
+        .await;
+    assert_eq!(asked.text().lines().count(), 1 + 1_001);
 }
 
 #[tokio::test]
