@@ -2,6 +2,8 @@
 //! a workspace, read from the rollups only (the CSV export of raw clicks is in
 //! `export.rs`).
 
+use std::collections::HashSet;
+
 use axum::Json;
 use axum::extract::State;
 use shortlink::stats::{Breakdowns, Counts, Interval, Point, Ranked, Stats};
@@ -105,6 +107,7 @@ impl Of {
 /// part is as of its own moment: a batch counted meanwhile may show in the totals and not yet
 /// in the breakdowns, until the next read (the dashboard reads every 5 s).
 async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
+    check_zone(db, &range.tz).await?;
     let tops = async {
         match of {
             Of::Workspace(workspace) => Ok::<_, Error>(Some(tokio::try_join!(
@@ -158,6 +161,39 @@ async fn stats(db: &PgPool, of: Of, range: &Range) -> Result<Stats, Error> {
 
 /// A bucket's clicks, QR scans, bots, unique visitors and visits counted without details.
 type Sums = (i64, i64, i64, i64, i64);
+
+/// The time zones a range may name, lowercase (PostgreSQL's names are not case-sensitive):
+/// those of PostgreSQL's zone database, read once, less the abbreviations PostgreSQL reads
+/// first as fixed offsets (`CET` is a zone with summer time, but `AT TIME ZONE 'CET'` is
+/// +01:00 all year), but for those of UTC itself (`UTC`, `GMT`, `Zulu`). A POSIX rule (`UTC+3`, whose sign is the reverse of
+/// ISO's) is not a name there either. Either was answered with buckets in an offset the caller
+/// did not mean, and no error.
+static ZONES: tokio::sync::OnceCell<HashSet<String>> = tokio::sync::OnceCell::const_new();
+
+async fn check_zone(db: &PgPool, tz: &str) -> Result<(), Error> {
+    let zones = ZONES
+        .get_or_try_init(|| async {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT lower(name) FROM pg_timezone_names
+                 EXCEPT
+                 SELECT lower(abbrev) FROM pg_timezone_abbrevs WHERE utc_offset <> '0'",
+            )
+            .fetch_all(db)
+            .await?;
+            Ok::<_, Error>(names.into_iter().collect())
+        })
+        .await?;
+    if zones.contains(&tz.to_lowercase()) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "tz",
+            format!(
+                "{tz:?} is not an IANA time zone such as Europe/Berlin (abbreviations such as CET or EST are not: name the region)"
+            ),
+        ))
+    }
+}
 
 /// The counts per bucket of the range, in the range's time zone, which PostgreSQL knows
 /// ([`Range::new`] checked the rest): a zone it does not know is the caller's mistake (422),

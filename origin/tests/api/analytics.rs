@@ -879,10 +879,15 @@ async fn a_click_lands_on_the_local_day_of_the_asked_time_zone() {
         let local = t.to_offset(time::UtcOffset::from_hms(offset_hours, 0, 0).expect("offset"));
         assert_eq!((local.date(), local.hour()), (local_day, 0), "{tz}: {t}");
     }
-    // The series' query checks the zone (PostgreSQL knows the zones) while the others run
-    // beside it: a zone it does not know is the caller's mistake, on `tz`, whatever else is
-    // asked.
+    // A zone PostgreSQL's zone database does not name is the caller's mistake, on `tz`,
+    // whatever else is asked; so are an abbreviation PostgreSQL reads as a fixed offset (CET
+    // has summer time; `AT TIME ZONE 'CET'` does not) and a POSIX rule (UTC+3 is three hours
+    // west). Before, those were answered with buckets in the offset PostgreSQL took.
     for path in [
+        "/api/v1/stats?tz=CET",
+        "/api/v1/stats?tz=est&interval=day",
+        "/api/v1/stats?tz=UTC%2B3",
+        "/api/v1/links/tz/stats?tz=FOOBAR0",
         "/api/v1/links/tz/stats?tz=Mars/Olympus",
         "/api/v1/stats?tz=Mars/Olympus",
         "/api/v1/stats?tz=Mars/Olympus&interval=day",
@@ -897,6 +902,12 @@ async fn a_click_lands_on_the_local_day_of_the_asked_time_zone() {
             Some("tz"),
             "{path}"
         );
+    }
+    for tz in ["UTC", "utc", "GMT", "Zulu", "Etc/GMT%2B3", "europe/paris"] {
+        let good = app
+            .api(Method::GET, &format!("/api/v1/stats?tz={tz}"), None)
+            .await;
+        assert_eq!(good.status, StatusCode::OK, "{tz}: {}", good.text());
     }
 }
 
