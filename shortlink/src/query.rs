@@ -98,7 +98,8 @@ pub struct StatsQuery {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", param(inline))]
     pub interval: Interval,
-    /// IANA time zone of the buckets, e.g. `Europe/Berlin`; default UTC.
+    /// IANA time zone of the buckets, e.g. `Europe/Berlin`; default UTC. Abbreviations such as
+    /// `CET` and POSIX rules such as `UTC+3` are refused (PostgreSQL reads them as fixed offsets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
     /// Count bots in totals and breakdowns.
