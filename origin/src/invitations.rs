@@ -7,7 +7,8 @@
 //! used once however many try. Only the SHA-256 of its token is stored.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -376,7 +377,7 @@ fn username_taken() -> Error {
 )]
 async fn sign_up(
     State(state): State<crate::State>,
-    headers: HeaderMap,
+    request: Parts,
     ApiJson(body): ApiJson<SignUp>,
 ) -> Result<Response, Error> {
     let username = body.username.trim();
@@ -408,6 +409,16 @@ async fn sign_up(
         }
         Some(_) => {}
     }
+    // A taken name is refused at once, and a free one is not: each sign-up tells whether its
+    // name exists. So each counts as a sign-in attempt of its address (and of the name at
+    // it; not of the name everywhere, which a stranger could use up), given back once the
+    // person has joined: a token does not check names by the hundred.
+    let limiter = &state.inner.sign_in;
+    let attempt = limiter.keys().attempt(
+        state.inner.redirects.client_ip.of_request(&request),
+        username,
+    );
+    let reservation = limiter.reserve(state.db(), &attempt, false).await?;
     // Nor for a name that is taken, so that a valid token cannot buy hashes by the hundred with
     // names it cannot have. The insert's ON CONFLICT below still decides a race.
     let taken: bool =
@@ -418,8 +429,10 @@ async fn sign_up(
     if taken {
         return Err(username_taken());
     }
-    let limiter = &state.inner.sign_in;
-    let permit = limiter.hash_permit().await.ok_or(Error::Busy)?;
+    let Some(permit) = limiter.hash_permit().await else {
+        limiter.cancel(state.db(), &attempt, reservation).await;
+        return Err(Error::Busy);
+    };
     let password = body.password;
     let hashed = limiter
         .hash(permit, move |memory| {
@@ -447,7 +460,10 @@ async fn sign_up(
     )
     .await?;
     tx.commit().await?;
-    accounts::start_session(&state, &headers, user_id, &hashed).await
+    limiter
+        .succeeded(state.db(), &attempt, reservation, user_id)
+        .await?;
+    accounts::start_session(&state, &request.headers, user_id, &hashed).await
 }
 
 #[cfg(test)]

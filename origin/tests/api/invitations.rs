@@ -127,6 +127,72 @@ async fn a_taken_username_costs_no_password_hash() {
     assert_eq!(app.state.peak_sign_in_hashes(), 1);
 }
 
+/// A sign-up tells whether its name is taken (409 at once, or a hash and a welcome), so it
+/// counts as a sign-in attempt of its address: an address checks at most its budget of names
+/// (30 in 15 minutes), refused before a name is looked up. Before, one token checked names
+/// without end. Another address has its own budget; joining gives the attempt back.
+#[tokio::test]
+async fn sign_ups_count_against_their_address_sign_in_limit() {
+    let mut config = config(&new_database().await);
+    config.client_ip_header = Some("x-forwarded-for".to_owned());
+    let app = app_with(&config).await;
+    invited_in_sql(&app, 31).await;
+    let sign_up = |ip: &'static str, username: String| {
+        let app = &app;
+        async move {
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri("/api/v1/invitations/sign-up")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("x-forwarded-for", ip)
+                .body(Body::from(
+                    json!({"token": "the token", "username": username,
+                           "password": "long enough password"})
+                    .to_string(),
+                ))
+                .expect("request");
+            app.send(request).await
+        }
+    };
+    // 'taken', then 'member2' to 'member30': thirty taken names.
+    for n in 1..=30 {
+        let name = if n == 1 {
+            "taken".to_owned()
+        } else {
+            format!("member{n}")
+        };
+        let probe = sign_up("198.51.100.7", name).await;
+        assert_eq!(probe.error(StatusCode::CONFLICT).0, "username_taken", "{n}");
+    }
+    for name in ["member31", "free"] {
+        let refused = sign_up("198.51.100.7", name.to_owned()).await;
+        assert_eq!(
+            refused.error(StatusCode::TOO_MANY_REQUESTS).0,
+            "too_many_sign_ins",
+            "{name}"
+        );
+    }
+    assert_eq!(
+        sign_up("203.0.113.9", "member31".to_owned())
+            .await
+            .error(StatusCode::CONFLICT)
+            .0,
+        "username_taken"
+    );
+    let joined = sign_up("203.0.113.9", "free".to_owned()).await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.text());
+    let counted: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(attempts), 0)::int8 FROM sign_in_attempts WHERE scope = 'ip'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("attempts");
+    assert_eq!(
+        counted, 31,
+        "30 of the first address, 1 of the second; the join given back"
+    );
+}
+
 /// Nor does an invitation to a full workspace: its sign-up is refused before the hash. Before,
 /// each sign-up with a new name hashed a password, was refused at the join, and left the
 /// invitation usable for the next one: hashes without end, outside every sign-in limit.
