@@ -951,3 +951,17 @@ proptest! {
         parse_everything(&bytes);
     }
 }
+
+/// A JSON document on one line whose top level is an array of three records is Shlink's or
+/// Kutt's, not a kurz export: serde reads a struct from an array of as many elements, so the
+/// kurz probe took the three records for its three fields, and the file failed as one row.
+#[test]
+fn a_one_line_array_of_three_records_is_not_a_kurz_export() {
+    let shlink = r#"[{"shortCode":"a","longUrl":"https://e.example/a"},{"shortCode":"b","longUrl":"https://e.example/b"},{"shortCode":"c","longUrl":"https://e.example/c"}]"#;
+    assert_eq!(
+        import::detect("export.json", shlink.as_bytes()),
+        Some(Format::ShlinkJson)
+    );
+    let parsed = import::parse(Format::ShlinkJson, shlink.as_bytes()).expect("parse");
+    assert_eq!(parsed.len(), 3);
+}

@@ -118,6 +118,11 @@ pub(super) fn detect(text: &str) -> Option<Format> {
         destination: Option<IgnoredAny>,
     }
     let first = text.lines().next()?;
+    // An object: serde reads a struct from an array as well, by position (a one-line array of
+    // three Shlink records passed for the three fields).
+    if !first.trim_start().starts_with('{') {
+        return None;
+    }
     let probe = serde_json::from_str::<Probe>(first).ok()?;
     (probe.code.is_some() && probe.short_url.is_some() && probe.destination.is_some())
         .then_some(Format::Kurz)
