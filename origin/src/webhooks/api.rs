@@ -310,9 +310,13 @@ async fn update(
     let caller = caller.as_now(&mut tx).await?;
     caller.may(Permission::Administer)?;
     let before = find(&mut tx, workspace, id, true).await?;
-    // Where its clicks go, or whether it gets them, is the clicks' reader's choice.
-    if body.url.is_some() || body.events.is_some() {
-        may_receive_clicks(&caller, body.events.as_ref().unwrap_or(&before.events))?;
+    // Where its clicks go, or whether it gets them, is the clicks' reader's choice: a new
+    // URL takes the clicks already queued for it too, whatever it is subscribed to next.
+    if body.url.is_some() {
+        may_receive_clicks(&caller, &before.events)?;
+    }
+    if let Some(events) = &body.events {
+        may_receive_clicks(&caller, events)?;
     }
     let row: EndpointRow = sqlx::query_as(&format!(
         "UPDATE webhook_endpoints SET
@@ -698,6 +702,11 @@ async fn redeliver(
     let mut tx = state.db().begin().await?;
     let endpoint = find(&mut tx, workspace, path.endpoint, true).await?;
     refuse_disabled(&endpoint)?;
+    // A click's message sent again is clicks sent, as reading it is (`delivery`).
+    let (row, _) = find_delivery(&mut tx, workspace, &path).await?;
+    if delivery_of(row)?.event_type == EventType::LinkClicked {
+        caller.may(Permission::ReadStats)?;
+    }
     if !super::deliver::redeliver(&mut tx, workspace, path.endpoint, path.delivery).await? {
         return Err(Error::NotFound);
     }

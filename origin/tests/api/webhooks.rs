@@ -190,6 +190,11 @@ async fn clicks_reach_only_those_who_may_read_stats() {
             one.clone(),
             Some(json!({"url": "https://elsewhere.example.com/"})),
         ),
+        // Elsewhere, and off the clicks in the same change: the queued clicks would go there.
+        (
+            one.clone(),
+            Some(json!({"url": "https://elsewhere.example.com/", "events": ["link.created"]})),
+        ),
         (
             one.clone(),
             Some(json!({"events": ["link.clicked", "link.created"]})),
@@ -212,6 +217,12 @@ async fn clicks_reach_only_those_who_may_read_stats() {
             "{path} {body:?}"
         );
     }
+    // Nor is a click's message sent again by it.
+    let redeliver = format!("{one}/deliveries/{clicked}/redeliver");
+    let refused = app.call(&admin_only, Method::POST, &redeliver, None).await;
+    assert_eq!(refused.error(StatusCode::FORBIDDEN).0, "forbidden");
+    let again = app.call(&with_stats, Method::POST, &redeliver, None).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text());
     let kept = app.call(&with_stats, Method::GET, &one, None).await.json();
     assert_eq!(
         (&kept["url"], &kept["events"]),
