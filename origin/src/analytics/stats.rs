@@ -165,7 +165,7 @@ type Sums = (i64, i64, i64, i64, i64);
 /// The time zones a range may name, lowercase (PostgreSQL's names are not case-sensitive):
 /// those of PostgreSQL's zone database, read once, less the abbreviations PostgreSQL reads
 /// first as fixed offsets (`CET` is a zone with summer time, but `AT TIME ZONE 'CET'` is
-/// +01:00 all year), but for those of UTC itself (`UTC`, `GMT`, `Zulu`). A POSIX rule (`UTC+3`, whose sign is the reverse of
+/// +01:00 all year; `WET`, +00:00), but for the names of UTC itself (`UTC`, `GMT`, `Zulu`). A POSIX rule (`UTC+3`, whose sign is the reverse of
 /// ISO's) is not a name there either. Either was answered with buckets in an offset the caller
 /// did not mean, and no error.
 static ZONES: tokio::sync::OnceCell<HashSet<String>> = tokio::sync::OnceCell::const_new();
@@ -176,7 +176,8 @@ async fn check_zone(db: &PgPool, tz: &str) -> Result<(), Error> {
             let names: Vec<String> = sqlx::query_scalar(
                 "SELECT lower(name) FROM pg_timezone_names
                  EXCEPT
-                 SELECT lower(abbrev) FROM pg_timezone_abbrevs WHERE utc_offset <> '0'",
+                 SELECT lower(abbrev) FROM pg_timezone_abbrevs
+                 WHERE lower(abbrev) NOT IN ('utc', 'gmt', 'uct', 'ut', 'zulu', 'z')",
             )
             .fetch_all(db)
             .await?;

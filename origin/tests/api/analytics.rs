@@ -885,6 +885,7 @@ async fn a_click_lands_on_the_local_day_of_the_asked_time_zone() {
     // west). Before, those were answered with buckets in the offset PostgreSQL took.
     for path in [
         "/api/v1/stats?tz=CET",
+        "/api/v1/stats?tz=WET",
         "/api/v1/stats?tz=est&interval=day",
         "/api/v1/stats?tz=UTC%2B3",
         "/api/v1/links/tz/stats?tz=FOOBAR0",
