@@ -165,9 +165,9 @@ type Sums = (i64, i64, i64, i64, i64);
 /// The time zones a range may name, lowercase (PostgreSQL's names are not case-sensitive):
 /// those of PostgreSQL's zone database, read once, less the abbreviations PostgreSQL reads
 /// first as fixed offsets (`CET` is a zone with summer time, but `AT TIME ZONE 'CET'` is
-/// +01:00 all year; `WET`, +00:00), but for the names of UTC itself (`UTC`, `GMT`, `Zulu`). A POSIX rule (`UTC+3`, whose sign is the reverse of
-/// ISO's) is not a name there either. Either was answered with buckets in an offset the caller
-/// did not mean, and no error.
+/// +01:00 all year; `WET`, +00:00), but for the names of UTC itself (`UTC`, `GMT`, `Zulu`).
+/// A POSIX rule (`UTC+3`, whose sign is the reverse of ISO's) is not a name there either.
+/// Either was answered with buckets in an offset the caller did not mean, and no error.
 static ZONES: tokio::sync::OnceCell<HashSet<String>> = tokio::sync::OnceCell::const_new();
 
 async fn check_zone(db: &PgPool, tz: &str) -> Result<(), Error> {
