@@ -18,7 +18,8 @@ pub const MAX_PARSE_ROWS: usize = 100_000;
 /// The most characters of a row's `source` an answer carries, cut with "…": a code or short
 /// URL is far shorter, and a cell of megabytes would otherwise come back in the answer once
 /// for its row and once for each of its warnings, the answer many times its file.
-pub const MAX_SOURCE_CHARS: usize = 200;
+#[cfg(feature = "import")]
+const MAX_SOURCE_CHARS: usize = 200;
 
 /// The query of `POST /api/v1/links/import/parse`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
