@@ -10,7 +10,7 @@ use serde::Serialize;
 use shortlink::ShortCode;
 use shortlink::edge::{ClickEvent, INGEST_PATH, NO_LINK_HEADER, RESOLVE_PATH_PREFIX};
 use shortlink::signature;
-use worker::{AbortController, Delay, Env, Fetch, Headers, Request, Response, Result};
+use worker::{AbortController, Date, Delay, Env, Fetch, Headers, Request, Response, Result};
 
 use crate::resolve::Resolved;
 use crate::{edge_secret, signed_headers};
@@ -51,18 +51,20 @@ fn origin_url(env: &Env) -> Result<String> {
         .to_owned())
 }
 
-/// What the origin answered for `code`, or an error if it could not answer (a 404 without
-/// [`NO_LINK_HEADER`] included: it is not the origin's "no link").
+/// What the origin answered for `code`, or an error if it could not answer within the
+/// resolve's time, its body included.
 pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Resolved> {
     let path = format!("{RESOLVE_PATH_PREFIX}{code}");
     let headers = signed_headers(&edge_secret(env)?, "GET", &path, b"")?;
     let timeout = resolve_timeout(env);
+    let started = Date::now().as_millis();
     let mut response = send(env, "GET", &path, headers, None, timeout).await?;
     match response.status_code() {
         200 => {
-            // Within the same time again: an origin (or a proxy) that sent its headers and
-            // stalls fails here, for the breaker, instead of holding the visitor.
-            let json = within(timeout, response.text()).await??;
+            // In what is left of the same time: an origin (or a proxy) that sent its headers
+            // and stalls fails here, for the breaker, instead of holding the visitor.
+            let spent = Duration::from_millis(Date::now().as_millis().saturating_sub(started));
+            let json = within(timeout.saturating_sub(spent), response.text()).await??;
             Ok(match serde_json::from_str(&json) {
                 Ok(record) => Resolved::Link(record, json),
                 Err(err) => Resolved::Unreadable(format!(
@@ -71,6 +73,15 @@ pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Resolved> {
             })
         }
         404 if response.headers().has(NO_LINK_HEADER)? => Ok(Resolved::NoLink),
+        // Not the origin's "no link": an origin older than this edge (the edge is deployed
+        // first), one without the edge's secret (its edge routes do not exist), or another
+        // server at ORIGIN_URL. Unknown: a 503, remembered nowhere, and no failure for the
+        // breaker (the origin answered; the codes that exist still reach it).
+        404 => Ok(Resolved::Unreadable(
+            "origin answered 404 without kurz-no-link: an origin older than this edge, \
+             one without the edge's secret, or another server at ORIGIN_URL"
+                .into(),
+        )),
         status => Err(worker::Error::RustError(format!(
             "origin answered {status}"
         ))),

@@ -58,7 +58,8 @@ pub enum Resolved {
     /// The origin has no such link.
     NoLink,
     /// A record this edge cannot read: an origin deployed with a newer record format before
-    /// its edge. The origin answered, so this is no failure of the origin's for the breaker
+    /// its edge; or a 404 that is not the origin's "no link" (`origin.rs`). The origin
+    /// answered, so this is no failure of the origin's for the breaker
     /// (one such code must not shut out every other miss); the visitor gets a 503, and
     /// nothing is remembered or written to KV.
     Unreadable(Failure),
