@@ -66,9 +66,12 @@ pub(crate) const FAILING_FOR: time::Duration = time::Duration::hours(24);
 /// timeout holds this many of the `KURZ_WEBHOOK_CONCURRENCY` sends, and the others' messages
 /// still go out.
 const PER_ENDPOINT: usize = 4;
-/// The share of `KURZ_WEBHOOK_CONCURRENCY` one workspace's endpoints may hold at once in one
-/// origin: a workspace of 20 endpoints that hang (4 sends each) would otherwise hold every
-/// send, and every other workspace's messages would wait behind its timeouts.
+/// The share of `KURZ_WEBHOOK_CONCURRENCY` one workspace's endpoints may take at once in one
+/// origin while another workspace has due messages: a workspace of 20 endpoints that hang (4
+/// sends each) would otherwise hold every send, and every other workspace's messages would
+/// wait behind its timeouts. Alone, a workspace takes every send (a deployment of one
+/// workspace keeps its whole concurrency); one that comes later waits at most for the sends
+/// under way to end (the timeout), then gets its share.
 fn per_workspace(concurrency: usize) -> usize {
     (concurrency / 2).max(1)
 }
@@ -368,7 +371,8 @@ fn as_arrays(sends: &HashMap<i64, usize>) -> (Vec<i64>, Vec<i64>) {
 
 /// Takes up to `limit` due messages for this origin, under a lease, at most `caps` less the
 /// sends `in_flight` of each endpoint and workspace: the caps are applied in the query, so
-/// nothing is claimed only to be given back. Each workspace's due messages take turns: every
+/// nothing is claimed only to be given back (the workspace's cap only while another workspace
+/// has due messages, [`per_workspace`]). Each workspace's due messages take turns: every
 /// workspace's first (by due time) comes before any workspace's second, so a workspace with a
 /// backlog does not make the others' messages wait for all of it.
 ///
@@ -405,7 +409,9 @@ async fn claim(
                SELECT fair.id FROM (
                  SELECT due.id, due.next_attempt_at, ep.workspace_id,
                         row_number() OVER (PARTITION BY ep.workspace_id
-                                           ORDER BY due.next_attempt_at, due.id) AS turn
+                                           ORDER BY due.next_attempt_at, due.id) AS turn,
+                        -- Whether another workspace has due messages too.
+                        min(ep.workspace_id) OVER () <> max(ep.workspace_id) OVER () AS shared
                  FROM (
                      -- The endpoints with pending messages, one index probe each (a skip
                      -- scan): not every endpoint, most of which have nothing to send.
@@ -440,7 +446,7 @@ async fn claim(
                ) AS fair
                LEFT JOIN unnest($6::bigint[], $7::bigint[]) AS held (workspace_id, sends)
                    ON held.workspace_id = fair.workspace_id
-               WHERE fair.turn <= $8 - COALESCE(held.sends, 0)
+               WHERE NOT fair.shared OR fair.turn <= $8 - COALESCE(held.sends, 0)
                ORDER BY fair.turn, fair.next_attempt_at, fair.id
                LIMIT $1))
              FOR UPDATE SKIP LOCKED))

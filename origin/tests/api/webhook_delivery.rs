@@ -1160,6 +1160,32 @@ async fn a_workspace_of_hanging_receivers_does_not_hold_up_another_workspace() {
     assert!(held <= 8, "{held} sends held by one workspace");
 }
 
+/// Alone, a workspace takes every send of the origin: the cap of half is for workspaces
+/// sharing them. (A deployment of one workspace kept half its concurrency idle.)
+#[tokio::test]
+async fn a_workspace_alone_takes_every_send() {
+    let mut config = config(&new_database().await);
+    config.webhooks.timeout_ms = 60_000;
+    config.webhooks.concurrency = 16;
+    let app = app_with(&config).await;
+    let hanging = Receiver::start().await;
+    hanging.set(Mode::Hang);
+    for _ in 0..5 {
+        let stuck = endpoint(&app, &hanging.url, &new_secret(), &["link.created"]).await;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload)
+             SELECT 'msg_alone_' || $1 || '_' || g, $1, 'link.created', '{}'
+             FROM generate_series(1, 20) g",
+        )
+        .bind(stuck)
+        .execute(&app.db)
+        .await
+        .expect("messages");
+    }
+    let _background = app.state.spawn_background();
+    hanging.wait_for("every send", |r| r.len() >= 16).await;
+}
+
 /// Inserts `per_link` messages about each of `links` links (link ids 1..=links) for
 /// `endpoint`, in order: `{"data": {"link": l, "n": n}}`.
 async fn queue(app: &TestApp, endpoint: i64, links: i64, per_link: i64) {
