@@ -313,8 +313,18 @@ const scenarios = {
     const api = apiClient(await origin.createApiKey());
     const created = await api(origin.url, 'POST', '/links', { destination: 'https://example.com/outage', code: 'outage' });
     assert.equal(created.status, 201);
-    await eventually('the link reaches the edge', async () => (await visit(edgeUrl, 'outage')).status === 302, 5_000);
-    await sleep(2_000);
+    let warmups = 0;
+    await eventually('the link reaches the edge', async () => {
+      warmups += 1;
+      return (await visit(edgeUrl, 'outage')).status === 302;
+    }, 5_000);
+    // Those visits' clicks stored first (an isolate gathers a second of clicks per message):
+    // one stored after `before` was counted would count as one of the outage's.
+    await eventually('the visits so far are stored', async () => {
+      const count = Number(psql(databaseUrl, `SELECT count(*) FROM clicks WHERE link_id = ${created.body.id}`));
+      return count >= warmups || count;
+    }, 20_000);
+    await sleep(1_500);
     const before = Number(psql(databaseUrl, `SELECT count(*) FROM clicks WHERE link_id = ${created.body.id}`));
     await origin.stop();
     const downAt = Date.now();
