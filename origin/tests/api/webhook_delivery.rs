@@ -1113,27 +1113,8 @@ async fn a_hanging_receiver_does_not_hold_up_the_others() {
 /// endpoints (4 sends each) held all 16 sends until their timeouts, and the others waited.
 #[tokio::test]
 async fn a_workspace_of_hanging_receivers_does_not_hold_up_another_workspace() {
-    let mut config = config(&new_database().await);
-    config.webhooks.timeout_ms = 60_000;
-    config.webhooks.concurrency = 16;
-    let app = app_with(&config).await;
-    let hanging = Receiver::start().await;
-    hanging.set(Mode::Hang);
+    let (app, hanging) = hanging_workspace().await;
     let healthy = Receiver::start().await;
-    for _ in 0..5 {
-        let stuck = endpoint(&app, &hanging.url, &new_secret(), &["link.created"]).await;
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload,
-                                             next_attempt_at)
-             SELECT 'msg_stuck_' || $1 || '_' || g, $1, 'link.created', '{}',
-                    now() - interval '1 minute'
-             FROM generate_series(1, 20) g",
-        )
-        .bind(stuck)
-        .execute(&app.db)
-        .await
-        .expect("messages");
-    }
     let other = app.workspace("Other").await;
     let fine: i64 = sqlx::query_scalar(
         "INSERT INTO webhook_endpoints (workspace_id, url, events, secret)
@@ -1164,6 +1145,15 @@ async fn a_workspace_of_hanging_receivers_does_not_hold_up_another_workspace() {
 /// sharing them. (A deployment of one workspace kept half its concurrency idle.)
 #[tokio::test]
 async fn a_workspace_alone_takes_every_send() {
+    let (app, hanging) = hanging_workspace().await;
+    let _background = app.state.spawn_background();
+    hanging.wait_for("every send", |r| r.len() >= 16).await;
+}
+
+/// An origin of 16 sends whose workspace has 5 endpoints at a receiver that hangs (for
+/// longer than a test takes), each with 20 messages due a minute ago: 100 sends that hold
+/// their place.
+async fn hanging_workspace() -> (TestApp, Receiver) {
     let mut config = config(&new_database().await);
     config.webhooks.timeout_ms = 60_000;
     config.webhooks.concurrency = 16;
@@ -1173,8 +1163,10 @@ async fn a_workspace_alone_takes_every_send() {
     for _ in 0..5 {
         let stuck = endpoint(&app, &hanging.url, &new_secret(), &["link.created"]).await;
         sqlx::query(
-            "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload)
-             SELECT 'msg_alone_' || $1 || '_' || g, $1, 'link.created', '{}'
+            "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload,
+                                             next_attempt_at)
+             SELECT 'msg_stuck_' || $1 || '_' || g, $1, 'link.created', '{}',
+                    now() - interval '1 minute'
              FROM generate_series(1, 20) g",
         )
         .bind(stuck)
@@ -1182,8 +1174,7 @@ async fn a_workspace_alone_takes_every_send() {
         .await
         .expect("messages");
     }
-    let _background = app.state.spawn_background();
-    hanging.wait_for("every send", |r| r.len() >= 16).await;
+    (app, hanging)
 }
 
 /// Inserts `per_link` messages about each of `links` links (link ids 1..=links) for
