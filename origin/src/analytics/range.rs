@@ -45,7 +45,10 @@ impl Range {
             )
         };
         // Before the rounding, which would make one hour of two times within it, either way.
-        if query.from.is_some_and(|from| from >= query.to.unwrap_or(now)) {
+        if query
+            .from
+            .is_some_and(|from| from >= query.to.unwrap_or(now))
+        {
             return Err(Error::invalid("from", "from must be before to"));
         }
         // Whole hours: the rollups' grain. `to` rounds up, so the current hour is included.
