@@ -31,8 +31,10 @@ pub(crate) struct Args {
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let data = root().join(".data");
     fs::create_dir_all(&data).context("cannot create .data")?;
-    // Its secrets and the database are the user's alone.
-    fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
+    // Nobody else may list it; its secrets are files of the user's alone (0600), and the
+    // cluster's data folder is PostgreSQL's (0700). Run as root, the cluster runs as
+    // `postgres`, which must pass through this folder to its own: 0700 stopped initdb.
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o711))
         .context("cannot make .data private")?;
     let secrets = load_or_create_secrets(&data)?;
 
