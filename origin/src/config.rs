@@ -1,5 +1,6 @@
 //! Configuration: one struct, read from flags or the environment (documented in README.md).
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,6 +16,52 @@ use shortlink::{CodeScrambler, HostKey};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The arguments whose values are secrets (`hide_env_values`): a refusal names them, never
+/// their value.
+const SECRETS: [&str; 4] = [
+    "--code-key",
+    "--edge-secret",
+    "--admin-password",
+    "--metrics-token",
+];
+
+impl Cli {
+    /// The command line, or the process ends as clap ends it on a refusal: but a secret's
+    /// refused value is not printed. clap quotes it (`invalid value '<the key>' for
+    /// '--code-key'`), and standard error is the log under systemd or Docker: a key one
+    /// character too long, or a 64-character secret, went to the log whole.
+    pub fn parse_or_exit() -> Self {
+        Self::try_parse().unwrap_or_else(|err| match secret_refused(&err) {
+            Some(message) => {
+                // As clap writes its own refusals: before any logging is set up.
+                let _ = writeln!(std::io::stderr(), "{message}");
+                std::process::exit(2)
+            }
+            None => err.exit(),
+        })
+    }
+}
+
+/// The message for `err` if it refused a secret's value: the argument and the reason only.
+fn secret_refused(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    SECRETS
+        .iter()
+        .any(|secret| arg.split(' ').next() == Some(*secret))
+        .then(|| {
+            let reason = std::error::Error::source(err)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "not a valid value".to_owned());
+            format!("error: invalid value for '{arg}' (not shown: it is a secret): {reason}")
+        })
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,7 +127,7 @@ pub enum Command {
     /// the origin) back onto its click queue, until none remain. Run it once the origin is up.
     ReplayParkedClicks {
         /// Base URL of the edge worker, e.g. https://go.example.
-        #[arg(long, env = "KURZ_EDGE_URL")]
+        #[arg(long, env = "KURZ_EDGE_URL", value_parser = parse_edge_url)]
         edge_url: String,
         /// The secret shared with the edge, as for `serve`.
         #[arg(long, env = "KURZ_EDGE_SECRET", hide_env_values = true, value_parser = parse_edge_secret)]
@@ -136,7 +183,7 @@ pub struct Config {
     pub negative_cache_ttl_secs: u64,
     /// Base URL of the edge worker, e.g. https://go.example. Link changes are delivered to
     /// its `/_edge/sync` route. Unset: no edge (the origin serves redirects alone).
-    #[arg(long, env = "KURZ_EDGE_URL", requires = "edge_secret")]
+    #[arg(long, env = "KURZ_EDGE_URL", requires = "edge_secret", value_parser = parse_edge_url)]
     pub edge_url: Option<String>,
     /// Shared secret that signs requests between the edge and the origin (at least 32
     /// characters). Also enables the origin's `/_edge/*` routes.
@@ -523,6 +570,22 @@ fn parse_admin_password(input: &str) -> Result<String, String> {
     Ok(input.to_owned())
 }
 
+/// The worker's URL: http(s), a host, and no path (the edge's routes are at its root, and
+/// their signatures cover their paths). A bare host or a path was taken, and every sync
+/// failed after the start, with only a warning in the log.
+fn parse_edge_url(input: &str) -> Result<String, String> {
+    let url = url::Url::parse(input).map_err(|err| format!("not a URL: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(
+            "the edge's URL must be http or https with a host, e.g. https://go.example".to_owned(),
+        );
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("the edge's URL must be the worker's root, without a path or query".to_owned());
+    }
+    Ok(input.trim_end_matches('/').to_owned())
+}
+
 fn parse_edge_secret(input: &str) -> Result<String, String> {
     if input.len() < 32 {
         return Err("the edge secret must be at least 32 characters".to_owned());
@@ -616,6 +679,95 @@ impl FromStr for CodeKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refused secret is named in the message, its value is not; other values are quoted
+    /// as clap quotes them.
+    #[test]
+    fn a_refused_secret_is_not_printed() {
+        let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let cases: [(&[&str], &str); 3] = [
+            (
+                &[
+                    "origin",
+                    "serve",
+                    "--database-url",
+                    "postgres://db.example/kurz",
+                    "--code-key",
+                    secret,
+                ],
+                secret,
+            ),
+            (
+                &[
+                    "origin",
+                    "serve",
+                    "--database-url",
+                    "postgres://db.example/kurz",
+                    "--code-key",
+                    "00112233445566778899aabbccddeeff",
+                    "--edge-url",
+                    "https://go.example",
+                    "--edge-secret",
+                    "a short secret value",
+                ],
+                "a short secret value",
+            ),
+            (
+                &[
+                    "origin",
+                    "serve",
+                    "--database-url",
+                    "postgres://db.example/kurz",
+                    "--code-key",
+                    "00112233445566778899aabbccddeeff",
+                    "--metrics-token",
+                    "tiny token",
+                ],
+                "tiny token",
+            ),
+        ];
+        for (args, value) in cases {
+            let err = Cli::try_parse_from(args).expect_err(value);
+            assert!(err.to_string().contains(value), "clap quotes it: {err}");
+            let message = secret_refused(&err).expect("a secret");
+            assert!(!message.contains(value), "{message}");
+            assert!(message.contains("--"), "{message}");
+        }
+        let bind = Cli::try_parse_from([
+            "origin",
+            "serve",
+            "--database-url",
+            "postgres://db.example/kurz",
+            "--code-key",
+            "00112233445566778899aabbccddeeff",
+            "--bind",
+            "nowhere",
+        ])
+        .expect_err("bind");
+        assert_eq!(secret_refused(&bind), None);
+    }
+
+    #[test]
+    fn the_edge_url_is_a_workers_root() {
+        for good in [
+            "https://go.example",
+            "https://go.example/",
+            "http://127.0.0.1:8787",
+        ] {
+            let config =
+                serve(&["--edge-url", good, "--edge-secret", &"s".repeat(32)]).expect(good);
+            assert_eq!(config.edge_url.as_deref(), Some(good.trim_end_matches('/')));
+        }
+        for bad in [
+            "go.example",
+            "ftp://go.example",
+            "https://go.example/edge",
+            "https://go.example/?a=1",
+        ] {
+            let refused = serve(&["--edge-url", bad, "--edge-secret", &"s".repeat(32)]);
+            assert!(refused.is_err(), "{bad}");
+        }
+    }
 
     /// `origin serve` with the two required settings and `extra`, as the binary parses it.
     fn serve(extra: &[&str]) -> Result<Config, clap::Error> {

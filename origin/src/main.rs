@@ -1,7 +1,5 @@
 //! The `origin` binary: parses the command line and hands over to the library.
 
-use clap::Parser;
-
 /// mimalloc rather than the system's allocator: a redirect allocates and frees a few dozen
 /// small blocks (the request's head, its extensions, the response's headers), often on
 /// another worker thread than the one that allocated them, and glibc's malloc and free took
@@ -12,6 +10,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = origin::config::Cli::parse();
+    let cli = origin::config::Cli::parse_or_exit();
     origin::run_cli(cli).await
 }
