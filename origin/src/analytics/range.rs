@@ -72,7 +72,10 @@ impl Range {
             return Err(Error::invalid("from", "from must be before to"));
         }
         let span = to - from;
-        if span > MAX_RANGE {
+        // The span asked for, not its whole hours (up to two more): 400 days from now was
+        // refused but at the turn of an hour (`kurz stats --days 400`).
+        let asked = query.to.unwrap_or(now) - query.from.unwrap_or(from);
+        if asked > MAX_RANGE {
             return Err(Error::invalid(
                 "from",
                 "the range may span at most 400 days",
@@ -208,6 +211,12 @@ mod tests {
                 "to=2026-01-02T00:00:01Z",
                 datetime!(2025-12-26 1:00 UTC),
                 datetime!(2026-01-02 1:00 UTC),
+            ),
+            // 400 days to now, as `kurz stats --days 400` asks: 400 days and an hour, rounded.
+            (
+                "from=2025-04-27T12:34:56Z",
+                datetime!(2025-04-27 12:00 UTC),
+                datetime!(2026-06-01 13:00 UTC),
             ),
             // The last hours a timestamp may name.
             (
