@@ -95,9 +95,21 @@ pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
     loop {
         let set_aside = pace.set_aside();
         let only = pace.recheck.first().map(|suspect| suspect.code.as_str());
-        let outcome = deliver_batch(&state, &edge, &client, pace.max_codes, &set_aside, only).await;
+        let outcome = attempt(deliver_batch(
+            &state,
+            &edge,
+            &client,
+            pace.max_codes,
+            &set_aside,
+            only,
+        ))
+        .await
+        .and_then(|outcome| outcome);
         let (next, to_park) = pace.settle(outcome);
-        if let Err(err) = park_suspects(state.db(), &to_park).await {
+        if let Err(err) = attempt(park_suspects(state.db(), &to_park))
+            .await
+            .and_then(|parked| parked.map_err(anyhow::Error::from))
+        {
             tracing::warn!(error = %err, "cannot park refused codes: they are sent again");
         }
         match next {
@@ -107,6 +119,32 @@ pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
             }
             Next::After(wait) => tokio::time::sleep(wait).await,
         }
+    }
+}
+
+/// The longest one attempt (a batch, or parking its refused codes) may take. Its requests to
+/// PostgreSQL have no deadline of their own: a primary that vanished without closing its
+/// connections (a failover to another address) held the sync, on every origin, until TCP gave
+/// up (about 15 minutes), while the API on the new primary took changes. An attempt given up
+/// drops its transaction; the batch is sent again, which versions make harmless.
+const ATTEMPT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What `work` gives within [`ATTEMPT_DEADLINE`], or an error: past it, or if it panicked (a
+/// value the origin cannot read), so that the task lives on and tries again, logged.
+async fn attempt<T>(work: impl Future<Output = T>) -> anyhow::Result<T> {
+    use futures_util::FutureExt as _;
+    match tokio::time::timeout(
+        ATTEMPT_DEADLINE,
+        std::panic::AssertUnwindSafe(work).catch_unwind(),
+    )
+    .await
+    {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(_)) => Err(anyhow::anyhow!("the edge sync's attempt panicked")),
+        Err(_) => Err(anyhow::anyhow!(
+            "the edge sync's attempt took longer than {} s",
+            ATTEMPT_DEADLINE.as_secs()
+        )),
     }
 }
 
@@ -468,6 +506,25 @@ async fn park_suspects(db: &PgPool, suspects: &[Suspect]) -> Result<(), sqlx::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An attempt that hangs (a primary gone without closing its connections) or panics (a
+    /// value the origin cannot read) is an error to retry, not a sync task stopped for good.
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_hangs_or_panics_is_an_error() {
+        assert_eq!(attempt(async { 7 }).await.expect("done"), 7);
+        let hung = attempt(std::future::pending::<()>())
+            .await
+            .expect_err("past the deadline");
+        assert!(hung.to_string().contains("longer than 30 s"), "{hung}");
+        let panicked = attempt(async {
+            if ATTEMPT_DEADLINE > Duration::ZERO {
+                panic!("a value the origin cannot read");
+            }
+        })
+        .await
+        .expect_err("panicked");
+        assert!(panicked.to_string().contains("panicked"), "{panicked}");
+    }
 
     #[test]
     fn only_answers_that_cannot_change_are_refusals_for_good() {

@@ -668,3 +668,71 @@ async fn the_keys_made_by_keys_before_0048_are_traced_to_their_makers() {
         .collect();
     assert_eq!(live, [606, 608]);
 }
+
+/// 0054: expiries written around the API that the origin cannot read (`infinity`, a year past
+/// 9999) become what they meant, each a change for the edge, and no such value can be written
+/// again. Before, reading one panicked the edge's sync task, and every link's change stopped
+/// reaching the edge.
+#[tokio::test]
+async fn the_expiries_of_0054_are_all_readable() {
+    let database_url = new_database().await;
+    migrate_up_to(&database_url, 53).await;
+    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
+    sqlx::query(
+        "INSERT INTO links (workspace_id, code, destination, expires_at)
+         VALUES (1, 'never', 'https://example.com/n', 'infinity'),
+                (1, 'far', 'https://example.com/f', '12000-01-01'),
+                (1, 'always', 'https://example.com/a', '-infinity'),
+                (1, 'plain', 'https://example.com/p', '2030-01-01')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("links");
+    let before: Vec<(String, i64)> =
+        sqlx::query_as("SELECT code, version FROM links ORDER BY code")
+            .fetch_all(&mut conn)
+            .await
+            .expect("versions");
+    conn.close().await.ok();
+
+    let app = app_on(&database_url).await;
+    for (code, status) in [
+        ("never", StatusCode::FOUND),
+        ("far", StatusCode::FOUND),
+        ("always", StatusCode::GONE),
+        ("plain", StatusCode::FOUND),
+    ] {
+        let visit = app.visit(Method::GET, &format!("/{code}")).await;
+        assert_eq!(visit.status, status, "{code}");
+    }
+    let after: Vec<(String, i64)> = sqlx::query_as("SELECT code, version FROM links ORDER BY code")
+        .fetch_all(&app.db)
+        .await
+        .expect("versions");
+    let changed: Vec<&str> = before
+        .iter()
+        .zip(&after)
+        .filter(|(old, new)| old.1 != new.1)
+        .map(|(old, _)| old.0.as_str())
+        .collect();
+    assert_eq!(changed, ["always", "far", "never"]);
+    let queued: Vec<String> =
+        sqlx::query_scalar("SELECT code FROM edge_outbox WHERE code IN ('always', 'far', 'never', 'plain') ORDER BY code")
+            .fetch_all(&app.db)
+            .await
+            .expect("outbox");
+    assert!(
+        ["always", "far", "never"]
+            .iter()
+            .all(|code| queued.iter().any(|q| q == code)),
+        "{queued:?}"
+    );
+    let refused = sqlx::query("UPDATE links SET expires_at = 'infinity' WHERE code = 'plain'")
+        .execute(&app.db)
+        .await
+        .expect_err("no longer writable");
+    assert!(
+        refused.to_string().contains("links_expires_at_readable"),
+        "{refused}"
+    );
+}
