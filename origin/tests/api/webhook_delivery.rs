@@ -1107,13 +1107,15 @@ async fn a_hanging_receiver_does_not_hold_up_the_others() {
     assert!(held <= 4, "{held} sends held by the hanging receiver");
 }
 
-/// A workspace of many endpoints that hang holds at most half of an origin's sends, and
-/// every workspace's first due message goes before any workspace's second: another
+/// Every workspace's first due message goes before any workspace's second, and one
+/// workspace takes at most half of the sends while another has messages due: another
 /// workspace's message, due after all of the first one's, is still sent. Before, 5 such
 /// endpoints (4 sends each) held all 16 sends until their timeouts, and the others waited.
+/// (Once the other's message is sent, the first may take every send: how many it holds when
+/// the test looks is not a measure of the cap.)
 #[tokio::test]
 async fn a_workspace_of_hanging_receivers_does_not_hold_up_another_workspace() {
-    let (app, hanging) = hanging_workspace().await;
+    let (app, _hanging) = hanging_workspace().await;
     let healthy = Receiver::start().await;
     let other = app.workspace("Other").await;
     let fine: i64 = sqlx::query_scalar(
@@ -1137,8 +1139,6 @@ async fn a_workspace_of_hanging_receivers_does_not_hold_up_another_workspace() {
     let _background = app.state.spawn_background();
 
     healthy.wait_for("its message", |r| !r.is_empty()).await;
-    let held = hanging.received().len();
-    assert!(held <= 8, "{held} sends held by one workspace");
 }
 
 /// Alone, a workspace takes every send of the origin: the cap of half is for workspaces
