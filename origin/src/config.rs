@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use axum::http::HeaderName;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use shortlink::workspace::Scope;
 use shortlink::{CodeScrambler, HostKey};
 
@@ -17,15 +17,6 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
-
-/// The arguments whose values are secrets (`hide_env_values`): a refusal names them, never
-/// their value.
-const SECRETS: [&str; 4] = [
-    "--code-key",
-    "--edge-secret",
-    "--admin-password",
-    "--metrics-token",
-];
 
 impl Cli {
     /// The command line, or the process ends as clap ends it on a refusal: but a secret's
@@ -53,15 +44,28 @@ fn secret_refused(err: &clap::Error) -> Option<String> {
     let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
         return None;
     };
-    SECRETS
-        .iter()
-        .any(|secret| arg.split(' ').next() == Some(*secret))
+    let flag = arg
+        .split(' ')
+        .next()
+        .and_then(|flag| flag.strip_prefix("--"));
+    flag.is_some_and(|flag| is_secret(&Cli::command(), flag))
         .then(|| {
             let reason = std::error::Error::source(err)
                 .map(ToString::to_string)
                 .unwrap_or_else(|| "not a valid value".to_owned());
             format!("error: invalid value for '{arg}' (not shown: it is a secret): {reason}")
         })
+}
+
+/// Whether `--{flag}` is a secret in `command` or one of its subcommands: an argument whose
+/// value is hidden (`hide_env_values`), so that no list of secrets is kept by hand.
+fn is_secret(command: &clap::Command, flag: &str) -> bool {
+    command
+        .get_arguments()
+        .any(|arg| arg.is_hide_env_values_set() && arg.get_long() == Some(flag))
+        || command
+            .get_subcommands()
+            .any(|command| is_secret(command, flag))
 }
 
 #[derive(Debug, Subcommand)]
@@ -685,49 +689,48 @@ mod tests {
     #[test]
     fn a_refused_secret_is_not_printed() {
         let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let cases: [(&[&str], &str); 3] = [
+        let refused = [
             (
-                &[
+                Cli::try_parse_from([
                     "origin",
                     "serve",
                     "--database-url",
                     "postgres://db.example/kurz",
                     "--code-key",
                     secret,
-                ],
+                ])
+                .map(|_| ()),
                 secret,
             ),
             (
-                &[
-                    "origin",
-                    "serve",
-                    "--database-url",
-                    "postgres://db.example/kurz",
-                    "--code-key",
-                    "00112233445566778899aabbccddeeff",
+                serve(&[
                     "--edge-url",
                     "https://go.example",
                     "--edge-secret",
                     "a short secret value",
-                ],
+                ])
+                .map(|_| ()),
                 "a short secret value",
             ),
             (
-                &[
+                serve(&["--metrics-token", "tiny token"]).map(|_| ()),
+                "tiny token",
+            ),
+            (
+                Cli::try_parse_from([
                     "origin",
-                    "serve",
+                    "create-admin",
                     "--database-url",
                     "postgres://db.example/kurz",
                     "--code-key",
-                    "00112233445566778899aabbccddeeff",
-                    "--metrics-token",
-                    "tiny token",
-                ],
-                "tiny token",
+                    "the operator's key, mistyped",
+                ])
+                .map(|_| ()),
+                "the operator's key, mistyped",
             ),
         ];
-        for (args, value) in cases {
-            let err = Cli::try_parse_from(args).expect_err(value);
+        for (result, value) in refused {
+            let err = result.expect_err(value);
             assert!(err.to_string().contains(value), "clap quotes it: {err}");
             let message = secret_refused(&err).expect("a secret");
             assert!(!message.contains(value), "{message}");
