@@ -1946,25 +1946,57 @@ async fn top_links_of_flat_visits_are_summed() {
     let to = day0 + Duration::days(3) + Duration::hours(18);
     // 600 links with 10 visits and a bot at noon of each of four days (two of them partial in
     // the range); three with one more on the last, partial day; one deleted.
+    seed_noon_visits(
+        &app,
+        workspace,
+        ("flat", 599),
+        (day0, 4),
+        "10 + CASE WHEN d = 3 AND l.code IN ('flat7', 'flat70', 'flat700') THEN 1 ELSE 0 END",
+        1,
+    )
+    .await;
+    sqlx::query("UPDATE links SET deleted_at = now() WHERE code = 'flat1'")
+        .execute(&app.db)
+        .await
+        .expect("delete");
+    top_links_are_the_rollups_sums(&app, workspace, (from, to), &[1, 3, 10, 100]).await;
+}
+
+/// `links` more links `{prefix}1`… in `workspace`, and for every link of the workspace whose
+/// code starts with `prefix` the hourly rollup's row at noon of each of `days` days from
+/// `day0`: `clicks` (SQL of the link `l` and the day's number `d`) and `bots`; the daily
+/// lists summed from them.
+async fn seed_noon_visits(
+    app: &crate::support::TestApp,
+    workspace: i64,
+    (prefix, links): (&str, i32),
+    (day0, days): (OffsetDateTime, i32),
+    clicks: &str,
+    bots: i32,
+) {
     sqlx::query(
         "INSERT INTO links (workspace_id, code, destination)
-         SELECT $1, 'flat' || i, 'https://example.com/f' FROM generate_series(1, 599) AS i",
+         SELECT $1, $2 || i, 'https://example.com/f' FROM generate_series(1, $3) AS i",
     )
     .bind(workspace)
+    .bind(prefix)
+    .bind(links)
     .execute(&app.db)
     .await
     .expect("links");
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO link_stats_hourly (workspace_id, link_id, hour, clicks, qr_scans, bots,
                                         uniques)
-         SELECT l.workspace_id, l.id, $2 + make_interval(days => d, hours => 12),
-                10 + CASE WHEN d = 3 AND l.code IN ('flat7', 'flat70', 'flat700') THEN 1 ELSE 0 END,
-                0, 1, 0
-         FROM links l, generate_series(0, 3) AS d
-         WHERE l.workspace_id = $1",
-    )
+         SELECT l.workspace_id, l.id, $2 + make_interval(days => d, hours => 12), {clicks}, 0,
+                $5, 0
+         FROM links l, generate_series(0, $4 - 1) AS d
+         WHERE l.workspace_id = $1 AND starts_with(l.code, $3)"
+    ))
     .bind(workspace)
     .bind(day0)
+    .bind(prefix)
+    .bind(days)
+    .bind(bots)
     .execute(&app.db)
     .await
     .expect("hourly");
@@ -1977,11 +2009,6 @@ async fn top_links_of_flat_visits_are_summed() {
     .execute(&app.db)
     .await
     .expect("daily");
-    sqlx::query("UPDATE links SET deleted_at = now() WHERE code = 'flat1'")
-        .execute(&app.db)
-        .await
-        .expect("delete");
-    top_links_are_the_rollups_sums(&app, workspace, (from, to), &[1, 3, 10, 100]).await;
 }
 
 /// The workspace's top links of `range`, for each of `tops` and with and without bots, are
@@ -2052,36 +2079,15 @@ async fn top_links_of_a_range_without_a_whole_day_read_the_tops_of_the_lists() {
     let from = day0 + Duration::hours(6);
     let to = day0 + Duration::days(1) + Duration::hours(18);
     // 3,000 links, each clicked at noon of both days, one visit fewer each.
-    sqlx::query(
-        "INSERT INTO links (workspace_id, code, destination)
-         SELECT $1, 'many' || i, 'https://example.com/m' FROM generate_series(1, 3000) AS i",
+    seed_noon_visits(
+        &app,
+        workspace,
+        ("many", 3000),
+        (day0, 2),
+        "5000 - substr(l.code, 5)::int",
+        0,
     )
-    .bind(workspace)
-    .execute(&app.db)
-    .await
-    .expect("links");
-    sqlx::query(
-        "INSERT INTO link_stats_hourly (workspace_id, link_id, hour, clicks, qr_scans, bots,
-                                        uniques)
-         SELECT l.workspace_id, l.id, $2 + make_interval(days => d, hours => 12),
-                5000 - substr(l.code, 5)::int, 0, 0, 0
-         FROM links l, generate_series(0, 1) AS d
-         WHERE l.workspace_id = $1 AND l.code LIKE 'many%'",
-    )
-    .bind(workspace)
-    .bind(day0)
-    .execute(&app.db)
-    .await
-    .expect("hourly");
-    sqlx::query(
-        "INSERT INTO workspace_link_daily (workspace_id, day, link_id, hits, bots)
-         SELECT $1, (hour AT TIME ZONE 'UTC')::date, link_id, sum(clicks), 0
-         FROM link_stats_hourly WHERE workspace_id = $1 GROUP BY 1, 2, 3",
-    )
-    .bind(workspace)
-    .execute(&app.db)
-    .await
-    .expect("daily");
+    .await;
     let runs = 5;
     for _ in 0..runs {
         let body = stats(
