@@ -36,7 +36,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
         } => {
             init_command_logging();
             let pool = db::pool(&database)?;
-            db::MIGRATOR.run(&pool).await?;
+            db::require_this_release(&pool).await?;
             let generated = password.is_none();
             let password = password.unwrap_or_else(accounts::random_password);
             let existed =
@@ -67,7 +67,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<()> {
         } => {
             init_command_logging();
             let pool = db::pool(&database)?;
-            db::MIGRATOR.run(&pool).await?;
+            db::require_this_release(&pool).await?;
             let set = rate_limit::WorkspaceLimits { api, create, stats };
             let now = rate_limit::set_workspace_limits(&pool, workspace, set, clear).await?;
             let show = |figure: Option<u32>| {
@@ -124,7 +124,7 @@ async fn create_api_key(
     scopes.sort();
     scopes.dedup();
     let pool = db::pool(database)?;
-    db::MIGRATOR.run(&pool).await?;
+    db::require_this_release(&pool).await?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = $1)")
         .bind(workspace)
         .fetch_one(&pool)

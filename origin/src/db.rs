@@ -61,6 +61,50 @@ where
     }
 }
 
+/// How a one-off command (`create-admin`, `create-api-key`, `set-rate-limits`) takes the
+/// database: at this release's schema. One that no release has migrated is migrated now
+/// (nothing serves from it yet). One at another release's schema is refused, not migrated:
+/// during an upgrade the old release's origins still serve from it (a newer schema is theirs
+/// to refuse), and a newer one is a newer binary's.
+pub async fn require_this_release(pool: &PgPool) -> anyhow::Result<()> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            // No such table (undefined_table): no release has migrated it.
+            .or_else(|err| match &err {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                    Ok(Vec::new())
+                }
+                _ => Err(err),
+            })?;
+    if applied.is_empty() {
+        MIGRATOR.run(pool).await?;
+        return Ok(());
+    }
+    let ours: Vec<i64> = MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .map(|migration| migration.version)
+        .collect();
+    if applied == ours {
+        return Ok(());
+    }
+    let theirs = applied.iter().max().copied().unwrap_or_default();
+    let this = ours.iter().max().copied().unwrap_or_default();
+    if applied.iter().all(|version| ours.contains(version)) {
+        anyhow::bail!(
+            "the database's schema is at migration {theirs}, this release's at {this}: a one-off \
+             command does not migrate a database that origins serve from. Start this release's \
+             `origin serve` (it migrates), then run this again."
+        )
+    }
+    anyhow::bail!(
+        "the database's schema is at migration {theirs}, which this release does not know (its \
+         last is {this}): run this command with the release that migrated the database."
+    )
+}
+
 /// Whether this process has applied (or found applied) every migration it embeds.
 #[derive(Debug, Clone, Default)]
 pub struct Migrated(Arc<MigratedInner>);

@@ -198,6 +198,84 @@ async fn create_api_key_prints_the_key_on_stdout_and_logs_on_stderr() {
     );
 }
 
+/// A one-off command takes a database at its own release's schema only. One an older release
+/// migrated (during an upgrade its origins still serve from it) is refused and left as it is:
+/// before, `create-api-key` of the new release migrated it under the old origins.
+#[tokio::test]
+async fn a_one_off_command_does_not_migrate_an_older_releases_database() {
+    let database_url = new_database().await;
+    let db = sqlx::PgPool::connect(&database_url).await.expect("connect");
+    // The older release: every migration but the last.
+    let older = tempfile::tempdir().expect("temporary directory");
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("migrations")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    files.sort();
+    files.pop();
+    for file in &files {
+        std::fs::copy(file, older.path().join(file.file_name().expect("name"))).expect("copy");
+    }
+    let older = sqlx::migrate::Migrator::new(older.path())
+        .await
+        .expect("the older release's migrations");
+    older.run(&db).await.expect("the older release's schema");
+    let create_key = || {
+        Command::new(env!("CARGO_BIN_EXE_origin"))
+            .args(["create-api-key", "--name", "deploy script"])
+            .env_clear()
+            .env("DATABASE_URL", &database_url)
+            .output()
+            .expect("run origin create-api-key")
+    };
+
+    let refused = create_key();
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("Start this release's `origin serve`"),
+        "{stderr}"
+    );
+    let last: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(&db)
+        .await
+        .expect("version");
+    assert_eq!(
+        Some(last),
+        older.iter().map(|migration| migration.version).max(),
+        "migrated"
+    );
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
+        .fetch_one(&db)
+        .await
+        .expect("keys");
+    assert_eq!(keys, 0);
+
+    // Once this release serves from it, the command runs.
+    origin::db::MIGRATOR
+        .run(&db)
+        .await
+        .expect("this release's schema");
+    let made = create_key();
+    assert!(made.status.success(), "{made:?}");
+
+    // A newer release's schema is that release's to serve and to change.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99999999999999, 'a later release', true, '\\x00', 1)",
+    )
+    .execute(&db)
+    .await
+    .expect("a newer migration");
+    let refused = create_key();
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("which this release does not know"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn instances_starting_together_make_one_first_key() {
     let database_url = new_database().await;
