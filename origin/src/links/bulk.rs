@@ -93,6 +93,15 @@ pub(crate) async fn create(
     };
     let request = body.value;
     drop(body.bytes);
+    // Before the items are checked and their passwords hashed (a chunk of 1,000 protected
+    // links is seconds of PBKDF2): a retry of a request answered gets its first answer.
+    if let Some(retryable) = &retryable
+        && let Some(result) =
+            idempotency::answered::<BulkResult>(state.db(), workspace, &caller.actor, retryable)
+                .await?
+    {
+        return Ok(answer(result, true));
+    }
     let mut batch = Batch::parse(&state, &request.links, OffsetDateTime::now_utc())?;
     drop(request.links);
     // A dry run writes nothing, nor does an atomic request in which an item failed.
@@ -125,8 +134,9 @@ pub(crate) async fn create(
         return Ok(answer(batch.finish(|_| outcome.clone()), false));
     }
     let created = batch.insert(&state, &mut tx, workspace, &passwords).await?;
-    if request.atomic && batch.any_failed() {
-        // Nothing written, the key's claim included: a retry tries again.
+    if created.is_empty() || (request.atomic && batch.any_failed()) {
+        // Nothing written (every item failed, or one of an atomic request), the key's claim
+        // included: a retry tries again.
         tx.rollback().await?;
         return Ok(answer(batch.finish(|_| BulkItemResult::RolledBack), false));
     }

@@ -1030,4 +1030,18 @@ async fn a_bulk_create_sent_again_with_its_key_gets_the_first_answer() {
         {"destination": "https://example.com/a1"}, {"destination": "ftp://example.com/"}]});
     results(&bulk_with_key(&app, "import-chunk-2", &broken).await, 0, 1);
     assert_eq!(count(&app, "SELECT count(*) FROM links").await, 3);
+    // A request of which every item failed wrote nothing either: sent again with its key
+    // once the code is free, it creates the link (before, its answer of failures was kept).
+    let taken = json!({"links": [{"destination": "https://example.com/again", "code": "kept"}]});
+    let failed = results(&bulk_with_key(&app, "import-chunk-3", &taken).await, 0, 1);
+    assert_eq!(outcome(&failed[0]).1, Some("code_taken"));
+    let deleted = app.api(Method::DELETE, "/api/v1/links/kept", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
+    let again = bulk_with_key(&app, "import-chunk-3", &taken).await;
+    assert!(again.headers.get("idempotent-replayed").is_none());
+    let created = results(&again, 1, 0);
+    assert_eq!(
+        created[0]["link"]["destination"],
+        "https://example.com/again"
+    );
 }
