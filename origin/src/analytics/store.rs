@@ -163,12 +163,14 @@ async fn store_rows(
 }
 
 /// Whether PostgreSQL found no partition of `clicks` for a row (SQLSTATE 23514, the class of
-/// a value's refusal, but the fault of a partition gone missing, not of the event).
+/// a value's refusal, but the fault of a partition gone missing, not of the event). Told by
+/// the function that raised it, which PostgreSQL never translates: the message is in the
+/// server's `lc_messages`, and a German server's was taken for the events' fault, every click
+/// of the month parked until a restart.
 fn is_missing_partition(err: &sqlx::Error) -> bool {
-    err.as_database_error().is_some_and(|db| {
-        db.code().as_deref() == Some("23514")
-            && db.message().starts_with("no partition of relation")
-    })
+    err.as_database_error()
+        .and_then(|db| db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+        .is_some_and(|db| db.code() == "23514" && db.routine() == Some("ExecFindPartition"))
 }
 
 /// The partition of clicks for a month: `clicks_2026_11`.
