@@ -19,7 +19,7 @@ use shortlink::edge::{
 use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use time::OffsetDateTime;
 
-use crate::analytics::isolate::{OnOutage, Unsettled, store_isolating};
+use crate::analytics::isolate::{Isolated, OnOutage, Unsettled, store_isolating};
 use crate::error::Error;
 use crate::extract::{ApiJson, CodePath};
 
@@ -82,15 +82,16 @@ async fn ingest(
 ) -> Result<Json<IngestResult>, Error> {
     let received = batch.events.len();
     let events: Vec<_> = batch.events.into_iter().map(|e| e.bounded()).collect();
-    let isolated = store_isolating(&state, &events, &mut OnOutage::GiveUp)
-        .await
-        .map_err(|unsettled| match unsettled {
-            // Any failure that does not blame an event (see `is_outage`): the queue retries.
-            Unsettled::Outage(err) => Error::Unavailable(err),
-            // Only a shutdown's deadline gives this, and ingest has none.
-            Unsettled::Deadline { .. } => Error::Busy,
-        })?;
+    let mut isolated = Isolated::default();
+    let stored = store_isolating(&state, &events, &mut OnOutage::GiveUp, &mut isolated).await;
+    // Whatever came after: the events parked before an outage stay parked.
     metrics::counter!("kurz_clicks_parked_total").increment(isolated.parked);
+    stored.map_err(|unsettled| match unsettled {
+        // Any failure that does not blame an event (see `is_outage`): the queue retries.
+        Unsettled::Outage(err) => Error::Unavailable(err),
+        // Only a shutdown's deadline gives this, and ingest has none.
+        Unsettled::Deadline { .. } => Error::Busy,
+    })?;
     if isolated.unparkable > 0 {
         // Acknowledging would lose them: the queue retries, and in the end parks them in KV.
         return Err(Error::Internal(anyhow::anyhow!(

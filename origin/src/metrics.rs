@@ -127,16 +127,19 @@ fn describe() {
     );
     describe_gauge!(
         "kurz_clicks_overflow_buckets",
-        "(Link, hour) buckets in the overflow map (at most twice KURZ_CLICK_QUEUE)."
+        "(Link, hour) buckets in the overflow map: at most twice KURZ_CLICK_QUEUE, and up to \
+         twice that while failed writes' buckets are given back."
     );
     describe_counter!(
         "kurz_clicks_parked_total",
-        "Clicks of the origin's redirects that PostgreSQL refused, set aside in clicks_parked."
+        "Clicks PostgreSQL refused, set aside in clicks_parked: of the origin's redirects and \
+         of the edge's ingest (a click the edge sends again is parked and counted once)."
     );
     describe_counter!(
         "kurz_clicks_refused_total",
         "Clicks refused for their time, counted nowhere: dated over an hour ahead, or older \
-         than KURZ_CLICK_RETENTION_DAYS (and 7 days) when they arrived."
+         than KURZ_CLICK_RETENTION_DAYS (and 7 days) when they arrived. Counted per delivery: \
+         a batch the edge sends again counts its refused clicks again."
     );
     describe_gauge!(
         "kurz_outbox_rows",

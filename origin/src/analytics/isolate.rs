@@ -51,19 +51,8 @@ pub(crate) struct Isolated {
     pub(crate) unparkable: u64,
 }
 
-impl std::ops::Add for Isolated {
-    type Output = Self;
-
-    fn add(self, other: Self) -> Self {
-        Self {
-            inserted: self.inserted + other.inserted,
-            parked: self.parked + other.parked,
-            unparkable: self.unparkable + other.unparkable,
-        }
-    }
-}
-
-/// Why a batch was not settled. Events stored or parked before it are kept.
+/// Why a batch was not settled. Events stored or parked before it are kept, and counted in
+/// the caller's [`Isolated`].
 #[derive(Debug)]
 pub(crate) enum Unsettled {
     /// The database could not take the store ([`OnOutage::GiveUp`]).
@@ -88,21 +77,22 @@ impl Unsettled {
 }
 
 /// Stores `events` (idempotently). When PostgreSQL refuses them, the halves are stored apart,
-/// down to single events, which are parked.
+/// down to single events, which are parked. What it settles is added to `settled` as it goes,
+/// so that what was stored or parked before an outage or the deadline is counted too (a
+/// park is counted once: the edge's retry of the batch finds it parked already).
 pub(crate) async fn store_isolating(
     state: &crate::State,
     events: &[ClickEvent],
     on_outage: &mut OnOutage<'_>,
-) -> Result<Isolated, Unsettled> {
+    settled: &mut Isolated,
+) -> Result<(), Unsettled> {
     let mut backoff = Duration::from_millis(100);
     loop {
         let stored = settle(state.store_clicks(events), on_outage, events.len()).await?;
         let err = match stored {
             Ok(inserted) => {
-                return Ok(Isolated {
-                    inserted,
-                    ..Isolated::default()
-                });
+                settled.inserted += inserted;
+                return Ok(());
             }
             Err(err) => err,
         };
@@ -113,13 +103,12 @@ pub(crate) async fn store_isolating(
         let [event] = events else {
             tracing::debug!(error = %err, clicks = events.len(), "clicks refused: storing them in halves");
             let (left, right) = events.split_at(events.len() / 2);
-            let left = Box::pin(store_isolating(state, left, on_outage))
+            Box::pin(store_isolating(state, left, on_outage, settled))
                 .await
                 .map_err(|unsettled| unsettled.and_untried(right.len()))?;
-            let right = Box::pin(store_isolating(state, right, on_outage)).await?;
-            return Ok(left + right);
+            return Box::pin(store_isolating(state, right, on_outage, settled)).await;
         };
-        return park(state, event, &err, on_outage).await;
+        return park(state, event, &err, on_outage, settled).await;
     }
 }
 
@@ -133,16 +122,14 @@ async fn park(
     event: &ClickEvent,
     refusal: &sqlx::Error,
     on_outage: &mut OnOutage<'_>,
-) -> Result<Isolated, Unsettled> {
-    let unparkable = Isolated {
-        unparkable: 1,
-        ..Isolated::default()
-    };
+    settled: &mut Isolated,
+) -> Result<(), Unsettled> {
     let json = match serde_json::to_string(event) {
         Ok(json) => json,
         Err(err) => {
             tracing::error!(id = %event.id, code = %event.code, error = %refusal, json_error = %err, "the database refused a click, which cannot be parked");
-            return Ok(unparkable);
+            settled.unparkable += 1;
+            return Ok(());
         }
     };
     let mut backoff = Duration::from_millis(100);
@@ -157,15 +144,14 @@ async fn park(
         match settle(insert, on_outage, 1).await? {
             Ok(done) => {
                 tracing::warn!(id = %event.id, code = %event.code, error = %refusal, "the database refused a click: parked in clicks_parked");
-                return Ok(Isolated {
-                    parked: done.rows_affected(),
-                    ..Isolated::default()
-                });
+                settled.parked += done.rows_affected();
+                return Ok(());
             }
             Err(err) if is_outage(&err) => wait_out(err, &mut backoff, on_outage, 1).await?,
             Err(err) => {
                 tracing::error!(id = %event.id, code = %event.code, error = %refusal, parking_error = %err, "the database refused a click and cannot park it");
-                return Ok(unparkable);
+                settled.unparkable += 1;
+                return Ok(());
             }
         }
     }

@@ -27,7 +27,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::isolate::{IN_FLIGHT_GRACE, OnOutage, Unsettled, store_isolating};
+use super::isolate::{IN_FLIGHT_GRACE, Isolated, OnOutage, Unsettled, store_isolating};
 use super::overflow::{Click, Overflow, Taken, Unwritten};
 use crate::db::Migrated;
 
@@ -284,14 +284,22 @@ async fn store_queued(
             }
             linger(receiver, &mut batch, drain).await;
         }
-        match store_isolating(state, &batch, &mut OnOutage::RetryUntil(drain)).await {
-            Ok(isolated) => {
-                recorder
-                    .parked
-                    .fetch_add(isolated.parked, Ordering::Relaxed);
-                metrics::counter!("kurz_clicks_parked_total").increment(isolated.parked);
-                recorder.add_shed(isolated.unparkable);
-            }
+        let mut isolated = Isolated::default();
+        let stored = store_isolating(
+            state,
+            &batch,
+            &mut OnOutage::RetryUntil(drain),
+            &mut isolated,
+        )
+        .await;
+        // What was settled before a deadline counts as much as a batch's whole.
+        recorder
+            .parked
+            .fetch_add(isolated.parked, Ordering::Relaxed);
+        metrics::counter!("kurz_clicks_parked_total").increment(isolated.parked);
+        recorder.add_shed(isolated.unparkable);
+        match stored {
+            Ok(()) => {}
             Err(Unsettled::Deadline { unstored, in_doubt }) => {
                 recorder.in_doubt.fetch_add(in_doubt, Ordering::Relaxed);
                 shed_the_rest(recorder, receiver, unstored);

@@ -265,6 +265,60 @@ async fn a_click_the_database_refuses_is_parked_and_the_others_are_stored() {
     background.iter().for_each(tokio::task::JoinHandle::abort);
 }
 
+/// A click parked before the shutdown's deadline is counted, whatever the rest of its batch
+/// came to. Before, a batch whose refused click was parked and whose other half could not be
+/// stored until the deadline lost the park from `/health` and the metric (and an unparkable
+/// click from the shed).
+#[tokio::test]
+async fn a_click_parked_before_the_deadline_is_counted() {
+    let app = spawn_app().await;
+    // One click PostgreSQL refuses for its value, and one it cannot take for as long as the
+    // test runs (an outage's error, retried).
+    sqlx::query(
+        "CREATE FUNCTION refuse_two() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.id = 'refused' THEN
+                 RAISE check_violation USING MESSAGE = 'refused by the test';
+             END IF;
+             IF NEW.id = 'stuck' THEN
+                 RAISE serialization_failure USING MESSAGE = 'not now (the test)';
+             END IF;
+             RETURN NEW;
+         END $$",
+    )
+    .execute(&app.db)
+    .await
+    .expect("function");
+    sqlx::query(
+        "CREATE TRIGGER refuse_two BEFORE INSERT ON clicks
+         FOR EACH ROW EXECUTE FUNCTION refuse_two()",
+    )
+    .execute(&app.db)
+    .await
+    .expect("trigger");
+    let background = app.state.spawn_background();
+    // One batch (the recorder waits 200 ms for company): refused whole, then in halves.
+    app.state.record_click(click("refused".to_owned()));
+    app.state.record_click(click("stuck".to_owned()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks_parked")
+            .fetch_one(&app.db)
+            .await
+            .expect("parked");
+        if parked == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the refused click is not parked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.state.drain_clicks(Duration::from_millis(300)).await;
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+    assert_eq!(app.state.clicks_parked(), 1);
+    assert_eq!(app.state.clicks_shed(), 1, "the stuck click");
+    assert_eq!(stored_clicks(&app.db).await, 0);
+}
+
 /// Records `sent` clicks while a transaction holds `clicks_pending` locked, so that their
 /// store is under way and waiting when the shutdown's drain (of `within`) reaches its
 /// deadline; the lock is let go `release_after` the drain began. Returns the clicks stored.
