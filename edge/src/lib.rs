@@ -239,6 +239,7 @@ async fn unlock(mut req: Request, env: &Env, ctx: &Context, code: ShortCode) -> 
         return not_allowed();
     };
     let url = req.inner().url();
+    let https = url.starts_with("https:");
     let back = match query_of(&url) {
         Some(query) => format!("/{code}?{query}"),
         None => format!("/{code}"),
@@ -291,7 +292,7 @@ async fn unlock(mut req: Request, env: &Env, ctx: &Context, code: ShortCode) -> 
                 lock,
                 &body,
                 &address,
-                back,
+                unlock::Back { path: back, https },
                 now.unix_timestamp(),
             )
         })

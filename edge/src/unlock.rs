@@ -23,8 +23,16 @@ pub struct Lock<'a> {
     pub hash: &'a PasswordHash,
 }
 
-/// The answer to a posted form from `address`: right, a `303` to `back` (the link's path and
-/// query) with the cookie; wrong (or an empty or missing password field, not hashed), the
+/// Where a right answer sends the visitor: back to the link.
+#[derive(Debug, Clone)]
+pub struct Back {
+    /// The link's path and query.
+    pub path: String,
+    /// Whether the form came over HTTPS: the cookie is `Secure` then.
+    pub https: bool,
+}
+
+/// The answer to a posted form from `address`: right, a `303` to `back` with the cookie; wrong (or an empty or missing password field, not hashed), the
 /// form again with 401; over the limit, 429 without a hash.
 pub fn answer(
     key: &UnlockKey,
@@ -32,7 +40,7 @@ pub fn answer(
     lock: Lock<'_>,
     body: &[u8],
     address: &str,
-    back: String,
+    back: Back,
     now_secs: i64,
 ) -> Reply<'static> {
     let Some(attempt) = pages::posted_password(body).filter(|attempt| !attempt.is_empty()) else {
@@ -45,7 +53,8 @@ pub fn answer(
     }
     if lock.hash.verify(&attempt) {
         attempts.forgive(lock.link_id, &visitor);
-        Reply::unlocked(back, Some(key.cookie(lock.link_id, lock.hash, now_secs)))
+        let cookie = key.cookie(lock.link_id, lock.hash, now_secs, back.https);
+        Reply::unlocked(back.path, Some(cookie))
     } else {
         Reply::password_form(401, PasswordProblem::Wrong)
     }
@@ -74,7 +83,10 @@ mod tests {
                 lock,
                 body,
                 address,
-                "/launch?ref=mail".to_owned(),
+                Back {
+                    path: "/launch?ref=mail".to_owned(),
+                    https: true,
+                },
                 now,
             )
         };
@@ -85,6 +97,7 @@ mod tests {
             assert_eq!(right.status, 303);
             assert_eq!(right.header("location"), Some("/launch?ref=mail"));
             let cookie = right.header("set-cookie").expect("a cookie");
+            assert!(cookie.contains("; Secure"), "{cookie}");
             let pair = cookie.split(';').next().expect("name=value");
             assert!(key.is_unlocked(9, &hash, Some(pair), now + 1));
             assert!(!right.headers.iter().any(|(_, v)| v.contains("hunter22")));
@@ -152,7 +165,10 @@ mod tests {
             lock,
             b"password=hunter22",
             "10.9.9.9",
-            "/x".to_owned(),
+            Back {
+                path: "/x".to_owned(),
+                https: false,
+            },
             1_000,
         );
         assert_eq!(refused.status, 429);

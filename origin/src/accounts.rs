@@ -584,18 +584,24 @@ pub(crate) fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// `; Secure` when the dashboard is reached over HTTPS (directly or through a proxy that says
-/// so), so the cookie never travels in clear text there, while plain-HTTP local use still works.
+/// `; Secure` when the dashboard is reached over HTTPS, so the cookie never travels in clear
+/// text there, while plain-HTTP local use still works.
 fn secure_suffix(state: &crate::State, headers: &HeaderMap) -> &'static str {
-    let forwarded_https = headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
-    if forwarded_https || state.inner.public_url.is_https() {
+    if served_over_https(state, headers) {
         "; Secure"
     } else {
         ""
     }
+}
+
+/// Whether a request came over HTTPS: the public URL's scheme, or a proxy that says so. What
+/// sets a cookie `Secure` (the session's, a link's unlock).
+pub(crate) fn served_over_https(state: &crate::State, headers: &HeaderMap) -> bool {
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    forwarded_https || state.inner.public_url.is_https()
 }
 
 fn set_cookie(cookie: &str) -> Result<[(header::HeaderName, HeaderValue); 2], Error> {

@@ -588,11 +588,12 @@ async fn answer_password(
         Ok(true) => {
             // A right answer takes back its attempt: only wrong ones are limited.
             state.lock_password_attempts().forgive(record.link_id, &who);
-            let cookie = state
-                .inner
-                .redirects
-                .unlock_key
-                .cookie(record.link_id, hash, unix);
+            let cookie = state.inner.redirects.unlock_key.cookie(
+                record.link_id,
+                hash,
+                unix,
+                crate::accounts::served_over_https(state, &request.headers),
+            );
             match HeaderValue::try_from(cookie) {
                 Ok(cookie) => see_other(back(), Some(cookie)),
                 Err(_) => page(StatusCode::INTERNAL_SERVER_ERROR, pages::UNAVAILABLE),

@@ -201,11 +201,15 @@ impl UnlockKey {
         hex::encode(&mac.finalize().into_bytes()[..20])
     }
 
-    /// The `Set-Cookie` header that lets this visitor through `link_id` until `now + UNLOCK_SECS`.
-    pub fn cookie(&self, link_id: i64, hash: &PasswordHash, now: i64) -> String {
+    /// The `Set-Cookie` header that lets this visitor through `link_id` until `now + UNLOCK_SECS`;
+    /// `Secure` when the visitor came over HTTPS (`https`), so that it never travels in clear
+    /// text there. Over plain HTTP (an intranet's origin) a `Secure` cookie is dropped by the
+    /// browser, and the right password would bring the form back every time.
+    pub fn cookie(&self, link_id: i64, hash: &PasswordHash, now: i64, https: bool) -> String {
         let expires = now.saturating_add(UNLOCK_SECS);
+        let secure = if https { "; Secure" } else { "" };
         format!(
-            "{}={expires}.{}; Max-Age={UNLOCK_SECS}; Path=/; HttpOnly; Secure; SameSite=Lax",
+            "{}={expires}.{}; Max-Age={UNLOCK_SECS}; Path=/; HttpOnly{secure}; SameSite=Lax",
             cookie_name(link_id),
             self.sign(link_id, hash, expires)
         )
@@ -476,10 +480,14 @@ mod tests {
         let key = UnlockKey::new(b"a secret of thirty-two characters!");
         let hash = PasswordHash::new(&password("hunter22"), [7; 16]);
         let now = 1_800_000_000;
-        let set = key.cookie(5, &hash, now);
+        let set = key.cookie(5, &hash, now, true);
         let value = set.split(';').next().expect("pair");
         assert!(value.starts_with("kurz_pw_5="), "{set}");
         assert!(set.contains("HttpOnly") && set.contains("Max-Age=3600"));
+        assert!(set.contains("; Secure"), "{set}");
+        let plain = key.cookie(5, &hash, now, false);
+        assert!(!plain.contains("Secure"), "{plain}");
+        assert_eq!(plain.split(';').next(), Some(value), "the same cookie");
         let header = format!("other=1; {value}");
         assert!(key.is_unlocked(5, &hash, Some(&header), now));
         assert!(key.is_unlocked(5, &hash, Some(&header), now + UNLOCK_SECS - 1));

@@ -288,6 +288,45 @@ async fn disabled_expired_and_used_up_links_go_to_their_fallback_without_a_click
     background.iter().for_each(tokio::task::JoinHandle::abort);
 }
 
+/// The unlock cookie is `Secure` only for a visitor who came over HTTPS: an origin served over
+/// plain HTTP (an intranet's go links) set a `Secure` cookie the browser drops, and the right
+/// password brought the form back every time.
+#[tokio::test]
+async fn the_unlock_cookie_is_secure_over_https_only() {
+    for (public_url, forwarded, secure) in [
+        ("http://go.corp", None, false),
+        ("http://go.corp", Some("https"), true),
+        ("https://kurz.test", None, true),
+    ] {
+        let mut config = config(&new_database().await);
+        config.public_url = public_url.parse().expect("public URL");
+        let app = app_with(&config).await;
+        app.create(
+            json!({"destination": "https://example.com/s", "code": "secret", "password": PASSWORD}),
+        )
+        .await;
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("password", PASSWORD)
+            .finish();
+        let mut headers = vec![
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("user-agent", CHROME),
+        ];
+        headers.extend(forwarded.map(|proto| ("x-forwarded-proto", proto)));
+        let right = app
+            .send(request(Method::POST, "/secret", &headers, Body::from(body)))
+            .await;
+        assert_eq!(right.status, StatusCode::SEE_OTHER, "{}", right.text());
+        let cookie = right.header(&header::SET_COOKIE);
+        assert!(cookie.starts_with("kurz_pw_"), "{cookie}");
+        assert_eq!(
+            cookie.contains("; Secure"),
+            secure,
+            "{public_url} {forwarded:?}: {cookie}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_password_unlocks_one_link_for_its_cookie_and_wrong_answers_are_limited() {
     let app = app_with_addresses().await;
