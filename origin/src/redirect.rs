@@ -29,6 +29,7 @@ use crate::cache::CachedLink;
 use crate::error::Error;
 use crate::extract::CodePath;
 use crate::links;
+use crate::links::limit::Take;
 
 /// Largest body of a password form: a password is at most 200 characters, so 4 KiB leaves
 /// room for any encoding and other fields without reading more than that.
@@ -129,10 +130,17 @@ async fn visit(
         ))
         .await
         {
-            Ok(true) => {}
+            Ok(Take::Taken) => {}
             // Another visit took the last click since the record was read.
-            Ok(false) => {
+            Ok(Take::UsedUp) => {
                 return other_answer(&decide(&link.record, &visitor.visit(now, u64::MAX)));
+            }
+            Ok(Take::Changed) => {
+                let mut response = page(StatusCode::SERVICE_UNAVAILABLE, pages::UNAVAILABLE);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
             }
             Err(err) => return failure(&err, &code),
         }

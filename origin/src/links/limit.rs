@@ -17,19 +17,39 @@ use sqlx::PgConnection;
 use crate::config::PublicUrl;
 use crate::error::Error;
 
-/// How many locks the clicks of limited links are spread over (by link id), per process.
-pub(crate) const STRIPES: usize = 64;
 use crate::outbox;
 
-/// Takes one of a limited link's clicks for a visit about to be redirected: `false` when none
-/// is left (another visit took the last one), and the visit must be answered as used up.
-/// `committing` is set as the click's commit is sent: from then on the visit is answered
-/// whatever its deadline (`redirect::within_deadline`), so a click taken is a visitor sent on.
+/// How many locks the clicks of limited links are spread over (by link id), per process: a
+/// stripe takes one click at a time, so a hot link's queue holds up the few others of its
+/// stripe (one in 1,024; with 64, a viral coupon link's visitors held up those of unrelated
+/// workspaces' links).
+pub(crate) const STRIPES: usize = 1_024;
+/// How long a click's commit may take once sent. Its visit is awaited past the request's
+/// deadline (see [`take_click`]), so without this a commit whose answer never comes (a
+/// failover, a host gone without closing the socket) held the stripe for TCP's ~15 minutes.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What taking a limited link's click came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Taken: the visit is redirected.
+    Taken,
+    /// None left (another visit took the last one): the visit is answered as used up.
+    UsedUp,
+    /// The link was disabled or deleted since the visit read it (while it waited for its
+    /// turn): nothing taken, the visit is asked to come again.
+    Changed,
+}
+
+/// Takes one of a limited link's clicks for a visit about to be redirected. `committing` is set
+/// as the click's commit is sent: from then on the visit is answered whatever its deadline
+/// (`redirect::within_deadline`), so a click taken is a visitor sent on; the commit itself has
+/// [`COMMIT_WAIT`] (past it the visit gets 503, and the click may or may not be used).
 pub(crate) async fn take_click(
     state: &crate::State,
     link_id: i64,
     committing: &AtomicBool,
-) -> Result<bool, Error> {
+) -> Result<Take, Error> {
     // One click of a stripe's links at a time in this process: visits of one hot link wait
     // here, not each with a database connection on the link's row.
     let stripes = &state.inner.redirects.click_stripes;
@@ -41,27 +61,36 @@ pub(crate) async fn take_click(
     let mut tx = state.db().begin().await?;
     // The row lock serialises the clicks of one link: no two can take the last one. The limit
     // is the database's, not the cached record's: an edit that changed it moments ago (its
-    // invalidation still on the way) is already obeyed.
+    // invalidation still on the way) is already obeyed, and so is a link switched off or
+    // deleted while the visit waited its turn.
     let row: Option<(i64, i64)> = sqlx::query_as(
         "INSERT INTO link_click_counts (workspace_id, link_id, used)
-         SELECT workspace_id, id, 1 FROM links WHERE id = $1 AND max_clicks >= 1
+         SELECT workspace_id, id, 1 FROM links
+         WHERE id = $1 AND max_clicks >= 1 AND deleted_at IS NULL AND NOT disabled
          ON CONFLICT (workspace_id, link_id) DO UPDATE SET used = link_click_counts.used + 1
-         WHERE link_click_counts.used < (SELECT max_clicks FROM links WHERE id = $1)
+         WHERE link_click_counts.used < (SELECT max_clicks FROM links
+                                         WHERE id = $1 AND deleted_at IS NULL AND NOT disabled)
          RETURNING used, (SELECT max_clicks FROM links WHERE id = $1)",
     )
     .bind(link_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some((used, max)) = row else {
-        let limited: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT max_clicks FROM links WHERE id = $1")
-                .bind(link_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if !matches!(limited, Some(Some(_))) {
-            // An edit removed the limit (or the link) since the record was read: nothing to
-            // take, the visit goes on as the record says.
-            return Ok(true);
+        let link: Option<(Option<i64>, bool)> = sqlx::query_as(
+            "SELECT max_clicks, deleted_at IS NULL AND NOT disabled FROM links WHERE id = $1",
+        )
+        .bind(link_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let limited = match link {
+            Some((max_clicks, true)) => max_clicks.is_some(),
+            // Switched off or deleted since the visit read it: its next visit reads that.
+            _ => return Ok(Take::Changed),
+        };
+        if !limited {
+            // An edit removed the limit since the record was read: nothing to take, the
+            // visit goes on as the record says.
+            return Ok(Take::Taken);
         }
         // None left. The link is normally marked used up already; not when an edit lowered
         // its limit to the count while a click was being taken (the edit reads the count
@@ -75,7 +104,7 @@ pub(crate) async fn take_click(
         .await?;
         tx.commit().await?;
         announce(state, &exhausted).await;
-        return Ok(false);
+        return Ok(Take::UsedUp);
     };
     let exhausted = if used >= max {
         exhaust(
@@ -89,9 +118,16 @@ pub(crate) async fn take_click(
         Vec::new()
     };
     committing.store(true, Ordering::Release);
-    tx.commit().await?;
+    tokio::time::timeout(COMMIT_WAIT, tx.commit())
+        .await
+        .map_err(|_| {
+            Error::Unavailable(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("a click's commit got no answer within {COMMIT_WAIT:?}"),
+            )))
+        })??;
     announce(state, &exhausted).await;
-    Ok(true)
+    Ok(Take::Taken)
 }
 
 /// Adds clicks the edge let through, stored in `tx` just now, to the counts of the limited

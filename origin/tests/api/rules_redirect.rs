@@ -682,6 +682,31 @@ async fn the_limit_in_the_database_decides_not_the_one_in_a_stale_cache() {
     }
     assert_eq!(used(&app, three).await, 1);
     assert!(!exhausted(&app, three).await);
+
+    // Switched off or deleted elsewhere (a takedown; or while the visit waited its turn behind
+    // a hot link's clicks): the cached record still redirects, the database does not. No
+    // click is taken, nobody is sent on, and the visitor is asked to come again (503).
+    for (code, change) in [
+        ("off", "UPDATE links SET disabled = true WHERE id = $1"),
+        ("gone", "UPDATE links SET deleted_at = now() WHERE id = $1"),
+    ] {
+        let link = app
+            .create(json!({"destination": "https://example.com/x", "code": code, "max_clicks": 5}))
+            .await;
+        let id = link["id"].as_i64().expect("id");
+        let path = format!("/{code}");
+        assert_eq!(visit(&app, &path, &chrome).await.status, StatusCode::FOUND);
+        sqlx::query(change)
+            .bind(id)
+            .execute(&app.db)
+            .await
+            .expect("change");
+        let response = visit(&app, &path, &chrome).await;
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        assert_eq!(response.header(&header::RETRY_AFTER), "1");
+        assert_eq!(used(&app, id).await, 1, "{code}");
+        assert!(!exhausted(&app, id).await, "{code}");
+    }
 }
 
 fn edge_click(id: &str, link_id: i64, code: &str, user_agent: &str) -> ClickEvent {
