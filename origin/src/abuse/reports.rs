@@ -586,12 +586,13 @@ async fn resolve(
         crate::caller::Actor::User { name, .. } | crate::caller::Actor::Key { name, .. } => name,
     };
     let mut tx = state.db().begin().await?;
-    let resolved: Option<(Option<i64>, Option<OffsetDateTime>)> =
-        sqlx::query_as("SELECT link_id, resolved_at FROM abuse_reports WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (link_id, resolved_at) = resolved.ok_or(Error::NotFound)?;
+    let resolved: Option<(Option<i64>, Option<String>, Option<OffsetDateTime>)> = sqlx::query_as(
+        "SELECT link_id, code, resolved_at FROM abuse_reports WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (link_id, code, resolved_at) = resolved.ok_or(Error::NotFound)?;
     if resolved_at.is_some() {
         return Err(Error::Conflict {
             code: "report_resolved",
@@ -603,8 +604,10 @@ async fn resolve(
         .bind(by)
         .execute(&mut *tx)
         .await?;
-    let taken_down = match (body.disable_link, link_id) {
-        (true, Some(link_id)) => disable_link(&state, &mut tx, id, link_id).await?,
+    let taken_down = match (body.disable_link, link_id, code) {
+        (true, Some(link_id), Some(code)) => {
+            disable_link(&state, &mut tx, id, link_id, &code).await?
+        }
         _ => None,
     };
     let taken_down_link = taken_down.as_ref().map(|down| &down.code);
@@ -647,26 +650,43 @@ pub(crate) async fn fetch(state: &crate::State, id: i64) -> Result<Report, Error
 /// Takes the reported link down if it is still live ([`takedown`]: its workspace cannot
 /// enable it again), and disables it if it redirects (enabled, or disabled with a fallback: a
 /// disabled link sends its visitors there, so the fallback goes too, as the blocklist's sweep
-/// does).
+/// does). A reported link deleted since is followed to the live link of its workspace that
+/// holds the reported `code` now: deleting and making the link again left every open report
+/// with nothing to take down. (A code another workspace took since is that one's, untouched.)
 async fn disable_link(
     state: &crate::State,
     tx: &mut sqlx::PgConnection,
     report: i64,
-    link_id: i64,
+    reported: i64,
+    code: &str,
 ) -> Result<Option<TakenDown>, Error> {
     // Locked as an edit locks it, so an edit in flight is refused by the takedown or seen by it.
-    let link: Option<(i64, String, bool)> = sqlx::query_as(
-        "SELECT workspace_id, code, NOT disabled OR fallback_url IS NOT NULL FROM links
-         WHERE id = $1 AND domain_id = $2 AND deleted_at IS NULL
+    let link: Option<(i64, i64, String, bool)> = sqlx::query_as(
+        "SELECT id, workspace_id, code, NOT disabled OR fallback_url IS NOT NULL FROM links
+         WHERE domain_id = $2 AND deleted_at IS NULL
+           AND id = coalesce(
+                   (SELECT id FROM links WHERE id = $1 AND deleted_at IS NULL),
+                   (SELECT c.link_id FROM link_codes c JOIN links r ON r.id = $1
+                    WHERE c.domain_id = $2 AND c.code = $3
+                      AND c.workspace_id = r.workspace_id))
          FOR NO KEY UPDATE",
     )
-    .bind(link_id)
+    .bind(reported)
     .bind(store::DEFAULT_DOMAIN)
+    .bind(code)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((workspace, code, redirects)) = link else {
+    let Some((link_id, workspace, code, redirects)) = link else {
         return Ok(None);
     };
+    if link_id != reported {
+        // The report names the link it took down: its page and the lift find this one.
+        sqlx::query("UPDATE abuse_reports SET link_id = $2 WHERE id = $1")
+            .bind(report)
+            .bind(link_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     let workspace = WorkspaceId::trusted(workspace);
     // A link its workspace had disabled is held down too: otherwise it could enable it again.
     takedown::hold(tx, workspace, link_id, report).await?;

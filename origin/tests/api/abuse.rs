@@ -844,6 +844,81 @@ async fn disabling_a_reported_link_removes_its_fallback_too() {
     }
 }
 
+/// A reported link its workspace deleted and made again under the same code is the one the
+/// resolution takes down: before, it found the reported row deleted and took nothing down,
+/// so deleting and re-creating a link voided every open report of it. A code another
+/// workspace took since is that workspace's, and left alone.
+#[tokio::test]
+async fn a_reported_link_made_again_is_taken_down() {
+    let app = app_behind_proxy().await;
+    let acme = app.workspace("Acme").await;
+    let beta = app.workspace("Beta").await;
+    let acme = app.key(acme, &["links:read", "links:write"]).await;
+    let beta = app.key(beta, &["links:read", "links:write"]).await;
+    let create = |who, code: &'static str| {
+        let app = &app;
+        async move {
+            let made = app
+                .call(
+                    who,
+                    Method::POST,
+                    "/api/v1/links",
+                    Some(json!({"destination": "https://phish.example/", "code": code})),
+                )
+                .await;
+            assert_eq!(made.status, StatusCode::CREATED, "{}", made.text());
+        }
+    };
+    for code in ["lure", "bait"] {
+        create(&acme, code).await;
+        let response = report_json(
+            &app,
+            "198.51.100.1",
+            json!({"link": code, "category": "phishing"}),
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::ACCEPTED);
+        let deleted = app
+            .call(
+                &acme,
+                Method::DELETE,
+                &format!("/api/v1/links/{code}"),
+                None,
+            )
+            .await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text());
+    }
+    create(&acme, "lure").await;
+    create(&beta, "bait").await;
+
+    let page = app.api(Method::GET, REPORTS, None).await.json();
+    for report in page["reports"].as_array().expect("reports") {
+        let code = report["code"].as_str().expect("code");
+        let resolved = resolve_disabling(&app, report["id"].as_i64().expect("id")).await;
+        let visit = app.visit(Method::GET, &format!("/{code}")).await;
+        match code {
+            "lure" => {
+                assert_eq!(resolved["link_taken_down"], true, "{resolved}");
+                assert_eq!(resolved["link_disabled"], true, "{resolved}");
+                assert_eq!(visit.status, StatusCode::NOT_FOUND);
+                let enable = app
+                    .call(
+                        &acme,
+                        Method::PATCH,
+                        "/api/v1/links/lure",
+                        Some(json!({"disabled": false})),
+                    )
+                    .await;
+                assert_eq!(enable.status, StatusCode::CONFLICT, "{}", enable.text());
+            }
+            _ => {
+                assert_eq!(resolved["link_taken_down"], Value::Null, "{resolved}");
+                assert_eq!(visit.status, StatusCode::FOUND, "Beta's own bait");
+            }
+        }
+    }
+}
+
 /// A link the operator disabled when resolving a report stays down: its workspace, whatever
 /// its role, cannot enable it, give it a fallback or delete it (which would free its code for
 /// a new link to the same place) until the operator lifts the takedown. Before, one `PATCH`
