@@ -605,6 +605,10 @@ const SEARCH_WINDOW: i64 = 5_000;
 /// 2. only if they do not fill it, the links past them are read through the trigram indexes
 ///    (an ordering expression no index has keeps the planner off the walk), so a rare term, or
 ///    one that matches nothing, costs index probes and a sort of what matches.
+///
+/// Both steps read one snapshot (a read-only repeatable-read transaction): the second finds
+/// the window's end again, and a link made or deleted between two snapshots moved it, so a
+/// link was listed twice or skipped.
 pub(crate) async fn list(
     db: &PgPool,
     workspace: WorkspaceId,
@@ -674,8 +678,11 @@ pub(crate) async fn list(
         let sql = format!("{select} {from} AND {filters} ORDER BY {order} LIMIT $2");
         return fetch_list(db, &sql, workspace, cursor, filter, limit).await;
     }
+    let mut snapshot = db
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
     let mut rows = fetch_list(
-        db,
+        &mut *snapshot,
         &format!(
             "SELECT * FROM ({select} {from} ORDER BY {order} LIMIT {SEARCH_WINDOW}) t
              WHERE {filters} ORDER BY {order} LIMIT $2"
@@ -687,6 +694,7 @@ pub(crate) async fn list(
     )
     .await?;
     if rows.len() as i64 == limit {
+        snapshot.commit().await?;
         return Ok(rows);
     }
     // Past the window's last link (none when the window held every link after the cursor).
@@ -699,7 +707,8 @@ pub(crate) async fn list(
          ORDER BY {unindexed_order} LIMIT $2"
     );
     let wanted = limit - rows.len() as i64;
-    rows.extend(fetch_list(db, &rest, workspace, cursor, filter, wanted).await?);
+    rows.extend(fetch_list(&mut *snapshot, &rest, workspace, cursor, filter, wanted).await?);
+    snapshot.commit().await?;
     Ok(rows)
 }
 
@@ -707,7 +716,7 @@ pub(crate) async fn list(
 /// search's pattern, $4 the workspace, $5 the tag, $6 disabled, $7 and $8 a cursor's clicks
 /// and link.
 async fn fetch_list(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     sql: &str,
     workspace: WorkspaceId,
     cursor: Option<Cursor<'_>>,
