@@ -34,13 +34,18 @@ pub(crate) async fn run(
     args: Args,
     stdout: &mut dyn Write,
 ) -> Result<Exit, Error> {
-    let from = match args.days {
-        Some(days) => Some(OffsetDateTime::now_utc() - Duration::days(days.into())),
-        None => args.from,
+    // The last N days end now as this client reads the clock: sent without an end, the
+    // server's later `now` made `--days 400` a moment over 400 days, and refused.
+    let (from, to) = match args.days {
+        Some(days) => {
+            let now = OffsetDateTime::now_utc();
+            (Some(now - Duration::days(days.into())), Some(now))
+        }
+        None => (args.from, args.to),
     };
     let query = StatsQuery {
         from,
-        to: args.to,
+        to,
         ..StatsQuery::default()
     };
     let stats = client.stats(args.code.as_ref(), &query).await?;

@@ -238,6 +238,9 @@ async fn stats_of_a_link_and_of_an_unknown_code() {
 
     let text = kurz(&url, Some(key), &["stats", "counted", "--days", "3"]).await;
     assert_eq!(text.exit, Exit::Success, "{}", text.stderr);
+    // The longest range it takes (before, a moment over 400 days by the server's clock).
+    let longest = kurz(&url, Some(key), &["stats", "counted", "--days", "400"]).await;
+    assert_eq!(longest.exit, Exit::Success, "{}", longest.stderr);
     assert!(
         text.stdout.contains("total     0 (clicks 0"),
         "{}",
