@@ -151,6 +151,9 @@ impl Client {
     async fn send(&self, request: RequestBuilder, repeat: Repeat) -> Result<Response, Error> {
         let mut unanswered = 0;
         let mut waits = 0;
+        // Whether an attempt so far may have been done: then so may the request, however
+        // the last attempt failed.
+        let mut reached = false;
         loop {
             // Bodies here are bytes in memory, which a builder can always copy.
             let attempt = request.try_clone().ok_or_else(|| {
@@ -170,11 +173,12 @@ impl Client {
                         || (status == StatusCode::SERVICE_UNAVAILABLE && repeat == Repeat::Safe);
                     match wait {
                         Some(wait) if may_wait && waits < LIMITED_WAITS => {
+                            reached |= !refused_before_work;
                             waits += 1;
                             tokio::time::sleep(wait).await;
                             continue;
                         }
-                        _ => return Err(err),
+                        _ => return Err(unsure(err, reached)),
                     }
                 }
                 Err(err) => err,
@@ -182,8 +186,9 @@ impl Client {
             unanswered += 1;
             let may_repeat = repeat == Repeat::Safe || err.is_connect();
             if !may_repeat || unanswered >= NETWORK_ATTEMPTS {
-                return Err(err.into());
+                return Err(unsure(err.into(), reached));
             }
+            reached |= !err.is_connect();
             // 0.25 s, 0.5 s, 1 s: enough for a restarting origin or a dropped connection.
             tokio::time::sleep(Duration::from_millis(250 << (unanswered - 1))).await;
         }
@@ -204,7 +209,11 @@ impl Client {
             let attempt = request.try_clone().ok_or_else(|| {
                 Error::Config("a request with a streamed body cannot be retried".to_owned())
             })?;
-            let response = self.send(attempt, repeat).await?;
+            // After a body that broke off, the request was done: whatever comes of a repeat.
+            let response = self
+                .send(attempt, repeat)
+                .await
+                .map_err(|err| unsure(err, broken > 0))?;
             let status = response.status().as_u16();
             match response.bytes().await {
                 Ok(body) => {
@@ -222,6 +231,17 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+/// `err`, or when an earlier attempt may have been done (`reached`) and `err` does not say
+/// so, the same marked [`Error::Unsure`]: an import must not call rows "not created" that a
+/// lost answer created.
+fn unsure(err: Error, reached: bool) -> Error {
+    if reached && !err.may_have_been_done() {
+        Error::Unsure(Box::new(err))
+    } else {
+        err
     }
 }
 

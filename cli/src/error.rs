@@ -25,6 +25,9 @@ pub enum Error {
     },
     /// A file to import that cannot be read as the format it is in.
     Input(String),
+    /// The last attempt of a request failed before any work (the origin unreachable, or
+    /// busy), but an earlier attempt of it may have been done (its answer was lost).
+    Unsure(Box<Error>),
 }
 
 impl Error {
@@ -40,6 +43,7 @@ impl Error {
     /// other than `busy`), or it succeeded with an answer that could not be read.
     pub(crate) fn may_have_been_done(&self) -> bool {
         match self {
+            Self::Unsure(_) => true,
             Self::Http(err) => !err.is_connect(),
             Self::Api { status, detail } => *status >= 500 && detail.code != "busy",
             Self::UnexpectedAnswer { status, .. } => *status >= 500 || (200..300).contains(status),
@@ -81,6 +85,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Self::Io { path, source } => write!(f, "{path}: {source}"),
+            Self::Unsure(last) => write!(f, "{last} (after an attempt whose answer was lost)"),
         }
     }
 }

@@ -509,6 +509,8 @@ enum Answer {
     Refused,
     /// 200 whose body breaks off (the links were created; the answer lost on the way).
     CutShort,
+    /// That, then 503 `busy` without a `Retry-After` for every repeat.
+    CutShortThenBusy,
 }
 
 /// The (status, items) of every request a fake origin got, and the `Idempotency-Key` of each.
@@ -526,7 +528,14 @@ async fn fake_origin(first: Option<Answer>) -> (String, Seen) {
                 let log = log.clone();
                 async move {
                     let mut log = log.lock().expect("lock");
-                    let answer = fake_answer(first.filter(|_| log.0.is_empty()), &body);
+                    let now = match first {
+                        Some(Answer::CutShortThenBusy) if log.0.is_empty() => {
+                            Some(Answer::CutShort)
+                        }
+                        Some(Answer::CutShortThenBusy) => first,
+                        _ => first.filter(|_| log.0.is_empty()),
+                    };
+                    let answer = fake_answer(now, &body);
                     let items = body["links"].as_array().map_or(0, Vec::len);
                     log.0.push((answer.status().as_u16(), items));
                     let key = headers.get("idempotency-key");
@@ -553,6 +562,10 @@ fn fake_answer(answer: Option<Answer>, body: &Value) -> axum::response::Response
     match answer {
         Some(Answer::Limited) => return error(StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         Some(Answer::Busy) => return error(StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        Some(Answer::CutShortThenBusy) => {
+            let body = json!({"error": {"code": "busy", "message": "fake busy"}});
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
         Some(Answer::Unavailable) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         Some(Answer::Broken) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
@@ -672,6 +685,17 @@ async fn import_waits_out_refusals_and_sends_a_chunk_again_only_with_its_key() {
             Exit::Success,
             "1001 links created, 0 rows failed",
         ),
+        // A repeat refused before any work (busy, or the network gone) does not undo the lost
+        // answer: the rows may have been created. (Before: "not created", and a run again
+        // made them twice.)
+        (
+            Some(Answer::CutShortThenBusy),
+            small,
+            false,
+            vec![(200, 1), (503, 1)],
+            Exit::Failure,
+            "stopped: the rows of lines 1 to 1 may have been created",
+        ),
         (
             Some(Answer::Refused),
             big,
@@ -696,7 +720,8 @@ async fn import_waits_out_refusals_and_sends_a_chunk_again_only_with_its_key() {
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(key.is_none(), dry_run, "{first:?}: {keys:?}");
             if i > 0 && !dry_run {
-                let cut_short = i == 1 && matches!(first, Some(Answer::CutShort));
+                let cut_short =
+                    i == 1 && matches!(first, Some(Answer::CutShort | Answer::CutShortThenBusy));
                 let again = got[i - 1].0 != 200 || cut_short;
                 assert_eq!(keys[i - 1] == *key, again, "{first:?}: {keys:?}");
             }
