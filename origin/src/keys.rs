@@ -23,8 +23,9 @@ pub(crate) const MAX_NAME_CHARS: usize = 100;
 /// Keys neither revoked nor expired a workspace may hold through the API: more is a script
 /// gone wrong, and the list is never paged.
 pub(crate) const MAX_LIVE_KEYS: i64 = 100;
-/// Keys listed at most. Only an operator's `create-api-key` can pass [`MAX_LIVE_KEYS`]; the
-/// list stays bounded even then.
+/// Keys listed at most: live ones first. Only an operator's `create-api-key` can pass
+/// [`MAX_LIVE_KEYS`], but expired keys stay listed for 30 days (a CI job's hourly keys), and
+/// the list stays bounded even then.
 const MAX_LISTED: i64 = 1_000;
 
 pub(crate) fn routes() -> Router<crate::State> {
@@ -33,8 +34,9 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/keys/{id}", delete(revoke))
 }
 
-/// The workspace's unrevoked keys, newest first; expired ones too (the dashboard shows
-/// them as expired, so that they can be revoked and their names reused).
+/// The workspace's unrevoked keys: the live ones, newest first, then the expired ones (the
+/// dashboard shows them as expired, so that they can be revoked and their names reused).
+/// Newest first alone hid a live key behind a thousand newer expired ones.
 #[utoipa::path(
     get, path = "/api/v1/keys", tag = "keys",
     responses((status = 200, description = "The workspace's live keys (never their secrets).", body = Vec<shortlink::workspace::ApiKey>), crate::openapi::Refusals),
@@ -49,7 +51,7 @@ async fn list(
                 k.last_used_at
          FROM api_keys k LEFT JOIN admin_users u ON u.id = k.created_by
          WHERE k.workspace_id = $1 AND k.revoked_at IS NULL
-         ORDER BY k.id DESC
+         ORDER BY k.expires_at IS NULL OR k.expires_at > now() DESC, k.id DESC
          LIMIT $2",
     )
     .bind(workspace.get())

@@ -508,3 +508,30 @@ async fn ended_keys_leave_room_and_go_after_a_month() {
     .expect("ended");
     assert_eq!(ended, [(50, 50)]);
 }
+
+/// Live keys are listed before expired ones: a thousand newer expired keys (a CI job's hourly
+/// keys, listed for 30 days) hid the deployment's own key from the list and the dashboard.
+#[tokio::test]
+async fn live_keys_are_listed_before_a_thousand_expired_ones() {
+    let app = spawn_app().await;
+    let admin = As::Key(app.api_key.clone());
+    sqlx::query(
+        "INSERT INTO api_keys (name, key_hash, prefix, workspace_id, scopes, expires_at)
+         SELECT 'ci run', sha256(('ci' || i)::bytea), 'kurz_ci', 1, '{links:read}',
+                now() - interval '1 day'
+         FROM generate_series(1, 1000) i",
+    )
+    .execute(&app.db)
+    .await
+    .expect("expired keys");
+    let listed = app.call(&admin, Method::GET, "/api/v1/keys", None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    let keys = listed.json();
+    let keys = keys.as_array().expect("keys");
+    assert_eq!(keys.len(), 1000);
+    assert_ne!(keys[0]["name"], "ci run", "{}", keys[0]);
+    assert_eq!(
+        keys.iter().filter(|key| key["name"] == "ci run").count(),
+        999
+    );
+}
