@@ -24,7 +24,7 @@ use crate::audit::{self, ActorRef, Change};
 use crate::caller::{Caller, Grant, WorkspaceId};
 use crate::error::Error;
 use crate::extract::{ApiJson, IdPath};
-use crate::members::{self, join, lock, parse_role};
+use crate::members::{self, Invited, join, lock, parse_role};
 
 /// How long an invitation can be used.
 const INVITATION_LIFETIME: time::Duration = time::Duration::days(7);
@@ -312,8 +312,8 @@ async fn accept(
 ) -> Result<Json<Session>, Error> {
     let (user_id, session) = caller.user()?;
     let mut tx = state.db().begin().await?;
-    let (workspace, role) = claim(&mut tx, &body.token, user_id).await?;
-    let joined = join(&mut tx, workspace, user_id, role, caller.audit_actor()).await?;
+    let (workspace, invited) = claim(&mut tx, &body.token, user_id).await?;
+    let joined = join(&mut tx, workspace, user_id, invited, caller.audit_actor()).await?;
     sqlx::query("UPDATE admin_sessions SET workspace_id = $2 WHERE id = $1")
         .bind(session.id)
         .bind(workspace.get())
@@ -327,13 +327,14 @@ async fn accept(
     Ok(Json(accounts::session_view(state.db(), &switched).await?))
 }
 
-/// Uses the invitation of `token` for `user_id`, once: the workspace and role it grants.
+/// Uses the invitation of `token` for `user_id`, once: the workspace and role it grants, and
+/// the invitation as the member's audit entry names it.
 /// Locks the workspace, then the user, as every change of members does (`members::lock`).
 async fn claim(
     tx: &mut PgConnection,
     token: &str,
     user_id: i64,
-) -> Result<(WorkspaceId, Role), Error> {
+) -> Result<(WorkspaceId, (Role, Invited)), Error> {
     let token_hash = accounts::hash(token);
     // The token names the workspace: the invitation is the permission.
     let workspace: i64 =
@@ -346,12 +347,13 @@ async fn claim(
     lock(tx, workspace).await?;
     members::lock_user(tx, user_id).await?;
     // Decided under the workspace's lock: the maker's membership cannot change meanwhile.
-    let role: String = sqlx::query_scalar(concat!(
+    let (role, invitation_id, invited_by): (String, i64, Option<String>) = sqlx::query_as(concat!(
         "UPDATE workspace_invitations i SET accepted_at = now(), accepted_by = $2
-         WHERE i.token_hash = $1 AND i.workspace_id = $3 AND ",
+             WHERE i.token_hash = $1 AND i.workspace_id = $3 AND ",
         usable!(),
         "
-         RETURNING i.role"
+             RETURNING i.role, i.id,
+                       (SELECT username FROM admin_users WHERE id = i.created_by)"
     ))
     .bind(token_hash.as_slice())
     .bind(user_id)
@@ -359,7 +361,11 @@ async fn claim(
     .fetch_optional(tx)
     .await?
     .ok_or_else(invalid_invitation)?;
-    Ok((workspace, parse_role(&role)?))
+    let invited = Invited {
+        invitation_id,
+        invited_by,
+    };
+    Ok((workspace, (parse_role(&role)?, invited)))
 }
 
 fn username_taken() -> Error {
@@ -450,12 +456,12 @@ async fn sign_up(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(username_taken)?;
-    let (workspace, role) = claim(&mut tx, &body.token, user_id).await?;
+    let (workspace, invited) = claim(&mut tx, &body.token, user_id).await?;
     join(
         &mut tx,
         workspace,
         user_id,
-        role,
+        invited,
         ActorRef::user(user_id, username),
     )
     .await?;

@@ -304,14 +304,22 @@ async fn revoke_beyond(
     crate::invitations::revoke_made_by(tx, workspace, user_id, &roles, actor).await
 }
 
-/// Makes `user_id` a member of `workspace` as `role`, logged as `member.joined` by `actor`
-/// (the person joining). 409 when they already are one, or when either side is full. Locks
-/// the workspace, then the person (if the caller has not already).
+/// The invitation a person joined by, as their `member.joined` entry names it: who let them in
+/// (`invited_by`, the maker's username; none once that account is gone).
+#[derive(Debug, Serialize)]
+pub(crate) struct Invited {
+    pub(crate) invitation_id: i64,
+    pub(crate) invited_by: Option<String>,
+}
+
+/// Makes `user_id` a member of `workspace` as `role` by `invited`, logged as `member.joined`
+/// by `actor` (the person joining). 409 when they already are one, or when either side is
+/// full. Locks the workspace, then the person (if the caller has not already).
 pub(crate) async fn join(
     tx: &mut PgConnection,
     workspace: WorkspaceId,
     user_id: i64,
-    role: Role,
+    (role, invited): (Role, Invited),
     actor: ActorRef<'_>,
 ) -> Result<Member, Error> {
     lock(tx, workspace).await?;
@@ -334,11 +342,16 @@ pub(crate) async fn join(
     .fetch_one(&mut *tx)
     .await?;
     let joined = member(row)?;
+    let mut after = audited(&joined)?;
+    if let serde_json::Value::Object(fields) = &mut after {
+        fields.insert("invitation_id".to_owned(), invited.invitation_id.into());
+        fields.insert("invited_by".to_owned(), invited.invited_by.into());
+    }
     let change = Change {
         action: "member.joined",
         target: ("member", user_id),
         before: None,
-        after: Some(audited(&joined)?),
+        after: Some(after),
     };
     audit::record(tx, workspace, actor, change).await?;
     Ok(joined)

@@ -699,7 +699,7 @@ async fn accepting_an_invitation() {
     let t = team(&app, "acme").await;
     let home = app.workspace("home").await;
     let joiner = app.user("joiner", &[(home, "owner")]).await;
-    let (_, token) = invite(&app, &t.admin, "editor").await;
+    let (invitation, token) = invite(&app, &t.admin, "editor").await;
     let preview = public(&app, "/api/v1/invitations/lookup", json!({"token": token})).await;
     assert_eq!(preview.json()["workspace_name"], "acme");
     let response = app
@@ -741,9 +741,11 @@ async fn accepting_an_invitation() {
     let entries = audited(&app, t.workspace, "member.joined").await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].0, "joiner", "the joining person is the actor");
+    // With the invitation that let them in, and who made it.
     assert_eq!(
         entries[0].2.as_ref().expect("after"),
-        &json!({"user_id": id(&joiner), "username": "joiner", "role": "editor"})
+        &json!({"user_id": id(&joiner), "username": "joiner", "role": "editor",
+                "invitation_id": invitation, "invited_by": "acme-admin"})
     );
     // A member already: 409, and the invitation stays usable by someone else.
     let (_, second) = invite(&app, &t.admin, "viewer").await;
