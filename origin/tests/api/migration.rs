@@ -669,6 +669,75 @@ async fn the_keys_made_by_keys_before_0048_are_traced_to_their_makers() {
     assert_eq!(live, [606, 608]);
 }
 
+/// 0055: a person still a member whose role was lowered before 0051 ran kept the keys made by
+/// their keys (the demotion revoked only the keys they made themselves): an editor held a live
+/// `workspace:admin` key, enough to make themselves admin again. Those beyond the role are
+/// revoked with what they made; those within it stay.
+#[tokio::test]
+async fn the_keys_beyond_a_demoted_makers_role_are_revoked_on_upgrade() {
+    let database_url = new_database().await;
+    migrate_up_to(&database_url, 47).await;
+    let mut conn = PgConnection::connect(&database_url).await.expect("connect");
+    for statement in [
+        "INSERT INTO admin_users (id, username, password_hash) OVERRIDING SYSTEM VALUE
+         VALUES (503, 'demoted', 'x'), (504, 'viewer now', 'x'), (505, 'admin still', 'x')",
+        "INSERT INTO workspace_members (workspace_id, user_id, role)
+         VALUES (1, 503, 'editor'), (1, 504, 'viewer'), (1, 505, 'admin')",
+        // Each person made a key (the editor's and the viewer's revoked by their demotion),
+        // which made keys: 612 and 622 beyond their person's role now, 613 made by 612, 614
+        // within the editor's role, 632 the admin's.
+        "INSERT INTO api_keys (id, name, key_hash, prefix, workspace_id, scopes, created_by,
+                               revoked_at)
+         OVERRIDING SYSTEM VALUE
+         SELECT id, 'k' || id, sha256(id::text::bytea), 'kurz_' || id, 1, scopes::text[], maker,
+                CASE WHEN revoked THEN now() END
+         FROM (VALUES (611, 503, true, '{links:read,workspace:admin}'),
+                      (612, NULL, false, '{links:read,workspace:admin}'),
+                      (613, NULL, false, '{links:read}'),
+                      (614, NULL, false, '{links:read,links:write}'),
+                      (621, 504, true, '{links:write}'),
+                      (622, NULL, false, '{links:read,links:write}'),
+                      (631, 505, false, '{links:read,workspace:admin}'),
+                      (632, NULL, false, '{links:read,workspace:admin}'))
+              AS k (id, maker, revoked, scopes)",
+        "INSERT INTO audit_log (workspace_id, actor_kind, actor_id, actor_name, action,
+                                target_kind, target_id)
+         VALUES (1, 'user', 503, 'demoted', 'key.created', 'key', 611),
+                (1, 'key', 611, 'k611', 'key.created', 'key', 612),
+                (1, 'key', 612, 'k612', 'key.created', 'key', 613),
+                (1, 'key', 611, 'k611', 'key.created', 'key', 614),
+                (1, 'user', 504, 'viewer now', 'key.created', 'key', 621),
+                (1, 'key', 621, 'k621', 'key.created', 'key', 622),
+                (1, 'user', 505, 'admin still', 'key.created', 'key', 631),
+                (1, 'key', 631, 'k631', 'key.created', 'key', 632)",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    }
+    let app = app_on(&database_url).await;
+    let live: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM api_keys WHERE id > 600 AND revoked_at IS NULL ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("keys");
+    assert_eq!(live, [614, 631, 632]);
+    let revoked: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT target_id, actor_name FROM audit_log WHERE action = 'key.revoked' ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("audit");
+    let ids: Vec<i64> = revoked.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [612, 613, 622]);
+    assert!(
+        revoked.iter().all(|(_, by)| by.starts_with("upgrade")),
+        "{revoked:?}"
+    );
+}
+
 /// 0054: expiries written around the API that the origin cannot read (`infinity`, a year past
 /// 9999) become what they meant, each a change for the edge, and no such value can be written
 /// again. Before, reading one panicked the edge's sync task, and every link's change stopped
