@@ -67,9 +67,21 @@ where
 /// during an upgrade the old release's origins still serve from it (a newer schema is theirs
 /// to refuse), and a newer one is a newer binary's.
 pub async fn require_this_release(pool: &PgPool) -> anyhow::Result<()> {
+    use sqlx::migrate::Migrate as _;
+    let mut conn = pool.acquire().await?;
+    // Under the lock every run of the migrations holds: a `serve` migrating a fresh database
+    // meanwhile (an init job started beside it) is waited for, not taken for an older release.
+    conn.lock().await?;
+    let decided = this_release_on(&mut conn).await;
+    conn.unlock().await?;
+    decided
+}
+
+/// [`require_this_release`] on a connection holding the migrations' lock.
+async fn this_release_on(conn: &mut sqlx::PgConnection) -> anyhow::Result<()> {
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             // No such table (undefined_table): no release has migrated it.
             .or_else(|err| match &err {
@@ -79,7 +91,8 @@ pub async fn require_this_release(pool: &PgPool) -> anyhow::Result<()> {
                 _ => Err(err),
             })?;
     if applied.is_empty() {
-        MIGRATOR.run(pool).await?;
+        // The lock is the session's: taking it again here is allowed.
+        MIGRATOR.run_direct(conn).await?;
         return Ok(());
     }
     let ours: Vec<i64> = MIGRATOR

@@ -198,14 +198,8 @@ async fn create_api_key_prints_the_key_on_stdout_and_logs_on_stderr() {
     );
 }
 
-/// A one-off command takes a database at its own release's schema only. One an older release
-/// migrated (during an upgrade its origins still serve from it) is refused and left as it is:
-/// before, `create-api-key` of the new release migrated it under the old origins.
-#[tokio::test]
-async fn a_one_off_command_does_not_migrate_an_older_releases_database() {
-    let database_url = new_database().await;
-    let db = sqlx::PgPool::connect(&database_url).await.expect("connect");
-    // The older release: every migration but the last.
+/// The release before this one: every migration but the last.
+async fn older_release() -> sqlx::migrate::Migrator {
     let older = tempfile::tempdir().expect("temporary directory");
     let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
         .expect("migrations")
@@ -216,18 +210,72 @@ async fn a_one_off_command_does_not_migrate_an_older_releases_database() {
     for file in &files {
         std::fs::copy(file, older.path().join(file.file_name().expect("name"))).expect("copy");
     }
-    let older = sqlx::migrate::Migrator::new(older.path())
+    sqlx::migrate::Migrator::new(older.path())
         .await
-        .expect("the older release's migrations");
+        .expect("the older release's migrations")
+}
+
+fn create_api_key(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_origin"));
+    command
+        .args(["create-api-key", "--name", "deploy script"])
+        .env_clear()
+        .env("DATABASE_URL", database_url);
+    command
+}
+
+/// A one-off command started while a `serve` migrates a fresh database (an init job beside
+/// it) waits for the migrations, then runs: the half-migrated schema it would read meanwhile
+/// is no older release's.
+#[tokio::test]
+async fn a_one_off_command_waits_for_migrations_under_way() {
+    use sqlx::Connection as _;
+    use sqlx::migrate::Migrate as _;
+    let database_url = new_database().await;
+    let db = sqlx::PgPool::connect(&database_url).await.expect("connect");
+    // The serve: under the migrations' lock, half-way through them.
+    let mut serve = sqlx::PgConnection::connect(&database_url)
+        .await
+        .expect("connect");
+    serve.lock().await.expect("lock");
+    older_release()
+        .await
+        .run_direct(&mut serve)
+        .await
+        .expect("the first migrations");
+    let command = create_api_key(&database_url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start origin create-api-key");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::support::lock_waiters(&db, "%pg_advisory_lock%").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the command did not wait for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    origin::db::MIGRATOR
+        .run_direct(&mut serve)
+        .await
+        .expect("the rest");
+    serve.unlock().await.expect("unlock");
+    let done = command.wait_with_output().expect("the command");
+    assert!(done.status.success(), "{done:?}");
+    assert!(String::from_utf8_lossy(&done.stdout).contains("kurz_"));
+}
+
+/// A one-off command takes a database at its own release's schema only. One an older release
+/// migrated (during an upgrade its origins still serve from it) is refused and left as it is:
+/// before, `create-api-key` of the new release migrated it under the old origins.
+#[tokio::test]
+async fn a_one_off_command_does_not_migrate_an_older_releases_database() {
+    let database_url = new_database().await;
+    let db = sqlx::PgPool::connect(&database_url).await.expect("connect");
+    let older = older_release().await;
     older.run(&db).await.expect("the older release's schema");
-    let create_key = || {
-        Command::new(env!("CARGO_BIN_EXE_origin"))
-            .args(["create-api-key", "--name", "deploy script"])
-            .env_clear()
-            .env("DATABASE_URL", &database_url)
-            .output()
-            .expect("run origin create-api-key")
-    };
+    let create_key = || create_api_key(&database_url).output().expect("run");
 
     let refused = create_key();
     assert!(!refused.status.success(), "{refused:?}");
