@@ -85,7 +85,9 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Self::Io { path, source } => write!(f, "{path}: {source}"),
-            Self::Unsure(last) => write!(f, "{last} (after an attempt whose answer was lost)"),
+            Self::Unsure(last) => {
+                write!(f, "{last} (an earlier attempt may have been carried out)")
+            }
         }
     }
 }

@@ -128,6 +128,10 @@ struct Redirects {
     /// so a flood on one limited link queues here rather than on its count row, where each
     /// waiter would hold a database connection.
     click_stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Clicks of limited links being taken at once: half the pool's connections, so that the
+    /// stripes of many limited links (a mailing of single-use links) wait here, not for
+    /// connections the look-ups and the API need.
+    click_takers: tokio::sync::Semaphore,
     /// Hosts whose links would redirect to this deployment (see `Config::own_hosts`).
     own_hosts: Vec<shortlink::HostKey>,
 }
@@ -243,6 +247,9 @@ impl State {
                     click_stripes: (0..links::limit::STRIPES)
                         .map(|_| tokio::sync::Mutex::new(()))
                         .collect(),
+                    click_takers: tokio::sync::Semaphore::new(
+                        (config.database.db_max_connections as usize / 2).max(1),
+                    ),
                     own_hosts: config.own_hosts()?,
                 },
                 clicks: Clicks {

@@ -136,6 +136,9 @@ async fn visit(
                 return other_answer(&decide(&link.record, &visitor.visit(now, u64::MAX)));
             }
             Ok(Take::Changed) => {
+                // This instance's record is stale (its invalidation late, or lost with the
+                // listener's connection): the visitor's retry reads PostgreSQL.
+                state.inner.redirects.cache.invalidate(code.as_str()).await;
                 let mut response = page(StatusCode::SERVICE_UNAVAILABLE, pages::UNAVAILABLE);
                 response
                     .headers_mut()

@@ -58,6 +58,8 @@ pub(crate) async fn take_click(
         Some(lock) => Some(lock.lock().await),
         None => None,
     };
+    // Never closed: an error would only mean no permit was needed.
+    let _taker = state.inner.redirects.click_takers.acquire().await.ok();
     let mut tx = state.db().begin().await?;
     // The row lock serialises the clicks of one link: no two can take the last one. The limit
     // is the database's, not the cached record's: an edit that changed it moments ago (its

@@ -704,6 +704,9 @@ async fn the_limit_in_the_database_decides_not_the_one_in_a_stale_cache() {
         let response = visit(&app, &path, &chrome).await;
         assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{code}");
         assert_eq!(response.header(&header::RETRY_AFTER), "1");
+        // The stale record is dropped: the visitor's retry reads the link as it is now.
+        let again = visit(&app, &path, &chrome).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND, "{code}");
         assert_eq!(used(&app, id).await, 1, "{code}");
         assert!(!exhausted(&app, id).await, "{code}");
     }
