@@ -122,7 +122,8 @@ fn Dashboard() -> impl IntoView {
     range::follow_locale(i18n);
     provide_context(chart::watch_dark_mode());
     nav::provide_location();
-    let page = expect_context::<nav::Location>().0;
+    let location = expect_context::<nav::Location>();
+    let page = location.0;
     let session = RwSignal::new(None::<Session>);
     let auth = Auth(session);
     provide_context(auth);
@@ -149,6 +150,11 @@ fn Dashboard() -> impl IntoView {
                     flash
                         .0
                         .set(Some(t_string!(i18n, common.switched_elsewhere, name)));
+                    // A link's page belongs to the workspace left behind: asked for in the
+                    // new one, it said the link was deleted.
+                    if matches!(page.get_untracked(), Page::Link { .. }) {
+                        location.go(&Page::Links);
+                    }
                     auth.set(Some(now));
                 }
                 Err(err) => auth.check(&err),

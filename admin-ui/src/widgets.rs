@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use gloo_timers::callback::Timeout;
+use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::text_prop::TextProp;
 use shortlink::workspace::Role;
@@ -68,7 +68,8 @@ pub fn flash(notice: RwSignal<Option<String>>, text: String) {
     });
     FLASHES_SHOWN.with_borrow_mut(|shown| shown.insert(notice, number));
     notice.try_set(Some(text));
-    Timeout::new(4000, move || {
+    leptos::task::spawn_local(async move {
+        TimeoutFuture::new(4000).await;
         let still_shown = FLASHES_SHOWN.with_borrow_mut(|shown| {
             let mine = shown.get(&notice) == Some(&number);
             if mine {
@@ -77,10 +78,9 @@ pub fn flash(notice: RwSignal<Option<String>>, text: String) {
             mine
         });
         if still_shown {
-            notice.set(None);
+            notice.try_set(None);
         }
-    })
-    .forget();
+    });
 }
 
 /// A modal dialog over the page. The focus starts on its control marked `autofocus` (else its

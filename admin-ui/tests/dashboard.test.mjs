@@ -1249,6 +1249,26 @@ test('a tab still showing the old workspace is told it changed, and changes noth
   assert.equal(inDefault, 404);
 });
 
+test('a tab on a link of the old workspace goes to the links of the new one, not to "deleted"', async () => {
+  const tab = await context.newPage();
+  tab.on('pageerror', (err) => console.error('page error:', err));
+  await tab.goto(`${originUrl}/admin/links/careers`);
+  await tab.getByRole('heading', { name: 'Analytics of careers' }).waitFor();
+
+  await switchTo(page, 'Marketing team');
+  await page.getByText('No links yet.').waitFor();
+
+  // The tab's next refresh (every 5 s) meets the switch: it shows Marketing's links, and
+  // says why, rather than that Default's link was deleted.
+  await tab.getByRole('status').filter({ hasText: 'switched in another tab' }).waitFor({ timeout: 15_000 });
+  await tab.getByText('No links yet.').waitFor();
+  assert.equal(await tab.getByText('This link was deleted').count(), 0);
+  assert.match(tab.url(), /\/admin\/links$/);
+  await tab.close();
+  await switchTo(page, 'Default');
+  await row('careers').waitFor();
+});
+
 test('someone with an account signs in first from an invitation, then accepts it', async () => {
   await switchTo(page, 'Marketing team');
   const url = await invite('viewer');

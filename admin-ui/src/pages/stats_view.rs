@@ -9,7 +9,7 @@
 //! nothing anew).
 
 use gloo_storage::Storage;
-use gloo_timers::callback::Timeout;
+use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use shortlink::stats::{Breakdowns, Interval, OTHER_VALUES, Stats};
 
@@ -114,14 +114,16 @@ impl Live {
             let ms = POLL_MS
                 .saturating_mul(1 << failures.min(4))
                 .min(MAX_WAIT_MS);
-            Timeout::new(ms, move || {
+            // A task, not a forgotten `Timeout`: a forgotten timer's closure is never freed,
+            // and a page left open polls 17,000 times a day.
+            leptos::task::spawn_local(async move {
+                TimeoutFuture::new(ms).await;
                 // The page may be gone, or a later answer started another wait.
                 if self.wait.try_get_value() == Some(wait) {
                     self.due.set_value(true);
                     self.ask();
                 }
-            })
-            .forget();
+            });
         });
     }
 

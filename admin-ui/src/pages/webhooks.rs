@@ -3,7 +3,7 @@
 //! event, and the log of its deliveries with their attempts and a redelivery. Admins and owners
 //! only.
 
-use gloo_timers::callback::Timeout;
+use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use shortlink::webhook::{
     CreatedWebhook, DeliveryDetail, DeliveryPage, DeliveryQuery, DeliveryState, Description,
@@ -561,12 +561,13 @@ fn DeliveryLog(hook: Webhook) -> impl IntoView {
         let this = armed.get_value().wrapping_add(1);
         armed.set_value(this);
         if pending {
-            Timeout::new(2000, move || {
+            // A task, not a forgotten `Timeout`, whose closure would never be freed.
+            leptos::task::spawn_local(async move {
+                TimeoutFuture::new(2000).await;
                 if armed.try_get_value() == Some(this) {
                     log.reload.try_update(|n| *n += 1);
                 }
-            })
-            .forget();
+            });
         }
     });
     let title = t_string!(i18n, webhooks.log_title, url = hook.url.as_str());
