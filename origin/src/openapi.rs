@@ -27,10 +27,16 @@ pub(crate) const SESSION: &str = "session";
 pub(crate) enum Refusals {
     /// `error.code` says which (`invalid_input` with `error.field`, `unauthorized`,
     /// `forbidden`, `not_found`, `rate_limited`, ...).
-    #[response(status = "4XX")]
+    #[response(
+        status = "4XX",
+        headers(("Retry-After" = Option<u64>, description = "Seconds to wait, with 429 `rate_limited`."))
+    )]
     Refused(ErrorBody),
     /// The request may succeed later (`Retry-After` says when, for 503).
-    #[response(status = "5XX")]
+    #[response(
+        status = "5XX",
+        headers(("Retry-After" = Option<u64>, description = "Seconds to wait, with 503."))
+    )]
     Failed(ErrorBody),
 }
 

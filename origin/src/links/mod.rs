@@ -62,7 +62,7 @@ pub(crate) fn routes() -> Router<crate::State> {
     post, path = "/api/v1/links", tag = "links",
     params(("Idempotency-Key" = Option<String>, Header, description = "A retried create with the same key (and body) gets the first answer.")),
     request_body = shortlink::api::CreateLink,
-    responses((status = 201, description = "The link, created.", body = shortlink::api::Link), crate::openapi::Refusals),
+    responses((status = 201, description = "The link, created.", body = shortlink::api::Link, headers(("Location" = String, description = "The link's path in the API."), ("ETag" = String, description = "The link's version, for `If-Match`."), ("Idempotent-Replayed" = Option<String>, description = "`true` when this is the first answer to the same request, sent again with its `Idempotency-Key`."))), crate::openapi::Refusals),
 )]
 async fn create(
     State(state): State<crate::State>,
@@ -207,7 +207,7 @@ async fn insert(
 #[utoipa::path(
     get, path = "/api/v1/links/{code}", tag = "links",
     params(("code" = shortlink::ShortCode, Path, description = "The link's short code.")),
-    responses((status = 200, description = "The link; `ETag` is its version.", body = shortlink::api::Link), crate::openapi::Refusals),
+    responses((status = 200, description = "The link; `ETag` is its version.", body = shortlink::api::Link, headers(("ETag" = String, description = "The link's version, for `If-Match`."))), crate::openapi::Refusals),
 )]
 async fn fetch(
     State(state): State<crate::State>,
@@ -418,7 +418,7 @@ impl Check for ListQuery {
     patch, path = "/api/v1/links/{code}", tag = "links",
     params(("code" = shortlink::ShortCode, Path, description = "The link's short code."), ("If-Match" = Option<String>, Header, description = "The version (`ETag`) the change is based on: 412 if the link changed since.")),
     request_body = shortlink::api::UpdateLink,
-    responses((status = 200, description = "The link, changed.", body = shortlink::api::Link), crate::openapi::Refusals),
+    responses((status = 200, description = "The link, changed.", body = shortlink::api::Link, headers(("ETag" = String, description = "The link's new version, for `If-Match`."))), crate::openapi::Refusals),
 )]
 async fn update(
     State(state): State<crate::State>,
@@ -484,7 +484,7 @@ async fn update(
 
 #[utoipa::path(
     delete, path = "/api/v1/links/{code}", tag = "links",
-    params(("code" = shortlink::ShortCode, Path, description = "The link's short code.")),
+    params(("code" = shortlink::ShortCode, Path, description = "The link's short code."), ("If-Match" = Option<String>, Header, description = "The version (`ETag`) the delete is based on: 412 if the link changed since.")),
     responses((status = 204, description = "Deleted (its code is free again)."), crate::openapi::Refusals),
 )]
 async fn delete(

@@ -82,6 +82,45 @@ async fn the_document_is_openapi_3_1_public_and_complete() {
 }
 
 /// The schemas come from the types: a rule of a type is in its schema.
+/// The headers the links' handlers read and send are in the document: a client generated from
+/// it can delete on a version and sees the version, the new link's place and a replay, and
+/// how long to wait after a refusal.
+#[tokio::test]
+async fn the_headers_of_a_links_life_are_documented() {
+    let app = spawn_app().await;
+    let doc = app.visit(Method::GET, "/api/v1/openapi.json").await.json();
+    let link = &doc["paths"]["/api/v1/links/{code}"];
+    let params: Vec<&str> = link["delete"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter(|param| param["in"] == "header")
+        .filter_map(|param| param["name"].as_str())
+        .collect();
+    assert_eq!(params, ["If-Match"], "{}", link["delete"]);
+    let headers = |response: &Value| -> Vec<String> {
+        response["headers"]
+            .as_object()
+            .map(|headers| headers.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let created = &doc["paths"]["/api/v1/links"]["post"]["responses"];
+    assert_eq!(
+        headers(&created["201"]),
+        ["ETag", "Idempotent-Replayed", "Location"]
+    );
+    assert_eq!(headers(&link["get"]["responses"]["200"]), ["ETag"]);
+    assert_eq!(headers(&link["patch"]["responses"]["200"]), ["ETag"]);
+    for refusal in ["4XX", "5XX"] {
+        assert_eq!(
+            headers(&created[refusal]),
+            ["Retry-After"],
+            "{}",
+            created[refusal]
+        );
+    }
+}
+
 #[tokio::test]
 async fn schemas_carry_the_types_rules() {
     let app = spawn_app().await;
