@@ -103,7 +103,8 @@ pub fn Modal(
     children: Children,
 ) -> impl IntoView {
     let dialog = NodeRef::<leptos::html::Div>::new();
-    return_focus_on_close();
+    // A dialog's opener that went (a row removed) is the list's to replace (`Refocus`).
+    return_focus_on_close(None);
     Effect::new(move || {
         let Some(dialog) = dialog.get() else { return };
         let start = dialog
@@ -180,13 +181,19 @@ fn focus(element: Option<web_sys::Element>) {
 }
 
 /// When the component calling this goes away, the focus returns to the element that had it
-/// when the component appeared, if that is still on the page.
-fn return_focus_on_close() {
+/// when the component appeared, if that is still on the page; else, with a `fallback`, to
+/// that once the page is drawn, if the focus was lost.
+fn return_focus_on_close(fallback: Option<&'static str>) {
     let opener = StoredValue::new_local(document().active_element());
     on_cleanup(move || {
         let opener = opener.try_with_value(Clone::clone).flatten();
-        if let Some(opener) = opener.filter(|o| o.is_connected()) {
-            focus(Some(opener));
+        // The body "has" the focus when nothing does: the form that opened it was gone already.
+        let body: Option<web_sys::Element> = document().body().map(Into::into);
+        let opener = opener.filter(|o| o.is_connected() && Some(o) != body.as_ref());
+        match (opener, fallback) {
+            (Some(opener), _) => focus(Some(opener)),
+            (None, Some(fallback)) => focus_when_drawn(fallback.to_owned(), fallback),
+            (None, None) => {}
         }
     });
 }
@@ -231,11 +238,14 @@ impl Refocus {
     }
 
     /// Before the list is loaded again: the row of `opener` (the button that opened the
-    /// dialog) will be gone, so the focus is to go to the same button of the row then in its
-    /// place, else of the row before it, else to the heading.
+    /// dialog, or did the removal) will be gone, so the focus is to go to the same kind of
+    /// button (its first class: `danger`, `secondary`) of the row then in its place, else of
+    /// the row before it, else to the heading.
     pub fn after_removal(self, opener: Option<&web_sys::Element>) {
         let target = (|| {
-            let row = opener?.closest("tr").ok()??;
+            let opener = opener?;
+            let kind = opener.class_list().item(0)?;
+            let row = opener.closest("tr").ok()??;
             let table = row.closest("table").ok()??.id();
             let mut place = 1;
             let mut before = row.previous_element_sibling();
@@ -247,7 +257,7 @@ impl Refocus {
                 place -= 1;
             }
             (place > 0 && !table.is_empty())
-                .then(|| format!("#{table} tbody tr:nth-child({place}) button.danger"))
+                .then(|| format!("#{table} tbody tr:nth-child({place}) button.{kind}"))
         })();
         self.target
             .try_set_value(Some(target.unwrap_or_else(|| self.heading.to_owned())));
@@ -302,7 +312,9 @@ pub fn ShownOnce(
     let i18n = use_i18n();
     let notice = RwSignal::new(None::<String>);
     let field = NodeRef::<leptos::html::Input>::new();
-    return_focus_on_close();
+    // Opened by a form's submit button, which goes with the form (a new key's): then the
+    // page's heading, not nowhere.
+    return_focus_on_close(Some("h1[tabindex]"));
     Effect::new(move || {
         if let Some(input) = field.get() {
             let _ = input.focus();

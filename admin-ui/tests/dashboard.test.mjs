@@ -980,6 +980,24 @@ test('the owner invites an editor, who signs up through the link and sees the li
   assert.equal(again.status, 404);
 });
 
+test('revoking invitations keeps the keyboard focus in their list', async () => {
+  for (let i = 0; i < 2; i += 1) {
+    await invite('viewer');
+    await page.getByRole('button', { name: 'Done' }).click();
+  }
+  const revoke = page.getByRole('button', { name: 'Revoke the invitation for a new viewer' });
+  await page.waitForFunction(() => document.querySelectorAll('#invitations-table tbody tr').length === 2);
+  await revoke.first().focus();
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.querySelectorAll('#invitations-table tbody tr').length === 1);
+  await page.getByRole('status').filter({ hasText: 'Revoked the invitation' }).waitFor();
+  // The next row's button took the place of the one that went, and the focus.
+  await page.waitForFunction(() => document.activeElement?.matches('#invitations-table button.danger'));
+  await page.keyboard.press('Enter');
+  await page.getByText('No open invitations.').waitFor();
+  await page.waitForFunction(() => document.activeElement?.id === 'invitations-title');
+});
+
 test('the owner makes the member a viewer: their New link button is gone after a reload', async () => {
   await page.locator('#members-table tr[data-user="erin"]').waitFor();
   // Choosing in the menu changes nothing (a closed menu's arrow keys choose at each step):
@@ -1071,6 +1089,8 @@ test('an API key with links:read: its secret is shown once, it reads links, is r
   assert.equal(write.status, 403);
 
   await page.getByRole('button', { name: 'Done' }).click();
+  // The form that opened it is gone: the focus goes to the page's heading, not nowhere.
+  await page.waitForFunction(() => document.activeElement?.id === 'keys-title');
   await page.reload();
   const keyRow = page.locator('#keys-table tr[data-key="ci-reader"]');
   await keyRow.waitFor();
@@ -1150,6 +1170,8 @@ test('the profile lists both sessions; signing out the other one sends that brow
   await page.locator('#sessions-table tr[data-current="false"]').getByRole('button', { name: /Sign out the session/ }).click();
   await page.getByRole('status').filter({ hasText: 'Signed out that session.' }).waitFor();
   await eventually('one session', async () => (await sessions.count()) === 1 || (await sessions.count()));
+  // The row went with the button that had the focus: the list's heading has it, not nowhere.
+  await page.waitForFunction(() => document.activeElement?.id === 'sessions-title');
 
   await other.reload();
   await other.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
@@ -1368,6 +1390,8 @@ test('abuse: blocking a domain disables a link to it; a report sent through /rep
   await report.getByRole('button', { name: 'Resolve and disable link' }).click();
   await page.getByRole('status').filter({ hasText: 'Resolved, and the link is disabled.' }).waitFor();
   await page.getByText('No reports.').waitFor();
+  // Its row went with the button that had the focus: the list's heading has it, not nowhere.
+  await page.waitForFunction(() => document.activeElement?.id === 'reports-title');
   await screenshot('abuse');
   const careers = await page.evaluate(async () => (await fetch('/api/v1/links/careers')).json());
   assert.equal(careers.disabled, true);

@@ -31,6 +31,8 @@ struct AbuseState {
     removing: RwSignal<Option<BlockEntry>>,
     /// Where the focus goes once the rules are drawn again after one was removed.
     refocus: Refocus,
+    /// Where the focus goes once the open reports are drawn again after one was resolved.
+    report_refocus: Refocus,
 }
 
 #[component]
@@ -50,6 +52,7 @@ pub fn Abuse() -> impl IntoView {
         notice: RwSignal::new(None),
         removing: RwSignal::new(None),
         refocus: Refocus::new("#abuse-title"),
+        report_refocus: Refocus::new("#reports-title"),
     };
     provide_context(state);
     let blocklist = load_json::<Blocklist>(move || {
@@ -258,7 +261,7 @@ fn Reports() -> impl IntoView {
     };
     view! {
         <div class="page-head">
-            <h2 id="reports-title">{t!(i18n, abuse.reports_title)}</h2>
+            <h2 id="reports-title" tabindex="-1">{t!(i18n, abuse.reports_title)}</h2>
             <label>
                 <span class="label">{t!(i18n, abuse.show)}</span>
                 <select id="report-status" on:change=choose prop:value=move || match status.get() {
@@ -271,6 +274,7 @@ fn Reports() -> impl IntoView {
             </label>
         </div>
         <Loaded data=reports reload=state.reports loading=t_string!(i18n, abuse.loading_reports).to_owned() let:page>
+            {state.report_refocus.drawn()}
             {if page.reports.is_empty() {
                 // An older page emptied (its reports resolved): the way back to the newest.
                 view! {
@@ -327,6 +331,8 @@ fn ReportRow(report: Report) -> impl IntoView {
             return;
         };
         busy.set(true);
+        // The row leaves the open reports, and its button with the focus.
+        let opener = document().active_element();
         leptos::task::spawn_local(async move {
             match api::resolve_report(&session, id, disable_link).await {
                 Ok(_) => {
@@ -335,6 +341,7 @@ fn ReportRow(report: Report) -> impl IntoView {
                     } else {
                         t_string!(i18n, abuse.resolved)
                     };
+                    state.report_refocus.after_removal(opener.as_ref());
                     flash(state.notice, done.to_owned());
                     state.reports.update(|n| *n += 1);
                 }

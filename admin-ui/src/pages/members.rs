@@ -275,6 +275,11 @@ fn Invitations() -> impl IntoView {
     let created = RwSignal::new(None::<CreatedInvitation>);
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    // One revoke at a time: a second click sent a second DELETE, whose "not found" replaced
+    // the first's notice.
+    let revoking = RwSignal::new(false);
+    // A revoked invitation's row goes with the button that had the focus.
+    let refocus = Refocus::new("#invitations-title");
     let owner = auth.permits(Permission::Own);
     let invitations = load_json::<Vec<Invitation>>(move || {
         state.reload.track();
@@ -303,16 +308,25 @@ fn Invitations() -> impl IntoView {
         let Some(session) = auth.session() else {
             return;
         };
+        if revoking.get_untracked() {
+            return;
+        }
+        revoking.set(true);
+        let opener = document().active_element();
         leptos::task::spawn_local(async move {
             match api::revoke_invitation(&session, id).await {
-                Ok(()) => flash(state.notice, tu_string!(i18n, members.revoked).to_string()),
+                Ok(()) => {
+                    refocus.after_removal(opener.as_ref());
+                    flash(state.notice, tu_string!(i18n, members.revoked).to_string());
+                }
                 Err(err) => flash(state.notice, err.message),
             }
-            state.changed();
+            revoking.try_set(false);
+            state.reload.try_update(|n| *n += 1);
         });
     };
     view! {
-        <h2 id="invitations-title">{t!(i18n, members.invitations)}</h2>
+        <h2 id="invitations-title" tabindex="-1">{t!(i18n, members.invitations)}</h2>
         <form class="panel invite-form" on:submit=submit aria-labelledby="invite-form-title" novalidate>
             <h3 id="invite-form-title">{t!(i18n, members.invite_someone)}</h3>
             <div class="toolbar">
@@ -337,6 +351,7 @@ fn Invitations() -> impl IntoView {
                 on_done=Callback::new(move |()| created.set(None))/>
         })}
         <Loaded data=invitations reload=state.reload loading=t_string!(i18n, members.loading_invitations).to_string() let:list>
+            {refocus.drawn()}
             {if list.is_empty() {
                 view! { <p class="empty">{t!(i18n, members.no_invitations)}</p> }.into_any()
             } else {
@@ -364,6 +379,7 @@ fn Invitations() -> impl IntoView {
                                             <td>{date_time(invitation.expires_at)}</td>
                                             <td class="actions">
                                                 <button class="danger" on:click=move |_| revoke(id)
+                                                    disabled=move || revoking.get()
                                                     aria-label=label>{t!(i18n, members.revoke)}</button>
                                             </td>
                                         </tr>

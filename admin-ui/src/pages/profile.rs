@@ -7,7 +7,7 @@ use shortlink::workspace::{ChangePassword, SessionEntry};
 use crate::api::ApiError;
 use crate::i18n::{t, t_string, tu_string, use_i18n};
 use crate::range::date_time;
-use crate::widgets::{ConfirmDialog, FormError, Loaded, flash, load_json};
+use crate::widgets::{ConfirmDialog, FormError, Loaded, Refocus, flash, load_json};
 use crate::{Auth, api};
 
 #[component]
@@ -100,13 +100,19 @@ fn Sessions(reload: RwSignal<u32>) -> impl IntoView {
         reload.track();
         "/api/v1/me/sessions".to_owned()
     });
+    // A session signed out goes with its row, and the button that had the focus.
+    let refocus = Refocus::new("#sessions-title");
     let end = move |entry: SessionEntry| {
         let Some(session) = auth.session() else {
             return;
         };
+        let opener = document().active_element();
         leptos::task::spawn_local(async move {
             match api::end_session(&session, entry.id).await {
-                Ok(()) => flash(notice, tu_string!(i18n, profile.signed_out).to_string()),
+                Ok(()) => {
+                    refocus.after_removal(opener.as_ref());
+                    flash(notice, tu_string!(i18n, profile.signed_out).to_string());
+                }
                 Err(err) => flash(notice, err.message),
             }
             reload.update(|n| *n += 1);
@@ -129,13 +135,14 @@ fn Sessions(reload: RwSignal<u32>) -> impl IntoView {
     view! {
         <section class="sessions" aria-labelledby="sessions-title">
             <div class="page-head">
-                <h2 id="sessions-title">{t!(i18n, profile.sessions_title)}</h2>
+                <h2 id="sessions-title" tabindex="-1">{t!(i18n, profile.sessions_title)}</h2>
                 <button class="danger" on:click=move |_| { error.set(None); everywhere.set(true) }>
                     {t!(i18n, profile.sign_out_everywhere)}
                 </button>
             </div>
             <p class="notice" role="status">{move || notice.get()}</p>
             <Loaded data=sessions reload=reload loading=t_string!(i18n, profile.loading).to_string() let:list>
+                {refocus.drawn()}
                 <div class="table-wrap">
                     <table id="sessions-table" aria-labelledby="sessions-title">
                         <thead>
