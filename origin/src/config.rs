@@ -736,17 +736,7 @@ mod tests {
             assert!(!message.contains(value), "{message}");
             assert!(message.contains("--"), "{message}");
         }
-        let bind = Cli::try_parse_from([
-            "origin",
-            "serve",
-            "--database-url",
-            "postgres://db.example/kurz",
-            "--code-key",
-            "00112233445566778899aabbccddeeff",
-            "--bind",
-            "nowhere",
-        ])
-        .expect_err("bind");
+        let bind = serve(&["--bind", "nowhere"]).expect_err("bind");
         assert_eq!(secret_refused(&bind), None);
     }
 
