@@ -54,6 +54,12 @@ impl Auth {
         });
     }
 
+    /// The workspace shown (tracked): a download's URL names it, as every call's header does.
+    pub fn workspace_id(self) -> Option<i64> {
+        self.0
+            .with(|s| s.as_ref().and_then(|s| s.workspace.as_ref()).map(|w| w.id))
+    }
+
     /// The person's role in the workspace shown (tracked).
     pub fn role(self) -> Option<Role> {
         self.0.with(|s| {

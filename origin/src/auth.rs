@@ -68,12 +68,20 @@ pub(crate) async fn require_caller(
                     "the {WORKSPACE_HEADER} header must be a workspace's id (a number)"
                 ))
             })?;
-        if Some(shown) != caller.workspace_id() {
-            return Err(Error::WorkspaceChanged);
-        }
+        works_in(&caller, Some(shown))?;
     }
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
+}
+
+/// Refuses (409) a caller who works in another workspace than `shown`, the one the request
+/// means (the dashboard's page shows): sent as the [`WORKSPACE_HEADER`], checked for every
+/// route, or as the `workspace` query parameter of a download (which carries no header).
+pub(crate) fn works_in(caller: &Caller, shown: Option<i64>) -> Result<(), Error> {
+    match shown {
+        Some(shown) if Some(shown) != caller.workspace_id() => Err(Error::WorkspaceChanged),
+        _ => Ok(()),
+    }
 }
 
 /// The caller of a live key (not revoked, not expired); notes its use (to the minute).

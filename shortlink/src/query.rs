@@ -133,6 +133,11 @@ pub struct ExportQuery {
         skip_serializing_if = "Option::is_none"
     )]
     pub to: Option<OffsetDateTime>,
+    /// The workspace the caller means to export from: refused (409 `workspace_changed`) when
+    /// the caller works in another. The dashboard sends the one its page shows, as it sends
+    /// the `Kurz-Workspace` header with its other calls (a download carries no header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<i64>,
 }
 
 /// `GET /api/v1/links/export`.
@@ -148,6 +153,9 @@ pub struct LinkExportQuery {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", param(inline))]
     pub format: ExportFormat,
+    /// As [`ExportQuery::workspace`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<i64>,
 }
 
 /// What the links export is written as.
@@ -231,7 +239,10 @@ mod tests {
     #[test]
     fn export_formats_are_named_as_the_query_names_them() {
         for format in ExportFormat::ALL {
-            let query = LinkExportQuery { format };
+            let query = LinkExportQuery {
+                format,
+                workspace: None,
+            };
             assert_eq!(pairs(&query), [format!("format={}", format.id())]);
             assert_eq!(ExportFormat::from_id(format.id()), Some(format));
             let read: LinkExportQuery =

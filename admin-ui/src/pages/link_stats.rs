@@ -68,15 +68,18 @@ pub fn LinkStats(code: String, id: Option<i64>) -> impl IntoView {
 #[component]
 fn LinkAnalytics(link: ShortLink, path: String) -> impl IntoView {
     let i18n = use_i18n();
+    let auth = expect_context::<crate::Auth>();
     let range = remembered_range();
     let csv_url = {
         let path = path.clone();
         move || {
-            // The export takes only the range.
+            // The export takes only the range (and the workspace).
             let query = range.with(StatsRange::query).unwrap_or_default();
             let bounds = ExportQuery {
                 from: query.from,
                 to: query.to,
+                // A download carries no header: the URL names the workspace shown.
+                workspace: auth.workspace_id(),
             };
             format!("{path}/clicks.csv?{}", query_string(&bounds))
         }

@@ -32,6 +32,7 @@ pub(crate) async fn run(
 ) -> Result<Exit, Error> {
     let query = LinkExportQuery {
         format: args.format,
+        workspace: None,
     };
     match &args.output {
         None => {

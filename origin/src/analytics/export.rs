@@ -54,6 +54,7 @@ pub(crate) async fn export_csv(
     CodePath(code): CodePath,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, Error> {
+    crate::auth::works_in(&caller, query.workspace)?;
     let workspace = caller.may(Permission::ReadStats)?;
     let link_id = store::find_id(state.db(), workspace, &code).await?;
     let from = query.from.unwrap_or(OffsetDateTime::UNIX_EPOCH);

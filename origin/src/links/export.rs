@@ -58,6 +58,7 @@ pub(crate) async fn export(
     caller: Caller,
     ApiQuery(query): ApiQuery<LinkExportQuery>,
 ) -> Result<Response, Error> {
+    crate::auth::works_in(&caller, query.workspace)?;
     let workspace = caller.may(Permission::ReadLinks)?;
     let place = state.inner.gate.link_exports.take(workspace)?;
     let format = query.format;

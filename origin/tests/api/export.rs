@@ -398,6 +398,54 @@ async fn who_may_export() {
     }
 }
 
+/// A download carries no `Kurz-Workspace` header, so the dashboard names the workspace it
+/// shows in the URL: a tab that still shows one workspace after another tab switched the
+/// session away is refused (409) rather than handed the other workspace's links or clicks;
+/// so is a key naming a workspace it is not of. The workspace it works in passes.
+#[tokio::test]
+async fn a_download_naming_another_workspace_is_refused() {
+    let app = spawn_app().await;
+    app.create(json!({"destination": "https://example.com/mine", "code": "mine"}))
+        .await;
+    let other = app.workspace("Other").await;
+    let person = app.user("both", &[(1, "owner"), (other, "owner")]).await;
+    let key = app.key(other, &["links:read", "stats:read"]).await;
+    for path in [
+        "/api/v1/links/export?format=jsonl&",
+        "/api/v1/links/mine/clicks.csv?",
+    ] {
+        for (who, shown) in [(&person, other), (&key, 1)] {
+            let response = app
+                .call(who, Method::GET, &format!("{path}workspace={shown}"), None)
+                .await;
+            let (code, _) = response.error(StatusCode::CONFLICT);
+            assert_eq!(code, "workspace_changed", "{path} {who:?}");
+        }
+        let response = app
+            .call(&person, Method::GET, &format!("{path}workspace=1"), None)
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "{path}: {}",
+            response.text()
+        );
+    }
+    let response = app
+        .call(
+            &person,
+            Method::GET,
+            "/api/v1/links/export?workspace=1",
+            None,
+        )
+        .await;
+    let codes: Vec<String> = lines(&response)
+        .into_iter()
+        .map(|e| e.link.code.to_string())
+        .collect();
+    assert_eq!(codes, ["mine"]);
+}
+
 /// One instance streams at most 4 exports at once, at most 2 of them one workspace's, each
 /// holding its place until its answer is read to the end (or dropped), not only while the
 /// handler runs: one more is told to come back (503, `Retry-After`), and gets its turn once
