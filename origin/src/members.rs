@@ -306,7 +306,7 @@ async fn revoke_beyond(
 
 /// The invitation a person joined by, as their `member.joined` entry names it: who let them in
 /// (`invited_by`, the maker's username; none once that account is gone).
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub(crate) struct Invited {
     pub(crate) invitation_id: i64,
     pub(crate) invited_by: Option<String>,
