@@ -1271,6 +1271,29 @@ test('a tab still showing the old workspace is told it changed, and changes noth
   assert.equal(inDefault, 404);
 });
 
+test('an export from a tab still showing the old workspace is refused, not the new workspace\'s links', async () => {
+  const tab = await context.newPage();
+  tab.on('pageerror', (err) => console.error('page error:', err));
+  await tab.goto(`${originUrl}/admin/import`);
+  const link = tab.getByRole('link', { name: 'Export JSON lines' });
+  await link.waitFor();
+
+  await switchTo(page, 'Marketing team');
+  await page.getByText('No links yet.').waitFor();
+
+  // A download carries no header: its URL names the workspace the tab shows.
+  const href = await link.getAttribute('href');
+  const answer = await tab.evaluate(async (url) => {
+    const response = await fetch(url);
+    return { status: response.status, body: await response.text() };
+  }, href);
+  assert.equal(answer.status, 409, answer.body);
+  assert.equal(JSON.parse(answer.body).error.code, 'workspace_changed');
+  await tab.close();
+  await switchTo(page, 'Default');
+  await row('careers').waitFor();
+});
+
 test('a tab on a link of the old workspace goes to the links of the new one, not to "deleted"', async () => {
   const tab = await context.newPage();
   tab.on('pageerror', (err) => console.error('page error:', err));
@@ -1642,6 +1665,36 @@ test('import: a file of 2,501 rows goes in chunks of 1,000; an error in the last
   const statuses = await page.evaluate(async () => [
     (await fetch('/api/v1/links/bulk-1000')).status,
     (await fetch('/api/v1/links/bulk-1001')).status,
+  ]);
+  assert.deepEqual(statuses, [200, 404]);
+});
+
+test('import: leaving the page mid-run stops the import between chunks, and the page opened says how far it got', async () => {
+  const lines = ['destination,code'];
+  for (let i = 1; i <= 1500; i++) lines.push(`https://example.com/left/${i},left-${i}`);
+  const summary = await dryRun('left.csv', lines.join('\n'));
+  await summary.getByRole('status').filter({ hasText: 'Dry run: would create 1,500 links; 0 rows have errors.' }).waitFor();
+
+  // The first chunk is held until the person has gone to the links page.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  const sent = [];
+  await page.route('**/api/v1/links/bulk', async (route) => {
+    sent.push(route.request().postDataJSON().links.length);
+    if (sent.length === 1) await held;
+    await route.continue();
+  });
+  await summary.getByRole('button', { name: 'Import 1,500 links' }).click();
+  await eventually('the first chunk is sent', async () => sent.length === 1 || sent.length);
+  await nav(page, 'Links').click();
+  await page.getByRole('heading', { name: 'Links', exact: true }).waitFor();
+  release();
+  await page.getByRole('status').filter({ hasText: 'You left the import page, so the import stopped after 1,000 of 1,500 links (1,000 created)' }).waitFor();
+  await page.unroute('**/api/v1/links/bulk');
+  assert.deepEqual(sent, [1000]);
+  const statuses = await page.evaluate(async () => [
+    (await fetch('/api/v1/links/left-1000')).status,
+    (await fetch('/api/v1/links/left-1001')).status,
   ]);
   assert.deepEqual(statuses, [200, 404]);
 });

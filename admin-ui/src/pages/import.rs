@@ -18,14 +18,14 @@ use leptos::prelude::*;
 use leptos_i18n::I18nContext;
 use shortlink::api::{BulkItemResult, bulk_runs};
 use shortlink::import::{self, Failure, Format, MAX_PARSE_BYTES, ParseQuery, ParsedFile, Warning};
-use shortlink::query::ExportFormat;
+use shortlink::query::{ExportFormat, LinkExportQuery};
 use shortlink::workspace::Permission;
 use wasm_bindgen::JsCast;
 
 use crate::i18n::{Locale, t, t_string, use_i18n};
 use crate::nav::{Link as PageLink, Page};
 use crate::range::count;
-use crate::{Auth, api};
+use crate::{Auth, Flash, api};
 
 /// How many failed rows (and warnings) the page lists; the CSV download has every failure.
 const SHOWN_ROWS: usize = 100;
@@ -42,19 +42,21 @@ pub fn ImportExport() -> impl IntoView {
             <section class="panel" aria-labelledby="export-title">
                 <h2 id="export-title">{t!(i18n, import.export_title)}</h2>
                 <p class="hint">{t!(i18n, import.export_hint)}</p>
-                // A plain download: the session cookie goes with it, as with the clicks CSV.
+                // A plain download: the session cookie goes with it, as with the clicks CSV, and
+                // its URL names the workspace shown (refused if another tab switched since).
                 <div class="buttons start">
-                    <a class="button secondary" href=export_url(ExportFormat::Jsonl) download="">{t!(i18n, import.export_jsonl)}</a>
-                    <a class="button secondary" href=export_url(ExportFormat::Csv) download="">{t!(i18n, import.export_csv)}</a>
+                    <a class="button secondary" href=move || export_url(ExportFormat::Jsonl, auth.workspace_id()) download="">{t!(i18n, import.export_jsonl)}</a>
+                    <a class="button secondary" href=move || export_url(ExportFormat::Csv, auth.workspace_id()) download="">{t!(i18n, import.export_csv)}</a>
                 </div>
             </section>
         </section>
     }
 }
 
-/// `GET /api/v1/links/export` in that format.
-fn export_url(format: ExportFormat) -> String {
-    format!("/api/v1/links/export?format={}", format.id())
+/// `GET /api/v1/links/export` of `workspace` in that format.
+fn export_url(format: ExportFormat, workspace: Option<i64>) -> String {
+    let query = LinkExportQuery { format, workspace };
+    format!("/api/v1/links/export?{}", api::query_string(&query))
 }
 
 /// The file as the origin read it: the links to send, each with its line and source text
@@ -137,6 +139,9 @@ struct ImportState {
     warnings: RwSignal<Vec<Warning>>,
     stage: RwSignal<Stage>,
     stop: StoredValue<bool>,
+    /// The dashboard's notice, which outlives this page: where a run stopped by leaving the
+    /// page says so.
+    flash: Flash,
 }
 
 impl ImportState {
@@ -154,6 +159,7 @@ impl ImportState {
             warnings: RwSignal::new(Vec::new()),
             stage: RwSignal::new(Stage::Idle),
             stop: StoredValue::new(false),
+            flash: expect_context::<Flash>(),
         }
     }
 
@@ -322,13 +328,13 @@ async fn send(session: api::Session, state: ImportState, dry_run: bool) {
             done: sent,
             total,
         });
-        // The page is gone (another page was opened): stop here.
+        // The page is gone (another page was opened): stop here, said below.
         let Some(body) = state
             .parsed
             .try_with_value(|p| p.links.get(run.clone()).map(|links| body(links, dry_run)))
             .flatten()
         else {
-            return;
+            break;
         };
         let key = format!("{import_key}-chunk-{number}");
         let key = (!dry_run).then_some(key.as_str());
@@ -374,6 +380,17 @@ async fn send(session: api::Session, state: ImportState, dry_run: bool) {
         .parsed
         .try_with_value(|p| import::in_file_order(p.failures.clone(), found))
     else {
+        // The page is gone, and the run stopped with it: said on the page the person is on
+        // now, until another notice replaces it (a dry run wrote nothing: nothing to say).
+        if !dry_run && sent < total {
+            state.flash.0.set(Some(t_string!(
+                i18n,
+                import.left_page,
+                done = count(sent as i64),
+                total = count(total as i64),
+                created = count(ok as i64)
+            )));
+        }
         return;
     };
     state.failures.try_set(refused);
