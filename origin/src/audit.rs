@@ -252,6 +252,10 @@ async fn list(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, Error> {
     let workspace = caller.may(Permission::Administer)?;
+    // A link's entries hold the link as it was and became (its destination, rules, note): a
+    // key with `workspace:admin` alone, which may not read links, sees who did what to which
+    // link, without them.
+    let link_contents = caller.may(Permission::ReadLinks).is_ok();
     let filter = checked(query)?;
     // Built, not `$n IS NULL OR ...`: each filter's query gets a plan that uses its index
     // (the link filter's is `audit_log_target`).
@@ -282,7 +286,7 @@ async fn list(
     let entries: Vec<AuditEntry> = rows
         .into_iter()
         .take(filter.limit as usize)
-        .map(entry)
+        .map(|row| entry(row, link_contents))
         .collect();
     let next_cursor = has_more
         .then(|| entries.last().map(|entry| entry.id.to_string()))
@@ -293,8 +297,13 @@ async fn list(
     }))
 }
 
-fn entry(row: EntryRow) -> AuditEntry {
-    let (id, at, kind, actor_id, name, action, target_kind, target_id, before, after) = row;
+/// An entry as the caller sees it: a link's without its `before` and `after` unless
+/// `link_contents`.
+fn entry(row: EntryRow, link_contents: bool) -> AuditEntry {
+    let (id, at, kind, actor_id, name, action, target_kind, target_id, mut before, mut after) = row;
+    if target_kind == "link" && !link_contents {
+        (before, after) = (None, None);
+    }
     AuditEntry {
         id,
         at,

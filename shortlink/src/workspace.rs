@@ -305,9 +305,11 @@ pub struct AuditEntry {
     /// `blocklist_rule`, `abuse_report`, and its id.
     pub target_kind: String,
     pub target_id: i64,
-    /// The fields before the change (absent for a creation).
+    /// The fields before the change (absent for a creation; for a link's entry, also for a
+    /// caller who may not read links).
     pub before: Option<serde_json::Value>,
-    /// The fields after the change (absent for a deletion).
+    /// The fields after the change (absent for a deletion; for a link's entry, also for a
+    /// caller who may not read links).
     pub after: Option<serde_json::Value>,
 }
 

@@ -3,8 +3,9 @@
 //! test event, and each endpoint's delivery log with its attempts and redelivery.
 //!
 //! Everything needs [`Permission::Administer`]: an endpoint decides where the workspace's data
-//! goes, like an API key decides who reads it. Clicks need [`Permission::ReadStats`] too
-//! (`may_receive_clicks`). Every query takes the caller's [`WorkspaceId`],
+//! goes, like an API key decides who reads it. Its messages need what they carry to be
+//! readable too: links [`Permission::ReadLinks`], clicks [`Permission::ReadStats`]
+//! (`may_receive`). Every query takes the caller's [`WorkspaceId`],
 //! so another workspace's endpoint or delivery is a 404 like one that never existed.
 
 use axum::extract::{FromRequestParts, Path, State};
@@ -187,7 +188,7 @@ async fn create(
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Result<impl IntoResponse, Error> {
     let workspace = caller.may(Permission::Administer)?;
-    may_receive_clicks(&caller, &body.events)?;
+    may_receive(&caller, body.events.as_slice())?;
     check_url(&state, &body.url)?;
     let secret = new_secret()?;
     let mut tx = state.db().begin().await?;
@@ -195,7 +196,7 @@ async fn create(
     // Its authority now: a revocation or a demotion it waited for above has taken it away.
     let caller = caller.as_now(&mut tx).await?;
     caller.may(Permission::Administer)?;
-    may_receive_clicks(&caller, &body.events)?;
+    may_receive(&caller, body.events.as_slice())?;
     let row: EndpointRow = sqlx::query_as(&format!(
         "INSERT INTO webhook_endpoints (workspace_id, url, description, events, secret)
          VALUES ($1, $2, $3, $4, $5)
@@ -313,10 +314,10 @@ async fn update(
     // Where its clicks go, or whether it gets them, is the clicks' reader's choice: a new
     // URL takes the clicks already queued for it too, whatever it is subscribed to next.
     if body.url.is_some() {
-        may_receive_clicks(&caller, &before.events)?;
+        may_receive(&caller, before.events.as_slice())?;
     }
     if let Some(events) = &body.events {
-        may_receive_clicks(&caller, events)?;
+        may_receive(&caller, events.as_slice())?;
     }
     let row: EndpointRow = sqlx::query_as(&format!(
         "UPDATE webhook_endpoints SET
@@ -654,9 +655,7 @@ async fn delivery(
     let mut conn = state.db().acquire().await?;
     let (row, payload) = find_delivery(&mut conn, workspace, &path).await?;
     let delivery = delivery_of(row)?;
-    if delivery.event_type == EventType::LinkClicked {
-        caller.may(Permission::ReadStats)?;
-    }
+    may_receive(&caller, &[delivery.event_type])?;
     // A delivery's attempts are bounded by its retry schedule.
     let attempts: Vec<AttemptRow> = sqlx::query_as(
         "SELECT attempt, at, status, error, duration_ms FROM webhook_attempts
@@ -704,9 +703,7 @@ async fn redeliver(
     refuse_disabled(&endpoint)?;
     // A click's message sent again is clicks sent, as reading it is (`delivery`).
     let (row, _) = find_delivery(&mut tx, workspace, &path).await?;
-    if delivery_of(row)?.event_type == EventType::LinkClicked {
-        caller.may(Permission::ReadStats)?;
-    }
+    may_receive(&caller, &[delivery_of(row)?.event_type])?;
     if !super::deliver::redeliver(&mut tx, workspace, path.endpoint, path.delivery).await? {
         return Err(Error::NotFound);
     }
@@ -716,13 +713,26 @@ async fn redeliver(
     Ok((StatusCode::ACCEPTED, Json(delivery_of(row)?)))
 }
 
-/// Clicks are statistics: an endpoint that receives `link.clicked` (its messages carry each
-/// click's country, device, referrer…) is made, pointed elsewhere or read by callers who may
-/// read them (`stats:read`), not by a key with `workspace:admin` alone, which `/stats` and the
-/// click export refuse.
-fn may_receive_clicks(caller: &Caller, events: &Events) -> Result<(), Error> {
-    if events.contains(EventType::LinkClicked) {
-        caller.may(Permission::ReadStats)?;
+/// What a caller must be allowed to read to receive `event`: an endpoint's messages are the
+/// workspace's links (their destinations, rules, notes) and clicks (each one's country,
+/// device, referrer…), so an endpoint is made, subscribed, pointed elsewhere or its deliveries
+/// read by callers who may read those (`links:read`, `stats:read`), not by a key with
+/// `workspace:admin` alone, which `/links`, `/stats` and the exports refuse.
+fn reads(event: EventType) -> Option<Permission> {
+    match event {
+        EventType::LinkClicked => Some(Permission::ReadStats),
+        EventType::LinkCreated
+        | EventType::LinkUpdated
+        | EventType::LinkDeleted
+        | EventType::LinkLimitReached => Some(Permission::ReadLinks),
+        EventType::Test => None,
+    }
+}
+
+/// Refuses (403) a caller who may not read every one of `events` ([`reads`]).
+fn may_receive(caller: &Caller, events: &[EventType]) -> Result<(), Error> {
+    for permission in events.iter().copied().filter_map(reads) {
+        caller.may(permission)?;
     }
     Ok(())
 }

@@ -1384,7 +1384,7 @@ async fn changes_queued_behind_the_loss_of_their_authority_are_refused() {
     for (method, path, body, refused) in cases {
         // A key of the admin's to be revoked, or the admin to be demoted.
         let (who, loss) = if refused == StatusCode::UNAUTHORIZED {
-            let rogue = make_key(&app, &t.admin, &["workspace:admin"]).await;
+            let rogue = make_key(&app, &t.admin, &["workspace:admin", "links:read"]).await;
             let keys = app
                 .call(&t.owner, Method::GET, "/api/v1/keys", None)
                 .await

@@ -119,7 +119,8 @@ async fn owners_admins_and_admin_keys_only() {
     let allowed = [
         app.user("olga", &[(1, "owner")]).await,
         app.user("ann", &[(1, "admin")]).await,
-        app.key(1, &["workspace:admin"]).await,
+        // Its endpoints' messages are links: it must read them too (below).
+        app.key(1, &["workspace:admin", "links:read"]).await,
     ];
     for who in &allowed {
         // Each route in turn, on an endpoint of its own; the last deletes it.
@@ -135,6 +136,112 @@ async fn owners_admins_and_admin_keys_only() {
             );
         }
     }
+}
+
+/// An endpoint's link messages are the links (destination, rules, note): a key with
+/// `workspace:admin` alone (which `/links` and the export refuse) may not make an endpoint
+/// that receives them, point one elsewhere, nor read or send again a link's delivery; it sees
+/// who changed which link in the audit log, not the link. With `links:read` too it may, as
+/// owners and admins may. Before, such a key read every link of the workspace that way.
+#[tokio::test]
+async fn link_messages_reach_only_those_who_may_read_links() {
+    let app = spawn_app().await;
+    let admin_only = app.key(1, &["workspace:admin"]).await;
+    let with_links = app.key(1, &["workspace:admin", "links:read"]).await;
+    for events in [
+        json!(["link.created"]),
+        json!(["link.updated"]),
+        json!(["link.deleted"]),
+        json!(["link.limit_reached"]),
+    ] {
+        let body = json!({"url": URL, "events": events});
+        let refused = app
+            .call(&admin_only, Method::POST, "/api/v1/webhooks", Some(body))
+            .await;
+        assert_eq!(
+            refused.error(StatusCode::FORBIDDEN).0,
+            "forbidden",
+            "{events}"
+        );
+    }
+    let endpoint = id(&create(&app, &with_links).await);
+    let one = format!("/api/v1/webhooks/{endpoint}");
+    let made = delivery(&app, endpoint, "failed").await;
+    let refusals = [
+        (
+            Method::PATCH,
+            one.clone(),
+            Some(json!({"url": "https://elsewhere.example.com/"})),
+        ),
+        (
+            Method::PATCH,
+            one.clone(),
+            Some(json!({"events": ["link.updated"]})),
+        ),
+        (Method::GET, format!("{one}/deliveries/{made}"), None),
+        (
+            Method::POST,
+            format!("{one}/deliveries/{made}/redeliver"),
+            None,
+        ),
+    ];
+    for (method, path, body) in refusals {
+        let response = app.call(&admin_only, method.clone(), &path, body).await;
+        assert_eq!(
+            response.error(StatusCode::FORBIDDEN).0,
+            "forbidden",
+            "{method} {path}"
+        );
+    }
+    // What carries no link is still the admin key's: the list, the log's lines, a test event.
+    for path in ["/api/v1/webhooks".to_owned(), format!("{one}/deliveries")] {
+        let response = app.call(&admin_only, Method::GET, &path, None).await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "{path}: {}",
+            response.text()
+        );
+    }
+    let tested = app
+        .call(&admin_only, Method::POST, &format!("{one}/test"), None)
+        .await;
+    assert!(tested.status.is_success(), "{}", tested.text());
+    let read = app
+        .call(
+            &with_links,
+            Method::GET,
+            &format!("{one}/deliveries/{made}"),
+            None,
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+
+    // The audit log: the link's entry, with its contents for those who may read links.
+    app.create(json!({"destination": "https://secret.example.com/plan", "code": "plan"}))
+        .await;
+    let link_entry = |who: As| {
+        let app = &app;
+        async move {
+            let response = app
+                .call(&who, Method::GET, "/api/v1/audit?action=link.created", None)
+                .await;
+            assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+            response.json()["entries"][0].clone()
+        }
+    };
+    let hidden = link_entry(admin_only).await;
+    assert_eq!(hidden["target_kind"], "link");
+    assert!(hidden.get("after").is_none_or(Value::is_null), "{hidden}");
+    assert!(
+        !hidden.to_string().contains("secret.example.com"),
+        "{hidden}"
+    );
+    let shown = link_entry(with_links).await;
+    assert_eq!(
+        shown["after"]["destination"],
+        "https://secret.example.com/plan"
+    );
 }
 
 /// Clicks are statistics: a key with `workspace:admin` alone (which `/stats` and the click
@@ -184,7 +291,8 @@ async fn clicks_reach_only_those_who_may_read_stats() {
     .fetch_one(&app.db)
     .await
     .expect("delivery");
-    let plain = id(&create(&app, &admin_only).await);
+    let with_links = app.key(1, &["workspace:admin", "links:read"]).await;
+    let plain = id(&create(&app, &with_links).await);
     for (path, body) in [
         (
             one.clone(),
@@ -615,7 +723,7 @@ async fn at_most_20_endpoints_even_in_a_burst() {
 
     // Another workspace has its own 20.
     let b = app.workspace("B").await;
-    create(&app, &app.key(b, &["workspace:admin"]).await).await;
+    create(&app, &app.key(b, &["workspace:admin", "links:read"]).await).await;
 }
 
 #[tokio::test]
