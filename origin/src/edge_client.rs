@@ -16,6 +16,33 @@ const NONCE_BYTES: usize = 16;
 /// What the nonce adds to a body: `"nonce":"<32 hex digits>",`.
 pub(crate) const NONCE_OVERHEAD: usize = br#""nonce":"","#.len() + 2 * NONCE_BYTES;
 
+/// The HTTP client for requests to the edge: it follows no redirect. Followed, a redirect (an
+/// `http://` `KURZ_EDGE_URL` that a proxy sends to `https://`) turned the POST into a GET the
+/// edge refused with 405, which says nothing of the URL, or sent the signed body on to
+/// wherever it pointed; an answer that redirects is reported instead ([`redirected`]).
+pub(crate) fn client(timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot build the HTTP client for the edge")
+}
+
+/// What to say of an answer that redirects: where to, and what to change.
+pub(crate) fn redirected(response: &reqwest::Response) -> Option<String> {
+    response.status().is_redirection().then(|| {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|to| to.to_str().ok())
+            .unwrap_or("no Location");
+        format!(
+            "the edge answered {} (to {to:.200}): set KURZ_EDGE_URL to the URL it redirects to",
+            response.status()
+        )
+    })
+}
+
 /// POSTs `object` (a JSON object) to `path` at the edge's `base_url`, with a fresh nonce as
 /// its first member, signed with `secret`. Sent with a Content-Length, which the edge requires.
 pub(crate) async fn post(

@@ -81,10 +81,7 @@ pub(crate) async fn record_changes(
 }
 
 pub(crate) async fn deliver_forever(state: crate::State, edge: Arc<EdgeSync>) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
+    let client = match edge_client::client(Duration::from_secs(10)) {
         Ok(client) => client,
         Err(err) => {
             tracing::error!(error = %err, "cannot build the HTTP client for edge sync");
@@ -259,8 +256,13 @@ async fn deliver_batch(
         tx.commit().await?;
         return Ok(Outcome::Delivered(ids.len()));
     }
-    let text = response.text().await.unwrap_or_default();
-    let refusal = format!("edge answered {status}: {text:.300}");
+    let refusal = match edge_client::redirected(&response) {
+        Some(redirected) => redirected,
+        None => {
+            let text = response.text().await.unwrap_or_default();
+            format!("edge answered {status}: {text:.300}")
+        }
+    };
     // Codes parked above are parked again next time if this one is rolled back.
     if parked {
         tx.commit().await?;

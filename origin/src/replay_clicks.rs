@@ -45,10 +45,7 @@ pub async fn replay_parked_clicks(
     pacing: Pacing,
     mut progress: impl FnMut(&ReplayResult),
 ) -> anyhow::Result<Replayed> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("cannot build the HTTP client")?;
+    let client = edge_client::client(Duration::from_secs(60))?;
     let mut total = Replayed::default();
     let mut stalled = 0;
     // Where the last request stopped: the next skips the keys up to it unread (KV's listing
@@ -117,6 +114,9 @@ async fn post(
     };
     let body = serde_json::to_vec(&request).context("cannot write the replay request")?;
     let response = edge_client::post(client, edge_url, secret, REPLAY_PATH, &body).await?;
+    if let Some(redirected) = edge_client::redirected(&response) {
+        bail!(redirected);
+    }
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
@@ -207,6 +207,38 @@ mod tests {
             remaining,
             last: None,
         }
+    }
+
+    /// An edge URL that redirects (a proxy sending `http://` on to `https://`) is named with
+    /// where it points, not followed: followed, a 308 sent the signed request on, and a 301
+    /// turned it into a GET.
+    #[tokio::test]
+    async fn a_redirect_is_reported_not_followed() {
+        let (target, calls) = edge(vec![(StatusCode::OK, result(1, 1, 0))]).await;
+        let app = Router::new().route(
+            REPLAY_PATH,
+            post(move || {
+                let to = format!("{}{}", target.trim_end_matches('/'), REPLAY_PATH);
+                async move {
+                    (
+                        StatusCode::PERMANENT_REDIRECT,
+                        [(axum::http::header::LOCATION, to)],
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let url = format!("http://{}/", listener.local_addr().expect("has an address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let err = replay_parked_clicks(&url, SECRET, FAST, |_| {})
+            .await
+            .expect_err("refused");
+        let message = format!("{err:#}");
+        assert!(message.contains("308"), "{message}");
+        assert!(message.contains("set KURZ_EDGE_URL"), "{message}");
+        assert_eq!(*calls.lock().expect("not poisoned"), 0);
     }
 
     #[tokio::test]

@@ -522,6 +522,51 @@ async fn nothing_is_parked_while_the_edge_refuses_everything() {
     assert_eq!(after.1, 0, "nothing parked");
 }
 
+/// A `KURZ_EDGE_URL` that redirects (an `http://` one a proxy sends to `https://`) is not
+/// followed: nothing reaches where it points, and the changes stay queued until the URL is
+/// set right. Followed, a 308 sent the signed batch on, and a 301 turned it into a GET the
+/// edge refused with 405, a message that said nothing of the URL.
+#[tokio::test]
+async fn a_redirecting_edge_url_is_not_followed() {
+    let (edge, url) = FakeEdge::default().start().await;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    let redirector = axum::Router::new().route(
+        SYNC_PATH,
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let to = format!("{url}{SYNC_PATH}");
+            async move {
+                (
+                    StatusCode::PERMANENT_REDIRECT,
+                    [(axum::http::header::LOCATION, to)],
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let redirecting = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, redirector).await });
+
+    let database_url = new_database().await;
+    let app = origin_with_edge(&database_url, &redirecting).await;
+    app.create(json!({"destination": "https://example.com/", "code": "kept"}))
+        .await;
+    eventually("the sync tried twice", || {
+        (asked.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    assert!(edge.statuses().is_empty(), "{:?}", edge.statuses());
+    assert_eq!(edge.get("kept"), None);
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM edge_outbox WHERE code = 'kept'")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert!(queued >= 1, "the change stays queued");
+}
+
 /// What a create that took its version just before a concurrent delete of the code's old link
 /// (and then waited for it) leaves behind, made by hand with the trigger off: a live link
 /// below its code's tombstone. Returns the live link's id.
