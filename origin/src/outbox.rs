@@ -195,11 +195,23 @@ async fn deliver_batch(
     let mut batch = Batch::new(MAX_BATCH_BYTES - edge_client::NONCE_OVERHEAD);
     for (code, change) in changes {
         match change {
-            Change::Send(change) => {
-                if !batch.add(&code, &change)? {
-                    break;
+            Change::Send(change) => match batch.add(&code, &change) {
+                Ok(true) => {}
+                Ok(false) => break,
+                // A record JSON cannot hold (a date before year 0, written around the API):
+                // withdrawn as a row that cannot make one is, rather than failing every
+                // attempt and holding up every change behind it.
+                Err(err) => {
+                    let tombstone = SyncChange {
+                        record: None,
+                        ..*change
+                    };
+                    if !batch.add(&code, &tombstone)? {
+                        break;
+                    }
+                    withdrawn.push((code, format!("its record cannot be written: {err}")));
                 }
-            }
+            },
             Change::Withdraw(change, err) => {
                 if !batch.add(&code, &change)? {
                     break;

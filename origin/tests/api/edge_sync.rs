@@ -522,6 +522,41 @@ async fn nothing_is_parked_while_the_edge_refuses_everything() {
     assert_eq!(after.1, 0, "nothing parked");
 }
 
+/// A link whose record JSON cannot hold (an expiry before year 0, which RFC 3339 cannot
+/// write, set around the API) is withdrawn from the edge like a row that cannot make a
+/// record, and the changes behind it still go: every attempt failed on it before, and no
+/// change of any link reached the edge again.
+#[tokio::test]
+async fn a_record_that_cannot_be_written_is_withdrawn_and_holds_nothing_up() {
+    let (edge, url) = FakeEdge::default().start().await;
+    let app = origin_with_edge(&new_database().await, &url).await;
+    app.create(json!({"destination": "https://example.com/", "code": "ancient"}))
+        .await;
+    let (held, _) = eventually("the link at the edge", || edge.get("ancient")).await;
+    sqlx::raw_sql(
+        "UPDATE links SET expires_at = '0100-01-01 00:00:00+00 BC' WHERE code = 'ancient';
+         INSERT INTO edge_outbox (code) VALUES ('ancient');",
+    )
+    .execute(&app.db)
+    .await
+    .expect("a row written around the API");
+    app.create(json!({"destination": "https://example.com/", "code": "behind"}))
+        .await;
+    eventually("the change behind it at the edge", || edge.get("behind")).await;
+    let (_, record) = eventually("the withdrawal at the edge", || {
+        edge.get("ancient").filter(|(version, _)| *version > held)
+    })
+    .await;
+    assert_eq!(record, None, "withdrawn, not left at its old state");
+    let noted: Vec<(String, String)> = sqlx::query_as("SELECT code, error FROM edge_outbox_dead")
+        .fetch_all(&app.db)
+        .await
+        .expect("noted");
+    assert_eq!(noted.len(), 1, "{noted:?}");
+    assert_eq!(noted[0].0, "ancient");
+    assert!(noted[0].1.contains("cannot be written"), "{noted:?}");
+}
+
 /// A `KURZ_EDGE_URL` that redirects (an `http://` one a proxy sends to `https://`) is not
 /// followed: nothing reaches where it points, and the changes stay queued until the URL is
 /// set right. Followed, a 308 sent the signed batch on, and a 301 turned it into a GET the
