@@ -66,6 +66,12 @@ pub(crate) async fn sign_in(
     }
     let db = state.db();
     let limiter = &state.inner.sign_in;
+    // Before any query: a flood of sign-ins (this route is outside the API's concurrency cap)
+    // waits its turn, or is told to come back, rather than take the connections every other
+    // caller needs.
+    let Some(_turn) = limiter.turn().await else {
+        return Err(Error::Busy);
+    };
     let attempt = limiter.keys().attempt(
         state.inner.redirects.client_ip.of_request(&request),
         &body.username,

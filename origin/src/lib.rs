@@ -292,7 +292,12 @@ impl State {
                 },
                 audit_retention: config.audit_retention(),
                 admin_dir: config.admin_dir.clone(),
-                sign_in: sign_in_limit::SignInLimiter::new(&config.sign_in, &config.code_key),
+                // A quarter of the pool's connections at most.
+                sign_in: sign_in_limit::SignInLimiter::new(
+                    &config.sign_in,
+                    &config.code_key,
+                    (config.database.db_max_connections as usize / 4).max(2),
+                ),
                 abuse: abuse::Abuse::new(&config.code_key),
                 webhooks: webhooks::Webhooks::new(&config.webhooks),
             }),

@@ -138,6 +138,10 @@ fn address_text(ip: Option<IpAddr>) -> String {
 pub(crate) struct SignInLimiter {
     limits: SignInLimits,
     keys: Keys,
+    /// Sign-ins checked at once (their queries, hash and answer): each makes several queries,
+    /// on rows where parallel guesses from one address or at one name queue, so a flood of
+    /// them would otherwise hold every pooled connection other callers need.
+    turns: Arc<Semaphore>,
     hashes: Arc<Semaphore>,
     /// Argon2's working memory (19 MiB each), kept and reused: at most one per permit is ever
     /// made. Allocating it afresh for every hash, on whichever blocking thread ran it, let the
@@ -165,9 +169,11 @@ pub(crate) struct Reservation {
 }
 
 impl SignInLimiter {
-    pub(crate) fn new(limits: &SignInLimits, code_key: &CodeKey) -> Self {
+    /// `at_once`: sign-ins checked at once (at least one).
+    pub(crate) fn new(limits: &SignInLimits, code_key: &CodeKey, at_once: usize) -> Self {
         Self {
             keys: Keys::new(code_key),
+            turns: Arc::new(Semaphore::new(at_once.max(1))),
             hashes: Arc::new(Semaphore::new(limits.concurrent_hashes())),
             limits: limits.clone(),
             memory: Arc::default(),
@@ -330,6 +336,16 @@ impl SignInLimiter {
 
     fn window_secs(&self) -> f64 {
         f64::from(self.limits.window_secs)
+    }
+
+    /// A sign-in's turn to be checked, if one comes free within the configured wait (that of
+    /// a hash); `None`: the instance is busy (the caller answers 503 before any query).
+    pub(crate) async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        let wait = Duration::from_millis(self.limits.hash_wait_ms);
+        tokio::time::timeout(wait, self.turns.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// A permit to hash one password, if one comes free within the configured wait; `None`:

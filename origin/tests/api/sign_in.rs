@@ -366,6 +366,56 @@ async fn counts_of_ended_windows_and_old_known_addresses_are_deleted() {
     assert_eq!(count("sign_in_known_addresses").await, 1);
 }
 
+/// The sign-in route is outside the API's concurrency cap, and each sign-in makes several
+/// queries: at most a quarter of the pool's connections (2 of the tests' 4) check sign-ins at
+/// once, and one more waits its turn for as long as for a hash, then is told to come back,
+/// before any query. Keyed callers still get connections. Before, sign-ins queued on one
+/// address's count each held a connection, until none was left for anyone.
+#[tokio::test]
+async fn sign_ins_waiting_on_the_database_leave_connections_to_other_callers() {
+    let mut config = limits_config(&new_database().await);
+    config.sign_in.hash_wait_ms = 300;
+    let app = std::sync::Arc::new(app_with_admin(&config).await);
+    // The counts' table held, as parallel guesses at one row hold each other.
+    let mut lock = app.db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE sign_in_attempts IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let held: Vec<_> = (0..2)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                sign_in_from(&app, &format!("198.51.100.{n}"), "admin", "guess").await
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while crate::support::lock_waiters(&app.db, "%sign_in_attempts%").await < 2 {
+        assert!(std::time::Instant::now() < deadline, "the sign-ins wait");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let turned_away = tokio::time::timeout(
+        Duration::from_secs(10),
+        sign_in_from(&app, "198.51.100.9", "admin", "guess"),
+    )
+    .await
+    .expect("answered, not queued on a connection");
+    assert_eq!(turned_away.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
+    let listed = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.api(Method::GET, "/api/v1/links", None),
+    )
+    .await
+    .expect("a keyed call gets a connection");
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    lock.rollback().await.expect("release");
+    for sign_in in held {
+        let answer = sign_in.await.expect("joined");
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
+    }
+}
+
 #[tokio::test]
 async fn a_burst_of_random_usernames_hashes_at_most_the_cap_at_once() {
     let mut config = limits_config(&new_database().await);
