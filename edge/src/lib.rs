@@ -71,8 +71,9 @@ use crate::route::Route;
 const LINKS: &str = "LINKS";
 /// The queue of click events.
 const CLICKS: &str = "CLICKS";
-/// Seconds a KV read may be served from the data centre's cache (30 is KV's minimum).
-const KV_CACHE_TTL: u64 = 30;
+/// Seconds a KV read of a link may be served from the data centre's cache: KV's minimum, for
+/// visits and for a writer's check before it writes alike (left out, KV caches for 60 s).
+pub(crate) const KV_CACHE_TTL: u64 = 30;
 
 thread_local! {
     /// Per isolate: what it read from KV in the last second ([`memo`]), and the origin's
@@ -498,8 +499,8 @@ impl LazyKv<'_> {
 }
 
 impl resolve::Kv for LazyKv<'_> {
-    async fn get(&self, key: &str, cached: bool) -> std::result::Result<Option<String>, String> {
-        self.store()?.get(key, cached).await
+    async fn get(&self, key: &str) -> std::result::Result<Option<String>, String> {
+        self.store()?.get(key).await
     }
 
     async fn put(&self, key: &str, value: &str, ttl: u64) -> std::result::Result<(), String> {
@@ -511,13 +512,8 @@ impl resolve::Kv for LazyKv<'_> {
 struct WorkerKv<S = KvStore>(S);
 
 impl<S: std::borrow::Borrow<KvStore>> resolve::Kv for WorkerKv<S> {
-    async fn get(&self, key: &str, cached: bool) -> std::result::Result<Option<String>, String> {
-        let get = self.0.borrow().get(key);
-        let get = if cached {
-            get.cache_ttl(KV_CACHE_TTL)
-        } else {
-            get
-        };
+    async fn get(&self, key: &str) -> std::result::Result<Option<String>, String> {
+        let get = self.0.borrow().get(key).cache_ttl(KV_CACHE_TTL);
         get.text().await.map_err(|err| err.to_string())
     }
 

@@ -33,9 +33,10 @@ pub type Failure = String;
 
 /// The link entries in Workers KV.
 pub trait Kv {
-    /// The text under `key`; `cached` lets the data centre's cache answer (for visits, not
-    /// for a writer's check just before it writes).
-    async fn get(&self, key: &str, cached: bool) -> Result<Option<String>, Failure>;
+    /// The text under `key`, as the data centre's cache may hold it for up to 30 s: KV has no
+    /// read past its cache (a read without `cacheTtl` is cached for KV's default, 60 s), so
+    /// a writer's check just before it writes takes the shortest, as visits do.
+    async fn get(&self, key: &str) -> Result<Option<String>, Failure>;
     /// Writes `value` under `key`, expiring after `ttl` seconds.
     async fn put(&self, key: &str, value: &str, ttl: u64) -> Result<(), Failure>;
 }
@@ -140,7 +141,7 @@ pub async fn find(
     let known = match memo_hit {
         Some(entry) => Some(entry),
         None => {
-            let stored = kv.get(&kv_key(code), true).await?;
+            let stored = kv.get(&kv_key(code)).await?;
             let entry = stored.as_deref().map(entry::parse);
             if let Some(entry) = &entry {
                 remember(entry);
@@ -233,14 +234,15 @@ pub async fn find(
 /// state or a newer one by then ([`entry::replaces`]): a sync that deleted or changed the code
 /// while the origin was answering is kept. Whether it wrote.
 ///
-/// KV has no compare-and-swap, so KV is read again (uncached) right before the write. What
-/// remains is a sync whose write lands between that read and this write (or, across data
-/// centres, within KV's propagation delay of it): this older entry then overwrites it, until
+/// KV has no compare-and-swap, so KV is read again right before the write. What remains is a
+/// sync whose write lands between that read and this write, or that the read did not see
+/// (KV's cache holds a read for 30 s at least, and a write elsewhere takes up to a minute to
+/// reach this data centre): this older entry then overwrites it, until
 /// `ttl` expires or the code changes again. ARCHITECTURE.md states this window among the
 /// invariants.
 pub async fn fill(kv: &impl Kv, fill: &Fill) -> Result<bool, Failure> {
     let key = kv_key(&fill.code);
-    let current = kv.get(&key, false).await?.map(|text| entry::parse(&text));
+    let current = kv.get(&key).await?.map(|text| entry::parse(&text));
     if !entry::replaces(Writer::Fill, &fill.entry, current.as_ref()) {
         return Ok(false);
     }
@@ -269,7 +271,7 @@ mod tests {
     }
 
     impl Kv for FakeKv {
-        async fn get(&self, key: &str, _cached: bool) -> Result<Option<String>, Failure> {
+        async fn get(&self, key: &str) -> Result<Option<String>, Failure> {
             self.reads.set(self.reads.get() + 1);
             std::future::poll_fn(|_| {
                 if self.slow.get() {

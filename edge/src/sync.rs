@@ -86,7 +86,13 @@ async fn apply(kv: &KvStore, change: SyncChange) -> Result<Applied> {
             (entry, json, Some(TOMBSTONE_TTL_SECS))
         }
     };
-    let current = kv.get(&key).text().await?.map(|text| entry::parse(&text));
+    // As recent as KV reads go (its cache's shortest, as the fill's check).
+    let current = kv
+        .get(&key)
+        .cache_ttl(crate::KV_CACHE_TTL)
+        .text()
+        .await?
+        .map(|text| entry::parse(&text));
     if !entry::replaces(Writer::Sync, &incoming, current.as_ref()) {
         return Ok(Applied::Stale);
     }
