@@ -33,7 +33,7 @@ const ENTRY_OVERHEAD: usize = 128
 /// redirect decides from it alone), and the `Location` header of its own destination (with
 /// its UTM parameters) built once, for the visits that go there (every visit of a link
 /// without targeting rules or an A/B split) without an allocation.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct CachedLink {
     pub(crate) record: LinkRecord,
     location: HeaderValue,
@@ -295,10 +295,10 @@ impl LinkCache {
 /// order). A copy is served only while no invalidation came since it was taken from the cache
 /// (any invalidation, of any code, makes every copy useless: the generation), and for
 /// [`front::FOR`] at most, so it never outlives its cache entry by more than that.
-/// Direct-mapped slots, a fixed number per thread (the runtime's workers): a copy is the
-/// thread's own, memory beyond the cache's bound, so the copies of a thread hold at most
-/// [`front::BYTES`] of links, counted as the cache counts them: past it, a link is not copied
-/// and the copy in its slot goes. Only links: unknown
+/// Direct-mapped slots, a fixed number per thread (the runtime's workers): a copy holds its
+/// link alive after the cache dropped it for room (or an invalidation made it useless), so the
+/// copies of a thread hold at most [`front::BYTES`] of links, counted as the cache counts
+/// them: past it, a link is not copied and the copy in its slot goes. Only links: unknown
 /// codes are answered by the cache itself.
 mod front {
     use std::cell::RefCell;
@@ -423,10 +423,7 @@ mod front {
                 cache,
                 generation,
                 until: Instant::now() + keep_for,
-                // The thread's own copy, not the cache's `Arc`: each hit clones what it gets
-                // (an atomic count), and on a shared one both cores' hits of a link fought
-                // over its cache line (a third of a hit's look-up, by `perf`).
-                link: Arc::new(CachedLink::clone(link)),
+                link: link.clone(),
                 code_len,
                 code: kept,
             });
