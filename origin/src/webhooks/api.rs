@@ -311,10 +311,20 @@ async fn update(
     let caller = caller.as_now(&mut tx).await?;
     caller.may(Permission::Administer)?;
     let before = find(&mut tx, workspace, id, true).await?;
-    // Where its clicks go, or whether it gets them, is the clicks' reader's choice: a new
-    // URL takes the clicks already queued for it too, whatever it is subscribed to next.
+    // Where its messages go is their reader's choice: a new URL takes the messages already
+    // queued for it too, whatever it is subscribed to now or next (an earlier change may have
+    // unsubscribed what is still queued).
     if body.url.is_some() {
         may_receive(&caller, before.events.as_slice())?;
+        let queued: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT event_type FROM webhook_deliveries
+             WHERE endpoint_id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let queued: Vec<EventType> = queued.iter().filter_map(|e| EventType::parse(e)).collect();
+        may_receive(&caller, &queued)?;
     }
     if let Some(events) = &body.events {
         may_receive(&caller, events.as_slice())?;

@@ -193,6 +193,48 @@ async fn link_messages_reach_only_those_who_may_read_links() {
             "{method} {path}"
         );
     }
+    // Nor by a key that reads clicks, not links, in two steps: subscribed to clicks only, the
+    // endpoint still has its link messages queued, and a new URL would take them.
+    let clicks_reader = app.key(1, &["workspace:admin", "stats:read"]).await;
+    let queued = delivery(&app, endpoint, "pending").await;
+    let to_clicks = app
+        .call(
+            &clicks_reader,
+            Method::PATCH,
+            &one,
+            Some(json!({"events": ["link.clicked"]})),
+        )
+        .await;
+    assert_eq!(to_clicks.status, StatusCode::OK, "{}", to_clicks.text());
+    let moved = app
+        .call(
+            &clicks_reader,
+            Method::PATCH,
+            &one,
+            Some(json!({"url": "https://elsewhere.example.com/"})),
+        )
+        .await;
+    assert_eq!(moved.error(StatusCode::FORBIDDEN).0, "forbidden");
+    sqlx::query("DELETE FROM webhook_deliveries WHERE id = $1")
+        .bind(queued)
+        .execute(&app.db)
+        .await
+        .expect("delivered");
+    let moved = app
+        .call(
+            &clicks_reader,
+            Method::PATCH,
+            &one,
+            Some(json!({"url": "https://elsewhere.example.com/"})),
+        )
+        .await;
+    assert_eq!(
+        moved.status,
+        StatusCode::OK,
+        "nothing of links queued: {}",
+        moved.text()
+    );
+
     // What carries no link is still the admin key's: the list, the log's lines, a test event.
     for path in ["/api/v1/webhooks".to_owned(), format!("{one}/deliveries")] {
         let response = app.call(&admin_only, Method::GET, &path, None).await;
