@@ -68,8 +68,9 @@ pub(crate) async fn sign_in(
     let limiter = &state.inner.sign_in;
     // Before any query: a flood of sign-ins (this route is outside the API's concurrency cap)
     // waits its turn, or is told to come back, rather than take the connections every other
-    // caller needs.
-    let Some(_turn) = limiter.turn().await else {
+    // caller needs. Held through the queries where parallel guesses queue (the user's and the
+    // counts'), not through the hash: the hashes have their own cap.
+    let Some(turn) = limiter.turn().await else {
         return Err(Error::Busy);
     };
     let attempt = limiter.keys().attempt(
@@ -94,6 +95,7 @@ pub(crate) async fn sign_in(
     // Counted before the hash, whether the name exists or not: parallel guesses all count,
     // and a 429 says nothing about which names exist.
     let reservation = limiter.reserve(db, &attempt, !known_address).await?;
+    drop(turn);
     let Some(permit) = limiter.hash_permit().await else {
         limiter.cancel(db, &attempt, reservation).await;
         return Err(Error::Busy);

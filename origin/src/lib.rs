@@ -698,8 +698,8 @@ pub fn app(state: State) -> Router {
         // but inside the cap like every API call that queries the database.
         .merge(invitations::public_routes())
         // Outside the cap, signing in: it needs no credentials, so a flood of sign-ins would
-        // otherwise take every permit from the callers with a key; it has its own bound, the
-        // cap on password hashes.
+        // otherwise take every permit from the callers with a key; it has its own bounds, the
+        // cap on password hashes and the sign-in turns (`sign_in_limit.rs`).
         .layer(axum::middleware::from_fn_with_state(
             state.inner.gate.api_permits.clone(),
             gateway::concurrency_limit,

@@ -138,9 +138,9 @@ fn address_text(ip: Option<IpAddr>) -> String {
 pub(crate) struct SignInLimiter {
     limits: SignInLimits,
     keys: Keys,
-    /// Sign-ins checked at once (their queries, hash and answer): each makes several queries,
-    /// on rows where parallel guesses from one address or at one name queue, so a flood of
-    /// them would otherwise hold every pooled connection other callers need.
+    /// Sign-ins at once in their first queries (the user's, the counts'): parallel guesses from
+    /// one address or at one name queue on one count row, so a flood of them would otherwise
+    /// hold every pooled connection other callers need.
     turns: Arc<Semaphore>,
     hashes: Arc<Semaphore>,
     /// Argon2's working memory (19 MiB each), kept and reused: at most one per permit is ever
