@@ -471,9 +471,10 @@ impl Utm {
     }
 }
 
-/// What a tag is made of, as the API's description says it (ECMA-262 with Unicode classes):
-/// letters (of any script, with their marks), digits, spaces, `-`, `_` and `.`.
-pub const TAG_PATTERN: &str = r"^[\p{L}\p{M}\p{N} ._-]+$";
+/// What a tag is made of, as the API's description says it (ECMA-262 with Unicode properties,
+/// the ones [`Tag::parse`] reads: `char::is_alphanumeric` is Alphabetic or a number): letters
+/// of any script with their marks, digits, spaces, `-`, `_` and `.`.
+pub const TAG_PATTERN: &str = r"^[\p{Alphabetic}\p{N}\p{M} ._-]+$";
 
 /// A tag, normalised: trimmed, lower case, runs of spaces made one; 1 to [`MAX_TAG_LEN`]
 /// characters of letters, digits, spaces, `-`, `_` and `.`.
@@ -830,6 +831,8 @@ mod tests {
             "cafe\u{301}",
             "v1.2_beta-3",
             "٣",
+            // Alphabetic, though a symbol (So), not a letter (L).
+            "ⓐ",
             "a/b",
             "emoji 🎉",
             "a,b",
