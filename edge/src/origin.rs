@@ -82,10 +82,25 @@ pub(crate) async fn resolve(env: &Env, code: &ShortCode) -> Result<Resolved> {
              one without the edge's secret, or another server at ORIGIN_URL"
                 .into(),
         )),
-        status => Err(worker::Error::RustError(format!(
-            "origin answered {status}"
-        ))),
+        _ => Err(refused("resolve", &response)),
     }
+}
+
+/// Why the origin's answer is not one: its status, and for a redirect where to and what to
+/// change.
+fn refused(what: &str, response: &Response) -> worker::Error {
+    let status = response.status_code();
+    let message = match (300..400).contains(&status) {
+        true => {
+            let to = response.headers().get("location").ok().flatten();
+            format!(
+                "{what} answered {status} (to {}): set ORIGIN_URL to the URL it redirects to",
+                to.as_deref().unwrap_or("no Location")
+            )
+        }
+        false => format!("{what} answered {status}"),
+    };
+    worker::Error::RustError(message)
 }
 
 /// Posts click events to the origin's ingest route in one signed request: `Ok` once the
@@ -100,9 +115,7 @@ pub(crate) async fn ingest(env: &Env, events: &[&ClickEvent]) -> Result<()> {
     let response = send(env, "POST", path, headers, Some(body), INGEST_TIMEOUT).await?;
     match response.status_code() {
         200..=299 => Ok(()),
-        status => Err(worker::Error::RustError(format!(
-            "ingest answered {status}"
-        ))),
+        _ => Err(refused("ingest", &response)),
     }
 }
 
@@ -163,6 +176,10 @@ async fn send(
     // properties, whose conversion (through serde-wasm-bindgen) would cost the .wasm kilobytes.
     let init = worker::web_sys::RequestInit::new();
     init.set_method(method);
+    // A redirect is answered, not followed: followed, an `http://` ORIGIN_URL that a proxy
+    // sends to `https://` turned the ingest's POST into a GET the origin refused as unsigned
+    // (401, which pointed at the secret), and sent signed requests wherever it pointed.
+    init.set_redirect(worker::web_sys::RequestRedirect::Manual);
     init.set_headers(&headers.0);
     if let Some(body) = body {
         init.set_body(&worker::js_sys::Uint8Array::from(body.as_slice()).into());

@@ -145,6 +145,28 @@ test('a 404 that is not the origin\'s "no link" is a 503, remembered nowhere', a
   await eventually('the new link is followed', async () => (await visit('made-meanwhile')).status === 302, PROPAGATED_WITHIN);
 });
 
+test('a redirect from ORIGIN_URL is not followed: a 503, the signed request sent nowhere else', async () => {
+  // An http:// ORIGIN_URL a proxy sends to https://: followed, the ingest's POST arrived as a
+  // GET the origin refused as unsigned. Here the first answer for the code redirects to the
+  // same URL, where the origin would answer: followed, the visitor got the link.
+  psql(databaseUrl, "INSERT INTO links (code, destination) VALUES ('redirected', 'https://example.com/redirected')");
+  const resolve = '/_edge/resolve/redirected';
+  let redirected = 0;
+  system.proxy.answer = (req) => {
+    if (req.url !== resolve || redirected > 0) return null;
+    redirected += 1;
+    return { status: 301, body: '', headers: { location: `${system.proxy.url}${resolve}` } };
+  };
+  try {
+    const answer = await visit('redirected');
+    assert.equal(answer.status, 503);
+    assert.equal(originRequests(resolve), 1, 'the redirect was not followed');
+  } finally {
+    system.proxy.answer = () => null;
+  }
+  await eventually('the link is followed once the origin answers', async () => (await visit('redirected')).status === 302, 10_000);
+});
+
 test('an origin that sends its headers and stalls before the body is a failure: a 503 in the resolve\'s time', async () => {
   psql(databaseUrl, "INSERT INTO links (code, destination) VALUES ('stalled-body', 'https://example.com/stalled')");
   const resolve = '/_edge/resolve/stalled-body';

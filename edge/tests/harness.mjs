@@ -161,7 +161,7 @@ export function sign(secret, method, pathname, body, timestamp = Math.floor(Date
  * origin would. When `holdAnswer(req)` returns a promise, the origin's answer reaches the
  * worker only once it settles (a slow network after the origin has answered). When
  * `answer(req)` returns `{ status, body }`, that is the answer and the origin is not asked (a
- * server at ORIGIN_URL that is not kurz's origin). When `stallBody(req)` returns a promise, the
+ * server at ORIGIN_URL that is not kurz's origin; `headers` too, when given). When `stallBody(req)` returns a promise, the
  * origin's status and headers go at once and its body once that settles. Requests `keep(req)` picks are kept whole in `kept` (method, url, headers, body and the origin's
  * status).
  */
@@ -188,7 +188,7 @@ export async function originProxy(originPort) {
     const stranger = control.answer(req);
     if (stranger) {
       req.resume();
-      res.writeHead(stranger.status, { 'content-type': 'text/plain' });
+      res.writeHead(stranger.status, { 'content-type': 'text/plain', ...(stranger.headers ?? {}) });
       res.end(stranger.body);
       return;
     }
