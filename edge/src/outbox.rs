@@ -243,6 +243,22 @@ mod tests {
         assert!(posts(&[], 100).is_empty());
     }
 
+    /// A click on a link whose code a later release reserved (as 0024 reserved `report`) is
+    /// read with the others of its message: before, the whole message was dropped as not
+    /// click events.
+    #[test]
+    fn a_code_reserved_since_the_click_loses_nothing() {
+        let message = serde_json::to_string(&[event(1, 3), event(2, 3)]).expect("serialises");
+        let message = message.replacen("\"code\":\"abc\"", "\"code\":\"Report\"", 1);
+        let events = events_of(Body::Events(&message)).expect("both events");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].code.as_str(), "Report");
+        assert_eq!(events[1], event(2, 3));
+        // What is no code at all is still refused.
+        let bad = message.replacen("Report", "a/b", 1);
+        assert!(events_of(Body::Events(&bad)).is_err());
+    }
+
     #[test]
     fn reads_single_events_from_older_workers_and_refuses_garbage() {
         let single = serde_json::to_string(&event(1, 3)).expect("serialises");

@@ -178,6 +178,9 @@ pub struct ClickEvent {
     /// Unique per visit, made where the visit was served: ingest is idempotent on it.
     pub id: String,
     pub link_id: i64,
+    /// Read without the reserved words' check (`code::recorded`): a word reserved since the
+    /// click was made loses nothing.
+    #[serde(deserialize_with = "crate::code::recorded")]
     pub code: ShortCode,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
