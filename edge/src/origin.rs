@@ -94,7 +94,8 @@ fn refused(what: &str, response: &Response) -> worker::Error {
         true => {
             let to = response.headers().get("location").ok().flatten();
             format!(
-                "{what} answered {status} (to {}): set ORIGIN_URL to the URL it redirects to",
+                "{what} answered {status} (to {}): set ORIGIN_URL to the scheme and host it \
+                 redirects to",
                 to.as_deref().unwrap_or("no Location")
             )
         }
@@ -153,7 +154,13 @@ pub(crate) async fn forward(
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
     };
-    send(env, method, &path, headers, body, REPORT_TIMEOUT).await
+    let response = send(env, method, &path, headers, body, REPORT_TIMEOUT).await?;
+    // A redirect is ORIGIN_URL's (the origin's report routes answer none): passed on, it sent
+    // the visitor to the origin's own host, the report lost on the way.
+    if (300..400).contains(&response.status_code()) {
+        return Err(refused("report", &response));
+    }
+    Ok(response)
 }
 
 /// `shortlink::edge::IngestBatch` as it is sent: borrowed, so the events are not cloned.

@@ -279,7 +279,17 @@ test('/report is forwarded to the origin with its method, body, content type and
     assert.equal(huge.status, 413);
     assert.equal((await visit('report', '198.51.100.77', { method: 'PUT', body: 'x' })).status, 405);
     assert.equal(system.proxy.kept.length, before);
+
+    // A redirect is ORIGIN_URL's, not the origin's (its report routes answer none): the
+    // visitor is told to come back, not sent to the origin's own host.
+    system.proxy.answer = (req) => (req.url.startsWith('/report')
+      ? { status: 301, body: '', headers: { location: 'https://origin.internal.example/report' } }
+      : null);
+    const redirected = await visit('report', '198.51.100.78');
+    assert.equal(redirected.status, 503);
+    assert.equal(redirected.headers.get('location'), null);
   } finally {
     system.proxy.keep = () => false;
+    system.proxy.answer = () => null;
   }
 });

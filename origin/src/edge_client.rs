@@ -37,7 +37,8 @@ pub(crate) fn redirected(response: &reqwest::Response) -> Option<String> {
             .and_then(|to| to.to_str().ok())
             .unwrap_or("no Location");
         format!(
-            "the edge answered {} (to {to:.200}): set KURZ_EDGE_URL to the URL it redirects to",
+            "the edge answered {} (to {to:.200}): set KURZ_EDGE_URL to the scheme and host it \
+             redirects to",
             response.status()
         )
     })
