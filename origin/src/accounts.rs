@@ -69,7 +69,8 @@ pub(crate) async fn sign_in(
     // Before any query: a flood of sign-ins (this route is outside the API's concurrency cap)
     // waits its turn, or is told to come back, rather than take the connections every other
     // caller needs. Held through the queries where parallel guesses queue (the user's and the
-    // counts'), not through the hash: the hashes have their own cap.
+    // counts') and the wait for a hash (so a surplus gets its 503 here, cheaply), not through
+    // the hash itself: the hashes have their own cap.
     let Some(turn) = limiter.turn().await else {
         return Err(Error::Busy);
     };
@@ -95,11 +96,11 @@ pub(crate) async fn sign_in(
     // Counted before the hash, whether the name exists or not: parallel guesses all count,
     // and a 429 says nothing about which names exist.
     let reservation = limiter.reserve(db, &attempt, !known_address).await?;
-    drop(turn);
     let Some(permit) = limiter.hash_permit().await else {
         limiter.cancel(db, &attempt, reservation).await;
         return Err(Error::Busy);
     };
+    drop(turn);
     // An unknown user is checked against a throwaway hash, so both answers take as long and
     // the timing does not tell which usernames exist.
     let stored = user.as_ref().map(|(_, hash, _)| hash.clone());

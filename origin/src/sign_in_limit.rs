@@ -138,9 +138,9 @@ fn address_text(ip: Option<IpAddr>) -> String {
 pub(crate) struct SignInLimiter {
     limits: SignInLimits,
     keys: Keys,
-    /// Sign-ins at once in their first queries (the user's, the counts'): parallel guesses from
-    /// one address or at one name queue on one count row, so a flood of them would otherwise
-    /// hold every pooled connection other callers need.
+    /// Sign-ins at once in their first queries (the user's, the counts') and their wait for a
+    /// hash: parallel guesses from one address or at one name queue on one count row, so a
+    /// flood of them would otherwise hold every pooled connection other callers need.
     turns: Arc<Semaphore>,
     hashes: Arc<Semaphore>,
     /// Argon2's working memory (19 MiB each), kept and reused: at most one per permit is ever
@@ -341,18 +341,19 @@ impl SignInLimiter {
     /// A sign-in's turn to be checked, if one comes free within the configured wait (that of
     /// a hash); `None`: the instance is busy (the caller answers 503 before any query).
     pub(crate) async fn turn(&self) -> Option<OwnedSemaphorePermit> {
-        let wait = Duration::from_millis(self.limits.hash_wait_ms);
-        tokio::time::timeout(wait, self.turns.clone().acquire_owned())
-            .await
-            .ok()?
-            .ok()
+        self.permit_of(&self.turns).await
     }
 
     /// A permit to hash one password, if one comes free within the configured wait; `None`:
     /// the instance is busy (the caller answers 503 without hashing).
     pub(crate) async fn hash_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permit_of(&self.hashes).await
+    }
+
+    /// A permit of `semaphore` within the configured wait.
+    async fn permit_of(&self, semaphore: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
         let wait = Duration::from_millis(self.limits.hash_wait_ms);
-        tokio::time::timeout(wait, self.hashes.clone().acquire_owned())
+        tokio::time::timeout(wait, semaphore.clone().acquire_owned())
             .await
             .ok()?
             .ok()
