@@ -6,7 +6,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{As, TestApp, app_with, config, new_database, spawn_app};
+use crate::support::{As, TestApp, TestResponse, app_with, config, new_database, spawn_app};
 
 const URL: &str = "https://hooks.example.com/kurz";
 
@@ -25,6 +25,11 @@ async fn create(app: &TestApp, who: &As) -> Value {
         .await;
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
     response.json()
+}
+
+/// `PATCH path` as `who` with `body`.
+async fn patch(app: &TestApp, who: &As, path: &str, body: Value) -> TestResponse {
+    app.call(who, Method::PATCH, path, Some(body)).await
 }
 
 fn id(value: &Value) -> i64 {
@@ -197,37 +202,34 @@ async fn link_messages_reach_only_those_who_may_read_links() {
     // endpoint still has its link messages queued, and a new URL would take them.
     let clicks_reader = app.key(1, &["workspace:admin", "stats:read"]).await;
     let queued = delivery(&app, endpoint, "pending").await;
-    let to_clicks = app
-        .call(
-            &clicks_reader,
-            Method::PATCH,
-            &one,
-            Some(json!({"events": ["link.clicked"]})),
-        )
-        .await;
+    let to_clicks = patch(
+        &app,
+        &clicks_reader,
+        &one,
+        json!({"events": ["link.clicked"]}),
+    )
+    .await;
     assert_eq!(to_clicks.status, StatusCode::OK, "{}", to_clicks.text());
-    let moved = app
-        .call(
-            &clicks_reader,
-            Method::PATCH,
-            &one,
-            Some(json!({"url": "https://elsewhere.example.com/"})),
-        )
-        .await;
+    let moved = patch(
+        &app,
+        &clicks_reader,
+        &one,
+        json!({"url": "https://elsewhere.example.com/"}),
+    )
+    .await;
     assert_eq!(moved.error(StatusCode::FORBIDDEN).0, "forbidden");
     sqlx::query("DELETE FROM webhook_deliveries WHERE id = $1")
         .bind(queued)
         .execute(&app.db)
         .await
         .expect("delivered");
-    let moved = app
-        .call(
-            &clicks_reader,
-            Method::PATCH,
-            &one,
-            Some(json!({"url": "https://elsewhere.example.com/"})),
-        )
-        .await;
+    let moved = patch(
+        &app,
+        &clicks_reader,
+        &one,
+        json!({"url": "https://elsewhere.example.com/"}),
+    )
+    .await;
     assert_eq!(
         moved.status,
         StatusCode::OK,
@@ -379,23 +381,15 @@ async fn clicks_reach_only_those_who_may_read_stats() {
         (&json!(URL), &json!(["link.clicked"]))
     );
     // The rest of a clicks endpoint is the admin key's, as before.
-    let described = app
-        .call(
-            &admin_only,
-            Method::PATCH,
-            &one,
-            Some(json!({"description": "x"})),
-        )
-        .await;
+    let described = patch(&app, &admin_only, &one, json!({"description": "x"})).await;
     assert_eq!(described.status, StatusCode::OK, "{}", described.text());
-    let moved = app
-        .call(
-            &with_stats,
-            Method::PATCH,
-            &one,
-            Some(json!({"url": "https://elsewhere.example.com/"})),
-        )
-        .await;
+    let moved = patch(
+        &app,
+        &with_stats,
+        &one,
+        json!({"url": "https://elsewhere.example.com/"}),
+    )
+    .await;
     assert_eq!(moved.status, StatusCode::OK, "{}", moved.text());
     let read = app
         .call(
@@ -805,15 +799,14 @@ async fn enabling_again_forgets_why_it_was_switched_off() {
     }
 
     // A person switching it off leaves no reason, only when.
-    let off = app
-        .call(
-            &key,
-            Method::PATCH,
-            &path,
-            Some(json!({"enabled": false, "events": ["link.clicked"], "url": "https://other.example/in"})),
-        )
-        .await
-        .json();
+    let off = patch(
+        &app,
+        &key,
+        &path,
+        json!({"enabled": false, "events": ["link.clicked"], "url": "https://other.example/in"}),
+    )
+    .await
+    .json();
     assert_eq!(off["enabled"], false);
     assert!(off["disabled_reason"].is_null() && off["disabled_at"].is_string());
     assert_eq!(off["events"], json!(["link.clicked"]));
