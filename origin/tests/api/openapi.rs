@@ -136,6 +136,17 @@ async fn schemas_carry_the_types_rules() {
         serde_json::json!([301, 302, 307, 308])
     );
     assert_eq!(schemas["Tag"]["maxLength"], shortlink::rules::MAX_TAG_LEN);
+    // No pattern: none written in a dialect every client reads says what a tag takes (the
+    // ASCII `\w` of ECMA-262 refused every Korean or umlauted tag; Python cannot compile
+    // Unicode property classes). The description says it.
+    assert_eq!(schemas["Tag"].get("pattern"), None, "{}", schemas["Tag"]);
+    assert!(
+        schemas["Tag"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("any script")),
+        "{}",
+        schemas["Tag"]
+    );
     assert_eq!(
         schemas["ClickLimit"]["maximum"],
         shortlink::rules::MAX_CLICK_LIMIT
