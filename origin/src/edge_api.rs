@@ -13,13 +13,15 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use shortlink::edge::{
-    EDGE_PREFIX, INGEST_PATH, IngestBatch, IngestResult, NO_LINK_HEADER, RESOLVE_PATH_PREFIX,
+    ClickEvent, EDGE_PREFIX, INGEST_PATH, IngestResult, NO_LINK_HEADER, RESOLVE_PATH_PREFIX,
 };
 use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use time::OffsetDateTime;
 
-use crate::analytics::isolate::{Isolated, OnOutage, Unsettled, store_isolating};
+use crate::analytics::isolate::{Isolated, OnOutage, Unsettled, park_unreadable, store_isolating};
 use crate::error::Error;
 use crate::extract::{ApiJson, CodePath};
 
@@ -73,19 +75,41 @@ async fn resolve(
     }
 }
 
-/// Stores a batch of the edge's click events. An event PostgreSQL refuses is parked in
-/// `clicks_parked` and the rest are stored, so the batch is acknowledged instead of retried
-/// by the queue for days and parked whole; an outage is answered 503 and the queue retries.
+/// An ingest batch as the origin reads it: each event apart, so that one this release cannot
+/// read is parked, not the reason its whole batch is refused (see [`ingest`]).
+#[derive(Deserialize)]
+struct ReceivedBatch {
+    events: Vec<Box<RawValue>>,
+}
+
+/// Stores a batch of the edge's click events (`shortlink::edge::IngestBatch`). An event
+/// PostgreSQL refuses, or one this release cannot read (a worker of another release wrote
+/// it), is parked in `clicks_parked` and the rest are stored, so the batch is acknowledged
+/// instead of retried by the queue for days and parked whole; an outage is answered 503 and
+/// the queue retries.
 async fn ingest(
     State(state): State<crate::State>,
-    ApiJson(batch): ApiJson<IngestBatch>,
+    ApiJson(batch): ApiJson<ReceivedBatch>,
 ) -> Result<Json<IngestResult>, Error> {
     let received = batch.events.len();
-    let events: Vec<_> = batch.events.into_iter().map(|e| e.bounded()).collect();
+    let mut events = Vec::with_capacity(received);
+    let mut unreadable = Vec::new();
+    for raw in &batch.events {
+        match serde_json::from_str::<ClickEvent>(raw.get()) {
+            Ok(event) => events.push(event.bounded()),
+            Err(err) => unreadable.push((raw.get(), err)),
+        }
+    }
     let mut isolated = Isolated::default();
-    let stored = store_isolating(&state, &events, &mut OnOutage::GiveUp, &mut isolated).await;
+    let stored = async {
+        for (json, why) in &unreadable {
+            park_unreadable(&state, json, why, &mut OnOutage::GiveUp, &mut isolated).await?;
+        }
+        store_isolating(&state, &events, &mut OnOutage::GiveUp, &mut isolated).await
+    }
+    .await;
     // Whatever came after: the events parked before an outage stay parked.
-    metrics::counter!("kurz_clicks_parked_total").increment(isolated.parked);
+    state.inner.clicks.recorder.add_parked(isolated.parked);
     stored.map_err(|unsettled| match unsettled {
         // Any failure that does not blame an event (see `is_outage`): the queue retries.
         Unsettled::Outage(err) => Error::Unavailable(err),

@@ -424,8 +424,8 @@ impl State {
         )
     }
 
-    /// Clicks of the origin's redirect route that PostgreSQL refused, parked in
-    /// `clicks_parked` since start.
+    /// Clicks this process parked in `clicks_parked` since start: its redirect route's that
+    /// PostgreSQL refused, and the edge's (ingest) refused or unreadable.
     pub fn clicks_parked(&self) -> u64 {
         self.inner.clicks.recorder.parked()
     }

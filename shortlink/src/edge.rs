@@ -115,7 +115,10 @@ pub struct SyncResult {
     pub stale: usize,
 }
 
-/// `POST /_edge/ingest` (edge queue consumer → origin).
+/// `POST /_edge/ingest` (edge queue consumer → origin). The edge passes its queue's events on
+/// as they were written, and the origin reads each on its own: an event one release cannot
+/// read (a worker of another release wrote it) is parked with the reason, never the cause of
+/// its batch's loss.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestBatch {
     pub events: Vec<ClickEvent>,
