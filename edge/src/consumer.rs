@@ -13,7 +13,8 @@
 //! not click events at all are acknowledged and logged: no retry could ever deliver them.
 
 use futures_util::future::join_all;
-use shortlink::edge::ClickEvent;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use worker::js_sys::Reflect;
 use worker::wasm_bindgen::JsValue;
 use worker::worker_sys;
@@ -29,7 +30,8 @@ struct Delivery {
     message: RawMessage,
     /// Deliveries of this message so far, this one included (1 the first time).
     attempts: u32,
-    events: Vec<ClickEvent>,
+    /// Its events as written (see [`events_of`]).
+    events: Vec<Box<RawValue>>,
     /// The message's size as it came, in bytes of JSON.
     bytes: usize,
 }
@@ -59,7 +61,10 @@ pub(crate) async fn consume(batch: &worker_sys::MessageBatch, env: &Env) -> Resu
 /// Posts these messages' events to the origin in one request and acknowledges them, or
 /// retries or parks them.
 async fn deliver(deliveries: &[Delivery], queue: &str, env: &Env) {
-    let events: Vec<&ClickEvent> = deliveries.iter().flat_map(|d| &d.events).collect();
+    let events: Vec<&RawValue> = deliveries
+        .iter()
+        .flat_map(|d| d.events.iter().map(AsRef::as_ref))
+        .collect();
     if events.is_empty() {
         deliveries.iter().for_each(|d| d.message.ack());
         return;
@@ -122,7 +127,10 @@ async fn park(deliveries: &[Delivery], env: &Env, backoff: Backoff) {
 /// (`why`) when the worker sent it, under the time and its first event's id.
 pub(crate) async fn park_unsent(env: &Env, message: &str, why: &str) {
     let events = events_of(Body::Events(message)).unwrap_or_default();
-    let first = events.first().map_or("", |event| event.id.as_str());
+    let first = events
+        .first()
+        .and_then(|event| serde_json::from_str::<EventId>(event.get()).ok());
+    let first = first.as_ref().map_or("", |event| event.id.as_str());
     let key = parked::key(worker::Date::now().as_millis(), first);
     let parked = async {
         let kv = links_kv(env)
@@ -139,6 +147,12 @@ pub(crate) async fn park_unsent(env: &Env, message: &str, why: &str) {
             events.len()
         ),
     }
+}
+
+/// Of an event, only its id (the rest is the origin's to read).
+#[derive(Deserialize)]
+struct EventId {
+    id: String,
 }
 
 /// The `LINKS` binding itself: a put with metadata through workers-rs would pass the metadata
@@ -200,7 +214,7 @@ fn deliveries(batch: &worker_sys::MessageBatch) -> Result<Vec<Delivery>> {
         };
         match events_of(body) {
             Ok(events) => deliveries.push(Delivery {
-                events: events.into_iter().map(ClickEvent::bounded).collect(),
+                events,
                 message,
                 attempts,
                 bytes: text.len(),

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use shortlink::ShortCode;
-use shortlink::edge::{ClickEvent, INGEST_PATH, NO_LINK_HEADER, RESOLVE_PATH_PREFIX};
+use shortlink::edge::{INGEST_PATH, NO_LINK_HEADER, RESOLVE_PATH_PREFIX};
 use shortlink::signature;
 use worker::{AbortController, Date, Delay, Env, Fetch, Headers, Request, Response, Result};
 
@@ -104,10 +105,11 @@ fn refused(what: &str, response: &Response) -> worker::Error {
     worker::Error::RustError(message)
 }
 
-/// Posts click events to the origin's ingest route in one signed request: `Ok` once the
-/// origin stored them (a 2xx), an error otherwise. Ingest is idempotent on the event id, so
-/// a batch may be posted again after any failure.
-pub(crate) async fn ingest(env: &Env, events: &[&ClickEvent]) -> Result<()> {
+/// Posts click events (as written: see [`crate::outbox::events_of`]) to the origin's ingest
+/// route in one signed request: `Ok` once the origin stored them (a 2xx), an error
+/// otherwise. Ingest is idempotent on the event id, so a batch may be posted again after any
+/// failure.
+pub(crate) async fn ingest(env: &Env, events: &[&RawValue]) -> Result<()> {
     let body = serde_json::to_vec(&IngestBody { events })
         .map_err(|err| worker::Error::RustError(err.to_string()))?;
     let path = INGEST_PATH;
@@ -163,10 +165,11 @@ pub(crate) async fn forward(
     Ok(response)
 }
 
-/// `shortlink::edge::IngestBatch` as it is sent: borrowed, so the events are not cloned.
+/// `shortlink::edge::IngestBatch` as it is sent: the queue's events as they were written,
+/// borrowed, so they are not copied again.
 #[derive(Serialize)]
 struct IngestBody<'a> {
-    events: &'a [&'a ClickEvent],
+    events: &'a [&'a RawValue],
 }
 
 /// One request to the origin, abandoned after `timeout`.

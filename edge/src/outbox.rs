@@ -11,10 +11,12 @@
 //! The consumer posts a batch's messages to the origin in requests of at most
 //! [`INGEST_BYTES`] of events ([`posts`]).
 //!
-//! This is the bookkeeping and the message format only; `lib.rs` sends, and `origin.rs`
-//! reads messages back with [`events_of`].
+//! This is the bookkeeping and the message format only; `lib.rs` sends, and the consumers
+//! read messages back with [`events_of`]: each event as the worker that made it wrote it,
+//! unread. The origin reads them, so a worker of another release never drops an event it
+//! cannot read, nor the message around it.
 
-use shortlink::edge::ClickEvent;
+use serde_json::value::RawValue;
 
 /// How long a click may wait for others to share its message. A second: an isolate seeing 30
 /// redirects a second sends one message of 30 clicks, not 30 of one or two (the queue bills
@@ -26,8 +28,8 @@ pub const FLUSH_AFTER_MS: u64 = 1_000;
 /// escaping, so any event fits.
 pub const MAX_MESSAGE_BYTES: usize = 63 * 1024;
 /// Most bytes of messages the consumer posts in one ingest request: the origin takes at most
-/// 2 MiB, and events read back and written again are no longer than they came (bounded
-/// events, the same JSON), so a quarter of it is left for the request's own.
+/// 2 MiB, and events are posted as they came, so a quarter of it is left for the request's
+/// own.
 pub const INGEST_BYTES: usize = 1536 * 1024;
 
 /// What the caller must do after adding an event.
@@ -110,19 +112,26 @@ pub enum Body<'a> {
     Event(&'a str),
 }
 
-/// The events in a queue message. Both shapes are read from text, so the worker holds one
-/// instance of the event's deserialiser.
-pub fn events_of(body: Body<'_>) -> Result<Vec<ClickEvent>, serde_json::Error> {
+/// The events in a queue message, each one's JSON as it was written (the origin reads them:
+/// see `shortlink::edge::IngestBatch`). Refused: a message that is no JSON array (for
+/// [`Body::Events`]) or no JSON object (for [`Body::Event`]), which holds no events to pass on.
+pub fn events_of(body: Body<'_>) -> Result<Vec<Box<RawValue>>, serde_json::Error> {
     match body {
         Body::Events(text) => serde_json::from_str(text),
-        Body::Event(text) => serde_json::from_str(text).map(|event| vec![event]),
+        Body::Event(text) => {
+            let event: Box<RawValue> = serde_json::from_str(text)?;
+            if !event.get().starts_with('{') {
+                return Err(serde::de::Error::custom("an event is a JSON object"));
+            }
+            Ok(vec![event])
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use shortlink::ShortCode;
-    use shortlink::edge::ClickSource;
+    use shortlink::edge::{ClickEvent, ClickSource};
     use time::macros::datetime;
 
     use super::*;
@@ -148,6 +157,15 @@ mod tests {
         serde_json::to_string(event).expect("serialises")
     }
 
+    /// A message's events, read as the origin reads them.
+    fn read(message: &str) -> Vec<ClickEvent> {
+        let events = events_of(Body::Events(message)).expect("a JSON array");
+        events
+            .iter()
+            .map(|event| serde_json::from_str(event.get()).expect("a click event"))
+            .collect()
+    }
+
     #[test]
     fn the_first_event_schedules_one_flush_that_takes_the_rest() {
         let mut outbox = Outbox::default();
@@ -155,8 +173,7 @@ mod tests {
         assert_eq!(outbox.add(&json(&event(1, 0))), Added::ScheduleFlush);
         assert_eq!(outbox.add(&json(&event(2, 0))), Added::Queued);
         let message = outbox.take().expect("two events wait");
-        let events = events_of(Body::Events(&message)).expect("a JSON array of events");
-        assert_eq!(events, vec![event(1, 0), event(2, 0)]);
+        assert_eq!(read(&message), vec![event(1, 0), event(2, 0)]);
         assert_eq!(outbox.take(), None);
         assert_eq!(outbox.add(&json(&event(3, 0))), Added::ScheduleFlush);
     }
@@ -188,7 +205,7 @@ mod tests {
                 "{} bytes",
                 message.len()
             );
-            received.extend(events_of(Body::Events(&message)).expect("valid message"));
+            received.extend(read(&message));
         }
         assert_eq!(received, sent);
     }
@@ -243,36 +260,40 @@ mod tests {
         assert!(posts(&[], 100).is_empty());
     }
 
-    /// A click on a link whose code a later release reserved (as 0024 reserved `report`) is
-    /// read with the others of its message: before, the whole message was dropped as not
-    /// click events.
+    /// Events are passed on as they were written, unread: a click on a code a later release
+    /// reserved (as 0024 reserved `report`), or an event of a newer worker with a value this
+    /// one does not know, goes to the origin with the others of its message. Before, the
+    /// whole message was dropped as not click events.
     #[test]
-    fn a_code_reserved_since_the_click_loses_nothing() {
-        let message = serde_json::to_string(&[event(1, 3), event(2, 3)]).expect("serialises");
-        let message = message.replacen("\"code\":\"abc\"", "\"code\":\"Report\"", 1);
-        let events = events_of(Body::Events(&message)).expect("both events");
-        assert_eq!(events.len(), 2);
-        assert_eq!(events[0].code.as_str(), "Report");
-        assert_eq!(events[1], event(2, 3));
-        // What is no code at all is still refused.
-        let bad = message.replacen("Report", "a/b", 1);
-        assert!(events_of(Body::Events(&bad)).is_err());
+    fn events_go_on_as_written_whatever_this_release_reads() {
+        let reserved = json(&event(1, 3)).replacen("\"code\":\"abc\"", "\"code\":\"Report\"", 1);
+        let newer =
+            json(&event(2, 3)).replacen("\"source\":\"edge\"", "\"source\":\"satellite\"", 1);
+        let garbled = r#"{"id":1}"#;
+        let message = format!("[{reserved}, {newer},{garbled}]");
+        let events = events_of(Body::Events(&message)).expect("three events");
+        let texts: Vec<&str> = events.iter().map(|event| event.get()).collect();
+        assert_eq!(texts, [reserved.as_str(), newer.as_str(), garbled]);
+        let single = events_of(Body::Event(&newer)).expect("an event");
+        assert_eq!(single[0].get(), newer);
     }
 
     #[test]
     fn reads_single_events_from_older_workers_and_refuses_garbage() {
         let single = serde_json::to_string(&event(1, 3)).expect("serialises");
+        let events = events_of(Body::Event(&single)).expect("an event");
         assert_eq!(
-            events_of(Body::Event(&single)).expect("an event"),
-            vec![event(1, 3)]
+            serde_json::from_str::<ClickEvent>(events[0].get()).expect("read"),
+            event(1, 3)
         );
         for bad in [
             Body::Events("not json"),
             Body::Events("{}"),
             Body::Events(&single),
-            Body::Event(r#"{"id":1}"#),
+            Body::Events("[1,"),
             Body::Event("null"),
             Body::Event("[]"),
+            Body::Event("\"text\""),
         ] {
             assert!(events_of(bad).is_err(), "{bad:?}");
         }

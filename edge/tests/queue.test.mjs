@@ -132,6 +132,21 @@ test('the dead-letter consumer stores clicks when the origin takes them and park
   await kv.delete(entry.name);
 });
 
+test('a message with events this worker cannot read goes to the origin whole: the rest stored, those parked there', async () => {
+  // A worker of a newer release wrote a source this one does not know, and an older one a
+  // code since reserved. Before, the consumer dropped the whole message as not click events.
+  const link = await makeLink('mixed-release');
+  const clicks = await system.mf.getQueueProducer('CLICKS');
+  const [first, newer, reserved, last] = events(link, 'mixed', 4);
+  newer.source = 'satellite';
+  reserved.code = 'Report';
+  await clicks.send(JSON.stringify([first, newer, reserved, last]), { contentType: 'text' });
+  await eventually('the readable stored', () => stored(link.id).total === 3 || stored(link.id), 10_000);
+  const parkedHere = system.sql("SELECT event->>'id', error FROM clicks_parked WHERE event->>'id' LIKE 'queue-test-mixed-%'");
+  assert.match(parkedHere, /^queue-test-mixed-1\|.*satellite/);
+  assert.deepEqual(await parked(), []);
+});
+
 test('clicks of an outage past every retry are parked, replayed by the origin CLI and counted once', async () => {
   const link = await makeLink('long-outage');
   const visits = 40;
