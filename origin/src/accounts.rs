@@ -177,16 +177,27 @@ pub(crate) async fn start_session(
     .bind(MAX_SESSIONS_PER_USER)
     .execute(db)
     .await?;
-    let cookie = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_LIFETIME.whole_seconds(),
-        secure_suffix(state, headers)
-    );
     let caller = find_session(db, &token)
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("session {id} vanished at sign-in")))?;
     let view = session_view(db, &caller).await?;
-    Ok((set_cookie(&cookie)?, Json(view)).into_response())
+    let cookie = set_session_cookie(state, headers, &token, SESSION_LIFETIME)?;
+    Ok((cookie, Json(view)).into_response())
+}
+
+/// The headers that give the browser a session's cookie, `token`, for `lifetime`.
+pub(crate) fn set_session_cookie(
+    state: &crate::State,
+    headers: &HeaderMap,
+    token: &str,
+    lifetime: time::Duration,
+) -> Result<[(header::HeaderName, HeaderValue); 2], Error> {
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        lifetime.whole_seconds().max(0),
+        secure_suffix(state, headers)
+    );
+    set_cookie(&cookie)
 }
 
 /// `GET /api/v1/session`: who is signed in, in which workspace, and the CSRF token again

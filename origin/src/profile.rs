@@ -118,14 +118,14 @@ async fn sign_out_everywhere(
 #[utoipa::path(
     put, path = "/api/v1/me/password", tag = "session",
     request_body = shortlink::workspace::ChangePassword,
-    responses((status = 204, description = "Changed; every other session is signed out."), crate::openapi::Refusals),
+    responses((status = 204, description = "Changed; every other session is signed out, and this one goes on under a new cookie (the old one is signed out too)."), crate::openapi::Refusals),
 )]
 async fn change_password(
     State(state): State<crate::State>,
     request: Parts,
     caller: Caller,
     ApiJson(body): ApiJson<ChangePassword>,
-) -> Result<StatusCode, Error> {
+) -> Result<Response, Error> {
     let (user_id, session) = caller.user()?;
     let Actor::User { name: username, .. } = &caller.actor else {
         return Err(Error::Internal(anyhow::anyhow!("a user without a name")));
@@ -203,11 +203,17 @@ async fn change_password(
         .bind(attempt.address.as_slice())
         .execute(&mut *tx)
         .await?;
-    let signed_in: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_sessions WHERE id = $1)")
-            .bind(session.id)
-            .fetch_one(&mut *tx)
-            .await?;
+    // This session goes on under a new token: a copy of its cookie (someone else's, maybe
+    // the reason for the change) is signed out with the other sessions. Its CSRF token stays,
+    // which is nothing without the cookie, so the dashboard goes on without asking again.
+    let token = accounts::random_token();
+    let signed_in = sqlx::query("UPDATE admin_sessions SET token_hash = $2 WHERE id = $1")
+        .bind(session.id)
+        .bind(accounts::hash(&token).as_slice())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 1;
     if !signed_in {
         return Err(Error::Unauthorized);
     }
@@ -218,5 +224,7 @@ async fn change_password(
         ));
     }
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    let lifetime = session.expires_at - OffsetDateTime::now_utc();
+    let cookie = accounts::set_session_cookie(&state, &request.headers, &token, lifetime)?;
+    Ok((StatusCode::NO_CONTENT, cookie).into_response())
 }

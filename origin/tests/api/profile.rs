@@ -159,7 +159,34 @@ async fn changing_the_password() {
         "{}",
         response.text()
     );
-    assert!(alive(&app, &here).await, "this session stays");
+    // This session stays, under a new cookie: a copy of the old one is signed out too.
+    let cookie = response.header(&header::SET_COOKIE);
+    assert!(
+        cookie.starts_with("kurz_session=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let max_age: i64 = cookie
+        .split("Max-Age=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|age| age.parse().ok())
+        .expect("a Max-Age");
+    assert!(max_age > 0 && max_age <= 7 * 24 * 3600, "{cookie}");
+    let As::Session { csrf, user_id, .. } = &here else {
+        panic!("a session")
+    };
+    let renewed = As::Session {
+        cookie: cookie.split(';').next().expect("cookie").to_owned(),
+        csrf: csrf.clone(),
+        user_id: *user_id,
+    };
+    assert!(!alive(&app, &here).await, "the old cookie is signed out");
+    assert!(alive(&app, &renewed).await, "this session goes on");
+    // With the CSRF token it had: a change goes through.
+    let checked = app
+        .call(&renewed, Method::DELETE, "/api/v1/me/sessions/0", None)
+        .await;
+    assert_eq!(checked.status, StatusCode::NOT_FOUND, "{}", checked.text());
     assert!(
         !alive(&app, &elsewhere).await,
         "every other session is signed out"
