@@ -430,6 +430,19 @@ async fn a_download_naming_another_workspace_is_refused() {
             "{path}: {}",
             response.text()
         );
+        // A workspace that is no number is refused on its field, not ignored.
+        for bad in ["one", "", "1.5", "99999999999999999999"] {
+            let response = app
+                .call(
+                    &person,
+                    Method::GET,
+                    &format!("{path}workspace={bad}"),
+                    None,
+                )
+                .await;
+            let (_, field) = response.error(StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(field.as_deref(), Some("workspace"), "{path}{bad}");
+        }
     }
     let response = app
         .call(
