@@ -302,30 +302,9 @@ where
     D: Deserializer<'de>,
     L: Deserialize<'de>,
 {
-    struct Links<L>(std::marker::PhantomData<L>);
-
-    impl<'de, L: Deserialize<'de>> serde::de::Visitor<'de> for Links<L> {
-        type Value = Vec<L>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "a list of at most {MAX_BULK_LINKS} links")
-        }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<L>, A::Error> {
-            let mut links = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BULK_LINKS));
-            while let Some(link) = seq.next_element()? {
-                if links.len() == MAX_BULK_LINKS {
-                    return Err(serde::de::Error::custom(format!(
-                        "at most {MAX_BULK_LINKS} links per request: send the rest in another request"
-                    )));
-                }
-                links.push(link);
-            }
-            Ok(links)
-        }
-    }
-
-    deserializer.deserialize_seq(Links(std::marker::PhantomData))
+    crate::bounded::at_most(deserializer, MAX_BULK_LINKS, |_| {
+        format!("at most {MAX_BULK_LINKS} links per request: send the rest in another request")
+    })
 }
 
 /// The answer to `POST /api/v1/links/bulk`: one result per item, in the request's order.

@@ -9,6 +9,7 @@
 pub mod abuse;
 pub mod agent;
 pub mod api;
+mod bounded;
 mod code;
 mod destination;
 pub mod edge;

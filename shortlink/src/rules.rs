@@ -7,10 +7,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 use unicode_normalization::char::is_combining_mark;
 
 use crate::agent::{Device, Os};
+use crate::bounded;
 use crate::{Destination, Error};
 
 /// Most targeting rules a link may have.
@@ -148,11 +149,47 @@ pub enum Condition {
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum RawCondition {
-    Country(Vec<Country>),
-    Device(Vec<Device>),
-    Os(Vec<Os>),
-    Language(Vec<Language>),
+    Country(#[serde(deserialize_with = "countries")] Vec<Country>),
+    Device(#[serde(deserialize_with = "devices")] Vec<Device>),
+    Os(#[serde(deserialize_with = "systems")] Vec<Os>),
+    Language(#[serde(deserialize_with = "languages")] Vec<Language>),
     Query(QueryMatch),
+}
+
+/// A condition's values, keeping at most [`MAX_VALUES`] at any moment.
+fn values<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+    what: &'static str,
+) -> Result<Vec<T>, D::Error> {
+    bounded::at_most(deserializer, MAX_VALUES, |len| {
+        too_many(what, MAX_VALUES, len)
+    })
+}
+
+fn countries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Country>, D::Error> {
+    values(deserializer, COUNTRIES)
+}
+
+fn devices<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Device>, D::Error> {
+    values(deserializer, DEVICES)
+}
+
+fn systems<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Os>, D::Error> {
+    values(deserializer, SYSTEMS)
+}
+
+fn languages<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Language>, D::Error> {
+    values(deserializer, LANGUAGES)
+}
+
+const COUNTRIES: &str = "a country condition";
+const DEVICES: &str = "a device condition";
+const SYSTEMS: &str = "an os condition";
+const LANGUAGES: &str = "a language condition";
+
+/// [`Error::TooMany`]'s message, for a list refused while it is read.
+fn too_many(what: &'static str, max: usize, len: usize) -> String {
+    Error::TooMany { what, max, len }.to_string()
 }
 
 impl TryFrom<RawCondition> for Condition {
@@ -173,10 +210,10 @@ impl TryFrom<RawCondition> for Condition {
             Ok(values)
         }
         Ok(match raw {
-            RawCondition::Country(v) => Self::Country(list("a country condition", v)?),
-            RawCondition::Device(v) => Self::Device(list("a device condition", v)?),
-            RawCondition::Os(v) => Self::Os(list("an os condition", v)?),
-            RawCondition::Language(v) => Self::Language(list("a language condition", v)?),
+            RawCondition::Country(v) => Self::Country(list(COUNTRIES, v)?),
+            RawCondition::Device(v) => Self::Device(list(DEVICES, v)?),
+            RawCondition::Os(v) => Self::Os(list(SYSTEMS, v)?),
+            RawCondition::Language(v) => Self::Language(list(LANGUAGES, v)?),
             RawCondition::Query(q) => {
                 // PostgreSQL's text and jsonb refuse NUL, and no URL's query holds a raw
                 // control character.
@@ -222,10 +259,20 @@ pub struct Target {
 }
 
 /// A link's targeting rules, in order: the first that matches decides.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(try_from = "Vec<Target>", into = "Vec<Target>")]
+#[serde(into = "Vec<Target>")]
 pub struct Targets(Vec<Target>);
+
+/// Read keeping at most [`MAX_TARGETS`] at any moment.
+impl<'de> Deserialize<'de> for Targets {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let targets = bounded::at_most(deserializer, MAX_TARGETS, |len| {
+            too_many("targets", MAX_TARGETS, len)
+        })?;
+        Ok(Self(targets))
+    }
+}
 
 impl Targets {
     pub const NONE: Self = Self(Vec::new());
@@ -250,13 +297,6 @@ impl Targets {
     }
 }
 
-impl TryFrom<Vec<Target>> for Targets {
-    type Error = Error;
-    fn try_from(value: Vec<Target>) -> Result<Self, Error> {
-        Self::new(value)
-    }
-}
-
 impl From<Targets> for Vec<Target> {
     fn from(value: Targets) -> Self {
         value.0
@@ -273,10 +313,24 @@ pub struct Variant {
 }
 
 /// An A/B split: no variants, or 2 to [`MAX_VARIANTS`] whose weights add up to 100.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(try_from = "Vec<Variant>", into = "Vec<Variant>")]
+#[serde(into = "Vec<Variant>")]
 pub struct Split(Vec<Variant>);
+
+/// Read as [`Split::new`] reads it, keeping at most [`MAX_VARIANTS`] at any moment.
+impl<'de> Deserialize<'de> for Split {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let variants = bounded::at_most(deserializer, MAX_VARIANTS, |len| {
+            Error::Split {
+                max: MAX_VARIANTS,
+                reason: format!("got {len} destinations"),
+            }
+            .to_string()
+        })?;
+        Self::new(variants).map_err(de::Error::custom)
+    }
+}
 
 impl Split {
     pub const NONE: Self = Self(Vec::new());
@@ -321,13 +375,6 @@ impl Split {
             }
         }
         None
-    }
-}
-
-impl TryFrom<Vec<Variant>> for Split {
-    type Error = Error;
-    fn try_from(value: Vec<Variant>) -> Result<Self, Error> {
-        Self::new(value)
     }
 }
 
@@ -536,25 +583,47 @@ impl fmt::Display for Tag {
 }
 
 /// A link's tags: at most [`MAX_TAGS`], each once (repeats after normalising are dropped).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(try_from = "Vec<Tag>", into = "Vec<Tag>")]
+#[serde(into = "Vec<Tag>")]
 pub struct Tags(Vec<Tag>);
+
+/// Read as [`Tags::new`] reads them, keeping at most [`MAX_TAGS`] at any moment.
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let tags = bounded::at_most_distinct(deserializer, MAX_TAGS, |len| {
+            too_many("tags", MAX_TAGS, len)
+        })?;
+        Ok(Self(tags))
+    }
+}
 
 impl Tags {
     /// Refused at the first tag past [`MAX_TAGS`] (counted once each): the check of repeats
     /// is a scan of those kept, so it stays short however many tags a request holds.
     pub fn new(tags: Vec<Tag>) -> Result<Self, Error> {
-        let given = tags.len();
-        let mut unique: Vec<Tag> = Vec::with_capacity(given.min(MAX_TAGS));
-        for tag in tags {
+        Self::gather(tags.into_iter().map(Ok))
+    }
+
+    /// [`Tags::new`] of tags read one by one (from a file's cell), keeping at most
+    /// [`MAX_TAGS`] at any moment; the first error among them ends it.
+    pub fn gather<E: From<Error>>(
+        tags: impl IntoIterator<Item = Result<Tag, E>>,
+    ) -> Result<Self, E> {
+        let mut tags = tags.into_iter();
+        let mut unique: Vec<Tag> = Vec::new();
+        let mut given = 0;
+        while let Some(tag) = tags.next() {
+            given += 1;
+            let tag = tag?;
             if !unique.contains(&tag) {
                 if unique.len() == MAX_TAGS {
                     return Err(Error::TooMany {
                         what: "tags",
                         max: MAX_TAGS,
-                        len: given,
-                    });
+                        len: given + tags.count(),
+                    }
+                    .into());
                 }
                 unique.push(tag);
             }
@@ -568,13 +637,6 @@ impl Tags {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-impl TryFrom<Vec<Tag>> for Tags {
-    type Error = Error;
-    fn try_from(value: Vec<Tag>) -> Result<Self, Error> {
-        Self::new(value)
     }
 }
 
@@ -933,6 +995,59 @@ mod tests {
             r#"{"query":{"param":" ","value":"x"}}"#,
         ] {
             assert!(serde_json::from_str::<Condition>(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A request's lists are read keeping at most their limit: a body of a million short
+    /// values is refused (or its repeats dropped) without holding a million of them, and
+    /// the refusal still counts what was sent.
+    #[test]
+    fn long_lists_are_refused_as_they_are_read() {
+        let list = |item: &str, n: usize| format!("[{}]", vec![item; n].join(","));
+        let tags: Tags = serde_json::from_str(&list(r#""launch""#, 1_000_000)).expect("one tag");
+        assert_eq!(tags.as_slice().len(), 1);
+        let many: Vec<String> = (0..25).map(|n| format!(r#""t{n}""#)).collect();
+        let cases = [
+            (
+                serde_json::from_str::<Tags>(&format!("[{}]", many.join(","))).map(drop),
+                "tags may hold at most 20 entries (got 25)",
+            ),
+            (
+                serde_json::from_str::<Condition>(&format!(
+                    r#"{{"country":{}}}"#,
+                    list(r#""de""#, 1_000_000)
+                ))
+                .map(drop),
+                "a country condition may hold at most 50 entries (got 1000000)",
+            ),
+            (
+                serde_json::from_str::<Condition>(&format!(
+                    r#"{{"language":{}}}"#,
+                    list(r#""de""#, 51)
+                ))
+                .map(drop),
+                "a language condition may hold at most 50 entries (got 51)",
+            ),
+            (
+                serde_json::from_str::<Targets>(&list(
+                    r#"{"when":{"os":["ios"]},"destination":"https://example.com/"}"#,
+                    21,
+                ))
+                .map(drop),
+                "targets may hold at most 20 entries (got 21)",
+            ),
+            (
+                serde_json::from_str::<Split>(&list(
+                    r#"{"destination":"https://example.com/","weight":1}"#,
+                    11,
+                ))
+                .map(drop),
+                "got 11 destinations",
+            ),
+        ];
+        for (read, message) in cases {
+            let err = read.expect_err(message).to_string();
+            assert!(err.contains(message), "{message}: {err}");
         }
     }
 }

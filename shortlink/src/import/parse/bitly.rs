@@ -8,7 +8,7 @@
 //! one. Click totals are read when the export has them (`Clicks`, `Engagements`).
 
 use super::table::{self, Header, cell};
-use super::{Clicks, Draft, FileError, Format, Row, code_of_short_link, split_tags};
+use super::{Clicks, Draft, FileError, Format, Row, code_of_short_link};
 
 const LINK: &[&str] = &["link", "bitlink", "short link", "short url"];
 const CUSTOM: &[&str] = &[
@@ -59,7 +59,7 @@ pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
             code_required: true,
             title: Some(cell(record, columns.title)),
             created_at: Some(cell(record, columns.created)),
-            tags: split_tags(cell(record, columns.tags)),
+            tags: vec![cell(record, columns.tags)],
             clicks: Clicks::Text(cell(record, columns.clicks)),
             ..Draft::default()
         };

@@ -7,7 +7,7 @@
 //! Further columns are ignored.
 
 use super::table::{self, Header, cell};
-use super::{Draft, FileError, Format, Row, push, split_tags};
+use super::{Draft, FileError, Format, Row, push};
 
 const DESTINATION: &[&str] = &["destination", "url", "long url"];
 const CODE: &[&str] = &["code", "slug", "short code"];
@@ -54,7 +54,7 @@ pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
         let draft = Draft {
             destination: cell(record, columns.destination),
             code: Some(code),
-            tags: split_tags(cell(record, columns.tags)),
+            tags: vec![cell(record, columns.tags)],
             ..Draft::default()
         };
         let mut warnings = Vec::new();

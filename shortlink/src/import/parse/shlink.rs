@@ -14,7 +14,7 @@
 use serde::Deserialize;
 
 use super::table::{self, Header, cell};
-use super::{Clicks, Draft, FileError, Format, Row, code_of_short_link, json, push, split_tags};
+use super::{Clicks, Draft, FileError, Format, Row, code_of_short_link, json, push};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -135,7 +135,7 @@ pub(super) fn parse_csv(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
             code_required: true,
             title: Some(cell(record, columns.title)),
             created_at: Some(cell(record, columns.created)),
-            tags: split_tags(cell(record, columns.tags)),
+            tags: vec![cell(record, columns.tags)],
             clicks: Clicks::Text(cell(record, columns.visits)),
             ..Draft::default()
         };
