@@ -534,6 +534,32 @@ fn plain_csv_with_and_without_header() {
     );
 }
 
+/// A file without a header whose first link's code or tag reads like a column name is all
+/// links: the row was taken as a header and dropped, and the codes then read as destinations.
+#[test]
+fn a_first_link_whose_code_names_a_column_is_no_header() {
+    for text in [
+        "https://example.com/a,url,\nhttps://example.com/b,b,\n",
+        "https://example.com/a,destination,tags\nhttps://example.com/b,b,\n",
+        "destination,code\nhttps://example.com/b,b\n",
+    ] {
+        let rows = import::parse(Format::Csv, text.as_bytes()).expect("parsed");
+        let made: Vec<String> = rows
+            .iter()
+            .map(|row| match &row.link {
+                Ok(link) => link.destination.to_string(),
+                Err(err) => panic!("{text:?}: {err:?}"),
+            })
+            .collect();
+        let expected: &[&str] = if text.starts_with("destination") {
+            &["https://example.com/b"]
+        } else {
+            &["https://example.com/a", "https://example.com/b"]
+        };
+        assert_eq!(made, expected, "{text:?}");
+    }
+}
+
 #[test]
 fn kurz_export() {
     check(

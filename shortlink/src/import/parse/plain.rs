@@ -1,6 +1,7 @@
 //! A plain CSV of `destination,code,tags`, for lists made by hand or by a script.
 //!
-//! The header row is optional: a first row naming a `destination` (or `url`) column is one,
+//! The header row is optional: a first row naming a `destination` (or `url`) column, and
+//! holding no URL, is one,
 //! and then the columns may come in any order (`code` may also be called `slug`); without it
 //! the columns are destination, code, tags in that order. An empty code lets the origin
 //! generate one. Tags in one cell are separated by `|`, `;` or `,` (a tag may hold spaces).
@@ -26,9 +27,19 @@ const WITHOUT_HEADER: Columns = Columns {
 };
 
 pub(super) fn detect(header: &Header) -> Option<Format> {
-    let first = header.raw(0).to_ascii_lowercase();
-    (header.has(DESTINATION) || first.starts_with("http://") || first.starts_with("https://"))
-        .then_some(Format::Csv)
+    (header.has(DESTINATION) || is_url(header.raw(0))).then_some(Format::Csv)
+}
+
+/// Whether a first row is a header: it names a destination column and holds no URL. A row
+/// of data whose code or tag is `url` (say `https://example.com/a,url,`) is a link, not a
+/// header that would drop it and read the codes as destinations.
+fn is_header(header: &Header, record: &csv::StringRecord) -> bool {
+    header.has(DESTINATION) && !record.iter().any(is_url)
+}
+
+fn is_url(cell: &str) -> bool {
+    let cell = cell.trim().to_ascii_lowercase();
+    cell.starts_with("http://") || cell.starts_with("https://")
 }
 
 pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
@@ -39,7 +50,7 @@ pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
             Some(columns) => columns,
             None => {
                 let header = Header::new(record);
-                if header.has(DESTINATION) {
+                if is_header(&header, record) {
                     columns = Some(Columns {
                         destination: header.find(DESTINATION),
                         code: header.find(CODE),
