@@ -340,7 +340,9 @@ async fn update(
                  WHEN $6 IS NULL THEN disabled_at
                  WHEN $6 THEN NULL
                  ELSE COALESCE(disabled_at, now()) END,
-             failing_since = CASE WHEN $6 AND NOT enabled THEN NULL ELSE failing_since END,
+             -- Switched on, or sent elsewhere: the failing was the old receiver's.
+             failing_since = CASE WHEN ($6 AND NOT enabled) OR $3 <> url THEN NULL
+                                  ELSE failing_since END,
              updated_at = now()
          WHERE id = $1 AND workspace_id = $2
          RETURNING {ENDPOINT}"

@@ -24,9 +24,11 @@
 //! **Schedule.** A 2xx delivers the message (and clears the endpoint's `failing_since`).
 //! Anything else is an attempt in `webhook_attempts`, and the next one follows the
 //! [`RETRY_AFTER`] table (with up to 10 % jitter, never earlier): 8 attempts over more than
-//! 24 h, after which the message has `failed`. An endpoint whose messages have been failing
-//! for 24 h when one fails for good is switched off, and so is one that answers 410 Gone, at
-//! once; either way with its reason and an audit entry (`webhook.disabled`). A switched-off
+//! 24 h, after which the message has `failed`. An endpoint that has answered no attempt
+//! with a 2xx for 24 h is switched off at its next failed attempt (whichever message's: a
+//! backlog whose first tries take longer than a day does not keep it on), and so is one that
+//! answers 410 Gone, at once; either way with its reason and an audit entry
+//! (`webhook.disabled`). A switched-off
 //! endpoint's pending messages are kept, unsent, parked (next attempt at `infinity`, so no
 //! claim reads them) until a person switches it on again, when they are due at once. A
 //! failed attempt pushes the later messages of its link back to its retry, so they are not
@@ -60,7 +62,7 @@ pub(crate) const RETRY_AFTER: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
     Duration::from_secs(10 * 3600),
 ];
-/// How long an endpoint may fail before a message failing for good switches it off.
+/// How long an endpoint may fail (no 2xx) before its next failed attempt switches it off.
 pub(crate) const FAILING_FOR: time::Duration = time::Duration::hours(24);
 /// Sends to one endpoint under way at once in one origin: a receiver that hangs until the
 /// timeout holds this many of the `KURZ_WEBHOOK_CONCURRENCY` sends, and the others' messages
@@ -670,7 +672,7 @@ async fn settle(db: &PgPool, message: &Claimed, answer: &Answer) -> Result<(), E
             "the receiver answered 410 Gone at {}: it wants no more deliveries",
             super::events::now_rfc3339()?
         ))
-    } else if wait.is_none() && OffsetDateTime::now_utc() - failing_since >= FAILING_FOR {
+    } else if OffsetDateTime::now_utc() - failing_since >= FAILING_FOR {
         Some(format!(
             "failing since {}: last answer {}",
             super::events::rfc3339(failing_since)?,

@@ -569,15 +569,19 @@ async fn an_error_answer_with_nul_bytes_is_recorded() {
 }
 
 #[tokio::test]
-async fn failing_for_a_day_switches_the_endpoint_off_when_a_message_fails_for_good() {
+async fn failing_for_a_day_switches_the_endpoint_off_at_its_next_failed_attempt() {
     let app = app(true, 100_000).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Fail);
     let day_long = endpoint(&app, &receiver.url, &new_secret(), &["link.created"]).await;
     let hour_long = endpoint(&app, &receiver.url, &new_secret(), &["link.created"]).await;
+    // A day of failing first tries (a backlog as long as a day): its message is at its 3rd
+    // attempt, far from failing for good. Before, only a message's last attempt switched an
+    // endpoint off, so a backlog kept a dead one on for days.
+    let backlogged = endpoint(&app, &receiver.url, &new_secret(), &["link.created"]).await;
     // The clock is moved, not waited for: failing since 25 h and 1 h, each with a message at
-    // its last attempt.
-    for (endpoint, hours) in [(day_long, 25), (hour_long, 1)] {
+    // its last attempt, and 25 h with a message at its third.
+    for (endpoint, hours) in [(day_long, 25), (hour_long, 1), (backlogged, 25)] {
         sqlx::query(
             "UPDATE webhook_endpoints SET failing_since = now() - make_interval(hours => $2)
              WHERE id = $1",
@@ -589,10 +593,11 @@ async fn failing_for_a_day_switches_the_endpoint_off_when_a_message_fails_for_go
         .expect("failing");
         sqlx::query(
             "INSERT INTO webhook_deliveries (message_id, endpoint_id, event_type, payload, attempts)
-             VALUES ($1, $2, 'link.created', '{\"type\": \"link.created\"}', 7)",
+             VALUES ($1, $2, 'link.created', '{\"type\": \"link.created\"}', $3)",
         )
         .bind(format!("msg_lastattempt{endpoint}"))
         .bind(endpoint)
+        .bind(if endpoint == backlogged { 2 } else { 7 })
         .execute(&app.db)
         .await
         .expect("delivery");
@@ -601,9 +606,10 @@ async fn failing_for_a_day_switches_the_endpoint_off_when_a_message_fails_for_go
 
     wait_db::<i64>(
         &app,
-        "both messages failed for good",
-        "SELECT count(*) FROM webhook_deliveries WHERE state = 'failed' AND attempts = 8",
-        |n| *n == 2,
+        "both last messages failed for good, the third tried once more",
+        "SELECT count(*) FROM webhook_deliveries
+         WHERE (state = 'failed' AND attempts = 8) OR attempts = 3",
+        |n| *n == 3,
     )
     .await;
     let endpoints: Vec<(i64, bool, Option<String>)> =
@@ -611,24 +617,70 @@ async fn failing_for_a_day_switches_the_endpoint_off_when_a_message_fails_for_go
             .fetch_all(&app.db)
             .await
             .expect("endpoints");
-    let (_, enabled, reason) = &endpoints[0];
-    assert!(!enabled);
-    let reason = reason.as_deref().expect("a reason");
-    assert!(
-        reason.starts_with("failing since ") && reason.contains("HTTP 500"),
-        "{reason}"
-    );
+    for (endpoint, enabled, reason) in [&endpoints[0], &endpoints[2]] {
+        assert!(!enabled, "{endpoint}");
+        let reason = reason.as_deref().expect("a reason");
+        assert!(
+            reason.starts_with("failing since ") && reason.contains("HTTP 500"),
+            "{reason}"
+        );
+    }
     assert_eq!(
         endpoints[1],
         (hour_long, true, None),
         "failing for an hour only"
     );
-    let audited: Vec<i64> =
-        sqlx::query_scalar("SELECT target_id FROM audit_log WHERE action = 'webhook.disabled'")
-            .fetch_all(&app.db)
-            .await
-            .expect("audit");
-    assert_eq!(audited, [day_long]);
+    let audited: Vec<i64> = sqlx::query_scalar(
+        "SELECT target_id FROM audit_log WHERE action = 'webhook.disabled' ORDER BY target_id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("audit");
+    assert_eq!(audited, [day_long, backlogged]);
+    // The backlogged message is kept, unsent, for when the endpoint is switched on again.
+    let (state, next): (String, String) = sqlx::query_as(
+        "SELECT state, next_attempt_at::text FROM webhook_deliveries WHERE endpoint_id = $1",
+    )
+    .bind(backlogged)
+    .fetch_one(&app.db)
+    .await
+    .expect("message");
+    assert_eq!((state.as_str(), next.as_str()), ("pending", "infinity"));
+}
+
+/// A new URL starts the failing clock again: the old receiver's day of failures switched the
+/// endpoint off at the new receiver's first failed answer (a warming-up 503), and every
+/// link change after was lost to it until someone switched it on again.
+#[tokio::test]
+async fn a_new_url_starts_the_failing_clock_again() {
+    let app = app(true, 100_000).await;
+    // By name: the deployment's own address (127.0.0.1) is refused as a new URL.
+    let by_name = |receiver: &Receiver| receiver.url.replace("127.0.0.1", "localhost");
+    let (old, new) = (Receiver::start().await, Receiver::start().await);
+    let endpoint = endpoint(&app, &by_name(&old), &new_secret(), &["link.created"]).await;
+    sqlx::query(
+        "UPDATE webhook_endpoints SET failing_since = now() - interval '25 hours' WHERE id = $1",
+    )
+    .bind(endpoint)
+    .execute(&app.db)
+    .await
+    .expect("failing");
+    let path = format!("/api/v1/webhooks/{endpoint}");
+    for (body, cleared) in [
+        (json!({"description": "renamed"}), false),
+        (json!({"url": by_name(&old)}), false),
+        (json!({"url": by_name(&new)}), true),
+    ] {
+        let response = app.api(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        let failing_since: Option<OffsetDateTime> =
+            sqlx::query_scalar("SELECT failing_since FROM webhook_endpoints WHERE id = $1")
+                .bind(endpoint)
+                .fetch_one(&app.db)
+                .await
+                .expect("endpoint");
+        assert_eq!(failing_since.is_none(), cleared, "{body}");
+    }
 }
 
 fn click(n: usize, link_id: i64, code: &str) -> ClickEvent {
