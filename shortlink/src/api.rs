@@ -206,7 +206,8 @@ pub struct Link {
     /// `If-Match` to change the link only if nobody changed it meanwhile.
     #[serde(default)]
     pub version: u64,
-    /// The link's clicks, in the links list only (`GET /api/v1/links`).
+    /// The link's clicks, in the links list only (`GET /api/v1/links`), for a caller who may
+    /// read statistics (a key needs `stats:read`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub click_counts: Option<ClickCounts>,
 }
@@ -231,7 +232,9 @@ pub struct ClickCounts {
 pub struct ExportedLink {
     #[serde(flatten)]
     pub link: Link,
-    pub clicks: u64,
+    /// Absent when the caller may not read statistics (a key without `stats:read`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clicks: Option<u64>,
 }
 
 /// The most links `POST /api/v1/links/bulk` takes in one request.

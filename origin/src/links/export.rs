@@ -45,7 +45,7 @@ fn content_type(format: ExportFormat) -> &'static str {
     get, path = "/api/v1/links/export", tag = "links",
     params(LinkExportQuery),
     responses(
-        (status = 200, description = "Every live link of the workspace, oldest first: JSON lines of `ExportedLink` (the link and its clicks, imported and counted), or CSV (code, short_url, destination, title, tags joined by `|`, note, created_at, clicks, status, expires_at, disabled, max_clicks, fallback_url, and rules: targets, split and utm as one JSON cell).",
+        (status = 200, description = "Every live link of the workspace, oldest first: JSON lines of `ExportedLink` (the link and its clicks, imported and counted; without them for a key lacking `stats:read`), or CSV (code, short_url, destination, title, tags joined by `|`, note, created_at, clicks, status, expires_at, disabled, max_clicks, fallback_url, and rules: targets, split and utm as one JSON cell).",
             content(
                 (shortlink::api::ExportedLink = "application/jsonl"),
                 (String = "text/csv"),
@@ -60,6 +60,8 @@ pub(crate) async fn export(
 ) -> Result<Response, Error> {
     crate::auth::works_in(&caller, query.workspace)?;
     let workspace = caller.may(Permission::ReadLinks)?;
+    // Clicks are statistics: a key without `stats:read` exports links without them.
+    let with_clicks = caller.may(Permission::ReadStats).is_ok();
     let place = state.inner.gate.link_exports.take(workspace)?;
     let format = query.format;
     let filename = format!(
@@ -70,7 +72,7 @@ pub(crate) async fn export(
     );
     let stall = state.export_stall();
     let body = crate::streamed::pages(place, stall, (0, true), move |(after, first)| {
-        page(state.clone(), workspace, format, after, first)
+        page(state.clone(), workspace, format, with_clicks, after, first)
     });
     Ok((
         [
@@ -88,6 +90,7 @@ async fn page(
     state: crate::State,
     workspace: WorkspaceId,
     format: ExportFormat,
+    with_clicks: bool,
     after: i64,
     first: bool,
 ) -> Result<(Vec<u8>, Option<(i64, bool)>), Error> {
@@ -101,7 +104,10 @@ async fn page(
         .map(|row| {
             Ok(ExportedLink {
                 link: row.link.into_link(&state.inner.public_url)?,
-                clicks: u64::try_from(row.clicks).map_err(|e| Error::Internal(e.into()))?,
+                clicks: with_clicks
+                    .then(|| u64::try_from(row.clicks))
+                    .transpose()
+                    .map_err(|e| Error::Internal(e.into()))?,
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -154,7 +160,7 @@ fn csv_chunk(links: &[ExportedLink], with_header: bool) -> anyhow::Result<Vec<u8
     Ok(writer.into_inner().map_err(|err| err.into_error())?)
 }
 
-fn csv_row(link: &Link, clicks: u64) -> anyhow::Result<[String; 14]> {
+fn csv_row(link: &Link, clicks: Option<u64>) -> anyhow::Result<[String; 14]> {
     let time = |at: Option<OffsetDateTime>| -> anyhow::Result<String> {
         Ok(at
             .map(|at| at.format(&Rfc3339))
@@ -182,7 +188,7 @@ fn csv_row(link: &Link, clicks: u64) -> anyhow::Result<[String; 14]> {
             .map(|n| n.as_str().to_owned())
             .unwrap_or_default(),
         time(Some(link.created_at))?,
-        clicks.to_string(),
+        clicks.map(|clicks| clicks.to_string()).unwrap_or_default(),
         link.status.code().to_string(),
         time(link.expires_at)?,
         link.disabled.to_string(),

@@ -259,7 +259,7 @@ struct CheckedList {
 #[utoipa::path(
     get, path = "/api/v1/links", tag = "links",
     params(shortlink::query::LinkListQuery),
-    responses((status = 200, description = "A page of links, each with its `click_counts` (in all, with imported clicks, and in the last 7 days; from the hourly rollups, so a click shows within moments). Sorted by `clicks` or `clicks_7d`, most first; ties newest first.", body = shortlink::api::LinkPage), crate::openapi::Refusals),
+    responses((status = 200, description = "A page of links, each with its `click_counts` (in all, with imported clicks, and in the last 7 days; from the hourly rollups, so a click shows within moments; left out for a key without `stats:read`). Sorted by `clicks` or `clicks_7d` (which needs `stats:read`), most first; ties newest first.", body = shortlink::api::LinkPage), crate::openapi::Refusals),
 )]
 async fn list(
     State(state): State<crate::State>,
@@ -275,6 +275,13 @@ async fn list(
         disabled,
         sort,
     } = query.checked()?;
+    // Clicks are statistics: a key without `stats:read` lists links without them, and may
+    // not rank links by them.
+    let with_clicks = match caller.may(Permission::ReadStats) {
+        Ok(_) => true,
+        Err(refused) if sort.by_clicks() => return Err(refused),
+        Err(_) => false,
+    };
     let filter = Filter {
         search: search.as_deref(),
         tag: tag.as_ref(),
@@ -310,7 +317,7 @@ async fn list(
         .iter()
         .filter_map(|row| Some((row.link.id, (row.total?, row.recent?))))
         .collect();
-    if !sort.by_clicks() && !rows.is_empty() {
+    if with_clicks && !sort.by_clicks() && !rows.is_empty() {
         let ids: Vec<i64> = rows.iter().map(|row| row.link.id).collect();
         counts.extend(
             reads
@@ -325,7 +332,7 @@ async fn list(
         .map(|row| {
             let (total, recent) = counts.get(&row.link.id).copied().unwrap_or_default();
             let mut link = row.link.into_link(&state.inner.public_url)?;
-            link.click_counts = Some(ClickCounts {
+            link.click_counts = with_clicks.then_some(ClickCounts {
                 total: total.max(0).unsigned_abs(),
                 last_7_days: recent.max(0).unsigned_abs(),
             });

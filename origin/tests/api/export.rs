@@ -170,7 +170,7 @@ async fn an_export_imported_into_an_empty_deployment_exports_the_same() {
         exported
             .iter()
             .find(|e| e.link.code.as_str() == code)
-            .map(|e| e.clicks)
+            .and_then(|e| e.clicks)
     };
     assert_eq!(clicks_of("clicked"), Some(8));
     assert_eq!(clicks_of("full"), Some(10));

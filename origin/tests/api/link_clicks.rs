@@ -136,7 +136,9 @@ async fn the_list_shows_each_links_clicks_from_the_rollups() {
     .await;
     // Another workspace's link, clicked more than any of these.
     let other = app.workspace("other").await;
-    let other_key = app.key(other, &["links:read", "links:write"]).await;
+    let other_key = app
+        .key(other, &["links:read", "links:write", "stats:read"])
+        .await;
     let elsewhere = create(
         &app,
         &other_key,
@@ -389,4 +391,75 @@ async fn deleted_links_leave_the_sorted_list_and_new_ones_join_it() {
             ("bulk2".to_owned(), 0, 0),
         ]
     );
+}
+
+/// Clicks are statistics: a key with `links:read` but not `stats:read` lists and exports the
+/// links without their clicks, and may not rank them by clicks (403 naming the scope). Before,
+/// it read every link's clicks through the list and the export while the stats refused it.
+#[tokio::test]
+async fn a_key_that_may_not_read_stats_gets_links_without_their_clicks() {
+    let app = spawn_app().await;
+    let owner = As::Key(app.api_key.clone());
+    let link = create(
+        &app,
+        &owner,
+        json!({"destination": "https://example.com/s", "code": "counted", "imported_clicks": 4}),
+    )
+    .await;
+    record(
+        &app,
+        &[click(
+            &link,
+            OffsetDateTime::now_utc() - Duration::minutes(5),
+            false,
+            CHROME,
+        )],
+    )
+    .await;
+    let links_only = app.key(1, &["links:read"]).await;
+    let both = app.key(1, &["links:read", "stats:read"]).await;
+
+    for (who, counts) in [
+        (&links_only, None),
+        (&both, Some(json!({"total": 5, "last_7_days": 1}))),
+    ] {
+        let shown = page(&app, who, "").await;
+        assert_eq!(
+            shown["links"][0].get("click_counts").cloned(),
+            counts,
+            "{who:?}"
+        );
+        let export = app
+            .call(who, Method::GET, "/api/v1/links/export", None)
+            .await;
+        let line: Value = serde_json::from_slice(&export.body).expect("one line");
+        assert_eq!(line.get("clicks").is_some(), counts.is_some(), "{line}");
+        let csv = app
+            .call(who, Method::GET, "/api/v1/links/export?format=csv", None)
+            .await;
+        let csv = csv.text();
+        let row: Vec<&str> = csv.lines().nth(1).expect("a row").split(',').collect();
+        assert_eq!(row[7], if counts.is_some() { "5" } else { "" }, "{csv}");
+    }
+    for sort in ["clicks", "clicks_7d"] {
+        let response = app
+            .call(
+                &links_only,
+                Method::GET,
+                &format!("/api/v1/links?sort={sort}"),
+                None,
+            )
+            .await;
+        let (code, _) = response.error(StatusCode::FORBIDDEN);
+        assert_eq!(code, "forbidden", "{sort}");
+        assert!(
+            response.text().contains("stats:read"),
+            "{}",
+            response.text()
+        );
+        assert_eq!(
+            page(&app, &both, &format!("sort={sort}")).await["links"][0]["code"],
+            "counted"
+        );
+    }
 }

@@ -91,7 +91,7 @@ fn create_link(exported: ExportedLink) -> Result<CreateLink, RowError> {
         note: link.note,
         title: link.title,
         created_at: Some(created_at),
-        imported_clicks: clicks,
+        imported_clicks: clicks.unwrap_or(0),
         clicks_used,
     })
 }
