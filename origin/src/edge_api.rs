@@ -21,7 +21,7 @@ use shortlink::edge::{
 use shortlink::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use time::OffsetDateTime;
 
-use crate::analytics::isolate::{Isolated, OnOutage, Unsettled, park_unreadable, store_isolating};
+use crate::analytics::isolate::{Isolated, OnOutage, Unsettled, store_isolating};
 use crate::error::Error;
 use crate::extract::{ApiJson, CodePath};
 
@@ -76,40 +76,42 @@ async fn resolve(
 }
 
 /// An ingest batch as the origin reads it: each event apart, so that one this release cannot
-/// read is parked, not the reason its whole batch is refused (see [`ingest`]).
+/// read does not keep the others from being stored (see [`ingest`]).
 #[derive(Deserialize)]
 struct ReceivedBatch {
     events: Vec<Box<RawValue>>,
 }
 
 /// Stores a batch of the edge's click events (`shortlink::edge::IngestBatch`). An event
-/// PostgreSQL refuses, or one this release cannot read (a worker of another release wrote
-/// it), is parked in `clicks_parked` and the rest are stored, so the batch is acknowledged
-/// instead of retried by the queue for days and parked whole; an outage is answered 503 and
-/// the queue retries.
+/// PostgreSQL refuses is parked in `clicks_parked` and the rest are stored, so the batch is
+/// acknowledged instead of retried by the queue for days and parked whole; an outage is
+/// answered 503 and the queue retries.
+///
+/// An event this release cannot read (a worker of a newer release wrote a new source, say,
+/// while the origins are being upgraded) is not stored, and the batch is answered 422 once
+/// the others are: the queue retries it, and an origin of the newer release stores it then
+/// (the others again, idempotently). What no release reads ends parked in KV, as a batch the
+/// origin never takes does. Before, such an event had the whole batch refused, every other
+/// click of it waiting for the upgrade too.
 async fn ingest(
     State(state): State<crate::State>,
     ApiJson(batch): ApiJson<ReceivedBatch>,
 ) -> Result<Json<IngestResult>, Error> {
     let received = batch.events.len();
     let mut events = Vec::with_capacity(received);
-    let mut unreadable = Vec::new();
-    for raw in &batch.events {
+    let mut unreadable = None;
+    for (at, raw) in batch.events.iter().enumerate() {
         match serde_json::from_str::<ClickEvent>(raw.get()) {
             Ok(event) => events.push(event.bounded()),
-            Err(err) => unreadable.push((raw.get(), err)),
+            Err(err) => {
+                unreadable.get_or_insert((at, err, 0)).2 += 1;
+            }
         }
     }
     let mut isolated = Isolated::default();
-    let stored = async {
-        for (json, why) in &unreadable {
-            park_unreadable(&state, json, why, &mut OnOutage::GiveUp, &mut isolated).await?;
-        }
-        store_isolating(&state, &events, &mut OnOutage::GiveUp, &mut isolated).await
-    }
-    .await;
+    let stored = store_isolating(&state, &events, &mut OnOutage::GiveUp, &mut isolated).await;
     // Whatever came after: the events parked before an outage stay parked.
-    state.inner.clicks.recorder.add_parked(isolated.parked);
+    metrics::counter!("kurz_clicks_parked_total").increment(isolated.parked);
     stored.map_err(|unsettled| match unsettled {
         // Any failure that does not blame an event (see `is_outage`): the queue retries.
         Unsettled::Outage(err) => Error::Unavailable(err),
@@ -122,6 +124,16 @@ async fn ingest(
             "{} refused click events could not be parked",
             isolated.unparkable
         )));
+    }
+    if let Some((at, why, count)) = unreadable {
+        return Err(Error::invalid(
+            &format!("events[{at}]"),
+            format!(
+                "{count} of {received} events are not click events this release reads \
+                 (the other {} are stored; the queue retries them): {why}",
+                received - count
+            ),
+        ));
     }
     Ok(Json(IngestResult {
         received,

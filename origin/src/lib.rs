@@ -424,8 +424,8 @@ impl State {
         )
     }
 
-    /// Clicks this process parked in `clicks_parked` since start: its redirect route's that
-    /// PostgreSQL refused, and the edge's (ingest) refused or unreadable.
+    /// Clicks of the origin's redirect route that PostgreSQL refused, parked in
+    /// `clicks_parked` since start.
     pub fn clicks_parked(&self) -> u64 {
         self.inner.clicks.recorder.parked()
     }

@@ -116,9 +116,9 @@ pub struct SyncResult {
 }
 
 /// `POST /_edge/ingest` (edge queue consumer → origin). The edge passes its queue's events on
-/// as they were written, and the origin reads each on its own: an event one release cannot
-/// read (a worker of another release wrote it) is parked with the reason, never the cause of
-/// its batch's loss.
+/// as they were written, and the origin reads each on its own: it stores those it reads, and
+/// has the queue retry a batch holding one it cannot (a worker of a newer release wrote it)
+/// until an origin of that release stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestBatch {
     pub events: Vec<ClickEvent>,

@@ -124,80 +124,32 @@ async fn park(
     on_outage: &mut OnOutage<'_>,
     settled: &mut Isolated,
 ) -> Result<(), Unsettled> {
-    let about = format!("click {} on {}", event.id, event.code);
-    match serde_json::to_string(event) {
-        Ok(json) => {
-            park_json(
-                state,
-                &json,
-                &refusal.to_string(),
-                &about,
-                on_outage,
-                settled,
-            )
-            .await
-        }
+    let json = match serde_json::to_string(event) {
+        Ok(json) => json,
         Err(err) => {
-            tracing::error!(error = %refusal, json_error = %err, "the database refused {about}, which cannot be parked");
+            tracing::error!(id = %event.id, code = %event.code, error = %refusal, json_error = %err, "the database refused a click, which cannot be parked");
             settled.unparkable += 1;
-            Ok(())
+            return Ok(());
         }
-    }
-}
-
-/// Sets aside an event of an ingest batch that this release cannot read (`json`, as the edge
-/// sent it: a worker of another release may write a field differently), with the reason, so
-/// that the other events of its batch are stored and it is kept where an operator sees it.
-pub(crate) async fn park_unreadable(
-    state: &crate::State,
-    json: &str,
-    why: &serde_json::Error,
-    on_outage: &mut OnOutage<'_>,
-    settled: &mut Isolated,
-) -> Result<(), Unsettled> {
-    let reason = format!("not a click event this release reads: {why}");
-    park_json(
-        state,
-        json,
-        &reason,
-        "an unreadable click",
-        on_outage,
-        settled,
-    )
-    .await
-}
-
-/// Parks `json` (an event, `about` in the logs) with `reason`; a park PostgreSQL refuses too
-/// is counted as unparkable.
-async fn park_json(
-    state: &crate::State,
-    json: &str,
-    reason: &str,
-    about: &str,
-    on_outage: &mut OnOutage<'_>,
-    settled: &mut Isolated,
-) -> Result<(), Unsettled> {
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         let insert = sqlx::query(
             "INSERT INTO clicks_parked (error, event) VALUES ($1, $2::json)
              ON CONFLICT (md5(event::text)) DO NOTHING",
         )
-        .bind(reason)
-        .bind(json)
+        .bind(refusal.to_string())
+        .bind(&json)
         .execute(state.db());
         match settle(insert, on_outage, 1).await? {
             Ok(done) => {
-                tracing::warn!(
-                    error = reason,
-                    "{about} was not stored: parked in clicks_parked"
-                );
+                tracing::warn!(id = %event.id, code = %event.code, error = %refusal, "the database refused a click: parked in clicks_parked");
                 settled.parked += done.rows_affected();
                 return Ok(());
             }
             Err(err) if is_outage(&err) => wait_out(err, &mut backoff, on_outage, 1).await?,
             Err(err) => {
-                tracing::error!(error = reason, parking_error = %err, "{about} was not stored and cannot be parked");
+                tracing::error!(id = %event.id, code = %event.code, error = %refusal, parking_error = %err, "the database refused a click and cannot park it");
                 settled.unparkable += 1;
                 return Ok(());
             }

@@ -58,8 +58,7 @@ pub(crate) struct Recorder {
     /// full of other buckets or closed, or the shutdown's deadline passed before they were
     /// stored or written.
     shed: AtomicU64,
-    /// Clicks set aside in `clicks_parked`: refused by PostgreSQL, or the edge's that this
-    /// release cannot read.
+    /// Clicks PostgreSQL refused, set aside in `clicks_parked`.
     parked: AtomicU64,
     /// Clicks whose store was under way and unanswered at the shutdown's deadline (plus
     /// [`IN_FLIGHT_GRACE`]): PostgreSQL may have committed them or not.
@@ -170,13 +169,6 @@ impl Recorder {
     /// Clicks parked since start.
     pub(crate) fn parked(&self) -> u64 {
         self.parked.load(Ordering::Relaxed)
-    }
-
-    /// Counts clicks newly parked in `clicks_parked`, this process's own or the edge's (its
-    /// ingest), for `/health` and the metrics.
-    pub(crate) fn add_parked(&self, clicks: u64) {
-        self.parked.fetch_add(clicks, Ordering::Relaxed);
-        metrics::counter!("kurz_clicks_parked_total").increment(clicks);
     }
 
     /// Clicks in doubt since start: see [`Recorder::in_doubt`]'s field.
@@ -301,7 +293,10 @@ async fn store_queued(
         )
         .await;
         // What was settled before a deadline counts as much as a batch's whole.
-        recorder.add_parked(isolated.parked);
+        recorder
+            .parked
+            .fetch_add(isolated.parked, Ordering::Relaxed);
+        metrics::counter!("kurz_clicks_parked_total").increment(isolated.parked);
         recorder.add_shed(isolated.unparkable);
         match stored {
             Ok(()) => {}
