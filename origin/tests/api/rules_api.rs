@@ -862,7 +862,10 @@ async fn rules_at_their_bounds_are_taken_and_one_more_is_refused() {
 
     for (rule, field) in [
         (json!({"targets": targets(21, 1)}), "targets"),
-        (json!({"targets": targets(1, 51)}), "targets[0].when.country"),
+        (
+            json!({"targets": targets(1, 51)}),
+            "targets[0].when.country",
+        ),
         (json!({"tags": tags(21)}), "tags"),
         (json!({"split": split(11)}), "split"),
     ] {

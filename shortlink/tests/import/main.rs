@@ -962,7 +962,15 @@ proptest! {
             clicks_used: link.max_clicks.map_or(0, |max| link.clicks_used.min(max.get())),
         };
         prop_assert_eq!(rows[0].link.as_ref(), Ok(&want));
-        prop_assert_eq!(rows[0].warnings.len(), usize::from(link.password_protected));
+        // A password left out, and a click total missing (an export without stats:read),
+        // are each said.
+        prop_assert_eq!(
+            rows[0].warnings.len(),
+            usize::from(link.password_protected) + usize::from(exported.clicks.is_none())
+        );
+        if exported.clicks.is_none() {
+            prop_assert!(rows[0].warnings.iter().any(|w| w.contains("no click total")));
+        }
         // And the body the importer sends is read back by the API as the same link.
         let body = serde_json::to_string(&want).expect("serialises");
         prop_assert_eq!(serde_json::from_str::<CreateLink>(&body).expect("the API reads it"), want);

@@ -33,6 +33,13 @@ pub(super) fn parse(text: &str, max: usize) -> Result<Vec<Row>, FileError> {
                             .to_owned(),
                     );
                 }
+                if exported.clicks.is_none() {
+                    warnings.push(
+                        "the export holds no click total (it was made by a key without \
+                         stats:read): the link is imported with none"
+                            .to_owned(),
+                    );
+                }
                 Row {
                     line: 0,
                     source,
