@@ -11,7 +11,7 @@
 //! Bounded: a body of at most [`MAX_PARSE_BYTES`] (413 beyond, refused before it is read when
 //! its length is declared), at most [`MAX_PARSE_ROWS`] rows (a file with more is refused whole,
 //! 422 with field `file`, as soon as the parser meets the one too many), and [`AT_ONCE`] parses
-//! per instance (one more is 503 `busy`, before its body is read). The parse runs on a
+//! per instance, one of them a workspace's (one more is 503 `busy`, before its body is read). The parse runs on a
 //! blocking thread, so it never holds up the requests the runtime is serving.
 
 use axum::Router;
@@ -66,17 +66,11 @@ pub(crate) async fn parse(
     ApiQuery(query): ApiQuery<ParseQuery>,
     request: Request,
 ) -> Result<impl IntoResponse, Error> {
-    caller.may(Permission::WriteLinks)?;
-    // Busy rather than a wait, before the body is read: see `links::bulk`. Owned, and moved
-    // into the parse: a request cut short (its deadline, a client gone) must not free the
-    // slot while its parse still runs with the file in memory.
-    let permit = state
-        .inner
-        .gate
-        .import_parses
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Error::Busy)?;
+    let workspace = caller.may(Permission::WriteLinks)?;
+    // Busy rather than a wait, before the body is read (`places.rs`). Moved into the parse: a
+    // request cut short (its deadline, a client gone) must not free the place while its parse
+    // still runs with the file in memory.
+    let permit = state.inner.gate.import_parses.take(workspace)?;
     let bytes = Bytes::from_request(request, &state)
         .await
         .map_err(|rejection| match rejection.status() {

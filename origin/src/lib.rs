@@ -32,6 +32,7 @@ mod members;
 mod metrics;
 mod openapi;
 mod outbox;
+mod places;
 mod profile;
 mod qr;
 pub mod rate_limit;
@@ -172,21 +173,22 @@ struct Gate {
     cors: Option<tower_http::cors::CorsLayer>,
     /// The API's budgets per caller and the redirects' per client address (`rate_limit.rs`).
     rate_limits: rate_limit::RateLimiter,
-    /// Bulk creates at once, at most [`links::bulk::AT_ONCE`]: taken before the body is read,
-    /// so their bodies (up to [`links::bulk::BODY_LIMIT`] each) bound this instance's memory.
-    bulk_creates: tokio::sync::Semaphore,
-    /// Import files parsed at once, at most [`import_parse::AT_ONCE`]: taken before the body
-    /// is read, like `bulk_creates`.
-    import_parses: Arc<tokio::sync::Semaphore>,
+    /// Bulk creates at once, at most [`links::bulk::AT_ONCE`] (half of them one workspace's):
+    /// taken before the body is read, so their bodies (up to [`links::bulk::BODY_LIMIT`] each)
+    /// bound this instance's memory.
+    bulk_creates: places::Places,
+    /// Import files parsed at once, at most [`import_parse::AT_ONCE`] (one workspace's one):
+    /// taken before the body is read, like `bulk_creates`.
+    import_parses: places::Places,
     /// One permit per CPU: QR images being encoded on the blocking pool (see `qr.rs`).
     qr_encoders: Arc<tokio::sync::Semaphore>,
     /// Link exports streaming at once, at most [`links::export::AT_ONCE`] (half of them one
     /// workspace's): each holds a page in memory while its answer streams, long after the
     /// handler returned.
-    link_exports: streamed::Places,
+    link_exports: places::Places,
     /// Click exports streaming at once, at most [`analytics::export::AT_ONCE`], as
     /// `link_exports`.
-    click_exports: streamed::Places,
+    click_exports: places::Places,
     /// How long a piece of an export waits for its client ([`streamed::STALL`]).
     export_stall_ms: std::sync::atomic::AtomicU64,
 }
@@ -279,10 +281,10 @@ impl State {
                     )),
                     cors: gateway::cors(&config.gateway.cors_origins)?,
                     rate_limits: rate_limit::RateLimiter::new(&config.rate_limits),
-                    bulk_creates: tokio::sync::Semaphore::new(links::bulk::AT_ONCE),
-                    import_parses: Arc::new(tokio::sync::Semaphore::new(import_parse::AT_ONCE)),
-                    link_exports: streamed::Places::new(links::export::AT_ONCE),
-                    click_exports: streamed::Places::new(analytics::export::AT_ONCE),
+                    bulk_creates: places::Places::new(links::bulk::AT_ONCE),
+                    import_parses: places::Places::new(import_parse::AT_ONCE),
+                    link_exports: places::Places::new(links::export::AT_ONCE),
+                    click_exports: places::Places::new(analytics::export::AT_ONCE),
                     export_stall_ms: std::sync::atomic::AtomicU64::new(
                         streamed::STALL.as_millis().try_into().unwrap_or(u64::MAX),
                     ),

@@ -11,79 +11,16 @@
 //! with rows missing.
 //!
 //! Nor may the slow clients of one workspace hold them all: one workspace holds at most half
-//! of the places ([`Places`]), so it never takes every one.
+//! of the places ([`crate::places::Places`]), so it never takes every one.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 
-use crate::caller::WorkspaceId;
 use crate::error::Error;
-
-/// The places of one kind of streamed answer in this instance: at most `total` at once, and
-/// at most half of them (one, of one or two) held by one workspace's answers.
-#[derive(Debug)]
-pub(crate) struct Places {
-    total: Arc<Semaphore>,
-    per_workspace: usize,
-    /// Places held per workspace: at most `total` entries (none at 0).
-    held: Arc<Mutex<HashMap<i64, usize>>>,
-}
-
-impl Places {
-    pub(crate) fn new(total: usize) -> Self {
-        Self {
-            total: Arc::new(Semaphore::new(total)),
-            per_workspace: (total / 2).max(1),
-            held: Arc::default(),
-        }
-    }
-
-    /// A place for an answer of `workspace`; 503 `busy` (`Retry-After`) when the instance's
-    /// are all taken, or the workspace holds its share.
-    pub(crate) fn take(&self, workspace: WorkspaceId) -> Result<Place, Error> {
-        let permit = self
-            .total
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Busy)?;
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let mine = held.entry(workspace.get()).or_default();
-        if *mine >= self.per_workspace {
-            return Err(Error::Busy);
-        }
-        *mine += 1;
-        Ok(Place {
-            _permit: permit,
-            workspace: workspace.get(),
-            held: Arc::clone(&self.held),
-        })
-    }
-}
-
-/// A place taken from [`Places`], given back when dropped.
-#[derive(Debug)]
-pub(crate) struct Place {
-    _permit: OwnedSemaphorePermit,
-    workspace: i64,
-    held: Arc<Mutex<HashMap<i64, usize>>>,
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(mine) = held.get_mut(&self.workspace) {
-            *mine -= 1;
-            if *mine == 0 {
-                held.remove(&self.workspace);
-            }
-        }
-    }
-}
+use crate::places::Place;
 
 /// How long a piece may wait for its client before the task gives up. Tests shorten it
 /// (`State::set_export_stall`).

@@ -45,8 +45,8 @@ pub(crate) const ROUTE: &str = "/api/v1/links/bulk";
 /// chunks keep to). The API's own limit (`error::BODY_LIMIT`) is sized for one link.
 pub(crate) const BODY_LIMIT: usize = shortlink::api::MAX_BULK_BYTES;
 
-/// Bulk creates an instance runs at once (so at most this many bodies are in memory); one
-/// more is refused before its body is read.
+/// Bulk creates an instance runs at once (so at most this many bodies are in memory), half of
+/// them one workspace's; one more is refused before its body is read.
 pub(crate) const AT_ONCE: usize = 4;
 
 /// Passwords a bulk create hashes at once (each takes a core for about 10 ms), so a request
@@ -68,15 +68,9 @@ pub(crate) async fn create(
     request: Request,
 ) -> Result<Response, Error> {
     let workspace = caller.may(Permission::WriteLinks)?;
-    // Busy (503, `Retry-After: 1`) rather than a wait: a wait would count toward the
-    // request's timeout and hold one of the API's slots, as the API's own cap refuses too
-    // (`gateway::concurrency_limit`).
-    let _permit = state
-        .inner
-        .gate
-        .bulk_creates
-        .try_acquire()
-        .map_err(|_| Error::Busy)?;
+    // Busy (503, `Retry-After: 1`) rather than a wait (`places.rs`), as the API's own cap
+    // refuses too (`gateway::concurrency_limit`); half of the places at most one workspace's.
+    let _place = state.inner.gate.bulk_creates.take(workspace)?;
     let headers = request.headers().clone();
     // Each item as raw JSON, parsed on its own below: a malformed one fails alone.
     let body = ApiJsonBytes::<BulkCreate<Box<RawValue>>>::from_request(request, &state).await?;

@@ -753,60 +753,90 @@ fn held_body(links: &Value, mut release: tokio::sync::watch::Receiver<bool>) -> 
     Body::from_stream(parts)
 }
 
-#[tokio::test]
-async fn a_bulk_create_beyond_the_instances_four_is_busy_at_once() {
-    let app = spawn_app().await;
-    // Four bulk creates whose bodies are still on their way hold the four slots (each sent
-    // again while it meets the probes below in the slots).
-    let (release, released) = tokio::sync::watch::channel(false);
-    let mut held = Vec::new();
-    for i in 0..4 {
-        let links = json!([{"destination": "https://example.com/", "code": format!("held{i}")}]);
-        let (router, api_key, released) =
-            (app.router.clone(), app.api_key.clone(), released.clone());
-        held.push(tokio::spawn(async move {
-            loop {
-                let request = Request::builder()
-                    .method(Method::POST)
-                    .uri(BULK)
-                    .header(header::AUTHORIZATION, format!("Bearer {api_key}"))
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(held_body(&links, released.clone()))
-                    .expect("request");
-                let response = tower::ServiceExt::oneshot(router.clone(), request)
+/// A bulk create of `key` whose body waits for `released`, sent again while it is refused
+/// (503): it holds a place once in, until released. Its answer.
+fn hold(
+    app: &TestApp,
+    key: &str,
+    code: &str,
+    released: &tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<(StatusCode, axum::body::Bytes)> {
+    let links = json!([{"destination": "https://example.com/", "code": code}]);
+    let (router, key, released) = (app.router.clone(), key.to_owned(), released.clone());
+    tokio::spawn(async move {
+        loop {
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(BULK)
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(held_body(&links, released.clone()))
+                .expect("request");
+            let response = tower::ServiceExt::oneshot(router.clone(), request)
+                .await
+                .expect("infallible");
+            if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+                let status = response.status();
+                let body = http_body_util::BodyExt::collect(response.into_body())
                     .await
-                    .expect("infallible");
-                if response.status() != StatusCode::SERVICE_UNAVAILABLE {
-                    let status = response.status();
-                    let body = http_body_util::BodyExt::collect(response.into_body())
-                        .await
-                        .expect("body")
-                        .to_bytes();
-                    return (status, body);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    .expect("body")
+                    .to_bytes();
+                return (status, body);
             }
-        }));
-    }
-    let probe = json!({"dry_run": true, "links": [{"destination": "https://example.com/p"}]});
-    // Once all four are in (they start in their own time), the next one is refused at once:
-    // only they can hold the slots while no probe does.
-    let mut busy = None;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+}
+
+/// Probes with a dry run as `who` until one is refused (busy); panics if none is.
+async fn busy_for(app: &TestApp, who: &As, probe: &Value) -> TestResponse {
     for _ in 0..500 {
-        let response = bulk(&app, probe.clone()).await;
+        let response = app.call(who, Method::POST, BULK, Some(probe.clone())).await;
         if response.status == StatusCode::SERVICE_UNAVAILABLE {
-            busy = Some(response);
-            break;
+            return response;
         }
         results(&response, 0, 0);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let busy = busy.expect("a fifth bulk create was never refused");
+    panic!("{who:?} was never refused")
+}
+
+/// An instance runs 4 bulk creates at once, at most 2 of one workspace's: bulk creates whose
+/// bodies are still on their way hold their places. Before, one workspace's slow bodies
+/// could hold all four, and every other workspace's imports were busy.
+#[tokio::test]
+async fn a_bulk_create_beyond_the_instances_four_or_its_workspaces_two_is_busy_at_once() {
+    let app = spawn_app().await;
+    let (first, second, third) = (
+        As::Key(app.api_key.clone()),
+        app.key(app.workspace("Second").await, &["links:write"])
+            .await,
+        app.key(app.workspace("Third").await, &["links:write"])
+            .await,
+    );
+    let key = |who: &As| match who {
+        As::Key(key) => key.clone(),
+        _ => unreachable!("keys"),
+    };
+    let probe = json!({"dry_run": true, "links": [{"destination": "https://example.com/p"}]});
+    let (release, released) = tokio::sync::watch::channel(false);
+    // The first workspace's two: its third is refused, another workspace's goes through.
+    let mut held: Vec<_> = (0..2)
+        .map(|i| hold(&app, &key(&first), &format!("held{i}"), &released))
+        .collect();
+    let busy = busy_for(&app, &first, &probe).await;
     assert_eq!(busy.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
     assert_eq!(busy.header(&header::RETRY_AFTER), "1");
+    let response = app
+        .call(&second, Method::POST, BULK, Some(probe.clone()))
+        .await;
+    results(&response, 0, 0);
+    // The second workspace's two fill the instance: a third workspace is refused too.
+    held.extend((2..4).map(|i| hold(&app, &key(&second), &format!("held{i}"), &released)));
+    busy_for(&app, &third, &probe).await;
     // A burst meanwhile: every one refused, none waits; single creates go on.
     let burst: Vec<TestResponse> = futures_util::stream::iter(0..12)
-        .map(|_| bulk(&app, probe.clone()))
+        .map(|_| app.call(&third, Method::POST, BULK, Some(probe.clone())))
         .buffer_unordered(12)
         .collect()
         .await;
@@ -817,7 +847,7 @@ async fn a_bulk_create_beyond_the_instances_four_is_busy_at_once() {
     assert_eq!(refused, 12);
     app.create(json!({"destination": "https://example.com/single"}))
         .await;
-    // The held ones finish, and free their slots.
+    // The held ones finish, and free their places.
     release
         .send(true)
         .expect("the requests still read their bodies");
@@ -836,8 +866,9 @@ async fn a_bulk_create_beyond_the_instances_four_is_busy_at_once() {
 async fn bulk_creates_sharing_codes_in_other_orders_do_not_deadlock() {
     let app = spawn_app().await;
     let codes: Vec<String> = (0..300).map(|i| format!("shared{i:03}")).collect();
-    // Four requests at once (the instance's slots), two in each order, over the same codes.
-    let bodies: Vec<Value> = (0..4)
+    // Two requests at once (a workspace's share of the instance's places), one in each
+    // order, over the same codes.
+    let bodies: Vec<Value> = (0..2)
         .map(|turn| {
             let mut links: Vec<Value> = codes
                 .iter()

@@ -356,51 +356,74 @@ fn held_file(mut release: tokio::sync::watch::Receiver<bool>) -> Body {
     Body::from_stream(parts)
 }
 
-#[tokio::test]
-async fn a_parse_beyond_the_instances_two_is_busy_at_once() {
-    let app = spawn_app().await;
-    let key = As::Key(app.api_key.clone());
-    // Two parses whose files are still on their way hold the two slots (each sent again while
-    // it meets the probes below in the slots).
-    let (release, released) = tokio::sync::watch::channel(false);
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let (router, key, released) = (app.router.clone(), key.clone(), released.clone());
-        held.push(tokio::spawn(async move {
-            loop {
-                let request = request(&key, "?format=csv", held_file(released.clone()));
-                let response = tower::ServiceExt::oneshot(router.clone(), request)
+/// A parse of `who` whose file waits for `released`, sent again while it is refused (503):
+/// it holds a place once in, until released. Its answer.
+fn hold(
+    app: &TestApp,
+    who: &As,
+    released: &tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<(StatusCode, axum::body::Bytes)> {
+    let (router, who, released) = (app.router.clone(), who.clone(), released.clone());
+    tokio::spawn(async move {
+        loop {
+            let request = request(&who, "?format=csv", held_file(released.clone()));
+            let response = tower::ServiceExt::oneshot(router.clone(), request)
+                .await
+                .expect("infallible");
+            if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+                let status = response.status();
+                let body = http_body_util::BodyExt::collect(response.into_body())
                     .await
-                    .expect("infallible");
-                if response.status() != StatusCode::SERVICE_UNAVAILABLE {
-                    let status = response.status();
-                    let body = http_body_util::BodyExt::collect(response.into_body())
-                        .await
-                        .expect("body")
-                        .to_bytes();
-                    return (status, body);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    .expect("body")
+                    .to_bytes();
+                return (status, body);
             }
-        }));
-    }
-    let probe = "https://example.com/probe\n";
-    let mut busy = None;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+}
+
+/// Probes `who`'s parses until one is refused (busy); panics if none is.
+async fn busy_for(app: &TestApp, who: &As, probe: &'static str) -> TestResponse {
     for _ in 0..500 {
-        let response = parse(&app, "?format=csv", probe).await;
+        let response = parse_as(app, who, "?format=csv", probe).await;
         if response.status == StatusCode::SERVICE_UNAVAILABLE {
-            busy = Some(response);
-            break;
+            return response;
         }
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let busy = busy.expect("a third parse was never refused");
+    panic!("{who:?} was never refused")
+}
+
+/// An instance parses 2 files at once, one of them a workspace's: parses whose files are
+/// still on their way hold their places. Before, one workspace's slow uploads could hold
+/// both, and every other workspace's imports were busy.
+#[tokio::test]
+async fn a_parse_beyond_the_instances_two_or_its_workspaces_one_is_busy_at_once() {
+    let app = spawn_app().await;
+    let (first, second, third) = (
+        As::Key(app.api_key.clone()),
+        app.key(app.workspace("Second").await, &["links:write"])
+            .await,
+        app.key(app.workspace("Third").await, &["links:write"])
+            .await,
+    );
+    let probe = "https://example.com/probe\n";
+    let (release, released) = tokio::sync::watch::channel(false);
+    // The first workspace's one: its second is refused, another workspace's goes through.
+    let mut held = vec![hold(&app, &first, &released)];
+    let busy = busy_for(&app, &first, probe).await;
     assert_eq!(busy.error(StatusCode::SERVICE_UNAVAILABLE).0, "busy");
     assert_eq!(busy.header(&header::RETRY_AFTER), "1");
+    let response = parse_as(&app, &second, "?format=csv", probe).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    // The second workspace's one fills the instance: a third workspace is refused too.
+    held.push(hold(&app, &second, &released));
+    busy_for(&app, &third, probe).await;
     // A burst meanwhile: every one refused, none waits; other calls go on.
     let burst: Vec<TestResponse> = futures_util::stream::iter(0..8)
-        .map(|_| parse(&app, "?format=csv", probe))
+        .map(|_| parse_as(&app, &third, "?format=csv", probe))
         .buffer_unordered(8)
         .collect()
         .await;
