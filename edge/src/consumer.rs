@@ -9,8 +9,10 @@
 //! - **Dead-letter queue**: the same delivery once more; what the origin still does not take
 //!   is parked in KV ([`parked`]) for an operator to replay (`origin replay-parked-clicks`).
 //!
-//! A message is acknowledged only once the origin or KV holds its clicks. Messages that are
-//! not click events at all are acknowledged and logged: no retry could ever deliver them.
+//! A message is acknowledged only once the origin or KV holds its clicks. Its events are
+//! passed on as written, unread ([`events_of`]): the origin reads them. Messages that are no
+//! list of events at all (not a JSON array) are acknowledged and logged: no retry could ever
+//! deliver them.
 
 use futures_util::future::join_all;
 use serde::Deserialize;
@@ -220,7 +222,7 @@ fn deliveries(batch: &worker_sys::MessageBatch) -> Result<Vec<Delivery>> {
                 bytes: text.len(),
             }),
             Err(err) => {
-                worker::console_error!("dropping a message that is not click events: {err}");
+                worker::console_error!("dropping a message that is no list of click events: {err}");
                 message.ack();
             }
         }
