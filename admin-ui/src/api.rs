@@ -723,18 +723,6 @@ pub async fn redeliver(session: &Session, id: i64, delivery: i64) -> Result<(), 
     act(session, Method::POST, &url, None).await
 }
 
-/// Changes the person's password: the session goes on under a new cookie and a new CSRF
-/// token, which the answer carries (the old token is refused from now on).
-pub async fn change_password(
-    session: &Session,
-    body: &ChangePassword,
-) -> Result<Session, ApiError> {
-    let answer = call(
-        Method::PUT,
-        "/api/v1/me/password",
-        Some(session),
-        json(body),
-    )
-    .await?;
-    decode(&answer)
+pub async fn change_password(session: &Session, body: &ChangePassword) -> Result<(), ApiError> {
+    act(session, Method::PUT, "/api/v1/me/password", json(body)).await
 }

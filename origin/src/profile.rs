@@ -118,7 +118,7 @@ async fn sign_out_everywhere(
 #[utoipa::path(
     put, path = "/api/v1/me/password", tag = "session",
     request_body = shortlink::workspace::ChangePassword,
-    responses((status = 200, description = "Changed; every other session is signed out, and this one goes on under a new cookie and a new CSRF token (the old ones are refused from now on), which the session answer carries.", body = shortlink::workspace::Session), crate::openapi::Refusals),
+    responses((status = 204, description = "Changed; every other session is signed out, and this one goes on under a new cookie (the old one is signed out too)."), crate::openapi::Refusals),
 )]
 async fn change_password(
     State(state): State<crate::State>,
@@ -203,19 +203,17 @@ async fn change_password(
         .bind(attempt.address.as_slice())
         .execute(&mut *tx)
         .await?;
-    // This session goes on under a new token and a new CSRF token: a copy of its cookie or
-    // token (someone else's, maybe the reason for the change) is signed out with the other
-    // sessions. The answer carries the new CSRF token, as a sign-in's does.
+    // This session goes on under a new token: a copy of its cookie (someone else's, maybe
+    // the reason for the change) is signed out with the other sessions. Its CSRF token stays,
+    // which is nothing without the cookie, so the dashboard goes on without asking again.
     let token = accounts::random_token();
-    let signed_in =
-        sqlx::query("UPDATE admin_sessions SET token_hash = $2, csrf_token = $3 WHERE id = $1")
-            .bind(session.id)
-            .bind(accounts::hash(&token).as_slice())
-            .bind(accounts::random_token())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
+    let signed_in = sqlx::query("UPDATE admin_sessions SET token_hash = $2 WHERE id = $1")
+        .bind(session.id)
+        .bind(accounts::hash(&token).as_slice())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 1;
     if !signed_in {
         return Err(Error::Unauthorized);
     }
@@ -226,11 +224,7 @@ async fn change_password(
         ));
     }
     tx.commit().await?;
-    let renewed = accounts::find_session(db, &token)
-        .await?
-        .ok_or(Error::Unauthorized)?;
-    let view = accounts::session_view(db, &renewed).await?;
     let lifetime = session.expires_at - OffsetDateTime::now_utc();
     let cookie = accounts::set_session_cookie(&state, &request.headers, &token, lifetime)?;
-    Ok((cookie, Json(view)).into_response())
+    Ok((StatusCode::NO_CONTENT, cookie).into_response())
 }

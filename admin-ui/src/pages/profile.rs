@@ -51,8 +51,7 @@ fn PasswordForm(changed: RwSignal<u32>) -> impl IntoView {
         error.set(None);
         leptos::task::spawn_local(async move {
             match api::change_password(&session, &body).await {
-                Ok(renewed) => {
-                    auth.set(Some(renewed));
+                Ok(()) => {
                     current.set(String::new());
                     new.set(String::new());
                     flash(notice, tu_string!(i18n, profile.changed).to_string());

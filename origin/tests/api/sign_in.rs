@@ -258,7 +258,7 @@ async fn a_new_password_ends_the_old_ones_known_addresses() {
         ))
         .expect("request");
     let changed = app.send(change).await;
-    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text());
     // Strangers use up the user's budget: the thief's address is one of theirs now.
     let strangers = |round: u8| {
         let app = &app;
