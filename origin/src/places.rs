@@ -34,17 +34,18 @@ impl Places {
     /// A place for work of `workspace`; 503 `busy` (`Retry-After`) when the instance's
     /// are all taken, or the workspace holds its share.
     pub(crate) fn take(&self, workspace: WorkspaceId) -> Result<Place, Error> {
+        // The share first: a workspace refused for its share never holds, even for a moment,
+        // a place another workspace could have had.
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.get(&workspace.get()).copied().unwrap_or(0) >= self.per_workspace {
+            return Err(Error::Busy);
+        }
         let permit = self
             .total
             .clone()
             .try_acquire_owned()
             .map_err(|_| Error::Busy)?;
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let mine = held.entry(workspace.get()).or_default();
-        if *mine >= self.per_workspace {
-            return Err(Error::Busy);
-        }
-        *mine += 1;
+        *held.entry(workspace.get()).or_default() += 1;
         Ok(Place {
             _permit: permit,
             workspace: workspace.get(),
