@@ -828,10 +828,11 @@ fn rules_ratio(place: &str, rows: &[(&str, WrkResult)]) -> anyhow::Result<String
 }
 
 /// Links the import row creates, in bulk requests of [`IMPORT_BATCH`], [`IMPORT_PARALLEL`]
-/// at a time (what `kurz import` does).
+/// at a time: one workspace's share of an instance's bulk creates (`origin/src/places.rs`;
+/// `kurz import` sends one at a time).
 const IMPORT_LINKS: usize = 100_000;
 const IMPORT_BATCH: usize = 1_000;
-const IMPORT_PARALLEL: usize = 4;
+const IMPORT_PARALLEL: usize = 2;
 /// Links the baseline creates one request each, as many at a time.
 const SINGLE_CREATES: usize = 2_000;
 /// Links per second the import must reach on the 2-core machine (issue #15).
