@@ -61,7 +61,8 @@ pub(crate) async fn consume(batch: &worker_sys::MessageBatch, env: &Env) -> Resu
 }
 
 /// Posts these messages' events to the origin in one request and acknowledges them, or
-/// retries or parks them.
+/// retries or parks them: all of them when the origin failed the request, or those holding
+/// an event it could not read (a newer worker's), the others being stored.
 async fn deliver(deliveries: &[Delivery], queue: &str, env: &Env) {
     let events: Vec<&RawValue> = deliveries
         .iter()
@@ -72,30 +73,51 @@ async fn deliver(deliveries: &[Delivery], queue: &str, env: &Env) {
         return;
     }
     let backoff = backoff(env);
-    let delivered = origin::ingest(env, &events).await;
-    match (delivered, parked::consumer_for(queue)) {
-        (Ok(()), _) => deliveries.iter().for_each(|d| d.message.ack()),
-        (Err(err), Consumer::Clicks) => {
-            let attempts = deliveries.iter().map(|d| d.attempts).max().unwrap_or(1);
+    let (undelivered, why): (Vec<&Delivery>, String) = match origin::ingest(env, &events).await {
+        Ok(unread) => {
+            let sizes: Vec<usize> = deliveries.iter().map(|d| d.events.len()).collect();
+            let holding = outbox::holding(&sizes, &unread);
+            let mut undelivered = Vec::new();
+            for (delivery, holds) in deliveries.iter().zip(holding) {
+                match holds {
+                    false => delivery.message.ack(),
+                    true => undelivered.push(delivery),
+                }
+            }
+            if undelivered.is_empty() {
+                return;
+            }
+            let why = format!(
+                "the origin cannot read {} of their events (a newer worker's?)",
+                unread.len()
+            );
+            (undelivered, why)
+        }
+        Err(err) => (deliveries.iter().collect(), err.to_string()),
+    };
+    match parked::consumer_for(queue) {
+        Consumer::Clicks => {
+            let attempts = undelivered.iter().map(|d| d.attempts).max().unwrap_or(1);
             worker::console_warn!(
-                "click delivery failed (attempt {attempts}), retrying in {} s: {err}",
+                "click delivery of {} messages failed (attempt {attempts}), retrying in {} s: {why}",
+                undelivered.len(),
                 backoff.delay_secs(attempts)
             );
-            deliveries.iter().for_each(|d| d.retry(backoff));
+            undelivered.iter().for_each(|d| d.retry(backoff));
         }
-        (Err(err), Consumer::DeadLetter) => {
+        Consumer::DeadLetter => {
+            let clicks: usize = undelivered.iter().map(|d| d.events.len()).sum();
             worker::console_warn!(
-                "the origin did not take {} dead-lettered clicks, parking them in KV: {err}",
-                events.len()
+                "the origin did not take {clicks} dead-lettered clicks, parking them in KV: {why}"
             );
-            park(deliveries, env, backoff).await;
+            park(&undelivered, env, backoff).await;
         }
     }
 }
 
 /// Writes each message's events to KV and acknowledges it once written; a message KV did not
 /// take is retried on the same schedule.
-async fn park(deliveries: &[Delivery], env: &Env, backoff: Backoff) {
+async fn park(deliveries: &[&Delivery], env: &Env, backoff: Backoff) {
     let Some(kv) = links_kv(env) else {
         worker::console_error!("cannot park dead-lettered clicks, no KV binding {LINKS}");
         deliveries.iter().for_each(|d| d.retry(backoff));

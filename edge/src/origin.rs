@@ -9,7 +9,7 @@ use futures_util::future::{Either, select};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use shortlink::ShortCode;
-use shortlink::edge::{INGEST_PATH, NO_LINK_HEADER, RESOLVE_PATH_PREFIX};
+use shortlink::edge::{INGEST_PATH, IngestResult, NO_LINK_HEADER, RESOLVE_PATH_PREFIX};
 use shortlink::signature;
 use worker::{AbortController, Date, Delay, Env, Fetch, Headers, Request, Response, Result};
 
@@ -106,18 +106,26 @@ fn refused(what: &str, response: &Response) -> worker::Error {
 }
 
 /// Posts click events (as written: see [`crate::outbox::events_of`]) to the origin's ingest
-/// route in one signed request: `Ok` once the origin stored them (a 2xx), an error
+/// route in one signed request: once the origin stored them (a 2xx), the indices of those it
+/// could not read and did not store (`IngestResult::unread`: a newer worker's); an error
 /// otherwise. Ingest is idempotent on the event id, so a batch may be posted again after any
 /// failure.
-pub(crate) async fn ingest(env: &Env, events: &[&RawValue]) -> Result<()> {
+pub(crate) async fn ingest(env: &Env, events: &[&RawValue]) -> Result<Vec<usize>> {
     let body = serde_json::to_vec(&IngestBody { events })
         .map_err(|err| worker::Error::RustError(err.to_string()))?;
     let path = INGEST_PATH;
     let headers = signed_headers(&edge_secret(env)?, "POST", path, &body)?;
     headers.set("content-type", "application/json")?;
-    let response = send(env, "POST", path, headers, Some(body), INGEST_TIMEOUT).await?;
+    let mut response = send(env, "POST", path, headers, Some(body), INGEST_TIMEOUT).await?;
     match response.status_code() {
-        200..=299 => Ok(()),
+        // An origin older than `unread` answers without it: it read every event.
+        200..=299 => Ok(response
+            .text()
+            .await
+            .ok()
+            .and_then(|text| serde_json::from_str::<IngestResult>(&text).ok())
+            .map(|result| result.unread)
+            .unwrap_or_default()),
         _ => Err(refused("ingest", &response)),
     }
 }

@@ -102,6 +102,27 @@ pub fn posts(sizes: &[usize], budget: usize) -> Vec<std::ops::Range<usize>> {
     posts
 }
 
+/// Which of a request's messages (of `sizes` events each, in the order they were posted) hold
+/// one of the events at the indices `unread` (of the request's events, the origin's answer):
+/// those are retried, the others acknowledged. An index past the events is ignored.
+pub fn holding(sizes: &[usize], unread: &[usize]) -> Vec<bool> {
+    let mut holding = vec![false; sizes.len()];
+    let mut ends = Vec::with_capacity(sizes.len());
+    let mut end = 0;
+    for size in sizes {
+        end += size;
+        ends.push(end);
+    }
+    for &index in unread {
+        // The first message whose events end past the index.
+        let message = ends.partition_point(|&end| end <= index);
+        if let Some(holds) = holding.get_mut(message) {
+            *holds = true;
+        }
+    }
+    holding
+}
+
 /// A queue message's body, as JSON text.
 #[derive(Debug, Clone, Copy)]
 pub enum Body<'a> {
@@ -276,6 +297,26 @@ mod tests {
         assert_eq!(texts, [reserved.as_str(), newer.as_str(), garbled]);
         let single = events_of(Body::Event(&newer)).expect("an event");
         assert_eq!(single[0].get(), newer);
+    }
+
+    #[test]
+    fn messages_holding_unread_events_are_the_ones_retried() {
+        let cases: [(&[usize], &[usize], &[bool]); 7] = [
+            (&[2, 3, 1], &[], &[false, false, false]),
+            (&[2, 3, 1], &[0], &[true, false, false]),
+            (&[2, 3, 1], &[1, 2], &[true, true, false]),
+            (&[2, 3, 1], &[4], &[false, true, false]),
+            (&[2, 3, 1], &[5], &[false, false, true]),
+            (&[2, 0, 3], &[2], &[false, false, true]),
+            (&[2, 3, 1], &[6, 99], &[false, false, false]),
+        ];
+        for (sizes, unread, holding) in cases {
+            assert_eq!(
+                super::holding(sizes, unread),
+                holding,
+                "{sizes:?} {unread:?}"
+            );
+        }
     }
 
     #[test]

@@ -88,23 +88,26 @@ struct ReceivedBatch {
 /// answered 503 and the queue retries.
 ///
 /// An event this release cannot read (a worker of a newer release wrote a new source, say,
-/// while the origins are being upgraded) is not stored, and the batch is answered 422 once
-/// the others are: the queue retries it, and an origin of the newer release stores it then
-/// (the others again, idempotently). What no release reads ends parked in KV, as a batch the
-/// origin never takes does. Before, such an event had the whole batch refused, every other
-/// click of it waiting for the upgrade too.
+/// while the origins are being upgraded) is not stored, and the answer names it
+/// (`IngestResult::unread`): the edge retries the messages holding such events, until an
+/// origin of the newer release stores them, and acknowledges the others. What no release
+/// reads ends parked in KV, as a message the origin never takes does. Before, such an event
+/// had the whole batch refused, every other click of it waiting for the upgrade too.
 async fn ingest(
     State(state): State<crate::State>,
     ApiJson(batch): ApiJson<ReceivedBatch>,
 ) -> Result<Json<IngestResult>, Error> {
     let received = batch.events.len();
     let mut events = Vec::with_capacity(received);
-    let mut unreadable = None;
+    let mut unread = Vec::new();
     for (at, raw) in batch.events.iter().enumerate() {
         match serde_json::from_str::<ClickEvent>(raw.get()) {
             Ok(event) => events.push(event.bounded()),
             Err(err) => {
-                unreadable.get_or_insert((at, err, 0)).2 += 1;
+                if unread.is_empty() {
+                    tracing::warn!(event = at, error = %err, "a click event this release cannot read (a newer worker's?): left to the edge's retries");
+                }
+                unread.push(at);
             }
         }
     }
@@ -125,19 +128,10 @@ async fn ingest(
             isolated.unparkable
         )));
     }
-    if let Some((at, why, count)) = unreadable {
-        return Err(Error::invalid(
-            &format!("events[{at}]"),
-            format!(
-                "{count} of {received} events are not click events this release reads \
-                 (the other {} are stored; the queue retries them): {why}",
-                received - count
-            ),
-        ));
-    }
     Ok(Json(IngestResult {
         received,
         inserted: isolated.inserted,
+        unread,
     }))
 }
 

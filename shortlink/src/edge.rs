@@ -117,19 +117,24 @@ pub struct SyncResult {
 
 /// `POST /_edge/ingest` (edge queue consumer → origin). The edge passes its queue's events on
 /// as they were written, and the origin reads each on its own: it stores those it reads, and
-/// has the queue retry a batch holding one it cannot (a worker of a newer release wrote it)
-/// until an origin of that release stores it.
+/// names those it cannot ([`IngestResult::unread`]: a worker of a newer release wrote them),
+/// whose messages the edge retries until an origin of that release stores them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestBatch {
     pub events: Vec<ClickEvent>,
 }
 
 /// What the origin answers to an ingest batch: how many events were new (a retried batch
-/// reports 0 for the events it already delivered).
+/// reports 0 for the events it already delivered), and which it could not read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestResult {
     pub received: usize,
     pub inserted: u64,
+    /// The indices (in the batch's `events`) of the events this origin cannot read (a worker
+    /// of a newer release wrote them): not stored. The edge retries the messages holding them
+    /// until an origin of that release stores them, and acknowledges the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<usize>,
 }
 
 /// `POST /_edge/replay` (origin → edge, signed): a nonce (see [`SyncBatch::nonce`]), and
