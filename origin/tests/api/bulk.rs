@@ -753,8 +753,8 @@ fn held_body(links: &Value, mut release: tokio::sync::watch::Receiver<bool>) -> 
     Body::from_stream(parts)
 }
 
-/// A bulk create of `key` whose body waits for `released`, sent again while it is refused
-/// (503): it holds a place once in, until released. Its answer.
+/// A bulk create of `key` whose body waits for `released`: it holds a place once in, until
+/// released. Its answer.
 fn hold(
     app: &TestApp,
     key: &str,
@@ -762,29 +762,15 @@ fn hold(
     released: &tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<(StatusCode, axum::body::Bytes)> {
     let links = json!([{"destination": "https://example.com/", "code": code}]);
-    let (router, key, released) = (app.router.clone(), key.to_owned(), released.clone());
-    tokio::spawn(async move {
-        loop {
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri(BULK)
-                .header(header::AUTHORIZATION, format!("Bearer {key}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(held_body(&links, released.clone()))
-                .expect("request");
-            let response = tower::ServiceExt::oneshot(router.clone(), request)
-                .await
-                .expect("infallible");
-            if response.status() != StatusCode::SERVICE_UNAVAILABLE {
-                let status = response.status();
-                let body = http_body_util::BodyExt::collect(response.into_body())
-                    .await
-                    .expect("body")
-                    .to_bytes();
-                return (status, body);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+    let (key, released) = (key.to_owned(), released.clone());
+    support::send_until_admitted(&app.router, move || {
+        Request::builder()
+            .method(Method::POST)
+            .uri(BULK)
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(held_body(&links, released.clone()))
+            .expect("request")
     })
 }
 

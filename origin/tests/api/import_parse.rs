@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use shortlink::import::{self, Format, MAX_PARSE_BYTES, MAX_PARSE_ROWS, ParsedFile};
 
-use crate::support::{As, TestApp, TestResponse, spawn_app};
+use crate::support::{self, As, TestApp, TestResponse, spawn_app};
 
 const PARSE: &str = "/api/v1/links/import/parse";
 
@@ -356,30 +356,16 @@ fn held_file(mut release: tokio::sync::watch::Receiver<bool>) -> Body {
     Body::from_stream(parts)
 }
 
-/// A parse of `who` whose file waits for `released`, sent again while it is refused (503):
-/// it holds a place once in, until released. Its answer.
+/// A parse of `who` whose file waits for `released`: it holds a place once in, until
+/// released. Its answer.
 fn hold(
     app: &TestApp,
     who: &As,
     released: &tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<(StatusCode, axum::body::Bytes)> {
-    let (router, who, released) = (app.router.clone(), who.clone(), released.clone());
-    tokio::spawn(async move {
-        loop {
-            let request = request(&who, "?format=csv", held_file(released.clone()));
-            let response = tower::ServiceExt::oneshot(router.clone(), request)
-                .await
-                .expect("infallible");
-            if response.status() != StatusCode::SERVICE_UNAVAILABLE {
-                let status = response.status();
-                let body = http_body_util::BodyExt::collect(response.into_body())
-                    .await
-                    .expect("body")
-                    .to_bytes();
-                return (status, body);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+    let (who, released) = (who.clone(), released.clone());
+    support::send_until_admitted(&app.router, move || {
+        request(&who, "?format=csv", held_file(released.clone()))
     })
 }
 

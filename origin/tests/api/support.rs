@@ -204,6 +204,32 @@ pub async fn stalled_exports_give_their_places_up(app: &TestApp, path: &str) {
 }
 
 /// A new, empty database on the test cluster; its URL.
+/// Sends the request `make` gives to `router` until it is not refused busy (503), in a task:
+/// a request whose body is still on its way holds its place (of `places.rs`) once in. Its
+/// answer, once it has one.
+pub fn send_until_admitted(
+    router: &Router,
+    make: impl Fn() -> Request<Body> + Send + 'static,
+) -> tokio::task::JoinHandle<(StatusCode, Bytes)> {
+    let router = router.clone();
+    tokio::spawn(async move {
+        loop {
+            let response = router.clone().oneshot(make()).await.expect("infallible");
+            if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                return (status, body);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+}
+
 pub async fn new_database() -> String {
     let admin = admin_url();
     let name = format!("test_{}", random_hex());
