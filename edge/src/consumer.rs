@@ -88,7 +88,7 @@ async fn deliver(deliveries: &[Delivery], queue: &str, env: &Env) {
                 return;
             }
             let why = format!(
-                "the origin cannot read {} of their events (a newer worker's?)",
+                "the origin cannot read {} of their events (a newer worker's?); it stored the others",
                 unread.len()
             );
             (undelivered, why)
@@ -108,7 +108,8 @@ async fn deliver(deliveries: &[Delivery], queue: &str, env: &Env) {
         Consumer::DeadLetter => {
             let clicks: usize = undelivered.iter().map(|d| d.events.len()).sum();
             worker::console_warn!(
-                "the origin did not take {clicks} dead-lettered clicks, parking them in KV: {why}"
+                "parking {} dead-lettered messages ({clicks} clicks) in KV: {why}",
+                undelivered.len()
             );
             park(&undelivered, env, backoff).await;
         }

@@ -116,18 +116,27 @@ pub(crate) async fn ingest(env: &Env, events: &[&RawValue]) -> Result<Vec<usize>
     let path = INGEST_PATH;
     let headers = signed_headers(&edge_secret(env)?, "POST", path, &body)?;
     headers.set("content-type", "application/json")?;
+    let started = Date::now().as_millis();
     let mut response = send(env, "POST", path, headers, Some(body), INGEST_TIMEOUT).await?;
-    match response.status_code() {
-        // An origin older than `unread` answers without it: it read every event.
-        200..=299 => Ok(response
-            .text()
-            .await
-            .ok()
-            .and_then(|text| serde_json::from_str::<IngestResult>(&text).ok())
-            .map(|result| result.unread)
-            .unwrap_or_default()),
-        _ => Err(refused("ingest", &response)),
+    if !(200..300).contains(&response.status_code()) {
+        return Err(refused("ingest", &response));
     }
+    // The answer says which events were not stored: one not read whole (a connection cut, a
+    // body that stalls) is an error, so every message is retried (ingest is idempotent),
+    // never acknowledged with an event in it unstored. An origin older than `unread`
+    // answers without it: it read every event.
+    let spent = Duration::from_millis(Date::now().as_millis().saturating_sub(started));
+    let text = within(INGEST_TIMEOUT.saturating_sub(spent), response.text()).await??;
+    let result: IngestResult = serde_json::from_str(&text).map_err(|err| {
+        worker::Error::RustError(format!("ingest answered what is no ingest result: {err}"))
+    })?;
+    if let Some(past) = result.unread.iter().find(|&&index| index >= events.len()) {
+        return Err(worker::Error::RustError(format!(
+            "ingest named event {past} of {} as unread",
+            events.len()
+        )));
+    }
+    Ok(result.unread)
 }
 
 /// The visitor's request to `path` (the report form, `query` apart), sent on to the origin;

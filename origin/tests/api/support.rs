@@ -203,7 +203,6 @@ pub async fn stalled_exports_give_their_places_up(app: &TestApp, path: &str) {
     );
 }
 
-/// A new, empty database on the test cluster; its URL.
 /// Sends the request `make` gives to `router` until it is not refused busy (503), in a task:
 /// a request whose body is still on its way holds its place (of `places.rs`) once in. Its
 /// answer, once it has one.
@@ -230,6 +229,7 @@ pub fn send_until_admitted(
     })
 }
 
+/// A new, empty database on the test cluster; its URL.
 pub async fn new_database() -> String {
     let admin = admin_url();
     let name = format!("test_{}", random_hex());
