@@ -208,6 +208,9 @@ impl Serialize for When {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VariantForm {
+    /// The variant's id, for one the link has (`shortlink::rules::Variant::id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u8>,
     pub destination: String,
     pub weight: Typed,
 }

@@ -840,6 +840,23 @@ test('the analytics break a split link down by variant, named by destination, an
   }, 15_000);
   await variants.getByText('Variant 1: https://a.example/').waitFor();
   await variants.getByText('Variant 2: https://b.example/').waitFor();
+  const visitsOf = (name) => variants.locator('tr').filter({ hasText: name }).locator('td.num').textContent();
+  const [onA, onB] = [await visitsOf('Variant 1: https://a.example/'), await visitsOf('Variant 2: https://b.example/')];
+  assert.notEqual(onA, onB);
+
+  // Variant 2 gets a new destination and moves first: its visits stay its own (the form sends
+  // its id back), under its new place and destination.
+  await nav(page, 'Links').click();
+  await row('promo').getByRole('button', { name: 'Edit promo' }).click();
+  await page.getByLabel('Destination of variant 2').fill('https://b2.example/');
+  await page.getByRole('button', { name: 'Move variant 2 up' }).click();
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved' }).waitFor();
+  await page.goto(`${originUrl}/admin/links/promo?id=${promo.id}`);
+  await page.getByRole('button', { name: '7 days' }).click();
+  await variants.getByText('Variant 1: https://b2.example/').waitFor();
+  assert.equal(await visitsOf('Variant 1: https://b2.example/'), onB);
+  assert.equal(await visitsOf('Variant 2: https://a.example/'), onA);
 
   await nav(page, 'Overview').click();
   const tags = page.locator('.breakdown').filter({ hasText: 'Tags' });

@@ -122,7 +122,7 @@ test('an A/B split keeps each visitor in one variant and records it with the cli
     seen.set(first, (seen.get(first) ?? 0) + 1);
   }
   assert.equal(seen.size, 2, `both variants are used: ${JSON.stringify([...seen])}`);
-  // Each click carries its variant's index into the analytics.
+  // Each click carries its variant's id (here its place: the split is new) into the analytics.
   const variants = await clicksOf(created.id, 60);
   assert.deepEqual([...new Set(variants)].sort(), ['0', '1']);
   const aCount = variants.filter((v) => v === '0').length;

@@ -209,7 +209,7 @@ pub struct ClickEvent {
     /// The visitor key of [`crate::visitor`], made where the IP address was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor: Option<String>,
-    /// The A/B variant the visitor was sent to (its index in the link's split).
+    /// The A/B variant the visitor was sent to (its id in the link's split, [`crate::rules::Variant::id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<u8>,
 }

@@ -175,7 +175,7 @@ pub enum Decision<'a> {
         status: RedirectStatus,
         location: Location<'a>,
         cache_control: CacheControl,
-        /// The A/B variant chosen (its index in the split), for the click's record.
+        /// The A/B variant chosen (its id, [`crate::rules::Variant::id`]), for the click's record.
         variant: Option<u8>,
     },
     /// Expired, or its clicks are used up: 410 Gone.
@@ -352,7 +352,7 @@ pub fn decide<'a>(link: &'a LinkRecord, visit: &Visit<'_>) -> Decision<'a> {
     {
         Some(target) => (&target.destination, None),
         None => match rules.split.pick(bucket(link.link_id, visit)) {
-            Some((index, variant)) => (&variant.destination, Some(index)),
+            Some((id, variant)) => (&variant.destination, Some(id)),
             None => (&link.destination, None),
         },
     };
@@ -894,10 +894,12 @@ mod tests {
                     split.map_or_else(Split::default, |(weight, a, b)| {
                         Split::new(vec![
                             crate::rules::Variant {
+                                id: None,
                                 destination: a,
                                 weight,
                             },
                             crate::rules::Variant {
+                                id: None,
                                 destination: b,
                                 weight: 100 - weight,
                             },

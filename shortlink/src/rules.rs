@@ -303,11 +303,21 @@ impl From<Targets> for Vec<Target> {
     }
 }
 
+/// Most variants one link's split may ever have had: a variant's id is a byte, never reused.
+pub const MAX_VARIANT_IDS: u16 = 256;
+
 /// One destination of an A/B split, and the percentage of visitors it gets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
+    /// The variant's lasting name within its link: its clicks are counted under it, so
+    /// reordering, reweighing or removing other variants never relabels them. Given by the
+    /// origin ([`Split::settle`]); a request names an existing variant with it (to keep its
+    /// clicks when its destination changes) or leaves it out. A split stored before variants
+    /// had ids has none: each variant's id is then its position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u8>,
     pub destination: Destination,
     pub weight: u8,
 }
@@ -353,7 +363,71 @@ impl Split {
         if sum != 100 {
             return Err(refuse(format!("the weights add up to {sum}")));
         }
+        let mut ids: Vec<u8> = variants.iter().filter_map(|v| v.id).collect();
+        ids.sort_unstable();
+        if let Some(twice) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(refuse(format!("two variants have the id {}", twice[0])));
+        }
         Ok(Self(variants))
+    }
+
+    /// The id the clicks of the variant at `index` are counted under (see [`Variant::id`]).
+    fn id_at(&self, index: usize) -> Option<u8> {
+        let variant = self.0.get(index)?;
+        variant.id.or_else(|| u8::try_from(index).ok())
+    }
+
+    /// The variants in order, each with the id its clicks are counted under.
+    pub fn with_ids(&self) -> impl Iterator<Item = (u8, &Variant)> {
+        (0..self.0.len()).filter_map(|index| Some((self.id_at(index)?, &self.0[index])))
+    }
+
+    /// This split, asked for in a request, as the link stores it: every variant with its id.
+    /// `current` is the link's split now and `used` how many ids its splits have had (ids
+    /// `0..used`; a new link has none). A variant keeps the id it names if `current` has a
+    /// variant of that id, else the id of a variant of `current` with its destination, else
+    /// takes the next id never used: the clicks of a removed variant stay its own, under an id
+    /// no later variant takes. Returns the split and the ids used after it.
+    pub fn settle(self, current: &Split, used: u16) -> Result<(Split, u16), Error> {
+        let current_ids: Vec<u8> = current.with_ids().map(|(id, _)| id).collect();
+        // A split stored before ids has ids it never counted.
+        let mut used = current_ids
+            .iter()
+            .map(|&id| u16::from(id) + 1)
+            .fold(used, u16::max);
+        let mut taken: Vec<u8> = Vec::with_capacity(self.0.len());
+        let mut variants = self.0;
+        for variant in &mut variants {
+            variant.id = variant
+                .id
+                .filter(|id| current_ids.contains(id) && !taken.contains(id));
+            if let Some(id) = variant.id {
+                taken.push(id);
+            }
+        }
+        for variant in variants.iter_mut().filter(|variant| variant.id.is_none()) {
+            let kept = current.with_ids().find_map(|(id, old)| {
+                (old.destination == variant.destination && !taken.contains(&id)).then_some(id)
+            });
+            let id = match kept {
+                Some(id) => id,
+                None => {
+                    let id = u8::try_from(used).map_err(|_| Error::Split {
+                        max: MAX_VARIANTS,
+                        reason: format!(
+                            "this link's split has had {MAX_VARIANT_IDS} variants, and an id \
+                             is never given twice (its clicks are its own): make a new link for \
+                             a new test"
+                        ),
+                    })?;
+                    used += 1;
+                    id
+                }
+            };
+            taken.push(id);
+            variant.id = Some(id);
+        }
+        Ok((Self(variants), used))
     }
 
     pub fn as_slice(&self) -> &[Variant] {
@@ -364,14 +438,14 @@ impl Split {
         self.0.is_empty()
     }
 
-    /// The variant for a visitor whose bucket (0–99) is `bucket`: each variant takes as many
-    /// buckets as its weight, in order.
+    /// The variant for a visitor whose bucket (0–99) is `bucket`, with its id: each variant
+    /// takes as many buckets as its weight, in order.
     pub fn pick(&self, bucket: u8) -> Option<(u8, &Variant)> {
         let mut upto = 0u32;
         for (index, variant) in self.0.iter().enumerate() {
             upto += u32::from(variant.weight);
             if u32::from(bucket) < upto {
-                return Some((u8::try_from(index).ok()?, variant));
+                return Some((self.id_at(index)?, variant));
             }
         }
         None
@@ -955,6 +1029,7 @@ mod tests {
     #[test]
     fn split_weights() {
         let variant = |weight| Variant {
+            id: None,
             destination: Destination::parse("https://a.example/").expect("valid"),
             weight,
         };
@@ -975,6 +1050,119 @@ mod tests {
         assert_eq!(split.pick(30).map(|(i, _)| i), Some(1));
         assert_eq!(split.pick(99).map(|(i, _)| i), Some(1));
         assert_eq!(split.pick(100), None);
+        // A settled split names its variants by their ids, whatever their places.
+        let named = |id| Variant {
+            id: Some(id),
+            ..variant(50)
+        };
+        let split = Split::new(vec![named(7), named(2)]).expect("valid");
+        assert_eq!(split.pick(0).map(|(i, _)| i), Some(7));
+        assert_eq!(split.pick(50).map(|(i, _)| i), Some(2));
+        assert!(Split::new(vec![named(3), named(3)]).is_err());
+    }
+
+    /// A split as written: `(id, destination, weight)`, the destination a short name.
+    fn split_of(variants: &[(Option<u8>, &str, u8)]) -> Split {
+        let variants = variants
+            .iter()
+            .map(|&(id, host, weight)| Variant {
+                id,
+                destination: Destination::parse(&format!("https://{host}.example/"))
+                    .expect("valid"),
+                weight,
+            })
+            .collect();
+        Split::new(variants).expect("valid")
+    }
+
+    #[test]
+    fn a_settled_split_keeps_each_variants_id_and_never_gives_one_twice() {
+        type Written<'a> = &'a [(Option<u8>, &'a str, u8)];
+        // (the link's split now, ids used so far, the request, the stored split and ids used)
+        let cases: &[(Written<'_>, u16, Written<'_>, Written<'_>, u16)] = &[
+            // A new link: ids in order, whatever the request named.
+            (
+                &[],
+                0,
+                &[(Some(9), "a", 50), (None, "b", 50)],
+                &[(Some(0), "a", 50), (Some(1), "b", 50)],
+                2,
+            ),
+            // Reordered and reweighed: each keeps its id by destination.
+            (
+                &[(Some(0), "a", 50), (Some(1), "b", 50)],
+                2,
+                &[(None, "b", 70), (None, "a", 30)],
+                &[(Some(1), "b", 70), (Some(0), "a", 30)],
+                2,
+            ),
+            // The first removed, one added: the new one takes an id never used.
+            (
+                &[(Some(0), "a", 50), (Some(1), "b", 50)],
+                2,
+                &[(None, "b", 50), (None, "c", 50)],
+                &[(Some(1), "b", 50), (Some(2), "c", 50)],
+                3,
+            ),
+            // The last removed, one added: its id is not given again.
+            (
+                &[(Some(0), "a", 50), (Some(1), "b", 50)],
+                3,
+                &[(None, "a", 50), (None, "c", 50)],
+                &[(Some(0), "a", 50), (Some(3), "c", 50)],
+                4,
+            ),
+            // A destination changed under its id keeps the id; an id the link has not now is
+            // not taken (a split copied from another link).
+            (
+                &[(Some(4), "a", 50), (Some(5), "b", 50)],
+                6,
+                &[(Some(5), "fixed", 50), (Some(1), "c", 50)],
+                &[(Some(5), "fixed", 50), (Some(6), "c", 50)],
+                7,
+            ),
+            // A named id wins over a destination that matches another variant's.
+            (
+                &[(Some(0), "a", 50), (Some(1), "b", 50)],
+                2,
+                &[(None, "b", 50), (Some(1), "c", 50)],
+                &[(Some(2), "b", 50), (Some(1), "c", 50)],
+                3,
+            ),
+            // Two variants with one destination: the first takes its id, the second a new one.
+            (
+                &[(Some(0), "a", 50), (Some(1), "b", 50)],
+                2,
+                &[(None, "a", 50), (None, "a", 50)],
+                &[(Some(0), "a", 50), (Some(2), "a", 50)],
+                3,
+            ),
+            // A split stored before ids: its ids are its positions.
+            (
+                &[(None, "a", 50), (None, "b", 50)],
+                0,
+                &[(None, "b", 50), (None, "c", 50)],
+                &[(Some(1), "b", 50), (Some(2), "c", 50)],
+                3,
+            ),
+            // The split removed.
+            (&[(Some(0), "a", 50), (Some(1), "b", 50)], 2, &[], &[], 2),
+        ];
+        for (current, used, asked, stored, after) in cases {
+            let settled = split_of(asked).settle(&split_of(current), *used);
+            assert_eq!(
+                settled,
+                Ok((split_of(stored), *after)),
+                "{current:?} {used} {asked:?}"
+            );
+        }
+        // Past the last id: refused, never an id given twice.
+        let full = split_of(&[(Some(254), "a", 50), (Some(255), "b", 50)]);
+        let asked = split_of(&[(None, "a", 50), (None, "c", 50)]);
+        assert!(matches!(
+            asked.settle(&full, MAX_VARIANT_IDS),
+            Err(Error::Split { .. })
+        ));
     }
 
     #[test]

@@ -97,8 +97,8 @@ pub struct Breakdowns {
     pub device: Vec<Ranked>,
     pub browser: Vec<Ranked>,
     pub os: Vec<Ranked>,
-    /// For a link with an A/B split: visits by variant, the variant's index in the split
-    /// (`"0"`, `"1"`, …).
+    /// For a link with an A/B split: visits by variant, named by the variant's id
+    /// ([`crate::rules::Variant::id`]: `"0"`, `"1"`, …; a removed variant's keeps its id).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variant: Vec<Ranked>,
     /// For the whole workspace: visits by the tags of their links (a link with two tags

@@ -73,6 +73,9 @@ pub struct Row {
     /// The devices or operating systems ticked.
     checks: RwSignal<Vec<&'static str>>,
     destination: RwSignal<String>,
+    /// A variant's id, for a row of the link's split as it was loaded: sent back with it, so
+    /// the variant keeps its clicks whatever is changed around it (even its destination).
+    variant_id: Option<u8>,
 }
 
 impl Row {
@@ -85,6 +88,7 @@ impl Row {
             extra: RwSignal::new(extra),
             checks: RwSignal::new(checks),
             destination: RwSignal::new(String::new()),
+            variant_id: None,
         }
     }
 
@@ -129,7 +133,10 @@ impl Row {
 
     /// The editor's row for a variant of a link's split.
     pub fn of_variant(variant: &Variant) -> Self {
-        let row = Self::new("", variant.weight.to_string(), String::new(), Vec::new());
+        let row = Self {
+            variant_id: variant.id,
+            ..Self::new("", variant.weight.to_string(), String::new(), Vec::new())
+        };
         row.destination.set(variant.destination.as_str().to_owned());
         row
     }
@@ -165,6 +172,7 @@ impl Row {
     /// The variant as typed.
     pub fn variant_body(self) -> VariantForm {
         VariantForm {
+            id: self.variant_id,
             destination: self.destination.get_untracked().trim().to_owned(),
             weight: Typed::of(&self.text.get_untracked()),
         }

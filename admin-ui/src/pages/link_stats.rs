@@ -88,11 +88,10 @@ fn LinkAnalytics(link: ShortLink, path: String) -> impl IntoView {
     // Clicks counted at the shortener a link was imported from have no time, so no range
     // holds them: said apart from the totals.
     let imported = link.imported_clicks;
-    let variants: Vec<String> = link
+    let variants: Vec<(u8, String)> = link
         .split
-        .as_slice()
-        .iter()
-        .map(|v| v.destination.as_str().to_owned())
+        .with_ids()
+        .map(|(id, v)| (id, v.destination.as_str().to_owned()))
         .collect();
     view! {
         <div class="link-head">
@@ -116,7 +115,7 @@ fn LinkAnalytics(link: ShortLink, path: String) -> impl IntoView {
 }
 
 #[component]
-fn Figures(stats: Stats, variants: Vec<String>) -> impl IntoView {
+fn Figures(stats: Stats, variants: Vec<(u8, String)>) -> impl IntoView {
     let i18n = use_i18n();
     let nothing = stats.totals.total == 0 && stats.totals.bots == 0;
     view! {

@@ -243,17 +243,20 @@ pub fn BreakdownTables(
     top: Breakdowns,
     /// Visits of the range counted without their details (`Counts::details_shed`).
     details_shed: i64,
-    /// The destinations of the link's split, in order: a variant's index names one.
+    /// The variants of the link's split, in order: each one's id (which the breakdown's values
+    /// name) and destination.
     #[prop(optional)]
-    variants: Vec<String>,
+    variants: Vec<(u8, String)>,
 ) -> impl IntoView {
     let i18n = use_i18n();
     let variant = move |value: &str| -> Option<String> {
-        let index = value.parse::<usize>().ok()?;
-        let n = index + 1;
-        Some(match variants.get(index) {
-            Some(destination) => t_string!(i18n, stats.variant, n, destination),
-            None => t_string!(i18n, stats.variant_gone, n),
+        let id = value.parse::<u8>().ok()?;
+        Some(match variants.iter().position(|(of, _)| *of == id) {
+            Some(index) => {
+                let (n, destination) = (index + 1, &variants[index].1);
+                t_string!(i18n, stats.variant, n, destination)
+            }
+            None => t_string!(i18n, stats.variant_gone, id),
         })
     };
     // The API's names of values that are not names of things (`direct`, `mobile`, …), in
@@ -271,7 +274,7 @@ pub fn BreakdownTables(
             (Kind::Device, "other") | (Kind::Browser | Kind::Os, "Other") => {
                 t_string!(i18n, stats.other)
             }
-            (Kind::Variant, index) => return variant(index).unwrap_or(value),
+            (Kind::Variant, id) => return variant(id).unwrap_or(value),
             _ => return value,
         };
         word.to_owned()

@@ -152,7 +152,7 @@ fn csv_chunk(rows: &[ClickRow], with_header: bool) -> Result<Vec<u8>, csv::Error
         variant,
     ) in rows
     {
-        // The A/B variant's index in the link's split; empty for a link without one.
+        // The A/B variant's id in the link's split (`Variant::id`); empty for a link without one.
         let variant = variant.map(|v| v.to_string()).unwrap_or_default();
         let at = at
             .format(&time::format_description::well_known::Rfc3339)

@@ -266,7 +266,7 @@ fn capped_insert(source: &str, table: &str, time: &str, key: &str) -> String {
 /// - `link_breakdown_hourly`, and `link_breakdown_daily` for days that are over (late
 ///   clicks; the other days are summed once over, [`closed_days`]): hits and bots per
 ///   value of each dimension (one pass over the batch for all five, each click unnested into its values
-///   and grouped once; for links also the A/B `variant`, its index in the split), at most `$2`
+///   and grouped once; for links also the A/B `variant`, its id in the split), at most `$2`
 ///   values per link, bucket and dimension plus `$3` ([`capped_insert`]). Bots' referrers
 ///   are left out: a bot can claim any referrer, and bots are what would flood them. Bots
 ///   still count in the other dimensions and as bots;
@@ -299,7 +299,7 @@ fn count_pending_sql(part: Part) -> String {
         breakdown_daily,
         visitors,
     } = part.tables();
-    // A/B variants are a link's own (their indexes mean nothing across links): a breakdown of
+    // A/B variants are a link's own (their ids mean nothing across links): a breakdown of
     // the links' half only. A click without a split has no variant, so no row of it.
     let variant = match part {
         Part::Links => "('variant', variant),",

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use shortlink::api::{CreateLink, Link, UpdateLink};
 use shortlink::password::PasswordHash;
 use shortlink::redirect::{LinkRecord, Rules};
-use shortlink::rules::{ClickLimit, Note, Tag, Tags, Title};
+use shortlink::rules::{ClickLimit, Note, Split, Tag, Tags, Title};
 use shortlink::{Destination, RedirectStatus, ShortCode};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -41,7 +41,8 @@ const COLUMNS: &str = concat!(
     "id, code, destination, status, expires_at, disabled, max_clicks, ",
     clicks_used!(),
     " AS clicks_used, fallback_url, password_hash IS NOT NULL AS password_protected, ",
-    "targets, split, utm, tags, note, title, imported_clicks, created_at, updated_at, version"
+    "targets, split, split_ids_used, utm, tags, note, title, imported_clicks, created_at, ",
+    "updated_at, version"
 );
 
 /// A link as the API shows it, before its short URL is made. It serialises as the audit log
@@ -66,6 +67,9 @@ pub(crate) struct LinkRow {
     /// every other bad value here.
     targets: Json<serde_json::Value>,
     split: Json<serde_json::Value>,
+    /// How many A/B variant ids the link's splits have had ([`Split::settle`]).
+    #[serde(skip)]
+    split_ids_used: i16,
     utm: Json<serde_json::Value>,
     tags: Vec<String>,
     note: Option<String>,
@@ -304,7 +308,12 @@ pub(crate) async fn insert_many(
         .map(|link| link.password.map(PasswordHash::to_string))
         .collect();
     let targets: Vec<Json<_>> = links.iter().map(|link| Json(&link.body.targets)).collect();
-    let splits: Vec<Json<_>> = links.iter().map(|link| Json(&link.body.split)).collect();
+    // A new link's variants take ids 0, 1, …, whatever the request named (`split_ids_used`
+    // is then their number).
+    let splits = links
+        .iter()
+        .map(|link| Ok(Json(link.body.split.clone().settle(&Split::NONE, 0)?.0)))
+        .collect::<Result<Vec<Json<Split>>, Error>>()?;
     let utms: Vec<Json<_>> = links.iter().map(|link| Json(&link.body.utm)).collect();
     let tags: Vec<Json<Vec<String>>> = links
         .iter()
@@ -350,9 +359,11 @@ pub(crate) async fn insert_many(
          )
          INSERT INTO links (id, workspace_id, domain_id, code, destination, status, expires_at,
                             disabled, max_clicks, fallback_url, password_hash, targets, split,
-                            utm, tags, note, title, created_at, imported_clicks, exhausted_at)
+                            split_ids_used, utm, tags, note, title, created_at, imported_clicks,
+                            exhausted_at)
          SELECT u.id, $1, $2, u.code, u.destination, u.status, u.expires_at, u.disabled,
-                u.max_clicks, u.fallback_url, u.password_hash, u.targets, u.split, u.utm,
+                u.max_clicks, u.fallback_url, u.password_hash, u.targets, u.split,
+                jsonb_array_length(u.split), u.utm,
                 ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.note, u.title,
                 COALESCE(u.created_at, now()), u.imported_clicks,
                 CASE WHEN u.clicks_used > 0 AND u.clicks_used >= u.max_clicks THEN now() END
@@ -800,6 +811,16 @@ pub(crate) async fn update(
     .fetch_optional(&mut *tx)
     .await?;
     let before = before.ok_or_else(|| Error::LinkNotFound(code.to_string()))?;
+    // A new split keeps the ids of the variants it keeps, under the row's lock.
+    let split = match &body.split {
+        Some(split) => {
+            let current: Split = json("split", before.split.clone())?;
+            let used = u16::try_from(before.split_ids_used).map_err(invalid)?;
+            let (split, used) = split.clone().settle(&current, used)?;
+            Some((split, i16::try_from(used).map_err(invalid)?))
+        }
+        None => None,
+    };
     let after: LinkRow = sqlx::query_as(&format!(
         "UPDATE links SET
             destination = COALESCE($2, destination),
@@ -819,6 +840,7 @@ pub(crate) async fn update(
             password_hash = CASE WHEN $11 THEN $12 ELSE password_hash END,
             targets = COALESCE($13, targets),
             split = COALESCE($14, split),
+            split_ids_used = COALESCE($21, split_ids_used),
             utm = COALESCE($15, utm),
             tags = COALESCE($16, tags),
             note = CASE WHEN $17 THEN $18 ELSE note END,
@@ -840,13 +862,14 @@ pub(crate) async fn update(
     .bind(password.is_some())
     .bind(password.flatten().map(PasswordHash::to_string))
     .bind(body.targets.as_ref().map(Json))
-    .bind(body.split.as_ref().map(Json))
+    .bind(split.as_ref().map(|(split, _)| Json(split)))
     .bind(body.utm.as_ref().map(Json))
     .bind(body.tags.as_ref().map(tag_texts))
     .bind(body.note.is_some())
     .bind(body.note.as_ref().and_then(|note| note_text(note.as_ref())))
     .bind(body.title.is_some())
     .bind(body.title.as_ref().and_then(|title| title_text(title.as_ref())))
+    .bind(split.as_ref().map(|&(_, used)| used))
     .fetch_one(&mut *tx)
     .await?;
     // The link's clicks counted so far move to its new tags (`analytics::tags`).

@@ -334,8 +334,8 @@ async fn csv_rows_hold_every_field_and_no_formula() {
         rules,
         json!({
             "split": [
-                {"destination": "https://a.example/", "weight": 50},
-                {"destination": "https://b.example/", "weight": 50},
+                {"id": 0, "destination": "https://a.example/", "weight": 50},
+                {"id": 1, "destination": "https://b.example/", "weight": 50},
             ],
             "utm": {"source": "mail"},
         })

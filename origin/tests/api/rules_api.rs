@@ -56,8 +56,8 @@ fn every_rule_shown() -> Value {
             {"when": {"query": {"param": "ref", "value": "mail"}}, "destination": "https://example.com/mail"},
         ],
         "split": [
-            {"destination": "https://a.example/", "weight": 30},
-            {"destination": "https://b.example/", "weight": 70},
+            {"id": 0, "destination": "https://a.example/", "weight": 30},
+            {"id": 1, "destination": "https://b.example/", "weight": 70},
         ],
         "utm": {"source": "news letter", "medium": "mail", "campaign": "spring"},
         "tags": ["spring sale", "q4"],
@@ -122,10 +122,11 @@ async fn every_rule_round_trips_through_create_patch_and_get() {
             "fallback_url": "https://example.com/other",
             "password_protected": true,
             "targets": [{"when": {"country": ["FR"]}, "destination": "https://example.fr/"}],
+            // New destinations: ids after the two the link's first split had.
             "split": [
-                {"destination": "https://c.example/", "weight": 50},
-                {"destination": "https://d.example/", "weight": 25},
-                {"destination": "https://e.example/", "weight": 25},
+                {"id": 2, "destination": "https://c.example/", "weight": 50},
+                {"id": 3, "destination": "https://d.example/", "weight": 25},
+                {"id": 4, "destination": "https://e.example/", "weight": 25},
             ],
             "utm": {"term": "shoes", "content": "banner"},
             "tags": ["launch"],
@@ -854,7 +855,17 @@ async fn rules_at_their_bounds_are_taken_and_one_more_is_refused() {
     let link = created.json();
     assert_eq!(link["targets"], biggest["targets"]);
     assert_eq!(link["tags"], biggest["tags"]);
-    assert_eq!(link["split"], biggest["split"]);
+    // Each variant with its id: 0, 1, … on a new link.
+    let mut with_ids = biggest["split"].clone();
+    for (id, variant) in with_ids
+        .as_array_mut()
+        .expect("variants")
+        .iter_mut()
+        .enumerate()
+    {
+        variant["id"] = json!(id);
+    }
+    assert_eq!(link["split"], with_ids);
     let fetched = app.api(Method::GET, "/api/v1/links/biggest", None).await;
     assert_eq!(fetched.json(), link);
     let listed = codes(&app, "?tag=tag%2019").await;

@@ -233,6 +233,112 @@ async fn a_split_keeps_each_visitor_on_one_variant_and_follows_the_weights() {
     background.iter().for_each(tokio::task::JoinHandle::abort);
 }
 
+/// Sends `visitors` visitors (from addresses under `net`) to `/{code}` once each; returns how
+/// many went to each destination, by destination.
+async fn visit_split(
+    app: &TestApp,
+    code: &str,
+    net: u8,
+    visitors: u32,
+) -> std::collections::BTreeMap<String, i64> {
+    let mut went = std::collections::BTreeMap::new();
+    for i in 0..visitors {
+        let address = format!("10.{net}.{}.{}", i / 256, i % 256);
+        let headers = [("x-real-ip", address.as_str()), ("user-agent", CHROME)];
+        let response = visit(app, &format!("/{code}"), &headers).await;
+        assert_eq!(response.status, StatusCode::FOUND);
+        *went.entry(location(&response).to_owned()).or_insert(0) += 1;
+    }
+    went
+}
+
+#[tokio::test]
+async fn a_variant_keeps_its_clicks_when_the_split_is_changed() {
+    let app = app_with_addresses().await;
+    let background = app.state.spawn_background();
+    let (a, b, c) = (
+        "https://a.example/",
+        "https://b.example/",
+        "https://c.example/",
+    );
+    let created = app
+        .create(json!({
+            "destination": "https://example.com/control",
+            "code": "ab",
+            "split": [{"destination": a, "weight": 50}, {"destination": b, "weight": 50}]
+        }))
+        .await;
+    assert_eq!(
+        created["split"],
+        json!([{"id": 0, "destination": a, "weight": 50}, {"id": 1, "destination": b, "weight": 50}])
+    );
+    let first = visit_split(&app, "ab", 1, 100).await;
+
+    // A removed, B moved first, C added: B keeps its id (by its destination), C takes one
+    // never used.
+    let changed = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/ab",
+            Some(json!({"split": [{"destination": b, "weight": 60}, {"destination": c, "weight": 40}]})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    assert_eq!(
+        changed.json()["split"],
+        json!([{"id": 1, "destination": b, "weight": 60}, {"id": 2, "destination": c, "weight": 40}])
+    );
+    let second = visit_split(&app, "ab", 2, 100).await;
+    // B's destination changed under its id (the dashboard sends it): still B's clicks. A's
+    // destination back without an id is a new variant: A's id stays A's.
+    let b2 = "https://b2.example/";
+    let changed = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/ab",
+            Some(json!({"split": [
+                {"id": 1, "destination": b2, "weight": 50},
+                {"destination": a, "weight": 50}
+            ]})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    assert_eq!(
+        changed.json()["split"],
+        json!([{"id": 1, "destination": b2, "weight": 50}, {"id": 3, "destination": a, "weight": 50}])
+    );
+    let third = visit_split(&app, "ab", 3, 100).await;
+
+    store_recorded_clicks(&app).await;
+    let count = |went: &std::collections::BTreeMap<String, i64>, to: &str| {
+        went.get(to).copied().unwrap_or(0)
+    };
+    let mut expected = vec![
+        json!({"value": "0", "count": count(&first, a)}),
+        json!({"value": "1", "count": count(&first, b) + count(&second, b) + count(&third, b2)}),
+        json!({"value": "2", "count": count(&second, c)}),
+        json!({"value": "3", "count": count(&third, a)}),
+    ];
+    expected.retain(|ranked| ranked["count"] != 0);
+    let body = stats(&app, "/api/v1/links/ab/stats").await;
+    let mut top = body["top"]["variant"].as_array().expect("variants").clone();
+    // Equal counts come in any order.
+    top.sort_by_key(|ranked| {
+        (
+            -ranked["count"].as_i64().expect("count"),
+            ranked["value"].to_string(),
+        )
+    });
+    expected.sort_by_key(|ranked| {
+        (
+            -ranked["count"].as_i64().expect("count"),
+            ranked["value"].to_string(),
+        )
+    });
+    assert_eq!(top, expected, "{body}");
+    background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
 #[tokio::test]
 async fn disabled_expired_and_used_up_links_go_to_their_fallback_without_a_click() {
     let app = app_with_addresses().await;
