@@ -7,9 +7,14 @@
 -- removed variant's id, and its clicks, go to no later variant.
 --
 -- A split stored before has no ids: its variants' ids are their positions, which is what
--- its clicks stored, and the origin counts them as used (the larger of this column and the
--- split's own) when the split next changes, so no row is rewritten here. The worker reads
--- either form; deploy it before the origin, as with every release, since a worker of an
--- earlier release refuses the `id` field in a record.
-ALTER TABLE links ADD COLUMN split_ids_used SMALLINT NOT NULL DEFAULT 0
+-- its clicks stored (the API shows them so). Its link's column is NULL, not rewritten here:
+-- when its split next changes, the origin counts as used every id its counted clicks name
+-- (`variant_ids_counted`: the link's own breakdown rows), so the ids of variants removed
+-- before this release are not given again either.
+--
+-- Upgrade: the worker first, as with every release (a worker of an earlier release refuses
+-- the `id` field in a record), then stop every origin of an earlier release before the first
+-- of this one starts: an earlier origin cannot read a split with ids (its links' answers and
+-- redirects fail), and one that writes a split stores it without ids, under positions again.
+ALTER TABLE links ADD COLUMN split_ids_used SMALLINT
     CHECK (split_ids_used BETWEEN 0 AND 256);

@@ -382,6 +382,17 @@ impl Split {
         (0..self.0.len()).filter_map(|index| Some((self.id_at(index)?, &self.0[index])))
     }
 
+    /// This split with each variant's id written out, as the API shows it: a split stored
+    /// before ids gets its positions, so a client can send them back.
+    pub fn named(self) -> Self {
+        let ids: Vec<Option<u8>> = (0..self.0.len()).map(|index| self.id_at(index)).collect();
+        let mut variants = self.0;
+        for (variant, id) in variants.iter_mut().zip(ids) {
+            variant.id = id;
+        }
+        Self(variants)
+    }
+
     /// This split, asked for in a request, as the link stores it: every variant with its id.
     /// `current` is the link's split now and `used` how many ids its splits have had (ids
     /// `0..used`; a new link has none). A variant keeps the id it names if `current` has a
@@ -1055,6 +1066,16 @@ mod tests {
             id: Some(id),
             ..variant(50)
         };
+        // A split stored before ids is shown with its positions.
+        assert_eq!(
+            Split::new(vec![variant(30), variant(70)])
+                .expect("valid")
+                .named()
+                .with_ids()
+                .map(|(id, v)| (id, v.id))
+                .collect::<Vec<_>>(),
+            [(0, Some(0)), (1, Some(1))]
+        );
         let split = Split::new(vec![named(7), named(2)]).expect("valid");
         assert_eq!(split.pick(0).map(|(i, _)| i), Some(7));
         assert_eq!(split.pick(50).map(|(i, _)| i), Some(2));

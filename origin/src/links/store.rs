@@ -67,9 +67,10 @@ pub(crate) struct LinkRow {
     /// every other bad value here.
     targets: Json<serde_json::Value>,
     split: Json<serde_json::Value>,
-    /// How many A/B variant ids the link's splits have had ([`Split::settle`]).
+    /// How many A/B variant ids the link's splits have had ([`Split::settle`]); `None` for a
+    /// link last written before ids (0056): [`variant_ids_counted`] then tells.
     #[serde(skip)]
-    split_ids_used: i16,
+    split_ids_used: Option<i16>,
     utm: Json<serde_json::Value>,
     tags: Vec<String>,
     note: Option<String>,
@@ -106,7 +107,7 @@ impl LinkRow {
                 .map_err(invalid)?,
             password_protected: self.password_protected,
             targets: json("targets", self.targets)?,
-            split: json("split", self.split)?,
+            split: json::<Split>("split", self.split)?.named(),
             utm: json("utm", self.utm)?,
             tags: tags(&self.tags)?,
             note: self
@@ -815,7 +816,11 @@ pub(crate) async fn update(
     let split = match &body.split {
         Some(split) => {
             let current: Split = json("split", before.split.clone())?;
-            let used = u16::try_from(before.split_ids_used).map_err(invalid)?;
+            let used = match before.split_ids_used {
+                Some(used) => used,
+                None => variant_ids_counted(tx, workspace, before.id).await?,
+            };
+            let used = u16::try_from(used).map_err(invalid)?;
             let (split, used) = split.clone().settle(&current, used)?;
             Some((split, i16::try_from(used).map_err(invalid)?))
         }
@@ -877,6 +882,31 @@ pub(crate) async fn update(
         crate::analytics::tags::note_change(tx, workspace, before.id, &before.tags).await?;
     }
     Ok((before, after))
+}
+
+/// How many variant ids the clicks counted for a link last written before variants had ids
+/// (0056) name: one more than the highest, 0 for none. Its split then may have had more
+/// variants than it has now, whose clicks are counted under their positions then.
+async fn variant_ids_counted(
+    tx: &mut PgConnection,
+    workspace: WorkspaceId,
+    link: i64,
+) -> Result<i16, Error> {
+    let used: Option<i16> = sqlx::query_scalar(
+        "SELECT (max(value::int2) + 1)::int2 FROM (
+             SELECT value FROM link_breakdown_daily
+             WHERE workspace_id = $1 AND link_id = $2 AND dimension = 'variant'
+             UNION ALL
+             SELECT value FROM link_breakdown_hourly
+             WHERE workspace_id = $1 AND link_id = $2 AND dimension = 'variant'
+         ) AS counted
+         WHERE value ~ '^[0-9]{1,3}$' AND value::int2 < 256",
+    )
+    .bind(workspace.get())
+    .bind(link)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(used.unwrap_or(0))
 }
 
 /// The id and version of the live link of `workspace` with this code, its row locked until

@@ -308,6 +308,21 @@ async fn a_variant_keeps_its_clicks_when_the_split_is_changed() {
         json!([{"id": 1, "destination": b2, "weight": 50}, {"id": 3, "destination": a, "weight": 50}])
     );
     let third = visit_split(&app, "ab", 3, 100).await;
+    // The highest id removed, one added: still an id never given (not 3 again).
+    let changed = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/ab",
+            Some(json!({"split": [
+                {"id": 1, "destination": b2, "weight": 50},
+                {"destination": "https://d.example/", "weight": 50}
+            ]})),
+        )
+        .await;
+    assert_eq!(
+        changed.json()["split"][1],
+        json!({"id": 4, "destination": "https://d.example/", "weight": 50})
+    );
 
     store_recorded_clicks(&app).await;
     let count = |went: &std::collections::BTreeMap<String, i64>, to: &str| {
@@ -337,6 +352,64 @@ async fn a_variant_keeps_its_clicks_when_the_split_is_changed() {
     });
     assert_eq!(top, expected, "{body}");
     background.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+#[tokio::test]
+async fn a_split_stored_before_variant_ids_shows_its_positions_and_keeps_its_counted_ids() {
+    let app = app_with_addresses().await;
+    let (a, b) = ("https://a.example/", "https://b.example/");
+    let link = app
+        .create(json!({
+            "destination": "https://example.com/control",
+            "code": "old",
+            "split": [{"destination": a, "weight": 50}, {"destination": b, "weight": 50}]
+        }))
+        .await;
+    let id = link["id"].as_i64().expect("id");
+    // As an earlier release left it: no ids, no count of them, and clicks counted under a
+    // third variant since removed (position 2).
+    sqlx::query("UPDATE links SET split = $2, split_ids_used = NULL WHERE id = $1;")
+        .bind(id)
+        .bind(json!([{"destination": a, "weight": 50}, {"destination": b, "weight": 50}]))
+        .execute(&app.db)
+        .await
+        .expect("an old split");
+    sqlx::query(
+        "INSERT INTO link_breakdown_daily (workspace_id, link_id, dimension, day, value, hits, bots)
+         VALUES (1, $1, 'variant', current_date - 3, '2', 40, 0),
+                (1, $1, 'variant', current_date - 3, '0', 10, 0)",
+    )
+    .bind(id)
+    .execute(&app.db)
+    .await
+    .expect("counted clicks");
+    let shown = app.api(Method::GET, "/api/v1/links/old", None).await.json();
+    assert_eq!(
+        shown["split"],
+        json!([{"id": 0, "destination": a, "weight": 50}, {"id": 1, "destination": b, "weight": 50}])
+    );
+    // The dashboard sends the ids it was shown: A's new destination keeps A's clicks; a new
+    // variant takes an id after every one counted.
+    let changed = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/old",
+            Some(json!({"split": [
+                {"id": 0, "destination": "https://a2.example/", "weight": 40},
+                {"id": 1, "destination": b, "weight": 30},
+                {"destination": "https://c.example/", "weight": 30}
+            ]})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    let split = changed.json()["split"].clone();
+    let ids: Vec<Value> = split
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|variant| variant["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(0), json!(1), json!(3)]);
 }
 
 #[tokio::test]
