@@ -44,7 +44,17 @@ const BACKLOG_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The `limit` values of `kurz_rate_limited_total`, shown at zero from the start so that an
 /// alert on them works before the first refusal.
-const RATE_LIMITS: &[&str] = &["api", "create", "stats", "redirect", "report", "sign_in"];
+const RATE_LIMITS: &[&str] = &[
+    "api",
+    "create",
+    "stats",
+    "workspace-api",
+    "workspace-create",
+    "workspace-stats",
+    "redirect",
+    "report",
+    "sign_in",
+];
 
 /// The process's recorder, installed at most once (a process may serve several apps: tests).
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();

@@ -7,7 +7,9 @@
 //!
 //! The API's budgets are per caller (an API key, or a person's session user in its
 //! workspace): `api` for every request, and on top of it `create` (link creation) or `stats`
-//! (the stats and the CSV export). A workspace may have its own figures, set by the
+//! (the stats and the CSV export). The callers of a workspace also share each budget at
+//! `KURZ_RATE_WORKSPACE_CALLERS` times its figure (`workspace-api`, …), so that minting keys
+//! does not multiply what the operator allows a workspace. A workspace may have its own figures, set by the
 //! operator only (`origin set-rate-limits`, [`set_workspace_limits`]) and read through a
 //! small cache, so a request adds no query. Every answer to a caller says where it stands
 //! (IETF `RateLimit-Policy` and `RateLimit` headers); one over a budget is 429 with
@@ -71,6 +73,17 @@ impl Budget {
         }
     }
 
+    /// The name of the budget a workspace's callers share.
+    fn shared_name(self) -> &'static str {
+        match self {
+            Self::Api => "workspace-api",
+            Self::Create => "workspace-create",
+            Self::Stats => "workspace-stats",
+            // Per client address, never a workspace's.
+            Self::Redirect => "redirect",
+        }
+    }
+
     /// The budget a request to the API takes from on top of `api`, by its method and path
     /// (inside `/api/v1`).
     ///
@@ -111,7 +124,8 @@ struct Limiters<K> {
 /// Where a budget stands after a request took from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Standing {
-    budget: Budget,
+    /// The budget's name (`api`, `workspace-api`, …).
+    name: &'static str,
     per_min: u32,
     remaining: u32,
     /// Seconds until the budget is full again.
@@ -137,7 +151,12 @@ impl<K: Hash + Eq + Send + Sync + 'static> Limiters<K> {
 
     /// Takes one request from `key`'s budget of `per_min`. Parallel first requests of a key
     /// share one limiter (moka runs one initialisation per key).
-    async fn take(&self, key: K, budget: Budget, per_min: NonZeroU32) -> Result<Standing, Refusal> {
+    async fn take(
+        &self,
+        key: K,
+        name: &'static str,
+        per_min: NonZeroU32,
+    ) -> Result<Standing, Refusal> {
         let limiter = self
             .cache
             .get_with(key, async move {
@@ -154,7 +173,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> Limiters<K> {
             Ok(state) => {
                 let remaining = state.remaining_burst_capacity();
                 Ok(Standing {
-                    budget,
+                    name,
                     per_min,
                     remaining,
                     full_in_secs: full_in(per_min.saturating_sub(remaining)),
@@ -164,7 +183,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> Limiters<K> {
                 let wait = not_until.wait_time_from(limiter.clock().now());
                 Err(Refusal {
                     standing: Standing {
-                        budget,
+                        name,
                         per_min,
                         remaining: 0,
                         full_in_secs: ceil_secs(wait + interval * per_min.saturating_sub(1)),
@@ -189,11 +208,13 @@ fn ceil_secs(duration: Duration) -> u64 {
 }
 
 /// Whose API budgets a request takes from: a key's own, or a person's in the workspace their
-/// session works in (one person in two workspaces has a budget in each).
+/// session works in (one person in two workspaces has a budget in each); and the one all
+/// callers of a workspace share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Who {
     Key(i64),
     User { id: i64, workspace: Option<i64> },
+    Workspace(i64),
 }
 
 /// A budget of a caller, at a figure: a changed figure starts a new limiter (full).
@@ -300,9 +321,9 @@ async fn read_overrides(db: &PgPool, workspace: i64) -> Result<WorkspaceLimits, 
 }
 
 /// The layer on the keyed API routes, inside `auth::require_caller` (it needs the
-/// [`Caller`]): takes the request from the caller's `api` budget, then from `create` or
-/// `stats` if it is one of those (so a request refused there still counted in `api`), and
-/// tells the caller where it stands.
+/// [`Caller`]): takes the request from the caller's `api` budget and its workspace's shared
+/// one, then from `create` or `stats` (the caller's, the workspace's) if it is one of those
+/// (so a request refused there still counted in `api`), and tells the caller where it stands.
 pub(crate) async fn limit_api(
     State(state): State<crate::State>,
     request: Request,
@@ -319,26 +340,34 @@ pub(crate) async fn limit_api(
     let limits = &state.inner.gate.rate_limits;
     let db = state.db();
     let extra = Budget::extra_of(request.method(), request.uri().path());
-    let mut standings = Vec::with_capacity(2);
+    let callers = limits.defaults.workspace_callers;
+    let mut standings = Vec::with_capacity(4);
     for budget in std::iter::once(Budget::Api).chain(extra) {
         let Some(per_min) = limits.per_min(db, workspace, budget).await else {
             continue;
         };
-        match limits
-            .api
-            .take((who, budget, per_min.get()), budget, per_min)
-            .await
-        {
-            Ok(standing) => standings.push(standing),
-            Err(refusal) => {
-                standings.push(refusal.standing);
-                let mut response = Error::RateLimited {
-                    limit: budget.name(),
-                    retry_after_secs: refusal.retry_after_secs,
+        let shared = workspace.map(|id| {
+            let figure =
+                per_min.saturating_mul(NonZeroU32::new(callers).unwrap_or(NonZeroU32::MIN));
+            (Who::Workspace(id), budget.shared_name(), figure)
+        });
+        for (who, name, per_min) in std::iter::once((who, budget.name(), per_min)).chain(shared) {
+            match limits
+                .api
+                .take((who, budget, per_min.get()), name, per_min)
+                .await
+            {
+                Ok(standing) => standings.push(standing),
+                Err(refusal) => {
+                    standings.push(refusal.standing);
+                    let mut response = Error::RateLimited {
+                        limit: name,
+                        retry_after_secs: refusal.retry_after_secs,
+                    }
+                    .into_response();
+                    tell(&mut response, &standings);
+                    return response;
                 }
-                .into_response();
-                tell(&mut response, &standings);
-                return response;
             }
         }
     }
@@ -352,14 +381,7 @@ pub(crate) async fn limit_api(
 fn tell(response: &mut Response, standings: &[Standing]) {
     let policies: Vec<String> = standings
         .iter()
-        .map(|s| {
-            format!(
-                "\"{}\";q={};w={}",
-                s.budget.name(),
-                s.per_min,
-                WINDOW.as_secs()
-            )
-        })
+        .map(|s| format!("\"{}\";q={};w={}", s.name, s.per_min, WINDOW.as_secs()))
         .collect();
     // The last one taken wins a tie: on a refusal it is the one refused.
     let Some(tightest) = standings.iter().rev().min_by_key(|s| s.remaining) else {
@@ -367,9 +389,7 @@ fn tell(response: &mut Response, standings: &[Standing]) {
     };
     let standing = format!(
         "\"{}\";r={};t={}",
-        tightest.budget.name(),
-        tightest.remaining,
-        tightest.full_in_secs
+        tightest.name, tightest.remaining, tightest.full_in_secs
     );
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::try_from(policies.join(", ")) {
@@ -394,7 +414,7 @@ pub(crate) async fn check_redirect(state: &crate::State, request: &Parts) -> Res
     // (moved with it per request) where the limit is off.
     let Err(refusal) = Box::pin(limiters.take(
         shortlink::password::network_of(address),
-        Budget::Redirect,
+        Budget::Redirect.name(),
         *per_min,
     ))
     .await
@@ -549,7 +569,7 @@ mod tests {
         let mut remaining = Vec::new();
         for _ in 0..3 {
             let standing = limiters
-                .take(1, Budget::Api, per_min)
+                .take(1, "api", per_min)
                 .await
                 .expect("within the budget");
             assert!(standing.full_in_secs <= 60, "{standing:?}");
@@ -557,14 +577,14 @@ mod tests {
         }
         assert_eq!(remaining, [2, 1, 0]);
         let refusal = limiters
-            .take(1, Budget::Api, per_min)
+            .take(1, "api", per_min)
             .await
             .expect_err("over the budget");
         // One cell refills in 20 s.
         assert!((1..=20).contains(&refusal.retry_after_secs), "{refusal:?}");
         assert!(refusal.standing.full_in_secs <= 60, "{refusal:?}");
         // Another key has its own.
-        assert!(limiters.take(2, Budget::Api, per_min).await.is_ok());
+        assert!(limiters.take(2, "api", per_min).await.is_ok());
     }
 
     #[tokio::test]
@@ -572,7 +592,7 @@ mod tests {
         let limiters = Limiters::new(50);
         let per_min = NonZeroU32::new(10).expect("non-zero");
         for key in 0..5_000u32 {
-            limiters.take(key, Budget::Redirect, per_min).await.ok();
+            limiters.take(key, "redirect", per_min).await.ok();
         }
         assert!(limiters.len().await <= 50);
     }
@@ -581,13 +601,13 @@ mod tests {
     fn headers_name_the_tightest_budget() {
         let mut response = StatusCode::OK.into_response();
         let api = Standing {
-            budget: Budget::Api,
+            name: "api",
             per_min: 1200,
             remaining: 1187,
             full_in_secs: 1,
         };
         let create = Standing {
-            budget: Budget::Create,
+            name: "create",
             per_min: 300,
             remaining: 12,
             full_in_secs: 58,

@@ -114,11 +114,17 @@ async fn a_burst_of_creates_gets_exactly_the_create_budget() {
     })
     .await;
     assert_eq!(tally(&answers), BTreeMap::from([(201, 5), (429, 15)]));
+    let taken = "\"api\";q=1200;w=60, \"workspace-api\";q=12000;w=60, \"create\";q=5;w=60";
     for answer in &answers {
-        assert_eq!(policy(answer), "\"api\";q=1200;w=60, \"create\";q=5;w=60");
         if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            // Refused by the caller's own budget: the workspace's is not reached.
+            assert_eq!(policy(answer), taken);
             assert_limited(answer, "create", 5);
         } else {
+            assert_eq!(
+                policy(answer),
+                format!("{taken}, \"workspace-create\";q=50;w=60")
+            );
             let (name, remaining, _) = standing(answer);
             assert_eq!(name, "create");
             assert!(remaining < 5, "{remaining}");
@@ -152,7 +158,11 @@ async fn a_bulk_create_takes_one_unit_of_the_create_budget_whatever_its_size() {
         .await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     assert_eq!(first.json()["created"], 10);
-    assert_eq!(policy(&first), "\"api\";q=1200;w=60, \"create\";q=3;w=60");
+    assert_eq!(
+        policy(&first),
+        "\"api\";q=1200;w=60, \"workspace-api\";q=12000;w=60, \"create\";q=3;w=60, \
+         \"workspace-create\";q=30;w=60"
+    );
     let (name, remaining, _) = standing(&first);
     assert_eq!((name.as_str(), remaining), ("create", 2));
     // Bulk and single creates share the budget: 2 left, so of 3 bulks and 2 singles at once,
@@ -186,7 +196,10 @@ async fn every_answer_tells_the_remaining_budget_until_it_is_used_up() {
     for path in ["/api/v1/links", "/api/v1/links/nothere", "/api/v1/links"] {
         let answer = app.api(Method::GET, path, None).await;
         assert_ne!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{path}");
-        assert_eq!(policy(&answer), "\"api\";q=3;w=60");
+        assert_eq!(
+            policy(&answer),
+            "\"api\";q=3;w=60, \"workspace-api\";q=30;w=60"
+        );
         let (name, remaining, reset) = standing(&answer);
         assert_eq!(name, "api");
         assert!((1..=60).contains(&reset), "{reset}");
@@ -262,6 +275,47 @@ async fn each_key_and_person_has_its_own_budget_and_workspaces_are_apart() {
     assert_eq!(tally(&there), BTreeMap::from([(200, 2), (429, 1)]));
     let back = app.call(&both, Method::GET, "/api/v1/links", None).await;
     assert_eq!(back.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_workspaces_callers_share_its_budgets_however_many_keys_it_makes() {
+    // Each caller 2 a minute, the workspace's callers together 2 × 2.
+    let app = app_with_limits(|limits| {
+        limits.api_per_min = 2;
+        limits.workspace_callers = 2;
+    })
+    .await;
+    let first = As::Key(app.api_key.clone());
+    let second = app.key(1, &["links:read"]).await;
+    for who in [&first, &second] {
+        let answers = burst(&app, who, 2, Method::GET, "/api/v1/links", || None).await;
+        assert_eq!(tally(&answers), BTreeMap::from([(200, 2)]), "{who:?}");
+    }
+    let answer = app.call(&first, Method::GET, "/api/v1/links", None).await;
+    assert_eq!(
+        policy(&answer),
+        "\"api\";q=2;w=60",
+        "refused by its own budget first"
+    );
+    // A key made now, and a person of the workspace, find the shared budget used up.
+    let minted = app.key(1, &["links:read"]).await;
+    let person = app.user("ada", &[(1, "editor")]).await;
+    for who in [&minted, &person] {
+        let refused = app.call(who, Method::GET, "/api/v1/links", None).await;
+        assert_limited(&refused, "workspace-api", 4);
+        assert_eq!(
+            policy(&refused),
+            "\"api\";q=2;w=60, \"workspace-api\";q=4;w=60"
+        );
+    }
+    // Another workspace's callers share their own.
+    let other_workspace = app.workspace("Other").await;
+    let elsewhere = app.key(other_workspace, &["links:read"]).await;
+    let answer = app
+        .call(&elsewhere, Method::GET, "/api/v1/links", None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(standing(&answer).0, "api");
 }
 
 #[tokio::test]
