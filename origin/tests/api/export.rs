@@ -534,6 +534,53 @@ async fn exports_at_once_are_capped_until_their_answers_end() {
     export(&app, "csv").await;
 }
 
+/// A client that reads every piece within the stall but under the least rate on average (a
+/// trickle) gives its place up too, and its download ends broken.
+#[tokio::test]
+async fn an_export_read_at_a_trickle_gives_its_place_up() {
+    let app = spawn_app().await;
+    // ~1 KB a line, ~800 KB: about 12 pieces of 64 KiB.
+    let note = "n".repeat(900);
+    for part in 0..2 {
+        bulk(
+            &app,
+            (0..400)
+                .map(|i| {
+                    json!({"destination": format!("https://example.com/{part}/{i}"), "note": note})
+                })
+                .collect(),
+        )
+        .await;
+    }
+    app.state
+        .set_export_stall(std::time::Duration::from_secs(5));
+    let request = axum::http::Request::builder()
+        .uri("/api/v1/links/export?format=jsonl")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.api_key))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    // A piece every 3 s, each within the 5 s stall: 21 KiB/s, under the least 32 KiB/s.
+    let mut read = 0;
+    let ended = loop {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        match http_body_util::BodyExt::frame(&mut body).await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, axum::body::Bytes::len),
+            Some(Err(err)) => break Err(err.to_string()),
+            None => break Ok(read),
+        }
+    };
+    app.state
+        .set_export_stall(std::time::Duration::from_secs(30));
+    let err = ended.expect_err("a trickle read the whole export");
+    assert!(err.contains("stopped reading"), "{err}");
+    assert!(read < 800 * 1000, "{read} bytes read before it gave up");
+}
+
 /// A client that stops reading gives its place up after a while (30 s in a deployment): four
 /// stalled clients do not shut exports for every workspace for as long as their connections
 /// stay open, and one that reads again finds its download broken, not complete-looking.
