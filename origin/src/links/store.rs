@@ -892,15 +892,22 @@ async fn variant_ids_counted(
     workspace: WorkspaceId,
     link: i64,
 ) -> Result<i16, Error> {
+    // The counted clicks' breakdowns, and those still waiting to be counted (a few seconds'
+    // worth; the table has no index by link, so this reads it whole, once per such link).
     let used: Option<i16> = sqlx::query_scalar(
-        "SELECT (max(value::int2) + 1)::int2 FROM (
-             SELECT value FROM link_breakdown_daily
+        "SELECT (max(variant) + 1)::int2 FROM (
+             SELECT CASE WHEN value ~ '^[0-9]{1,3}$' THEN value::int2 END AS variant
+             FROM link_breakdown_daily
              WHERE workspace_id = $1 AND link_id = $2 AND dimension = 'variant'
              UNION ALL
-             SELECT value FROM link_breakdown_hourly
+             SELECT CASE WHEN value ~ '^[0-9]{1,3}$' THEN value::int2 END
+             FROM link_breakdown_hourly
              WHERE workspace_id = $1 AND link_id = $2 AND dimension = 'variant'
+             UNION ALL
+             SELECT variant FROM clicks_pending
+             WHERE link_workspace_id = $1 AND link_id = $2 AND workspace_id IS NULL
          ) AS counted
-         WHERE value ~ '^[0-9]{1,3}$' AND value::int2 < 256",
+         WHERE variant BETWEEN 0 AND 255",
     )
     .bind(workspace.get())
     .bind(link)

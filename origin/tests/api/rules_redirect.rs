@@ -366,8 +366,8 @@ async fn a_split_stored_before_variant_ids_shows_its_positions_and_keeps_its_cou
         }))
         .await;
     let id = link["id"].as_i64().expect("id");
-    // As an earlier release left it: no ids, no count of them, and clicks counted under a
-    // third variant since removed (position 2).
+    // As an earlier release left it: no ids, no count of them, and clicks under variants
+    // since removed (positions 2 and 4).
     sqlx::query("UPDATE links SET split = $2, split_ids_used = NULL WHERE id = $1;")
         .bind(id)
         .bind(json!([{"destination": a, "weight": 50}, {"destination": b, "weight": 50}]))
@@ -383,13 +383,23 @@ async fn a_split_stored_before_variant_ids_shows_its_positions_and_keeps_its_cou
     .execute(&app.db)
     .await
     .expect("counted clicks");
+    // And one not counted yet, under a fifth (position 4).
+    sqlx::query(
+        "INSERT INTO clicks_pending (link_id, link_workspace_id, at, referrer_host, device,
+                                     browser, os, bot, qr, variant)
+         VALUES ($1, 1, now(), 'direct', 'desktop', 'Chrome', 'Windows', false, false, 4)",
+    )
+    .bind(id)
+    .execute(&app.db)
+    .await
+    .expect("a click to count");
     let shown = app.api(Method::GET, "/api/v1/links/old", None).await.json();
     assert_eq!(
         shown["split"],
         json!([{"id": 0, "destination": a, "weight": 50}, {"id": 1, "destination": b, "weight": 50}])
     );
     // The dashboard sends the ids it was shown: A's new destination keeps A's clicks; a new
-    // variant takes an id after every one counted.
+    // variant takes an id after every one its clicks name.
     let changed = app
         .api(
             Method::PATCH,
@@ -409,7 +419,7 @@ async fn a_split_stored_before_variant_ids_shows_its_positions_and_keeps_its_cou
         .iter()
         .map(|variant| variant["id"].clone())
         .collect();
-    assert_eq!(ids, [json!(0), json!(1), json!(3)]);
+    assert_eq!(ids, [json!(0), json!(1), json!(5)]);
 }
 
 #[tokio::test]
