@@ -331,11 +331,11 @@ pub struct RateLimits {
     /// only the API budget applies.
     #[arg(long = "rate-stats-per-min", env = "KURZ_RATE_STATS_PER_MIN", default_value_t = RateLimits::DEFAULT.stats_per_min, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub stats_per_min: u32,
-    /// How many callers' worth of each API budget the callers of one workspace (its keys and
-    /// its people) share: a workspace's requests a minute are at most this times each figure,
-    /// however many keys it makes.
-    #[arg(long = "rate-workspace-callers", env = "KURZ_RATE_WORKSPACE_CALLERS", default_value_t = RateLimits::DEFAULT.workspace_callers, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub workspace_callers: u32,
+    /// How many keys' worth of each API budget the API keys of one workspace share: its keys'
+    /// requests a minute are at most this times each figure, however many keys it makes.
+    /// People's sessions keep their own budgets only.
+    #[arg(long = "rate-workspace-keys", env = "KURZ_RATE_WORKSPACE_KEYS", default_value_t = RateLimits::DEFAULT.workspace_keys, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub workspace_keys: u32,
     /// Redirects and password answers (`GET`/`POST /{code}`) per minute of one client
     /// address (an IPv6 /64). Unset: off (the edge limits its own redirects).
     #[arg(long = "rate-redirect-per-min", env = "KURZ_RATE_REDIRECT_PER_MIN", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -352,7 +352,7 @@ impl RateLimits {
         api_per_min: 1200,
         create_per_min: 300,
         stats_per_min: 300,
-        workspace_callers: 10,
+        workspace_keys: 10,
         redirect_per_min: None,
         entries: 100_000,
     };

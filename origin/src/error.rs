@@ -32,8 +32,9 @@ pub enum Error {
     /// The same answer whichever limit was reached, and for known and unknown usernames alike.
     #[error("too many sign-in attempts; try again in {seconds} s")]
     TooManySignIns { seconds: i64 },
-    /// A caller used up one of its API budgets, or its workspace's shared one (`rate_limit.rs`;
-    /// `limit` names it: api, create, stats, workspace-api, …), 429 with `Retry-After`.
+    /// A caller used up one of its API budgets, or the one its workspace's keys share
+    /// (`rate_limit.rs`; `limit` names it: api, create, stats, workspace_api, …), 429 with
+    /// `Retry-After`.
     #[error("rate limit {limit:?} reached; try again in {retry_after_secs} s")]
     RateLimited {
         limit: &'static str,

@@ -7,9 +7,10 @@
 //!
 //! The API's budgets are per caller (an API key, or a person's session user in its
 //! workspace): `api` for every request, and on top of it `create` (link creation) or `stats`
-//! (the stats and the CSV export). The callers of a workspace also share each budget at
-//! `KURZ_RATE_WORKSPACE_CALLERS` times its figure (`workspace-api`, …), so that minting keys
-//! does not multiply what the operator allows a workspace. A workspace may have its own figures, set by the
+//! (the stats and the CSV export). The API keys of a workspace also share each budget at
+//! `KURZ_RATE_WORKSPACE_KEYS` times its figure (`workspace_api`, …), so that minting keys
+//! does not multiply what the operator allows a workspace. People's sessions stay out of it:
+//! keys flooding it never lock a person out of revoking them. A workspace may have its own figures, set by the
 //! operator only (`origin set-rate-limits`, [`set_workspace_limits`]) and read through a
 //! small cache, so a request adds no query. Every answer to a caller says where it stands
 //! (IETF `RateLimit-Policy` and `RateLimit` headers); one over a budget is 429 with
@@ -73,12 +74,12 @@ impl Budget {
         }
     }
 
-    /// The name of the budget a workspace's callers share.
+    /// The name of the budget a workspace's API keys share.
     fn shared_name(self) -> &'static str {
         match self {
-            Self::Api => "workspace-api",
-            Self::Create => "workspace-create",
-            Self::Stats => "workspace-stats",
+            Self::Api => "workspace_api",
+            Self::Create => "workspace_create",
+            Self::Stats => "workspace_stats",
             // Per client address, never a workspace's.
             Self::Redirect => "redirect",
         }
@@ -124,7 +125,7 @@ struct Limiters<K> {
 /// Where a budget stands after a request took from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Standing {
-    /// The budget's name (`api`, `workspace-api`, …).
+    /// The budget's name (`api`, `workspace_api`, …).
     name: &'static str,
     per_min: u32,
     remaining: u32,
@@ -209,7 +210,7 @@ fn ceil_secs(duration: Duration) -> u64 {
 
 /// Whose API budgets a request takes from: a key's own, or a person's in the workspace their
 /// session works in (one person in two workspaces has a budget in each); and the one all
-/// callers of a workspace share.
+/// API keys of a workspace share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Who {
     Key(i64),
@@ -321,9 +322,11 @@ async fn read_overrides(db: &PgPool, workspace: i64) -> Result<WorkspaceLimits, 
 }
 
 /// The layer on the keyed API routes, inside `auth::require_caller` (it needs the
-/// [`Caller`]): takes the request from the caller's `api` budget and its workspace's shared
-/// one, then from `create` or `stats` (the caller's, the workspace's) if it is one of those
-/// (so a request refused there still counted in `api`), and tells the caller where it stands.
+/// [`Caller`]): takes the request from the caller's `api` budget and, for a key, the one its
+/// workspace's keys share, then from `create` or `stats` (the caller's, the keys') if it is
+/// one of those, and tells the caller where it stands. Each is taken only once those before
+/// it allowed the request, so a refused request still counted in the budgets before the
+/// one that refused it (a caller over its own budget takes nothing from the shared one).
 pub(crate) async fn limit_api(
     State(state): State<crate::State>,
     request: Request,
@@ -340,17 +343,23 @@ pub(crate) async fn limit_api(
     let limits = &state.inner.gate.rate_limits;
     let db = state.db();
     let extra = Budget::extra_of(request.method(), request.uri().path());
-    let callers = limits.defaults.workspace_callers;
+    let keys = limits.defaults.workspace_keys;
     let mut standings = Vec::with_capacity(4);
     for budget in std::iter::once(Budget::Api).chain(extra) {
         let Some(per_min) = limits.per_min(db, workspace, budget).await else {
             continue;
         };
-        let shared = workspace.map(|id| {
-            let figure =
-                per_min.saturating_mul(NonZeroU32::new(callers).unwrap_or(NonZeroU32::MIN));
-            (Who::Workspace(id), budget.shared_name(), figure)
-        });
+        let shared = match (who, workspace) {
+            (Who::Key(_), Some(id)) => {
+                let keys = NonZeroU32::new(keys).unwrap_or(NonZeroU32::MIN);
+                Some((
+                    Who::Workspace(id),
+                    budget.shared_name(),
+                    per_min.saturating_mul(keys),
+                ))
+            }
+            _ => None,
+        };
         for (who, name, per_min) in std::iter::once((who, budget.name(), per_min)).chain(shared) {
             match limits
                 .api

@@ -114,7 +114,7 @@ async fn a_burst_of_creates_gets_exactly_the_create_budget() {
     })
     .await;
     assert_eq!(tally(&answers), BTreeMap::from([(201, 5), (429, 15)]));
-    let taken = "\"api\";q=1200;w=60, \"workspace-api\";q=12000;w=60, \"create\";q=5;w=60";
+    let taken = "\"api\";q=1200;w=60, \"workspace_api\";q=12000;w=60, \"create\";q=5;w=60";
     for answer in &answers {
         if answer.status == StatusCode::TOO_MANY_REQUESTS {
             // Refused by the caller's own budget: the workspace's is not reached.
@@ -123,7 +123,7 @@ async fn a_burst_of_creates_gets_exactly_the_create_budget() {
         } else {
             assert_eq!(
                 policy(answer),
-                format!("{taken}, \"workspace-create\";q=50;w=60")
+                format!("{taken}, \"workspace_create\";q=50;w=60")
             );
             let (name, remaining, _) = standing(answer);
             assert_eq!(name, "create");
@@ -160,8 +160,8 @@ async fn a_bulk_create_takes_one_unit_of_the_create_budget_whatever_its_size() {
     assert_eq!(first.json()["created"], 10);
     assert_eq!(
         policy(&first),
-        "\"api\";q=1200;w=60, \"workspace-api\";q=12000;w=60, \"create\";q=3;w=60, \
-         \"workspace-create\";q=30;w=60"
+        "\"api\";q=1200;w=60, \"workspace_api\";q=12000;w=60, \"create\";q=3;w=60, \
+         \"workspace_create\";q=30;w=60"
     );
     let (name, remaining, _) = standing(&first);
     assert_eq!((name.as_str(), remaining), ("create", 2));
@@ -198,7 +198,7 @@ async fn every_answer_tells_the_remaining_budget_until_it_is_used_up() {
         assert_ne!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{path}");
         assert_eq!(
             policy(&answer),
-            "\"api\";q=3;w=60, \"workspace-api\";q=30;w=60"
+            "\"api\";q=3;w=60, \"workspace_api\";q=30;w=60"
         );
         let (name, remaining, reset) = standing(&answer);
         assert_eq!(name, "api");
@@ -277,45 +277,55 @@ async fn each_key_and_person_has_its_own_budget_and_workspaces_are_apart() {
     assert_eq!(back.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
+async fn create_as(app: &TestApp, who: &As) -> TestResponse {
+    app.call(who, Method::POST, "/api/v1/links", Some(create_body()))
+        .await
+}
+
 #[tokio::test]
-async fn a_workspaces_callers_share_its_budgets_however_many_keys_it_makes() {
-    // Each caller 2 a minute, the workspace's callers together 2 × 2.
+async fn a_workspaces_keys_share_its_budgets_however_many_it_makes_and_people_keep_theirs() {
+    // Each caller 2 requests and 1 create a minute; the workspace's keys together 2 × that.
     let app = app_with_limits(|limits| {
         limits.api_per_min = 2;
-        limits.workspace_callers = 2;
+        limits.create_per_min = 1;
+        limits.workspace_keys = 2;
     })
     .await;
     let first = As::Key(app.api_key.clone());
-    let second = app.key(1, &["links:read"]).await;
-    for who in [&first, &second] {
-        let answers = burst(&app, who, 2, Method::GET, "/api/v1/links", || None).await;
-        assert_eq!(tally(&answers), BTreeMap::from([(200, 2)]), "{who:?}");
-    }
-    let answer = app.call(&first, Method::GET, "/api/v1/links", None).await;
+    let second = app.key(1, &["links:read", "links:write"]).await;
+    let created = create_as(&app, &first).await;
+    assert_eq!(created.status, StatusCode::CREATED);
     assert_eq!(
-        policy(&answer),
-        "\"api\";q=2;w=60",
-        "refused by its own budget first"
+        policy(&created),
+        "\"api\";q=2;w=60, \"workspace_api\";q=4;w=60, \"create\";q=1;w=60, \
+         \"workspace_create\";q=2;w=60"
     );
-    // A key made now, and a person of the workspace, find the shared budget used up.
-    let minted = app.key(1, &["links:read"]).await;
-    let person = app.user("ada", &[(1, "editor")]).await;
-    for who in [&minted, &person] {
-        let refused = app.call(who, Method::GET, "/api/v1/links", None).await;
-        assert_limited(&refused, "workspace-api", 4);
-        assert_eq!(
-            policy(&refused),
-            "\"api\";q=2;w=60, \"workspace-api\";q=4;w=60"
-        );
+    // Over its own create budget, a key takes nothing from the shared one: the second key
+    // still gets the shared budget's last create.
+    let refused = create_as(&app, &first).await;
+    assert_limited(&refused, "create", 1);
+    assert_eq!(create_as(&app, &second).await.status, StatusCode::CREATED);
+    // A key made now finds the keys' shared budgets used up, though its own are whole: the
+    // creates' (2), then the requests' (4: three creates and the refused one).
+    let minted = app.key(1, &["links:read", "links:write"]).await;
+    assert_limited(&create_as(&app, &minted).await, "workspace_create", 2);
+    let read = app.call(&minted, Method::GET, "/api/v1/links", None).await;
+    assert_limited(&read, "workspace_api", 4);
+    // People keep their own budgets: keys flooding the shared one do not lock them out (of
+    // revoking those keys, say).
+    let person = app.user("ada", &[(1, "admin")]).await;
+    let answers = burst(&app, &person, 3, Method::GET, "/api/v1/keys", || None).await;
+    assert_eq!(tally(&answers), BTreeMap::from([(200, 2), (429, 1)]));
+    for answer in answers.iter().filter(|a| a.status == StatusCode::OK) {
+        assert_eq!(policy(answer), "\"api\";q=2;w=60");
     }
-    // Another workspace's callers share their own.
+    // Another workspace's keys share their own.
     let other_workspace = app.workspace("Other").await;
     let elsewhere = app.key(other_workspace, &["links:read"]).await;
     let answer = app
         .call(&elsewhere, Method::GET, "/api/v1/links", None)
         .await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(standing(&answer).0, "api");
 }
 
 #[tokio::test]
