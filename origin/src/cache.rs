@@ -150,7 +150,10 @@ impl LinkCache {
             changes: Arc::default(),
             epoch: Instant::now(),
             copy_for: front::FOR.min(ttl),
-            copies_bytes: front::bytes_for(max_bytes),
+            copies_bytes: front::bytes_for(
+                max_bytes,
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            ),
             id: front::new_id(),
         }
     }
@@ -320,12 +323,15 @@ mod front {
     /// thread beyond the cache's bound.
     pub(super) const MAX_BYTES: usize = 32 << 20;
 
-    /// The most bytes of links a thread's copies hold for a cache of `cache_bytes`: an eighth
-    /// of it, at most [`MAX_BYTES`]. 4 MiB (~20,000 plain links, ~3,500 ruled) sent most
-    /// visits of a hot set of 10,000 ruled links past the copies to moka: the bench's ruled
-    /// links ran at 0.86× of plain ones, 0.93× with 32 MiB (one run each, 20,000 links).
-    pub(super) fn bytes_for(cache_bytes: u64) -> usize {
-        usize::try_from(cache_bytes / 8).map_or(MAX_BYTES, |bytes| bytes.min(MAX_BYTES))
+    /// The most bytes of links a thread's copies hold for a cache of `cache_bytes` on
+    /// `threads` worker threads (the runtime's, one per core): the copies of all of them
+    /// together a quarter of the cache, each at most [`MAX_BYTES`] (256 MiB on 2 cores: 32 MiB
+    /// a thread). A fixed 4 MiB (~20,000 plain links, ~3,500 ruled) sent most visits of a hot
+    /// set of 10,000 ruled links past the copies to moka: the bench's ruled links ran at 0.86×
+    /// of plain ones, 0.93× with 32 MiB (one run each, 20,000 links).
+    pub(super) fn bytes_for(cache_bytes: u64, threads: usize) -> usize {
+        let threads = u64::try_from(threads.max(1)).unwrap_or(u64::MAX);
+        usize::try_from(cache_bytes / 4 / threads).map_or(MAX_BYTES, |bytes| bytes.min(MAX_BYTES))
     }
     /// How long a copy is served at most (the cache's TTL, when that is shorter). The longer,
     /// the more visits skip moka's bookkeeping; but a change whose notification never arrived
@@ -447,7 +453,7 @@ mod front {
 
     /// The bytes this thread's copies hold.
     #[cfg(test)]
-    fn held() -> usize {
+    pub(super) fn held() -> usize {
         COPIES.with_borrow(|copies| copies.bytes)
     }
 
@@ -455,15 +461,17 @@ mod front {
     mod tests {
         use super::*;
 
-        /// The thread's bound in these tests: a cache of 32 MiB.
+        /// The thread's bound in these tests: a cache of 32 MiB on 2 threads.
         const BYTES: usize = 4 << 20;
 
         #[test]
-        fn a_threads_copies_hold_an_eighth_of_the_cache_at_most_32_mib() {
-            assert_eq!(bytes_for(32 << 20), BYTES);
-            assert_eq!(bytes_for(256 << 20), MAX_BYTES);
-            assert_eq!(bytes_for(u64::MAX), MAX_BYTES);
-            assert_eq!(bytes_for(0), 0);
+        fn the_threads_copies_hold_a_quarter_of_the_cache_at_most_32_mib_each() {
+            assert_eq!(bytes_for(32 << 20, 2), BYTES);
+            assert_eq!(bytes_for(256 << 20, 2), MAX_BYTES);
+            assert_eq!(bytes_for(256 << 20, 16), 4 << 20);
+            assert_eq!(bytes_for(u64::MAX, 1), MAX_BYTES);
+            assert_eq!(bytes_for(1 << 20, 0), 256 << 10);
+            assert_eq!(bytes_for(0, 2), 0);
         }
 
         #[test]
@@ -678,6 +686,24 @@ mod tests {
             .await
             .expect("cached");
         assert_eq!(destination(&kept), Some("https://example.com/new"));
+    }
+
+    #[tokio::test]
+    async fn a_link_served_from_the_cache_is_copied_in_front_and_served_from_there() {
+        let cache = LinkCache::new(1 << 20, Duration::from_secs(300), Duration::from_secs(300));
+        assert!(cache.copies_bytes > 0 && cache.copies_bytes <= 1 << 18);
+        let load = || async { Ok(Some(record("https://example.com/a"))) };
+        let loaded = cache.get_or_load("front", load).await.expect("loaded");
+        let held = front::held();
+        let cached = cache.get_or_load("front", load).await.expect("a hit");
+        assert!(front::held() > held, "the hit was copied");
+        let copied = front::get(cache.id, "front", cache.generation.load(Ordering::Acquire));
+        let (Some(cached), Some(copied)) = (cached, copied) else {
+            panic!("no copy");
+        };
+        assert!(Arc::ptr_eq(&cached, &copied));
+        assert!(loaded.is_some_and(|loaded| Arc::ptr_eq(&loaded, &copied)));
+        assert!(front::held() <= cache.copies_bytes);
     }
 
     #[tokio::test]

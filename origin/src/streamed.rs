@@ -143,7 +143,7 @@ async fn send_pages<C, F, Fut>(
             None => break,
         }
     }
-    // The end holds no bytes: a client that took every piece gets a whole stall for it.
+    // The end holds no bytes: it waits a whole stall, so the last piece is taken in that.
     if hand_over(&answer, Piece::End, stall).await {
         // Before `answer` goes: an answer read to its end has freed its place.
         drop(place);
