@@ -303,7 +303,7 @@ impl From<shortlink::Error> for Error {
             E::Country { .. } | E::Language { .. } => "targets",
             E::Tag { .. } => "tags",
             E::ClickLimit { .. } => "max_clicks",
-            E::Split { .. } => "split",
+            E::Split { .. } | E::VariantIds(_) => "split",
             E::PasswordLength { .. } => "password",
             E::BlockRule { .. } => "rule",
             E::WebhookUrl { .. } => "url",

@@ -53,6 +53,9 @@ pub enum Error {
         "a split needs 2 to {max} destinations whose weights (1 to 100) add up to 100: {reason}"
     )]
     Split { max: usize, reason: String },
+    /// The A/B variants' ids ([`crate::rules::Variant::id`]): named twice, or none left.
+    #[error("{0}")]
+    VariantIds(String),
     #[error("password must be {min} to {max} characters long")]
     PasswordLength { min: usize, max: usize },
     #[error("stored password hash is not in the pbkdf2-sha256 format")]

@@ -311,11 +311,13 @@ pub const MAX_VARIANT_IDS: u16 = 256;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
-    /// The variant's lasting name within its link: its clicks are counted under it, so
-    /// reordering, reweighing or removing other variants never relabels them. Given by the
-    /// origin ([`Split::settle`]); a request names an existing variant with it (to keep its
-    /// clicks when its destination changes) or leaves it out. A split stored before variants
-    /// had ids has none: each variant's id is then its position.
+    /// The variant's lasting id within its link (0–255): its clicks are counted under it, so
+    /// reordering, reweighing or removing variants never moves clicks between them. The API
+    /// always shows it. In a change of a link's split, an id keeps the variant of the link
+    /// that has it (its clicks stay its own even if its destination changes); a variant
+    /// without one keeps the id of the link's variant with its destination, else takes a new
+    /// one; an id the link's split does not have is not taken, nor is any on a new link. Two
+    /// variants may not name one id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u8>,
     pub destination: Destination,
@@ -366,12 +368,18 @@ impl Split {
         let mut ids: Vec<u8> = variants.iter().filter_map(|v| v.id).collect();
         ids.sort_unstable();
         if let Some(twice) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(refuse(format!("two variants have the id {}", twice[0])));
+            return Err(Error::VariantIds(format!(
+                "two variants of the split have the id {}: an id names one variant",
+                twice[0]
+            )));
         }
         Ok(Self(variants))
     }
 
     /// The id the clicks of the variant at `index` are counted under (see [`Variant::id`]).
+    /// A split stored before variants had ids (0056) has none: each variant's is then its
+    /// position, which is what its clicks stored. The origin gives every variant it stores
+    /// one ([`Split::settle`]).
     fn id_at(&self, index: usize) -> Option<u8> {
         let variant = self.0.get(index)?;
         variant.id.or_else(|| u8::try_from(index).ok())
@@ -423,13 +431,12 @@ impl Split {
             let id = match kept {
                 Some(id) => id,
                 None => {
-                    let id = u8::try_from(used).map_err(|_| Error::Split {
-                        max: MAX_VARIANTS,
-                        reason: format!(
-                            "this link's split has had {MAX_VARIANT_IDS} variants, and an id \
-                             is never given twice (its clicks are its own): make a new link for \
-                             a new test"
-                        ),
+                    let id = u8::try_from(used).map_err(|_| {
+                        Error::VariantIds(format!(
+                            "this link's split has had {MAX_VARIANT_IDS} variants, and an id is \
+                             never given twice (its clicks are its own): send the id of a variant \
+                             whose destination you change, or make a new link for a new test"
+                        ))
                     })?;
                     used += 1;
                     id
@@ -1182,7 +1189,7 @@ mod tests {
         let asked = split_of(&[(None, "a", 50), (None, "c", 50)]);
         assert!(matches!(
             asked.settle(&full, MAX_VARIANT_IDS),
-            Err(Error::Split { .. })
+            Err(Error::VariantIds(_))
         ));
     }
 

@@ -812,8 +812,11 @@ pub(crate) async fn update(
     .fetch_optional(&mut *tx)
     .await?;
     let before = before.ok_or_else(|| Error::LinkNotFound(code.to_string()))?;
-    // A new split keeps the ids of the variants it keeps, under the row's lock.
+    // A new split keeps the ids of the variants it keeps, under the row's lock. No split
+    // gives no id: the count of ids used stays as it is (the dashboard sends an empty split
+    // with every save, and a link last written before ids would read its clicks for nothing).
     let split = match &body.split {
+        Some(split) if split.is_empty() => Some((Split::NONE, None)),
         Some(split) => {
             let current: Split = json("split", before.split.clone())?;
             let used = match before.split_ids_used {
@@ -822,7 +825,7 @@ pub(crate) async fn update(
             };
             let used = u16::try_from(used).map_err(invalid)?;
             let (split, used) = split.clone().settle(&current, used)?;
-            Some((split, i16::try_from(used).map_err(invalid)?))
+            Some((split, Some(i16::try_from(used).map_err(invalid)?)))
         }
         None => None,
     };
@@ -874,7 +877,7 @@ pub(crate) async fn update(
     .bind(body.note.as_ref().and_then(|note| note_text(note.as_ref())))
     .bind(body.title.is_some())
     .bind(body.title.as_ref().and_then(|title| title_text(title.as_ref())))
-    .bind(split.as_ref().map(|&(_, used)| used))
+    .bind(split.as_ref().and_then(|&(_, used)| used))
     .fetch_one(&mut *tx)
     .await?;
     // The link's clicks counted so far move to its new tags (`analytics::tags`).

@@ -420,6 +420,44 @@ async fn a_split_stored_before_variant_ids_shows_its_positions_and_keeps_its_cou
         .map(|variant| variant["id"].clone())
         .collect();
     assert_eq!(ids, [json!(0), json!(1), json!(5)]);
+    // Two variants naming one id: refused at the split, saying so.
+    let twice = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/old",
+            Some(json!({"split": [
+                {"id": 0, "destination": a, "weight": 50},
+                {"id": 0, "destination": b, "weight": 50}
+            ]})),
+        )
+        .await;
+    let (code, field) = twice.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        (code.as_str(), field.as_deref()),
+        ("invalid_input", Some("split"))
+    );
+    assert!(twice.text().contains("the id 0"), "{}", twice.text());
+    // A save without a split (the dashboard sends an empty one) of a link from before ids
+    // gives no id, so it does not read the link's clicks for them.
+    sqlx::query("UPDATE links SET split = '[]', split_ids_used = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .expect("an old link without a split");
+    let saved = app
+        .api(
+            Method::PATCH,
+            "/api/v1/links/old",
+            Some(json!({"split": [], "note": "saved"})),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    let used: Option<i16> = sqlx::query_scalar("SELECT split_ids_used FROM links WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .expect("the count");
+    assert_eq!(used, None);
 }
 
 #[tokio::test]
