@@ -252,6 +252,16 @@ async fn visit_split(
     went
 }
 
+/// Changes the split of `/{code}` to `split`; the split the link has after it.
+async fn change_split(app: &TestApp, code: &str, split: Value) -> Value {
+    let path = format!("/api/v1/links/{code}");
+    let changed = app
+        .api(Method::PATCH, &path, Some(json!({ "split": split })))
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    changed.json()["split"].clone()
+}
+
 #[tokio::test]
 async fn a_variant_keeps_its_clicks_when_the_split_is_changed() {
     let app = app_with_addresses().await;
@@ -276,51 +286,43 @@ async fn a_variant_keeps_its_clicks_when_the_split_is_changed() {
 
     // A removed, B moved first, C added: B keeps its id (by its destination), C takes one
     // never used.
-    let changed = app
-        .api(
-            Method::PATCH,
-            "/api/v1/links/ab",
-            Some(json!({"split": [{"destination": b, "weight": 60}, {"destination": c, "weight": 40}]})),
-        )
-        .await;
-    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    let changed = change_split(
+        &app,
+        "ab",
+        json!([{"destination": b, "weight": 60}, {"destination": c, "weight": 40}]),
+    )
+    .await;
     assert_eq!(
-        changed.json()["split"],
+        changed,
         json!([{"id": 1, "destination": b, "weight": 60}, {"id": 2, "destination": c, "weight": 40}])
     );
     let second = visit_split(&app, "ab", 2, 100).await;
     // B's destination changed under its id (the dashboard sends it): still B's clicks. A's
     // destination back without an id is a new variant: A's id stays A's.
     let b2 = "https://b2.example/";
-    let changed = app
-        .api(
-            Method::PATCH,
-            "/api/v1/links/ab",
-            Some(json!({"split": [
-                {"id": 1, "destination": b2, "weight": 50},
-                {"destination": a, "weight": 50}
-            ]})),
-        )
-        .await;
-    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
+    let changed = change_split(
+        &app,
+        "ab",
+        json!([{"id": 1, "destination": b2, "weight": 50}, {"destination": a, "weight": 50}]),
+    )
+    .await;
     assert_eq!(
-        changed.json()["split"],
+        changed,
         json!([{"id": 1, "destination": b2, "weight": 50}, {"id": 3, "destination": a, "weight": 50}])
     );
     let third = visit_split(&app, "ab", 3, 100).await;
     // The highest id removed, one added: still an id never given (not 3 again).
-    let changed = app
-        .api(
-            Method::PATCH,
-            "/api/v1/links/ab",
-            Some(json!({"split": [
-                {"id": 1, "destination": b2, "weight": 50},
-                {"destination": "https://d.example/", "weight": 50}
-            ]})),
-        )
-        .await;
+    let changed = change_split(
+        &app,
+        "ab",
+        json!([
+            {"id": 1, "destination": b2, "weight": 50},
+            {"destination": "https://d.example/", "weight": 50}
+        ]),
+    )
+    .await;
     assert_eq!(
-        changed.json()["split"][1],
+        changed[1],
         json!({"id": 4, "destination": "https://d.example/", "weight": 50})
     );
 
@@ -400,19 +402,16 @@ async fn a_split_stored_before_variant_ids_shows_its_positions_and_keeps_its_cou
     );
     // The dashboard sends the ids it was shown: A's new destination keeps A's clicks; a new
     // variant takes an id after every one its clicks name.
-    let changed = app
-        .api(
-            Method::PATCH,
-            "/api/v1/links/old",
-            Some(json!({"split": [
-                {"id": 0, "destination": "https://a2.example/", "weight": 40},
-                {"id": 1, "destination": b, "weight": 30},
-                {"destination": "https://c.example/", "weight": 30}
-            ]})),
-        )
-        .await;
-    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text());
-    let split = changed.json()["split"].clone();
+    let split = change_split(
+        &app,
+        "old",
+        json!([
+            {"id": 0, "destination": "https://a2.example/", "weight": 40},
+            {"id": 1, "destination": b, "weight": 30},
+            {"destination": "https://c.example/", "weight": 30}
+        ]),
+    )
+    .await;
     let ids: Vec<Value> = split
         .as_array()
         .expect("variants")
